@@ -1,0 +1,411 @@
+/* config.c — flags and INI keys (see config.h). One table describes every key:
+ * its kind and where it lands in struct tf_config; the command line and the
+ * INI reader both go through tf_config_set(), so the two can never disagree. */
+#include "proxy/config.h"
+
+#include <ini.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX };
+
+struct key {
+    const char *name;
+    enum kind kind;
+    size_t offset;       /* of the field; for K_LIST the char ** (count follows) */
+    size_t count_offset; /* K_LIST only */
+    unsigned min, max;   /* K_UINT */
+};
+
+#define F(field) offsetof(struct tf_config, field)
+static const struct key keys[] = {
+    { "listen", K_LISTEN, 0, 0, 0, 0 },
+    { "app", K_STRING, F(app), 0, 0, 0 },
+    { "wsgi-file", K_STRING, F(wsgi_file), 0, 0, 0 },
+    { "trac-env", K_STRING, F(trac_env), 0, 0, 0 },
+    { "trac-env-parent-dir", K_STRING, F(trac_env_parent_dir), 0, 0, 0 },
+    { "pythonpath", K_LIST, F(pythonpath), F(n_pythonpath), 0, 0 },
+    { "venv", K_STRING, F(venv), 0, 0, 0 },
+    { "env", K_LIST, F(env), F(n_env), 0, 0 },
+    { "mount", K_PATH_PREFIX, F(mount), 0, 0, 0 },
+    { "threads", K_UINT, F(threads), 0, 1, 1024 },
+    { "io-threads", K_UINT, F(io_threads), 0, 1, 64 },
+    { "queue-size", K_UINT, F(queue_size), 0, 1, 1000000 },
+    { "max-body", K_SIZE, F(max_body), 0, 0, 0 },
+    { "access-log", K_STRING, F(access_log), 0, 0, 0 },
+    { "error-log", K_STRING, F(error_log), 0, 0, 0 },
+    { "graceful-timeout", K_SECONDS, F(graceful_timeout), 0, 0, 0 },
+    { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
+};
+#undef F
+
+const char tf_config_usage[] =
+    "usage: tracfront [options]\n"
+    "\n"
+    "Application (one of):\n"
+    "  --app MODULE:CALLABLE        a WSGI callable, e.g. myapp:application\n"
+    "  --wsgi-file PATH             a .wsgi script defining `application` (mod_wsgi style)\n"
+    "  --trac-env PATH              a Trac environment, served by trac.web.main\n"
+    "  --trac-env-parent-dir DIR    every Trac environment under DIR, with Trac's index\n"
+    "\n"
+    "Python:\n"
+    "  --pythonpath DIR             prepend DIR to sys.path (repeatable)\n"
+    "  --venv DIR                   use the virtual environment in DIR\n"
+    "  --env KEY=VALUE              extra WSGI environ entry (repeatable)\n"
+    "  --mount PREFIX               serve under PREFIX (becomes SCRIPT_NAME)\n"
+    "\n"
+    "Server:\n"
+    "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any)\n"
+    "  --threads N                  app threads running WSGI calls (default 8)\n"
+    "  --io-threads N               network threads (default: number of CPUs)\n"
+    "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
+    "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
+    "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
+    "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
+    "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
+    "  --error-log FILE|-           error log (default - = stderr)\n"
+    "  --config FILE                INI file with these keys in a [tracfront] section\n"
+    "  --help, --version\n";
+
+static const struct key *find_key(const char *name)
+{
+    char norm[64];
+    size_t n = strlen(name);
+    if (n >= sizeof(norm))
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        norm[i] = name[i] == '_' ? '-' : name[i];
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+        if (!strcmp(keys[i].name, norm))
+            return &keys[i];
+    return NULL;
+}
+
+int tf_parse_size(const char *text, uint64_t *out)
+{
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (errno)
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: return -1;
+    }
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || (shift && n > (UINT64_MAX >> shift)))
+        return -1;
+    *out = (uint64_t)n << shift;
+    return 0;
+}
+
+static int parse_uint(const char *text, unsigned min, unsigned max, unsigned *out)
+{
+    if (!text || *text < '0' || *text > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long n = strtoul(text, &end, 10);
+    if (errno || *end || n < min || n > max)
+        return -1;
+    *out = (unsigned)n;
+    return 0;
+}
+
+int tf_parse_listen(const char *text, char **host, unsigned *port)
+{
+    const char *colon = strrchr(text, ':');
+    const char *h = text, *p = text;
+    size_t hlen = 0;
+    if (colon) {
+        p = colon + 1;
+        hlen = (size_t)(colon - text);
+        if (hlen >= 2 && text[0] == '[' && text[hlen - 1] == ']') {
+            h = text + 1;
+            hlen -= 2;
+        } else if (memchr(text, ':', hlen)) {
+            return -1; /* an IPv6 address needs brackets */
+        }
+    }
+    if (parse_uint(p, 0, 65535, port) < 0)
+        return -1;
+    *host = hlen ? strndup(h, hlen) : strdup("127.0.0.1");
+    return *host ? 0 : -1;
+}
+
+static int set_seconds(const char *value, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(value, &end);
+    if (errno || end == value || *end || d < 0 || d > 86400 * 365)
+        return -1;
+    *out = d;
+    return 0;
+}
+
+int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
+                  char *err, size_t errlen)
+{
+    const struct key *k = find_key(name);
+    if (!k) {
+        snprintf(err, errlen, "unknown key '%s' (see --help)", name);
+        return -1;
+    }
+    char *base = (char *)cfg;
+    switch (k->kind) {
+    case K_STRING: {
+        char *copy = strdup(value);
+        if (!copy)
+            goto nomem;
+        char **field = (char **)(base + k->offset);
+        free(*field);
+        *field = copy;
+        return 0;
+    }
+    case K_LIST: {
+        char ***list = (char ***)(base + k->offset);
+        size_t *count = (size_t *)(base + k->count_offset);
+        if (!strcmp(k->name, "env") && (!strchr(value, '=') || value[0] == '=')) {
+            snprintf(err, errlen, "%s: '%s' is not KEY=VALUE", k->name, value);
+            return -1;
+        }
+        char **grown = realloc(*list, (*count + 1) * sizeof(char *));
+        if (!grown)
+            goto nomem;
+        *list = grown;
+        if (!(grown[*count] = strdup(value)))
+            goto nomem;
+        (*count)++;
+        return 0;
+    }
+    case K_UINT:
+        if (parse_uint(value, k->min, k->max, (unsigned *)(base + k->offset)) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a whole number from %u to %u", k->name,
+                     value, k->min, k->max);
+            return -1;
+        }
+        return 0;
+    case K_SIZE:
+        if (tf_parse_size(value, (uint64_t *)(base + k->offset)) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a size in bytes (e.g. 1048576, 512K, 100M, 1G)",
+                     k->name, value);
+            return -1;
+        }
+        return 0;
+    case K_SECONDS:
+        if (set_seconds(value, (double *)(base + k->offset)) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a number of seconds", k->name, value);
+            return -1;
+        }
+        return 0;
+    case K_LISTEN: {
+        char *host = NULL;
+        unsigned port;
+        if (tf_parse_listen(value, &host, &port) < 0) {
+            free(host);
+            snprintf(err, errlen, "listen: '%s' is not HOST:PORT (e.g. 127.0.0.1:8000, [::1]:0)",
+                     value);
+            return -1;
+        }
+        free(cfg->listen_host);
+        cfg->listen_host = host;
+        cfg->listen_port = port;
+        return 0;
+    }
+    case K_PATH_PREFIX: {
+        size_t n = strlen(value);
+        while (n > 0 && value[n - 1] == '/')
+            n--;
+        if (n > 0 && value[0] != '/') {
+            snprintf(err, errlen, "%s: '%s' must start with '/'", k->name, value);
+            return -1;
+        }
+        char *copy = strndup(value, n);
+        if (!copy)
+            goto nomem;
+        char **field = (char **)(base + k->offset);
+        free(*field);
+        *field = copy;
+        return 0;
+    }
+    }
+nomem:
+    snprintf(err, errlen, "%s: out of memory", k->name);
+    return -1;
+}
+
+struct ini_state {
+    struct tf_config *cfg;
+    char err[512];
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_state *st = user;
+    if (section[0] && strcmp(section, "tracfront") != 0) {
+        snprintf(st->err, sizeof(st->err), "unknown section [%s] (use [tracfront])", section);
+        return 0;
+    }
+    char why[400];
+    if (tf_config_set(st->cfg, name, value, why, sizeof(why)) < 0) {
+        snprintf(st->err, sizeof(st->err), "%s", why);
+        return 0;
+    }
+    return 1;
+}
+
+static int load_file(struct tf_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct ini_state st = { cfg, "" };
+    int rc = ini_parse(path, on_ini_line, &st);
+    if (rc == -1) {
+        snprintf(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "--config %s, line %d: %s", path, rc,
+                 st.err[0] ? st.err : "not KEY = VALUE");
+        return -1;
+    }
+    return 0;
+}
+
+static void set_defaults(struct tf_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->listen_port = 8000;
+    cfg->threads = 8;
+    cfg->queue_size = 1024;
+    cfg->max_body = 1ull << 30;
+    cfg->graceful_timeout = 30;
+    cfg->idle_timeout = 60;
+    cfg->mount = strdup("");
+}
+
+/* Walk argv: --key value or --key=value. With apply false only --config,
+ * --help and --version are taken (first pass). */
+static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
+                     char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
+            snprintf(err, errlen, "unexpected argument '%s' (options start with --; see --help)", arg);
+            return -1;
+        }
+        const char *name = arg + 2, *value = NULL;
+        char key[64];
+        const char *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        if (nlen >= sizeof(key)) {
+            snprintf(err, errlen, "unknown flag '%s' (see --help)", arg);
+            return -1;
+        }
+        memcpy(key, name, nlen);
+        key[nlen] = 0;
+        if (!strcmp(key, "help") || !strcmp(key, "version")) {
+            if (!strcmp(key, "help"))
+                cfg->help = true;
+            else
+                cfg->version = true;
+            continue;
+        }
+        if (strcmp(key, "config") != 0 && !find_key(key)) {
+            snprintf(err, errlen, "unknown flag '--%s' (see --help)", key);
+            return -1;
+        }
+        if (eq) {
+            value = eq + 1;
+        } else {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "--%s needs a value", key);
+                return -1;
+            }
+            value = argv[++i];
+        }
+        if (!strcmp(key, "config")) {
+            if (!apply) {
+                free(cfg->config_file);
+                cfg->config_file = strdup(value);
+            }
+            continue;
+        }
+        if (apply) {
+            char why[400];
+            if (tf_config_set(cfg, key, value, why, sizeof(why)) < 0) {
+                snprintf(err, errlen, "--%s", why);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    set_defaults(cfg);
+    if (walk_args(cfg, argc, argv, false, err, errlen) < 0)
+        return -1;
+    if (cfg->help || cfg->version)
+        return 0;
+    if (cfg->config_file && load_file(cfg, cfg->config_file, err, errlen) < 0)
+        return -1;
+    if (walk_args(cfg, argc, argv, true, err, errlen) < 0)
+        return -1;
+    int apps = !!cfg->app + !!cfg->wsgi_file + !!cfg->trac_env + !!cfg->trac_env_parent_dir;
+    if (apps == 0) {
+        snprintf(err, errlen, "no application: give --app MODULE:CALLABLE, --wsgi-file PATH, "
+                              "--trac-env PATH or --trac-env-parent-dir DIR");
+        return -1;
+    }
+    if (apps > 1) {
+        snprintf(err, errlen, "--app, --wsgi-file, --trac-env and --trac-env-parent-dir "
+                              "exclude each other: give one");
+        return -1;
+    }
+    if (cfg->app) {
+        const char *colon = strchr(cfg->app, ':');
+        if (!colon || colon == cfg->app || !colon[1]) {
+            snprintf(err, errlen, "--app: '%s' is not MODULE:CALLABLE (e.g. myapp:application)",
+                     cfg->app);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+void tf_config_free(struct tf_config *cfg)
+{
+    free(cfg->listen_host);
+    free(cfg->app);
+    free(cfg->wsgi_file);
+    free(cfg->trac_env);
+    free(cfg->trac_env_parent_dir);
+    free_list(cfg->pythonpath, cfg->n_pythonpath);
+    free(cfg->venv);
+    free_list(cfg->env, cfg->n_env);
+    free(cfg->mount);
+    free(cfg->access_log);
+    free(cfg->error_log);
+    free(cfg->config_file);
+    memset(cfg, 0, sizeof(*cfg));
+}

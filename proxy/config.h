@@ -1,0 +1,57 @@
+/* config.h — tracfront's settings, from command-line flags and an optional INI
+ * file (--config FILE, section [tracfront]) with the same keys; flags win over
+ * the file, repeatable keys accumulate (file first). Parsed once on the main
+ * thread before anything starts; read-only afterwards, so no lock. A bad value
+ * is reported naming the flag or key and what would be accepted. */
+#ifndef TF_CONFIG_H
+#define TF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tf_config {
+    char *listen_host;          /* default "127.0.0.1" */
+    unsigned listen_port;       /* default 8000; 0 = any free port */
+    char *app;                  /* MODULE:CALLABLE */
+    char *wsgi_file;
+    char *trac_env;
+    char *trac_env_parent_dir;
+    char **pythonpath;          /* repeatable */
+    size_t n_pythonpath;
+    char *venv;
+    char **env;                 /* "KEY=VALUE", repeatable */
+    size_t n_env;
+    char *mount;                /* "" or "/prefix" with no trailing slash */
+    unsigned threads;           /* app threads */
+    unsigned io_threads;        /* libmicrohttpd threads */
+    unsigned queue_size;        /* requests waiting for an app thread */
+    uint64_t max_body;          /* bytes; 0 = no limit */
+    char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
+    char *error_log;            /* path, "-" stderr */
+    double graceful_timeout;    /* seconds */
+    double idle_timeout;        /* seconds a connection may stay silent */
+    char *config_file;
+    bool help, version;
+};
+
+/* Fill cfg from argv (and the --config file). Returns 0, or -1 with a
+ * one-line message in err; cfg must be freed either way. */
+int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen);
+void tf_config_free(struct tf_config *cfg);
+
+/* Set one key ("threads", "max-body"; '_' and '-' are the same) from text.
+ * Returns 0, or -1 with the reason in err (cfg unchanged). */
+int tf_config_set(struct tf_config *cfg, const char *key, const char *value,
+                  char *err, size_t errlen);
+
+/* Parse "1024", "10K", "5M", "1G" (powers of 1024). Returns 0 or -1. */
+int tf_parse_size(const char *text, uint64_t *out);
+
+/* Parse "HOST:PORT", "[V6]:PORT", ":PORT" or "PORT". Returns 0 or -1;
+ * *host is a new string (free it). */
+int tf_parse_listen(const char *text, char **host, unsigned *port);
+
+extern const char tf_config_usage[];
+
+#endif

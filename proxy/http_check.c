@@ -1,0 +1,151 @@
+/* http_check.c — the RFC 9112 checks of http_check.h. Everything here answers
+ * "is this unambiguous?"; when in doubt the answer is no, because a request
+ * that two parsers could read differently is how smuggling starts. */
+#include "proxy/http_check.h"
+
+#include <string.h>
+#include <strings.h>
+
+void tf_framing_init(struct tf_framing *f)
+{
+    memset(f, 0, sizeof(*f));
+    f->content_length = -1;
+}
+
+bool tf_is_token(const char *s, size_t len)
+{
+    static const char extra[] = "!#$%&'*+-.^_`|~";
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c && strchr(extra, c))))
+            return false;
+    }
+    return true;
+}
+
+static bool value_ok(const char *v, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool name_is(const char *name, size_t len, const char *want)
+{
+    return strlen(want) == len && strncasecmp(name, want, len) == 0;
+}
+
+/* Content-Length: 1*DIGIT; "5, 5" lists of one value are accepted as RFC 9110
+ * allows, anything else is a 400. */
+static int parse_content_length(const char *v, size_t len, int64_t *out)
+{
+    int64_t value = -1;
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i == len || v[i] < '0' || v[i] > '9')
+            return -1;
+        int64_t n = 0;
+        while (i < len && v[i] >= '0' && v[i] <= '9') {
+            if (n > (INT64_MAX - 9) / 10)
+                return -1;
+            n = n * 10 + (v[i++] - '0');
+        }
+        while (i < len && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (value >= 0 && n != value)
+            return -1;
+        value = n;
+        if (i < len && v[i] != ',')
+            return -1;
+        if (i < len)
+            i++;
+    }
+    if (value < 0)
+        return -1;
+    *out = value;
+    return 0;
+}
+
+static void fold_transfer_encoding(struct tf_framing *f, const char *v, size_t len)
+{
+    f->transfer_encoding = true;
+    size_t i = 0;
+    while (i <= len) {
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t a = start, b = i;
+        while (a < b && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t'))
+            b--;
+        if (b > a) {
+            if (f->chunked)
+                f->bad_coding = true; /* something after chunked, or chunked twice */
+            if (b - a == 7 && strncasecmp(v + a, "chunked", 7) == 0)
+                f->chunked = true;
+            else
+                f->unsupported_coding = true;
+        }
+        i++;
+    }
+}
+
+int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
+                    const char *value, size_t value_len)
+{
+    if (!tf_is_token(name, name_len) || !value_ok(value, value_len))
+        return 400;
+    if (name_is(name, name_len, "Content-Length")) {
+        int64_t n;
+        if (parse_content_length(value, value_len, &n) < 0)
+            return 400;
+        if (f->content_length >= 0 && f->content_length != n)
+            return 400;
+        f->content_length = n;
+    } else if (name_is(name, name_len, "Transfer-Encoding")) {
+        fold_transfer_encoding(f, value, value_len);
+    } else if (name_is(name, name_len, "Host")) {
+        f->host_count++;
+    }
+    return 0;
+}
+
+int tf_check_framing(const struct tf_framing *f, bool http11)
+{
+    if (f->transfer_encoding) {
+        if (f->content_length >= 0 || !http11 || f->bad_coding)
+            return 400;
+        if (f->unsupported_coding)
+            return 501;
+        if (!f->chunked)
+            return 400;
+    }
+    if (f->host_count > 1 || (http11 && f->host_count == 0))
+        return 400;
+    return 0;
+}
+
+int tf_check_target(const char *target, const char *method)
+{
+    if (!target || !*target)
+        return 400;
+    for (const unsigned char *p = (const unsigned char *)target; *p; p++)
+        if (*p <= 0x20 || *p == 0x7f)
+            return 400;
+    if (target[0] == '/')
+        return 0;
+    if (!strcmp(target, "*"))
+        return strcmp(method, "OPTIONS") == 0 ? 0 : 400;
+    if (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8))
+        return 0;
+    return 400;
+}

@@ -1,0 +1,39 @@
+/* http_check.h — request checks that libmicrohttpd does not make (RFC 9112):
+ * header syntax, message framing (Content-Length, Transfer-Encoding) and the
+ * request target. Pure functions over bytes: no I/O, no allocation, so every
+ * rule is unit-tested on its own. A non-zero result is the HTTP status to
+ * answer with (400, 501); the connection is then closed. */
+#ifndef TF_HTTP_CHECK_H
+#define TF_HTTP_CHECK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct tf_framing {
+    int64_t content_length;   /* -1 when absent */
+    bool chunked;             /* Transfer-Encoding: chunked */
+    bool transfer_encoding;   /* any Transfer-Encoding header seen */
+    bool unsupported_coding;  /* a coding other than chunked */
+    bool bad_coding;          /* chunked not last, or repeated */
+    unsigned host_count;
+};
+
+void tf_framing_init(struct tf_framing *f);
+
+/* Check one header line's name and value and fold it into the framing
+ * state. Returns 0 or the status to answer with. */
+int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
+                    const char *value, size_t value_len);
+
+/* After the last header: framing ambiguities (CL with TE, TE on HTTP/1.0,
+ * a missing or repeated Host on HTTP/1.1). Returns 0 or a status. */
+int tf_check_framing(const struct tf_framing *f, bool http11);
+
+/* Request target: origin-form ("/..."), absolute-form ("http://h/..."),
+ * or "*" for OPTIONS. No controls or spaces. Returns 0 or 400. */
+int tf_check_target(const char *target, const char *method);
+
+bool tf_is_token(const char *s, size_t len);
+
+#endif

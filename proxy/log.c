@@ -1,0 +1,173 @@
+/* log.c — error and access logs (see log.h). A line is built in a stack buffer
+ * and written with one write(); client-supplied strings are escaped as Apache
+ * does (\" \\ \xhh) so a request can never forge a log line. */
+#include "proxy/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int error_fd = 2;
+static int access_fd = -1;
+
+static int open_target(const char *path, int *fd, int dflt, char *err, size_t errlen,
+                       const char *what)
+{
+    if (!path) {
+        *fd = dflt;
+        return 0;
+    }
+    if (!*path || !strcmp(path, "off")) {
+        *fd = -1;
+        return 0;
+    }
+    if (!strcmp(path, "-")) {
+        *fd = 2;
+        return 0;
+    }
+    *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        snprintf(err, errlen, "%s: cannot open '%s' for appending: %s", what, path,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int tf_log_open(const char *error_path, const char *access_path, char *err, size_t errlen)
+{
+    if (open_target(error_path, &error_fd, 2, err, errlen, "--error-log") < 0)
+        return -1;
+    return open_target(access_path, &access_fd, -1, err, errlen, "--access-log");
+}
+
+void tf_log_close(void)
+{
+    if (error_fd > 2)
+        close(error_fd);
+    if (access_fd > 2)
+        close(access_fd);
+    error_fd = 2;
+    access_fd = -1;
+}
+
+static void write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
+void tf_log_raw(const char *data, size_t len)
+{
+    if (error_fd >= 0)
+        write_all(error_fd, data, len);
+}
+
+static void log_line(const char *level, const char *fmt, va_list ap)
+{
+    if (error_fd < 0)
+        return;
+    char line[8192];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    localtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld] [%s] ", ts.tv_nsec / 1000000L, level);
+    int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
+    line[n++] = '\n';
+    write_all(error_fd, line, n);
+}
+
+void tf_log_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("error", fmt, ap);
+    va_end(ap);
+}
+
+void tf_log_info(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("info", fmt, ap);
+    va_end(ap);
+}
+
+int tf_log_access_enabled(void)
+{
+    return access_fd >= 0;
+}
+
+/* Append s escaped; stops (truncating) rather than overflow. */
+static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!s || !*s)
+        s = "-";
+    for (; *s && pos + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            out[pos++] = '\\';
+            out[pos++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            out[pos++] = '\\';
+            out[pos++] = 'x';
+            out[pos++] = hex[c >> 4];
+            out[pos++] = hex[c & 15];
+        } else {
+            out[pos++] = (char)c;
+        }
+    }
+    return pos;
+}
+
+void tf_log_access(const struct tf_access_entry *e)
+{
+    if (access_fd < 0)
+        return;
+    char line[8192];
+    size_t cap = sizeof(line) - 64, n = 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    n = put_escaped(line, n, cap, e->remote_addr);
+    line[n++] = ' ';
+    line[n++] = '-';
+    line[n++] = ' ';
+    n = put_escaped(line, n, cap, e->remote_user);
+    n += strftime(line + n, sizeof(line) - n, " [%d/%b/%Y:%H:%M:%S %z] \"", &tm);
+    n = put_escaped(line, n, cap, e->method);
+    line[n++] = ' ';
+    n = put_escaped(line, n, cap, e->target);
+    line[n++] = ' ';
+    n = put_escaped(line, n, cap, e->version);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\" %u ", e->status);
+    if (e->bytes)
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%llu \"", (unsigned long long)e->bytes);
+    else
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "- \"");
+    n = put_escaped(line, n, cap, e->referer);
+    line[n++] = '"';
+    line[n++] = ' ';
+    line[n++] = '"';
+    n = put_escaped(line, n, cap, e->user_agent);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, "\" %llu\n",
+                          (unsigned long long)e->duration_us);
+    write_all(access_fd, line, n);
+}

@@ -1,0 +1,41 @@
+/* log.h — the error log and the access log. Both are files opened once at
+ * start; every line is formatted into a buffer and written with one write()
+ * on an O_APPEND descriptor, so lines from concurrent threads never
+ * interleave and no lock is needed. Never call these with the GIL held around
+ * slow I/O other than the single write. */
+#ifndef TF_LOG_H
+#define TF_LOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Open the logs: "-" is stderr, "" (or "off") disables that log.
+ * Returns 0, or -1 with a message in err. */
+int tf_log_open(const char *error_path, const char *access_path, char *err, size_t errlen);
+void tf_log_close(void);
+
+/* "[date] [level] message\n" to the error log. */
+void tf_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void tf_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Raw bytes to the error log (wsgi.errors, Python tracebacks). */
+void tf_log_raw(const char *data, size_t len);
+
+int tf_log_access_enabled(void);
+
+/* One Combined Log Format line plus the response time in microseconds. */
+struct tf_access_entry {
+    const char *remote_addr;
+    const char *remote_user;  /* NULL → "-" */
+    const char *method;
+    const char *target;
+    const char *version;
+    unsigned status;
+    uint64_t bytes;
+    const char *referer;      /* NULL → "-" */
+    const char *user_agent;   /* NULL → "-" */
+    uint64_t duration_us;
+};
+void tf_log_access(const struct tf_access_entry *e);
+
+#endif

@@ -1,0 +1,105 @@
+/* main.c — tracfront's entry point: read the configuration, start Python and
+ * the app, the app threads and the HTTP server; then wait for SIGINT/SIGTERM
+ * and shut down gracefully: stop accepting, let requests in flight finish
+ * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/platform.h"
+#include "proxy/server.h"
+#include "wsgi/interp.h"
+#include "wsgi/pool.h"
+
+static const char *app_label(const struct tf_config *cfg)
+{
+    if (cfg->app)
+        return cfg->app;
+    if (cfg->wsgi_file)
+        return cfg->wsgi_file;
+    return cfg->trac_env ? cfg->trac_env : cfg->trac_env_parent_dir;
+}
+
+/* Wait for requests in flight to end, at most timeout seconds. */
+static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeout)
+{
+    uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
+    while (tf_server_in_flight(server) > 0 || wsgi_pool_busy(pool) > 0) {
+        if (tf_now_us() >= deadline)
+            return false;
+        if (tf_signals_wait(20)) /* a second signal: stop waiting */
+            return false;
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    struct tf_config cfg;
+    char err[1024] = "";
+    tf_signals_block();
+    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        tf_config_free(&cfg);
+        return 2;
+    }
+    if (cfg.help || cfg.version) {
+        if (cfg.help)
+            fputs(tf_config_usage, stdout);
+        else
+            printf("tracfront %s (libmicrohttpd, Python %s)\n", TF_VERSION, TF_PY_EXECUTABLE);
+        tf_config_free(&cfg);
+        return 0;
+    }
+    if (tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        tf_config_free(&cfg);
+        return 2;
+    }
+    if (wsgi_interp_start(&cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        tf_log_error("%s", err);
+        return 1;
+    }
+    struct wsgi_pool *pool = wsgi_pool_new(cfg.queue_size);
+    struct tf_server *server = pool ? tf_server_start(&cfg, wsgi_pool_submit, pool, err, sizeof(err))
+                                    : NULL;
+    if (!server) {
+        fprintf(stderr, "tracfront: %s\n", pool ? err : "out of memory");
+        return 1;
+    }
+    wsgi_interp_set_port(tf_server_port(server));
+    if (wsgi_pool_start(pool, cfg.threads) < 0) {
+        fprintf(stderr, "tracfront: cannot start app threads\n");
+        return 1;
+    }
+    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (app %s, %u threads)\n",
+            TF_VERSION, strchr(cfg.listen_host, ':') ? "[" : "", cfg.listen_host,
+            strchr(cfg.listen_host, ':') ? "]" : "", tf_server_port(server), app_label(&cfg),
+            cfg.threads);
+    fflush(stderr);
+
+    int sig;
+    while (!(sig = tf_signals_wait(1000)))
+        ;
+    tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,
+                cfg.graceful_timeout);
+    tf_server_quiesce(server);
+    bool idle = drain(server, pool, cfg.graceful_timeout);
+    if (!idle) {
+        tf_log_error("requests still running after --graceful-timeout; exiting without them");
+        wsgi_interp_stop(false);
+        tf_log_close();
+        _exit(0);
+    }
+    tf_server_stop(server);
+    wsgi_pool_stop(pool);
+    wsgi_interp_stop(true);
+    tf_log_info("stopped");
+    tf_log_close();
+    tf_config_free(&cfg);
+    return 0;
+}

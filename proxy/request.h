@@ -1,0 +1,116 @@
+/* request.h — one HTTP request as every backend sees it: what the client sent
+ * (method, target, headers, body spool), and the way back (an MHD response,
+ * plus a bounded chunk channel for streamed bodies).
+ *
+ * Lifetime: reference counted. The I/O side holds one reference from the
+ * URI-log callback to the request-completed callback (the one place MHD state
+ * is released); a backend task, a streamed response and Python objects that
+ * point at the request (wsgi.input, start_response) hold one each. The last
+ * tf_request_unref() frees it, on whichever thread that happens. Nothing in
+ * struct tf_request is a Python object, so freeing never needs the GIL.
+ *
+ * Threads: the request part is written by the I/O thread before dispatch and
+ * read-only afterwards. The channel fields are guarded by `lock`. */
+#ifndef TF_REQUEST_H
+#define TF_REQUEST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy/spool.h"
+
+struct MHD_Connection;
+struct MHD_Response;
+struct tf_server;
+
+struct tf_header {
+    const char *name, *value;   /* NUL-terminated, inside tf_request.header_store */
+    size_t name_len, value_len;
+};
+
+struct tf_chunk {
+    struct tf_chunk *next;
+    size_t len, off;
+    char data[];
+};
+
+/* Channel high/low water marks: a producer stops at HIGH queued bytes and is
+ * let go again when the reader has drained the queue to LOW. */
+#define TF_CHANNEL_HIGH (512u * 1024u)
+#define TF_CHANNEL_LOW (128u * 1024u)
+
+struct tf_request {
+    /* --- written by the I/O thread before dispatch, read-only afterwards --- */
+    struct tf_server *server;
+    struct MHD_Connection *connection;
+    char *target;               /* raw request target, as received */
+    char *method, *version;
+    bool http11, is_head;
+    struct tf_header *headers;
+    size_t n_headers;
+    char *header_store;
+    char remote_addr[64];
+    unsigned remote_port;
+    struct tf_spool body;
+    uint64_t t_received, t_dispatched;
+    int phase;                  /* server.c's state machine; I/O thread only */
+
+    /* --- the answer: written by the backend before tf_request_respond() --- */
+    struct MHD_Response *response;
+    unsigned status;
+
+    /* --- streamed body channel, guarded by lock --- */
+    pthread_mutex_t lock;
+    pthread_cond_t drained;     /* signalled when queued drops to LOW or client leaves */
+    struct tf_chunk *head, *tail;
+    size_t queued;
+    uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
+    uint64_t t_first_byte, t_last_byte;
+    bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
+
+    /* Backend's per-request state and its "run me again" hook: called without
+     * the lock when a parked producer may continue (drained, or client gone). */
+    void *backend_state;
+    void (*producer_wake)(struct tf_request *req);
+
+    int refs;                   /* atomic */
+};
+
+/* New request with one reference (the I/O side's). NULL on out of memory. */
+struct tf_request *tf_request_new(struct tf_server *server, const char *target);
+void tf_request_ref(struct tf_request *req);
+void tf_request_unref(struct tf_request *req);
+
+/* Look up a request header (case-insensitive, first match); NULL if absent. */
+const char *tf_request_header(const struct tf_request *req, const char *name);
+
+/* Backend side, any thread: hand the response (status, headers, and for a
+ * stream the reader made by tf_request_stream_response()) to the I/O thread.
+ * Takes ownership of response. Call exactly once per request. */
+void tf_request_respond(struct tf_request *req, struct MHD_Response *response, unsigned status);
+
+/* An MHD response whose body is read from this request's channel (size
+ * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0).
+ * Takes a reference that the response releases. NULL on failure. */
+struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
+
+/* Producer side of the channel. push copies data; returns 0, or -1 when the
+ * client has gone (nothing queued). *over_high is set when the queue passed
+ * TF_CHANNEL_HIGH: the producer should stop (park, or wait_drained). */
+int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
+/* End of body (error = abort the connection instead of ending cleanly). */
+void tf_request_finish(struct tf_request *req, bool error);
+/* Block until the queue is down to TF_CHANNEL_LOW or the client has gone;
+ * returns 0, or -1 when gone. Call without the GIL. */
+int tf_request_wait_drained(struct tf_request *req);
+/* Park the producer: returns true if parked (producer_wake will be called
+ * later), false if the queue already drained or the client left meanwhile. */
+bool tf_request_park(struct tf_request *req);
+bool tf_request_client_gone(struct tf_request *req);
+
+/* I/O side: the client connection ended (request-completed callback). */
+void tf_request_connection_closed(struct tf_request *req);
+
+#endif

@@ -1,0 +1,384 @@
+/* server.c — libmicrohttpd glue (see server.h). Per request the access
+ * handler runs a small state machine: NEW (headers: check, collect) → BODY
+ * (spool upload data) → DISPATCHED (connection suspended, backend working) →
+ * RESPONDED. Per-request state is released in exactly one place, the
+ * request-completed callback. This file never touches Python. */
+#include "proxy/server.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/http_check.h"
+#include "proxy/log.h"
+#include "proxy/platform.h"
+
+enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
+
+struct tf_server {
+    struct MHD_Daemon *daemon;      /* main thread: start/stop only */
+    const struct tf_config *cfg;    /* read-only */
+    tf_dispatch_fn dispatch;        /* read-only */
+    void *backend;                  /* read-only */
+    unsigned port;                  /* read-only after start */
+    int in_flight;                  /* atomic; I/O threads */
+};
+
+static const char *reason_phrase(unsigned status)
+{
+    const char *r = MHD_get_reason_phrase_for(status);
+    return r && *r ? r : "Error";
+}
+
+struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), "%u %s\n%s%s", status, reason_phrase(status),
+                     detail ? detail : "", detail ? "\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(body))
+        n = (int)strlen(body);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return NULL;
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    if (close)
+        MHD_add_response_header(r, "Connection", "close");
+    return r;
+}
+
+static enum MHD_Result reply(struct tf_request *req, unsigned status, const char *detail,
+                             bool close)
+{
+    struct MHD_Response *r = tf_error_response(status, detail, close);
+    if (!r)
+        return MHD_NO;
+    req->status = status;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* --- collecting and checking headers ----------------------------------- */
+
+struct header_walk {
+    struct tf_request *req;
+    struct tf_framing framing;
+    int status;          /* first failing check */
+    size_t count, bytes; /* pass 1 */
+    char *store;         /* pass 2 */
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct header_walk *w = cls;
+    if (!value)
+        value = "", value_size = 0;
+    int st = tf_check_header(&w->framing, key, key_size, value, value_size);
+    if (st && !w->status)
+        w->status = st;
+    w->count++;
+    w->bytes += key_size + value_size + 2;
+    return MHD_YES;
+}
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct header_walk *w = cls;
+    struct tf_request *req = w->req;
+    struct tf_header *h = &req->headers[req->n_headers++];
+    if (!value)
+        value = "", value_size = 0;
+    memcpy(w->store, key, key_size);
+    w->store[key_size] = 0;
+    h->name = w->store;
+    h->name_len = key_size;
+    w->store += key_size + 1;
+    memcpy(w->store, value, value_size);
+    w->store[value_size] = 0;
+    h->value = w->store;
+    h->value_len = value_size;
+    w->store += value_size + 1;
+    return MHD_YES;
+}
+
+static void set_remote(struct tf_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, req->remote_addr, sizeof(req->remote_addr));
+        req->remote_port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, req->remote_addr, sizeof(req->remote_addr));
+        req->remote_port = ntohs(in6->sin6_port);
+    }
+}
+
+/* First call: everything up to the end of the headers. Returns 0 when the
+ * request may go on, else the status to refuse it with. */
+static int take_headers(struct tf_request *req, const char *method, const char *version,
+                        struct tf_framing *framing)
+{
+    req->method = strdup(method);
+    req->version = strdup(version);
+    if (!req->method || !req->version)
+        return 500;
+    req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    set_remote(req);
+    if (!tf_is_token(method, strlen(method)))
+        return 400;
+    if (!req->http11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
+        return 505;
+    int st = tf_check_target(req->target, method);
+    if (st)
+        return st;
+    struct header_walk w = { .req = req };
+    tf_framing_init(&w.framing);
+    MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, count_header, &w);
+    if (w.status)
+        return w.status;
+    if ((st = tf_check_framing(&w.framing, req->http11)))
+        return st;
+    req->headers = calloc(w.count ? w.count : 1, sizeof(*req->headers));
+    req->header_store = malloc(w.bytes ? w.bytes : 1);
+    if (!req->headers || !req->header_store)
+        return 500;
+    w.store = req->header_store;
+    MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);
+    *framing = w.framing;
+    return 0;
+}
+
+static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req)
+{
+    req->phase = PHASE_DISPATCHED;
+    req->t_dispatched = tf_now_us();
+    /* Suspend before dispatching: the backend may answer (and resume) at once. */
+    MHD_suspend_connection(req->connection);
+    tf_request_ref(req);
+    if (server->dispatch(server->backend, req) < 0) {
+        tf_request_unref(req);
+        tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
+                     "answered 503", req->method, req->target);
+        req->response = tf_error_response(503, "The server is overloaded; try again.", false);
+        req->status = 503;
+        MHD_resume_connection(req->connection);
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
+                                  const char *url, const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)url;
+    struct tf_server *server = cls;
+    struct tf_request *req = *con_cls;
+    if (!req)
+        return MHD_NO; /* out of memory in the URI callback */
+    switch ((enum phase)req->phase) {
+    case PHASE_NEW: {
+        req->connection = connection;
+        struct tf_framing framing;
+        int st = take_headers(req, method, version, &framing);
+        if (st)
+            return reply(req, (unsigned)st, NULL, true);
+        uint64_t max = server->cfg->max_body;
+        if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
+            return reply(req, 413, "The request body is larger than --max-body.", true);
+        if (framing.content_length > 0 || framing.chunked) {
+            req->phase = PHASE_BODY;
+            return MHD_YES;
+        }
+        return dispatch(server, req);
+    }
+    case PHASE_BODY:
+        if (*upload_data_size == 0)
+            return dispatch(server, req);
+        if (server->cfg->max_body && req->body.size + *upload_data_size > server->cfg->max_body) {
+            *upload_data_size = 0;
+            return reply(req, 413, "The request body is larger than --max-body.", true);
+        }
+        if (tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
+            tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
+            *upload_data_size = 0;
+            return reply(req, 500, "The request body could not be stored.", true);
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    case PHASE_DISPATCHED: {
+        if (!req->response) /* resumed without a response: out of memory */
+            return req->status ? MHD_NO : MHD_YES;
+        req->phase = PHASE_RESPONDED;
+        struct MHD_Response *r = req->response;
+        req->response = NULL;
+        enum MHD_Result ok = MHD_queue_response(connection, req->status, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
+    case PHASE_RESPONDED:
+        *upload_data_size = 0; /* body of a refused request: discard */
+        return MHD_YES;
+    }
+    return MHD_NO;
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    (void)connection;
+    struct tf_server *server = cls;
+    struct tf_request *req = tf_request_new(server, uri);
+    if (req)
+        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
+    return req;
+}
+
+static void write_access_log(struct tf_request *req, uint64_t now)
+{
+    struct tf_access_entry e = {
+        .remote_addr = req->remote_addr[0] ? req->remote_addr : "-",
+        .method = req->method ? req->method : "-",
+        .target = req->target,
+        .version = req->version ? req->version : "-",
+        .status = req->status ? req->status : 400,
+        .bytes = req->bytes_out,
+        .referer = tf_request_header(req, "Referer"),
+        .user_agent = tf_request_header(req, "User-Agent"),
+        .duration_us = now - req->t_received,
+    };
+    tf_log_access(&e);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)connection;
+    (void)toe;
+    struct tf_server *server = cls;
+    struct tf_request *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    if (tf_log_access_enabled())
+        write_access_log(req, tf_now_us());
+    tf_request_connection_closed(req);
+    __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
+    tf_request_unref(req);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    tf_log_error("http: %s", msg);
+}
+
+static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,
+                   size_t errlen)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                              .ai_flags = AI_PASSIVE }, *res = NULL;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "--listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
+                                  void *backend, char *err, size_t errlen)
+{
+    struct tf_server *server = calloc(1, sizeof(*server));
+    if (!server) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    server->cfg = cfg;
+    server->dispatch = dispatch;
+    server->backend = backend;
+    struct sockaddr_storage ss;
+    if (resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
+        free(server);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    unsigned io_threads = cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
+    server->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, server,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, io_threads,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
+        MHD_OPTION_STRICT_FOR_CLIENT, 1,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_END);
+    if (!server->daemon) {
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
+                 "address of this machine?)", cfg->listen_host, cfg->listen_port);
+        free(server);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon,
+                                                           MHD_DAEMON_INFO_BIND_PORT);
+    server->port = info ? info->port : cfg->listen_port;
+    return server;
+}
+
+unsigned tf_server_port(const struct tf_server *server)
+{
+    return server->port;
+}
+
+void tf_server_quiesce(struct tf_server *server)
+{
+    MHD_socket fd = MHD_quiesce_daemon(server->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+}
+
+int tf_server_in_flight(const struct tf_server *server)
+{
+    return __atomic_load_n(&server->in_flight, __ATOMIC_RELAXED);
+}
+
+void tf_server_stop(struct tf_server *server)
+{
+    if (!server)
+        return;
+    MHD_stop_daemon(server->daemon);
+    free(server);
+}

@@ -1,0 +1,38 @@
+/* server.h — the HTTP front: a libmicrohttpd daemon that reads each request
+ * (headers checked, body spooled), suspends the connection while a backend
+ * works, and sends the backend's response. The server never knows which
+ * backend answered: a backend gets a struct tf_request and eventually calls
+ * tf_request_respond(). Network I/O happens only on libmicrohttpd's threads. */
+#ifndef TF_SERVER_H
+#define TF_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proxy/config.h"
+#include "proxy/request.h"
+
+struct MHD_Response;
+
+/* Hand req to a backend. The backend receives a reference it must drop when
+ * done. Returns 0, or -1 when it cannot take more (the client gets 503). */
+typedef int (*tf_dispatch_fn)(void *backend, struct tf_request *req);
+
+struct tf_server;
+
+/* Start listening. cfg must outlive the server. NULL with err on failure. */
+struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
+                                  void *backend, char *err, size_t errlen);
+unsigned tf_server_port(const struct tf_server *server);
+/* Stop accepting new connections (the listening socket is closed). */
+void tf_server_quiesce(struct tf_server *server);
+/* Requests received and not yet completed. */
+int tf_server_in_flight(const struct tf_server *server);
+/* Close every connection and free the server. */
+void tf_server_stop(struct tf_server *server);
+
+/* A short text/plain error response ("404 Not Found\n" and detail), with
+ * Connection: close when close is true. NULL on out of memory. */
+struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close);
+
+#endif

@@ -1,0 +1,1 @@
+"""Minimal Django project used by tests/integration/test_thirdparty.py."""

@@ -1,0 +1,419 @@
+"""WSGI apps for tests/integration/test_pep3333.py, served as `pep3333_apps:app`.
+
+`app` routes on the first PATH_INFO segment; unknown paths dump the environ
+as JSON. Every well-behaved app is wrapped with wsgiref.validate.validator via
+`validated()`: a validator assertion (or WSGIWarning, turned into an error)
+is written to wsgi.errors with the marker VALIDATOR-FAIL and kept in FAILURES
+(served at /failures), so the tests can assert that neither holds anything.
+Apps that are deliberately broken (bad status/headers, str bodies) or whose
+point is a server fast path the validator's wrappers would hide (single-item
+list, the server's own file_wrapper type) are marked `unvalidated`.
+"""
+import hashlib
+import io
+import json
+import os
+import sys
+import threading
+import time
+import warnings
+from urllib.parse import parse_qsl
+from wsgiref.validate import WSGIWarning, validator
+
+MARK = "VALIDATOR-FAIL"
+warnings.filterwarnings("error", category=WSGIWarning)
+
+_lock = threading.Lock()
+CLOSED = {}     # tag -> close() calls on response iterables
+CALLS = {}      # tag -> times an app ran for that tag
+FILES = {}      # tag -> file object handed to wsgi.file_wrapper
+FAILURES = []   # every validator failure seen, in or out of a request
+
+
+def _bump(counter, tag):
+    with _lock:
+        counter[tag] = counter.get(tag, 0) + 1
+
+
+def _qs(environ):
+    return dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
+
+
+def _fail(errors, exc):
+    msg = "%s: %s: %s" % (MARK, type(exc).__name__, exc)
+    FAILURES.append(msg)
+    try:
+        errors.write(msg + "\n")
+        errors.flush()
+    except Exception:
+        pass
+
+
+_prev_hook = sys.unraisablehook
+
+
+def _unraisable(u):
+    # The validator asserts in IteratorWrapper.__del__ when close() was skipped.
+    if isinstance(u.exc_value, AssertionError):
+        FAILURES.append("%s: unraisable: %s" % (MARK, u.exc_value))
+        sys.stderr.write("%s: unraisable: %s\n" % (MARK, u.exc_value))
+    _prev_hook(u)
+
+
+sys.unraisablehook = _unraisable
+
+
+class _Guard:
+    """Passes the validator's iterator through, recording its assertions."""
+
+    def __init__(self, it, errors):
+        self.it, self.errors = it, errors
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        try:
+            return next(self.it)
+        except (AssertionError, WSGIWarning) as e:
+            _fail(self.errors, e)
+            raise
+
+    def close(self):
+        try:
+            self.it.close()
+        except (AssertionError, WSGIWarning) as e:
+            _fail(self.errors, e)
+            raise
+
+
+def validated(app):
+    checked = validator(app)
+
+    def wrapper(environ, start_response):
+        errors = environ["wsgi.errors"]
+        # The validator replaces these; keep the server's own objects, since
+        # InputWrapper forbids read() without a size and re-implements __iter__.
+        environ["pep3333.raw_input"] = environ["wsgi.input"]
+        environ["pep3333.raw_errors"] = errors
+        try:
+            return _Guard(checked(environ, start_response), errors)
+        except (AssertionError, WSGIWarning) as e:
+            _fail(errors, e)
+            raise
+    wrapper.__name__ = app.__name__
+    return wrapper
+
+
+def unvalidated(app):
+    return app
+
+
+TEXT = [("Content-Type", "text/plain")]
+
+
+def _json(start_response, obj, status="200 OK"):
+    body = json.dumps(obj).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+# --- environ -----------------------------------------------------------------
+
+def _simple(v):
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return True
+    return isinstance(v, tuple) and all(_simple(x) for x in v)
+
+
+@validated
+def environ_app(environ, start_response):
+    raw_in = environ.get("pep3333.raw_input", environ["wsgi.input"])
+    raw_err = environ.get("pep3333.raw_errors", environ["wsgi.errors"])
+    return _json(start_response, {
+        "values": {k: v for k, v in environ.items() if _simple(v)},
+        "types": {k: type(v).__name__ for k, v in environ.items()},
+        "input_attrs": [a for a in ("read", "readline", "readlines", "__iter__")
+                        if hasattr(raw_in, a)],
+        "errors_attrs": [a for a in ("write", "writelines", "flush")
+                         if hasattr(raw_err, a)],
+        "file_wrapper_callable": callable(environ.get("wsgi.file_wrapper")),
+    })
+
+
+@validated
+def log_app(environ, start_response):
+    environ["wsgi.errors"].write("app-log: %s\n" % _qs(environ).get("msg", ""))
+    environ["wsgi.errors"].flush()
+    start_response("200 OK", TEXT)
+    return [b"logged"]
+
+
+# --- counters ------------------------------------------------------------------
+
+@validated
+def closed_count(environ, start_response):
+    start_response("200 OK", TEXT)
+    return [str(CLOSED.get(_qs(environ).get("tag"), 0)).encode()]
+
+
+@validated
+def calls_count(environ, start_response):
+    start_response("200 OK", TEXT)
+    return [str(CALLS.get(_qs(environ).get("tag"), 0)).encode()]
+
+
+@validated
+def file_closed(environ, start_response):
+    f = FILES.get(_qs(environ).get("tag"))
+    start_response("200 OK", TEXT)
+    return [b"missing" if f is None else str(f.closed).encode()]
+
+
+@validated
+def failures(environ, start_response):
+    return _json(start_response, list(FAILURES))
+
+
+# --- start_response and its errors -----------------------------------------------
+
+BAD_STATUS = {"short": "20 OK", "alpha": "abc OK", "bytes": b"200 OK",
+              "crlf": "200 OK\r\nX-Injected: 1"}
+BAD_HEADER = {"value-crlf": ("X-Bad", "a\r\nX-Injected: 1"),
+              "name-newline": ("X-Bad\nX-Injected", "1"),
+              "name-colon": ("X-Injected: 1\r\nX-Bad", "v"),
+              "value-int": ("X-Bad", 5)}
+
+
+@unvalidated
+def bad_status(environ, start_response):
+    start_response(BAD_STATUS[_qs(environ)["kind"]], list(TEXT))
+    return [b"should-not-appear"]
+
+
+@unvalidated
+def bad_header(environ, start_response):
+    start_response("200 OK", TEXT + [BAD_HEADER[_qs(environ)["kind"]]])
+    return [b"should-not-appear"]
+
+
+@validated
+def exc_before(environ, start_response):
+    start_response("200 OK", TEXT + [("X-Stage", "first")])
+    try:
+        raise RuntimeError("replaced-before-send")
+    except RuntimeError:
+        start_response("503 Service Unavailable", TEXT + [("X-Stage", "error")],
+                       sys.exc_info())
+    return [b"custom error page"]
+
+
+@validated
+def exc_after_write(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    write(b"partial-body\n")
+    try:
+        raise RuntimeError("exc-after-headers")
+    except RuntimeError:
+        start_response("500 Internal Server Error", TEXT, sys.exc_info())
+        environ["wsgi.errors"].write("EXC-NOT-RERAISED\n")
+    return [b"should-not-appear"]
+
+
+@validated
+def exc_after_yield(environ, start_response):
+    start_response("200 OK", TEXT)
+    errors = environ["wsgi.errors"]
+
+    def gen():
+        yield b"partial-body\n"
+        try:
+            raise RuntimeError("exc-after-headers")
+        except RuntimeError:
+            start_response("500 Internal Server Error", TEXT, sys.exc_info())
+            errors.write("EXC-NOT-RERAISED\n")
+        yield b"should-not-appear"
+    return gen()
+
+
+# --- response bodies -------------------------------------------------------------
+
+@validated
+def write_app(environ, start_response):
+    write = start_response("200 OK", TEXT)
+    for i in range(int(_qs(environ).get("n", "5"))):
+        write(b"chunk-%d\n" % i)
+    return [b"tail\n"]
+
+
+@unvalidated  # the validator's IteratorWrapper would hide that this is a 1-item list
+def single(environ, start_response):
+    start_response("200 OK", TEXT)
+    return [b"hello, single chunk"]
+
+
+class Body:
+    """Response iterable that counts close() calls per tag."""
+
+    def __init__(self, tag, gen):
+        self.tag, self.gen = tag, gen
+
+    def __iter__(self):
+        return self.gen
+
+    def close(self):
+        _bump(CLOSED, self.tag)
+        self.gen.close()
+
+
+def _parts(mode):
+    if mode == "normal":
+        for i in range(5):
+            yield b"part-%d\n" % i
+    elif mode == "error":
+        yield b"part-0\n"
+        raise RuntimeError("gen-boom")
+    elif mode == "slow":  # ~6 MB/s for at most 90 s: the client hangs up first
+        block = b"x" * 65536
+        end = time.monotonic() + 90
+        while time.monotonic() < end:
+            yield block
+            time.sleep(0.01)
+
+
+@validated
+def gen_app(environ, start_response):
+    q = _qs(environ)
+    start_response("200 OK", TEXT)
+    return Body(q["tag"], _parts(q.get("mode", "normal")))
+
+
+def _file_app(environ, start_response):
+    q = _qs(environ)
+    f = open(q["path"], "rb")
+    f.seek(int(q.get("offset", "0")))
+    FILES[q.get("tag", "")] = f
+    size = os.fstat(f.fileno()).st_size - f.tell()
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(size))])
+    return environ["wsgi.file_wrapper"](f, 8192)
+
+
+file_app = validated(_file_app)
+file_app_raw = unvalidated(_file_app)  # lets the server see its own wrapper type
+
+
+class ReadOnly:
+    """File-like with nothing but read() and close()."""
+
+    def __init__(self, data):
+        self.buf, self.closed = io.BytesIO(data), False
+
+    def read(self, n=-1):
+        return self.buf.read(n)
+
+    def close(self):
+        self.closed = True
+
+
+def pattern(n):
+    return (bytes(range(256)) * (n // 256 + 1))[:n]
+
+
+def _filelike_app(environ, start_response):
+    q = _qs(environ)
+    data = pattern(int(q.get("size", "100000")))
+    f = io.BytesIO(data) if q.get("kind") == "bytesio" else ReadOnly(data)
+    FILES[q.get("tag", "")] = f
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return environ["wsgi.file_wrapper"](f, 4096)
+
+
+filelike_app = validated(_filelike_app)
+filelike_app_raw = unvalidated(_filelike_app)
+
+
+@validated
+def raise_app(environ, start_response):
+    raise RuntimeError("boom-%s" % _qs(environ).get("token", ""))
+
+
+@unvalidated
+def return_str(environ, start_response):
+    start_response("200 OK", TEXT)
+    return "a str is not a body"
+
+
+@unvalidated
+def return_str_list(environ, start_response):
+    start_response("200 OK", TEXT)
+    return ["a str ", "is not bytes"]
+
+
+# --- request bodies --------------------------------------------------------------
+
+@validated
+def echo(environ, start_response):
+    """Read the body as ?mode= says; answer its length, sha256 and pieces."""
+    q = _qs(environ)
+    _bump(CALLS, q.get("tag", ""))
+    inp, raw = environ["wsgi.input"], environ["pep3333.raw_input"]
+    mode, n = q.get("mode", "read"), int(q.get("n", "7"))
+    if mode == "read":
+        source = iter([raw.read()])
+    elif mode == "iter":
+        source = iter(raw)
+    elif mode == "readlines":
+        source = iter(inp.readlines())
+    elif mode == "readn":
+        source = iter(lambda: inp.read(n), b"")
+    elif mode == "readline-n":
+        source = iter(lambda: inp.readline(n), b"")
+    else:
+        source = iter(inp.readline, b"")
+    # Hash as we go and keep pieces only while small: a 50 MiB upload must
+    # not be held in memory by the app either.
+    h, total, pieces, too_long = hashlib.sha256(), 0, [], 0
+    for p in source:
+        h.update(p)
+        total += len(p)
+        too_long += mode in ("readn", "readline-n") and len(p) > n
+        if pieces is not None and total <= 65536:
+            pieces.append(p)
+        else:
+            pieces = None
+    return _json(start_response, {
+        "len": total,
+        "sha256": h.hexdigest(),
+        "body": None if pieces is None else b"".join(pieces).decode("latin-1"),
+        "pieces": None if pieces is None else [p.decode("latin-1") for p in pieces],
+        "too_long": too_long,
+        "CONTENT_LENGTH": environ.get("CONTENT_LENGTH"),
+    })
+
+
+@validated
+def ignore_body(environ, start_response):
+    _bump(CALLS, _qs(environ).get("tag", ""))
+    start_response("200 OK", TEXT)
+    return [b"ignored"]
+
+
+ROUTES = {
+    "log": log_app, "closed-count": closed_count, "calls": calls_count,
+    "file-closed": file_closed, "failures": failures,
+    "bad-status": bad_status, "bad-header": bad_header,
+    "exc-before": exc_before, "exc-after-write": exc_after_write,
+    "exc-after-yield": exc_after_yield,
+    "write": write_app, "single": single, "gen": gen_app,
+    "file": file_app, "file-raw": file_app_raw,
+    "filelike": filelike_app, "filelike-raw": filelike_app_raw,
+    "raise": raise_app, "return-str": return_str, "return-str-list": return_str_list,
+    "echo": echo, "ignore-body": ignore_body,
+}
+
+
+def app(environ, start_response):
+    first = environ.get("PATH_INFO", "").lstrip("/").split("/", 1)[0]
+    return ROUTES.get(first, environ_app)(environ, start_response)

@@ -1,0 +1,128 @@
+"""Harness for integration tests: start the real build/tracfront on port 0 and
+talk to it over real HTTP on loopback.
+
+The contract with the binary: it prints one line to stderr containing
+`listening on http://HOST:PORT/` once it accepts connections; --error-log and
+--access-log send the logs to the files the test names.
+"""
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+APPS = ROOT / "tests" / "apps"
+BINARY = pathlib.Path(os.environ.get("TRACFRONT_BIN", ROOT / "build" / "tracfront"))
+LISTEN_RE = re.compile(r"listening on (http://([0-9.]+):(\d+)/)")
+
+
+class Server:
+    def __init__(self, proc, url, port, workdir):
+        self.proc = proc
+        self.url = url
+        self.port = port
+        self.workdir = workdir
+
+    @property
+    def stderr(self):
+        return (self.workdir / "stderr.txt").read_text(errors="replace")
+
+    @property
+    def error_log(self):
+        return (self.workdir / "error.log").read_text(errors="replace")
+
+    @property
+    def access_log(self):
+        return (self.workdir / "access.log").read_text(errors="replace")
+
+    def connect(self, timeout=10):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        return s
+
+    def raw(self, data, timeout=10):
+        """Send raw bytes, return everything the server answers until it closes
+        or stays silent for `timeout` seconds."""
+        s = self.connect(timeout)
+        try:
+            s.sendall(data)
+            chunks = []
+            while True:
+                try:
+                    b = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not b:
+                    break
+                chunks.append(b)
+            return b"".join(chunks)
+        finally:
+            s.close()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_server(workdir, *args, env=None, expect_fail=False, timeout=30):
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cmd = [str(BINARY), "--listen", "127.0.0.1:0", "--pythonpath", str(APPS),
+           "--error-log", str(workdir / "error.log"),
+           "--access-log", str(workdir / "access.log")] + [str(a) for a in args]
+    full_env = dict(os.environ)
+    full_env.pop("PYTHONPATH", None) if env is None else None
+    if env:
+        full_env.update(env)
+    errf = open(workdir / "stderr.txt", "wb")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf,
+                            stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir))
+    errf.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = (workdir / "stderr.txt").read_text(errors="replace")
+        m = LISTEN_RE.search(text)
+        if m:
+            return Server(proc, m.group(1), int(m.group(3)), workdir)
+        if proc.poll() is not None:
+            if expect_fail:
+                return Server(proc, None, None, workdir)
+            raise AssertionError("tracfront exited with %s:\n%s" % (proc.returncode, text))
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("tracfront did not start:\n%s" % (workdir / "stderr.txt").read_text())
+
+
+@pytest.fixture
+def tracfront(tmp_path):
+    """Factory: tracfront(*args) starts a server; all are stopped at teardown."""
+    started = []
+    counter = [0]
+
+    def factory(*args, **kw):
+        counter[0] += 1
+        srv = start_server(tmp_path / ("srv%d" % counter[0]), *args, **kw)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+        # A crash is never acceptable, whatever the test did to the server.
+        assert srv.proc.returncode in (0, None, -signal.SIGTERM, -signal.SIGKILL) or \
+            getattr(srv, "expect_fail", False), \
+            "tracfront exited with %s:\n%s" % (srv.proc.returncode, srv.stderr[-4000:])

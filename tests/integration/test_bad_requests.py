@@ -1,0 +1,245 @@
+"""Malformed HTTP/1.1 requests (RFC 9112 / RFC 9110) sent over raw sockets.
+
+Each class of error must get a 400 (431 for oversized headers, 501 for an
+unsupported transfer coding), the connection must then be closed, the WSGI app
+must never see the request (robust_apps records everything it gets in /seen),
+and the server must keep serving good requests. Nothing may hang.
+"""
+import json
+import re
+import socket
+import uuid
+
+import pytest
+import requests
+
+TIMEOUT = 5
+STATUS_LINE = re.compile(rb"(?m)^HTTP/1\.[01] (\d{3})[ \r]")
+
+
+@pytest.fixture
+def srv(tracfront):
+    return tracfront("--app", "robust_apps:app")
+
+
+def exchange(srv, data, timeout=TIMEOUT):
+    """Send `data`, read until EOF/reset or `timeout` of silence.
+    Returns (response bytes, closed_by_server)."""
+    s = srv.connect(timeout)
+    try:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may stop reading early; its answer is still readable
+        chunks, closed = [], False
+        while True:
+            try:
+                b = s.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not b:
+                closed = True
+                break
+            chunks.append(b)
+        return b"".join(chunks), closed
+    finally:
+        s.close()
+
+
+def status_of(data):
+    m = STATUS_LINE.match(data)
+    return int(m.group(1)) if m else None
+
+
+def seen_text(srv):
+    r = requests.get(srv.url + "seen", timeout=10)
+    assert r.status_code == 200
+    return json.dumps(r.json())
+
+
+def assert_still_serving(srv):
+    r = requests.get(srv.url + "hello", timeout=10)
+    assert (r.status_code, r.text) == (200, "hello")
+
+
+def assert_rejected(srv, template, statuses=(400,)):
+    """`template` is a raw request containing MARK; MARK becomes a unique path
+    component that must never show up in the app's /seen record."""
+    marker = "bad" + uuid.uuid4().hex[:12]
+    data, closed = exchange(srv, template.replace(b"MARK", marker.encode()))
+    assert status_of(data) in statuses, \
+        "expected %s, got %r" % (statuses, data[:300])
+    assert closed, "connection still open after %r" % data[:120]
+    assert len(STATUS_LINE.findall(data)) == 1, "more than one response: %r" % data[:600]
+    assert marker not in seen_text(srv), "the app saw a rejected request"
+    assert_still_serving(srv)
+    assert srv.alive()
+
+
+def get(line=b"GET /MARK HTTP/1.1", headers=b"Host: x\r\n", body=b""):
+    return line + b"\r\n" + headers + b"\r\n" + body
+
+
+def post(headers, body):
+    return get(b"POST /MARK HTTP/1.1", b"Host: x\r\n" + headers, body)
+
+
+@pytest.mark.parametrize("req", [
+    get(b"GET /MARK"),                           # no version
+    get(b"GET /MARK HTTP/1.1 extra"),            # four words
+    get(b"/MARK HTTP/1.1"),                      # no method
+    get(b"G(T /MARK HTTP/1.1"),                  # method not a token
+    get(b"GET /MARK\x01x HTTP/1.1"),             # control char in target
+    get(b"GET /MARK\x7fx HTTP/1.1"),             # DEL in target
+    get(b"GET MARK HTTP/1.1"),                   # target neither origin- nor absolute-form
+], ids=["no-version", "extra-word", "no-method", "bad-method", "ctl-in-target",
+        "del-in-target", "relative-target"])
+def test_bad_request_line(srv, req):
+    assert_rejected(srv, req)
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.x", b"HTTP/1", b"HTTP/11", b"HTTX/1.1",
+                                     b"http/1.1", b"HTTP/1.1.1"])
+def test_garbage_http_version(srv, version):
+    assert_rejected(srv, get(b"GET /MARK " + version))
+
+
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/3.0"])
+def test_unsupported_major_version_on_text_line(srv, version):
+    # RFC 9110 15.6.6: 505 is the precise answer; 400 is acceptable.
+    assert_rejected(srv, get(b"GET /MARK " + version), statuses=(400, 505))
+
+
+@pytest.mark.parametrize("line", [
+    b"X-Bad\x01Name: v", b"X-Bad\x00Name: v", b"X-Foo : v", b"X-Foo\t: v",
+    b"Bad Name: v", b"NoColonHere", b": v",
+], ids=["ctl-in-name", "nul-in-name", "space-before-colon", "tab-before-colon",
+        "space-in-name", "no-colon", "empty-name"])
+def test_bad_header_name(srv, line):
+    assert_rejected(srv, get(headers=b"Host: x\r\n" + line + b"\r\n"))
+
+
+@pytest.mark.parametrize("ctl", [b"\x00", b"\x01", b"\x1b", b"\x7f"],
+                         ids=["nul", "soh", "esc", "del"])
+def test_control_char_in_header_value(srv, ctl):
+    assert_rejected(srv, get(headers=b"Host: x\r\nX-Value: a" + ctl + b"b\r\n"))
+
+
+@pytest.mark.parametrize("fold", [b" ", b"\t"], ids=["space", "tab"])
+def test_obs_fold(srv, fold):
+    assert_rejected(srv, get(headers=b"Host: x\r\nX-A: one\r\n" + fold + b"two\r\n"))
+
+
+def test_content_length_with_transfer_encoding(srv):
+    # The chunked body ends after "0"; a CL-framing server would see a second,
+    # smuggled request. Neither may reach the app.
+    smuggled = b"GET /MARKsmuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    body = b"0\r\n\r\n" + smuggled
+    req = post(b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n", body)
+    assert_rejected(srv, req)
+
+
+@pytest.mark.parametrize("headers", [
+    b"Content-Length: 5\r\nContent-Length: 6\r\n",
+    b"Content-Length: 5, 6\r\n",
+], ids=["two-headers", "list"])
+def test_differing_content_lengths(srv, headers):
+    assert_rejected(srv, post(headers, b"hello!GET /MARKsmuggled HTTP/1.1\r\nHost: x\r\n\r\n"))
+
+
+@pytest.mark.parametrize("value", [b"abc", b"-1", b"+5", b"0x5", b"5.0", b"5 5", b""])
+def test_content_length_not_a_number(srv, value):
+    assert_rejected(srv, post(b"Content-Length: " + value + b"\r\n", b"hello"))
+
+
+def test_content_length_overflow(srv):
+    assert_rejected(srv, post(b"Content-Length: 184467440737095516160000\r\n", b"hello"),
+                    statuses=(400, 413))
+
+
+@pytest.mark.parametrize("body", [
+    b"zz\r\nhello\r\n0\r\n\r\n",              # not hex
+    b"-5\r\nhello\r\n0\r\n\r\n",              # negative
+    b"0x5\r\nhello\r\n0\r\n\r\n",             # C-style prefix
+    b"5\r\nhelloEXTRA\r\n0\r\n\r\n",          # data longer than the size
+], ids=["non-hex", "negative", "0x-prefix", "overlong-data"])
+def test_bad_chunk_size(srv, body):
+    assert_rejected(srv, post(b"Transfer-Encoding: chunked\r\n", body))
+
+
+def test_overflowing_chunk_size(srv):
+    body = b"fffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n"
+    assert_rejected(srv, post(b"Transfer-Encoding: chunked\r\n", body), statuses=(400, 413))
+
+
+@pytest.mark.parametrize("headers", [
+    b"Host: x\r\nX-A: a\rb\r\n",               # bare CR inside a value
+    b"Host: x\rX-B: y\r\n",                    # bare CR used as a line end
+], ids=["in-value", "as-line-end"])
+def test_bare_cr_in_header(srv, headers):
+    assert_rejected(srv, get(headers=headers))
+
+
+def test_bare_lf_line_endings_are_unambiguous(srv):
+    """RFC 9112 2.2: a recipient MAY accept bare LF as a line terminator. Either
+    reject (400 + close) or accept it as a line end - never hang, never merge
+    lines into one header value, never run the request twice."""
+    marker = "lf" + uuid.uuid4().hex[:12]
+    req = ("GET /%s HTTP/1.1\nHost: x\nX-A: one\nX-B: two\r\nConnection: close\n\n"
+           % marker).encode()
+    data, closed = exchange(srv, req)
+    assert closed, "no hang: the server must answer and close (%r)" % data[:200]
+    status = status_of(data)
+    assert status in (200, 400), data[:300]
+    assert len(STATUS_LINE.findall(data)) == 1, data[:600]
+    seen = [r for r in json.loads(seen_text(srv)) if marker in r["path"]]
+    if status == 400:
+        assert seen == []
+    else:
+        assert len(seen) == 1
+        headers = seen[0]["headers"]
+        assert (headers.get("HTTP_X_A"), headers.get("HTTP_X_B")) == ("one", "two")
+        assert not any("\n" in v or "\r" in v for v in headers.values()), headers
+    assert_still_serving(srv)
+
+
+def test_oversized_header_field(srv):
+    assert_rejected(srv, get(headers=b"Host: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n"),
+                    statuses=(431,))
+
+
+def test_too_many_header_fields(srv):
+    many = b"".join(b"X-H%05d: value\r\n" % i for i in range(6000))   # ~100 KB
+    assert_rejected(srv, get(headers=b"Host: x\r\n" + many), statuses=(431,))
+
+
+def test_oversized_request_target(srv):
+    assert_rejected(srv, get(b"GET /MARK?" + b"q" * 100_000 + b" HTTP/1.1"),
+                    statuses=(414, 431))
+
+
+def test_unsupported_transfer_coding_with_chunked_framing(srv):
+    # Framing is valid (chunked is final) but gzip is not implemented: 501.
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    assert_rejected(srv, post(b"Transfer-Encoding: gzip, chunked\r\n", body), statuses=(501,))
+
+
+@pytest.mark.parametrize("te", [b"gzip", b"chunked, gzip", b"foo", b"chunked, chunked"])
+def test_transfer_coding_without_final_chunked(srv, te):
+    # RFC 9112 6.3: chunked not final -> length unknown -> 400 and close
+    # (6.1 also allows 501 for a coding the server does not know).
+    body = b"5\r\nhello\r\n0\r\n\r\n"
+    assert_rejected(srv, post(b"Transfer-Encoding: " + te + b"\r\n", body),
+                    statuses=(400, 501))
+
+
+@pytest.mark.parametrize("headers", [
+    b"",                                        # HTTP/1.1 without Host
+    b"Host: x\r\nHost: y\r\n",                 # two Hosts
+    b"Host: a b\r\n",                          # not a valid authority
+], ids=["missing", "duplicate", "invalid"])
+def test_bad_host(srv, headers):
+    assert_rejected(srv, get(headers=headers))

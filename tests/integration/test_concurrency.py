@@ -1,0 +1,209 @@
+"""Concurrency: one slow or misbehaving client must not hold up the others.
+
+A request blocked inside the app does not block a fast one; slowloris clients
+(trickled headers or body) and a client reading a large response very slowly do
+not tie up the only app thread (--threads 1); bounded parallel load all
+succeeds; keep-alive connections and pipelined requests are served in order.
+"""
+import concurrent.futures
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+APP = ("--app", "robust_apps:app")
+
+
+def seen_paths(srv):
+    r = requests.get(srv.url + "seen", timeout=10)
+    assert r.status_code == 200
+    return [rec["path"] for rec in r.json()]
+
+
+def wait_until_seen(srv, path, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path in seen_paths(srv):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the app never received %s" % path)
+
+
+def read_response(f):
+    """Read one HTTP/1.1 response from a buffered socket file; Content-Length only."""
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1.1 "), status_line
+    headers = {}
+    while True:
+        line = f.readline()
+        assert line, "connection closed inside the header"
+        if line in (b"\r\n", b"\n"):
+            break
+        k, _, v = line.decode("latin-1").partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = f.read(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+def in_thread(fn):
+    """Run fn() in a thread; returns (thread, result dict with 'value' or 'error')."""
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn()
+        except BaseException as e:  # reported by the test
+            result["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def test_blocked_request_does_not_block_another_connection(tracfront, tmp_path):
+    srv = tracfront(*APP, "--threads", "4")
+    gate = tmp_path / "open-gate"
+    t, res = in_thread(lambda: requests.get(
+        srv.url + "gate", params={"file": str(gate)}, timeout=60))
+    try:
+        wait_until_seen(srv, "/gate")     # served while /gate is blocked
+        r = requests.get(srv.url + "hello", timeout=10)
+        assert (r.status_code, r.text) == (200, "hello")
+        assert t.is_alive(), "the blocked request finished before its gate opened"
+    finally:
+        gate.touch()
+    t.join(30)
+    assert not t.is_alive() and "error" not in res, res
+    assert (res["value"].status_code, res["value"].text) == (200, "released")
+
+
+def test_slow_request_and_fast_request_both_succeed(tracfront):
+    srv = tracfront(*APP, "--threads", "2")
+    t, res = in_thread(lambda: requests.get(srv.url + "slow?s=4", timeout=30))
+    wait_until_seen(srv, "/slow")
+    fast = requests.get(srv.url + "hello", timeout=10)
+    slow_done_before_fast = not t.is_alive()
+    t.join(30)
+    assert fast.status_code == 200
+    assert not slow_done_before_fast, "fast request waited for the slow one"
+    assert res["value"].status_code == 200 and res["value"].text == "slept"
+
+
+def trickle(sock, data, delay=0.01):
+    for i in range(len(data)):
+        sock.sendall(data[i:i + 1])
+        time.sleep(delay)
+
+
+def test_slowloris_headers_do_not_block_single_thread(tracfront):
+    srv = tracfront(*APP, "--threads", "1")
+    s = srv.connect(timeout=20)
+    try:
+        trickle(s, b"GET /loris HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        for _ in range(5):      # the headers above are still incomplete
+            r = requests.get(srv.url + "hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")
+        trickle(s, b"yes\r\nConnection: close\r\n\r\n")
+        status, _, body = read_response(s.makefile("rb"))
+        assert (status, body) == (200, b"hello")
+    finally:
+        s.close()
+
+
+def test_slowloris_body_does_not_block_single_thread(tracfront):
+    srv = tracfront(*APP, "--threads", "1")
+    body = b"0123456789abcdefghij"
+    s = srv.connect(timeout=20)
+    try:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                  b"Content-Type: application/octet-stream\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        trickle(s, body[:10])
+        for _ in range(5):      # half of the body is still missing
+            r = requests.get(srv.url + "hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")
+        trickle(s, body[10:])
+        status, _, got = read_response(s.makefile("rb"))
+        assert (status, got) == (200, body)
+    finally:
+        s.close()
+
+
+def test_slow_reader_of_large_response_does_not_block_single_thread(tracfront):
+    srv = tracfront(*APP, "--threads", "1")
+    n = 32 << 20     # far more than the socket buffers can absorb
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    try:
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % n)
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200"), first[:200]
+        time.sleep(1)   # stop reading: let the server's writes back up
+        for _ in range(3):
+            r = requests.get(srv.url + "hello", timeout=10)
+            assert (r.status_code, r.text) == (200, "hello")
+        # now drain it all: the slow download must still be complete
+        chunks = [first]
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+        data = b"".join(chunks)
+        head, _, payload = data.partition(b"\r\n\r\n")
+        assert len(payload) == n and payload.count(b"x") == n
+    finally:
+        s.close()
+
+
+def test_parallel_load_all_succeeds(tracfront):
+    srv = tracfront(*APP, "--threads", "4")
+    tag = uuid.uuid4().hex[:8]
+    local = threading.local()
+
+    def one(i):
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        r = local.session.get(srv.url + "count", params={"i": "%s-%d" % (tag, i)}, timeout=30)
+        return r.status_code, r.text
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(200)))
+    assert results == [(200, "count %s-%d" % (tag, i)) for i in range(200)]
+    r = requests.get(srv.url + "seen", timeout=10)
+    queries = [rec["query"] for rec in r.json() if rec["path"] == "/count"]
+    assert sorted(queries) == sorted("i=%s-%d" % (tag, i) for i in range(200)), \
+        "each request must reach the app exactly once"
+    assert srv.alive()
+
+
+def test_keep_alive_connection_is_reused(tracfront):
+    srv = tracfront(*APP)
+    s = srv.connect()
+    try:
+        f = s.makefile("rb")
+        for i in range(5):
+            s.sendall(b"GET /count?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+            status, headers, body = read_response(f)
+            assert (status, body) == (200, b"count %d" % i)
+            assert headers.get("connection", "").lower() != "close"
+    finally:
+        s.close()
+
+
+def test_pipelined_requests_answered_in_order(tracfront):
+    srv = tracfront(*APP)
+    s = srv.connect()
+    try:
+        s.sendall(b"".join(b"GET /count?i=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+                           for i in range(3)))
+        f = s.makefile("rb")
+        bodies = [read_response(f)[2] for _ in range(3)]
+        assert bodies == [b"count 0", b"count 1", b"count 2"]
+    finally:
+        s.close()

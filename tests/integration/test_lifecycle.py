@@ -1,0 +1,235 @@
+"""Process lifecycle: graceful stop, Python finalization, and the command line.
+
+SIGTERM lets an in-flight request finish, refuses new connections and exits 0
+after finalizing Python (atexit runs); --graceful-timeout bounds the wait. Bad
+configuration fails fast with a message naming the culprit; --help, --version
+and --config files (with flags overriding file keys) work.
+"""
+import os
+import pathlib
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+APPS = ROOT / "tests" / "apps"
+BINARY = pathlib.Path(os.environ.get("TRACFRONT_BIN", ROOT / "build" / "tracfront"))
+APP = ("--app", "robust_apps:app")
+
+
+def wait_until_seen(srv, path, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = requests.get(srv.url + "seen", timeout=10)
+        if path in [rec["path"] for rec in r.json()]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the app never received %s" % path)
+
+
+def in_thread(fn):
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn()
+        except BaseException as e:
+            result["error"] = e
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def new_connection_refused(port):
+    """True if a new connection is refused (or closed unanswered / 503),
+    False if it was served normally. A connection left hanging is an error."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    except ConnectionRefusedError:
+        return True
+    try:
+        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = s.recv(65536)
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        raise AssertionError("a new connection was accepted but left hanging during shutdown")
+    finally:
+        s.close()
+    return not data or data.startswith(b"HTTP/1.1 503")
+
+
+def test_sigterm_lets_in_flight_request_finish(tracfront, tmp_path):
+    srv = tracfront(*APP, "--threads", "2")
+    gate = tmp_path / "open-gate"
+    t, res = in_thread(lambda: requests.get(
+        srv.url + "gate", params={"file": str(gate)}, timeout=60))
+    try:
+        wait_until_seen(srv, "/gate")
+        srv.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not new_connection_refused(srv.port):
+            assert time.monotonic() < deadline, "still accepting new connections after SIGTERM"
+            time.sleep(0.05)
+        assert t.is_alive() and srv.alive(), "did not wait for the in-flight request"
+    finally:
+        gate.touch()
+    t.join(30)
+    assert "error" not in res, res
+    assert (res["value"].status_code, res["value"].text) == (200, "released")
+    assert srv.proc.wait(20) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_signal_finalizes_python_and_exits_zero(tracfront, tmp_path, sig):
+    marker = tmp_path / "atexit-ran"
+    srv = tracfront(*APP, env={"ROBUST_ATEXIT_FILE": str(marker)})
+    assert requests.get(srv.url + "hello", timeout=10).status_code == 200
+    assert not marker.exists()
+    assert srv.stop(sig) == 0
+    assert marker.read_text() == "finalized\n", "atexit handlers did not run"
+
+
+def test_graceful_timeout_bounds_shutdown(tracfront):
+    srv = tracfront(*APP, "--threads", "2", "--graceful-timeout", "1")
+    t, _ = in_thread(lambda: requests.get(srv.url + "slow?s=20", timeout=60))
+    wait_until_seen(srv, "/slow")
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(8)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running 8 s after SIGTERM with --graceful-timeout 1")
+    assert rc == 0
+    t.join(10)
+
+
+# ---- command line and config -------------------------------------------------
+
+def run_cli(cwd, *args, timeout=20):
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.Popen([str(BINARY)] + [str(a) for a in args], cwd=str(cwd), env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError("still running after %ss (it started despite a bad config?)\n%s"
+                             % (timeout, err.decode(errors="replace")[-2000:]))
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def good_args(**override):
+    """A valid command line; override={'app': ...} replaces or (None) drops a flag."""
+    flags = {"listen": "127.0.0.1:0", "pythonpath": str(APPS), "app": "robust_apps:app"}
+    flags.update(override)
+    args = []
+    for k, v in flags.items():
+        if v is not None:
+            args += ["--" + k, v]
+    return args
+
+
+def write_config(tmp_path, body, name="tf.ini"):
+    path = tmp_path / name
+    path.write_text("[tracfront]\n" + body)
+    return path
+
+
+@pytest.mark.parametrize("extra, names", [
+    (["--no-such-flag"], ["no-such-flag"]),
+    (["--no-such-flag", "1"], ["no-such-flag"]),
+    (["--threads", "0"], ["threads"]),
+    (["--threads", "-3"], ["threads"]),
+    (["--threads", "abc"], ["threads"]),
+    (["--max-body", "lots"], ["max-body"]),
+    (["--graceful-timeout", "soon"], ["graceful-timeout"]),
+    (["--env", "NOEQUALSSIGN"], ["env", "NOEQUALSSIGN"]),
+    (["--threads"], ["threads"]),                       # missing value
+], ids=["unknown-flag", "unknown-flag-with-value", "threads-0", "threads-negative",
+        "threads-nan", "max-body-nan", "graceful-timeout-nan", "env-no-equals",
+        "missing-value"])
+def test_bad_flag_fails_naming_it(tmp_path, extra, names):
+    rc, out, err = run_cli(tmp_path, *good_args(), *extra)
+    assert rc > 0, (rc, err)
+    assert any(n in err for n in names), "stderr does not name %s:\n%s" % (names, err)
+
+
+@pytest.mark.parametrize("value", ["nonsense", "127.0.0.1:99999", "127.0.0.1:http",
+                                   "127.0.0.1:"])
+def test_bad_listen_fails_naming_it(tmp_path, value):
+    rc, out, err = run_cli(tmp_path, *good_args(listen=value))
+    assert rc > 0, (rc, err)
+    assert "listen" in err or value in err, err
+
+
+@pytest.mark.parametrize("value, names", [
+    ("nosuchmodule_xyz:app", ["nosuchmodule_xyz"]),
+    ("robust_apps", ["--app", "robust_apps"]),            # no colon
+    ("robust_apps:nosuchcallable", ["nosuchcallable"]),
+], ids=["no-module", "no-colon", "no-callable"])
+def test_bad_app_fails_naming_it(tmp_path, value, names):
+    rc, out, err = run_cli(tmp_path, *good_args(app=value))
+    assert rc > 0, (rc, err)
+    assert any(n in err for n in names), "stderr does not name %s:\n%s" % (names, err)
+
+
+@pytest.mark.parametrize("body, name", [
+    ("bogus_key = 1\n", "bogus_key"),
+    ("threads = many\n", "threads"),
+    ("threads = 0\n", "threads"),
+], ids=["unknown-key", "threads-nan", "threads-0"])
+def test_bad_config_file_fails_naming_key(tmp_path, body, name):
+    cfg = write_config(tmp_path, body)
+    rc, out, err = run_cli(tmp_path, "--config", cfg, *good_args())
+    assert rc > 0, (rc, err)
+    assert name in err, "stderr does not name %r:\n%s" % (name, err)
+
+
+def test_missing_config_file_fails_naming_it(tmp_path):
+    rc, out, err = run_cli(tmp_path, "--config", tmp_path / "nope-tf.ini", *good_args())
+    assert rc > 0, (rc, err)
+    assert "nope-tf.ini" in err, err
+
+
+def test_help(tmp_path):
+    rc, out, err = run_cli(tmp_path, "--help")
+    assert rc == 0, err
+    text = out + err
+    for flag in ("--listen", "--app", "--threads", "--config", "--graceful-timeout"):
+        assert flag in text, "--help does not mention %s:\n%s" % (flag, text)
+
+
+def test_version(tmp_path):
+    rc, out, err = run_cli(tmp_path, "--version")
+    assert rc == 0, err
+    assert re.search(r"\d+\.\d+", out + err), out + err
+
+
+def test_config_file_sets_app_and_threads(tracfront, tmp_path):
+    cfg = write_config(tmp_path, "; robustness test\napp = robust_apps:other\nthreads = 2\n")
+    srv = tracfront("--config", cfg)
+    r = requests.get(srv.url + "hello", timeout=10)
+    assert (r.status_code, r.text) == (200, "other")
+
+
+def test_flag_overrides_config_key(tracfront, tmp_path):
+    cfg = write_config(tmp_path, "app = robust_apps:other\nthreads = 2\n")
+    srv = tracfront("--config", cfg, "--app", "robust_apps:app")
+    r = requests.get(srv.url + "hello", timeout=10)
+    assert (r.status_code, r.text) == (200, "hello")
+
+
+def test_flag_before_config_still_overrides_it(tracfront, tmp_path):
+    cfg = write_config(tmp_path, "app = robust_apps:other\n")
+    srv = tracfront("--app", "robust_apps:app", "--config", cfg)
+    r = requests.get(srv.url + "hello", timeout=10)
+    assert (r.status_code, r.text) == (200, "hello")

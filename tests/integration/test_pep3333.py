@@ -1,0 +1,560 @@
+"""PEP 3333 conformance of tracfront: the environ it builds, start_response
+and exc_info handling, response bodies (write(), iterables and their close(),
+wsgi.file_wrapper, HEAD), app errors, keep-alive and pipelining. The apps are
+tests/apps/pep3333_apps.py, wrapped in wsgiref.validate; every test that runs
+a validated app also checks that no validator assertion fired.
+"""
+import http.client
+import json
+import os
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+import requests
+
+APP = "pep3333_apps:app"
+MARK = "VALIDATOR-FAIL"
+
+
+# --- helpers (also used by test_uploads.py) -----------------------------------
+
+def base(srv):
+    return srv.url.rstrip("/")
+
+
+def read_response(f, head=False):
+    """Read one response from a binary file object. Returns
+    (status_code, headers as [(lower-name, value)], body, complete)."""
+    status = f.readline().split()
+    if len(status) < 2 or not status[0].startswith(b"HTTP/") or not status[1].isdigit():
+        return None, [], b"", False  # nothing, or not a status line
+    code = int(status[1])
+    headers = []
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b"\n", b""):
+            break
+        k, _, v = line.partition(b":")
+        headers.append((k.strip().lower().decode("latin-1"),
+                        v.strip().decode("latin-1")))
+    h = dict(headers)
+    if head or code in (204, 304) or code < 200:
+        return code, headers, b"", True
+    if "chunked" in h.get("transfer-encoding", "").lower():
+        body = b""
+        while True:
+            line = f.readline()
+            if not line.strip():
+                return code, headers, body, False
+            size = int(line.split(b";")[0], 16)
+            if size == 0:
+                while f.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return code, headers, body, True
+            data = f.read(size)
+            body += data
+            if len(data) < size or f.readline() != b"\r\n":
+                return code, headers, body, False
+    if "content-length" in h:
+        n = int(h["content-length"])
+        body = f.read(n)
+        return code, headers, body, len(body) == n
+    return code, headers, f.read(), True
+
+
+def read_until_close(sock, limit=10):
+    """All the server sends; closed=False if it went silent for `limit` s."""
+    sock.settimeout(limit)
+    chunks = []
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                return b"".join(chunks), True
+            chunks.append(b)
+    except (socket.timeout, TimeoutError):
+        return b"".join(chunks), False
+    except ConnectionResetError:
+        return b"".join(chunks), True
+
+
+def exchange(srv, data, head=False):
+    """Send raw request bytes, parse one response."""
+    with srv.connect() as s:
+        s.sendall(data)
+        with s.makefile("rb") as f:
+            return read_response(f, head)
+
+
+def get(path):
+    """A one-shot raw GET request."""
+    return b"GET " + path.encode() + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+
+
+def env_of(body):
+    return json.loads(body)["values"]
+
+
+def poll_int(srv, path, want, timeout=30):
+    """GET path until its integer body reaches `want`; return the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        n = int(requests.get(base(srv) + path, timeout=10).text)
+        if n >= want or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
+def poll_text(srv, path, want, timeout=15):
+    deadline = time.monotonic() + timeout
+    while True:
+        t = requests.get(base(srv) + path, timeout=10).text
+        if t == want or time.monotonic() > deadline:
+            return t
+        time.sleep(0.1)
+
+
+def wait_log(srv, needle, timeout=10):
+    deadline = time.monotonic() + timeout
+    while needle not in srv.error_log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return srv.error_log
+
+
+def assert_serving(srv):
+    assert srv.alive(), srv.stderr[-3000:]
+    r = requests.get(base(srv) + "/env/still-serving", timeout=10)
+    assert r.status_code == 200
+    assert r.json()["values"]["PATH_INFO"] == "/env/still-serving"
+
+
+def assert_valid(srv):
+    """No validator assertion fired, whether it reached wsgi.errors or not."""
+    r = requests.get(base(srv) + "/failures", timeout=10)
+    assert r.status_code == 200
+    assert r.json() == []
+    assert MARK not in srv.error_log
+
+
+def tag():
+    return uuid.uuid4().hex[:12]
+
+
+# --- environ ---------------------------------------------------------------------
+
+def test_environ_required_keys_and_types(tracfront):
+    srv = tracfront("--app", APP)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/env/x?a=%20b&c", headers={"X-Custom-Header": "v1"})
+    client_port = conn.sock.getsockname()[1]
+    resp = conn.getresponse()
+    assert resp.status == 200
+    doc = json.loads(resp.read())
+    conn.close()
+    v, t = doc["values"], doc["types"]
+    for key in ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING",
+                "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
+                "REMOTE_ADDR", "REMOTE_PORT", "HTTP_X_CUSTOM_HEADER"):
+        assert t.get(key) == "str", (key, t.get(key))
+    assert v["REQUEST_METHOD"] == "GET"
+    assert v["SCRIPT_NAME"] == ""
+    assert v["PATH_INFO"] == "/env/x"
+    assert v["QUERY_STRING"] == "a=%20b&c"
+    assert v["SERVER_NAME"]
+    assert v["SERVER_PORT"] == str(srv.port)
+    assert v["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert v["REMOTE_ADDR"] == "127.0.0.1"
+    assert v["REMOTE_PORT"] == str(client_port)
+    assert v["HTTP_X_CUSTOM_HEADER"] == "v1"
+    assert t["wsgi.version"] == "tuple" and v["wsgi.version"] == [1, 0]
+    assert v["wsgi.url_scheme"] == "http"
+    assert v["wsgi.multithread"] is True
+    assert v["wsgi.multiprocess"] is False
+    assert v["wsgi.run_once"] is False
+    assert v["wsgi.input_terminated"] is True
+    assert doc["input_attrs"] == ["read", "readline", "readlines", "__iter__"]
+    assert doc["errors_attrs"] == ["write", "writelines", "flush"]
+    assert doc["file_wrapper_callable"] is True
+    assert "HTTP_CONTENT_TYPE" not in v and "HTTP_CONTENT_LENGTH" not in v
+    assert_valid(srv)
+
+
+def test_environ_http10_protocol(tracfront):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(srv, b"GET /env HTTP/1.0\r\nHost: h\r\n\r\n")
+    assert code == 200
+    assert env_of(body)["SERVER_PROTOCOL"] == "HTTP/1.0"
+    assert_valid(srv)
+
+
+def test_path_info_is_latin1_decoded(tracfront):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"GET /caf%C3%A9/a%20b?q=caf%C3%A9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert v["PATH_INFO"] == "/caf\u00c3\u00a9/a b"  # UTF-8 bytes, each as a latin-1 char
+    assert v["QUERY_STRING"] == "q=caf%C3%A9"
+    assert_valid(srv)
+
+
+def test_mount_sets_script_name(tracfront):
+    srv = tracfront("--app", APP, "--mount", "/app")
+    r = requests.get(base(srv) + "/app/foo/bar?x=1", timeout=10)
+    assert r.status_code == 200
+    v = r.json()["values"]
+    assert (v["SCRIPT_NAME"], v["PATH_INFO"], v["QUERY_STRING"]) == ("/app", "/foo/bar", "x=1")
+    v = requests.get(base(srv) + "/app/caf%C3%A9", timeout=10).json()["values"]
+    assert (v["SCRIPT_NAME"], v["PATH_INFO"]) == ("/app", "/caf\u00c3\u00a9")
+    v = requests.get(base(srv) + "/app/", timeout=10).json()["values"]
+    assert (v["SCRIPT_NAME"], v["PATH_INFO"]) == ("/app", "/")
+    # A path that merely starts with the same letters is not under the mount.
+    r = requests.get(base(srv) + "/application", timeout=10)
+    if r.status_code == 200:
+        v = r.json()["values"]
+        assert v["PATH_INFO"].startswith("/") and v["SCRIPT_NAME"] != "/app"
+    assert_valid(srv)
+
+
+def test_content_type_and_length(tracfront):
+    srv = tracfront("--app", APP)
+    r = requests.post(base(srv) + "/env", data=b"hello",
+                      headers={"Content-Type": "text/plain; charset=utf-8"}, timeout=10)
+    assert r.status_code == 200
+    v = r.json()["values"]
+    assert v["REQUEST_METHOD"] == "POST"
+    assert v["CONTENT_TYPE"] == "text/plain; charset=utf-8"
+    assert v["CONTENT_LENGTH"] == "5"
+    assert "HTTP_CONTENT_TYPE" not in v and "HTTP_CONTENT_LENGTH" not in v
+    assert_valid(srv)
+
+
+def test_duplicate_headers_joined(tracfront):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"GET /env HTTP/1.1\r\nHost: h\r\nX-Dup: one\r\nX-Other: o\r\n"
+             b"X-Dup: two\r\nConnection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert v["HTTP_X_DUP"] == "one, two"
+    assert v["HTTP_X_OTHER"] == "o"
+    assert v["HTTP_HOST"] == "h"
+    assert_valid(srv)
+
+
+def test_extra_env_entries(tracfront):
+    srv = tracfront("--app", APP, "--env", "TRACFRONT_EXTRA=hello world",
+                    "--env", "myapp.option=a=b")
+    v = requests.get(base(srv) + "/env", timeout=10).json()["values"]
+    assert v["TRACFRONT_EXTRA"] == "hello world"
+    assert v["myapp.option"] == "a=b"
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("header", [b"Remote-User", b"Remote_User", b"REMOTE_USER"])
+def test_client_cannot_set_remote_user(tracfront, header):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"GET /env HTTP/1.1\r\nHost: h\r\n" + header + b": admin\r\nConnection: close\r\n\r\n")
+    # Rejecting such a request is acceptable; passing it on as REMOTE_USER is not.
+    if code == 200:
+        assert "REMOTE_USER" not in env_of(body)
+    assert_valid(srv)
+
+
+def test_underscore_lookalikes_do_not_shadow_cgi_keys(tracfront):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"POST /env HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\n"
+             b"Content-Length: 5\r\nContent_Length: 999\r\nContent_Type: evil\r\n"
+             b"Connection: close\r\n\r\nhello")
+    assert code == 200
+    v = env_of(body)
+    assert v["CONTENT_LENGTH"] == "5"
+    assert v["CONTENT_TYPE"] == "text/plain"
+    assert "HTTP_CONTENT_LENGTH" not in v and "HTTP_CONTENT_TYPE" not in v
+    # Look-alikes alone must not invent a body or a content type either.
+    code, _, body, _ = exchange(
+        srv, b"GET /env HTTP/1.1\r\nHost: h\r\nContent_Length: 7\r\n"
+             b"Content_Type: evil\r\nConnection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert v.get("CONTENT_LENGTH") in (None, "", "0")
+    assert v.get("CONTENT_TYPE") in (None, "")
+    assert "HTTP_CONTENT_LENGTH" not in v and "HTTP_CONTENT_TYPE" not in v
+    assert_valid(srv)
+
+
+def test_wsgi_errors_reaches_error_log(tracfront):
+    srv = tracfront("--app", APP)
+    token = tag()
+    assert requests.get(base(srv) + "/log?msg=" + token, timeout=10).status_code == 200
+    assert "app-log: " + token in wait_log(srv, token)
+    assert_valid(srv)
+
+
+# --- start_response validation and exc_info ----------------------------------------
+
+@pytest.mark.parametrize("kind", ["short", "alpha", "bytes", "crlf"])
+def test_bad_status_gives_500(tracfront, kind):
+    srv = tracfront("--app", APP)
+    code, headers, body, _ = exchange(srv, get("/bad-status?kind=" + kind))
+    assert code == 500
+    assert "x-injected" not in dict(headers)
+    assert b"should-not-appear" not in body
+    assert "status" in wait_log(srv, "tatus").lower()
+    assert_serving(srv)
+
+
+@pytest.mark.parametrize("kind", ["value-crlf", "name-newline", "name-colon", "value-int"])
+def test_bad_header_gives_500(tracfront, kind):
+    srv = tracfront("--app", APP)
+    code, headers, body, _ = exchange(srv, get("/bad-header?kind=" + kind))
+    assert code == 500
+    assert "x-injected" not in dict(headers)
+    assert b"should-not-appear" not in body
+    assert "header" in wait_log(srv, "eader").lower()
+    assert_serving(srv)
+
+
+def test_exc_info_before_headers_sent_replaces_response(tracfront):
+    srv = tracfront("--app", APP)
+    r = requests.get(base(srv) + "/exc-before", timeout=10)
+    assert r.status_code == 503
+    assert r.headers["X-Stage"] == "error"
+    assert r.content == b"custom error page"
+    assert_valid(srv)
+    assert_serving(srv)
+
+
+@pytest.mark.parametrize("path", ["/exc-after-write", "/exc-after-yield"])
+def test_exc_info_after_headers_sent_reraises_and_aborts(tracfront, path):
+    srv = tracfront("--app", APP)
+    with srv.connect() as s:
+        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+        data, closed = read_until_close(s, limit=15)
+    assert closed, "connection left open after an aborted response"
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b"partial-body" in data
+    assert b"should-not-appear" not in data
+    assert not data.endswith(b"0\r\n\r\n"), "aborted response was terminated cleanly"
+    log = wait_log(srv, "exc-after-headers")
+    assert "exc-after-headers" in log
+    assert "EXC-NOT-RERAISED" not in log
+    assert_valid(srv)
+    assert_serving(srv)
+
+
+# --- response bodies -----------------------------------------------------------------
+
+WRITE_BODY = b"".join(b"chunk-%d\n" % i for i in range(5)) + b"tail\n"
+
+
+def test_write_streams_chunked_on_http11(tracfront):
+    srv = tracfront("--app", APP)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/write")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("Transfer-Encoding") == "chunked"
+    assert resp.getheader("Content-Length") is None
+    assert resp.read() == WRITE_BODY
+    # The connection stays usable after the chunked response.
+    conn.request("GET", "/env/again")
+    assert env_of(conn.getresponse().read())["PATH_INFO"] == "/env/again"
+    conn.close()
+    assert_valid(srv)
+
+
+def test_write_on_http10_closes_without_chunking(tracfront):
+    srv = tracfront("--app", APP)
+    with srv.connect() as s:
+        s.sendall(b"GET /write HTTP/1.0\r\nHost: h\r\n\r\n")
+        data, closed = read_until_close(s)
+    assert closed
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
+    assert b"transfer-encoding" not in head.lower()
+    assert body == WRITE_BODY
+    assert_valid(srv)
+
+
+def test_generator_close_on_normal_end(tracfront):
+    srv = tracfront("--app", APP)
+    t = tag()
+    r = requests.get(base(srv) + "/gen?mode=normal&tag=" + t, timeout=10)
+    assert r.status_code == 200
+    assert r.content == b"".join(b"part-%d\n" % i for i in range(5))
+    assert poll_int(srv, "/closed-count?tag=" + t, 1) == 1
+    assert_valid(srv)
+
+
+def test_generator_close_on_error_mid_iteration(tracfront):
+    srv = tracfront("--app", APP)
+    t = tag()
+    data = srv.raw(b"GET /gen?mode=error&tag=" + t.encode() +
+                   b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.")
+    assert b"part-1" not in data
+    assert poll_int(srv, "/closed-count?tag=" + t, 1) == 1
+    assert "gen-boom" in wait_log(srv, "gen-boom")
+    assert_valid(srv)
+    assert_serving(srv)
+
+
+def test_generator_close_on_client_disconnect(tracfront):
+    srv = tracfront("--app", APP, "--threads", "4")
+    t = tag()
+    s = srv.connect()
+    s.sendall(b"GET /gen?mode=slow&tag=" + t.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    got = b""
+    while len(got) < 300000:
+        b = s.recv(65536)
+        assert b, "server closed a response that should still be streaming"
+        got += b
+    assert got.startswith(b"HTTP/1.1 200")
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # reset: the generator would otherwise run for 90 s
+    assert poll_int(srv, "/closed-count?tag=" + t, 1, timeout=30) == 1, \
+        "close() not called within 30 s of the client going away"
+    assert_valid(srv)
+    assert_serving(srv)
+
+
+def test_single_item_list_gets_content_length(tracfront):
+    srv = tracfront("--app", APP)
+    code, headers, body, complete = exchange(
+        srv, b"GET /single HTTP/1.1\r\nHost: h\r\n\r\n")
+    h = dict(headers)
+    assert code == 200 and complete
+    assert body == b"hello, single chunk"
+    assert h.get("content-length") == str(len(body))
+    assert "transfer-encoding" not in h
+
+
+@pytest.mark.parametrize("path", ["/single", "/write", "/gen?mode=normal&tag=head"])
+def test_head_sends_headers_without_body(tracfront, path):
+    srv = tracfront("--app", APP)
+    # HEAD then GET on one connection: any stray body bytes after the HEAD
+    # response would be read as the start of the second response.
+    with srv.connect() as s:
+        s.sendall(b"HEAD " + path.encode() + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+                  b"GET /env/after-head HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        with s.makefile("rb") as f:
+            code, headers, _, _ = read_response(f, head=True)
+            assert code == 200
+            code2, _, body2, _ = read_response(f)
+    assert code2 == 200, "garbage after the HEAD response"
+    assert env_of(body2)["PATH_INFO"] == "/env/after-head"
+    if path == "/single":
+        assert dict(headers).get("content-length") in (None, "19")
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("route", ["file", "file-raw"])
+@pytest.mark.parametrize("offset", [0, 1000])
+def test_file_wrapper_on_real_file(tracfront, tmp_path, route, offset):
+    srv = tracfront("--app", APP)
+    data = os.urandom(300_000)
+    p = tmp_path / "payload.bin"
+    p.write_bytes(data)
+    t = tag()
+    r = requests.get(base(srv) + "/" + route,
+                     params={"path": str(p), "offset": offset, "tag": t}, timeout=20)
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(len(data) - offset)
+    assert r.content == data[offset:]
+    assert poll_text(srv, "/file-closed?tag=" + t, "True") == "True", \
+        "file_wrapper did not close the file"
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("route", ["filelike", "filelike-raw"])
+@pytest.mark.parametrize("kind", ["bytesio", "readonly"])
+def test_file_wrapper_on_non_file(tracfront, route, kind):
+    srv = tracfront("--app", APP)
+    t = tag()
+    r = requests.get(base(srv) + "/%s?kind=%s&size=100000&tag=%s" % (route, kind, t),
+                     timeout=20)
+    assert r.status_code == 200
+    assert r.content == (bytes(range(256)) * 400)[:100000]
+    if "Content-Length" in r.headers:
+        assert r.headers["Content-Length"] == "100000"
+    assert poll_text(srv, "/file-closed?tag=" + t, "True") == "True", \
+        "file_wrapper did not close the file-like object"
+    assert_valid(srv)
+
+
+def test_app_exception_gives_500_without_traceback(tracfront):
+    srv = tracfront("--app", APP)
+    token = tag()
+    r = requests.get(base(srv) + "/raise?token=" + token, timeout=10)
+    assert r.status_code == 500
+    assert "Traceback" not in r.text
+    assert "pep3333_apps.py" not in r.text
+    log = wait_log(srv, "boom-" + token)
+    assert "Traceback" in log
+    assert "boom-" + token in log
+    assert_valid(srv)
+    assert_serving(srv)
+
+
+@pytest.mark.parametrize("path", ["/return-str", "/return-str-list"])
+def test_app_returning_str_gives_500(tracfront, path):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(srv, get(path))
+    assert code == 500
+    assert b"str is not" not in body and b"is not bytes" not in body
+    log = wait_log(srv, "str")
+    assert "str" in log.replace("tracfront", ""), log[-2000:]
+    assert_serving(srv)
+
+
+# --- connections ----------------------------------------------------------------------
+
+def test_keep_alive_reuses_connection(tracfront):
+    srv = tracfront("--app", APP)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    ports = set()
+    for i in range(5):
+        conn.request("GET", "/env/ka?i=%d" % i)
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert not resp.will_close, "server closed a keep-alive connection"
+        v = env_of(resp.read())
+        assert v["QUERY_STRING"] == "i=%d" % i
+        ports.add(v["REMOTE_PORT"])
+    assert len(ports) == 1, "requests were not served on one connection"
+    # A body the app never reads must not be parsed as the next request
+    # (the server may drain it or close the connection; http.client reconnects).
+    conn.request("POST", "/ignore-body", body=b"GET /evil HTTP/1.1\r\n\r\n" * 400)
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.read() == b"ignored"
+    conn.request("GET", "/env/ka-last")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert env_of(resp.read())["PATH_INFO"] == "/env/ka-last"
+    conn.close()
+    assert_valid(srv)
+
+
+def test_pipelined_requests_answered_in_order(tracfront):
+    srv = tracfront("--app", APP)
+    reqs = (b"GET /env/p?n=1 HTTP/1.1\r\nHost: h\r\n\r\n"
+            b"POST /echo?n=2 HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n"
+            b"Content-Type: text/plain\r\n\r\nhello world"
+            b"GET /env/p?n=3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    with srv.connect() as s:
+        s.sendall(reqs)
+        with s.makefile("rb") as f:
+            r1 = read_response(f)
+            r2 = read_response(f)
+            r3 = read_response(f)
+    assert [r[0] for r in (r1, r2, r3)] == [200, 200, 200]
+    assert env_of(r1[2])["QUERY_STRING"] == "n=1"
+    assert json.loads(r2[2])["body"] == "hello world"
+    assert env_of(r3[2])["QUERY_STRING"] == "n=3"
+    assert_valid(srv)

@@ -1,0 +1,144 @@
+"""Request bodies through wsgi.input (PEP 3333): Content-Length and chunked
+bodies read with read(), read(n), readline(), readline(n), readlines() and
+iteration; a 50 MiB upload that must be spooled rather than held in memory;
+and --max-body rejecting oversized bodies with 413 before the app runs.
+"""
+import hashlib
+import http.client
+import json
+import os
+
+import pytest
+import requests
+
+from test_pep3333 import APP, assert_valid, base, exchange, tag
+
+BODY = (b"line1\nline2\r\n\n" + b"x" * 10000 + b"\n" +
+        bytes(range(256)) + b"\nlast line without newline")
+MODES = ["read", "readn", "readline", "readline-n", "readlines", "iter"]
+
+
+def expected_pieces(mode, n=7):
+    if mode in ("read",):
+        return [BODY]
+    if mode == "readn":
+        return [BODY[i:i + n] for i in range(0, len(BODY), n)]
+    lines = [ln + b"\n" for ln in BODY.split(b"\n")]
+    lines[-1] = lines[-1][:-1]  # the body does not end with a newline
+    if mode == "readline-n":
+        return [ln[i:i + n] for ln in lines for i in range(0, len(ln), n)]
+    return lines
+
+
+def check_echo(doc, mode):
+    assert doc["len"] == len(BODY)
+    assert doc["body"] == BODY.decode("latin-1")
+    assert doc["too_long"] == 0, "read(n)/readline(n) returned more than n bytes"
+    if mode == "readn":  # short reads are allowed, so only the total counts
+        return
+    assert doc["pieces"] == [p.decode("latin-1") for p in expected_pieces(mode)]
+
+
+def post(srv, path, body, headers=None, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    conn.request("POST", path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_content_length_body(tracfront, mode):
+    srv = tracfront("--app", APP)
+    status, data = post(srv, "/echo?mode=" + mode, BODY,
+                        {"Content-Type": "application/octet-stream"})
+    assert status == 200, data
+    doc = json.loads(data)
+    check_echo(doc, mode)
+    assert doc["CONTENT_LENGTH"] == str(len(BODY))
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_chunked_body(tracfront, mode):
+    srv = tracfront("--app", APP)
+    # Chunk boundaries deliberately cut through lines.
+    cuts = [0, 3, 4, 9, 5000, 10005, len(BODY) - 5, len(BODY)]
+    parts = [BODY[a:b] for a, b in zip(cuts, cuts[1:])]
+    status, data = post(srv, "/echo?mode=" + mode, iter(parts),
+                        {"Content-Type": "application/octet-stream"})
+    assert status == 200, data
+    doc = json.loads(data)
+    check_echo(doc, mode)
+    assert doc["CONTENT_LENGTH"] in (None, "", str(len(BODY)))
+    assert_valid(srv)
+
+
+def test_empty_body_reads_eof(tracfront):
+    srv = tracfront("--app", APP)
+    status, data = post(srv, "/echo?mode=readn", b"", {"Content-Length": "0"})
+    assert status == 200
+    doc = json.loads(data)
+    assert doc["len"] == 0 and doc["pieces"] == []
+    assert_valid(srv)
+
+
+def vm(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])  # kB
+    return out
+
+
+def test_50mib_upload_is_spooled(tracfront):
+    srv = tracfront("--app", APP)
+    # Warm up the interpreter and the request path first.
+    status, _ = post(srv, "/echo?mode=readn&n=65536", os.urandom(2 << 20))
+    assert status == 200
+    before = vm(srv.proc.pid)
+    block = os.urandom(1 << 20)
+    size = 50 * len(block)
+    want = hashlib.sha256(block * 50).hexdigest()
+    status, data = post(srv, "/echo?mode=readn&n=65536", (block for _ in range(50)),
+                        {"Content-Length": str(size),
+                         "Content-Type": "application/octet-stream"}, timeout=120)
+    after = vm(srv.proc.pid)
+    assert status == 200, data[:500]
+    doc = json.loads(data)
+    assert doc["len"] == size
+    assert doc["sha256"] == want
+    grown = max(after["VmHWM"] - before["VmHWM"], after["VmRSS"] - before["VmRSS"])
+    assert grown < 20 * 1024, "RSS grew by %d kB for a 50 MiB body" % grown
+    assert_valid(srv)
+
+
+def test_max_body_rejects_with_413_before_app(tracfront):
+    srv = tracfront("--app", APP, "--max-body", "1000")
+    t = tag()
+    code, _, _, _ = exchange(
+        srv, b"POST /echo?tag=" + t.encode() + b" HTTP/1.1\r\nHost: h\r\n"
+             b"Content-Type: application/octet-stream\r\nContent-Length: 5000\r\n"
+             b"Connection: close\r\n\r\n" + b"a" * 5000)
+    assert code == 413
+    assert requests.get(base(srv) + "/calls?tag=" + t, timeout=10).text == "0"
+    # A body under the limit is fine.
+    status, data = post(srv, "/echo?mode=readn&tag=" + t, b"b" * 900)
+    assert status == 200 and json.loads(data)["len"] == 900
+    assert requests.get(base(srv) + "/calls?tag=" + t, timeout=10).text == "1"
+    assert_valid(srv)
+
+
+def test_max_body_applies_to_chunked_bodies(tracfront):
+    srv = tracfront("--app", APP, "--max-body", "1000")
+    t = tag()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (500, b"c" * 500) for _ in range(10)) + b"0\r\n\r\n"
+    code, _, _, _ = exchange(
+        srv, b"POST /echo?tag=" + t.encode() + b" HTTP/1.1\r\nHost: h\r\n"
+             b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked)
+    assert code == 413
+    assert requests.get(base(srv) + "/calls?tag=" + t, timeout=10).text == "0"
+    assert_valid(srv)

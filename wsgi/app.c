@@ -1,0 +1,148 @@
+/* app.c — loading the WSGI callable (see app.h). Failures name the flag and
+ * say what to do; the Python traceback goes to the error log. */
+#include "wsgi/app.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "wsgi/interp.h"
+
+/* "ExcType: message" of the pending exception (which stays set). */
+static void describe_exception(char *out, size_t cap)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *s = value ? PyObject_Str(value) : NULL; /* new ref */
+    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
+    snprintf(out, cap, "%s: %s", type ? ((PyTypeObject *)type)->tp_name : "error",
+             msg ? msg : "?");
+    Py_XDECREF(s);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+static PyObject *fail(const char *flag, const char *what, char *err, size_t errlen)
+{
+    char why[400] = "";
+    if (PyErr_Occurred()) {
+        describe_exception(why, sizeof(why));
+        wsgi_log_exception("%s: %s", flag, what);
+    }
+    snprintf(err, errlen, "%s: %s%s%s", flag, what, why[0] ? ": " : "", why);
+    return NULL;
+}
+
+/* getattr along a dotted path; new ref or NULL. */
+static PyObject *resolve_attr(PyObject *obj, const char *dotted)
+{
+    char *copy = strdup(dotted), *save = NULL;
+    Py_INCREF(obj);
+    for (char *part = strtok_r(copy, ".", &save); part && obj; part = strtok_r(NULL, ".", &save))
+        Py_SETREF(obj, PyObject_GetAttrString(obj, part));
+    free(copy);
+    return obj;
+}
+
+static PyObject *load_module_callable(const char *flag, const char *module, const char *attr,
+                                      char *err, size_t errlen)
+{
+    char what[512];
+    PyObject *mod = PyImport_ImportModule(module); /* new ref */
+    if (!mod) {
+        snprintf(what, sizeof(what), "cannot import module '%s' (is it on --pythonpath?)", module);
+        return fail(flag, what, err, errlen);
+    }
+    PyObject *app = resolve_attr(mod, attr); /* new ref */
+    Py_DECREF(mod);
+    if (!app) {
+        snprintf(what, sizeof(what), "module '%s' has no attribute '%s'", module, attr);
+        return fail(flag, what, err, errlen);
+    }
+    if (!PyCallable_Check(app)) {
+        Py_DECREF(app);
+        snprintf(what, sizeof(what), "'%s:%s' is not callable", module, attr);
+        return fail(flag, what, err, errlen);
+    }
+    return app;
+}
+
+static PyObject *load_wsgi_file(const char *path, char *err, size_t errlen)
+{
+    char what[600];
+    PyObject *io = NULL, *source = NULL, *code = NULL, *result = NULL, *app = NULL;
+    if (!(io = PyImport_ImportModule("io")) ||
+        !(source = PyObject_CallMethod(io, "open_code", "s", path))) {
+        snprintf(what, sizeof(what), "cannot read '%s'", path);
+        fail("--wsgi-file", what, err, errlen);
+        goto done;
+    }
+    Py_SETREF(source, PyObject_CallMethod(source, "read", NULL)); /* bytes */
+    if (!source || !(code = Py_CompileStringExFlags(PyBytes_AsString(source), path,
+                                                    Py_file_input, NULL, -1))) {
+        snprintf(what, sizeof(what), "cannot compile '%s'", path);
+        fail("--wsgi-file", what, err, errlen);
+        goto done;
+    }
+    /* A module of its own, registered like mod_wsgi's _mod_wsgi_<hash>. */
+    char name[64];
+    snprintf(name, sizeof(name), "_tracfront_wsgi_%08lx", (unsigned long)PyObject_Hash(code) & 0xffffffffUL);
+    PyObject *mod = PyImport_AddModule(name); /* borrowed */
+    PyObject *globals = mod ? PyModule_GetDict(mod) : NULL; /* borrowed */
+    PyObject *file = PyUnicode_DecodeFSDefault(path);
+    if (!globals || !file || PyDict_SetItemString(globals, "__file__", file) < 0 ||
+        PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) {
+        Py_XDECREF(file);
+        fail("--wsgi-file", "cannot create its module", err, errlen);
+        goto done;
+    }
+    Py_DECREF(file);
+    if (!(result = PyEval_EvalCode(code, globals, globals))) {
+        snprintf(what, sizeof(what), "'%s' raised while loading", path);
+        fail("--wsgi-file", what, err, errlen);
+        goto done;
+    }
+    app = PyDict_GetItemString(globals, "application"); /* borrowed */
+    if (!app || !PyCallable_Check(app)) {
+        snprintf(what, sizeof(what), "'%s' defines no callable named 'application'", path);
+        app = fail("--wsgi-file", what, err, errlen);
+        goto done;
+    }
+    Py_INCREF(app);
+done:
+    Py_XDECREF(io);
+    Py_XDECREF(source);
+    Py_XDECREF(code);
+    Py_XDECREF(result);
+    return app;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->app) {
+        char *module = strdup(cfg->app);
+        char *colon = strchr(module, ':');
+        *colon = 0;
+        PyObject *app = load_module_callable("--app", module, colon + 1, err, errlen);
+        free(module);
+        return app;
+    }
+    if (cfg->wsgi_file)
+        return load_wsgi_file(cfg->wsgi_file, err, errlen);
+    const char *flag = cfg->trac_env ? "--trac-env" : "--trac-env-parent-dir";
+    const char *dir = cfg->trac_env ? cfg->trac_env : cfg->trac_env_parent_dir;
+    if (!is_dir(dir)) {
+        snprintf(err, errlen, "%s: '%s' is not a directory", flag, dir);
+        return NULL;
+    }
+    return load_module_callable(flag, "trac.web.main", "dispatch_request", err, errlen);
+}

@@ -1,0 +1,18 @@
+/* app.h — finding the WSGI callable: --app MODULE:CALLABLE (dotted
+ * attributes allowed), --wsgi-file (executed as a module, as mod_wsgi does,
+ * then `application` looked up), or Trac's dispatch_request for --trac-env and
+ * --trac-env-parent-dir. Runs once on the main thread with the GIL held. */
+#ifndef WSGI_APP_H
+#define WSGI_APP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+
+#include "proxy/config.h"
+
+/* New ref to the callable, or NULL with a message naming the flag in err
+ * (and the traceback, if any, written to the error log). */
+PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen);
+
+#endif

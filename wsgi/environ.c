@@ -1,0 +1,286 @@
+/* environ.c — building the WSGI environ (see environ.h). The constant part is
+ * built once (wsgi_environ_base) and copied per request; keys are interned
+ * once. Runs on app threads with the GIL held. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "wsgi/environ.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/request.h"
+#include "wsgi/filewrapper.h"
+#include "wsgi/interp.h"
+
+enum wsgi_header_kind wsgi_cgi_name(const char *name, size_t len, char *out, size_t cap)
+{
+    if (len == 12 && !strncasecmp(name, "Content-Type", 12))
+        return WSGI_HEADER_CONTENT_TYPE;
+    if (len == 14 && !strncasecmp(name, "Content-Length", 14))
+        return WSGI_HEADER_CONTENT_LENGTH;
+    if (len == 0 || len + 6 > cap || memchr(name, '_', len))
+        return WSGI_HEADER_DROP;
+    memcpy(out, "HTTP_", 5);
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        out[5 + i] = c == '-' ? '_' : (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+    }
+    out[5 + len] = 0;
+    return WSGI_HEADER_HTTP;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t wsgi_percent_decode(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (in[i] == '%' && i + 2 < len &&
+            (hi = hexval(in[i + 1])) >= 0 && (lo = hexval(in[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    return o;
+}
+
+void wsgi_target_split(const char *target, const char **path, size_t *path_len,
+                       const char **query)
+{
+    const char *p = target;
+    const char *scheme = strstr(target, "://");
+    if (target[0] != '/' && scheme) {
+        p = strchr(scheme + 3, '/');
+        if (!p) {
+            const char *q = strchr(scheme + 3, '?');
+            *path = "/";
+            *path_len = 1;
+            *query = q ? q + 1 : NULL;
+            return;
+        }
+    }
+    const char *q = strchr(p, '?');
+    *path = p;
+    *path_len = q ? (size_t)(q - p) : strlen(p);
+    *query = q ? q + 1 : NULL;
+}
+
+/* Interned keys, created once under the GIL by wsgi_environ_base(). */
+static PyObject *k_method, *k_script, *k_path, *k_query, *k_uri, *k_protocol, *k_raddr,
+    *k_rport, *k_ctype, *k_clen, *k_input, *empty_str;
+
+static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(s, n, NULL); /* new ref */
+    if (!v)
+        return -1;
+    int rc = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int set_cstr(PyObject *d, const char *key, const char *value)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)strlen(value), NULL);
+    if (!v)
+        return -1;
+    int rc = PyDict_SetItemString(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* Add one HTTP_* header, joining a repeated one with ", " ("; " for Cookie). */
+static int add_header(PyObject *env, const char *cgi, const char *value, size_t vlen)
+{
+    PyObject *key = PyUnicode_FromString(cgi); /* new ref */
+    if (!key)
+        return -1;
+    PyObject *old = PyDict_GetItemWithError(env, key); /* borrowed */
+    PyObject *v = NULL;
+    int rc = -1;
+    if (!old && PyErr_Occurred())
+        goto error;
+    if (old) {
+        const char *sep = strcmp(cgi, "HTTP_COOKIE") == 0 ? "; " : ", ";
+        PyObject *tail = PyUnicode_DecodeLatin1(value, (Py_ssize_t)vlen, NULL);
+        if (!tail)
+            goto error;
+        v = PyUnicode_FromFormat("%U%s%U", old, sep, tail);
+        Py_DECREF(tail);
+    } else {
+        v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)vlen, NULL);
+    }
+    if (!v)
+        goto error;
+    rc = PyDict_SetItem(env, key, v);
+error:
+    Py_XDECREF(v);
+    Py_DECREF(key);
+    return rc;
+}
+
+static int add_headers(PyObject *env, const struct tf_request *req)
+{
+    char cgi[512];
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct tf_header *h = &req->headers[i];
+        switch (wsgi_cgi_name(h->name, h->name_len, cgi, sizeof(cgi))) {
+        case WSGI_HEADER_HTTP:
+            if (add_header(env, cgi, h->value, h->value_len) < 0)
+                return -1;
+            break;
+        case WSGI_HEADER_CONTENT_TYPE:
+            if (set_str(env, k_ctype, h->value, (Py_ssize_t)h->value_len) < 0)
+                return -1;
+            break;
+        case WSGI_HEADER_CONTENT_LENGTH:
+        case WSGI_HEADER_DROP:
+            break;
+        }
+    }
+    return 0;
+}
+
+static bool has_body(const struct tf_request *req)
+{
+    return req->body.size > 0 || tf_request_header(req, "Content-Length") ||
+           tf_request_header(req, "Transfer-Encoding");
+}
+
+/* PATH_INFO and SCRIPT_NAME from the decoded path and --mount. */
+static int add_path(PyObject *env, const struct tf_request *req, bool *outside_mount)
+{
+    const char *path, *query;
+    size_t plen;
+    wsgi_target_split(req->target, &path, &plen, &query);
+    char stackbuf[2048];
+    char *decoded = plen <= sizeof(stackbuf) ? stackbuf : malloc(plen);
+    if (!decoded) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t dlen = wsgi_percent_decode(path, plen, decoded);
+    const char *mount = wsgi_ctx.cfg->mount;
+    size_t mlen = strlen(mount);
+    const char *info = decoded;
+    size_t ilen = dlen;
+    *outside_mount = false;
+    if (mlen) {
+        if (dlen >= mlen && !memcmp(decoded, mount, mlen) &&
+            (dlen == mlen || decoded[mlen] == '/')) {
+            info += mlen;
+            ilen -= mlen;
+        } else {
+            *outside_mount = true;
+        }
+    }
+    int rc = set_str(env, k_path, info, (Py_ssize_t)ilen);
+    if (decoded != stackbuf)
+        free(decoded);
+    if (rc < 0)
+        return -1;
+    if (query)
+        return set_str(env, k_query, query, (Py_ssize_t)strlen(query));
+    return 0;
+}
+
+PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outside_mount)
+{
+    PyObject *env = PyDict_Copy(wsgi_ctx.base_environ); /* new ref */
+    PyObject *port = NULL;
+    char num[32];
+    if (!env)
+        return NULL;
+    if (set_str(env, k_method, req->method, (Py_ssize_t)strlen(req->method)) < 0 ||
+        set_str(env, k_uri, req->target, (Py_ssize_t)strlen(req->target)) < 0 ||
+        set_str(env, k_protocol, req->version, (Py_ssize_t)strlen(req->version)) < 0 ||
+        set_str(env, k_raddr, req->remote_addr, (Py_ssize_t)strlen(req->remote_addr)) < 0 ||
+        PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
+        add_headers(env, req) < 0 || PyDict_SetItem(env, k_input, input) < 0)
+        goto error;
+    snprintf(num, sizeof(num), "%u", req->remote_port);
+    if (!(port = PyUnicode_FromString(num)) || PyDict_SetItem(env, k_rport, port) < 0)
+        goto error;
+    Py_CLEAR(port);
+    if (has_body(req)) {
+        snprintf(num, sizeof(num), "%llu", (unsigned long long)req->body.size);
+        if (set_str(env, k_clen, num, (Py_ssize_t)strlen(num)) < 0)
+            goto error;
+    }
+    return env;
+error:
+    Py_XDECREF(port);
+    Py_DECREF(env);
+    return NULL;
+}
+
+static PyObject *intern(const char *s)
+{
+    return PyUnicode_InternFromString(s); /* new ref, kept for the process */
+}
+
+PyObject *wsgi_environ_base(void)
+{
+    const struct tf_config *cfg = wsgi_ctx.cfg;
+    if (!(k_method = intern("REQUEST_METHOD")) || !(k_script = intern("SCRIPT_NAME")) ||
+        !(k_path = intern("PATH_INFO")) || !(k_query = intern("QUERY_STRING")) ||
+        !(k_uri = intern("REQUEST_URI")) || !(k_protocol = intern("SERVER_PROTOCOL")) ||
+        !(k_raddr = intern("REMOTE_ADDR")) || !(k_rport = intern("REMOTE_PORT")) ||
+        !(k_ctype = intern("CONTENT_TYPE")) || !(k_clen = intern("CONTENT_LENGTH")) ||
+        !(k_input = intern("wsgi.input")) || !(empty_str = intern("")))
+        return NULL;
+    PyObject *env = PyDict_New(); /* new ref */
+    PyObject *version = NULL;
+    if (!env)
+        return NULL;
+    if (!(version = Py_BuildValue("(ii)", 1, 0)) ||
+        PyDict_SetItemString(env, "wsgi.version", version) < 0 ||
+        set_cstr(env, "wsgi.url_scheme", "http") < 0 ||
+        PyDict_SetItemString(env, "wsgi.errors", wsgi_ctx.errors) < 0 ||
+        PyDict_SetItemString(env, "wsgi.multithread", Py_True) < 0 ||
+        PyDict_SetItemString(env, "wsgi.multiprocess", Py_False) < 0 ||
+        PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
+        PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||
+        PyDict_SetItemString(env, "wsgi.file_wrapper", (PyObject *)&wsgi_filewrapper_type) < 0 ||
+        set_cstr(env, "SERVER_NAME", cfg->listen_host) < 0 ||
+        set_cstr(env, "SERVER_SOFTWARE", "tracfront/" TF_VERSION) < 0 ||
+        set_cstr(env, "GATEWAY_INTERFACE", "CGI/1.1") < 0 ||
+        set_str(env, k_script, cfg->mount, (Py_ssize_t)strlen(cfg->mount)) < 0)
+        goto error;
+    if (cfg->trac_env && set_cstr(env, "trac.env_path", cfg->trac_env) < 0)
+        goto error;
+    if (cfg->trac_env_parent_dir &&
+        set_cstr(env, "trac.env_parent_dir", cfg->trac_env_parent_dir) < 0)
+        goto error;
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        const char *eq = strchr(cfg->env[i], '=');
+        PyObject *key = PyUnicode_DecodeLatin1(cfg->env[i], eq - cfg->env[i], NULL);
+        if (!key)
+            goto error;
+        int rc = set_str(env, key, eq + 1, (Py_ssize_t)strlen(eq + 1));
+        Py_DECREF(key);
+        if (rc < 0)
+            goto error;
+    }
+    Py_DECREF(version);
+    return env;
+error:
+    Py_XDECREF(version);
+    Py_DECREF(env);
+    return NULL;
+}

@@ -1,0 +1,200 @@
+/* input.c — wsgi.input (see input.h). Reads from a temp-file spool release
+ * the GIL around pread(); reads from memory copy straight into the bytes
+ * object. The body is complete before the app runs, so reads never wait on
+ * the network. */
+#include "wsgi/input.h"
+
+#include <string.h>
+
+#include "proxy/request.h"
+
+struct input {
+    PyObject_HEAD
+    struct tf_request *req;     /* owned reference */
+    uint64_t pos;
+};
+
+PyObject *wsgi_input_new(struct tf_request *req)
+{
+    struct input *in = PyObject_New(struct input, &wsgi_input_type); /* new ref */
+    if (!in)
+        return NULL;
+    tf_request_ref(req);
+    in->req = req;
+    in->pos = 0;
+    return (PyObject *)in;
+}
+
+static void input_dealloc(PyObject *self)
+{
+    struct input *in = (struct input *)self;
+    tf_request_unref(in->req);
+    PyObject_Free(self);
+}
+
+static uint64_t remaining(const struct input *in)
+{
+    return in->req->body.size - in->pos;
+}
+
+/* Fill buf with n bytes at pos (GIL released for a file spool). */
+static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
+{
+    const struct tf_spool *sp = &in->req->body;
+    if (sp->fd < 0) {
+        memcpy(buf, sp->mem + pos, n);
+        return 0;
+    }
+    ssize_t got = 0;
+    size_t done = 0;
+    Py_BEGIN_ALLOW_THREADS
+    while (done < n && (got = tf_spool_read(sp, pos + done, buf + done, n - done)) > 0)
+        done += (size_t)got;
+    Py_END_ALLOW_THREADS
+    if (done < n) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    return 0;
+}
+
+static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size)
+{
+    *size = -1;
+    if (nargs > 1) {
+        PyErr_SetString(PyExc_TypeError, "expected at most one argument");
+        return -1;
+    }
+    if (nargs == 1 && args[0] != Py_None) {
+        *size = PyLong_AsSsize_t(args[0]);
+        if (*size == -1 && PyErr_Occurred())
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *read_bytes(struct input *in, uint64_t n)
+{
+    if (n > (uint64_t)PY_SSIZE_T_MAX)
+        return PyErr_NoMemory();
+    PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n); /* new ref */
+    if (!b)
+        return NULL;
+    if (n && copy_at(in, in->pos, PyBytes_AS_STRING(b), (size_t)n) < 0) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    in->pos += n;
+    return b;
+}
+
+static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    struct input *in = (struct input *)self;
+    Py_ssize_t size;
+    if (size_arg(args, nargs, &size) < 0)
+        return NULL;
+    uint64_t n = remaining(in);
+    if (size >= 0 && (uint64_t)size < n)
+        n = (uint64_t)size;
+    return read_bytes(in, n);
+}
+
+/* Length of the next line (through '\n'), at most limit bytes. */
+static int line_length(struct input *in, uint64_t limit, uint64_t *len)
+{
+    const struct tf_spool *sp = &in->req->body;
+    if (sp->fd < 0) {
+        const char *start = sp->mem + in->pos;
+        const char *nl = memchr(start, '\n', (size_t)limit);
+        *len = nl ? (uint64_t)(nl - start) + 1 : limit;
+        return 0;
+    }
+    char block[8192];
+    uint64_t scanned = 0;
+    while (scanned < limit) {
+        size_t want = limit - scanned < sizeof(block) ? (size_t)(limit - scanned) : sizeof(block);
+        if (copy_at(in, in->pos + scanned, block, want) < 0)
+            return -1;
+        const char *nl = memchr(block, '\n', want);
+        if (nl) {
+            *len = scanned + (uint64_t)(nl - block) + 1;
+            return 0;
+        }
+        scanned += want;
+    }
+    *len = limit;
+    return 0;
+}
+
+static PyObject *readline_limit(struct input *in, Py_ssize_t size)
+{
+    uint64_t limit = remaining(in), len;
+    if (size >= 0 && (uint64_t)size < limit)
+        limit = (uint64_t)size;
+    if (line_length(in, limit, &len) < 0)
+        return NULL;
+    return read_bytes(in, len);
+}
+
+static PyObject *input_readline(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_ssize_t size;
+    if (size_arg(args, nargs, &size) < 0)
+        return NULL;
+    return readline_limit((struct input *)self, size);
+}
+
+static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    struct input *in = (struct input *)self;
+    Py_ssize_t hint;
+    if (size_arg(args, nargs, &hint) < 0)
+        return NULL;
+    PyObject *lines = PyList_New(0); /* new ref */
+    Py_ssize_t total = 0;
+    if (!lines)
+        return NULL;
+    while (remaining(in) > 0) {
+        PyObject *line = readline_limit(in, -1); /* new ref */
+        if (!line || PyList_Append(lines, line) < 0) {
+            Py_XDECREF(line);
+            Py_DECREF(lines);
+            return NULL;
+        }
+        total += PyBytes_GET_SIZE(line);
+        Py_DECREF(line);
+        if (hint > 0 && total >= hint)
+            break;
+    }
+    return lines;
+}
+
+static PyObject *input_next(PyObject *self)
+{
+    struct input *in = (struct input *)self;
+    if (remaining(in) == 0)
+        return NULL; /* StopIteration */
+    return readline_limit(in, -1);
+}
+
+static PyMethodDef input_methods[] = {
+    { "read", (PyCFunction)(void (*)(void))input_read, METH_FASTCALL, "read([size]) -> bytes" },
+    { "readline", (PyCFunction)(void (*)(void))input_readline, METH_FASTCALL,
+      "readline([size]) -> bytes" },
+    { "readlines", (PyCFunction)(void (*)(void))input_readlines, METH_FASTCALL,
+      "readlines([hint]) -> list of bytes" },
+    { NULL, NULL, 0, NULL },
+};
+
+PyTypeObject wsgi_input_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracfront.InputStream",
+    .tp_basicsize = sizeof(struct input),
+    .tp_dealloc = input_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "wsgi.input: the request body",
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = input_next,
+    .tp_methods = input_methods,
+};

@@ -1,0 +1,156 @@
+/* interp.c — starting and stopping the embedded interpreter (see interp.h).
+ * Python never installs signal handlers here (the main thread waits for
+ * signals itself), and the interpreter is Debian's /usr/bin/python3 (or the
+ * --venv one) whatever python3 comes first on PATH. */
+#include "wsgi/interp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "wsgi/app.h"
+#include "wsgi/environ.h"
+#include "wsgi/errors.h"
+#include "wsgi/filewrapper.h"
+#include "wsgi/input.h"
+#include "wsgi/response.h"
+
+struct wsgi_context wsgi_ctx;
+static PyThreadState *main_thread_state; /* main thread only */
+
+void wsgi_log_exception(const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    tf_log_error("%s; traceback follows", msg);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (!type)
+        return;
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value)
+        PyException_SetTraceback(value, tb);
+    PyErr_Display(type, value, tb); /* to sys.stderr, our error log; sets no sys.last_* */
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+static int ready_types(void)
+{
+    return PyType_Ready(&wsgi_errors_type) < 0 || PyType_Ready(&wsgi_input_type) < 0 ||
+                   PyType_Ready(&wsgi_filewrapper_type) < 0 ||
+                   PyType_Ready(&wsgi_start_response_type) < 0
+               ? -1
+               : 0;
+}
+
+static int prepend_paths(const struct tf_config *cfg)
+{
+    PyObject *path = PySys_GetObject("path"); /* borrowed */
+    if (!path)
+        return -1;
+    for (size_t i = cfg->n_pythonpath; i-- > 0;) {
+        PyObject *dir = PyUnicode_DecodeFSDefault(cfg->pythonpath[i]); /* new ref */
+        if (!dir || PyList_Insert(path, 0, dir) < 0) {
+            Py_XDECREF(dir);
+            return -1;
+        }
+        Py_DECREF(dir);
+    }
+    return 0;
+}
+
+static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    char program[4096];
+    if (cfg->venv) {
+        snprintf(program, sizeof(program), "%s/bin/python3", cfg->venv);
+        if (access(program, X_OK) != 0) {
+            snprintf(err, errlen, "--venv: '%s' is not a virtual environment (no bin/python3)",
+                     cfg->venv);
+            return -1;
+        }
+    } else {
+        snprintf(program, sizeof(program), "%s", TF_PY_EXECUTABLE);
+    }
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0;
+    config.parse_argv = 0;
+    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, program);
+    if (!PyStatus_Exception(st))
+        st = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        snprintf(err, errlen, "cannot start Python (%s): %s", program,
+                 st.err_msg ? st.err_msg : "unknown error");
+        return -1;
+    }
+    return 0;
+}
+
+int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (init_python(cfg, err, errlen) < 0)
+        return -1;
+    wsgi_ctx.cfg = cfg;
+    if (ready_types() < 0 || !(wsgi_ctx.errors = wsgi_errors_new()) ||
+        PySys_SetObject("stderr", wsgi_ctx.errors) < 0 || prepend_paths(cfg) < 0) {
+        PyErr_Print();
+        snprintf(err, errlen, "cannot set up the Python side of tracfront");
+        goto fail;
+    }
+    if (!(wsgi_ctx.app = wsgi_app_load(cfg, err, errlen)))
+        goto fail;
+    if (!(wsgi_ctx.base_environ = wsgi_environ_base())) {
+        wsgi_log_exception("building the base environ");
+        snprintf(err, errlen, "cannot build the WSGI environ (see the error log; check --env)");
+        goto fail;
+    }
+    main_thread_state = PyEval_SaveThread();
+    return 0;
+fail:
+    main_thread_state = PyEval_SaveThread();
+    return -1;
+}
+
+void wsgi_interp_set_port(unsigned port)
+{
+    PyEval_RestoreThread(main_thread_state);
+    wsgi_ctx.server_port = port;
+    char text[16];
+    snprintf(text, sizeof(text), "%u", port);
+    PyObject *v = PyUnicode_FromString(text);
+    if (!v || PyDict_SetItemString(wsgi_ctx.base_environ, "SERVER_PORT", v) < 0)
+        PyErr_Clear();
+    Py_XDECREF(v);
+    main_thread_state = PyEval_SaveThread();
+}
+
+void wsgi_interp_stop(bool threads_idle)
+{
+    PyEval_RestoreThread(main_thread_state);
+    if (threads_idle) {
+        Py_CLEAR(wsgi_ctx.app);
+        Py_CLEAR(wsgi_ctx.base_environ);
+        if (Py_FinalizeEx() < 0)
+            tf_log_error("Python reported errors while finalizing");
+        wsgi_ctx.errors = NULL; /* gone with the runtime */
+        return;
+    }
+    /* App threads may still be inside Python: finalizing under them is unsafe,
+     * but the app's atexit handlers still get their chance. */
+    PyObject *atexit = PyImport_ImportModule("atexit");
+    PyObject *r = atexit ? PyObject_CallMethod(atexit, "_run_exitfuncs", NULL) : NULL;
+    if (!r)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(atexit);
+}

@@ -1,0 +1,42 @@
+/* interp.h — the one Python interpreter: started once on the main thread,
+ * the app loaded, then the GIL released for the app threads. Holds the WSGI
+ * context that every request reads.
+ *
+ * struct wsgi_context: every field is written once by the main thread in
+ * wsgi_interp_start() (GIL held) and only read afterwards, with the GIL held. */
+#ifndef WSGI_INTERP_H
+#define WSGI_INTERP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+
+#include "proxy/config.h"
+
+struct wsgi_context {
+    PyObject *app;            /* the WSGI callable (new ref) */
+    PyObject *base_environ;   /* dict copied into every environ (new ref) */
+    PyObject *errors;         /* the shared wsgi.errors stream (new ref) */
+    const struct tf_config *cfg;
+    unsigned server_port;     /* SERVER_PORT, set once the socket is bound */
+};
+
+extern struct wsgi_context wsgi_ctx;
+
+/* Initialise Python (Debian's, or --venv), prepend --pythonpath, load the app
+ * and build the base environ; release the GIL. Returns 0, or -1 with a
+ * message naming the flag in err (the traceback goes to the error log). */
+int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen);
+
+/* Set SERVER_PORT in the base environ once the port is known. */
+void wsgi_interp_set_port(unsigned port);
+
+/* Take the GIL back on the main thread and finalize (atexit handlers run).
+ * With app threads possibly still inside Python (graceful timeout passed),
+ * run only the atexit handlers instead of finalizing. */
+void wsgi_interp_stop(bool threads_idle);
+
+/* Write the current exception's traceback to the error log and clear it. */
+void wsgi_log_exception(const char *context_fmt, ...);
+
+#endif

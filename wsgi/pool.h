@@ -1,0 +1,33 @@
+/* pool.h — the bounded pool of app threads. Each thread owns one
+ * PyThreadState for its whole life (per-request PyGILState churn is far
+ * slower) and holds the GIL only while running Python. Requests wait in a
+ * bounded FIFO; continuations of parked responses skip the bound, since
+ * refusing them would strand a half-sent response. */
+#ifndef WSGI_POOL_H
+#define WSGI_POOL_H
+
+struct tf_request;
+struct wsgi_pool;
+
+/* A pool with no threads yet: requests submitted now wait in the queue.
+ * NULL on out of memory. */
+struct wsgi_pool *wsgi_pool_new(unsigned queue_size);
+/* Start the app threads (call with the GIL released). 0, or -1 if none
+ * could be started. */
+int wsgi_pool_start(struct wsgi_pool *pool, unsigned threads);
+
+/* tf_dispatch_fn: queue a new request (takes the reference passed in).
+ * Returns 0, or -1 when the queue is full (reference not taken). */
+int wsgi_pool_submit(void *pool, struct tf_request *req);
+
+/* Queue the continuation of a parked request (any thread, never refused). */
+void wsgi_pool_resubmit(struct tf_request *req);
+
+/* Stop taking new requests, run what is queued to the end, join the
+ * threads, free the pool. Call with the GIL released. */
+void wsgi_pool_stop(struct wsgi_pool *pool);
+
+/* Requests waiting in the queue, and being run. */
+unsigned wsgi_pool_busy(struct wsgi_pool *pool);
+
+#endif

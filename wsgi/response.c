@@ -1,0 +1,288 @@
+/* response.c — start_response and write() (PEP 3333), and building the MHD
+ * response from what they collected (see response.h). All of it runs on the
+ * app thread with the GIL held, except write()'s wait for a slow client,
+ * which releases the GIL. */
+#include "wsgi/response.h"
+
+#include <microhttpd.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/request.h"
+#include "proxy/server.h"
+#include "wsgi/headers.h"
+
+struct start_response {
+    PyObject_HEAD
+    struct wsgi_task *task;     /* borrowed; NULL once the task has ended */
+};
+
+/* The bytes of a str whose characters all fit latin-1 (NUL-terminated, as
+ * CPython keeps them). -1 if not a str or wider than latin-1. */
+static int latin1_view(PyObject *s, const char **p, size_t *n)
+{
+    if (!PyUnicode_Check(s) || PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
+        return -1;
+    *p = (const char *)PyUnicode_1BYTE_DATA(s);
+    *n = (size_t)PyUnicode_GET_LENGTH(s);
+    return 0;
+}
+
+static int64_t parse_length(const char *v, size_t n)
+{
+    int64_t x = 0;
+    if (n == 0)
+        return -2;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9' || x > (INT64_MAX - 9) / 10)
+            return -2;
+        x = x * 10 + (v[i] - '0');
+    }
+    return x;
+}
+
+/* Validate the headers list; sets *content_length. 0, or -1 with exception. */
+static int check_headers(PyObject *headers, int64_t *content_length)
+{
+    if (!PyList_Check(headers)) {
+        PyErr_Format(PyExc_TypeError, "start_response: headers must be a list, not %.100s",
+                     Py_TYPE(headers)->tp_name);
+        return -1;
+    }
+    *content_length = -1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
+        PyObject *item = PyList_GET_ITEM(headers, i); /* borrowed */
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response: header %zd must be a (name, value) tuple, not %R", i,
+                         item);
+            return -1;
+        }
+        const char *name, *value;
+        size_t nlen, vlen;
+        if (latin1_view(PyTuple_GET_ITEM(item, 0), &name, &nlen) < 0 ||
+            latin1_view(PyTuple_GET_ITEM(item, 1), &value, &vlen) < 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "start_response: header %R: name and value must be latin-1 str", item);
+            return -1;
+        }
+        if (!wsgi_header_name_valid(name, nlen) || !wsgi_header_value_valid(value, vlen)) {
+            PyErr_Format(PyExc_ValueError,
+                         "start_response: invalid header %R (bad name, or a control "
+                         "character such as a newline in the value)", item);
+            return -1;
+        }
+        if (nlen == 14 && !strncasecmp(name, "Content-Length", 14)) {
+            *content_length = parse_length(value, vlen);
+            if (*content_length == -2) {
+                PyErr_Format(PyExc_ValueError, "start_response: invalid Content-Length %R", item);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static PyObject *sr_write(PyObject *self, PyObject *data);
+static PyMethodDef write_def = { "write", sr_write, METH_O, "PEP 3333 write(bytes)" };
+
+static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = { "status", "response_headers", "exc_info", NULL };
+    struct wsgi_task *task = ((struct start_response *)self)->task;
+    PyObject *status, *headers, *exc_info = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
+                                     &headers, &exc_info))
+        return NULL;
+    if (!task) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
+        return NULL;
+    }
+    if (exc_info != Py_None) {
+        if (task->sent) { /* too late to change the status: re-raise (PEP 3333) */
+            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+                PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
+                return NULL;
+            }
+            PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
+                     *tb = PyTuple_GET_ITEM(exc_info, 2);
+            Py_INCREF(t);
+            Py_INCREF(v);
+            Py_INCREF(tb);
+            PyErr_Restore(t, v, tb == Py_None ? (Py_DECREF(tb), NULL) : tb);
+            return NULL;
+        }
+    } else if (task->status) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "start_response called a second time without exc_info");
+        return NULL;
+    }
+    const char *s;
+    size_t slen;
+    unsigned code;
+    if (latin1_view(status, &s, &slen) < 0 || !(code = wsgi_status_parse(s, slen)) || code < 200) {
+        PyErr_Format(PyExc_ValueError,
+                     "start_response: invalid status %R (want a str like '200 OK', code 200-999)",
+                     status);
+        return NULL;
+    }
+    int64_t content_length;
+    if (check_headers(headers, &content_length) < 0)
+        return NULL;
+    Py_INCREF(status);
+    Py_XSETREF(task->status, status);
+    Py_INCREF(headers);
+    Py_XSETREF(task->headers, headers);
+    task->code = code;
+    task->content_length = content_length;
+    return PyCFunction_New(&write_def, self); /* new ref */
+}
+
+static PyObject *sr_write(PyObject *self, PyObject *data)
+{
+    struct wsgi_task *task = ((struct start_response *)self)->task;
+    if (!task || !task->status) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        task ? "write() before start_response()" : "write() after the request ended");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        PyErr_Format(PyExc_TypeError, "write() takes bytes, not %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(data) == 0)
+        Py_RETURN_NONE;
+    if (!task->sent && wsgi_response_start_stream(task) < 0)
+        return NULL;
+    int rc = wsgi_response_push(task, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
+    if (rc == 1) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = tf_request_wait_drained(task->req);
+        Py_END_ALLOW_THREADS
+    }
+    if (rc < 0) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static void sr_dealloc(PyObject *self)
+{
+    PyObject_Free(self);
+}
+
+PyTypeObject wsgi_start_response_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracfront.StartResponse",
+    .tp_basicsize = sizeof(struct start_response),
+    .tp_dealloc = sr_dealloc,
+    .tp_call = sr_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "start_response(status, response_headers, exc_info=None) -> write",
+};
+
+PyObject *wsgi_start_response_new(struct wsgi_task *task)
+{
+    struct start_response *sr = PyObject_New(struct start_response, &wsgi_start_response_type);
+    if (sr)
+        sr->task = task;
+    return (PyObject *)sr;
+}
+
+void wsgi_start_response_detach(PyObject *start_response)
+{
+    if (start_response)
+        ((struct start_response *)start_response)->task = NULL;
+}
+
+/* --- building the MHD response ------------------------------------------ */
+
+static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
+{
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(task->headers); i++) {
+        PyObject *item = PyList_GET_ITEM(task->headers, i);
+        const char *name, *value;
+        size_t nlen, vlen;
+        if (latin1_view(PyTuple_GET_ITEM(item, 0), &name, &nlen) < 0 ||
+            latin1_view(PyTuple_GET_ITEM(item, 1), &value, &vlen) < 0)
+            continue; /* checked in start_response; the list may have changed since */
+        if (wsgi_header_is_hop_by_hop(name, nlen) ||
+            (nlen == 14 && !strncasecmp(name, "Content-Length", 14)))
+            continue;
+        if (MHD_add_response_header(r, name, value) != MHD_YES)
+            tf_log_error("%s %s: header '%s' from the app was not sent", task->req->method,
+                         task->req->target, name);
+    }
+}
+
+static int hand_over(struct wsgi_task *task, struct MHD_Response *r)
+{
+    if (!r) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    add_app_headers(r, task);
+    task->sent = true;
+    tf_request_respond(task->req, r, task->code);
+    return 0;
+}
+
+int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len)
+{
+    if (task->content_length >= 0 && (uint64_t)task->content_length < len)
+        len = (size_t)task->content_length;
+    task->req->bytes_out = len;
+    return hand_over(task, MHD_create_response_from_buffer(len, (void *)data,
+                                                           MHD_RESPMEM_MUST_COPY));
+}
+
+int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
+{
+    if (task->content_length >= 0 && (uint64_t)task->content_length < size)
+        size = (uint64_t)task->content_length;
+    task->req->bytes_out = size;
+    struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(size, fd, offset);
+    if (!r)
+        close(fd);
+    return hand_over(task, r);
+}
+
+int wsgi_response_start_stream(struct wsgi_task *task)
+{
+    uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
+    return hand_over(task, tf_request_stream_response(task->req, size));
+}
+
+void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail)
+{
+    if (task->sent) {
+        tf_request_finish(task->req, true); /* headers are out: abort the connection */
+        return;
+    }
+    struct MHD_Response *r = tf_error_response(status, detail, false);
+    task->sent = true;
+    if (r)
+        tf_request_respond(task->req, r, status);
+    else
+        tf_request_respond(task->req, NULL, status);
+}
+
+int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
+{
+    struct tf_request *req = task->req;
+    if (task->content_length >= 0) {
+        uint64_t room = (uint64_t)task->content_length - task->body_bytes;
+        if (len > room)
+            len = (size_t)room; /* never more than the app's Content-Length */
+    }
+    task->body_bytes += len;
+    if (req->is_head || len == 0)
+        return tf_request_client_gone(req) ? -1 : 0;
+    bool over;
+    if (tf_request_push(req, data, len, &over) < 0)
+        return -1;
+    return over ? 1 : 0;
+}

@@ -1,0 +1,52 @@
+/* response.h — start_response, write(), and turning an app's status, headers
+ * and body into a libmicrohttpd response. A request's WSGI state lives in a
+ * struct wsgi_task, owned by the app thread running it (GIL held for every
+ * access); the response is handed to the I/O side exactly once ("sent"). */
+#ifndef WSGI_RESPONSE_H
+#define WSGI_RESPONSE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct tf_request;
+
+struct wsgi_task {
+    struct tf_request *req;   /* the task's own reference */
+    PyObject *environ;        /* new ref */
+    PyObject *start_response; /* new ref: a StartResponse bound to this task */
+    PyObject *result;         /* the app's iterable, new ref */
+    PyObject *iterator;       /* iter(result), new ref */
+    PyObject *status;         /* str from start_response, new ref */
+    PyObject *headers;        /* list from start_response, new ref */
+    unsigned code;
+    int64_t content_length;   /* the app's Content-Length, -1 if none */
+    uint64_t body_bytes;      /* body bytes produced so far */
+    bool sent;                /* the response is with the I/O side */
+};
+
+extern PyTypeObject wsgi_start_response_type;
+
+/* New StartResponse for task (new ref), or NULL with an exception. */
+PyObject *wsgi_start_response_new(struct wsgi_task *task);
+/* The task is over: later calls of that start_response/write raise. */
+void wsgi_start_response_detach(PyObject *start_response);
+
+/* Hand a complete body (copied) to the client: Content-Length is its size,
+ * capped at the app's Content-Length. Returns 0 or -1 (exception set). */
+int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len);
+/* Hand a regular file to the client (sendfile); takes ownership of fd. */
+int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size);
+/* Start a streamed response (Content-Length if the app gave one, else chunked
+ * on HTTP/1.1 and close-delimited on 1.0). */
+int wsgi_response_start_stream(struct wsgi_task *task);
+/* A 500 (or other) error page, when nothing was sent yet. */
+void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail);
+
+/* Push a body chunk of a started stream. Returns 0, 1 when the channel is
+ * over its high-water mark (the producer should stop), or -1 when the client
+ * has gone (no exception set). */
+int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len);
+
+#endif

@@ -1,0 +1,313 @@
+/* run.c — driving one WSGI call (see run.h). Fast paths first: a list or
+ * tuple of bytes is sent as one buffer with Content-Length, a file_wrapper on
+ * a regular file with sendfile; anything else is iterated, a single chunk
+ * still gets a Content-Length, and longer bodies stream through the request
+ * channel. Whatever happens, the iterable's close() is called exactly once. */
+#include "wsgi/run.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/request.h"
+#include "wsgi/environ.h"
+#include "wsgi/filewrapper.h"
+#include "wsgi/input.h"
+#include "wsgi/interp.h"
+#include "wsgi/pool.h"
+#include "wsgi/response.h"
+
+static void finish(struct wsgi_task *task)
+{
+    struct tf_request *req = task->req;
+    wsgi_start_response_detach(task->start_response);
+    Py_CLEAR(task->iterator);
+    Py_CLEAR(task->result);
+    Py_CLEAR(task->start_response);
+    Py_CLEAR(task->environ);
+    Py_CLEAR(task->status);
+    Py_CLEAR(task->headers);
+    req->backend_state = NULL;
+    free(task);
+    tf_request_unref(req);
+}
+
+/* Call result.close() if it has one; an exception there is logged. */
+static void close_result(struct wsgi_task *task)
+{
+    PyObject *result = task->result;
+    if (!result || PyList_CheckExact(result) || PyTuple_CheckExact(result))
+        return;
+    PyObject *close = PyObject_GetAttrString(result, "close"); /* new ref */
+    if (!close) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject *r = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    if (!r)
+        wsgi_log_exception("%s %s: the response's close() raised", task->req->method,
+                           task->req->target);
+    Py_XDECREF(r);
+}
+
+static void end(struct wsgi_task *task)
+{
+    close_result(task);
+    finish(task);
+}
+
+/* The app (or its iterable) raised: log the traceback; a 500 if nothing was
+ * sent yet, else abort the connection. */
+static void failed(struct wsgi_task *task, const char *what)
+{
+    wsgi_log_exception("%s %s: %s", task->req->method, task->req->target, what);
+    wsgi_response_send_error(task, 500, NULL);
+    end(task);
+}
+
+/* The app broke the protocol (no exception): log why, answer 500. */
+static void bad_app(struct wsgi_task *task, const char *why, PyObject *obj)
+{
+    tf_log_error("%s %s: %s%s%s", task->req->method, task->req->target, why,
+                 obj ? Py_TYPE(obj)->tp_name : "", obj ? " (the body must be bytes)" : "");
+    wsgi_response_send_error(task, 500, NULL);
+    end(task);
+}
+
+static bool ready_to_send(struct wsgi_task *task)
+{
+    if (task->status)
+        return true;
+    bad_app(task, "the app returned a body without calling start_response()", NULL);
+    return false;
+}
+
+/* A list or tuple of bytes: one buffer. Returns true if it handled the task. */
+static bool send_sequence(struct wsgi_task *task)
+{
+    PyObject *seq = task->result;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyBytes_Check(items[i])) {
+            bad_app(task, "the app's response contains ", items[i]);
+            return true;
+        }
+        total += (size_t)PyBytes_GET_SIZE(items[i]);
+    }
+    if (!ready_to_send(task))
+        return true;
+    int rc;
+    if (n == 1) {
+        rc = wsgi_response_send_buffer(task, PyBytes_AS_STRING(items[0]), total);
+    } else {
+        char *buf = malloc(total ? total : 1);
+        if (!buf) {
+            PyErr_NoMemory();
+            failed(task, "out of memory joining the body");
+            return true;
+        }
+        size_t off = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            memcpy(buf + off, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]));
+            off += (size_t)PyBytes_GET_SIZE(items[i]);
+        }
+        rc = wsgi_response_send_buffer(task, buf, total);
+        free(buf);
+    }
+    if (rc < 0)
+        failed(task, "sending the response failed");
+    else
+        end(task);
+    return true;
+}
+
+static bool send_file(struct wsgi_task *task)
+{
+    int fd;
+    uint64_t offset, size;
+    if (!wsgi_filewrapper_file(task->result, &fd, &offset, &size))
+        return false;
+    if (!ready_to_send(task)) {
+        close(fd);
+        return true;
+    }
+    if (wsgi_response_send_file(task, fd, offset, size) < 0)
+        failed(task, "sending the file failed");
+    else
+        end(task);
+    return true;
+}
+
+/* Next non-empty bytes item: 1 with *item (new ref), 0 at the end, -1 when
+ * the task was ended (error reported). */
+static int next_chunk(struct wsgi_task *task, PyObject **item)
+{
+    for (;;) {
+        PyObject *it = PyIter_Next(task->iterator); /* new ref */
+        if (!it) {
+            if (!PyErr_Occurred())
+                return 0;
+            failed(task, "the response iterable raised");
+            return -1;
+        }
+        if (!PyBytes_Check(it)) {
+            bad_app(task, "the app's response yielded ", it);
+            Py_DECREF(it);
+            return -1;
+        }
+        if (PyBytes_GET_SIZE(it) > 0) {
+            *item = it;
+            return 1;
+        }
+        Py_DECREF(it);
+    }
+}
+
+/* Body is complete: close the stream, or send an empty/whole body. */
+static void body_done(struct wsgi_task *task)
+{
+    if (task->sent) {
+        tf_request_finish(task->req, false);
+    } else if (ready_to_send(task)) {
+        if (wsgi_response_send_buffer(task, "", 0) < 0) {
+            failed(task, "sending the response failed");
+            return;
+        }
+    } else {
+        return;
+    }
+    end(task);
+}
+
+/* The first chunk when nothing was sent: peek at the second to see whether a
+ * Content-Length can be given. Returns false when the task was ended. */
+static bool send_first(struct wsgi_task *task, PyObject *first)
+{
+    PyObject *second = NULL;
+    int rc = next_chunk(task, &second);
+    if (rc < 0)
+        return false;
+    if (!ready_to_send(task))
+        goto ended;
+    if (rc == 0) {
+        if (wsgi_response_send_buffer(task, PyBytes_AS_STRING(first),
+                                      (size_t)PyBytes_GET_SIZE(first)) < 0)
+            failed(task, "sending the response failed");
+        else
+            end(task);
+        goto ended;
+    }
+    if (wsgi_response_start_stream(task) < 0) {
+        failed(task, "starting the response failed");
+        goto ended;
+    }
+    if (task->req->is_head) { /* headers only: stop producing */
+        tf_request_finish(task->req, false);
+        end(task);
+        goto ended;
+    }
+    wsgi_response_push(task, PyBytes_AS_STRING(first), (size_t)PyBytes_GET_SIZE(first));
+    wsgi_response_push(task, PyBytes_AS_STRING(second), (size_t)PyBytes_GET_SIZE(second));
+    Py_DECREF(second);
+    return true;
+ended:
+    Py_XDECREF(second);
+    return false;
+}
+
+/* Iterate until the body ends, the client leaves, or the channel is full
+ * (then park: the reader calls us back). */
+static void iterate(struct wsgi_task *task)
+{
+    struct tf_request *req = task->req;
+    for (;;) {
+        if (tf_request_client_gone(req)) {
+            end(task);
+            return;
+        }
+        PyObject *item = NULL;
+        int rc = next_chunk(task, &item);
+        if (rc < 0)
+            return;
+        if (rc == 0) {
+            body_done(task);
+            return;
+        }
+        if (!task->sent) {
+            bool go_on = send_first(task, item);
+            Py_DECREF(item);
+            if (!go_on)
+                return;
+            continue;
+        }
+        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+        Py_DECREF(item);
+        if (rc < 0) {
+            end(task);
+            return;
+        }
+        if (rc == 1 && tf_request_park(req))
+            return;
+    }
+}
+
+static void start(struct tf_request *req)
+{
+    struct wsgi_task *task = calloc(1, sizeof(*task));
+    if (!task) {
+        tf_log_error("%s %s: out of memory", req->method, req->target);
+        tf_request_respond(req, NULL, 500);
+        tf_request_unref(req);
+        return;
+    }
+    task->req = req;
+    task->content_length = -1;
+    req->backend_state = task;
+    req->producer_wake = wsgi_pool_resubmit;
+    bool outside_mount = false;
+    PyObject *input = wsgi_input_new(req); /* new ref */
+    if (input)
+        task->environ = wsgi_environ_build(req, input, &outside_mount);
+    Py_XDECREF(input);
+    if (!task->environ) {
+        failed(task, "building the WSGI environ failed");
+        return;
+    }
+    if (outside_mount) {
+        wsgi_response_send_error(task, 404, "This server serves only under its --mount prefix.");
+        end(task);
+        return;
+    }
+    if (!(task->start_response = wsgi_start_response_new(task))) {
+        failed(task, "creating start_response failed");
+        return;
+    }
+    PyObject *args[2] = { task->environ, task->start_response };
+    task->result = PyObject_Vectorcall(wsgi_ctx.app, args, 2, NULL); /* new ref */
+    if (!task->result) {
+        failed(task, "the app raised");
+        return;
+    }
+    if ((PyList_CheckExact(task->result) || PyTuple_CheckExact(task->result)) && !task->sent &&
+        send_sequence(task))
+        return;
+    if (!task->sent && send_file(task))
+        return;
+    if (!(task->iterator = PyObject_GetIter(task->result))) {
+        failed(task, "the app's return value is not iterable");
+        return;
+    }
+    iterate(task);
+}
+
+void wsgi_run(struct tf_request *req)
+{
+    if (req->backend_state)
+        iterate(req->backend_state);
+    else
+        start(req);
+}
