@@ -1,0 +1,140 @@
+/* Unit tests for proxy/config.c: flags, the INI file, precedence and the
+ * error messages that name the flag or key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "proxy/config.h"
+
+static int load(struct tf_config *cfg, char *err, int argc, char **argv)
+{
+    return tf_config_load(cfg, argc, argv, err, 1024);
+}
+
+static void test_defaults_and_flags(void **state)
+{
+    (void)state;
+    struct tf_config cfg;
+    char err[1024];
+    char *argv[] = { "tracfront", "--app", "m:app", "--listen", "0.0.0.0:0", "--threads=4",
+                     "--pythonpath", "/a", "--pythonpath", "/b", "--env", "K=V=W",
+                     "--mount", "/trac/", "--max-body", "10M" };
+    assert_int_equal(load(&cfg, err, 16, argv), 0);
+    assert_string_equal(cfg.app, "m:app");
+    assert_string_equal(cfg.listen_host, "0.0.0.0");
+    assert_int_equal(cfg.listen_port, 0);
+    assert_int_equal(cfg.threads, 4);
+    assert_int_equal(cfg.n_pythonpath, 2);
+    assert_string_equal(cfg.pythonpath[1], "/b");
+    assert_string_equal(cfg.env[0], "K=V=W");
+    assert_string_equal(cfg.mount, "/trac");
+    assert_int_equal(cfg.max_body, 10u << 20);
+    assert_int_equal(cfg.queue_size, 1024);
+    tf_config_free(&cfg);
+}
+
+static void expect_config_error(int argc, char **argv, const char *needle)
+{
+    struct tf_config cfg;
+    char err[1024] = "";
+    if (load(&cfg, err, argc, argv) != -1)
+        fail_msg("accepted (argc %d, looking for %s)", argc, needle);
+    if (!strstr(err, needle))
+        fail_msg("error '%s' does not mention '%s'", err, needle);
+    tf_config_free(&cfg);
+}
+
+static void test_errors_name_the_flag(void **state)
+{
+    (void)state;
+    expect_config_error(4, (char *[]){ "t", "--app", "m:a", "--bogus" }, "--bogus");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--threads", "0" }, "threads");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--listen", "nope" }, "listen");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--max-body", "lots" }, "max-body");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--env", "NOEQUALS" }, "env");
+    expect_config_error(3, (char *[]){ "t", "--app", "nocolon" }, "--app");
+    expect_config_error(2, (char *[]){ "t", "--threads" }, "needs a value");
+    expect_config_error(1, (char *[]){ "t" }, "no application");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--wsgi-file", "x" }, "exclude");
+    expect_config_error(4, (char *[]){ "t", "--app", "m:a", "stray" }, "stray");
+}
+
+static char *write_ini(const char *text)
+{
+    static char path[] = "/tmp/tf_test_config_XXXXXX";
+    strcpy(path, "/tmp/tf_test_config_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static void test_ini_and_precedence(void **state)
+{
+    (void)state;
+    char *path = write_ini("[tracfront]\napp = m:app\nthreads = 3\nmax_body = 2K\n"
+                           "pythonpath = /from/file\n");
+    struct tf_config cfg;
+    char err[1024];
+    char *argv[] = { "t", "--config", path, "--threads", "5", "--pythonpath", "/flag" };
+    assert_int_equal(load(&cfg, err, 7, argv), 0);
+    assert_string_equal(cfg.app, "m:app");
+    assert_int_equal(cfg.threads, 5); /* the flag wins */
+    assert_int_equal(cfg.max_body, 2048);
+    assert_int_equal(cfg.n_pythonpath, 2); /* lists accumulate: file first */
+    assert_string_equal(cfg.pythonpath[0], "/from/file");
+    tf_config_free(&cfg);
+    unlink(path);
+}
+
+static void test_ini_errors(void **state)
+{
+    (void)state;
+    char *path = write_ini("[tracfront]\napp = m:app\nthreads = many\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 3");
+    unlink(path);
+    path = write_ini("[tracfront]\nnot_a_key = 1\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "not_a_key");
+    unlink(path);
+    expect_config_error(3, (char *[]){ "t", "--config", "/nonexistent/x.ini" }, "cannot open");
+}
+
+static void test_parsers(void **state)
+{
+    (void)state;
+    uint64_t n;
+    assert_int_equal(tf_parse_size("1G", &n), 0);
+    assert_int_equal(n, 1ull << 30);
+    assert_int_equal(tf_parse_size("512k", &n), 0);
+    assert_int_equal(n, 512u * 1024);
+    assert_int_equal(tf_parse_size("1x", &n), -1);
+    assert_int_equal(tf_parse_size("", &n), -1);
+    char *host;
+    unsigned port;
+    assert_int_equal(tf_parse_listen("[::1]:8080", &host, &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 8080);
+    free(host);
+    assert_int_equal(tf_parse_listen("9000", &host, &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    free(host);
+    assert_int_equal(tf_parse_listen("h:70000", &host, &port), -1);
+    assert_int_equal(tf_parse_listen("::1:80", &host, &port), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults_and_flags), cmocka_unit_test(test_errors_name_the_flag),
+        cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
+        cmocka_unit_test(test_parsers),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,137 @@
+/* Unit tests for proxy/http_check.c: each RFC 9112 rule on its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "proxy/http_check.h"
+
+static int header(struct tf_framing *f, const char *name, const char *value)
+{
+    return tf_check_header(f, name, strlen(name), value, strlen(value));
+}
+
+static void test_header_syntax(void **state)
+{
+    (void)state;
+    struct tf_framing f;
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "X-Ok", "fine\tvalue"), 0);
+    assert_int_equal(header(&f, "Bad Name", "v"), 400);
+    assert_int_equal(header(&f, "Bad\x01", "v"), 400);
+    assert_int_equal(header(&f, "", "v"), 400);
+    assert_int_equal(tf_check_header(&f, "X-Nul", 5, "a\0b", 3), 400);
+    assert_int_equal(header(&f, "X-Cr", "a\rb"), 400);
+    assert_int_equal(header(&f, "X-Del", "a\x7f"), 400);
+}
+
+static void test_content_length(void **state)
+{
+    (void)state;
+    struct tf_framing f;
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "42"), 0);
+    assert_int_equal(f.content_length, 42);
+    assert_int_equal(header(&f, "content-length", "42"), 0); /* same value repeated */
+    assert_int_equal(header(&f, "Content-Length", "43"), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "7, 7"), 0);
+    assert_int_equal(f.content_length, 7);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "7, 8"), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "-1"), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "12abc"), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", "99999999999999999999999"), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Content-Length", ""), 400);
+}
+
+static void test_transfer_encoding(void **state)
+{
+    (void)state;
+    struct tf_framing f;
+    tf_framing_init(&f);
+    header(&f, "Host", "h");
+    assert_int_equal(header(&f, "Transfer-Encoding", "chunked"), 0);
+    assert_int_equal(tf_check_framing(&f, true), 0);
+    assert_true(f.chunked);
+    /* CL with TE: smuggling risk */
+    assert_int_equal(header(&f, "Content-Length", "5"), 0);
+    assert_int_equal(tf_check_framing(&f, true), 400);
+    /* TE on HTTP/1.0 */
+    tf_framing_init(&f);
+    header(&f, "Transfer-Encoding", "chunked");
+    assert_int_equal(tf_check_framing(&f, false), 400);
+    /* unsupported coding before chunked → 501 */
+    tf_framing_init(&f);
+    header(&f, "Host", "h");
+    header(&f, "Transfer-Encoding", "gzip, chunked");
+    assert_int_equal(tf_check_framing(&f, true), 501);
+    /* chunked not last → 400 */
+    tf_framing_init(&f);
+    header(&f, "Host", "h");
+    header(&f, "Transfer-Encoding", "chunked, gzip");
+    assert_int_equal(tf_check_framing(&f, true), 400);
+    /* chunked twice */
+    tf_framing_init(&f);
+    header(&f, "Host", "h");
+    header(&f, "Transfer-Encoding", "chunked");
+    header(&f, "Transfer-Encoding", "chunked");
+    assert_int_equal(tf_check_framing(&f, true), 400);
+    /* only an unknown coding → 501 */
+    tf_framing_init(&f);
+    header(&f, "Host", "h");
+    header(&f, "Transfer-Encoding", "gzip");
+    assert_int_equal(tf_check_framing(&f, true), 501);
+}
+
+static void test_host(void **state)
+{
+    (void)state;
+    struct tf_framing f;
+    tf_framing_init(&f);
+    assert_int_equal(tf_check_framing(&f, true), 400);  /* HTTP/1.1 needs Host */
+    assert_int_equal(tf_check_framing(&f, false), 0);   /* HTTP/1.0 does not */
+    header(&f, "Host", "a");
+    assert_int_equal(tf_check_framing(&f, true), 0);
+    header(&f, "Host", "b");
+    assert_int_equal(tf_check_framing(&f, true), 400);
+}
+
+static void test_target(void **state)
+{
+    (void)state;
+    assert_int_equal(tf_check_target("/", "GET"), 0);
+    assert_int_equal(tf_check_target("/a?b=c", "GET"), 0);
+    assert_int_equal(tf_check_target("http://example.org/x", "GET"), 0);
+    assert_int_equal(tf_check_target("*", "OPTIONS"), 0);
+    assert_int_equal(tf_check_target("*", "GET"), 400);
+    assert_int_equal(tf_check_target("relative", "GET"), 400);
+    assert_int_equal(tf_check_target("/a\x01", "GET"), 400);
+    assert_int_equal(tf_check_target("", "GET"), 400);
+}
+
+static void test_token(void **state)
+{
+    (void)state;
+    assert_true(tf_is_token("GET", 3));
+    assert_true(tf_is_token("X-Custom_1!", 11));
+    assert_false(tf_is_token("a:b", 3));
+    assert_false(tf_is_token("a b", 3));
+    assert_false(tf_is_token("", 0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_header_syntax), cmocka_unit_test(test_content_length),
+        cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_host),
+        cmocka_unit_test(test_target), cmocka_unit_test(test_token),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
