@@ -56,6 +56,8 @@ struct tf_request {
     struct tf_spool body;
     uint64_t t_received, t_dispatched;
     int phase;                  /* server.c's state machine; I/O thread only */
+    bool body_too_large;        /* I/O thread only: chunked body past --max-body */
+    uint64_t discarded;         /* I/O thread only: body bytes dropped */
 
     /* --- the answer: written by the backend before tf_request_respond() --- */
     struct MHD_Response *response;

@@ -20,6 +20,10 @@
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 
+/* Bytes of an over-limit chunked body read and dropped before the
+ * connection is cut instead of answered. */
+#define TF_DISCARD_MAX (16u * 1024u * 1024u)
+
 struct tf_server {
     struct MHD_Daemon *daemon;      /* main thread: start/stop only */
     const struct tf_config *cfg;    /* read-only */
@@ -204,18 +208,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         uint64_t max = server->cfg->max_body;
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return reply(req, 413, "The request body is larger than --max-body.", true);
-        if (framing.content_length > 0 || framing.chunked) {
-            req->phase = PHASE_BODY;
-            return MHD_YES;
-        }
-        return dispatch(server, req);
+        /* Even without a body, answer only from the final call: libmicrohttpd
+         * closes the connection after a response queued in the first one. */
+        req->phase = PHASE_BODY;
+        return MHD_YES;
     }
     case PHASE_BODY:
-        if (*upload_data_size == 0)
+        if (*upload_data_size == 0) {
+            if (req->body_too_large)
+                return reply(req, 413, "The request body is larger than --max-body.", true);
             return dispatch(server, req);
-        if (server->cfg->max_body && req->body.size + *upload_data_size > server->cfg->max_body) {
+        }
+        if (req->body_too_large ||
+            (server->cfg->max_body && req->body.size + *upload_data_size > server->cfg->max_body)) {
+            /* A chunked body past the limit: libmicrohttpd 0.9.75 cannot answer
+             * before the body ends, so drop what arrives (no memory grows) and
+             * give up on a client that keeps sending far past the limit. */
+            req->body_too_large = true;
+            req->discarded += *upload_data_size;
             *upload_data_size = 0;
-            return reply(req, 413, "The request body is larger than --max-body.", true);
+            return req->discarded > TF_DISCARD_MAX ? MHD_NO : MHD_YES;
         }
         if (tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
             tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);

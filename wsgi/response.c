@@ -252,8 +252,19 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
 
 int wsgi_response_start_stream(struct wsgi_task *task)
 {
+    if (task->req->is_head)
+        return 0; /* HEAD: count the body, answer at its end (wsgi_response_send_head) */
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
     return hand_over(task, tf_request_stream_response(task->req, size));
+}
+
+int wsgi_response_send_head(struct wsgi_task *task)
+{
+    uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : task->body_bytes;
+    if (hand_over(task, tf_request_stream_response(task->req, size)) < 0)
+        return -1;
+    tf_request_finish(task->req, false); /* libmicrohttpd sends no body for HEAD */
+    return 0;
 }
 
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail)

@@ -172,55 +172,20 @@ static void body_done(struct wsgi_task *task)
 {
     if (task->sent) {
         tf_request_finish(task->req, false);
-    } else if (ready_to_send(task)) {
-        if (wsgi_response_send_buffer(task, "", 0) < 0) {
-            failed(task, "sending the response failed");
-            return;
-        }
-    } else {
+    } else if (!ready_to_send(task)) {
+        return;
+    } else if ((task->req->is_head ? wsgi_response_send_head(task)
+                                   : wsgi_response_send_buffer(task, "", 0)) < 0) {
+        failed(task, "sending the response failed");
         return;
     }
     end(task);
 }
 
-/* The first chunk when nothing was sent: peek at the second to see whether a
- * Content-Length can be given. Returns false when the task was ended. */
-static bool send_first(struct wsgi_task *task, PyObject *first)
-{
-    PyObject *second = NULL;
-    int rc = next_chunk(task, &second);
-    if (rc < 0)
-        return false;
-    if (!ready_to_send(task))
-        goto ended;
-    if (rc == 0) {
-        if (wsgi_response_send_buffer(task, PyBytes_AS_STRING(first),
-                                      (size_t)PyBytes_GET_SIZE(first)) < 0)
-            failed(task, "sending the response failed");
-        else
-            end(task);
-        goto ended;
-    }
-    if (wsgi_response_start_stream(task) < 0) {
-        failed(task, "starting the response failed");
-        goto ended;
-    }
-    if (task->req->is_head) { /* headers only: stop producing */
-        tf_request_finish(task->req, false);
-        end(task);
-        goto ended;
-    }
-    wsgi_response_push(task, PyBytes_AS_STRING(first), (size_t)PyBytes_GET_SIZE(first));
-    wsgi_response_push(task, PyBytes_AS_STRING(second), (size_t)PyBytes_GET_SIZE(second));
-    Py_DECREF(second);
-    return true;
-ended:
-    Py_XDECREF(second);
-    return false;
-}
-
 /* Iterate until the body ends, the client leaves, or the channel is full
- * (then park: the reader calls us back). */
+ * (then park: the reader calls us back). Each chunk goes out as soon as it is
+ * produced, as PEP 3333 asks; a Content-Length comes from the app, or from a
+ * list body (send_sequence). */
 static void iterate(struct wsgi_task *task)
 {
     struct tf_request *req = task->req;
@@ -238,11 +203,15 @@ static void iterate(struct wsgi_task *task)
             return;
         }
         if (!task->sent) {
-            bool go_on = send_first(task, item);
-            Py_DECREF(item);
-            if (!go_on)
+            bool ok = ready_to_send(task); /* false: the task has been ended */
+            if (ok && wsgi_response_start_stream(task) < 0) {
+                failed(task, "starting the response failed");
+                ok = false;
+            }
+            if (!ok) {
+                Py_DECREF(item);
                 return;
-            continue;
+            }
         }
         rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
         Py_DECREF(item);
