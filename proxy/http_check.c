@@ -36,6 +36,20 @@ static bool value_ok(const char *v, size_t len)
     return true;
 }
 
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2): reg-name, IPv4 or [IP-literal]
+ * characters only; empty is allowed (RFC 9112 3.2). */
+static bool host_ok(const char *v, size_t len)
+{
+    static const char allowed[] = "-._~!$&'()*+,;=%:[]";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c && strchr(allowed, c))))
+            return false;
+    }
+    return true;
+}
+
 static bool name_is(const char *name, size_t len, const char *want)
 {
     return strlen(want) == len && strncasecmp(name, want, len) == 0;
@@ -115,6 +129,8 @@ int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
         fold_transfer_encoding(f, value, value_len);
     } else if (name_is(name, name_len, "Host")) {
         f->host_count++;
+        if (!host_ok(value, value_len))
+            return 400;
     }
     return 0;
 }

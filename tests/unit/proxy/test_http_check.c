@@ -101,6 +101,12 @@ static void test_host(void **state)
     assert_int_equal(tf_check_framing(&f, true), 0);
     header(&f, "Host", "b");
     assert_int_equal(tf_check_framing(&f, true), 400);
+    tf_framing_init(&f);
+    assert_int_equal(header(&f, "Host", "example.org:8080"), 0);
+    assert_int_equal(header(&f, "Host", "[::1]:80"), 0);
+    assert_int_equal(header(&f, "Host", "a b"), 400);
+    assert_int_equal(header(&f, "Host", "a/b"), 400);
+    assert_int_equal(header(&f, "Host", "a@b"), 400);
 }
 
 static void test_target(void **state)
