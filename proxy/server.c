@@ -341,7 +341,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
         return NULL;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned io_threads = cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
@@ -354,7 +354,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
         MHD_OPTION_END);
