@@ -112,6 +112,10 @@ def test_50mib_upload_is_spooled(tracfront):
     assert doc["len"] == size
     assert doc["sha256"] == want
     grown = max(after["VmHWM"] - before["VmHWM"], after["VmRSS"] - before["VmRSS"])
+    if os.environ.get("TF_SANITIZER"):
+        # ASan keeps freed memory in quarantine, so RSS says nothing there;
+        # the normal pass of scripts/test checks it.
+        return
     assert grown < 20 * 1024, "RSS grew by %d kB for a 50 MiB body" % grown
     assert_valid(srv)
 
