@@ -26,7 +26,7 @@ bool tf_is_token(const char *s, size_t len)
     return true;
 }
 
-static bool value_ok(const char *v, size_t len)
+bool tf_is_field_value(const char *v, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
@@ -116,7 +116,7 @@ static void fold_transfer_encoding(struct tf_framing *f, const char *v, size_t l
 int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
                     const char *value, size_t value_len)
 {
-    if (!tf_is_token(name, name_len) || !value_ok(value, value_len))
+    if (!tf_is_token(name, name_len) || !tf_is_field_value(value, value_len))
         return 400;
     if (name_is(name, name_len, "Content-Length")) {
         int64_t n;

@@ -35,5 +35,7 @@ int tf_check_framing(const struct tf_framing *f, bool http11);
 int tf_check_target(const char *target, const char *method);
 
 bool tf_is_token(const char *s, size_t len);
+/* A field value: no control characters but HTAB (so no CR, LF or NUL). */
+bool tf_is_field_value(const char *v, size_t len);
 
 #endif

@@ -33,12 +33,7 @@ bool wsgi_header_name_valid(const char *name, size_t len)
 
 bool wsgi_header_value_valid(const char *v, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)v[i];
-        if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
+    return tf_is_field_value(v, len);
 }
 
 bool wsgi_header_is_hop_by_hop(const char *name, size_t len)
