@@ -30,7 +30,7 @@ struct tf_server {
     tf_dispatch_fn dispatch;        /* read-only */
     void *backend;                  /* read-only */
     unsigned port;                  /* read-only after start */
-    int in_flight;                  /* atomic; I/O threads */
+    int in_flight;                  /* atomic; I/O threads: requests with complete headers */
 };
 
 static const char *reason_phrase(unsigned status)
@@ -200,6 +200,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         return MHD_NO; /* out of memory in the URI callback */
     switch ((enum phase)req->phase) {
     case PHASE_NEW: {
+        /* In flight from here: a request whose headers never complete (a
+         * slowloris) must not hold up a graceful shutdown. */
+        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
         req->connection = connection;
         struct tf_framing framing;
         int st = take_headers(req, method, version, &framing);
@@ -257,10 +260,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
 {
     (void)connection;
     struct tf_server *server = cls;
-    struct tf_request *req = tf_request_new(server, uri);
-    if (req)
-        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
-    return req;
+    return tf_request_new(server, uri);
 }
 
 static void write_access_log(struct tf_request *req, uint64_t now)
@@ -292,7 +292,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (tf_log_access_enabled())
         write_access_log(req, tf_now_us());
     tf_request_connection_closed(req);
-    __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
+    if (req->connection) /* reached the access handler: counted in flight */
+        __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
     tf_request_unref(req);
 }
 

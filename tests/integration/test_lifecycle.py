@@ -111,6 +111,21 @@ def test_graceful_timeout_bounds_shutdown(tracfront):
 
 # ---- command line and config -------------------------------------------------
 
+def test_half_sent_request_does_not_hold_shutdown(tracfront):
+    # A client that never finishes its headers is not a request in flight:
+    # SIGTERM must not wait the whole --graceful-timeout for it.
+    srv = tracfront(*APP, "--graceful-timeout", "30")
+    s = srv.connect()
+    s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    time.sleep(0.3)
+    started = time.monotonic()
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.proc.wait(20)
+    s.close()
+    assert srv.proc.returncode == 0
+    assert time.monotonic() - started < 15, "shutdown waited for a half-sent request"
+
+
 def run_cli(cwd, *args, timeout=20):
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
