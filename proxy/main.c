@@ -87,7 +87,7 @@ int main(int argc, char **argv)
         ;
     tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,
                 cfg.graceful_timeout);
-    tf_server_quiesce(server);
+    tf_server_begin_stop(server);
     bool idle = drain(server, pool, cfg.graceful_timeout);
     if (!idle) {
         tf_log_error("requests still running after --graceful-timeout; exiting without them");

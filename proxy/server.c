@@ -31,6 +31,7 @@ struct tf_server {
     void *backend;                  /* read-only */
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
+    int stopping;                   /* atomic; main thread sets it once */
 };
 
 static const char *reason_phrase(unsigned status)
@@ -39,13 +40,16 @@ static const char *reason_phrase(unsigned status)
     return r && *r ? r : "Error";
 }
 
-struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close)
+struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close,
+                                       uint64_t *body_len)
 {
     char body[512];
     int n = snprintf(body, sizeof(body), "%u %s\n%s%s", status, reason_phrase(status),
                      detail ? detail : "", detail ? "\n" : "");
     if (n < 0 || (size_t)n >= sizeof(body))
         n = (int)strlen(body);
+    if (body_len)
+        *body_len = (uint64_t)n;
     struct MHD_Response *r =
         MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
     if (!r)
@@ -59,7 +63,7 @@ struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool
 static enum MHD_Result reply(struct tf_request *req, unsigned status, const char *detail,
                              bool close)
 {
-    struct MHD_Response *r = tf_error_response(status, detail, close);
+    struct MHD_Response *r = tf_error_response(status, detail, close, &req->bytes_out);
     if (!r)
         return MHD_NO;
     req->status = status;
@@ -181,7 +185,8 @@ static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req
         tf_request_unref(req);
         tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
                      "answered 503", req->method, req->target);
-        req->response = tf_error_response(503, "The server is overloaded; try again.", false);
+        req->response = tf_error_response(503, "The server is overloaded; try again.", false,
+                                          &req->bytes_out);
         req->status = 503;
         MHD_resume_connection(req->connection);
     }
@@ -245,6 +250,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         req->phase = PHASE_RESPONDED;
         struct MHD_Response *r = req->response;
         req->response = NULL;
+        if (__atomic_load_n(&server->stopping, __ATOMIC_RELAXED)) /* let keep-alive clients go */
+            MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ok = MHD_queue_response(connection, req->status, r);
         MHD_destroy_response(r);
         return ok;
@@ -254,6 +261,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         return MHD_YES;
     }
     return MHD_NO;
+}
+
+/* While stopping, new connections are closed as soon as they are accepted
+ * (MHD_quiesce_daemon is not used: on an epoll thread pool it races the
+ * workers for the listening socket in libmicrohttpd 0.9.75 and can abort). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addr;
+    (void)addrlen;
+    struct tf_server *server = cls;
+    return __atomic_load_n(&server->stopping, __ATOMIC_RELAXED) ? MHD_NO : MHD_YES;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
@@ -347,7 +365,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
         flags |= MHD_USE_IPv6;
     unsigned io_threads = cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server,
+        flags, 0, on_accept, server, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, io_threads,
@@ -376,11 +394,9 @@ unsigned tf_server_port(const struct tf_server *server)
     return server->port;
 }
 
-void tf_server_quiesce(struct tf_server *server)
+void tf_server_begin_stop(struct tf_server *server)
 {
-    MHD_socket fd = MHD_quiesce_daemon(server->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    __atomic_store_n(&server->stopping, 1, __ATOMIC_RELAXED);
 }
 
 int tf_server_in_flight(const struct tf_server *server)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proxy/config.h"
 #include "proxy/request.h"
@@ -24,15 +25,18 @@ struct tf_server;
 struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
                                   void *backend, char *err, size_t errlen);
 unsigned tf_server_port(const struct tf_server *server);
-/* Stop accepting new connections (the listening socket is closed). */
-void tf_server_quiesce(struct tf_server *server);
+/* Stop taking new connections (they are closed on accept) and close
+ * keep-alive connections after their current response. */
+void tf_server_begin_stop(struct tf_server *server);
 /* Requests received and not yet completed. */
 int tf_server_in_flight(const struct tf_server *server);
 /* Close every connection and free the server. */
 void tf_server_stop(struct tf_server *server);
 
 /* A short text/plain error response ("404 Not Found\n" and detail), with
- * Connection: close when close is true. NULL on out of memory. */
-struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close);
+ * Connection: close when close is true; its body length goes to *body_len
+ * (may be NULL). NULL on out of memory. */
+struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close,
+                                       uint64_t *body_len);
 
 #endif

@@ -273,7 +273,7 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
         tf_request_finish(task->req, true); /* headers are out: abort the connection */
         return;
     }
-    struct MHD_Response *r = tf_error_response(status, detail, false);
+    struct MHD_Response *r = tf_error_response(status, detail, false, &task->req->bytes_out);
     task->sent = true;
     if (r)
         tf_request_respond(task->req, r, status);
