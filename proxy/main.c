@@ -40,7 +40,10 @@ int main(int argc, char **argv)
 {
     struct tf_config cfg;
     char err[1024] = "";
-    tf_signals_block();
+    if (tf_signals_install() < 0) {
+        perror("tracfront: cannot install signal handlers");
+        return 1;
+    }
     if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
         fprintf(stderr, "tracfront: %s\n", err);
         tf_config_free(&cfg);

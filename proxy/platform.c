@@ -5,7 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,36 +19,48 @@ uint64_t tf_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void waited_set(sigset_t *set)
+static int signal_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
 {
-    sigemptyset(set);
-    sigaddset(set, SIGINT);
-    sigaddset(set, SIGTERM);
-    sigaddset(set, SIGHUP);
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(signal_pipe[1], &b, 1) < 0) { /* full: a signal is pending anyway */ }
+    errno = saved;
 }
 
-void tf_signals_block(void)
+int tf_signals_install(void)
 {
-    sigset_t set;
-    waited_set(&set);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
+        sigaction(SIGHUP, &sa, NULL) < 0)
+        return -1;
     signal(SIGPIPE, SIG_IGN);
+    return 0;
 }
 
 int tf_signals_wait(int timeout_ms)
 {
-    sigset_t set;
-    waited_set(&set);
-    struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L };
+    struct pollfd p = { .fd = signal_pipe[0], .events = POLLIN };
+    uint64_t deadline = tf_now_us() + (uint64_t)timeout_ms * 1000u;
     for (;;) {
-        int sig = sigtimedwait(&set, NULL, &ts);
-        if (sig == SIGHUP)
-            continue; /* reload arrives with the deployment issue */
-        if (sig > 0)
-            return sig;
-        if (errno == EINTR)
-            continue;
-        return 0;
+        uint64_t now = tf_now_us();
+        if (now >= deadline)
+            return 0;
+        int rc = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+        if (rc < 0 && errno != EINTR)
+            return 0;
+        unsigned char b;
+        while (rc > 0 && read(signal_pipe[0], &b, 1) == 1) {
+            if (b != SIGHUP) /* reload arrives with the deployment issue */
+                return b;
+        }
     }
 }
 

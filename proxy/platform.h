@@ -9,9 +9,10 @@
 /* Monotonic time in microseconds. */
 uint64_t tf_now_us(void);
 
-/* Block SIGINT/SIGTERM/SIGHUP/SIGPIPE in the calling thread (call before any
- * thread starts, so every thread inherits the mask) and ignore SIGPIPE. */
-void tf_signals_block(void);
+/* Catch SIGINT/SIGTERM/SIGHUP with a handler that only records them (to a
+ * self-pipe), and ignore SIGPIPE. No signal is blocked, so child processes the
+ * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */
+int tf_signals_install(void);
 
 /* Wait up to timeout_ms for SIGINT/SIGTERM; returns the signal or 0. */
 int tf_signals_wait(int timeout_ms);

@@ -5,11 +5,15 @@
  * full one stops the producer, so a slow reader holds memory, not a thread. */
 #include "proxy/request.h"
 
+#include <errno.h>
 #include <microhttpd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "proxy/log.h"
 #include "proxy/platform.h"
 
 struct tf_request *tf_request_new(struct tf_server *server, const char *target)
@@ -26,8 +30,8 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     req->refs = 1;
     req->t_received = tf_now_us();
     tf_spool_init(&req->body);
+    req->spill_fd = -1;
     pthread_mutex_init(&req->lock, NULL);
-    pthread_cond_init(&req->drained, NULL);
     return req;
 }
 
@@ -56,8 +60,9 @@ void tf_request_unref(struct tf_request *req)
     if (req->response)
         MHD_destroy_response(req->response);
     tf_spool_free(&req->body);
+    if (req->spill_fd >= 0)
+        close(req->spill_fd);
     pthread_mutex_destroy(&req->lock);
-    pthread_cond_destroy(&req->drained);
     free(req->target);
     free(req->method);
     free(req->version);
@@ -79,6 +84,38 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
     req->response = response;
     req->status = status;
     MHD_resume_connection(req->connection);
+}
+
+/* The body failed after its headers went out: the client must see the
+ * connection end. libmicrohttpd 0.9.75 does not always close it after
+ * END_WITH_ERROR (the client then waits for the idle timeout), so shut the
+ * socket down here; libmicrohttpd still owns and closes the descriptor. */
+static void abort_connection(struct tf_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+}
+
+/* With the lock held: copy spilled bytes (always newer than the memory
+ * chunks) after the memory ones. Returns bytes copied, or -1 on a read error. */
+static ssize_t read_spill(struct tf_request *req, char *buf, size_t max)
+{
+    if (req->spill_read >= req->spill_ready)
+        return 0;
+    uint64_t avail = req->spill_ready - req->spill_read;
+    size_t want = avail < max ? (size_t)avail : max;
+    ssize_t got;
+    do
+        got = pread(req->spill_fd, buf, want, (off_t)req->spill_read);
+    while (got < 0 && errno == EINTR);
+    if (got <= 0)
+        return -1;
+    req->spill_read += (uint64_t)got;
+    if (req->spill_read == req->spill_end) /* drained: reuse the file from its start */
+        req->spill_read = req->spill_ready = req->spill_end = 0;
+    return got;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -103,10 +140,23 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             free(c);
         }
     }
+    req->queued -= n;
+    if (n < max && !req->head) {
+        ssize_t got = read_spill(req, buf + n, max - n);
+        if (got < 0) {
+            pthread_mutex_unlock(&req->lock);
+            tf_log_error("%s %s: cannot read the response spill file: %m", req->method,
+                         req->target);
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+        n += (size_t)got;
+    }
     if (n == 0) {
         ssize_t rc = 0;
-        if (req->stream_error)
+        if (req->stream_error) {
             rc = MHD_CONTENT_READER_END_WITH_ERROR;
+            abort_connection(req);
+        }
         else if (req->stream_end)
             rc = MHD_CONTENT_READER_END_OF_STREAM;
         else {
@@ -120,14 +170,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     }
     if (!req->t_first_byte)
         req->t_first_byte = tf_now_us();
-    req->queued -= n;
     req->bytes_out += n;
-    if (req->queued <= TF_CHANNEL_LOW) {
-        pthread_cond_broadcast(&req->drained);
-        if (req->producer_parked) {
-            req->producer_parked = false;
-            wake = true;
-        }
+    if (req->queued <= TF_CHANNEL_LOW && req->producer_parked) {
+        req->producer_parked = false;
+        wake = true;
     }
     pthread_mutex_unlock(&req->lock);
     if (wake)
@@ -149,11 +195,66 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
     return r;
 }
 
-int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high)
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Append to the spill file (the lock is not held while writing: the reserved
+ * range [off, off+len) is ours, and the reader reads only up to spill_ready). */
+static int spill(struct tf_request *req, const char *data, size_t len)
+{
+    if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0) {
+        pthread_mutex_unlock(&req->lock);
+        tf_log_error("%s %s: cannot create a file to buffer the response for a slow client: %m",
+                     req->method, req->target);
+        return -1;
+    }
+    uint64_t off = req->spill_end;
+    req->spill_end += len;
+    int fd = req->spill_fd;
+    pthread_mutex_unlock(&req->lock);
+    if (pwrite_all(fd, data, len, off) < 0) {
+        tf_log_error("%s %s: cannot buffer the response for a slow client: %m", req->method,
+                     req->target);
+        return -1;
+    }
+    pthread_mutex_lock(&req->lock);
+    req->spill_ready = req->spill_end;
+    bool resume = req->reader_suspended;
+    req->reader_suspended = false;
+    pthread_mutex_unlock(&req->lock);
+    if (resume)
+        MHD_resume_connection(req->connection);
+    return 0;
+}
+
+int tf_request_push(struct tf_request *req, const char *data, size_t len, bool may_spill,
+                    bool *over_high)
 {
     *over_high = false;
     if (len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
+    pthread_mutex_lock(&req->lock);
+    if (req->client_gone) {
+        pthread_mutex_unlock(&req->lock);
+        return -1;
+    }
+    /* Once spilling, everything goes to the file until the reader drains it,
+     * so bytes stay in order. */
+    if (may_spill && (req->spill_end > 0 || req->queued >= TF_CHANNEL_HIGH))
+        return spill(req, data, len);
+    pthread_mutex_unlock(&req->lock);
     struct tf_chunk *c = malloc(sizeof(*c) + len);
     if (!c)
         return -1;
@@ -194,16 +295,6 @@ void tf_request_finish(struct tf_request *req, bool error)
         MHD_resume_connection(req->connection);
 }
 
-int tf_request_wait_drained(struct tf_request *req)
-{
-    pthread_mutex_lock(&req->lock);
-    while (req->queued > TF_CHANNEL_LOW && !req->client_gone)
-        pthread_cond_wait(&req->drained, &req->lock);
-    int rc = req->client_gone ? -1 : 0;
-    pthread_mutex_unlock(&req->lock);
-    return rc;
-}
-
 bool tf_request_park(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
@@ -227,7 +318,6 @@ void tf_request_connection_closed(struct tf_request *req)
     req->client_gone = true;
     req->reader_suspended = false;
     free_chunks(req);
-    pthread_cond_broadcast(&req->drained);
     bool wake = req->producer_parked;
     req->producer_parked = false;
     pthread_mutex_unlock(&req->lock);

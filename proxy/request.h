@@ -36,8 +36,10 @@ struct tf_chunk {
     char data[];
 };
 
-/* Channel high/low water marks: a producer stops at HIGH queued bytes and is
- * let go again when the reader has drained the queue to LOW. */
+/* Channel high/low water marks. Past HIGH queued bytes an iterating producer
+ * parks (its thread goes on to other work) until the reader has drained the
+ * queue to LOW; a write() producer, which cannot park, spills to a temporary
+ * file instead, so a slow reader costs disk, never an app thread. */
 #define TF_CHANNEL_HIGH (512u * 1024u)
 #define TF_CHANNEL_LOW (128u * 1024u)
 
@@ -57,6 +59,7 @@ struct tf_request {
     uint64_t t_received, t_dispatched;
     int phase;                  /* server.c's state machine; I/O thread only */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
+    bool body_failed;           /* I/O thread only: the spool could not store the body */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */
 
     /* --- the answer: written by the backend before tf_request_respond() --- */
@@ -65,9 +68,10 @@ struct tf_request {
 
     /* --- streamed body channel, guarded by lock --- */
     pthread_mutex_t lock;
-    pthread_cond_t drained;     /* signalled when queued drops to LOW or client leaves */
     struct tf_chunk *head, *tail;
-    size_t queued;
+    size_t queued;              /* bytes in memory chunks */
+    int spill_fd;               /* -1 until a write() producer outruns the reader */
+    uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved */
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
@@ -98,15 +102,15 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
  * Takes a reference that the response releases. NULL on failure. */
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
 
-/* Producer side of the channel. push copies data; returns 0, or -1 when the
- * client has gone (nothing queued). *over_high is set when the queue passed
- * TF_CHANNEL_HIGH: the producer should stop (park, or wait_drained). */
-int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
+/* Producer side of the channel: queue a copy of data. With may_spill, data
+ * past the high-water mark goes to a temporary file and *over_high stays
+ * false; otherwise *over_high says the producer should stop (park).
+ * Returns 0, or -1 when the client has gone or the spill failed (nothing
+ * queued). Call without the GIL for large data. */
+int tf_request_push(struct tf_request *req, const char *data, size_t len, bool may_spill,
+                    bool *over_high);
 /* End of body (error = abort the connection instead of ending cleanly). */
 void tf_request_finish(struct tf_request *req, bool error);
-/* Block until the queue is down to TF_CHANNEL_LOW or the client has gone;
- * returns 0, or -1 when gone. Call without the GIL. */
-int tf_request_wait_drained(struct tf_request *req);
 /* Park the producer: returns true if parked (producer_wake will be called
  * later), false if the queue already drained or the client left meanwhile. */
 bool tf_request_park(struct tf_request *req);

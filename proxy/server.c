@@ -207,7 +207,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     case PHASE_NEW: {
         /* In flight from here: a request whose headers never complete (a
          * slowloris) must not hold up a graceful shutdown. */
-        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_SEQ_CST);
         req->connection = connection;
         struct tf_framing framing;
         int st = take_headers(req, method, version, &framing);
@@ -225,6 +225,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (*upload_data_size == 0) {
             if (req->body_too_large)
                 return reply(req, 413, "The request body is larger than --max-body.", true);
+            if (req->body_failed)
+                return reply(req, 500, "The request body could not be stored.", true);
+            if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
+                return reply(req, 503, "The server is shutting down.", true);
             return dispatch(server, req);
         }
         if (req->body_too_large ||
@@ -237,10 +241,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             *upload_data_size = 0;
             return req->discarded > TF_DISCARD_MAX ? MHD_NO : MHD_YES;
         }
-        if (tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
+        if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
             tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
-            *upload_data_size = 0;
-            return reply(req, 500, "The request body could not be stored.", true);
+            req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
         }
         *upload_data_size = 0;
         return MHD_YES;
@@ -250,7 +253,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         req->phase = PHASE_RESPONDED;
         struct MHD_Response *r = req->response;
         req->response = NULL;
-        if (__atomic_load_n(&server->stopping, __ATOMIC_RELAXED)) /* let keep-alive clients go */
+        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ok = MHD_queue_response(connection, req->status, r);
         MHD_destroy_response(r);
@@ -271,7 +274,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     (void)addr;
     (void)addrlen;
     struct tf_server *server = cls;
-    return __atomic_load_n(&server->stopping, __ATOMIC_RELAXED) ? MHD_NO : MHD_YES;
+    return __atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ? MHD_NO : MHD_YES;
 }
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
@@ -396,12 +399,12 @@ unsigned tf_server_port(const struct tf_server *server)
 
 void tf_server_begin_stop(struct tf_server *server)
 {
-    __atomic_store_n(&server->stopping, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&server->stopping, 1, __ATOMIC_SEQ_CST);
 }
 
 int tf_server_in_flight(const struct tf_server *server)
 {
-    return __atomic_load_n(&server->in_flight, __ATOMIC_RELAXED);
+    return __atomic_load_n(&server->in_flight, __ATOMIC_SEQ_CST);
 }
 
 void tf_server_stop(struct tf_server *server)

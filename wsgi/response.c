@@ -102,16 +102,17 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
     }
     if (exc_info != Py_None) {
         if (task->sent) { /* too late to change the status: re-raise (PEP 3333) */
-            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-                PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
+            PyObject *value = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3
+                                  ? PyTuple_GET_ITEM(exc_info, 1) : NULL; /* borrowed */
+            if (!value || !PyExceptionInstance_Check(value)) {
+                PyErr_SetString(PyExc_TypeError,
+                                "start_response: exc_info must be sys.exc_info() of a raised exception");
                 return NULL;
             }
-            PyObject *t = PyTuple_GET_ITEM(exc_info, 0), *v = PyTuple_GET_ITEM(exc_info, 1),
-                     *tb = PyTuple_GET_ITEM(exc_info, 2);
-            Py_INCREF(t);
-            Py_INCREF(v);
-            Py_INCREF(tb);
-            PyErr_Restore(t, v, tb == Py_None ? (Py_DECREF(tb), NULL) : tb);
+            PyObject *tb = PyTuple_GET_ITEM(exc_info, 2); /* borrowed */
+            if (PyTraceBack_Check(tb))
+                PyException_SetTraceback(value, tb);
+            PyErr_SetObject((PyObject *)Py_TYPE(value), value);
             return NULL;
         }
     } else if (task->status) {
@@ -133,8 +134,12 @@ static PyObject *sr_call(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     Py_INCREF(status);
     Py_XSETREF(task->status, status);
-    Py_INCREF(headers);
-    Py_XSETREF(task->headers, headers);
+    /* A copy: the app may change its list later; the checked items are
+     * immutable tuples of str, so the copy stays valid. */
+    PyObject *snapshot = PyList_GetSlice(headers, 0, PY_SSIZE_T_MAX); /* new ref */
+    if (!snapshot)
+        return NULL;
+    Py_XSETREF(task->headers, snapshot);
     task->code = code;
     task->content_length = content_length;
     return PyCFunction_New(&write_def, self); /* new ref */
@@ -156,13 +161,8 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
         Py_RETURN_NONE;
     if (!task->sent && wsgi_response_start_stream(task) < 0)
         return NULL;
-    int rc = wsgi_response_push(task, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data));
-    if (rc == 1) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = tf_request_wait_drained(task->req);
-        Py_END_ALLOW_THREADS
-    }
-    if (rc < 0) {
+    /* Never blocks on a slow client: past the high-water mark it spills. */
+    if (wsgi_response_push(task, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), true) < 0) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return NULL;
     }
@@ -232,6 +232,10 @@ static int hand_over(struct wsgi_task *task, struct MHD_Response *r)
 
 int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len)
 {
+    if (task->req->is_head) {
+        task->body_bytes += len;
+        return wsgi_response_send_head(task);
+    }
     if (task->content_length >= 0 && (uint64_t)task->content_length < len)
         len = (size_t)task->content_length;
     task->req->bytes_out = len;
@@ -241,6 +245,11 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
 
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
 {
+    if (task->req->is_head) {
+        close(fd);
+        task->body_bytes += size;
+        return wsgi_response_send_head(task);
+    }
     if (task->content_length >= 0 && (uint64_t)task->content_length < size)
         size = (uint64_t)task->content_length;
     task->req->bytes_out = size;
@@ -281,7 +290,7 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
         tf_request_respond(task->req, NULL, status);
 }
 
-int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
+int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len, bool may_spill)
 {
     struct tf_request *req = task->req;
     if (task->content_length >= 0) {
@@ -293,7 +302,17 @@ int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
     if (req->is_head || len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
     bool over;
-    if (tf_request_push(req, data, len, &over) < 0)
+    int rc;
+    if (len >= 64 * 1024) { /* copying or spilling a large chunk: let others run */
+        tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
+        Py_BEGIN_ALLOW_THREADS
+        rc = tf_request_push(req, data, len, may_spill, &over);
+        Py_END_ALLOW_THREADS
+        tf_request_unref(req);
+    } else {
+        rc = tf_request_push(req, data, len, may_spill, &over);
+    }
+    if (rc < 0)
         return -1;
     return over ? 1 : 0;
 }

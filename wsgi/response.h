@@ -48,8 +48,9 @@ int wsgi_response_send_head(struct wsgi_task *task);
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail);
 
 /* Push a body chunk of a started stream. Returns 0, 1 when the channel is
- * over its high-water mark (the producer should stop), or -1 when the client
- * has gone (no exception set). */
-int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len);
+ * over its high-water mark (the producer should park), or -1 when the client
+ * has gone (no exception set). With may_spill (write()), a full channel
+ * spills to disk instead and 1 is never returned. */
+int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len, bool may_spill);
 
 #endif

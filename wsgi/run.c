@@ -171,7 +171,13 @@ static int next_chunk(struct wsgi_task *task, PyObject **item)
 static void body_done(struct wsgi_task *task)
 {
     if (task->sent) {
-        tf_request_finish(task->req, false);
+        bool short_body = task->content_length >= 0 &&
+                          task->body_bytes < (uint64_t)task->content_length;
+        if (short_body)
+            tf_log_error("%s %s: the app sent %llu bytes of the %lld its Content-Length "
+                         "announced; connection aborted", task->req->method, task->req->target,
+                         (unsigned long long)task->body_bytes, (long long)task->content_length);
+        tf_request_finish(task->req, short_body);
     } else if (!ready_to_send(task)) {
         return;
     } else if ((task->req->is_head ? wsgi_response_send_head(task)
@@ -213,7 +219,8 @@ static void iterate(struct wsgi_task *task)
                 return;
             }
         }
-        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item),
+                                false);
         Py_DECREF(item);
         if (rc < 0) {
             end(task);

@@ -1,0 +1,121 @@
+"""Edges found in review: HEAD with a declared length, a client that stops
+reading a page written through write(), a bogus exc_info, an app that
+changes its header list after start_response, a body shorter than its
+Content-Length, and the signal mask of processes the app starts."""
+import http.client
+import os
+import pathlib
+import socket
+import time
+
+import requests
+
+APP = ("--app", "edge_apps:app")
+
+
+def test_head_keeps_the_declared_length(tracfront):
+    srv = tracfront(*APP)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("HEAD", "/head-declared")
+    r = conn.getresponse()
+    assert r.status == 200
+    assert r.getheader("Content-Length") == "12345"
+    assert r.read() == b""
+    # the connection is still usable: no stray body bytes
+    conn.request("GET", "/hello")
+    assert conn.getresponse().read() == b"hello"
+
+
+def spill_files(pid):
+    """Anonymous temporary files the server holds open (the response spill)."""
+    fds = pathlib.Path("/proc/%d/fd" % pid)
+    return [l for l in (os.readlink(fds / f) for f in os.listdir(fds)) if "(deleted)" in l]
+
+
+def test_client_that_stops_reading_holds_no_app_thread(tracfront):
+    srv = tracfront(*APP, "--threads", "1")
+    stalled = []
+    for _ in range(3):  # more stalled readers than app threads
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(b"GET /big-write HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.append(s)
+    deadline = time.monotonic() + 20
+    while len(spill_files(srv.proc.pid)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(spill_files(srv.proc.pid)) >= 3, "the pages were not buffered to disk"
+    r = requests.get(srv.url + "hello", timeout=10)
+    assert (r.status_code, r.text) == (200, "hello")
+    # the stalled downloads are intact once they read
+    s = stalled[0]
+    data = b""
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        b = s.recv(1 << 20)
+        assert b, "connection closed before the page was complete"
+        data += b
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"200 OK" in head
+    assert body.count(b"w") == 512 * 65536
+    for s in stalled:
+        s.close()
+
+
+def test_bogus_exc_info_is_an_error_not_a_crash(tracfront):
+    srv = tracfront(*APP)
+    try:
+        requests.get(srv.url + "bogus-exc-info", timeout=10).content
+    except requests.exceptions.RequestException:
+        pass  # headers were out: the connection is aborted
+    assert "exc_info must be sys.exc_info()" in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+    assert srv.alive()
+
+
+def test_headers_changed_after_start_response_are_ignored(tracfront):
+    srv = tracfront(*APP)
+    r = requests.get(srv.url + "mutate-headers", timeout=10)
+    assert r.status_code == 200
+    assert r.text == "mutated"
+    assert r.headers["X-Kept"] == "yes"
+    assert "X-List" not in r.headers
+    assert srv.alive()
+
+
+def test_body_shorter_than_content_length_aborts(tracfront):
+    srv = tracfront(*APP)
+    raw = srv.raw(b"GET /short-body HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Content-Length: 100" in head
+    assert len(body) < 100  # cut short: the client can tell it is incomplete
+    assert "Content-Length announced" in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_processes_started_by_the_app_have_no_blocked_signals(tracfront):
+    srv = tracfront(*APP)
+    r = requests.get(srv.url + "child-sigmask", timeout=10)
+    assert r.status_code == 200
+    blocked = int(r.text.split()[1], 16)
+    assert blocked == 0, "child starts with signals blocked: %s" % r.text
+
+
+def test_body_error_after_headers_closes_the_connection_every_time(tracfront):
+    # libmicrohttpd 0.9.75 left about half of these open until the idle timeout.
+    srv = tracfront(*APP, "--idle-timeout", "60")
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"GET /abort-midstream HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:
+                break
+            except socket.timeout:
+                raise AssertionError("connection left open after the body failed: %r" % data[-80:])
+            if not b:
+                break
+            data += b
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200")
+        assert not data.endswith(b"0\r\n\r\n"), "a failed body was ended as if complete"
+    assert srv.error_log.count("abort-midstream") >= 20
