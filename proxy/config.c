@@ -39,6 +39,8 @@ static const struct key keys[] = {
     { "error-log", K_STRING, F(error_log), 0, 0, 0 },
     { "graceful-timeout", K_SECONDS, F(graceful_timeout), 0, 0, 0 },
     { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
+    { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
+    { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
 };
 #undef F
 
@@ -67,6 +69,10 @@ const char tf_config_usage[] =
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-           error log (default - = stderr)\n"
+    "\n"
+    "Profiler:\n"
+    "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
+    "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "  --help, --version\n";
 
@@ -292,6 +298,8 @@ static void set_defaults(struct tf_config *cfg)
     cfg->graceful_timeout = 30;
     cfg->idle_timeout = 60;
     cfg->mount = strdup("");
+    cfg->profile_path = strdup("/__profile__");
+    cfg->profile_max_routes = 500;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -375,6 +383,10 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
                               "exclude each other: give one");
         return -1;
     }
+    if (!cfg->profile_path[0]) {
+        snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
+        return -1;
+    }
     if (cfg->app) {
         const char *colon = strchr(cfg->app, ':');
         if (!colon || colon == cfg->app || !colon[1]) {
@@ -406,6 +418,7 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->mount);
     free(cfg->access_log);
     free(cfg->error_log);
+    free(cfg->profile_path);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -31,6 +31,8 @@ struct tf_config {
     char *error_log;            /* path, "-" stderr */
     double graceful_timeout;    /* seconds */
     double idle_timeout;        /* seconds a connection may stay silent */
+    char *profile_path;         /* default "/__profile__"; served natively, never by the app */
+    unsigned profile_max_routes;/* route keys with their own latency statistics */
     char *config_file;
     bool help, version;
 };

@@ -11,6 +11,7 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
+#include "profiler/latency.h"
 #include "wsgi/interp.h"
 #include "wsgi/pool.h"
 
@@ -61,6 +62,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "tracfront: %s\n", err);
         tf_config_free(&cfg);
         return 2;
+    }
+    if (prof_latency_init(cfg.profile_max_routes) < 0) {
+        fprintf(stderr, "tracfront: out of memory\n");
+        return 1;
     }
     if (wsgi_interp_start(&cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "tracfront: %s\n", err);

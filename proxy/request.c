@@ -195,6 +195,17 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
     return r;
 }
 
+/* Unlock, resuming the connection if the reader was waiting for data. Call
+ * with the lock held, after queueing data or ending the stream. */
+static void unlock_and_wake_reader(struct tf_request *req)
+{
+    bool resume = req->reader_suspended;
+    req->reader_suspended = false;
+    pthread_mutex_unlock(&req->lock);
+    if (resume)
+        MHD_resume_connection(req->connection);
+}
+
 static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
 {
     while (n > 0) {
@@ -231,11 +242,7 @@ static int spill(struct tf_request *req, const char *data, size_t len)
     }
     pthread_mutex_lock(&req->lock);
     req->spill_ready = req->spill_end;
-    bool resume = req->reader_suspended;
-    req->reader_suspended = false;
-    pthread_mutex_unlock(&req->lock);
-    if (resume)
-        MHD_resume_connection(req->connection);
+    unlock_and_wake_reader(req);
     return 0;
 }
 
@@ -275,11 +282,7 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
     req->tail = c;
     req->queued += len;
     *over_high = req->queued >= TF_CHANNEL_HIGH;
-    bool resume = req->reader_suspended;
-    req->reader_suspended = false;
-    pthread_mutex_unlock(&req->lock);
-    if (resume)
-        MHD_resume_connection(req->connection);
+    unlock_and_wake_reader(req);
     return 0;
 }
 
@@ -288,11 +291,7 @@ void tf_request_finish(struct tf_request *req, bool error)
     pthread_mutex_lock(&req->lock);
     req->stream_end = true;
     req->stream_error = error;
-    bool resume = req->reader_suspended;
-    req->reader_suspended = false;
-    pthread_mutex_unlock(&req->lock);
-    if (resume)
-        MHD_resume_connection(req->connection);
+    unlock_and_wake_reader(req);
 }
 
 bool tf_request_park(struct tf_request *req)

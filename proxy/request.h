@@ -56,7 +56,8 @@ struct tf_request {
     char remote_addr[64];
     unsigned remote_port;
     struct tf_spool body;
-    uint64_t t_received, t_dispatched;
+    uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread */
+    bool native;                /* answered by tracfront itself (profiler): not timed */
     int phase;                  /* server.c's state machine; I/O thread only */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */

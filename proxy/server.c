@@ -17,6 +17,7 @@
 #include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "profiler/latency.h"
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 
@@ -174,6 +175,71 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     return 0;
 }
 
+/* --- the profiler's own pages -------------------------------------------- */
+
+/* Does the raw target name the profile path or something under it? Sets
+ * *sub to the rest of the path ("" or "/metrics"). */
+static bool is_profile_path(const char *target, const char *profile, const char **sub)
+{
+    size_t n = strlen(profile);
+    if (strncmp(target, profile, n) != 0)
+        return false;
+    char next = target[n];
+    if (next != '\0' && next != '/' && next != '?')
+        return false;
+    *sub = target + n;
+    return true;
+}
+
+static bool from_loopback(const struct tf_request *req)
+{
+    return !strncmp(req->remote_addr, "127.", 4) || !strcmp(req->remote_addr, "::1") ||
+           !strncmp(req->remote_addr, "::ffff:127.", 11);
+}
+
+/* Answer a request for the profile path (final access-handler call). */
+static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request *req,
+                                     const char *sub)
+{
+    req->native = true;
+    if (!from_loopback(req))
+        return reply(req, 403, "The profiler is reachable from loopback only.", false);
+    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+        return reply(req, 405, "The profiler's pages take GET.", false);
+    size_t len = strcspn(sub, "?");
+    int in_flight = tf_server_in_flight(server);
+    char *body;
+    const char *type;
+    if (len == 0 || (len == 1 && sub[0] == '/')) {
+        body = prof_latency_html(in_flight, server->cfg->profile_path);
+        type = "text/html; charset=utf-8";
+    } else if (len == 8 && !strncmp(sub, "/metrics", 8)) {
+        body = prof_latency_prometheus(in_flight);
+        type = "text/plain; version=0.0.4; charset=utf-8";
+    } else if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
+        body = prof_latency_json(in_flight);
+        type = "application/json";
+    } else {
+        return reply(req, 404, "No such profiler page.", false);
+    }
+    if (!body)
+        return reply(req, 500, "Out of memory building the report.", false);
+    req->bytes_out = strlen(body);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(req->bytes_out, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    req->status = 200;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, 200, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req)
 {
     req->phase = PHASE_DISPATCHED;
@@ -229,6 +295,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                 return reply(req, 500, "The request body could not be stored.", true);
             if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
                 return reply(req, 503, "The server is shutting down.", true);
+            const char *sub;
+            if (is_profile_path(req->target, server->cfg->profile_path, &sub))
+                return serve_profile(server, req, sub);
             return dispatch(server, req);
         }
         if (req->body_too_large ||
@@ -251,6 +320,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (!req->response) /* resumed without a response: out of memory */
             return req->status ? MHD_NO : MHD_YES;
         req->phase = PHASE_RESPONDED;
+        req->t_responded = tf_now_us();
         struct MHD_Response *r = req->response;
         req->response = NULL;
         if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
@@ -284,7 +354,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
     return tf_request_new(server, uri);
 }
 
-static void write_access_log(struct tf_request *req, uint64_t now)
+static void write_access_log(const struct tf_request *req, uint64_t now)
 {
     struct tf_access_entry e = {
         .remote_addr = req->remote_addr[0] ? req->remote_addr : "-",
@@ -310,8 +380,18 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (!req)
         return;
     *con_cls = NULL;
+    uint64_t now = tf_now_us();
     if (tf_log_access_enabled())
-        write_access_log(req, tf_now_us());
+        write_access_log(req, now);
+    if (req->t_dispatched && !req->native) {
+        struct prof_sample sample = {
+            .target = req->target, .backend = PROF_BACKEND_WSGI, .status = req->status,
+            .t_received = req->t_received, .t_dispatched = req->t_dispatched,
+            .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
+            .t_done = now,
+        };
+        prof_latency_record(&sample);
+    }
     tf_request_connection_closed(req);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);

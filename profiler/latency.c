@@ -1,0 +1,373 @@
+/* latency.c — the latency registry (see latency.h): an open-addressing hash
+ * table of routes, each with lazily allocated per-backend statistics. One
+ * mutex guards all of it; recording is a hash, a lookup and three bucket
+ * increments. Reports format under the lock (they are rare and bounded by
+ * the route cap). */
+#include "profiler/latency.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/histogram.h"
+#include "profiler/route.h"
+
+#define ROUTE_KEY_MAX 128
+#define OTHER_ROUTE "(other)"
+
+struct backend_stats {
+    struct prof_histogram total, queue, ttfb;
+    uint64_t status[6]; /* index status / 100; 0 = other */
+};
+
+struct route {
+    char key[ROUTE_KEY_MAX];
+    struct backend_stats *backend[PROF_BACKENDS];
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct route **table;   /* guarded by lock; open addressing */
+static size_t table_size;      /* power of two, > 2 * max_routes */
+static unsigned route_count, route_cap;
+
+const char *prof_backend_name(enum prof_backend b)
+{
+    static const char *const names[] = { "wsgi", "upstream", "static" };
+    return b < PROF_BACKENDS ? names[b] : "?";
+}
+
+int prof_latency_init(unsigned max_routes)
+{
+    route_cap = max_routes ? max_routes : 1;
+    table_size = 16;
+    while (table_size < 2u * (size_t)route_cap + 2)
+        table_size *= 2;
+    table = calloc(table_size, sizeof(*table));
+    return table ? 0 : -1;
+}
+
+static size_t hash(const char *s)
+{
+    size_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* With the lock held: the route for key, created if there is room, else
+ * the "(other)" route. NULL only on out of memory. */
+static struct route *find_route(const char *key)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t i = hash(key) & (table_size - 1);
+        while (table[i]) {
+            if (!strcmp(table[i]->key, key))
+                return table[i];
+            i = (i + 1) & (table_size - 1);
+        }
+        if (route_count < route_cap || !strcmp(key, OTHER_ROUTE)) {
+            struct route *r = calloc(1, sizeof(*r));
+            if (!r)
+                return NULL;
+            snprintf(r->key, sizeof(r->key), "%s", key);
+            table[i] = r;
+            route_count++;
+            return r;
+        }
+        key = OTHER_ROUTE;
+    }
+    return NULL;
+}
+
+void prof_latency_record(const struct prof_sample *s)
+{
+    char key[ROUTE_KEY_MAX];
+    prof_route_key(s->target, strlen(s->target), key, sizeof(key));
+    uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
+    pthread_mutex_lock(&lock);
+    struct route *r = table ? find_route(key) : NULL;
+    struct backend_stats *b = r ? r->backend[s->backend] : NULL;
+    if (r && !b)
+        b = r->backend[s->backend] = calloc(1, sizeof(*b));
+    if (b) {
+        prof_histogram_record(&b->total, s->t_done - s->t_received);
+        prof_histogram_record(&b->queue, s->t_dispatched ? s->t_dispatched - s->t_received : 0);
+        prof_histogram_record(&b->ttfb, first - s->t_received);
+        b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void prof_latency_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < table_size; i++) {
+        if (!table[i])
+            continue;
+        for (int b = 0; b < PROF_BACKENDS; b++)
+            free(table[i]->backend[b]);
+        free(table[i]);
+        table[i] = NULL;
+    }
+    route_count = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+/* --- text output ---------------------------------------------------------- */
+
+struct text {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add(struct text *t, const char *fmt, ...)
+{
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = t->failed ? -1 : vsnprintf(t->p ? t->p + t->len : NULL,
+                                           t->p ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+            return;
+        }
+        if (t->p && t->len + (size_t)n < t->cap) {
+            t->len += (size_t)n;
+            return;
+        }
+        size_t cap = t->cap ? t->cap * 2 : 4096;
+        while (cap < t->len + (size_t)n + 1)
+            cap *= 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->failed = true;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+}
+
+static char *finish(struct text *t)
+{
+    if (t->failed || !t->p) {
+        free(t->p);
+        return NULL;
+    }
+    return t->p;
+}
+
+/* Escape for a Prometheus label value, a JSON string or HTML text. */
+enum escape { ESC_PROM, ESC_JSON, ESC_HTML };
+static void add_escaped(struct text *t, const char *s, enum escape how)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (how == ESC_HTML && strchr("<>&\"'", c))
+            add(t, "&#%d;", c);
+        else if (how != ESC_HTML && (c == '"' || c == '\\'))
+            add(t, "\\%c", c);
+        else if (c == '\n')
+            add(t, "\\n");
+        else if (c < 0x20 || (how == ESC_JSON && c >= 0x7f))
+            add(t, how == ESC_JSON ? "\\u%04x" : "\\x%02x", c);
+        else
+            add(t, "%c", c);
+    }
+}
+
+typedef void (*visit_fn)(struct text *t, const struct route *r, enum prof_backend b,
+                         const struct backend_stats *s, bool first);
+
+/* With the lock held: call fn for each (route, backend) with data, sorted
+ * by route key so reports are stable. */
+static void each_stat(struct text *t, visit_fn fn)
+{
+    const struct route **sorted = malloc((route_count + 1) * sizeof(*sorted));
+    size_t n = 0;
+    if (!sorted) {
+        t->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < table_size; i++)
+        if (table[i])
+            sorted[n++] = table[i];
+    for (size_t i = 1; i < n; i++) /* insertion sort: n is small and reports are rare */
+        for (size_t j = i; j > 0 && strcmp(sorted[j - 1]->key, sorted[j]->key) > 0; j--) {
+            const struct route *tmp = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = tmp;
+        }
+    bool first = true;
+    for (size_t i = 0; i < n; i++)
+        for (int b = 0; b < PROF_BACKENDS; b++)
+            if (sorted[i]->backend[b]) {
+                fn(t, sorted[i], (enum prof_backend)b, sorted[i]->backend[b], first);
+                first = false;
+            }
+    free(sorted);
+}
+
+static const uint64_t prom_bounds_us[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+                                           250000, 500000, 1000000, 2500000, 5000000, 10000000 };
+
+static void labels(struct text *t, const struct route *r, enum prof_backend b)
+{
+    add(t, "route=\"");
+    add_escaped(t, r->key, ESC_PROM);
+    add(t, "\",backend=\"%s\"", prof_backend_name(b));
+}
+
+static void prom_histogram(struct text *t, const char *name, const struct route *r,
+                           enum prof_backend b, const struct prof_histogram *h)
+{
+    for (size_t i = 0; i < sizeof(prom_bounds_us) / sizeof(prom_bounds_us[0]); i++) {
+        add(t, "%s_bucket{", name);
+        labels(t, r, b);
+        add(t, ",le=\"%g\"} %llu\n", (double)prom_bounds_us[i] / 1e6,
+            (unsigned long long)prof_histogram_count_le(h, prom_bounds_us[i]));
+    }
+    add(t, "%s_bucket{", name);
+    labels(t, r, b);
+    add(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+    add(t, "%s_sum{", name);
+    labels(t, r, b);
+    add(t, "} %.6f\n%s_count{", (double)h->sum_us / 1e6, name);
+    labels(t, r, b);
+    add(t, "} %llu\n", (unsigned long long)h->count);
+}
+
+static void prom_duration(struct text *t, const struct route *r, enum prof_backend b,
+                          const struct backend_stats *s, bool first)
+{
+    (void)first;
+    prom_histogram(t, "tracfront_request_duration_seconds", r, b, &s->total);
+}
+
+static void prom_queue(struct text *t, const struct route *r, enum prof_backend b,
+                       const struct backend_stats *s, bool first)
+{
+    (void)first;
+    prom_histogram(t, "tracfront_request_queue_seconds", r, b, &s->queue);
+}
+
+static void prom_status(struct text *t, const struct route *r, enum prof_backend b,
+                        const struct backend_stats *s, bool first)
+{
+    (void)first;
+    for (int c = 0; c < 6; c++) {
+        if (!s->status[c])
+            continue;
+        add(t, "tracfront_requests_total{");
+        labels(t, r, b);
+        if (c)
+            add(t, ",code=\"%dxx\"} %llu\n", c, (unsigned long long)s->status[c]);
+        else
+            add(t, ",code=\"other\"} %llu\n", (unsigned long long)s->status[c]);
+    }
+}
+
+char *prof_latency_prometheus(int in_flight)
+{
+    struct text t = { 0 };
+    add(&t, "# HELP tracfront_requests_in_flight Requests received and not yet completed.\n"
+            "# TYPE tracfront_requests_in_flight gauge\n"
+            "tracfront_requests_in_flight %d\n", in_flight);
+    pthread_mutex_lock(&lock);
+    add(&t, "# HELP tracfront_request_duration_seconds From request received to last byte sent.\n"
+            "# TYPE tracfront_request_duration_seconds histogram\n");
+    each_stat(&t, prom_duration);
+    add(&t, "# HELP tracfront_request_queue_seconds Time waiting for an app thread.\n"
+            "# TYPE tracfront_request_queue_seconds histogram\n");
+    each_stat(&t, prom_queue);
+    add(&t, "# HELP tracfront_requests_total Requests completed, by status class.\n"
+            "# TYPE tracfront_requests_total counter\n");
+    each_stat(&t, prom_status);
+    pthread_mutex_unlock(&lock);
+    return finish(&t);
+}
+
+static void json_route(struct text *t, const struct route *r, enum prof_backend b,
+                       const struct backend_stats *s, bool first)
+{
+    const struct prof_histogram *h = &s->total;
+    add(t, "%s{\"route\":\"", first ? "" : ",");
+    add_escaped(t, r->key, ESC_JSON);
+    add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
+           "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
+           "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"status\":{",
+        prof_backend_name(b), (unsigned long long)h->count,
+        (unsigned long long)(h->count ? h->sum_us / h->count : 0),
+        (unsigned long long)prof_histogram_percentile(h, 50),
+        (unsigned long long)prof_histogram_percentile(h, 90),
+        (unsigned long long)prof_histogram_percentile(h, 99), (unsigned long long)h->max_us,
+        (unsigned long long)prof_histogram_percentile(&s->queue, 50),
+        (unsigned long long)prof_histogram_percentile(&s->queue, 99),
+        (unsigned long long)prof_histogram_percentile(&s->ttfb, 50),
+        (unsigned long long)prof_histogram_percentile(&s->ttfb, 99));
+    bool firstc = true;
+    for (int c = 0; c < 6; c++) {
+        if (!s->status[c])
+            continue;
+        if (c)
+            add(t, "%s\"%dxx\":%llu", firstc ? "" : ",", c, (unsigned long long)s->status[c]);
+        else
+            add(t, "%s\"other\":%llu", firstc ? "" : ",", (unsigned long long)s->status[c]);
+        firstc = false;
+    }
+    add(t, "}}");
+}
+
+char *prof_latency_json(int in_flight)
+{
+    struct text t = { 0 };
+    add(&t, "{\"in_flight\":%d,\"routes\":[", in_flight);
+    pthread_mutex_lock(&lock);
+    each_stat(&t, json_route);
+    pthread_mutex_unlock(&lock);
+    add(&t, "]}\n");
+    return finish(&t);
+}
+
+static void html_route(struct text *t, const struct route *r, enum prof_backend b,
+                       const struct backend_stats *s, bool first)
+{
+    (void)first;
+    const struct prof_histogram *h = &s->total;
+    add(t, "<tr><td><code>");
+    add_escaped(t, r->key, ESC_HTML);
+    add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu\n",
+        prof_backend_name(b), (unsigned long long)h->count,
+        h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
+        (double)prof_histogram_percentile(h, 50) / 1000.0,
+        (double)prof_histogram_percentile(h, 90) / 1000.0,
+        (double)prof_histogram_percentile(h, 99) / 1000.0, (double)h->max_us / 1000.0,
+        (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
+        (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
+}
+
+char *prof_latency_html(int in_flight, const char *profile_path)
+{
+    struct text t = { 0 };
+    add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
+            "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
+            "td:first-child{text-align:left}</style>"
+            "<h1>tracfront: latency by route</h1><p>Requests in flight: %d. "
+            "Times in milliseconds. Exports: <a href=\"", in_flight);
+    add_escaped(&t, profile_path, ESC_HTML);
+    add(&t, "/metrics\">Prometheus</a>, <a href=\"");
+    add_escaped(&t, profile_path, ESC_HTML);
+    add(&t, "/api/latency\">JSON</a>.</p><table><tr><th>route<th>backend<th>requests<th>mean"
+            "<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
+    pthread_mutex_lock(&lock);
+    each_stat(&t, html_route);
+    pthread_mutex_unlock(&lock);
+    add(&t, "</table>\n");
+    return finish(&t);
+}

@@ -1,0 +1,34 @@
+/* latency.h — always-on request timing: every request that reached a backend
+ * is recorded under its route key and backend, as histograms of the total
+ * time, the queue wait and the time to first byte, plus counts by status
+ * class. Recording takes one mutex for a few hundred nanoseconds; reports
+ * copy what they need under it. Routes are capped (--profile-max-routes);
+ * later ones are counted under "(other)". */
+#ifndef PROF_LATENCY_H
+#define PROF_LATENCY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum prof_backend { PROF_BACKEND_WSGI, PROF_BACKEND_UPSTREAM, PROF_BACKEND_STATIC, PROF_BACKENDS };
+
+struct prof_sample {
+    const char *target;       /* raw request target */
+    enum prof_backend backend;
+    unsigned status;
+    uint64_t t_received, t_dispatched, t_first_byte, t_done; /* monotonic us */
+};
+
+/* Call once before any request. Returns 0 or -1 (out of memory). */
+int prof_latency_init(unsigned max_routes);
+void prof_latency_record(const struct prof_sample *s);
+void prof_latency_reset(void);
+
+/* Reports, as malloc'd NUL-terminated text (NULL on out of memory). */
+char *prof_latency_prometheus(int in_flight);
+char *prof_latency_json(int in_flight);
+char *prof_latency_html(int in_flight, const char *profile_path);
+
+const char *prof_backend_name(enum prof_backend b);
+
+#endif

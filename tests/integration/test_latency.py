@@ -1,0 +1,77 @@
+"""The always-on latency accounting behind /__profile__: requests folded into
+route keys, percentiles from the histograms, Prometheus text that
+prometheus_client parses, and the profile path kept away from the app."""
+import pytest
+import requests
+
+APP = ("--app", "robust_apps:app")
+
+
+def latency(srv):
+    r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "application/json"
+    return {(x["route"], x["backend"]): x for x in r.json()["routes"]}
+
+
+def test_routes_fold_ids_and_count(tracfront):
+    srv = tracfront(*APP)
+    for path in ("count?i=1", "hello", "hello", "slow?s=0.05"):
+        assert requests.get(srv.url + path, timeout=10).status_code == 200
+    for n in (1, 22, 333):
+        requests.get(srv.url + "ticket/%d" % n, timeout=10)
+    routes = latency(srv)
+    assert routes[("/hello", "wsgi")]["count"] == 2
+    tickets = routes[("/ticket/:id", "wsgi")]
+    assert tickets["count"] == 3
+    assert tickets["status"] == {"2xx": 3} or sum(tickets["status"].values()) == 3
+    slow = routes[("/slow", "wsgi")]
+    assert slow["count"] == 1
+    assert slow["p50_us"] >= 50000 * 0.99  # slept 50 ms
+    for r in routes.values():
+        assert r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"]
+        assert r["ttfb_p50_us"] <= r["max_us"]
+
+
+def test_profile_path_never_reaches_the_app(tracfront):
+    srv = tracfront(*APP)
+    for path in ("__profile__", "__profile__/", "__profile__/metrics", "__profile__/nope"):
+        requests.get(srv.url + path, timeout=10)
+    seen = requests.get(srv.url + "seen", timeout=10).json()
+    assert not any("__profile__" in str(s) for s in seen), seen
+    assert requests.get(srv.url + "__profile__/nope", timeout=10).status_code == 404
+    assert requests.post(srv.url + "__profile__", timeout=10).status_code == 405
+    # and the profiler's own requests are not timed as app routes
+    assert not any("__profile__" in route for route, _ in latency(srv))
+
+
+def test_prometheus_text_parses(tracfront):
+    parser = pytest.importorskip("prometheus_client.parser")
+    srv = tracfront(*APP)
+    for _ in range(5):
+        requests.get(srv.url + "hello", timeout=10)
+    r = requests.get(srv.url + "__profile__/metrics", timeout=10)
+    assert r.status_code == 200
+    families = {f.name: f for f in parser.text_string_to_metric_families(r.text)}
+    duration = families["tracfront_request_duration_seconds"]
+    assert duration.type == "histogram"
+    samples = [s for s in duration.samples if s.labels.get("route") == "/hello"]
+    count = [s.value for s in samples if s.name.endswith("_count")]
+    inf = [s.value for s in samples if s.name.endswith("_bucket") and s.labels["le"] == "+Inf"]
+    assert count == [5.0] and inf == [5.0]
+    buckets = [s.value for s in samples if s.name.endswith("_bucket")]
+    assert buckets == sorted(buckets), "bucket counts must be cumulative"
+    assert families["tracfront_requests_in_flight"].samples[0].value >= 0
+    total = families["tracfront_requests"]  # the parser drops the _total suffix
+    assert any(s.labels.get("route") == "/hello" and s.labels.get("code") == "2xx"
+               and s.value == 5 for s in total.samples)
+
+
+def test_page_escapes_route_keys(tracfront):
+    srv = tracfront(*APP)
+    # sent raw: a browser would percent-encode it, an attacker need not
+    srv.raw(b"GET /x<script>alert(1)</script> HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    page = requests.get(srv.url + "__profile__", timeout=10)
+    assert page.status_code == 200
+    assert "/x&#60;script&#62;alert(1)&#60;/script&#62;" in page.text
+    assert "<script>" not in page.text

@@ -1,0 +1,51 @@
+/* Unit tests for profiler/route.c: which segments fold into :id. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "profiler/route.h"
+
+static void expect_key(const char *target, const char *want)
+{
+    char out[128];
+    size_t n = prof_route_key(target, strlen(target), out, sizeof(out));
+    assert_string_equal(out, want);
+    assert_int_equal(n, strlen(want));
+}
+
+static void test_folding(void **state)
+{
+    (void)state;
+    expect_key("/ticket/123", "/ticket/:id");
+    expect_key("/ticket/123?action=edit", "/ticket/:id");
+    expect_key("/changeset/4f2a9c1e0b/trunk", "/changeset/:id/trunk");
+    expect_key("/attachment/ticket/42/file.txt", "/attachment/ticket/:id/file.txt");
+    expect_key("/x/123e4567-e89b-12d3-a456-426614174000", "/x/:id");
+    expect_key("/wiki/WikiStart", "/wiki/WikiStart");
+    expect_key("/wiki/deadbeef", "/wiki/deadbeef"); /* hex word without a digit stays */
+    expect_key("/timeline", "/timeline");
+    expect_key("/", "/");
+    expect_key("", "/");
+    expect_key("/report/1/", "/report/:id/");
+}
+
+static void test_truncation(void **state)
+{
+    (void)state;
+    char out[12];
+    prof_route_key("/abc/defghijk/x", 15, out, sizeof(out));
+    assert_string_equal(out, "/abc/");
+    assert_true(strlen(out) < sizeof(out));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_folding),
+        cmocka_unit_test(test_truncation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
