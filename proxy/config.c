@@ -2,6 +2,7 @@
  * its kind and where it lands in struct tf_config; the command line and the
  * INI reader both go through tf_config_set(), so the two can never disagree. */
 #include "proxy/config.h"
+#include "proxy/cidr.h"
 
 #include <ini.h>
 #include <errno.h>
@@ -41,6 +42,7 @@ static const struct key keys[] = {
     { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
     { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
+    { "profile-allow", K_LIST, F(profile_allow), F(n_profile_allow), 0, 0 },
 };
 #undef F
 
@@ -73,6 +75,7 @@ const char tf_config_usage[] =
     "Profiler:\n"
     "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
+    "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "  --help, --version\n";
 
@@ -184,6 +187,12 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
         size_t *count = (size_t *)(base + k->count_offset);
         if (!strcmp(k->name, "env") && (!strchr(value, '=') || value[0] == '=')) {
             snprintf(err, errlen, "%s: '%s' is not KEY=VALUE", k->name, value);
+            return -1;
+        }
+        struct tf_cidr range;
+        if (!strcmp(k->name, "profile-allow") && tf_cidr_parse(value, &range) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not an address or CIDR range "
+                     "(e.g. 10.0.0.0/8, ::1)", k->name, value);
             return -1;
         }
         char **grown = realloc(*list, (*count + 1) * sizeof(char *));
@@ -419,6 +428,7 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->access_log);
     free(cfg->error_log);
     free(cfg->profile_path);
+    free_list(cfg->profile_allow, cfg->n_profile_allow);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

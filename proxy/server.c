@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/cidr.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
@@ -33,6 +34,8 @@ struct tf_server {
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
+    struct tf_cidr *profile_allow;  /* read-only after start */
+    size_t n_profile_allow;
 };
 
 static const char *reason_phrase(unsigned status)
@@ -191,10 +194,26 @@ static bool is_profile_path(const char *target, const char *profile, const char 
     return true;
 }
 
-static bool from_loopback(const struct tf_request *req)
+static bool profile_allowed(const struct tf_server *server, const struct tf_request *req)
 {
-    return !strncmp(req->remote_addr, "127.", 4) || !strcmp(req->remote_addr, "::1") ||
-           !strncmp(req->remote_addr, "::ffff:127.", 11);
+    for (size_t i = 0; i < server->n_profile_allow; i++)
+        if (tf_cidr_match(&server->profile_allow[i], req->remote_addr))
+            return true;
+    return false;
+}
+
+/* --profile-allow, or loopback when none is given. 0, or -1 on out of memory. */
+static int set_profile_allow(struct tf_server *server, const struct tf_config *cfg)
+{
+    static const char *const loopback[] = { "127.0.0.0/8", "::1" };
+    size_t n = cfg->n_profile_allow ? cfg->n_profile_allow : 2;
+    server->profile_allow = calloc(n, sizeof(*server->profile_allow));
+    if (!server->profile_allow)
+        return -1;
+    for (size_t i = 0; i < n; i++) /* checked by the config parser */
+        tf_cidr_parse(cfg->n_profile_allow ? cfg->profile_allow[i] : loopback[i],
+                      &server->profile_allow[server->n_profile_allow++]);
+    return 0;
 }
 
 /* Answer a request for the profile path (final access-handler call). */
@@ -202,8 +221,9 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                                      const char *sub)
 {
     req->native = true;
-    if (!from_loopback(req))
-        return reply(req, 403, "The profiler is reachable from loopback only.", false);
+    if (!profile_allowed(server, req))
+        return reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
+                     false);
     if (strcmp(req->method, "GET") != 0 && !req->is_head)
         return reply(req, 405, "The profiler's pages take GET.", false);
     size_t len = strcspn(sub, "?");
@@ -429,6 +449,7 @@ static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss,
 struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
                                   void *backend, char *err, size_t errlen)
 {
+    err[0] = 0;
     struct tf_server *server = calloc(1, sizeof(*server));
     if (!server) {
         snprintf(err, errlen, "out of memory");
@@ -438,7 +459,11 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
     server->dispatch = dispatch;
     server->backend = backend;
     struct sockaddr_storage ss;
-    if (resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
+    if (set_profile_allow(server, cfg) < 0 ||
+        resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
+        if (!err[0])
+            snprintf(err, errlen, "out of memory");
+        free(server->profile_allow);
         free(server);
         return NULL;
     }
@@ -463,6 +488,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
     if (!server->daemon) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
                  "address of this machine?)", cfg->listen_host, cfg->listen_port);
+        free(server->profile_allow);
         free(server);
         return NULL;
     }
@@ -492,5 +518,6 @@ void tf_server_stop(struct tf_server *server)
     if (!server)
         return;
     MHD_stop_daemon(server->daemon);
+    free(server->profile_allow);
     free(server);
 }

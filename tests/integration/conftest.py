@@ -100,7 +100,9 @@ def start_server(workdir, *args, env=None, expect_fail=False, timeout=30):
             return Server(proc, m.group(1), int(m.group(3)), workdir)
         if proc.poll() is not None:
             if expect_fail:
-                return Server(proc, None, None, workdir)
+                srv = Server(proc, None, None, workdir)
+                srv.expect_fail = True
+                return srv
             raise AssertionError("tracfront exited with %s:\n%s" % (proc.returncode, text))
         time.sleep(0.02)
     proc.kill()

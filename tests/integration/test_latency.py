@@ -1,6 +1,8 @@
 """The always-on latency accounting behind /__profile__: requests folded into
 route keys, percentiles from the histograms, Prometheus text that
 prometheus_client parses, and the profile path kept away from the app."""
+import http.client
+
 import pytest
 import requests
 
@@ -75,3 +77,33 @@ def test_page_escapes_route_keys(tracfront):
     assert page.status_code == 200
     assert "/x&#60;script&#62;alert(1)&#60;/script&#62;" in page.text
     assert "<script>" not in page.text
+
+
+def get_from(srv, source, path="/__profile__/api/latency"):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10,
+                                      source_address=(source, 0))
+    conn.request("GET", path)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def test_profile_allow_replaces_loopback(tracfront):
+    srv = tracfront(*APP, "--profile-allow", "127.0.0.2/32", "--profile-allow", "10.0.0.0/8")
+    status, body = get_from(srv, "127.0.0.1")
+    assert status == 403, body
+    assert b"--profile-allow" in body
+    assert get_from(srv, "127.0.0.2")[0] == 200
+    # the app itself is open to both
+    assert get_from(srv, "127.0.0.1", "/hello")[0] == 200
+
+
+def test_default_allows_all_of_loopback(tracfront):
+    srv = tracfront(*APP)
+    assert get_from(srv, "127.0.0.1")[0] == 200
+    assert get_from(srv, "127.0.0.3")[0] == 200
+
+
+def test_bad_profile_allow_is_refused_at_start(tracfront):
+    srv = tracfront(*APP, "--profile-allow", "10.0.0.0/33", expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert "profile-allow" in srv.stderr
