@@ -1,8 +1,9 @@
 /* run.c — driving one WSGI call (see run.h). Fast paths first: a list or
  * tuple of bytes is sent as one buffer with Content-Length, a file_wrapper on
- * a regular file with sendfile; anything else is iterated, a single chunk
- * still gets a Content-Length, and longer bodies stream through the request
- * channel. Whatever happens, the iterable's close() is called exactly once. */
+ * a regular file with sendfile; any other iterable streams through the
+ * request channel chunk by chunk as it is produced (PEP 3333 forbids holding
+ * a chunk back to learn the length). Whatever happens, the iterable's close()
+ * is called exactly once. */
 #include "wsgi/run.h"
 
 #include <stdlib.h>
