@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "profiler/histogram.h"
 #include "profiler/route.h"
@@ -28,7 +29,17 @@ struct route {
     struct backend_stats *backend[PROF_BACKENDS];
 };
 
+struct slow_request {
+    char method[16];
+    char target[256];
+    unsigned status;
+    uint64_t total_us, queue_us, ttfb_us;
+    time_t when;
+};
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slow_request *slowest; /* guarded by lock; slow_cap entries */
+static unsigned slow_cap, slow_count;
 static struct route **table;   /* guarded by lock; open addressing */
 static size_t table_size;      /* power of two, > 2 * max_routes */
 static unsigned route_count, route_cap;
@@ -39,8 +50,11 @@ const char *prof_backend_name(enum prof_backend b)
     return b < PROF_BACKENDS ? names[b] : "?";
 }
 
-int prof_latency_init(unsigned max_routes)
+int prof_latency_init(unsigned max_routes, unsigned slowest_kept)
 {
+    slow_cap = slowest_kept;
+    if (slow_cap && !(slowest = calloc(slow_cap, sizeof(*slowest))))
+        return -1;
     route_cap = max_routes ? max_routes : 1;
     table_size = 16;
     while (table_size < 2u * (size_t)route_cap + 2)
@@ -82,6 +96,33 @@ static struct route *find_route(const char *key)
     return NULL;
 }
 
+/* With the lock held: keep s if it is among the slowest. */
+static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
+                         uint64_t ttfb)
+{
+    if (!slow_cap)
+        return;
+    unsigned at = slow_count;
+    if (slow_count == slow_cap) { /* full: replace the fastest kept, if slower */
+        at = 0;
+        for (unsigned i = 1; i < slow_count; i++)
+            if (slowest[i].total_us < slowest[at].total_us)
+                at = i;
+        if (slowest[at].total_us >= total)
+            return;
+    } else {
+        slow_count++;
+    }
+    struct slow_request *r = &slowest[at];
+    snprintf(r->method, sizeof(r->method), "%s", s->method ? s->method : "-");
+    snprintf(r->target, sizeof(r->target), "%s", s->target);
+    r->status = s->status;
+    r->total_us = total;
+    r->queue_us = queue;
+    r->ttfb_us = ttfb;
+    r->when = time(NULL);
+}
+
 void prof_latency_record(const struct prof_sample *s)
 {
     char key[ROUTE_KEY_MAX];
@@ -92,12 +133,16 @@ void prof_latency_record(const struct prof_sample *s)
     struct backend_stats *b = r ? r->backend[s->backend] : NULL;
     if (r && !b)
         b = r->backend[s->backend] = calloc(1, sizeof(*b));
+    uint64_t total = s->t_done - s->t_received;
+    uint64_t queue = s->t_dispatched ? s->t_dispatched - s->t_received : 0;
+    uint64_t ttfb = first - s->t_received;
     if (b) {
-        prof_histogram_record(&b->total, s->t_done - s->t_received);
-        prof_histogram_record(&b->queue, s->t_dispatched ? s->t_dispatched - s->t_received : 0);
-        prof_histogram_record(&b->ttfb, first - s->t_received);
+        prof_histogram_record(&b->total, total);
+        prof_histogram_record(&b->queue, queue);
+        prof_histogram_record(&b->ttfb, ttfb);
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
     }
+    keep_if_slow(s, total, queue, ttfb);
     pthread_mutex_unlock(&lock);
 }
 
@@ -113,6 +158,7 @@ void prof_latency_reset(void)
         table[i] = NULL;
     }
     route_count = 0;
+    slow_count = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -324,6 +370,49 @@ static void json_route(struct text *t, const struct route *r, enum prof_backend 
     add(t, "}}");
 }
 
+static int slower_first(const void *a, const void *b)
+{
+    const struct slow_request *x = a, *y = b;
+    return x->total_us < y->total_us ? 1 : x->total_us > y->total_us ? -1 : 0;
+}
+
+/* With the lock held: the kept slow requests, slowest first (malloc'd). */
+static struct slow_request *sorted_slowest(unsigned *n)
+{
+    *n = slow_count;
+    struct slow_request *copy = malloc((slow_count ? slow_count : 1) * sizeof(*copy));
+    if (copy) {
+        memcpy(copy, slowest, slow_count * sizeof(*copy));
+        qsort(copy, slow_count, sizeof(*copy), slower_first);
+    }
+    return copy;
+}
+
+char *prof_latency_slowest_json(void)
+{
+    struct text t = { 0 };
+    unsigned n;
+    pthread_mutex_lock(&lock);
+    struct slow_request *list = sorted_slowest(&n);
+    pthread_mutex_unlock(&lock);
+    if (!list)
+        return NULL;
+    add(&t, "{\"slowest\":[");
+    for (unsigned i = 0; i < n; i++) {
+        add(&t, "%s{\"method\":\"", i ? "," : "");
+        add_escaped(&t, list[i].method, ESC_JSON);
+        add(&t, "\",\"target\":\"");
+        add_escaped(&t, list[i].target, ESC_JSON);
+        add(&t, "\",\"status\":%u,\"total_us\":%llu,\"queue_us\":%llu,\"ttfb_us\":%llu,"
+                "\"time\":%lld}", list[i].status, (unsigned long long)list[i].total_us,
+            (unsigned long long)list[i].queue_us, (unsigned long long)list[i].ttfb_us,
+            (long long)list[i].when);
+    }
+    add(&t, "]}\n");
+    free(list);
+    return finish(&t);
+}
+
 char *prof_latency_json(int in_flight)
 {
     struct text t = { 0 };
@@ -365,9 +454,25 @@ char *prof_latency_html(int in_flight, const char *profile_path)
     add_escaped(&t, profile_path, ESC_HTML);
     add(&t, "/api/latency\">JSON</a>.</p><table><tr><th>route<th>backend<th>requests<th>mean"
             "<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
+    unsigned n;
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);
+    struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&lock);
+    add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
+            "<th>queue<th>first byte\n");
+    for (unsigned i = 0; list && i < n; i++) {
+        add(&t, "<tr><td><code>");
+        add_escaped(&t, list[i].method, ESC_HTML);
+        add(&t, " ");
+        add_escaped(&t, list[i].target, ESC_HTML);
+        add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f\n", list[i].status,
+            (double)list[i].total_us / 1000.0, (double)list[i].queue_us / 1000.0,
+            (double)list[i].ttfb_us / 1000.0);
+    }
+    if (!list)
+        t.failed = true;
+    free(list);
     add(&t, "</table>\n");
     return finish(&t);
 }

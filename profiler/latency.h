@@ -3,7 +3,8 @@
  * time, the queue wait and the time to first byte, plus counts by status
  * class. Recording takes one mutex for a few hundred nanoseconds; reports
  * copy what they need under it. Routes are capped (--profile-max-routes);
- * later ones are counted under "(other)". */
+ * later ones are counted under "(other)". The N slowest requests are kept
+ * with their method, target, status and phases (--profile-slowest). */
 #ifndef PROF_LATENCY_H
 #define PROF_LATENCY_H
 
@@ -13,20 +14,23 @@
 enum prof_backend { PROF_BACKEND_WSGI, PROF_BACKEND_UPSTREAM, PROF_BACKEND_STATIC, PROF_BACKENDS };
 
 struct prof_sample {
+    const char *method;
     const char *target;       /* raw request target */
     enum prof_backend backend;
     unsigned status;
     uint64_t t_received, t_dispatched, t_first_byte, t_done; /* monotonic us */
 };
 
-/* Call once before any request. Returns 0 or -1 (out of memory). */
-int prof_latency_init(unsigned max_routes);
+/* Call once before any request: route cap, and how many of the slowest
+ * requests to keep. Returns 0 or -1 (out of memory). */
+int prof_latency_init(unsigned max_routes, unsigned slowest);
 void prof_latency_record(const struct prof_sample *s);
 void prof_latency_reset(void);
 
 /* Reports, as malloc'd NUL-terminated text (NULL on out of memory). */
 char *prof_latency_prometheus(int in_flight);
 char *prof_latency_json(int in_flight);
+char *prof_latency_slowest_json(void);
 char *prof_latency_html(int in_flight, const char *profile_path);
 
 const char *prof_backend_name(enum prof_backend b);

@@ -42,6 +42,7 @@ static const struct key keys[] = {
     { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
     { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
+    { "profile-slowest", K_UINT, F(profile_slowest), 0, 0, 10000 },
     { "profile-allow", K_LIST, F(profile_allow), F(n_profile_allow), 0, 0 },
 };
 #undef F
@@ -76,6 +77,7 @@ const char tf_config_usage[] =
     "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
+    "  --profile-slowest N          slowest requests kept with their details (default 20)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "  --help, --version\n";
 
@@ -309,6 +311,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->mount = strdup("");
     cfg->profile_path = strdup("/__profile__");
     cfg->profile_max_routes = 500;
+    cfg->profile_slowest = 20;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,

@@ -33,6 +33,7 @@ struct tf_config {
     double idle_timeout;        /* seconds a connection may stay silent */
     char *profile_path;         /* default "/__profile__"; served natively, never by the app */
     unsigned profile_max_routes;/* route keys with their own latency statistics */
+    unsigned profile_slowest;   /* slowest requests kept with their details */
     char **profile_allow;       /* CIDRs that may see the profiler; none = loopback */
     size_t n_profile_allow;
     char *config_file;

@@ -63,7 +63,7 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
-    if (prof_latency_init(cfg.profile_max_routes) < 0) {
+    if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
         fprintf(stderr, "tracfront: out of memory\n");
         return 1;
     }

@@ -239,6 +239,9 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
     } else if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
         body = prof_latency_json(in_flight);
         type = "application/json";
+    } else if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
+        body = prof_latency_slowest_json();
+        type = "application/json";
     } else {
         return reply(req, 404, "No such profiler page.", false);
     }
@@ -405,7 +408,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         write_access_log(req, now);
     if (req->t_dispatched && !req->native) {
         struct prof_sample sample = {
-            .target = req->target, .backend = PROF_BACKEND_WSGI, .status = req->status,
+            .method = req->method, .target = req->target, .backend = PROF_BACKEND_WSGI,
+            .status = req->status,
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,

@@ -107,3 +107,18 @@ def test_bad_profile_allow_is_refused_at_start(tracfront):
     srv = tracfront(*APP, "--profile-allow", "10.0.0.0/33", expect_fail=True)
     assert srv.proc.wait(10) == 2
     assert "profile-allow" in srv.stderr
+
+
+def test_slowest_requests_are_kept_slowest_first(tracfront):
+    srv = tracfront(*APP, "--profile-slowest", "3")
+    for s in ("0.01", "0.12", "0", "0.06", "0.03"):
+        assert requests.get(srv.url + "slow", params={"s": s}, timeout=10).status_code == 200
+    r = requests.get(srv.url + "__profile__/api/slowest", timeout=10)
+    assert r.status_code == 200
+    slowest = r.json()["slowest"]
+    assert [x["target"] for x in slowest] == ["/slow?s=0.12", "/slow?s=0.06", "/slow?s=0.03"]
+    assert slowest[0]["total_us"] >= 120000 * 0.99
+    assert all(x["method"] == "GET" and x["status"] == 200 for x in slowest)
+    assert all(x["queue_us"] <= x["ttfb_us"] <= x["total_us"] for x in slowest)
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    assert "Slowest requests" in page and "GET /slow?s=0.12" in page
