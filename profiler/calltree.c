@@ -1,0 +1,332 @@
+/* calltree.c — see calltree.h. Timing follows cProfile's contexts: a call's
+ * inclusive time is charged to its node and to its parent frame's sub-call
+ * time; inline time is inclusive minus sub-calls. prof_tree_flatten() walks
+ * the tree keeping counts of the functions (and caller->callee pairs) active
+ * above each node: a call with an active ancestor of the same function is a
+ * recursive call, and its time is already in the outer call's cumulative
+ * time, exactly as cProfile's recursionLevel bookkeeping does it. */
+#include "profiler/calltree.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes)
+{
+    memset(t, 0, sizeof(*t));
+    t->ops = ops;
+    t->max_nodes = max_nodes;
+}
+
+static void free_children(struct prof_tree *t, struct prof_node *n)
+{
+    struct prof_node *c = n->child;
+    while (c) {
+        struct prof_node *next = c->sibling;
+        free_children(t, c);
+        if (c->label && t->ops)
+            t->ops->release(c->label);
+        free(c);
+        c = next;
+    }
+    n->child = NULL;
+}
+
+void prof_tree_free(struct prof_tree *t)
+{
+    free_children(t, &t->root);
+    free(t->stack);
+    t->stack = NULL;
+    t->depth = t->stack_cap = t->nodes = 0;
+}
+
+static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent, const void *key)
+{
+    for (struct prof_node *c = parent->child; c; c = c->sibling)
+        if (c->key == key)
+            return c;
+    if (t->nodes >= t->max_nodes)
+        return NULL;
+    struct prof_node *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->key = key;
+    c->parent = parent;
+    c->sibling = parent->child;
+    parent->child = c;
+    t->nodes++;
+    return c;
+}
+
+struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t now)
+{
+    if (t->depth == t->stack_cap) {
+        size_t cap = t->stack_cap ? t->stack_cap * 2 : 64;
+        struct prof_frame *s = realloc(t->stack, cap * sizeof(*s));
+        if (!s) {
+            t->dropped_calls++;
+            return NULL;
+        }
+        t->stack = s;
+        t->stack_cap = cap;
+    }
+    struct prof_node *parent = t->depth ? t->stack[t->depth - 1].node : &t->root;
+    struct prof_node *n = parent ? child_of(t, parent, key) : NULL;
+    if (!n)
+        t->dropped_calls++;
+    t->stack[t->depth++] = (struct prof_frame){ n, now, 0 };
+    return n;
+}
+
+void prof_tree_leave(struct prof_tree *t, uint64_t now)
+{
+    if (t->depth == 0)
+        return;
+    struct prof_frame *f = &t->stack[--t->depth];
+    uint64_t total = now > f->t0 ? now - f->t0 : 0;
+    uint64_t inl = total > f->sub_ns ? total - f->sub_ns : 0;
+    if (t->depth)
+        t->stack[t->depth - 1].sub_ns += total;
+    if (f->node) {
+        f->node->calls++;
+        f->node->total_ns += total;
+        f->node->inline_ns += inl;
+    }
+}
+
+void prof_tree_unwind(struct prof_tree *t, uint64_t now)
+{
+    while (t->depth)
+        prof_tree_leave(t, now);
+}
+
+static void merge_children(struct prof_tree *into, struct prof_node *dst,
+                           const struct prof_node *src)
+{
+    for (const struct prof_node *c = src->child; c; c = c->sibling) {
+        struct prof_node *d = child_of(into, dst, c->key);
+        if (!d) {
+            into->dropped_calls += c->calls;
+            continue;
+        }
+        if (!d->label && c->label && into->ops)
+            d->label = into->ops->copy(c->label);
+        d->calls += c->calls;
+        d->total_ns += c->total_ns;
+        d->inline_ns += c->inline_ns;
+        merge_children(into, d, c);
+    }
+}
+
+void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from)
+{
+    merge_children(into, &into->root, &from->root);
+    into->dropped_calls += from->dropped_calls;
+}
+
+/* --- flattening ------------------------------------------------------------ */
+
+/* Open-addressing map from a pointer pair to a counter or an index. */
+struct slot {
+    const void *a, *b;
+    size_t value;
+    bool used;
+};
+struct pairmap {
+    struct slot *slots;
+    size_t cap, n;
+};
+
+static size_t pair_hash(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)a * 0x9E3779B97F4A7C15u ^ ((uintptr_t)b + 0x7F4A7C159E3779B9u);
+    return (size_t)(x ^ (x >> 29));
+}
+
+/* The value slot for (a, b), created as 0. NULL on out of memory. */
+static size_t *pairmap_at(struct pairmap *m, const void *a, const void *b)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        struct slot *s = calloc(cap, sizeof(*s));
+        if (!s)
+            return NULL;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->slots[i].used)
+                continue;
+            size_t j = pair_hash(m->slots[i].a, m->slots[i].b) & (cap - 1);
+            while (s[j].used)
+                j = (j + 1) & (cap - 1);
+            s[j] = m->slots[i];
+        }
+        free(m->slots);
+        m->slots = s;
+        m->cap = cap;
+    }
+    size_t i = pair_hash(a, b) & (m->cap - 1);
+    while (m->slots[i].used) {
+        if (m->slots[i].a == a && m->slots[i].b == b)
+            return &m->slots[i].value;
+        i = (i + 1) & (m->cap - 1);
+    }
+    m->slots[i] = (struct slot){ a, b, 0, true };
+    m->n++;
+    return &m->slots[i].value;
+}
+
+struct edge {
+    size_t callee;                /* index into entries */
+    struct prof_flat_caller c;
+};
+
+struct flattener {
+    struct pairmap active;        /* (key, NULL) and (caller, key) → active count */
+    struct pairmap index;         /* (key, NULL) → entry index + 1; (caller, key) → edge + 1 */
+    struct prof_flat_entry *entries;
+    size_t n_entries, cap_entries;
+    struct edge *edges;
+    size_t n_edges, cap_edges;
+    bool failed;
+};
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+    if (n < *cap)
+        return p;
+    size_t c = *cap ? *cap * 2 : 64;
+    void *q = realloc(p, c * size);
+    if (q)
+        *cap = c;
+    return q;
+}
+
+static struct prof_flat_entry *entry_for(struct flattener *fl, const struct prof_node *n)
+{
+    size_t *ix = pairmap_at(&fl->index, n->key, NULL);
+    if (!ix)
+        return NULL;
+    if (*ix == 0) {
+        struct prof_flat_entry *e = grow(fl->entries, &fl->cap_entries, fl->n_entries, sizeof(*e));
+        if (!e)
+            return NULL;
+        fl->entries = e;
+        memset(&e[fl->n_entries], 0, sizeof(*e));
+        e[fl->n_entries].key = n->key;
+        e[fl->n_entries].label = n->label;
+        *ix = ++fl->n_entries;
+    }
+    return &fl->entries[*ix - 1];
+}
+
+static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof_node *n,
+                                         size_t callee)
+{
+    size_t *ix = pairmap_at(&fl->index, n->parent->key, n->key);
+    if (!ix)
+        return NULL;
+    if (*ix == 0) {
+        struct edge *e = grow(fl->edges, &fl->cap_edges, fl->n_edges, sizeof(*e));
+        if (!e)
+            return NULL;
+        fl->edges = e;
+        memset(&e[fl->n_edges], 0, sizeof(*e));
+        e[fl->n_edges].callee = callee;
+        e[fl->n_edges].c.caller_key = n->parent->key;
+        e[fl->n_edges].c.caller_label = n->parent->label;
+        *ix = ++fl->n_edges;
+    }
+    return &fl->edges[*ix - 1].c;
+}
+
+static void visit(struct flattener *fl, const struct prof_node *parent, bool top)
+{
+    for (const struct prof_node *n = parent->child; n && !fl->failed; n = n->sibling) {
+        /* Read the counters first: a later insertion may move the map. */
+        size_t *p = pairmap_at(&fl->active, n->key, NULL);
+        size_t key_active = p ? *p : 0, pair_active = 0;
+        if (p && !top) {
+            p = pairmap_at(&fl->active, parent->key, n->key);
+            pair_active = p ? *p : 0;
+        }
+        struct prof_flat_entry *e = p ? entry_for(fl, n) : NULL;
+        struct prof_flat_caller *c = e && !top ? edge_for(fl, n, (size_t)(e - fl->entries)) : NULL;
+        if (!e || (!top && !c)) {
+            fl->failed = true;
+            return;
+        }
+        e->calls += n->calls;
+        e->inline_ns += n->inline_ns;
+        if (key_active)
+            e->reccalls += n->calls;
+        else
+            e->total_ns += n->total_ns;
+        if (c) {
+            c->calls += n->calls;
+            c->inline_ns += n->inline_ns;
+            if (pair_active)
+                c->reccalls += n->calls;
+            else
+                c->total_ns += n->total_ns;
+        }
+        /* both slots exist now, so these lookups cannot fail */
+        (*pairmap_at(&fl->active, n->key, NULL))++;
+        if (!top)
+            (*pairmap_at(&fl->active, parent->key, n->key))++;
+        visit(fl, n, false);
+        (*pairmap_at(&fl->active, n->key, NULL))--;
+        if (!top)
+            (*pairmap_at(&fl->active, parent->key, n->key))--;
+    }
+}
+
+struct prof_flat *prof_tree_flatten(const struct prof_tree *t)
+{
+    struct flattener fl = { 0 };
+    struct prof_flat *out = calloc(1, sizeof(*out));
+    struct prof_flat_caller *all = NULL;
+    size_t *filled = NULL;
+    if (!out)
+        return NULL;
+    visit(&fl, &t->root, true);
+    if (!fl.failed) {
+        all = calloc(fl.n_edges + 1, sizeof(*all));
+        filled = calloc(fl.n_entries + 1, sizeof(*filled));
+        fl.failed = !all || !filled;
+    }
+    if (!fl.failed) {
+        for (size_t i = 0; i < fl.n_edges; i++)
+            fl.entries[fl.edges[i].callee].n_callers++;
+        size_t off = 0;
+        for (size_t i = 0; i < fl.n_entries; i++) {
+            fl.entries[i].callers = all + off;
+            off += fl.entries[i].n_callers;
+        }
+        for (size_t i = 0; i < fl.n_edges; i++) {
+            size_t callee = fl.edges[i].callee;
+            fl.entries[callee].callers[filled[callee]++] = fl.edges[i].c;
+        }
+    }
+    free(filled);
+    free(fl.active.slots);
+    free(fl.index.slots);
+    free(fl.edges);
+    if (fl.failed) {
+        free(all);
+        free(fl.entries);
+        free(out);
+        return NULL;
+    }
+    out->entries = fl.entries;
+    out->n_entries = fl.n_entries;
+    out->callers_block = all;
+    return out;
+}
+
+void prof_flat_free(struct prof_flat *f)
+{
+    if (!f)
+        return;
+    free(f->callers_block);
+    free(f->entries);
+    free(f);
+}

@@ -1,0 +1,80 @@
+/* calltree.h — a call tree for the function profiler: one node per distinct
+ * call path, with exact call counts, inclusive and inline (self) time. Keys
+ * are opaque pointers (a code object, a C method's definition) and each node
+ * carries an owner label (the Python object naming it), retained and released
+ * through prof_label_ops. Nothing here knows Python: the hook feeds events
+ * in, and prof_tree_flatten() turns a tree into cProfile's flat statistics
+ * (recursive calls counted once in the cumulative time, as cProfile does).
+ * A tree is used by one thread at a time; the owner provides the locking. */
+#ifndef PROF_CALLTREE_H
+#define PROF_CALLTREE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct prof_label_ops {
+    void *(*copy)(void *label);   /* a new reference to label */
+    void (*release)(void *label);
+};
+
+struct prof_node {
+    const void *key;
+    void *label;                  /* owned, through ops */
+    struct prof_node *parent, *child, *sibling;
+    uint64_t calls;
+    uint64_t total_ns;            /* inclusive, summed over every call */
+    uint64_t inline_ns;           /* not in sub-calls */
+};
+
+struct prof_frame {
+    struct prof_node *node;       /* NULL past the node cap: not attributed */
+    uint64_t t0, sub_ns;
+};
+
+struct prof_tree {
+    struct prof_node root;        /* key NULL: above the first call */
+    const struct prof_label_ops *ops;
+    struct prof_frame *stack;
+    size_t depth, stack_cap;
+    size_t nodes, max_nodes;
+    uint64_t dropped_calls;       /* calls not recorded because of the cap */
+};
+
+void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes);
+void prof_tree_free(struct prof_tree *t);
+
+/* A call to key starts at now (ns). Returns the node, whose label is NULL if
+ * it was just created (the caller sets it), or NULL if the cap cut it off or
+ * memory ran out (the call is then counted in dropped_calls). */
+struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t now);
+/* The innermost call returns at now. Ignored with nothing entered. */
+void prof_tree_leave(struct prof_tree *t, uint64_t now);
+/* Close every open call at now (a request ended with frames still open). */
+void prof_tree_unwind(struct prof_tree *t, uint64_t now);
+
+/* Add from's counts into into (same keys; labels copied for new nodes). */
+void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from);
+
+/* cProfile's flat view. */
+struct prof_flat_caller {
+    const void *caller_key;
+    void *caller_label;           /* borrowed from the tree */
+    uint64_t calls, reccalls, total_ns, inline_ns;
+};
+struct prof_flat_entry {
+    const void *key;
+    void *label;                  /* borrowed from the tree */
+    uint64_t calls, reccalls, total_ns, inline_ns;
+    struct prof_flat_caller *callers;
+    size_t n_callers;
+};
+struct prof_flat {
+    struct prof_flat_entry *entries;
+    size_t n_entries;
+    struct prof_flat_caller *callers_block; /* every entry's callers, one allocation */
+};
+/* NULL on out of memory. Labels are borrowed: free the flat view before the tree. */
+struct prof_flat *prof_tree_flatten(const struct prof_tree *t);
+void prof_flat_free(struct prof_flat *f);
+
+#endif

@@ -1,0 +1,156 @@
+/* Unit tests for profiler/calltree.c: timing, recursion as cProfile counts
+ * it, per-caller edges, merge, the node cap, and label ownership. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "profiler/calltree.h"
+
+static int live_labels;
+static void *copy_label(void *l)
+{
+    live_labels++;
+    return l;
+}
+static void release_label(void *l)
+{
+    (void)l;
+    live_labels--;
+}
+static const struct prof_label_ops ops = { copy_label, release_label };
+
+static char F, G, H; /* keys */
+
+static void enter(struct prof_tree *t, const void *key, uint64_t now)
+{
+    struct prof_node *n = prof_tree_enter(t, key, now);
+    if (n && !n->label)
+        n->label = copy_label((void *)key);
+}
+
+static const struct prof_flat_entry *find(const struct prof_flat *f, const void *key)
+{
+    for (size_t i = 0; i < f->n_entries; i++)
+        if (f->entries[i].key == key)
+            return &f->entries[i];
+    fail_msg("no entry for key");
+    return NULL;
+}
+
+static const struct prof_flat_caller *caller(const struct prof_flat_entry *e, const void *key)
+{
+    for (size_t i = 0; i < e->n_callers; i++)
+        if (e->callers[i].caller_key == key)
+            return &e->callers[i];
+    return NULL;
+}
+
+static void test_times_and_counts(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &ops, 100);
+    /* f [0,100): g [10,40) with h [20,30); g [50,70); h [80,90) */
+    enter(&t, &F, 0);
+    enter(&t, &G, 10);
+    enter(&t, &H, 20);
+    prof_tree_leave(&t, 30);
+    prof_tree_leave(&t, 40);
+    enter(&t, &G, 50);
+    prof_tree_leave(&t, 70);
+    enter(&t, &H, 80);
+    prof_tree_leave(&t, 90);
+    prof_tree_leave(&t, 100);
+    struct prof_node *f = t.root.child;
+    assert_ptr_equal(f->key, &F);
+    assert_int_equal(f->calls, 1);
+    assert_int_equal(f->total_ns, 100);
+    assert_int_equal(f->inline_ns, 100 - 30 - 20 - 10);
+    struct prof_flat *flat = prof_tree_flatten(&t);
+    assert_non_null(flat);
+    assert_int_equal(flat->n_entries, 3);
+    const struct prof_flat_entry *g = find(flat, &G), *h = find(flat, &H);
+    assert_int_equal(g->calls, 2);
+    assert_int_equal(g->total_ns, 50);
+    assert_int_equal(g->inline_ns, 40);
+    assert_int_equal(h->calls, 2);
+    assert_int_equal(h->n_callers, 2);
+    assert_int_equal(caller(h, &G)->calls, 1);
+    assert_int_equal(caller(h, &F)->calls, 1);
+    assert_int_equal(find(flat, &F)->n_callers, 0);
+    prof_flat_free(flat);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
+static void test_recursion_counted_once(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &ops, 100);
+    /* f [0,100) → f [10,60) → f [20,30) */
+    enter(&t, &F, 0);
+    enter(&t, &F, 10);
+    enter(&t, &F, 20);
+    prof_tree_leave(&t, 30);
+    prof_tree_leave(&t, 60);
+    prof_tree_leave(&t, 100);
+    struct prof_flat *flat = prof_tree_flatten(&t);
+    const struct prof_flat_entry *f = find(flat, &F);
+    assert_int_equal(f->calls, 3);
+    assert_int_equal(f->reccalls, 2);      /* primitive calls: 1 */
+    assert_int_equal(f->total_ns, 100);    /* the outermost call only */
+    assert_int_equal(f->inline_ns, 100);   /* every call's own time */
+    const struct prof_flat_caller *self = caller(f, &F);
+    assert_non_null(self);
+    assert_int_equal(self->calls, 2);
+    assert_int_equal(self->reccalls, 1);   /* f→f inside f→f */
+    assert_int_equal(self->total_ns, 50);
+    prof_flat_free(flat);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
+static void test_merge_and_cap(void **state)
+{
+    (void)state;
+    struct prof_tree a, b;
+    prof_tree_init(&a, &ops, 100);
+    prof_tree_init(&b, &ops, 2);
+    enter(&a, &F, 0);
+    enter(&a, &G, 1);
+    prof_tree_leave(&a, 2);
+    prof_tree_leave(&a, 3);
+    prof_tree_merge(&b, &a);
+    prof_tree_merge(&b, &a);
+    assert_int_equal(b.nodes, 2);
+    assert_int_equal(b.root.child->calls, 2);
+    assert_int_equal(b.root.child->child->calls, 2);
+    /* a third distinct path does not fit */
+    enter(&b, &H, 10);
+    prof_tree_leave(&b, 11);
+    assert_int_equal(b.dropped_calls, 1);
+    assert_int_equal(b.nodes, 2);
+    /* leaving with nothing entered is harmless; unwind closes open calls */
+    prof_tree_leave(&b, 12);
+    enter(&a, &H, 20);
+    enter(&a, &G, 21);
+    prof_tree_unwind(&a, 30);
+    assert_int_equal(a.depth, 0);
+    prof_tree_free(&a);
+    prof_tree_free(&b);
+    assert_int_equal(live_labels, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_times_and_counts),
+        cmocka_unit_test(test_recursion_counted_once),
+        cmocka_unit_test(test_merge_and_cap),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
