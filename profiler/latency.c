@@ -441,19 +441,32 @@ static void html_route(struct text *t, const struct route *r, enum prof_backend 
         (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
 }
 
-char *prof_latency_html(int in_flight, const char *profile_path)
+static void html_form(struct text *t, const char *profile_path, const char *action,
+                      const char *label)
+{
+    add(t, "<form method=post action=\"");
+    add_escaped(t, profile_path, ESC_HTML);
+    add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
+}
+
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling)
 {
     struct text t = { 0 };
     add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}</style>"
-            "<h1>tracfront: latency by route</h1><p>Requests in flight: %d. "
-            "Times in milliseconds. Exports: <a href=\"", in_flight);
+            "<h1>tracfront profile</h1><p>Requests in flight: %d. Function profiling: <b>%s</b> ",
+        in_flight, profiling ? "on" : "off");
+    html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
+    html_form(&t, profile_path, "clear", "Clear");
+    add(&t, "</p><p>Downloads: <a href=\"");
+    add_escaped(&t, profile_path, ESC_HTML);
+    add(&t, "/pstats\">pstats</a> (python3 -m pstats, snakeviz), <a href=\"");
     add_escaped(&t, profile_path, ESC_HTML);
     add(&t, "/metrics\">Prometheus</a>, <a href=\"");
     add_escaped(&t, profile_path, ESC_HTML);
-    add(&t, "/api/latency\">JSON</a>.</p><table><tr><th>route<th>backend<th>requests<th>mean"
-            "<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
+    add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
+            "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
     unsigned n;
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);

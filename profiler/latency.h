@@ -8,6 +8,7 @@
 #ifndef PROF_LATENCY_H
 #define PROF_LATENCY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,7 @@ void prof_latency_reset(void);
 char *prof_latency_prometheus(int in_flight);
 char *prof_latency_json(int in_flight);
 char *prof_latency_slowest_json(void);
-char *prof_latency_html(int in_flight, const char *profile_path);
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling);
 
 const char *prof_backend_name(enum prof_backend b);
 

@@ -10,8 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX };
+enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL };
 
 struct key {
     const char *name;
@@ -43,6 +44,10 @@ static const struct key keys[] = {
     { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
     { "profile-slowest", K_UINT, F(profile_slowest), 0, 0, 10000 },
+    { "profile", K_BOOL, F(profile), 0, 0, 0 },
+    { "profile-unwind", K_BOOL, F(profile_unwind), 0, 0, 0 },
+    { "profile-discard-first", K_BOOL, F(profile_discard_first), 0, 0, 0 },
+    { "profile-max-nodes", K_UINT, F(profile_max_nodes), 0, 100, 10000000 },
     { "profile-allow", K_LIST, F(profile_allow), F(n_profile_allow), 0, 0 },
 };
 #undef F
@@ -78,6 +83,10 @@ const char tf_config_usage[] =
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
     "  --profile-slowest N          slowest requests kept with their details (default 20)\n"
+    "  --profile                    function profiling on from the start (else: the page's Start)\n"
+    "  --profile-unwind             profile the response body's iteration too\n"
+    "  --profile-discard-first=BOOL drop the first profiled request (default true)\n"
+    "  --profile-max-nodes N        call-tree nodes kept (default 200000)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "  --help, --version\n";
 
@@ -152,6 +161,18 @@ int tf_parse_listen(const char *text, char **host, unsigned *port)
         return -1;
     *host = hlen ? strndup(h, hlen) : strdup("127.0.0.1");
     return *host ? 0 : -1;
+}
+
+int tf_parse_bool(const char *text, bool *out)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" }, *const no[] = { "false", "no", "off", "0" };
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(text, yes[i]))
+            return *out = true, 0;
+        if (!strcasecmp(text, no[i]))
+            return *out = false, 0;
+    }
+    return -1;
 }
 
 static int set_seconds(const char *value, double *out)
@@ -240,6 +261,12 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
         cfg->listen_port = port;
         return 0;
     }
+    case K_BOOL:
+        if (tf_parse_bool(value, (bool *)(base + k->offset)) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not true or false", k->name, value);
+            return -1;
+        }
+        return 0;
     case K_PATH_PREFIX: {
         size_t n = strlen(value);
         while (n > 0 && value[n - 1] == '/')
@@ -312,6 +339,8 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_path = strdup("/__profile__");
     cfg->profile_max_routes = 500;
     cfg->profile_slowest = 20;
+    cfg->profile_discard_first = true;
+    cfg->profile_max_nodes = 200000;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -346,8 +375,16 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
             snprintf(err, errlen, "unknown flag '--%s' (see --help)", key);
             return -1;
         }
+        const struct key *k = find_key(key);
         if (eq) {
             value = eq + 1;
+        } else if (k && k->kind == K_BOOL) {
+            /* --profile alone switches it on; --profile false also works */
+            bool ignored;
+            if (i + 1 < argc && tf_parse_bool(argv[i + 1], &ignored) == 0)
+                value = argv[++i];
+            else
+                value = "true";
         } else {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--%s needs a value", key);

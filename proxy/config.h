@@ -34,6 +34,10 @@ struct tf_config {
     char *profile_path;         /* default "/__profile__"; served natively, never by the app */
     unsigned profile_max_routes;/* route keys with their own latency statistics */
     unsigned profile_slowest;   /* slowest requests kept with their details */
+    bool profile;               /* function profiling on from the start */
+    bool profile_unwind;        /* profile the body iteration too (repoze's unwind) */
+    bool profile_discard_first; /* drop the first profiled request (default on) */
+    unsigned profile_max_nodes; /* call-tree nodes kept */
     char **profile_allow;       /* CIDRs that may see the profiler; none = loopback */
     size_t n_profile_allow;
     char *config_file;
@@ -49,6 +53,9 @@ void tf_config_free(struct tf_config *cfg);
  * Returns 0, or -1 with the reason in err (cfg unchanged). */
 int tf_config_set(struct tf_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen);
+
+/* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */
+int tf_parse_bool(const char *text, bool *out);
 
 /* Parse "1024", "10K", "5M", "1G" (powers of 1024). Returns 0 or -1. */
 int tf_parse_size(const char *text, uint64_t *out);

@@ -11,6 +11,7 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
+#include "profiler/hook.h"
 #include "profiler/latency.h"
 #include "wsgi/interp.h"
 #include "wsgi/pool.h"
@@ -79,6 +80,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "tracfront: %s\n", pool ? err : "out of memory");
         return 1;
     }
+    static const struct tf_profiler_controls controls = {
+        prof_hook_enable, prof_hook_enabled, prof_hook_pstats, prof_hook_clear,
+    };
+    prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first);
+    prof_hook_enable(cfg.profile);
+    tf_server_set_profiler(server, &controls);
     wsgi_interp_set_port(tf_server_port(server));
     if (wsgi_pool_start(pool, cfg.threads) < 0) {
         fprintf(stderr, "tracfront: cannot start app threads\n");

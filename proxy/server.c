@@ -34,6 +34,7 @@ struct tf_server {
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
+    const struct tf_profiler_controls *profiler; /* read-only after start; may be NULL */
     struct tf_cidr *profile_allow;  /* read-only after start */
     size_t n_profile_allow;
 };
@@ -216,6 +217,68 @@ static int set_profile_allow(struct tf_server *server, const struct tf_config *c
     return 0;
 }
 
+/* A POST that changes the profiler must come from the profiler's own page:
+ * browsers send Origin (or Sec-Fetch-Site) on cross-site form posts. */
+static bool same_origin(const struct tf_request *req)
+{
+    const char *site = tf_request_header(req, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return false;
+    const char *origin = tf_request_header(req, "Origin");
+    if (!origin)
+        return true;
+    const char *host = tf_request_header(req, "Host");
+    return host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host);
+}
+
+static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *body,
+                                 size_t len, const char *type)
+{
+    if (!body)
+        return reply(req, 500, "Out of memory building the report.", false);
+    req->bytes_out = len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    req->status = status;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* POST start / stop / clear: act, then send the browser back to the page. */
+static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
+                                       const char *action, size_t len)
+{
+    const struct tf_profiler_controls *p = server->profiler;
+    if (!same_origin(req))
+        return reply(req, 403, "Cross-site request refused.", false);
+    if (len == 6 && !strncmp(action, "/start", 6) && p)
+        p->enable(true);
+    else if (len == 5 && !strncmp(action, "/stop", 5) && p)
+        p->enable(false);
+    else if (len == 6 && !strncmp(action, "/clear", 6)) {
+        prof_latency_reset();
+        if (p)
+            p->clear();
+    } else
+        return reply(req, 404, "No such profiler action.", false);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Location", server->cfg->profile_path);
+    req->status = 303;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, 303, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 /* Answer a request for the profile path (final access-handler call). */
 static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
@@ -224,43 +287,38 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
     if (!profile_allowed(server, req))
         return reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
                      false);
-    if (strcmp(req->method, "GET") != 0 && !req->is_head)
-        return reply(req, 405, "The profiler's pages take GET.", false);
     size_t len = strcspn(sub, "?");
+    if (!strcmp(req->method, "POST"))
+        return control_profile(server, req, sub, len);
+    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+        return reply(req, 405, "The profiler's pages take GET (and POST for its controls).",
+                     false);
     int in_flight = tf_server_in_flight(server);
-    char *body;
-    const char *type;
+    const struct tf_profiler_controls *p = server->profiler;
     if (len == 0 || (len == 1 && sub[0] == '/')) {
-        body = prof_latency_html(in_flight, server->cfg->profile_path);
-        type = "text/html; charset=utf-8";
-    } else if (len == 8 && !strncmp(sub, "/metrics", 8)) {
-        body = prof_latency_prometheus(in_flight);
-        type = "text/plain; version=0.0.4; charset=utf-8";
-    } else if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
-        body = prof_latency_json(in_flight);
-        type = "application/json";
-    } else if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
-        body = prof_latency_slowest_json();
-        type = "application/json";
-    } else {
-        return reply(req, 404, "No such profiler page.", false);
+        char *body = prof_latency_html(in_flight, server->cfg->profile_path,
+                                       p && p->enabled());
+        return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
     }
-    if (!body)
-        return reply(req, 500, "Out of memory building the report.", false);
-    req->bytes_out = strlen(body);
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(req->bytes_out, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
+    if (len == 8 && !strncmp(sub, "/metrics", 8)) {
+        char *body = prof_latency_prometheus(in_flight);
+        return send_body(req, 200, body, body ? strlen(body) : 0,
+                         "text/plain; version=0.0.4; charset=utf-8");
     }
-    MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    req->status = 200;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, 200, r);
-    MHD_destroy_response(r);
-    return ok;
+    if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
+        char *body = prof_latency_json(in_flight);
+        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    }
+    if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
+        char *body = prof_latency_slowest_json();
+        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    }
+    if (len == 7 && !strncmp(sub, "/pstats", 7) && p) {
+        size_t n = 0;
+        char *body = p->pstats(&n);
+        return send_body(req, 200, body, n, "application/octet-stream");
+    }
+    return reply(req, 404, "No such profiler page.", false);
 }
 
 static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req)
@@ -500,6 +558,11 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
                                                            MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : cfg->listen_port;
     return server;
+}
+
+void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)
+{
+    server->profiler = c;
 }
 
 unsigned tf_server_port(const struct tf_server *server)

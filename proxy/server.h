@@ -33,6 +33,16 @@ int tf_server_in_flight(const struct tf_server *server);
 /* Close every connection and free the server. */
 void tf_server_stop(struct tf_server *server);
 
+/* The function profiler's controls, provided by the Python side (main.c
+ * wires them) so this library stays free of Python. */
+struct tf_profiler_controls {
+    void (*enable)(bool on);
+    bool (*enabled)(void);
+    char *(*pstats)(size_t *len);   /* malloc'd pstats data, or NULL */
+    void (*clear)(void);
+};
+void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
+
 /* A short text/plain error response ("404 Not Found\n" and detail), with
  * Connection: close when close is true; its body length goes to *body_len
  * (may be NULL). NULL on out of memory. */

@@ -24,6 +24,7 @@ struct wsgi_task {
     int64_t content_length;   /* the app's Content-Length, -1 if none */
     uint64_t body_bytes;      /* body bytes produced so far */
     bool sent;                /* the response is with the I/O side */
+    PyObject *profile;        /* the function profiler's collector, or NULL */
 };
 
 extern PyTypeObject wsgi_start_response_type;

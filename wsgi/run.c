@@ -12,6 +12,7 @@
 
 #include "proxy/log.h"
 #include "proxy/request.h"
+#include "profiler/hook.h"
 #include "wsgi/environ.h"
 #include "wsgi/filewrapper.h"
 #include "wsgi/input.h"
@@ -22,6 +23,8 @@
 static void finish(struct wsgi_task *task)
 {
     struct tf_request *req = task->req;
+    prof_hook_end(task->profile); /* merged into the accumulated profile */
+    task->profile = NULL;
     wsgi_start_response_detach(task->start_response);
     Py_CLEAR(task->iterator);
     Py_CLEAR(task->result);
@@ -227,8 +230,10 @@ static void iterate(struct wsgi_task *task)
             end(task);
             return;
         }
-        if (rc == 1 && tf_request_park(req))
+        if (rc == 1 && tf_request_park(req)) {
+            prof_hook_pause(task->profile); /* may continue on another thread */
             return;
+        }
     }
 }
 
@@ -264,7 +269,12 @@ static void start(struct tf_request *req)
         return;
     }
     PyObject *args[2] = { task->environ, task->start_response };
+    task->profile = prof_hook_begin(); /* NULL unless function profiling is on */
     task->result = PyObject_Vectorcall(wsgi_ctx.app, args, 2, NULL); /* new ref */
+    if (!wsgi_ctx.cfg->profile_unwind) { /* the app call only, as repoze without unwind */
+        prof_hook_end(task->profile);
+        task->profile = NULL;
+    }
     if (!task->result) {
         failed(task, "the app raised");
         return;
@@ -283,8 +293,11 @@ static void start(struct tf_request *req)
 
 void wsgi_run(struct tf_request *req)
 {
-    if (req->backend_state)
-        iterate(req->backend_state);
-    else
+    if (req->backend_state) {
+        struct wsgi_task *task = req->backend_state;
+        prof_hook_resume(task->profile);
+        iterate(task);
+    } else {
         start(req);
+    }
 }

@@ -106,6 +106,21 @@ static void test_ini_errors(void **state)
     expect_config_error(3, (char *[]){ "t", "--config", "/nonexistent/x.ini" }, "cannot open");
 }
 
+static void test_bool_flags(void **state)
+{
+    (void)state;
+    struct tf_config cfg;
+    char err[1024];
+    char *argv[] = { "t", "--app", "m:a", "--profile", "--profile-discard-first", "false",
+                     "--profile-unwind=yes" };
+    assert_int_equal(load(&cfg, err, 7, argv), 0);
+    assert_true(cfg.profile);
+    assert_false(cfg.profile_discard_first);
+    assert_true(cfg.profile_unwind);
+    tf_config_free(&cfg);
+    expect_config_error(4, (char *[]){ "t", "--app", "m:a", "--profile=maybe" }, "profile");
+}
+
 static void test_parsers(void **state)
 {
     (void)state;
@@ -134,6 +149,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_flags), cmocka_unit_test(test_errors_name_the_flag),
         cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
+        cmocka_unit_test(test_bool_flags),
         cmocka_unit_test(test_parsers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

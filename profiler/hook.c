@@ -1,0 +1,290 @@
+/* hook.c — see hook.h. Keys are the code object (Python functions) or the
+ * PyMethodDef (built-ins), as in CPython's Modules/_lsprof.c; a node's label
+ * is the code object itself or the built-in's cProfile name, both strong
+ * references released under the GIL. */
+#include "profiler/hook.h"
+
+#include <marshal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "profiler/calltree.h"
+
+struct collector {
+    PyObject_HEAD
+    struct prof_tree tree;
+};
+
+static void *label_copy(void *l)
+{
+    Py_XINCREF((PyObject *)l);
+    return l;
+}
+
+static void label_release(void *l)
+{
+    Py_XDECREF((PyObject *)l);
+}
+
+static const struct prof_label_ops label_ops = { label_copy, label_release };
+
+/* Accumulated profile: guarded by the GIL. */
+static struct prof_tree accumulated;
+static bool accumulated_ready;
+static bool discard_next;
+static size_t node_cap = 200000;
+static int enabled; /* atomic */
+
+void prof_hook_configure(size_t max_nodes, bool discard_first)
+{
+    node_cap = max_nodes;
+    discard_next = discard_first;
+}
+
+void prof_hook_enable(bool on)
+{
+    __atomic_store_n(&enabled, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+bool prof_hook_enabled(void)
+{
+    return __atomic_load_n(&enabled, __ATOMIC_RELAXED) != 0;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* repr(getattr(type(self), name)) without the private _PyType_Lookup: walk
+ * the MRO's dicts as it does. New ref or NULL (no exception left set). */
+static PyObject *type_attr_repr(PyObject *self, const char *name)
+{
+    PyObject *mro = Py_TYPE(self)->tp_mro; /* borrowed */
+    PyObject *key = PyUnicode_FromString(name), *found = NULL, *res = NULL;
+    if (!key || !mro)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro) && !found; i++) {
+        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict; /* borrowed */
+        found = dict ? PyDict_GetItemWithError(dict, key) : NULL;           /* borrowed */
+    }
+    if (found)
+        res = PyObject_Repr(found);
+done:
+    Py_XDECREF(key);
+    PyErr_Clear();
+    return res;
+}
+
+/* cProfile's name for a built-in (normalizeUserObj in _lsprof.c). New ref. */
+static PyObject *builtin_name(PyCFunctionObject *fn)
+{
+    const char *name = fn->m_ml->ml_name;
+    if (fn->m_self == NULL) {
+        PyObject *mod = fn->m_module, *modname = NULL;
+        if (mod && PyUnicode_Check(mod)) {
+            modname = Py_NewRef(mod);
+        } else if (mod && PyModule_Check(mod)) {
+            modname = PyModule_GetNameObject(mod);
+            PyErr_Clear();
+        }
+        if (modname && PyUnicode_CompareWithASCIIString(modname, "builtins") != 0) {
+            PyObject *r = PyUnicode_FromFormat("<%U.%s>", modname, name);
+            Py_DECREF(modname);
+            return r;
+        }
+        Py_XDECREF(modname);
+        return PyUnicode_FromFormat("<%s>", name);
+    }
+    PyObject *r = type_attr_repr(fn->m_self, name);
+    if (r)
+        return r;
+    if (fn->m_module && PyUnicode_Check(fn->m_module))
+        return PyUnicode_FromFormat("<built-in method %S.%s>", fn->m_module, name);
+    return PyUnicode_FromFormat("<built-in method %s>", name);
+}
+
+static void enter(struct collector *c, const void *key, PyObject *code, PyCFunctionObject *fn)
+{
+    struct prof_node *n = prof_tree_enter(&c->tree, key, now_ns());
+    if (!n || n->label)
+        return;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
+    n->label = code ? Py_NewRef(code) : builtin_name(fn);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg)
+{
+    struct collector *c = (struct collector *)obj;
+    switch (what) {
+    case PyTrace_CALL: {
+        PyCodeObject *code = PyFrame_GetCode(frame); /* new ref */
+        enter(c, code, (PyObject *)code, NULL);
+        Py_DECREF(code);
+        break;
+    }
+    case PyTrace_RETURN:
+        prof_tree_leave(&c->tree, now_ns());
+        break;
+    case PyTrace_C_CALL:
+        if (PyCFunction_Check(arg))
+            enter(c, ((PyCFunctionObject *)arg)->m_ml, NULL, (PyCFunctionObject *)arg);
+        break;
+    case PyTrace_C_RETURN:
+    case PyTrace_C_EXCEPTION:
+        if (PyCFunction_Check(arg))
+            prof_tree_leave(&c->tree, now_ns());
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static void collector_dealloc(PyObject *self)
+{
+    prof_tree_free(&((struct collector *)self)->tree);
+    PyObject_Free(self);
+}
+
+static PyTypeObject collector_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "tracfront.ProfileCollector",
+    .tp_basicsize = sizeof(struct collector),
+    .tp_dealloc = collector_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+};
+
+PyObject *prof_hook_begin(void)
+{
+    if (!prof_hook_enabled())
+        return NULL;
+    if (!(collector_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&collector_type) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    struct collector *c = PyObject_New(struct collector, &collector_type);
+    if (!c) {
+        PyErr_Clear();
+        return NULL;
+    }
+    prof_tree_init(&c->tree, &label_ops, node_cap);
+    PyEval_SetProfile(on_event, (PyObject *)c);
+    return (PyObject *)c;
+}
+
+void prof_hook_pause(PyObject *collector)
+{
+    if (collector)
+        PyEval_SetProfile(NULL, NULL);
+}
+
+void prof_hook_resume(PyObject *collector)
+{
+    if (collector)
+        PyEval_SetProfile(on_event, collector);
+}
+
+void prof_hook_end(PyObject *collector)
+{
+    if (!collector)
+        return;
+    PyEval_SetProfile(NULL, NULL);
+    struct collector *c = (struct collector *)collector;
+    prof_tree_unwind(&c->tree, now_ns());
+    if (!accumulated_ready) {
+        prof_tree_init(&accumulated, &label_ops, node_cap);
+        accumulated_ready = true;
+    }
+    if (discard_next)
+        discard_next = false; /* the first request pays for imports: drop it */
+    else
+        prof_tree_merge(&accumulated, &c->tree);
+    Py_DECREF(collector);
+}
+
+/* --- pstats ---------------------------------------------------------------- */
+
+/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
+ * built-in. New ref. */
+static PyObject *func_label(PyObject *label)
+{
+    if (PyUnicode_Check(label))
+        return Py_BuildValue("(siO)", "~", 0, label);
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* stats[func] = (cc, nc, tt, ct, callers); callers[f] = (nc, cc, tt, ct),
+ * the order cProfile.Profile.snapshot_stats writes. New ref. */
+static PyObject *build_stats(const struct prof_flat *flat)
+{
+    PyObject *stats = PyDict_New();
+    for (size_t i = 0; stats && i < flat->n_entries; i++) {
+        const struct prof_flat_entry *e = &flat->entries[i];
+        PyObject *func = func_label(e->label), *callers = PyDict_New(), *value = NULL;
+        for (size_t j = 0; func && callers && j < e->n_callers; j++) {
+            const struct prof_flat_caller *c = &e->callers[j];
+            PyObject *who = func_label(c->caller_label);
+            PyObject *v = Py_BuildValue("(KKdd)", (unsigned long long)c->calls,
+                                        (unsigned long long)(c->calls - c->reccalls),
+                                        (double)c->inline_ns / 1e9, (double)c->total_ns / 1e9);
+            if (!who || !v || PyDict_SetItem(callers, who, v) < 0)
+                Py_CLEAR(callers);
+            Py_XDECREF(who);
+            Py_XDECREF(v);
+        }
+        if (func && callers)
+            value = Py_BuildValue("(KKddO)", (unsigned long long)(e->calls - e->reccalls),
+                                  (unsigned long long)e->calls, (double)e->inline_ns / 1e9,
+                                  (double)e->total_ns / 1e9, callers);
+        if (!value || PyDict_SetItem(stats, func, value) < 0)
+            Py_CLEAR(stats);
+        Py_XDECREF(func);
+        Py_XDECREF(callers);
+        Py_XDECREF(value);
+    }
+    return stats;
+}
+
+char *prof_hook_pstats(size_t *len)
+{
+    char *out = NULL;
+    PyGILState_STATE g = PyGILState_Ensure();
+    struct prof_tree empty;
+    prof_tree_init(&empty, &label_ops, 0);
+    struct prof_flat *flat = prof_tree_flatten(accumulated_ready ? &accumulated : &empty);
+    PyObject *stats = flat ? build_stats(flat) : NULL;
+    PyObject *bytes = stats ? PyMarshal_WriteObjectToString(stats, Py_MARSHAL_VERSION) : NULL;
+    if (bytes && (out = malloc((size_t)PyBytes_GET_SIZE(bytes) + 1))) {
+        *len = (size_t)PyBytes_GET_SIZE(bytes);
+        memcpy(out, PyBytes_AS_STRING(bytes), *len);
+    }
+    PyErr_Clear();
+    Py_XDECREF(bytes);
+    Py_XDECREF(stats);
+    prof_flat_free(flat);
+    PyGILState_Release(g);
+    return out;
+}
+
+void prof_hook_clear(void)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    if (accumulated_ready)
+        prof_tree_free(&accumulated);
+    accumulated_ready = false;
+    PyGILState_Release(g);
+}

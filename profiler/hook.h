@@ -1,0 +1,39 @@
+/* hook.h — the function profiler's Python side: a PyEval_SetProfile hook on
+ * the app thread running a request builds that request's call tree, which is
+ * merged into the accumulated tree when the request ends (the GIL guards the
+ * accumulated tree, so concurrent requests are profiled with no other lock).
+ * Events and names follow cProfile exactly, so call counts match it. The hook
+ * never raises: a pending exception is saved and restored around it. */
+#ifndef PROF_HOOK_H
+#define PROF_HOOK_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Settings, before any request: node cap, and whether the first profiled
+ * request is thrown away (repoze's discard_first_request). */
+void prof_hook_configure(size_t max_nodes, bool discard_first);
+
+/* Function profiling on or off (any thread). */
+void prof_hook_enable(bool on);
+bool prof_hook_enabled(void);
+
+/* GIL held. Start profiling the calling thread for one request: a new ref
+ * to its collector, or NULL when profiling is off (or out of memory). */
+PyObject *prof_hook_begin(void);
+/* GIL held. Stop / restart the hook on the calling thread (a request parks
+ * and later continues, perhaps on another thread). */
+void prof_hook_pause(PyObject *collector);
+void prof_hook_resume(PyObject *collector);
+/* GIL held. The request is over: unhook, merge its tree, drop the ref. */
+void prof_hook_end(PyObject *collector);
+
+/* Any thread without the GIL (it is taken here): the accumulated profile as
+ * pstats data (marshal of cProfile's stats dict), malloc'd; NULL on error. */
+char *prof_hook_pstats(size_t *len);
+/* Any thread without the GIL: forget the accumulated profile. */
+void prof_hook_clear(void);
+
+#endif

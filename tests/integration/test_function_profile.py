@@ -1,0 +1,129 @@
+"""The function profiler: call counts equal cProfile's exactly on a
+deterministic workload (functions, builtins, recursion, generators), also
+with concurrent profiled requests; the pstats export loads in pstats; the
+page's Start/Stop/Clear are POSTs refused from other sites."""
+import marshal
+import os
+import pathlib
+import pstats
+import subprocess
+import threading
+
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+APPS = ROOT / "tests" / "apps"
+WORKLOAD_FILE = str(APPS / "profiled_app.py")
+
+
+def cprofile_stats(rounds):
+    script = (
+        "import cProfile, marshal, sys\n"
+        "sys.path.insert(0, %r)\n"
+        "import profiled_app\n"
+        "p = cProfile.Profile()\n"
+        "p.enable()\n"
+        "for _ in range(%d):\n"
+        "    profiled_app.workload()\n"
+        "p.disable()\n"
+        "p.create_stats()\n"
+        "sys.stdout.buffer.write(marshal.dumps(p.stats))\n" % (str(APPS), rounds))
+    out = subprocess.run(["/usr/bin/python3", "-c", script], capture_output=True,
+                         check=True, env={"PATH": os.environ["PATH"]}).stdout
+    return marshal.loads(out)
+
+
+def in_workload(func):
+    return func[0] == WORKLOAD_FILE and func[2] != "app"
+
+
+def comparable(stats):
+    """(cc, nc) per function of the workload, and per (callee, workload caller)
+    edge, builtins included: what the two profilers must agree on."""
+    funcs = {f: (v[0], v[1]) for f, v in stats.items() if in_workload(f)}
+    edges = {(f, caller): (c[0], c[1])
+             for f, v in stats.items() for caller, c in v[4].items() if in_workload(caller)}
+    return funcs, edges
+
+
+def tracfront_stats(srv):
+    r = requests.get(srv.url + "__profile__/pstats", timeout=30)
+    assert r.status_code == 200
+    return marshal.loads(r.content)
+
+
+def test_counts_equal_cprofile(tracfront, tmp_path):
+    srv = tracfront("--app", "profiled_app:app", "--profile")
+    requests.get(srv.url, timeout=10)  # discarded: the first request pays for imports
+    for _ in range(3):
+        assert requests.get(srv.url, timeout=10).status_code == 200
+    ours, theirs = comparable(tracfront_stats(srv)), comparable(cprofile_stats(3))
+    assert ours[0] == theirs[0]
+    assert ours[1] == theirs[1]
+    names = {f[2] for f in ours[0]}
+    assert {"fib", "is_even", "is_odd", "squares", "<genexpr>", "<listcomp>", "<lambda>",
+            "add", "__init__", "parse_all", "workload"} <= names
+    builtins = {f[2] for f, _ in ours[1] if f[0] == "~"}
+    assert "<method 'append' of 'list' objects>" in builtins
+    assert "<built-in method builtins.sorted>" in builtins
+    # the export is what pstats and snakeviz load
+    path = tmp_path / "out.pstats"
+    path.write_bytes(requests.get(srv.url + "__profile__/pstats", timeout=30).content)
+    st = pstats.Stats(str(path))
+    fib = [v for f, v in st.stats.items() if f[2] == "fib"][0]
+    assert fib[1] == 3 * 177 and fib[0] == 3  # fib(10) makes 177 calls, 1 primitive
+
+
+def test_concurrent_requests_add_up_exactly(tracfront):
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--threads", "4")
+    requests.get(srv.url, timeout=10)  # discarded
+    errors = []
+
+    def hammer():
+        try:
+            for _ in range(5):
+                assert requests.get(srv.url, timeout=30).status_code == 200
+        except Exception as e:  # reported below
+            errors.append(e)
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    ours, theirs = comparable(tracfront_stats(srv)), comparable(cprofile_stats(20))
+    assert ours == theirs
+
+
+def test_start_stop_clear_and_cross_site_refusal(tracfront):
+    srv = tracfront("--app", "profiled_app:app", "--profile-discard-first", "false")
+    requests.get(srv.url, timeout=10)
+    assert tracfront_stats(srv) == {}  # off by default
+    base = srv.url + "__profile__/"
+    evil = requests.post(base + "start", headers={"Origin": "http://evil.example"},
+                         allow_redirects=False, timeout=10)
+    assert evil.status_code == 403
+    assert requests.post(base + "start", headers={"Sec-Fetch-Site": "cross-site"},
+                         allow_redirects=False, timeout=10).status_code == 403
+    ok = requests.post(base + "start", headers={"Origin": srv.url.rstrip("/")},
+                       allow_redirects=False, timeout=10)
+    assert ok.status_code == 303 and ok.headers["Location"] == "/__profile__"
+    assert "Function profiling: <b>on</b>" in requests.get(base, timeout=10).text
+    requests.get(srv.url, timeout=10)
+    assert any(f[2] == "workload" for f in tracfront_stats(srv))
+    assert requests.post(base + "stop", allow_redirects=False, timeout=10).status_code == 303
+    requests.get(srv.url, timeout=10)
+    workload_calls = [v[1] for f, v in tracfront_stats(srv).items() if f[2] == "workload"]
+    assert workload_calls == [1]  # the request after Stop was not profiled
+    assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
+    assert tracfront_stats(srv) == {}
+
+
+def test_unwind_profiles_the_body_iteration(tracfront):
+    def fib_calls(*flags):
+        srv = tracfront("--app", "profiled_app:streaming", "--profile",
+                        "--profile-discard-first", "false", *flags)
+        assert requests.get(srv.url, timeout=10).text == "5\n8\n"
+        return sum(v[1] for f, v in tracfront_stats(srv).items() if f[2] == "fib")
+    assert fib_calls() == 0
+    assert fib_calls("--profile-unwind") == 15 + 25  # fib(5) and fib(6)
