@@ -288,7 +288,7 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         return reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
                      false);
     size_t len = strcspn(sub, "?");
-    if (!strcmp(req->method, "POST"))
+    if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
         return control_profile(server, req, sub, len);
     if (strcmp(req->method, "GET") != 0 && !req->is_head)
         return reply(req, 405, "The profiler's pages take GET (and POST for its controls).",

@@ -2,6 +2,7 @@
 route keys, percentiles from the histograms, Prometheus text that
 prometheus_client parses, and the profile path kept away from the app."""
 import http.client
+import time
 
 import pytest
 import requests
@@ -9,11 +10,20 @@ import requests
 APP = ("--app", "robust_apps:app")
 
 
-def latency(srv):
-    r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
-    assert r.status_code == 200
-    assert r.headers["Content-Type"] == "application/json"
-    return {(x["route"], x["backend"]): x for x in r.json()["routes"]}
+def latency(srv, settle=None):
+    """The latency table; with settle=(route, count), wait until that route
+    has its count (a request is recorded when its connection work completes,
+    which can be just after the client has read the response)."""
+    deadline = time.monotonic() + 5
+    while True:
+        r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"] == "application/json"
+        routes = {(x["route"], x["backend"]): x for x in r.json()["routes"]}
+        if not settle or routes.get((settle[0], "wsgi"), {}).get("count") == settle[1] \
+                or time.monotonic() > deadline:
+            return routes
+        time.sleep(0.02)
 
 
 def test_routes_fold_ids_and_count(tracfront):
@@ -22,7 +32,7 @@ def test_routes_fold_ids_and_count(tracfront):
         assert requests.get(srv.url + path, timeout=10).status_code == 200
     for n in (1, 22, 333):
         requests.get(srv.url + "ticket/%d" % n, timeout=10)
-    routes = latency(srv)
+    routes = latency(srv, settle=("/ticket/:id", 3))
     assert routes[("/hello", "wsgi")]["count"] == 2
     tickets = routes[("/ticket/:id", "wsgi")]
     assert tickets["count"] == 3
@@ -113,6 +123,7 @@ def test_slowest_requests_are_kept_slowest_first(tracfront):
     srv = tracfront(*APP, "--profile-slowest", "3")
     for s in ("0.01", "0.12", "0", "0.06", "0.03"):
         assert requests.get(srv.url + "slow", params={"s": s}, timeout=10).status_code == 200
+    latency(srv, settle=("/slow", 5))  # all five recorded
     r = requests.get(srv.url + "__profile__/api/slowest", timeout=10)
     assert r.status_code == 200
     slowest = r.json()["slowest"]
