@@ -42,9 +42,19 @@ void prof_tree_free(struct prof_tree *t)
 
 static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent, const void *key)
 {
-    for (struct prof_node *c = parent->child; c; c = c->sibling)
-        if (c->key == key)
-            return c;
+    /* Linear scan with move-to-front: a function calls the same few callees
+     * over and over, so the one wanted is nearly always first. */
+    for (struct prof_node **link = &parent->child; *link; link = &(*link)->sibling) {
+        struct prof_node *c = *link;
+        if (c->key != key)
+            continue;
+        if (link != &parent->child) {
+            *link = c->sibling;
+            c->sibling = parent->child;
+            parent->child = c;
+        }
+        return c;
+    }
     if (t->nodes >= t->max_nodes)
         return NULL;
     struct prof_node *c = calloc(1, sizeof(*c));

@@ -1,0 +1,111 @@
+"""Shared by scripts/bench-*: start servers in their own process groups (and
+always stop them), find free loopback ports, wait until a server answers,
+and run wrk --latency, parsing req/s and the median."""
+import atexit
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+running = []  # Popen objects still to stop
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def kill_all():
+    """Stop every server started here: SIGTERM its process group, then SIGKILL."""
+    for p in running:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for p in running:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+    running.clear()
+
+
+def _on_signal(signum, frame):
+    kill_all()
+    sys.exit(128 + signum)
+
+
+atexit.register(kill_all)
+for _sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _on_signal)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log_path, cwd=None, env=None, cpus=None):
+    """Start a server in its own session, output to log_path; it is stopped
+    by kill_all() (also at exit and on SIGINT/SIGTERM/SIGHUP)."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    running.append(proc)
+    return proc
+
+
+def wait_ready(proc, url, expected=None, timeout=30):
+    """None once url answers 200 (with the expected body, if given), else why not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return "exited with status %d" % proc.returncode
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                body = r.read()
+            if expected is None or body == expected:
+                return None
+            return "answered %r instead of %r" % (body[:60], expected)
+        except OSError:
+            time.sleep(0.1)
+    return "did not answer within %ds" % timeout
+
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def wrk(url, conns, duration, cpus=None):
+    """Run wrk --latency; return (req_per_s, p50_ms, notes)."""
+    argv = ["wrk", "-t%d" % min(2, conns), "-c%d" % conns, "-d%ds" % duration,
+            "--timeout", "10s", "--latency", url]
+    r = subprocess.run(argv, capture_output=True, text=True,
+                       preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+    out = r.stdout
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M)
+    if r.returncode != 0 or not rps or not p50:
+        return None, None, "wrk failed: " + (r.stderr or out).strip()[-200:]
+    notes = []
+    for pat in (r"Socket errors:.*", r"Non-2xx or 3xx responses:.*"):
+        m = re.search(pat, out)
+        if m:
+            notes.append(m.group(0).strip())
+    return float(rps.group(1)), float(p50.group(1)) * UNITS[p50.group(2)], "; ".join(notes)
+
+
+def fmt_ms(ms):
+    if ms is None:
+        return "-"
+    return "%.0fus" % (ms * 1000) if ms < 1 else "%.2fms" % ms
