@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "profiler/calltree.h"
+#include "profiler/export.h"
 
 struct collector {
     PyObject_HEAD
@@ -259,13 +260,10 @@ static PyObject *build_stats(const struct prof_flat *flat)
     return stats;
 }
 
-char *prof_hook_pstats(size_t *len)
+static char *export_pstats(const struct prof_tree *t, size_t *len)
 {
     char *out = NULL;
-    PyGILState_STATE g = PyGILState_Ensure();
-    struct prof_tree empty;
-    prof_tree_init(&empty, &label_ops, 0);
-    struct prof_flat *flat = prof_tree_flatten(accumulated_ready ? &accumulated : &empty);
+    struct prof_flat *flat = prof_tree_flatten(t);
     PyObject *stats = flat ? build_stats(flat) : NULL;
     PyObject *bytes = stats ? PyMarshal_WriteObjectToString(stats, Py_MARSHAL_VERSION) : NULL;
     if (bytes && (out = malloc((size_t)PyBytes_GET_SIZE(bytes) + 1))) {
@@ -276,8 +274,31 @@ char *prof_hook_pstats(size_t *len)
     Py_XDECREF(bytes);
     Py_XDECREF(stats);
     prof_flat_free(flat);
-    PyGILState_Release(g);
     return out;
+}
+
+char *prof_hook_export(const char *format, size_t *len)
+{
+    static const struct {
+        const char *name;
+        char *(*fn)(const struct prof_tree *t, size_t *len);
+    } formats[] = {
+        { "pstats", export_pstats },
+        { "collapsed", prof_export_collapsed },
+        { "speedscope", prof_export_speedscope },
+        { "callgrind", prof_export_callgrind },
+    };
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        if (strcmp(format, formats[i].name) != 0)
+            continue;
+        PyGILState_STATE g = PyGILState_Ensure();
+        struct prof_tree empty;
+        prof_tree_init(&empty, &label_ops, 0);
+        char *out = formats[i].fn(accumulated_ready ? &accumulated : &empty, len);
+        PyGILState_Release(g);
+        return out;
+    }
+    return NULL;
 }
 
 void prof_hook_clear(void)

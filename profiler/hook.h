@@ -30,9 +30,10 @@ void prof_hook_resume(PyObject *collector);
 /* GIL held. The request is over: unhook, merge its tree, drop the ref. */
 void prof_hook_end(PyObject *collector);
 
-/* Any thread without the GIL (it is taken here): the accumulated profile as
- * pstats data (marshal of cProfile's stats dict), malloc'd; NULL on error. */
-char *prof_hook_pstats(size_t *len);
+/* Any thread without the GIL (it is taken here): the accumulated profile in
+ * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
+ * "speedscope", "callgrind" — malloc'd; NULL on error or an unknown name. */
+char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);
 

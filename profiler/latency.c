@@ -15,6 +15,7 @@
 
 #include "profiler/histogram.h"
 #include "profiler/route.h"
+#include "profiler/text.h"
 
 #define ROUTE_KEY_MAX 128
 #define OTHER_ROUTE "(other)"
@@ -162,78 +163,12 @@ void prof_latency_reset(void)
     pthread_mutex_unlock(&lock);
 }
 
-/* --- text output ---------------------------------------------------------- */
-
-struct text {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(struct text *t, const char *fmt, ...)
-{
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = t->failed ? -1 : vsnprintf(t->p ? t->p + t->len : NULL,
-                                           t->p ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = true;
-            return;
-        }
-        if (t->p && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = t->cap ? t->cap * 2 : 4096;
-        while (cap < t->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc(t->p, cap);
-        if (!p) {
-            t->failed = true;
-            return;
-        }
-        t->p = p;
-        t->cap = cap;
-    }
-}
-
-static char *finish(struct text *t)
-{
-    if (t->failed || !t->p) {
-        free(t->p);
-        return NULL;
-    }
-    return t->p;
-}
-
-/* Escape for a Prometheus label value, a JSON string or HTML text. */
-enum escape { ESC_PROM, ESC_JSON, ESC_HTML };
-static void add_escaped(struct text *t, const char *s, enum escape how)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (how == ESC_HTML && strchr("<>&\"'", c))
-            add(t, "&#%d;", c);
-        else if (how != ESC_HTML && (c == '"' || c == '\\'))
-            add(t, "\\%c", c);
-        else if (c == '\n')
-            add(t, "\\n");
-        else if (c < 0x20 || (how == ESC_JSON && c >= 0x7f))
-            add(t, how == ESC_JSON ? "\\u%04x" : "\\x%02x", c);
-        else
-            add(t, "%c", c);
-    }
-}
-
-typedef void (*visit_fn)(struct text *t, const struct route *r, enum prof_backend b,
+typedef void (*visit_fn)(struct prof_text *t, const struct route *r, enum prof_backend b,
                          const struct backend_stats *s, bool first);
 
 /* With the lock held: call fn for each (route, backend) with data, sorted
  * by route key so reports are stable. */
-static void each_stat(struct text *t, visit_fn fn)
+static void each_stat(struct prof_text *t, visit_fn fn)
 {
     const struct route **sorted = malloc((route_count + 1) * sizeof(*sorted));
     size_t n = 0;
@@ -263,89 +198,89 @@ static void each_stat(struct text *t, visit_fn fn)
 static const uint64_t prom_bounds_us[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
                                            250000, 500000, 1000000, 2500000, 5000000, 10000000 };
 
-static void labels(struct text *t, const struct route *r, enum prof_backend b)
+static void labels(struct prof_text *t, const struct route *r, enum prof_backend b)
 {
-    add(t, "route=\"");
-    add_escaped(t, r->key, ESC_PROM);
-    add(t, "\",backend=\"%s\"", prof_backend_name(b));
+    prof_text_add(t, "route=\"");
+    prof_text_escaped(t, r->key, PROF_ESC_PROM);
+    prof_text_add(t, "\",backend=\"%s\"", prof_backend_name(b));
 }
 
-static void prom_histogram(struct text *t, const char *name, const struct route *r,
+static void prom_histogram(struct prof_text *t, const char *name, const struct route *r,
                            enum prof_backend b, const struct prof_histogram *h)
 {
     for (size_t i = 0; i < sizeof(prom_bounds_us) / sizeof(prom_bounds_us[0]); i++) {
-        add(t, "%s_bucket{", name);
+        prof_text_add(t, "%s_bucket{", name);
         labels(t, r, b);
-        add(t, ",le=\"%g\"} %llu\n", (double)prom_bounds_us[i] / 1e6,
+        prof_text_add(t, ",le=\"%g\"} %llu\n", (double)prom_bounds_us[i] / 1e6,
             (unsigned long long)prof_histogram_count_le(h, prom_bounds_us[i]));
     }
-    add(t, "%s_bucket{", name);
+    prof_text_add(t, "%s_bucket{", name);
     labels(t, r, b);
-    add(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
-    add(t, "%s_sum{", name);
+    prof_text_add(t, ",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
+    prof_text_add(t, "%s_sum{", name);
     labels(t, r, b);
-    add(t, "} %.6f\n%s_count{", (double)h->sum_us / 1e6, name);
+    prof_text_add(t, "} %.6f\n%s_count{", (double)h->sum_us / 1e6, name);
     labels(t, r, b);
-    add(t, "} %llu\n", (unsigned long long)h->count);
+    prof_text_add(t, "} %llu\n", (unsigned long long)h->count);
 }
 
-static void prom_duration(struct text *t, const struct route *r, enum prof_backend b,
+static void prom_duration(struct prof_text *t, const struct route *r, enum prof_backend b,
                           const struct backend_stats *s, bool first)
 {
     (void)first;
     prom_histogram(t, "tracfront_request_duration_seconds", r, b, &s->total);
 }
 
-static void prom_queue(struct text *t, const struct route *r, enum prof_backend b,
+static void prom_queue(struct prof_text *t, const struct route *r, enum prof_backend b,
                        const struct backend_stats *s, bool first)
 {
     (void)first;
     prom_histogram(t, "tracfront_request_queue_seconds", r, b, &s->queue);
 }
 
-static void prom_status(struct text *t, const struct route *r, enum prof_backend b,
+static void prom_status(struct prof_text *t, const struct route *r, enum prof_backend b,
                         const struct backend_stats *s, bool first)
 {
     (void)first;
     for (int c = 0; c < 6; c++) {
         if (!s->status[c])
             continue;
-        add(t, "tracfront_requests_total{");
+        prof_text_add(t, "tracfront_requests_total{");
         labels(t, r, b);
         if (c)
-            add(t, ",code=\"%dxx\"} %llu\n", c, (unsigned long long)s->status[c]);
+            prof_text_add(t, ",code=\"%dxx\"} %llu\n", c, (unsigned long long)s->status[c]);
         else
-            add(t, ",code=\"other\"} %llu\n", (unsigned long long)s->status[c]);
+            prof_text_add(t, ",code=\"other\"} %llu\n", (unsigned long long)s->status[c]);
     }
 }
 
 char *prof_latency_prometheus(int in_flight)
 {
-    struct text t = { 0 };
-    add(&t, "# HELP tracfront_requests_in_flight Requests received and not yet completed.\n"
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "# HELP tracfront_requests_in_flight Requests received and not yet completed.\n"
             "# TYPE tracfront_requests_in_flight gauge\n"
             "tracfront_requests_in_flight %d\n", in_flight);
     pthread_mutex_lock(&lock);
-    add(&t, "# HELP tracfront_request_duration_seconds From request received to last byte sent.\n"
+    prof_text_add(&t, "# HELP tracfront_request_duration_seconds From request received to last byte sent.\n"
             "# TYPE tracfront_request_duration_seconds histogram\n");
     each_stat(&t, prom_duration);
-    add(&t, "# HELP tracfront_request_queue_seconds Time waiting for an app thread.\n"
+    prof_text_add(&t, "# HELP tracfront_request_queue_seconds Time waiting for an app thread.\n"
             "# TYPE tracfront_request_queue_seconds histogram\n");
     each_stat(&t, prom_queue);
-    add(&t, "# HELP tracfront_requests_total Requests completed, by status class.\n"
+    prof_text_add(&t, "# HELP tracfront_requests_total Requests completed, by status class.\n"
             "# TYPE tracfront_requests_total counter\n");
     each_stat(&t, prom_status);
     pthread_mutex_unlock(&lock);
-    return finish(&t);
+    return prof_text_finish(&t);
 }
 
-static void json_route(struct text *t, const struct route *r, enum prof_backend b,
+static void json_route(struct prof_text *t, const struct route *r, enum prof_backend b,
                        const struct backend_stats *s, bool first)
 {
     const struct prof_histogram *h = &s->total;
-    add(t, "%s{\"route\":\"", first ? "" : ",");
-    add_escaped(t, r->key, ESC_JSON);
-    add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
+    prof_text_add(t, "%s{\"route\":\"", first ? "" : ",");
+    prof_text_escaped(t, r->key, PROF_ESC_JSON);
+    prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"status\":{",
         prof_backend_name(b), (unsigned long long)h->count,
@@ -362,12 +297,12 @@ static void json_route(struct text *t, const struct route *r, enum prof_backend 
         if (!s->status[c])
             continue;
         if (c)
-            add(t, "%s\"%dxx\":%llu", firstc ? "" : ",", c, (unsigned long long)s->status[c]);
+            prof_text_add(t, "%s\"%dxx\":%llu", firstc ? "" : ",", c, (unsigned long long)s->status[c]);
         else
-            add(t, "%s\"other\":%llu", firstc ? "" : ",", (unsigned long long)s->status[c]);
+            prof_text_add(t, "%s\"other\":%llu", firstc ? "" : ",", (unsigned long long)s->status[c]);
         firstc = false;
     }
-    add(t, "}}");
+    prof_text_add(t, "}}");
 }
 
 static int slower_first(const void *a, const void *b)
@@ -390,48 +325,48 @@ static struct slow_request *sorted_slowest(unsigned *n)
 
 char *prof_latency_slowest_json(void)
 {
-    struct text t = { 0 };
+    struct prof_text t = { 0 };
     unsigned n;
     pthread_mutex_lock(&lock);
     struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&lock);
     if (!list)
         return NULL;
-    add(&t, "{\"slowest\":[");
+    prof_text_add(&t, "{\"slowest\":[");
     for (unsigned i = 0; i < n; i++) {
-        add(&t, "%s{\"method\":\"", i ? "," : "");
-        add_escaped(&t, list[i].method, ESC_JSON);
-        add(&t, "\",\"target\":\"");
-        add_escaped(&t, list[i].target, ESC_JSON);
-        add(&t, "\",\"status\":%u,\"total_us\":%llu,\"queue_us\":%llu,\"ttfb_us\":%llu,"
+        prof_text_add(&t, "%s{\"method\":\"", i ? "," : "");
+        prof_text_escaped(&t, list[i].method, PROF_ESC_JSON);
+        prof_text_add(&t, "\",\"target\":\"");
+        prof_text_escaped(&t, list[i].target, PROF_ESC_JSON);
+        prof_text_add(&t, "\",\"status\":%u,\"total_us\":%llu,\"queue_us\":%llu,\"ttfb_us\":%llu,"
                 "\"time\":%lld}", list[i].status, (unsigned long long)list[i].total_us,
             (unsigned long long)list[i].queue_us, (unsigned long long)list[i].ttfb_us,
             (long long)list[i].when);
     }
-    add(&t, "]}\n");
+    prof_text_add(&t, "]}\n");
     free(list);
-    return finish(&t);
+    return prof_text_finish(&t);
 }
 
 char *prof_latency_json(int in_flight)
 {
-    struct text t = { 0 };
-    add(&t, "{\"in_flight\":%d,\"routes\":[", in_flight);
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "{\"in_flight\":%d,\"routes\":[", in_flight);
     pthread_mutex_lock(&lock);
     each_stat(&t, json_route);
     pthread_mutex_unlock(&lock);
-    add(&t, "]}\n");
-    return finish(&t);
+    prof_text_add(&t, "]}\n");
+    return prof_text_finish(&t);
 }
 
-static void html_route(struct text *t, const struct route *r, enum prof_backend b,
+static void html_route(struct prof_text *t, const struct route *r, enum prof_backend b,
                        const struct backend_stats *s, bool first)
 {
     (void)first;
     const struct prof_histogram *h = &s->total;
-    add(t, "<tr><td><code>");
-    add_escaped(t, r->key, ESC_HTML);
-    add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu\n",
+    prof_text_add(t, "<tr><td><code>");
+    prof_text_escaped(t, r->key, PROF_ESC_HTML);
+    prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu\n",
         prof_backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,
@@ -441,51 +376,57 @@ static void html_route(struct text *t, const struct route *r, enum prof_backend 
         (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
 }
 
-static void html_form(struct text *t, const char *profile_path, const char *action,
+static void html_form(struct prof_text *t, const char *profile_path, const char *action,
                       const char *label)
 {
-    add(t, "<form method=post action=\"");
-    add_escaped(t, profile_path, ESC_HTML);
-    add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
+    prof_text_add(t, "<form method=post action=\"");
+    prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+    prof_text_add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
 }
 
 char *prof_latency_html(int in_flight, const char *profile_path, bool profiling)
 {
-    struct text t = { 0 };
-    add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}</style>"
             "<h1>tracfront profile</h1><p>Requests in flight: %d. Function profiling: <b>%s</b> ",
         in_flight, profiling ? "on" : "off");
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
     html_form(&t, profile_path, "clear", "Clear");
-    add(&t, "</p><p>Downloads: <a href=\"");
-    add_escaped(&t, profile_path, ESC_HTML);
-    add(&t, "/pstats\">pstats</a> (python3 -m pstats, snakeviz), <a href=\"");
-    add_escaped(&t, profile_path, ESC_HTML);
-    add(&t, "/metrics\">Prometheus</a>, <a href=\"");
-    add_escaped(&t, profile_path, ESC_HTML);
-    add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
+    prof_text_add(&t, "</p><p>Downloads: <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/pstats\">pstats</a> (python3 -m pstats, snakeviz), <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/callgrind\">callgrind</a>, <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/collapsed\">collapsed stacks</a>, <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/speedscope.json\">speedscope</a>, <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/metrics\">Prometheus</a>, <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
             "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
     unsigned n;
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);
     struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&lock);
-    add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
+    prof_text_add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
             "<th>queue<th>first byte\n");
     for (unsigned i = 0; list && i < n; i++) {
-        add(&t, "<tr><td><code>");
-        add_escaped(&t, list[i].method, ESC_HTML);
-        add(&t, " ");
-        add_escaped(&t, list[i].target, ESC_HTML);
-        add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f\n", list[i].status,
+        prof_text_add(&t, "<tr><td><code>");
+        prof_text_escaped(&t, list[i].method, PROF_ESC_HTML);
+        prof_text_add(&t, " ");
+        prof_text_escaped(&t, list[i].target, PROF_ESC_HTML);
+        prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f\n", list[i].status,
             (double)list[i].total_us / 1000.0, (double)list[i].queue_us / 1000.0,
             (double)list[i].ttfb_us / 1000.0);
     }
     if (!list)
         t.failed = true;
     free(list);
-    add(&t, "</table>\n");
-    return finish(&t);
+    prof_text_add(&t, "</table>\n");
+    return prof_text_finish(&t);
 }

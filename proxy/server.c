@@ -313,10 +313,20 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         char *body = prof_latency_slowest_json();
         return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
     }
-    if (len == 7 && !strncmp(sub, "/pstats", 7) && p) {
+    static const struct {
+        const char *path, *format, *type;
+    } exports[] = {
+        { "/pstats", "pstats", "application/octet-stream" },
+        { "/collapsed", "collapsed", "text/plain; charset=utf-8" },
+        { "/speedscope.json", "speedscope", "application/json" },
+        { "/callgrind", "callgrind", "text/plain; charset=utf-8" },
+    };
+    for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
+            continue;
         size_t n = 0;
-        char *body = p->pstats(&n);
-        return send_body(req, 200, body, n, "application/octet-stream");
+        char *body = p->export(exports[i].format, &n);
+        return send_body(req, 200, body, n, exports[i].type);
     }
     return reply(req, 404, "No such profiler page.", false);
 }

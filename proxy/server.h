@@ -38,7 +38,7 @@ void tf_server_stop(struct tf_server *server);
 struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
-    char *(*pstats)(size_t *len);   /* malloc'd pstats data, or NULL */
+    char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
     void (*clear)(void);
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);

@@ -1,14 +1,17 @@
 """The function profiler: call counts equal cProfile's exactly on a
 deterministic workload (functions, builtins, recursion, generators), also
-with concurrent profiled requests; the pstats export loads in pstats; the
-page's Start/Stop/Clear are POSTs refused from other sites."""
+with concurrent profiled requests; the exports load in the tools they are
+for (pstats, callgrind_annotate; collapsed and speedscope checked by their
+format); the page's Start/Stop/Clear are POSTs refused from other sites."""
 import marshal
 import os
 import pathlib
 import pstats
+import shutil
 import subprocess
 import threading
 
+import pytest
 import requests
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -127,3 +130,52 @@ def test_unwind_profiles_the_body_iteration(tracfront):
         return sum(v[1] for f, v in tracfront_stats(srv).items() if f[2] == "fib")
     assert fib_calls() == 0
     assert fib_calls("--profile-unwind") == 15 + 25  # fib(5) and fib(6)
+
+
+def profiled(tracfront, requests_made=3):
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false")
+    for _ in range(requests_made):
+        assert requests.get(srv.url, timeout=10).status_code == 200
+    return srv
+
+
+def test_collapsed_stacks_for_flamegraph(tracfront):
+    srv = profiled(tracfront)
+    r = requests.get(srv.url + "__profile__/collapsed", timeout=30)
+    assert r.status_code == 200
+    lines = r.text.splitlines()
+    assert lines, "empty profile"
+    for line in lines:
+        stack, _, value = line.rpartition(" ")
+        assert stack and int(value) > 0, line
+    stacks = [l.rpartition(" ")[0].split(";") for l in lines]
+    fib_stacks = [s for s in stacks if s[-1].startswith("fib (")]
+    assert fib_stacks, "no fib frames"
+    assert all(s[0].startswith("app (") and s[1].startswith("workload (") for s in fib_stacks)
+    assert max(len(s) for s in fib_stacks) >= 2 + 5  # recursion shows as depth
+
+
+def test_speedscope_json(tracfront):
+    srv = profiled(tracfront)
+    doc = requests.get(srv.url + "__profile__/speedscope.json", timeout=30).json()
+    frames = doc["shared"]["frames"]
+    prof = doc["profiles"][0]
+    assert prof["type"] == "sampled" and prof["unit"] == "microseconds"
+    assert len(prof["samples"]) == len(prof["weights"]) > 0
+    assert all(0 <= i < len(frames) for s in prof["samples"] for i in s)
+    assert prof["endValue"] == sum(prof["weights"])
+    assert any(f["name"].startswith("fib (") for f in frames)
+
+
+def test_callgrind_annotate_reads_the_export(tracfront, tmp_path):
+    annotate = shutil.which("callgrind_annotate")
+    if not annotate:
+        pytest.skip("valgrind's callgrind_annotate is not installed")
+    srv = profiled(tracfront)
+    path = tmp_path / "callgrind.out.tracfront"
+    path.write_bytes(requests.get(srv.url + "__profile__/callgrind", timeout=30).content)
+    out = subprocess.run([annotate, "--inclusive=yes", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "fib" in out.stdout and "workload" in out.stdout
+    assert "Nanoseconds" in out.stdout

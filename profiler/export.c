@@ -1,0 +1,278 @@
+/* export.c — see export.h. Collapsed stacks and speedscope come straight
+ * from the call tree (each path with its inline time, in microseconds);
+ * callgrind comes from the flat view, each function with its inline cost
+ * and, per callee, the call count and inclusive cost (nanoseconds). */
+#include "profiler/export.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/text.h"
+
+/* "name (file:line)" for a code object, the cProfile name for a built-in.
+ * New ref, or NULL (no exception left set). */
+static PyObject *frame_name(PyObject *label)
+{
+    if (!label)
+        return PyUnicode_FromString("?");
+    if (PyUnicode_Check(label))
+        return Py_NewRef(label);
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *r = name && file && line ? PyUnicode_FromFormat("%U (%U:%S)", name, file, line)
+                                       : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    PyErr_Clear();
+    return r;
+}
+
+/* --- collapsed stacks ---------------------------------------------------- */
+
+struct walk {
+    struct prof_text text;
+    const char **names;          /* the current path, UTF-8 (borrowed from names_owned) */
+    PyObject **names_owned;
+    size_t depth, cap;
+    /* speedscope: frame index per name, and the samples */
+    PyObject *frame_index;       /* dict name → int */
+    PyObject *frames;            /* list of names */
+    struct prof_text samples, weights;
+    size_t n_samples;
+    uint64_t total_us;
+};
+
+static int push_name(struct walk *w, PyObject *label)
+{
+    if (w->depth == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        const char **n = realloc(w->names, cap * sizeof(*n));
+        PyObject **o = n ? realloc(w->names_owned, cap * sizeof(*o)) : NULL;
+        if (n)
+            w->names = n;
+        if (!n || !o)
+            return -1;
+        w->names_owned = o;
+        w->cap = cap;
+    }
+    PyObject *name = frame_name(label);
+    const char *utf8 = name ? PyUnicode_AsUTF8(name) : NULL;
+    if (!utf8) {
+        Py_XDECREF(name);
+        PyErr_Clear();
+        return -1;
+    }
+    w->names_owned[w->depth] = name;
+    w->names[w->depth++] = utf8;
+    return 0;
+}
+
+static void pop_name(struct walk *w)
+{
+    Py_DECREF(w->names_owned[--w->depth]);
+}
+
+static void add_collapsed_frame(struct prof_text *t, const char *name)
+{
+    for (; *name; name++) /* ';' separates frames: keep it out of names */
+        prof_text_add(t, "%c", *name == ';' ? ':' : *name);
+}
+
+static void collapsed_visit(struct walk *w, const struct prof_node *parent)
+{
+    for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
+        if (push_name(w, n->label) < 0) {
+            w->text.failed = true;
+            return;
+        }
+        uint64_t us = n->inline_ns / 1000;
+        if (us > 0) {
+            for (size_t i = 0; i < w->depth; i++) {
+                if (i)
+                    prof_text_add(&w->text, ";");
+                add_collapsed_frame(&w->text, w->names[i]);
+            }
+            prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
+        }
+        collapsed_visit(w, n);
+        pop_name(w);
+    }
+}
+
+static void walk_free(struct walk *w)
+{
+    while (w->depth)
+        pop_name(w);
+    free(w->names);
+    free(w->names_owned);
+}
+
+char *prof_export_collapsed(const struct prof_tree *t, size_t *len)
+{
+    struct walk w = { 0 };
+    collapsed_visit(&w, &t->root);
+    walk_free(&w);
+    if (!w.text.p && !w.text.failed)
+        prof_text_add(&w.text, "%s", ""); /* an empty profile is an empty file */
+    return prof_text_finish_len(&w.text, len);
+}
+
+/* --- speedscope ------------------------------------------------------------ */
+
+static long frame_id(struct walk *w, size_t depth)
+{
+    PyObject *name = w->names_owned[depth];
+    PyObject *ix = PyDict_GetItemWithError(w->frame_index, name); /* borrowed */
+    if (ix)
+        return PyLong_AsLong(ix);
+    long id = (long)PyList_GET_SIZE(w->frames);
+    PyObject *v = PyLong_FromLong(id);
+    int rc = v ? PyDict_SetItem(w->frame_index, name, v) : -1;
+    Py_XDECREF(v);
+    if (rc < 0 || PyList_Append(w->frames, name) < 0) {
+        PyErr_Clear();
+        return -1;
+    }
+    return id;
+}
+
+static void speedscope_visit(struct walk *w, const struct prof_node *parent)
+{
+    for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
+        if (push_name(w, n->label) < 0) {
+            w->text.failed = true;
+            return;
+        }
+        uint64_t us = n->inline_ns / 1000;
+        if (us > 0) {
+            prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
+            for (size_t i = 0; i < w->depth; i++) {
+                long id = frame_id(w, i);
+                if (id < 0)
+                    w->text.failed = true;
+                prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
+            }
+            prof_text_add(&w->samples, "]");
+            prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)us);
+            w->n_samples++;
+            w->total_us += us;
+        }
+        speedscope_visit(w, n);
+        pop_name(w);
+    }
+}
+
+char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
+{
+    struct walk w = { 0 };
+    w.frame_index = PyDict_New();
+    w.frames = PyList_New(0);
+    if (!w.frame_index || !w.frames)
+        w.text.failed = true;
+    else
+        speedscope_visit(&w, &t->root);
+    walk_free(&w);
+    prof_text_add(&w.text, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
+                           "\"exporter\":\"tracfront\",\"name\":\"tracfront profile\","
+                           "\"shared\":{\"frames\":[");
+    for (Py_ssize_t i = 0; w.frames && i < PyList_GET_SIZE(w.frames); i++) {
+        const char *name = PyUnicode_AsUTF8(PyList_GET_ITEM(w.frames, i));
+        prof_text_add(&w.text, "%s{\"name\":\"", i ? "," : "");
+        prof_text_escaped(&w.text, name ? name : "?", PROF_ESC_JSON);
+        prof_text_add(&w.text, "\"}");
+    }
+    prof_text_add(&w.text, "]},\"profiles\":[{\"type\":\"sampled\",\"name\":\"accumulated\","
+                           "\"unit\":\"microseconds\",\"startValue\":0,\"endValue\":%llu,"
+                           "\"samples\":[%s],\"weights\":[%s]}]}\n",
+                  (unsigned long long)w.total_us, w.samples.p ? w.samples.p : "",
+                  w.weights.p ? w.weights.p : "");
+    if (w.samples.failed || w.weights.failed)
+        w.text.failed = true;
+    free(w.samples.p);
+    free(w.weights.p);
+    Py_XDECREF(w.frame_index);
+    Py_XDECREF(w.frames);
+    PyErr_Clear();
+    return prof_text_finish_len(&w.text, len);
+}
+
+/* --- callgrind ----------------------------------------------------------- */
+
+/* fl= and fn= of a label, and its line (0 for built-ins). */
+static void callgrind_names(PyObject *label, PyObject **file, PyObject **name, long *line)
+{
+    *file = *name = NULL;
+    *line = 0;
+    if (label && PyUnicode_Check(label)) {
+        *file = PyUnicode_FromString("~");
+        *name = Py_NewRef(label);
+        return;
+    }
+    if (!label)
+        return;
+    *file = PyObject_GetAttrString(label, "co_filename");
+    *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
+    *line = l ? PyLong_AsLong(l) : 0;
+    Py_XDECREF(l);
+    PyErr_Clear();
+}
+
+static void add_position(struct prof_text *t, const char *fl, const char *fn, PyObject *label)
+{
+    PyObject *file, *name;
+    long line;
+    callgrind_names(label, &file, &name, &line);
+    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
+    prof_text_add(t, "%s=%s\n%s=%s\n", fl, f ? f : "?", fn, n ? n : "?");
+    Py_XDECREF(file);
+    Py_XDECREF(name);
+    PyErr_Clear();
+}
+
+static long label_line(PyObject *label)
+{
+    PyObject *file, *name;
+    long line;
+    callgrind_names(label, &file, &name, &line);
+    Py_XDECREF(file);
+    Py_XDECREF(name);
+    return line;
+}
+
+char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
+{
+    struct prof_text out = { 0 };
+    struct prof_flat *flat = prof_tree_flatten(t);
+    if (!flat)
+        return NULL;
+    uint64_t total = 0;
+    for (size_t i = 0; i < flat->n_entries; i++)
+        total += flat->entries[i].inline_ns;
+    prof_text_add(&out, "# callgrind format\nversion: 1\ncreator: tracfront\n"
+                        "positions: line\nevents: Nanoseconds\nsummary: %llu\n\n",
+                  (unsigned long long)total);
+    for (size_t i = 0; i < flat->n_entries; i++) {
+        const struct prof_flat_entry *e = &flat->entries[i];
+        long line = label_line(e->label);
+        add_position(&out, "fl", "fn", e->label);
+        prof_text_add(&out, "%ld %llu\n", line, (unsigned long long)e->inline_ns);
+        /* calls this function makes: the edges where it is the caller */
+        for (size_t j = 0; j < flat->n_entries; j++) {
+            const struct prof_flat_entry *callee = &flat->entries[j];
+            for (size_t k = 0; k < callee->n_callers; k++) {
+                const struct prof_flat_caller *c = &callee->callers[k];
+                if (c->caller_key != e->key)
+                    continue;
+                add_position(&out, "cfl", "cfn", callee->label);
+                prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
+                              label_line(callee->label), line, (unsigned long long)c->total_ns);
+            }
+        }
+        prof_text_add(&out, "\n");
+    }
+    prof_flat_free(flat);
+    return prof_text_finish_len(&out, len);
+}

@@ -1,0 +1,25 @@
+/* text.h — a growing text buffer for the profiler's reports and exports,
+ * with the escapes they need (Prometheus label values, JSON strings, HTML).
+ * An allocation failure is remembered and reported by prof_text_finish(). */
+#ifndef PROF_TEXT_H
+#define PROF_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct prof_text {
+    char *p;
+    size_t len, cap;
+    bool failed;
+};
+
+enum prof_escape { PROF_ESC_PROM, PROF_ESC_JSON, PROF_ESC_HTML };
+
+void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how);
+/* The text (malloc'd, NUL-terminated; *len set if len), or NULL if any
+ * allocation failed (the buffer is freed). */
+char *prof_text_finish(struct prof_text *t);
+char *prof_text_finish_len(struct prof_text *t, size_t *len);
+
+#endif
