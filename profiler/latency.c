@@ -394,6 +394,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling)
         in_flight, profiling ? "on" : "off");
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
     html_form(&t, profile_path, "clear", "Clear");
+    html_form(&t, profile_path, "save", "Save files");
     prof_text_add(&t, "</p><p>Downloads: <a href=\"");
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/pstats\">pstats</a> (python3 -m pstats, snakeviz), <a href=\"");

@@ -48,6 +48,9 @@ static const struct key keys[] = {
     { "profile-unwind", K_BOOL, F(profile_unwind), 0, 0, 0 },
     { "profile-discard-first", K_BOOL, F(profile_discard_first), 0, 0, 0 },
     { "profile-max-nodes", K_UINT, F(profile_max_nodes), 0, 100, 10000000 },
+    { "profile-log", K_STRING, F(profile_log), 0, 0, 0 },
+    { "profile-callgrind", K_STRING, F(profile_callgrind), 0, 0, 0 },
+    { "profile-flush-at-shutdown", K_BOOL, F(profile_flush_at_shutdown), 0, 0, 0 },
     { "profile-allow", K_LIST, F(profile_allow), F(n_profile_allow), 0, 0 },
 };
 #undef F
@@ -87,6 +90,9 @@ const char tf_config_usage[] =
     "  --profile-unwind             profile the response body's iteration too\n"
     "  --profile-discard-first=BOOL drop the first profiled request (default true)\n"
     "  --profile-max-nodes N        call-tree nodes kept (default 200000)\n"
+    "  --profile-log FILE           pstats file, written by the page's Save and at clean shutdown\n"
+    "  --profile-callgrind FILE     callgrind file, likewise\n"
+    "  --profile-flush-at-shutdown  remove those files at shutdown instead (repoze's option)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "  --help, --version\n";
 
@@ -468,6 +474,8 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->access_log);
     free(cfg->error_log);
     free(cfg->profile_path);
+    free(cfg->profile_log);
+    free(cfg->profile_callgrind);
     free_list(cfg->profile_allow, cfg->n_profile_allow);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));

@@ -38,6 +38,9 @@ struct tf_config {
     bool profile_unwind;        /* profile the body iteration too (repoze's unwind) */
     bool profile_discard_first; /* drop the first profiled request (default on) */
     unsigned profile_max_nodes; /* call-tree nodes kept */
+    char *profile_log;          /* pstats file written on Save and at clean shutdown */
+    char *profile_callgrind;    /* callgrind file, likewise */
+    bool profile_flush_at_shutdown; /* repoze: remove those files at shutdown instead */
     char **profile_allow;       /* CIDRs that may see the profiler; none = loopback */
     size_t n_profile_allow;
     char *config_file;

@@ -110,6 +110,7 @@ int main(int argc, char **argv)
         tf_log_close();
         _exit(0);
     }
+    tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
     tf_server_stop(server);
     wsgi_pool_stop(pool);
     wsgi_interp_stop(true);

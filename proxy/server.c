@@ -262,7 +262,11 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         p->enable(true);
     else if (len == 5 && !strncmp(action, "/stop", 5) && p)
         p->enable(false);
-    else if (len == 6 && !strncmp(action, "/clear", 6)) {
+    else if (len == 5 && !strncmp(action, "/save", 5)) {
+        if (tf_server_save_profile(server) < 0)
+            return reply(req, 500, "The profile files could not be written (see the error log).",
+                         false);
+    } else if (len == 6 && !strncmp(action, "/clear", 6)) {
         prof_latency_reset();
         if (p)
             p->clear();
@@ -568,6 +572,51 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
                                                            MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : cfg->listen_port;
     return server;
+}
+
+static int save_one(const struct tf_server *server, const char *path, const char *format)
+{
+    if (!path || !server->profiler)
+        return 0;
+    size_t len = 0;
+    char *data = server->profiler->export(format, &len);
+    if (!data) {
+        tf_log_error("profile: cannot build the %s export", format);
+        return -1;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    free(data);
+    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
+        tf_log_error("profile: cannot write %s: %m", path);
+        unlink(tmp);
+        return -1;
+    }
+    tf_log_info("profile: wrote %s (%s)", path, format);
+    return 0;
+}
+
+int tf_server_save_profile(const struct tf_server *server)
+{
+    int a = save_one(server, server->cfg->profile_log, "pstats");
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind");
+    return a < 0 || b < 0 ? -1 : 0;
+}
+
+void tf_server_profile_shutdown(const struct tf_server *server)
+{
+    if (!server->cfg->profile_flush_at_shutdown) {
+        tf_server_save_profile(server);
+        return;
+    }
+    const char *files[] = { server->cfg->profile_log, server->cfg->profile_callgrind };
+    for (size_t i = 0; i < 2; i++)
+        if (files[i] && unlink(files[i]) == 0)
+            tf_log_info("profile: removed %s (--profile-flush-at-shutdown)", files[i]);
 }
 
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)

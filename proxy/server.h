@@ -43,6 +43,12 @@ struct tf_profiler_controls {
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 
+/* Write the configured profile files (--profile-log, --profile-callgrind)
+ * from the accumulated profile. Returns 0, or -1 with the reason logged. */
+int tf_server_save_profile(const struct tf_server *server);
+/* At shutdown: save them, or with --profile-flush-at-shutdown remove them. */
+void tf_server_profile_shutdown(const struct tf_server *server);
+
 /* A short text/plain error response ("404 Not Found\n" and detail), with
  * Connection: close when close is true; its body length goes to *body_len
  * (may be NULL). NULL on out of memory. */

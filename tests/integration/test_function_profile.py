@@ -179,3 +179,30 @@ def test_callgrind_annotate_reads_the_export(tracfront, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "fib" in out.stdout and "workload" in out.stdout
     assert "Nanoseconds" in out.stdout
+
+
+def test_profile_files_on_save_and_at_shutdown(tracfront, tmp_path):
+    log, grind = tmp_path / "tracfront.pstats", tmp_path / "callgrind.out"
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-log", log, "--profile-callgrind", grind)
+    requests.get(srv.url, timeout=10)
+    assert not log.exists(), "never written per request"
+    r = requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [1]
+    assert grind.read_text().startswith("# callgrind format")
+    requests.get(srv.url, timeout=10)
+    assert srv.stop() == 0
+    # at clean shutdown the files hold the whole profile
+    assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [2]
+
+
+def test_flush_at_shutdown_removes_the_files(tracfront, tmp_path):
+    log = tmp_path / "tracfront.pstats"
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-log", log,
+                    "--profile-flush-at-shutdown")
+    requests.get(srv.url, timeout=10)
+    requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert log.exists()
+    assert srv.stop() == 0
+    assert not log.exists()
