@@ -11,6 +11,7 @@
 
 #include "profiler/calltree.h"
 #include "profiler/export.h"
+#include "profiler/functable.h"
 
 struct collector {
     PyObject_HEAD
@@ -299,6 +300,20 @@ char *prof_hook_export(const char *format, size_t *len)
         return out;
     }
     return NULL;
+}
+
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len)
+{
+    struct prof_view view;
+    prof_view_parse(&view, query);
+    PyGILState_STATE g = PyGILState_Ensure();
+    struct prof_tree empty;
+    prof_tree_init(&empty, &label_ops, 0);
+    const struct prof_tree *t = accumulated_ready ? &accumulated : &empty;
+    char *out = json ? prof_functable_json(t, &view, len)
+                     : prof_functable_html(t, &view, profile_path, len);
+    PyGILState_Release(g);
+    return out;
 }
 
 void prof_hook_clear(void)

@@ -34,6 +34,10 @@ void prof_hook_end(PyObject *collector);
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
  * "speedscope", "callgrind" — malloc'd; NULL on error or an unknown name. */
 char *prof_hook_export(const char *format, size_t *len);
+/* Any thread without the GIL: the function table for the view in a raw
+ * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len);
+
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);
 

@@ -384,12 +384,14 @@ static void html_form(struct prof_text *t, const char *profile_path, const char 
     prof_text_add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
 }
 
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling)
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
+                        const char *appendix)
 {
     struct prof_text t = { 0 };
     prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
-            "td:first-child{text-align:left}</style>"
+            "td:first-child{text-align:left}td:last-child{text-align:left}"
+            "tr.rel td{color:#555;font-size:12px}</style>"
             "<h1>tracfront profile</h1><p>Requests in flight: %d. Function profiling: <b>%s</b> ",
         in_flight, profiling ? "on" : "off");
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
@@ -428,6 +430,6 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling)
     if (!list)
         t.failed = true;
     free(list);
-    prof_text_add(&t, "</table>\n");
+    prof_text_add(&t, "</table>\n%s", appendix);
     return prof_text_finish(&t);
 }

@@ -32,7 +32,9 @@ void prof_latency_reset(void);
 char *prof_latency_prometheus(int in_flight);
 char *prof_latency_json(int in_flight);
 char *prof_latency_slowest_json(void);
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling);
+/* The page; appendix (an HTML fragment, e.g. the function table) goes last. */
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
+                        const char *appendix);
 
 const char *prof_backend_name(enum prof_backend b);
 

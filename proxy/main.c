@@ -81,7 +81,7 @@ int main(int argc, char **argv)
         return 1;
     }
     static const struct tf_profiler_controls controls = {
-        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_clear,
+        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table, prof_hook_clear,
     };
     prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first);
     prof_hook_enable(cfg.profile);

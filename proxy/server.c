@@ -299,10 +299,19 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                      false);
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = server->profiler;
+    const char *query = sub[len] == '?' ? sub + len + 1 : "";
     if (len == 0 || (len == 1 && sub[0] == '/')) {
+        size_t n = 0;
+        char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
         char *body = prof_latency_html(in_flight, server->cfg->profile_path,
-                                       p && p->enabled());
+                                       p && p->enabled(), table ? table : "");
+        free(table);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
+    }
+    if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
+        size_t n = 0;
+        char *body = p->table(query, true, server->cfg->profile_path, &n);
+        return send_body(req, 200, body, n, "application/json");
     }
     if (len == 8 && !strncmp(sub, "/metrics", 8)) {
         char *body = prof_latency_prometheus(in_flight);

@@ -39,6 +39,7 @@ struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
     char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
+    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len);
     void (*clear)(void);
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);

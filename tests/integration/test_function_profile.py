@@ -206,3 +206,35 @@ def test_flush_at_shutdown_removes_the_files(tracfront, tmp_path):
     assert log.exists()
     assert srv.stop() == 0
     assert not log.exists()
+
+
+def test_function_table_views(tracfront):
+    srv = profiled(tracfront, requests_made=2)
+    page = requests.get(srv.url + "__profile__", params={"sort": "calls", "limit": "5"},
+                        timeout=30).text
+    table = page[page.index("id=functions"):]
+    assert "profiled_app.py:7(fib)" in table  # short paths by default
+    assert table.count("<tr><td>") == 5
+    assert "<b>calls</b>" in table and "sort=time" in table  # current sort bold, others links
+    callers = requests.get(srv.url + "__profile__", params={"mode": "callers", "filter": "fib"},
+                           timeout=30).text
+    assert "&larr; <code>profiled_app.py:" in callers
+    full = requests.get(srv.url + "__profile__", params={"fullpath": "1", "filter": "fib"},
+                        timeout=30).text
+    assert WORKLOAD_FILE + ":7(fib)" in full
+    bad = requests.get(srv.url + "__profile__", params={"filter": "<script>("}, timeout=30).text
+    assert "not a valid regular expression" in bad
+    assert "<script>(" not in bad and "&#60;script&#62;(" in bad
+
+
+def test_function_table_json(tracfront):
+    srv = profiled(tracfront, requests_made=2)
+    doc = requests.get(srv.url + "__profile__/api/functions", params={"sort": "calls", "limit": "4"},
+                       timeout=30).json()
+    calls = [f["ncalls"] for f in doc["functions"]]
+    assert len(calls) == 4 and calls == sorted(calls, reverse=True)
+    assert doc["functions"][0]["name"] == "fib" and doc["functions"][0]["ncalls"] == 2 * 177
+    only = requests.get(srv.url + "__profile__/api/functions", params={"filter": r"\(is_(even|odd)\)$"},
+                        timeout=30).json()
+    assert sorted(f["name"] for f in only["functions"]) == ["is_even", "is_odd"]
+    assert only["matched"] == 2

@@ -1,0 +1,364 @@
+/* functable.c — see functable.h. Rows come from the flat view of the call
+ * tree; names follow pstats (file:line(function), built-ins as {name}). */
+#include "profiler/functable.h"
+
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/text.h"
+
+static const char *const sort_keys[] = { "time", "cumulative", "calls", "pcalls",
+                                         "name", "file", "line" };
+static const char *const modes[] = { "stats", "callers", "callees" };
+
+static bool one_of(const char *v, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v, list[i]))
+            return true;
+    return false;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Form-decode src[0..n) into dst (cap bytes, NUL-terminated). */
+static void form_decode(const char *src, size_t n, char *dst, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++) {
+        if (src[i] == '+')
+            dst[o++] = ' ';
+        else if (src[i] == '%' && i + 2 < n && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
+            dst[o++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
+            i += 2;
+        } else
+            dst[o++] = src[i];
+    }
+    dst[o] = 0;
+}
+
+void prof_view_parse(struct prof_view *v, const char *query)
+{
+    memset(v, 0, sizeof(*v));
+    strcpy(v->sort, "cumulative");
+    strcpy(v->mode, "stats");
+    v->limit = 50;
+    for (const char *p = query ? query : ""; *p;) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        if (eq) {
+            size_t klen = (size_t)(eq - p);
+            char value[256];
+            form_decode(eq + 1, n - klen - 1, value, sizeof(value));
+            /* one_of() vouches for the length: every listed value fits */
+            if (klen == 4 && !strncmp(p, "sort", 4) && one_of(value, sort_keys, 7))
+                memcpy(v->sort, value, strlen(value) + 1);
+            else if (klen == 4 && !strncmp(p, "mode", 4) && one_of(value, modes, 3))
+                memcpy(v->mode, value, strlen(value) + 1);
+            else if (klen == 5 && !strncmp(p, "limit", 5)) {
+                long l = strtol(value, NULL, 10);
+                v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
+            } else if (klen == 6 && !strncmp(p, "filter", 6))
+                snprintf(v->filter, sizeof(v->filter), "%s", value);
+            else if (klen == 8 && !strncmp(p, "fullpath", 8))
+                v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
+        }
+        p += n;
+        if (*p == '&')
+            p++;
+    }
+}
+
+struct row {
+    const struct prof_flat_entry *e;
+    char *full;         /* file:line(function), for the filter and JSON */
+    char *shown;        /* what the table shows (basename unless fullpath) */
+    char *file, *func;
+    long line;
+};
+
+/* Fill a row's names from its label (code object or built-in name). */
+static int name_row(struct row *r, PyObject *label, bool fullpath)
+{
+    PyObject *file = NULL, *func = NULL;
+    long line = 0;
+    if (label && PyUnicode_Check(label)) {
+        file = PyUnicode_FromString("~");
+        func = Py_NewRef(label);
+    } else if (label) {
+        file = PyObject_GetAttrString(label, "co_filename");
+        func = PyObject_GetAttrString(label, "co_name");
+        PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
+        line = l ? PyLong_AsLong(l) : 0;
+        Py_XDECREF(l);
+    }
+    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = func ? PyUnicode_AsUTF8(func) : NULL;
+    int rc = -1;
+    if (f && n) {
+        r->file = strdup(f);
+        r->func = strdup(n);
+        r->line = line;
+        size_t cap = strlen(f) + strlen(n) + 32;
+        r->full = malloc(cap);
+        r->shown = malloc(cap);
+        if (r->file && r->func && r->full && r->shown) {
+            if (!strcmp(f, "~")) { /* pstats: {built-in method ...} */
+                size_t len = strlen(n);
+                bool angled = len >= 2 && n[0] == '<' && n[len - 1] == '>';
+                snprintf(r->full, cap, angled ? "{%.*s}" : "%.*s",
+                         (int)(angled ? len - 2 : len), angled ? n + 1 : n);
+                strcpy(r->shown, r->full);
+            } else {
+                const char *base = strrchr(f, '/');
+                snprintf(r->full, cap, "%s:%ld(%s)", f, line, n);
+                snprintf(r->shown, cap, "%s:%ld(%s)", fullpath || !base ? f : base + 1, line, n);
+            }
+            rc = 0;
+        }
+    }
+    Py_XDECREF(file);
+    Py_XDECREF(func);
+    PyErr_Clear();
+    return rc;
+}
+
+static void free_rows(struct row *rows, size_t n)
+{
+    for (size_t i = 0; rows && i < n; i++) {
+        free(rows[i].full);
+        free(rows[i].shown);
+        free(rows[i].file);
+        free(rows[i].func);
+    }
+    free(rows);
+}
+
+static const char *sort_key; /* for the comparator; the GIL serialises callers */
+
+static int cmp_u64_desc(uint64_t a, uint64_t b)
+{
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static int compare_rows(const void *pa, const void *pb)
+{
+    const struct row *a = pa, *b = pb;
+    int c = 0;
+    if (!strcmp(sort_key, "time"))
+        c = cmp_u64_desc(a->e->inline_ns, b->e->inline_ns);
+    else if (!strcmp(sort_key, "cumulative"))
+        c = cmp_u64_desc(a->e->total_ns, b->e->total_ns);
+    else if (!strcmp(sort_key, "calls"))
+        c = cmp_u64_desc(a->e->calls, b->e->calls);
+    else if (!strcmp(sort_key, "pcalls"))
+        c = cmp_u64_desc(a->e->calls - a->e->reccalls, b->e->calls - b->e->reccalls);
+    else if (!strcmp(sort_key, "name"))
+        c = strcmp(a->func, b->func);
+    else if (!strcmp(sort_key, "file"))
+        c = strcmp(a->file, b->file);
+    else if (!strcmp(sort_key, "line"))
+        c = a->line < b->line ? -1 : a->line > b->line;
+    return c ? c : strcmp(a->full, b->full);
+}
+
+/* The rows to show: filtered, sorted, limited (all matched rows are
+ * returned, *n_rows of them shown). NULL with *bad_filter for a bad filter,
+ * or on out of memory. */
+static struct row *select_rows(const struct prof_flat *flat, const struct prof_view *v,
+                               size_t *n_rows, size_t *n_matched, bool *bad_filter)
+{
+    regex_t re;
+    *bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
+    if (*bad_filter)
+        return NULL;
+    struct row *rows = calloc(flat->n_entries + 1, sizeof(*rows));
+    size_t n = 0;
+    for (size_t i = 0; rows && i < flat->n_entries; i++) {
+        struct row r = { .e = &flat->entries[i] };
+        if (name_row(&r, flat->entries[i].label, v->fullpath) < 0) {
+            free_rows(rows, n);
+            rows = NULL;
+            break;
+        }
+        if (v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0) {
+            free(r.full), free(r.shown), free(r.file), free(r.func);
+            continue;
+        }
+        rows[n++] = r;
+    }
+    if (v->filter[0])
+        regfree(&re);
+    if (!rows)
+        return NULL;
+    sort_key = v->sort;
+    qsort(rows, n, sizeof(*rows), compare_rows);
+    *n_matched = n;
+    *n_rows = n < v->limit ? n : v->limit;
+    return rows;
+}
+
+static void add_link(struct prof_text *t, const char *profile_path, const struct prof_view *v,
+                     const char *key, const char *value, const char *label)
+{
+    struct prof_view w = *v;
+    if (!strcmp(key, "sort"))
+        memcpy(w.sort, value, strlen(value) + 1); /* from sort_keys */
+    else if (!strcmp(key, "mode"))
+        memcpy(w.mode, value, strlen(value) + 1); /* from modes */
+    else if (!strcmp(key, "limit"))
+        w.limit = (unsigned)strtoul(value, NULL, 10);
+    else if (!strcmp(key, "fullpath"))
+        w.fullpath = !strcmp(value, "1");
+    bool current = !strcmp(key, "sort") ? !strcmp(v->sort, value)
+                   : !strcmp(key, "mode") ? !strcmp(v->mode, value)
+                   : !strcmp(key, "limit") ? v->limit == w.limit
+                                           : v->fullpath == w.fullpath;
+    prof_text_add(t, current ? "<b>" : "<a href=\"");
+    if (!current) {
+        prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+        prof_text_add(t, "?sort=%s&amp;mode=%s&amp;limit=%u&amp;fullpath=%d&amp;filter=", w.sort,
+                      w.mode, w.limit, w.fullpath);
+        for (const unsigned char *c = (const unsigned char *)w.filter; *c; c++)
+            prof_text_add(t, (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                                     (*c >= '0' && *c <= '9') || strchr("-_.~", *c)
+                                 ? "%c" : "%%%02X", *c);
+        prof_text_add(t, "#functions\">");
+    }
+    prof_text_escaped(t, label, PROF_ESC_HTML);
+    prof_text_add(t, current ? "</b> " : "</a> ");
+}
+
+static void add_numbers(struct prof_text *t, uint64_t calls, uint64_t reccalls,
+                        uint64_t inline_ns, uint64_t total_ns)
+{
+    uint64_t prim = calls - reccalls;
+    if (reccalls)
+        prof_text_add(t, "<td>%llu/%llu", (unsigned long long)calls, (unsigned long long)prim);
+    else
+        prof_text_add(t, "<td>%llu", (unsigned long long)calls);
+    prof_text_add(t, "<td>%.6f<td>%.6f<td>%.6f<td>%.6f", (double)inline_ns / 1e9,
+                  calls ? (double)inline_ns / 1e9 / (double)calls : 0.0, (double)total_ns / 1e9,
+                  prim ? (double)total_ns / 1e9 / (double)prim : 0.0);
+}
+
+/* Callers (or callees) of row r, as indented rows. */
+static void add_relations(struct prof_text *t, const struct prof_flat *flat, const struct row *r,
+                          bool callers, const struct prof_view *v)
+{
+    for (size_t i = 0; i < flat->n_entries; i++) {
+        const struct prof_flat_entry *other = &flat->entries[i];
+        for (size_t k = 0; k < other->n_callers; k++) {
+            const struct prof_flat_caller *c = &other->callers[k];
+            bool match = callers ? other == r->e : c->caller_key == r->e->key;
+            if (!match)
+                continue;
+            struct row rel = { 0 };
+            if (name_row(&rel, callers ? c->caller_label : other->label, v->fullpath) < 0)
+                continue;
+            prof_text_add(t, "<tr class=rel>");
+            add_numbers(t, c->calls, c->reccalls, c->inline_ns, c->total_ns);
+            prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
+            prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
+            prof_text_add(t, "</code>\n");
+            free(rel.full), free(rel.shown), free(rel.file), free(rel.func);
+        }
+    }
+}
+
+char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
+                          const char *profile_path, size_t *len)
+{
+    struct prof_text out = { 0 };
+    struct prof_flat *flat = prof_tree_flatten(t);
+    if (!flat)
+        return NULL;
+    size_t n = 0, matched = 0;
+    bool bad_filter = false;
+    struct row *rows = select_rows(flat, v, &n, &matched, &bad_filter);
+    prof_text_add(&out, "<h2 id=functions>Functions</h2><p>Sort: ");
+    for (size_t i = 0; i < 7; i++)
+        add_link(&out, profile_path, v, "sort", sort_keys[i], sort_keys[i]);
+    prof_text_add(&out, "&nbsp; Show: ");
+    for (size_t i = 0; i < 3; i++)
+        add_link(&out, profile_path, v, "mode", modes[i], modes[i]);
+    prof_text_add(&out, "&nbsp; Limit: ");
+    add_link(&out, profile_path, v, "limit", "20", "20");
+    add_link(&out, profile_path, v, "limit", "50", "50");
+    add_link(&out, profile_path, v, "limit", "200", "200");
+    add_link(&out, profile_path, v, "limit", "100000", "all");
+    prof_text_add(&out, "&nbsp; Paths: ");
+    add_link(&out, profile_path, v, "fullpath", "0", "short");
+    add_link(&out, profile_path, v, "fullpath", "1", "full");
+    prof_text_add(&out, "</p><form method=get action=\"");
+    prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
+    prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
+                        "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
+                        "<input type=hidden name=fullpath value=\"%d\">Filter (regex on "
+                        "file:line(function)): <input name=filter size=40 value=\"",
+                  v->sort, v->mode, v->limit, v->fullpath);
+    prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
+    prof_text_add(&out, "\"> <button>Apply</button></form>\n");
+    if (bad_filter) {
+        prof_text_add(&out, "<p><b>The filter is not a valid regular expression.</b></p>\n");
+    } else if (rows) {
+        prof_text_add(&out, "<p>%zu of %zu functions. Times in seconds.</p><table><tr><th>ncalls"
+                            "<th>tottime<th>percall<th>cumtime<th>percall<th>function\n",
+                      n, matched);
+        for (size_t i = 0; i < n; i++) {
+            prof_text_add(&out, "<tr>");
+            add_numbers(&out, rows[i].e->calls, rows[i].e->reccalls, rows[i].e->inline_ns,
+                        rows[i].e->total_ns);
+            prof_text_add(&out, "<td><code>");
+            prof_text_escaped(&out, rows[i].shown, PROF_ESC_HTML);
+            prof_text_add(&out, "</code>\n");
+            if (strcmp(v->mode, "stats") != 0)
+                add_relations(&out, flat, &rows[i], !strcmp(v->mode, "callers"), v);
+        }
+        prof_text_add(&out, "</table>\n");
+    } else {
+        out.failed = true;
+    }
+    free_rows(rows, matched);
+    prof_flat_free(flat);
+    return prof_text_finish_len(&out, len);
+}
+
+char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
+{
+    struct prof_text out = { 0 };
+    struct prof_flat *flat = prof_tree_flatten(t);
+    if (!flat)
+        return NULL;
+    size_t n = 0, matched = 0;
+    bool bad_filter = false;
+    struct row *rows = select_rows(flat, v, &n, &matched, &bad_filter);
+    if (bad_filter) {
+        prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression\"}\n");
+    } else if (rows) {
+        prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", matched);
+        for (size_t i = 0; i < n; i++) {
+            const struct prof_flat_entry *e = rows[i].e;
+            prof_text_add(&out, "%s{\"function\":\"", i ? "," : "");
+            prof_text_escaped(&out, rows[i].full, PROF_ESC_JSON);
+            prof_text_add(&out, "\",\"file\":\"");
+            prof_text_escaped(&out, rows[i].file, PROF_ESC_JSON);
+            prof_text_add(&out, "\",\"line\":%ld,\"name\":\"", rows[i].line);
+            prof_text_escaped(&out, rows[i].func, PROF_ESC_JSON);
+            prof_text_add(&out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,"
+                                "\"cumtime\":%.9f}",
+                          (unsigned long long)e->calls, (unsigned long long)(e->calls - e->reccalls),
+                          (double)e->inline_ns / 1e9, (double)e->total_ns / 1e9);
+        }
+        prof_text_add(&out, "]}\n");
+    } else {
+        out.failed = true;
+    }
+    free_rows(rows, matched);
+    prof_flat_free(flat);
+    return prof_text_finish_len(&out, len);
+}

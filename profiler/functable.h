@@ -1,0 +1,34 @@
+/* functable.h — the function table of the profile page, as repoze.profile
+ * and pstats show it: ncalls (total/primitive), tottime, percall, cumtime,
+ * percall, file:line(function); sorted, limited, filtered by a regular
+ * expression, with callers or callees per function. The view comes from the
+ * query string (GET links). GIL held: labels are Python objects. */
+#ifndef PROF_FUNCTABLE_H
+#define PROF_FUNCTABLE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "profiler/calltree.h"
+
+struct prof_view {
+    char sort[16];      /* time, cumulative, calls, pcalls, name, file, line */
+    unsigned limit;     /* rows, default 50 */
+    char filter[256];   /* POSIX extended regex on "file:line(function)", "" = all */
+    bool fullpath;
+    char mode[8];       /* stats, callers, callees */
+};
+
+/* Read a view from a raw query string (unknown or bad values fall back to
+ * the defaults). */
+void prof_view_parse(struct prof_view *v, const char *query);
+
+/* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An
+ * invalid filter gives a fragment that says so. */
+char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
+                          const char *profile_path, size_t *len);
+char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len);
+
+#endif
