@@ -65,6 +65,8 @@ void prof_view_parse(struct prof_view *v, const char *query)
                 v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
             } else if (klen == 6 && !strncmp(p, "filter", 6))
                 snprintf(v->filter, sizeof(v->filter), "%s", value);
+            else if (klen == 4 && !strncmp(p, "zoom", 4))
+                v->zoom = strtoul(value, NULL, 10);
             else if (klen == 8 && !strncmp(p, "fullpath", 8))
                 v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
         }

@@ -19,6 +19,7 @@ struct prof_view {
     char filter[256];   /* POSIX extended regex on "file:line(function)", "" = all */
     bool fullpath;
     char mode[8];       /* stats, callers, callees */
+    unsigned long zoom; /* flame graph: preorder node number, 0 = all */
 };
 
 /* Read a view from a raw query string (unknown or bad values fall back to

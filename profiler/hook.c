@@ -11,6 +11,7 @@
 
 #include "profiler/calltree.h"
 #include "profiler/export.h"
+#include "profiler/flame.h"
 #include "profiler/functable.h"
 
 struct collector {
@@ -310,8 +311,22 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     struct prof_tree empty;
     prof_tree_init(&empty, &label_ops, 0);
     const struct prof_tree *t = accumulated_ready ? &accumulated : &empty;
-    char *out = json ? prof_functable_json(t, &view, len)
-                     : prof_functable_html(t, &view, profile_path, len);
+    char *out;
+    if (json) {
+        out = prof_functable_json(t, &view, len);
+    } else { /* the page: flame graph, then the table */
+        size_t flen = 0, tlen = 0;
+        char *flame = prof_flame_html(t, view.zoom, profile_path, &flen);
+        char *table = prof_functable_html(t, &view, profile_path, &tlen);
+        out = flame && table ? malloc(flen + tlen + 1) : NULL;
+        if (out) {
+            memcpy(out, flame, flen);
+            memcpy(out + flen, table, tlen + 1);
+            *len = flen + tlen;
+        }
+        free(flame);
+        free(table);
+    }
     PyGILState_Release(g);
     return out;
 }

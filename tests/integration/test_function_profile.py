@@ -7,6 +7,7 @@ import marshal
 import os
 import pathlib
 import pstats
+import re
 import shutil
 import subprocess
 import threading
@@ -238,3 +239,18 @@ def test_function_table_json(tracfront):
                         timeout=30).json()
     assert sorted(f["name"] for f in only["functions"]) == ["is_even", "is_odd"]
     assert only["matched"] == 2
+
+
+def test_flame_graph_and_zoom(tracfront):
+    srv = profiled(tracfront, requests_made=2)
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    assert "<title>fib (" in svg and "<rect" in svg
+    m = re.search(r'href="/__profile__\?zoom=(\d+)#flame"><g><title>workload \(', svg)
+    assert m, "no link on the workload frame"
+    zoomed = requests.get(srv.url + "__profile__", params={"zoom": m.group(1)}, timeout=30).text
+    zsvg = zoomed[zoomed.index("<svg"):zoomed.index("</svg>")]
+    first = re.search(r'<title>([^<]*)</title><rect x="([\d.]+)" y="0" width="([\d.]+)"', zsvg)
+    assert first.group(1).startswith("workload (") and float(first.group(3)) == 1200.0
+    assert "<title>app (" not in zsvg  # above the zoomed frame: not drawn
+    assert "back to all" in zoomed
