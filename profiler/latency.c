@@ -5,6 +5,7 @@
  * the route cap). */
 #include "profiler/latency.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -40,6 +41,8 @@ struct slow_request {
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slow_request *slowest; /* guarded by lock; slow_cap entries */
+static time_t started;               /* set once by prof_latency_init */
+static uint64_t requests_total;      /* guarded by lock */
 static unsigned slow_cap, slow_count;
 static struct route **table;   /* guarded by lock; open addressing */
 static size_t table_size;      /* power of two, > 2 * max_routes */
@@ -53,6 +56,7 @@ const char *prof_backend_name(enum prof_backend b)
 
 int prof_latency_init(unsigned max_routes, unsigned slowest_kept)
 {
+    started = time(NULL);
     slow_cap = slowest_kept;
     if (slow_cap && !(slowest = calloc(slow_cap, sizeof(*slowest))))
         return -1;
@@ -144,6 +148,7 @@ void prof_latency_record(const struct prof_sample *s)
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
     }
     keep_if_slow(s, total, queue, ttfb);
+    requests_total++;
     pthread_mutex_unlock(&lock);
 }
 
@@ -160,6 +165,7 @@ void prof_latency_reset(void)
     }
     route_count = 0;
     slow_count = 0;
+    requests_total = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -359,6 +365,34 @@ char *prof_latency_json(int in_flight)
     return prof_text_finish(&t);
 }
 
+/* A 120x20 inline SVG: one bar per power of two from 64 us to 16 s, height
+ * on a log scale of the count, so rare slow requests stay visible. */
+static void html_sparkline(struct prof_text *t, const struct prof_histogram *h)
+{
+    enum { BINS = 19 };
+    uint64_t bins[BINS] = { 0 }, most = 0;
+    for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++) {
+        if (!h->buckets[b])
+            continue;
+        uint64_t v = prof_histogram_bucket_max(b);
+        int bin = v < 64 ? 0 : 63 - __builtin_clzll(v) - 6; /* 64us → 0 ... 16s → 18 */
+        bins[bin < BINS ? bin : BINS - 1] += h->buckets[b];
+    }
+    for (int i = 0; i < BINS; i++)
+        if (bins[i] > most)
+            most = bins[i];
+    prof_text_add(t, "<svg width=\"120\" height=\"20\"><title>64 us to 16 s, powers of two</title>");
+    for (int i = 0; i < BINS && most; i++) {
+        if (!bins[i])
+            continue;
+        double hgt = 2.0 + 18.0 * log((double)bins[i] + 1.0) / log((double)most + 1.0);
+        prof_text_add(t, "<rect x=\"%d\" y=\"%.1f\" width=\"5\" height=\"%.1f\" fill=\"#c64\">"
+                         "<title>%llu</title></rect>",
+                      i * 6 + 3, 20.0 - hgt, hgt, (unsigned long long)bins[i]);
+    }
+    prof_text_add(t, "</svg>");
+}
+
 static void html_route(struct prof_text *t, const struct route *r, enum prof_backend b,
                        const struct backend_stats *s, bool first)
 {
@@ -366,7 +400,7 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
-    prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu\n",
+    prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
         prof_backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,
@@ -374,6 +408,9 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
         (double)prof_histogram_percentile(h, 99) / 1000.0, (double)h->max_us / 1000.0,
         (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
         (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
+    prof_text_add(t, "<td>");
+    html_sparkline(t, h);
+    prof_text_add(t, "\n");
 }
 
 static void html_form(struct prof_text *t, const char *profile_path, const char *action,
@@ -388,12 +425,17 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
                         const char *appendix)
 {
     struct prof_text t = { 0 };
+    pthread_mutex_lock(&lock);
+    uint64_t timed = requests_total;
+    pthread_mutex_unlock(&lock);
     prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}td:last-child{text-align:left}"
             "tr.rel td{color:#555;font-size:12px}</style>"
-            "<h1>tracfront profile</h1><p>Requests in flight: %d. Function profiling: <b>%s</b> ",
-        in_flight, profiling ? "on" : "off");
+            "<h1>tracfront profile</h1><p>Up %lds, %llu requests timed, %d in flight. "
+            "Function profiling: <b>%s</b> ",
+        (long)(time(NULL) - started), (unsigned long long)timed, in_flight,
+        profiling ? "on" : "off");
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
     html_form(&t, profile_path, "clear", "Clear");
     html_form(&t, profile_path, "save", "Save files");
@@ -410,7 +452,8 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     prof_text_add(&t, "/metrics\">Prometheus</a>, <a href=\"");
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
-            "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors\n");
+            "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors"
+            "<th>distribution\n");
     unsigned n;
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);

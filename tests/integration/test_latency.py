@@ -2,6 +2,7 @@
 route keys, percentiles from the histograms, Prometheus text that
 prometheus_client parses, and the profile path kept away from the app."""
 import http.client
+import re
 import time
 
 import pytest
@@ -133,3 +134,17 @@ def test_slowest_requests_are_kept_slowest_first(tracfront):
     assert all(x["queue_us"] <= x["ttfb_us"] <= x["total_us"] for x in slowest)
     page = requests.get(srv.url + "__profile__", timeout=10).text
     assert "Slowest requests" in page and "GET /slow?s=0.12" in page
+
+
+def test_page_summary_and_route_histograms(tracfront):
+    srv = tracfront(*APP)
+    for _ in range(3):
+        requests.get(srv.url + "hello", timeout=10)
+    latency(srv, settle=("/hello", 3))
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    assert re.search(r"Up \d+s, 3 requests timed, \d+ in flight", page)
+    row = page[page.index("<code>/hello</code>"):]
+    row = row[:row.index("\n")]
+    assert "<svg width=\"120\"" in row and "<rect" in row
+    bars = re.findall(r"<rect [^>]*><title>(\d+)</title>", row)
+    assert sum(int(b) for b in bars) == 3
