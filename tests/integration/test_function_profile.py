@@ -244,12 +244,14 @@ def test_function_table_json(tracfront):
 def test_flame_graph_and_zoom(tracfront):
     srv = profiled(tracfront, requests_made=2)
     page = requests.get(srv.url + "__profile__", timeout=30).text
-    svg = page[page.index("<svg"):page.index("</svg>")]
+    start = page.index("<svg", page.index("id=flame"))
+    svg = page[start:page.index("</svg>", start)]
     assert "<title>fib (" in svg and "<rect" in svg
     m = re.search(r'href="/__profile__\?zoom=(\d+)#flame"><g><title>workload \(', svg)
     assert m, "no link on the workload frame"
     zoomed = requests.get(srv.url + "__profile__", params={"zoom": m.group(1)}, timeout=30).text
-    zsvg = zoomed[zoomed.index("<svg"):zoomed.index("</svg>")]
+    zstart = zoomed.index("<svg", zoomed.index("id=flame"))
+    zsvg = zoomed[zstart:zoomed.index("</svg>", zstart)]
     first = re.search(r'<title>([^<]*)</title><rect x="([\d.]+)" y="0" width="([\d.]+)"', zsvg)
     assert first.group(1).startswith("workload (") and float(first.group(3)) == 1200.0
     assert "<title>app (" not in zsvg  # above the zoomed frame: not drawn
