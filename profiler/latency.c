@@ -430,7 +430,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     pthread_mutex_unlock(&lock);
     prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
-            "td:first-child{text-align:left}td:last-child{text-align:left}"
+            "td:first-child{text-align:left}td:last-child,th:last-child{text-align:left}"
             "tr.rel td{color:#555;font-size:12px}</style>"
             "<h1>tracfront profile</h1><p>Up %lds, %llu requests timed, %d in flight. "
             "Function profiling: <b>%s</b> ",
