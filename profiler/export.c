@@ -9,9 +9,7 @@
 
 #include "profiler/text.h"
 
-/* "name (file:line)" for a code object, the cProfile name for a built-in.
- * New ref, or NULL (no exception left set). */
-static PyObject *frame_name(PyObject *label)
+PyObject *prof_frame_name(PyObject *label)
 {
     if (!label)
         return PyUnicode_FromString("?");
@@ -57,7 +55,7 @@ static int push_name(struct walk *w, PyObject *label)
         w->names_owned = o;
         w->cap = cap;
     }
-    PyObject *name = frame_name(label);
+    PyObject *name = prof_frame_name(label);
     const char *utf8 = name ? PyUnicode_AsUTF8(name) : NULL;
     if (!utf8) {
         Py_XDECREF(name);
@@ -80,7 +78,10 @@ static void add_collapsed_frame(struct prof_text *t, const char *name)
         prof_text_add(t, "%c", *name == ';' ? ':' : *name);
 }
 
-static void collapsed_visit(struct walk *w, const struct prof_node *parent)
+/* Visit every call path whose last frame has inline time, with w->names
+ * holding the path; emit gets that time in microseconds. */
+static void walk_paths(struct walk *w, const struct prof_node *parent,
+                       void (*emit)(struct walk *w, uint64_t us))
 {
     for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
         if (push_name(w, n->label) < 0) {
@@ -88,17 +89,21 @@ static void collapsed_visit(struct walk *w, const struct prof_node *parent)
             return;
         }
         uint64_t us = n->inline_ns / 1000;
-        if (us > 0) {
-            for (size_t i = 0; i < w->depth; i++) {
-                if (i)
-                    prof_text_add(&w->text, ";");
-                add_collapsed_frame(&w->text, w->names[i]);
-            }
-            prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
-        }
-        collapsed_visit(w, n);
+        if (us > 0)
+            emit(w, us);
+        walk_paths(w, n, emit);
         pop_name(w);
     }
+}
+
+static void emit_collapsed(struct walk *w, uint64_t us)
+{
+    for (size_t i = 0; i < w->depth; i++) {
+        if (i)
+            prof_text_add(&w->text, ";");
+        add_collapsed_frame(&w->text, w->names[i]);
+    }
+    prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
 }
 
 static void walk_free(struct walk *w)
@@ -112,7 +117,7 @@ static void walk_free(struct walk *w)
 char *prof_export_collapsed(const struct prof_tree *t, size_t *len)
 {
     struct walk w = { 0 };
-    collapsed_visit(&w, &t->root);
+    walk_paths(&w, &t->root, emit_collapsed);
     walk_free(&w);
     if (!w.text.p && !w.text.failed)
         prof_text_add(&w.text, "%s", ""); /* an empty profile is an empty file */
@@ -138,30 +143,19 @@ static long frame_id(struct walk *w, size_t depth)
     return id;
 }
 
-static void speedscope_visit(struct walk *w, const struct prof_node *parent)
+static void emit_speedscope(struct walk *w, uint64_t us)
 {
-    for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
-        if (push_name(w, n->label) < 0) {
+    prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
+    for (size_t i = 0; i < w->depth; i++) {
+        long id = frame_id(w, i);
+        if (id < 0)
             w->text.failed = true;
-            return;
-        }
-        uint64_t us = n->inline_ns / 1000;
-        if (us > 0) {
-            prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
-            for (size_t i = 0; i < w->depth; i++) {
-                long id = frame_id(w, i);
-                if (id < 0)
-                    w->text.failed = true;
-                prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
-            }
-            prof_text_add(&w->samples, "]");
-            prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)us);
-            w->n_samples++;
-            w->total_us += us;
-        }
-        speedscope_visit(w, n);
-        pop_name(w);
+        prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
     }
+    prof_text_add(&w->samples, "]");
+    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)us);
+    w->n_samples++;
+    w->total_us += us;
 }
 
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
@@ -172,7 +166,7 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
     if (!w.frame_index || !w.frames)
         w.text.failed = true;
     else
-        speedscope_visit(&w, &t->root);
+        walk_paths(&w, &t->root, emit_speedscope);
     walk_free(&w);
     prof_text_add(&w.text, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
                            "\"exporter\":\"tracfront\",\"name\":\"tracfront profile\","

@@ -12,6 +12,11 @@
 
 #include "profiler/calltree.h"
 
+/* "name (file:line)" for a code object, the cProfile name for a built-in:
+ * how every export and the flame graph name a frame. New ref, or NULL (no
+ * exception left set). */
+PyObject *prof_frame_name(PyObject *label);
+
 char *prof_export_collapsed(const struct prof_tree *t, size_t *len);
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len);
 char *prof_export_callgrind(const struct prof_tree *t, size_t *len);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profiler/export.h"
 #include "profiler/text.h"
 
 #define WIDTH 1200.0
@@ -26,21 +27,6 @@ static PyObject *short_name(PyObject *label)
     if (PyUnicode_Check(label))
         return Py_NewRef(label);
     PyObject *r = PyObject_GetAttrString(label, "co_name");
-    PyErr_Clear();
-    return r;
-}
-
-static PyObject *long_name(PyObject *label)
-{
-    if (!label || PyUnicode_Check(label))
-        return short_name(label);
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *r = name && file && line ? PyUnicode_FromFormat("%U (%U:%S)", name, file, line) : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(file);
-    Py_XDECREF(line);
     PyErr_Clear();
     return r;
 }
@@ -85,7 +71,7 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
         return subtree_size(n);
     if (depth > f->max_depth)
         f->max_depth = depth;
-    PyObject *sname = short_name(n->label), *lname = long_name(n->label);
+    PyObject *sname = short_name(n->label), *lname = prof_frame_name(n->label);
     const char *s = sname ? PyUnicode_AsUTF8(sname) : NULL, *l = lname ? PyUnicode_AsUTF8(lname) : NULL;
     PyErr_Clear();
     unsigned h = hue_of(s ? s : "?");
