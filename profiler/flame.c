@@ -14,7 +14,7 @@
 
 struct flame {
     struct prof_text out;
-    const char *profile_path;
+    const char *base_href;
     double scale;              /* px per ns */
     unsigned long next_id;
     unsigned max_depth;
@@ -76,8 +76,8 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
     PyErr_Clear();
     unsigned h = hue_of(s ? s : "?");
     prof_text_add(&f->out, "<a href=\"");
-    prof_text_escaped(&f->out, f->profile_path, PROF_ESC_HTML);
-    prof_text_add(&f->out, "?zoom=%lu#flame\"><g><title>", id);
+    prof_text_escaped(&f->out, f->base_href, PROF_ESC_HTML);
+    prof_text_add(&f->out, "zoom=%lu#flame\"><g><title>", id);
     prof_text_escaped(&f->out, l ? l : "?", PROF_ESC_HTML);
     prof_text_add(&f->out, ": %.3f ms, %llu calls, %.1f%%</title>"
                            "<rect x=\"%.1f\" y=\"%u\" width=\"%.1f\" height=\"%d\" "
@@ -107,10 +107,10 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
     return size;
 }
 
-char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char *profile_path,
+char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char *base_href,
                       size_t *len)
 {
-    struct flame f = { .profile_path = profile_path };
+    struct flame f = { .base_href = base_href };
     unsigned long counter = 0;
     const struct prof_node *top = zoom ? find(&t->root, zoom, &counter) : NULL;
     uint64_t total = 0;
@@ -122,8 +122,8 @@ char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char 
     prof_text_add(&f.out, "<h2 id=flame>Flame graph</h2><p>Width is inclusive time; click a frame "
                           "to zoom in%s", top ? ", <a href=\"" : ".");
     if (top) {
-        prof_text_escaped(&f.out, profile_path, PROF_ESC_HTML);
-        prof_text_add(&f.out, "#flame\">back to all</a>.");
+        prof_text_escaped(&f.out, base_href, PROF_ESC_HTML);
+        prof_text_add(&f.out, "zoom=0#flame\">back to all</a>.");
     }
     prof_text_add(&f.out, "</p>\n");
     if (total == 0) {

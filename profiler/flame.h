@@ -11,8 +11,9 @@
 
 #include "profiler/calltree.h"
 
-/* An HTML fragment (heading + SVG); malloc'd, NULL on error. zoom 0 = all. */
-char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char *profile_path,
+/* An HTML fragment (heading + SVG); malloc'd, NULL on error. zoom 0 = all.
+ * Frame links are base_href + "zoom=N#flame" (base_href ends in ? or &). */
+char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char *base_href,
                       size_t *len);
 
 #endif

@@ -13,9 +13,18 @@
 #include "profiler/export.h"
 #include "profiler/flame.h"
 #include "profiler/functable.h"
+#include "profiler/text.h"
 
 struct collector {
     PyObject_HEAD
+    uint64_t id;            /* the request's id */
+    struct prof_tree tree;
+};
+
+/* The slowest profiled requests' own trees (by time in the profiled code). */
+struct kept_tree {
+    uint64_t id, app_ns;
+    bool used;
     struct prof_tree tree;
 };
 
@@ -38,11 +47,42 @@ static bool accumulated_ready;
 static bool discard_next;
 static size_t node_cap = 200000;
 static int enabled; /* atomic */
+static struct kept_tree *kept; /* guarded by the GIL; kept_cap slots */
+static unsigned kept_cap;
 
-void prof_hook_configure(size_t max_nodes, bool discard_first)
+void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest)
 {
     node_cap = max_nodes;
     discard_next = discard_first;
+    kept = keep_slowest ? calloc(keep_slowest, sizeof(*kept)) : NULL;
+    kept_cap = kept ? keep_slowest : 0;
+}
+
+/* GIL held: keep c's tree if its request is among the slowest (the tree is
+ * moved, not copied; c is left with an empty tree). */
+static void keep_if_slow(struct collector *c)
+{
+    uint64_t app_ns = 0;
+    for (const struct prof_node *n = c->tree.root.child; n; n = n->sibling)
+        app_ns += n->total_ns;
+    struct kept_tree *slot = NULL;
+    for (unsigned i = 0; i < kept_cap && (!slot || slot->used); i++)
+        if (!kept[i].used || !slot || kept[i].app_ns < slot->app_ns)
+            slot = &kept[i];
+    if (!slot || (slot->used && slot->app_ns >= app_ns))
+        return;
+    if (slot->used)
+        prof_tree_free(&slot->tree);
+    free(c->tree.stack); /* the stack is empty after unwind */
+    c->tree.stack = NULL;
+    c->tree.depth = c->tree.stack_cap = 0;
+    slot->tree = c->tree;
+    for (struct prof_node *n = slot->tree.root.child; n; n = n->sibling)
+        n->parent = &slot->tree.root; /* the root moved with the struct */
+    slot->id = c->id;
+    slot->app_ns = app_ns;
+    slot->used = true;
+    prof_tree_init(&c->tree, &label_ops, node_cap);
 }
 
 void prof_hook_enable(bool on)
@@ -164,7 +204,7 @@ static PyTypeObject collector_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
-PyObject *prof_hook_begin(void)
+PyObject *prof_hook_begin(uint64_t id)
 {
     if (!prof_hook_enabled())
         return NULL;
@@ -177,6 +217,7 @@ PyObject *prof_hook_begin(void)
         PyErr_Clear();
         return NULL;
     }
+    c->id = id;
     prof_tree_init(&c->tree, &label_ops, node_cap);
     PyEval_SetProfile(on_event, (PyObject *)c);
     return (PyObject *)c;
@@ -205,10 +246,12 @@ void prof_hook_end(PyObject *collector)
         prof_tree_init(&accumulated, &label_ops, node_cap);
         accumulated_ready = true;
     }
-    if (discard_next)
+    if (discard_next) {
         discard_next = false; /* the first request pays for imports: drop it */
-    else
+    } else {
         prof_tree_merge(&accumulated, &c->tree);
+        keep_if_slow(c);
+    }
     Py_DECREF(collector);
 }
 
@@ -316,7 +359,9 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         out = prof_functable_json(t, &view, len);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
-        char *flame = prof_flame_html(t, view.zoom, profile_path, &flen);
+        char base[4200];
+        snprintf(base, sizeof(base), "%s?", profile_path);
+        char *flame = prof_flame_html(t, view.zoom, base, &flen);
         char *table = prof_functable_html(t, &view, profile_path, &tlen);
         out = flame && table ? malloc(flen + tlen + 1) : NULL;
         if (out) {
@@ -331,11 +376,47 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     return out;
 }
 
+char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
+                             size_t *len)
+{
+    struct prof_view view;
+    prof_view_parse(&view, query);
+    char *out = NULL;
+    PyGILState_STATE g = PyGILState_Ensure();
+    for (unsigned i = 0; i < kept_cap; i++) {
+        if (!kept[i].used || kept[i].id != id)
+            continue;
+        char base[4200];
+        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
+        size_t flen = 0;
+        char *flame = prof_flame_html(&kept[i].tree, view.zoom, base, &flen);
+        struct prof_text t = { 0 };
+        prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: request %llu"
+                          "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "
+                          "%.3f ms in the profiled code</h1><p><a href=\"",
+                      (unsigned long long)id, (unsigned long long)id, (double)kept[i].app_ns / 1e6);
+        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_add(&t, "\">back to the profile</a></p>%s", flame ? flame : "");
+        if (!flame)
+            t.failed = true;
+        free(flame);
+        out = prof_text_finish_len(&t, len);
+        break;
+    }
+    PyGILState_Release(g);
+    return out;
+}
+
 void prof_hook_clear(void)
 {
     PyGILState_STATE g = PyGILState_Ensure();
     if (accumulated_ready)
         prof_tree_free(&accumulated);
     accumulated_ready = false;
+    for (unsigned i = 0; i < kept_cap; i++)
+        if (kept[i].used) {
+            prof_tree_free(&kept[i].tree);
+            kept[i].used = false;
+        }
     PyGILState_Release(g);
 }

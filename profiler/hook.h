@@ -11,18 +11,20 @@
 #include <Python.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* Settings, before any request: node cap, and whether the first profiled
- * request is thrown away (repoze's discard_first_request). */
-void prof_hook_configure(size_t max_nodes, bool discard_first);
+/* Settings, before any request: node cap, whether the first profiled
+ * request is thrown away (repoze's discard_first_request), and how many of
+ * the slowest profiled requests keep their own call tree. */
+void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest);
 
 /* Function profiling on or off (any thread). */
 void prof_hook_enable(bool on);
 bool prof_hook_enabled(void);
 
-/* GIL held. Start profiling the calling thread for one request: a new ref
+/* GIL held. Start profiling the calling thread for request id: a new ref
  * to its collector, or NULL when profiling is off (or out of memory). */
-PyObject *prof_hook_begin(void);
+PyObject *prof_hook_begin(uint64_t id);
 /* GIL held. Stop / restart the hook on the calling thread (a request parks
  * and later continues, perhaps on another thread). */
 void prof_hook_pause(PyObject *collector);
@@ -37,6 +39,11 @@ char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
  * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */
 char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len);
+
+/* Any thread without the GIL: a page with the call tree kept for request
+ * id (a flame graph), or NULL when none was kept. */
+char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
+                             size_t *len);
 
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);

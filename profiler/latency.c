@@ -32,6 +32,7 @@ struct route {
 };
 
 struct slow_request {
+    uint64_t id;
     char method[16];
     char target[256];
     unsigned status;
@@ -119,6 +120,7 @@ static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t q
         slow_count++;
     }
     struct slow_request *r = &slowest[at];
+    r->id = s->id;
     snprintf(r->method, sizeof(r->method), "%s", s->method ? s->method : "-");
     snprintf(r->target, sizeof(r->target), "%s", s->target);
     r->status = s->status;
@@ -340,7 +342,8 @@ char *prof_latency_slowest_json(void)
         return NULL;
     prof_text_add(&t, "{\"slowest\":[");
     for (unsigned i = 0; i < n; i++) {
-        prof_text_add(&t, "%s{\"method\":\"", i ? "," : "");
+        prof_text_add(&t, "%s{\"id\":%llu,\"method\":\"", i ? "," : "",
+                      (unsigned long long)list[i].id);
         prof_text_escaped(&t, list[i].method, PROF_ESC_JSON);
         prof_text_add(&t, "\",\"target\":\"");
         prof_text_escaped(&t, list[i].target, PROF_ESC_JSON);
@@ -460,15 +463,17 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&lock);
     prof_text_add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
-            "<th>queue<th>first byte\n");
+            "<th>queue<th>first byte<th>profile\n");
     for (unsigned i = 0; list && i < n; i++) {
         prof_text_add(&t, "<tr><td><code>");
         prof_text_escaped(&t, list[i].method, PROF_ESC_HTML);
         prof_text_add(&t, " ");
         prof_text_escaped(&t, list[i].target, PROF_ESC_HTML);
-        prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f\n", list[i].status,
+        prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f<td><a href=\"", list[i].status,
             (double)list[i].total_us / 1000.0, (double)list[i].queue_us / 1000.0,
             (double)list[i].ttfb_us / 1000.0);
+        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_add(&t, "/request?id=%llu\">call tree</a>\n", (unsigned long long)list[i].id);
     }
     if (!list)
         t.failed = true;

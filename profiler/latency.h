@@ -15,6 +15,7 @@
 enum prof_backend { PROF_BACKEND_WSGI, PROF_BACKEND_UPSTREAM, PROF_BACKEND_STATIC, PROF_BACKENDS };
 
 struct prof_sample {
+    uint64_t id;              /* the request's id (links a slow request to its call tree) */
     const char *method;
     const char *target;       /* raw request target */
     enum prof_backend backend;

@@ -81,9 +81,10 @@ int main(int argc, char **argv)
         return 1;
     }
     static const struct tf_profiler_controls controls = {
-        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table, prof_hook_clear,
+        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
+        prof_hook_request_html, prof_hook_clear,
     };
-    prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first);
+    prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
     prof_hook_enable(cfg.profile);
     tf_server_set_profiler(server, &controls);
     wsgi_interp_set_port(tf_server_port(server));

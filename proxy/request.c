@@ -26,7 +26,9 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
         free(req);
         return NULL;
     }
+    static uint64_t last_id; /* atomic */
     req->server = server;
+    req->id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
     req->refs = 1;
     req->t_received = tf_now_us();
     tf_spool_init(&req->body);

@@ -46,6 +46,7 @@ struct tf_chunk {
 struct tf_request {
     /* --- written by the I/O thread before dispatch, read-only afterwards --- */
     struct tf_server *server;
+    uint64_t id;                /* unique in this process, from 1 */
     struct MHD_Connection *connection;
     char *target;               /* raw request target, as received */
     char *method, *version;

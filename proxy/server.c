@@ -308,6 +308,16 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         free(table);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
     }
+    if (len == 8 && !strncmp(sub, "/request", 8) && p) {
+        const char *id = strstr(query, "id=");
+        size_t n = 0;
+        char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
+                                          server->cfg->profile_path, &n) : NULL;
+        if (!body)
+            return reply(req, 404, "No call tree was kept for that request (function profiling "
+                         "off, or not among the slowest).", false);
+        return send_body(req, 200, body, n, "text/html; charset=utf-8");
+    }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
         char *body = p->table(query, true, server->cfg->profile_path, &n);
@@ -489,7 +499,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         write_access_log(req, now);
     if (req->t_dispatched && !req->native) {
         struct prof_sample sample = {
-            .method = req->method, .target = req->target, .backend = PROF_BACKEND_WSGI,
+            .id = req->id, .method = req->method, .target = req->target,
+            .backend = PROF_BACKEND_WSGI,
             .status = req->status,
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,

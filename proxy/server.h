@@ -40,6 +40,7 @@ struct tf_profiler_controls {
     bool (*enabled)(void);
     char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
     char *(*table)(const char *query, bool json, const char *profile_path, size_t *len);
+    char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
     void (*clear)(void);
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);

@@ -269,7 +269,7 @@ static void start(struct tf_request *req)
         return;
     }
     PyObject *args[2] = { task->environ, task->start_response };
-    task->profile = prof_hook_begin(); /* NULL unless function profiling is on */
+    task->profile = prof_hook_begin(req->id); /* NULL unless function profiling is on */
     task->result = PyObject_Vectorcall(wsgi_ctx.app, args, 2, NULL); /* new ref */
     if (!wsgi_ctx.cfg->profile_unwind) { /* the app call only, as repoze without unwind */
         prof_hook_end(task->profile);

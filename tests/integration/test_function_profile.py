@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 
 import pytest
 import requests
@@ -256,3 +257,26 @@ def test_flame_graph_and_zoom(tracfront):
     assert first.group(1).startswith("workload (") and float(first.group(3)) == 1200.0
     assert "<title>app (" not in zsvg  # above the zoomed frame: not drawn
     assert "back to all" in zoomed
+
+
+def test_slowest_requests_keep_their_call_tree(tracfront):
+    srv = tracfront("--app", "robust_apps:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-slowest", "2")
+    for s in ("0.01", "0.15", "0", "0.08"):
+        assert requests.get(srv.url + "slow", params={"s": s}, timeout=10).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:  # recorded when each connection's work completes
+        slowest = requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+        if [x["target"] for x in slowest] == ["/slow?s=0.15", "/slow?s=0.08"] or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert [x["target"] for x in slowest] == ["/slow?s=0.15", "/slow?s=0.08"]
+    page = requests.get(srv.url + "__profile__/request", params={"id": slowest[0]["id"]}, timeout=10)
+    assert page.status_code == 200
+    assert "<title>&#60;built-in method time.sleep&#62;" in page.text
+    ms = float(re.search(r"Request \d+: ([\d.]+) ms", page.text).group(1))
+    assert 150 * 0.99 <= ms < 1000
+    # request 1 (the 10 ms one; the harness sends none before) was not among the two kept
+    assert requests.get(srv.url + "__profile__/request", params={"id": 1}, timeout=10).status_code == 404
+    assert "call tree</a>" in requests.get(srv.url + "__profile__", timeout=10).text
