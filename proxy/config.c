@@ -45,6 +45,7 @@ static const struct key keys[] = {
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
     { "profile-slowest", K_UINT, F(profile_slowest), 0, 0, 10000 },
     { "profile", K_BOOL, F(profile), 0, 0, 0 },
+    { "profile-latency", K_BOOL, F(profile_latency), 0, 0, 0 },
     { "profile-unwind", K_BOOL, F(profile_unwind), 0, 0, 0 },
     { "profile-discard-first", K_BOOL, F(profile_discard_first), 0, 0, 0 },
     { "profile-max-nodes", K_UINT, F(profile_max_nodes), 0, 100, 10000000 },
@@ -86,6 +87,7 @@ const char tf_config_usage[] =
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
     "  --profile-slowest N          slowest requests kept with their details (default 20)\n"
+    "  --profile-latency=BOOL       time every request per route (default true)\n"
     "  --profile                    function profiling on from the start (else: the page's Start)\n"
     "  --profile-unwind             profile the response body's iteration too\n"
     "  --profile-discard-first=BOOL drop the first profiled request (default true)\n"
@@ -346,6 +348,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_max_routes = 500;
     cfg->profile_slowest = 20;
     cfg->profile_discard_first = true;
+    cfg->profile_latency = true;
     cfg->profile_max_nodes = 200000;
 }
 

@@ -34,6 +34,7 @@ struct tf_config {
     char *profile_path;         /* default "/__profile__"; served natively, never by the app */
     unsigned profile_max_routes;/* route keys with their own latency statistics */
     unsigned profile_slowest;   /* slowest requests kept with their details */
+    bool profile_latency;       /* time every request (default on) */
     bool profile;               /* function profiling on from the start */
     bool profile_unwind;        /* profile the body iteration too (repoze's unwind) */
     bool profile_discard_first; /* drop the first profiled request (default on) */

@@ -497,7 +497,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled())
         write_access_log(req, now);
-    if (req->t_dispatched && !req->native) {
+    if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
         struct prof_sample sample = {
             .id = req->id, .method = req->method, .target = req->target,
             .backend = PROF_BACKEND_WSGI,
