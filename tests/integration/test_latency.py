@@ -148,3 +148,11 @@ def test_page_summary_and_route_histograms(tracfront):
     assert "<svg width=\"120\"" in row and "<rect" in row
     bars = re.findall(r"<rect [^>]*><title>(\d+)</title>", row)
     assert sum(int(b) for b in bars) == 3
+
+
+def test_latency_accounting_can_be_switched_off(tracfront):
+    srv = tracfront(*APP, "--profile-latency", "false")
+    for _ in range(3):
+        assert requests.get(srv.url + "hello", timeout=10).status_code == 200
+    time.sleep(0.2)  # past the point where a request would have been recorded
+    assert latency(srv) == {}
