@@ -79,7 +79,9 @@ def test_error_responses_log_status_and_size(tracfront):
     missing = requests.get(srv.url + "no-such-route", timeout=10)
     failed = requests.get(srv.url + "error", timeout=10)
     assert (missing.status_code, failed.status_code) == (404, 500)
-    a, b = (parse(l) for l in wait_lines(srv, 2))
+    # lines come in completion order, which need not be the order sent
+    by_path = {e["request"].split()[1]: e for e in (parse(l) for l in wait_lines(srv, 2))}
+    a, b = by_path["/no-such-route"], by_path["/error"]
     assert (a["status"], a["size"]) == (404, str(len(missing.content)))
     # The server's own 500 page has a body too; %b must count it.
     assert (b["status"], b["size"]) == (500, str(len(failed.content))), b
