@@ -272,16 +272,39 @@ static void add_relations(struct prof_text *t, const struct prof_flat *flat, con
     }
 }
 
+/* The flat view and the rows a view selects from it; release with
+ * selection_free(). ok is false on out of memory. */
+struct selection {
+    struct prof_flat *flat;
+    struct row *rows;
+    size_t shown, matched;
+    bool bad_filter, ok;
+};
+
+static struct selection selection_make(const struct prof_tree *t, const struct prof_view *v)
+{
+    struct selection sel = { .flat = prof_tree_flatten(t) };
+    if (sel.flat)
+        sel.rows = select_rows(sel.flat, v, &sel.shown, &sel.matched, &sel.bad_filter);
+    sel.ok = sel.flat && (sel.rows || sel.bad_filter);
+    return sel;
+}
+
+static void selection_free(struct selection *sel)
+{
+    free_rows(sel->rows, sel->matched);
+    prof_flat_free(sel->flat);
+}
+
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len)
 {
     struct prof_text out = { 0 };
-    struct prof_flat *flat = prof_tree_flatten(t);
-    if (!flat)
+    struct selection sel = selection_make(t, v);
+    if (!sel.ok) {
+        selection_free(&sel);
         return NULL;
-    size_t n = 0, matched = 0;
-    bool bad_filter = false;
-    struct row *rows = select_rows(flat, v, &n, &matched, &bad_filter);
+    }
     prof_text_add(&out, "<h2 id=functions>Functions</h2><p>Sort: ");
     for (size_t i = 0; i < 7; i++)
         add_link(&out, profile_path, v, "sort", sort_keys[i], sort_keys[i]);
@@ -305,13 +328,14 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                   v->sort, v->mode, v->limit, v->fullpath);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
     prof_text_add(&out, "\"> <button>Apply</button></form>\n");
-    if (bad_filter) {
+    if (sel.bad_filter) {
         prof_text_add(&out, "<p><b>The filter is not a valid regular expression.</b></p>\n");
-    } else if (rows) {
+    } else {
+        const struct row *rows = sel.rows;
         prof_text_add(&out, "<p>%zu of %zu functions. Times in seconds.</p><table><tr><th>ncalls"
                             "<th>tottime<th>percall<th>cumtime<th>percall<th>function\n",
-                      n, matched);
-        for (size_t i = 0; i < n; i++) {
+                      sel.shown, sel.matched);
+        for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "<tr>");
             add_numbers(&out, rows[i].e->calls, rows[i].e->reccalls, rows[i].e->inline_ns,
                         rows[i].e->total_ns);
@@ -319,31 +343,28 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
             prof_text_escaped(&out, rows[i].shown, PROF_ESC_HTML);
             prof_text_add(&out, "</code>\n");
             if (strcmp(v->mode, "stats") != 0)
-                add_relations(&out, flat, &rows[i], !strcmp(v->mode, "callers"), v);
+                add_relations(&out, sel.flat, &rows[i], !strcmp(v->mode, "callers"), v);
         }
         prof_text_add(&out, "</table>\n");
-    } else {
-        out.failed = true;
     }
-    free_rows(rows, matched);
-    prof_flat_free(flat);
+    selection_free(&sel);
     return prof_text_finish_len(&out, len);
 }
 
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
 {
     struct prof_text out = { 0 };
-    struct prof_flat *flat = prof_tree_flatten(t);
-    if (!flat)
+    struct selection sel = selection_make(t, v);
+    if (!sel.ok) {
+        selection_free(&sel);
         return NULL;
-    size_t n = 0, matched = 0;
-    bool bad_filter = false;
-    struct row *rows = select_rows(flat, v, &n, &matched, &bad_filter);
-    if (bad_filter) {
+    }
+    const struct row *rows = sel.rows;
+    if (sel.bad_filter) {
         prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression\"}\n");
-    } else if (rows) {
-        prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", matched);
-        for (size_t i = 0; i < n; i++) {
+    } else {
+        prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
+        for (size_t i = 0; i < sel.shown; i++) {
             const struct prof_flat_entry *e = rows[i].e;
             prof_text_add(&out, "%s{\"function\":\"", i ? "," : "");
             prof_text_escaped(&out, rows[i].full, PROF_ESC_JSON);
@@ -357,10 +378,7 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
                           (double)e->inline_ns / 1e9, (double)e->total_ns / 1e9);
         }
         prof_text_add(&out, "]}\n");
-    } else {
-        out.failed = true;
     }
-    free_rows(rows, matched);
-    prof_flat_free(flat);
+    selection_free(&sel);
     return prof_text_finish_len(&out, len);
 }

@@ -41,7 +41,7 @@ static void label_release(void *l)
 
 static const struct prof_label_ops label_ops = { label_copy, label_release };
 
-/* Accumulated profile: guarded by the GIL. */
+/* Accumulated profile: guarded by the GIL; use accumulated_tree(). */
 static struct prof_tree accumulated;
 static bool accumulated_ready;
 static bool discard_next;
@@ -49,6 +49,16 @@ static size_t node_cap = 200000;
 static int enabled; /* atomic */
 static struct kept_tree *kept; /* guarded by the GIL; kept_cap slots */
 static unsigned kept_cap;
+
+/* GIL held: the accumulated tree, initialised on first use. */
+static struct prof_tree *accumulated_tree(void)
+{
+    if (!accumulated_ready) {
+        prof_tree_init(&accumulated, &label_ops, node_cap);
+        accumulated_ready = true;
+    }
+    return &accumulated;
+}
 
 void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest)
 {
@@ -242,14 +252,10 @@ void prof_hook_end(PyObject *collector)
     PyEval_SetProfile(NULL, NULL);
     struct collector *c = (struct collector *)collector;
     prof_tree_unwind(&c->tree, now_ns());
-    if (!accumulated_ready) {
-        prof_tree_init(&accumulated, &label_ops, node_cap);
-        accumulated_ready = true;
-    }
     if (discard_next) {
         discard_next = false; /* the first request pays for imports: drop it */
     } else {
-        prof_tree_merge(&accumulated, &c->tree);
+        prof_tree_merge(accumulated_tree(), &c->tree);
         keep_if_slow(c);
     }
     Py_DECREF(collector);
@@ -337,9 +343,7 @@ char *prof_hook_export(const char *format, size_t *len)
         if (strcmp(format, formats[i].name) != 0)
             continue;
         PyGILState_STATE g = PyGILState_Ensure();
-        struct prof_tree empty;
-        prof_tree_init(&empty, &label_ops, 0);
-        char *out = formats[i].fn(accumulated_ready ? &accumulated : &empty, len);
+        char *out = formats[i].fn(accumulated_tree(), len);
         PyGILState_Release(g);
         return out;
     }
@@ -351,9 +355,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     struct prof_view view;
     prof_view_parse(&view, query);
     PyGILState_STATE g = PyGILState_Ensure();
-    struct prof_tree empty;
-    prof_tree_init(&empty, &label_ops, 0);
-    const struct prof_tree *t = accumulated_ready ? &accumulated : &empty;
+    const struct prof_tree *t = accumulated_tree();
     char *out;
     if (json) {
         out = prof_functable_json(t, &view, len);

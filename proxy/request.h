@@ -60,6 +60,7 @@ struct tf_request {
     uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread */
     bool native;                /* answered by tracfront itself (profiler): not timed */
     int phase;                  /* server.c's state machine; I/O thread only */
+    bool has_body;              /* Content-Length or chunked framing (even if empty) */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */

@@ -396,6 +396,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         uint64_t max = server->cfg->max_body;
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return reply(req, 413, "The request body is larger than --max-body.", true);
+        req->has_body = framing.content_length >= 0 || framing.chunked;
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
         req->phase = PHASE_BODY;

@@ -156,12 +156,6 @@ static int add_headers(PyObject *env, const struct tf_request *req)
     return 0;
 }
 
-static bool has_body(const struct tf_request *req)
-{
-    return req->body.size > 0 || tf_request_header(req, "Content-Length") ||
-           tf_request_header(req, "Transfer-Encoding");
-}
-
 /* PATH_INFO and SCRIPT_NAME from the decoded path and --mount. */
 static int add_path(PyObject *env, const struct tf_request *req, bool *outside_mount)
 {
@@ -217,7 +211,7 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
     if (!(port = PyUnicode_FromString(num)) || PyDict_SetItem(env, k_rport, port) < 0)
         goto error;
     Py_CLEAR(port);
-    if (has_body(req)) {
+    if (req->has_body) {
         snprintf(num, sizeof(num), "%llu", (unsigned long long)req->body.size);
         if (set_str(env, k_clen, num, (Py_ssize_t)strlen(num)) < 0)
             goto error;

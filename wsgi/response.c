@@ -284,10 +284,7 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
     }
     struct MHD_Response *r = tf_error_response(status, detail, false, &task->req->bytes_out);
     task->sent = true;
-    if (r)
-        tf_request_respond(task->req, r, status);
-    else
-        tf_request_respond(task->req, NULL, status);
+    tf_request_respond(task->req, r, status); /* r NULL (out of memory): the connection closes */
 }
 
 int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len, bool may_spill)
