@@ -23,6 +23,7 @@
 
 struct backend_stats {
     struct prof_histogram total, queue, ttfb;
+    struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
     uint64_t status[6]; /* index status / 100; 0 = other */
 };
 
@@ -147,6 +148,11 @@ void prof_latency_record(const struct prof_sample *s)
         prof_histogram_record(&b->total, total);
         prof_histogram_record(&b->queue, queue);
         prof_histogram_record(&b->ttfb, ttfb);
+        if (s->backend == PROF_BACKEND_UPSTREAM && s->upstream_total_us) {
+            prof_histogram_record(&b->up_connect, s->upstream_connect_us);
+            prof_histogram_record(&b->up_ttfb, s->upstream_first_byte_us);
+            prof_histogram_record(&b->up_total, s->upstream_total_us);
+        }
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
     }
     keep_if_slow(s, total, queue, ttfb);
@@ -290,7 +296,7 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_escaped(t, r->key, PROF_ESC_JSON);
     prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
-           "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"status\":{",
+           "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,",
         prof_backend_name(b), (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
@@ -300,6 +306,18 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
         (unsigned long long)prof_histogram_percentile(&s->queue, 99),
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 50),
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 99));
+    if (b == PROF_BACKEND_UPSTREAM)
+        prof_text_add(t, "\"upstream\":{\"count\":%llu,\"connect_p50_us\":%llu,"
+                      "\"connect_p99_us\":%llu,\"first_byte_p50_us\":%llu,"
+                      "\"first_byte_p99_us\":%llu,\"total_p50_us\":%llu,\"total_p99_us\":%llu},",
+            (unsigned long long)s->up_total.count,
+            (unsigned long long)prof_histogram_percentile(&s->up_connect, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up_connect, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up_total, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up_total, 99));
+    prof_text_add(t, "\"status\":{");
     bool firstc = true;
     for (int c = 0; c < 6; c++) {
         if (!s->status[c])

@@ -21,6 +21,9 @@ struct prof_sample {
     enum prof_backend backend;
     unsigned status;
     uint64_t t_received, t_dispatched, t_first_byte, t_done; /* monotonic us */
+    /* backend upstream only: durations measured by libcurl from the start of
+     * its transfer (connect is 0 on a reused connection) */
+    uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us;
 };
 
 /* Call once before any request: route cap, and how many of the slowest

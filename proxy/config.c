@@ -53,13 +53,23 @@ static const struct key keys[] = {
     { "profile-callgrind", K_STRING, F(profile_callgrind), 0, 0, 0 },
     { "profile-flush-at-shutdown", K_BOOL, F(profile_flush_at_shutdown), 0, 0, 0 },
     { "profile-allow", K_LIST, F(profile_allow), F(n_profile_allow), 0, 0 },
+    { "upstream", K_STRING, F(upstream), 0, 0, 0 },
+    { "route", K_LIST, F(route_specs), F(n_route_specs), 0, 0 },
+    { "static", K_LIST, F(static_specs), F(n_static_specs), 0, 0 },
+    { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
+    { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
+    { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 0, 0 },
+    { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
+    { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
+    { "mirror-primary", K_STRING, F(mirror_primary), 0, 0, 0 },
+    { "mirror-queue", K_UINT, F(mirror_queue), 0, 1, 100000 },
 };
 #undef F
 
 const char tf_config_usage[] =
     "usage: tracfront [options]\n"
     "\n"
-    "Application (one of):\n"
+    "Application (one of; optional with --upstream or --static):\n"
     "  --app MODULE:CALLABLE        a WSGI callable, e.g. myapp:application\n"
     "  --wsgi-file PATH             a .wsgi script defining `application` (mod_wsgi style)\n"
     "  --trac-env PATH              a Trac environment, served by trac.web.main\n"
@@ -81,6 +91,19 @@ const char tf_config_usage[] =
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-           error log (default - = stderr)\n"
+    "\n"
+    "Routing and proxy:\n"
+    "  --upstream URL               forward to this HTTP server, e.g. http://127.0.0.1:80\n"
+    "  --route PREFIX=BACKEND       app, upstream or static:DIR for PREFIX (repeatable;\n"
+    "                               longest prefix wins)\n"
+    "  --static PREFIX=DIR          files from DIR under PREFIX (= --route PREFIX=static:DIR)\n"
+    "  --upstream-host HOST         Host header sent upstream (default: the client's)\n"
+    "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
+    "  --upstream-connect-timeout S connecting to the upstream (default 5)\n"
+    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60)\n"
+    "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"
+    "  --mirror-primary app|upstream  whose answer the client gets (default app)\n"
+    "  --mirror-queue N             mirrored requests in flight at most (default 16)\n"
     "\n"
     "Profiler:\n"
     "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
@@ -350,6 +373,62 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_discard_first = true;
     cfg->profile_latency = true;
     cfg->profile_max_nodes = 200000;
+    cfg->upstream_connect_timeout = 5;
+    cfg->upstream_read_timeout = 60;
+    cfg->mirror_queue = 16;
+}
+
+/* --upstream http://host[:port][/path]: split into origin and path. */
+static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
+{
+    const char *u = cfg->upstream;
+    const char *rest = !strncmp(u, "http://", 7) ? u + 7 : !strncmp(u, "https://", 8) ? u + 8 : NULL;
+    size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
+    if (!rest || hostlen == 0 || strpbrk(rest, "?# \t")) {
+        snprintf(err, errlen, "--upstream: '%s' is not an http:// URL such as "
+                 "http://127.0.0.1:8080 (no query or fragment)", u);
+        return -1;
+    }
+    size_t plen = strlen(rest + hostlen);
+    while (plen > 0 && rest[hostlen + plen - 1] == '/')
+        plen--;
+    cfg->upstream_origin = strndup(u, (size_t)(rest - u) + hostlen);
+    cfg->upstream_path = strndup(rest + hostlen, plen);
+    if (!cfg->upstream_origin || !cfg->upstream_path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Routes and backends: what answers what, and that something answers. */
+static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->upstream && check_upstream(cfg, err, errlen) < 0)
+        return -1;
+    for (size_t i = 0; i < cfg->n_route_specs; i++)
+        if (tf_route_add(&cfg->routes, cfg->route_specs[i], false, err, errlen) < 0)
+            return -1;
+    for (size_t i = 0; i < cfg->n_static_specs; i++)
+        if (tf_route_add(&cfg->routes, cfg->static_specs[i], true, err, errlen) < 0)
+            return -1;
+    if (tf_route_finish(&cfg->routes, cfg->have_app, cfg->upstream != NULL, err, errlen) < 0)
+        return -1;
+    if (!cfg->have_app && !cfg->upstream && cfg->routes.n == 0) {
+        snprintf(err, errlen, "nothing to serve: give --app MODULE:CALLABLE, --wsgi-file PATH, "
+                 "--trac-env PATH, --trac-env-parent-dir DIR, --upstream URL or --static PREFIX=DIR");
+        return -1;
+    }
+    if (cfg->mirror_primary && strcmp(cfg->mirror_primary, "app") != 0 &&
+        strcmp(cfg->mirror_primary, "upstream") != 0) {
+        snprintf(err, errlen, "--mirror-primary: '%s' is not app or upstream", cfg->mirror_primary);
+        return -1;
+    }
+    if (cfg->mirror && (!cfg->have_app || !cfg->upstream)) {
+        snprintf(err, errlen, "--mirror: needs both an application and an --upstream to compare");
+        return -1;
+    }
+    return 0;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -431,16 +510,14 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
     if (walk_args(cfg, argc, argv, true, err, errlen) < 0)
         return -1;
     int apps = !!cfg->app + !!cfg->wsgi_file + !!cfg->trac_env + !!cfg->trac_env_parent_dir;
-    if (apps == 0) {
-        snprintf(err, errlen, "no application: give --app MODULE:CALLABLE, --wsgi-file PATH, "
-                              "--trac-env PATH or --trac-env-parent-dir DIR");
-        return -1;
-    }
+    cfg->have_app = apps > 0;
     if (apps > 1) {
         snprintf(err, errlen, "--app, --wsgi-file, --trac-env and --trac-env-parent-dir "
                               "exclude each other: give one");
         return -1;
     }
+    if (check_backends(cfg, err, errlen) < 0)
+        return -1;
     if (!cfg->profile_path[0]) {
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
@@ -480,6 +557,14 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->profile_log);
     free(cfg->profile_callgrind);
     free_list(cfg->profile_allow, cfg->n_profile_allow);
+    free(cfg->upstream);
+    free(cfg->upstream_origin);
+    free(cfg->upstream_path);
+    free(cfg->upstream_host);
+    free_list(cfg->route_specs, cfg->n_route_specs);
+    free_list(cfg->static_specs, cfg->n_static_specs);
+    tf_route_table_free(&cfg->routes);
+    free(cfg->mirror_primary);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

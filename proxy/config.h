@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy/route.h"
+
 struct tf_config {
     char *listen_host;          /* default "127.0.0.1" */
     unsigned listen_port;       /* default 8000; 0 = any free port */
@@ -44,6 +46,19 @@ struct tf_config {
     bool profile_flush_at_shutdown; /* repoze: remove those files at shutdown instead */
     char **profile_allow;       /* CIDRs that may see the profiler; none = loopback */
     size_t n_profile_allow;
+    char *upstream;             /* --upstream URL as given */
+    char *upstream_origin;      /* derived: "http://host:port" */
+    char *upstream_path;        /* derived: "" or "/path" (no trailing '/'): replaces the route prefix */
+    char *upstream_host;        /* Host header sent upstream; NULL = the client's */
+    bool upstream_pin;          /* one upstream connection per client connection */
+    double upstream_connect_timeout, upstream_read_timeout; /* seconds */
+    char **route_specs, **static_specs; /* --route, --static as given */
+    size_t n_route_specs, n_static_specs;
+    struct tf_route_table routes;        /* derived from the two above */
+    bool mirror;                /* copy GET/HEAD to the other backend */
+    char *mirror_primary;       /* "app" or "upstream": whose answer the client gets */
+    unsigned mirror_queue;      /* mirrored requests in flight at most */
+    bool have_app;              /* derived: an application is configured */
     char *config_file;
     bool help, version;
 };

@@ -12,6 +12,30 @@ void tf_framing_init(struct tf_framing *f)
     f->content_length = -1;
 }
 
+bool tf_is_hop_by_hop(const char *name, size_t len)
+{
+    static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
+                                       "transfer-encoding", "te", "trailer", "upgrade",
+                                       "proxy-authenticate", "proxy-authorization" };
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        if (strlen(hop[i]) == len && !strncasecmp(hop[i], name, len))
+            return true;
+    return false;
+}
+
+bool tf_connection_lists(const char *connection, const char *name, size_t len)
+{
+    const char *p = connection;
+    while (p && *p) {
+        p += strspn(p, " \t,");
+        size_t n = strcspn(p, " \t,");
+        if (n == len && !strncasecmp(p, name, len))
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 bool tf_is_token(const char *s, size_t len)
 {
     static const char extra[] = "!#$%&'*+-.^_`|~";

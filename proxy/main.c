@@ -11,6 +11,7 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
+#include "proxy/upstream.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 #include "wsgi/interp.h"
@@ -25,11 +26,29 @@ static const char *app_label(const struct tf_config *cfg)
     return cfg->trac_env ? cfg->trac_env : cfg->trac_env_parent_dir;
 }
 
+/* "app myapp:application, 8 threads; upstream http://...; 2 static routes" */
+static void describe(const struct tf_config *cfg, char *out, size_t n)
+{
+    size_t len = 0, statics = 0;
+    out[0] = 0;
+    if (cfg->have_app)
+        len += (size_t)snprintf(out + len, n - len, "app %s, %u threads", app_label(cfg),
+                                cfg->threads);
+    if (cfg->upstream && len < n)
+        len += (size_t)snprintf(out + len, n - len, "%supstream %s%s", len ? "; " : "",
+                                cfg->upstream, cfg->mirror ? ", mirrored" : "");
+    for (size_t i = 0; i < cfg->routes.n; i++)
+        statics += cfg->routes.routes[i].kind == TF_ROUTE_STATIC;
+    if (statics && len < n)
+        snprintf(out + len, n - len, "%s%zu static route%s", len ? "; " : "", statics,
+                 statics > 1 ? "s" : "");
+}
+
 /* Wait for requests in flight to end, at most timeout seconds. */
 static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeout)
 {
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
-    while (tf_server_in_flight(server) > 0 || wsgi_pool_busy(pool) > 0) {
+    while (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0)) {
         if (tf_now_us() >= deadline)
             return false;
         if (tf_signals_wait(20)) /* a second signal: stop waiting */
@@ -68,34 +87,55 @@ int main(int argc, char **argv)
         fprintf(stderr, "tracfront: out of memory\n");
         return 1;
     }
-    if (wsgi_interp_start(&cfg, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tracfront: %s\n", err);
-        tf_log_error("%s", err);
-        return 1;
+    struct wsgi_pool *pool = NULL;
+    struct tf_upstream *upstream = NULL;
+    struct tf_backends backends = { 0 };
+    if (cfg.have_app) {
+        if (wsgi_interp_start(&cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "tracfront: %s\n", err);
+            tf_log_error("%s", err);
+            return 1;
+        }
+        if (!(pool = wsgi_pool_new(cfg.queue_size))) {
+            fprintf(stderr, "tracfront: out of memory\n");
+            return 1;
+        }
+        backends.app = wsgi_pool_submit;
+        backends.app_ctx = pool;
     }
-    struct wsgi_pool *pool = wsgi_pool_new(cfg.queue_size);
-    struct tf_server *server = pool ? tf_server_start(&cfg, wsgi_pool_submit, pool, err, sizeof(err))
-                                    : NULL;
+    if (cfg.upstream) {
+        if (!(upstream = tf_upstream_start(&cfg, err, sizeof(err)))) {
+            fprintf(stderr, "tracfront: %s\n", err);
+            return 1;
+        }
+        backends.upstream = tf_upstream_submit;
+        backends.upstream_ctx = upstream;
+        backends.pins = cfg.upstream_pin ? upstream : NULL;
+    }
+    struct tf_server *server = tf_server_start(&cfg, &backends, err, sizeof(err));
     if (!server) {
-        fprintf(stderr, "tracfront: %s\n", pool ? err : "out of memory");
+        fprintf(stderr, "tracfront: %s\n", err);
         return 1;
     }
     static const struct tf_profiler_controls controls = {
         prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
         prof_hook_request_html, prof_hook_clear,
     };
-    prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
-    prof_hook_enable(cfg.profile);
-    tf_server_set_profiler(server, &controls);
-    wsgi_interp_set_port(tf_server_port(server));
-    if (wsgi_pool_start(pool, cfg.threads) < 0) {
-        fprintf(stderr, "tracfront: cannot start app threads\n");
-        return 1;
+    if (pool) {
+        prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
+        prof_hook_enable(cfg.profile);
+        tf_server_set_profiler(server, &controls);
+        wsgi_interp_set_port(tf_server_port(server));
+        if (wsgi_pool_start(pool, cfg.threads) < 0) {
+            fprintf(stderr, "tracfront: cannot start app threads\n");
+            return 1;
+        }
     }
-    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (app %s, %u threads)\n",
+    char what[1024];
+    describe(&cfg, what, sizeof(what));
+    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n",
             TF_VERSION, strchr(cfg.listen_host, ':') ? "[" : "", cfg.listen_host,
-            strchr(cfg.listen_host, ':') ? "]" : "", tf_server_port(server), app_label(&cfg),
-            cfg.threads);
+            strchr(cfg.listen_host, ':') ? "]" : "", tf_server_port(server), what);
     fflush(stderr);
 
     int sig;
@@ -107,14 +147,18 @@ int main(int argc, char **argv)
     bool idle = drain(server, pool, cfg.graceful_timeout);
     if (!idle) {
         tf_log_error("requests still running after --graceful-timeout; exiting without them");
-        wsgi_interp_stop(false);
+        if (pool)
+            wsgi_interp_stop(false);
         tf_log_close();
         _exit(0);
     }
     tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
     tf_server_stop(server);
-    wsgi_pool_stop(pool);
-    wsgi_interp_stop(true);
+    tf_upstream_stop(upstream); /* after the server: closing connections releases pins */
+    if (pool) {
+        wsgi_pool_stop(pool);
+        wsgi_interp_stop(true);
+    }
     tf_log_info("stopped");
     tf_log_close();
     tf_config_free(&cfg);

@@ -24,6 +24,8 @@
 struct MHD_Connection;
 struct MHD_Response;
 struct tf_server;
+struct tf_route;
+struct tf_upstream_pin;
 
 struct tf_header {
     const char *name, *value;   /* NUL-terminated, inside tf_request.header_store */
@@ -59,6 +61,11 @@ struct tf_request {
     struct tf_spool body;
     uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread */
     bool native;                /* answered by tracfront itself (profiler): not timed */
+    const struct tf_route *route; /* the matched route; NULL = the fallback backend */
+    int backend;                /* enum prof_backend that answers it */
+    struct tf_upstream_pin *pin;/* --upstream-pin: the client connection's upstream link */
+    uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
+                                   upstream backend before its last channel call */
     int phase;                  /* server.c's state machine; I/O thread only */
     bool has_body;              /* Content-Length or chunked framing (even if empty) */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */

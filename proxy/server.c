@@ -18,6 +18,8 @@
 #include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/static.h"
+#include "proxy/upstream.h"
 #include "profiler/latency.h"
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
@@ -29,8 +31,7 @@ enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 struct tf_server {
     struct MHD_Daemon *daemon;      /* main thread: start/stop only */
     const struct tf_config *cfg;    /* read-only */
-    tf_dispatch_fn dispatch;        /* read-only */
-    void *backend;                  /* read-only */
+    const struct tf_backends *backends; /* read-only */
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
@@ -354,23 +355,69 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
     return reply(req, 404, "No such profiler page.", false);
 }
 
-static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req)
+static enum MHD_Result dispatch(struct tf_request *req, tf_dispatch_fn to, void *backend)
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
     tf_request_ref(req);
-    if (server->dispatch(server->backend, req) < 0) {
+    if (to(backend, req) < 0) {
         tf_request_unref(req);
-        tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
-                     "answered 503", req->method, req->target);
+        if (req->backend == PROF_BACKEND_WSGI)
+            tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
+                         "answered 503", req->method, req->target);
+        else
+            tf_log_error("%s %s: out of memory forwarding upstream; answered 503", req->method,
+                         req->target);
         req->response = tf_error_response(503, "The server is overloaded; try again.", false,
                                           &req->bytes_out);
         req->status = 503;
         MHD_resume_connection(req->connection);
     }
     return MHD_YES;
+}
+
+/* Files from a --static folder, answered on this I/O thread (sendfile). */
+static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
+{
+    size_t n = strcspn(rest, "?");
+    char *path = strndup(rest, n);
+    struct tf_static_answer a = { 0 };
+    if (!path || tf_static_answer(req->route->dir, path, req, &a) < 0) {
+        free(path);
+        return reply(req, 500, "Out of memory.", false);
+    }
+    free(path);
+    req->t_dispatched = tf_now_us();
+    req->status = a.status;
+    req->bytes_out = a.body_len;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, a.status, a.response);
+    MHD_destroy_response(a.response);
+    return ok;
+}
+
+/* Final call of a request that is not the profiler's: to its backend. */
+static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
+{
+    const struct tf_backends *b = server->backends;
+    const char *rest;
+    req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
+    switch (req->route ? req->route->kind : server->cfg->routes.fallback) {
+    case TF_ROUTE_STATIC:
+        req->backend = PROF_BACKEND_STATIC;
+        return serve_static(req, rest);
+    case TF_ROUTE_APP:
+        req->backend = PROF_BACKEND_WSGI;
+        return dispatch(req, b->app, b->app_ctx);
+    case TF_ROUTE_UPSTREAM:
+        req->backend = PROF_BACKEND_UPSTREAM;
+        return dispatch(req, b->upstream, b->upstream_ctx);
+    case TF_ROUTE_NONE:
+        break;
+    }
+    return reply(req, 404, "No route serves this path.", false);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
@@ -413,7 +460,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             const char *sub;
             if (is_profile_path(req->target, server->cfg->profile_path, &sub))
                 return serve_profile(server, req, sub);
-            return dispatch(server, req);
+            return route(server, req);
         }
         if (req->body_too_large ||
             (server->cfg->max_body && req->body.size + *upload_data_size > server->cfg->max_body)) {
@@ -464,9 +511,30 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
+    struct tf_server *server = cls;
+    struct tf_request *req = tf_request_new(server, uri);
+    if (req && server->backends->pins) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        req->pin = ci ? ci->socket_context : NULL;
+    }
+    return req;
+}
+
+/* --upstream-pin: a client connection owns one upstream link while it lives. */
+static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
     (void)connection;
     struct tf_server *server = cls;
-    return tf_request_new(server, uri);
+    if (!server->backends->pins)
+        return;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        *socket_context = tf_upstream_pin_new(server->backends->pins);
+    else if (*socket_context) {
+        tf_upstream_pin_release(*socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void write_access_log(const struct tf_request *req, uint64_t now)
@@ -501,11 +569,14 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
         struct prof_sample sample = {
             .id = req->id, .method = req->method, .target = req->target,
-            .backend = PROF_BACKEND_WSGI,
+            .backend = (enum prof_backend)req->backend,
             .status = req->status,
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,
+            .upstream_connect_us = req->upstream_connect_us,
+            .upstream_first_byte_us = req->upstream_first_byte_us,
+            .upstream_total_us = req->upstream_total_us,
         };
         prof_latency_record(&sample);
     }
@@ -543,8 +614,8 @@ static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss,
     return 0;
 }
 
-struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
-                                  void *backend, char *err, size_t errlen)
+struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
+                                  char *err, size_t errlen)
 {
     err[0] = 0;
     struct tf_server *server = calloc(1, sizeof(*server));
@@ -553,8 +624,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
         return NULL;
     }
     server->cfg = cfg;
-    server->dispatch = dispatch;
-    server->backend = backend;
+    server->backends = backends;
     struct sockaddr_storage ss;
     if (set_profile_allow(server, cfg) < 0 ||
         resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
@@ -576,6 +646,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn di
         MHD_OPTION_THREAD_POOL_SIZE, io_threads,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),

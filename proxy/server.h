@@ -20,10 +20,22 @@ struct MHD_Response;
 typedef int (*tf_dispatch_fn)(void *backend, struct tf_request *req);
 
 struct tf_server;
+struct tf_upstream;
 
-/* Start listening. cfg must outlive the server. NULL with err on failure. */
-struct tf_server *tf_server_start(const struct tf_config *cfg, tf_dispatch_fn dispatch,
-                                  void *backend, char *err, size_t errlen);
+/* The backends a request can be routed to (cfg->routes decides); a NULL
+ * function means that backend is not configured. */
+struct tf_backends {
+    tf_dispatch_fn app;            /* the WSGI pool */
+    void *app_ctx;
+    tf_dispatch_fn upstream;       /* libcurl to --upstream */
+    void *upstream_ctx;
+    struct tf_upstream *pins;      /* --upstream-pin: whom to ask for a pinned link */
+};
+
+/* Start listening. cfg and backends must outlive the server. NULL with err
+ * on failure. */
+struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
+                                  char *err, size_t errlen);
 unsigned tf_server_port(const struct tf_server *server);
 /* Stop taking new connections (they are closed on accept) and close
  * keep-alive connections after their current response. */

@@ -38,11 +38,5 @@ bool wsgi_header_value_valid(const char *v, size_t len)
 
 bool wsgi_header_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = { "connection", "keep-alive", "transfer-encoding", "te",
-                                       "trailer", "upgrade", "proxy-authenticate",
-                                       "proxy-authorization" };
-    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (strlen(hop[i]) == len && !strncasecmp(hop[i], name, len))
-            return true;
-    return false;
+    return tf_is_hop_by_hop(name, len);
 }

@@ -1,0 +1,302 @@
+/* forward.c — headers across the proxy (see forward.h). Whatever is only
+ * about one connection stays on that connection; what a client sent is never
+ * trusted for X-Forwarded-Proto/-Host; a response head that two parsers
+ * could read differently is refused, never passed on. */
+#include "proxy/forward.h"
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proxy/http_check.h"
+
+char *tf_forward_target(const struct tf_request *req, const struct tf_config *cfg)
+{
+    const char *target = req->target;
+    if (!strncmp(target, "http://", 7) || !strncmp(target, "https://", 8)) {
+        const char *path = strchr(strstr(target, "//") + 2, '/'); /* absolute-form */
+        target = path ? path : "/";
+    }
+    if (!cfg->upstream_path || !cfg->upstream_path[0])
+        return strdup(target);
+    const char *rest = target + (req->route ? req->route->prefix_len : 0);
+    size_t n = strlen(cfg->upstream_path) + strlen(rest) + 2;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s%s%s", cfg->upstream_path, *rest == '/' || !*rest ? "" : "/", rest);
+    return out;
+}
+
+/* Headers we set ourselves, or that describe this hop only. */
+static bool skip_request_header(const struct tf_header *h, const char *connection)
+{
+    static const char *const ours[] = { "host", "content-length", "expect", "proxy",
+                                        "x-forwarded-for", "x-forwarded-proto",
+                                        "x-forwarded-host", "forwarded", "via" };
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+        if (!strcasecmp(h->name, ours[i]))
+            return true;
+    return tf_is_hop_by_hop(h->name, h->name_len) ||
+           (connection && tf_connection_lists(connection, h->name, h->name_len));
+}
+
+/* "Name: v1, v2, ..., extra" for a header the proxy appends to. */
+static char *joined(const struct tf_request *req, const char *name, const char *extra)
+{
+    size_t n = strlen(name) + strlen(extra) + 4;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!strcasecmp(req->headers[i].name, name))
+            n += req->headers[i].value_len + 2;
+    char *out = malloc(n), *p = out;
+    if (!out)
+        return NULL;
+    p += sprintf(p, "%s: ", name);
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!strcasecmp(req->headers[i].name, name) && req->headers[i].value_len)
+            p += sprintf(p, "%s, ", req->headers[i].value);
+    strcpy(p, extra);
+    return out;
+}
+
+static bool append(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = line ? curl_slist_append(*list, line) : NULL;
+    if (l)
+        *list = l;
+    return l != NULL;
+}
+
+static bool append_owned(struct curl_slist **list, char *line)
+{
+    bool ok = append(list, line);
+    free(line);
+    return ok;
+}
+
+static bool append_client_headers(struct curl_slist **list, const struct tf_request *req)
+{
+    const char *connection = tf_request_header(req, "Connection");
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct tf_header *h = &req->headers[i];
+        if (skip_request_header(h, connection))
+            continue;
+        size_t n = h->name_len + h->value_len + 3;
+        char *line = malloc(n);
+        if (!line)
+            return false;
+        /* "Name;" is curl's way to send a header with an empty value */
+        if (h->value_len)
+            snprintf(line, n, "%s: %s", h->name, h->value);
+        else
+            snprintf(line, n, "%s;", h->name);
+        if (!append_owned(list, line))
+            return false;
+    }
+    return true;
+}
+
+struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
+                                              const struct tf_config *cfg)
+{
+    struct curl_slist *list = NULL;
+    const char *host = cfg->upstream_host ? cfg->upstream_host : tf_request_header(req, "Host");
+    bool v6 = strchr(req->remote_addr, ':') != NULL;
+    char line[1024], forwarded[512];
+    snprintf(forwarded, sizeof(forwarded), "for=%s%s%s%s%s;proto=http", v6 ? "\"[" : "",
+             req->remote_addr, v6 ? "]\"" : "", host ? ";host=" : "", host ? host : "");
+    bool ok = append_client_headers(&list, req);
+    if (ok && host) {
+        snprintf(line, sizeof(line), "Host: %s", host);
+        ok = append(&list, line);
+    }
+    ok = ok && append_owned(&list, joined(req, "X-Forwarded-For", req->remote_addr));
+    ok = ok && append(&list, "X-Forwarded-Proto: http");
+    if (ok && tf_request_header(req, "Host")) {
+        snprintf(line, sizeof(line), "X-Forwarded-Host: %s", tf_request_header(req, "Host"));
+        ok = append(&list, line);
+    }
+    ok = ok && append_owned(&list, joined(req, "Forwarded", forwarded));
+    ok = ok && append_owned(&list, joined(req, "Via", req->http11 ? "1.1 tracfront"
+                                                                   : "1.0 tracfront"));
+    /* Nothing curl would invent: no Expect, Accept or form Content-Type. */
+    ok = ok && append(&list, "Expect:");
+    if (ok && !tf_request_header(req, "Accept"))
+        ok = append(&list, "Accept:");
+    if (ok && !tf_request_header(req, "Content-Type"))
+        ok = append(&list, "Content-Type:");
+    if (!ok) {
+        curl_slist_free_all(list);
+        return NULL;
+    }
+    return list;
+}
+
+/* --- the response head ---------------------------------------------------- */
+
+void tf_response_head_init(struct tf_response_head *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->content_length = -1;
+}
+
+void tf_response_head_free(struct tf_response_head *h)
+{
+    free(h->lines);
+    tf_response_head_init(h);
+}
+
+static int refuse(struct tf_response_head *h, const char *why)
+{
+    h->invalid = why;
+    return -1;
+}
+
+static int status_line(struct tf_response_head *h, const char *line, size_t len)
+{
+    unsigned status = 0;
+    if (len < 12 || sscanf(line, "HTTP/%*1[0-9].%*1[0-9] %3u", &status) != 1 || status < 100 ||
+        status > 999)
+        return refuse(h, "a malformed status line");
+    h->len = 0;
+    h->status = status;
+    h->content_length = -1;
+    h->chunked = h->transfer_encoding = false;
+    h->in_interim = status < 200;
+    return 0;
+}
+
+static int keep_line(struct tf_response_head *h, const char *name, size_t nlen,
+                     const char *value, size_t vlen)
+{
+    if (h->len + nlen + vlen + 3 > h->cap) {
+        size_t cap = (h->cap ? h->cap * 2 : 1024) + nlen + vlen + 3;
+        char *grown = realloc(h->lines, cap);
+        if (!grown)
+            return refuse(h, "out of memory");
+        h->lines = grown;
+        h->cap = cap;
+    }
+    char *p = h->lines + h->len;
+    memcpy(p, name, nlen);
+    p[nlen] = 0;
+    memcpy(p + nlen + 1, value, vlen);
+    p[nlen + 1 + vlen] = 0;
+    h->len += nlen + vlen + 2;
+    return 0;
+}
+
+int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t len)
+{
+    if (len < 2 || line[len - 1] != '\n' || line[len - 2] != '\r')
+        return refuse(h, "a header line not ended by CRLF");
+    len -= 2;
+    if (len == 0) { /* end of a head */
+        if (h->status == 0)
+            return refuse(h, "no status line");
+        if (h->in_interim)
+            return h->in_interim = false, h->status = 0, 0; /* 100 Continue and friends */
+        if (h->content_length >= 0 && h->transfer_encoding)
+            return refuse(h, "both Content-Length and Transfer-Encoding");
+        h->done = true;
+        return 1;
+    }
+    if (!strncmp(line, "HTTP/", 5))
+        return status_line(h, line, len);
+    if (h->status == 0)
+        return refuse(h, "a header before the status line");
+    if (line[0] == ' ' || line[0] == '\t')
+        return refuse(h, "an obs-fold header continuation");
+    const char *colon = memchr(line, ':', len);
+    if (!colon)
+        return refuse(h, "a header line without ':'");
+    size_t nlen = (size_t)(colon - line);
+    const char *v = colon + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    struct tf_framing f;
+    tf_framing_init(&f);
+    f.content_length = h->content_length;
+    if (tf_check_header(&f, line, nlen, v, vlen) != 0)
+        return refuse(h, "a header with a bad name, a control character (CR, LF, NUL) or a "
+                         "bad or second, different Content-Length");
+    h->content_length = f.content_length;
+    h->transfer_encoding |= f.transfer_encoding;
+    h->chunked |= f.chunked;
+    return h->in_interim ? 0 : keep_line(h, line, nlen, v, vlen);
+}
+
+/* Records are "name\0value\0". */
+static const char *record_value(const struct tf_response_head *h, size_t off)
+{
+    return h->lines + off + strlen(h->lines + off) + 1;
+}
+
+static size_t next_record(const struct tf_response_head *h, size_t off)
+{
+    const char *value = record_value(h, off);
+    return (size_t)(value - h->lines) + strlen(value) + 1;
+}
+
+/* Length of the upstream base that value starts with (its origin and path,
+ * or the path alone), ending on a boundary; 0 when it does not. */
+static size_t upstream_base_len(const char *value, const struct tf_config *cfg)
+{
+    const char *path = cfg->upstream_path ? cfg->upstream_path : "";
+    size_t olen = strlen(cfg->upstream_origin), plen = strlen(path), n = 0;
+    if (!strncasecmp(value, cfg->upstream_origin, olen) && !strncmp(value + olen, path, plen))
+        n = olen + plen;
+    else if (plen && !strncmp(value, path, plen))
+        n = plen;
+    else
+        return 0;
+    char next = value[n];
+    return next == '\0' || next == '/' || next == '?' ? n : 0;
+}
+
+static void add_location(struct MHD_Response *r, const char *value, const struct tf_request *req,
+                         const struct tf_config *cfg)
+{
+    size_t base = upstream_base_len(value, cfg);
+    if (!base) {
+        MHD_add_response_header(r, "Location", value);
+        return;
+    }
+    const char *prefix = req->route ? req->route->prefix : "";
+    const char *rest = value + base;
+    size_t n = strlen(prefix) + strlen(rest) + 2;
+    char *mapped = malloc(n);
+    if (!mapped)
+        return;
+    snprintf(mapped, n, "%s%s", prefix, rest);
+    if (!mapped[0])
+        strcpy(mapped, "/");
+    MHD_add_response_header(r, "Location", mapped);
+    free(mapped);
+}
+
+void tf_response_head_apply(const struct tf_response_head *h, struct MHD_Response *r,
+                            const struct tf_request *req, const struct tf_config *cfg)
+{
+    const char *connection = NULL;
+    for (size_t off = 0; off < h->len; off = next_record(h, off))
+        if (!strcasecmp(h->lines + off, "Connection"))
+            connection = record_value(h, off);
+    for (size_t off = 0; off < h->len; off = next_record(h, off)) {
+        const char *name = h->lines + off, *value = record_value(h, off);
+        size_t nlen = strlen(name);
+        if (tf_is_hop_by_hop(name, nlen) || !strcasecmp(name, "Content-Length") ||
+            (connection && tf_connection_lists(connection, name, nlen)))
+            continue;
+        if (!strcasecmp(name, "Location"))
+            add_location(r, value, req, cfg);
+        else
+            MHD_add_response_header(r, name, value);
+    }
+    MHD_add_response_header(r, "Via", "1.1 tracfront");
+}

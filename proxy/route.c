@@ -1,0 +1,127 @@
+/* route.c — the route table (see route.h). Prefixes are compared with the raw
+ * request path, byte for byte, and end on a segment boundary: "/chrome"
+ * matches "/chrome", "/chrome/x" and "/chrome?q" but never "/chromex". */
+#include "proxy/route.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int tf_route_add(struct tf_route_table *t, const char *spec, bool is_static, char *err,
+                 size_t errlen)
+{
+    const char *flag = is_static ? "--static" : "--route";
+    const char *eq = strchr(spec, '=');
+    if (!eq || spec[0] != '/') {
+        snprintf(err, errlen, "%s: '%s' is not PREFIX=%s (PREFIX starts with '/')", flag, spec,
+                 is_static ? "DIR" : "app|upstream|static:DIR");
+        return -1;
+    }
+    size_t plen = (size_t)(eq - spec);
+    while (plen > 0 && spec[plen - 1] == '/')
+        plen--;
+    const char *what = eq + 1, *dir = NULL;
+    struct tf_route r = { .prefix_len = plen };
+    if (is_static)
+        r.kind = TF_ROUTE_STATIC, dir = what;
+    else if (!strcmp(what, "app"))
+        r.kind = TF_ROUTE_APP;
+    else if (!strcmp(what, "upstream"))
+        r.kind = TF_ROUTE_UPSTREAM;
+    else if (!strncmp(what, "static:", 7))
+        r.kind = TF_ROUTE_STATIC, dir = what + 7;
+    else {
+        snprintf(err, errlen, "%s: '%s': the backend must be app, upstream or static:DIR", flag,
+                 spec);
+        return -1;
+    }
+    if (dir) {
+        char real[PATH_MAX];
+        if (!*dir || !realpath(dir, real)) {
+            snprintf(err, errlen, "%s: '%s': the folder '%s' does not exist", flag, spec, dir);
+            return -1;
+        }
+        if (!(r.dir = strdup(real)))
+            goto nomem;
+    }
+    for (size_t i = 0; i < t->n; i++)
+        if (t->routes[i].prefix_len == plen && !strncmp(t->routes[i].prefix, spec, plen)) {
+            snprintf(err, errlen, "%s: the prefix '%.*s' is routed twice", flag, (int)plen, spec);
+            free(r.dir);
+            return -1;
+        }
+    struct tf_route *grown = realloc(t->routes, (t->n + 1) * sizeof(*grown));
+    if (!grown || !(r.prefix = strndup(spec, plen))) {
+        if (grown)
+            t->routes = grown;
+        free(r.dir);
+        goto nomem;
+    }
+    t->routes = grown;
+    t->routes[t->n++] = r;
+    return 0;
+nomem:
+    snprintf(err, errlen, "%s: out of memory", flag);
+    return -1;
+}
+
+static int longest_first(const void *a, const void *b)
+{
+    const struct tf_route *x = a, *y = b;
+    return x->prefix_len < y->prefix_len ? 1 : x->prefix_len > y->prefix_len ? -1 : 0;
+}
+
+int tf_route_finish(struct tf_route_table *t, bool have_app, bool have_upstream, char *err,
+                    size_t errlen)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const struct tf_route *r = &t->routes[i];
+        if (r->kind == TF_ROUTE_UPSTREAM && !have_upstream) {
+            snprintf(err, errlen, "--route: '%s' goes to the upstream, but no --upstream URL "
+                     "is given", r->prefix_len ? r->prefix : "/");
+            return -1;
+        }
+        if (r->kind == TF_ROUTE_APP && !have_app) {
+            snprintf(err, errlen, "--route: '%s' goes to the app, but no application is given "
+                     "(--app, --wsgi-file, --trac-env or --trac-env-parent-dir)",
+                     r->prefix_len ? r->prefix : "/");
+            return -1;
+        }
+    }
+    if (t->n)
+        qsort(t->routes, t->n, sizeof(*t->routes), longest_first);
+    t->fallback = have_app ? TF_ROUTE_APP : have_upstream ? TF_ROUTE_UPSTREAM : TF_ROUTE_NONE;
+    return 0;
+}
+
+const struct tf_route *tf_route_find(const struct tf_route_table *t, const char *target,
+                                     const char **rest)
+{
+    if (!strncmp(target, "http://", 7) || !strncmp(target, "https://", 8)) {
+        const char *path = strchr(strstr(target, "//") + 2, '/'); /* absolute-form */
+        target = path ? path : "/";
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        const struct tf_route *r = &t->routes[i];
+        if (strncmp(target, r->prefix, r->prefix_len) != 0)
+            continue;
+        char next = target[r->prefix_len];
+        if (next == '\0' || next == '/' || next == '?') {
+            *rest = target + r->prefix_len;
+            return r;
+        }
+    }
+    *rest = target;
+    return NULL;
+}
+
+void tf_route_table_free(struct tf_route_table *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->routes[i].prefix);
+        free(t->routes[i].dir);
+    }
+    free(t->routes);
+    memset(t, 0, sizeof(*t));
+}

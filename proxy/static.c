@@ -1,0 +1,408 @@
+/* static.c — the static-file backend (see static.h): the rest of the request
+ * path names a file under the route's directory, sent with sendfile and with
+ * ETag/Last-Modified, 304s and single byte ranges, so assets need neither
+ * Python nor an upstream. It must never open anything that is not a regular
+ * file under the directory once symlinks are resolved, and never list one. */
+#include "proxy/static.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/server.h"
+
+/* An open file under root and its validators. */
+struct static_file {
+    int fd;
+    struct stat st;
+    char etag[80];          /* quoted, strong */
+    char last_modified[64]; /* IMF-fixdate */
+};
+
+static const char day_names[7][4] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char month_names[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+static const struct {
+    const char *ext, *type;
+} mime_types[] = {
+    { "html", "text/html; charset=utf-8" },   { "htm", "text/html; charset=utf-8" },
+    { "css", "text/css; charset=utf-8" },     { "js", "application/javascript; charset=utf-8" },
+    { "mjs", "application/javascript; charset=utf-8" },
+    { "json", "application/json" },          { "map", "application/json" },
+    { "txt", "text/plain; charset=utf-8" },   { "xml", "text/xml; charset=utf-8" },
+    { "svg", "image/svg+xml" },              { "png", "image/png" },
+    { "jpg", "image/jpeg" },                 { "jpeg", "image/jpeg" },
+    { "gif", "image/gif" },                  { "ico", "image/x-icon" },
+    { "webp", "image/webp" },                { "woff", "font/woff" },
+    { "woff2", "font/woff2" },               { "ttf", "font/ttf" },
+    { "otf", "font/otf" },                   { "pdf", "application/pdf" },
+    { "zip", "application/zip" },            { "gz", "application/gzip" },
+    { "wasm", "application/wasm" },
+};
+
+/* --- the path: decode, check, resolve, open ------------------------------ */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode raw into out (cap bytes). -1 for anything that could name
+ * another path than it shows: %00, an encoded '/', a backslash (raw or
+ * encoded), a malformed escape, or a result that does not fit. */
+static int decode_path(const char *raw, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (const char *p = raw; *p; p++) {
+        int c = (unsigned char)*p;
+        if (c == '%') {
+            int hi = hex_value(p[1]), lo = hi < 0 ? -1 : hex_value(p[2]);
+            if (lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            p += 2;
+            if (c == 0 || c == '/')
+                return -1;
+        }
+        if (c == '\\' || n + 1 >= cap)
+            return -1;
+        out[n++] = (char)c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* True if path is "" or "/"-led segments none of which is "." or "..". */
+static bool segments_ok(const char *path)
+{
+    if (*path && *path != '/')
+        return false;
+    for (const char *s = path; *s;) {
+        s++; /* the '/' */
+        size_t len = strcspn(s, "/");
+        if ((len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+            return false;
+        s += len;
+    }
+    return true;
+}
+
+/* Open root + path if, with every symlink resolved, it lies under root and is
+ * a regular file. Returns 0 with f->fd open and f->st filled, or the HTTP
+ * status to answer with (nothing left open). O_NOFOLLOW guards the last
+ * component against a swap after realpath(); O_NONBLOCK keeps a FIFO from
+ * blocking the I/O thread before fstat() rejects it. */
+static unsigned open_under(const char *root, const char *path, struct static_file *f)
+{
+    char full[PATH_MAX], resolved[PATH_MAX];
+    size_t rlen = strlen(root);
+    while (rlen > 0 && root[rlen - 1] == '/')
+        rlen--;
+    int n = snprintf(full, sizeof(full), "%.*s%s", (int)rlen, root, path);
+    if (n < 0 || (size_t)n >= sizeof(full))
+        return 404;
+    if (!realpath(full, resolved))
+        return errno == ENOMEM ? 500 : 404;
+    if (strncmp(resolved, root, rlen) != 0 || (resolved[rlen] != '/' && resolved[rlen] != '\0'))
+        return 404;
+    f->fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (f->fd < 0)
+        return errno == EMFILE || errno == ENFILE ? 503 : errno == ENOMEM ? 500 : 404;
+    if (fstat(f->fd, &f->st) < 0 || !S_ISREG(f->st.st_mode)) {
+        close(f->fd);
+        f->fd = -1;
+        return 404;
+    }
+    return 0;
+}
+
+static const char *mime_type(const char *path)
+{
+    const char *name = strrchr(path, '/');
+    const char *dot = strrchr(name ? name : path, '.');
+    if (dot)
+        for (size_t i = 0; i < sizeof(mime_types) / sizeof(mime_types[0]); i++)
+            if (!strcasecmp(dot + 1, mime_types[i].ext))
+                return mime_types[i].type;
+    return "application/octet-stream";
+}
+
+/* --- validators and conditional requests --------------------------------- */
+
+/* IMF-fixdate with fixed English names, whatever the locale. */
+static void format_http_date(time_t t, char *buf, size_t cap)
+{
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        snprintf(buf, cap, "Thu, 01 Jan 1970 00:00:00 GMT");
+        return;
+    }
+    snprintf(buf, cap, "%s, %02d %s %04d %02d:%02d:%02d GMT", day_names[tm.tm_wday],
+             tm.tm_mday, month_names[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+}
+
+/* Parse an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); the obsolete
+ * RFC 850 and asctime forms are not accepted (the header is then ignored). */
+static bool parse_http_date(const char *s, time_t *out)
+{
+    char wday[4], mon[4];
+    int day, year, hh, mm, ss, end = -1;
+    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &day, mon, &year,
+               &hh, &mm, &ss, &end) != 7 || end < 0 || s[end] != '\0')
+        return false;
+    int m = 0;
+    while (m < 12 && strcmp(mon, month_names[m]) != 0)
+        m++;
+    if (m == 12 || day < 1 || day > 31 || year < 1970 || hh < 0 || hh > 23 || mm < 0 ||
+        mm > 59 || ss < 0 || ss > 60)
+        return false;
+    struct tm tm = { .tm_year = year - 1900, .tm_mon = m, .tm_mday = day,
+                     .tm_hour = hh, .tm_min = mm, .tm_sec = ss };
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1)
+        return false;
+    *out = t;
+    return true;
+}
+
+static void make_validators(struct static_file *f)
+{
+    snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "-%lx\"",
+             (uint64_t)f->st.st_size, (uint64_t)f->st.st_mtim.tv_sec,
+             (unsigned long)f->st.st_mtim.tv_nsec);
+    format_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
+}
+
+/* If-None-Match: true if the list is "*" or names our tag, compared weakly
+ * (a W/ prefix is ignored). A malformed list matches nothing. */
+static bool etag_list_matches(const char *list, const char *etag)
+{
+    size_t etag_len = strlen(etag);
+    for (const char *p = list;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            return false;
+        if (*p == '*')
+            return true;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
+        if (!close)
+            return false;
+        size_t len = (size_t)(close - p) + 1;
+        if (len == etag_len && !memcmp(p, etag, len))
+            return true;
+        p = close + 1;
+    }
+}
+
+/* RFC 9110 13.2.2: If-None-Match decides when present; otherwise
+ * If-Modified-Since, compared in whole seconds. */
+static bool not_modified(const struct tf_request *req, const struct static_file *f)
+{
+    const char *inm = tf_request_header(req, "If-None-Match");
+    if (inm)
+        return etag_list_matches(inm, f->etag);
+    const char *ims = tf_request_header(req, "If-Modified-Since");
+    time_t t;
+    return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t;
+}
+
+/* --- Range ----------------------------------------------------------------- */
+
+enum range_kind { RANGE_NONE, RANGE_OK, RANGE_UNSATISFIABLE };
+
+/* Digits at *p as a number (saturating at UINT64_MAX, which any clamp or
+ * "past the end" test then handles); false if there are none. */
+static bool parse_count(const char **p, uint64_t *v)
+{
+    const char *s = *p;
+    uint64_t x = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
+    }
+    bool any = s != *p;
+    *p = s;
+    *v = x;
+    return any;
+}
+
+/* One "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size bytes.
+ * Several ranges or anything malformed: RANGE_NONE (the whole file). */
+static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first,
+                                   uint64_t *last)
+{
+    if (strncasecmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return RANGE_NONE;
+    const char *p = h + 6;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    uint64_t a, b;
+    bool has_a = parse_count(&p, &a);
+    if (*p++ != '-')
+        return RANGE_NONE;
+    bool has_b = parse_count(&p, &b);
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p != '\0' || (!has_a && !has_b) || (has_a && has_b && b < a))
+        return RANGE_NONE;
+    if (!has_a) { /* suffix: the last b bytes */
+        if (b == 0 || size == 0)
+            return RANGE_UNSATISFIABLE;
+        *first = b >= size ? 0 : size - b;
+        *last = size - 1;
+        return RANGE_OK;
+    }
+    if (a >= size)
+        return RANGE_UNSATISFIABLE;
+    *first = a;
+    *last = has_b && b < size - 1 ? b : size - 1;
+    return RANGE_OK;
+}
+
+/* If-Range: the Range applies only if the validator is our (strong) ETag or
+ * exactly our Last-Modified second. */
+static bool if_range_allows(const char *if_range, const struct static_file *f)
+{
+    if (!if_range)
+        return true;
+    if (if_range[0] == '"')
+        return strcmp(if_range, f->etag) == 0;
+    time_t t;
+    return strncmp(if_range, "W/", 2) != 0 && parse_http_date(if_range, &t) &&
+           t == f->st.st_mtim.tv_sec;
+}
+
+static enum range_kind requested_range(const struct tf_request *req,
+                                       const struct static_file *f, uint64_t *first,
+                                       uint64_t *last)
+{
+    const char *range = tf_request_header(req, "Range");
+    if (!range || !if_range_allows(tf_request_header(req, "If-Range"), f))
+        return RANGE_NONE;
+    return parse_range(range, (uint64_t)f->st.st_size, first, last);
+}
+
+/* --- answers --------------------------------------------------------------- */
+
+static int error_answer(struct tf_static_answer *out, unsigned status, const char *detail,
+                        bool head)
+{
+    out->status = status;
+    out->response = tf_error_response(status, detail, false, &out->body_len);
+    if (head)
+        out->body_len = 0;
+    return out->response ? 0 : -1;
+}
+
+/* Add headers (name, value pairs, NULL-terminated); on failure destroy the
+ * response and return -1. */
+static int add_headers(struct tf_static_answer *out, const char *const *nv)
+{
+    for (; nv[0]; nv += 2)
+        if (MHD_add_response_header(out->response, nv[0], nv[1]) != MHD_YES) {
+            MHD_destroy_response(out->response);
+            out->response = NULL;
+            return -1;
+        }
+    return 0;
+}
+
+/* The body from fd (sendfile), or an empty buffer for an empty one. Takes fd:
+ * the response closes it, or it is closed here. */
+static struct MHD_Response *body_response(int fd, uint64_t offset, uint64_t len)
+{
+    struct MHD_Response *r;
+    if (len == 0) {
+        close(fd);
+        return MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    }
+    r = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+    if (!r)
+        close(fd);
+    return r;
+}
+
+/* 304, 416, 206 or 200 for an open regular file. Takes f->fd. */
+static int file_answer(const struct tf_request *req, const char *path, struct static_file *f,
+                       bool head, struct tf_static_answer *out)
+{
+    make_validators(f);
+    uint64_t size = (uint64_t)f->st.st_size, first = 0, last = 0;
+    enum range_kind range = RANGE_NONE;
+    bool unchanged = not_modified(req, f);
+    if (!unchanged)
+        range = requested_range(req, f, &first, &last);
+    if (unchanged || range == RANGE_UNSATISFIABLE)
+        close(f->fd);
+    if (unchanged) {
+        out->status = 304;
+        out->response = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        const char *nv[] = { "ETag", f->etag, "Last-Modified", f->last_modified, NULL };
+        return out->response ? add_headers(out, nv) : -1;
+    }
+    if (range == RANGE_UNSATISFIABLE) {
+        char content_range[48];
+        snprintf(content_range, sizeof(content_range), "bytes */%" PRIu64, size);
+        if (error_answer(out, 416, "The requested range is not within the file.", head) < 0)
+            return -1;
+        const char *nv[] = { "Content-Range", content_range, NULL };
+        return add_headers(out, nv);
+    }
+    uint64_t len = range == RANGE_OK ? last - first + 1 : size;
+    out->status = range == RANGE_OK ? 206 : 200;
+    out->body_len = head ? 0 : len;
+    out->response = body_response(f->fd, range == RANGE_OK ? first : 0, len);
+    if (!out->response)
+        return -1;
+    char content_range[80];
+    snprintf(content_range, sizeof(content_range), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
+             first, last, size);
+    const char *nv[] = { "Content-Type", mime_type(path), "ETag", f->etag,
+                         "Last-Modified", f->last_modified, "Accept-Ranges", "bytes",
+                         range == RANGE_OK ? "Content-Range" : NULL, content_range, NULL };
+    return add_headers(out, nv);
+}
+
+int tf_static_answer(const char *root, const char *rel_raw, const struct tf_request *req,
+                     struct tf_static_answer *out)
+{
+    memset(out, 0, sizeof(*out));
+    bool head = req->is_head || (req->method && !strcmp(req->method, "HEAD"));
+    if (!head && !(req->method && !strcmp(req->method, "GET"))) {
+        if (error_answer(out, 405, "Only GET and HEAD are allowed here.", false) < 0)
+            return -1;
+        const char *nv[] = { "Allow", "GET, HEAD", NULL };
+        return add_headers(out, nv);
+    }
+    char path[PATH_MAX];
+    if (decode_path(rel_raw ? rel_raw : "", path, sizeof(path)) < 0 || !segments_ok(path))
+        return error_answer(out, 404, NULL, head);
+    struct static_file f = { .fd = -1 };
+    unsigned status = open_under(root, path, &f);
+    if (status == 503)
+        return error_answer(out, 503, "Too many open files; try again.", head);
+    if (status)
+        return error_answer(out, status, NULL, head);
+    return file_answer(req, path, &f, head, out);
+}

@@ -1,0 +1,35 @@
+/* static.h — the static-file backend (--static PREFIX=DIR): one GET or HEAD
+ * answered from a file under DIR, with validators, conditional requests and
+ * single byte ranges. It runs on libmicrohttpd's I/O thread and never blocks
+ * on anything but local file-system calls. */
+#ifndef TF_STATIC_H
+#define TF_STATIC_H
+
+#include <stdint.h>
+
+#include "proxy/request.h"
+
+struct MHD_Response;
+
+struct tf_static_answer {
+    struct MHD_Response *response; /* NULL only on out of memory */
+    unsigned status;               /* 200, 206, 304, 404, 405, 416, ... */
+    uint64_t body_len;             /* bytes of body that will be sent (0 for HEAD/304) */
+};
+
+/* Answer req (GET or HEAD, else 405 with Allow: GET, HEAD) from the file
+ * named by rel_raw under root.
+ * root: absolute, symlink-resolved directory path without trailing slash
+ * (the caller passes realpath(DIR)).
+ * rel_raw: the raw request path after the route prefix, still
+ * percent-encoded, query string removed, "" or beginning with "/".
+ * The file is only ever one that lies under root once every symlink is
+ * resolved; anything else (dot segments, %2F, %00, backslash, directories,
+ * symlinks leading out) is a 404. The response's body is sent from the file
+ * descriptor (sendfile); the caller queues it and destroys it.
+ * Returns 0 with *out filled; -1 only on out of memory (out->response NULL,
+ * no descriptor left open). */
+int tf_static_answer(const char *root, const char *rel_raw, const struct tf_request *req,
+                     struct tf_static_answer *out);
+
+#endif

@@ -1,0 +1,566 @@
+/* upstream.c — libcurl transfers to the upstream (see upstream.h). Every
+ * transfer lives on the upstream thread: other threads only queue commands
+ * (start a request, wake a paused transfer, free a pin) and wake the curl
+ * multi handle. The response head is checked line by line (forward.c); the
+ * body goes into the request's channel. The client is answered at the end
+ * of a small response, or as soon as 16 KiB or 2 ms of a larger one are in,
+ * so small answers cost one suspend/resume and large ones stream. */
+#include "proxy/upstream.h"
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/forward.h"
+#include "proxy/log.h"
+#include "proxy/platform.h"
+#include "proxy/server.h"
+
+#define EARLY_BYTES (16u * 1024u)   /* answer the client once this much body is in */
+#define EARLY_US 2000u              /* ... or once the head is this old */
+#define IDLE_CHECK_US 100000u
+
+enum command_kind { CMD_START, CMD_WAKE, CMD_PIN_FREE };
+
+struct command {
+    enum command_kind kind;
+    struct tf_request *req;         /* CMD_START, CMD_WAKE: a reference */
+    struct tf_upstream_pin *pin;    /* CMD_PIN_FREE */
+    struct command *next;
+};
+
+struct tf_upstream_pin {
+    struct tf_upstream *up;
+    CURLSH *share;                  /* its own connection cache; upstream thread only */
+    int refs;                       /* atomic: the client connection + its transfers */
+};
+
+struct transfer {
+    struct tf_upstream *up;
+    struct tf_request *req;         /* a reference */
+    CURL *easy;
+    struct curl_slist *headers;
+    char *target;
+    struct tf_response_head head;
+    uint64_t body_off;              /* request body bytes read by curl */
+    uint64_t pushed;                /* response body bytes queued */
+    uint64_t t_head, last_io;       /* monotonic us */
+    bool responded, paused, over_high, timed_out;
+    char errbuf[CURL_ERROR_SIZE];
+    struct transfer *prev, *next;   /* the active list */
+};
+
+struct tf_upstream {
+    const struct tf_config *cfg;    /* read-only */
+    CURLM *multi;                   /* upstream thread only */
+    pthread_t thread;
+    pthread_mutex_t lock;           /* guards commands and stopping */
+    struct command *commands;
+    bool stopping;
+    /* upstream thread only: */
+    struct transfer *active;
+    CURL **idle_easy;               /* reusable handles */
+    size_t n_idle_easy, cap_idle_easy;
+    uint64_t last_idle_check;
+};
+
+static void post(struct tf_upstream *up, struct command *c)
+{
+    pthread_mutex_lock(&up->lock);
+    c->next = up->commands;
+    up->commands = c;
+    pthread_mutex_unlock(&up->lock);
+    curl_multi_wakeup(up->multi);
+}
+
+/* --- curl callbacks (upstream thread) ------------------------------------- */
+
+static size_t on_header(char *line, size_t size, size_t n, void *userp)
+{
+    struct transfer *t = userp;
+    size_t len = size * n;
+    t->last_io = tf_now_us();
+    int rc = tf_response_head_feed(&t->head, line, len);
+    if (rc < 0)
+        return 0; /* abort: answered 502 at completion */
+    if (rc == 1)
+        t->t_head = t->last_io;
+    return len;
+}
+
+static void respond(struct transfer *t, uint64_t size);
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+    struct transfer *t = userp;
+    struct tf_request *req = t->req;
+    size_t len = size * n;
+    t->last_io = tf_now_us();
+    if (t->over_high) {
+        if (tf_request_park(req)) {
+            t->paused = true;
+            return CURL_WRITEFUNC_PAUSE; /* curl keeps the data until unpaused */
+        }
+        t->over_high = false;
+    }
+    if (tf_request_push(req, data, len, false, &t->over_high) < 0)
+        return 0; /* the client left: abort */
+    t->pushed += len;
+    if (!t->responded && t->pushed >= EARLY_BYTES)
+        respond(t, UINT64_MAX);
+    return len;
+}
+
+static size_t on_read(char *buf, size_t size, size_t n, void *userp)
+{
+    struct transfer *t = userp;
+    ssize_t got = tf_spool_read(&t->req->body, t->body_off, buf, size * n);
+    if (got < 0)
+        return CURL_READFUNC_ABORT;
+    t->body_off += (uint64_t)got;
+    t->last_io = tf_now_us();
+    return (size_t)got;
+}
+
+static int on_seek(void *userp, curl_off_t offset, int origin)
+{
+    struct transfer *t = userp; /* curl rewinds to resend on a fresh connection */
+    if (origin != SEEK_SET || offset < 0 || (uint64_t)offset > t->req->body.size)
+        return CURL_SEEKFUNC_CANTSEEK;
+    t->body_off = (uint64_t)offset;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* --- answering the client ------------------------------------------------- */
+
+/* size: the body's length when the transfer is complete, else UINT64_MAX. */
+static void respond(struct transfer *t, uint64_t size)
+{
+    struct tf_request *req = t->req;
+    unsigned status = t->head.status;
+    if (size == UINT64_MAX && t->head.content_length >= 0 && !t->head.transfer_encoding)
+        size = (uint64_t)t->head.content_length;
+    if (req->is_head || status == 204 || status == 304)
+        size = req->is_head && t->head.content_length >= 0 ? (uint64_t)t->head.content_length : 0;
+    struct MHD_Response *r = tf_request_stream_response(req, size);
+    if (r)
+        tf_response_head_apply(&t->head, r, req, t->up->cfg);
+    t->responded = true;
+    tf_request_respond(req, r, status); /* r NULL (out of memory): the connection closes */
+}
+
+static void fail(struct transfer *t, unsigned status, const char *why)
+{
+    struct tf_request *req = t->req;
+    tf_log_error("upstream: %s %s: %s (answered %s)", req->method, req->target, why,
+                 t->responded ? "with the connection cut: the head was already sent"
+                              : status == 504 ? "504" : "502");
+    if (t->responded) {
+        tf_request_finish(req, true);
+        return;
+    }
+    char detail[300];
+    snprintf(detail, sizeof(detail), "The upstream server %s.",
+             status == 504 ? "did not answer in time" : "could not be reached or gave an invalid answer");
+    t->responded = true;
+    tf_request_respond(req, tf_error_response(status, detail, false, &req->bytes_out), status);
+}
+
+static void note_timing(struct transfer *t)
+{
+    curl_off_t connect = 0, first = 0, total = 0;
+    curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect);
+    curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
+    curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total);
+    t->req->upstream_connect_us = (uint64_t)connect;
+    t->req->upstream_first_byte_us = (uint64_t)first;
+    t->req->upstream_total_us = (uint64_t)total;
+}
+
+static void finish(struct transfer *t, CURLcode rc)
+{
+    char why[400];
+    note_timing(t);
+    if (t->timed_out) {
+        snprintf(why, sizeof(why), "no data for %.1fs (--upstream-read-timeout)",
+                 t->up->cfg->upstream_read_timeout);
+        fail(t, 504, why);
+    } else if (t->head.invalid) {
+        snprintf(why, sizeof(why), "invalid response: %s", t->head.invalid);
+        fail(t, 502, why);
+    } else if (rc != CURLE_OK) {
+        if (rc == CURLE_WRITE_ERROR && t->responded && tf_request_client_gone(t->req)) {
+            tf_request_finish(t->req, true); /* the client left: nothing to log */
+            return;
+        }
+        snprintf(why, sizeof(why), "%s%s%s", curl_easy_strerror(rc), t->errbuf[0] ? ": " : "",
+                 t->errbuf);
+        fail(t, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, why);
+    } else if (!t->head.done) {
+        fail(t, 502, "no response head");
+    } else {
+        if (!t->responded)
+            respond(t, t->pushed);
+        tf_request_finish(t->req, false);
+    }
+}
+
+/* --- starting and ending transfers ---------------------------------------- */
+
+static bool idempotent(const char *method)
+{
+    static const char *const ok[] = { "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE" };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!strcmp(method, ok[i]))
+            return true;
+    return false;
+}
+
+static CURL *take_easy(struct tf_upstream *up)
+{
+    if (up->n_idle_easy == 0)
+        return curl_easy_init();
+    CURL *e = up->idle_easy[--up->n_idle_easy];
+    curl_easy_reset(e);
+    return e;
+}
+
+static void give_back_easy(struct tf_upstream *up, CURL *e)
+{
+    if (up->n_idle_easy == up->cap_idle_easy) {
+        size_t cap = up->cap_idle_easy ? up->cap_idle_easy * 2 : 16;
+        CURL **grown = realloc(up->idle_easy, cap * sizeof(*grown));
+        if (!grown) {
+            curl_easy_cleanup(e);
+            return;
+        }
+        up->idle_easy = grown;
+        up->cap_idle_easy = cap;
+    }
+    up->idle_easy[up->n_idle_easy++] = e;
+}
+
+/* Every option of one transfer. Returns CURLE_OK or the first failure. */
+static CURLcode set_options(struct transfer *t)
+{
+    const struct tf_config *cfg = t->up->cfg;
+    struct tf_request *req = t->req;
+    CURL *e = t->easy;
+    char url[2048];
+    snprintf(url, sizeof(url), "%s/", cfg->upstream_origin);
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_REQUEST_TARGET, t->target); /* as received: never normalised */
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+    SET(CURLOPT_HTTPHEADER, t->headers);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_PRIVATE, t);
+    SET(CURLOPT_ERRORBUFFER, t->errbuf);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, t);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_BUFFERSIZE, 64L * 1024L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->upstream_connect_timeout * 1000 + 0.5));
+    SET(CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    if (req->is_head) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (req->has_body) {
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.size);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, t);
+        SET(CURLOPT_SEEKFUNCTION, on_seek);
+        SET(CURLOPT_SEEKDATA, t);
+    }
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
+        !(req->has_body && !strcmp(req->method, "POST")))
+        SET(CURLOPT_CUSTOMREQUEST, req->method);
+    /* A stale pooled connection is retried by curl: only safe when the
+     * method is idempotent, so anything else gets a fresh connection. */
+    if (!idempotent(req->method) && !req->pin)
+        SET(CURLOPT_FRESH_CONNECT, 1L);
+    if (req->pin)
+        SET(CURLOPT_SHARE, req->pin->share);
+#undef SET
+    return rc;
+}
+
+static void pin_drop(struct tf_upstream_pin *pin);
+
+static void end_transfer(struct transfer *t, CURLcode rc)
+{
+    struct tf_upstream *up = t->up;
+    curl_multi_remove_handle(up->multi, t->easy);
+    finish(t, rc);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        up->active = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    struct tf_upstream_pin *pin = t->req->pin;
+    t->req->backend_state = NULL;
+    if (pin)
+        curl_easy_setopt(t->easy, CURLOPT_SHARE, NULL);
+    give_back_easy(up, t->easy);
+    curl_slist_free_all(t->headers);
+    free(t->target);
+    tf_response_head_free(&t->head);
+    tf_request_unref(t->req);
+    free(t);
+    if (pin)
+        pin_drop(pin);
+}
+
+static void producer_wake(struct tf_request *req);
+
+static void start_transfer(struct tf_upstream *up, struct tf_request *req)
+{
+    struct transfer *t = calloc(1, sizeof(*t));
+    if (!t) {
+        tf_request_respond(req, tf_error_response(500, "Out of memory.", false, NULL), 500);
+        tf_request_unref(req);
+        return;
+    }
+    t->up = up;
+    t->req = req;
+    t->last_io = tf_now_us();
+    tf_response_head_init(&t->head);
+    req->backend_state = t;
+    req->producer_wake = producer_wake;
+    if (req->pin && !req->pin->share && (req->pin->share = curl_share_init()))
+        curl_share_setopt(req->pin->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    t->target = tf_forward_target(req, up->cfg);
+    t->headers = tf_forward_request_headers(req, up->cfg);
+    t->easy = take_easy(up);
+    if (!t->easy) {
+        curl_slist_free_all(t->headers);
+        free(t->target);
+        free(t);
+        req->backend_state = NULL;
+        tf_request_respond(req, tf_error_response(500, "Out of memory.", false, NULL), 500);
+        tf_request_unref(req);
+        return;
+    }
+    if (req->pin)
+        __atomic_add_fetch(&req->pin->refs, 1, __ATOMIC_RELAXED); /* dropped by end_transfer */
+    t->next = up->active;
+    if (up->active)
+        up->active->prev = t;
+    up->active = t;
+    CURLcode rc = t->target && t->headers ? set_options(t) : CURLE_OUT_OF_MEMORY;
+    if (rc == CURLE_OK && curl_multi_add_handle(up->multi, t->easy) != CURLM_OK)
+        rc = CURLE_FAILED_INIT;
+    if (rc != CURLE_OK)
+        end_transfer(t, rc);
+}
+
+/* --- pins ------------------------------------------------------------------ */
+
+struct tf_upstream_pin *tf_upstream_pin_new(struct tf_upstream *up)
+{
+    struct tf_upstream_pin *pin = calloc(1, sizeof(*pin));
+    if (pin) {
+        pin->up = up;
+        pin->refs = 1;
+    }
+    return pin;
+}
+
+/* Upstream thread: drop a reference; the last one closes the connection. */
+static void pin_drop(struct tf_upstream_pin *pin)
+{
+    if (__atomic_sub_fetch(&pin->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (pin->share)
+        curl_share_cleanup(pin->share);
+    free(pin);
+}
+
+void tf_upstream_pin_release(struct tf_upstream_pin *pin)
+{
+    struct command *c = calloc(1, sizeof(*c));
+    if (!c)
+        return; /* leaks one pin rather than freeing a share curl may use */
+    c->kind = CMD_PIN_FREE;
+    c->pin = pin;
+    post(pin->up, c);
+}
+
+/* --- the upstream thread ---------------------------------------------------- */
+
+/* I/O thread: the client drained the channel, or left. Only called while
+ * the transfer is paused, and a paused transfer cannot end, so t is alive. */
+static void producer_wake(struct tf_request *req)
+{
+    struct transfer *t = req->backend_state;
+    struct command *c = calloc(1, sizeof(*c));
+    if (!c || !t) {
+        free(c);
+        return;
+    }
+    tf_request_ref(req);
+    c->kind = CMD_WAKE;
+    c->req = req;
+    post(t->up, c);
+}
+
+static void wake(struct tf_upstream *up, struct tf_request *req)
+{
+    struct transfer *t = req->backend_state;
+    if (t && t->paused) {
+        t->paused = false;
+        t->over_high = false;
+        t->last_io = tf_now_us();
+        if (tf_request_client_gone(req))
+            end_transfer(t, CURLE_WRITE_ERROR);
+        else
+            curl_easy_pause(t->easy, CURLPAUSE_CONT);
+    }
+    (void)up;
+    tf_request_unref(req);
+}
+
+static void run_commands(struct tf_upstream *up)
+{
+    pthread_mutex_lock(&up->lock);
+    struct command *c = up->commands, *reversed = NULL;
+    up->commands = NULL;
+    pthread_mutex_unlock(&up->lock);
+    while (c) { /* oldest first */
+        struct command *next = c->next;
+        c->next = reversed;
+        reversed = c;
+        c = next;
+    }
+    for (c = reversed; c;) {
+        struct command *next = c->next;
+        if (c->kind == CMD_START)
+            start_transfer(up, c->req);
+        else if (c->kind == CMD_WAKE)
+            wake(up, c->req);
+        else
+            pin_drop(c->pin);
+        free(c);
+        c = next;
+    }
+}
+
+static void read_results(struct tf_upstream *up)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(up->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        struct transfer *t = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&t);
+        if (t)
+            end_transfer(t, msg->data.result);
+    }
+}
+
+/* Answer heads that have waited long enough for their body; time out
+ * transfers whose upstream went silent. Returns the poll timeout in ms. */
+static int check_timers(struct tf_upstream *up)
+{
+    uint64_t now = tf_now_us();
+    bool waiting = false, idle_check = now - up->last_idle_check >= IDLE_CHECK_US;
+    uint64_t idle_max = (uint64_t)(up->cfg->upstream_read_timeout * 1e6);
+    if (idle_check)
+        up->last_idle_check = now;
+    for (struct transfer *t = up->active, *next; t; t = next) {
+        next = t->next;
+        if (t->head.done && !t->responded) {
+            if (now - t->t_head >= EARLY_US)
+                respond(t, UINT64_MAX);
+            else
+                waiting = true;
+        }
+        if (idle_check && !t->paused && now - t->last_io > idle_max) {
+            t->timed_out = true;
+            end_transfer(t, CURLE_OPERATION_TIMEDOUT);
+        }
+    }
+    return waiting ? 1 : (int)(IDLE_CHECK_US / 1000);
+}
+
+static void *upstream_thread(void *arg)
+{
+    struct tf_upstream *up = arg;
+    for (;;) {
+        run_commands(up);
+        int running = 0;
+        curl_multi_perform(up->multi, &running);
+        read_results(up);
+        int timeout = check_timers(up);
+        pthread_mutex_lock(&up->lock);
+        bool stop = up->stopping && !up->commands;
+        pthread_mutex_unlock(&up->lock);
+        if (stop)
+            break;
+        curl_multi_poll(up->multi, NULL, 0, timeout, NULL);
+    }
+    while (up->active) /* only at a forced stop */
+        end_transfer(up->active, CURLE_ABORTED_BY_CALLBACK);
+    return NULL;
+}
+
+int tf_upstream_submit(void *upstream, struct tf_request *req)
+{
+    struct tf_upstream *up = upstream;
+    struct command *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -1;
+    c->kind = CMD_START;
+    c->req = req; /* the dispatcher's reference becomes ours */
+    post(up, c);
+    return 0;
+}
+
+struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(err, errlen, "--upstream: libcurl failed to initialise");
+        return NULL;
+    }
+    struct tf_upstream *up = calloc(1, sizeof(*up));
+    if (!up || !(up->multi = curl_multi_init())) {
+        snprintf(err, errlen, "--upstream: out of memory");
+        free(up);
+        return NULL;
+    }
+    up->cfg = cfg;
+    pthread_mutex_init(&up->lock, NULL);
+    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 64L);
+    if (pthread_create(&up->thread, NULL, upstream_thread, up) != 0) {
+        snprintf(err, errlen, "--upstream: cannot start the upstream thread");
+        curl_multi_cleanup(up->multi);
+        free(up);
+        return NULL;
+    }
+    return up;
+}
+
+void tf_upstream_stop(struct tf_upstream *up)
+{
+    if (!up)
+        return;
+    pthread_mutex_lock(&up->lock);
+    up->stopping = true;
+    pthread_mutex_unlock(&up->lock);
+    curl_multi_wakeup(up->multi);
+    pthread_join(up->thread, NULL);
+    for (size_t i = 0; i < up->n_idle_easy; i++)
+        curl_easy_cleanup(up->idle_easy[i]);
+    free(up->idle_easy);
+    curl_multi_cleanup(up->multi);
+    pthread_mutex_destroy(&up->lock);
+    free(up);
+    curl_global_cleanup();
+}

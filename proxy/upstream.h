@@ -1,0 +1,29 @@
+/* upstream.h — the upstream backend: requests forwarded through libcurl to
+ * --upstream. One thread drives a curl multi handle, so connections to the
+ * upstream are pooled and kept alive across requests; bodies stream both
+ * ways through the request's channel with back-pressure (a slow client
+ * pauses its transfer). Never touches Python. */
+#ifndef TF_UPSTREAM_H
+#define TF_UPSTREAM_H
+
+#include <stddef.h>
+
+#include "proxy/config.h"
+#include "proxy/request.h"
+
+struct tf_upstream;
+
+/* Start the upstream thread. cfg must outlive it. NULL with err on failure. */
+struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen);
+/* A tf_dispatch_fn: forward req (a reference is taken). Returns 0. */
+int tf_upstream_submit(void *upstream, struct tf_request *req);
+/* Abort what is still running, close pooled connections, join the thread. */
+void tf_upstream_stop(struct tf_upstream *up);
+
+/* --upstream-pin: one upstream connection for one client connection. The
+ * server makes one when a client connects (req->pin for its requests) and
+ * releases it when the client leaves; the upstream connection then closes. */
+struct tf_upstream_pin *tf_upstream_pin_new(struct tf_upstream *up);
+void tf_upstream_pin_release(struct tf_upstream_pin *pin);
+
+#endif
