@@ -58,6 +58,8 @@ void tf_request_unref(struct tf_request *req)
 {
     if (__atomic_sub_fetch(&req->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    if (req->tap && !req->tap_ended) /* a backend that never answered */
+        tf_request_tap_end(req, req->status, true);
     free_chunks(req);
     if (req->response)
         MHD_destroy_response(req->response);
@@ -73,6 +75,75 @@ void tf_request_unref(struct tf_request *req)
     free(req);
 }
 
+struct tf_request *tf_request_clone_detached(const struct tf_request *req)
+{
+    struct tf_request *copy = tf_request_new(req->server, req->target);
+    if (!copy)
+        return NULL;
+    size_t store = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        store += req->headers[i].name_len + req->headers[i].value_len + 2;
+    copy->method = strdup(req->method);
+    copy->version = strdup(req->version);
+    copy->headers = calloc(req->n_headers ? req->n_headers : 1, sizeof(*copy->headers));
+    copy->header_store = malloc(store ? store : 1);
+    if (!copy->method || !copy->version || !copy->headers || !copy->header_store) {
+        tf_request_unref(copy);
+        return NULL;
+    }
+    char *p = copy->header_store;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        const struct tf_header *h = &req->headers[i];
+        struct tf_header *c = &copy->headers[copy->n_headers++];
+        c->name = memcpy(p, h->name, h->name_len + 1);
+        p += h->name_len + 1;
+        c->value = memcpy(p, h->value, h->value_len + 1);
+        p += h->value_len + 1;
+        c->name_len = h->name_len;
+        c->value_len = h->value_len;
+    }
+    copy->http11 = req->http11;
+    copy->is_head = req->is_head;
+    memcpy(copy->remote_addr, req->remote_addr, sizeof(copy->remote_addr));
+    copy->remote_port = req->remote_port;
+    copy->route = req->route;
+    copy->t_dispatched = tf_now_us();
+    return copy;
+}
+
+/* --- the tap ---------------------------------------------------------------- */
+
+static void tap_feed(struct tf_tap *tap, const char *data, size_t len)
+{
+    uint64_t h = tap->bytes ? tap->hash : 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)data[i]) * 0x100000001b3ull;
+    tap->hash = h;
+    tap->bytes += len;
+}
+
+void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
+{
+    if (req->tap)
+        tap_feed(req->tap, data, len);
+}
+
+void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)
+{
+    struct tf_tap *tap = req->tap;
+    pthread_mutex_lock(&req->lock);
+    bool first = tap && !req->tap_ended;
+    req->tap_ended = true;
+    pthread_mutex_unlock(&req->lock);
+    if (!first)
+        return;
+    if (status)
+        tap->status = status;
+    tap->error |= error;
+    tap->t_end = tf_now_us();
+    tap->done(tap);
+}
+
 const char *tf_request_header(const struct tf_request *req, const char *name)
 {
     for (size_t i = 0; i < req->n_headers; i++)
@@ -83,6 +154,20 @@ const char *tf_request_header(const struct tf_request *req, const char *name)
 
 void tf_request_respond(struct tf_request *req, struct MHD_Response *response, unsigned status)
 {
+    if (req->tap) {
+        pthread_mutex_lock(&req->lock);
+        bool streaming = req->tap_streaming && response;
+        pthread_mutex_unlock(&req->lock);
+        req->tap->status = status;
+        if (!streaming) /* the whole body was shown to the tap already */
+            tf_request_tap_end(req, status, response == NULL);
+    }
+    if (!req->connection) { /* detached (a mirror copy): nobody to answer */
+        req->status = status;
+        if (response)
+            MHD_destroy_response(response);
+        return;
+    }
     req->response = response;
     req->status = status;
     MHD_resume_connection(req->connection);
@@ -194,6 +279,9 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
         size == UINT64_MAX ? MHD_SIZE_UNKNOWN : size, 64 * 1024, stream_read, req, stream_free);
     if (r)
         tf_request_ref(req);
+    pthread_mutex_lock(&req->lock);
+    req->tap_streaming = r != NULL;
+    pthread_mutex_unlock(&req->lock);
     return r;
 }
 
@@ -252,6 +340,10 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
                     bool *over_high)
 {
     *over_high = false;
+    if (req->tap)
+        tap_feed(req->tap, data, len); /* one producer: no lock needed */
+    if (!req->connection) /* detached: the tap is the only reader */
+        return 0;
     if (len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
     pthread_mutex_lock(&req->lock);
@@ -290,6 +382,10 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
 
 void tf_request_finish(struct tf_request *req, bool error)
 {
+    if (req->tap)
+        tf_request_tap_end(req, 0, error);
+    if (!req->connection)
+        return;
     pthread_mutex_lock(&req->lock);
     req->stream_end = true;
     req->stream_error = error;

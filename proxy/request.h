@@ -45,6 +45,18 @@ struct tf_chunk {
 #define TF_CHANNEL_HIGH (512u * 1024u)
 #define TF_CHANNEL_LOW (128u * 1024u)
 
+/* A tap watches one response go by — status, body size and hash, when it
+ * ended — for --mirror's comparison. done() is called exactly once, on
+ * whichever thread ends the response, after which the tap is not touched. */
+struct tf_tap {
+    void (*done)(struct tf_tap *tap);
+    void *owner;
+    unsigned status;
+    uint64_t bytes, hash;       /* FNV-1a 64 of the body */
+    uint64_t t_end;             /* monotonic us */
+    bool error;                 /* the body ended with an error */
+};
+
 struct tf_request {
     /* --- written by the I/O thread before dispatch, read-only afterwards --- */
     struct tf_server *server;
@@ -64,6 +76,8 @@ struct tf_request {
     const struct tf_route *route; /* the matched route; NULL = the fallback backend */
     int backend;                /* enum prof_backend that answers it */
     struct tf_upstream_pin *pin;/* --upstream-pin: the client connection's upstream link */
+    struct tf_tap *tap;         /* --mirror: set before dispatch; NULL otherwise */
+    bool tap_streaming, tap_ended; /* guarded by lock */
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
                                    upstream backend before its last channel call */
     int phase;                  /* server.c's state machine; I/O thread only */
@@ -98,6 +112,16 @@ struct tf_request {
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
 void tf_request_ref(struct tf_request *req);
 void tf_request_unref(struct tf_request *req);
+
+/* A detached copy of a GET/HEAD request for --mirror: same method, target,
+ * headers and client address, no connection (its answer goes only to its
+ * tap). NULL on out of memory. */
+struct tf_request *tf_request_clone_detached(const struct tf_request *req);
+/* Backend side: a body a backend answers with in one piece (not through the
+ * channel), shown to the tap. */
+void tf_request_tap_body(struct tf_request *req, const char *data, size_t len);
+/* End the tap now (a request answered without its backend, e.g. 503). */
+void tf_request_tap_end(struct tf_request *req, unsigned status, bool error);
 
 /* Look up a request header (case-insensitive, first match); NULL if absent. */
 const char *tf_request_header(const struct tf_request *req, const char *name);

@@ -17,10 +17,13 @@
 #include "proxy/cidr.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
+#include "proxy/mirror.h"
 #include "proxy/platform.h"
 #include "proxy/static.h"
 #include "proxy/upstream.h"
+#include "profiler/compare.h"
 #include "profiler/latency.h"
+#include "profiler/text.h"
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 
@@ -32,6 +35,7 @@ struct tf_server {
     struct MHD_Daemon *daemon;      /* main thread: start/stop only */
     const struct tf_config *cfg;    /* read-only */
     const struct tf_backends *backends; /* read-only */
+    struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
@@ -269,6 +273,7 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
                          false);
     } else if (len == 6 && !strncmp(action, "/clear", 6)) {
         prof_latency_reset();
+        prof_compare_reset();
         if (p)
             p->clear();
     } else
@@ -282,6 +287,17 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     enum MHD_Result ok = MHD_queue_response(req->connection, 303, r);
     MHD_destroy_response(r);
     return ok;
+}
+
+/* With --mirror the page links the comparison before the function table. */
+static char *compare_link(const char *profile_path, const char *table)
+{
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "<h2>App vs upstream</h2><p><a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/compare\">Latency and answers compared, per route</a> (--mirror).</p>%s",
+                  table ? table : "");
+    return prof_text_finish(&t);
 }
 
 /* Answer a request for the profile path (final access-handler call). */
@@ -304,9 +320,11 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
     if (len == 0 || (len == 1 && sub[0] == '/')) {
         size_t n = 0;
         char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
+        char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
         char *body = prof_latency_html(in_flight, server->cfg->profile_path,
-                                       p && p->enabled(), table ? table : "");
+                                       p && p->enabled(), appendix ? appendix : table ? table : "");
         free(table);
+        free(appendix);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
     }
     if (len == 8 && !strncmp(sub, "/request", 8) && p) {
@@ -323,6 +341,15 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         size_t n = 0;
         char *body = p->table(query, true, server->cfg->profile_path, &n);
         return send_body(req, 200, body, n, "application/json");
+    }
+    if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
+                           (len == 12 && !strncmp(sub, "/api/compare", 12)))) {
+        const char *primary = tf_mirror_primary(server->mirror) == TF_ROUTE_APP ? "app" : "upstream";
+        bool json = len == 12;
+        char *body = json ? prof_compare_json(primary)
+                          : prof_compare_html(primary, server->cfg->profile_path);
+        return send_body(req, 200, body, body ? strlen(body) : 0,
+                         json ? "application/json" : "text/html; charset=utf-8");
     }
     if (len == 8 && !strncmp(sub, "/metrics", 8)) {
         char *body = prof_latency_prometheus(in_flight);
@@ -404,7 +431,12 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     const struct tf_backends *b = server->backends;
     const char *rest;
     req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
-    switch (req->route ? req->route->kind : server->cfg->routes.fallback) {
+    enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
+    if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
+        kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
+        tf_mirror_attach(server->mirror, req);
+    }
+    switch (kind) {
     case TF_ROUTE_STATIC:
         req->backend = PROF_BACKEND_STATIC;
         return serve_static(req, rest);
@@ -625,11 +657,17 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     }
     server->cfg = cfg;
     server->backends = backends;
+    if (cfg->mirror && !(server->mirror = tf_mirror_new(cfg, backends))) {
+        snprintf(err, errlen, "out of memory");
+        free(server);
+        return NULL;
+    }
     struct sockaddr_storage ss;
     if (set_profile_allow(server, cfg) < 0 ||
         resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
+        tf_mirror_free(server->mirror);
         free(server->profile_allow);
         free(server);
         return NULL;
@@ -656,6 +694,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     if (!server->daemon) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
                  "address of this machine?)", cfg->listen_host, cfg->listen_port);
+        tf_mirror_free(server->mirror);
         free(server->profile_allow);
         free(server);
         return NULL;
@@ -736,6 +775,7 @@ void tf_server_stop(struct tf_server *server)
     if (!server)
         return;
     MHD_stop_daemon(server->daemon);
+    tf_mirror_free(server->mirror);
     free(server->profile_allow);
     free(server);
 }

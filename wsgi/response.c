@@ -239,8 +239,23 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
     if (task->content_length >= 0 && (uint64_t)task->content_length < len)
         len = (size_t)task->content_length;
     task->req->bytes_out = len;
+    tf_request_tap_body(task->req, data, len);
     return hand_over(task, MHD_create_response_from_buffer(len, (void *)data,
                                                            MHD_RESPMEM_MUST_COPY));
+}
+
+/* --mirror: show a file body to the request's tap (read, not sent). */
+static void tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size)
+{
+    char buf[64 * 1024];
+    while (size > 0) {
+        ssize_t got = pread(fd, buf, size < sizeof(buf) ? (size_t)size : sizeof(buf), (off_t)offset);
+        if (got <= 0)
+            return;
+        tf_request_tap_body(req, buf, (size_t)got);
+        offset += (uint64_t)got;
+        size -= (uint64_t)got;
+    }
 }
 
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
@@ -253,6 +268,8 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
     if (task->content_length >= 0 && (uint64_t)task->content_length < size)
         size = (uint64_t)task->content_length;
     task->req->bytes_out = size;
+    if (task->req->tap)
+        tap_file(task->req, fd, offset, size);
     struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(size, fd, offset);
     if (!r)
         close(fd);

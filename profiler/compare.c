@@ -1,0 +1,249 @@
+/* compare.c — the mirror comparison table (see compare.h). Routes are kept
+ * in a small array searched linearly: mirrored traffic is sampled traffic,
+ * and a few hundred routes compare in well under a microsecond. */
+#include "profiler/compare.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/histogram.h"
+#include "profiler/route.h"
+#include "profiler/text.h"
+
+#define KEY_MAX 128
+#define MISMATCHES_KEPT 20
+
+struct compare_route {
+    char key[KEY_MAX];
+    struct prof_histogram app, upstream;
+    uint64_t pairs, status_mismatches, size_mismatches, hash_mismatches;
+};
+
+struct mismatch {
+    char method[16], target[256];
+    struct prof_compare_side app, upstream;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct compare_route *routes;  /* guarded by lock */
+static unsigned n_routes, cap_routes;
+static struct mismatch recent[MISMATCHES_KEPT]; /* ring, guarded by lock */
+static unsigned n_recent, next_recent;
+static uint64_t mirrored, dropped;    /* guarded by lock */
+
+void prof_compare_init(unsigned max_routes)
+{
+    pthread_mutex_lock(&lock);
+    cap_routes = max_routes ? max_routes : 1;
+    pthread_mutex_unlock(&lock);
+}
+
+static struct compare_route *find(const char *key)
+{
+    for (unsigned i = 0; i < n_routes; i++)
+        if (!strcmp(routes[i].key, key))
+            return &routes[i];
+    if (n_routes >= cap_routes) {
+        key = "(other)";
+        for (unsigned i = 0; i < n_routes; i++)
+            if (!strcmp(routes[i].key, key))
+                return &routes[i];
+    }
+    struct compare_route *grown = realloc(routes, (n_routes + 1) * sizeof(*grown));
+    if (!grown)
+        return NULL;
+    routes = grown;
+    struct compare_route *r = &routes[n_routes++];
+    memset(r, 0, sizeof(*r));
+    snprintf(r->key, sizeof(r->key), "%s", key);
+    return r;
+}
+
+void prof_compare_record(const char *method, const char *target,
+                         const struct prof_compare_side *app,
+                         const struct prof_compare_side *upstream)
+{
+    char key[KEY_MAX];
+    prof_route_key(target, strlen(target), key, sizeof(key));
+    bool status_differs = app->status != upstream->status || app->error != upstream->error;
+    bool size_differs = app->bytes != upstream->bytes;
+    bool hash_differs = !size_differs && app->hash != upstream->hash;
+    pthread_mutex_lock(&lock);
+    struct compare_route *r = find(key);
+    if (r) {
+        r->pairs++;
+        prof_histogram_record(&r->app, app->latency_us);
+        prof_histogram_record(&r->upstream, upstream->latency_us);
+        r->status_mismatches += status_differs;
+        r->size_mismatches += size_differs;
+        r->hash_mismatches += hash_differs;
+    }
+    if (status_differs || size_differs || hash_differs) {
+        struct mismatch *m = &recent[next_recent];
+        next_recent = (next_recent + 1) % MISMATCHES_KEPT;
+        if (n_recent < MISMATCHES_KEPT)
+            n_recent++;
+        snprintf(m->method, sizeof(m->method), "%s", method);
+        snprintf(m->target, sizeof(m->target), "%s", target);
+        m->app = *app;
+        m->upstream = *upstream;
+    }
+    pthread_mutex_unlock(&lock);
+}
+
+void prof_compare_count_mirrored(void)
+{
+    pthread_mutex_lock(&lock);
+    mirrored++;
+    pthread_mutex_unlock(&lock);
+}
+
+void prof_compare_count_dropped(void)
+{
+    pthread_mutex_lock(&lock);
+    dropped++;
+    pthread_mutex_unlock(&lock);
+}
+
+void prof_compare_reset(void)
+{
+    pthread_mutex_lock(&lock);
+    free(routes);
+    routes = NULL;
+    n_routes = n_recent = next_recent = 0;
+    mirrored = dropped = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+static double ratio(const struct prof_histogram *a, const struct prof_histogram *b, double p)
+{
+    uint64_t x = prof_histogram_percentile(a, p), y = prof_histogram_percentile(b, p);
+    return x ? (double)y / (double)x : 0.0;
+}
+
+static void json_side(struct prof_text *t, const char *name, const struct prof_histogram *h)
+{
+    prof_text_add(t, "\"%s\":{\"count\":%llu,\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f}",
+                  name, (unsigned long long)h->count,
+                  (double)prof_histogram_percentile(h, 50) / 1000.0,
+                  (double)prof_histogram_percentile(h, 95) / 1000.0,
+                  (double)prof_histogram_percentile(h, 99) / 1000.0);
+}
+
+static void json_mismatch(struct prof_text *t, const struct mismatch *m, bool first)
+{
+    prof_text_add(t, "%s{\"method\":\"", first ? "" : ",");
+    prof_text_escaped(t, m->method, PROF_ESC_JSON);
+    prof_text_add(t, "\",\"target\":\"");
+    prof_text_escaped(t, m->target, PROF_ESC_JSON);
+    prof_text_add(t, "\",\"app_status\":%u,\"upstream_status\":%u,\"app_bytes\":%llu,"
+                  "\"upstream_bytes\":%llu,\"same_hash\":%s}", m->app.status, m->upstream.status,
+                  (unsigned long long)m->app.bytes, (unsigned long long)m->upstream.bytes,
+                  m->app.hash == m->upstream.hash ? "true" : "false");
+}
+
+/* The recent mismatches, oldest first. */
+static const struct mismatch *recent_at(unsigned i)
+{
+    unsigned start = n_recent < MISMATCHES_KEPT ? 0 : next_recent;
+    return &recent[(start + i) % MISMATCHES_KEPT];
+}
+
+char *prof_compare_json(const char *primary)
+{
+    struct prof_text t = { 0 };
+    pthread_mutex_lock(&lock);
+    prof_text_add(&t, "{\"primary\":\"%s\",\"mirrored\":%llu,\"dropped\":%llu,\"routes\":[",
+                  primary, (unsigned long long)mirrored, (unsigned long long)dropped);
+    for (unsigned i = 0; i < n_routes; i++) {
+        const struct compare_route *r = &routes[i];
+        prof_text_add(&t, "%s{\"route\":\"", i ? "," : "");
+        prof_text_escaped(&t, r->key, PROF_ESC_JSON);
+        prof_text_add(&t, "\",\"pairs\":%llu,\"status_mismatches\":%llu,\"size_mismatches\":%llu,"
+                      "\"hash_mismatches\":%llu,", (unsigned long long)r->pairs,
+                      (unsigned long long)r->status_mismatches,
+                      (unsigned long long)r->size_mismatches,
+                      (unsigned long long)r->hash_mismatches);
+        json_side(&t, "app", &r->app);
+        prof_text_add(&t, ",");
+        json_side(&t, "upstream", &r->upstream);
+        prof_text_add(&t, ",\"ratio_p50\":%.3f,\"ratio_p95\":%.3f,\"ratio_p99\":%.3f}",
+                      ratio(&r->app, &r->upstream, 50), ratio(&r->app, &r->upstream, 95),
+                      ratio(&r->app, &r->upstream, 99));
+    }
+    prof_text_add(&t, "],\"mismatches\":[");
+    for (unsigned i = 0; i < n_recent; i++)
+        json_mismatch(&t, recent_at(i), i == 0);
+    prof_text_add(&t, "]}\n");
+    pthread_mutex_unlock(&lock);
+    return prof_text_finish(&t);
+}
+
+static void html_ms(struct prof_text *t, const struct prof_histogram *h)
+{
+    prof_text_add(t, "<td>%.1f<td>%.1f<td>%.1f", (double)prof_histogram_percentile(h, 50) / 1000.0,
+                  (double)prof_histogram_percentile(h, 95) / 1000.0,
+                  (double)prof_histogram_percentile(h, 99) / 1000.0);
+}
+
+static void html_routes(struct prof_text *t)
+{
+    prof_text_add(t, "<table><tr><th>route<th>pairs<th>app p50<th>p95<th>p99<th>upstream p50"
+                     "<th>p95<th>p99<th>upstream/app p50<th>p95<th>p99<th>status &ne;"
+                     "<th>size &ne;<th>hash &ne;\n");
+    for (unsigned i = 0; i < n_routes; i++) {
+        const struct compare_route *r = &routes[i];
+        prof_text_add(t, "<tr><td><code>");
+        prof_text_escaped(t, r->key, PROF_ESC_HTML);
+        prof_text_add(t, "</code><td>%llu", (unsigned long long)r->pairs);
+        html_ms(t, &r->app);
+        html_ms(t, &r->upstream);
+        prof_text_add(t, "<td>%.2f<td>%.2f<td>%.2f<td>%llu<td>%llu<td>%llu\n",
+                      ratio(&r->app, &r->upstream, 50), ratio(&r->app, &r->upstream, 95),
+                      ratio(&r->app, &r->upstream, 99), (unsigned long long)r->status_mismatches,
+                      (unsigned long long)r->size_mismatches,
+                      (unsigned long long)r->hash_mismatches);
+    }
+    prof_text_add(t, "</table>\n");
+}
+
+static void html_mismatches(struct prof_text *t)
+{
+    prof_text_add(t, "<h2>Recent mismatches</h2><table><tr><th>request<th>app status"
+                     "<th>upstream status<th>app bytes<th>upstream bytes<th>same body\n");
+    for (unsigned i = n_recent; i-- > 0;) { /* newest first */
+        const struct mismatch *m = recent_at(i);
+        prof_text_add(t, "<tr><td><code>");
+        prof_text_escaped(t, m->method, PROF_ESC_HTML);
+        prof_text_add(t, " ");
+        prof_text_escaped(t, m->target, PROF_ESC_HTML);
+        prof_text_add(t, "</code><td>%u<td>%u<td>%llu<td>%llu<td>%s\n", m->app.status,
+                      m->upstream.status, (unsigned long long)m->app.bytes,
+                      (unsigned long long)m->upstream.bytes,
+                      m->app.hash == m->upstream.hash && m->app.bytes == m->upstream.bytes ? "yes" : "no");
+    }
+    prof_text_add(t, "</table>\n");
+}
+
+char *prof_compare_html(const char *primary, const char *profile_path)
+{
+    struct prof_text t = { 0 };
+    pthread_mutex_lock(&lock);
+    prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: app vs upstream</title>"
+            "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
+            "td:first-child{text-align:left}</style><h1>App vs upstream</h1>"
+            "<p><a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "\">&larr; profile</a> &middot; <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
+                  "side gets a copy of each GET and HEAD. %llu mirrored, %llu dropped (mirror "
+                  "queue full). Times in ms, from dispatch to the last body byte.</p>",
+                  primary, (unsigned long long)mirrored, (unsigned long long)dropped);
+    html_routes(&t);
+    html_mismatches(&t);
+    pthread_mutex_unlock(&lock);
+    return prof_text_finish(&t);
+}

@@ -1,0 +1,32 @@
+/* compare.h — --mirror's comparison: for each route, the latency of the app
+ * and of the upstream answering the same GET/HEAD requests, side by side,
+ * and the pairs whose answers differ (status, body size, body hash).
+ * Recording takes one mutex; reports copy under it. No Python here. */
+#ifndef PROF_COMPARE_H
+#define PROF_COMPARE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct prof_compare_side {
+    unsigned status;
+    uint64_t bytes, hash;
+    uint64_t latency_us;      /* dispatched → last body byte produced */
+    bool error;
+};
+
+/* Capacity: routes (later ones count under "(other)") and mismatches kept. */
+void prof_compare_init(unsigned max_routes);
+void prof_compare_record(const char *method, const char *target,
+                         const struct prof_compare_side *app,
+                         const struct prof_compare_side *upstream);
+void prof_compare_count_mirrored(void);
+void prof_compare_count_dropped(void);
+void prof_compare_reset(void);
+
+/* Reports, malloc'd NUL-terminated (NULL on out of memory). primary is
+ * "app" or "upstream". */
+char *prof_compare_json(const char *primary);
+char *prof_compare_html(const char *primary, const char *profile_path);
+
+#endif

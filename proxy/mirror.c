@@ -1,0 +1,129 @@
+/* mirror.c — request pairs for --mirror (see mirror.h). A pair is freed by
+ * whichever of its two taps ends last, on whatever thread that is. */
+#include "proxy/mirror.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "proxy/log.h"
+#include "proxy/platform.h"
+#include "proxy/server.h"
+#include "profiler/compare.h"
+
+struct tf_mirror {
+    const struct tf_config *cfg;
+    const struct tf_backends *backends;
+    enum tf_backend_kind primary;
+    unsigned in_flight;             /* atomic: copies not yet ended */
+};
+
+struct pair {
+    struct tf_mirror *mirror;
+    struct tf_tap primary, copy;
+    int remaining;                  /* atomic: taps not yet ended */
+    uint64_t t_start;
+    char *method, *target;
+};
+
+struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_backends *backends)
+{
+    struct tf_mirror *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->cfg = cfg;
+    m->backends = backends;
+    m->primary = cfg->mirror_primary && !strcmp(cfg->mirror_primary, "upstream")
+                     ? TF_ROUTE_UPSTREAM : TF_ROUTE_APP;
+    prof_compare_init(cfg->profile_max_routes);
+    return m;
+}
+
+void tf_mirror_free(struct tf_mirror *m)
+{
+    free(m);
+}
+
+enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
+{
+    return m->primary;
+}
+
+static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64_t t_start)
+{
+    out->status = tap->status;
+    out->bytes = tap->bytes;
+    out->hash = tap->hash;
+    out->error = tap->error;
+    out->latency_us = tap->t_end > t_start ? tap->t_end - t_start : 0;
+}
+
+static void free_pair(struct pair *p)
+{
+    free(p->method);
+    free(p->target);
+    free(p);
+}
+
+static void tap_done(struct tf_tap *tap)
+{
+    struct pair *p = tap->owner;
+    if (tap == &p->copy)
+        __atomic_sub_fetch(&p->mirror->in_flight, 1, __ATOMIC_RELAXED);
+    if (__atomic_sub_fetch(&p->remaining, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    struct prof_compare_side primary, copy;
+    side(&primary, &p->primary, p->t_start);
+    side(&copy, &p->copy, p->t_start);
+    bool app_first = p->mirror->primary == TF_ROUTE_APP;
+    prof_compare_record(p->method, p->target, app_first ? &primary : &copy,
+                        app_first ? &copy : &primary);
+    free_pair(p);
+}
+
+void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
+{
+    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+        return;
+    if (__atomic_add_fetch(&m->in_flight, 1, __ATOMIC_RELAXED) > m->cfg->mirror_queue) {
+        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        prof_compare_count_dropped();
+        return;
+    }
+    struct pair *p = calloc(1, sizeof(*p));
+    struct tf_request *copy = p ? tf_request_clone_detached(req) : NULL;
+    if (p) {
+        p->method = strdup(req->method);
+        p->target = strdup(req->target);
+    }
+    if (!copy || !p->method || !p->target) {
+        if (copy)
+            tf_request_unref(copy);
+        if (p)
+            free_pair(p);
+        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        tf_log_error("--mirror: out of memory copying %s %s; not mirrored", req->method,
+                     req->target);
+        prof_compare_count_dropped();
+        return;
+    }
+    p->mirror = m;
+    p->remaining = 2;
+    p->t_start = tf_now_us();
+    p->primary = (struct tf_tap){ .done = tap_done, .owner = p };
+    p->copy = (struct tf_tap){ .done = tap_done, .owner = p };
+    req->tap = &p->primary;
+    copy->tap = &p->copy;
+    bool to_app = m->primary == TF_ROUTE_UPSTREAM;
+    copy->backend = to_app ? 0 : 1; /* enum prof_backend: wsgi, upstream */
+    tf_dispatch_fn to = to_app ? m->backends->app : m->backends->upstream;
+    void *ctx = to_app ? m->backends->app_ctx : m->backends->upstream_ctx;
+    if (to(ctx, copy) < 0) { /* that backend is full: a dropped copy, not a mismatch */
+        copy->tap = req->tap = NULL;
+        tf_request_unref(copy);
+        free_pair(p);
+        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        prof_compare_count_dropped();
+        return;
+    }
+    prof_compare_count_mirrored();
+}

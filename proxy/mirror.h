@@ -1,0 +1,28 @@
+/* mirror.h — --mirror: a GET or HEAD going to its primary backend gets a
+ * detached copy sent to the other one (app ↔ upstream); both answers are
+ * watched by taps, and when both have ended the pair is recorded in the
+ * profiler's comparison (profiler/compare.h). Copies in flight are bounded
+ * (--mirror-queue); past that they are dropped and counted, so mirroring
+ * never queues the primary behind its copies. */
+#ifndef TF_MIRROR_H
+#define TF_MIRROR_H
+
+#include <stdbool.h>
+
+#include "proxy/config.h"
+#include "proxy/request.h"
+#include "proxy/route.h"
+
+struct tf_backends;
+struct tf_mirror;
+
+/* NULL on out of memory. cfg and backends must outlive it. */
+struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_backends *backends);
+void tf_mirror_free(struct tf_mirror *m);
+/* The backend that answers clients (TF_ROUTE_APP or TF_ROUTE_UPSTREAM). */
+enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m);
+/* I/O thread, before req is dispatched to the primary: tap it and send the
+ * copy, when req is a GET or HEAD and the queue has room. */
+void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req);
+
+#endif
