@@ -22,11 +22,12 @@ char *tf_forward_target(const struct tf_request *req, const struct tf_config *cf
     }
     if (!cfg->upstream_path || !cfg->upstream_path[0])
         return strdup(target);
+    /* the route matched on a boundary: rest is "", or starts with '/' or '?' */
     const char *rest = target + (req->route ? req->route->prefix_len : 0);
-    size_t n = strlen(cfg->upstream_path) + strlen(rest) + 2;
+    size_t n = strlen(cfg->upstream_path) + strlen(rest) + 1;
     char *out = malloc(n);
     if (out)
-        snprintf(out, n, "%s%s%s", cfg->upstream_path, *rest == '/' || !*rest ? "" : "/", rest);
+        snprintf(out, n, "%s%s", cfg->upstream_path, rest);
     return out;
 }
 

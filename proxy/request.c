@@ -275,8 +275,11 @@ static void stream_free(void *cls)
 
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size)
 {
+    /* libmicrohttpd allocates and zeroes the block per response: no bigger
+     * than the body needs */
+    size_t block = size < 64 * 1024 ? (size_t)size + 1 : 64 * 1024;
     struct MHD_Response *r = MHD_create_response_from_callback(
-        size == UINT64_MAX ? MHD_SIZE_UNKNOWN : size, 64 * 1024, stream_read, req, stream_free);
+        size == UINT64_MAX ? MHD_SIZE_UNKNOWN : size, block, stream_read, req, stream_free);
     if (r)
         tf_request_ref(req);
     pthread_mutex_lock(&req->lock);

@@ -1,6 +1,7 @@
 """Shared by scripts/bench-*: start servers in their own process groups (and
 always stop them), find free loopback ports, wait until a server answers,
-and run wrk --latency, parsing req/s and the median."""
+run wrk --latency, parsing req/s and the median, and build mhd_hello (the
+plain libmicrohttpd hello-world server)."""
 import atexit
 import os
 import re
@@ -11,6 +12,8 @@ import sys
 import time
 import urllib.request
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "build", "bench")
 running = []  # Popen objects still to stop
 
 
@@ -36,6 +39,25 @@ def kill_all():
                 pass
             p.wait()
     running.clear()
+
+
+def stop(proc):
+    """Stop one server started here (SIGTERM to its group, then SIGKILL)."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    if proc in running:
+        running.remove(proc)
 
 
 def _on_signal(signum, frame):
@@ -109,3 +131,20 @@ def fmt_ms(ms):
     if ms is None:
         return "-"
     return "%.0fus" % (ms * 1000) if ms < 1 else "%.2fms" % ms
+
+
+def build_mhd_hello():
+    """Compile scripts/bench/mhd_hello.c into build/bench/ (if out of date);
+    return its path, or None if it cannot be built."""
+    src = os.path.join(ROOT, "scripts", "bench", "mhd_hello.c")
+    out = os.path.join(BENCH, "mhd_hello")
+    if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
+        return out
+    try:
+        flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libmicrohttpd"],
+                               check=True, capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    os.makedirs(BENCH, exist_ok=True)
+    r = subprocess.run(["cc", "-O2", "-o", out, src] + flags + ["-lpthread"])
+    return out if r.returncode == 0 else None

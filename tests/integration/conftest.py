@@ -128,3 +128,53 @@ def tracfront(tmp_path):
         assert srv.proc.returncode in (0, None, -signal.SIGTERM, -signal.SIGKILL) or \
             getattr(srv, "expect_fail", False), \
             "tracfront exited with %s:\n%s" % (srv.proc.returncode, srv.stderr[-4000:])
+
+
+# --- upstream: the test HTTP/1.1 server of tests/apps/upstream_server.py, for the proxy tests.
+class Upstream:
+    def __init__(self, proc, url, port):
+        self.proc, self.url, self.port = proc, url, port
+
+    def get_json(self, path):
+        import http.client
+        import json
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            return json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+
+    def stats(self):
+        return self.get_json("/__stats")
+
+    def reset(self):
+        return self.get_json("/__reset")
+
+
+@pytest.fixture
+def upstream():
+    """Factory: up = upstream() starts tests/apps/upstream_server.py; `up.url`,
+    `up.port`, `up.stats()`, `up.reset()`; all are stopped at teardown."""
+    started = []
+
+    def factory():
+        proc = subprocess.Popen(["/usr/bin/python3", str(APPS / "upstream_server.py"), "--port", "0"],
+                                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        line = proc.stdout.readline()
+        m = re.search(r"listening on (http://127\.0\.0\.1:(\d+)/)", line)
+        if not m:
+            proc.kill()
+            raise AssertionError("upstream did not start: %r" % line)
+        up = Upstream(proc, m.group(1), int(m.group(2)))
+        started.append(up)
+        return up
+
+    yield factory
+    for up in started:
+        up.proc.terminate()
+        try:
+            up.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            up.proc.kill()
+            up.proc.wait()

@@ -60,7 +60,17 @@ static void test_errors_name_the_flag(void **state)
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--env", "NOEQUALS" }, "env");
     expect_config_error(3, (char *[]){ "t", "--app", "nocolon" }, "--app");
     expect_config_error(2, (char *[]){ "t", "--threads" }, "needs a value");
-    expect_config_error(1, (char *[]){ "t" }, "no application");
+    expect_config_error(1, (char *[]){ "t" }, "nothing to serve");
+    expect_config_error(3, (char *[]){ "t", "--upstream", "ftp://x" }, "--upstream");
+    expect_config_error(3, (char *[]){ "t", "--route", "/x=upstream" }, "no --upstream");
+    expect_config_error(3, (char *[]){ "t", "--static", "/x=/no/such/dir" }, "does not exist");
+    expect_config_error(5, (char *[]){ "t", "--upstream", "http://h", "--route", "/x=app" },
+                        "no application");
+    expect_config_error(5, (char *[]){ "t", "--upstream", "http://h", "--route", "/x=nope" },
+                        "app, upstream or static");
+    expect_config_error(4, (char *[]){ "t", "--upstream", "http://h", "--mirror" }, "--mirror");
+    expect_config_error(7, (char *[]){ "t", "--app", "m:a", "--upstream", "http://h",
+                                       "--mirror-primary", "both" }, "mirror-primary");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--wsgi-file", "x" }, "exclude");
     expect_config_error(4, (char *[]){ "t", "--app", "m:a", "stray" }, "stray");
 }

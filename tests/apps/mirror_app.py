@@ -1,0 +1,51 @@
+"""WSGI app for the --mirror tests: run twice, as the app of one tracfront and
+behind another tracfront used as its --upstream, told apart by the environ
+entry "mirror.side" (--env mirror.side=a|b).
+
+/same and any unknown path answer identically on both sides; /differ-size,
+/differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
+b, same body) differ on purpose; /sleep?s=N sleeps on side b only. Every
+request except /count is counted per method and path; /count?path=P answers
+the counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}.
+"""
+import json
+import threading
+import time
+from urllib.parse import parse_qs
+
+COUNTS = {}
+_lock = threading.Lock()
+
+
+def _reply(start_response, body, status="200 OK"):
+    start_response(status, [("Content-Type", "text/plain"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def application(environ, start_response):
+    side = environ.get("mirror.side", "a")
+    method = environ["REQUEST_METHOD"]
+    path = environ.get("PATH_INFO", "")
+    qs = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/count":
+        with _lock:
+            body = json.dumps(COUNTS.get(qs.get("path", ""), {})).encode()
+        return _reply(start_response, body)
+    with _lock:
+        per_method = COUNTS.setdefault(path, {})
+        per_method[method] = per_method.get(method, 0) + 1
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    if length:
+        environ["wsgi.input"].read(length)
+    if path == "/differ-size":
+        return _reply(start_response, b"a" * 10 if side == "a" else b"b" * 20)
+    if path == "/differ-hash":
+        return _reply(start_response, b"side-" + side.encode() + b"\n")
+    if path == "/differ-status":
+        return _reply(start_response, b"same body\n", "200 OK" if side == "a" else "404 Not Found")
+    if path == "/sleep":
+        if side == "b":
+            time.sleep(float(qs.get("s", "1")))
+        return _reply(start_response, b"slept\n")
+    return _reply(start_response, b"same body\n")

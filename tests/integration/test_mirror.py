@@ -1,0 +1,173 @@
+"""--mirror between a tracfront's app and its --upstream (another tracfront
+serving the same tests/apps/mirror_app.py, as side "b"): the client gets the
+primary's answer, /__profile__/api/compare counts pairs and status/size/hash
+mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
+route keys, and a full --mirror-queue drops copies without hurting the primary."""
+import json
+import time
+
+import pytest
+import requests
+
+APP = ("--app", "mirror_app:application")
+
+
+@pytest.fixture
+def pair(tracfront):
+    """start(*extra) -> (srv, up): srv serves side a and mirrors to up (side b)."""
+    def start(*extra):
+        up = tracfront(*APP, "--env", "mirror.side=b")
+        srv = tracfront(*APP, "--env", "mirror.side=a", "--upstream", up.url, "--mirror", *extra)
+        return srv, up
+    return start
+
+
+def compare(srv, done=lambda j: True):
+    """The compare JSON, polled for up to 5 s until done(json): a pair is
+    recorded when the slower of its two requests completes."""
+    deadline = time.monotonic() + 5
+    while True:
+        r = requests.get(srv.url + "__profile__/api/compare", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("application/json")
+        j = r.json()
+        if done(j) or time.monotonic() > deadline:
+            return j
+        time.sleep(0.05)
+
+
+def routes(j):
+    return {x["route"]: x for x in j["routes"]}
+
+
+def total_pairs(j):
+    return sum(x["pairs"] for x in j["routes"])
+
+
+def counts(srv, path):
+    """What mirror_app on srv's side has seen for path (this request goes
+    through srv like any other)."""
+    r = requests.get(srv.url + "count", params={"path": path}, timeout=10)
+    assert r.status_code == 200
+    return r.json()
+
+
+def wait_counts(srv, path, expected):
+    deadline = time.monotonic() + 5
+    while counts(srv, path) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return counts(srv, path)
+
+
+def send(srv, plan):
+    answers = {}
+    for path, n in plan:
+        for _ in range(n):
+            r = requests.get(srv.url + path.lstrip("/"), timeout=10)
+            answers[path] = (r.status_code, r.content)
+    return answers
+
+
+PLAN = [("/same", 3), ("/differ-size", 2), ("/differ-hash", 2), ("/differ-status", 2)]
+
+
+def test_app_primary_answers_and_mismatches_are_counted(pair):
+    srv, up = pair()
+    answers = send(srv, PLAN)
+    assert answers == {"/same": (200, b"same body\n"), "/differ-size": (200, b"a" * 10),
+                       "/differ-hash": (200, b"side-a\n"),
+                       "/differ-status": (200, b"same body\n")}
+    j = compare(srv, lambda j: total_pairs(j) == 9)
+    assert j["primary"] == "app"
+    assert j["mirrored"] == 9 and j["dropped"] == 0
+    r = routes(j)
+    assert {k: r[k]["pairs"] for k in ("/same", "/differ-size", "/differ-hash",
+                                       "/differ-status")} == dict(PLAN)
+    same = r["/same"]
+    assert (same["status_mismatches"], same["size_mismatches"], same["hash_mismatches"]) == (0, 0, 0)
+    assert same["app"]["count"] == 3 and same["upstream"]["count"] == 3
+    for side in ("app", "upstream"):
+        assert same[side]["p50_ms"] <= same[side]["p95_ms"] <= same[side]["p99_ms"]
+    assert all(isinstance(same[k], (int, float)) and same[k] > 0
+               for k in ("ratio_p50", "ratio_p95", "ratio_p99"))
+    assert r["/differ-size"]["size_mismatches"] == 2
+    assert r["/differ-size"]["status_mismatches"] == 0
+    assert (r["/differ-hash"]["hash_mismatches"], r["/differ-hash"]["size_mismatches"]) == (2, 0)
+    assert r["/differ-hash"]["status_mismatches"] == 0
+    assert r["/differ-status"]["status_mismatches"] == 2
+    assert r["/differ-status"]["size_mismatches"] == 0
+    assert r["/differ-status"]["hash_mismatches"] == 0
+
+    mm = j["mismatches"]
+    assert {m["target"] for m in mm} == {"/differ-size", "/differ-hash", "/differ-status"}
+    assert len(mm) == 6 and all(m["method"] == "GET" for m in mm)
+    size = next(m for m in mm if m["target"] == "/differ-size")
+    assert (size["app_status"], size["upstream_status"]) == (200, 200)
+    assert (size["app_bytes"], size["upstream_bytes"]) == (10, 20)
+    status = next(m for m in mm if m["target"] == "/differ-status")
+    assert (status["app_status"], status["upstream_status"]) == (200, 404)
+
+    # each side saw each GET exactly once
+    assert counts(up, "/same") == {"GET": 3}
+    assert counts(srv, "/same") == {"GET": 3}
+
+
+def test_upstream_primary(pair):
+    srv, up = pair("--mirror-primary", "upstream")
+    answers = send(srv, PLAN)
+    assert answers == {"/same": (200, b"same body\n"), "/differ-size": (200, b"b" * 20),
+                       "/differ-hash": (200, b"side-b\n"),
+                       "/differ-status": (404, b"same body\n")}
+    j = compare(srv, lambda j: total_pairs(j) == 9)
+    assert j["primary"] == "upstream"
+    r = routes(j)
+    assert r["/same"]["pairs"] == 3 and r["/same"]["hash_mismatches"] == 0
+    assert r["/differ-size"]["size_mismatches"] == 2
+    assert r["/differ-status"]["status_mismatches"] == 2
+    size = next(m for m in j["mismatches"] if m["target"] == "/differ-size")
+    assert (size["app_bytes"], size["upstream_bytes"]) == (10, 20)  # sides, not roles
+    assert counts(up, "/differ-size") == {"GET": 2}
+
+
+def test_post_is_not_mirrored_head_is(pair):
+    srv, up = pair()
+    r = requests.post(srv.url + "post-me", data=b"payload", timeout=10)
+    assert r.status_code == 200 and r.content == b"same body\n"
+    r = requests.head(srv.url + "head-me", timeout=10)
+    assert r.status_code == 200 and r.content == b""
+    assert requests.get(srv.url + "marker", timeout=10).status_code == 200
+    assert wait_counts(up, "/marker", {"GET": 1}) == {"GET": 1}
+    assert wait_counts(up, "/head-me", {"HEAD": 1}) == {"HEAD": 1}
+    assert counts(up, "/post-me") == {}          # the other side never saw the POST
+    assert counts(srv, "/post-me") == {"POST": 1}  # ...which the app did answer
+    j = compare(srv, lambda j: "/head-me" in routes(j) and "/marker" in routes(j))
+    assert routes(j)["/head-me"]["pairs"] == 1
+    assert "/post-me" not in routes(j)
+    assert not any(m["target"] == "/head-me" for m in j["mismatches"])
+
+
+def test_compare_page_lists_routes_escaped(pair):
+    srv, _ = pair()
+    send(srv, [("/same", 1), ("/differ-size", 1)])
+    # sent raw: a browser would percent-encode it, an attacker need not
+    srv.raw(b"GET /esc<i>x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    j = compare(srv, lambda j: any("<i>" in k for k in routes(j)) and "/differ-size" in routes(j))
+    assert any("<i>" in k for k in routes(j)), json.dumps(j)
+    page = requests.get(srv.url + "__profile__/compare", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert "/same" in page.text and "/differ-size" in page.text
+    assert "<i>" not in page.text
+    assert "/esc&#60;i&#62;x" in page.text or "/esc&lt;i&gt;x" in page.text
+
+
+def test_full_mirror_queue_drops_and_primary_still_answers(pair):
+    srv, up = pair("--mirror-queue", "1")
+    n = 10
+    for _ in range(n):  # side b sleeps 1 s on each copy, so the queue stays full
+        r = requests.get(srv.url + "sleep", params={"s": "1"}, timeout=10)
+        assert (r.status_code, r.content) == (200, b"slept\n")
+    j = compare(srv, lambda j: j["dropped"] > 0 and j["mirrored"] + j["dropped"] == n)
+    assert j["dropped"] > 0, j
+    assert j["mirrored"] >= 1
+    assert j["mirrored"] + j["dropped"] == n

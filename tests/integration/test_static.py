@@ -1,0 +1,286 @@
+"""--static PREFIX=DIR through the real binary: MIME types, validators and 304s,
+byte ranges (206/416, multiple ranges, If-Range), HEAD, 405 for other methods,
+a 5 MiB file byte for byte, and the containment rules (no "..", encoded dots or
+slashes, NUL, symlinks out of DIR or directory listings), alone and next to an app.
+Static requests are timed in the profiler under backend "static"."""
+import email.utils
+import hashlib
+import os
+import re
+import time
+import types
+
+import pytest
+import requests
+
+MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
+SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR\n"
+CSS = b"body { color: red }\n"
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+
+
+@pytest.fixture
+def www(tmp_path):
+    """DIR with one file of each kind; next to it, files it must never serve."""
+    d = tmp_path / "www"
+    (d / "sub").mkdir(parents=True)
+    (d / "a").mkdir()
+    files = {
+        "style.css": CSS,
+        "app.js": b"console.log('hi');\n",
+        "img.png": PNG,
+        "logo.svg": b"<svg xmlns='http://www.w3.org/2000/svg'/>\n",
+        "page.html": b"<!doctype html><p>hi\n",
+        "data.xyz": b"unknown extension\n",
+        "README": b"no extension\n",
+        "my file.txt": b"a space in the name\n",
+        "x": b"plain x\n",
+        "a/b": b"a slash b\n",
+        "sub/inner.txt": b"inside a subdirectory\n",
+        "big.bin": os.urandom(5 << 20),
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+        os.utime(d / name, (MTIME, MTIME))
+    (tmp_path / "secret.txt").write_bytes(SECRET)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_bytes(SECRET)
+    os.symlink(d / "style.css", d / "link_in.css")           # inside -> allowed
+    os.symlink(tmp_path / "secret.txt", d / "link_out.txt")  # leads out
+    os.symlink("../secret.txt", d / "rel_out.txt")          # relative, leads out
+    os.symlink(tmp_path / "outside", d / "outdir")          # a directory outside
+    return types.SimpleNamespace(path=d, files=files)
+
+
+@pytest.fixture
+def static(tracfront, www):
+    return tracfront("--static", "/chrome=%s" % www.path)
+
+
+def get(srv, path, **headers):
+    return requests.get(srv.url + path.lstrip("/"), headers=headers, timeout=30)
+
+
+def raw_get(srv, target, method="GET"):
+    """(status, headers, body) for a target sent exactly as written."""
+    data = srv.raw(b"%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                   % (method.encode(), target))
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert re.match(r"HTTP/1\.[01] \d{3}", lines[0]), data[:200]
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split()[1]), headers, body
+
+
+def mime(r):
+    return r.headers["Content-Type"].split(";")[0].strip().lower()
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("style.css", "text/css"),
+    ("app.js", "application/javascript"),
+    ("img.png", "image/png"),
+    ("logo.svg", "image/svg+xml"),
+    ("page.html", "text/html"),
+    ("data.xyz", "application/octet-stream"),
+    ("README", "application/octet-stream"),
+])
+def test_mime_types_and_bodies(static, www, name, expected):
+    r = get(static, "/chrome/" + name)
+    assert r.status_code == 200
+    assert mime(r) == expected
+    assert r.content == www.files[name]
+    assert r.headers["Content-Length"] == str(len(www.files[name]))
+    assert r.headers["Accept-Ranges"] == "bytes"
+
+
+def test_path_is_percent_decoded_and_query_ignored(static, www):
+    assert get(static, "/chrome/my%20file.txt").content == www.files["my file.txt"]
+    assert get(static, "/chrome/style.css?v=123").content == CSS
+    assert get(static, "/chrome/sub/inner.txt").content == www.files["sub/inner.txt"]
+    assert get(static, "/chrome/link_in.css").content == CSS  # symlink inside DIR
+    assert get(static, "/chrome/missing.css").status_code == 404
+
+
+def test_big_file_is_byte_identical(static, www):
+    r = requests.get(static.url + "chrome/big.bin", stream=True, timeout=60)
+    assert r.status_code == 200
+    assert r.headers["Content-Length"] == str(5 << 20)
+    h, n = hashlib.sha256(), 0
+    for chunk in r.iter_content(65536):
+        h.update(chunk)
+        n += len(chunk)
+    assert n == 5 << 20
+    assert h.hexdigest() == hashlib.sha256(www.files["big.bin"]).hexdigest()
+
+
+def test_validators(static, www):
+    r = get(static, "/chrome/style.css")
+    etag = r.headers["ETag"]
+    assert re.fullmatch(r'(W/)?"[^"]+"', etag), etag
+    assert r.headers["Last-Modified"] == email.utils.formatdate(MTIME, usegmt=True)
+    assert get(static, "/chrome/style.css").headers["ETag"] == etag  # stable
+    assert get(static, "/chrome/img.png").headers["ETag"] != etag    # other size
+    # a change of size and mtime changes both validators
+    (www.path / "style.css").write_bytes(CSS + b"/* more */\n")
+    os.utime(www.path / "style.css", (MTIME + 60, MTIME + 60))
+    r2 = get(static, "/chrome/style.css")
+    assert r2.headers["ETag"] != etag
+    assert r2.headers["Last-Modified"] == email.utils.formatdate(MTIME + 60, usegmt=True)
+
+
+def test_conditional_get_304(static):
+    etag = get(static, "/chrome/style.css").headers["ETag"]
+    lm = email.utils.formatdate(MTIME, usegmt=True)
+    r = get(static, "/chrome/style.css", **{"If-None-Match": etag})
+    assert r.status_code == 304 and r.content == b""
+    assert r.headers.get("ETag") == etag
+    assert get(static, "/chrome/style.css", **{"If-None-Match": '"nope"'}).status_code == 200
+    assert get(static, "/chrome/style.css", **{"If-Modified-Since": lm}).status_code == 304
+    later = email.utils.formatdate(MTIME + 3600, usegmt=True)
+    assert get(static, "/chrome/style.css", **{"If-Modified-Since": later}).status_code == 304
+    earlier = email.utils.formatdate(MTIME - 3600, usegmt=True)
+    r = get(static, "/chrome/style.css", **{"If-Modified-Since": earlier})
+    assert r.status_code == 200 and r.content == CSS
+    # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2)
+    r = get(static, "/chrome/style.css", **{"If-None-Match": '"nope"', "If-Modified-Since": lm})
+    assert r.status_code == 200 and r.content == CSS
+
+
+def test_ranges(static, www):
+    data = www.files["img.png"]
+    size = len(data)
+    for spec, lo, hi in (("0-9", 0, 9), ("10-", 10, size - 1), ("-5", size - 5, size - 1),
+                         ("7-7", 7, 7), ("%d-999999" % (size - 3), size - 3, size - 1)):
+        r = get(static, "/chrome/img.png", Range="bytes=" + spec)
+        assert r.status_code == 206, spec
+        assert r.headers["Content-Range"] == "bytes %d-%d/%d" % (lo, hi, size), spec
+        assert r.content == data[lo:hi + 1], spec
+        assert r.headers["Content-Length"] == str(hi - lo + 1)
+    big = www.files["big.bin"]
+    r = get(static, "/chrome/big.bin", Range="bytes=4194304-4194313")
+    assert r.status_code == 206 and r.content == big[4194304:4194314]
+
+
+def test_unsatisfiable_and_multiple_ranges(static, www):
+    data = www.files["img.png"]
+    r = get(static, "/chrome/img.png", Range="bytes=%d-" % len(data))
+    assert r.status_code == 416
+    assert r.headers["Content-Range"] == "bytes */%d" % len(data)
+    r = get(static, "/chrome/img.png", Range="bytes=0-0,5-6")
+    assert r.status_code == 200 and r.content == data
+
+
+def test_if_range(static, www):
+    data = www.files["img.png"]
+    etag = get(static, "/chrome/img.png").headers["ETag"]
+    r = get(static, "/chrome/img.png", Range="bytes=0-3", **{"If-Range": etag})
+    assert r.status_code == 206 and r.content == data[:4]
+    r = get(static, "/chrome/img.png", Range="bytes=0-3", **{"If-Range": '"stale"'})
+    assert r.status_code == 200 and r.content == data
+    old = email.utils.formatdate(MTIME - 3600, usegmt=True)
+    r = get(static, "/chrome/img.png", Range="bytes=0-3", **{"If-Range": old})
+    assert r.status_code == 200 and r.content == data
+
+
+def test_head_has_headers_and_no_body(static, www):
+    status, headers, body = raw_get(static, b"/chrome/style.css", "HEAD")
+    assert status == 200
+    assert body == b""
+    assert headers["content-length"] == str(len(CSS))
+    assert headers["content-type"].startswith("text/css")
+    assert headers["etag"] == get(static, "/chrome/style.css").headers["ETag"]
+    assert "last-modified" in headers and headers["accept-ranges"] == "bytes"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_other_methods_405(static, method):
+    r = requests.request(method, static.url + "chrome/style.css", data=b"x", timeout=10)
+    assert r.status_code == 405
+    allow = {m.strip() for m in r.headers["Allow"].split(",")}
+    assert allow == {"GET", "HEAD"}
+    assert CSS not in r.content
+
+
+@pytest.mark.parametrize("target", [
+    b"/chrome/../secret.txt",
+    b"/chrome/sub/../../secret.txt",
+    b"/chrome/%2e%2e/secret.txt",
+    b"/chrome/%2E%2E/secret.txt",
+    b"/chrome/..%2fsecret.txt",
+    b"/chrome/%2e%2e%2fsecret.txt",
+    b"/chrome/../../../../../../../../etc/passwd",
+    b"/chrome/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+    b"/chrome/a%2fb",
+    b"/chrome/sub%2finner.txt",
+    b"/chrome/x%00",
+    b"/chrome/style.css%00.png",
+    b"/chrome/link_out.txt",
+    b"/chrome/rel_out.txt",
+    b"/chrome/outdir/secret.txt",
+    b"/chrome/outdir/",
+    b"/chrome/sub/%2e%2e/%2e%2e/secret.txt",
+])
+def test_never_outside_dir(static, target):
+    status, _, body = raw_get(static, target)
+    assert 400 <= status < 500, (target, status)
+    assert SECRET not in body and b"root:" not in body
+    assert b"a slash b" not in body and b"plain x" not in body
+    assert static.alive()
+
+
+@pytest.mark.parametrize("target", [b"/chrome", b"/chrome/", b"/chrome/sub", b"/chrome/sub/"])
+def test_directories_are_404(static, target):
+    status, _, body = raw_get(static, target)
+    assert status == 404, target
+    assert b"inner.txt" not in body and b"style.css" not in body
+
+
+def test_prefix_matches_on_segment_boundary_only(static):
+    for target in (b"/chromex/style.css", b"/chromestyle.css", b"/style.css", b"/"):
+        status, _, body = raw_get(static, target)
+        assert status == 404, target  # no app, no upstream: nothing else to serve
+        assert CSS not in body
+
+
+def latency(srv, route, backend, count):
+    """Poll the latency table until (route, backend) has `count` requests
+    (a request is recorded just after its response completes)."""
+    deadline = time.monotonic() + 5
+    while True:
+        r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
+        assert r.status_code == 200
+        routes = {(x["route"], x["backend"]): x for x in r.json()["routes"]}
+        if routes.get((route, backend), {}).get("count") == count or time.monotonic() > deadline:
+            return routes
+        time.sleep(0.05)
+
+
+def test_static_latency_recorded(static):
+    for _ in range(3):
+        assert get(static, "/chrome/style.css").status_code == 200
+    assert get(static, "/chrome/missing.css").status_code == 404
+    routes = latency(static, "/chrome/style.css", "static", 3)
+    row = routes[("/chrome/style.css", "static")]
+    assert row["count"] == 3
+    assert row["status"].get("2xx") == 3
+    assert routes[("/chrome/missing.css", "static")]["status"].get("4xx") == 1
+    assert not any(b == "wsgi" for _, b in routes)
+
+
+def test_static_next_to_app(tracfront, www):
+    srv = tracfront("--app", "hello:application", "--static", "/chrome=%s" % www.path)
+    r = get(srv, "/chrome/style.css")
+    assert r.status_code == 200 and r.content == CSS and mime(r) == "text/css"
+    assert get(srv, "/chrome/missing.css").status_code == 404  # the route is static's
+    assert raw_get(srv, b"/chrome/../secret.txt")[0] in range(400, 500)
+    for path in ("/chromex/style.css", "/", "/other", "/chrome.css"):
+        r = get(srv, path)
+        assert r.status_code == 200 and r.content == b"Hello, World!\n", path
+    routes = latency(srv, "/chrome/style.css", "static", 1)
+    assert routes[("/chrome/style.css", "static")]["count"] == 1
+    assert ("/other", "wsgi") in routes
+    assert ("/chrome/style.css", "wsgi") not in routes
