@@ -68,6 +68,11 @@ static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent,
     return c;
 }
 
+struct prof_node *prof_tree_child(struct prof_tree *t, struct prof_node *parent, const void *key)
+{
+    return child_of(t, parent, key);
+}
+
 struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t now)
 {
     if (t->depth == t->stack_cap) {

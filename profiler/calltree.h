@@ -47,6 +47,10 @@ void prof_tree_free(struct prof_tree *t);
  * it was just created (the caller sets it), or NULL if the cap cut it off or
  * memory ran out (the call is then counted in dropped_calls). */
 struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t now);
+/* The child of parent for key, made if missing (label NULL: the caller sets
+ * it); NULL past the node cap or out of memory. For building a tree from a
+ * saved one (another process's). */
+struct prof_node *prof_tree_child(struct prof_tree *t, struct prof_node *parent, const void *key);
 /* The innermost call returns at now. Ignored with nothing entered. */
 void prof_tree_leave(struct prof_tree *t, uint64_t now);
 /* Close every open call at now (a request ended with frames still open). */

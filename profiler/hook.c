@@ -14,6 +14,7 @@
 #include "profiler/flame.h"
 #include "profiler/functable.h"
 #include "profiler/text.h"
+#include "profiler/treeio.h"
 
 struct collector {
     PyObject_HEAD
@@ -338,6 +339,7 @@ char *prof_hook_export(const char *format, size_t *len)
         { "collapsed", prof_export_collapsed },
         { "speedscope", prof_export_speedscope },
         { "callgrind", prof_export_callgrind },
+        { "tree", prof_tree_dump },
     };
     for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
         if (strcmp(format, formats[i].name) != 0)
@@ -407,6 +409,14 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     }
     PyGILState_Release(g);
     return out;
+}
+
+int prof_hook_import(const char *text, size_t len)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = prof_tree_load(accumulated_tree(), text, len);
+    PyGILState_Release(g);
+    return rc;
 }
 
 void prof_hook_clear(void)

@@ -34,7 +34,7 @@ void prof_hook_end(PyObject *collector);
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
- * "speedscope", "callgrind" — malloc'd; NULL on error or an unknown name. */
+ * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name. */
 char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
  * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */
@@ -44,6 +44,10 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
  * id (a flame graph), or NULL when none was kept. */
 char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
                              size_t *len);
+
+/* Any thread without the GIL: add a tree exported by another process
+ * (format "tree") to the accumulated profile. 0, or -1 when malformed. */
+int prof_hook_import(const char *text, size_t len);
 
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);

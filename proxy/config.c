@@ -41,6 +41,9 @@ static const struct key keys[] = {
     { "error-log", K_STRING, F(error_log), 0, 0, 0 },
     { "graceful-timeout", K_SECONDS, F(graceful_timeout), 0, 0, 0 },
     { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
+    { "request-timeout", K_SECONDS, F(request_timeout), 0, 0, 0 },
+    { "request-timeout-action", K_STRING, F(request_timeout_action), 0, 0, 0 },
+    { "dump-all", K_BOOL, F(dump_all), 0, 0, 0 },
     { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
     { "profile-slowest", K_UINT, F(profile_slowest), 0, 0, 10000 },
@@ -63,6 +66,10 @@ static const struct key keys[] = {
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
     { "mirror-primary", K_STRING, F(mirror_primary), 0, 0, 0 },
     { "mirror-queue", K_UINT, F(mirror_queue), 0, 1, 100000 },
+    { "workers", K_UINT, F(workers), 0, 0, 256 },
+    { "reload", K_BOOL, F(reload), 0, 0, 0 },
+    { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 0, 0 },
+    { "worker", K_BOOL, F(worker), 0, 0, 0 }, /* internal: set by the front, not in --help */
 };
 #undef F
 
@@ -84,11 +91,20 @@ const char tf_config_usage[] =
     "Server:\n"
     "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any)\n"
     "  --threads N                  app threads running WSGI calls (default 8)\n"
+    "  --workers N                  run the app in N worker processes behind this one\n"
+    "                               (default 0: in this process)\n"
+    "  --reload                     new workers when the app's files change (implies\n"
+    "                               --workers 1); SIGHUP does the same on demand\n"
+    "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60)\n"
     "  --io-threads N               network threads (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
     "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
+    "  --request-timeout SECONDS    log the Python stack of a WSGI request running this long\n"
+    "                               (default 0 = off; fractions allowed)\n"
+    "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log)\n"
+    "  --dump-all                   a stuck request's report has every Python thread's stack\n"
     "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-           error log (default - = stderr)\n"
     "\n"
@@ -376,6 +392,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->upstream_connect_timeout = 5;
     cfg->upstream_read_timeout = 60;
     cfg->mirror_queue = 16;
+    cfg->worker_start_timeout = 60;
 }
 
 /* --upstream http://host[:port][/path]: split into origin and path. */
@@ -395,6 +412,42 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
     cfg->upstream_origin = strndup(u, (size_t)(rest - u) + hostlen);
     cfg->upstream_path = strndup(rest + hostlen, plen);
     if (!cfg->upstream_origin || !cfg->upstream_path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void free_list(char **list, size_t n);
+
+/* A worker of a front (--workers): it runs the app only, on a private port,
+ * and trusts the request details its front passes with the shared token. */
+static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
+{
+    const char *token = getenv("TF_WORKER_TOKEN");
+    if (!token || strlen(token) < 16) {
+        snprintf(err, errlen, "--worker is internal: tracfront starts its workers itself "
+                 "(see --workers)");
+        return -1;
+    }
+    free(cfg->worker_token);
+    free(cfg->server_name);
+    free(cfg->upstream);
+    free(cfg->access_log);
+    cfg->worker_token = strdup(token);
+    cfg->server_name = cfg->listen_host; /* the front's: what the app sees */
+    cfg->listen_host = strdup("127.0.0.1");
+    cfg->access_log = strdup("");
+    cfg->listen_port = 0;
+    cfg->upstream = NULL;
+    free_list(cfg->route_specs, cfg->n_route_specs);
+    free_list(cfg->static_specs, cfg->n_static_specs);
+    free_list(cfg->profile_allow, cfg->n_profile_allow); /* loopback: the front asks */
+    cfg->route_specs = cfg->static_specs = cfg->profile_allow = NULL;
+    cfg->n_route_specs = cfg->n_static_specs = cfg->n_profile_allow = 0;
+    cfg->mirror = cfg->reload = false;
+    cfg->workers = 0;
+    if (!cfg->worker_token || !cfg->listen_host || !cfg->access_log) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -516,8 +569,26 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
                               "exclude each other: give one");
         return -1;
     }
+    if (cfg->worker && worker_settings(cfg, err, errlen) < 0)
+        return -1;
     if (check_backends(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->reload && !cfg->workers)
+        cfg->workers = 1;
+    if (!cfg->server_name && !(cfg->server_name = strdup(cfg->listen_host))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (cfg->workers && !cfg->have_app) {
+        snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
+        return -1;
+    }
+    if (cfg->request_timeout_action && strcmp(cfg->request_timeout_action, "log") != 0 &&
+        strcmp(cfg->request_timeout_action, "504") != 0) {
+        snprintf(err, errlen, "--request-timeout-action: '%s' is not log or 504",
+                 cfg->request_timeout_action);
+        return -1;
+    }
     if (!cfg->profile_path[0]) {
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
@@ -553,6 +624,7 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->mount);
     free(cfg->access_log);
     free(cfg->error_log);
+    free(cfg->request_timeout_action);
     free(cfg->profile_path);
     free(cfg->profile_log);
     free(cfg->profile_callgrind);
@@ -565,6 +637,8 @@ void tf_config_free(struct tf_config *cfg)
     free_list(cfg->static_specs, cfg->n_static_specs);
     tf_route_table_free(&cfg->routes);
     free(cfg->mirror_primary);
+    free(cfg->worker_token);
+    free(cfg->server_name);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

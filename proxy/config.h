@@ -33,6 +33,9 @@ struct tf_config {
     char *error_log;            /* path, "-" stderr */
     double graceful_timeout;    /* seconds */
     double idle_timeout;        /* seconds a connection may stay silent */
+    double request_timeout;     /* seconds a WSGI request may run before it is stuck; 0 = off */
+    char *request_timeout_action; /* "log" (NULL = log) or "504": also interrupt it */
+    bool dump_all;              /* a stuck request's report has every Python thread's stack */
     char *profile_path;         /* default "/__profile__"; served natively, never by the app */
     unsigned profile_max_routes;/* route keys with their own latency statistics */
     unsigned profile_slowest;   /* slowest requests kept with their details */
@@ -59,6 +62,12 @@ struct tf_config {
     char *mirror_primary;       /* "app" or "upstream": whose answer the client gets */
     unsigned mirror_queue;      /* mirrored requests in flight at most */
     bool have_app;              /* derived: an application is configured */
+    unsigned workers;           /* app worker processes; 0 = the app runs in this process */
+    bool reload;                /* restart the workers when the app's files change */
+    double worker_start_timeout;/* seconds a new worker may take to be ready */
+    bool worker;                /* internal: this process is a worker of a front */
+    char *worker_token;         /* derived: shared secret between front and workers */
+    char *server_name;          /* derived: SERVER_NAME (a worker keeps its front's) */
     char *config_file;
     bool help, version;
 };

@@ -12,6 +12,15 @@ void tf_framing_init(struct tf_framing *f)
     f->content_length = -1;
 }
 
+bool tf_secret_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = la != lb;
+    for (size_t i = 0; i < la && i < lb; i++)
+        diff |= (unsigned char)(a[i] ^ b[i]);
+    return diff == 0;
+}
+
 bool tf_is_hop_by_hop(const char *name, size_t len)
 {
     static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",

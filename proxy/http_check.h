@@ -38,6 +38,9 @@ bool tf_is_token(const char *s, size_t len);
 /* A field value: no control characters but HTAB (so no CR, LF or NUL). */
 bool tf_is_field_value(const char *v, size_t len);
 
+/* Compare a secret in time independent of where the strings differ. */
+bool tf_secret_equal(const char *a, const char *b);
+
 /* Hop-by-hop header names (RFC 9110 7.6.1 plus the legacy ones): meaningful
  * for one connection only, never forwarded or taken from an app. */
 bool tf_is_hop_by_hop(const char *name, size_t len);

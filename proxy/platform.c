@@ -7,10 +7,14 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/wait.h>
 
 uint64_t tf_now_us(void)
 {
@@ -57,10 +61,8 @@ int tf_signals_wait(int timeout_ms)
         if (rc < 0 && errno != EINTR)
             return 0;
         unsigned char b;
-        while (rc > 0 && read(signal_pipe[0], &b, 1) == 1) {
-            if (b != SIGHUP) /* reload arrives with the deployment issue */
-                return b;
-        }
+        if (rc > 0 && read(signal_pipe[0], &b, 1) == 1)
+            return b;
     }
 }
 
@@ -92,4 +94,100 @@ int tf_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* environ without our own keys, then env, then the ready pipe's number. */
+static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap)
+{
+    extern char **environ;
+    size_t n = 0, extra = 0;
+    while (environ[n])
+        n++;
+    while (env[extra])
+        extra++;
+    char **out = calloc(n + extra + 2, sizeof(*out));
+    if (!out)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "TF_WORKER_", 10) != 0 && strncmp(environ[i], "TF_FRONT_", 9) != 0)
+            out[k++] = environ[i];
+    for (size_t i = 0; i < extra; i++)
+        out[k++] = (char *)env[i];
+    snprintf(fdvar, fdcap, "TF_WORKER_READY_FD=%d", fd);
+    out[k] = fdvar;
+    return out;
+}
+
+pid_t tf_spawn_self(char *const argv[], const char *const env[], int *ready_fd)
+{
+    int pipefd[2];
+    char fdvar[64];
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        return -1;
+    char **envp = child_environment(env, pipefd[1], fdvar, sizeof(fdvar));
+    pid_t parent = getpid();
+    pid_t pid = envp ? fork() : -1;
+    if (pid == 0) { /* child: async-signal-safe calls only, until exec */
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the front */
+        if (getppid() != parent)
+            _exit(1);
+        fcntl(pipefd[1], F_SETFD, 0); /* the ready pipe survives exec */
+        execve("/proc/self/exe", argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    close(pipefd[1]);
+    if (pid < 0) {
+        close(pipefd[0]);
+        return -1;
+    }
+    *ready_fd = pipefd[0];
+    return pid;
+}
+
+int tf_read_line(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    uint64_t deadline = tf_now_us() + (uint64_t)timeout_ms * 1000u;
+    while (n + 1 < cap) {
+        uint64_t now = tf_now_us();
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (now >= deadline || poll(&p, 1, (int)((deadline - now + 999) / 1000)) <= 0)
+            return -1;
+        ssize_t got = read(fd, buf + n, 1);
+        if (got <= 0)
+            return -1;
+        if (buf[n] == '\n')
+            break;
+        n++;
+    }
+    buf[n] = 0;
+    return 0;
+}
+
+pid_t tf_reap(int *status)
+{
+    return waitpid(-1, status, WNOHANG);
+}
+
+void tf_signal_process(pid_t pid, bool force)
+{
+    if (pid > 0)
+        kill(pid, force ? SIGKILL : SIGTERM);
+}
+
+int tf_random_bytes(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t got = getrandom(p, n, 0);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        p += got;
+        n -= (size_t)got;
+    }
+    return 0;
 }

@@ -4,7 +4,10 @@
 #ifndef TF_PLATFORM_H
 #define TF_PLATFORM_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Monotonic time in microseconds. */
 uint64_t tf_now_us(void);
@@ -14,7 +17,7 @@ uint64_t tf_now_us(void);
  * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */
 int tf_signals_install(void);
 
-/* Wait up to timeout_ms for SIGINT/SIGTERM; returns the signal or 0. */
+/* Wait up to timeout_ms for SIGINT/SIGTERM/SIGHUP; returns the signal or 0. */
 int tf_signals_wait(int timeout_ms);
 
 /* An anonymous, already-unlinked temporary file (O_TMPFILE where the system
@@ -23,5 +26,21 @@ int tf_tempfile(void);
 
 /* Number of online CPUs, at least 1. */
 int tf_cpu_count(void);
+
+/* Fill buf with n bytes from the system's random source (getrandom).
+ * Returns 0, or -1 with errno set. */
+int tf_random_bytes(void *buf, size_t n);
+
+/* Start this program again (argv) as a child with env ("KEY=VALUE", NULL-
+ * terminated) added, and TF_WORKER_READY_FD naming a pipe it reports on;
+ * *ready_fd is our end. The child gets SIGTERM if we die. -1 on failure. */
+pid_t tf_spawn_self(char *const argv[], const char *const env[], int *ready_fd);
+/* Read one line (without the newline) within timeout_ms. 0, or -1 on
+ * timeout, end of file or error. */
+int tf_read_line(int fd, char *buf, size_t cap, int timeout_ms);
+/* A child that has ended (its pid, status in *status), 0 if none, -1 if no children. */
+pid_t tf_reap(int *status);
+/* SIGTERM (graceful) or SIGKILL. */
+void tf_signal_process(pid_t pid, bool force);
 
 #endif

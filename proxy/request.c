@@ -60,6 +60,8 @@ void tf_request_unref(struct tf_request *req)
         return;
     if (req->tap && !req->tap_ended) /* a backend that never answered */
         tf_request_tap_end(req, req->status, true);
+    if (req->on_free)
+        req->on_free(req);
     free_chunks(req);
     if (req->response)
         MHD_destroy_response(req->response);
@@ -72,6 +74,7 @@ void tf_request_unref(struct tf_request *req)
     free(req->version);
     free(req->headers);
     free(req->header_store);
+    free(req->remote_user);
     free(req);
 }
 

@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "proxy/cidr.h"
+#include "proxy/forward.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
@@ -148,6 +150,35 @@ static void set_remote(struct tf_request *req)
     }
 }
 
+/* A worker (--workers): take the client's address, the request id and the
+ * verified user from the front's X-Tracfront-* headers when they carry the
+ * shared token, then drop those headers so the app never sees them. */
+static void trust_front(struct tf_request *req, const char *token)
+{
+    const char *sent = tf_request_header(req, TF_INTERNAL_PREFIX "Token");
+    bool trusted = sent && tf_secret_equal(sent, token);
+    const char *client = trusted ? tf_request_header(req, TF_INTERNAL_PREFIX "Client") : NULL;
+    const char *user = trusted ? tf_request_header(req, TF_INTERNAL_PREFIX "User") : NULL;
+    unsigned long long id;
+    char addr[64];
+    unsigned port;
+    if (client && sscanf(client, "%63s %u %llu", addr, &port, &id) == 3) {
+        snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", addr);
+        req->remote_port = port;
+        req->id = id; /* the front's: its slowest-requests table links here */
+    }
+    const char *space = user ? strchr(user, ' ') : NULL;
+    if (space && space[1]) {
+        req->auth_type = !strncmp(user, "Digest ", 7) ? "Digest" : "Basic";
+        req->remote_user = strdup(space + 1);
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (strncasecmp(req->headers[i].name, TF_INTERNAL_PREFIX, sizeof(TF_INTERNAL_PREFIX) - 1))
+            req->headers[kept++] = req->headers[i];
+    req->n_headers = kept;
+}
+
 /* First call: everything up to the end of the headers. Returns 0 when the
  * request may go on, else the status to refuse it with. */
 static int take_headers(struct tf_request *req, const char *method, const char *version,
@@ -181,6 +212,8 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     w.store = req->header_store;
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);
     *framing = w.framing;
+    if (req->server->cfg->worker)
+        trust_front(req, req->server->cfg->worker_token);
     return 0;
 }
 
@@ -321,8 +354,14 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         size_t n = 0;
         char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
         char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
-        char *body = prof_latency_html(in_flight, server->cfg->profile_path,
-                                       p && p->enabled(), appendix ? appendix : table ? table : "");
+        char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
+        struct prof_text all = { 0 }; /* In flight first, then the rest */
+        prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
+        char *rest = prof_text_finish(&all);
+        char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
+                                              p && p->enabled(), rest) : NULL;
+        free(rest);
+        free(running);
         free(table);
         free(appendix);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
@@ -337,6 +376,11 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                          "off, or not among the slowest).", false);
         return send_body(req, 200, body, n, "text/html; charset=utf-8");
     }
+    if (len == 13 && !strncmp(sub, "/api/inflight", 13) && p && p->inflight) {
+        size_t n = 0;
+        char *body = p->inflight(true, &n);
+        return send_body(req, 200, body, n, "application/json");
+    }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
         char *body = p->table(query, true, server->cfg->profile_path, &n);
@@ -350,6 +394,11 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                           : prof_compare_html(primary, server->cfg->profile_path);
         return send_body(req, 200, body, body ? strlen(body) : 0,
                          json ? "application/json" : "text/html; charset=utf-8");
+    }
+    if (len == 8 && !strncmp(sub, "/modules", 8) && p && p->modules) { /* for --reload */
+        size_t n = 0;
+        char *body = p->modules(&n);
+        return send_body(req, 200, body, n, "text/plain; charset=utf-8");
     }
     if (len == 8 && !strncmp(sub, "/metrics", 8)) {
         char *body = prof_latency_prometheus(in_flight);
@@ -371,6 +420,7 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         { "/collapsed", "collapsed", "text/plain; charset=utf-8" },
         { "/speedscope.json", "speedscope", "application/json" },
         { "/callgrind", "callgrind", "text/plain; charset=utf-8" },
+        { "/tree", "tree", "text/plain; charset=utf-8" }, /* for a front's merge */
     };
     for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
         if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
@@ -382,7 +432,8 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
     return reply(req, 404, "No such profiler page.", false);
 }
 
-static enum MHD_Result dispatch(struct tf_request *req, tf_dispatch_fn to, void *backend)
+static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req,
+                                tf_dispatch_fn to, void *backend)
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
@@ -391,12 +442,13 @@ static enum MHD_Result dispatch(struct tf_request *req, tf_dispatch_fn to, void 
     tf_request_ref(req);
     if (to(backend, req) < 0) {
         tf_request_unref(req);
-        if (req->backend == PROF_BACKEND_WSGI)
+        if (req->backend == PROF_BACKEND_WSGI && !server->cfg->workers)
             tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
                          "answered 503", req->method, req->target);
         else
-            tf_log_error("%s %s: out of memory forwarding upstream; answered 503", req->method,
-                         req->target);
+            tf_log_error("%s %s: no %s can take the request (%s); answered 503", req->method,
+                         req->target, server->cfg->workers ? "worker" : "upstream transfer",
+                         server->cfg->workers ? "none is running" : "out of memory");
         req->response = tf_error_response(503, "The server is overloaded; try again.", false,
                                           &req->bytes_out);
         req->status = 503;
@@ -442,10 +494,10 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         return serve_static(req, rest);
     case TF_ROUTE_APP:
         req->backend = PROF_BACKEND_WSGI;
-        return dispatch(req, b->app, b->app_ctx);
+        return dispatch(server, req, b->app, b->app_ctx);
     case TF_ROUTE_UPSTREAM:
         req->backend = PROF_BACKEND_UPSTREAM;
-        return dispatch(req, b->upstream, b->upstream_ctx);
+        return dispatch(server, req, b->upstream, b->upstream_ctx);
     case TF_ROUTE_NONE:
         break;
     }

@@ -54,6 +54,10 @@ struct tf_profiler_controls {
     char *(*table)(const char *query, bool json, const char *profile_path, size_t *len);
     char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
     void (*clear)(void);
+    /* The WSGI requests running now, with their Python stacks: an HTML
+     * fragment or JSON, malloc'd (*len set), NULL on out of memory. */
+    char *(*inflight)(bool json, size_t *len);
+    char *(*modules)(size_t *len); /* the app's loaded Python files, one per line; may be NULL */
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 

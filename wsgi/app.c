@@ -146,3 +146,46 @@ PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen)
     }
     return load_module_callable(flag, "trac.web.main", "dispatch_request", err, errlen);
 }
+
+/* Append "path\n" to a growing buffer; on out of memory *buf becomes NULL. */
+static void append_line(char **buf, size_t *n, size_t *cap, const char *path)
+{
+    size_t plen = strlen(path);
+    if (!*buf || !plen)
+        return;
+    if (*n + plen + 2 > *cap) {
+        *cap = (*cap + plen) * 2;
+        char *grown = realloc(*buf, *cap);
+        if (!grown)
+            free(*buf);
+        *buf = grown;
+        if (!grown)
+            return;
+    }
+    memcpy(*buf + *n, path, plen);
+    (*buf)[*n + plen] = '\n';
+    *n += plen + 1;
+}
+
+char *wsgi_app_files(size_t *len)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+    PyObject *values = modules ? PyDict_Values(modules) : NULL; /* a copy: imports may run */
+    size_t cap = 4096, n = 0;
+    char *out = malloc(cap);
+    for (Py_ssize_t i = 0; values && i < PyList_GET_SIZE(values); i++) {
+        PyObject *file = PyObject_GetAttrString(PyList_GET_ITEM(values, i), "__file__");
+        const char *path = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
+        if (path)
+            append_line(&out, &n, &cap, path);
+        Py_XDECREF(file);
+        PyErr_Clear();
+    }
+    if (wsgi_ctx.cfg->wsgi_file)
+        append_line(&out, &n, &cap, wsgi_ctx.cfg->wsgi_file);
+    Py_XDECREF(values);
+    PyGILState_Release(g);
+    *len = out ? n : 0;
+    return out;
+}

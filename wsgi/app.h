@@ -15,4 +15,8 @@
  * (and the traceback, if any, written to the error log). */
 PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen);
 
+/* Any thread without the GIL: the source files of every loaded module (and
+ * the --wsgi-file), one per line, malloc'd; what --reload watches. */
+char *wsgi_app_files(size_t *len);
+
 #endif

@@ -247,11 +247,11 @@ PyObject *wsgi_environ_base(void)
         set_cstr(env, "wsgi.url_scheme", "http") < 0 ||
         PyDict_SetItemString(env, "wsgi.errors", wsgi_ctx.errors) < 0 ||
         PyDict_SetItemString(env, "wsgi.multithread", Py_True) < 0 ||
-        PyDict_SetItemString(env, "wsgi.multiprocess", Py_False) < 0 ||
+        PyDict_SetItemString(env, "wsgi.multiprocess", cfg->worker ? Py_True : Py_False) < 0 ||
         PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
         PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||
         PyDict_SetItemString(env, "wsgi.file_wrapper", (PyObject *)&wsgi_filewrapper_type) < 0 ||
-        set_cstr(env, "SERVER_NAME", cfg->listen_host) < 0 ||
+        set_cstr(env, "SERVER_NAME", cfg->server_name) < 0 ||
         set_cstr(env, "SERVER_SOFTWARE", "tracfront/" TF_VERSION) < 0 ||
         set_cstr(env, "GATEWAY_INTERFACE", "CGI/1.1") < 0 ||
         set_str(env, k_script, cfg->mount, (Py_ssize_t)strlen(cfg->mount)) < 0)

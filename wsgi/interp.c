@@ -107,6 +107,10 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the Python side of tracfront");
         goto fail;
     }
+    if (cfg->workers) { /* a front: Python only to render the merged profile */
+        main_thread_state = PyEval_SaveThread();
+        return 0;
+    }
     if (!(wsgi_ctx.app = wsgi_app_load(cfg, err, errlen)))
         goto fail;
     if (!(wsgi_ctx.base_environ = wsgi_environ_base())) {
@@ -125,6 +129,10 @@ void wsgi_interp_set_port(unsigned port)
 {
     PyEval_RestoreThread(main_thread_state);
     wsgi_ctx.server_port = port;
+    if (!wsgi_ctx.base_environ) { /* a front has no app */
+        main_thread_state = PyEval_SaveThread();
+        return;
+    }
     char text[16];
     snprintf(text, sizeof(text), "%u", port);
     PyObject *v = PyUnicode_FromString(text);

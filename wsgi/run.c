@@ -19,6 +19,7 @@
 #include "wsgi/interp.h"
 #include "wsgi/pool.h"
 #include "wsgi/response.h"
+#include "wsgi/watchdog.h"
 
 static void finish(struct wsgi_task *task)
 {
@@ -63,9 +64,20 @@ static void end(struct wsgi_task *task)
 }
 
 /* The app (or its iterable) raised: log the traceback; a 500 if nothing was
- * sent yet, else abort the connection. */
+ * sent yet, else abort the connection. The watchdog's RequestTimeout
+ * (--request-timeout-action 504) is a 504 instead, with no traceback: the
+ * watchdog has logged the stack. */
 static void failed(struct wsgi_task *task, const char *what)
 {
+    if (wsgi_watchdog_timed_out()) {
+        PyErr_Clear();
+        tf_log_error("%s %s: interrupted after --request-timeout; %s", task->req->method,
+                     task->req->target, task->sent ? "connection aborted" : "answered 504");
+        wsgi_response_send_error(task, 504,
+                                 "The application did not answer within --request-timeout.");
+        end(task);
+        return;
+    }
     wsgi_log_exception("%s %s: %s", task->req->method, task->req->target, what);
     wsgi_response_send_error(task, 500, NULL);
     end(task);
@@ -293,6 +305,8 @@ static void start(struct tf_request *req)
 
 void wsgi_run(struct tf_request *req)
 {
+    struct wsgi_watch watch; /* in the registry while this thread runs req */
+    wsgi_watchdog_enter(&watch, req);
     if (req->backend_state) {
         struct wsgi_task *task = req->backend_state;
         prof_hook_resume(task->profile);
@@ -300,4 +314,5 @@ void wsgi_run(struct tf_request *req)
     } else {
         start(req);
     }
+    wsgi_watchdog_leave(&watch);
 }

@@ -2,9 +2,11 @@
 
 Run: /usr/bin/python3 tests/apps/upstream_server.py [--port 0]; it prints
 `upstream listening on http://127.0.0.1:PORT/` and serves (keep-alive) until SIGTERM.
-Endpoints: /echo* /bytes /slow /die /status/CODE /headers /raw /drop-idle /swallow
-/__stats /__reset (see tests/integration/conftest.py `upstream`). A leading
-"/legacy" is stripped before dispatch, for the path-mapping tests.
+Endpoints: /echo* (JSON of what it received), /bytes?n=&chunk=&delay=&chunked=1&gzip=1
+(bytes i % 251), /slow?delay=, /die?n=&sent=&delay= (short body, then close),
+/status/CODE?location=, /headers?set=Name:Value, /raw?b64= (raw response, then close),
+/drop-idle (closes the other idle connections), /swallow (reads, closes, no answer),
+/__stats and /__reset. A leading "/legacy" is ignored for dispatch (path-mapping tests).
 """
 import argparse
 import base64

@@ -131,6 +131,31 @@ static void test_bool_flags(void **state)
     expect_config_error(4, (char *[]){ "t", "--app", "m:a", "--profile=maybe" }, "profile");
 }
 
+static void test_request_timeout(void **state)
+{
+    (void)state;
+    struct tf_config cfg;
+    char err[1024];
+    char *argv[] = { "t", "--app", "m:a", "--request-timeout", "0.25",
+                     "--request-timeout-action", "504", "--dump-all" };
+    assert_int_equal(load(&cfg, err, 8, argv), 0);
+    assert_true(cfg.request_timeout > 0.249 && cfg.request_timeout < 0.251);
+    assert_string_equal(cfg.request_timeout_action, "504");
+    assert_true(cfg.dump_all);
+    tf_config_free(&cfg);
+    assert_int_equal(load(&cfg, err, 3, argv), 0); /* defaults: off, log */
+    assert_true(cfg.request_timeout == 0);
+    assert_null(cfg.request_timeout_action);
+    assert_false(cfg.dump_all);
+    tf_config_free(&cfg);
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--request-timeout", "soon" },
+                        "request-timeout");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--request-timeout", "-1" },
+                        "request-timeout");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--request-timeout-action", "kill" },
+                        "--request-timeout-action: 'kill' is not log or 504");
+}
+
 static void test_parsers(void **state)
 {
     (void)state;
@@ -160,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_flags), cmocka_unit_test(test_errors_name_the_flag),
         cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
         cmocka_unit_test(test_bool_flags),
+        cmocka_unit_test(test_request_timeout),
         cmocka_unit_test(test_parsers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

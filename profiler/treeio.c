@@ -1,0 +1,167 @@
+/* treeio.c — see treeio.h. The text never carries tabs or newlines inside a
+ * field: they are replaced by spaces when dumping. */
+#include "profiler/treeio.h"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/text.h"
+
+#define DUMP_HEADER "tracfront-tree 1\n"
+
+static void add_field(struct prof_text *t, const char *s)
+{
+    for (; *s; s++)
+        prof_text_add(t, "%c", *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
+}
+
+/* file, line and name of a label: a code object (or a stand-in) or a str. */
+static void add_label(struct prof_text *t, PyObject *label)
+{
+    if (!label || PyUnicode_Check(label)) {
+        const char *name = label ? PyUnicode_AsUTF8(label) : "?";
+        prof_text_add(t, "~\t0\t");
+        add_field(t, name ? name : "?");
+        PyErr_Clear();
+        return;
+    }
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
+    long l = line ? PyLong_AsLong(line) : 0;
+    PyErr_Clear();
+    add_field(t, f ? f : "?");
+    prof_text_add(t, "\t%ld\t", l);
+    add_field(t, n ? n : "?");
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    Py_XDECREF(name);
+}
+
+static void dump_children(struct prof_text *t, const struct prof_node *parent, unsigned depth)
+{
+    for (const struct prof_node *n = parent->child; n; n = n->sibling) {
+        prof_text_add(t, "%u\t%llu\t%llu\t%llu\t", depth, (unsigned long long)n->calls,
+                      (unsigned long long)n->total_ns, (unsigned long long)n->inline_ns);
+        add_label(t, n->label);
+        prof_text_add(t, "\n");
+        dump_children(t, n, depth + 1);
+    }
+}
+
+char *prof_tree_dump(const struct prof_tree *t, size_t *len)
+{
+    struct prof_text text = { 0 };
+    prof_text_add(&text, DUMP_HEADER);
+    dump_children(&text, &t->root, 1);
+    return prof_text_finish_len(&text, len);
+}
+
+/* One label object per (file, line, name), kept for the process: its
+ * address is the key, the same in every tree loaded here. New ref. */
+static PyObject *interned_label(const char *file, long line, const char *name)
+{
+    static PyObject *labels, *namespace_type;
+    if (!labels && !(labels = PyDict_New()))
+        return NULL;
+    PyObject *key = Py_BuildValue("(sls)", file, line, name);
+    PyObject *label = key ? PyDict_GetItemWithError(labels, key) : NULL; /* borrowed */
+    if (label || !key) {
+        Py_XDECREF(key);
+        return Py_XNewRef(label);
+    }
+    if (!strcmp(file, "~") && line == 0) { /* a built-in: named by its string */
+        label = PyUnicode_FromString(name);
+    } else {
+        if (!namespace_type) {
+            PyObject *types = PyImport_ImportModule("types");
+            namespace_type = types ? PyObject_GetAttrString(types, "SimpleNamespace") : NULL;
+            Py_XDECREF(types);
+        }
+        PyObject *kw = namespace_type ? Py_BuildValue("{s:s,s:l,s:s}", "co_filename", file,
+                                                      "co_firstlineno", line, "co_name", name)
+                                      : NULL;
+        PyObject *no_args = kw ? PyTuple_New(0) : NULL;
+        label = no_args ? PyObject_Call(namespace_type, no_args, kw) : NULL;
+        Py_XDECREF(no_args);
+        Py_XDECREF(kw);
+    }
+    if (label && PyDict_SetItem(labels, key, label) < 0)
+        Py_CLEAR(label);
+    Py_DECREF(key);
+    return label;
+}
+
+struct parsed {
+    unsigned depth;
+    unsigned long long calls, total_ns, inline_ns;
+    long line;
+    char *file, *name; /* inside the line buffer */
+};
+
+static int parse_line(char *line, struct parsed *p)
+{
+    char *fields[7], *save = NULL;
+    int n = 0;
+    for (char *f = strtok_r(line, "\t", &save); f && n < 7; f = strtok_r(NULL, "\t", &save))
+        fields[n++] = f;
+    if (n != 7)
+        return -1;
+    p->depth = (unsigned)strtoul(fields[0], NULL, 10);
+    p->calls = strtoull(fields[1], NULL, 10);
+    p->total_ns = strtoull(fields[2], NULL, 10);
+    p->inline_ns = strtoull(fields[3], NULL, 10);
+    p->file = fields[4];
+    p->line = strtol(fields[5], NULL, 10);
+    p->name = fields[6];
+    return p->depth >= 1 ? 0 : -1;
+}
+
+int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
+{
+    size_t hlen = strlen(DUMP_HEADER);
+    if (len < hlen || memcmp(text, DUMP_HEADER, hlen) != 0)
+        return -1;
+    char *copy = strndup(text + hlen, len - hlen), *save = NULL;
+    struct prof_node **path = NULL; /* path[d - 1]: the last node read at depth d */
+    size_t cap = 0;
+    int rc = copy ? 0 : -1;
+    for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line && rc == 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        struct parsed p;
+        if (parse_line(line, &p) < 0 || p.depth > cap + 1) {
+            rc = -1;
+            break;
+        }
+        if (p.depth > cap) {
+            struct prof_node **grown = realloc(path, (cap + 64) * sizeof(*grown));
+            if (!grown) {
+                rc = -1;
+                break;
+            }
+            path = grown;
+            cap += 64;
+        }
+        struct prof_node *parent = p.depth == 1 ? &t->root : path[p.depth - 2];
+        PyObject *label = parent ? interned_label(p.file, p.line, p.name) : NULL;
+        struct prof_node *n = label ? prof_tree_child(t, parent, label) : NULL;
+        if (n && !n->label)
+            n->label = t->ops->copy(label);
+        Py_XDECREF(label);
+        PyErr_Clear();
+        if (n) {
+            n->calls += p.calls;
+            n->total_ns += p.total_ns;
+            n->inline_ns += p.inline_ns;
+        } else {
+            t->dropped_calls += p.calls;
+        }
+        path[p.depth - 1] = n; /* NULL: its children are dropped too */
+    }
+    free(path);
+    free(copy);
+    return rc;
+}

@@ -1,0 +1,439 @@
+/* auth.c — Basic and Digest authentication on tracd's login paths (see
+ * auth.h). The password files live in passwd.c; this file decides whether a
+ * request is a login path, reads the Authorization header, and builds the
+ * 401 challenge. Digest nonces carry their issue time and counter under an
+ * HMAC with a random per-process key, so they cannot be forged, expire after
+ * NONCE_LIFETIME_S, and a small table of issued nonces refuses replayed nc
+ * values. It never logs a password, and never trusts a user name it did not
+ * verify. */
+#include "proxy/auth.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "proxy/hash.h"
+#include "proxy/log.h"
+#include "proxy/passwd.h"
+#include "proxy/platform.h"
+#include "proxy/server.h"
+
+#define NONCE_LIFETIME_S 300u
+#define NONCE_SLOTS 4096u       /* nonces whose nc is tracked at once */
+#define NONCE_LEN 48            /* 8 hex time, 8 hex counter, 32 hex HMAC */
+#define MAX_REALM 200
+#define MAX_PROJECT 255
+#define MAX_CREDENTIALS 2048    /* longest Authorization value looked at */
+
+struct realm {
+    char *project;              /* "*" or a project's folder name */
+    char *name;                 /* the realm */
+    bool digest;
+    struct tf_passwd *file;
+};
+
+struct nonce_slot {
+    uint32_t counter;           /* which nonce owns the slot */
+    uint32_t max_nc;            /* highest nc accepted for it */
+    bool issued;
+};
+
+struct tf_auth {
+    struct realm *realms;       /* read-only after tf_auth_new */
+    size_t n;
+    bool parent_dir;            /* --trac-env-parent-dir: /NAME/login */
+    char *single_project;       /* --trac-env's folder name; "" for --app/--wsgi-file */
+    const char *mount;          /* the config's; read-only */
+    unsigned char key[32];      /* read-only: random, for nonce HMACs */
+    uint32_t counter;           /* atomic: nonces issued */
+    pthread_mutex_t lock;       /* guards nonces */
+    struct nonce_slot nonces[NONCE_SLOTS];
+};
+
+/* --- the configuration ------------------------------------------------------ */
+
+struct spec {
+    const char *flag;
+    bool digest;
+    char *buf;                  /* owns project, file and realm */
+    char *project, *file, *realm;
+};
+
+/* "PROJECT,FILE,REALM": split at the first two commas (a realm may hold
+ * more). 0, or -1 with err. */
+static int parse_spec(const char *flag, const char *text, struct spec *s, char *err,
+                      size_t errlen)
+{
+    s->flag = flag;
+    s->digest = !strcmp(flag, "--digest-auth");
+    if (!(s->buf = strdup(text))) {
+        snprintf(err, errlen, "%s: out of memory", flag);
+        return -1;
+    }
+    char *c1 = strchr(s->buf, ','), *c2 = c1 ? strchr(c1 + 1, ',') : NULL;
+    if (!c2 || c1 == s->buf || c2 == c1 + 1 || !c2[1]) {
+        snprintf(err, errlen, "%s: '%s' is not PROJECT,%s,REALM (e.g. *,/srv/trac/%s,Trac)",
+                 flag, text, s->digest ? "HTDIGEST" : "HTPASSWD",
+                 s->digest ? "htdigest" : "htpasswd");
+        return -1;
+    }
+    *c1 = *c2 = 0;
+    s->project = s->buf;
+    s->file = c1 + 1;
+    s->realm = c2 + 1;
+    if (strchr(s->project, '/') || strlen(s->project) > MAX_PROJECT ||
+        !strcmp(s->project, ".") || !strcmp(s->project, "..")) {
+        snprintf(err, errlen, "%s: '%s' is not a project (a Trac environment's folder name, "
+                 "or * for all)", flag, s->project);
+        return -1;
+    }
+    for (const char *p = s->realm; *p; p++)
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f ||
+            p - s->realm >= MAX_REALM) {
+            snprintf(err, errlen, "%s: the realm '%s' must be at most %d characters without "
+                     "quotes, backslashes or control characters", flag, s->realm, MAX_REALM);
+            return -1;
+        }
+    return 0;
+}
+
+/* --trac-env PATH serves the project named by PATH's last component. */
+static char *env_basename(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    const char *start = path + n;
+    while (start > path && start[-1] != '/')
+        start--;
+    return strndup(start, (size_t)(path + n - start));
+}
+
+/* Is PROJECT one this configuration serves? 0, or -1 with err. */
+static int check_project(const struct tf_config *cfg, const struct spec *s, char *err,
+                         size_t errlen)
+{
+    if (!cfg->have_app) {
+        snprintf(err, errlen, "%s: needs an application (--trac-env, --trac-env-parent-dir, "
+                 "--app or --wsgi-file): credentials are asked for on its /login path", s->flag);
+        return -1;
+    }
+    if (cfg->trac_env_parent_dir || !strcmp(s->project, "*"))
+        return 0;
+    if (!cfg->trac_env) {
+        snprintf(err, errlen, "%s: with --app or --wsgi-file there is one project: use * for "
+                 "PROJECT, not '%s'", s->flag, s->project);
+        return -1;
+    }
+    char *name = env_basename(cfg->trac_env);
+    int rc = name && !strcmp(name, s->project) ? 0 : -1;
+    if (rc < 0)
+        snprintf(err, errlen, "%s: project '%s' is not served: --trac-env serves '%s' "
+                 "(use %s or *)", s->flag, s->project, name ? name : "?", name ? name : "?");
+    free(name);
+    return rc;
+}
+
+/* FILE relative to the working directory at start, made absolute so a later
+ * chdir (an app may do one) cannot change which file is re-read. */
+static char *absolute(const char *file)
+{
+    if (file[0] == '/')
+        return strdup(file);
+    char *cwd = getcwd(NULL, 0), *out = NULL;
+    if (cwd && asprintf(&out, "%s/%s", cwd, file) < 0)
+        out = NULL;
+    free(cwd);
+    return out;
+}
+
+static int add_realm(struct tf_auth *auth, const struct spec *s, char *err, size_t errlen)
+{
+    char *path = absolute(s->file);
+    struct realm *r = &auth->realms[auth->n];
+    *r = (struct realm){ strdup(s->project), strdup(s->realm), s->digest, NULL };
+    auth->n++;
+    if (!path || !r->project || !r->name) {
+        free(path);
+        snprintf(err, errlen, "%s: out of memory", s->flag);
+        return -1;
+    }
+    r->file = tf_passwd_open(path, s->digest ? TF_PASSWD_HTDIGEST : TF_PASSWD_HTPASSWD,
+                             s->realm, s->flag, err, errlen);
+    free(path);
+    return r->file ? 0 : -1;
+}
+
+/* Check one spec against the configuration and the specs before it; with
+ * auth, also read its file into auth. 0, or -1 with err. */
+static int take_spec(const struct tf_config *cfg, struct tf_auth *auth, struct spec *all,
+                     size_t i, char *err, size_t errlen)
+{
+    struct spec *s = &all[i];
+    if (check_project(cfg, s, err, errlen) < 0)
+        return -1;
+    for (size_t j = 0; j < i; j++)
+        if (!strcmp(all[j].project, s->project)) {
+            snprintf(err, errlen, "%s: project '%s' already has a %s; give one per project",
+                     s->flag, s->project, all[j].flag);
+            return -1;
+        }
+    if (auth)
+        return add_realm(auth, s, err, errlen);
+    FILE *f = fopen(s->file, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot read '%s': %m", s->flag, s->file);
+        return -1;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Walk every --basic-auth and --digest-auth. 0, or -1 with err. */
+static int walk_specs(const struct tf_config *cfg, struct tf_auth *auth, char *err, size_t errlen)
+{
+    size_t n = cfg->n_basic_auth + cfg->n_digest_auth, parsed = 0;
+    struct spec *all = calloc(n ? n : 1, sizeof(*all));
+    int rc = all ? 0 : -1;
+    if (!all)
+        snprintf(err, errlen, "--basic-auth: out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        bool basic = i < cfg->n_basic_auth;
+        const char *text = basic ? cfg->basic_auth[i] : cfg->digest_auth[i - cfg->n_basic_auth];
+        parsed++;
+        rc = parse_spec(basic ? "--basic-auth" : "--digest-auth", text, &all[i], err, errlen);
+        if (rc == 0)
+            rc = take_spec(cfg, auth, all, i, err, errlen);
+    }
+    for (size_t i = 0; all && i < parsed; i++)
+        free(all[i].buf);
+    free(all);
+    return rc;
+}
+
+int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    return walk_specs(cfg, NULL, err, errlen);
+}
+
+struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    err[0] = 0;
+    size_t n = cfg->n_basic_auth + cfg->n_digest_auth;
+    if (n == 0)
+        return NULL;
+    struct tf_auth *auth = calloc(1, sizeof(*auth));
+    if (!auth || !(auth->realms = calloc(n, sizeof(*auth->realms))) ||
+        !(auth->single_project = cfg->trac_env ? env_basename(cfg->trac_env) : strdup(""))) {
+        snprintf(err, errlen, "--basic-auth: out of memory");
+        tf_auth_free(auth);
+        return NULL;
+    }
+    pthread_mutex_init(&auth->lock, NULL);
+    auth->parent_dir = cfg->trac_env_parent_dir != NULL;
+    auth->mount = cfg->mount;
+    if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
+        snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
+        tf_auth_free(auth);
+        return NULL;
+    }
+    if (walk_specs(cfg, auth, err, errlen) < 0) {
+        tf_auth_free(auth);
+        return NULL;
+    }
+    return auth;
+}
+
+void tf_auth_free(struct tf_auth *auth)
+{
+    if (!auth)
+        return;
+    for (size_t i = 0; i < auth->n; i++) {
+        free(auth->realms[i].project);
+        free(auth->realms[i].name);
+        tf_passwd_free(auth->realms[i].file);
+    }
+    if (auth->single_project)
+        pthread_mutex_destroy(&auth->lock);
+    free(auth->realms);
+    free(auth->single_project);
+    explicit_bzero(auth->key, sizeof(auth->key));
+    free(auth);
+}
+
+/* --- which requests are login paths ------------------------------------------ */
+
+static int hexdigit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The next non-empty '/'-separated segment of p[0..n) from *pos; its length. */
+static size_t next_segment(const char *p, size_t n, size_t *pos, const char **seg)
+{
+    while (*pos < n && p[*pos] == '/')
+        (*pos)++;
+    *seg = p + *pos;
+    size_t start = *pos;
+    while (*pos < n && p[*pos] != '/')
+        (*pos)++;
+    return *pos - start;
+}
+
+bool tf_auth_login_path(const char *target, const char *mount, bool parent_dir, char *project,
+                        size_t cap)
+{
+    const char *path = target, *scheme = strstr(target, "://");
+    if (target[0] != '/' && (!scheme || !(path = strchr(scheme + 3, '/'))))
+        return false; /* "*", or an absolute URL without a path */
+    size_t raw = strcspn(path, "?"), n = 0, mlen = strlen(mount), pos = 0;
+    char *p = malloc(raw + 1);
+    if (!p)
+        return false;
+    for (size_t i = 0; i < raw; i++) { /* as PATH_INFO is decoded */
+        int hi, lo;
+        if (path[i] == '%' && i + 2 < raw + 1 && (hi = hexdigit(path[i + 1])) >= 0 &&
+            (lo = hexdigit(path[i + 2])) >= 0) {
+            p[n++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else
+            p[n++] = path[i];
+    }
+    bool found = false;
+    const char *seg0, *seg1;
+    if (n >= mlen && !memcmp(p, mount, mlen) && (n == mlen || p[mlen] == '/')) {
+        pos = mlen;
+        size_t len0 = next_segment(p, n, &pos, &seg0);
+        size_t len1 = parent_dir ? next_segment(p, n, &pos, &seg1) : len0;
+        const char *login = parent_dir ? seg1 : seg0;
+        found = len1 == 5 && !memcmp(login, "login", 5) &&
+                (!parent_dir || (len0 < cap && !memchr(seg0, 0, len0)));
+        if (found) {
+            size_t keep = parent_dir ? len0 : 0;
+            memcpy(project, seg0, keep);
+            project[keep] = 0;
+        }
+    }
+    free(p);
+    return found;
+}
+
+static const struct realm *find_realm(const struct tf_auth *auth, const char *project)
+{
+    const struct realm *any = NULL;
+    for (size_t i = 0; i < auth->n; i++) {
+        if (!strcmp(auth->realms[i].project, project))
+            return &auth->realms[i];
+        if (!strcmp(auth->realms[i].project, "*"))
+            any = &auth->realms[i];
+    }
+    return any;
+}
+
+/* --- verdicts and the log ---------------------------------------------------- */
+
+struct verdict {
+    unsigned status;            /* 0 = verified, else 401, 400 or 500 */
+    bool stale;                 /* Digest: right password, old nonce */
+    char user[256];             /* verified user name */
+};
+
+/* A client-supplied name made safe for one log line. */
+static void printable(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (; *in && o + 5 < cap; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        } else
+            out[o++] = (char)c;
+    }
+    out[o] = 0;
+}
+
+static void refuse(const struct tf_request *req, const struct realm *r, const char *user,
+                   const char *why)
+{
+    char name[256];
+    printable(user ? user : "", name, sizeof(name));
+    tf_log_error("auth: %s: user \"%s\" from %s (%s realm \"%s\", %s %.200s); answered 401", why,
+                 name, req->remote_addr, r->digest ? "Digest" : "Basic", r->name, req->method,
+                 req->target);
+}
+
+/* "Basic xyz" → "xyz" when scheme matches (case-insensitive), else NULL. */
+static const char *credentials(const char *header, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    if (strncasecmp(header, scheme, n) != 0 || (header[n] != ' ' && header[n] != '\t'))
+        return NULL;
+    header += n;
+    while (*header == ' ' || *header == '\t')
+        header++;
+    return header;
+}
+
+/* --- Basic ---------------------------------------------------------------------- */
+
+/* Strict base64 (padding optional) into out; its length, or -1. */
+static long base64_decode(const char *in, unsigned char *out, size_t cap)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strcspn(in, "= \t"), o = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    if (n % 4 == 1 || strspn(in + n, "=") + n != strlen(in) || strlen(in + n) > 2)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = memchr(alphabet, in[i], 64);
+        if (!c || !in[i])
+            return -1;
+        acc = acc << 6 | (uint32_t)(c - alphabet);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap)
+                return -1;
+            out[o++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)o;
+}
+
+static void check_basic(const struct realm *r, const struct tf_request *req, const char *b64,
+                        struct verdict *v)
+{
+    unsigned char buf[1024];
+    long n = base64_decode(b64, buf, sizeof(buf) - 1);
+    char *colon = n >= 0 ? memchr(buf, ':', (size_t)n) : NULL;
+    if (!colon || memchr(buf, 0, (size_t)n) || colon == (char *)buf ||
+        colon - (char *)buf >= (long)sizeof(v->user)) {
+        refuse(req, r, NULL, "malformed Basic credentials");
+        goto out;
+    }
+    buf[n] = 0;
+    *colon = 0;
+    const char *user = (const char *)buf, *password = colon + 1;
+    char hash[256];
+    if (tf_passwd_lookup(r->file, user, hash, sizeof(hash)) < 0)
+        refuse(req, r, user, "unknown user");
+    else if (tf_passwd_verify(hash, password) != 1)
+        refuse(req, r, user, "wrong password");
+    else {
+        v->status = 0;
+        memcpy(v->user, user, strlen(user) + 1);
+    }
+out:
+    explicit_bzero(buf, sizeof(buf));
+}

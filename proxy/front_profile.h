@@ -1,0 +1,13 @@
+/* front_profile.h — the /__profile__ controls of a front (--workers): one
+ * profile for the whole server, merged from every worker on demand. */
+#ifndef TF_FRONT_PROFILE_H
+#define TF_FRONT_PROFILE_H
+
+#include "proxy/server.h"
+#include "proxy/workers.h"
+
+/* Controls for tf_server_set_profiler(); w and path must outlive them. */
+const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
+                                                             const char *path);
+
+#endif

@@ -1,0 +1,512 @@
+/* workers.c — the front's worker processes (see workers.h). */
+#include "proxy/workers.h"
+
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/platform.h"
+#include "proxy/upstream.h"
+
+#define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
+
+struct generation;
+
+struct worker {
+    pid_t pid;
+    char origin[48];           /* "http://127.0.0.1:PORT"; fixed once ready */
+    int outstanding;           /* atomic: requests sent to it, not yet freed */
+    int exited;                /* atomic: reaped */
+    struct generation *gen;
+};
+
+struct generation {
+    unsigned number;
+    struct worker *workers;
+    unsigned n;
+    int refs;                  /* atomic: requests in flight, + 1 while current */
+    bool terminated;           /* main thread: SIGTERM sent */
+    char **files;              /* main thread: the app's Python files */
+    size_t n_files;
+    uint64_t files_at;
+    struct generation *next;   /* main thread: the retired list */
+};
+
+struct tf_workers {
+    const struct tf_config *cfg;   /* read-only */
+    char **argv;                   /* this program's argv + --worker */
+    char token_env[64], port_env[48];
+    struct tf_upstream *up;
+    pthread_mutex_t lock;          /* guards current */
+    struct generation *current;
+    /* main thread only: */
+    struct generation *retired;
+    unsigned next_number;
+    struct timespec checked_since; /* files changed after this start a reload */
+    uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
+};
+
+/* --- spawning -------------------------------------------------------------- */
+
+static void random_token(char *out, size_t cap)
+{
+    unsigned char raw[16];
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(raw, 1, sizeof(raw), f) != sizeof(raw)) { /* never expected */
+        uint64_t t = tf_now_us() ^ ((uint64_t)getpid() << 32);
+        memcpy(raw, &t, sizeof(t));
+        memcpy(raw + 8, &t, sizeof(t));
+    }
+    if (f)
+        fclose(f);
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(raw) && n + 3 < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%02x", raw[i]);
+}
+
+static void kill_and_reap(struct generation *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->workers[i].pid > 0 && !g->workers[i].exited) {
+            tf_signal_process(g->workers[i].pid, true);
+            waitpid(g->workers[i].pid, NULL, 0);
+            g->workers[i].exited = 1;
+        }
+}
+
+static void free_generation(struct generation *g)
+{
+    for (size_t i = 0; i < g->n_files; i++)
+        free(g->files[i]);
+    free(g->files);
+    free(g->workers);
+    free(g);
+}
+
+/* Start cfg->workers processes and wait until each says "READY PORT". */
+static struct generation *spawn_generation(struct tf_workers *w, char *err, size_t errlen)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    int *fds = calloc(w->cfg->workers, sizeof(*fds));
+    if (!g || !fds || !(g->workers = calloc(w->cfg->workers, sizeof(*g->workers)))) {
+        snprintf(err, errlen, "out of memory");
+        free(fds);
+        if (g)
+            free(g->workers);
+        free(g);
+        return NULL;
+    }
+    g->number = ++w->next_number;
+    g->refs = 1;
+    const char *env[] = { w->token_env, w->port_env, NULL };
+    for (g->n = 0; g->n < w->cfg->workers; g->n++) {
+        struct worker *k = &g->workers[g->n];
+        k->gen = g;
+        if ((k->pid = tf_spawn_self(w->argv, env, &fds[g->n])) < 0) {
+            snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
+            break;
+        }
+    }
+    uint64_t deadline = tf_now_us() + (uint64_t)(w->cfg->worker_start_timeout * 1e6);
+    for (unsigned i = 0; i < g->n; i++) {
+        char line[64];
+        uint64_t now = tf_now_us();
+        int left = now < deadline ? (int)((deadline - now) / 1000) : 0;
+        unsigned port = 0;
+        if (!err[0] && (tf_read_line(fds[i], line, sizeof(line), left) < 0 ||
+                        sscanf(line, "READY %u", &port) != 1))
+            snprintf(err, errlen, "worker %d did not start (it exited, or was not ready within "
+                     "--worker-start-timeout; its error is in the log above)", (int)g->workers[i].pid);
+        snprintf(g->workers[i].origin, sizeof(g->workers[i].origin), "http://127.0.0.1:%u", port);
+        close(fds[i]);
+    }
+    free(fds);
+    if (err[0]) {
+        kill_and_reap(g);
+        free_generation(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* --- what --reload watches ---------------------------------------------------- */
+
+static bool newer(const struct stat *st, const struct timespec *since)
+{
+    return st->st_mtim.tv_sec > since->tv_sec ||
+           (st->st_mtim.tv_sec == since->tv_sec && st->st_mtim.tv_nsec > since->tv_nsec);
+}
+
+static uint64_t mix(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* One Trac environment: its plugins/ folder (names, sizes, times) and
+ * conf/trac.ini. */
+static uint64_t env_signature(uint64_t h, const char *env)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/conf/trac.ini", env);
+    if (stat(path, &st) == 0)
+        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    snprintf(path, sizeof(path), "%s/plugins", env);
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char file[4400];
+        snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
+        if (e->d_name[0] == '.' || stat(file, &st) != 0)
+            continue;
+        h = mix(h, e->d_name, strlen(e->d_name)); /* readdir order is stable enough here */
+        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    }
+    if (d)
+        closedir(d);
+    return h;
+}
+
+static uint64_t tree_signature(const struct tf_config *cfg)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    if (cfg->trac_env)
+        h = env_signature(h, cfg->trac_env);
+    DIR *d = cfg->trac_env_parent_dir ? opendir(cfg->trac_env_parent_dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char env[4096];
+        snprintf(env, sizeof(env), "%s/%s", cfg->trac_env_parent_dir, e->d_name);
+        if (e->d_name[0] != '.')
+            h = env_signature(mix(h, e->d_name, strlen(e->d_name)), env);
+    }
+    if (d)
+        closedir(d);
+    return h;
+}
+
+/* Ask a worker which Python files the app has loaded (one per line). */
+static void refresh_files(struct tf_workers *w, struct generation *g)
+{
+    char *body = NULL, path[4200];
+    size_t len = 0;
+    snprintf(path, sizeof(path), "%s/modules", w->cfg->profile_path);
+    g->files_at = tf_now_us();
+    if (tf_workers_fetch(g->workers[0].origin, "GET", path, &body, &len) != 200) {
+        free(body);
+        return;
+    }
+    for (size_t i = 0; i < g->n_files; i++)
+        free(g->files[i]);
+    g->n_files = 0;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++)
+        lines += body[i] == '\n';
+    char **files = realloc(g->files, (lines + 1) * sizeof(*files)), *save = NULL;
+    if (files) {
+        g->files = files;
+        for (char *l = strtok_r(body, "\n", &save); l && g->n_files <= lines;
+             l = strtok_r(NULL, "\n", &save))
+            if ((g->files[g->n_files] = strdup(l)))
+                g->n_files++;
+    }
+    free(body);
+}
+
+/* A file the reload should react to, named in why; false if none. */
+static bool something_changed(struct tf_workers *w, struct generation *g, char *why, size_t cap)
+{
+    if (tf_now_us() - g->files_at >= FILES_REFRESH_US)
+        refresh_files(w, g);
+    struct stat st;
+    for (size_t i = 0; i < g->n_files; i++)
+        if (stat(g->files[i], &st) == 0 && newer(&st, &w->checked_since)) {
+            snprintf(why, cap, "%s changed", g->files[i]);
+            return true;
+        }
+    if (tree_signature(w->cfg) != w->tree_signature) {
+        snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
+        return true;
+    }
+    return false;
+}
+
+static void mark_checked(struct tf_workers *w)
+{
+    clock_gettime(CLOCK_REALTIME_COARSE, &w->checked_since); /* the clock file times come from */
+    w->tree_signature = tree_signature(w->cfg);
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+static void request_freed(struct tf_request *req)
+{
+    struct worker *k = req->on_free_arg;
+    __atomic_sub_fetch(&k->outstanding, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&k->gen->refs, 1, __ATOMIC_ACQ_REL);
+}
+
+int tf_workers_submit(void *workers, struct tf_request *req)
+{
+    struct tf_workers *w = workers;
+    pthread_mutex_lock(&w->lock);
+    struct generation *g = w->current;
+    struct worker *best = NULL;
+    for (unsigned i = 0; g && i < g->n; i++) {
+        struct worker *k = &g->workers[i];
+        if (__atomic_load_n(&k->exited, __ATOMIC_RELAXED))
+            continue;
+        if (!best || __atomic_load_n(&k->outstanding, __ATOMIC_RELAXED) <
+                         __atomic_load_n(&best->outstanding, __ATOMIC_RELAXED))
+            best = k;
+    }
+    if (best) {
+        __atomic_add_fetch(&best->outstanding, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!best)
+        return -1;
+    req->origin = best->origin;
+    req->to_worker = true;
+    req->on_free = request_freed;
+    req->on_free_arg = best;
+    return tf_upstream_submit(w->up, req);
+}
+
+/* --- generations ---------------------------------------------------------- */
+
+void tf_workers_reload(struct tf_workers *w, const char *why)
+{
+    char err[512] = "";
+    tf_log_info("reload: %s; starting %u new worker%s", why, w->cfg->workers,
+                w->cfg->workers > 1 ? "s" : "");
+    mark_checked(w); /* what changes from now on starts the next reload */
+    struct generation *g = spawn_generation(w, err, sizeof(err));
+    if (!g) {
+        tf_log_error("reload failed: %s; the running workers keep serving", err);
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    struct generation *old = w->current;
+    w->current = g;
+    pthread_mutex_unlock(&w->lock);
+    if (old) {
+        old->next = w->retired;
+        w->retired = old;
+        __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL); /* no longer current */
+    }
+    tf_log_info("reload: new workers are serving (generation %u)", g->number);
+}
+
+static struct worker *find_worker(struct tf_workers *w, pid_t pid)
+{
+    struct generation *lists[] = { w->current, w->retired };
+    for (int l = 0; l < 2; l++)
+        for (struct generation *g = lists[l]; g; g = l ? g->next : NULL)
+            for (unsigned i = 0; i < g->n; i++)
+                if (g->workers[i].pid == pid)
+                    return &g->workers[i];
+    return NULL;
+}
+
+static bool all_exited(const struct generation *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (!g->workers[i].exited)
+            return false;
+    return true;
+}
+
+/* Old generations: SIGTERM once nothing is in flight to them, free once
+ * their processes are gone. */
+static void retire(struct tf_workers *w)
+{
+    for (struct generation **link = &w->retired; *link;) {
+        struct generation *g = *link;
+        if (!g->terminated && __atomic_load_n(&g->refs, __ATOMIC_ACQUIRE) == 0) {
+            for (unsigned i = 0; i < g->n; i++)
+                if (!g->workers[i].exited)
+                    tf_signal_process(g->workers[i].pid, false);
+            g->terminated = true;
+        }
+        if (g->terminated && all_exited(g)) {
+            *link = g->next;
+            free_generation(g);
+        } else {
+            link = &g->next;
+        }
+    }
+}
+
+void tf_workers_tick(struct tf_workers *w)
+{
+    int status;
+    pid_t pid;
+    char why[4200] = "";
+    while ((pid = tf_reap(&status)) > 0) {
+        struct worker *k = find_worker(w, pid);
+        if (!k)
+            continue;
+        __atomic_store_n(&k->exited, 1, __ATOMIC_RELAXED);
+        if (k->gen == w->current) {
+            tf_log_error("worker %d exited (%s %d); restarting the workers", (int)pid,
+                         WIFSIGNALED(status) ? "signal" : "status",
+                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            snprintf(why, sizeof(why), "worker %d died", (int)pid);
+        }
+    }
+    retire(w);
+    if (!why[0] && w->cfg->reload && w->current)
+        something_changed(w, w->current, why, sizeof(why));
+    if (why[0])
+        tf_workers_reload(w, why);
+}
+
+/* --- start and stop ---------------------------------------------------------- */
+
+struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv,
+                                  struct tf_upstream *up)
+{
+    struct tf_workers *w = calloc(1, sizeof(*w));
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    if (!w || !(w->argv = calloc(argc + 2, sizeof(char *)))) {
+        free(w);
+        return NULL;
+    }
+    memcpy(w->argv, argv, argc * sizeof(char *));
+    w->argv[argc] = "--worker";
+    w->cfg = cfg;
+    w->up = up;
+    pthread_mutex_init(&w->lock, NULL);
+    memcpy(w->token_env, "TF_WORKER_TOKEN=", 16);
+    random_token(w->token_env + 16, sizeof(w->token_env) - 16);
+    return w;
+}
+
+int tf_workers_begin(struct tf_workers *w, unsigned front_port, char *err, size_t errlen)
+{
+    snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", front_port);
+    mark_checked(w);
+    err[0] = 0;
+    struct generation *g = spawn_generation(w, err, errlen);
+    if (!g)
+        return -1;
+    pthread_mutex_lock(&w->lock);
+    w->current = g;
+    pthread_mutex_unlock(&w->lock);
+    return 0;
+}
+
+void tf_workers_stop(struct tf_workers *w, double timeout)
+{
+    if (!w)
+        return;
+    if (w->current) {
+        w->current->next = w->retired;
+        w->retired = w->current;
+        w->current = NULL;
+    }
+    for (struct generation *g = w->retired; g; g = g->next)
+        for (unsigned i = 0; i < g->n; i++)
+            if (!g->workers[i].exited)
+                tf_signal_process(g->workers[i].pid, false);
+    uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
+    for (;;) {
+        int status;
+        pid_t pid;
+        while ((pid = tf_reap(&status)) > 0) {
+            struct worker *k = find_worker(w, pid);
+            if (k)
+                k->exited = 1;
+        }
+        bool done = true;
+        for (struct generation *g = w->retired; g; g = g->next)
+            done = done && all_exited(g);
+        if (done || tf_now_us() >= deadline)
+            break;
+        usleep(20000);
+    }
+    while (w->retired) {
+        struct generation *g = w->retired;
+        w->retired = g->next;
+        kill_and_reap(g); /* past the timeout */
+        free_generation(g);
+    }
+    pthread_mutex_destroy(&w->lock);
+    free(w->argv);
+    free(w);
+}
+
+char **tf_workers_origins(struct tf_workers *w, size_t *n)
+{
+    *n = 0;
+    pthread_mutex_lock(&w->lock);
+    struct generation *g = w->current;
+    char **out = g ? calloc(g->n ? g->n : 1, sizeof(*out)) : NULL;
+    for (unsigned i = 0; out && i < g->n; i++)
+        if (!g->workers[i].exited && (out[*n] = strdup(g->workers[i].origin)))
+            (*n)++;
+    pthread_mutex_unlock(&w->lock);
+    return out;
+}
+
+void tf_workers_origins_free(char **origins, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(origins[i]);
+    free(origins);
+}
+
+struct fetched {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *data, size_t size, size_t n, void *userp)
+{
+    struct fetched *f = userp;
+    char *grown = realloc(f->data, f->len + size * n + 1);
+    if (!grown)
+        return 0;
+    memcpy(grown + f->len, data, size * n);
+    f->data = grown;
+    f->len += size * n;
+    f->data[f->len] = 0;
+    return size * n;
+}
+
+unsigned tf_workers_fetch(const char *origin, const char *method, const char *path,
+                          char **body, size_t *len)
+{
+    struct fetched f = { NULL, 0 };
+    char url[4400];
+    long status = 0;
+    snprintf(url, sizeof(url), "%s%s", origin, path);
+    CURL *e = curl_easy_init();
+    if (e && curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, &f) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L) == CURLE_OK &&
+        curl_easy_perform(e) == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    if (e)
+        curl_easy_cleanup(e);
+    *body = f.data;
+    *len = f.len;
+    return (unsigned)status;
+}

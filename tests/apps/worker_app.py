@@ -1,0 +1,97 @@
+"""WSGI app for the worker-process and reload tests (test_workers.py,
+test_reload.py): every answer says which process served it, so a test can see
+how requests spread over workers and when a new generation took over.
+
+Routes: /pid (pid, the CGI part of the environ, the HTTP_* headers, the body's
+length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly once, for
+exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
+[&mark=PATH] (writes its pid to mark, then waits until file exists), /version
+(VERSION of the module reload_plugin, imported at startup from a directory the
+test puts on --pythonpath; "none" when that module is not on the path). If the
+process environment has WORKER_ATEXIT_DIR, an atexit handler writes
+DIR/atexit-PID at interpreter exit. It must never import anything the test
+does not control, nor keep state across requests beyond what is listed.
+"""
+import atexit
+import json
+import os
+import time
+from urllib.parse import parse_qs
+
+try:
+    import reload_plugin  # a SyntaxError here must stop the worker from starting
+except ModuleNotFoundError as e:
+    if e.name != "reload_plugin":
+        raise
+    reload_plugin = None
+
+_atexit_dir = os.environ.get("WORKER_ATEXIT_DIR")
+if _atexit_dir:
+    def _write_atexit_file(path=os.path.join(_atexit_dir, "atexit-%d" % os.getpid())):
+        with open(path, "w") as f:
+            f.write("finalized\n")
+    atexit.register(_write_atexit_file)
+
+
+def busy(n):
+    """Deterministic pure-Python work; one call per /work request."""
+    total = 0
+    for i in range(n):
+        total = (total * 31 + i) % 1000003
+    return total
+
+
+def _reply(start_response, doc, status="200 OK"):
+    body = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def _environ_doc(environ):
+    length = environ.get("CONTENT_LENGTH") or ""
+    body = environ["wsgi.input"].read(int(length)) if length.isdigit() else b""
+    cgi = {k: v for k, v in environ.items() if "." not in k and isinstance(v, str)}
+    return {
+        "pid": os.getpid(),
+        "REMOTE_ADDR": environ.get("REMOTE_ADDR"),
+        "REMOTE_PORT": environ.get("REMOTE_PORT"),
+        "HTTP_HOST": environ.get("HTTP_HOST"),
+        "REMOTE_USER": environ.get("REMOTE_USER"),
+        "wsgi.multiprocess": environ.get("wsgi.multiprocess"),
+        "wsgi.multithread": environ.get("wsgi.multithread"),
+        "wsgi.url_scheme": environ.get("wsgi.url_scheme"),
+        "http_keys": sorted(k for k in environ if k.startswith("HTTP_")),
+        "cgi": cgi,
+        "body_length": len(body),
+    }
+
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    qs = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if path == "/pid":
+        if "s" in qs:
+            time.sleep(float(qs["s"]))
+        return _reply(start_response, _environ_doc(environ))
+    if path == "/work":
+        result = busy(int(qs.get("n", "1000")))
+        if "s" in qs:
+            time.sleep(float(qs["s"]))
+        return _reply(start_response, {"pid": os.getpid(), "result": result})
+    if path == "/slow":
+        time.sleep(float(qs.get("s", "1")))
+        return _reply(start_response, {"pid": os.getpid(), "slept": qs.get("s", "1")})
+    if path == "/gate":
+        if "mark" in qs:
+            with open(qs["mark"] + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename(qs["mark"] + ".tmp", qs["mark"])
+        deadline = time.monotonic() + float(qs.get("timeout", "30"))
+        while not os.path.exists(qs["file"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return _reply(start_response, {"pid": os.getpid(), "released": True})
+    if path == "/version":
+        version = reload_plugin.VERSION if reload_plugin else "none"
+        return _reply(start_response, {"pid": os.getpid(), "version": version})
+    return _reply(start_response, {"error": "no such route"}, "404 Not Found")

@@ -1,0 +1,161 @@
+"""--reload and SIGHUP: a new generation of workers takes over without a
+restart and without a failed request.
+
+The app (tests/apps/worker_app.py) imports reload_plugin from a directory the
+test owns and serves its VERSION at /version. Rewriting that file must move
+traffic to workers running the new code while clients keep hammering the
+server (zero failures, versions never going back); SIGHUP does the same on
+demand; a new generation that cannot start (SyntaxError, or not ready within
+--worker-start-timeout) leaves the old one serving and says why in the log.
+"""
+import itertools
+import os
+import re
+import signal
+import threading
+
+import requests
+
+from workers_util import APP, Load, children, fetch, running, wait_for
+
+
+_writes = itertools.count(1)
+
+
+def write_plugin(folder, version, body=""):
+    """Replace reload_plugin.py atomically (as editors do), its size different
+    for every version so that no stale __pycache__ entry can match it."""
+    path = folder / "reload_plugin.py"
+    tmp = folder / "reload_plugin.py.tmp"
+    tmp.write_text("%sVERSION = %r\n# %s\n" % (body, str(version), "#" * next(_writes)))
+    os.replace(tmp, path)
+
+
+def plugin_dir(tmp_path):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    write_plugin(folder, 1)
+    return folder
+
+
+def version(srv):
+    status, body = fetch(requests, srv.url + "version", timeout=10)
+    assert status == 200, body
+    return body
+
+
+def wait_version(srv, want, timeout=20):
+    return wait_for(lambda: version(srv)["version"] == want, timeout, "VERSION %s to be served" % want)
+
+
+def log_lines(srv, needle):
+    return [line for line in srv.error_log.splitlines() if needle in line]
+
+
+def serving_count(srv):
+    return len(log_lines(srv, "reload: new workers are serving"))
+
+
+def test_reload_implies_one_worker(tracfront, tmp_path):
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path))
+    assert re.search(r"listening on http://\S+ \(.*\b1 worker", srv.stderr), srv.stderr
+    assert len(children(srv.proc.pid)) == 1
+    assert version(srv)["version"] == "1"
+    assert version(srv)["pid"] != srv.proc.pid
+
+
+def test_reload_under_load_drops_nothing(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--workers", "2", "--pythonpath", plugins)
+    assert version(srv)["version"] == "1"
+    with Load(srv.url, ["/version", "/pid"], threads=4, max_seconds=90) as load:
+        for v in range(2, 6):
+            old = children(srv.proc.pid)
+            write_plugin(plugins, v)
+            wait_version(srv, str(v))
+            # the old generation goes away once its requests are done
+            wait_for(lambda: not any(running(p, s) for p, s in old.items()), 20,
+                     "generation %d's workers to exit" % (v - 1))
+        n_before_end = load.count()
+        wait_for(lambda: load.count() > n_before_end + 8, 20, "more requests on the last version")
+    assert not load.failures(), load.failures()[:10]
+    assert load.count() >= 100, "too little load to prove anything: %d" % load.count()
+    for log in load.log:  # per client, sequential requests: versions never go back
+        versions = [int(body["version"]) for path, _, body in log if path == "/version"]
+        assert versions == sorted(versions), versions
+        assert versions[-1] == 5
+    assert serving_count(srv) == 4, srv.error_log[-3000:]
+    assert len(log_lines(srv, "reload_plugin.py")) >= 4, "the cause (the file) is not logged"
+    assert len(children(srv.proc.pid)) == 2
+
+
+def test_sighup_reloads_on_demand(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--workers", "1", "--pythonpath", plugins)  # no --reload
+    first = version(srv)
+    assert first["version"] == "1"
+    with Load(srv.url, ["/version"], threads=2, max_seconds=60) as load:
+        write_plugin(plugins, 2)
+        srv.proc.send_signal(signal.SIGHUP)
+        wait_version(srv, "2")
+    assert not load.failures(), load.failures()[:10]
+    second = version(srv)["pid"]
+    assert second != first["pid"]
+    wait_for(lambda: serving_count(srv) == 1, 10, "the 'new workers are serving' line")
+    assert log_lines(srv, "reload")
+    srv.proc.send_signal(signal.SIGHUP)  # again, with nothing changed: still a new generation
+    wait_for(lambda: version(srv)["pid"] != second, 20, "a third worker process")
+    wait_for(lambda: serving_count(srv) == 2, 20, "the second reload")
+    assert version(srv)["version"] == "2"
+
+
+def test_old_generation_finishes_its_requests(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugins)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    result = {}
+    t = threading.Thread(target=lambda: result.update(value=fetch(
+        requests, srv.url + "gate?file=%s&mark=%s" % (gate, mark), timeout=60)), daemon=True)
+    t.start()
+    old_pid = int(wait_for(lambda: mark.exists() and mark.read_text(), 10, "the gated request"))
+    old_start = children(srv.proc.pid)[old_pid]
+    write_plugin(plugins, 2)
+    wait_version(srv, "2")
+    assert running(old_pid, old_start) and t.is_alive(), "the old worker did not wait for its request"
+    gate.touch()
+    t.join(30)
+    assert result["value"][0] == 200 and result["value"][1]["pid"] == old_pid, result
+    wait_for(lambda: not running(old_pid, old_start), 20, "the old worker to exit")
+    assert list(children(srv.proc.pid)) == [version(srv)["pid"]]
+
+
+def test_failed_reload_keeps_the_old_generation(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--workers", "2", "--pythonpath", plugins)
+    with Load(srv.url, ["/version", "/pid"], threads=2, max_seconds=90) as load:
+        write_plugin(plugins, 2)
+        wait_version(srv, "2")
+        serving = children(srv.proc.pid)
+        write_plugin(plugins, 3, body="def broken(:\n")
+        wait_for(lambda: log_lines(srv, "reload failed"), 30, "'reload failed' in the error log")
+        assert "SyntaxError" in srv.error_log + srv.stderr, "the new worker's traceback is not logged"
+        assert version(srv)["version"] == "2"
+        assert children(srv.proc.pid) == serving, "the old workers were replaced or a broken one is left"
+        write_plugin(plugins, 4)  # fixed: the next reload works
+        wait_version(srv, "4")
+    assert not load.failures(), load.failures()[:10]
+    versions = {body["version"] for log in load.log for path, _, body in log if path == "/version"}
+    assert "3" not in versions
+
+
+def test_worker_start_timeout_bounds_a_hanging_generation(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--worker-start-timeout", "2", "--pythonpath", plugins)
+    serving = children(srv.proc.pid)
+    write_plugin(plugins, 2, body="import time\ntime.sleep(120)\n")
+    wait_for(lambda: log_lines(srv, "reload failed"), 30, "'reload failed' in the error log")
+    assert version(srv)["version"] == "1"
+    # the hung worker was stopped, not left behind
+    wait_for(lambda: children(srv.proc.pid) == serving, 10, "only the old worker to remain")
+    write_plugin(plugins, 3)
+    wait_version(srv, "3")

@@ -1,0 +1,231 @@
+"""Stuck requests: --request-timeout reports the Python stack of a WSGI request
+running too long (every thread's with --dump-all), /__profile__ and
+/__profile__/api/inflight show it while it runs, and --request-timeout-action
+504 interrupts it (tracfront.RequestTimeout) while the server goes on serving.
+
+The app is tests/apps/stuck_app.py. No assertion is about durations: slow
+things are polled for with generous deadlines, and a request that should have
+been interrupted but was not shows up as a read timeout.
+"""
+import http.client
+import json
+import socket
+import threading
+import time
+
+import pytest
+
+APP = "stuck_app:app"
+
+
+def get(srv, path, timeout=30):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def in_background(srv, path, timeout=60):
+    """GET path on another thread; returns (thread, result dict)."""
+    result = {}
+
+    def run():
+        try:
+            result["status"], result["body"] = get(srv, path, timeout)
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            result["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def poll(what, check, timeout=20, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def stuck_lines(srv):
+    return [l for l in srv.error_log.splitlines() if "stuck request" in l]
+
+
+def test_stuck_request_stack_is_logged_once(tracfront):
+    srv = tracfront("--app", APP, "--threads", "2", "--request-timeout", "0.3")
+    t, result = in_background(srv, "/spin?s=2")
+    poll("the stuck line", lambda: stuck_lines(srv))
+    log = srv.error_log
+    assert "GET /spin?s=2" in stuck_lines(srv)[0]
+    assert "in busy_spin" in log          # the app function's frame
+    assert "stuck_app.py" in log
+    assert "background_loop" not in log   # only its own thread without --dump-all
+    t.join(30)
+    assert result.get("status") == 200 and result["body"] == b"finished\n"  # log only
+    assert len(stuck_lines(srv)) == 1     # once, not every 0.1 s
+    assert "traceback" not in srv.error_log.lower()
+
+
+def test_dump_all_shows_other_threads(tracfront):
+    srv = tracfront("--app", APP, "--threads", "2", "--request-timeout", "0.3", "--dump-all")
+    t, result = in_background(srv, "/slices?s=2")
+    poll("the --dump-all report", lambda: "background_loop" in srv.error_log)
+    log = srv.error_log
+    assert "every Python thread's stack" in log
+    assert "stuck-app-background" in log  # a thread of the threading module, by name
+    assert "app thread, request" in log and "GET /slices?s=2" in log
+    assert "in sleep_in_slices" in log
+    t.join(30)
+    assert result.get("status") == 200
+
+
+def test_profile_page_and_api_show_the_running_request(tracfront):
+    srv = tracfront("--app", APP, "--threads", "2", "--request-timeout", "0.5")
+    t, result = in_background(srv, "/spin?s=4&tag=api")
+
+    def running():
+        status, body = get(srv, "/__profile__/api/inflight")
+        assert status == 200
+        doc = json.loads(body)
+        mine = [r for r in doc["requests"] if r["target"] == "/spin?s=4&tag=api"]
+        return mine and mine[0]["stuck"] and mine[0]
+
+    entry = poll("the request in /api/inflight, past the timeout", running)
+    assert entry["method"] == "GET"
+    assert entry["running_s"] >= 0.5 and isinstance(entry["id"], int)
+    assert "in busy_spin" in entry["stack"]
+    status, page = get(srv, "/__profile__")
+    assert status == 200
+    html = page.decode()
+    assert "<h2 id=inflight>In flight</h2>" in html
+    section = html[html.index("id=inflight"):]
+    assert "/spin?s=4&#38;tag=api" in section and "busy_spin" in section
+    assert "<b>stuck</b>" in section
+    t.join(30)
+    assert result.get("status") == 200
+    doc = json.loads(get(srv, "/__profile__/api/inflight")[1])
+    assert doc["requests"] == [] or all(r["target"] != "/spin?s=4&tag=api"
+                                        for r in doc["requests"])
+
+
+def test_inflight_without_timeout_lists_requests(tracfront):
+    srv = tracfront("--app", APP, "--threads", "2")
+    t, result = in_background(srv, "/slices?s=1.5")
+
+    def running():
+        doc = json.loads(get(srv, "/__profile__/api/inflight")[1])
+        return [r for r in doc["requests"] if r["target"] == "/slices?s=1.5"]
+
+    entry = poll("the request in /api/inflight", running)[0]
+    assert entry["stuck"] is False   # --request-timeout is off: nothing is stuck
+    doc = json.loads(get(srv, "/__profile__/api/inflight")[1])
+    assert doc["request_timeout"] == 0 and doc["action"] == "log"
+    t.join(30)
+    assert result.get("status") == 200
+    assert not stuck_lines(srv)
+
+
+def test_action_504_interrupts_and_server_keeps_serving(tracfront):
+    srv = tracfront("--app", APP, "--threads", "2", "--request-timeout", "0.5",
+                    "--request-timeout-action", "504")
+    t, result = in_background(srv, "/spin?s=120&tag=spin504", timeout=60)
+    # Other requests are answered while it spins ...
+    for _ in range(5):
+        assert get(srv, "/fast") == (200, b"fast\n")
+    t.join(60)
+    assert "error" not in result, result.get("error")
+    assert result["status"] == 504
+    assert result["body"] == (b"504 Gateway Timeout\n"
+                              b"The application did not answer within --request-timeout.\n")
+    # ... and after.
+    assert get(srv, "/fast") == (200, b"fast\n")
+    closed = json.loads(get(srv, "/closed")[1])
+    assert "spin504" in closed   # the iterable's close() was called
+    log = srv.error_log
+    assert "interrupting it (--request-timeout-action 504)" in log
+    assert "GET /spin?s=120&tag=spin504: interrupted after --request-timeout; answered 504" in log
+
+
+def test_interrupted_thread_is_reused(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    for tag in ("one", "two"):
+        status, _ = get(srv, "/slices?s=120&tag=" + tag, timeout=60)
+        assert status == 504
+        # the single app thread runs the next request normally
+        assert get(srv, "/fast") == (200, b"fast\n")
+    assert json.loads(get(srv, "/closed")[1]) == ["one", "two"]
+    assert srv.alive()
+
+
+def test_except_exception_does_not_swallow_the_timeout(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    status, body = get(srv, "/swallow?s=120", timeout=60)
+    assert status == 504 and b"swallowed" not in body
+
+
+def test_timeout_after_the_head_aborts_the_connection(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    s = srv.connect(timeout=60)
+    try:
+        s.sendall(b"GET /stream_spin?s=120&tag=streamed HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert b"first chunk" in data
+    assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended cleanly
+    assert "connection aborted" in srv.error_log
+    assert get(srv, "/fast") == (200, b"fast\n")
+    assert "streamed" in json.loads(get(srv, "/closed")[1])
+
+
+def test_single_c_call_is_interrupted_only_when_it_returns(tracfront):
+    # The documented limit: time.sleep(1) cannot be interrupted; the
+    # exception lands when it returns, and then the answer is still a 504.
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.2",
+                    "--request-timeout-action", "504")
+    status, _ = get(srv, "/sleep?s=1", timeout=60)
+    assert status == 504
+    assert "stuck request" in srv.error_log
+
+
+def test_timeout_pending_in_c_never_hits_the_next_request(tracfront):
+    # The body is a pipe read by C code only: the RequestTimeout raised while
+    # it waits is never delivered to the request, which ends normally; it
+    # must not surface in the thread's next request either.
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.2",
+                    "--request-timeout-action", "504")
+    status, body = get(srv, "/c_block?s=1", timeout=60)
+    assert (status, body) == (200, b"late\n")
+    assert "interrupting it" in srv.error_log
+    for _ in range(3):
+        assert get(srv, "/fast") == (200, b"fast\n")
+    assert "RequestTimeout" not in srv.error_log
+
+
+def test_bad_action_is_refused_at_start(tracfront):
+    srv = tracfront("--app", APP, "--request-timeout", "1", "--request-timeout-action", "kill",
+                    expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert "--request-timeout-action: 'kill' is not log or 504" in srv.stderr
+
+
+def test_request_timeout_exception_is_importable(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1")
+    status, body = get(srv, "/exception")
+    assert status == 200
+    assert body == b"tracfront.RequestTimeout base=True exception=False"

@@ -1,0 +1,301 @@
+"""--workers N: a front process plus N worker processes running the app.
+
+Requests spread over the workers; a worker's environ is what the same request
+gets in-process (real client address, headers as sent, nothing added); the
+profile is one for the whole server (exact merged call counts, exports,
+Start/Stop/Clear reaching every worker, latency of every request, per-request
+call trees from any worker); a killed worker is replaced; SIGTERM stops
+everything and leaves no process behind.
+"""
+import http.client
+import json
+import marshal
+import os
+import pstats
+import re
+import signal
+import threading
+import time
+
+import pytest
+import requests
+
+from workers_util import (APP, children, concurrently, descendants, fetch, running,
+                          wait_for)
+
+
+def workers(tracfront, n=2, *extra, **kw):
+    srv = tracfront(*APP, "--workers", n, *extra, **kw)
+    assert re.search(r"listening on http://\S+ \(.*\b%d workers?\b" % n, srv.stderr), srv.stderr
+    return srv
+
+
+def worker_pids(srv):
+    """The pids that served a burst of concurrent requests (sleeping a little,
+    so that least-busy routing has to use more than one worker)."""
+    res = concurrently(srv.url + "pid?s=0.02", 8, 10)
+    assert all(status == 200 for status, _ in res), [r for r in res if r[0] != 200][:3]
+    return {body["pid"] for _, body in res}
+
+
+def test_startup_line_comes_after_every_worker_is_up(tracfront):
+    srv = workers(tracfront, 3)
+    kids = children(srv.proc.pid)
+    assert len(kids) == 3, kids
+    # the app already answers (the line promised ready workers)
+    assert requests.get(srv.url + "pid", timeout=10).json()["pid"] in kids
+
+
+def test_requests_spread_over_workers(tracfront):
+    srv = workers(tracfront, 2)
+    res = concurrently(srv.url + "pid?s=0.005", 8, 50)
+    assert len(res) == 400
+    failed = [r for r in res if r[0] != 200]
+    assert not failed, failed[:5]
+    pids = {body["pid"] for _, body in res}
+    assert len(pids) == 2, pids
+    assert srv.proc.pid not in pids, "the front ran the app itself"
+    assert pids == set(children(srv.proc.pid)), "served by processes that are not its workers"
+
+
+def environ_seen(srv, method="GET", body=None, source="127.0.0.2"):
+    """What /pid saw for one request from `source`, with headers a client might send."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10, source_address=(source, 0))
+    try:
+        conn.connect()
+        client_port = conn.sock.getsockname()[1]
+        conn.putrequest(method, "/pid?x=1&y=%C3%A9", skip_host=True, skip_accept_encoding=True)
+        for name, value in (("Host", "tracfront.test:8080"), ("X-Custom", "abc"),
+                            ("X-Forwarded-For", "10.9.9.9"), ("X-Tracfront-Remote-User", "evil"),
+                            ("Cookie", "a=1"), ("Cookie", "b=2"), ("Accept-Language", "de"),
+                            ("Authorization", "Basic dXNlcjpwdw=="), ("User-Agent", "t/1")):
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Type", "application/x-www-form-urlencoded")
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        r = conn.getresponse()
+        assert r.status == 200
+        return json.loads(r.read()), client_port
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("method,body", [("GET", None), ("POST", b"a=1&b=%C3%A9")],
+                         ids=["GET", "POST"])
+def test_environ_is_what_the_app_gets_in_process(tracfront, method, body):
+    inproc, worker = tracfront(*APP), workers(tracfront, 2)
+    seen = {}
+    for name, srv in (("in-process", inproc), ("worker", worker)):
+        doc, client_port = environ_seen(srv, method, body)
+        assert doc["REMOTE_ADDR"] == "127.0.0.2", (name, doc["REMOTE_ADDR"])
+        assert doc["REMOTE_PORT"] == str(client_port), (name, doc["REMOTE_PORT"], client_port)
+        assert doc["HTTP_HOST"] == "tracfront.test:8080", (name, doc["HTTP_HOST"])
+        assert doc["REMOTE_USER"] is None, (name, doc["REMOTE_USER"])
+        assert doc["body_length"] == len(body or b""), name
+        cgi = dict(doc["cgi"])
+        del cgi["REMOTE_PORT"]
+        if "SERVER_PORT" in cgi:
+            cgi["SERVER_PORT"] = (cgi["SERVER_PORT"] == str(srv.port))
+        seen[name] = (cgi, doc)
+    w_cgi, w_doc = seen["worker"]
+    assert w_doc["wsgi.multiprocess"] is True
+    assert seen["in-process"][1]["wsgi.multiprocess"] is False
+    assert w_doc["wsgi.url_scheme"] == "http"
+    assert not [k for k in w_doc["http_keys"] if k.startswith("HTTP_X_TRACFRONT")], w_doc["http_keys"]
+    assert w_cgi["HTTP_X_FORWARDED_FOR"] == "10.9.9.9", "the front added to X-Forwarded-For"
+    for k in ("HTTP_FORWARDED", "HTTP_VIA", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST"):
+        assert k not in w_cgi, k
+    # everything else, CGI keys and end-to-end headers, exactly as in-process;
+    # X-Tracfront-* (a client's are dropped) and hop-by-hop headers aside.
+    def comparable(cgi):
+        return {k: v for k, v in cgi.items() if not k.startswith("HTTP_X_TRACFRONT")
+                and k not in ("HTTP_CONNECTION", "HTTP_KEEP_ALIVE", "HTTP_TE")}
+    assert comparable(w_cgi) == comparable(seen["in-process"][0])
+
+
+def test_client_cannot_set_remote_user(tracfront):
+    srv = workers(tracfront, 2)
+    for name in ("X-Tracfront-Remote-User", "X-TRACFRONT-REMOTE-USER", "X-Remote-User"):
+        doc = requests.get(srv.url + "pid", headers={name: "evil"}, timeout=10).json()
+        assert doc["REMOTE_USER"] is None, (name, doc)
+        assert "REMOTE_USER" not in doc["cgi"], name
+
+
+# --- one profile for the whole server ----------------------------------------
+
+def busy_calls(srv):
+    doc = requests.get(srv.url + "__profile__/api/functions",
+                       params={"filter": r"\(busy\)$"}, timeout=30).json()
+    return sum(f["ncalls"] for f in doc["functions"] if f["name"] == "busy")
+
+
+def work_on_both(srv, rounds=10):
+    """Concurrent /work requests until both workers have run some; return how many were made."""
+    made, pids = 0, set()
+    for _ in range(rounds):
+        res = concurrently(srv.url + "work?n=3000&s=0.01", 4, 5)
+        assert all(status == 200 for status, _ in res), res[:3]
+        made += len(res)
+        pids |= {body["pid"] for _, body in res}
+        if len(pids) == 2:
+            return made
+    raise AssertionError("every /work request went to one worker: %s" % pids)
+
+
+def settle(fn, expected, timeout=5):
+    """fn() once it equals expected (profiles arrive when requests complete), else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_function_profile_is_the_merge_of_all_workers(tracfront, tmp_path):
+    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false")
+    k = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k) == k
+    path = tmp_path / "merged.pstats"
+    path.write_bytes(requests.get(srv.url + "__profile__/pstats", timeout=30).content)
+    st = pstats.Stats(str(path))
+    busy = [v for f, v in st.stats.items() if f[2] == "busy" and f[0].endswith("worker_app.py")]
+    assert len(busy) == 1 and busy[0][1] == k, busy
+    # callgrind: the edges into busy add up to k calls
+    grind = requests.get(srv.url + "__profile__/callgrind", timeout=30).text
+    assert grind.startswith("# callgrind format")
+    assert sum(int(m) for m in re.findall(r"^cfn=busy\ncalls=(\d+) ", grind, re.M)) == k
+    collapsed = requests.get(srv.url + "__profile__/collapsed", timeout=30).text
+    assert any(line.rpartition(" ")[0].split(";")[-1].startswith("busy (")
+               for line in collapsed.splitlines())
+    doc = requests.get(srv.url + "__profile__/speedscope.json", timeout=30).json()
+    assert any(f["name"].startswith("busy (") for f in doc["shared"]["frames"])
+    page = requests.get(srv.url + "__profile__", params={"filter": "busy"}, timeout=30).text
+    assert "worker_app.py" in page and "(busy)" in page
+
+
+def post(srv, action, origin=True):
+    headers = {"Origin": srv.url.rstrip("/")} if origin else {"Origin": "http://evil.example"}
+    return requests.post(srv.url + "__profile__/" + action, headers=headers,
+                         allow_redirects=False, timeout=30)
+
+
+def test_start_stop_clear_reach_every_worker(tracfront):
+    srv = workers(tracfront, 2, "--profile-discard-first", "false")
+    work_on_both(srv, rounds=3)
+    assert busy_calls(srv) == 0  # off by default
+    assert post(srv, "start", origin=False).status_code == 403
+    assert post(srv, "start").status_code == 303
+    assert "Function profiling: <b>on</b>" in requests.get(srv.url + "__profile__", timeout=30).text
+    k = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k) == k
+    assert post(srv, "stop").status_code == 303
+    work_on_both(srv, rounds=3)
+    time.sleep(0.3)
+    assert busy_calls(srv) == k, "requests after Stop were profiled"
+    assert post(srv, "clear").status_code == 303
+    assert busy_calls(srv) == 0
+    assert marshal.loads(requests.get(srv.url + "__profile__/pstats", timeout=30).content) == {}
+    assert post(srv, "start").status_code == 303
+    k2 = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k2) == k2, "Clear left counts in a worker"
+
+
+def test_latency_counts_every_request(tracfront):
+    srv = workers(tracfront, 2)
+    res = concurrently(srv.url + "pid?s=0.005", 6, 20)
+    assert all(s == 200 for s, _ in res) and len({b["pid"] for _, b in res}) == 2
+
+    def pid_count():
+        routes = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
+        return sum(r["count"] for r in routes if r["route"] == "/pid")
+    assert settle(pid_count, 120) == 120
+    prom = requests.get(srv.url + "__profile__/metrics", timeout=10).text
+    assert re.search(r'^tracfront_request_duration_seconds_count\{[^}]*route="/pid"[^}]*\} 120(\.0)?$',
+                     prom, re.M), prom[:2000]
+
+
+def test_slow_request_call_tree_from_any_worker(tracfront):
+    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
+                  "--profile-slowest", "4")
+    pids = set()
+    for s in ("0.15", "0.2"):
+        res = concurrently(srv.url + "slow?s=" + s, 2, 1)  # two at once: two workers
+        assert all(status == 200 for status, _ in res), res
+        pids |= {body["pid"] for _, body in res}
+    assert len(pids) == 2, "concurrent slow requests did not use both workers: %s" % pids
+
+    def slowest():
+        return requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+    kept = settle(lambda: len(slowest()), 4)
+    assert kept == 4
+    for entry in slowest():
+        page = requests.get(srv.url + "__profile__/request", params={"id": entry["id"]}, timeout=10)
+        assert page.status_code == 200, entry
+        assert "<title>&#60;built-in method time.sleep&#62;" in page.text, entry
+
+
+# --- worker failure and shutdown ---------------------------------------------
+
+def gated(srv, gate, mark):
+    """Start /gate in a thread; return (thread, result dict)."""
+    result = {}
+
+    def run():
+        result["value"] = fetch(requests, srv.url + "gate?file=%s&mark=%s" % (gate, mark), timeout=60)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, result
+
+
+def test_killed_worker_is_replaced(tracfront, tmp_path):
+    srv = workers(tracfront, 2)
+    before = children(srv.proc.pid)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    t, result = gated(srv, gate, mark)
+    victim = int(wait_for(lambda: mark.exists() and mark.read_text(), 10, "the gated request"))
+    assert victim in before
+    os.kill(victim, signal.SIGKILL)  # a worker of the server this test started
+    t.join(15)
+    gate.touch()  # in case the front retried it elsewhere (it must not)
+    t.join(30)
+    assert result["value"][0] == 502, result
+    # from now on every request succeeds
+    res = concurrently(srv.url + "pid", 4, 10)
+    assert all(status == 200 for status, _ in res), [r for r in res if r[0] != 200][:3]
+    assert victim not in {b["pid"] for _, b in res}
+    kids = wait_for(lambda: (lambda k: k if len(k) == 2 and victim not in k else None)(
+        children(srv.proc.pid)), 30, "a replacement worker")
+    assert not running(victim, before[victim])
+    new = set(kids) - set(before)
+    assert len(new) == 1
+    wait_for(lambda: new <= worker_pids(srv), 20, "the replacement to serve requests")
+    assert any("worker" in line and "restart" in line for line in srv.error_log.splitlines()), \
+        srv.error_log[-2000:]
+
+
+def test_sigterm_stops_front_and_workers(tracfront, tmp_path):
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    srv = workers(tracfront, 2, env={"WORKER_ATEXIT_DIR": str(marks)})
+    served = worker_pids(srv)
+    kids, tree = children(srv.proc.pid), descendants(srv.proc.pid)
+    assert served == set(kids)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    t, result = gated(srv, gate, mark)
+    wait_for(mark.exists, 10, "the gated request")
+    srv.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert srv.alive() and t.is_alive(), "did not wait for the in-flight request"
+    gate.touch()
+    t.join(30)
+    assert result["value"][0] == 200, result
+    assert srv.proc.wait(30) == 0
+    try:
+        wait_for(lambda: not any(running(pid, start) for pid, start in tree.items()), 5, "")
+    except AssertionError:
+        raise AssertionError("processes left behind after SIGTERM: %s" % [
+            pid for pid, start in tree.items() if running(pid, start)])
+    assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in kids), \
+        "a worker did not finalize Python"

@@ -1,0 +1,463 @@
+/* watchdog.c — the registry of running WSGI requests, the watchdog thread
+ * that reports (and with --request-timeout-action 504 interrupts) the stuck
+ * ones, and the In flight report (see watchdog.h). It must never touch a
+ * request that has ended: whatever leaves the registry lock holds its own
+ * reference; and it never holds the GIL longer than one scan, nor the
+ * registry lock while Python code may run. Stacks are read with public API
+ * only: sys._current_frames() and PyFrame_GetBack/GetCode/GetLineNumber. */
+#include "wsgi/watchdog.h"
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "profiler/inflight.h"
+#include "profiler/text.h"
+#include "proxy/log.h"
+#include "proxy/platform.h"
+#include "proxy/request.h"
+
+#define TICK_NS (100L * 1000 * 1000) /* the watchdog looks every 0.1 s */
+#define MAX_FRAMES 100               /* innermost frames shown per stack */
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static struct wsgi_watch *running; /* guarded by lock: the registry */
+
+/* Written once by wsgi_watchdog_start() before any request runs. */
+static struct {
+    double timeout;      /* seconds; 0 = off */
+    uint64_t timeout_us;
+    bool dump_all, interrupt;
+    const char *action;  /* "log" or "504" */
+} settings;
+static PyObject *timeout_exc; /* tracfront.RequestTimeout (GIL; set once, never freed) */
+static PyObject *noop;        /* `lambda: None`: running it delivers a pending async exception */
+
+/* The watchdog thread and its stop signal. */
+static pthread_t watchdog;
+static bool watchdog_started;                /* main thread only */
+static pthread_mutex_t stop_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t stop_cond;
+static bool stopping;                        /* guarded by stop_lock */
+
+/* A registry entry copied out of the lock. */
+struct snapshot {
+    struct tf_request *req; /* own reference */
+    unsigned long thread_id;
+    uint64_t started;
+    char *stack;            /* malloc'd, or NULL */
+};
+
+void wsgi_watchdog_enter(struct wsgi_watch *w, struct tf_request *req)
+{
+    tf_request_ref(req);
+    *w = (struct wsgi_watch){ .req = req, .thread_id = PyThread_get_thread_ident(),
+                              .started = tf_now_us() };
+    pthread_mutex_lock(&lock);
+    w->next = running;
+    if (running)
+        running->prev = w;
+    running = w;
+    pthread_mutex_unlock(&lock);
+}
+
+/* GIL held. A RequestTimeout set while the thread ran no bytecode is still
+ * pending on it: running any Python function delivers it here, where it is
+ * dropped (clearing it with PyThreadState_SetAsyncExc(id, NULL) instead would
+ * leave the interpreter's eval-breaker flag up for every thread). */
+static void swallow_late_timeout(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyObject *r = PyObject_CallNoArgs(noop); /* new ref */
+    if (!r)
+        PyErr_Clear(); /* only RequestTimeout can come out of `lambda: None` */
+    Py_XDECREF(r);
+    PyErr_Restore(type, value, tb);
+}
+
+void wsgi_watchdog_leave(struct wsgi_watch *w)
+{
+    pthread_mutex_lock(&lock);
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        running = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    bool interrupted = w->interrupted;
+    pthread_mutex_unlock(&lock);
+    if (interrupted)
+        swallow_late_timeout();
+    tf_request_unref(w->req);
+}
+
+bool wsgi_watchdog_timed_out(void)
+{
+    return timeout_exc && PyErr_ExceptionMatches(timeout_exc);
+}
+
+static bool newly_overdue(const struct wsgi_watch *w, uint64_t now)
+{
+    return !w->reported && now > w->started && now - w->started >= settings.timeout_us;
+}
+
+/* Copy the registry out: every entry, or (overdue_only) those newly past the
+ * timeout, which are marked reported. Returns the count (*out malloc'd, NULL
+ * when 0), or -1 on out of memory (nothing marked). */
+static ssize_t take_snapshot(struct snapshot **out, uint64_t now, bool overdue_only)
+{
+    size_t n = 0, i = 0;
+    pthread_mutex_lock(&lock);
+    for (struct wsgi_watch *w = running; w; w = w->next)
+        n += !overdue_only || newly_overdue(w, now);
+    struct snapshot *list = n ? calloc(n, sizeof(*list)) : NULL;
+    for (struct wsgi_watch *w = running; list && w; w = w->next) {
+        if (overdue_only && !newly_overdue(w, now))
+            continue;
+        w->reported = w->reported || overdue_only;
+        tf_request_ref(w->req);
+        list[i++] = (struct snapshot){ w->req, w->thread_id, w->started, NULL };
+    }
+    pthread_mutex_unlock(&lock);
+    *out = list;
+    return n && !list ? -1 : (ssize_t)i;
+}
+
+static void free_snapshot(struct snapshot *list, ssize_t n)
+{
+    for (ssize_t i = 0; i < n; i++) {
+        free(list[i].stack);
+        tf_request_unref(list[i].req);
+    }
+    free(list);
+}
+
+/* GIL held: sys._current_frames(), {thread id: innermost frame} (new ref),
+ * or NULL (error cleared). */
+static PyObject *current_frames(void)
+{
+    PyObject *fn = PySys_GetObject("_current_frames"); /* borrowed */
+    PyObject *frames = fn ? PyObject_CallNoArgs(fn) : NULL; /* new ref */
+    if (!frames || !PyDict_Check(frames)) {
+        Py_XDECREF(frames);
+        PyErr_Clear();
+        return NULL;
+    }
+    return frames;
+}
+
+/* GIL held: one traceback line for frame f. */
+static void describe_frame(struct prof_text *t, PyFrameObject *f)
+{
+    PyCodeObject *code = PyFrame_GetCode(f); /* new ref */
+    PyObject *file = PyObject_GetAttrString((PyObject *)code, "co_filename"); /* new ref */
+    PyObject *name = PyObject_GetAttrString((PyObject *)code, "co_qualname"); /* new ref */
+    const char *file_s = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
+    const char *name_s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    if (!file_s || !name_s)
+        PyErr_Clear();
+    prof_text_add(t, "  File \"%s\", line %d, in %s\n", file_s ? file_s : "?",
+                  PyFrame_GetLineNumber(f), name_s ? name_s : "?");
+    Py_XDECREF(name);
+    Py_XDECREF(file);
+    Py_DECREF(code);
+}
+
+/* GIL held: the stack ending at frame (borrowed) as traceback.format_stack
+ * prints it, outermost first; malloc'd, NULL on out of memory. */
+static char *format_stack(PyObject *frame)
+{
+    PyFrameObject *chain[MAX_FRAMES];
+    size_t n = 0, skipped = 0;
+    PyFrameObject *f = (PyFrameObject *)frame;
+    Py_INCREF(f);
+    while (f) { /* innermost first */
+        PyFrameObject *back = PyFrame_GetBack(f); /* new ref */
+        if (n < MAX_FRAMES) {
+            chain[n++] = f;
+        } else {
+            skipped++;
+            Py_DECREF(f);
+        }
+        f = back;
+    }
+    struct prof_text t = { 0 };
+    if (skipped)
+        prof_text_add(&t, "  ... %zu outer frames not shown\n", skipped);
+    while (n-- > 0) {
+        describe_frame(&t, chain[n]);
+        Py_DECREF(chain[n]);
+    }
+    return prof_text_finish(&t);
+}
+
+/* GIL held: each entry's current stack (stays NULL when its thread runs no
+ * Python frame, e.g. between calls). */
+static void fill_stacks(struct snapshot *list, ssize_t n, PyObject *frames)
+{
+    for (ssize_t i = 0; frames && i < n; i++) {
+        PyObject *key = PyLong_FromUnsignedLong(list[i].thread_id); /* new ref */
+        PyObject *frame = key ? PyDict_GetItemWithError(frames, key) : NULL; /* borrowed */
+        Py_XDECREF(key);
+        if (frame && PyFrame_Check(frame))
+            list[i].stack = format_stack(frame);
+        else
+            PyErr_Clear();
+    }
+}
+
+/* GIL held: {thread id: name} of the threading module's threads (new ref),
+ * or NULL when threading was never imported. */
+static PyObject *thread_names(void)
+{
+    PyObject *names = NULL, *threads = NULL;
+    PyObject *mod_name = PyUnicode_FromString("threading"); /* new ref */
+    PyObject *mod = mod_name ? PyImport_GetModule(mod_name) : NULL; /* new ref, no import */
+    Py_XDECREF(mod_name);
+    if (mod && (threads = PyObject_CallMethod(mod, "enumerate", NULL)) &&
+        (names = PyDict_New())) {
+        for (Py_ssize_t i = 0; PyList_Check(threads) && i < PyList_GET_SIZE(threads); i++) {
+            PyObject *th = PyList_GET_ITEM(threads, i); /* borrowed */
+            PyObject *id = PyObject_GetAttrString(th, "ident"), *name =
+                PyObject_GetAttrString(th, "name"); /* new refs */
+            if (id && name && id != Py_None)
+                PyDict_SetItem(names, id, name);
+            Py_XDECREF(id);
+            Py_XDECREF(name);
+        }
+    }
+    PyErr_Clear();
+    Py_XDECREF(threads);
+    Py_XDECREF(mod);
+    return names;
+}
+
+/* GIL held: one thread's heading for --dump-all. */
+static void label_thread(struct prof_text *t, unsigned long id, PyObject *names,
+                         const struct snapshot *apps, ssize_t n_apps)
+{
+    for (ssize_t i = 0; i < n_apps; i++) {
+        if (apps[i].thread_id != id)
+            continue;
+        prof_text_add(t, "Thread %lu (app thread, request %llu ", id,
+                      (unsigned long long)apps[i].req->id);
+        prof_text_add(t, "%s %s):\n", apps[i].req->method, apps[i].req->target);
+        return;
+    }
+    PyObject *key = PyLong_FromUnsignedLong(id); /* new ref */
+    PyObject *name = key && names ? PyDict_GetItemWithError(names, key) : NULL; /* borrowed */
+    const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    PyErr_Clear();
+    prof_text_add(t, "Thread %lu (%s):\n", id, s ? s : "not an app thread");
+    Py_XDECREF(key);
+}
+
+/* GIL held: every Python thread's stack (threads running no Python code have
+ * none), app threads labelled with their request; malloc'd or NULL. */
+static char *format_all(PyObject *frames)
+{
+    struct snapshot *apps;
+    ssize_t n_apps = take_snapshot(&apps, 0, false);
+    PyObject *names = thread_names(); /* new ref or NULL */
+    struct prof_text t = { 0 };
+    PyObject *key, *frame; /* borrowed */
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(frames, &pos, &key, &frame)) {
+        unsigned long id = PyLong_AsUnsignedLong(key);
+        if (PyErr_Occurred() || !PyFrame_Check(frame)) {
+            PyErr_Clear();
+            continue;
+        }
+        label_thread(&t, id, names, apps, n_apps);
+        char *stack = format_stack(frame);
+        prof_text_add(&t, "%s", stack ? stack : "  (stack unavailable)\n");
+        free(stack);
+    }
+    Py_XDECREF(names);
+    free_snapshot(apps, n_apps);
+    return prof_text_finish(&t);
+}
+
+/* GIL held: raise RequestTimeout in each entry's thread if that thread still
+ * runs the same run of the same request (the lock keeps it from leaving
+ * meanwhile; SetAsyncExc runs no Python code). */
+static void interrupt(const struct snapshot *list, ssize_t n)
+{
+    pthread_mutex_lock(&lock);
+    for (ssize_t i = 0; i < n; i++)
+        for (struct wsgi_watch *w = running; w; w = w->next)
+            if (w->req == list[i].req && w->started == list[i].started && !w->interrupted) {
+                w->interrupted = PyThreadState_SetAsyncExc(w->thread_id, timeout_exc) == 1;
+                break;
+            }
+    pthread_mutex_unlock(&lock);
+}
+
+static void report(const struct snapshot *s, uint64_t now)
+{
+    tf_log_error("stuck request %llu: %s %s has run %.1fs on an app thread (--request-timeout "
+                 "%gs)%s; its Python stack (most recent call last):",
+                 (unsigned long long)s->req->id, s->req->method, s->req->target,
+                 (double)(now - s->started) / 1e6, settings.timeout,
+                 settings.interrupt ? "; interrupting it (--request-timeout-action 504)" : "");
+    const char *stack = s->stack ? s->stack
+                                 : "  (no Python frame: the thread is inside a C call)\n";
+    tf_log_raw(stack, strlen(stack));
+}
+
+/* One scan: report, and interrupt, the requests newly past the timeout. The
+ * GIL is held only while stacks are read and the interrupts raised. */
+static void check_overdue(void)
+{
+    struct snapshot *list;
+    uint64_t now = tf_now_us();
+    ssize_t n = take_snapshot(&list, now, true);
+    if (n <= 0)
+        return;
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *frames = current_frames(); /* new ref or NULL */
+    fill_stacks(list, n, frames);
+    char *all = settings.dump_all && frames ? format_all(frames) : NULL;
+    Py_XDECREF(frames);
+    for (ssize_t i = 0; i < n; i++) /* logged before the 504 it may cause */
+        report(&list[i], now);
+    if (all) {
+        tf_log_error("every Python thread's stack follows (--dump-all):");
+        tf_log_raw(all, strlen(all));
+    }
+    if (settings.interrupt)
+        interrupt(list, n);
+    PyGILState_Release(g);
+    free(all);
+    free_snapshot(list, n);
+}
+
+static void *watch(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&stop_lock);
+    while (!stopping) {
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        deadline.tv_nsec += TICK_NS;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&stop_cond, &stop_lock, &deadline);
+        if (stopping)
+            break;
+        pthread_mutex_unlock(&stop_lock);
+        check_overdue();
+        pthread_mutex_lock(&stop_lock);
+    }
+    pthread_mutex_unlock(&stop_lock);
+    return NULL;
+}
+
+/* GIL held: the module `tracfront` (in sys.modules, so apps can import it)
+ * with RequestTimeout, and the no-op. 0 or -1 (exception set). */
+static int make_python_objects(void)
+{
+    PyObject *module = PyImport_AddModule("tracfront"); /* borrowed */
+    if (!module)
+        return -1;
+    timeout_exc = PyErr_NewExceptionWithDoc(
+        "tracfront.RequestTimeout",
+        "Raised in a request's thread when it runs past --request-timeout with "
+        "--request-timeout-action 504. A BaseException, so `except Exception` lets it through.",
+        PyExc_BaseException, NULL); /* new ref, kept */
+    if (!timeout_exc || PyModule_AddObjectRef(module, "RequestTimeout", timeout_exc) < 0)
+        return -1;
+    PyObject *globals = PyDict_New(); /* new ref */
+    if (!globals || PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) {
+        Py_XDECREF(globals);
+        return -1;
+    }
+    noop = PyRun_String("lambda: None", Py_eval_input, globals, globals); /* new ref, kept */
+    Py_DECREF(globals);
+    return noop ? 0 : -1;
+}
+
+int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    settings.timeout = cfg->request_timeout;
+    settings.timeout_us = (uint64_t)(cfg->request_timeout * 1e6);
+    settings.dump_all = cfg->dump_all;
+    settings.action = cfg->request_timeout_action ? cfg->request_timeout_action : "log";
+    settings.interrupt = !strcmp(settings.action, "504");
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = make_python_objects();
+    if (rc < 0)
+        PyErr_Print();
+    PyGILState_Release(g);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot create tracfront.RequestTimeout (see the error log)");
+        return -1;
+    }
+    if (settings.timeout <= 0)
+        return 0;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&stop_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&watchdog, NULL, watch, NULL) != 0) {
+        snprintf(err, errlen, "--request-timeout: cannot start the watchdog thread");
+        return -1;
+    }
+    watchdog_started = true;
+    return 0;
+}
+
+void wsgi_watchdog_stop(void)
+{
+    if (!watchdog_started)
+        return;
+    pthread_mutex_lock(&stop_lock);
+    stopping = true;
+    pthread_cond_signal(&stop_cond);
+    pthread_mutex_unlock(&stop_lock);
+    pthread_join(watchdog, NULL);
+    pthread_cond_destroy(&stop_cond);
+    watchdog_started = false;
+}
+
+char *wsgi_watchdog_inflight(bool json, size_t *len)
+{
+    struct snapshot *list;
+    uint64_t now = tf_now_us();
+    ssize_t n = take_snapshot(&list, now, false);
+    struct prof_inflight *rows = n > 0 ? calloc((size_t)n, sizeof(*rows)) : NULL;
+    if (n < 0 || (n > 0 && !rows)) {
+        free_snapshot(list, n < 0 ? 0 : n);
+        return NULL;
+    }
+    if (n > 0) {
+        PyGILState_STATE g = PyGILState_Ensure();
+        PyObject *frames = current_frames(); /* new ref or NULL */
+        fill_stacks(list, n, frames);
+        Py_XDECREF(frames);
+        PyGILState_Release(g);
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        uint64_t ran = now > list[i].started ? now - list[i].started : 0;
+        rows[i] = (struct prof_inflight){ list[i].req->id, list[i].req->method,
+                                          list[i].req->target, (double)ran / 1e6,
+                                          list[i].thread_id,
+                                          settings.timeout > 0 && ran >= settings.timeout_us,
+                                          list[i].stack };
+    }
+    const char *action = settings.action ? settings.action : "log";
+    char *out = json ? prof_inflight_json(rows, (size_t)n, settings.timeout, action)
+                     : prof_inflight_html(rows, (size_t)n, settings.timeout, action);
+    free(rows);
+    free_snapshot(list, n);
+    if (out && len)
+        *len = strlen(out);
+    return out;
+}

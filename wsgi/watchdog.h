@@ -1,0 +1,60 @@
+/* watchdog.h — stuck requests. Every WSGI request running on an app thread
+ * is in a small registry (its request, thread and start time); a watchdog
+ * thread (only with --request-timeout) scans it every 0.1 s and, once per
+ * run, writes the Python stack of a request past the timeout to the error
+ * log (every Python thread's with --dump-all) and, with
+ * --request-timeout-action 504, raises tracfront.RequestTimeout in that
+ * thread (PyThreadState_SetAsyncExc). The registry also feeds the profiler's
+ * "In flight" report.
+ *
+ * Limit: an asynchronous exception is delivered only when the thread runs
+ * Python bytecode, so an app blocked inside one C call (time.sleep(30), a
+ * socket read, a database query) is interrupted when that call returns.
+ *
+ * Locks: the registry lock is taken with the GIL held (enter/leave) or with
+ * no GIL; it is never held while Python code may run, nor while waiting for
+ * the GIL. Order: GIL, then registry lock. */
+#ifndef WSGI_WATCHDOG_H
+#define WSGI_WATCHDOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proxy/config.h"
+
+struct tf_request;
+
+/* One request on one app thread: lives on the stack of wsgi_run() between
+ * wsgi_watchdog_enter() and wsgi_watchdog_leave(). Fields are private to
+ * watchdog.c and guarded by its registry lock. */
+struct wsgi_watch {
+    struct wsgi_watch *prev, *next;
+    struct tf_request *req;     /* own reference while registered */
+    unsigned long thread_id;    /* PyThread_get_thread_ident() of the app thread */
+    uint64_t started;           /* monotonic us: this run on the thread began */
+    bool reported;              /* the stuck stack was logged */
+    bool interrupted;           /* RequestTimeout was raised in the thread */
+};
+
+/* Main thread, after the app is loaded and before requests run (takes the
+ * GIL itself): create tracfront.RequestTimeout, and with cfg->request_timeout
+ * start the watchdog thread. Returns 0, or -1 with the reason in err. */
+int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen);
+/* Stop the watchdog thread (before the app threads stop). GIL not held. */
+void wsgi_watchdog_stop(void);
+
+/* App thread, GIL held: req starts / stops running on this thread. leave
+ * also swallows a RequestTimeout raised too late to hit the request, so the
+ * thread's next request never sees it. */
+void wsgi_watchdog_enter(struct wsgi_watch *w, struct tf_request *req);
+void wsgi_watchdog_leave(struct wsgi_watch *w);
+
+/* GIL held: is the pending exception the watchdog's RequestTimeout? */
+bool wsgi_watchdog_timed_out(void);
+
+/* Any thread without the GIL (it is taken briefly): the In flight report as
+ * an HTML fragment or JSON (malloc'd, *len set), NULL on out of memory. */
+char *wsgi_watchdog_inflight(bool json, size_t *len);
+
+#endif
