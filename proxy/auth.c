@@ -3,7 +3,7 @@
  * request is a login path, reads the Authorization header, and builds the
  * 401 challenge. Digest nonces carry their issue time and counter under an
  * HMAC with a random per-process key, so they cannot be forged, expire after
- * NONCE_LIFETIME_S, and a small table of issued nonces refuses replayed nc
+ * --digest-nonce-lifetime, and a small table of issued nonces refuses replayed nc
  * values. It never logs a password, and never trusts a user name it did not
  * verify. */
 #include "proxy/auth.h"
@@ -17,12 +17,12 @@
 #include <unistd.h>
 
 #include "proxy/hash.h"
+#include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/passwd.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 
-#define NONCE_LIFETIME_S 300u
 #define NONCE_SLOTS 4096u       /* nonces whose nc is tracked at once */
 #define NONCE_LEN 48            /* 8 hex time, 8 hex counter, 32 hex HMAC */
 #define MAX_REALM 200
@@ -47,6 +47,7 @@ struct tf_auth {
     size_t n;
     bool parent_dir;            /* --trac-env-parent-dir: /NAME/login */
     char *single_project;       /* --trac-env's folder name; "" for --app/--wsgi-file */
+    uint32_t nonce_lifetime;    /* seconds */
     const char *mount;          /* the config's; read-only */
     unsigned char key[32];      /* read-only: random, for nonce HMACs */
     uint32_t counter;           /* atomic: nonces issued */
@@ -144,9 +145,11 @@ static char *absolute(const char *file)
 {
     if (file[0] == '/')
         return strdup(file);
-    char *cwd = getcwd(NULL, 0), *out = NULL;
-    if (cwd && asprintf(&out, "%s/%s", cwd, file) < 0)
-        out = NULL;
+    char *cwd = getcwd(NULL, 0);
+    size_t n = cwd ? strlen(cwd) + strlen(file) + 2 : 0;
+    char *out = cwd ? malloc(n) : NULL;
+    if (out)
+        snprintf(out, n, "%s/%s", cwd, file);
     free(cwd);
     return out;
 }
@@ -185,8 +188,10 @@ static int take_spec(const struct tf_config *cfg, struct tf_auth *auth, struct s
     if (auth)
         return add_realm(auth, s, err, errlen);
     FILE *f = fopen(s->file, "re");
-    if (!f) {
+    if (!f || (fgetc(f) == EOF && ferror(f))) { /* a folder opens, but cannot be read */
         snprintf(err, errlen, "%s: cannot read '%s': %m", s->flag, s->file);
+        if (f)
+            fclose(f);
         return -1;
     }
     fclose(f);
@@ -217,6 +222,11 @@ static int walk_specs(const struct tf_config *cfg, struct tf_auth *auth, char *e
 
 int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen)
 {
+    if (cfg->digest_nonce_lifetime < 1 || cfg->digest_nonce_lifetime > 86400) {
+        snprintf(err, errlen, "--digest-nonce-lifetime: %g is not from 1 to 86400 seconds",
+                 cfg->digest_nonce_lifetime);
+        return -1;
+    }
     return walk_specs(cfg, NULL, err, errlen);
 }
 
@@ -236,6 +246,7 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
     pthread_mutex_init(&auth->lock, NULL);
     auth->parent_dir = cfg->trac_env_parent_dir != NULL;
     auth->mount = cfg->mount;
+    auth->nonce_lifetime = (uint32_t)cfg->digest_nonce_lifetime;
     if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
         snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
         tf_auth_free(auth);
@@ -297,7 +308,7 @@ bool tf_auth_login_path(const char *target, const char *mount, bool parent_dir, 
         return false;
     for (size_t i = 0; i < raw; i++) { /* as PATH_INFO is decoded */
         int hi, lo;
-        if (path[i] == '%' && i + 2 < raw + 1 && (hi = hexdigit(path[i + 1])) >= 0 &&
+        if (path[i] == '%' && i + 2 < raw && (hi = hexdigit(path[i + 1])) >= 0 &&
             (lo = hexdigit(path[i + 2])) >= 0) {
             p[n++] = (char)(hi * 16 + lo);
             i += 2;
@@ -397,7 +408,7 @@ static long base64_decode(const char *in, unsigned char *out, size_t cap)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const char *c = memchr(alphabet, in[i], 64);
-        if (!c || !in[i])
+        if (!c)
             return -1;
         acc = acc << 6 | (uint32_t)(c - alphabet);
         bits += 6;
@@ -436,4 +447,280 @@ static void check_basic(const struct realm *r, const struct tf_request *req, con
     }
 out:
     explicit_bzero(buf, sizeof(buf));
+}
+
+/* --- Digest --------------------------------------------------------------------- */
+
+struct digest {
+    char *username, *realm, *nonce, *uri, *response, *qop, *nc, *cnonce, *algorithm;
+};
+
+static bool is_token_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* One value at *s: a quoted-string (unescaped in place) or a token. */
+static char *param_value(char **s)
+{
+    char *p = *s, *value = p;
+    if (*p == '"') {
+        char *out = value = ++p;
+        while (*p && *p != '"') {
+            if (*p == '\\' && p[1])
+                p++;
+            *out++ = *p++;
+        }
+        if (*p != '"')
+            return NULL;
+        *out = 0;
+        p++;
+    } else {
+        while (is_token_char(*p))
+            p++;
+        if (p == value)
+            return NULL;
+    }
+    if (*p && *p != ',' && *p != ' ' && *p != '\t')
+        return NULL;
+    if (*p)
+        *p++ = 0;
+    *s = p;
+    return value;
+}
+
+/* Parse "k=v, k="v"" in place. 0, or -1 for anything malformed. */
+static int parse_digest(char *s, struct digest *d)
+{
+    static const char *const names[] = { "username", "realm", "nonce", "uri", "response",
+                                         "qop", "nc", "cnonce", "algorithm" };
+    char **fields[] = { &d->username, &d->realm, &d->nonce, &d->uri, &d->response,
+                        &d->qop, &d->nc, &d->cnonce, &d->algorithm };
+    memset(d, 0, sizeof(*d));
+    for (;;) {
+        s += strspn(s, " \t,");
+        if (!*s)
+            return 0;
+        char *name = s;
+        while (is_token_char(*s))
+            s++;
+        size_t nlen = (size_t)(s - name);
+        s += strspn(s, " \t");
+        if (nlen == 0 || *s != '=')
+            return -1;
+        s++;
+        s += strspn(s, " \t");
+        char *value = param_value(&s);
+        if (!value)
+            return -1;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+            if (strlen(names[i]) != nlen || strncasecmp(name, names[i], nlen) != 0)
+                continue;
+            if (*fields[i])
+                return -1; /* given twice */
+            *fields[i] = value;
+        }
+    }
+}
+
+void tf_auth_digest_response(const char *ha1, const char *nonce, const char *nc,
+                             const char *cnonce, const char *qop, const char *method,
+                             const char *uri, char out[33])
+{
+    char ha2[33];
+    struct tf_md5 ctx;
+    unsigned char d[16];
+    tf_md5_init(&ctx);
+    tf_md5_update(&ctx, method, strlen(method));
+    tf_md5_update(&ctx, ":", 1);
+    tf_md5_update(&ctx, uri, strlen(uri));
+    tf_md5_final(&ctx, d);
+    tf_hex(d, 16, ha2);
+    const char *parts[] = { ha1, nonce, nc, cnonce, qop, ha2 };
+    tf_md5_init(&ctx);
+    for (size_t i = 0; i < 6; i++) {
+        if (i)
+            tf_md5_update(&ctx, ":", 1);
+        tf_md5_update(&ctx, parts[i], strlen(parts[i]));
+    }
+    tf_md5_final(&ctx, d);
+    tf_hex(d, 16, out);
+}
+
+/* HMAC over the nonce's first 16 characters and the realm, as hex. */
+static void nonce_mac(const struct tf_auth *auth, const char *head, const char *realm,
+                      char hex[33])
+{
+    char msg[16 + 1 + MAX_REALM + 1];
+    int n = snprintf(msg, sizeof(msg), "%.16s:%s", head, realm);
+    unsigned char mac[16];
+    tf_hmac_md5(auth->key, sizeof(auth->key), msg, (size_t)n, mac);
+    tf_hex(mac, 16, hex);
+}
+
+static uint32_t now_s(void)
+{
+    return (uint32_t)(tf_now_us() / 1000000u);
+}
+
+static void make_nonce(struct tf_auth *auth, const struct realm *r, char out[NONCE_LEN + 1])
+{
+    uint32_t counter = __atomic_add_fetch(&auth->counter, 1, __ATOMIC_RELAXED);
+    snprintf(out, NONCE_LEN + 1, "%08x%08x", now_s(), counter);
+    nonce_mac(auth, out, r->name, out + 16);
+    pthread_mutex_lock(&auth->lock);
+    auth->nonces[counter % NONCE_SLOTS] = (struct nonce_slot){ counter, 0, true };
+    pthread_mutex_unlock(&auth->lock);
+}
+
+static bool is_hex(const char *s, size_t n)
+{
+    return strlen(s) == n && strspn(s, "0123456789abcdefABCDEF") == n;
+}
+
+/* Was the nonce made by this process for this realm? */
+static bool nonce_ours(const struct tf_auth *auth, const struct realm *r, const char *nonce)
+{
+    char mac[33];
+    if (!is_hex(nonce, NONCE_LEN))
+        return false;
+    nonce_mac(auth, nonce, r->name, mac);
+    return tf_secret_equal(mac, nonce + 16);
+}
+
+/* For a verified response: is the nonce young and this nc new for it? Marks
+ * nc as used. False means stale: the client should retry with a new nonce. */
+static bool nonce_fresh(struct tf_auth *auth, const char *nonce, const char *nc_hex)
+{
+    char part[9] = { 0 };
+    memcpy(part, nonce, 8);
+    uint32_t issued = (uint32_t)strtoul(part, NULL, 16);
+    memcpy(part, nonce + 8, 8);
+    uint32_t counter = (uint32_t)strtoul(part, NULL, 16);
+    uint32_t nc = (uint32_t)strtoul(nc_hex, NULL, 16);
+    if (now_s() - issued > auth->nonce_lifetime)
+        return false;
+    pthread_mutex_lock(&auth->lock);
+    struct nonce_slot *slot = &auth->nonces[counter % NONCE_SLOTS];
+    bool fresh = slot->issued && slot->counter == counter && nc > slot->max_nc;
+    if (fresh)
+        slot->max_nc = nc;
+    pthread_mutex_unlock(&auth->lock);
+    return fresh;
+}
+
+/* The parts every qop=auth answer must have, in the shape they must have. */
+static const char *digest_shape(const struct digest *d, const struct realm *r)
+{
+    if (!d->username || !d->realm || !d->nonce || !d->uri || !d->response || !d->qop ||
+        !d->nc || !d->cnonce)
+        return "incomplete Digest credentials";
+    if (strcmp(d->qop, "auth") != 0 || (d->algorithm && strcasecmp(d->algorithm, "MD5") != 0))
+        return "Digest credentials with another qop or algorithm than auth and MD5";
+    if (!is_hex(d->nc, 8) || !is_hex(d->response, 32) || strlen(d->username) >= 256)
+        return "malformed Digest credentials";
+    if (strcmp(d->realm, r->name) != 0)
+        return "Digest credentials for another realm";
+    return NULL;
+}
+
+static void check_digest(struct tf_auth *auth, const struct realm *r,
+                         const struct tf_request *req, const char *value, struct verdict *v)
+{
+    char buf[MAX_CREDENTIALS], ha1[64], expected[33], response[33];
+    struct digest d;
+    if (strlen(value) >= sizeof(buf)) {
+        refuse(req, r, NULL, "Digest credentials too long");
+        return;
+    }
+    memcpy(buf, value, strlen(value) + 1);
+    const char *why = parse_digest(buf, &d) < 0 ? "malformed Digest credentials"
+                                                : digest_shape(&d, r);
+    if (why) {
+        refuse(req, r, d.username, why);
+        return;
+    }
+    if (strcmp(d.uri, req->target) != 0) {
+        refuse(req, r, d.username, "the Digest uri is not the request's target");
+        v->status = 400;
+        return;
+    }
+    if (!nonce_ours(auth, r, d.nonce)) {
+        refuse(req, r, d.username, "a nonce this server did not issue");
+        return;
+    }
+    if (tf_passwd_lookup(r->file, d.username, ha1, sizeof(ha1)) < 0) {
+        refuse(req, r, d.username, "unknown user");
+        return;
+    }
+    tf_auth_digest_response(ha1, d.nonce, d.nc, d.cnonce, d.qop, req->method, d.uri, expected);
+    for (int i = 0; i < 33; i++)
+        response[i] = (d.response[i] >= 'A' && d.response[i] <= 'F')
+                          ? (char)(d.response[i] - 'A' + 'a') : d.response[i];
+    if (!tf_secret_equal(expected, response))
+        refuse(req, r, d.username, "wrong password");
+    else if (!nonce_fresh(auth, d.nonce, d.nc))
+        v->stale = true; /* the client retries with a new nonce, without asking its user */
+    else {
+        v->status = 0;
+        memcpy(v->user, d.username, strlen(d.username) + 1);
+    }
+}
+
+/* --- the answer ---------------------------------------------------------------- */
+
+static unsigned challenge(struct tf_auth *auth, const struct realm *r, struct tf_request *req,
+                          const struct verdict *v, struct MHD_Response **response)
+{
+    if (v->status == 400) {
+        *response = tf_error_response(400, "The Digest uri does not match the request.", false,
+                                      &req->bytes_out);
+        return *response ? 400 : 500;
+    }
+    char value[MAX_REALM + 200], nonce[NONCE_LEN + 1];
+    if (r->digest) {
+        make_nonce(auth, r, nonce);
+        snprintf(value, sizeof(value), "Digest realm=\"%s\", qop=\"auth\", algorithm=MD5, "
+                 "nonce=\"%s\", stale=%s", r->name, nonce, v->stale ? "true" : "false");
+    } else
+        snprintf(value, sizeof(value), "Basic realm=\"%s\", charset=\"UTF-8\"", r->name);
+    *response = tf_error_response(401, "This page needs a user name and password.", false,
+                                  &req->bytes_out);
+    if (!*response)
+        return 500;
+    if (MHD_add_response_header(*response, "WWW-Authenticate", value) != MHD_YES) {
+        MHD_destroy_response(*response);
+        *response = NULL;
+        return 500;
+    }
+    return 401;
+}
+
+unsigned tf_auth_check(struct tf_auth *auth, struct tf_request *req,
+                       struct MHD_Response **response)
+{
+    char project[MAX_PROJECT + 1];
+    *response = NULL;
+    if (!tf_auth_login_path(req->target, auth->mount, auth->parent_dir, project,
+                            sizeof(project)))
+        return 0;
+    const struct realm *r = find_realm(auth, auth->parent_dir ? project : auth->single_project);
+    if (!r)
+        return 0; /* tracd: no authentication for this project; the app decides */
+    struct verdict v = { .status = 401 };
+    const char *header = tf_request_header(req, "Authorization");
+    const char *cred = header ? credentials(header, r->digest ? "Digest" : "Basic") : NULL;
+    if (cred && r->digest)
+        check_digest(auth, r, req, cred, &v);
+    else if (cred)
+        check_basic(r, req, cred, &v);
+    if (v.status)
+        return challenge(auth, r, req, &v, response);
+    if (!(req->remote_user = strdup(v.user))) {
+        *response = tf_error_response(500, "Out of memory.", false, &req->bytes_out);
+        return 500;
+    }
+    req->auth_type = r->digest ? "Digest" : "Basic";
+    return 0;
 }

@@ -2,6 +2,7 @@
  * its kind and where it lands in struct tf_config; the command line and the
  * INI reader both go through tf_config_set(), so the two can never disagree. */
 #include "proxy/config.h"
+#include "proxy/auth.h"
 #include "proxy/cidr.h"
 
 #include <ini.h>
@@ -70,6 +71,9 @@ static const struct key keys[] = {
     { "reload", K_BOOL, F(reload), 0, 0, 0 },
     { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 0, 0 },
     { "worker", K_BOOL, F(worker), 0, 0, 0 }, /* internal: set by the front, not in --help */
+    { "basic-auth", K_LIST, F(basic_auth), F(n_basic_auth), 0, 0 },
+    { "digest-auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 },
+    { "digest-nonce-lifetime", K_SECONDS, F(digest_nonce_lifetime), 0, 0, 0 },
 };
 #undef F
 
@@ -120,6 +124,12 @@ const char tf_config_usage[] =
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"
     "  --mirror-primary app|upstream  whose answer the client gets (default app)\n"
     "  --mirror-queue N             mirrored requests in flight at most (default 16)\n"
+    "\n"
+    "Authentication (as tracd; credentials are asked for on the login path only):\n"
+    "  --basic-auth PROJECT,HTPASSWD,REALM   Basic auth on PROJECT's /login (PROJECT: the\n"
+    "                               environment's folder name, or * for all; repeatable)\n"
+    "  --digest-auth PROJECT,HTDIGEST,REALM  Digest auth likewise, from an htdigest file\n"
+    "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300)\n"
     "\n"
     "Profiler:\n"
     "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
@@ -393,6 +403,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->upstream_read_timeout = 60;
     cfg->mirror_queue = 16;
     cfg->worker_start_timeout = 60;
+    cfg->digest_nonce_lifetime = 300;
 }
 
 /* --upstream http://host[:port][/path]: split into origin and path. */
@@ -445,6 +456,10 @@ static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
     free_list(cfg->profile_allow, cfg->n_profile_allow); /* loopback: the front asks */
     cfg->route_specs = cfg->static_specs = cfg->profile_allow = NULL;
     cfg->n_route_specs = cfg->n_static_specs = cfg->n_profile_allow = 0;
+    free_list(cfg->basic_auth, cfg->n_basic_auth); /* the front authenticates */
+    free_list(cfg->digest_auth, cfg->n_digest_auth);
+    cfg->basic_auth = cfg->digest_auth = NULL;
+    cfg->n_basic_auth = cfg->n_digest_auth = 0;
     cfg->mirror = cfg->reload = false;
     cfg->workers = 0;
     if (!cfg->worker_token || !cfg->listen_host || !cfg->access_log) {
@@ -601,6 +616,8 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
             return -1;
         }
     }
+    if (tf_auth_config_check(cfg, err, errlen) < 0)
+        return -1;
     return 0;
 }
 
@@ -637,6 +654,8 @@ void tf_config_free(struct tf_config *cfg)
     free_list(cfg->static_specs, cfg->n_static_specs);
     tf_route_table_free(&cfg->routes);
     free(cfg->mirror_primary);
+    free_list(cfg->basic_auth, cfg->n_basic_auth);
+    free_list(cfg->digest_auth, cfg->n_digest_auth);
     free(cfg->worker_token);
     free(cfg->server_name);
     free(cfg->config_file);

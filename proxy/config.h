@@ -68,6 +68,9 @@ struct tf_config {
     bool worker;                /* internal: this process is a worker of a front */
     char *worker_token;         /* derived: shared secret between front and workers */
     char *server_name;          /* derived: SERVER_NAME (a worker keeps its front's) */
+    char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
+    size_t n_basic_auth, n_digest_auth;
+    double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (default 300) */
     char *config_file;
     bool help, version;
 };

@@ -101,12 +101,44 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     return found;
 }
 
+/* The requests running in every worker: the workers' HTML sections one
+ * after the other, or their JSON "requests" lists joined into one. */
+static char *front_inflight(bool json, size_t *len)
+{
+    size_t n = 0, used = 0;
+    char **origins = tf_workers_origins(workers, &n), path[4200];
+    snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
+    char *out = strdup(json ? "{\"workers\": " : "");
+    used = out ? strlen(out) : 0;
+    for (size_t i = 0; out && i < n; i++) {
+        char *body = NULL;
+        size_t blen = 0;
+        if (tf_workers_fetch(origins[i], "GET", path, &body, &blen) == 200) {
+            char *grown = realloc(out, used + blen + 8);
+            if (grown) {
+                out = grown;
+                used += (size_t)sprintf(out + used, "%s%s", json ? (i ? ", " : "[") : "", body);
+            }
+        }
+        free(body);
+    }
+    if (out && json) {
+        char *grown = realloc(out, used + 8);
+        if (grown)
+            used += (size_t)sprintf((out = grown) + used, "%s}\n", n ? "]" : "[]");
+    }
+    tf_workers_origins_free(origins, n);
+    *len = used;
+    return out;
+}
+
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
                                                              const char *path)
 {
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
+        .inflight = front_inflight,
     };
     workers = w;
     profile_path = path;

@@ -56,15 +56,6 @@ void tf_hex(const unsigned char *bytes, size_t n, char *out)
     out[2 * n] = 0;
 }
 
-bool tf_hash_equal(const void *a, const void *b, size_t n)
-{
-    const volatile unsigned char *x = a, *y = b;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= x[i] ^ y[i];
-    return diff == 0;
-}
-
 /* --- MD5 ---------------------------------------------------------------- */
 
 /* Per-step shift amounts and K[i] = floor(2^32 * |sin(i + 1)|). */

@@ -5,7 +5,6 @@
 #ifndef TF_HASH_H
 #define TF_HASH_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,10 +32,6 @@ void tf_sha1_final(struct tf_sha1 *ctx, unsigned char digest[20]);
 
 /* Lowercase hex of n bytes into out (2n + 1 chars with the NUL). */
 void tf_hex(const unsigned char *bytes, size_t n, char *out);
-
-/* Do two secrets of n bytes match? Takes the same time wherever they differ,
- * so a client cannot learn a hash byte by byte from response times. */
-bool tf_hash_equal(const void *a, const void *b, size_t n);
 
 /* HMAC-MD5 (RFC 2104) of msg under key (at most 64 bytes). */
 void tf_hmac_md5(const void *key, size_t key_len, const void *msg, size_t len,

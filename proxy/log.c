@@ -74,6 +74,13 @@ void tf_log_raw(const char *data, size_t len)
         write_all(error_fd, data, len);
 }
 
+static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
+
+void tf_log_set_worker_tag(void)
+{
+    snprintf(process_tag, sizeof(process_tag), "[worker %d] ", (int)getpid());
+}
+
 static void log_line(const char *level, const char *fmt, va_list ap)
 {
     if (error_fd < 0)
@@ -84,7 +91,8 @@ static void log_line(const char *level, const char *fmt, va_list ap)
     clock_gettime(CLOCK_REALTIME, &ts);
     localtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld] [%s] ", ts.tv_nsec / 1000000L, level);
+    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld] [%s] %s", ts.tv_nsec / 1000000L,
+                          level, process_tag);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     if (m < 0)
         m = 0;

@@ -12,6 +12,9 @@
 /* Open the logs: "-" is stderr, "" (or "off") disables that log.
  * Returns 0, or -1 with a message in err. */
 int tf_log_open(const char *error_path, const char *access_path, char *err, size_t errlen);
+/* A worker process (--workers): its lines carry "[worker PID]". Call once,
+ * before other threads start. */
+void tf_log_set_worker_tag(void);
 void tf_log_close(void);
 
 /* "[date] [level] message\n" to the error log. */

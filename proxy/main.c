@@ -79,7 +79,8 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
     while (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0)) {
         if (tf_now_us() >= deadline)
             return false;
-        if (tf_signals_wait(20)) /* a second signal: stop waiting */
+        int sig = tf_signals_wait(20);
+        if (sig == SIGINT || sig == SIGTERM) /* a second one: stop waiting */
             return false;
     }
     return true;
@@ -111,6 +112,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
+    if (cfg.worker)
+        tf_log_set_worker_tag();
     if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
         fprintf(stderr, "tracfront: out of memory\n");
         return 1;
@@ -147,7 +150,8 @@ int main(int argc, char **argv)
         backends.pins = cfg.upstream_pin ? upstream : NULL;
     }
     if (front) {
-        if (!(workers = tf_workers_new(&cfg, argv, upstream))) {
+        if (!(workers = tf_workers_new(&cfg, argv, upstream)) ||
+            !(cfg.worker_token = strdup(tf_workers_token(workers)))) {
             fprintf(stderr, "tracfront: out of memory\n");
             return 1;
         }
@@ -161,17 +165,18 @@ int main(int argc, char **argv)
     }
     static const struct tf_profiler_controls controls = {
         prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
-        prof_hook_request_html, prof_hook_clear, .modules = wsgi_app_files, .inflight = wsgi_watchdog_inflight,
+        prof_hook_request_html, prof_hook_clear, .modules = wsgi_app_files,
+        .inflight = wsgi_watchdog_inflight,
     };
     if (pool) {
+        if (wsgi_watchdog_start(&cfg, err, sizeof(err)) < 0) { /* before the page can ask it */
+            fprintf(stderr, "tracfront: %s\n", err);
+            return 1;
+        }
         prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
         prof_hook_enable(cfg.profile);
         tf_server_set_profiler(server, &controls);
         wsgi_interp_set_port(cfg.worker ? front_port() : tf_server_port(server));
-        if (wsgi_watchdog_start(&cfg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            return 1;
-        }
         if (wsgi_pool_start(pool, cfg.threads) < 0) {
             fprintf(stderr, "tracfront: cannot start app threads\n");
             return 1;
@@ -199,12 +204,12 @@ int main(int argc, char **argv)
     }
 
     int sig;
-    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP) {
+    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD) {
         if (sig == SIGHUP && workers)
             tf_workers_reload(workers, "SIGHUP");
         else if (sig == SIGHUP)
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
-        else if (workers)
+        else if (workers) /* a second, or a child ended */
             tf_workers_tick(workers);
     }
     tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,

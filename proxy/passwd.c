@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "proxy/hash.h"
+#include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
 
@@ -418,12 +419,6 @@ static void sha_base64(const char *password, char out[29])
     out[28] = 0;
 }
 
-static bool equal_string(const char *computed, const char *stored)
-{
-    size_t n = strlen(stored); /* lengths are not secret: the format fixes them */
-    return strlen(computed) == n && tf_hash_equal(computed, stored, n);
-}
-
 int tf_passwd_verify(const char *hash, const char *password)
 {
     if (!tf_passwd_hash_known(hash))
@@ -431,12 +426,12 @@ int tf_passwd_verify(const char *hash, const char *password)
     if (!strncmp(hash, "{SHA}", 5)) {
         char out[29];
         sha_base64(password, out);
-        return equal_string(out, hash + 5);
+        return tf_secret_equal(out, hash + 5);
     }
     if (!strncmp(hash, "$apr1$", 6)) {
         char out[64];
         apr1(password, hash, out);
-        return equal_string(out, hash);
+        return tf_secret_equal(out, hash);
     }
     /* bcrypt, DES and glibc crypt: libxcrypt. Its scratch space is 32 KB,
      * too much for a network thread's stack. */
@@ -444,7 +439,7 @@ int tf_passwd_verify(const char *hash, const char *password)
     if (!data)
         return -1;
     const char *out = crypt_r(password, hash, data);
-    int ok = out && out[0] != '*' && equal_string(out, hash);
+    int ok = out && out[0] != '*' && tf_secret_equal(out, hash);
     explicit_bzero(data, sizeof(*data));
     free(data);
     return ok;

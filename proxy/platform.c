@@ -45,6 +45,9 @@ int tf_signals_install(void)
     if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
         sigaction(SIGHUP, &sa, NULL) < 0)
         return -1;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP; /* a worker died: the front reacts at once */
+    if (sigaction(SIGCHLD, &sa, NULL) < 0)
+        return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }
@@ -153,9 +156,16 @@ int tf_read_line(int fd, char *buf, size_t cap, int timeout_ms)
     while (n + 1 < cap) {
         uint64_t now = tf_now_us();
         struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (now >= deadline || poll(&p, 1, (int)((deadline - now + 999) / 1000)) <= 0)
+        if (now >= deadline)
+            return -1;
+        int rc = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+        if (rc < 0 && errno == EINTR) /* SIGCHLD from another worker, say */
+            continue;
+        if (rc <= 0)
             return -1;
         ssize_t got = read(fd, buf + n, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
         if (got <= 0)
             return -1;
         if (buf[n] == '\n')

@@ -12,12 +12,13 @@
 /* Monotonic time in microseconds. */
 uint64_t tf_now_us(void);
 
-/* Catch SIGINT/SIGTERM/SIGHUP with a handler that only records them (to a
+/* Catch SIGINT/SIGTERM/SIGHUP/SIGCHLD with a handler that only records them (to a
  * self-pipe), and ignore SIGPIPE. No signal is blocked, so child processes the
  * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */
 int tf_signals_install(void);
 
-/* Wait up to timeout_ms for SIGINT/SIGTERM/SIGHUP; returns the signal or 0. */
+/* Wait up to timeout_ms for a signal; returns it or 0. (The handler never
+ * reaps children: the app's own subprocess calls keep working.) */
 int tf_signals_wait(int timeout_ms);
 
 /* An anonymous, already-unlinked temporary file (O_TMPFILE where the system

@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "proxy/auth.h"
 #include "proxy/cidr.h"
 #include "proxy/forward.h"
 #include "proxy/http_check.h"
@@ -44,6 +45,8 @@ struct tf_server {
     const struct tf_profiler_controls *profiler; /* read-only after start; may be NULL */
     struct tf_cidr *profile_allow;  /* read-only after start */
     size_t n_profile_allow;
+    struct tf_auth *auth;           /* --basic-auth/--digest-auth, NULL = none; read-only
+                                       pointer after start (tf_auth_check locks inside) */
 };
 
 static const char *reason_phrase(unsigned status)
@@ -72,10 +75,9 @@ struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool
     return r;
 }
 
-static enum MHD_Result reply(struct tf_request *req, unsigned status, const char *detail,
-                             bool close)
+/* Answer with r now (final access-handler call); NULL (out of memory) closes. */
+static enum MHD_Result queue(struct tf_request *req, unsigned status, struct MHD_Response *r)
 {
-    struct MHD_Response *r = tf_error_response(status, detail, close, &req->bytes_out);
     if (!r)
         return MHD_NO;
     req->status = status;
@@ -83,6 +85,12 @@ static enum MHD_Result reply(struct tf_request *req, unsigned status, const char
     enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
     MHD_destroy_response(r);
     return ok;
+}
+
+static enum MHD_Result reply(struct tf_request *req, unsigned status, const char *detail,
+                             bool close)
+{
+    return queue(req, status, tf_error_response(status, detail, close, &req->bytes_out));
 }
 
 /* --- collecting and checking headers ----------------------------------- */
@@ -376,10 +384,12 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                          "off, or not among the slowest).", false);
         return send_body(req, 200, body, n, "text/html; charset=utf-8");
     }
-    if (len == 13 && !strncmp(sub, "/api/inflight", 13) && p && p->inflight) {
-        size_t n = 0;
-        char *body = p->inflight(true, &n);
-        return send_body(req, 200, body, n, "application/json");
+    if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||
+         (len == 9 && !strncmp(sub, "/inflight", 9))) && p && p->inflight) {
+        size_t n = 0; /* /inflight: the page's HTML section alone (a front merges them) */
+        char *body = p->inflight(len == 13, &n);
+        return send_body(req, 200, body, n, len == 13 ? "application/json"
+                                                      : "text/html; charset=utf-8");
     }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
@@ -484,6 +494,13 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     const char *rest;
     req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
     enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
+    if (server->auth && kind == TF_ROUTE_APP &&
+        !(server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP)) {
+        struct MHD_Response *challenge; /* tracd's login paths: who is this client? */
+        unsigned st = tf_auth_check(server->auth, req, &challenge);
+        if (st)
+            return queue(req, st, challenge);
+    }
     if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
         kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
         tf_mirror_attach(server->mirror, req);
@@ -632,6 +649,7 @@ static void write_access_log(const struct tf_request *req, uint64_t now)
         .bytes = req->bytes_out,
         .referer = tf_request_header(req, "Referer"),
         .user_agent = tf_request_header(req, "User-Agent"),
+        .remote_user = req->remote_user,
         .duration_us = now - req->t_received,
     };
     tf_log_access(&e);
@@ -716,7 +734,8 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     }
     struct sockaddr_storage ss;
     if (set_profile_allow(server, cfg) < 0 ||
-        resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) {
+        resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0 ||
+        (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0])) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
         tf_mirror_free(server->mirror);
@@ -746,6 +765,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     if (!server->daemon) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
                  "address of this machine?)", cfg->listen_host, cfg->listen_port);
+        tf_auth_free(server->auth);
         tf_mirror_free(server->mirror);
         free(server->profile_allow);
         free(server);
@@ -827,6 +847,7 @@ void tf_server_stop(struct tf_server *server)
     if (!server)
         return;
     MHD_stop_daemon(server->daemon);
+    tf_auth_free(server->auth);
     tf_mirror_free(server->mirror);
     free(server->profile_allow);
     free(server);

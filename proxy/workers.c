@@ -396,6 +396,11 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv,
     return w;
 }
 
+const char *tf_workers_token(const struct tf_workers *w)
+{
+    return w->token_env + 16; /* after "TF_WORKER_TOKEN=" */
+}
+
 int tf_workers_begin(struct tf_workers *w, unsigned front_port, char *err, size_t errlen)
 {
     snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", front_port);

@@ -27,6 +27,9 @@ struct tf_workers;
  * process's command line. NULL on out of memory. */
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv,
                                   struct tf_upstream *up);
+/* The secret the workers trust X-Tracfront-* headers with (the front's
+ * cfg->worker_token must be set to it). */
+const char *tf_workers_token(const struct tf_workers *w);
 /* Start the first generation and wait until it is ready; front_port is
  * the port the front listens on (the workers' SERVER_PORT). 0, or -1 with
  * err. */

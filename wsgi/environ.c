@@ -156,6 +156,28 @@ static int add_headers(PyObject *env, const struct tf_request *req)
     return 0;
 }
 
+/* REMOTE_USER and AUTH_TYPE, only for a user tracfront verified (proxy/auth.c,
+ * or a worker's front): never from anything the client sent. The name is
+ * decoded as UTF-8 as tracd does (Trac takes it as it is), else as Latin-1. */
+static int add_user(PyObject *env, const struct tf_request *req)
+{
+    if (!req->remote_user)
+        return 0;
+    Py_ssize_t n = (Py_ssize_t)strlen(req->remote_user);
+    PyObject *user = PyUnicode_DecodeUTF8(req->remote_user, n, NULL); /* new ref */
+    if (!user && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        user = PyUnicode_DecodeLatin1(req->remote_user, n, NULL);
+    }
+    if (!user)
+        return -1;
+    int rc = PyDict_SetItemString(env, "REMOTE_USER", user);
+    Py_DECREF(user);
+    if (rc < 0)
+        return -1;
+    return set_cstr(env, "AUTH_TYPE", req->auth_type ? req->auth_type : "Basic");
+}
+
 /* PATH_INFO and SCRIPT_NAME from the decoded path and --mount. */
 static int add_path(PyObject *env, const struct tf_request *req, bool *outside_mount)
 {
@@ -205,7 +227,8 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
         set_str(env, k_protocol, req->version, (Py_ssize_t)strlen(req->version)) < 0 ||
         set_str(env, k_raddr, req->remote_addr, (Py_ssize_t)strlen(req->remote_addr)) < 0 ||
         PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
-        add_headers(env, req) < 0 || PyDict_SetItem(env, k_input, input) < 0)
+        add_headers(env, req) < 0 || add_user(env, req) < 0 ||
+        PyDict_SetItem(env, k_input, input) < 0)
         goto error;
     snprintf(num, sizeof(num), "%u", req->remote_port);
     if (!(port = PyUnicode_FromString(num)) || PyDict_SetItem(env, k_rport, port) < 0)

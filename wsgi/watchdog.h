@@ -11,9 +11,10 @@
  * Python bytecode, so an app blocked inside one C call (time.sleep(30), a
  * socket read, a database query) is interrupted when that call returns.
  *
- * Locks: the registry lock is taken with the GIL held (enter/leave) or with
- * no GIL; it is never held while Python code may run, nor while waiting for
- * the GIL. Order: GIL, then registry lock. */
+ * Locks: the registry lock is taken with or without the GIL, but never held
+ * while Python code may run nor while waiting for the GIL (order: GIL, then
+ * registry lock). Registry entries leave only with the GIL held, so a thread
+ * holding the GIL and the lock may raise in a registered thread safely. */
 #ifndef WSGI_WATCHDOG_H
 #define WSGI_WATCHDOG_H
 

@@ -2,10 +2,11 @@
 test_reload.py): every answer says which process served it, so a test can see
 how requests spread over workers and when a new generation took over.
 
-Routes: /pid (pid, the CGI part of the environ, the HTTP_* headers, the body's
-length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly once, for
+Routes: /pid and /login (pid, the CGI part of the environ, the HTTP_* headers,
+the body's length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly once, for
 exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
-[&mark=PATH] (writes its pid to mark, then waits until file exists), /version
+[&mark=PATH] (writes its pid to mark, then waits until file exists), /log?msg=M
+(prints "worker_app says M" to stderr), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
 test puts on --pythonpath; "none" when that module is not on the path). If the
 process environment has WORKER_ATEXIT_DIR, an atexit handler writes
@@ -15,6 +16,7 @@ does not control, nor keep state across requests beyond what is listed.
 import atexit
 import json
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
@@ -70,7 +72,7 @@ def _environ_doc(environ):
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     qs = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
-    if path == "/pid":
+    if path in ("/pid", "/login"):
         if "s" in qs:
             time.sleep(float(qs["s"]))
         return _reply(start_response, _environ_doc(environ))
@@ -91,6 +93,9 @@ def app(environ, start_response):
         while not os.path.exists(qs["file"]) and time.monotonic() < deadline:
             time.sleep(0.02)
         return _reply(start_response, {"pid": os.getpid(), "released": True})
+    if path == "/log":  # to the worker's stderr, which the front logs
+        print("worker_app says %s" % qs.get("msg", ""), file=sys.stderr, flush=True)
+        return _reply(start_response, {"pid": os.getpid()})
     if path == "/version":
         version = reload_plugin.VERSION if reload_plugin else "none"
         return _reply(start_response, {"pid": os.getpid(), "version": version})

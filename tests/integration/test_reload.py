@@ -12,8 +12,11 @@ import itertools
 import os
 import re
 import signal
+import subprocess
 import threading
+import time
 
+import pytest
 import requests
 
 from workers_util import APP, Load, children, fetch, running, wait_for
@@ -89,6 +92,21 @@ def test_reload_under_load_drops_nothing(tracfront, tmp_path):
     assert len(children(srv.proc.pid)) == 2
 
 
+def test_changes_in_quick_succession_end_on_the_last_version(tracfront, tmp_path):
+    # An editor saving again and again, some saves landing while the previous
+    # generation is still starting or being retired: the last save wins.
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugins)
+    with Load(srv.url, ["/version"], threads=2, max_seconds=60) as load:
+        for v, pause in zip(range(2, 12), (0.3, 0.9, 1.0, 1.1, 0.5, 1.2, 0.2, 1.0, 0.95)):
+            write_plugin(plugins, v)
+            time.sleep(pause)
+        wait_version(srv, "11", timeout=30)
+    assert not load.failures(), load.failures()[:10]
+    assert not log_lines(srv, "reload failed"), srv.error_log[-3000:]
+    wait_for(lambda: len(children(srv.proc.pid)) == 1, 20, "the old generations to exit")
+
+
 def test_sighup_reloads_on_demand(tracfront, tmp_path):
     plugins = plugin_dir(tmp_path)
     srv = tracfront(*APP, "--workers", "1", "--pythonpath", plugins)  # no --reload
@@ -135,7 +153,8 @@ def test_failed_reload_keeps_the_old_generation(tracfront, tmp_path):
     with Load(srv.url, ["/version", "/pid"], threads=2, max_seconds=90) as load:
         write_plugin(plugins, 2)
         wait_version(srv, "2")
-        serving = children(srv.proc.pid)
+        serving = wait_for(lambda: (lambda k: len(k) == 2 and k)(children(srv.proc.pid)), 20,
+                           "generation 1 to exit")
         write_plugin(plugins, 3, body="def broken(:\n")
         wait_for(lambda: log_lines(srv, "reload failed"), 30, "'reload failed' in the error log")
         assert "SyntaxError" in srv.error_log + srv.stderr, "the new worker's traceback is not logged"
@@ -159,3 +178,61 @@ def test_worker_start_timeout_bounds_a_hanging_generation(tracfront, tmp_path):
     wait_for(lambda: children(srv.proc.pid) == serving, 10, "only the old worker to remain")
     write_plugin(plugins, 3)
     wait_version(srv, "3")
+
+
+# --- a Trac environment: its plugins/ folder and conf/trac.ini are watched ----
+
+PROBE_PLUGIN = '''from trac.core import Component, implements
+from trac.web.api import IRequestHandler
+
+
+class ReloadProbe(Component):
+    implements(IRequestHandler)
+
+    def match_request(self, req):
+        return req.path_info == "/reloadprobe"
+
+    def process_request(self, req):
+        req.send(%r.encode(), "text/plain")
+'''
+
+
+def trac_pythonpath():
+    """A PYTHONPATH under which /usr/bin/python3 imports Trac, or None."""
+    local = os.path.join(os.path.dirname(__file__), "..", "..", "third_party_local", "trac")
+    for path in (os.environ.get("PYTHONPATH", ""), os.path.abspath(local)):
+        r = subprocess.run(["/usr/bin/python3", "-c", "import trac.web.main"], capture_output=True,
+                           env=dict(os.environ, PYTHONPATH=path), timeout=60)
+        if r.returncode == 0:
+            return path
+    return None
+
+
+def probe(srv):
+    r = requests.get(srv.url + "reloadprobe", timeout=30)
+    return r.text if r.status_code == 200 else r.status_code
+
+
+def test_trac_plugins_and_trac_ini_are_watched(tracfront, tmp_path):
+    pythonpath = trac_pythonpath()
+    if pythonpath is None:
+        pytest.skip("Trac is not importable by /usr/bin/python3")
+    env = tmp_path / "demo"
+    subprocess.run(["/usr/bin/python3", "-m", "trac.admin.console", str(env), "initenv", "demo",
+                    "sqlite:db/trac.db"], check=True, capture_output=True, timeout=300,
+                   env=dict(os.environ, PYTHONPATH=pythonpath))
+    srv = tracfront("--trac-env", env, "--reload", env={"PYTHONPATH": pythonpath})
+    assert probe(srv) == 404
+    plugin = env / "plugins" / "reload_probe.py"
+    plugin.write_text(PROBE_PLUGIN % "probe 1")  # a file added
+    wait_for(lambda: probe(srv) == "probe 1", 30, "the new plugin to be served")
+    assert [line for line in log_lines(srv, "reload") if "plugins" in line], "cause not logged"
+    plugin.write_text(PROBE_PLUGIN % "probe 22")  # changed
+    wait_for(lambda: probe(srv) == "probe 22", 30, "the changed plugin to be served")
+    before = serving_count(srv)
+    with open(env / "conf" / "trac.ini", "a") as f:  # trac.ini changed
+        f.write("\n[reload_test]\nchanged = yes\n")
+    wait_for(lambda: serving_count(srv) > before, 30, "a reload after trac.ini changed")
+    assert log_lines(srv, "trac.ini")
+    plugin.unlink()  # removed
+    wait_for(lambda: probe(srv) == 404, 30, "the removed plugin to be gone")

@@ -1,0 +1,18 @@
+"""WSGI app for tests/integration/test_auth.py: answers with what the server
+put in the environ about the user, as JSON, on every path (so a login path
+and any other path look alike to the app)."""
+import json
+
+
+def application(environ, start_response):
+    body = json.dumps({
+        "path": environ.get("PATH_INFO"),
+        "script_name": environ.get("SCRIPT_NAME"),
+        "remote_user": environ.get("REMOTE_USER"),
+        "auth_type": environ.get("AUTH_TYPE"),
+        "http_remote_user": environ.get("HTTP_REMOTE_USER"),
+        "has_authorization": "HTTP_AUTHORIZATION" in environ,
+    }).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]

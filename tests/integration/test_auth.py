@@ -1,0 +1,459 @@
+"""--basic-auth / --digest-auth PROJECT,FILE,REALM, as tracd does them.
+
+Credentials are asked for on the project's login path only; REMOTE_USER and
+AUTH_TYPE reach the app only after the password was verified, never from a
+header the client sends. Password files are made here with Apache's
+htpasswd (-B, -m, -s, -d) and htdigest (driven through a pty, as it reads the
+password from its terminal); tests/apps/auth_app.py shows what the app got.
+"""
+import hashlib
+import os
+import pathlib
+import pty
+import re
+import select
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+import requests
+from requests.auth import HTTPDigestAuth
+
+from conftest import APPS
+
+if not shutil.which("htpasswd") or not shutil.which("htdigest"):
+    pytest.skip("htpasswd/htdigest missing: install apache2-utils (scripts/setup does)",
+                allow_module_level=True)
+
+APP = ("--app", "auth_app:application")
+REALM = "Test Realm"
+DREALM = "Digest Realm"
+# user: (htpasswd option, password)
+FORMATS = {
+    "bcrypt": ("-B", "b-cr ypt:pw"),
+    "apr1": ("-m", "apr1-pw"),
+    "sha": ("-s", "sha1-pw"),
+    "des": ("-d", "despw"),
+}
+
+
+def md5(text):
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def htpasswd(path, user, password, option="-m"):
+    create = [] if pathlib.Path(path).exists() else ["-c"]
+    subprocess.run(["htpasswd", "-b"] + create + [option, str(path), user, password],
+                   check=True, capture_output=True, timeout=30)
+
+
+def htdigest(path, realm, user, password):
+    """Run htdigest on a pty (it asks for the password twice on its tty)."""
+    args = ["htdigest"] + ([] if pathlib.Path(path).exists() else ["-c"]) + \
+        [str(path), realm, user]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its controlling terminal is the pty
+        try:
+            os.execvp(args[0], args)
+        finally:
+            os._exit(127)
+    out, answered, deadline = b"", 0, time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            while out.lower().count(b"password:") > answered:
+                os.write(fd, password.encode() + b"\n")
+                answered += 1
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and answered == 2, out
+
+
+@pytest.fixture
+def files(tmp_path):
+    pw = tmp_path / "htpasswd"
+    for user, (option, password) in FORMATS.items():
+        htpasswd(pw, user, password, option)
+    dg = tmp_path / "htdigest"
+    # written by hand as htdigest does (USER:REALM:MD5(USER:REALM:PASSWORD)) ...
+    dg.write_text("alice:%s:%s\nalice:Other:%s\n" % (
+        DREALM, md5("alice:%s:wonderland" % DREALM), md5("alice:Other:x")))
+    # ... and one line by htdigest itself
+    htdigest(dg, DREALM, "carol", "c-pass")
+    assert "carol:%s:%s" % (DREALM, md5("carol:%s:c-pass" % DREALM)) in dg.read_text()
+    return {"htpasswd": pw, "htdigest": dg}
+
+
+def basic(tracfront, files, *extra, project="*", **kw):
+    return tracfront(*APP, "--basic-auth", "%s,%s,%s" % (project, files["htpasswd"], REALM),
+                     *extra, **kw)
+
+
+def digest(tracfront, files, *extra, project="*", **kw):
+    return tracfront(*APP, "--digest-auth", "%s,%s,%s" % (project, files["htdigest"], DREALM),
+                     *extra, **kw)
+
+
+def digest_header(challenge, user, password, method, uri, nc="00000001", cnonce="0a4f113b"):
+    params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+    resp = md5("%s:%s:%s:%s:auth:%s" % (md5("%s:%s:%s" % (user, params["realm"], password)),
+                                        params["nonce"], nc, cnonce, md5(method + ":" + uri)))
+    return ('Digest username="%s", realm="%s", nonce="%s", uri="%s", qop=auth, nc=%s, '
+            'cnonce="%s", response="%s"' % (user, params["realm"], params["nonce"], uri, nc,
+                                             cnonce, resp))
+
+
+def log_lines(srv, needle):
+    return [line for line in srv.error_log.splitlines() if needle in line]
+
+
+# --- Basic --------------------------------------------------------------------------
+
+
+def test_login_without_credentials_is_challenged(tracfront, files):
+    srv = basic(tracfront, files)
+    r = requests.get(srv.url + "login", timeout=10)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="%s", charset="UTF-8"' % REALM
+    assert "remote_user" not in r.text  # the app never ran
+    assert log_lines(srv, "auth:") == []  # asking is not a refusal
+
+
+@pytest.mark.parametrize("user", sorted(FORMATS))
+def test_each_htpasswd_format(tracfront, files, user):
+    srv = basic(tracfront, files)
+    password = FORMATS[user][1]
+    r = requests.get(srv.url + "login", auth=(user, password), timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["remote_user"] == user
+    assert r.json()["auth_type"] == "Basic"
+    r = requests.get(srv.url + "login", auth=(user, "Wrong" + password), timeout=10)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Basic realm=")
+    lines = log_lines(srv, "auth: wrong password")
+    assert len(lines) == 1, srv.error_log
+    assert 'user "%s" from 127.0.0.1' % user in lines[0]
+    assert password not in srv.error_log
+
+
+def test_unknown_user_and_access_log(tracfront, files):
+    srv = basic(tracfront, files)
+    r = requests.get(srv.url + "login", auth=("mallory", "x"), timeout=10)
+    assert r.status_code == 401
+    assert len(log_lines(srv, 'auth: unknown user: user "mallory" from 127.0.0.1')) == 1
+    assert requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=10).ok
+    srv.stop()
+    assert re.search(r'^127\.0\.0\.1 - apr1 \[.*"GET /login HTTP/1\.1" 200 ', srv.access_log, re.M)
+    assert re.search(r'^127\.0\.0\.1 - - \[.*"GET /login HTTP/1\.1" 401 ', srv.access_log, re.M)
+
+
+def test_other_paths_are_never_challenged_nor_given_a_user(tracfront, files):
+    srv = basic(tracfront, files)
+    good = ("sha", "sha1-pw")
+    for path in ("", "wiki/login", "logout", "loginx", "login.html"):
+        r = requests.get(srv.url + path, auth=good, timeout=10)
+        assert r.status_code == 200, path
+        assert r.json()["remote_user"] is None, path
+        assert r.json()["auth_type"] is None
+        assert r.json()["has_authorization"]  # the header itself reaches the app, as in tracd
+
+
+def test_client_headers_never_set_remote_user(tracfront, files):
+    srv = basic(tracfront, files)
+    forged = {"Remote-User": "admin", "X-Remote-User": "admin", "Auth-Type": "Basic",
+              "X-Tracfront-User": "Basic admin"}
+    r = requests.get(srv.url + "wiki", headers=forged, timeout=10)
+    assert r.status_code == 200
+    assert r.json()["remote_user"] is None
+    assert r.json()["http_remote_user"] == "admin"  # as HTTP_REMOTE_USER, nothing more
+    r = requests.get(srv.url + "login", headers=forged, timeout=10)
+    assert r.status_code == 401
+    r = requests.get(srv.url + "login", headers=forged, auth=("des", "despw"), timeout=10)
+    assert r.json()["remote_user"] == "des"
+
+
+def test_utf8_user_name(tracfront, files):
+    htpasswd(files["htpasswd"], "jörg", "pässword")
+    srv = basic(tracfront, files)
+    r = requests.get(srv.url + "login", auth=("jörg".encode(), "pässword".encode()), timeout=10)
+    assert r.status_code == 200
+    assert r.json()["remote_user"] == "jörg"
+
+
+def test_file_changed_on_disk_is_reread(tracfront, files):
+    srv = basic(tracfront, files)
+    assert requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=10).ok
+    htpasswd(files["htpasswd"], "apr1", "new-pw")
+    htpasswd(files["htpasswd"], "newcomer", "hello", "-B")
+    deadline = time.monotonic() + 15
+    while requests.get(srv.url + "login", auth=("apr1", "new-pw"), timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the changed file was not re-read"
+        time.sleep(0.2)
+    assert requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=10).status_code == 401
+    r = requests.get(srv.url + "login", auth=("newcomer", "hello"), timeout=10)
+    assert r.json()["remote_user"] == "newcomer"
+    assert "re-read" in srv.error_log
+
+
+def test_malformed_lines_are_skipped_with_a_warning(tracfront, files):
+    with open(files["htpasswd"], "a") as f:
+        f.write("no-colon-here\nplain:text-password\n")
+    srv = basic(tracfront, files)
+    assert "line 5: not USER:HASH; line skipped" in srv.error_log
+    assert "line 6: the password hash is not bcrypt" in srv.error_log
+    assert "text-password" not in srv.error_log
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).ok
+    assert requests.get(srv.url + "login", auth=("plain", "text-password"),
+                        timeout=10).status_code == 401
+
+
+def raw_login(srv, authorization):
+    head = b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    return srv.raw(head + b"Authorization: " + authorization + b"\r\n\r\n", timeout=10)
+
+
+MALFORMED = [b"Basic", b"Basic !!!", b"Basic " + b"A" * 5000, b"Basic YWxpY2U=",
+             b"Basic OnB3", b"Digest", b'Digest username="a', b"Digest ,,,=,,", b"Negotiate x",
+             b'Digest username="alice", realm="' + DREALM.encode() + b'", nonce="00", '
+             b'uri="/login", qop=auth, nc=zz, cnonce="c", response="1"',
+             b"Digest " + b"a=b, " * 1000]
+
+
+def test_malformed_authorization_is_a_401(tracfront, files):
+    for srv in (basic(tracfront, files), digest(tracfront, files)):
+        for value in MALFORMED:
+            answer = raw_login(srv, value)
+            assert re.match(rb"HTTP/1\.1 (401|400|431) ", answer), (value[:60], answer[:200])
+        assert srv.alive()
+        assert requests.get(srv.url + "other", timeout=10).ok
+
+
+def test_mount(tracfront, files):
+    srv = basic(tracfront, files, "--mount", "/trac")
+    assert requests.get(srv.url + "trac/login", timeout=10).status_code == 401
+    r = requests.get(srv.url + "trac/login", auth=("des", "despw"), timeout=10)
+    assert r.json() == {"path": "/login", "script_name": "/trac", "remote_user": "des",
+                        "auth_type": "Basic", "http_remote_user": None, "has_authorization": True}
+    assert requests.get(srv.url + "login", timeout=10).status_code == 404  # not the app's
+
+
+def test_ini_keys(tracfront, files, tmp_path):
+    ini = tmp_path / "tracfront.ini"
+    ini.write_text("[tracfront]\nbasic-auth = *,%s,%s\n" % (files["htpasswd"], REALM))
+    srv = tracfront(*APP, "--config", ini)
+    assert requests.get(srv.url + "login", timeout=10).status_code == 401
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).ok
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--basic-auth", "*,{dir}/missing,R"),
+     "--basic-auth: cannot read '{dir}/missing': No such file or directory"),
+    (("--digest-auth", "*,{htdigest}"), "--digest-auth: '*,{htdigest}' is not "
+                                        "PROJECT,HTDIGEST,REALM"),
+    (("--basic-auth", "proj,{htpasswd},R"), "--basic-auth: with --app or --wsgi-file there "
+                                            "is one project: use * for PROJECT, not 'proj'"),
+    (("--basic-auth", "*,{htpasswd},R", "--digest-auth", "*,{htdigest},R"),
+     "--digest-auth: project '*' already has a --basic-auth"),
+])
+def test_config_errors_name_the_flag(tracfront, files, tmp_path, args, message):
+    fill = {"dir": tmp_path, "htpasswd": files["htpasswd"], "htdigest": files["htdigest"]}
+    srv = tracfront(*APP, *[a.format(**fill) for a in args], expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert message.format(**fill) in srv.stderr
+
+
+def test_unreadable_file_at_start_is_a_config_error(tracfront, files, tmp_path):
+    if os.geteuid() == 0:  # root reads every file: a folder cannot be read either
+        files["htpasswd"] = tmp_path / "folder"
+        files["htpasswd"].mkdir()
+    else:
+        files["htpasswd"].chmod(0)
+    srv = basic(tracfront, files, expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert "--basic-auth: cannot read '%s': " % files["htpasswd"] in srv.stderr
+
+
+# --- Digest ---------------------------------------------------------------------------
+
+
+def test_digest_with_requests(tracfront, files):
+    srv = digest(tracfront, files)
+    r = requests.get(srv.url + "login", timeout=10)
+    assert r.status_code == 401
+    assert re.fullmatch(r'Digest realm="%s", qop="auth", algorithm=MD5, nonce="[0-9a-f]{48}", '
+                        r'stale=false' % DREALM, r.headers["WWW-Authenticate"])
+    session = requests.Session()
+    session.auth = HTTPDigestAuth("alice", "wonderland")
+    for query in ("", "?a=1", "?a=2"):  # one nonce, nc counting up
+        r = session.get(srv.url + "login" + query, timeout=10)
+        assert r.status_code == 200, r.headers
+        assert r.json()["remote_user"] == "alice"
+        assert r.json()["auth_type"] == "Digest"
+    r = requests.get(srv.url + "login", auth=HTTPDigestAuth("carol", "c-pass"), timeout=10)
+    assert r.json()["remote_user"] == "carol"  # the line htdigest itself wrote
+    r = requests.post(srv.url + "login", data=b"x=1",
+                      auth=HTTPDigestAuth("carol", "c-pass"), timeout=10)
+    assert r.json()["remote_user"] == "carol"
+    r = requests.get(srv.url + "login", auth=HTTPDigestAuth("alice", "Wonderland"), timeout=10)
+    assert r.status_code == 401
+    assert 'auth: wrong password: user "alice" from 127.0.0.1 (Digest realm' in srv.error_log
+    assert "onderland" not in srv.error_log
+    r = requests.get(srv.url + "elsewhere", auth=HTTPDigestAuth("alice", "wonderland"),
+                     timeout=10)
+    assert r.status_code == 200 and r.json()["remote_user"] is None
+
+
+def test_digest_replayed_answer_is_stale(tracfront, files):
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    r = requests.get(srv.url + "login", headers={"Authorization": answer}, timeout=10)
+    assert r.json()["remote_user"] == "alice"
+    r = requests.get(srv.url + "login", headers={"Authorization": answer}, timeout=10)
+    assert r.status_code == 401
+    assert "stale=true" in r.headers["WWW-Authenticate"]
+    assert r.headers["WWW-Authenticate"] != challenge  # a new nonce to retry with
+
+
+def test_digest_expired_nonce_is_stale(tracfront, files):
+    srv = digest(tracfront, files, "--digest-nonce-lifetime", "1")
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    time.sleep(2.5)  # past the nonce's lifetime (whole seconds)
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    r = requests.get(srv.url + "login", headers={"Authorization": answer}, timeout=10)
+    assert r.status_code == 401
+    assert "stale=true" in r.headers["WWW-Authenticate"]
+    assert log_lines(srv, "auth:") == []  # the password was right: nothing to report
+    fresh = r.headers["WWW-Authenticate"]
+    answer = digest_header(fresh, "alice", "wonderland", "GET", "/login")
+    r = requests.get(srv.url + "login", headers={"Authorization": answer}, timeout=10)
+    assert r.json()["remote_user"] == "alice"
+
+
+def test_digest_forged_nonce_and_wrong_uri(tracfront, files):
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    forged = re.sub(r'nonce="([0-9a-f]{8})', lambda m: 'nonce="%08x' % (int(m.group(1), 16) + 1),
+                    challenge)
+    r = requests.get(srv.url + "login", timeout=10, headers={
+        "Authorization": digest_header(forged, "alice", "wonderland", "GET", "/login")})
+    assert r.status_code == 401 and "stale=false" in r.headers["WWW-Authenticate"]
+    assert "a nonce this server did not issue" in srv.error_log
+    r = requests.get(srv.url + "login?x", timeout=10, headers={
+        "Authorization": digest_header(challenge, "alice", "wonderland", "GET", "/login")})
+    assert r.status_code == 400
+
+
+# --- projects ----------------------------------------------------------------------------
+
+
+def fake_trac(tmp_path):
+    """A package named trac whose dispatch_request is auth_app: the parent-dir
+    and --trac-env path logic without needing Trac itself."""
+    web = tmp_path / "fake" / "trac" / "web"
+    web.mkdir(parents=True)
+    (web.parent / "__init__.py").write_text("")
+    (web / "__init__.py").write_text("")
+    (web / "main.py").write_text("from auth_app import application as dispatch_request\n")
+    return web.parent.parent
+
+
+def test_parent_dir_projects(tracfront, files, tmp_path):
+    parent = tmp_path / "projects"
+    for name in ("one", "two", "three"):
+        (parent / name).mkdir(parents=True)
+    srv = tracfront("--trac-env-parent-dir", parent, "--pythonpath", fake_trac(tmp_path),
+                    "--basic-auth", "one,%s,One" % files["htpasswd"],
+                    "--digest-auth", "*,%s,%s" % (files["htdigest"], DREALM))
+    r = requests.get(srv.url + "one/login", timeout=10)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith('Basic realm="One"')
+    r = requests.get(srv.url + "one/login", auth=("bcrypt", "b-cr ypt:pw"), timeout=10)
+    assert r.json()["remote_user"] == "bcrypt"
+    assert r.json()["path"] == "/one/login"
+    for name in ("two", "three"):  # '*': every other project, with Digest
+        r = requests.get(srv.url + name + "/login", timeout=10)
+        assert r.headers["WWW-Authenticate"].startswith('Digest realm="%s"' % DREALM)
+        r = requests.get(srv.url + name + "/login", auth=HTTPDigestAuth("alice", "wonderland"),
+                         timeout=10)
+        assert r.json()["remote_user"] == "alice"
+    for path in ("", "login", "one/wiki", "one/wiki/login"):  # the index, and other pages
+        r = requests.get(srv.url + path, auth=("bcrypt", "b-cr ypt:pw"), timeout=10)
+        assert r.status_code == 200 and r.json()["remote_user"] is None, path
+
+
+def test_trac_env_project_name(tracfront, files, tmp_path):
+    env = tmp_path / "main"
+    env.mkdir()
+    srv = tracfront("--trac-env", str(env) + "/", "--pythonpath", fake_trac(tmp_path),
+                    "--basic-auth", "main,%s,%s" % (files["htpasswd"], REALM))
+    assert requests.get(srv.url + "login", timeout=10).status_code == 401
+    r = requests.get(srv.url + "login", auth=("des", "despw"), timeout=10)
+    assert r.json()["remote_user"] == "des"
+    assert requests.get(srv.url + "main/login", timeout=10).json()["remote_user"] is None
+    bad = tracfront("--trac-env", env, "--basic-auth", "other,%s,R" % files["htpasswd"],
+                    expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "project 'other' is not served: --trac-env serves 'main'" in bad.stderr
+
+
+def test_workers_get_the_verified_user(tracfront, files):
+    srv = basic(tracfront, files, "--workers", "1")
+    assert requests.get(srv.url + "login", timeout=30).status_code == 401
+    r = requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=30)
+    assert r.json()["remote_user"] == "apr1" and r.json()["auth_type"] == "Basic"
+    r = requests.get(srv.url + "login", auth=HTTPDigestAuth("alice", "wonderland"), timeout=30)
+    assert r.status_code == 401  # a Basic realm: Digest answers are not taken
+    r = requests.get(srv.url + "x", headers={"X-Tracfront-User": "Basic admin"}, timeout=30)
+    assert r.json()["remote_user"] is None
+
+
+# --- real Trac ------------------------------------------------------------------------------
+
+PY = "/usr/bin/python3"
+TRAC_ENV = {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+
+
+def trac_importable():
+    return subprocess.run([PY, "-c", "import trac.web.main"], capture_output=True,
+                          timeout=60).returncode == 0
+
+
+def test_real_trac_login_per_project(tracfront, files, tmp_path):
+    if not trac_importable():
+        pytest.skip("Trac is not importable by %s with this PYTHONPATH" % PY)
+    parent = tmp_path / "projects"
+    parent.mkdir()
+    for name in ("one", "two"):
+        subprocess.run([PY, "-m", "trac.admin.console", str(parent / name), "initenv", name,
+                        "sqlite:db/trac.db"], check=True, capture_output=True, timeout=300)
+    srv = tracfront("--trac-env-parent-dir", parent, "--basic-auth",
+                    "one,%s,One" % files["htpasswd"], "--digest-auth",
+                    "two,%s,%s" % (files["htdigest"], DREALM), env=TRAC_ENV)
+    assert requests.get(srv.url + "one/login", timeout=60).status_code == 401
+    one = requests.Session()
+    r = one.get(srv.url + "one/login", auth=("apr1", "apr1-pw"), allow_redirects=False,
+                timeout=60)
+    assert r.status_code in (302, 303), r.text[:500]
+    assert "trac_auth" in one.cookies
+    assert "apr1" in one.get(srv.url + "one/wiki/WikiStart", timeout=60).text
+    two = requests.Session()
+    two.auth = HTTPDigestAuth("alice", "wonderland")
+    r = two.get(srv.url + "two/login", allow_redirects=False, timeout=60)
+    assert r.status_code in (302, 303), r.text[:500]
+    two.auth = None
+    page = two.get(srv.url + "two/wiki/WikiStart", timeout=60).text
+    assert re.search(r"logged in as.*alice", page, re.S)
+    r = requests.get(srv.url, timeout=60)  # the index of projects: never challenged
+    assert r.status_code == 200 and "one" in r.text and "two" in r.text
