@@ -2,10 +2,10 @@
  * auth.h). The password files live in passwd.c; this file decides whether a
  * request is a login path, reads the Authorization header, and builds the
  * 401 challenge. Digest nonces carry their issue time and counter under an
- * HMAC with a random per-process key, so they cannot be forged, expire after
- * --digest-nonce-lifetime, and a small table of issued nonces refuses replayed nc
- * values. It never logs a password, and never trusts a user name it did not
- * verify. */
+ * HMAC with a random per-process key, so they cannot be forged and expire
+ * after --digest-nonce-lifetime; a small table of issued nonces refuses
+ * replayed nc values. It never logs a password, and never trusts a user name
+ * it did not verify. */
 #include "proxy/auth.h"
 
 #include <microhttpd.h>
@@ -268,7 +268,7 @@ void tf_auth_free(struct tf_auth *auth)
         free(auth->realms[i].name);
         tf_passwd_free(auth->realms[i].file);
     }
-    if (auth->single_project)
+    if (auth->single_project) /* set just before the lock was initialised */
         pthread_mutex_destroy(&auth->lock);
     free(auth->realms);
     free(auth->single_project);

@@ -98,7 +98,7 @@ def test_changes_in_quick_succession_end_on_the_last_version(tracfront, tmp_path
     plugins = plugin_dir(tmp_path)
     srv = tracfront(*APP, "--reload", "--pythonpath", plugins)
     with Load(srv.url, ["/version"], threads=2, max_seconds=60) as load:
-        for v, pause in zip(range(2, 12), (0.3, 0.9, 1.0, 1.1, 0.5, 1.2, 0.2, 1.0, 0.95)):
+        for v, pause in zip(range(2, 12), (0.3, 0.9, 1.0, 1.1, 0.5, 1.2, 0.2, 1.0, 0.95, 0)):
             write_plugin(plugins, v)
             time.sleep(pause)
         wait_version(srv, "11", timeout=30)
