@@ -206,10 +206,14 @@ static int refuse(struct tf_response_head *h, const char *why)
 
 static int status_line(struct tf_response_head *h, const char *line, size_t len)
 {
-    unsigned status = 0;
-    if (len < 12 || sscanf(line, "HTTP/%*1[0-9].%*1[0-9] %3u", &status) != 1 || status < 100 ||
-        status > 999)
+    /* "HTTP/1.1 200" then the end or " reason" */
+    bool digits = len >= 12 && line[6] == '.' && line[8] == ' ';
+    for (int i = 9; digits && i < 12; i++)
+        digits = line[i] >= '0' && line[i] <= '9';
+    if (!digits || line[5] < '0' || line[5] > '9' || line[7] < '0' || line[7] > '9' ||
+        (len > 12 && line[12] != ' ') || line[9] == '0')
         return refuse(h, "a malformed status line");
+    unsigned status = (unsigned)((line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'));
     h->len = 0;
     h->status = status;
     h->content_length = -1;
