@@ -499,3 +499,132 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     prof_text_add(&t, "</table>\n%s", appendix);
     return prof_text_finish(&t);
 }
+
+/* --- dump and merge (a front adding up its workers) ------------------------ */
+
+static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
+{
+    prof_text_add(t, "\t%llu %llu %llu", (unsigned long long)h->count,
+                  (unsigned long long)h->sum_us, (unsigned long long)h->max_us);
+    for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++)
+        if (h->buckets[b])
+            prof_text_add(t, " %u:%u", b, h->buckets[b]);
+}
+
+static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
+                       const struct backend_stats *s, bool first)
+{
+    (void)first;
+    prof_text_add(t, "R\t%s\t%d\t%llu %llu %llu %llu %llu %llu", r->key, (int)b,
+                  (unsigned long long)s->status[0], (unsigned long long)s->status[1],
+                  (unsigned long long)s->status[2], (unsigned long long)s->status[3],
+                  (unsigned long long)s->status[4], (unsigned long long)s->status[5]);
+    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
+                                          &s->up_ttfb, &s->up_total };
+    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+        dump_histogram(t, hs[i]);
+    prof_text_add(t, "\n");
+}
+
+char *prof_latency_dump(int in_flight)
+{
+    struct prof_text t = { 0 };
+    pthread_mutex_lock(&lock);
+    prof_text_add(&t, "T\t%llu\t%d\n", (unsigned long long)requests_total, in_flight);
+    each_stat(&t, dump_stats);
+    for (unsigned i = 0; i < slow_count; i++) {
+        const struct slow_request *r = &slowest[i];
+        prof_text_add(&t, "S\t%llu\t%s\t%u\t%llu\t%llu\t%llu\t%lld\t", (unsigned long long)r->id,
+                      r->method, r->status, (unsigned long long)r->total_us,
+                      (unsigned long long)r->queue_us, (unsigned long long)r->ttfb_us,
+                      (long long)r->when);
+        for (const char *p = r->target; *p; p++) /* the target last: no tabs, newlines kept out */
+            prof_text_add(&t, "%c", *p == '\n' || *p == '\t' ? ' ' : *p);
+        prof_text_add(&t, "\n");
+    }
+    pthread_mutex_unlock(&lock);
+    return prof_text_finish(&t);
+}
+
+/* "count sum max b:n b:n ..." added into h. */
+static void load_histogram(struct prof_histogram *h, char *field)
+{
+    char *save = NULL, *tok = strtok_r(field, " ", &save);
+    unsigned long long v[3] = { 0, 0, 0 };
+    for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, " ", &save))
+        v[i] = strtoull(tok, NULL, 10);
+    h->count += v[0];
+    h->sum_us += v[1];
+    if (v[2] > h->max_us)
+        h->max_us = v[2];
+    for (; tok; tok = strtok_r(NULL, " ", &save)) {
+        unsigned b = 0, n = 0;
+        if (sscanf(tok, "%u:%u", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
+            h->buckets[b] += n;
+    }
+}
+
+static void load_stats(char *line)
+{
+    char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
+    char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
+    int b = backend ? atoi(backend) : -1;
+    struct route *r = key && b >= 0 && b < PROF_BACKENDS ? find_route(key) : NULL;
+    struct backend_stats *s = r ? r->backend[b] : NULL;
+    if (r && !s)
+        s = r->backend[b] = calloc(1, sizeof(*s));
+    if (!s || !status)
+        return;
+    unsigned long long c[6] = { 0 };
+    sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
+    for (int i = 0; i < 6; i++)
+        s->status[i] += c[i];
+    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
+                                    &s->up_ttfb, &s->up_total };
+    char *field;
+    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
+        load_histogram(hs[i], field);
+}
+
+static void load_slow(char *line)
+{
+    struct prof_sample s = { 0 };
+    char method[16] = "-";
+    unsigned long long id, total, queue, ttfb;
+    long long when;
+    int used = 0;
+    if (sscanf(line, "S\t%llu\t%15[^\t]\t%u\t%llu\t%llu\t%llu\t%lld\t%n", &id, method, &s.status,
+               &total, &queue, &ttfb, &when, &used) < 7 || !used)
+        return;
+    s.id = id;
+    s.method = method;
+    s.target = line + used;
+    keep_if_slow(&s, total, queue, ttfb);
+    for (unsigned i = 0; i < slow_count; i++) /* keep the worker's time, not ours */
+        if (slowest[i].id == id)
+            slowest[i].when = (time_t)when;
+}
+
+int prof_latency_load(const char *text, size_t len, int *in_flight)
+{
+    char *copy = strndup(text, len), *save = NULL;
+    if (!copy)
+        return -1;
+    pthread_mutex_lock(&lock);
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == 'T' && line[1] == '\t') {
+            unsigned long long total = 0;
+            int flight = 0;
+            sscanf(line + 2, "%llu\t%d", &total, &flight);
+            requests_total += total;
+            *in_flight += flight;
+        } else if (line[0] == 'R' && line[1] == '\t') {
+            load_stats(line);
+        } else if (line[0] == 'S' && line[1] == '\t') {
+            load_slow(line);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    free(copy);
+    return 0;
+}

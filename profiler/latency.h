@@ -42,4 +42,9 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
 
 const char *prof_backend_name(enum prof_backend b);
 
+/* A front (--workers) adds up its workers: the whole registry as text, and
+ * that text merged into this process's registry (in_flight is added to). */
+char *prof_latency_dump(int in_flight);
+int prof_latency_load(const char *text, size_t len, int *in_flight);
+
 #endif

@@ -247,7 +247,11 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
     auth->parent_dir = cfg->trac_env_parent_dir != NULL;
     auth->mount = cfg->mount;
     auth->nonce_lifetime = (uint32_t)cfg->digest_nonce_lifetime;
-    if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
+    const char *shared = getenv("TF_AUTH_SECRET"); /* --workers: one key for every worker */
+    if (shared && strlen(shared) >= 32)
+        memcpy(auth->key, shared, sizeof(auth->key) < strlen(shared) ? sizeof(auth->key)
+                                                                      : strlen(shared));
+    else if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
         snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
         tf_auth_free(auth);
         return NULL;

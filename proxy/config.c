@@ -429,43 +429,17 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
-static void free_list(char **list, size_t n);
-
-/* A worker of a front (--workers): it runs the app only, on a private port,
- * and trusts the request details its front passes with the shared token. */
+/* A worker of a front (--workers): the same server on the front's socket
+ * (TF_LISTEN_FD), so everything but the worker settings is as given. */
 static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
 {
-    const char *token = getenv("TF_WORKER_TOKEN");
-    if (!token || strlen(token) < 16) {
+    if (!getenv("TF_LISTEN_FD") || !getenv("TF_FRONT_CONTROL")) {
         snprintf(err, errlen, "--worker is internal: tracfront starts its workers itself "
                  "(see --workers)");
         return -1;
     }
-    free(cfg->worker_token);
-    free(cfg->server_name);
-    free(cfg->upstream);
-    free(cfg->access_log);
-    cfg->worker_token = strdup(token);
-    cfg->server_name = cfg->listen_host; /* the front's: what the app sees */
-    cfg->listen_host = strdup("127.0.0.1");
-    cfg->access_log = strdup("");
-    cfg->listen_port = 0;
-    cfg->upstream = NULL;
-    free_list(cfg->route_specs, cfg->n_route_specs);
-    free_list(cfg->static_specs, cfg->n_static_specs);
-    free_list(cfg->profile_allow, cfg->n_profile_allow); /* loopback: the front asks */
-    cfg->route_specs = cfg->static_specs = cfg->profile_allow = NULL;
-    cfg->n_route_specs = cfg->n_static_specs = cfg->n_profile_allow = 0;
-    free_list(cfg->basic_auth, cfg->n_basic_auth); /* the front authenticates */
-    free_list(cfg->digest_auth, cfg->n_digest_auth);
-    cfg->basic_auth = cfg->digest_auth = NULL;
-    cfg->n_basic_auth = cfg->n_digest_auth = 0;
-    cfg->mirror = cfg->reload = false;
+    cfg->reload = false;
     cfg->workers = 0;
-    if (!cfg->worker_token || !cfg->listen_host || !cfg->access_log) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     return 0;
 }
 
@@ -598,6 +572,11 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
         return -1;
     }
+    if ((cfg->workers || cfg->worker) && cfg->mirror) {
+        snprintf(err, errlen, "--mirror: not with --workers or --reload (each worker would "
+                 "compare only its own share); run the comparison in a single process");
+        return -1;
+    }
     if (cfg->request_timeout_action && strcmp(cfg->request_timeout_action, "log") != 0 &&
         strcmp(cfg->request_timeout_action, "504") != 0) {
         snprintf(err, errlen, "--request-timeout-action: '%s' is not log or 504",
@@ -656,7 +635,6 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->mirror_primary);
     free_list(cfg->basic_auth, cfg->n_basic_auth);
     free_list(cfg->digest_auth, cfg->n_digest_auth);
-    free(cfg->worker_token);
     free(cfg->server_name);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));

@@ -66,8 +66,7 @@ struct tf_config {
     bool reload;                /* restart the workers when the app's files change */
     double worker_start_timeout;/* seconds a new worker may take to be ready */
     bool worker;                /* internal: this process is a worker of a front */
-    char *worker_token;         /* derived: shared secret between front and workers */
-    char *server_name;          /* derived: SERVER_NAME (a worker keeps its front's) */
+    char *server_name;          /* derived: SERVER_NAME, the --listen host */
     char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
     size_t n_basic_auth, n_digest_auth;
     double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (default 300) */

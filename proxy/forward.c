@@ -20,7 +20,7 @@ char *tf_forward_target(const struct tf_request *req, const struct tf_config *cf
         const char *path = strchr(strstr(target, "//") + 2, '/'); /* absolute-form */
         target = path ? path : "/";
     }
-    if (req->to_worker || !cfg->upstream_path || !cfg->upstream_path[0])
+    if (!cfg->upstream_path || !cfg->upstream_path[0])
         return strdup(target);
     /* the route matched on a boundary: rest is "", or starts with '/' or '?' */
     const char *rest = target + (req->route ? req->route->prefix_len : 0);
@@ -29,12 +29,6 @@ char *tf_forward_target(const struct tf_request *req, const struct tf_config *cf
     if (out)
         snprintf(out, n, "%s%s", cfg->upstream_path, rest);
     return out;
-}
-
-/* X-Tracfront-*: what a front tells its workers; never from a client. */
-static bool is_internal(const char *name)
-{
-    return !strncasecmp(name, TF_INTERNAL_PREFIX, sizeof(TF_INTERNAL_PREFIX) - 1);
 }
 
 /* Headers we set ourselves, or that describe this hop only. */
@@ -46,18 +40,10 @@ static bool skip_request_header(const struct tf_header *h, const char *connectio
     for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
         if (!strcasecmp(h->name, ours[i]))
             return true;
-    return tf_is_hop_by_hop(h->name, h->name_len) || is_internal(h->name) ||
+    return tf_is_hop_by_hop(h->name, h->name_len) ||
            (connection && tf_connection_lists(connection, h->name, h->name_len));
 }
 
-/* To a worker: the client's headers as they came (the worker's environ must
- * look as if it ran in this process), minus this hop's. */
-static bool skip_worker_header(const struct tf_header *h, const char *connection)
-{
-    return !strcasecmp(h->name, "content-length") || !strcasecmp(h->name, "expect") ||
-           tf_is_hop_by_hop(h->name, h->name_len) || is_internal(h->name) ||
-           (connection && tf_connection_lists(connection, h->name, h->name_len));
-}
 
 /* "Name: v1, v2, ..., extra" for a header the proxy appends to. */
 static char *joined(const struct tf_request *req, const char *name, const char *extra)
@@ -97,7 +83,7 @@ static bool append_client_headers(struct curl_slist **list, const struct tf_requ
     const char *connection = tf_request_header(req, "Connection");
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct tf_header *h = &req->headers[i];
-        if (req->to_worker ? skip_worker_header(h, connection) : skip_request_header(h, connection))
+        if (skip_request_header(h, connection))
             continue;
         size_t n = h->name_len + h->value_len + 3;
         char *line = malloc(n);
@@ -114,42 +100,10 @@ static bool append_client_headers(struct curl_slist **list, const struct tf_requ
     return true;
 }
 
-/* What a worker needs to run the request as if it were in the front. */
-static bool append_worker_headers(struct curl_slist **list, const struct tf_request *req,
-                                  const struct tf_config *cfg)
-{
-    char line[1024];
-    snprintf(line, sizeof(line), TF_INTERNAL_PREFIX "Token: %s", cfg->worker_token);
-    bool ok = append(list, line);
-    snprintf(line, sizeof(line), TF_INTERNAL_PREFIX "Client: %s %u %llu", req->remote_addr,
-             req->remote_port, (unsigned long long)req->id);
-    ok = ok && append(list, line);
-    if (ok && req->remote_user) {
-        snprintf(line, sizeof(line), TF_INTERNAL_PREFIX "User: %s %s",
-                 req->auth_type ? req->auth_type : "Basic", req->remote_user);
-        ok = append(list, line);
-    }
-    ok = ok && append(list, "Expect:");
-    if (ok && !tf_request_header(req, "Accept"))
-        ok = append(list, "Accept:");
-    if (ok && !tf_request_header(req, "Content-Type"))
-        ok = append(list, "Content-Type:");
-    if (ok && !tf_request_header(req, "Host"))
-        ok = append(list, "Host:");
-    return ok;
-}
-
 struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
                                               const struct tf_config *cfg)
 {
     struct curl_slist *list = NULL;
-    if (req->to_worker) {
-        if (!append_client_headers(&list, req) || !append_worker_headers(&list, req, cfg)) {
-            curl_slist_free_all(list);
-            return NULL;
-        }
-        return list;
-    }
     const char *host = cfg->upstream_host ? cfg->upstream_host : tf_request_header(req, "Host");
     bool v6 = strchr(req->remote_addr, ':') != NULL;
     bool quote_host = host && !tf_is_token(host, strlen(host)); /* "h:81" is not a token */
@@ -316,7 +270,7 @@ static size_t upstream_base_len(const char *value, const struct tf_config *cfg)
 static void add_location(struct MHD_Response *r, const char *value, const struct tf_request *req,
                          const struct tf_config *cfg)
 {
-    size_t base = req->to_worker ? 0 : upstream_base_len(value, cfg);
+    size_t base = upstream_base_len(value, cfg);
     if (!base) {
         MHD_add_response_header(r, "Location", value);
         return;
@@ -352,6 +306,5 @@ void tf_response_head_apply(const struct tf_response_head *h, struct MHD_Respons
         else
             MHD_add_response_header(r, name, value);
     }
-    if (!req->to_worker) /* a worker is part of this server, not a hop */
-        MHD_add_response_header(r, "Via", "1.1 tracfront");
+    MHD_add_response_header(r, "Via", "1.1 tracfront");
 }

@@ -13,10 +13,6 @@
 #include "proxy/config.h"
 #include "proxy/request.h"
 
-/* Headers a front sends its workers: Token (the shared secret), Client
- * ("ADDR PORT ID") and User ("TYPE NAME"). Stripped from every client. */
-#define TF_INTERNAL_PREFIX "X-Tracfront-"
-
 struct curl_slist;
 struct MHD_Response;
 

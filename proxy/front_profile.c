@@ -1,8 +1,8 @@
-/* front_profile.c — the profiler controls of a front with --workers: the
- * function profile lives in the workers, so Start/Stop/Clear go to every
- * worker, and each page or export first merges the workers' call trees
- * (format "tree") into this process's profile, then renders it as usual.
- * Latency needs none of this: the front times every request itself. */
+/* front_profile.c — the profiler controls of a front with --workers. The
+ * profile lives in the workers, so Start/Stop/Clear go to every worker and
+ * each page first adds up what the workers have: their latency registries
+ * (merged into this process's, which serves no requests itself) and, for
+ * the function pages, their call trees (format "tree"). */
 #include "proxy/front_profile.h"
 
 #include <pthread.h>
@@ -10,29 +10,44 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proxy/fetch.h"
 #include "proxy/log.h"
 #include "profiler/hook.h"
+#include "profiler/latency.h"
 
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
 static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
 
-/* POST one of /start, /stop, /clear to every worker. */
-static void broadcast(const char *action)
+/* Call fn with each worker's answer to method + path (status 200 only). */
+static void each_worker(const char *method, const char *path,
+                        void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
 {
     size_t n = 0;
-    char **origins = tf_workers_origins(workers, &n), path[4200];
-    snprintf(path, sizeof(path), "%s/%s", profile_path, action);
+    char **origins = tf_workers_origins(workers, &n);
     for (size_t i = 0; i < n; i++) {
-        char *body = NULL;
-        size_t len = 0;
-        unsigned status = tf_workers_fetch(origins[i], "POST", path, &body, &len);
-        if (status != 303 && status != 200)
-            tf_log_error("profile: worker %s did not take %s (status %u)", origins[i], action,
-                         status);
-        free(body);
+        struct tf_fetched f;
+        if (tf_fetch(origins[i], method, path, &f) == 0 && (f.status == 200 || f.status == 303))
+            fn(origins[i], &f, arg);
+        else
+            tf_log_error("profile: worker %s did not answer %s %s (status %u)", origins[i],
+                         method, path, f.status);
+        tf_fetched_free(&f);
     }
     tf_workers_origins_free(origins, n);
+}
+
+static void ignore(const char *origin, struct tf_fetched *f, void *arg)
+{
+    (void)origin, (void)f, (void)arg;
+}
+
+/* POST one of start, stop, clear to every worker. */
+static void broadcast(const char *action)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", profile_path, action);
+    each_worker("POST", path, ignore, NULL);
 }
 
 static void front_enable(bool on)
@@ -47,28 +62,45 @@ static void front_clear(void)
     broadcast("clear");
 }
 
-/* This process's profile := the merge of every worker's. Call with merge_lock. */
-static void merge_workers(void)
+static void add_latency(const char *origin, struct tf_fetched *f, void *arg)
 {
-    size_t n = 0;
-    char **origins = tf_workers_origins(workers, &n), path[4200];
+    if (!f->body || prof_latency_load(f->body, f->len, arg) < 0)
+        tf_log_error("profile: unreadable latency from worker %s", origin);
+}
+
+/* The whole server's latency, in this process's registry; requests in flight. */
+static int front_refresh(void)
+{
+    char path[4200];
+    int in_flight = 0;
+    snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
+    pthread_mutex_lock(&merge_lock);
+    prof_latency_reset();
+    each_worker("GET", path, add_latency, &in_flight);
+    pthread_mutex_unlock(&merge_lock);
+    return in_flight;
+}
+
+static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
+{
+    (void)arg;
+    if (!f->body || prof_hook_import(f->body, f->len) < 0)
+        tf_log_error("profile: unreadable call tree from worker %s", origin);
+}
+
+/* This process's function profile := the merge of every worker's. Call with merge_lock. */
+static void merge_trees(void)
+{
+    char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     prof_hook_clear();
-    for (size_t i = 0; i < n; i++) {
-        char *body = NULL;
-        size_t len = 0;
-        if (tf_workers_fetch(origins[i], "GET", path, &body, &len) != 200 ||
-            prof_hook_import(body, len) < 0)
-            tf_log_error("profile: no call tree from worker %s", origins[i]);
-        free(body);
-    }
-    tf_workers_origins_free(origins, n);
+    each_worker("GET", path, add_tree, NULL);
 }
 
 static char *front_export(const char *format, size_t *len)
 {
     pthread_mutex_lock(&merge_lock);
-    merge_workers();
+    merge_trees();
     char *out = prof_hook_export(format, len);
     pthread_mutex_unlock(&merge_lock);
     return out;
@@ -77,59 +109,85 @@ static char *front_export(const char *format, size_t *len)
 static char *front_table(const char *query, bool json, const char *path, size_t *len)
 {
     pthread_mutex_lock(&merge_lock);
-    merge_workers();
+    merge_trees();
     char *out = prof_hook_table(query, json, path, len);
     pthread_mutex_unlock(&merge_lock);
     return out;
 }
 
-/* A slow request's own tree stays in the worker that ran it: ask each. */
+struct found {
+    char *body;
+    size_t len;
+};
+
+static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
+{
+    (void)origin;
+    struct found *found = arg;
+    if (!found->body && f->status == 200) {
+        found->body = f->body;
+        found->len = f->len;
+        f->body = NULL;
+    }
+}
+
+/* A slow request's own tree stays in the worker that ran it (request ids
+ * are unique across workers): ask each. */
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
-    size_t n = 0;
-    char **origins = tf_workers_origins(workers, &n), url[4400], *found = NULL;
     (void)id; /* in the query too, which the worker reads as this page did */
+    char url[4400];
+    struct found found = { NULL, 0 };
     snprintf(url, sizeof(url), "%s/request?%s", path, query);
-    for (size_t i = 0; i < n && !found; i++) {
-        char *body = NULL;
-        if (tf_workers_fetch(origins[i], "GET", url, &body, len) == 200)
-            found = body;
-        else
-            free(body);
+    size_t n = 0;
+    char **origins = tf_workers_origins(workers, &n);
+    for (size_t i = 0; i < n && !found.body; i++) { /* a 404 from the others is expected */
+        struct tf_fetched f;
+        if (tf_fetch(origins[i], "GET", url, &f) == 0)
+            keep_first(origins[i], &f, &found);
+        tf_fetched_free(&f);
     }
     tf_workers_origins_free(origins, n);
-    return found;
+    *len = found.len;
+    return found.body;
+}
+
+struct joined {
+    char *out;
+    size_t used;
+    bool json;
+    unsigned count;
+};
+
+static void join(const char *origin, struct tf_fetched *f, void *arg)
+{
+    (void)origin;
+    struct joined *j = arg;
+    char *grown = j->out ? realloc(j->out, j->used + f->len + 8) : NULL;
+    if (!grown || !f->body)
+        return;
+    j->out = grown;
+    j->used += (size_t)sprintf(j->out + j->used, "%s%s", j->json ? (j->count ? ", " : "[") : "",
+                               f->body);
+    j->count++;
 }
 
 /* The requests running in every worker: the workers' HTML sections one
- * after the other, or their JSON "requests" lists joined into one. */
+ * after the other, or their JSON documents in {"workers": [...]}. */
 static char *front_inflight(bool json, size_t *len)
 {
-    size_t n = 0, used = 0;
-    char **origins = tf_workers_origins(workers, &n), path[4200];
+    char path[4200];
+    struct joined j = { strdup(json ? "{\"workers\": " : ""), 0, json, 0 };
+    j.used = j.out ? strlen(j.out) : 0;
     snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
-    char *out = strdup(json ? "{\"workers\": " : "");
-    used = out ? strlen(out) : 0;
-    for (size_t i = 0; out && i < n; i++) {
-        char *body = NULL;
-        size_t blen = 0;
-        if (tf_workers_fetch(origins[i], "GET", path, &body, &blen) == 200) {
-            char *grown = realloc(out, used + blen + 8);
-            if (grown) {
-                out = grown;
-                used += (size_t)sprintf(out + used, "%s%s", json ? (i ? ", " : "[") : "", body);
-            }
-        }
-        free(body);
-    }
-    if (out && json) {
-        char *grown = realloc(out, used + 8);
+    each_worker("GET", path, join, &j);
+    if (j.out && json) {
+        char *grown = realloc(j.out, j.used + 8);
         if (grown)
-            used += (size_t)sprintf((out = grown) + used, "%s}\n", n ? "]" : "[]");
+            j.used += (size_t)sprintf((j.out = grown) + j.used, "%s}\n", j.count ? "]" : "[]");
     }
-    tf_workers_origins_free(origins, n);
-    *len = used;
-    return out;
+    *len = j.used;
+    return j.out;
 }
 
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
@@ -138,7 +196,7 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
-        .inflight = front_inflight,
+        .inflight = front_inflight, .refresh = front_refresh,
     };
     workers = w;
     profile_path = path;

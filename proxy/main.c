@@ -11,6 +11,7 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
+#include "proxy/request.h"
 #include "proxy/upstream.h"
 #include "proxy/workers.h"
 #include "proxy/front_profile.h"
@@ -54,10 +55,10 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
 }
 
 /* A worker: SERVER_PORT is its front's, and the front waits for "READY PORT"
- * on the pipe it passed. */
-static unsigned front_port(void)
+ * (the worker's control port) on the pipe it passed. */
+static unsigned env_port(const char *name)
 {
-    const char *port = getenv("TF_FRONT_PORT");
+    const char *port = getenv(name);
     return port ? (unsigned)strtoul(port, NULL, 10) : 0;
 }
 
@@ -72,18 +73,223 @@ static void report_ready(unsigned port)
         close(atoi(fd));
 }
 
-/* Wait for requests in flight to end, at most timeout seconds. */
-static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeout)
+static void print_listening(const struct tf_config *cfg, unsigned port)
 {
-    uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
-    while (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0)) {
-        if (tf_now_us() >= deadline)
+    char what[1024];
+    describe(cfg, what, sizeof(what));
+    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n", TF_VERSION,
+            strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+            strchr(cfg->listen_host, ':') ? "]" : "", port, what);
+    fflush(stderr);
+}
+
+/* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
+ * at most timeout seconds. A worker stepping down waits a little quiet
+ * time: its keep-alive clients get their next answer with Connection:
+ * close and reconnect to the new workers instead of finding it gone. */
+static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeout,
+                  uint64_t quiet_us)
+{
+    uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
+    for (;;) {
+        now = tf_now_us();
+        if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
+            quiet_since = now;
+        else if (now - quiet_since >= quiet_us)
+            return true;
+        if (now >= deadline)
             return false;
         int sig = tf_signals_wait(20);
         if (sig == SIGINT || sig == SIGTERM) /* a second one: stop waiting */
             return false;
     }
-    return true;
+}
+
+/* Wait for SIGINT/SIGTERM; SIGHUP reloads the workers (a front), SIGCHLD
+ * and every second tick them. Returns the signal. */
+static int wait_for_stop(struct tf_workers *workers)
+{
+    int sig;
+    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD) {
+        if (sig == SIGHUP && workers)
+            tf_workers_reload(workers, "SIGHUP");
+        else if (sig == SIGHUP)
+            tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
+        else if (workers) /* a second, or a child ended */
+            tf_workers_tick(workers);
+    }
+    return sig;
+}
+
+/* A worker, once ready: wait for the front's "GO" (its old generation has
+ * stopped accepting), then serve the shared socket. NULL on failure. */
+static struct tf_server *accept_when_told(const struct tf_config *cfg,
+                                          const struct tf_backends *backends,
+                                          const struct tf_profiler_controls *controls,
+                                          struct tf_server *control)
+{
+    char line[16], err[1024] = "";
+    int go = (int)env_port("TF_WORKER_GO_FD");
+    int ms = (int)(cfg->worker_start_timeout * 1000) + 5000;
+    bool told = tf_read_line(go, line, sizeof(line), ms) == 0 && !strcmp(line, "GO");
+    close(go);
+    if (!told) { /* the front gave up on this generation, or is gone */
+        tf_log_info("worker: not needed; exiting");
+        return NULL;
+    }
+    struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
+                                       .relay_port = env_port("TF_FRONT_CONTROL") };
+    struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
+    if (!server) {
+        tf_log_error("worker: %s", err);
+        return NULL;
+    }
+    tf_server_set_profiler(server, controls);
+    tf_server_set_twin(control, server);
+    return server;
+}
+
+/* --workers: this process opens the socket, runs the workers and adds up
+ * their profiles on a loopback control port; it serves no request itself. */
+static int run_front(struct tf_config *cfg, char **argv)
+{
+    char err[1024] = "";
+    unsigned port = 0, control_port = 0;
+    if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) { /* to render the merged profile */
+        fprintf(stderr, "tracfront: %s\n", err);
+        return 1;
+    }
+    int fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
+    int cfd = fd < 0 ? -1 : tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
+    static const struct tf_backends none = { 0 };
+    struct tf_server_socket sock = { .fd = cfd, .io_threads = 1, .control = true };
+    struct tf_server *control = cfd < 0 ? NULL : tf_server_start_on(cfg, &none, &sock, err, sizeof(err));
+    struct tf_workers *workers = control ? tf_workers_new(cfg, argv, fd) : NULL;
+    if (!workers) {
+        fprintf(stderr, "tracfront: %s\n", err[0] ? err : "out of memory");
+        return 1;
+    }
+    prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest);
+    prof_hook_enable(cfg->profile);
+    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path));
+    if (tf_workers_begin(workers, port, control_port, err, sizeof(err)) < 0) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        tf_log_error("%s", err);
+        return 1;
+    }
+    print_listening(cfg, port);
+    int sig = wait_for_stop(workers);
+    tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
+                cfg->graceful_timeout);
+    tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
+    tf_workers_stop(workers, cfg->graceful_timeout + 1);
+    tf_server_stop(control);
+    close(fd);
+    tf_log_info("stopped");
+    return 0;
+}
+
+/* The app in this process (also a worker of a front), the upstream, and
+ * the HTTP server(s). */
+static int run_server(struct tf_config *cfg)
+{
+    char err[1024] = "";
+    struct wsgi_pool *pool = NULL;
+    struct tf_upstream *upstream = NULL;
+    struct tf_backends backends = { 0 };
+    if (cfg->have_app) {
+        if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "tracfront: %s\n", err);
+            tf_log_error("%s", err);
+            return 1;
+        }
+        if (!(pool = wsgi_pool_new(cfg->queue_size))) {
+            fprintf(stderr, "tracfront: out of memory\n");
+            return 1;
+        }
+        backends.app = wsgi_pool_submit;
+        backends.app_ctx = pool;
+    }
+    if (cfg->upstream) {
+        if (!(upstream = tf_upstream_start(cfg, err, sizeof(err)))) {
+            fprintf(stderr, "tracfront: %s\n", err);
+            return 1;
+        }
+        backends.upstream = tf_upstream_submit;
+        backends.upstream_ctx = upstream;
+        backends.pins = cfg->upstream_pin ? upstream : NULL;
+    }
+    struct tf_server *server = NULL, *control = NULL;
+    unsigned control_port = 0;
+    if (cfg->worker) { /* a loopback port for the front's questions; the shared socket later */
+        int cfd = tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
+        struct tf_server_socket own = { .fd = cfd, .io_threads = 1, .control = true };
+        server = control = cfd >= 0 ? tf_server_start_on(cfg, &backends, &own, err, sizeof(err))
+                                    : NULL;
+    } else {
+        server = tf_server_start(cfg, &backends, err, sizeof(err));
+    }
+    if (!server) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        return 1;
+    }
+    static const struct tf_profiler_controls controls = {
+        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
+        prof_hook_request_html, prof_hook_clear, .modules = wsgi_app_files,
+        .inflight = wsgi_watchdog_inflight,
+    };
+    if (pool) {
+        if (wsgi_watchdog_start(cfg, err, sizeof(err)) < 0) { /* before the page can ask it */
+            fprintf(stderr, "tracfront: %s\n", err);
+            return 1;
+        }
+        prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest);
+        prof_hook_enable(cfg->profile);
+        tf_server_set_profiler(server, &controls);
+        if (control)
+            tf_server_set_profiler(control, &controls);
+        wsgi_interp_set_port(cfg->worker ? env_port("TF_FRONT_PORT") : tf_server_port(server));
+        if (wsgi_pool_start(pool, cfg->threads) < 0) {
+            fprintf(stderr, "tracfront: cannot start app threads\n");
+            return 1;
+        }
+    }
+    if (cfg->worker) {
+        report_ready(control_port);
+        if (!(server = accept_when_told(cfg, &backends, &controls, control)))
+            return 1;
+    } else {
+        print_listening(cfg, tf_server_port(server));
+    }
+
+    int sig = wait_for_stop(NULL);
+    tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,
+                cfg->graceful_timeout);
+    if (cfg->worker) /* the other workers take the new connections */
+        tf_server_quiesce(server);
+    else
+        tf_server_begin_stop(server);
+    bool idle = drain(server, pool, cfg->graceful_timeout, cfg->worker ? 300000u : 0u);
+    if (!idle) {
+        tf_log_error("requests still running after --graceful-timeout; exiting without them");
+        if (pool)
+            wsgi_interp_stop(false);
+        tf_log_close();
+        _exit(0);
+    }
+    if (!cfg->worker)
+        tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
+    if (control != server)
+        tf_server_stop(control);
+    tf_server_stop(server);
+    tf_upstream_stop(upstream); /* after the server: closing connections releases pins */
+    if (pool) {
+        wsgi_watchdog_stop(); /* before the app threads it watches */
+        wsgi_pool_stop(pool);
+        wsgi_interp_stop(true);
+    }
+    tf_log_info("stopped");
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -112,128 +318,16 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
-    if (cfg.worker)
+    if (cfg.worker) {
         tf_log_set_worker_tag();
+        tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
+    }
     if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
         fprintf(stderr, "tracfront: out of memory\n");
         return 1;
     }
-    struct wsgi_pool *pool = NULL;
-    struct tf_upstream *upstream = NULL;
-    struct tf_backends backends = { 0 };
-    struct tf_workers *workers = NULL;
-    bool front = cfg.workers > 0; /* the app runs in worker processes */
-    if (cfg.have_app) {
-        if (wsgi_interp_start(&cfg, err, sizeof(err)) < 0) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            tf_log_error("%s", err);
-            return 1;
-        }
-    }
-    if (cfg.have_app && !front) {
-        if (!(pool = wsgi_pool_new(cfg.queue_size))) {
-            fprintf(stderr, "tracfront: out of memory\n");
-            return 1;
-        }
-        backends.app = wsgi_pool_submit;
-        backends.app_ctx = pool;
-    }
-    if (cfg.upstream || front) {
-        if (!(upstream = tf_upstream_start(&cfg, err, sizeof(err)))) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            return 1;
-        }
-    }
-    if (cfg.upstream) {
-        backends.upstream = tf_upstream_submit;
-        backends.upstream_ctx = upstream;
-        backends.pins = cfg.upstream_pin ? upstream : NULL;
-    }
-    if (front) {
-        if (!(workers = tf_workers_new(&cfg, argv, upstream)) ||
-            !(cfg.worker_token = strdup(tf_workers_token(workers)))) {
-            fprintf(stderr, "tracfront: out of memory\n");
-            return 1;
-        }
-        backends.app = tf_workers_submit;
-        backends.app_ctx = workers;
-    }
-    struct tf_server *server = tf_server_start(&cfg, &backends, err, sizeof(err));
-    if (!server) {
-        fprintf(stderr, "tracfront: %s\n", err);
-        return 1;
-    }
-    static const struct tf_profiler_controls controls = {
-        prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
-        prof_hook_request_html, prof_hook_clear, .modules = wsgi_app_files,
-        .inflight = wsgi_watchdog_inflight,
-    };
-    if (pool) {
-        if (wsgi_watchdog_start(&cfg, err, sizeof(err)) < 0) { /* before the page can ask it */
-            fprintf(stderr, "tracfront: %s\n", err);
-            return 1;
-        }
-        prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
-        prof_hook_enable(cfg.profile);
-        tf_server_set_profiler(server, &controls);
-        wsgi_interp_set_port(cfg.worker ? front_port() : tf_server_port(server));
-        if (wsgi_pool_start(pool, cfg.threads) < 0) {
-            fprintf(stderr, "tracfront: cannot start app threads\n");
-            return 1;
-        }
-    }
-    if (front) {
-        prof_hook_configure(cfg.profile_max_nodes, cfg.profile_discard_first, cfg.profile_slowest);
-        prof_hook_enable(cfg.profile);
-        tf_server_set_profiler(server, tf_front_profile_controls(workers, cfg.profile_path));
-        if (tf_workers_begin(workers, tf_server_port(server), err, sizeof(err)) < 0) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            tf_log_error("%s", err);
-            return 1;
-        }
-    }
-    if (cfg.worker) {
-        report_ready(tf_server_port(server));
-    } else {
-        char what[1024];
-        describe(&cfg, what, sizeof(what));
-    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n",
-            TF_VERSION, strchr(cfg.listen_host, ':') ? "[" : "", cfg.listen_host,
-            strchr(cfg.listen_host, ':') ? "]" : "", tf_server_port(server), what);
-        fflush(stderr);
-    }
-
-    int sig;
-    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD) {
-        if (sig == SIGHUP && workers)
-            tf_workers_reload(workers, "SIGHUP");
-        else if (sig == SIGHUP)
-            tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
-        else if (workers) /* a second, or a child ended */
-            tf_workers_tick(workers);
-    }
-    tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,
-                cfg.graceful_timeout);
-    tf_server_begin_stop(server);
-    bool idle = drain(server, pool, cfg.graceful_timeout);
-    if (!idle) {
-        tf_log_error("requests still running after --graceful-timeout; exiting without them");
-        if (pool)
-            wsgi_interp_stop(false);
-        tf_log_close();
-        _exit(0);
-    }
-    tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
-    tf_workers_stop(workers, cfg.graceful_timeout);
-    tf_server_stop(server);
-    tf_upstream_stop(upstream); /* after the server: closing connections releases pins */
-    if (pool) {
-        wsgi_watchdog_stop(); /* before the app threads it watches */
-        wsgi_pool_stop(pool);
-        wsgi_interp_stop(true);
-    }
-    tf_log_info("stopped");
+    int rc = cfg.workers ? run_front(&cfg, argv) : run_server(&cfg);
     tf_log_close();
     tf_config_free(&cfg);
-    return 0;
+    return rc;
 }

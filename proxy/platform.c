@@ -13,6 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/random.h>
 #include <sys/wait.h>
 
@@ -99,8 +102,9 @@ int tf_cpu_count(void)
     return n > 0 ? (int)n : 1;
 }
 
-/* environ without our own keys, then env, then the ready pipe's number. */
-static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap)
+/* environ without our own keys, then env, then the pipes' numbers. */
+static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap,
+                                int go, char *govar, size_t gocap)
 {
     extern char **environ;
     size_t n = 0, extra = 0;
@@ -108,7 +112,7 @@ static char **child_environment(const char *const env[], int fd, char *fdvar, si
         n++;
     while (env[extra])
         extra++;
-    char **out = calloc(n + extra + 2, sizeof(*out));
+    char **out = calloc(n + extra + 3, sizeof(*out));
     if (!out)
         return NULL;
     size_t k = 0;
@@ -118,34 +122,49 @@ static char **child_environment(const char *const env[], int fd, char *fdvar, si
     for (size_t i = 0; i < extra; i++)
         out[k++] = (char *)env[i];
     snprintf(fdvar, fdcap, "TF_WORKER_READY_FD=%d", fd);
-    out[k] = fdvar;
+    snprintf(govar, gocap, "TF_WORKER_GO_FD=%d", go);
+    out[k++] = fdvar;
+    out[k] = govar;
     return out;
 }
 
-pid_t tf_spawn_self(char *const argv[], const char *const env[], int *ready_fd)
+pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd, int *ready_fd,
+                    int *go_fd)
 {
-    int pipefd[2];
-    char fdvar[64];
+    int pipefd[2], gofd[2];
+    char fdvar[64], govar[64];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return -1;
-    char **envp = child_environment(env, pipefd[1], fdvar, sizeof(fdvar));
+    if (pipe2(gofd, O_CLOEXEC) < 0) {
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -1;
+    }
+    char **envp = child_environment(env, pipefd[1], fdvar, sizeof(fdvar), gofd[0], govar,
+                                    sizeof(govar));
     pid_t parent = getpid();
     pid_t pid = envp ? fork() : -1;
     if (pid == 0) { /* child: async-signal-safe calls only, until exec */
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the front */
         if (getppid() != parent)
             _exit(1);
-        fcntl(pipefd[1], F_SETFD, 0); /* the ready pipe survives exec */
+        fcntl(pipefd[1], F_SETFD, 0); /* the pipes survive exec */
+        fcntl(gofd[0], F_SETFD, 0);
+        if (inherit_fd >= 0)
+            fcntl(inherit_fd, F_SETFD, 0);
         execve("/proc/self/exe", argv, envp);
         _exit(127);
     }
     free(envp);
     close(pipefd[1]);
+    close(gofd[0]);
     if (pid < 0) {
         close(pipefd[0]);
+        close(gofd[1]);
         return -1;
     }
     *ready_fd = pipefd[0];
+    *go_fd = gofd[1];
     return pid;
 }
 
@@ -200,4 +219,25 @@ int tf_random_bytes(void *buf, size_t n)
         n -= (size_t)got;
     }
     return 0;
+}
+
+int tf_listen_socket(const struct sockaddr *addr, unsigned addrlen, unsigned *port)
+{
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int on = 1;
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    if (fd < 0)
+        return -1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) < 0 ||
+        bind(fd, addr, (socklen_t)addrlen) < 0 || listen(fd, 1024) < 0 ||
+        getsockname(fd, (struct sockaddr *)&bound, &blen) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    *port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
+    return fd;
 }

@@ -33,9 +33,16 @@ int tf_cpu_count(void);
 int tf_random_bytes(void *buf, size_t n);
 
 /* Start this program again (argv) as a child with env ("KEY=VALUE", NULL-
- * terminated) added, and TF_WORKER_READY_FD naming a pipe it reports on;
- * *ready_fd is our end. The child gets SIGTERM if we die. -1 on failure. */
-pid_t tf_spawn_self(char *const argv[], const char *const env[], int *ready_fd);
+ * terminated) added, inherit_fd (unless -1) kept open across exec, and two
+ * pipes: TF_WORKER_READY_FD it reports on (our end: *ready_fd) and
+ * TF_WORKER_GO_FD it is told on (our end: *go_fd). The child gets SIGTERM
+ * if we die. -1 on failure. */
+pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd, int *ready_fd,
+                    int *go_fd);
+/* A listening TCP socket (SO_REUSEADDR, backlog 1024, close-on-exec) bound
+ * to addr; the bound port in *port. -1 with errno on failure. */
+struct sockaddr;
+int tf_listen_socket(const struct sockaddr *addr, unsigned addrlen, unsigned *port);
 /* Read one line (without the newline) within timeout_ms. 0, or -1 on
  * timeout, end of file or error. */
 int tf_read_line(int fd, char *buf, size_t cap, int timeout_ms);

@@ -16,6 +16,13 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 
+static uint64_t last_id; /* atomic */
+
+void tf_request_id_base(uint64_t base)
+{
+    __atomic_store_n(&last_id, base, __ATOMIC_RELAXED);
+}
+
 struct tf_request *tf_request_new(struct tf_server *server, const char *target)
 {
     struct tf_request *req = calloc(1, sizeof(*req));
@@ -26,7 +33,6 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
         free(req);
         return NULL;
     }
-    static uint64_t last_id; /* atomic */
     req->server = server;
     req->id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
     req->refs = 1;
@@ -60,8 +66,6 @@ void tf_request_unref(struct tf_request *req)
         return;
     if (req->tap && !req->tap_ended) /* a backend that never answered */
         tf_request_tap_end(req, req->status, true);
-    if (req->on_free)
-        req->on_free(req);
     free_chunks(req);
     if (req->response)
         MHD_destroy_response(req->response);

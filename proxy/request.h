@@ -77,13 +77,8 @@ struct tf_request {
     int backend;                /* enum prof_backend that answers it */
     struct tf_upstream_pin *pin;/* --upstream-pin: the client connection's upstream link */
     struct tf_tap *tap;         /* --mirror: set before dispatch; NULL otherwise */
-    const char *origin;         /* upstream to forward to ("http://127.0.0.1:PORT"), NULL =
-                                   --upstream; set before dispatch, kept alive by on_free's owner */
-    bool to_worker;             /* forwarded to one of our worker processes (--workers) */
     char *remote_user;          /* verified by tracfront's auth (or by the front); owned */
     const char *auth_type;      /* "Basic" or "Digest" when remote_user is set */
-    void (*on_free)(struct tf_request *req); /* called once, when the request is freed */
-    void *on_free_arg;
     bool tap_streaming, tap_ended; /* guarded by lock */
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
                                    upstream backend before its last channel call */
@@ -115,6 +110,9 @@ struct tf_request {
     int refs;                   /* atomic */
 };
 
+/* Request ids start after base (a worker's are unique across the server).
+ * Call before any request. */
+void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
 void tf_request_ref(struct tf_request *req);

@@ -6,6 +6,7 @@
 #include "proxy/server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 
 #include "proxy/auth.h"
 #include "proxy/cidr.h"
+#include "proxy/fetch.h"
 #include "proxy/forward.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
@@ -39,6 +41,10 @@ struct tf_server {
     const struct tf_config *cfg;    /* read-only */
     const struct tf_backends *backends; /* read-only */
     struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */
+    unsigned relay_port;            /* a worker: its front's profile pages, on this port */
+    int quiesced;                   /* atomic: a worker stepping down stops accepting */
+    struct tf_server *twin;         /* a worker's control server: its public one (main thread
+                                       sets it before the front can ask to quiesce) */
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
@@ -158,35 +164,6 @@ static void set_remote(struct tf_request *req)
     }
 }
 
-/* A worker (--workers): take the client's address, the request id and the
- * verified user from the front's X-Tracfront-* headers when they carry the
- * shared token, then drop those headers so the app never sees them. */
-static void trust_front(struct tf_request *req, const char *token)
-{
-    const char *sent = tf_request_header(req, TF_INTERNAL_PREFIX "Token");
-    bool trusted = sent && tf_secret_equal(sent, token);
-    const char *client = trusted ? tf_request_header(req, TF_INTERNAL_PREFIX "Client") : NULL;
-    const char *user = trusted ? tf_request_header(req, TF_INTERNAL_PREFIX "User") : NULL;
-    unsigned long long id;
-    char addr[64];
-    unsigned port;
-    if (client && sscanf(client, "%63s %u %llu", addr, &port, &id) == 3) {
-        snprintf(req->remote_addr, sizeof(req->remote_addr), "%s", addr);
-        req->remote_port = port;
-        req->id = id; /* the front's: its slowest-requests table links here */
-    }
-    const char *space = user ? strchr(user, ' ') : NULL;
-    if (space && space[1]) {
-        req->auth_type = !strncmp(user, "Digest ", 7) ? "Digest" : "Basic";
-        req->remote_user = strdup(space + 1);
-    }
-    size_t kept = 0;
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (strncasecmp(req->headers[i].name, TF_INTERNAL_PREFIX, sizeof(TF_INTERNAL_PREFIX) - 1))
-            req->headers[kept++] = req->headers[i];
-    req->n_headers = kept;
-}
-
 /* First call: everything up to the end of the headers. Returns 0 when the
  * request may go on, else the status to refuse it with. */
 static int take_headers(struct tf_request *req, const char *method, const char *version,
@@ -220,8 +197,6 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     w.store = req->header_store;
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);
     *framing = w.framing;
-    if (req->server->cfg->worker)
-        trust_front(req, req->server->cfg->worker_token);
     return 0;
 }
 
@@ -249,16 +224,18 @@ static bool profile_allowed(const struct tf_server *server, const struct tf_requ
     return false;
 }
 
-/* --profile-allow, or loopback when none is given. 0, or -1 on out of memory. */
-static int set_profile_allow(struct tf_server *server, const struct tf_config *cfg)
+/* --profile-allow, or loopback when none is given (always, on a control
+ * port between a front and its workers). 0, or -1 on out of memory. */
+static int set_profile_allow(struct tf_server *server, const struct tf_config *cfg, bool control)
 {
     static const char *const loopback[] = { "127.0.0.0/8", "::1" };
-    size_t n = cfg->n_profile_allow ? cfg->n_profile_allow : 2;
+    bool given = cfg->n_profile_allow && !control;
+    size_t n = given ? cfg->n_profile_allow : 2;
     server->profile_allow = calloc(n, sizeof(*server->profile_allow));
     if (!server->profile_allow)
         return -1;
     for (size_t i = 0; i < n; i++) /* checked by the config parser */
-        tf_cidr_parse(cfg->n_profile_allow ? cfg->profile_allow[i] : loopback[i],
+        tf_cidr_parse(given ? cfg->profile_allow[i] : loopback[i],
                       &server->profile_allow[server->n_profile_allow++]);
     return 0;
 }
@@ -312,6 +289,8 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         if (tf_server_save_profile(server) < 0)
             return reply(req, 500, "The profile files could not be written (see the error log).",
                          false);
+    } else if (len == 8 && !strncmp(action, "/quiesce", 8) && server->twin) {
+        tf_server_quiesce(server->twin); /* a worker's control port: its front reloads */
     } else if (len == 6 && !strncmp(action, "/clear", 6)) {
         prof_latency_reset();
         prof_compare_reset();
@@ -341,6 +320,37 @@ static char *compare_link(const char *profile_path, const char *table)
     return prof_text_finish(&t);
 }
 
+/* A worker passes profile pages to its front (which adds up every worker)
+ * and sends back what it answered. */
+static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request *req)
+{
+    struct tf_fetched f = { 0 };
+    char origin[64];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", server->relay_port);
+    if (tf_fetch(origin, req->method, req->target, &f) < 0 || !f.status) {
+        tf_fetched_free(&f);
+        return reply(req, 502, "The front process did not answer.", false);
+    }
+    req->bytes_out = f.len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        tf_fetched_free(&f);
+        return MHD_NO;
+    }
+    f.body = NULL;
+    if (f.content_type)
+        MHD_add_response_header(r, "Content-Type", f.content_type);
+    if (f.location)
+        MHD_add_response_header(r, "Location", f.location);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    req->status = f.status;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, f.status, r);
+    MHD_destroy_response(r);
+    tf_fetched_free(&f);
+    return ok;
+}
+
 /* Answer a request for the profile path (final access-handler call). */
 static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
@@ -350,6 +360,11 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         return reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
                      false);
     size_t len = strcspn(sub, "?");
+    if (server->relay_port) { /* a worker: the whole server's profile is its front's */
+        if (!strcmp(req->method, "POST") && !same_origin(req))
+            return reply(req, 403, "Cross-site request refused.", false);
+        return relay_profile(server, req);
+    }
     if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
         return control_profile(server, req, sub, len);
     if (strcmp(req->method, "GET") != 0 && !req->is_head)
@@ -357,6 +372,12 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
                      false);
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = server->profiler;
+    if (p && p->refresh) /* a front: add up the workers' latency first */
+        in_flight = p->refresh();
+    if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
+        char *body = prof_latency_dump(in_flight - 1); /* not counting this request */
+        return send_body(req, 200, body, body ? strlen(body) : 0, "text/plain; charset=utf-8");
+    }
     const char *query = sub[len] == '?' ? sub + len + 1 : "";
     if (len == 0 || (len == 1 && sub[0] == '/')) {
         size_t n = 0;
@@ -510,9 +531,13 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         req->backend = PROF_BACKEND_STATIC;
         return serve_static(req, rest);
     case TF_ROUTE_APP:
+        if (!b->app) /* a front's control port: only the profile is served here */
+            break;
         req->backend = PROF_BACKEND_WSGI;
         return dispatch(server, req, b->app, b->app_ctx);
     case TF_ROUTE_UPSTREAM:
+        if (!b->upstream)
+            break;
         req->backend = PROF_BACKEND_UPSTREAM;
         return dispatch(server, req, b->upstream, b->upstream_ctx);
     case TF_ROUTE_NONE:
@@ -586,7 +611,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         req->t_responded = tf_now_us();
         struct MHD_Response *r = req->response;
         req->response = NULL;
-        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
+        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
             MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
         enum MHD_Result ok = MHD_queue_response(connection, req->status, r);
         MHD_destroy_response(r);
@@ -719,6 +745,14 @@ static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss,
 struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
                                   char *err, size_t errlen)
 {
+    static const struct tf_server_socket bind_it = { .fd = -1 };
+    return tf_server_start_on(cfg, backends, &bind_it, err, errlen);
+}
+
+struct tf_server *tf_server_start_on(const struct tf_config *cfg,
+                                     const struct tf_backends *backends,
+                                     const struct tf_server_socket *sock, char *err, size_t errlen)
+{
     err[0] = 0;
     struct tf_server *server = calloc(1, sizeof(*server));
     if (!server) {
@@ -732,9 +766,12 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
         free(server);
         return NULL;
     }
+    server->relay_port = sock->relay_port;
     struct sockaddr_storage ss;
-    if (set_profile_allow(server, cfg) < 0 ||
-        resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0 ||
+    socklen_t sslen = sizeof(ss);
+    if (set_profile_allow(server, cfg, sock->control) < 0 ||
+        (sock->fd >= 0 ? getsockname(sock->fd, (struct sockaddr *)&ss, &sslen) < 0
+                       : resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) ||
         (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0])) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
@@ -747,12 +784,16 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    unsigned io_threads = cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
+    unsigned io_threads = sock->io_threads ? sock->io_threads
+                        : cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
     server->daemon = MHD_start_daemon(
         flags, 0, on_accept, server, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, io_threads,
+        sock->fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+        sock->fd >= 0 ? (intptr_t)sock->fd : (intptr_t)(struct sockaddr *)&ss,
+        /* one I/O thread: no pool (the backlog option stands in, with its own value) */
+        io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        io_threads > 1 ? io_threads : 1024u,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
@@ -830,6 +871,31 @@ void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_c
 unsigned tf_server_port(const struct tf_server *server)
 {
     return server->port;
+}
+
+int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, char *err,
+                            size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (resolve(host, port, &ss, err, errlen) < 0)
+        return -1;
+    int fd = tf_listen_socket((struct sockaddr *)&ss, ss.ss_family == AF_INET6
+                              ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), bound);
+    if (fd < 0)
+        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", host, port, strerror(errno));
+    return fd;
+}
+
+int tf_server_quiesce(struct tf_server *server)
+{
+    if (__atomic_exchange_n(&server->quiesced, 1, __ATOMIC_SEQ_CST))
+        return -1; /* already */
+    return (int)MHD_quiesce_daemon(server->daemon); /* the socket stays open for the others */
+}
+
+void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)
+{
+    control->twin = public_server;
 }
 
 void tf_server_begin_stop(struct tf_server *server)

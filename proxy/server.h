@@ -36,6 +36,27 @@ struct tf_backends {
  * on failure. */
 struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
                                   char *err, size_t errlen);
+
+/* Where and how a server listens when it is not simply cfg->listen. */
+struct tf_server_socket {
+    int fd;                  /* a listening socket to use (shared with other processes), or -1 */
+    unsigned io_threads;     /* 0: --io-threads */
+    unsigned relay_port;     /* a worker: profile pages are its front's, on this loopback port */
+    bool control;            /* a loopback port between a front and its workers: the
+                                profile is open to loopback whatever --profile-allow says */
+};
+/* A listening socket for host:port (the front's, which its workers share);
+ * the bound port in *bound. -1 with err. */
+int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, char *err,
+                            size_t errlen);
+struct tf_server *tf_server_start_on(const struct tf_config *cfg,
+                                     const struct tf_backends *backends,
+                                     const struct tf_server_socket *sock, char *err, size_t errlen);
+/* A worker stepping down: stop accepting (the shared socket stays open for
+ * the other workers); connections already open are served. Returns the fd. */
+int tf_server_quiesce(struct tf_server *server);
+/* A worker: POST <profile>/quiesce on its control server quiesces public. */
+void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server);
 unsigned tf_server_port(const struct tf_server *server);
 /* Stop taking new connections (they are closed on accept) and close
  * keep-alive connections after their current response. */
@@ -58,6 +79,7 @@ struct tf_profiler_controls {
      * fragment or JSON, malloc'd (*len set), NULL on out of memory. */
     char *(*inflight)(bool json, size_t *len);
     char *(*modules)(size_t *len); /* the app's loaded Python files, one per line; may be NULL */
+    int (*refresh)(void);          /* a front: merge the workers' latency; returns in flight */
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 

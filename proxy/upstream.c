@@ -155,8 +155,7 @@ static void respond(struct transfer *t, uint64_t size)
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
-    tf_log_error("%s: %s %s: %s (answered %s)", req->to_worker ? "worker" : "upstream",
-                 req->method, req->target, why,
+    tf_log_error("upstream: %s %s: %s (answered %s)", req->method, req->target, why,
                  t->responded ? "with the connection cut: the head was already sent"
                               : status == 504 ? "504" : "502");
     if (t->responded) {
@@ -164,7 +163,7 @@ static void fail(struct transfer *t, unsigned status, const char *why)
         return;
     }
     char detail[300];
-    snprintf(detail, sizeof(detail), "The %s %s.", req->to_worker ? "application worker" : "upstream server",
+    snprintf(detail, sizeof(detail), "The upstream server %s.",
              status == 504 ? "did not answer in time" : "could not be reached or gave an invalid answer");
     t->responded = true;
     tf_request_respond(req, tf_error_response(status, detail, false, &req->bytes_out), status);
@@ -251,7 +250,7 @@ static CURLcode set_options(struct transfer *t)
     struct tf_request *req = t->req;
     CURL *e = t->easy;
     char url[2048];
-    snprintf(url, sizeof(url), "%s/", req->origin ? req->origin : cfg->upstream_origin);
+    snprintf(url, sizeof(url), "%s/", cfg->upstream_origin);
     CURLcode rc = CURLE_OK;
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
     SET(CURLOPT_URL, url);

@@ -1,7 +1,6 @@
 /* workers.c — the front's worker processes (see workers.h). */
 #include "proxy/workers.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
@@ -15,7 +14,7 @@
 
 #include "proxy/log.h"
 #include "proxy/platform.h"
-#include "proxy/upstream.h"
+#include "proxy/fetch.h"
 
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
 
@@ -23,9 +22,9 @@ struct generation;
 
 struct worker {
     pid_t pid;
-    char origin[48];           /* "http://127.0.0.1:PORT"; fixed once ready */
-    int outstanding;           /* atomic: requests sent to it, not yet freed */
-    int exited;                /* atomic: reaped */
+    char origin[48];           /* its control port: "http://127.0.0.1:PORT" */
+    int go_fd;                 /* "GO" here lets it accept on the shared socket; -1 after */
+    bool exited;               /* main thread: reaped */
     struct generation *gen;
 };
 
@@ -33,7 +32,6 @@ struct generation {
     unsigned number;
     struct worker *workers;
     unsigned n;
-    int refs;                  /* atomic: requests in flight, + 1 while current */
     bool terminated;           /* main thread: SIGTERM sent */
     char **files;              /* main thread: the app's Python files */
     size_t n_files;
@@ -44,9 +42,9 @@ struct generation {
 struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
     char **argv;                   /* this program's argv + --worker */
-    char token_env[64], port_env[48];
-    struct tf_upstream *up;
-    pthread_mutex_t lock;          /* guards current */
+    int listen_fd;                 /* the public socket every worker accepts on */
+    char fd_env[48], port_env[48], control_env[48], secret_env[96];
+    pthread_mutex_t lock;          /* guards current (read by the control server) */
     struct generation *current;
     /* main thread only: */
     struct generation *retired;
@@ -83,8 +81,40 @@ static void kill_and_reap(struct generation *g)
         }
 }
 
+/* Let a ready generation accept (write "GO"). */
+static void let_go(struct generation *g)
+{
+    for (unsigned i = 0; i < g->n; i++) {
+        struct worker *k = &g->workers[i];
+        if (k->go_fd >= 0 && write(k->go_fd, "GO\n", 3) != 3)
+            tf_log_error("worker %d: cannot tell it to start accepting", (int)k->pid);
+        if (k->go_fd >= 0)
+            close(k->go_fd);
+        k->go_fd = -1;
+    }
+}
+
+/* Make an old generation stop accepting, and wait until it has (each worker
+ * answers once its listening socket is out of its poll set). */
+static void quiesce(struct tf_workers *w, struct generation *g)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/quiesce", w->cfg->profile_path);
+    for (unsigned i = 0; i < g->n; i++) {
+        struct tf_fetched f;
+        if (!g->workers[i].exited && (tf_fetch(g->workers[i].origin, "POST", path, &f) < 0 ||
+                                      f.status != 303))
+            tf_log_error("reload: worker %d did not confirm it stopped accepting (status %u)",
+                         (int)g->workers[i].pid, f.status);
+        tf_fetched_free(&f);
+    }
+}
+
 static void free_generation(struct generation *g)
 {
+    for (unsigned i = 0; i < g->n; i++) /* a worker never told to go just exits */
+        if (g->workers[i].go_fd >= 0)
+            close(g->workers[i].go_fd);
     for (size_t i = 0; i < g->n_files; i++)
         free(g->files[i]);
     free(g->files);
@@ -106,12 +136,12 @@ static struct generation *spawn_generation(struct tf_workers *w, char *err, size
         return NULL;
     }
     g->number = ++w->next_number;
-    g->refs = 1;
-    const char *env[] = { w->token_env, w->port_env, NULL };
+    const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env, NULL };
     for (g->n = 0; g->n < w->cfg->workers; g->n++) {
         struct worker *k = &g->workers[g->n];
         k->gen = g;
-        if ((k->pid = tf_spawn_self(w->argv, env, &fds[g->n])) < 0) {
+        k->go_fd = -1;
+        if ((k->pid = tf_spawn_self(w->argv, env, w->listen_fd, &fds[g->n], &k->go_fd)) < 0) {
             snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
             break;
         }
@@ -198,14 +228,18 @@ static uint64_t tree_signature(const struct tf_config *cfg)
 /* Ask a worker which Python files the app has loaded (one per line). */
 static void refresh_files(struct tf_workers *w, struct generation *g)
 {
-    char *body = NULL, path[4200];
-    size_t len = 0;
+    struct tf_fetched f;
+    char path[4200];
     snprintf(path, sizeof(path), "%s/modules", w->cfg->profile_path);
     g->files_at = tf_now_us();
-    if (tf_workers_fetch(g->workers[0].origin, "GET", path, &body, &len) != 200) {
-        free(body);
+    if (tf_fetch(g->workers[0].origin, "GET", path, &f) < 0 || f.status != 200 || !f.body) {
+        tf_fetched_free(&f);
         return;
     }
+    char *body = f.body;
+    size_t len = f.len;
+    f.body = NULL;
+    tf_fetched_free(&f);
     for (size_t i = 0; i < g->n_files; i++)
         free(g->files[i]);
     g->n_files = 0;
@@ -247,44 +281,9 @@ static void mark_checked(struct tf_workers *w)
     w->tree_signature = tree_signature(w->cfg);
 }
 
-/* --- requests ------------------------------------------------------------- */
-
-static void request_freed(struct tf_request *req)
-{
-    struct worker *k = req->on_free_arg;
-    __atomic_sub_fetch(&k->outstanding, 1, __ATOMIC_RELAXED);
-    __atomic_sub_fetch(&k->gen->refs, 1, __ATOMIC_ACQ_REL);
-}
-
-int tf_workers_submit(void *workers, struct tf_request *req)
-{
-    struct tf_workers *w = workers;
-    pthread_mutex_lock(&w->lock);
-    struct generation *g = w->current;
-    struct worker *best = NULL;
-    for (unsigned i = 0; g && i < g->n; i++) {
-        struct worker *k = &g->workers[i];
-        if (__atomic_load_n(&k->exited, __ATOMIC_RELAXED))
-            continue;
-        if (!best || __atomic_load_n(&k->outstanding, __ATOMIC_RELAXED) <
-                         __atomic_load_n(&best->outstanding, __ATOMIC_RELAXED))
-            best = k;
-    }
-    if (best) {
-        __atomic_add_fetch(&best->outstanding, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&g->refs, 1, __ATOMIC_RELAXED);
-    }
-    pthread_mutex_unlock(&w->lock);
-    if (!best)
-        return -1;
-    req->origin = best->origin;
-    req->to_worker = true;
-    req->on_free = request_freed;
-    req->on_free_arg = best;
-    return tf_upstream_submit(w->up, req);
-}
-
 /* --- generations ---------------------------------------------------------- */
+
+static void retire(struct tf_workers *w);
 
 void tf_workers_reload(struct tf_workers *w, const char *why)
 {
@@ -301,10 +300,16 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     struct generation *old = w->current;
     w->current = g;
     pthread_mutex_unlock(&w->lock);
-    if (old) {
+    /* One generation accepts at a time: old ones stop first (new connections
+     * wait in the socket's backlog meanwhile), so no client is served by the
+     * new code and then by the old. */
+    if (old)
+        quiesce(w, old);
+    let_go(g);
+    if (old) { /* it finishes what it has and exits (see retire) */
         old->next = w->retired;
         w->retired = old;
-        __atomic_sub_fetch(&old->refs, 1, __ATOMIC_ACQ_REL); /* no longer current */
+        retire(w);
     }
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
 }
@@ -328,13 +333,13 @@ static bool all_exited(const struct generation *g)
     return true;
 }
 
-/* Old generations: SIGTERM once nothing is in flight to them, free once
- * their processes are gone. */
+/* Old generations: SIGTERM (a worker then stops accepting, serves what it
+ * has and exits), free once their processes are gone. */
 static void retire(struct tf_workers *w)
 {
     for (struct generation **link = &w->retired; *link;) {
         struct generation *g = *link;
-        if (!g->terminated && __atomic_load_n(&g->refs, __ATOMIC_ACQUIRE) == 0) {
+        if (!g->terminated) {
             for (unsigned i = 0; i < g->n; i++)
                 if (!g->workers[i].exited)
                     tf_signal_process(g->workers[i].pid, false);
@@ -358,7 +363,9 @@ void tf_workers_tick(struct tf_workers *w)
         struct worker *k = find_worker(w, pid);
         if (!k)
             continue;
-        __atomic_store_n(&k->exited, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&w->lock);
+        k->exited = true;
+        pthread_mutex_unlock(&w->lock);
         if (k->gen == w->current) {
             tf_log_error("worker %d exited (%s %d); restarting the workers", (int)pid,
                          WIFSIGNALED(status) ? "signal" : "status",
@@ -375,8 +382,7 @@ void tf_workers_tick(struct tf_workers *w)
 
 /* --- start and stop ---------------------------------------------------------- */
 
-struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv,
-                                  struct tf_upstream *up)
+struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd)
 {
     struct tf_workers *w = calloc(1, sizeof(*w));
     size_t argc = 0;
@@ -389,21 +395,19 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv,
     memcpy(w->argv, argv, argc * sizeof(char *));
     w->argv[argc] = "--worker";
     w->cfg = cfg;
-    w->up = up;
+    w->listen_fd = listen_fd;
     pthread_mutex_init(&w->lock, NULL);
-    memcpy(w->token_env, "TF_WORKER_TOKEN=", 16);
-    random_token(w->token_env + 16, sizeof(w->token_env) - 16);
+    snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
+    memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
+    random_token(w->secret_env + 15, sizeof(w->secret_env) - 15);
     return w;
 }
 
-const char *tf_workers_token(const struct tf_workers *w)
+int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,
+                     char *err, size_t errlen)
 {
-    return w->token_env + 16; /* after "TF_WORKER_TOKEN=" */
-}
-
-int tf_workers_begin(struct tf_workers *w, unsigned front_port, char *err, size_t errlen)
-{
-    snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", front_port);
+    snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", public_port);
+    snprintf(w->control_env, sizeof(w->control_env), "TF_FRONT_CONTROL=%u", control_port);
     mark_checked(w);
     err[0] = 0;
     struct generation *g = spawn_generation(w, err, errlen);
@@ -412,6 +416,7 @@ int tf_workers_begin(struct tf_workers *w, unsigned front_port, char *err, size_
     pthread_mutex_lock(&w->lock);
     w->current = g;
     pthread_mutex_unlock(&w->lock);
+    let_go(g);
     return 0;
 }
 
@@ -473,45 +478,4 @@ void tf_workers_origins_free(char **origins, size_t n)
     for (size_t i = 0; i < n; i++)
         free(origins[i]);
     free(origins);
-}
-
-struct fetched {
-    char *data;
-    size_t len;
-};
-
-static size_t collect(char *data, size_t size, size_t n, void *userp)
-{
-    struct fetched *f = userp;
-    char *grown = realloc(f->data, f->len + size * n + 1);
-    if (!grown)
-        return 0;
-    memcpy(grown + f->len, data, size * n);
-    f->data = grown;
-    f->len += size * n;
-    f->data[f->len] = 0;
-    return size * n;
-}
-
-unsigned tf_workers_fetch(const char *origin, const char *method, const char *path,
-                          char **body, size_t *len)
-{
-    struct fetched f = { NULL, 0 };
-    char url[4400];
-    long status = 0;
-    snprintf(url, sizeof(url), "%s%s", origin, path);
-    CURL *e = curl_easy_init();
-    if (e && curl_easy_setopt(e, CURLOPT_URL, url) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_WRITEDATA, &f) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L) == CURLE_OK &&
-        curl_easy_perform(e) == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    if (e)
-        curl_easy_cleanup(e);
-    *body = f.data;
-    *len = f.len;
-    return (unsigned)status;
 }

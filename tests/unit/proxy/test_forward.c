@@ -88,6 +88,7 @@ static void test_request_headers(void **state)
         "Keep-Alive", "300", "Proxy", "http://evil", "X-Forwarded-For", "1.2.3.4",
         "X-Forwarded-Proto", "https", "X-Tracfront-Client", "6.6.6.6 1 1", "Cookie", "a=b",
         "TE", "trailers", "Expect", "100-continue", "X-Empty", "", NULL });
+    /* X-Tracfront-* is an ordinary header now: workers share the socket, no hop between */
     struct curl_slist *list = tf_forward_request_headers(req, &cfg);
     char *all = lines(list);
     assert_non_null(strstr(all, "Host: example.test:81\n"));
@@ -105,7 +106,7 @@ static void test_request_headers(void **state)
     assert_null(strstr(all, "Keep-Alive"));
     assert_null(strstr(all, "Proxy:"));
     assert_null(strstr(all, "https"));
-    assert_null(strstr(all, "X-Tracfront"));
+    assert_non_null(strstr(all, "X-Tracfront-Client: 6.6.6.6 1 1\n"));
     assert_null(strstr(all, "TE:"));
     assert_null(strstr(all, "100-continue"));
     free(all);
