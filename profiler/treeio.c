@@ -104,11 +104,11 @@ struct parsed {
 
 static int parse_line(char *line, struct parsed *p)
 {
-    char *fields[7], *save = NULL;
+    char *fields[7], *rest = line;
     int n = 0;
-    for (char *f = strtok_r(line, "\t", &save); f && n < 7; f = strtok_r(NULL, "\t", &save))
-        fields[n++] = f;
-    if (n != 7)
+    while (rest && n < 7) /* strsep: an empty field (an empty file name) stays a field */
+        fields[n++] = strsep(&rest, "\t");
+    if (n != 7 || rest)
         return -1;
     p->depth = (unsigned)strtoul(fields[0], NULL, 10);
     p->calls = strtoull(fields[1], NULL, 10);
@@ -128,11 +128,12 @@ int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
     char *copy = strndup(text + hlen, len - hlen), *save = NULL;
     struct prof_node **path = NULL; /* path[d - 1]: the last node read at depth d */
     size_t cap = 0;
+    unsigned previous = 0; /* a node is at most one level below the one before it */
     int rc = copy ? 0 : -1;
     for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line && rc == 0;
          line = strtok_r(NULL, "\n", &save)) {
         struct parsed p;
-        if (parse_line(line, &p) < 0 || p.depth > cap + 1) {
+        if (parse_line(line, &p) < 0 || p.depth > previous + 1) {
             rc = -1;
             break;
         }
@@ -160,6 +161,7 @@ int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
             t->dropped_calls += p.calls;
         }
         path[p.depth - 1] = n; /* NULL: its children are dropped too */
+        previous = p.depth;
     }
     free(path);
     free(copy);

@@ -230,6 +230,17 @@ int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen)
     return walk_specs(cfg, NULL, err, errlen);
 }
 
+static unsigned char shared_key[32]; /* set once before any server starts */
+static bool shared_key_set;
+
+void tf_auth_share_key(const char *secret)
+{
+    size_t n = strlen(secret);
+    memset(shared_key, 0, sizeof(shared_key));
+    memcpy(shared_key, secret, n < sizeof(shared_key) ? n : sizeof(shared_key));
+    shared_key_set = n >= 32;
+}
+
 struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errlen)
 {
     err[0] = 0;
@@ -247,10 +258,8 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
     auth->parent_dir = cfg->trac_env_parent_dir != NULL;
     auth->mount = cfg->mount;
     auth->nonce_lifetime = (uint32_t)cfg->digest_nonce_lifetime;
-    const char *shared = getenv("TF_AUTH_SECRET"); /* --workers: one key for every worker */
-    if (shared && strlen(shared) >= 32)
-        memcpy(auth->key, shared, sizeof(auth->key) < strlen(shared) ? sizeof(auth->key)
-                                                                      : strlen(shared));
+    if (shared_key_set) /* --workers: one key for every worker */
+        memcpy(auth->key, shared_key, sizeof(auth->key));
     else if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
         snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
         tf_auth_free(auth);

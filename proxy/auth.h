@@ -22,6 +22,10 @@ struct tf_auth;
  * Returns 0, or -1 with a message naming the flag in err. */
 int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen);
 
+/* --workers: the front's secret, so a Digest nonce one worker made is good
+ * at every other. Call before any tf_auth_new(). */
+void tf_auth_share_key(const char *secret);
+
 /* Read the password files. NULL with err on failure; NULL with err "" when
  * no authentication is configured. Free with tf_auth_free(). */
 struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errlen);

@@ -64,6 +64,7 @@ int tf_fetch(const char *origin, const char *method, const char *path, struct tf
     SET(CURLOPT_HEADERFUNCTION, on_header);
     SET(CURLOPT_HEADERDATA, f);
     SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_PROXY, ""); /* loopback only, whatever http_proxy says */
     SET(CURLOPT_TIMEOUT_MS, 10000L);
 #undef SET
     if (rc == CURLE_OK && curl_easy_perform(e) == CURLE_OK)

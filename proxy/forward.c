@@ -15,11 +15,7 @@
 
 char *tf_forward_target(const struct tf_request *req, const struct tf_config *cfg)
 {
-    const char *target = req->target;
-    if (!strncmp(target, "http://", 7) || !strncmp(target, "https://", 8)) {
-        const char *path = strchr(strstr(target, "//") + 2, '/'); /* absolute-form */
-        target = path ? path : "/";
-    }
+    const char *target = req->target; /* origin-form: the server converts absolute-form */
     if (!cfg->upstream_path || !cfg->upstream_path[0])
         return strdup(target);
     /* the route matched on a boundary: rest is "", or starts with '/' or '?' */
@@ -179,6 +175,8 @@ static int status_line(struct tf_response_head *h, const char *line, size_t len)
 static int keep_line(struct tf_response_head *h, const char *name, size_t nlen,
                      const char *value, size_t vlen)
 {
+    if (h->len + nlen + vlen + 3 > TF_RESPONSE_HEAD_MAX)
+        return refuse(h, "a response head larger than 16 KiB");
     if (h->len + nlen + vlen + 3 > h->cap) {
         size_t cap = (h->cap ? h->cap * 2 : 1024) + nlen + vlen + 3;
         char *grown = realloc(h->lines, cap);
@@ -233,6 +231,8 @@ int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t l
     if (tf_check_header(&f, line, nlen, v, vlen) != 0)
         return refuse(h, "a header with a bad name, a control character (CR, LF, NUL) or a "
                          "bad or second, different Content-Length");
+    if (f.unsupported_coding || f.bad_coding)
+        return refuse(h, "a transfer coding other than chunked");
     h->content_length = f.content_length;
     h->transfer_encoding |= f.transfer_encoding;
     h->chunked |= f.chunked;
@@ -275,15 +275,15 @@ static void add_location(struct MHD_Response *r, const char *value, const struct
         MHD_add_response_header(r, "Location", value);
         return;
     }
-    const char *prefix = req->route ? req->route->prefix : "";
+    /* the route's prefix comes back only where it was replaced going out */
+    bool mapped_prefix = cfg->upstream_path && cfg->upstream_path[0];
+    const char *prefix = mapped_prefix && req->route ? req->route->prefix : "";
     const char *rest = value + base;
-    size_t n = strlen(prefix) + strlen(rest) + 2;
+    size_t n = strlen(prefix) + strlen(rest) + 3;
     char *mapped = malloc(n);
     if (!mapped)
         return;
-    snprintf(mapped, n, "%s%s", prefix, rest);
-    if (!mapped[0])
-        strcpy(mapped, "/");
+    snprintf(mapped, n, "%s%s%s", prefix, *prefix || *rest == '/' ? "" : "/", rest);
     MHD_add_response_header(r, "Location", mapped);
     free(mapped);
 }

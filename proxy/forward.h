@@ -13,6 +13,10 @@
 #include "proxy/config.h"
 #include "proxy/request.h"
 
+/* Largest upstream response head passed on (libmicrohttpd must fit it in
+ * the connection's 32 KiB pool with the rest of the connection state). */
+#define TF_RESPONSE_HEAD_MAX (16u * 1024u)
+
 struct curl_slist;
 struct MHD_Response;
 

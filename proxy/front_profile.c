@@ -163,8 +163,10 @@ static void join(const char *origin, struct tf_fetched *f, void *arg)
 {
     (void)origin;
     struct joined *j = arg;
-    char *grown = j->out ? realloc(j->out, j->used + f->len + 8) : NULL;
-    if (!grown || !f->body)
+    if (!j->out || !f->body)
+        return;
+    char *grown = realloc(j->out, j->used + f->len + 8);
+    if (!grown)
         return;
     j->out = grown;
     j->used += (size_t)sprintf(j->out + j->used, "%s%s", j->json ? (j->count ? ", " : "[") : "",

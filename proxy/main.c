@@ -2,11 +2,13 @@
  * the app, the app threads and the HTTP server; then wait for SIGINT/SIGTERM
  * and shut down gracefully: stop accepting, let requests in flight finish
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/auth.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
@@ -93,7 +95,7 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
     uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
     for (;;) {
         now = tf_now_us();
-        if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
+        if (tf_server_busy(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
             quiet_since = now;
         else if (now - quiet_since >= quiet_us)
             return true;
@@ -139,6 +141,7 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
     }
     struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
                                        .relay_port = env_port("TF_FRONT_CONTROL") };
+    fcntl(shared.fd, F_SETFD, FD_CLOEXEC); /* not for the programs the app runs */
     struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
     if (!server) {
         tf_log_error("worker: %s", err);
@@ -319,6 +322,10 @@ int main(int argc, char **argv)
         return 2;
     }
     if (cfg.worker) {
+        const char *secret = getenv("TF_AUTH_SECRET");
+        if (secret)
+            tf_auth_share_key(secret);
+        unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
         tf_log_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }

@@ -43,6 +43,11 @@ void tf_mirror_free(struct tf_mirror *m)
     free(m);
 }
 
+unsigned tf_mirror_in_flight(const struct tf_mirror *m)
+{
+    return __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED);
+}
+
 enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
 {
     return m->primary;

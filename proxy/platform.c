@@ -102,6 +102,29 @@ int tf_cpu_count(void)
     return n > 0 ? (int)n : 1;
 }
 
+/* In a forked child: close every descriptor from 3 up but the ones kept
+ * (close_range is a plain system call: async-signal-safe). */
+static void close_others(int a, int b, int c)
+{
+    int keep[3] = { a, b, c };
+    for (int i = 0; i < 3; i++) /* sort the three */
+        for (int j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    unsigned lo = 3;
+    for (int i = 0; i < 3; i++) {
+        if (keep[i] < (int)lo)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            close_range(lo, (unsigned)keep[i] - 1, 0);
+        lo = (unsigned)keep[i] + 1;
+    }
+    close_range(lo, ~0U, 0);
+}
+
 /* environ without our own keys, then env, then the pipes' numbers. */
 static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap,
                                 int go, char *govar, size_t gocap)
@@ -152,6 +175,7 @@ pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd,
         fcntl(gofd[0], F_SETFD, 0);
         if (inherit_fd >= 0)
             fcntl(inherit_fd, F_SETFD, 0);
+        close_others(pipefd[1], gofd[0], inherit_fd); /* e.g. libcurl's, without CLOEXEC */
         execve("/proc/self/exe", argv, envp);
         _exit(127);
     }

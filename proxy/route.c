@@ -98,10 +98,6 @@ int tf_route_finish(struct tf_route_table *t, bool have_app, bool have_upstream,
 const struct tf_route *tf_route_find(const struct tf_route_table *t, const char *target,
                                      const char **rest)
 {
-    if (!strncmp(target, "http://", 7) || !strncmp(target, "https://", 8)) {
-        const char *path = strchr(strstr(target, "//") + 2, '/'); /* absolute-form */
-        target = path ? path : "/";
-    }
     for (size_t i = 0; i < t->n; i++) {
         const struct tf_route *r = &t->routes[i];
         if (strncmp(target, r->prefix, r->prefix_len) != 0)

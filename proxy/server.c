@@ -164,6 +164,26 @@ static void set_remote(struct tf_request *req)
     }
 }
 
+/* An absolute-form target ("http://host/path?q", scheme in any case) as
+ * origin-form ("/path?q"), once, so routes, the profile path and the
+ * upstream all see the same thing. 0, or -1 on out of memory. */
+static int origin_form(struct tf_request *req)
+{
+    const char *t = req->target;
+    size_t skip = !strncasecmp(t, "http://", 7) ? 7 : !strncasecmp(t, "https://", 8) ? 8 : 0;
+    if (!skip)
+        return 0;
+    const char *path = t + skip + strcspn(t + skip, "/?");
+    size_t n = strlen(path) + 2;
+    char *copy = malloc(n);
+    if (!copy)
+        return -1;
+    snprintf(copy, n, "%s%s", *path == '/' ? "" : "/", path);
+    free(req->target);
+    req->target = copy;
+    return 0;
+}
+
 /* First call: everything up to the end of the headers. Returns 0 when the
  * request may go on, else the status to refuse it with. */
 static int take_headers(struct tf_request *req, const char *method, const char *version,
@@ -183,6 +203,8 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     int st = tf_check_target(req->target, method);
     if (st)
         return st;
+    if (origin_form(req) < 0)
+        return 500;
     struct header_walk w = { .req = req };
     tf_framing_init(&w.framing);
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, count_header, &w);
@@ -906,6 +928,12 @@ void tf_server_begin_stop(struct tf_server *server)
 int tf_server_in_flight(const struct tf_server *server)
 {
     return __atomic_load_n(&server->in_flight, __ATOMIC_SEQ_CST);
+}
+
+int tf_server_busy(const struct tf_server *server)
+{
+    return tf_server_in_flight(server) +
+           (server->mirror ? (int)tf_mirror_in_flight(server->mirror) : 0);
 }
 
 void tf_server_stop(struct tf_server *server)

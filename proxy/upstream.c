@@ -143,8 +143,10 @@ static void respond(struct transfer *t, uint64_t size)
     unsigned status = t->head.status;
     if (size == UINT64_MAX && t->head.content_length >= 0 && !t->head.transfer_encoding)
         size = (uint64_t)t->head.content_length;
-    if (req->is_head || status == 204 || status == 304)
-        size = req->is_head && t->head.content_length >= 0 ? (uint64_t)t->head.content_length : 0;
+    if (req->is_head) /* no body: the length of the one a GET would get, if known */
+        size = t->head.content_length >= 0 ? (uint64_t)t->head.content_length : UINT64_MAX;
+    else if (status == 204 || status == 304)
+        size = 0;
     struct MHD_Response *r = tf_request_stream_response(req, size);
     if (r)
         tf_response_head_apply(&t->head, r, req, t->up->cfg);
@@ -267,6 +269,7 @@ static CURLcode set_options(struct transfer *t)
     SET(CURLOPT_BUFFERSIZE, 64L * 1024L);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(cfg->upstream_connect_timeout * 1000 + 0.5));
     SET(CURLOPT_HTTP_CONTENT_DECODING, 0L);
+    SET(CURLOPT_PROXY, ""); /* never http_proxy from the environment */
     if (req->is_head) {
         SET(CURLOPT_NOBODY, 1L);
     } else if (req->has_body) {
@@ -482,7 +485,7 @@ static int check_timers(struct tf_upstream *up)
             else
                 waiting = true;
         }
-        if (idle_check && !t->paused && now - t->last_io > idle_max) {
+        if (idle_check && idle_max && !t->paused && now - t->last_io > idle_max) {
             t->timed_out = true;
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);
         }

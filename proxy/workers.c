@@ -17,6 +17,7 @@
 #include "proxy/fetch.h"
 
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
+#define RETRY_US 5000000u         /* a dead worker whose replacement failed: try again */
 
 struct generation;
 
@@ -51,24 +52,21 @@ struct tf_workers {
     unsigned next_number;
     struct timespec checked_since; /* files changed after this start a reload */
     uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
+    uint64_t last_attempt;         /* monotonic us of the last reload */
 };
 
 /* --- spawning -------------------------------------------------------------- */
 
-static void random_token(char *out, size_t cap)
+/* 16 random bytes as hex; -1 when the system has no randomness to give. */
+static int random_token(char *out, size_t cap)
 {
     unsigned char raw[16];
-    FILE *f = fopen("/dev/urandom", "rb");
-    if (!f || fread(raw, 1, sizeof(raw), f) != sizeof(raw)) { /* never expected */
-        uint64_t t = tf_now_us() ^ ((uint64_t)getpid() << 32);
-        memcpy(raw, &t, sizeof(t));
-        memcpy(raw + 8, &t, sizeof(t));
-    }
-    if (f)
-        fclose(f);
+    if (tf_random_bytes(raw, sizeof(raw)) < 0)
+        return -1;
     size_t n = 0;
     for (size_t i = 0; i < sizeof(raw) && n + 3 < cap; i++)
         n += (size_t)snprintf(out + n, cap - n, "%02x", raw[i]);
+    return 0;
 }
 
 static void kill_and_reap(struct generation *g)
@@ -291,6 +289,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     tf_log_info("reload: %s; starting %u new worker%s", why, w->cfg->workers,
                 w->cfg->workers > 1 ? "s" : "");
     mark_checked(w); /* what changes from now on starts the next reload */
+    w->last_attempt = tf_now_us();
     struct generation *g = spawn_generation(w, err, sizeof(err));
     if (!g) {
         tf_log_error("reload failed: %s; the running workers keep serving", err);
@@ -354,6 +353,14 @@ static void retire(struct tf_workers *w)
     }
 }
 
+static bool has_dead_worker(const struct generation *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (g->workers[i].exited)
+            return true;
+    return false;
+}
+
 void tf_workers_tick(struct tf_workers *w)
 {
     int status;
@@ -374,6 +381,9 @@ void tf_workers_tick(struct tf_workers *w)
         }
     }
     retire(w);
+    if (!why[0] && w->current && has_dead_worker(w->current) &&
+        tf_now_us() - w->last_attempt >= RETRY_US)
+        snprintf(why, sizeof(why), "a worker is still missing after a failed restart");
     if (!why[0] && w->cfg->reload && w->current)
         something_changed(w, w->current, why, sizeof(why));
     if (why[0])
@@ -399,7 +409,11 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     pthread_mutex_init(&w->lock, NULL);
     snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
     memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
-    random_token(w->secret_env + 15, sizeof(w->secret_env) - 15);
+    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0) {
+        free(w->argv);
+        free(w);
+        return NULL;
+    }
     return w;
 }
 

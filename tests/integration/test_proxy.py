@@ -123,9 +123,12 @@ def closed_port():
 
 def wait_for(pred, timeout=10):
     deadline = time.monotonic() + timeout
-    while not pred() and time.monotonic() < deadline:
+    while True:
+        if pred():  # evaluated once per round: a true result is not re-asked
+            return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.05)
-    return pred()
 
 
 # --- routing ---------------------------------------------------------------
@@ -544,6 +547,9 @@ INVALID = {
     "obs_fold": b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
     "bare_lf": b"HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\nContent-Length: 2\r\n\r\nok",
     "bare_cr": b"HTTP/1.1 200 OK\r\nX-A: a\rX-B: b\r\nContent-Length: 2\r\n\r\nok",
+    "gzip_coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip",
+    "huge_head": b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 17000 + b"\r\nContent-Length: 2\r\n\r\nok",
+    "status_2000": b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
     "nul": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
     "garbage": b"garbage\r\n\r\n",
     "nothing": b"",
@@ -645,8 +651,15 @@ def test_pin_keeps_one_upstream_connection_per_client(tracfront, upstream):
     assert json.loads(a.getresponse().read())["conn"] == seen["a"][0]
     a.close()
     b.close()
-    # the upstream connections close with their client connections (1 = the stats query)
-    assert wait_for(lambda: up.stats()["open"] == 1), up.stats()
+    # the upstream connections close with their client connections. Asked on
+    # one kept-alive connection, so "open" counts it and nothing else.
+    probe = http.client.HTTPConnection("127.0.0.1", up.port, timeout=10)
+
+    def still_open():
+        probe.request("GET", "/__stats")
+        return json.loads(probe.getresponse().read())["open"]
+    assert wait_for(lambda: still_open() == 1), still_open()
+    probe.close()
 
 
 # --- logs and profiler ---------------------------------------------------------
@@ -673,3 +686,29 @@ def test_latency_profile_records_upstream_backend(tracfront, upstream):
         return by
     assert wait_for(lambda: counts().get("upstream") == 3), counts()
     assert counts().get("wsgi") == 1
+
+
+# --- edge cases found in review -------------------------------------------------
+
+def test_absolute_form_target_is_sent_as_origin_form(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    doc = echo(srv, "HTTP://evil.example/echo/abs?q=1")  # scheme in any case
+    assert doc["target"] == "/echo/abs?q=1", doc["target"]
+    r, body = request(srv, "GET", "http://evil.example/__profile__/api/latency")
+    assert r.status == 200 and b'"routes"' in body  # tracfront's own page, not the upstream's
+
+
+def test_location_keeps_an_unmapped_prefix_once(tracfront, upstream):
+    # the target is not mapped (no path in --upstream): the prefix is not added again
+    srv, up = proxy(tracfront, upstream, *HELLO, "--route", "/status=upstream")
+    loc = up.url.rstrip("/") + "/status/next"
+    r, _ = request(srv, "GET", "/status/302?location=" + urllib.parse.quote(loc, safe=""))
+    assert r.status == 302
+    assert r.getheader("Location") == "/status/next"
+
+
+def test_head_of_a_chunked_resource_claims_no_zero_length(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    r, body = request(srv, "HEAD", "/bytes?n=5000&chunked=1")
+    assert r.status == 200 and body == b""
+    assert r.getheader("Content-Length") != "0"

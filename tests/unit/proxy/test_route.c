@@ -37,8 +37,6 @@ static void test_longest_prefix_on_segment_boundaries(void **state)
     assert_string_equal(kind_of(&t, "/chrome/x.css", &rest), "static");
     assert_string_equal(rest, "/x.css");
     assert_string_equal(kind_of(&t, "/chromex", &rest), "app");
-    assert_string_equal(kind_of(&t, "http://h/a/z", &rest), "upstream"); /* absolute-form */
-    assert_string_equal(rest, "/z");
     tf_route_table_free(&t);
 }
 
