@@ -99,9 +99,10 @@ static void quiesce(struct tf_workers *w, struct generation *g)
     char path[4200];
     snprintf(path, sizeof(path), "%s/quiesce", w->cfg->profile_path);
     for (unsigned i = 0; i < g->n; i++) {
+        if (g->workers[i].exited)
+            continue;
         struct tf_fetched f;
-        if (!g->workers[i].exited && (tf_fetch(g->workers[i].origin, "POST", path, &f) < 0 ||
-                                      f.status != 303))
+        if (tf_fetch(g->workers[i].origin, "POST", path, &f) < 0 || f.status != 303)
             tf_log_error("reload: worker %d did not confirm it stopped accepting (status %u)",
                          (int)g->workers[i].pid, f.status);
         tf_fetched_free(&f);
