@@ -12,6 +12,17 @@ void tf_framing_init(struct tf_framing *f)
     f->content_length = -1;
 }
 
+int tf_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool tf_secret_equal(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -38,6 +38,9 @@ bool tf_is_token(const char *s, size_t len);
 /* A field value: no control characters but HTAB (so no CR, LF or NUL). */
 bool tf_is_field_value(const char *v, size_t len);
 
+/* The value of one hex digit, or -1. */
+int tf_hex_value(char c);
+
 /* Compare a secret in time independent of where the strings differ. */
 bool tf_secret_equal(const char *a, const char *b);
 

@@ -4,6 +4,7 @@
  * Python nor an upstream. It must never open anything that is not a regular
  * file under the directory once symlinks are resolved, and never list one. */
 #include "proxy/static.h"
+#include "proxy/http_check.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,17 +54,6 @@ static const struct {
 
 /* --- the path: decode, check, resolve, open ------------------------------ */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode raw into out (cap bytes). -1 for anything that could name
  * another path than it shows: %00, an encoded '/', a backslash (raw or
  * encoded), a malformed escape, or a result that does not fit. */
@@ -73,7 +63,7 @@ static int decode_path(const char *raw, char *out, size_t cap)
     for (const char *p = raw; *p; p++) {
         int c = (unsigned char)*p;
         if (c == '%') {
-            int hi = hex_value(p[1]), lo = hi < 0 ? -1 : hex_value(p[2]);
+            int hi = tf_hex_value(p[1]), lo = hi < 0 ? -1 : tf_hex_value(p[2]);
             if (lo < 0)
                 return -1;
             c = hi * 16 + lo;

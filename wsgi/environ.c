@@ -5,6 +5,7 @@
 #include <Python.h>
 
 #include "wsgi/environ.h"
+#include "proxy/http_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,24 +33,13 @@ enum wsgi_header_kind wsgi_cgi_name(const char *name, size_t len, char *out, siz
     return WSGI_HEADER_HTTP;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 size_t wsgi_percent_decode(const char *in, size_t len, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         int hi, lo;
         if (in[i] == '%' && i + 2 < len &&
-            (hi = hexval(in[i + 1])) >= 0 && (lo = hexval(in[i + 2])) >= 0) {
+            (hi = tf_hex_value(in[i + 1])) >= 0 && (lo = tf_hex_value(in[i + 2])) >= 0) {
             out[o++] = (char)(hi * 16 + lo);
             i += 2;
         } else {
