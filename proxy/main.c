@@ -140,7 +140,8 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
         return NULL;
     }
     struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
-                                       .relay_port = env_port("TF_FRONT_CONTROL") };
+                                       .relay_port = env_port("TF_FRONT_CONTROL"),
+                                       .shared = true };
     fcntl(shared.fd, F_SETFD, FD_CLOEXEC); /* not for the programs the app runs */
     struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
     if (!server) {

@@ -3,9 +3,14 @@
  * (spool upload data) → DISPATCHED (connection suspended, backend working) →
  * RESPONDED. Per-request state is released in exactly one place, the
  * request-completed callback. This file never touches Python. */
+#define _GNU_SOURCE /* accept4, pipe2 */
 #include "proxy/server.h"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -43,6 +48,10 @@ struct tf_server {
     struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */
     unsigned relay_port;            /* a worker: its front's profile pages, on this port */
     int quiesced;                   /* atomic: a worker stepping down stops accepting */
+    int open_connections;           /* atomic: client connections open now */
+    int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
+    int acceptor_wake[2];           /* a byte here ends the acceptor */
+    pthread_t acceptor;
     struct tf_server *twin;         /* a worker's control server: its public one (main thread
                                        sets it before the front can ask to quiesce) */
     unsigned port;                  /* read-only after start */
@@ -676,6 +685,8 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
 {
     (void)connection;
     struct tf_server *server = cls;
+    __atomic_add_fetch(&server->open_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1,
+                       __ATOMIC_RELAXED);
     if (!server->backends->pins)
         return;
     if (code == MHD_CONNECTION_NOTIFY_STARTED)
@@ -771,6 +782,8 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     return tf_server_start_on(cfg, backends, &bind_it, err, errlen);
 }
 
+static void *acceptor(void *arg);
+
 struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                                      const struct tf_backends *backends,
                                      const struct tf_server_socket *sock, char *err, size_t errlen)
@@ -804,6 +817,9 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    server->shared_fd = sock->shared ? sock->fd : -1;
+    if (sock->shared) /* our acceptor takes the connections (see acceptor()) */
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     unsigned io_threads = sock->io_threads ? sock->io_threads
@@ -811,8 +827,10 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     server->daemon = MHD_start_daemon(
         flags, 0, on_accept, server, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        sock->fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
-        sock->fd >= 0 ? (intptr_t)sock->fd : (intptr_t)(struct sockaddr *)&ss,
+        sock->shared ? MHD_OPTION_LISTEN_BACKLOG_SIZE
+                     : sock->fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
+        sock->shared ? (intptr_t)1024
+                     : sock->fd >= 0 ? (intptr_t)sock->fd : (intptr_t)(struct sockaddr *)&ss,
         /* one I/O thread: no pool (the backlog option stands in, with its own value) */
         io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_LISTEN_BACKLOG_SIZE,
         io_threads > 1 ? io_threads : 1024u,
@@ -830,6 +848,15 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                  "address of this machine?)", cfg->listen_host, cfg->listen_port);
         tf_auth_free(server->auth);
         tf_mirror_free(server->mirror);
+        free(server->profile_allow);
+        free(server);
+        return NULL;
+    }
+    if (sock->shared && (pipe2(server->acceptor_wake, O_CLOEXEC) < 0 ||
+                         pthread_create(&server->acceptor, NULL, acceptor, server) != 0)) {
+        snprintf(err, errlen, "cannot start the worker's acceptor thread");
+        MHD_stop_daemon(server->daemon);
+        tf_auth_free(server->auth);
         free(server->profile_allow);
         free(server);
         return NULL;
@@ -908,11 +935,40 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
     return fd;
 }
 
+/* A worker's acceptor: the workers share one listening socket, and the
+ * least busy should win each new connection (keep-alive connections stay
+ * where they land), so a worker waits a little per connection it already
+ * has before taking one. The socket stays open when it stops. */
+static void *acceptor(void *arg)
+{
+    struct tf_server *server = arg;
+    struct pollfd p[2] = { { .fd = server->shared_fd, .events = POLLIN },
+                           { .fd = server->acceptor_wake[0], .events = POLLIN } };
+    while (!__atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) {
+        if (poll(p, 2, -1) <= 0 || p[1].revents)
+            continue; /* EINTR, or woken to stop (checked above) */
+        int open = __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED);
+        if (open > 0)
+            usleep((useconds_t)(open < 20 ? open : 20) * 100u);
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
+                         SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) /* libmicrohttpd closes it if it cannot take it */
+            MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len);
+    }
+    return NULL;
+}
+
 int tf_server_quiesce(struct tf_server *server)
 {
-    if (__atomic_exchange_n(&server->quiesced, 1, __ATOMIC_SEQ_CST))
-        return -1; /* already */
-    return (int)MHD_quiesce_daemon(server->daemon); /* the socket stays open for the others */
+    if (server->shared_fd < 0 || __atomic_exchange_n(&server->quiesced, 1, __ATOMIC_SEQ_CST))
+        return -1; /* not a worker's public server, or already */
+    if (write(server->acceptor_wake[1], "q", 1) != 1) { /* the pipe is empty: cannot fail */ }
+    pthread_join(server->acceptor, NULL);
+    close(server->acceptor_wake[0]);
+    close(server->acceptor_wake[1]);
+    return 0;
 }
 
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)
@@ -940,6 +996,7 @@ void tf_server_stop(struct tf_server *server)
 {
     if (!server)
         return;
+    tf_server_quiesce(server); /* a worker's acceptor, if still running */
     MHD_stop_daemon(server->daemon);
     tf_auth_free(server->auth);
     tf_mirror_free(server->mirror);

@@ -42,6 +42,8 @@ struct tf_server_socket {
     int fd;                  /* a listening socket to use (shared with other processes), or -1 */
     unsigned io_threads;     /* 0: --io-threads */
     unsigned relay_port;     /* a worker: profile pages are its front's, on this loopback port */
+    bool shared;             /* fd is shared by the workers: take connections from it with
+                                an acceptor thread that can stop (tf_server_quiesce) */
     bool control;            /* a loopback port between a front and its workers: the
                                 profile is open to loopback whatever --profile-allow says */
 };
@@ -53,7 +55,8 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                                      const struct tf_backends *backends,
                                      const struct tf_server_socket *sock, char *err, size_t errlen);
 /* A worker stepping down: stop accepting (the shared socket stays open for
- * the other workers); connections already open are served. Returns the fd. */
+ * the other workers); connections already open are served. 0, or -1 when
+ * not a shared socket's server or already done. */
 int tf_server_quiesce(struct tf_server *server);
 /* A worker: POST <profile>/quiesce on its control server quiesces public. */
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server);
