@@ -186,8 +186,8 @@ static int run_front(struct tf_config *cfg, char **argv)
     tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
                 cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
+    tf_server_stop(control); /* first: its pages ask the workers' list */
     tf_workers_stop(workers, cfg->graceful_timeout + 1);
-    tf_server_stop(control);
     close(fd);
     tf_log_info("stopped");
     return 0;
@@ -278,8 +278,7 @@ static int run_server(struct tf_config *cfg)
         tf_log_error("requests still running after --graceful-timeout; exiting without them");
         if (pool)
             wsgi_interp_stop(false);
-        tf_log_close();
-        _exit(0);
+        _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
     }
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */

@@ -14,7 +14,8 @@ struct tf_mirror {
     const struct tf_config *cfg;
     const struct tf_backends *backends;
     enum tf_backend_kind primary;
-    unsigned in_flight;             /* atomic: copies not yet ended */
+    unsigned in_flight;             /* atomic: copies not yet ended (the --mirror-queue bound) */
+    unsigned pairs;                 /* atomic: pairs not yet recorded (a stop waits for them) */
 };
 
 struct pair {
@@ -45,7 +46,7 @@ void tf_mirror_free(struct tf_mirror *m)
 
 unsigned tf_mirror_in_flight(const struct tf_mirror *m)
 {
-    return __atomic_load_n(&m->in_flight, __ATOMIC_RELAXED);
+    return __atomic_load_n(&m->pairs, __ATOMIC_ACQUIRE);
 }
 
 enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
@@ -79,10 +80,12 @@ static void tap_done(struct tf_tap *tap)
     struct prof_compare_side primary, copy;
     side(&primary, &p->primary, p->t_start);
     side(&copy, &p->copy, p->t_start);
-    bool app_first = p->mirror->primary == TF_ROUTE_APP;
+    struct tf_mirror *m = p->mirror;
+    bool app_first = m->primary == TF_ROUTE_APP;
     prof_compare_record(p->method, p->target, app_first ? &primary : &copy,
                         app_first ? &copy : &primary);
     free_pair(p);
+    __atomic_sub_fetch(&m->pairs, 1, __ATOMIC_RELEASE); /* last touch of m */
 }
 
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
@@ -118,12 +121,14 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
     p->copy = (struct tf_tap){ .done = tap_done, .owner = p };
     req->tap = &p->primary;
     copy->tap = &p->copy;
+    __atomic_add_fetch(&m->pairs, 1, __ATOMIC_RELAXED);
     bool to_app = m->primary == TF_ROUTE_UPSTREAM;
     copy->backend = to_app ? 0 : 1; /* enum prof_backend: wsgi, upstream */
     tf_dispatch_fn to = to_app ? m->backends->app : m->backends->upstream;
     void *ctx = to_app ? m->backends->app_ctx : m->backends->upstream_ctx;
     if (to(ctx, copy) < 0) { /* that backend is full: a dropped copy, not a mismatch */
         copy->tap = req->tap = NULL;
+        __atomic_sub_fetch(&m->pairs, 1, __ATOMIC_RELAXED);
         tf_request_unref(copy);
         free_pair(p);
         __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);

@@ -24,7 +24,7 @@ enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m);
 /* I/O thread, before req is dispatched to the primary: tap it and send the
  * copy, when req is a GET or HEAD and the queue has room. */
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req);
-/* Copies not yet ended (a graceful stop waits for them too). */
+/* Pairs not yet recorded (a graceful stop waits for them too). */
 unsigned tf_mirror_in_flight(const struct tf_mirror *m);
 
 #endif

@@ -57,7 +57,7 @@ struct tf_server {
     unsigned port;                  /* read-only after start */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
-    const struct tf_profiler_controls *profiler; /* read-only after start; may be NULL */
+    const struct tf_profiler_controls *profiler; /* atomic: set once, maybe after start; may be NULL */
     struct tf_cidr *profile_allow;  /* read-only after start */
     size_t n_profile_allow;
     struct tf_auth *auth;           /* --basic-auth/--digest-auth, NULL = none; read-only
@@ -309,7 +309,7 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
 static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
                                        const char *action, size_t len)
 {
-    const struct tf_profiler_controls *p = server->profiler;
+    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (!same_origin(req))
         return reply(req, 403, "Cross-site request refused.", false);
     if (len == 6 && !strncmp(action, "/start", 6) && p)
@@ -320,8 +320,10 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         if (tf_server_save_profile(server) < 0)
             return reply(req, 500, "The profile files could not be written (see the error log).",
                          false);
-    } else if (len == 8 && !strncmp(action, "/quiesce", 8) && server->twin) {
-        tf_server_quiesce(server->twin); /* a worker's control port: its front reloads */
+    } else if (len == 8 && !strncmp(action, "/quiesce", 8) &&
+               __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
+        /* a worker's control port: its front reloads */
+        tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
     } else if (len == 6 && !strncmp(action, "/clear", 6)) {
         prof_latency_reset();
         prof_compare_reset();
@@ -402,7 +404,7 @@ static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request
         return reply(req, 405, "The profiler's pages take GET (and POST for its controls).",
                      false);
     int in_flight = tf_server_in_flight(server);
-    const struct tf_profiler_controls *p = server->profiler;
+    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (p && p->refresh) /* a front: add up the workers' latency first */
         in_flight = p->refresh();
     if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
@@ -728,6 +730,10 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (tf_log_access_enabled())
         write_access_log(req, now);
     if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
+        pthread_mutex_lock(&req->lock); /* the upstream thread writes its timings under it */
+        uint64_t up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
+                 up_total = req->upstream_total_us;
+        pthread_mutex_unlock(&req->lock);
         struct prof_sample sample = {
             .id = req->id, .method = req->method, .target = req->target,
             .backend = (enum prof_backend)req->backend,
@@ -735,9 +741,9 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,
-            .upstream_connect_us = req->upstream_connect_us,
-            .upstream_first_byte_us = req->upstream_first_byte_us,
-            .upstream_total_us = req->upstream_total_us,
+            .upstream_connect_us = up_connect,
+            .upstream_first_byte_us = up_first,
+            .upstream_total_us = up_total,
         };
         prof_latency_record(&sample);
     }
@@ -914,7 +920,7 @@ void tf_server_profile_shutdown(const struct tf_server *server)
 
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)
 {
-    server->profiler = c;
+    __atomic_store_n(&server->profiler, c, __ATOMIC_RELEASE); /* the page may be asked already */
 }
 
 unsigned tf_server_port(const struct tf_server *server)
@@ -973,7 +979,7 @@ int tf_server_quiesce(struct tf_server *server)
 
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)
 {
-    control->twin = public_server;
+    __atomic_store_n(&control->twin, public_server, __ATOMIC_RELEASE);
 }
 
 void tf_server_begin_stop(struct tf_server *server)

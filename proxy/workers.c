@@ -439,11 +439,13 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
 {
     if (!w)
         return;
+    pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
     if (w->current) {
         w->current->next = w->retired;
         w->retired = w->current;
         w->current = NULL;
     }
+    pthread_mutex_unlock(&w->lock);
     for (struct generation *g = w->retired; g; g = g->next)
         for (unsigned i = 0; i < g->n; i++)
             if (!g->workers[i].exited)
