@@ -1,10 +1,12 @@
 /* server.c — libmicrohttpd glue (see server.h). Per request the access
  * handler runs a small state machine: NEW (headers: check, collect) → BODY
  * (spool upload data) → DISPATCHED (connection suspended, backend working) →
- * RESPONDED. Per-request state is released in exactly one place, the
- * request-completed callback. This file never touches Python. */
+ * RESPONDED, and routes each request to its backend (the profiler's pages
+ * are in profile_pages.c). Per-request state is released in exactly one
+ * place, the request-completed callback. This file never touches Python. */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "proxy/server.h"
+#include "proxy/server_internal.h"
 
 #include <arpa/inet.h>
 #include <sys/socket.h>
@@ -22,47 +24,18 @@
 #include <unistd.h>
 
 #include "proxy/auth.h"
-#include "proxy/cidr.h"
-#include "proxy/fetch.h"
-#include "proxy/forward.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
 #include "proxy/platform.h"
 #include "proxy/static.h"
 #include "proxy/upstream.h"
-#include "profiler/compare.h"
 #include "profiler/latency.h"
-#include "profiler/text.h"
-
-enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 
 /* Bytes of an over-limit chunked body read and dropped before the
  * connection is cut instead of answered. */
 #define TF_DISCARD_MAX (16u * 1024u * 1024u)
 
-struct tf_server {
-    struct MHD_Daemon *daemon;      /* main thread: start/stop only */
-    const struct tf_config *cfg;    /* read-only */
-    const struct tf_backends *backends; /* read-only */
-    struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */
-    unsigned relay_port;            /* a worker: its front's profile pages, on this port */
-    int quiesced;                   /* atomic: a worker stepping down stops accepting */
-    int open_connections;           /* atomic: client connections open now */
-    int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
-    int acceptor_wake[2];           /* a byte here ends the acceptor */
-    pthread_t acceptor;
-    struct tf_server *twin;         /* a worker's control server: its public one (main thread
-                                       sets it before the front can ask to quiesce) */
-    unsigned port;                  /* read-only after start */
-    int in_flight;                  /* atomic; I/O threads: requests with complete headers */
-    int stopping;                   /* atomic; main thread sets it once */
-    const struct tf_profiler_controls *profiler; /* atomic: set once, maybe after start; may be NULL */
-    struct tf_cidr *profile_allow;  /* read-only after start */
-    size_t n_profile_allow;
-    struct tf_auth *auth;           /* --basic-auth/--digest-auth, NULL = none; read-only
-                                       pointer after start (tf_auth_check locks inside) */
-};
 
 static const char *reason_phrase(unsigned status)
 {
@@ -91,7 +64,7 @@ struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool
 }
 
 /* Answer with r now (final access-handler call); NULL (out of memory) closes. */
-static enum MHD_Result queue(struct tf_request *req, unsigned status, struct MHD_Response *r)
+enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r)
 {
     if (!r)
         return MHD_NO;
@@ -102,10 +75,10 @@ static enum MHD_Result queue(struct tf_request *req, unsigned status, struct MHD
     return ok;
 }
 
-static enum MHD_Result reply(struct tf_request *req, unsigned status, const char *detail,
-                             bool close)
+enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const char *detail,
+                                bool close)
 {
-    return queue(req, status, tf_error_response(status, detail, close, &req->bytes_out));
+    return tf_server_queue(req, status, tf_error_response(status, detail, close, &req->bytes_out));
 }
 
 /* --- collecting and checking headers ----------------------------------- */
@@ -231,271 +204,6 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     return 0;
 }
 
-/* --- the profiler's own pages -------------------------------------------- */
-
-/* Does the raw target name the profile path or something under it? Sets
- * *sub to the rest of the path ("" or "/metrics"). */
-static bool is_profile_path(const char *target, const char *profile, const char **sub)
-{
-    size_t n = strlen(profile);
-    if (strncmp(target, profile, n) != 0)
-        return false;
-    char next = target[n];
-    if (next != '\0' && next != '/' && next != '?')
-        return false;
-    *sub = target + n;
-    return true;
-}
-
-static bool profile_allowed(const struct tf_server *server, const struct tf_request *req)
-{
-    for (size_t i = 0; i < server->n_profile_allow; i++)
-        if (tf_cidr_match(&server->profile_allow[i], req->remote_addr))
-            return true;
-    return false;
-}
-
-/* --profile-allow, or loopback when none is given (always, on a control
- * port between a front and its workers). 0, or -1 on out of memory. */
-static int set_profile_allow(struct tf_server *server, const struct tf_config *cfg, bool control)
-{
-    static const char *const loopback[] = { "127.0.0.0/8", "::1" };
-    bool given = cfg->n_profile_allow && !control;
-    size_t n = given ? cfg->n_profile_allow : 2;
-    server->profile_allow = calloc(n, sizeof(*server->profile_allow));
-    if (!server->profile_allow)
-        return -1;
-    for (size_t i = 0; i < n; i++) /* checked by the config parser */
-        tf_cidr_parse(given ? cfg->profile_allow[i] : loopback[i],
-                      &server->profile_allow[server->n_profile_allow++]);
-    return 0;
-}
-
-/* A POST that changes the profiler must come from the profiler's own page:
- * browsers send Origin (or Sec-Fetch-Site) on cross-site form posts. */
-static bool same_origin(const struct tf_request *req)
-{
-    const char *site = tf_request_header(req, "Sec-Fetch-Site");
-    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
-        return false;
-    const char *origin = tf_request_header(req, "Origin");
-    if (!origin)
-        return true;
-    const char *host = tf_request_header(req, "Host");
-    return host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host);
-}
-
-static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *body,
-                                 size_t len, const char *type)
-{
-    if (!body)
-        return reply(req, 500, "Out of memory building the report.", false);
-    req->bytes_out = len;
-    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", type);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    req->status = status;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
-    MHD_destroy_response(r);
-    return ok;
-}
-
-/* POST start / stop / clear: act, then send the browser back to the page. */
-static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
-                                       const char *action, size_t len)
-{
-    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
-    if (!same_origin(req))
-        return reply(req, 403, "Cross-site request refused.", false);
-    if (len == 6 && !strncmp(action, "/start", 6) && p)
-        p->enable(true);
-    else if (len == 5 && !strncmp(action, "/stop", 5) && p)
-        p->enable(false);
-    else if (len == 5 && !strncmp(action, "/save", 5)) {
-        if (tf_server_save_profile(server) < 0)
-            return reply(req, 500, "The profile files could not be written (see the error log).",
-                         false);
-    } else if (len == 8 && !strncmp(action, "/quiesce", 8) &&
-               __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
-        /* a worker's control port: its front reloads */
-        tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
-    } else if (len == 6 && !strncmp(action, "/clear", 6)) {
-        prof_latency_reset();
-        prof_compare_reset();
-        if (p)
-            p->clear();
-    } else
-        return reply(req, 404, "No such profiler action.", false);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, "Location", server->cfg->profile_path);
-    req->status = 303;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, 303, r);
-    MHD_destroy_response(r);
-    return ok;
-}
-
-/* With --mirror the page links the comparison before the function table. */
-static char *compare_link(const char *profile_path, const char *table)
-{
-    struct prof_text t = { 0 };
-    prof_text_add(&t, "<h2>App vs upstream</h2><p><a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/compare\">Latency and answers compared, per route</a> (--mirror).</p>%s",
-                  table ? table : "");
-    return prof_text_finish(&t);
-}
-
-/* A worker passes profile pages to its front (which adds up every worker)
- * and sends back what it answered. */
-static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request *req)
-{
-    struct tf_fetched f = { 0 };
-    char origin[64];
-    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", server->relay_port);
-    if (tf_fetch(origin, req->method, req->target, &f) < 0 || !f.status) {
-        tf_fetched_free(&f);
-        return reply(req, 502, "The front process did not answer.", false);
-    }
-    req->bytes_out = f.len;
-    struct MHD_Response *r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        tf_fetched_free(&f);
-        return MHD_NO;
-    }
-    f.body = NULL;
-    if (f.content_type)
-        MHD_add_response_header(r, "Content-Type", f.content_type);
-    if (f.location)
-        MHD_add_response_header(r, "Location", f.location);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    req->status = f.status;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, f.status, r);
-    MHD_destroy_response(r);
-    tf_fetched_free(&f);
-    return ok;
-}
-
-/* Answer a request for the profile path (final access-handler call). */
-static enum MHD_Result serve_profile(struct tf_server *server, struct tf_request *req,
-                                     const char *sub)
-{
-    req->native = true;
-    if (!profile_allowed(server, req))
-        return reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
-                     false);
-    size_t len = strcspn(sub, "?");
-    if (server->relay_port) { /* a worker: the whole server's profile is its front's */
-        if (!strcmp(req->method, "POST") && !same_origin(req))
-            return reply(req, 403, "Cross-site request refused.", false);
-        return relay_profile(server, req);
-    }
-    if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
-        return control_profile(server, req, sub, len);
-    if (strcmp(req->method, "GET") != 0 && !req->is_head)
-        return reply(req, 405, "The profiler's pages take GET (and POST for its controls).",
-                     false);
-    int in_flight = tf_server_in_flight(server);
-    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
-    if (p && p->refresh) /* a front: add up the workers' latency first */
-        in_flight = p->refresh();
-    if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
-        char *body = prof_latency_dump(in_flight - 1); /* not counting this request */
-        return send_body(req, 200, body, body ? strlen(body) : 0, "text/plain; charset=utf-8");
-    }
-    const char *query = sub[len] == '?' ? sub + len + 1 : "";
-    if (len == 0 || (len == 1 && sub[0] == '/')) {
-        size_t n = 0;
-        char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
-        char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
-        char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
-        struct prof_text all = { 0 }; /* In flight first, then the rest */
-        prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
-        char *rest = prof_text_finish(&all);
-        char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
-                                              p && p->enabled(), rest) : NULL;
-        free(rest);
-        free(running);
-        free(table);
-        free(appendix);
-        return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
-    }
-    if (len == 8 && !strncmp(sub, "/request", 8) && p) {
-        const char *id = strstr(query, "id=");
-        size_t n = 0;
-        char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
-                                          server->cfg->profile_path, &n) : NULL;
-        if (!body)
-            return reply(req, 404, "No call tree was kept for that request (function profiling "
-                         "off, or not among the slowest).", false);
-        return send_body(req, 200, body, n, "text/html; charset=utf-8");
-    }
-    if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||
-         (len == 9 && !strncmp(sub, "/inflight", 9))) && p && p->inflight) {
-        size_t n = 0; /* /inflight: the page's HTML section alone (a front merges them) */
-        char *body = p->inflight(len == 13, &n);
-        return send_body(req, 200, body, n, len == 13 ? "application/json"
-                                                      : "text/html; charset=utf-8");
-    }
-    if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
-        size_t n = 0;
-        char *body = p->table(query, true, server->cfg->profile_path, &n);
-        return send_body(req, 200, body, n, "application/json");
-    }
-    if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
-                           (len == 12 && !strncmp(sub, "/api/compare", 12)))) {
-        const char *primary = tf_mirror_primary(server->mirror) == TF_ROUTE_APP ? "app" : "upstream";
-        bool json = len == 12;
-        char *body = json ? prof_compare_json(primary)
-                          : prof_compare_html(primary, server->cfg->profile_path);
-        return send_body(req, 200, body, body ? strlen(body) : 0,
-                         json ? "application/json" : "text/html; charset=utf-8");
-    }
-    if (len == 8 && !strncmp(sub, "/modules", 8) && p && p->modules) { /* for --reload */
-        size_t n = 0;
-        char *body = p->modules(&n);
-        return send_body(req, 200, body, n, "text/plain; charset=utf-8");
-    }
-    if (len == 8 && !strncmp(sub, "/metrics", 8)) {
-        char *body = prof_latency_prometheus(in_flight);
-        return send_body(req, 200, body, body ? strlen(body) : 0,
-                         "text/plain; version=0.0.4; charset=utf-8");
-    }
-    if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
-        char *body = prof_latency_json(in_flight);
-        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
-    }
-    if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
-        char *body = prof_latency_slowest_json();
-        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
-    }
-    static const struct {
-        const char *path, *format, *type;
-    } exports[] = {
-        { "/pstats", "pstats", "application/octet-stream" },
-        { "/collapsed", "collapsed", "text/plain; charset=utf-8" },
-        { "/speedscope.json", "speedscope", "application/json" },
-        { "/callgrind", "callgrind", "text/plain; charset=utf-8" },
-        { "/tree", "tree", "text/plain; charset=utf-8" }, /* for a front's merge */
-    };
-    for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
-        if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
-            continue;
-        size_t n = 0;
-        char *body = p->export(exports[i].format, &n);
-        return send_body(req, 200, body, n, exports[i].type);
-    }
-    return reply(req, 404, "No such profiler page.", false);
-}
-
 static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req,
                                 tf_dispatch_fn to, void *backend)
 {
@@ -529,7 +237,7 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     struct tf_static_answer a = { 0 };
     if (!path || tf_static_answer(req->route->dir, path, req, &a) < 0) {
         free(path);
-        return reply(req, 500, "Out of memory.", false);
+        return tf_server_reply(req, 500, "Out of memory.", false);
     }
     free(path);
     req->t_dispatched = tf_now_us();
@@ -553,7 +261,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         struct MHD_Response *challenge; /* tracd's login paths: who is this client? */
         unsigned st = tf_auth_check(server->auth, req, &challenge);
         if (st)
-            return queue(req, st, challenge);
+            return tf_server_queue(req, st, challenge);
     }
     if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
         kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
@@ -576,7 +284,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     case TF_ROUTE_NONE:
         break;
     }
-    return reply(req, 404, "No route serves this path.", false);
+    return tf_server_reply(req, 404, "No route serves this path.", false);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
@@ -598,10 +306,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         struct tf_framing framing;
         int st = take_headers(req, method, version, &framing);
         if (st)
-            return reply(req, (unsigned)st, NULL, true);
+            return tf_server_reply(req, (unsigned)st, NULL, true);
         uint64_t max = server->cfg->max_body;
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
-            return reply(req, 413, "The request body is larger than --max-body.", true);
+            return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
@@ -611,14 +319,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     case PHASE_BODY:
         if (*upload_data_size == 0) {
             if (req->body_too_large)
-                return reply(req, 413, "The request body is larger than --max-body.", true);
+                return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
             if (req->body_failed)
-                return reply(req, 500, "The request body could not be stored.", true);
+                return tf_server_reply(req, 500, "The request body could not be stored.", true);
             if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
-                return reply(req, 503, "The server is shutting down.", true);
+                return tf_server_reply(req, 503, "The server is shutting down.", true);
             const char *sub;
-            if (is_profile_path(req->target, server->cfg->profile_path, &sub))
-                return serve_profile(server, req, sub);
+            if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
+                return tf_profile_serve(server, req, sub);
             return route(server, req);
         }
         if (req->body_too_large ||
@@ -810,7 +518,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     server->relay_port = sock->relay_port;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
-    if (set_profile_allow(server, cfg, sock->control) < 0 ||
+    if (tf_profile_allow_init(server, cfg, sock->control) < 0 ||
         (sock->fd >= 0 ? getsockname(sock->fd, (struct sockaddr *)&ss, &sslen) < 0
                        : resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) ||
         (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0])) {
@@ -871,51 +579,6 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                                                            MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : cfg->listen_port;
     return server;
-}
-
-static int save_one(const struct tf_server *server, const char *path, const char *format)
-{
-    if (!path || !server->profiler)
-        return 0;
-    size_t len = 0;
-    char *data = server->profiler->export(format, &len);
-    if (!data) {
-        tf_log_error("profile: cannot build the %s export", format);
-        return -1;
-    }
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    bool ok = f && fwrite(data, 1, len, f) == len;
-    if (f && fclose(f) != 0)
-        ok = false;
-    free(data);
-    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
-        tf_log_error("profile: cannot write %s: %m", path);
-        unlink(tmp);
-        return -1;
-    }
-    tf_log_info("profile: wrote %s (%s)", path, format);
-    return 0;
-}
-
-int tf_server_save_profile(const struct tf_server *server)
-{
-    int a = save_one(server, server->cfg->profile_log, "pstats");
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind");
-    return a < 0 || b < 0 ? -1 : 0;
-}
-
-void tf_server_profile_shutdown(const struct tf_server *server)
-{
-    if (!server->cfg->profile_flush_at_shutdown) {
-        tf_server_save_profile(server);
-        return;
-    }
-    const char *files[] = { server->cfg->profile_log, server->cfg->profile_callgrind };
-    for (size_t i = 0; i < 2; i++)
-        if (files[i] && unlink(files[i]) == 0)
-            tf_log_info("profile: removed %s (--profile-flush-at-shutdown)", files[i]);
 }
 
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)

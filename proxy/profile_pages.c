@@ -1,0 +1,331 @@
+/* profile_pages.c — the profiler's own pages on the server (see
+ * server_internal.h): who may see them, the POST controls with their
+ * cross-site check, the HTML/JSON/exports through the profiler controls,
+ * the comparison of --mirror, and a worker relaying to its front. Answers
+ * on the I/O thread, in the final access-handler call; never touches Python
+ * (the controls do, on the Python side). */
+#include "proxy/server_internal.h"
+
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/cidr.h"
+#include "proxy/fetch.h"
+#include "proxy/log.h"
+#include "proxy/mirror.h"
+#include "profiler/compare.h"
+#include "profiler/latency.h"
+#include "profiler/text.h"
+
+/* Does the raw target name the profile path or something under it? Sets
+ * *sub to the rest of the path ("" or "/metrics"). */
+bool tf_profile_path_match(const char *target, const char *profile, const char **sub)
+{
+    size_t n = strlen(profile);
+    if (strncmp(target, profile, n) != 0)
+        return false;
+    char next = target[n];
+    if (next != '\0' && next != '/' && next != '?')
+        return false;
+    *sub = target + n;
+    return true;
+}
+
+static bool profile_allowed(const struct tf_server *server, const struct tf_request *req)
+{
+    for (size_t i = 0; i < server->n_profile_allow; i++)
+        if (tf_cidr_match(&server->profile_allow[i], req->remote_addr))
+            return true;
+    return false;
+}
+
+/* --profile-allow, or loopback when none is given (always, on a control
+ * port between a front and its workers). 0, or -1 on out of memory. */
+int tf_profile_allow_init(struct tf_server *server, const struct tf_config *cfg, bool control)
+{
+    static const char *const loopback[] = { "127.0.0.0/8", "::1" };
+    bool given = cfg->n_profile_allow && !control;
+    size_t n = given ? cfg->n_profile_allow : 2;
+    server->profile_allow = calloc(n, sizeof(*server->profile_allow));
+    if (!server->profile_allow)
+        return -1;
+    for (size_t i = 0; i < n; i++) /* checked by the config parser */
+        tf_cidr_parse(given ? cfg->profile_allow[i] : loopback[i],
+                      &server->profile_allow[server->n_profile_allow++]);
+    return 0;
+}
+
+/* A POST that changes the profiler must come from the profiler's own page:
+ * browsers send Origin (or Sec-Fetch-Site) on cross-site form posts. */
+static bool same_origin(const struct tf_request *req)
+{
+    const char *site = tf_request_header(req, "Sec-Fetch-Site");
+    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
+        return false;
+    const char *origin = tf_request_header(req, "Origin");
+    if (!origin)
+        return true;
+    const char *host = tf_request_header(req, "Host");
+    return host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host);
+}
+
+static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *body,
+                                 size_t len, const char *type)
+{
+    if (!body)
+        return tf_server_reply(req, 500, "Out of memory building the report.", false);
+    req->bytes_out = len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    req->status = status;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* POST start / stop / clear: act, then send the browser back to the page. */
+static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
+                                       const char *action, size_t len)
+{
+    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
+    if (!same_origin(req))
+        return tf_server_reply(req, 403, "Cross-site request refused.", false);
+    if (len == 6 && !strncmp(action, "/start", 6) && p)
+        p->enable(true);
+    else if (len == 5 && !strncmp(action, "/stop", 5) && p)
+        p->enable(false);
+    else if (len == 5 && !strncmp(action, "/save", 5)) {
+        if (tf_server_save_profile(server) < 0)
+            return tf_server_reply(req, 500, "The profile files could not be written (see the error log).",
+                         false);
+    } else if (len == 8 && !strncmp(action, "/quiesce", 8) &&
+               __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
+        /* a worker's control port: its front reloads */
+        tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
+    } else if (len == 6 && !strncmp(action, "/clear", 6)) {
+        prof_latency_reset();
+        prof_compare_reset();
+        if (p)
+            p->clear();
+    } else
+        return tf_server_reply(req, 404, "No such profiler action.", false);
+    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Location", server->cfg->profile_path);
+    req->status = 303;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, 303, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* With --mirror the page links the comparison before the function table. */
+static char *compare_link(const char *profile_path, const char *table)
+{
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "<h2>App vs upstream</h2><p><a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "/compare\">Latency and answers compared, per route</a> (--mirror).</p>%s",
+                  table ? table : "");
+    return prof_text_finish(&t);
+}
+
+/* A worker passes profile pages to its front (which adds up every worker)
+ * and sends back what it answered. */
+static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request *req)
+{
+    struct tf_fetched f = { 0 };
+    char origin[64];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", server->relay_port);
+    if (tf_fetch(origin, req->method, req->target, &f) < 0 || !f.status) {
+        tf_fetched_free(&f);
+        return tf_server_reply(req, 502, "The front process did not answer.", false);
+    }
+    req->bytes_out = f.len;
+    struct MHD_Response *r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        tf_fetched_free(&f);
+        return MHD_NO;
+    }
+    f.body = NULL;
+    if (f.content_type)
+        MHD_add_response_header(r, "Content-Type", f.content_type);
+    if (f.location)
+        MHD_add_response_header(r, "Location", f.location);
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    req->status = f.status;
+    req->phase = PHASE_RESPONDED;
+    enum MHD_Result ok = MHD_queue_response(req->connection, f.status, r);
+    MHD_destroy_response(r);
+    tf_fetched_free(&f);
+    return ok;
+}
+
+/* Answer a request for the profile path (final access-handler call). */
+enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
+                                     const char *sub)
+{
+    req->native = true;
+    if (!profile_allowed(server, req))
+        return tf_server_reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
+                     false);
+    size_t len = strcspn(sub, "?");
+    if (server->relay_port) { /* a worker: the whole server's profile is its front's */
+        if (!strcmp(req->method, "POST") && !same_origin(req))
+            return tf_server_reply(req, 403, "Cross-site request refused.", false);
+        return relay_profile(server, req);
+    }
+    if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
+        return control_profile(server, req, sub, len);
+    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+        return tf_server_reply(req, 405, "The profiler's pages take GET (and POST for its controls).",
+                     false);
+    int in_flight = tf_server_in_flight(server);
+    const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
+    if (p && p->refresh) /* a front: add up the workers' latency first */
+        in_flight = p->refresh();
+    if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
+        char *body = prof_latency_dump(in_flight - 1); /* not counting this request */
+        return send_body(req, 200, body, body ? strlen(body) : 0, "text/plain; charset=utf-8");
+    }
+    const char *query = sub[len] == '?' ? sub + len + 1 : "";
+    if (len == 0 || (len == 1 && sub[0] == '/')) {
+        size_t n = 0;
+        char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
+        char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
+        char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
+        struct prof_text all = { 0 }; /* In flight first, then the rest */
+        prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
+        char *rest = prof_text_finish(&all);
+        char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
+                                              p && p->enabled(), rest) : NULL;
+        free(rest);
+        free(running);
+        free(table);
+        free(appendix);
+        return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
+    }
+    if (len == 8 && !strncmp(sub, "/request", 8) && p) {
+        const char *id = strstr(query, "id=");
+        size_t n = 0;
+        char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
+                                          server->cfg->profile_path, &n) : NULL;
+        if (!body)
+            return tf_server_reply(req, 404, "No call tree was kept for that request (function profiling "
+                         "off, or not among the slowest).", false);
+        return send_body(req, 200, body, n, "text/html; charset=utf-8");
+    }
+    if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||
+         (len == 9 && !strncmp(sub, "/inflight", 9))) && p && p->inflight) {
+        size_t n = 0; /* /inflight: the page's HTML section alone (a front merges them) */
+        char *body = p->inflight(len == 13, &n);
+        return send_body(req, 200, body, n, len == 13 ? "application/json"
+                                                      : "text/html; charset=utf-8");
+    }
+    if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
+        size_t n = 0;
+        char *body = p->table(query, true, server->cfg->profile_path, &n);
+        return send_body(req, 200, body, n, "application/json");
+    }
+    if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
+                           (len == 12 && !strncmp(sub, "/api/compare", 12)))) {
+        const char *primary = tf_mirror_primary(server->mirror) == TF_ROUTE_APP ? "app" : "upstream";
+        bool json = len == 12;
+        char *body = json ? prof_compare_json(primary)
+                          : prof_compare_html(primary, server->cfg->profile_path);
+        return send_body(req, 200, body, body ? strlen(body) : 0,
+                         json ? "application/json" : "text/html; charset=utf-8");
+    }
+    if (len == 8 && !strncmp(sub, "/modules", 8) && p && p->modules) { /* for --reload */
+        size_t n = 0;
+        char *body = p->modules(&n);
+        return send_body(req, 200, body, n, "text/plain; charset=utf-8");
+    }
+    if (len == 8 && !strncmp(sub, "/metrics", 8)) {
+        char *body = prof_latency_prometheus(in_flight);
+        return send_body(req, 200, body, body ? strlen(body) : 0,
+                         "text/plain; version=0.0.4; charset=utf-8");
+    }
+    if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
+        char *body = prof_latency_json(in_flight);
+        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    }
+    if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
+        char *body = prof_latency_slowest_json();
+        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    }
+    static const struct {
+        const char *path, *format, *type;
+    } exports[] = {
+        { "/pstats", "pstats", "application/octet-stream" },
+        { "/collapsed", "collapsed", "text/plain; charset=utf-8" },
+        { "/speedscope.json", "speedscope", "application/json" },
+        { "/callgrind", "callgrind", "text/plain; charset=utf-8" },
+        { "/tree", "tree", "text/plain; charset=utf-8" }, /* for a front's merge */
+    };
+    for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
+        if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
+            continue;
+        size_t n = 0;
+        char *body = p->export(exports[i].format, &n);
+        return send_body(req, 200, body, n, exports[i].type);
+    }
+    return tf_server_reply(req, 404, "No such profiler page.", false);
+}
+
+
+static int save_one(const struct tf_server *server, const char *path, const char *format)
+{
+    if (!path || !server->profiler)
+        return 0;
+    size_t len = 0;
+    char *data = server->profiler->export(format, &len);
+    if (!data) {
+        tf_log_error("profile: cannot build the %s export", format);
+        return -1;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    free(data);
+    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
+        tf_log_error("profile: cannot write %s: %m", path);
+        unlink(tmp);
+        return -1;
+    }
+    tf_log_info("profile: wrote %s (%s)", path, format);
+    return 0;
+}
+
+int tf_server_save_profile(const struct tf_server *server)
+{
+    int a = save_one(server, server->cfg->profile_log, "pstats");
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind");
+    return a < 0 || b < 0 ? -1 : 0;
+}
+
+void tf_server_profile_shutdown(const struct tf_server *server)
+{
+    if (!server->cfg->profile_flush_at_shutdown) {
+        tf_server_save_profile(server);
+        return;
+    }
+    const char *files[] = { server->cfg->profile_log, server->cfg->profile_callgrind };
+    for (size_t i = 0; i < 2; i++)
+        if (files[i] && unlink(files[i]) == 0)
+            tf_log_info("profile: removed %s (--profile-flush-at-shutdown)", files[i]);
+}
+

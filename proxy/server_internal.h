@@ -1,0 +1,55 @@
+/* server_internal.h — the server's state, shared by the files that make up
+ * the server (server.c: libmicrohttpd glue and routing; profile_pages.c:
+ * the profiler's pages). Nothing outside proxy/server*.c and
+ * proxy/profile_pages.c includes it. */
+#ifndef TF_SERVER_INTERNAL_H
+#define TF_SERVER_INTERNAL_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "proxy/server.h"
+
+enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
+
+struct tf_server {
+    struct MHD_Daemon *daemon;      /* main thread: start/stop only */
+    const struct tf_config *cfg;    /* read-only */
+    const struct tf_backends *backends; /* read-only */
+    struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */
+    unsigned relay_port;            /* a worker: its front's profile pages, on this port */
+    int quiesced;                   /* atomic: a worker stepping down stops accepting */
+    int open_connections;           /* atomic: client connections open now */
+    int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
+    int acceptor_wake[2];           /* a byte here ends the acceptor */
+    pthread_t acceptor;
+    struct tf_server *twin;         /* a worker's control server: its public one (main thread
+                                       sets it before the front can ask to quiesce) */
+    unsigned port;                  /* read-only after start */
+    int in_flight;                  /* atomic; I/O threads: requests with complete headers */
+    int stopping;                   /* atomic; main thread sets it once */
+    const struct tf_profiler_controls *profiler; /* atomic: set once, maybe after start; may be NULL */
+    struct tf_cidr *profile_allow;  /* read-only after start */
+    size_t n_profile_allow;
+    struct tf_auth *auth;           /* --basic-auth/--digest-auth, NULL = none; read-only
+                                       pointer after start (tf_auth_check locks inside) */
+};
+
+/* Queue r (taken) as the answer to req; MHD_NO when r is NULL. */
+enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r);
+/* Answer with a short text error (tf_error_response). */
+enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const char *detail,
+                                bool close);
+
+/* Does the raw target name the profile path or something under it? *sub is
+ * the rest ("" or "/metrics?x"). */
+bool tf_profile_path_match(const char *target, const char *profile, const char **sub);
+/* Answer a request for the profile path (final access-handler call). */
+enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
+                                 const char *sub);
+/* --profile-allow, or loopback when none is given (always on a control
+ * port). 0, or -1 on out of memory. */
+int tf_profile_allow_init(struct tf_server *server, const struct tf_config *cfg, bool control);
+
+#endif
