@@ -131,7 +131,7 @@ static void tap_feed(struct tf_tap *tap, const char *data, size_t len)
 
 void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
 {
-    if (req->tap)
+    if (req->tap && !req->tap_ended) /* the producer's thread ends it: no lock needed */
         tap_feed(req->tap, data, len);
 }
 
@@ -350,7 +350,7 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
                     bool *over_high)
 {
     *over_high = false;
-    if (req->tap)
+    if (req->tap && !req->tap_ended) /* ended (answered without a stream): its pair is gone */
         tap_feed(req->tap, data, len); /* one producer: no lock needed */
     if (!req->connection) /* detached: the tap is the only reader */
         return 0;
