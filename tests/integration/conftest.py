@@ -78,6 +78,15 @@ class Server:
         return self.proc.returncode
 
 
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def start_server(workdir, *args, env=None, expect_fail=False, timeout=30):
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,11 @@ with numeric timings and ratios, status differences are marked, and a base
 that refuses connections is reported per path, without a traceback."""
 import json
 import re
-import socket
 import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, closed_port
 
 SCRIPT = ROOT / "scripts" / "compare"
 PATHS = ["/", "/a", "/b/c?x=1", "/differ-status"]
@@ -73,14 +72,6 @@ def test_json_and_status_mismatch(tracfront, urls):
     table = run(urls, base(a), base(b), "--rounds", "1", "--warmup", "0").stdout
     row = next(line for line in table.splitlines() if line.startswith("/differ-status"))
     assert re.search(r"200 404 !$", row), row
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def test_connection_refused_is_reported_per_path(tracfront, urls):

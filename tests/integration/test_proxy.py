@@ -17,6 +17,8 @@ import urllib.parse
 import pytest
 import requests
 
+from conftest import closed_port
+
 HELLO = ("--app", "hello:application")
 HELLO_BODY = b"Hello, World!\n"
 PATTERN = bytes(range(251))
@@ -111,14 +113,6 @@ def log_text(srv):
         return srv.error_log
     except FileNotFoundError:
         return ""
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(pred, timeout=10):
