@@ -7,11 +7,12 @@
 #include <marshal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "profiler/calltree.h"
+#include "profiler/clock.h"
 #include "profiler/export.h"
 #include "profiler/flame.h"
+#include "profiler/frame_hook.h"
 #include "profiler/functable.h"
 #include "profiler/text.h"
 #include "profiler/treeio.h"
@@ -50,6 +51,8 @@ static size_t node_cap = 200000;
 static int enabled; /* atomic */
 static struct kept_tree *kept; /* guarded by the GIL; kept_cap slots */
 static unsigned kept_cap;
+static bool with_builtins = true; /* PyEval_SetProfile; else the frame hook */
+static unsigned collectors_alive; /* guarded by the GIL */
 
 /* GIL held: the accumulated tree, initialised on first use. */
 static struct prof_tree *accumulated_tree(void)
@@ -61,8 +64,11 @@ static struct prof_tree *accumulated_tree(void)
     return &accumulated;
 }
 
-void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest)
+void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
+                         bool builtins)
 {
+    prof_clock_init();
+    with_builtins = builtins;
     node_cap = max_nodes;
     discard_next = discard_first;
     kept = keep_slowest ? calloc(keep_slowest, sizeof(*kept)) : NULL;
@@ -104,13 +110,6 @@ void prof_hook_enable(bool on)
 bool prof_hook_enabled(void)
 {
     return __atomic_load_n(&enabled, __ATOMIC_RELAXED) != 0;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* repr(getattr(type(self), name)) without the private _PyType_Lookup: walk
@@ -163,7 +162,7 @@ static PyObject *builtin_name(PyCFunctionObject *fn)
 
 static void enter(struct collector *c, const void *key, PyObject *code, PyCFunctionObject *fn)
 {
-    struct prof_node *n = prof_tree_enter(&c->tree, key, now_ns());
+    struct prof_node *n = prof_tree_enter(&c->tree, key, prof_clock_ns());
     if (!n || n->label)
         return;
     PyObject *type, *value, *tb;
@@ -184,7 +183,7 @@ static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
         break;
     }
     case PyTrace_RETURN:
-        prof_tree_leave(&c->tree, now_ns());
+        prof_tree_leave(&c->tree, prof_clock_ns());
         break;
     case PyTrace_C_CALL:
         if (PyCFunction_Check(arg))
@@ -193,7 +192,7 @@ static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
     case PyTrace_C_RETURN:
     case PyTrace_C_EXCEPTION:
         if (PyCFunction_Check(arg))
-            prof_tree_leave(&c->tree, now_ns());
+            prof_tree_leave(&c->tree, prof_clock_ns());
         break;
     default:
         break;
@@ -215,10 +214,24 @@ static PyTypeObject collector_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
+/* GIL held: the calling thread's events go to c (NULL: nowhere). */
+static void hook_thread(struct collector *c)
+{
+    if (!with_builtins)
+        prof_frame_hook_set(c ? &c->tree : NULL);
+    else if (c)
+        PyEval_SetProfile(on_event, (PyObject *)c);
+    else
+        PyEval_SetProfile(NULL, NULL);
+}
+
 PyObject *prof_hook_begin(uint64_t id)
 {
-    if (!prof_hook_enabled())
+    if (!prof_hook_enabled()) {
+        if (!collectors_alive)
+            prof_frame_hook_remove(); /* profiling was stopped */
         return NULL;
+    }
     if (!(collector_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&collector_type) < 0) {
         PyErr_Clear();
         return NULL;
@@ -230,29 +243,32 @@ PyObject *prof_hook_begin(uint64_t id)
     }
     c->id = id;
     prof_tree_init(&c->tree, &label_ops, node_cap);
-    PyEval_SetProfile(on_event, (PyObject *)c);
+    collectors_alive++;
+    hook_thread(c);
     return (PyObject *)c;
 }
 
 void prof_hook_pause(PyObject *collector)
 {
     if (collector)
-        PyEval_SetProfile(NULL, NULL);
+        hook_thread(NULL);
 }
 
 void prof_hook_resume(PyObject *collector)
 {
     if (collector)
-        PyEval_SetProfile(on_event, collector);
+        hook_thread((struct collector *)collector);
 }
 
 void prof_hook_end(PyObject *collector)
 {
     if (!collector)
         return;
-    PyEval_SetProfile(NULL, NULL);
+    hook_thread(NULL);
+    if (!--collectors_alive && !prof_hook_enabled())
+        prof_frame_hook_remove();
     struct collector *c = (struct collector *)collector;
-    prof_tree_unwind(&c->tree, now_ns());
+    prof_tree_unwind(&c->tree, prof_clock_ns());
     if (discard_next) {
         discard_next = false; /* the first request pays for imports: drop it */
     } else {

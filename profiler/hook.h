@@ -3,7 +3,8 @@
  * merged into the accumulated tree when the request ends (the GIL guards the
  * accumulated tree, so concurrent requests are profiled with no other lock).
  * Events and names follow cProfile exactly, so call counts match it. The hook
- * never raises: a pending exception is saved and restored around it. */
+ * never raises: a pending exception is saved and restored around it. Without
+ * built-ins, the frame hook (frame_hook.h) feeds the same trees instead. */
 #ifndef PROF_HOOK_H
 #define PROF_HOOK_H
 
@@ -14,9 +15,12 @@
 #include <stdint.h>
 
 /* Settings, before any request: node cap, whether the first profiled
- * request is thrown away (repoze's discard_first_request), and how many of
- * the slowest profiled requests keep their own call tree. */
-void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest);
+ * request is thrown away (repoze's discard_first_request), how many of the
+ * slowest profiled requests keep their own call tree, and whether built-in
+ * calls are profiled (PyEval_SetProfile, cProfile's events) or only Python
+ * functions (the cheaper frame hook, see frame_hook.h). */
+void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
+                         bool builtins);
 
 /* Function profiling on or off (any thread). */
 void prof_hook_enable(bool on);

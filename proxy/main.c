@@ -19,6 +19,7 @@
 #include "proxy/front_profile.h"
 #include "wsgi/app.h"
 #include <signal.h>
+#include "profiler/frame_hook.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 #include "wsgi/interp.h"
@@ -173,7 +174,8 @@ static int run_front(struct tf_config *cfg, char **argv)
         fprintf(stderr, "tracfront: %s\n", err[0] ? err : "out of memory");
         return 1;
     }
-    prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest);
+    prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
+                        cfg->profile_builtins);
     prof_hook_enable(cfg->profile);
     tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path));
     if (tf_workers_begin(workers, port, control_port, err, sizeof(err)) < 0) {
@@ -247,7 +249,8 @@ static int run_server(struct tf_config *cfg)
             fprintf(stderr, "tracfront: %s\n", err);
             return 1;
         }
-        prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest);
+        prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
+                            cfg->profile_builtins);
         prof_hook_enable(cfg->profile);
         tf_server_set_profiler(server, &controls);
         if (control)
@@ -328,6 +331,12 @@ int main(int argc, char **argv)
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
         tf_log_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
+    }
+    if (!cfg.profile_builtins && !prof_frame_hook_available()) {
+        fprintf(stderr, "tracfront: --profile-builtins=false needs CPython 3.11 (this build "
+                        "embeds %s)\n", PY_VERSION);
+        tf_config_free(&cfg);
+        return 2;
     }
     if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
         fprintf(stderr, "tracfront: out of memory\n");

@@ -1,7 +1,7 @@
 """Shared by scripts/bench-*: start servers in their own process groups (and
 always stop them), find free loopback ports, wait until a server answers,
-run wrk --latency, parsing req/s and the median, and build mhd_hello (the
-plain libmicrohttpd hello-world server)."""
+run wrk --latency, parsing req/s and the median, build mhd_hello (the
+plain libmicrohttpd hello-world server), and find real Trac when it imports."""
 import atexit
 import os
 import re
@@ -14,6 +14,9 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BENCH = os.path.join(ROOT, "build", "bench")
+PY = "/usr/bin/python3"
+TRAC_ENV = os.path.join(ROOT, ".demo", "trac-env")
+TRAC_LOCAL = os.path.join(ROOT, "third_party_local", "trac")
 running = []  # Popen objects still to stop
 
 
@@ -148,3 +151,22 @@ def build_mhd_hello():
     os.makedirs(BENCH, exist_ok=True)
     r = subprocess.run(["cc", "-O2", "-o", out, src] + flags + ["-lpthread"])
     return out if r.returncode == 0 else None
+
+
+def module_ok(mod, pythonpath=""):
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    return subprocess.run([PY, "-c", "import " + mod], env=env, capture_output=True).returncode == 0
+
+
+def trac_pythonpath():
+    """The PYTHONPATH under which /usr/bin/python3 imports Trac (this one, else
+    third_party_local/trac), or None when Trac is to be skipped, as it is
+    without the demo environment (TRAC_ENV, made by scripts/demo)."""
+    if not os.path.isfile(os.path.join(TRAC_ENV, "VERSION")):
+        return None
+    current = os.environ.get("PYTHONPATH", "")
+    if module_ok("trac.web.main", current):
+        return current
+    if os.path.isdir(TRAC_LOCAL) and module_ok("trac.web.main", TRAC_LOCAL):
+        return TRAC_LOCAL
+    return None

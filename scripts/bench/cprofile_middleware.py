@@ -2,11 +2,12 @@
 in the manner of repoze.profile's AccumulatingProfileMiddleware (one shared
 cProfile.Profile, requests serialised by a lock because cProfile cannot
 profile two at once), minus repoze's rewrite of the stats file after every
-request, which would only make it slower."""
+request, which would only make it slower. It wraps the app named by
+$BENCH_PROFILED_APP (module:callable; default tracshaped:application)."""
 import cProfile
+import importlib
+import os
 import threading
-
-import tracshaped
 
 
 class AccumulatingProfile:
@@ -20,4 +21,9 @@ class AccumulatingProfile:
             return self.profiler.runcall(self.app, environ, start_response)
 
 
-application = AccumulatingProfile(tracshaped.application)
+def wrapped_app():
+    module, _, name = os.environ.get("BENCH_PROFILED_APP", "tracshaped:application").partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+application = AccumulatingProfile(wrapped_app())

@@ -121,3 +121,21 @@ def test_env_parent_dir(tracfront, trac_site):
     assert r.status_code == 200
     assert "Welcome to Trac" in r.text
     assert 'href="/demo/chrome/common/css/trac.css' in r.text
+
+
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_function_profile_of_real_trac(tracfront, trac_site, builtins):
+    """Both profiling modes on real Trac: the page still renders, and the
+    profile names Trac's request dispatcher with one call per request."""
+    import marshal
+    srv = tracfront("--trac-env", trac_site["env"], "--profile",
+                    "--profile-builtins=" + builtins, env=ENV)
+    for _ in range(4):  # the first is discarded
+        r = requests.get(srv.url + "wiki/WikiStart", timeout=60)
+        assert r.status_code == 200 and "Welcome to Trac" in r.text
+    stats = marshal.loads(requests.get(srv.url + "__profile__/pstats", timeout=60).content)
+    dispatch = [v for f, v in stats.items()
+                if f[0].endswith(os.path.join("trac", "web", "main.py")) and f[2] == "dispatch_request"]
+    assert [v[1] for v in dispatch] == [3]
+    has_builtins = any(f[0] == "~" for f in stats)
+    assert has_builtins == (builtins == "true")

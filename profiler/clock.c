@@ -1,0 +1,65 @@
+/* clock.c — see clock.h. */
+#include "profiler/clock.h"
+
+#include <pthread.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+double prof_clock_ns_per_tick;
+uint64_t prof_clock_tick_base;
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+#if defined(__x86_64__)
+/* CPUID leaf 0x80000007, EDX bit 8: the TSC runs at a constant rate in every
+ * power state (Linux's constant_tsc + nonstop_tsc). */
+static bool tsc_invariant(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0x80000000u, &a, &b, &c, &d) || a < 0x80000007u)
+        return false;
+    if (!__get_cpuid(0x80000007u, &a, &b, &c, &d))
+        return false;
+    return (d >> 8) & 1u;
+}
+
+/* Ticks and nanoseconds over the same ~5 ms, each end taken between two
+ * clock readings so a preemption cannot stretch one side only. */
+static void calibrate(void)
+{
+    if (!tsc_invariant())
+        return;
+    uint64_t ns0 = monotonic_ns(), t0 = __rdtsc(), ns1;
+    while ((ns1 = monotonic_ns()) - ns0 < 5000000u) {
+    }
+    uint64_t t1 = __rdtsc();
+    if (t1 <= t0)
+        return;
+    prof_clock_tick_base = t0;
+    prof_clock_ns_per_tick = (double)(ns1 - ns0) / (double)(t1 - t0);
+}
+#else
+static void calibrate(void)
+{
+}
+#endif
+
+/* pthread_once orders the calibration before every caller's later reads;
+ * threads started after prof_clock_init() returned see it too. */
+void prof_clock_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, calibrate);
+}
+
+bool prof_clock_uses_tsc(void)
+{
+    return prof_clock_ns_per_tick > 0;
+}
