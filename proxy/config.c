@@ -45,6 +45,7 @@ static const struct key keys[] = {
     { "request-timeout", K_SECONDS, F(request_timeout), 0, 0, 0 },
     { "request-timeout-action", K_STRING, F(request_timeout_action), 0, 0, 0 },
     { "dump-all", K_BOOL, F(dump_all), 0, 0, 0 },
+    { "gc-freeze", K_BOOL, F(gc_freeze), 0, 0, 0 },
     { "profile-path", K_PATH_PREFIX, F(profile_path), 0, 0, 0 },
     { "profile-max-routes", K_UINT, F(profile_max_routes), 0, 1, 100000 },
     { "profile-slowest", K_UINT, F(profile_slowest), 0, 0, 10000 },
@@ -110,6 +111,8 @@ const char tf_config_usage[] =
     "                               (default 0 = off; fractions allowed)\n"
     "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log)\n"
     "  --dump-all                   a stuck request's report has every Python thread's stack\n"
+    "  --gc-freeze                  gc.freeze() after the 1st, 10th, 100th, ... request, so\n"
+    "                               the garbage collector skips the app's long-lived objects\n"
     "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-           error log (default - = stderr)\n"
     "\n"

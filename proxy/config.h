@@ -35,6 +35,7 @@ struct tf_config {
     double idle_timeout;        /* seconds a connection may stay silent */
     double request_timeout;     /* seconds a WSGI request may run before it is stuck; 0 = off */
     char *request_timeout_action; /* "log" (NULL = log) or "504": also interrupt it */
+    bool gc_freeze;             /* gc.freeze() after the 1st, 10th, ... request */
     bool dump_all;              /* a stuck request's report has every Python thread's stack */
     char *profile_path;         /* default "/__profile__"; served natively, never by the app */
     unsigned profile_max_routes;/* route keys with their own latency statistics */

@@ -15,6 +15,7 @@
 #include "profiler/hook.h"
 #include "wsgi/environ.h"
 #include "wsgi/filewrapper.h"
+#include "wsgi/gc_freeze.h"
 #include "wsgi/input.h"
 #include "wsgi/interp.h"
 #include "wsgi/pool.h"
@@ -36,6 +37,7 @@ static void finish(struct wsgi_task *task)
     req->backend_state = NULL;
     free(task);
     tf_request_unref(req);
+    wsgi_gc_request_done();
 }
 
 /* Call result.close() if it has one; an exception there is logged. */
