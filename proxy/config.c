@@ -64,6 +64,7 @@ static const struct key keys[] = {
     { "static", K_LIST, F(static_specs), F(n_static_specs), 0, 0 },
     { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
     { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
+    { "upstream-threads", K_UINT, F(upstream_threads), 0, 1, 64 },
     { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 0, 0 },
     { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
@@ -123,6 +124,8 @@ const char tf_config_usage[] =
     "  --static PREFIX=DIR          files from DIR under PREFIX (= --route PREFIX=static:DIR)\n"
     "  --upstream-host HOST         Host header sent upstream (default: the client's)\n"
     "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
+    "  --upstream-threads N         threads driving libcurl, each with its own connection\n"
+    "                               pool (default: as many as --io-threads)\n"
     "  --upstream-connect-timeout S connecting to the upstream (default 5)\n"
     "  --upstream-read-timeout S    upstream silent this long: 504 (default 60)\n"
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"

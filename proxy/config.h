@@ -56,6 +56,7 @@ struct tf_config {
     char *upstream_path;        /* derived: "" or "/path" (no trailing '/'): replaces the route prefix */
     char *upstream_host;        /* Host header sent upstream; NULL = the client's */
     bool upstream_pin;          /* one upstream connection per client connection */
+    unsigned upstream_threads;  /* curl threads (0: as many as io threads) */
     double upstream_connect_timeout, upstream_read_timeout; /* seconds */
     char **route_specs, **static_specs; /* --route, --static as given */
     size_t n_route_specs, n_static_specs;

@@ -1,7 +1,7 @@
 /* upstream.c — libcurl transfers to the upstream (see upstream.h). Every
- * transfer lives on the upstream thread: other threads only queue commands
- * (start a request, wake a paused transfer, free a pin) and wake the curl
- * multi handle. The response head is checked line by line (forward.c); the
+ * transfer lives on one upstream thread (a lane, with its own curl multi
+ * handle): other threads only queue commands to it (start a request, wake a
+ * paused transfer, free a pin) and wake its multi handle. The response head is checked line by line (forward.c); the
  * body goes into the request's channel. The client is answered at the end
  * of a small response, or as soon as 16 KiB or 2 ms of a larger one are in,
  * so small answers cost one suspend/resume and large ones stream. */
@@ -33,13 +33,13 @@ struct command {
 };
 
 struct tf_upstream_pin {
-    struct tf_upstream *up;
+    struct lane *up;                /* the lane whose thread uses the share */
     CURLSH *share;                  /* its own connection cache; upstream thread only */
     int refs;                       /* atomic: the client connection + its transfers */
 };
 
 struct transfer {
-    struct tf_upstream *up;
+    struct lane *up;
     struct tf_request *req;         /* a reference */
     CURL *easy;
     struct curl_slist *headers;
@@ -53,7 +53,9 @@ struct transfer {
     struct transfer *prev, *next;   /* the active list */
 };
 
-struct tf_upstream {
+/* One upstream thread, driving its own curl multi handle (and so its own
+ * pool of upstream connections). */
+struct lane {
     const struct tf_config *cfg;    /* read-only */
     CURLM *multi;                   /* upstream thread only */
     pthread_t thread;
@@ -67,7 +69,13 @@ struct tf_upstream {
     uint64_t last_idle_check;
 };
 
-static void post(struct tf_upstream *up, struct command *c)
+struct tf_upstream {
+    struct lane *lanes;             /* n_lanes, read-only */
+    unsigned n_lanes;
+    unsigned next_lane;             /* atomic: requests and pins go round the lanes */
+};
+
+static void post(struct lane *up, struct command *c)
 {
     pthread_mutex_lock(&up->lock);
     c->next = up->commands;
@@ -223,7 +231,7 @@ static bool idempotent(const char *method)
     return false;
 }
 
-static CURL *take_easy(struct tf_upstream *up)
+static CURL *take_easy(struct lane *up)
 {
     if (up->n_idle_easy == 0)
         return curl_easy_init();
@@ -232,7 +240,7 @@ static CURL *take_easy(struct tf_upstream *up)
     return e;
 }
 
-static void give_back_easy(struct tf_upstream *up, CURL *e)
+static void give_back_easy(struct lane *up, CURL *e)
 {
     if (up->n_idle_easy == up->cap_idle_easy) {
         size_t cap = up->cap_idle_easy ? up->cap_idle_easy * 2 : 16;
@@ -299,7 +307,7 @@ static void pin_drop(struct tf_upstream_pin *pin);
 
 static void end_transfer(struct transfer *t, CURLcode rc)
 {
-    struct tf_upstream *up = t->up;
+    struct lane *up = t->up;
     curl_multi_remove_handle(up->multi, t->easy);
     finish(t, rc);
     if (t->prev)
@@ -324,7 +332,7 @@ static void end_transfer(struct transfer *t, CURLcode rc)
 
 static void producer_wake(struct tf_request *req);
 
-static void start_transfer(struct tf_upstream *up, struct tf_request *req)
+static void start_transfer(struct lane *up, struct tf_request *req)
 {
     struct transfer *t = calloc(1, sizeof(*t));
     if (!t) {
@@ -367,11 +375,16 @@ static void start_transfer(struct tf_upstream *up, struct tf_request *req)
 
 /* --- pins ------------------------------------------------------------------ */
 
+static struct lane *next_lane(struct tf_upstream *up)
+{
+    return &up->lanes[__atomic_fetch_add(&up->next_lane, 1, __ATOMIC_RELAXED) % up->n_lanes];
+}
+
 struct tf_upstream_pin *tf_upstream_pin_new(struct tf_upstream *up)
 {
     struct tf_upstream_pin *pin = calloc(1, sizeof(*pin));
     if (pin) {
-        pin->up = up;
+        pin->up = next_lane(up);
         pin->refs = 1;
     }
     return pin;
@@ -415,7 +428,7 @@ static void producer_wake(struct tf_request *req)
     post(t->up, c);
 }
 
-static void wake(struct tf_upstream *up, struct tf_request *req)
+static void wake(struct lane *up, struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
     if (t && t->paused) {
@@ -431,7 +444,7 @@ static void wake(struct tf_upstream *up, struct tf_request *req)
     tf_request_unref(req);
 }
 
-static void run_commands(struct tf_upstream *up)
+static void run_commands(struct lane *up)
 {
     pthread_mutex_lock(&up->lock);
     struct command *c = up->commands, *reversed = NULL;
@@ -456,7 +469,7 @@ static void run_commands(struct tf_upstream *up)
     }
 }
 
-static void read_results(struct tf_upstream *up)
+static void read_results(struct lane *up)
 {
     CURLMsg *msg;
     int left;
@@ -472,7 +485,7 @@ static void read_results(struct tf_upstream *up)
 
 /* Answer heads that have waited long enough for their body; time out
  * transfers whose upstream went silent. Returns the poll timeout in ms. */
-static int check_timers(struct tf_upstream *up)
+static int check_timers(struct lane *up)
 {
     uint64_t now = tf_now_us();
     bool waiting = false, idle_check = now - up->last_idle_check >= IDLE_CHECK_US;
@@ -497,7 +510,7 @@ static int check_timers(struct tf_upstream *up)
 
 static void *upstream_thread(void *arg)
 {
-    struct tf_upstream *up = arg;
+    struct lane *up = arg;
     for (;;) {
         run_commands(up);
         int running = 0;
@@ -524,8 +537,37 @@ int tf_upstream_submit(void *upstream, struct tf_request *req)
         return -1;
     c->kind = CMD_START;
     c->req = req; /* the dispatcher's reference becomes ours */
-    post(up, c);
+    post(req->pin ? req->pin->up : next_lane(up), c); /* a pin's share is its lane's */
     return 0;
+}
+
+static int lane_start(struct lane *l, const struct tf_config *cfg)
+{
+    if (!(l->multi = curl_multi_init()))
+        return -1;
+    l->cfg = cfg;
+    pthread_mutex_init(&l->lock, NULL);
+    curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 64L);
+    if (pthread_create(&l->thread, NULL, upstream_thread, l) != 0) {
+        pthread_mutex_destroy(&l->lock);
+        curl_multi_cleanup(l->multi);
+        return -1;
+    }
+    return 0;
+}
+
+static void lane_stop(struct lane *l)
+{
+    pthread_mutex_lock(&l->lock);
+    l->stopping = true;
+    pthread_mutex_unlock(&l->lock);
+    curl_multi_wakeup(l->multi);
+    pthread_join(l->thread, NULL);
+    for (size_t i = 0; i < l->n_idle_easy; i++)
+        curl_easy_cleanup(l->idle_easy[i]);
+    free(l->idle_easy);
+    curl_multi_cleanup(l->multi);
+    pthread_mutex_destroy(&l->lock);
 }
 
 struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen)
@@ -534,20 +576,21 @@ struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, si
         snprintf(err, errlen, "--upstream: libcurl failed to initialise");
         return NULL;
     }
+    unsigned n = cfg->upstream_threads ? cfg->upstream_threads
+                 : cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
     struct tf_upstream *up = calloc(1, sizeof(*up));
-    if (!up || !(up->multi = curl_multi_init())) {
+    if (!up || !(up->lanes = calloc(n, sizeof(*up->lanes)))) {
         snprintf(err, errlen, "--upstream: out of memory");
         free(up);
+        curl_global_cleanup();
         return NULL;
     }
-    up->cfg = cfg;
-    pthread_mutex_init(&up->lock, NULL);
-    curl_multi_setopt(up->multi, CURLMOPT_MAXCONNECTS, 64L);
-    if (pthread_create(&up->thread, NULL, upstream_thread, up) != 0) {
-        snprintf(err, errlen, "--upstream: cannot start the upstream thread");
-        curl_multi_cleanup(up->multi);
-        free(up);
-        return NULL;
+    for (; up->n_lanes < n; up->n_lanes++) {
+        if (lane_start(&up->lanes[up->n_lanes], cfg) < 0) {
+            snprintf(err, errlen, "--upstream: cannot start an upstream thread");
+            tf_upstream_stop(up);
+            return NULL;
+        }
     }
     return up;
 }
@@ -556,16 +599,9 @@ void tf_upstream_stop(struct tf_upstream *up)
 {
     if (!up)
         return;
-    pthread_mutex_lock(&up->lock);
-    up->stopping = true;
-    pthread_mutex_unlock(&up->lock);
-    curl_multi_wakeup(up->multi);
-    pthread_join(up->thread, NULL);
-    for (size_t i = 0; i < up->n_idle_easy; i++)
-        curl_easy_cleanup(up->idle_easy[i]);
-    free(up->idle_easy);
-    curl_multi_cleanup(up->multi);
-    pthread_mutex_destroy(&up->lock);
+    for (unsigned i = 0; i < up->n_lanes; i++)
+        lane_stop(&up->lanes[i]);
+    free(up->lanes);
     free(up);
     curl_global_cleanup();
 }

@@ -1,6 +1,7 @@
 /* upstream.h — the upstream backend: requests forwarded through libcurl to
- * --upstream. One thread drives a curl multi handle, so connections to the
- * upstream are pooled and kept alive across requests; bodies stream both
+ * --upstream. A few threads (--upstream-threads; the requests go round them)
+ * each drive a curl multi handle, so connections to the upstream are pooled
+ * and kept alive across requests; bodies stream both
  * ways through the request's channel with back-pressure (a slow client
  * pauses its transfer). Never touches Python. */
 #ifndef TF_UPSTREAM_H
@@ -13,7 +14,7 @@
 
 struct tf_upstream;
 
-/* Start the upstream thread. cfg must outlive it. NULL with err on failure. */
+/* Start the upstream threads. cfg must outlive them. NULL with err on failure. */
 struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen);
 /* A tf_dispatch_fn: forward req (a reference is taken). Returns 0. */
 int tf_upstream_submit(void *upstream, struct tf_request *req);

@@ -561,9 +561,13 @@ def test_invalid_upstream_response_is_502(tracfront, upstream, name):
 
 
 # --- the connection pool --------------------------------------------------------
+# One upstream thread, so one pool: what these tests count is that pool's
+# connections (with several threads, requests go round their pools).
+ONE_POOL = ("--upstream-threads", "1")
+
 
 def test_pool_reuses_upstream_connections(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     clients = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30) for _ in range(2)]
     for i in range(20):
         c = clients[i % 2]
@@ -573,7 +577,20 @@ def test_pool_reuses_upstream_connections(tracfront, upstream):
         r.read()
     st = up.stats()
     assert st["requests"] == 20
-    assert st["connections"] <= 3, st
+    assert st["connections"] <= 2 + 1, st  # (and the stats question's own)
+
+
+def test_requests_go_round_the_upstream_threads(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream, "--upstream-threads", "3")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    for i in range(30):
+        c.request("GET", "/echo/%d" % i)
+        r = c.getresponse()
+        assert r.status == 200 and json.loads(r.read())["target"] == "/echo/%d" % i
+    st = up.stats()
+    assert st["requests"] == 30
+    # one pooled connection per thread, each reused (and the stats question's own)
+    assert st["connections"] == 3 + 1, st
 
 
 def drop_idle(up):
@@ -586,7 +603,7 @@ def drop_idle(up):
 
 
 def test_stale_pooled_connection_is_retried_for_get(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     first = echo(srv)["conn"]
     assert drop_idle(up) == b"dropped 1\n"
     view = echo(srv)
@@ -595,7 +612,7 @@ def test_stale_pooled_connection_is_retried_for_get(tracfront, upstream):
 
 
 def test_post_after_stale_pool_is_sent_once(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     echo(srv)
     assert drop_idle(up) == b"dropped 1\n"
     view = echo(srv, method="POST", body=b"once")
@@ -604,7 +621,7 @@ def test_post_after_stale_pool_is_sent_once(tracfront, upstream):
 
 
 def test_post_uses_a_fresh_upstream_connection(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     conns = {echo(srv)["conn"]}
     for _ in range(3):
         view = echo(srv, method="POST", body=b"x")
@@ -613,7 +630,7 @@ def test_post_uses_a_fresh_upstream_connection(tracfront, upstream):
 
 
 def test_post_to_swallow_is_502_and_not_resent(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     echo(srv)  # a pooled connection exists
     r, body = request(srv, "POST", "/swallow", body=b"payload")
     assert_gateway_error(srv, r, body, 502)
@@ -621,7 +638,7 @@ def test_post_to_swallow_is_502_and_not_resent(tracfront, upstream):
 
 
 def test_get_to_swallow_is_502_and_retried_at_most_once(tracfront, upstream):
-    srv, up = proxy(tracfront, upstream)
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
     echo(srv)
     r, body = request(srv, "GET", "/swallow")
     assert_gateway_error(srv, r, body, 502)
