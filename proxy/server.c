@@ -395,8 +395,11 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
 {
     (void)connection;
     struct tf_server *server = cls;
-    __atomic_add_fetch(&server->open_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1,
-                       __ATOMIC_RELAXED);
+    /* A worker's acceptor counts its connections as it takes them (see
+     * acceptor()); the others start here. */
+    if (code != MHD_CONNECTION_NOTIFY_STARTED || server->shared_fd < 0)
+        __atomic_add_fetch(&server->open_connections,
+                           code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1, __ATOMIC_RELAXED);
     if (!server->backends->pins)
         return;
     if (code == MHD_CONNECTION_NOTIFY_STARTED)
@@ -607,7 +610,10 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
 /* A worker's acceptor: the workers share one listening socket, and the
  * least busy should win each new connection (keep-alive connections stay
  * where they land), so a worker waits a little per connection it already
- * has before taking one. The socket stays open when it stops. */
+ * has before taking one. A connection counts from the moment it is taken,
+ * not from when libmicrohttpd's thread gets to it: else a burst of new
+ * connections (a client opening 8 at once) could all go to the worker that
+ * woke first. The socket stays open when it stops. */
 static void *acceptor(void *arg)
 {
     struct tf_server *server = arg;
@@ -623,8 +629,12 @@ static void *acceptor(void *arg)
         socklen_t len = sizeof(ss);
         int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) /* libmicrohttpd closes it if it cannot take it */
-            MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len);
+        if (fd < 0)
+            continue;
+        __atomic_add_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
+        /* libmicrohttpd closes it if it cannot take it, with no notification */
+        if (MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
+            __atomic_sub_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
     }
     return NULL;
 }
