@@ -381,13 +381,19 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         size_t flen = 0, tlen = 0;
         char base[4200];
         snprintf(base, sizeof(base), "%s?", profile_path);
+        static const char python_only[] =
+            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
+            "calls is their callers' own time.</i></p>";
+        const char *mode = with_builtins ? "" : python_only;
+        size_t mlen = strlen(mode);
         char *flame = prof_flame_html(t, view.zoom, base, &flen);
         char *table = prof_functable_html(t, &view, profile_path, &tlen);
-        out = flame && table ? malloc(flen + tlen + 1) : NULL;
+        out = flame && table ? malloc(mlen + flen + tlen + 1) : NULL;
         if (out) {
-            memcpy(out, flame, flen);
-            memcpy(out + flen, table, tlen + 1);
-            *len = flen + tlen;
+            memcpy(out, mode, mlen);
+            memcpy(out + mlen, flame, flen);
+            memcpy(out + mlen + flen, table, tlen + 1);
+            *len = mlen + flen + tlen;
         }
         free(flame);
         free(table);

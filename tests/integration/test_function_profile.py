@@ -101,6 +101,8 @@ def test_without_builtins_python_counts_equal_cprofile(tracfront):
     assert squares[1] == 3 * 13  # 12 values and the end: creating it is not a call
     workload = [v for f, v in stats.items() if f[2] == "workload"][0]
     assert workload[3] >= workload[2] > 0  # cumulative time covers its own time
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    assert "Python functions only (--profile-builtins=false)" in page
 
 
 @pytest.mark.parametrize("builtins", ["true", "false"])
@@ -143,7 +145,9 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     ok = requests.post(base + "start", headers={"Origin": srv.url.rstrip("/")},
                        allow_redirects=False, timeout=10)
     assert ok.status_code == 303 and ok.headers["Location"] == "/__profile__"
-    assert "Function profiling: <b>on</b>" in requests.get(base, timeout=10).text
+    page = requests.get(base, timeout=10).text
+    assert "Function profiling: <b>on</b>" in page
+    assert ("Python functions only" in page) == (builtins == "false")
     requests.get(srv.url, timeout=10)
     assert any(f[2] == "workload" for f in tracfront_stats(srv))
     assert requests.post(base + "stop", allow_redirects=False, timeout=10).status_code == 303
