@@ -395,11 +395,10 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
 {
     (void)connection;
     struct tf_server *server = cls;
-    /* A worker's acceptor counts its connections as it takes them (see
-     * acceptor()); the others start here. */
-    if (code != MHD_CONNECTION_NOTIFY_STARTED || server->shared_fd < 0)
-        __atomic_add_fetch(&server->open_connections,
-                           code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&server->open_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1,
+                       __ATOMIC_RELAXED);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED)
+        __atomic_add_fetch(&server->started_connections, 1, __ATOMIC_RELAXED);
     if (!server->backends->pins)
         return;
     if (code == MHD_CONNECTION_NOTIFY_STARTED)
@@ -610,31 +609,39 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
 /* A worker's acceptor: the workers share one listening socket, and the
  * least busy should win each new connection (keep-alive connections stay
  * where they land), so a worker waits a little per connection it already
- * has before taking one. A connection counts from the moment it is taken,
- * not from when libmicrohttpd's thread gets to it: else a burst of new
- * connections (a client opening 8 at once) could all go to the worker that
- * woke first. The socket stays open when it stops. */
+ * has before taking one. The ones it took that libmicrohttpd's thread has
+ * not started yet count too: else a burst of new connections (a client
+ * opening 8 at once) could all go to the worker that woke first. One that
+ * libmicrohttpd drops before starting it (out of memory, connection limit)
+ * is never reported, so after 100 ms without taking any, whatever has not
+ * started is taken as dropped. The socket stays open when it stops. */
 static void *acceptor(void *arg)
 {
     struct tf_server *server = arg;
     struct pollfd p[2] = { { .fd = server->shared_fd, .events = POLLIN },
                            { .fd = server->acceptor_wake[0], .events = POLLIN } };
+    unsigned long taken = 0; /* handed to libmicrohttpd (as started_connections counts) */
+    uint64_t last_take = 0;
     while (!__atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) {
         if (poll(p, 2, -1) <= 0 || p[1].revents)
             continue; /* EINTR, or woken to stop (checked above) */
-        int open = __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED);
-        if (open > 0)
-            usleep((useconds_t)(open < 20 ? open : 20) * 100u);
+        unsigned long started = __atomic_load_n(&server->started_connections, __ATOMIC_RELAXED);
+        if (taken < started || tf_now_us() - last_take >= 100000u)
+            taken = started; /* nothing still on its way */
+        int busy = __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED) +
+                   (int)(taken - started);
+        if (busy > 0)
+            usleep((useconds_t)(busy < 20 ? busy : 20) * 100u);
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0)
-            continue;
-        __atomic_add_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
-        /* libmicrohttpd closes it if it cannot take it, with no notification */
-        if (MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len) != MHD_YES)
-            __atomic_sub_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
+        /* libmicrohttpd closes it if it cannot take it */
+        if (fd >= 0 &&
+            MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len) == MHD_YES) {
+            taken++;
+            last_take = tf_now_us();
+        }
     }
     return NULL;
 }

@@ -21,6 +21,7 @@ struct tf_server {
     unsigned relay_port;            /* a worker: its front's profile pages, on this port */
     int quiesced;                   /* atomic: a worker stepping down stops accepting */
     int open_connections;           /* atomic: client connections open now */
+    unsigned long started_connections; /* atomic: client connections ever started */
     int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
     int acceptor_wake[2];           /* a byte here ends the acceptor */
     pthread_t acceptor;

@@ -12,7 +12,9 @@
  * after a full collection so that no garbage is frozen with it. The price: a
  * reference cycle among frozen objects that later dies is never collected
  * (as in any process that calls gc.freeze(); Instagram's write-up is the
- * classic one). Off by default. */
+ * classic one), and that includes the objects of requests running on other
+ * app threads at the moment of a freeze: at most five times per process.
+ * Off by default. */
 #ifndef WSGI_GC_FREEZE_H
 #define WSGI_GC_FREEZE_H
 
