@@ -2,6 +2,7 @@
 #include "profiler/clock.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -9,13 +10,6 @@
 
 double prof_clock_ns_per_tick;
 uint64_t prof_clock_tick_base;
-
-static uint64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 #if defined(__x86_64__)
 /* CPUID leaf 0x80000007, EDX bit 8: the TSC runs at a constant rate in every
@@ -36,8 +30,8 @@ static void calibrate(void)
 {
     if (!tsc_invariant())
         return;
-    uint64_t ns0 = monotonic_ns(), t0 = __rdtsc(), ns1;
-    while ((ns1 = monotonic_ns()) - ns0 < 5000000u) {
+    uint64_t ns0 = prof_monotonic_ns(), t0 = __rdtsc(), ns1;
+    while ((ns1 = prof_monotonic_ns()) - ns0 < 5000000u) {
     }
     uint64_t t1 = __rdtsc();
     if (t1 <= t0)
@@ -57,9 +51,4 @@ void prof_clock_init(void)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, calibrate);
-}
-
-bool prof_clock_uses_tsc(void)
-{
-    return prof_clock_ns_per_tick > 0;
 }

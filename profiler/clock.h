@@ -8,7 +8,6 @@
 #ifndef PROF_CLOCK_H
 #define PROF_CLOCK_H
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -19,11 +18,15 @@
 /* Calibrate (about 5 ms, once; later calls return at once). Any thread;
  * call it before the first prof_clock_ns() reading that matters. */
 void prof_clock_init(void);
-/* True when prof_clock_ns() reads the time-stamp counter. */
-bool prof_clock_uses_tsc(void);
-
 extern double prof_clock_ns_per_tick; /* 0: no usable TSC, or not calibrated */
 extern uint64_t prof_clock_tick_base;
+
+static inline uint64_t prof_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static inline uint64_t prof_clock_ns(void)
 {
@@ -31,9 +34,7 @@ static inline uint64_t prof_clock_ns(void)
     if (prof_clock_ns_per_tick > 0)
         return (uint64_t)((double)(__rdtsc() - prof_clock_tick_base) * prof_clock_ns_per_tick);
 #endif
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    return prof_monotonic_ns();
 }
 
 #endif

@@ -24,41 +24,37 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def _signal(proc, sig):
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(proc):
+    """Wait for proc after SIGTERM; SIGKILL its group if it takes over 10 s."""
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        _signal(proc, signal.SIGKILL)
+        proc.wait()
+
+
 def kill_all():
     """Stop every server started here: SIGTERM its process group, then SIGKILL."""
     for p in running:
         if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal(p, signal.SIGTERM)
     for p in running:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
+        _reap(p)
     running.clear()
 
 
 def stop(proc):
     """Stop one server started here (SIGTERM to its group, then SIGKILL)."""
     if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+        _signal(proc, signal.SIGTERM)
+        _reap(proc)
     if proc in running:
         running.remove(proc)
 
