@@ -291,12 +291,6 @@ void tf_auth_free(struct tf_auth *auth)
 
 /* --- which requests are login paths ------------------------------------------ */
 
-static int hexdigit(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* The next non-empty '/'-separated segment of p[0..n) from *pos; its length. */
 static size_t next_segment(const char *p, size_t n, size_t *pos, const char **seg)
 {
@@ -312,22 +306,14 @@ static size_t next_segment(const char *p, size_t n, size_t *pos, const char **se
 bool tf_auth_login_path(const char *target, const char *mount, bool parent_dir, char *project,
                         size_t cap)
 {
-    const char *path = target, *scheme = strstr(target, "://");
-    if (target[0] != '/' && (!scheme || !(path = strchr(scheme + 3, '/'))))
-        return false; /* "*", or an absolute URL without a path */
+    const char *path = target; /* origin-form: the server rewrote absolute URLs */
+    if (target[0] != '/')
+        return false; /* "*" */
     size_t raw = strcspn(path, "?"), n = 0, mlen = strlen(mount), pos = 0;
     char *p = malloc(raw + 1);
     if (!p)
         return false;
-    for (size_t i = 0; i < raw; i++) { /* as PATH_INFO is decoded */
-        int hi, lo;
-        if (path[i] == '%' && i + 2 < raw && (hi = hexdigit(path[i + 1])) >= 0 &&
-            (lo = hexdigit(path[i + 2])) >= 0) {
-            p[n++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else
-            p[n++] = path[i];
-    }
+    n = tf_percent_decode(path, raw, p); /* as PATH_INFO is decoded */
     bool found = false;
     const char *seg0, *seg1;
     if (n >= mlen && !memcmp(p, mount, mlen) && (n == mlen || p[mlen] == '/')) {
@@ -468,12 +454,6 @@ struct digest {
     char *username, *realm, *nonce, *uri, *response, *qop, *nc, *cnonce, *algorithm;
 };
 
-static bool is_token_char(char c)
-{
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
 /* One value at *s: a quoted-string (unescaped in place) or a token. */
 static char *param_value(char **s)
 {
@@ -490,7 +470,7 @@ static char *param_value(char **s)
         *out = 0;
         p++;
     } else {
-        while (is_token_char(*p))
+        while (tf_is_token(p, 1))
             p++;
         if (p == value)
             return NULL;
@@ -516,7 +496,7 @@ static int parse_digest(char *s, struct digest *d)
         if (!*s)
             return 0;
         char *name = s;
-        while (is_token_char(*s))
+        while (tf_is_token(s, 1))
             s++;
         size_t nlen = (size_t)(s - name);
         s += strspn(s, " \t");
@@ -587,16 +567,11 @@ static void make_nonce(struct tf_auth *auth, const struct realm *r, char out[NON
     pthread_mutex_unlock(&auth->lock);
 }
 
-static bool is_hex(const char *s, size_t n)
-{
-    return strlen(s) == n && strspn(s, "0123456789abcdefABCDEF") == n;
-}
-
 /* Was the nonce made by this process for this realm? */
 static bool nonce_ours(const struct tf_auth *auth, const struct realm *r, const char *nonce)
 {
     char mac[33];
-    if (!is_hex(nonce, NONCE_LEN))
+    if (!tf_is_hex(nonce, NONCE_LEN))
         return false;
     nonce_mac(auth, nonce, r->name, mac);
     return tf_secret_equal(mac, nonce + 16);
@@ -631,7 +606,7 @@ static const char *digest_shape(const struct digest *d, const struct realm *r)
         return "incomplete Digest credentials";
     if (strcmp(d->qop, "auth") != 0 || (d->algorithm && strcasecmp(d->algorithm, "MD5") != 0))
         return "Digest credentials with another qop or algorithm than auth and MD5";
-    if (!is_hex(d->nc, 8) || !is_hex(d->response, 32) || strlen(d->username) >= 256)
+    if (!tf_is_hex(d->nc, 8) || !tf_is_hex(d->response, 32) || strlen(d->username) >= 256)
         return "malformed Digest credentials";
     if (strcmp(d->realm, r->name) != 0)
         return "Digest credentials for another realm";

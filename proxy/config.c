@@ -2,6 +2,7 @@
  * its kind and where it lands in struct tf_config; the command line and the
  * INI reader both go through tf_config_set(), so the two can never disagree. */
 #include "proxy/config.h"
+#include "proxy/platform.h"
 #include "proxy/auth.h"
 #include "proxy/cidr.h"
 
@@ -574,10 +575,8 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         return -1;
     if (cfg->reload && !cfg->workers)
         cfg->workers = 1;
-    if (!cfg->server_name && !(cfg->server_name = strdup(cfg->listen_host))) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
+    if (!cfg->io_threads)
+        cfg->io_threads = (unsigned)tf_cpu_count();
     if (cfg->workers && !cfg->have_app) {
         snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
         return -1;
@@ -645,7 +644,6 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->mirror_primary);
     free_list(cfg->basic_auth, cfg->n_basic_auth);
     free_list(cfg->digest_auth, cfg->n_digest_auth);
-    free(cfg->server_name);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

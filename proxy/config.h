@@ -26,7 +26,7 @@ struct tf_config {
     size_t n_env;
     char *mount;                /* "" or "/prefix" with no trailing slash */
     unsigned threads;           /* app threads */
-    unsigned io_threads;        /* libmicrohttpd threads */
+    unsigned io_threads;        /* libmicrohttpd threads (after loading: never 0) */
     unsigned queue_size;        /* requests waiting for an app thread */
     uint64_t max_body;          /* bytes; 0 = no limit */
     char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
@@ -69,7 +69,6 @@ struct tf_config {
     bool reload;                /* restart the workers when the app's files change */
     double worker_start_timeout;/* seconds a new worker may take to be ready */
     bool worker;                /* internal: this process is a worker of a front */
-    char *server_name;          /* derived: SERVER_NAME, the --listen host */
     char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
     size_t n_basic_auth, n_digest_auth;
     double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (default 300) */

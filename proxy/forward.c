@@ -100,7 +100,8 @@ struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
                                               const struct tf_config *cfg)
 {
     struct curl_slist *list = NULL;
-    const char *host = cfg->upstream_host ? cfg->upstream_host : tf_request_header(req, "Host");
+    const char *client_host = tf_request_header(req, "Host");
+    const char *host = cfg->upstream_host ? cfg->upstream_host : client_host;
     bool v6 = strchr(req->remote_addr, ':') != NULL;
     bool quote_host = host && !tf_is_token(host, strlen(host)); /* "h:81" is not a token */
     char line[1024], forwarded[512];
@@ -114,8 +115,8 @@ struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
     }
     ok = ok && append_owned(&list, joined(req, "X-Forwarded-For", req->remote_addr));
     ok = ok && append(&list, "X-Forwarded-Proto: http");
-    if (ok && tf_request_header(req, "Host")) {
-        snprintf(line, sizeof(line), "X-Forwarded-Host: %s", tf_request_header(req, "Host"));
+    if (ok && client_host) {
+        snprintf(line, sizeof(line), "X-Forwarded-Host: %s", client_host);
         ok = append(&list, line);
     }
     ok = ok && append_owned(&list, joined(req, "Forwarded", forwarded));

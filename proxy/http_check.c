@@ -23,6 +23,27 @@ int tf_hex_value(char c)
     return -1;
 }
 
+bool tf_is_hex(const char *s, size_t n)
+{
+    return strlen(s) == n && strspn(s, "0123456789abcdefABCDEF") == n;
+}
+
+size_t tf_percent_decode(const char *in, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int hi, lo;
+        if (in[i] == '%' && i + 2 < len &&
+            (hi = tf_hex_value(in[i + 1])) >= 0 && (lo = tf_hex_value(in[i + 2])) >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = in[i];
+        }
+    }
+    return o;
+}
+
 bool tf_secret_equal(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

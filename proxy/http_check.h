@@ -40,6 +40,11 @@ bool tf_is_field_value(const char *v, size_t len);
 
 /* The value of one hex digit, or -1. */
 int tf_hex_value(char c);
+/* s is exactly n hex digits. */
+bool tf_is_hex(const char *s, size_t n);
+/* Percent-decode len bytes of in into out (at least len bytes); malformed
+ * escapes are kept as they are. Returns the decoded length. */
+size_t tf_percent_decode(const char *in, size_t len, char *out);
 
 /* Compare a secret in time independent of where the strings differ. */
 bool tf_secret_equal(const char *a, const char *b);

@@ -87,11 +87,6 @@ static void table_finish(struct tf_passwd *pw, struct table *t)
     t->n = kept;
 }
 
-static bool is_hex32(const char *s)
-{
-    return strlen(s) == 32 && strspn(s, "0123456789abcdefABCDEF") == 32;
-}
-
 /* Parse one trimmed, non-comment line into user and secret (pointers into
  * line, which is modified). NULL on success, else why it was skipped. */
 static const char *parse_line(const struct tf_passwd *pw, char *line, char **user,
@@ -116,7 +111,7 @@ static const char *parse_line(const struct tf_passwd *pw, char *line, char **use
     *realm_end = 0;
     *secret = realm_end + 1;
     (*secret)[strcspn(*secret, ":")] = 0;
-    if (!is_hex32(*secret))
+    if (!tf_is_hex(*secret, 32))
         return "the hash is not 32 hex digits (MD5 of USER:REALM:PASSWORD)";
     for (char *p = *secret; *p; p++)
         if (*p >= 'A' && *p <= 'F')

@@ -85,11 +85,7 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
     }
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
-    req->status = status;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
-    MHD_destroy_response(r);
-    return ok;
+    return tf_server_queue(req, status, r);
 }
 
 /* POST start / stop / clear: act, then send the browser back to the page. */
@@ -122,11 +118,7 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     if (!r)
         return MHD_NO;
     MHD_add_response_header(r, "Location", server->cfg->profile_path);
-    req->status = 303;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, 303, r);
-    MHD_destroy_response(r);
-    return ok;
+    return tf_server_queue(req, 303, r);
 }
 
 /* With --mirror the page links the comparison before the function table. */
@@ -163,10 +155,7 @@ static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request
     if (f.location)
         MHD_add_response_header(r, "Location", f.location);
     MHD_add_response_header(r, "Cache-Control", "no-store");
-    req->status = f.status;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, f.status, r);
-    MHD_destroy_response(r);
+    enum MHD_Result ok = tf_server_queue(req, f.status, r);
     tf_fetched_free(&f);
     return ok;
 }

@@ -350,8 +350,7 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
                     bool *over_high)
 {
     *over_high = false;
-    if (req->tap && !req->tap_ended) /* ended (answered without a stream): its pair is gone */
-        tap_feed(req->tap, data, len); /* one producer: no lock needed */
+    tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
     if (!req->connection) /* detached: the tap is the only reader */
         return 0;
     if (len == 0)

@@ -241,12 +241,8 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     }
     free(path);
     req->t_dispatched = tf_now_us();
-    req->status = a.status;
     req->bytes_out = a.body_len;
-    req->phase = PHASE_RESPONDED;
-    enum MHD_Result ok = MHD_queue_response(req->connection, a.status, a.response);
-    MHD_destroy_response(a.response);
-    return ok;
+    return tf_server_queue(req, a.status, a.response);
 }
 
 /* Final call of a request that is not the profiler's: to its backend. */
@@ -512,6 +508,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     }
     server->cfg = cfg;
     server->backends = backends;
+    server->acceptor_wake[0] = server->acceptor_wake[1] = -1;
     if (cfg->mirror && !(server->mirror = tf_mirror_new(cfg, backends))) {
         snprintf(err, errlen, "out of memory");
         free(server);
@@ -526,10 +523,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
         (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0])) {
         if (!err[0])
             snprintf(err, errlen, "out of memory");
-        tf_mirror_free(server->mirror);
-        free(server->profile_allow);
-        free(server);
-        return NULL;
+        goto fail;
     }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG | MHD_USE_TURBO;
@@ -538,8 +532,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
         flags |= MHD_USE_NO_LISTEN_SOCKET;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    unsigned io_threads = sock->io_threads ? sock->io_threads
-                        : cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
+    unsigned io_threads = sock->io_threads ? sock->io_threads : cfg->io_threads;
     server->daemon = MHD_start_daemon(
         flags, 0, on_accept, server, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -562,25 +555,28 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     if (!server->daemon) {
         snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
                  "address of this machine?)", cfg->listen_host, cfg->listen_port);
-        tf_auth_free(server->auth);
-        tf_mirror_free(server->mirror);
-        free(server->profile_allow);
-        free(server);
-        return NULL;
+        goto fail;
     }
     if (sock->shared && (pipe2(server->acceptor_wake, O_CLOEXEC) < 0 ||
                          pthread_create(&server->acceptor, NULL, acceptor, server) != 0)) {
         snprintf(err, errlen, "cannot start the worker's acceptor thread");
-        MHD_stop_daemon(server->daemon);
-        tf_auth_free(server->auth);
-        free(server->profile_allow);
-        free(server);
-        return NULL;
+        goto fail;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon,
                                                            MHD_DAEMON_INFO_BIND_PORT);
     server->port = info ? info->port : cfg->listen_port;
     return server;
+fail:
+    if (server->daemon)
+        MHD_stop_daemon(server->daemon);
+    for (int i = 0; i < 2; i++)
+        if (server->acceptor_wake[i] >= 0)
+            close(server->acceptor_wake[i]);
+    tf_auth_free(server->auth);
+    tf_mirror_free(server->mirror);
+    free(server->profile_allow);
+    free(server);
+    return NULL;
 }
 
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)

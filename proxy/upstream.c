@@ -576,8 +576,7 @@ struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, si
         snprintf(err, errlen, "--upstream: libcurl failed to initialise");
         return NULL;
     }
-    unsigned n = cfg->upstream_threads ? cfg->upstream_threads
-                 : cfg->io_threads ? cfg->io_threads : (unsigned)tf_cpu_count();
+    unsigned n = cfg->upstream_threads ? cfg->upstream_threads : cfg->io_threads;
     struct tf_upstream *up = calloc(1, sizeof(*up));
     if (!up || !(up->lanes = calloc(n, sizeof(*up->lanes)))) {
         snprintf(err, errlen, "--upstream: out of memory");

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/hash.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/fetch.h"
@@ -63,9 +64,9 @@ static int random_token(char *out, size_t cap)
     unsigned char raw[16];
     if (tf_random_bytes(raw, sizeof(raw)) < 0)
         return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < sizeof(raw) && n + 3 < cap; i++)
-        n += (size_t)snprintf(out + n, cap - n, "%02x", raw[i]);
+    if (cap < 2 * sizeof(raw) + 1)
+        return -1;
+    tf_hex(raw, sizeof(raw), out);
     return 0;
 }
 
@@ -345,7 +346,7 @@ static void retire(struct tf_workers *w)
                     tf_signal_process(g->workers[i].pid, false);
             g->terminated = true;
         }
-        if (g->terminated && all_exited(g)) {
+        if (all_exited(g)) {
             *link = g->next;
             free_generation(g);
         } else {
@@ -446,10 +447,7 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
         w->current = NULL;
     }
     pthread_mutex_unlock(&w->lock);
-    for (struct generation *g = w->retired; g; g = g->next)
-        for (unsigned i = 0; i < g->n; i++)
-            if (!g->workers[i].exited)
-                tf_signal_process(g->workers[i].pid, false);
+    retire(w); /* SIGTERM to whatever was not told yet */
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
     for (;;) {
         int status;

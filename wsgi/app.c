@@ -185,6 +185,7 @@ char *wsgi_app_files(size_t *len)
     if (wsgi_ctx.cfg->wsgi_file)
         append_line(&out, &n, &cap, wsgi_ctx.cfg->wsgi_file);
     Py_XDECREF(values);
+    PyErr_Clear(); /* PyDict_Values may have failed */
     PyGILState_Release(g);
     *len = out ? n : 0;
     return out;

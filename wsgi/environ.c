@@ -33,37 +33,10 @@ enum wsgi_header_kind wsgi_cgi_name(const char *name, size_t len, char *out, siz
     return WSGI_HEADER_HTTP;
 }
 
-size_t wsgi_percent_decode(const char *in, size_t len, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int hi, lo;
-        if (in[i] == '%' && i + 2 < len &&
-            (hi = tf_hex_value(in[i + 1])) >= 0 && (lo = tf_hex_value(in[i + 2])) >= 0) {
-            out[o++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[o++] = in[i];
-        }
-    }
-    return o;
-}
-
 void wsgi_target_split(const char *target, const char **path, size_t *path_len,
                        const char **query)
 {
-    const char *p = target;
-    const char *scheme = strstr(target, "://");
-    if (target[0] != '/' && scheme) {
-        p = strchr(scheme + 3, '/');
-        if (!p) {
-            const char *q = strchr(scheme + 3, '?');
-            *path = "/";
-            *path_len = 1;
-            *query = q ? q + 1 : NULL;
-            return;
-        }
-    }
+    const char *p = target; /* origin-form: the server rewrote absolute URLs */
     const char *q = strchr(p, '?');
     *path = p;
     *path_len = q ? (size_t)(q - p) : strlen(p);
@@ -180,7 +153,7 @@ static int add_path(PyObject *env, const struct tf_request *req, bool *outside_m
         PyErr_NoMemory();
         return -1;
     }
-    size_t dlen = wsgi_percent_decode(path, plen, decoded);
+    size_t dlen = tf_percent_decode(path, plen, decoded);
     const char *mount = wsgi_ctx.cfg->mount;
     size_t mlen = strlen(mount);
     const char *info = decoded;
@@ -264,7 +237,7 @@ PyObject *wsgi_environ_base(void)
         PyDict_SetItemString(env, "wsgi.run_once", Py_False) < 0 ||
         PyDict_SetItemString(env, "wsgi.input_terminated", Py_True) < 0 ||
         PyDict_SetItemString(env, "wsgi.file_wrapper", (PyObject *)&wsgi_filewrapper_type) < 0 ||
-        set_cstr(env, "SERVER_NAME", cfg->server_name) < 0 ||
+        set_cstr(env, "SERVER_NAME", cfg->listen_host) < 0 ||
         set_cstr(env, "SERVER_SOFTWARE", "tracfront/" TF_VERSION) < 0 ||
         set_cstr(env, "GATEWAY_INTERFACE", "CGI/1.1") < 0 ||
         set_str(env, k_script, cfg->mount, (Py_ssize_t)strlen(cfg->mount)) < 0)

@@ -24,12 +24,8 @@ enum wsgi_header_kind {
  * terminated) into out, which holds cap bytes. */
 enum wsgi_header_kind wsgi_cgi_name(const char *name, size_t len, char *out, size_t cap);
 
-/* Percent-decode len bytes of in into out (at least len bytes); malformed
- * escapes are kept as they are. Returns the decoded length. */
-size_t wsgi_percent_decode(const char *in, size_t len, char *out);
-
-/* Split a request target into the path (absolute-form's scheme and authority
- * skipped) and the raw query (after the first '?', or NULL). */
+/* Split an origin-form request target into the path and the raw query
+ * (after the first '?', or NULL). */
 void wsgi_target_split(const char *target, const char **path, size_t *path_len,
                        const char **query);
 

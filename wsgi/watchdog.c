@@ -310,7 +310,9 @@ static void report(const struct snapshot *s, uint64_t now)
 }
 
 /* One scan: report, and interrupt, the requests newly past the timeout. The
- * GIL is held only while stacks are read and the interrupts raised. */
+ * GIL is held only while stacks are read and the interrupts raised, not while
+ * the reports are written (interrupt() checks again that each request is
+ * still the one it was). */
 static void check_overdue(void)
 {
     struct snapshot *list;
@@ -323,15 +325,18 @@ static void check_overdue(void)
     fill_stacks(list, n, frames);
     char *all = settings.dump_all && frames ? format_all(frames) : NULL;
     Py_XDECREF(frames);
+    PyGILState_Release(g);
     for (ssize_t i = 0; i < n; i++) /* logged before the 504 it may cause */
         report(&list[i], now);
     if (all) {
         tf_log_error("every Python thread's stack follows (--dump-all):");
         tf_log_raw(all, strlen(all));
     }
-    if (settings.interrupt)
+    if (settings.interrupt) {
+        g = PyGILState_Ensure();
         interrupt(list, n);
-    PyGILState_Release(g);
+        PyGILState_Release(g);
+    }
     free(all);
     free_snapshot(list, n);
 }
@@ -452,9 +457,8 @@ char *wsgi_watchdog_inflight(bool json, size_t *len)
                                           settings.timeout > 0 && ran >= settings.timeout_us,
                                           list[i].stack };
     }
-    const char *action = settings.action ? settings.action : "log";
-    char *out = json ? prof_inflight_json(rows, (size_t)n, settings.timeout, action)
-                     : prof_inflight_html(rows, (size_t)n, settings.timeout, action);
+    char *out = json ? prof_inflight_json(rows, (size_t)n, settings.timeout, settings.action)
+                     : prof_inflight_html(rows, (size_t)n, settings.timeout, settings.action);
     free(rows);
     free_snapshot(list, n);
     if (out && len)
