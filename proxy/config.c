@@ -65,7 +65,6 @@ static const struct key keys[] = {
     { "static", K_LIST, F(static_specs), F(n_static_specs), 0, 0 },
     { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
     { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
-    { "upstream-threads", K_UINT, F(upstream_threads), 0, 1, 64 },
     { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 0, 0 },
     { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
@@ -104,7 +103,8 @@ const char tf_config_usage[] =
     "  --reload                     new workers when the app's files change (implies\n"
     "                               --workers 1); SIGHUP does the same on demand\n"
     "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60)\n"
-    "  --io-threads N               network threads (default: number of CPUs)\n"
+    "  --io-threads N               network threads, each serving its connections and their\n"
+    "                               upstream transfers (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
     "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
@@ -125,8 +125,6 @@ const char tf_config_usage[] =
     "  --static PREFIX=DIR          files from DIR under PREFIX (= --route PREFIX=static:DIR)\n"
     "  --upstream-host HOST         Host header sent upstream (default: the client's)\n"
     "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
-    "  --upstream-threads N         threads driving libcurl, each with its own connection\n"
-    "                               pool (default: as many as --io-threads)\n"
     "  --upstream-connect-timeout S connecting to the upstream (default 5)\n"
     "  --upstream-read-timeout S    upstream silent this long: 504 (default 60)\n"
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"

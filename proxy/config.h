@@ -26,7 +26,7 @@ struct tf_config {
     size_t n_env;
     char *mount;                /* "" or "/prefix" with no trailing slash */
     unsigned threads;           /* app threads */
-    unsigned io_threads;        /* libmicrohttpd threads (after loading: never 0) */
+    unsigned io_threads;        /* network threads (after loading: never 0) */
     unsigned queue_size;        /* requests waiting for an app thread */
     uint64_t max_body;          /* bytes; 0 = no limit */
     char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
@@ -56,7 +56,6 @@ struct tf_config {
     char *upstream_path;        /* derived: "" or "/path" (no trailing '/'): replaces the route prefix */
     char *upstream_host;        /* Host header sent upstream; NULL = the client's */
     bool upstream_pin;          /* one upstream connection per client connection */
-    unsigned upstream_threads;  /* curl threads (0: as many as io threads) */
     double upstream_connect_timeout, upstream_read_timeout; /* seconds */
     char **route_specs, **static_specs; /* --route, --static as given */
     size_t n_route_specs, n_static_specs;

@@ -11,6 +11,7 @@
 #include "proxy/auth.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
+#include "proxy/loop.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 #include "proxy/request.h"
@@ -166,9 +167,11 @@ static int run_front(struct tf_config *cfg, char **argv)
     }
     int fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
     int cfd = fd < 0 ? -1 : tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
-    static const struct tf_backends none = { 0 };
+    struct tf_backends none = { .n_loops = 1 }; /* the control port's one network thread */
     struct tf_server_socket sock = { .fd = cfd, .io_threads = 1, .control = true };
-    struct tf_server *control = cfd < 0 ? NULL : tf_server_start_on(cfg, &none, &sock, err, sizeof(err));
+    none.loops = cfd < 0 ? NULL : tf_loops_start(1, err, sizeof(err));
+    struct tf_server *control =
+        !none.loops ? NULL : tf_server_start_on(cfg, &none, &sock, err, sizeof(err));
     struct tf_workers *workers = control ? tf_workers_new(cfg, argv, fd) : NULL;
     if (!workers) {
         fprintf(stderr, "tracfront: %s\n", err[0] ? err : "out of memory");
@@ -188,7 +191,9 @@ static int run_front(struct tf_config *cfg, char **argv)
     tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
                 cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
-    tf_server_stop(control); /* first: its pages ask the workers' list */
+    tf_loops_stop(none.loops, none.n_loops); /* first: its pages ask the workers' list */
+    tf_server_stop(control);
+    tf_loops_free(none.loops, none.n_loops);
     tf_workers_stop(workers, cfg->graceful_timeout + 1);
     close(fd);
     tf_log_info("stopped");
@@ -203,6 +208,14 @@ static int run_server(struct tf_config *cfg)
     struct wsgi_pool *pool = NULL;
     struct tf_upstream *upstream = NULL;
     struct tf_backends backends = { 0 };
+    /* a worker serves its share of the port on one thread (the other workers
+     * share the load), and its control port on another: the front asks that
+     * one while the first waits for the front (a profile page relayed) */
+    backends.n_loops = cfg->worker ? 2 : cfg->io_threads;
+    if (!(backends.loops = tf_loops_start(backends.n_loops, err, sizeof(err)))) {
+        fprintf(stderr, "tracfront: %s\n", err);
+        return 1;
+    }
     if (cfg->have_app) {
         if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) {
             fprintf(stderr, "tracfront: %s\n", err);
@@ -217,7 +230,8 @@ static int run_server(struct tf_config *cfg)
         backends.app_ctx = pool;
     }
     if (cfg->upstream) {
-        if (!(upstream = tf_upstream_start(cfg, err, sizeof(err)))) {
+        if (!(upstream = tf_upstream_start(cfg, backends.loops, backends.n_loops, err,
+                                           sizeof(err)))) {
             fprintf(stderr, "tracfront: %s\n", err);
             return 1;
         }
@@ -229,7 +243,8 @@ static int run_server(struct tf_config *cfg)
     unsigned control_port = 0;
     if (cfg->worker) { /* a loopback port for the front's questions; the shared socket later */
         int cfd = tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
-        struct tf_server_socket own = { .fd = cfd, .io_threads = 1, .control = true };
+        struct tf_server_socket own = { .fd = cfd, .io_threads = 1, .first_loop = 1,
+                                        .control = true };
         server = control = cfd >= 0 ? tf_server_start_on(cfg, &backends, &own, err, sizeof(err))
                                     : NULL;
     } else {
@@ -285,10 +300,12 @@ static int run_server(struct tf_config *cfg)
     }
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
+    tf_loops_stop(backends.loops, backends.n_loops);
     if (control != server)
         tf_server_stop(control);
     tf_server_stop(server);
     tf_upstream_stop(upstream); /* after the server: closing connections releases pins */
+    tf_loops_free(backends.loops, backends.n_loops);
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */
         wsgi_pool_stop(pool);

@@ -177,7 +177,7 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
     }
     req->response = response;
     req->status = status;
-    MHD_resume_connection(req->connection);
+    tf_request_resume(req);
 }
 
 /* The body failed after its headers went out: the client must see the
@@ -295,6 +295,31 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
     return r;
 }
 
+struct MHD_Response *tf_request_whole_response(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    size_t size = req->queued;
+    char *body = req->spill_end == 0 ? malloc(size ? size : 1) : NULL;
+    if (!body) {
+        pthread_mutex_unlock(&req->lock);
+        return NULL;
+    }
+    size_t n = 0;
+    for (struct tf_chunk *c = req->head; c; c = c->next) {
+        memcpy(body + n, c->data + c->off, c->len - c->off);
+        n += c->len - c->off;
+    }
+    struct MHD_Response *r = MHD_create_response_from_buffer(size, body, MHD_RESPMEM_MUST_FREE);
+    if (r) {
+        free_chunks(req);
+        req->bytes_out = size;
+    } else {
+        free(body);
+    }
+    pthread_mutex_unlock(&req->lock);
+    return r;
+}
+
 /* Unlock, resuming the connection if the reader was waiting for data. Call
  * with the lock held, after queueing data or ending the stream. */
 static void unlock_and_wake_reader(struct tf_request *req)
@@ -303,7 +328,7 @@ static void unlock_and_wake_reader(struct tf_request *req)
     req->reader_suspended = false;
     pthread_mutex_unlock(&req->lock);
     if (resume)
-        MHD_resume_connection(req->connection);
+        tf_request_resume(req);
 }
 
 static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)

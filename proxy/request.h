@@ -24,6 +24,7 @@
 struct MHD_Connection;
 struct MHD_Response;
 struct tf_server;
+struct tf_daemon;
 struct tf_route;
 struct tf_upstream_pin;
 
@@ -62,6 +63,7 @@ struct tf_request {
     struct tf_server *server;
     uint64_t id;                /* unique in this process, from 1 */
     struct MHD_Connection *connection;
+    struct tf_daemon *daemon;   /* the daemon serving the connection (server_internal.h) */
     char *target;               /* raw request target, as received */
     char *method, *version;
     bool http11, is_head;
@@ -115,6 +117,9 @@ struct tf_request {
 void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
+/* Resume the suspended connection, from any thread, and have its daemon's
+ * loop run (server.c). */
+void tf_request_resume(struct tf_request *req);
 void tf_request_ref(struct tf_request *req);
 void tf_request_unref(struct tf_request *req);
 
@@ -150,6 +155,10 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
                     bool *over_high);
 /* End of body (error = abort the connection instead of ending cleanly). */
 void tf_request_finish(struct tf_request *req, bool error);
+/* Producer side, once the whole body is queued and nothing was read yet:
+ * the body as one buffer response (sent with its head in one write), the
+ * queue emptied. NULL when it was spilled to a file, or out of memory. */
+struct MHD_Response *tf_request_whole_response(struct tf_request *req);
 /* Park the producer: returns true if parked (producer_wake will be called
  * later), false if the queue already drained or the client left meanwhile. */
 bool tf_request_park(struct tf_request *req);

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/epoll.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -26,6 +27,7 @@
 #include "proxy/auth.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
+#include "proxy/loop.h"
 #include "proxy/mirror.h"
 #include "proxy/platform.h"
 #include "proxy/static.h"
@@ -224,7 +226,7 @@ static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req
         req->response = tf_error_response(503, "The server is overloaded; try again.", false,
                                           &req->bytes_out);
         req->status = 503;
-        MHD_resume_connection(req->connection);
+        tf_request_resume(req);
     }
     return MHD_YES;
 }
@@ -283,6 +285,16 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     return tf_server_reply(req, 404, "No route serves this path.", false);
 }
 
+static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_DAEMON);
+    for (unsigned i = 0; ci && i < server->n_daemons; i++)
+        if (server->daemons[i].mhd == ci->daemon)
+            return &server->daemons[i];
+    return &server->daemons[0]; /* not reached: every connection is one of ours */
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                                   const char *url, const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -299,6 +311,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
          * slowloris) must not hold up a graceful shutdown. */
         __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_SEQ_CST);
         req->connection = connection;
+        req->daemon = daemon_of(server, connection);
         struct tf_framing framing;
         int st = take_headers(req, method, version, &framing);
         if (st)
@@ -496,6 +509,158 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
 
 static void *acceptor(void *arg);
 
+/* --- the daemons on their loops ---------------------------------------------- */
+
+void tf_request_resume(struct tf_request *req)
+{
+    struct tf_daemon *d = req->daemon;
+    MHD_resume_connection(req->connection);
+    if (!__atomic_exchange_n(&d->needs_run, 1, __ATOMIC_ACQ_REL))
+        tf_loop_wake(d->loop);
+}
+
+static void on_daemon_ready(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    MHD_run(ctx);
+}
+
+/* Run the daemon when it has work without a ready socket (data already
+ * read, a timeout due); returns the ms until it next needs a run. */
+static long daemon_tick(void *ctx)
+{
+    struct tf_daemon *d = ctx;
+    MHD_UNSIGNED_LONG_LONG ms;
+    bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
+    if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
+        MHD_run(d->mhd);
+    if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
+        return -1;
+    return ms > 1000 ? 1000 : (long)ms;
+}
+
+struct attach {
+    struct tf_daemon *d;
+    int rc;
+};
+
+static void attach_daemon(void *arg) /* on the daemon's loop */
+{
+    struct attach *a = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    a->rc = !info || tf_loop_watch(a->d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready,
+                                   a->d->mhd) < 0 ||
+            tf_loop_add_tick(a->d->loop, daemon_tick, a->d) < 0 ? -1 : 0;
+}
+
+static void detach_daemon(void *arg) /* on the daemon's loop, or after it stopped */
+{
+    struct tf_daemon *d = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info)
+        tf_loop_unwatch(d->loop, info->epoll_fd);
+    tf_loop_remove_tick(d->loop, daemon_tick, d);
+}
+
+static void stop_daemons(struct tf_server *server)
+{
+    for (unsigned i = 0; i < server->n_daemons; i++) {
+        struct tf_daemon *d = &server->daemons[i];
+        if (!d->mhd)
+            continue;
+        tf_loop_call(d->loop, detach_daemon, d);
+        MHD_stop_daemon(d->mhd);
+    }
+    free(server->daemons);
+    server->daemons = NULL;
+    server->n_daemons = 0;
+}
+
+/* listen_fd: the socket this daemon accepts from (it closes it), or -1
+ * for none (a worker's: the acceptor thread adds the connections). */
+static int start_daemon(struct tf_server *server, struct tf_daemon *d, int listen_fd, bool ipv6)
+{
+    const struct tf_config *cfg = server->cfg;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (listen_fd < 0)
+        flags |= MHD_USE_NO_LISTEN_SOCKET;
+    if (ipv6)
+        flags |= MHD_USE_IPv6;
+    d->mhd = MHD_start_daemon(
+        flags, 0, on_accept, server, on_request, server,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        /* no listening socket: the backlog option stands in, with its own value */
+        listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        listen_fd >= 0 ? (intptr_t)listen_fd : (intptr_t)1024,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
+        MHD_OPTION_STRICT_FOR_CLIENT, 0,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_END);
+    if (!d->mhd) {
+        if (listen_fd >= 0)
+            close(listen_fd);
+        return -1;
+    }
+    struct attach a = { .d = d, .rc = -1 };
+    if (tf_loop_call(d->loop, attach_daemon, &a) < 0 || a.rc < 0) {
+        tf_loop_call(d->loop, detach_daemon, d);
+        MHD_stop_daemon(d->mhd);
+        d->mhd = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* One daemon per I/O thread, each on its own loop; they accept from
+ * duplicates of one listening socket. */
+static int start_daemons(struct tf_server *server, const struct tf_server_socket *sock,
+                         const struct sockaddr_storage *ss, char *err, size_t errlen)
+{
+    const struct tf_config *cfg = server->cfg;
+    unsigned n = sock->io_threads ? sock->io_threads : cfg->io_threads;
+    unsigned n_loops = server->backends->n_loops;
+    unsigned first = sock->first_loop < n_loops ? sock->first_loop : 0;
+    if (n > n_loops - first)
+        n = n_loops - first;
+    if (!n || !(server->daemons = calloc(n, sizeof(*server->daemons)))) {
+        snprintf(err, errlen, n ? "out of memory" : "no network thread to serve on");
+        return -1;
+    }
+    server->n_daemons = n;
+    int fd = sock->fd;
+    if (fd < 0) {
+        fd = tf_listen_socket((const struct sockaddr *)ss, ss->ss_family == AF_INET6
+                              ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
+                              &server->port);
+        if (fd < 0) {
+            snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen_host,
+                     cfg->listen_port, strerror(errno));
+            return -1;
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        struct tf_daemon *d = &server->daemons[i];
+        d->loop = server->backends->loops[first + i];
+        d->server = server;
+        /* the last daemon takes fd itself, the others a duplicate */
+        int listen_fd = sock->shared ? -1 : i + 1 < n ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd;
+        if ((!sock->shared && listen_fd < 0) ||
+            start_daemon(server, d, listen_fd, ss->ss_family == AF_INET6) < 0) {
+            if (!sock->shared && i + 1 < n)
+                close(fd); /* never handed over */
+            snprintf(err, errlen, "--listen: libmicrohttpd cannot serve on %s:%u",
+                     cfg->listen_host, cfg->listen_port);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                                      const struct tf_backends *backends,
                                      const struct tf_server_socket *sock, char *err, size_t errlen)
@@ -525,50 +690,21 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
             snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     server->shared_fd = sock->shared ? sock->fd : -1;
-    if (sock->shared) /* our acceptor takes the connections (see acceptor()) */
-        flags |= MHD_USE_NO_LISTEN_SOCKET;
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    unsigned io_threads = sock->io_threads ? sock->io_threads : cfg->io_threads;
-    server->daemon = MHD_start_daemon(
-        flags, 0, on_accept, server, on_request, server,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        sock->shared ? MHD_OPTION_LISTEN_BACKLOG_SIZE
-                     : sock->fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_SOCK_ADDR,
-        sock->shared ? (intptr_t)1024
-                     : sock->fd >= 0 ? (intptr_t)sock->fd : (intptr_t)(struct sockaddr *)&ss,
-        /* one I/O thread: no pool (the backlog option stands in, with its own value) */
-        io_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        io_threads > 1 ? io_threads : 1024u,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
-        MHD_OPTION_STRICT_FOR_CLIENT, 0,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
-        MHD_OPTION_END);
-    if (!server->daemon) {
-        snprintf(err, errlen, "--listen: cannot listen on %s:%u (address in use, or not an "
-                 "address of this machine?)", cfg->listen_host, cfg->listen_port);
+    if (start_daemons(server, sock, &ss, err, errlen) < 0)
         goto fail;
-    }
     if (sock->shared && (pipe2(server->acceptor_wake, O_CLOEXEC) < 0 ||
                          pthread_create(&server->acceptor, NULL, acceptor, server) != 0)) {
         snprintf(err, errlen, "cannot start the worker's acceptor thread");
         goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemon,
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemons[0].mhd,
                                                            MHD_DAEMON_INFO_BIND_PORT);
-    server->port = info ? info->port : cfg->listen_port;
+    if (!server->port)
+        server->port = info ? info->port : cfg->listen_port;
     return server;
 fail:
-    if (server->daemon)
-        MHD_stop_daemon(server->daemon);
+    stop_daemons(server);
     for (int i = 0; i < 2; i++)
         if (server->acceptor_wake[i] >= 0)
             close(server->acceptor_wake[i]);
@@ -602,6 +738,37 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
     return fd;
 }
 
+struct new_connection {
+    struct MHD_Daemon *mhd;
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t len;
+};
+
+static void add_on_loop(void *arg)
+{
+    struct new_connection *c = arg; /* libmicrohttpd closes it if it cannot take it */
+    MHD_add_connection(c->mhd, c->fd, (struct sockaddr *)&c->addr, c->len);
+    free(c);
+}
+
+/* The acceptor's: the connection to the next daemon, added on its loop
+ * (libmicrohttpd's calls on a daemon all come from its loop). */
+static int add_connection(struct tf_server *server, int fd, const struct sockaddr_storage *ss,
+                          socklen_t len)
+{
+    struct tf_daemon *d = &server->daemons[server->next_daemon++ % server->n_daemons];
+    struct new_connection *c = malloc(sizeof(*c));
+    if (c)
+        *c = (struct new_connection){ .mhd = d->mhd, .fd = fd, .addr = *ss, .len = len };
+    if (!c || tf_loop_post(d->loop, add_on_loop, c) < 0) {
+        free(c);
+        close(fd);
+        return -1;
+    }
+    return 0;
+}
+
 /* A worker's acceptor: the workers share one listening socket, and the
  * least busy should win each new connection (keep-alive connections stay
  * where they land), so a worker waits a little per connection it already
@@ -632,9 +799,7 @@ static void *acceptor(void *arg)
         socklen_t len = sizeof(ss);
         int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
-        /* libmicrohttpd closes it if it cannot take it */
-        if (fd >= 0 &&
-            MHD_add_connection(server->daemon, fd, (struct sockaddr *)&ss, len) == MHD_YES) {
+        if (fd >= 0 && add_connection(server, fd, &ss, len) == 0) {
             taken++;
             last_take = tf_now_us();
         }
@@ -679,7 +844,7 @@ void tf_server_stop(struct tf_server *server)
     if (!server)
         return;
     tf_server_quiesce(server); /* a worker's acceptor, if still running */
-    MHD_stop_daemon(server->daemon);
+    stop_daemons(server);
     tf_auth_free(server->auth);
     tf_mirror_free(server->mirror);
     free(server->profile_allow);

@@ -30,6 +30,9 @@ struct tf_backends {
     tf_dispatch_fn upstream;       /* libcurl to --upstream */
     void *upstream_ctx;
     struct tf_upstream *pins;      /* --upstream-pin: whom to ask for a pinned link */
+    struct tf_loop **loops;        /* the network threads (proxy/loop.h); a server's I/O
+                                      thread i is loops[i] */
+    unsigned n_loops;
 };
 
 /* Start listening. cfg and backends must outlive the server. NULL with err
@@ -41,6 +44,7 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
 struct tf_server_socket {
     int fd;                  /* a listening socket to use (shared with other processes), or -1 */
     unsigned io_threads;     /* 0: --io-threads */
+    unsigned first_loop;     /* I/O thread i is backends->loops[first_loop + i] */
     unsigned relay_port;     /* a worker: profile pages are its front's, on this loopback port */
     bool shared;             /* fd is shared by the workers: take connections from it with
                                 an acceptor thread that can stop (tf_server_quiesce) */

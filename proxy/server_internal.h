@@ -13,8 +13,19 @@
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
 
+/* One libmicrohttpd daemon per I/O thread, driven by that thread's loop. */
+struct tf_daemon {
+    struct MHD_Daemon *mhd;
+    struct tf_loop *loop;
+    struct tf_server *server;
+    int needs_run;                  /* atomic: a connection was resumed (libmicrohttpd in
+                                       this mode does not notice by itself) */
+};
+
 struct tf_server {
-    struct MHD_Daemon *daemon;      /* main thread: start/stop only */
+    struct tf_daemon *daemons;      /* n_daemons; main thread: start/stop only */
+    unsigned n_daemons;
+    unsigned next_daemon;           /* the acceptor's: connections go round the daemons */
     const struct tf_config *cfg;    /* read-only */
     const struct tf_backends *backends; /* read-only */
     struct tf_mirror *mirror;       /* --mirror; read-only pointer after start */

@@ -1,21 +1,26 @@
-/* upstream.c — libcurl transfers to the upstream (see upstream.h). Every
- * transfer lives on one upstream thread (a lane, with its own curl multi
- * handle): other threads only queue commands to it (start a request, wake a
- * paused transfer, free a pin) and wake its multi handle. The response head is checked line by line (forward.c); the
- * body goes into the request's channel. The client is answered at the end
- * of a small response, or as soon as 16 KiB or 2 ms of a larger one are in,
- * so small answers cost one suspend/resume and large ones stream. */
+/* upstream.c — libcurl transfers to the upstream (see upstream.h). Each
+ * network thread's loop (proxy/loop.h) has a lane: a curl multi handle
+ * driven by the loop's epoll set (curl_multi_socket_action), with its own
+ * pool of upstream connections. A request is forwarded on the lane of the
+ * thread that read it, so the whole exchange stays on one thread; other
+ * threads (a mirror copy, a drained channel waking its transfer, a pin's
+ * release) post commands to a lane's loop. The response head is checked
+ * line by line (forward.c); the body goes into the request's channel. The
+ * client is answered at the end of a small response, or as soon as 16 KiB
+ * or 2 ms of a larger one are in, so small answers cost one suspend/resume
+ * and large ones stream. */
 #include "proxy/upstream.h"
 
 #include <curl/curl.h>
 #include <microhttpd.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 
 #include "proxy/forward.h"
 #include "proxy/log.h"
+#include "proxy/loop.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 
@@ -27,14 +32,14 @@ enum command_kind { CMD_START, CMD_WAKE, CMD_PIN_FREE };
 
 struct command {
     enum command_kind kind;
+    struct lane *lane;
     struct tf_request *req;         /* CMD_START, CMD_WAKE: a reference */
     struct tf_upstream_pin *pin;    /* CMD_PIN_FREE */
-    struct command *next;
 };
 
 struct tf_upstream_pin {
-    struct lane *up;                /* the lane whose thread uses the share */
-    CURLSH *share;                  /* its own connection cache; upstream thread only */
+    struct lane *up;                /* the lane whose loop uses the share */
+    CURLSH *share;                  /* its own connection cache; that loop only */
     int refs;                       /* atomic: the client connection + its transfers */
 };
 
@@ -53,38 +58,38 @@ struct transfer {
     struct transfer *prev, *next;   /* the active list */
 };
 
-/* One upstream thread, driving its own curl multi handle (and so its own
- * pool of upstream connections). */
+/* One loop's curl multi handle (and so its pool of upstream connections).
+ * Everything but cfg and loop belongs to the loop's thread. */
 struct lane {
-    const struct tf_config *cfg;    /* read-only */
-    CURLM *multi;                   /* upstream thread only */
-    pthread_t thread;
-    pthread_mutex_t lock;           /* guards commands and stopping */
-    struct command *commands;
-    bool stopping;
-    /* upstream thread only: */
+    const struct tf_config *cfg;
+    struct tf_loop *loop;
+    CURLM *multi;
     struct transfer *active;
     CURL **idle_easy;               /* reusable handles */
     size_t n_idle_easy, cap_idle_easy;
     uint64_t last_idle_check;
+    uint64_t timer_due;             /* curl's timeout, monotonic us */
+    bool timer_set;
 };
 
 struct tf_upstream {
-    struct lane *lanes;             /* n_lanes, read-only */
+    struct lane *lanes;             /* lanes[i] is on loop i; read-only */
     unsigned n_lanes;
-    unsigned next_lane;             /* atomic: requests and pins go round the lanes */
+    unsigned next_lane;             /* atomic: work from other threads goes round the lanes */
 };
 
-static void post(struct lane *up, struct command *c)
+static void run_command(void *arg);
+
+/* Run c on its lane's loop (c is freed there). */
+static void post(struct command *c)
 {
-    pthread_mutex_lock(&up->lock);
-    c->next = up->commands;
-    up->commands = c;
-    pthread_mutex_unlock(&up->lock);
-    curl_multi_wakeup(up->multi);
+    if (tf_loop_post(c->lane->loop, run_command, c) < 0) {
+        tf_log_error("upstream: out of memory; a command to a network thread is lost");
+        free(c);
+    }
 }
 
-/* --- curl callbacks (upstream thread) ------------------------------------- */
+/* --- curl callbacks (the lane's loop) ------------------------------------- */
 
 static size_t on_header(char *line, size_t size, size_t n, void *userp)
 {
@@ -155,7 +160,11 @@ static void respond(struct transfer *t, uint64_t size)
         size = t->head.content_length >= 0 ? (uint64_t)t->head.content_length : UINT64_MAX;
     else if (status == 204 || status == 304)
         size = 0;
-    struct MHD_Response *r = tf_request_stream_response(req, size);
+    bool whole = size == t->pushed && t->head.done && !req->is_head && status != 204 &&
+                 status != 304 && size <= EARLY_BYTES; /* all in: one write for head and body */
+    struct MHD_Response *r = whole ? tf_request_whole_response(req) : NULL;
+    if (!r)
+        r = tf_request_stream_response(req, size);
     if (r)
         tf_response_head_apply(&t->head, r, req, t->up->cfg);
     t->responded = true;
@@ -375,8 +384,12 @@ static void start_transfer(struct lane *up, struct tf_request *req)
 
 /* --- pins ------------------------------------------------------------------ */
 
-static struct lane *next_lane(struct tf_upstream *up)
+/* The lane of the loop running here; from another thread, the next one. */
+static struct lane *lane_here(struct tf_upstream *up)
 {
+    struct tf_loop *loop = tf_loop_current();
+    if (loop && tf_loop_index(loop) < up->n_lanes)
+        return &up->lanes[tf_loop_index(loop)];
     return &up->lanes[__atomic_fetch_add(&up->next_lane, 1, __ATOMIC_RELAXED) % up->n_lanes];
 }
 
@@ -384,13 +397,13 @@ struct tf_upstream_pin *tf_upstream_pin_new(struct tf_upstream *up)
 {
     struct tf_upstream_pin *pin = calloc(1, sizeof(*pin));
     if (pin) {
-        pin->up = next_lane(up);
+        pin->up = lane_here(up); /* the client connection's loop */
         pin->refs = 1;
     }
     return pin;
 }
 
-/* Upstream thread: drop a reference; the last one closes the connection. */
+/* The lane's loop: drop a reference; the last one closes the connection. */
 static void pin_drop(struct tf_upstream_pin *pin)
 {
     if (__atomic_sub_fetch(&pin->refs, 1, __ATOMIC_ACQ_REL) != 0)
@@ -406,14 +419,17 @@ void tf_upstream_pin_release(struct tf_upstream_pin *pin)
     if (!c)
         return; /* leaks one pin rather than freeing a share curl may use */
     c->kind = CMD_PIN_FREE;
+    c->lane = pin->up;
     c->pin = pin;
-    post(pin->up, c);
+    post(c);
 }
 
-/* --- the upstream thread ---------------------------------------------------- */
+/* --- commands and the loop ------------------------------------------------- */
 
-/* I/O thread: the client drained the channel, or left. Only called while
- * the transfer is paused, and a paused transfer cannot end, so t is alive. */
+/* The connection's loop: the client drained the channel, or left. Only
+ * called while the transfer is paused, and a paused transfer cannot end,
+ * so t is alive. Run as a command: unpausing can deliver data at once,
+ * and this runs inside libmicrohttpd's content reader. */
 static void producer_wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
@@ -424,11 +440,12 @@ static void producer_wake(struct tf_request *req)
     }
     tf_request_ref(req);
     c->kind = CMD_WAKE;
+    c->lane = t->up;
     c->req = req;
-    post(t->up, c);
+    post(c);
 }
 
-static void wake(struct lane *up, struct tf_request *req)
+static void wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
     if (t && t->paused) {
@@ -440,33 +457,19 @@ static void wake(struct lane *up, struct tf_request *req)
         else
             curl_easy_pause(t->easy, CURLPAUSE_CONT);
     }
-    (void)up;
     tf_request_unref(req);
 }
 
-static void run_commands(struct lane *up)
+static void run_command(void *arg)
 {
-    pthread_mutex_lock(&up->lock);
-    struct command *c = up->commands, *reversed = NULL;
-    up->commands = NULL;
-    pthread_mutex_unlock(&up->lock);
-    while (c) { /* oldest first */
-        struct command *next = c->next;
-        c->next = reversed;
-        reversed = c;
-        c = next;
-    }
-    for (c = reversed; c;) {
-        struct command *next = c->next;
-        if (c->kind == CMD_START)
-            start_transfer(up, c->req);
-        else if (c->kind == CMD_WAKE)
-            wake(up, c->req);
-        else
-            pin_drop(c->pin);
-        free(c);
-        c = next;
-    }
+    struct command *c = arg;
+    if (c->kind == CMD_START)
+        start_transfer(c->lane, c->req);
+    else if (c->kind == CMD_WAKE)
+        wake(c->req);
+    else
+        pin_drop(c->pin);
+    free(c);
 }
 
 static void read_results(struct lane *up)
@@ -484,10 +487,12 @@ static void read_results(struct lane *up)
 }
 
 /* Answer heads that have waited long enough for their body; time out
- * transfers whose upstream went silent. Returns the poll timeout in ms. */
-static int check_timers(struct lane *up)
+ * transfers whose upstream went silent. Returns the ms until the next
+ * check is needed, -1 for none. */
+static long check_timers(struct lane *up, uint64_t now)
 {
-    uint64_t now = tf_now_us();
+    if (!up->active)
+        return -1;
     bool waiting = false, idle_check = now - up->last_idle_check >= IDLE_CHECK_US;
     uint64_t idle_max = (uint64_t)(up->cfg->upstream_read_timeout * 1e6);
     if (idle_check)
@@ -505,88 +510,147 @@ static int check_timers(struct lane *up)
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);
         }
     }
-    return waiting ? 1 : (int)(IDLE_CHECK_US / 1000);
+    return waiting ? 1 : (long)(IDLE_CHECK_US / 1000);
 }
 
-static void *upstream_thread(void *arg)
+static void on_socket_ready(void *ctx, int fd, uint32_t events)
 {
-    struct lane *up = arg;
-    for (;;) {
-        run_commands(up);
-        int running = 0;
-        curl_multi_perform(up->multi, &running);
-        read_results(up);
-        int timeout = check_timers(up);
-        pthread_mutex_lock(&up->lock);
-        bool stop = up->stopping && !up->commands;
-        pthread_mutex_unlock(&up->lock);
-        if (stop)
-            break;
-        curl_multi_poll(up->multi, NULL, 0, timeout, NULL);
+    struct lane *up = ctx;
+    int flags = (events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
+                (events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+                (events & EPOLLERR ? CURL_CSELECT_ERR : 0);
+    int running;
+    curl_multi_socket_action(up->multi, fd, flags, &running);
+    read_results(up);
+}
+
+/* curl: watch s for what (CURLMOPT_SOCKETFUNCTION). */
+static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    (void)socketp;
+    struct lane *up = userp;
+    if (what == CURL_POLL_REMOVE) {
+        tf_loop_unwatch(up->loop, s);
+        return 0;
     }
-    while (up->active) /* only at a forced stop */
-        end_transfer(up->active, CURLE_ABORTED_BY_CALLBACK);
-    return NULL;
+    uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+    return tf_loop_watch(up->loop, s, events, on_socket_ready, up) < 0 ? -1 : 0;
+}
+
+/* curl: call back in timeout_ms, or never when -1 (CURLMOPT_TIMERFUNCTION). */
+static int on_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    struct lane *up = userp;
+    up->timer_set = timeout_ms >= 0;
+    if (up->timer_set) {
+        up->timer_due = tf_now_us() + (uint64_t)timeout_ms * 1000u;
+        tf_loop_wake(up->loop); /* this turn's ticks may have run: take the new time into account */
+    }
+    return 0;
+}
+
+/* Each turn of the lane's loop. */
+static long lane_tick(void *ctx)
+{
+    struct lane *up = ctx;
+    uint64_t now = tf_now_us();
+    if (up->timer_set && now >= up->timer_due) {
+        int running;
+        up->timer_set = false;
+        curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        read_results(up);
+        now = tf_now_us();
+    }
+    long wait = check_timers(up, now);
+    if (up->timer_set) {
+        long due = up->timer_due <= now ? 0 : (long)((up->timer_due - now + 999) / 1000);
+        if (wait < 0 || due < wait)
+            wait = due;
+    }
+    return wait;
 }
 
 int tf_upstream_submit(void *upstream, struct tf_request *req)
 {
     struct tf_upstream *up = upstream;
+    struct lane *lane = req->pin ? req->pin->up : lane_here(up); /* a pin's share is its lane's */
+    if (lane->loop == tf_loop_current()) {
+        start_transfer(lane, req); /* the dispatcher's reference becomes the transfer's */
+        return 0;
+    }
     struct command *c = calloc(1, sizeof(*c));
     if (!c)
         return -1;
     c->kind = CMD_START;
-    c->req = req; /* the dispatcher's reference becomes ours */
-    post(req->pin ? req->pin->up : next_lane(up), c); /* a pin's share is its lane's */
+    c->lane = lane;
+    c->req = req;
+    post(c);
     return 0;
 }
 
-static int lane_start(struct lane *l, const struct tf_config *cfg)
+struct lane_setup {
+    struct lane *lane;
+    int rc;
+};
+
+static void add_lane_tick(void *arg) /* on the lane's loop */
+{
+    struct lane_setup *s = arg;
+    s->rc = tf_loop_add_tick(s->lane->loop, lane_tick, s->lane);
+}
+
+static int lane_start(struct lane *l, const struct tf_config *cfg, struct tf_loop *loop)
 {
     if (!(l->multi = curl_multi_init()))
         return -1;
     l->cfg = cfg;
-    pthread_mutex_init(&l->lock, NULL);
+    l->loop = loop;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 64L);
-    if (pthread_create(&l->thread, NULL, upstream_thread, l) != 0) {
-        pthread_mutex_destroy(&l->lock);
-        curl_multi_cleanup(l->multi);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
+    struct lane_setup s = { .lane = l, .rc = -1 };
+    if (tf_loop_call(loop, add_lane_tick, &s) < 0 || s.rc < 0)
         return -1;
-    }
     return 0;
 }
 
+/* The loop has stopped: run what was posted to it, end what still runs. */
 static void lane_stop(struct lane *l)
 {
-    pthread_mutex_lock(&l->lock);
-    l->stopping = true;
-    pthread_mutex_unlock(&l->lock);
-    curl_multi_wakeup(l->multi);
-    pthread_join(l->thread, NULL);
+    if (!l->multi)
+        return;
+    tf_loop_run_posted(l->loop); /* pins the closing connections released */
+    while (l->active) /* only at a forced stop */
+        end_transfer(l->active, CURLE_ABORTED_BY_CALLBACK);
+    tf_loop_remove_tick(l->loop, lane_tick, l);
     for (size_t i = 0; i < l->n_idle_easy; i++)
         curl_easy_cleanup(l->idle_easy[i]);
     free(l->idle_easy);
-    curl_multi_cleanup(l->multi);
-    pthread_mutex_destroy(&l->lock);
+    curl_multi_cleanup(l->multi); /* its sockets: unwatched through on_socket */
 }
 
-struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen)
+struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loop **loops,
+                                      unsigned n_loops, char *err, size_t errlen)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "--upstream: libcurl failed to initialise");
         return NULL;
     }
-    unsigned n = cfg->upstream_threads ? cfg->upstream_threads : cfg->io_threads;
     struct tf_upstream *up = calloc(1, sizeof(*up));
-    if (!up || !(up->lanes = calloc(n, sizeof(*up->lanes)))) {
+    if (!up || !(up->lanes = calloc(n_loops ? n_loops : 1, sizeof(*up->lanes)))) {
         snprintf(err, errlen, "--upstream: out of memory");
         free(up);
         curl_global_cleanup();
         return NULL;
     }
-    for (; up->n_lanes < n; up->n_lanes++) {
-        if (lane_start(&up->lanes[up->n_lanes], cfg) < 0) {
-            snprintf(err, errlen, "--upstream: cannot start an upstream thread");
+    for (; up->n_lanes < n_loops; up->n_lanes++) {
+        if (lane_start(&up->lanes[up->n_lanes], cfg, loops[up->n_lanes]) < 0) {
+            snprintf(err, errlen, "--upstream: cannot set up libcurl");
+            up->n_lanes++; /* its multi handle, if made */
             tf_upstream_stop(up);
             return NULL;
         }

@@ -1,9 +1,9 @@
 /* upstream.h — the upstream backend: requests forwarded through libcurl to
- * --upstream. A few threads (--upstream-threads; the requests go round them)
- * each drive a curl multi handle, so connections to the upstream are pooled
- * and kept alive across requests; bodies stream both
- * ways through the request's channel with back-pressure (a slow client
- * pauses its transfer). Never touches Python. */
+ * --upstream. Each network thread's loop drives a curl multi handle, so a
+ * request is forwarded by the thread that read it, and connections to the
+ * upstream are pooled per thread and kept alive across requests; bodies
+ * stream both ways through the request's channel with back-pressure (a slow
+ * client pauses its transfer). Never touches Python. */
 #ifndef TF_UPSTREAM_H
 #define TF_UPSTREAM_H
 
@@ -14,11 +14,16 @@
 
 struct tf_upstream;
 
-/* Start the upstream threads. cfg must outlive them. NULL with err on failure. */
-struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, char *err, size_t errlen);
+struct tf_loop;
+
+/* Set up a curl multi handle on each loop. cfg and the loops must outlive
+ * the upstream. NULL with err on failure. */
+struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loop **loops,
+                                      unsigned n_loops, char *err, size_t errlen);
 /* A tf_dispatch_fn: forward req (a reference is taken). Returns 0. */
 int tf_upstream_submit(void *upstream, struct tf_request *req);
-/* Abort what is still running, close pooled connections, join the thread. */
+/* After the loops have stopped: abort what is still running, close the
+ * pooled connections. */
 void tf_upstream_stop(struct tf_upstream *up);
 
 /* --upstream-pin: one upstream connection for one client connection. The

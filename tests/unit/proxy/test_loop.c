@@ -1,0 +1,222 @@
+/* Unit tests for proxy/loop.c: posted calls run on the loop's thread in
+ * order, tf_loop_call waits, watched descriptors and ticks are called there,
+ * a wake from the loop itself does not let it sleep, and what is posted
+ * after a stop runs at tf_loop_free. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/loop.h"
+
+struct record {
+    pthread_mutex_t lock;
+    int order[16];
+    int n;
+    struct tf_loop *seen_loop; /* tf_loop_current() where the calls ran */
+};
+
+struct step {
+    struct record *rec;
+    int value;
+};
+
+static void note(void *arg)
+{
+    struct step *s = arg;
+    pthread_mutex_lock(&s->rec->lock);
+    s->rec->order[s->rec->n++] = s->value;
+    s->rec->seen_loop = tf_loop_current();
+    pthread_mutex_unlock(&s->rec->lock);
+}
+
+static int count(struct record *rec)
+{
+    pthread_mutex_lock(&rec->lock);
+    int n = rec->n;
+    pthread_mutex_unlock(&rec->lock);
+    return n;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static void test_posted_calls_run_in_order_on_the_loop(void **state)
+{
+    (void)state;
+    char err[128];
+    struct tf_loop *loop = tf_loop_start(3, err, sizeof(err));
+    assert_non_null(loop);
+    assert_int_equal(tf_loop_index(loop), 3);
+    assert_null(tf_loop_current());
+    struct record rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct step steps[5];
+    for (int i = 0; i < 5; i++) {
+        steps[i] = (struct step){ &rec, i };
+        assert_int_equal(tf_loop_post(loop, note, &steps[i]), 0);
+    }
+    struct step last = { &rec, 99 };
+    assert_int_equal(tf_loop_call(loop, note, &last), 0); /* returns once it ran */
+    assert_int_equal(count(&rec), 6);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(rec.order[i], i);
+    assert_int_equal(rec.order[5], 99);
+    assert_ptr_equal(rec.seen_loop, loop);
+    tf_loop_free(loop);
+}
+
+struct pipe_watch {
+    struct tf_loop *loop;
+    int fds[2];
+    int reads;                   /* atomic */
+    int rc;
+    int wrong;                   /* atomic: calls with the wrong events, thread or data */
+};
+
+static void on_readable(void *ctx, int fd, uint32_t events)
+{
+    struct pipe_watch *w = ctx; /* no cmocka assertion off the test's thread */
+    char c;
+    if (!(events & EPOLLIN) || read(fd, &c, 1) != 1 || tf_loop_current() != w->loop)
+        __atomic_add_fetch(&w->wrong, 1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&w->reads, 1, __ATOMIC_SEQ_CST);
+}
+
+static void watch_pipe(void *arg)
+{
+    struct pipe_watch *w = arg;
+    w->rc = tf_loop_watch(w->loop, w->fds[0], EPOLLIN, on_readable, w);
+}
+
+static void unwatch_pipe(void *arg)
+{
+    struct pipe_watch *w = arg;
+    tf_loop_unwatch(w->loop, w->fds[0]);
+}
+
+static void test_watched_descriptor_is_called_on_the_loop(void **state)
+{
+    (void)state;
+    char err[128];
+    struct pipe_watch w = { .rc = -1 };
+    assert_int_equal(pipe(w.fds), 0);
+    w.loop = tf_loop_start(0, err, sizeof(err));
+    assert_non_null(w.loop);
+    assert_int_equal(tf_loop_call(w.loop, watch_pipe, &w), 0);
+    assert_int_equal(w.rc, 0);
+    for (int i = 1; i <= 3; i++) {
+        assert_int_equal(write(w.fds[1], "x", 1), 1);
+        for (int t = 0; t < 500 && __atomic_load_n(&w.reads, __ATOMIC_SEQ_CST) < i; t++)
+            sleep_ms(2);
+        assert_int_equal(__atomic_load_n(&w.reads, __ATOMIC_SEQ_CST), i);
+    }
+    tf_loop_call(w.loop, unwatch_pipe, &w);
+    assert_int_equal(write(w.fds[1], "y", 1), 1);
+    sleep_ms(50);
+    assert_int_equal(__atomic_load_n(&w.reads, __ATOMIC_SEQ_CST), 3); /* no longer called */
+    assert_int_equal(w.wrong, 0);
+    tf_loop_free(w.loop);
+    close(w.fds[0]);
+    close(w.fds[1]);
+}
+
+struct ticker {
+    struct tf_loop *loop;
+    int ticks;                   /* atomic */
+    int wake_self_left;          /* loop thread: wakes still to make from the tick */
+    int rc;
+};
+
+static long tick(void *ctx)
+{
+    struct ticker *t = ctx;
+    __atomic_add_fetch(&t->ticks, 1, __ATOMIC_SEQ_CST);
+    if (t->wake_self_left > 0) {
+        t->wake_self_left--;
+        tf_loop_wake(t->loop); /* from the loop itself: another turn at once */
+    }
+    return -1; /* otherwise only when woken */
+}
+
+static void add_ticker(void *arg)
+{
+    struct ticker *t = arg;
+    t->rc = tf_loop_add_tick(t->loop, tick, t);
+}
+
+static void remove_ticker(void *arg)
+{
+    struct ticker *t = arg;
+    tf_loop_remove_tick(t->loop, tick, t);
+}
+
+static void test_ticks_and_wakes(void **state)
+{
+    (void)state;
+    char err[128];
+    struct ticker t = { .wake_self_left = 10 };
+    t.loop = tf_loop_start(0, err, sizeof(err));
+    assert_non_null(t.loop);
+    t.rc = -1;
+    assert_int_equal(tf_loop_call(t.loop, add_ticker, &t), 0);
+    assert_int_equal(t.rc, 0);
+    /* the ten wakes from the tick itself each bring one more turn */
+    for (int i = 0; i < 500 && __atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST) < 11; i++)
+        sleep_ms(2);
+    int settled = __atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST);
+    assert_true(settled >= 11);
+    sleep_ms(50);
+    assert_int_equal(__atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST), settled); /* then it sleeps */
+    tf_loop_wake(t.loop); /* from another thread */
+    for (int i = 0; i < 500 && __atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST) == settled; i++)
+        sleep_ms(2);
+    assert_true(__atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST) > settled);
+    tf_loop_call(t.loop, remove_ticker, &t);
+    int after = __atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST);
+    tf_loop_wake(t.loop);
+    sleep_ms(50);
+    assert_int_equal(__atomic_load_n(&t.ticks, __ATOMIC_SEQ_CST), after);
+    tf_loop_free(t.loop);
+}
+
+static void test_posted_after_stop_run_at_free(void **state)
+{
+    (void)state;
+    char err[128];
+    struct tf_loop **loops = tf_loops_start(2, err, sizeof(err));
+    assert_non_null(loops);
+    assert_int_equal(tf_loop_index(loops[1]), 1);
+    tf_loops_stop(loops, 2);
+    struct record rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct step a = { &rec, 1 }, b = { &rec, 2 };
+    assert_int_equal(tf_loop_post(loops[0], note, &a), 0);
+    assert_int_equal(tf_loop_post(loops[1], note, &b), 0);
+    assert_int_equal(count(&rec), 0); /* nobody runs them yet */
+    tf_loop_run_posted(loops[0]);
+    assert_int_equal(count(&rec), 1);
+    tf_loops_free(loops, 2);
+    assert_int_equal(count(&rec), 2);
+    assert_int_equal(rec.order[1], 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_posted_calls_run_in_order_on_the_loop),
+        cmocka_unit_test(test_watched_descriptor_is_called_on_the_loop),
+        cmocka_unit_test(test_ticks_and_wakes),
+        cmocka_unit_test(test_posted_after_stop_run_at_free),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
