@@ -275,9 +275,17 @@ static bool something_changed(struct tf_workers *w, struct generation *g, char *
     return false;
 }
 
+/* From now on, a change starts the next reload. Files are stamped with a
+ * finer clock than the coarse one on recent kernels (a file just written
+ * can look a few ms newer than "now"): what is on disk now counts as seen,
+ * as the generation started next loads it. */
 static void mark_checked(struct tf_workers *w)
 {
     clock_gettime(CLOCK_REALTIME_COARSE, &w->checked_since); /* the clock file times come from */
+    struct stat st;
+    for (size_t i = 0; w->current && i < w->current->n_files; i++)
+        if (stat(w->current->files[i], &st) == 0 && newer(&st, &w->checked_since))
+            w->checked_since = st.st_mtim;
     w->tree_signature = tree_signature(w->cfg);
 }
 
