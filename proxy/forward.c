@@ -140,7 +140,7 @@ struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
 void tf_response_head_init(struct tf_response_head *h)
 {
     memset(h, 0, sizeof(*h));
-    h->content_length = -1;
+    tf_framing_init(&h->framing);
 }
 
 void tf_response_head_free(struct tf_response_head *h)
@@ -167,8 +167,7 @@ static int status_line(struct tf_response_head *h, const char *line, size_t len)
     unsigned status = (unsigned)((line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'));
     h->len = 0;
     h->status = status;
-    h->content_length = -1;
-    h->chunked = h->transfer_encoding = false;
+    tf_framing_init(&h->framing);
     h->in_interim = status < 200;
     return 0;
 }
@@ -205,7 +204,7 @@ int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t l
             return refuse(h, "no status line");
         if (h->in_interim)
             return h->in_interim = false, h->status = 0, 0; /* 100 Continue and friends */
-        if (h->content_length >= 0 && h->transfer_encoding)
+        if (h->framing.content_length >= 0 && h->framing.transfer_encoding)
             return refuse(h, "both Content-Length and Transfer-Encoding");
         h->done = true;
         return 1;
@@ -226,17 +225,13 @@ int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t l
     while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
         end--;
     size_t vlen = (size_t)(end - v);
-    struct tf_framing f;
-    tf_framing_init(&f);
-    f.content_length = h->content_length;
-    if (tf_check_header(&f, line, nlen, v, vlen) != 0)
+    /* the framing is folded over the whole head: "chunked" twice on two
+     * lines is as ambiguous as on one */
+    if (tf_check_header(&h->framing, line, nlen, v, vlen) != 0)
         return refuse(h, "a header with a bad name, a control character (CR, LF, NUL) or a "
                          "bad or second, different Content-Length");
-    if (f.unsupported_coding || f.bad_coding)
-        return refuse(h, "a transfer coding other than chunked");
-    h->content_length = f.content_length;
-    h->transfer_encoding |= f.transfer_encoding;
-    h->chunked |= f.chunked;
+    if (h->framing.unsupported_coding || h->framing.bad_coding)
+        return refuse(h, "a transfer coding other than chunked, or chunked twice");
     return h->in_interim ? 0 : keep_line(h, line, nlen, v, vlen);
 }
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "proxy/config.h"
+#include "proxy/http_check.h"
 #include "proxy/request.h"
 
 /* Largest upstream response head passed on (libmicrohttpd must fit it in
@@ -34,8 +35,8 @@ struct tf_response_head {
     unsigned status;
     char *lines;                /* "name\0value\0" records of the final head */
     size_t len, cap;
-    int64_t content_length;     /* -1 when absent */
-    bool chunked, transfer_encoding, in_interim, done;
+    struct tf_framing framing;  /* of the head so far: Content-Length, Transfer-Encoding */
+    bool in_interim, done;
     const char *invalid;        /* why the head was refused, NULL while valid */
 };
 

@@ -154,10 +154,11 @@ static void respond(struct transfer *t, uint64_t size)
 {
     struct tf_request *req = t->req;
     unsigned status = t->head.status;
-    if (size == UINT64_MAX && t->head.content_length >= 0 && !t->head.transfer_encoding)
-        size = (uint64_t)t->head.content_length;
+    int64_t length = t->head.framing.content_length; /* -1: none */
+    if (size == UINT64_MAX && length >= 0 && !t->head.framing.transfer_encoding)
+        size = (uint64_t)length;
     if (req->is_head) /* no body: the length of the one a GET would get, if known */
-        size = t->head.content_length >= 0 ? (uint64_t)t->head.content_length : UINT64_MAX;
+        size = length >= 0 ? (uint64_t)length : UINT64_MAX;
     else if (status == 204 || status == 304)
         size = 0;
     bool whole = size == t->pushed && t->head.done && !req->is_head && status != 204 &&

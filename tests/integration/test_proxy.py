@@ -542,6 +542,8 @@ INVALID = {
     "bare_lf": b"HTTP/1.1 200 OK\r\nX-A: a\nX-B: b\r\nContent-Length: 2\r\n\r\nok",
     "bare_cr": b"HTTP/1.1 200 OK\r\nX-A: a\rX-B: b\r\nContent-Length: 2\r\n\r\nok",
     "gzip_coding": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nnot really gzip",
+    "chunked_twice": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "huge_head": b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 17000 + b"\r\nContent-Length: 2\r\n\r\nok",
     "status_2000": b"HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok",
     "nul": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok",
