@@ -26,6 +26,7 @@ struct posted {
 struct watch {
     tf_loop_fd_fn fn;   /* NULL: not watched */
     void *ctx;
+    uint32_t gen;       /* which watch of this descriptor number (see run) */
 };
 
 struct tick {
@@ -43,6 +44,7 @@ struct tf_loop {
     bool stopping;
     /* the loop's thread only: */
     bool again;                     /* tf_loop_wake from the loop itself: no sleep this turn */
+    uint32_t last_gen;
     struct watch *watches;          /* by descriptor */
     size_t n_watches;
     struct tick *ticks;
@@ -150,11 +152,12 @@ int tf_loop_watch(struct tf_loop *loop, int fd, uint32_t events, tf_loop_fd_fn f
         loop->watches = grown;
         loop->n_watches = n;
     }
-    struct epoll_event ev = { .events = events, .data.fd = fd };
     bool known = loop->watches[fd].fn != NULL;
+    uint32_t gen = known ? loop->watches[fd].gen : ++loop->last_gen;
+    struct epoll_event ev = { .events = events, .data.u64 = (uint64_t)gen << 32 | (uint32_t)fd };
     if (epoll_ctl(loop->epoll_fd, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) < 0)
         return -1;
-    loop->watches[fd] = (struct watch){ fn, ctx };
+    loop->watches[fd] = (struct watch){ fn, ctx, gen };
     return 0;
 }
 
@@ -234,9 +237,13 @@ static void *run(void *arg)
         int n = epoll_wait(loop->epoll_fd, events, MAX_EVENTS,
                            timeout > 1000 ? 1000 : (int)timeout);
         for (int i = 0; i < n; i++) {
-            int fd = events[i].data.fd;
-            if ((size_t)fd < loop->n_watches && loop->watches[fd].fn) /* unwatched this turn */
-                loop->watches[fd].fn(loop->watches[fd].ctx, fd, events[i].events);
+            /* skip a descriptor unwatched this turn, and one closed and
+             * reused since: its number is watched again, under a new gen */
+            int fd = (int)(uint32_t)events[i].data.u64;
+            uint32_t gen = (uint32_t)(events[i].data.u64 >> 32);
+            struct watch *w = &loop->watches[fd];
+            if (w->fn && w->gen == gen)
+                w->fn(w->ctx, fd, events[i].events);
         }
     }
     current = NULL;

@@ -519,11 +519,27 @@ void tf_request_resume(struct tf_request *req)
         tf_loop_wake(d->loop);
 }
 
+/* MHD_run, and another run next turn when it closed connections: below
+ * its connection limit again, libmicrohttpd puts its listening socket back
+ * in its epoll set only at the start of a run. */
+static void run_daemon(struct tf_daemon *d)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    unsigned before = info ? info->num_connections : 0;
+    MHD_run(d->mhd);
+    info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (info && info->num_connections < before) {
+        __atomic_store_n(&d->needs_run, 1, __ATOMIC_RELEASE);
+        tf_loop_wake(d->loop);
+    }
+}
+
 static void on_daemon_ready(void *ctx, int fd, uint32_t events)
 {
     (void)fd;
     (void)events;
-    MHD_run(ctx);
+    run_daemon(ctx);
 }
 
 /* Run the daemon when it has work without a ready socket (data already
@@ -534,7 +550,7 @@ static long daemon_tick(void *ctx)
     MHD_UNSIGNED_LONG_LONG ms;
     bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
-        MHD_run(d->mhd);
+        run_daemon(d);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
         return -1;
     return ms > 1000 ? 1000 : (long)ms;
@@ -550,7 +566,7 @@ static void attach_daemon(void *arg) /* on the daemon's loop */
     struct attach *a = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     a->rc = !info || tf_loop_watch(a->d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready,
-                                   a->d->mhd) < 0 ||
+                                   a->d) < 0 ||
             tf_loop_add_tick(a->d->loop, daemon_tick, a->d) < 0 ? -1 : 0;
 }
 
@@ -606,13 +622,6 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
             close(listen_fd);
         return -1;
     }
-    struct attach a = { .d = d, .rc = -1 };
-    if (tf_loop_call(d->loop, attach_daemon, &a) < 0 || a.rc < 0) {
-        tf_loop_call(d->loop, detach_daemon, d);
-        MHD_stop_daemon(d->mhd);
-        d->mhd = NULL;
-        return -1;
-    }
     return 0;
 }
 
@@ -655,6 +664,14 @@ static int start_daemons(struct tf_server *server, const struct tf_server_socket
                 close(fd); /* never handed over */
             snprintf(err, errlen, "--listen: libmicrohttpd cannot serve on %s:%u",
                      cfg->listen_host, cfg->listen_port);
+            return -1;
+        }
+    }
+    /* on their loops only once all are made: none serves before the server is whole */
+    for (unsigned i = 0; i < n; i++) {
+        struct attach a = { .d = &server->daemons[i], .rc = -1 };
+        if (tf_loop_call(a.d->loop, attach_daemon, &a) < 0 || a.rc < 0) {
+            snprintf(err, errlen, "out of memory");
             return -1;
         }
     }

@@ -80,13 +80,15 @@ struct tf_upstream {
 
 static void run_command(void *arg);
 
-/* Run c on its lane's loop (c is freed there). */
-static void post(struct command *c)
+/* Run c on its lane's loop (c is freed there). -1 (c freed) on out of memory. */
+static int post(struct command *c)
 {
     if (tf_loop_post(c->lane->loop, run_command, c) < 0) {
         tf_log_error("upstream: out of memory; a command to a network thread is lost");
         free(c);
+        return -1;
     }
+    return 0;
 }
 
 /* --- curl callbacks (the lane's loop) ------------------------------------- */
@@ -455,8 +457,8 @@ static void wake(struct tf_request *req)
         t->last_io = tf_now_us();
         if (tf_request_client_gone(req))
             end_transfer(t, CURLE_WRITE_ERROR);
-        else
-            curl_easy_pause(t->easy, CURLPAUSE_CONT);
+        else if (curl_easy_pause(t->easy, CURLPAUSE_CONT) != CURLE_OK)
+            end_transfer(t, CURLE_WRITE_ERROR); /* the data it held could not be taken */
     }
     tf_request_unref(req);
 }
@@ -536,7 +538,9 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
         return 0;
     }
     uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    return tf_loop_watch(up->loop, s, events, on_socket_ready, up) < 0 ? -1 : 0;
+    if (tf_loop_watch(up->loop, s, events, on_socket_ready, up) < 0) /* out of memory */
+        tf_log_error("upstream: cannot watch a connection (%m); its transfer will time out");
+    return 0; /* -1 would stop every transfer of this lane */
 }
 
 /* curl: call back in timeout_ms, or never when -1 (CURLMOPT_TIMERFUNCTION). */
@@ -587,8 +591,7 @@ int tf_upstream_submit(void *upstream, struct tf_request *req)
     c->kind = CMD_START;
     c->lane = lane;
     c->req = req;
-    post(c);
-    return 0;
+    return post(c); /* -1: the dispatcher keeps its reference and answers 503 */
 }
 
 struct lane_setup {
@@ -602,12 +605,18 @@ static void add_lane_tick(void *arg) /* on the lane's loop */
     s->rc = tf_loop_add_tick(s->lane->loop, lane_tick, s->lane);
 }
 
+static void remove_lane_tick(void *arg) /* on the lane's loop */
+{
+    struct lane *l = arg;
+    tf_loop_remove_tick(l->loop, lane_tick, l);
+}
+
 static int lane_start(struct lane *l, const struct tf_config *cfg, struct tf_loop *loop)
 {
-    if (!(l->multi = curl_multi_init()))
-        return -1;
     l->cfg = cfg;
     l->loop = loop;
+    if (!(l->multi = curl_multi_init()))
+        return -1;
     curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, 64L);
     curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
@@ -627,7 +636,7 @@ static void lane_stop(struct lane *l)
     tf_loop_run_posted(l->loop); /* pins the closing connections released */
     while (l->active) /* only at a forced stop */
         end_transfer(l->active, CURLE_ABORTED_BY_CALLBACK);
-    tf_loop_remove_tick(l->loop, lane_tick, l);
+    remove_lane_tick(l);
     for (size_t i = 0; i < l->n_idle_easy; i++)
         curl_easy_cleanup(l->idle_easy[i]);
     free(l->idle_easy);
@@ -651,8 +660,16 @@ struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loo
     for (; up->n_lanes < n_loops; up->n_lanes++) {
         if (lane_start(&up->lanes[up->n_lanes], cfg, loops[up->n_lanes]) < 0) {
             snprintf(err, errlen, "--upstream: cannot set up libcurl");
-            up->n_lanes++; /* its multi handle, if made */
-            tf_upstream_stop(up);
+            for (unsigned i = 0; i <= up->n_lanes; i++) { /* no transfer yet: no socket */
+                struct lane *l = &up->lanes[i];
+                if (l->loop)
+                    tf_loop_call(l->loop, remove_lane_tick, l); /* the loops run */
+                if (l->multi)
+                    curl_multi_cleanup(l->multi);
+            }
+            free(up->lanes);
+            free(up);
+            curl_global_cleanup();
             return NULL;
         }
     }

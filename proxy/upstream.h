@@ -20,7 +20,8 @@ struct tf_loop;
  * the upstream. NULL with err on failure. */
 struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loop **loops,
                                       unsigned n_loops, char *err, size_t errlen);
-/* A tf_dispatch_fn: forward req (a reference is taken). Returns 0. */
+/* A tf_dispatch_fn: forward req (a reference is taken). Returns 0, or -1 on
+ * out of memory (the reference stays the caller's). */
 int tf_upstream_submit(void *upstream, struct tf_request *req);
 /* After the loops have stopped: abort what is still running, close the
  * pooled connections. */
