@@ -44,7 +44,7 @@ void tf_mirror_free(struct tf_mirror *m)
     free(m);
 }
 
-unsigned tf_mirror_in_flight(const struct tf_mirror *m)
+unsigned tf_mirror_unrecorded_pairs(const struct tf_mirror *m)
 {
     return __atomic_load_n(&m->pairs, __ATOMIC_ACQUIRE);
 }

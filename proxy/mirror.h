@@ -25,6 +25,6 @@ enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m);
  * copy, when req is a GET or HEAD and the queue has room. */
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req);
 /* Pairs not yet recorded (a graceful stop waits for them too). */
-unsigned tf_mirror_in_flight(const struct tf_mirror *m);
+unsigned tf_mirror_unrecorded_pairs(const struct tf_mirror *m);
 
 #endif

@@ -853,7 +853,7 @@ int tf_server_in_flight(const struct tf_server *server)
 int tf_server_busy(const struct tf_server *server)
 {
     return tf_server_in_flight(server) +
-           (server->mirror ? (int)tf_mirror_in_flight(server->mirror) : 0);
+           (server->mirror ? (int)tf_mirror_unrecorded_pairs(server->mirror) : 0);
 }
 
 void tf_server_stop(struct tf_server *server)
