@@ -161,6 +161,18 @@ static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request
 }
 
 /* Answer a request for the profile path (final access-handler call). */
+/* The pages made from the latency figures (a front fetches its workers'
+ * for these only). */
+static bool shows_latency(const char *sub, size_t len)
+{
+    static const char *const pages[] = { "", "/", "/metrics", "/api/latency", "/api/slowest",
+                                         "/latency-dump" };
+    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
+        if (len == strlen(pages[i]) && !strncmp(sub, pages[i], len))
+            return true;
+    return false;
+}
+
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
 {
@@ -181,7 +193,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
                      false);
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
-    if (p && p->refresh) /* a front: add up the workers' latency first */
+    if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */
         in_flight = p->refresh();
     if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
         char *body = prof_latency_dump(in_flight - 1); /* not counting this request */
