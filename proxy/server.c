@@ -376,8 +376,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
 }
 
 /* While stopping, new connections are closed as soon as they are accepted
- * (MHD_quiesce_daemon is not used: on an epoll thread pool it races the
- * workers for the listening socket in libmicrohttpd 0.9.75 and can abort). */
+ * (MHD_quiesce_daemon is not used: libmicrohttpd 0.9.75 refuses it without
+ * an inter-thread channel, which it never makes for a daemon run from
+ * outside, as ours are). */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)addr;
@@ -449,7 +450,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (tf_log_access_enabled())
         write_access_log(req, now);
     if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
-        pthread_mutex_lock(&req->lock); /* the upstream thread writes its timings under it */
+        pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
         uint64_t up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
                  up_total = req->upstream_total_us;
         pthread_mutex_unlock(&req->lock);

@@ -1,6 +1,6 @@
 /* static.h — the static-file backend (--static PREFIX=DIR): one GET or HEAD
  * answered from a file under DIR, with validators, conditional requests and
- * single byte ranges. It runs on libmicrohttpd's I/O thread and never blocks
+ * single byte ranges. It runs on the connection's I/O thread and never blocks
  * on anything but local file-system calls. */
 #ifndef TF_STATIC_H
 #define TF_STATIC_H

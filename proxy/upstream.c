@@ -197,7 +197,7 @@ static void note_timing(struct transfer *t)
     curl_easy_getinfo(t->easy, CURLINFO_CONNECT_TIME_T, &connect);
     curl_easy_getinfo(t->easy, CURLINFO_STARTTRANSFER_TIME_T, &first);
     curl_easy_getinfo(t->easy, CURLINFO_TOTAL_TIME_T, &total);
-    pthread_mutex_lock(&t->req->lock); /* the I/O thread may be logging the request already */
+    pthread_mutex_lock(&t->req->lock); /* read under it when the request is logged */
     t->req->upstream_connect_us = (uint64_t)connect;
     t->req->upstream_first_byte_us = (uint64_t)first;
     t->req->upstream_total_us = (uint64_t)total;
