@@ -2,7 +2,7 @@
  * libmicrohttpd daemons and the upstream's curl multi handles both live on
  * them, so a proxied request is read, forwarded and answered by one thread,
  * with no hand-off between threads. Another thread reaches a loop only
- * through tf_loop_post / tf_loop_call. */
+ * through tf_loop_post, tf_loop_call and tf_loop_wake. */
 #ifndef TF_LOOP_H
 #define TF_LOOP_H
 

@@ -160,7 +160,6 @@ static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request
     return ok;
 }
 
-/* Answer a request for the profile path (final access-handler call). */
 /* The pages made from the latency figures (a front fetches its workers'
  * for these only). */
 static bool shows_latency(const char *sub, size_t len)
@@ -173,6 +172,7 @@ static bool shows_latency(const char *sub, size_t len)
     return false;
 }
 
+/* Answer a request for the profile path (final access-handler call). */
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
 {

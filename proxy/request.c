@@ -295,11 +295,11 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
     return r;
 }
 
-struct MHD_Response *tf_request_whole_response(struct tf_request *req)
+struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size)
 {
     pthread_mutex_lock(&req->lock);
-    size_t size = req->queued;
-    char *body = req->spill_end == 0 ? malloc(size ? size : 1) : NULL;
+    bool all_here = req->spill_end == 0 && req->queued == size; /* nothing read or spilled */
+    char *body = all_here ? malloc(size ? (size_t)size : 1) : NULL;
     if (!body) {
         pthread_mutex_unlock(&req->lock);
         return NULL;

@@ -155,10 +155,11 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
                     bool *over_high);
 /* End of body (error = abort the connection instead of ending cleanly). */
 void tf_request_finish(struct tf_request *req, bool error);
-/* Producer side, once the whole body is queued and nothing was read yet:
- * the body as one buffer response (sent with its head in one write), the
- * queue emptied. NULL when it was spilled to a file, or out of memory. */
-struct MHD_Response *tf_request_whole_response(struct tf_request *req);
+/* Producer side, once the whole body (size bytes) is queued and nothing was
+ * read yet: the body as one buffer response (sent with its head in one
+ * write), the queue emptied. NULL when the queue does not hold exactly
+ * size bytes (some spilled to a file, or read), or out of memory. */
+struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
 /* Park the producer: returns true if parked (producer_wake will be called
  * later), false if the queue already drained or the client left meanwhile. */
 bool tf_request_park(struct tf_request *req);

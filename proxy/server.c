@@ -790,7 +790,7 @@ static int add_connection(struct tf_server *server, int fd, const struct sockadd
 /* A worker's acceptor: the workers share one listening socket, and the
  * least busy should win each new connection (keep-alive connections stay
  * where they land), so a worker waits a little per connection it already
- * has before taking one. The ones it took that libmicrohttpd's thread has
+ * has before taking one. The ones it took that the daemon's loop has
  * not started yet count too: else a burst of new connections (a client
  * opening 8 at once) could all go to the worker that woke first. One that
  * libmicrohttpd drops before starting it (out of memory, connection limit)

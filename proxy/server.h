@@ -1,8 +1,10 @@
-/* server.h — the HTTP front: a libmicrohttpd daemon that reads each request
- * (headers checked, body spooled), suspends the connection while a backend
- * works, and sends the backend's response. The server never knows which
- * backend answered: a backend gets a struct tf_request and eventually calls
- * tf_request_respond(). Network I/O happens only on libmicrohttpd's threads. */
+/* server.h — the HTTP front: libmicrohttpd daemons (one per network
+ * thread, each driven by that thread's loop, proxy/loop.h) that read each
+ * request (headers checked, body spooled), suspend the connection while a
+ * backend works, and send the backend's response. The server never knows
+ * which backend answered: a backend gets a struct tf_request and eventually
+ * calls tf_request_respond(). Client network I/O happens only on the
+ * network threads. */
 #ifndef TF_SERVER_H
 #define TF_SERVER_H
 

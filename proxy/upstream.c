@@ -2,9 +2,11 @@
  * network thread's loop (proxy/loop.h) has a lane: a curl multi handle
  * driven by the loop's epoll set (curl_multi_socket_action), with its own
  * pool of upstream connections. A request is forwarded on the lane of the
- * thread that read it, so the whole exchange stays on one thread; other
- * threads (a mirror copy, a drained channel waking its transfer, a pin's
- * release) post commands to a lane's loop. The response head is checked
+ * thread that read it, so the whole exchange stays on one thread. Work from
+ * elsewhere (a mirror copy sent by an app thread) is posted to a lane's
+ * loop as a command, and so is work that must not run where it arises (a
+ * drained channel waking its transfer from inside libmicrohttpd's reader;
+ * a pin's release). The response head is checked
  * line by line (forward.c); the body goes into the request's channel. The
  * client is answered at the end of a small response, or as soon as 16 KiB
  * or 2 ms of a larger one are in, so small answers cost one suspend/resume
@@ -159,13 +161,15 @@ static void respond(struct transfer *t, uint64_t size)
     int64_t length = t->head.framing.content_length; /* -1: none */
     if (size == UINT64_MAX && length >= 0 && !t->head.framing.transfer_encoding)
         size = (uint64_t)length;
+    bool bodyless = req->is_head || status == 204 || status == 304;
     if (req->is_head) /* no body: the length of the one a GET would get, if known */
         size = length >= 0 ? (uint64_t)length : UINT64_MAX;
-    else if (status == 204 || status == 304)
+    else if (bodyless)
         size = 0;
-    bool whole = size == t->pushed && t->head.done && !req->is_head && status != 204 &&
-                 status != 304 && size <= EARLY_BYTES; /* all in: one write for head and body */
-    struct MHD_Response *r = whole ? tf_request_whole_response(req) : NULL;
+    /* all in, for a client: one write for head and body */
+    bool whole = !bodyless && req->connection && t->head.done && size == t->pushed &&
+                 size <= EARLY_BYTES;
+    struct MHD_Response *r = whole ? tf_request_whole_response(req, size) : NULL;
     if (!r)
         r = tf_request_stream_response(req, size);
     if (r)
@@ -445,7 +449,8 @@ static void producer_wake(struct tf_request *req)
     c->kind = CMD_WAKE;
     c->lane = t->up;
     c->req = req;
-    post(c);
+    if (post(c) < 0) /* out of memory: the transfer stays paused until the read timeout */
+        tf_request_unref(req);
 }
 
 static void wake(struct tf_request *req)
@@ -628,6 +633,18 @@ static int lane_start(struct lane *l, const struct tf_config *cfg, struct tf_loo
     return 0;
 }
 
+/* Free what the lane holds once nothing runs on it. */
+static void lane_free(struct lane *l)
+{
+    if (!l->multi)
+        return;
+    for (size_t i = 0; i < l->n_idle_easy; i++)
+        curl_easy_cleanup(l->idle_easy[i]);
+    free(l->idle_easy);
+    curl_multi_cleanup(l->multi); /* its sockets: unwatched through on_socket */
+    l->multi = NULL;
+}
+
 /* The loop has stopped: run what was posted to it, end what still runs. */
 static void lane_stop(struct lane *l)
 {
@@ -637,10 +654,7 @@ static void lane_stop(struct lane *l)
     while (l->active) /* only at a forced stop */
         end_transfer(l->active, CURLE_ABORTED_BY_CALLBACK);
     remove_lane_tick(l);
-    for (size_t i = 0; i < l->n_idle_easy; i++)
-        curl_easy_cleanup(l->idle_easy[i]);
-    free(l->idle_easy);
-    curl_multi_cleanup(l->multi); /* its sockets: unwatched through on_socket */
+    lane_free(l);
 }
 
 struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loop **loops,
@@ -664,8 +678,7 @@ struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loo
                 struct lane *l = &up->lanes[i];
                 if (l->loop)
                     tf_loop_call(l->loop, remove_lane_tick, l); /* the loops run */
-                if (l->multi)
-                    curl_multi_cleanup(l->multi);
+                lane_free(l);
             }
             free(up->lanes);
             free(up);

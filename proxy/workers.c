@@ -257,17 +257,31 @@ static void refresh_files(struct tf_workers *w, struct generation *g)
     free(body);
 }
 
+/* The first of g's files stamped after since (and not past until), or NULL;
+ * *mtime is its time. */
+static const char *file_newer(const struct generation *g, const struct timespec *since,
+                              const struct timespec *until, struct timespec *mtime)
+{
+    struct stat st;
+    for (size_t i = 0; i < g->n_files; i++)
+        if (stat(g->files[i], &st) == 0 && newer(&st, since) && !(until && newer(&st, until))) {
+            *mtime = st.st_mtim;
+            return g->files[i];
+        }
+    return NULL;
+}
+
 /* A file the reload should react to, named in why; false if none. */
 static bool something_changed(struct tf_workers *w, struct generation *g, char *why, size_t cap)
 {
     if (tf_now_us() - g->files_at >= FILES_REFRESH_US)
         refresh_files(w, g);
-    struct stat st;
-    for (size_t i = 0; i < g->n_files; i++)
-        if (stat(g->files[i], &st) == 0 && newer(&st, &w->checked_since)) {
-            snprintf(why, cap, "%s changed", g->files[i]);
-            return true;
-        }
+    struct timespec mtime;
+    const char *file = file_newer(g, &w->checked_since, NULL, &mtime);
+    if (file) {
+        snprintf(why, cap, "%s changed", file);
+        return true;
+    }
     if (tree_signature(w->cfg) != w->tree_signature) {
         snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
         return true;
@@ -275,17 +289,19 @@ static bool something_changed(struct tf_workers *w, struct generation *g, char *
     return false;
 }
 
-/* From now on, a change starts the next reload. Files are stamped with a
- * finer clock than the coarse one on recent kernels (a file just written
- * can look a few ms newer than "now"): what is on disk now counts as seen,
- * as the generation started next loads it. */
+/* From now on, a change starts the next reload. A file can be stamped a
+ * little ahead of the coarse clock (by a few ms with the fine-grained file
+ * times of recent kernels, by seconds with a network file system's clock):
+ * what is on disk now counts as seen, as the generation started next loads
+ * it. Not a file stamped far in the future: edits after it would go unseen. */
+#define AHEAD_MAX_S 5
 static void mark_checked(struct tf_workers *w)
 {
     clock_gettime(CLOCK_REALTIME_COARSE, &w->checked_since); /* the clock file times come from */
-    struct stat st;
-    for (size_t i = 0; w->current && i < w->current->n_files; i++)
-        if (stat(w->current->files[i], &st) == 0 && newer(&st, &w->checked_since))
-            w->checked_since = st.st_mtim;
+    struct timespec until = w->checked_since, mtime;
+    until.tv_sec += AHEAD_MAX_S;
+    while (w->current && file_newer(w->current, &w->checked_since, &until, &mtime))
+        w->checked_since = mtime;
     w->tree_signature = tree_signature(w->cfg);
 }
 

@@ -107,6 +107,21 @@ def test_changes_in_quick_succession_end_on_the_last_version(tracfront, tmp_path
     wait_for(lambda: len(children(srv.proc.pid)) == 1, 20, "the old generations to exit")
 
 
+def test_a_file_stamped_ahead_of_the_clock_reloads_once(tracfront, tmp_path):
+    # A file can be stamped ahead of the clock the reload compares with (a
+    # network file system's clock, fine-grained file times): one reload for
+    # one save, not one per check until the clock catches up.
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugins)
+    assert version(srv)["version"] == "1"
+    write_plugin(plugins, 2)
+    ahead = time.time_ns() + 2_000_000_000
+    os.utime(plugins / "reload_plugin.py", ns=(ahead, ahead))
+    wait_version(srv, "2")
+    time.sleep(3.5)  # past the stamp: more than three checks (one a second)
+    assert len(log_lines(srv, "reload_plugin.py changed")) == 1, srv.error_log[-3000:]
+
+
 def test_sighup_reloads_on_demand(tracfront, tmp_path):
     plugins = plugin_dir(tmp_path)
     srv = tracfront(*APP, "--workers", "1", "--pythonpath", plugins)  # no --reload

@@ -1,0 +1,64 @@
+/* Unit tests for proxy/request.c's channel: what a producer pushes is
+ * queued in order, and tf_request_whole_response takes the whole queue as
+ * one buffer response only when it holds exactly the body's size. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <microhttpd.h>
+
+#include "proxy/request.h"
+
+static struct tf_request *request_with_body(const char *const *parts)
+{
+    struct tf_request *req = tf_request_new(NULL, "/");
+    assert_non_null(req);
+    req->connection = (struct MHD_Connection *)req; /* not detached; never resumed here */
+    for (size_t i = 0; parts[i]; i++) {
+        bool over_high;
+        assert_int_equal(tf_request_push(req, parts[i], strlen(parts[i]), false, &over_high), 0);
+        assert_false(over_high);
+    }
+    return req;
+}
+
+static void test_whole_response_takes_the_queue(void **state)
+{
+    (void)state;
+    struct tf_request *req = request_with_body((const char *[]){ "Hello, ", "", "World", "!\n", NULL });
+    assert_int_equal(req->queued, 14);
+    struct MHD_Response *r = tf_request_whole_response(req, 14);
+    assert_non_null(r);
+    assert_int_equal(req->queued, 0);
+    assert_null(req->head);
+    assert_int_equal(req->bytes_out, 14);
+    MHD_destroy_response(r);
+    req->connection = NULL;
+    tf_request_unref(req);
+}
+
+static void test_whole_response_needs_exactly_the_body(void **state)
+{
+    (void)state;
+    struct tf_request *req = request_with_body((const char *[]){ "abc", "def", NULL });
+    assert_null(tf_request_whole_response(req, 7)); /* a byte still to come */
+    assert_null(tf_request_whole_response(req, 5)); /* more queued than the body */
+    assert_int_equal(req->queued, 6); /* left as it was, for the streamed answer */
+    assert_non_null(req->head);
+    assert_int_equal(req->bytes_out, 0);
+    req->connection = NULL;
+    tf_request_unref(req);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_whole_response_takes_the_queue),
+        cmocka_unit_test(test_whole_response_needs_exactly_the_body),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
