@@ -99,8 +99,9 @@ void tf_loop_run_posted(struct tf_loop *loop)
 }
 
 struct sync_call {
-    tf_loop_call_fn fn;
+    tf_loop_sync_fn fn;
     void *arg;
+    int rc;
     pthread_mutex_t lock;
     pthread_cond_t done_cond;
     bool done;
@@ -109,24 +110,22 @@ struct sync_call {
 static void run_sync(void *arg)
 {
     struct sync_call *c = arg;
-    c->fn(c->arg);
+    int rc = c->fn(c->arg);
     pthread_mutex_lock(&c->lock);
+    c->rc = rc;
     c->done = true;
     pthread_cond_signal(&c->done_cond);
     pthread_mutex_unlock(&c->lock);
 }
 
-int tf_loop_call(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
+int tf_loop_call(struct tf_loop *loop, tf_loop_sync_fn fn, void *arg)
 {
-    if (current == loop || !loop->running) {
-        fn(arg);
-        return 0;
-    }
-    struct sync_call c = { .fn = fn, .arg = arg };
+    if (current == loop || !loop->running)
+        return fn(arg);
+    struct sync_call c = { .fn = fn, .arg = arg, .rc = -1 };
     pthread_mutex_init(&c.lock, NULL);
     pthread_cond_init(&c.done_cond, NULL);
-    int rc = tf_loop_post(loop, run_sync, &c);
-    if (rc == 0) {
+    if (tf_loop_post(loop, run_sync, &c) == 0) {
         pthread_mutex_lock(&c.lock);
         while (!c.done)
             pthread_cond_wait(&c.done_cond, &c.lock);
@@ -134,7 +133,7 @@ int tf_loop_call(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
     }
     pthread_cond_destroy(&c.done_cond);
     pthread_mutex_destroy(&c.lock);
-    return rc;
+    return c.rc;
 }
 
 int tf_loop_watch(struct tf_loop *loop, int fd, uint32_t events, tf_loop_fd_fn fn, void *ctx)

@@ -17,6 +17,7 @@ typedef void (*tf_loop_fd_fn)(void *ctx, int fd, uint32_t events);
  * milliseconds until the next call is needed (-1: only when woken). */
 typedef long (*tf_loop_tick_fn)(void *ctx);
 typedef void (*tf_loop_call_fn)(void *arg);
+typedef int (*tf_loop_sync_fn)(void *arg);
 
 /* Start loop number index (its thread is named tf-io-INDEX). NULL with err. */
 struct tf_loop *tf_loop_start(unsigned index, char *err, size_t errlen);
@@ -30,8 +31,9 @@ void tf_loop_run_posted(struct tf_loop *loop);
 /* Any thread: fn(arg) on the loop's thread, soon. -1 on out of memory. */
 int tf_loop_post(struct tf_loop *loop, tf_loop_call_fn fn, void *arg);
 /* Any thread: fn(arg) on the loop's thread, and wait for it (run here when
- * this is that thread or it has stopped). -1 on out of memory. */
-int tf_loop_call(struct tf_loop *loop, tf_loop_call_fn fn, void *arg);
+ * this is that thread or it has stopped). Returns what fn returned, or -1
+ * on out of memory. */
+int tf_loop_call(struct tf_loop *loop, tf_loop_sync_fn fn, void *arg);
 
 /* Any thread: make the loop take another turn soon (its ticks run). */
 void tf_loop_wake(struct tf_loop *loop);

@@ -557,27 +557,22 @@ static long daemon_tick(void *ctx)
     return ms > 1000 ? 1000 : (long)ms;
 }
 
-struct attach {
-    struct tf_daemon *d;
-    int rc;
-};
-
-static void attach_daemon(void *arg) /* on the daemon's loop */
+static int attach_daemon(void *arg) /* on the daemon's loop */
 {
-    struct attach *a = arg;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(a->d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    a->rc = !info || tf_loop_watch(a->d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready,
-                                   a->d) < 0 ||
-            tf_loop_add_tick(a->d->loop, daemon_tick, a->d) < 0 ? -1 : 0;
+    struct tf_daemon *d = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    return !info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
+           tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
 }
 
-static void detach_daemon(void *arg) /* on the daemon's loop, or after it stopped */
+static int detach_daemon(void *arg) /* on the daemon's loop, or after it stopped */
 {
     struct tf_daemon *d = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (info)
         tf_loop_unwatch(d->loop, info->epoll_fd);
     tf_loop_remove_tick(d->loop, daemon_tick, d);
+    return 0;
 }
 
 static void stop_daemons(struct tf_server *server)
@@ -670,8 +665,8 @@ static int start_daemons(struct tf_server *server, const struct tf_server_socket
     }
     /* on their loops only once all are made: none serves before the server is whole */
     for (unsigned i = 0; i < n; i++) {
-        struct attach a = { .d = &server->daemons[i], .rc = -1 };
-        if (tf_loop_call(a.d->loop, attach_daemon, &a) < 0 || a.rc < 0) {
+        struct tf_daemon *d = &server->daemons[i];
+        if (tf_loop_call(d->loop, attach_daemon, d) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }

@@ -599,21 +599,17 @@ int tf_upstream_submit(void *upstream, struct tf_request *req)
     return post(c); /* -1: the dispatcher keeps its reference and answers 503 */
 }
 
-struct lane_setup {
-    struct lane *lane;
-    int rc;
-};
-
-static void add_lane_tick(void *arg) /* on the lane's loop */
+static int add_lane_tick(void *arg) /* on the lane's loop */
 {
-    struct lane_setup *s = arg;
-    s->rc = tf_loop_add_tick(s->lane->loop, lane_tick, s->lane);
+    struct lane *l = arg;
+    return tf_loop_add_tick(l->loop, lane_tick, l);
 }
 
-static void remove_lane_tick(void *arg) /* on the lane's loop */
+static int remove_lane_tick(void *arg) /* on the lane's loop, or after it stopped */
 {
     struct lane *l = arg;
     tf_loop_remove_tick(l->loop, lane_tick, l);
+    return 0;
 }
 
 static int lane_start(struct lane *l, const struct tf_config *cfg, struct tf_loop *loop)
@@ -627,10 +623,7 @@ static int lane_start(struct lane *l, const struct tf_config *cfg, struct tf_loo
     curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
     curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
-    struct lane_setup s = { .lane = l, .rc = -1 };
-    if (tf_loop_call(loop, add_lane_tick, &s) < 0 || s.rc < 0)
-        return -1;
-    return 0;
+    return tf_loop_call(loop, add_lane_tick, l);
 }
 
 /* Free what the lane holds once nothing runs on it. */
