@@ -82,10 +82,15 @@ struct tf_upstream {
 
 static void run_command(void *arg);
 
-/* Run c on its lane's loop (c is freed there). -1 (c freed) on out of memory. */
-static int post(struct command *c)
+/* Run a command on lane's loop (req: a reference it takes over). -1 on
+ * out of memory, the command not run. */
+static int post(enum command_kind kind, struct lane *lane, struct tf_request *req,
+                struct tf_upstream_pin *pin)
 {
-    if (tf_loop_post(c->lane->loop, run_command, c) < 0) {
+    struct command *c = malloc(sizeof(*c));
+    if (c)
+        *c = (struct command){ .kind = kind, .lane = lane, .req = req, .pin = pin };
+    if (!c || tf_loop_post(lane->loop, run_command, c) < 0) {
         tf_log_error("upstream: out of memory; a command to a network thread is lost");
         free(c);
         return -1;
@@ -422,13 +427,8 @@ static void pin_drop(struct tf_upstream_pin *pin)
 
 void tf_upstream_pin_release(struct tf_upstream_pin *pin)
 {
-    struct command *c = calloc(1, sizeof(*c));
-    if (!c)
-        return; /* leaks one pin rather than freeing a share curl may use */
-    c->kind = CMD_PIN_FREE;
-    c->lane = pin->up;
-    c->pin = pin;
-    post(c);
+    post(CMD_PIN_FREE, pin->up, NULL, pin); /* out of memory: one pin leaks rather than
+                                               freeing a share curl may use */
 }
 
 /* --- commands and the loop ------------------------------------------------- */
@@ -440,16 +440,10 @@ void tf_upstream_pin_release(struct tf_upstream_pin *pin)
 static void producer_wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
-    struct command *c = calloc(1, sizeof(*c));
-    if (!c || !t) {
-        free(c);
+    if (!t)
         return;
-    }
     tf_request_ref(req);
-    c->kind = CMD_WAKE;
-    c->lane = t->up;
-    c->req = req;
-    if (post(c) < 0) /* out of memory: the transfer stays paused until the read timeout */
+    if (post(CMD_WAKE, t->up, req, NULL) < 0) /* out of memory: it stays paused */
         tf_request_unref(req);
 }
 
@@ -590,13 +584,8 @@ int tf_upstream_submit(void *upstream, struct tf_request *req)
         start_transfer(lane, req); /* the dispatcher's reference becomes the transfer's */
         return 0;
     }
-    struct command *c = calloc(1, sizeof(*c));
-    if (!c)
-        return -1;
-    c->kind = CMD_START;
-    c->lane = lane;
-    c->req = req;
-    return post(c); /* -1: the dispatcher keeps its reference and answers 503 */
+    return post(CMD_START, lane, req, NULL); /* -1: the dispatcher keeps its reference and
+                                                answers 503 */
 }
 
 static int add_lane_tick(void *arg) /* on the lane's loop */
