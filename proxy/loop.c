@@ -1,9 +1,20 @@
 /* loop.c — event loops (see loop.h). A turn: run the posted calls, run the
  * ticks (each says how long it may sleep), wait in epoll_wait, call the
- * watchers of the ready descriptors. Posted calls wake a sleeping loop
- * through an eventfd, written only when the queue turns non-empty. */
+ * watchers of the ready descriptors, then run the calls that step away.
+ * Posted calls wake a sleeping loop through an eventfd, written only when
+ * the queue turns non-empty.
+ *
+ * Stepping away (tf_loop_step_away): the loop's thread runs a call that may
+ * block with the loop left ownerless. It takes the loop back when the call
+ * returns, unless the rescuer thread saw the loop away for TF_LOOP_AWAY_US
+ * and handed it to a spare thread; the thread that stepped away then becomes
+ * a spare itself. A loop is thus never run by two threads, and never stalls
+ * for long: ownership passes by compare-and-swap on away_since. The crew
+ * (the threads, the spares, the rescuer) is shared by every loop. */
 #define _GNU_SOURCE /* pthread_setname_np */
 #include "proxy/loop.h"
+#include "proxy/log.h"
+#include "proxy/platform.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +27,8 @@
 #include <unistd.h>
 
 #define MAX_EVENTS 64
+#define TF_LOOP_AWAY_US 1000       /* a loop left longer than this gets another thread */
+#define RESCUER_IDLE_SCANS 100     /* scans with no step-away before the rescuer sleeps */
 
 struct posted {
     tf_loop_call_fn fn;
@@ -37,12 +50,15 @@ struct tick {
 struct tf_loop {
     unsigned index;
     int epoll_fd, wake_fd;
-    pthread_t thread;
-    bool running;                   /* main thread: the thread was started and not joined */
+    bool running;                   /* main thread: started and not stopped */
     pthread_mutex_t lock;           /* guards posted, stopping */
     struct posted *posted, *posted_tail;
     bool stopping;
-    /* the loop's thread only: */
+    uint64_t away_since;            /* atomic: 0, or when its thread stepped away (monotonic us) */
+    bool ended;                     /* guarded by crew.lock: stopped, no thread runs it */
+    struct tf_loop *next_loop, *next_orphan; /* guarded by crew.lock */
+    /* the thread running the loop only: */
+    struct posted *away, *away_tail;/* calls to run stepped away, after this turn */
     bool again;                     /* tf_loop_wake from the loop itself: no sleep this turn */
     uint32_t last_gen;
     struct watch *watches;          /* by descriptor */
@@ -194,9 +210,252 @@ void tf_loop_wake(struct tf_loop *loop)
         loop->again = true;
         return;
     }
+    /* Away: whoever takes the loop back runs a whole turn before it sleeps.
+     * The fence orders the caller's flag (needs_run, a posted call) before
+     * this look, as the taker's compare-and-swap orders it before its turn. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&loop->away_since, __ATOMIC_SEQ_CST))
+        return;
     uint64_t one = 1;
     if (write(loop->wake_fd, &one, sizeof(one)) < 0) { /* EAGAIN: already signalled */ }
 }
+
+/* --- the crew: threads that run loops, spares, the rescuer ----------------- */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t spare_cond;   /* spares wait for an orphan, or for the shutdown */
+    pthread_cond_t rescuer_cond; /* the rescuer's sleep; shutdown wakes it */
+    pthread_cond_t ended_cond;   /* a loop ended (tf_loop_stop waits) */
+    struct tf_loop *loops;       /* every started loop not yet freed */
+    struct tf_loop *orphans;     /* taken from a thread that stepped away, waiting for a spare */
+    unsigned n_orphans, spares_idle;
+    pthread_t *threads;          /* every thread started since the crew formed */
+    size_t n_threads;
+    pthread_t rescuer;
+    bool formed, shutting_down;
+    int rescuer_asleep;          /* atomic */
+    unsigned long aways;         /* atomic: step-aways so far (the rescuer's idle test) */
+} crew = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static bool run(struct tf_loop *loop);
+
+/* Wait for an orphan to run; NULL at shutdown. */
+static struct tf_loop *wait_as_spare(void)
+{
+    pthread_mutex_lock(&crew.lock);
+    crew.spares_idle++;
+    while (!crew.orphans && !crew.shutting_down)
+        pthread_cond_wait(&crew.spare_cond, &crew.lock);
+    crew.spares_idle--;
+    struct tf_loop *loop = crew.orphans;
+    if (loop) {
+        crew.orphans = loop->next_orphan;
+        crew.n_orphans--;
+    }
+    pthread_mutex_unlock(&crew.lock);
+    return loop;
+}
+
+/* A crew thread: runs its first loop (arg, or an orphan) until the loop
+ * stops or is taken over while this thread is away, then waits as a spare. */
+static void *crew_thread(void *arg)
+{
+    struct tf_loop *loop = arg;
+    while (loop || (loop = wait_as_spare())) {
+        char name[16];
+        snprintf(name, sizeof(name), "tf-io-%u", loop->index);
+        pthread_setname_np(pthread_self(), name);
+        if (run(loop)) {
+            pthread_mutex_lock(&crew.lock);
+            loop->ended = true;
+            pthread_cond_broadcast(&crew.ended_cond);
+            pthread_mutex_unlock(&crew.lock);
+        }
+        pthread_setname_np(pthread_self(), "tf-io-spare");
+        loop = NULL;
+    }
+    return NULL;
+}
+
+/* With crew.lock held: one more crew thread, first running loop (NULL: a
+ * spare). 0, or -1 with errno. */
+static int add_thread(struct tf_loop *loop)
+{
+    pthread_t *grown = realloc(crew.threads, (crew.n_threads + 1) * sizeof(*grown));
+    if (!grown)
+        return -1;
+    crew.threads = grown;
+    int rc = pthread_create(&crew.threads[crew.n_threads], NULL, crew_thread, loop);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    crew.n_threads++;
+    return 0;
+}
+
+/* With crew.lock held: give a loop taken from its away thread to a spare. */
+static void hand_over(struct tf_loop *loop)
+{
+    loop->next_orphan = NULL;
+    struct tf_loop **tail = &crew.orphans;
+    while (*tail)
+        tail = &(*tail)->next_orphan;
+    *tail = loop;
+    crew.n_orphans++;
+    if (crew.spares_idle >= crew.n_orphans)
+        pthread_cond_signal(&crew.spare_cond);
+    else if (add_thread(NULL) < 0) /* the next thread to come back takes it */
+        tf_log_error("cannot start a thread for network thread %u: %s", loop->index,
+                     strerror(errno));
+}
+
+/* With crew.lock held: take over every loop away for too long. True if
+ * some loop is away. */
+static bool rescue_stalled(void)
+{
+    bool any_away = false;
+    uint64_t now = tf_now_us();
+    for (struct tf_loop *loop = crew.loops; loop; loop = loop->next_loop) {
+        uint64_t since = __atomic_load_n(&loop->away_since, __ATOMIC_SEQ_CST);
+        if (!since)
+            continue;
+        any_away = true;
+        if (now - since >= TF_LOOP_AWAY_US &&
+            __atomic_compare_exchange_n(&loop->away_since, &since, 0, false, __ATOMIC_SEQ_CST,
+                                        __ATOMIC_SEQ_CST))
+            hand_over(loop);
+    }
+    return any_away;
+}
+
+/* Looks at the loops every TF_LOOP_AWAY_US while they step away; sleeps
+ * after RESCUER_IDLE_SCANS looks without a step-away (the next one wakes
+ * it), so an idle server has no timer running. */
+static void *rescuer(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "tf-io-rescuer");
+    unsigned long seen = 0;
+    unsigned quiet = 0;
+    pthread_mutex_lock(&crew.lock);
+    while (!crew.shutting_down) {
+        bool any_away = rescue_stalled();
+        unsigned long aways = __atomic_load_n(&crew.aways, __ATOMIC_RELAXED);
+        quiet = aways == seen && !any_away ? quiet + 1 : 0;
+        seen = aways;
+        if (quiet >= RESCUER_IDLE_SCANS) {
+            /* pairs with step_away: it marks the loop, then looks here */
+            __atomic_store_n(&crew.rescuer_asleep, 1, __ATOMIC_SEQ_CST);
+            if (!rescue_stalled())
+                pthread_cond_wait(&crew.rescuer_cond, &crew.lock);
+            __atomic_store_n(&crew.rescuer_asleep, 0, __ATOMIC_SEQ_CST);
+            quiet = 0;
+            continue;
+        }
+        struct timespec deadline;
+        tf_deadline_in(CLOCK_MONOTONIC, TF_LOOP_AWAY_US, &deadline);
+        pthread_cond_timedwait(&crew.rescuer_cond, &crew.lock, &deadline);
+    }
+    pthread_mutex_unlock(&crew.lock);
+    return NULL;
+}
+
+/* With crew.lock held: conditions and the rescuer, for the first loop. */
+static int form_crew(void)
+{
+    if (crew.formed)
+        return 0;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&crew.rescuer_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_cond_init(&crew.spare_cond, NULL);
+    pthread_cond_init(&crew.ended_cond, NULL);
+    int rc = pthread_create(&crew.rescuer, NULL, rescuer, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&crew.rescuer_cond);
+        pthread_cond_destroy(&crew.spare_cond);
+        pthread_cond_destroy(&crew.ended_cond);
+        errno = rc;
+        return -1;
+    }
+    crew.formed = true;
+    return 0;
+}
+
+/* The last loop is freed: every crew thread is a spare now; end them all. */
+static void disband_crew(void)
+{
+    pthread_mutex_lock(&crew.lock);
+    if (!crew.formed || crew.loops) {
+        pthread_mutex_unlock(&crew.lock);
+        return;
+    }
+    crew.shutting_down = true;
+    pthread_cond_broadcast(&crew.spare_cond);
+    pthread_cond_signal(&crew.rescuer_cond);
+    pthread_mutex_unlock(&crew.lock);
+    pthread_join(crew.rescuer, NULL);
+    for (size_t i = 0; i < crew.n_threads; i++)
+        pthread_join(crew.threads[i], NULL);
+    free(crew.threads);
+    crew.threads = NULL;
+    crew.n_threads = 0;
+    pthread_cond_destroy(&crew.rescuer_cond);
+    pthread_cond_destroy(&crew.spare_cond);
+    pthread_cond_destroy(&crew.ended_cond);
+    crew.formed = crew.shutting_down = false;
+}
+
+/* --- stepping away --------------------------------------------------------- */
+
+int tf_loop_step_away(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
+{
+    struct posted *p = malloc(sizeof(*p));
+    if (!p)
+        return -1;
+    *p = (struct posted){ fn, arg, NULL };
+    if (loop->away_tail)
+        loop->away_tail->next = p;
+    else
+        loop->away = p;
+    loop->away_tail = p;
+    return 0;
+}
+
+/* Run the calls that step away, each with the loop ownerless. False when
+ * the loop was taken over meanwhile: this thread no longer runs it. */
+static bool step_away(struct tf_loop *loop)
+{
+    struct posted *p;
+    while ((p = loop->away)) {
+        loop->away = p->next;
+        if (!loop->away)
+            loop->away_tail = NULL;
+        uint64_t since = tf_now_us();
+        current = NULL;
+        __atomic_store_n(&loop->away_since, since, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&crew.aways, 1, __ATOMIC_RELAXED);
+        if (__atomic_load_n(&crew.rescuer_asleep, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_lock(&crew.lock);
+            pthread_cond_signal(&crew.rescuer_cond);
+            pthread_mutex_unlock(&crew.lock);
+        }
+        p->fn(p->arg);
+        free(p);
+        if (!__atomic_compare_exchange_n(&loop->away_since, &since, 0, false, __ATOMIC_SEQ_CST,
+                                         __ATOMIC_SEQ_CST))
+            return false;
+        __atomic_thread_fence(__ATOMIC_SEQ_CST); /* see tf_loop_wake */
+        current = loop;
+    }
+    return true;
+}
+
+/* --- the loop itself --------------------------------------------------------- */
 
 static void on_wake(void *ctx, int fd, uint32_t events)
 {
@@ -206,14 +465,11 @@ static void on_wake(void *ctx, int fd, uint32_t events)
     if (read(fd, &n, sizeof(n)) < 0) { /* EAGAIN: another turn read it */ }
 }
 
-static void *run(void *arg)
+/* Turns until the loop stops (true), or until it is taken over while this
+ * thread is away (false). */
+static bool run(struct tf_loop *loop)
 {
-    struct tf_loop *loop = arg;
     current = loop;
-    char name[16];
-    snprintf(name, sizeof(name), "tf-io-%u", loop->index);
-    pthread_setname_np(pthread_self(), name);
-    tf_loop_watch(loop, loop->wake_fd, EPOLLIN, on_wake, NULL);
     struct epoll_event events[MAX_EVENTS];
     for (;;) {
         tf_loop_run_posted(loop);
@@ -223,11 +479,11 @@ static void *run(void *arg)
             if (t >= 0 && (timeout < 0 || t < timeout))
                 timeout = t;
         }
-        if (loop->again)
+        if (loop->again || loop->away)
             timeout = 0;
         loop->again = false;
         pthread_mutex_lock(&loop->lock);
-        bool stop = loop->stopping && !loop->posted;
+        bool stop = loop->stopping && !loop->posted && !loop->away;
         if (loop->posted)
             timeout = 0;
         pthread_mutex_unlock(&loop->lock);
@@ -244,9 +500,11 @@ static void *run(void *arg)
             if (w->fn && w->gen == gen)
                 w->fn(w->ctx, fd, events[i].events);
         }
+        if (!step_away(loop))
+            return false;
     }
     current = NULL;
-    return NULL;
+    return true;
 }
 
 struct tf_loop *tf_loop_start(unsigned index, char *err, size_t errlen)
@@ -261,8 +519,21 @@ struct tf_loop *tf_loop_start(unsigned index, char *err, size_t errlen)
     loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (loop->epoll_fd < 0 || loop->wake_fd < 0 ||
-        pthread_create(&loop->thread, NULL, run, loop) != 0) {
+        tf_loop_watch(loop, loop->wake_fd, EPOLLIN, on_wake, NULL) < 0) {
         snprintf(err, errlen, "cannot start network thread %u: %s", index, strerror(errno));
+        tf_loop_free(loop);
+        return NULL;
+    }
+    pthread_mutex_lock(&crew.lock);
+    bool started = form_crew() == 0 && add_thread(loop) == 0;
+    if (started) {
+        loop->next_loop = crew.loops;
+        crew.loops = loop;
+    } else {
+        snprintf(err, errlen, "cannot start network thread %u: %s", index, strerror(errno));
+    }
+    pthread_mutex_unlock(&crew.lock);
+    if (!started) {
         tf_loop_free(loop);
         return NULL;
     }
@@ -278,7 +549,10 @@ void tf_loop_stop(struct tf_loop *loop)
     loop->stopping = true;
     pthread_mutex_unlock(&loop->lock);
     tf_loop_wake(loop);
-    pthread_join(loop->thread, NULL);
+    pthread_mutex_lock(&crew.lock);
+    while (!loop->ended)
+        pthread_cond_wait(&crew.ended_cond, &crew.lock);
+    pthread_mutex_unlock(&crew.lock);
     loop->running = false;
 }
 
@@ -288,6 +562,15 @@ void tf_loop_free(struct tf_loop *loop)
         return;
     tf_loop_stop(loop);
     tf_loop_run_posted(loop);
+    pthread_mutex_lock(&crew.lock);
+    for (struct tf_loop **p = &crew.loops; *p; p = &(*p)->next_loop) {
+        if (*p == loop) {
+            *p = loop->next_loop;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&crew.lock);
+    disband_crew(); /* when it was the last */
     if (loop->epoll_fd >= 0)
         close(loop->epoll_fd);
     if (loop->wake_fd >= 0)

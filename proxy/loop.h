@@ -2,7 +2,9 @@
  * libmicrohttpd daemons and the upstream's curl multi handles both live on
  * them, so a proxied request is read, forwarded and answered by one thread,
  * with no hand-off between threads. Another thread reaches a loop only
- * through tf_loop_post, tf_loop_call and tf_loop_wake. */
+ * through tf_loop_post, tf_loop_call and tf_loop_wake. The thread that runs
+ * a loop can change (see tf_loop_step_away); threads are named tf-io-N
+ * after the loop they run. */
 #ifndef TF_LOOP_H
 #define TF_LOOP_H
 
@@ -19,9 +21,10 @@ typedef long (*tf_loop_tick_fn)(void *ctx);
 typedef void (*tf_loop_call_fn)(void *arg);
 typedef int (*tf_loop_sync_fn)(void *arg);
 
-/* Start loop number index (its thread is named tf-io-INDEX). NULL with err. */
+/* Start loop number index on a thread of its own. NULL with err. */
 struct tf_loop *tf_loop_start(unsigned index, char *err, size_t errlen);
-/* Join the thread; calls posted before are run first. */
+/* Wait until the loop has stopped; calls posted before are run first. The
+ * threads end when the last loop is freed. */
 void tf_loop_stop(struct tf_loop *loop);
 /* After tf_loop_stop: run what was posted since (on this thread), then free. */
 void tf_loop_free(struct tf_loop *loop);
@@ -34,6 +37,14 @@ int tf_loop_post(struct tf_loop *loop, tf_loop_call_fn fn, void *arg);
  * this is that thread or it has stopped). Returns what fn returned, or -1
  * on out of memory. */
 int tf_loop_call(struct tf_loop *loop, tf_loop_sync_fn fn, void *arg);
+
+/* The loop's thread, from a watcher, tick or posted call: run fn(arg) on
+ * this thread once the turn's callbacks are done, stepping away from the
+ * loop meanwhile (tf_loop_current() is NULL in fn), so fn may block: an
+ * app call. If fn takes longer than about a millisecond, another thread
+ * carries on with the loop, and this one becomes a spare when fn returns.
+ * -1 on out of memory. */
+int tf_loop_step_away(struct tf_loop *loop, tf_loop_call_fn fn, void *arg);
 
 /* Any thread: make the loop take another turn soon (its ticks run). */
 void tf_loop_wake(struct tf_loop *loop);

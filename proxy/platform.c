@@ -26,6 +26,14 @@ uint64_t tf_now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline)
+{
+    clock_gettime(clock, deadline);
+    uint64_t ns = (uint64_t)deadline->tv_nsec + us * 1000u;
+    deadline->tv_sec += (time_t)(ns / 1000000000u);
+    deadline->tv_nsec = (long)(ns % 1000000000u);
+}
+
 static int signal_pipe[2] = { -1, -1 };
 
 static void on_signal(int sig)

@@ -12,6 +12,11 @@
 /* Monotonic time in microseconds. */
 uint64_t tf_now_us(void);
 
+/* The time us microseconds from now on clock (CLOCK_MONOTONIC or
+ * CLOCK_REALTIME), for pthread_cond_timedwait. */
+struct timespec;
+void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline);
+
 /* Catch SIGINT/SIGTERM/SIGHUP/SIGCHLD with a handler that only records them (to a
  * self-pipe), and ignore SIGPIPE. No signal is blocked, so child processes the
  * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */

@@ -347,12 +347,7 @@ static void *watch(void *arg)
     pthread_mutex_lock(&stop_lock);
     while (!stopping) {
         struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        deadline.tv_nsec += TICK_NS;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
+        tf_deadline_in(CLOCK_MONOTONIC, TICK_NS / 1000, &deadline);
         pthread_cond_timedwait(&stop_cond, &stop_lock, &deadline);
         if (stopping)
             break;

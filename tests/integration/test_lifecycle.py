@@ -96,6 +96,32 @@ def test_signal_finalizes_python_and_exits_zero(tracfront, tmp_path, sig):
     assert marker.read_text() == "finalized\n", "atexit handlers did not run"
 
 
+LATE_THREADING_APP = """
+import sys
+
+def application(environ, start_response):
+    first = "threading" not in sys.modules
+    import threading  # as trac.wsgi does, on the thread that runs the request
+    threading.current_thread()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"first import" if first else b"imported before"]
+"""
+
+
+def test_stop_is_prompt_when_the_app_imported_threading_on_a_request(tracfront, tmp_path):
+    # threading's shutdown waits for the thread that imported it to end its
+    # Python thread state; a request thread that kept its state alive made
+    # the stop hang (trac.wsgi does this).
+    script = tmp_path / "late.wsgi"
+    script.write_text(LATE_THREADING_APP)
+    srv = tracfront("--wsgi-file", script, "--threads", "2")
+    r = requests.get(srv.url, timeout=10)
+    assert (r.status_code, r.text) == (200, "first import")
+    started = time.monotonic()
+    assert srv.stop(timeout=10) == 0
+    assert time.monotonic() - started < 5
+
+
 def test_graceful_timeout_bounds_shutdown(tracfront):
     srv = tracfront(*APP, "--threads", "2", "--graceful-timeout", "1")
     t, _ = in_thread(lambda: requests.get(srv.url + "slow?s=20", timeout=60))

@@ -1,7 +1,8 @@
 /* Unit tests for proxy/loop.c: posted calls run on the loop's thread in
  * order, tf_loop_call waits, watched descriptors and ticks are called there,
- * a wake from the loop itself does not let it sleep, and what is posted
- * after a stop runs at tf_loop_free. */
+ * a wake from the loop itself does not let it sleep, what is posted after a
+ * stop runs at tf_loop_free, and a call that steps away keeps the loop when
+ * it is quick and hands the loop to another thread when it blocks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -213,6 +214,99 @@ static void test_posted_after_stop_run_at_free(void **state)
     assert_int_equal(rec.order[1], 2);
 }
 
+/* --- stepping away --- */
+
+struct away {
+    struct tf_loop *loop;
+    int gate;                   /* atomic: the call returns once it is 1 */
+    int ran;                    /* atomic */
+    struct tf_loop *current_in_call;
+    pthread_t call_thread;
+};
+
+static void away_call(void *arg)
+{
+    struct away *a = arg;
+    a->current_in_call = tf_loop_current();
+    a->call_thread = pthread_self();
+    while (!__atomic_load_n(&a->gate, __ATOMIC_SEQ_CST))
+        sleep_ms(1);
+    __atomic_store_n(&a->ran, 1, __ATOMIC_SEQ_CST);
+}
+
+static void step_away_from_loop(void *arg) /* posted: runs as a loop callback */
+{
+    struct away *a = arg;
+    assert_int_equal(tf_loop_step_away(a->loop, away_call, a), 0);
+}
+
+static int which_thread(void *arg)
+{
+    *(pthread_t *)arg = pthread_self();
+    return 0;
+}
+
+static void wait_until_ran(struct away *a)
+{
+    for (int i = 0; i < 2000 && !__atomic_load_n(&a->ran, __ATOMIC_SEQ_CST); i++)
+        sleep_ms(1);
+    assert_int_equal(__atomic_load_n(&a->ran, __ATOMIC_SEQ_CST), 1);
+}
+
+static void test_a_quick_call_away_keeps_the_loop_on_its_thread(void **state)
+{
+    (void)state;
+    char err[128];
+    struct tf_loop *loop = tf_loop_start(0, err, sizeof(err));
+    assert_non_null(loop);
+    int kept = 0; /* a round can lose its loop if this machine stalls the thread 1 ms */
+    for (int round = 0; round < 10; round++) {
+        struct away a = { .loop = loop, .gate = 1 };
+        pthread_t before, after;
+        tf_loop_call(loop, which_thread, &before);
+        assert_int_equal(tf_loop_post(loop, step_away_from_loop, &a), 0);
+        wait_until_ran(&a);
+        assert_null(a.current_in_call); /* away: not the loop's thread meanwhile */
+        assert_true(pthread_equal(a.call_thread, before));
+        tf_loop_call(loop, which_thread, &after);
+        kept += pthread_equal(after, before); /* it took its loop back */
+    }
+    assert_true(kept >= 5);
+    tf_loop_free(loop);
+}
+
+static void test_a_blocked_call_away_hands_the_loop_to_another_thread(void **state)
+{
+    (void)state;
+    char err[128];
+    struct away a = { .gate = 0 };
+    a.loop = tf_loop_start(0, err, sizeof(err));
+    assert_non_null(a.loop);
+    assert_int_equal(tf_loop_post(a.loop, step_away_from_loop, &a), 0);
+    struct record rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct step s = { &rec, 1 };
+    /* the call is blocked, yet the loop runs this: another thread has it */
+    assert_int_equal(tf_loop_call(a.loop, note_and_answer, &s), 7);
+    assert_ptr_equal(rec.seen_loop, a.loop);
+    pthread_t runner;
+    tf_loop_call(a.loop, which_thread, &runner);
+    assert_false(pthread_equal(runner, a.call_thread));
+    assert_int_equal(__atomic_load_n(&a.ran, __ATOMIC_SEQ_CST), 0);
+    __atomic_store_n(&a.gate, 1, __ATOMIC_SEQ_CST);
+    wait_until_ran(&a);
+    /* the loop stays with its new thread; a blocked call from there moves
+     * it again (to a spare) */
+    struct away b = { .loop = a.loop, .gate = 0 };
+    assert_int_equal(tf_loop_post(b.loop, step_away_from_loop, &b), 0);
+    struct step s2 = { &rec, 2 };
+    assert_int_equal(tf_loop_call(b.loop, note_and_answer, &s2), 7);
+    __atomic_store_n(&b.gate, 1, __ATOMIC_SEQ_CST);
+    wait_until_ran(&b);
+    assert_true(pthread_equal(b.call_thread, runner));
+    assert_int_equal(count(&rec), 2);
+    tf_loop_free(a.loop); /* every thread of the crew ends */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +314,8 @@ int main(void)
         cmocka_unit_test(test_watched_descriptor_is_called_on_the_loop),
         cmocka_unit_test(test_ticks_and_wakes),
         cmocka_unit_test(test_posted_after_stop_run_at_free),
+        cmocka_unit_test(test_a_quick_call_away_keeps_the_loop_on_its_thread),
+        cmocka_unit_test(test_a_blocked_call_away_hands_the_loop_to_another_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
