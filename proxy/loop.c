@@ -211,10 +211,10 @@ void tf_loop_wake(struct tf_loop *loop)
         return;
     }
     /* Away: whoever takes the loop back runs a whole turn before it sleeps.
-     * The fence orders the caller's flag (needs_run, a posted call) before
-     * this look, as the taker's compare-and-swap orders it before its turn. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&loop->away_since, __ATOMIC_SEQ_CST))
+     * A read-modify-write, not a load: the taker's compare-and-swap reads
+     * from it, so what the caller set before (needs_run, a posted call) is
+     * visible in that turn. */
+    if (__atomic_fetch_add(&loop->away_since, 0, __ATOMIC_SEQ_CST))
         return;
     uint64_t one = 1;
     if (write(loop->wake_fd, &one, sizeof(one)) < 0) { /* EAGAIN: already signalled */ }
@@ -449,7 +449,6 @@ static bool step_away(struct tf_loop *loop)
         if (!__atomic_compare_exchange_n(&loop->away_since, &since, 0, false, __ATOMIC_SEQ_CST,
                                          __ATOMIC_SEQ_CST))
             return false;
-        __atomic_thread_fence(__ATOMIC_SEQ_CST); /* see tf_loop_wake */
         current = loop;
     }
     return true;

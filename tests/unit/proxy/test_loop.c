@@ -219,7 +219,7 @@ static void test_posted_after_stop_run_at_free(void **state)
 struct away {
     struct tf_loop *loop;
     int gate;                   /* atomic: the call returns once it is 1 */
-    int ran;                    /* atomic */
+    int entered, ran;           /* atomic */
     struct tf_loop *current_in_call;
     pthread_t call_thread;
 };
@@ -229,6 +229,7 @@ static void away_call(void *arg)
     struct away *a = arg;
     a->current_in_call = tf_loop_current();
     a->call_thread = pthread_self();
+    __atomic_store_n(&a->entered, 1, __ATOMIC_SEQ_CST);
     while (!__atomic_load_n(&a->gate, __ATOMIC_SEQ_CST))
         sleep_ms(1);
     __atomic_store_n(&a->ran, 1, __ATOMIC_SEQ_CST);
@@ -251,6 +252,13 @@ static void wait_until_ran(struct away *a)
     for (int i = 0; i < 2000 && !__atomic_load_n(&a->ran, __ATOMIC_SEQ_CST); i++)
         sleep_ms(1);
     assert_int_equal(__atomic_load_n(&a->ran, __ATOMIC_SEQ_CST), 1);
+}
+
+static void wait_until_entered(struct away *a)
+{
+    for (int i = 0; i < 2000 && !__atomic_load_n(&a->entered, __ATOMIC_SEQ_CST); i++)
+        sleep_ms(1);
+    assert_int_equal(__atomic_load_n(&a->entered, __ATOMIC_SEQ_CST), 1);
 }
 
 static void test_a_quick_call_away_keeps_the_loop_on_its_thread(void **state)
@@ -283,6 +291,7 @@ static void test_a_blocked_call_away_hands_the_loop_to_another_thread(void **sta
     a.loop = tf_loop_start(0, err, sizeof(err));
     assert_non_null(a.loop);
     assert_int_equal(tf_loop_post(a.loop, step_away_from_loop, &a), 0);
+    wait_until_entered(&a);
     struct record rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
     struct step s = { &rec, 1 };
     /* the call is blocked, yet the loop runs this: another thread has it */
