@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_EVENTS 64
@@ -55,6 +56,7 @@ struct tf_loop {
     struct posted *posted, *posted_tail;
     bool stopping;
     uint64_t away_since;            /* atomic: 0, or when its thread stepped away (monotonic us) */
+    int away_threads;               /* atomic: threads in a call away from it (tf_loop_stop waits) */
     bool ended;                     /* guarded by crew.lock: stopped, no thread runs it */
     struct tf_loop *next_loop, *next_orphan; /* guarded by crew.lock */
     /* the thread running the loop only: */
@@ -230,6 +232,8 @@ static struct {
     struct tf_loop *loops;       /* every started loop not yet freed */
     struct tf_loop *orphans;     /* taken from a thread that stepped away, waiting for a spare */
     unsigned n_orphans, spares_idle;
+    unsigned spares_coming;      /* started for orphans, not yet waiting */
+    bool start_failed;           /* the last thread start failed (logged once) */
     pthread_t *threads;          /* every thread started since the crew formed */
     size_t n_threads;
     pthread_t rescuer;
@@ -241,10 +245,12 @@ static struct {
 static bool run(struct tf_loop *loop);
 
 /* Wait for an orphan to run; NULL at shutdown. */
-static struct tf_loop *wait_as_spare(void)
+static struct tf_loop *wait_as_spare(bool first_wait)
 {
     pthread_mutex_lock(&crew.lock);
     crew.spares_idle++;
+    if (first_wait && crew.spares_coming)
+        crew.spares_coming--;
     while (!crew.orphans && !crew.shutting_down)
         pthread_cond_wait(&crew.spare_cond, &crew.lock);
     crew.spares_idle--;
@@ -262,7 +268,9 @@ static struct tf_loop *wait_as_spare(void)
 static void *crew_thread(void *arg)
 {
     struct tf_loop *loop = arg;
-    while (loop || (loop = wait_as_spare())) {
+    bool first_wait = !loop; /* started as a spare (see staff_orphans) */
+    while (loop || (loop = wait_as_spare(first_wait))) {
+        first_wait = false;
         char name[16];
         snprintf(name, sizeof(name), "tf-io-%u", loop->index);
         pthread_setname_np(pthread_self(), name);
@@ -295,6 +303,27 @@ static int add_thread(struct tf_loop *loop)
     return 0;
 }
 
+/* With crew.lock held: a spare for every orphan, starting threads as needed.
+ * A start that fails is tried again at the rescuer's next look. */
+static void staff_orphans(void)
+{
+    if (!crew.n_orphans)
+        return;
+    if (crew.spares_idle)
+        pthread_cond_broadcast(&crew.spare_cond);
+    while (crew.spares_idle + crew.spares_coming < crew.n_orphans) {
+        if (add_thread(NULL) < 0) {
+            if (!crew.start_failed)
+                tf_log_error("cannot start a thread to run a network thread's loop (%s); "
+                             "retrying every millisecond", strerror(errno));
+            crew.start_failed = true;
+            return;
+        }
+        crew.start_failed = false;
+        crew.spares_coming++;
+    }
+}
+
 /* With crew.lock held: give a loop taken from its away thread to a spare. */
 static void hand_over(struct tf_loop *loop)
 {
@@ -304,11 +333,7 @@ static void hand_over(struct tf_loop *loop)
         tail = &(*tail)->next_orphan;
     *tail = loop;
     crew.n_orphans++;
-    if (crew.spares_idle >= crew.n_orphans)
-        pthread_cond_signal(&crew.spare_cond);
-    else if (add_thread(NULL) < 0) /* the next thread to come back takes it */
-        tf_log_error("cannot start a thread for network thread %u: %s", loop->index,
-                     strerror(errno));
+    staff_orphans();
 }
 
 /* With crew.lock held: take over every loop away for too long. True if
@@ -322,7 +347,7 @@ static bool rescue_stalled(void)
         if (!since)
             continue;
         any_away = true;
-        if (now - since >= TF_LOOP_AWAY_US &&
+        if (since < now && now - since >= TF_LOOP_AWAY_US && /* since: maybe after now */
             __atomic_compare_exchange_n(&loop->away_since, &since, 0, false, __ATOMIC_SEQ_CST,
                                         __ATOMIC_SEQ_CST))
             hand_over(loop);
@@ -342,6 +367,7 @@ static void *rescuer(void *arg)
     pthread_mutex_lock(&crew.lock);
     while (!crew.shutting_down) {
         bool any_away = rescue_stalled();
+        staff_orphans(); /* again, if a thread start failed */
         unsigned long aways = __atomic_load_n(&crew.aways, __ATOMIC_RELAXED);
         quiet = aways == seen && !any_away ? quiet + 1 : 0;
         seen = aways;
@@ -437,6 +463,7 @@ static bool step_away(struct tf_loop *loop)
             loop->away_tail = NULL;
         uint64_t since = tf_now_us();
         current = NULL;
+        __atomic_add_fetch(&loop->away_threads, 1, __ATOMIC_SEQ_CST);
         __atomic_store_n(&loop->away_since, since, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&crew.aways, 1, __ATOMIC_RELAXED);
         if (__atomic_load_n(&crew.rescuer_asleep, __ATOMIC_SEQ_CST)) {
@@ -446,8 +473,11 @@ static bool step_away(struct tf_loop *loop)
         }
         p->fn(p->arg);
         free(p);
-        if (!__atomic_compare_exchange_n(&loop->away_since, &since, 0, false, __ATOMIC_SEQ_CST,
-                                         __ATOMIC_SEQ_CST))
+        bool kept = __atomic_compare_exchange_n(&loop->away_since, &since, 0, false,
+                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+        /* taken over: the loop may be stopped and freed once this is 0 */
+        __atomic_sub_fetch(&loop->away_threads, 1, __ATOMIC_SEQ_CST);
+        if (!kept)
             return false;
         current = loop;
     }
@@ -552,6 +582,11 @@ void tf_loop_stop(struct tf_loop *loop)
     while (!loop->ended)
         pthread_cond_wait(&crew.ended_cond, &crew.lock);
     pthread_mutex_unlock(&crew.lock);
+    /* a thread whose loop was taken over may still be on its way back */
+    while (__atomic_load_n(&loop->away_threads, __ATOMIC_SEQ_CST)) {
+        struct timespec ms = { 0, 1000000L };
+        nanosleep(&ms, NULL);
+    }
     loop->running = false;
 }
 

@@ -43,6 +43,7 @@ int tf_loop_call(struct tf_loop *loop, tf_loop_sync_fn fn, void *arg);
  * loop meanwhile (tf_loop_current() is NULL in fn), so fn may block: an
  * app call. If fn takes longer than about a millisecond, another thread
  * carries on with the loop, and this one becomes a spare when fn returns.
+ * fn must not tf_loop_call this loop: that waits for the hand-over (1 ms).
  * -1 on out of memory. */
 int tf_loop_step_away(struct tf_loop *loop, tf_loop_call_fn fn, void *arg);
 

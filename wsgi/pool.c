@@ -95,7 +95,8 @@ static void push(struct wsgi_pool *pool, struct queue_item *item, bool fresh)
 /* With the lock held: may an idle thread take queued work now? */
 static bool should_take(struct wsgi_pool *pool, uint64_t now)
 {
-    return pool->head && (pool->running == 0 || now - pool->last_progress >= TF_POOL_STALL_US);
+    return pool->head && pool->running < pool->max_running &&
+           (pool->running == 0 || now - pool->last_progress >= TF_POOL_STALL_US);
 }
 
 static void wait_for_work(struct app_thread *self)
@@ -214,12 +215,13 @@ static void run_here(void *arg)
 }
 
 /* With the lock held: run req on this network thread rather than queue it?
- * Only a client's request (not a --mirror copy, which must never hold up a
- * connection), with nothing queued before it and an app thread's worth of
- * room under --threads. */
+ * Only a client's request without a --mirror copy (a copy must never hold up
+ * a connection, and the upstream copy of a request answered by the app runs
+ * on this loop: it would wait for the app), with nothing queued before it
+ * and room under --threads. */
 static bool run_here_now(struct wsgi_pool *pool, struct tf_request *req)
 {
-    return req->connection && tf_loop_current() && !pool->head &&
+    return req->connection && !req->tap && tf_loop_current() && !pool->head &&
            pool->running < pool->max_running;
 }
 

@@ -2,7 +2,8 @@
  * order, tf_loop_call waits, watched descriptors and ticks are called there,
  * a wake from the loop itself does not let it sleep, what is posted after a
  * stop runs at tf_loop_free, and a call that steps away keeps the loop when
- * it is quick and hands the loop to another thread when it blocks. */
+ * it is quick, hands the loop to another thread when it blocks, and what it
+ * posts (its wake skipped) runs once the loop is back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +317,39 @@ static void test_a_blocked_call_away_hands_the_loop_to_another_thread(void **sta
     tf_loop_free(a.loop); /* every thread of the crew ends */
 }
 
+struct post_while_away {
+    struct tf_loop *loop;
+    struct step step;
+};
+
+static void post_and_return(void *arg)
+{
+    struct post_while_away *p = arg;
+    assert_int_equal(tf_loop_post(p->loop, note, &p->step), 0); /* its wake is skipped */
+}
+
+static void step_away_to_post(void *arg)
+{
+    struct post_while_away *p = arg;
+    assert_int_equal(tf_loop_step_away(p->loop, post_and_return, p), 0);
+}
+
+static void test_a_call_posted_while_away_runs_when_the_loop_is_back(void **state)
+{
+    (void)state;
+    char err[128];
+    struct record rec = { .lock = PTHREAD_MUTEX_INITIALIZER };
+    struct post_while_away p = { .step = { &rec, 5 } };
+    p.loop = tf_loop_start(0, err, sizeof(err));
+    assert_non_null(p.loop);
+    assert_int_equal(tf_loop_post(p.loop, step_away_to_post, &p), 0);
+    for (int i = 0; i < 500 && count(&rec) == 0; i++) /* no sleep before it runs */
+        sleep_ms(1);
+    assert_int_equal(count(&rec), 1);
+    assert_ptr_equal(rec.seen_loop, p.loop);
+    tf_loop_free(p.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_posted_after_stop_run_at_free),
         cmocka_unit_test(test_a_quick_call_away_keeps_the_loop_on_its_thread),
         cmocka_unit_test(test_a_blocked_call_away_hands_the_loop_to_another_thread),
+        cmocka_unit_test(test_a_call_posted_while_away_runs_when_the_loop_is_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
