@@ -155,6 +155,20 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
     return server;
 }
 
+/* Stop the loops first (nothing runs on them while their servers go), then
+ * the servers (control may be server, or NULL), then the upstream (closing
+ * connections releases pins), and free the loops (their threads end). */
+static void stop_network(struct tf_backends *b, struct tf_server *control,
+                         struct tf_server *server, struct tf_upstream *upstream)
+{
+    tf_loops_stop(b->loops, b->n_loops);
+    if (control != server)
+        tf_server_stop(control);
+    tf_server_stop(server);
+    tf_upstream_stop(upstream);
+    tf_loops_free(b->loops, b->n_loops);
+}
+
 /* --workers: this process opens the socket, runs the workers and adds up
  * their profiles on a loopback control port; it serves no request itself. */
 static int run_front(struct tf_config *cfg, char **argv)
@@ -191,9 +205,7 @@ static int run_front(struct tf_config *cfg, char **argv)
     tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
                 cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
-    tf_loops_stop(none.loops, none.n_loops); /* first: its pages ask the workers' list */
-    tf_server_stop(control);
-    tf_loops_free(none.loops, none.n_loops);
+    stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
     tf_workers_stop(workers, cfg->graceful_timeout + 1);
     close(fd);
     tf_log_info("stopped");
@@ -300,12 +312,7 @@ static int run_server(struct tf_config *cfg)
     }
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
-    tf_loops_stop(backends.loops, backends.n_loops);
-    if (control != server)
-        tf_server_stop(control);
-    tf_server_stop(server);
-    tf_upstream_stop(upstream); /* after the server: closing connections releases pins */
-    tf_loops_free(backends.loops, backends.n_loops);
+    stop_network(&backends, control, server, upstream);
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */
         wsgi_pool_stop(pool);
