@@ -8,7 +8,7 @@
 #include <cpuid.h>
 #endif
 
-double prof_clock_ns_per_tick;
+uint64_t prof_clock_mult;
 uint64_t prof_clock_tick_base;
 
 #if defined(__x86_64__)
@@ -37,7 +37,7 @@ static void calibrate(void)
     if (t1 <= t0)
         return;
     prof_clock_tick_base = t0;
-    prof_clock_ns_per_tick = (double)(ns1 - ns0) / (double)(t1 - t0);
+    prof_clock_mult = (uint64_t)((double)(ns1 - ns0) / (double)(t1 - t0) * 4294967296.0 + 0.5);
 }
 #else
 static void calibrate(void)
