@@ -1,6 +1,8 @@
 """Concurrency: one slow or misbehaving client must not hold up the others.
 
-A request blocked inside the app does not block a fast one; slowloris clients
+A request blocked inside the app does not block a fast one, not even on the
+only network thread that read it; --threads bounds the app calls wherever they
+run; slowloris clients
 (trickled headers or body) and a client reading a large response very slowly do
 not tie up the only app thread (--threads 1); bounded parallel load all
 succeeds; keep-alive connections and pipelined requests are served in order.
@@ -90,6 +92,66 @@ def test_slow_request_and_fast_request_both_succeed(tracfront):
     assert fast.status_code == 200
     assert not slow_done_before_fast, "fast request waited for the slow one"
     assert res["value"].status_code == 200 and res["value"].text == "slept"
+
+
+def app_running(srv):
+    """Targets of the requests the app is running now (the profiler's in-flight list)."""
+    r = requests.get(srv.url + "__profile__/api/inflight", timeout=10)
+    assert r.status_code == 200
+    return [rec["target"] for rec in r.json()["requests"]]
+
+
+def wait_until_running(srv, target, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if target in app_running(srv):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the app never started %s" % target)
+
+
+def test_slow_request_on_the_only_network_thread_does_not_hold_up_its_connections(
+        tracfront, tmp_path):
+    # With nothing queued, a request runs on the network thread that read it;
+    # while it is blocked, another thread must carry on with that network
+    # thread's connections (here the only one).
+    srv = tracfront(*APP, "--threads", "2", "--io-threads", "1")
+    gate = tmp_path / "open-gate"
+    target = "/gate?file=%s" % gate
+    t, res = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
+    try:
+        wait_until_running(srv, target)
+        with requests.Session() as s:  # keep-alive: the same connection, several requests
+            for _ in range(3):
+                r = s.get(srv.url + "hello", timeout=10)
+                assert (r.status_code, r.text) == (200, "hello")
+        assert t.is_alive(), "the blocked request finished before its gate opened"
+    finally:
+        gate.touch()
+    t.join(30)
+    assert "error" not in res, res
+    assert (res["value"].status_code, res["value"].text) == (200, "released")
+
+
+def test_threads_bounds_app_calls_on_network_threads_too(tracfront, tmp_path):
+    # --threads 1: one app call at a time, wherever it runs; the second
+    # request waits in the queue until the first is done.
+    srv = tracfront(*APP, "--threads", "1", "--io-threads", "2")
+    gate = tmp_path / "open-gate"
+    target = "/gate?file=%s" % gate
+    t1, res1 = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
+    try:
+        wait_until_running(srv, target)
+        t2, res2 = in_thread(lambda: requests.get(srv.url + "count?i=second", timeout=60))
+        time.sleep(1.0)
+        assert app_running(srv) == [target], "a second app call ran beside --threads 1"
+        assert t2.is_alive(), "the second request was answered while the first held the thread"
+    finally:
+        gate.touch()
+    t1.join(30)
+    t2.join(30)
+    assert (res1["value"].status_code, res1["value"].text) == (200, "released")
+    assert (res2["value"].status_code, res2["value"].text) == (200, "count second")
 
 
 def trickle(sock, data, delay=0.01):
