@@ -14,6 +14,7 @@
 
 #include "proxy/cidr.h"
 #include "proxy/fetch.h"
+#include "proxy/loop.h"
 #include "proxy/log.h"
 #include "proxy/mirror.h"
 #include "profiler/compare.h"
@@ -133,31 +134,41 @@ static char *compare_link(const char *profile_path, const char *table)
 }
 
 /* A worker passes profile pages to its front (which adds up every worker)
- * and sends back what it answered. */
-static enum MHD_Result relay_profile(struct tf_server *server, struct tf_request *req)
+ * and sends back what it answered. The front may take a while (it asks every
+ * worker), so the fetch runs away from the loop (tf_loop_step_away): this
+ * worker's other connections go on meanwhile. */
+static void relay_away(void *arg)
 {
+    struct tf_request *req = arg;
     struct tf_fetched f = { 0 };
     char origin[64];
-    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", server->relay_port);
-    if (tf_fetch(origin, req->method, req->target, &f) < 0 || !f.status) {
-        tf_fetched_free(&f);
-        return tf_server_reply(req, 502, "The front process did not answer.", false);
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", req->server->relay_port);
+    struct MHD_Response *r = NULL;
+    if (tf_fetch(origin, req->method, req->target, &f) == 0 && f.status &&
+        (r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE))) {
+        f.body = NULL;
+        if (f.content_type)
+            MHD_add_response_header(r, "Content-Type", f.content_type);
+        if (f.location)
+            MHD_add_response_header(r, "Location", f.location);
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        req->status = f.status;
+        req->bytes_out = f.len;
+    } else {
+        r = tf_error_response(502, "The front process did not answer.", false, &req->bytes_out);
+        req->status = 502; /* no response (out of memory): the connection is closed */
     }
-    req->bytes_out = f.len;
-    struct MHD_Response *r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        tf_fetched_free(&f);
-        return MHD_NO;
-    }
-    f.body = NULL;
-    if (f.content_type)
-        MHD_add_response_header(r, "Content-Type", f.content_type);
-    if (f.location)
-        MHD_add_response_header(r, "Location", f.location);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    enum MHD_Result ok = tf_server_queue(req, f.status, r);
     tf_fetched_free(&f);
-    return ok;
+    req->response = r;
+    tf_request_resume(req);
+    tf_request_unref(req);
+}
+
+static int relay_dispatch(void *backend, struct tf_request *req)
+{
+    (void)backend;
+    struct tf_loop *loop = tf_loop_current();
+    return loop ? tf_loop_step_away(loop, relay_away, req) : -1;
 }
 
 /* The pages made from the latency figures (a front fetches its workers'
@@ -184,7 +195,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
         if (!strcmp(req->method, "POST") && !same_origin(req))
             return tf_server_reply(req, 403, "Cross-site request refused.", false);
-        return relay_profile(server, req);
+        return tf_server_dispatch(server, req, relay_dispatch, NULL);
     }
     if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
         return control_profile(server, req, sub, len);

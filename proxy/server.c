@@ -206,8 +206,8 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     return 0;
 }
 
-static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req,
-                                tf_dispatch_fn to, void *backend)
+enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *req,
+                                   tf_dispatch_fn to, void *backend)
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
@@ -216,7 +216,9 @@ static enum MHD_Result dispatch(struct tf_server *server, struct tf_request *req
     tf_request_ref(req);
     if (to(backend, req) < 0) {
         tf_request_unref(req);
-        if (req->backend == PROF_BACKEND_WSGI && !server->cfg->workers)
+        if (req->native)
+            tf_log_error("%s %s: out of memory; answered 503", req->method, req->target);
+        else if (req->backend == PROF_BACKEND_WSGI && !server->cfg->workers)
             tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
                          "answered 503", req->method, req->target);
         else
@@ -273,12 +275,12 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         if (!b->app) /* a front's control port: only the profile is served here */
             break;
         req->backend = PROF_BACKEND_WSGI;
-        return dispatch(server, req, b->app, b->app_ctx);
+        return tf_server_dispatch(server, req, b->app, b->app_ctx);
     case TF_ROUTE_UPSTREAM:
         if (!b->upstream)
             break;
         req->backend = PROF_BACKEND_UPSTREAM;
-        return dispatch(server, req, b->upstream, b->upstream_ctx);
+        return tf_server_dispatch(server, req, b->upstream, b->upstream_ctx);
     case TF_ROUTE_NONE:
         break;
     }

@@ -53,6 +53,11 @@ enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct 
 /* Answer with a short text error (tf_error_response). */
 enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const char *detail,
                                 bool close);
+/* Final access-handler call: suspend the connection and hand req (with a
+ * reference) to a backend, which answers through tf_request_respond or
+ * req->response + tf_request_resume; 503 if it refuses. */
+enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *req,
+                                   tf_dispatch_fn to, void *backend);
 
 /* Does the raw target name the profile path or something under it? *sub is
  * the rest ("" or "/metrics?x"). */
