@@ -1,4 +1,4 @@
-/* loop.h — event loops: one thread and one epoll set each. The server's
+/* loop.h — event loops: one epoll set each, run by one thread at a time. The server's
  * libmicrohttpd daemons and the upstream's curl multi handles both live on
  * them, so a proxied request is read, forwarded and answered by one thread,
  * with no hand-off between threads. Another thread reaches a loop only

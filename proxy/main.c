@@ -220,9 +220,9 @@ static int run_server(struct tf_config *cfg)
     struct wsgi_pool *pool = NULL;
     struct tf_upstream *upstream = NULL;
     struct tf_backends backends = { 0 };
-    /* a worker serves its share of the port on one thread (the other workers
-     * share the load), and its control port on another: the front asks that
-     * one while the first waits for the front (a profile page relayed) */
+    /* a worker serves its share of the port on one loop (the other workers
+     * share the load), and its control port on another, which the front asks
+     * while the first relays a profile page to it */
     backends.n_loops = cfg->worker ? 2 : cfg->io_threads;
     if (!(backends.loops = tf_loops_start(backends.n_loops, err, sizeof(err)))) {
         fprintf(stderr, "tracfront: %s\n", err);

@@ -137,6 +137,9 @@ static char *compare_link(const char *profile_path, const char *table)
  * and sends back what it answered. The front may take a while (it asks every
  * worker), so the fetch runs away from the loop (tf_loop_step_away): this
  * worker's other connections go on meanwhile. */
+#define MAX_RELAYS 4 /* profile pages relayed at once: each may hold a thread */
+static int relays; /* atomic */
+
 static void relay_away(void *arg)
 {
     struct tf_request *req = arg;
@@ -160,6 +163,7 @@ static void relay_away(void *arg)
     }
     tf_fetched_free(&f);
     req->response = r;
+    __atomic_sub_fetch(&relays, 1, __ATOMIC_RELAXED);
     tf_request_resume(req);
     tf_request_unref(req);
 }
@@ -168,7 +172,14 @@ static int relay_dispatch(void *backend, struct tf_request *req)
 {
     (void)backend;
     struct tf_loop *loop = tf_loop_current();
-    return loop ? tf_loop_step_away(loop, relay_away, req) : -1;
+    if (!loop)
+        return -1;
+    __atomic_add_fetch(&relays, 1, __ATOMIC_RELAXED);
+    if (tf_loop_step_away(loop, relay_away, req) < 0) {
+        __atomic_sub_fetch(&relays, 1, __ATOMIC_RELAXED);
+        return -1;
+    }
+    return 0;
 }
 
 /* The pages made from the latency figures (a front fetches its workers'
@@ -195,6 +206,8 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
         if (!strcmp(req->method, "POST") && !same_origin(req))
             return tf_server_reply(req, 403, "Cross-site request refused.", false);
+        if (__atomic_load_n(&relays, __ATOMIC_RELAXED) >= MAX_RELAYS)
+            return tf_server_reply(req, 503, "Too many profile pages at once; try again.", false);
         return tf_server_dispatch(server, req, relay_dispatch, NULL);
     }
     if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */

@@ -191,7 +191,10 @@ static void run_here(void *arg)
     struct wsgi_pool *pool = the_pool;
     PyThreadState *ts = network_thread_state_get(pool->interp);
     if (!ts) {
-        tf_log_error("cannot create a Python thread state for a network thread");
+        static int logged;
+        if (!__atomic_exchange_n(&logged, 1, __ATOMIC_RELAXED))
+            tf_log_error("cannot create a Python thread state for a network thread; its "
+                         "requests go to the app threads");
         pthread_mutex_lock(&pool->lock);
         task_done(pool);
         struct queue_item *item = malloc(sizeof(*item));
@@ -330,6 +333,9 @@ int wsgi_pool_start(struct wsgi_pool *pool, unsigned threads)
     pool->threads = calloc(threads, sizeof(*pool->threads));
     if (!pool->threads)
         return -1;
+    pthread_mutex_lock(&pool->lock); /* already queued requests may start at once */
+    pool->max_running = threads;
+    pthread_mutex_unlock(&pool->lock);
     for (unsigned i = 0; i < threads; i++) {
         struct app_thread *t = &pool->threads[i];
         t->pool = pool;

@@ -16,8 +16,10 @@ struct wsgi_pool *wsgi_pool_new(unsigned queue_size);
  * could be started. */
 int wsgi_pool_start(struct wsgi_pool *pool, unsigned threads);
 
-/* tf_dispatch_fn: queue a new request (takes the reference passed in).
- * Returns 0, or -1 when the queue is full (reference not taken). */
+/* tf_dispatch_fn: take a new request (and the reference passed in): on a
+ * network thread with nothing queued, run it there once the loop's turn is
+ * done (tf_loop_step_away); otherwise queue it for an app thread. Returns
+ * 0, or -1 when the queue is full (reference not taken). */
 int wsgi_pool_submit(void *pool, struct tf_request *req);
 
 /* Queue the continuation of a parked request (any thread, never refused). */

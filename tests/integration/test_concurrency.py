@@ -101,6 +101,13 @@ def app_running(srv):
     return [rec["target"] for rec in r.json()["requests"]]
 
 
+def server_in_flight(srv):
+    """Requests the server has read and not yet answered (this one included)."""
+    r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
+    assert r.status_code == 200
+    return r.json()["in_flight"]
+
+
 def wait_until_running(srv, target, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -143,13 +150,18 @@ def test_threads_bounds_app_calls_on_network_threads_too(tracfront, tmp_path):
     try:
         wait_until_running(srv, target)
         t2, res2 = in_thread(lambda: requests.get(srv.url + "count?i=second", timeout=60))
-        time.sleep(1.0)
+        deadline = time.monotonic() + 10
+        while server_in_flight(srv) < 3:  # the gate, the second request, this question
+            assert time.monotonic() < deadline, "the second request never reached the server"
+            time.sleep(0.02)
+        time.sleep(0.3)  # time enough for a wrongly started second call to show
         assert app_running(srv) == [target], "a second app call ran beside --threads 1"
         assert t2.is_alive(), "the second request was answered while the first held the thread"
     finally:
         gate.touch()
     t1.join(30)
     t2.join(30)
+    assert "error" not in res1 and "error" not in res2, (res1, res2)
     assert (res1["value"].status_code, res1["value"].text) == (200, "released")
     assert (res2["value"].status_code, res2["value"].text) == (200, "count second")
 

@@ -325,7 +325,7 @@ struct post_while_away {
 static void post_and_return(void *arg)
 {
     struct post_while_away *p = arg;
-    assert_int_equal(tf_loop_post(p->loop, note, &p->step), 0); /* its wake is skipped */
+    assert_int_equal(tf_loop_post(p->loop, note, &p->step), 0); /* the loop is away */
 }
 
 static void step_away_to_post(void *arg)
@@ -343,7 +343,8 @@ static void test_a_call_posted_while_away_runs_when_the_loop_is_back(void **stat
     p.loop = tf_loop_start(0, err, sizeof(err));
     assert_non_null(p.loop);
     assert_int_equal(tf_loop_post(p.loop, step_away_to_post, &p), 0);
-    for (int i = 0; i < 500 && count(&rec) == 0; i++) /* no sleep before it runs */
+    /* the thread back on its loop runs posted calls before it sleeps */
+    for (int i = 0; i < 500 && count(&rec) == 0; i++)
         sleep_ms(1);
     assert_int_equal(count(&rec), 1);
     assert_ptr_equal(rec.seen_loop, p.loop);
