@@ -26,13 +26,16 @@ def seen_paths(srv):
     return [rec["path"] for rec in r.json()]
 
 
-def wait_until_seen(srv, path, timeout=10):
+def wait_for(check, what, timeout=10):
+    """Poll check() until it is true; fail naming what never happened."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path in seen_paths(srv):
-            return
-        time.sleep(0.05)
-    raise AssertionError("the app never received %s" % path)
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def wait_until_seen(srv, path):
+    wait_for(lambda: path in seen_paths(srv), "the app never received %s" % path)
 
 
 def read_response(f):
@@ -108,15 +111,6 @@ def server_in_flight(srv):
     return r.json()["in_flight"]
 
 
-def wait_until_running(srv, target, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if target in app_running(srv):
-            return
-        time.sleep(0.02)
-    raise AssertionError("the app never started %s" % target)
-
-
 def test_slow_request_on_the_only_network_thread_does_not_hold_up_its_connections(
         tracfront, tmp_path):
     # With nothing queued, a request runs on the network thread that read it;
@@ -127,7 +121,7 @@ def test_slow_request_on_the_only_network_thread_does_not_hold_up_its_connection
     target = "/gate?file=%s" % gate
     t, res = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
     try:
-        wait_until_running(srv, target)
+        wait_for(lambda: target in app_running(srv), "the app never started the gate")
         with requests.Session() as s:  # keep-alive: the same connection, several requests
             for _ in range(3):
                 r = s.get(srv.url + "hello", timeout=10)
@@ -148,12 +142,10 @@ def test_threads_bounds_app_calls_on_network_threads_too(tracfront, tmp_path):
     target = "/gate?file=%s" % gate
     t1, res1 = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
     try:
-        wait_until_running(srv, target)
+        wait_for(lambda: target in app_running(srv), "the app never started the gate")
         t2, res2 = in_thread(lambda: requests.get(srv.url + "count?i=second", timeout=60))
-        deadline = time.monotonic() + 10
-        while server_in_flight(srv) < 3:  # the gate, the second request, this question
-            assert time.monotonic() < deadline, "the second request never reached the server"
-            time.sleep(0.02)
+        # in flight: the gate, the second request, and the question itself
+        wait_for(lambda: server_in_flight(srv) >= 3, "the second request never arrived")
         time.sleep(0.3)  # time enough for a wrongly started second call to show
         assert app_running(srv) == [target], "a second app call ran beside --threads 1"
         assert t2.is_alive(), "the second request was answered while the first held the thread"
