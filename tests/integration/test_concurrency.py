@@ -111,17 +111,28 @@ def server_in_flight(srv):
     return r.json()["in_flight"]
 
 
+def blocked_at_gate(srv, tmp_path):
+    """Start /gate (the app blocks until its file exists) and wait until the
+    app runs it. Returns (gate file, target, thread, result)."""
+    gate = tmp_path / "open-gate"
+    target = "/gate?file=%s" % gate
+    t, res = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
+    try:
+        wait_for(lambda: target in app_running(srv), "the app never started the gate")
+    except AssertionError:
+        gate.touch()
+        raise
+    return gate, target, t, res
+
+
 def test_slow_request_on_the_only_network_thread_does_not_hold_up_its_connections(
         tracfront, tmp_path):
     # With nothing queued, a request runs on the network thread that read it;
     # while it is blocked, another thread must carry on with that network
     # thread's connections (here the only one).
     srv = tracfront(*APP, "--threads", "2", "--io-threads", "1")
-    gate = tmp_path / "open-gate"
-    target = "/gate?file=%s" % gate
-    t, res = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
+    gate, _, t, res = blocked_at_gate(srv, tmp_path)
     try:
-        wait_for(lambda: target in app_running(srv), "the app never started the gate")
         with requests.Session() as s:  # keep-alive: the same connection, several requests
             for _ in range(3):
                 r = s.get(srv.url + "hello", timeout=10)
@@ -138,11 +149,8 @@ def test_threads_bounds_app_calls_on_network_threads_too(tracfront, tmp_path):
     # --threads 1: one app call at a time, wherever it runs; the second
     # request waits in the queue until the first is done.
     srv = tracfront(*APP, "--threads", "1", "--io-threads", "2")
-    gate = tmp_path / "open-gate"
-    target = "/gate?file=%s" % gate
-    t1, res1 = in_thread(lambda: requests.get(srv.url + target[1:], timeout=60))
+    gate, target, t1, res1 = blocked_at_gate(srv, tmp_path)
     try:
-        wait_for(lambda: target in app_running(srv), "the app never started the gate")
         t2, res2 = in_thread(lambda: requests.get(srv.url + "count?i=second", timeout=60))
         # in flight: the gate, the second request, and the question itself
         wait_for(lambda: server_in_flight(srv) >= 3, "the second request never arrived")
