@@ -232,7 +232,6 @@ static struct {
     struct tf_loop *loops;       /* every started loop not yet freed */
     struct tf_loop *orphans;     /* taken from a thread that stepped away, waiting for a spare */
     unsigned n_orphans, spares_idle;
-    unsigned spares_coming;      /* started for orphans, not yet waiting */
     bool start_failed;           /* the last thread start failed (logged once) */
     pthread_t *threads;          /* every thread started since the crew formed */
     size_t n_threads;
@@ -245,12 +244,10 @@ static struct {
 static bool run(struct tf_loop *loop);
 
 /* Wait for an orphan to run; NULL at shutdown. */
-static struct tf_loop *wait_as_spare(bool first_wait)
+static struct tf_loop *wait_as_spare(void)
 {
     pthread_mutex_lock(&crew.lock);
     crew.spares_idle++;
-    if (first_wait && crew.spares_coming)
-        crew.spares_coming--;
     while (!crew.orphans && !crew.shutting_down)
         pthread_cond_wait(&crew.spare_cond, &crew.lock);
     crew.spares_idle--;
@@ -263,14 +260,12 @@ static struct tf_loop *wait_as_spare(bool first_wait)
     return loop;
 }
 
-/* A crew thread: runs its first loop (arg, or an orphan) until the loop
- * stops or is taken over while this thread is away, then waits as a spare. */
+/* A crew thread: runs its first loop (arg) until the loop stops or is
+ * taken over while this thread is away, then waits as a spare. */
 static void *crew_thread(void *arg)
 {
     struct tf_loop *loop = arg;
-    bool first_wait = !loop; /* started as a spare (see staff_orphans) */
-    while (loop || (loop = wait_as_spare(first_wait))) {
-        first_wait = false;
+    while (loop || (loop = wait_as_spare())) {
         char name[16];
         snprintf(name, sizeof(name), "tf-io-%u", loop->index);
         pthread_setname_np(pthread_self(), name);
@@ -286,8 +281,8 @@ static void *crew_thread(void *arg)
     return NULL;
 }
 
-/* With crew.lock held: one more crew thread, first running loop (NULL: a
- * spare). 0, or -1 with errno. */
+/* With crew.lock held: one more crew thread, first running loop. 0, or -1
+ * with errno. */
 static int add_thread(struct tf_loop *loop)
 {
     pthread_t *grown = realloc(crew.threads, (crew.n_threads + 1) * sizeof(*grown));
@@ -303,25 +298,29 @@ static int add_thread(struct tf_loop *loop)
     return 0;
 }
 
-/* With crew.lock held: a spare for every orphan, starting threads as needed.
- * A start that fails is tried again at the rescuer's next look. */
+/* With crew.lock held: a thread for every orphan. The waiting spares take
+ * as many; a new thread takes each of the rest. A start that fails is tried
+ * again at the rescuer's next look. */
 static void staff_orphans(void)
 {
-    if (!crew.n_orphans)
-        return;
-    if (crew.spares_idle)
-        pthread_cond_broadcast(&crew.spare_cond);
-    while (crew.spares_idle + crew.spares_coming < crew.n_orphans) {
-        if (add_thread(NULL) < 0) {
+    while (crew.n_orphans > crew.spares_idle) {
+        struct tf_loop *loop = crew.orphans;
+        crew.orphans = loop->next_orphan;
+        crew.n_orphans--;
+        if (add_thread(loop) < 0) {
+            loop->next_orphan = crew.orphans; /* back at the head, for the next look */
+            crew.orphans = loop;
+            crew.n_orphans++;
             if (!crew.start_failed)
                 tf_log_error("cannot start a thread to run a network thread's loop (%s); "
                              "retrying every millisecond", strerror(errno));
             crew.start_failed = true;
-            return;
+            break;
         }
         crew.start_failed = false;
-        crew.spares_coming++;
     }
+    if (crew.n_orphans)
+        pthread_cond_broadcast(&crew.spare_cond);
 }
 
 /* With crew.lock held: give a loop taken from its away thread to a spare. */
