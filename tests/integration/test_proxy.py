@@ -582,6 +582,29 @@ def test_pool_reuses_upstream_connections(tracfront, upstream):
     assert st["connections"] <= 2 + 1, st  # (and the stats question's own)
 
 
+def test_methods_in_turn_on_one_connection(tracfront, upstream):
+    # One network thread and one keep-alive client: the transfers reuse
+    # curl handles, and none may inherit the last request's method or body.
+    srv, up = proxy(tracfront, upstream, *ONE_POOL)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    turns = [("POST", b"x" * 5000), ("HEAD", None), ("GET", None), ("PUT", b"put"),
+             ("GET", None), ("DELETE", None), ("POST", b"p2"), ("OPTIONS", None), ("GET", None)]
+    for i, (method, body) in enumerate(turns):
+        conn.request(method, "/echo/%d" % i, body=body)
+        r = conn.getresponse()
+        data = r.read()
+        assert r.status == 200, (method, data)
+        if method == "HEAD":
+            assert data == b""
+            continue
+        view = json.loads(data)
+        assert (view["method"], view["target"]) == (method, "/echo/%d" % i)
+        assert view["body_len"] == len(body or b""), (method, view)
+        lengths = upstream_headers(view, "Content-Length")
+        assert lengths == ([str(len(body))] if body else []), (method, lengths)
+    assert up.stats()["methods"] == {"/echo/%d" % i: [m] for i, (m, _) in enumerate(turns)}
+
+
 def test_a_client_connection_stays_on_its_network_thread(tracfront, upstream):
     # Each network thread forwards the requests it reads, through its own
     # pool: one keep-alive client means one upstream connection, reused,
