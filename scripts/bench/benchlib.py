@@ -1,7 +1,8 @@
 """Shared by scripts/bench-*: start servers in their own process groups (and
 always stop them), find free loopback ports, wait until a server answers,
 run wrk --latency, parsing req/s and the median, build mhd_hello (the
-plain libmicrohttpd hello-world server), and find real Trac when it imports."""
+plain libmicrohttpd hello-world server) and null_hooks (do-nothing profiling
+hooks), and find real Trac when it imports."""
 import atexit
 import os
 import re
@@ -132,21 +133,40 @@ def fmt_ms(ms):
     return "%.0fus" % (ms * 1000) if ms < 1 else "%.2fms" % ms
 
 
-def build_mhd_hello():
-    """Compile scripts/bench/mhd_hello.c into build/bench/ (if out of date);
-    return its path, or None if it cannot be built."""
-    src = os.path.join(ROOT, "scripts", "bench", "mhd_hello.c")
-    out = os.path.join(BENCH, "mhd_hello")
+def _build(src_name, out_name, argv_tail):
+    """Compile scripts/bench/SRC into build/bench/OUT when out of date, with
+    cc -O2 and argv_tail (flags and libraries); the output's path, or None."""
+    src = os.path.join(ROOT, "scripts", "bench", src_name)
+    out = os.path.join(BENCH, out_name)
     if os.path.exists(out) and os.path.getmtime(out) >= os.path.getmtime(src):
         return out
+    os.makedirs(BENCH, exist_ok=True)
+    r = subprocess.run(["cc", "-O2", "-o", out, src] + argv_tail)
+    return out if r.returncode == 0 else None
+
+
+def build_mhd_hello():
+    """build/bench/mhd_hello from scripts/bench/mhd_hello.c; None if it
+    cannot be built."""
     try:
         flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libmicrohttpd"],
                                check=True, capture_output=True, text=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return None
-    os.makedirs(BENCH, exist_ok=True)
-    r = subprocess.run(["cc", "-O2", "-o", out, src] + flags + ["-lpthread"])
-    return out if r.returncode == 0 else None
+    return _build("mhd_hello.c", "mhd_hello", flags + ["-lpthread"])
+
+
+def build_null_hooks():
+    """The null_hooks extension module (scripts/bench/null_hooks.c) for
+    /usr/bin/python3, in build/bench/; None if it cannot be built."""
+    try:
+        conf = subprocess.run([PY, "-c", "import sysconfig as s; print(s.get_paths()['include']);"
+                               "print(s.get_config_var('EXT_SUFFIX'))"],
+                              check=True, capture_output=True, text=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return _build("null_hooks.c", "null_hooks" + conf[1],
+                  ["-shared", "-fPIC", "-I" + conf[0]])
 
 
 def module_ok(mod, pythonpath=""):
