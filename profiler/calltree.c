@@ -11,11 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+static uint64_t new_tree_id(void)
+{
+    static uint64_t last;
+    return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
+
 void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes)
 {
     memset(t, 0, sizeof(*t));
     t->ops = ops;
     t->max_nodes = max_nodes;
+    t->id = new_tree_id();
 }
 
 static void free_children(struct prof_tree *t, struct prof_node *n)
@@ -38,6 +45,7 @@ void prof_tree_free(struct prof_tree *t)
     free(t->stack);
     t->stack = NULL;
     t->depth = t->stack_cap = t->nodes = 0;
+    t->id = new_tree_id(); /* twins pointing here are stale */
 }
 
 static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent, const void *key)
@@ -115,28 +123,59 @@ void prof_tree_unwind(struct prof_tree *t, uint64_t now)
         prof_tree_leave(t, now);
 }
 
-static void merge_children(struct prof_tree *into, struct prof_node *dst,
-                           const struct prof_node *src)
+/* Add src's subtrees below dst (NULL: into has no room for them; they are
+ * counted as dropped). A node without calls is skipped with its subtree: in
+ * a drained tree, a node has calls only if its parent has. With drain, src's
+ * counts are zeroed on the way and each node keeps its twin. */
+static void merge_children(struct prof_tree *into, struct prof_node *dst, struct prof_node *src,
+                           bool drain)
 {
-    for (const struct prof_node *c = src->child; c; c = c->sibling) {
-        struct prof_node *d = child_of(into, dst, c->key);
-        if (!d) {
-            into->dropped_calls += c->calls;
+    for (struct prof_node *c = src->child; c; c = c->sibling) {
+        if (!c->calls)
             continue;
+        struct prof_node *d = !dst ? NULL : drain && c->twin ? c->twin : child_of(into, dst, c->key);
+        if (d) {
+            if (!d->label && c->label && into->ops)
+                d->label = into->ops->copy(c->label);
+            d->calls += c->calls;
+            d->total_ns += c->total_ns;
+            d->inline_ns += c->inline_ns;
+        } else if (into) {
+            into->dropped_calls += c->calls;
         }
-        if (!d->label && c->label && into->ops)
-            d->label = into->ops->copy(c->label);
-        d->calls += c->calls;
-        d->total_ns += c->total_ns;
-        d->inline_ns += c->inline_ns;
-        merge_children(into, d, c);
+        if (drain) {
+            c->twin = d;
+            c->calls = c->total_ns = c->inline_ns = 0;
+        }
+        merge_children(into, d, c, drain);
     }
 }
 
 void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from)
 {
-    merge_children(into, &into->root, &from->root);
+    merge_children(into, &into->root, (struct prof_node *)&from->root, false);
     into->dropped_calls += from->dropped_calls;
+}
+
+static void forget_twins(struct prof_node *n)
+{
+    for (struct prof_node *c = n->child; c; c = c->sibling) {
+        c->twin = NULL;
+        forget_twins(c);
+    }
+}
+
+void prof_tree_drain(struct prof_tree *into, struct prof_tree *from)
+{
+    uint64_t into_id = into ? into->id : 0;
+    if (from->twins_for != into_id) {
+        forget_twins(&from->root);
+        from->twins_for = into_id;
+    }
+    merge_children(into, into ? &into->root : NULL, &from->root, true);
+    if (into)
+        into->dropped_calls += from->dropped_calls;
+    from->dropped_calls = 0;
 }
 
 /* --- flattening ------------------------------------------------------------ */

@@ -24,6 +24,7 @@ struct prof_node {
     uint64_t calls;
     uint64_t total_ns;            /* inclusive, summed over every call */
     uint64_t inline_ns;           /* not in sub-calls */
+    struct prof_node *twin;       /* this path's node in the tree last drained into */
 };
 
 struct prof_frame {
@@ -38,6 +39,8 @@ struct prof_tree {
     size_t depth, stack_cap;
     size_t nodes, max_nodes;
     uint64_t dropped_calls;       /* calls not recorded because of the cap */
+    uint64_t id;                  /* unique per init and free: twins are valid for it */
+    uint64_t twins_for;           /* the id of the tree this one's twins are in */
 };
 
 void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes);
@@ -56,8 +59,15 @@ void prof_tree_leave(struct prof_tree *t, uint64_t now);
 /* Close every open call at now (a request ended with frames still open). */
 void prof_tree_unwind(struct prof_tree *t, uint64_t now);
 
-/* Add from's counts into into (same keys; labels copied for new nodes). */
+/* Add from's counts into into (same keys; labels copied for new nodes).
+ * Nodes without calls carry nothing and are skipped. */
 void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from);
+/* prof_tree_merge, then zero from's counts, keeping its nodes, so that from
+ * can record again without allocating: for a tree used request after
+ * request. Each of from's nodes remembers its twin in into, so the next drain
+ * into the same tree skips the lookups. into NULL: only zero. No calls may be
+ * open in from. */
+void prof_tree_drain(struct prof_tree *into, struct prof_tree *from);
 
 /* cProfile's flat view. */
 struct prof_flat_caller {

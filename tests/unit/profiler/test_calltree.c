@@ -1,5 +1,6 @@
 /* Unit tests for profiler/calltree.c: timing, recursion as cProfile counts
- * it, per-caller edges, merge, the node cap, and label ownership. */
+ * it, per-caller edges, merge, the node cap, draining a tree to use it
+ * again, and label ownership. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -145,12 +146,81 @@ static void test_merge_and_cap(void **state)
     assert_int_equal(live_labels, 0);
 }
 
+static void request(struct prof_tree *t, const void *outer, const void *inner, uint64_t t0)
+{
+    enter(t, outer, t0);
+    if (inner) {
+        enter(t, inner, t0 + 1);
+        prof_tree_leave(t, t0 + 3);
+    }
+    prof_tree_leave(t, t0 + 4);
+}
+
+static void test_drain_reuses_nodes(void **state)
+{
+    (void)state;
+    struct prof_tree t, acc;
+    prof_tree_init(&t, &ops, 100);
+    prof_tree_init(&acc, &ops, 100);
+    request(&t, &F, &G, 0);
+    prof_tree_drain(&acc, &t);
+    assert_int_equal(acc.nodes, 2);
+    assert_int_equal(acc.root.child->calls, 1);
+    assert_int_equal(acc.root.child->total_ns, 4);
+    assert_int_equal(acc.root.child->child->inline_ns, 2);
+    assert_int_equal(t.root.child->calls, 0);
+    assert_int_equal(t.root.child->child->total_ns, 0);
+    assert_ptr_equal(t.root.child->twin, acc.root.child);
+    /* the same paths again: no new node on either side */
+    request(&t, &F, &G, 10);
+    prof_tree_drain(&acc, &t);
+    assert_int_equal(t.nodes, 2);
+    assert_int_equal(acc.nodes, 2);
+    assert_int_equal(acc.root.child->calls, 2);
+    assert_int_equal(acc.root.child->child->calls, 2);
+    /* paths not taken this time add nothing, and are not copied */
+    request(&t, &H, NULL, 20);
+    struct prof_tree copy;
+    prof_tree_init(&copy, &ops, 100);
+    prof_tree_merge(&copy, &t);
+    assert_int_equal(copy.nodes, 1);
+    prof_tree_free(&copy);
+    prof_tree_drain(&acc, &t);
+    assert_int_equal(acc.nodes, 3);
+    assert_int_equal(acc.root.child->key, &H); /* the newest child comes first */
+    assert_int_equal(acc.root.child->sibling->calls, 2);
+    /* into freed and made again: the twins into the old one are not used */
+    prof_tree_free(&acc);
+    prof_tree_init(&acc, &ops, 100);
+    request(&t, &F, &G, 30);
+    prof_tree_drain(&acc, &t);
+    assert_int_equal(acc.nodes, 2);
+    assert_int_equal(acc.root.child->child->calls, 1);
+    /* no room in into: counted as dropped, still zeroed */
+    struct prof_tree small;
+    prof_tree_init(&small, &ops, 1);
+    request(&t, &F, &G, 40);
+    prof_tree_drain(&small, &t);
+    assert_int_equal(small.nodes, 1);
+    assert_int_equal(small.dropped_calls, 1);
+    assert_int_equal(t.root.child->child->calls, 0);
+    /* draining into nothing only zeroes */
+    request(&t, &F, &G, 50);
+    prof_tree_drain(NULL, &t);
+    assert_int_equal(t.root.child->calls, 0);
+    prof_tree_free(&small);
+    prof_tree_free(&acc);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_times_and_counts),
         cmocka_unit_test(test_recursion_counted_once),
         cmocka_unit_test(test_merge_and_cap),
+        cmocka_unit_test(test_drain_reuses_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
