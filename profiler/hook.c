@@ -58,20 +58,26 @@ static unsigned collectors_alive; /* guarded by the GIL */
  * calls take the same paths request after request, so a used tree already
  * has their nodes, and each node its twin in the accumulated tree (no
  * allocation, no lookup when merging: about 7% less CPU time per profiled
- * real-Trac page than a fresh tree per request). Guarded by the GIL. A tree
- * grown past a quarter of the node cap (many pages' paths) is freed instead
- * of kept. */
+ * real-Trac page than a fresh tree per request). Guarded by the GIL. The
+ * spare trees hold at most a quarter of the node cap between them (a tree
+ * that does not fit is freed), and are freed when profiling stops or is
+ * cleared: their nodes hold code objects. */
 enum { SPARE_TREES_MAX = 16 };
 static struct prof_tree *spare_trees[SPARE_TREES_MAX];
 static unsigned n_spare_trees;
+static size_t spare_nodes;
 
 static struct prof_tree *take_tree(void)
 {
-    if (n_spare_trees)
-        return spare_trees[--n_spare_trees];
-    struct prof_tree *t = malloc(sizeof(*t));
-    if (t)
+    struct prof_tree *t;
+    if (n_spare_trees) {
+        t = spare_trees[--n_spare_trees];
+        spare_nodes -= t->nodes;
+    } else if ((t = malloc(sizeof(*t)))) {
         prof_tree_init(t, &label_ops, node_cap);
+    }
+    if (t) /* room for a whole cap of this request's paths, whatever it kept */
+        t->max_nodes = t->nodes + node_cap;
     return t;
 }
 
@@ -83,10 +89,19 @@ static void free_tree(struct prof_tree *t)
 
 static void give_back_tree(struct prof_tree *t)
 {
-    if (n_spare_trees < SPARE_TREES_MAX && t->nodes <= node_cap / 4)
+    if (n_spare_trees < SPARE_TREES_MAX && spare_nodes + t->nodes <= node_cap / 4) {
         spare_trees[n_spare_trees++] = t;
-    else
+        spare_nodes += t->nodes;
+    } else {
         free_tree(t);
+    }
+}
+
+static void free_spare_trees(void)
+{
+    while (n_spare_trees)
+        free_tree(spare_trees[--n_spare_trees]);
+    spare_nodes = 0;
 }
 
 /* GIL held: the accumulated tree, initialised on first use. */
@@ -204,7 +219,8 @@ static struct {
 
 static size_t name_slot(const void *key, size_t cap)
 {
-    size_t i = (size_t)(((uintptr_t)key >> 4) * 0x9E3779B97F4A7C15u) & (cap - 1);
+    uint64_t h = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15u;
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
     while (builtin_names.keys[i] && builtin_names.keys[i] != key)
         i = (i + 1) & (cap - 1);
     return i;
@@ -240,6 +256,8 @@ static void remember_name(const void *key, PyObject *name)
         free(old_names);
     }
     size_t i = name_slot(key, builtin_names.cap);
+    if (builtin_names.keys[i]) /* named meanwhile: builtin_name() can run Python */
+        return;
     builtin_names.keys[i] = key;
     builtin_names.names[i] = Py_NewRef(name);
     builtin_names.used++;
@@ -334,8 +352,10 @@ static void hook_thread(struct collector *c)
 PyObject *prof_hook_begin(uint64_t id)
 {
     if (!prof_hook_enabled()) {
-        if (!collectors_alive)
-            prof_frame_hook_remove(); /* profiling was stopped */
+        if (!collectors_alive) { /* profiling was stopped */
+            prof_frame_hook_remove();
+            free_spare_trees();
+        }
         return NULL;
     }
     if (!(collector_type.tp_flags & Py_TPFLAGS_READY) && PyType_Ready(&collector_type) < 0) {
@@ -374,8 +394,7 @@ void prof_hook_end(PyObject *collector)
     if (!collector)
         return;
     hook_thread(NULL);
-    if (!--collectors_alive && !prof_hook_enabled())
-        prof_frame_hook_remove();
+    collectors_alive--;
     struct collector *c = (struct collector *)collector;
     prof_tree_unwind(c->tree, prof_clock_ns());
     if (discard_next) {
@@ -387,6 +406,10 @@ void prof_hook_end(PyObject *collector)
     }
     give_back_tree(c->tree);
     c->tree = NULL;
+    if (!collectors_alive && !prof_hook_enabled()) { /* profiling was stopped */
+        prof_frame_hook_remove();
+        free_spare_trees();
+    }
     Py_DECREF(collector);
 }
 
@@ -564,7 +587,6 @@ void prof_hook_clear(void)
             prof_tree_free(&kept[i].tree);
             kept[i].used = false;
         }
-    while (n_spare_trees) /* their nodes hold code objects */
-        free_tree(spare_trees[--n_spare_trees]);
+    free_spare_trees();
     PyGILState_Release(g);
 }

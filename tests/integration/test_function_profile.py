@@ -156,6 +156,10 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     assert workload_calls == [1]  # the request after Stop was not profiled
     assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
     assert tracfront_stats(srv) == {}
+    # profiling again after Clear: one request, counted once
+    requests.post(base + "start", allow_redirects=False, timeout=10)
+    requests.get(srv.url, timeout=10)
+    assert [v[1] for f, v in tracfront_stats(srv).items() if f[2] == "workload"] == [1]
 
 
 @pytest.mark.parametrize("builtins", ["true", "false"])

@@ -135,6 +135,19 @@ static void test_merge_and_cap(void **state)
     prof_tree_leave(&b, 11);
     assert_int_equal(b.dropped_calls, 1);
     assert_int_equal(b.nodes, 2);
+    /* a cut subtree counts every call in it as dropped */
+    struct prof_tree deep, one;
+    prof_tree_init(&deep, &ops, 100);
+    prof_tree_init(&one, &ops, 1);
+    enter(&deep, &F, 0);
+    enter(&deep, &G, 1);
+    enter(&deep, &H, 2);
+    prof_tree_unwind(&deep, 3);
+    prof_tree_merge(&one, &deep);
+    assert_int_equal(one.nodes, 1);
+    assert_int_equal(one.dropped_calls, 2);
+    prof_tree_free(&one);
+    prof_tree_free(&deep);
     /* leaving with nothing entered is harmless; unwind closes open calls */
     prof_tree_leave(&b, 12);
     enter(&a, &H, 20);
