@@ -636,12 +636,18 @@ def test_each_network_thread_pools_its_upstream_connections(tracfront, upstream)
 
 
 def drop_idle(up):
-    """Make the upstream close its idle keep-alive connections (asked directly)."""
-    c = http.client.HTTPConnection("127.0.0.1", up.port, timeout=10)
-    c.request("GET", "/drop-idle")
-    body = c.getresponse().read()
-    c.close()
-    return body
+    """Make the upstream close its idle keep-alive connections (asked directly).
+    A connection turns idle a moment after its answer went out (when its
+    thread is back to reading): ask again while none was idle, up to 5 s."""
+    deadline = time.monotonic() + 5
+    while True:
+        c = http.client.HTTPConnection("127.0.0.1", up.port, timeout=10)
+        c.request("GET", "/drop-idle")
+        body = c.getresponse().read()
+        c.close()
+        if body != b"dropped 0\n" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)
 
 
 def test_stale_pooled_connection_is_retried_for_get(tracfront, upstream):
