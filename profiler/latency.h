@@ -1,7 +1,8 @@
 /* latency.h — always-on request timing: every request that reached a backend
  * is recorded under its route key and backend, as histograms of the total
  * time, the queue wait and the time to first byte, plus counts by status
- * class. Recording takes one mutex for a few hundred nanoseconds; reports
+ * class. Recording takes one mutex, about 60-100 ns uncontended (timed by
+ * scripts/bench/latency_record.c); reports
  * copy what they need under it. Routes are capped (--profile-max-routes);
  * later ones are counted under "(other)". The N slowest requests are kept
  * with their method, target, status and phases (--profile-slowest). */
