@@ -2,8 +2,8 @@
  * is recorded under its route key and backend, as histograms of the total
  * time, the queue wait and the time to first byte, plus counts by status
  * class. Recording takes one mutex, about 60-100 ns uncontended (timed by
- * scripts/bench/latency_record.c); reports
- * copy what they need under it. Routes are capped (--profile-max-routes);
+ * scripts/bench/latency_record.c); reports copy what they need under it.
+ * Routes are capped (--profile-max-routes);
  * later ones are counted under "(other)". The N slowest requests are kept
  * with their method, target, status and phases (--profile-slowest). */
 #ifndef PROF_LATENCY_H
