@@ -329,6 +329,35 @@ def test_slow_request_call_tree_from_any_worker(tracfront):
         assert slept_ms * 0.99 <= ms <= entry["total_us"] / 1000 + 1, (entry, ms)
 
 
+def test_profile_page_waiting_for_the_front_does_not_hold_the_worker(tracfront):
+    # A worker relays profile pages to the front. With the front stopped
+    # (SIGSTOP) the relay waits; the worker's one network thread must go on
+    # serving the app meanwhile.
+    srv = workers(tracfront, 1, "--io-threads", "1")
+    assert fetch(requests, srv.url + "pid")[0] == 200
+    page = {}
+
+    def get_page():
+        try:
+            page["status"] = requests.get(srv.url + "__profile__", timeout=60).status_code
+        except requests.RequestException as e:
+            page["status"] = repr(e)
+    os.kill(srv.proc.pid, signal.SIGSTOP)
+    try:
+        t = threading.Thread(target=get_page, daemon=True)
+        t.start()
+        time.sleep(0.3)  # the worker has read it and is waiting for the front
+        # well within the relay's own 10 s limit, after which a blocked loop
+        # would be free again
+        status, body = fetch(requests, srv.url + "pid", timeout=5)
+        assert status == 200, body
+        assert t.is_alive() and "status" not in page, page  # the relay was still waiting
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    t.join(30)
+    assert page.get("status") == 200, page
+
+
 # --- worker failure and shutdown ---------------------------------------------
 
 def gated(srv, gate, mark):
