@@ -81,22 +81,29 @@ unsigned tf_loop_index(const struct tf_loop *loop)
     return loop->index;
 }
 
-int tf_loop_post(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
+/* A call made and put at the end of a queue (head, tail). -1 on out of memory. */
+static int enqueue(struct posted **head, struct posted **tail, tf_loop_call_fn fn, void *arg)
 {
     struct posted *p = malloc(sizeof(*p));
     if (!p)
         return -1;
-    p->fn = fn;
-    p->arg = arg;
-    p->next = NULL;
+    *p = (struct posted){ fn, arg, NULL };
+    if (*tail)
+        (*tail)->next = p;
+    else
+        *head = p;
+    *tail = p;
+    return 0;
+}
+
+int tf_loop_post(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
+{
     pthread_mutex_lock(&loop->lock);
     bool was_empty = !loop->posted;
-    if (loop->posted_tail)
-        loop->posted_tail->next = p;
-    else
-        loop->posted = p;
-    loop->posted_tail = p;
+    int rc = enqueue(&loop->posted, &loop->posted_tail, fn, arg);
     pthread_mutex_unlock(&loop->lock);
+    if (rc < 0)
+        return -1;
     if (was_empty && current != loop) /* the loop itself runs them before it sleeps */
         tf_loop_wake(loop);
     return 0;
@@ -439,16 +446,7 @@ static void disband_crew(void)
 
 int tf_loop_step_away(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
 {
-    struct posted *p = malloc(sizeof(*p));
-    if (!p)
-        return -1;
-    *p = (struct posted){ fn, arg, NULL };
-    if (loop->away_tail)
-        loop->away_tail->next = p;
-    else
-        loop->away = p;
-    loop->away_tail = p;
-    return 0;
+    return enqueue(&loop->away, &loop->away_tail, fn, arg);
 }
 
 /* Run the calls that step away, each with the loop ownerless. False when
