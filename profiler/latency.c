@@ -25,6 +25,7 @@ struct backend_stats {
     struct prof_histogram total, queue, ttfb;
     struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
     uint64_t status[6]; /* index status / 100; 0 = other */
+    uint64_t ran_inline; /* backend wsgi: requests run inline (wsgi/fastpath.h) */
 };
 
 struct route {
@@ -154,6 +155,7 @@ void prof_latency_record(const struct prof_sample *s)
             prof_histogram_record(&b->up_total, s->upstream_total_us);
         }
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
+        b->ran_inline += s->ran_inline;
     }
     keep_if_slow(s, total, queue, ttfb);
     requests_total++;
@@ -268,6 +270,17 @@ static void prom_status(struct prof_text *t, const struct route *r, enum prof_ba
     }
 }
 
+static void prom_inline(struct prof_text *t, const struct route *r, enum prof_backend b,
+                        const struct backend_stats *s, bool first)
+{
+    (void)first;
+    if (b != PROF_BACKEND_WSGI)
+        return;
+    prof_text_add(t, "tracfront_requests_inline_total{");
+    labels(t, r, b);
+    prof_text_add(t, "} %llu\n", (unsigned long long)s->ran_inline);
+}
+
 char *prof_latency_prometheus(int in_flight)
 {
     struct prof_text t = { 0 };
@@ -284,6 +297,9 @@ char *prof_latency_prometheus(int in_flight)
     prof_text_add(&t, "# HELP tracfront_requests_total Requests completed, by status class.\n"
             "# TYPE tracfront_requests_total counter\n");
     each_stat(&t, prom_status);
+    prof_text_add(&t, "# HELP tracfront_requests_inline_total Requests the app ran inside the "
+            "network thread's read of them.\n# TYPE tracfront_requests_inline_total counter\n");
+    each_stat(&t, prom_inline);
     pthread_mutex_unlock(&lock);
     return prof_text_finish(&t);
 }
@@ -296,7 +312,7 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_escaped(t, r->key, PROF_ESC_JSON);
     prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
-           "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,",
+           "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
         prof_backend_name(b), (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
@@ -305,7 +321,8 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
         (unsigned long long)prof_histogram_percentile(&s->queue, 50),
         (unsigned long long)prof_histogram_percentile(&s->queue, 99),
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 50),
-        (unsigned long long)prof_histogram_percentile(&s->ttfb, 99));
+        (unsigned long long)prof_histogram_percentile(&s->ttfb, 99),
+        (unsigned long long)s->ran_inline);
     if (b == PROF_BACKEND_UPSTREAM)
         prof_text_add(t, "\"upstream\":{\"count\":%llu,\"connect_p50_us\":%llu,"
                       "\"connect_p99_us\":%llu,\"first_byte_p50_us\":%llu,"
@@ -523,7 +540,7 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
                                           &s->up_ttfb, &s->up_total };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         dump_histogram(t, hs[i]);
-    prof_text_add(t, "\n");
+    prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
 }
 
 char *prof_latency_dump(int in_flight)
@@ -582,8 +599,11 @@ static void load_stats(char *line)
     struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
                                     &s->up_ttfb, &s->up_total };
     char *field;
-    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
+    size_t i = 0;
+    for (; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
         load_histogram(hs[i], field);
+    if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
+        s->ran_inline += strtoull(field, NULL, 10);
 }
 
 static void load_slow(char *line)

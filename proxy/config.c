@@ -38,6 +38,7 @@ static const struct key keys[] = {
     { "threads", K_UINT, F(threads), 0, 1, 1024 },
     { "io-threads", K_UINT, F(io_threads), 0, 1, 64 },
     { "queue-size", K_UINT, F(queue_size), 0, 1, 1000000 },
+    { "inline-fast-calls", K_BOOL, F(inline_fast_calls), 0, 0, 0 },
     { "max-body", K_SIZE, F(max_body), 0, 0, 0 },
     { "access-log", K_STRING, F(access_log), 0, 0, 0 },
     { "error-log", K_STRING, F(error_log), 0, 0, 0 },
@@ -107,6 +108,8 @@ const char tf_config_usage[] =
     "  --io-threads N               network threads, each serving its connections and their\n"
     "                               upstream transfers (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
+    "  --inline-fast-calls=BOOL     run a request inside the network thread's read of it when\n"
+    "                               its path answered fast on its last calls (default true)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
     "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
@@ -398,6 +401,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->listen_port = 8000;
     cfg->threads = 8;
     cfg->queue_size = 1024;
+    cfg->inline_fast_calls = true;
     cfg->max_body = 1ull << 30;
     cfg->graceful_timeout = 30;
     cfg->idle_timeout = 60;

@@ -28,6 +28,7 @@ struct tf_config {
     unsigned threads;           /* app threads */
     unsigned io_threads;        /* network threads (after loading: never 0) */
     unsigned queue_size;        /* requests waiting for an app thread */
+    bool inline_fast_calls;     /* wsgi/fastpath.h (default on) */
     uint64_t max_body;          /* bytes; 0 = no limit */
     char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
     char *error_log;            /* path, "-" stderr */

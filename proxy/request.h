@@ -85,6 +85,9 @@ struct tf_request {
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
                                    upstream backend before its last channel call */
     int phase;                  /* server.c's state machine; I/O thread only */
+    bool ran_inline;            /* I/O thread only: answered inside the call that read it */
+    bool answering_inline;      /* atomic: the backend runs inside that call: an answer
+                                   needs no resume (the connection is not suspended) */
     bool has_body;              /* Content-Length or chunked framing (even if empty) */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */

@@ -206,6 +206,49 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     return 0;
 }
 
+/* Send the response a backend handed to req. */
+static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request *req)
+{
+    req->phase = PHASE_RESPONDED;
+    req->t_responded = tf_now_us();
+    struct MHD_Response *r = req->response;
+    req->response = NULL;
+    if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ||
+        __atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ok = MHD_queue_response(req->connection, req->status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
+/* Let the backend run req inline (tf_inline_fn). True when it did: *result
+ * is the access handler's answer. */
+static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inline_fn fn,
+                       void *backend, enum MHD_Result *result)
+{
+    req->phase = PHASE_DISPATCHED;
+    req->t_dispatched = tf_now_us();
+    tf_request_ref(req); /* the backend's, as for tf_server_dispatch */
+    __atomic_store_n(&req->answering_inline, true, __ATOMIC_SEQ_CST);
+    int ran = fn(backend, req);
+    __atomic_store_n(&req->answering_inline, false, __ATOMIC_SEQ_CST);
+    if (!ran) {
+        tf_request_unref(req);
+        return false;
+    }
+    req->ran_inline = true;
+    if (req->response)
+        *result = queue_answer(server, req);
+    else if (req->status) /* answered without a response: out of memory */
+        *result = MHD_NO;
+    else { /* no answer yet: wait for it as a dispatched request does (a resume
+              that came since is kept by libmicrohttpd and ends this suspend) */
+        MHD_suspend_connection(req->connection);
+        *result = MHD_YES;
+    }
+    return true;
+}
+
 enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *req,
                                    tf_dispatch_fn to, void *backend)
 {
@@ -254,6 +297,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
 {
     const struct tf_backends *b = server->backends;
     const char *rest;
+    enum MHD_Result result;
     req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
     enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
     if (server->auth && kind == TF_ROUTE_APP &&
@@ -275,6 +319,8 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         if (!b->app) /* a front's control port: only the profile is served here */
             break;
         req->backend = PROF_BACKEND_WSGI;
+        if (b->app_inline && run_inline(server, req, b->app_inline, b->app_ctx, &result))
+            return result;
         return tf_server_dispatch(server, req, b->app, b->app_ctx);
     case TF_ROUTE_UPSTREAM:
         if (!b->upstream)
@@ -356,20 +402,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         }
         *upload_data_size = 0;
         return MHD_YES;
-    case PHASE_DISPATCHED: {
+    case PHASE_DISPATCHED:
         if (!req->response) /* resumed without a response: out of memory */
             return req->status ? MHD_NO : MHD_YES;
-        req->phase = PHASE_RESPONDED;
-        req->t_responded = tf_now_us();
-        struct MHD_Response *r = req->response;
-        req->response = NULL;
-        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ||
-        __atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
-            MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-        enum MHD_Result ok = MHD_queue_response(connection, req->status, r);
-        MHD_destroy_response(r);
-        return ok;
-    }
+        return queue_answer(server, req);
     case PHASE_RESPONDED:
         *upload_data_size = 0; /* body of a refused request: discard */
         return MHD_YES;
@@ -460,6 +496,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
             .id = req->id, .method = req->method, .target = req->target,
             .backend = (enum prof_backend)req->backend,
             .status = req->status,
+            .ran_inline = req->ran_inline,
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,
@@ -517,6 +554,8 @@ static void *acceptor(void *arg);
 void tf_request_resume(struct tf_request *req)
 {
     struct tf_daemon *d = req->daemon;
+    if (__atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST))
+        return; /* not suspended: run_inline sends the answer */
     MHD_resume_connection(req->connection);
     if (!__atomic_exchange_n(&d->needs_run, 1, __ATOMIC_ACQ_REL))
         tf_loop_wake(d->loop);

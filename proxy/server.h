@@ -21,6 +21,12 @@ struct MHD_Response;
  * done. Returns 0, or -1 when it cannot take more (the client gets 503). */
 typedef int (*tf_dispatch_fn)(void *backend, struct tf_request *req);
 
+/* Run req here and now, inside libmicrohttpd's call that read it (no
+ * suspend and resume), if the backend judges it quick. The backend receives
+ * a reference as with tf_dispatch_fn. 1 when it ran (answered through
+ * tf_request_respond), 0 when declined (the reference stays the caller's). */
+typedef int (*tf_inline_fn)(void *backend, struct tf_request *req);
+
 struct tf_server;
 struct tf_upstream;
 
@@ -28,6 +34,7 @@ struct tf_upstream;
  * function means that backend is not configured. */
 struct tf_backends {
     tf_dispatch_fn app;            /* the WSGI pool */
+    tf_inline_fn app_inline;       /* the same, inline (NULL: never; --inline-fast-calls) */
     void *app_ctx;
     tf_dispatch_fn upstream;       /* libcurl to --upstream */
     void *upstream_ctx;

@@ -13,7 +13,12 @@
  * on that thread (tf_loop_step_away): no hand-off to an app thread and back,
  * which cost a third of the hello benchmark's throughput. Such a run counts
  * as running, so --threads still bounds the app calls at once; if it takes
- * long, another thread carries on with the network thread's connections. */
+ * long, another thread carries on with the network thread's connections.
+ *
+ * A request of a path the app has been answering fast runs inline, even
+ * before libmicrohttpd's call returns (wsgi_pool_run_inline, fastpath.h):
+ * no suspend and resume of its connection. Every first run of a request,
+ * wherever it ran, tells fastpath.c how long it took. */
 #include "wsgi/pool.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -28,6 +33,7 @@
 #include "proxy/loop.h"
 #include "proxy/platform.h"
 #include "proxy/request.h"
+#include "wsgi/fastpath.h"
 #include "wsgi/run.h"
 
 struct queue_item {
@@ -53,6 +59,7 @@ struct wsgi_pool {
     struct queue_item *head, *tail; /* guarded by lock */
     unsigned queued, fresh_queued;  /* guarded by lock; fresh = new requests */
     unsigned running;               /* guarded by lock: threads with a task */
+    unsigned running_inline;        /* guarded by lock: of those, inline runs */
     uint64_t last_progress;         /* guarded by lock: a running thread finished a task */
     unsigned queue_size;            /* read-only */
     bool stopping;                  /* guarded by lock */
@@ -183,6 +190,20 @@ static PyThreadState *network_thread_state_get(PyInterpreterState *interp)
     return network_thread_state;
 }
 
+/* Run a request's first or next part with the GIL held; a first part's
+ * time goes to fastpath.c. */
+static void run_part(struct tf_request *req)
+{
+    if (req->backend_state) {
+        wsgi_run(req);
+        return;
+    }
+    uint64_t key = wsgi_fastpath_key(req->method, req->target); /* req may be gone after */
+    uint64_t start = tf_now_us();
+    wsgi_run(req);
+    wsgi_fastpath_note(key, tf_now_us() - start);
+}
+
 /* A request run on the network thread that received it, stepped away from
  * its loop (counted in running by wsgi_pool_submit). */
 static void run_here(void *arg)
@@ -210,11 +231,51 @@ static void run_here(void *arg)
         return;
     }
     PyEval_RestoreThread(ts); /* take the GIL */
-    wsgi_run(req);
+    run_part(req);
     PyEval_SaveThread();
     pthread_mutex_lock(&pool->lock);
     task_done(pool);
     pthread_mutex_unlock(&pool->lock);
+}
+
+int wsgi_pool_run_inline(void *backend, struct tf_request *req)
+{
+    struct wsgi_pool *pool = backend;
+    struct tf_loop *loop = tf_loop_current();
+    if (!loop || !req->connection || req->tap) /* as run_here_now */
+        return 0;
+    uint64_t key = wsgi_fastpath_key(req->method, req->target), start = tf_now_us();
+    if (!wsgi_fastpath_ok(key, start))
+        return 0;
+    PyThreadState *ts = network_thread_state_get(pool->interp);
+    unsigned runner = tf_loop_index(loop);
+    if (!ts || wsgi_fastpath_begin(runner, start) < 0)
+        return 0;
+    pthread_mutex_lock(&pool->lock);
+    /* Only beside other inline runs: a call on an app thread or stepped
+     * away may be long, and hold the GIL this thread would wait for. */
+    bool room = !pool->stopping && !pool->head && pool->running < pool->max_running &&
+                pool->running == pool->running_inline;
+    if (room) {
+        if (pool->running++ == 0)
+            pool->last_progress = start;
+        pool->running_inline++;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    if (!room) {
+        wsgi_fastpath_end(runner);
+        return 0;
+    }
+    PyEval_RestoreThread(ts); /* take the GIL */
+    wsgi_run(req);
+    PyEval_SaveThread();
+    wsgi_fastpath_end(runner);
+    wsgi_fastpath_note(key, tf_now_us() - start);
+    pthread_mutex_lock(&pool->lock);
+    pool->running_inline--;
+    task_done(pool);
+    pthread_mutex_unlock(&pool->lock);
+    return 1;
 }
 
 /* With the lock held: run req on this network thread rather than queue it?
@@ -296,7 +357,7 @@ static void *worker(void *arg)
 
         PyEval_RestoreThread(ts); /* take the GIL */
         while (req) {
-            wsgi_run(req);
+            run_part(req);
             pthread_mutex_lock(&pool->lock);
             pool->last_progress = tf_now_us();
             req = pop(pool);

@@ -22,6 +22,13 @@ int wsgi_pool_start(struct wsgi_pool *pool, unsigned threads);
  * 0, or -1 when the queue is full (reference not taken). */
 int wsgi_pool_submit(void *pool, struct tf_request *req);
 
+/* tf_inline_fn: run a new request now, on this network thread inside the
+ * call that read it, if wsgi/fastpath.h says its path is fast and the app
+ * has room and nothing else running beside inline calls. 1 when it ran (the
+ * reference passed in is the run's, the answer is given to req as usual),
+ * 0 when declined (nothing taken: submit it instead). */
+int wsgi_pool_run_inline(void *pool, struct tf_request *req);
+
 /* Queue the continuation of a parked request (any thread, never refused). */
 void wsgi_pool_resubmit(struct tf_request *req);
 

@@ -1,0 +1,169 @@
+"""Inline runs (--inline-fast-calls, wsgi/fastpath.h): a request whose method
+and path the app answered fast on its last calls runs inside the network
+thread's read of it, with no suspend and resume of its connection.
+
+Every way of answering stays whole when it runs inline; the profiler counts
+inline runs per route (JSON, Prometheus, and through a front's workers);
+false turns them off; and a path that turns slow runs away from the loop
+again, so a blocked call no longer holds up the other connections.
+"""
+import threading
+import time
+
+import pytest
+import requests
+
+APP = ("--app", "inline_apps:app")
+WARM = 20  # calls per path: more than the streak of fast calls that opens a path
+
+
+def latency_routes(srv):
+    r = requests.get(srv.url + "__profile__/api/latency", timeout=10)
+    assert r.status_code == 200
+    return {(x["route"], x["backend"]): x for x in r.json()["routes"]}
+
+
+def inline_count(srv, route):
+    entry = latency_routes(srv).get((route, "wsgi"))
+    return entry["inline"] if entry else 0
+
+
+def wait_for(check, what, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def check_list(r):
+    assert (r.status_code, r.content, r.headers["Content-Length"]) == (200, b"list", "4")
+
+
+def check_gen(r):
+    assert (r.status_code, r.content) == (200, b"gen")
+    assert r.headers.get("Transfer-Encoding") == "chunked"
+
+
+def check_write(r):
+    assert (r.status_code, r.content) == (200, b"write!")
+
+
+def check_file(r):
+    assert (r.status_code, r.content) == (200, bytes(range(256)) * 64)
+
+
+def check_big(r):
+    assert r.status_code == 200 and len(r.content) == 4 << 20
+    assert r.content.count(b"x") == 4 << 20
+
+
+def check_error(r):
+    assert r.status_code == 500 and b"Traceback" not in r.content
+
+
+ANSWERS = [  # (method, path, body, check)
+    ("GET", "/list", None, check_list),
+    ("GET", "/gen", None, check_gen),
+    ("GET", "/write", None, check_write),
+    ("GET", "/file", None, check_file),
+    ("GET", "/big", None, check_big),
+    ("POST", "/echo", b"posted body", lambda r: (r.status_code, r.content) == (200, b"posted body")
+     or pytest.fail("echo: %r" % r.content)),
+    ("GET", "/raise", None, check_error),
+    ("GET", "/str", None, check_error),
+    ("HEAD", "/list", None, lambda r: (r.status_code, r.content, r.headers["Content-Length"]) ==
+     (200, b"", "4") or pytest.fail("HEAD: %r %r" % (r.status_code, r.headers))),
+]
+
+
+@pytest.mark.parametrize("net", [(), ("--io-threads", "1")], ids=["default", "one-network-thread"])
+def test_every_kind_of_answer_is_whole_when_run_inline(tracfront, net):
+    srv = tracfront(*APP, *net)
+    with requests.Session() as s:  # keep-alive: one connection, so one network thread
+        for method, path, body, check in ANSWERS:
+            before = inline_count(srv, path)
+            for _ in range(WARM):
+                check(s.request(method, srv.url + path[1:], data=body, timeout=30))
+            assert inline_count(srv, path) > before, "%s %s never ran inline" % (method, path)
+        closed = s.get(srv.url + "closed", timeout=10)
+    assert closed.text == str(WARM), "write()'s iterable was not closed once per request"
+    assert "inline_apps: raised on purpose" in srv.error_log
+    assert "str" in srv.error_log
+    metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
+    assert 'tracfront_requests_inline_total{route="/list",backend="wsgi"} ' in metrics
+
+
+def test_pipelined_requests_run_inline_answer_in_order(tracfront):
+    srv = tracfront(*APP, "--io-threads", "1")
+    with requests.Session() as s:
+        for _ in range(WARM):
+            check_list(s.get(srv.url + "list", timeout=10))
+    before = inline_count(srv, "/list")
+    got = srv.raw(b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n" * 5 +
+                  b"GET /gen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert got.count(b"HTTP/1.1 200 OK") == 6
+    assert got.count(b"\r\n\r\nlist") == 5 and got.endswith(b"0\r\n\r\n")
+    assert inline_count(srv, "/list") > before
+
+
+def test_workers_count_inline_runs_on_the_front(tracfront):
+    srv = tracfront(*APP, "--workers", "1")
+    with requests.Session() as s:
+        for _ in range(WARM):
+            check_list(s.get(srv.url + "list", timeout=10))
+    assert inline_count(srv, "/list") > 0
+
+
+def test_false_never_runs_inline(tracfront):
+    srv = tracfront(*APP, "--inline-fast-calls", "false")
+    with requests.Session() as s:
+        for method, path, body, check in ANSWERS[:4]:
+            for _ in range(WARM):
+                check(s.request(method, srv.url + path[1:], data=body, timeout=30))
+    routes = latency_routes(srv)
+    assert routes[("/list", "wsgi")]["count"] == WARM
+    assert all(entry["inline"] == 0 for entry in routes.values())
+
+
+def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tmp_path):
+    # One network thread. /gate answers fast until a call waits for its gate
+    # file: that call may run inline and hold up the loop while it waits
+    # (the documented cost of a wrong guess); the next call of the path must
+    # not, so another connection is served while it waits.
+    srv = tracfront(*APP, "--io-threads", "1", "--threads", "4")
+    with requests.Session() as s:
+        for _ in range(10 * WARM):
+            assert s.get(srv.url + "gate", timeout=10).text == "gate"
+            if inline_count(srv, "/gate") > 0:
+                break
+    assert inline_count(srv, "/gate") > 0, "/gate never ran inline"
+
+    def blocked_call(gate):
+        result = {}
+        t = threading.Thread(target=lambda: result.update(
+            r=requests.get(srv.url + "gate?file=%s" % gate, timeout=60)), daemon=True)
+        t.start()
+        return t, result
+
+    first_gate, second_gate = tmp_path / "first", tmp_path / "second"
+    t1, res1 = blocked_call(first_gate)
+    time.sleep(0.3)  # long enough to count as slow, whichever way it ran
+    first_gate.touch()
+    t1.join(30)
+    assert res1["r"].text == "gate"
+    inline_after_first = inline_count(srv, "/gate")
+
+    t2, res2 = blocked_call(second_gate)
+    try:
+        wait_for(lambda: any(r["target"].startswith("/gate?file=") for r in requests.get(
+            srv.url + "__profile__/api/inflight", timeout=10).json()["requests"]),
+            "the second blocked call never started")
+        with requests.Session() as s:  # another connection, on the same network thread
+            for _ in range(3):
+                check_list(s.get(srv.url + "list", timeout=10))
+        assert t2.is_alive(), "the blocked call finished before its gate opened"
+    finally:
+        second_gate.touch()
+    t2.join(30)
+    assert res2["r"].text == "gate"
+    assert inline_count(srv, "/gate") == inline_after_first, "the slow path ran inline again"
