@@ -52,9 +52,9 @@ def check_file(r):
     assert (r.status_code, r.content) == (200, bytes(range(256)) * 64)
 
 
-def check_big(r):
-    assert r.status_code == 200 and len(r.content) == 4 << 20
-    assert r.content.count(b"x") == 4 << 20
+def check_big(r):  # twice the channel's high mark: the answer parks once
+    assert r.status_code == 200 and len(r.content) == 1 << 20
+    assert r.content.count(b"x") == 1 << 20
 
 
 def check_error(r):
@@ -66,7 +66,7 @@ ANSWERS = [  # (method, path, body, check)
     ("GET", "/gen", None, check_gen),
     ("GET", "/write", None, check_write),
     ("GET", "/file", None, check_file),
-    ("GET", "/big", None, check_big),
+    ("GET", "/big?n=%d" % (1 << 20), None, check_big),
     ("POST", "/echo", b"posted body", lambda r: (r.status_code, r.content) == (200, b"posted body")
      or pytest.fail("echo: %r" % r.content)),
     ("GET", "/raise", None, check_error),
@@ -76,17 +76,31 @@ ANSWERS = [  # (method, path, body, check)
 ]
 
 
+def call_until_inline(srv, session, method, path, body, check, most=200):
+    """Call until the path has run inline once more (each answer checked),
+    then a few more times; returns the number of calls. The first calls
+    never run inline, and on a loaded machine one slow call starts the
+    streak again."""
+    route = path.split("?")[0]
+    before = inline_count(srv, route)
+    calls = 0
+    while inline_count(srv, route) == before:
+        assert calls < most, "%s %s never ran inline in %d calls" % (method, path, most)
+        check(session.request(method, srv.url + path[1:], data=body, timeout=30))
+        calls += 1
+    for _ in range(3):
+        check(session.request(method, srv.url + path[1:], data=body, timeout=30))
+    return calls + 3
+
+
 @pytest.mark.parametrize("net", [(), ("--io-threads", "1")], ids=["default", "one-network-thread"])
 def test_every_kind_of_answer_is_whole_when_run_inline(tracfront, net):
     srv = tracfront(*APP, *net)
     with requests.Session() as s:  # keep-alive: one connection, so one network thread
-        for method, path, body, check in ANSWERS:
-            before = inline_count(srv, path)
-            for _ in range(WARM):
-                check(s.request(method, srv.url + path[1:], data=body, timeout=30))
-            assert inline_count(srv, path) > before, "%s %s never ran inline" % (method, path)
+        calls = {path: call_until_inline(srv, s, *answer)
+                 for answer in ANSWERS for path in [answer[1]]}
         closed = s.get(srv.url + "closed", timeout=10)
-    assert closed.text == str(WARM), "write()'s iterable was not closed once per request"
+    assert closed.text == str(calls["/write"]), "write()'s iterable was not closed once per call"
     assert "inline_apps: raised on purpose" in srv.error_log
     assert "str" in srv.error_log
     metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
@@ -96,21 +110,23 @@ def test_every_kind_of_answer_is_whole_when_run_inline(tracfront, net):
 def test_pipelined_requests_run_inline_answer_in_order(tracfront):
     srv = tracfront(*APP, "--io-threads", "1")
     with requests.Session() as s:
-        for _ in range(WARM):
-            check_list(s.get(srv.url + "list", timeout=10))
-    before = inline_count(srv, "/list")
-    got = srv.raw(b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n" * 5 +
-                  b"GET /gen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert got.count(b"HTTP/1.1 200 OK") == 6
-    assert got.count(b"\r\n\r\nlist") == 5 and got.endswith(b"0\r\n\r\n")
-    assert inline_count(srv, "/list") > before
+        call_until_inline(srv, s, "GET", "/list", None, check_list)
+    for _ in range(10):  # until a batch ran inline (a slow call starts the streak again)
+        before = inline_count(srv, "/list")
+        got = srv.raw(b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n" * 5 +
+                      b"GET /gen HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert got.count(b"HTTP/1.1 200 OK") == 6
+        assert got.count(b"\r\n\r\nlist") == 5 and got.endswith(b"0\r\n\r\n")
+        if inline_count(srv, "/list") > before:
+            break
+    else:
+        pytest.fail("no pipelined /list ran inline")
 
 
 def test_workers_count_inline_runs_on_the_front(tracfront):
     srv = tracfront(*APP, "--workers", "1")
     with requests.Session() as s:
-        for _ in range(WARM):
-            check_list(s.get(srv.url + "list", timeout=10))
+        call_until_inline(srv, s, "GET", "/list", None, check_list)
     assert inline_count(srv, "/list") > 0
 
 
