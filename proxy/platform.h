@@ -33,6 +33,16 @@ int tf_tempfile(void);
 /* Number of online CPUs, at least 1. */
 int tf_cpu_count(void);
 
+/* One pause of a spin-wait loop (lets the other hyper-thread run). */
+static inline void tf_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* Fill buf with n bytes from the system's random source (getrandom).
  * Returns 0, or -1 with errno set. */
 int tf_random_bytes(void *buf, size_t n);

@@ -1,11 +1,11 @@
 /* fastpath.c — the memory behind inline runs (see fastpath.h): a table of
- * slots indexed by the key's low bits, each one 64-bit word holding the
- * key's high 48 bits and its streak of fast calls. Two keys that share a
+ * slots indexed by 12 bits of the key, each one 64-bit word holding 48
+ * other bits of it (the tag) and its streak of fast calls. Two keys that share a
  * slot evict each other, which only delays inlining. The starts of the
  * inline calls running now are kept per network thread. */
 #include "wsgi/fastpath.h"
 
-#define SLOTS 4096 /* power of two */
+#define SLOTS 4096 /* WSGI_FASTPATH_SLOT's range */
 #define STREAK_MAX 0xffffu
 
 static uint64_t slots[SLOTS];                        /* atomic: tag << 16 | streak */
@@ -18,19 +18,19 @@ uint64_t wsgi_fastpath_key(const char *method, const char *target)
     for (const char *p = method; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211u;
     h = (h ^ ' ') * 1099511628211u;
-    for (const char *p = target; *p && *p != '?'; p++)
+    for (const char *p = target; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211u;
     return h;
 }
 
 static uint64_t *slot_of(uint64_t key)
 {
-    return &slots[key & (SLOTS - 1)];
+    return &slots[WSGI_FASTPATH_SLOT(key)];
 }
 
 static uint64_t tag_of(uint64_t key)
 {
-    return key >> 16;
+    return key & 0xffffffffffffu;
 }
 
 bool wsgi_fastpath_ok(uint64_t key, uint64_t now_us)

@@ -2,7 +2,7 @@
  * thread's libmicrohttpd call that read them, with no suspend and resume of
  * their connection (three system calls fewer per request).
  *
- * A request runs inline when the app answered its method and path quickly
+ * A request runs inline when the app answered its method and target quickly
  * (under WSGI_FASTPATH_LONG_US) on each of their last WSGI_FASTPATH_STREAK
  * calls, and no inline call elsewhere has been running that long. A call
  * predicted fast that runs long anyway holds up the other connections of
@@ -18,8 +18,10 @@
 #define WSGI_FASTPATH_LONG_US 1000 /* as long as a loop may be away before a rescue */
 #define WSGI_FASTPATH_STREAK 8     /* fast calls in a row before a path runs inline */
 #define WSGI_FASTPATH_RUNNERS 128  /* network threads tracked (loop indexes below this) */
+#define WSGI_FASTPATH_SLOT(key) (((key) >> 48) & 4095) /* keys in one slot evict each other */
 
-/* The key of a request: its method and path (the query left out). */
+/* The key of a request: its method and target, the query included (what a
+ * call costs may depend on it: Trac's /query?..., /timeline?...). */
 uint64_t wsgi_fastpath_key(const char *method, const char *target);
 
 /* May a request with this key run inline now (monotonic us)? */

@@ -42,6 +42,7 @@ struct queue_item {
 };
 
 #define TF_POOL_STALL_US 1000
+#define TF_POOL_SPIN_US 20 /* an inline run waits this long for another's GIL before sleeping */
 
 /* One app thread. Idle threads form a stack: the most recently idle one is
  * woken first, so under light load one warm thread does all the work. */
@@ -60,6 +61,7 @@ struct wsgi_pool {
     unsigned queued, fresh_queued;  /* guarded by lock; fresh = new requests */
     unsigned running;               /* guarded by lock: threads with a task */
     unsigned running_inline;        /* guarded by lock: of those, inline runs */
+    int inline_in_python;           /* atomic: inline runs holding or taking the GIL */
     uint64_t last_progress;         /* guarded by lock: a running thread finished a task */
     unsigned queue_size;            /* read-only */
     bool stopping;                  /* guarded by lock */
@@ -238,6 +240,28 @@ static void run_here(void *arg)
     pthread_mutex_unlock(&pool->lock);
 }
 
+/* Take the GIL for an inline run. While another inline run holds it (a
+ * few microseconds of Python, on the other network thread), spin for up to
+ * TF_POOL_SPIN_US first: a futex sleep and wake-up costs more than that
+ * wait (hello at --io-threads 2: a median 13% more req/s over 12 same-run
+ * rounds, 0.94 to 1.47). */
+static void take_gil_after_inline(struct wsgi_pool *pool, PyThreadState *ts)
+{
+    uint64_t since = 0;
+    for (unsigned n = 1; __atomic_load_n(&pool->inline_in_python, __ATOMIC_ACQUIRE); n++) {
+        tf_cpu_relax();
+        if (n % 64)
+            continue;
+        uint64_t now = tf_now_us();
+        if (!since)
+            since = now;
+        else if (now - since >= TF_POOL_SPIN_US)
+            break;
+    }
+    __atomic_add_fetch(&pool->inline_in_python, 1, __ATOMIC_ACQ_REL);
+    PyEval_RestoreThread(ts);
+}
+
 int wsgi_pool_run_inline(void *backend, struct tf_request *req)
 {
     struct wsgi_pool *pool = backend;
@@ -266,9 +290,10 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         wsgi_fastpath_end(runner);
         return 0;
     }
-    PyEval_RestoreThread(ts); /* take the GIL */
+    take_gil_after_inline(pool, ts);
     wsgi_run(req);
     PyEval_SaveThread();
+    __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);
     wsgi_fastpath_end(runner);
     wsgi_fastpath_note(key, tf_now_us() - start);
     pthread_mutex_lock(&pool->lock);

@@ -6,8 +6,9 @@ calls tracfront runs it inside the network thread's read of it.
 chunked), /write (write() then a generator, with close()), /file
 (wsgi.file_wrapper on a real file), /big?n=BYTES (a long generator: the
 response parks while the client reads), /echo (POST body back), /raise (an
-exception), /str (a str body: an app error), /gate?file=PATH (when PATH is
-given: blocks until PATH exists), /closed (how many iterables were closed).
+exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
+header, blocks until PATH exists: the same target, slow), /closed (how many
+iterables were closed).
 """
 import os
 import tempfile
@@ -72,7 +73,7 @@ def app(environ, start_response):
         start_response("200 OK", text)
         return ["not bytes"]
     if path == "/gate":
-        gate = qs.get("file")
+        gate = environ.get("HTTP_X_GATE")
         deadline = time.monotonic() + 30
         while gate and not os.path.exists(gate) and time.monotonic() < deadline:
             time.sleep(0.02)

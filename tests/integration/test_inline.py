@@ -1,5 +1,5 @@
 """Inline runs (--inline-fast-calls, wsgi/fastpath.h): a request whose method
-and path the app answered fast on its last calls runs inside the network
+and target the app answered fast on its last calls runs inside the network
 thread's read of it, with no suspend and resume of its connection.
 
 Every way of answering stays whole when it runs inline; the profiler counts
@@ -102,9 +102,10 @@ def test_every_kind_of_answer_is_whole_when_run_inline(tracfront, net):
         closed = s.get(srv.url + "closed", timeout=10)
     assert closed.text == str(calls["/write"]), "write()'s iterable was not closed once per call"
     assert "inline_apps: raised on purpose" in srv.error_log
-    assert "str" in srv.error_log
+    assert "GET /str: the app's response contains str (the body must be bytes)" in srv.error_log
     metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
-    assert 'tracfront_requests_inline_total{route="/list",backend="wsgi"} ' in metrics
+    line = 'tracfront_requests_inline_total{route="/list",backend="wsgi"} '
+    assert line in metrics and int(metrics.split(line)[1].split()[0]) > 0
 
 
 def test_pipelined_requests_run_inline_answer_in_order(tracfront):
@@ -142,8 +143,8 @@ def test_false_never_runs_inline(tracfront):
 
 
 def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tmp_path):
-    # One network thread. /gate answers fast until a call waits for its gate
-    # file: that call may run inline and hold up the loop while it waits
+    # One network thread. /gate answers fast until a call (the same target,
+    # with an X-Gate header) waits for its gate file: that call may run inline and hold up the loop while it waits
     # (the documented cost of a wrong guess); the next call of the path must
     # not, so another connection is served while it waits.
     srv = tracfront(*APP, "--io-threads", "1", "--threads", "4")
@@ -157,7 +158,8 @@ def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tm
     def blocked_call(gate):
         result = {}
         t = threading.Thread(target=lambda: result.update(
-            r=requests.get(srv.url + "gate?file=%s" % gate, timeout=60)), daemon=True)
+            r=requests.get(srv.url + "gate", headers={"X-Gate": str(gate)}, timeout=60)),
+            daemon=True)
         t.start()
         return t, result
 
@@ -171,7 +173,7 @@ def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tm
 
     t2, res2 = blocked_call(second_gate)
     try:
-        wait_for(lambda: any(r["target"].startswith("/gate?file=") for r in requests.get(
+        wait_for(lambda: any(r["target"] == "/gate" for r in requests.get(
             srv.url + "__profile__/api/inflight", timeout=10).json()["requests"]),
             "the second blocked call never started")
         with requests.Session() as s:  # another connection, on the same network thread
