@@ -242,7 +242,7 @@ static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inli
     else if (req->status) /* answered without a response: out of memory */
         *result = MHD_NO;
     else { /* no answer yet: wait for it as a dispatched request does (a resume
-              that came since is kept by libmicrohttpd and ends this suspend) */
+              that came since is kept by libmicrohttpd and cancels this suspend) */
         MHD_suspend_connection(req->connection);
         *result = MHD_YES;
     }

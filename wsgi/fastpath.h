@@ -6,7 +6,7 @@
  * (under WSGI_FASTPATH_LONG_US) on each of their last WSGI_FASTPATH_STREAK
  * calls, and no inline call elsewhere has been running that long. A call
  * predicted fast that runs long anyway holds up the other connections of
- * its network thread until it returns; it resets its path's streak, so the
+ * its network thread until it returns; it resets its key's streak, so the
  * next ones run away from the loop again (see pool.c). Pure logic, no
  * Python; lock-free, callable from any thread. */
 #ifndef WSGI_FASTPATH_H
@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 #define WSGI_FASTPATH_LONG_US 1000 /* as long as a loop may be away before a rescue */
-#define WSGI_FASTPATH_STREAK 8     /* fast calls in a row before a path runs inline */
+#define WSGI_FASTPATH_STREAK 8     /* fast calls in a row before a key runs inline */
 #define WSGI_FASTPATH_RUNNERS 128  /* network threads tracked (loop indexes below this) */
 #define WSGI_FASTPATH_SLOT(key) (((key) >> 48) & 4095) /* keys in one slot evict each other */
 

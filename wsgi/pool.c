@@ -15,10 +15,11 @@
  * as running, so --threads still bounds the app calls at once; if it takes
  * long, another thread carries on with the network thread's connections.
  *
- * A request of a path the app has been answering fast runs inline, even
- * before libmicrohttpd's call returns (wsgi_pool_run_inline, fastpath.h):
- * no suspend and resume of its connection. Every first run of a request,
- * wherever it ran, tells fastpath.c how long it took. */
+ * A request for a method and target the app has been answering fast runs
+ * inline, before libmicrohttpd's call that read it returns
+ * (wsgi_pool_run_inline, fastpath.h): no suspend and resume of its
+ * connection, and no rescue either if it runs long after all. Every first
+ * run of a request, wherever it ran, tells fastpath.c how long it took. */
 #include "wsgi/pool.h"
 
 #define PY_SSIZE_T_CLEAN
