@@ -127,6 +127,22 @@ def wrk(url, conns, duration, cpus=None):
     return float(rps.group(1)), float(p50.group(1)) * UNITS[p50.group(2)], "; ".join(notes)
 
 
+def cpu_seconds(pid):
+    """user + system CPU time so far of a process and of its live children
+    (gunicorn's and uWSGI's workers), or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:
+        return None
+    for child in children:
+        total += cpu_seconds(child) or 0.0
+    return total
+
+
 def fmt_ms(ms):
     if ms is None:
         return "-"
