@@ -446,6 +446,10 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
         (double)prof_histogram_percentile(h, 99) / 1000.0, (double)h->max_us / 1000.0,
         (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
         (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
+    if (b == PROF_BACKEND_WSGI)
+        prof_text_add(t, "<td>%llu", (unsigned long long)s->ran_inline);
+    else
+        prof_text_add(t, "<td>-");
     prof_text_add(t, "<td>");
     html_sparkline(t, h);
     prof_text_add(t, "\n");
@@ -491,7 +495,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
             "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors"
-            "<th>distribution\n");
+            "<th>inline<th>distribution\n");
     unsigned n;
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);

@@ -110,6 +110,9 @@ def test_every_kind_of_answer_is_whole_when_run_inline(tracfront, net):
     metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
     line = 'tracfront_requests_inline_total{route="/list",backend="wsgi"} '
     assert line in metrics and int(metrics.split(line)[1].split()[0]) > 0
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    row = page.split("<code>/list</code>")[1].split("<tr>")[0]
+    assert "<th>inline" in page and "<td>%d<td>" % inline_count(srv, "/list") in row
 
 
 def test_pipelined_requests_run_inline_answer_in_order(tracfront):

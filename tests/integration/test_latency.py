@@ -63,6 +63,7 @@ def test_prometheus_text_parses(tracfront):
     srv = tracfront(*APP)
     for _ in range(5):
         requests.get(srv.url + "hello", timeout=10)
+    latency(srv, settle=("/hello", 5))  # the 5th can be recorded just after its answer
     r = requests.get(srv.url + "__profile__/metrics", timeout=10)
     assert r.status_code == 200
     families = {f.name: f for f in parser.text_string_to_metric_families(r.text)}
