@@ -122,8 +122,10 @@ static void test_bool_flags(void **state)
     struct tf_config cfg;
     char err[1024];
     char *argv[] = { "t", "--app", "m:a", "--profile", "--profile-discard-first", "false",
-                     "--profile-unwind=yes", "--profile-builtins=no", "--gc-freeze" };
-    assert_int_equal(load(&cfg, err, 9, argv), 0);
+                     "--profile-unwind=yes", "--profile-builtins=no", "--gc-freeze",
+                     "--inline-fast-calls", "false" };
+    assert_int_equal(load(&cfg, err, 11, argv), 0);
+    assert_false(cfg.inline_fast_calls);
     assert_true(cfg.gc_freeze);
     assert_true(cfg.profile);
     assert_false(cfg.profile_discard_first);
@@ -133,6 +135,7 @@ static void test_bool_flags(void **state)
     assert_int_equal(load(&cfg, err, 3, argv), 0);
     assert_true(cfg.profile_builtins); /* the default: cProfile's events */
     assert_false(cfg.gc_freeze);
+    assert_true(cfg.inline_fast_calls); /* the default */
     tf_config_free(&cfg);
     expect_config_error(4, (char *[]){ "t", "--app", "m:a", "--profile=maybe" }, "profile");
 }
