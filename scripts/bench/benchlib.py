@@ -128,16 +128,20 @@ def wrk(url, conns, duration, cpus=None):
 
 
 def cpu_seconds(pid):
-    """user + system CPU time so far of a process and of its live children
-    (gunicorn's and uWSGI's workers), or None when it is gone."""
+    """user + system CPU time so far of a process, of the children it has
+    reaped and of its live children (gunicorn's and uWSGI's workers), or None
+    when it is gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            children = [int(c) for c in f.read().split()]
     except OSError:
         return None
+    total = sum(int(fields[i]) for i in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            children = [int(c) for c in f.read().split()]
+    except OSError:  # no children list on this kernel: the process alone
+        children = []
     for child in children:
         total += cpu_seconds(child) or 0.0
     return total

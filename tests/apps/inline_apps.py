@@ -7,8 +7,8 @@ chunked), /write (write() then a generator, with close()), /file
 (wsgi.file_wrapper on a real file), /big?n=BYTES (a long generator: the
 response parks while the client reads), /echo (POST body back), /raise (an
 exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
-header, blocks until PATH exists: the same target, slow), /closed (how many
-iterables were closed).
+header, creates PATH.entered and blocks until PATH exists: the same target,
+slow), /closed (how many iterables were closed).
 """
 import os
 import tempfile
@@ -74,6 +74,8 @@ def app(environ, start_response):
         return ["not bytes"]
     if path == "/gate":
         gate = environ.get("HTTP_X_GATE")
+        if gate:
+            open(gate + ".entered", "w").close()  # the test sees the call started
         deadline = time.monotonic() + 30
         while gate and not os.path.exists(gate) and time.monotonic() < deadline:
             time.sleep(0.02)

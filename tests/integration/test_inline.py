@@ -8,6 +8,7 @@ false turns them off; and a path that turns slow runs away from the loop
 again, so a blocked call no longer holds up the other connections.
 """
 import os
+import pathlib
 import threading
 import time
 
@@ -150,10 +151,11 @@ def test_false_never_runs_inline(tracfront):
 
 
 def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tmp_path):
-    # One network thread. /gate answers fast until a call (the same target,
-    # with an X-Gate header) waits for its gate file: that call may run inline and hold up the loop while it waits
-    # (the documented cost of a wrong guess); the next call of the path must
-    # not, so another connection is served while it waits.
+    # One network thread. /gate answers fast until a call of the same target
+    # waits for a gate file (named in its X-Gate header). That call may run
+    # inline and hold up the loop while it waits (the documented cost of a
+    # wrong guess); the next call of the target must not: another connection
+    # is served while it waits.
     srv = tracfront(*APP, "--io-threads", "1", "--threads", "4")
     with requests.Session() as s:
         for _ in range(10 * WARM):
@@ -163,16 +165,20 @@ def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tm
     assert inline_count(srv, "/gate") > 0, "/gate never ran inline"
 
     def blocked_call(gate):
+        """Start a /gate call that waits for gate; return once the app runs
+        it (it leaves gate.entered: seen even while the loop is held up)."""
         result = {}
         t = threading.Thread(target=lambda: result.update(
             r=requests.get(srv.url + "gate", headers={"X-Gate": str(gate)}, timeout=60)),
             daemon=True)
         t.start()
+        entered = pathlib.Path(str(gate) + ".entered")
+        wait_for(entered.exists, "the app never started the call waiting for %s" % gate)
         return t, result
 
     first_gate, second_gate = tmp_path / "first", tmp_path / "second"
     t1, res1 = blocked_call(first_gate)
-    time.sleep(0.3)  # long enough to count as slow, whichever way it ran
+    time.sleep(0.05)  # far over the 1 ms that makes a call slow, whichever way it ran
     first_gate.touch()
     t1.join(30)
     assert res1["r"].text == "gate"
@@ -180,15 +186,15 @@ def test_a_fast_path_that_blocks_runs_away_from_the_loop_next_time(tracfront, tm
 
     t2, res2 = blocked_call(second_gate)
     try:
-        wait_for(lambda: any(r["target"] == "/gate" for r in requests.get(
-            srv.url + "__profile__/api/inflight", timeout=10).json()["requests"]),
-            "the second blocked call never started")
         with requests.Session() as s:  # another connection, on the same network thread
             for _ in range(3):
-                check_list(s.get(srv.url + "list", timeout=10))
+                try:
+                    check_list(s.get(srv.url + "list", timeout=10))
+                except requests.exceptions.Timeout:
+                    pytest.fail("another connection waited for the blocked call: it ran inline")
         assert t2.is_alive(), "the blocked call finished before its gate opened"
     finally:
         second_gate.touch()
     t2.join(30)
     assert res2["r"].text == "gate"
-    assert inline_count(srv, "/gate") == inline_after_first, "the slow path ran inline again"
+    assert inline_count(srv, "/gate") == inline_after_first, "the slow call ran inline again"
