@@ -10,6 +10,7 @@ exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
 header, creates PATH.entered and blocks until PATH exists: the same target,
 slow), /closed (how many iterables were closed).
 """
+import atexit
 import os
 import tempfile
 import threading
@@ -22,6 +23,7 @@ FILE_BODY = bytes(range(256)) * 64
 _file = tempfile.NamedTemporaryFile(prefix="inline_apps-", delete=False)
 _file.write(FILE_BODY)
 _file.close()
+atexit.register(os.unlink, _file.name)  # tracfront finalizes Python at exit: runs it
 
 _closed = [0]
 _lock = threading.Lock()
