@@ -6,6 +6,7 @@ Content-Length; it keeps data in sqlite with one connection per request, serves
 static files through wsgi.file_wrapper, and decodes non-ASCII PATH_INFO the way
 Trac does (latin-1 bytes of the UTF-8 path).
 """
+import atexit
 import json
 import mimetypes
 import os
@@ -44,6 +45,7 @@ def _db_path(environ):
             if _default_db is None:
                 fd, _default_db = tempfile.mkstemp(prefix="tracshaped-", suffix=".db")
                 os.close(fd)
+                atexit.register(os.unlink, _default_db)
             path = _default_db
         if path not in _ready:
             cnx = sqlite3.connect(path)
