@@ -7,7 +7,6 @@
 #include "wsgi/environ.h"
 #include "proxy/http_check.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -47,6 +46,20 @@ void wsgi_target_split(const char *target, const char **path, size_t *path_len,
 static PyObject *k_method, *k_script, *k_path, *k_query, *k_uri, *k_protocol, *k_raddr,
     *k_rport, *k_ctype, *k_clen, *k_input, *empty_str;
 
+/* Values and header keys most requests carry, made once (by
+ * wsgi_environ_base) and shared by every environ: no string to build or hash
+ * per request. */
+static const char *const common_values[] = { "GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0" };
+static PyObject *common_value_objs[sizeof(common_values) / sizeof(*common_values)];
+static const char *const common_headers[] = {
+    "Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection",
+    "Cookie", "Referer", "Cache-Control", "Pragma", "Origin", "Authorization",
+    "If-Modified-Since", "If-None-Match", "X-Requested-With", "X-Forwarded-For",
+    "Upgrade-Insecure-Requests",
+};
+static PyObject *common_header_keys[sizeof(common_headers) / sizeof(*common_headers)];
+#define N_OF(a) (sizeof(a) / sizeof(*(a)))
+
 static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
 {
     PyObject *v = PyUnicode_DecodeLatin1(s, n, NULL); /* new ref */
@@ -55,6 +68,29 @@ static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
     int rc = PyDict_SetItem(d, key, v);
     Py_DECREF(v);
     return rc;
+}
+
+/* set_str for a NUL-terminated value, sharing the common ones. */
+static int set_value(PyObject *d, PyObject *key, const char *s)
+{
+    for (size_t i = 0; i < N_OF(common_values); i++)
+        if (!strcmp(s, common_values[i]))
+            return PyDict_SetItem(d, key, common_value_objs[i]);
+    return set_str(d, key, s, (Py_ssize_t)strlen(s));
+}
+
+/* "123" for n, without printf; returns the length. */
+static int format_uint(unsigned long long n, char out[24])
+{
+    char tmp[24];
+    int len = 0;
+    do
+        tmp[len++] = (char)('0' + n % 10);
+    while ((n /= 10));
+    for (int i = 0; i < len; i++)
+        out[i] = tmp[len - 1 - i];
+    out[len] = 0;
+    return len;
 }
 
 static int set_cstr(PyObject *d, const char *key, const char *value)
@@ -67,10 +103,24 @@ static int set_cstr(PyObject *d, const char *key, const char *value)
     return rc;
 }
 
-/* Add one HTTP_* header, joining a repeated one with ", " ("; " for Cookie). */
-static int add_header(PyObject *env, const char *cgi, const char *value, size_t vlen)
+/* The HTTP_* key of a header: a shared one for a common header. New ref. */
+static PyObject *header_key(const struct tf_header *h, const char *cgi)
 {
-    PyObject *key = PyUnicode_FromString(cgi); /* new ref */
+    for (size_t i = 0; i < N_OF(common_headers); i++)
+        if (strlen(common_headers[i]) == h->name_len &&
+            !strncasecmp(h->name, common_headers[i], h->name_len)) {
+            Py_INCREF(common_header_keys[i]);
+            return common_header_keys[i];
+        }
+    return PyUnicode_FromString(cgi);
+}
+
+/* Add one HTTP_* header, joining a repeated one with ", " ("; " for Cookie). */
+static int add_header(PyObject *env, const struct tf_header *h, const char *cgi)
+{
+    const char *value = h->value;
+    size_t vlen = h->value_len;
+    PyObject *key = header_key(h, cgi); /* new ref */
     if (!key)
         return -1;
     PyObject *old = PyDict_GetItemWithError(env, key); /* borrowed */
@@ -104,7 +154,7 @@ static int add_headers(PyObject *env, const struct tf_request *req)
         const struct tf_header *h = &req->headers[i];
         switch (wsgi_cgi_name(h->name, h->name_len, cgi, sizeof(cgi))) {
         case WSGI_HEADER_HTTP:
-            if (add_header(env, cgi, h->value, h->value_len) < 0)
+            if (add_header(env, h, cgi) < 0)
                 return -1;
             break;
         case WSGI_HEADER_CONTENT_TYPE:
@@ -181,30 +231,22 @@ static int add_path(PyObject *env, const struct tf_request *req, bool *outside_m
 PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outside_mount)
 {
     PyObject *env = PyDict_Copy(wsgi_ctx.base_environ); /* new ref */
-    PyObject *port = NULL;
-    char num[32];
+    char num[24];
     if (!env)
         return NULL;
-    if (set_str(env, k_method, req->method, (Py_ssize_t)strlen(req->method)) < 0 ||
+    if (set_value(env, k_method, req->method) < 0 ||
         set_str(env, k_uri, req->target, (Py_ssize_t)strlen(req->target)) < 0 ||
-        set_str(env, k_protocol, req->version, (Py_ssize_t)strlen(req->version)) < 0 ||
+        set_value(env, k_protocol, req->version) < 0 ||
         set_str(env, k_raddr, req->remote_addr, (Py_ssize_t)strlen(req->remote_addr)) < 0 ||
+        set_str(env, k_rport, num, format_uint(req->remote_port, num)) < 0 ||
         PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
         add_headers(env, req) < 0 || add_user(env, req) < 0 ||
         PyDict_SetItem(env, k_input, input) < 0)
         goto error;
-    snprintf(num, sizeof(num), "%u", req->remote_port);
-    if (!(port = PyUnicode_FromString(num)) || PyDict_SetItem(env, k_rport, port) < 0)
+    if (req->has_body && set_str(env, k_clen, num, format_uint(req->body.size, num)) < 0)
         goto error;
-    Py_CLEAR(port);
-    if (req->has_body) {
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)req->body.size);
-        if (set_str(env, k_clen, num, (Py_ssize_t)strlen(num)) < 0)
-            goto error;
-    }
     return env;
 error:
-    Py_XDECREF(port);
     Py_DECREF(env);
     return NULL;
 }
@@ -224,6 +266,15 @@ PyObject *wsgi_environ_base(void)
         !(k_ctype = intern("CONTENT_TYPE")) || !(k_clen = intern("CONTENT_LENGTH")) ||
         !(k_input = intern("wsgi.input")) || !(empty_str = intern("")))
         return NULL;
+    for (size_t i = 0; i < N_OF(common_values); i++)
+        if (!(common_value_objs[i] = intern(common_values[i])))
+            return NULL;
+    for (size_t i = 0; i < N_OF(common_headers); i++) {
+        char cgi[64];
+        wsgi_cgi_name(common_headers[i], strlen(common_headers[i]), cgi, sizeof(cgi));
+        if (!(common_header_keys[i] = intern(cgi)))
+            return NULL;
+    }
     PyObject *env = PyDict_New(); /* new ref */
     PyObject *version = NULL;
     if (!env)

@@ -245,6 +245,37 @@ def test_duplicate_headers_joined(tracfront):
     assert_valid(srv)
 
 
+def test_common_headers_any_case_and_repeated(tracfront):
+    # Common header names have their HTTP_* key made once: any case maps to
+    # it, and a repeat still joins (Cookie with "; ").
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"GET /env HTTP/1.1\r\nhOST: h\r\naccept: a/b\r\nCOOKIE: x=1\r\n"
+             b"ACCEPT: c/d\r\ncookie: y=2\r\nUser-agent: ua\r\nConnection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert v["HTTP_HOST"] == "h"
+    assert v["HTTP_ACCEPT"] == "a/b, c/d"
+    assert v["HTTP_COOKIE"] == "x=1; y=2"
+    assert v["HTTP_USER_AGENT"] == "ua"
+    assert v["HTTP_CONNECTION"] == "close"
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("source", ["127.100.20.3", "127.0.0.10", "127.255.1.200"])
+def test_remote_addr_of_each_loopback_source(tracfront, source):
+    srv = tracfront("--app", APP)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10,
+                                  source_address=(source, 0)) as s:
+        port = s.getsockname()[1]
+        s.sendall(get("/env"))
+        with s.makefile("rb") as f:
+            code, _, body, _ = read_response(f)
+    assert code == 200
+    v = env_of(body)
+    assert (v["REMOTE_ADDR"], v["REMOTE_PORT"]) == (source, str(port))
+
+
 def test_extra_env_entries(tracfront):
     srv = tracfront("--app", APP, "--env", "TRACFRONT_EXTRA=hello world",
                     "--env", "myapp.option=a=b")
