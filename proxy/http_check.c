@@ -55,11 +55,16 @@ bool tf_secret_equal(const char *a, const char *b)
 
 bool tf_is_hop_by_hop(const char *name, size_t len)
 {
-    static const char *const hop[] = { "connection", "keep-alive", "proxy-connection",
-                                       "transfer-encoding", "te", "trailer", "upgrade",
-                                       "proxy-authenticate", "proxy-authorization" };
+#define HOP(s) { s, sizeof(s) - 1 }
+    static const struct {
+        const char *name;
+        size_t len;
+    } hop[] = { HOP("connection"), HOP("keep-alive"), HOP("proxy-connection"),
+                HOP("transfer-encoding"), HOP("te"), HOP("trailer"), HOP("upgrade"),
+                HOP("proxy-authenticate"), HOP("proxy-authorization") };
+#undef HOP
     for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
-        if (strlen(hop[i]) == len && !strncasecmp(hop[i], name, len))
+        if (hop[i].len == len && !strncasecmp(hop[i].name, name, len))
             return true;
     return false;
 }

@@ -51,12 +51,18 @@ static PyObject *k_method, *k_script, *k_path, *k_query, *k_uri, *k_protocol, *k
  * per request. */
 static const char *const common_values[] = { "GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0" };
 static PyObject *common_value_objs[sizeof(common_values) / sizeof(*common_values)];
-static const char *const common_headers[] = {
-    "Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Connection",
-    "Cookie", "Referer", "Cache-Control", "Pragma", "Origin", "Authorization",
-    "If-Modified-Since", "If-None-Match", "X-Requested-With", "X-Forwarded-For",
-    "Upgrade-Insecure-Requests",
+#define NAME(s) { s, sizeof(s) - 1 }
+static const struct {
+    const char *name;
+    size_t len;
+} common_headers[] = {
+    NAME("Host"), NAME("User-Agent"), NAME("Accept"), NAME("Accept-Encoding"),
+    NAME("Accept-Language"), NAME("Connection"), NAME("Cookie"), NAME("Referer"),
+    NAME("Cache-Control"), NAME("Pragma"), NAME("Origin"), NAME("Authorization"),
+    NAME("If-Modified-Since"), NAME("If-None-Match"), NAME("X-Requested-With"),
+    NAME("X-Forwarded-For"), NAME("Upgrade-Insecure-Requests"),
 };
+#undef NAME
 static PyObject *common_header_keys[sizeof(common_headers) / sizeof(*common_headers)];
 #define N_OF(a) (sizeof(a) / sizeof(*(a)))
 
@@ -107,8 +113,8 @@ static int set_cstr(PyObject *d, const char *key, const char *value)
 static PyObject *header_key(const struct tf_header *h, const char *cgi)
 {
     for (size_t i = 0; i < N_OF(common_headers); i++)
-        if (strlen(common_headers[i]) == h->name_len &&
-            !strncasecmp(h->name, common_headers[i], h->name_len)) {
+        if (common_headers[i].len == h->name_len &&
+            !strncasecmp(h->name, common_headers[i].name, h->name_len)) {
             Py_INCREF(common_header_keys[i]);
             return common_header_keys[i];
         }
@@ -271,11 +277,14 @@ PyObject *wsgi_environ_base(void)
             return NULL;
     for (size_t i = 0; i < N_OF(common_headers); i++) {
         char cgi[64];
-        wsgi_cgi_name(common_headers[i], strlen(common_headers[i]), cgi, sizeof(cgi));
+        wsgi_cgi_name(common_headers[i].name, common_headers[i].len, cgi, sizeof(cgi));
         if (!(common_header_keys[i] = intern(cgi)))
             return NULL;
     }
-    PyObject *env = PyDict_New(); /* new ref */
+    /* Room for a request's own entries: PyDict_Copy clones the key table at
+     * this size, so a request's environ never grows (a resize was a sixth of
+     * building a hello request's environ). */
+    PyObject *env = _PyDict_NewPresized(40); /* new ref */
     PyObject *version = NULL;
     if (!env)
         return NULL;
