@@ -39,6 +39,15 @@ static void test_header_rules(void **state)
     assert_true(wsgi_header_is_hop_by_hop(S("transfer-encoding")));
     assert_false(wsgi_header_is_hop_by_hop(S("Content-Length")));
     assert_false(wsgi_header_is_hop_by_hop(S("Set-Cookie")));
+    static const char *const hop[] = { "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+                                       "Upgrade", "Proxy-Authenticate", "PROXY-AUTHORIZATION" };
+    for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
+        assert_true(wsgi_header_is_hop_by_hop(S(hop[i])));
+    /* only whole names: a prefix or a longer name is not one */
+    assert_false(wsgi_header_is_hop_by_hop(S("T")));
+    assert_false(wsgi_header_is_hop_by_hop(S("Tex")));
+    assert_false(wsgi_header_is_hop_by_hop(S("Upgrade-Insecure-Requests")));
+    assert_false(wsgi_header_is_hop_by_hop("Connection", 4));
 }
 
 int main(void)
