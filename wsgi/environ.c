@@ -283,8 +283,13 @@ PyObject *wsgi_environ_base(void)
     }
     /* Room for a request's own entries: PyDict_Copy clones the key table at
      * this size, so a request's environ never grows (a resize was a sixth of
-     * building a hello request's environ). */
+     * building a hello request's environ). _PyDict_NewPresized is CPython's
+     * own (exported through 3.12); elsewhere the environ just grows. */
+#if defined(PYPY_VERSION) || PY_VERSION_HEX >= 0x030D0000
+    PyObject *env = PyDict_New(); /* new ref */
+#else
     PyObject *env = _PyDict_NewPresized(40); /* new ref */
+#endif
     PyObject *version = NULL;
     if (!env)
         return NULL;
