@@ -198,6 +198,23 @@ def bad_header(environ, start_response):
     return [b"should-not-appear"]
 
 
+# start_response called with keywords, or wrongly (each a TypeError, so a 500).
+SR_CALLS = {
+    "keywords": lambda sr: sr(status="200 OK", response_headers=list(TEXT)),
+    "mixed": lambda sr: sr("200 OK", response_headers=list(TEXT), exc_info=None),
+    "too-many": lambda sr: sr("200 OK", list(TEXT), None, None),
+    "missing": lambda sr: sr("200 OK"),
+    "unknown-keyword": lambda sr: sr("200 OK", list(TEXT), colour="red"),
+    "twice": lambda sr: sr("200 OK", list(TEXT), status="200 OK"),
+}
+
+
+@unvalidated
+def sr_call_styles(environ, start_response):
+    SR_CALLS[_qs(environ)["kind"]](start_response)
+    return [b"called"]
+
+
 @validated
 def exc_before(environ, start_response):
     start_response("200 OK", TEXT + [("X-Stage", "first")])
@@ -403,7 +420,7 @@ def ignore_body(environ, start_response):
 ROUTES = {
     "log": log_app, "closed-count": closed_count, "calls": calls_count,
     "file-closed": file_closed, "failures": failures,
-    "bad-status": bad_status, "bad-header": bad_header,
+    "bad-status": bad_status, "bad-header": bad_header, "sr-call": sr_call_styles,
     "exc-before": exc_before, "exc-after-write": exc_after_write,
     "exc-after-yield": exc_after_yield,
     "write": write_app, "single": single, "gen": gen_app,

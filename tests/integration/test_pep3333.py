@@ -330,6 +330,25 @@ def test_bad_status_gives_500(tracfront, kind):
     assert_serving(srv)
 
 
+@pytest.mark.parametrize("kind", ["keywords", "mixed"])
+def test_start_response_by_keyword(tracfront, kind):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(srv, get("/sr-call?kind=" + kind))
+    assert (code, body) == (200, b"called")
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("too-many", "at most 3 arguments"), ("missing", "missing required argument"),
+    ("unknown-keyword", "unexpected keyword argument 'colour'"),
+    ("twice", "multiple values for argument 'status'")])
+def test_start_response_called_wrongly_gives_500(tracfront, kind, says):
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(srv, get("/sr-call?kind=" + kind))
+    assert code == 500 and b"called" not in body
+    assert says in wait_log(srv, says)
+    assert_serving(srv)
+
+
 @pytest.mark.parametrize("kind", ["value-crlf", "name-newline", "name-colon", "value-int"])
 def test_bad_header_gives_500(tracfront, kind):
     srv = tracfront("--app", APP)
