@@ -132,12 +132,34 @@ static void test_token(void **state)
     assert_false(tf_is_token("", 0));
 }
 
+/* Every byte against the grammar's own lists: tchar (RFC 9110 5.6.2) for
+ * names, and uri-host [ ":" port ] characters for Host. */
+static void test_every_byte(void **state)
+{
+    (void)state;
+    const char *tchar_extra = "!#$%&'*+-.^_`|~", *host_extra = "-._~!$&'()*+,;=%:[]";
+    for (int c = 0; c < 256; c++) {
+        char b = (char)c;
+        bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        bool tchar = alnum || (c && strchr(tchar_extra, c));
+        bool host = alnum || (c && strchr(host_extra, c));
+        char name[3] = { 'a', b, 0 }, value[3] = { 'a', b, 0 };
+        if (tf_is_token(name, 2) != tchar)
+            fail_msg("byte 0x%02x: token %d, want %d", c, !tchar, tchar);
+        struct tf_framing f;
+        tf_framing_init(&f);
+        if ((tf_check_header(&f, "Host", 4, value, 2) == 0) != (host && c != 0))
+            fail_msg("byte 0x%02x in Host: accepted %d, want %d", c, !host, host);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_syntax), cmocka_unit_test(test_content_length),
         cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_host),
         cmocka_unit_test(test_target), cmocka_unit_test(test_token),
+        cmocka_unit_test(test_every_byte),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
