@@ -47,6 +47,7 @@ static struct slow_request *slowest; /* guarded by lock; slow_cap entries */
 static time_t started;               /* set once by prof_latency_init */
 static uint64_t requests_total;      /* guarded by lock */
 static unsigned slow_cap, slow_count;
+static unsigned fastest_kept; /* guarded by lock: once slowest is full, its fastest entry */
 static struct route **table;   /* guarded by lock; open addressing */
 static size_t table_size;      /* power of two, > 2 * max_routes */
 static unsigned route_count, route_cap;
@@ -110,16 +111,13 @@ static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t q
 {
     if (!slow_cap)
         return;
-    unsigned at = slow_count;
+    unsigned at;
     if (slow_count == slow_cap) { /* full: replace the fastest kept, if slower */
-        at = 0;
-        for (unsigned i = 1; i < slow_count; i++)
-            if (slowest[i].total_us < slowest[at].total_us)
-                at = i;
+        at = fastest_kept;
         if (slowest[at].total_us >= total)
-            return;
+            return; /* the common case, with no scan */
     } else {
-        slow_count++;
+        at = slow_count++;
     }
     struct slow_request *r = &slowest[at];
     r->id = s->id;
@@ -130,6 +128,12 @@ static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t q
     r->queue_us = queue;
     r->ttfb_us = ttfb;
     r->when = time(NULL);
+    if (slow_count == slow_cap) {
+        fastest_kept = 0;
+        for (unsigned i = 1; i < slow_count; i++)
+            if (slowest[i].total_us < slowest[fastest_kept].total_us)
+                fastest_kept = i;
+    }
 }
 
 void prof_latency_record(const struct prof_sample *s)
