@@ -74,12 +74,34 @@ void tf_request_unref(struct tf_request *req)
         close(req->spill_fd);
     pthread_mutex_destroy(&req->lock);
     free(req->target);
-    free(req->method);
-    free(req->version);
-    free(req->headers);
-    free(req->header_store);
+    free(req->method);  /* and version */
+    free(req->headers); /* and header_store */
     free(req->remote_user);
     free(req);
+}
+
+int tf_request_set_line(struct tf_request *req, const char *method, const char *version)
+{
+    size_t m = strlen(method) + 1, v = strlen(version) + 1;
+    char *block = malloc(m + v);
+    if (!block)
+        return -1;
+    free(req->method);
+    req->method = memcpy(block, method, m);
+    req->version = memcpy(block + m, version, v);
+    return 0;
+}
+
+int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes)
+{
+    struct tf_header *block = calloc(1, n * sizeof(*block) + (bytes ? bytes : 1));
+    if (!block)
+        return -1;
+    free(req->headers);
+    req->headers = block;
+    req->header_store = (char *)(block + n);
+    req->n_headers = 0;
+    return 0;
 }
 
 struct tf_request *tf_request_clone_detached(const struct tf_request *req)
@@ -90,11 +112,8 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req)
     size_t store = 0;
     for (size_t i = 0; i < req->n_headers; i++)
         store += req->headers[i].name_len + req->headers[i].value_len + 2;
-    copy->method = strdup(req->method);
-    copy->version = strdup(req->version);
-    copy->headers = calloc(req->n_headers ? req->n_headers : 1, sizeof(*copy->headers));
-    copy->header_store = malloc(store ? store : 1);
-    if (!copy->method || !copy->version || !copy->headers || !copy->header_store) {
+    if (tf_request_set_line(copy, req->method, req->version) < 0 ||
+        tf_request_alloc_headers(copy, req->n_headers, store) < 0) {
         tf_request_unref(copy);
         return NULL;
     }

@@ -65,11 +65,11 @@ struct tf_request {
     struct MHD_Connection *connection;
     struct tf_daemon *daemon;   /* the daemon serving the connection (server_internal.h) */
     char *target;               /* raw request target, as received */
-    char *method, *version;
+    char *method, *version;     /* one allocation (tf_request_set_line), owned by method */
     bool http11, is_head;
     struct tf_header *headers;
     size_t n_headers;
-    char *header_store;
+    char *header_store;         /* the strings, after headers in its allocation */
     char remote_addr[64];
     unsigned remote_port;
     struct tf_spool body;
@@ -120,6 +120,12 @@ struct tf_request {
 void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
+/* Copy the method and version into req (one allocation). 0, or -1 on out
+ * of memory. */
+int tf_request_set_line(struct tf_request *req, const char *method, const char *version);
+/* Room for n headers whose names and values take bytes (NULs included):
+ * req->headers and req->header_store, in one allocation. 0, or -1. */
+int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes);
 /* Resume the suspended connection, from any thread, and have its daemon's
  * loop run (server.c). */
 void tf_request_resume(struct tf_request *req);

@@ -182,9 +182,7 @@ static int origin_form(struct tf_request *req)
 static int take_headers(struct tf_request *req, const char *method, const char *version,
                         struct tf_framing *framing)
 {
-    req->method = strdup(method);
-    req->version = strdup(version);
-    if (!req->method || !req->version)
+    if (tf_request_set_line(req, method, version) < 0)
         return 500;
     req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
     req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
@@ -205,9 +203,7 @@ static int take_headers(struct tf_request *req, const char *method, const char *
         return w.status;
     if ((st = tf_check_framing(&w.framing, req->http11)))
         return st;
-    req->headers = calloc(w.count ? w.count : 1, sizeof(*req->headers));
-    req->header_store = malloc(w.bytes ? w.bytes : 1);
-    if (!req->headers || !req->header_store)
+    if (tf_request_alloc_headers(req, w.count, w.bytes) < 0)
         return 500;
     w.store = req->header_store;
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);

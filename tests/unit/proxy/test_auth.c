@@ -150,14 +150,10 @@ static struct tf_request *request(const char *method, const char *target, const 
 {
     struct tf_request *req = tf_request_new(NULL, target);
     assert_non_null(req);
-    req->method = strdup(method);
-    req->version = strdup("HTTP/1.1");
+    assert_int_equal(tf_request_set_line(req, method, "HTTP/1.1"), 0);
     strcpy(req->remote_addr, "192.0.2.7");
-    req->headers = calloc(1, sizeof(*req->headers));
     size_t vlen = auth ? strlen(auth) : 0;
-    req->header_store = malloc(vlen + 16);
-    assert_non_null(req->headers);
-    assert_non_null(req->header_store);
+    assert_int_equal(tf_request_alloc_headers(req, 1, vlen + 16), 0);
     if (auth) {
         memcpy(req->header_store, "Authorization", 14);
         memcpy(req->header_store + 14, auth, vlen + 1);

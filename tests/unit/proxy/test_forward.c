@@ -18,14 +18,13 @@
 static struct tf_request *make_request(const char *target, const char *const *kv)
 {
     struct tf_request *req = tf_request_new(NULL, target);
-    req->method = strdup("GET");
-    req->version = strdup("HTTP/1.1");
+    tf_request_set_line(req, "GET", "HTTP/1.1");
     req->http11 = true;
     strcpy(req->remote_addr, "10.0.0.7");
     size_t n = 0;
     while (kv[2 * n])
         n++;
-    req->headers = calloc(n + 1, sizeof(*req->headers));
+    tf_request_alloc_headers(req, n + 1, 0);
     for (size_t i = 0; i < n; i++) {
         struct tf_header *h = &req->headers[req->n_headers++];
         h->name = kv[2 * i];

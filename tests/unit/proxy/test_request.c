@@ -54,11 +54,33 @@ static void test_whole_response_needs_exactly_the_body(void **state)
     tf_request_unref(req);
 }
 
+/* The request line and the headers each live in one allocation, freed with
+ * the request (ASan's leak check holds the tests to that). */
+static void test_line_and_header_blocks(void **state)
+{
+    (void)state;
+    struct tf_request *req = tf_request_new(NULL, "/");
+    assert_non_null(req);
+    assert_int_equal(tf_request_set_line(req, "PROPFIND", "HTTP/1.0"), 0);
+    assert_int_equal(tf_request_set_line(req, "GET", "HTTP/1.1"), 0); /* replaces */
+    assert_string_equal(req->method, "GET");
+    assert_string_equal(req->version, "HTTP/1.1");
+    assert_int_equal(tf_request_alloc_headers(req, 3, 40), 0);
+    assert_int_equal(req->n_headers, 0);
+    assert_ptr_equal(req->header_store, (char *)(req->headers + 3));
+    for (int i = 0; i < 3; i++) /* zeroed entries, and the whole store writable */
+        assert_null(req->headers[i].name);
+    memset(req->header_store, 'x', 40);
+    assert_int_equal(tf_request_alloc_headers(req, 0, 0), 0); /* replaces */
+    tf_request_unref(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_response_takes_the_queue),
         cmocka_unit_test(test_whole_response_needs_exactly_the_body),
+        cmocka_unit_test(test_line_and_header_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -119,19 +119,18 @@ static struct tf_request *make_req(const char *method, const char *const *hdrs)
 {
     struct tf_request *req = tf_request_new(NULL, "/");
     assert_non_null(req);
-    req->method = strdup(method);
+    assert_int_equal(tf_request_set_line(req, method, "HTTP/1.1"), 0);
     req->is_head = !strcmp(method, "HEAD");
     size_t n = 0;
     while (hdrs && hdrs[2 * n])
         n++;
-    req->headers = calloc(n + 1, sizeof(struct tf_header));
+    assert_int_equal(tf_request_alloc_headers(req, n + 1, 0), 0);
     for (size_t i = 0; i < n; i++) {
         req->headers[i] = (struct tf_header){ .name = hdrs[2 * i], .value = hdrs[2 * i + 1],
                                               .name_len = strlen(hdrs[2 * i]),
                                               .value_len = strlen(hdrs[2 * i + 1]) };
     }
     req->n_headers = n;
-    req->header_store = NULL;
     return req;
 }
 
