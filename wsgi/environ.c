@@ -262,6 +262,34 @@ static PyObject *intern(const char *s)
     return PyUnicode_InternFromString(s); /* new ref, kept for the process */
 }
 
+/* Give the base environ's key table room for a request's own entries, so a
+ * request's environ never grows (a resize was a sixth of building a hello
+ * request's environ). PyDict_Copy clones the table at its size when at most
+ * a third of it is removed keys. So the base holds every key each request
+ * sets (placeholders, replaced per request: replacing costs less than
+ * adding), and CPython 3.11, which grows a 32-entry table at its 22nd key to
+ * 64 entries, gets placeholder keys up to 22, taken out again. On another
+ * Python only the speed differs. */
+static int make_room(PyObject *env)
+{
+    PyObject *const every_request[] = { k_method, k_uri, k_protocol, k_raddr, k_rport,
+                                        k_query, k_path, k_input };
+    for (size_t i = 0; i < N_OF(every_request); i++)
+        if (PyDict_SetItem(env, every_request[i], empty_str) < 0)
+            return -1;
+    Py_ssize_t pad = 22 - PyDict_GET_SIZE(env);
+    for (int pass = 0; pass < 2; pass++)
+        for (Py_ssize_t i = 0; i < pad; i++) {
+            PyObject *key = PyUnicode_FromFormat("tracfront.room%zd", i); /* new ref */
+            int rc = !key ? -1 : pass == 0 ? PyDict_SetItem(env, key, Py_None)
+                                           : PyDict_DelItem(env, key);
+            Py_XDECREF(key);
+            if (rc < 0)
+                return -1;
+        }
+    return 0;
+}
+
 PyObject *wsgi_environ_base(void)
 {
     const struct tf_config *cfg = wsgi_ctx.cfg;
@@ -281,15 +309,7 @@ PyObject *wsgi_environ_base(void)
         if (!(common_header_keys[i] = intern(cgi)))
             return NULL;
     }
-    /* Room for a request's own entries: PyDict_Copy clones the key table at
-     * this size, so a request's environ never grows (a resize was a sixth of
-     * building a hello request's environ). _PyDict_NewPresized is CPython's
-     * own (exported through 3.12); elsewhere the environ just grows. */
-#if defined(PYPY_VERSION) || PY_VERSION_HEX >= 0x030D0000
     PyObject *env = PyDict_New(); /* new ref */
-#else
-    PyObject *env = _PyDict_NewPresized(40); /* new ref */
-#endif
     PyObject *version = NULL;
     if (!env)
         return NULL;
@@ -323,6 +343,8 @@ PyObject *wsgi_environ_base(void)
             goto error;
     }
     Py_DECREF(version);
+    if (make_room(env) < 0)
+        goto error;
     return env;
 error:
     Py_XDECREF(version);

@@ -173,6 +173,12 @@ def test_environ_required_keys_and_types(tracfront):
     assert v["wsgi.url_scheme"] == "http"
     assert v["wsgi.multithread"] is True
     assert v["wsgi.multiprocess"] is False
+    # Only what PEP 3333 and CGI name (and the apps' own "pep3333." keys):
+    # nothing tracfront uses to size the dict is left in it.
+    cgi = {"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI",
+           "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
+           "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT"}
+    assert {k for k in t if not k.startswith(("HTTP_", "wsgi.", "pep3333."))} == cgi
     assert v["wsgi.run_once"] is False
     assert v["wsgi.input_terminated"] is True
     assert doc["input_attrs"] == ["read", "readline", "readlines", "__iter__"]
