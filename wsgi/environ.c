@@ -277,17 +277,21 @@ static int make_room(PyObject *env)
     for (size_t i = 0; i < N_OF(every_request); i++)
         if (PyDict_SetItem(env, every_request[i], empty_str) < 0)
             return -1;
-    Py_ssize_t pad = 22 - PyDict_GET_SIZE(env);
-    for (int pass = 0; pass < 2; pass++)
-        for (Py_ssize_t i = 0; i < pad; i++) {
-            PyObject *key = PyUnicode_FromFormat("tracfront.room%zd", i); /* new ref */
-            int rc = !key ? -1 : pass == 0 ? PyDict_SetItem(env, key, Py_None)
-                                           : PyDict_DelItem(env, key);
-            Py_XDECREF(key);
-            if (rc < 0)
-                return -1;
-        }
-    return 0;
+    PyObject *added = PyList_New(0); /* new ref: the placeholder keys, never an --env one */
+    int rc = added ? 0 : -1;
+    for (Py_ssize_t i = 0; rc == 0 && PyDict_GET_SIZE(env) < 22; i++) {
+        PyObject *key = PyUnicode_FromFormat("tracfront.room%zd", i); /* new ref */
+        int taken = key ? PyDict_Contains(env, key) : -1;
+        if (taken < 0 || (!taken && (PyDict_SetItem(env, key, Py_None) < 0 ||
+                                     PyList_Append(added, key) < 0)))
+            rc = -1;
+        Py_XDECREF(key);
+    }
+    for (Py_ssize_t i = 0; added && i < PyList_GET_SIZE(added); i++)
+        if (PyDict_DelItem(env, PyList_GET_ITEM(added, i)) < 0)
+            rc = -1;
+    Py_XDECREF(added);
+    return rc;
 }
 
 PyObject *wsgi_environ_base(void)
@@ -342,7 +346,7 @@ PyObject *wsgi_environ_base(void)
         if (rc < 0)
             goto error;
     }
-    Py_DECREF(version);
+    Py_CLEAR(version);
     if (make_room(env) < 0)
         goto error;
     return env;

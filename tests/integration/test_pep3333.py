@@ -281,6 +281,16 @@ def test_extra_env_entries(tracfront):
     assert_valid(srv)
 
 
+def test_extra_env_entry_named_like_a_placeholder(tracfront):
+    # tracfront adds placeholder keys named tracfront.room<N> to size the
+    # environ when the base has few entries (one --env here), and removes
+    # them: a user's entry of that name must survive.
+    srv = tracfront("--app", APP, "--env", "tracfront.room0=mine")
+    v = requests.get(base(srv) + "/env", timeout=10).json()["values"]
+    assert v["tracfront.room0"] == "mine"
+    assert_valid(srv)
+
+
 @pytest.mark.parametrize("header", [b"Remote-User", b"Remote_User", b"REMOTE_USER"])
 def test_client_cannot_set_remote_user(tracfront, header):
     srv = tracfront("--app", APP)
