@@ -147,6 +147,32 @@ def cpu_seconds(pid):
     return total
 
 
+def thread_cpu_seconds(pid):
+    """{thread id: user + system CPU seconds so far} of one process's threads
+    (its children not included); {} when it is gone."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def busy_threads(before, after, floor=0.1):
+    """How many of a process's threads each took at least `floor` of its CPU
+    time between two thread_cpu_seconds() readings (None when it used none)."""
+    used = [after[t] - before.get(t, 0.0) for t in after]
+    total = sum(u for u in used if u > 0)
+    return sum(1 for u in used if u >= floor * total) if total > 0 else None
+
+
 def fmt_ms(ms):
     if ms is None:
         return "-"
