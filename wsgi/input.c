@@ -41,6 +41,8 @@ static uint64_t remaining(const struct input *in)
 static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
 {
     const struct tf_spool *sp = &in->req->body;
+    if (n == 0) /* no body at all: sp->mem is NULL */
+        return 0;
     if (sp->fd < 0) {
         memcpy(buf, sp->mem + pos, n);
         return 0;
@@ -104,6 +106,10 @@ static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t na
 static int line_length(struct input *in, uint64_t limit, uint64_t *len)
 {
     const struct tf_spool *sp = &in->req->body;
+    if (limit == 0) { /* at the end, or no body at all: then sp->mem is NULL */
+        *len = 0;
+        return 0;
+    }
     if (sp->fd < 0) {
         const char *start = sp->mem + in->pos;
         const char *nl = memchr(start, '\n', (size_t)limit);
