@@ -348,6 +348,25 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
     return &server->daemons[0]; /* not reached: every connection is one of ours */
 }
 
+/* libmicrohttpd 0.9.75 takes a short read for a drained socket and waits
+ * for the socket's next edge, so a client's FIN that came with the last bytes
+ * of a body it never finished would go unnoticed until --idle-timeout (and
+ * hold up a graceful stop). After each piece of a body, look: at a pending
+ * end of stream, suspend the connection and resume it at once; a resumed
+ * connection is read again, that read sees the end, and libmicrohttpd drops
+ * the request (a complete body is still answered: only the client's side
+ * ended). */
+static void notice_client_eof(struct tf_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char c;
+    if (ci && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+        MHD_suspend_connection(req->connection);
+        tf_request_resume(req);
+    }
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                                   const char *url, const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -399,13 +418,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             req->body_too_large = true;
             req->discarded += *upload_data_size;
             *upload_data_size = 0;
-            return req->discarded > TF_DISCARD_MAX ? MHD_NO : MHD_YES;
+            if (req->discarded > TF_DISCARD_MAX)
+                return MHD_NO;
+            notice_client_eof(req);
+            return MHD_YES;
         }
         if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
             tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
             req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
         }
         *upload_data_size = 0;
+        notice_client_eof(req);
         return MHD_YES;
     case PHASE_DISPATCHED:
         if (!req->response) /* resumed without a response: out of memory */

@@ -7,6 +7,8 @@ import hashlib
 import http.client
 import json
 import os
+import socket
+import time
 
 import pytest
 import requests
@@ -155,3 +157,86 @@ def test_max_body_applies_to_chunked_bodies(tracfront):
     assert code == 413
     assert requests.get(base(srv) + "/calls?tag=" + t, timeout=10).text == "0"
     assert_valid(srv)
+
+
+BODY_CUT = {  # a body cut short: never complete
+    "content-length": (b"Content-Length: 100\r\n", b"only part of it"),
+    "chunked": (b"Transfer-Encoding: chunked\r\n", b"3\r\nab"),
+}
+BODY_WHOLE = {  # the same framings complete
+    "content-length": (b"Content-Length: 5\r\n", b"whole"),
+    "chunked": (b"Transfer-Encoding: chunked\r\n", b"3\r\nwho\r\n2\r\nle\r\n0\r\n\r\n"),
+}
+
+
+def send_then_half_close(srv, framing, body):
+    """Headers, a pause (the server reads them and waits for the body), then
+    the body and the client's FIN in one go. Returns the open socket."""
+    s = srv.connect()
+    s.sendall(b"POST /echo?mode=read HTTP/1.1\r\nHost: h\r\n" + framing + b"\r\n")
+    time.sleep(0.1)
+    s.sendall(body)
+    s.shutdown(socket.SHUT_WR)
+    return s
+
+
+@pytest.mark.parametrize("framing", sorted(BODY_CUT))
+def test_client_closing_mid_body_is_dropped_at_once(tracfront, upstream, framing):
+    """A client that sends part of a body and closes its side can never finish
+    the request: the server drops it at once, on app and upstream routes alike,
+    rather than keeping it in flight until --idle-timeout (60 s) and holding up
+    a graceful stop. libmicrohttpd 0.9.75 misses a FIN that arrives with data."""
+    up = upstream()
+    srv = tracfront("--app", APP, "--upstream", up.url, "--route", "/up=upstream")
+    socks = [send_then_half_close(srv, *BODY_CUT[framing]) for _ in range(3)]
+    head, cut = BODY_CUT[framing]
+    s = srv.connect()
+    s.sendall(b"POST /up/post HTTP/1.1\r\nHost: h\r\n" + head + b"\r\n")
+    time.sleep(0.1)
+    s.sendall(cut)
+    s.shutdown(socket.SHUT_WR)
+    socks.append(s)
+    deadline = time.monotonic() + 5
+    while requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] > 1:
+        assert time.monotonic() < deadline, "requests cut short are still in flight"
+        time.sleep(0.05)
+    for s in socks:
+        assert s.recv(100) == b""  # closed without an answer: there is no request to answer
+        s.close()
+    assert "closed by remote side with incomplete request" in srv.error_log
+    assert up.stats()["by_path"].get("/up/post", 0) == 0
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 10
+    assert "requests still running" not in srv.error_log
+
+
+def test_client_closing_mid_body_past_max_body_is_dropped_at_once(tracfront):
+    """The same for a chunked body already past --max-body (read and dropped)."""
+    srv = tracfront("--app", APP, "--max-body", "10")
+    s = send_then_half_close(srv, b"Transfer-Encoding: chunked\r\n", b"14\r\n" + b"x" * 15)
+    deadline = time.monotonic() + 5
+    while requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] > 1:
+        assert time.monotonic() < deadline, "the request cut short is still in flight"
+        time.sleep(0.05)
+    assert s.recv(100) == b""
+    s.close()
+
+
+@pytest.mark.parametrize("framing", sorted(BODY_WHOLE))
+def test_half_closed_client_with_whole_body_is_answered(tracfront, framing):
+    """A client may close its side once its request is sent: the answer
+    still comes."""
+    srv = tracfront("--app", APP)
+    for _ in range(3):
+        s = send_then_half_close(srv, *BODY_WHOLE[framing])
+        s.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        assert data.startswith(b"HTTP/1.1 200"), data
+        assert json.loads(data.split(b"\r\n\r\n", 1)[1])["body"] == "whole"
