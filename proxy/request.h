@@ -92,6 +92,9 @@ struct tf_request {
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */
+    struct tf_request *rx_prev, *rx_next; /* I/O thread only: in its daemon's list of
+                                   requests whose body is still arriving (server.c) */
+    bool receiving;             /* I/O thread only: in that list */
 
     /* --- the answer: written by the backend before tf_request_respond() --- */
     struct MHD_Response *response;

@@ -348,22 +348,58 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
     return &server->daemons[0]; /* not reached: every connection is one of ours */
 }
 
-/* libmicrohttpd 0.9.75 takes a short read for a drained socket and waits
- * for the socket's next edge, so a client's FIN that came with the last bytes
- * of a body it never finished would go unnoticed until --idle-timeout (and
- * hold up a graceful stop). After each piece of a body, look: at a pending
- * end of stream, suspend the connection and resume it at once; a resumed
- * connection is read again, that read sees the end, and libmicrohttpd drops
- * the request (a complete body is still answered: only the client's side
- * ended). */
-static void notice_client_eof(struct tf_request *req)
+/* --- clients gone while their body arrives ----------------------------------
+ * libmicrohttpd 0.9.75 takes a short read for a drained socket and waits for
+ * the socket's next edge, so a client's FIN that came with the last bytes it
+ * sent of an unfinished body went unnoticed until --idle-timeout, keeping the
+ * request (and its spooled body) in flight and holding up a graceful stop.
+ * So each daemon keeps its requests whose body is still arriving, and about
+ * once a second peeks at their sockets: at a pending end of stream it
+ * suspends the connection and resumes it at once; a resumed connection is
+ * read again, that read sees the end, and libmicrohttpd drops the request.
+ * (A body that is complete is answered: only the client's side ended.) */
+#define TF_EOF_LOOK_US 1000000
+
+static void receiving_add(struct tf_daemon *d, struct tf_request *req)
 {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-    char c;
-    if (ci && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-        MHD_suspend_connection(req->connection);
-        tf_request_resume(req);
+    req->rx_prev = NULL;
+    req->rx_next = d->receiving;
+    if (d->receiving)
+        d->receiving->rx_prev = req;
+    d->receiving = req;
+    req->receiving = true;
+}
+
+static void receiving_remove(struct tf_request *req)
+{
+    if (!req->receiving)
+        return;
+    if (req->rx_prev)
+        req->rx_prev->rx_next = req->rx_next;
+    else
+        req->daemon->receiving = req->rx_next;
+    if (req->rx_next)
+        req->rx_next->rx_prev = req->rx_prev;
+    req->receiving = false;
+}
+
+static void look_for_clients_gone(struct tf_daemon *d)
+{
+    uint64_t now = tf_now_us();
+    if (now < d->next_eof_look)
+        return;
+    d->next_eof_look = now + TF_EOF_LOOK_US;
+    struct tf_request *next;
+    for (struct tf_request *req = d->receiving; req; req = next) {
+        next = req->rx_next;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        char c;
+        if (ci && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+            receiving_remove(req);
+            MHD_suspend_connection(req->connection);
+            tf_request_resume(req);
+        }
     }
 }
 
@@ -392,6 +428,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
+        if (req->has_body)
+            receiving_add(req->daemon, req);
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
         req->phase = PHASE_BODY;
@@ -399,6 +437,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     }
     case PHASE_BODY:
         if (*upload_data_size == 0) {
+            receiving_remove(req);
             if (req->body_too_large)
                 return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
             if (req->body_failed)
@@ -418,17 +457,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             req->body_too_large = true;
             req->discarded += *upload_data_size;
             *upload_data_size = 0;
-            if (req->discarded > TF_DISCARD_MAX)
-                return MHD_NO;
-            notice_client_eof(req);
-            return MHD_YES;
+            return req->discarded > TF_DISCARD_MAX ? MHD_NO : MHD_YES;
         }
         if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
             tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
             req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
         }
         *upload_data_size = 0;
-        notice_client_eof(req);
         return MHD_YES;
     case PHASE_DISPATCHED:
         if (!req->response) /* resumed without a response: out of memory */
@@ -534,6 +569,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         };
         prof_latency_record(&sample);
     }
+    receiving_remove(req);
     tf_request_connection_closed(req);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
@@ -619,6 +655,8 @@ static long daemon_tick(void *ctx)
     struct tf_daemon *d = ctx;
     MHD_UNSIGNED_LONG_LONG ms;
     bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
+    if (d->receiving)
+        look_for_clients_gone(d);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
