@@ -188,14 +188,20 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
         if (!streaming) /* the whole body was shown to the tap already */
             tf_request_tap_end(req, status, response == NULL);
     }
-    if (!req->connection) { /* detached (a mirror copy): nobody to answer */
-        req->status = status;
+    req->status = status;
+    pthread_mutex_lock(&req->lock);
+    /* Nobody to answer: a mirror copy, or a client gone (its connection
+     * completed, so this answer would never be queued, and a streamed one
+     * holds a reference to req: neither would ever be freed). */
+    bool nobody = !req->connection || req->client_gone;
+    if (!nobody)
+        req->response = response;
+    pthread_mutex_unlock(&req->lock);
+    if (nobody) {
         if (response)
             MHD_destroy_response(response);
         return;
     }
-    req->response = response;
-    req->status = status;
     tf_request_resume(req);
 }
 
@@ -470,7 +476,12 @@ void tf_request_connection_closed(struct tf_request *req)
     free_chunks(req);
     bool wake = req->producer_parked;
     req->producer_parked = false;
+    /* an answer that came after the connection's last turn: never queued */
+    struct MHD_Response *unsent = req->response;
+    req->response = NULL;
     pthread_mutex_unlock(&req->lock);
+    if (unsent)
+        MHD_destroy_response(unsent);
     if (wake)
         req->producer_wake(req);
 }

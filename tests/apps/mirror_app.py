@@ -4,7 +4,8 @@ entry "mirror.side" (--env mirror.side=a|b).
 
 /same and any unknown path answer identically on both sides; /differ-size,
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
-b, same body) differ on purpose; /sleep?s=N sleeps on side b only. Every
+b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
+side a only). Every
 request except /count is counted per method and path; /count?path=P answers
 the counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}.
 """
@@ -45,7 +46,7 @@ def application(environ, start_response):
     if path == "/differ-status":
         return _reply(start_response, b"same body\n", "200 OK" if side == "a" else "404 Not Found")
     if path == "/sleep":
-        if side == "b":
+        if side == qs.get("on", "b"):
             time.sleep(float(qs.get("s", "1")))
         return _reply(start_response, b"slept\n")
     return _reply(start_response, b"same body\n")

@@ -4,6 +4,8 @@ primary's answer, /__profile__/api/compare counts pairs and status/size/hash
 mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
 route keys, and a full --mirror-queue drops copies without hurting the primary."""
 import json
+import socket
+import struct
 import time
 
 import pytest
@@ -171,3 +173,25 @@ def test_full_mirror_queue_drops_and_primary_still_answers(pair):
     assert j["dropped"] > 0, j
     assert j["mirrored"] >= 1
     assert j["mirrored"] + j["dropped"] == n
+
+
+@pytest.mark.parametrize("primary,slow_side", [("app", "a"), ("upstream", "b")])
+def test_client_gone_before_the_answer(pair, primary, slow_side):
+    """A client that leaves while the primary is still working: the answer
+    made for it is dropped with the connection (it held the request, and the
+    request held it: neither was ever freed), so the pair is still compared
+    and a stop does not wait for it."""
+    srv, _ = pair("--mirror-primary", primary)
+    for linger in (False, True):  # a plain close, and one that resets the connection
+        s = srv.connect()
+        s.sendall(b"GET /sleep?s=0.5&on=%s HTTP/1.1\r\nHost: h\r\n\r\n" % slow_side.encode())
+        time.sleep(0.1)
+        if linger:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    j = compare(srv, lambda j: total_pairs(j) == 2)
+    assert j["mirrored"] == 2 and total_pairs(j) == 2, j
+    t0 = time.monotonic()
+    assert srv.stop() == 0
+    assert time.monotonic() - t0 < 10
+    assert "requests still running" not in srv.error_log
