@@ -357,7 +357,12 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
  * once a second peeks at their sockets: at a pending end of stream it
  * suspends the connection and resumes it at once; a resumed connection is
  * read again, that read sees the end, and libmicrohttpd drops the request.
- * (A body that is complete is answered: only the client's side ended.) */
+ * (A body that is complete is answered: only the client's side ended.)
+ * This leans on 0.9.75's internals: suspending from the loop's tick rather
+ * than a callback (allowed there on the thread that runs MHD_run), and a
+ * resumed connection being marked read-ready. A request whose read buffer is
+ * full when its client goes is not read again and waits for --idle-timeout
+ * as before; it is not looked at twice (a resume restarts that timeout). */
 #define TF_EOF_LOOK_US 1000000
 
 static void receiving_add(struct tf_daemon *d, struct tf_request *req)
