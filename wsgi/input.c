@@ -41,8 +41,6 @@ static uint64_t remaining(const struct input *in)
 static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
 {
     const struct tf_spool *sp = &in->req->body;
-    if (n == 0) /* no body at all: sp->mem is NULL */
-        return 0;
     if (sp->fd < 0) {
         memcpy(buf, sp->mem + pos, n);
         return 0;
