@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from test_concurrency import server_in_flight, wait_for
 from test_pep3333 import APP
 
 CLIENTS = 8
@@ -120,23 +121,13 @@ def fuzz(srv, seed):
     return bad
 
 
-def settled(srv, check, what, timeout=5):
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
-
-
-def in_flight(srv):
-    """Requests in flight, not counting the one asking."""
-    return requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] - 1
-
-
 def check_after(srv, bad):
     assert srv.alive(), srv.stderr[-3000:]
     assert not bad, bad[:5]
     assert requests.get(srv.url + "single", timeout=10).status_code == 200
-    settled(srv, lambda: in_flight(srv) == 0, "requests still in flight with every client gone")
+    # server_in_flight counts the request asking
+    wait_for(lambda: server_in_flight(srv) == 1, "requests still in flight with every client gone",
+             timeout=5)
 
 
 def check_prompt_stop(srv):
@@ -169,5 +160,5 @@ def test_fuzzed_requests_mirrored(tracfront, upstream):
     def all_compared():
         j = requests.get(srv.url + "__profile__/api/compare", timeout=10).json()
         return j["mirrored"] == sum(r["pairs"] for r in j["routes"])
-    settled(srv, all_compared, "mirrored pairs never compared: one side never ended")
+    wait_for(all_compared, "mirrored pairs never compared: one side never ended", timeout=5)
     check_prompt_stop(srv)

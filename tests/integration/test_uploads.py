@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from test_concurrency import server_in_flight, wait_for
 from test_pep3333 import APP, assert_valid, base, exchange, tag
 
 BODY = (b"line1\nline2\r\n\n" + b"x" * 10000 + b"\n" +
@@ -196,10 +197,7 @@ def test_client_closing_mid_body_is_dropped_at_once(tracfront, upstream, framing
     s.sendall(cut)
     s.shutdown(socket.SHUT_WR)
     socks.append(s)
-    deadline = time.monotonic() + 5
-    while requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] > 1:
-        assert time.monotonic() < deadline, "requests cut short are still in flight"
-        time.sleep(0.05)
+    wait_for(lambda: server_in_flight(srv) == 1, "requests cut short are still in flight", timeout=5)
     for s in socks:
         assert s.recv(100) == b""  # closed without an answer: there is no request to answer
         s.close()
@@ -215,10 +213,7 @@ def test_client_closing_mid_body_past_max_body_is_dropped_at_once(tracfront):
     """The same for a chunked body already past --max-body (read and dropped)."""
     srv = tracfront("--app", APP, "--max-body", "10")
     s = send_then_half_close(srv, b"Transfer-Encoding: chunked\r\n", b"14\r\n" + b"x" * 15)
-    deadline = time.monotonic() + 5
-    while requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] > 1:
-        assert time.monotonic() < deadline, "the request cut short is still in flight"
-        time.sleep(0.05)
+    wait_for(lambda: server_in_flight(srv) == 1, "the request cut short is still in flight", timeout=5)
     assert s.recv(100) == b""
     s.close()
 
