@@ -300,6 +300,27 @@ def test_latency_counts_every_request(tracfront):
                      prom, re.M), prom[:2000]
 
 
+def test_requests_in_flight_on_the_workers_are_counted(tracfront, tmp_path):
+    # as in-process: the requests running on any worker, plus the one asking
+    srv = workers(tracfront, 2)
+    gate = tmp_path / "gate"
+    runs = [gated(srv, gate, tmp_path / ("mark%d" % i)) for i in range(3)]
+    wait_for(lambda: all((tmp_path / ("mark%d" % i)).exists() for i in range(3)), 10,
+             "the gated requests")
+    try:
+        doc = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()
+        assert doc["in_flight"] == 4, doc
+        prom = requests.get(srv.url + "__profile__/metrics", timeout=10).text
+        assert re.search(r"^tracfront_requests_in_flight 4$", prom, re.M), prom[-1500:]
+    finally:
+        gate.touch()
+        for t, _ in runs:
+            t.join(30)
+    assert all(result["value"][0] == 200 for _, result in runs), runs
+    assert settle(lambda: requests.get(srv.url + "__profile__/api/latency",
+                                       timeout=10).json()["in_flight"], 1) == 1
+
+
 def test_slow_request_call_tree_from_any_worker(tracfront):
     srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
                   "--profile-slowest", "40")
