@@ -1,7 +1,9 @@
 """Mutation fuzzing over real loopback HTTP: valid requests of every kind the
 server handles (bodies by length and chunked, pipelined, proxied, static,
 profiler pages, app errors) with bytes flipped, inserted, cut, repeated and
-spliced, sent by 8 clients at once, each closing or half-closing at random.
+spliced, sent by 8 clients at once, each closing or half-closing at random;
+in-process, with --workers (the profile pages relayed to the front) and with
+--mirror.
 
 Whatever arrives, the server must answer in HTTP or close, keep serving,
 keep nothing in flight once the clients are gone (no request, no --mirror
@@ -138,15 +140,16 @@ def check_prompt_stop(srv):
     assert "Sanitizer" not in srv.stderr and "runtime error" not in srv.stderr
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_fuzzed_requests_on_every_backend(tracfront, upstream, tmp_path, seed):
+@pytest.mark.parametrize("seed,workers", [(1, 0), (2, 0), (4, 2)],
+                         ids=["seed1", "seed2", "seed4-workers"])
+def test_fuzzed_requests_on_every_backend(tracfront, upstream, tmp_path, seed, workers):
     static = tmp_path / "static"
     static.mkdir()
     (static / "f.txt").write_bytes(b"0123456789" * 1000)
     up = upstream()
     srv = tracfront("--app", APP, "--upstream", up.url, "--route", "/up=upstream",
                     "--static", "/s=%s" % static, "--profile", "--max-body", "200K",
-                    "--threads", "4")
+                    "--threads", "4", "--workers", str(workers))
     check_after(srv, fuzz(srv, seed))
     check_prompt_stop(srv)
 
