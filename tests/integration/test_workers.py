@@ -321,6 +321,23 @@ def test_requests_in_flight_on_the_workers_are_counted(tracfront, tmp_path):
                                        timeout=10).json()["in_flight"], 1) == 1
 
 
+@pytest.mark.parametrize("n", [0, 2], ids=["in-process", "workers"])
+def test_head_on_profile_pages_gives_the_length_of_the_get(tracfront, n):
+    srv = tracfront(*APP, "--workers", n)
+    assert fetch(requests, srv.url + "pid")[0] == 200
+    for page in ("api/functions", "metrics", ""):
+        head = requests.head(srv.url + "__profile__/" + page, timeout=10)
+        get = requests.get(srv.url + "__profile__/" + page, timeout=10)
+        assert head.status_code == get.status_code == 200, page
+        assert head.content == b"", page
+        assert head.headers["Content-Type"] == get.headers["Content-Type"], page
+        length = int(head.headers["Content-Length"])
+        if page == "api/functions":  # nothing changes it between the two
+            assert length == len(get.content), page
+        else:  # the request counts and uptime move
+            assert abs(length - len(get.content)) < 100, (page, length, len(get.content))
+
+
 def test_slow_request_call_tree_from_any_worker(tracfront):
     srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
                   "--profile-slowest", "40")
