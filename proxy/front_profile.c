@@ -18,6 +18,8 @@
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
 static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
+/* Orders Start/Stop against a new generation's welcome (front_welcome). */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Call fn with each worker's answer to method + path (status 200 only). */
 static void each_worker(const char *method, const char *path,
@@ -52,8 +54,25 @@ static void broadcast(const char *action)
 
 static void front_enable(bool on)
 {
+    pthread_mutex_lock(&state_lock);
     prof_hook_enable(on);
     broadcast(on ? "start" : "stop");
+    pthread_mutex_unlock(&state_lock);
+}
+
+/* A worker of a new generation started from the command line's --profile:
+ * give it the page's Start/Stop state. */
+static void front_welcome(const char *origin)
+{
+    char path[4200];
+    pthread_mutex_lock(&state_lock);
+    snprintf(path, sizeof(path), "%s/%s", profile_path, prof_hook_enabled() ? "start" : "stop");
+    struct tf_fetched f;
+    if (tf_fetch(origin, "POST", path, &f) < 0 || f.status != 303)
+        tf_log_error("profile: worker %s did not take the profiling state (status %u)", origin,
+                     f.status);
+    tf_fetched_free(&f);
+    pthread_mutex_unlock(&state_lock);
 }
 
 static void front_clear(void)
@@ -202,5 +221,6 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     };
     workers = w;
     profile_path = path;
+    tf_workers_on_new_worker(w, front_welcome);
     return &controls;
 }

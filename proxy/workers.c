@@ -54,6 +54,7 @@ struct tf_workers {
     struct timespec checked_since; /* files changed after this start a reload */
     uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
     uint64_t last_attempt;         /* monotonic us of the last reload */
+    void (*on_new_worker)(const char *origin);
 };
 
 /* --- spawning -------------------------------------------------------------- */
@@ -325,6 +326,9 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     struct generation *old = w->current;
     w->current = g;
     pthread_mutex_unlock(&w->lock);
+    /* after it is current: a Start/Stop from now on reaches it as well */
+    for (unsigned i = 0; w->on_new_worker && i < g->n; i++)
+        w->on_new_worker(g->workers[i].origin);
     /* One generation accepts at a time: old ones stop first (new connections
      * wait in the socket's backlog meanwhile), so no client is served by the
      * new code and then by the old. */
@@ -441,6 +445,11 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
         return NULL;
     }
     return w;
+}
+
+void tf_workers_on_new_worker(struct tf_workers *w, void (*fn)(const char *origin))
+{
+    w->on_new_worker = fn;
 }
 
 int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,

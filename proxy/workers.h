@@ -39,6 +39,11 @@ void tf_workers_reload(struct tf_workers *w, const char *why);
 /* Stop every worker (SIGTERM, then SIGKILL after timeout seconds), free. */
 void tf_workers_stop(struct tf_workers *w, double timeout);
 
+/* Main thread, for each worker of a new generation (a reload) before it
+ * accepts: fn(origin) tells it what the command line cannot (the profiler
+ * Start/Stop state). Set once, before tf_workers_begin. */
+void tf_workers_on_new_worker(struct tf_workers *w, void (*fn)(const char *origin));
+
 /* The current workers' control origins ("http://127.0.0.1:PORT"): a
  * malloc'd array of malloc'd strings, or NULL. Any thread. */
 char **tf_workers_origins(struct tf_workers *w, size_t *n);

@@ -286,6 +286,24 @@ def test_start_stop_clear_reach_every_worker(tracfront):
     assert settle(lambda: busy_calls(srv), k2) == k2, "Clear left counts in a worker"
 
 
+@pytest.mark.parametrize("flag,action,on", [((), "start", True), (("--profile",), "stop", False)],
+                         ids=["started", "stopped"])
+def test_new_workers_take_the_pages_start_stop_state(tracfront, flag, action, on):
+    srv = workers(tracfront, 2, "--profile-discard-first", "false", *flag)
+    assert post(srv, action).status_code == 303
+    before = children(srv.proc.pid)
+    os.kill(next(iter(before)), signal.SIGKILL)  # a worker of the server this test started
+    wait_for(lambda: (lambda k: len(k) == 2 and not set(k) & set(before))(children(srv.proc.pid)),
+             30, "a new generation of workers")
+    wait_for(lambda: set(worker_pids(srv)).isdisjoint(before), 20, "the new workers to serve")
+    state = "on" if on else "off"
+    assert "Function profiling: <b>%s</b>" % state in \
+        requests.get(srv.url + "__profile__", timeout=30).text
+    k = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k if on else -1) == (k if on else 0), \
+        "the new workers do not profile as the page says (%s)" % state
+
+
 def test_latency_counts_every_request(tracfront):
     srv = workers(tracfront, 2)
     res = concurrently(srv.url + "pid?s=0.005", 6, 20)
