@@ -2,7 +2,8 @@
  * profile lives in the workers, so Start/Stop/Clear go to every worker and
  * each page first adds up what the workers have: their latency registries
  * (merged into this process's, which serves no requests itself) and, for
- * the function pages, their call trees (format "tree"). */
+ * the function pages, their call trees (format "tree"). A worker that stops
+ * (a reload) hands its profile over first; the front keeps what those had. */
 #include "proxy/front_profile.h"
 
 #include <pthread.h>
@@ -18,6 +19,10 @@
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
 static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
+/* Under merge_lock: what the workers that have stopped measured, as a
+ * latency dump and a tree dump (NULL: nothing). */
+static char *kept_latency, *kept_tree;
+static size_t kept_tree_len;
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -77,8 +82,13 @@ static void front_welcome(const char *origin)
 
 static void front_clear(void)
 {
+    pthread_mutex_lock(&merge_lock);
     prof_hook_clear();
     broadcast("clear");
+    free(kept_latency);
+    free(kept_tree);
+    kept_latency = kept_tree = NULL;
+    pthread_mutex_unlock(&merge_lock);
 }
 
 static void add_latency(const char *origin, struct tf_fetched *f, void *arg)
@@ -87,15 +97,24 @@ static void add_latency(const char *origin, struct tf_fetched *f, void *arg)
         tf_log_error("profile: unreadable latency from worker %s", origin);
 }
 
-/* The whole server's latency, in this process's registry; requests in flight. */
-static int front_refresh(void)
+/* This process's latency registry := what the stopped workers had plus
+ * every worker's now. Call with merge_lock; returns requests in flight. */
+static int merge_latency(void)
 {
     char path[4200];
-    int in_flight = 0;
+    int in_flight = 0, none = 0;
     snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
-    pthread_mutex_lock(&merge_lock);
     prof_latency_reset();
+    if (kept_latency)
+        prof_latency_load(kept_latency, strlen(kept_latency), &none);
     each_worker("GET", path, add_latency, &in_flight);
+    return in_flight;
+}
+
+static int front_refresh(void)
+{
+    pthread_mutex_lock(&merge_lock);
+    int in_flight = merge_latency();
     pthread_mutex_unlock(&merge_lock);
     return in_flight;
 }
@@ -107,13 +126,64 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
         tf_log_error("profile: unreadable call tree from worker %s", origin);
 }
 
-/* This process's function profile := the merge of every worker's. Call with merge_lock. */
+/* This process's function profile := what the stopped workers had plus
+ * the merge of every worker's. Call with merge_lock. */
 static void merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     prof_hook_clear();
+    if (kept_tree && prof_hook_import(kept_tree, kept_tree_len) < 0)
+        tf_log_error("profile: the stopped workers' call tree is unreadable");
     each_worker("GET", path, add_tree, NULL);
+}
+
+/* A worker (on its control port) is stopping, its requests done: what it
+ * measured joins what the stopped workers had, and it is not asked again.
+ * false if it is not a worker still measuring. */
+static bool front_absorb(unsigned port)
+{
+    char origin[48], latency_path[4200], tree_path[4200];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", port);
+    snprintf(latency_path, sizeof(latency_path), "%s/latency-dump", profile_path);
+    snprintf(tree_path, sizeof(tree_path), "%s/tree", profile_path);
+    pthread_mutex_lock(&merge_lock);
+    bool known = tf_workers_measuring(workers, origin, false);
+    if (known) {
+        struct tf_fetched latency = { 0 }, tree = { 0 };
+        int none = 0;
+        bool got = tf_fetch(origin, "GET", latency_path, &latency) == 0 && latency.status == 200 &&
+                   tf_fetch(origin, "GET", tree_path, &tree) == 0 && tree.status == 200;
+        if (got) {
+            prof_latency_reset();
+            if (kept_latency)
+                prof_latency_load(kept_latency, strlen(kept_latency), &none);
+            add_latency(origin, &latency, &none);
+            prof_hook_clear();
+            if (kept_tree)
+                prof_hook_import(kept_tree, kept_tree_len);
+            add_tree(origin, &tree, NULL);
+            char *l = prof_latency_dump(0);
+            size_t tlen = 0;
+            char *t = prof_hook_export("tree", &tlen);
+            if (l && t) {
+                free(kept_latency);
+                free(kept_tree);
+                kept_latency = l, kept_tree = t, kept_tree_len = tlen;
+            } else {
+                free(l);
+                free(t);
+                got = false;
+            }
+        }
+        if (!got)
+            tf_log_error("profile: the profile of stopping worker %s could not be kept", origin);
+        tf_fetched_free(&latency);
+        tf_fetched_free(&tree);
+        tf_workers_measuring(workers, origin, true);
+    }
+    pthread_mutex_unlock(&merge_lock);
+    return known;
 }
 
 static char *front_export(const char *format, size_t *len)
@@ -217,7 +287,7 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
-        .inflight = front_inflight, .refresh = front_refresh,
+        .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
     };
     workers = w;
     profile_path = path;

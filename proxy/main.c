@@ -10,6 +10,7 @@
 
 #include "proxy/auth.h"
 #include "proxy/config.h"
+#include "proxy/fetch.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/platform.h"
@@ -153,6 +154,20 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
     tf_server_set_profiler(server, controls);
     tf_server_set_twin(control, server);
     return server;
+}
+
+/* A worker stopping with its requests done: the front takes its profile
+ * over (from the control port, still open), so a reload loses none of it.
+ * When the whole server stops, the front has closed its port already. */
+static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_port)
+{
+    char origin[48], path[4200];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", env_port("TF_FRONT_CONTROL"));
+    snprintf(path, sizeof(path), "%s/stopped?port=%u", cfg->profile_path, control_port);
+    struct tf_fetched f;
+    if (tf_fetch(origin, "POST", path, &f) == 0 && f.status != 303)
+        tf_log_error("the front did not take this worker's profile (status %u)", f.status);
+    tf_fetched_free(&f);
 }
 
 /* Stop the loops first (nothing runs on them while their servers go), then
@@ -313,6 +328,8 @@ static int run_server(struct tf_config *cfg)
     }
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
+    else
+        hand_profile_to_front(cfg, control_port);
     stop_network(&backends, control, server, upstream);
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */

@@ -108,6 +108,11 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
                __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
         /* a worker's control port: its front reloads */
         tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
+    } else if (len == 8 && !strncmp(action, "/stopped", 8) && p && p->absorb) {
+        /* a front: one of its workers, stopping, hands its profile over */
+        unsigned port = 0;
+        if (sscanf(action + len, "?port=%u", &port) != 1 || !p->absorb(port))
+            return tf_server_reply(req, 404, "No such worker.", false);
     } else if (len == 6 && !strncmp(action, "/clear", 6)) {
         prof_latency_reset();
         prof_compare_reset();
@@ -205,6 +210,8 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
                      false);
     size_t len = strcspn(sub, "?");
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
+        if (len == 8 && !strncmp(sub, "/stopped", 8)) /* for the front from its workers only */
+            return tf_server_reply(req, 404, "No such profiler action.", false);
         if (!strcmp(req->method, "POST") && !same_origin(req))
             return tf_server_reply(req, 403, "Cross-site request refused.", false);
         if (__atomic_load_n(&relays, __ATOMIC_RELAXED) >= MAX_RELAYS)
@@ -249,8 +256,11 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
                                           server->cfg->profile_path, &n) : NULL;
         if (!body)
-            return tf_server_reply(req, 404, "No call tree was kept for that request (function profiling "
-                         "off, or not among the slowest).", false);
+            return tf_server_reply(req, 404, p->refresh /* a front */
+                                   ? "No call tree was kept for that request (function profiling "
+                                     "off, not among the slowest, or its worker has stopped)."
+                                   : "No call tree was kept for that request (function profiling "
+                                     "off, or not among the slowest).", false);
         return send_body(req, 200, body, n, "text/html; charset=utf-8");
     }
     if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||

@@ -98,6 +98,7 @@ struct tf_profiler_controls {
     char *(*inflight)(bool json, size_t *len);
     char *(*modules)(size_t *len); /* the app's loaded Python files, one per line; may be NULL */
     int (*refresh)(void);          /* a front: merge the workers' latency; returns in flight */
+    bool (*absorb)(unsigned port); /* a front: keep the profile of the worker stopping there */
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 

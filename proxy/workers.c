@@ -26,7 +26,8 @@ struct worker {
     pid_t pid;
     char origin[48];           /* its control port: "http://127.0.0.1:PORT" */
     int go_fd;                 /* "GO" here lets it accept on the shared socket; -1 after */
-    bool exited;               /* main thread: reaped */
+    bool exited;               /* reaped (set under the lock) */
+    bool absorbed;             /* under the lock: the front holds what it measured */
     struct generation *gen;
 };
 
@@ -46,10 +47,11 @@ struct tf_workers {
     char **argv;                   /* this program's argv + --worker */
     int listen_fd;                 /* the public socket every worker accepts on */
     char fd_env[48], port_env[48], control_env[48], secret_env[96];
-    pthread_mutex_t lock;          /* guards current (read by the control server) */
+    pthread_mutex_t lock;          /* guards current and the retired list (read by the
+                                    * control server; only the main thread changes them) */
     struct generation *current;
-    /* main thread only: */
     struct generation *retired;
+    /* main thread only: */
     unsigned next_number;
     struct timespec checked_since; /* files changed after this start a reload */
     uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
@@ -336,8 +338,10 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
         quiesce(w, old);
     let_go(g);
     if (old) { /* it finishes what it has and exits (see retire) */
+        pthread_mutex_lock(&w->lock);
         old->next = w->retired;
         w->retired = old;
+        pthread_mutex_unlock(&w->lock);
         retire(w);
     }
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
@@ -375,7 +379,9 @@ static void retire(struct tf_workers *w)
             g->terminated = true;
         }
         if (all_exited(g)) {
+            pthread_mutex_lock(&w->lock);
             *link = g->next;
+            pthread_mutex_unlock(&w->lock);
             free_generation(g);
         } else {
             link = &g->next;
@@ -487,8 +493,10 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
         pid_t pid;
         while ((pid = tf_reap(&status)) > 0) {
             struct worker *k = find_worker(w, pid);
+            pthread_mutex_lock(&w->lock);
             if (k)
                 k->exited = 1;
+            pthread_mutex_unlock(&w->lock);
         }
         bool done = true;
         for (struct generation *g = w->retired; g; g = g->next)
@@ -499,8 +507,10 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
     }
     while (w->retired) {
         struct generation *g = w->retired;
-        w->retired = g->next;
         kill_and_reap(g); /* past the timeout */
+        pthread_mutex_lock(&w->lock);
+        w->retired = g->next;
+        pthread_mutex_unlock(&w->lock);
         free_generation(g);
     }
     pthread_mutex_destroy(&w->lock);
@@ -508,17 +518,55 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
     free(w);
 }
 
+/* With the lock: the workers still holding a profile of their own (the
+ * current generation's, then old ones finishing their requests), at most
+ * cap of them into out; returns how many there are. */
+static size_t measuring(struct tf_workers *w, struct worker **out, size_t cap)
+{
+    size_t n = 0;
+    struct generation *lists[] = { w->current, w->retired };
+    for (int l = 0; l < 2; l++)
+        for (struct generation *g = lists[l]; g; g = l ? g->next : NULL)
+            for (unsigned i = 0; i < g->n; i++)
+                if (!g->workers[i].exited && !g->workers[i].absorbed && n++ < cap)
+                    out[n - 1] = &g->workers[i];
+    return n;
+}
+
 char **tf_workers_origins(struct tf_workers *w, size_t *n)
 {
     *n = 0;
     pthread_mutex_lock(&w->lock);
-    struct generation *g = w->current;
-    char **out = g ? calloc(g->n ? g->n : 1, sizeof(*out)) : NULL;
-    for (unsigned i = 0; out && i < g->n; i++)
-        if (!g->workers[i].exited && (out[*n] = strdup(g->workers[i].origin)))
+    size_t cap = measuring(w, NULL, 0);
+    struct worker **ks = calloc(cap ? cap : 1, sizeof(*ks));
+    char **out = ks ? calloc(cap ? cap : 1, sizeof(*out)) : NULL;
+    if (out)
+        measuring(w, ks, cap);
+    for (size_t i = 0; out && i < cap; i++)
+        if ((out[*n] = strdup(ks[i]->origin)))
             (*n)++;
     pthread_mutex_unlock(&w->lock);
+    free(ks);
     return out;
+}
+
+bool tf_workers_measuring(struct tf_workers *w, const char *origin, bool absorbed)
+{
+    bool found = false;
+    pthread_mutex_lock(&w->lock);
+    size_t cap = measuring(w, NULL, 0);
+    struct worker **ks = calloc(cap ? cap : 1, sizeof(*ks));
+    if (ks)
+        measuring(w, ks, cap);
+    for (size_t i = 0; ks && i < cap && !found; i++)
+        if (!strcmp(ks[i]->origin, origin)) {
+            if (absorbed)
+                ks[i]->absorbed = true;
+            found = true;
+        }
+    pthread_mutex_unlock(&w->lock);
+    free(ks);
+    return found;
 }
 
 void tf_workers_origins_free(char **origins, size_t n)

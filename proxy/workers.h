@@ -12,7 +12,8 @@
  * start, the old one keeps serving.
  *
  * Threads: everything here runs on the main thread, except
- * tf_workers_origins(), which the control server calls (under the lock). */
+ * tf_workers_origins() and tf_workers_measuring(), which the control server
+ * calls (under the lock). */
 #ifndef TF_WORKERS_H
 #define TF_WORKERS_H
 
@@ -44,9 +45,14 @@ void tf_workers_stop(struct tf_workers *w, double timeout);
  * Start/Stop state). Set once, before tf_workers_begin. */
 void tf_workers_on_new_worker(struct tf_workers *w, void (*fn)(const char *origin));
 
-/* The current workers' control origins ("http://127.0.0.1:PORT"): a
- * malloc'd array of malloc'd strings, or NULL. Any thread. */
+/* The control origins ("http://127.0.0.1:PORT") of the workers that hold a
+ * profile: the current ones, and old ones still finishing their requests
+ * whose profile the front has not taken over yet. A malloc'd array of
+ * malloc'd strings, or NULL. Any thread. */
 char **tf_workers_origins(struct tf_workers *w, size_t *n);
 void tf_workers_origins_free(char **origins, size_t n);
+/* Whether origin is one of those workers; if so, and absorbed is true, it
+ * is one no longer (the front holds its profile). Any thread. */
+bool tf_workers_measuring(struct tf_workers *w, const char *origin, bool absorbed);
 
 #endif

@@ -304,6 +304,71 @@ def test_new_workers_take_the_pages_start_stop_state(tracfront, flag, action, on
         "the new workers do not profile as the page says (%s)" % state
 
 
+def route_count(srv, route):
+    routes = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
+    return sum(r["count"] for r in routes if r["route"] == route)
+
+
+def new_generation(srv, before):
+    """Wait until workers other than `before` serve; return their pids."""
+    kids = wait_for(lambda: (lambda new: new if len(new) == len(before) else None)(
+        set(children(srv.proc.pid)) - set(before)), 30, "a new generation")
+    wait_for(lambda: set(worker_pids(srv)).isdisjoint(before), 20, "the new workers to serve")
+    return kids
+
+
+def test_profile_outlives_a_reload(tracfront):
+    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false")
+    k = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k) == k
+    assert settle(lambda: route_count(srv, "/work"), k) == k
+    assert fetch(requests, srv.url + "slow?s=0.3")[0] == 200  # the slowest, whatever comes next
+    old_id = wait_for(lambda: [e["id"] for e in requests.get(
+        srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+        if e["target"].startswith("/slow")], 5, "the slow request's row")[0]
+    assert requests.get(srv.url + "__profile__/request", params={"id": old_id},
+                        timeout=10).status_code == 200
+    before = children(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGHUP)
+    new_generation(srv, before)
+    # the old workers handed their profile to the front before they went
+    wait_for(lambda: not set(children(srv.proc.pid)) & set(before), 20, "the old workers to exit")
+    assert busy_calls(srv) == k, "the reload lost the old workers' call counts"
+    assert route_count(srv, "/work") == k, "the reload lost the old workers' latency"
+    slowest = requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+    assert old_id in [e["id"] for e in slowest]  # the row stays; its call tree went with its worker
+    page = requests.get(srv.url + "__profile__/request", params={"id": old_id}, timeout=10)
+    assert page.status_code == 404 and "its worker has stopped" in page.text, page.text
+    k2 = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k + k2) == k + k2
+    assert settle(lambda: route_count(srv, "/work"), k + k2) == k + k2
+    assert post(srv, "clear").status_code == 303  # clears what the old workers left too
+    assert busy_calls(srv) == 0 and route_count(srv, "/work") == 0
+
+
+def test_requests_on_old_workers_are_counted_until_they_end(tracfront, tmp_path):
+    srv = workers(tracfront, 2)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    t, result = gated(srv, gate, mark)
+    wait_for(mark.exists, 10, "the gated request")
+    before = children(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGHUP)
+    new_generation(srv, before)
+    try:  # the old worker still runs it: in flight, with the one asking
+        assert requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"] == 2
+        inflight = requests.get(srv.url + "__profile__/api/inflight", timeout=10).json()
+        assert [r["target"] for w in inflight["workers"] for r in w["requests"]
+                if r["target"].startswith("/gate")], inflight
+    finally:
+        gate.touch()
+        t.join(30)
+    assert result["value"][0] == 200, result
+    wait_for(lambda: not set(children(srv.proc.pid)) & set(before), 20, "the old workers to exit")
+    doc = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()
+    assert doc["in_flight"] == 1, doc
+    assert route_count(srv, "/gate") == 1, "the old worker's last request was not kept"
+
+
 def test_latency_counts_every_request(tracfront):
     srv = workers(tracfront, 2)
     res = concurrently(srv.url + "pid?s=0.005", 6, 20)
