@@ -27,11 +27,15 @@ static void html_lines(struct prof_text *t, const char *s)
 }
 
 char *prof_inflight_html(const struct prof_inflight *list, size_t n, double timeout,
-                         const char *action)
+                         const char *action, unsigned worker_pid)
 {
     struct prof_text t = { 0 };
-    prof_text_add(&t, "<h2 id=inflight>In flight</h2><p>%zu request%s running on app threads. ",
-                  n, n == 1 ? "" : "s");
+    if (worker_pid)
+        prof_text_add(&t, "<h3>Worker %u</h3><p>%zu request%s running on its app threads. ",
+                      worker_pid, n, n == 1 ? "" : "s");
+    else
+        prof_text_add(&t, "<h2 id=inflight>In flight</h2><p>%zu request%s running on app "
+                      "threads. ", n, n == 1 ? "" : "s");
     if (timeout > 0)
         prof_text_add(&t, "--request-timeout %gs (action: %s): past it a request is "
                       "<b>stuck</b>.</p>\n", timeout, action);
@@ -57,10 +61,14 @@ char *prof_inflight_html(const struct prof_inflight *list, size_t n, double time
 }
 
 char *prof_inflight_json(const struct prof_inflight *list, size_t n, double timeout,
-                         const char *action)
+                         const char *action, unsigned worker_pid)
 {
     struct prof_text t = { 0 };
-    prof_text_add(&t, "{\"request_timeout\": %g, \"action\": \"", timeout);
+    if (worker_pid)
+        prof_text_add(&t, "{\"pid\": %u, ", worker_pid);
+    else
+        prof_text_add(&t, "{");
+    prof_text_add(&t, "\"request_timeout\": %g, \"action\": \"", timeout);
     prof_text_escaped(&t, action, PROF_ESC_JSON);
     prof_text_add(&t, "\", \"requests\": [");
     for (size_t i = 0; i < n; i++) {

@@ -20,11 +20,13 @@ struct prof_inflight {
     const char *stack;      /* "  File ..., line N, in f\n" lines, outermost first; NULL = none */
 };
 
-/* timeout: --request-timeout in seconds (0 = off); action: "log" or "504".
- * Both return malloc'd NUL-terminated text, or NULL on out of memory. */
+/* timeout: --request-timeout in seconds (0 = off); action: "log" or "504";
+ * worker_pid: a worker's process id (its front shows every worker's in
+ * turn, under its own heading), or 0. Both return malloc'd NUL-terminated
+ * text, or NULL on out of memory. */
 char *prof_inflight_html(const struct prof_inflight *list, size_t n, double timeout,
-                         const char *action);
+                         const char *action, unsigned worker_pid);
 char *prof_inflight_json(const struct prof_inflight *list, size_t n, double timeout,
-                         const char *action);
+                         const char *action, unsigned worker_pid);
 
 #endif

@@ -263,12 +263,13 @@ static void join(const char *origin, struct tf_fetched *f, void *arg)
     j->count++;
 }
 
-/* The requests running in every worker: the workers' HTML sections one
- * after the other, or their JSON documents in {"workers": [...]}. */
+/* The requests running in every worker: under one heading, each worker's
+ * HTML section, or their JSON documents in {"workers": [...]}. */
 static char *front_inflight(bool json, size_t *len)
 {
     char path[4200];
-    struct joined j = { strdup(json ? "{\"workers\": " : ""), 0, json, 0 };
+    struct joined j = { strdup(json ? "{\"workers\": " : "<h2 id=inflight>In flight</h2>\n"), 0,
+                        json, 0 };
     j.used = j.out ? strlen(j.out) : 0;
     snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
     each_worker("GET", path, join, &j);

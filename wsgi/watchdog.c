@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "profiler/inflight.h"
 #include "profiler/text.h"
@@ -32,6 +33,7 @@ static struct {
     uint64_t timeout_us;
     bool dump_all, interrupt;
     const char *action;  /* "log" or "504" */
+    unsigned worker_pid; /* a worker's (the front labels its part of the page), or 0 */
 } settings;
 static PyObject *timeout_exc; /* tracfront.RequestTimeout (GIL; set once, never freed) */
 static PyObject *noop;        /* `lambda: None`: running it delivers a pending async exception */
@@ -390,6 +392,7 @@ int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen)
     settings.dump_all = cfg->dump_all;
     settings.action = cfg->request_timeout_action ? cfg->request_timeout_action : "log";
     settings.interrupt = !strcmp(settings.action, "504");
+    settings.worker_pid = cfg->worker ? (unsigned)getpid() : 0;
     PyGILState_STATE g = PyGILState_Ensure();
     int rc = make_python_objects();
     if (rc < 0)
@@ -452,8 +455,10 @@ char *wsgi_watchdog_inflight(bool json, size_t *len)
                                           settings.timeout > 0 && ran >= settings.timeout_us,
                                           list[i].stack };
     }
-    char *out = json ? prof_inflight_json(rows, (size_t)n, settings.timeout, settings.action)
-                     : prof_inflight_html(rows, (size_t)n, settings.timeout, settings.action);
+    char *out = json ? prof_inflight_json(rows, (size_t)n, settings.timeout, settings.action,
+                                          settings.worker_pid)
+                     : prof_inflight_html(rows, (size_t)n, settings.timeout, settings.action,
+                                          settings.worker_pid);
     free(rows);
     free_snapshot(list, n);
     if (out && len)

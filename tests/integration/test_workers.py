@@ -395,6 +395,14 @@ def test_requests_in_flight_on_the_workers_are_counted(tracfront, tmp_path):
         assert doc["in_flight"] == 4, doc
         prom = requests.get(srv.url + "__profile__/metrics", timeout=10).text
         assert re.search(r"^tracfront_requests_in_flight 4$", prom, re.M), prom[-1500:]
+        # the page: one In flight section, each worker's part under its pid
+        pids = {int(p) for p in children(srv.proc.pid)}
+        page = requests.get(srv.url + "__profile__", timeout=10).text
+        assert page.count("id=inflight") == 1, page
+        assert {int(p) for p in re.findall(r"<h3>Worker (\d+)</h3>", page)} == pids, page
+        doc = requests.get(srv.url + "__profile__/api/inflight", timeout=10).json()
+        assert {w["pid"] for w in doc["workers"]} == pids, doc
+        assert sum(len(w["requests"]) for w in doc["workers"]) == 3, doc
     finally:
         gate.touch()
         for t, _ in runs:

@@ -25,7 +25,7 @@ static void expect_in(const char *text, const char *needle)
 static void test_html(void **state)
 {
     (void)state;
-    char *html = prof_inflight_html(rows, 2, 1.5, "504");
+    char *html = prof_inflight_html(rows, 2, 1.5, "504", 0);
     assert_non_null(html);
     expect_in(html, "2 requests running");
     expect_in(html, "--request-timeout 1.5s (action: 504)");
@@ -42,7 +42,7 @@ static void test_html(void **state)
 static void test_html_empty_and_off(void **state)
 {
     (void)state;
-    char *html = prof_inflight_html(NULL, 0, 0, "log");
+    char *html = prof_inflight_html(NULL, 0, 0, "log", 0);
     assert_non_null(html);
     expect_in(html, "0 requests running");
     expect_in(html, "--request-timeout is off");
@@ -53,7 +53,7 @@ static void test_html_empty_and_off(void **state)
 static void test_json(void **state)
 {
     (void)state;
-    char *json = prof_inflight_json(rows, 2, 1.5, "log");
+    char *json = prof_inflight_json(rows, 2, 1.5, "log", 0);
     assert_non_null(json);
     expect_in(json, "{\"request_timeout\": 1.5, \"action\": \"log\", \"requests\": [");
     expect_in(json, "\"id\": 7, \"method\": \"GET\", \"target\": \"/spin?a=1&b=<x>\"");
@@ -61,8 +61,22 @@ static void test_json(void **state)
     expect_in(json, "\"stack\": \"  File \\\"/app.py\\\", line 3, in outer\\n  File");
     expect_in(json, "\"stuck\": false, \"stack\": null}");
     free(json);
-    json = prof_inflight_json(NULL, 0, 0, "log");
+    json = prof_inflight_json(NULL, 0, 0, "log", 0);
     assert_string_equal(json, "{\"request_timeout\": 0, \"action\": \"log\", \"requests\": []}\n");
+    free(json);
+}
+
+static void test_a_workers_part(void **state)
+{
+    (void)state;
+    char *html = prof_inflight_html(rows, 2, 0, "log", 4242);
+    assert_non_null(html);
+    expect_in(html, "<h3>Worker 4242</h3><p>2 requests running on its app threads.");
+    assert_null(strstr(html, "<h2")); /* the front gives the one heading */
+    free(html);
+    char *json = prof_inflight_json(NULL, 0, 0, "log", 4242);
+    assert_string_equal(json, "{\"pid\": 4242, \"request_timeout\": 0, \"action\": \"log\", "
+                              "\"requests\": []}\n");
     free(json);
 }
 
@@ -72,6 +86,7 @@ int main(void)
         cmocka_unit_test(test_html),
         cmocka_unit_test(test_html_empty_and_off),
         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_a_workers_part),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
