@@ -50,9 +50,12 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
 int tf_fetch(const char *origin, const char *method, const char *path, struct tf_fetched *f)
 {
     memset(f, 0, sizeof(*f));
-    char url[4400];
     long status = 0;
-    snprintf(url, sizeof(url), "%s%s", origin, path);
+    size_t cap = strlen(origin) + strlen(path) + 1;
+    char *url = malloc(cap);
+    if (!url)
+        return -1;
+    snprintf(url, cap, "%s%s", origin, path);
     CURL *e = curl_easy_init();
     CURLcode rc = e ? CURLE_OK : CURLE_OUT_OF_MEMORY;
 #define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
@@ -71,6 +74,7 @@ int tf_fetch(const char *origin, const char *method, const char *path, struct tf
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     if (e)
         curl_easy_cleanup(e);
+    free(url);
     f->status = (unsigned)status;
     return status ? 0 : -1;
 }

@@ -225,9 +225,12 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
     (void)id; /* in the query too, which the worker reads as this page did */
-    char url[4400];
+    size_t cap = strlen(path) + strlen(query) + sizeof("/request?");
+    char *url = malloc(cap);
     struct found found = { NULL, 0 };
-    snprintf(url, sizeof(url), "%s/request?%s", path, query);
+    if (!url)
+        return NULL;
+    snprintf(url, cap, "%s/request?%s", path, query);
     size_t n = 0;
     char **origins = tf_workers_origins(workers, &n);
     for (size_t i = 0; i < n && !found.body; i++) { /* a 404 from the others is expected */
@@ -237,6 +240,7 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
         tf_fetched_free(&f);
     }
     tf_workers_origins_free(origins, n);
+    free(url);
     *len = found.len;
     return found.body;
 }

@@ -429,6 +429,17 @@ def test_head_on_profile_pages_gives_the_length_of_the_get(tracfront, n):
             assert abs(length - len(get.content)) < 100, (page, length, len(get.content))
 
 
+@pytest.mark.parametrize("n", [0, 2], ids=["in-process", "workers"])
+def test_a_long_query_on_a_profile_page_reaches_the_front_whole(tracfront, n):
+    srv = tracfront(*APP, "--workers", n, "--profile", "--profile-discard-first", "false")
+    assert fetch(requests, srv.url + "slow?s=0.05")[0] == 200
+    rid = wait_for(lambda: requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()[
+        "slowest"], 5, "the slow request's row")[0]["id"]
+    page = requests.get(srv.url + "__profile__/request",
+                        params={"pad": "x" * 6000, "id": rid}, timeout=10)
+    assert page.status_code == 200 and "time.sleep" in page.text, page.text[:300]
+
+
 def test_slow_request_call_tree_from_any_worker(tracfront):
     srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
                   "--profile-slowest", "40")
