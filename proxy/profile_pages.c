@@ -228,9 +228,9 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */
         in_flight = p->refresh();
     if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
-        /* not counting this request; a worker's requests are its public server's */
+        /* a worker's requests are its public server's (not this control port's) */
         const struct tf_server *twin = __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE);
-        char *body = prof_latency_dump(in_flight - 1 + (twin ? tf_server_in_flight(twin) : 0));
+        char *body = prof_latency_dump(twin ? tf_server_in_flight(twin) : in_flight - 1);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/plain; charset=utf-8");
     }
     const char *query = sub[len] == '?' ? sub + len + 1 : "";

@@ -327,6 +327,10 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     pthread_mutex_lock(&w->lock);
     struct generation *old = w->current;
     w->current = g;
+    if (old) { /* it finishes what it has and exits (see retire); asked until then */
+        old->next = w->retired;
+        w->retired = old;
+    }
     pthread_mutex_unlock(&w->lock);
     /* after it is current: a Start/Stop from now on reaches it as well */
     for (unsigned i = 0; w->on_new_worker && i < g->n; i++)
@@ -337,13 +341,8 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     if (old)
         quiesce(w, old);
     let_go(g);
-    if (old) { /* it finishes what it has and exits (see retire) */
-        pthread_mutex_lock(&w->lock);
-        old->next = w->retired;
-        w->retired = old;
-        pthread_mutex_unlock(&w->lock);
+    if (old)
         retire(w);
-    }
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
 }
 
