@@ -7,12 +7,14 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 static int error_fd = 2;
 static int access_fd = -1;
+static char *error_path, *access_path; /* files to reopen: set at open, main thread */
 
 static int open_target(const char *path, int *fd, int dflt, char *err, size_t errlen,
                        const char *what)
@@ -38,15 +40,47 @@ static int open_target(const char *path, int *fd, int dflt, char *err, size_t er
     return 0;
 }
 
-int tf_log_open(const char *error_path, const char *access_path, char *err, size_t errlen)
+/* A file to reopen: a path, not stderr or off. */
+static char *reopenable(const char *path)
 {
-    if (open_target(error_path, &error_fd, 2, err, errlen, "--error-log") < 0)
+    return path && *path && strcmp(path, "off") && strcmp(path, "-") ? strdup(path) : NULL;
+}
+
+int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
+{
+    if (open_target(error, &error_fd, 2, err, errlen, "--error-log") < 0 ||
+        open_target(access, &access_fd, -1, err, errlen, "--access-log") < 0)
         return -1;
-    return open_target(access_path, &access_fd, -1, err, errlen, "--access-log");
+    error_path = reopenable(error);
+    access_path = reopenable(access);
+    return 0;
+}
+
+/* Put a fresh open of path where fd is: dup2 swaps it in one step, so a
+ * thread writing meanwhile writes whole lines to the old file or the new. */
+static void reopen_one(const char *path, int fd, const char *what)
+{
+    if (!path || fd < 0)
+        return;
+    int fresh = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fresh < 0 || dup2(fresh, fd) < 0)
+        tf_log_error("%s: cannot reopen '%s': %s; still writing to the file it had", what, path,
+                     strerror(errno));
+    if (fresh >= 0)
+        close(fresh);
+}
+
+void tf_log_reopen(void)
+{
+    reopen_one(error_path, error_fd, "--error-log");
+    reopen_one(access_path, access_fd, "--access-log");
 }
 
 void tf_log_close(void)
 {
+    free(error_path);
+    free(access_path);
+    error_path = access_path = NULL;
     if (error_fd > 2)
         close(error_fd);
     if (access_fd > 2)

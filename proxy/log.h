@@ -1,5 +1,5 @@
-/* log.h — the error log and the access log. Both are files opened once at
- * start; every line is formatted into a buffer and written with one write()
+/* log.h — the error log and the access log. Both are files opened at start
+ * (and again on SIGUSR1, after a log rotation); every line is formatted into a buffer and written with one write()
  * on an O_APPEND descriptor, so lines from concurrent threads never
  * interleave and no lock is needed. Never call these with the GIL held around
  * slow I/O other than the single write. */
@@ -15,6 +15,9 @@ int tf_log_open(const char *error_path, const char *access_path, char *err, size
 /* A worker process (--workers): its lines carry "[worker PID]". Call once,
  * before other threads start. */
 void tf_log_set_worker_tag(void);
+/* Open the log files again by their names (logrotate moved them away): a
+ * failure is logged and the old file kept. Main thread. */
+void tf_log_reopen(void);
 void tf_log_close(void);
 
 /* "[date] [level] message\n" to the error log. */

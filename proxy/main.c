@@ -107,16 +107,25 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
         int sig = tf_signals_wait(20);
         if (sig == SIGINT || sig == SIGTERM) /* a second one: stop waiting */
             return false;
+        if (sig == SIGUSR1)
+            tf_log_reopen();
     }
 }
 
 /* Wait for SIGINT/SIGTERM; SIGHUP reloads the workers (a front), SIGCHLD
- * and every second tick them. Returns the signal. */
+ * and every second tick them; SIGUSR1 reopens the logs (a front's workers
+ * too). Returns the signal. */
 static int wait_for_stop(struct tf_workers *workers)
 {
     int sig;
-    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD) {
-        if (sig == SIGHUP && workers)
+    while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD ||
+           sig == SIGUSR1) {
+        if (sig == SIGUSR1) {
+            tf_log_reopen();
+            tf_log_info("SIGUSR1: log files reopened");
+            if (workers)
+                tf_workers_forward(workers, SIGUSR1);
+        } else if (sig == SIGHUP && workers)
             tf_workers_reload(workers, "SIGHUP");
         else if (sig == SIGHUP)
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");

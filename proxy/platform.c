@@ -54,7 +54,7 @@ int tf_signals_install(void)
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0 ||
-        sigaction(SIGHUP, &sa, NULL) < 0)
+        sigaction(SIGHUP, &sa, NULL) < 0 || sigaction(SIGUSR1, &sa, NULL) < 0)
         return -1;
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP; /* a worker died: the front reacts at once */
     if (sigaction(SIGCHLD, &sa, NULL) < 0)

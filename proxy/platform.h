@@ -17,7 +17,7 @@ uint64_t tf_now_us(void);
 struct timespec;
 void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline);
 
-/* Catch SIGINT/SIGTERM/SIGHUP/SIGCHLD with a handler that only records them (to a
+/* Catch SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGCHLD with a handler that only records them (to a
  * self-pipe), and ignore SIGPIPE. No signal is blocked, so child processes the
  * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */
 int tf_signals_install(void);

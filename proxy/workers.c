@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,15 +347,28 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
 }
 
-static struct worker *find_worker(struct tf_workers *w, pid_t pid)
+/* fn(worker, arg) for every worker, the current generation's first, until
+ * fn returns true; returns that worker, or NULL. */
+static struct worker *each_worker(struct tf_workers *w, bool (*fn)(struct worker *, void *),
+                                  void *arg)
 {
     struct generation *lists[] = { w->current, w->retired };
     for (int l = 0; l < 2; l++)
         for (struct generation *g = lists[l]; g; g = l ? g->next : NULL)
             for (unsigned i = 0; i < g->n; i++)
-                if (g->workers[i].pid == pid)
+                if (fn(&g->workers[i], arg))
                     return &g->workers[i];
     return NULL;
+}
+
+static bool has_pid(struct worker *k, void *pid)
+{
+    return k->pid == *(pid_t *)pid;
+}
+
+static struct worker *find_worker(struct tf_workers *w, pid_t pid)
+{
+    return each_worker(w, has_pid, &pid);
 }
 
 static bool all_exited(const struct generation *g)
@@ -423,6 +437,19 @@ void tf_workers_tick(struct tf_workers *w)
         something_changed(w, w->current, why, sizeof(why));
     if (why[0])
         tf_workers_reload(w, why);
+}
+
+static bool send_signal(struct worker *k, void *sig)
+{
+    if (!k->exited && kill(k->pid, *(int *)sig) < 0)
+        tf_log_error("worker %d: cannot send it signal %d: %s", (int)k->pid, *(int *)sig,
+                     strerror(errno));
+    return false;
+}
+
+void tf_workers_forward(struct tf_workers *w, int sig)
+{
+    each_worker(w, send_signal, &sig);
 }
 
 /* --- start and stop ---------------------------------------------------------- */
@@ -517,19 +544,27 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
     free(w);
 }
 
+struct collected {
+    struct worker **out;
+    size_t n, cap;
+};
+
+static bool collect_measuring(struct worker *k, void *arg)
+{
+    struct collected *c = arg;
+    if (!k->exited && !k->absorbed && c->n++ < c->cap)
+        c->out[c->n - 1] = k;
+    return false;
+}
+
 /* With the lock: the workers still holding a profile of their own (the
  * current generation's, then old ones finishing their requests), at most
  * cap of them into out; returns how many there are. */
 static size_t measuring(struct tf_workers *w, struct worker **out, size_t cap)
 {
-    size_t n = 0;
-    struct generation *lists[] = { w->current, w->retired };
-    for (int l = 0; l < 2; l++)
-        for (struct generation *g = lists[l]; g; g = l ? g->next : NULL)
-            for (unsigned i = 0; i < g->n; i++)
-                if (!g->workers[i].exited && !g->workers[i].absorbed && n++ < cap)
-                    out[n - 1] = &g->workers[i];
-    return n;
+    struct collected c = { out, 0, cap };
+    each_worker(w, collect_measuring, &c);
+    return c.n;
 }
 
 char **tf_workers_origins(struct tf_workers *w, size_t *n)

@@ -37,6 +37,9 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
 void tf_workers_tick(struct tf_workers *w);
 /* Main thread: start a new generation now (SIGHUP). */
 void tf_workers_reload(struct tf_workers *w, const char *why);
+/* Main thread: send sig to every worker still running (all have their
+ * signal handlers: a generation is listed once it is ready). */
+void tf_workers_forward(struct tf_workers *w, int sig);
 /* Stop every worker (SIGTERM, then SIGKILL after timeout seconds), free. */
 void tf_workers_stop(struct tf_workers *w, double timeout);
 

@@ -6,12 +6,15 @@ the flag is given, and `-` sends it to stderr (as the README documents).
 import calendar
 import os
 import re
+import signal
 import subprocess
 import time
 
+import pytest
 import requests
 
 from conftest import APPS, BINARY, LISTEN_RE
+from workers_util import wait_for
 
 APP = ("--app", "gap_apps:app")
 FIELD = r'"((?:[^"\\]|\\.)*)"'   # a quoted field, with backslash escapes
@@ -136,3 +139,37 @@ def test_access_log_dash_is_stderr(tmp_path):
     assert len(lines) == 1, err
     assert parse(lines[0])["request"] == "GET /list?probe=1 HTTP/1.1"
     assert "probe=1" not in out
+
+
+@pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "workers"])
+def test_sigusr1_reopens_the_logs_after_a_rotation(tracfront, workers):
+    # logrotate's way (as for nginx): move the files away, then SIGUSR1
+    srv = tracfront("--app", "worker_app:app", "--workers", workers)
+    assert requests.get(srv.url + "pid?before", timeout=10).status_code == 200
+    wait_for(lambda: "/pid?before" in srv.access_log, 10, "the first access-log line")
+    log_dir = srv.workdir
+    for name in ("access.log", "error.log"):
+        os.rename(log_dir / name, log_dir / (name + ".1"))
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (log_dir / "error.log").exists() and (log_dir / "access.log").exists(), 10,
+             "the logs opened again under their names")
+    wait_for(lambda: "SIGUSR1: log files reopened" in srv.error_log, 10, "the reopen line")
+    # every process writes to the new files: requests until each worker ran some
+    pids, i = set(), 0
+    while len(pids) < max(workers, 1) or i < 5:
+        assert i < 200, "the requests never reached every worker: %s" % pids
+        assert requests.get(srv.url + "pid?after%d" % i, timeout=10).status_code == 200
+        r = requests.get(srv.url + "log", params={"msg": "after%d" % i}, timeout=10)
+        pids.add(r.json()["pid"])
+        i += 1
+    last = i - 1
+    wait_for(lambda: "/pid?after%d" % last in srv.access_log and
+             "says after%d" % last in srv.error_log, 10, "the lines after the rotation")
+    for pid in pids if workers else ():  # each worker reopened its own, into the new file
+        assert "[worker %d] SIGUSR1: log files reopened" % pid in srv.error_log, srv.error_log
+    old_access = (log_dir / "access.log.1").read_text()
+    old_error = (log_dir / "error.log.1").read_text()
+    assert "/pid?before" in old_access and "after" not in old_access, old_access
+    assert "says after" not in old_error, old_error[-2000:]
+    assert "/pid?before" not in srv.access_log
+    assert srv.proc.poll() is None, srv.stderr[-2000:]
