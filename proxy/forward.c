@@ -27,8 +27,18 @@ char *tf_forward_target(const struct tf_request *req, const struct tf_config *cf
     return out;
 }
 
+/* Whether any of the client's Connection lines names the header. */
+static bool client_connection_lists(const struct tf_request *req, const char *name, size_t len)
+{
+    for (size_t i = 0; i < req->n_headers; i++)
+        if (!strcasecmp(req->headers[i].name, "Connection") &&
+            tf_connection_lists(req->headers[i].value, name, len))
+            return true;
+    return false;
+}
+
 /* Headers we set ourselves, or that describe this hop only. */
-static bool skip_request_header(const struct tf_header *h, const char *connection)
+static bool skip_request_header(const struct tf_request *req, const struct tf_header *h)
 {
     static const char *const ours[] = { "host", "content-length", "expect", "proxy",
                                         "x-forwarded-for", "x-forwarded-proto",
@@ -37,7 +47,7 @@ static bool skip_request_header(const struct tf_header *h, const char *connectio
         if (!strcasecmp(h->name, ours[i]))
             return true;
     return tf_is_hop_by_hop(h->name, h->name_len) ||
-           (connection && tf_connection_lists(connection, h->name, h->name_len));
+           client_connection_lists(req, h->name, h->name_len);
 }
 
 
@@ -74,12 +84,21 @@ static bool append_owned(struct curl_slist **list, char *line)
     return ok;
 }
 
+/* "Name: value" of any length, malloc'd (NULL on out of memory). */
+static char *header_line(const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (line)
+        snprintf(line, n, "%s: %s", name, value);
+    return line;
+}
+
 static bool append_client_headers(struct curl_slist **list, const struct tf_request *req)
 {
-    const char *connection = tf_request_header(req, "Connection");
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct tf_header *h = &req->headers[i];
-        if (skip_request_header(h, connection))
+        if (skip_request_header(req, h))
             continue;
         size_t n = h->name_len + h->value_len + 3;
         char *line = malloc(n);
@@ -104,22 +123,22 @@ struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
     const char *host = cfg->upstream_host ? cfg->upstream_host : client_host;
     bool v6 = strchr(req->remote_addr, ':') != NULL;
     bool quote_host = host && !tf_is_token(host, strlen(host)); /* "h:81" is not a token */
-    char line[1024], forwarded[512];
-    snprintf(forwarded, sizeof(forwarded), "for=%s%s%s%s%s%s%s;proto=http", v6 ? "\"[" : "",
+    size_t flen = strlen(req->remote_addr) + (host ? strlen(host) : 0) + 32;
+    char *forwarded = malloc(flen);
+    if (!forwarded)
+        return NULL;
+    snprintf(forwarded, flen, "for=%s%s%s%s%s%s%s;proto=http", v6 ? "\"[" : "",
              req->remote_addr, v6 ? "]\"" : "", host ? ";host=" : "", quote_host ? "\"" : "",
              host ? host : "", quote_host ? "\"" : "");
     bool ok = append_client_headers(&list, req);
-    if (ok && host) {
-        snprintf(line, sizeof(line), "Host: %s", host);
-        ok = append(&list, line);
-    }
+    if (ok && host)
+        ok = append_owned(&list, header_line("Host", host));
     ok = ok && append_owned(&list, joined(req, "X-Forwarded-For", req->remote_addr));
     ok = ok && append(&list, "X-Forwarded-Proto: http");
-    if (ok && client_host) {
-        snprintf(line, sizeof(line), "X-Forwarded-Host: %s", client_host);
-        ok = append(&list, line);
-    }
+    if (ok && client_host)
+        ok = append_owned(&list, header_line("X-Forwarded-Host", client_host));
     ok = ok && append_owned(&list, joined(req, "Forwarded", forwarded));
+    free(forwarded);
     ok = ok && append_owned(&list, joined(req, "Via", req->http11 ? "1.1 tracfront"
                                                                    : "1.0 tracfront"));
     /* Nothing curl would invent: no Expect, Accept or form Content-Type. */
@@ -196,6 +215,8 @@ static int keep_line(struct tf_response_head *h, const char *name, size_t nlen,
 
 int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t len)
 {
+    if (h->done) /* trailer fields after a chunked body: never merged into the head */
+        return 0;
     if (len < 2 || line[len - 1] != '\n' || line[len - 2] != '\r')
         return refuse(h, "a header line not ended by CRLF");
     len -= 2;
@@ -284,23 +305,30 @@ static void add_location(struct MHD_Response *r, const char *value, const struct
     free(mapped);
 }
 
+/* Whether any of the upstream's Connection lines names the header. */
+static bool upstream_connection_lists(const struct tf_response_head *h, const char *name,
+                                      size_t len)
+{
+    for (size_t off = 0; off < h->len; off = next_record(h, off))
+        if (!strcasecmp(h->lines + off, "Connection") &&
+            tf_connection_lists(record_value(h, off), name, len))
+            return true;
+    return false;
+}
+
 void tf_response_head_apply(const struct tf_response_head *h, struct MHD_Response *r,
                             const struct tf_request *req, const struct tf_config *cfg)
 {
-    const char *connection = NULL;
-    for (size_t off = 0; off < h->len; off = next_record(h, off))
-        if (!strcasecmp(h->lines + off, "Connection"))
-            connection = record_value(h, off);
     for (size_t off = 0; off < h->len; off = next_record(h, off)) {
         const char *name = h->lines + off, *value = record_value(h, off);
         size_t nlen = strlen(name);
         if (tf_is_hop_by_hop(name, nlen) || !strcasecmp(name, "Content-Length") ||
-            (connection && tf_connection_lists(connection, name, nlen)))
+            upstream_connection_lists(h, name, nlen))
             continue;
         if (!strcasecmp(name, "Location"))
             add_location(r, value, req, cfg);
         else
-            MHD_add_response_header(r, name, value);
+            tf_response_add_header(r, name, value);
     }
     MHD_add_response_header(r, "Via", "1.1 tracfront");
 }

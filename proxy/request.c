@@ -485,3 +485,9 @@ void tf_request_connection_closed(struct tf_request *req)
     if (wake)
         req->producer_wake(req);
 }
+
+enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
+                                       const char *value)
+{
+    return MHD_add_response_header(r, name, *value ? value : " ");
+}

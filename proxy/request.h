@@ -157,6 +157,11 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
  * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0).
  * Takes a reference that the response releases. NULL on failure. */
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
+/* MHD_add_response_header, empty values included: libmicrohttpd 0.9.75
+ * refuses "", so it goes out as "Name:  " (the same field value, RFC 9110
+ * 5.5: the whitespace around one is not part of it). */
+enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
+                                       const char *value);
 
 /* Producer side of the channel: queue a copy of data. With may_spill, data
  * past the high-water mark goes to a temporary file and *over_high stays

@@ -167,8 +167,9 @@ static void respond(struct transfer *t, uint64_t size)
     if (size == UINT64_MAX && length >= 0 && !t->head.framing.transfer_encoding)
         size = (uint64_t)length;
     bool bodyless = req->is_head || status == 204 || status == 304;
-    if (req->is_head) /* no body: the length of the one a GET would get, if known */
-        size = length >= 0 ? (uint64_t)length : UINT64_MAX;
+    /* no body: a HEAD's or a 304's length is the one a GET would get, if known */
+    if (req->is_head || status == 304)
+        size = length >= 0 ? (uint64_t)length : status == 304 ? 0 : UINT64_MAX;
     else if (bodyless)
         size = 0;
     /* all in, for a client: one write for head and body */
@@ -179,6 +180,11 @@ static void respond(struct transfer *t, uint64_t size)
         r = tf_request_stream_response(req, size);
     if (r)
         tf_response_head_apply(&t->head, r, req, t->up->cfg);
+    /* A HEAD whose GET length is unknown: libmicrohttpd 0.9.75 would frame
+     * it chunked and send the closing chunk, which the client would read as
+     * the next answer. Unframed, it closes the connection instead. */
+    if (r && req->is_head && size == UINT64_MAX)
+        MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
     t->responded = true;
     tf_request_respond(req, r, status); /* r NULL (out of memory): the connection closes */
 }

@@ -257,7 +257,7 @@ static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
         if (wsgi_header_is_hop_by_hop(name, nlen) ||
             (nlen == 14 && !strncasecmp(name, "Content-Length", 14)))
             continue;
-        if (MHD_add_response_header(r, name, value) != MHD_YES)
+        if (tf_response_add_header(r, name, value) != MHD_YES)
             tf_log_error("%s %s: header '%s' from the app was not sent", task->req->method,
                          task->req->target, name);
     }

@@ -771,3 +771,83 @@ def test_head_of_a_chunked_resource_claims_no_zero_length(tracfront, upstream):
     r, body = request(srv, "HEAD", "/bytes?n=5000&chunked=1")
     assert r.status == 200 and body == b""
     assert r.getheader("Content-Length") != "0"
+
+
+# --- what nginx users expect at the edges (found by comparing with nginx) -----
+
+def raw_upstream_answer(srv, data, method="GET"):
+    """The client's view of an upstream answering `data` verbatim (then closing)."""
+    b64 = urllib.parse.quote(base64.b64encode(data).decode(), safe="")
+    return request(srv, method, "/raw?b64=" + b64)
+
+
+def test_every_connection_line_names_hop_by_hop_headers(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    view = echo(srv, headers=[("Connection", "keep-alive"), ("Connection", "X-Foo, close"),
+                              ("X-Foo", "secret"), ("X-Kept", "k")])
+    assert upstream_headers(view, "X-Foo") == [], view["headers"]
+    assert upstream_headers(view, "X-Kept") == ["k"]
+    r, body = raw_upstream_answer(srv, b"HTTP/1.1 200 OK\r\nConnection: X-Secret\r\n"
+                                       b"Connection: close\r\nX-Secret: 1\r\nX-Public: 2\r\n"
+                                       b"Content-Length: 2\r\n\r\nok")
+    assert (r.status, body) == (200, b"ok")
+    assert r.getheader("X-Secret") is None and r.getheader("X-Public") == "2"
+
+
+def test_trailers_never_become_headers(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    r, body = raw_upstream_answer(
+        srv, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n"
+             b"Trailer: Server-Timing\r\n\r\n5\r\nhello\r\n0\r\nServer-Timing: db;dur=53\r\n"
+             b"Set-Cookie: late=1\r\nContent-Type: text/html\r\n\r\n")
+    assert (r.status, body) == (200, b"hello")
+    assert r.msg.get_all("Content-Type") == ["text/plain"]
+    assert r.getheader("Set-Cookie") is None and r.getheader("Server-Timing") is None
+
+
+def test_head_of_an_unknown_length_keeps_the_connection_in_step(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+    try:
+        s.sendall(b"HEAD /bytes?n=10&chunked=1 HTTP/1.1\r\nHost: a\r\n\r\n"
+                  b"GET /bytes?n=10 HTTP/1.1\r\nHost: a\r\n\r\n")
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), data
+    # nothing after the HEAD's head but the next answer (or the close)
+    assert rest == b"" or rest.startswith(b"HTTP/1.1 200"), data
+
+
+def test_a_304_carries_the_upstreams_length(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    r, body = raw_upstream_answer(srv, b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n"
+                                       b"Content-Length: 1234\r\n\r\n")
+    assert (r.status, body) == (304, b"")
+    assert r.getheader("Content-Length") == "1234" and r.getheader("ETag") == '"x"'
+
+
+def test_empty_header_values_pass_both_ways(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    r, body = request(srv, "GET", "/headers?set=" + urllib.parse.quote("X-Empty:", safe=""))
+    assert r.status == 200
+    assert r.getheader("X-Empty") == "", r.getheaders()
+    assert upstream_headers(echo(srv, headers=[("X-Blank", "")]), "X-Blank") == [""]
+
+
+def test_long_host_reaches_the_upstream_whole(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream)
+    host = "h" * 1490 + ".example"
+    view = echo(srv, host=host)
+    assert upstream_headers(view, "Host") == [host]
+    assert upstream_headers(view, "X-Forwarded-Host") == [host]
+    assert upstream_headers(view, "Forwarded")[0].endswith(";host=%s;proto=http" % host)
