@@ -26,6 +26,9 @@ def app(environ, start_response):
     if path == "/hello":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
+    if path == "/empty-header":  # a header with an empty value is still a header
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Empty", "")])
+        return [b"ok"]
     if path == "/head-declared":
         # Trac's send_file for HEAD: the real length declared, an empty body.
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

@@ -119,3 +119,11 @@ def test_body_error_after_headers_closes_the_connection_every_time(tracfront):
         assert data.startswith(b"HTTP/1.1 200")
         assert not data.endswith(b"0\r\n\r\n"), "a failed body was ended as if complete"
     assert srv.error_log.count("abort-midstream") >= 20
+
+
+def test_header_with_an_empty_value_is_sent(tracfront):
+    srv = tracfront(*APP)
+    r = requests.get(srv.url + "empty-header", timeout=10)
+    assert r.status_code == 200 and r.text == "ok"
+    assert r.headers.get("X-Empty") == "", r.headers
+    assert "was not sent" not in srv.error_log
