@@ -3,6 +3,7 @@
  * that two parsers could read differently is how smuggling starts. */
 #include "proxy/http_check.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -243,4 +244,94 @@ int tf_check_target(const char *target, const char *method)
     if (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8))
         return 0;
     return 400;
+}
+
+/* One path byte at p (of the path ending at end), %2e/%2f read as '.'/'/';
+ * *step is how many bytes it took. */
+static char path_byte(const char *p, const char *end, size_t *step)
+{
+    if (p[0] == '%' && end - p >= 3 && p[1] == '2' && (p[2] | 0x20) == 'e')
+        return *step = 3, '.';
+    if (p[0] == '%' && end - p >= 3 && p[1] == '2' && (p[2] | 0x20) == 'f')
+        return *step = 3, '/';
+    return *step = 1, p[0];
+}
+
+/* The segments of the path, decoded as path_byte reads them, into out
+ * ("/"-separated, without the leading '/'); returns their length. */
+static size_t path_segments(const char *target, char *out)
+{
+    const char *p = target, *end = target + strcspn(target, "?");
+    size_t n = 0, step;
+    if (p < end && *p == '/')
+        p++;
+    for (; p < end; p += step)
+        out[n++] = path_byte(p, end, &step);
+    return n;
+}
+
+bool tf_path_has_dots(const char *target)
+{
+    size_t len = strlen(target);
+    char *seg = malloc(len + 1);
+    if (!seg)
+        return true; /* out of memory: the caller resolves, and fails safe */
+    size_t n = path_segments(target, seg);
+    bool dots = false;
+    for (size_t i = 0; i < n && !dots;) {
+        size_t j = i;
+        while (j < n && seg[j] != '/')
+            j++;
+        dots = (j - i == 1 && seg[i] == '.') || (j - i == 2 && seg[i] == '.' && seg[i + 1] == '.');
+        i = j + 1;
+    }
+    free(seg);
+    return dots;
+}
+
+char *tf_path_resolve(const char *target, bool *above_root)
+{
+    size_t len = strlen(target);
+    char *seg = malloc(len + 1), *out = malloc(len + 2);
+    *above_root = false;
+    if (!seg || !out) {
+        free(seg);
+        free(out);
+        return NULL;
+    }
+    size_t n = path_segments(target, seg), o = 0;
+    for (size_t i = 0; i <= n;) {
+        size_t j = i;
+        while (j < n && seg[j] != '/')
+            j++;
+        size_t sl = j - i;
+        bool last = j >= n;
+        if (sl == 2 && seg[i] == '.' && seg[i + 1] == '.') {
+            if (o == 0) { /* nothing left to go up from */
+                *above_root = true;
+                free(seg);
+                free(out);
+                return NULL;
+            }
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--; /* the '/' before the removed segment */
+            if (last)
+                out[o++] = '/';
+        } else if (sl == 1 && seg[i] == '.') {
+            if (last)
+                out[o++] = '/';
+        } else {
+            out[o++] = '/';
+            memcpy(out + o, seg + i, sl);
+            o += sl;
+        }
+        i = j + 1;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = 0;
+    free(seg);
+    return out;
 }

@@ -34,6 +34,15 @@ int tf_check_framing(const struct tf_framing *f, bool http11);
  * or "*" for OPTIONS. No controls or spaces. Returns 0 or 400. */
 int tf_check_target(const char *target, const char *method);
 
+/* The path of an origin-form target (up to '?') with its dot segments
+ * removed (RFC 3986 5.2.4), reading %2e as '.' and %2f as '/' as a server
+ * behind might: malloc'd, or NULL when they climb above the root (or out of
+ * memory: *above_root tells). Only the route choice uses it; the target
+ * itself is passed on as received. */
+char *tf_path_resolve(const char *target, bool *above_root);
+/* Whether the target's path holds a dot segment ("." or "..", or %2e ones). */
+bool tf_path_has_dots(const char *target);
+
 bool tf_is_token(const char *s, size_t len);
 /* A field value: no control characters but HTAB (so no CR, LF or NUL). */
 bool tf_is_field_value(const char *v, size_t len);

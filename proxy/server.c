@@ -304,6 +304,25 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     const char *rest;
     enum MHD_Result result;
     req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
+    if (tf_path_has_dots(req->target)) {
+        /* The target goes on as received, and a server behind may resolve
+         * its dot segments: they must not lead it out of the route its
+         * prefix chose ("/old/../admin" to another route, or above "/"). */
+        bool above_root;
+        char *resolved = tf_path_resolve(req->target, &above_root);
+        const char *ignored;
+        const struct tf_route *r = resolved ? tf_route_find(&server->cfg->routes, resolved,
+                                                            &ignored) : NULL;
+        bool resolved_ok = resolved != NULL;
+        free(resolved);
+        if (!resolved_ok)
+            return tf_server_reply(req, above_root ? 400 : 500, above_root
+                                   ? "The path's dot segments climb above the root."
+                                   : "Out of memory.", true);
+        if (r != req->route)
+            return tf_server_reply(req, 400, "The path's dot segments lead out of the route its "
+                                   "prefix names.", true);
+    }
     enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
     if (server->auth && kind == TF_ROUTE_APP &&
         !(server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP)) {

@@ -851,3 +851,22 @@ def test_long_host_reaches_the_upstream_whole(tracfront, upstream):
     assert upstream_headers(view, "Host") == [host]
     assert upstream_headers(view, "X-Forwarded-Host") == [host]
     assert upstream_headers(view, "Forwarded")[0].endswith(";host=%s;proto=http" % host)
+
+
+@pytest.mark.parametrize("target,where", [
+    ("/old/../admin", "refused"), ("/old/%2e%2e/admin", "refused"), ("/old/..%2fadmin", "refused"),
+    ("/up/../x", "refused"), ("/./up/x", "refused"), ("/..", "refused"),
+    ("/x/../../etc/passwd", "refused"), ("/old/a/../b", "upstream"), ("/old/./b", "upstream"),
+    ("/old/..b/c..", "upstream"), ("/x/./y/../z", "app")])
+def test_dot_segments_never_lead_out_of_the_route(tracfront, upstream, target, where):
+    # /old is mapped onto the upstream's /legacy: an upstream that resolves
+    # "/legacy/../admin" (IIS does) must never be asked for it
+    up = upstream()
+    srv = tracfront("--app", "hello:application", "--upstream", up.url.rstrip("/") + "/legacy",
+                    "--route", "/old=upstream", "--route", "/up=upstream")
+    r, body = request(srv, "GET", target)
+    if where == "refused":
+        assert r.status == 400 and b"dot segments" in body, (target, r.status, body)
+    elif where == "app":
+        assert (r.status, body) == (200, b"Hello, World!\n"), (target, r.status, body)
+    assert up.stats()["requests"] == (1 if where == "upstream" else 0), target

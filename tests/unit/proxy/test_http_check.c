@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -153,13 +154,50 @@ static void test_every_byte(void **state)
     }
 }
 
+static void expect_resolved(const char *target, const char *want)
+{
+    bool above = false;
+    char *got = tf_path_resolve(target, &above);
+    if (!want) {
+        if (got || !above)
+            fail_msg("%s: resolved to %s, want above the root", target, got ? got : "NULL");
+    } else if (!got || strcmp(got, want)) {
+        fail_msg("%s: resolved to %s, want %s", target, got ? got : "NULL", want);
+    }
+    free(got);
+}
+
+static void test_path_resolve(void **state)
+{
+    (void)state;
+    expect_resolved("/", "/");
+    expect_resolved("/a/b?x=/../", "/a/b");
+    expect_resolved("/old/../admin", "/admin");
+    expect_resolved("/old/%2e%2E/admin", "/admin");
+    expect_resolved("/old/..%2fadmin", "/admin");
+    expect_resolved("/a/./b/../c", "/a/c");
+    expect_resolved("/a/b/..", "/a/");
+    expect_resolved("/a/.", "/a/");
+    expect_resolved("/./up/x", "/up/x");
+    expect_resolved("/a//b", "/a//b");     /* empty segments stay */
+    expect_resolved("/a/..b/c..", "/a/..b/c..");
+    expect_resolved("/.well-known/x", "/.well-known/x");
+    expect_resolved("/..", NULL);
+    expect_resolved("/a/../../b", NULL);
+    assert_true(tf_path_has_dots("/old/../admin"));
+    assert_true(tf_path_has_dots("/a/%2E"));
+    assert_true(tf_path_has_dots("/a/.%2e/b"));
+    assert_false(tf_path_has_dots("/a/..b/.c?x=/../"));
+    assert_false(tf_path_has_dots("/"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_syntax), cmocka_unit_test(test_content_length),
         cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_host),
         cmocka_unit_test(test_target), cmocka_unit_test(test_token),
-        cmocka_unit_test(test_every_byte),
+        cmocka_unit_test(test_every_byte), cmocka_unit_test(test_path_resolve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
