@@ -272,6 +272,9 @@ static size_t path_segments(const char *target, char *out)
 
 bool tf_path_has_dots(const char *target)
 {
+    const char *stop = target + strcspn(target, ".%?");
+    if (*stop != '.' && *stop != '%') /* the common case: no dot, no escape in the path */
+        return false;
     size_t len = strlen(target);
     char *seg = malloc(len + 1);
     if (!seg)
