@@ -97,16 +97,31 @@ static void add_latency(const char *origin, struct tf_fetched *f, void *arg)
         tf_log_error("profile: unreadable latency from worker %s", origin);
 }
 
+/* This process's registry and call tree := what the stopped workers had.
+ * Call with merge_lock. */
+static void load_kept_latency(void)
+{
+    int none = 0;
+    prof_latency_reset();
+    if (kept_latency)
+        prof_latency_load(kept_latency, strlen(kept_latency), &none);
+}
+
+static void load_kept_tree(void)
+{
+    prof_hook_clear();
+    if (kept_tree && prof_hook_import(kept_tree, kept_tree_len) < 0)
+        tf_log_error("profile: the stopped workers' call tree is unreadable");
+}
+
 /* This process's latency registry := what the stopped workers had plus
  * every worker's now. Call with merge_lock; returns requests in flight. */
 static int merge_latency(void)
 {
     char path[4200];
-    int in_flight = 0, none = 0;
+    int in_flight = 0;
     snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
-    prof_latency_reset();
-    if (kept_latency)
-        prof_latency_load(kept_latency, strlen(kept_latency), &none);
+    load_kept_latency();
     each_worker("GET", path, add_latency, &in_flight);
     return in_flight;
 }
@@ -132,9 +147,7 @@ static void merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
-    prof_hook_clear();
-    if (kept_tree && prof_hook_import(kept_tree, kept_tree_len) < 0)
-        tf_log_error("profile: the stopped workers' call tree is unreadable");
+    load_kept_tree();
     each_worker("GET", path, add_tree, NULL);
 }
 
@@ -154,14 +167,10 @@ static bool front_absorb(unsigned port)
         int none = 0;
         bool got = tf_fetch(origin, "GET", latency_path, &latency) == 0 && latency.status == 200 &&
                    tf_fetch(origin, "GET", tree_path, &tree) == 0 && tree.status == 200;
-        if (got) {
-            prof_latency_reset();
-            if (kept_latency)
-                prof_latency_load(kept_latency, strlen(kept_latency), &none);
+        if (got) { /* kept := kept + this worker's */
+            load_kept_latency();
             add_latency(origin, &latency, &none);
-            prof_hook_clear();
-            if (kept_tree)
-                prof_hook_import(kept_tree, kept_tree_len);
+            load_kept_tree();
             add_tree(origin, &tree, NULL);
             char *l = prof_latency_dump(0);
             size_t tlen = 0;
