@@ -181,9 +181,10 @@ static void make_validators(struct static_file *f)
     format_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
 }
 
-/* If-None-Match: true if the list is "*" or names our tag, compared weakly
- * (a W/ prefix is ignored). A malformed list matches nothing. */
-static bool etag_list_matches(const char *list, const char *etag)
+/* True if the list is "*" or names our tag: compared weakly (a W/ prefix
+ * is ignored) for If-None-Match, strongly (a W/ tag never matches) for
+ * If-Match. A malformed list matches nothing. */
+static bool etag_list_matches(const char *list, const char *etag, bool strong)
 {
     size_t etag_len = strlen(etag);
     for (const char *p = list;;) {
@@ -193,16 +194,29 @@ static bool etag_list_matches(const char *list, const char *etag)
             return false;
         if (*p == '*')
             return true;
-        if (!strncmp(p, "W/", 2))
+        bool weak = !strncmp(p, "W/", 2);
+        if (weak)
             p += 2;
         const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
         if (!close)
             return false;
         size_t len = (size_t)(close - p) + 1;
-        if (len == etag_len && !memcmp(p, etag, len))
+        if (len == etag_len && !memcmp(p, etag, len) && !(strong && weak))
             return true;
         p = close + 1;
     }
+}
+
+/* RFC 9110 13.2.2, first: If-Match decides when present; otherwise
+ * If-Unmodified-Since (a date it cannot read is ignored). True: 412. */
+static bool precondition_failed(const struct tf_request *req, const struct static_file *f)
+{
+    const char *im = tf_request_header(req, "If-Match");
+    if (im)
+        return !etag_list_matches(im, f->etag, true);
+    const char *ius = tf_request_header(req, "If-Unmodified-Since");
+    time_t t;
+    return ius && parse_http_date(ius, &t) && f->st.st_mtim.tv_sec > t;
 }
 
 /* RFC 9110 13.2.2: If-None-Match decides when present; otherwise
@@ -211,7 +225,7 @@ static bool not_modified(const struct tf_request *req, const struct static_file 
 {
     const char *inm = tf_request_header(req, "If-None-Match");
     if (inm)
-        return etag_list_matches(inm, f->etag);
+        return etag_list_matches(inm, f->etag, false);
     const char *ims = tf_request_header(req, "If-Modified-Since");
     time_t t;
     return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t;
@@ -339,17 +353,24 @@ static int file_answer(const struct tf_request *req, const char *path, struct st
 {
     make_validators(f);
     uint64_t size = (uint64_t)f->st.st_size, first = 0, last = 0;
+    const char *validators[] = { "ETag", f->etag, "Last-Modified", f->last_modified, NULL };
+    if (precondition_failed(req, f)) {
+        close(f->fd);
+        if (error_answer(out, 412, "The file does not match the request's If-Match or "
+                         "If-Unmodified-Since.", head) < 0)
+            return -1;
+        return add_headers(out, validators);
+    }
     enum range_kind range = RANGE_NONE;
     bool unchanged = not_modified(req, f);
     if (!unchanged)
         range = requested_range(req, f, &first, &last);
-    if (unchanged || range == RANGE_UNSATISFIABLE)
+    if (range == RANGE_UNSATISFIABLE)
         close(f->fd);
-    if (unchanged) {
+    if (unchanged) { /* no body; its length, if any, is the 200's (RFC 9110 8.6), not 0 */
         out->status = 304;
-        out->response = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        const char *nv[] = { "ETag", f->etag, "Last-Modified", f->last_modified, NULL };
-        return out->response ? add_headers(out, nv) : -1;
+        out->response = body_response(f->fd, 0, size);
+        return out->response ? add_headers(out, validators) : -1;
     }
     if (range == RANGE_UNSATISFIABLE) {
         char content_range[48];

@@ -150,6 +150,37 @@ def test_conditional_get_304(static):
     assert r.status_code == 200 and r.content == CSS
 
 
+def test_304_length_is_the_files_or_none(static):
+    # RFC 9110 8.6: a 304 may carry Content-Length only if it equals the 200's
+    etag = get(static, "/chrome/style.css").headers["ETag"]
+    for method in ("GET", "HEAD"):
+        r = requests.request(method, static.url + "chrome/style.css",
+                             headers={"If-None-Match": etag}, timeout=10)
+        assert r.status_code == 304 and r.content == b"", method
+        assert r.headers.get("Content-Length", str(len(CSS))) == str(len(CSS)), r.headers
+
+
+def test_if_match_and_if_unmodified_since_412(static):
+    etag = get(static, "/chrome/style.css").headers["ETag"]
+    lm = email.utils.formatdate(MTIME, usegmt=True)
+    earlier = email.utils.formatdate(MTIME - 3600, usegmt=True)
+    for headers, status in (({"If-Match": etag}, 200), ({"If-Match": '"zzz", ' + etag}, 200),
+                            ({"If-Match": "*"}, 200), ({"If-Match": '"zzz"'}, 412),
+                            ({"If-Match": "W/" + etag}, 412),  # If-Match compares strongly
+                            ({"If-Unmodified-Since": lm}, 200),
+                            ({"If-Unmodified-Since": earlier}, 412),
+                            ({"If-Unmodified-Since": "not a date"}, 200),
+                            # If-Match decides when present (RFC 9110 13.2.2)
+                            ({"If-Match": etag, "If-Unmodified-Since": earlier}, 200),
+                            ({"If-Unmodified-Since": earlier, "Range": "bytes=0-0"}, 412)):
+        r = get(static, "/chrome/style.css", **headers)
+        assert r.status_code == status, (headers, r.status_code)
+        if status == 412:
+            assert CSS not in r.content and r.headers["ETag"] == etag, headers
+        else:
+            assert r.content == CSS, headers
+
+
 def test_ranges(static, www):
     data = www.files["img.png"]
     size = len(data)
