@@ -39,6 +39,7 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     req->t_received = tf_now_us();
     tf_spool_init(&req->body);
     req->spill_fd = -1;
+    req->file_fd = -1;
     pthread_mutex_init(&req->lock, NULL);
     return req;
 }

@@ -92,13 +92,15 @@ struct tf_request {
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */
-    struct tf_request *rx_prev, *rx_next; /* I/O thread only: in its daemon's list of
-                                   requests whose body is still arriving (server.c) */
-    bool receiving;             /* I/O thread only: in that list */
+    struct tf_request *watch_prev, *watch_next; /* I/O thread only: in its daemon's list
+                                   of requests looked at once a second (server.c) */
+    int watch;                  /* I/O thread only: why it is in that list; 0 = it is not */
 
     /* --- the answer: written by the backend before tf_request_respond() --- */
     struct MHD_Response *response;
     unsigned status;
+    int file_fd;                /* the answer's body is sent from this file (sendfile), up */
+    uint64_t file_end;          /* to this offset; the response owns it. -1: no file */
 
     /* --- streamed body channel, guarded by lock --- */
     pthread_mutex_t lock;

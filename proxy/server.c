@@ -15,6 +15,8 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proxy/auth.h"
@@ -65,6 +68,102 @@ struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool
     return r;
 }
 
+/* --- requests looked at once a second ---------------------------------------
+ * Two stalls of libmicrohttpd 0.9.75 that only a look from outside ends:
+ *
+ * A client gone while its body arrives. 0.9.75 takes a short read for a
+ * drained socket and waits for the socket's next edge, so a client's FIN
+ * that came with the last bytes it sent of an unfinished body went unnoticed
+ * until --idle-timeout, keeping the request (and its spooled body) in flight
+ * and holding up a graceful stop. The look peeks at the socket: at a pending
+ * end of stream it suspends the connection and resumes it at once; a resumed
+ * connection is read again, that read sees the end, and libmicrohttpd drops
+ * the request. (A body that is complete is answered: only the client's side
+ * ended.) A request whose read buffer is full when its client goes is not
+ * read again and waits for --idle-timeout as before; it is not looked at
+ * twice (a resume restarts that timeout).
+ *
+ * A file shrinking while it is sent (a static file or wsgi.file_wrapper's).
+ * sendfile then returns 0, which 0.9.75 takes for a full socket: it waits for
+ * a write edge that never comes, until --idle-timeout, and logs nothing. The
+ * look compares the file's size with the end of what the answer promised; if
+ * it is short, the reason is logged and the socket shut down, which the
+ * suspend and resume make libmicrohttpd notice at once: the connection
+ * closes, as nginx closes it.
+ *
+ * Both lean on 0.9.75's internals: suspending from the loop's tick rather
+ * than a callback (allowed there on the thread that runs MHD_run), and a
+ * resumed connection being marked read-ready. */
+#define TF_LOOK_US 1000000
+
+enum watch { WATCH_NONE, WATCH_BODY_IN, WATCH_FILE_OUT };
+
+static void watch_add(struct tf_daemon *d, struct tf_request *req, enum watch why)
+{
+    req->watch_prev = NULL;
+    req->watch_next = d->watched;
+    if (d->watched)
+        d->watched->watch_prev = req;
+    d->watched = req;
+    req->watch = why;
+}
+
+static void watch_remove(struct tf_request *req)
+{
+    if (req->watch == WATCH_NONE)
+        return;
+    if (req->watch_prev)
+        req->watch_prev->watch_next = req->watch_next;
+    else
+        req->daemon->watched = req->watch_next;
+    if (req->watch_next)
+        req->watch_next->watch_prev = req->watch_prev;
+    req->watch = WATCH_NONE;
+}
+
+/* True if the file req's answer is sent from is now shorter than promised
+ * (logged). */
+static bool file_shrank(const struct tf_request *req)
+{
+    struct stat st;
+    if (fstat(req->file_fd, &st) < 0 || (uint64_t)st.st_size >= req->file_end)
+        return false;
+    char link[64], name[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", req->file_fd);
+    ssize_t n = readlink(link, name, sizeof(name) - 1);
+    name[n < 0 ? 0 : n] = '\0';
+    tf_log_error("%s %s: the file %s changed while being sent: it has %" PRIu64 " bytes, the "
+                 "answer promised %" PRIu64 "; connection closed", req->method, req->target,
+                 name, (uint64_t)st.st_size, req->file_end);
+    return true;
+}
+
+static void look_at_watched(struct tf_daemon *d)
+{
+    uint64_t now = tf_now_us();
+    if (now < d->next_look)
+        return;
+    d->next_look = now + TF_LOOK_US;
+    struct tf_request *next;
+    for (struct tf_request *req = d->watched; req; req = next) {
+        next = req->watch_next;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            continue;
+        char c;
+        if (req->watch == WATCH_BODY_IN
+                ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0
+                : !file_shrank(req))
+            continue;
+        if (req->watch == WATCH_FILE_OUT)
+            shutdown(ci->connect_fd, SHUT_RDWR);
+        watch_remove(req);
+        MHD_suspend_connection(req->connection);
+        tf_request_resume(req);
+    }
+}
+
 /* Answer with r now (final access-handler call); NULL (out of memory) closes. */
 enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r)
 {
@@ -74,6 +173,8 @@ enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct 
     req->phase = PHASE_RESPONDED;
     enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
     MHD_destroy_response(r);
+    if (ok == MHD_YES && req->file_fd >= 0)
+        watch_add(req->daemon, req, WATCH_FILE_OUT);
     return ok;
 }
 
@@ -223,6 +324,8 @@ static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request 
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ok = MHD_queue_response(req->connection, req->status, r);
     MHD_destroy_response(r);
+    if (ok == MHD_YES && req->file_fd >= 0)
+        watch_add(req->daemon, req, WATCH_FILE_OUT);
     return ok;
 }
 
@@ -286,7 +389,7 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
 {
     size_t n = strcspn(rest, "?");
     char *path = strndup(rest, n);
-    struct tf_static_answer a = { 0 };
+    struct tf_static_answer a = { .file_fd = -1 };
     if (!path || tf_static_answer(req->route->dir, path, req, &a) < 0) {
         free(path);
         return tf_server_reply(req, 500, "Out of memory.", false);
@@ -294,6 +397,8 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     free(path);
     req->t_dispatched = tf_now_us();
     req->bytes_out = a.body_len;
+    req->file_fd = a.file_fd;
+    req->file_end = a.file_end;
     return tf_server_queue(req, a.status, a.response);
 }
 
@@ -367,66 +472,6 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
     return &server->daemons[0]; /* not reached: every connection is one of ours */
 }
 
-/* --- clients gone while their body arrives ----------------------------------
- * libmicrohttpd 0.9.75 takes a short read for a drained socket and waits for
- * the socket's next edge, so a client's FIN that came with the last bytes it
- * sent of an unfinished body went unnoticed until --idle-timeout, keeping the
- * request (and its spooled body) in flight and holding up a graceful stop.
- * So each daemon keeps its requests whose body is still arriving, and about
- * once a second peeks at their sockets: at a pending end of stream it
- * suspends the connection and resumes it at once; a resumed connection is
- * read again, that read sees the end, and libmicrohttpd drops the request.
- * (A body that is complete is answered: only the client's side ended.)
- * This leans on 0.9.75's internals: suspending from the loop's tick rather
- * than a callback (allowed there on the thread that runs MHD_run), and a
- * resumed connection being marked read-ready. A request whose read buffer is
- * full when its client goes is not read again and waits for --idle-timeout
- * as before; it is not looked at twice (a resume restarts that timeout). */
-#define TF_EOF_LOOK_US 1000000
-
-static void receiving_add(struct tf_daemon *d, struct tf_request *req)
-{
-    req->rx_prev = NULL;
-    req->rx_next = d->receiving;
-    if (d->receiving)
-        d->receiving->rx_prev = req;
-    d->receiving = req;
-    req->receiving = true;
-}
-
-static void receiving_remove(struct tf_request *req)
-{
-    if (!req->receiving)
-        return;
-    if (req->rx_prev)
-        req->rx_prev->rx_next = req->rx_next;
-    else
-        req->daemon->receiving = req->rx_next;
-    if (req->rx_next)
-        req->rx_next->rx_prev = req->rx_prev;
-    req->receiving = false;
-}
-
-static void look_for_clients_gone(struct tf_daemon *d)
-{
-    uint64_t now = tf_now_us();
-    if (now < d->next_eof_look)
-        return;
-    d->next_eof_look = now + TF_EOF_LOOK_US;
-    struct tf_request *next;
-    for (struct tf_request *req = d->receiving; req; req = next) {
-        next = req->rx_next;
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-        char c;
-        if (ci && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
-            receiving_remove(req);
-            MHD_suspend_connection(req->connection);
-            tf_request_resume(req);
-        }
-    }
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                                   const char *url, const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -453,7 +498,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
         if (req->has_body)
-            receiving_add(req->daemon, req);
+            watch_add(req->daemon, req, WATCH_BODY_IN);
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
         req->phase = PHASE_BODY;
@@ -461,7 +506,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     }
     case PHASE_BODY:
         if (*upload_data_size == 0) {
-            receiving_remove(req);
+            watch_remove(req);
             if (req->body_too_large)
                 return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
             if (req->body_failed)
@@ -593,7 +638,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         };
         prof_latency_record(&sample);
     }
-    receiving_remove(req);
+    watch_remove(req);
     tf_request_connection_closed(req);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
@@ -679,8 +724,8 @@ static long daemon_tick(void *ctx)
     struct tf_daemon *d = ctx;
     MHD_UNSIGNED_LONG_LONG ms;
     bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
-    if (d->receiving)
-        look_for_clients_gone(d);
+    if (d->watched)
+        look_at_watched(d);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)

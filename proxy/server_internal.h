@@ -20,9 +20,9 @@ struct tf_daemon {
     struct tf_server *server;
     int needs_run;                  /* atomic: a connection was resumed (libmicrohttpd in
                                        this mode does not notice by itself) */
-    struct tf_request *receiving;   /* loop thread only: requests whose body is still
-                                       arriving, looked at for a client gone (server.c) */
-    uint64_t next_eof_look;         /* loop thread only: when to look at them next (us) */
+    struct tf_request *watched;     /* loop thread only: requests looked at once a second
+                                       for a client gone or a file shrunk (server.c) */
+    uint64_t next_look;             /* loop thread only: when to look at them next (us) */
 };
 
 struct tf_server {

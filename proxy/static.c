@@ -386,6 +386,10 @@ static int file_answer(const struct tf_request *req, const char *path, struct st
     out->response = body_response(f->fd, range == RANGE_OK ? first : 0, len);
     if (!out->response)
         return -1;
+    if (!head && len) {
+        out->file_fd = f->fd;
+        out->file_end = first + len;
+    }
     char content_range[80];
     snprintf(content_range, sizeof(content_range), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64,
              first, last, size);
@@ -399,6 +403,7 @@ int tf_static_answer(const char *root, const char *rel_raw, const struct tf_requ
                      struct tf_static_answer *out)
 {
     memset(out, 0, sizeof(*out));
+    out->file_fd = -1;
     bool head = req->is_head || (req->method && !strcmp(req->method, "HEAD"));
     if (!head && !(req->method && !strcmp(req->method, "GET"))) {
         if (error_answer(out, 405, "Only GET and HEAD are allowed here.", false) < 0)

@@ -15,6 +15,8 @@ struct tf_static_answer {
     struct MHD_Response *response; /* NULL only on out of memory */
     unsigned status;               /* 200, 206, 304, 404, 405, 416, ... */
     uint64_t body_len;             /* bytes of body that will be sent (0 for HEAD/304) */
+    int file_fd;                   /* they come from this file (owned by the response), */
+    uint64_t file_end;             /* up to this offset; -1: no body from a file */
 };
 
 /* Answer req (GET or HEAD, else 405 with Allow: GET, HEAD) from the file

@@ -318,6 +318,10 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
     struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(size, fd, offset);
     if (!r)
         close(fd);
+    else if (size) { /* looked at while it is sent (server.c) */
+        task->req->file_fd = fd;
+        task->req->file_end = offset + size;
+    }
     return hand_over(task, r);
 }
 

@@ -15,6 +15,8 @@ import uuid
 import pytest
 import requests
 
+import truncation_util
+
 APP = "pep3333_apps:app"
 MARK = "VALIDATOR-FAIL"
 
@@ -610,3 +612,20 @@ def test_pipelined_requests_answered_in_order(tracfront):
     assert json.loads(r2[2])["body"] == "hello world"
     assert env_of(r3[2])["QUERY_STRING"] == "n=3"
     assert_valid(srv)
+
+
+def test_file_wrapper_file_truncated_while_sent_closes_and_logs(tracfront, tmp_path):
+    """The sendfile path of wsgi.file_wrapper, as static files: a file that
+    shrinks under it ends the connection at once, with the reason logged."""
+    srv = tracfront("--app", APP, "--idle-timeout", "60")
+    p = tmp_path / "big.bin"
+    truncation_util.write_big_file(p)
+    received, closed = truncation_util.download_while_truncating(
+        srv, "/file-raw?path=%s&tag=%s" % (p, tag()), p)
+    assert closed, "the connection stayed open after the file shrank"
+    assert received < truncation_util.BIG
+    deadline = time.monotonic() + 5
+    while "changed while being sent" not in srv.error_log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "changed while being sent" in srv.error_log
+    assert requests.get(base(srv) + "/", timeout=10).status_code == 200

@@ -13,6 +13,8 @@ import types
 import pytest
 import requests
 
+import truncation_util
+
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR\n"
 CSS = b"body { color: red }\n"
@@ -316,3 +318,28 @@ def test_static_next_to_app(tracfront, www):
     assert routes[("/chrome/style.css", "static")]["count"] == 1
     assert ("/other", "wsgi") in routes
     assert ("/chrome/style.css", "wsgi") not in routes
+
+
+def test_file_truncated_while_sent_closes_and_logs(tracfront, tmp_path):
+    """As nginx: the connection closes at once and the error log says why,
+    instead of waiting for more bytes until --idle-timeout."""
+    d = tmp_path / "grow"
+    d.mkdir()
+    truncation_util.write_big_file(d / "big.bin")
+    srv = tracfront("--static", "/files=%s" % d, "--idle-timeout", "60")
+    received, closed = truncation_util.download_while_truncating(
+        srv, "/files/big.bin", d / "big.bin")
+    assert closed, "the connection stayed open after the file shrank"
+    assert received < truncation_util.BIG
+    assert poll_log(srv, "big.bin"), srv.error_log
+    assert "changed while being sent" in srv.error_log
+    assert get(srv, "/files/big.bin").content == (d / "big.bin").read_bytes()  # still serving
+
+
+def poll_log(srv, text, timeout=5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in srv.error_log:
+            return True
+        time.sleep(0.05)
+    return False
