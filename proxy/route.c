@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 int tf_route_add(struct tf_route_table *t, const char *spec, bool is_static, char *err,
                  size_t errlen)
@@ -36,14 +38,29 @@ int tf_route_add(struct tf_route_table *t, const char *spec, bool is_static, cha
                  spec);
         return -1;
     }
-    if (dir) {
-        char real[PATH_MAX];
-        if (!*dir || !realpath(dir, real)) {
+    if (dir) { /* kept absolute but unresolved: each request resolves it (static.c) */
+        char real[PATH_MAX], cwd[PATH_MAX];
+        struct stat st;
+        if (!*dir || !realpath(dir, real) || stat(real, &st) < 0) {
             snprintf(err, errlen, "%s: '%s': the folder '%s' does not exist", flag, spec, dir);
             return -1;
         }
-        if (!(r.dir = strdup(real)))
+        if (!S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s: '%s': '%s' is not a folder", flag, spec, dir);
+            return -1;
+        }
+        const char *base = "", *sep = "";
+        if (dir[0] != '/') {
+            if (!getcwd(cwd, sizeof(cwd))) {
+                snprintf(err, errlen, "%s: '%s': the current folder is unknown", flag, spec);
+                return -1;
+            }
+            base = cwd, sep = "/";
+        }
+        size_t len = strlen(base) + strlen(sep) + strlen(dir) + 1;
+        if (!(r.dir = malloc(len)))
             goto nomem;
+        snprintf(r.dir, len, "%s%s%s", base, sep, dir);
     }
     for (size_t i = 0; i < t->n; i++)
         if (t->routes[i].prefix_len == plen && !strncmp(t->routes[i].prefix, spec, plen)) {

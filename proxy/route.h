@@ -14,7 +14,7 @@ struct tf_route {
     char *prefix;               /* "/chrome", or "" for everything; no trailing '/' */
     size_t prefix_len;
     enum tf_backend_kind kind;
-    char *dir;                  /* TF_ROUTE_STATIC: realpath of the folder */
+    char *dir;                  /* TF_ROUTE_STATIC: the folder, absolute, symlinks kept */
 };
 
 struct tf_route_table {

@@ -22,7 +22,7 @@
 
 #include "proxy/server.h"
 
-/* An open file under root and its validators. */
+/* An open file under the folder and its validators. */
 struct static_file {
     int fd;
     struct stat st;
@@ -49,7 +49,11 @@ static const struct {
     { "woff2", "font/woff2" },               { "ttf", "font/ttf" },
     { "otf", "font/otf" },                   { "pdf", "application/pdf" },
     { "zip", "application/zip" },            { "gz", "application/gzip" },
-    { "wasm", "application/wasm" },
+    { "wasm", "application/wasm" },          { "avif", "image/avif" },
+    { "bmp", "image/bmp" },                  { "csv", "text/csv; charset=utf-8" },
+    { "mp4", "video/mp4" },                  { "webm", "video/webm" },
+    { "mp3", "audio/mpeg" },                 { "ogg", "audio/ogg" },
+    { "wav", "audio/wav" },
 };
 
 /* --- the path: decode, check, resolve, open ------------------------------ */
@@ -94,17 +98,19 @@ static bool segments_ok(const char *path)
     return true;
 }
 
-/* Open root + path if, with every symlink resolved, it lies under root and is
+/* Open dir + path if, with every symlink resolved, it lies under dir and is
  * a regular file. Returns 0 with f->fd open and f->st filled, or the HTTP
  * status to answer with (nothing left open). O_NOFOLLOW guards the last
  * component against a swap after realpath(); O_NONBLOCK keeps a FIFO from
  * blocking the I/O thread before fstat() rejects it. */
-static unsigned open_under(const char *root, const char *path, struct static_file *f)
+static unsigned open_under(const char *dir, const char *path, struct static_file *f)
 {
-    char full[PATH_MAX], resolved[PATH_MAX];
+    char root[PATH_MAX], full[PATH_MAX], resolved[PATH_MAX];
+    if (!realpath(dir, root)) /* each time: a deploy may have swapped a symlink in dir */
+        return errno == ENOMEM ? 500 : 404;
     size_t rlen = strlen(root);
-    while (rlen > 0 && root[rlen - 1] == '/')
-        rlen--;
+    if (rlen == 1) /* "/" */
+        rlen = 0;
     int n = snprintf(full, sizeof(full), "%.*s%s", (int)rlen, root, path);
     if (n < 0 || (size_t)n >= sizeof(full))
         return 404;
@@ -149,19 +155,40 @@ static void format_http_date(time_t t, char *buf, size_t cap)
              tm.tm_sec);
 }
 
-/* Parse an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); the obsolete
- * RFC 850 and asctime forms are not accepted (the header is then ignored). */
+static int month_number(const char *name)
+{
+    for (int m = 0; m < 12; m++)
+        if (!strcmp(name, month_names[m]))
+            return m;
+    return -1;
+}
+
+/* Parse an HTTP date in any of RFC 9110 5.6.7's three forms: IMF-fixdate
+ * ("Sun, 06 Nov 1994 08:49:37 GMT"), and the obsolete RFC 850
+ * ("Sunday, 06-Nov-94 08:49:37 GMT", a two-digit year taken as 19xx from 70
+ * on, as nginx does) and asctime ("Sun Nov  6 08:49:37 1994"). */
 static bool parse_http_date(const char *s, time_t *out)
 {
-    char wday[4], mon[4];
+    char wday[10], mon[4];
     int day, year, hh, mm, ss, end = -1;
-    if (sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &day, mon, &year,
-               &hh, &mm, &ss, &end) != 7 || end < 0 || s[end] != '\0')
+    bool ok = sscanf(s, "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d GMT%n", wday, &day, mon,
+                     &year, &hh, &mm, &ss, &end) == 7 && end > 0 && !s[end];
+    if (!ok) {
+        end = -1;
+        ok = sscanf(s, "%9[A-Za-z], %2d-%3[A-Za-z]-%2d %2d:%2d:%2d GMT%n", wday, &day, mon,
+                    &year, &hh, &mm, &ss, &end) == 7 && end > 0 && !s[end];
+        if (ok)
+            year += year < 70 ? 2000 : 1900;
+    }
+    if (!ok) {
+        end = -1;
+        ok = sscanf(s, "%3[A-Za-z] %3[A-Za-z] %2d %2d:%2d:%2d %4d%n", wday, mon, &day, &hh,
+                    &mm, &ss, &year, &end) == 7 && end > 0 && !s[end];
+    }
+    if (!ok)
         return false;
-    int m = 0;
-    while (m < 12 && strcmp(mon, month_names[m]) != 0)
-        m++;
-    if (m == 12 || day < 1 || day > 31 || year < 1970 || hh < 0 || hh > 23 || mm < 0 ||
+    int m = month_number(mon);
+    if (m < 0 || day < 1 || day > 31 || year < 1970 || hh < 0 || hh > 23 || mm < 0 ||
         mm > 59 || ss < 0 || ss > 60)
         return false;
     struct tm tm = { .tm_year = year - 1900, .tm_mon = m, .tm_mday = day,
@@ -399,7 +426,7 @@ static int file_answer(const struct tf_request *req, const char *path, struct st
     return add_headers(out, nv);
 }
 
-int tf_static_answer(const char *root, const char *rel_raw, const struct tf_request *req,
+int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_request *req,
                      struct tf_static_answer *out)
 {
     memset(out, 0, sizeof(*out));
@@ -415,7 +442,7 @@ int tf_static_answer(const char *root, const char *rel_raw, const struct tf_requ
     if (decode_path(rel_raw ? rel_raw : "", path, sizeof(path)) < 0 || !segments_ok(path))
         return error_answer(out, 404, NULL, head);
     struct static_file f = { .fd = -1 };
-    unsigned status = open_under(root, path, &f);
+    unsigned status = open_under(dir, path, &f);
     if (status == 503)
         return error_answer(out, 503, "Too many open files; try again.", head);
     if (status)

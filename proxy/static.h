@@ -20,18 +20,18 @@ struct tf_static_answer {
 };
 
 /* Answer req (GET or HEAD, else 405 with Allow: GET, HEAD) from the file
- * named by rel_raw under root.
- * root: absolute, symlink-resolved directory path without trailing slash
- * (the caller passes realpath(DIR)).
+ * named by rel_raw under dir.
+ * dir: the folder's absolute path. Its symlinks are resolved on every call,
+ * so a deploy that swaps one (current -> releases/42) is served at once.
  * rel_raw: the raw request path after the route prefix, still
  * percent-encoded, query string removed, "" or beginning with "/".
- * The file is only ever one that lies under root once every symlink is
+ * The file is only ever one that lies under dir once every symlink is
  * resolved; anything else (dot segments, %2F, %00, backslash, directories,
  * symlinks leading out) is a 404. The response's body is sent from the file
  * descriptor (sendfile); the caller queues it and destroys it.
  * Returns 0 with *out filled; -1 only on out of memory (out->response NULL,
  * no descriptor left open). */
-int tf_static_answer(const char *root, const char *rel_raw, const struct tf_request *req,
+int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_request *req,
                      struct tf_static_answer *out);
 
 #endif

@@ -336,6 +336,35 @@ def test_file_truncated_while_sent_closes_and_logs(tracfront, tmp_path):
     assert get(srv, "/files/big.bin").content == (d / "big.bin").read_bytes()  # still serving
 
 
+def test_deploy_swapping_a_symlink_is_served_at_once(tracfront, tmp_path):
+    """--static /s=/srv/app/current/static, then `current` is pointed at the
+    next release (the usual atomic deploy): nginx serves the new files on the
+    next request, without a restart, and so must tracfront."""
+    for release, text in (("r1", b"release one\n"), ("r2", b"release two\n")):
+        (tmp_path / release / "static").mkdir(parents=True)
+        (tmp_path / release / "static" / "app.css").write_bytes(text)
+    (tmp_path / "r2" / "static" / "new.css").write_bytes(b"only in two\n")
+    os.symlink("r1", tmp_path / "current")
+    srv = tracfront("--static", "/s=%s" % (tmp_path / "current" / "static"))
+    assert get(srv, "/s/app.css").content == b"release one\n"
+    assert get(srv, "/s/new.css").status_code == 404
+    os.symlink("r2", tmp_path / "current.next")
+    os.replace(tmp_path / "current.next", tmp_path / "current")
+    assert get(srv, "/s/app.css").content == b"release two\n"
+    assert get(srv, "/s/new.css").content == b"only in two\n"
+    os.unlink(tmp_path / "current")
+    assert get(srv, "/s/app.css").status_code == 404
+    assert srv.alive()
+
+
+def test_obsolete_date_forms_in_if_modified_since(static):
+    """RFC 9110 5.6.7: a recipient must accept all three date forms."""
+    for ims in ("Sunday, 13-Sep-20 12:26:40 GMT", "Sun Sep 13 12:26:40 2020"):
+        assert get(static, "/chrome/style.css", **{"If-Modified-Since": ims}).status_code == 304
+    assert get(static, "/chrome/style.css", **{
+        "If-Modified-Since": "Sun Sep 13 12:26:39 2020"}).status_code == 200
+
+
 def poll_log(srv, text, timeout=5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

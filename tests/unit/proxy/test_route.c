@@ -4,7 +4,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy/route.h"
 
@@ -77,6 +80,7 @@ static void test_errors_name_the_flag(void **state)
     expect_error("/x=elsewhere", false, true, true, "app, upstream or static");
     expect_error("/x=static:/no/such/folder", false, true, true, "does not exist");
     expect_error("/x=/no/such/folder", true, true, true, "--static");
+    expect_error("/x=/proc/self/status", true, true, true, "is not a folder");
     expect_error("/x=upstream", false, true, false, "no --upstream");
     expect_error("/x=app", false, false, true, "no application");
     struct tf_route_table t = { 0 };
@@ -87,12 +91,29 @@ static void test_errors_name_the_flag(void **state)
     tf_route_table_free(&t);
 }
 
+/* A static folder is kept as given, made absolute, not resolved: static.c
+ * resolves it per request, so a swapped symlink in it takes effect. */
+static void test_static_folder_kept_unresolved(void **state)
+{
+    (void)state;
+    struct tf_route_table t = { 0 };
+    char err[256], cwd[PATH_MAX], want[PATH_MAX + 8];
+    assert_int_equal(tf_route_add(&t, "/a=/tmp/../tmp", true, err, sizeof(err)), 0);
+    assert_int_equal(tf_route_add(&t, "/b=.", true, err, sizeof(err)), 0);
+    assert_string_equal(t.routes[0].dir, "/tmp/../tmp");
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    snprintf(want, sizeof(want), "%s/.", cwd);
+    assert_string_equal(t.routes[1].dir, want);
+    tf_route_table_free(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_longest_prefix_on_segment_boundaries),
         cmocka_unit_test(test_fallbacks),
         cmocka_unit_test(test_errors_name_the_flag),
+        cmocka_unit_test(test_static_folder_kept_unresolved),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

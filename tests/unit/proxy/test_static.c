@@ -87,6 +87,8 @@ static int setup(void **state)
     put_file("root/app.js", "1;");
     put_file("root/logo.svg", "<svg/>");
     put_file("root/README", "plain");
+    put_file("root/clip.MP4", "");
+    put_file("root/pic.avif", "");
     put_file("root/a b.txt", "space");
     put_file("root/empty.txt", "");
     put_file("root/sub/index.html", "<p>hi</p>");
@@ -202,6 +204,8 @@ static void test_mime_and_names(void **state)
     expect_type("/app.js", "application/javascript; charset=utf-8");
     expect_type("/logo.svg", "image/svg+xml");
     expect_type("/README", "application/octet-stream");
+    expect_type("/clip.MP4", "video/mp4");
+    expect_type("/pic.avif", "image/avif");
     expect_type("/a%20b.txt", "text/plain; charset=utf-8");
     expect_type("/sub/index.html", "text/html; charset=utf-8");
     expect_type("/alias.txt", "text/plain; charset=utf-8"); /* symlink inside root */
@@ -236,6 +240,13 @@ static void test_not_modified(void **state)
     assert_int_equal(data_status(HDR1("If-Modified-Since", "Mon, 01 Jan 2035 00:00:00 GMT")), 304);
     assert_int_equal(data_status(HDR1("If-Modified-Since", "Sun, 06 Nov 1994 08:49:36 GMT")), 200);
     assert_int_equal(data_status(HDR1("If-Modified-Since", "yesterday")), 200);
+    /* RFC 9110's obsolete forms: RFC 850 (two-digit year) and asctime */
+    assert_int_equal(data_status(HDR1("If-Modified-Since", "Sunday, 06-Nov-94 08:49:37 GMT")), 304);
+    assert_int_equal(data_status(HDR1("If-Modified-Since", "Sunday, 06-Nov-94 08:49:36 GMT")), 200);
+    assert_int_equal(data_status(HDR1("If-Modified-Since", "Sun Nov  6 08:49:37 1994")), 304);
+    assert_int_equal(data_status(HDR1("If-Modified-Since", "Sun Nov  6 08:49:36 1994")), 200);
+    assert_int_equal(data_status(HDR1("If-Modified-Since", "Sun Nov  6 08:49:37 1994 GMT")), 200);
+    assert_int_equal(data_status(HDR1("If-Unmodified-Since", "Sun Nov  6 08:49:36 1994")), 412);
     /* If-None-Match decides when present: a matching date does not help. */
     assert_int_equal(data_status(HDR2("If-None-Match", "\"nope\"",
                                       "If-Modified-Since", LAST_MODIFIED)), 200);
@@ -370,6 +381,35 @@ static void test_never_outside(void **state)
 
 /* Every answer above, error paths included, closed its descriptor once its
  * response was destroyed. Runs last. */
+/* The folder's symlinks are resolved per request: a deploy that swaps one
+ * is served at once, and the file must still lie under the new target. */
+static void test_symlinked_folder_swapped(void **state)
+{
+    (void)state;
+    char current[PATH_MAX + 16], swap[PATH_MAX + 16];
+    snprintf(current, sizeof(current), "%s/current", base);
+    snprintf(swap, sizeof(swap), "%s/current.new", base);
+    put_link("root", "current");
+    struct tf_request *req = make_req("GET", NULL);
+    struct tf_static_answer a;
+    assert_int_equal(tf_static_answer(current, "/hello.txt", req, &a), 0);
+    assert_int_equal(a.status, 200);
+    MHD_destroy_response(a.response);
+    put_link("outside", "current.new");
+    assert_int_equal(rename(swap, current), 0);
+    assert_int_equal(tf_static_answer(current, "/hello.txt", req, &a), 0);
+    assert_int_equal(a.status, 404);
+    MHD_destroy_response(a.response);
+    assert_int_equal(tf_static_answer(current, "/secret.txt", req, &a), 0);
+    assert_int_equal(a.status, 200);
+    MHD_destroy_response(a.response);
+    assert_int_equal(unlink(current), 0);
+    assert_int_equal(tf_static_answer(current, "/secret.txt", req, &a), 0);
+    assert_int_equal(a.status, 404);
+    MHD_destroy_response(a.response);
+    tf_request_unref(req);
+}
+
 static void test_no_descriptor_left_open(void **state)
 {
     (void)state;
@@ -383,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_not_modified), cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_if_range),    cmocka_unit_test(test_head),
         cmocka_unit_test(test_methods),     cmocka_unit_test(test_never_outside),
+        cmocka_unit_test(test_symlinked_folder_swapped),
         cmocka_unit_test(test_no_descriptor_left_open),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
