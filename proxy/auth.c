@@ -1,13 +1,15 @@
 /* auth.c — Basic and Digest authentication on tracd's login paths (see
  * auth.h). The password files live in passwd.c; this file decides whether a
  * request is a login path, reads the Authorization header, and builds the
- * 401 challenge. Digest nonces carry their issue time and counter under an
- * HMAC with a random per-process key, so they cannot be forged and expire
- * after --digest-nonce-lifetime; a small table of issued nonces refuses
- * replayed nc values. It never logs a password, and never trusts a user name
- * it did not verify. */
+ * 401 challenge. Digest nonces carry their issue time, the issuing process
+ * and a counter under an HMAC, so they cannot be forged and expire after
+ * --digest-nonce-lifetime; a small table of the nonces this process issued
+ * refuses replayed nc values, and a nonce from another process (another
+ * worker, or one from before a reload: they share the HMAC key) is stale.
+ * It never logs a password, and never trusts a user name it did not verify. */
 #include "proxy/auth.h"
 
+#include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,10 +26,11 @@
 #include "proxy/server.h"
 
 #define NONCE_SLOTS 4096u       /* nonces whose nc is tracked at once */
-#define NONCE_LEN 48            /* 8 hex time, 8 hex counter, 32 hex HMAC */
+#define NONCE_HEAD 24           /* 8 hex time, 8 hex issuing process, 8 hex counter */
+#define NONCE_LEN (NONCE_HEAD + 32) /* then 32 hex HMAC */
 #define MAX_REALM 200
 #define MAX_PROJECT 255
-#define MAX_CREDENTIALS 2048    /* longest Authorization value looked at */
+#define MAX_CREDENTIALS 8192    /* longest Authorization value looked at (Apache: 8190) */
 
 struct realm {
     char *project;              /* "*" or a project's folder name */
@@ -50,6 +53,7 @@ struct tf_auth {
     uint32_t nonce_lifetime;    /* seconds */
     const char *mount;          /* the config's; read-only */
     unsigned char key[32];      /* read-only: random, for nonce HMACs */
+    uint32_t instance;          /* read-only: random, names this process in its nonces */
     uint32_t counter;           /* atomic: nonces issued */
     pthread_mutex_t lock;       /* guards nonces */
     struct nonce_slot nonces[NONCE_SLOTS];
@@ -102,9 +106,12 @@ static int parse_spec(const char *flag, const char *text, struct spec *s, char *
     return 0;
 }
 
-/* --trac-env PATH serves the project named by PATH's last component. */
-static char *env_basename(const char *path)
+/* --trac-env PATH serves the project named by the last component of PATH
+ * made absolute (tracd: basename(abspath(path))), so "." names the folder. */
+static char *env_basename(const char *given)
 {
+    char real[PATH_MAX];
+    const char *path = realpath(given, real) ? real : given;
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
@@ -265,6 +272,11 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
         tf_auth_free(auth);
         return NULL;
     }
+    if (tf_random_bytes(&auth->instance, sizeof(auth->instance)) < 0) {
+        snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
+        tf_auth_free(auth);
+        return NULL;
+    }
     if (walk_specs(cfg, auth, err, errlen) < 0) {
         tf_auth_free(auth);
         return NULL;
@@ -371,14 +383,22 @@ static void printable(const char *in, char *out, size_t cap)
     out[o] = 0;
 }
 
+/* One error line for a refusal answered with status. */
+static void refuse_with(const struct tf_request *req, const struct realm *r, const char *user,
+                        const char *why, unsigned status)
+{
+    char name[256], target[804];
+    printable(user ? user : "", name, sizeof(name));
+    printable(req->target, target, sizeof(target));
+    tf_log_error("auth: %s: user \"%s\" from %s (%s realm \"%s\", %s %s); answered %u", why,
+                 name, req->remote_addr, r->digest ? "Digest" : "Basic", r->name, req->method,
+                 target, status);
+}
+
 static void refuse(const struct tf_request *req, const struct realm *r, const char *user,
                    const char *why)
 {
-    char name[256];
-    printable(user ? user : "", name, sizeof(name));
-    tf_log_error("auth: %s: user \"%s\" from %s (%s realm \"%s\", %s %.200s); answered 401", why,
-                 name, req->remote_addr, r->digest ? "Digest" : "Basic", r->name, req->method,
-                 req->target);
+    refuse_with(req, r, user, why, 401);
 }
 
 /* "Basic xyz" → "xyz" when scheme matches (case-insensitive), else NULL. */
@@ -395,15 +415,19 @@ static const char *credentials(const char *header, const char *scheme)
 
 /* --- Basic ---------------------------------------------------------------------- */
 
-/* Strict base64 (padding optional) into out; its length, or -1. */
+/* Strict base64 (padding optional; trailing whitespace, which is not part
+ * of a header's value, ignored) into out; its length, or -1. */
 static long base64_decode(const char *in, unsigned char *out, size_t cap)
 {
     static const char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t n = strcspn(in, "= \t"), o = 0;
+    size_t len = strlen(in), n = strcspn(in, "= \t"), o = 0;
+    while (len > n && (in[len - 1] == ' ' || in[len - 1] == '\t'))
+        len--;
     uint32_t acc = 0;
     int bits = 0;
-    if (n % 4 == 1 || strspn(in + n, "=") + n != strlen(in) || strlen(in + n) > 2)
+    size_t pad = len - n;
+    if (n % 4 == 1 || pad > 2 || strspn(in + n, "=") < pad)
         return -1;
     for (size_t i = 0; i < n; i++) {
         const char *c = memchr(alphabet, in[i], 64);
@@ -421,6 +445,15 @@ static long base64_decode(const char *in, unsigned char *out, size_t cap)
     return (long)o;
 }
 
+/* The password file is gone or unreadable: as Apache, a 500, not the users
+ * read before (deleting the file must lock them out). */
+static void file_unreadable(const struct tf_request *req, const struct realm *r,
+                            const char *user, struct verdict *v)
+{
+    refuse_with(req, r, user, "the password file cannot be read", 500);
+    v->status = 500;
+}
+
 static void check_basic(const struct realm *r, const struct tf_request *req, const char *b64,
                         struct verdict *v)
 {
@@ -436,7 +469,10 @@ static void check_basic(const struct realm *r, const struct tf_request *req, con
     *colon = 0;
     const char *user = (const char *)buf, *password = colon + 1;
     char hash[256];
-    if (tf_passwd_lookup(r->file, user, hash, sizeof(hash)) < 0)
+    int found = tf_passwd_lookup(r->file, user, hash, sizeof(hash));
+    if (found == TF_PASSWD_UNREADABLE)
+        file_unreadable(req, r, user, v);
+    else if (found < 0)
         refuse(req, r, user, "unknown user");
     else if (tf_passwd_verify(hash, password) != 1)
         refuse(req, r, user, "wrong password");
@@ -541,12 +577,12 @@ void tf_auth_digest_response(const char *ha1, const char *nonce, const char *nc,
     tf_hex(d, 16, out);
 }
 
-/* HMAC over the nonce's first 16 characters and the realm, as hex. */
+/* HMAC over the nonce's head and the realm, as hex. */
 static void nonce_mac(const struct tf_auth *auth, const char *head, const char *realm,
                       char hex[33])
 {
-    char msg[16 + 1 + MAX_REALM + 1];
-    int n = snprintf(msg, sizeof(msg), "%.16s:%s", head, realm);
+    char msg[NONCE_HEAD + 1 + MAX_REALM + 1];
+    int n = snprintf(msg, sizeof(msg), "%.*s:%s", NONCE_HEAD, head, realm);
     unsigned char mac[16];
     tf_hmac_md5(auth->key, sizeof(auth->key), msg, (size_t)n, mac);
     tf_hex(mac, 16, hex);
@@ -560,42 +596,54 @@ static uint32_t now_s(void)
 static void make_nonce(struct tf_auth *auth, const struct realm *r, char out[NONCE_LEN + 1])
 {
     uint32_t counter = __atomic_add_fetch(&auth->counter, 1, __ATOMIC_RELAXED);
-    snprintf(out, NONCE_LEN + 1, "%08x%08x", now_s(), counter);
-    nonce_mac(auth, out, r->name, out + 16);
+    snprintf(out, NONCE_LEN + 1, "%08x%08x%08x", now_s(), auth->instance, counter);
+    nonce_mac(auth, out, r->name, out + NONCE_HEAD);
     pthread_mutex_lock(&auth->lock);
     auth->nonces[counter % NONCE_SLOTS] = (struct nonce_slot){ counter, 0, true };
     pthread_mutex_unlock(&auth->lock);
 }
 
-/* Was the nonce made by this process for this realm? */
+/* Was the nonce made by this server (this process, another worker or an
+ * earlier generation) for this realm? */
 static bool nonce_ours(const struct tf_auth *auth, const struct realm *r, const char *nonce)
 {
     char mac[33];
     if (!tf_is_hex(nonce, NONCE_LEN))
         return false;
     nonce_mac(auth, nonce, r->name, mac);
-    return tf_secret_equal(mac, nonce + 16);
+    return tf_secret_equal(mac, nonce + NONCE_HEAD);
 }
 
-/* For a verified response: is the nonce young and this nc new for it? Marks
- * nc as used. False means stale: the client should retry with a new nonce. */
-static bool nonce_fresh(struct tf_auth *auth, const char *nonce, const char *nc_hex)
+enum nonce_state { NONCE_FRESH, NONCE_OLD, NONCE_ELSEWHERE, NONCE_FORGOTTEN, NONCE_NC_USED };
+
+static uint32_t hex8(const char *p)
 {
     char part[9] = { 0 };
-    memcpy(part, nonce, 8);
-    uint32_t issued = (uint32_t)strtoul(part, NULL, 16);
-    memcpy(part, nonce + 8, 8);
-    uint32_t counter = (uint32_t)strtoul(part, NULL, 16);
+    memcpy(part, p, 8);
+    return (uint32_t)strtoul(part, NULL, 16);
+}
+
+/* For a verified response: may it be taken (NONCE_FRESH, nc then marked as
+ * used)? Otherwise the client should retry with a new nonce: it is past its
+ * lifetime, another process issued it (its nc table is not ours), it left
+ * the table, or this nc was taken before (a replay). */
+static enum nonce_state nonce_take(struct tf_auth *auth, const char *nonce, const char *nc_hex)
+{
+    uint32_t issued = hex8(nonce), instance = hex8(nonce + 8), counter = hex8(nonce + 16);
     uint32_t nc = (uint32_t)strtoul(nc_hex, NULL, 16);
     if (now_s() - issued > auth->nonce_lifetime)
-        return false;
+        return NONCE_OLD;
+    if (instance != auth->instance)
+        return NONCE_ELSEWHERE;
     pthread_mutex_lock(&auth->lock);
     struct nonce_slot *slot = &auth->nonces[counter % NONCE_SLOTS];
-    bool fresh = slot->issued && slot->counter == counter && nc > slot->max_nc;
-    if (fresh)
+    enum nonce_state state = !slot->issued || slot->counter != counter ? NONCE_FORGOTTEN
+                           : nc <= slot->max_nc                        ? NONCE_NC_USED
+                                                                       : NONCE_FRESH;
+    if (state == NONCE_FRESH)
         slot->max_nc = nc;
     pthread_mutex_unlock(&auth->lock);
-    return fresh;
+    return state;
 }
 
 /* The parts every qop=auth answer must have, in the shape they must have. */
@@ -630,7 +678,7 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
         return;
     }
     if (strcmp(d.uri, req->target) != 0) {
-        refuse(req, r, d.username, "the Digest uri is not the request's target");
+        refuse_with(req, r, d.username, "the Digest uri is not the request's target", 400);
         v->status = 400;
         return;
     }
@@ -638,22 +686,31 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
         refuse(req, r, d.username, "a nonce this server did not issue");
         return;
     }
-    if (tf_passwd_lookup(r->file, d.username, ha1, sizeof(ha1)) < 0) {
-        refuse(req, r, d.username, "unknown user");
+    int found = tf_passwd_lookup(r->file, d.username, ha1, sizeof(ha1));
+    if (found < 0) {
+        if (found == TF_PASSWD_UNREADABLE)
+            file_unreadable(req, r, d.username, v);
+        else
+            refuse(req, r, d.username, "unknown user");
         return;
     }
     tf_auth_digest_response(ha1, d.nonce, d.nc, d.cnonce, d.qop, req->method, d.uri, expected);
     for (int i = 0; i < 33; i++)
         response[i] = (d.response[i] >= 'A' && d.response[i] <= 'F')
                           ? (char)(d.response[i] - 'A' + 'a') : d.response[i];
-    if (!tf_secret_equal(expected, response))
+    if (!tf_secret_equal(expected, response)) {
         refuse(req, r, d.username, "wrong password");
-    else if (!nonce_fresh(auth, d.nonce, d.nc))
-        v->stale = true; /* the client retries with a new nonce, without asking its user */
-    else {
+        return;
+    }
+    enum nonce_state state = nonce_take(auth, d.nonce, d.nc);
+    if (state == NONCE_FRESH) {
         v->status = 0;
         memcpy(v->user, d.username, strlen(d.username) + 1);
+        return;
     }
+    if (state == NONCE_NC_USED) /* as Apache: a right answer seen before may be a replay */
+        refuse(req, r, d.username, "a nonce count used before (a replayed answer?)");
+    v->stale = true; /* the client retries with a new nonce, without asking its user */
 }
 
 /* --- the answer ---------------------------------------------------------------- */
@@ -661,10 +718,12 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
 static unsigned challenge(struct tf_auth *auth, const struct realm *r, struct tf_request *req,
                           const struct verdict *v, struct MHD_Response **response)
 {
-    if (v->status == 400) {
-        *response = tf_error_response(400, "The Digest uri does not match the request.", false,
+    if (v->status == 400 || v->status == 500) {
+        *response = tf_error_response(v->status, v->status == 400
+                                      ? "The Digest uri does not match the request."
+                                      : "The password file cannot be read.", false,
                                       &req->bytes_out);
-        return *response ? 400 : 500;
+        return *response ? v->status : 500;
     }
     char value[MAX_REALM + 200], nonce[NONCE_LEN + 1];
     if (r->digest) {

@@ -77,6 +77,7 @@ static const struct key keys[] = {
     { "worker", K_BOOL, F(worker), 0, 0, 0 }, /* internal: set by the front, not in --help */
     { "basic-auth", K_LIST, F(basic_auth), F(n_basic_auth), 0, 0 },
     { "digest-auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 },
+    { "auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 }, /* tracd's name for it */
     { "digest-nonce-lifetime", K_SECONDS, F(digest_nonce_lifetime), 0, 0, 0 },
 };
 #undef F
@@ -140,6 +141,7 @@ const char tf_config_usage[] =
     "  --basic-auth PROJECT,HTPASSWD,REALM   Basic auth on PROJECT's /login (PROJECT: the\n"
     "                               environment's folder name, or * for all; repeatable)\n"
     "  --digest-auth PROJECT,HTDIGEST,REALM  Digest auth likewise, from an htdigest file\n"
+    "                               (--auth, tracd's name, is the same)\n"
     "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300)\n"
     "\n"
     "Profiler:\n"

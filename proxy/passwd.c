@@ -51,7 +51,8 @@ struct tf_passwd {
     struct table table;
     struct signature seen;      /* of the file the table came from */
     uint64_t checked_us;        /* last look at the file */
-    int failed_errno;           /* last re-read failure logged; 0 = none */
+    int failed_errno;           /* why the last look could not read the file (logged
+                                   once); 0 = it could */
 };
 
 static void table_free(struct table *t)
@@ -227,8 +228,9 @@ static int reload(struct tf_passwd *pw)
 }
 
 /* Lock held: re-read the file if it changed since the last look, which is
- * at most once per CHECK_INTERVAL_US. A file that cannot be read keeps the
- * users loaded before, with one error line per new failure. */
+ * at most once per CHECK_INTERVAL_US. A file that cannot be read leaves no
+ * users (failed_errno set) until it can, with one error line per new
+ * failure. */
 static void check_changed(struct tf_passwd *pw)
 {
     uint64_t now = tf_now_us();
@@ -247,10 +249,13 @@ static void check_changed(struct tf_passwd *pw)
             return;
         }
     }
-    if (errno != pw->failed_errno)
-        tf_log_error("%s %s: cannot re-read it (%s); keeping the %zu users read before",
-                     pw->flag, pw->path, strerror(errno), pw->table.n);
-    pw->failed_errno = errno;
+    int failure = errno ? errno : EIO;
+    if (failure != pw->failed_errno)
+        tf_log_error("%s %s: cannot re-read it (%s); its logins answer 500 until it can",
+                     pw->flag, pw->path, strerror(failure));
+    pw->failed_errno = failure;
+    table_free(&pw->table);
+    memset(&pw->seen, 0, sizeof(pw->seen)); /* the same file put back is read again */
 }
 
 struct tf_passwd *tf_passwd_open(const char *path, enum tf_passwd_kind kind, const char *realm,
@@ -295,9 +300,10 @@ int tf_passwd_lookup(struct tf_passwd *pw, const char *user, char *out, size_t c
 {
     pthread_mutex_lock(&pw->lock);
     check_changed(pw);
-    const struct entry *e = bsearch(user, pw->table.entries, pw->table.n,
+    const struct entry *e = !pw->table.n ? NULL
+                          : bsearch(user, pw->table.entries, pw->table.n,
                                     sizeof(*pw->table.entries), by_user);
-    int rc = -1;
+    int rc = pw->failed_errno ? TF_PASSWD_UNREADABLE : -1;
     out[0] = 0;
     if (e && strlen(e->secret) < cap) {
         memcpy(out, e->secret, strlen(e->secret) + 1);

@@ -1,6 +1,6 @@
 /* passwd.h — Apache password files: htpasswd (USER:HASH) for Basic and
  * htdigest (USER:REALM:MD5) for Digest authentication. A file is read at
- * start and re-read when it changes (its identity, size and mtime are looked
+ * start and re-read when it changes or disappears (its identity, size and mtime are looked
  * at no more than once a second); lookups are safe from any thread. Nothing
  * here ever logs, stores or returns a password a client sent. */
 #ifndef TF_PASSWD_H
@@ -24,9 +24,13 @@ struct tf_passwd *tf_passwd_open(const char *path, enum tf_passwd_kind kind, con
                                  const char *flag, char *err, size_t errlen);
 void tf_passwd_free(struct tf_passwd *pw);
 
+#define TF_PASSWD_UNREADABLE (-2)
+
 /* Copy user's HASH (htpasswd) or lowercase HA1 (htdigest) into out (cap
- * bytes), first re-reading the file if it changed. Returns 0, or -1 when
- * there is no such user (out is then ""). Any thread. */
+ * bytes), first re-reading the file if it changed. Returns 0, -1 when there
+ * is no such user, or TF_PASSWD_UNREADABLE while the file is gone or cannot
+ * be read (its users are then forgotten, as Apache would not find them
+ * either); out is then "". Any thread. */
 int tf_passwd_lookup(struct tf_passwd *pw, const char *user, char *out, size_t cap);
 
 /* Does password match an htpasswd HASH? 1 yes, 0 no, -1 when the format is

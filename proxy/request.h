@@ -81,6 +81,7 @@ struct tf_request {
     struct tf_tap *tap;         /* --mirror: set before dispatch; NULL otherwise */
     char *remote_user;          /* verified by tracfront's auth (or by the front); owned */
     const char *auth_type;      /* "Basic" or "Digest" when remote_user is set */
+    bool auth_checked;          /* I/O thread only: tracfront's auth has looked at it */
     bool tap_streaming, tap_ended; /* guarded by lock */
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
                                    upstream backend before its last channel call */

@@ -402,6 +402,24 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     return tf_server_queue(req, a.status, a.response);
 }
 
+/* tracd's login paths, once per request: who is this client? 0 to go on,
+ * else the status of *challenge (401, 400 or 500) to answer with. */
+static unsigned check_login(struct tf_server *server, struct tf_request *req,
+                            struct MHD_Response **challenge)
+{
+    *challenge = NULL;
+    if (!server->auth || req->auth_checked)
+        return 0;
+    req->auth_checked = true;
+    const char *rest;
+    const struct tf_route *r = tf_route_find(&server->cfg->routes, req->target, &rest);
+    enum tf_backend_kind kind = r ? r->kind : server->cfg->routes.fallback;
+    if (kind != TF_ROUTE_APP ||
+        (server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP))
+        return 0;
+    return tf_auth_check(server->auth, req, challenge);
+}
+
 /* Final call of a request that is not the profiler's: to its backend. */
 static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
 {
@@ -429,13 +447,10 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
                                    "prefix names.", true);
     }
     enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
-    if (server->auth && kind == TF_ROUTE_APP &&
-        !(server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP)) {
-        struct MHD_Response *challenge; /* tracd's login paths: who is this client? */
-        unsigned st = tf_auth_check(server->auth, req, &challenge);
-        if (st)
-            return tf_server_queue(req, st, challenge);
-    }
+    struct MHD_Response *challenge;
+    unsigned st = check_login(server, req, &challenge);
+    if (st)
+        return tf_server_queue(req, st, challenge);
     if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
         kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
         tf_mirror_attach(server->mirror, req);
@@ -497,8 +512,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
-        if (req->has_body)
+        if (req->has_body) { /* a refused upload is answered before its body is read (and
+                                Expect: 100-continue gets the 401, not a 100) */
+            struct MHD_Response *challenge;
+            unsigned refused = check_login(server, req, &challenge);
+            if (refused) {
+                if (challenge)
+                    MHD_add_response_header(challenge, MHD_HTTP_HEADER_CONNECTION, "close");
+                return tf_server_queue(req, refused, challenge);
+            }
             watch_add(req->daemon, req, WATCH_BODY_IN);
+        }
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
         req->phase = PHASE_BODY;

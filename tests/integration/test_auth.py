@@ -13,6 +13,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -22,6 +23,7 @@ import requests
 from requests.auth import HTTPDigestAuth
 
 from conftest import APPS
+from workers_util import children, wait_for
 
 if not shutil.which("htpasswd") or not shutil.which("htdigest"):
     pytest.skip("htpasswd/htdigest missing: install apache2-utils (scripts/setup does)",
@@ -292,7 +294,7 @@ def test_digest_with_requests(tracfront, files):
     srv = digest(tracfront, files)
     r = requests.get(srv.url + "login", timeout=10)
     assert r.status_code == 401
-    assert re.fullmatch(r'Digest realm="%s", qop="auth", algorithm=MD5, nonce="[0-9a-f]{48}", '
+    assert re.fullmatch(r'Digest realm="%s", qop="auth", algorithm=MD5, nonce="[0-9a-f]{56}", '
                         r'stale=false' % DREALM, r.headers["WWW-Authenticate"])
     session = requests.Session()
     session.auth = HTTPDigestAuth("alice", "wonderland")
@@ -356,6 +358,121 @@ def test_digest_forged_nonce_and_wrong_uri(tracfront, files):
     assert r.status_code == 400
 
 
+def send_login(srv, authorization):
+    """One GET /login on a connection of its own: (status, WWW-Authenticate)."""
+    r = requests.get(srv.url + "login", headers={"Authorization": authorization,
+                                                  "Connection": "close"}, timeout=30)
+    return r.status_code, r.headers.get("WWW-Authenticate", "")
+
+
+def test_digest_answer_is_not_replayable_across_workers(tracfront, files):
+    """RFC 7616 5.4: each worker checks nc on its own, so a worker must not
+    take a nonce another one issued (the client is told stale and retries
+    with one of its own, without asking its user)."""
+    srv = digest(tracfront, files, "--workers", "2")
+    challenge = requests.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    results = [send_login(srv, answer) for _ in range(30)]
+    assert sum(status == 200 for status, _ in results) <= 1, results
+    assert all(status == 200 or "stale=true" in www for status, www in results), results
+    assert sum(status == 401 for status, _ in results) >= 29
+
+
+def test_digest_answer_is_not_replayable_after_a_reload(tracfront, files):
+    srv = digest(tracfront, files, "--workers", "1")
+    challenge = requests.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    assert send_login(srv, answer)[0] == 200
+    old = set(wait_for(lambda: children(srv.proc.pid), 30, "a worker"))
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: set(children(srv.proc.pid)) - old and not old & set(children(srv.proc.pid)),
+             60, "the old worker replaced by a new one")
+    for _ in range(3):  # the new worker issues nonces of its own, counting from 1 again
+        assert requests.get(srv.url + "login", timeout=30).status_code == 401
+    status, www = send_login(srv, answer)
+    assert status == 401 and "stale=true" in www
+
+
+def test_digest_with_a_long_uri(tracfront, files):
+    """Trac links to /login?referer=<the page>: the uri parameter repeats the
+    target, so the header may be long (Apache takes up to 8190 bytes)."""
+    srv = digest(tracfront, files)
+    target = "login?referer=" + "x" * 3000
+    r = requests.get(srv.url + target, auth=HTTPDigestAuth("alice", "wonderland"), timeout=10)
+    assert r.status_code == 200, srv.error_log[-500:]
+    assert r.json()["remote_user"] == "alice"
+
+
+def test_tracd_auth_flag_is_digest(tracfront, files):
+    """tracd spells Digest -a/--auth: the same spelling works here."""
+    srv = tracfront(*APP, "--auth", "*,%s,%s" % (files["htdigest"], DREALM))
+    r = requests.get(srv.url + "login", auth=HTTPDigestAuth("alice", "wonderland"), timeout=10)
+    assert r.json()["remote_user"] == "alice"
+
+
+def test_expect_100_continue_gets_the_401_first(tracfront, files):
+    """An upload to the login path without credentials is refused before its
+    body is asked for, as Apache and nginx do."""
+    srv = basic(tracfront, files)
+    s = srv.connect()
+    try:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n"
+                  b"Expect: 100-continue\r\nContent-Type: application/octet-stream\r\n\r\n")
+        head = s.recv(4096)
+    finally:
+        s.close()
+    assert head.startswith(b"HTTP/1.1 401 "), head[:200]
+    assert b"WWW-Authenticate: Basic" in head
+    r = requests.post(srv.url + "login", data=b"x=1", auth=("sha", "sha1-pw"), timeout=10,
+                      headers={"Expect": "100-continue"})
+    assert r.json()["remote_user"] == "sha"
+
+
+def test_log_lines_are_exact_and_escaped(tracfront, files):
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    assert send_login(srv, answer)[0] == 200
+    assert send_login(srv, answer)[0] == 401  # the same nc again
+    assert len(log_lines(srv, "a nonce count used before")) == 1, srv.error_log
+    r = requests.get(srv.url + "login?x", timeout=10, headers={
+        "Authorization": digest_header(challenge, "alice", "wonderland", "GET", "/login")})
+    assert r.status_code == 400
+    assert log_lines(srv, "the Digest uri is not the request's target")[0].endswith(
+        "answered 400")
+    srv.raw(b'GET /login?"\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+            b'Authorization: Digest username="bob"\r\n\r\n')
+    line = log_lines(srv, 'user "bob"')[0]
+    assert 'GET /login?\\x22\\xff' in line, line
+
+
+def test_basic_with_trailing_whitespace(tracfront, files):
+    srv = basic(tracfront, files)
+    value = b"Basic " + __import__("base64").b64encode(b"sha:sha1-pw") + b"  "
+    answer = raw_login(srv, value)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+
+
+def test_password_file_gone_refuses_instead_of_keeping_old_users(tracfront, files):
+    """As Apache (500) and tracd: deleting the file must not leave the old
+    passwords working; putting it back restores them."""
+    srv = basic(tracfront, files)
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).ok
+    kept = files["htpasswd"].read_bytes()
+    files["htpasswd"].unlink()
+    deadline = time.monotonic() + 15
+    while requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).status_code != 500:
+        assert time.monotonic() < deadline, "the old users still work"
+        time.sleep(0.2)
+    assert "cannot re-read it" in srv.error_log
+    assert requests.get(srv.url + "other", timeout=10).ok  # other pages are not affected
+    files["htpasswd"].write_bytes(kept)
+    deadline = time.monotonic() + 15
+    while requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the restored file was not read"
+        time.sleep(0.2)
+
+
 # --- projects ----------------------------------------------------------------------------
 
 
@@ -396,12 +513,16 @@ def test_parent_dir_projects(tracfront, files, tmp_path):
 def test_trac_env_project_name(tracfront, files, tmp_path):
     env = tmp_path / "main"
     env.mkdir()
-    srv = tracfront("--trac-env", str(env) + "/", "--pythonpath", fake_trac(tmp_path),
+    fake = fake_trac(tmp_path)
+    srv = tracfront("--trac-env", str(env) + "/", "--pythonpath", fake,
                     "--basic-auth", "main,%s,%s" % (files["htpasswd"], REALM))
     assert requests.get(srv.url + "login", timeout=10).status_code == 401
     r = requests.get(srv.url + "login", auth=("des", "despw"), timeout=10)
     assert r.json()["remote_user"] == "des"
     assert requests.get(srv.url + "main/login", timeout=10).json()["remote_user"] is None
+    dot = tracfront("--trac-env", str(env) + "/.", "--pythonpath", fake,
+                    "--basic-auth", "main,%s,%s" % (files["htpasswd"], REALM))
+    assert requests.get(dot.url + "login", timeout=10).status_code == 401  # tracd: abspath
     bad = tracfront("--trac-env", env, "--basic-auth", "other,%s,R" % files["htpasswd"],
                     expect_fail=True)
     assert bad.proc.wait(10) == 2
