@@ -744,20 +744,39 @@ static unsigned challenge(struct tf_auth *auth, const struct realm *r, struct tf
     return 401;
 }
 
+/* The realm guarding req's login path, or NULL (not a login path, or tracd
+ * would not authenticate this project: the app decides). */
+static const struct realm *realm_for(const struct tf_auth *auth, const struct tf_request *req)
+{
+    char project[MAX_PROJECT + 1];
+    if (!tf_auth_login_path(req->target, auth->mount, auth->parent_dir, project,
+                            sizeof(project)))
+        return NULL;
+    return find_realm(auth, auth->parent_dir ? project : auth->single_project);
+}
+
+/* The credentials for realm r in req, after the scheme's name; NULL if none. */
+static const char *credentials_for(const struct realm *r, const struct tf_request *req)
+{
+    const char *header = tf_request_header(req, "Authorization");
+    return header ? credentials(header, r->digest ? "Digest" : "Basic") : NULL;
+}
+
+bool tf_auth_may_block(const struct tf_auth *auth, const struct tf_request *req)
+{
+    const struct realm *r = realm_for(auth, req);
+    return r && !r->digest && credentials_for(r, req);
+}
+
 unsigned tf_auth_check(struct tf_auth *auth, struct tf_request *req,
                        struct MHD_Response **response)
 {
-    char project[MAX_PROJECT + 1];
     *response = NULL;
-    if (!tf_auth_login_path(req->target, auth->mount, auth->parent_dir, project,
-                            sizeof(project)))
-        return 0;
-    const struct realm *r = find_realm(auth, auth->parent_dir ? project : auth->single_project);
+    const struct realm *r = realm_for(auth, req);
     if (!r)
-        return 0; /* tracd: no authentication for this project; the app decides */
+        return 0;
     struct verdict v = { .status = 401 };
-    const char *header = tf_request_header(req, "Authorization");
-    const char *cred = header ? credentials(header, r->digest ? "Digest" : "Basic") : NULL;
+    const char *cred = credentials_for(r, req);
     if (cred && r->digest)
         check_digest(auth, r, req, cred, &v);
     else if (cred)

@@ -31,7 +31,7 @@ void tf_auth_share_key(const char *secret);
 struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errlen);
 void tf_auth_free(struct tf_auth *auth);
 
-/* For a request the app will answer (I/O thread, before dispatch). Not a
+/* For a request the app will answer (before dispatch). Not a
  * login path with authentication: 0, nothing changes. Verified credentials:
  * 0, and req->remote_user / req->auth_type are set. Otherwise the status to
  * answer with (401 with a WWW-Authenticate challenge, 400 for a Digest
@@ -41,6 +41,12 @@ void tf_auth_free(struct tf_auth *auth);
  * log (user name and client address). Safe from any number of threads. */
 unsigned tf_auth_check(struct tf_auth *auth, struct tf_request *req,
                        struct MHD_Response **response);
+
+/* May tf_auth_check(req) take long? True for Basic credentials on a login
+ * path: checking a bcrypt or SHA-crypt hash costs milliseconds (a quarter
+ * second at bcrypt cost 12), so the caller runs it away from its network
+ * thread. Digest answers and refusals without credentials are quick. */
+bool tf_auth_may_block(const struct tf_auth *auth, const struct tf_request *req);
 
 /* Is target (a raw request target) a tracd login path under mount?
  * parent_dir: `/NAME/login...` (project NAME copied into project, cap bytes);

@@ -402,22 +402,73 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     return tf_server_queue(req, a.status, a.response);
 }
 
-/* tracd's login paths, once per request: who is this client? 0 to go on,
- * else the status of *challenge (401, 400 or 500) to answer with. */
-static unsigned check_login(struct tf_server *server, struct tf_request *req,
-                            struct MHD_Response **challenge)
+/* --- tracd's login paths: who is this client? ------------------------------- */
+
+/* Does tracfront's auth still have to look at req (an app request)? */
+static bool auth_applies(struct tf_server *server, const struct tf_request *req)
 {
-    *challenge = NULL;
     if (!server->auth || req->auth_checked)
-        return 0;
-    req->auth_checked = true;
+        return false;
     const char *rest;
     const struct tf_route *r = tf_route_find(&server->cfg->routes, req->target, &rest);
     enum tf_backend_kind kind = r ? r->kind : server->cfg->routes.fallback;
-    if (kind != TF_ROUTE_APP ||
-        (server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP))
-        return 0;
-    return tf_auth_check(server->auth, req, challenge);
+    return kind == TF_ROUTE_APP &&
+           !(server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP);
+}
+
+/* Check req here. MHD_YES to go on; else the challenge (401, 400 or 500)
+ * is queued and *result is the access handler's answer. close: the body
+ * was not read, so the connection must close after the answer. */
+static bool login_refused(struct tf_server *server, struct tf_request *req, bool close,
+                          enum MHD_Result *result)
+{
+    req->auth_checked = true;
+    struct MHD_Response *challenge;
+    unsigned st = tf_auth_check(server->auth, req, &challenge);
+    if (!st)
+        return false;
+    if (challenge && close)
+        MHD_add_response_header(challenge, MHD_HTTP_HEADER_CONNECTION, "close");
+    *result = tf_server_queue(req, st, challenge);
+    return true;
+}
+
+/* Away from the loop: the slow check, then back to it (PHASE_CHECKING). */
+static void check_away(void *arg)
+{
+    struct tf_request *req = arg;
+    struct tf_server *server = req->server;
+    struct MHD_Response *challenge;
+    unsigned st = tf_auth_check(server->auth, req, &challenge);
+    req->response = challenge; /* the loop reads them after the resume */
+    req->status = st;
+    __atomic_sub_fetch(&server->logins_checking, 1, __ATOMIC_RELAXED);
+    tf_request_resume(req);
+    tf_request_unref(req);
+}
+
+/* Basic credentials: a bcrypt hash takes milliseconds to a second to check,
+ * which on this thread would hold every connection of its loop (as an app
+ * call would; Apache checks in the request's worker). So the check steps
+ * away from the loop, as an app call does, at most --threads at once. */
+static enum MHD_Result check_login_away(struct tf_server *server, struct tf_request *req)
+{
+    req->auth_checked = true;
+    unsigned limit = server->cfg->threads;
+    struct tf_loop *loop = tf_loop_current();
+    if (__atomic_add_fetch(&server->logins_checking, 1, __ATOMIC_RELAXED) > limit) {
+        __atomic_sub_fetch(&server->logins_checking, 1, __ATOMIC_RELAXED);
+        tf_log_error("%s %s: %u logins are being checked already (--threads); answered 503",
+                     req->method, req->target, limit);
+        return tf_server_reply(req, 503, "Too many logins are being checked; try again.",
+                               false);
+    }
+    req->phase = PHASE_CHECKING;
+    MHD_suspend_connection(req->connection); /* a resume that comes first cancels it */
+    tf_request_ref(req);
+    if (!loop || tf_loop_step_away(loop, check_away, req) < 0)
+        check_away(req); /* out of memory: here */
+    return MHD_YES;
 }
 
 /* Final call of a request that is not the profiler's: to its backend. */
@@ -447,10 +498,12 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
                                    "prefix names.", true);
     }
     enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
-    struct MHD_Response *challenge;
-    unsigned st = check_login(server, req, &challenge);
-    if (st)
-        return tf_server_queue(req, st, challenge);
+    if (auth_applies(server, req)) {
+        if (tf_auth_may_block(server->auth, req))
+            return check_login_away(server, req);
+        if (login_refused(server, req, false, &result))
+            return result;
+    }
     if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
         kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
         tf_mirror_attach(server->mirror, req);
@@ -487,6 +540,16 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
     return &server->daemons[0]; /* not reached: every connection is one of ours */
 }
 
+/* Resumed after check_away: answer its challenge, or go on to the app. */
+static enum MHD_Result login_checked(struct tf_server *server, struct tf_request *req)
+{
+    if (!req->status)
+        return route(server, req);
+    struct MHD_Response *challenge = req->response;
+    req->response = NULL;
+    return tf_server_queue(req, req->status, challenge);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                                   const char *url, const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -512,15 +575,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
-        if (req->has_body) { /* a refused upload is answered before its body is read (and
-                                Expect: 100-continue gets the 401, not a 100) */
-            struct MHD_Response *challenge;
-            unsigned refused = check_login(server, req, &challenge);
-            if (refused) {
-                if (challenge)
-                    MHD_add_response_header(challenge, MHD_HTTP_HEADER_CONNECTION, "close");
-                return tf_server_queue(req, refused, challenge);
-            }
+        if (req->has_body) {
+            /* A refused upload is answered before its body is read (and
+             * Expect: 100-continue gets the 401, not a 100), unless the check
+             * is a slow one: that waits for the final call (route). */
+            enum MHD_Result refused;
+            if (auth_applies(server, req) && !tf_auth_may_block(server->auth, req) &&
+                login_refused(server, req, true, &refused))
+                return refused;
             watch_add(req->daemon, req, WATCH_BODY_IN);
         }
         /* Even without a body, answer only from the final call: libmicrohttpd
@@ -558,6 +620,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         }
         *upload_data_size = 0;
         return MHD_YES;
+    case PHASE_CHECKING:
+        *upload_data_size = 0;
+        return login_checked(server, req);
     case PHASE_DISPATCHED:
         if (!req->response) /* resumed without a response: out of memory */
             return req->status ? MHD_NO : MHD_YES;

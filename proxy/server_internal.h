@@ -11,7 +11,8 @@
 
 #include "proxy/server.h"
 
-enum phase { PHASE_NEW, PHASE_BODY, PHASE_DISPATCHED, PHASE_RESPONDED };
+enum phase { PHASE_NEW, PHASE_BODY, PHASE_CHECKING /* a login, away from the loop */,
+             PHASE_DISPATCHED, PHASE_RESPONDED };
 
 /* One libmicrohttpd daemon per I/O thread, driven by that thread's loop. */
 struct tf_daemon {
@@ -35,6 +36,7 @@ struct tf_server {
     unsigned relay_port;            /* a worker: its front's profile pages, on this port */
     int quiesced;                   /* atomic: a worker stepping down stops accepting */
     int open_connections;           /* atomic: client connections open now */
+    unsigned logins_checking;       /* atomic: Basic logins checked away from the loops */
     unsigned long started_connections; /* atomic: client connections ever started */
     int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
     int acceptor_wake[2];           /* a byte here ends the acceptor */

@@ -453,6 +453,40 @@ def test_basic_with_trailing_whitespace(tracfront, files):
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
 
 
+def test_slow_bcrypt_check_does_not_hold_other_requests(tracfront, files):
+    """A bcrypt hash of cost 14 takes about a second to check. The check runs
+    away from the network thread (as Apache runs it in a request's worker),
+    so with one network thread another client's page is answered while it
+    runs; at most --threads such checks run at once."""
+    htpasswd(files["htpasswd"], "slow", "slow-pw", "-B")
+    line = subprocess.run(["htpasswd", "-nbB", "-C", "14", "slow", "slow-pw"], check=True,
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    text = files["htpasswd"].read_text()
+    files["htpasswd"].write_text("\n".join(
+        line if entry.startswith("slow:") else entry for entry in text.splitlines()) + "\n")
+    srv = basic(tracfront, files, "--io-threads", "1", "--threads", "1")
+    order = []
+
+    def login(password):
+        r = requests.get(srv.url + "login", auth=("slow", password), timeout=60)
+        order.append(("login", r.status_code))
+
+    import threading
+    worker = threading.Thread(target=login, args=("wrong",))
+    worker.start()
+    time.sleep(0.2)  # the check is under way
+    r = requests.get(srv.url + "other", timeout=60)
+    order.append(("other", r.status_code))
+    r = requests.get(srv.url + "login", auth=("slow", "slow-pw"), timeout=60)
+    order.append(("second login", r.status_code))  # past --threads checks at once: 503
+    worker.join(60)
+    assert order == [("other", 200), ("second login", 503), ("login", 401)], order
+    assert "logins are being checked already (--threads); answered 503" in srv.error_log
+    r = requests.get(srv.url + "login", auth=("slow", "slow-pw"), timeout=60)
+    assert r.json()["remote_user"] == "slow" and r.json()["auth_type"] == "Basic"
+    assert 'wrong password: user "slow"' in srv.error_log
+
+
 def test_password_file_gone_refuses_instead_of_keeping_old_users(tracfront, files):
     """As Apache (500) and tracd: deleting the file must not leave the old
     passwords working; putting it back restores them."""
