@@ -9,10 +9,12 @@
 #include <ini.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL };
 
@@ -247,15 +249,42 @@ int tf_parse_bool(const char *text, bool *out)
     return -1;
 }
 
+/* Plain decimal seconds ("5", "0.25"): strtod alone would also take "nan",
+ * "inf", hex and leading spaces. */
 static int set_seconds(const char *value, double *out)
 {
+    size_t digits = strspn(value, "0123456789"), n = digits, fraction = 0;
+    if (value[n] == '.') {
+        fraction = strspn(value + n + 1, "0123456789");
+        n += 1 + fraction;
+    }
+    if (value[n] || digits + fraction == 0)
+        return -1;
     char *end;
     errno = 0;
     double d = strtod(value, &end);
-    if (errno || end == value || *end || d < 0 || d > 86400 * 365)
+    if (errno || *end || d > 86400 * 365)
         return -1;
     *out = d;
     return 0;
+}
+
+/* A path prefix (--mount, --profile-path) is compared with the decoded,
+ * dot-resolved path: one holding an escape, a query or fragment mark,
+ * whitespace or a dot segment would never match it. */
+static bool prefix_can_match(const char *value, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c <= ' ' || c == 0x7f || c == '%' || c == '?' || c == '#')
+            return false;
+        if (c == '.' && value[i - 1] == '/') { /* i > 0: value starts with '/' */
+            size_t dots = i + 1 < n && value[i + 1] == '.' ? 2 : 1;
+            if (i + dots == n || value[i + dots] == '/')
+                return false;
+        }
+    }
+    return true;
 }
 
 int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
@@ -347,6 +376,11 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
             snprintf(err, errlen, "%s: '%s' must start with '/'", k->name, value);
             return -1;
         }
+        if (!prefix_can_match(value, n)) {
+            snprintf(err, errlen, "%s: '%s' can never match a request's path (no %%, ?, #, "
+                     "spaces or control characters, and no . or .. segments)", k->name, value);
+            return -1;
+        }
         char *copy = strndup(value, n);
         if (!copy)
             goto nomem;
@@ -361,37 +395,75 @@ nomem:
     return -1;
 }
 
+/* The INI file goes through libinih line by line from this reader, which
+ * numbers the lines and strips their leading whitespace: libinih would take
+ * an indented line for the continuation of the value above (its multiline
+ * option), where uWSGI and Python's configparser read a key. libinih cuts
+ * lines at INI_MAX_LINE - 1 characters, so a longer one stops the reading
+ * with an error rather than being split into two wrong lines. */
 struct ini_state {
     struct tf_config *cfg;
+    FILE *file;
+    int line;                   /* the line being read, from 1 */
+    int too_long;               /* the first line past the limit; 0 = none */
+    int bad_line;               /* the line err is about; 0 = none */
     char err[512];
 };
+
+static char *read_ini_line(char *str, int num, void *stream)
+{
+    struct ini_state *st = stream;
+    if (!fgets(str, num, st->file))
+        return NULL;
+    st->line++;
+    size_t n = strlen(str);
+    if (n == (size_t)num - 1 && str[n - 1] != '\n') { /* full: is the line's end next? */
+        int c = fgetc(st->file);
+        if (c == '\r')
+            c = fgetc(st->file);
+        if (c != '\n' && c != EOF) {
+            st->too_long = st->line;
+            return NULL;
+        }
+    }
+    size_t lead = strspn(str, " \t");
+    memmove(str, str + lead, n - lead + 1);
+    return str;
+}
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
     struct ini_state *st = user;
-    if (section[0] && strcmp(section, "tracfront") != 0) {
-        snprintf(st->err, sizeof(st->err), "unknown section [%s] (use [tracfront])", section);
-        return 0;
-    }
-    char why[400];
-    if (tf_config_set(st->cfg, name, value, why, sizeof(why)) < 0) {
+    char why[400] = "";
+    if (section[0] && strcmp(section, "tracfront") != 0)
+        snprintf(why, sizeof(why), "unknown section [%s] (use [tracfront])", section);
+    else if (tf_config_set(st->cfg, name, value, why, sizeof(why)) == 0)
+        return 1;
+    if (!st->bad_line) { /* libinih goes on after an error and reports the first */
+        st->bad_line = st->line;
         snprintf(st->err, sizeof(st->err), "%s", why);
-        return 0;
     }
-    return 1;
+    return 0;
 }
 
 static int load_file(struct tf_config *cfg, const char *path, char *err, size_t errlen)
 {
-    struct ini_state st = { cfg, "" };
-    int rc = ini_parse(path, on_ini_line, &st);
-    if (rc == -1) {
+    struct ini_state st = { .cfg = cfg, .file = fopen(path, "re") };
+    if (!st.file) {
         snprintf(err, errlen, "--config: cannot open '%s': %s", path, strerror(errno));
         return -1;
     }
-    if (rc != 0) {
+    int rc = ini_parse_stream(read_ini_line, &st, on_ini_line, &st);
+    fclose(st.file);
+    if (rc != 0 && (!st.too_long || rc < st.too_long)) {
         snprintf(err, errlen, "--config %s, line %d: %s", path, rc,
-                 st.err[0] ? st.err : "not KEY = VALUE");
+                 rc == st.bad_line ? st.err : "not KEY = VALUE");
+        return -1;
+    }
+    if (st.too_long) {
+        snprintf(err, errlen, "--config %s, line %d: longer than %d characters, which the INI "
+                 "reader (libinih) cannot take; give that value on the command line",
+                 path, st.too_long, INI_MAX_LINE - 1);
         return -1;
     }
     return 0;
@@ -540,9 +612,13 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
             value = argv[++i];
         }
         if (!strcmp(key, "config")) {
-            if (!apply) {
-                free(cfg->config_file);
-                cfg->config_file = strdup(value);
+            if (!apply && cfg->config_file) {
+                snprintf(err, errlen, "--config: give it once (one INI file holds every key)");
+                return -1;
+            }
+            if (!apply && !(cfg->config_file = strdup(value))) {
+                snprintf(err, errlen, "--config: out of memory");
+                return -1;
             }
             continue;
         }
@@ -557,6 +633,40 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
     return 0;
 }
 
+/* Does the command line name the app (--app, --wsgi-file, --trac-env or
+ * --trac-env-parent-dir, as "--k v" or "--k=v")? */
+static bool args_choose_app(int argc, char **argv)
+{
+    static const char *const choices[] = { "app", "wsgi-file", "trac-env",
+                                           "trac-env-parent-dir" };
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0)
+            continue;
+        const char *name = argv[i] + 2;
+        size_t n = strcspn(name, "=");
+        for (size_t c = 0; c < 4; c++)
+            if (strlen(choices[c]) == n && !strncmp(name, choices[c], n))
+                return true;
+    }
+    return false;
+}
+
+/* --profile-log and --profile-callgrind are written at shutdown: a folder
+ * that is not there or not writable is found now, not then. */
+static int check_output_folder(const char *flag, const char *file, char *err, size_t errlen)
+{
+    if (!file)
+        return 0;
+    const char *slash = strrchr(file, '/');
+    char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
+    int ok = dir && access(dir, W_OK | X_OK) == 0;
+    if (!ok)
+        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file,
+                 dir ? dir : "?", dir ? strerror(errno) : "out of memory");
+    free(dir);
+    return ok ? 0 : -1;
+}
+
 int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     set_defaults(cfg);
@@ -566,6 +676,14 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         return 0;
     if (cfg->config_file && load_file(cfg, cfg->config_file, err, errlen) < 0)
         return -1;
+    if (args_choose_app(argc, argv)) { /* flags win: the file's choice of app goes */
+        char **choices[] = { &cfg->app, &cfg->wsgi_file, &cfg->trac_env,
+                             &cfg->trac_env_parent_dir };
+        for (size_t i = 0; i < 4; i++) {
+            free(*choices[i]);
+            *choices[i] = NULL;
+        }
+    }
     if (walk_args(cfg, argc, argv, true, err, errlen) < 0)
         return -1;
     int apps = !!cfg->app + !!cfg->wsgi_file + !!cfg->trac_env + !!cfg->trac_env_parent_dir;
@@ -610,6 +728,9 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
             return -1;
         }
     }
+    if (check_output_folder("--profile-log", cfg->profile_log, err, errlen) < 0 ||
+        check_output_folder("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)
+        return -1;
     if (tf_auth_config_check(cfg, err, errlen) < 0)
         return -1;
     return 0;

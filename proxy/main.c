@@ -236,6 +236,14 @@ static int run_front(struct tf_config *cfg, char **argv)
     return 0;
 }
 
+static void report_signal_taken(int sig)
+{
+    tf_log_error("the app set its own handler for %s at import; tracfront keeps its own "
+                 "(shutdown, reload, log reopening), so the app's is not called",
+                 sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"
+                 : sig == SIGUSR1 ? "SIGUSR1" : "SIGCHLD");
+}
+
 /* The app in this process (also a worker of a front), the upstream, and
  * the HTTP server(s). */
 static int run_server(struct tf_config *cfg)
@@ -253,7 +261,10 @@ static int run_server(struct tf_config *cfg)
         return 1;
     }
     if (cfg->have_app) {
-        if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) {
+        tf_signals_default_while_starting();
+        int loaded = wsgi_interp_start(cfg, err, sizeof(err));
+        tf_signals_reclaim(report_signal_taken);
+        if (loaded < 0) {
             fprintf(stderr, "tracfront: %s\n", err);
             tf_log_error("%s", err);
             return 1;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,24 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-int tf_signals_install(void)
+void tf_signals_default_while_starting(void)
 {
-    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
-        return -1;
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+}
+
+int tf_signals_reclaim(void (*taken)(int sig))
+{
+    static const int ours[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+        struct sigaction now;
+        if (sigaction(ours[i], NULL, &now) < 0)
+            return -1;
+        bool left_default = (ours[i] == SIGINT || ours[i] == SIGTERM) &&
+                            now.sa_handler == SIG_DFL;
+        if (now.sa_handler != on_signal && !left_default && taken)
+            taken(ours[i]);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -57,7 +72,12 @@ int tf_signals_install(void)
         sigaction(SIGHUP, &sa, NULL) < 0 || sigaction(SIGUSR1, &sa, NULL) < 0)
         return -1;
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP; /* a worker died: the front reacts at once */
-    if (sigaction(SIGCHLD, &sa, NULL) < 0)
+    return sigaction(SIGCHLD, &sa, NULL);
+}
+
+int tf_signals_install(void)
+{
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || tf_signals_reclaim(NULL) < 0)
         return -1;
     signal(SIGPIPE, SIG_IGN);
     return 0;

@@ -22,6 +22,18 @@ void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline);
  * app starts (Trac runs git) get the ordinary signal mask. Returns 0 or -1. */
 int tf_signals_install(void);
 
+/* While the app loads: SIGINT and SIGTERM end the process at once (their
+ * default), so an import that hangs (a database that never answers) can be
+ * interrupted; nothing is served yet. */
+void tf_signals_default_while_starting(void);
+
+/* After the app loaded: catch those signals again, as tf_signals_install.
+ * An app may have set its own handler for one at import (Python's
+ * signal.signal), which would have stopped shutdown and reload; taken(sig)
+ * is called for each such signal before tracfront takes it back (as
+ * mod_wsgi's WSGIRestrictSignal). Returns 0 or -1. */
+int tf_signals_reclaim(void (*taken)(int sig));
+
 /* Wait up to timeout_ms for a signal; returns it or 0. (The handler never
  * reaps children: the app's own subprocess calls keep working.) */
 int tf_signals_wait(int timeout_ms);

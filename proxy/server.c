@@ -471,6 +471,13 @@ static enum MHD_Result check_login_away(struct tf_server *server, struct tf_requ
     return MHD_YES;
 }
 
+/* Is path prefix itself or below it ("/a/b" for "/a", not "/ab")? */
+static bool under_prefix(const char *path, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    return !strncmp(path, prefix, n) && (path[n] == '\0' || path[n] == '/' || path[n] == '?');
+}
+
 /* Final call of a request that is not the profiler's: to its backend. */
 static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
 {
@@ -484,16 +491,18 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
          * prefix chose ("/old/../admin" to another route, or above "/"). */
         bool above_root;
         char *resolved = tf_path_resolve(req->target, &above_root);
-        const char *ignored;
+        const char *ignored, *mount = server->cfg->mount;
         const struct tf_route *r = resolved ? tf_route_find(&server->cfg->routes, resolved,
                                                             &ignored) : NULL;
         bool resolved_ok = resolved != NULL;
+        bool leaves_mount = resolved && !r && mount[0] && under_prefix(req->target, mount) &&
+                            !under_prefix(resolved, mount);
         free(resolved);
         if (!resolved_ok)
             return tf_server_reply(req, above_root ? 400 : 500, above_root
                                    ? "The path's dot segments climb above the root."
                                    : "Out of memory.", true);
-        if (r != req->route)
+        if (r != req->route || leaves_mount)
             return tf_server_reply(req, 400, "The path's dot segments lead out of the route its "
                                    "prefix names.", true);
     }
@@ -854,6 +863,14 @@ static void stop_daemons(struct tf_server *server)
     server->n_daemons = 0;
 }
 
+/* libmicrohttpd counts whole seconds, and 0 is no timeout: round up, so
+ * 0.4 is one second, not never. */
+static unsigned idle_timeout_s(double seconds)
+{
+    unsigned whole = (unsigned)seconds;
+    return whole < seconds ? whole + 1 : whole;
+}
+
 /* listen_fd: the socket this daemon accepts from (it closes it), or -1
  * for none (a worker's: the acceptor thread adds the connections). */
 static int start_daemon(struct tf_server *server, struct tf_daemon *d, int listen_fd, bool ipv6)
@@ -873,7 +890,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->idle_timeout + 0.5),
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(cfg->idle_timeout),
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,

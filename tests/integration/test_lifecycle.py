@@ -274,3 +274,159 @@ def test_flag_before_config_still_overrides_it(tracfront, tmp_path):
     srv = tracfront("--app", "robust_apps:app", "--config", cfg)
     r = requests.get(srv.url + "hello", timeout=10)
     assert (r.status_code, r.text) == (200, "hello")
+
+
+# --- signals the app takes at import -------------------------------------------------------
+
+SIGNAL_APP = """
+import signal, sys
+
+def handler(sig, frame):
+    sys.stderr.write("the app's handler ran\\n")
+
+for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(s, handler)
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["in-process", "workers"])
+def test_app_setting_signal_handlers_at_import_does_not_stop_shutdown(tracfront, tmp_path,
+                                                                      workers):
+    """As mod_wsgi's WSGIRestrictSignal: tracfront keeps SIGTERM, SIGINT and
+    SIGHUP (its shutdown and reload), and says the app's handler is not used."""
+    (tmp_path / "sigapp.py").write_text(SIGNAL_APP)
+    srv = tracfront("--app", "sigapp:application", "--pythonpath", tmp_path, *workers)
+    assert requests.get(srv.url, timeout=30).text == "ok"
+    assert srv.stop(signal.SIGTERM, timeout=20) == 0
+    assert "the app set its own handler for SIGTERM" in srv.error_log
+    assert "the app's handler ran" not in srv.error_log
+
+
+HANGING_IMPORT = """
+import time
+time.sleep(60)
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_hung_import_can_be_interrupted(tmp_path, sig):
+    """A database that never answers at import: Ctrl-C or SIGTERM must end
+    the start, not wait for it (nothing is served yet)."""
+    (tmp_path / "hang.py").write_text(HANGING_IMPORT)
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.Popen([str(BINARY), "--listen", "127.0.0.1:0", "--app", "hang:application",
+                             "--pythonpath", str(tmp_path)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    time.sleep(1.5)  # inside the import's sleep
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("the signal did not end a start stuck in the app's import")
+    assert b"listening on" not in err
+
+
+# --- the INI file, as uWSGI and configparser read it ------------------------------------------
+
+
+def test_indented_keys_are_keys(tracfront, tmp_path):
+    cfg = write_config(tmp_path, "app = robust_apps:other\n    threads = 3\n\tmount = /m\n")
+    srv = tracfront("--config", cfg)
+    assert requests.get(srv.url + "m/hello", timeout=10).text == "other"
+    assert requests.get(srv.url + "hello", timeout=10).status_code == 404
+
+
+def test_long_ini_line_is_a_clear_error(tracfront, tmp_path):
+    """libinih (Debian's build) reads lines of up to 199 characters and would
+    cut a longer one in two wrong lines: up to that it works, past it the
+    start fails naming the line."""
+    value = "v" * (199 - len("env = tf.long="))
+    cfg = write_config(tmp_path, "app = robust_apps:app\nenv = tf.long=%s\n" % value)
+    srv = tracfront("--config", cfg)
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+    cfg = write_config(tmp_path, "app = robust_apps:app\nenv = tf.long=%sv\nthreads = 2\n"
+                       % value, "long.ini")
+    rc, out, err = run_cli(tmp_path, "--config", cfg, "--listen", "127.0.0.1:0",
+                           "--pythonpath", APPS)
+    assert rc == 2, err
+    assert "line 3: longer than 199 characters" in err and "command line" in err, err
+
+
+def test_ini_error_names_its_own_line(tmp_path):
+    cfg = write_config(tmp_path, "app = robust_apps:app\nbogus\nthreads = x\nqueue_size = y\n")
+    rc, out, err = run_cli(tmp_path, "--config", cfg, "--listen", "127.0.0.1:0",
+                           "--pythonpath", APPS)
+    assert rc == 2, err
+    assert "line 3: not KEY = VALUE" in err, err
+    assert "queue" not in err and "threads" not in err, err
+
+
+def test_second_config_file_is_refused(tmp_path):
+    a = write_config(tmp_path, "threads = 2\n", "a.ini")
+    b = write_config(tmp_path, "threads = 3\n", "b.ini")
+    rc, out, err = run_cli(tmp_path, "--config", a, "--config", b, *good_args())
+    assert rc == 2 and "--config" in err and "once" in err, err
+
+
+def test_flag_app_choice_replaces_the_files(tracfront, tmp_path):
+    """Flags win over the file, also across --app, --wsgi-file and --trac-env."""
+    script = tmp_path / "w.wsgi"
+    script.write_text("def application(environ, start_response):\n"
+                      "    start_response('200 OK', [])\n    return [b'from the script']\n")
+    cfg = write_config(tmp_path, "app = robust_apps:other\n")
+    srv = tracfront("--config", cfg, "--wsgi-file", script)
+    assert requests.get(srv.url, timeout=10).text == "from the script"
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--graceful-timeout", "nan"), ("--idle-timeout", "inf"), ("--request-timeout", "NaN"),
+    ("--idle-timeout", "0x10"), ("--graceful-timeout", " 5"), ("--idle-timeout", "1e999"),
+])
+def test_seconds_must_be_plain_numbers(tmp_path, flag, value):
+    rc, out, err = run_cli(tmp_path, *good_args(), flag, value)
+    assert rc == 2 and flag in err, (rc, err)
+
+
+def test_fractional_idle_timeout_rounds_up_not_to_off(tracfront):
+    srv = tracfront(*APP, "--idle-timeout", "0.4")
+    s = srv.connect(timeout=10)
+    try:
+        s.settimeout(10)
+        assert s.recv(1) == b""  # closed after about a second, not kept forever
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("mount", ["/my%20app", "/a?b", "/a/../b", "/a ", "/a#b", "/./a"])
+def test_mount_that_could_never_match_is_refused(tmp_path, mount):
+    rc, out, err = run_cli(tmp_path, *good_args(), "--mount", mount)
+    assert rc == 2 and "--mount" in err, (rc, err)
+
+
+@pytest.mark.parametrize("target", ["/a/b/../../etc", "/a/b/%2e%2e/%2e%2e/x", "/a/b/../c"])
+def test_dot_segments_cannot_leave_the_mount(tracfront, target):
+    """With the app under /a/b, a path whose dot segments climb out of it is
+    not the app's (uWSGI and Apache normalise before matching): 400."""
+    srv = tracfront(*APP, "--mount", "/a/b")
+    assert srv.raw(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                   % target.encode()).startswith(b"HTTP/1.1 400 ")
+    r = requests.get(srv.url + "a/b/x/../hello", timeout=10)
+    assert r.status_code == 200
+
+
+def test_profile_log_folder_is_checked_at_start(tmp_path):
+    rc, out, err = run_cli(tmp_path, *good_args(), "--profile-log", tmp_path / "no" / "x.pstats")
+    assert rc == 2 and "--profile-log" in err, (rc, err)
