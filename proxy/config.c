@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL };
@@ -651,6 +652,34 @@ static bool args_choose_app(int argc, char **argv)
     return false;
 }
 
+/* The app's folder or script must be there at start: a bad value, named,
+ * not a Python error from deep inside Trac. */
+static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    const struct { const char *flag, *path; bool folder; } paths[] = {
+        { "--trac-env", cfg->trac_env, true },
+        { "--trac-env-parent-dir", cfg->trac_env_parent_dir, true },
+        { "--wsgi-file", cfg->wsgi_file, false },
+    };
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        struct stat st;
+        const char *path = paths[i].path;
+        if (!path)
+            continue;
+        if (!path[0] || stat(path, &st) < 0) {
+            snprintf(err, errlen, "%s: '%s': %s", paths[i].flag, path,
+                     path[0] ? strerror(errno) : "empty");
+            return -1;
+        }
+        if (paths[i].folder != !!S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s: '%s' is not a %s", paths[i].flag, path,
+                     paths[i].folder ? "folder" : "file");
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* --profile-log and --profile-callgrind are written at shutdown: a folder
  * that is not there or not writable is found now, not then. */
 static int check_output_folder(const char *flag, const char *file, char *err, size_t errlen)
@@ -693,6 +722,8 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
                               "exclude each other: give one");
         return -1;
     }
+    if (check_app_paths(cfg, err, errlen) < 0)
+        return -1;
     if (cfg->worker && worker_settings(cfg, err, errlen) < 0)
         return -1;
     if (check_backends(cfg, err, errlen) < 0)

@@ -430,3 +430,18 @@ def test_dot_segments_cannot_leave_the_mount(tracfront, target):
 def test_profile_log_folder_is_checked_at_start(tmp_path):
     rc, out, err = run_cli(tmp_path, *good_args(), "--profile-log", tmp_path / "no" / "x.pstats")
     assert rc == 2 and "--profile-log" in err, (rc, err)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--trac-env", "{tmp}/missing", "No such file or directory"),
+    ("--trac-env", "", "empty"),
+    ("--trac-env", "{tmp}/file.txt", "is not a folder"),
+    ("--trac-env-parent-dir", "{tmp}/missing", "No such file or directory"),
+    ("--wsgi-file", "{tmp}/missing.wsgi", "No such file or directory"),
+    ("--wsgi-file", "{tmp}", "is not a file"),
+])
+def test_app_paths_are_checked_at_start(tmp_path, flag, value, message):
+    (tmp_path / "file.txt").write_text("x")
+    value = value.format(tmp=tmp_path)
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", flag, value)
+    assert rc == 2 and flag in err and message in err, (rc, err)
