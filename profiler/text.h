@@ -16,6 +16,12 @@ struct prof_text {
 enum prof_escape { PROF_ESC_PROM, PROF_ESC_JSON, PROF_ESC_HTML };
 
 void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* n bytes of s as they are. */
+void prof_text_put(struct prof_text *t, const char *s, size_t n);
+/* s escaped for how. The result is always valid UTF-8, whatever s holds
+ * (function names, raw request paths): well-formed UTF-8 passes through and
+ * each byte of anything else becomes U+FFFD. Control characters are escaped
+ * (JSON's \u00XX, else \n and \xXX). */
 void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how);
 /* The text (malloc'd, NUL-terminated; *len set if len), or NULL if any
  * allocation failed (the buffer is freed). */

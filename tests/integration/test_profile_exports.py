@@ -1,0 +1,69 @@
+"""The profiler's exports with the names real code has: non-ASCII, not
+UTF-8 at all, with control characters, shared by several functions; and raw
+request paths in the latency reports. Each export is read by the tool it is
+for (json, pstats, prometheus_client's parser, callgrind_annotate) and must
+stay valid whatever the names and paths were."""
+import json
+import marshal
+import time
+
+import pytest
+import requests
+
+APP = ("--app", "profile_names_app:app", "--profile", "--profile-discard-first", "false")
+
+
+def get(srv, path, **params):
+    r = requests.get(srv.url + "__profile__/" + path, params=params, timeout=30)
+    assert r.status_code == 200, (path, r.status_code, r.text[:200])
+    return r
+
+
+def get_json(srv, path, **params):
+    """A JSON report, decoded as strict UTF-8 (requests would guess)."""
+    return json.loads(get(srv, path, **params).content.decode("utf-8"))
+
+
+def raw_get(srv, target):
+    """A GET with the target's bytes sent as they are (a browser would
+    percent-encode them; a client need not)."""
+    answer = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+
+
+def routes(srv, want):
+    """The latency report's routes, once want is among them (a request is
+    recorded just after its answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = {r["route"] for r in get_json(srv, "api/latency")["routes"]}
+        if want in found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def test_non_ascii_names_and_paths_in_json(tracfront):
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
+    raw_get(srv, "/café/x".encode())
+    raw_get(srv, b"/raw\xff\xfe")
+    names = [f["name"] for f in get_json(srv, "api/functions")["functions"]]
+    assert "café" in names
+    frames = [f["name"] for f in get_json(srv, "speedscope.json")["shared"]["frames"]]
+    assert any(f.startswith("café (") for f in frames), frames
+    found = routes(srv, "/raw\ufffd\ufffd")
+    assert "/café/x" in found and "/raw\ufffd\ufffd" in found, found
+    targets = [r["target"] for r in get_json(srv, "api/slowest")["slowest"]]
+    assert "/café/x" in targets and "/raw\ufffd\ufffd" in targets, targets
+
+
+def test_prometheus_scrape_survives_raw_bytes_in_a_path(tracfront):
+    parser = pytest.importorskip("prometheus_client.parser")
+    srv = tracfront(*APP)
+    raw_get(srv, b"/raw\xff\xfe")
+    raw_get(srv, b'/q"uo\\te')
+    routes(srv, '/q"uo\\te')
+    text = get(srv, "metrics").content.decode("utf-8")  # strict: the scrape is UTF-8
+    labels = {s.labels.get("route") for f in parser.text_string_to_metric_families(text)
+              for s in f.samples}
+    assert "/raw\ufffd\ufffd" in labels and '/q"uo\\te' in labels, labels
