@@ -9,20 +9,75 @@
 
 #include "profiler/text.h"
 
+/* str itself when it has a UTF-8 form, else a copy in which what has none
+ * (lone surrogates) is backslash-escaped. New ref, or NULL (no exception
+ * left set). */
+static PyObject *printable(PyObject *str)
+{
+    if (!str || !PyUnicode_Check(str))
+        return NULL;
+    if (PyUnicode_AsUTF8(str))
+        return Py_NewRef(str);
+    PyErr_Clear();
+    PyObject *bytes = PyUnicode_AsEncodedString(str, "utf-8", "backslashreplace"); /* new ref */
+    PyObject *r = bytes ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes),
+                                               PyBytes_GET_SIZE(bytes), NULL) : NULL;
+    Py_XDECREF(bytes);
+    PyErr_Clear();
+    return r;
+}
+
+/* printable(attribute name of obj): new ref or NULL. */
+static PyObject *printable_attr(PyObject *obj, const char *name)
+{
+    PyObject *v = PyObject_GetAttrString(obj, name); /* new ref */
+    PyObject *r = printable(v);
+    Py_XDECREF(v);
+    PyErr_Clear();
+    return r;
+}
+
+/* The UTF-8 of a printable() result, or "?" without one. */
+static const char *utf8_or_unknown(PyObject *printable_str)
+{
+    const char *s = printable_str ? PyUnicode_AsUTF8(printable_str) : NULL;
+    return s ? s : "?";
+}
+
+void prof_label_text(PyObject *label, struct prof_label_text *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!label || PyUnicode_Check(label)) { /* a built-in: named by its string */
+        out->file = "~";
+        out->owned_name = printable(label);
+    } else {
+        out->owned_file = printable_attr(label, "co_filename");
+        out->owned_name = printable_attr(label, "co_name");
+        PyObject *line = PyObject_GetAttrString(label, "co_firstlineno"); /* new ref */
+        out->line = line ? PyLong_AsLong(line) : 0;
+        Py_XDECREF(line);
+        out->file = utf8_or_unknown(out->owned_file);
+    }
+    out->name = utf8_or_unknown(out->owned_name);
+    PyErr_Clear();
+}
+
+void prof_label_text_free(struct prof_label_text *lt)
+{
+    Py_CLEAR(lt->owned_file);
+    Py_CLEAR(lt->owned_name);
+}
+
 PyObject *prof_frame_name(PyObject *label)
 {
     if (!label)
         return PyUnicode_FromString("?");
     if (PyUnicode_Check(label))
-        return Py_NewRef(label);
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *r = name && file && line ? PyUnicode_FromFormat("%U (%U:%S)", name, file, line)
-                                       : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(file);
-    Py_XDECREF(line);
+        return printable(label);
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    PyObject *r = PyUnicode_FromFormat("%s (%s:%ld)", lt.name, lt.file, lt.line);
+    prof_label_text_free(&lt);
     PyErr_Clear();
     return r;
 }
@@ -194,46 +249,20 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
 
 /* --- callgrind ----------------------------------------------------------- */
 
-/* fl= and fn= of a label, and its line (0 for built-ins). */
-static void callgrind_names(PyObject *label, PyObject **file, PyObject **name, long *line)
-{
-    *file = *name = NULL;
-    *line = 0;
-    if (label && PyUnicode_Check(label)) {
-        *file = PyUnicode_FromString("~");
-        *name = Py_NewRef(label);
-        return;
-    }
-    if (!label)
-        return;
-    *file = PyObject_GetAttrString(label, "co_filename");
-    *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
-    *line = l ? PyLong_AsLong(l) : 0;
-    Py_XDECREF(l);
-    PyErr_Clear();
-}
-
 static void add_position(struct prof_text *t, const char *fl, const char *fn, PyObject *label)
 {
-    PyObject *file, *name;
-    long line;
-    callgrind_names(label, &file, &name, &line);
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
-    prof_text_add(t, "%s=%s\n%s=%s\n", fl, f ? f : "?", fn, n ? n : "?");
-    Py_XDECREF(file);
-    Py_XDECREF(name);
-    PyErr_Clear();
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    prof_text_add(t, "%s=%s\n%s=%s\n", fl, lt.file, fn, lt.name);
+    prof_label_text_free(&lt);
 }
 
 static long label_line(PyObject *label)
 {
-    PyObject *file, *name;
-    long line;
-    callgrind_names(label, &file, &name, &line);
-    Py_XDECREF(file);
-    Py_XDECREF(name);
-    return line;
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    prof_label_text_free(&lt);
+    return lt.line;
 }
 
 char *prof_export_callgrind(const struct prof_tree *t, size_t *len)

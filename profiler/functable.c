@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profiler/export.h"
 #include "profiler/text.h"
 
 static const char *const sort_keys[] = { "time", "cumulative", "calls", "pcalls",
@@ -84,59 +85,53 @@ struct row {
     long line;
 };
 
-/* Fill a row's names from its label (code object or built-in name). */
+static void free_row_names(struct row *r)
+{
+    free(r->full);
+    free(r->shown);
+    free(r->file);
+    free(r->func);
+    r->full = r->shown = r->file = r->func = NULL;
+}
+
+/* Fill a row's names from its label (code object or built-in name); -1 on
+ * out of memory, with none kept. */
 static int name_row(struct row *r, PyObject *label, bool fullpath)
 {
-    PyObject *file = NULL, *func = NULL;
-    long line = 0;
-    if (label && PyUnicode_Check(label)) {
-        file = PyUnicode_FromString("~");
-        func = Py_NewRef(label);
-    } else if (label) {
-        file = PyObject_GetAttrString(label, "co_filename");
-        func = PyObject_GetAttrString(label, "co_name");
-        PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
-        line = l ? PyLong_AsLong(l) : 0;
-        Py_XDECREF(l);
-    }
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = func ? PyUnicode_AsUTF8(func) : NULL;
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    const char *f = lt.file, *n = lt.name;
     int rc = -1;
-    if (f && n) {
-        r->file = strdup(f);
-        r->func = strdup(n);
-        r->line = line;
-        size_t cap = strlen(f) + strlen(n) + 32;
-        r->full = malloc(cap);
-        r->shown = malloc(cap);
-        if (r->file && r->func && r->full && r->shown) {
-            if (!strcmp(f, "~")) { /* pstats: {built-in method ...} */
-                size_t len = strlen(n);
-                bool angled = len >= 2 && n[0] == '<' && n[len - 1] == '>';
-                snprintf(r->full, cap, angled ? "{%.*s}" : "%.*s",
-                         (int)(angled ? len - 2 : len), angled ? n + 1 : n);
-                strcpy(r->shown, r->full);
-            } else {
-                const char *base = strrchr(f, '/');
-                snprintf(r->full, cap, "%s:%ld(%s)", f, line, n);
-                snprintf(r->shown, cap, "%s:%ld(%s)", fullpath || !base ? f : base + 1, line, n);
-            }
-            rc = 0;
+    r->file = strdup(f);
+    r->func = strdup(n);
+    r->line = lt.line;
+    size_t cap = strlen(f) + strlen(n) + 32;
+    r->full = malloc(cap);
+    r->shown = malloc(cap);
+    if (r->file && r->func && r->full && r->shown) {
+        if (!strcmp(f, "~")) { /* pstats: {built-in method ...} */
+            size_t len = strlen(n);
+            bool angled = len >= 2 && n[0] == '<' && n[len - 1] == '>';
+            snprintf(r->full, cap, angled ? "{%.*s}" : "%.*s",
+                     (int)(angled ? len - 2 : len), angled ? n + 1 : n);
+            strcpy(r->shown, r->full);
+        } else {
+            const char *base = strrchr(f, '/');
+            snprintf(r->full, cap, "%s:%ld(%s)", f, lt.line, n);
+            snprintf(r->shown, cap, "%s:%ld(%s)", fullpath || !base ? f : base + 1, lt.line, n);
         }
+        rc = 0;
+    } else {
+        free_row_names(r);
     }
-    Py_XDECREF(file);
-    Py_XDECREF(func);
-    PyErr_Clear();
+    prof_label_text_free(&lt);
     return rc;
 }
 
 static void free_rows(struct row *rows, size_t n)
 {
-    for (size_t i = 0; rows && i < n; i++) {
-        free(rows[i].full);
-        free(rows[i].shown);
-        free(rows[i].file);
-        free(rows[i].func);
-    }
+    for (size_t i = 0; rows && i < n; i++)
+        free_row_names(&rows[i]);
     free(rows);
 }
 
@@ -188,7 +183,7 @@ static struct row *select_rows(const struct prof_flat *flat, const struct prof_v
             break;
         }
         if (v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0) {
-            free(r.full), free(r.shown), free(r.file), free(r.func);
+            free_row_names(&r);
             continue;
         }
         rows[n++] = r;
@@ -267,7 +262,7 @@ static void add_relations(struct prof_text *t, const struct prof_flat *flat, con
             prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
             prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
             prof_text_add(t, "</code>\n");
-            free(rel.full), free(rel.shown), free(rel.file), free(rel.func);
+            free_row_names(&rel);
         }
     }
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profiler/export.h"
 #include "profiler/text.h"
 
 #define DUMP_HEADER "tracfront-tree 1\n"
@@ -20,25 +21,12 @@ static void add_field(struct prof_text *t, const char *s)
 /* file, line and name of a label: a code object (or a stand-in) or a str. */
 static void add_label(struct prof_text *t, PyObject *label)
 {
-    if (!label || PyUnicode_Check(label)) {
-        const char *name = label ? PyUnicode_AsUTF8(label) : "?";
-        prof_text_add(t, "~\t0\t");
-        add_field(t, name ? name : "?");
-        PyErr_Clear();
-        return;
-    }
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
-    long l = line ? PyLong_AsLong(line) : 0;
-    PyErr_Clear();
-    add_field(t, f ? f : "?");
-    prof_text_add(t, "\t%ld\t", l);
-    add_field(t, n ? n : "?");
-    Py_XDECREF(file);
-    Py_XDECREF(line);
-    Py_XDECREF(name);
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    add_field(t, lt.file);
+    prof_text_add(t, "\t%ld\t", lt.line);
+    add_field(t, lt.name);
+    prof_label_text_free(&lt);
 }
 
 static void dump_children(struct prof_text *t, const struct prof_node *parent, unsigned depth)

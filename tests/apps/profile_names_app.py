@@ -22,9 +22,11 @@ def café():
 
 
 def _compiled(filename, name="f"):
-    """A function defined in a file of that name, renamed to name."""
+    """A function defined in a file of that name, renamed to name, that runs
+    for a few microseconds of its own."""
     ns = {}
-    exec(compile("def f():\n    return 1\n", filename, "exec"), ns)
+    source = "def f():\n    n = 0\n    for i in range(200):\n        n += i\n    return n\n"
+    exec(compile(source, filename, "exec"), ns)
     f = ns["f"]
     f.__code__ = f.__code__.replace(co_name=name)
     return f

@@ -5,6 +5,8 @@ for (json, pstats, prometheus_client's parser, callgrind_annotate) and must
 stay valid whatever the names and paths were."""
 import json
 import marshal
+import os
+import pstats
 import time
 
 import pytest
@@ -67,3 +69,30 @@ def test_prometheus_scrape_survives_raw_bytes_in_a_path(tracfront):
     labels = {s.labels.get("route") for f in parser.text_string_to_metric_families(text)
               for s in f.samples}
     assert "/raw\ufffd\ufffd" in labels and '/q"uo\\te' in labels, labels
+
+
+LEGACY_FILE = os.fsdecode(b"/nowhere/caf\xe9_legacy.py")  # 'caf\udce9': not valid Unicode
+LEGACY_SHOWN = "/nowhere/caf\\udce9_legacy.py"  # what the reports show instead
+
+
+def test_a_file_name_that_is_not_utf8_fails_no_report(tracfront, tmp_path):
+    srv = tracfront(*APP)
+    for path in ("cafe", "legacy"):
+        assert requests.get(srv.url + path, timeout=10).status_code == 200
+    functions = get_json(srv, "api/functions")["functions"]
+    assert {"legacy", "café"} <= {f["name"] for f in functions}
+    assert [f["file"] for f in functions if f["name"] == "legacy"] == [LEGACY_SHOWN]
+    frames = [f["name"] for f in get_json(srv, "speedscope.json")["shared"]["frames"]]
+    assert any(LEGACY_SHOWN in f for f in frames), frames
+    collapsed = get(srv, "collapsed").content.decode("utf-8")
+    assert "legacy (" + LEGACY_SHOWN in collapsed
+    callgrind = get(srv, "callgrind").content.decode("utf-8")
+    assert "fl=" + LEGACY_SHOWN in callgrind and "fl=?" not in callgrind
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert "café" in page and "caf\\udce9_legacy.py" in page  # flame graph and table kept
+    # pstats keeps the name as Python has it, as cProfile would
+    stats = marshal.loads(get(srv, "pstats").content)
+    assert (LEGACY_FILE, 1, "legacy") in stats
+    path = tmp_path / "out.pstats"
+    path.write_bytes(get(srv, "pstats").content)
+    assert (LEGACY_FILE, 1, "legacy") in pstats.Stats(str(path)).stats
