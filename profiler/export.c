@@ -249,20 +249,16 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
 
 /* --- callgrind ----------------------------------------------------------- */
 
-static void add_position(struct prof_text *t, const char *fl, const char *fn, PyObject *label)
+/* fl= and fn= of a function (cfl=, cfn= of a callee, with prefix "c"). The
+ * readers merge functions by fn=, and a file may hold several run, __init__
+ * or <lambda>: fn= is the name with its file and first line, as
+ * pyprof2calltree writes it ("run app.py:4"). A built-in is its name. */
+static void add_position(struct prof_text *t, const char *prefix, const struct prof_label_text *lt)
 {
-    struct prof_label_text lt;
-    prof_label_text(label, &lt);
-    prof_text_add(t, "%s=%s\n%s=%s\n", fl, lt.file, fn, lt.name);
-    prof_label_text_free(&lt);
-}
-
-static long label_line(PyObject *label)
-{
-    struct prof_label_text lt;
-    prof_label_text(label, &lt);
-    prof_label_text_free(&lt);
-    return lt.line;
+    prof_text_add(t, "%sfl=%s\n%sfn=%s", prefix, lt->file, prefix, lt->name);
+    if (strcmp(lt->file, "~") != 0)
+        prof_text_add(t, " %s:%ld", lt->file, lt->line);
+    prof_text_add(t, "\n");
 }
 
 char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
@@ -279,9 +275,10 @@ char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
                   (unsigned long long)total);
     for (size_t i = 0; i < flat->n_entries; i++) {
         const struct prof_flat_entry *e = &flat->entries[i];
-        long line = label_line(e->label);
-        add_position(&out, "fl", "fn", e->label);
-        prof_text_add(&out, "%ld %llu\n", line, (unsigned long long)e->inline_ns);
+        struct prof_label_text lt;
+        prof_label_text(e->label, &lt);
+        add_position(&out, "", &lt);
+        prof_text_add(&out, "%ld %llu\n", lt.line, (unsigned long long)e->inline_ns);
         /* calls this function makes: the edges where it is the caller */
         for (size_t j = 0; j < flat->n_entries; j++) {
             const struct prof_flat_entry *callee = &flat->entries[j];
@@ -289,12 +286,16 @@ char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
                 const struct prof_flat_caller *c = &callee->callers[k];
                 if (c->caller_key != e->key)
                     continue;
-                add_position(&out, "cfl", "cfn", callee->label);
+                struct prof_label_text clt;
+                prof_label_text(callee->label, &clt);
+                add_position(&out, "c", &clt);
                 prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
-                              label_line(callee->label), line, (unsigned long long)c->total_ns);
+                              clt.line, lt.line, (unsigned long long)c->total_ns);
+                prof_label_text_free(&clt);
             }
         }
         prof_text_add(&out, "\n");
+        prof_label_text_free(&lt);
     }
     prof_flat_free(flat);
     return prof_text_finish_len(&out, len);

@@ -6,12 +6,16 @@ stay valid whatever the names and paths were."""
 import json
 import marshal
 import os
+import pathlib
 import pstats
+import shutil
+import subprocess
 import time
 
 import pytest
 import requests
 
+APPS = pathlib.Path(__file__).resolve().parents[1] / "apps"
 APP = ("--app", "profile_names_app:app", "--profile", "--profile-discard-first", "false")
 
 
@@ -96,3 +100,55 @@ def test_a_file_name_that_is_not_utf8_fails_no_report(tracfront, tmp_path):
     path = tmp_path / "out.pstats"
     path.write_bytes(get(srv, "pstats").content)
     assert (LEGACY_FILE, 1, "legacy") in pstats.Stats(str(path)).stats
+
+
+def callgrind_blocks(text):
+    """The callgrind export as {fn: {"fl": file, "self": cost, "calls": {cfn: count}}}
+    (a name's blocks added up, as the readers do), checking that every cfn= names
+    a fn=."""
+    blocks, current, callee = {}, None, None
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key == "fl":
+            fl = value
+        elif eq and key == "fn":
+            current = blocks.setdefault(value, {"fl": fl, "self": 0, "calls": {}})
+        elif eq and key == "cfn":
+            callee = value
+        elif eq and key == "calls":
+            current["calls"][callee] = current["calls"].get(callee, 0) + int(value.split()[0])
+        elif line and line[0].isdigit() and current is not None and callee is None:
+            current["self"] += int(line.split()[1])
+        elif not line:
+            callee = None
+    for block in blocks.values():
+        for cfn in block["calls"]:
+            assert cfn in blocks, "cfn=%s has no fn= block" % cfn
+    return blocks
+
+
+def test_callgrind_tells_functions_of_the_same_name_apart(tracfront, tmp_path):
+    srv = tracfront(*APP)
+    for _ in range(2):
+        assert requests.get(srv.url + "same-names", timeout=10).status_code == 200
+    text = get(srv, "callgrind").content.decode("utf-8")
+    blocks = callgrind_blocks(text)
+    app_file = str(APPS / "profile_names_app.py")
+    runs = sorted(fn for fn in blocks if fn.startswith("run "))
+    lambdas = sorted(fn for fn in blocks if fn.startswith("<lambda> "))
+    assert len(runs) == 2 and len(lambdas) == 2, sorted(blocks)
+    for fn in runs + lambdas:
+        assert fn.startswith(("run " + app_file + ":", "<lambda> " + app_file + ":")), fn
+        assert blocks[fn]["fl"] == app_file
+    [app] = [fn for fn in blocks if fn.startswith("app ")]
+    assert {fn: n for fn, n in blocks[app]["calls"].items() if fn in runs + lambdas} == \
+        {fn: 2 for fn in runs + lambdas}
+    annotate = shutil.which("callgrind_annotate")
+    if annotate:  # valgrind's own reader agrees
+        path = tmp_path / "callgrind.out.tracfront"
+        path.write_text(text)
+        out = subprocess.run([annotate, "--inclusive=yes", "--threshold=100", str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        for fn in runs + lambdas:
+            assert ":" + fn + "\n" in out.stdout, out.stdout
