@@ -279,20 +279,14 @@ char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
         prof_label_text(e->label, &lt);
         add_position(&out, "", &lt);
         prof_text_add(&out, "%ld %llu\n", lt.line, (unsigned long long)e->inline_ns);
-        /* calls this function makes: the edges where it is the caller */
-        for (size_t j = 0; j < flat->n_entries; j++) {
-            const struct prof_flat_entry *callee = &flat->entries[j];
-            for (size_t k = 0; k < callee->n_callers; k++) {
-                const struct prof_flat_caller *c = &callee->callers[k];
-                if (c->caller_key != e->key)
-                    continue;
-                struct prof_label_text clt;
-                prof_label_text(callee->label, &clt);
-                add_position(&out, "c", &clt);
-                prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
-                              clt.line, lt.line, (unsigned long long)c->total_ns);
-                prof_label_text_free(&clt);
-            }
+        for (size_t k = 0; k < e->n_callees; k++) { /* the calls it makes */
+            const struct prof_flat_caller *c = e->callees[k].edge;
+            struct prof_label_text clt;
+            prof_label_text(flat->entries[e->callees[k].entry].label, &clt);
+            add_position(&out, "c", &clt);
+            prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
+                          clt.line, lt.line, (unsigned long long)c->total_ns);
+            prof_label_text_free(&clt);
         }
         prof_text_add(&out, "\n");
         prof_label_text_free(&lt);

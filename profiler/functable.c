@@ -243,28 +243,34 @@ static void add_numbers(struct prof_text *t, uint64_t calls, uint64_t reccalls,
                   prim ? (double)total_ns / 1e9 / (double)prim : 0.0);
 }
 
+/* One caller or callee of a row, as an indented row. */
+static void add_relation(struct prof_text *t, const struct prof_flat_caller *c, PyObject *label,
+                         bool caller, const struct prof_view *v)
+{
+    struct row rel = { 0 };
+    if (name_row(&rel, label, v->fullpath) < 0) {
+        t->failed = true;
+        return;
+    }
+    prof_text_add(t, "<tr class=rel>");
+    add_numbers(t, c->calls, c->reccalls, c->inline_ns, c->total_ns);
+    prof_text_add(t, "<td>%s <code>", caller ? "&larr;" : "&rarr;");
+    prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
+    prof_text_add(t, "</code>\n");
+    free_row_names(&rel);
+}
+
 /* Callers (or callees) of row r, as indented rows. */
 static void add_relations(struct prof_text *t, const struct prof_flat *flat, const struct row *r,
                           bool callers, const struct prof_view *v)
 {
-    for (size_t i = 0; i < flat->n_entries; i++) {
-        const struct prof_flat_entry *other = &flat->entries[i];
-        for (size_t k = 0; k < other->n_callers; k++) {
-            const struct prof_flat_caller *c = &other->callers[k];
-            bool match = callers ? other == r->e : c->caller_key == r->e->key;
-            if (!match)
-                continue;
-            struct row rel = { 0 };
-            if (name_row(&rel, callers ? c->caller_label : other->label, v->fullpath) < 0)
-                continue;
-            prof_text_add(t, "<tr class=rel>");
-            add_numbers(t, c->calls, c->reccalls, c->inline_ns, c->total_ns);
-            prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
-            prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
-            prof_text_add(t, "</code>\n");
-            free_row_names(&rel);
-        }
-    }
+    const struct prof_flat_entry *e = r->e;
+    if (callers)
+        for (size_t k = 0; k < e->n_callers; k++)
+            add_relation(t, &e->callers[k], e->callers[k].caller_label, true, v);
+    else
+        for (size_t k = 0; k < e->n_callees; k++)
+            add_relation(t, e->callees[k].edge, flat->entries[e->callees[k].entry].label, false, v);
 }
 
 /* The flat view and the rows a view selects from it; release with

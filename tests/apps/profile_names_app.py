@@ -10,6 +10,7 @@ per path, for tests/integration/test_profile_exports.py:
              <string>:1(<module>), each calling g
 /control     a newline and a tab in a function name, a newline in a file name
 /wide        many tiny functions, each well under a microsecond
+/many?N      N distinct functions (made once per N), each called once
 """
 import os
 
@@ -73,6 +74,19 @@ def wide():
         f()
 
 
+_many = {}
+
+
+def many(n):
+    if n not in _many:
+        source = "".join("def f%d():\n    return %d\n" % (i, i) for i in range(n))
+        ns = {}
+        exec(compile(source, "many_%d.py" % n, "exec"), ns)
+        _many[n] = [ns["f%d" % i] for i in range(n)]
+    for f in _many[n]:
+        f()
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/cafe":
@@ -93,6 +107,8 @@ def app(environ, start_response):
         newline_file()
     elif path == "/wide":
         wide()
+    elif path == "/many":
+        many(int(environ["QUERY_STRING"]))
     body = b"ok\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
