@@ -171,3 +171,23 @@ def test_callgrind_export_time_grows_linearly(tracfront):
     assert len([fn for fn in calls if fn.startswith("f")]) == n
     assert all(calls[fn] == 1 for fn in calls if fn.startswith("f"))
     assert took < 2.0, "callgrind export of %d functions took %.2f s" % (n, took)
+
+
+def test_pstats_adds_up_functions_that_share_a_label(tracfront, tmp_path):
+    """eval and exec compile a new code object per call, each labelled
+    <string>:1(<module>): as cProfile's snapshot does for callers, and
+    pstats.Stats.add for whole entries, their figures are added up, never
+    overwritten by whichever came last."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "eval", timeout=10).status_code == 200
+    path = tmp_path / "eval.pstats"
+    path.write_bytes(get(srv, "pstats").content)
+    stats = pstats.Stats(str(path)).stats
+    module = ("<string>", 1, "<module>")
+    [g] = [f for f in stats if f[2] == "g"]
+    cc, nc, tt, ct, callers = stats[g]
+    assert (cc, nc) == (6, 6)
+    assert callers[module][:2] == (6, 6), callers  # (nc, cc) of that caller: 6 calls
+    assert stats[module][:2] == (6, 6)
+    assert abs(sum(c[3] for c in callers.values()) - ct) < 1e-6  # every call's time
