@@ -127,12 +127,6 @@ static void pop_name(struct walk *w)
     Py_DECREF(w->names_owned[--w->depth]);
 }
 
-static void add_collapsed_frame(struct prof_text *t, const char *name)
-{
-    for (; *name; name++) /* ';' separates frames: keep it out of names */
-        prof_text_add(t, "%c", *name == ';' ? ':' : *name);
-}
-
 /* Visit every call path whose last frame has inline time, with w->names
  * holding the path; emit gets that time in microseconds. */
 static void walk_paths(struct walk *w, const struct prof_node *parent,
@@ -156,7 +150,7 @@ static void emit_collapsed(struct walk *w, uint64_t us)
     for (size_t i = 0; i < w->depth; i++) {
         if (i)
             prof_text_add(&w->text, ";");
-        add_collapsed_frame(&w->text, w->names[i]);
+        prof_text_escaped(&w->text, w->names[i], PROF_ESC_STACK);
     }
     prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
 }
@@ -255,9 +249,15 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
  * pyprof2calltree writes it ("run app.py:4"). A built-in is its name. */
 static void add_position(struct prof_text *t, const char *prefix, const struct prof_label_text *lt)
 {
-    prof_text_add(t, "%sfl=%s\n%sfn=%s", prefix, lt->file, prefix, lt->name);
-    if (strcmp(lt->file, "~") != 0)
-        prof_text_add(t, " %s:%ld", lt->file, lt->line);
+    prof_text_add(t, "%sfl=", prefix);
+    prof_text_escaped(t, lt->file, PROF_ESC_LINE);
+    prof_text_add(t, "\n%sfn=", prefix);
+    prof_text_escaped(t, lt->name, PROF_ESC_LINE);
+    if (strcmp(lt->file, "~") != 0) {
+        prof_text_add(t, " ");
+        prof_text_escaped(t, lt->file, PROF_ESC_LINE);
+        prof_text_add(t, ":%ld", lt->line);
+    }
     prof_text_add(t, "\n");
 }
 

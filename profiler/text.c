@@ -86,12 +86,18 @@ static bool special(unsigned char c, enum prof_escape how)
         return true;
     if (how == PROF_ESC_HTML)
         return strchr("<>&\"'", c) != NULL;
+    if (how == PROF_ESC_LINE)
+        return false;
+    if (how == PROF_ESC_STACK)
+        return c == ';';
     return c == '"' || c == '\\';
 }
 
 static void escape_ascii(struct prof_text *t, unsigned char c, enum prof_escape how)
 {
-    if (how == PROF_ESC_HTML && strchr("<>&\"'", c))
+    if (how == PROF_ESC_LINE || how == PROF_ESC_STACK) /* no escapes there: replaced */
+        prof_text_put(t, c == ';' ? ":" : " ", 1);
+    else if (how == PROF_ESC_HTML && strchr("<>&\"'", c))
         prof_text_add(t, "&#%d;", c);
     else if (c == '"' || c == '\\')
         prof_text_add(t, "\\%c", c);

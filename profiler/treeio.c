@@ -1,5 +1,5 @@
 /* treeio.c — see treeio.h. The text never carries tabs or newlines inside a
- * field: they are replaced by spaces when dumping. */
+ * field: they are replaced by spaces when dumping (PROF_ESC_LINE). */
 #include "profiler/treeio.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -12,20 +12,14 @@
 
 #define DUMP_HEADER "tracfront-tree 1\n"
 
-static void add_field(struct prof_text *t, const char *s)
-{
-    for (; *s; s++)
-        prof_text_add(t, "%c", *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
-}
-
 /* file, line and name of a label: a code object (or a stand-in) or a str. */
 static void add_label(struct prof_text *t, PyObject *label)
 {
     struct prof_label_text lt;
     prof_label_text(label, &lt);
-    add_field(t, lt.file);
+    prof_text_escaped(t, lt.file, PROF_ESC_LINE);
     prof_text_add(t, "\t%ld\t", lt.line);
-    add_field(t, lt.name);
+    prof_text_escaped(t, lt.name, PROF_ESC_LINE);
     prof_label_text_free(&lt);
 }
 

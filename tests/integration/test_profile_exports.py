@@ -8,6 +8,7 @@ import marshal
 import os
 import pathlib
 import pstats
+import re
 import shutil
 import subprocess
 import time
@@ -191,3 +192,28 @@ def test_pstats_adds_up_functions_that_share_a_label(tracfront, tmp_path):
     assert callers[module][:2] == (6, 6), callers  # (nc, cc) of that caller: 6 calls
     assert stats[module][:2] == (6, 6)
     assert abs(sum(c[3] for c in callers.values()) - ct) < 1e-6  # every call's time
+
+
+def test_control_characters_in_names_keep_line_formats_intact(tracfront, tmp_path):
+    """A newline or tab in a function or file name (code.replace can make
+    one) must not split a collapsed stack or a callgrind line: each becomes
+    a space, as in the tree a worker hands its front."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "control", timeout=10).status_code == 200
+    collapsed = get(srv, "collapsed").content.decode("utf-8")
+    for line in collapsed.splitlines():
+        assert re.fullmatch(r"[^\t\r]+ \d+", line), line
+    frames = {frame.split(" (")[0] for line in collapsed.splitlines()
+              for frame in line.rpartition(" ")[0].split(";")}
+    assert {"new line", "tab here", "in_odd_file"} <= frames, frames
+    assert "in_odd_file (file with newline.py:1)" in collapsed
+    text = get(srv, "callgrind").content.decode("utf-8")
+    blocks = callgrind_blocks(text)
+    assert "new line names.py:1" in blocks and "tab here names.py:1" in blocks, sorted(blocks)
+    assert blocks["in_odd_file file with newline.py:1"]["fl"] == "file with newline.py"
+    annotate = shutil.which("callgrind_annotate")
+    if annotate:
+        path = tmp_path / "callgrind.out.tracfront"
+        path.write_text(text)
+        out = subprocess.run([annotate, str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "malformed" not in out.stderr, out.stderr

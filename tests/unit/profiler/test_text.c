@@ -54,6 +54,9 @@ static void test_each_format_escapes_its_own_characters(void **state)
     expect_escaped("a\"b\\c\nd\x01", PROF_ESC_JSON, "a\\\"b\\\\c\\nd\\u0001");
     expect_escaped("a\"b\\c\nd", PROF_ESC_PROM, "a\\\"b\\\\c\\nd");
     expect_escaped("<a href='x'>&\"", PROF_ESC_HTML, "&#60;a href=&#39;x&#39;&#62;&#38;&#34;");
+    /* line formats have no escapes: what would break a line or a field is replaced */
+    expect_escaped("a\tb\nc\r;d\"\\\xff", PROF_ESC_LINE, "a b c ;d\"\\" REPLACEMENT);
+    expect_escaped("f;g\nh", PROF_ESC_STACK, "f:g h");
 }
 
 int main(void)
