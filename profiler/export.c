@@ -1,5 +1,6 @@
 /* export.c — see export.h. Collapsed stacks and speedscope come straight
- * from the call tree (each path with its inline time, in microseconds);
+ * from the call tree (each path with its inline time, in nanoseconds: whole
+ * microseconds rounded the many sub-microsecond paths to nothing);
  * callgrind comes from the flat view, each function with its inline cost
  * and, per callee, the call count and inclusive cost (nanoseconds). */
 #include "profiler/export.h"
@@ -94,7 +95,7 @@ struct walk {
     PyObject *frames;            /* list of names */
     struct prof_text samples, weights;
     size_t n_samples;
-    uint64_t total_us;
+    uint64_t total_ns;
 };
 
 static int push_name(struct walk *w, PyObject *label)
@@ -127,32 +128,32 @@ static void pop_name(struct walk *w)
     Py_DECREF(w->names_owned[--w->depth]);
 }
 
-/* Visit every call path whose last frame has inline time, with w->names
- * holding the path; emit gets that time in microseconds. */
+/* Visit every call path whose last frame has inline time, or ends there
+ * (a leaf, however short: every function called shows), with w->names
+ * holding the path; emit gets that time in nanoseconds. */
 static void walk_paths(struct walk *w, const struct prof_node *parent,
-                       void (*emit)(struct walk *w, uint64_t us))
+                       void (*emit)(struct walk *w, uint64_t ns))
 {
     for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
         if (push_name(w, n->label) < 0) {
             w->text.failed = true;
             return;
         }
-        uint64_t us = n->inline_ns / 1000;
-        if (us > 0)
-            emit(w, us);
+        if (n->inline_ns > 0 || (!n->child && n->calls > 0))
+            emit(w, n->inline_ns);
         walk_paths(w, n, emit);
         pop_name(w);
     }
 }
 
-static void emit_collapsed(struct walk *w, uint64_t us)
+static void emit_collapsed(struct walk *w, uint64_t ns)
 {
     for (size_t i = 0; i < w->depth; i++) {
         if (i)
             prof_text_add(&w->text, ";");
         prof_text_escaped(&w->text, w->names[i], PROF_ESC_STACK);
     }
-    prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
+    prof_text_add(&w->text, " %llu\n", (unsigned long long)ns);
 }
 
 static void walk_free(struct walk *w)
@@ -192,7 +193,7 @@ static long frame_id(struct walk *w, size_t depth)
     return id;
 }
 
-static void emit_speedscope(struct walk *w, uint64_t us)
+static void emit_speedscope(struct walk *w, uint64_t ns)
 {
     prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
     for (size_t i = 0; i < w->depth; i++) {
@@ -202,9 +203,9 @@ static void emit_speedscope(struct walk *w, uint64_t us)
         prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
     }
     prof_text_add(&w->samples, "]");
-    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)us);
+    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)ns);
     w->n_samples++;
-    w->total_us += us;
+    w->total_ns += ns;
 }
 
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
@@ -227,9 +228,9 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
         prof_text_add(&w.text, "\"}");
     }
     prof_text_add(&w.text, "]},\"profiles\":[{\"type\":\"sampled\",\"name\":\"accumulated\","
-                           "\"unit\":\"microseconds\",\"startValue\":0,\"endValue\":%llu,"
+                           "\"unit\":\"nanoseconds\",\"startValue\":0,\"endValue\":%llu,"
                            "\"samples\":[%s],\"weights\":[%s]}]}\n",
-                  (unsigned long long)w.total_us, w.samples.p ? w.samples.p : "",
+                  (unsigned long long)w.total_ns, w.samples.p ? w.samples.p : "",
                   w.weights.p ? w.weights.p : "");
     if (w.samples.failed || w.weights.failed)
         w.text.failed = true;

@@ -217,3 +217,27 @@ def test_control_characters_in_names_keep_line_formats_intact(tracfront, tmp_pat
         path.write_text(text)
         out = subprocess.run([annotate, str(path)], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0 and "malformed" not in out.stderr, out.stderr
+
+
+def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront):
+    """tiny0..2 each run well under a microsecond: whole microseconds would
+    round their paths to nothing (they were dropped), and the totals with
+    them. In nanoseconds every path is there and the totals are pstats'."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+    stats = marshal.loads(get(srv, "pstats").content)
+    names = {f[2] for f in stats}
+    assert {"tiny0", "tiny1", "tiny2", "wide", "app"} <= names
+    total_ns = sum(v[2] for v in stats.values()) * 1e9  # every function's own time
+    lines = get(srv, "collapsed").content.decode("utf-8").splitlines()
+    counts = [int(line.rpartition(" ")[2]) for line in lines]
+    leaves = {line.rpartition(" ")[0].split(";")[-1].split(" (")[0] for line in lines}
+    assert names <= leaves | {"app", "wide"}, (names, leaves)
+    assert abs(sum(counts) - total_ns) <= 1 + total_ns * 1e-9, (sum(counts), total_ns)
+    doc = get_json(srv, "speedscope.json")
+    profile = doc["profiles"][0]
+    assert profile["unit"] == "nanoseconds"
+    assert profile["endValue"] == sum(profile["weights"]) == sum(counts)
+    frames = {f["name"].split(" (")[0] for f in doc["shared"]["frames"]}
+    assert names <= frames, (names, frames)
