@@ -241,3 +241,28 @@ def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront
     assert profile["endValue"] == sum(profile["weights"]) == sum(counts)
     frames = {f["name"].split(" (")[0] for f in doc["shared"]["frames"]}
     assert names <= frames, (names, frames)
+
+
+DOWNLOADS = {"pstats": "tracfront.pstats", "callgrind": "callgrind.out.tracfront",
+             "collapsed": "tracfront.collapsed", "speedscope.json": "tracfront.speedscope.json"}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_downloads_are_named_and_methods_answered_alike(tracfront, workers):
+    """Each export is a download with a file name the tool expects (a saved
+    pstats was called "pstats"); a method a page does not take is 405 with
+    Allow, on the pages and the controls alike (a POST to an export was 404).
+    With --workers a worker relays the front's answer, headers included."""
+    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    requests.get(srv.url + "cafe", timeout=10)
+    for path, name in DOWNLOADS.items():
+        r = get(srv, path)
+        assert r.headers.get("Content-Disposition") == 'attachment; filename="%s"' % name, \
+            (path, r.headers)
+    base = srv.url + "__profile__/"
+    for method, path, allow in [("POST", "pstats", "GET, HEAD"), ("POST", "api/functions", "GET, HEAD"),
+                                ("DELETE", "metrics", "GET, HEAD"), ("GET", "start", "POST"),
+                                ("PUT", "clear", "POST")]:
+        r = requests.request(method, base + path, allow_redirects=False, timeout=10)
+        assert (r.status_code, r.headers.get("Allow")) == (405, allow), (method, path, r.text)
+    assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
