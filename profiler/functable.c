@@ -260,17 +260,34 @@ static void add_relation(struct prof_text *t, const struct prof_flat_caller *c, 
     free_row_names(&rel);
 }
 
+/* How many callers (or callees) e has, and the k-th: that edge's figures,
+ * with the other function's label in *label (borrowed). */
+static size_t n_relations(const struct prof_flat_entry *e, bool callers)
+{
+    return callers ? e->n_callers : e->n_callees;
+}
+
+static const struct prof_flat_caller *relation(const struct prof_flat *flat,
+                                               const struct prof_flat_entry *e, bool callers,
+                                               size_t k, PyObject **label)
+{
+    if (callers) {
+        *label = e->callers[k].caller_label;
+        return &e->callers[k];
+    }
+    *label = flat->entries[e->callees[k].entry].label;
+    return e->callees[k].edge;
+}
+
 /* Callers (or callees) of row r, as indented rows. */
 static void add_relations(struct prof_text *t, const struct prof_flat *flat, const struct row *r,
                           bool callers, const struct prof_view *v)
 {
-    const struct prof_flat_entry *e = r->e;
-    if (callers)
-        for (size_t k = 0; k < e->n_callers; k++)
-            add_relation(t, &e->callers[k], e->callers[k].caller_label, true, v);
-    else
-        for (size_t k = 0; k < e->n_callees; k++)
-            add_relation(t, e->callees[k].edge, flat->entries[e->callees[k].entry].label, false, v);
+    for (size_t k = 0; k < n_relations(r->e, callers); k++) {
+        PyObject *label;
+        const struct prof_flat_caller *c = relation(flat, r->e, callers, k, &label);
+        add_relation(t, c, label, callers, v);
+    }
 }
 
 /* The flat view and the rows a view selects from it; release with
@@ -352,6 +369,43 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     return prof_text_finish_len(&out, len);
 }
 
+/* A function (or a caller, a callee) as JSON members: its names from r,
+ * the figures given. */
+static void json_members(struct prof_text *out, const struct row *r, uint64_t calls,
+                         uint64_t reccalls, uint64_t inline_ns, uint64_t total_ns)
+{
+    prof_text_add(out, "\"function\":\"");
+    prof_text_escaped(out, r->full, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"file\":\"");
+    prof_text_escaped(out, r->file, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"line\":%ld,\"name\":\"", r->line);
+    prof_text_escaped(out, r->func, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,\"cumtime\":%.9f",
+                  (unsigned long long)calls, (unsigned long long)(calls - reccalls),
+                  (double)inline_ns / 1e9, (double)total_ns / 1e9);
+}
+
+/* ,"callers":[...] (or callees) of row r, each with that edge's figures. */
+static void json_relations(struct prof_text *out, const struct prof_flat *flat, const struct row *r,
+                           bool callers, const struct prof_view *v)
+{
+    prof_text_add(out, ",\"%s\":[", callers ? "callers" : "callees");
+    for (size_t k = 0; k < n_relations(r->e, callers) && !out->failed; k++) {
+        PyObject *label;
+        const struct prof_flat_caller *c = relation(flat, r->e, callers, k, &label);
+        struct row rel = { 0 };
+        if (name_row(&rel, label, v->fullpath) < 0) {
+            out->failed = true;
+            break;
+        }
+        prof_text_add(out, "%s{", k ? "," : "");
+        json_members(out, &rel, c->calls, c->reccalls, c->inline_ns, c->total_ns);
+        prof_text_add(out, "}");
+        free_row_names(&rel);
+    }
+    prof_text_add(out, "]");
+}
+
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
 {
     struct prof_text out = { 0 };
@@ -367,16 +421,11 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
         prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
         for (size_t i = 0; i < sel.shown; i++) {
             const struct prof_flat_entry *e = rows[i].e;
-            prof_text_add(&out, "%s{\"function\":\"", i ? "," : "");
-            prof_text_escaped(&out, rows[i].full, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"file\":\"");
-            prof_text_escaped(&out, rows[i].file, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"line\":%ld,\"name\":\"", rows[i].line);
-            prof_text_escaped(&out, rows[i].func, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,"
-                                "\"cumtime\":%.9f}",
-                          (unsigned long long)e->calls, (unsigned long long)(e->calls - e->reccalls),
-                          (double)e->inline_ns / 1e9, (double)e->total_ns / 1e9);
+            prof_text_add(&out, "%s{", i ? "," : "");
+            json_members(&out, &rows[i], e->calls, e->reccalls, e->inline_ns, e->total_ns);
+            if (strcmp(v->mode, "stats") != 0)
+                json_relations(&out, sel.flat, &rows[i], !strcmp(v->mode, "callers"), v);
+            prof_text_add(&out, "}");
         }
         prof_text_add(&out, "]}\n");
     }

@@ -266,3 +266,30 @@ def test_downloads_are_named_and_methods_answered_alike(tracfront, workers):
         r = requests.request(method, base + path, allow_redirects=False, timeout=10)
         assert (r.status_code, r.headers.get("Allow")) == (405, allow), (method, path, r.text)
     assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
+
+
+@pytest.mark.parametrize("mode", ["callers", "callees"])
+def test_api_functions_takes_the_pages_mode(tracfront, mode):
+    """/api/functions takes the page's parameters (README), mode included:
+    with callers or callees each function lists them, with that edge's
+    figures, as the page's indented rows do."""
+    srv = tracfront(*APP)
+    for _ in range(2):
+        assert requests.get(srv.url + "same-names", timeout=10).status_code == 200
+    doc = get_json(srv, "api/functions", mode=mode, filter=r"\((app|run)\)$")
+    rows = {(f["name"], f["line"]): f for f in doc["functions"]}
+    [app] = [f for f in doc["functions"] if f["name"] == "app"]
+    runs = [f for f in doc["functions"] if f["name"] == "run"]
+    assert len(runs) == 2 and all(mode in f for f in doc["functions"]), rows
+    if mode == "callers":
+        for run in runs:
+            assert [(c["name"], c["ncalls"]) for c in run["callers"]] == [("app", 2)]
+            assert run["callers"][0]["cumtime"] == pytest.approx(run["cumtime"])
+        assert app["callers"] == []
+    else:
+        callees = {(c["name"], c["line"]): c["ncalls"] for c in app["callees"]}
+        for run in runs:
+            assert callees[("run", run["line"])] == 2
+        assert {("<lambda>", 2)} <= {(c["name"], c["ncalls"]) for c in app["callees"]}
+    stats = get_json(srv, "api/functions", filter=r"\(app\)$")["functions"][0]
+    assert "callers" not in stats and "callees" not in stats  # mode=stats: the rows alone
