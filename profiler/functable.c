@@ -77,8 +77,21 @@ void prof_view_parse(struct prof_view *v, const char *query)
     }
 }
 
+/* What a row shows: calls, recursive calls, own and cumulative time. */
+struct figures {
+    uint64_t calls, reccalls, inline_ns, total_ns;
+};
+#define FIGURES(x) ((struct figures){ (x)->calls, (x)->reccalls, (x)->inline_ns, (x)->total_ns })
+
+/* A function's row, or a caller's or callee's. Distinct code objects can
+ * share a name (eval and exec make a new <string>:1(<module>) per call):
+ * they are one row, their figures added up as pstats adds them (a call of
+ * one by another counts twice in cumulative time, as there). */
 struct row {
-    const struct prof_flat_entry *e;
+    const struct prof_flat_entry *e; /* a function's entry, before merging */
+    const struct prof_flat_entry *const *members; /* after: the entries it adds up */
+    size_t n_members;
+    struct figures fig;
     char *full;         /* file:line(function), for the filter and JSON */
     char *shown;        /* what the table shows (basename unless fullpath) */
     char *file, *func;
@@ -147,13 +160,13 @@ static int compare_rows(const void *pa, const void *pb)
     const struct row *a = pa, *b = pb;
     int c = 0;
     if (!strcmp(sort_key, "time"))
-        c = cmp_u64_desc(a->e->inline_ns, b->e->inline_ns);
+        c = cmp_u64_desc(a->fig.inline_ns, b->fig.inline_ns);
     else if (!strcmp(sort_key, "cumulative"))
-        c = cmp_u64_desc(a->e->total_ns, b->e->total_ns);
+        c = cmp_u64_desc(a->fig.total_ns, b->fig.total_ns);
     else if (!strcmp(sort_key, "calls"))
-        c = cmp_u64_desc(a->e->calls, b->e->calls);
+        c = cmp_u64_desc(a->fig.calls, b->fig.calls);
     else if (!strcmp(sort_key, "pcalls"))
-        c = cmp_u64_desc(a->e->calls - a->e->reccalls, b->e->calls - b->e->reccalls);
+        c = cmp_u64_desc(a->fig.calls - a->fig.reccalls, b->fig.calls - b->fig.reccalls);
     else if (!strcmp(sort_key, "name"))
         c = strcmp(a->func, b->func);
     else if (!strcmp(sort_key, "file"))
@@ -163,40 +176,40 @@ static int compare_rows(const void *pa, const void *pb)
     return c ? c : strcmp(a->full, b->full);
 }
 
-/* The rows to show: filtered, sorted, limited (all matched rows are
- * returned, *n_rows of them shown). NULL with *bad_filter for a bad filter,
- * or on out of memory. */
-static struct row *select_rows(const struct prof_flat *flat, const struct prof_view *v,
-                               size_t *n_rows, size_t *n_matched, bool *bad_filter)
+static int compare_names(const void *pa, const void *pb)
 {
-    regex_t re;
-    *bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
-    if (*bad_filter)
-        return NULL;
-    struct row *rows = calloc(flat->n_entries + 1, sizeof(*rows));
-    size_t n = 0;
-    for (size_t i = 0; rows && i < flat->n_entries; i++) {
-        struct row r = { .e = &flat->entries[i] };
-        if (name_row(&r, flat->entries[i].label, v->fullpath) < 0) {
-            free_rows(rows, n);
-            rows = NULL;
-            break;
-        }
-        if (v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0) {
-            free_row_names(&r);
+    const struct row *a = pa, *b = pb;
+    int c = strcmp(a->full, b->full);
+    c = c ? c : strcmp(a->file, b->file);
+    c = c ? c : strcmp(a->func, b->func);
+    return c ? c : (a->line > b->line) - (a->line < b->line);
+}
+
+/* Sort rows by name and make each run of one name a row, its figures added
+ * up. With slots (room for n), a merged row's members are its run's entries
+ * there. Returns how many rows are left. */
+static size_t merge_same_names(struct row *rows, size_t n, const struct prof_flat_entry **slots)
+{
+    qsort(rows, n, sizeof(*rows), compare_names);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (slots)
+            slots[i] = rows[i].e;
+        if (kept && compare_names(&rows[kept - 1], &rows[i]) == 0) {
+            struct row *into = &rows[kept - 1];
+            into->fig.calls += rows[i].fig.calls;
+            into->fig.reccalls += rows[i].fig.reccalls;
+            into->fig.inline_ns += rows[i].fig.inline_ns;
+            into->fig.total_ns += rows[i].fig.total_ns;
+            into->n_members++;
+            free_row_names(&rows[i]);
             continue;
         }
-        rows[n++] = r;
+        rows[kept] = rows[i];
+        rows[kept].members = slots ? &slots[i] : NULL;
+        rows[kept++].n_members = 1;
     }
-    if (v->filter[0])
-        regfree(&re);
-    if (!rows)
-        return NULL;
-    sort_key = v->sort;
-    qsort(rows, n, sizeof(*rows), compare_rows);
-    *n_matched = n;
-    *n_rows = n < v->limit ? n : v->limit;
-    return rows;
+    return kept;
 }
 
 static void add_link(struct prof_text *t, const char *profile_path, const struct prof_view *v,
@@ -243,23 +256,6 @@ static void add_numbers(struct prof_text *t, uint64_t calls, uint64_t reccalls,
                   prim ? (double)total_ns / 1e9 / (double)prim : 0.0);
 }
 
-/* One caller or callee of a row, as an indented row. */
-static void add_relation(struct prof_text *t, const struct prof_flat_caller *c, PyObject *label,
-                         bool caller, const struct prof_view *v)
-{
-    struct row rel = { 0 };
-    if (name_row(&rel, label, v->fullpath) < 0) {
-        t->failed = true;
-        return;
-    }
-    prof_text_add(t, "<tr class=rel>");
-    add_numbers(t, c->calls, c->reccalls, c->inline_ns, c->total_ns);
-    prof_text_add(t, "<td>%s <code>", caller ? "&larr;" : "&rarr;");
-    prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
-    prof_text_add(t, "</code>\n");
-    free_row_names(&rel);
-}
-
 /* How many callers (or callees) e has, and the k-th: that edge's figures,
  * with the other function's label in *label (borrowed). */
 static size_t n_relations(const struct prof_flat_entry *e, bool callers)
@@ -279,38 +275,107 @@ static const struct prof_flat_caller *relation(const struct prof_flat *flat,
     return e->callees[k].edge;
 }
 
+/* The callers (or callees) of row r's functions, a row per name with the
+ * edges' figures added up, in name order; *n of them. NULL on out of
+ * memory (or with none). */
+static struct row *relation_rows(const struct prof_flat *flat, const struct row *r, bool callers,
+                                 const struct prof_view *v, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t m = 0; m < r->n_members; m++)
+        cap += n_relations(r->members[m], callers);
+    struct row *rel = calloc(cap + 1, sizeof(*rel));
+    *n = 0;
+    for (size_t m = 0; rel && m < r->n_members; m++)
+        for (size_t k = 0; k < n_relations(r->members[m], callers); k++) {
+            PyObject *label;
+            const struct prof_flat_caller *c = relation(flat, r->members[m], callers, k, &label);
+            if (name_row(&rel[*n], label, v->fullpath) < 0) {
+                free_rows(rel, *n);
+                *n = 0;
+                return NULL;
+            }
+            rel[(*n)++].fig = FIGURES(c);
+        }
+    if (rel)
+        *n = merge_same_names(rel, *n, NULL);
+    return rel;
+}
+
 /* Callers (or callees) of row r, as indented rows. */
 static void add_relations(struct prof_text *t, const struct prof_flat *flat, const struct row *r,
                           bool callers, const struct prof_view *v)
 {
-    for (size_t k = 0; k < n_relations(r->e, callers); k++) {
-        PyObject *label;
-        const struct prof_flat_caller *c = relation(flat, r->e, callers, k, &label);
-        add_relation(t, c, label, callers, v);
+    size_t n;
+    struct row *rel = relation_rows(flat, r, callers, v, &n);
+    if (!rel)
+        t->failed = true;
+    for (size_t i = 0; i < n; i++) {
+        prof_text_add(t, "<tr class=rel>");
+        add_numbers(t, rel[i].fig.calls, rel[i].fig.reccalls, rel[i].fig.inline_ns,
+                    rel[i].fig.total_ns);
+        prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
+        prof_text_escaped(t, rel[i].shown, PROF_ESC_HTML);
+        prof_text_add(t, "</code>\n");
     }
+    free_rows(rel, n);
 }
 
-/* The flat view and the rows a view selects from it; release with
- * selection_free(). ok is false on out of memory. */
+/* The flat view and the rows a view selects from it, filtered, one per
+ * name, sorted; release with selection_free(). ok is false on out of
+ * memory. */
 struct selection {
     struct prof_flat *flat;
-    struct row *rows;
+    struct row *rows;                      /* matched of them, the first shown shown */
+    const struct prof_flat_entry **members; /* the rows' members */
     size_t shown, matched;
     bool bad_filter, ok;
 };
 
+/* Name every entry that passes the filter into sel->rows, merge the names
+ * and sort the rows for the view. -1 on out of memory or a bad filter. */
+static int select_rows(struct selection *sel, const struct prof_view *v)
+{
+    regex_t re;
+    sel->bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
+    if (sel->bad_filter)
+        return -1;
+    size_t n_entries = sel->flat->n_entries, n = 0;
+    sel->rows = calloc(n_entries + 1, sizeof(*sel->rows));
+    sel->members = calloc(n_entries + 1, sizeof(*sel->members));
+    bool ok = sel->rows && sel->members;
+    for (size_t i = 0; ok && i < n_entries; i++) {
+        struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
+        ok = name_row(&r, r.e->label, v->fullpath) == 0;
+        if (ok && v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0)
+            free_row_names(&r);
+        else if (ok)
+            sel->rows[n++] = r;
+    }
+    if (v->filter[0])
+        regfree(&re);
+    if (ok)
+        n = merge_same_names(sel->rows, n, sel->members);
+    sel->matched = n; /* what selection_free frees, also on failure */
+    if (!ok)
+        return -1;
+    sort_key = v->sort;
+    qsort(sel->rows, n, sizeof(*sel->rows), compare_rows);
+    sel->shown = n < v->limit ? n : v->limit;
+    return 0;
+}
+
 static struct selection selection_make(const struct prof_tree *t, const struct prof_view *v)
 {
     struct selection sel = { .flat = prof_tree_flatten(t) };
-    if (sel.flat)
-        sel.rows = select_rows(sel.flat, v, &sel.shown, &sel.matched, &sel.bad_filter);
-    sel.ok = sel.flat && (sel.rows || sel.bad_filter);
+    sel.ok = sel.flat && (select_rows(&sel, v) == 0 || sel.bad_filter);
     return sel;
 }
 
 static void selection_free(struct selection *sel)
 {
     free_rows(sel->rows, sel->matched);
+    free(sel->members);
     prof_flat_free(sel->flat);
 }
 
@@ -355,8 +420,8 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                       sel.shown, sel.matched);
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "<tr>");
-            add_numbers(&out, rows[i].e->calls, rows[i].e->reccalls, rows[i].e->inline_ns,
-                        rows[i].e->total_ns);
+            add_numbers(&out, rows[i].fig.calls, rows[i].fig.reccalls, rows[i].fig.inline_ns,
+                        rows[i].fig.total_ns);
             prof_text_add(&out, "<td><code>");
             prof_text_escaped(&out, rows[i].shown, PROF_ESC_HTML);
             prof_text_add(&out, "</code>\n");
@@ -369,11 +434,10 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     return prof_text_finish_len(&out, len);
 }
 
-/* A function (or a caller, a callee) as JSON members: its names from r,
- * the figures given. */
-static void json_members(struct prof_text *out, const struct row *r, uint64_t calls,
-                         uint64_t reccalls, uint64_t inline_ns, uint64_t total_ns)
+/* A function (or a caller, a callee) as JSON members. */
+static void json_members(struct prof_text *out, const struct row *r)
 {
+    uint64_t calls = r->fig.calls, reccalls = r->fig.reccalls;
     prof_text_add(out, "\"function\":\"");
     prof_text_escaped(out, r->full, PROF_ESC_JSON);
     prof_text_add(out, "\",\"file\":\"");
@@ -382,28 +446,25 @@ static void json_members(struct prof_text *out, const struct row *r, uint64_t ca
     prof_text_escaped(out, r->func, PROF_ESC_JSON);
     prof_text_add(out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,\"cumtime\":%.9f",
                   (unsigned long long)calls, (unsigned long long)(calls - reccalls),
-                  (double)inline_ns / 1e9, (double)total_ns / 1e9);
+                  (double)r->fig.inline_ns / 1e9, (double)r->fig.total_ns / 1e9);
 }
 
 /* ,"callers":[...] (or callees) of row r, each with that edge's figures. */
 static void json_relations(struct prof_text *out, const struct prof_flat *flat, const struct row *r,
                            bool callers, const struct prof_view *v)
 {
+    size_t n;
+    struct row *rel = relation_rows(flat, r, callers, v, &n);
+    if (!rel)
+        out->failed = true;
     prof_text_add(out, ",\"%s\":[", callers ? "callers" : "callees");
-    for (size_t k = 0; k < n_relations(r->e, callers) && !out->failed; k++) {
-        PyObject *label;
-        const struct prof_flat_caller *c = relation(flat, r->e, callers, k, &label);
-        struct row rel = { 0 };
-        if (name_row(&rel, label, v->fullpath) < 0) {
-            out->failed = true;
-            break;
-        }
-        prof_text_add(out, "%s{", k ? "," : "");
-        json_members(out, &rel, c->calls, c->reccalls, c->inline_ns, c->total_ns);
+    for (size_t i = 0; i < n; i++) {
+        prof_text_add(out, "%s{", i ? "," : "");
+        json_members(out, &rel[i]);
         prof_text_add(out, "}");
-        free_row_names(&rel);
     }
     prof_text_add(out, "]");
+    free_rows(rel, n);
 }
 
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
@@ -420,9 +481,8 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     } else {
         prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
         for (size_t i = 0; i < sel.shown; i++) {
-            const struct prof_flat_entry *e = rows[i].e;
             prof_text_add(&out, "%s{", i ? "," : "");
-            json_members(&out, &rows[i], e->calls, e->reccalls, e->inline_ns, e->total_ns);
+            json_members(&out, &rows[i]);
             if (strcmp(v->mode, "stats") != 0)
                 json_relations(&out, sel.flat, &rows[i], !strcmp(v->mode, "callers"), v);
             prof_text_add(&out, "}");

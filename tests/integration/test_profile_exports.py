@@ -293,3 +293,21 @@ def test_api_functions_takes_the_pages_mode(tracfront, mode):
         assert {("<lambda>", 2)} <= {(c["name"], c["ncalls"]) for c in app["callees"]}
     stats = get_json(srv, "api/functions", filter=r"\(app\)$")["functions"][0]
     assert "callers" not in stats and "callees" not in stats  # mode=stats: the rows alone
+
+
+def test_function_table_shows_one_row_per_label(tracfront):
+    """The code objects eval and exec make per call share one label: the
+    table (JSON and page) shows it once with the calls added up, and once
+    among g's callers, as pstats does, not a row per request."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "eval", timeout=10).status_code == 200
+    rows = get_json(srv, "api/functions", mode="callers")["functions"]
+    modules = [f for f in rows if f["function"] == "<string>:1(<module>)"]
+    assert [(f["ncalls"], f["pcalls"]) for f in modules] == [(6, 6)], modules
+    [g] = [f for f in rows if f["name"] == "g"]
+    assert [(c["function"], c["ncalls"]) for c in g["callers"]] == [("<string>:1(<module>)", 6)]
+    assert g["callers"][0]["cumtime"] == pytest.approx(g["cumtime"])
+    page = requests.get(srv.url + "__profile__", params={"mode": "callers"}, timeout=30).text
+    table = page[page.index("id=functions"):]
+    assert table.count("<code>&#60;string&#62;:1(&#60;module&#62;)</code>") == 2  # row, caller
