@@ -229,7 +229,7 @@ static size_t *pairmap_at(struct pairmap *m, const void *a, const void *b)
 }
 
 struct edge {
-    size_t callee;                /* index into entries */
+    size_t caller, callee;        /* indexes into entries */
     struct prof_flat_caller c;
 };
 
@@ -279,11 +279,14 @@ static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof
     if (!ix)
         return NULL;
     if (*ix == 0) {
+        /* the parent was visited first: its entry is there (no insertion) */
+        size_t caller = *pairmap_at(&fl->index, n->parent->key, NULL) - 1;
         struct edge *e = grow(fl->edges, &fl->cap_edges, fl->n_edges, sizeof(*e));
         if (!e)
             return NULL;
         fl->edges = e;
         memset(&e[fl->n_edges], 0, sizeof(*e));
+        e[fl->n_edges].caller = caller;
         e[fl->n_edges].callee = callee;
         e[fl->n_edges].c.caller_key = n->parent->key;
         e[fl->n_edges].c.caller_label = n->parent->label;
@@ -333,46 +336,56 @@ static void visit(struct flattener *fl, const struct prof_node *parent, bool top
     }
 }
 
+/* Give each entry its slices of callers (edges where it is the callee) and
+ * callees (where it is the caller), in one pass over the edges each way:
+ * linear in the edges, however many functions there are. */
+static void link_edges(struct flattener *fl, struct prof_flat_caller *callers,
+                       struct prof_flat_callee *callees)
+{
+    for (size_t i = 0; i < fl->n_edges; i++) {
+        fl->entries[fl->edges[i].callee].n_callers++;
+        fl->entries[fl->edges[i].caller].n_callees++;
+    }
+    size_t in = 0, out = 0;
+    for (size_t i = 0; i < fl->n_entries; i++) { /* counts become fill positions */
+        fl->entries[i].callers = callers + in;
+        fl->entries[i].callees = callees + out;
+        in += fl->entries[i].n_callers;
+        out += fl->entries[i].n_callees;
+        fl->entries[i].n_callers = fl->entries[i].n_callees = 0;
+    }
+    for (size_t i = 0; i < fl->n_edges; i++) {
+        struct prof_flat_entry *callee = &fl->entries[fl->edges[i].callee];
+        struct prof_flat_entry *caller = &fl->entries[fl->edges[i].caller];
+        struct prof_flat_caller *c = &callee->callers[callee->n_callers++];
+        *c = fl->edges[i].c;
+        caller->callees[caller->n_callees++] = (struct prof_flat_callee){ fl->edges[i].callee, c };
+    }
+}
+
 struct prof_flat *prof_tree_flatten(const struct prof_tree *t)
 {
     struct flattener fl = { 0 };
     struct prof_flat *out = calloc(1, sizeof(*out));
-    struct prof_flat_caller *all = NULL;
-    size_t *filled = NULL;
     if (!out)
         return NULL;
     visit(&fl, &t->root, true);
     if (!fl.failed) {
-        all = calloc(fl.n_edges + 1, sizeof(*all));
-        filled = calloc(fl.n_entries + 1, sizeof(*filled));
-        fl.failed = !all || !filled;
+        out->callers_block = calloc(fl.n_edges + 1, sizeof(*out->callers_block));
+        out->callees_block = calloc(fl.n_edges + 1, sizeof(*out->callees_block));
+        fl.failed = !out->callers_block || !out->callees_block;
     }
-    if (!fl.failed) {
-        for (size_t i = 0; i < fl.n_edges; i++)
-            fl.entries[fl.edges[i].callee].n_callers++;
-        size_t off = 0;
-        for (size_t i = 0; i < fl.n_entries; i++) {
-            fl.entries[i].callers = all + off;
-            off += fl.entries[i].n_callers;
-        }
-        for (size_t i = 0; i < fl.n_edges; i++) {
-            size_t callee = fl.edges[i].callee;
-            fl.entries[callee].callers[filled[callee]++] = fl.edges[i].c;
-        }
-    }
-    free(filled);
+    if (!fl.failed)
+        link_edges(&fl, out->callers_block, out->callees_block);
     free(fl.active.slots);
     free(fl.index.slots);
     free(fl.edges);
-    if (fl.failed) {
-        free(all);
-        free(fl.entries);
-        free(out);
-        return NULL;
-    }
     out->entries = fl.entries;
     out->n_entries = fl.n_entries;
-    out->callers_block = all;
+    if (fl.failed) {
+        prof_flat_free(out);
+        return NULL;
+    }
     return out;
 }
 
@@ -381,6 +394,7 @@ void prof_flat_free(struct prof_flat *f)
     if (!f)
         return;
     free(f->callers_block);
+    free(f->callees_block);
     free(f->entries);
     free(f);
 }

@@ -75,17 +75,26 @@ struct prof_flat_caller {
     void *caller_label;           /* borrowed from the tree */
     uint64_t calls, reccalls, total_ns, inline_ns;
 };
+/* An edge seen from its caller: the callee, and the callee's record of
+ * this caller (so walking callees costs what walking callers does). */
+struct prof_flat_callee {
+    size_t entry;                 /* the callee's index in prof_flat.entries */
+    const struct prof_flat_caller *edge;
+};
 struct prof_flat_entry {
     const void *key;
     void *label;                  /* borrowed from the tree */
     uint64_t calls, reccalls, total_ns, inline_ns;
     struct prof_flat_caller *callers;
     size_t n_callers;
+    struct prof_flat_callee *callees;
+    size_t n_callees;
 };
 struct prof_flat {
     struct prof_flat_entry *entries;
     size_t n_entries;
     struct prof_flat_caller *callers_block; /* every entry's callers, one allocation */
+    struct prof_flat_callee *callees_block; /* and callees */
 };
 /* NULL on out of memory. Labels are borrowed: free the flat view before the tree. */
 struct prof_flat *prof_tree_flatten(const struct prof_tree *t);

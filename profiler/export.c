@@ -1,5 +1,6 @@
 /* export.c — see export.h. Collapsed stacks and speedscope come straight
- * from the call tree (each path with its inline time, in microseconds);
+ * from the call tree (each path with its inline time, in nanoseconds: whole
+ * microseconds rounded the many sub-microsecond paths to nothing);
  * callgrind comes from the flat view, each function with its inline cost
  * and, per callee, the call count and inclusive cost (nanoseconds). */
 #include "profiler/export.h"
@@ -9,20 +10,75 @@
 
 #include "profiler/text.h"
 
+/* str itself when it has a UTF-8 form, else a copy in which what has none
+ * (lone surrogates) is backslash-escaped. New ref, or NULL (no exception
+ * left set). */
+static PyObject *printable(PyObject *str)
+{
+    if (!str || !PyUnicode_Check(str))
+        return NULL;
+    if (PyUnicode_AsUTF8(str))
+        return Py_NewRef(str);
+    PyErr_Clear();
+    PyObject *bytes = PyUnicode_AsEncodedString(str, "utf-8", "backslashreplace"); /* new ref */
+    PyObject *r = bytes ? PyUnicode_DecodeUTF8(PyBytes_AS_STRING(bytes),
+                                               PyBytes_GET_SIZE(bytes), NULL) : NULL;
+    Py_XDECREF(bytes);
+    PyErr_Clear();
+    return r;
+}
+
+/* printable(attribute name of obj): new ref or NULL. */
+static PyObject *printable_attr(PyObject *obj, const char *name)
+{
+    PyObject *v = PyObject_GetAttrString(obj, name); /* new ref */
+    PyObject *r = printable(v);
+    Py_XDECREF(v);
+    PyErr_Clear();
+    return r;
+}
+
+/* The UTF-8 of a printable() result, or "?" without one. */
+static const char *utf8_or_unknown(PyObject *printable_str)
+{
+    const char *s = printable_str ? PyUnicode_AsUTF8(printable_str) : NULL;
+    return s ? s : "?";
+}
+
+void prof_label_text(PyObject *label, struct prof_label_text *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!label || PyUnicode_Check(label)) { /* a built-in: named by its string */
+        out->file = "~";
+        out->owned_name = printable(label);
+    } else {
+        out->owned_file = printable_attr(label, "co_filename");
+        out->owned_name = printable_attr(label, "co_name");
+        PyObject *line = PyObject_GetAttrString(label, "co_firstlineno"); /* new ref */
+        out->line = line ? PyLong_AsLong(line) : 0;
+        Py_XDECREF(line);
+        out->file = utf8_or_unknown(out->owned_file);
+    }
+    out->name = utf8_or_unknown(out->owned_name);
+    PyErr_Clear();
+}
+
+void prof_label_text_free(struct prof_label_text *lt)
+{
+    Py_CLEAR(lt->owned_file);
+    Py_CLEAR(lt->owned_name);
+}
+
 PyObject *prof_frame_name(PyObject *label)
 {
     if (!label)
         return PyUnicode_FromString("?");
     if (PyUnicode_Check(label))
-        return Py_NewRef(label);
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *r = name && file && line ? PyUnicode_FromFormat("%U (%U:%S)", name, file, line)
-                                       : NULL;
-    Py_XDECREF(name);
-    Py_XDECREF(file);
-    Py_XDECREF(line);
+        return printable(label);
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    PyObject *r = PyUnicode_FromFormat("%s (%s:%ld)", lt.name, lt.file, lt.line);
+    prof_label_text_free(&lt);
     PyErr_Clear();
     return r;
 }
@@ -39,7 +95,7 @@ struct walk {
     PyObject *frames;            /* list of names */
     struct prof_text samples, weights;
     size_t n_samples;
-    uint64_t total_us;
+    uint64_t total_ns;
 };
 
 static int push_name(struct walk *w, PyObject *label)
@@ -72,38 +128,32 @@ static void pop_name(struct walk *w)
     Py_DECREF(w->names_owned[--w->depth]);
 }
 
-static void add_collapsed_frame(struct prof_text *t, const char *name)
-{
-    for (; *name; name++) /* ';' separates frames: keep it out of names */
-        prof_text_add(t, "%c", *name == ';' ? ':' : *name);
-}
-
-/* Visit every call path whose last frame has inline time, with w->names
- * holding the path; emit gets that time in microseconds. */
+/* Visit every call path whose last frame has inline time, or ends there
+ * (a leaf, however short: every function called shows), with w->names
+ * holding the path; emit gets that time in nanoseconds. */
 static void walk_paths(struct walk *w, const struct prof_node *parent,
-                       void (*emit)(struct walk *w, uint64_t us))
+                       void (*emit)(struct walk *w, uint64_t ns))
 {
     for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
         if (push_name(w, n->label) < 0) {
             w->text.failed = true;
             return;
         }
-        uint64_t us = n->inline_ns / 1000;
-        if (us > 0)
-            emit(w, us);
+        if (n->inline_ns > 0 || (!n->child && n->calls > 0))
+            emit(w, n->inline_ns);
         walk_paths(w, n, emit);
         pop_name(w);
     }
 }
 
-static void emit_collapsed(struct walk *w, uint64_t us)
+static void emit_collapsed(struct walk *w, uint64_t ns)
 {
     for (size_t i = 0; i < w->depth; i++) {
         if (i)
             prof_text_add(&w->text, ";");
-        add_collapsed_frame(&w->text, w->names[i]);
+        prof_text_escaped(&w->text, w->names[i], PROF_ESC_STACK);
     }
-    prof_text_add(&w->text, " %llu\n", (unsigned long long)us);
+    prof_text_add(&w->text, " %llu\n", (unsigned long long)ns);
 }
 
 static void walk_free(struct walk *w)
@@ -143,7 +193,7 @@ static long frame_id(struct walk *w, size_t depth)
     return id;
 }
 
-static void emit_speedscope(struct walk *w, uint64_t us)
+static void emit_speedscope(struct walk *w, uint64_t ns)
 {
     prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
     for (size_t i = 0; i < w->depth; i++) {
@@ -153,9 +203,9 @@ static void emit_speedscope(struct walk *w, uint64_t us)
         prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
     }
     prof_text_add(&w->samples, "]");
-    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)us);
+    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)ns);
     w->n_samples++;
-    w->total_us += us;
+    w->total_ns += ns;
 }
 
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
@@ -178,9 +228,9 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
         prof_text_add(&w.text, "\"}");
     }
     prof_text_add(&w.text, "]},\"profiles\":[{\"type\":\"sampled\",\"name\":\"accumulated\","
-                           "\"unit\":\"microseconds\",\"startValue\":0,\"endValue\":%llu,"
+                           "\"unit\":\"nanoseconds\",\"startValue\":0,\"endValue\":%llu,"
                            "\"samples\":[%s],\"weights\":[%s]}]}\n",
-                  (unsigned long long)w.total_us, w.samples.p ? w.samples.p : "",
+                  (unsigned long long)w.total_ns, w.samples.p ? w.samples.p : "",
                   w.weights.p ? w.weights.p : "");
     if (w.samples.failed || w.weights.failed)
         w.text.failed = true;
@@ -194,46 +244,22 @@ char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
 
 /* --- callgrind ----------------------------------------------------------- */
 
-/* fl= and fn= of a label, and its line (0 for built-ins). */
-static void callgrind_names(PyObject *label, PyObject **file, PyObject **name, long *line)
+/* fl= and fn= of a function (cfl=, cfn= of a callee, with prefix "c"). The
+ * readers merge functions by fn=, and a file may hold several run, __init__
+ * or <lambda>: fn= is the name with its file and first line, as
+ * pyprof2calltree writes it ("run app.py:4"). A built-in is its name. */
+static void add_position(struct prof_text *t, const char *prefix, const struct prof_label_text *lt)
 {
-    *file = *name = NULL;
-    *line = 0;
-    if (label && PyUnicode_Check(label)) {
-        *file = PyUnicode_FromString("~");
-        *name = Py_NewRef(label);
-        return;
+    prof_text_add(t, "%sfl=", prefix);
+    prof_text_escaped(t, lt->file, PROF_ESC_LINE);
+    prof_text_add(t, "\n%sfn=", prefix);
+    prof_text_escaped(t, lt->name, PROF_ESC_LINE);
+    if (strcmp(lt->file, "~") != 0) {
+        prof_text_add(t, " ");
+        prof_text_escaped(t, lt->file, PROF_ESC_LINE);
+        prof_text_add(t, ":%ld", lt->line);
     }
-    if (!label)
-        return;
-    *file = PyObject_GetAttrString(label, "co_filename");
-    *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
-    *line = l ? PyLong_AsLong(l) : 0;
-    Py_XDECREF(l);
-    PyErr_Clear();
-}
-
-static void add_position(struct prof_text *t, const char *fl, const char *fn, PyObject *label)
-{
-    PyObject *file, *name;
-    long line;
-    callgrind_names(label, &file, &name, &line);
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
-    prof_text_add(t, "%s=%s\n%s=%s\n", fl, f ? f : "?", fn, n ? n : "?");
-    Py_XDECREF(file);
-    Py_XDECREF(name);
-    PyErr_Clear();
-}
-
-static long label_line(PyObject *label)
-{
-    PyObject *file, *name;
-    long line;
-    callgrind_names(label, &file, &name, &line);
-    Py_XDECREF(file);
-    Py_XDECREF(name);
-    return line;
+    prof_text_add(t, "\n");
 }
 
 char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
@@ -250,22 +276,21 @@ char *prof_export_callgrind(const struct prof_tree *t, size_t *len)
                   (unsigned long long)total);
     for (size_t i = 0; i < flat->n_entries; i++) {
         const struct prof_flat_entry *e = &flat->entries[i];
-        long line = label_line(e->label);
-        add_position(&out, "fl", "fn", e->label);
-        prof_text_add(&out, "%ld %llu\n", line, (unsigned long long)e->inline_ns);
-        /* calls this function makes: the edges where it is the caller */
-        for (size_t j = 0; j < flat->n_entries; j++) {
-            const struct prof_flat_entry *callee = &flat->entries[j];
-            for (size_t k = 0; k < callee->n_callers; k++) {
-                const struct prof_flat_caller *c = &callee->callers[k];
-                if (c->caller_key != e->key)
-                    continue;
-                add_position(&out, "cfl", "cfn", callee->label);
-                prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
-                              label_line(callee->label), line, (unsigned long long)c->total_ns);
-            }
+        struct prof_label_text lt;
+        prof_label_text(e->label, &lt);
+        add_position(&out, "", &lt);
+        prof_text_add(&out, "%ld %llu\n", lt.line, (unsigned long long)e->inline_ns);
+        for (size_t k = 0; k < e->n_callees; k++) { /* the calls it makes */
+            const struct prof_flat_caller *c = e->callees[k].edge;
+            struct prof_label_text clt;
+            prof_label_text(flat->entries[e->callees[k].entry].label, &clt);
+            add_position(&out, "c", &clt);
+            prof_text_add(&out, "calls=%llu %ld\n%ld %llu\n", (unsigned long long)c->calls,
+                          clt.line, lt.line, (unsigned long long)c->total_ns);
+            prof_label_text_free(&clt);
         }
         prof_text_add(&out, "\n");
+        prof_label_text_free(&lt);
     }
     prof_flat_free(flat);
     return prof_text_finish_len(&out, len);

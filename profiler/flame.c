@@ -20,17 +20,6 @@ struct flame {
     unsigned max_depth;
 };
 
-static PyObject *short_name(PyObject *label)
-{
-    if (!label)
-        return PyUnicode_FromString("?");
-    if (PyUnicode_Check(label))
-        return Py_NewRef(label);
-    PyObject *r = PyObject_GetAttrString(label, "co_name");
-    PyErr_Clear();
-    return r;
-}
-
 /* Preorder numbering (1-based): the node with number want, or NULL. */
 static const struct prof_node *find(const struct prof_node *parent, unsigned long want,
                                     unsigned long *next)
@@ -71,10 +60,12 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
         return subtree_size(n);
     if (depth > f->max_depth)
         f->max_depth = depth;
-    PyObject *sname = short_name(n->label), *lname = prof_frame_name(n->label);
-    const char *s = sname ? PyUnicode_AsUTF8(sname) : NULL, *l = lname ? PyUnicode_AsUTF8(lname) : NULL;
+    struct prof_label_text lt; /* the short name, written in the frame */
+    prof_label_text(n->label, &lt);
+    PyObject *lname = prof_frame_name(n->label);
+    const char *s = lt.name, *l = lname ? PyUnicode_AsUTF8(lname) : NULL;
     PyErr_Clear();
-    unsigned h = hue_of(s ? s : "?");
+    unsigned h = hue_of(s);
     prof_text_add(&f->out, "<a href=\"");
     prof_text_escaped(&f->out, f->base_href, PROF_ESC_HTML);
     prof_text_add(&f->out, "zoom=%lu#flame\"><g><title>", id);
@@ -86,17 +77,18 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
                   total_ns ? 100.0 * (double)n->total_ns / (double)total_ns : 0.0, x,
                   depth * ROW, w, ROW - 1, 205 + h % 50, 80 + (h >> 8) % 120, 40 + (h >> 16) % 40);
     size_t fit = (size_t)(w / 7.0);
-    if (fit >= 3 && s) {
-        size_t len = strlen(s);
+    if (fit >= 3) {
+        size_t len = strlen(s), cut = len <= fit ? len : fit - 2;
+        while (cut < len && cut > 0 && ((unsigned char)s[cut] & 0xc0) == 0x80)
+            cut--; /* never inside a UTF-8 sequence */
         prof_text_add(&f->out, "<text x=\"%.1f\" y=\"%u\">", x + 3, depth * ROW + 12);
         char buf[256];
-        snprintf(buf, sizeof(buf), "%.*s%s", (int)(len <= fit ? len : fit - 2), s,
-                 len <= fit ? "" : "..");
+        snprintf(buf, sizeof(buf), "%.*s%s", (int)cut, s, len <= fit ? "" : "..");
         prof_text_escaped(&f->out, buf, PROF_ESC_HTML);
         prof_text_add(&f->out, "</text>");
     }
     prof_text_add(&f->out, "</g></a>\n");
-    Py_XDECREF(sname);
+    prof_label_text_free(&lt);
     Py_XDECREF(lname);
     double cx = x;
     unsigned long size = 1;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profiler/export.h"
 #include "profiler/text.h"
 
 static const char *const sort_keys[] = { "time", "cumulative", "calls", "pcalls",
@@ -76,67 +77,74 @@ void prof_view_parse(struct prof_view *v, const char *query)
     }
 }
 
+/* What a row shows: calls, recursive calls, own and cumulative time. */
+struct figures {
+    uint64_t calls, reccalls, inline_ns, total_ns;
+};
+#define FIGURES(x) ((struct figures){ (x)->calls, (x)->reccalls, (x)->inline_ns, (x)->total_ns })
+
+/* A function's row, or a caller's or callee's. Distinct code objects can
+ * share a name (eval and exec make a new <string>:1(<module>) per call):
+ * they are one row, their figures added up as pstats adds them (a call of
+ * one by another counts twice in cumulative time, as there). */
 struct row {
-    const struct prof_flat_entry *e;
+    const struct prof_flat_entry *e; /* a function's entry, before merging */
+    const struct prof_flat_entry *const *members; /* after: the entries it adds up */
+    size_t n_members;
+    struct figures fig;
     char *full;         /* file:line(function), for the filter and JSON */
     char *shown;        /* what the table shows (basename unless fullpath) */
     char *file, *func;
     long line;
 };
 
-/* Fill a row's names from its label (code object or built-in name). */
+static void free_row_names(struct row *r)
+{
+    free(r->full);
+    free(r->shown);
+    free(r->file);
+    free(r->func);
+    r->full = r->shown = r->file = r->func = NULL;
+}
+
+/* Fill a row's names from its label (code object or built-in name); -1 on
+ * out of memory, with none kept. */
 static int name_row(struct row *r, PyObject *label, bool fullpath)
 {
-    PyObject *file = NULL, *func = NULL;
-    long line = 0;
-    if (label && PyUnicode_Check(label)) {
-        file = PyUnicode_FromString("~");
-        func = Py_NewRef(label);
-    } else if (label) {
-        file = PyObject_GetAttrString(label, "co_filename");
-        func = PyObject_GetAttrString(label, "co_name");
-        PyObject *l = PyObject_GetAttrString(label, "co_firstlineno");
-        line = l ? PyLong_AsLong(l) : 0;
-        Py_XDECREF(l);
-    }
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = func ? PyUnicode_AsUTF8(func) : NULL;
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    const char *f = lt.file, *n = lt.name;
     int rc = -1;
-    if (f && n) {
-        r->file = strdup(f);
-        r->func = strdup(n);
-        r->line = line;
-        size_t cap = strlen(f) + strlen(n) + 32;
-        r->full = malloc(cap);
-        r->shown = malloc(cap);
-        if (r->file && r->func && r->full && r->shown) {
-            if (!strcmp(f, "~")) { /* pstats: {built-in method ...} */
-                size_t len = strlen(n);
-                bool angled = len >= 2 && n[0] == '<' && n[len - 1] == '>';
-                snprintf(r->full, cap, angled ? "{%.*s}" : "%.*s",
-                         (int)(angled ? len - 2 : len), angled ? n + 1 : n);
-                strcpy(r->shown, r->full);
-            } else {
-                const char *base = strrchr(f, '/');
-                snprintf(r->full, cap, "%s:%ld(%s)", f, line, n);
-                snprintf(r->shown, cap, "%s:%ld(%s)", fullpath || !base ? f : base + 1, line, n);
-            }
-            rc = 0;
+    r->file = strdup(f);
+    r->func = strdup(n);
+    r->line = lt.line;
+    size_t cap = strlen(f) + strlen(n) + 32;
+    r->full = malloc(cap);
+    r->shown = malloc(cap);
+    if (r->file && r->func && r->full && r->shown) {
+        if (!strcmp(f, "~")) { /* pstats: {built-in method ...} */
+            size_t len = strlen(n);
+            bool angled = len >= 2 && n[0] == '<' && n[len - 1] == '>';
+            snprintf(r->full, cap, angled ? "{%.*s}" : "%.*s",
+                     (int)(angled ? len - 2 : len), angled ? n + 1 : n);
+            strcpy(r->shown, r->full);
+        } else {
+            const char *base = strrchr(f, '/');
+            snprintf(r->full, cap, "%s:%ld(%s)", f, lt.line, n);
+            snprintf(r->shown, cap, "%s:%ld(%s)", fullpath || !base ? f : base + 1, lt.line, n);
         }
+        rc = 0;
+    } else {
+        free_row_names(r);
     }
-    Py_XDECREF(file);
-    Py_XDECREF(func);
-    PyErr_Clear();
+    prof_label_text_free(&lt);
     return rc;
 }
 
 static void free_rows(struct row *rows, size_t n)
 {
-    for (size_t i = 0; rows && i < n; i++) {
-        free(rows[i].full);
-        free(rows[i].shown);
-        free(rows[i].file);
-        free(rows[i].func);
-    }
+    for (size_t i = 0; rows && i < n; i++)
+        free_row_names(&rows[i]);
     free(rows);
 }
 
@@ -152,13 +160,13 @@ static int compare_rows(const void *pa, const void *pb)
     const struct row *a = pa, *b = pb;
     int c = 0;
     if (!strcmp(sort_key, "time"))
-        c = cmp_u64_desc(a->e->inline_ns, b->e->inline_ns);
+        c = cmp_u64_desc(a->fig.inline_ns, b->fig.inline_ns);
     else if (!strcmp(sort_key, "cumulative"))
-        c = cmp_u64_desc(a->e->total_ns, b->e->total_ns);
+        c = cmp_u64_desc(a->fig.total_ns, b->fig.total_ns);
     else if (!strcmp(sort_key, "calls"))
-        c = cmp_u64_desc(a->e->calls, b->e->calls);
+        c = cmp_u64_desc(a->fig.calls, b->fig.calls);
     else if (!strcmp(sort_key, "pcalls"))
-        c = cmp_u64_desc(a->e->calls - a->e->reccalls, b->e->calls - b->e->reccalls);
+        c = cmp_u64_desc(a->fig.calls - a->fig.reccalls, b->fig.calls - b->fig.reccalls);
     else if (!strcmp(sort_key, "name"))
         c = strcmp(a->func, b->func);
     else if (!strcmp(sort_key, "file"))
@@ -168,40 +176,40 @@ static int compare_rows(const void *pa, const void *pb)
     return c ? c : strcmp(a->full, b->full);
 }
 
-/* The rows to show: filtered, sorted, limited (all matched rows are
- * returned, *n_rows of them shown). NULL with *bad_filter for a bad filter,
- * or on out of memory. */
-static struct row *select_rows(const struct prof_flat *flat, const struct prof_view *v,
-                               size_t *n_rows, size_t *n_matched, bool *bad_filter)
+static int compare_names(const void *pa, const void *pb)
 {
-    regex_t re;
-    *bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
-    if (*bad_filter)
-        return NULL;
-    struct row *rows = calloc(flat->n_entries + 1, sizeof(*rows));
-    size_t n = 0;
-    for (size_t i = 0; rows && i < flat->n_entries; i++) {
-        struct row r = { .e = &flat->entries[i] };
-        if (name_row(&r, flat->entries[i].label, v->fullpath) < 0) {
-            free_rows(rows, n);
-            rows = NULL;
-            break;
-        }
-        if (v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0) {
-            free(r.full), free(r.shown), free(r.file), free(r.func);
+    const struct row *a = pa, *b = pb;
+    int c = strcmp(a->full, b->full);
+    c = c ? c : strcmp(a->file, b->file);
+    c = c ? c : strcmp(a->func, b->func);
+    return c ? c : (a->line > b->line) - (a->line < b->line);
+}
+
+/* Sort rows by name and make each run of one name a row, its figures added
+ * up. With slots (room for n), a merged row's members are its run's entries
+ * there. Returns how many rows are left. */
+static size_t merge_same_names(struct row *rows, size_t n, const struct prof_flat_entry **slots)
+{
+    qsort(rows, n, sizeof(*rows), compare_names);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (slots)
+            slots[i] = rows[i].e;
+        if (kept && compare_names(&rows[kept - 1], &rows[i]) == 0) {
+            struct row *into = &rows[kept - 1];
+            into->fig.calls += rows[i].fig.calls;
+            into->fig.reccalls += rows[i].fig.reccalls;
+            into->fig.inline_ns += rows[i].fig.inline_ns;
+            into->fig.total_ns += rows[i].fig.total_ns;
+            into->n_members++;
+            free_row_names(&rows[i]);
             continue;
         }
-        rows[n++] = r;
+        rows[kept] = rows[i];
+        rows[kept].members = slots ? &slots[i] : NULL;
+        rows[kept++].n_members = 1;
     }
-    if (v->filter[0])
-        regfree(&re);
-    if (!rows)
-        return NULL;
-    sort_key = v->sort;
-    qsort(rows, n, sizeof(*rows), compare_rows);
-    *n_matched = n;
-    *n_rows = n < v->limit ? n : v->limit;
-    return rows;
+    return kept;
 }
 
 static void add_link(struct prof_text *t, const char *profile_path, const struct prof_view *v,
@@ -248,51 +256,126 @@ static void add_numbers(struct prof_text *t, uint64_t calls, uint64_t reccalls,
                   prim ? (double)total_ns / 1e9 / (double)prim : 0.0);
 }
 
+/* How many callers (or callees) e has, and the k-th: that edge's figures,
+ * with the other function's label in *label (borrowed). */
+static size_t n_relations(const struct prof_flat_entry *e, bool callers)
+{
+    return callers ? e->n_callers : e->n_callees;
+}
+
+static const struct prof_flat_caller *relation(const struct prof_flat *flat,
+                                               const struct prof_flat_entry *e, bool callers,
+                                               size_t k, PyObject **label)
+{
+    if (callers) {
+        *label = e->callers[k].caller_label;
+        return &e->callers[k];
+    }
+    *label = flat->entries[e->callees[k].entry].label;
+    return e->callees[k].edge;
+}
+
+/* The callers (or callees) of row r's functions, a row per name with the
+ * edges' figures added up, in name order; *n of them. NULL on out of
+ * memory (or with none). */
+static struct row *relation_rows(const struct prof_flat *flat, const struct row *r, bool callers,
+                                 const struct prof_view *v, size_t *n)
+{
+    size_t cap = 0;
+    for (size_t m = 0; m < r->n_members; m++)
+        cap += n_relations(r->members[m], callers);
+    struct row *rel = calloc(cap + 1, sizeof(*rel));
+    *n = 0;
+    for (size_t m = 0; rel && m < r->n_members; m++)
+        for (size_t k = 0; k < n_relations(r->members[m], callers); k++) {
+            PyObject *label;
+            const struct prof_flat_caller *c = relation(flat, r->members[m], callers, k, &label);
+            if (name_row(&rel[*n], label, v->fullpath) < 0) {
+                free_rows(rel, *n);
+                *n = 0;
+                return NULL;
+            }
+            rel[(*n)++].fig = FIGURES(c);
+        }
+    if (rel)
+        *n = merge_same_names(rel, *n, NULL);
+    return rel;
+}
+
 /* Callers (or callees) of row r, as indented rows. */
 static void add_relations(struct prof_text *t, const struct prof_flat *flat, const struct row *r,
                           bool callers, const struct prof_view *v)
 {
-    for (size_t i = 0; i < flat->n_entries; i++) {
-        const struct prof_flat_entry *other = &flat->entries[i];
-        for (size_t k = 0; k < other->n_callers; k++) {
-            const struct prof_flat_caller *c = &other->callers[k];
-            bool match = callers ? other == r->e : c->caller_key == r->e->key;
-            if (!match)
-                continue;
-            struct row rel = { 0 };
-            if (name_row(&rel, callers ? c->caller_label : other->label, v->fullpath) < 0)
-                continue;
-            prof_text_add(t, "<tr class=rel>");
-            add_numbers(t, c->calls, c->reccalls, c->inline_ns, c->total_ns);
-            prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
-            prof_text_escaped(t, rel.shown, PROF_ESC_HTML);
-            prof_text_add(t, "</code>\n");
-            free(rel.full), free(rel.shown), free(rel.file), free(rel.func);
-        }
+    size_t n;
+    struct row *rel = relation_rows(flat, r, callers, v, &n);
+    if (!rel)
+        t->failed = true;
+    for (size_t i = 0; i < n; i++) {
+        prof_text_add(t, "<tr class=rel>");
+        add_numbers(t, rel[i].fig.calls, rel[i].fig.reccalls, rel[i].fig.inline_ns,
+                    rel[i].fig.total_ns);
+        prof_text_add(t, "<td>%s <code>", callers ? "&larr;" : "&rarr;");
+        prof_text_escaped(t, rel[i].shown, PROF_ESC_HTML);
+        prof_text_add(t, "</code>\n");
     }
+    free_rows(rel, n);
 }
 
-/* The flat view and the rows a view selects from it; release with
- * selection_free(). ok is false on out of memory. */
+/* The flat view and the rows a view selects from it, filtered, one per
+ * name, sorted; release with selection_free(). ok is false on out of
+ * memory. */
 struct selection {
     struct prof_flat *flat;
-    struct row *rows;
+    struct row *rows;                      /* matched of them, the first shown shown */
+    const struct prof_flat_entry **members; /* the rows' members */
     size_t shown, matched;
     bool bad_filter, ok;
 };
 
+/* Name every entry that passes the filter into sel->rows, merge the names
+ * and sort the rows for the view. -1 on out of memory or a bad filter. */
+static int select_rows(struct selection *sel, const struct prof_view *v)
+{
+    regex_t re;
+    sel->bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
+    if (sel->bad_filter)
+        return -1;
+    size_t n_entries = sel->flat->n_entries, n = 0;
+    sel->rows = calloc(n_entries + 1, sizeof(*sel->rows));
+    sel->members = calloc(n_entries + 1, sizeof(*sel->members));
+    bool ok = sel->rows && sel->members;
+    for (size_t i = 0; ok && i < n_entries; i++) {
+        struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
+        ok = name_row(&r, r.e->label, v->fullpath) == 0;
+        if (ok && v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0)
+            free_row_names(&r);
+        else if (ok)
+            sel->rows[n++] = r;
+    }
+    if (v->filter[0])
+        regfree(&re);
+    if (ok)
+        n = merge_same_names(sel->rows, n, sel->members);
+    sel->matched = n; /* what selection_free frees, also on failure */
+    if (!ok)
+        return -1;
+    sort_key = v->sort;
+    qsort(sel->rows, n, sizeof(*sel->rows), compare_rows);
+    sel->shown = n < v->limit ? n : v->limit;
+    return 0;
+}
+
 static struct selection selection_make(const struct prof_tree *t, const struct prof_view *v)
 {
     struct selection sel = { .flat = prof_tree_flatten(t) };
-    if (sel.flat)
-        sel.rows = select_rows(sel.flat, v, &sel.shown, &sel.matched, &sel.bad_filter);
-    sel.ok = sel.flat && (sel.rows || sel.bad_filter);
+    sel.ok = sel.flat && (select_rows(&sel, v) == 0 || sel.bad_filter);
     return sel;
 }
 
 static void selection_free(struct selection *sel)
 {
     free_rows(sel->rows, sel->matched);
+    free(sel->members);
     prof_flat_free(sel->flat);
 }
 
@@ -337,8 +420,8 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                       sel.shown, sel.matched);
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "<tr>");
-            add_numbers(&out, rows[i].e->calls, rows[i].e->reccalls, rows[i].e->inline_ns,
-                        rows[i].e->total_ns);
+            add_numbers(&out, rows[i].fig.calls, rows[i].fig.reccalls, rows[i].fig.inline_ns,
+                        rows[i].fig.total_ns);
             prof_text_add(&out, "<td><code>");
             prof_text_escaped(&out, rows[i].shown, PROF_ESC_HTML);
             prof_text_add(&out, "</code>\n");
@@ -349,6 +432,39 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     }
     selection_free(&sel);
     return prof_text_finish_len(&out, len);
+}
+
+/* A function (or a caller, a callee) as JSON members. */
+static void json_members(struct prof_text *out, const struct row *r)
+{
+    uint64_t calls = r->fig.calls, reccalls = r->fig.reccalls;
+    prof_text_add(out, "\"function\":\"");
+    prof_text_escaped(out, r->full, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"file\":\"");
+    prof_text_escaped(out, r->file, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"line\":%ld,\"name\":\"", r->line);
+    prof_text_escaped(out, r->func, PROF_ESC_JSON);
+    prof_text_add(out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,\"cumtime\":%.9f",
+                  (unsigned long long)calls, (unsigned long long)(calls - reccalls),
+                  (double)r->fig.inline_ns / 1e9, (double)r->fig.total_ns / 1e9);
+}
+
+/* ,"callers":[...] (or callees) of row r, each with that edge's figures. */
+static void json_relations(struct prof_text *out, const struct prof_flat *flat, const struct row *r,
+                           bool callers, const struct prof_view *v)
+{
+    size_t n;
+    struct row *rel = relation_rows(flat, r, callers, v, &n);
+    if (!rel)
+        out->failed = true;
+    prof_text_add(out, ",\"%s\":[", callers ? "callers" : "callees");
+    for (size_t i = 0; i < n; i++) {
+        prof_text_add(out, "%s{", i ? "," : "");
+        json_members(out, &rel[i]);
+        prof_text_add(out, "}");
+    }
+    prof_text_add(out, "]");
+    free_rows(rel, n);
 }
 
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
@@ -365,17 +481,11 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     } else {
         prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
         for (size_t i = 0; i < sel.shown; i++) {
-            const struct prof_flat_entry *e = rows[i].e;
-            prof_text_add(&out, "%s{\"function\":\"", i ? "," : "");
-            prof_text_escaped(&out, rows[i].full, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"file\":\"");
-            prof_text_escaped(&out, rows[i].file, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"line\":%ld,\"name\":\"", rows[i].line);
-            prof_text_escaped(&out, rows[i].func, PROF_ESC_JSON);
-            prof_text_add(&out, "\",\"ncalls\":%llu,\"pcalls\":%llu,\"tottime\":%.9f,"
-                                "\"cumtime\":%.9f}",
-                          (unsigned long long)e->calls, (unsigned long long)(e->calls - e->reccalls),
-                          (double)e->inline_ns / 1e9, (double)e->total_ns / 1e9);
+            prof_text_add(&out, "%s{", i ? "," : "");
+            json_members(&out, &rows[i]);
+            if (strcmp(v->mode, "stats") != 0)
+                json_relations(&out, sel.flat, &rows[i], !strcmp(v->mode, "callers"), v);
+            prof_text_add(&out, "}");
         }
         prof_text_add(&out, "]}\n");
     }

@@ -53,9 +53,17 @@ uint64_t prof_histogram_percentile(const struct prof_histogram *h, double p)
 
 uint64_t prof_histogram_count_le(const struct prof_histogram *h, uint64_t us)
 {
-    unsigned last = prof_histogram_bucket(us);
+    /* Prometheus' le bounds (1 s = 1000000 us) are never a log bucket's
+     * edge above 255 us: the bucket holding the bound also holds values up to
+     * 1% above it, which must not be counted as <= le. So only whole buckets
+     * are counted; the values of the one the bound cuts count from the next
+     * bound on (at most 1% of the range below a bound, counted late rather
+     * than values above it counted early). The last bucket also holds every
+     * larger value: never whole. */
+    if (h->max_us <= us)
+        return h->count;
     uint64_t n = 0;
-    for (unsigned b = 0; b <= last; b++)
+    for (unsigned b = 0; b < PROF_HIST_BUCKETS - 1 && prof_histogram_bucket_max(b) <= us; b++)
         n += h->buckets[b];
     return n;
 }

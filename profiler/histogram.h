@@ -23,8 +23,9 @@ void prof_histogram_record(struct prof_histogram *h, uint64_t us);
 /* The value at percentile p (0 < p <= 100): the upper bound of the bucket
  * holding that rank, capped at the recorded maximum. 0 when empty. */
 uint64_t prof_histogram_percentile(const struct prof_histogram *h, double p);
-/* Recorded values <= us (for Prometheus buckets); exact when us falls on a
- * bucket boundary, else counts the bucket holding us. */
+/* Recorded values <= us (for Prometheus buckets), never one above us: exact
+ * when us is a bucket's largest value or no value above us was recorded;
+ * else the bucket holding us is left out (values up to 1% below us). */
 uint64_t prof_histogram_count_le(const struct prof_histogram *h, uint64_t us);
 void prof_histogram_merge(struct prof_histogram *into, const struct prof_histogram *from);
 

@@ -431,29 +431,59 @@ static PyObject *func_label(PyObject *label)
     return r;
 }
 
+/* Add the figures at the head of an earlier value (two counts, then two
+ * times: a stats value or a caller's), if there is one (borrowed). */
+static void add_earlier(PyObject *earlier, unsigned long long *n1, unsigned long long *n2,
+                        double *tt, double *ct)
+{
+    if (!earlier)
+        return;
+    *n1 += PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(earlier, 0));
+    *n2 += PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(earlier, 1));
+    *tt += PyFloat_AsDouble(PyTuple_GET_ITEM(earlier, 2));
+    *ct += PyFloat_AsDouble(PyTuple_GET_ITEM(earlier, 3));
+}
+
+/* callers[who] = (nc, cc, tt, ct) of one edge, added to what an edge from
+ * another function with the same label put there. 0, or -1 with an
+ * exception set. */
+static int add_caller(PyObject *callers, const struct prof_flat_caller *c)
+{
+    PyObject *who = func_label(c->caller_label);
+    PyObject *earlier = who ? PyDict_GetItemWithError(callers, who) : NULL; /* borrowed */
+    unsigned long long nc = c->calls, cc = c->calls - c->reccalls;
+    double tt = (double)c->inline_ns / 1e9, ct = (double)c->total_ns / 1e9;
+    add_earlier(earlier, &nc, &cc, &tt, &ct);
+    PyObject *v = who && !PyErr_Occurred() ? Py_BuildValue("(KKdd)", nc, cc, tt, ct) : NULL;
+    int rc = v ? PyDict_SetItem(callers, who, v) : -1;
+    Py_XDECREF(who);
+    Py_XDECREF(v);
+    return rc;
+}
+
 /* stats[func] = (cc, nc, tt, ct, callers); callers[f] = (nc, cc, tt, ct),
- * the order cProfile.Profile.snapshot_stats writes. New ref. */
+ * the order cProfile.Profile.snapshot_stats writes. Distinct code objects
+ * can share a label (file, line, name): eval and exec make a new one per
+ * call, all <string>:1(<module>). Their figures are added together, as the
+ * snapshot does for callers and pstats.Stats.add for whole entries; a
+ * dict entry must never be overwritten by the last of them. New ref. */
 static PyObject *build_stats(const struct prof_flat *flat)
 {
     PyObject *stats = PyDict_New();
     for (size_t i = 0; stats && i < flat->n_entries; i++) {
         const struct prof_flat_entry *e = &flat->entries[i];
-        PyObject *func = func_label(e->label), *callers = PyDict_New(), *value = NULL;
-        for (size_t j = 0; func && callers && j < e->n_callers; j++) {
-            const struct prof_flat_caller *c = &e->callers[j];
-            PyObject *who = func_label(c->caller_label);
-            PyObject *v = Py_BuildValue("(KKdd)", (unsigned long long)c->calls,
-                                        (unsigned long long)(c->calls - c->reccalls),
-                                        (double)c->inline_ns / 1e9, (double)c->total_ns / 1e9);
-            if (!who || !v || PyDict_SetItem(callers, who, v) < 0)
+        PyObject *func = func_label(e->label), *callers = NULL, *value = NULL;
+        PyObject *earlier = func ? PyDict_GetItemWithError(stats, func) : NULL; /* borrowed */
+        if (func && !PyErr_Occurred())
+            callers = earlier ? Py_NewRef(PyTuple_GET_ITEM(earlier, 4)) : PyDict_New();
+        for (size_t j = 0; callers && j < e->n_callers; j++)
+            if (add_caller(callers, &e->callers[j]) < 0)
                 Py_CLEAR(callers);
-            Py_XDECREF(who);
-            Py_XDECREF(v);
-        }
-        if (func && callers)
-            value = Py_BuildValue("(KKddO)", (unsigned long long)(e->calls - e->reccalls),
-                                  (unsigned long long)e->calls, (double)e->inline_ns / 1e9,
-                                  (double)e->total_ns / 1e9, callers);
+        unsigned long long cc = e->calls - e->reccalls, nc = e->calls;
+        double tt = (double)e->inline_ns / 1e9, ct = (double)e->total_ns / 1e9;
+        add_earlier(earlier, &cc, &nc, &tt, &ct);
+        if (callers)
+            value = Py_BuildValue("(KKddO)", cc, nc, tt, ct, callers);
         if (!value || PyDict_SetItem(stats, func, value) < 0)
             Py_CLEAR(stats);
         Py_XDECREF(func);

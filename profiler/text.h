@@ -13,9 +13,22 @@ struct prof_text {
     bool failed;
 };
 
-enum prof_escape { PROF_ESC_PROM, PROF_ESC_JSON, PROF_ESC_HTML };
+enum prof_escape {
+    PROF_ESC_PROM,  /* a Prometheus label value */
+    PROF_ESC_JSON,  /* a JSON string */
+    PROF_ESC_HTML,  /* HTML text or an attribute value */
+    PROF_ESC_LINE,  /* a field of a line-based format (callgrind, the tree dump): control
+                       characters (newline, tab) become spaces, nothing else changes */
+    PROF_ESC_STACK, /* a frame of a collapsed stack: as a line, and ';' becomes ':' */
+};
 
 void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* n bytes of s as they are. */
+void prof_text_put(struct prof_text *t, const char *s, size_t n);
+/* s escaped for how. The result is always valid UTF-8, whatever s holds
+ * (function names, raw request paths): well-formed UTF-8 passes through and
+ * each byte of anything else becomes U+FFFD. Control characters are escaped
+ * (JSON's \u00XX, else \n and \xXX) or replaced (the line formats). */
 void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how);
 /* The text (malloc'd, NUL-terminated; *len set if len), or NULL if any
  * allocation failed (the buffer is freed). */

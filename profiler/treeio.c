@@ -1,5 +1,5 @@
 /* treeio.c — see treeio.h. The text never carries tabs or newlines inside a
- * field: they are replaced by spaces when dumping. */
+ * field: they are replaced by spaces when dumping (PROF_ESC_LINE). */
 #include "profiler/treeio.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -7,38 +7,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "profiler/export.h"
 #include "profiler/text.h"
 
 #define DUMP_HEADER "tracfront-tree 1\n"
 
-static void add_field(struct prof_text *t, const char *s)
-{
-    for (; *s; s++)
-        prof_text_add(t, "%c", *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s);
-}
-
 /* file, line and name of a label: a code object (or a stand-in) or a str. */
 static void add_label(struct prof_text *t, PyObject *label)
 {
-    if (!label || PyUnicode_Check(label)) {
-        const char *name = label ? PyUnicode_AsUTF8(label) : "?";
-        prof_text_add(t, "~\t0\t");
-        add_field(t, name ? name : "?");
-        PyErr_Clear();
-        return;
-    }
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    const char *f = file ? PyUnicode_AsUTF8(file) : NULL, *n = name ? PyUnicode_AsUTF8(name) : NULL;
-    long l = line ? PyLong_AsLong(line) : 0;
-    PyErr_Clear();
-    add_field(t, f ? f : "?");
-    prof_text_add(t, "\t%ld\t", l);
-    add_field(t, n ? n : "?");
-    Py_XDECREF(file);
-    Py_XDECREF(line);
-    Py_XDECREF(name);
+    struct prof_label_text lt;
+    prof_label_text(label, &lt);
+    prof_text_escaped(t, lt.file, PROF_ESC_LINE);
+    prof_text_add(t, "\t%ld\t", lt.line);
+    prof_text_escaped(t, lt.name, PROF_ESC_LINE);
+    prof_label_text_free(&lt);
 }
 
 static void dump_children(struct prof_text *t, const struct prof_node *parent, unsigned depth)

@@ -21,7 +21,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     return size * n;
 }
 
-/* Keep Content-Type and Location (the value without its CRLF). */
+/* Keep the headers a relayed answer needs (the value without its CRLF). */
 static size_t on_header(char *line, size_t size, size_t n, void *userp)
 {
     struct tf_fetched *f = userp;
@@ -29,8 +29,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     static const struct { const char *name; size_t off; } kept[] = {
         { "Content-Type:", offsetof(struct tf_fetched, content_type) },
         { "Location:", offsetof(struct tf_fetched, location) },
+        { "Content-Disposition:", offsetof(struct tf_fetched, content_disposition) },
+        { "Allow:", offsetof(struct tf_fetched, allow) },
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
         size_t k = strlen(kept[i].name);
         if (len <= k || strncasecmp(line, kept[i].name, k) != 0)
             continue;
@@ -84,5 +86,7 @@ void tf_fetched_free(struct tf_fetched *f)
     free(f->body);
     free(f->content_type);
     free(f->location);
+    free(f->content_disposition);
+    free(f->allow);
     memset(f, 0, sizeof(*f));
 }

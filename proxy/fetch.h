@@ -10,7 +10,7 @@ struct tf_fetched {
     unsigned status;          /* 0: no answer */
     char *body;               /* malloc'd, NUL-terminated; may be NULL when empty */
     size_t len;
-    char *content_type, *location; /* malloc'd, or NULL */
+    char *content_type, *location, *content_disposition, *allow; /* malloc'd, or NULL */
 };
 
 /* method and path ("/__profile__/tree?x") to origin ("http://127.0.0.1:PORT").

@@ -73,8 +73,10 @@ static bool same_origin(const struct tf_request *req)
     return host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host);
 }
 
-static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *body,
-                                 size_t len, const char *type)
+/* body (malloc'd, taken) as a report; filename: an export, downloaded
+ * under the name its tool expects (else a browser saves "pstats"). */
+static enum MHD_Result send_report(struct tf_request *req, unsigned status, char *body,
+                                   size_t len, const char *type, const char *filename)
 {
     if (!body)
         return tf_server_reply(req, 500, "Out of memory building the report.", false);
@@ -86,7 +88,47 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
     }
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (filename) {
+        char disposition[128];
+        snprintf(disposition, sizeof(disposition), "attachment; filename=\"%s\"", filename);
+        MHD_add_response_header(r, "Content-Disposition", disposition);
+    }
     return tf_server_queue(req, status, r);
+}
+
+static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *body,
+                                 size_t len, const char *type)
+{
+    return send_report(req, status, body, len, type, NULL);
+}
+
+/* 405 with the methods the path takes: Allow is required there (RFC 9110
+ * 15.5.6), and a client (or a person with curl) learns what to send. */
+static enum MHD_Result refuse_method(struct tf_request *req, const char *allow)
+{
+    struct MHD_Response *r = tf_error_response(405, "The profiler's pages take GET (and "
+                                               "POST for its controls).", false, &req->bytes_out);
+    if (r)
+        MHD_add_response_header(r, "Allow", allow);
+    return tf_server_queue(req, 405, r);
+}
+
+/* Is sub[0..len) one of the n paths? */
+static bool path_in(const char *sub, size_t len, const char *const *paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (len == strlen(paths[i]) && !strncmp(sub, paths[i], len))
+            return true;
+    return false;
+}
+
+/* The controls (POST only): start, stop, clear, save, and between a front
+ * and its workers quiesce and stopped. */
+static bool is_control(const char *sub, size_t len)
+{
+    static const char *const controls[] = { "/start", "/stop", "/clear", "/save", "/quiesce",
+                                            "/stopped" };
+    return path_in(sub, len, controls, sizeof(controls) / sizeof(controls[0]));
 }
 
 /* POST start / stop / clear: act, then send the browser back to the page. */
@@ -160,6 +202,10 @@ static void relay_away(void *arg)
             MHD_add_response_header(r, "Content-Type", f.content_type);
         if (f.location)
             MHD_add_response_header(r, "Location", f.location);
+        if (f.content_disposition)
+            MHD_add_response_header(r, "Content-Disposition", f.content_disposition);
+        if (f.allow)
+            MHD_add_response_header(r, "Allow", f.allow);
         MHD_add_response_header(r, "Cache-Control", "no-store");
         req->status = f.status;
         req->bytes_out = f.len;
@@ -194,10 +240,7 @@ static bool shows_latency(const char *sub, size_t len)
 {
     static const char *const pages[] = { "", "/", "/metrics", "/api/latency", "/api/slowest",
                                          "/latency-dump" };
-    for (size_t i = 0; i < sizeof(pages) / sizeof(pages[0]); i++)
-        if (len == strlen(pages[i]) && !strncmp(sub, pages[i], len))
-            return true;
-    return false;
+    return path_in(sub, len, pages, sizeof(pages) / sizeof(pages[0]));
 }
 
 /* Answer a request for the profile path (final access-handler call). */
@@ -218,11 +261,11 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
             return tf_server_reply(req, 503, "Too many profile pages at once; try again.", false);
         return tf_server_dispatch(server, req, relay_dispatch, NULL);
     }
-    if (!strcmp(req->method, "POST") && len > 1) /* /start, /stop, /clear */
+    bool control = is_control(sub, len);
+    if (control && !strcmp(req->method, "POST"))
         return control_profile(server, req, sub, len);
-    if (strcmp(req->method, "GET") != 0 && !req->is_head)
-        return tf_server_reply(req, 405, "The profiler's pages take GET (and POST for its controls).",
-                     false);
+    if (control || (strcmp(req->method, "GET") != 0 && !req->is_head))
+        return refuse_method(req, control ? "POST" : "GET, HEAD");
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */
@@ -303,20 +346,20 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
     }
     static const struct {
-        const char *path, *format, *type;
+        const char *path, *format, *type, *filename;
     } exports[] = {
-        { "/pstats", "pstats", "application/octet-stream" },
-        { "/collapsed", "collapsed", "text/plain; charset=utf-8" },
-        { "/speedscope.json", "speedscope", "application/json" },
-        { "/callgrind", "callgrind", "text/plain; charset=utf-8" },
-        { "/tree", "tree", "text/plain; charset=utf-8" }, /* for a front's merge */
+        { "/pstats", "pstats", "application/octet-stream", "tracfront.pstats" },
+        { "/collapsed", "collapsed", "text/plain; charset=utf-8", "tracfront.collapsed" },
+        { "/speedscope.json", "speedscope", "application/json", "tracfront.speedscope.json" },
+        { "/callgrind", "callgrind", "text/plain; charset=utf-8", "callgrind.out.tracfront" },
+        { "/tree", "tree", "text/plain; charset=utf-8", NULL }, /* for a front's merge */
     };
     for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
         if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
             continue;
         size_t n = 0;
         char *body = p->export(exports[i].format, &n);
-        return send_body(req, 200, body, n, exports[i].type);
+        return send_report(req, 200, body, n, exports[i].type, exports[i].filename);
     }
     return tf_server_reply(req, 404, "No such profiler page.", false);
 }

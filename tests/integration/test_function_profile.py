@@ -189,7 +189,7 @@ def test_collapsed_stacks_for_flamegraph(tracfront):
     assert lines, "empty profile"
     for line in lines:
         stack, _, value = line.rpartition(" ")
-        assert stack and int(value) > 0, line
+        assert stack and int(value) >= 0, line  # ns; a leaf is there even if it took none
     stacks = [l.rpartition(" ")[0].split(";") for l in lines]
     fib_stacks = [s for s in stacks if s[-1].startswith("fib (")]
     assert fib_stacks, "no fib frames"
@@ -202,7 +202,7 @@ def test_speedscope_json(tracfront):
     doc = requests.get(srv.url + "__profile__/speedscope.json", timeout=30).json()
     frames = doc["shared"]["frames"]
     prof = doc["profiles"][0]
-    assert prof["type"] == "sampled" and prof["unit"] == "microseconds"
+    assert prof["type"] == "sampled" and prof["unit"] == "nanoseconds"
     assert len(prof["samples"]) == len(prof["weights"]) > 0
     assert all(0 <= i < len(frames) for s in prof["samples"] for i in s)
     assert prof["endValue"] == sum(prof["weights"])

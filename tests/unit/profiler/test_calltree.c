@@ -87,6 +87,55 @@ static void test_times_and_counts(void **state)
     assert_int_equal(live_labels, 0);
 }
 
+/* Calls as a script, one tick per character: f, g or h enters that
+ * function, ')' leaves the innermost. */
+static void play(struct prof_tree *t, const char *script)
+{
+    const void *keys[] = { &F, &G, &H };
+    for (uint64_t now = 0; script[now]; now++) {
+        if (script[now] == ')')
+            prof_tree_leave(t, now);
+        else
+            enter(t, keys[script[now] - 'f'], now);
+    }
+}
+
+/* The callee lists mirror the caller lists: each edge once from each side,
+ * the callee side pointing at the callee's own record of that caller. */
+static void test_callees_mirror_callers(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &ops, 100);
+    play(&t, "fgh)g))h)g))"); /* f → g → h, g → g; f → h; f → g */
+    struct prof_flat *flat = prof_tree_flatten(&t);
+    assert_non_null(flat);
+    size_t edges_seen_from_callers = 0, edges_seen_from_callees = 0;
+    for (size_t i = 0; i < flat->n_entries; i++) {
+        const struct prof_flat_entry *e = &flat->entries[i];
+        edges_seen_from_callees += e->n_callers;
+        edges_seen_from_callers += e->n_callees;
+        for (size_t k = 0; k < e->n_callees; k++) {
+            const struct prof_flat_entry *callee = &flat->entries[e->callees[k].entry];
+            const struct prof_flat_caller *edge = e->callees[k].edge;
+            assert_ptr_equal(edge->caller_key, e->key);
+            assert_true(edge >= callee->callers && edge < callee->callers + callee->n_callers);
+        }
+    }
+    assert_int_equal(edges_seen_from_callers, 4); /* f→g, f→h, g→h, g→g */
+    assert_int_equal(edges_seen_from_callees, 4);
+    const struct prof_flat_entry *f = find(flat, &F), *g = find(flat, &G);
+    assert_int_equal(f->n_callees, 2);
+    assert_int_equal(g->n_callees, 2);
+    for (size_t k = 0; k < f->n_callees; k++)
+        if (flat->entries[f->callees[k].entry].key == &G)
+            assert_int_equal(f->callees[k].edge->calls, 2);
+    assert_int_equal(find(flat, &H)->n_callees, 0);
+    prof_flat_free(flat);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
 static void test_recursion_counted_once(void **state)
 {
     (void)state;
@@ -231,6 +280,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_times_and_counts),
+        cmocka_unit_test(test_callees_mirror_callers),
         cmocka_unit_test(test_recursion_counted_once),
         cmocka_unit_test(test_merge_and_cap),
         cmocka_unit_test(test_drain_reuses_nodes),

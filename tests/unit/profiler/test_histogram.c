@@ -83,12 +83,54 @@ static void test_count_le_and_merge(void **state)
     assert_int_equal(prof_histogram_percentile(&empty, 50), 0);
 }
 
+/* Prometheus' le: a bucket counts values <= its bound, never one above it,
+ * also when the bound falls inside a log bucket ([1000, 1003] holds 1 ms). */
+static void test_count_le_never_counts_values_above_the_bound(void **state)
+{
+    (void)state;
+    static struct prof_histogram h;
+    memset(&h, 0, sizeof(h));
+    prof_histogram_record(&h, 1002);
+    prof_histogram_record(&h, 1000001); /* 1 s and 1 us */
+    prof_histogram_record(&h, 3000000);
+    assert_int_equal(prof_histogram_bucket(1000), prof_histogram_bucket(1002));
+    assert_int_equal(prof_histogram_count_le(&h, 1000), 0);
+    assert_int_equal(prof_histogram_count_le(&h, 1003), 1); /* a bucket's edge: exact */
+    assert_int_equal(prof_histogram_count_le(&h, 1000000), 1);
+    assert_int_equal(prof_histogram_count_le(&h, 3000000), 3); /* the largest: all */
+    /* against the exact counts: never above, below by at most the values in
+     * the 1% under the bound */
+    static const uint64_t bounds[] = { 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+                                       250000, 500000, 1000000, 2500000, 5000000, 10000000 };
+    enum { N = 20000 };
+    static uint64_t values[N];
+    memset(&h, 0, sizeof(h));
+    srand(11);
+    for (int i = 0; i < N; i++) {
+        values[i] = (uint64_t)(rand() % 20000) * (uint64_t)(1 + rand() % 600);
+        prof_histogram_record(&h, values[i]);
+    }
+    for (size_t b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++) {
+        uint64_t exact = 0, near = 0;
+        for (int i = 0; i < N; i++) {
+            exact += values[i] <= bounds[b];
+            near += values[i] <= bounds[b] && values[i] * 100 > bounds[b] * 99;
+        }
+        uint64_t got = prof_histogram_count_le(&h, bounds[b]);
+        if (got > exact || got + near < exact)
+            fail_msg("le %llu: got %llu, exact %llu (%llu within 1%% below)",
+                     (unsigned long long)bounds[b], (unsigned long long)got,
+                     (unsigned long long)exact, (unsigned long long)near);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buckets_cover_values_within_one_percent),
         cmocka_unit_test(test_percentiles_match_sorted_values),
         cmocka_unit_test(test_count_le_and_merge),
+        cmocka_unit_test(test_count_le_never_counts_values_above_the_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,313 @@
+"""The profiler's exports with the names real code has: non-ASCII, not
+UTF-8 at all, with control characters, shared by several functions; and raw
+request paths in the latency reports. Each export is read by the tool it is
+for (json, pstats, prometheus_client's parser, callgrind_annotate) and must
+stay valid whatever the names and paths were."""
+import json
+import marshal
+import os
+import pathlib
+import pstats
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+APPS = pathlib.Path(__file__).resolve().parents[1] / "apps"
+APP = ("--app", "profile_names_app:app", "--profile", "--profile-discard-first", "false")
+
+
+def get(srv, path, **params):
+    r = requests.get(srv.url + "__profile__/" + path, params=params, timeout=30)
+    assert r.status_code == 200, (path, r.status_code, r.text[:200])
+    return r
+
+
+def get_json(srv, path, **params):
+    """A JSON report, decoded as strict UTF-8 (requests would guess)."""
+    return json.loads(get(srv, path, **params).content.decode("utf-8"))
+
+
+def raw_get(srv, target):
+    """A GET with the target's bytes sent as they are (a browser would
+    percent-encode them; a client need not)."""
+    answer = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+
+
+def routes(srv, want):
+    """The latency report's routes, once want is among them (a request is
+    recorded just after its answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = {r["route"] for r in get_json(srv, "api/latency")["routes"]}
+        if want in found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def test_non_ascii_names_and_paths_in_json(tracfront):
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
+    raw_get(srv, "/café/x".encode())
+    raw_get(srv, b"/raw\xff\xfe")
+    names = [f["name"] for f in get_json(srv, "api/functions")["functions"]]
+    assert "café" in names
+    frames = [f["name"] for f in get_json(srv, "speedscope.json")["shared"]["frames"]]
+    assert any(f.startswith("café (") for f in frames), frames
+    found = routes(srv, "/raw\ufffd\ufffd")
+    assert "/café/x" in found and "/raw\ufffd\ufffd" in found, found
+    targets = [r["target"] for r in get_json(srv, "api/slowest")["slowest"]]
+    assert "/café/x" in targets and "/raw\ufffd\ufffd" in targets, targets
+
+
+def test_prometheus_scrape_survives_raw_bytes_in_a_path(tracfront):
+    parser = pytest.importorskip("prometheus_client.parser")
+    srv = tracfront(*APP)
+    raw_get(srv, b"/raw\xff\xfe")
+    raw_get(srv, b'/q"uo\\te')
+    routes(srv, '/q"uo\\te')
+    text = get(srv, "metrics").content.decode("utf-8")  # strict: the scrape is UTF-8
+    labels = {s.labels.get("route") for f in parser.text_string_to_metric_families(text)
+              for s in f.samples}
+    assert "/raw\ufffd\ufffd" in labels and '/q"uo\\te' in labels, labels
+
+
+LEGACY_FILE = os.fsdecode(b"/nowhere/caf\xe9_legacy.py")  # 'caf\udce9': not valid Unicode
+LEGACY_SHOWN = "/nowhere/caf\\udce9_legacy.py"  # what the reports show instead
+
+
+def test_a_file_name_that_is_not_utf8_fails_no_report(tracfront, tmp_path):
+    srv = tracfront(*APP)
+    for path in ("cafe", "legacy"):
+        assert requests.get(srv.url + path, timeout=10).status_code == 200
+    functions = get_json(srv, "api/functions")["functions"]
+    assert {"legacy", "café"} <= {f["name"] for f in functions}
+    assert [f["file"] for f in functions if f["name"] == "legacy"] == [LEGACY_SHOWN]
+    frames = [f["name"] for f in get_json(srv, "speedscope.json")["shared"]["frames"]]
+    assert any(LEGACY_SHOWN in f for f in frames), frames
+    collapsed = get(srv, "collapsed").content.decode("utf-8")
+    assert "legacy (" + LEGACY_SHOWN in collapsed
+    callgrind = get(srv, "callgrind").content.decode("utf-8")
+    assert "fl=" + LEGACY_SHOWN in callgrind and "fl=?" not in callgrind
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert "café" in page and "caf\\udce9_legacy.py" in page  # flame graph and table kept
+    # pstats keeps the name as Python has it, as cProfile would
+    stats = marshal.loads(get(srv, "pstats").content)
+    assert (LEGACY_FILE, 1, "legacy") in stats
+    path = tmp_path / "out.pstats"
+    path.write_bytes(get(srv, "pstats").content)
+    assert (LEGACY_FILE, 1, "legacy") in pstats.Stats(str(path)).stats
+
+
+def callgrind_blocks(text):
+    """The callgrind export as {fn: {"fl": file, "self": cost, "calls": {cfn: count}}}
+    (a name's blocks added up, as the readers do), checking that every cfn= names
+    a fn=."""
+    blocks, current, callee = {}, None, None
+    for line in text.splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key == "fl":
+            fl = value
+        elif eq and key == "fn":
+            current = blocks.setdefault(value, {"fl": fl, "self": 0, "calls": {}})
+        elif eq and key == "cfn":
+            callee = value
+        elif eq and key == "calls":
+            current["calls"][callee] = current["calls"].get(callee, 0) + int(value.split()[0])
+        elif line and line[0].isdigit() and current is not None and callee is None:
+            current["self"] += int(line.split()[1])
+        elif not line:
+            callee = None
+    for block in blocks.values():
+        for cfn in block["calls"]:
+            assert cfn in blocks, "cfn=%s has no fn= block" % cfn
+    return blocks
+
+
+def test_callgrind_tells_functions_of_the_same_name_apart(tracfront, tmp_path):
+    srv = tracfront(*APP)
+    for _ in range(2):
+        assert requests.get(srv.url + "same-names", timeout=10).status_code == 200
+    text = get(srv, "callgrind").content.decode("utf-8")
+    blocks = callgrind_blocks(text)
+    app_file = str(APPS / "profile_names_app.py")
+    runs = sorted(fn for fn in blocks if fn.startswith("run "))
+    lambdas = sorted(fn for fn in blocks if fn.startswith("<lambda> "))
+    assert len(runs) == 2 and len(lambdas) == 2, sorted(blocks)
+    for fn in runs + lambdas:
+        assert fn.startswith(("run " + app_file + ":", "<lambda> " + app_file + ":")), fn
+        assert blocks[fn]["fl"] == app_file
+    [app] = [fn for fn in blocks if fn.startswith("app ")]
+    assert {fn: n for fn, n in blocks[app]["calls"].items() if fn in runs + lambdas} == \
+        {fn: 2 for fn in runs + lambdas}
+    annotate = shutil.which("callgrind_annotate")
+    if annotate:  # valgrind's own reader agrees
+        path = tmp_path / "callgrind.out.tracfront"
+        path.write_text(text)
+        out = subprocess.run([annotate, "--inclusive=yes", "--threshold=100", str(path)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        for fn in runs + lambdas:
+            assert ":" + fn + "\n" in out.stdout, out.stdout
+
+
+def test_callgrind_export_time_grows_linearly(tracfront):
+    """40,000 functions: the export is built holding the GIL, so every app
+    request waits for it. It took 6 s when each function's callees were
+    found by scanning every function; in one pass it takes a fraction of a
+    second (ASan build included)."""
+    n = 40000
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "many", params=str(n), timeout=120).status_code == 200
+    started = time.monotonic()
+    text = get(srv, "callgrind").content.decode("utf-8")
+    took = time.monotonic() - started
+    blocks = callgrind_blocks(text)
+    [caller] = [fn for fn in blocks if fn.startswith("many ")]
+    calls = blocks[caller]["calls"]
+    assert len([fn for fn in calls if fn.startswith("f")]) == n
+    assert all(calls[fn] == 1 for fn in calls if fn.startswith("f"))
+    assert took < 2.0, "callgrind export of %d functions took %.2f s" % (n, took)
+
+
+def test_pstats_adds_up_functions_that_share_a_label(tracfront, tmp_path):
+    """eval and exec compile a new code object per call, each labelled
+    <string>:1(<module>): as cProfile's snapshot does for callers, and
+    pstats.Stats.add for whole entries, their figures are added up, never
+    overwritten by whichever came last."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "eval", timeout=10).status_code == 200
+    path = tmp_path / "eval.pstats"
+    path.write_bytes(get(srv, "pstats").content)
+    stats = pstats.Stats(str(path)).stats
+    module = ("<string>", 1, "<module>")
+    [g] = [f for f in stats if f[2] == "g"]
+    cc, nc, tt, ct, callers = stats[g]
+    assert (cc, nc) == (6, 6)
+    assert callers[module][:2] == (6, 6), callers  # (nc, cc) of that caller: 6 calls
+    assert stats[module][:2] == (6, 6)
+    assert abs(sum(c[3] for c in callers.values()) - ct) < 1e-6  # every call's time
+
+
+def test_control_characters_in_names_keep_line_formats_intact(tracfront, tmp_path):
+    """A newline or tab in a function or file name (code.replace can make
+    one) must not split a collapsed stack or a callgrind line: each becomes
+    a space, as in the tree a worker hands its front."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "control", timeout=10).status_code == 200
+    collapsed = get(srv, "collapsed").content.decode("utf-8")
+    for line in collapsed.splitlines():
+        assert re.fullmatch(r"[^\t\r]+ \d+", line), line
+    frames = {frame.split(" (")[0] for line in collapsed.splitlines()
+              for frame in line.rpartition(" ")[0].split(";")}
+    assert {"new line", "tab here", "in_odd_file"} <= frames, frames
+    assert "in_odd_file (file with newline.py:1)" in collapsed
+    text = get(srv, "callgrind").content.decode("utf-8")
+    blocks = callgrind_blocks(text)
+    assert "new line names.py:1" in blocks and "tab here names.py:1" in blocks, sorted(blocks)
+    assert blocks["in_odd_file file with newline.py:1"]["fl"] == "file with newline.py"
+    annotate = shutil.which("callgrind_annotate")
+    if annotate:
+        path = tmp_path / "callgrind.out.tracfront"
+        path.write_text(text)
+        out = subprocess.run([annotate, str(path)], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "malformed" not in out.stderr, out.stderr
+
+
+def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront):
+    """tiny0..2 each run well under a microsecond: whole microseconds would
+    round their paths to nothing (they were dropped), and the totals with
+    them. In nanoseconds every path is there and the totals are pstats'."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+    stats = marshal.loads(get(srv, "pstats").content)
+    names = {f[2] for f in stats}
+    assert {"tiny0", "tiny1", "tiny2", "wide", "app"} <= names
+    total_ns = sum(v[2] for v in stats.values()) * 1e9  # every function's own time
+    lines = get(srv, "collapsed").content.decode("utf-8").splitlines()
+    counts = [int(line.rpartition(" ")[2]) for line in lines]
+    leaves = {line.rpartition(" ")[0].split(";")[-1].split(" (")[0] for line in lines}
+    assert names <= leaves | {"app", "wide"}, (names, leaves)
+    assert abs(sum(counts) - total_ns) <= 1 + total_ns * 1e-9, (sum(counts), total_ns)
+    doc = get_json(srv, "speedscope.json")
+    profile = doc["profiles"][0]
+    assert profile["unit"] == "nanoseconds"
+    assert profile["endValue"] == sum(profile["weights"]) == sum(counts)
+    frames = {f["name"].split(" (")[0] for f in doc["shared"]["frames"]}
+    assert names <= frames, (names, frames)
+
+
+DOWNLOADS = {"pstats": "tracfront.pstats", "callgrind": "callgrind.out.tracfront",
+             "collapsed": "tracfront.collapsed", "speedscope.json": "tracfront.speedscope.json"}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_downloads_are_named_and_methods_answered_alike(tracfront, workers):
+    """Each export is a download with a file name the tool expects (a saved
+    pstats was called "pstats"); a method a page does not take is 405 with
+    Allow, on the pages and the controls alike (a POST to an export was 404).
+    With --workers a worker relays the front's answer, headers included."""
+    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    requests.get(srv.url + "cafe", timeout=10)
+    for path, name in DOWNLOADS.items():
+        r = get(srv, path)
+        assert r.headers.get("Content-Disposition") == 'attachment; filename="%s"' % name, \
+            (path, r.headers)
+    base = srv.url + "__profile__/"
+    for method, path, allow in [("POST", "pstats", "GET, HEAD"), ("POST", "api/functions", "GET, HEAD"),
+                                ("DELETE", "metrics", "GET, HEAD"), ("GET", "start", "POST"),
+                                ("PUT", "clear", "POST")]:
+        r = requests.request(method, base + path, allow_redirects=False, timeout=10)
+        assert (r.status_code, r.headers.get("Allow")) == (405, allow), (method, path, r.text)
+    assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
+
+
+@pytest.mark.parametrize("mode", ["callers", "callees"])
+def test_api_functions_takes_the_pages_mode(tracfront, mode):
+    """/api/functions takes the page's parameters (README), mode included:
+    with callers or callees each function lists them, with that edge's
+    figures, as the page's indented rows do."""
+    srv = tracfront(*APP)
+    for _ in range(2):
+        assert requests.get(srv.url + "same-names", timeout=10).status_code == 200
+    doc = get_json(srv, "api/functions", mode=mode, filter=r"\((app|run)\)$")
+    rows = {(f["name"], f["line"]): f for f in doc["functions"]}
+    [app] = [f for f in doc["functions"] if f["name"] == "app"]
+    runs = [f for f in doc["functions"] if f["name"] == "run"]
+    assert len(runs) == 2 and all(mode in f for f in doc["functions"]), rows
+    if mode == "callers":
+        for run in runs:
+            assert [(c["name"], c["ncalls"]) for c in run["callers"]] == [("app", 2)]
+            assert run["callers"][0]["cumtime"] == pytest.approx(run["cumtime"])
+        assert app["callers"] == []
+    else:
+        callees = {(c["name"], c["line"]): c["ncalls"] for c in app["callees"]}
+        for run in runs:
+            assert callees[("run", run["line"])] == 2
+        assert {("<lambda>", 2)} <= {(c["name"], c["ncalls"]) for c in app["callees"]}
+    stats = get_json(srv, "api/functions", filter=r"\(app\)$")["functions"][0]
+    assert "callers" not in stats and "callees" not in stats  # mode=stats: the rows alone
+
+
+def test_function_table_shows_one_row_per_label(tracfront):
+    """The code objects eval and exec make per call share one label: the
+    table (JSON and page) shows it once with the calls added up, and once
+    among g's callers, as pstats does, not a row per request."""
+    srv = tracfront(*APP)
+    for _ in range(3):
+        assert requests.get(srv.url + "eval", timeout=10).status_code == 200
+    rows = get_json(srv, "api/functions", mode="callers")["functions"]
+    modules = [f for f in rows if f["function"] == "<string>:1(<module>)"]
+    assert [(f["ncalls"], f["pcalls"]) for f in modules] == [(6, 6)], modules
+    [g] = [f for f in rows if f["name"] == "g"]
+    assert [(c["function"], c["ncalls"]) for c in g["callers"]] == [("<string>:1(<module>)", 6)]
+    assert g["callers"][0]["cumtime"] == pytest.approx(g["cumtime"])
+    page = requests.get(srv.url + "__profile__", params={"mode": "callers"}, timeout=30).text
+    table = page[page.index("id=functions"):]
+    assert table.count("<code>&#60;string&#62;:1(&#60;module&#62;)</code>") == 2  # row, caller
