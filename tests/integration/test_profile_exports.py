@@ -155,23 +155,21 @@ def test_callgrind_tells_functions_of_the_same_name_apart(tracfront, tmp_path):
             assert ":" + fn + "\n" in out.stdout, out.stdout
 
 
-def test_callgrind_export_time_grows_linearly(tracfront):
-    """40,000 functions: the export is built holding the GIL, so every app
-    request waits for it. It took 6 s when each function's callees were
-    found by scanning every function; in one pass it takes a fraction of a
-    second (ASan build included)."""
+def test_callgrind_export_of_many_functions(tracfront):
+    """40,000 functions called from one: each is listed once as its callee
+    with its one call. (The export is built holding the GIL; finding each
+    function's callees by scanning every function took 6 s here, one pass a
+    fraction of a second: measured by hand, not asserted, as timings are not
+    in tests.)"""
     n = 40000
     srv = tracfront(*APP)
     assert requests.get(srv.url + "many", params=str(n), timeout=120).status_code == 200
-    started = time.monotonic()
     text = get(srv, "callgrind").content.decode("utf-8")
-    took = time.monotonic() - started
     blocks = callgrind_blocks(text)
     [caller] = [fn for fn in blocks if fn.startswith("many ")]
     calls = blocks[caller]["calls"]
     assert len([fn for fn in calls if fn.startswith("f")]) == n
     assert all(calls[fn] == 1 for fn in calls if fn.startswith("f"))
-    assert took < 2.0, "callgrind export of %d functions took %.2f s" % (n, took)
 
 
 def test_pstats_adds_up_functions_that_share_a_label(tracfront, tmp_path):

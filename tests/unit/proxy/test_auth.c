@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 #include <microhttpd.h>
@@ -19,6 +20,7 @@
 #include "scratch.h"
 
 static char htpasswd[300], htdigest[300];
+static char trac_main[300]; /* a folder named main: --trac-env must be one */
 
 /* alice / s3cret-M as Apache MD5; bob / s3cret-S as SHA-1 (htpasswd -nbm, -nbs) */
 static const char htpasswd_text[] = "alice:$apr1$TBfrTGpw$OLkksH5egVZKyW3Wuh8C3/\n"
@@ -112,9 +114,9 @@ static void test_config_errors_name_the_flag(void **state)
     snprintf(other, sizeof(other), "proj,%s,Realm", htpasswd);
     expect_error((char *[]){ "tf", "--app", "m:a", "--basic-auth", other, NULL },
                  "with --app or --wsgi-file there is one project: use * for PROJECT");
-    expect_error((char *[]){ "tf", "--trac-env", "/srv/trac/main/", "--basic-auth", other, NULL },
+    expect_error((char *[]){ "tf", "--trac-env", trac_main, "--basic-auth", other, NULL },
                  "project 'proj' is not served: --trac-env serves 'main'");
-    expect_error((char *[]){ "tf", "--trac-env-parent-dir", "/srv", "--basic-auth", "a/b,f,R",
+    expect_error((char *[]){ "tf", "--trac-env-parent-dir", scratch_dir, "--basic-auth", "a/b,f,R",
                              NULL }, "'a/b' is not a project");
     expect_error((char *[]){ "tf", "--app", "m:a", "--basic-auth", spec, "--digest-auth", spec,
                              NULL }, "--digest-auth: project '*' already has a --basic-auth");
@@ -133,7 +135,7 @@ static void test_config_accepts(void **state)
     char err[1024] = "", a[400], b[400];
     snprintf(a, sizeof(a), "main,%s,Realm, with a comma", htpasswd);
     snprintf(b, sizeof(b), "*,%s,testrealm@host.com", htdigest);
-    char *argv[] = { "tf", "--trac-env", "/srv/trac/main", "--basic-auth", a,
+    char *argv[] = { "tf", "--trac-env", trac_main, "--basic-auth", a,
                      "--digest-auth", b, NULL };
     assert_int_equal(load(&cfg, err, argv), 0);
     assert_int_equal(cfg.n_basic_auth, 1);
@@ -346,7 +348,8 @@ static int setup(void **state)
         return -1;
     snprintf(htpasswd, sizeof(htpasswd), "%s", scratch_write("htpasswd", htpasswd_text));
     snprintf(htdigest, sizeof(htdigest), "%s", scratch_write("htdigest", htdigest_text));
-    return 0;
+    snprintf(trac_main, sizeof(trac_main), "%s/main/", scratch_dir);
+    return mkdir(trac_main, 0755);
 }
 
 int main(void)
