@@ -197,7 +197,19 @@ static size_t pair_hash(const void *a, const void *b)
     return (size_t)(x ^ (x >> 29));
 }
 
-/* The value slot for (a, b), created as 0. NULL on out of memory. */
+/* The value of (a, b), or 0 if it has none. Never grows the table. */
+static size_t pairmap_find(const struct pairmap *m, const void *a, const void *b)
+{
+    if (!m->cap)
+        return 0;
+    for (size_t i = pair_hash(a, b) & (m->cap - 1); m->slots[i].used; i = (i + 1) & (m->cap - 1))
+        if (m->slots[i].a == a && m->slots[i].b == b)
+            return m->slots[i].value;
+    return 0;
+}
+
+/* The value slot for (a, b), created as 0. NULL on out of memory. The
+ * table may grow: a slot from an earlier call is then gone. */
 static size_t *pairmap_at(struct pairmap *m, const void *a, const void *b)
 {
     if ((m->n + 1) * 2 > m->cap) {
@@ -275,12 +287,13 @@ static struct prof_flat_entry *entry_for(struct flattener *fl, const struct prof
 static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof_node *n,
                                          size_t callee)
 {
+    /* the parent was visited first: its entry is there. Looked up before
+     * the edge's slot is taken, as taking one may move the table. */
+    size_t caller = pairmap_find(&fl->index, n->parent->key, NULL) - 1;
     size_t *ix = pairmap_at(&fl->index, n->parent->key, n->key);
     if (!ix)
         return NULL;
     if (*ix == 0) {
-        /* the parent was visited first: its entry is there (no insertion) */
-        size_t caller = *pairmap_at(&fl->index, n->parent->key, NULL) - 1;
         struct edge *e = grow(fl->edges, &fl->cap_edges, fl->n_edges, sizeof(*e));
         if (!e)
             return NULL;

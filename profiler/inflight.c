@@ -13,8 +13,13 @@ static void html_lines(struct prof_text *t, const char *s)
     char piece[512];
     while (*s) {
         size_t n = strcspn(s, "\n");
-        if (n > sizeof(piece) - 1)
-            n = sizeof(piece) - 1; /* a long line goes out in pieces */
+        if (n > sizeof(piece) - 1) { /* a long line goes out in pieces, */
+            n = sizeof(piece) - 1;
+            while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+                n--; /* cut before a character, not inside one (each piece is escaped alone) */
+            if (n == 0)
+                n = sizeof(piece) - 1; /* no character starts in it: not UTF-8 anyway */
+        }
         memcpy(piece, s, n);
         piece[n] = 0;
         prof_text_escaped(t, piece, PROF_ESC_HTML);

@@ -120,6 +120,8 @@ void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how)
             break;
         if (utf8_sequence(p))
             escape_ascii(t, *p, how);
+        else if (how == PROF_ESC_PROM) /* a label value must be UTF-8 and tell routes */
+            prof_text_add(t, "%%%02X", *p);  /* apart: "/raw\xff" and "/raw\xfe" differ */
         else /* not UTF-8 (a Latin-1 path, a cut sequence): readers expect UTF-8 */
             prof_text_put(t, "\xef\xbf\xbd", 3); /* U+FFFD, byte by byte */
         p++;

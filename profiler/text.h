@@ -27,7 +27,8 @@ void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((for
 void prof_text_put(struct prof_text *t, const char *s, size_t n);
 /* s escaped for how. The result is always valid UTF-8, whatever s holds
  * (function names, raw request paths): well-formed UTF-8 passes through and
- * each byte of anything else becomes U+FFFD. Control characters are escaped
+ * each byte of anything else becomes U+FFFD (%XX in a Prometheus label, so
+ * two routes that differ only there stay two series). Control characters are escaped
  * (JSON's \u00XX, else \n and \xXX) or replaced (the line formats). */
 void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how);
 /* The text (malloc'd, NUL-terminated; *len set if len), or NULL if any

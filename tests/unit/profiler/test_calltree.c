@@ -136,6 +136,47 @@ static void test_callees_mirror_callers(void **state)
     assert_int_equal(live_labels, 0);
 }
 
+/* G and H each call F, which calls n distinct functions: the flat view's
+ * index grows past several sizes while it is built (it once lost an edge's
+ * slot when the lookup of its caller made the table move, and a pair seen
+ * again then got a second edge). F has exactly n callees, each called twice. */
+static void test_wide_fan_out_at_every_size(void **state)
+{
+    (void)state;
+    static char keys[300], other;
+    for (size_t n = 1; n <= 2 * sizeof(keys); n++) {
+        struct prof_tree t;
+        prof_tree_init(&t, &ops, 100000);
+        uint64_t now = 0;
+        const void *parents[2] = { &G, &H };
+        for (size_t p = 0; p < 2; p++) {
+            enter(&t, parents[p], now++);
+            enter(&t, &F, now++);
+            for (size_t i = 0; i < (n - 1) % sizeof(keys) + 1; i++) {
+                enter(&t, &keys[i], now++);
+                prof_tree_leave(&t, now++);
+            }
+            prof_tree_leave(&t, now++);
+            prof_tree_leave(&t, now++);
+        }
+        if (n > sizeof(keys)) { /* one more entry, visited first (the latest call
+                                   leads its siblings): edges land on the other sizes */
+            enter(&t, &other, now++);
+            prof_tree_leave(&t, now++);
+        }
+        struct prof_flat *flat = prof_tree_flatten(&t);
+        assert_non_null(flat);
+        const struct prof_flat_entry *f = find(flat, &F);
+        assert_int_equal(f->n_callees, (n - 1) % sizeof(keys) + 1);
+        assert_int_equal(f->n_callers, 2);
+        for (size_t k = 0; k < f->n_callees; k++)
+            assert_int_equal(f->callees[k].edge->calls, 2);
+        prof_flat_free(flat);
+        prof_tree_free(&t);
+    }
+    assert_int_equal(live_labels, 0);
+}
+
 static void test_recursion_counted_once(void **state)
 {
     (void)state;
@@ -281,6 +322,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_times_and_counts),
         cmocka_unit_test(test_callees_mirror_callers),
+        cmocka_unit_test(test_wide_fan_out_at_every_size),
         cmocka_unit_test(test_recursion_counted_once),
         cmocka_unit_test(test_merge_and_cap),
         cmocka_unit_test(test_drain_reuses_nodes),

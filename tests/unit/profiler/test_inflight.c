@@ -39,6 +39,23 @@ static void test_html(void **state)
     free(html);
 }
 
+/* A stack line longer than a piece, with "é" across the cut: the character
+ * comes out whole, not as two replacement characters. */
+static void test_long_line_keeps_characters_whole(void **state)
+{
+    (void)state;
+    char stack[1200];
+    memset(stack, 'a', sizeof(stack));
+    memcpy(stack + 510, "\xc3\xa9", 2); /* bytes 510 and 511: the cut is at 511 */
+    stack[sizeof(stack) - 1] = 0;
+    struct prof_inflight row = { 9, "GET", "/", 2.0, 44, false, stack };
+    char *html = prof_inflight_html(&row, 1, 0, "log", 0);
+    assert_non_null(html);
+    expect_in(html, "aa\xc3\xa9" "aa");
+    assert_null(strstr(html, "\xef\xbf\xbd")); /* U+FFFD */
+    free(html);
+}
+
 static void test_html_empty_and_off(void **state)
 {
     (void)state;
@@ -84,6 +101,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_html),
+        cmocka_unit_test(test_long_line_keeps_characters_whole),
         cmocka_unit_test(test_html_empty_and_off),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_a_workers_part),
