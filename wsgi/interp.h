@@ -16,7 +16,8 @@
 struct wsgi_context {
     PyObject *app;            /* the WSGI callable (new ref) */
     PyObject *base_environ;   /* dict copied into every environ (new ref) */
-    PyObject *errors;         /* the shared wsgi.errors stream (new ref) */
+    PyObject *errors;         /* the shared wsgi.errors stream, also sys.stderr (new ref) */
+    PyObject *output;         /* sys.stdout: print() to the error log too (new ref) */
     const struct tf_config *cfg;
     unsigned server_port;     /* SERVER_PORT, set once the socket is bound */
 };
@@ -33,7 +34,8 @@ void wsgi_interp_set_port(unsigned port);
 
 /* Take the GIL back on the main thread and finalize (atexit handlers run).
  * With app threads possibly still inside Python (graceful timeout passed),
- * run only the atexit handlers instead of finalizing. */
+ * run only the atexit handlers instead of finalizing, and flush the
+ * streams, as finalizing would. */
 void wsgi_interp_stop(bool threads_idle);
 
 /* Write the current exception's traceback to the error log and clear it. */

@@ -1,0 +1,66 @@
+"""How the application is loaded and what its Python sees, compared with
+mod_wsgi, uWSGI and gunicorn: print() and sys.stdout in the error log,
+sys.stderr as a file object (faulthandler), the --wsgi-file module name,
+sys.path (the working directory, --pythonpath with .pth files and ':'),
+--venv's Python version, --env keys the server owns, tracfront's own
+variables kept out of os.environ, and --app's MODULE[:CALLABLE].
+"""
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+APP = ("--app", "loading_apps:app")
+
+
+def wait_for_file(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError("%s never appeared" % path)
+        time.sleep(0.02)
+
+
+# ---- print() and sys.stdout --------------------------------------------------
+
+def test_print_goes_to_the_error_log_at_once(tracfront):
+    srv = tracfront(*APP)
+    r = requests.get(srv.url + "print", params={"text": "HELLO-FROM-PRINT"}, timeout=10)
+    assert r.status_code == 200, r.text
+    log = srv.error_log  # read while the server still runs: nothing waits for exit
+    assert "PRINT-AT-IMPORT\n" in log, log
+    assert "\nHELLO-FROM-PRINT\n" in log, log
+    assert "\nSPLIT-HELLO-FROM-PRINT\n" in log, log
+
+
+def test_concurrent_prints_keep_their_lines_whole(tracfront):
+    srv = tracfront(*APP, "--threads", "8")
+    texts = ["T%02d-%s" % (i, "x" * 300) for i in range(48)]
+
+    def fetch(text):
+        return requests.get(srv.url + "print", params={"text": text}, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(fetch, texts)) == {200}
+    lines = set(srv.error_log.splitlines())
+    broken = [t for t in texts if t not in lines or "SPLIT-" + t not in lines]
+    assert not broken, "lines cut or mixed in the error log:\n%s" % srv.error_log[-3000:]
+
+
+def test_prints_survive_an_exit_with_a_request_in_flight(tracfront, tmp_path):
+    srv = tracfront(*APP, "--graceful-timeout", "0.2")
+    marker = tmp_path / "hang-marker"
+    s = srv.connect()
+    try:
+        s.sendall(b"GET /hang?marker=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % urllib.parse.quote(str(marker)).encode())
+        wait_for_file(marker)
+        assert srv.stop() == 0
+    finally:
+        s.close()
+    log = srv.error_log
+    assert "exiting without them" in log, "not the exit with a request in flight:\n" + log
+    assert "\nWHOLE-LINE-BEFORE-HANG\n" in log, log
+    assert "UNFINISHED-LINE" in log, log
