@@ -6,6 +6,7 @@
  * never past the process's exit (wsgi_interp_stop flushes it). */
 #include "wsgi/errors.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,21 @@ static PyObject *errors_flush(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* The error log's descriptor, for code that writes to it directly:
+ * faulthandler.enable() (at import in some apps) asks for it, and so do
+ * subprocesses given stderr=sys.stderr. With the log off, /dev/null, which
+ * discards as the log does (faulthandler must not fail to load the app). */
+static PyObject *errors_fileno(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    static int devnull = -1; /* the GIL guards it */
+    int fd = tf_log_error_fd();
+    if (fd < 0 && devnull < 0 && (devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+    return PyLong_FromLong(fd >= 0 ? fd : devnull);
+}
+
 static PyObject *errors_false(PyObject *self, PyObject *unused)
 {
     (void)self;
@@ -119,24 +135,61 @@ static PyObject *errors_false(PyObject *self, PyObject *unused)
     Py_RETURN_FALSE;
 }
 
+static PyObject *errors_true(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    Py_RETURN_TRUE;
+}
+
+/* What a text file opened for writing answers, so that code which checks a
+ * stream before using it (logging, faulthandler, click, tqdm) takes these. */
 static PyMethodDef errors_methods[] = {
     { "write", errors_write, METH_O, "Write a str to the error log (whole lines at once)." },
     { "writelines", errors_writelines, METH_O, "Write each str of an iterable." },
     { "flush", errors_flush, METH_NOARGS, "Write out an unfinished line." },
+    { "fileno", errors_fileno, METH_NOARGS, "The error log's file descriptor." },
     { "isatty", errors_false, METH_NOARGS, NULL },
     { "readable", errors_false, METH_NOARGS, NULL },
+    { "seekable", errors_false, METH_NOARGS, NULL },
+    { "writable", errors_true, METH_NOARGS, NULL },
     { NULL, NULL, 0, NULL },
 };
 
-static PyObject *errors_encoding(PyObject *self, void *closure)
+static PyObject *errors_name(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(((struct error_stream *)self)->name);
+}
+
+/* closure: the attribute's constant text */
+static PyObject *errors_text(PyObject *self, void *closure)
+{
+    (void)self;
+    return PyUnicode_FromString(closure);
+}
+
+static PyObject *errors_closed(PyObject *self, void *closure)
 {
     (void)self;
     (void)closure;
-    return PyUnicode_FromString("utf-8");
+    Py_RETURN_FALSE;
+}
+
+static PyObject *errors_line_buffering(PyObject *self, void *closure)
+{
+    (void)self;
+    (void)closure;
+    Py_RETURN_TRUE;
 }
 
 static PyGetSetDef errors_getset[] = {
-    { "encoding", errors_encoding, NULL, NULL, NULL },
+    { "name", errors_name, NULL, NULL, NULL },
+    { "encoding", errors_text, NULL, NULL, "utf-8" },
+    { "errors", errors_text, NULL, "how unencodable text is written", "backslashreplace" },
+    { "mode", errors_text, NULL, NULL, "w" },
+    { "closed", errors_closed, NULL, NULL, NULL },
+    { "line_buffering", errors_line_buffering, NULL, NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL },
 };
 

@@ -64,3 +64,36 @@ def test_prints_survive_an_exit_with_a_request_in_flight(tracfront, tmp_path):
     assert "exiting without them" in log, "not the exit with a request in flight:\n" + log
     assert "\nWHOLE-LINE-BEFORE-HANG\n" in log, log
     assert "UNFINISHED-LINE" in log, log
+
+
+# ---- sys.stdout and sys.stderr as file objects --------------------------------
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_std_streams_have_the_file_attributes(tracfront, stream):
+    srv = tracfront(*APP)
+    r = requests.get(srv.url + "streams", timeout=10)
+    assert r.status_code == 200, srv.error_log[-3000:]
+    info = r.json()
+    attrs = info[stream]
+    assert attrs["fileno_target"] == str(srv.workdir / "error.log"), attrs
+    assert (attrs["encoding"], attrs["errors"], attrs["closed"], attrs["name"]) == \
+        ("utf-8", "backslashreplace", False, "<%s>" % stream), attrs
+    assert (attrs["isatty()"], attrs["writable()"], attrs["readable()"], attrs["seekable()"],
+            attrs["flush()"], attrs["line_buffering"]) == (False, True, False, False, None, True)
+    assert info["errors_is_stderr"] is True
+    assert "\nWRITELINES-ONE\n" in srv.error_log
+
+
+def test_faulthandler_enabled_at_import_writes_to_the_error_log(tracfront):
+    srv = tracfront("--app", "faulthandler_app:app")
+    r = requests.get(srv.url + "dump", timeout=10)
+    assert r.status_code == 200, r.text
+    log = srv.error_log
+    assert "Stack (most recent call first)" in log and "loading_apps.py" in log, log
+
+
+def test_faulthandler_loads_with_the_error_log_off(tracfront):
+    srv = tracfront("--app", "faulthandler_app:app", "--error-log", "off")
+    r = requests.get(srv.url + "streams", timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["stderr"]["fileno_target"] == "/dev/null"
