@@ -5,6 +5,7 @@ sys.path (the working directory, --pythonpath with .pth files and ':'),
 --venv's Python version, --env keys the server owns, tracfront's own
 variables kept out of os.environ, and --app's MODULE[:CALLABLE].
 """
+import hashlib
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -97,3 +98,36 @@ def test_faulthandler_loads_with_the_error_log_off(tracfront):
     r = requests.get(srv.url + "streams", timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["stderr"]["fileno_target"] == "/dev/null"
+
+
+# ---- --wsgi-file's module ------------------------------------------------------
+
+PICKLING_SCRIPT = '''
+import base64, pickle
+class Thing:
+    pass
+def application(environ, start_response):
+    data = environ["QUERY_STRING"]
+    if data:
+        answer = type(pickle.loads(base64.urlsafe_b64decode(data))).__qualname__
+    else:
+        answer = "%s %s %s" % (__name__, __file__,
+                               base64.urlsafe_b64encode(pickle.dumps(Thing())).decode())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [answer.encode()]
+'''
+
+
+def test_wsgi_file_module_name_is_the_same_in_every_process(tracfront, tmp_path):
+    script = tmp_path / "site" / "pickling.wsgi"
+    script.parent.mkdir()
+    script.write_text(PICKLING_SCRIPT)
+    expected = "_tracfront_wsgi_" + hashlib.md5(str(script).encode()).hexdigest()
+    # Another hash seed each, and the path relative to the first one's folder.
+    a = tracfront("--wsgi-file", "../site/pickling.wsgi", env={"PYTHONHASHSEED": "1"})
+    b = tracfront("--wsgi-file", script, env={"PYTHONHASHSEED": "2"})
+    name, file, pickled = requests.get(a.url, timeout=10).text.split()
+    assert (name, file) == (expected, str(script))
+    assert requests.get(b.url, timeout=10).text.split()[:2] == [expected, str(script)]
+    r = requests.get(b.url + "?" + pickled, timeout=10)
+    assert (r.status_code, r.text) == (200, "Thing"), b.error_log[-3000:]
