@@ -17,6 +17,7 @@
 #include "wsgi/filewrapper.h"
 #include "wsgi/input.h"
 #include "wsgi/response.h"
+#include "wsgi/sys_path.h"
 
 struct wsgi_context wsgi_ctx;
 static PyThreadState *main_thread_state; /* main thread only */
@@ -81,22 +82,6 @@ static void flush_std_streams(void)
     wsgi_errors_flush(wsgi_ctx.errors);
 }
 
-static int prepend_paths(const struct tf_config *cfg)
-{
-    PyObject *path = PySys_GetObject("path"); /* borrowed */
-    if (!path)
-        return -1;
-    for (size_t i = cfg->n_pythonpath; i-- > 0;) {
-        PyObject *dir = PyUnicode_DecodeFSDefault(cfg->pythonpath[i]); /* new ref */
-        if (!dir || PyList_Insert(path, 0, dir) < 0) {
-            Py_XDECREF(dir);
-            return -1;
-        }
-        Py_DECREF(dir);
-    }
-    return 0;
-}
-
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
 {
     char program[4096];
@@ -131,7 +116,8 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
     if (init_python(cfg, err, errlen) < 0)
         return -1;
     wsgi_ctx.cfg = cfg;
-    if (ready_types() < 0 || set_std_streams() < 0 || prepend_paths(cfg) < 0) {
+    if (ready_types() < 0 || set_std_streams() < 0 ||
+        wsgi_sys_path_setup(cfg) < 0) {
         PyErr_Print();
         snprintf(err, errlen, "cannot set up the Python side of tracfront");
         goto fail;

@@ -24,7 +24,7 @@ struct wsgi_context {
 
 extern struct wsgi_context wsgi_ctx;
 
-/* Initialise Python (Debian's, or --venv), prepend --pythonpath, load the app
+/* Initialise Python (Debian's, or --venv), set sys.path, load the app
  * and build the base environ; release the GIL. Returns 0, or -1 with a
  * message naming the flag in err (the traceback goes to the error log). */
 int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen);

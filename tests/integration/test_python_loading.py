@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from conftest import APPS, start_server
+
 APP = ("--app", "loading_apps:app")
 
 
@@ -131,3 +133,33 @@ def test_wsgi_file_module_name_is_the_same_in_every_process(tracfront, tmp_path)
     assert requests.get(b.url, timeout=10).text.split()[:2] == [expected, str(script)]
     r = requests.get(b.url + "?" + pickled, timeout=10)
     assert (r.status_code, r.text) == (200, "Thing"), b.error_log[-3000:]
+
+
+# ---- sys.path --------------------------------------------------------------------
+
+MYAPP = '''
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"myapp from the working directory"]
+'''
+
+
+def test_the_working_directory_is_on_sys_path(tmp_path):
+    # The README's first example: `tracfront --app myapp:application` beside myapp.py.
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "myapp.py").write_text(MYAPP)
+    srv = start_server(workdir, "--app", "myapp:application")
+    try:
+        r = requests.get(srv.url, timeout=10)
+        assert (r.status_code, r.text) == (200, "myapp from the working directory")
+    finally:
+        assert srv.stop() == 0
+
+
+def test_sys_path_is_pythonpath_then_working_directory_then_python(tracfront):
+    srv = tracfront(*APP)
+    path = requests.get(srv.url + "syspath", timeout=10).json()
+    assert path[:2] == [str(APPS), str(srv.workdir)], path
+    assert path.count(str(srv.workdir)) == 1 and not any(p in ("", ".") for p in path), path
+
