@@ -92,7 +92,7 @@ const char tf_config_usage[] =
     "  --trac-env-parent-dir DIR    every Trac environment under DIR, with Trac's index\n"
     "\n"
     "Python:\n"
-    "  --pythonpath DIR             prepend DIR to sys.path (repeatable)\n"
+    "  --pythonpath DIR[:DIR...]    put DIR first on sys.path, with its .pth files (repeatable)\n"
     "  --venv DIR                   use the virtual environment in DIR\n"
     "  --env KEY=VALUE              extra WSGI environ entry (repeatable)\n"
     "  --mount PREFIX               serve under PREFIX (becomes SCRIPT_NAME)\n"

@@ -6,9 +6,10 @@
 
 #include "proxy/config.h"
 
-/* Put the --pythonpath folders first on sys.path, in the order given, then
- * the working directory. Returns 0, or -1 with a Python exception set
- * (sys.path may then hold some of them). */
+/* Put the --pythonpath folders (each value split at ':'; their .pth files
+ * read) first on sys.path, in the order given, then the working directory.
+ * Returns 0, or -1 with a Python exception set (sys.path may then hold
+ * some of them). */
 int wsgi_sys_path_setup(const struct tf_config *cfg);
 
 #endif

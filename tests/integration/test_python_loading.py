@@ -163,3 +163,16 @@ def test_sys_path_is_pythonpath_then_working_directory_then_python(tracfront):
     assert path[:2] == [str(APPS), str(srv.workdir)], path
     assert path.count(str(srv.workdir)) == 1 and not any(p in ("", ".") for p in path), path
 
+
+def test_pythonpath_splits_at_colons_and_reads_pth_files(tracfront, tmp_path):
+    a, b, site, plugin = (tmp_path / n for n in ("a", "b", "site", "plugin-src"))
+    for d in (a, b, site, plugin):
+        d.mkdir()
+    # A Trac plugin installed in develop mode: a .pth file naming its source folder.
+    (site / "plugin.egg-link.pth").write_text("%s\nimport os; os.environ['PTH_RAN'] = '1'\n"
+                                              % plugin)
+    (plugin / "plugmod.py").write_text("WHERE = 'plugin source'\n")
+    srv = tracfront(*APP, "--pythonpath", "%s:%s:" % (a, b), "--pythonpath", site)
+    path = requests.get(srv.url + "syspath", timeout=10).json()
+    assert path[:6] == [str(APPS), str(a), str(b), str(site), str(plugin), str(srv.workdir)], path
+    assert requests.get(srv.url + "osenviron", timeout=10).json().get("PTH_RAN") == "1"
