@@ -25,6 +25,7 @@
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 #include "wsgi/interp.h"
+#include "wsgi/options.h"
 #include "wsgi/pool.h"
 #include "wsgi/watchdog.h"
 
@@ -357,7 +358,8 @@ int main(int argc, char **argv)
         perror("tracfront: cannot install signal handlers");
         return 1;
     }
-    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
+    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0 ||
+        (!cfg.help && !cfg.version && wsgi_options_check(&cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "tracfront: %s\n", err);
         tf_config_free(&cfg);
         return 2;

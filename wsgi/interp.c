@@ -7,8 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "proxy/log.h"
 #include "wsgi/app.h"
@@ -85,16 +83,10 @@ static void flush_std_streams(void)
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
 {
     char program[4096];
-    if (cfg->venv) {
+    if (cfg->venv) /* checked by wsgi_options_check() */
         snprintf(program, sizeof(program), "%s/bin/python3", cfg->venv);
-        if (access(program, X_OK) != 0) {
-            snprintf(err, errlen, "--venv: '%s' is not a virtual environment (no bin/python3)",
-                     cfg->venv);
-            return -1;
-        }
-    } else {
+    else
         snprintf(program, sizeof(program), "%s", TF_PY_EXECUTABLE);
-    }
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0;

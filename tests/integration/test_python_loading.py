@@ -6,6 +6,8 @@ sys.path (the working directory, --pythonpath with .pth files and ':'),
 variables kept out of os.environ, and --app's MODULE[:CALLABLE].
 """
 import hashlib
+import platform
+import sys
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
@@ -176,3 +178,51 @@ def test_pythonpath_splits_at_colons_and_reads_pth_files(tracfront, tmp_path):
     path = requests.get(srv.url + "syspath", timeout=10).json()
     assert path[:6] == [str(APPS), str(a), str(b), str(site), str(plugin), str(srv.workdir)], path
     assert requests.get(srv.url + "osenviron", timeout=10).json().get("PTH_RAN") == "1"
+
+
+# ---- --venv's Python ----------------------------------------------------------------
+
+def fake_venv(tmp_path, cfg_text):
+    """A folder that looks like a venv with the given pyvenv.cfg (None: none)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages").mkdir(parents=True)
+    (venv / "bin" / "python3").symlink_to("/usr/bin/python3")
+    if cfg_text is not None:
+        (venv / "pyvenv.cfg").write_text(cfg_text)
+    return venv
+
+
+def expect_start_failure(tracfront, *args, app=APP):
+    srv = tracfront(*app, *args, expect_fail=True)
+    assert srv.url is None, "started:\n" + srv.stderr
+    return srv.proc.wait(), srv.stderr
+
+
+@pytest.mark.parametrize("cfg_text, says", [
+    ("home = /opt/python3.12/bin\ninclude-system-site-packages = false\nversion = 3.12.1\n",
+     ["3.12.1", platform.python_version()]),
+    ("home = /usr/bin\nversion_info = 3.10.13.final.0\n", ["3.10.13", platform.python_version()]),
+    ("home = /opt/pyenv/versions/3.11.7/bin\nversion = 3.11.7\n",
+     ["3.11.7", "/opt/pyenv/versions/3.11.7/bin", platform.python_version()]),
+    (None, ["pyvenv.cfg"]),
+    ("home = /usr/bin\n", ["pyvenv.cfg", "version"]),
+], ids=["python-3.12", "python-3.10-virtualenv", "other-3.11-build", "no-pyvenv.cfg",
+        "no-version"])
+def test_venv_of_another_python_is_refused(tracfront, tmp_path, cfg_text, says):
+    rc, err = expect_start_failure(tracfront, "--venv", fake_venv(tmp_path, cfg_text))
+    assert rc == 2, err
+    assert "--venv" in err and all(s in err for s in says), err
+
+
+def test_empty_venv_is_refused(tracfront):
+    rc, err = expect_start_failure(tracfront, "--venv", "")
+    assert rc == 2 and "--venv" in err, err
+
+
+def test_venv_of_the_embedded_python_starts(tracfront, tmp_path):
+    version = platform.python_version()
+    venv = fake_venv(tmp_path, "home = /usr/bin\nversion = %s\n" % version)
+    srv = tracfront(*APP, "--venv", venv)
+    path = requests.get(srv.url + "syspath", timeout=10).json()
+    assert str(venv / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages") in path

@@ -1,0 +1,139 @@
+/* options.c — checks of the Python-side options (see options.h).
+ *
+ * --venv: a virtual environment works only with the Python that made it.
+ * pyvenv.cfg's `home` is where Python looks for its standard library, so a
+ * venv from a pyenv 3.11.7 loads that build's library and extension modules
+ * into Debian's 3.11.2 (seen: `import ssl` fails, _ssl's undefined symbol
+ * _PyModule_Add), and one from 3.12 keeps its packages where 3.11 does not
+ * look. Both used to start and break later; both are refused. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h> /* PY_VERSION, PY_MAJOR_VERSION, PY_MINOR_VERSION only */
+
+#include "wsgi/options.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* What pyvenv.cfg says: home and version ("3.11.2"; virtualenv and uv write
+ * version_info, "3.11.2.final.0"). Empty when it does not say. */
+struct venv_cfg {
+    char home[PATH_MAX];
+    char version[64];
+};
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && strchr(" \t\r\n", s[n - 1]))
+        s[--n] = 0;
+    return s;
+}
+
+/* Returns 0, or -1 when DIR/pyvenv.cfg cannot be read. */
+static int read_venv_cfg(const char *dir, struct venv_cfg *out)
+{
+    char path[PATH_MAX + 16], line[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/pyvenv.cfg", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    out->home[0] = out->version[0] = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = 0;
+        const char *key = trim(line), *value = trim(eq + 1);
+        if (!strcmp(key, "home") && !out->home[0])
+            snprintf(out->home, sizeof(out->home), "%s", value);
+        else if ((!strcmp(key, "version") || !strcmp(key, "version_info")) && !out->version[0])
+            snprintf(out->version, sizeof(out->version), "%s", value);
+    }
+    fclose(f);
+    return 0;
+}
+
+/* "3.11.2" → 3, 11. Returns 0, or -1 if it is not a version. */
+static int parse_major_minor(const char *version, unsigned *major, unsigned *minor)
+{
+    char *end;
+    *major = (unsigned)strtoul(version, &end, 10);
+    if (end == version || *end != '.')
+        return -1;
+    const char *rest = end + 1;
+    *minor = (unsigned)strtoul(rest, &end, 10);
+    return end == rest ? -1 : 0;
+}
+
+/* The venv's home is python's own folder, however spelled (/bin on a merged
+ * /usr), or holds a link to python itself (/usr/local/bin/python3.11 ->
+ * /usr/bin/python3.11): either way Python finds python's stdlib from it. */
+static int same_python(const char *home, const char *python)
+{
+    char want[PATH_MAX], got[PATH_MAX], folder[PATH_MAX], candidate[PATH_MAX + 32];
+    snprintf(candidate, sizeof(candidate), "%s/python%d.%d", home, PY_MAJOR_VERSION,
+             PY_MINOR_VERSION);
+    if (realpath(python, want) && realpath(candidate, got) && !strcmp(got, want))
+        return 1;
+    snprintf(folder, sizeof(folder), "%s", python);
+    char *slash = strrchr(folder, '/');
+    if (!slash || slash == folder)
+        return 0;
+    *slash = 0;
+    return realpath(folder, want) && realpath(home, got) && !strcmp(got, want);
+}
+
+int wsgi_venv_check(const char *dir, const char *python, char *err, size_t errlen)
+{
+    struct venv_cfg venv;
+    unsigned major, minor;
+    if (!*dir) {
+        snprintf(err, errlen, "--venv: empty; give the folder of a virtual environment made "
+                 "with %s -m venv, or leave --venv out", python);
+        return -1;
+    }
+    if (read_venv_cfg(dir, &venv) < 0) {
+        snprintf(err, errlen, "--venv: '%s' is not a virtual environment (no pyvenv.cfg in it); "
+                 "make one with %s -m venv %s", dir, python, dir);
+        return -1;
+    }
+    if (parse_major_minor(venv.version, &major, &minor) < 0) {
+        snprintf(err, errlen, "--venv: %s/pyvenv.cfg names no version of Python; make the "
+                 "virtual environment again with %s -m venv %s", dir, python, dir);
+        return -1;
+    }
+    if (major != PY_MAJOR_VERSION || minor != PY_MINOR_VERSION) {
+        snprintf(err, errlen, "--venv: '%s' was made by Python %s, but tracfront embeds Python "
+                 "%s (%s): packages installed for %u.%u do not load in %d.%d; make it with "
+                 "%s -m venv %s", dir, venv.version, PY_VERSION, python, major, minor,
+                 PY_MAJOR_VERSION, PY_MINOR_VERSION, python, dir);
+        return -1;
+    }
+    if (!same_python(venv.home, python)) {
+        snprintf(err, errlen, "--venv: '%s' was made by another Python %d.%d (%s, in %s) than "
+                 "the one tracfront embeds (%s, %s): that one's standard library and extension "
+                 "modules would be loaded into this one; make it with %s -m venv %s", dir,
+                 PY_MAJOR_VERSION, PY_MINOR_VERSION, venv.version, venv.home[0] ? venv.home : "?",
+                 PY_VERSION, python, python, dir);
+        return -1;
+    }
+    char program[PATH_MAX + 16];
+    snprintf(program, sizeof(program), "%s/bin/python3", dir);
+    if (access(program, X_OK) != 0) {
+        snprintf(err, errlen, "--venv: '%s' is not a virtual environment (no bin/python3)", dir);
+        return -1;
+    }
+    return 0;
+}
+
+int wsgi_options_check(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->venv && wsgi_venv_check(cfg->venv, TF_PY_EXECUTABLE, err, errlen) < 0)
+        return -1;
+    return 0;
+}
