@@ -280,10 +280,6 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
     case K_LIST: {
         char ***list = (char ***)(base + k->offset);
         size_t *count = (size_t *)(base + k->count_offset);
-        if (!strcmp(k->name, "env") && (!strchr(value, '=') || value[0] == '=')) {
-            snprintf(err, errlen, "%s: '%s' is not KEY=VALUE", k->name, value);
-            return -1;
-        }
         struct tf_cidr range;
         if (!strcmp(k->name, "profile-allow") && tf_cidr_parse(value, &range) < 0) {
             snprintf(err, errlen, "%s: '%s' is not an address or CIDR range "

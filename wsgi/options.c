@@ -5,13 +5,18 @@
  * venv from a pyenv 3.11.7 loads that build's library and extension modules
  * into Debian's 3.11.2 (seen: `import ssl` fails, _ssl's undefined symbol
  * _PyModule_Add), and one from 3.12 keeps its packages where 3.11 does not
- * look. Both used to start and break later; both are refused. */
+ * look. Both used to start and break later; both are refused.
+ *
+ * --env: its entries go into the base environ that every request's starts
+ * from, so it cannot own a key tracfront sets per request or one whose type
+ * PEP 3333 fixes (it can only give strings). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h> /* PY_VERSION, PY_MAJOR_VERSION, PY_MINOR_VERSION only */
 
 #include "wsgi/options.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,9 +136,59 @@ int wsgi_venv_check(const char *dir, const char *python, char *err, size_t errle
     return 0;
 }
 
+/* Keys tracfront sets for each request: an --env value would be overwritten
+ * (SERVER_PORT by the real port) or, for HTTP_*, joined with the client's
+ * header as if it were an earlier copy ("https, http"). */
+static const char *const request_keys[] = {
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO",   "QUERY_STRING",    "REQUEST_URI",
+    "CONTENT_TYPE",   "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT",  "SERVER_PROTOCOL",
+    "REMOTE_ADDR",    "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE",
+};
+
+/* Why --env may not set key (what to do instead), or NULL if it may. */
+static const char *env_key_refusal(const char *key, size_t len)
+{
+    if (len > 5 && !strncmp(key, "wsgi.", 5))
+        return len == 15 && !strncmp(key, "wsgi.url_scheme", 15)
+                   ? NULL /* "https" behind a TLS-terminating proxy */
+                   : "PEP 3333 fixes its value and type, and tracfront sets it (of the wsgi.* "
+                     "keys only wsgi.url_scheme may be given)";
+    bool per_request = len > 5 && !strncmp(key, "HTTP_", 5);
+    for (size_t i = 0; !per_request && i < sizeof(request_keys) / sizeof(*request_keys); i++)
+        per_request = strlen(request_keys[i]) == len && !strncmp(key, request_keys[i], len);
+    if (!per_request)
+        return NULL;
+    if (len == 11 && !strncmp(key, "SCRIPT_NAME", 11))
+        return "tracfront sets it for each request; use --mount PREFIX to serve under a prefix";
+    if ((len == 11 && !strncmp(key, "REMOTE_USER", 11)) || (len == 9 && !strncmp(key, "AUTH_TYPE", 9)))
+        return "tracfront sets it for users it verified; see --basic-auth and --digest-auth";
+    return "tracfront sets it for each request; for the address the app should put in its "
+           "links behind a proxy, use --env trac.base_url=https://HOST/PATH (Trac) or "
+           "--env wsgi.url_scheme=https";
+}
+
+/* Each --env entry is KEY=VALUE with a key tracfront leaves to it. */
+static int check_env(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        const char *entry = cfg->env[i], *eq = strchr(entry, '=');
+        if (!eq || eq == entry) {
+            snprintf(err, errlen, "--env: '%s' is not KEY=VALUE", entry);
+            return -1;
+        }
+        const char *why = env_key_refusal(entry, (size_t)(eq - entry));
+        if (why) {
+            snprintf(err, errlen, "--env: '%.*s' cannot be set: %s", (int)(eq - entry), entry,
+                     why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int wsgi_options_check(const struct tf_config *cfg, char *err, size_t errlen)
 {
     if (cfg->venv && wsgi_venv_check(cfg->venv, TF_PY_EXECUTABLE, err, errlen) < 0)
         return -1;
-    return 0;
+    return check_env(cfg, err, errlen);
 }

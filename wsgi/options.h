@@ -1,5 +1,5 @@
 /* options.h — the Python-side options checked before Python starts: --venv
- * (so far). A mistake stops tracfront at once with exit status 2 and a
+ * and --env. A mistake stops tracfront at once with exit status 2 and a
  * message naming the flag, as proxy/config.c does for the other options,
  * instead of an app that loads wrong or breaks on some later request.
  * Pure C: no Python runs here. */

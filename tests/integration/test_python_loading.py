@@ -226,3 +226,42 @@ def test_venv_of_the_embedded_python_starts(tracfront, tmp_path):
     srv = tracfront(*APP, "--venv", venv)
     path = requests.get(srv.url + "syspath", timeout=10).json()
     assert str(venv / "lib" / ("python%d.%d" % sys.version_info[:2]) / "site-packages") in path
+
+
+# ---- --env keys ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, hint", [
+    ("HTTP_X_FORWARDED_PROTO=https", "trac.base_url"),
+    ("SERVER_PORT=443", "trac.base_url"),
+    ("SERVER_NAME=example.org", "trac.base_url"),
+    ("REQUEST_URI=/x", "trac.base_url"),
+    ("SCRIPT_NAME=/trac", "--mount"),
+    ("REMOTE_USER=admin", "--basic-auth"),
+    ("CONTENT_LENGTH=0", ""),
+    ("wsgi.multithread=false", "PEP 3333"),
+    ("wsgi.version=2", "PEP 3333"),
+    ("NOEQUALS", "KEY=VALUE"),
+])
+def test_env_keys_the_server_sets_are_refused(tracfront, entry, hint):
+    rc, err = expect_start_failure(tracfront, "--env", entry)
+    assert rc == 2, err
+    assert "--env" in err and entry.split("=")[0] in err and hint in err, err
+
+
+def test_env_key_refused_from_the_config_file_too(tracfront, tmp_path):
+    cfg = tmp_path / "tf.ini"
+    cfg.write_text("[tracfront]\nenv = SERVER_PORT=443\n")
+    rc, err = expect_start_failure(tracfront, "--config", cfg)
+    assert rc == 2 and "--env" in err and "SERVER_PORT" in err, err
+
+
+def test_env_sets_the_keys_it_may(tracfront):
+    srv = tracfront(*APP, "--env", "wsgi.url_scheme=https", "--env", "HTTPS=on",
+                    "--env", "trac.base_url=https://example.org/trac")
+    env = requests.get(srv.url + "environ", headers={"X-Forwarded-Proto": "http"},
+                       timeout=10).json()
+    assert env["wsgi.url_scheme"] == ["'https'", "str"]
+    assert env["HTTPS"] == ["'on'", "str"]
+    assert env["trac.base_url"] == ["'https://example.org/trac'", "str"]
+    assert env["HTTP_X_FORWARDED_PROTO"] == ["'http'", "str"]
+    assert env["wsgi.multithread"] == ["True", "bool"] and env["wsgi.version"] == ["(1, 0)", "tuple"]

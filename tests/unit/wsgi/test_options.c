@@ -1,5 +1,5 @@
-/* Unit tests for wsgi/options.c: the checks of --venv made before Python
- * starts, each failure naming the flag. */
+/* Unit tests for wsgi/options.c: the checks of --venv and --env made before
+ * Python starts, each failure naming the flag. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,12 +119,46 @@ static void test_venv_without_its_python(void **state)
     assert_int_equal(symlink(TF_PY_EXECUTABLE, python), 0);
 }
 
+/* wsgi_options_check() on --env entries alone: 0, or -1 with err naming
+ * --env and needle. */
+static void expect_env(int expected, const char *entry, const char *needle)
+{
+    char *env[] = { (char *)entry };
+    struct tf_config cfg = { .env = env, .n_env = 1 };
+    char err[1024] = "";
+    if (wsgi_options_check(&cfg, err, sizeof(err)) != expected)
+        fail_msg("--env %s: expected %d (%s)", entry, expected, err);
+    if (expected && (strncmp(err, "--env: ", 7) != 0 || !strstr(err, needle)))
+        fail_msg("error '%s' does not name --env and '%s'", err, needle);
+}
+
+static void test_env_keys(void **state)
+{
+    (void)state;
+    expect_env(0, "trac.base_url=https://example.org/trac", NULL);
+    expect_env(0, "wsgi.url_scheme=https", NULL);
+    expect_env(0, "HTTPS=on", NULL);
+    expect_env(0, "HTTP=1", NULL);          /* not HTTP_* */
+    expect_env(0, "SERVER_SOFTWARE=x", NULL);
+    expect_env(0, "K=V=W", NULL);           /* the value may hold '=' */
+    expect_env(-1, "HTTP_X_FORWARDED_PROTO=https", "'HTTP_X_FORWARDED_PROTO'");
+    expect_env(-1, "SERVER_PORT=443", "trac.base_url");
+    expect_env(-1, "SCRIPT_NAME=/x", "--mount");
+    expect_env(-1, "AUTH_TYPE=Basic", "--basic-auth");
+    expect_env(-1, "REMOTE_ADDR=", "'REMOTE_ADDR'");
+    expect_env(-1, "wsgi.multithread=false", "PEP 3333");
+    expect_env(-1, "wsgi.url_schemes=x", "PEP 3333");
+    expect_env(-1, "NOEQUALS", "KEY=VALUE");
+    expect_env(-1, "=value", "KEY=VALUE");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_venv_of_the_embedded_python),
         cmocka_unit_test(test_venv_of_another_python),
         cmocka_unit_test(test_venv_without_its_python),
+        cmocka_unit_test(test_env_keys),
     };
     return cmocka_run_group_tests(tests, make_venv, remove_venv);
 }
