@@ -265,3 +265,17 @@ def test_env_sets_the_keys_it_may(tracfront):
     assert env["trac.base_url"] == ["'https://example.org/trac'", "str"]
     assert env["HTTP_X_FORWARDED_PROTO"] == ["'http'", "str"]
     assert env["wsgi.multithread"] == ["True", "bool"] and env["wsgi.version"] == ["(1, 0)", "tuple"]
+
+
+# ---- tracfront's own variables ------------------------------------------------------
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_app_does_not_see_tracfronts_variables(tracfront, workers):
+    srv = tracfront(*APP, "--workers", workers, env={"TF_MINE": "kept"})
+    for _ in range(4):  # more than one worker answers
+        environ = requests.get(srv.url + "osenviron", timeout=10).json()
+        assert environ.get("TF_MINE") == "kept"
+        ours = [k for k in environ if k.startswith(("TF_LISTEN", "TF_FRONT_", "TF_WORKER_",
+                                                     "TF_AUTH_"))]
+        assert not ours, "the app sees %s" % {k: environ[k] for k in ours}
+
