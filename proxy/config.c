@@ -86,7 +86,7 @@ const char tf_config_usage[] =
     "usage: tracfront [options]\n"
     "\n"
     "Application (one of; optional with --upstream or --static):\n"
-    "  --app MODULE:CALLABLE        a WSGI callable, e.g. myapp:application\n"
+    "  --app MODULE[:CALLABLE]      a WSGI callable, e.g. myapp:app (default: application)\n"
     "  --wsgi-file PATH             a .wsgi script defining `application` (mod_wsgi style)\n"
     "  --trac-env PATH              a Trac environment, served by trac.web.main\n"
     "  --trac-env-parent-dir DIR    every Trac environment under DIR, with Trac's index\n"
@@ -597,14 +597,6 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
     if (!cfg->profile_path[0]) {
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
-    }
-    if (cfg->app) {
-        const char *colon = strchr(cfg->app, ':');
-        if (!colon || colon == cfg->app || !colon[1]) {
-            snprintf(err, errlen, "--app: '%s' is not MODULE:CALLABLE (e.g. myapp:application)",
-                     cfg->app);
-            return -1;
-        }
     }
     if (tf_auth_config_check(cfg, err, errlen) < 0)
         return -1;

@@ -9,6 +9,7 @@
 
 #include "proxy/hash.h"
 #include "wsgi/interp.h"
+#include "wsgi/options.h"
 
 /* "ExcType: message" of the pending exception (which stays set). */
 static void describe_exception(char *out, size_t cap)
@@ -155,11 +156,12 @@ static int is_dir(const char *path)
 
 PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen)
 {
-    if (cfg->app) {
-        char *module = strdup(cfg->app);
-        char *colon = strchr(module, ':');
-        *colon = 0;
-        PyObject *app = load_module_callable("--app", module, colon + 1, err, errlen);
+    if (cfg->app) { /* checked by wsgi_options_check() */
+        size_t module_len;
+        const char *callable = wsgi_app_spec_split(cfg->app, &module_len);
+        char *module = strndup(cfg->app, module_len);
+        PyObject *app = module ? load_module_callable("--app", module, callable, err, errlen)
+                               : fail("--app", "out of memory", err, errlen);
         free(module);
         return app;
     }

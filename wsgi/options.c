@@ -186,8 +186,44 @@ static int check_env(const struct tf_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+const char *wsgi_app_spec_split(const char *spec, size_t *module_len)
+{
+    const char *colon = strchr(spec, ':');
+    *module_len = colon ? (size_t)(colon - spec) : strlen(spec);
+    return colon ? colon + 1 : "application";
+}
+
+/* A dotted name with no empty part ("a.b", not "a.", ".b", "a..b" or ""). */
+static bool dotted_name_ok(const char *name, size_t len)
+{
+    if (!len || name[0] == '.' || name[len - 1] == '.')
+        return false;
+    for (size_t i = 1; i < len; i++)
+        if (name[i] == '.' && name[i - 1] == '.')
+            return false;
+    return true;
+}
+
+/* --app MODULE[:CALLABLE], as uWSGI's and gunicorn's: without ':', the
+ * callable is `application`. An empty part would be skipped by the lookup
+ * (pkg:application. served pkg.application) or fail late. */
+static int check_app(const char *spec, char *err, size_t errlen)
+{
+    size_t module_len;
+    const char *callable = wsgi_app_spec_split(spec, &module_len);
+    if (!dotted_name_ok(spec, module_len) || strchr(callable, ':') ||
+        !dotted_name_ok(callable, strlen(callable))) {
+        snprintf(err, errlen, "--app: '%s' is not MODULE or MODULE:CALLABLE with dotted names "
+                 "(e.g. myapp, myapp:application, pkg.wsgi:app.wsgi_app)", spec);
+        return -1;
+    }
+    return 0;
+}
+
 int wsgi_options_check(const struct tf_config *cfg, char *err, size_t errlen)
 {
+    if (cfg->app && check_app(cfg->app, err, errlen) < 0)
+        return -1;
     if (cfg->venv && wsgi_venv_check(cfg->venv, TF_PY_EXECUTABLE, err, errlen) < 0)
         return -1;
     return check_env(cfg, err, errlen);

@@ -279,3 +279,21 @@ def test_app_does_not_see_tracfronts_variables(tracfront, workers):
                                                      "TF_AUTH_"))]
         assert not ours, "the app sees %s" % {k: environ[k] for k in ours}
 
+
+# ---- --app MODULE[:CALLABLE] ----------------------------------------------------------
+
+def test_app_without_callable_serves_application(tracfront):
+    srv = tracfront("--app", "hello")
+    r = requests.get(srv.url, timeout=10)
+    assert (r.status_code, r.text) == (200, "Hello, World!\n")
+
+
+@pytest.mark.parametrize("spec", [
+    "loading_apps:app.", "loading_apps:.app", "loading_apps:a..b", "loading_apps:",
+    ".loading_apps:app", "loading_apps.:app", "tests..apps:app", ":app", "loading_apps:app:x",
+    "",
+])
+def test_app_with_an_empty_name_is_refused(tracfront, spec):
+    rc, err = expect_start_failure(tracfront, app=("--app", spec))
+    assert rc == 2, err
+    assert "--app" in err and ("'%s'" % spec) in err, err

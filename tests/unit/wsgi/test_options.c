@@ -1,5 +1,5 @@
-/* Unit tests for wsgi/options.c: the checks of --venv and --env made before
- * Python starts, each failure naming the flag. */
+/* Unit tests for wsgi/options.c: the checks of --app, --venv and --env made
+ * before Python starts, each failure naming the flag. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -119,17 +119,25 @@ static void test_venv_without_its_python(void **state)
     assert_int_equal(symlink(TF_PY_EXECUTABLE, python), 0);
 }
 
-/* wsgi_options_check() on --env entries alone: 0, or -1 with err naming
- * --env and needle. */
+/* wsgi_options_check(cfg) is expected (0 or -1); on -1, err names flag
+ * ("--env") and needle. */
+static void expect_verdict(const struct tf_config *cfg, int expected, const char *flag,
+                         const char *needle)
+{
+    char err[1024] = "", prefix[16];
+    snprintf(prefix, sizeof(prefix), "%s: ", flag);
+    if (wsgi_options_check(cfg, err, sizeof(err)) != expected)
+        fail_msg("%s '%s': expected %d (%s)", flag, needle, expected, err);
+    if (expected && (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, needle)))
+        fail_msg("error '%s' does not name %s and '%s'", err, flag, needle);
+}
+
+/* --env entry alone; needle is what a refusal must say (or the entry). */
 static void expect_env(int expected, const char *entry, const char *needle)
 {
     char *env[] = { (char *)entry };
     struct tf_config cfg = { .env = env, .n_env = 1 };
-    char err[1024] = "";
-    if (wsgi_options_check(&cfg, err, sizeof(err)) != expected)
-        fail_msg("--env %s: expected %d (%s)", entry, expected, err);
-    if (expected && (strncmp(err, "--env: ", 7) != 0 || !strstr(err, needle)))
-        fail_msg("error '%s' does not name --env and '%s'", err, needle);
+    expect_verdict(&cfg, expected, "--env", needle ? needle : entry);
 }
 
 static void test_env_keys(void **state)
@@ -152,6 +160,29 @@ static void test_env_keys(void **state)
     expect_env(-1, "=value", "KEY=VALUE");
 }
 
+static void expect_app(int expected, const char *spec)
+{
+    struct tf_config cfg = { .app = (char *)spec };
+    expect_verdict(&cfg, expected, "--app", spec);
+}
+
+static void test_app_spec(void **state)
+{
+    (void)state;
+    size_t module_len;
+    assert_string_equal(wsgi_app_spec_split("pkg.mod:obj.app", &module_len), "obj.app");
+    assert_int_equal(module_len, 7);
+    assert_string_equal(wsgi_app_spec_split("pkg.mod", &module_len), "application");
+    assert_int_equal(module_len, 7);
+    expect_app(0, "myapp");
+    expect_app(0, "pkg.mod:obj.app");
+    expect_app(0, "m:a");
+    const char *bad[] = { "pkg:application.", "pkg:.application", "pkg:a..b", "pkg:", ":app",
+                          ".pkg:app", "pkg.:app", "pkg..mod", "pkg:a:b", "" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+        expect_app(-1, bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_venv_of_another_python),
         cmocka_unit_test(test_venv_without_its_python),
         cmocka_unit_test(test_env_keys),
+        cmocka_unit_test(test_app_spec),
     };
     return cmocka_run_group_tests(tests, make_venv, remove_venv);
 }
