@@ -89,13 +89,13 @@ const char tf_config_usage[] =
     "usage: tracfront [options]\n"
     "\n"
     "Application (one of; optional with --upstream or --static):\n"
-    "  --app MODULE:CALLABLE        a WSGI callable, e.g. myapp:application\n"
+    "  --app MODULE[:CALLABLE]      a WSGI callable, e.g. myapp:app (default: application)\n"
     "  --wsgi-file PATH             a .wsgi script defining `application` (mod_wsgi style)\n"
     "  --trac-env PATH              a Trac environment, served by trac.web.main\n"
     "  --trac-env-parent-dir DIR    every Trac environment under DIR, with Trac's index\n"
     "\n"
     "Python:\n"
-    "  --pythonpath DIR             prepend DIR to sys.path (repeatable)\n"
+    "  --pythonpath DIR[:DIR...]    put DIR first on sys.path, with its .pth files (repeatable)\n"
     "  --venv DIR                   use the virtual environment in DIR\n"
     "  --env KEY=VALUE              extra WSGI environ entry (repeatable)\n"
     "  --mount PREFIX               serve under PREFIX (becomes SCRIPT_NAME)\n"
@@ -310,10 +310,6 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
     case K_LIST: {
         char ***list = (char ***)(base + k->offset);
         size_t *count = (size_t *)(base + k->count_offset);
-        if (!strcmp(k->name, "env") && (!strchr(value, '=') || value[0] == '=')) {
-            snprintf(err, errlen, "%s: '%s' is not KEY=VALUE", k->name, value);
-            return -1;
-        }
         struct tf_cidr range;
         if (!strcmp(k->name, "profile-allow") && tf_cidr_parse(value, &range) < 0) {
             snprintf(err, errlen, "%s: '%s' is not an address or CIDR range "
@@ -666,14 +662,14 @@ static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen
         const char *path = paths[i].path;
         if (!path)
             continue;
+        const char *what = paths[i].folder ? "directory" : "file";
         if (!path[0] || stat(path, &st) < 0) {
-            snprintf(err, errlen, "%s: '%s': %s", paths[i].flag, path,
+            snprintf(err, errlen, "%s: '%s' is not a %s (%s)", paths[i].flag, path, what,
                      path[0] ? strerror(errno) : "empty");
             return -1;
         }
         if (paths[i].folder != !!S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "%s: '%s' is not a %s", paths[i].flag, path,
-                     paths[i].folder ? "folder" : "file");
+            snprintf(err, errlen, "%s: '%s' is not a %s", paths[i].flag, path, what);
             return -1;
         }
     }
@@ -750,14 +746,6 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
     if (!cfg->profile_path[0]) {
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
-    }
-    if (cfg->app) {
-        const char *colon = strchr(cfg->app, ':');
-        if (!colon || colon == cfg->app || !colon[1]) {
-            snprintf(err, errlen, "--app: '%s' is not MODULE:CALLABLE (e.g. myapp:application)",
-                     cfg->app);
-            return -1;
-        }
     }
     if (check_output_folder("--profile-log", cfg->profile_log, err, errlen) < 0 ||
         check_output_folder("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)

@@ -108,6 +108,11 @@ void tf_log_raw(const char *data, size_t len)
         write_all(error_fd, data, len);
 }
 
+int tf_log_error_fd(void)
+{
+    return error_fd;
+}
+
 static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
 
 void tf_log_set_worker_tag(void)

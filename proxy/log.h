@@ -26,6 +26,9 @@ void tf_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Raw bytes to the error log (wsgi.errors, Python tracebacks). */
 void tf_log_raw(const char *data, size_t len);
+/* The error log's descriptor (2 for "-"), or -1 when it is off; the same
+ * number across tf_log_reopen(), which dup2()s the new file onto it. */
+int tf_log_error_fd(void);
 
 int tf_log_access_enabled(void);
 

@@ -25,6 +25,7 @@
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 #include "wsgi/interp.h"
+#include "wsgi/options.h"
 #include "wsgi/pool.h"
 #include "wsgi/watchdog.h"
 
@@ -59,17 +60,42 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
                  statics > 1 ? "s" : "");
 }
 
+/* A worker's settings from its front, taken out of the environment before
+ * the app loads, as TF_AUTH_SECRET is: os.environ and the programs the app
+ * runs have no use for them. Main thread, before other threads start. */
+static const char *const worker_vars[] = { "TF_LISTEN_FD", "TF_FRONT_PORT", "TF_FRONT_CONTROL",
+                                           "TF_WORKER_READY_FD", "TF_WORKER_GO_FD" };
+#define N_WORKER_VARS (sizeof(worker_vars) / sizeof(*worker_vars))
+static char worker_values[N_WORKER_VARS][24]; /* "" = not set */
+
+static void take_worker_env(void)
+{
+    for (size_t i = 0; i < N_WORKER_VARS; i++) {
+        const char *value = getenv(worker_vars[i]);
+        snprintf(worker_values[i], sizeof(worker_values[i]), "%s", value ? value : "");
+        unsetenv(worker_vars[i]);
+    }
+}
+
+static const char *worker_env(const char *name)
+{
+    for (size_t i = 0; i < N_WORKER_VARS; i++)
+        if (!strcmp(name, worker_vars[i]))
+            return worker_values[i][0] ? worker_values[i] : NULL;
+    return NULL;
+}
+
 /* A worker: SERVER_PORT is its front's, and the front waits for "READY PORT"
  * (the worker's control port) on the pipe it passed. */
 static unsigned env_port(const char *name)
 {
-    const char *port = getenv(name);
+    const char *port = worker_env(name);
     return port ? (unsigned)strtoul(port, NULL, 10) : 0;
 }
 
 static void report_ready(unsigned port)
 {
-    const char *fd = getenv("TF_WORKER_READY_FD");
+    const char *fd = worker_env("TF_WORKER_READY_FD");
     char line[32];
     int n = snprintf(line, sizeof(line), "READY %u\n", port);
     if (!fd || write(atoi(fd), line, (size_t)n) != n)
@@ -368,7 +394,8 @@ int main(int argc, char **argv)
         perror("tracfront: cannot install signal handlers");
         return 1;
     }
-    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0) {
+    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) < 0 ||
+        (!cfg.help && !cfg.version && wsgi_options_check(&cfg, err, sizeof(err)) < 0)) {
         fprintf(stderr, "tracfront: %s\n", err);
         tf_config_free(&cfg);
         return 2;
@@ -391,6 +418,7 @@ int main(int argc, char **argv)
         if (secret)
             tf_auth_share_key(secret);
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
+        take_worker_env();
         tf_log_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxy/hash.h"
 #include "wsgi/interp.h"
+#include "wsgi/options.h"
 
 /* "ExcType: message" of the pending exception (which stays set). */
 static void describe_exception(char *out, size_t cap)
@@ -70,36 +72,61 @@ static PyObject *load_module_callable(const char *flag, const char *module, cons
     return app;
 }
 
+/* The script's absolute path, as os.path.abspath makes it (symlinks kept,
+ * as given): what its module is named after and its __file__. New ref. */
+static PyObject *absolute_path(const char *path)
+{
+    PyObject *given = PyUnicode_DecodeFSDefault(path); /* new ref */
+    PyObject *os_path = PyImport_ImportModule("os.path"); /* new ref */
+    PyObject *abs = given && os_path ? PyObject_CallMethod(os_path, "abspath", "O", given) : NULL;
+    Py_XDECREF(given);
+    Py_XDECREF(os_path);
+    return abs;
+}
+
+/* The script's own module, "_tracfront_wsgi_<md5 of its absolute path>" in
+ * sys.modules, as mod_wsgi's _mod_wsgi_<md5>: the same name in every worker
+ * and every run, so what one process pickles (classes the script defines)
+ * another loads. Borrowed ref to its dict, with __file__ set; or NULL. */
+static PyObject *script_globals(PyObject *abspath)
+{
+    PyObject *raw = PyUnicode_EncodeFSDefault(abspath); /* new ref */
+    if (!raw)
+        return NULL;
+    char hex[33], name[64];
+    tf_md5_hex(PyBytes_AS_STRING(raw), (size_t)PyBytes_GET_SIZE(raw), hex);
+    Py_DECREF(raw);
+    snprintf(name, sizeof(name), "_tracfront_wsgi_%s", hex);
+    PyObject *mod = PyImport_AddModule(name); /* borrowed */
+    PyObject *globals = mod ? PyModule_GetDict(mod) : NULL; /* borrowed */
+    if (!globals || PyDict_SetItemString(globals, "__file__", abspath) < 0 ||
+        PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0)
+        return NULL;
+    return globals;
+}
+
 static PyObject *load_wsgi_file(const char *path, char *err, size_t errlen)
 {
     char what[600];
-    PyObject *io = NULL, *source = NULL, *code = NULL, *result = NULL, *app = NULL;
-    if (!(io = PyImport_ImportModule("io")) ||
-        !(source = PyObject_CallMethod(io, "open_code", "s", path))) {
+    PyObject *abspath = NULL, *io = NULL, *source = NULL, *code = NULL, *result = NULL,
+             *app = NULL, *globals;
+    if (!(abspath = absolute_path(path)) || !(io = PyImport_ImportModule("io")) ||
+        !(source = PyObject_CallMethod(io, "open_code", "O", abspath))) {
         snprintf(what, sizeof(what), "cannot read '%s'", path);
         fail("--wsgi-file", what, err, errlen);
         goto done;
     }
     Py_SETREF(source, PyObject_CallMethod(source, "read", NULL)); /* bytes */
-    if (!source || !(code = Py_CompileStringExFlags(PyBytes_AsString(source), path,
-                                                    Py_file_input, NULL, -1))) {
+    if (!source || !(code = Py_CompileStringObject(PyBytes_AsString(source), abspath,
+                                                   Py_file_input, NULL, -1))) {
         snprintf(what, sizeof(what), "cannot compile '%s'", path);
         fail("--wsgi-file", what, err, errlen);
         goto done;
     }
-    /* A module of its own, registered like mod_wsgi's _mod_wsgi_<hash>. */
-    char name[64];
-    snprintf(name, sizeof(name), "_tracfront_wsgi_%08lx", (unsigned long)PyObject_Hash(code) & 0xffffffffUL);
-    PyObject *mod = PyImport_AddModule(name); /* borrowed */
-    PyObject *globals = mod ? PyModule_GetDict(mod) : NULL; /* borrowed */
-    PyObject *file = PyUnicode_DecodeFSDefault(path);
-    if (!globals || !file || PyDict_SetItemString(globals, "__file__", file) < 0 ||
-        PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) < 0) {
-        Py_XDECREF(file);
+    if (!(globals = script_globals(abspath))) {
         fail("--wsgi-file", "cannot create its module", err, errlen);
         goto done;
     }
-    Py_DECREF(file);
     if (!(result = PyEval_EvalCode(code, globals, globals))) {
         snprintf(what, sizeof(what), "'%s' raised while loading", path);
         fail("--wsgi-file", what, err, errlen);
@@ -113,6 +140,7 @@ static PyObject *load_wsgi_file(const char *path, char *err, size_t errlen)
     }
     Py_INCREF(app);
 done:
+    Py_XDECREF(abspath);
     Py_XDECREF(io);
     Py_XDECREF(source);
     Py_XDECREF(code);
@@ -128,11 +156,12 @@ static int is_dir(const char *path)
 
 PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen)
 {
-    if (cfg->app) {
-        char *module = strdup(cfg->app);
-        char *colon = strchr(module, ':');
-        *colon = 0;
-        PyObject *app = load_module_callable("--app", module, colon + 1, err, errlen);
+    if (cfg->app) { /* checked by wsgi_options_check() */
+        size_t module_len;
+        const char *callable = wsgi_app_spec_split(cfg->app, &module_len);
+        char *module = strndup(cfg->app, module_len);
+        PyObject *app = module ? load_module_callable("--app", module, callable, err, errlen)
+                               : fail("--app", "out of memory", err, errlen);
         free(module);
         return app;
     }

@@ -1,5 +1,5 @@
-/* app.h — finding the WSGI callable: --app MODULE:CALLABLE (dotted
- * attributes allowed), --wsgi-file (executed as a module, as mod_wsgi does,
+/* app.h — finding the WSGI callable: --app MODULE[:CALLABLE] (dotted
+ * attributes allowed; `application` by default), --wsgi-file (executed as a module, as mod_wsgi does,
  * then `application` looked up), or Trac's dispatch_request for --trac-env and
  * --trac-env-parent-dir. Runs once on the main thread with the GIL held. */
 #ifndef WSGI_APP_H

@@ -1,27 +1,88 @@
-/* errors.c — the wsgi.errors stream (see errors.h). write() encodes to UTF-8
- * and hands the bytes to the error log in one write(); nothing is buffered, so
- * nothing is lost if the process dies. */
+/* errors.c — the streams to the error log (see errors.h). write() encodes to
+ * UTF-8 and hands whole lines to the error log in one write(), so lines from
+ * concurrent threads never cut into each other (print() alone makes several
+ * writes per line); an unfinished line is held, as a line-buffered file
+ * does, until its newline, flush(), 8 KiB, or the interpreter's end, and
+ * never past the process's exit (wsgi_interp_stop flushes it). */
 #include "wsgi/errors.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "proxy/log.h"
 
+#define PARTIAL_MAX 8192 /* an unfinished line longer than this is written as it is */
+
+struct error_stream {
+    PyObject_HEAD
+    const char *name;           /* static: "<stderr>", "<stdout>" */
+    size_t held;                /* bytes of an unfinished line in partial; the GIL guards both */
+    char partial[PARTIAL_MAX];
+};
+
+/* One write() to the error log, without the GIL (it may block on a slow disk). */
+static void emit(const char *data, size_t n)
+{
+    if (!n)
+        return;
+    Py_BEGIN_ALLOW_THREADS
+    tf_log_raw(data, n);
+    Py_END_ALLOW_THREADS
+}
+
+/* Pass on the lines data completes (with what was held before them) in one
+ * write, and hold the rest. Returns 0, or -1 with MemoryError set (nothing
+ * written or held). */
+static int stream_put(struct error_stream *s, const char *data, size_t n)
+{
+    const char *last_newline = memrchr(data, '\n', n);
+    size_t whole = last_newline ? (size_t)(last_newline + 1 - data) : 0;
+    if (s->held + n - whole > PARTIAL_MAX) /* too long to hold: out with all of it */
+        whole = n;
+    char *joined = NULL;
+    size_t out_len = whole;
+    if (whole && s->held) {
+        if (!(joined = malloc(s->held + whole))) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        memcpy(joined, s->partial, s->held);
+        memcpy(joined + s->held, data, whole);
+        out_len += s->held;
+        s->held = 0;
+    }
+    memcpy(s->partial + s->held, data + whole, n - whole);
+    s->held += n - whole;
+    emit(joined ? joined : data, out_len);
+    free(joined);
+    return 0;
+}
+
+void wsgi_errors_flush(PyObject *stream)
+{
+    struct error_stream *s = (struct error_stream *)stream;
+    char out[PARTIAL_MAX];
+    size_t n = s->held;
+    memcpy(out, s->partial, n); /* another thread may write once emit lets the GIL go */
+    s->held = 0;
+    emit(out, n);
+}
+
 static PyObject *errors_write(PyObject *self, PyObject *arg)
 {
-    (void)self;
     if (!PyUnicode_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "wsgi.errors.write() takes str, not %.100s",
+        PyErr_Format(PyExc_TypeError, "write() argument must be str, not %.100s",
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
     PyObject *bytes = PyUnicode_AsEncodedString(arg, "utf-8", "backslashreplace"); /* new ref */
     if (!bytes)
         return NULL;
-    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
-    Py_BEGIN_ALLOW_THREADS
-    tf_log_raw(PyBytes_AS_STRING(bytes), (size_t)n);
-    Py_END_ALLOW_THREADS
+    int rc = stream_put((struct error_stream *)self, PyBytes_AS_STRING(bytes),
+                        (size_t)PyBytes_GET_SIZE(bytes));
     Py_DECREF(bytes);
-    return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
+    return rc < 0 ? NULL : PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
 
 static PyObject *errors_writelines(PyObject *self, PyObject *lines)
@@ -47,9 +108,24 @@ static PyObject *errors_writelines(PyObject *self, PyObject *lines)
 
 static PyObject *errors_flush(PyObject *self, PyObject *unused)
 {
+    (void)unused;
+    wsgi_errors_flush(self);
+    Py_RETURN_NONE;
+}
+
+/* The error log's descriptor, for code that writes to it directly:
+ * faulthandler.enable() (at import in some apps) asks for it, and so do
+ * subprocesses given stderr=sys.stderr. With the log off, /dev/null, which
+ * discards as the log does (faulthandler must not fail to load the app). */
+static PyObject *errors_fileno(PyObject *self, PyObject *unused)
+{
     (void)self;
     (void)unused;
-    Py_RETURN_NONE;
+    static int devnull = -1; /* the GIL guards it */
+    int fd = tf_log_error_fd();
+    if (fd < 0 && devnull < 0 && (devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
+    return PyLong_FromLong(fd >= 0 ? fd : devnull);
 }
 
 static PyObject *errors_false(PyObject *self, PyObject *unused)
@@ -59,39 +135,80 @@ static PyObject *errors_false(PyObject *self, PyObject *unused)
     Py_RETURN_FALSE;
 }
 
+static PyObject *errors_true(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    Py_RETURN_TRUE;
+}
+
+/* What a text file opened for writing answers, so that code which checks a
+ * stream before using it (logging, faulthandler, click, tqdm) takes these. */
 static PyMethodDef errors_methods[] = {
-    { "write", errors_write, METH_O, "Write a str to the error log." },
+    { "write", errors_write, METH_O, "Write a str to the error log (whole lines at once)." },
     { "writelines", errors_writelines, METH_O, "Write each str of an iterable." },
-    { "flush", errors_flush, METH_NOARGS, "No-op: nothing is buffered." },
+    { "flush", errors_flush, METH_NOARGS, "Write out an unfinished line." },
+    { "fileno", errors_fileno, METH_NOARGS, "The error log's file descriptor." },
     { "isatty", errors_false, METH_NOARGS, NULL },
     { "readable", errors_false, METH_NOARGS, NULL },
+    { "seekable", errors_false, METH_NOARGS, NULL },
+    { "writable", errors_true, METH_NOARGS, NULL },
     { NULL, NULL, 0, NULL },
 };
 
-static PyObject *errors_encoding(PyObject *self, void *closure)
+static PyObject *errors_name(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyUnicode_FromString(((struct error_stream *)self)->name);
+}
+
+/* closure: the attribute's constant text */
+static PyObject *errors_text(PyObject *self, void *closure)
+{
+    (void)self;
+    return PyUnicode_FromString(closure);
+}
+
+static PyObject *errors_closed(PyObject *self, void *closure)
 {
     (void)self;
     (void)closure;
-    return PyUnicode_FromString("utf-8");
+    Py_RETURN_FALSE;
+}
+
+static PyObject *errors_line_buffering(PyObject *self, void *closure)
+{
+    (void)self;
+    (void)closure;
+    Py_RETURN_TRUE;
 }
 
 static PyGetSetDef errors_getset[] = {
-    { "encoding", errors_encoding, NULL, NULL, NULL },
+    { "name", errors_name, NULL, NULL, NULL },
+    { "encoding", errors_text, NULL, NULL, "utf-8" },
+    { "errors", errors_text, NULL, "how unencodable text is written", "backslashreplace" },
+    { "mode", errors_text, NULL, NULL, "w" },
+    { "closed", errors_closed, NULL, NULL, NULL },
+    { "line_buffering", errors_line_buffering, NULL, NULL, NULL },
     { NULL, NULL, NULL, NULL, NULL },
 };
 
 PyTypeObject wsgi_errors_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "tracfront.ErrorStream",
-    .tp_basicsize = sizeof(PyObject),
+    .tp_basicsize = sizeof(struct error_stream),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "wsgi.errors: writes to tracfront's error log",
+    .tp_doc = "wsgi.errors, sys.stderr and sys.stdout: writes to tracfront's error log",
     .tp_methods = errors_methods,
     .tp_getset = errors_getset,
-    .tp_new = PyType_GenericNew,
 };
 
-PyObject *wsgi_errors_new(void)
+PyObject *wsgi_errors_new(const char *name)
 {
-    return PyObject_CallNoArgs((PyObject *)&wsgi_errors_type);
+    struct error_stream *s = PyObject_New(struct error_stream, &wsgi_errors_type); /* new ref */
+    if (!s)
+        return NULL;
+    s->name = name;
+    s->held = 0;
+    return (PyObject *)s;
 }

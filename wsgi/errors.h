@@ -1,6 +1,8 @@
-/* errors.h — wsgi.errors: one text stream shared by every request that writes
- * to the error log; also installed as sys.stderr so tracebacks and print()
- * to stderr land in the same log, as under mod_wsgi. */
+/* errors.h — the streams that write to the error log: wsgi.errors, shared by
+ * every request and also installed as sys.stderr, and sys.stdout, so that
+ * tracebacks, print() and logging land in the same log, as under mod_wsgi
+ * (nothing goes to the process's own stdout, which nobody reads and which
+ * C stdio would hold back until exit). */
 #ifndef WSGI_ERRORS_H
 #define WSGI_ERRORS_H
 
@@ -9,7 +11,11 @@
 
 extern PyTypeObject wsgi_errors_type;
 
-/* New ref, or NULL with an exception set. */
-PyObject *wsgi_errors_new(void);
+/* A new stream; name is what its `name` attribute says ("<stderr>"), a
+ * string that outlives it. New ref, or NULL with an exception set. */
+PyObject *wsgi_errors_new(const char *name);
+
+/* GIL held: write out the unfinished line the stream holds, if any. */
+void wsgi_errors_flush(PyObject *stream);
 
 #endif

@@ -7,8 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "proxy/log.h"
 #include "wsgi/app.h"
@@ -17,6 +15,7 @@
 #include "wsgi/filewrapper.h"
 #include "wsgi/input.h"
 #include "wsgi/response.h"
+#include "wsgi/sys_path.h"
 
 struct wsgi_context wsgi_ctx;
 static PyThreadState *main_thread_state; /* main thread only */
@@ -51,35 +50,43 @@ static int ready_types(void)
                : 0;
 }
 
-static int prepend_paths(const struct tf_config *cfg)
+/* sys.stderr and sys.stdout write to the error log, whole lines at once.
+ * Python's own sys.stdout would be block-buffered on the process's stdout:
+ * print() would show up nowhere until exit, and be lost by an _exit(). */
+static int set_std_streams(void)
 {
-    PyObject *path = PySys_GetObject("path"); /* borrowed */
-    if (!path)
-        return -1;
-    for (size_t i = cfg->n_pythonpath; i-- > 0;) {
-        PyObject *dir = PyUnicode_DecodeFSDefault(cfg->pythonpath[i]); /* new ref */
-        if (!dir || PyList_Insert(path, 0, dir) < 0) {
-            Py_XDECREF(dir);
-            return -1;
-        }
-        Py_DECREF(dir);
+    return !(wsgi_ctx.errors = wsgi_errors_new("<stderr>")) ||
+                   !(wsgi_ctx.output = wsgi_errors_new("<stdout>")) ||
+                   PySys_SetObject("stderr", wsgi_ctx.errors) < 0 ||
+                   PySys_SetObject("stdout", wsgi_ctx.output) < 0
+               ? -1
+               : 0;
+}
+
+/* What Py_FinalizeEx would do for the streams: flush sys.stdout and
+ * sys.stderr (the app may have wrapped ours), then ours. */
+static void flush_std_streams(void)
+{
+    static const char *const names[] = { "stdout", "stderr" };
+    for (size_t i = 0; i < 2; i++) {
+        PyObject *stream = PySys_GetObject(names[i]); /* borrowed */
+        PyObject *r = stream && stream != Py_None ? PyObject_CallMethod(stream, "flush", NULL)
+                                                  : NULL;
+        if (!r)
+            PyErr_Clear();
+        Py_XDECREF(r);
     }
-    return 0;
+    wsgi_errors_flush(wsgi_ctx.output);
+    wsgi_errors_flush(wsgi_ctx.errors);
 }
 
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
 {
     char program[4096];
-    if (cfg->venv) {
+    if (cfg->venv) /* checked by wsgi_options_check() */
         snprintf(program, sizeof(program), "%s/bin/python3", cfg->venv);
-        if (access(program, X_OK) != 0) {
-            snprintf(err, errlen, "--venv: '%s' is not a virtual environment (no bin/python3)",
-                     cfg->venv);
-            return -1;
-        }
-    } else {
+    else
         snprintf(program, sizeof(program), "%s", TF_PY_EXECUTABLE);
-    }
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0;
@@ -101,8 +108,8 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
     if (init_python(cfg, err, errlen) < 0)
         return -1;
     wsgi_ctx.cfg = cfg;
-    if (ready_types() < 0 || !(wsgi_ctx.errors = wsgi_errors_new()) ||
-        PySys_SetObject("stderr", wsgi_ctx.errors) < 0 || prepend_paths(cfg) < 0) {
+    if (ready_types() < 0 || set_std_streams() < 0 ||
+        wsgi_sys_path_setup(cfg) < 0) {
         PyErr_Print();
         snprintf(err, errlen, "cannot set up the Python side of tracfront");
         goto fail;
@@ -150,7 +157,7 @@ void wsgi_interp_stop(bool threads_idle)
         Py_CLEAR(wsgi_ctx.base_environ);
         if (Py_FinalizeEx() < 0)
             tf_log_error("Python reported errors while finalizing");
-        wsgi_ctx.errors = NULL; /* gone with the runtime */
+        wsgi_ctx.errors = wsgi_ctx.output = NULL; /* gone with the runtime */
         return;
     }
     /* App threads may still be inside Python: finalizing under them is unsafe,
@@ -161,4 +168,5 @@ void wsgi_interp_stop(bool threads_idle)
         PyErr_Clear();
     Py_XDECREF(r);
     Py_XDECREF(atexit);
+    flush_std_streams();
 }

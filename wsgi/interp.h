@@ -16,14 +16,15 @@
 struct wsgi_context {
     PyObject *app;            /* the WSGI callable (new ref) */
     PyObject *base_environ;   /* dict copied into every environ (new ref) */
-    PyObject *errors;         /* the shared wsgi.errors stream (new ref) */
+    PyObject *errors;         /* the shared wsgi.errors stream, also sys.stderr (new ref) */
+    PyObject *output;         /* sys.stdout: print() to the error log too (new ref) */
     const struct tf_config *cfg;
     unsigned server_port;     /* SERVER_PORT, set once the socket is bound */
 };
 
 extern struct wsgi_context wsgi_ctx;
 
-/* Initialise Python (Debian's, or --venv), prepend --pythonpath, load the app
+/* Initialise Python (Debian's, or --venv), set sys.path, load the app
  * and build the base environ; release the GIL. Returns 0, or -1 with a
  * message naming the flag in err (the traceback goes to the error log). */
 int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen);
@@ -33,7 +34,8 @@ void wsgi_interp_set_port(unsigned port);
 
 /* Take the GIL back on the main thread and finalize (atexit handlers run).
  * With app threads possibly still inside Python (graceful timeout passed),
- * run only the atexit handlers instead of finalizing. */
+ * run only the atexit handlers instead of finalizing, and flush the
+ * streams, as finalizing would. */
 void wsgi_interp_stop(bool threads_idle);
 
 /* Write the current exception's traceback to the error log and clear it. */

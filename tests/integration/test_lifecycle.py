@@ -214,9 +214,9 @@ def test_bad_listen_fails_naming_it(tmp_path, value):
 
 @pytest.mark.parametrize("value, names", [
     ("nosuchmodule_xyz:app", ["nosuchmodule_xyz"]),
-    ("robust_apps", ["--app", "robust_apps"]),            # no colon
+    ("robust_apps", ["application"]),                     # no colon: `application`
     ("robust_apps:nosuchcallable", ["nosuchcallable"]),
-], ids=["no-module", "no-colon", "no-callable"])
+], ids=["no-module", "no-colon-no-application", "no-callable"])
 def test_bad_app_fails_naming_it(tmp_path, value, names):
     rc, out, err = run_cli(tmp_path, *good_args(app=value))
     assert rc > 0, (rc, err)
@@ -435,7 +435,7 @@ def test_profile_log_folder_is_checked_at_start(tmp_path):
 @pytest.mark.parametrize("flag, value, message", [
     ("--trac-env", "{tmp}/missing", "No such file or directory"),
     ("--trac-env", "", "empty"),
-    ("--trac-env", "{tmp}/file.txt", "is not a folder"),
+    ("--trac-env", "{tmp}/file.txt", "is not a directory"),
     ("--trac-env-parent-dir", "{tmp}/missing", "No such file or directory"),
     ("--wsgi-file", "{tmp}/missing.wsgi", "No such file or directory"),
     ("--wsgi-file", "{tmp}", "is not a file"),
