@@ -6,6 +6,7 @@
 #include "proxy/request.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -167,8 +168,58 @@ void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)
     if (status)
         tap->status = status;
     tap->error |= error;
-    tap->t_end = tf_now_us();
+    if (!tap->t_end)
+        tap->t_end = tf_now_us();
     tap->done(tap);
+}
+
+int tf_request_tap_file_prepare(struct tf_request *req, int fd)
+{
+    if (!req->tap)
+        return -1;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        tf_log_error("%s %s: cannot hash the file for --mirror (%m); compared as failed",
+                     req->method, req->target);
+        req->tap->error = true;
+        return -1;
+    }
+    pthread_mutex_lock(&req->lock);
+    req->tap_hashing = true;
+    pthread_mutex_unlock(&req->lock);
+    return copy;
+}
+
+static bool client_left(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool left = req->client_left;
+    pthread_mutex_unlock(&req->lock);
+    return left;
+}
+
+void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size)
+{
+    char buf[64 * 1024];
+    bool whole = true;
+    while (size > 0 && whole) {
+        if (client_left(req)) { /* nobody needs the hash now */
+            whole = false;
+            break;
+        }
+        ssize_t got = pread(fd, buf, size < sizeof(buf) ? (size_t)size : sizeof(buf),
+                            (off_t)offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        whole = got > 0;
+        if (whole) { /* the tap is ours until it ends: the answer left it to us */
+            tap_feed(req->tap, buf, (size_t)got);
+            offset += (uint64_t)got;
+            size -= (uint64_t)got;
+        }
+    }
+    close(fd);
+    tf_request_tap_end(req, 0, !whole);
 }
 
 const char *tf_request_header(const struct tf_request *req, const char *name)
@@ -184,9 +235,12 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
     if (req->tap) {
         pthread_mutex_lock(&req->lock);
         bool streaming = req->tap_streaming && response;
+        bool hashing = req->tap_hashing && response;
         pthread_mutex_unlock(&req->lock);
         req->tap->status = status;
-        if (!streaming) /* the whole body was shown to the tap already */
+        if (hashing) /* all produced; the hash follows (tf_request_tap_file) */
+            req->tap->t_end = tf_now_us();
+        else if (!streaming) /* the whole body was shown to the tap already */
             tf_request_tap_end(req, status, response == NULL);
     }
     req->status = status;
@@ -469,10 +523,11 @@ bool tf_request_client_gone(struct tf_request *req)
     return gone;
 }
 
-void tf_request_connection_closed(struct tf_request *req)
+void tf_request_connection_closed(struct tf_request *req, bool completed)
 {
     pthread_mutex_lock(&req->lock);
     req->client_gone = true;
+    req->client_left = !completed;
     req->reader_suspended = false;
     free_chunks(req);
     bool wake = req->producer_parked;

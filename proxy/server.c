@@ -708,7 +708,6 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
                          enum MHD_RequestTerminationCode toe)
 {
     (void)connection;
-    (void)toe;
     struct tf_server *server = cls;
     struct tf_request *req = *con_cls;
     if (!req)
@@ -737,7 +736,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         prof_latency_record(&sample);
     }
     watch_remove(req);
-    tf_request_connection_closed(req);
+    tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
     tf_request_unref(req);

@@ -10,6 +10,7 @@ request except /count is counted per method and path; /count?path=P answers
 the counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}.
 """
 import json
+import os
 import threading
 import time
 from urllib.parse import parse_qs
@@ -45,6 +46,11 @@ def application(environ, start_response):
         return _reply(start_response, b"side-" + side.encode() + b"\n")
     if path == "/differ-status":
         return _reply(start_response, b"same body\n", "200 OK" if side == "a" else "404 Not Found")
+    if path == "/file":
+        f = open(qs["path"], "rb")
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(os.fstat(f.fileno()).st_size))])
+        return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/sleep":
         if side == qs.get("on", "b"):
             time.sleep(float(qs.get("s", "1")))

@@ -195,3 +195,46 @@ def test_client_gone_before_the_answer(pair, primary, slow_side):
     assert srv.stop() == 0
     assert time.monotonic() - t0 < 10
     assert "requests still running" not in srv.error_log
+
+
+def read_head(s):
+    """Read from s until the end of a response head; (head, body bytes read after it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), rest
+
+
+def test_file_answer_is_not_held_for_its_hash(tracfront, upstream, tmp_path):
+    """A wsgi.file_wrapper answer goes to the client before its body is
+    hashed for the comparison, and the GIL is free while it is: a 1 TiB
+    sparse file (its hash would take many minutes) starts arriving, and
+    another app request is answered meanwhile, the pair still unrecorded.
+    When the client leaves, the hash stops and the pair is recorded."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 40)
+    up = upstream()  # answers /file with a short 404
+    srv = tracfront(*APP, "--threads", "4", "--upstream", up.url, "--mirror",
+                    "--graceful-timeout", "1")
+    s = srv.connect()
+    s.sendall(b"GET /file?path=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(big).encode())
+    head, body = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert "Content-Length: %d" % (1 << 40) in head, head
+    while not body:
+        body = s.recv(65536)
+    assert set(body) == {0}
+    r = requests.get(srv.url + "same", timeout=10)  # needs the GIL
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    j = compare(srv, lambda j: "/same" in routes(j))
+    assert "/same" in routes(j) and "/file" not in routes(j), j  # still hashing
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    j = compare(srv, lambda j: "/file" in routes(j))
+    assert routes(j)["/file"]["pairs"] == 1, j
+    assert srv.stop() == 0
+    assert "requests still running" not in srv.error_log
