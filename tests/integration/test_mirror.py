@@ -238,3 +238,24 @@ def test_file_answer_is_not_held_for_its_hash(tracfront, upstream, tmp_path):
     assert routes(j)["/file"]["pairs"] == 1, j
     assert srv.stop() == 0
     assert "requests still running" not in srv.error_log
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_explicit_routes_are_not_mirrored(pair, primary):
+    """Only requests for the default backend are mirrored: an explicit
+    --route is served by its own backend, as without --mirror, and gets no
+    copy, whichever side is the primary."""
+    srv, up = pair("--mirror-primary", primary, "--route", "/legacy=upstream",
+                   "--route", "/local=app", "--route", "/count=app")  # srv's app's counts
+    assert requests.get(srv.url + "legacy/x", timeout=10).status_code == 200
+    assert requests.post(srv.url + "legacy/x", data=b"p", timeout=10).status_code == 200
+    assert requests.get(srv.url + "local/y", timeout=10).status_code == 200
+    assert requests.get(srv.url + "marker", timeout=10).status_code == 200
+    assert wait_counts(up, "/marker", {"GET": 1}) == {"GET": 1}  # the default is mirrored
+    assert counts(up, "/legacy/x") == {"GET": 1, "POST": 1}
+    assert counts(srv, "/legacy/x") == {}
+    assert counts(srv, "/local/y") == {"GET": 1}
+    assert counts(up, "/local/y") == {}
+    j = compare(srv, lambda j: "/marker" in routes(j))
+    assert "/marker" in routes(j)
+    assert not any(k.startswith(("/legacy", "/local")) for k in routes(j)), j
