@@ -19,6 +19,7 @@ struct compare_route {
     char key[KEY_MAX];
     struct prof_histogram app, upstream;
     uint64_t pairs, status_mismatches, size_mismatches, hash_mismatches;
+    uint64_t abandoned;               /* of pairs: not compared */
 };
 
 struct mismatch {
@@ -31,7 +32,7 @@ static struct compare_route *routes;  /* guarded by lock */
 static unsigned n_routes, cap_routes;
 static struct mismatch recent[MISMATCHES_KEPT]; /* ring, guarded by lock */
 static unsigned n_recent, next_recent;
-static uint64_t mirrored, dropped;    /* guarded by lock */
+static uint64_t mirrored, dropped, abandoned; /* guarded by lock */
 
 void prof_compare_init(unsigned max_routes)
 {
@@ -61,34 +62,60 @@ static struct compare_route *find(const char *key)
     return r;
 }
 
-void prof_compare_record(const char *method, const char *target,
+/* With the lock held: keep a mismatching pair among the recent ones. */
+static void keep_mismatch(const char *method, const char *target,
+                          const struct prof_compare_side *app,
+                          const struct prof_compare_side *upstream)
+{
+    struct mismatch *m = &recent[next_recent];
+    next_recent = (next_recent + 1) % MISMATCHES_KEPT;
+    if (n_recent < MISMATCHES_KEPT)
+        n_recent++;
+    snprintf(m->method, sizeof(m->method), "%s", method);
+    snprintf(m->target, sizeof(m->target), "%s", target);
+    m->app = *app;
+    m->upstream = *upstream;
+}
+
+/* With the lock held: both answers are whole; compare them. r may be NULL
+ * (out of memory): then only the recent mismatches see the pair. */
+static void compare_pair(struct compare_route *r, const char *method, const char *target,
                          const struct prof_compare_side *app,
                          const struct prof_compare_side *upstream)
 {
-    char key[KEY_MAX];
-    prof_route_key(target, strlen(target), key, sizeof(key));
     bool status_differs = app->status != upstream->status || app->error != upstream->error;
     bool size_differs = app->bytes != upstream->bytes;
     bool hash_differs = !size_differs && app->hash != upstream->hash;
-    pthread_mutex_lock(&lock);
-    struct compare_route *r = find(key);
     if (r) {
-        r->pairs++;
         prof_histogram_record(&r->app, app->latency_us);
         prof_histogram_record(&r->upstream, upstream->latency_us);
         r->status_mismatches += status_differs;
         r->size_mismatches += size_differs;
         r->hash_mismatches += hash_differs;
     }
-    if (status_differs || size_differs || hash_differs) {
-        struct mismatch *m = &recent[next_recent];
-        next_recent = (next_recent + 1) % MISMATCHES_KEPT;
-        if (n_recent < MISMATCHES_KEPT)
-            n_recent++;
-        snprintf(m->method, sizeof(m->method), "%s", method);
-        snprintf(m->target, sizeof(m->target), "%s", target);
-        m->app = *app;
-        m->upstream = *upstream;
+    if (status_differs || size_differs || hash_differs)
+        keep_mismatch(method, target, app, upstream);
+}
+
+void prof_compare_record(const char *method, const char *target,
+                         const struct prof_compare_side *app,
+                         const struct prof_compare_side *upstream)
+{
+    char key[KEY_MAX];
+    prof_route_key(target, strlen(target), key, sizeof(key));
+    /* A client that left early cut its answer short (or never needed
+     * it): the difference and the time are the client's, not a backend's. */
+    bool left = app->abandoned || upstream->abandoned;
+    pthread_mutex_lock(&lock);
+    struct compare_route *r = find(key);
+    if (r)
+        r->pairs++;
+    if (left) {
+        abandoned++;
+        if (r)
+            r->abandoned++;
+    } else {
+        compare_pair(r, method, target, app, upstream);
     }
     pthread_mutex_unlock(&lock);
 }
@@ -113,7 +140,7 @@ void prof_compare_reset(void)
     free(routes);
     routes = NULL;
     n_routes = n_recent = next_recent = 0;
-    mirrored = dropped = 0;
+    mirrored = dropped = abandoned = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -155,14 +182,16 @@ char *prof_compare_json(const char *primary)
 {
     struct prof_text t = { 0 };
     pthread_mutex_lock(&lock);
-    prof_text_add(&t, "{\"primary\":\"%s\",\"mirrored\":%llu,\"dropped\":%llu,\"routes\":[",
-                  primary, (unsigned long long)mirrored, (unsigned long long)dropped);
+    prof_text_add(&t, "{\"primary\":\"%s\",\"mirrored\":%llu,\"dropped\":%llu,"
+                  "\"abandoned\":%llu,\"routes\":[", primary, (unsigned long long)mirrored,
+                  (unsigned long long)dropped, (unsigned long long)abandoned);
     for (unsigned i = 0; i < n_routes; i++) {
         const struct compare_route *r = &routes[i];
         prof_text_add(&t, "%s{\"route\":\"", i ? "," : "");
         prof_text_escaped(&t, r->key, PROF_ESC_JSON);
-        prof_text_add(&t, "\",\"pairs\":%llu,\"status_mismatches\":%llu,\"size_mismatches\":%llu,"
-                      "\"hash_mismatches\":%llu,", (unsigned long long)r->pairs,
+        prof_text_add(&t, "\",\"pairs\":%llu,\"abandoned\":%llu,\"status_mismatches\":%llu,"
+                      "\"size_mismatches\":%llu,\"hash_mismatches\":%llu,",
+                      (unsigned long long)r->pairs, (unsigned long long)r->abandoned,
                       (unsigned long long)r->status_mismatches,
                       (unsigned long long)r->size_mismatches,
                       (unsigned long long)r->hash_mismatches);
@@ -190,14 +219,15 @@ static void html_ms(struct prof_text *t, const struct prof_histogram *h)
 
 static void html_routes(struct prof_text *t)
 {
-    prof_text_add(t, "<table><tr><th>route<th>pairs<th>app p50<th>p95<th>p99<th>upstream p50"
+    prof_text_add(t, "<table><tr><th>route<th>pairs<th>abandoned<th>app p50<th>p95<th>p99<th>upstream p50"
                      "<th>p95<th>p99<th>upstream/app p50<th>p95<th>p99<th>status &ne;"
                      "<th>size &ne;<th>hash &ne;\n");
     for (unsigned i = 0; i < n_routes; i++) {
         const struct compare_route *r = &routes[i];
         prof_text_add(t, "<tr><td><code>");
         prof_text_escaped(t, r->key, PROF_ESC_HTML);
-        prof_text_add(t, "</code><td>%llu", (unsigned long long)r->pairs);
+        prof_text_add(t, "</code><td>%llu<td>%llu", (unsigned long long)r->pairs,
+                      (unsigned long long)r->abandoned);
         html_ms(t, &r->app);
         html_ms(t, &r->upstream);
         prof_text_add(t, "<td>%.2f<td>%.2f<td>%.2f<td>%llu<td>%llu<td>%llu\n",
@@ -240,8 +270,10 @@ char *prof_compare_html(const char *primary, const char *profile_path)
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
                   "side gets a copy of each GET and HEAD. %llu mirrored, %llu dropped (mirror "
-                  "queue full). Times in ms, from dispatch to the last body byte.</p>",
-                  primary, (unsigned long long)mirrored, (unsigned long long)dropped);
+                  "queue full), %llu abandoned (the client left before its answer was "
+                  "complete: counted, not compared). Times in ms, from dispatch to the last "
+                  "body byte.</p>", primary, (unsigned long long)mirrored,
+                  (unsigned long long)dropped, (unsigned long long)abandoned);
     html_routes(&t);
     html_mismatches(&t);
     pthread_mutex_unlock(&lock);

@@ -1,6 +1,7 @@
 /* compare.h — --mirror's comparison: for each route, the latency of the app
  * and of the upstream answering the same GET/HEAD requests, side by side,
- * and the pairs whose answers differ (status, body size, body hash).
+ * and the pairs whose answers differ (status, body size, body hash). Pairs
+ * whose client left early are counted apart ("abandoned"), not compared.
  * Recording takes one mutex; reports copy under it. No Python here. */
 #ifndef PROF_COMPARE_H
 #define PROF_COMPARE_H
@@ -13,6 +14,8 @@ struct prof_compare_side {
     uint64_t bytes, hash;
     uint64_t latency_us;      /* dispatched → last body byte produced */
     bool error;
+    bool abandoned;           /* its client left before the answer was complete: the pair
+                                 is counted, not compared */
 };
 
 /* Capacity: routes (later ones count under "(other)") and mismatches kept. */

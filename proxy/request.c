@@ -162,15 +162,20 @@ void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)
     pthread_mutex_lock(&req->lock);
     bool first = tap && !req->tap_ended;
     req->tap_ended = true;
+    if (first) { /* under the lock: tf_request_connection_closed may pass the tap on */
+        if (status)
+            tap->status = status;
+        tap->error |= error;
+        if (!tap->t_end)
+            tap->t_end = tf_now_us();
+        tap->abandoned = req->client_left;
+    }
+    /* A client's answer may still be cut short: whether it got it whole is
+     * known when its connection is done with it (tf_request_connection_closed) */
+    bool known = !req->connection || req->client_gone;
     pthread_mutex_unlock(&req->lock);
-    if (!first)
-        return;
-    if (status)
-        tap->status = status;
-    tap->error |= error;
-    if (!tap->t_end)
-        tap->t_end = tf_now_us();
-    tap->done(tap);
+    if (first && known)
+        tap->done(tap);
 }
 
 int tf_request_tap_file_prepare(struct tf_request *req, int fd)
@@ -528,6 +533,9 @@ void tf_request_connection_closed(struct tf_request *req, bool completed)
     pthread_mutex_lock(&req->lock);
     req->client_gone = true;
     req->client_left = !completed;
+    bool tap_done = req->tap && req->tap_ended; /* it waited for this (tf_request_tap_end) */
+    if (tap_done)
+        req->tap->abandoned = !completed;
     req->reader_suspended = false;
     free_chunks(req);
     bool wake = req->producer_parked;
@@ -538,6 +546,8 @@ void tf_request_connection_closed(struct tf_request *req, bool completed)
     pthread_mutex_unlock(&req->lock);
     if (unsent)
         MHD_destroy_response(unsent);
+    if (tap_done)
+        req->tap->done(req->tap);
     if (wake)
         req->producer_wake(req);
 }

@@ -47,8 +47,11 @@ struct tf_chunk {
 #define TF_CHANNEL_LOW (128u * 1024u)
 
 /* A tap watches one response go by — status, body size and hash, when it
- * ended — for --mirror's comparison. done() is called exactly once, on
- * whichever thread ends the response, after which the tap is not touched. */
+ * ended — for --mirror's comparison. done() is called exactly once, after
+ * which the tap is not touched: when the response has ended (on the thread
+ * that ends it), or for a client's request, if later, when its connection
+ * is done with it (the I/O thread), so that whether the client got the
+ * answer whole is known. */
 struct tf_tap {
     void (*done)(struct tf_tap *tap);
     void *owner;
@@ -57,6 +60,7 @@ struct tf_tap {
     uint64_t t_end;             /* monotonic us: the body was produced (not yet hashed, for
                                    a file: tf_request_tap_file) */
     bool error;                 /* the body ended with an error */
+    bool abandoned;             /* the client left before its answer was complete */
 };
 
 struct tf_request {

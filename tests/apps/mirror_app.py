@@ -5,9 +5,10 @@ entry "mirror.side" (--env mirror.side=a|b).
 /same and any unknown path answer identically on both sides; /differ-size,
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
 b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
-side a only). Every
-request except /count is counted per method and path; /count?path=P answers
-the counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}.
+side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
+the file P through wsgi.file_wrapper. Every request except /count is counted
+per method and path; /count?path=P answers the counts for P as JSON, e.g.
+{"GET": 2, "HEAD": 1}.
 """
 import json
 import os
@@ -46,6 +47,10 @@ def application(environ, start_response):
         return _reply(start_response, b"side-" + side.encode() + b"\n")
     if path == "/differ-status":
         return _reply(start_response, b"same body\n", "200 OK" if side == "a" else "404 Not Found")
+    if path == "/big":
+        n = int(qs.get("n", "0"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"x" * min(65536, n - i) for i in range(0, n, 65536))
     if path == "/file":
         f = open(qs["path"], "rb")
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

@@ -175,12 +175,40 @@ def test_full_mirror_queue_drops_and_primary_still_answers(pair):
     assert j["mirrored"] + j["dropped"] == n
 
 
+def assert_abandoned(j, route, n, compared=0):
+    r = routes(j)[route]
+    assert j["abandoned"] == n and r["abandoned"] == n, j
+    assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0), j
+    # latency samples: only from the pairs compared
+    assert r["app"]["count"] == compared and r["upstream"]["count"] == compared, j
+    assert not any(m["target"].startswith(route) for m in j["mismatches"]), j
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_client_gone_mid_body_is_abandoned_not_a_mismatch(pair, primary):
+    """A client that leaves during a large streamed body: the primary's
+    answer is cut short, the copy's is whole; the pair is abandoned, not a
+    size or status mismatch, and its lifetime is not a latency sample."""
+    srv, _ = pair("--mirror-primary", primary)
+    s = srv.connect()
+    s.sendall(b"GET /big?n=67108864 HTTP/1.1\r\nHost: h\r\n\r\n")
+    head, _ = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert total_pairs(j) == 1, j
+    assert_abandoned(j, "/big", 1)
+
+
 @pytest.mark.parametrize("primary,slow_side", [("app", "a"), ("upstream", "b")])
 def test_client_gone_before_the_answer(pair, primary, slow_side):
     """A client that leaves while the primary is still working: the answer
     made for it is dropped with the connection (it held the request, and the
-    request held it: neither was ever freed), so the pair is still compared
-    and a stop does not wait for it."""
+    request held it: neither was ever freed), and a stop does not wait for
+    it. A reset connection is abandoned: the pair is neither a mismatch nor
+    a latency sample. One that was only closed takes the whole answer (the
+    server cannot tell it from a half-close), so that pair is compared."""
     srv, _ = pair("--mirror-primary", primary)
     for linger in (False, True):  # a plain close, and one that resets the connection
         s = srv.connect()
@@ -191,6 +219,7 @@ def test_client_gone_before_the_answer(pair, primary, slow_side):
         s.close()
     j = compare(srv, lambda j: total_pairs(j) == 2)
     assert j["mirrored"] == 2 and total_pairs(j) == 2, j
+    assert_abandoned(j, "/sleep", 1, compared=1)
     t0 = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - t0 < 10
@@ -236,6 +265,7 @@ def test_file_answer_is_not_held_for_its_hash(tracfront, upstream, tmp_path):
     s.close()
     j = compare(srv, lambda j: "/file" in routes(j))
     assert routes(j)["/file"]["pairs"] == 1, j
+    assert routes(j)["/file"]["abandoned"] == 1, j
     assert srv.stop() == 0
     assert "requests still running" not in srv.error_log
 
