@@ -20,6 +20,7 @@ struct compare_route {
     struct prof_histogram app, upstream;
     uint64_t pairs, status_mismatches, size_mismatches, hash_mismatches;
     uint64_t abandoned;               /* of pairs: not compared */
+    uint64_t held_back;               /* of pairs: not timed */
 };
 
 struct mismatch {
@@ -32,7 +33,7 @@ static struct compare_route *routes;  /* guarded by lock */
 static unsigned n_routes, cap_routes;
 static struct mismatch recent[MISMATCHES_KEPT]; /* ring, guarded by lock */
 static unsigned n_recent, next_recent;
-static uint64_t mirrored, dropped, abandoned; /* guarded by lock */
+static uint64_t mirrored, dropped, abandoned, held_back; /* guarded by lock */
 
 void prof_compare_init(unsigned max_routes)
 {
@@ -86,9 +87,15 @@ static void compare_pair(struct compare_route *r, const char *method, const char
     bool status_differs = app->status != upstream->status || app->error != upstream->error;
     bool size_differs = app->bytes != upstream->bytes;
     bool hash_differs = !size_differs && app->hash != upstream->hash;
+    bool slow_client = app->held_back || upstream->held_back;
+    held_back += slow_client;
     if (r) {
-        prof_histogram_record(&r->app, app->latency_us);
-        prof_histogram_record(&r->upstream, upstream->latency_us);
+        if (slow_client) {
+            r->held_back++;
+        } else {
+            prof_histogram_record(&r->app, app->latency_us);
+            prof_histogram_record(&r->upstream, upstream->latency_us);
+        }
         r->status_mismatches += status_differs;
         r->size_mismatches += size_differs;
         r->hash_mismatches += hash_differs;
@@ -140,7 +147,7 @@ void prof_compare_reset(void)
     free(routes);
     routes = NULL;
     n_routes = n_recent = next_recent = 0;
-    mirrored = dropped = abandoned = 0;
+    mirrored = dropped = abandoned = held_back = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -183,15 +190,17 @@ char *prof_compare_json(const char *primary)
     struct prof_text t = { 0 };
     pthread_mutex_lock(&lock);
     prof_text_add(&t, "{\"primary\":\"%s\",\"mirrored\":%llu,\"dropped\":%llu,"
-                  "\"abandoned\":%llu,\"routes\":[", primary, (unsigned long long)mirrored,
-                  (unsigned long long)dropped, (unsigned long long)abandoned);
+                  "\"abandoned\":%llu,\"held_back\":%llu,\"routes\":[", primary,
+                  (unsigned long long)mirrored, (unsigned long long)dropped,
+                  (unsigned long long)abandoned, (unsigned long long)held_back);
     for (unsigned i = 0; i < n_routes; i++) {
         const struct compare_route *r = &routes[i];
         prof_text_add(&t, "%s{\"route\":\"", i ? "," : "");
         prof_text_escaped(&t, r->key, PROF_ESC_JSON);
-        prof_text_add(&t, "\",\"pairs\":%llu,\"abandoned\":%llu,\"status_mismatches\":%llu,"
-                      "\"size_mismatches\":%llu,\"hash_mismatches\":%llu,",
-                      (unsigned long long)r->pairs, (unsigned long long)r->abandoned,
+        prof_text_add(&t, "\",\"pairs\":%llu,\"abandoned\":%llu,\"held_back\":%llu,"
+                      "\"status_mismatches\":%llu,\"size_mismatches\":%llu,"
+                      "\"hash_mismatches\":%llu,", (unsigned long long)r->pairs,
+                      (unsigned long long)r->abandoned, (unsigned long long)r->held_back,
                       (unsigned long long)r->status_mismatches,
                       (unsigned long long)r->size_mismatches,
                       (unsigned long long)r->hash_mismatches);
@@ -219,15 +228,15 @@ static void html_ms(struct prof_text *t, const struct prof_histogram *h)
 
 static void html_routes(struct prof_text *t)
 {
-    prof_text_add(t, "<table><tr><th>route<th>pairs<th>abandoned<th>app p50<th>p95<th>p99<th>upstream p50"
+    prof_text_add(t, "<table><tr><th>route<th>pairs<th>abandoned<th>held back<th>app p50<th>p95<th>p99<th>upstream p50"
                      "<th>p95<th>p99<th>upstream/app p50<th>p95<th>p99<th>status &ne;"
                      "<th>size &ne;<th>hash &ne;\n");
     for (unsigned i = 0; i < n_routes; i++) {
         const struct compare_route *r = &routes[i];
         prof_text_add(t, "<tr><td><code>");
         prof_text_escaped(t, r->key, PROF_ESC_HTML);
-        prof_text_add(t, "</code><td>%llu<td>%llu", (unsigned long long)r->pairs,
-                      (unsigned long long)r->abandoned);
+        prof_text_add(t, "</code><td>%llu<td>%llu<td>%llu", (unsigned long long)r->pairs,
+                      (unsigned long long)r->abandoned, (unsigned long long)r->held_back);
         html_ms(t, &r->app);
         html_ms(t, &r->upstream);
         prof_text_add(t, "<td>%.2f<td>%.2f<td>%.2f<td>%llu<td>%llu<td>%llu\n",
@@ -271,9 +280,11 @@ char *prof_compare_html(const char *primary, const char *profile_path)
     prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
                   "side gets a copy of each GET and HEAD. %llu mirrored, %llu dropped (mirror "
                   "queue full), %llu abandoned (the client left before its answer was "
-                  "complete: counted, not compared). Times in ms, from dispatch to the last "
-                  "body byte.</p>", primary, (unsigned long long)mirrored,
-                  (unsigned long long)dropped, (unsigned long long)abandoned);
+                  "complete: counted, not compared), %llu held back (the primary waited for a "
+                  "slow client: answers compared, times not). Times in ms, from dispatch to "
+                  "the last body byte.</p>", primary, (unsigned long long)mirrored,
+                  (unsigned long long)dropped, (unsigned long long)abandoned,
+                  (unsigned long long)held_back);
     html_routes(&t);
     html_mismatches(&t);
     pthread_mutex_unlock(&lock);

@@ -1,7 +1,9 @@
 /* compare.h — --mirror's comparison: for each route, the latency of the app
  * and of the upstream answering the same GET/HEAD requests, side by side,
  * and the pairs whose answers differ (status, body size, body hash). Pairs
- * whose client left early are counted apart ("abandoned"), not compared.
+ * whose client left early are counted apart ("abandoned"), not compared;
+ * those whose primary waited for a slow client ("held back") are compared
+ * but give no latency sample: the two sides were not timed alike.
  * Recording takes one mutex; reports copy under it. No Python here. */
 #ifndef PROF_COMPARE_H
 #define PROF_COMPARE_H
@@ -16,6 +18,8 @@ struct prof_compare_side {
     bool error;
     bool abandoned;           /* its client left before the answer was complete: the pair
                                  is counted, not compared */
+    bool held_back;           /* it waited for a slow client: the answers are compared, the
+                                 times are not */
 };
 
 /* Capacity: routes (later ones count under "(other)") and mismatches kept. */

@@ -61,6 +61,7 @@ static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64
     out->hash = tap->hash;
     out->error = tap->error;
     out->abandoned = tap->abandoned;
+    out->held_back = tap->held_back;
     out->latency_us = tap->t_end > t_start ? tap->t_end - t_start : 0;
 }
 

@@ -516,6 +516,10 @@ bool tf_request_park(struct tf_request *req)
     pthread_mutex_lock(&req->lock);
     bool parked = !req->client_gone && req->queued > TF_CHANNEL_LOW;
     req->producer_parked = parked;
+    /* The producer's own tap: the client sets its pace now. Under the lock:
+     * once it is released, a wake may run the producer elsewhere and end it. */
+    if (parked && req->tap)
+        req->tap->held_back = true;
     pthread_mutex_unlock(&req->lock);
     return parked;
 }

@@ -61,6 +61,8 @@ struct tf_tap {
                                    a file: tf_request_tap_file) */
     bool error;                 /* the body ended with an error */
     bool abandoned;             /* the client left before its answer was complete */
+    bool held_back;             /* the producer waited for a slow client (it parked): its
+                                   time includes the client's */
 };
 
 struct tf_request {
@@ -201,7 +203,8 @@ void tf_request_finish(struct tf_request *req, bool error);
  * size bytes (some spilled to a file, or read), or out of memory. */
 struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
 /* Park the producer: returns true if parked (producer_wake will be called
- * later), false if the queue already drained or the client left meanwhile. */
+ * later), false if the queue already drained or the client left meanwhile.
+ * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
 bool tf_request_client_gone(struct tf_request *req);
 

@@ -201,6 +201,34 @@ def test_client_gone_mid_body_is_abandoned_not_a_mismatch(pair, primary):
     assert_abandoned(j, "/big", 1)
 
 
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_slow_client_is_not_the_backends_latency(pair, primary):
+    """A client that reads slowly holds the primary back (a paused transfer,
+    a parked app): its download time is not the backend's latency. The pair
+    is still compared (same answers: no mismatch) and counted as held back,
+    but gives no latency sample."""
+    srv, _ = pair("--mirror-primary", primary)
+    s = srv.connect()
+    s.sendall(b"GET /big?n=67108864 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head, body = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    time.sleep(0.5)  # not reading: far more than the socket buffers is waiting
+    n = len(body)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        n += len(chunk)
+    s.close()
+    assert n > 67108864  # chunked framing on top of the body
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    r = routes(j)["/big"]
+    assert r["pairs"] == 1 and r["held_back"] == 1 and j["held_back"] == 1, j
+    assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0), j
+    assert r["app"]["count"] == 0 and r["upstream"]["count"] == 0, j
+    assert j["abandoned"] == 0, j
+
+
 @pytest.mark.parametrize("primary,slow_side", [("app", "a"), ("upstream", "b")])
 def test_client_gone_before_the_answer(pair, primary, slow_side):
     """A client that leaves while the primary is still working: the answer
