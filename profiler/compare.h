@@ -3,7 +3,8 @@
  * and the pairs whose answers differ (status, body size, body hash). Pairs
  * whose client left early are counted apart ("abandoned"), not compared;
  * those whose primary waited for a slow client ("held back") are compared
- * but give no latency sample: the two sides were not timed alike.
+ * but give no latency sample: the two sides were not timed alike. A side
+ * that gave no whole answer makes a failed pair, kept with its error.
  * Recording takes one mutex; reports copy under it. No Python here. */
 #ifndef PROF_COMPARE_H
 #define PROF_COMPARE_H
@@ -15,7 +16,8 @@ struct prof_compare_side {
     unsigned status;
     uint64_t bytes, hash;
     uint64_t latency_us;      /* dispatched → last body byte produced */
-    bool error;
+    bool error;               /* no whole answer (refused, reset, timed out, ...) */
+    char why[128];            /* with error: what went wrong, if known ("" if not) */
     bool abandoned;           /* its client left before the answer was complete: the pair
                                  is counted, not compared */
     bool held_back;           /* it waited for a slow client: the answers are compared, the

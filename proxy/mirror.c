@@ -2,6 +2,7 @@
  * whichever of its two taps ends last, on whatever thread that is. */
 #include "proxy/mirror.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,7 @@ static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64
     out->bytes = tap->bytes;
     out->hash = tap->hash;
     out->error = tap->error;
+    snprintf(out->why, sizeof(out->why), "%s", tap->why);
     out->abandoned = tap->abandoned;
     out->held_back = tap->held_back;
     out->latency_us = tap->t_end > t_start ? tap->t_end - t_start : 0;

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -154,6 +155,14 @@ void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
 {
     if (req->tap && !req->tap_ended) /* the producer's thread ends it: no lock needed */
         tap_feed(req->tap, data, len);
+}
+
+void tf_request_tap_failed(struct tf_request *req, const char *why)
+{
+    if (!req->tap || req->tap_ended) /* the producer's thread ends it: no lock needed */
+        return;
+    req->tap->error = true; /* even when an error page answers the client */
+    snprintf(req->tap->why, sizeof(req->tap->why), "%s", why);
 }
 
 void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)

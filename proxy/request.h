@@ -60,6 +60,8 @@ struct tf_tap {
     uint64_t t_end;             /* monotonic us: the body was produced (not yet hashed, for
                                    a file: tf_request_tap_file) */
     bool error;                 /* the body ended with an error */
+    char why[128];              /* with error, if known: what went wrong (the backend's
+                                   words: tf_request_tap_failed) */
     bool abandoned;             /* the client left before its answer was complete */
     bool held_back;             /* the producer waited for a slow client (it parked): its
                                    time includes the client's */
@@ -155,6 +157,10 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req);
 /* Backend side: a body a backend answers with in one piece (not through the
  * channel), shown to the tap. */
 void tf_request_tap_body(struct tf_request *req, const char *data, size_t len);
+/* Backend side, before it answers or finishes: the backend gave no whole
+ * answer (the client may get an error page instead); why goes to the
+ * comparison's list of failures. */
+void tf_request_tap_failed(struct tf_request *req, const char *why);
 /* End the tap now (a request answered without its backend, e.g. 503). */
 void tf_request_tap_end(struct tf_request *req, unsigned status, bool error);
 /* Backend side, a body sent from the file fd (sendfile): hashing it would

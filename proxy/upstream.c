@@ -192,9 +192,11 @@ static void respond(struct transfer *t, uint64_t size)
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
-    tf_log_error("upstream: %s %s: %s (answered %s)", req->method, req->target, why,
-                 t->responded ? "with the connection cut: the head was already sent"
-                              : status == 504 ? "504" : "502");
+    tf_log_error("upstream: %s %s: %s (%s)", req->method, req->target, why,
+                 !req->connection ? "the --mirror copy failed; no client waits for it"
+                 : t->responded ? "answered with the connection cut: the head was already sent"
+                 : status == 504 ? "answered 504" : "answered 502");
+    tf_request_tap_failed(req, why);
     if (t->responded) {
         tf_request_finish(req, true);
         return;

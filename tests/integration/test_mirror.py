@@ -3,6 +3,7 @@ serving the same tests/apps/mirror_app.py, as side "b"): the client gets the
 primary's answer, /__profile__/api/compare counts pairs and status/size/hash
 mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
 route keys, and a full --mirror-queue drops copies without hurting the primary."""
+import html
 import json
 import socket
 import struct
@@ -10,6 +11,8 @@ import time
 
 import pytest
 import requests
+
+from conftest import closed_port
 
 APP = ("--app", "mirror_app:application")
 
@@ -317,3 +320,35 @@ def test_explicit_routes_are_not_mirrored(pair, primary):
     j = compare(srv, lambda j: "/marker" in routes(j))
     assert "/marker" in routes(j)
     assert not any(k.startswith(("/legacy", "/local")) for k in routes(j)), j
+
+
+def test_failed_copies_are_counted_apart_with_their_error(tracfront, upstream):
+    """A copy the upstream refuses, cuts short or leaves unanswered is no
+    answer to compare: it is counted as failed and listed with its error
+    (JSON and page), not as a status/size mismatch nor a latency sample,
+    and the log says the copy failed (no client was answered 502)."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--upstream-read-timeout", "0.5")
+    dead = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), "--mirror")
+    for s, path in ((srv, "die?n=1000&sent=10"), (srv, "slow?delay=3"), (dead, "gone")):
+        r = requests.get(s.url + path, timeout=10)
+        assert (r.status_code, r.content) == (200, b"same body\n")  # the app answers
+    j = compare(srv, lambda j: total_pairs(j) == 2)
+    k = compare(dead, lambda j: total_pairs(j) == 1)
+    for x, n in ((j, 2), (k, 1)):
+        assert x["failed"] == n and total_pairs(x) == n, x
+        assert x["mismatches"] == [], x
+        for r in x["routes"]:
+            assert r["failed"] == r["pairs"] == 1, x
+            assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0)
+            assert r["app"]["count"] == 0 and r["upstream"]["count"] == 0, x
+        assert all(f["side"] == "upstream" and f["method"] == "GET" for f in x["failures"]), x
+    errors = {f["target"].split("?")[0]: f["error"] for f in j["failures"] + k["failures"]}
+    assert "transfer closed" in errors["/die"].lower() or "partial" in errors["/die"].lower(), errors
+    assert "--upstream-read-timeout" in errors["/slow"], errors
+    assert "connect" in errors["/gone"].lower(), errors
+    page = html.unescape(requests.get(dead.url + "__profile__/compare", timeout=10).text)
+    assert errors["/gone"] in page, page
+    for s in (srv, dead):
+        assert "answered 502" not in s.error_log and "answered 504" not in s.error_log
+    assert "the --mirror copy failed" in dead.error_log, dead.error_log
