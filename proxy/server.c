@@ -1135,12 +1135,6 @@ int tf_server_in_flight(const struct tf_server *server)
     return __atomic_load_n(&server->in_flight, __ATOMIC_SEQ_CST);
 }
 
-int tf_server_busy(const struct tf_server *server)
-{
-    return tf_server_in_flight(server) +
-           (server->mirror ? (int)tf_mirror_unrecorded_pairs(server->mirror) : 0);
-}
-
 void tf_server_stop(struct tf_server *server)
 {
     if (!server)

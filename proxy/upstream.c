@@ -72,6 +72,7 @@ struct lane {
     uint64_t last_idle_check;
     uint64_t timer_due;             /* curl's timeout, monotonic us */
     bool timer_set;
+    bool stopping;                  /* lane_stop: what still runs is abandoned */
 };
 
 struct tf_upstream {
@@ -225,7 +226,10 @@ static void finish(struct transfer *t, CURLcode rc)
 {
     char why[400];
     note_timing(t);
-    if (t->timed_out) {
+    if (t->up->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
+        tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
+        tf_request_finish(t->req, true);
+    } else if (t->timed_out) {
         snprintf(why, sizeof(why), "no data for %.1fs (--upstream-read-timeout)",
                  t->up->cfg->upstream_read_timeout);
         fail(t, 504, why);
@@ -641,7 +645,8 @@ static void lane_stop(struct lane *l)
     if (!l->multi)
         return;
     tf_loop_run_posted(l->loop); /* pins the closing connections released */
-    while (l->active) /* only at a forced stop */
+    l->stopping = true;
+    while (l->active) /* --mirror copies, or anything at a forced stop */
         end_transfer(l->active, CURLE_ABORTED_BY_CALLBACK);
     remove_lane_tick(l);
     lane_free(l);

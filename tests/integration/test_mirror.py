@@ -352,3 +352,22 @@ def test_failed_copies_are_counted_apart_with_their_error(tracfront, upstream):
     for s in (srv, dead):
         assert "answered 502" not in s.error_log and "answered 504" not in s.error_log
     assert "the --mirror copy failed" in dead.error_log, dead.error_log
+
+
+def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
+    """A stop does not wait for mirror copies: they are not requests in
+    flight. With a copy that would take 10 s and --graceful-timeout 2, the
+    stop is clean (the profile log is saved) instead of giving up."""
+    up = upstream()
+    log = tmp_path / "profile.pstats"
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--graceful-timeout", "2",
+                    "--profile-log", log)
+    r = requests.get(srv.url + "slow?delay=10", timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    deadline = time.monotonic() + 5
+    while up.stats()["by_path"].get("/slow") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert up.stats()["by_path"].get("/slow") == 1  # the copy is with the upstream
+    assert srv.stop() == 0
+    assert "requests still running" not in srv.error_log, srv.error_log
+    assert log.exists()
