@@ -371,3 +371,13 @@ def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
     assert srv.stop() == 0
     assert "requests still running" not in srv.error_log, srv.error_log
     assert log.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--mirror-primary", "upstream"), ("--mirror-queue", "4")])
+def test_mirror_settings_without_mirror_are_refused(tracfront, flag, value):
+    """A --mirror-* setting without --mirror would be silently ignored: it
+    is a start error naming the flag (exit status 2)."""
+    srv = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), flag, value,
+                    expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert flag in srv.stderr and "--mirror" in srv.stderr, srv.stderr
