@@ -155,6 +155,7 @@ void prof_compare_record(const char *method, const char *target,
      * or 504 is tracfront's), and its time is that of the failure. */
     bool broke = !left && (app->error || upstream->error);
     pthread_mutex_lock(&lock);
+    mirrored++; /* here, not when sent: a pair in flight at a reset is counted with it */
     struct compare_route *r = find(key);
     if (r) {
         r->pairs++;
@@ -169,13 +170,6 @@ void prof_compare_record(const char *method, const char *target,
         keep_failure(method, target, "upstream", upstream);
     if (!left && !broke)
         compare_pair(r, method, target, app, upstream);
-    pthread_mutex_unlock(&lock);
-}
-
-void prof_compare_count_mirrored(void)
-{
-    pthread_mutex_lock(&lock);
-    mirrored++;
     pthread_mutex_unlock(&lock);
 }
 
@@ -365,8 +359,8 @@ char *prof_compare_html(const char *primary, const char *profile_path)
     prof_text_add(&t, "\">&larr; profile</a> &middot; <a href=\"");
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
-                  "side gets a copy of each GET and HEAD. %llu mirrored, %llu dropped (mirror "
-                  "queue full), %llu abandoned (the client left before its answer was "
+                  "side gets a copy of each GET and HEAD. %llu mirrored (pairs ended), %llu "
+                  "dropped (mirror queue full), %llu abandoned (the client left before its answer was "
                   "complete: counted, not compared), %llu failed (a side gave no whole answer: "
                   "counted, not compared), %llu held back (the primary waited for a slow "
                   "client: answers compared, times not). Times in ms, from dispatch to the "

@@ -26,10 +26,10 @@ struct prof_compare_side {
 
 /* Capacity: routes (later ones count under "(other)") and mismatches kept. */
 void prof_compare_init(unsigned max_routes);
+/* A pair whose two answers have ended: counted as mirrored, and compared. */
 void prof_compare_record(const char *method, const char *target,
                          const struct prof_compare_side *app,
                          const struct prof_compare_side *upstream);
-void prof_compare_count_mirrored(void);
 void prof_compare_count_dropped(void);
 void prof_compare_reset(void);
 

@@ -144,5 +144,4 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
         prof_compare_count_dropped();
         return;
     }
-    prof_compare_count_mirrored();
 }

@@ -381,3 +381,15 @@ def test_mirror_settings_without_mirror_are_refused(tracfront, flag, value):
                     expect_fail=True)
     assert srv.proc.wait(10) == 2
     assert flag in srv.stderr and "--mirror" in srv.stderr, srv.stderr
+
+
+def test_pairs_in_flight_at_clear_are_counted_as_mirrored(pair):
+    """Clear empties the comparison; a pair still in flight then is recorded
+    when it ends, and counted in "mirrored" with it, so the counts agree."""
+    srv, up = pair()
+    assert requests.get(srv.url + "sleep", params={"s": "1"}, timeout=10).status_code == 200
+    assert wait_counts(up, "/sleep", {"GET": 1}) == {"GET": 1}  # the copy is at side b
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert total_pairs(j) == 1 and j["mirrored"] == 1, j
