@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "profiler/histogram.h"
 #include "profiler/route.h"
@@ -206,6 +207,12 @@ static void json_side(struct prof_text *t, const char *name, const struct prof_h
                   (double)prof_histogram_percentile(h, 99) / 1000.0);
 }
 
+/* Did the two sides encode the body differently (e.g. gzip on one side)? */
+static bool encodings_differ(const struct mismatch *m)
+{
+    return strcasecmp(m->app.encoding, m->upstream.encoding) != 0;
+}
+
 static void json_mismatch(struct prof_text *t, const struct mismatch *m, bool first)
 {
     prof_text_add(t, "%s{\"method\":\"", first ? "" : ",");
@@ -213,9 +220,14 @@ static void json_mismatch(struct prof_text *t, const struct mismatch *m, bool fi
     prof_text_add(t, "\",\"target\":\"");
     prof_text_escaped(t, m->target, PROF_ESC_JSON);
     prof_text_add(t, "\",\"app_status\":%u,\"upstream_status\":%u,\"app_bytes\":%llu,"
-                  "\"upstream_bytes\":%llu,\"same_hash\":%s}", m->app.status, m->upstream.status,
-                  (unsigned long long)m->app.bytes, (unsigned long long)m->upstream.bytes,
+                  "\"upstream_bytes\":%llu,\"same_hash\":%s,\"app_encoding\":\"",
+                  m->app.status, m->upstream.status, (unsigned long long)m->app.bytes,
+                  (unsigned long long)m->upstream.bytes,
                   m->app.hash == m->upstream.hash ? "true" : "false");
+    prof_text_escaped(t, m->app.encoding, PROF_ESC_JSON);
+    prof_text_add(t, "\",\"upstream_encoding\":\"");
+    prof_text_escaped(t, m->upstream.encoding, PROF_ESC_JSON);
+    prof_text_add(t, "\",\"encoding_differs\":%s}", encodings_differ(m) ? "true" : "false");
 }
 
 /* What a failed side's error says: its backend's words, or a general one. */
@@ -317,17 +329,33 @@ static void html_request(struct prof_text *t, const char *method, const char *ta
     prof_text_add(t, "</code>");
 }
 
+/* The encodings cell: "same", or each side's (the likely reason for the sizes). */
+static void html_encodings(struct prof_text *t, const struct mismatch *m)
+{
+    if (!encodings_differ(m)) {
+        prof_text_add(t, "same\n");
+        return;
+    }
+    prof_text_escaped(t, m->app.encoding[0] ? m->app.encoding : "identity", PROF_ESC_HTML);
+    prof_text_add(t, " &ne; ");
+    prof_text_escaped(t, m->upstream.encoding[0] ? m->upstream.encoding : "identity",
+                      PROF_ESC_HTML);
+    prof_text_add(t, "\n");
+}
+
 static void html_mismatches(struct prof_text *t)
 {
     prof_text_add(t, "<h2>Recent mismatches</h2><table><tr><th>request<th>app status"
-                     "<th>upstream status<th>app bytes<th>upstream bytes<th>same body\n");
+                     "<th>upstream status<th>app bytes<th>upstream bytes<th>same body"
+                     "<th>encodings\n");
     for (unsigned i = recent_ring.n; i-- > 0;) { /* newest first */
         const struct mismatch *m = &recent[ring_at(&recent_ring, i)];
         bool same = m->app.hash == m->upstream.hash && m->app.bytes == m->upstream.bytes;
         html_request(t, m->method, m->target);
-        prof_text_add(t, "<td>%u<td>%u<td>%llu<td>%llu<td>%s\n", m->app.status,
+        prof_text_add(t, "<td>%u<td>%u<td>%llu<td>%llu<td>%s<td>", m->app.status,
                       m->upstream.status, (unsigned long long)m->app.bytes,
                       (unsigned long long)m->upstream.bytes, same ? "yes" : "no");
+        html_encodings(t, m);
     }
     prof_text_add(t, "</table>\n");
 }

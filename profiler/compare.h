@@ -14,6 +14,7 @@
 
 struct prof_compare_side {
     unsigned status;
+    char encoding[32];        /* Content-Encoding, "" for none */
     uint64_t bytes, hash;
     uint64_t latency_us;      /* dispatched → last body byte produced */
     bool error;               /* no whole answer (refused, reset, timed out, ...) */

@@ -63,6 +63,7 @@ enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
 static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64_t t_start)
 {
     out->status = tap->status;
+    snprintf(out->encoding, sizeof(out->encoding), "%s", tap->encoding);
     out->bytes = tap->bytes;
     out->hash = tap->hash;
     out->error = tap->error;

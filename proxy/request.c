@@ -244,9 +244,19 @@ const char *tf_request_header(const struct tf_request *req, const char *name)
     return NULL;
 }
 
+/* What the tap keeps of the answer's head: its Content-Encoding (a body
+ * gzipped on one side only differs for that reason alone). */
+static void tap_head(struct tf_tap *tap, struct MHD_Response *response)
+{
+    const char *encoding = response ? MHD_get_response_header(response, "Content-Encoding")
+                                    : NULL;
+    snprintf(tap->encoding, sizeof(tap->encoding), "%s", encoding ? encoding : "");
+}
+
 void tf_request_respond(struct tf_request *req, struct MHD_Response *response, unsigned status)
 {
     if (req->tap) {
+        tap_head(req->tap, response);
         pthread_mutex_lock(&req->lock);
         bool streaming = req->tap_streaming && response;
         bool hashing = req->tap_hashing && response;

@@ -56,6 +56,7 @@ struct tf_tap {
     void (*done)(struct tf_tap *tap);
     void *owner;
     unsigned status;
+    char encoding[32];          /* the answer's Content-Encoding, "" for none */
     uint64_t bytes, hash;       /* FNV-1a 64 of the body */
     uint64_t t_end;             /* monotonic us: the body was produced (not yet hashed, for
                                    a file: tf_request_tap_file) */

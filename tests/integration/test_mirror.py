@@ -393,3 +393,22 @@ def test_pairs_in_flight_at_clear_are_counted_as_mirrored(pair):
     assert r.status_code == 303
     j = compare(srv, lambda j: total_pairs(j) == 1)
     assert total_pairs(j) == 1 and j["mirrored"] == 1, j
+
+
+def test_mismatch_record_notes_a_content_encoding_difference(tracfront, upstream):
+    """An upstream that gzips and an app that does not differ in size for
+    that reason alone: the mismatch record says which encodings each used."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror")
+    assert requests.get(srv.url + "bytes?n=1000&gzip=1", timeout=10).status_code == 200
+    assert requests.get(srv.url + "differ", timeout=10).status_code == 200  # 404 upstream
+    j = compare(srv, lambda j: total_pairs(j) == 2)
+    mm = {m["target"].split("?")[0]: m for m in j["mismatches"]}
+    gz = mm["/bytes"]
+    assert (gz["app_encoding"], gz["upstream_encoding"], gz["encoding_differs"]) == \
+        ("", "gzip", True), gz
+    plain = mm["/differ"]
+    assert (plain["app_encoding"], plain["upstream_encoding"], plain["encoding_differs"]) == \
+        ("", "", False), plain
+    page = requests.get(srv.url + "__profile__/compare", timeout=10).text
+    assert "gzip" in page
