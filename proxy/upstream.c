@@ -323,8 +323,10 @@ static CURLcode set_options(struct transfer *t)
         SET(CURLOPT_SEEKFUNCTION, on_seek);
         SET(CURLOPT_SEEKDATA, t);
     }
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
-        !(req->has_body && !strcmp(req->method, "POST")))
+    /* The method curl would send by itself: HEAD (NOBODY), POST with a body
+     * (CURLOPT_POST, even for a GET with a body), else GET. */
+    const char *curls = req->is_head ? "HEAD" : req->has_body ? "POST" : "GET";
+    if (strcmp(req->method, curls) != 0)
         SET(CURLOPT_CUSTOMREQUEST, req->method);
     /* A stale pooled connection is retried by curl: only safe when the
      * method is idempotent, so anything else gets a fresh connection. */
