@@ -131,6 +131,13 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req)
         c->name_len = h->name_len;
         c->value_len = h->value_len;
     }
+    /* A GET may have a body (a search API): the copy sends it too, as
+     * nginx's mirror does. */
+    if (req->has_body && tf_spool_share(&copy->body, &req->body) < 0) {
+        tf_request_unref(copy);
+        return NULL;
+    }
+    copy->has_body = req->has_body;
     copy->http11 = req->http11;
     copy->is_head = req->is_head;
     memcpy(copy->remote_addr, req->remote_addr, sizeof(copy->remote_addr));

@@ -152,8 +152,8 @@ void tf_request_ref(struct tf_request *req);
 void tf_request_unref(struct tf_request *req);
 
 /* A detached copy of a GET/HEAD request for --mirror: same method, target,
- * headers and client address, no connection (its answer goes only to its
- * tap). NULL on out of memory. */
+ * headers, body and client address, no connection (its answer goes only
+ * to its tap). Call once req's body is complete. NULL on out of memory. */
 struct tf_request *tf_request_clone_detached(const struct tf_request *req);
 /* Backend side: a body a backend answers with in one piece (not through the
  * channel), shown to the tap. */

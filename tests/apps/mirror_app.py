@@ -6,10 +6,12 @@ entry "mirror.side" (--env mirror.side=a|b).
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
 b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
 side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
-the file P through wsgi.file_wrapper. Every request except /count is counted
-per method and path; /count?path=P answers the counts for P as JSON, e.g.
-{"GET": 2, "HEAD": 1}.
+the file P through wsgi.file_wrapper. Every request except /count and
+/bodies is counted per method and path; /count?path=P answers the counts for
+P as JSON, e.g. {"GET": 2, "HEAD": 1}; /bodies?path=P the requests with a
+body for P, as [method, length, sha256] lists.
 """
+import hashlib
 import json
 import os
 import threading
@@ -17,6 +19,7 @@ import time
 from urllib.parse import parse_qs
 
 COUNTS = {}
+BODIES = {}
 _lock = threading.Lock()
 
 
@@ -35,12 +38,19 @@ def application(environ, start_response):
         with _lock:
             body = json.dumps(COUNTS.get(qs.get("path", ""), {})).encode()
         return _reply(start_response, body)
+    if path == "/bodies":
+        with _lock:
+            body = json.dumps(BODIES.get(qs.get("path", ""), [])).encode()
+        return _reply(start_response, body)
     with _lock:
         per_method = COUNTS.setdefault(path, {})
         per_method[method] = per_method.get(method, 0) + 1
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length:
-        environ["wsgi.input"].read(length)
+        data = environ["wsgi.input"].read(length)
+        with _lock:
+            BODIES.setdefault(path, []).append([method, len(data),
+                                                hashlib.sha256(data).hexdigest()])
     if path == "/differ-size":
         return _reply(start_response, b"a" * 10 if side == "a" else b"b" * 20)
     if path == "/differ-hash":

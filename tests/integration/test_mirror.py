@@ -3,6 +3,7 @@ serving the same tests/apps/mirror_app.py, as side "b"): the client gets the
 primary's answer, /__profile__/api/compare counts pairs and status/size/hash
 mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
 route keys, and a full --mirror-queue drops copies without hurting the primary."""
+import hashlib
 import html
 import json
 import socket
@@ -412,3 +413,22 @@ def test_mismatch_record_notes_a_content_encoding_difference(tracfront, upstream
         ("", "", False), plain
     page = requests.get(srv.url + "__profile__/compare", timeout=10).text
     assert "gzip" in page
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_copy_of_a_get_carries_its_body(pair, primary):
+    """A GET with a body (a search API, say) is copied with its body and
+    Content-Length, as nginx's mirror does, and stays a GET."""
+    srv, up = pair("--mirror-primary", primary, "--route", "/bodies=app")
+    body = b"q=" + b"x" * 300000  # more than a body kept in memory
+    r = requests.request("GET", srv.url + "search", data=body, timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    want = [["GET", len(body), hashlib.sha256(body).hexdigest()]]
+    for side in (srv, up):  # the primary's app, or the other side's: both saw it whole
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = requests.get(side.url + "bodies", params={"path": "/search"}, timeout=10).json()
+            if got:
+                break
+            time.sleep(0.05)
+        assert got == want, (side.url, got)
