@@ -487,7 +487,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_max_nodes = 200000;
     cfg->upstream_connect_timeout = 5;
     cfg->upstream_read_timeout = 60;
-    cfg->mirror_queue = 16;
+    cfg->mirror_queue = 0; /* not given: 16 with --mirror (check_backends) */
     cfg->worker_start_timeout = 60;
     cfg->digest_nonce_lifetime = 300;
 }
@@ -556,6 +556,13 @@ static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--mirror: needs both an application and an --upstream to compare");
         return -1;
     }
+    if (!cfg->mirror && (cfg->mirror_primary || cfg->mirror_queue)) { /* else silently unused */
+        snprintf(err, errlen, "%s: only with --mirror (add --mirror, or drop it)",
+                 cfg->mirror_primary ? "--mirror-primary" : "--mirror-queue");
+        return -1;
+    }
+    if (!cfg->mirror_queue)
+        cfg->mirror_queue = 16;
     return 0;
 }
 

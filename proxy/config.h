@@ -63,7 +63,7 @@ struct tf_config {
     struct tf_route_table routes;        /* derived from the two above */
     bool mirror;                /* copy GET/HEAD to the other backend */
     char *mirror_primary;       /* "app" or "upstream": whose answer the client gets */
-    unsigned mirror_queue;      /* mirrored requests in flight at most */
+    unsigned mirror_queue;      /* mirrored requests in flight at most (16 unless given) */
     bool have_app;              /* derived: an application is configured */
     unsigned workers;           /* app worker processes; 0 = the app runs in this process */
     bool reload;                /* restart the workers when the app's files change */

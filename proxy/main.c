@@ -124,7 +124,7 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
     uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
     for (;;) {
         now = tf_now_us();
-        if (tf_server_busy(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
+        if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
             quiet_since = now;
         else if (now - quiet_since >= quiet_us)
             return true;

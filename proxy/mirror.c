@@ -1,7 +1,10 @@
 /* mirror.c — request pairs for --mirror (see mirror.h). A pair is freed by
- * whichever of its two taps ends last, on whatever thread that is. */
+ * whichever of its two taps ends last, on whatever thread that is. A stop
+ * does not wait for copies, so a pair may end after the server is gone:
+ * each holds a reference to the struct tf_mirror. */
 #include "proxy/mirror.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +18,7 @@ struct tf_mirror {
     const struct tf_backends *backends;
     enum tf_backend_kind primary;
     unsigned in_flight;             /* atomic: copies not yet ended (the --mirror-queue bound) */
-    unsigned pairs;                 /* atomic: pairs not yet recorded (a stop waits for them) */
+    unsigned refs;                  /* atomic: the server's, and one per pair not yet recorded */
 };
 
 struct pair {
@@ -33,20 +36,23 @@ struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_bac
         return NULL;
     m->cfg = cfg;
     m->backends = backends;
+    m->refs = 1;
     m->primary = cfg->mirror_primary && !strcmp(cfg->mirror_primary, "upstream")
                      ? TF_ROUTE_UPSTREAM : TF_ROUTE_APP;
     prof_compare_init(cfg->profile_max_routes);
     return m;
 }
 
-void tf_mirror_free(struct tf_mirror *m)
+static void mirror_unref(struct tf_mirror *m)
 {
-    free(m);
+    if (__atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        free(m);
 }
 
-unsigned tf_mirror_unrecorded_pairs(const struct tf_mirror *m)
+void tf_mirror_free(struct tf_mirror *m)
 {
-    return __atomic_load_n(&m->pairs, __ATOMIC_ACQUIRE);
+    if (m)
+        mirror_unref(m);
 }
 
 enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
@@ -57,9 +63,13 @@ enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m)
 static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64_t t_start)
 {
     out->status = tap->status;
+    snprintf(out->encoding, sizeof(out->encoding), "%s", tap->encoding);
     out->bytes = tap->bytes;
     out->hash = tap->hash;
     out->error = tap->error;
+    snprintf(out->why, sizeof(out->why), "%s", tap->why);
+    out->abandoned = tap->abandoned;
+    out->held_back = tap->held_back;
     out->latency_us = tap->t_end > t_start ? tap->t_end - t_start : 0;
 }
 
@@ -85,7 +95,7 @@ static void tap_done(struct tf_tap *tap)
     prof_compare_record(p->method, p->target, app_first ? &primary : &copy,
                         app_first ? &copy : &primary);
     free_pair(p);
-    __atomic_sub_fetch(&m->pairs, 1, __ATOMIC_RELEASE); /* last touch of m */
+    mirror_unref(m);
 }
 
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
@@ -121,19 +131,18 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
     p->copy = (struct tf_tap){ .done = tap_done, .owner = p };
     req->tap = &p->primary;
     copy->tap = &p->copy;
-    __atomic_add_fetch(&m->pairs, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
     bool to_app = m->primary == TF_ROUTE_UPSTREAM;
     copy->backend = to_app ? 0 : 1; /* enum prof_backend: wsgi, upstream */
     tf_dispatch_fn to = to_app ? m->backends->app : m->backends->upstream;
     void *ctx = to_app ? m->backends->app_ctx : m->backends->upstream_ctx;
     if (to(ctx, copy) < 0) { /* that backend is full: a dropped copy, not a mismatch */
         copy->tap = req->tap = NULL;
-        __atomic_sub_fetch(&m->pairs, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&m->refs, 1, __ATOMIC_RELAXED); /* the server's stays */
         tf_request_unref(copy);
         free_pair(p);
         __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
         prof_compare_count_dropped();
         return;
     }
-    prof_compare_count_mirrored();
 }

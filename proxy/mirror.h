@@ -3,7 +3,8 @@
  * watched by taps, and when both have ended the pair is recorded in the
  * profiler's comparison (profiler/compare.h). Copies in flight are bounded
  * (--mirror-queue); past that they are dropped and counted, so mirroring
- * never queues the primary behind its copies. */
+ * never queues the primary behind its copies. Copies are not requests in
+ * flight: a stop abandons them. */
 #ifndef TF_MIRROR_H
 #define TF_MIRROR_H
 
@@ -18,13 +19,13 @@ struct tf_mirror;
 
 /* NULL on out of memory. cfg and backends must outlive it. */
 struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_backends *backends);
+/* The server is done with m; pairs still in flight (copies a stop
+ * abandoned) keep it until they end. */
 void tf_mirror_free(struct tf_mirror *m);
 /* The backend that answers clients (TF_ROUTE_APP or TF_ROUTE_UPSTREAM). */
 enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m);
 /* I/O thread, before req is dispatched to the primary: tap it and send the
  * copy, when req is a GET or HEAD and the queue has room. */
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req);
-/* Pairs not yet recorded (a graceful stop waits for them too). */
-unsigned tf_mirror_unrecorded_pairs(const struct tf_mirror *m);
 
 #endif

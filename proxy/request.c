@@ -6,7 +6,9 @@
 #include "proxy/request.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -129,6 +131,13 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req)
         c->name_len = h->name_len;
         c->value_len = h->value_len;
     }
+    /* A GET may have a body (a search API): the copy sends it too, as
+     * nginx's mirror does. */
+    if (req->has_body && tf_spool_share(&copy->body, &req->body) < 0) {
+        tf_request_unref(copy);
+        return NULL;
+    }
+    copy->has_body = req->has_body;
     copy->http11 = req->http11;
     copy->is_head = req->is_head;
     memcpy(copy->remote_addr, req->remote_addr, sizeof(copy->remote_addr));
@@ -155,20 +164,83 @@ void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
         tap_feed(req->tap, data, len);
 }
 
+void tf_request_tap_failed(struct tf_request *req, const char *why)
+{
+    if (!req->tap || req->tap_ended) /* the producer's thread ends it: no lock needed */
+        return;
+    req->tap->error = true; /* even when an error page answers the client */
+    snprintf(req->tap->why, sizeof(req->tap->why), "%s", why);
+}
+
 void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)
 {
     struct tf_tap *tap = req->tap;
     pthread_mutex_lock(&req->lock);
     bool first = tap && !req->tap_ended;
     req->tap_ended = true;
+    if (first) { /* under the lock: tf_request_connection_closed may pass the tap on */
+        if (status)
+            tap->status = status;
+        tap->error |= error;
+        if (!tap->t_end)
+            tap->t_end = tf_now_us();
+        tap->abandoned = req->client_left;
+    }
+    /* A client's answer may still be cut short: whether it got it whole is
+     * known when its connection is done with it (tf_request_connection_closed) */
+    bool known = !req->connection || req->client_gone;
     pthread_mutex_unlock(&req->lock);
-    if (!first)
-        return;
-    if (status)
-        tap->status = status;
-    tap->error |= error;
-    tap->t_end = tf_now_us();
-    tap->done(tap);
+    if (first && known)
+        tap->done(tap);
+}
+
+int tf_request_tap_file_prepare(struct tf_request *req, int fd)
+{
+    if (!req->tap)
+        return -1;
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) {
+        tf_log_error("%s %s: cannot hash the file for --mirror (%m); compared as failed",
+                     req->method, req->target);
+        req->tap->error = true;
+        return -1;
+    }
+    pthread_mutex_lock(&req->lock);
+    req->tap_hashing = true;
+    pthread_mutex_unlock(&req->lock);
+    return copy;
+}
+
+static bool client_left(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool left = req->client_left;
+    pthread_mutex_unlock(&req->lock);
+    return left;
+}
+
+void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size)
+{
+    char buf[64 * 1024];
+    bool whole = true;
+    while (size > 0 && whole) {
+        if (client_left(req)) { /* nobody needs the hash now */
+            whole = false;
+            break;
+        }
+        ssize_t got = pread(fd, buf, size < sizeof(buf) ? (size_t)size : sizeof(buf),
+                            (off_t)offset);
+        if (got < 0 && errno == EINTR)
+            continue;
+        whole = got > 0;
+        if (whole) { /* the tap is ours until it ends: the answer left it to us */
+            tap_feed(req->tap, buf, (size_t)got);
+            offset += (uint64_t)got;
+            size -= (uint64_t)got;
+        }
+    }
+    close(fd);
+    tf_request_tap_end(req, 0, !whole);
 }
 
 const char *tf_request_header(const struct tf_request *req, const char *name)
@@ -179,14 +251,27 @@ const char *tf_request_header(const struct tf_request *req, const char *name)
     return NULL;
 }
 
+/* What the tap keeps of the answer's head: its Content-Encoding (a body
+ * gzipped on one side only differs for that reason alone). */
+static void tap_head(struct tf_tap *tap, struct MHD_Response *response)
+{
+    const char *encoding = response ? MHD_get_response_header(response, "Content-Encoding")
+                                    : NULL;
+    snprintf(tap->encoding, sizeof(tap->encoding), "%s", encoding ? encoding : "");
+}
+
 void tf_request_respond(struct tf_request *req, struct MHD_Response *response, unsigned status)
 {
     if (req->tap) {
+        tap_head(req->tap, response);
         pthread_mutex_lock(&req->lock);
         bool streaming = req->tap_streaming && response;
+        bool hashing = req->tap_hashing && response;
         pthread_mutex_unlock(&req->lock);
         req->tap->status = status;
-        if (!streaming) /* the whole body was shown to the tap already */
+        if (hashing) /* all produced; the hash follows (tf_request_tap_file) */
+            req->tap->t_end = tf_now_us();
+        else if (!streaming) /* the whole body was shown to the tap already */
             tf_request_tap_end(req, status, response == NULL);
     }
     req->status = status;
@@ -457,6 +542,10 @@ bool tf_request_park(struct tf_request *req)
     pthread_mutex_lock(&req->lock);
     bool parked = !req->client_gone && req->queued > TF_CHANNEL_LOW;
     req->producer_parked = parked;
+    /* The producer's own tap: the client sets its pace now. Under the lock:
+     * once it is released, a wake may run the producer elsewhere and end it. */
+    if (parked && req->tap)
+        req->tap->held_back = true;
     pthread_mutex_unlock(&req->lock);
     return parked;
 }
@@ -469,10 +558,14 @@ bool tf_request_client_gone(struct tf_request *req)
     return gone;
 }
 
-void tf_request_connection_closed(struct tf_request *req)
+void tf_request_connection_closed(struct tf_request *req, bool completed)
 {
     pthread_mutex_lock(&req->lock);
     req->client_gone = true;
+    req->client_left = !completed;
+    bool tap_done = req->tap && req->tap_ended; /* it waited for this (tf_request_tap_end) */
+    if (tap_done)
+        req->tap->abandoned = !completed;
     req->reader_suspended = false;
     free_chunks(req);
     bool wake = req->producer_parked;
@@ -483,6 +576,8 @@ void tf_request_connection_closed(struct tf_request *req)
     pthread_mutex_unlock(&req->lock);
     if (unsent)
         MHD_destroy_response(unsent);
+    if (tap_done)
+        req->tap->done(req->tap);
     if (wake)
         req->producer_wake(req);
 }

@@ -47,15 +47,25 @@ struct tf_chunk {
 #define TF_CHANNEL_LOW (128u * 1024u)
 
 /* A tap watches one response go by — status, body size and hash, when it
- * ended — for --mirror's comparison. done() is called exactly once, on
- * whichever thread ends the response, after which the tap is not touched. */
+ * ended — for --mirror's comparison. done() is called exactly once, after
+ * which the tap is not touched: when the response has ended (on the thread
+ * that ends it), or for a client's request, if later, when its connection
+ * is done with it (the I/O thread), so that whether the client got the
+ * answer whole is known. */
 struct tf_tap {
     void (*done)(struct tf_tap *tap);
     void *owner;
     unsigned status;
+    char encoding[32];          /* the answer's Content-Encoding, "" for none */
     uint64_t bytes, hash;       /* FNV-1a 64 of the body */
-    uint64_t t_end;             /* monotonic us */
+    uint64_t t_end;             /* monotonic us: the body was produced (not yet hashed, for
+                                   a file: tf_request_tap_file) */
     bool error;                 /* the body ended with an error */
+    char why[128];              /* with error, if known: what went wrong (the backend's
+                                   words: tf_request_tap_failed) */
+    bool abandoned;             /* the client left before its answer was complete */
+    bool held_back;             /* the producer waited for a slow client (it parked): its
+                                   time includes the client's */
 };
 
 struct tf_request {
@@ -83,6 +93,8 @@ struct tf_request {
     const char *auth_type;      /* "Basic" or "Digest" when remote_user is set */
     bool auth_checked;          /* I/O thread only: tracfront's auth has looked at it */
     bool tap_streaming, tap_ended; /* guarded by lock */
+    bool tap_hashing;           /* guarded by lock: the answer does not end the tap,
+                                   tf_request_tap_file does */
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us; /* set by the
                                    upstream backend before its last channel call */
     int phase;                  /* server.c's state machine; I/O thread only */
@@ -112,6 +124,7 @@ struct tf_request {
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
+    bool client_left;           /* the connection ended before the answer was complete */
 
     /* Backend's per-request state and its "run me again" hook: called without
      * the lock when a parked producer may continue (drained, or client gone). */
@@ -139,14 +152,30 @@ void tf_request_ref(struct tf_request *req);
 void tf_request_unref(struct tf_request *req);
 
 /* A detached copy of a GET/HEAD request for --mirror: same method, target,
- * headers and client address, no connection (its answer goes only to its
- * tap). NULL on out of memory. */
+ * headers, body and client address, no connection (its answer goes only
+ * to its tap). Call once req's body is complete. NULL on out of memory. */
 struct tf_request *tf_request_clone_detached(const struct tf_request *req);
 /* Backend side: a body a backend answers with in one piece (not through the
  * channel), shown to the tap. */
 void tf_request_tap_body(struct tf_request *req, const char *data, size_t len);
+/* Backend side, before it answers or finishes: the backend gave no whole
+ * answer (the client may get an error page instead); why goes to the
+ * comparison's list of failures. */
+void tf_request_tap_failed(struct tf_request *req, const char *why);
 /* End the tap now (a request answered without its backend, e.g. 503). */
 void tf_request_tap_end(struct tf_request *req, unsigned status, bool error);
+/* Backend side, a body sent from the file fd (sendfile): hashing it would
+ * hold the answer back (a large file takes seconds), so the answer goes
+ * first. Call before tf_request_respond(), while fd is still the caller's:
+ * returns a duplicate of fd for tf_request_tap_file() and the answer does
+ * not end the tap; or -1 (no tap; or no descriptor left: logged, the tap
+ * ends with an error at the answer). */
+int tf_request_tap_file_prepare(struct tf_request *req, int fd);
+/* After tf_request_respond(): show the file's [offset, offset+size) to
+ * the tap, then end it. Stops early (an error) when the client leaves
+ * before its answer is complete. Closes fd. Blocks while it reads: call
+ * without the GIL. */
+void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size);
 
 /* Look up a request header (case-insensitive, first match); NULL if absent. */
 const char *tf_request_header(const struct tf_request *req, const char *name);
@@ -181,11 +210,13 @@ void tf_request_finish(struct tf_request *req, bool error);
  * size bytes (some spilled to a file, or read), or out of memory. */
 struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
 /* Park the producer: returns true if parked (producer_wake will be called
- * later), false if the queue already drained or the client left meanwhile. */
+ * later), false if the queue already drained or the client left meanwhile.
+ * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
 bool tf_request_client_gone(struct tf_request *req);
 
-/* I/O side: the client connection ended (request-completed callback). */
-void tf_request_connection_closed(struct tf_request *req);
+/* I/O side: the client connection ended (request-completed callback);
+ * completed: the whole answer was sent. */
+void tf_request_connection_closed(struct tf_request *req, bool completed);
 
 #endif

@@ -402,6 +402,18 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
     return tf_server_queue(req, a.status, a.response);
 }
 
+/* The backend that answers a request matched to route (NULL: no --route
+ * matched). With --mirror only those default requests go to the primary
+ * (and are copied to the other side): an explicit route is served as
+ * without --mirror, so "--route /legacy=upstream" keeps its meaning. */
+static enum tf_backend_kind answering_kind(const struct tf_server *server,
+                                           const struct tf_route *route)
+{
+    if (route)
+        return route->kind;
+    return server->mirror ? tf_mirror_primary(server->mirror) : server->cfg->routes.fallback;
+}
+
 /* --- tracd's login paths: who is this client? ------------------------------- */
 
 /* Does tracfront's auth still have to look at req (an app request)? */
@@ -411,9 +423,7 @@ static bool auth_applies(struct tf_server *server, const struct tf_request *req)
         return false;
     const char *rest;
     const struct tf_route *r = tf_route_find(&server->cfg->routes, req->target, &rest);
-    enum tf_backend_kind kind = r ? r->kind : server->cfg->routes.fallback;
-    return kind == TF_ROUTE_APP &&
-           !(server->mirror && tf_mirror_primary(server->mirror) != TF_ROUTE_APP);
+    return answering_kind(server, r) == TF_ROUTE_APP;
 }
 
 /* Check req here. MHD_YES to go on; else the challenge (401, 400 or 500)
@@ -506,17 +516,15 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
             return tf_server_reply(req, 400, "The path's dot segments lead out of the route its "
                                    "prefix names.", true);
     }
-    enum tf_backend_kind kind = req->route ? req->route->kind : server->cfg->routes.fallback;
+    enum tf_backend_kind kind = answering_kind(server, req->route);
     if (auth_applies(server, req)) {
         if (tf_auth_may_block(server->auth, req))
             return check_login_away(server, req);
         if (login_refused(server, req, false, &result))
             return result;
     }
-    if (server->mirror && (kind == TF_ROUTE_APP || kind == TF_ROUTE_UPSTREAM)) {
-        kind = tf_mirror_primary(server->mirror); /* the primary answers, the other gets copies */
+    if (server->mirror && !req->route) /* the other side gets a copy */
         tf_mirror_attach(server->mirror, req);
-    }
     switch (kind) {
     case TF_ROUTE_STATIC:
         req->backend = PROF_BACKEND_STATIC;
@@ -708,7 +716,6 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
                          enum MHD_RequestTerminationCode toe)
 {
     (void)connection;
-    (void)toe;
     struct tf_server *server = cls;
     struct tf_request *req = *con_cls;
     if (!req)
@@ -737,7 +744,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         prof_latency_record(&sample);
     }
     watch_remove(req);
-    tf_request_connection_closed(req);
+    tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
     tf_request_unref(req);
@@ -1126,12 +1133,6 @@ void tf_server_begin_stop(struct tf_server *server)
 int tf_server_in_flight(const struct tf_server *server)
 {
     return __atomic_load_n(&server->in_flight, __ATOMIC_SEQ_CST);
-}
-
-int tf_server_busy(const struct tf_server *server)
-{
-    return tf_server_in_flight(server) +
-           (server->mirror ? (int)tf_mirror_unrecorded_pairs(server->mirror) : 0);
 }
 
 void tf_server_stop(struct tf_server *server)

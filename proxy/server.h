@@ -77,10 +77,9 @@ unsigned tf_server_port(const struct tf_server *server);
 /* Stop taking new connections (they are closed on accept) and close
  * keep-alive connections after their current response. */
 void tf_server_begin_stop(struct tf_server *server);
-/* Requests received and not yet completed. */
+/* Requests received and not yet completed: what a graceful stop waits for
+ * (not --mirror copies: a stop abandons them). */
 int tf_server_in_flight(const struct tf_server *server);
-/* Those, and --mirror copies not yet ended: what a graceful stop waits for. */
-int tf_server_busy(const struct tf_server *server);
 /* Close every connection and free the server. */
 void tf_server_stop(struct tf_server *server);
 

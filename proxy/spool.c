@@ -5,6 +5,7 @@
 #include "proxy/platform.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,6 +73,22 @@ int tf_spool_append(struct tf_spool *s, const char *data, size_t len)
     }
     memcpy(s->mem + s->size, data, len);
     s->size += len;
+    return 0;
+}
+
+int tf_spool_share(struct tf_spool *dst, const struct tf_spool *src)
+{
+    tf_spool_init(dst);
+    if (src->fd >= 0) {
+        if ((dst->fd = fcntl(src->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+            return -1;
+    } else if (src->size > 0) {
+        if (!(dst->mem = malloc((size_t)src->size)))
+            return -1;
+        memcpy(dst->mem, src->mem, (size_t)src->size);
+        dst->mem_cap = (size_t)src->size;
+    }
+    dst->size = src->size;
     return 0;
 }
 

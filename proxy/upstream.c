@@ -72,6 +72,7 @@ struct lane {
     uint64_t last_idle_check;
     uint64_t timer_due;             /* curl's timeout, monotonic us */
     bool timer_set;
+    bool stopping;                  /* lane_stop: what still runs is abandoned */
 };
 
 struct tf_upstream {
@@ -192,9 +193,11 @@ static void respond(struct transfer *t, uint64_t size)
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
-    tf_log_error("upstream: %s %s: %s (answered %s)", req->method, req->target, why,
-                 t->responded ? "with the connection cut: the head was already sent"
-                              : status == 504 ? "504" : "502");
+    tf_log_error("upstream: %s %s: %s (%s)", req->method, req->target, why,
+                 !req->connection ? "the --mirror copy failed; no client waits for it"
+                 : t->responded ? "answered with the connection cut: the head was already sent"
+                 : status == 504 ? "answered 504" : "answered 502");
+    tf_request_tap_failed(req, why);
     if (t->responded) {
         tf_request_finish(req, true);
         return;
@@ -223,7 +226,10 @@ static void finish(struct transfer *t, CURLcode rc)
 {
     char why[400];
     note_timing(t);
-    if (t->timed_out) {
+    if (t->up->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
+        tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
+        tf_request_finish(t->req, true);
+    } else if (t->timed_out) {
         snprintf(why, sizeof(why), "no data for %.1fs (--upstream-read-timeout)",
                  t->up->cfg->upstream_read_timeout);
         fail(t, 504, why);
@@ -317,8 +323,10 @@ static CURLcode set_options(struct transfer *t)
         SET(CURLOPT_SEEKFUNCTION, on_seek);
         SET(CURLOPT_SEEKDATA, t);
     }
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0 &&
-        !(req->has_body && !strcmp(req->method, "POST")))
+    /* The method curl would send by itself: HEAD (NOBODY), POST with a body
+     * (CURLOPT_POST, even for a GET with a body), else GET. */
+    const char *curls = req->is_head ? "HEAD" : req->has_body ? "POST" : "GET";
+    if (strcmp(req->method, curls) != 0)
         SET(CURLOPT_CUSTOMREQUEST, req->method);
     /* A stale pooled connection is retried by curl: only safe when the
      * method is idempotent, so anything else gets a fresh connection. */
@@ -639,7 +647,8 @@ static void lane_stop(struct lane *l)
     if (!l->multi)
         return;
     tf_loop_run_posted(l->loop); /* pins the closing connections released */
-    while (l->active) /* only at a forced stop */
+    l->stopping = true;
+    while (l->active) /* --mirror copies, or anything at a forced stop */
         end_transfer(l->active, CURLE_ABORTED_BY_CALLBACK);
     remove_lane_tick(l);
     lane_free(l);

@@ -289,18 +289,14 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
                                                            MHD_RESPMEM_MUST_COPY));
 }
 
-/* --mirror: show a file body to the request's tap (read, not sent). */
+/* --mirror: hash the file for the comparison once its answer is on its way
+ * (fd: the tap's own descriptor). A large file takes a while: the GIL is
+ * free meanwhile. The task's reference keeps req. */
 static void tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size)
 {
-    char buf[64 * 1024];
-    while (size > 0) {
-        ssize_t got = pread(fd, buf, size < sizeof(buf) ? (size_t)size : sizeof(buf), (off_t)offset);
-        if (got <= 0)
-            return;
-        tf_request_tap_body(req, buf, (size_t)got);
-        offset += (uint64_t)got;
-        size -= (uint64_t)got;
-    }
+    Py_BEGIN_ALLOW_THREADS
+    tf_request_tap_file(req, fd, offset, size);
+    Py_END_ALLOW_THREADS
 }
 
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
@@ -313,16 +309,18 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
     if (task->content_length >= 0 && (uint64_t)task->content_length < size)
         size = (uint64_t)task->content_length;
     task->req->bytes_out = size;
-    if (task->req->tap)
-        tap_file(task->req, fd, offset, size);
     struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(size, fd, offset);
+    int tap_fd = r ? tf_request_tap_file_prepare(task->req, fd) : -1;
     if (!r)
         close(fd);
     else if (size) { /* looked at while it is sent (server.c) */
         task->req->file_fd = fd;
         task->req->file_end = offset + size;
     }
-    return hand_over(task, r);
+    int rc = hand_over(task, r);
+    if (tap_fd >= 0)
+        tap_file(task->req, tap_fd, offset, size);
+    return rc;
 }
 
 int wsgi_response_start_stream(struct wsgi_task *task)

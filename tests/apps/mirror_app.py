@@ -5,16 +5,21 @@ entry "mirror.side" (--env mirror.side=a|b).
 /same and any unknown path answer identically on both sides; /differ-size,
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
 b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
-side a only). Every
-request except /count is counted per method and path; /count?path=P answers
-the counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}.
+side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
+the file P through wsgi.file_wrapper. Every request except /count and
+/bodies is counted per method and path; /count?path=P answers the counts for
+P as JSON, e.g. {"GET": 2, "HEAD": 1}; /bodies?path=P the requests with a
+body for P, as [method, length, sha256] lists.
 """
+import hashlib
 import json
+import os
 import threading
 import time
 from urllib.parse import parse_qs
 
 COUNTS = {}
+BODIES = {}
 _lock = threading.Lock()
 
 
@@ -33,18 +38,34 @@ def application(environ, start_response):
         with _lock:
             body = json.dumps(COUNTS.get(qs.get("path", ""), {})).encode()
         return _reply(start_response, body)
+    if path == "/bodies":
+        with _lock:
+            body = json.dumps(BODIES.get(qs.get("path", ""), [])).encode()
+        return _reply(start_response, body)
     with _lock:
         per_method = COUNTS.setdefault(path, {})
         per_method[method] = per_method.get(method, 0) + 1
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length:
-        environ["wsgi.input"].read(length)
+        data = environ["wsgi.input"].read(length)
+        with _lock:
+            BODIES.setdefault(path, []).append([method, len(data),
+                                                hashlib.sha256(data).hexdigest()])
     if path == "/differ-size":
         return _reply(start_response, b"a" * 10 if side == "a" else b"b" * 20)
     if path == "/differ-hash":
         return _reply(start_response, b"side-" + side.encode() + b"\n")
     if path == "/differ-status":
         return _reply(start_response, b"same body\n", "200 OK" if side == "a" else "404 Not Found")
+    if path == "/big":
+        n = int(qs.get("n", "0"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"x" * min(65536, n - i) for i in range(0, n, 65536))
+    if path == "/file":
+        f = open(qs["path"], "rb")
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(os.fstat(f.fileno()).st_size))])
+        return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/sleep":
         if side == qs.get("on", "b"):
             time.sleep(float(qs.get("s", "1")))

@@ -97,3 +97,33 @@ def test_bad_usage_is_an_error_not_a_traceback(tmp_path):
     empty.write_text("# nothing\n")
     p = run(empty, "http://127.0.0.1:1", "http://127.0.0.1:2")
     assert p.returncode == 2 and "no paths" in p.stderr
+
+
+def test_paths_are_encoded_for_the_request_line(upstream, tmp_path):
+    """A URLs file saved with a BOM, a non-ASCII path and one with a space:
+    each is requested, percent-encoded (UTF-8), while an existing %XX, the
+    query's reserved characters and a lone % are kept or encoded as meant;
+    the table shows the paths as written."""
+    a, b = upstream(), upstream()
+    f = tmp_path / "urls.txt"
+    paths = ["/echo/a", "/echo/café", "/echo/with space", "/echo/a%20b", "/echo/q?x=1&y=a b",
+             "/echo/100%"]
+    f.write_text("\n".join(paths) + "\n", encoding="utf-8-sig")
+    p = run(f, a.url.rstrip("/"), b.url.rstrip("/"), "--rounds", "1", "--warmup", "0",
+            "--json")
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = json.loads(p.stdout)["paths"]
+    assert [r["path"] for r in rows] == paths
+    assert all(r["a"]["status"] == 200 and r["b"]["status"] == 200 for r in rows), rows
+    for up in (a, b):
+        seen = set(up.stats()["by_path"])
+        # "?" still starts the query (its space encoded: no error)
+        assert seen == {"/echo/a", "/echo/caf%C3%A9", "/echo/with%20space", "/echo/a%20b",
+                        "/echo/q", "/echo/100%25"}, seen
+
+
+def test_a_file_that_is_not_utf8_is_a_usage_error(tmp_path):
+    f = tmp_path / "latin1.txt"
+    f.write_bytes("/caf\xe9\n".encode("latin-1"))
+    p = run(f, "http://127.0.0.1:1", "http://127.0.0.1:2")
+    assert p.returncode == 2 and "UTF-8" in p.stderr, p.stderr

@@ -3,6 +3,8 @@ serving the same tests/apps/mirror_app.py, as side "b"): the client gets the
 primary's answer, /__profile__/api/compare counts pairs and status/size/hash
 mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
 route keys, and a full --mirror-queue drops copies without hurting the primary."""
+import hashlib
+import html
 import json
 import socket
 import struct
@@ -10,6 +12,8 @@ import time
 
 import pytest
 import requests
+
+from conftest import closed_port
 
 APP = ("--app", "mirror_app:application")
 
@@ -175,12 +179,68 @@ def test_full_mirror_queue_drops_and_primary_still_answers(pair):
     assert j["mirrored"] + j["dropped"] == n
 
 
+def assert_abandoned(j, route, n, compared=0):
+    r = routes(j)[route]
+    assert j["abandoned"] == n and r["abandoned"] == n, j
+    assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0), j
+    # latency samples: only from the pairs compared
+    assert r["app"]["count"] == compared and r["upstream"]["count"] == compared, j
+    assert not any(m["target"].startswith(route) for m in j["mismatches"]), j
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_client_gone_mid_body_is_abandoned_not_a_mismatch(pair, primary):
+    """A client that leaves during a large streamed body: the primary's
+    answer is cut short, the copy's is whole; the pair is abandoned, not a
+    size or status mismatch, and its lifetime is not a latency sample."""
+    srv, _ = pair("--mirror-primary", primary)
+    s = srv.connect()
+    s.sendall(b"GET /big?n=67108864 HTTP/1.1\r\nHost: h\r\n\r\n")
+    head, _ = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert total_pairs(j) == 1, j
+    assert_abandoned(j, "/big", 1)
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_slow_client_is_not_the_backends_latency(pair, primary):
+    """A client that reads slowly holds the primary back (a paused transfer,
+    a parked app): its download time is not the backend's latency. The pair
+    is still compared (same answers: no mismatch) and counted as held back,
+    but gives no latency sample."""
+    srv, _ = pair("--mirror-primary", primary)
+    s = srv.connect()
+    s.sendall(b"GET /big?n=67108864 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head, body = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    time.sleep(0.5)  # not reading: far more than the socket buffers is waiting
+    n = len(body)
+    while True:
+        chunk = s.recv(1 << 20)
+        if not chunk:
+            break
+        n += len(chunk)
+    s.close()
+    assert n > 67108864  # chunked framing on top of the body
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    r = routes(j)["/big"]
+    assert r["pairs"] == 1 and r["held_back"] == 1 and j["held_back"] == 1, j
+    assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0), j
+    assert r["app"]["count"] == 0 and r["upstream"]["count"] == 0, j
+    assert j["abandoned"] == 0, j
+
+
 @pytest.mark.parametrize("primary,slow_side", [("app", "a"), ("upstream", "b")])
 def test_client_gone_before_the_answer(pair, primary, slow_side):
     """A client that leaves while the primary is still working: the answer
     made for it is dropped with the connection (it held the request, and the
-    request held it: neither was ever freed), so the pair is still compared
-    and a stop does not wait for it."""
+    request held it: neither was ever freed), and a stop does not wait for
+    it. A reset connection is abandoned: the pair is neither a mismatch nor
+    a latency sample. One that was only closed takes the whole answer (the
+    server cannot tell it from a half-close), so that pair is compared."""
     srv, _ = pair("--mirror-primary", primary)
     for linger in (False, True):  # a plain close, and one that resets the connection
         s = srv.connect()
@@ -191,7 +251,184 @@ def test_client_gone_before_the_answer(pair, primary, slow_side):
         s.close()
     j = compare(srv, lambda j: total_pairs(j) == 2)
     assert j["mirrored"] == 2 and total_pairs(j) == 2, j
+    assert_abandoned(j, "/sleep", 1, compared=1)
     t0 = time.monotonic()
     assert srv.stop() == 0
     assert time.monotonic() - t0 < 10
     assert "requests still running" not in srv.error_log
+
+
+def read_head(s):
+    """Read from s until the end of a response head; (head, body bytes read after it)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), rest
+
+
+def test_file_answer_is_not_held_for_its_hash(tracfront, upstream, tmp_path):
+    """A wsgi.file_wrapper answer goes to the client before its body is
+    hashed for the comparison, and the GIL is free while it is: a 1 TiB
+    sparse file (its hash would take many minutes) starts arriving, and
+    another app request is answered meanwhile, the pair still unrecorded.
+    When the client leaves, the hash stops and the pair is recorded."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 40)
+    up = upstream()  # answers /file with a short 404
+    srv = tracfront(*APP, "--threads", "4", "--upstream", up.url, "--mirror",
+                    "--graceful-timeout", "1")
+    s = srv.connect()
+    s.sendall(b"GET /file?path=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(big).encode())
+    head, body = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    assert "Content-Length: %d" % (1 << 40) in head, head
+    while not body:
+        body = s.recv(65536)
+    assert set(body) == {0}
+    r = requests.get(srv.url + "same", timeout=10)  # needs the GIL
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    j = compare(srv, lambda j: "/same" in routes(j))
+    assert "/same" in routes(j) and "/file" not in routes(j), j  # still hashing
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    j = compare(srv, lambda j: "/file" in routes(j))
+    assert routes(j)["/file"]["pairs"] == 1, j
+    assert routes(j)["/file"]["abandoned"] == 1, j
+    assert srv.stop() == 0
+    assert "requests still running" not in srv.error_log
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_explicit_routes_are_not_mirrored(pair, primary):
+    """Only requests for the default backend are mirrored: an explicit
+    --route is served by its own backend, as without --mirror, and gets no
+    copy, whichever side is the primary."""
+    srv, up = pair("--mirror-primary", primary, "--route", "/legacy=upstream",
+                   "--route", "/local=app", "--route", "/count=app")  # srv's app's counts
+    assert requests.get(srv.url + "legacy/x", timeout=10).status_code == 200
+    assert requests.post(srv.url + "legacy/x", data=b"p", timeout=10).status_code == 200
+    assert requests.get(srv.url + "local/y", timeout=10).status_code == 200
+    assert requests.get(srv.url + "marker", timeout=10).status_code == 200
+    assert wait_counts(up, "/marker", {"GET": 1}) == {"GET": 1}  # the default is mirrored
+    assert counts(up, "/legacy/x") == {"GET": 1, "POST": 1}
+    assert counts(srv, "/legacy/x") == {}
+    assert counts(srv, "/local/y") == {"GET": 1}
+    assert counts(up, "/local/y") == {}
+    j = compare(srv, lambda j: "/marker" in routes(j))
+    assert "/marker" in routes(j)
+    assert not any(k.startswith(("/legacy", "/local")) for k in routes(j)), j
+
+
+def test_failed_copies_are_counted_apart_with_their_error(tracfront, upstream):
+    """A copy the upstream refuses, cuts short or leaves unanswered is no
+    answer to compare: it is counted as failed and listed with its error
+    (JSON and page), not as a status/size mismatch nor a latency sample,
+    and the log says the copy failed (no client was answered 502)."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--upstream-read-timeout", "0.5")
+    dead = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), "--mirror")
+    for s, path in ((srv, "die?n=1000&sent=10"), (srv, "slow?delay=3"), (dead, "gone")):
+        r = requests.get(s.url + path, timeout=10)
+        assert (r.status_code, r.content) == (200, b"same body\n")  # the app answers
+    j = compare(srv, lambda j: total_pairs(j) == 2)
+    k = compare(dead, lambda j: total_pairs(j) == 1)
+    for x, n in ((j, 2), (k, 1)):
+        assert x["failed"] == n and total_pairs(x) == n, x
+        assert x["mismatches"] == [], x
+        for r in x["routes"]:
+            assert r["failed"] == r["pairs"] == 1, x
+            assert (r["status_mismatches"], r["size_mismatches"], r["hash_mismatches"]) == (0, 0, 0)
+            assert r["app"]["count"] == 0 and r["upstream"]["count"] == 0, x
+        assert all(f["side"] == "upstream" and f["method"] == "GET" for f in x["failures"]), x
+    errors = {f["target"].split("?")[0]: f["error"] for f in j["failures"] + k["failures"]}
+    assert "transfer closed" in errors["/die"].lower() or "partial" in errors["/die"].lower(), errors
+    assert "--upstream-read-timeout" in errors["/slow"], errors
+    assert "connect" in errors["/gone"].lower(), errors
+    page = html.unescape(requests.get(dead.url + "__profile__/compare", timeout=10).text)
+    assert errors["/gone"] in page, page
+    for s in (srv, dead):
+        assert "answered 502" not in s.error_log and "answered 504" not in s.error_log
+    assert "the --mirror copy failed" in dead.error_log, dead.error_log
+
+
+def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
+    """A stop does not wait for mirror copies: they are not requests in
+    flight. With a copy that would take 10 s and --graceful-timeout 2, the
+    stop is clean (the profile log is saved) instead of giving up."""
+    up = upstream()
+    log = tmp_path / "profile.pstats"
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--graceful-timeout", "2",
+                    "--profile-log", log)
+    r = requests.get(srv.url + "slow?delay=10", timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    deadline = time.monotonic() + 5
+    while up.stats()["by_path"].get("/slow") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert up.stats()["by_path"].get("/slow") == 1  # the copy is with the upstream
+    assert srv.stop() == 0
+    assert "requests still running" not in srv.error_log, srv.error_log
+    assert log.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--mirror-primary", "upstream"), ("--mirror-queue", "4")])
+def test_mirror_settings_without_mirror_are_refused(tracfront, flag, value):
+    """A --mirror-* setting without --mirror would be silently ignored: it
+    is a start error naming the flag (exit status 2)."""
+    srv = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), flag, value,
+                    expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert flag in srv.stderr and "--mirror" in srv.stderr, srv.stderr
+
+
+def test_pairs_in_flight_at_clear_are_counted_as_mirrored(pair):
+    """Clear empties the comparison; a pair still in flight then is recorded
+    when it ends, and counted in "mirrored" with it, so the counts agree."""
+    srv, up = pair()
+    assert requests.get(srv.url + "sleep", params={"s": "1"}, timeout=10).status_code == 200
+    assert wait_counts(up, "/sleep", {"GET": 1}) == {"GET": 1}  # the copy is at side b
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert total_pairs(j) == 1 and j["mirrored"] == 1, j
+
+
+def test_mismatch_record_notes_a_content_encoding_difference(tracfront, upstream):
+    """An upstream that gzips and an app that does not differ in size for
+    that reason alone: the mismatch record says which encodings each used."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror")
+    assert requests.get(srv.url + "bytes?n=1000&gzip=1", timeout=10).status_code == 200
+    assert requests.get(srv.url + "differ", timeout=10).status_code == 200  # 404 upstream
+    j = compare(srv, lambda j: total_pairs(j) == 2)
+    mm = {m["target"].split("?")[0]: m for m in j["mismatches"]}
+    gz = mm["/bytes"]
+    assert (gz["app_encoding"], gz["upstream_encoding"], gz["encoding_differs"]) == \
+        ("", "gzip", True), gz
+    plain = mm["/differ"]
+    assert (plain["app_encoding"], plain["upstream_encoding"], plain["encoding_differs"]) == \
+        ("", "", False), plain
+    page = requests.get(srv.url + "__profile__/compare", timeout=10).text
+    assert "gzip" in page
+
+
+@pytest.mark.parametrize("primary", ["app", "upstream"])
+def test_copy_of_a_get_carries_its_body(pair, primary):
+    """A GET with a body (a search API, say) is copied with its body and
+    Content-Length, as nginx's mirror does, and stays a GET."""
+    srv, up = pair("--mirror-primary", primary, "--route", "/bodies=app")
+    body = b"q=" + b"x" * 300000  # more than a body kept in memory
+    r = requests.request("GET", srv.url + "search", data=body, timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    want = [["GET", len(body), hashlib.sha256(body).hexdigest()]]
+    for side in (srv, up):  # the primary's app, or the other side's: both saw it whole
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = requests.get(side.url + "bodies", params={"path": "/search"}, timeout=10).json()
+            if got:
+                break
+            time.sleep(0.05)
+        assert got == want, (side.url, got)

@@ -335,7 +335,7 @@ def test_head_keeps_length_and_connection(tracfront, upstream):
 
 # --- methods and request bodies ----------------------------------------------
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "GET"])
 def test_methods_with_bodies(tracfront, upstream, method):
     srv, up = proxy(tracfront, upstream)
     body = pattern(700000)  # more than the in-memory spool

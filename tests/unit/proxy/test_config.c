@@ -69,6 +69,10 @@ static void test_errors_name_the_flag(void **state)
     expect_config_error(4, (char *[]){ "t", "--upstream", "http://h", "--mirror" }, "--mirror");
     expect_config_error(7, (char *[]){ "t", "--app", "m:a", "--upstream", "http://h",
                                        "--mirror-primary", "both" }, "mirror-primary");
+    expect_config_error(7, (char *[]){ "t", "--app", "m:a", "--upstream", "http://h",
+                                       "--mirror-primary", "upstream" }, "--mirror-primary");
+    expect_config_error(7, (char *[]){ "t", "--app", "m:a", "--upstream", "http://h",
+                                       "--mirror-queue", "4" }, "--mirror-queue");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--wsgi-file", "x" }, "exclude");
     expect_config_error(4, (char *[]){ "t", "--app", "m:a", "stray" }, "stray");
 }

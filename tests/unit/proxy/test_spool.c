@@ -1,5 +1,6 @@
 /* Unit tests for proxy/spool.c: memory, the move to a temp file past the
- * threshold, and reads across the boundary. */
+ * threshold, reads across the boundary, and a shared spool outliving its
+ * source. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,11 +59,43 @@ static void test_small_stays_in_memory(void **state)
     tf_spool_free(&s);
 }
 
+/* A shared spool reads the same bytes, in memory or in the file, and
+ * still does once the source is freed. */
+static void test_share_outlives_its_source(void **state)
+{
+    (void)state;
+    size_t sizes[] = { 0, 11, TF_SPOOL_MEMORY_MAX + 1 };
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        struct tf_spool src, dst;
+        tf_spool_init(&src);
+        char *data = malloc(sizes[k] + 1);
+        for (size_t i = 0; i < sizes[k]; i++)
+            data[i] = (char)(i * 13);
+        assert_int_equal(tf_spool_append(&src, data, sizes[k]), 0);
+        assert_int_equal(tf_spool_share(&dst, &src), 0);
+        assert_int_equal(dst.size, sizes[k]);
+        assert_int_equal(dst.fd >= 0, src.fd >= 0);
+        tf_spool_free(&src);
+        char *back = malloc(sizes[k] + 1);
+        size_t got = 0;
+        ssize_t r;
+        while ((r = tf_spool_read(&dst, got, back + got, 65536)) > 0)
+            got += (size_t)r;
+        assert_int_equal(r, 0);
+        assert_int_equal(got, sizes[k]);
+        assert_memory_equal(back, data, sizes[k]);
+        tf_spool_free(&dst);
+        free(back);
+        free(data);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_then_file),
         cmocka_unit_test(test_small_stays_in_memory),
+        cmocka_unit_test(test_share_outlives_its_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
