@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "proxy/log.h"
 
@@ -38,7 +39,7 @@ static int stream_put(struct error_stream *s, const char *data, size_t n)
 {
     const char *last_newline = memrchr(data, '\n', n);
     size_t whole = last_newline ? (size_t)(last_newline + 1 - data) : 0;
-    if (s->held + n - whole > PARTIAL_MAX) /* too long to hold: out with all of it */
+    if ((whole ? 0 : s->held) + n - whole > PARTIAL_MAX) /* too long to hold: out with all */
         whole = n;
     char *joined = NULL;
     size_t out_len = whole;
@@ -54,7 +55,10 @@ static int stream_put(struct error_stream *s, const char *data, size_t n)
     }
     memcpy(s->partial + s->held, data + whole, n - whole);
     s->held += n - whole;
-    emit(joined ? joined : data, out_len);
+    if (s->held && out_len) /* a tail is held: keep the GIL, or another thread could add */
+        tf_log_raw(joined ? joined : data, out_len); /* to it before print()'s newline */
+    else
+        emit(joined ? joined : data, out_len);
     free(joined);
     return 0;
 }
@@ -142,6 +146,26 @@ static PyObject *errors_true(PyObject *self, PyObject *unused)
     Py_RETURN_TRUE;
 }
 
+/* sys.stdout.reconfigure(line_buffering=True), a common line at the top of
+ * container apps: these streams already write each line as it ends, so the
+ * settings change nothing (an encoding other than UTF-8 is refused). */
+static PyObject *errors_reconfigure(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)self;
+    static char *names[] = { "encoding", "errors", "newline", "line_buffering",
+                             "write_through", NULL };
+    const char *encoding = NULL, *errors = NULL, *newline = NULL;
+    PyObject *line_buffering = NULL, *write_through = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$zzzOO:reconfigure", names, &encoding,
+                                     &errors, &newline, &line_buffering, &write_through))
+        return NULL;
+    if (encoding && strcasecmp(encoding, "utf-8") && strcasecmp(encoding, "utf8")) {
+        PyErr_Format(PyExc_ValueError, "the error log is UTF-8, not %.100s", encoding);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 /* What a text file opened for writing answers, so that code which checks a
  * stream before using it (logging, faulthandler, click, tqdm) takes these. */
 static PyMethodDef errors_methods[] = {
@@ -153,6 +177,8 @@ static PyMethodDef errors_methods[] = {
     { "readable", errors_false, METH_NOARGS, NULL },
     { "seekable", errors_false, METH_NOARGS, NULL },
     { "writable", errors_true, METH_NOARGS, NULL },
+    { "reconfigure", (PyCFunction)(void (*)(void))errors_reconfigure,
+      METH_VARARGS | METH_KEYWORDS, "Accepted; each line is written as it ends already." },
     { NULL, NULL, 0, NULL },
 };
 

@@ -139,15 +139,20 @@ int wsgi_venv_check(const char *dir, const char *python, char *err, size_t errle
 /* Keys tracfront sets for each request: an --env value would be overwritten
  * (SERVER_PORT by the real port) or, for HTTP_*, joined with the client's
  * header as if it were an earlier copy ("https, http"). */
+/* SCRIPT_NAME and SERVER_NAME are not here: they are set once, and --env may
+ * set them (SCRIPT_NAME=/trac behind a proxy that strips the prefix, as
+ * nginx's proxy_pass http://host/ does, where --mount would answer 404). */
 static const char *const request_keys[] = {
-    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO",   "QUERY_STRING",    "REQUEST_URI",
-    "CONTENT_TYPE",   "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT",  "SERVER_PROTOCOL",
-    "REMOTE_ADDR",    "REMOTE_PORT", "REMOTE_USER", "AUTH_TYPE",
+    "REQUEST_METHOD", "PATH_INFO",   "QUERY_STRING", "REQUEST_URI",     "CONTENT_TYPE",
+    "CONTENT_LENGTH", "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+    "REMOTE_USER",    "AUTH_TYPE",
 };
 
 /* Why --env may not set key (what to do instead), or NULL if it may. */
-static const char *env_key_refusal(const char *key, size_t len)
+static const char *env_key_refusal(const char *key, size_t len, bool mounted)
 {
+    if (mounted && len == 11 && !strncmp(key, "SCRIPT_NAME", 11))
+        return "--mount sets it; give one of the two";
     if (len > 5 && !strncmp(key, "wsgi.", 5))
         return len == 15 && !strncmp(key, "wsgi.url_scheme", 15)
                    ? NULL /* "https" behind a TLS-terminating proxy */
@@ -158,8 +163,6 @@ static const char *env_key_refusal(const char *key, size_t len)
         per_request = strlen(request_keys[i]) == len && !strncmp(key, request_keys[i], len);
     if (!per_request)
         return NULL;
-    if (len == 11 && !strncmp(key, "SCRIPT_NAME", 11))
-        return "tracfront sets it for each request; use --mount PREFIX to serve under a prefix";
     if ((len == 11 && !strncmp(key, "REMOTE_USER", 11)) || (len == 9 && !strncmp(key, "AUTH_TYPE", 9)))
         return "tracfront sets it for users it verified; see --basic-auth and --digest-auth";
     return "tracfront sets it for each request; for the address the app should put in its "
@@ -176,7 +179,8 @@ static int check_env(const struct tf_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "--env: '%s' is not KEY=VALUE", entry);
             return -1;
         }
-        const char *why = env_key_refusal(entry, (size_t)(eq - entry));
+        const char *why = env_key_refusal(entry, (size_t)(eq - entry),
+                                          cfg->mount && cfg->mount[0]);
         if (why) {
             snprintf(err, errlen, "--env: '%.*s' cannot be set: %s", (int)(eq - entry), entry,
                      why);

@@ -233,9 +233,7 @@ def test_venv_of_the_embedded_python_starts(tracfront, tmp_path):
 @pytest.mark.parametrize("entry, hint", [
     ("HTTP_X_FORWARDED_PROTO=https", "trac.base_url"),
     ("SERVER_PORT=443", "trac.base_url"),
-    ("SERVER_NAME=example.org", "trac.base_url"),
     ("REQUEST_URI=/x", "trac.base_url"),
-    ("SCRIPT_NAME=/trac", "--mount"),
     ("REMOTE_USER=admin", "--basic-auth"),
     ("CONTENT_LENGTH=0", ""),
     ("wsgi.multithread=false", "PEP 3333"),
@@ -246,6 +244,18 @@ def test_env_keys_the_server_sets_are_refused(tracfront, entry, hint):
     rc, err = expect_start_failure(tracfront, "--env", entry)
     assert rc == 2, err
     assert "--env" in err and entry.split("=")[0] in err and hint in err, err
+
+
+def test_env_script_name_behind_a_prefix_stripping_proxy(tracfront):
+    """nginx's `location /trac/ { proxy_pass http://127.0.0.1:8000/; }` strips
+    the prefix: --env SCRIPT_NAME=/trac gives the app its links' prefix (as
+    mod_wsgi's SetEnv would), SERVER_NAME likewise; with --mount it is refused."""
+    srv = tracfront(*APP, "--env", "SCRIPT_NAME=/trac", "--env", "SERVER_NAME=example.org")
+    env = requests.get(srv.url + "environ", timeout=10).json()
+    assert env["SCRIPT_NAME"] == ["'/trac'", "str"] and env["PATH_INFO"] == ["'/environ'", "str"]
+    assert env["SERVER_NAME"] == ["'example.org'", "str"]
+    rc, err = expect_start_failure(tracfront, "--env", "SCRIPT_NAME=/trac", "--mount", "/x")
+    assert rc == 2 and "--mount" in err and "SCRIPT_NAME" in err, err
 
 
 def test_env_key_refused_from_the_config_file_too(tracfront, tmp_path):

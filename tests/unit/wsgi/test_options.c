@@ -133,11 +133,17 @@ static void expect_verdict(const struct tf_config *cfg, int expected, const char
 }
 
 /* --env entry alone; needle is what a refusal must say (or the entry). */
-static void expect_env(int expected, const char *entry, const char *needle)
+static void expect_env_mounted(int expected, const char *entry, const char *needle,
+                               const char *mount)
 {
     char *env[] = { (char *)entry };
-    struct tf_config cfg = { .env = env, .n_env = 1 };
+    struct tf_config cfg = { .env = env, .n_env = 1, .mount = (char *)mount };
     expect_verdict(&cfg, expected, "--env", needle ? needle : entry);
+}
+
+static void expect_env(int expected, const char *entry, const char *needle)
+{
+    expect_env_mounted(expected, entry, needle, "");
 }
 
 static void test_env_keys(void **state)
@@ -151,7 +157,9 @@ static void test_env_keys(void **state)
     expect_env(0, "K=V=W", NULL);           /* the value may hold '=' */
     expect_env(-1, "HTTP_X_FORWARDED_PROTO=https", "'HTTP_X_FORWARDED_PROTO'");
     expect_env(-1, "SERVER_PORT=443", "trac.base_url");
-    expect_env(-1, "SCRIPT_NAME=/x", "--mount");
+    expect_env(0, "SCRIPT_NAME=/x", NULL); /* behind a proxy that strips the prefix */
+    expect_env(0, "SERVER_NAME=example.org", NULL);
+    expect_env_mounted(-1, "SCRIPT_NAME=/x", "--mount", "/x");
     expect_env(-1, "AUTH_TYPE=Basic", "--basic-auth");
     expect_env(-1, "REMOTE_ADDR=", "'REMOTE_ADDR'");
     expect_env(-1, "wsgi.multithread=false", "PEP 3333");
