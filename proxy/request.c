@@ -564,8 +564,9 @@ void tf_request_connection_closed(struct tf_request *req, bool completed)
     req->client_gone = true;
     req->client_left = !completed;
     bool tap_done = req->tap && req->tap_ended; /* it waited for this (tf_request_tap_end) */
-    if (tap_done)
-        req->tap->abandoned = !completed;
+    if (tap_done) /* a backend that broke first closes the connection too: that is its
+                     failure (tap->error), not a client that left */
+        req->tap->abandoned = !completed && !req->tap->error;
     req->reader_suspended = false;
     free_chunks(req);
     bool wake = req->producer_parked;

@@ -66,6 +66,8 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(os.fstat(f.fileno()).st_size))])
         return environ["wsgi.file_wrapper"](f, 65536)
+    if path == "/raise" and side == qs.get("on", "a"):
+        raise RuntimeError("mirror_app: /raise on side " + side)
     if path == "/sleep":
         if side == qs.get("on", "b"):
             time.sleep(float(qs.get("s", "1")))

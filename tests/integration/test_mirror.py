@@ -5,6 +5,7 @@ mismatches per route, only GET and HEAD are mirrored, the HTML page escapes
 route keys, and a full --mirror-queue drops copies without hurting the primary."""
 import hashlib
 import html
+import http.client
 import json
 import socket
 import struct
@@ -432,3 +433,33 @@ def test_copy_of_a_get_carries_its_body(pair, primary):
                 break
             time.sleep(0.05)
         assert got == want, (side.url, got)
+
+
+def test_primary_cut_short_by_its_backend_is_failed_not_abandoned(tracfront, upstream):
+    """The upstream (primary) closes mid-body: the client's connection ends
+    with an error too, but it was the backend that broke, so the pair is a
+    failure with its error, not a client that left."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--mirror-primary", "upstream")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    conn.request("GET", "/die?n=100000&sent=5000&delay=1")  # the head is relayed, then a close
+    r = conn.getresponse()
+    assert r.status == 200
+    with pytest.raises(http.client.IncompleteRead):
+        r.read()
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert total_pairs(j) == 1, j
+    assert (j["failed"], j["abandoned"]) == (1, 0), j
+    assert [f["side"] for f in j["failures"]] == ["upstream"], j
+
+
+def test_app_error_page_is_a_failed_side_not_an_answer(pair):
+    """The app raises on the copy's side (upstream primary): tracfront's 500
+    page is not the app's answer, so the pair is failed, as a failed
+    upstream copy is, not a 500-vs-200 mismatch with a latency sample."""
+    srv, up = pair("--mirror-primary", "upstream")
+    r = requests.get(srv.url + "raise?on=a", timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")  # the upstream (side b) answers
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert (j["failed"], j["mismatches"]) == (1, []), j
+    assert [f["side"] for f in j["failures"]] == ["app"], j
