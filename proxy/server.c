@@ -416,14 +416,11 @@ static enum tf_backend_kind answering_kind(const struct tf_server *server,
 
 /* --- tracd's login paths: who is this client? ------------------------------- */
 
-/* Does tracfront's auth still have to look at req (an app request)? */
-static bool auth_applies(struct tf_server *server, const struct tf_request *req)
+/* Does tracfront's auth still have to look at req, routed by r (an app request)? */
+static bool auth_applies(struct tf_server *server, const struct tf_request *req,
+                         const struct tf_route *r)
 {
-    if (!server->auth || req->auth_checked)
-        return false;
-    const char *rest;
-    const struct tf_route *r = tf_route_find(&server->cfg->routes, req->target, &rest);
-    return answering_kind(server, r) == TF_ROUTE_APP;
+    return server->auth && !req->auth_checked && answering_kind(server, r) == TF_ROUTE_APP;
 }
 
 /* Check req here. MHD_YES to go on; else the challenge (401, 400 or 500)
@@ -517,7 +514,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
                                    "prefix names.", true);
     }
     enum tf_backend_kind kind = answering_kind(server, req->route);
-    if (auth_applies(server, req)) {
+    if (auth_applies(server, req, req->route)) {
         if (tf_auth_may_block(server->auth, req))
             return check_login_away(server, req);
         if (login_refused(server, req, false, &result))
@@ -597,7 +594,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
              * Expect: 100-continue gets the 401, not a 100), unless the check
              * is a slow one: that waits for the final call (route). */
             enum MHD_Result refused;
-            if (auth_applies(server, req) && !tf_auth_may_block(server->auth, req) &&
+            const char *rest;
+            const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,
+                                                                    req->target, &rest) : NULL;
+            if (auth_applies(server, req, r) && !tf_auth_may_block(server->auth, req) &&
                 login_refused(server, req, true, &refused))
                 return refused;
             watch_add(req->daemon, req, WATCH_BODY_IN);
