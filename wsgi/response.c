@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "proxy/http_check.h"
 #include "proxy/log.h"
 #include "proxy/request.h"
 #include "proxy/server.h"
@@ -32,9 +33,15 @@ static int latin1_view(PyObject *s, const char **p, size_t *n)
     return 0;
 }
 
+/* The app's Content-Length value; whitespace around it is not part of it
+ * (RFC 9110 5.5; mod_wsgi and gunicorn strip it too). -2 if invalid. */
 static int64_t parse_length(const char *v, size_t n)
 {
     int64_t x = 0;
+    while (n && (*v == ' ' || *v == '\t'))
+        v++, n--;
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
     if (n == 0)
         return -2;
     for (size_t i = 0; i < n; i++) {
@@ -245,6 +252,23 @@ void wsgi_start_response_detach(PyObject *start_response)
 
 /* --- building the MHD response ------------------------------------------ */
 
+/* A hop-by-hop header from the app (PEP 3333 forbids them): "Connection:
+ * close" is honoured, as mod_wsgi and uWSGI do (the connection closes after
+ * this answer); anything else is dropped, and the first one logged. */
+static void app_hop_by_hop(struct MHD_Response *r, struct wsgi_task *task, const char *name,
+                           size_t nlen, const char *value)
+{
+    static bool logged;
+    if (nlen == 10 && !strncasecmp(name, "Connection", 10) &&
+        tf_connection_lists(value, "close", 5)) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+        return;
+    }
+    if (!__atomic_exchange_n(&logged, true, __ATOMIC_RELAXED))
+        tf_log_error("%s %s: header '%.*s' from the app is hop-by-hop (PEP 3333): not sent "
+                     "(logged once)", task->req->method, task->req->target, (int)nlen, name);
+}
+
 static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
 {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(task->headers); i++) {
@@ -254,9 +278,12 @@ static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
         if (latin1_view(PyTuple_GET_ITEM(item, 0), &name, &nlen) < 0 ||
             latin1_view(PyTuple_GET_ITEM(item, 1), &value, &vlen) < 0)
             continue; /* checked in start_response; the list may have changed since */
-        if (wsgi_header_is_hop_by_hop(name, nlen) ||
-            (nlen == 14 && !strncasecmp(name, "Content-Length", 14)))
+        if (nlen == 14 && !strncasecmp(name, "Content-Length", 14))
             continue;
+        if (wsgi_header_is_hop_by_hop(name, nlen)) {
+            app_hop_by_hop(r, task, name, nlen, value);
+            continue;
+        }
         if (tf_response_add_header(r, name, value) != MHD_YES)
             tf_log_error("%s %s: header '%s' from the app was not sent", task->req->method,
                          task->req->target, name);
@@ -275,9 +302,14 @@ static int hand_over(struct wsgi_task *task, struct MHD_Response *r)
     return 0;
 }
 
+bool wsgi_response_bodyless(const struct wsgi_task *task)
+{
+    return task->req->is_head || task->code == 304 || task->code == 204;
+}
+
 int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len)
 {
-    if (task->req->is_head) {
+    if (wsgi_response_bodyless(task)) {
         task->body_bytes += len;
         return wsgi_response_send_head(task);
     }
@@ -301,7 +333,7 @@ static void tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t s
 
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
 {
-    if (task->req->is_head) {
+    if (wsgi_response_bodyless(task)) {
         close(fd);
         task->body_bytes += size;
         return wsgi_response_send_head(task);
@@ -325,15 +357,23 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
 
 int wsgi_response_start_stream(struct wsgi_task *task)
 {
-    if (task->req->is_head)
-        return 0; /* HEAD: count the body, answer at its end (wsgi_response_send_head) */
+    if (wsgi_response_bodyless(task))
+        return 0; /* count the body, answer at its end (wsgi_response_send_head) */
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
     return hand_over(task, tf_request_stream_response(task->req, size));
 }
 
+/* The answer to a HEAD, or of a 304 or 204, once the app's body (never sent)
+ * has ended: a HEAD's length is the one a GET would get. libmicrohttpd
+ * 0.9.75 frames a body of unknown size chunked and sends its closing chunk
+ * even where no body may follow, so the size is always known: a 304 without
+ * the app's own length says 0 (the one length the app's body cannot
+ * contradict; leaving it out would close the connection). */
 int wsgi_response_send_head(struct wsgi_task *task)
 {
-    uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : task->body_bytes;
+    uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
+                    : task->code == 304       ? 0
+                                              : task->body_bytes;
     if (hand_over(task, tf_request_stream_response(task->req, size)) < 0)
         return -1;
     tf_request_finish(task->req, false); /* libmicrohttpd sends no body for HEAD */
@@ -363,7 +403,7 @@ int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len, boo
             len = (size_t)room; /* never more than the app's Content-Length */
     }
     task->body_bytes += len;
-    if (req->is_head || len == 0)
+    if (wsgi_response_bodyless(task) || len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
     bool over;
     int rc;

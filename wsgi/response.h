@@ -40,10 +40,13 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
 /* Hand a regular file to the client (sendfile); takes ownership of fd. */
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size);
 /* Start a streamed response (Content-Length if the app gave one, else chunked
- * on HTTP/1.1 and close-delimited on 1.0). For HEAD nothing is sent yet. */
+ * on HTTP/1.1 and close-delimited on 1.0). Bodyless: nothing is sent yet. */
 int wsgi_response_start_stream(struct wsgi_task *task);
-/* HEAD, once the body has been produced and counted: headers with the
- * body's Content-Length, and no body. */
+/* True when the answer carries no body: a HEAD, a 304 or a 204. The app's
+ * body is then counted, not sent, and the answer goes out at its end. */
+bool wsgi_response_bodyless(const struct wsgi_task *task);
+/* Such an answer, once its body has been produced and counted: headers (a
+ * HEAD's Content-Length is its body's), and no body. */
 int wsgi_response_send_head(struct wsgi_task *task);
 /* A 500 (or other) error page, when nothing was sent yet. */
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail);

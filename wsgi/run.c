@@ -198,7 +198,7 @@ static void body_done(struct wsgi_task *task)
         tf_request_finish(task->req, short_body);
     } else if (!ready_to_send(task)) {
         return;
-    } else if ((task->req->is_head ? wsgi_response_send_head(task)
+    } else if ((wsgi_response_bodyless(task) ? wsgi_response_send_head(task)
                                    : wsgi_response_send_buffer(task, "", 0)) < 0) {
         failed(task, "sending the response failed");
         return;

@@ -417,7 +417,30 @@ def ignore_body(environ, start_response):
     return [b"ignored"]
 
 
+@unvalidated  # wsgiref.validate refuses what these send on purpose
+def shaped(environ, start_response):
+    """/shaped?status=304&body=gen|list|write|empty&cl=N&conn=VALUE:
+    a response the caller shapes (bodyless statuses, the app's own
+    Content-Length and Connection headers)."""
+    q = _qs(environ)
+    status = {"304": "304 Not Modified", "204": "204 No Content"}.get(q.get("status"), "200 OK")
+    headers = [("X-Shaped", "1")]
+    if "cl" in q:
+        headers.append(("Content-Length", q["cl"]))
+    if "conn" in q:
+        headers.append(("Connection", q["conn"]))
+    write = start_response(status, headers)
+    kind = q.get("body", "list")
+    if kind == "write":
+        write(b"abc")
+        return []
+    if kind == "gen":
+        return (part for part in [b"ab", b"c"])
+    return [] if kind == "empty" else [b"abc"]
+
+
 ROUTES = {
+    "shaped": shaped,
     "log": log_app, "closed-count": closed_count, "calls": calls_count,
     "file-closed": file_closed, "failures": failures,
     "bad-status": bad_status, "bad-header": bad_header, "sr-call": sr_call_styles,

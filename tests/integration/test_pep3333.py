@@ -629,3 +629,78 @@ def test_file_wrapper_file_truncated_while_sent_closes_and_logs(tracfront, tmp_p
         time.sleep(0.05)
     assert "changed while being sent" in srv.error_log
     assert requests.get(base(srv) + "/", timeout=10).status_code == 200
+
+
+# --- bodyless statuses and the app's own framing headers ------------------------
+
+@pytest.mark.parametrize("status", ["304", "204"])
+@pytest.mark.parametrize("body", ["gen", "list", "write", "empty"])
+def test_bodyless_status_sends_no_body_and_keeps_framing(tracfront, status, body):
+    """A 304 or 204 ends at its headers whatever body the app produced: a
+    streamed one used to go out chunked, its closing chunk left for the
+    client to read as the next response on the connection."""
+    srv = tracfront("--app", APP)
+    with srv.connect() as s:
+        s.sendall(b"GET /shaped?status=%s&body=%s HTTP/1.1\r\nHost: h\r\n\r\n"
+                  b"GET /env/next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                  % (status.encode(), body.encode()))
+        with s.makefile("rb") as f:
+            code, headers, _, _ = read_response(f)
+            h = dict(headers)
+            assert code == int(status) and h.get("x-shaped") == "1"
+            assert "transfer-encoding" not in h
+            # no Content-Length is possible only by closing the connection
+            # (libmicrohttpd 0.9.75); a 304 gets 0, never the length of the
+            # body the app produced
+            assert h.get("content-length") in (None, "0")
+            code2, _, body2, complete = read_response(f)
+    assert code2 == 200 and complete, "the first response left bytes on the connection"
+    assert env_of(body2)["PATH_INFO"] == "/env/next"
+
+
+def test_304_keeps_the_apps_content_length(tracfront):
+    srv = tracfront("--app", APP)
+    code, headers, body, _ = exchange(
+        srv, b"GET /shaped?status=304&body=gen&cl=1234 HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert code == 304 and dict(headers).get("content-length") == "1234"
+
+
+def test_app_connection_close_is_honoured(tracfront):
+    """mod_wsgi and uWSGI close the connection after an answer whose app
+    sent Connection: close; it was dropped and the connection kept."""
+    srv = tracfront("--app", APP)
+    with srv.connect() as s:
+        s.sendall(b"GET /shaped?conn=close HTTP/1.1\r\nHost: h\r\n\r\n")
+        data, closed = read_until_close(s)
+    assert data.startswith(b"HTTP/1.1 200")
+    assert b"\r\nconnection: close\r\n" in data.lower()
+    assert data.endswith(b"abc")
+    assert closed
+
+
+def test_app_hop_by_hop_header_is_dropped_and_logged(tracfront):
+    srv = tracfront("--app", APP)
+    for _ in range(2):
+        with srv.connect() as s:
+            s.sendall(b"GET /shaped?conn=keep-alive HTTP/1.1\r\nHost: h\r\n\r\n"
+                      b"GET /env/next HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            with s.makefile("rb") as f:
+                code, headers, body, _ = read_response(f)
+                assert code == 200 and body == b"abc"
+                assert dict(headers).get("connection") != "keep-alive"
+                assert read_response(f)[0] == 200  # the connection was kept
+    log = wait_log(srv, "hop-by-hop")
+    assert "header 'Connection' from the app is hop-by-hop" in log
+    assert log.count("hop-by-hop") == 1, "logged once, not on every request"
+
+
+@pytest.mark.parametrize("value", [" 3", "3 ", "\t3\t"])
+def test_content_length_with_surrounding_whitespace(tracfront, value):
+    """mod_wsgi and gunicorn strip it (RFC 9110 field values exclude
+    surrounding whitespace); start_response used to raise ValueError."""
+    srv = tracfront("--app", APP)
+    from urllib.parse import quote
+    code, headers, body, complete = exchange(
+        srv, b"GET /shaped?cl=%s HTTP/1.1\r\nHost: h\r\n\r\n" % quote(value).encode())
+    assert code == 200 and complete and body == b"abc"
+    assert dict(headers)["content-length"] == "3"
