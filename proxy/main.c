@@ -264,6 +264,8 @@ static int run_front(struct tf_config *cfg, char **argv)
 
 static void report_signal_taken(int sig)
 {
+    if (sig == SIGINT && wsgi_interp_sigint_is_pythons())
+        return;
     tf_log_error("the app set its own handler for %s at import; tracfront keeps its own "
                  "(shutdown, reload, log reopening), so the app's is not called",
                  sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP"

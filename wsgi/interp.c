@@ -4,6 +4,7 @@
  * --venv one) whatever python3 comes first on PATH. */
 #include "wsgi/interp.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,6 +131,26 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
 fail:
     main_thread_state = PyEval_SaveThread();
     return -1;
+}
+
+bool wsgi_interp_sigint_is_pythons(void)
+{
+    PyEval_RestoreThread(main_thread_state);
+    bool pythons = false;
+    PyObject *name = PyUnicode_FromString("signal");
+    PyObject *signal = name ? PyImport_GetModule(name) : NULL; /* new ref, NULL: not imported */
+    Py_XDECREF(name);
+    if (signal) {
+        PyObject *now = PyObject_CallMethod(signal, "getsignal", "i", SIGINT);
+        PyObject *dflt = PyObject_GetAttrString(signal, "default_int_handler");
+        pythons = now && now == dflt;
+        Py_XDECREF(now);
+        Py_XDECREF(dflt);
+        Py_DECREF(signal);
+    }
+    PyErr_Clear();
+    main_thread_state = PyEval_SaveThread();
+    return pythons;
 }
 
 void wsgi_interp_set_port(unsigned port)

@@ -31,6 +31,9 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen);
 
 /* Set SERVER_PORT in the base environ once the port is known. */
 void wsgi_interp_set_port(unsigned port);
+/* True when SIGINT's Python handler is Python's own (KeyboardInterrupt),
+ * which `import signal` sets: not a handler of the app's. */
+bool wsgi_interp_sigint_is_pythons(void);
 
 /* Take the GIL back on the main thread and finalize (atexit handlers run).
  * With app threads possibly still inside Python (graceful timeout passed),

@@ -306,6 +306,27 @@ def test_app_setting_signal_handlers_at_import_does_not_stop_shutdown(tracfront,
     assert "the app's handler ran" not in srv.error_log
 
 
+SUBPROCESS_APP = """
+import subprocess  # imports signal, which sets Python's own SIGINT handler
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["in-process", "workers"])
+def test_importing_signal_is_not_reported_as_a_handler_of_the_apps(tracfront, tmp_path,
+                                                                  workers):
+    """`import signal` (subprocess, Trac) installs Python's KeyboardInterrupt
+    handler for SIGINT: that is not the app's, and was logged as an error."""
+    (tmp_path / "subapp.py").write_text(SUBPROCESS_APP)
+    srv = tracfront("--app", "subapp:application", "--pythonpath", tmp_path, *workers)
+    assert requests.get(srv.url, timeout=30).text == "ok"
+    assert srv.stop(signal.SIGINT, timeout=20) == 0
+    assert "its own handler" not in srv.error_log
+
+
 HANGING_IMPORT = """
 import time
 time.sleep(60)
