@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,22 +59,24 @@ int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
 
 /* Put a fresh open of path where fd is: dup2 swaps it in one step, so a
  * thread writing meanwhile writes whole lines to the old file or the new. */
-static void reopen_one(const char *path, int fd, const char *what)
+static int reopen_one(const char *path, int fd, const char *what)
 {
     if (!path || fd < 0)
-        return;
+        return 0;
     int fresh = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fresh < 0 || dup2(fresh, fd) < 0)
+    int rc = fresh < 0 || dup2(fresh, fd) < 0 ? -1 : 0;
+    if (rc < 0)
         tf_log_error("%s: cannot reopen '%s': %s; still writing to the file it had", what, path,
                      strerror(errno));
     if (fresh >= 0)
         close(fresh);
+    return rc;
 }
 
-void tf_log_reopen(void)
+int tf_log_reopen(void)
 {
-    reopen_one(error_path, error_fd, "--error-log");
-    reopen_one(access_path, access_fd, "--access-log");
+    int error = reopen_one(error_path, error_fd, "--error-log");
+    return reopen_one(access_path, access_fd, "--access-log") < 0 ? -1 : error;
 }
 
 void tf_log_close(void)
@@ -184,12 +187,77 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
     return pos;
 }
 
+/* A field's room in the line: each byte may take 4 ("\xhh"). */
+static size_t escaped_room(const char *s)
+{
+    return s && *s ? 4 * strlen(s) : 1;
+}
+
+/* The access log could not take a line (a full disk): said once in the
+ * error log while it lasts, with the count lost when it takes lines again.
+ * A line cut short is ended, so the next one starts on its own line. */
+static void write_access_line(const char *line, size_t n)
+{
+    static unsigned long lost; /* lines since the first failure; 0: writing */
+    static bool torn;
+    int fd = access_fd;
+    if (__atomic_load_n(&torn, __ATOMIC_RELAXED) &&
+        __atomic_exchange_n(&torn, false, __ATOMIC_RELAXED))
+        (void)!write(fd, "\n", 1);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, line + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        done += (size_t)w;
+    }
+    if (done == n) {
+        unsigned long was = __atomic_exchange_n(&lost, 0, __ATOMIC_RELAXED);
+        if (was)
+            tf_log_error("--access-log: writing again; %lu line%s lost", was, was == 1 ? "" : "s");
+        return;
+    }
+    int why = errno;
+    if (done)
+        __atomic_store_n(&torn, true, __ATOMIC_RELAXED);
+    if (__atomic_fetch_add(&lost, 1, __ATOMIC_RELAXED) == 0)
+        tf_log_error("--access-log: cannot write: %s; lines are lost until it can (counted)",
+                     strerror(why));
+}
+
+/* snprintf at out + *pos, never past size (one byte kept for the newline). */
+static void put_format(char *out, size_t *pos, size_t size, const char *fmt, ...)
+{
+    if (*pos + 2 >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(out + *pos, size - *pos - 1, fmt, ap);
+    va_end(ap);
+    if (m > 0)
+        *pos += (size_t)m < size - *pos - 1 ? (size_t)m : size - *pos - 2;
+}
+
 void tf_log_access(const struct tf_access_entry *e)
 {
+    static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
     if (access_fd < 0)
         return;
-    char line[8192];
-    size_t cap = sizeof(line) - 64, n = 0;
+    /* Whole, however long the client's fields (Apache writes them all): on
+     * the stack when they fit, else on the heap. */
+    char small[8192];
+    size_t need = escaped_room(e->remote_addr) + escaped_room(e->remote_user) +
+                  escaped_room(e->method) + escaped_room(e->target) + escaped_room(e->version) +
+                  escaped_room(e->referer) + escaped_room(e->user_agent) + 128;
+    char *line = need <= sizeof(small) ? small : malloc(need);
+    size_t size = line ? need : sizeof(small); /* out of memory: fields cut to the stack line */
+    if (!line)
+        line = small;
+    size_t cap = size - 64; /* kept for the numbers and separators after the fields */
+    size_t n = 0;
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
@@ -198,23 +266,29 @@ void tf_log_access(const struct tf_access_entry *e)
     line[n++] = '-';
     line[n++] = ' ';
     n = put_escaped(line, n, cap, e->remote_user);
-    n += strftime(line + n, sizeof(line) - n, " [%d/%b/%Y:%H:%M:%S %z] \"", &tm);
+    /* the month from a table: strftime's %b follows the locale the app set */
+    char zone[8];
+    strftime(zone, sizeof(zone), "%z", &tm);
+    put_format(line, &n, size, " [%02d/%s/%04d:%02d:%02d:%02d %s] \"", tm.tm_mday,
+               months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone);
     n = put_escaped(line, n, cap, e->method);
     line[n++] = ' ';
     n = put_escaped(line, n, cap, e->target);
     line[n++] = ' ';
     n = put_escaped(line, n, cap, e->version);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\" %u ", e->status);
+    put_format(line, &n, size, "\" %u ", e->status);
     if (e->bytes)
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "%llu \"", (unsigned long long)e->bytes);
+        put_format(line, &n, size, "%llu \"", (unsigned long long)e->bytes);
     else
-        n += (size_t)snprintf(line + n, sizeof(line) - n, "- \"");
+        put_format(line, &n, size, "- \"");
     n = put_escaped(line, n, cap, e->referer);
     line[n++] = '"';
     line[n++] = ' ';
     line[n++] = '"';
     n = put_escaped(line, n, cap, e->user_agent);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, "\" %llu\n",
-                          (unsigned long long)e->duration_us);
-    write_all(access_fd, line, n);
+    put_format(line, &n, size, "\" %llu", (unsigned long long)e->duration_us);
+    line[n++] = '\n';
+    write_access_line(line, n);
+    if (line != small)
+        free(line);
 }

@@ -16,8 +16,9 @@ int tf_log_open(const char *error_path, const char *access_path, char *err, size
  * before other threads start. */
 void tf_log_set_worker_tag(void);
 /* Open the log files again by their names (logrotate moved them away): a
- * failure is logged and the old file kept. Main thread. */
-void tf_log_reopen(void);
+ * failure is logged and the old file kept. Main thread. 0, or -1 if one
+ * could not be reopened. */
+int tf_log_reopen(void);
 void tf_log_close(void);
 
 /* "[date] [level] message\n" to the error log. */

@@ -134,7 +134,7 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
         if (sig == SIGINT || sig == SIGTERM) /* a second one: stop waiting */
             return false;
         if (sig == SIGUSR1)
-            tf_log_reopen();
+            (void)tf_log_reopen();
     }
 }
 
@@ -147,8 +147,8 @@ static int wait_for_stop(struct tf_workers *workers)
     while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD ||
            sig == SIGUSR1) {
         if (sig == SIGUSR1) {
-            tf_log_reopen();
-            tf_log_info("SIGUSR1: log files reopened");
+            if (tf_log_reopen() == 0)
+                tf_log_info("SIGUSR1: log files reopened");
             if (workers)
                 tf_workers_forward(workers, SIGUSR1);
         } else if (sig == SIGHUP && workers)
@@ -361,7 +361,7 @@ static int run_server(struct tf_config *cfg)
     }
 
     int sig = wait_for_stop(NULL);
-    tf_log_info("signal %d: stopping; waiting up to %.0fs for requests in flight", sig,
+    tf_log_info("signal %d: stopping; waiting up to %gs for requests in flight", sig,
                 cfg->graceful_timeout);
     if (cfg->worker) /* the other workers take the new connections */
         tf_server_quiesce(server);

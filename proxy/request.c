@@ -77,6 +77,7 @@ void tf_request_unref(struct tf_request *req)
         close(req->spill_fd);
     pthread_mutex_destroy(&req->lock);
     free(req->target);
+    free(req->sent_target);
     free(req->method);  /* and version */
     free(req->headers); /* and header_store */
     free(req->remote_user);

@@ -74,7 +74,8 @@ struct tf_request {
     uint64_t id;                /* unique in this process, from 1 */
     struct MHD_Connection *connection;
     struct tf_daemon *daemon;   /* the daemon serving the connection (server_internal.h) */
-    char *target;               /* raw request target, as received */
+    char *target;               /* raw request target, as received (absolute-form: its path) */
+    char *sent_target;          /* an absolute-form target as sent, for the access log */
     char *method, *version;     /* one allocation (tf_request_set_line), owned by method */
     bool http11, is_head;
     struct tf_header *headers;

@@ -231,10 +231,10 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-static void set_remote(struct tf_request *req)
+static void set_remote(struct tf_request *req, struct MHD_Connection *connection)
 {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr)
         return;
     const struct sockaddr *sa = ci->client_addr;
@@ -260,7 +260,8 @@ static void set_remote(struct tf_request *req)
 
 /* An absolute-form target ("http://host/path?q", scheme in any case) as
  * origin-form ("/path?q"), once, so routes, the profile path and the
- * upstream all see the same thing. 0, or -1 on out of memory. */
+ * upstream all see the same thing; the access log keeps the one sent. 0, or
+ * -1 on out of memory. */
 static int origin_form(struct tf_request *req)
 {
     const char *t = req->target;
@@ -273,7 +274,7 @@ static int origin_form(struct tf_request *req)
     if (!copy)
         return -1;
     snprintf(copy, n, "%s%s", *path == '/' ? "" : "/", path);
-    free(req->target);
+    req->sent_target = req->target;
     req->target = copy;
     return 0;
 }
@@ -287,7 +288,6 @@ static int take_headers(struct tf_request *req, const char *method, const char *
         return 500;
     req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
     req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    set_remote(req);
     if (!tf_is_token(method, strlen(method)))
         return 400;
     if (!req->http11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
@@ -667,6 +667,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
 {
     struct tf_server *server = cls;
     struct tf_request *req = tf_request_new(server, uri);
+    if (req) /* here, so a request the HTTP layer refuses is logged with its client too */
+        set_remote(req, connection);
     if (req && server->backends->pins) {
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -695,14 +697,29 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
     }
 }
 
-static void write_access_log(const struct tf_request *req, uint64_t now)
+/* The status of a request no backend answered: the one libmicrohttpd sent
+ * itself (431, 400, 413...), 408 for a request that stopped coming until
+ * --idle-timeout (as Apache logs it), else 400 (the client left mid-request;
+ * nginx logs such a request 400 too). */
+static unsigned status_unanswered(struct MHD_Connection *connection,
+                                  enum MHD_RequestTerminationCode toe)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS);
+    if (ci && ci->http_status)
+        return ci->http_status;
+    return toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 400;
+}
+
+static void write_access_log(const struct tf_request *req, struct MHD_Connection *connection,
+                             enum MHD_RequestTerminationCode toe, uint64_t now)
 {
     struct tf_access_entry e = {
         .remote_addr = req->remote_addr[0] ? req->remote_addr : "-",
         .method = req->method ? req->method : "-",
-        .target = req->target,
+        .target = req->sent_target ? req->sent_target : req->target,
         .version = req->version ? req->version : "-",
-        .status = req->status ? req->status : 400,
+        .status = req->status ? req->status : status_unanswered(connection, toe),
         .bytes = req->bytes_out,
         .referer = tf_request_header(req, "Referer"),
         .user_agent = tf_request_header(req, "User-Agent"),
@@ -715,7 +732,6 @@ static void write_access_log(const struct tf_request *req, uint64_t now)
 static void on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)connection;
     struct tf_server *server = cls;
     struct tf_request *req = *con_cls;
     if (!req)
@@ -723,7 +739,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     *con_cls = NULL;
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled())
-        write_access_log(req, now);
+        write_access_log(req, connection, toe, now);
     if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
         pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
         uint64_t up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
@@ -758,7 +774,10 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
-    tf_log_error("http: %s", msg);
+    if (strstr(msg, "closed by remote side")) /* a client that left: nginx says it at info */
+        tf_log_info("http: %s", msg);
+    else
+        tf_log_error("http: %s", msg);
 }
 
 static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,

@@ -153,7 +153,9 @@ def test_sigusr1_reopens_the_logs_after_a_rotation(tracfront, workers):
     srv.proc.send_signal(signal.SIGUSR1)
     wait_for(lambda: (log_dir / "error.log").exists() and (log_dir / "access.log").exists(), 10,
              "the logs opened again under their names")
-    wait_for(lambda: "SIGUSR1: log files reopened" in srv.error_log, 10, "the reopen line")
+    # the front, then each worker it passes the signal on to
+    wait_for(lambda: srv.error_log.count("SIGUSR1: log files reopened") >= 1 + workers, 10,
+             "the reopen line of every process")
     # every process writes to the new files: requests until each worker ran some
     pids, i = set(), 0
     while len(pids) < max(workers, 1) or i < 5:
@@ -173,3 +175,128 @@ def test_sigusr1_reopens_the_logs_after_a_rotation(tracfront, workers):
     assert "says after" not in old_error, old_error[-2000:]
     assert "/pid?before" not in srv.access_log
     assert srv.proc.poll() is None, srv.stderr[-2000:]
+
+
+# --- what a comparison with Apache's mod_log_config and nginx found --------------
+
+LOCALE_APP = """
+import locale
+
+def application(environ, start_response):
+    # Trac's dispatch_request does this on every request (trac.locale: '')
+    locale.setlocale(locale.LC_ALL, "")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [locale.setlocale(locale.LC_TIME).encode()]
+"""
+
+
+def test_month_is_english_whatever_the_apps_locale(tracfront, tmp_path):
+    """strftime's %b followed the locale the app set (Trac sets the
+    system's on each request): `25/nov./2026` broke every log parser."""
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run(["localedef", "-i", "fr_FR", "-f", "UTF-8",
+                           str(locales / "fr_FR.UTF-8")], capture_output=True)
+    if not (locales / "fr_FR.UTF-8").exists():
+        pytest.skip("localedef cannot build fr_FR here (apt-get install locales): %r"
+                    % made.stderr[-300:])
+    (tmp_path / "locale_app.py").write_text(LOCALE_APP)
+    srv = tracfront("--app", "locale_app:application", "--pythonpath", tmp_path,
+                    env={"LOCPATH": str(locales), "LC_ALL": "fr_FR.UTF-8"})
+    r = requests.get(srv.url + "x", timeout=10)
+    assert r.text == "fr_FR.UTF-8", "the app did not switch locale: %r" % r.text
+    (line,) = wait_lines(srv, 1)
+    stamp = parse(line)["stamp"]
+    assert re.match(r"\d\d/(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)/\d{4}:", stamp), stamp
+
+
+def test_long_target_keeps_the_other_fields(tracfront):
+    """A target whose escaped form fills the line buffer used to cut the
+    line there: version, Referer and User-Agent came out empty."""
+    srv = tracfront(*APP)
+    target = "/list?" + "%22x" * 1500 + '"' * 1500  # 6000 bytes, ~9000 escaped
+    srv.raw(b'GET ' + target.encode() + b' HTTP/1.1\r\nHost: x\r\nUser-Agent: UA\r\n'
+            b'Referer: http://r/\r\nConnection: close\r\n\r\n')
+    (line,) = wait_lines(srv, 1)
+    f = parse(line)
+    assert f["request"] == "GET " + target.replace('"', '\\"') + " HTTP/1.1"
+    assert (f["status"], f["referer"], f["agent"]) == (200, "http://r/", "UA")
+
+
+def test_absolute_form_target_is_logged_as_sent(tracfront):
+    srv = tracfront(*APP)
+    srv.raw(b"GET http://other.example/list?x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    (line,) = wait_lines(srv, 1)
+    f = parse(line)
+    assert (f["request"], f["status"]) == ("GET http://other.example/list?x HTTP/1.1", 200)
+
+
+def test_request_refused_by_the_http_layer_logs_its_client_and_status(tracfront):
+    """An oversized header block gets libmicrohttpd's 431: the line had no
+    address and said 400."""
+    srv = tracfront(*APP)
+    with srv.connect() as s:
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 60000 + b"\r\n\r\n")
+        answer = s.recv(100)
+    assert answer.startswith(b"HTTP/1.1 431"), answer
+    (line,) = wait_lines(srv, 1)
+    f = parse(line)
+    assert (f["host"], f["status"]) == ("127.0.0.1", 431), line
+    assert f["request"].split()[1] == "/big", line
+
+
+def test_body_that_never_comes_is_logged_408(tracfront):
+    """As Apache: a request whose body stops until --idle-timeout is 408."""
+    srv = tracfront(*APP, "--idle-timeout", "1")
+    with srv.connect() as s:
+        s.sendall(b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        s.settimeout(15)
+        try:
+            while s.recv(1000):
+                pass
+        except (ConnectionResetError, TimeoutError):
+            pass
+    (line,) = wait_lines(srv, 1, timeout=15)
+    f = parse(line)
+    assert (f["host"], f["request"], f["status"]) == ("127.0.0.1", "POST /post HTTP/1.1", 408)
+
+
+def test_client_leaving_mid_request_is_not_an_error(tracfront):
+    """nginx logs a client that closes with an unfinished request at info;
+    libmicrohttpd's line about it was an [error]. The request is logged 400,
+    with its client, as nginx does."""
+    srv = tracfront(*APP)
+    with srv.connect() as s:
+        s.sendall(b"GET /half HTTP/1.1\r\nHost: x\r\nX-Half")
+    (line,) = wait_lines(srv, 1)  # written after libmicrohttpd's own line, if any
+    f = parse(line)
+    assert (f["host"], f["status"]) == ("127.0.0.1", 400), line
+    assert f["request"].split()[1] == "/half", line
+    http_lines = [l for l in srv.error_log.splitlines() if "] http: " in l]
+    assert all("[info]" in l for l in http_lines), http_lines
+
+
+def test_access_log_that_cannot_be_written_is_reported(tracfront):
+    """/dev/full: every write fails with ENOSPC, as on a full disk. Apache
+    and nginx say so in the error log; tracfront lost the lines silently."""
+    srv = tracfront(*APP, "--access-log", "/dev/full")
+    for i in range(3):
+        assert requests.get(srv.url + "list?n=%d" % i, timeout=10).status_code == 200
+    wait_for(lambda: "--access-log" in srv.error_log, 10, "a line about the lost access lines")
+    assert "No space left on device" in srv.error_log
+    lines = [l for l in srv.error_log.splitlines() if "--access-log" in l]
+    assert len(lines) == 1, "reported once while it lasts, not per request: %s" % lines
+
+
+def test_failed_reopen_is_not_reported_as_done(tracfront, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    srv = tracfront(*APP, "--access-log", logs / "access.log")
+    assert requests.get(srv.url + "list", timeout=10).status_code == 200
+    wait_for(lambda: (logs / "access.log").exists(), 10, "the access log")
+    (logs / "access.log").unlink()
+    logs.rmdir()  # nowhere to open it again
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: "cannot reopen" in srv.error_log, 10, "the failed reopen")
+    assert requests.get(srv.url + "list", timeout=10).status_code == 200
+    assert "log files reopened" not in srv.error_log, srv.error_log

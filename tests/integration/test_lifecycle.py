@@ -466,3 +466,9 @@ def test_app_paths_are_checked_at_start(tmp_path, flag, value, message):
     value = value.format(tmp=tmp_path)
     rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", flag, value)
     assert rc == 2 and flag in err and message in err, (rc, err)
+
+
+def test_stop_line_gives_a_fractional_graceful_timeout(tracfront):
+    srv = tracfront(*APP, "--graceful-timeout", "0.5")
+    assert srv.stop(signal.SIGTERM, timeout=20) == 0
+    assert "waiting up to 0.5s for requests in flight" in srv.error_log, srv.error_log[-2000:]
