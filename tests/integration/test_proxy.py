@@ -857,7 +857,10 @@ def test_long_host_reaches_the_upstream_whole(tracfront, upstream):
     ("/old/../admin", "refused"), ("/old/%2e%2e/admin", "refused"), ("/old/..%2fadmin", "refused"),
     ("/up/../x", "refused"), ("/./up/x", "refused"), ("/..", "refused"),
     ("/x/../../etc/passwd", "refused"), ("/old/a/../b", "upstream"), ("/old/./b", "upstream"),
-    ("/old/..b/c..", "upstream"), ("/x/./y/../z", "app")])
+    ("/old/..b/c..", "upstream"), ("/x/./y/../z", "app"),
+    # IIS reads '\\' and %5c as '/' before it resolves dot segments (KB 896287)
+    ("/old/..%5c..%5cadmin/", "refused"), ("/old/x/..%5C..%5c..%5cadmin", "refused"),
+    ("/old/..\\admin", "refused"), ("/old/a%5c..%5cb", "upstream"), ("/x\\..\\y", "app")])
 def test_dot_segments_never_lead_out_of_the_route(tracfront, upstream, target, where):
     # /old is mapped onto the upstream's /legacy: an upstream that resolves
     # "/legacy/../admin" (IIS does) must never be asked for it
