@@ -188,6 +188,21 @@ def test_location_rewritten_to_the_route(tracfront, upstream):
         assert r.getheader("Location") == expected, given
 
 
+def test_refresh_rewritten_like_location(tracfront, upstream):
+    # nginx's proxy_redirect maps the URL of Refresh too; its forms as browsers read them
+    srv, up = proxy(tracfront, upstream, *HELLO, "--route", "/old=upstream", up_path="/legacy")
+    base = "http://127.0.0.1:%d" % up.port
+    cases = {"0; url=%s/legacy/r" % base: "0; url=/old/r",
+             "5;URL = '%s/legacy/r?a=1'" % base: "5;URL = '/old/r?a=1'",
+             '1, Url="/legacy" ; x': '1, Url="/old" ; x',
+             "2 %s/legacy/s" % base: "2 /old/s",
+             "0; url=http://elsewhere.test/legacy/z": "0; url=http://elsewhere.test/legacy/z"}
+    for given, expected in cases.items():
+        r, _ = request(srv, "GET", "/old/headers?set=" + urllib.parse.quote("Refresh:" + given, safe=""))
+        assert r.status == 200
+        assert r.getheader("Refresh") == expected, given
+
+
 # --- request headers ---------------------------------------------------------
 
 def test_hop_by_hop_request_headers_removed(tracfront, upstream):
