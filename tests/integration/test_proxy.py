@@ -736,6 +736,38 @@ def test_pin_keeps_one_upstream_connection_per_client(tracfront, upstream):
     probe.close()
 
 
+def test_pinned_post_dropped_unanswered_is_502_and_not_resent(tracfront, upstream):
+    # curl resends a request that a reused connection dropped unanswered; a
+    # pinned POST reuses its connection, so it must refuse the second attempt
+    srv, up = proxy(tracfront, upstream, "--upstream-pin")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("GET", "/echo")
+    assert json.loads(c.getresponse().read())["conn_requests"] == 1
+    c.request("POST", "/swallow", body=b"abc")
+    r = c.getresponse()
+    assert_gateway_error(srv, r, r.read(), 502)
+    c.close()
+    assert up.stats()["methods"]["/swallow"] == ["POST"]
+    assert "POST /swallow: the reused --upstream-pin connection closed without an answer" \
+        in log_text(srv), log_text(srv)
+
+
+def test_pinned_post_after_the_upstream_closed_idle_gets_a_new_connection(tracfront, upstream):
+    # a connection that closed while idle is not a send: refusing a resend
+    # must not turn IIS's idle timeout into a 502
+    srv, up = proxy(tracfront, upstream, "--upstream-pin")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("GET", "/echo")
+    first = json.loads(c.getresponse().read())["conn"]
+    assert drop_idle(up) == b"dropped 1\n"
+    c.request("POST", "/echo", body=b"abc")
+    r = c.getresponse()
+    view = json.loads(r.read())
+    assert (r.status, view["body_len"]) == (200, 3) and view["conn"] != first, view
+    c.close()
+    assert up.stats()["methods"]["/echo"] == ["GET", "POST"]
+
+
 # --- logs and profiler ---------------------------------------------------------
 
 def test_access_log_has_proxied_requests(tracfront, upstream):
