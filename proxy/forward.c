@@ -284,25 +284,71 @@ static size_t upstream_base_len(const char *value, const struct tf_config *cfg)
     return next == '\0' || next == '/' || next == '?' ? n : 0;
 }
 
-static void add_location(struct MHD_Response *r, const char *value, const struct tf_request *req,
+/* url mapped back to the client's prefix when it starts with the upstream's
+ * base, else as it is: malloc'd, NULL on out of memory. */
+static char *mapped_back(const char *url, const struct tf_request *req,
                          const struct tf_config *cfg)
 {
-    size_t base = upstream_base_len(value, cfg);
-    if (!base) {
-        MHD_add_response_header(r, "Location", value);
-        return;
-    }
+    size_t base = upstream_base_len(url, cfg);
+    if (!base)
+        return strdup(url);
     /* the route's prefix comes back only where it was replaced going out */
     bool mapped_prefix = cfg->upstream_path && cfg->upstream_path[0];
     const char *prefix = mapped_prefix && req->route ? req->route->prefix : "";
-    const char *rest = value + base;
+    const char *rest = url + base;
     size_t n = strlen(prefix) + strlen(rest) + 3;
     char *mapped = malloc(n);
-    if (!mapped)
+    if (mapped)
+        snprintf(mapped, n, "%s%s%s", prefix, *prefix || *rest == '/' ? "" : "/", rest);
+    return mapped;
+}
+
+/* Where the URL of a Refresh value ("5; url='/x'") starts and ends, read as
+ * browsers do (HTML's declarative refresh): the delay, then ';' or ',', then
+ * "url =" (any case, spaces around '=', or left out), then the URL, up to its
+ * closing quote if it opens with one. false when there is none. */
+static bool refresh_url(const char *v, size_t *start, size_t *end)
+{
+    size_t i = strspn(v, " \t\n\f\r");
+    size_t digits = strspn(v + i, "0123456789.");
+    if (!digits || !strchr(" \t\n\f\r;,", v[i + digits]))
+        return false; /* no delay: browsers ignore the header */
+    i += digits;
+    i += strspn(v + i, " \t\n\f\r");
+    if (v[i] == ';' || v[i] == ',')
+        i++;
+    i += strspn(v + i, " \t\n\f\r");
+    if (!strncasecmp(v + i, "url", 3)) {
+        size_t eq = i + 3 + strspn(v + i + 3, " \t\n\f\r");
+        if (v[eq] == '=')
+            i = eq + 1 + strspn(v + eq + 1, " \t\n\f\r");
+    }
+    char quote[2] = { v[i] == '\'' || v[i] == '"' ? v[i] : 0, 0 };
+    *start = i + (quote[0] != 0);
+    *end = *start + strcspn(v + *start, quote); /* "": to the end */
+    return *end > *start;
+}
+
+/* Location, or Refresh's URL, mapped back as nginx's proxy_redirect does. */
+static void add_redirect(struct MHD_Response *r, const char *name, const char *value,
+                         const struct tf_request *req, const struct tf_config *cfg)
+{
+    size_t start = 0, end = strlen(value);
+    if (!strcasecmp(name, "Refresh") && !refresh_url(value, &start, &end)) {
+        tf_response_add_header(r, name, value);
         return;
-    snprintf(mapped, n, "%s%s%s", prefix, *prefix || *rest == '/' ? "" : "/", rest);
-    MHD_add_response_header(r, "Location", mapped);
+    }
+    char *url = strndup(value + start, end - start);
+    char *mapped = url ? mapped_back(url, req, cfg) : NULL;
+    size_t n = mapped ? start + strlen(mapped) + strlen(value + end) + 1 : 0;
+    char *line = mapped ? malloc(n) : NULL;
+    if (line) { /* out of memory: the header is left out */
+        snprintf(line, n, "%.*s%s%s", (int)start, value, mapped, value + end);
+        tf_response_add_header(r, name, line);
+    }
+    free(line);
     free(mapped);
+    free(url);
 }
 
 /* Whether any of the upstream's Connection lines names the header. */
@@ -325,8 +371,8 @@ void tf_response_head_apply(const struct tf_response_head *h, struct MHD_Respons
         if (tf_is_hop_by_hop(name, nlen) || !strcasecmp(name, "Content-Length") ||
             upstream_connection_lists(h, name, nlen))
             continue;
-        if (!strcasecmp(name, "Location"))
-            add_location(r, value, req, cfg);
+        if (!strcasecmp(name, "Location") || !strcasecmp(name, "Refresh"))
+            add_redirect(r, name, value, req, cfg);
         else
             tf_response_add_header(r, name, value);
     }

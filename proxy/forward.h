@@ -45,7 +45,8 @@ void tf_response_head_init(struct tf_response_head *h);
  * 0 to go on, -1 when the head is invalid (h->invalid says why). */
 int tf_response_head_feed(struct tf_response_head *h, const char *line, size_t len);
 /* Add the end-to-end headers to r: hop-by-hop and framing headers dropped,
- * Location mapped back to the client's prefix, Via appended. */
+ * Location and the URL in Refresh mapped back to the client's prefix (as
+ * nginx's proxy_redirect does), Via appended. */
 void tf_response_head_apply(const struct tf_response_head *h, struct MHD_Response *r,
                             const struct tf_request *req, const struct tf_config *cfg);
 void tf_response_head_free(struct tf_response_head *h);

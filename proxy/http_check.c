@@ -246,13 +246,21 @@ int tf_check_target(const char *target, const char *method)
     return 400;
 }
 
-/* One path byte at p (of the path ending at end), %2e/%2f read as '.'/'/';
- * *step is how many bytes it took. */
+/* One path byte at p (of the path ending at end), %2e read as '.', and %2f,
+ * '\\' and %5c as '/' (IIS turns a backslash, raw or decoded, into a slash
+ * before it resolves dot segments: KB 896287); *step is how many bytes it
+ * took. For the dot-segment checks only: PATH_INFO is decoded elsewhere
+ * (tf_percent_decode) and keeps its backslashes. */
 static char path_byte(const char *p, const char *end, size_t *step)
 {
-    if (p[0] == '%' && end - p >= 3 && p[1] == '2' && (p[2] | 0x20) == 'e')
+    if (p[0] == '\\')
+        return *step = 1, '/';
+    if (p[0] != '%' || end - p < 3)
+        return *step = 1, p[0];
+    char lower = (char)(p[2] | 0x20);
+    if (p[1] == '2' && lower == 'e')
         return *step = 3, '.';
-    if (p[0] == '%' && end - p >= 3 && p[1] == '2' && (p[2] | 0x20) == 'f')
+    if ((p[1] == '2' && lower == 'f') || (p[1] == '5' && lower == 'c'))
         return *step = 3, '/';
     return *step = 1, p[0];
 }

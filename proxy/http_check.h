@@ -35,12 +35,13 @@ int tf_check_framing(const struct tf_framing *f, bool http11);
 int tf_check_target(const char *target, const char *method);
 
 /* The path of an origin-form target (up to '?') with its dot segments
- * removed (RFC 3986 5.2.4), reading %2e as '.' and %2f as '/' as a server
- * behind might: malloc'd, or NULL when they climb above the root (or out of
- * memory: *above_root tells). Only the route choice uses it; the target
- * itself is passed on as received. */
+ * removed (RFC 3986 5.2.4), reading %2e as '.' and %2f, '\\' and %5c as '/'
+ * as a server behind might (IIS): malloc'd, or NULL when they climb above the
+ * root (or out of memory: *above_root tells). Only the route choice uses it;
+ * the target itself is passed on as received. */
 char *tf_path_resolve(const char *target, bool *above_root);
-/* Whether the target's path holds a dot segment ("." or "..", or %2e ones). */
+/* Whether the target's path holds a dot segment ("." or "..", or %2e ones),
+ * its segments split as tf_path_resolve splits them. */
 bool tf_path_has_dots(const char *target);
 
 bool tf_is_token(const char *s, size_t len);

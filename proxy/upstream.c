@@ -55,7 +55,8 @@ struct transfer {
     uint64_t body_off;              /* request body bytes read by curl */
     uint64_t pushed;                /* response body bytes queued */
     uint64_t t_head, last_io;       /* monotonic us */
-    bool responded, paused, over_high, timed_out;
+    unsigned sends;                 /* times curl began to send the request */
+    bool responded, paused, over_high, timed_out, resend_refused;
     char errbuf[CURL_ERROR_SIZE];
     struct transfer *prev, *next;   /* the active list */
 };
@@ -157,6 +158,24 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
+/* A pinned non-idempotent request: curl is about to send it, and calls
+ * again before a resend (a reused connection that closed without an answer
+ * is retried on a new one). The upstream may have acted on it: refused, so
+ * it is sent once at most, as nginx does (proxy_next_upstream). */
+static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    (void)primary_ip;
+    (void)local_ip;
+    (void)primary_port;
+    (void)local_port;
+    struct transfer *t = userp;
+    if (t->sends++ == 0)
+        return CURL_PREREQFUNC_OK;
+    t->resend_refused = true;
+    return CURL_PREREQFUNC_ABORT;
+}
+
 /* --- answering the client ------------------------------------------------- */
 
 /* size: the body's length when the transfer is complete, else UINT64_MAX. */
@@ -235,6 +254,11 @@ static void finish(struct transfer *t, CURLcode rc)
         fail(t, 504, why);
     } else if (t->head.invalid) {
         snprintf(why, sizeof(why), "invalid response: %s", t->head.invalid);
+        fail(t, 502, why);
+    } else if (t->resend_refused) {
+        snprintf(why, sizeof(why), "the reused --upstream-pin connection closed without an "
+                 "answer; a %s is not sent again (not idempotent: the upstream may have "
+                 "acted on it)", t->req->method);
         fail(t, 502, why);
     } else if (rc != CURLE_OK) {
         if (rc == CURLE_WRITE_ERROR && t->responded && tf_request_client_gone(t->req)) {
@@ -329,9 +353,14 @@ static CURLcode set_options(struct transfer *t)
     if (strcmp(req->method, curls) != 0)
         SET(CURLOPT_CUSTOMREQUEST, req->method);
     /* A stale pooled connection is retried by curl: only safe when the
-     * method is idempotent, so anything else gets a fresh connection. */
+     * method is idempotent, so anything else gets a fresh connection, or,
+     * pinned to its connection, is never sent a second time. */
     if (!idempotent(req->method) && !req->pin)
         SET(CURLOPT_FRESH_CONNECT, 1L);
+    if (!idempotent(req->method) && req->pin) {
+        SET(CURLOPT_PREREQFUNCTION, on_prereq);
+        SET(CURLOPT_PREREQDATA, t);
+    }
     if (req->pin)
         SET(CURLOPT_SHARE, req->pin->share);
 #undef SET

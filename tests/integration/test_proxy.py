@@ -188,6 +188,21 @@ def test_location_rewritten_to_the_route(tracfront, upstream):
         assert r.getheader("Location") == expected, given
 
 
+def test_refresh_rewritten_like_location(tracfront, upstream):
+    # nginx's proxy_redirect maps the URL of Refresh too; its forms as browsers read them
+    srv, up = proxy(tracfront, upstream, *HELLO, "--route", "/old=upstream", up_path="/legacy")
+    base = "http://127.0.0.1:%d" % up.port
+    cases = {"0; url=%s/legacy/r" % base: "0; url=/old/r",
+             "5;URL = '%s/legacy/r?a=1'" % base: "5;URL = '/old/r?a=1'",
+             '1, Url="/legacy" ; x': '1, Url="/old" ; x',
+             "2 %s/legacy/s" % base: "2 /old/s",
+             "0; url=http://elsewhere.test/legacy/z": "0; url=http://elsewhere.test/legacy/z"}
+    for given, expected in cases.items():
+        r, _ = request(srv, "GET", "/old/headers?set=" + urllib.parse.quote("Refresh:" + given, safe=""))
+        assert r.status == 200
+        assert r.getheader("Refresh") == expected, given
+
+
 # --- request headers ---------------------------------------------------------
 
 def test_hop_by_hop_request_headers_removed(tracfront, upstream):
@@ -721,6 +736,38 @@ def test_pin_keeps_one_upstream_connection_per_client(tracfront, upstream):
     probe.close()
 
 
+def test_pinned_post_dropped_unanswered_is_502_and_not_resent(tracfront, upstream):
+    # curl resends a request that a reused connection dropped unanswered; a
+    # pinned POST reuses its connection, so it must refuse the second attempt
+    srv, up = proxy(tracfront, upstream, "--upstream-pin")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("GET", "/echo")
+    assert json.loads(c.getresponse().read())["conn_requests"] == 1
+    c.request("POST", "/swallow", body=b"abc")
+    r = c.getresponse()
+    assert_gateway_error(srv, r, r.read(), 502)
+    c.close()
+    assert up.stats()["methods"]["/swallow"] == ["POST"]
+    assert "POST /swallow: the reused --upstream-pin connection closed without an answer" \
+        in log_text(srv), log_text(srv)
+
+
+def test_pinned_post_after_the_upstream_closed_idle_gets_a_new_connection(tracfront, upstream):
+    # a connection that closed while idle is not a send: refusing a resend
+    # must not turn IIS's idle timeout into a 502
+    srv, up = proxy(tracfront, upstream, "--upstream-pin")
+    c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    c.request("GET", "/echo")
+    first = json.loads(c.getresponse().read())["conn"]
+    assert drop_idle(up) == b"dropped 1\n"
+    c.request("POST", "/echo", body=b"abc")
+    r = c.getresponse()
+    view = json.loads(r.read())
+    assert (r.status, view["body_len"]) == (200, 3) and view["conn"] != first, view
+    c.close()
+    assert up.stats()["methods"]["/echo"] == ["GET", "POST"]
+
+
 # --- logs and profiler ---------------------------------------------------------
 
 def test_access_log_has_proxied_requests(tracfront, upstream):
@@ -857,7 +904,10 @@ def test_long_host_reaches_the_upstream_whole(tracfront, upstream):
     ("/old/../admin", "refused"), ("/old/%2e%2e/admin", "refused"), ("/old/..%2fadmin", "refused"),
     ("/up/../x", "refused"), ("/./up/x", "refused"), ("/..", "refused"),
     ("/x/../../etc/passwd", "refused"), ("/old/a/../b", "upstream"), ("/old/./b", "upstream"),
-    ("/old/..b/c..", "upstream"), ("/x/./y/../z", "app")])
+    ("/old/..b/c..", "upstream"), ("/x/./y/../z", "app"),
+    # IIS reads '\\' and %5c as '/' before it resolves dot segments (KB 896287)
+    ("/old/..%5c..%5cadmin/", "refused"), ("/old/x/..%5C..%5c..%5cadmin", "refused"),
+    ("/old/..\\admin", "refused"), ("/old/a%5c..%5cb", "upstream"), ("/x\\..\\y", "app")])
 def test_dot_segments_never_lead_out_of_the_route(tracfront, upstream, target, where):
     # /old is mapped onto the upstream's /legacy: an upstream that resolves
     # "/legacy/../admin" (IIS does) must never be asked for it

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -171,10 +172,12 @@ static void test_response_headers_back(void **state)
     tf_response_head_init(&h);
     assert_int_equal(feed(&h, "HTTP/1.1 302 Found\r\nLocation: http://u:1/legacy/next?a=1\r\n"
                               "Connection: X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n"
-                              "Content-Length: 0\r\nSet-Cookie: s=1\r\n\r\n"), 1);
+                              "Content-Length: 0\r\nSet-Cookie: s=1\r\n"
+                              "Refresh: 0; URL = 'http://u:1/legacy?b' x\r\n\r\n"), 1);
     struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
     tf_response_head_apply(&h, r, req, &cfg);
     assert_string_equal(MHD_get_response_header(r, "Location"), "/old/next?a=1");
+    assert_string_equal(MHD_get_response_header(r, "Refresh"), "0; URL = '/old?b' x");
     assert_string_equal(MHD_get_response_header(r, "Set-Cookie"), "s=1");
     assert_string_equal(MHD_get_response_header(r, "Via"), "1.1 tracfront");
     assert_null(MHD_get_response_header(r, "X-Secret"));
@@ -185,6 +188,41 @@ static void test_response_headers_back(void **state)
     tf_request_unref(req);
 }
 
+/* Refresh's URL as browsers find it; anything else passes as it is. */
+static void test_refresh_back(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        { "0; url=http://u:1/legacy/r", "0; url=/old/r" },
+        { "0;URL=\"/legacy?x\";", "0;URL=\"/old?x\";" },
+        { "3 , uRl= /legacy/a", "3 , uRl= /old/a" },
+        { "1.5 http://u:1/legacy", "1.5 /old" },
+        { "2; urlx=/legacy/a", "2; urlx=/legacy/a" },  /* "urlx=/legacy/a" is the URL */
+        { "2; /legacyx", "2; /legacyx" },              /* not on a boundary */
+        { "soon; url=/legacy/a", "soon; url=/legacy/a" }, /* no delay: ignored by browsers */
+        { "5", "5" }, { "0; url=", "0; url=" }, { "0; url=''", "0; url=''" },
+    };
+    struct tf_route route = { .prefix = "/old", .prefix_len = 4, .kind = TF_ROUTE_UPSTREAM };
+    struct tf_config cfg = config("http://u:1", "/legacy");
+    struct tf_request *req = make_request("/old/x", (const char *[]){ NULL });
+    req->route = &route;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[200];
+        snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\nRefresh: %s\r\n\r\n", cases[i][0]);
+        struct tf_response_head h;
+        tf_response_head_init(&h);
+        assert_int_equal(feed(&h, text), 1);
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
+        tf_response_head_apply(&h, r, req, &cfg);
+        const char *got = MHD_get_response_header(r, "Refresh");
+        if (!got || strcmp(got, cases[i][1]))
+            fail_msg("Refresh: %s: got %s, want %s", cases[i][0], got ? got : "NULL", cases[i][1]);
+        MHD_destroy_response(r);
+        tf_response_head_free(&h);
+    }
+    tf_request_unref(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +230,7 @@ int main(void)
         cmocka_unit_test(test_request_headers),
         cmocka_unit_test(test_response_head_checks),
         cmocka_unit_test(test_response_headers_back),
+        cmocka_unit_test(test_refresh_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

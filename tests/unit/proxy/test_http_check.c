@@ -175,6 +175,9 @@ static void test_path_resolve(void **state)
     expect_resolved("/old/../admin", "/admin");
     expect_resolved("/old/%2e%2E/admin", "/admin");
     expect_resolved("/old/..%2fadmin", "/admin");
+    expect_resolved("/old/..%5c..%5Cadmin/", NULL); /* IIS reads '\\' and %5c as '/' */
+    expect_resolved("/old/..\\admin", "/admin");
+    expect_resolved("/old/a%5c..%5cb", "/old/b");
     expect_resolved("/a/./b/../c", "/a/c");
     expect_resolved("/a/b/..", "/a/");
     expect_resolved("/a/.", "/a/");
@@ -188,6 +191,9 @@ static void test_path_resolve(void **state)
     assert_true(tf_path_has_dots("/a/%2E"));
     assert_true(tf_path_has_dots("/a/.%2e/b"));
     assert_false(tf_path_has_dots("/a/..b/.c?x=/../"));
+    assert_true(tf_path_has_dots("/a/..%5cb"));
+    assert_true(tf_path_has_dots("/a\\..\\b"));
+    assert_false(tf_path_has_dots("/a\\..b%5c.c"));
     assert_false(tf_path_has_dots("/"));
 }
 
