@@ -1,12 +1,16 @@
 /* errors.c — the streams to the error log (see errors.h). write() encodes to
  * UTF-8 and hands whole lines to the error log in one write(), so lines from
  * concurrent threads never cut into each other (print() alone makes several
- * writes per line); an unfinished line is held, as a line-buffered file
- * does, until its newline, flush(), 8 KiB, or the interpreter's end, and
- * never past the process's exit (wsgi_interp_stop flushes it). */
+ * writes per line). An unfinished line is held for the thread that writes
+ * it, so no other thread's output joins it, until its newline; it is ended
+ * (a newline added, as mod_wsgi's log lines are) by flush(), by the end of
+ * the thread's part of a request, by the thread's end and by the
+ * interpreter's (wsgi_interp_stop); one past 8 KiB goes out as it is. */
 #include "wsgi/errors.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,12 +19,80 @@
 
 #define PARTIAL_MAX 8192 /* an unfinished line longer than this is written as it is */
 
+enum { SLOT_STDERR, SLOT_STDOUT, SLOTS };
+
 struct error_stream {
     PyObject_HEAD
     const char *name;           /* static: "<stderr>", "<stdout>" */
-    size_t held;                /* bytes of an unfinished line in partial; the GIL guards both */
-    char partial[PARTIAL_MAX];
+    int slot;                   /* which of a thread's held lines is this stream's */
 };
+
+/* One thread's unfinished lines, one per stream. Only its thread changes
+ * them, with the GIL; the list links them all for the flush at the end. */
+struct held {
+    struct held *prev, *next;
+    size_t len[SLOTS];
+    char text[SLOTS][PARTIAL_MAX + 1]; /* + the newline that ends it */
+};
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER; /* the list */
+static struct held *held_all;
+static pthread_key_t held_key;
+static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+
+/* Write out h's unfinished line in slot, ended with a newline. */
+static void end_line(struct held *h, int slot)
+{
+    size_t n = h->len[slot];
+    if (!n)
+        return;
+    h->text[slot][n++] = '\n';
+    h->len[slot] = 0;
+    tf_log_raw(h->text[slot], n);
+}
+
+/* A thread ends: what it held is written, and its buffer goes. */
+static void held_release(void *arg)
+{
+    struct held *h = arg;
+    pthread_mutex_lock(&held_lock);
+    for (int i = 0; i < SLOTS; i++)
+        end_line(h, i);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        held_all = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&held_lock);
+    free(h);
+}
+
+static void held_key_create(void)
+{
+    (void)pthread_key_create(&held_key, held_release);
+}
+
+/* This thread's held lines; with create, made on first use (NULL when out
+ * of memory: the line is then written unfinished). */
+static struct held *held_mine(bool create)
+{
+    pthread_once(&held_once, held_key_create);
+    struct held *h = pthread_getspecific(held_key);
+    if (h || !create || !(h = calloc(1, sizeof(*h))))
+        return h;
+    if (pthread_setspecific(held_key, h) != 0) {
+        free(h);
+        return NULL;
+    }
+    pthread_mutex_lock(&held_lock);
+    h->next = held_all;
+    if (held_all)
+        held_all->prev = h;
+    held_all = h;
+    pthread_mutex_unlock(&held_lock);
+    return h;
+}
 
 /* One write() to the error log, without the GIL (it may block on a slow disk). */
 static void emit(const char *data, size_t n)
@@ -32,45 +104,60 @@ static void emit(const char *data, size_t n)
     Py_END_ALLOW_THREADS
 }
 
-/* Pass on the lines data completes (with what was held before them) in one
- * write, and hold the rest. Returns 0, or -1 with MemoryError set (nothing
- * written or held). */
+/* Pass on the lines data completes (with what this thread held before
+ * them) in one write, and hold the rest. Returns 0, or -1 with MemoryError
+ * set (nothing written or held). */
 static int stream_put(struct error_stream *s, const char *data, size_t n)
 {
     const char *last_newline = memrchr(data, '\n', n);
     size_t whole = last_newline ? (size_t)(last_newline + 1 - data) : 0;
-    if ((whole ? 0 : s->held) + n - whole > PARTIAL_MAX) /* too long to hold: out with all */
+    struct held *h = held_mine(whole < n);
+    size_t held = h ? h->len[s->slot] : 0;
+    if (!h || (whole ? 0 : held) + n - whole > PARTIAL_MAX) /* cannot hold: out with all */
         whole = n;
     char *joined = NULL;
     size_t out_len = whole;
-    if (whole && s->held) {
-        if (!(joined = malloc(s->held + whole))) {
+    if (whole && held) {
+        if (!(joined = malloc(held + whole))) {
             PyErr_NoMemory();
             return -1;
         }
-        memcpy(joined, s->partial, s->held);
-        memcpy(joined + s->held, data, whole);
-        out_len += s->held;
-        s->held = 0;
+        memcpy(joined, h->text[s->slot], held);
+        memcpy(joined + held, data, whole);
+        out_len += held;
+        h->len[s->slot] = held = 0;
     }
-    memcpy(s->partial + s->held, data + whole, n - whole);
-    s->held += n - whole;
-    if (s->held && out_len) /* a tail is held: keep the GIL, or another thread could add */
-        tf_log_raw(joined ? joined : data, out_len); /* to it before print()'s newline */
-    else
-        emit(joined ? joined : data, out_len);
+    if (whole < n) {
+        memcpy(h->text[s->slot] + held, data + whole, n - whole);
+        h->len[s->slot] = held + n - whole;
+    }
+    emit(joined ? joined : data, out_len);
     free(joined);
     return 0;
 }
 
 void wsgi_errors_flush(PyObject *stream)
 {
-    struct error_stream *s = (struct error_stream *)stream;
-    char out[PARTIAL_MAX];
-    size_t n = s->held;
-    memcpy(out, s->partial, n); /* another thread may write once emit lets the GIL go */
-    s->held = 0;
-    emit(out, n);
+    struct held *h = held_mine(false);
+    if (h)
+        end_line(h, ((struct error_stream *)stream)->slot);
+}
+
+void wsgi_errors_end_part(void)
+{
+    struct held *h = held_mine(false);
+    if (h)
+        for (int i = 0; i < SLOTS; i++)
+            end_line(h, i);
+}
+
+void wsgi_errors_flush_all(void)
+{
+    pthread_mutex_lock(&held_lock);
+    for (struct held *h = held_all; h; h = h->next)
+        for (int i = 0; i < SLOTS; i++)
+            end_line(h, i);
+    pthread_mutex_unlock(&held_lock);
 }
 
 static PyObject *errors_write(PyObject *self, PyObject *arg)
@@ -235,6 +322,6 @@ PyObject *wsgi_errors_new(const char *name)
     if (!s)
         return NULL;
     s->name = name;
-    s->held = 0;
+    s->slot = strcmp(name, "<stdout>") ? SLOT_STDERR : SLOT_STDOUT;
     return (PyObject *)s;
 }

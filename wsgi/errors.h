@@ -15,7 +15,13 @@ extern PyTypeObject wsgi_errors_type;
  * string that outlives it. New ref, or NULL with an exception set. */
 PyObject *wsgi_errors_new(const char *name);
 
-/* GIL held: write out the unfinished line the stream holds, if any. */
+/* GIL held: end and write out the unfinished line this thread holds for
+ * the stream, if any (its flush()). */
 void wsgi_errors_flush(PyObject *stream);
+/* GIL held: the same for both streams, when a thread's part of a request
+ * ends, so no later output of the thread's joins a request's last line. */
+void wsgi_errors_end_part(void);
+/* GIL held, at the interpreter's end: the same for every thread's. */
+void wsgi_errors_flush_all(void);
 
 #endif

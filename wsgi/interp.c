@@ -77,8 +77,7 @@ static void flush_std_streams(void)
             PyErr_Clear();
         Py_XDECREF(r);
     }
-    wsgi_errors_flush(wsgi_ctx.output);
-    wsgi_errors_flush(wsgi_ctx.errors);
+    wsgi_errors_flush_all();
 }
 
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)

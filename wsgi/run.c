@@ -14,6 +14,7 @@
 #include "proxy/request.h"
 #include "profiler/hook.h"
 #include "wsgi/environ.h"
+#include "wsgi/errors.h"
 #include "wsgi/filewrapper.h"
 #include "wsgi/gc_freeze.h"
 #include "wsgi/input.h"
@@ -317,4 +318,5 @@ void wsgi_run(struct tf_request *req)
         start(req);
     }
     wsgi_watchdog_leave(&watch);
+    wsgi_errors_end_part();
 }

@@ -71,3 +71,32 @@ def app(environ, start_response):
         return _json(start_response, sys.path)
     return _json(start_response, "loading_apps")
 
+
+
+def _partial_app(environ, start_response):
+    """/partial?who=A|B|C: A starts a line, waits for B's whole line, ends
+    it; C leaves a line unfinished at the end of its request."""
+    who = dict(parse_qsl(environ.get("QUERY_STRING", ""))).get("who")
+    if who == "A":
+        sys.stderr.write("A-STARTS-A-LINE ")
+        _a_started.set()
+        _b_done.wait(30)
+        sys.stderr.write("A-ENDS-IT\n")
+    elif who == "B":
+        _a_started.wait(30)
+        sys.stderr.write("B-WHOLE-LINE\n")
+        _b_done.set()
+    else:
+        environ["wsgi.errors"].write("C-UNFINISHED")
+    return _json(start_response, who)
+
+
+import threading  # noqa: E402
+_a_started, _b_done = threading.Event(), threading.Event()
+_plain_app = app
+
+
+def app(environ, start_response):  # noqa: F811
+    if environ["PATH_INFO"] == "/partial":
+        return _partial_app(environ, start_response)
+    return _plain_app(environ, start_response)

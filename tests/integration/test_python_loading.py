@@ -307,3 +307,22 @@ def test_app_with_an_empty_name_is_refused(tracfront, spec):
     rc, err = expect_start_failure(tracfront, app=("--app", spec))
     assert rc == 2, err
     assert "--app" in err and ("'%s'" % spec) in err, err
+
+
+def test_unfinished_lines_of_concurrent_requests_do_not_mix(tracfront):
+    """One request's unfinished line is held for its own thread: another
+    request's whole line is not appended to it (one stream-wide buffer did),
+    and a line left unfinished when a request ends is ended then, as
+    mod_wsgi ends it, not joined to the next request's output."""
+    srv = tracfront(*APP, "--threads", "4", "--inline-fast-calls", "false")
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(requests.get, srv.url + "partial?who=A", timeout=30)
+        # B writes once A has started its line (the app orders them)
+        assert requests.get(srv.url + "partial?who=B", timeout=30).status_code == 200
+        assert a.result().status_code == 200
+    assert requests.get(srv.url + "partial?who=C", timeout=30).status_code == 200
+    assert requests.get(srv.url + "print", params={"text": "AFTER-C"}, timeout=30).ok
+    lines = srv.error_log.splitlines()
+    assert "B-WHOLE-LINE" in lines, srv.error_log[-2000:]
+    assert "A-STARTS-A-LINE A-ENDS-IT" in lines, srv.error_log[-2000:]
+    assert "C-UNFINISHED" in lines and "AFTER-C" in lines, srv.error_log[-2000:]
