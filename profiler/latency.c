@@ -20,6 +20,7 @@
 
 #define ROUTE_KEY_MAX 128
 #define OTHER_ROUTE "(other)"
+#define NOT_FOUND_ROUTE "(not found)"
 
 struct backend_stats {
     struct prof_histogram total, queue, ttfb;
@@ -81,17 +82,24 @@ static size_t hash(const char *s)
 }
 
 /* With the lock held: the route for key, created if there is room, else
- * the "(other)" route. NULL only on out of memory. */
-static struct route *find_route(const char *key)
+ * the "(other)" route; a key not yet known and not to be made (a 404: a
+ * scan of made-up URLs would take every slot) is "(not found)". NULL only
+ * on out of memory. */
+static struct route *find_route(const char *key, bool may_create)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < 3; attempt++) {
         size_t i = hash(key) & (table_size - 1);
         while (table[i]) {
             if (!strcmp(table[i]->key, key))
                 return table[i];
             i = (i + 1) & (table_size - 1);
         }
-        if (route_count < route_cap || !strcmp(key, OTHER_ROUTE)) {
+        bool special = !strcmp(key, OTHER_ROUTE) || !strcmp(key, NOT_FOUND_ROUTE);
+        if (!may_create && !special) {
+            key = NOT_FOUND_ROUTE;
+            continue;
+        }
+        if (route_count < route_cap || special) {
             struct route *r = calloc(1, sizeof(*r));
             if (!r)
                 return NULL;
@@ -142,7 +150,7 @@ void prof_latency_record(const struct prof_sample *s)
     prof_route_key(s->target, strlen(s->target), key, sizeof(key));
     uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
     pthread_mutex_lock(&lock);
-    struct route *r = table ? find_route(key) : NULL;
+    struct route *r = table ? find_route(key, s->status != 404) : NULL;
     struct backend_stats *b = r ? r->backend[s->backend] : NULL;
     if (r && !b)
         b = r->backend[s->backend] = calloc(1, sizeof(*b));
@@ -594,7 +602,7 @@ static void load_stats(char *line)
     char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
     char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
     int b = backend ? atoi(backend) : -1;
-    struct route *r = key && b >= 0 && b < PROF_BACKENDS ? find_route(key) : NULL;
+    struct route *r = key && b >= 0 && b < PROF_BACKENDS ? find_route(key, true) : NULL;
     struct backend_stats *s = r ? r->backend[b] : NULL;
     if (r && !s)
         s = r->backend[b] = calloc(1, sizeof(*s));

@@ -157,3 +157,27 @@ def test_latency_accounting_can_be_switched_off(tracfront):
         assert requests.get(srv.url + "hello", timeout=10).status_code == 200
     time.sleep(0.2)  # past the point where a request would have been recorded
     assert latency(srv) == {}
+
+
+def test_not_found_scan_does_not_take_the_route_slots(tracfront, tmp_path):
+    """A scan of 404 URLs took a route slot per URL, first come first kept:
+    real routes then went to (other) and /metrics grew by thousands of
+    series. A 404 for a route not yet known is counted under (not found);
+    a known route keeps its own 404s."""
+    app = tmp_path / "scan_app.py"
+    app.write_text(
+        "def application(environ, start_response):\n"
+        "    found = not environ['PATH_INFO'].startswith('/scan')\n"
+        "    start_response('200 OK' if found else '404 Not Found', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "scan_app:application", "--pythonpath", tmp_path,
+                    "--profile-max-routes", "5")
+    with requests.Session() as s:
+        for i in range(20):
+            assert s.get(srv.url + "scan%d/wp-login.php" % i, timeout=10).status_code == 404
+        assert s.get(srv.url + "wiki/WikiStart", timeout=10).status_code == 200
+    routes = latency(srv, settle=("/wiki/WikiStart", 1))
+    assert routes[("/wiki/WikiStart", "wsgi")]["count"] == 1
+    assert routes[("(not found)", "wsgi")]["count"] == 20
+    assert not any(route.startswith("/scan") for route, _ in routes), sorted(routes)
+    assert ("(other)", "wsgi") not in routes
