@@ -3,7 +3,10 @@
  * each page first adds up what the workers have: their latency registries
  * (merged into this process's, which serves no requests itself) and, for
  * the function pages, their call trees (format "tree"). A worker that stops
- * (a reload) hands its profile over first; the front keeps what those had. */
+ * (a reload) hands its profile over first; the front keeps what those had.
+ * A worker that dies without doing so leaves the latency the front last
+ * pulled from it (at each page, and every PULL_US): the counters a
+ * Prometheus scrape has seen must never go down, except on Clear. */
 #include "proxy/front_profile.h"
 
 #include <pthread.h>
@@ -13,6 +16,7 @@
 
 #include "proxy/fetch.h"
 #include "proxy/log.h"
+#include "proxy/platform.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 
@@ -23,6 +27,15 @@ static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a
  * latency dump and a tree dump (NULL: nothing). */
 static char *kept_latency, *kept_tree;
 static size_t kept_tree_len;
+/* Under merge_lock: the latency dump last pulled from each worker still
+ * measuring (or dead and not yet folded into kept_latency), by origin. */
+struct last_pulled {
+    char *origin, *dump;
+    bool answered;             /* in the current pull: its in-flight count is current */
+};
+static struct last_pulled *pulled;
+static size_t n_pulled;
+#define PULL_US 2000000u       /* the main thread's tick pulls this often */
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -88,13 +101,70 @@ static void front_clear(void)
     free(kept_latency);
     free(kept_tree);
     kept_latency = kept_tree = NULL;
+    for (size_t i = 0; i < n_pulled; i++) {
+        free(pulled[i].origin);
+        free(pulled[i].dump);
+    }
+    n_pulled = 0;
     pthread_mutex_unlock(&merge_lock);
 }
 
-static void add_latency(const char *origin, struct tf_fetched *f, void *arg)
+/* Under merge_lock: origin's entry in pulled, or NULL. */
+static struct last_pulled *find_pulled(const char *origin)
 {
-    if (!f->body || prof_latency_load(f->body, f->len, arg) < 0)
-        tf_log_error("profile: unreadable latency from worker %s", origin);
+    for (size_t i = 0; i < n_pulled; i++)
+        if (!strcmp(pulled[i].origin, origin))
+            return &pulled[i];
+    return NULL;
+}
+
+/* Under merge_lock: origin's last dump, which is no longer kept there
+ * (malloc'd; NULL if the front never had one). */
+static char *forget_pulled(const char *origin)
+{
+    struct last_pulled *p = find_pulled(origin);
+    if (!p)
+        return NULL;
+    char *dump = p->dump;
+    free(p->origin);
+    *p = pulled[--n_pulled];
+    return dump;
+}
+
+/* each_worker: keep the worker's answer as what the front last had of it.
+ * Out of memory keeps the previous one. */
+static void remember(const char *origin, struct tf_fetched *f, void *arg)
+{
+    (void)arg;
+    struct last_pulled *p = find_pulled(origin);
+    if (!f->body)
+        return;
+    if (!p) {
+        struct last_pulled *grown = realloc(pulled, (n_pulled + 1) * sizeof(*pulled));
+        char *copy = strdup(origin);
+        if (grown)
+            pulled = grown;
+        if (!grown || !copy) {
+            free(copy);
+            return;
+        }
+        p = &pulled[n_pulled++];
+        *p = (struct last_pulled){ copy, NULL, false };
+    }
+    free(p->dump);
+    p->dump = f->body; /* taken over */
+    f->body = NULL;
+    p->answered = true;
+}
+
+/* Ask every worker for its latency. Call with merge_lock. */
+static void pull_latency(void)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
+    for (size_t i = 0; i < n_pulled; i++)
+        pulled[i].answered = false;
+    each_worker("GET", path, remember, NULL);
 }
 
 /* This process's registry and call tree := what the stopped workers had.
@@ -107,6 +177,36 @@ static void load_kept_latency(void)
         prof_latency_load(kept_latency, strlen(kept_latency), &none);
 }
 
+/* This process's registry := kept_latency plus every worker's last pull
+ * (one that did not answer the last pull counts as it was before). Call
+ * with merge_lock; returns the requests in flight of those that answered. */
+static int load_latency(void)
+{
+    int in_flight = 0, stale = 0;
+    load_kept_latency();
+    for (size_t i = 0; i < n_pulled; i++)
+        if (prof_latency_load(pulled[i].dump, strlen(pulled[i].dump),
+                              pulled[i].answered ? &in_flight : &stale) < 0)
+            tf_log_error("profile: unreadable latency from worker %s", pulled[i].origin);
+    return in_flight;
+}
+
+/* kept_latency := kept_latency + dump (a worker's, that is no longer asked).
+ * Call with merge_lock; -1 (kept_latency unchanged) on out of memory. */
+static int keep_latency(const char *dump)
+{
+    int none = 0;
+    load_kept_latency();
+    if (dump && prof_latency_load(dump, strlen(dump), &none) < 0)
+        return -1;
+    char *l = prof_latency_dump(0);
+    if (!l)
+        return -1;
+    free(kept_latency);
+    kept_latency = l;
+    return 0;
+}
+
 static void load_kept_tree(void)
 {
     prof_hook_clear();
@@ -115,23 +215,40 @@ static void load_kept_tree(void)
 }
 
 /* This process's latency registry := what the stopped workers had plus
- * every worker's now. Call with merge_lock; returns requests in flight. */
-static int merge_latency(void)
-{
-    char path[4200];
-    int in_flight = 0;
-    snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
-    load_kept_latency();
-    each_worker("GET", path, add_latency, &in_flight);
-    return in_flight;
-}
-
+ * every worker's now. Returns requests in flight. */
 static int front_refresh(void)
 {
     pthread_mutex_lock(&merge_lock);
-    int in_flight = merge_latency();
+    pull_latency();
+    int in_flight = load_latency();
     pthread_mutex_unlock(&merge_lock);
     return in_flight;
+}
+
+void tf_front_profile_tick(void)
+{
+    static uint64_t last;
+    uint64_t now = tf_now_us();
+    if (!workers || now - last < PULL_US || pthread_mutex_trylock(&merge_lock) != 0)
+        return; /* a page merging now pulls as well */
+    last = now;
+    pull_latency();
+    pthread_mutex_unlock(&merge_lock);
+}
+
+/* A worker died without handing its profile over: what the front last
+ * pulled from it joins what the stopped workers had. Main thread. */
+static void front_lost(const char *origin)
+{
+    pthread_mutex_lock(&merge_lock);
+    char *last = forget_pulled(origin);
+    if (last && keep_latency(last) < 0)
+        tf_log_error("profile: the latency of dead worker %s could not be kept", origin);
+    else if (last)
+        tf_log_info("profile: kept the latency worker %s had when last asked", origin);
+    free(last);
+    load_latency(); /* not kept_latency alone until the next page */
+    pthread_mutex_unlock(&merge_lock);
 }
 
 static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
@@ -151,9 +268,25 @@ static void merge_trees(void)
     each_worker("GET", path, add_tree, NULL);
 }
 
+/* kept_tree := kept_tree + origin's answer f. Call with merge_lock; -1
+ * (kept_tree unchanged) on failure. */
+static int keep_tree(const char *origin, struct tf_fetched *f)
+{
+    size_t tlen = 0;
+    load_kept_tree();
+    add_tree(origin, f, NULL);
+    char *t = prof_hook_export("tree", &tlen);
+    if (!t)
+        return -1;
+    free(kept_tree);
+    kept_tree = t, kept_tree_len = tlen;
+    return 0;
+}
+
 /* A worker (on its control port) is stopping, its requests done: what it
- * measured joins what the stopped workers had, and it is not asked again.
- * false if it is not a worker still measuring. */
+ * measured joins what the stopped workers had, and it is not asked again
+ * (its latency as last pulled, if it cannot tell now). false if it is not
+ * a worker still measuring. */
 static bool front_absorb(unsigned port)
 {
     char origin[48], latency_path[4200], tree_path[4200];
@@ -164,32 +297,22 @@ static bool front_absorb(unsigned port)
     bool known = tf_workers_measuring(workers, origin, false);
     if (known) {
         struct tf_fetched latency = { 0 }, tree = { 0 };
-        int none = 0;
-        bool got = tf_fetch(origin, "GET", latency_path, &latency) == 0 && latency.status == 200 &&
-                   tf_fetch(origin, "GET", tree_path, &tree) == 0 && tree.status == 200;
-        if (got) { /* kept := kept + this worker's */
-            load_kept_latency();
-            add_latency(origin, &latency, &none);
-            load_kept_tree();
-            add_tree(origin, &tree, NULL);
-            char *l = prof_latency_dump(0);
-            size_t tlen = 0;
-            char *t = prof_hook_export("tree", &tlen);
-            if (l && t) {
-                free(kept_latency);
-                free(kept_tree);
-                kept_latency = l, kept_tree = t, kept_tree_len = tlen;
-            } else {
-                free(l);
-                free(t);
-                got = false;
-            }
-        }
-        if (!got)
-            tf_log_error("profile: the profile of stopping worker %s could not be kept", origin);
+        char *last = forget_pulled(origin);
+        bool got = tf_fetch(origin, "GET", latency_path, &latency) == 0 &&
+                   latency.status == 200 && latency.body;
+        if (keep_latency(got ? latency.body : last) < 0)
+            tf_log_error("profile: the latency of stopping worker %s could not be kept", origin);
+        else if (!got)
+            tf_log_error("profile: stopping worker %s did not send its latency; %s", origin,
+                         last ? "kept what it had when last asked" : "it is lost");
+        if (tf_fetch(origin, "GET", tree_path, &tree) < 0 || tree.status != 200 ||
+            keep_tree(origin, &tree) < 0)
+            tf_log_error("profile: the call tree of stopping worker %s could not be kept", origin);
+        free(last);
         tf_fetched_free(&latency);
         tf_fetched_free(&tree);
         tf_workers_measuring(workers, origin, true);
+        load_latency(); /* not kept_latency alone until the next page */
     }
     pthread_mutex_unlock(&merge_lock);
     return known;
@@ -306,5 +429,6 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     workers = w;
     profile_path = path;
     tf_workers_on_new_worker(w, front_welcome);
+    tf_workers_on_lost_worker(w, front_lost);
     return &controls;
 }

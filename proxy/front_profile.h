@@ -9,5 +9,9 @@
 /* Controls for tf_server_set_profiler(); w and path must outlive them. */
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
                                                              const char *path);
+/* Main thread, on its tick (about once a second): every few seconds, pull
+ * each worker's latency, which the front keeps in case the worker dies
+ * without handing it over. Skipped while a page is merging (it pulls too). */
+void tf_front_profile_tick(void);
 
 #endif

@@ -155,8 +155,10 @@ static int wait_for_stop(struct tf_workers *workers)
             tf_workers_reload(workers, "SIGHUP");
         else if (sig == SIGHUP)
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
-        else if (workers) /* a second, or a child ended */
+        else if (workers) { /* a second, or a child ended */
             tf_workers_tick(workers);
+            tf_front_profile_tick();
+        }
     }
     return sig;
 }

@@ -58,6 +58,7 @@ struct tf_workers {
     uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
     uint64_t last_attempt;         /* monotonic us of the last reload */
     void (*on_new_worker)(const char *origin);
+    void (*on_lost_worker)(const char *origin);
 };
 
 /* --- spawning -------------------------------------------------------------- */
@@ -371,6 +372,11 @@ static struct worker *find_worker(struct tf_workers *w, pid_t pid)
     return each_worker(w, has_pid, &pid);
 }
 
+static bool shares_origin(struct worker *k, void *dead)
+{
+    return k != dead && !k->exited && !strcmp(k->origin, ((struct worker *)dead)->origin);
+}
+
 static bool all_exited(const struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++)
@@ -421,7 +427,10 @@ void tf_workers_tick(struct tf_workers *w)
             continue;
         pthread_mutex_lock(&w->lock);
         k->exited = true;
+        bool lost = !k->absorbed && !each_worker(w, shares_origin, k);
         pthread_mutex_unlock(&w->lock);
+        if (lost && w->on_lost_worker)
+            w->on_lost_worker(k->origin);
         if (k->gen == w->current) {
             tf_log_error("worker %d exited (%s %d); restarting the workers", (int)pid,
                          WIFSIGNALED(status) ? "signal" : "status",
@@ -482,6 +491,11 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
 void tf_workers_on_new_worker(struct tf_workers *w, void (*fn)(const char *origin))
 {
     w->on_new_worker = fn;
+}
+
+void tf_workers_on_lost_worker(struct tf_workers *w, void (*fn)(const char *origin))
+{
+    w->on_lost_worker = fn;
 }
 
 int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,

@@ -47,6 +47,11 @@ void tf_workers_stop(struct tf_workers *w, double timeout);
  * accepts: fn(origin) tells it what the command line cannot (the profiler
  * Start/Stop state). Set once, before tf_workers_begin. */
 void tf_workers_on_new_worker(struct tf_workers *w, void (*fn)(const char *origin));
+/* Main thread, for a worker reaped by tf_workers_tick() without the front
+ * holding its profile (it crashed, was killed, or stopped with requests
+ * still running): fn(origin), without the lock. Not when a live worker has
+ * the same origin (its port was reused). Set once, before tf_workers_begin. */
+void tf_workers_on_lost_worker(struct tf_workers *w, void (*fn)(const char *origin));
 
 /* The control origins ("http://127.0.0.1:PORT") of the workers that hold a
  * profile: the current ones, and old ones still finishing their requests

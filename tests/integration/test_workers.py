@@ -4,8 +4,9 @@ Requests spread over the workers; a worker's environ is what the same request
 gets in-process (real client address, headers as sent, nothing added); the
 profile is one for the whole server (exact merged call counts, exports,
 Start/Stop/Clear reaching every worker, latency of every request, per-request
-call trees from any worker); a killed worker is replaced; SIGTERM stops
-everything and leaves no process behind.
+call trees from any worker); a killed worker is replaced, and what it had
+measured stays in the counters; SIGTERM stops everything and leaves no
+process behind.
 """
 import base64
 import hashlib
@@ -539,6 +540,66 @@ def test_killed_worker_is_replaced(tracfront, tmp_path):
     wait_for(lambda: new & worker_pids(srv), 20, "the replacement to serve requests")
     assert any("worker" in line and "restart" in line for line in srv.error_log.splitlines()), \
         srv.error_log[-2000:]
+
+
+def requests_total(srv, route):
+    """tracfront_requests_total of route (all its series) in /__profile__/metrics,
+    or None when the page did not answer (a worker going away mid-request)."""
+    try:
+        prom = requests.get(srv.url + "__profile__/metrics", timeout=30).text
+    except requests.RequestException:
+        return None
+    return sum(int(n) for r, n in re.findall(
+        r'^tracfront_requests_total\{route="([^"]*)"[^}]*\} (\d+)$', prom, re.M) if r == route)
+
+
+def pid_requests(srv, n=120):
+    """n concurrent /pid requests, both workers serving some; returns n."""
+    res = concurrently(srv.url + "pid?s=0.005", 6, n // 6)
+    assert all(s == 200 for s, _ in res) and len({b["pid"] for _, b in res}) == 2, res[:3]
+    return len(res)
+
+
+def crash_a_worker(srv, route, floor):
+    """/abort kills the worker that takes it (SIGABRT, nothing handed over);
+    the front starts a new generation and the other worker leaves as in a
+    reload. Until both are gone route's counter must never read below floor;
+    returns it then."""
+    before = children(srv.proc.pid)
+    assert fetch(requests, srv.url + "abort")[0] in (502, "error")
+    seen = []
+
+    def replaced():
+        seen.append(requests_total(srv, route))
+        assert seen[-1] is None or seen[-1] >= floor, "the counter went down: %s" % seen
+        kids = children(srv.proc.pid)
+        return len(kids) == 2 and not set(kids) & set(before)
+    wait_for(replaced, 30, "a new generation, every old worker gone")
+    return wait_for(lambda: (lambda v: v is not None and (v,))(requests_total(srv, route)), 10,
+                    "the metrics page")[0]
+
+
+def test_a_crashed_workers_counters_stay(tracfront):
+    # Prometheus reads a counter that goes down as a reset (rate() jumps): a
+    # worker that dies keeps what the front last had of it, here the scrape's
+    srv = workers(tracfront, 2)
+    n = pid_requests(srv)
+    assert settle(lambda: requests_total(srv, "/pid"), n) == n
+    assert crash_a_worker(srv, "/pid", n) == n, "the dead worker's requests were lost"
+    # Clear still empties it, and a later crash brings nothing back from before
+    assert post(srv, "clear").status_code == 303
+    assert requests_total(srv, "/pid") == 0
+    m = pid_requests(srv, 60)
+    assert settle(lambda: requests_total(srv, "/pid"), m) == m
+    assert crash_a_worker(srv, "/pid", m) == m
+
+
+def test_a_crashed_worker_keeps_what_the_front_pulled(tracfront):
+    # no profile page read before the crash: the front's own pull (every 2 s)
+    srv = workers(tracfront, 2)
+    n = pid_requests(srv)
+    time.sleep(5)  # two pulls at least; reading the profile would pull too
+    assert crash_a_worker(srv, "/pid", 0) == n, "the dead worker's requests were lost"
 
 
 def test_sigterm_stops_front_and_workers(tracfront, tmp_path):
