@@ -6,7 +6,8 @@ Routes: /pid and /login (pid, the CGI part of the environ, the HTTP_* headers,
 the body's length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly once, for
 exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
 [&mark=PATH] (writes its pid to mark, then waits until file exists), /log?msg=M
-(prints "worker_app says M" to stderr), /version
+(prints "worker_app says M" to stderr), /exit (the worker process exits at once,
+as a crash would, without answering), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
 test puts on --pythonpath; "none" when that module is not on the path). If the
 process environment has WORKER_ATEXIT_DIR, an atexit handler writes
@@ -96,6 +97,8 @@ def app(environ, start_response):
     if path == "/log":  # to the worker's stderr, which the front logs
         print("worker_app says %s" % qs.get("msg", ""), file=sys.stderr, flush=True)
         return _reply(start_response, {"pid": os.getpid()})
+    if path == "/exit":
+        os._exit(70)
     if path == "/version":
         version = reload_plugin.VERSION if reload_plugin else "none"
         return _reply(start_response, {"pid": os.getpid(), "version": version})
