@@ -247,13 +247,15 @@ static int run_front(struct tf_config *cfg, char **argv)
                         cfg->profile_builtins);
     prof_hook_enable(cfg->profile);
     tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path));
-    if (tf_workers_begin(workers, port, control_port, err, sizeof(err)) < 0) {
+    int started = tf_workers_begin(workers, port, control_port, err, sizeof(err));
+    if (started < 0) {
         fprintf(stderr, "tracfront: %s\n", err);
         tf_log_error("%s", err);
         return 1;
     }
-    print_listening(cfg, port);
-    int sig = wait_for_stop(workers);
+    if (started == 0)
+        print_listening(cfg, port);
+    int sig = wait_for_stop(workers); /* at once if SIGINT/SIGTERM ended the start */
     tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
                 cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
@@ -418,6 +420,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (cfg.worker) {
+        tf_spawned_name(argv[0]);
         const char *secret = getenv("TF_AUTH_SECRET");
         if (secret)
             tf_auth_share_key(secret);

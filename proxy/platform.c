@@ -85,19 +85,32 @@ int tf_signals_install(void)
 
 int tf_signals_wait(int timeout_ms)
 {
-    struct pollfd p = { .fd = signal_pipe[0], .events = POLLIN };
+    return tf_signals_wait_fd(-1, timeout_ms);
+}
+
+int tf_signals_wait_fd(int fd, int timeout_ms)
+{
+    struct pollfd p[2] = { { .fd = signal_pipe[0], .events = POLLIN },
+                           { .fd = fd, .events = POLLIN } }; /* poll skips fd -1 */
     uint64_t deadline = tf_now_us() + (uint64_t)timeout_ms * 1000u;
     for (;;) {
         uint64_t now = tf_now_us();
         if (now >= deadline)
             return 0;
-        int rc = poll(&p, 1, (int)((deadline - now + 999) / 1000));
+        int rc = poll(p, 2, (int)((deadline - now + 999) / 1000));
         if (rc < 0 && errno != EINTR)
             return 0;
         unsigned char b;
-        if (rc > 0 && read(signal_pipe[0], &b, 1) == 1)
+        if (rc > 0 && p[0].revents && read(signal_pipe[0], &b, 1) == 1)
             return b;
+        if (rc > 0 && p[1].revents)
+            return -1;
     }
+}
+
+void tf_signals_requeue(int sig)
+{
+    on_signal(sig);
 }
 
 int tf_tempfile(void)
@@ -218,6 +231,12 @@ pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd,
     *ready_fd = pipefd[0];
     *go_fd = gofd[1];
     return pid;
+}
+
+void tf_spawned_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    prctl(PR_SET_NAME, slash ? slash + 1 : path); /* the kernel cuts it to 15 bytes */
 }
 
 int tf_read_line(int fd, char *buf, size_t cap, int timeout_ms)

@@ -37,6 +37,12 @@ int tf_signals_reclaim(void (*taken)(int sig));
 /* Wait up to timeout_ms for a signal; returns it or 0. (The handler never
  * reaps children: the app's own subprocess calls keep working.) */
 int tf_signals_wait(int timeout_ms);
+/* The same, and also until fd (unless -1) is readable, or at its end of
+ * file or error: then -1. A signal comes first when both are there. */
+int tf_signals_wait_fd(int fd, int timeout_ms);
+/* Put sig back, for the next tf_signals_wait to return (a wait that could
+ * not act on it took it). */
+void tf_signals_requeue(int sig);
 
 /* An anonymous, already-unlinked temporary file (O_TMPFILE where the system
  * has it). Returns an fd or -1 with errno set. */
@@ -66,6 +72,11 @@ int tf_random_bytes(void *buf, size_t n);
  * if we die. -1 on failure. */
 pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd, int *ready_fd,
                     int *go_fd);
+/* A child started so: name this process as ps, top and pgrep show it (exec
+ * of /proc/self/exe named it "exe") after the last part of path (argv[0]),
+ * as the kernel named the front. Before other threads start: each thread
+ * takes its creator's name. */
+void tf_spawned_name(const char *path);
 /* A listening TCP socket (SO_REUSEADDR, backlog 1024, close-on-exec) bound
  * to addr; the bound port in *port. -1 with errno on failure. */
 struct sockaddr;

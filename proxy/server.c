@@ -738,7 +738,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         return;
     *con_cls = NULL;
     uint64_t now = tf_now_us();
-    if (tf_log_access_enabled())
+    if (tf_log_access_enabled() && !server->control) /* clients' requests only */
         write_access_log(req, connection, toe, now);
     if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
         pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
@@ -1001,6 +1001,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
         return NULL;
     }
     server->relay_port = sock->relay_port;
+    server->control = sock->control;
     struct sockaddr_storage ss;
     socklen_t sslen = sizeof(ss);
     if (tf_profile_allow_init(server, cfg, sock->control) < 0 ||

@@ -58,7 +58,8 @@ struct tf_server_socket {
     bool shared;             /* fd is shared by the workers: take connections from it with
                                 an acceptor thread that can stop (tf_server_quiesce) */
     bool control;            /* a loopback port between a front and its workers: the
-                                profile is open to loopback whatever --profile-allow says */
+                                profile is open to loopback whatever --profile-allow says,
+                                and its requests are not written to the access log */
 };
 /* A listening socket for host:port (the front's, which its workers share);
  * the bound port in *bound. -1 with err. */

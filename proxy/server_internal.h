@@ -44,6 +44,8 @@ struct tf_server {
     struct tf_server *twin;         /* a worker's control server: its public one (main thread
                                        sets it before the front can ask to quiesce) */
     unsigned port;                  /* read-only after start */
+    bool control;                   /* read-only after start: a loopback port between a front
+                                       and its workers; its requests are not the access log's */
     int in_flight;                  /* atomic; I/O threads: requests with complete headers */
     int stopping;                   /* atomic; main thread sets it once */
     const struct tf_profiler_controls *profiler; /* atomic: set once, maybe after start; may be NULL */

@@ -17,9 +17,11 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 #include "proxy/fetch.h"
+#include "proxy/unavailable.h"
 
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
-#define RETRY_US 5000000u         /* a dead worker whose replacement failed: try again */
+#define RETRY_S 5                 /* a dead worker whose replacement failed: try again */
+#define RETRY_US (RETRY_S * 1000000u)
 
 struct generation;
 
@@ -57,6 +59,7 @@ struct tf_workers {
     struct timespec checked_since; /* files changed after this start a reload */
     uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
     uint64_t last_attempt;         /* monotonic us of the last reload */
+    struct tf_unavailable *unavailable; /* answering 503 while no worker is alive, or NULL */
     void (*on_new_worker)(const char *origin);
     void (*on_lost_worker)(const char *origin);
 };
@@ -127,9 +130,58 @@ static void free_generation(struct generation *g)
     free(g);
 }
 
-/* Start cfg->workers processes and wait until each says "READY PORT". */
-static struct generation *spawn_generation(struct tf_workers *w, char *err, size_t errlen)
+/* What came on the signal pipe while a generation started: the SIGINT or
+ * SIGTERM that ended the wait, and the other signals (a bit each), for
+ * wait_for_stop to act on once the generation is ready or given up. */
+struct signals_seen {
+    int stop;
+    unsigned others;
+};
+
+/* Wait until deadline for a new worker's "READY PORT" on fd, noting the
+ * signals that come meanwhile; give up at once on SIGINT/SIGTERM. The
+ * worker's control port, or 0. */
+static unsigned wait_ready(int fd, uint64_t deadline, struct signals_seen *seen)
 {
+    for (;;) {
+        uint64_t now = tf_now_us();
+        int left = now < deadline ? (int)((deadline - now) / 1000) : 0;
+        int sig = tf_signals_wait_fd(fd, left);
+        if (sig == SIGINT || sig == SIGTERM) {
+            seen->stop = sig;
+            return 0;
+        }
+        if (sig > 0 && sig < 32) {
+            seen->others |= 1u << sig;
+            continue;
+        }
+        char line[64];
+        unsigned port = 0;
+        /* fd is readable: the line is there whole (one short write), or its end */
+        if (sig < 0 && tf_read_line(fd, line, sizeof(line), left) == 0 &&
+            sscanf(line, "READY %u", &port) == 1)
+            return port;
+        return 0;
+    }
+}
+
+/* Put back what wait_ready took: a stop alone (the rest no longer matters),
+ * else every other signal once. */
+static void requeue(const struct signals_seen *seen)
+{
+    for (int sig = 1; sig < 32 && !seen->stop; sig++)
+        if (seen->others & (1u << sig))
+            tf_signals_requeue(sig);
+    if (seen->stop)
+        tf_signals_requeue(seen->stop);
+}
+
+/* Start cfg->workers processes and wait until each says "READY PORT". On
+ * SIGINT/SIGTERM meanwhile: NULL with *stop set to it (and err empty). */
+static struct generation *spawn_generation(struct tf_workers *w, int *stop, char *err,
+                                           size_t errlen)
+{
+    *stop = 0;
     struct generation *g = calloc(1, sizeof(*g));
     int *fds = calloc(w->cfg->workers, sizeof(*fds));
     if (!g || !fds || !(g->workers = calloc(w->cfg->workers, sizeof(*g->workers)))) {
@@ -152,20 +204,21 @@ static struct generation *spawn_generation(struct tf_workers *w, char *err, size
         }
     }
     uint64_t deadline = tf_now_us() + (uint64_t)(w->cfg->worker_start_timeout * 1e6);
+    struct signals_seen seen = { 0, 0 };
     for (unsigned i = 0; i < g->n; i++) {
-        char line[64];
-        uint64_t now = tf_now_us();
-        int left = now < deadline ? (int)((deadline - now) / 1000) : 0;
-        unsigned port = 0;
-        if (!err[0] && (tf_read_line(fds[i], line, sizeof(line), left) < 0 ||
-                        sscanf(line, "READY %u", &port) != 1))
+        unsigned port = err[0] || seen.stop ? 0 : wait_ready(fds[i], deadline, &seen);
+        if (!port && !err[0] && !seen.stop)
             snprintf(err, errlen, "worker %d did not start (it exited, or was not ready within "
                      "--worker-start-timeout; its error is in the log above)", (int)g->workers[i].pid);
         snprintf(g->workers[i].origin, sizeof(g->workers[i].origin), "http://127.0.0.1:%u", port);
         close(fds[i]);
     }
     free(fds);
-    if (err[0]) {
+    requeue(&seen);
+    *stop = seen.stop;
+    if (seen.stop)
+        tf_log_info("signal %d: stopping the new workers before they are ready", seen.stop);
+    if (err[0] || seen.stop) {
         kill_and_reap(g);
         free_generation(g);
         return NULL;
@@ -314,18 +367,42 @@ static void mark_checked(struct tf_workers *w)
 
 static void retire(struct tf_workers *w);
 
+static bool all_exited(const struct generation *g)
+{
+    for (unsigned i = 0; i < g->n; i++)
+        if (!g->workers[i].exited)
+            return false;
+    return true;
+}
+
+/* A new generation could not start. With none of the current one left
+ * (reaped), nobody accepts: clients get a 503 from the front meanwhile. */
+static void reload_failed(struct tf_workers *w, const char *err)
+{
+    if (w->current && !all_exited(w->current)) {
+        tf_log_error("reload failed: %s; the running workers keep serving", err);
+        return;
+    }
+    if (!w->unavailable && !(w->unavailable = tf_unavailable_start(w->listen_fd, RETRY_S)))
+        tf_log_error("cannot answer clients while no worker runs: out of memory or threads");
+    tf_log_error("reload failed: %s; no worker is running: %s until one starts (tried again "
+                 "every %u s, and on SIGHUP)", err,
+                 w->unavailable ? "clients get a 503" : "connections wait", RETRY_S);
+}
+
 void tf_workers_reload(struct tf_workers *w, const char *why)
 {
     char err[512] = "";
+    int stop;
     tf_log_info("reload: %s; starting %u new worker%s", why, w->cfg->workers,
                 w->cfg->workers > 1 ? "s" : "");
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
-    struct generation *g = spawn_generation(w, err, sizeof(err));
-    if (!g) {
-        tf_log_error("reload failed: %s; the running workers keep serving", err);
+    struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
+    if (!g && !stop)
+        reload_failed(w, err);
+    if (!g) /* a stop: the signal is pending again, for wait_for_stop */
         return;
-    }
     pthread_mutex_lock(&w->lock);
     struct generation *old = w->current;
     w->current = g;
@@ -342,6 +419,8 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
      * new code and then by the old. */
     if (old)
         quiesce(w, old);
+    tf_unavailable_stop(w->unavailable); /* before the new ones accept, as old ones */
+    w->unavailable = NULL;
     let_go(g);
     if (old)
         retire(w);
@@ -375,14 +454,6 @@ static struct worker *find_worker(struct tf_workers *w, pid_t pid)
 static bool shares_origin(struct worker *k, void *dead)
 {
     return k != dead && !k->exited && !strcmp(k->origin, ((struct worker *)dead)->origin);
-}
-
-static bool all_exited(const struct generation *g)
-{
-    for (unsigned i = 0; i < g->n; i++)
-        if (!g->workers[i].exited)
-            return false;
-    return true;
 }
 
 /* Old generations: SIGTERM (a worker then stops accepting, serves what it
@@ -505,9 +576,10 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
     snprintf(w->control_env, sizeof(w->control_env), "TF_FRONT_CONTROL=%u", control_port);
     mark_checked(w);
     err[0] = 0;
-    struct generation *g = spawn_generation(w, err, errlen);
+    int stop;
+    struct generation *g = spawn_generation(w, &stop, err, errlen);
     if (!g)
-        return -1;
+        return stop ? 1 : -1;
     pthread_mutex_lock(&w->lock);
     w->current = g;
     pthread_mutex_unlock(&w->lock);
@@ -519,6 +591,7 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
 {
     if (!w)
         return;
+    tf_unavailable_stop(w->unavailable);
     pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
     if (w->current) {
         w->current->next = w->retired;

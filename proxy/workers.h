@@ -9,7 +9,12 @@
  * once every new worker is ready the old ones get SIGTERM: they stop
  * accepting (the socket stays open for the new ones, so no connection is
  * lost), finish what they have, and exit. If the new generation cannot
- * start, the old one keeps serving.
+ * start, the old one keeps serving; if none of it is left, the front
+ * answers 503 meanwhile (unavailable.h).
+ *
+ * While a generation starts (a blocking wait, up to --worker-start-timeout)
+ * SIGINT/SIGTERM kill it at once and stay pending, and other signals are
+ * put back for the caller's tf_signals_wait once the wait is over.
  *
  * Threads: everything here runs on the main thread, except
  * tf_workers_origins() and tf_workers_measuring(), which the control server
@@ -28,14 +33,16 @@ struct tf_workers;
  * listening socket the workers inherit. NULL on out of memory. */
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd);
 /* Start the first generation and wait until it is ready. public_port is
- * the workers' SERVER_PORT, control_port the front's control server. 0, or
- * -1 with err. */
+ * the workers' SERVER_PORT, control_port the front's control server. 0;
+ * 1 if SIGINT/SIGTERM came first (the starting workers are killed, and the
+ * signal is pending again for tf_signals_wait); or -1 with err. */
 int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,
                      char *err, size_t errlen);
 /* Main thread, about once a second and on SIGCHLD: reap workers, retire old
  * generations, and with --reload look for changed files. */
 void tf_workers_tick(struct tf_workers *w);
-/* Main thread: start a new generation now (SIGHUP). */
+/* Main thread: start a new generation now (SIGHUP, a worker died, a file
+ * changed). */
 void tf_workers_reload(struct tf_workers *w, const char *why);
 /* Main thread: send sig to every worker still running (all have their
  * signal handlers: a generation is listed once it is ready). */

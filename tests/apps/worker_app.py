@@ -7,7 +7,8 @@ the body's length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly on
 exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
 [&mark=PATH] (writes its pid to mark, then waits until file exists), /log?msg=M
 (prints "worker_app says M" to stderr), /abort (os.abort(): the worker dies
-without a word, as a crash in a C extension would), /version
+without a word, as a crash in a C extension would), /exit (the worker process
+exits at once, as a crash would, without answering), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
 test puts on --pythonpath; "none" when that module is not on the path). If the
 process environment has WORKER_ATEXIT_DIR, an atexit handler writes
@@ -99,6 +100,8 @@ def app(environ, start_response):
         return _reply(start_response, {"pid": os.getpid()})
     if path == "/abort":
         os.abort()
+    if path == "/exit":
+        os._exit(70)
     if path == "/version":
         version = reload_plugin.VERSION if reload_plugin else "none"
         return _reply(start_response, {"pid": os.getpid(), "version": version})

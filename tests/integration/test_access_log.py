@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import APPS, BINARY, LISTEN_RE
-from workers_util import wait_for
+from workers_util import children, wait_for
 
 APP = ("--app", "gap_apps:app")
 FIELD = r'"((?:[^"\\]|\\.)*)"'   # a quoted field, with backslash escapes
@@ -175,6 +175,26 @@ def test_sigusr1_reopens_the_logs_after_a_rotation(tracfront, workers):
     assert "says after" not in old_error, old_error[-2000:]
     assert "/pid?before" not in srv.access_log
     assert srv.proc.poll() is None, srv.stderr[-2000:]
+
+
+def test_workers_log_client_requests_only(tracfront):
+    # A front talks to its workers over HTTP on loopback control ports (the
+    # files --reload watches, profile pages, a reload's quiesce and hand-over):
+    # none of that is a client's request, and none of it is logged.
+    srv = tracfront("--app", "worker_app:app", "--reload", "--workers", 2)
+    sent = ["/pid?first", "/__profile__/metrics", "/__profile__", "/__profile__/api/latency"]
+    for target in sent:
+        assert requests.get(srv.url + target.lstrip("/"), timeout=30).status_code == 200, target
+    before = children(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload: new workers are serving" in srv.error_log, 30, "the reload")
+    wait_for(lambda: not set(children(srv.proc.pid)) & set(before), 20, "the old workers to exit")
+    time.sleep(1.5)  # at least one more check of the app's files (once a second)
+    sent.append("/pid?last")
+    assert requests.get(srv.url + "pid?last", timeout=10).status_code == 200
+    wait_for(lambda: "/pid?last" in srv.access_log, 10, "the last client request's line")
+    logged = [parse(line)["request"].split(" ")[1] for line in srv.access_log.splitlines()]
+    assert sorted(logged) == sorted(sent), logged
 
 
 # --- what a comparison with Apache's mod_log_config and nginx found --------------

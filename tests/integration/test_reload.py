@@ -19,7 +19,8 @@ import time
 import pytest
 import requests
 
-from workers_util import APP, Load, children, fetch, running, wait_for
+from conftest import APPS, BINARY
+from workers_util import APP, Load, children, descendants, fetch, running, wait_for
 
 
 _writes = itertools.count(1)
@@ -193,6 +194,114 @@ def test_worker_start_timeout_bounds_a_hanging_generation(tracfront, tmp_path):
     wait_for(lambda: children(srv.proc.pid) == serving, 10, "only the old worker to remain")
     write_plugin(plugins, 3)
     wait_version(srv, "3")
+
+
+def blocking_body(mark, gate):
+    """Plugin code whose import says it has begun (creates mark), then waits for gate."""
+    return ("import os, time\nopen(%r, 'w').close()\nwhile not os.path.exists(%r):\n"
+            "    time.sleep(0.02)\n" % (str(mark), str(gate)))
+
+
+def test_sigterm_while_the_first_workers_import_stops_at_once(tmp_path):
+    # As without --workers: an import that hangs can be interrupted, not
+    # waited for until --worker-start-timeout. (Started directly: the harness
+    # waits for the "listening" line, which comes once the workers are ready.)
+    plugins = plugin_dir(tmp_path)
+    importing = tmp_path / "importing"
+    write_plugin(plugins, 1, body=blocking_body(importing, tmp_path / "never"))
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    with open(tmp_path / "stderr.txt", "wb") as err:
+        proc = subprocess.Popen([str(BINARY), "--listen", "127.0.0.1:0", "--pythonpath", str(APPS),
+                                 "--error-log", str(tmp_path / "error.log"), *APP, "--workers",
+                                 "1", "--worker-start-timeout", "30", "--pythonpath", str(plugins)],
+                                cwd=str(tmp_path), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(importing.exists, 30, "the worker to be importing the app")
+        tree = descendants(proc.pid)
+        assert tree, "no worker process"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = (tmp_path / "error.log").read_text() + (tmp_path / "stderr.txt").read_text()
+    assert "did not start" not in log, "it waited for --worker-start-timeout:\n" + log
+    assert "signal 15" in log and "listening on" not in log, log
+    assert rc == 0, log
+    wait_for(lambda: not any(running(p, s) for p, s in tree.items()), 10,
+             "the importing worker to be gone")
+
+
+def test_sigterm_during_a_reload_stops_the_serving_workers_gracefully(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    srv = tracfront(*APP, "--workers", "2", "--worker-start-timeout", "30", "--pythonpath", plugins,
+                    env={"WORKER_ATEXIT_DIR": str(marks)})
+    serving = children(srv.proc.pid)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    result = {}
+    t = threading.Thread(target=lambda: result.update(value=fetch(
+        requests, srv.url + "gate?file=%s&mark=%s" % (gate, mark), timeout=60)), daemon=True)
+    t.start()
+    wait_for(mark.exists, 10, "the gated request")
+    importing = tmp_path / "importing"
+    write_plugin(plugins, 2, body=blocking_body(importing, tmp_path / "never"))
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(importing.exists, 30, "the new workers to be importing")
+    tree = descendants(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGTERM)
+    gate.touch()
+    t.join(60)
+    assert srv.proc.wait(60) == 0
+    assert result["value"][0] == 200, result  # the request in flight was let finish
+    assert not log_lines(srv, "reload failed"), "it waited for --worker-start-timeout:\n" + \
+        srv.error_log[-3000:]
+    assert log_lines(srv, "signal 15: stopping the workers"), srv.error_log[-3000:]
+    assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in serving), \
+        "a serving worker did not stop gracefully"
+    wait_for(lambda: not any(running(p, s) for p, s in tree.items()), 10, "every worker to be gone")
+
+
+def test_signals_during_a_reload_are_acted_on_after_it(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--workers", "1", "--pythonpath", plugins)
+    importing, gate = tmp_path / "importing", tmp_path / "gate"
+    write_plugin(plugins, 2, body=blocking_body(importing, gate))
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(importing.exists, 30, "the new worker to be importing")
+    srv.proc.send_signal(signal.SIGUSR1)
+    srv.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)  # the signals reach the front while it waits for the import
+    gate.touch()
+    wait_for(lambda: serving_count(srv) == 2, 30, "the reload SIGHUP asked for during the first")
+    wait_for(lambda: [line for line in log_lines(srv, "SIGUSR1: log files reopened")
+                      if "[worker " not in line], 10, "the front's log reopening")
+    assert srv.proc.poll() is None
+
+
+def test_with_no_worker_alive_clients_get_503(tracfront, tmp_path):
+    plugins = plugin_dir(tmp_path)
+    srv = tracfront(*APP, "--workers", "2", "--pythonpath", plugins)
+    write_plugin(plugins, 2, body="def broken(:\n")
+    for n in (1, 2):  # one worker, then the other, dies; no replacement can start
+        assert fetch(requests, srv.url + "exit", timeout=30)[0] == "error"
+        wait_for(lambda: len(log_lines(srv, "exited (status 70)")) == n, 30, "worker exit %d" % n)
+    wait_for(lambda: len(log_lines(srv, "reload failed")) >= 2, 30, "the failed restarts")
+    r = requests.get(srv.url + "pid", timeout=30)  # not left waiting in the socket's backlog
+    assert r.status_code == 503 and r.headers.get("Retry-After"), (r.status_code, r.headers)
+    assert "no worker" in r.text.lower(), r.text
+    wait_for(lambda: '"GET /pid HTTP/1.1" 503 ' in srv.access_log, 10, "the 503's access-log line")
+    last = log_lines(srv, "reload failed")[-1]
+    assert "no worker is running" in last and "keep serving" not in last, last
+    write_plugin(plugins, 3)  # fixed
+    srv.proc.send_signal(signal.SIGHUP)  # the workers take the socket back from the front
+    wait_for(lambda: (lambda r: r[0] == 200 and r[1]["version"])(
+        fetch(requests, srv.url + "version", timeout=10)) == "3", 30, "VERSION 3 to be served")
+    assert srv.proc.poll() is None
 
 
 # --- a Trac environment: its plugins/ folder and conf/trac.ini are watched ----

@@ -626,3 +626,17 @@ def test_sigterm_stops_front_and_workers(tracfront, tmp_path):
             pid for pid, start in tree.items() if running(pid, start)])
     assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in kids), \
         "a worker did not finalize Python"
+
+
+def comm(pid):
+    with open("/proc/%d/comm" % pid) as f:
+        return f.read().strip()
+
+
+def test_workers_carry_the_fronts_process_name(tracfront):
+    # what ps, top and pgrep -x show: the front's name, not "exe"
+    srv = workers(tracfront, 2)
+    name = BINARY.name[:15]  # as the kernel keeps it
+    assert comm(srv.proc.pid) == name
+    kids = children(srv.proc.pid)
+    assert {pid: comm(pid) for pid in kids} == {pid: name for pid in kids}

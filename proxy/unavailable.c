@@ -1,0 +1,129 @@
+/* unavailable.c — the front's 503 while no worker is alive (see
+ * unavailable.h): a libmicrohttpd daemon on its own thread, nothing shared
+ * with the control server. It must never close or shut down the public
+ * socket: it listens on a duplicate, quiesced (handed back) before it stops. */
+#include "proxy/unavailable.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+#define TIMEOUT_S 10 /* a client that sends no request in this time is closed */
+
+struct tf_unavailable {
+    struct MHD_Daemon *mhd;
+    char retry_after[16];   /* read-only after start */
+};
+
+/* The target as sent (libmicrohttpd's url lacks the query), kept for the
+ * access log in *con_cls; freed in forget(). */
+static void *keep_uri(void *cls, const char *uri, struct MHD_Connection *connection)
+{
+    (void)cls;
+    (void)connection;
+    return strdup(uri);
+}
+
+static void forget(void *cls, struct MHD_Connection *connection, void **con_cls,
+                   enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)connection;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
+static void log_access(struct MHD_Connection *connection, const char *target,
+                       const char *method, const char *version, uint64_t bytes)
+{
+    char addr[INET6_ADDRSTRLEN] = "-";
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, addr,
+                  sizeof(addr));
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, addr,
+                  sizeof(addr));
+    struct tf_access_entry e = {
+        .remote_addr = addr, .method = method, .target = target ? target : "-",
+        .version = version, .status = 503, .bytes = bytes,
+        .referer = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Referer"),
+        .user_agent = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "User-Agent"),
+    };
+    tf_log_access(&e);
+}
+
+/* Every request, on its first call (its body, if any, is not read: the
+ * connection closes after the answer). */
+static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    (void)url;
+    (void)upload_data;
+    (void)upload_data_size;
+    const struct tf_unavailable *u = cls;
+    uint64_t bytes = 0;
+    struct MHD_Response *r = tf_error_response(
+        503, "No worker process is running: they stopped and new ones cannot start yet (the "
+             "error log says why). Try again later.", true, &bytes);
+    if (!r)
+        return MHD_NO;
+    enum MHD_Result queued = MHD_add_response_header(r, "Retry-After", u->retry_after) == MHD_YES
+                                 ? MHD_queue_response(connection, 503, r) : MHD_NO;
+    MHD_destroy_response(r);
+    if (queued == MHD_YES && tf_log_access_enabled())
+        log_access(connection, *con_cls, method, version, bytes);
+    return queued;
+}
+
+struct tf_unavailable *tf_unavailable_start(int listen_fd, unsigned retry_after_s)
+{
+    struct tf_unavailable *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    snprintf(u->retry_after, sizeof(u->retry_after), "%u", retry_after_s);
+    int fd = fcntl(listen_fd, F_DUPFD_CLOEXEC, 3); /* the daemon's to close */
+    if (fd < 0) {
+        free(u);
+        return NULL;
+    }
+    u->mhd = MHD_start_daemon(
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC, 0, NULL, NULL, answer, u,
+        MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+        MHD_OPTION_URI_LOG_CALLBACK, keep_uri, NULL,
+        MHD_OPTION_NOTIFY_COMPLETED, forget, NULL,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)TIMEOUT_S,
+        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
+        MHD_OPTION_END);
+    if (!u->mhd) {
+        close(fd);
+        free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void tf_unavailable_stop(struct tf_unavailable *u)
+{
+    if (!u)
+        return;
+    /* Quiesced first: stopping must not shut the listening socket down
+     * (that would be the workers' socket too), only close the duplicate. */
+    MHD_socket fd = MHD_quiesce_daemon(u->mhd);
+    MHD_stop_daemon(u->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    free(u);
+}
