@@ -5,18 +5,20 @@
  * the function pages, their call trees (format "tree"). A worker that stops
  * (a reload) hands its profile over first; the front keeps what those had.
  * A worker that dies without doing so leaves the latency the front last
- * pulled from it (at each page, and every PULL_US): the counters a
- * Prometheus scrape has seen must never go down, except on Clear. */
+ * pulled from it (at each page, and every PULL_US on a thread of its own):
+ * the counters a Prometheus scrape has seen must never go down, except on
+ * Clear. Only the control thread (pages, hand-overs, Clear) rebuilds this
+ * process's registry, so a page never renders one half rebuilt. */
 #include "proxy/front_profile.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proxy/fetch.h"
 #include "proxy/log.h"
-#include "proxy/platform.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 
@@ -28,14 +30,23 @@ static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a
 static char *kept_latency, *kept_tree;
 static size_t kept_tree_len;
 /* Under merge_lock: the latency dump last pulled from each worker still
- * measuring (or dead and not yet folded into kept_latency), by origin. */
+ * measuring (or dead and not yet moved to dead_dumps), by origin. */
 struct last_pulled {
     char *origin, *dump;
     bool answered;             /* in the current pull: its in-flight count is current */
 };
 static struct last_pulled *pulled;
 static size_t n_pulled;
-#define PULL_US 2000000u       /* the main thread's tick pulls this often */
+/* Under merge_lock: the last pulls of workers that died without handing
+ * their profile over, counted with kept_latency. */
+static char **dead_dumps;
+static size_t n_dead;
+/* Workers reaped while merge_lock was busy, for its next holder (under
+ * lost_lock, which is never held long: the main thread reaps). */
+static pthread_mutex_t lost_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **lost_origins;
+static size_t n_lost;
+#define PULL_US 2000000u       /* the puller thread pulls this often */
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -106,6 +117,9 @@ static void front_clear(void)
         free(pulled[i].dump);
     }
     n_pulled = 0;
+    for (size_t i = 0; i < n_dead; i++)
+        free(dead_dumps[i]);
+    n_dead = 0;
     pthread_mutex_unlock(&merge_lock);
 }
 
@@ -177,13 +191,44 @@ static void load_kept_latency(void)
         prof_latency_load(kept_latency, strlen(kept_latency), &none);
 }
 
-/* This process's registry := kept_latency plus every worker's last pull
- * (one that did not answer the last pull counts as it was before). Call
- * with merge_lock; returns the requests in flight of those that answered. */
+/* Under merge_lock: a dead worker's last pull joins dead_dumps (nothing if
+ * the front never had one; out of memory leaves it counted in pulled). */
+static void bury(const char *origin)
+{
+    struct last_pulled *p = find_pulled(origin);
+    char **grown = p ? realloc(dead_dumps, (n_dead + 1) * sizeof(*dead_dumps)) : NULL;
+    if (!grown) {
+        if (p)
+            tf_log_error("profile: out of memory keeping the latency of dead worker %s", origin);
+        return;
+    }
+    dead_dumps = grown;
+    dead_dumps[n_dead++] = forget_pulled(origin);
+    tf_log_info("profile: kept the latency worker %s had when last asked", origin);
+}
+
+/* Under merge_lock, before letting it go: the workers reaped meanwhile. */
+static void bury_lost(void)
+{
+    pthread_mutex_lock(&lost_lock);
+    for (size_t i = 0; i < n_lost; i++) {
+        bury(lost_origins[i]);
+        free(lost_origins[i]);
+    }
+    n_lost = 0;
+    pthread_mutex_unlock(&lost_lock);
+}
+
+/* This process's registry := kept_latency, the dead workers' last pulls and
+ * every worker's last pull (one that did not answer the last pull counts as
+ * it was before). Control thread, with merge_lock; returns the requests in
+ * flight of those that answered. */
 static int load_latency(void)
 {
     int in_flight = 0, stale = 0;
     load_kept_latency();
+    for (size_t i = 0; i < n_dead; i++)
+        prof_latency_load(dead_dumps[i], strlen(dead_dumps[i]), &stale);
     for (size_t i = 0; i < n_pulled; i++)
         if (prof_latency_load(pulled[i].dump, strlen(pulled[i].dump),
                               pulled[i].answered ? &in_flight : &stale) < 0)
@@ -220,35 +265,52 @@ static int front_refresh(void)
 {
     pthread_mutex_lock(&merge_lock);
     pull_latency();
+    bury_lost();
     int in_flight = load_latency();
     pthread_mutex_unlock(&merge_lock);
     return in_flight;
 }
 
-void tf_front_profile_tick(void)
+/* Every PULL_US, each worker's latency, kept in case the worker dies
+ * without handing it over; a round is skipped while a page merges (it pulls
+ * too). Its own thread: a worker slow to answer (stopped, swapping) never
+ * holds up the main thread's signals and reaping. */
+static void *puller(void *unused)
 {
-    static uint64_t last;
-    uint64_t now = tf_now_us();
-    if (!workers || now - last < PULL_US || pthread_mutex_trylock(&merge_lock) != 0)
-        return; /* a page merging now pulls as well */
-    last = now;
-    pull_latency();
-    pthread_mutex_unlock(&merge_lock);
+    (void)unused;
+    for (;;) {
+        struct timespec pause = { PULL_US / 1000000u, 0 };
+        nanosleep(&pause, NULL);
+        if (pthread_mutex_trylock(&merge_lock) != 0)
+            continue;
+        pull_latency();
+        bury_lost();
+        pthread_mutex_unlock(&merge_lock);
+    }
+    return NULL;
 }
 
-/* A worker died without handing its profile over: what the front last
- * pulled from it joins what the stopped workers had. Main thread. */
+/* A worker died without handing its profile over: its last pull is counted
+ * with the stopped workers'. Main thread: never waits for a merge (one may
+ * take seconds), whose holder takes it over then; until that, the pull
+ * still counts among the workers'. */
 static void front_lost(const char *origin)
 {
-    pthread_mutex_lock(&merge_lock);
-    char *last = forget_pulled(origin);
-    if (last && keep_latency(last) < 0)
-        tf_log_error("profile: the latency of dead worker %s could not be kept", origin);
-    else if (last)
-        tf_log_info("profile: kept the latency worker %s had when last asked", origin);
-    free(last);
-    load_latency(); /* not kept_latency alone until the next page */
-    pthread_mutex_unlock(&merge_lock);
+    if (pthread_mutex_trylock(&merge_lock) == 0) {
+        bury(origin);
+        pthread_mutex_unlock(&merge_lock);
+        return;
+    }
+    pthread_mutex_lock(&lost_lock);
+    char **grown = realloc(lost_origins, (n_lost + 1) * sizeof(*lost_origins));
+    char *copy = strdup(origin);
+    if (grown)
+        lost_origins = grown;
+    if (grown && copy)
+        lost_origins[n_lost++] = copy;
+    else
+        free(copy); /* out of memory: its last pull stays among the workers' */
+    pthread_mutex_unlock(&lost_lock);
 }
 
 static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
@@ -419,7 +481,7 @@ static char *front_inflight(bool json, size_t *len)
 }
 
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
-                                                             const char *path)
+                                                             const char *path, bool pull)
 {
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
@@ -430,5 +492,9 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     profile_path = path;
     tf_workers_on_new_worker(w, front_welcome);
     tf_workers_on_lost_worker(w, front_lost);
+    pthread_t thread;
+    if (pull && (pthread_create(&thread, NULL, puller, NULL) != 0 || pthread_detach(thread) != 0))
+        tf_log_error("profile: cannot start the thread that keeps the workers' latency; "
+                     "a worker that dies loses what it measured since the last page");
     return &controls;
 }

@@ -6,12 +6,11 @@
 #include "proxy/server.h"
 #include "proxy/workers.h"
 
-/* Controls for tf_server_set_profiler(); w and path must outlive them. */
+/* Controls for tf_server_set_profiler(); w and path must outlive them. With
+ * pull (latency accounting on), a thread pulls each worker's latency every
+ * few seconds, which the front keeps in case the worker dies without
+ * handing it over. */
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
-                                                             const char *path);
-/* Main thread, on its tick (about once a second): every few seconds, pull
- * each worker's latency, which the front keeps in case the worker dies
- * without handing it over. Skipped while a page is merging (it pulls too). */
-void tf_front_profile_tick(void);
+                                                             const char *path, bool pull);
 
 #endif

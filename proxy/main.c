@@ -155,10 +155,8 @@ static int wait_for_stop(struct tf_workers *workers)
             tf_workers_reload(workers, "SIGHUP");
         else if (sig == SIGHUP)
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
-        else if (workers) { /* a second, or a child ended */
+        else if (workers) /* a second, or a child ended */
             tf_workers_tick(workers);
-            tf_front_profile_tick();
-        }
     }
     return sig;
 }
@@ -246,7 +244,8 @@ static int run_front(struct tf_config *cfg, char **argv)
     prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
                         cfg->profile_builtins);
     prof_hook_enable(cfg->profile);
-    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path));
+    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path,
+                                                                      cfg->profile_latency));
     int started = tf_workers_begin(workers, port, control_port, err, sizeof(err));
     if (started < 0) {
         fprintf(stderr, "tracfront: %s\n", err);
