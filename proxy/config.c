@@ -43,6 +43,7 @@ static const struct key keys[] = {
     { "queue-size", K_UINT, F(queue_size), 0, 1, 1000000 },
     { "inline-fast-calls", K_BOOL, F(inline_fast_calls), 0, 0, 0 },
     { "max-body", K_SIZE, F(max_body), 0, 0, 0 },
+    { "max-spill", K_SIZE, F(max_spill), 0, 0, 0 },
     { "access-log", K_STRING, F(access_log), 0, 0, 0 },
     { "error-log", K_STRING, F(error_log), 0, 0, 0 },
     { "graceful-timeout", K_SECONDS, F(graceful_timeout), 0, 0, 0 },
@@ -116,6 +117,8 @@ const char tf_config_usage[] =
     "                               its method and target answered fast on their last calls\n"
     "                               (default true)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
+    "  --max-spill BYTES            a write() response buffered in a file for a slow client, at\n"
+    "                               most (K/M/G; default 1G; 0 = no file); then write() waits\n"
     "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --request-timeout SECONDS    log the Python stack of a WSGI request running this long\n"
@@ -475,6 +478,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->queue_size = 1024;
     cfg->inline_fast_calls = true;
     cfg->max_body = 1ull << 30;
+    cfg->max_spill = 1ull << 30; /* nginx's proxy_max_temp_file_size */
     cfg->graceful_timeout = 30;
     cfg->idle_timeout = 60;
     cfg->mount = strdup("");

@@ -30,6 +30,7 @@ struct tf_config {
     unsigned queue_size;        /* requests waiting for an app thread */
     bool inline_fast_calls;     /* wsgi/fastpath.h (default on) */
     uint64_t max_body;          /* bytes; 0 = no limit */
+    uint64_t max_spill;         /* bytes of a write() body in a file per request; 0 = no file */
     char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
     char *error_log;            /* path, "-" stderr */
     double graceful_timeout;    /* seconds */

@@ -2,7 +2,10 @@
  * The channel is a linked list of copied chunks between one producer (an app
  * thread) and one reader (libmicrohttpd's content-reader callback on an I/O
  * thread). An empty queue suspends the connection instead of busy-waiting; a
- * full one stops the producer, so a slow reader holds memory, not a thread. */
+ * full one stops the producer, so a slow reader holds memory, not a thread.
+ * A write() producer, which cannot stop, goes on into a file of at most
+ * --max-spill bytes, and then sleeps until the reader has taken half of it:
+ * a slow reader holds that much disk, then the app thread, never more. */
 #include "proxy/request.h"
 
 #include <errno.h>
@@ -43,6 +46,7 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     req->spill_fd = -1;
     req->file_fd = -1;
     pthread_mutex_init(&req->lock, NULL);
+    pthread_cond_init(&req->room, NULL);
     return req;
 }
 
@@ -76,6 +80,7 @@ void tf_request_unref(struct tf_request *req)
     if (req->spill_fd >= 0)
         close(req->spill_fd);
     pthread_mutex_destroy(&req->lock);
+    pthread_cond_destroy(&req->room);
     free(req->target);
     free(req->sent_target);
     free(req->method);  /* and version */
@@ -305,23 +310,38 @@ static void abort_connection(struct tf_request *req)
 }
 
 /* With the lock held: copy spilled bytes (always newer than the memory
- * chunks) after the memory ones. Returns bytes copied, or -1 on a read error. */
+ * chunks) after the memory ones, up to the ring's end (the rest comes on the
+ * next call). Returns bytes copied, or -1 on a read error. */
 static ssize_t read_spill(struct tf_request *req, char *buf, size_t max)
 {
     if (req->spill_read >= req->spill_ready)
         return 0;
+    uint64_t at = req->spill_read % req->spill_cap;
     uint64_t avail = req->spill_ready - req->spill_read;
+    if (avail > req->spill_cap - at)
+        avail = req->spill_cap - at;
     size_t want = avail < max ? (size_t)avail : max;
     ssize_t got;
     do
-        got = pread(req->spill_fd, buf, want, (off_t)req->spill_read);
+        got = pread(req->spill_fd, buf, want, (off_t)at);
     while (got < 0 && errno == EINTR);
     if (got <= 0)
         return -1;
     req->spill_read += (uint64_t)got;
-    if (req->spill_read == req->spill_end) /* drained: reuse the file from its start */
+    if (req->spill_read == req->spill_end) /* drained: a new ring from the file's start */
         req->spill_read = req->spill_ready = req->spill_end = 0;
     return got;
+}
+
+/* With the lock held: may a write() producer waiting for room go on? Once
+ * the reader has taken half of the file (not at every read: a producer woken
+ * for a few KiB would sleep again at once), or without a file, once it has
+ * drained the memory queue to the low-water mark. */
+static bool writer_may_go_on(const struct tf_request *req)
+{
+    if (req->spill_end == 0)
+        return req->queued <= TF_CHANNEL_LOW;
+    return req->spill_end - req->spill_read <= req->spill_cap / 2;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -347,7 +367,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
     }
     req->queued -= n;
-    if (n < max && !req->head) {
+    while (n < max && !req->head) { /* twice where the ring wraps */
         ssize_t got = read_spill(req, buf + n, max - n);
         if (got < 0) {
             pthread_mutex_unlock(&req->lock);
@@ -355,11 +375,15 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
                          req->target);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
+        if (got == 0)
+            break;
         n += (size_t)got;
     }
+    if (req->writers_waiting && writer_may_go_on(req))
+        pthread_cond_broadcast(&req->room);
     if (n == 0) {
         ssize_t rc = 0;
-        if (req->stream_error) {
+        if (req->stream_error || req->spill_errno) { /* a failed spill: what it lost is a gap */
             rc = MHD_CONTENT_READER_END_WITH_ERROR;
             abort_connection(req);
         }
@@ -443,14 +467,21 @@ static void unlock_and_wake_reader(struct tf_request *req)
         tf_request_resume(req);
 }
 
-static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
+/* Write [off, off+n) of the ring of cap bytes: at off % cap, wrapping to
+ * the file's start. 0, or -1 with errno. */
+static int pwrite_ring(int fd, const char *p, size_t n, uint64_t off, uint64_t cap)
 {
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        uint64_t at = off % cap;
+        size_t piece = cap - at < n ? (size_t)(cap - at) : n;
+        ssize_t w = pwrite(fd, p, piece, (off_t)at);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
             return -1;
+        }
         p += w;
         n -= (size_t)w;
         off += (uint64_t)w;
@@ -458,50 +489,48 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
     return 0;
 }
 
-/* Append to the spill file (the lock is not held while writing: the reserved
- * range [off, off+len) is ours, and the reader reads only up to spill_ready). */
-static int spill(struct tf_request *req, const char *data, size_t len)
+/* With the lock held (released on return): the spill failed with error (an
+ * errno). Later writes fail alike; the reader ends the answer with an error
+ * once it has sent what came before, and is woken for that. */
+static ssize_t spill_failed(struct tf_request *req, int error, const char *what, int *err)
 {
-    if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0) {
-        pthread_mutex_unlock(&req->lock);
-        tf_log_error("%s %s: cannot create a file to buffer the response for a slow client: %m",
-                     req->method, req->target);
-        return -1;
-    }
-    uint64_t off = req->spill_end;
+    req->spill_errno = *err = error;
+    unlock_and_wake_reader(req);
+    tf_log_error("%s %s: %s for a slow client: %s", req->method, req->target, what,
+                 strerror(error));
+    return -1;
+}
+
+/* With the lock held (released on return): append what fits of data to the
+ * spill file, and return how much that is. The lock is not held while
+ * writing: the reserved range [off, off+len) is ours, the reader reads only
+ * up to spill_ready, and a reservation never reaches bytes it has not read. */
+static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *err)
+{
+    if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0)
+        return spill_failed(req, errno, "cannot create a file to buffer the response", err);
+    uint64_t room = req->spill_cap - (req->spill_end - req->spill_read);
+    if (len > room)
+        len = (size_t)room;
+    uint64_t off = req->spill_end, cap = req->spill_cap;
     req->spill_end += len;
     int fd = req->spill_fd;
     pthread_mutex_unlock(&req->lock);
-    if (pwrite_all(fd, data, len, off) < 0) {
-        tf_log_error("%s %s: cannot buffer the response for a slow client: %m", req->method,
-                     req->target);
-        return -1;
+    if (len && pwrite_ring(fd, data, len, off, cap) < 0) {
+        int error = errno;
+        pthread_mutex_lock(&req->lock);
+        return spill_failed(req, error, "cannot buffer the response", err);
     }
     pthread_mutex_lock(&req->lock);
     req->spill_ready = req->spill_end;
     unlock_and_wake_reader(req);
-    return 0;
+    return (ssize_t)len;
 }
 
-int tf_request_push(struct tf_request *req, const char *data, size_t len, bool may_spill,
-                    bool *over_high)
+/* Append a copy of data to the memory queue. 0, or -1 when the client has
+ * gone or out of memory. */
+static int queue_copy(struct tf_request *req, const char *data, size_t len, bool *over_high)
 {
-    *over_high = false;
-    tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
-    if (!req->connection) /* detached: the tap is the only reader */
-        return 0;
-    if (len == 0)
-        return tf_request_client_gone(req) ? -1 : 0;
-    pthread_mutex_lock(&req->lock);
-    if (req->client_gone) {
-        pthread_mutex_unlock(&req->lock);
-        return -1;
-    }
-    /* Once spilling, everything goes to the file until the reader drains it,
-     * so bytes stay in order. */
-    if (may_spill && (req->spill_end > 0 || req->queued >= TF_CHANNEL_HIGH))
-        return spill(req, data, len);
-    pthread_mutex_unlock(&req->lock);
     struct tf_chunk *c = malloc(sizeof(*c) + len);
     if (!c)
         return -1;
@@ -524,6 +553,84 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool m
     *over_high = req->queued >= TF_CHANNEL_HIGH;
     unlock_and_wake_reader(req);
     return 0;
+}
+
+int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high)
+{
+    *over_high = false;
+    tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
+    if (!req->connection) /* detached: the tap is the only reader */
+        return 0;
+    if (len == 0)
+        return tf_request_client_gone(req) ? -1 : 0;
+    return queue_copy(req, data, len, over_high);
+}
+
+ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
+                         uint64_t spill_cap, int *err)
+{
+    *err = 0;
+    if (!req->connection) { /* detached: the tap is the only reader */
+        tf_request_tap_body(req, data, len);
+        return (ssize_t)len;
+    }
+    pthread_mutex_lock(&req->lock);
+    if (req->client_gone || req->spill_errno) {
+        *err = req->client_gone ? 0 : req->spill_errno;
+        pthread_mutex_unlock(&req->lock);
+        return -1;
+    }
+    /* Once spilling, everything goes to the file until the reader drains it,
+     * so bytes stay in order; a ring's size is set when it starts, never
+     * under bytes in it. */
+    bool spilling = req->spill_end > 0;
+    if (!spilling)
+        req->spill_cap = spill_cap;
+    ssize_t took;
+    if (!spilling && req->queued < TF_CHANNEL_HIGH) {
+        pthread_mutex_unlock(&req->lock);
+        bool over_high;
+        if (queue_copy(req, data, len, &over_high) < 0) {
+            *err = tf_request_client_gone(req) ? 0 : ENOMEM;
+            return -1;
+        }
+        took = (ssize_t)len;
+    } else if (req->spill_cap == 0) { /* no file: wait at the memory queue's mark */
+        pthread_mutex_unlock(&req->lock);
+        took = 0;
+    } else if ((took = spill(req, data, len, err)) < 0) {
+        return -1;
+    }
+    tf_request_tap_body(req, data, (size_t)took);
+    return took;
+}
+
+void tf_request_wait_room(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool first = !req->client_gone && !writer_may_go_on(req) && !req->writer_waited;
+    if (first) {
+        req->writer_waited = true;
+        /* The producer's own tap: the client sets its pace now. */
+        if (req->tap)
+            req->tap->held_back = true;
+    }
+    bool in_file = req->spill_end > 0;
+    uint64_t cap = req->spill_cap;
+    pthread_mutex_unlock(&req->lock);
+    if (first && in_file)
+        tf_log_info("%s %s: write() waits for the client: %llu bytes in a file (--max-spill)",
+                    req->method, req->target, (unsigned long long)cap);
+    else if (first)
+        tf_log_info("%s %s: write() waits for the client: %u KiB in memory (--max-spill 0)",
+                    req->method, req->target, TF_CHANNEL_HIGH / 1024);
+    pthread_mutex_lock(&req->lock);
+    while (!req->client_gone && !writer_may_go_on(req)) {
+        req->writers_waiting++;
+        pthread_cond_wait(&req->room, &req->lock);
+        req->writers_waiting--;
+    }
+    pthread_mutex_unlock(&req->lock);
 }
 
 void tf_request_finish(struct tf_request *req, bool error)
@@ -572,6 +679,7 @@ void tf_request_connection_closed(struct tf_request *req, bool completed)
     free_chunks(req);
     bool wake = req->producer_parked;
     req->producer_parked = false;
+    pthread_cond_broadcast(&req->room); /* a waiting write() fails now */
     /* an answer that came after the connection's last turn: never queued */
     struct MHD_Response *unsent = req->response;
     req->response = NULL;

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proxy/spool.h"
 
@@ -41,8 +42,9 @@ struct tf_chunk {
 
 /* Channel high/low water marks. Past HIGH queued bytes an iterating producer
  * parks (its thread goes on to other work) until the reader has drained the
- * queue to LOW; a write() producer, which cannot park, spills to a temporary
- * file instead, so a slow reader costs disk, never an app thread. */
+ * queue to LOW. A write() producer, which cannot park, spills to a temporary
+ * file instead, up to its cap (--max-spill), and past that waits for the
+ * reader: a slow reader costs disk up to the cap, then the app thread. */
 #define TF_CHANNEL_HIGH (512u * 1024u)
 #define TF_CHANNEL_LOW (128u * 1024u)
 
@@ -121,7 +123,13 @@ struct tf_request {
     struct tf_chunk *head, *tail;
     size_t queued;              /* bytes in memory chunks */
     int spill_fd;               /* -1 until a write() producer outruns the reader */
-    uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved */
+    uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved;
+                                   byte n is at offset n % spill_cap of the file (a ring) */
+    uint64_t spill_cap;         /* the file's size at most (tf_request_write) */
+    int spill_errno;            /* the spill failed (ENOSPC...): the answer ends with an error */
+    unsigned writers_waiting;   /* write() producers in tf_request_wait_room */
+    bool writer_waited;         /* one did (logged once) */
+    pthread_cond_t room;        /* signalled for them: drained enough, or the client left */
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
@@ -196,13 +204,26 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
 enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
                                        const char *value);
 
-/* Producer side of the channel: queue a copy of data. With may_spill, data
- * past the high-water mark goes to a temporary file and *over_high stays
- * false; otherwise *over_high says the producer should stop (park).
- * Returns 0, or -1 when the client has gone or the spill failed (nothing
- * queued). Call without the GIL for large data. */
-int tf_request_push(struct tf_request *req, const char *data, size_t len, bool may_spill,
-                    bool *over_high);
+/* Producer side of the channel: queue a copy of data; *over_high says the
+ * producer should stop (park). Returns 0, or -1 when the client has gone
+ * (nothing queued). Call without the GIL for large data. */
+int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
+/* The producer side for write(), which cannot park: queue what fits of data
+ * and return how many bytes that is. Past the high-water mark bytes go to a
+ * temporary file ($TMPDIR) of at most spill_cap bytes (0: no file;
+ * UINT64_MAX: no cap), reused as a ring. Fewer than len: the rest must wait
+ * for the reader (tf_request_wait_room). -1 when the client has gone
+ * (*err = 0) or spilling failed (*err = its errno; every later call fails
+ * alike, and the answer ends with an error after what was queued before).
+ * Call without the GIL for large data. */
+ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
+                         uint64_t spill_cap, int *err);
+/* Block until a write() producer may go on (the reader took half of the
+ * file, or the memory queue down to the low-water mark) or the client has
+ * gone, sleeping meanwhile. The client's own timeouts (--idle-timeout) bound
+ * the wait. Never on a loop's thread; call without the GIL. The first wait
+ * of a request is logged, and marks its tap held back. */
+void tf_request_wait_room(struct tf_request *req);
 /* End of body (error = abort the connection instead of ending cleanly). */
 void tf_request_finish(struct tf_request *req, bool error);
 /* Producer side, once the whole body (size bytes) is queued and nothing was

@@ -130,7 +130,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
         }
         t->over_high = false;
     }
-    if (tf_request_push(req, data, len, false, &t->over_high) < 0)
+    if (tf_request_push(req, data, len, &t->over_high) < 0)
         return 0; /* the client left: abort */
     t->pushed += len;
     if (!t->responded && t->pushed >= EARLY_BYTES)

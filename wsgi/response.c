@@ -1,11 +1,12 @@
 /* response.c — start_response and write() (PEP 3333), and building the MHD
  * response from what they collected (see response.h). All of it runs on the
- * app thread with the GIL held, except write()'s wait for a slow client,
- * which releases the GIL. */
+ * app thread with the GIL held, except copying or spilling a large chunk and
+ * write()'s wait for a slow client, which release the GIL. */
 #include "wsgi/response.h"
 
 #include <microhttpd.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "proxy/request.h"
 #include "proxy/server.h"
 #include "wsgi/headers.h"
+#include "wsgi/interp.h"
 
 struct start_response {
     PyObject_HEAD
@@ -210,11 +212,8 @@ static PyObject *sr_write(PyObject *self, PyObject *data)
         Py_RETURN_NONE;
     if (!task->sent && wsgi_response_start_stream(task) < 0)
         return NULL;
-    /* Never blocks on a slow client: past the high-water mark it spills. */
-    if (wsgi_response_push(task, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), true) < 0) {
-        PyErr_SetString(PyExc_OSError, "client disconnected");
+    if (wsgi_response_write(task, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data)) < 0)
         return NULL;
-    }
     Py_RETURN_NONE;
 }
 
@@ -394,29 +393,101 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
     tf_request_respond(task->req, r, status); /* r NULL (out of memory): the connection closes */
 }
 
-int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len, bool may_spill)
+/* Count a body chunk and cap it at the app's Content-Length: *len is what
+ * goes out. 1 to send it, 0 when there is nothing to send, -1 when the
+ * client has gone. */
+static int body_part(struct wsgi_task *task, size_t *len)
 {
-    struct tf_request *req = task->req;
     if (task->content_length >= 0) {
         uint64_t room = (uint64_t)task->content_length - task->body_bytes;
-        if (len > room)
-            len = (size_t)room; /* never more than the app's Content-Length */
+        if (*len > room)
+            *len = (size_t)room; /* never more than the app's Content-Length */
     }
-    task->body_bytes += len;
-    if (wsgi_response_bodyless(task) || len == 0)
-        return tf_request_client_gone(req) ? -1 : 0;
+    task->body_bytes += *len;
+    if (wsgi_response_bodyless(task) || *len == 0)
+        return tf_request_client_gone(task->req) ? -1 : 0;
+    return 1;
+}
+
+int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
+{
+    struct tf_request *req = task->req;
+    int part = body_part(task, &len);
+    if (part <= 0)
+        return part;
     bool over;
     int rc;
-    if (len >= 64 * 1024) { /* copying or spilling a large chunk: let others run */
+    if (len >= 64 * 1024) { /* copying a large chunk: let others run */
         tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
         Py_BEGIN_ALLOW_THREADS
-        rc = tf_request_push(req, data, len, may_spill, &over);
+        rc = tf_request_push(req, data, len, &over);
         Py_END_ALLOW_THREADS
         tf_request_unref(req);
     } else {
-        rc = tf_request_push(req, data, len, may_spill, &over);
+        rc = tf_request_push(req, data, len, &over);
     }
     if (rc < 0)
         return -1;
     return over ? 1 : 0;
+}
+
+/* Without the GIL: queue all of data, waiting for the client whenever the
+ * channel and its file (cap bytes) are full. 0, or -1 with *err as
+ * tf_request_write sets it. */
+static int write_all(struct tf_request *req, const char *data, size_t len, uint64_t cap,
+                     int *err)
+{
+    for (;;) {
+        ssize_t took = tf_request_write(req, data, len, cap, err);
+        if (took < 0)
+            return -1;
+        data += took;
+        len -= (size_t)took;
+        if (len == 0)
+            return 0;
+        tf_request_wait_room(req);
+    }
+}
+
+int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
+{
+    struct tf_request *req = task->req;
+    int part = body_part(task, &len);
+    if (part <= 0) {
+        if (part < 0)
+            PyErr_SetString(PyExc_OSError, "client disconnected");
+        return part;
+    }
+    /* An inline run's answer starts only when it returns: it cannot wait for
+     * the client, so its spill has no cap (the cost of a wrong guess). */
+    uint64_t cap = __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST)
+                   ? UINT64_MAX : wsgi_ctx.cfg->max_spill;
+    int err = 0;
+    ssize_t took = 0;
+    if (len < 64 * 1024) /* a small chunk: with the GIL held, unless it has to wait */
+        took = tf_request_write(req, data, len, cap, &err);
+    if (took >= 0 && (size_t)took < len) {
+        int rc;
+        tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
+        Py_BEGIN_ALLOW_THREADS
+        rc = write_all(req, data + took, len - (size_t)took, cap, &err);
+        Py_END_ALLOW_THREADS
+        tf_request_unref(req);
+        took = rc;
+    }
+    if (took >= 0)
+        return 0;
+    if (!err) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return -1;
+    }
+    /* OSError(errno, text): e.errno says ENOSPC, and the text what failed */
+    char why[200];
+    snprintf(why, sizeof(why), "cannot buffer the response: %s", strerror(err));
+    PyObject *args = Py_BuildValue("(is)", err, why); /* new ref */
+    if (args) {
+        PyErr_SetObject(PyExc_OSError, args);
+        Py_DECREF(args);
+    }
+    return -1;
 }

@@ -238,8 +238,7 @@ static void iterate(struct wsgi_task *task)
                 return;
             }
         }
-        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item),
-                                false);
+        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
         Py_DECREF(item);
         if (rc < 0) {
             end(task);

@@ -24,8 +24,8 @@ static void test_defaults_and_flags(void **state)
     char err[1024];
     char *argv[] = { "tracfront", "--app", "m:app", "--listen", "0.0.0.0:0", "--threads=4",
                      "--pythonpath", "/a", "--pythonpath", "/b", "--env", "K=V=W",
-                     "--mount", "/trac/", "--max-body", "10M" };
-    assert_int_equal(load(&cfg, err, 16, argv), 0);
+                     "--mount", "/trac/", "--max-body", "10M", "--max-spill", "3M" };
+    assert_int_equal(load(&cfg, err, 18, argv), 0);
     assert_string_equal(cfg.app, "m:app");
     assert_string_equal(cfg.listen_host, "0.0.0.0");
     assert_int_equal(cfg.listen_port, 0);
@@ -35,6 +35,7 @@ static void test_defaults_and_flags(void **state)
     assert_string_equal(cfg.env[0], "K=V=W");
     assert_string_equal(cfg.mount, "/trac");
     assert_int_equal(cfg.max_body, 10u << 20);
+    assert_int_equal(cfg.max_spill, 3u << 20);
     assert_int_equal(cfg.queue_size, 1024);
     tf_config_free(&cfg);
 }
@@ -57,6 +58,7 @@ static void test_errors_name_the_flag(void **state)
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--threads", "0" }, "threads");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--listen", "nope" }, "listen");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--max-body", "lots" }, "max-body");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--max-spill", "1T" }, "max-spill");
     expect_config_error(2, (char *[]){ "t", "--threads" }, "needs a value");
     expect_config_error(1, (char *[]){ "t" }, "nothing to serve");
     expect_config_error(3, (char *[]){ "t", "--upstream", "ftp://x" }, "--upstream");
@@ -100,6 +102,7 @@ static void test_ini_and_precedence(void **state)
     assert_string_equal(cfg.app, "m:app");
     assert_int_equal(cfg.threads, 5); /* the flag wins */
     assert_int_equal(cfg.max_body, 2048);
+    assert_int_equal(cfg.max_spill, 1u << 30); /* the default, as nginx's */
     assert_int_equal(cfg.n_pythonpath, 2); /* lists accumulate: file first */
     assert_string_equal(cfg.pythonpath[0], "/from/file");
     tf_config_free(&cfg);

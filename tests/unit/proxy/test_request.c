@@ -20,7 +20,7 @@ static struct tf_request *request_with_body(const char *const *parts)
     req->connection = (struct MHD_Connection *)req; /* not detached; never resumed here */
     for (size_t i = 0; parts[i]; i++) {
         bool over_high;
-        assert_int_equal(tf_request_push(req, parts[i], strlen(parts[i]), false, &over_high), 0);
+        assert_int_equal(tf_request_push(req, parts[i], strlen(parts[i]), &over_high), 0);
         assert_false(over_high);
     }
     return req;

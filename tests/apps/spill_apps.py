@@ -1,0 +1,43 @@
+"""A page written through write(), as Trac writes its pages, for
+tests/integration/test_spill.py: /write?mb=N writes N MiB in 64 KiB chunks,
+each chunk its index repeated, so a reader can tell a complete and ordered
+body from a cut or shuffled one. What write() raised goes to wsgi.errors.
+/inline answers fast (so it runs inline) unless sent X-Big."""
+import threading
+
+CHUNK = 65536
+lock = threading.Lock()
+progress = {}  # QUERY_STRING -> bytes written so far
+
+
+def chunk(i):
+    return (b"%08d" % i) * (CHUNK // 8)
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/hello":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hello"]
+    if environ["PATH_INFO"] == "/progress":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        with lock:
+            return [b"%d" % progress.get(environ["QUERY_STRING"], -1)]
+    if environ["PATH_INFO"] == "/inline":  # fast, until asked for 2 MiB (X-Big): inline then
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for i in range(32 if environ.get("HTTP_X_BIG") else 0):
+            write(chunk(i))
+        write(b"end")
+        return []
+    query = environ["QUERY_STRING"]
+    mb = int(dict(p.split("=") for p in query.split("&"))["mb"])
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    for i in range(mb * 1024 * 1024 // CHUNK):
+        try:
+            write(chunk(i))
+        except OSError as e:
+            environ["wsgi.errors"].write("write() of chunk %d raised %r\n" % (i, e))
+            raise
+        with lock:
+            progress[query] = (i + 1) * CHUNK
+    environ["wsgi.errors"].write("wrote all of %s\n" % query)
+    return []
