@@ -78,6 +78,7 @@ struct tf_request {
     struct tf_daemon *daemon;   /* the daemon serving the connection (server_internal.h) */
     char *target;               /* raw request target, as received (absolute-form: its path) */
     char *sent_target;          /* an absolute-form target as sent, for the access log */
+    unsigned refuse_status;     /* set before the headers: refuse the request with it */
     char *method, *version;     /* one allocation (tf_request_set_line), owned by method */
     bool http11, is_head;
     struct tf_header *headers;

@@ -288,6 +288,8 @@ static int take_headers(struct tf_request *req, const char *method, const char *
         return 500;
     req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
     req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+    if (req->refuse_status)
+        return req->refuse_status;
     if (!tf_is_token(method, strlen(method)))
         return 400;
     if (!req->http11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
@@ -663,10 +665,33 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return __atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ? MHD_NO : MHD_YES;
 }
 
+/* Query arguments libmicrohttpd 0.9.75 may store: it keeps each in the
+ * connection's 32 KiB pool (with the header records), and when that runs
+ * out it queues a 431 it never sends, so the client waits for
+ * --idle-timeout. About 465 fit with a few headers. */
+#define MAX_QUERY_ARGS 300
+
+/* The query of a target with more arguments than that, cut off in
+ * libmicrohttpd's own copy, which it parses after this callback (ours,
+ * req->target, is whole): the request is then refused with 414. */
+static bool cut_long_query(const char *uri)
+{
+    char *q = strchr(uri, '?');
+    unsigned args = 1;
+    for (const char *p = q; p && (p = strchr(p + 1, '&'));)
+        if (++args > MAX_QUERY_ARGS) {
+            q[1] = '\0'; /* the connection's read buffer: writable */
+            return true;
+        }
+    return false;
+}
+
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
     struct tf_server *server = cls;
-    struct tf_request *req = tf_request_new(server, uri);
+    struct tf_request *req = tf_request_new(server, uri); /* before the cut */
+    if (cut_long_query(uri) && req)
+        req->refuse_status = 414;
     if (req) /* here, so a request the HTTP layer refuses is logged with its client too */
         set_remote(req, connection);
     if (req && server->backends->pins) {

@@ -373,7 +373,16 @@ int wsgi_response_send_head(struct wsgi_task *task)
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
                     : task->code == 304       ? 0
                                               : task->body_bytes;
-    if (hand_over(task, tf_request_stream_response(task->req, size)) < 0)
+    /* A HEAD the app produced no body for (Trac writes none for a streamed
+     * page) has no known length: none is said, as Apache drops that 0, and
+     * unframed the connection then closes (0.9.75 would frame it chunked
+     * and send a closing chunk, read as the next answer). */
+    bool unknown = task->req->is_head && task->content_length < 0 && task->body_bytes == 0 &&
+                   task->code != 304 && task->code != 204;
+    struct MHD_Response *r = tf_request_stream_response(task->req, unknown ? UINT64_MAX : size);
+    if (r && unknown)
+        MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
+    if (hand_over(task, r) < 0)
         return -1;
     tf_request_finish(task->req, false); /* libmicrohttpd sends no body for HEAD */
     return 0;

@@ -419,7 +419,7 @@ def ignore_body(environ, start_response):
 
 @unvalidated  # wsgiref.validate refuses what these send on purpose
 def shaped(environ, start_response):
-    """/shaped?status=304&body=gen|list|write|empty&cl=N&conn=VALUE:
+    """/shaped?status=304&body=gen|list|write|empty|trac&cl=N&conn=VALUE:
     a response the caller shapes (bodyless statuses, the app's own
     Content-Length and Connection headers)."""
     q = _qs(environ)
@@ -431,7 +431,9 @@ def shaped(environ, start_response):
         headers.append(("Connection", q["conn"]))
     write = start_response(status, headers)
     kind = q.get("body", "list")
-    if kind == "write":
+    if kind == "trac" and environ["REQUEST_METHOD"] == "HEAD":
+        return []  # as Trac: nothing written for a HEAD of a streamed page
+    if kind in ("write", "trac"):
         write(b"abc")
         return []
     if kind == "gen":

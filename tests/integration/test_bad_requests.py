@@ -262,3 +262,20 @@ def test_transfer_coding_without_final_chunked(srv, te):
 ], ids=["missing", "duplicate", "invalid"])
 def test_bad_host(srv, headers):
     assert_rejected(srv, get(headers=headers))
+
+
+def test_too_many_query_arguments_get_414_not_a_hang(srv):
+    """libmicrohttpd 0.9.75 stores each query argument in the connection's
+    32 KiB pool; about 465 of them exhausted it and it queued a 431 it never
+    sent: the client waited for --idle-timeout. tracfront refuses more than
+    it can hold, at once."""
+    query = "&".join("col=c%d" % i for i in range(600)).encode()
+    assert_rejected(srv, get(b"GET /MARK?" + query + b" HTTP/1.1"), statuses=(414,))
+
+
+def test_many_query_arguments_within_the_limit_reach_the_app(srv):
+    query = "&".join("col=c%d" % i for i in range(300))
+    r = requests.get(srv.url + "many-args?" + query, timeout=10)
+    assert r.status_code == 200
+    seen = [x for x in json.loads(seen_text(srv)) if x["path"] == "/many-args"]
+    assert [x["query"] for x in seen] == [query]

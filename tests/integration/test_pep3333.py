@@ -704,3 +704,22 @@ def test_content_length_with_surrounding_whitespace(tracfront, value):
         srv, b"GET /shaped?cl=%s HTTP/1.1\r\nHost: h\r\n\r\n" % quote(value).encode())
     assert code == 200 and complete and body == b"abc"
     assert dict(headers)["content-length"] == "3"
+
+
+def test_head_of_a_page_the_app_does_not_produce_claims_no_length(tracfront):
+    """Trac writes nothing for a HEAD of a streamed page: the answer said
+    Content-Length: 0 where a GET gets the page (RFC 9110 8.6; Apache drops
+    such a 0 too). With no length known, none is sent and the connection
+    closes after the headers."""
+    srv = tracfront("--app", APP)
+    assert requests.get(base(srv) + "/shaped?body=trac", timeout=10).content == b"abc"
+    with srv.connect() as s:
+        s.sendall(b"HEAD /shaped?body=trac HTTP/1.1\r\nHost: h\r\n\r\n")
+        data, closed = read_until_close(s)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == b"" and closed
+    assert b"content-length" not in head.lower() and b"transfer-encoding" not in head.lower()
+    # an app that says its length keeps it, on a connection that stays open
+    code, headers, _, _ = exchange(
+        srv, b"HEAD /shaped?body=trac&cl=3 HTTP/1.1\r\nHost: h\r\n\r\n", head=True)
+    assert code == 200 and dict(headers)["content-length"] == "3"
