@@ -48,6 +48,8 @@ static const struct key keys[] = {
     { "error-log", K_STRING, F(error_log), 0, 0, 0 },
     { "graceful-timeout", K_SECONDS, F(graceful_timeout), 0, 0, 0 },
     { "idle-timeout", K_SECONDS, F(idle_timeout), 0, 0, 0 },
+    { "header-timeout", K_SECONDS, F(header_timeout), 0, 0, 0 },
+    { "max-connections", K_UINT, F(max_connections), 0, 1, 1000000 },
     { "request-timeout", K_SECONDS, F(request_timeout), 0, 0, 0 },
     { "request-timeout-action", K_STRING, F(request_timeout_action), 0, 0, 0 },
     { "dump-all", K_BOOL, F(dump_all), 0, 0, 0 },
@@ -120,6 +122,10 @@ const char tf_config_usage[] =
     "  --max-spill BYTES            a write() response buffered in a file for a slow client, at\n"
     "                               most (K/M/G; default 1G; 0 = no file); then write() waits\n"
     "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
+    "  --header-timeout SECONDS     close a connection whose request head takes longer\n"
+    "                               (default 60; 0 = off)\n"
+    "  --max-connections N          client connections open at once; more wait to be\n"
+    "                               accepted (default: from ulimit -n, see README)\n"
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --request-timeout SECONDS    log the Python stack of a WSGI request running this long\n"
     "                               (default 0 = off; fractions allowed)\n"
@@ -481,6 +487,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->max_spill = 1ull << 30; /* nginx's proxy_max_temp_file_size */
     cfg->graceful_timeout = 30;
     cfg->idle_timeout = 60;
+    cfg->header_timeout = 60;
     cfg->mount = strdup("");
     cfg->profile_path = strdup("/__profile__");
     cfg->profile_max_routes = 500;
@@ -703,6 +710,16 @@ static int check_output_folder(const char *flag, const char *file, char *err, si
     return ok ? 0 : -1;
 }
 
+/* Half the descriptors left after 64 for the process and the app: a client
+ * connection may hold one more (its upstream connection, a spooled body or
+ * answer, a static file). 16 to 65536. */
+static unsigned default_max_connections(void)
+{
+    unsigned long fds = tf_fd_limit();
+    unsigned long n = fds > 64 + 2 * 16 ? (fds - 64) / 2 : 16;
+    return n > 65536 ? 65536 : (unsigned)n;
+}
+
 int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     set_defaults(cfg);
@@ -739,6 +756,8 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         cfg->workers = 1;
     if (!cfg->io_threads)
         cfg->io_threads = (unsigned)tf_cpu_count();
+    if (!cfg->max_connections)
+        cfg->max_connections = default_max_connections();
     if (cfg->workers && !cfg->have_app) {
         snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
         return -1;

@@ -35,6 +35,8 @@ struct tf_config {
     char *error_log;            /* path, "-" stderr */
     double graceful_timeout;    /* seconds */
     double idle_timeout;        /* seconds a connection may stay silent */
+    double header_timeout;      /* seconds a request's head may take to arrive; 0 = off */
+    unsigned max_connections;   /* client connections per process (after loading: never 0) */
     double request_timeout;     /* seconds a WSGI request may run before it is stuck; 0 = off */
     char *request_timeout_action; /* "log" (NULL = log) or "504": also interrupt it */
     bool gc_freeze;             /* gc.freeze() after the 1st, 10th, ... request */

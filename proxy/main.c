@@ -56,8 +56,11 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
     for (size_t i = 0; i < cfg->routes.n; i++)
         statics += cfg->routes.routes[i].kind == TF_ROUTE_STATIC;
     if (statics && len < n)
-        snprintf(out + len, n - len, "%s%zu static route%s", len ? "; " : "", statics,
-                 statics > 1 ? "s" : "");
+        len += (size_t)snprintf(out + len, n - len, "%s%zu static route%s", len ? "; " : "",
+                                statics, statics > 1 ? "s" : "");
+    if (len < n)
+        snprintf(out + len, n - len, "; up to %u connections%s", cfg->max_connections,
+                 cfg->workers ? " per worker" : "");
 }
 
 /* A worker's settings from its front, taken out of the environment before

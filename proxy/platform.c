@@ -4,6 +4,7 @@
 #include "proxy/platform.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 uint64_t tf_now_us(void)
@@ -141,6 +143,14 @@ int tf_cpu_count(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+unsigned long tf_fd_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) < 0 || r.rlim_cur == RLIM_INFINITY)
+        return ULONG_MAX;
+    return (unsigned long)r.rlim_cur;
 }
 
 /* In a forked child: close every descriptor from 3 up but the ones kept

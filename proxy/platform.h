@@ -51,6 +51,10 @@ int tf_tempfile(void);
 /* Number of online CPUs, at least 1. */
 int tf_cpu_count(void);
 
+/* The descriptors this process may open (RLIMIT_NOFILE's soft limit;
+ * ULONG_MAX when unlimited). */
+unsigned long tf_fd_limit(void);
+
 /* One pause of a spin-wait loop (lets the other hyper-thread run). */
 static inline void tf_cpu_relax(void)
 {

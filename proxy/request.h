@@ -28,6 +28,7 @@ struct tf_server;
 struct tf_daemon;
 struct tf_route;
 struct tf_upstream_pin;
+struct tf_connection;
 
 struct tf_header {
     const char *name, *value;   /* NUL-terminated, inside tf_request.header_store */
@@ -92,6 +93,8 @@ struct tf_request {
     const struct tf_route *route; /* the matched route; NULL = the fallback backend */
     int backend;                /* enum prof_backend that answers it */
     struct tf_upstream_pin *pin;/* --upstream-pin: the client connection's upstream link */
+    struct tf_connection *conn; /* I/O thread only, until the request-completed callback:
+                                   its connection's state (server.c), or NULL */
     struct tf_tap *tap;         /* --mirror: set before dispatch; NULL otherwise */
     char *remote_user;          /* verified by tracfront's auth (or by the front); owned */
     const char *auth_type;      /* "Basic" or "Digest" when remote_user is set */

@@ -28,7 +28,9 @@
 #include <unistd.h>
 
 #include "proxy/auth.h"
+#include "proxy/connection.h"
 #include "proxy/http_check.h"
+#include "proxy/limits.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/mirror.h"
@@ -582,7 +584,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
          * slowloris) must not hold up a graceful shutdown. */
         __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_SEQ_CST);
         req->connection = connection;
-        req->daemon = daemon_of(server, connection);
+        req->daemon = req->conn ? req->conn->daemon : daemon_of(server, connection);
+        tf_connection_head_done(req->conn);
         struct tf_framing framing;
         int st = take_headers(req, method, version, &framing);
         if (st)
@@ -692,47 +695,58 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
     struct tf_request *req = tf_request_new(server, uri); /* before the cut */
     if (cut_long_query(uri) && req)
         req->refuse_status = 414;
-    if (req) /* here, so a request the HTTP layer refuses is logged with its client too */
-        set_remote(req, connection);
-    if (req && server->backends->pins) {
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        req->pin = ci ? ci->socket_context : NULL;
+    if (!req)
+        return NULL;
+    set_remote(req, connection); /* here, so a request the HTTP layer refuses is logged
+                                    with its client too */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if ((req->conn = ci ? ci->socket_context : NULL)) {
+        req->conn->req = req;
+        req->pin = req->conn->pin;
     }
     return req;
 }
 
-/* --upstream-pin: a client connection owns one upstream link while it lives. */
+/* A client connection's state (connection.h) lives while it does; with
+ * --upstream-pin it owns one upstream link. */
 static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
                           enum MHD_ConnectionNotificationCode code)
 {
-    (void)connection;
     struct tf_server *server = cls;
-    __atomic_add_fetch(&server->open_connections, code == MHD_CONNECTION_NOTIFY_STARTED ? 1 : -1,
-                       __ATOMIC_RELAXED);
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
-        __atomic_add_fetch(&server->started_connections, 1, __ATOMIC_RELAXED);
-    if (!server->backends->pins)
-        return;
-    if (code == MHD_CONNECTION_NOTIFY_STARTED)
-        *socket_context = tf_upstream_pin_new(server->backends->pins);
-    else if (*socket_context) {
-        tf_upstream_pin_release(*socket_context);
+    struct tf_connection *conn = *socket_context;
+    if (code != MHD_CONNECTION_NOTIFY_STARTED) {
+        __atomic_sub_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
+        if (conn && conn->pin)
+            tf_upstream_pin_release(conn->pin);
+        if (conn)
+            tf_connection_end(conn);
         *socket_context = NULL;
+        return;
     }
+    int open = __atomic_add_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&server->started_connections, 1, __ATOMIC_RELAXED);
+    tf_limits_connection_started(server, open);
+    conn = tf_connection_start(daemon_of(server, connection), connection, tf_now_us());
+    if (conn && server->backends->pins)
+        conn->pin = tf_upstream_pin_new(server->backends->pins);
+    *socket_context = conn;
 }
 
 /* The status of a request no backend answered: the one libmicrohttpd sent
  * itself (431, 400, 413...), 408 for a request that stopped coming until
- * --idle-timeout (as Apache logs it), else 400 (the client left mid-request;
- * nginx logs such a request 400 too). */
-static unsigned status_unanswered(struct MHD_Connection *connection,
+ * --idle-timeout or whose head missed --header-timeout (as Apache and nginx
+ * log them), else 400 (the client left mid-request; nginx logs such a
+ * request 400 too). */
+static unsigned status_unanswered(const struct tf_request *req, struct MHD_Connection *connection,
                                   enum MHD_RequestTerminationCode toe)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS);
     if (ci && ci->http_status)
         return ci->http_status;
+    if (req->conn && req->conn->head_timed_out)
+        return 408;
     return toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 400;
 }
 
@@ -744,7 +758,7 @@ static void write_access_log(const struct tf_request *req, struct MHD_Connection
         .method = req->method ? req->method : "-",
         .target = req->sent_target ? req->sent_target : req->target,
         .version = req->version ? req->version : "-",
-        .status = req->status ? req->status : status_unanswered(connection, toe),
+        .status = req->status ? req->status : status_unanswered(req, connection, toe),
         .bytes = req->bytes_out,
         .referer = tf_request_header(req, "Referer"),
         .user_agent = tf_request_header(req, "User-Agent"),
@@ -785,20 +799,40 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         prof_latency_record(&sample);
     }
     watch_remove(req);
+    if (req->conn) { /* the next request's head is due from now */
+        req->conn->req = NULL;
+        if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+            tf_connection_request_done(req->conn, now);
+    }
     tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
     tf_request_unref(req);
 }
 
+/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
+ * its listening socket in its epoll set ("will try busy waiting"): the
+ * loop would run it again at once, a whole CPU. So the daemon whose run
+ * this is (the current loop's) is taken off its loop for 250 ms. */
+static void pause_accepting(struct tf_server *server)
+{
+    struct tf_loop *loop = tf_loop_current();
+    for (unsigned i = 0; loop && i < server->n_daemons; i++)
+        if (server->daemons[i].loop == loop)
+            server->daemons[i].accept_failed = true; /* run_daemon acts on it */
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    (void)cls;
     char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    if (strstr(msg, "resource limit at FIRST connection"))
+        pause_accepting(cls);
+    if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
+        return;
     if (strstr(msg, "closed by remote side")) /* a client that left: nginx says it at info */
         tf_log_info("http: %s", msg);
     else
@@ -852,6 +886,13 @@ static void run_daemon(struct tf_daemon *d)
         MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     unsigned before = info ? info->num_connections : 0;
     MHD_run(d->mhd);
+    if (d->accept_failed) { /* see pause_accepting */
+        d->accept_failed = false;
+        info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (info && !d->accept_paused_until)
+            tf_loop_unwatch(d->loop, info->epoll_fd);
+        d->accept_paused_until = tf_now_us() + 250000u;
+    }
     info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     if (info && info->num_connections < before) {
         __atomic_store_n(&d->needs_run, 1, __ATOMIC_RELEASE);
@@ -866,20 +907,41 @@ static void on_daemon_ready(void *ctx, int fd, uint32_t events)
     run_daemon(ctx);
 }
 
+/* After pause_accepting: 0 once the daemon is on its loop again, else the
+ * ms until it may be. */
+static long resume_accepting(struct tf_daemon *d)
+{
+    uint64_t now = tf_now_us();
+    if (now < d->accept_paused_until)
+        return (long)((d->accept_paused_until - now) / 1000u) + 1;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0)
+        return 250; /* out of memory: try again */
+    d->accept_paused_until = 0;
+    return 0;
+}
+
 /* Run the daemon when it has work without a ready socket (data already
  * read, a timeout due); returns the ms until it next needs a run. */
 static long daemon_tick(void *ctx)
 {
     struct tf_daemon *d = ctx;
     MHD_UNSIGNED_LONG_LONG ms;
+    long paused = d->accept_paused_until ? resume_accepting(d) : 0;
+    if (paused > 0) /* no connection is open: nothing else to do */
+        return paused;
     bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
     if (d->watched)
         look_at_watched(d);
+    long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
+    long next = sweep < 0 || (limits >= 0 && limits < sweep) ? limits : sweep;
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
-        return -1;
-    return ms > 1000 ? 1000 : (long)ms;
+        return next;
+    if (ms > 1000)
+        ms = 1000;
+    return next >= 0 && next < (long)ms ? next : (long)ms;
 }
 
 static int attach_daemon(void *arg) /* on the daemon's loop */
@@ -922,11 +984,21 @@ static unsigned idle_timeout_s(double seconds)
     return whole < seconds ? whole + 1 : whole;
 }
 
+/* Daemon i's share of --max-connections (at least 1): the shares add up to
+ * it, so all are full only when the server is. */
+static unsigned connection_share(const struct tf_server *server, unsigned i)
+{
+    unsigned max = server->cfg->max_connections, n = server->n_daemons;
+    unsigned share = max / n + (i < max % n);
+    return share ? share : 1;
+}
+
 /* listen_fd: the socket this daemon accepts from (it closes it), or -1
  * for none (a worker's: the acceptor thread adds the connections). */
 static int start_daemon(struct tf_server *server, struct tf_daemon *d, int listen_fd, bool ipv6)
 {
     const struct tf_config *cfg = server->cfg;
+    tf_connection_timeouts(d, cfg->header_timeout, idle_timeout_s(cfg->idle_timeout));
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (listen_fd < 0)
         flags |= MHD_USE_NO_LISTEN_SOCKET;
@@ -934,7 +1006,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         flags |= MHD_USE_IPv6;
     d->mhd = MHD_start_daemon(
         flags, 0, on_accept, server, on_request, server,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server,
         /* no listening socket: the backlog option stands in, with its own value */
         listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_LISTEN_BACKLOG_SIZE,
         listen_fd >= 0 ? (intptr_t)listen_fd : (intptr_t)1024,
@@ -942,6 +1014,8 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(cfg->idle_timeout),
+        /* else FD_SETSIZE - 4, which epoll does not need */
+        MHD_OPTION_CONNECTION_LIMIT, connection_share(server, (unsigned)(d - server->daemons)),
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
@@ -1124,7 +1198,10 @@ static int add_connection(struct tf_server *server, int fd, const struct sockadd
  * opening 8 at once) could all go to the worker that woke first. One that
  * libmicrohttpd drops before starting it (out of memory, connection limit)
  * is never reported, so after 100 ms without taking any, whatever has not
- * started is taken as dropped. The socket stays open when it stops. */
+ * started is taken as dropped. At --max-connections it takes none, so
+ * they wait in the socket's queue for another worker or a free place; out
+ * of descriptors it tries again every 250 ms (nginx: 500 ms), not at once
+ * (that took a whole CPU). The socket stays open when it stops. */
 static void *acceptor(void *arg)
 {
     struct tf_server *server = arg;
@@ -1140,12 +1217,23 @@ static void *acceptor(void *arg)
             taken = started; /* nothing still on its way */
         int busy = __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED) +
                    (int)(taken - started);
+        if ((unsigned)busy >= server->cfg->max_connections) {
+            tf_limits_full(server, busy);
+            poll(&p[1], 1, 50); /* a closed connection is not signalled: look again soon */
+            continue;
+        }
         if (busy > 0)
             usleep((useconds_t)(busy < 20 ? busy : 20) * 100u);
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+                       errno == ENOMEM)) {
+            tf_limits_accept_failed(server, strerror(errno));
+            poll(&p[1], 1, 250); /* a stop still ends the wait */
+            continue;
+        }
         if (fd >= 0 && add_connection(server, fd, &ss, len) == 0) {
             taken++;
             last_take = tf_now_us();

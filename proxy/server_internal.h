@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "proxy/limits.h"
 #include "proxy/server.h"
 
 enum phase { PHASE_NEW, PHASE_BODY, PHASE_CHECKING /* a login, away from the loop */,
@@ -24,6 +25,15 @@ struct tf_daemon {
     struct tf_request *watched;     /* loop thread only: requests looked at once a second
                                        for a client gone or a file shrunk (server.c) */
     uint64_t next_look;             /* loop thread only: when to look at them next (us) */
+    struct tf_connection *conns;    /* loop thread only: its client connections
+                                       (connection.c) */
+    uint64_t head_us, next_head_us; /* read-only after start: a first and a later request's
+                                       head may take this long (us; 0 = no limit) */
+    uint64_t next_sweep;            /* loop thread only: when to look at the deadlines next */
+    bool accept_failed;             /* loop thread only: an accept failed with no connection
+                                       open (libmicrohttpd would retry at once, server.c) */
+    uint64_t accept_paused_until;   /* loop thread only: not run from its epoll set until
+                                       then (us); 0 = it is watched */
 };
 
 struct tf_server {
@@ -38,6 +48,7 @@ struct tf_server {
     int open_connections;           /* atomic: client connections open now */
     unsigned logins_checking;       /* atomic: Basic logins checked away from the loops */
     unsigned long started_connections; /* atomic: client connections ever started */
+    struct tf_episode full;         /* atomics: at --max-connections (limits.c) */
     int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
     int acceptor_wake[2];           /* a byte here ends the acceptor */
     pthread_t acceptor;

@@ -87,7 +87,7 @@ def closed_port():
     return port
 
 
-def start_server(workdir, *args, env=None, expect_fail=False, timeout=30):
+def start_server(workdir, *args, env=None, expect_fail=False, timeout=30, preexec_fn=None):
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cmd = [str(BINARY), "--listen", "127.0.0.1:0", "--pythonpath", str(APPS),
@@ -99,7 +99,8 @@ def start_server(workdir, *args, env=None, expect_fail=False, timeout=30):
         full_env.update(env)
     errf = open(workdir / "stderr.txt", "wb")
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errf,
-                            stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir))
+                            stdin=subprocess.DEVNULL, env=full_env, cwd=str(workdir),
+                            preexec_fn=preexec_fn)
     errf.close()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,6 +37,8 @@ static void test_defaults_and_flags(void **state)
     assert_int_equal(cfg.max_body, 10u << 20);
     assert_int_equal(cfg.max_spill, 3u << 20);
     assert_int_equal(cfg.queue_size, 1024);
+    assert_true(cfg.header_timeout == 60); /* nginx's client_header_timeout */
+    assert_in_range(cfg.max_connections, 16, 65536); /* from RLIMIT_NOFILE */
     tf_config_free(&cfg);
 }
 
@@ -94,7 +96,8 @@ static void test_ini_and_precedence(void **state)
 {
     (void)state;
     char *path = write_ini("[tracfront]\napp = m:app\nthreads = 3\nmax_body = 2K\n"
-                           "pythonpath = /from/file\n");
+                           "pythonpath = /from/file\nheader-timeout = 2.5\n"
+                           "max_connections = 300\n");
     struct tf_config cfg;
     char err[1024];
     char *argv[] = { "t", "--config", path, "--threads", "5", "--pythonpath", "/flag" };
@@ -103,6 +106,8 @@ static void test_ini_and_precedence(void **state)
     assert_int_equal(cfg.threads, 5); /* the flag wins */
     assert_int_equal(cfg.max_body, 2048);
     assert_int_equal(cfg.max_spill, 1u << 30); /* the default, as nginx's */
+    assert_true(cfg.header_timeout == 2.5);
+    assert_int_equal(cfg.max_connections, 300);
     assert_int_equal(cfg.n_pythonpath, 2); /* lists accumulate: file first */
     assert_string_equal(cfg.pythonpath[0], "/from/file");
     tf_config_free(&cfg);

@@ -1,0 +1,265 @@
+"""Connection-level abuse, as a reviewer reproduced it against tracfront and
+nginx: request heads that trickle in (slowloris) until --header-timeout, the
+--max-connections limit (libmicrohttpd's hidden one was 1,020 per network
+thread), and a process out of file descriptors: the worker's acceptor must
+back off, and neither mode may log per connection."""
+import os
+import re
+import resource
+import select
+import socket
+import time
+
+from workers_util import children, wait_for
+
+HELLO = ("--app", "hello:application")
+HOARD = ("--app", "fd_hoard_app:application")
+HEAD_LINE = "no complete request head within --header-timeout"
+
+
+def nofile(n):
+    """preexec_fn: the server may open n descriptors."""
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+
+def closed_by_server(s):
+    """True once the server has closed s (end of stream or reset)."""
+    if not select.select([s], [], [], 0)[0]:
+        return False
+    try:
+        return s.recv(4096) == b""
+    except OSError:
+        return True
+
+
+def trickle(socks, data, seconds):
+    """Send data one byte at a time to every socket still open, a byte every
+    0.3 s (well within --idle-timeout), for at most `seconds`; returns the
+    sockets the server closed meanwhile."""
+    closed, pos = set(), 0
+    deadline = time.monotonic() + seconds
+    while len(closed) < len(socks) and time.monotonic() < deadline:
+        for s in socks:
+            if s in closed:
+                continue
+            if closed_by_server(s):
+                closed.add(s)
+                continue
+            try:
+                s.send(data[pos % len(data):pos % len(data) + 1])
+            except OSError:
+                closed.add(s)
+        pos += 1
+        time.sleep(0.3)
+    return closed
+
+
+def get(s, path="/"):
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    return read_answer(s)
+
+
+def read_answer(s):
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        assert chunk, "closed before answering: %r" % data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"Content-Length: (\d+)", head, re.I).group(1))
+    while len(body) < length:
+        body += s.recv(4096)
+    return head.split(b" ")[1], body
+
+
+def lines(text, needle):
+    return [l for l in text.splitlines() if needle in l]
+
+
+# --- 1. slowloris: a request's head must be complete within --header-timeout ---
+
+def test_heads_that_trickle_in_are_closed_at_header_timeout(tracfront):
+    """libmicrohttpd restarts its timeout on every read, so a byte every 0.3 s
+    under --idle-timeout 1 held each connection for as long as the client
+    liked (2,040 such clients locked everyone out)."""
+    srv = tracfront(*HELLO, "--header-timeout", "2", "--idle-timeout", "1")
+    with_line = [srv.connect() for _ in range(8)]   # request line sent, headers trickle
+    without = [srv.connect() for _ in range(8)]     # the request line itself trickles
+    for s in with_line:
+        s.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n")
+    socks = with_line + without
+    closed = trickle(socks, b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 12)
+    assert len(closed) == len(socks), "%d of %d still open" % (len(socks) - len(closed), len(socks))
+    for s in socks:
+        s.close()
+    # a fresh client is served
+    with srv.connect() as s:
+        assert get(s) == (b"200", b"Hello, World!\n")
+    wait_for(lambda: len(lines(srv.error_log, HEAD_LINE)) == 16, 5, "16 info lines")
+    assert all("[info]" in l for l in lines(srv.error_log, HEAD_LINE))
+    assert len(lines(srv.error_log, "target /slow")) == 8
+    # the requests whose line had come are logged 408, as nginx logs them (the
+    # method and version are known only with the whole head: "-")
+    wait_for(lambda: len(lines(srv.access_log, '"- /slow -" 408')) == 8, 5,
+             "8 access lines with 408:\n" + srv.access_log)
+
+
+def test_next_head_on_a_keepalive_connection_is_timed_from_the_last_answer(tracfront):
+    srv = tracfront(*HELLO, "--header-timeout", "2", "--idle-timeout", "1")
+    s = srv.connect()
+    assert get(s) == (b"200", b"Hello, World!\n")
+    s.sendall(b"GET /second HTTP/1.1\r\n")
+    assert trickle([s], b"X-Slow: aaaaaaaaaaaaaaaa", 12) == {s}
+    s.close()
+    wait_for(lambda: lines(srv.access_log, '"- /second -" 408'), 5,
+             "a 408 for the second request:\n" + srv.access_log)
+    assert len(lines(srv.access_log, '"GET / HTTP/1.1" 200')) == 1
+
+
+def test_a_silent_keepalive_connection_is_left_to_idle_timeout(tracfront):
+    """The next head is due only a second after --idle-timeout: a client
+    that sends nothing is closed by the idle timeout, and not reported."""
+    srv = tracfront(*HELLO, "--header-timeout", "1", "--idle-timeout", "2")
+    s = srv.connect()
+    assert get(s) == (b"200", b"Hello, World!\n")
+    wait_for(lambda: closed_by_server(s), 10, "the idle timeout to close the connection")
+    s.close()
+    time.sleep(1.5)  # a sweep after the idle timeout would have found it
+    assert not lines(srv.error_log, HEAD_LINE), srv.error_log
+
+
+def test_header_timeout_zero_is_off_and_bad_values_stop_at_start(tracfront):
+    srv = tracfront(*HELLO, "--header-timeout", "0", "--idle-timeout", "1")
+    s = srv.connect()
+    s.sendall(b"GET /slow HTTP/1.1\r\n")
+    assert trickle([s], b"X-Slow: aaaaaaaa", 3) == set()
+    s.close()
+    for bad in ("nan", "-1", "1e3", " 5"):
+        failed = tracfront(*HELLO, "--header-timeout", bad, expect_fail=True)
+        assert failed.proc.wait(10) == 2
+        assert "header-timeout: '%s' is not a number of seconds" % bad in failed.stderr
+
+
+# --- 2. --max-connections ------------------------------------------------------
+
+def assert_full_is_said_once(srv, limit, waiting):
+    """limit connections are opened and served, and stay open; the waiting
+    ones get no answer while they are, and all are answered once those
+    close. The limit is said once, and its end once."""
+    idle = [srv.connect() for _ in range(limit)]
+    for s in idle:
+        assert get(s)[0] == b"200"
+    waiting = [srv.connect() for _ in range(waiting)]
+    for s in waiting:
+        s.sendall(b"GET /waiting HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert select.select(waiting, [], [], 1.5)[0] == [], "answered beyond --max-connections"
+    for s in idle:
+        s.close()
+    for s in waiting:
+        s.settimeout(10)
+        assert read_answer(s)[0] == b"200"
+        s.close()
+    full = lines(srv.error_log, "--max-connections %d reached" % limit)
+    assert len(full) == 1 and "[error]" in full[0], srv.error_log
+    wait_for(lambda: lines(srv.error_log, "below --max-connections %d again" % limit), 5,
+             "the end of the episode:\n" + srv.error_log)
+    assert "connection limit" not in srv.error_log  # libmicrohttpd's reset, per connection
+
+
+def test_max_connections_makes_new_ones_wait_and_is_said_once(tracfront):
+    srv = tracfront(*HELLO, "--max-connections", "4", "--io-threads", "2")
+    assert "up to 4 connections" in srv.stderr
+    assert_full_is_said_once(srv, 4, 5)
+
+
+def test_max_connections_in_a_worker_leaves_connections_queued_not_reset(tracfront):
+    """The worker's acceptor had handed them to libmicrohttpd, which reset
+    each one with an error line."""
+    srv = tracfront(*HELLO, "--workers", "1", "--max-connections", "3")
+    assert "up to 3 connections per worker" in srv.stderr
+    assert_full_is_said_once(srv, 3, 4)
+
+
+def test_max_connections_default_comes_from_the_descriptor_limit(tracfront):
+    srv = tracfront(*HELLO, preexec_fn=nofile(1000))
+    assert "up to 468 connections" in srv.stderr  # (1000 - 64) / 2
+    failed = tracfront(*HELLO, "--max-connections", "0", expect_fail=True)
+    assert failed.proc.wait(10) == 2
+    assert "max-connections: '0' is not a whole number from 1 to 1000000" in failed.stderr
+
+
+# --- 3 and 4. out of file descriptors ---------------------------------------------
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_worker_out_of_descriptors_backs_off_and_says_so_once(tracfront):
+    """The acceptor retried accept4 at once after EMFILE: a whole CPU, and
+    nothing in the log, for as long as the descriptors stayed taken."""
+    srv = tracfront(*HOARD, "--workers", "1", preexec_fn=nofile(256))
+    worker = wait_for(lambda: list(children(srv.proc.pid)), 10, "the worker")[0]
+    keeper = srv.connect()
+    assert get(keeper, "/hoard")[0] == b"200"
+    waiting = srv.connect()
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    wait_for(lambda: lines(srv.error_log, "cannot accept connections"), 5,
+             "the worker to say it cannot accept:\n" + srv.error_log)
+    before = cpu_seconds(worker)
+    time.sleep(2)
+    used = cpu_seconds(worker) - before
+    assert used < 0.5, "the worker used %.2f s of CPU in 2 s while out of descriptors" % used
+    assert get(keeper, "/release")[0] == b"200"
+    waiting.settimeout(10)
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    failing = lines(srv.error_log, "cannot accept connections")
+    assert len(failing) == 1 and "Too many open files" in failing[0], srv.error_log
+    assert "ulimit -n" in failing[0]
+    again = lines(srv.error_log, "accepting connections again")
+    assert len(again) == 1 and int(re.search(r"; (\d+) attempts? failed", again[0]).group(1)) >= 2
+
+
+def test_single_process_out_of_descriptors_logs_once_not_per_connection(tracfront):
+    """libmicrohttpd logged two lines per refused connection ("Error accepting
+    connection" and "Hit process or system resource limit ... Consider
+    setting a lower MHD_OPTION_CONNECTION_LIMIT"): 1,672 lines under ab."""
+    srv = tracfront(*HOARD, "--io-threads", "1", preexec_fn=nofile(128))
+    keeper = srv.connect()
+    assert get(keeper, "/hoard?leave=6")[0] == b"200"
+    idle = []
+    for _ in range(12):  # fills the 6 left; the rest wait to be accepted
+        s = srv.connect()
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle.append(s)
+    served = [s for s in idle if select.select([s], [], [], 1)[0]]
+    assert 0 < len(served) < len(idle)
+    for s in served:
+        read_answer(s)
+    waiting = [s for s in idle if s not in served]
+    for _ in range(20):  # each close lets one waiting in; accepting the next one fails
+        s = served.pop(0)
+        s.close()
+        new = srv.connect()
+        new.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        waiting.append(new)
+        now_served = wait_for(lambda: select.select(waiting, [], [], 0.1)[0], 10, "an answer")
+        for w in now_served:
+            read_answer(w)
+            waiting.remove(w)
+            served.append(w)
+    errors = lines(srv.error_log, "[error]")
+    assert len(lines(srv.error_log, "Too many open files")) == 1, "\n".join(errors[:10])
+    assert "MHD_OPTION_CONNECTION_LIMIT" not in srv.error_log
+    assert "ulimit -n" in lines(srv.error_log, "Too many open files")[0]
+    assert get(keeper, "/release")[0] == b"200"
+    for s in served + waiting:
+        s.close()
+    keeper.close()
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    again = lines(srv.error_log, "accepting connections again")[0]
+    assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 20
