@@ -37,8 +37,9 @@ struct held {
 
 static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER; /* the list */
 static struct held *held_all;
-static pthread_key_t held_key;
+static pthread_key_t held_key; /* its destructor writes out a thread's lines */
 static pthread_once_t held_once = PTHREAD_ONCE_INIT;
+static __thread struct held *held_here; /* the same, read on every request */
 
 /* Write out h's unfinished line in slot, ended with a newline. */
 static void end_line(struct held *h, int slot)
@@ -55,6 +56,7 @@ static void end_line(struct held *h, int slot)
 static void held_release(void *arg)
 {
     struct held *h = arg;
+    held_here = NULL;
     pthread_mutex_lock(&held_lock);
     for (int i = 0; i < SLOTS; i++)
         end_line(h, i);
@@ -77,14 +79,15 @@ static void held_key_create(void)
  * of memory: the line is then written unfinished). */
 static struct held *held_mine(bool create)
 {
-    pthread_once(&held_once, held_key_create);
-    struct held *h = pthread_getspecific(held_key);
+    struct held *h = held_here;
     if (h || !create || !(h = calloc(1, sizeof(*h))))
         return h;
+    pthread_once(&held_once, held_key_create);
     if (pthread_setspecific(held_key, h) != 0) {
         free(h);
         return NULL;
     }
+    held_here = h;
     pthread_mutex_lock(&held_lock);
     h->next = held_all;
     if (held_all)
