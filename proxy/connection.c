@@ -20,9 +20,11 @@
 void tf_connection_timeouts(struct tf_daemon *d, double header_s, unsigned idle_s)
 {
     d->head_us = (uint64_t)(header_s * 1e6);
-    /* --idle-timeout 0 is "never": then so is the head of a later request.
-     * A second more than it (the sweep's period), so that libmicrohttpd's
-     * own timeout, not the sweep, closes a connection that stays silent. */
+    /* --idle-timeout 0 is "never": a later request's head is then timed
+     * from its request line (tf_connection_request_line), as a silent
+     * connection may wait forever. A second more than it (the sweep's
+     * period), so that libmicrohttpd's own timeout, not the sweep, closes a
+     * connection that stays silent. */
     uint64_t idle_us = (uint64_t)idle_s * 1000000u + SWEEP_US;
     d->next_head_us = !d->head_us || !idle_s ? 0 : d->head_us > idle_us ? d->head_us : idle_us;
 }
@@ -54,6 +56,13 @@ void tf_connection_end(struct tf_connection *conn)
     free(conn);
 }
 
+void tf_connection_request_line(struct tf_connection *conn)
+{
+    const struct tf_daemon *d = conn->daemon;
+    if (!conn->head_deadline && d->head_us && !d->next_head_us)
+        conn->head_deadline = tf_now_us() + d->head_us;
+}
+
 void tf_connection_request_done(struct tf_connection *conn, uint64_t now)
 {
     uint64_t wait = conn->daemon->next_head_us;
@@ -78,8 +87,10 @@ static void give_up(struct tf_connection *conn, double header_s)
     tf_log_info("client %s port %s: no complete request head within --header-timeout (%gs)%s%s; "
                 "connection closed", host, port, header_s, req ? ", target " : "",
                 req && req->target ? req->target : "");
+    /* the reading side only: libmicrohttpd then reads an end of stream, as
+     * from a client that left (one info line), not a socket error */
     if (fd)
-        shutdown(fd->connect_fd, SHUT_RDWR);
+        shutdown(fd->connect_fd, SHUT_RD);
 }
 
 long tf_connection_sweep(struct tf_daemon *d)

@@ -50,6 +50,10 @@ static inline void tf_connection_head_done(struct tf_connection *conn)
     if (conn)
         conn->head_deadline = 0;
 }
+/* A request line arrived (on_uri): with --idle-timeout 0, a later
+ * request's head is timed from here, as nothing timed it since the last
+ * answer. On conn's network thread. */
+void tf_connection_request_line(struct tf_connection *conn);
 /* A request on conn was answered whole at now: the next head is due. */
 void tf_connection_request_done(struct tf_connection *conn, uint64_t now);
 

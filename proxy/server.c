@@ -704,6 +704,7 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
     if ((req->conn = ci ? ci->socket_context : NULL)) {
         req->conn->req = req;
         req->pin = req->conn->pin;
+        tf_connection_request_line(req->conn);
     }
     return req;
 }

@@ -102,6 +102,22 @@ def test_heads_that_trickle_in_are_closed_at_header_timeout(tracfront):
     # method and version are known only with the whole head: "-")
     wait_for(lambda: len(lines(srv.access_log, '"- /slow -" 408')) == 8, 5,
              "8 access lines with 408:\n" + srv.access_log)
+    # one info line each, and no socket error from libmicrohttpd besides
+    assert not lines(srv.error_log, "[error]"), lines(srv.error_log, "[error]")
+
+
+def test_idle_timeout_zero_leaves_later_heads_timed_from_their_request_line(tracfront):
+    """--idle-timeout 0 (never) had switched the head deadline off for every
+    request after a connection's first: one quick request, then the next
+    head trickled forever."""
+    srv = tracfront(*HELLO, "--header-timeout", "1", "--idle-timeout", "0")
+    s = srv.connect()
+    assert get(s) == (b"200", b"Hello, World!\n")
+    s.sendall(b"GET /second HTTP/1.1\r\nHost: x\r\n")
+    closed = trickle([s], b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 8)
+    s.close()
+    assert closed, "the second head trickled on"
+    wait_for(lambda: lines(srv.error_log, "target /second"), 5, "the info line")
 
 
 def test_next_head_on_a_keepalive_connection_is_timed_from_the_last_answer(tracfront):
