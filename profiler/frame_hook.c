@@ -38,6 +38,11 @@ bool prof_frame_hook_available(void)
     return true;
 }
 
+bool prof_frame_hook_misses_subscr(void)
+{
+    return Py_Version < 0x030B04F0; /* gh-104441 came with 3.11.4 */
+}
+
 void prof_frame_hook_set(struct prof_tree *t)
 {
     if (t && !installed) {
@@ -55,6 +60,11 @@ void prof_frame_hook_remove(void)
 }
 #else
 bool prof_frame_hook_available(void)
+{
+    return false;
+}
+
+bool prof_frame_hook_misses_subscr(void)
 {
     return false;
 }

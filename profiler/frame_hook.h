@@ -23,6 +23,11 @@
 
 /* Whether this build's Python supports the hook. */
 bool prof_frame_hook_available(void);
+/* Whether the running Python skips the hook for obj[key] into a Python
+ * __getitem__ (its specialised BINARY_SUBSCR_GETITEM: CPython gh-104405,
+ * fixed in 3.11.4): those calls are then not seen, their time is their
+ * caller's own. Only after Python started. */
+bool prof_frame_hook_misses_subscr(void);
 /* The calling thread's Python frames go into t (a node's label is the code
  * object, a strong reference); NULL: this thread is not profiled. Sets the
  * interpreter's hook on first use. */

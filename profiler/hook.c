@@ -549,7 +549,15 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         static const char python_only[] =
             "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
             "calls is their callers' own time.</i></p>";
-        const char *mode = with_builtins ? "" : python_only;
+        static const char python_only_subscr[] =
+            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
+            "calls is their callers' own time. This Python (before 3.11.4) also runs "
+            "<code>obj[key]</code> into a Python <code>__getitem__</code> without the hook "
+            "(CPython gh-104405): those calls are not counted either. --profile-builtins=true "
+            "counts them.</i></p>";
+        const char *mode = with_builtins                     ? ""
+                           : prof_frame_hook_misses_subscr() ? python_only_subscr
+                                                             : python_only;
         size_t mlen = strlen(mode);
         char *flame = prof_flame_html(t, view.zoom, base, &flen);
         char *table = prof_functable_html(t, &view, profile_path, &tlen);

@@ -222,6 +222,16 @@ static void stop_network(struct tf_backends *b, struct tf_server *control,
     tf_loops_free(b->loops, b->n_loops);
 }
 
+/* --profile-builtins=false on a Python whose frame hook misses some calls. */
+static void warn_frame_hook_misses(const struct tf_config *cfg)
+{
+    if (!cfg->profile_builtins && prof_frame_hook_misses_subscr())
+        tf_log_info("--profile-builtins=false: this Python (%s, before 3.11.4) runs obj[key] "
+                    "into a Python __getitem__ without the frame-evaluation hook (CPython "
+                    "gh-104405): those calls are not counted, their time is their caller's own; "
+                    "--profile-builtins=true counts them", Py_GetVersion());
+}
+
 /* --workers: this process opens the socket, runs the workers and adds up
  * their profiles on a loopback control port; it serves no request itself. */
 static int run_front(struct tf_config *cfg, char **argv)
@@ -232,6 +242,7 @@ static int run_front(struct tf_config *cfg, char **argv)
         fprintf(stderr, "tracfront: %s\n", err);
         return 1;
     }
+    warn_frame_hook_misses(cfg);
     int fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
     int cfd = fd < 0 ? -1 : tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
     struct tf_backends none = { .n_loops = 1 }; /* the control port's one network thread */
@@ -303,6 +314,8 @@ static int run_server(struct tf_config *cfg)
             tf_log_error("%s", err);
             return 1;
         }
+        if (!cfg->worker) /* the front says it */
+            warn_frame_hook_misses(cfg);
         if (!(pool = wsgi_pool_new(cfg->queue_size))) {
             fprintf(stderr, "tracfront: out of memory\n");
             return 1;

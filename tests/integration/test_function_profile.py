@@ -322,3 +322,51 @@ def test_slowest_requests_keep_their_call_tree(tracfront):
     # request 1 (the 10 ms one; the harness sends none before) was not among the two kept
     assert requests.get(srv.url + "__profile__/request", params={"id": 1}, timeout=10).status_code == 404
     assert "call tree</a>" in requests.get(srv.url + "__profile__", timeout=10).text
+
+
+GETITEM_APP = """
+class Table:
+    def __init__(self):
+        self.d = {i: i for i in range(100)}
+
+    def __getitem__(self, k):
+        return self.d[k]
+
+    def get(self, k):
+        return self.d[k]
+
+
+def application(environ, start_response):
+    t = Table()
+    total = sum(t[i] + t.get(i) for i in range(100))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(total).encode()]
+"""
+
+# CPython before 3.11.4 runs a specialised obj[key] into a Python __getitem__
+# without the frame-evaluation hook (gh-104405, fixed by gh-104441).
+PY = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.hexversion)"],
+                    capture_output=True, text=True).stdout
+SUBSCR_MISSED = int(PY) < 0x030B04F0
+
+
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_getitem_through_subscript(tracfront, tmp_path, builtins):
+    """With cProfile's events every t[i] is a __getitem__ call. The frame
+    hook misses those on CPython 3.11 before 3.11.4: then the start and the
+    page say so, instead of a profile silently without them."""
+    (tmp_path / "getitem_app.py").write_text(GETITEM_APP)
+    srv = tracfront("--app", "getitem_app:application", "--pythonpath", tmp_path, "--profile",
+                    "--profile-builtins=" + builtins)
+    requests.get(srv.url, timeout=10)  # discarded
+    for _ in range(5):
+        assert requests.get(srv.url, timeout=10).text == "9900"
+    counts = {f[2]: v[1] for f, v in tracfront_stats(srv).items()}
+    assert counts["get"] == 500
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    warned = "gh-104405" in page and "gh-104405" in srv.error_log
+    if builtins == "false" and SUBSCR_MISSED:
+        assert warned, "no word of the calls the frame hook misses"
+    else:
+        assert counts["__getitem__"] == 500
+        assert not warned
