@@ -588,13 +588,17 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         req->spill_cap = spill_cap;
     ssize_t took;
     if (!spilling && req->queued < TF_CHANNEL_HIGH) {
+        /* Memory up to the mark only, however large the write: the rest goes
+         * to the file, or waits (the caller's loop). Only the reader lowers
+         * queued meanwhile. */
+        size_t fits = TF_CHANNEL_HIGH - req->queued;
+        took = (ssize_t)(len < fits ? len : fits);
         pthread_mutex_unlock(&req->lock);
         bool over_high;
-        if (queue_copy(req, data, len, &over_high) < 0) {
+        if (queue_copy(req, data, (size_t)took, &over_high) < 0) {
             *err = tf_request_client_gone(req) ? 0 : ENOMEM;
             return -1;
         }
-        took = (ssize_t)len;
     } else if (req->spill_cap == 0) { /* no file: wait at the memory queue's mark */
         pthread_mutex_unlock(&req->lock);
         took = 0;

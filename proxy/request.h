@@ -213,10 +213,11 @@ enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
  * (nothing queued). Call without the GIL for large data. */
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
 /* The producer side for write(), which cannot park: queue what fits of data
- * and return how many bytes that is. Past the high-water mark bytes go to a
- * temporary file ($TMPDIR) of at most spill_cap bytes (0: no file;
- * UINT64_MAX: no cap), reused as a ring. Fewer than len: the rest must wait
- * for the reader (tf_request_wait_room). -1 when the client has gone
+ * and return how many bytes that is: memory takes bytes up to the
+ * high-water mark, then a temporary file ($TMPDIR) of at most spill_cap bytes
+ * (0: no file; UINT64_MAX: no cap), reused as a ring. Fewer than len: call
+ * again for the rest; 0: the rest must wait for the reader
+ * (tf_request_wait_room). -1 when the client has gone
  * (*err = 0) or spilling failed (*err = its errno; every later call fails
  * alike, and the answer ends with an error after what was queued before).
  * Call without the GIL for large data. */

@@ -454,7 +454,8 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
         len -= (size_t)took;
         if (len == 0)
             return 0;
-        tf_request_wait_room(req);
+        if (took == 0) /* else the rest may fit the file: try first */
+            tf_request_wait_room(req);
     }
 }
 

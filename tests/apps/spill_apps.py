@@ -2,7 +2,9 @@
 tests/integration/test_spill.py: /write?mb=N writes N MiB in 64 KiB chunks,
 each chunk its index repeated, so a reader can tell a complete and ordered
 body from a cut or shuffled one. What write() raised goes to wsgi.errors.
-/inline answers fast (so it runs inline) unless sent X-Big."""
+/inline answers fast (so it runs inline) unless sent X-Big. /mixed?mb=N&tail=K
+writes N MiB and then returns K more chunks as a list; /big?mb=N&count=C
+writes one N MiB bytes object C times."""
 import threading
 
 CHUNK = 65536
@@ -29,15 +31,26 @@ def app(environ, start_response):
         write(b"end")
         return []
     query = environ["QUERY_STRING"]
-    mb = int(dict(p.split("=") for p in query.split("&"))["mb"])
+    args = dict(p.split("=") for p in query.split("&"))
+    mb = int(args["mb"])
+    if environ["PATH_INFO"] == "/big":
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        data = b"x" * (mb * 1024 * 1024)
+        for _ in range(int(args["count"])):
+            write(data)
+        environ["wsgi.errors"].write("wrote all of %s\n" % query)
+        return []
     write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
     for i in range(mb * 1024 * 1024 // CHUNK):
         try:
             write(chunk(i))
-        except OSError as e:
+        except BaseException as e:  # OSError, or tracfront.RequestTimeout
             environ["wsgi.errors"].write("write() of chunk %d raised %r\n" % (i, e))
             raise
         with lock:
             progress[query] = (i + 1) * CHUNK
     environ["wsgi.errors"].write("wrote all of %s\n" % query)
+    if environ["PATH_INFO"] == "/mixed":  # the rest of the body as an iterable
+        n = mb * 1024 * 1024 // CHUNK
+        return [chunk(i) for i in range(n, n + int(args["tail"]))]
     return []
