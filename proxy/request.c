@@ -344,6 +344,14 @@ static bool writer_may_go_on(const struct tf_request *req)
     return req->spill_end - req->spill_read <= req->spill_cap / 2;
 }
 
+/* With the lock held: may a parked (iterating) producer go on? Once the
+ * reader has drained the memory queue to the low-water mark and write()'s
+ * file, if any, entirely: its items go to memory, which is read first. */
+static bool producer_may_go_on(const struct tf_request *req)
+{
+    return req->queued <= TF_CHANNEL_LOW && req->spill_end == 0;
+}
+
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
@@ -401,7 +409,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (!req->t_first_byte)
         req->t_first_byte = tf_now_us();
     req->bytes_out += n;
-    if (req->queued <= TF_CHANNEL_LOW && req->producer_parked) {
+    if (req->producer_parked && producer_may_go_on(req)) {
         req->producer_parked = false;
         wake = true;
     }
@@ -527,8 +535,9 @@ static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *
     return (ssize_t)len;
 }
 
-/* Append a copy of data to the memory queue. 0, or -1 when the client has
- * gone or out of memory. */
+/* Append a copy of data to the memory queue. 0; 1 when write()'s file holds
+ * bytes (read after the memory queue, so data would overtake them: nothing
+ * queued); or -1 when the client has gone or out of memory. */
 static int queue_copy(struct tf_request *req, const char *data, size_t len, bool *over_high)
 {
     struct tf_chunk *c = malloc(sizeof(*c) + len);
@@ -539,10 +548,11 @@ static int queue_copy(struct tf_request *req, const char *data, size_t len, bool
     c->off = 0;
     memcpy(c->data, data, len);
     pthread_mutex_lock(&req->lock);
-    if (req->client_gone) {
+    if (req->client_gone || req->spill_end > 0) {
+        int rc = req->client_gone ? -1 : 1;
         pthread_mutex_unlock(&req->lock);
         free(c);
-        return -1;
+        return rc;
     }
     if (req->tail)
         req->tail->next = c;
@@ -558,12 +568,16 @@ static int queue_copy(struct tf_request *req, const char *data, size_t len, bool
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high)
 {
     *over_high = false;
-    tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
-    if (!req->connection) /* detached: the tap is the only reader */
+    if (!req->connection) { /* detached: the tap is the only reader */
+        tf_request_tap_body(req, data, len);
         return 0;
+    }
     if (len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
-    return queue_copy(req, data, len, over_high);
+    int rc = queue_copy(req, data, len, over_high);
+    if (rc == 0)
+        tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
+    return rc;
 }
 
 ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
@@ -595,10 +609,13 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         took = (ssize_t)(len < fits ? len : fits);
         pthread_mutex_unlock(&req->lock);
         bool over_high;
-        if (queue_copy(req, data, (size_t)took, &over_high) < 0) {
+        int rc = queue_copy(req, data, (size_t)took, &over_high);
+        if (rc < 0) {
             *err = tf_request_client_gone(req) ? 0 : ENOMEM;
             return -1;
         }
+        if (rc == 1) /* another thread's write() started the file meanwhile: behind it */
+            return tf_request_write(req, data, len, spill_cap, err);
     } else if (req->spill_cap == 0) { /* no file: wait at the memory queue's mark */
         pthread_mutex_unlock(&req->lock);
         took = 0;
@@ -652,7 +669,7 @@ void tf_request_finish(struct tf_request *req, bool error)
 bool tf_request_park(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
-    bool parked = !req->client_gone && req->queued > TF_CHANNEL_LOW;
+    bool parked = !req->client_gone && !producer_may_go_on(req);
     req->producer_parked = parked;
     /* The producer's own tap: the client sets its pace now. Under the lock:
      * once it is released, a wake may run the producer elsewhere and end it. */

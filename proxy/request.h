@@ -209,7 +209,9 @@ enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
                                        const char *value);
 
 /* Producer side of the channel: queue a copy of data; *over_high says the
- * producer should stop (park). Returns 0, or -1 when the client has gone
+ * producer should stop (park). Returns 0; 1 when write() has bytes in its
+ * file (a WSGI body only): nothing queued, send data with tf_request_write so
+ * that it comes after them, then park; or -1 when the client has gone
  * (nothing queued). Call without the GIL for large data. */
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
 /* The producer side for write(), which cannot park: queue what fits of data
@@ -236,8 +238,9 @@ void tf_request_finish(struct tf_request *req, bool error);
  * write), the queue emptied. NULL when the queue does not hold exactly
  * size bytes (some spilled to a file, or read), or out of memory. */
 struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
-/* Park the producer: returns true if parked (producer_wake will be called
- * later), false if the queue already drained or the client left meanwhile.
+/* Park the producer until the reader has drained the queue to the low-water
+ * mark and write()'s file entirely: returns true if parked (producer_wake
+ * will be called later), false if that happened already or the client left.
  * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
 bool tf_request_client_gone(struct tf_request *req);

@@ -418,6 +418,8 @@ static int body_part(struct wsgi_task *task, size_t *len)
     return 1;
 }
 
+static int write_through(struct tf_request *req, const char *data, size_t len);
+
 int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
 {
     struct tf_request *req = task->req;
@@ -435,6 +437,8 @@ int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
     } else {
         rc = tf_request_push(req, data, len, &over);
     }
+    if (rc == 1) /* behind write()'s file, in order; then park until it drains */
+        return write_through(req, data, len) < 0 ? -1 : 1;
     if (rc < 0)
         return -1;
     return over ? 1 : 0;
@@ -461,13 +465,19 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
 
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 {
-    struct tf_request *req = task->req;
     int part = body_part(task, &len);
     if (part <= 0) {
         if (part < 0)
             PyErr_SetString(PyExc_OSError, "client disconnected");
         return part;
     }
+    return write_through(task->req, data, len);
+}
+
+/* GIL held: queue data as write() does: memory, the file, then waiting for
+ * the client. 0, or -1 with an exception set. */
+static int write_through(struct tf_request *req, const char *data, size_t len)
+{
     /* An inline run's answer starts only when it returns: it cannot wait for
      * the client, so its spill has no cap (the cost of a wrong guess). */
     uint64_t cap = __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST)

@@ -198,8 +198,9 @@ def test_one_large_write_goes_to_the_file_past_the_memory_mark(tracfront):
     srv = tracfront(*APP, "--max-spill", "64M")
     s = stalled_client(srv, "/big?mb=32&count=1")
     wait_for(lambda: "wrote all of mb=32&count=1" in srv.error_log, 60, "write() to end")
-    # at most 512 KiB in memory (and what the sockets hold): the rest is in the file
-    assert max(spill_sizes(srv.proc.pid), default=0) >= 32 * MIB - MIB - 512 * 1024
+    # at most 512 KiB in memory, and what the sockets hold (a few MiB): the rest is in the file
+    sizes = spill_sizes(srv.proc.pid)
+    assert max(sizes, default=0) >= 24 * MIB, sizes
     s.close()
 
 
