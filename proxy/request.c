@@ -300,7 +300,9 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
 /* The body failed after its headers went out: the client must see the
  * connection end. libmicrohttpd 0.9.75 does not always close it after
  * END_WITH_ERROR (the client then waits for the idle timeout), so shut the
- * socket down here; libmicrohttpd still owns and closes the descriptor. */
+ * socket down here; libmicrohttpd still owns and closes the descriptor (its
+ * loop sees the socket fail, also when this runs on another thread). With
+ * the lock held and the client not gone (the connection still exists). */
 static void abort_connection(struct tf_request *req)
 {
     const union MHD_ConnectionInfo *ci =
@@ -589,8 +591,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         return (ssize_t)len;
     }
     pthread_mutex_lock(&req->lock);
-    if (req->client_gone || req->spill_errno) {
-        *err = req->client_gone ? 0 : req->spill_errno;
+    if (req->client_gone || req->interrupted || req->spill_errno) {
+        *err = req->client_gone ? 0 : req->interrupted ? ECANCELED : req->spill_errno;
         pthread_mutex_unlock(&req->lock);
         return -1;
     }
@@ -629,7 +631,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
 void tf_request_wait_room(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
-    bool first = !req->client_gone && !writer_may_go_on(req) && !req->writer_waited;
+    bool first = !req->client_gone && !req->interrupted && !writer_may_go_on(req) &&
+                 !req->writer_waited;
     if (first) {
         req->writer_waited = true;
         /* The producer's own tap: the client sets its pace now. */
@@ -646,11 +649,19 @@ void tf_request_wait_room(struct tf_request *req)
         tf_log_info("%s %s: write() waits for the client: %u KiB in memory (--max-spill 0)",
                     req->method, req->target, TF_CHANNEL_HIGH / 1024);
     pthread_mutex_lock(&req->lock);
-    while (!req->client_gone && !writer_may_go_on(req)) {
+    while (!req->client_gone && !req->interrupted && !writer_may_go_on(req)) {
         req->writers_waiting++;
         pthread_cond_wait(&req->room, &req->lock);
         req->writers_waiting--;
     }
+    pthread_mutex_unlock(&req->lock);
+}
+
+void tf_request_interrupt(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    req->interrupted = true;
+    pthread_cond_broadcast(&req->room);
     pthread_mutex_unlock(&req->lock);
 }
 
@@ -663,6 +674,11 @@ void tf_request_finish(struct tf_request *req, bool error)
     pthread_mutex_lock(&req->lock);
     req->stream_end = true;
     req->stream_error = error;
+    /* A stuck request's answer is cut anyway: its client, which may have
+     * stopped reading (that is why write() waited), need not take what is
+     * queued first. The connection is alive until client_gone. */
+    if (error && req->interrupted && !req->client_gone)
+        abort_connection(req);
     unlock_and_wake_reader(req);
 }
 

@@ -138,6 +138,8 @@ struct tf_request {
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
     bool client_left;           /* the connection ended before the answer was complete */
+    bool interrupted;           /* the producer ran past --request-timeout (action 504):
+                                   write() fails, a waiting one at once */
 
     /* Backend's per-request state and its "run me again" hook: called without
      * the lock when a parked producer may continue (drained, or client gone). */
@@ -220,18 +222,25 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *
  * (0: no file; UINT64_MAX: no cap), reused as a ring. Fewer than len: call
  * again for the rest; 0: the rest must wait for the reader
  * (tf_request_wait_room). -1 when the client has gone
- * (*err = 0) or spilling failed (*err = its errno; every later call fails
- * alike, and the answer ends with an error after what was queued before).
+ * (*err = 0), the request was interrupted (*err = ECANCELED:
+ * tf_request_interrupt), or spilling failed (*err = its errno; every later
+ * call fails alike, and the answer ends with an error after what was queued
+ * before).
  * Call without the GIL for large data. */
 ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
                          uint64_t spill_cap, int *err);
 /* Block until a write() producer may go on (the reader took half of the
- * file, or the memory queue down to the low-water mark) or the client has
- * gone, sleeping meanwhile. The client's own timeouts (--idle-timeout) bound
+ * file, or the memory queue down to the low-water mark), the client has
+ * gone or the request was interrupted, sleeping meanwhile. The client's own timeouts (--idle-timeout) bound
  * the wait. Never on a loop's thread; call without the GIL. The first wait
  * of a request is logged, and marks its tap held back. */
 void tf_request_wait_room(struct tf_request *req);
-/* End of body (error = abort the connection instead of ending cleanly). */
+/* Any thread: the request ran past --request-timeout and its producer is
+ * being interrupted (--request-timeout-action 504): a write() waiting for
+ * room leaves its wait, and tf_request_write fails from now on. */
+void tf_request_interrupt(struct tf_request *req);
+/* End of body (error = abort the connection instead of ending cleanly: after
+ * what was queued, or at once, dropping it, for an interrupted request). */
 void tf_request_finish(struct tf_request *req, bool error);
 /* Producer side, once the whole body (size bytes) is queued and nothing was
  * read yet: the body as one buffer response (sent with its head in one

@@ -4,6 +4,7 @@
  * write()'s wait for a slow client, which release the GIL. */
 #include "wsgi/response.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "proxy/server.h"
 #include "wsgi/headers.h"
 #include "wsgi/interp.h"
+#include "wsgi/watchdog.h"
 
 struct start_response {
     PyObject_HEAD
@@ -497,6 +499,8 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
     }
     if (took >= 0)
         return 0;
+    if (err == ECANCELED) /* --request-timeout-action 504 */
+        return wsgi_watchdog_raise();
     if (!err) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;
