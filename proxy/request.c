@@ -514,7 +514,10 @@ static ssize_t spill_failed(struct tf_request *req, int error, const char *what,
 /* With the lock held (released on return): append what fits of data to the
  * spill file, and return how much that is. The lock is not held while
  * writing: the reserved range [off, off+len) is ours, the reader reads only
- * up to spill_ready, and a reservation never reaches bytes it has not read. */
+ * up to spill_ready, and a reservation never reaches bytes it has not read.
+ * write() from two threads at once: spill_ready moves only when no
+ * reservation is still being written (one finishing first would otherwise
+ * mark the other's bytes ready). */
 static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *err)
 {
     if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0)
@@ -524,15 +527,17 @@ static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *
         len = (size_t)room;
     uint64_t off = req->spill_end, cap = req->spill_cap;
     req->spill_end += len;
+    req->spill_writing++;
     int fd = req->spill_fd;
     pthread_mutex_unlock(&req->lock);
-    if (len && pwrite_ring(fd, data, len, off, cap) < 0) {
-        int error = errno;
-        pthread_mutex_lock(&req->lock);
-        return spill_failed(req, error, "cannot buffer the response", err);
-    }
+    int rc = len ? pwrite_ring(fd, data, len, off, cap) : 0;
+    int error = errno;
     pthread_mutex_lock(&req->lock);
-    req->spill_ready = req->spill_end;
+    req->spill_writing--;
+    if (rc < 0)
+        return spill_failed(req, error, "cannot buffer the response", err);
+    if (req->spill_writing == 0)
+        req->spill_ready = req->spill_end;
     unlock_and_wake_reader(req);
     return (ssize_t)len;
 }

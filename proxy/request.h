@@ -130,6 +130,7 @@ struct tf_request {
     uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved;
                                    byte n is at offset n % spill_cap of the file (a ring) */
     uint64_t spill_cap;         /* the file's size at most (tf_request_write) */
+    unsigned spill_writing;     /* reservations being written (write() from two threads) */
     int spill_errno;            /* the spill failed (ENOSPC...): the answer ends with an error */
     unsigned writers_waiting;   /* write() producers in tf_request_wait_room */
     bool writer_waited;         /* one did (logged once) */

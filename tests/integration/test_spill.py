@@ -19,7 +19,7 @@ from test_inline import call_until_inline, inline_count
 from workers_util import wait_for
 
 sys.path.insert(0, str(APPS))
-from spill_apps import CHUNK, chunk  # noqa: E402  the app's own body, to compare with
+from spill_apps import CHUNK, chunk, stream  # noqa: E402  the app's own body, to compare with
 
 APP = ("--app", "spill_apps:app")
 MIB = 1024 * 1024
@@ -247,3 +247,15 @@ def test_request_timeout_504_interrupts_a_write_that_waits(tracfront):
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended cleanly
     assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_two_threads_writing_at_once_never_send_unwritten_file_bytes(tracfront):
+    """One write()'s bytes went out as ready while another thread's, reserved
+    before them in the file, were still being written: the reader sent what
+    the file held there before."""
+    srv = tracfront(*APP, "--max-spill", "1M")
+    r = requests.get(srv.url + "two?mb=32", timeout=60)
+    assert len(r.content) == 64 * MIB
+    for k in (0, 1):  # each writer's bytes, in the order it wrote them
+        mine = r.content.translate(None, bytes(range(128, 256)) if k == 0 else bytes(range(128)))
+        assert mine == stream(k, 32 * MIB), "writer %d's bytes differ" % k
