@@ -300,7 +300,9 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
 /* The body failed after its headers went out: the client must see the
  * connection end. libmicrohttpd 0.9.75 does not always close it after
  * END_WITH_ERROR (the client then waits for the idle timeout), so shut the
- * socket down here; libmicrohttpd still owns and closes the descriptor. */
+ * socket down here; libmicrohttpd still owns and closes the descriptor (its
+ * loop sees the socket fail, also when this runs on another thread). With
+ * the lock held and the client not gone (the connection still exists). */
 static void abort_connection(struct tf_request *req)
 {
     const union MHD_ConnectionInfo *ci =
@@ -342,6 +344,14 @@ static bool writer_may_go_on(const struct tf_request *req)
     if (req->spill_end == 0)
         return req->queued <= TF_CHANNEL_LOW;
     return req->spill_end - req->spill_read <= req->spill_cap / 2;
+}
+
+/* With the lock held: may a parked (iterating) producer go on? Once the
+ * reader has drained the memory queue to the low-water mark and write()'s
+ * file, if any, entirely: its items go to memory, which is read first. */
+static bool producer_may_go_on(const struct tf_request *req)
+{
+    return req->queued <= TF_CHANNEL_LOW && req->spill_end == 0;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -401,7 +411,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (!req->t_first_byte)
         req->t_first_byte = tf_now_us();
     req->bytes_out += n;
-    if (req->queued <= TF_CHANNEL_LOW && req->producer_parked) {
+    if (req->producer_parked && producer_may_go_on(req)) {
         req->producer_parked = false;
         wake = true;
     }
@@ -504,7 +514,10 @@ static ssize_t spill_failed(struct tf_request *req, int error, const char *what,
 /* With the lock held (released on return): append what fits of data to the
  * spill file, and return how much that is. The lock is not held while
  * writing: the reserved range [off, off+len) is ours, the reader reads only
- * up to spill_ready, and a reservation never reaches bytes it has not read. */
+ * up to spill_ready, and a reservation never reaches bytes it has not read.
+ * write() from two threads at once: spill_ready moves only when no
+ * reservation is still being written (one finishing first would otherwise
+ * mark the other's bytes ready). */
 static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *err)
 {
     if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0)
@@ -514,21 +527,24 @@ static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *
         len = (size_t)room;
     uint64_t off = req->spill_end, cap = req->spill_cap;
     req->spill_end += len;
+    req->spill_writing++;
     int fd = req->spill_fd;
     pthread_mutex_unlock(&req->lock);
-    if (len && pwrite_ring(fd, data, len, off, cap) < 0) {
-        int error = errno;
-        pthread_mutex_lock(&req->lock);
-        return spill_failed(req, error, "cannot buffer the response", err);
-    }
+    int rc = len ? pwrite_ring(fd, data, len, off, cap) : 0;
+    int error = errno;
     pthread_mutex_lock(&req->lock);
-    req->spill_ready = req->spill_end;
+    req->spill_writing--;
+    if (rc < 0)
+        return spill_failed(req, error, "cannot buffer the response", err);
+    if (req->spill_writing == 0)
+        req->spill_ready = req->spill_end;
     unlock_and_wake_reader(req);
     return (ssize_t)len;
 }
 
-/* Append a copy of data to the memory queue. 0, or -1 when the client has
- * gone or out of memory. */
+/* Append a copy of data to the memory queue. 0; 1 when write()'s file holds
+ * bytes (read after the memory queue, so data would overtake them: nothing
+ * queued); or -1 when the client has gone or out of memory. */
 static int queue_copy(struct tf_request *req, const char *data, size_t len, bool *over_high)
 {
     struct tf_chunk *c = malloc(sizeof(*c) + len);
@@ -539,10 +555,11 @@ static int queue_copy(struct tf_request *req, const char *data, size_t len, bool
     c->off = 0;
     memcpy(c->data, data, len);
     pthread_mutex_lock(&req->lock);
-    if (req->client_gone) {
+    if (req->client_gone || req->spill_end > 0) {
+        int rc = req->client_gone ? -1 : 1;
         pthread_mutex_unlock(&req->lock);
         free(c);
-        return -1;
+        return rc;
     }
     if (req->tail)
         req->tail->next = c;
@@ -558,12 +575,16 @@ static int queue_copy(struct tf_request *req, const char *data, size_t len, bool
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high)
 {
     *over_high = false;
-    tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
-    if (!req->connection) /* detached: the tap is the only reader */
+    if (!req->connection) { /* detached: the tap is the only reader */
+        tf_request_tap_body(req, data, len);
         return 0;
+    }
     if (len == 0)
         return tf_request_client_gone(req) ? -1 : 0;
-    return queue_copy(req, data, len, over_high);
+    int rc = queue_copy(req, data, len, over_high);
+    if (rc == 0)
+        tf_request_tap_body(req, data, len); /* an ended tap's pair is gone: not fed */
+    return rc;
 }
 
 ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
@@ -575,8 +596,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         return (ssize_t)len;
     }
     pthread_mutex_lock(&req->lock);
-    if (req->client_gone || req->spill_errno) {
-        *err = req->client_gone ? 0 : req->spill_errno;
+    if (req->client_gone || req->interrupted || req->spill_errno) {
+        *err = req->client_gone ? 0 : req->interrupted ? ECANCELED : req->spill_errno;
         pthread_mutex_unlock(&req->lock);
         return -1;
     }
@@ -588,13 +609,20 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         req->spill_cap = spill_cap;
     ssize_t took;
     if (!spilling && req->queued < TF_CHANNEL_HIGH) {
+        /* Memory up to the mark only, however large the write: the rest goes
+         * to the file, or waits (the caller's loop). Only the reader lowers
+         * queued meanwhile. */
+        size_t fits = TF_CHANNEL_HIGH - req->queued;
+        took = (ssize_t)(len < fits ? len : fits);
         pthread_mutex_unlock(&req->lock);
         bool over_high;
-        if (queue_copy(req, data, len, &over_high) < 0) {
+        int rc = queue_copy(req, data, (size_t)took, &over_high);
+        if (rc < 0) {
             *err = tf_request_client_gone(req) ? 0 : ENOMEM;
             return -1;
         }
-        took = (ssize_t)len;
+        if (rc == 1) /* another thread's write() started the file meanwhile: behind it */
+            return tf_request_write(req, data, len, spill_cap, err);
     } else if (req->spill_cap == 0) { /* no file: wait at the memory queue's mark */
         pthread_mutex_unlock(&req->lock);
         took = 0;
@@ -608,7 +636,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
 void tf_request_wait_room(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
-    bool first = !req->client_gone && !writer_may_go_on(req) && !req->writer_waited;
+    bool first = !req->client_gone && !req->interrupted && !writer_may_go_on(req) &&
+                 !req->writer_waited;
     if (first) {
         req->writer_waited = true;
         /* The producer's own tap: the client sets its pace now. */
@@ -625,11 +654,19 @@ void tf_request_wait_room(struct tf_request *req)
         tf_log_info("%s %s: write() waits for the client: %u KiB in memory (--max-spill 0)",
                     req->method, req->target, TF_CHANNEL_HIGH / 1024);
     pthread_mutex_lock(&req->lock);
-    while (!req->client_gone && !writer_may_go_on(req)) {
+    while (!req->client_gone && !req->interrupted && !writer_may_go_on(req)) {
         req->writers_waiting++;
         pthread_cond_wait(&req->room, &req->lock);
         req->writers_waiting--;
     }
+    pthread_mutex_unlock(&req->lock);
+}
+
+void tf_request_interrupt(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    req->interrupted = true;
+    pthread_cond_broadcast(&req->room);
     pthread_mutex_unlock(&req->lock);
 }
 
@@ -642,13 +679,18 @@ void tf_request_finish(struct tf_request *req, bool error)
     pthread_mutex_lock(&req->lock);
     req->stream_end = true;
     req->stream_error = error;
+    /* A stuck request's answer is cut anyway: its client, which may have
+     * stopped reading (that is why write() waited), need not take what is
+     * queued first. The connection is alive until client_gone. */
+    if (error && req->interrupted && !req->client_gone)
+        abort_connection(req);
     unlock_and_wake_reader(req);
 }
 
 bool tf_request_park(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
-    bool parked = !req->client_gone && req->queued > TF_CHANNEL_LOW;
+    bool parked = !req->client_gone && !producer_may_go_on(req);
     req->producer_parked = parked;
     /* The producer's own tap: the client sets its pace now. Under the lock:
      * once it is released, a wake may run the producer elsewhere and end it. */

@@ -130,6 +130,7 @@ struct tf_request {
     uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved;
                                    byte n is at offset n % spill_cap of the file (a ring) */
     uint64_t spill_cap;         /* the file's size at most (tf_request_write) */
+    unsigned spill_writing;     /* reservations being written (write() from two threads) */
     int spill_errno;            /* the spill failed (ENOSPC...): the answer ends with an error */
     unsigned writers_waiting;   /* write() producers in tf_request_wait_room */
     bool writer_waited;         /* one did (logged once) */
@@ -138,6 +139,8 @@ struct tf_request {
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
     bool client_left;           /* the connection ended before the answer was complete */
+    bool interrupted;           /* the producer ran past --request-timeout (action 504):
+                                   write() fails, a waiting one at once */
 
     /* Backend's per-request state and its "run me again" hook: called without
      * the lock when a parked producer may continue (drained, or client gone). */
@@ -209,34 +212,45 @@ enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
                                        const char *value);
 
 /* Producer side of the channel: queue a copy of data; *over_high says the
- * producer should stop (park). Returns 0, or -1 when the client has gone
+ * producer should stop (park). Returns 0; 1 when write() has bytes in its
+ * file (a WSGI body only): nothing queued, send data with tf_request_write so
+ * that it comes after them, then park; or -1 when the client has gone
  * (nothing queued). Call without the GIL for large data. */
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
 /* The producer side for write(), which cannot park: queue what fits of data
- * and return how many bytes that is. Past the high-water mark bytes go to a
- * temporary file ($TMPDIR) of at most spill_cap bytes (0: no file;
- * UINT64_MAX: no cap), reused as a ring. Fewer than len: the rest must wait
- * for the reader (tf_request_wait_room). -1 when the client has gone
- * (*err = 0) or spilling failed (*err = its errno; every later call fails
- * alike, and the answer ends with an error after what was queued before).
+ * and return how many bytes that is: memory takes bytes up to the
+ * high-water mark, then a temporary file ($TMPDIR) of at most spill_cap bytes
+ * (0: no file; UINT64_MAX: no cap), reused as a ring. Fewer than len: call
+ * again for the rest; 0: the rest must wait for the reader
+ * (tf_request_wait_room). -1 when the client has gone
+ * (*err = 0), the request was interrupted (*err = ECANCELED:
+ * tf_request_interrupt), or spilling failed (*err = its errno; every later
+ * call fails alike, and the answer ends with an error after what was queued
+ * before).
  * Call without the GIL for large data. */
 ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
                          uint64_t spill_cap, int *err);
 /* Block until a write() producer may go on (the reader took half of the
- * file, or the memory queue down to the low-water mark) or the client has
- * gone, sleeping meanwhile. The client's own timeouts (--idle-timeout) bound
+ * file, or the memory queue down to the low-water mark), the client has
+ * gone or the request was interrupted, sleeping meanwhile. The client's own timeouts (--idle-timeout) bound
  * the wait. Never on a loop's thread; call without the GIL. The first wait
  * of a request is logged, and marks its tap held back. */
 void tf_request_wait_room(struct tf_request *req);
-/* End of body (error = abort the connection instead of ending cleanly). */
+/* Any thread: the request ran past --request-timeout and its producer is
+ * being interrupted (--request-timeout-action 504): a write() waiting for
+ * room leaves its wait, and tf_request_write fails from now on. */
+void tf_request_interrupt(struct tf_request *req);
+/* End of body (error = abort the connection instead of ending cleanly: after
+ * what was queued, or at once, dropping it, for an interrupted request). */
 void tf_request_finish(struct tf_request *req, bool error);
 /* Producer side, once the whole body (size bytes) is queued and nothing was
  * read yet: the body as one buffer response (sent with its head in one
  * write), the queue emptied. NULL when the queue does not hold exactly
  * size bytes (some spilled to a file, or read), or out of memory. */
 struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
-/* Park the producer: returns true if parked (producer_wake will be called
- * later), false if the queue already drained or the client left meanwhile.
+/* Park the producer until the reader has drained the queue to the low-water
+ * mark and write()'s file entirely: returns true if parked (producer_wake
+ * will be called later), false if that happened already or the client left.
  * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
 bool tf_request_client_gone(struct tf_request *req);

@@ -4,6 +4,7 @@
  * write()'s wait for a slow client, which release the GIL. */
 #include "wsgi/response.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "proxy/server.h"
 #include "wsgi/headers.h"
 #include "wsgi/interp.h"
+#include "wsgi/watchdog.h"
 
 struct start_response {
     PyObject_HEAD
@@ -418,6 +420,8 @@ static int body_part(struct wsgi_task *task, size_t *len)
     return 1;
 }
 
+static int write_through(struct tf_request *req, const char *data, size_t len);
+
 int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
 {
     struct tf_request *req = task->req;
@@ -435,6 +439,8 @@ int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
     } else {
         rc = tf_request_push(req, data, len, &over);
     }
+    if (rc == 1) /* behind write()'s file, in order; then park until it drains */
+        return write_through(req, data, len) < 0 ? -1 : 1;
     if (rc < 0)
         return -1;
     return over ? 1 : 0;
@@ -454,19 +460,26 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
         len -= (size_t)took;
         if (len == 0)
             return 0;
-        tf_request_wait_room(req);
+        if (took == 0) /* else the rest may fit the file: try first */
+            tf_request_wait_room(req);
     }
 }
 
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 {
-    struct tf_request *req = task->req;
     int part = body_part(task, &len);
     if (part <= 0) {
         if (part < 0)
             PyErr_SetString(PyExc_OSError, "client disconnected");
         return part;
     }
+    return write_through(task->req, data, len);
+}
+
+/* GIL held: queue data as write() does: memory, the file, then waiting for
+ * the client. 0, or -1 with an exception set. */
+static int write_through(struct tf_request *req, const char *data, size_t len)
+{
     /* An inline run's answer starts only when it returns: it cannot wait for
      * the client, so its spill has no cap (the cost of a wrong guess). */
     uint64_t cap = __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST)
@@ -486,6 +499,8 @@ int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
     }
     if (took >= 0)
         return 0;
+    if (err == ECANCELED) /* --request-timeout-action 504 */
+        return wsgi_watchdog_raise();
     if (!err) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;

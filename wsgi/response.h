@@ -53,7 +53,10 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
 
 /* Push a body chunk of a started stream (from the iterable). Returns 0, 1
  * when the channel is over its high-water mark (the producer should park),
- * or -1 when the client has gone (no exception set). */
+ * or -1 when the client has gone (no exception set). A chunk that comes
+ * after bytes of write() still in its file goes behind them as write()'s
+ * own do (it may wait for the client; -1 may then carry write()'s
+ * exception), and 1 follows. */
 int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len);
 /* write()'s chunk of a started stream: past the channel's high-water mark
  * it goes to a file of at most --max-spill bytes, and past that this waits

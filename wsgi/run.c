@@ -240,7 +240,12 @@ static void iterate(struct wsgi_task *task)
         }
         rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
         Py_DECREF(item);
-        if (rc < 0) {
+        if (rc < 0 && PyErr_Occurred() && wsgi_watchdog_timed_out()) {
+            failed(task, "sending the response failed"); /* the 504 handling */
+            return;
+        }
+        if (rc < 0) { /* the client left, or the spill failed (logged) */
+            PyErr_Clear();
             end(task);
             return;
         }

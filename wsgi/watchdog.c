@@ -97,6 +97,16 @@ void wsgi_watchdog_leave(struct wsgi_watch *w)
     tf_request_unref(w->req);
 }
 
+int wsgi_watchdog_raise(void)
+{
+    PyObject *r = PyObject_CallNoArgs(noop); /* new ref; NULL: the pending one came */
+    if (r) { /* none pending here (the request's write() called from another thread) */
+        Py_DECREF(r);
+        PyErr_SetNone(timeout_exc);
+    }
+    return -1;
+}
+
 bool wsgi_watchdog_timed_out(void)
 {
     return timeout_exc && PyErr_ExceptionMatches(timeout_exc);
@@ -294,6 +304,8 @@ static void interrupt(const struct snapshot *list, ssize_t n)
         for (struct wsgi_watch *w = running; w; w = w->next)
             if (w->req == list[i].req && w->started == list[i].started && !w->interrupted) {
                 w->interrupted = PyThreadState_SetAsyncExc(w->thread_id, timeout_exc) == 1;
+                if (w->interrupted) /* a write() waiting for the client runs no bytecode */
+                    tf_request_interrupt(w->req);
                 break;
             }
     pthread_mutex_unlock(&lock);

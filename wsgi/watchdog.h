@@ -53,6 +53,10 @@ void wsgi_watchdog_leave(struct wsgi_watch *w);
 
 /* GIL held: is the pending exception the watchdog's RequestTimeout? */
 bool wsgi_watchdog_timed_out(void);
+/* GIL held: raise the RequestTimeout the watchdog set for this thread now
+ * (its request's write() failed for it: tf_request_interrupt), or a new one
+ * if it is not pending here. Returns -1, the exception set. */
+int wsgi_watchdog_raise(void);
 
 /* Any thread without the GIL (it is taken briefly): the In flight report as
  * an HTML fragment or JSON (malloc'd, *len set), NULL on out of memory. */

@@ -19,7 +19,7 @@ from test_inline import call_until_inline, inline_count
 from workers_util import wait_for
 
 sys.path.insert(0, str(APPS))
-from spill_apps import CHUNK, chunk  # noqa: E402  the app's own body, to compare with
+from spill_apps import CHUNK, chunk, stream  # noqa: E402  the app's own body, to compare with
 
 APP = ("--app", "spill_apps:app")
 MIB = 1024 * 1024
@@ -150,3 +150,112 @@ def test_full_disk_is_named_to_the_app_and_ends_the_page(tracfront, tiny_tmpdir)
     assert not body.endswith(b"\r\n0\r\n\r\n"), "a cut page must not end as a whole one"
     s.close()
     srv.stop()
+
+
+def stalled_client(srv, target, http10=False):
+    """A client that sends its request and does not read yet (a small receive
+    buffer, so the server's socket fills soon)."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    s.sendall(b"GET %s HTTP/1.0\r\n\r\n" % target.encode() if http10
+              else b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode())
+    return s
+
+
+def read_to_close(s):
+    data = bytearray()
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            return bytes(data)
+        data += b
+
+
+@pytest.mark.parametrize("cap,mb", [("8M", 4), ("1M", 8)])
+def test_write_then_a_returned_iterable_keeps_the_body_in_order(tracfront, cap, mb):
+    """The iterable's items come after what write() put in the file, not
+    before it (they went to memory, which is read first)."""
+    srv = tracfront(*APP, "--max-spill", cap, "--threads", "2")
+    query = "mb=%d&tail=3" % mb
+    s = stalled_client(srv, "/mixed?" + query, http10=True)
+    if cap == "8M":  # all of write()'s bytes fit: the app returns its list before any is read
+        wait_for(lambda: "wrote all of " + query in srv.error_log, 60, "write() to end")
+    else:
+        wait_for(lambda: waiting_or_done(srv), 60, "write() to wait")
+    head, _, body = read_to_close(s).partition(b"\r\n\r\n")
+    s.close()
+    assert b" 200 " in head.split(b"\r\n")[0]
+    n = mb * MIB // CHUNK
+    want = expected(mb) + b"".join(chunk(i) for i in range(n, n + 3))
+    assert len(body) == len(want)
+    if body != want:
+        at = next(i for i in range(len(want)) if body[i] != want[i])
+        pytest.fail("the body differs from byte %d on: %r instead of %r"
+                    % (at, body[at:at + 16], want[at:at + 16]))
+
+
+def test_one_large_write_goes_to_the_file_past_the_memory_mark(tracfront):
+    srv = tracfront(*APP, "--max-spill", "64M")
+    s = stalled_client(srv, "/big?mb=32&count=1")
+    wait_for(lambda: "wrote all of mb=32&count=1" in srv.error_log, 60, "write() to end")
+    # at most 512 KiB in memory, and what the sockets hold (a few MiB): the rest is in the file
+    sizes = spill_sizes(srv.proc.pid)
+    assert max(sizes, default=0) >= 24 * MIB, sizes
+    s.close()
+
+
+def rss(pid):
+    for line in pathlib.Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_max_spill_0_holds_a_large_write_to_the_memory_mark(tracfront):
+    """A write() larger than the memory mark is not copied whole into memory:
+    with no file it waits there (the app's own 128 MiB object is all the
+    growth)."""
+    srv = tracfront(*APP, "--max-spill", "0")
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+    before = rss(srv.proc.pid)
+    s = stalled_client(srv, "/big?mb=128&count=2", http10=True)
+    wait_for(lambda: waiting_or_done(srv), 60, "write() to wait or end")
+    assert "write() waits for the client: 512 KiB in memory (--max-spill 0)" in srv.error_log
+    grown = rss(srv.proc.pid) - before
+    assert grown < 128 * MIB + 64 * MIB, "RSS grew by %d MiB" % (grown // MIB)
+    assert spill_sizes(srv.proc.pid) == []
+    head, _, body = read_to_close(s).partition(b"\r\n\r\n")
+    s.close()
+    assert len(body) == 256 * MIB and body.count(b"x") == 256 * MIB
+
+
+def test_request_timeout_504_interrupts_a_write_that_waits(tracfront):
+    """A write() waiting for a client that stopped reading is interrupted by
+    --request-timeout-action 504: it raises RequestTimeout, the connection is
+    aborted, and the app thread is free again."""
+    srv = tracfront(*APP, "--max-spill", "1M", "--threads", "1", "--request-timeout", "1",
+                    "--request-timeout-action", "504", "--idle-timeout", "0")
+    s = stalled_client(srv, "/write?mb=64&n=5")
+    wait_for(lambda: "raised RequestTimeout()" in srv.error_log, 60, "write() to be interrupted")
+    assert "write() waits for the client" in srv.error_log
+    wait_for(lambda: "interrupted after --request-timeout; connection aborted" in srv.error_log,
+             10, "the 504 handling")
+    # the connection ends although the client has read nothing yet
+    wait_for(lambda: "/write?mb=64&n=5" in srv.access_log, 10, "the connection to end")
+    data = read_to_close(s)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended cleanly
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_two_threads_writing_at_once_never_send_unwritten_file_bytes(tracfront):
+    """One write()'s bytes went out as ready while another thread's, reserved
+    before them in the file, were still being written: the reader sent what
+    the file held there before."""
+    srv = tracfront(*APP, "--max-spill", "1M")
+    r = requests.get(srv.url + "two?mb=32", timeout=60)
+    assert len(r.content) == 64 * MIB
+    for k in (0, 1):  # each writer's bytes, in the order it wrote them
+        mine = r.content.translate(None, bytes(range(128, 256)) if k == 0 else bytes(range(128)))
+        assert mine == stream(k, 32 * MIB), "writer %d's bytes differ" % k
