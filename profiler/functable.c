@@ -379,6 +379,14 @@ static void selection_free(struct selection *sel)
     prof_flat_free(sel->flat);
 }
 
+void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
+{
+    if (t->dropped_calls)
+        prof_text_add(out, "<p><b>%llu calls past --profile-max-nodes (%zu) were not recorded; "
+                           "their time is in their callers' cumulative time.</b></p>\n",
+                      (unsigned long long)t->dropped_calls, t->max_nodes);
+}
+
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len)
 {
@@ -415,6 +423,7 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
         prof_text_add(&out, "<p><b>The filter is not a valid regular expression.</b></p>\n");
     } else {
         const struct row *rows = sel.rows;
+        prof_dropped_note(&out, t);
         prof_text_add(&out, "<p>%zu of %zu functions. Times in seconds.</p><table><tr><th>ncalls"
                             "<th>tottime<th>percall<th>cumtime<th>percall<th>function\n",
                       sel.shown, sel.matched);
@@ -479,7 +488,8 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     if (sel.bad_filter) {
         prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression\"}\n");
     } else {
-        prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
+        prof_text_add(&out, "{\"matched\":%zu,\"dropped_calls\":%llu,\"functions\":[", sel.matched,
+                      (unsigned long long)t->dropped_calls);
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "%s{", i ? "," : "");
             json_members(&out, &rows[i]);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 
 #include "profiler/calltree.h"
+#include "profiler/text.h"
 
 struct prof_view {
     char sort[16];      /* time, cumulative, calls, pcalls, name, file, line */
@@ -31,5 +32,9 @@ void prof_view_parse(struct prof_view *v, const char *query);
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len);
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len);
+
+/* A paragraph saying how many calls t did not record for its node cap
+ * (their time stays in their callers' cumulative time); nothing if none. */
+void prof_dropped_note(struct prof_text *out, const struct prof_tree *t);
 
 #endif

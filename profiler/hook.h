@@ -33,8 +33,10 @@ PyObject *prof_hook_begin(uint64_t id);
  * and later continues, perhaps on another thread). */
 void prof_hook_pause(PyObject *collector);
 void prof_hook_resume(PyObject *collector);
-/* GIL held. The request is over: unhook, merge its tree, drop the ref. */
-void prof_hook_end(PyObject *collector);
+/* GIL held. The request is over: unhook, merge its tree, drop the ref.
+ * true when this made the accumulated profile reach its node cap (its first
+ * call not recorded since start or Clear): the caller says so in its log. */
+bool prof_hook_end(PyObject *collector);
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
