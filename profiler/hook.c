@@ -529,7 +529,11 @@ char *prof_hook_export(const char *format, size_t *len)
         if (strcmp(format, formats[i].name) != 0)
             continue;
         PyGILState_STATE g = PyGILState_Ensure();
-        char *out = formats[i].fn(accumulated_tree(), len);
+        const struct prof_tree *t = accumulated_tree();
+        bool empty = !t->root.child && strcmp(format, "tree") != 0;
+        char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
+        if (empty && out)
+            *len = 0;
         PyGILState_Release(g);
         return out;
     }

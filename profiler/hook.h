@@ -40,7 +40,10 @@ bool prof_hook_end(PyObject *collector);
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
- * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name. */
+ * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name.
+ * With nothing profiled (no call recorded since start or Clear) every format
+ * but "tree" is empty, *len 0: pstats cannot load an empty profile, and
+ * the others say nothing either, so there is nothing to export. */
 char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
  * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */

@@ -135,7 +135,7 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     srv = tracfront("--app", "profiled_app:app", "--profile-discard-first", "false",
                     "--profile-builtins=" + builtins)
     requests.get(srv.url, timeout=10)
-    assert tracfront_stats(srv) == {}  # off by default
+    assert requests.get(srv.url + "__profile__/pstats", timeout=10).status_code == 404  # off by default
     base = srv.url + "__profile__/"
     evil = requests.post(base + "start", headers={"Origin": "http://evil.example"},
                          allow_redirects=False, timeout=10)
@@ -155,7 +155,7 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     workload_calls = [v[1] for f, v in tracfront_stats(srv).items() if f[2] == "workload"]
     assert workload_calls == [1]  # the request after Stop was not profiled
     assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
-    assert tracfront_stats(srv) == {}
+    assert requests.get(base + "pstats", timeout=10).status_code == 404  # nothing since Clear
     # profiling again after Clear: one request, counted once
     requests.post(base + "start", allow_redirects=False, timeout=10)
     requests.get(srv.url, timeout=10)
@@ -322,3 +322,39 @@ def test_slowest_requests_keep_their_call_tree(tracfront):
     # request 1 (the 10 ms one; the harness sends none before) was not among the two kept
     assert requests.get(srv.url + "__profile__/request", params={"id": 1}, timeout=10).status_code == 404
     assert "call tree</a>" in requests.get(srv.url + "__profile__", timeout=10).text
+
+
+EMPTY_EXPORTS = ("pstats", "callgrind", "collapsed", "speedscope.json")
+
+
+def test_nothing_profiled_writes_no_files_and_exports_say_so(tracfront, tmp_path):
+    """pstats cannot load an empty profile (a marshalled {}), so with nothing
+    profiled the files are not written (one that is there stays as it was) and
+    every export answers 404 saying why, the same for each format."""
+    log, grind = tmp_path / "tracfront.pstats", tmp_path / "callgrind.out"
+    log.write_bytes(b"an earlier run's profile")
+    srv = tracfront("--app", "profiled_app:app", "--profile-log", log, "--profile-callgrind", grind)
+    assert requests.get(srv.url, timeout=10).status_code == 200  # profiling is off
+    for path in EMPTY_EXPORTS:
+        r = requests.get(srv.url + "__profile__/" + path, timeout=30)
+        assert r.status_code == 404 and "Nothing has been profiled yet" in r.text, (path, r.text)
+    r = requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert log.read_bytes() == b"an earlier run's profile" and not grind.exists()
+    assert srv.stop() == 0
+    assert log.read_bytes() == b"an earlier run's profile" and not grind.exists()
+    assert srv.error_log.count("nothing profiled; --profile-log not written") == 2, srv.error_log
+    assert srv.error_log.count("nothing profiled; --profile-callgrind not written") == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_only_the_discarded_first_request_is_nothing_profiled(tracfront, workers):
+    srv = tracfront("--app", "profiled_app:app", "--profile",
+                    *(("--workers", workers) if workers else ()))
+    assert requests.get(srv.url, timeout=10).status_code == 200  # discarded
+    r = requests.get(srv.url + "__profile__/pstats", timeout=30)
+    assert r.status_code == 404 and "Nothing has been profiled yet" in r.text, r.text
+    if not workers:  # which worker a request goes to is not known
+        assert requests.get(srv.url, timeout=10).status_code == 200
+        assert any(f[2] == "workload" for f in tracfront_stats(srv))
+
