@@ -540,15 +540,17 @@ char *prof_hook_export(const char *format, size_t *len)
     return NULL;
 }
 
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len)
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+                      bool *bad_view)
 {
     struct prof_view view;
     prof_view_parse(&view, query);
+    *bad_view = view.bad_sort;
     PyGILState_STATE g = PyGILState_Ensure();
     const struct prof_tree *t = accumulated_tree();
     char *out;
     if (json) {
-        out = prof_functable_json(t, &view, len);
+        out = prof_functable_json(t, &view, len, bad_view);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
         char base[4200];

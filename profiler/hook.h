@@ -46,8 +46,11 @@ bool prof_hook_end(PyObject *collector);
  * the others say nothing either, so there is nothing to export. */
 char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
- * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len);
+ * query string, as an HTML fragment or JSON; malloc'd, NULL on error.
+ * *bad_view: the query's filter or sort key is invalid (the JSON is then
+ * {"error": ...}; the HTML says so). */
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+                      bool *bad_view);
 
 /* Any thread without the GIL: a page with the call tree kept for request
  * id (a flame graph), or NULL when none was kept. */

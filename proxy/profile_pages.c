@@ -279,7 +279,8 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     const char *query = sub[len] == '?' ? sub + len + 1 : "";
     if (len == 0 || (len == 1 && sub[0] == '/')) {
         size_t n = 0;
-        char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
+        bool bad_view = false; /* the table says so */
+        char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
         char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
         char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
         struct prof_text all = { 0 }; /* In flight first, then the rest */
@@ -315,8 +316,9 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
-        char *body = p->table(query, true, server->cfg->profile_path, &n);
-        return send_body(req, 200, body, n, "application/json");
+        bool bad_view = false;
+        char *body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
+        return send_body(req, bad_view ? 400 : 200, body, n, "application/json");
     }
     if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
                            (len == 12 && !strncmp(sub, "/api/compare", 12)))) {

@@ -90,7 +90,9 @@ struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
     char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
-    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len);
+    /* *bad_view: the query's filter or sort is invalid (the JSON says which) */
+    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,
+                   bool *bad_view);
     char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
     void (*clear)(void);
     /* The WSGI requests running now, with their Python stacks: an HTML

@@ -358,3 +358,33 @@ def test_only_the_discarded_first_request_is_nothing_profiled(tracfront, workers
         assert requests.get(srv.url, timeout=10).status_code == 200
         assert any(f[2] == "workload" for f in tracfront_stats(srv))
 
+
+def functions(srv, **params):
+    r = requests.get(srv.url + "__profile__/api/functions", params=dict(limit="100000", **params),
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["functions"]
+
+
+def test_pstats_sort_names_are_understood(tracfront):
+    """pstats.sort_stats' own names sort as they do there; an unknown one is
+    an error, not the default order without a word."""
+    srv = profiled(tracfront, requests_made=2)
+    for theirs, ours in [("tottime", "time"), ("cumtime", "cumulative"), ("ncalls", "calls"),
+                         ("filename", "file"), ("module", "file")]:
+        assert functions(srv, sort=theirs) == functions(srv, sort=ours), theirs
+    rows = functions(srv, sort="tottime")
+    assert [f["tottime"] for f in rows] == sorted((f["tottime"] for f in rows), reverse=True)
+    nfl = [(f["name"], f["file"], f["line"]) for f in functions(srv, sort="nfl")]
+    assert nfl == sorted(nfl)
+    std = [f["function"] for f in functions(srv, sort="stdname")]
+    assert std == sorted(std)
+    page = requests.get(srv.url + "__profile__", params={"sort": "tottime"}, timeout=30).text
+    assert "<b>time</b>" in page  # shown as the key it stands for
+    for bad in ("bogus", "tottime2"):
+        r = requests.get(srv.url + "__profile__/api/functions", params={"sort": bad}, timeout=30)
+        assert r.status_code == 400 and "sort" in r.json()["error"], r.text
+        page = requests.get(srv.url + "__profile__", params={"sort": bad}, timeout=30).text
+        assert "Unknown sort key" in page
+    r = requests.get(srv.url + "__profile__/api/functions", params={"filter": "("}, timeout=30)
+    assert r.status_code == 400 and "filter" in r.json()["error"], r.text
