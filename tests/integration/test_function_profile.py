@@ -241,8 +241,8 @@ def test_profile_files_on_save_and_at_shutdown(tracfront, tmp_path):
 
 def test_flush_at_shutdown_removes_the_files(tracfront, tmp_path):
     log = tmp_path / "tracfront.pstats"
-    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-log", log,
-                    "--profile-flush-at-shutdown")
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-log", log, "--profile-flush-at-shutdown")
     requests.get(srv.url, timeout=10)
     requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
     assert log.exists()
