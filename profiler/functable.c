@@ -9,8 +9,17 @@
 #include "profiler/export.h"
 #include "profiler/text.h"
 
-static const char *const sort_keys[] = { "time", "cumulative", "calls", "pcalls",
-                                         "name", "file", "line" };
+/* The page links the first SORT_LINKS; nfl and stdname are pstats' orders
+ * by name, file, line and by the whole file:line(function). */
+enum { SORT_LINKS = 7, SORT_KEYS = 9 };
+static const char *const sort_keys[SORT_KEYS] = { "time", "cumulative", "calls", "pcalls", "name",
+                                                  "file", "line", "nfl", "stdname" };
+/* pstats.sort_stats' other names for them. */
+static const char *const sort_aliases[][2] = { { "tottime", "time" }, { "cumtime", "cumulative" },
+                                               { "ncalls", "calls" }, { "filename", "file" },
+                                               { "module", "file" } };
+#define SORT_KEYS_TEXT "time, cumulative, calls, pcalls, name, file, line, nfl or stdname " \
+                       "(or pstats' tottime, cumtime, ncalls, filename, module)"
 static const char *const modes[] = { "stats", "callers", "callees" };
 
 static bool one_of(const char *v, const char *const *list, size_t n)
@@ -25,6 +34,18 @@ static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
                                           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The sort key value names (an alias resolved), or NULL. */
+static const char *sort_key_named(const char *value)
+{
+    for (size_t i = 0; i < SORT_KEYS; i++)
+        if (!strcmp(value, sort_keys[i]))
+            return sort_keys[i];
+    for (size_t i = 0; i < sizeof(sort_aliases) / sizeof(sort_aliases[0]); i++)
+        if (!strcmp(value, sort_aliases[i][0]))
+            return sort_aliases[i][1];
+    return NULL;
 }
 
 /* Form-decode src[0..n) into dst (cap bytes, NUL-terminated). */
@@ -56,9 +77,12 @@ void prof_view_parse(struct prof_view *v, const char *query)
             size_t klen = (size_t)(eq - p);
             char value[256];
             form_decode(eq + 1, n - klen - 1, value, sizeof(value));
-            /* one_of() vouches for the length: every listed value fits */
-            if (klen == 4 && !strncmp(p, "sort", 4) && one_of(value, sort_keys, 7))
-                memcpy(v->sort, value, strlen(value) + 1);
+            /* sort_keys and one_of() vouch for the length: every listed value fits */
+            const char *key = klen == 4 && !strncmp(p, "sort", 4) ? sort_key_named(value) : NULL;
+            if (key)
+                memcpy(v->sort, key, strlen(key) + 1);
+            else if (klen == 4 && !strncmp(p, "sort", 4))
+                v->bad_sort = true;
             else if (klen == 4 && !strncmp(p, "mode", 4) && one_of(value, modes, 3))
                 memcpy(v->mode, value, strlen(value) + 1);
             else if (klen == 5 && !strncmp(p, "limit", 5)) {
@@ -173,6 +197,11 @@ static int compare_rows(const void *pa, const void *pb)
         c = strcmp(a->file, b->file);
     else if (!strcmp(sort_key, "line"))
         c = a->line < b->line ? -1 : a->line > b->line;
+    else if (!strcmp(sort_key, "nfl")) {
+        c = strcmp(a->func, b->func);
+        c = c ? c : strcmp(a->file, b->file);
+        c = c ? c : a->line < b->line ? -1 : a->line > b->line;
+    } /* stdname: the whole file:line(function), as every key's tie-break */
     return c ? c : strcmp(a->full, b->full);
 }
 
@@ -379,6 +408,14 @@ static void selection_free(struct selection *sel)
     prof_flat_free(sel->flat);
 }
 
+void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
+{
+    if (t->dropped_calls)
+        prof_text_add(out, "<p><b>%llu calls past --profile-max-nodes (%zu) were not recorded; "
+                           "their time is in their callers' cumulative time.</b></p>\n",
+                      (unsigned long long)t->dropped_calls, t->max_nodes);
+}
+
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len)
 {
@@ -389,7 +426,7 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
         return NULL;
     }
     prof_text_add(&out, "<h2 id=functions>Functions</h2><p>Sort: ");
-    for (size_t i = 0; i < 7; i++)
+    for (size_t i = 0; i < SORT_LINKS; i++)
         add_link(&out, profile_path, v, "sort", sort_keys[i], sort_keys[i]);
     prof_text_add(&out, "&nbsp; Show: ");
     for (size_t i = 0; i < 3; i++)
@@ -411,10 +448,13 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                   v->sort, v->mode, v->limit, v->fullpath);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
     prof_text_add(&out, "\"> <button>Apply</button></form>\n");
-    if (sel.bad_filter) {
-        prof_text_add(&out, "<p><b>The filter is not a valid regular expression.</b></p>\n");
+    if (sel.bad_filter || v->bad_sort) {
+        prof_text_add(&out, "<p><b>%s</b></p>\n", sel.bad_filter
+                      ? "The filter is not a valid regular expression."
+                      : "Unknown sort key: use " SORT_KEYS_TEXT ".");
     } else {
         const struct row *rows = sel.rows;
+        prof_dropped_note(&out, t);
         prof_text_add(&out, "<p>%zu of %zu functions. Times in seconds.</p><table><tr><th>ncalls"
                             "<th>tottime<th>percall<th>cumtime<th>percall<th>function\n",
                       sel.shown, sel.matched);
@@ -467,7 +507,8 @@ static void json_relations(struct prof_text *out, const struct prof_flat *flat, 
     free_rows(rel, n);
 }
 
-char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len)
+char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len,
+                          bool *bad_view)
 {
     struct prof_text out = { 0 };
     struct selection sel = selection_make(t, v);
@@ -476,10 +517,14 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
         return NULL;
     }
     const struct row *rows = sel.rows;
+    *bad_view = sel.bad_filter || v->bad_sort;
     if (sel.bad_filter) {
         prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression\"}\n");
+    } else if (v->bad_sort) {
+        prof_text_add(&out, "{\"error\":\"unknown sort key: use " SORT_KEYS_TEXT "\"}\n");
     } else {
-        prof_text_add(&out, "{\"matched\":%zu,\"functions\":[", sel.matched);
+        prof_text_add(&out, "{\"matched\":%zu,\"dropped_calls\":%llu,\"functions\":[", sel.matched,
+                      (unsigned long long)t->dropped_calls);
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "%s{", i ? "," : "");
             json_members(&out, &rows[i]);

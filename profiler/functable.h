@@ -12,9 +12,11 @@
 #include <stddef.h>
 
 #include "profiler/calltree.h"
+#include "profiler/text.h"
 
 struct prof_view {
-    char sort[16];      /* time, cumulative, calls, pcalls, name, file, line */
+    char sort[16];      /* time, cumulative, calls, pcalls, name, file, line, nfl, stdname */
+    bool bad_sort;      /* the query named a sort key that is none of those (nor an alias) */
     unsigned limit;     /* rows, default 50 */
     char filter[256];   /* POSIX extended regex on "file:line(function)", "" = all */
     bool fullpath;
@@ -22,14 +24,21 @@ struct prof_view {
     unsigned long zoom; /* flame graph: preorder node number, 0 = all */
 };
 
-/* Read a view from a raw query string (unknown or bad values fall back to
- * the defaults). */
+/* Read a view from a raw query string. pstats' names for the sort keys
+ * (tottime, cumtime, ncalls, filename, module) become ours; an unknown sort
+ * key sets bad_sort; other unknown or bad values fall back to the defaults. */
 void prof_view_parse(struct prof_view *v, const char *query);
 
 /* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An
- * invalid filter gives a fragment that says so. */
+ * invalid filter or sort key gives a fragment that says so, or JSON
+ * {"error": ...} with *bad_view set. */
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len);
-char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len);
+char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len,
+                          bool *bad_view);
+
+/* A paragraph saying how many calls t did not record for its node cap
+ * (their time stays in their callers' cumulative time); nothing if none. */
+void prof_dropped_note(struct prof_text *out, const struct prof_tree *t);
 
 #endif

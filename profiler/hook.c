@@ -389,19 +389,21 @@ void prof_hook_resume(PyObject *collector)
         hook_thread((struct collector *)collector);
 }
 
-void prof_hook_end(PyObject *collector)
+bool prof_hook_end(PyObject *collector)
 {
     if (!collector)
-        return;
+        return false;
     hook_thread(NULL);
     collectors_alive--;
     struct collector *c = (struct collector *)collector;
+    uint64_t dropped_before = 0;
     prof_tree_unwind(c->tree, prof_clock_ns());
     if (discard_next) {
         discard_next = false; /* the first request pays for imports: drop it */
         prof_tree_drain(NULL, c->tree);
     } else {
         keep_if_slow(c);
+        dropped_before = accumulated_tree()->dropped_calls;
         prof_tree_drain(accumulated_tree(), c->tree);
     }
     give_back_tree(c->tree);
@@ -411,6 +413,7 @@ void prof_hook_end(PyObject *collector)
         free_spare_trees();
     }
     Py_DECREF(collector);
+    return !dropped_before && accumulated_ready && accumulated.dropped_calls;
 }
 
 /* --- pstats ---------------------------------------------------------------- */
@@ -526,22 +529,28 @@ char *prof_hook_export(const char *format, size_t *len)
         if (strcmp(format, formats[i].name) != 0)
             continue;
         PyGILState_STATE g = PyGILState_Ensure();
-        char *out = formats[i].fn(accumulated_tree(), len);
+        const struct prof_tree *t = accumulated_tree();
+        bool empty = !t->root.child && strcmp(format, "tree") != 0;
+        char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
+        if (empty && out)
+            *len = 0;
         PyGILState_Release(g);
         return out;
     }
     return NULL;
 }
 
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len)
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+                      bool *bad_view)
 {
     struct prof_view view;
     prof_view_parse(&view, query);
+    *bad_view = view.bad_sort;
     PyGILState_STATE g = PyGILState_Ensure();
     const struct prof_tree *t = accumulated_tree();
     char *out;
     if (json) {
-        out = prof_functable_json(t, &view, len);
+        out = prof_functable_json(t, &view, len, bad_view);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
         char base[4200];
@@ -595,7 +604,9 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
                           "%.3f ms in the profiled code</h1><p><a href=\"",
                       (unsigned long long)id, (unsigned long long)id, (double)kept[i].app_ns / 1e6);
         prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-        prof_text_add(&t, "\">back to the profile</a></p>%s", flame ? flame : "");
+        prof_text_add(&t, "\">back to the profile</a></p>");
+        prof_dropped_note(&t, &kept[i].tree);
+        prof_text_add(&t, "%s", flame ? flame : "");
         if (!flame)
             t.failed = true;
         free(flame);

@@ -33,16 +33,24 @@ PyObject *prof_hook_begin(uint64_t id);
  * and later continues, perhaps on another thread). */
 void prof_hook_pause(PyObject *collector);
 void prof_hook_resume(PyObject *collector);
-/* GIL held. The request is over: unhook, merge its tree, drop the ref. */
-void prof_hook_end(PyObject *collector);
+/* GIL held. The request is over: unhook, merge its tree, drop the ref.
+ * true when this made the accumulated profile reach its node cap (its first
+ * call not recorded since start or Clear): the caller says so in its log. */
+bool prof_hook_end(PyObject *collector);
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
- * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name. */
+ * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name.
+ * With nothing profiled (no call recorded since start or Clear) every format
+ * but "tree" is empty, *len 0: pstats cannot load an empty profile, and
+ * the others say nothing either, so there is nothing to export. */
 char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
- * query string, as an HTML fragment or JSON; malloc'd, NULL on error. */
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len);
+ * query string, as an HTML fragment or JSON; malloc'd, NULL on error.
+ * *bad_view: the query's filter or sort key is invalid (the JSON is then
+ * {"error": ...}; the HTML says so). */
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+                      bool *bad_view);
 
 /* Any thread without the GIL: a page with the call tree kept for request
  * id (a flame graph), or NULL when none was kept. */

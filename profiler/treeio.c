@@ -4,13 +4,17 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "profiler/export.h"
 #include "profiler/text.h"
 
-#define DUMP_HEADER "tracfront-tree 1\n"
+/* Version 2 adds the calls past the node cap after the header; version 1
+ * (no such line: none) is still read. */
+#define DUMP_HEADER "tracfront-tree 2\n"
+#define DUMP_HEADER_V1 "tracfront-tree 1\n"
 
 /* file, line and name of a label: a code object (or a stand-in) or a str. */
 static void add_label(struct prof_text *t, PyObject *label)
@@ -37,7 +41,7 @@ static void dump_children(struct prof_text *t, const struct prof_node *parent, u
 char *prof_tree_dump(const struct prof_tree *t, size_t *len)
 {
     struct prof_text text = { 0 };
-    prof_text_add(&text, DUMP_HEADER);
+    prof_text_add(&text, DUMP_HEADER "dropped\t%llu\n", (unsigned long long)t->dropped_calls);
     dump_children(&text, &t->root, 1);
     return prof_text_finish_len(&text, len);
 }
@@ -105,15 +109,25 @@ static int parse_line(char *line, struct parsed *p)
 int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
 {
     size_t hlen = strlen(DUMP_HEADER);
-    if (len < hlen || memcmp(text, DUMP_HEADER, hlen) != 0)
+    bool v2 = len >= hlen && memcmp(text, DUMP_HEADER, hlen) == 0;
+    if (!v2 && (len < hlen || memcmp(text, DUMP_HEADER_V1, hlen) != 0))
         return -1;
     char *copy = strndup(text + hlen, len - hlen), *save = NULL;
     struct prof_node **path = NULL; /* path[d - 1]: the last node read at depth d */
     size_t cap = 0;
     unsigned previous = 0; /* a node is at most one level below the one before it */
     int rc = copy ? 0 : -1;
-    for (char *line = copy ? strtok_r(copy, "\n", &save) : NULL; line && rc == 0;
-         line = strtok_r(NULL, "\n", &save)) {
+    char *line = copy ? strtok_r(copy, "\n", &save) : NULL;
+    if (v2 && line) { /* "dropped\t<calls>" */
+        char *end = NULL;
+        unsigned long long dropped = 0;
+        if (!strncmp(line, "dropped\t", 8) && line[8] >= '0' && line[8] <= '9')
+            dropped = strtoull(line + 8, &end, 10);
+        rc = end && !*end ? 0 : -1;
+        t->dropped_calls += dropped;
+        line = strtok_r(NULL, "\n", &save);
+    }
+    for (; line && rc == 0; line = strtok_r(NULL, "\n", &save)) {
         struct parsed p;
         if (parse_line(line, &p) < 0 || p.depth > previous + 1) {
             rc = -1;

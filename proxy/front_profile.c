@@ -389,11 +389,12 @@ static char *front_export(const char *format, size_t *len)
     return out;
 }
 
-static char *front_table(const char *query, bool json, const char *path, size_t *len)
+static char *front_table(const char *query, bool json, const char *path, size_t *len,
+                         bool *bad_view)
 {
     pthread_mutex_lock(&merge_lock);
     merge_trees();
-    char *out = prof_hook_table(query, json, path, len);
+    char *out = prof_hook_table(query, json, path, len, bad_view);
     pthread_mutex_unlock(&merge_lock);
     return out;
 }

@@ -279,7 +279,8 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     const char *query = sub[len] == '?' ? sub + len + 1 : "";
     if (len == 0 || (len == 1 && sub[0] == '/')) {
         size_t n = 0;
-        char *table = p ? p->table(query, false, server->cfg->profile_path, &n) : NULL;
+        bool bad_view = false; /* the table says so */
+        char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
         char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
         char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
         struct prof_text all = { 0 }; /* In flight first, then the rest */
@@ -315,8 +316,9 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
-        char *body = p->table(query, true, server->cfg->profile_path, &n);
-        return send_body(req, 200, body, n, "application/json");
+        bool bad_view = false;
+        char *body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
+        return send_body(req, bad_view ? 400 : 200, body, n, "application/json");
     }
     if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
                            (len == 12 && !strncmp(sub, "/api/compare", 12)))) {
@@ -359,13 +361,23 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
             continue;
         size_t n = 0;
         char *body = p->export(exports[i].format, &n);
+        if (body && n == 0) { /* nothing profiled: no export a tool could load */
+            free(body);
+            return tf_server_reply(req, 404, "Nothing has been profiled yet: start function "
+                                   "profiling (Start, or --profile) and make some requests (the "
+                                   "first profiled one is discarded unless "
+                                   "--profile-discard-first false).", false);
+        }
         return send_report(req, 200, body, n, exports[i].type, exports[i].filename);
     }
     return tf_server_reply(req, 404, "No such profiler page.", false);
 }
 
 
-static int save_one(const struct tf_server *server, const char *path, const char *format)
+/* Write the export format to path, the file of option flag. With nothing
+ * profiled, a file there is left as it is (an earlier run's profile). */
+static int save_one(const struct tf_server *server, const char *path, const char *format,
+                    const char *flag)
 {
     if (!path || !server->profiler)
         return 0;
@@ -374,6 +386,11 @@ static int save_one(const struct tf_server *server, const char *path, const char
     if (!data) {
         tf_log_error("profile: cannot build the %s export", format);
         return -1;
+    }
+    if (len == 0) {
+        free(data);
+        tf_log_info("profile: nothing profiled; %s not written", flag);
+        return 0;
     }
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -393,8 +410,8 @@ static int save_one(const struct tf_server *server, const char *path, const char
 
 int tf_server_save_profile(const struct tf_server *server)
 {
-    int a = save_one(server, server->cfg->profile_log, "pstats");
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind");
+    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log");
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind");
     return a < 0 || b < 0 ? -1 : 0;
 }
 

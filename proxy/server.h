@@ -90,7 +90,9 @@ struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
     char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
-    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len);
+    /* *bad_view: the query's filter or sort is invalid (the JSON says which) */
+    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,
+                   bool *bad_view);
     char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
     void (*clear)(void);
     /* The WSGI requests running now, with their Python stacks: an HTML
@@ -103,7 +105,8 @@ struct tf_profiler_controls {
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 
 /* Write the configured profile files (--profile-log, --profile-callgrind)
- * from the accumulated profile. Returns 0, or -1 with the reason logged. */
+ * from the accumulated profile; with nothing profiled, none (a file there
+ * stays as it is; logged). Returns 0, or -1 with the reason logged. */
 int tf_server_save_profile(const struct tf_server *server);
 /* At shutdown: save them, or with --profile-flush-at-shutdown remove them. */
 void tf_server_profile_shutdown(const struct tf_server *server);

@@ -23,11 +23,20 @@
 #include "wsgi/response.h"
 #include "wsgi/watchdog.h"
 
+/* Stop profiling task's request: its calls join the accumulated profile. */
+static void profile_end(struct wsgi_task *task)
+{
+    if (prof_hook_end(task->profile))
+        tf_log_error("profile: --profile-max-nodes (%u) reached: calls on call paths not yet "
+                     "recorded are counted, not recorded, until Clear (the profile page says "
+                     "how many)", wsgi_ctx.cfg->profile_max_nodes);
+    task->profile = NULL;
+}
+
 static void finish(struct wsgi_task *task)
 {
     struct tf_request *req = task->req;
-    prof_hook_end(task->profile); /* merged into the accumulated profile */
-    task->profile = NULL;
+    profile_end(task);
     wsgi_start_response_detach(task->start_response);
     Py_CLEAR(task->iterator);
     Py_CLEAR(task->result);
@@ -291,8 +300,7 @@ static void start(struct tf_request *req)
     task->profile = prof_hook_begin(req->id); /* NULL unless function profiling is on */
     task->result = PyObject_Vectorcall(wsgi_ctx.app, args, 2, NULL); /* new ref */
     if (!wsgi_ctx.cfg->profile_unwind) { /* the app call only, as repoze without unwind */
-        prof_hook_end(task->profile);
-        task->profile = NULL;
+        profile_end(task);
     }
     if (!task->result) {
         failed(task, "the app raised");

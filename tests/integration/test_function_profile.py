@@ -135,7 +135,7 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     srv = tracfront("--app", "profiled_app:app", "--profile-discard-first", "false",
                     "--profile-builtins=" + builtins)
     requests.get(srv.url, timeout=10)
-    assert tracfront_stats(srv) == {}  # off by default
+    assert requests.get(srv.url + "__profile__/pstats", timeout=10).status_code == 404  # off by default
     base = srv.url + "__profile__/"
     evil = requests.post(base + "start", headers={"Origin": "http://evil.example"},
                          allow_redirects=False, timeout=10)
@@ -155,7 +155,7 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
     workload_calls = [v[1] for f, v in tracfront_stats(srv).items() if f[2] == "workload"]
     assert workload_calls == [1]  # the request after Stop was not profiled
     assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
-    assert tracfront_stats(srv) == {}
+    assert requests.get(base + "pstats", timeout=10).status_code == 404  # nothing since Clear
     # profiling again after Clear: one request, counted once
     requests.post(base + "start", allow_redirects=False, timeout=10)
     requests.get(srv.url, timeout=10)
@@ -241,8 +241,8 @@ def test_profile_files_on_save_and_at_shutdown(tracfront, tmp_path):
 
 def test_flush_at_shutdown_removes_the_files(tracfront, tmp_path):
     log = tmp_path / "tracfront.pstats"
-    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-log", log,
-                    "--profile-flush-at-shutdown")
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-log", log, "--profile-flush-at-shutdown")
     requests.get(srv.url, timeout=10)
     requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
     assert log.exists()
@@ -370,3 +370,69 @@ def test_getitem_through_subscript(tracfront, tmp_path, builtins):
     else:
         assert counts["__getitem__"] == 500
         assert not warned
+
+
+EMPTY_EXPORTS = ("pstats", "callgrind", "collapsed", "speedscope.json")
+
+
+def test_nothing_profiled_writes_no_files_and_exports_say_so(tracfront, tmp_path):
+    """pstats cannot load an empty profile (a marshalled {}), so with nothing
+    profiled the files are not written (one that is there stays as it was) and
+    every export answers 404 saying why, the same for each format."""
+    log, grind = tmp_path / "tracfront.pstats", tmp_path / "callgrind.out"
+    log.write_bytes(b"an earlier run's profile")
+    srv = tracfront("--app", "profiled_app:app", "--profile-log", log, "--profile-callgrind", grind)
+    assert requests.get(srv.url, timeout=10).status_code == 200  # profiling is off
+    for path in EMPTY_EXPORTS:
+        r = requests.get(srv.url + "__profile__/" + path, timeout=30)
+        assert r.status_code == 404 and "Nothing has been profiled yet" in r.text, (path, r.text)
+    r = requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert r.status_code == 303
+    assert log.read_bytes() == b"an earlier run's profile" and not grind.exists()
+    assert srv.stop() == 0
+    assert log.read_bytes() == b"an earlier run's profile" and not grind.exists()
+    assert srv.error_log.count("nothing profiled; --profile-log not written") == 2, srv.error_log
+    assert srv.error_log.count("nothing profiled; --profile-callgrind not written") == 2
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_only_the_discarded_first_request_is_nothing_profiled(tracfront, workers):
+    srv = tracfront("--app", "profiled_app:app", "--profile",
+                    *(("--workers", workers) if workers else ()))
+    assert requests.get(srv.url, timeout=10).status_code == 200  # discarded
+    r = requests.get(srv.url + "__profile__/pstats", timeout=30)
+    assert r.status_code == 404 and "Nothing has been profiled yet" in r.text, r.text
+    if not workers:  # which worker a request goes to is not known
+        assert requests.get(srv.url, timeout=10).status_code == 200
+        assert any(f[2] == "workload" for f in tracfront_stats(srv))
+
+
+def functions(srv, **params):
+    r = requests.get(srv.url + "__profile__/api/functions", params=dict(limit="100000", **params),
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["functions"]
+
+
+def test_pstats_sort_names_are_understood(tracfront):
+    """pstats.sort_stats' own names sort as they do there; an unknown one is
+    an error, not the default order without a word."""
+    srv = profiled(tracfront, requests_made=2)
+    for theirs, ours in [("tottime", "time"), ("cumtime", "cumulative"), ("ncalls", "calls"),
+                         ("filename", "file"), ("module", "file")]:
+        assert functions(srv, sort=theirs) == functions(srv, sort=ours), theirs
+    rows = functions(srv, sort="tottime")
+    assert [f["tottime"] for f in rows] == sorted((f["tottime"] for f in rows), reverse=True)
+    nfl = [(f["name"], f["file"], f["line"]) for f in functions(srv, sort="nfl")]
+    assert nfl == sorted(nfl)
+    std = [f["function"] for f in functions(srv, sort="stdname")]
+    assert std == sorted(std)
+    page = requests.get(srv.url + "__profile__", params={"sort": "tottime"}, timeout=30).text
+    assert "<b>time</b>" in page  # shown as the key it stands for
+    for bad in ("bogus", "tottime2"):
+        r = requests.get(srv.url + "__profile__/api/functions", params={"sort": bad}, timeout=30)
+        assert r.status_code == 400 and "sort" in r.json()["error"], r.text
+        page = requests.get(srv.url + "__profile__", params={"sort": bad}, timeout=30).text
+        assert "Unknown sort key" in page
+    r = requests.get(srv.url + "__profile__/api/functions", params={"filter": "("}, timeout=30)
+    assert r.status_code == 400 and "filter" in r.json()["error"], r.text

@@ -313,3 +313,55 @@ def test_function_table_shows_one_row_per_label(tracfront):
     page = requests.get(srv.url + "__profile__", params={"mode": "callers"}, timeout=30).text
     table = page[page.index("id=functions"):]
     assert table.count("<code>&#60;string&#62;:1(&#60;module&#62;)</code>") == 2  # row, caller
+
+
+def calls_of(srv, name, many_calls):
+    """ncalls of the functions named name (a regular expression), once many()
+    has been recorded many_calls times (a request's calls are merged just
+    after its answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        stats = marshal.loads(get(srv, "pstats").content)
+        if [v[1] for f, v in stats.items() if f[2] == "many"] == [many_calls] or \
+                time.monotonic() > deadline:
+            return sum(v[1] for f, v in stats.items() if re.fullmatch(name, f[2]))
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_calls_past_the_node_cap_are_reported(tracfront, workers):
+    """--profile-max-nodes: a call past the cap is not recorded but counted,
+    and the count is shown (page, JSON), with every worker's added up: the
+    calls recorded and the calls past the cap are all the calls made. The
+    error log says so once per Clear."""
+    flags = ("--workers", workers) if workers else ()
+    whole = tracfront(*APP, *flags)
+    capped = tracfront(*APP, *flags, "--profile-max-nodes", "100")
+    for srv in (whole, capped):
+        for _ in range(3):
+            assert requests.get(srv.url + "many", params="300", timeout=30).status_code == 200
+    # many() makes 300 calls (f0 to f299), after the calls that build them in
+    # a process's first request, and app then calls len(): the calls past the
+    # cap are among those (whichever worker had which request)
+    last = r"f\d+|<built-in method builtins\.len>"
+    assert calls_of(whole, last, 3) == 903
+    assert get_json(whole, "api/functions")["dropped_calls"] == 0
+    recorded = calls_of(capped, last, 3)
+    dropped = get_json(capped, "api/functions")["dropped_calls"]
+    assert 0 < recorded < 903 and recorded + dropped == 903, (recorded, dropped)
+    page = requests.get(capped.url + "__profile__", timeout=30).text
+    assert "%d calls past --profile-max-nodes (100) were not recorded" % dropped in page
+    assert "were not recorded" not in requests.get(whole.url + "__profile__", timeout=30).text
+    if workers:
+        return  # each worker says so in the error log, once it reaches the cap
+    line = "--profile-max-nodes (100) reached"
+    assert capped.error_log.count(line) == 1, capped.error_log
+    assert line not in whole.error_log
+    requests.post(capped.url + "__profile__/clear", allow_redirects=False, timeout=10)
+    assert get_json(capped, "api/functions")["dropped_calls"] == 0
+    assert requests.get(capped.url + "many", params="300", timeout=30).status_code == 200
+    calls_of(capped, "many", 1)
+    deadline = time.monotonic() + 5  # written just after the merge
+    while capped.error_log.count(line) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert capped.error_log.count(line) == 2, capped.error_log

@@ -281,7 +281,7 @@ def test_start_stop_clear_reach_every_worker(tracfront):
     assert busy_calls(srv) == k, "requests after Stop were profiled"
     assert post(srv, "clear").status_code == 303
     assert busy_calls(srv) == 0
-    assert marshal.loads(requests.get(srv.url + "__profile__/pstats", timeout=30).content) == {}
+    assert requests.get(srv.url + "__profile__/pstats", timeout=30).status_code == 404  # nothing
     assert post(srv, "start").status_code == 303
     k2 = work_on_both(srv)
     assert settle(lambda: busy_calls(srv), k2) == k2, "Clear left counts in a worker"
