@@ -536,7 +536,7 @@ static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *
     req->spill_writing--;
     if (rc < 0)
         return spill_failed(req, error, "cannot buffer the response", err);
-    if (req->spill_writing == 0)
+    if (req->spill_writing == 0 && !req->spill_errno) /* never over a range that failed */
         req->spill_ready = req->spill_end;
     unlock_and_wake_reader(req);
     return (ssize_t)len;
@@ -662,10 +662,10 @@ void tf_request_wait_room(struct tf_request *req)
     pthread_mutex_unlock(&req->lock);
 }
 
-void tf_request_interrupt(struct tf_request *req)
+void tf_request_interrupt(struct tf_request *req, bool on)
 {
     pthread_mutex_lock(&req->lock);
-    req->interrupted = true;
+    req->interrupted = on;
     pthread_cond_broadcast(&req->room);
     pthread_mutex_unlock(&req->lock);
 }

@@ -238,8 +238,10 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
 void tf_request_wait_room(struct tf_request *req);
 /* Any thread: the request ran past --request-timeout and its producer is
  * being interrupted (--request-timeout-action 504): a write() waiting for
- * room leaves its wait, and tf_request_write fails from now on. */
-void tf_request_interrupt(struct tf_request *req);
+ * room leaves its wait, and tf_request_write fails from now on. on=false:
+ * the interruption came too late to be delivered (the thread's part of the
+ * request had ended) and the request goes on. */
+void tf_request_interrupt(struct tf_request *req, bool on);
 /* End of body (error = abort the connection instead of ending cleanly: after
  * what was queued, or at once, dropping it, for an interrupted request). */
 void tf_request_finish(struct tf_request *req, bool error);

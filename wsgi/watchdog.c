@@ -92,8 +92,10 @@ void wsgi_watchdog_leave(struct wsgi_watch *w)
         w->next->prev = w->prev;
     bool interrupted = w->interrupted;
     pthread_mutex_unlock(&lock);
-    if (interrupted)
+    if (interrupted) {
         swallow_late_timeout();
+        tf_request_interrupt(w->req, false); /* a later part of it is not interrupted */
+    }
     tf_request_unref(w->req);
 }
 
@@ -305,7 +307,7 @@ static void interrupt(const struct snapshot *list, ssize_t n)
             if (w->req == list[i].req && w->started == list[i].started && !w->interrupted) {
                 w->interrupted = PyThreadState_SetAsyncExc(w->thread_id, timeout_exc) == 1;
                 if (w->interrupted) /* a write() waiting for the client runs no bytecode */
-                    tf_request_interrupt(w->req);
+                    tf_request_interrupt(w->req, true);
                 break;
             }
     pthread_mutex_unlock(&lock);
