@@ -241,9 +241,18 @@ int tf_check_target(const char *target, const char *method)
         return 0;
     if (!strcmp(target, "*"))
         return strcmp(method, "OPTIONS") == 0 ? 0 : 400;
-    if (!strncasecmp(target, "http://", 7) || !strncasecmp(target, "https://", 8))
-        return 0;
-    return 400;
+    size_t skip = tf_absolute_scheme_len(target);
+    if (!skip)
+        return 400;
+    /* the authority: a host (RFC 9110 4.2.1), no userinfo (4.2.4: an error) */
+    const char *host = target + skip;
+    size_t len = strcspn(host, "/?#");
+    return len && host[0] != ':' && host_ok(host, len) ? 0 : 400;
+}
+
+size_t tf_absolute_scheme_len(const char *target)
+{
+    return !strncasecmp(target, "http://", 7) ? 7 : !strncasecmp(target, "https://", 8) ? 8 : 0;
 }
 
 /* One path byte at p (of the path ending at end), %2e read as '.', and %2f,

@@ -30,9 +30,14 @@ int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
  * a missing or repeated Host on HTTP/1.1). Returns 0 or a status. */
 int tf_check_framing(const struct tf_framing *f, bool http11);
 
-/* Request target: origin-form ("/..."), absolute-form ("http://h/..."),
- * or "*" for OPTIONS. No controls or spaces. Returns 0 or 400. */
+/* Request target: origin-form ("/..."), absolute-form ("http://h/...", with
+ * a host and no userinfo), or "*" for OPTIONS. No controls or spaces.
+ * Returns 0 or 400. */
 int tf_check_target(const char *target, const char *method);
+
+/* The length of an absolute-form target's "http://" or "https://" (any
+ * case), else 0. */
+size_t tf_absolute_scheme_len(const char *target);
 
 /* The path of an origin-form target (up to '?') with its dot segments
  * removed (RFC 3986 5.2.4), reading %2e as '.' and %2f, '\\' and %5c as '/'

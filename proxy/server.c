@@ -194,6 +194,8 @@ struct header_walk {
     int status;          /* first failing check */
     size_t count, bytes; /* pass 1 */
     char *store;         /* pass 2 */
+    const char *host;    /* an absolute-form target's authority (not 0-ended) */
+    size_t host_len;
 };
 
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -211,15 +213,11 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     return MHD_YES;
 }
 
-static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
+static void store_header(struct header_walk *w, const char *key, size_t key_size,
+                         const char *value, size_t value_size)
 {
-    (void)kind;
-    struct header_walk *w = cls;
     struct tf_request *req = w->req;
     struct tf_header *h = &req->headers[req->n_headers++];
-    if (!value)
-        value = "", value_size = 0;
     memcpy(w->store, key, key_size);
     w->store[key_size] = 0;
     h->name = w->store;
@@ -230,6 +228,18 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
     h->value = w->store;
     h->value_len = value_size;
     w->store += value_size + 1;
+}
+
+static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    struct header_walk *w = cls;
+    if (w->host && key_size == 4 && !strncasecmp(key, "Host", 4))
+        return MHD_YES; /* the target's authority stands in for it */
+    if (!value)
+        value = "", value_size = 0;
+    store_header(w, key, key_size, value, value_size);
     return MHD_YES;
 }
 
@@ -262,15 +272,18 @@ static void set_remote(struct tf_request *req, struct MHD_Connection *connection
 
 /* An absolute-form target ("http://host/path?q", scheme in any case) as
  * origin-form ("/path?q"), once, so routes, the profile path and the
- * upstream all see the same thing; the access log keeps the one sent. 0, or
- * -1 on out of memory. */
-static int origin_form(struct tf_request *req)
+ * upstream all see the same thing; the access log keeps the one sent. Its
+ * authority (checked by tf_check_target) goes to w->host: it replaces the
+ * Host header (RFC 9112 3.2.2), for the app, the upstream and the log alike.
+ * 0, or -1 on out of memory. */
+static int origin_form(struct tf_request *req, struct header_walk *w)
 {
     const char *t = req->target;
-    size_t skip = !strncasecmp(t, "http://", 7) ? 7 : !strncasecmp(t, "https://", 8) ? 8 : 0;
+    size_t skip = tf_absolute_scheme_len(t);
     if (!skip)
         return 0;
-    const char *path = t + skip + strcspn(t + skip, "/?");
+    size_t host_len = strcspn(t + skip, "/?#");
+    const char *path = t + skip + host_len;
     size_t n = strlen(path) + 2;
     char *copy = malloc(n);
     if (!copy)
@@ -278,6 +291,8 @@ static int origin_form(struct tf_request *req)
     snprintf(copy, n, "%s%s", *path == '/' ? "" : "/", path);
     req->sent_target = req->target;
     req->target = copy;
+    w->host = req->sent_target + skip;
+    w->host_len = host_len;
     return 0;
 }
 
@@ -299,19 +314,23 @@ static int take_headers(struct tf_request *req, const char *method, const char *
     int st = tf_check_target(req->target, method);
     if (st)
         return st;
-    if (origin_form(req) < 0)
-        return 500;
     struct header_walk w = { .req = req };
+    if (origin_form(req, &w) < 0)
+        return 500;
     tf_framing_init(&w.framing);
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, count_header, &w);
     if (w.status)
         return w.status;
     if ((st = tf_check_framing(&w.framing, req->http11)))
         return st;
+    if (w.host) /* room for the authority as a Host header of its own */
+        w.count++, w.bytes += sizeof("Host") + w.host_len + 1;
     if (tf_request_alloc_headers(req, w.count, w.bytes) < 0)
         return 500;
     w.store = req->header_store;
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);
+    if (w.host)
+        store_header(&w, "Host", 4, w.host, w.host_len);
     *framing = w.framing;
     return 0;
 }

@@ -723,3 +723,30 @@ def test_head_of_a_page_the_app_does_not_produce_claims_no_length(tracfront):
     code, headers, _, _ = exchange(
         srv, b"HEAD /shaped?body=trac&cl=3 HTTP/1.1\r\nHost: h\r\n\r\n", head=True)
     assert code == 200 and dict(headers)["content-length"] == "3"
+
+
+@pytest.mark.parametrize("host_line", [b"Host: other.example\r\n", b""])
+def test_absolute_form_authority_is_the_host(tracfront, host_line):
+    # RFC 9112 3.2.2: the server MUST ignore the Host header of an
+    # absolute-form request and use the target's authority (mod_wsgi and
+    # nginx do): Trac builds its links from HTTP_HOST.
+    srv = tracfront("--app", APP)
+    version = b"HTTP/1.1" if host_line else b"HTTP/1.0"
+    code, _, body, _ = exchange(
+        srv, b"GET HTTP://Proxy.Example:8080/env?q=1 " + version + b"\r\n" + host_line +
+             b"Connection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert v["HTTP_HOST"] == "Proxy.Example:8080"
+    assert v["PATH_INFO"] == "/env" and v["QUERY_STRING"] == "q=1"
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("target", [b"http:///env", b"http://user@h/env", b"http://:80/env"])
+def test_absolute_form_without_a_usable_authority_is_400(tracfront, target):
+    # an http URI must have a host (RFC 9110 4.2.1); userinfo in a received
+    # http URI is to be treated as an error (4.2.4)
+    srv = tracfront("--app", APP)
+    code, _, _, _ = exchange(srv, b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert code == 400
+    assert_serving(srv)

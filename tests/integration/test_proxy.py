@@ -800,6 +800,7 @@ def test_absolute_form_target_is_sent_as_origin_form(tracfront, upstream):
     srv, up = proxy(tracfront, upstream)
     doc = echo(srv, "HTTP://evil.example/echo/abs?q=1")  # scheme in any case
     assert doc["target"] == "/echo/abs?q=1", doc["target"]
+    assert upstream_headers(doc, "Host") == ["evil.example"]  # RFC 9112 3.2.2
     r, body = request(srv, "GET", "http://evil.example/__profile__/api/latency")
     assert r.status == 200 and b'"routes"' in body  # tracfront's own page, not the upstream's
 
