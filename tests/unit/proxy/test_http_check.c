@@ -121,6 +121,15 @@ static void test_target(void **state)
     assert_int_equal(tf_check_target("relative", "GET"), 400);
     assert_int_equal(tf_check_target("/a\x01", "GET"), 400);
     assert_int_equal(tf_check_target("", "GET"), 400);
+    /* absolute-form: a host, no userinfo */
+    assert_int_equal(tf_check_target("HTTPS://[::1]:8443?q", "GET"), 0);
+    assert_int_equal(tf_check_target("http://h", "GET"), 0);
+    assert_int_equal(tf_check_target("http:///x", "GET"), 400);
+    assert_int_equal(tf_check_target("http://:80/x", "GET"), 400);
+    assert_int_equal(tf_check_target("http://u:p@h/x", "GET"), 400);
+    assert_int_equal(tf_absolute_scheme_len("hTTp://h/"), 7);
+    assert_int_equal(tf_absolute_scheme_len("https://h/"), 8);
+    assert_int_equal(tf_absolute_scheme_len("/http://h/"), 0);
 }
 
 static void test_token(void **state)
