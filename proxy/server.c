@@ -842,6 +842,16 @@ static void pause_accepting(struct tf_server *server)
             server->daemons[i].accept_failed = true; /* run_daemon acts on it */
 }
 
+/* libmicrohttpd's line about a client that went away: it closed with its
+ * request unfinished, or reset the connection during the answer (EPIPE,
+ * ECONNRESET: a browser that stopped a download). */
+static bool client_left(const char *msg)
+{
+    return strstr(msg, "closed by remote side") ||
+           strstr(msg, "no longer available for sending") ||
+           strstr(msg, "forcibly closed by remote peer");
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[1024];
@@ -853,7 +863,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         pause_accepting(cls);
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
-    if (strstr(msg, "closed by remote side")) /* a client that left: nginx says it at info */
+    if (client_left(msg)) /* nginx says it at info */
         tf_log_info("http: %s", msg);
     else
         tf_log_error("http: %s", msg);

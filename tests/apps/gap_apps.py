@@ -60,6 +60,8 @@ def app(environ, start_response):
         return _stream(environ, start_response, qs["marker"])
     if path == "/list":
         return _reply(start_response, b"list body " * 10)
+    if path == "/big":
+        return _reply(start_response, b"b" * int(qs.get("n", "5000000")))
     if path == "/gen":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _gen(5)
