@@ -198,6 +198,15 @@ struct header_walk {
     size_t host_len;
 };
 
+/* A field value without the whitespace after it (RFC 9112 5: OWS is not
+ * part of the value; libmicrohttpd drops only the leading one). */
+static size_t value_length(const char *value, size_t value_size)
+{
+    while (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
+        value_size--;
+    return value_size;
+}
+
 static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                     size_t key_size, const char *value, size_t value_size)
 {
@@ -205,6 +214,7 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     struct header_walk *w = cls;
     if (!value)
         value = "", value_size = 0;
+    value_size = value_length(value, value_size);
     int st = tf_check_header(&w->framing, key, key_size, value, value_size);
     if (st && !w->status)
         w->status = st;
@@ -239,7 +249,7 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
         return MHD_YES; /* the target's authority stands in for it */
     if (!value)
         value = "", value_size = 0;
-    store_header(w, key, key_size, value, value_size);
+    store_header(w, key, key_size, value, value_length(value, value_size));
     return MHD_YES;
 }
 

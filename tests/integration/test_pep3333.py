@@ -750,3 +750,17 @@ def test_absolute_form_without_a_usable_authority_is_400(tracfront, target):
     code, _, _, _ = exchange(srv, b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
     assert code == 400
     assert_serving(srv)
+
+
+def test_header_values_lose_trailing_whitespace(tracfront):
+    # RFC 9112 5: OWS around a field value is not part of it (Apache, nginx
+    # and gunicorn strip it); libmicrohttpd keeps the trailing one
+    srv = tracfront("--app", APP)
+    code, _, body, _ = exchange(
+        srv, b"GET /env HTTP/1.1\r\nHost: h \r\nX-Trail: v \t \r\nX-Inner: a  b\t\r\n"
+             b"X-Blank:   \r\nConnection: close\r\n\r\n")
+    assert code == 200
+    v = env_of(body)
+    assert (v["HTTP_HOST"], v["HTTP_X_TRAIL"], v["HTTP_X_INNER"], v["HTTP_X_BLANK"]) == \
+        ("h", "v", "a  b", "")
+    assert_valid(srv)

@@ -152,6 +152,19 @@ def test_conditional_get_304(static):
     assert r.status_code == 200 and r.content == CSS
 
 
+def test_validators_with_trailing_whitespace(static):
+    # RFC 9110 5.5: the whitespace after a value is not part of it (nginx
+    # answers 304/412/206 here); the date did not parse and was ignored
+    lm = email.utils.formatdate(MTIME, usegmt=True).encode()
+    early = email.utils.formatdate(MTIME - 3600, usegmt=True).encode()
+    for header, want in ((b"If-Modified-Since: " + lm + b" \t", 304),
+                         (b"If-Unmodified-Since: " + early + b" ", 412),
+                         (b"Range: bytes=0-1\r\nIf-Range: " + lm + b" ", 206)):
+        data = static.raw(b"GET /chrome/style.css HTTP/1.1\r\nHost: t\r\n" + header +
+                          b"\r\nConnection: close\r\n\r\n")
+        assert data.startswith(b"HTTP/1.1 %d " % want), (header, data[:100])
+
+
 def test_304_length_is_the_files_or_none(static):
     # RFC 9110 8.6: a 304 may carry Content-Length only if it equals the 200's
     etag = get(static, "/chrome/style.css").headers["ETag"]
