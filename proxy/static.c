@@ -279,7 +279,9 @@ static bool parse_count(const char **p, uint64_t *v)
 }
 
 /* One "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size bytes.
- * Several ranges or anything malformed: RANGE_NONE (the whole file). */
+ * Several ranges or anything malformed: RANGE_NONE (the whole file). On an
+ * empty file only "-n" with n > 0 is satisfiable (RFC 9110 14.1.1), and it
+ * is the whole file too: RANGE_NONE, a 200, as nginx answers. */
 static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first,
                                    uint64_t *last)
 {
@@ -298,8 +300,10 @@ static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first
     if (*p != '\0' || (!has_a && !has_b) || (has_a && has_b && b < a))
         return RANGE_NONE;
     if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0 || size == 0)
+        if (b == 0)
             return RANGE_UNSATISFIABLE;
+        if (size == 0)
+            return RANGE_NONE;
         *first = b >= size ? 0 : size - b;
         *last = size - 1;
         return RANGE_OK;

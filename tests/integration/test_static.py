@@ -207,6 +207,22 @@ def test_unsatisfiable_and_multiple_ranges(static, www):
     assert r.status_code == 200 and r.content == data
 
 
+def test_suffix_range_on_an_empty_file(tracfront, tmp_path):
+    """RFC 9110 14.1.1: on an empty file only a suffix range of non-zero
+    length is satisfiable, as the whole (empty) file (nginx: 200)."""
+    d = tmp_path / "e"
+    d.mkdir()
+    (d / "empty.txt").write_bytes(b"")
+    srv = tracfront("--static", "/e=%s" % d)
+    r = get(srv, "/e/empty.txt", Range="bytes=-5")
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["Content-Length"] == "0" and "Content-Range" not in r.headers
+    for spec in ("0-", "0-0", "-0"):
+        r = get(srv, "/e/empty.txt", Range="bytes=" + spec)
+        assert r.status_code == 416, spec
+        assert r.headers["Content-Range"] == "bytes */0", spec
+
+
 def test_if_range(static, www):
     data = www.files["img.png"]
     etag = get(static, "/chrome/img.png").headers["ETag"]

@@ -295,6 +295,13 @@ static void test_ranges(void **state)
     assert_int_equal(a.status, 416);
     assert_string_equal(header(&a, "Content-Range"), "bytes */0");
     MHD_destroy_response(a.response);
+    /* RFC 9110 14.1.1: a suffix of non-zero length is the whole empty file */
+    ask("GET", "/empty.txt", RANGE("bytes=-5"), &a);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(a.body_len, 0);
+    assert_null(header(&a, "Content-Range"));
+    MHD_destroy_response(a.response);
+    assert_int_equal(status_of("GET", "/empty.txt", RANGE("bytes=-0")), 416);
 }
 
 static void test_if_range(void **state)
