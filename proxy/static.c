@@ -208,39 +208,58 @@ static void make_validators(struct static_file *f)
     format_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
 }
 
-/* True if the list is "*" or names our tag: compared weakly (a W/ prefix
- * is ignored) for If-None-Match, strongly (a W/ tag never matches) for
- * If-Match. A malformed list matches nothing. */
-static bool etag_list_matches(const char *list, const char *etag, bool strong)
+/* 1 if the list is "*" or names our tag: compared weakly (a W/ prefix is
+ * ignored) for If-None-Match, strongly (a W/ tag never matches) for
+ * If-Match; 0 if it does not; -1 if it is malformed before a match (it
+ * matches nothing). */
+static int etag_list_matches(const char *list, const char *etag, bool strong)
 {
     size_t etag_len = strlen(etag);
     for (const char *p = list;;) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         if (*p == '\0')
-            return false;
+            return 0;
         if (*p == '*')
-            return true;
+            return 1;
         bool weak = !strncmp(p, "W/", 2);
         if (weak)
             p += 2;
         const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
         if (!close)
-            return false;
+            return -1;
         size_t len = (size_t)(close - p) + 1;
         if (len == etag_len && !memcmp(p, etag, len) && !(strong && weak))
-            return true;
+            return 1;
         p = close + 1;
     }
+}
+
+/* Whether header name (If-Match, If-None-Match) names our tag, its lines
+ * read as the one list they make joined with ", " (RFC 9110 5.3): a tag on
+ * any line before a malformed member counts. *present: req has the header. */
+static bool etag_header_matches(const struct tf_request *req, const char *name,
+                                const char *etag, bool strong, bool *present)
+{
+    size_t pos = 0;
+    int found = 0;
+    const char *list;
+    *present = false;
+    while (found == 0 && (list = tf_request_header_next(req, name, &pos))) {
+        *present = true;
+        found = etag_list_matches(list, etag, strong);
+    }
+    return found > 0;
 }
 
 /* RFC 9110 13.2.2, first: If-Match decides when present; otherwise
  * If-Unmodified-Since (a date it cannot read is ignored). True: 412. */
 static bool precondition_failed(const struct tf_request *req, const struct static_file *f)
 {
-    const char *im = tf_request_header(req, "If-Match");
-    if (im)
-        return !etag_list_matches(im, f->etag, true);
+    bool present;
+    bool match = etag_header_matches(req, "If-Match", f->etag, true, &present);
+    if (present)
+        return !match;
     const char *ius = tf_request_header(req, "If-Unmodified-Since");
     time_t t;
     return ius && parse_http_date(ius, &t) && f->st.st_mtim.tv_sec > t;
@@ -250,9 +269,10 @@ static bool precondition_failed(const struct tf_request *req, const struct stati
  * If-Modified-Since, compared in whole seconds. */
 static bool not_modified(const struct tf_request *req, const struct static_file *f)
 {
-    const char *inm = tf_request_header(req, "If-None-Match");
-    if (inm)
-        return etag_list_matches(inm, f->etag, false);
+    bool present;
+    bool match = etag_header_matches(req, "If-None-Match", f->etag, false, &present);
+    if (present)
+        return match;
     const char *ims = tf_request_header(req, "If-Modified-Since");
     time_t t;
     return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t;

@@ -223,6 +223,23 @@ def test_suffix_range_on_an_empty_file(tracfront, tmp_path):
         assert r.headers["Content-Range"] == "bytes */0", spec
 
 
+def test_validator_lists_on_several_lines(static):
+    """RFC 9110 5.3: If-None-Match: "a" and If-None-Match: "b" on two lines
+    are the list "a", "b" (as the app sees them, joined); so is If-Match."""
+    etag = get(static, "/chrome/style.css").headers["ETag"].encode()
+
+    def status(*lines):
+        head = b"".join(b"%s: %s\r\n" % line for line in lines)
+        data = static.raw(b"GET /chrome/style.css HTTP/1.1\r\nHost: t\r\n%s"
+                          b"Connection: close\r\n\r\n" % head)
+        return int(data.split(b" ", 2)[1])
+
+    assert status((b"If-None-Match", b'"a"'), (b"If-None-Match", etag)) == 304
+    assert status((b"If-None-Match", b'"a"'), (b"If-None-Match", b'"b"')) == 200
+    assert status((b"If-Match", b'"a"'), (b"If-Match", etag)) == 200
+    assert status((b"If-Match", b'"a"'), (b"If-Match", b'"b"')) == 412
+
+
 def test_if_range(static, www):
     data = www.files["img.png"]
     etag = get(static, "/chrome/img.png").headers["ETag"]

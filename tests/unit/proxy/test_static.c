@@ -250,6 +250,12 @@ static void test_not_modified(void **state)
     /* If-None-Match decides when present: a matching date does not help. */
     assert_int_equal(data_status(HDR2("If-None-Match", "\"nope\"",
                                       "If-Modified-Since", LAST_MODIFIED)), 200);
+    /* Lines of one list header make one list (RFC 9110 5.3), read up to a
+     * malformed member as the joined list would be. */
+    assert_int_equal(data_status(HDR2("If-None-Match", "\"nope\"", "If-None-Match", etag)), 304);
+    assert_int_equal(data_status(HDR2("If-None-Match", "nope", "If-None-Match", etag)), 200);
+    assert_int_equal(data_status(HDR2("If-Match", "\"nope\"", "If-Match", etag)), 200);
+    assert_int_equal(data_status(HDR2("If-Match", "\"nope\"", "If-Match", "\"no\"")), 412);
     /* A 304 wins over Range. */
     assert_int_equal(data_status(HDR2("If-None-Match", etag, "Range", "bytes=0-1")), 304);
 }
