@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/log.h"
 #include "proxy/server.h"
 
 /* An open file under the folder and its validators. */
@@ -98,16 +101,87 @@ static bool segments_ok(const char *path)
     return true;
 }
 
+/* The status for a realpath() or open() of path that failed with err: 403
+ * when the server's user may not read it or search a folder on its way,
+ * logged on each request as nginx does; 500 out of memory; 503 out of
+ * descriptors; else 404, silent (missing, not a folder, a symlink loop). */
+static unsigned failure_status(const struct tf_request *req, const char *path, int err)
+{
+    char shown[PATH_MAX];
+    switch (err) {
+    case EACCES:
+        tf_log_error("%s %s: cannot open \"%s\": %s; answered 403 (the server's user needs "
+                     "read access to the file and search access to each folder above it)",
+                     req->method, req->target, tf_log_escape(path, shown, sizeof(shown)),
+                     strerror(err));
+        return 403;
+    case ENOMEM:
+        return 500;
+    case EMFILE:
+    case ENFILE:
+        return 503;
+    default:
+        return 404;
+    }
+}
+
+/* The static folders that do not resolve now (deleted, a dangling
+ * `current` symlink), each logged once until it resolves again. Any I/O
+ * thread: the list is guarded by unresolved_lock; n_unresolved lets a
+ * request skip the lock while every folder resolves. */
+struct unresolved_dir {
+    struct unresolved_dir *next;
+    char dir[];
+};
+static pthread_mutex_t unresolved_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct unresolved_dir *unresolved;
+static atomic_size_t n_unresolved;
+
+/* Whether dir resolves (realpath's errno err, or 0): logged when that
+ * changes. Out of memory, an unresolved folder is logged on each request. */
+static void note_dir_resolves(const char *dir, int err)
+{
+    if (!err && atomic_load(&n_unresolved) == 0)
+        return;
+    pthread_mutex_lock(&unresolved_lock);
+    struct unresolved_dir **link = &unresolved;
+    while (*link && strcmp((*link)->dir, dir) != 0)
+        link = &(*link)->next;
+    struct unresolved_dir *u = *link;
+    if (err && !u) {
+        tf_log_error("static folder %s: %s; its files answer 404 until it is back (said once)",
+                     dir, strerror(err));
+        if ((u = malloc(sizeof(*u) + strlen(dir) + 1))) {
+            strcpy(u->dir, dir);
+            u->next = unresolved;
+            unresolved = u;
+            atomic_fetch_add(&n_unresolved, 1);
+        }
+    } else if (!err && u) {
+        tf_log_info("static folder %s is back; serving its files", dir);
+        *link = u->next;
+        free(u);
+        atomic_fetch_sub(&n_unresolved, 1);
+    }
+    pthread_mutex_unlock(&unresolved_lock);
+}
+
 /* Open dir + path if, with every symlink resolved, it lies under dir and is
  * a regular file. Returns 0 with f->fd open and f->st filled, or the HTTP
  * status to answer with (nothing left open). O_NOFOLLOW guards the last
  * component against a swap after realpath(); O_NONBLOCK keeps a FIFO from
  * blocking the I/O thread before fstat() rejects it. */
-static unsigned open_under(const char *dir, const char *path, struct static_file *f)
+static unsigned open_under(const struct tf_request *req, const char *dir, const char *path,
+                           struct static_file *f)
 {
     char root[PATH_MAX], full[PATH_MAX], resolved[PATH_MAX];
-    if (!realpath(dir, root)) /* each time: a deploy may have swapped a symlink in dir */
-        return errno == ENOMEM ? 500 : 404;
+    if (!realpath(dir, root)) { /* each time: a deploy may have swapped a symlink in dir */
+        if (errno == EACCES || errno == ENOMEM)
+            return failure_status(req, dir, errno);
+        note_dir_resolves(dir, errno);
+        return 404;
+    }
+    note_dir_resolves(dir, 0);
     size_t rlen = strlen(root);
     if (rlen == 1) /* "/" */
         rlen = 0;
@@ -115,12 +189,17 @@ static unsigned open_under(const char *dir, const char *path, struct static_file
     if (n < 0 || (size_t)n >= sizeof(full))
         return 404;
     if (!realpath(full, resolved))
-        return errno == ENOMEM ? 500 : 404;
+        return failure_status(req, full, errno);
     if (strncmp(resolved, root, rlen) != 0 || (resolved[rlen] != '/' && resolved[rlen] != '\0'))
         return 404;
     f->fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-    if (f->fd < 0)
-        return errno == EMFILE || errno == ENFILE ? 503 : errno == ENOMEM ? 500 : 404;
+    if (f->fd < 0) {
+        int err = errno;
+        struct stat st; /* a folder is a 404, readable or not */
+        if (err == EACCES && stat(resolved, &st) == 0 && !S_ISREG(st.st_mode))
+            return 404;
+        return failure_status(req, resolved, err);
+    }
     if (fstat(f->fd, &f->st) < 0 || !S_ISREG(f->st.st_mode)) {
         close(f->fd);
         f->fd = -1;
@@ -466,7 +545,7 @@ int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_reque
     if (decode_path(rel_raw ? rel_raw : "", path, sizeof(path)) < 0 || !segments_ok(path))
         return error_answer(out, 404, NULL, head);
     struct static_file f = { .fd = -1 };
-    unsigned status = open_under(dir, path, &f);
+    unsigned status = open_under(req, dir, path, &f);
     if (status == 503)
         return error_answer(out, 503, "Too many open files; try again.", head);
     if (status)

@@ -2,11 +2,17 @@
 byte ranges (206/416, multiple ranges, If-Range), HEAD, 405 for other methods,
 a 5 MiB file byte for byte, and the containment rules (no "..", encoded dots or
 slashes, NUL, symlinks out of DIR or directory listings), alone and next to an app.
-Static requests are timed in the profiler under backend "static"."""
+Files the server's user may not read are 403s, logged as nginx does; a folder
+that stops resolving is logged once. Static requests are timed in the profiler
+under backend "static"."""
 import email.utils
 import hashlib
 import os
+import pwd
+import grp
 import re
+import shutil
+import tempfile
 import time
 import types
 
@@ -14,6 +20,7 @@ import pytest
 import requests
 
 import truncation_util
+from conftest import start_server
 
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR\n"
@@ -391,6 +398,105 @@ def test_deploy_swapping_a_symlink_is_served_at_once(tracfront, tmp_path):
     os.unlink(tmp_path / "current")
     assert get(srv, "/s/app.css").status_code == 404
     assert srv.alive()
+
+
+def test_static_folder_that_stops_resolving_is_logged_once(tracfront, tmp_path):
+    """The folder deleted, or `current` left dangling: 404s as before, and one
+    [error] line naming the folder until it resolves again (not one a request)."""
+    (tmp_path / "r1" / "static").mkdir(parents=True)
+    (tmp_path / "r1" / "static" / "app.css").write_bytes(b"one\n")
+    os.symlink("r1", tmp_path / "current")
+    folder = str(tmp_path / "current" / "static")
+    srv = tracfront("--static", "/s=%s" % folder)
+    assert get(srv, "/s/missing.css").status_code == 404
+    assert folder not in srv.error_log  # a missing file is a silent 404
+    os.unlink(tmp_path / "current")
+    os.symlink("r0", tmp_path / "current")  # dangling
+    for _ in range(3):
+        assert get(srv, "/s/app.css").status_code == 404
+    lines = [l for l in srv.error_log.splitlines() if folder in l]
+    assert len(lines) == 1 and "[error]" in lines[0], srv.error_log
+    assert "No such file or directory" in lines[0]
+    os.replace(tmp_path / "r1", tmp_path / "r0")  # resolves again
+    assert get(srv, "/s/app.css").content == b"one\n"
+    shutil.rmtree(tmp_path / "r0")  # and not again
+    for _ in range(2):
+        assert get(srv, "/s/app.css").status_code == 404
+    assert sum("[error]" in l for l in srv.error_log.splitlines() if folder in l) == 2
+
+
+@pytest.fixture
+def as_nobody():
+    """A tree under a fresh /tmp folder that `nobody` may read, and start(*args)
+    to run tracfront as nobody:nogroup with no other groups (as
+    `setpriv --reuid=nobody --regid=nogroup --clear-groups` does)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to the nobody user needs root")
+    try:
+        uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        pytest.skip("no nobody user or nogroup group here")
+    base = tempfile.mkdtemp(prefix="tf_static_")
+    os.chmod(base, 0o755)
+    servers = []
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    def start(*args):
+        workdir = os.path.join(base, "srv%d" % len(servers))
+        os.mkdir(workdir)
+        os.chown(workdir, uid, gid)
+        servers.append(start_server(workdir, *args, preexec_fn=drop))
+        return servers[-1]
+
+    yield types.SimpleNamespace(path=base, start=start)
+    for srv in servers:
+        assert srv.stop() in (0, -15), srv.stderr[-2000:]
+    shutil.rmtree(base)
+
+
+def new_log(srv, since):
+    return srv.error_log[since:]
+
+
+def test_unreadable_files_are_403_and_logged(as_nobody):
+    """As nginx: a file or a folder on the way that the server's user may not
+    read is a 403 with `open() "PATH" failed (13: Permission denied)`'s
+    content in the error log, not a silent 404. A missing file stays silent."""
+    top = os.path.join(as_nobody.path, "top")
+    www = os.path.join(top, "www")
+    os.makedirs(os.path.join(www, "private"))
+    for name, mode in (("ok.txt", 0o644), ("secret.txt", 0o600),
+                       ("private/inner.txt", 0o644)):
+        with open(os.path.join(www, name), "wb") as f:
+            f.write(name.encode())
+        os.chmod(os.path.join(www, name), mode)
+    os.chmod(top, 0o755)
+    os.chmod(www, 0o755)
+    os.chmod(os.path.join(www, "private"), 0o700)
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    assert get(srv, "/s/ok.txt").content == b"ok.txt"
+    for rel in ("secret.txt", "private/inner.txt", "private/missing.txt"):
+        since = len(srv.error_log)
+        assert get(srv, "/s/" + rel).status_code == 403, rel
+        lines = new_log(srv, since).splitlines()
+        assert len(lines) == 1, lines
+        assert "[error]" in lines[0] and os.path.join(www, rel) in lines[0], lines
+        assert "Permission denied" in lines[0], lines
+    for rel in ("missing.txt", "private", "private/"):  # folders are never served
+        since = len(srv.error_log)
+        assert get(srv, "/s/" + rel).status_code == 404, rel
+        assert new_log(srv, since) == "", rel
+    os.chmod(top, 0o700)  # a folder above the --static one
+    since = len(srv.error_log)
+    assert get(srv, "/s/ok.txt").status_code == 403
+    line = new_log(srv, since)
+    assert www in line and "Permission denied" in line and "[error]" in line, line
+    os.chmod(top, 0o755)
+    assert get(srv, "/s/ok.txt").content == b"ok.txt"
 
 
 def test_obsolete_date_forms_in_if_modified_since(static):
