@@ -305,6 +305,17 @@ def test_never_outside_dir(static, target):
     assert static.alive()
 
 
+def test_dot_segments_out_of_the_route_are_400_others_404(static):
+    """As the README says: the request checks refuse dot segments that climb
+    out of the route (400) before static files see them; static files refuse
+    the others, and encoded slashes, with 404."""
+    for target in (b"/chrome/%2e%2e/x", b"/chrome/..%2fx", b"/chrome/..%5cx", b"/chrome/../x"):
+        assert raw_get(static, target)[0] == 400, target
+    for target in (b"/chrome/sub/%2e%2e/x", b"/chrome/sub/..%2fx", b"/chrome/sub%2finner.txt",
+                   b"/chrome/./x"):
+        assert raw_get(static, target)[0] == 404, target
+
+
 @pytest.mark.parametrize("target", [b"/chrome", b"/chrome/", b"/chrome/sub", b"/chrome/sub/"])
 def test_directories_are_404(static, target):
     status, _, body = raw_get(static, target)
