@@ -187,6 +187,13 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
     return pos;
 }
 
+const char *tf_log_escape(const char *s, char *out, size_t cap)
+{
+    if (cap)
+        out[put_escaped(out, 0, cap, s)] = '\0';
+    return out;
+}
+
 /* A field's room in the line: each byte may take 4 ("\xhh"). */
 static size_t escaped_room(const char *s)
 {

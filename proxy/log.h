@@ -25,6 +25,11 @@ void tf_log_close(void);
 void tf_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tf_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* s for a log line, as the access log shows its fields: '"', '\\', control
+ * bytes and bytes past 0x7e escaped ("\x0a"), "-" for "" or NULL, cut short
+ * to fit cap bytes. Returns out. For bytes a client chose (a decoded path). */
+const char *tf_log_escape(const char *s, char *out, size_t cap);
+
 /* Raw bytes to the error log (wsgi.errors, Python tracebacks). */
 void tf_log_raw(const char *data, size_t len);
 /* The error log's descriptor (2 for "-"), or -1 when it is off; the same

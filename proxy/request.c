@@ -249,12 +249,19 @@ void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64
     tf_request_tap_end(req, 0, !whole);
 }
 
+const char *tf_request_header_next(const struct tf_request *req, const char *name,
+                                   size_t *pos)
+{
+    for (; *pos < req->n_headers; (*pos)++)
+        if (!strcasecmp(req->headers[*pos].name, name))
+            return req->headers[(*pos)++].value;
+    return NULL;
+}
+
 const char *tf_request_header(const struct tf_request *req, const char *name)
 {
-    for (size_t i = 0; i < req->n_headers; i++)
-        if (!strcasecmp(req->headers[i].name, name))
-            return req->headers[i].value;
-    return NULL;
+    size_t pos = 0;
+    return tf_request_header_next(req, name, &pos);
 }
 
 /* What the tap keeps of the answer's head: its Content-Encoding (a body

@@ -195,6 +195,11 @@ void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64
 
 /* Look up a request header (case-insensitive, first match); NULL if absent. */
 const char *tf_request_header(const struct tf_request *req, const char *name);
+/* Every line of a header in turn: start with *pos = 0; NULL after the last.
+ * A list header sent on several lines is one list, the lines joined with
+ * ", " (RFC 9110 5.3), as the app sees it. */
+const char *tf_request_header_next(const struct tf_request *req, const char *name,
+                                   size_t *pos);
 
 /* Backend side, any thread: hand the response (status, headers, and for a
  * stream the reader made by tf_request_stream_response()) to the I/O thread.

@@ -11,6 +11,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proxy/log.h"
 #include "proxy/server.h"
 
 /* An open file under the folder and its validators. */
@@ -98,16 +101,87 @@ static bool segments_ok(const char *path)
     return true;
 }
 
+/* The status for a realpath() or open() of path that failed with err: 403
+ * when the server's user may not read it or search a folder on its way,
+ * logged on each request as nginx does; 500 out of memory; 503 out of
+ * descriptors; else 404, silent (missing, not a folder, a symlink loop). */
+static unsigned failure_status(const struct tf_request *req, const char *path, int err)
+{
+    char shown[PATH_MAX];
+    switch (err) {
+    case EACCES:
+        tf_log_error("%s %s: cannot open \"%s\": %s; answered 403 (the server's user needs "
+                     "read access to the file and search access to each folder above it)",
+                     req->method, req->target, tf_log_escape(path, shown, sizeof(shown)),
+                     strerror(err));
+        return 403;
+    case ENOMEM:
+        return 500;
+    case EMFILE:
+    case ENFILE:
+        return 503;
+    default:
+        return 404;
+    }
+}
+
+/* The static folders that do not resolve now (deleted, a dangling
+ * `current` symlink), each logged once until it resolves again. Any I/O
+ * thread: the list is guarded by unresolved_lock; n_unresolved lets a
+ * request skip the lock while every folder resolves. */
+struct unresolved_dir {
+    struct unresolved_dir *next;
+    char dir[];
+};
+static pthread_mutex_t unresolved_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct unresolved_dir *unresolved;
+static atomic_size_t n_unresolved;
+
+/* Whether dir resolves (realpath's errno err, or 0): logged when that
+ * changes. Out of memory, an unresolved folder is logged on each request. */
+static void note_dir_resolves(const char *dir, int err)
+{
+    if (!err && atomic_load(&n_unresolved) == 0)
+        return;
+    pthread_mutex_lock(&unresolved_lock);
+    struct unresolved_dir **link = &unresolved;
+    while (*link && strcmp((*link)->dir, dir) != 0)
+        link = &(*link)->next;
+    struct unresolved_dir *u = *link;
+    if (err && !u) {
+        tf_log_error("static folder %s: %s; its files answer 404 until it is back (said once)",
+                     dir, strerror(err));
+        if ((u = malloc(sizeof(*u) + strlen(dir) + 1))) {
+            strcpy(u->dir, dir);
+            u->next = unresolved;
+            unresolved = u;
+            atomic_fetch_add(&n_unresolved, 1);
+        }
+    } else if (!err && u) {
+        tf_log_info("static folder %s is back; serving its files", dir);
+        *link = u->next;
+        free(u);
+        atomic_fetch_sub(&n_unresolved, 1);
+    }
+    pthread_mutex_unlock(&unresolved_lock);
+}
+
 /* Open dir + path if, with every symlink resolved, it lies under dir and is
  * a regular file. Returns 0 with f->fd open and f->st filled, or the HTTP
  * status to answer with (nothing left open). O_NOFOLLOW guards the last
  * component against a swap after realpath(); O_NONBLOCK keeps a FIFO from
  * blocking the I/O thread before fstat() rejects it. */
-static unsigned open_under(const char *dir, const char *path, struct static_file *f)
+static unsigned open_under(const struct tf_request *req, const char *dir, const char *path,
+                           struct static_file *f)
 {
     char root[PATH_MAX], full[PATH_MAX], resolved[PATH_MAX];
-    if (!realpath(dir, root)) /* each time: a deploy may have swapped a symlink in dir */
-        return errno == ENOMEM ? 500 : 404;
+    if (!realpath(dir, root)) { /* each time: a deploy may have swapped a symlink in dir */
+        if (errno == EACCES || errno == ENOMEM)
+            return failure_status(req, dir, errno);
+        note_dir_resolves(dir, errno);
+        return 404;
+    }
+    note_dir_resolves(dir, 0);
     size_t rlen = strlen(root);
     if (rlen == 1) /* "/" */
         rlen = 0;
@@ -115,12 +189,17 @@ static unsigned open_under(const char *dir, const char *path, struct static_file
     if (n < 0 || (size_t)n >= sizeof(full))
         return 404;
     if (!realpath(full, resolved))
-        return errno == ENOMEM ? 500 : 404;
+        return failure_status(req, full, errno);
     if (strncmp(resolved, root, rlen) != 0 || (resolved[rlen] != '/' && resolved[rlen] != '\0'))
         return 404;
     f->fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-    if (f->fd < 0)
-        return errno == EMFILE || errno == ENFILE ? 503 : errno == ENOMEM ? 500 : 404;
+    if (f->fd < 0) {
+        int err = errno;
+        struct stat st; /* a folder is a 404, readable or not */
+        if (err == EACCES && stat(resolved, &st) == 0 && !S_ISREG(st.st_mode))
+            return 404;
+        return failure_status(req, resolved, err);
+    }
     if (fstat(f->fd, &f->st) < 0 || !S_ISREG(f->st.st_mode)) {
         close(f->fd);
         f->fd = -1;
@@ -208,39 +287,58 @@ static void make_validators(struct static_file *f)
     format_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
 }
 
-/* True if the list is "*" or names our tag: compared weakly (a W/ prefix
- * is ignored) for If-None-Match, strongly (a W/ tag never matches) for
- * If-Match. A malformed list matches nothing. */
-static bool etag_list_matches(const char *list, const char *etag, bool strong)
+/* 1 if the list is "*" or names our tag: compared weakly (a W/ prefix is
+ * ignored) for If-None-Match, strongly (a W/ tag never matches) for
+ * If-Match; 0 if it does not; -1 if it is malformed before a match (it
+ * matches nothing). */
+static int etag_list_matches(const char *list, const char *etag, bool strong)
 {
     size_t etag_len = strlen(etag);
     for (const char *p = list;;) {
         while (*p == ' ' || *p == '\t' || *p == ',')
             p++;
         if (*p == '\0')
-            return false;
+            return 0;
         if (*p == '*')
-            return true;
+            return 1;
         bool weak = !strncmp(p, "W/", 2);
         if (weak)
             p += 2;
         const char *close = *p == '"' ? strchr(p + 1, '"') : NULL;
         if (!close)
-            return false;
+            return -1;
         size_t len = (size_t)(close - p) + 1;
         if (len == etag_len && !memcmp(p, etag, len) && !(strong && weak))
-            return true;
+            return 1;
         p = close + 1;
     }
+}
+
+/* Whether header name (If-Match, If-None-Match) names our tag, its lines
+ * read as the one list they make joined with ", " (RFC 9110 5.3): a tag on
+ * any line before a malformed member counts. *present: req has the header. */
+static bool etag_header_matches(const struct tf_request *req, const char *name,
+                                const char *etag, bool strong, bool *present)
+{
+    size_t pos = 0;
+    int found = 0;
+    const char *list;
+    *present = false;
+    while (found == 0 && (list = tf_request_header_next(req, name, &pos))) {
+        *present = true;
+        found = etag_list_matches(list, etag, strong);
+    }
+    return found > 0;
 }
 
 /* RFC 9110 13.2.2, first: If-Match decides when present; otherwise
  * If-Unmodified-Since (a date it cannot read is ignored). True: 412. */
 static bool precondition_failed(const struct tf_request *req, const struct static_file *f)
 {
-    const char *im = tf_request_header(req, "If-Match");
-    if (im)
-        return !etag_list_matches(im, f->etag, true);
+    bool present;
+    bool match = etag_header_matches(req, "If-Match", f->etag, true, &present);
+    if (present)
+        return !match;
     const char *ius = tf_request_header(req, "If-Unmodified-Since");
     time_t t;
     return ius && parse_http_date(ius, &t) && f->st.st_mtim.tv_sec > t;
@@ -250,9 +348,10 @@ static bool precondition_failed(const struct tf_request *req, const struct stati
  * If-Modified-Since, compared in whole seconds. */
 static bool not_modified(const struct tf_request *req, const struct static_file *f)
 {
-    const char *inm = tf_request_header(req, "If-None-Match");
-    if (inm)
-        return etag_list_matches(inm, f->etag, false);
+    bool present;
+    bool match = etag_header_matches(req, "If-None-Match", f->etag, false, &present);
+    if (present)
+        return match;
     const char *ims = tf_request_header(req, "If-Modified-Since");
     time_t t;
     return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t;
@@ -279,7 +378,9 @@ static bool parse_count(const char **p, uint64_t *v)
 }
 
 /* One "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size bytes.
- * Several ranges or anything malformed: RANGE_NONE (the whole file). */
+ * Several ranges or anything malformed: RANGE_NONE (the whole file). On an
+ * empty file only "-n" with n > 0 is satisfiable (RFC 9110 14.1.1), and it
+ * is the whole file too: RANGE_NONE, a 200, as nginx answers. */
 static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first,
                                    uint64_t *last)
 {
@@ -298,8 +399,10 @@ static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first
     if (*p != '\0' || (!has_a && !has_b) || (has_a && has_b && b < a))
         return RANGE_NONE;
     if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0 || size == 0)
+        if (b == 0)
             return RANGE_UNSATISFIABLE;
+        if (size == 0)
+            return RANGE_NONE;
         *first = b >= size ? 0 : size - b;
         *last = size - 1;
         return RANGE_OK;
@@ -442,7 +545,7 @@ int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_reque
     if (decode_path(rel_raw ? rel_raw : "", path, sizeof(path)) < 0 || !segments_ok(path))
         return error_answer(out, 404, NULL, head);
     struct static_file f = { .fd = -1 };
-    unsigned status = open_under(dir, path, &f);
+    unsigned status = open_under(req, dir, path, &f);
     if (status == 503)
         return error_answer(out, 503, "Too many open files; try again.", head);
     if (status)

@@ -13,7 +13,7 @@ struct MHD_Response;
 
 struct tf_static_answer {
     struct MHD_Response *response; /* NULL only on out of memory */
-    unsigned status;               /* 200, 206, 304, 404, 405, 416, ... */
+    unsigned status;               /* 200, 206, 304, 403, 404, 405, 416, ... */
     uint64_t body_len;             /* bytes of body that will be sent (0 for HEAD/304) */
     int file_fd;                   /* they come from this file (owned by the response), */
     uint64_t file_end;             /* up to this offset; -1: no body from a file */
@@ -27,7 +27,10 @@ struct tf_static_answer {
  * percent-encoded, query string removed, "" or beginning with "/".
  * The file is only ever one that lies under dir once every symlink is
  * resolved; anything else (dot segments, %2F, %00, backslash, directories,
- * symlinks leading out) is a 404. The response's body is sent from the file
+ * symlinks leading out) is a 404. A file the server's user may not read, or
+ * under a folder it may not search, is a 403 with a line in the error log; a
+ * dir that stops resolving answers 404, logged once until it resolves again.
+ * The response's body is sent from the file
  * descriptor (sendfile); the caller queues it and destroys it.
  * Returns 0 with *out filled; -1 only on out of memory (out->response NULL,
  * no descriptor left open). */

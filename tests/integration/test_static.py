@@ -2,11 +2,17 @@
 byte ranges (206/416, multiple ranges, If-Range), HEAD, 405 for other methods,
 a 5 MiB file byte for byte, and the containment rules (no "..", encoded dots or
 slashes, NUL, symlinks out of DIR or directory listings), alone and next to an app.
-Static requests are timed in the profiler under backend "static"."""
+Files the server's user may not read are 403s, logged as nginx does; a folder
+that stops resolving is logged once. Static requests are timed in the profiler
+under backend "static"."""
 import email.utils
 import hashlib
 import os
+import pwd
+import grp
 import re
+import shutil
+import tempfile
 import time
 import types
 
@@ -14,6 +20,7 @@ import pytest
 import requests
 
 import truncation_util
+from conftest import start_server
 
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR\n"
@@ -220,6 +227,39 @@ def test_unsatisfiable_and_multiple_ranges(static, www):
     assert r.status_code == 200 and r.content == data
 
 
+def test_suffix_range_on_an_empty_file(tracfront, tmp_path):
+    """RFC 9110 14.1.1: on an empty file only a suffix range of non-zero
+    length is satisfiable, as the whole (empty) file (nginx: 200)."""
+    d = tmp_path / "e"
+    d.mkdir()
+    (d / "empty.txt").write_bytes(b"")
+    srv = tracfront("--static", "/e=%s" % d)
+    r = get(srv, "/e/empty.txt", Range="bytes=-5")
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["Content-Length"] == "0" and "Content-Range" not in r.headers
+    for spec in ("0-", "0-0", "-0"):
+        r = get(srv, "/e/empty.txt", Range="bytes=" + spec)
+        assert r.status_code == 416, spec
+        assert r.headers["Content-Range"] == "bytes */0", spec
+
+
+def test_validator_lists_on_several_lines(static):
+    """RFC 9110 5.3: If-None-Match: "a" and If-None-Match: "b" on two lines
+    are the list "a", "b" (as the app sees them, joined); so is If-Match."""
+    etag = get(static, "/chrome/style.css").headers["ETag"].encode()
+
+    def status(*lines):
+        head = b"".join(b"%s: %s\r\n" % line for line in lines)
+        data = static.raw(b"GET /chrome/style.css HTTP/1.1\r\nHost: t\r\n%s"
+                          b"Connection: close\r\n\r\n" % head)
+        return int(data.split(b" ", 2)[1])
+
+    assert status((b"If-None-Match", b'"a"'), (b"If-None-Match", etag)) == 304
+    assert status((b"If-None-Match", b'"a"'), (b"If-None-Match", b'"b"')) == 200
+    assert status((b"If-Match", b'"a"'), (b"If-Match", etag)) == 200
+    assert status((b"If-Match", b'"a"'), (b"If-Match", b'"b"')) == 412
+
+
 def test_if_range(static, www):
     data = www.files["img.png"]
     etag = get(static, "/chrome/img.png").headers["ETag"]
@@ -276,6 +316,17 @@ def test_never_outside_dir(static, target):
     assert SECRET not in body and b"root:" not in body
     assert b"a slash b" not in body and b"plain x" not in body
     assert static.alive()
+
+
+def test_dot_segments_out_of_the_route_are_400_others_404(static):
+    """As the README says: the request checks refuse dot segments that climb
+    out of the route (400) before static files see them; static files refuse
+    the others, and encoded slashes, with 404."""
+    for target in (b"/chrome/%2e%2e/x", b"/chrome/..%2fx", b"/chrome/..%5cx", b"/chrome/../x"):
+        assert raw_get(static, target)[0] == 400, target
+    for target in (b"/chrome/sub/%2e%2e/x", b"/chrome/sub/..%2fx", b"/chrome/sub%2finner.txt",
+                   b"/chrome/./x"):
+        assert raw_get(static, target)[0] == 404, target
 
 
 @pytest.mark.parametrize("target", [b"/chrome", b"/chrome/", b"/chrome/sub", b"/chrome/sub/"])
@@ -371,6 +422,105 @@ def test_deploy_swapping_a_symlink_is_served_at_once(tracfront, tmp_path):
     os.unlink(tmp_path / "current")
     assert get(srv, "/s/app.css").status_code == 404
     assert srv.alive()
+
+
+def test_static_folder_that_stops_resolving_is_logged_once(tracfront, tmp_path):
+    """The folder deleted, or `current` left dangling: 404s as before, and one
+    [error] line naming the folder until it resolves again (not one a request)."""
+    (tmp_path / "r1" / "static").mkdir(parents=True)
+    (tmp_path / "r1" / "static" / "app.css").write_bytes(b"one\n")
+    os.symlink("r1", tmp_path / "current")
+    folder = str(tmp_path / "current" / "static")
+    srv = tracfront("--static", "/s=%s" % folder)
+    assert get(srv, "/s/missing.css").status_code == 404
+    assert folder not in srv.error_log  # a missing file is a silent 404
+    os.unlink(tmp_path / "current")
+    os.symlink("r0", tmp_path / "current")  # dangling
+    for _ in range(3):
+        assert get(srv, "/s/app.css").status_code == 404
+    lines = [l for l in srv.error_log.splitlines() if folder in l]
+    assert len(lines) == 1 and "[error]" in lines[0], srv.error_log
+    assert "No such file or directory" in lines[0]
+    os.replace(tmp_path / "r1", tmp_path / "r0")  # resolves again
+    assert get(srv, "/s/app.css").content == b"one\n"
+    shutil.rmtree(tmp_path / "r0")  # and not again
+    for _ in range(2):
+        assert get(srv, "/s/app.css").status_code == 404
+    assert sum("[error]" in l for l in srv.error_log.splitlines() if folder in l) == 2
+
+
+@pytest.fixture
+def as_nobody():
+    """A tree under a fresh /tmp folder that `nobody` may read, and start(*args)
+    to run tracfront as nobody:nogroup with no other groups (as
+    `setpriv --reuid=nobody --regid=nogroup --clear-groups` does)."""
+    if os.geteuid() != 0:
+        pytest.skip("switching to the nobody user needs root")
+    try:
+        uid, gid = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        pytest.skip("no nobody user or nogroup group here")
+    base = tempfile.mkdtemp(prefix="tf_static_")
+    os.chmod(base, 0o755)
+    servers = []
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+
+    def start(*args):
+        workdir = os.path.join(base, "srv%d" % len(servers))
+        os.mkdir(workdir)
+        os.chown(workdir, uid, gid)
+        servers.append(start_server(workdir, *args, preexec_fn=drop))
+        return servers[-1]
+
+    yield types.SimpleNamespace(path=base, start=start)
+    for srv in servers:
+        assert srv.stop() in (0, -15), srv.stderr[-2000:]
+    shutil.rmtree(base)
+
+
+def new_log(srv, since):
+    return srv.error_log[since:]
+
+
+def test_unreadable_files_are_403_and_logged(as_nobody):
+    """As nginx: a file or a folder on the way that the server's user may not
+    read is a 403 with `open() "PATH" failed (13: Permission denied)`'s
+    content in the error log, not a silent 404. A missing file stays silent."""
+    top = os.path.join(as_nobody.path, "top")
+    www = os.path.join(top, "www")
+    os.makedirs(os.path.join(www, "private"))
+    for name, mode in (("ok.txt", 0o644), ("secret.txt", 0o600),
+                       ("private/inner.txt", 0o644)):
+        with open(os.path.join(www, name), "wb") as f:
+            f.write(name.encode())
+        os.chmod(os.path.join(www, name), mode)
+    os.chmod(top, 0o755)
+    os.chmod(www, 0o755)
+    os.chmod(os.path.join(www, "private"), 0o700)
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    assert get(srv, "/s/ok.txt").content == b"ok.txt"
+    for rel in ("secret.txt", "private/inner.txt", "private/missing.txt"):
+        since = len(srv.error_log)
+        assert get(srv, "/s/" + rel).status_code == 403, rel
+        lines = new_log(srv, since).splitlines()
+        assert len(lines) == 1, lines
+        assert "[error]" in lines[0] and os.path.join(www, rel) in lines[0], lines
+        assert "Permission denied" in lines[0], lines
+    for rel in ("missing.txt", "private", "private/"):  # folders are never served
+        since = len(srv.error_log)
+        assert get(srv, "/s/" + rel).status_code == 404, rel
+        assert new_log(srv, since) == "", rel
+    os.chmod(top, 0o700)  # a folder above the --static one
+    since = len(srv.error_log)
+    assert get(srv, "/s/ok.txt").status_code == 403
+    line = new_log(srv, since)
+    assert www in line and "Permission denied" in line and "[error]" in line, line
+    os.chmod(top, 0o755)
+    assert get(srv, "/s/ok.txt").content == b"ok.txt"
 
 
 def test_obsolete_date_forms_in_if_modified_since(static):

@@ -1,6 +1,7 @@
 /* Unit tests for proxy/request.c's channel: what a producer pushes is
  * queued in order, and tf_request_whole_response takes the whole queue as
- * one buffer response only when it holds exactly the body's size. */
+ * one buffer response only when it holds exactly the body's size; and its
+ * header look-ups. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,12 +76,35 @@ static void test_line_and_header_blocks(void **state)
     tf_request_unref(req);
 }
 
+/* A header's lines in turn, names compared without case; the first alone
+ * for tf_request_header. */
+static void test_header_lines(void **state)
+{
+    (void)state;
+    struct tf_request *req = tf_request_new(NULL, "/");
+    assert_non_null(req);
+    assert_int_equal(tf_request_alloc_headers(req, 3, 0), 0);
+    req->headers[0] = (struct tf_header){ .name = "If-None-Match", .value = "\"a\"" };
+    req->headers[1] = (struct tf_header){ .name = "Host", .value = "h" };
+    req->headers[2] = (struct tf_header){ .name = "if-none-match", .value = "\"b\"" };
+    req->n_headers = 3;
+    size_t pos = 0;
+    assert_string_equal(tf_request_header_next(req, "IF-NONE-MATCH", &pos), "\"a\"");
+    assert_string_equal(tf_request_header_next(req, "IF-NONE-MATCH", &pos), "\"b\"");
+    assert_null(tf_request_header_next(req, "IF-NONE-MATCH", &pos));
+    assert_null(tf_request_header_next(req, "IF-NONE-MATCH", &pos));
+    assert_string_equal(tf_request_header(req, "if-none-match"), "\"a\"");
+    assert_null(tf_request_header(req, "If-Match"));
+    tf_request_unref(req);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_response_takes_the_queue),
         cmocka_unit_test(test_whole_response_needs_exactly_the_body),
         cmocka_unit_test(test_line_and_header_blocks),
+        cmocka_unit_test(test_header_lines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -250,6 +250,12 @@ static void test_not_modified(void **state)
     /* If-None-Match decides when present: a matching date does not help. */
     assert_int_equal(data_status(HDR2("If-None-Match", "\"nope\"",
                                       "If-Modified-Since", LAST_MODIFIED)), 200);
+    /* Lines of one list header make one list (RFC 9110 5.3), read up to a
+     * malformed member as the joined list would be. */
+    assert_int_equal(data_status(HDR2("If-None-Match", "\"nope\"", "If-None-Match", etag)), 304);
+    assert_int_equal(data_status(HDR2("If-None-Match", "nope", "If-None-Match", etag)), 200);
+    assert_int_equal(data_status(HDR2("If-Match", "\"nope\"", "If-Match", etag)), 200);
+    assert_int_equal(data_status(HDR2("If-Match", "\"nope\"", "If-Match", "\"no\"")), 412);
     /* A 304 wins over Range. */
     assert_int_equal(data_status(HDR2("If-None-Match", etag, "Range", "bytes=0-1")), 304);
 }
@@ -295,6 +301,13 @@ static void test_ranges(void **state)
     assert_int_equal(a.status, 416);
     assert_string_equal(header(&a, "Content-Range"), "bytes */0");
     MHD_destroy_response(a.response);
+    /* RFC 9110 14.1.1: a suffix of non-zero length is the whole empty file */
+    ask("GET", "/empty.txt", RANGE("bytes=-5"), &a);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(a.body_len, 0);
+    assert_null(header(&a, "Content-Range"));
+    MHD_destroy_response(a.response);
+    assert_int_equal(status_of("GET", "/empty.txt", RANGE("bytes=-0")), 416);
 }
 
 static void test_if_range(void **state)
