@@ -131,18 +131,23 @@ static void pop_name(struct walk *w)
 /* Visit every call path whose last frame has inline time, or ends there
  * (a leaf, however short: every function called shows), with w->names
  * holding the path; emit gets that time in nanoseconds. */
-static void walk_paths(struct walk *w, const struct prof_node *parent,
+static void walk_paths(struct walk *w, const struct prof_node *root,
                        void (*emit)(struct walk *w, uint64_t ns))
 {
-    for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
+    struct prof_walk at;
+    prof_walk_children(&at, root);
+    while (!w->text.failed && prof_walk_next(&at)) {
+        const struct prof_node *n = at.node;
+        if (at.leaving) {
+            pop_name(w);
+            continue;
+        }
         if (push_name(w, n->label) < 0) {
             w->text.failed = true;
             return;
         }
         if (n->inline_ns > 0 || (!n->child && n->calls > 0))
             emit(w, n->inline_ns);
-        walk_paths(w, n, emit);
-        pop_name(w);
     }
 }
 

@@ -365,3 +365,50 @@ def test_calls_past_the_node_cap_are_reported(tracfront, workers):
     while capped.error_log.count(line) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert capped.error_log.count(line) == 2, capped.error_log
+
+
+def slowest_id(srv, target):
+    """The id of target's row among the slowest requests (recorded just
+    after its answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        ids = [r["id"] for r in get_json(srv, "api/slowest")["slowest"] if r["target"] == target]
+        if ids or time.monotonic() > deadline:
+            assert ids, target
+            return ids[0]
+        time.sleep(0.05)
+
+
+DEPTH = 20000
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_deep_call_chain_fails_no_page_or_export(tracfront, workers):
+    """One request 20000 calls deep: every walk of its call tree (the flame
+    graph, zoom, the table's flattening, the exports, a worker's tree dump)
+    used to recurse once per level and overflowed the network thread's
+    stack. The server answers every page, and the flame graph stops at 1000
+    rows and says so. With --workers the front merges the workers' trees."""
+    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    r = requests.get(srv.url + "deep", params=str(DEPTH), timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    rid = slowest_id(srv, "/deep?%d" % DEPTH)
+    page = get(srv, "").text
+    assert "Flame graph" in page and "deeper than the 1000 rows drawn" in page, page[-3000:]
+    flame = page[page.index("id=flame"):]
+    svg = flame[flame.index("<svg"):flame.index("</svg>")]
+    assert 1000 <= svg.count("<rect") <= 1100, svg.count("<rect")
+    deep_rows = [f for f in get_json(srv, "api/functions", filter="deep")["functions"]]
+    assert [(f["name"], f["ncalls"], f["pcalls"]) for f in deep_rows] == [("deep", DEPTH + 1, 1)]
+    request_page = get(srv, "request", id=rid).text
+    assert "deeper than the 1000 rows drawn" in request_page
+    # zoomed deep down: drawn from there
+    zoomed = get(srv, "request", id=rid, zoom=DEPTH - 10).text
+    assert zoomed.count("<rect") >= 5 and "deeper than the 1000" not in zoomed
+    stats = marshal.loads(get(srv, "pstats").content)
+    assert [v[:2] for f, v in stats.items() if f[2] == "deep"] == [(1, DEPTH + 1)]
+    assert "fn=deep" in get(srv, "callgrind").text
+    assert get(srv, "tree").text.count("\tdeep\n") == DEPTH + 1
+    assert "tracfront_request_duration_seconds" in get(srv, "metrics").text
+    assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
+    assert srv.alive()
