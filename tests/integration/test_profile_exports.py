@@ -412,3 +412,24 @@ def test_a_deep_call_chain_fails_no_page_or_export(tracfront, workers):
     assert "tracfront_request_duration_seconds" in get(srv, "metrics").text
     assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
     assert srv.alive()
+
+
+def test_filter_is_a_python_regular_expression(tracfront):
+    """The filter is Python's re, as in pstats and repoze.profile (it was
+    POSIX extended: \\d, (?i) and non-greedy patterns meant other things)."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+
+    def names(pattern):
+        return sorted(f["name"] for f in get_json(srv, "api/functions", filter=pattern)["functions"])
+    assert names(r"tiny\d") == ["tiny0", "tiny1", "tiny2"]
+    assert names(r"(?i)TINY0") == ["tiny0"]
+    assert names(r"profile_names_app\.py:\d+\(tiny[12]\)$") == ["tiny1", "tiny2"]
+    assert names(r"tiny(?!0)\w") == ["tiny1", "tiny2"]
+    bad = requests.get(srv.url + "__profile__/api/functions", params={"filter": "tiny("},
+                       timeout=10)
+    assert bad.status_code == 400
+    assert "not a valid regular expression" in bad.json()["error"]
+    assert "missing )" in bad.json()["error"]  # Python's own reason
+    page = requests.get(srv.url + "__profile__", params={"filter": "tiny("}, timeout=10).text
+    assert "not a valid regular expression" in page and "missing )" in page
