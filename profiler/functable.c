@@ -63,6 +63,12 @@ static void form_decode(const char *src, size_t n, char *dst, size_t cap)
     dst[o] = 0;
 }
 
+/* Is the query key p (klen bytes) name? */
+static bool key_is(const char *p, size_t klen, const char *name)
+{
+    return klen == strlen(name) && !strncmp(p, name, klen);
+}
+
 void prof_view_parse(struct prof_view *v, const char *query)
 {
     memset(v, 0, sizeof(*v));
@@ -87,11 +93,11 @@ void prof_view_parse(struct prof_view *v, const char *query)
             else if (klen == 5 && !strncmp(p, "limit", 5)) {
                 long l = strtol(value, NULL, 10);
                 v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
-            } else if (klen == 6 && !strncmp(p, "filter", 6))
+            } else if (key_is(p, klen, "filter") || key_is(p, klen, "filename"))
                 snprintf(v->filter, sizeof(v->filter), "%s", value);
             else if (klen == 4 && !strncmp(p, "zoom", 4))
                 v->zoom = strtoul(value, NULL, 10);
-            else if (klen == 8 && !strncmp(p, "fullpath", 8))
+            else if (key_is(p, klen, "fullpath") || key_is(p, klen, "fulldirs"))
                 v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
         }
         p += n;

@@ -26,7 +26,9 @@ struct prof_view {
 
 /* Read a view from a raw query string. pstats' names for the sort keys
  * (tottime, cumtime, ncalls, filename, module) become ours; an unknown sort
- * key sets bad_sort; other unknown or bad values fall back to the defaults. */
+ * key sets bad_sort; other unknown or bad values fall back to the defaults.
+ * repoze.profile's names filename (the filter) and fulldirs (fullpath) are
+ * taken too. */
 void prof_view_parse(struct prof_view *v, const char *query);
 
 /* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An

@@ -433,3 +433,19 @@ def test_filter_is_a_python_regular_expression(tracfront):
     assert "missing )" in bad.json()["error"]  # Python's own reason
     page = requests.get(srv.url + "__profile__", params={"filter": "tiny("}, timeout=10).text
     assert "not a valid regular expression" in page and "missing )" in page
+
+
+def test_repoze_parameter_names(tracfront):
+    """repoze.profile's form names its filter `filename` and its full-path
+    switch `fulldirs`: a bookmarked repoze link means the same here."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+    rows = get_json(srv, "api/functions", filename=r"tiny[01]")["functions"]
+    assert sorted(f["name"] for f in rows) == ["tiny0", "tiny1"]
+    short = requests.get(srv.url + "__profile__", params={"filename": "tiny0"}, timeout=10).text
+    full = requests.get(srv.url + "__profile__", params={"filename": "tiny0", "fulldirs": "1"},
+                        timeout=10).text
+    app_file = str(APPS / "profile_names_app.py")
+    assert "<code>profile_names_app.py:" in short and "<code>%s:" % app_file not in short
+    assert "<code>%s:" % app_file in full
+    assert "1 of 1 functions" in full
