@@ -6,6 +6,7 @@
  * (the controls do, on the Python side). */
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,7 +388,14 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
             continue;
         size_t n = 0;
+        errno = 0;
         char *body = p->export(exports[i].format, &n);
+        if (!body && errno == EFBIG)
+            return tf_server_reply(req, 413, "This export would pass its size limit: collapsed "
+                                   "stacks write each call path whole on every line, so deep "
+                                   "stacks grow with their depth squared. speedscope.json (it "
+                                   "grows with the call tree), pstats and callgrind hold the same "
+                                   "profile; or Clear and profile again.", false);
         if (body && n == 0) { /* nothing profiled: no export a tool could load */
             free(body);
             return tf_server_reply(req, 404, "Nothing has been profiled yet: start function "

@@ -221,10 +221,33 @@ def test_control_characters_in_names_keep_line_formats_intact(tracfront, tmp_pat
         assert out.returncode == 0 and "malformed" not in out.stderr, out.stderr
 
 
+def speedscope_self_times(doc):
+    """Replay an evented speedscope profile as speedscope does (events in
+    time order, each close matching the frame open on top) and return each
+    frame name's own time."""
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    [profile] = doc["profiles"]
+    assert profile["type"] == "evented" and profile["unit"] == "nanoseconds"
+    stack, own, last = [], {}, profile["startValue"]
+    for e in profile["events"]:
+        assert e["at"] >= last and 0 <= e["frame"] < len(frames), e
+        if stack:  # time since the last event is the top frame's own
+            own[frames[stack[-1]]] = own.get(frames[stack[-1]], 0) + e["at"] - last
+        last = e["at"]
+        if e["type"] == "O":
+            stack.append(e["frame"])
+        else:
+            assert e["type"] == "C" and stack and stack.pop() == e["frame"], e
+    assert not stack and last <= profile["endValue"]
+    return own
+
+
 def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront):
     """tiny0..2 each run well under a microsecond: whole microseconds would
     round their paths to nothing (they were dropped), and the totals with
-    them. In nanoseconds every path is there and the totals are pstats'."""
+    them. In nanoseconds every path is there and the totals are pstats'.
+    speedscope's evented profile gives each function the own time pstats
+    gives it."""
     srv = tracfront(*APP)
     for _ in range(3):
         assert requests.get(srv.url + "wide", timeout=10).status_code == 200
@@ -238,11 +261,12 @@ def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront
     assert names <= leaves | {"app", "wide"}, (names, leaves)
     assert abs(sum(counts) - total_ns) <= 1 + total_ns * 1e-9, (sum(counts), total_ns)
     doc = get_json(srv, "speedscope.json")
-    profile = doc["profiles"][0]
-    assert profile["unit"] == "nanoseconds"
-    assert profile["endValue"] == sum(profile["weights"]) == sum(counts)
-    frames = {f["name"].split(" (")[0] for f in doc["shared"]["frames"]}
-    assert names <= frames, (names, frames)
+    own = speedscope_self_times(doc)
+    assert doc["profiles"][0]["endValue"] == sum(own.values()) == sum(counts)
+    assert {name.split(" (")[0] for name in own} == names, (own, names)
+    for f, v in stats.items():
+        [(name, ns)] = [(n, ns) for n, ns in own.items() if n.split(" (")[0] == f[2]]
+        assert abs(ns - v[2] * 1e9) <= 2, (name, ns, v[2])
 
 
 DOWNLOADS = {"pstats": "tracfront.pstats", "callgrind": "callgrind.out.tracfront",
@@ -409,6 +433,15 @@ def test_a_deep_call_chain_fails_no_page_or_export(tracfront, workers):
     assert [v[:2] for f, v in stats.items() if f[2] == "deep"] == [(1, DEPTH + 1)]
     assert "fn=deep" in get(srv, "callgrind").text
     assert get(srv, "tree").text.count("\tdeep\n") == DEPTH + 1
+    # speedscope is evented: its size grows with the tree, not the depth squared
+    scope = get(srv, "speedscope.json")
+    assert len(scope.content) < 200 * DEPTH
+    own = speedscope_self_times(json.loads(scope.content))
+    assert [n for n in own if n.startswith("deep (")]
+    # collapsed stacks write each path whole (20000 frames on the last line):
+    # past the size limit the export is refused, saying what to use instead
+    r = requests.get(srv.url + "__profile__/collapsed", timeout=60)
+    assert r.status_code == 413 and "speedscope" in r.text, (r.status_code, r.text[:300])
     assert "tracfront_request_duration_seconds" in get(srv, "metrics").text
     assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
     assert srv.alive()
