@@ -25,18 +25,23 @@ void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_
     t->id = new_tree_id();
 }
 
+/* Free everything under n, leaves first: always the first child of a
+ * node, so no stack is needed (see struct prof_walk). */
 static void free_children(struct prof_tree *t, struct prof_node *n)
 {
     struct prof_node *c = n->child;
     while (c) {
-        struct prof_node *next = c->sibling;
-        free_children(t, c);
+        if (c->child) {
+            c = c->child;
+            continue;
+        }
+        struct prof_node *p = c->parent;
+        p->child = c->sibling;
         if (c->label && t->ops)
             t->ops->release(c->label);
         free(c);
-        c = next;
+        c = p->child ? p->child : p != n ? p : NULL;
     }
-    n->child = NULL;
 }
 
 void prof_tree_free(struct prof_tree *t)
@@ -74,6 +79,54 @@ static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent,
     parent->child = c;
     t->nodes++;
     return c;
+}
+
+void prof_walk_children(struct prof_walk *w, const struct prof_node *parent)
+{
+    *w = (struct prof_walk){ .node = parent->child };
+}
+
+void prof_walk_subtree(struct prof_walk *w, const struct prof_node *n)
+{
+    *w = (struct prof_walk){ .node = n, .one = true };
+}
+
+void prof_walk_skip(struct prof_walk *w)
+{
+    w->skip = true;
+}
+
+bool prof_walk_next(struct prof_walk *w)
+{
+    const struct prof_node *n = w->node;
+    if (!n)
+        return false;
+    if (!w->started) {
+        w->started = true;
+        return true;
+    }
+    if (!w->leaving) { /* entering n: go under it, or leave it */
+        if (n->child && !w->skip) {
+            w->node = n->child;
+            w->depth++;
+        } else {
+            w->leaving = true;
+        }
+        w->skip = false;
+        return true;
+    }
+    if (w->depth == 0 && (w->one || !n->sibling)) { /* left the last of the walk */
+        w->node = NULL;
+        return false;
+    }
+    if (n->sibling) {
+        w->node = n->sibling;
+        w->leaving = false;
+    } else { /* the last child left: leave its parent */
+        w->node = n->parent;
+        w->depth--;
+    }
+    return true;
 }
 
 struct prof_node *prof_tree_child(struct prof_tree *t, struct prof_node *parent, const void *key)
@@ -126,28 +179,50 @@ void prof_tree_unwind(struct prof_tree *t, uint64_t now)
 /* Add src's subtrees below dst (NULL: into has no room for them; they are
  * counted as dropped). A node without calls is skipped with its subtree: in
  * a drained tree, a node has calls only if its parent has. With drain, src's
- * counts are zeroed on the way and each node keeps its twin. */
+ * counts are zeroed on the way and each node keeps its twin. Iterative: the
+ * destination of the node entered is cur, or none when it is under nulls
+ * levels that into had no room for. */
 static void merge_children(struct prof_tree *into, struct prof_node *dst, struct prof_node *src,
                            bool drain)
 {
-    for (struct prof_node *c = src->child; c; c = c->sibling) {
-        if (!c->calls)
+    struct prof_node *cur = dst;
+    unsigned nulls = dst ? 0 : 1;
+    bool skipped = false;
+    struct prof_walk w;
+    prof_walk_children(&w, src);
+    while (prof_walk_next(&w)) {
+        struct prof_node *c = (struct prof_node *)w.node;
+        if (w.leaving) { /* back up to the destination of c's parent */
+            if (skipped)
+                skipped = false;
+            else if (nulls)
+                nulls--;
+            else
+                cur = cur->parent;
             continue;
-        struct prof_node *d = !dst ? NULL : drain && c->twin ? c->twin : child_of(into, dst, c->key);
+        }
+        if (!c->calls) {
+            prof_walk_skip(&w);
+            skipped = true;
+            continue;
+        }
+        struct prof_node *d = nulls ? NULL : drain && c->twin ? c->twin : child_of(into, cur, c->key);
         if (d) {
             if (!d->label && c->label && into->ops)
                 d->label = into->ops->copy(c->label);
             d->calls += c->calls;
             d->total_ns += c->total_ns;
             d->inline_ns += c->inline_ns;
-        } else if (into) {
-            into->dropped_calls += c->calls;
+            cur = d;
+        } else {
+            if (into)
+                into->dropped_calls += c->calls;
+            nulls++;
         }
         if (drain) {
             c->twin = d;
             c->calls = c->total_ns = c->inline_ns = 0;
         }
-        merge_children(into, d, c, drain);
     }
 }
 
@@ -159,10 +234,10 @@ void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from)
 
 static void forget_twins(struct prof_node *n)
 {
-    for (struct prof_node *c = n->child; c; c = c->sibling) {
-        c->twin = NULL;
-        forget_twins(c);
-    }
+    struct prof_walk w;
+    prof_walk_children(&w, n);
+    while (prof_walk_next(&w))
+        ((struct prof_node *)w.node)->twin = NULL;
 }
 
 void prof_tree_drain(struct prof_tree *into, struct prof_tree *from)
@@ -308,44 +383,59 @@ static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof
     return &fl->edges[*ix - 1].c;
 }
 
-static void visit(struct flattener *fl, const struct prof_node *parent, bool top)
+/* Count n, the walk having entered it (top: a first-level node). */
+static void visit(struct flattener *fl, const struct prof_node *n, bool top)
 {
-    for (const struct prof_node *n = parent->child; n && !fl->failed; n = n->sibling) {
-        /* Read the counters first: a later insertion may move the map. */
-        size_t *p = pairmap_at(&fl->active, n->key, NULL);
-        size_t key_active = p ? *p : 0, pair_active = 0;
-        if (p && !top) {
-            p = pairmap_at(&fl->active, parent->key, n->key);
-            pair_active = p ? *p : 0;
-        }
-        struct prof_flat_entry *e = p ? entry_for(fl, n) : NULL;
-        struct prof_flat_caller *c = e && !top ? edge_for(fl, n, (size_t)(e - fl->entries)) : NULL;
-        if (!e || (!top && !c)) {
-            fl->failed = true;
-            return;
-        }
-        e->calls += n->calls;
-        e->inline_ns += n->inline_ns;
-        if (key_active)
-            e->reccalls += n->calls;
+    const struct prof_node *parent = n->parent;
+    /* Read the counters first: a later insertion may move the map. */
+    size_t *p = pairmap_at(&fl->active, n->key, NULL);
+    size_t key_active = p ? *p : 0, pair_active = 0;
+    if (p && !top) {
+        p = pairmap_at(&fl->active, parent->key, n->key);
+        pair_active = p ? *p : 0;
+    }
+    struct prof_flat_entry *e = p ? entry_for(fl, n) : NULL;
+    struct prof_flat_caller *c = e && !top ? edge_for(fl, n, (size_t)(e - fl->entries)) : NULL;
+    if (!e || (!top && !c)) {
+        fl->failed = true;
+        return;
+    }
+    e->calls += n->calls;
+    e->inline_ns += n->inline_ns;
+    if (key_active)
+        e->reccalls += n->calls;
+    else
+        e->total_ns += n->total_ns;
+    if (c) {
+        c->calls += n->calls;
+        c->inline_ns += n->inline_ns;
+        if (pair_active)
+            c->reccalls += n->calls;
         else
-            e->total_ns += n->total_ns;
-        if (c) {
-            c->calls += n->calls;
-            c->inline_ns += n->inline_ns;
-            if (pair_active)
-                c->reccalls += n->calls;
-            else
-                c->total_ns += n->total_ns;
-        }
-        /* both slots exist now, so these lookups cannot fail */
-        (*pairmap_at(&fl->active, n->key, NULL))++;
-        if (!top)
-            (*pairmap_at(&fl->active, parent->key, n->key))++;
-        visit(fl, n, false);
-        (*pairmap_at(&fl->active, n->key, NULL))--;
-        if (!top)
-            (*pairmap_at(&fl->active, parent->key, n->key))--;
+            c->total_ns += n->total_ns;
+    }
+}
+
+/* n and its caller are active (on entering n, by +1) or no longer (on
+ * leaving it, by -1). Both slots exist once visit() succeeded on n. */
+static void mark_active(struct flattener *fl, const struct prof_node *n, bool top, int by)
+{
+    *pairmap_at(&fl->active, n->key, NULL) += (size_t)by;
+    if (!top)
+        *pairmap_at(&fl->active, n->parent->key, n->key) += (size_t)by;
+}
+
+/* Every node under root, its function's (and its caller pair's) active
+ * counts telling a recursive call. */
+static void visit_all(struct flattener *fl, const struct prof_node *root)
+{
+    struct prof_walk w;
+    prof_walk_children(&w, root);
+    while (!fl->failed && prof_walk_next(&w)) {
+        if (!w.leaving)
+            visit(fl, w.node, w.depth == 0);
+        if (!fl->failed)
+            mark_active(fl, w.node, w.depth == 0, w.leaving ? -1 : 1);
     }
 }
 
@@ -382,7 +472,7 @@ struct prof_flat *prof_tree_flatten(const struct prof_tree *t)
     struct prof_flat *out = calloc(1, sizeof(*out));
     if (!out)
         return NULL;
-    visit(&fl, &t->root, true);
+    visit_all(&fl, &t->root);
     if (!fl.failed) {
         out->callers_block = calloc(fl.n_edges + 1, sizeof(*out->callers_block));
         out->callees_block = calloc(fl.n_edges + 1, sizeof(*out->callees_block));

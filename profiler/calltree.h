@@ -9,6 +9,7 @@
 #ifndef PROF_CALLTREE_H
 #define PROF_CALLTREE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,6 +69,26 @@ void prof_tree_merge(struct prof_tree *into, const struct prof_tree *from);
  * into the same tree skips the lookups. into NULL: only zero. No calls may be
  * open in from. */
 void prof_tree_drain(struct prof_tree *into, struct prof_tree *from);
+
+/* A walk of a subtree without recursion (a call tree can be as deep as
+ * its node cap, far deeper than a thread's stack allows recursing): it
+ * follows the parent, child and sibling links, and so takes no memory. Each
+ * node is visited twice, entering it and, after everything under it, leaving
+ * it. The tree must not change during the walk. */
+struct prof_walk {
+    const struct prof_node *node; /* the node visited, NULL once done */
+    unsigned depth;               /* 0 for the walk's first level */
+    bool leaving;                 /* false: entering node; true: its subtree is done */
+    bool one, started, skip;      /* (internal) */
+};
+/* Walk the children of parent and everything under them. */
+void prof_walk_children(struct prof_walk *w, const struct prof_node *parent);
+/* Walk n (depth 0) and everything under it, not its siblings. */
+void prof_walk_subtree(struct prof_walk *w, const struct prof_node *n);
+/* Step to the next visit; false at the end. */
+bool prof_walk_next(struct prof_walk *w);
+/* Entering a node: do not go under it (the next visit is its leaving). */
+void prof_walk_skip(struct prof_walk *w);
 
 /* cProfile's flat view. */
 struct prof_flat_caller {

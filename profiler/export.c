@@ -1,10 +1,12 @@
 /* export.c — see export.h. Collapsed stacks and speedscope come straight
- * from the call tree (each path with its inline time, in nanoseconds: whole
- * microseconds rounded the many sub-microsecond paths to nothing);
+ * from the call tree, in nanoseconds (whole microseconds rounded the many
+ * sub-microsecond paths to nothing): collapsed stacks a line per path with
+ * its inline time, speedscope an open and a close event per node;
  * callgrind comes from the flat view, each function with its inline cost
  * and, per callee, the call count and inclusive cost (nanoseconds). */
 #include "profiler/export.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,12 +92,7 @@ struct walk {
     const char **names;          /* the current path, UTF-8 (borrowed from names_owned) */
     PyObject **names_owned;
     size_t depth, cap;
-    /* speedscope: frame index per name, and the samples */
-    PyObject *frame_index;       /* dict name → int */
-    PyObject *frames;            /* list of names */
-    struct prof_text samples, weights;
-    size_t n_samples;
-    uint64_t total_ns;
+    bool too_large;              /* the text passed PROF_COLLAPSED_MAX */
 };
 
 static int push_name(struct walk *w, PyObject *label)
@@ -128,24 +125,7 @@ static void pop_name(struct walk *w)
     Py_DECREF(w->names_owned[--w->depth]);
 }
 
-/* Visit every call path whose last frame has inline time, or ends there
- * (a leaf, however short: every function called shows), with w->names
- * holding the path; emit gets that time in nanoseconds. */
-static void walk_paths(struct walk *w, const struct prof_node *parent,
-                       void (*emit)(struct walk *w, uint64_t ns))
-{
-    for (const struct prof_node *n = parent->child; n && !w->text.failed; n = n->sibling) {
-        if (push_name(w, n->label) < 0) {
-            w->text.failed = true;
-            return;
-        }
-        if (n->inline_ns > 0 || (!n->child && n->calls > 0))
-            emit(w, n->inline_ns);
-        walk_paths(w, n, emit);
-        pop_name(w);
-    }
-}
-
+/* One line: the path in w->names and its time. */
 static void emit_collapsed(struct walk *w, uint64_t ns)
 {
     for (size_t i = 0; i < w->depth; i++) {
@@ -154,92 +134,142 @@ static void emit_collapsed(struct walk *w, uint64_t ns)
         prof_text_escaped(&w->text, w->names[i], PROF_ESC_STACK);
     }
     prof_text_add(&w->text, " %llu\n", (unsigned long long)ns);
+    if (w->text.len > PROF_COLLAPSED_MAX)
+        w->too_large = w->text.failed = true;
 }
 
-static void walk_free(struct walk *w)
+/* A line for every call path whose last frame has inline time, or ends
+ * there (a leaf, however short: every function called shows). */
+static void walk_paths(struct walk *w, const struct prof_node *root)
 {
-    while (w->depth)
-        pop_name(w);
-    free(w->names);
-    free(w->names_owned);
+    struct prof_walk at;
+    prof_walk_children(&at, root);
+    while (!w->text.failed && prof_walk_next(&at)) {
+        const struct prof_node *n = at.node;
+        if (at.leaving) {
+            pop_name(w);
+            continue;
+        }
+        if (push_name(w, n->label) < 0) {
+            w->text.failed = true;
+            return;
+        }
+        if (n->inline_ns > 0 || (!n->child && n->calls > 0))
+            emit_collapsed(w, n->inline_ns);
+    }
 }
 
 char *prof_export_collapsed(const struct prof_tree *t, size_t *len)
 {
     struct walk w = { 0 };
-    walk_paths(&w, &t->root, emit_collapsed);
-    walk_free(&w);
+    walk_paths(&w, &t->root);
+    while (w.depth)
+        pop_name(&w);
+    free(w.names);
+    free(w.names_owned);
     if (!w.text.p && !w.text.failed)
         prof_text_add(&w.text, "%s", ""); /* an empty profile is an empty file */
-    return prof_text_finish_len(&w.text, len);
+    char *out = prof_text_finish_len(&w.text, len);
+    if (w.too_large)
+        errno = EFBIG;
+    return out;
 }
 
 /* --- speedscope ------------------------------------------------------------ */
 
-static long frame_id(struct walk *w, size_t depth)
+/* The frame index of label's name in frames (added if new, its index kept
+ * in index): -1 on out of memory. */
+static long frame_of(PyObject *label, PyObject *index, PyObject *frames)
 {
-    PyObject *name = w->names_owned[depth];
-    PyObject *ix = PyDict_GetItemWithError(w->frame_index, name); /* borrowed */
-    if (ix)
-        return PyLong_AsLong(ix);
-    long id = (long)PyList_GET_SIZE(w->frames);
-    PyObject *v = PyLong_FromLong(id);
-    int rc = v ? PyDict_SetItem(w->frame_index, name, v) : -1;
-    Py_XDECREF(v);
-    if (rc < 0 || PyList_Append(w->frames, name) < 0) {
-        PyErr_Clear();
-        return -1;
+    PyObject *name = prof_frame_name(label); /* new ref */
+    PyObject *ix = name ? PyDict_GetItemWithError(index, name) : NULL; /* borrowed */
+    long id = ix ? PyLong_AsLong(ix) : (long)PyList_GET_SIZE(frames);
+    if (name && !ix && !PyErr_Occurred()) {
+        PyObject *v = PyLong_FromLong(id);
+        if (!v || PyDict_SetItem(index, name, v) < 0 || PyList_Append(frames, name) < 0)
+            id = -1;
+        Py_XDECREF(v);
     }
+    if (!name || PyErr_Occurred())
+        id = -1;
+    Py_XDECREF(name);
+    PyErr_Clear();
     return id;
 }
 
-static void emit_speedscope(struct walk *w, uint64_t ns)
+/* A frame open on the walk's path: its frame index, when it opened, and
+ * where its next child opens (after the children so far). */
+struct open_frame {
+    long frame;
+    uint64_t at, next_child_at;
+};
+
+/* The tree as speedscope's evented profile, on a made-up timeline: each
+ * node opens where its previous sibling closed (its parent's opening for
+ * the first) and stays open for its inclusive time, so its own time is its
+ * inline time. One open and one close event per node: linear in the tree. */
+static uint64_t add_events(struct prof_text *events, const struct prof_tree *t, PyObject *index,
+                           PyObject *frames)
 {
-    prof_text_add(&w->samples, "%s[", w->n_samples ? "," : "");
-    for (size_t i = 0; i < w->depth; i++) {
-        long id = frame_id(w, i);
-        if (id < 0)
-            w->text.failed = true;
-        prof_text_add(&w->samples, "%s%ld", i ? "," : "", id);
+    struct open_frame *path = NULL, root = { 0 };
+    size_t cap = 0;
+    struct prof_walk w;
+    prof_walk_children(&w, &t->root);
+    while (!events->failed && prof_walk_next(&w)) {
+        if (w.depth >= cap) {
+            size_t c = cap ? cap * 2 : 64;
+            struct open_frame *p = realloc(path, c * sizeof(*p));
+            if (!p) {
+                events->failed = true;
+                break;
+            }
+            path = p, cap = c;
+        }
+        struct open_frame *f = &path[w.depth], *parent = w.depth ? &path[w.depth - 1] : &root;
+        if (!w.leaving) {
+            f->frame = frame_of(w.node->label, index, frames);
+            f->at = f->next_child_at = parent->next_child_at;
+            events->failed |= f->frame < 0;
+            prof_text_add(events, "%s{\"type\":\"O\",\"frame\":%ld,\"at\":%llu}",
+                          events->len ? "," : "", f->frame, (unsigned long long)f->at);
+            continue;
+        }
+        uint64_t close = f->at + w.node->total_ns; /* never before its children closed */
+        if (close < f->next_child_at)
+            close = f->next_child_at;
+        prof_text_add(events, ",{\"type\":\"C\",\"frame\":%ld,\"at\":%llu}", f->frame,
+                      (unsigned long long)close);
+        parent->next_child_at = close;
     }
-    prof_text_add(&w->samples, "]");
-    prof_text_add(&w->weights, "%s%llu", w->n_samples ? "," : "", (unsigned long long)ns);
-    w->n_samples++;
-    w->total_ns += ns;
+    free(path);
+    return root.next_child_at;
 }
 
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len)
 {
-    struct walk w = { 0 };
-    w.frame_index = PyDict_New();
-    w.frames = PyList_New(0);
-    if (!w.frame_index || !w.frames)
-        w.text.failed = true;
-    else
-        walk_paths(&w, &t->root, emit_speedscope);
-    walk_free(&w);
-    prof_text_add(&w.text, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
-                           "\"exporter\":\"tracfront\",\"name\":\"tracfront profile\","
-                           "\"shared\":{\"frames\":[");
-    for (Py_ssize_t i = 0; w.frames && i < PyList_GET_SIZE(w.frames); i++) {
-        const char *name = PyUnicode_AsUTF8(PyList_GET_ITEM(w.frames, i));
-        prof_text_add(&w.text, "%s{\"name\":\"", i ? "," : "");
-        prof_text_escaped(&w.text, name ? name : "?", PROF_ESC_JSON);
-        prof_text_add(&w.text, "\"}");
+    struct prof_text out = { 0 }, events = { 0 };
+    PyObject *index = PyDict_New(), *frames = PyList_New(0); /* new refs */
+    uint64_t end = index && frames ? add_events(&events, t, index, frames) : 0;
+    out.failed = !index || !frames || events.failed;
+    prof_text_add(&out, "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\","
+                        "\"exporter\":\"tracfront\",\"name\":\"tracfront profile\","
+                        "\"shared\":{\"frames\":[");
+    for (Py_ssize_t i = 0; frames && i < PyList_GET_SIZE(frames); i++) {
+        const char *name = PyUnicode_AsUTF8(PyList_GET_ITEM(frames, i));
+        prof_text_add(&out, "%s{\"name\":\"", i ? "," : "");
+        prof_text_escaped(&out, name ? name : "?", PROF_ESC_JSON);
+        prof_text_add(&out, "\"}");
     }
-    prof_text_add(&w.text, "]},\"profiles\":[{\"type\":\"sampled\",\"name\":\"accumulated\","
-                           "\"unit\":\"nanoseconds\",\"startValue\":0,\"endValue\":%llu,"
-                           "\"samples\":[%s],\"weights\":[%s]}]}\n",
-                  (unsigned long long)w.total_ns, w.samples.p ? w.samples.p : "",
-                  w.weights.p ? w.weights.p : "");
-    if (w.samples.failed || w.weights.failed)
-        w.text.failed = true;
-    free(w.samples.p);
-    free(w.weights.p);
-    Py_XDECREF(w.frame_index);
-    Py_XDECREF(w.frames);
+    prof_text_add(&out, "]},\"profiles\":[{\"type\":\"evented\",\"name\":\"accumulated\","
+                        "\"unit\":\"nanoseconds\",\"startValue\":0,\"endValue\":%llu,"
+                        "\"events\":[", (unsigned long long)end);
+    prof_text_put(&out, events.p ? events.p : "", events.len);
+    prof_text_add(&out, "]}]}\n");
+    free(events.p);
+    Py_XDECREF(index);
+    Py_XDECREF(frames);
     PyErr_Clear();
-    return prof_text_finish_len(&w.text, len);
+    return prof_text_finish_len(&out, len);
 }
 
 /* --- callgrind ----------------------------------------------------------- */

@@ -2,7 +2,7 @@
  * read: collapsed stacks (flamegraph.pl), speedscope JSON, and callgrind
  * (KCachegrind, QCachegrind, callgrind_annotate). pstats lives in hook.c.
  * Labels are Python objects, so every function here runs with the GIL held;
- * results are malloc'd text, NULL on error. */
+ * results are malloc'd text, NULL on error (errno EFBIG: too large). */
 #ifndef PROF_EXPORT_H
 #define PROF_EXPORT_H
 
@@ -32,7 +32,12 @@ void prof_label_text_free(struct prof_label_text *lt);
  * valid Unicode are backslash-escaped, as in prof_label_text). */
 PyObject *prof_frame_name(PyObject *label);
 
+/* Collapsed stacks write every path whole, so their size grows with the
+ * depth squared (one 5000-deep request: 325 MB). Past this size the export
+ * stops: NULL with errno EFBIG. */
+#define PROF_COLLAPSED_MAX ((size_t)64 << 20)
 char *prof_export_collapsed(const struct prof_tree *t, size_t *len);
+/* speedscope's evented profile: an open and a close event per node. */
 char *prof_export_speedscope(const struct prof_tree *t, size_t *len);
 char *prof_export_callgrind(const struct prof_tree *t, size_t *len);
 

@@ -1,6 +1,9 @@
 /* flame.c — see flame.h. Two walks: the first numbers nodes in preorder to
  * find the zoomed one, the second draws from it. Frames under half a pixel
- * are not drawn (their time still counts in their parent's width). */
+ * are not drawn (their time still counts in their parent's width), nor
+ * frames past MAX_ROWS deep: the page says so, and zooming in on a frame of
+ * the last rows draws what is under it. Neither walk recurses (a call tree
+ * can be as deep as its node cap). */
 #include "profiler/flame.h"
 
 #include <stdlib.h>
@@ -11,27 +14,38 @@
 
 #define WIDTH 1200.0
 #define ROW 17
+#define MAX_ROWS 1000
 
 struct flame {
     struct prof_text out;
     const char *base_href;
     double scale;              /* px per ns */
-    unsigned long next_id;
     unsigned max_depth;
+    bool cut;                  /* a frame wide enough to draw was past MAX_ROWS */
+    double *x_at;              /* MAX_ROWS + 1: where the next frame at each depth starts */
 };
 
-/* Preorder numbering (1-based): the node with number want, or NULL. */
-static const struct prof_node *find(const struct prof_node *parent, unsigned long want,
-                                    unsigned long *next)
+/* The node with preorder number want (1-based) under root, or NULL. */
+static const struct prof_node *find(const struct prof_node *root, unsigned long want)
 {
-    for (const struct prof_node *n = parent->child; n; n = n->sibling) {
-        if (++*next == want)
-            return n;
-        const struct prof_node *hit = find(n, want, next);
-        if (hit)
-            return hit;
-    }
+    unsigned long id = 0;
+    struct prof_walk w;
+    prof_walk_children(&w, root);
+    while (prof_walk_next(&w))
+        if (!w.leaving && ++id == want)
+            return w.node;
     return NULL;
+}
+
+/* How many nodes n's subtree holds, n included. */
+static unsigned long subtree_size(const struct prof_node *n)
+{
+    unsigned long k = 0;
+    struct prof_walk w;
+    prof_walk_subtree(&w, n);
+    while (prof_walk_next(&w))
+        k += !w.leaving;
+    return k;
 }
 
 static unsigned hue_of(const char *s)
@@ -42,24 +56,10 @@ static unsigned hue_of(const char *s)
     return h;
 }
 
-static unsigned long subtree_size(const struct prof_node *n)
+/* One frame: n at depth, x, w pixels wide, preorder number id. */
+static void draw_frame(struct flame *f, const struct prof_node *n, double x, double w,
+                       unsigned depth, unsigned long id, uint64_t total_ns)
 {
-    unsigned long k = 1;
-    for (const struct prof_node *c = n->child; c; c = c->sibling)
-        k += subtree_size(c);
-    return k;
-}
-
-/* Draw n (preorder number id) and what it calls; returns the number of
- * nodes in its subtree, drawn or not, so siblings keep their numbers. */
-static unsigned long draw(struct flame *f, const struct prof_node *n, double x, unsigned depth,
-                          unsigned long id, uint64_t total_ns)
-{
-    double w = (double)n->total_ns * f->scale;
-    if (w < 0.5)
-        return subtree_size(n);
-    if (depth > f->max_depth)
-        f->max_depth = depth;
     struct prof_label_text lt; /* the short name, written in the frame */
     prof_label_text(n->label, &lt);
     PyObject *lname = prof_frame_name(n->label);
@@ -90,21 +90,37 @@ static unsigned long draw(struct flame *f, const struct prof_node *n, double x, 
     prof_text_add(&f->out, "</g></a>\n");
     prof_label_text_free(&lt);
     Py_XDECREF(lname);
-    double cx = x;
-    unsigned long size = 1;
-    for (const struct prof_node *c = n->child; c; c = c->sibling) {
-        size += draw(f, c, cx, depth + 1, id + size, total_ns);
-        cx += (double)c->total_ns * f->scale;
+}
+
+/* Draw the nodes w walks, the first numbered id; every node is numbered,
+ * drawn or not, so that the numbers are the tree's preorder. */
+static void draw(struct flame *f, struct prof_walk *w, unsigned long id, uint64_t total_ns)
+{
+    f->x_at[0] = 0;
+    for (; prof_walk_next(w); id += !w->leaving) {
+        if (w->leaving)
+            continue;
+        const struct prof_node *n = w->node;
+        double width = (double)n->total_ns * f->scale, x = f->x_at[w->depth];
+        f->x_at[w->depth] += width; /* its next sibling's place */
+        if (width < 0.5 || w->depth >= MAX_ROWS) {
+            f->cut |= width >= 0.5;
+            prof_walk_skip(w);
+            id += subtree_size(n) - 1;
+            continue;
+        }
+        if (w->depth > f->max_depth)
+            f->max_depth = w->depth;
+        draw_frame(f, n, x, width, w->depth, id, total_ns);
+        f->x_at[w->depth + 1] = x; /* its first child's */
     }
-    return size;
 }
 
 char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char *base_href,
                       size_t *len)
 {
     struct flame f = { .base_href = base_href };
-    unsigned long counter = 0;
-    const struct prof_node *top = zoom ? find(&t->root, zoom, &counter) : NULL;
+    const struct prof_node *top = zoom ? find(&t->root, zoom) : NULL;
     uint64_t total = 0;
     if (top)
         total = top->total_ns;
@@ -125,19 +141,24 @@ char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char 
     f.scale = WIDTH / (double)total;
     struct prof_text frames = f.out;
     f.out = (struct prof_text){ 0 };
-    if (top) {
-        draw(&f, top, 0, 0, zoom, total);
-    } else {
-        double x = 0;
-        unsigned long id = 1;
-        for (const struct prof_node *c = t->root.child; c; c = c->sibling) {
-            id += draw(&f, c, x, 0, id, total);
-            x += (double)c->total_ns * f.scale;
-        }
-    }
+    f.x_at = calloc(MAX_ROWS + 1, sizeof(*f.x_at));
+    struct prof_walk w;
+    if (top)
+        prof_walk_subtree(&w, top);
+    else
+        prof_walk_children(&w, &t->root);
+    if (f.x_at)
+        draw(&f, &w, top ? zoom : 1, total);
+    else
+        f.out.failed = true;
+    free(f.x_at);
     prof_text_add(&frames, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%u\" "
                            "font-family=\"monospace\" font-size=\"11\">\n%s</svg>\n",
                   WIDTH, (f.max_depth + 1) * ROW, f.out.p ? f.out.p : "");
+    if (f.cut)
+        prof_text_add(&frames, "<p>Frames deeper than the %d rows drawn are not shown: click a "
+                               "frame in the last rows to zoom in to what is under it.</p>\n",
+                      MAX_ROWS);
     if (f.out.failed)
         frames.failed = true;
     free(f.out.p);

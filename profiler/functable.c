@@ -2,7 +2,6 @@
  * tree; names follow pstats (file:line(function), built-ins as {name}). */
 #include "profiler/functable.h"
 
-#include <regex.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +63,12 @@ static void form_decode(const char *src, size_t n, char *dst, size_t cap)
     dst[o] = 0;
 }
 
+/* Is the query key p (klen bytes) name? */
+static bool key_is(const char *p, size_t klen, const char *name)
+{
+    return klen == strlen(name) && !strncmp(p, name, klen);
+}
+
 void prof_view_parse(struct prof_view *v, const char *query)
 {
     memset(v, 0, sizeof(*v));
@@ -88,11 +93,11 @@ void prof_view_parse(struct prof_view *v, const char *query)
             else if (klen == 5 && !strncmp(p, "limit", 5)) {
                 long l = strtol(value, NULL, 10);
                 v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
-            } else if (klen == 6 && !strncmp(p, "filter", 6))
+            } else if (key_is(p, klen, "filter") || key_is(p, klen, "filename"))
                 snprintf(v->filter, sizeof(v->filter), "%s", value);
             else if (klen == 4 && !strncmp(p, "zoom", 4))
                 v->zoom = strtoul(value, NULL, 10);
-            else if (klen == 8 && !strncmp(p, "fullpath", 8))
+            else if (key_is(p, klen, "fullpath") || key_is(p, klen, "fulldirs"))
                 v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
         }
         p += n;
@@ -359,14 +364,49 @@ struct selection {
     const struct prof_flat_entry **members; /* the rows' members */
     size_t shown, matched;
     bool bad_filter, ok;
+    char why[160];                         /* with bad_filter: what Python's re said */
 };
+
+/* The view's filter compiled with Python's re, as pstats and repoze.profile
+ * read it: a new ref, or NULL with sel->why saying why (no exception left). */
+static PyObject *compile_filter(struct selection *sel, const char *filter)
+{
+    PyObject *re = PyImport_ImportModule("re"); /* new ref */
+    PyObject *pattern = re ? PyObject_CallMethod(re, "compile", "s", filter) : NULL;
+    Py_XDECREF(re);
+    if (!pattern) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyObject *text = value ? PyObject_Str(value) : NULL; /* new ref */
+        const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+        snprintf(sel->why, sizeof(sel->why), "%s", utf8 ? utf8 : "?");
+        Py_XDECREF(text);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        PyErr_Clear();
+    }
+    return pattern;
+}
+
+/* Does pattern (NULL: no filter) find a match in name? */
+static bool filter_matches(PyObject *pattern, const char *name)
+{
+    if (!pattern)
+        return true;
+    PyObject *m = PyObject_CallMethod(pattern, "search", "s", name); /* new ref */
+    bool found = m && m != Py_None;
+    Py_XDECREF(m);
+    PyErr_Clear();
+    return found;
+}
 
 /* Name every entry that passes the filter into sel->rows, merge the names
  * and sort the rows for the view. -1 on out of memory or a bad filter. */
 static int select_rows(struct selection *sel, const struct prof_view *v)
 {
-    regex_t re;
-    sel->bad_filter = v->filter[0] && regcomp(&re, v->filter, REG_EXTENDED | REG_NOSUB) != 0;
+    PyObject *pattern = v->filter[0] ? compile_filter(sel, v->filter) : NULL; /* new ref */
+    sel->bad_filter = v->filter[0] && !pattern;
     if (sel->bad_filter)
         return -1;
     size_t n_entries = sel->flat->n_entries, n = 0;
@@ -376,13 +416,12 @@ static int select_rows(struct selection *sel, const struct prof_view *v)
     for (size_t i = 0; ok && i < n_entries; i++) {
         struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
         ok = name_row(&r, r.e->label, v->fullpath) == 0;
-        if (ok && v->filter[0] && regexec(&re, r.full, 0, NULL, 0) != 0)
+        if (ok && !filter_matches(pattern, r.full))
             free_row_names(&r);
         else if (ok)
             sel->rows[n++] = r;
     }
-    if (v->filter[0])
-        regfree(&re);
+    Py_XDECREF(pattern);
     if (ok)
         n = merge_same_names(sel->rows, n, sel->members);
     sel->matched = n; /* what selection_free frees, also on failure */
@@ -443,15 +482,17 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
     prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
                         "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
-                        "<input type=hidden name=fullpath value=\"%d\">Filter (regex on "
-                        "file:line(function)): <input name=filter size=40 value=\"",
+                        "<input type=hidden name=fullpath value=\"%d\">Filter (Python regex "
+                        "on file:line(function)): <input name=filter size=40 value=\"",
                   v->sort, v->mode, v->limit, v->fullpath);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
     prof_text_add(&out, "\"> <button>Apply</button></form>\n");
-    if (sel.bad_filter || v->bad_sort) {
-        prof_text_add(&out, "<p><b>%s</b></p>\n", sel.bad_filter
-                      ? "The filter is not a valid regular expression."
-                      : "Unknown sort key: use " SORT_KEYS_TEXT ".");
+    if (sel.bad_filter) {
+        prof_text_add(&out, "<p><b>The filter is not a valid regular expression (Python's re): ");
+        prof_text_escaped(&out, sel.why, PROF_ESC_HTML);
+        prof_text_add(&out, ".</b></p>\n");
+    } else if (v->bad_sort) {
+        prof_text_add(&out, "<p><b>Unknown sort key: use " SORT_KEYS_TEXT ".</b></p>\n");
     } else {
         const struct row *rows = sel.rows;
         prof_dropped_note(&out, t);
@@ -519,7 +560,10 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     const struct row *rows = sel.rows;
     *bad_view = sel.bad_filter || v->bad_sort;
     if (sel.bad_filter) {
-        prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression\"}\n");
+        prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression "
+                            "(Python's re): ");
+        prof_text_escaped(&out, sel.why, PROF_ESC_JSON);
+        prof_text_add(&out, "\"}\n");
     } else if (v->bad_sort) {
         prof_text_add(&out, "{\"error\":\"unknown sort key: use " SORT_KEYS_TEXT "\"}\n");
     } else {

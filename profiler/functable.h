@@ -1,8 +1,8 @@
 /* functable.h — the function table of the profile page, as repoze.profile
  * and pstats show it: ncalls (total/primitive), tottime, percall, cumtime,
- * percall, file:line(function); sorted, limited, filtered by a regular
- * expression, with callers or callees per function. The view comes from the
- * query string (GET links). GIL held: labels are Python objects. */
+ * percall, file:line(function); sorted, limited, filtered by a Python
+ * regular expression (re.search, as pstats' print_stats), with callers or
+ * callees per function. The view comes from the query string (GET links). GIL held: labels are Python objects. */
 #ifndef PROF_FUNCTABLE_H
 #define PROF_FUNCTABLE_H
 
@@ -18,7 +18,7 @@ struct prof_view {
     char sort[16];      /* time, cumulative, calls, pcalls, name, file, line, nfl, stdname */
     bool bad_sort;      /* the query named a sort key that is none of those (nor an alias) */
     unsigned limit;     /* rows, default 50 */
-    char filter[256];   /* POSIX extended regex on "file:line(function)", "" = all */
+    char filter[256];   /* Python re, searched in "file:line(function)", "" = all */
     bool fullpath;
     char mode[8];       /* stats, callers, callees */
     unsigned long zoom; /* flame graph: preorder node number, 0 = all */
@@ -26,7 +26,9 @@ struct prof_view {
 
 /* Read a view from a raw query string. pstats' names for the sort keys
  * (tottime, cumtime, ncalls, filename, module) become ours; an unknown sort
- * key sets bad_sort; other unknown or bad values fall back to the defaults. */
+ * key sets bad_sort; other unknown or bad values fall back to the defaults.
+ * repoze.profile's names filename (the filter) and fulldirs (fullpath) are
+ * taken too. */
 void prof_view_parse(struct prof_view *v, const char *query);
 
 /* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An

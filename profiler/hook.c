@@ -4,6 +4,7 @@
  * references released under the GIL. */
 #include "profiler/hook.h"
 
+#include <errno.h>
 #include <marshal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,9 +533,11 @@ char *prof_hook_export(const char *format, size_t *len)
         const struct prof_tree *t = accumulated_tree();
         bool empty = !t->root.child && strcmp(format, "tree") != 0;
         char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
+        int why = errno; /* EFBIG: too large (export.h) */
         if (empty && out)
             *len = 0;
         PyGILState_Release(g);
+        errno = why;
         return out;
     }
     return NULL;

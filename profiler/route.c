@@ -1,8 +1,11 @@
-/* route.c — route keys (see route.h). Only the path is looked at; percent
- * escapes are left as sent, since the key only groups requests. */
+/* route.c — route keys (see route.h). Only the path is looked at. A path
+ * may be sent raw or percent-encoded (a browser encodes é, curl need not):
+ * escapes of bytes that mean nothing in a path (unreserved and non-ASCII)
+ * are decoded, so both are one route; other escapes stay, in upper case. */
 #include "profiler/route.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 static bool is_hex(char c)
@@ -32,6 +35,40 @@ static bool is_id(const char *s, size_t n)
     return n == 36 && dashes == 4;                 /* UUID */
 }
 
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Copy the segment s[0..n) into out[0..room), escapes decoded as the file
+ * comment says. Returns its length there, or SIZE_MAX if it does not fit. */
+static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        char put[3] = { s[i] };
+        size_t k = 1;
+        int hi, lo;
+        if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
+            (lo = hex_value(s[i + 2])) >= 0) {
+            unsigned char b = (unsigned char)(hi * 16 + lo), letter = b | 0x20;
+            if (b >= 0x80 || (b >= '0' && b <= '9') || (letter >= 'a' && letter <= 'z') ||
+                (b && strchr("-._~", b)))
+                put[0] = (char)b; /* unreserved or not ASCII: the byte itself */
+            else
+                put[0] = '%', put[1] = hex[hi], put[2] = hex[lo], k = 3;
+            i += 2;
+        }
+        if (o + k > room)
+            return SIZE_MAX;
+        memcpy(out + o, put, k);
+        o += k;
+    }
+    return o;
+}
+
 size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
 {
     if (cap == 0)
@@ -51,15 +88,15 @@ size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
         }
         while (i < len && target[i] != '/')
             i++;
-        const char *seg = target + start;
-        size_t n = i - start;
-        if (is_id(seg, n)) {
-            seg = ":id";
+        size_t room = cap - 1 - o, n = copy_segment(target + start, i - start, out + o, room);
+        if (n == SIZE_MAX)
+            break;
+        if (is_id(out + o, n)) {
+            if (room < 3)
+                break;
+            memcpy(out + o, ":id", 3);
             n = 3;
         }
-        if (o + n >= cap)
-            break;
-        memcpy(out + o, seg, n);
         o += n;
     }
     if (o == 0 && cap > 1)

@@ -27,14 +27,18 @@ static void add_label(struct prof_text *t, PyObject *label)
     prof_label_text_free(&lt);
 }
 
-static void dump_children(struct prof_text *t, const struct prof_node *parent, unsigned depth)
+static void dump_children(struct prof_text *t, const struct prof_node *root)
 {
-    for (const struct prof_node *n = parent->child; n; n = n->sibling) {
-        prof_text_add(t, "%u\t%llu\t%llu\t%llu\t", depth, (unsigned long long)n->calls,
+    struct prof_walk w;
+    prof_walk_children(&w, root);
+    while (prof_walk_next(&w)) {
+        const struct prof_node *n = w.node;
+        if (w.leaving)
+            continue;
+        prof_text_add(t, "%u\t%llu\t%llu\t%llu\t", w.depth + 1, (unsigned long long)n->calls,
                       (unsigned long long)n->total_ns, (unsigned long long)n->inline_ns);
         add_label(t, n->label);
         prof_text_add(t, "\n");
-        dump_children(t, n, depth + 1);
     }
 }
 
@@ -42,7 +46,7 @@ char *prof_tree_dump(const struct prof_tree *t, size_t *len)
 {
     struct prof_text text = { 0 };
     prof_text_add(&text, DUMP_HEADER "dropped\t%llu\n", (unsigned long long)t->dropped_calls);
-    dump_children(&text, &t->root, 1);
+    dump_children(&text, &t->root);
     return prof_text_finish_len(&text, len);
 }
 

@@ -11,6 +11,7 @@
  * process's registry, so a page never renders one half rebuilt. */
 #include "proxy/front_profile.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -385,7 +386,9 @@ static char *front_export(const char *format, size_t *len)
     pthread_mutex_lock(&merge_lock);
     merge_trees();
     char *out = prof_hook_export(format, len);
+    int why = errno; /* EFBIG: too large */
     pthread_mutex_unlock(&merge_lock);
+    errno = why;
     return out;
 }
 

@@ -6,10 +6,12 @@
  * (the controls do, on the Python side). */
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "proxy/cidr.h"
@@ -59,18 +61,44 @@ int tf_profile_allow_init(struct tf_server *server, const struct tf_config *cfg,
     return 0;
 }
 
-/* A POST that changes the profiler must come from the profiler's own page:
- * browsers send Origin (or Sec-Fetch-Site) on cross-site form posts. */
+/* Does authority (host[:port], len bytes) name the same place as the
+ * header value want (Host, or the first of X-Forwarded-Host's list)? Hosts
+ * are case-insensitive; a scheme's default port may be written or not. */
+static bool same_authority(const char *authority, size_t len, const char *default_port,
+                           const char *want)
+{
+    if (!want)
+        return false;
+    size_t want_len = strcspn(want, ","), port_len = strlen(default_port);
+    while (want_len && want[want_len - 1] == ' ')
+        want_len--;
+    if (len > port_len && !memcmp(authority + len - port_len, default_port, port_len))
+        len -= port_len;
+    if (want_len > port_len && !memcmp(want + want_len - port_len, default_port, port_len))
+        want_len -= port_len;
+    return len == want_len && !strncasecmp(authority, want, len);
+}
+
+/* A POST that changes the profiler must come from the profiler's own page.
+ * A browser that sends Sec-Fetch-Site says so itself (same-origin, or none
+ * for what the user typed). Else its Origin, if any, must be this server as
+ * the browser reached it: the Host, or the X-Forwarded-Host a reverse proxy
+ * that rewrites Host passes on, over http or https (TLS in front). */
 static bool same_origin(const struct tf_request *req)
 {
     const char *site = tf_request_header(req, "Sec-Fetch-Site");
-    if (site && strcmp(site, "same-origin") != 0 && strcmp(site, "none") != 0)
-        return false;
+    if (site)
+        return !strcmp(site, "same-origin") || !strcmp(site, "none");
     const char *origin = tf_request_header(req, "Origin");
     if (!origin)
         return true;
-    const char *host = tf_request_header(req, "Host");
-    return host && !strncmp(origin, "http://", 7) && !strcmp(origin + 7, host);
+    bool tls = !strncmp(origin, "https://", 8);
+    if (!tls && strncmp(origin, "http://", 7) != 0)
+        return false;
+    const char *authority = origin + (tls ? 8 : 7), *port = tls ? ":443" : ":80";
+    size_t len = strlen(authority);
+    return same_authority(authority, len, port, tf_request_header(req, "Host")) ||
+           same_authority(authority, len, port, tf_request_header(req, "X-Forwarded-Host"));
 }
 
 /* body (malloc'd, taken) as a report; filename: an export, downloaded
@@ -360,7 +388,14 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
             continue;
         size_t n = 0;
+        errno = 0;
         char *body = p->export(exports[i].format, &n);
+        if (!body && errno == EFBIG)
+            return tf_server_reply(req, 413, "This export would pass its size limit: collapsed "
+                                   "stacks write each call path whole on every line, so deep "
+                                   "stacks grow with their depth squared. speedscope.json (it "
+                                   "grows with the call tree), pstats and callgrind hold the same "
+                                   "profile; or Clear and profile again.", false);
         if (body && n == 0) { /* nothing profiled: no export a tool could load */
             free(body);
             return tf_server_reply(req, 404, "Nothing has been profiled yet: start function "

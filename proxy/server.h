@@ -89,7 +89,8 @@ void tf_server_stop(struct tf_server *server);
 struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
-    char *(*export)(const char *format, size_t *len); /* malloc'd, or NULL */
+    /* malloc'd, or NULL (errno EFBIG: past the format's size limit) */
+    char *(*export)(const char *format, size_t *len);
     /* *bad_view: the query's filter or sort is invalid (the JSON says which) */
     char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,
                    bool *bad_view);

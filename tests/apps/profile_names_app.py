@@ -11,8 +11,10 @@ per path, for tests/integration/test_profile_exports.py:
 /control     a newline and a tab in a function name, a newline in a file name
 /wide        many tiny functions, each well under a microsecond
 /many?N      N distinct functions (made once per N), each called once
+/deep?N      one call chain N frames deep (the recursion limit raised for it)
 """
 import os
+import sys
 
 
 def café():
@@ -87,6 +89,10 @@ def many(n):
         f()
 
 
+def deep(n):
+    return deep(n - 1) + 1 if n else 0
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/cafe":
@@ -109,6 +115,9 @@ def app(environ, start_response):
         wide()
     elif path == "/many":
         many(int(environ["QUERY_STRING"]))
+    elif path == "/deep":
+        sys.setrecursionlimit(200000)
+        deep(int(environ["QUERY_STRING"]))
     body = b"ok\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

@@ -200,13 +200,10 @@ def test_collapsed_stacks_for_flamegraph(tracfront):
 def test_speedscope_json(tracfront):
     srv = profiled(tracfront)
     doc = requests.get(srv.url + "__profile__/speedscope.json", timeout=30).json()
-    frames = doc["shared"]["frames"]
-    prof = doc["profiles"][0]
-    assert prof["type"] == "sampled" and prof["unit"] == "nanoseconds"
-    assert len(prof["samples"]) == len(prof["weights"]) > 0
-    assert all(0 <= i < len(frames) for s in prof["samples"] for i in s)
-    assert prof["endValue"] == sum(prof["weights"])
-    assert any(f["name"].startswith("fib (") for f in frames)
+    from test_profile_exports import speedscope_self_times  # checks the events' order
+    own = speedscope_self_times(doc)
+    assert doc["profiles"][0]["endValue"] == sum(own.values()) > 0
+    assert any(name.startswith("fib (") for name in own)
 
 
 def test_callgrind_annotate_reads_the_export(tracfront, tmp_path):
@@ -436,3 +433,65 @@ def test_pstats_sort_names_are_understood(tracfront):
         assert "Unknown sort key" in page
     r = requests.get(srv.url + "__profile__/api/functions", params={"filter": "("}, timeout=30)
     assert r.status_code == 400 and "filter" in r.json()["error"], r.text
+
+
+PROXY_CONF = """\
+user root;
+worker_processes 1;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log info;
+events { worker_connections 64; }
+http {
+    access_log %(dir)s/access.log;
+    client_body_temp_path %(dir)s/client_body;
+    proxy_temp_path %(dir)s/proxy;
+    fastcgi_temp_path %(dir)s/fastcgi;
+    uwsgi_temp_path %(dir)s/uwsgi;
+    scgi_temp_path %(dir)s/scgi;
+    server {
+        listen 127.0.0.1:%(port)d;
+        location / { proxy_pass http://127.0.0.1:%(upstream)d; }
+        location /fwd/ {
+            proxy_pass http://127.0.0.1:%(upstream)d/;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }
+    }
+}
+"""
+
+
+def test_controls_behind_a_reverse_proxy_and_tls(tracfront, tmp_path):
+    """Behind nginx (proxy_pass without proxy_set_header Host, so the Host
+    tracfront sees is its own address while the browser's Origin is nginx's)
+    Start was refused as cross-site; so was any https Origin. A browser's
+    Sec-Fetch-Site decides when sent; else Origin must name Host or
+    X-Forwarded-Host, either scheme. Cross-site posts are still refused."""
+    nginx_upstream = pytest.importorskip("test_nginx_upstream")
+    if nginx_upstream.NGINX is None:
+        pytest.skip("nginx not installed")
+    srv = tracfront("--app", "profiled_app:app")
+    proxy = nginx_upstream.Nginx(tmp_path / "nginx", tmp_path)
+    with open(proxy.conf, "w") as f:
+        f.write(PROXY_CONF % {"dir": proxy.dir, "port": proxy.port, "upstream": srv.port})
+    proxy.start()
+    try:
+        def start(base, **headers):
+            return requests.post(base + "/__profile__/start", headers=headers,
+                                 allow_redirects=False, timeout=10).status_code
+        assert start(proxy.url, Origin=proxy.url, **{"Sec-Fetch-Site": "same-origin"}) == 303
+        assert start(proxy.url + "/fwd", Origin=proxy.url) == 303  # X-Forwarded-Host
+        assert start(proxy.url + "/fwd", Origin=proxy.url.replace("http:", "https:")) == 303
+        # nothing tells the Origin is nginx's own: refused
+        assert start(proxy.url, Origin=proxy.url) == 403
+        for headers in ({"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"},
+                        {"Origin": proxy.url, "Sec-Fetch-Site": "same-site"},
+                        {"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Origin": proxy.url + ".evil.example"}):
+            assert start(proxy.url + "/fwd", **headers) == 403, headers
+            assert start(proxy.url, **headers) == 403, headers
+    finally:
+        proxy.stop()
+    direct = srv.url.rstrip("/")
+    assert start(direct, Origin=direct.replace("http:", "https:")) == 303  # TLS in front
+    assert start(direct, Origin=direct + "0") == 403
+    assert start(direct, Origin="https://evil.example") == 403

@@ -181,3 +181,20 @@ def test_not_found_scan_does_not_take_the_route_slots(tracfront, tmp_path):
     assert routes[("(not found)", "wsgi")]["count"] == 20
     assert not any(route.startswith("/scan") for route, _ in routes), sorted(routes)
     assert ("(other)", "wsgi") not in routes
+
+
+def test_a_percent_encoded_path_is_the_same_route(tracfront):
+    """/café sent raw (UTF-8) and as /caf%C3%A9 (what a browser sends) are one
+    route and one /metrics series, as they are one path to the app."""
+    srv = tracfront(*APP)
+    for target in ("/caf%C3%A9".encode(), "/caf%c3%a9".encode(), "/café".encode(), b"/%7Ehello"):
+        answer = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 "), answer[:100]
+    routes = latency(srv, settle=("/café", 3))
+    assert routes[("/café", "wsgi")]["count"] == 3, routes.keys()
+    assert ("/~hello", "wsgi") in routes, routes.keys()
+    assert not [r for r, _ in routes if "%" in r], routes.keys()
+    metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
+    counts = re.findall(r'tracfront_request_duration_seconds_count\{route="/caf[^"]*"[^}]*\} (\S+)',
+                        metrics)
+    assert counts == ["3"], counts

@@ -221,10 +221,33 @@ def test_control_characters_in_names_keep_line_formats_intact(tracfront, tmp_pat
         assert out.returncode == 0 and "malformed" not in out.stderr, out.stderr
 
 
+def speedscope_self_times(doc):
+    """Replay an evented speedscope profile as speedscope does (events in
+    time order, each close matching the frame open on top) and return each
+    frame name's own time."""
+    frames = [f["name"] for f in doc["shared"]["frames"]]
+    [profile] = doc["profiles"]
+    assert profile["type"] == "evented" and profile["unit"] == "nanoseconds"
+    stack, own, last = [], {}, profile["startValue"]
+    for e in profile["events"]:
+        assert e["at"] >= last and 0 <= e["frame"] < len(frames), e
+        if stack:  # time since the last event is the top frame's own
+            own[frames[stack[-1]]] = own.get(frames[stack[-1]], 0) + e["at"] - last
+        last = e["at"]
+        if e["type"] == "O":
+            stack.append(e["frame"])
+        else:
+            assert e["type"] == "C" and stack and stack.pop() == e["frame"], e
+    assert not stack and last <= profile["endValue"]
+    return own
+
+
 def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront):
     """tiny0..2 each run well under a microsecond: whole microseconds would
     round their paths to nothing (they were dropped), and the totals with
-    them. In nanoseconds every path is there and the totals are pstats'."""
+    them. In nanoseconds every path is there and the totals are pstats'.
+    speedscope's evented profile gives each function the own time pstats
+    gives it."""
     srv = tracfront(*APP)
     for _ in range(3):
         assert requests.get(srv.url + "wide", timeout=10).status_code == 200
@@ -238,11 +261,12 @@ def test_collapsed_and_speedscope_keep_every_function_and_all_the_time(tracfront
     assert names <= leaves | {"app", "wide"}, (names, leaves)
     assert abs(sum(counts) - total_ns) <= 1 + total_ns * 1e-9, (sum(counts), total_ns)
     doc = get_json(srv, "speedscope.json")
-    profile = doc["profiles"][0]
-    assert profile["unit"] == "nanoseconds"
-    assert profile["endValue"] == sum(profile["weights"]) == sum(counts)
-    frames = {f["name"].split(" (")[0] for f in doc["shared"]["frames"]}
-    assert names <= frames, (names, frames)
+    own = speedscope_self_times(doc)
+    assert doc["profiles"][0]["endValue"] == sum(own.values()) == sum(counts)
+    assert {name.split(" (")[0] for name in own} == names, (own, names)
+    for f, v in stats.items():
+        [(name, ns)] = [(n, ns) for n, ns in own.items() if n.split(" (")[0] == f[2]]
+        assert abs(ns - v[2] * 1e9) <= 2, (name, ns, v[2])
 
 
 DOWNLOADS = {"pstats": "tracfront.pstats", "callgrind": "callgrind.out.tracfront",
@@ -365,3 +389,96 @@ def test_calls_past_the_node_cap_are_reported(tracfront, workers):
     while capped.error_log.count(line) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert capped.error_log.count(line) == 2, capped.error_log
+
+
+def slowest_id(srv, target):
+    """The id of target's row among the slowest requests (recorded just
+    after its answer)."""
+    deadline = time.monotonic() + 5
+    while True:
+        ids = [r["id"] for r in get_json(srv, "api/slowest")["slowest"] if r["target"] == target]
+        if ids or time.monotonic() > deadline:
+            assert ids, target
+            return ids[0]
+        time.sleep(0.05)
+
+
+DEPTH = 20000
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_deep_call_chain_fails_no_page_or_export(tracfront, workers):
+    """One request 20000 calls deep: every walk of its call tree (the flame
+    graph, zoom, the table's flattening, the exports, a worker's tree dump)
+    used to recurse once per level and overflowed the network thread's
+    stack. The server answers every page, and the flame graph stops at 1000
+    rows and says so. With --workers the front merges the workers' trees."""
+    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    r = requests.get(srv.url + "deep", params=str(DEPTH), timeout=60)
+    assert r.status_code == 200, r.text[:300]
+    rid = slowest_id(srv, "/deep?%d" % DEPTH)
+    page = get(srv, "").text
+    assert "Flame graph" in page and "deeper than the 1000 rows drawn" in page, page[-3000:]
+    flame = page[page.index("id=flame"):]
+    svg = flame[flame.index("<svg"):flame.index("</svg>")]
+    assert 1000 <= svg.count("<rect") <= 1100, svg.count("<rect")
+    deep_rows = [f for f in get_json(srv, "api/functions", filter="deep")["functions"]]
+    assert [(f["name"], f["ncalls"], f["pcalls"]) for f in deep_rows] == [("deep", DEPTH + 1, 1)]
+    request_page = get(srv, "request", id=rid).text
+    assert "deeper than the 1000 rows drawn" in request_page
+    # zoomed deep down: drawn from there
+    zoomed = get(srv, "request", id=rid, zoom=DEPTH - 10).text
+    assert zoomed.count("<rect") >= 5 and "deeper than the 1000" not in zoomed
+    stats = marshal.loads(get(srv, "pstats").content)
+    assert [v[:2] for f, v in stats.items() if f[2] == "deep"] == [(1, DEPTH + 1)]
+    assert "fn=deep" in get(srv, "callgrind").text
+    assert get(srv, "tree").text.count("\tdeep\n") == DEPTH + 1
+    # speedscope is evented: its size grows with the tree, not the depth squared
+    scope = get(srv, "speedscope.json")
+    assert len(scope.content) < 200 * DEPTH
+    own = speedscope_self_times(json.loads(scope.content))
+    assert [n for n in own if n.startswith("deep (")]
+    # collapsed stacks write each path whole (20000 frames on the last line):
+    # past the size limit the export is refused, saying what to use instead
+    r = requests.get(srv.url + "__profile__/collapsed", timeout=60)
+    assert r.status_code == 413 and "speedscope" in r.text, (r.status_code, r.text[:300])
+    assert "tracfront_request_duration_seconds" in get(srv, "metrics").text
+    assert requests.get(srv.url + "cafe", timeout=10).status_code == 200
+    assert srv.alive()
+
+
+def test_filter_is_a_python_regular_expression(tracfront):
+    """The filter is Python's re, as in pstats and repoze.profile (it was
+    POSIX extended: \\d, (?i) and non-greedy patterns meant other things)."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+
+    def names(pattern):
+        return sorted(f["name"] for f in get_json(srv, "api/functions", filter=pattern)["functions"])
+    assert names(r"tiny\d") == ["tiny0", "tiny1", "tiny2"]
+    assert names(r"(?i)TINY0") == ["tiny0"]
+    assert names(r"profile_names_app\.py:\d+\(tiny[12]\)$") == ["tiny1", "tiny2"]
+    assert names(r"tiny(?!0)\w") == ["tiny1", "tiny2"]
+    bad = requests.get(srv.url + "__profile__/api/functions", params={"filter": "tiny("},
+                       timeout=10)
+    assert bad.status_code == 400
+    assert "not a valid regular expression" in bad.json()["error"]
+    assert "missing )" in bad.json()["error"]  # Python's own reason
+    page = requests.get(srv.url + "__profile__", params={"filter": "tiny("}, timeout=10).text
+    assert "not a valid regular expression" in page and "missing )" in page
+
+
+def test_repoze_parameter_names(tracfront):
+    """repoze.profile's form names its filter `filename` and its full-path
+    switch `fulldirs`: a bookmarked repoze link means the same here."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "wide", timeout=10).status_code == 200
+    rows = get_json(srv, "api/functions", filename=r"tiny[01]")["functions"]
+    assert sorted(f["name"] for f in rows) == ["tiny0", "tiny1"]
+    short = requests.get(srv.url + "__profile__", params={"filename": "tiny0"}, timeout=10).text
+    full = requests.get(srv.url + "__profile__", params={"filename": "tiny0", "fulldirs": "1"},
+                        timeout=10).text
+    app_file = str(APPS / "profile_names_app.py")
+    assert "<code>profile_names_app.py:" in short and "<code>%s:" % app_file not in short
+    assert "<code>%s:" % app_file in full
+    assert "1 of 1 functions" in full

@@ -249,6 +249,74 @@ static void test_merge_and_cap(void **state)
     assert_int_equal(live_labels, 0);
 }
 
+/* The walk visits in preorder, each node entered then left, and skip
+ * leaves a node's subtree out. Tree: f → (g → h), h; zoomed: g only. */
+static void test_walk_order_and_skip(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &ops, 100);
+    enter(&t, &F, 0);
+    enter(&t, &H, 1); /* children are kept most recent first: h, then g */
+    prof_tree_leave(&t, 2);
+    enter(&t, &G, 3);
+    enter(&t, &H, 4);
+    prof_tree_unwind(&t, 5);
+    char seen[32] = "";
+    struct prof_walk w;
+    prof_walk_children(&w, &t.root);
+    while (prof_walk_next(&w)) {
+        char c = w.node->key == &F ? 'f' : w.node->key == &G ? 'g' : 'h';
+        seen[strlen(seen)] = w.leaving ? (char)(c - 32) : c;
+        seen[strlen(seen)] = (char)('0' + w.depth);
+    }
+    assert_string_equal(seen, "f0g1h2H2G1h1H1F0");
+    const struct prof_node *g = t.root.child->child;
+    memset(seen, 0, sizeof(seen));
+    prof_walk_subtree(&w, g);
+    while (prof_walk_next(&w)) {
+        seen[strlen(seen)] = w.leaving ? 'L' : 'E';
+        if (!w.leaving)
+            prof_walk_skip(&w);
+    }
+    assert_string_equal(seen, "EL");
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
+/* A chain far deeper than a thread's stack allows recursing (a million
+ * frames: recursion at 64 bytes a level would take 64 MB): merge, drain,
+ * flatten and free walk it without a stack. */
+static void test_a_million_deep(void **state)
+{
+    (void)state;
+    enum { DEPTH = 1000000 };
+    struct prof_tree t, into;
+    prof_tree_init(&t, &ops, DEPTH + 10);
+    prof_tree_init(&into, &ops, DEPTH + 10);
+    for (uint64_t i = 0; i < DEPTH; i++)
+        enter(&t, &F, i);
+    prof_tree_unwind(&t, 2 * DEPTH);
+    prof_tree_merge(&into, &t);
+    prof_tree_drain(&into, &t);
+    assert_int_equal(into.nodes, DEPTH);
+    const struct prof_node *n = &into.root;
+    for (int i = 0; i < DEPTH; i++)
+        n = n->child;
+    assert_int_equal(n->calls, 2);
+    assert_null(n->child);
+    struct prof_flat *flat = prof_tree_flatten(&into);
+    assert_non_null(flat);
+    assert_int_equal(find(flat, &F)->calls, 2 * DEPTH);
+    assert_int_equal(find(flat, &F)->reccalls, 2 * (DEPTH - 1));
+    prof_flat_free(flat);
+    prof_tree_drain(NULL, &into);
+    assert_int_equal(into.root.child->calls, 0);
+    prof_tree_free(&t);
+    prof_tree_free(&into);
+    assert_int_equal(live_labels, 0);
+}
+
 static void request(struct prof_tree *t, const void *outer, const void *inner, uint64_t t0)
 {
     enter(t, outer, t0);
@@ -326,6 +394,8 @@ int main(void)
         cmocka_unit_test(test_recursion_counted_once),
         cmocka_unit_test(test_merge_and_cap),
         cmocka_unit_test(test_drain_reuses_nodes),
+        cmocka_unit_test(test_walk_order_and_skip),
+        cmocka_unit_test(test_a_million_deep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

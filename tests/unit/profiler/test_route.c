@@ -32,6 +32,22 @@ static void test_folding(void **state)
     expect_key("/report/1/", "/report/:id/");
 }
 
+/* A path sent percent-encoded and one sent raw are one route: escapes of
+ * unreserved and non-ASCII bytes are decoded; the others (a slash, a
+ * question mark, a percent sign) stay escapes, in upper case. */
+static void test_percent_escapes(void **state)
+{
+    (void)state;
+    expect_key("/caf%C3%A9", "/caf\xc3\xa9");
+    expect_key("/caf%c3%a9/x", "/caf\xc3\xa9/x");
+    expect_key("/caf\xc3\xa9", "/caf\xc3\xa9");
+    expect_key("/%7Euser/%41b", "/~user/Ab");
+    expect_key("/a%2fb/a%2Fb", "/a%2Fb/a%2Fb");    /* an escaped slash is no separator */
+    expect_key("/q%3F/%25/%20", "/q%3F/%25/%20");
+    expect_key("/ticket/%31%32", "/ticket/:id");    /* decoded, then folded */
+    expect_key("/bad%zz/%4", "/bad%zz/%4");         /* not escapes: as sent */
+}
+
 static void test_truncation(void **state)
 {
     (void)state;
@@ -45,6 +61,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folding),
+        cmocka_unit_test(test_percent_escapes),
         cmocka_unit_test(test_truncation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
