@@ -378,18 +378,6 @@ PyObject *prof_hook_begin(uint64_t id)
     return (PyObject *)c;
 }
 
-void prof_hook_pause(PyObject *collector)
-{
-    if (collector)
-        hook_thread(NULL);
-}
-
-void prof_hook_resume(PyObject *collector)
-{
-    if (collector)
-        hook_thread((struct collector *)collector);
-}
-
 bool prof_hook_end(PyObject *collector)
 {
     if (!collector)

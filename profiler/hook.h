@@ -29,10 +29,6 @@ bool prof_hook_enabled(void);
 /* GIL held. Start profiling the calling thread for request id: a new ref
  * to its collector, or NULL when profiling is off (or out of memory). */
 PyObject *prof_hook_begin(uint64_t id);
-/* GIL held. Stop / restart the hook on the calling thread (a request parks
- * and later continues, perhaps on another thread). */
-void prof_hook_pause(PyObject *collector);
-void prof_hook_resume(PyObject *collector);
 /* GIL held. The request is over: unhook, merge its tree, drop the ref.
  * true when this made the accumulated profile reach its node cap (its first
  * call not recorded since start or Clear): the caller says so in its log. */

@@ -655,10 +655,10 @@ void tf_request_wait_room(struct tf_request *req)
     uint64_t cap = req->spill_cap;
     pthread_mutex_unlock(&req->lock);
     if (first && in_file)
-        tf_log_info("%s %s: write() waits for the client: %llu bytes in a file (--max-spill)",
+        tf_log_info("%s %s: the response waits for the client: %llu bytes in a file (--max-spill)",
                     req->method, req->target, (unsigned long long)cap);
     else if (first)
-        tf_log_info("%s %s: write() waits for the client: %u KiB in memory (--max-spill 0)",
+        tf_log_info("%s %s: the response waits for the client: %u KiB in memory (--max-spill 0)",
                     req->method, req->target, TF_CHANNEL_HIGH / 1024);
     pthread_mutex_lock(&req->lock);
     while (!req->client_gone && !req->interrupted && !writer_may_go_on(req)) {
@@ -675,6 +675,14 @@ void tf_request_interrupt(struct tf_request *req, bool on)
     req->interrupted = on;
     pthread_cond_broadcast(&req->room);
     pthread_mutex_unlock(&req->lock);
+}
+
+bool tf_request_interrupted(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool on = req->interrupted;
+    pthread_mutex_unlock(&req->lock);
+    return on;
 }
 
 void tf_request_finish(struct tf_request *req, bool error)

@@ -41,11 +41,12 @@ struct tf_chunk {
     char data[];
 };
 
-/* Channel high/low water marks. Past HIGH queued bytes an iterating producer
- * parks (its thread goes on to other work) until the reader has drained the
- * queue to LOW. A write() producer, which cannot park, spills to a temporary
- * file instead, up to its cap (--max-spill), and past that waits for the
- * reader: a slow reader costs disk up to the cap, then the app thread. */
+/* Channel high/low water marks. Past HIGH queued bytes a proxied upstream's
+ * transfer parks (its loop goes on to other work) until the reader has
+ * drained the queue to LOW. A WSGI body, which stays on its thread (write()
+ * and iterables alike), spills to a temporary file instead, up to its cap
+ * (--max-spill), and past that waits for the reader: a slow reader costs
+ * disk up to the cap, then the app thread. */
 #define TF_CHANNEL_HIGH (512u * 1024u)
 #define TF_CHANNEL_LOW (128u * 1024u)
 
@@ -247,6 +248,7 @@ void tf_request_wait_room(struct tf_request *req);
  * the interruption came too late to be delivered (the thread's part of the
  * request had ended) and the request goes on. */
 void tf_request_interrupt(struct tf_request *req, bool on);
+bool tf_request_interrupted(struct tf_request *req);
 /* End of body (error = abort the connection instead of ending cleanly: after
  * what was queued, or at once, dropping it, for an interrupted request). */
 void tf_request_finish(struct tf_request *req, bool error);

@@ -59,7 +59,7 @@ struct wsgi_pool {
     pthread_mutex_t lock;
     struct app_thread *idle_top;    /* guarded by lock: stack of idle threads */
     struct queue_item *head, *tail; /* guarded by lock */
-    unsigned queued, fresh_queued;  /* guarded by lock; fresh = new requests */
+    unsigned queued;                /* guarded by lock */
     unsigned running;               /* guarded by lock: threads with a task */
     unsigned running_inline;        /* guarded by lock: of those, inline runs */
     int inline_in_python;           /* atomic: inline runs holding or taking the GIL */
@@ -73,9 +73,10 @@ struct wsgi_pool {
     struct app_thread *threads;     /* main thread only (array) */
 };
 
-static struct wsgi_pool *the_pool; /* for wsgi_pool_resubmit; set once at start */
 
 /* With the lock held: wake the most recently idle thread, if any. */
+static struct wsgi_pool *the_pool; /* for run_here; set once at start */
+
 static void wake_one(struct wsgi_pool *pool)
 {
     struct app_thread *t = pool->idle_top;
@@ -86,7 +87,7 @@ static void wake_one(struct wsgi_pool *pool)
     pthread_cond_signal(&t->wake);
 }
 
-static void push(struct wsgi_pool *pool, struct queue_item *item, bool fresh)
+static void push(struct wsgi_pool *pool, struct queue_item *item)
 {
     item->next = NULL;
     if (pool->tail)
@@ -95,7 +96,6 @@ static void push(struct wsgi_pool *pool, struct queue_item *item, bool fresh)
         pool->head = item;
     pool->tail = item;
     pool->queued++;
-    pool->fresh_queued += fresh;
     /* Nobody running: wake a thread to run it. Someone running: it takes
      * this next, unless it stalls; make sure a standby watches for that. */
     if (pool->running == 0 || !pool->has_standby)
@@ -148,8 +148,6 @@ static struct tf_request *pop(struct wsgi_pool *pool)
         pool->tail = NULL;
     pool->queued--;
     struct tf_request *req = item->req;
-    if (!req->backend_state)
-        pool->fresh_queued--;
     free(item);
     return req;
 }
@@ -193,14 +191,9 @@ static PyThreadState *network_thread_state_get(PyInterpreterState *interp)
     return network_thread_state;
 }
 
-/* Run a request's first or next part with the GIL held; a first part's
- * time goes to fastpath.c. */
-static void run_part(struct tf_request *req)
+/* Run a request with the GIL held; its time goes to fastpath.c. */
+static void run_request(struct tf_request *req)
 {
-    if (req->backend_state) {
-        wsgi_run(req);
-        return;
-    }
     uint64_t key = wsgi_fastpath_key(req->method, req->target); /* req may be gone after */
     uint64_t start = tf_now_us();
     wsgi_run(req);
@@ -224,7 +217,7 @@ static void run_here(void *arg)
         struct queue_item *item = malloc(sizeof(*item));
         if (item) { /* an app thread runs it instead */
             item->req = req;
-            push(pool, item, true);
+            push(pool, item);
         }
         pthread_mutex_unlock(&pool->lock);
         if (!item) {
@@ -234,7 +227,7 @@ static void run_here(void *arg)
         return;
     }
     PyEval_RestoreThread(ts); /* take the GIL */
-    run_part(req);
+    run_request(req);
     PyEval_SaveThread();
     pthread_mutex_lock(&pool->lock);
     task_done(pool);
@@ -319,7 +312,7 @@ int wsgi_pool_submit(void *backend, struct tf_request *req)
 {
     struct wsgi_pool *pool = backend;
     pthread_mutex_lock(&pool->lock);
-    if (pool->stopping || pool->fresh_queued >= pool->queue_size) {
+    if (pool->stopping || pool->queued >= pool->queue_size) {
         pthread_mutex_unlock(&pool->lock);
         return -1;
     }
@@ -338,25 +331,9 @@ int wsgi_pool_submit(void *backend, struct tf_request *req)
         return -1;
     }
     item->req = req;
-    push(pool, item, true);
+    push(pool, item);
     pthread_mutex_unlock(&pool->lock);
     return 0;
-}
-
-void wsgi_pool_resubmit(struct tf_request *req)
-{
-    struct wsgi_pool *pool = the_pool;
-    struct queue_item *item = malloc(sizeof(*item));
-    while (!item) { /* cannot refuse: the request would be stranded */
-        tf_log_error("out of memory queueing a response continuation; retrying");
-        struct timespec ts = { 0, 10 * 1000 * 1000 };
-        nanosleep(&ts, NULL);
-        item = malloc(sizeof(*item));
-    }
-    item->req = req;
-    pthread_mutex_lock(&pool->lock);
-    push(pool, item, false);
-    pthread_mutex_unlock(&pool->lock);
 }
 
 static void *worker(void *arg)
@@ -383,7 +360,7 @@ static void *worker(void *arg)
 
         PyEval_RestoreThread(ts); /* take the GIL */
         while (req) {
-            run_part(req);
+            run_request(req);
             pthread_mutex_lock(&pool->lock);
             pool->last_progress = tf_now_us();
             req = pop(pool);

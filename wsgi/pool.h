@@ -29,9 +29,6 @@ int wsgi_pool_submit(void *pool, struct tf_request *req);
  * 0 when declined (nothing taken: submit it instead). */
 int wsgi_pool_run_inline(void *pool, struct tf_request *req);
 
-/* Queue the continuation of a parked request (any thread, never refused). */
-void wsgi_pool_resubmit(struct tf_request *req);
-
 /* Stop taking new requests, run what is queued to the end, join the
  * threads, free the pool. Call with the GIL released. */
 void wsgi_pool_stop(struct wsgi_pool *pool);

@@ -422,30 +422,6 @@ static int body_part(struct wsgi_task *task, size_t *len)
 
 static int write_through(struct tf_request *req, const char *data, size_t len);
 
-int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len)
-{
-    struct tf_request *req = task->req;
-    int part = body_part(task, &len);
-    if (part <= 0)
-        return part;
-    bool over;
-    int rc;
-    if (len >= 64 * 1024) { /* copying a large chunk: let others run */
-        tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
-        Py_BEGIN_ALLOW_THREADS
-        rc = tf_request_push(req, data, len, &over);
-        Py_END_ALLOW_THREADS
-        tf_request_unref(req);
-    } else {
-        rc = tf_request_push(req, data, len, &over);
-    }
-    if (rc == 1) /* behind write()'s file, in order; then park until it drains */
-        return write_through(req, data, len) < 0 ? -1 : 1;
-    if (rc < 0)
-        return -1;
-    return over ? 1 : 0;
-}
-
 /* Without the GIL: queue all of data, waiting for the client whenever the
  * channel and its file (cap bytes) are full. 0, or -1 with *err as
  * tf_request_write sets it. */

@@ -51,18 +51,12 @@ int wsgi_response_send_head(struct wsgi_task *task);
 /* A 500 (or other) error page, when nothing was sent yet. */
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail);
 
-/* Push a body chunk of a started stream (from the iterable). Returns 0, 1
- * when the channel is over its high-water mark (the producer should park),
- * or -1 when the client has gone (no exception set). A chunk that comes
- * after bytes of write() still in its file goes behind them as write()'s
- * own do (it may wait for the client; -1 may then carry write()'s
- * exception), and 1 follows. */
-int wsgi_response_push(struct wsgi_task *task, const char *data, size_t len);
-/* write()'s chunk of a started stream: past the channel's high-water mark
- * it goes to a file of at most --max-spill bytes, and past that this waits
- * for the client with the GIL released (an inline run, which cannot wait,
- * spills without a cap). 0, or -1 with OSError set: "client disconnected",
- * or OSError(errno, "cannot buffer the response: ...") when the file failed. */
+/* A body chunk of a started stream, from write() or the iterable: past the
+ * channel's high-water mark it goes to a file of at most --max-spill bytes,
+ * and past that this waits for the client with the GIL released (an inline
+ * run, which cannot wait, spills without a cap). 0, or -1 with OSError set: "client disconnected",
+ * or OSError(errno, "cannot buffer the response: ...") when the file failed,
+ * or the watchdog's RequestTimeout (--request-timeout-action 504). */
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len);
 
 #endif

@@ -216,10 +216,13 @@ static void body_done(struct wsgi_task *task)
     end(task);
 }
 
-/* Iterate until the body ends, the client leaves, or the channel is full
- * (then park: the reader calls us back). Each chunk goes out as soon as it is
- * produced, as PEP 3333 asks; a Content-Length comes from the app, or from a
- * list body (send_sequence). */
+/* Iterate until the body ends or the client leaves, on this thread: each
+ * chunk goes out as soon as it is produced, as PEP 3333 asks, queued as
+ * write() queues it (memory, then the spill file, then waiting for the
+ * client past --max-spill), so the body never moves to another thread and
+ * keeps its thread-locals and context (Flask's stream_with_context, Django's
+ * per-thread state), as under gunicorn and mod_wsgi. A Content-Length comes
+ * from the app, or from a list body (send_sequence). */
 static void iterate(struct wsgi_task *task)
 {
     struct tf_request *req = task->req;
@@ -236,6 +239,12 @@ static void iterate(struct wsgi_task *task)
             body_done(task);
             return;
         }
+        if (!task->sent && tf_request_interrupted(req)) { /* its RequestTimeout is due */
+            Py_DECREF(item);
+            wsgi_watchdog_raise();
+            failed(task, "the app was interrupted"); /* 504: nothing was sent */
+            return;
+        }
         if (!task->sent) {
             bool ok = ready_to_send(task); /* false: the task has been ended */
             if (ok && wsgi_response_start_stream(task) < 0) {
@@ -247,19 +256,15 @@ static void iterate(struct wsgi_task *task)
                 return;
             }
         }
-        rc = wsgi_response_push(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
+        rc = wsgi_response_write(task, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item));
         Py_DECREF(item);
-        if (rc < 0 && PyErr_Occurred() && wsgi_watchdog_timed_out()) {
+        if (rc < 0 && wsgi_watchdog_timed_out()) {
             failed(task, "sending the response failed"); /* the 504 handling */
             return;
         }
         if (rc < 0) { /* the client left, or the spill failed (logged) */
             PyErr_Clear();
             end(task);
-            return;
-        }
-        if (rc == 1 && tf_request_park(req)) {
-            prof_hook_pause(task->profile); /* may continue on another thread */
             return;
         }
     }
@@ -277,7 +282,6 @@ static void start(struct tf_request *req)
     task->req = req;
     task->content_length = -1;
     req->backend_state = task;
-    req->producer_wake = wsgi_pool_resubmit;
     bool outside_mount = false;
     PyObject *input = wsgi_input_new(req); /* new ref */
     if (input)
@@ -322,13 +326,7 @@ void wsgi_run(struct tf_request *req)
 {
     struct wsgi_watch watch; /* in the registry while this thread runs req */
     wsgi_watchdog_enter(&watch, req);
-    if (req->backend_state) {
-        struct wsgi_task *task = req->backend_state;
-        prof_hook_resume(task->profile);
-        iterate(task);
-    } else {
-        start(req);
-    }
+    start(req);
     wsgi_watchdog_leave(&watch);
     wsgi_errors_end_part();
 }

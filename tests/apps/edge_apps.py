@@ -1,8 +1,41 @@
 """Apps that behave badly or unusually at the edges of PEP 3333, for
 tests/integration/test_edges.py: each path is one case."""
+import contextvars
 import subprocess
 import sys
+import threading
 import time
+
+_local = threading.local()  # per-thread request state, as Django keeps it
+_context = contextvars.ContextVar("request_tag")  # as Flask keeps it
+AFFINITY = {}  # tag -> what the body and its close() saw
+
+
+class AffinityBody:
+    """A streamed body that checks, for each chunk and in close(), that it
+    runs on the thread, with the thread-local and the context, of its app
+    call (gunicorn and mod_wsgi keep a request on one thread; Flask's
+    stream_with_context and Django's per-thread state rely on it)."""
+
+    def __init__(self, tag, n, size):
+        self.tag, self.n, self.chunk = tag, n, b"a" * size
+        self.thread = threading.get_ident()
+        _local.tag = tag
+        _context.set(tag)
+        AFFINITY[tag] = {"moved": 0, "closed_here": None}
+
+    def same(self):
+        return (threading.get_ident() == self.thread and getattr(_local, "tag", None) == self.tag
+                and _context.get(None) == self.tag)
+
+    def __iter__(self):
+        for _ in range(self.n):
+            if not self.same():
+                AFFINITY[self.tag]["moved"] += 1
+            yield self.chunk
+
+    def close(self):
+        AFFINITY[self.tag]["closed_here"] = self.same()
 
 
 def bogus_exc_info(start_response):
@@ -34,6 +67,13 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", "12345")])
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"x" * 12345]
+    if path == "/affinity":
+        q = dict(p.split("=") for p in environ["QUERY_STRING"].split("&"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return AffinityBody(q["tag"], int(q["n"]), int(q["size"]))
+    if path == "/affinity-result":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(AFFINITY.get(environ["QUERY_STRING"])).encode()]
     if path == "/big-write":
         # A large page through write(), as Trac writes: must not need the
         # client to keep up.

@@ -8,6 +8,7 @@ import pathlib
 import socket
 import time
 
+import pytest
 import requests
 
 APP = ("--app", "edge_apps:app")
@@ -57,6 +58,35 @@ def test_client_that_stops_reading_holds_no_app_thread(tracfront):
     assert body.count(b"w") == 512 * 65536
     for s in stalled:
         s.close()
+
+
+@pytest.mark.parametrize("args", [(), ("--threads", "1", "--inline-fast-calls", "false")])
+def test_a_streamed_body_stays_on_its_thread(tracfront, args):
+    """A body to slow clients is iterated on the thread of its app call, with
+    its thread-locals and its contextvars context, and closed there: under
+    gunicorn and mod_wsgi, Flask's stream_with_context and Django's i18n and
+    database connections rely on it. tracfront used to park it when the
+    client fell behind and resume it on whichever thread was free."""
+    srv = tracfront(*APP, *args)
+    slow = []
+    for tag in ("a", "b", "c"):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        s.sendall(b"GET /affinity?tag=%s&n=200&size=20000 HTTP/1.1\r\nHost: x\r\n\r\n"
+                  % tag.encode())
+        slow.append(s)
+    time.sleep(0.5)  # the readers fall behind (not a timing assertion)
+    for s in slow:
+        data = b""
+        while not data.endswith(b"\r\n0\r\n\r\n"):
+            got = s.recv(1 << 16)
+            assert got, "connection closed before the body was complete"
+            data += got
+            time.sleep(0.001)  # a reader slower than the app
+        assert data.count(b"a") >= 200 * 20000
+        s.close()
+    for tag in ("a", "b", "c"):
+        seen = requests.get(srv.url + "affinity-result?" + tag, timeout=10).text
+        assert seen == "{'moved': 0, 'closed_here': True}", (tag, seen)
 
 
 def test_bogus_exc_info_is_an_error_not_a_crash(tracfront):

@@ -209,10 +209,10 @@ def test_client_gone_mid_body_is_abandoned_not_a_mismatch(pair, primary):
 @pytest.mark.parametrize("primary", ["app", "upstream"])
 def test_slow_client_is_not_the_backends_latency(pair, primary):
     """A client that reads slowly holds the primary back (a paused transfer,
-    a parked app): its download time is not the backend's latency. The pair
-    is still compared (same answers: no mismatch) and counted as held back,
-    but gives no latency sample."""
-    srv, _ = pair("--mirror-primary", primary)
+    an app waiting past --max-spill): its download time is not the backend's
+    latency. The pair is still compared (same answers: no mismatch) and
+    counted as held back, but gives no latency sample."""
+    srv, _ = pair("--mirror-primary", primary, "--max-spill", "1M")
     s = srv.connect()
     s.sendall(b"GET /big?n=67108864 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     head, body = read_head(s)

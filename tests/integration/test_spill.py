@@ -45,7 +45,7 @@ def expected(mb):
 
 def waiting_or_done(srv):
     log = srv.error_log
-    return "write() waits for the client" in log or "wrote all of" in log
+    return "the response waits for the client" in log or "wrote all of" in log
 
 
 def test_write_waits_at_max_spill_and_the_page_arrives_whole(tracfront):
@@ -54,7 +54,8 @@ def test_write_waits_at_max_spill_and_the_page_arrives_whole(tracfront):
     conn.request("GET", "/write?mb=32&n=1")  # the response is not read yet
     wait_for(lambda: waiting_or_done(srv), 60, "write() to wait or end")
     assert "wrote all of" not in srv.error_log, "write() never waited for the client"
-    assert "write() waits for the client: 1048576 bytes in a file (--max-spill)" in srv.error_log
+    assert ("the response waits for the client: 1048576 bytes in a file (--max-spill)"
+            in srv.error_log)
     sizes = spill_sizes(srv.proc.pid)
     assert sizes and max(sizes) <= MIB, sizes
     # the waiting write() holds neither the GIL nor the other app thread
@@ -78,7 +79,7 @@ def test_max_spill_0_waits_at_the_memory_mark(tracfront):
     conn.request("GET", "/write?mb=16&n=2")
     wait_for(lambda: waiting_or_done(srv), 60, "write() to wait or end")
     assert "wrote all of" not in srv.error_log
-    assert "write() waits for the client: 512 KiB in memory (--max-spill 0)" in srv.error_log
+    assert "the response waits for the client: 512 KiB in memory (--max-spill 0)" in srv.error_log
     assert spill_sizes(srv.proc.pid) == []
     body = conn.getresponse().read()
     assert body == expected(16)
@@ -220,7 +221,7 @@ def test_max_spill_0_holds_a_large_write_to_the_memory_mark(tracfront):
     before = rss(srv.proc.pid)
     s = stalled_client(srv, "/big?mb=128&count=2", http10=True)
     wait_for(lambda: waiting_or_done(srv), 60, "write() to wait or end")
-    assert "write() waits for the client: 512 KiB in memory (--max-spill 0)" in srv.error_log
+    assert "the response waits for the client: 512 KiB in memory (--max-spill 0)" in srv.error_log
     grown = rss(srv.proc.pid) - before
     assert grown < 128 * MIB + 64 * MIB, "RSS grew by %d MiB" % (grown // MIB)
     assert spill_sizes(srv.proc.pid) == []
@@ -237,7 +238,7 @@ def test_request_timeout_504_interrupts_a_write_that_waits(tracfront):
                     "--request-timeout-action", "504", "--idle-timeout", "0")
     s = stalled_client(srv, "/write?mb=64&n=5")
     wait_for(lambda: "raised RequestTimeout()" in srv.error_log, 60, "write() to be interrupted")
-    assert "write() waits for the client" in srv.error_log
+    assert "the response waits for the client" in srv.error_log
     wait_for(lambda: "interrupted after --request-timeout; connection aborted" in srv.error_log,
              10, "the 504 handling")
     # the connection ends although the client has read nothing yet
