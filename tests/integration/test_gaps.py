@@ -31,7 +31,9 @@ def wait_for_file(path, timeout=15):
 # ---- client disconnect -----------------------------------------------------
 
 def test_client_disconnect_raises_oserror_in_write(tracfront, tmp_path):
-    srv = tracfront(*APP)
+    # --max-spill 1M: write() must wait for the client before its 32 MiB are
+    # buffered (with the default 1G, a fast app could finish first: a flake)
+    srv = tracfront(*APP, "--max-spill", "1M")
     marker = tmp_path / "stream-outcome"
     s = srv.connect()
     try:
