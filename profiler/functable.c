@@ -2,8 +2,11 @@
  * tree; names follow pstats (file:line(function), built-ins as {name}). */
 #include "profiler/functable.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "profiler/export.h"
 #include "profiler/text.h"
@@ -364,64 +367,98 @@ struct selection {
     const struct prof_flat_entry **members; /* the rows' members */
     size_t shown, matched;
     bool bad_filter, ok;
-    char why[160];                         /* with bad_filter: what Python's re said */
+    char why[240];                         /* with bad_filter: what PCRE2 said */
 };
 
-/* The view's filter compiled with Python's re, as pstats and repoze.profile
- * read it: a new ref, or NULL with sel->why saying why (no exception left). */
-static PyObject *compile_filter(struct selection *sel, const char *filter)
+/* The view's filter: a Perl-compatible pattern, as Python's re reads it in
+ * pstats and repoze.profile (\d, (?i), lookarounds, lazy quantifiers), run
+ * by PCRE2 without Python: no other thread can run (and Clear the profile)
+ * while the rows borrow its labels, and a match is bounded (match and depth
+ * limits), so a pattern that backtracks without end cannot hold the GIL. */
+struct filter {
+    pcre2_code *code;
+    pcre2_match_data *match;
+    pcre2_match_context *limits;
+};
+
+#define FILTER_MATCH_LIMIT 200000 /* backtracking steps per name */
+
+static void filter_free(struct filter *f)
 {
-    PyObject *re = PyImport_ImportModule("re"); /* new ref */
-    PyObject *pattern = re ? PyObject_CallMethod(re, "compile", "s", filter) : NULL;
-    Py_XDECREF(re);
-    if (!pattern) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        PyObject *text = value ? PyObject_Str(value) : NULL; /* new ref */
-        const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
-        snprintf(sel->why, sizeof(sel->why), "%s", utf8 ? utf8 : "?");
-        Py_XDECREF(text);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(tb);
-        PyErr_Clear();
-    }
-    return pattern;
+    pcre2_match_context_free(f->limits);
+    pcre2_match_data_free(f->match);
+    pcre2_code_free(f->code);
 }
 
-/* Does pattern (NULL: no filter) find a match in name? */
-static bool filter_matches(PyObject *pattern, const char *name)
+/* 0, or -1 with sel->why saying why. */
+static int filter_compile(struct selection *sel, const char *pattern, struct filter *f)
 {
-    if (!pattern)
-        return true;
-    PyObject *m = PyObject_CallMethod(pattern, "search", "s", name); /* new ref */
-    bool found = m && m != Py_None;
-    Py_XDECREF(m);
-    PyErr_Clear();
-    return found;
+    int err;
+    PCRE2_SIZE at;
+    f->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
+                            PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
+    if (!f->code) {
+        PCRE2_UCHAR text[100];
+        pcre2_get_error_message(err, text, sizeof(text));
+        snprintf(sel->why, sizeof(sel->why), "not a valid regular expression: %s at offset %zu",
+                 (const char *)text, (size_t)at);
+        return -1;
+    }
+    f->match = pcre2_match_data_create(1, NULL);
+    f->limits = pcre2_match_context_create(NULL);
+    if (!f->match || !f->limits) {
+        snprintf(sel->why, sizeof(sel->why), "out of memory");
+        return -1;
+    }
+    pcre2_set_match_limit(f->limits, FILTER_MATCH_LIMIT);
+    pcre2_set_depth_limit(f->limits, FILTER_MATCH_LIMIT);
+    return 0;
+}
+
+/* Does the filter (NULL code: none) find a match in name? 1, 0, or -1 when
+ * matching went past the limits. */
+static int filter_matches(const struct filter *f, const char *name)
+{
+    if (!f->code)
+        return 1;
+    int rc = pcre2_match(f->code, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, f->match,
+                         f->limits);
+    if (rc >= 0)
+        return 1;
+    return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
 /* Name every entry that passes the filter into sel->rows, merge the names
  * and sort the rows for the view. -1 on out of memory or a bad filter. */
 static int select_rows(struct selection *sel, const struct prof_view *v)
 {
-    PyObject *pattern = v->filter[0] ? compile_filter(sel, v->filter) : NULL; /* new ref */
-    sel->bad_filter = v->filter[0] && !pattern;
-    if (sel->bad_filter)
+    struct filter filter = { 0 };
+    sel->bad_filter = v->filter[0] && filter_compile(sel, v->filter, &filter) < 0;
+    if (sel->bad_filter) {
+        filter_free(&filter);
         return -1;
+    }
     size_t n_entries = sel->flat->n_entries, n = 0;
     sel->rows = calloc(n_entries + 1, sizeof(*sel->rows));
     sel->members = calloc(n_entries + 1, sizeof(*sel->members));
     bool ok = sel->rows && sel->members;
     for (size_t i = 0; ok && i < n_entries; i++) {
         struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
-        ok = name_row(&r, r.e->label, v->fullpath) == 0;
-        if (ok && !filter_matches(pattern, r.full))
-            free_row_names(&r);
-        else if (ok)
+        if (!(ok = name_row(&r, r.e->label, v->fullpath) == 0))
+            break;
+        int match = filter_matches(&filter, r.full);
+        if (match < 0) {
+            snprintf(sel->why, sizeof(sel->why), "matching it took too long (it backtracks "
+                                                 "past %d steps on a name)", FILTER_MATCH_LIMIT);
+            sel->bad_filter = true;
+            ok = false;
+        }
+        if (match > 0)
             sel->rows[n++] = r;
+        else
+            free_row_names(&r);
     }
-    Py_XDECREF(pattern);
+    filter_free(&filter);
     if (ok)
         n = merge_same_names(sel->rows, n, sel->members);
     sel->matched = n; /* what selection_free frees, also on failure */
@@ -482,13 +519,13 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
     prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
                         "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
-                        "<input type=hidden name=fullpath value=\"%d\">Filter (Python regex "
-                        "on file:line(function)): <input name=filter size=40 value=\"",
+                        "<input type=hidden name=fullpath value=\"%d\">Filter (regular "
+                        "expression, as Python's re, on file:line(function)): <input name=filter size=40 value=\"",
                   v->sort, v->mode, v->limit, v->fullpath);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
     prof_text_add(&out, "\"> <button>Apply</button></form>\n");
     if (sel.bad_filter) {
-        prof_text_add(&out, "<p><b>The filter is not a valid regular expression (Python's re): ");
+        prof_text_add(&out, "<p><b>The filter cannot be used: ");
         prof_text_escaped(&out, sel.why, PROF_ESC_HTML);
         prof_text_add(&out, ".</b></p>\n");
     } else if (v->bad_sort) {
@@ -560,8 +597,7 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     const struct row *rows = sel.rows;
     *bad_view = sel.bad_filter || v->bad_sort;
     if (sel.bad_filter) {
-        prof_text_add(&out, "{\"error\":\"the filter is not a valid regular expression "
-                            "(Python's re): ");
+        prof_text_add(&out, "{\"error\":\"the filter cannot be used: ");
         prof_text_escaped(&out, sel.why, PROF_ESC_JSON);
         prof_text_add(&out, "\"}\n");
     } else if (v->bad_sort) {

@@ -1,7 +1,8 @@
 /* functable.h — the function table of the profile page, as repoze.profile
  * and pstats show it: ncalls (total/primitive), tottime, percall, cumtime,
- * percall, file:line(function); sorted, limited, filtered by a Python
- * regular expression (re.search, as pstats' print_stats), with callers or
+ * percall, file:line(function); sorted, limited, filtered by a regular
+ * expression as Python's re reads it (re.search, as pstats' print_stats;
+ * matched by PCRE2, bounded), with callers or
  * callees per function. The view comes from the query string (GET links). GIL held: labels are Python objects. */
 #ifndef PROF_FUNCTABLE_H
 #define PROF_FUNCTABLE_H

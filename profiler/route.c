@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "profiler/text.h"
+
 static bool is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
@@ -41,30 +43,52 @@ static int hex_value(char c)
                                           : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* The byte of the escape at s[i] ("%XX", within n), or -1 when none is. */
+static int escaped_byte(const char *s, size_t n, size_t i)
+{
+    int hi, lo;
+    if (i + 2 >= n || s[i] != '%' || (hi = hex_value(s[i + 1])) < 0 ||
+        (lo = hex_value(s[i + 2])) < 0)
+        return -1;
+    return hi * 16 + lo;
+}
+
 /* Copy the segment s[0..n) into out[0..room), escapes decoded as the file
- * comment says. Returns its length there, or SIZE_MAX if it does not fit. */
+ * comment says: non-ASCII ones only when they spell well-formed UTF-8 (else
+ * /raw%FF and /raw%FE would read alike once shown as text). Returns its
+ * length there, or SIZE_MAX if it does not fit. */
 static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        char put[3] = { s[i] };
-        size_t k = 1;
-        int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
-            (lo = hex_value(s[i + 2])) >= 0) {
-            unsigned char b = (unsigned char)(hi * 16 + lo), letter = b | 0x20;
-            if (b >= 0x80 || (b >= '0' && b <= '9') || (letter >= 'a' && letter <= 'z') ||
-                (b && strchr("-._~", b)))
-                put[0] = (char)b; /* unreserved or not ASCII: the byte itself */
+        char put[4] = { s[i] };
+        size_t k = 1, used = 1;
+        int b = escaped_byte(s, n, i);
+        if (b >= 0x80) {
+            unsigned char seq[5] = { 0 }; /* the run of escapes: one UTF-8 sequence? */
+            for (size_t j = 0; j < 4 && (b = escaped_byte(s, n, i + 3 * j)) >= 0x80; j++)
+                seq[j] = (unsigned char)b;
+            k = prof_utf8_sequence(seq);
+            if (k > 1)
+                memcpy(put, seq, k), used = 3 * k;
             else
-                put[0] = '%', put[1] = hex[hi], put[2] = hex[lo], k = 3;
-            i += 2;
+                put[0] = '%', put[1] = hex[seq[0] >> 4], put[2] = hex[seq[0] & 15], k = 3,
+                used = 3;
+        } else if (b >= 0) {
+            unsigned char letter = (unsigned char)(b | 0x20);
+            if ((b >= '0' && b <= '9') || (letter >= 'a' && letter <= 'z') ||
+                (b && strchr("-._~", b)))
+                put[0] = (char)b; /* unreserved: the character itself */
+            else
+                put[0] = '%', put[1] = hex[b >> 4], put[2] = hex[b & 15], k = 3;
+            used = 3;
         }
         if (o + k > room)
             return SIZE_MAX;
         memcpy(out + o, put, k);
         o += k;
+        i += used - 1;
     }
     return o;
 }
@@ -88,14 +112,17 @@ size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
         }
         while (i < len && target[i] != '/')
             i++;
-        size_t room = cap - 1 - o, n = copy_segment(target + start, i - start, out + o, room);
-        if (n == SIZE_MAX)
-            break;
-        if (is_id(out + o, n)) {
+        size_t room = cap - 1 - o, n;
+        char id[64]; /* decoded first: an id too long for the room left still folds */
+        if (i - start <= sizeof(id) &&
+            (n = copy_segment(target + start, i - start, id, sizeof(id))) != SIZE_MAX &&
+            is_id(id, n)) {
             if (room < 3)
                 break;
             memcpy(out + o, ":id", 3);
             n = 3;
+        } else if ((n = copy_segment(target + start, i - start, out + o, room)) == SIZE_MAX) {
+            break;
         }
         o += n;
     }

@@ -57,11 +57,7 @@ void prof_text_put(struct prof_text *t, const char *s, size_t n)
     t->p[t->len] = 0;
 }
 
-/* The length (1 to 4) of the well-formed UTF-8 sequence at s, or 0 when the
- * byte there starts none: a stray continuation byte, an overlong form, a
- * surrogate, a code point past U+10FFFF, a sequence cut short (the NUL that
- * ends s is not a continuation byte, so nothing past it is read). */
-static size_t utf8_sequence(const unsigned char *s)
+size_t prof_utf8_sequence(const unsigned char *s)
 {
     static const uint32_t smallest[] = { 0, 0, 0x80, 0x800, 0x10000 };
     size_t n = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3
@@ -113,12 +109,12 @@ void prof_text_escaped(struct prof_text *t, const char *s, enum prof_escape how)
     while (*p && !t->failed) {
         const unsigned char *run = p; /* copied as it is: valid UTF-8, nothing to escape */
         size_t n;
-        while (*p && (n = utf8_sequence(p)) && (n > 1 || !special(*p, how)))
+        while (*p && (n = prof_utf8_sequence(p)) && (n > 1 || !special(*p, how)))
             p += n;
         prof_text_put(t, (const char *)run, (size_t)(p - run));
         if (!*p)
             break;
-        if (utf8_sequence(p))
+        if (prof_utf8_sequence(p))
             escape_ascii(t, *p, how);
         else if (how == PROF_ESC_PROM) /* a label value must be UTF-8 and tell routes */
             prof_text_add(t, "%%%02X", *p);  /* apart: "/raw\xff" and "/raw\xfe" differ */

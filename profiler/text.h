@@ -25,6 +25,12 @@ enum prof_escape {
 void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* n bytes of s as they are. */
 void prof_text_put(struct prof_text *t, const char *s, size_t n);
+/* The length (1 to 4) of the well-formed UTF-8 sequence at s, or 0 when the
+ * byte there starts none: a stray continuation byte, an overlong form, a
+ * surrogate, a code point past U+10FFFF, a sequence cut short (the NUL that
+ * ends s is not a continuation byte, so nothing past it is read). */
+size_t prof_utf8_sequence(const unsigned char *s);
+
 /* s escaped for how. The result is always valid UTF-8, whatever s holds
  * (function names, raw request paths): well-formed UTF-8 passes through and
  * each byte of anything else becomes U+FFFD (%XX in a Prometheus label, so

@@ -391,7 +391,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         errno = 0;
         char *body = p->export(exports[i].format, &n);
         if (!body && errno == EFBIG)
-            return tf_server_reply(req, 413, "This export would pass its size limit: collapsed "
+            return tf_server_reply(req, 500, "This export would pass its size limit: collapsed "
                                    "stacks write each call path whole on every line, so deep "
                                    "stacks grow with their depth squared. speedscope.json (it "
                                    "grows with the call tree), pstats and callgrind hold the same "

@@ -46,6 +46,14 @@ static void test_percent_escapes(void **state)
     expect_key("/q%3F/%25/%20", "/q%3F/%25/%20");
     expect_key("/ticket/%31%32", "/ticket/:id");    /* decoded, then folded */
     expect_key("/bad%zz/%4", "/bad%zz/%4");         /* not escapes: as sent */
+    /* non-ASCII escapes decoded only when they spell UTF-8: else two routes
+     * would read alike once shown as text */
+    expect_key("/raw%FF", "/raw%FF");
+    expect_key("/raw%fe", "/raw%FE");
+    expect_key("/x%C3", "/x%C3");                      /* cut short */
+    expect_key("/x%C3%A9%FF", "/x\xc3\xa9%FF");
+    expect_key("/x%E2%82%AC%C3%A9", "/x\xe2\x82\xac\xc3\xa9");
+    expect_key("/x%C0%AF", "/x%C0%AF");                /* overlong */
 }
 
 static void test_truncation(void **state)
@@ -55,6 +63,11 @@ static void test_truncation(void **state)
     prof_route_key("/abc/defghijk/x", 15, out, sizeof(out));
     assert_string_equal(out, "/abc/");
     assert_true(strlen(out) < sizeof(out));
+    /* an id longer than the room left still folds */
+    char key[20];
+    const char *hash = "/x/0123456789abcdef0123456789abcdef01234567";
+    prof_route_key(hash, strlen(hash), key, sizeof(key));
+    assert_string_equal(key, "/x/:id");
 }
 
 int main(void)
