@@ -133,8 +133,8 @@ const char tf_config_usage[] =
     "  --dump-all                   a stuck request's report has every Python thread's stack\n"
     "  --gc-freeze                  gc.freeze() after the 1st, 10th, 100th, ... request, so\n"
     "                               the garbage collector skips the app's long-lived objects\n"
-    "  --access-log FILE|-          access log, Combined Log Format + microseconds (default off)\n"
-    "  --error-log FILE|-           error log (default - = stderr)\n"
+    "  --access-log FILE|-|off      access log, Combined Log Format + microseconds (default off)\n"
+    "  --error-log FILE|-|off       error log (default - = stderr)\n"
     "\n"
     "Routing and proxy:\n"
     "  --upstream URL               forward to this HTTP server, e.g. http://127.0.0.1:80\n"
@@ -526,6 +526,25 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* --upstream-host goes out as the Host header: an empty one (`upstream-host =`)
+ * sent `Host: `, and a space or control character cannot be in a host. */
+static int check_upstream_host(const char *host, char *err, size_t errlen)
+{
+    for (const char *c = host; *c; c++) {
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(err, errlen, "--upstream-host: '%s' is not a host name (no spaces or "
+                     "control characters)", host);
+            return -1;
+        }
+    }
+    if (!host[0]) {
+        snprintf(err, errlen, "--upstream-host: empty; give the name the upstream expects "
+                 "(e.g. example.org or example.org:8080), or leave it out to send the client's");
+        return -1;
+    }
+    return 0;
+}
+
 /* A worker of a front (--workers): the same server on the front's socket
  * (TF_LISTEN_FD), so everything but the worker settings is as given. */
 static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
@@ -544,6 +563,8 @@ static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
 static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
 {
     if (cfg->upstream && check_upstream(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg->upstream_host && check_upstream_host(cfg->upstream_host, err, errlen) < 0)
         return -1;
     for (size_t i = 0; i < cfg->n_route_specs; i++)
         if (tf_route_add(&cfg->routes, cfg->route_specs[i], false, err, errlen) < 0)

@@ -31,8 +31,8 @@ struct tf_config {
     bool inline_fast_calls;     /* wsgi/fastpath.h (default on) */
     uint64_t max_body;          /* bytes; 0 = no limit */
     uint64_t max_spill;         /* bytes of a write() body in a file per request; 0 = no file */
-    char *access_log;           /* path, "-" stderr, "" off; NULL = stderr */
-    char *error_log;            /* path, "-" stderr */
+    char *access_log;           /* path, "-" stderr, "" or "off" off; NULL = off */
+    char *error_log;            /* path, "-" stderr, "" or "off" off; NULL = stderr */
     double graceful_timeout;    /* seconds */
     double idle_timeout;        /* seconds a connection may stay silent */
     double header_timeout;      /* seconds a request's head may take to arrive; 0 = off */

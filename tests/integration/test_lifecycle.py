@@ -383,6 +383,19 @@ def test_long_ini_line_is_a_clear_error(tracfront, tmp_path):
     assert "line 3: longer than 199 characters" in err and "command line" in err, err
 
 
+@pytest.mark.parametrize("how", ["flag", "ini"])
+def test_empty_upstream_host_is_refused(tmp_path, how):
+    """It started and sent `Host: ` (empty) to the upstream."""
+    args = ["--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0"]
+    if how == "flag":
+        args += ["--upstream-host", ""]
+    else:
+        args += ["--config", write_config(tmp_path, "upstream-host =\n")]
+    rc, out, err = run_cli(tmp_path, *args)
+    assert rc == 2, err
+    assert "--upstream-host" in err and "empty" in err, err
+
+
 def test_ini_error_names_its_own_line(tmp_path):
     cfg = write_config(tmp_path, "app = robust_apps:app\nbogus\nthreads = x\nqueue_size = y\n")
     rc, out, err = run_cli(tmp_path, "--config", cfg, "--listen", "127.0.0.1:0",

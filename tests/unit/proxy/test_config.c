@@ -81,15 +81,20 @@ static void test_errors_name_the_flag(void **state)
     expect_config_error(4, (char *[]){ "t", "--app", "m:a", "stray" }, "stray");
 }
 
-static char *write_ini(const char *text)
+static char *write_ini_bytes(const char *text, size_t len)
 {
     static char path[] = "/tmp/tf_test_config_XXXXXX";
     strcpy(path, "/tmp/tf_test_config_XXXXXX");
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
     close(fd);
     return path;
+}
+
+static char *write_ini(const char *text)
+{
+    return write_ini_bytes(text, strlen(text));
 }
 
 static void test_ini_and_precedence(void **state)
@@ -124,6 +129,60 @@ static void test_ini_errors(void **state)
     expect_config_error(3, (char *[]){ "t", "--config", path }, "not_a_key");
     unlink(path);
     expect_config_error(3, (char *[]){ "t", "--config", "/nonexistent/x.ini" }, "cannot open");
+    /* a folder opens, and its read fails: that is no empty file */
+    expect_config_error(5, (char *[]){ "t", "--config", "/tmp", "--app", "m:a" },
+                        "--config /tmp: cannot read: Is a directory");
+    static const char nul[] = "[tracfront]\napp = m:app\nthreads = 3\0junk\n";
+    path = write_ini_bytes(nul, sizeof(nul) - 1);
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 3: holds a NUL byte");
+    unlink(path);
+    path = write_ini("[tracfront]\napp = m:app\n[other]\nthreads = 3\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 4: unknown section [other]");
+    unlink(path);
+    path = write_ini("[tracfront\napp = m:app\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 1: not KEY = VALUE");
+    unlink(path);
+}
+
+/* As uWSGI and Python's configparser: a comment is a whole line; `;` and
+ * `#` inside a value are the value's. Keys may be indented, `:` may stand
+ * for `=`, a UTF-8 BOM and CRLF line ends are skipped, lines have no limit. */
+static void test_ini_lines(void **state)
+{
+    (void)state;
+    char long_value[3000];
+    memset(long_value, 'v', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = 0;
+    char text[4096];
+    snprintf(text, sizeof(text), "\xEF\xBB\xBF; comment\r\n[tracfront]\r\n  # comment\n"
+             "app = m:app\nenv = A=a ;b\nenv = B=x #y\n\tthreads: 3 \nenv=C=\n"
+             "pythonpath = %s\n", long_value);
+    char *path = write_ini(text);
+    struct tf_config cfg;
+    char err[1024] = "";
+    char *argv[] = { "t", "--config", path };
+    if (load(&cfg, err, 3, argv) < 0)
+        fail_msg("%s", err);
+    assert_string_equal(cfg.app, "m:app");
+    assert_int_equal(cfg.n_env, 3);
+    assert_string_equal(cfg.env[0], "A=a ;b");
+    assert_string_equal(cfg.env[1], "B=x #y");
+    assert_string_equal(cfg.env[2], "C=");
+    assert_int_equal(cfg.threads, 3);
+    assert_int_equal(cfg.n_pythonpath, 1);
+    assert_string_equal(cfg.pythonpath[0], long_value);
+    tf_config_free(&cfg);
+    unlink(path);
+}
+
+static void test_empty_upstream_host(void **state)
+{
+    (void)state;
+    expect_config_error(5, (char *[]){ "t", "--upstream", "http://h", "--upstream-host", "" },
+                        "--upstream-host: empty");
+    char *path = write_ini("[tracfront]\nupstream = http://h\nupstream-host =\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "--upstream-host: empty");
+    unlink(path);
 }
 
 static void test_bool_flags(void **state)
@@ -203,6 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_flags), cmocka_unit_test(test_errors_name_the_flag),
         cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
+        cmocka_unit_test(test_ini_lines), cmocka_unit_test(test_empty_upstream_host),
         cmocka_unit_test(test_bool_flags),
         cmocka_unit_test(test_request_timeout),
         cmocka_unit_test(test_parsers),
