@@ -21,6 +21,28 @@
 struct wsgi_context wsgi_ctx;
 static PyThreadState *main_thread_state; /* main thread only */
 
+/* The traceback goes to our own stream (wsgi_ctx.errors), not to whatever
+ * sys.stderr is now: an app may have wrapped it (Django 3.2 with colorama
+ * installed) in a stream that flushes after every write, and each flush of
+ * ours ends a line, which cut PyErr_Display's pieces (`KeyError`, `: `,
+ * `'c'`) into lines of their own. Returns 0, or -1 with an exception set. */
+static int print_traceback(PyObject *type, PyObject *value, PyObject *tb)
+{
+    if (!wsgi_ctx.errors) { /* not set up yet, or finalized */
+        PyErr_SetString(PyExc_RuntimeError, "no error stream");
+        return -1;
+    }
+    PyObject *traceback = PyImport_ImportModule("traceback"); /* new ref */
+    PyObject *r = traceback ? PyObject_CallMethod(traceback, "print_exception", "OOOOO", type,
+                                                  value ? value : Py_None, tb ? tb : Py_None,
+                                                  Py_None, wsgi_ctx.errors)
+                            : NULL; /* new ref */
+    Py_XDECREF(traceback);
+    Py_XDECREF(r);
+    wsgi_errors_flush(wsgi_ctx.errors); /* a last line without its newline is ended */
+    return r ? 0 : -1;
+}
+
 void wsgi_log_exception(const char *fmt, ...)
 {
     char msg[1024];
@@ -28,15 +50,20 @@ void wsgi_log_exception(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    tf_log_error("%s; traceback follows", msg);
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
+    if (wsgi_ctx.errors) /* this thread's unfinished line is not the traceback's start */
+        wsgi_errors_flush(wsgi_ctx.errors);
+    tf_log_error("%s; traceback follows", msg);
     if (!type)
         return;
     PyErr_NormalizeException(&type, &value, &tb);
     if (tb && value)
         PyException_SetTraceback(value, tb);
-    PyErr_Display(type, value, tb); /* to sys.stderr, our error log; sets no sys.last_* */
+    if (print_traceback(type, value, tb) < 0) {
+        PyErr_Clear();
+        PyErr_Display(type, value, tb); /* to sys.stderr; sets no sys.last_* */
+    }
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);

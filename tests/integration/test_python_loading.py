@@ -326,3 +326,51 @@ def test_unfinished_lines_of_concurrent_requests_do_not_mix(tracfront):
     assert "B-WHOLE-LINE" in lines, srv.error_log[-2000:]
     assert "A-STARTS-A-LINE A-ENDS-IT" in lines, srv.error_log[-2000:]
     assert "C-UNFINISHED" in lines and "AFTER-C" in lines, srv.error_log[-2000:]
+
+
+# ---- tracebacks -----------------------------------------------------------------------
+
+WRAPPED_STDERR_APP = """
+import sys
+
+class FlushingWrapper:
+    '''As colorama's StreamWrapper (Django 3.2 calls colorama.init()): a
+    flush() after every write().'''
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def write(self, text):
+        self.wrapped.write(text)
+        self.wrapped.flush()
+
+    def __getattr__(self, name):
+        return getattr(self.wrapped, name)
+
+if %(colorama)r:
+    import colorama
+    colorama.init()
+    assert sys.stderr.__class__.__name__ == "StreamWrapper", sys.stderr
+else:
+    sys.stderr = FlushingWrapper(sys.stderr)
+
+def application(environ, start_response):
+    return {}["c"]
+"""
+
+
+@pytest.mark.parametrize("wrapper", ["flushing-wrapper", "colorama"])
+def test_traceback_lines_stay_whole_when_the_app_wraps_stderr(tracfront, tmp_path, wrapper):
+    """Each flush() ends a line of sys.stderr, so a traceback printed through
+    the app's wrapper came out a line per piece (`KeyError`, `: `, `'c'`):
+    tracebacks go to the error log's own stream, as mod_wsgi and gunicorn
+    log them."""
+    if wrapper == "colorama":
+        pytest.importorskip("colorama")
+    (tmp_path / "wrapapp.py").write_text(WRAPPED_STDERR_APP % {"colorama": wrapper == "colorama"})
+    srv = tracfront("--app", "wrapapp:application", "--pythonpath", tmp_path)
+    assert requests.get(srv.url, timeout=10).status_code == 500
+    lines = srv.error_log.splitlines()
+    assert "Traceback (most recent call last):" in lines, srv.error_log[-3000:]
+    assert "KeyError: 'c'" in lines, srv.error_log[-3000:]
+    assert any(line.startswith('  File "%s", line ' % (tmp_path / "wrapapp.py"))
+               and line.endswith(", in application") for line in lines), srv.error_log[-3000:]
