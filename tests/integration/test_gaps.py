@@ -166,3 +166,13 @@ def test_env_from_config_and_flag_accumulate(tracfront, tmp_path):
     srv = tracfront("--config", cfg, *APP, "--env", "GAP_B=2")
     env = requests.get(srv.url + "echoenv", timeout=10).json()
     assert (env.get("GAP_A"), env.get("GAP_B")) == ("1", "2"), env
+
+
+def test_ini_values_keep_semicolons_and_hashes(tracfront, tmp_path):
+    """As uWSGI and Python's configparser (trac.ini) read them: `;` and `#`
+    start a comment only at the start of a line; libinih cut `a ;b` to `a`."""
+    cfg = write_config(tmp_path, "; a comment\n  # another\nenv = GAP_A=a ;b\n"
+                                 "env = GAP_B=x #y ; z\n")
+    srv = tracfront("--config", cfg, *APP)
+    env = requests.get(srv.url + "echoenv", timeout=10).json()
+    assert (env.get("GAP_A"), env.get("GAP_B")) == ("a ;b", "x #y ; z"), env

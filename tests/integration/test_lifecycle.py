@@ -383,6 +383,32 @@ def test_long_ini_line_is_a_clear_error(tracfront, tmp_path):
     assert "line 3: longer than 199 characters" in err and "command line" in err, err
 
 
+def test_config_directory_is_refused(tmp_path):
+    """A folder read as an empty file started with no configuration at all."""
+    rc, out, err = run_cli(tmp_path, "--config", tmp_path, *good_args())
+    assert rc == 2, err
+    assert "--config %s: cannot read: Is a directory" % tmp_path in err, err
+
+
+def test_config_from_a_pipe_is_read(tracfront, tmp_path):
+    """Not only regular files: what can be read, /dev/stdin or a FIFO, is."""
+    fifo = tmp_path / "tf.fifo"
+    os.mkfifo(fifo)
+    t, _ = in_thread(lambda: fifo.write_text("[tracfront]\napp = robust_apps:other\n"))
+    srv = tracfront("--config", fifo)
+    t.join(10)
+    assert requests.get(srv.url + "hello", timeout=10).text == "other"
+
+
+def test_nul_in_an_ini_line_is_refused(tmp_path):
+    """`threads = 3\\0junk` was read as 3: the text after the NUL vanished."""
+    cfg = tmp_path / "nul.ini"
+    cfg.write_bytes(b"[tracfront]\n; ok\nthreads = 3\0junk\n")
+    rc, out, err = run_cli(tmp_path, "--config", cfg, *good_args())
+    assert rc == 2, err
+    assert "line 3: holds a NUL byte" in err, err
+
+
 @pytest.mark.parametrize("how", ["flag", "ini"])
 def test_empty_upstream_host_is_refused(tmp_path, how):
     """It started and sent `Host: ` (empty) to the upstream."""
