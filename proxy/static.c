@@ -378,9 +378,11 @@ static bool parse_count(const char **p, uint64_t *v)
 }
 
 /* One "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size bytes.
- * Several ranges or anything malformed: RANGE_NONE (the whole file). On an
- * empty file only "-n" with n > 0 is satisfiable (RFC 9110 14.1.1), and it
- * is the whole file too: RANGE_NONE, a 200, as nginx answers. */
+ * Several ranges or anything malformed: RANGE_NONE (the whole file). A range
+ * that holds no byte of the file is unsatisfiable, except one that starts at
+ * 0, which can only be on an empty file ("bytes=0-", "-5", even "-0"): that
+ * is the whole (empty) file, a 200, as nginx answers (RFC 9110 14.2 lets a
+ * server ignore Range). */
 static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first,
                                    uint64_t *last)
 {
@@ -398,19 +400,11 @@ static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first
         p++;
     if (*p != '\0' || (!has_a && !has_b) || (has_a && has_b && b < a))
         return RANGE_NONE;
-    if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0)
-            return RANGE_UNSATISFIABLE;
-        if (size == 0)
-            return RANGE_NONE;
-        *first = b >= size ? 0 : size - b;
-        *last = size - 1;
-        return RANGE_OK;
-    }
-    if (a >= size)
-        return RANGE_UNSATISFIABLE;
-    *first = a;
-    *last = has_b && b < size - 1 ? b : size - 1;
+    uint64_t start = has_a ? a : b < size ? size - b : 0; /* suffix: the last b bytes */
+    if (start >= size)
+        return start == 0 ? RANGE_NONE : RANGE_UNSATISFIABLE;
+    *first = start;
+    *last = has_a && has_b && b < size - 1 ? b : size - 1;
     return RANGE_OK;
 }
 
