@@ -545,6 +545,42 @@ def test_unreadable_files_are_403_and_logged(as_nobody):
     assert get(srv, "/s/ok.txt").content == b"ok.txt"
 
 
+def test_symlinks_out_are_404_whatever_lies_outside(as_nobody):
+    """A symlink leading out of DIR is a silent 404, as the README says, even
+    when the folder it leads into refuses the server's user: that folder is
+    not the admin's to open up for DIR. A folder under DIR that refuses stays
+    a 403, logged, through a symlink as well."""
+    base = as_nobody.path
+    www, opened, locked = (os.path.join(base, n) for n in ("www", "open", "locked"))
+    os.makedirs(os.path.join(www, "private"))
+    for folder, mode in ((www, 0o755), (opened, 0o755), (locked, 0o700)):
+        os.makedirs(folder, exist_ok=True)
+        os.chmod(folder, mode)
+    for path in (os.path.join(opened, "readable.txt"), os.path.join(locked, "secret.txt"),
+                 os.path.join(www, "private", "inner.txt")):
+        with open(path, "wb") as f:
+            f.write(SECRET)
+        os.chmod(path, 0o644)
+    os.chmod(os.path.join(www, "private"), 0o700)
+    links = {"out_readable": os.path.join(opened, "readable.txt"),
+             "out_locked": os.path.join(locked, "secret.txt"),
+             "out_locked_missing": os.path.join(locked, "missing.txt"),
+             "out_locked_dir": locked,
+             "in_private": "private/inner.txt"}
+    for name, target in links.items():
+        os.symlink(target, os.path.join(www, name))
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    for rel in ("out_readable", "out_locked", "out_locked_missing", "out_locked_dir/secret.txt"):
+        since = len(srv.error_log)
+        r = get(srv, "/s/" + rel)
+        assert r.status_code == 404 and SECRET not in r.content, (rel, r.status_code)
+        assert new_log(srv, since) == "", rel
+    since = len(srv.error_log)
+    assert get(srv, "/s/in_private").status_code == 403
+    line = new_log(srv, since)
+    assert "[error]" in line and "Permission denied" in line, line
+
+
 def test_obsolete_date_forms_in_if_modified_since(static):
     """RFC 9110 5.6.7: a recipient must accept all three date forms."""
     for ims in ("Sunday, 13-Sep-20 12:26:40 GMT", "Sun Sep 13 12:26:40 2020"):
