@@ -581,6 +581,26 @@ def test_symlinks_out_are_404_whatever_lies_outside(as_nobody):
     assert "[error]" in line and "Permission denied" in line, line
 
 
+def test_403_log_line_escapes_the_target(as_nobody):
+    """The request target is the client's: its quotes and its bytes that are
+    not ASCII (\\x9b is a terminal's CSI) are escaped in the error log, as the
+    path is, never written raw (the request checks already refuse controls)."""
+    www = os.path.join(as_nobody.path, "www")
+    os.makedirs(www)
+    os.chmod(www, 0o755)
+    with open(os.path.join(www, "secret.txt"), "wb") as f:
+        f.write(SECRET)
+    os.chmod(os.path.join(www, "secret.txt"), 0o600)
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    status, _, _ = raw_get(srv, b'/s/secret.txt?a="\x9b[2J\xff')
+    assert status == 403
+    with open(os.path.join(srv.workdir, "error.log"), "rb") as f:
+        line = f.read()
+    assert b"Permission denied" in line, line
+    assert b"\x9b" not in line and b"\xff" not in line, line
+    assert b'GET /s/secret.txt?a=\\"\\x9b[2J\\xff: cannot open' in line, line
+
+
 def test_obsolete_date_forms_in_if_modified_since(static):
     """RFC 9110 5.6.7: a recipient must accept all three date forms."""
     for ims in ("Sunday, 13-Sep-20 12:26:40 GMT", "Sun Sep 13 12:26:40 2020"):
