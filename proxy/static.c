@@ -101,19 +101,19 @@ static bool segments_ok(const char *path)
     return true;
 }
 
-/* The status for a realpath() or open() of path that failed with err: 403
+/* The status for a resolution or open() of path that failed with err: 403
  * when the server's user may not read it or search a folder on its way,
  * logged on each request as nginx does; 500 out of memory; 503 out of
  * descriptors; else 404, silent (missing, not a folder, a symlink loop). */
 static unsigned failure_status(const struct tf_request *req, const char *path, int err)
 {
-    char shown[PATH_MAX];
+    char shown[PATH_MAX], target[PATH_MAX];
     switch (err) {
-    case EACCES:
+    case EACCES: /* both escaped: the client chose the target and part of the path */
         tf_log_error("%s %s: cannot open \"%s\": %s; answered 403 (the server's user needs "
                      "read access to the file and search access to each folder above it)",
-                     req->method, req->target, tf_log_escape(path, shown, sizeof(shown)),
-                     strerror(err));
+                     req->method, tf_log_escape(req->target, target, sizeof(target)),
+                     tf_log_escape(path, shown, sizeof(shown)), strerror(err));
         return 403;
     case ENOMEM:
         return 500;
@@ -166,10 +166,86 @@ static void note_dir_resolves(const char *dir, int err)
     pthread_mutex_unlock(&unresolved_lock);
 }
 
+/* Whether the first len bytes of path name root (rlen bytes, 0 for "/") or
+ * something under it. */
+static bool lies_under(const char *path, size_t len, const char *root, size_t rlen)
+{
+    return len >= rlen && !strncmp(path, root, rlen) && (len == rlen || path[rlen] == '/');
+}
+
+#define MAX_SYMLINKS 40 /* as Linux's own path lookup */
+
+/* root + path resolved as realpath() does, one component at a time, into
+ * resolved (PATH_MAX bytes): root is canonical (rlen bytes, 0 for "/"), path
+ * "" or "/"-led. Returns 0 or an errno. On EACCES, *refused_inside says
+ * whether the folder that refused a search is root or lies under it; if not,
+ * a symlink led out of root, and what the folders out there allow is none of
+ * the answer's business (realpath() cannot tell the two apart). */
+static int resolve_under(const char *root, size_t rlen, const char *path, char *resolved,
+                         bool *refused_inside)
+{
+    char todo[PATH_MAX], target[PATH_MAX];
+    size_t n = rlen; /* resolved[0, n) is canonical, every symlink in it resolved */
+    int links = 0;
+    *refused_inside = false;
+    if (strlen(path) >= sizeof(todo))
+        return ENAMETOOLONG;
+    memcpy(resolved, root, rlen);
+    strcpy(todo, path);
+    for (const char *p = todo;;) {
+        while (*p == '/')
+            p++;
+        size_t len = strcspn(p, "/");
+        if (len == 0)
+            break;
+        if (len <= 2 && !strncmp(p, "..", len)) { /* "." or ".." (from a symlink) */
+            while (len == 2 && n > 0 && resolved[--n] != '/')
+                ;
+            p += len;
+            continue;
+        }
+        if (n + 1 + len >= PATH_MAX)
+            return ENAMETOOLONG;
+        resolved[n] = '/';
+        memcpy(resolved + n + 1, p, len);
+        resolved[n + 1 + len] = '\0';
+        p += len;
+        struct stat st;
+        if (lstat(resolved, &st) < 0) {
+            int err = errno;
+            *refused_inside = lies_under(resolved, n, root, rlen);
+            return err;
+        }
+        if (S_ISLNK(st.st_mode)) { /* todo becomes its target + what is left */
+            ssize_t k = readlink(resolved, target, sizeof(target));
+            if (k < 0)
+                return errno;
+            size_t rest = strlen(p);
+            if (++links > MAX_SYMLINKS)
+                return ELOOP;
+            if (k == 0 || (size_t)k + rest >= sizeof(todo))
+                return k ? ENAMETOOLONG : ENOENT;
+            memmove(todo + k, p, rest + 1);
+            memcpy(todo, target, (size_t)k);
+            p = todo;
+            if (target[0] == '/')
+                n = 0;
+            continue;
+        }
+        n += 1 + len;
+        if (*p && !S_ISDIR(st.st_mode)) /* "file/", "file/x" */
+            return ENOTDIR;
+    }
+    if (n == 0)
+        resolved[n++] = '/';
+    resolved[n] = '\0';
+    return 0;
+}
+
 /* Open dir + path if, with every symlink resolved, it lies under dir and is
  * a regular file. Returns 0 with f->fd open and f->st filled, or the HTTP
  * status to answer with (nothing left open). O_NOFOLLOW guards the last
- * component against a swap after realpath(); O_NONBLOCK keeps a FIFO from
+ * component against a swap after resolve_under(); O_NONBLOCK keeps a FIFO from
  * blocking the I/O thread before fstat() rejects it. */
 static unsigned open_under(const struct tf_request *req, const char *dir, const char *path,
                            struct static_file *f)
@@ -188,13 +264,17 @@ static unsigned open_under(const struct tf_request *req, const char *dir, const 
     int n = snprintf(full, sizeof(full), "%.*s%s", (int)rlen, root, path);
     if (n < 0 || (size_t)n >= sizeof(full))
         return 404;
-    if (!realpath(full, resolved))
-        return failure_status(req, full, errno);
-    if (strncmp(resolved, root, rlen) != 0 || (resolved[rlen] != '/' && resolved[rlen] != '\0'))
+    bool refused_inside;
+    int err = resolve_under(root, rlen, path, resolved, &refused_inside);
+    if (err == EACCES && !refused_inside)
+        return 404; /* led out by a symlink: as if it led nowhere */
+    if (err)
+        return failure_status(req, full, err);
+    if (!lies_under(resolved, strlen(resolved), root, rlen))
         return 404;
     f->fd = open(resolved, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
     if (f->fd < 0) {
-        int err = errno;
+        err = errno;
         struct stat st; /* a folder is a 404, readable or not */
         if (err == EACCES && stat(resolved, &st) == 0 && !S_ISREG(st.st_mode))
             return 404;
@@ -378,9 +458,11 @@ static bool parse_count(const char **p, uint64_t *v)
 }
 
 /* One "bytes=a-b", "bytes=a-" or "bytes=-n" against a file of size bytes.
- * Several ranges or anything malformed: RANGE_NONE (the whole file). On an
- * empty file only "-n" with n > 0 is satisfiable (RFC 9110 14.1.1), and it
- * is the whole file too: RANGE_NONE, a 200, as nginx answers. */
+ * Several ranges or anything malformed: RANGE_NONE (the whole file). A range
+ * that holds no byte of the file is unsatisfiable, except one that starts at
+ * 0, which can only be on an empty file ("bytes=0-", "-5", even "-0"): that
+ * is the whole (empty) file, a 200, as nginx answers (RFC 9110 14.2 lets a
+ * server ignore Range). */
 static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first,
                                    uint64_t *last)
 {
@@ -398,19 +480,11 @@ static enum range_kind parse_range(const char *h, uint64_t size, uint64_t *first
         p++;
     if (*p != '\0' || (!has_a && !has_b) || (has_a && has_b && b < a))
         return RANGE_NONE;
-    if (!has_a) { /* suffix: the last b bytes */
-        if (b == 0)
-            return RANGE_UNSATISFIABLE;
-        if (size == 0)
-            return RANGE_NONE;
-        *first = b >= size ? 0 : size - b;
-        *last = size - 1;
-        return RANGE_OK;
-    }
-    if (a >= size)
-        return RANGE_UNSATISFIABLE;
-    *first = a;
-    *last = has_b && b < size - 1 ? b : size - 1;
+    uint64_t start = has_a ? a : b < size ? size - b : 0; /* suffix: the last b bytes */
+    if (start >= size)
+        return start == 0 ? RANGE_NONE : RANGE_UNSATISFIABLE;
+    *first = start;
+    *last = has_a && has_b && b < size - 1 ? b : size - 1;
     return RANGE_OK;
 }
 

@@ -27,9 +27,11 @@ struct tf_static_answer {
  * percent-encoded, query string removed, "" or beginning with "/".
  * The file is only ever one that lies under dir once every symlink is
  * resolved; anything else (dot segments, %2F, %00, backslash, directories,
- * symlinks leading out) is a 404. A file the server's user may not read, or
- * under a folder it may not search, is a 403 with a line in the error log; a
- * dir that stops resolving answers 404, logged once until it resolves again.
+ * symlinks leading out, whatever the folders they lead into allow) is a 404.
+ * A file the server's user may not read, or one it cannot reach because dir,
+ * a folder above it or one under it refuses a search, is a 403 with a line
+ * in the error log; a dir that stops resolving answers 404, logged once
+ * until it resolves again.
  * The response's body is sent from the file
  * descriptor (sendfile); the caller queues it and destroys it.
  * Returns 0 with *out filled; -1 only on out of memory (out->response NULL,

@@ -21,6 +21,7 @@ import requests
 
 import truncation_util
 from conftest import start_server
+from test_nginx_upstream import NGINX, Nginx
 
 MTIME = 1600000000  # Sun, 13 Sep 2020 12:26:40 GMT
 SECRET = b"SECRET-OUTSIDE-THE-STATIC-DIR\n"
@@ -227,20 +228,41 @@ def test_unsatisfiable_and_multiple_ranges(static, www):
     assert r.status_code == 200 and r.content == data
 
 
-def test_suffix_range_on_an_empty_file(tracfront, tmp_path):
-    """RFC 9110 14.1.1: on an empty file only a suffix range of non-zero
-    length is satisfiable, as the whole (empty) file (nginx: 200)."""
+EMPTY_FILE_RANGES = {  # Range on an empty file: nginx 1.22's status (Content-Range */0 on a 416)
+    "bytes=-5": 200, "bytes=0-": 200, "bytes=0-0": 200, "bytes=-0": 200, "bytes=0-5": 200,
+    "bytes=1-": 416, "bytes=5-9": 416,
+}
+
+
+def range_answers(url):
+    """{Range: (status, Content-Range, Content-Length of a 200)} for
+    EMPTY_FILE_RANGES against url."""
+    out = {}
+    for spec in EMPTY_FILE_RANGES:
+        r = requests.get(url, headers={"Range": spec}, timeout=10)
+        length = r.headers.get("Content-Length") if r.status_code == 200 else None
+        out[spec] = (r.status_code, r.headers.get("Content-Range"), length)
+    return out
+
+
+def test_ranges_on_an_empty_file_as_nginx(tracfront, tmp_path):
+    """nginx answers the whole (empty) file, a 200, to a range that starts at
+    0 (ngx_http_range_parse declines it) and 416 to one that starts past it;
+    RFC 9110 14.2 lets a server ignore Range. Compared with a real nginx."""
     d = tmp_path / "e"
     d.mkdir()
     (d / "empty.txt").write_bytes(b"")
     srv = tracfront("--static", "/e=%s" % d)
-    r = get(srv, "/e/empty.txt", Range="bytes=-5")
-    assert r.status_code == 200 and r.content == b""
-    assert r.headers["Content-Length"] == "0" and "Content-Range" not in r.headers
-    for spec in ("0-", "0-0", "-0"):
-        r = get(srv, "/e/empty.txt", Range="bytes=" + spec)
-        assert r.status_code == 416, spec
-        assert r.headers["Content-Range"] == "bytes */0", spec
+    want = {spec: (416, "bytes */0", None) if status == 416 else (200, None, "0")
+            for spec, status in EMPTY_FILE_RANGES.items()}
+    assert range_answers(srv.url + "e/empty.txt") == want
+    if NGINX is None:
+        pytest.skip("nginx not installed: compared with the expectations only")
+    nginx = Nginx(tmp_path / "nginx", d).start()
+    try:
+        assert range_answers(nginx.url + "/files/empty.txt") == want
+    finally:
+        nginx.stop()
 
 
 def test_validator_lists_on_several_lines(static):
@@ -521,6 +543,62 @@ def test_unreadable_files_are_403_and_logged(as_nobody):
     assert www in line and "Permission denied" in line and "[error]" in line, line
     os.chmod(top, 0o755)
     assert get(srv, "/s/ok.txt").content == b"ok.txt"
+
+
+def test_symlinks_out_are_404_whatever_lies_outside(as_nobody):
+    """A symlink leading out of DIR is a silent 404, as the README says, even
+    when the folder it leads into refuses the server's user: that folder is
+    not the admin's to open up for DIR. A folder under DIR that refuses stays
+    a 403, logged, through a symlink as well."""
+    base = as_nobody.path
+    www, opened, locked = (os.path.join(base, n) for n in ("www", "open", "locked"))
+    os.makedirs(os.path.join(www, "private"))
+    for folder, mode in ((www, 0o755), (opened, 0o755), (locked, 0o700)):
+        os.makedirs(folder, exist_ok=True)
+        os.chmod(folder, mode)
+    for path in (os.path.join(opened, "readable.txt"), os.path.join(locked, "secret.txt"),
+                 os.path.join(www, "private", "inner.txt")):
+        with open(path, "wb") as f:
+            f.write(SECRET)
+        os.chmod(path, 0o644)
+    os.chmod(os.path.join(www, "private"), 0o700)
+    links = {"out_readable": os.path.join(opened, "readable.txt"),
+             "out_locked": os.path.join(locked, "secret.txt"),
+             "out_locked_missing": os.path.join(locked, "missing.txt"),
+             "out_locked_dir": locked,
+             "in_private": "private/inner.txt"}
+    for name, target in links.items():
+        os.symlink(target, os.path.join(www, name))
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    for rel in ("out_readable", "out_locked", "out_locked_missing", "out_locked_dir/secret.txt"):
+        since = len(srv.error_log)
+        r = get(srv, "/s/" + rel)
+        assert r.status_code == 404 and SECRET not in r.content, (rel, r.status_code)
+        assert new_log(srv, since) == "", rel
+    since = len(srv.error_log)
+    assert get(srv, "/s/in_private").status_code == 403
+    line = new_log(srv, since)
+    assert "[error]" in line and "Permission denied" in line, line
+
+
+def test_403_log_line_escapes_the_target(as_nobody):
+    """The request target is the client's: its quotes and its bytes that are
+    not ASCII (\\x9b is a terminal's CSI) are escaped in the error log, as the
+    path is, never written raw (the request checks already refuse controls)."""
+    www = os.path.join(as_nobody.path, "www")
+    os.makedirs(www)
+    os.chmod(www, 0o755)
+    with open(os.path.join(www, "secret.txt"), "wb") as f:
+        f.write(SECRET)
+    os.chmod(os.path.join(www, "secret.txt"), 0o600)
+    srv = as_nobody.start("--static", "/s=%s" % www)
+    status, _, _ = raw_get(srv, b'/s/secret.txt?a="\x9b[2J\xff')
+    assert status == 403
+    with open(os.path.join(srv.workdir, "error.log"), "rb") as f:
+        line = f.read()
+    assert b"Permission denied" in line, line
+    assert b"\x9b" not in line and b"\xff" not in line, line
+    assert b'GET /s/secret.txt?a=\\"\\x9b[2J\\xff: cannot open' in line, line
 
 
 def test_obsolete_date_forms_in_if_modified_since(static):
