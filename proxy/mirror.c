@@ -67,8 +67,8 @@ static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64
 {
     out->status = tap->status;
     snprintf(out->encoding, sizeof(out->encoding), "%s", tap->encoding);
-    out->bytes = tap->bytes;
-    out->hash = tap->hash;
+    out->bytes = tap->body.bytes;
+    out->hash = tf_body_hash_value(&tap->body);
     out->error = tap->error;
     snprintf(out->why, sizeof(out->why), "%s", tap->why);
     out->abandoned = tap->abandoned;
@@ -157,6 +157,8 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
     p->t_start = tf_now_us();
     p->primary = (struct tf_tap){ .done = tap_done, .owner = p };
     p->copy = (struct tf_tap){ .done = tap_done, .owner = p };
+    tf_body_hash_init(&p->primary.body);
+    tf_body_hash_init(&p->copy.body);
     req->tap = &p->primary;
     copy->tap = &p->copy;
     __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
