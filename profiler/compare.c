@@ -388,7 +388,8 @@ char *prof_compare_html(const char *primary, const char *profile_path)
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
                   "side gets a copy of each GET and HEAD. %llu mirrored (pairs ended), %llu "
-                  "dropped (mirror queue full), %llu abandoned (the client left before its answer was "
+                  "dropped (no room: --mirror-queue, or the app's share of copies), %llu "
+                  "abandoned (the client left before its answer was "
                   "complete: counted, not compared), %llu failed (a side gave no whole answer: "
                   "counted, not compared), %llu held back (the primary waited for a slow "
                   "client: answers compared, times not). Times in ms, from dispatch to the "

@@ -18,6 +18,8 @@ struct tf_mirror {
     const struct tf_backends *backends;
     enum tf_backend_kind primary;
     unsigned in_flight;             /* atomic: copies not yet ended (the --mirror-queue bound) */
+    unsigned app_copies;            /* atomic: copies sent to the app and not yet ended */
+    unsigned app_copies_max;        /* half of --threads, at least one; read-only */
     unsigned refs;                  /* atomic: the server's, and one per pair not yet recorded */
 };
 
@@ -39,6 +41,7 @@ struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_bac
     m->refs = 1;
     m->primary = cfg->mirror_primary && !strcmp(cfg->mirror_primary, "upstream")
                      ? TF_ROUTE_UPSTREAM : TF_ROUTE_APP;
+    m->app_copies_max = cfg->threads / 2 ? cfg->threads / 2 : 1;
     prof_compare_init(cfg->profile_max_routes);
     return m;
 }
@@ -64,8 +67,8 @@ static void side(struct prof_compare_side *out, const struct tf_tap *tap, uint64
 {
     out->status = tap->status;
     snprintf(out->encoding, sizeof(out->encoding), "%s", tap->encoding);
-    out->bytes = tap->bytes;
-    out->hash = tap->hash;
+    out->bytes = tap->body.bytes;
+    out->hash = tf_body_hash_value(&tap->body);
     out->error = tap->error;
     snprintf(out->why, sizeof(out->why), "%s", tap->why);
     out->abandoned = tap->abandoned;
@@ -80,11 +83,37 @@ static void free_pair(struct pair *p)
     free(p);
 }
 
+/* Give back a copy's places: in the queue, and in the app if it went there. */
+static void copy_ended(struct tf_mirror *m)
+{
+    if (m->primary == TF_ROUTE_UPSTREAM)
+        __atomic_sub_fetch(&m->app_copies, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+}
+
+/* Take a place for a copy: in the queue (--mirror-queue), and for a copy to
+ * the app, among the app's threads (app_copies_max), so that copies never
+ * take the threads its clients' own requests need: a copy that would wait
+ * behind them is dropped instead. false: no room (nothing taken). */
+static bool copy_may_go(struct tf_mirror *m)
+{
+    if (__atomic_add_fetch(&m->in_flight, 1, __ATOMIC_RELAXED) > m->cfg->mirror_queue) {
+        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    if (m->primary == TF_ROUTE_UPSTREAM &&
+        __atomic_add_fetch(&m->app_copies, 1, __ATOMIC_RELAXED) > m->app_copies_max) {
+        copy_ended(m);
+        return false;
+    }
+    return true;
+}
+
 static void tap_done(struct tf_tap *tap)
 {
     struct pair *p = tap->owner;
     if (tap == &p->copy)
-        __atomic_sub_fetch(&p->mirror->in_flight, 1, __ATOMIC_RELAXED);
+        copy_ended(p->mirror);
     if (__atomic_sub_fetch(&p->remaining, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     struct prof_compare_side primary, copy;
@@ -102,8 +131,7 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
 {
     if (strcmp(req->method, "GET") != 0 && !req->is_head)
         return;
-    if (__atomic_add_fetch(&m->in_flight, 1, __ATOMIC_RELAXED) > m->cfg->mirror_queue) {
-        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+    if (!copy_may_go(m)) {
         prof_compare_count_dropped();
         return;
     }
@@ -118,7 +146,7 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
             tf_request_unref(copy);
         if (p)
             free_pair(p);
-        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        copy_ended(m);
         tf_log_error("--mirror: out of memory copying %s %s; not mirrored", req->method,
                      req->target);
         prof_compare_count_dropped();
@@ -129,6 +157,8 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
     p->t_start = tf_now_us();
     p->primary = (struct tf_tap){ .done = tap_done, .owner = p };
     p->copy = (struct tf_tap){ .done = tap_done, .owner = p };
+    tf_body_hash_init(&p->primary.body);
+    tf_body_hash_init(&p->copy.body);
     req->tap = &p->primary;
     copy->tap = &p->copy;
     __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
@@ -141,7 +171,7 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
         __atomic_sub_fetch(&m->refs, 1, __ATOMIC_RELAXED); /* the server's stays */
         tf_request_unref(copy);
         free_pair(p);
-        __atomic_sub_fetch(&m->in_flight, 1, __ATOMIC_RELAXED);
+        copy_ended(m);
         prof_compare_count_dropped();
         return;
     }

@@ -2,9 +2,10 @@
  * detached copy sent to the other one (app ↔ upstream); both answers are
  * watched by taps, and when both have ended the pair is recorded in the
  * profiler's comparison (profiler/compare.h). Copies in flight are bounded
- * (--mirror-queue); past that they are dropped and counted, so mirroring
- * never queues the primary behind its copies. Copies are not requests in
- * flight: a stop abandons them. */
+ * (--mirror-queue), and copies to the app to half its --threads (at least
+ * one); past that they are dropped and counted, so mirroring never queues
+ * the primary, or a request for an app route, behind its copies. Copies
+ * are not requests in flight: a stop abandons them. */
 #ifndef TF_MIRROR_H
 #define TF_MIRROR_H
 

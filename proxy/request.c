@@ -155,19 +155,10 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req)
 
 /* --- the tap ---------------------------------------------------------------- */
 
-static void tap_feed(struct tf_tap *tap, const char *data, size_t len)
-{
-    uint64_t h = tap->bytes ? tap->hash : 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)data[i]) * 0x100000001b3ull;
-    tap->hash = h;
-    tap->bytes += len;
-}
-
 void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
 {
     if (req->tap && !req->tap_ended) /* the producer's thread ends it: no lock needed */
-        tap_feed(req->tap, data, len);
+        tf_body_hash_feed(&req->tap->body, data, len);
 }
 
 void tf_request_tap_failed(struct tf_request *req, const char *why)
@@ -240,7 +231,7 @@ void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64
             continue;
         whole = got > 0;
         if (whole) { /* the tap is ours until it ends: the answer left it to us */
-            tap_feed(req->tap, buf, (size_t)got);
+            tf_body_hash_feed(&req->tap->body, buf, (size_t)got);
             offset += (uint64_t)got;
             size -= (uint64_t)got;
         }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "proxy/body_hash.h"
 #include "proxy/spool.h"
 
 struct MHD_Connection;
@@ -61,7 +62,8 @@ struct tf_tap {
     void *owner;
     unsigned status;
     char encoding[32];          /* the answer's Content-Encoding, "" for none */
-    uint64_t bytes, hash;       /* FNV-1a 64 of the body */
+    struct tf_body_hash body;   /* the body's size (body.bytes) and hash; the tap's
+                                   owner inits it */
     uint64_t t_end;             /* monotonic us: the body was produced (not yet hashed, for
                                    a file: tf_request_tap_file) */
     bool error;                 /* the body ended with an error */

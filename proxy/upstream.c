@@ -10,7 +10,10 @@
  * line by line (forward.c); the body goes into the request's channel. The
  * client is answered at the end of a small response, or as soon as 16 KiB
  * or 2 ms of a larger one are in, so small answers cost one suspend/resume
- * and large ones stream. */
+ * and large ones stream. A client's transfer is paced by its client (the
+ * channel's high-water mark pauses it); a --mirror copy has no reader, so
+ * it takes at most COPY_TURN_BYTES per turn of the loop and is paused until
+ * the next: the other connections on the loop are served in between. */
 #include "proxy/upstream.h"
 
 #include <curl/curl.h>
@@ -29,6 +32,7 @@
 #define EARLY_BYTES (16u * 1024u)   /* answer the client once this much body is in */
 #define EARLY_US 2000u              /* ... or once the head is this old */
 #define IDLE_CHECK_US 100000u
+#define COPY_TURN_BYTES (256u * 1024u) /* a --mirror copy's body per loop turn, at most */
 
 enum command_kind { CMD_START, CMD_WAKE, CMD_PIN_FREE };
 
@@ -56,7 +60,10 @@ struct transfer {
     uint64_t pushed;                /* response body bytes queued */
     uint64_t t_head, last_io;       /* monotonic us */
     unsigned sends;                 /* times curl began to send the request */
+    uint64_t turn;                  /* a copy: the lane's turn its turn_bytes are of */
+    size_t turn_bytes;              /* a copy: body bytes taken in that turn */
     bool responded, paused, over_high, timed_out, resend_refused;
+    bool yielded;                   /* a copy paused until the loop's next turn */
     char errbuf[CURL_ERROR_SIZE];
     struct transfer *prev, *next;   /* the active list */
 };
@@ -72,6 +79,8 @@ struct lane {
     size_t n_idle_easy, cap_idle_easy;
     uint64_t last_idle_check;
     uint64_t timer_due;             /* curl's timeout, monotonic us */
+    uint64_t turn;                  /* the loop's turns, counted by lane_tick */
+    unsigned yielded;               /* transfers with yielded set */
     bool timer_set;
     bool stopping;                  /* lane_stop: what still runs is abandoned */
 };
@@ -117,12 +126,33 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
 
 static void respond(struct transfer *t, uint64_t size);
 
+/* A --mirror copy (no client: nothing else slows it down) that has had its
+ * share of this turn of the loop: paused until the next (resume_yielded). */
+static bool copy_must_yield(struct transfer *t, size_t len)
+{
+    if (t->req->connection)
+        return false;
+    if (t->turn != t->up->turn) {
+        t->turn = t->up->turn;
+        t->turn_bytes = 0;
+    }
+    if (t->turn_bytes >= COPY_TURN_BYTES) {
+        t->yielded = true;
+        t->up->yielded++;
+        return true;
+    }
+    t->turn_bytes += len;
+    return false;
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *userp)
 {
     struct transfer *t = userp;
     struct tf_request *req = t->req;
     size_t len = size * n;
     t->last_io = tf_now_us();
+    if (copy_must_yield(t, len))
+        return CURL_WRITEFUNC_PAUSE; /* curl keeps the data until unpaused */
     if (t->over_high) {
         if (tf_request_park(req)) {
             t->paused = true;
@@ -374,6 +404,8 @@ static void end_transfer(struct transfer *t, CURLcode rc)
     struct lane *up = t->up;
     curl_multi_remove_handle(up->multi, t->easy);
     finish(t, rc);
+    if (t->yielded)
+        up->yielded--;
     if (t->prev)
         t->prev->next = t->next;
     else
@@ -550,7 +582,8 @@ static long check_timers(struct lane *up, uint64_t now)
             else
                 waiting = true;
         }
-        if (idle_check && idle_max && !t->paused && now - t->last_io > idle_max) {
+        if (idle_check && idle_max && !t->paused && !t->yielded &&
+            now - t->last_io > idle_max) {
             t->timed_out = true;
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);
         }
@@ -598,10 +631,30 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* A new turn of the loop: unpause the copies that yielded in the last one.
+ * curl hands over the data it kept at once, and reads on at its next
+ * timeout (now). */
+static void resume_yielded(struct lane *up)
+{
+    for (struct transfer *t = up->active, *next; t && up->yielded; t = next) {
+        next = t->next;
+        if (!t->yielded)
+            continue;
+        t->yielded = false;
+        up->yielded--;
+        t->last_io = tf_now_us();
+        if (curl_easy_pause(t->easy, CURLPAUSE_CONT) != CURLE_OK)
+            end_transfer(t, CURLE_WRITE_ERROR); /* the data it held could not be taken */
+    }
+}
+
 /* Each turn of the lane's loop. */
 static long lane_tick(void *ctx)
 {
     struct lane *up = ctx;
+    up->turn++;
+    if (up->yielded)
+        resume_yielded(up);
     uint64_t now = tf_now_us();
     if (up->timer_set && now >= up->timer_due) {
         int running;
@@ -611,6 +664,8 @@ static long lane_tick(void *ctx)
         now = tf_now_us();
     }
     long wait = check_timers(up, now);
+    if (up->yielded) /* they go on next turn, after the other connections' */
+        wait = 0;
     if (up->timer_set) {
         long due = up->timer_due <= now ? 0 : (long)((up->timer_due - now + 999) / 1000);
         if (wait < 0 || due < wait)

@@ -6,10 +6,12 @@ entry "mirror.side" (--env mirror.side=a|b).
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
 b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
 side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
-the file P through wsgi.file_wrapper. Every request except /count and
-/bodies is counted per method and path; /count?path=P answers the counts for
-P as JSON, e.g. {"GET": 2, "HEAD": 1}; /bodies?path=P the requests with a
-body for P, as [method, length, sha256] lists.
+the file P through wsgi.file_wrapper; /block (side a only) holds its
+thread until a request for a path ending in /release (its answer: how many
+were held) lets every held one go, or 60 s have passed. Every request except
+/count and /bodies is counted per method and path; /count?path=P answers the
+counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}; /bodies?path=P the
+requests with a body for P, as [method, length, sha256] lists.
 """
 import hashlib
 import json
@@ -21,6 +23,8 @@ from urllib.parse import parse_qs
 COUNTS = {}
 BODIES = {}
 _lock = threading.Lock()
+_release = threading.Event()
+_held = [0]  # /block calls holding their thread now; guarded by _lock
 
 
 def _reply(start_response, body, status="200 OK"):
@@ -68,6 +72,20 @@ def application(environ, start_response):
         return environ["wsgi.file_wrapper"](f, 65536)
     if path == "/raise" and side == qs.get("on", "a"):
         raise RuntimeError("mirror_app: /raise on side " + side)
+    if path.endswith("/release"):
+        with _lock:
+            held = _held[0]
+        _release.set()
+        return _reply(start_response, b"%d\n" % held)
+    if path == "/block" and side == "a":
+        with _lock:
+            _held[0] += 1
+        try:
+            _release.wait(60)
+        finally:
+            with _lock:
+                _held[0] -= 1
+        return _reply(start_response, b"same body\n")
     if path == "/sleep":
         if side == qs.get("on", "b"):
             time.sleep(float(qs.get("s", "1")))
