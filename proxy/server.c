@@ -214,7 +214,13 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
     struct header_walk *w = cls;
     if (!value)
         value = "", value_size = 0;
-    value_size = value_length(value, value_size);
+    size_t trimmed = value_length(value, value_size);
+    if (trimmed != value_size && !w->status &&
+        ((key_size == 17 && !strncasecmp(key, "Transfer-Encoding", 17)) ||
+         (key_size == 14 && !strncasecmp(key, "Content-Length", 14))))
+        w->status = 400; /* libmicrohttpd frames the body by the raw value: it would not
+                            read "chunked " as chunked, and wait for the close */
+    value_size = trimmed;
     int st = tf_check_header(&w->framing, key, key_size, value, value_size);
     if (st && !w->status)
         w->status = st;
@@ -855,11 +861,17 @@ static void pause_accepting(struct tf_server *server)
 /* libmicrohttpd's line about a client that went away: it closed with its
  * request unfinished, or reset the connection during the answer (EPIPE,
  * ECONNRESET: a browser that stopped a download). */
-static bool client_left(const char *msg)
+static bool client_left(const char *fmt, const char *msg)
 {
-    return strstr(msg, "closed by remote side") ||
-           strstr(msg, "no longer available for sending") ||
-           strstr(msg, "forcibly closed by remote peer");
+    if (strstr(fmt, "closed by remote side"))
+        return true;
+    /* the reason ends the line ("... for `URL'. Error: WHY"): the last one is
+     * libmicrohttpd's, whatever the client put in its URL */
+    const char *why = NULL;
+    for (const char *p = msg; (p = strstr(p, "rror: ")); p++)
+        why = p;
+    return why && (strstr(why, "no longer available for sending") ||
+                   strstr(why, "forcibly closed by remote peer"));
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -873,10 +885,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
         pause_accepting(cls);
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
-    if (client_left(msg)) /* nginx says it at info */
-        tf_log_info("http: %s", msg);
+    char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
+    tf_log_escape(msg, line, sizeof(line));
+    if (client_left(fmt, msg)) /* nginx says it at info */
+        tf_log_info("http: %s", line);
     else
-        tf_log_error("http: %s", msg);
+        tf_log_error("http: %s", line);
 }
 
 static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,
