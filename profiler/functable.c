@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -381,7 +382,8 @@ struct filter {
     pcre2_match_context *limits;
 };
 
-#define FILTER_MATCH_LIMIT 200000 /* backtracking steps per name */
+#define FILTER_MATCH_LIMIT 50000      /* backtracking steps per name (about 1.5 ms) */
+#define FILTER_BUDGET_NS 200000000ull /* and for all the names of a page */
 
 static void filter_free(struct filter *f)
 {
@@ -396,7 +398,7 @@ static int filter_compile(struct selection *sel, const char *pattern, struct fil
     int err;
     PCRE2_SIZE at;
     f->code = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED,
-                            PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
+                            PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &at, NULL);
     if (!f->code) {
         PCRE2_UCHAR text[100];
         pcre2_get_error_message(err, text, sizeof(text));
@@ -442,14 +444,23 @@ static int select_rows(struct selection *sel, const struct prof_view *v)
     sel->rows = calloc(n_entries + 1, sizeof(*sel->rows));
     sel->members = calloc(n_entries + 1, sizeof(*sel->members));
     bool ok = sel->rows && sel->members;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; ok && i < n_entries; i++) {
         struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
         if (!(ok = name_row(&r, r.e->label, v->fullpath) == 0))
             break;
         int match = filter_matches(&filter, r.full);
+        if (match >= 0 && filter.code && (i & 15) == 15) { /* the GIL is held: a budget */
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            uint64_t ns = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u +
+                          (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec;
+            match = ns > FILTER_BUDGET_NS ? -1 : match;
+        }
         if (match < 0) {
-            snprintf(sel->why, sizeof(sel->why), "matching it took too long (it backtracks "
-                                                 "past %d steps on a name)", FILTER_MATCH_LIMIT);
+            snprintf(sel->why, sizeof(sel->why), "matching it took too long (it backtracks: "
+                     "past %d steps on a name, or %llu ms for the page)", FILTER_MATCH_LIMIT,
+                     FILTER_BUDGET_NS / 1000000);
             sel->bad_filter = true;
             ok = false;
         }

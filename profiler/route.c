@@ -15,28 +15,6 @@ static bool is_hex(char c)
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-static bool is_id(const char *s, size_t n)
-{
-    if (n == 0)
-        return false;
-    size_t digits = 0, hex = 0, dashes = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] >= '0' && s[i] <= '9')
-            digits++;
-        else if (is_hex(s[i]))
-            hex++;
-        else if (s[i] == '-')
-            dashes++;
-        else
-            return false;
-    }
-    if (digits == n)
-        return true;                               /* 123 */
-    if (dashes == 0)
-        return n >= 8 && digits > 0;               /* a1b2c3d4..., changesets */
-    return n == 36 && dashes == 4;                 /* UUID */
-}
-
 static int hex_value(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
@@ -51,6 +29,35 @@ static int escaped_byte(const char *s, size_t n, size_t i)
         (lo = hex_value(s[i + 2])) < 0)
         return -1;
     return hi * 16 + lo;
+}
+
+/* Is the raw segment s[0..n), its escapes decoded as it is read, an id:
+ * all digits (123), 8+ hex digits with a digit (changesets, hashes), or a
+ * UUID? Any length: a long hash still folds. */
+static bool is_id(const char *s, size_t n)
+{
+    size_t len = 0, digits = 0, hex = 0, dashes = 0;
+    for (size_t i = 0; i < n; i++, len++) {
+        int b = escaped_byte(s, n, i);
+        char c = b >= 0 ? (char)b : s[i];
+        if (b >= 0)
+            i += 2;
+        if (c >= '0' && c <= '9')
+            digits++;
+        else if (is_hex(c))
+            hex++;
+        else if (c == '-')
+            dashes++;
+        else
+            return false;
+    }
+    if (len == 0)
+        return false;
+    if (digits == len)
+        return true;                               /* 123 */
+    if (dashes == 0)
+        return len >= 8 && digits > 0;             /* a1b2c3d4..., changesets */
+    return len == 36 && dashes == 4;               /* UUID */
 }
 
 /* Copy the segment s[0..n) into out[0..room), escapes decoded as the file
@@ -113,10 +120,7 @@ size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
         while (i < len && target[i] != '/')
             i++;
         size_t room = cap - 1 - o, n;
-        char id[64]; /* decoded first: an id too long for the room left still folds */
-        if (i - start <= sizeof(id) &&
-            (n = copy_segment(target + start, i - start, id, sizeof(id))) != SIZE_MAX &&
-            is_id(id, n)) {
+        if (is_id(target + start, i - start)) {
             if (room < 3)
                 break;
             memcpy(out + o, ":id", 3);

@@ -482,6 +482,8 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 {
     struct ini_state *st = user;
     char why[400] = "", name_buf[INI_MAX_LINE], value_buf[INI_MAX_LINE];
+    char section_buf[INI_MAX_LINE];
+    section = unprotect(section, section_buf, sizeof(section_buf));
     name = unprotect(name, name_buf, sizeof(name_buf));
     value = unprotect(value, value_buf, sizeof(value_buf));
     if (section[0] && strcmp(section, "tracfront") != 0)
@@ -834,6 +836,14 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         cfg->max_connections = default_max_connections();
     if (cfg->workers && !cfg->have_app) {
         snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
+        return -1;
+    }
+    struct stat config_stat;
+    if (cfg->workers && !cfg->worker && cfg->config_file &&
+        stat(cfg->config_file, &config_stat) == 0 && !S_ISREG(config_stat.st_mode)) {
+        snprintf(err, errlen, "--config %s: not a regular file (a pipe?), and --workers' and "
+                 "--reload's workers read it again when they start: give a file",
+                 cfg->config_file);
         return -1;
     }
     if ((cfg->workers || cfg->worker) && cfg->mirror) {

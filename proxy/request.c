@@ -13,6 +13,7 @@
 #include <microhttpd.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,6 +345,14 @@ static bool writer_may_go_on(const struct tf_request *req)
     return req->spill_end - req->spill_read <= req->spill_cap / 2;
 }
 
+/* With the lock held: is the reader taking bytes (not stalled)? Never for an
+ * inline run's answer: its reader is the thread that runs it. */
+static bool reader_keeps_up(const struct tf_request *req)
+{
+    return !__atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST) &&
+           tf_now_us() - req->last_read_us < TF_READER_STALL_US;
+}
+
 /* With the lock held: may a parked (iterating) producer go on? Once the
  * reader has drained the memory queue to the low-water mark and write()'s
  * file, if any, entirely: its items go to memory, which is read first. */
@@ -387,6 +396,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             break;
         n += (size_t)got;
     }
+    if (n)
+        req->last_read_us = tf_now_us();
     if (req->writers_waiting && writer_may_go_on(req))
         pthread_cond_broadcast(&req->room);
     if (n == 0) {
@@ -435,6 +446,7 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
         tf_request_ref(req);
     pthread_mutex_lock(&req->lock);
     req->tap_streaming = r != NULL;
+    req->last_read_us = tf_now_us(); /* the reader's grace starts with the stream */
     pthread_mutex_unlock(&req->lock);
     return r;
 }
@@ -621,8 +633,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         }
         if (rc == 1) /* another thread's write() started the file meanwhile: behind it */
             return tf_request_write(req, data, len, spill_cap, err);
-    } else if (req->spill_cap == 0) { /* no file: wait at the memory queue's mark */
-        pthread_mutex_unlock(&req->lock);
+    } else if (req->spill_cap == 0 || (!spilling && reader_keeps_up(req))) {
+        pthread_mutex_unlock(&req->lock); /* wait at the memory queue's mark */
         took = 0;
     } else if ((took = spill(req, data, len, err)) < 0) {
         return -1;
@@ -631,9 +643,33 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
     return took;
 }
 
+/* With the lock held: wait while the memory queue is full and its reader
+ * keeps taking bytes, in slices, so that a stall is seen. */
+static void wait_for_reader(struct tf_request *req)
+{
+    while (!req->client_gone && !req->interrupted && !writer_may_go_on(req) &&
+           reader_keeps_up(req)) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += TF_READER_STALL_US * 250; /* a quarter of it, in ns */
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        req->writers_waiting++;
+        pthread_cond_timedwait(&req->room, &req->lock, &until);
+        req->writers_waiting--;
+    }
+}
+
 void tf_request_wait_room(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
+    if (req->spill_end == 0 && req->spill_cap > 0) { /* a fast reader: no file yet */
+        wait_for_reader(req);
+        pthread_mutex_unlock(&req->lock);
+        return;
+    }
     bool first = !req->client_gone && !req->interrupted && !writer_may_go_on(req) &&
                  !req->writer_waited;
     if (first) {

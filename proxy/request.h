@@ -49,6 +49,10 @@ struct tf_chunk {
  * (--max-spill), and past that waits for the reader: a slow reader costs
  * disk up to the cap, then the app thread. */
 #define TF_CHANNEL_HIGH (512u * 1024u)
+/* A reader that took nothing for this long has stalled: a WSGI producer at
+ * the memory mark spills then; before, it waits for the reader to take
+ * bytes (a fast client costs no disk). */
+#define TF_READER_STALL_US 20000u
 #define TF_CHANNEL_LOW (128u * 1024u)
 
 /* A tap watches one response go by — status, body size and hash, when it
@@ -135,7 +139,8 @@ struct tf_request {
     uint64_t spill_cap;         /* the file's size at most (tf_request_write) */
     unsigned spill_writing;     /* reservations being written (write() from two threads) */
     int spill_errno;            /* the spill failed (ENOSPC...): the answer ends with an error */
-    unsigned writers_waiting;   /* write() producers in tf_request_wait_room */
+    unsigned writers_waiting;   /* WSGI producers in tf_request_wait_room */
+    uint64_t last_read_us;      /* the reader last took bytes (or the stream began) */
     bool writer_waited;         /* one did (logged once) */
     pthread_cond_t room;        /* signalled for them: drained enough, or the client left */
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */

@@ -424,9 +424,10 @@ static int write_through(struct tf_request *req, const char *data, size_t len);
 
 /* Without the GIL: queue all of data, waiting for the client whenever the
  * channel and its file (cap bytes) are full. 0, or -1 with *err as
- * tf_request_write sets it. */
+ * tf_request_write sets it. An inline run cannot wait (its client is read by
+ * its own thread, once it returns): past the cap it fails with EFBIG. */
 static int write_all(struct tf_request *req, const char *data, size_t len, uint64_t cap,
-                     int *err)
+                     bool inline_run, int *err)
 {
     for (;;) {
         ssize_t took = tf_request_write(req, data, len, cap, err);
@@ -436,6 +437,10 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
         len -= (size_t)took;
         if (len == 0)
             return 0;
+        if (took == 0 && inline_run) {
+            *err = EFBIG;
+            return -1;
+        }
         if (took == 0) /* else the rest may fit the file: try first */
             tf_request_wait_room(req);
     }
@@ -457,9 +462,10 @@ int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 static int write_through(struct tf_request *req, const char *data, size_t len)
 {
     /* An inline run's answer starts only when it returns: it cannot wait for
-     * the client, so its spill has no cap (the cost of a wrong guess). */
-    uint64_t cap = __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST)
-                   ? UINT64_MAX : wsgi_ctx.cfg->max_spill;
+     * the client, so past --max-spill its body is cut (the cost of a wrong
+     * guess, bounded; with --max-spill 0 its file has no cap). */
+    bool inline_run = __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST);
+    uint64_t cap = inline_run && !wsgi_ctx.cfg->max_spill ? UINT64_MAX : wsgi_ctx.cfg->max_spill;
     int err = 0;
     ssize_t took = 0;
     if (len < 64 * 1024) /* a small chunk: with the GIL held, unless it has to wait */
@@ -468,7 +474,7 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         int rc;
         tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
         Py_BEGIN_ALLOW_THREADS
-        rc = write_all(req, data + took, len - (size_t)took, cap, &err);
+        rc = write_all(req, data + took, len - (size_t)took, cap, inline_run, &err);
         Py_END_ALLOW_THREADS
         tf_request_unref(req);
         took = rc;
@@ -477,6 +483,10 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         return 0;
     if (err == ECANCELED) /* --request-timeout-action 504 */
         return wsgi_watchdog_raise();
+    if (err == EFBIG)
+        tf_log_error("%s %s: an inline call's answer passed --max-spill before it could be "
+                     "sent: cut (its target runs off the network thread from now on)",
+                     req->method, req->target);
     if (!err) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;

@@ -60,7 +60,8 @@ def test_client_that_stops_reading_holds_no_app_thread(tracfront):
         s.close()
 
 
-@pytest.mark.parametrize("args", [(), ("--threads", "1", "--inline-fast-calls", "false")])
+@pytest.mark.parametrize("args", [(), ("--threads", "1", "--inline-fast-calls", "false"),
+                                  ("--max-spill", "1M")])  # then the thread waits too
 def test_a_streamed_body_stays_on_its_thread(tracfront, args):
     """A body to slow clients is iterated on the thread of its app call, with
     its thread-locals and its contextvars context, and closed there: under
@@ -87,6 +88,28 @@ def test_a_streamed_body_stays_on_its_thread(tracfront, args):
     for tag in ("a", "b", "c"):
         seen = requests.get(srv.url + "affinity-result?" + tag, timeout=10).text
         assert seen == "{'moved': 0, 'closed_here': True}", (tag, seen)
+
+
+def written_bytes(pid):
+    """What the process passed to write() and the like: the spill file's
+    writes (a socket's sends are not counted)."""
+    for line in pathlib.Path("/proc/%d/io" % pid).read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+
+
+def test_a_fast_client_costs_no_spill_file(tracfront):
+    """A large streamed body to a client that keeps up waits at the memory
+    mark instead of going through the spill file (which doubled the time
+    and CPU of a big download): the file is for a reader that stalls."""
+    srv = tracfront(*APP, "--inline-fast-calls", "false")
+    before = written_bytes(srv.proc.pid)
+    with requests.get(srv.url + "affinity?tag=fast&n=3200&size=20000", stream=True,
+                      timeout=60) as r:
+        n = sum(len(c) for c in r.iter_content(1 << 20))
+    assert n == 3200 * 20000
+    spilled = written_bytes(srv.proc.pid) - before
+    assert spilled < n // 2, "%d of %d bytes went through the spill file" % (spilled, n)
 
 
 def test_bogus_exc_info_is_an_error_not_a_crash(tracfront):

@@ -400,6 +400,20 @@ def test_config_from_a_pipe_is_read(tracfront, tmp_path):
     assert requests.get(srv.url + "hello", timeout=10).text == "other"
 
 
+def test_config_from_a_pipe_is_refused_with_workers(tmp_path):
+    """Workers read --config again when they start: from a pipe they found
+    nothing and failed with "nothing to serve"; now the start says why."""
+    fifo = tmp_path / "tf.fifo"
+    os.mkfifo(fifo)
+    t, _ = in_thread(lambda: fifo.write_text("[tracfront]\napp = robust_apps:other\n"
+                                             "workers = 1\n"))
+    rc, out, err = run_cli(tmp_path, "--config", fifo, "--listen", "127.0.0.1:0",
+                           "--pythonpath", APPS)
+    t.join(10)
+    assert rc == 2, err
+    assert "not a regular file (a pipe?)" in err, err
+
+
 def test_nul_in_an_ini_line_is_refused(tmp_path):
     """`threads = 3\\0junk` was read as 3: the text after the NUL vanished."""
     cfg = tmp_path / "nul.ini"
