@@ -68,6 +68,14 @@ static void test_truncation(void **state)
     const char *hash = "/x/0123456789abcdef0123456789abcdef01234567";
     prof_route_key(hash, strlen(hash), key, sizeof(key));
     assert_string_equal(key, "/x/:id");
+    /* ids of any length, escaped or not */
+    char long_id[200] = "/t/", big[512];
+    memset(long_id + 3, '7', 150);
+    prof_route_key(long_id, strlen(long_id), big, sizeof(big));
+    assert_string_equal(big, "/t/:id");
+    const char *escaped = "/t/%31%32%33%34%35%36%37%38%39%30%31%32%33%34%35%36%37%38%39%30%31%32%33";
+    prof_route_key(escaped, strlen(escaped), big, sizeof(big));
+    assert_string_equal(big, "/t/:id");
 }
 
 int main(void)
