@@ -2,10 +2,12 @@
  * The channel is a linked list of copied chunks between one producer (an app
  * thread) and one reader (libmicrohttpd's content-reader callback on an I/O
  * thread). An empty queue suspends the connection instead of busy-waiting; a
- * full one stops the producer, so a slow reader holds memory, not a thread.
- * A write() producer, which cannot stop, goes on into a file of at most
- * --max-spill bytes, and then sleeps until the reader has taken half of it:
- * a slow reader holds that much disk, then the app thread, never more. */
+ * full one parks a proxied upstream's transfer, so a slow reader holds
+ * memory, not a thread. A WSGI producer (write() or an iterable: it stays on
+ * its thread) waits at that mark while the reader keeps taking bytes, goes
+ * on into a file of at most --max-spill bytes once it stalls, and then
+ * sleeps until the reader has taken half of it: a slow reader holds that
+ * much disk, then the app thread, never more. */
 #include "proxy/request.h"
 
 #include <errno.h>
@@ -353,9 +355,8 @@ static bool reader_keeps_up(const struct tf_request *req)
            tf_now_us() - req->last_read_us < TF_READER_STALL_US;
 }
 
-/* With the lock held: may a parked (iterating) producer go on? Once the
- * reader has drained the memory queue to the low-water mark and write()'s
- * file, if any, entirely: its items go to memory, which is read first. */
+/* With the lock held: may a parked producer (an upstream's) go on? Once the
+ * reader has drained the memory queue to the low-water mark. */
 static bool producer_may_go_on(const struct tf_request *req)
 {
     return req->queued <= TF_CHANNEL_LOW && req->spill_end == 0;

@@ -74,7 +74,8 @@ struct tf_tap {
     char why[128];              /* with error, if known: what went wrong (the backend's
                                    words: tf_request_tap_failed) */
     bool abandoned;             /* the client left before its answer was complete */
-    bool held_back;             /* the producer waited for a slow client (it parked): its
+    bool held_back;             /* the producer waited for a slow client (parked, or past
+                                   --max-spill): its
                                    time includes the client's */
 };
 
@@ -133,7 +134,7 @@ struct tf_request {
     pthread_mutex_t lock;
     struct tf_chunk *head, *tail;
     size_t queued;              /* bytes in memory chunks */
-    int spill_fd;               /* -1 until a write() producer outruns the reader */
+    int spill_fd;               /* -1 until a WSGI body outruns a stalled reader */
     uint64_t spill_read, spill_ready, spill_end; /* spilled bytes: read, written, reserved;
                                    byte n is at offset n % spill_cap of the file (a ring) */
     uint64_t spill_cap;         /* the file's size at most (tf_request_write) */
@@ -150,8 +151,9 @@ struct tf_request {
     bool interrupted;           /* the producer ran past --request-timeout (action 504):
                                    write() fails, a waiting one at once */
 
-    /* Backend's per-request state and its "run me again" hook: called without
-     * the lock when a parked producer may continue (drained, or client gone). */
+    /* Backend's per-request state and its "run me again" hook (a proxied
+     * upstream's): called without the lock when a parked producer may
+     * continue (drained, or client gone). */
     void *backend_state;
     void (*producer_wake)(struct tf_request *req);
 
@@ -224,11 +226,10 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
 enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
                                        const char *value);
 
-/* Producer side of the channel: queue a copy of data; *over_high says the
- * producer should stop (park). Returns 0; 1 when write() has bytes in its
- * file (a WSGI body only): nothing queued, send data with tf_request_write so
- * that it comes after them, then park; or -1 when the client has gone
- * (nothing queued). Call without the GIL for large data. */
+/* Producer side of the channel for a proxied upstream's body: queue a copy
+ * of data; *over_high says the producer should stop (park). Returns 0, or -1
+ * when the client has gone (nothing queued). (A WSGI body, the only one with
+ * a spill file, goes through tf_request_write.) */
 int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *over_high);
 /* The producer side for write(), which cannot park: queue what fits of data
  * and return how many bytes that is: memory takes bytes up to the
@@ -264,8 +265,8 @@ void tf_request_finish(struct tf_request *req, bool error);
  * write), the queue emptied. NULL when the queue does not hold exactly
  * size bytes (some spilled to a file, or read), or out of memory. */
 struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t size);
-/* Park the producer until the reader has drained the queue to the low-water
- * mark and write()'s file entirely: returns true if parked (producer_wake
+/* Park an upstream's transfer until the reader has drained the queue to the
+ * low-water mark: returns true if parked (producer_wake
  * will be called later), false if that happened already or the client left.
  * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);

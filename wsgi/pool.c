@@ -18,8 +18,8 @@
  * A request for a method and target the app has been answering fast runs
  * inline, before libmicrohttpd's call that read it returns
  * (wsgi_pool_run_inline, fastpath.h): no suspend and resume of its
- * connection, and no rescue either if it runs long after all. Every first
- * run of a request, wherever it ran, tells fastpath.c how long it took. */
+ * connection, and no rescue either if it runs long after all. Every run of
+ * a request, wherever it ran, tells fastpath.c how long it took. */
 #include "wsgi/pool.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -74,9 +74,9 @@ struct wsgi_pool {
 };
 
 
-/* With the lock held: wake the most recently idle thread, if any. */
 static struct wsgi_pool *the_pool; /* for run_here; set once at start */
 
+/* With the lock held: wake the most recently idle thread, if any. */
 static void wake_one(struct wsgi_pool *pool)
 {
     struct app_thread *t = pool->idle_top;

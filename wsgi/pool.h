@@ -1,8 +1,7 @@
 /* pool.h — the bounded pool of app threads. Each thread owns one
  * PyThreadState for its whole life (per-request PyGILState churn is far
  * slower) and holds the GIL only while running Python. Requests wait in a
- * bounded FIFO; continuations of parked responses skip the bound, since
- * refusing them would strand a half-sent response. */
+ * bounded FIFO. */
 #ifndef WSGI_POOL_H
 #define WSGI_POOL_H
 

@@ -1,7 +1,7 @@
 /* response.c — start_response and write() (PEP 3333), and building the MHD
  * response from what they collected (see response.h). All of it runs on the
  * app thread with the GIL held, except copying or spilling a large chunk and
- * write()'s wait for a slow client, which release the GIL. */
+ * the body's wait for a slow client, which release the GIL. */
 #include "wsgi/response.h"
 
 #include <errno.h>

@@ -5,7 +5,7 @@ calls tracfront runs it inside the network thread's read of it.
 /list (one-item list, Content-Length), /gen (generator, no Content-Length:
 chunked), /write (write() then a generator, with close()), /file
 (wsgi.file_wrapper on a real file), /big?n=BYTES (a long generator: the
-response parks while the client reads), /echo (POST body back), /raise (an
+response waits while the client reads), /echo (POST body back), /raise (an
 exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
 header, creates PATH.entered and blocks until PATH exists: the same target,
 slow), /closed (how many iterables were closed).

@@ -54,7 +54,7 @@ def check_file(r):
     assert (r.status_code, r.content) == (200, bytes(range(256)) * 64)
 
 
-def check_big(r):  # twice the channel's high mark: the answer parks once
+def check_big(r):  # twice the channel's high mark: the answer waits for its reader
     assert r.status_code == 200 and len(r.content) == 1 << 20
     assert r.content.count(b"x") == 1 << 20
 
