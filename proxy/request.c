@@ -644,6 +644,15 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
     return took;
 }
 
+static __thread uint64_t thread_waited_us; /* tf_request_thread_waited_us */
+
+uint64_t tf_request_thread_waited_us(void)
+{
+    uint64_t us = thread_waited_us;
+    thread_waited_us = 0;
+    return us;
+}
+
 /* With the lock held: wait while the memory queue is full and its reader
  * keeps taking bytes, in slices, so that a stall is seen. */
 static void wait_for_reader(struct tf_request *req)
@@ -663,7 +672,16 @@ static void wait_for_reader(struct tf_request *req)
     }
 }
 
+static void wait_room(struct tf_request *req);
+
 void tf_request_wait_room(struct tf_request *req)
+{
+    uint64_t t0 = tf_now_us();
+    wait_room(req);
+    thread_waited_us += tf_now_us() - t0;
+}
+
+static void wait_room(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
     if (req->spill_end == 0 && req->spill_cap > 0) { /* a fast reader: no file yet */

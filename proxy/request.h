@@ -250,6 +250,10 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
  * the wait. Never on a loop's thread; call without the GIL. The first wait
  * of a request is logged, and marks its tap held back. */
 void tf_request_wait_room(struct tf_request *req);
+/* How long the calling thread waited in tf_request_wait_room since the last
+ * call (microseconds; the count restarts): a call's own time is its time
+ * without these waits for its client. */
+uint64_t tf_request_thread_waited_us(void);
 /* Any thread: the request ran past --request-timeout and its producer is
  * being interrupted (--request-timeout-action 504): a write() waiting for
  * room leaves its wait, and tf_request_write fails from now on. on=false:
