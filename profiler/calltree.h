@@ -40,6 +40,8 @@ struct prof_tree {
     size_t depth, stack_cap;
     size_t nodes, max_nodes;
     uint64_t dropped_calls;       /* calls not recorded because of the cap */
+    unsigned most_at_once;        /* most requests profiled at once into it (hook.c; a
+                                   * front's: the most of any worker's) */
     uint64_t id;                  /* unique per init and free: twins are valid for it */
     uint64_t twins_for;           /* the id of the tree this one's twins are in */
 };

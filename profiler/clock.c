@@ -2,7 +2,6 @@
 #include "profiler/clock.h"
 
 #include <pthread.h>
-#include <stdbool.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -10,6 +9,12 @@
 
 uint64_t prof_clock_mult;
 uint64_t prof_clock_tick_base;
+bool prof_clock_cpu;
+
+void prof_clock_use_cpu(bool cpu)
+{
+    prof_clock_cpu = cpu;
+}
 
 #if defined(__x86_64__)
 /* CPUID leaf 0x80000007, EDX bit 8: the TSC runs at a constant rate in every

@@ -9,6 +9,7 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "profiler/clock.h"
 #include "profiler/export.h"
 #include "profiler/text.h"
 
@@ -366,7 +367,7 @@ struct selection {
     struct prof_flat *flat;
     struct row *rows;                      /* matched of them, the first shown shown */
     const struct prof_flat_entry **members; /* the rows' members */
-    size_t shown, matched;
+    size_t shown, matched, total; /* total: before the filter */
     bool bad_filter, ok;
     char why[240];                         /* with bad_filter: what PCRE2 said */
 };
@@ -430,8 +431,48 @@ static int filter_matches(const struct filter *f, const char *name)
     return rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
 }
 
-/* Name every entry that passes the filter into sel->rows, merge the names
- * and sort the rows for the view. -1 on out of memory or a bad filter. */
+/* With the GIL held, a filter gets FILTER_BUDGET_NS for a page: has it
+ * been spent since t0? */
+static bool budget_spent(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint64_t ns = (uint64_t)(t.tv_sec - t0->tv_sec) * 1000000000u + (uint64_t)t.tv_nsec -
+                  (uint64_t)t0->tv_nsec;
+    return ns > FILTER_BUDGET_NS;
+}
+
+/* Keep the rows whose name as the table shows it (the short one unless
+ * fullpath: pstats' strip_dirs() then print_stats(pattern)) the filter
+ * matches; the others' names are freed. Returns how many are left; past
+ * the filter's limits sel->bad_filter is set (the rest are freed). */
+static size_t filter_rows(struct selection *sel, struct row *rows, size_t n,
+                          const struct filter *f, bool fullpath)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        int match = sel->bad_filter ? 0 : filter_matches(f, fullpath ? rows[i].full : rows[i].shown);
+        if (match >= 0 && f->code && (i & 15) == 15 && budget_spent(&t0))
+            match = -1;
+        if (match < 0) {
+            snprintf(sel->why, sizeof(sel->why), "matching it took too long (it backtracks: "
+                     "past %d steps on a name, or %llu ms for the page)", FILTER_MATCH_LIMIT,
+                     FILTER_BUDGET_NS / 1000000);
+            sel->bad_filter = true;
+        }
+        if (match > 0)
+            rows[kept++] = rows[i];
+        else
+            free_row_names(&rows[i]);
+    }
+    return kept;
+}
+
+/* Name every entry into sel->rows, merge the names (sel->total), keep those
+ * the filter matches and sort them for the view. -1 on out of memory or a
+ * bad filter. */
 static int select_rows(struct selection *sel, const struct prof_view *v)
 {
     struct filter filter = { 0 };
@@ -444,34 +485,17 @@ static int select_rows(struct selection *sel, const struct prof_view *v)
     sel->rows = calloc(n_entries + 1, sizeof(*sel->rows));
     sel->members = calloc(n_entries + 1, sizeof(*sel->members));
     bool ok = sel->rows && sel->members;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; ok && i < n_entries; i++) {
         struct row r = { .e = &sel->flat->entries[i], .fig = FIGURES(&sel->flat->entries[i]) };
-        if (!(ok = name_row(&r, r.e->label, v->fullpath) == 0))
-            break;
-        int match = filter_matches(&filter, r.full);
-        if (match >= 0 && filter.code && (i & 15) == 15) { /* the GIL is held: a budget */
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            uint64_t ns = (uint64_t)(t.tv_sec - t0.tv_sec) * 1000000000u +
-                          (uint64_t)t.tv_nsec - (uint64_t)t0.tv_nsec;
-            match = ns > FILTER_BUDGET_NS ? -1 : match;
-        }
-        if (match < 0) {
-            snprintf(sel->why, sizeof(sel->why), "matching it took too long (it backtracks: "
-                     "past %d steps on a name, or %llu ms for the page)", FILTER_MATCH_LIMIT,
-                     FILTER_BUDGET_NS / 1000000);
-            sel->bad_filter = true;
-            ok = false;
-        }
-        if (match > 0)
+        if ((ok = name_row(&r, r.e->label, v->fullpath) == 0))
             sel->rows[n++] = r;
-        else
-            free_row_names(&r);
+    }
+    if (ok) {
+        sel->total = n = merge_same_names(sel->rows, n, sel->members);
+        n = filter_rows(sel, sel->rows, n, &filter, v->fullpath);
+        ok = !sel->bad_filter;
     }
     filter_free(&filter);
-    if (ok)
-        n = merge_same_names(sel->rows, n, sel->members);
     sel->matched = n; /* what selection_free frees, also on failure */
     if (!ok)
         return -1;
@@ -493,6 +517,30 @@ static void selection_free(struct selection *sel)
     free_rows(sel->rows, sel->matched);
     free(sel->members);
     prof_flat_free(sel->flat);
+}
+
+void prof_clock_note(struct prof_text *out, const struct prof_tree *t, bool json)
+{
+    static const char overlap[] =
+        "with the wall clock, a call's time includes waiting for other threads (the GIL): "
+        "while another request's Python code ran, a call that had let the GIL go (a database "
+        "query, a file read, time.sleep) waited for it, and that wait is billed to the call. "
+        "For each function's own work use --profile-clock cpu, or profile one request at a "
+        "time per process (--workers N --threads 1)";
+    bool cpu = prof_clock_cpu, warn = !cpu && t->most_at_once > 1;
+    if (json) {
+        prof_text_add(out, "\"clock\":\"%s\",\"most_at_once\":%u,", cpu ? "cpu" : "wall",
+                      t->most_at_once);
+        if (warn)
+            prof_text_add(out, "\"warning\":\"Up to %u profiled requests ran at once: %s.\",",
+                          t->most_at_once, overlap);
+    } else if (warn) {
+        prof_text_add(out, "<p><b>Up to %u profiled requests ran at once: %s.</b></p>\n",
+                      t->most_at_once, overlap);
+    } else if (cpu) {
+        prof_text_add(out, "<p><i>Times are each thread's CPU time (--profile-clock cpu): time "
+                           "spent waiting (I/O, sleep, the GIL) is not counted.</i></p>\n");
+    }
 }
 
 void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
@@ -544,9 +592,13 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     } else {
         const struct row *rows = sel.rows;
         prof_dropped_note(&out, t);
-        prof_text_add(&out, "<p>%zu of %zu functions. Times in seconds.</p><table><tr><th>ncalls"
-                            "<th>tottime<th>percall<th>cumtime<th>percall<th>function\n",
-                      sel.shown, sel.matched);
+        if (v->filter[0]) /* as pstats: "List reduced from 1024 to 14 due to restriction" */
+            prof_text_add(&out, "<p>%zu of %zu functions match, %zu shown.", sel.matched,
+                          sel.total, sel.shown);
+        else
+            prof_text_add(&out, "<p>%zu of %zu functions.", sel.shown, sel.total);
+        prof_text_add(&out, " Times in seconds.</p><table><tr><th>ncalls<th>tottime<th>percall"
+                            "<th>cumtime<th>percall<th>function\n");
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "<tr>");
             add_numbers(&out, rows[i].fig.calls, rows[i].fig.reccalls, rows[i].fig.inline_ns,
@@ -614,8 +666,10 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     } else if (v->bad_sort) {
         prof_text_add(&out, "{\"error\":\"unknown sort key: use " SORT_KEYS_TEXT "\"}\n");
     } else {
-        prof_text_add(&out, "{\"matched\":%zu,\"dropped_calls\":%llu,\"functions\":[", sel.matched,
-                      (unsigned long long)t->dropped_calls);
+        prof_text_add(&out, "{\"matched\":%zu,\"total\":%zu,\"dropped_calls\":%llu,", sel.matched,
+                      sel.total, (unsigned long long)t->dropped_calls);
+        prof_clock_note(&out, t, true);
+        prof_text_add(&out, "\"functions\":[");
         for (size_t i = 0; i < sel.shown; i++) {
             prof_text_add(&out, "%s{", i ? "," : "");
             json_members(&out, &rows[i]);

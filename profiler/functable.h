@@ -19,7 +19,7 @@ struct prof_view {
     char sort[16];      /* time, cumulative, calls, pcalls, name, file, line, nfl, stdname */
     bool bad_sort;      /* the query named a sort key that is none of those (nor an alias) */
     unsigned limit;     /* rows, default 50 */
-    char filter[256];   /* Python re, searched in "file:line(function)", "" = all */
+    char filter[256];   /* Python re, searched in file:line(function) as shown, "" = all */
     bool fullpath;
     char mode[8];       /* stats, callers, callees */
     unsigned long zoom; /* flame graph: preorder node number, 0 = all */
@@ -39,6 +39,13 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
                           const char *profile_path, size_t *len);
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len,
                           bool *bad_view);
+
+/* What the clock means for t: with the wall clock and profiled requests
+ * that ran at once (t->most_at_once > 1), a warning that times include
+ * waiting for the GIL; with the CPU clock, that waiting is left out. HTML:
+ * a paragraph (none when there is nothing to say); JSON: the members
+ * "clock", "most_at_once" and maybe "warning", each followed by a comma. */
+void prof_clock_note(struct prof_text *out, const struct prof_tree *t, bool json);
 
 /* A paragraph saying how many calls t did not record for its node cap
  * (their time stays in their callers' cumulative time); nothing if none. */

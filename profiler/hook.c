@@ -15,6 +15,7 @@
 #include "profiler/flame.h"
 #include "profiler/frame_hook.h"
 #include "profiler/functable.h"
+#include "profiler/latency.h"
 #include "profiler/text.h"
 #include "profiler/treeio.h"
 
@@ -52,6 +53,10 @@ static size_t node_cap = 200000;
 static int enabled; /* atomic */
 static struct kept_tree *kept; /* guarded by the GIL; kept_cap slots */
 static unsigned kept_cap;
+/* kept[i]'s request id while it holds a tree, else 0 (ids start at 1):
+ * written under the GIL with atomic stores, read without it by
+ * prof_hook_kept_ids() for the slowest-requests table. */
+static uint64_t *kept_ids;
 static bool with_builtins = true; /* PyEval_SetProfile; else the frame hook */
 static unsigned collectors_alive; /* guarded by the GIL */
 
@@ -116,14 +121,40 @@ static struct prof_tree *accumulated_tree(void)
 }
 
 void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
-                         bool builtins)
+                         bool builtins, bool cpu_clock)
 {
     prof_clock_init();
+    prof_clock_use_cpu(cpu_clock);
     with_builtins = builtins;
     node_cap = max_nodes;
     discard_next = discard_first;
     kept = keep_slowest ? calloc(keep_slowest, sizeof(*kept)) : NULL;
+    kept_ids = kept ? calloc(keep_slowest, sizeof(*kept_ids)) : NULL;
+    if (!kept_ids) {
+        free(kept);
+        kept = NULL;
+    }
     kept_cap = kept ? keep_slowest : 0;
+    prof_latency_set_tree_ids(prof_hook_kept_ids); /* link only the trees kept here */
+}
+
+size_t prof_hook_kept_ids(uint64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < kept_cap && n < cap; i++) {
+        uint64_t id = __atomic_load_n(&kept_ids[i], __ATOMIC_RELAXED);
+        if (id)
+            ids[n++] = id;
+    }
+    return n;
+}
+
+/* GIL held: collectors_alive requests are being profiled at once now. */
+static void note_at_once(void)
+{
+    struct prof_tree *t = accumulated_tree();
+    if (collectors_alive > t->most_at_once)
+        t->most_at_once = collectors_alive;
 }
 
 /* GIL held: copy c's tree if its request is among the slowest. */
@@ -138,6 +169,7 @@ static void keep_if_slow(struct collector *c)
             slot = &kept[i];
     if (!slot || (slot->used && slot->app_ns >= app_ns))
         return;
+    __atomic_store_n(&kept_ids[slot - kept], 0, __ATOMIC_RELAXED);
     if (slot->used)
         prof_tree_free(&slot->tree);
     prof_tree_init(&slot->tree, &label_ops, node_cap);
@@ -145,6 +177,7 @@ static void keep_if_slow(struct collector *c)
     slot->id = c->id;
     slot->app_ns = app_ns;
     slot->used = true;
+    __atomic_store_n(&kept_ids[slot - kept], c->id, __ATOMIC_RELAXED);
 }
 
 void prof_hook_enable(bool on)
@@ -374,6 +407,7 @@ PyObject *prof_hook_begin(uint64_t id)
         return NULL;
     }
     collectors_alive++;
+    note_at_once();
     hook_thread(c);
     return (PyObject *)c;
 }
@@ -383,6 +417,7 @@ bool prof_hook_end(PyObject *collector)
     if (!collector)
         return false;
     hook_thread(NULL);
+    note_at_once(); /* one that began before a Clear still ran beside the others */
     collectors_alive--;
     struct collector *c = (struct collector *)collector;
     uint64_t dropped_before = 0;
@@ -558,16 +593,18 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         const char *mode = with_builtins                     ? ""
                            : prof_frame_hook_misses_subscr() ? python_only_subscr
                                                              : python_only;
-        size_t mlen = strlen(mode);
+        struct prof_text page = { 0 };
+        prof_text_put(&page, mode, strlen(mode));
+        prof_clock_note(&page, t, false);
         char *flame = prof_flame_html(t, view.zoom, base, &flen);
         char *table = prof_functable_html(t, &view, profile_path, &tlen);
-        out = flame && table ? malloc(mlen + flen + tlen + 1) : NULL;
-        if (out) {
-            memcpy(out, mode, mlen);
-            memcpy(out + mlen, flame, flen);
-            memcpy(out + mlen + flen, table, tlen + 1);
-            *len = mlen + flen + tlen;
+        if (flame && table) {
+            prof_text_put(&page, flame, flen);
+            prof_text_put(&page, table, tlen);
+        } else {
+            page.failed = true;
         }
+        out = prof_text_finish_len(&page, len);
         free(flame);
         free(table);
     }
@@ -624,6 +661,7 @@ void prof_hook_clear(void)
     accumulated_ready = false;
     for (unsigned i = 0; i < kept_cap; i++)
         if (kept[i].used) {
+            __atomic_store_n(&kept_ids[i], 0, __ATOMIC_RELAXED);
             prof_tree_free(&kept[i].tree);
             kept[i].used = false;
         }

@@ -16,11 +16,17 @@
 
 /* Settings, before any request: node cap, whether the first profiled
  * request is thrown away (repoze's discard_first_request), how many of the
- * slowest profiled requests keep their own call tree, and whether built-in
+ * slowest profiled requests keep their own call tree, whether built-in
  * calls are profiled (PyEval_SetProfile, cProfile's events) or only Python
- * functions (the cheaper frame hook, see frame_hook.h). */
+ * functions (the cheaper frame hook, see frame_hook.h), and whether calls
+ * are timed by the thread's CPU time instead of the wall clock (clock.h).
+ * Also tells the slowest-requests table (latency.h) which trees are kept. */
 void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
-                         bool builtins);
+                         bool builtins, bool cpu_clock);
+
+/* Any thread, no GIL needed: the ids of the requests whose own call tree is
+ * kept now, at most cap of them into ids; returns how many. */
+size_t prof_hook_kept_ids(uint64_t *ids, size_t cap);
 
 /* Function profiling on or off (any thread). */
 void prof_hook_enable(bool on);

@@ -41,6 +41,7 @@ struct slow_request {
     unsigned status;
     uint64_t total_us, queue_us, ttfb_us;
     time_t when;
+    bool tree; /* a worker said it keeps this request's call tree (a front's entries) */
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -52,6 +53,7 @@ static unsigned fastest_kept; /* guarded by lock: once slowest is full, its fast
 static struct route **table;   /* guarded by lock; open addressing */
 static size_t table_size;      /* power of two, > 2 * max_routes */
 static unsigned route_count, route_cap;
+static size_t (*kept_tree_ids)(uint64_t *ids, size_t cap); /* set before any request */
 
 const char *prof_backend_name(enum prof_backend b)
 {
@@ -71,6 +73,34 @@ int prof_latency_init(unsigned max_routes, unsigned slowest_kept)
         table_size *= 2;
     table = calloc(table_size, sizeof(*table));
     return table ? 0 : -1;
+}
+
+void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *ids, size_t cap))
+{
+    kept_tree_ids = ids;
+}
+
+static int id_order(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The ids of the requests whose call tree this process keeps, sorted
+ * (malloc'd, *n of them; NULL on out of memory). The trees are as many as
+ * the rows (both --profile-slowest), so slow_cap of them is all. */
+static uint64_t *local_tree_ids(size_t *n)
+{
+    uint64_t *ids = malloc((slow_cap ? slow_cap : 1) * sizeof(*ids));
+    *n = ids && kept_tree_ids ? kept_tree_ids(ids, slow_cap) : 0;
+    if (ids)
+        qsort(ids, *n, sizeof(*ids), id_order);
+    return ids;
+}
+
+static bool in_ids(uint64_t id, const uint64_t *ids, size_t n)
+{
+    return n && bsearch(&id, ids, n, sizeof(*ids), id_order);
 }
 
 static size_t hash(const char *s)
@@ -136,6 +166,7 @@ static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t q
     r->queue_us = queue;
     r->ttfb_us = ttfb;
     r->when = time(NULL);
+    r->tree = false;
     if (slow_count == slow_cap) {
         fastest_kept = 0;
         for (unsigned i = 1; i < slow_count; i++)
@@ -509,6 +540,8 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
             "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors"
             "<th>inline<th>distribution\n");
     unsigned n;
+    size_t n_ids;
+    uint64_t *ids = local_tree_ids(&n_ids);
     pthread_mutex_lock(&lock);
     each_stat(&t, html_route);
     struct slow_request *list = sorted_slowest(&n);
@@ -520,15 +553,20 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
         prof_text_escaped(&t, list[i].method, PROF_ESC_HTML);
         prof_text_add(&t, " ");
         prof_text_escaped(&t, list[i].target, PROF_ESC_HTML);
-        prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f<td><a href=\"", list[i].status,
+        prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f<td>", list[i].status,
             (double)list[i].total_us / 1000.0, (double)list[i].queue_us / 1000.0,
             (double)list[i].ttfb_us / 1000.0);
-        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-        prof_text_add(&t, "/request?id=%llu\">call tree</a>\n", (unsigned long long)list[i].id);
+        if (list[i].tree || in_ids(list[i].id, ids, n_ids)) { /* else its page is a 404 */
+            prof_text_add(&t, "<a href=\"");
+            prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+            prof_text_add(&t, "/request?id=%llu\">call tree</a>", (unsigned long long)list[i].id);
+        }
+        prof_text_add(&t, "\n");
     }
-    if (!list)
+    if (!list || !ids)
         t.failed = true;
     free(list);
+    free(ids);
     prof_text_add(&t, "</table>\n%s", appendix);
     return prof_text_finish(&t);
 }
@@ -562,20 +600,28 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
 char *prof_latency_dump(int in_flight)
 {
     struct prof_text t = { 0 };
+    size_t n_ids;
+    uint64_t *ids = local_tree_ids(&n_ids);
+    if (!ids)
+        return NULL;
     pthread_mutex_lock(&lock);
     prof_text_add(&t, "T\t%llu\t%d\n", (unsigned long long)requests_total, in_flight);
     each_stat(&t, dump_stats);
+    /* A call tree is said only for the trees kept here: a front re-dumps what
+     * its stopped workers had, and their trees went with them. */
     for (unsigned i = 0; i < slow_count; i++) {
         const struct slow_request *r = &slowest[i];
-        prof_text_add(&t, "S\t%llu\t%s\t%u\t%llu\t%llu\t%llu\t%lld\t", (unsigned long long)r->id,
-                      r->method, r->status, (unsigned long long)r->total_us,
-                      (unsigned long long)r->queue_us, (unsigned long long)r->ttfb_us,
-                      (long long)r->when);
+        prof_text_add(&t, "S\t%llu\t%s\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t",
+                      (unsigned long long)r->id, r->method, r->status,
+                      (unsigned long long)r->total_us, (unsigned long long)r->queue_us,
+                      (unsigned long long)r->ttfb_us, (long long)r->when,
+                      in_ids(r->id, ids, n_ids));
         for (const char *p = r->target; *p; p++) /* the target last: no tabs, newlines kept out */
             prof_text_add(&t, "%c", *p == '\n' || *p == '\t' ? ' ' : *p);
         prof_text_add(&t, "\n");
     }
     pthread_mutex_unlock(&lock);
+    free(ids);
     return prof_text_finish(&t);
 }
 
@@ -628,17 +674,19 @@ static void load_slow(char *line)
     char method[16] = "-";
     unsigned long long id, total, queue, ttfb;
     long long when;
-    int used = 0;
-    if (sscanf(line, "S\t%llu\t%15[^\t]\t%u\t%llu\t%llu\t%llu\t%lld\t%n", &id, method, &s.status,
-               &total, &queue, &ttfb, &when, &used) < 7 || !used)
+    int used = 0, tree = 0;
+    if (sscanf(line, "S\t%llu\t%15[^\t]\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t%n", &id, method,
+               &s.status, &total, &queue, &ttfb, &when, &tree, &used) < 8 || !used)
         return;
     s.id = id;
     s.method = method;
     s.target = line + used;
     keep_if_slow(&s, total, queue, ttfb);
     for (unsigned i = 0; i < slow_count; i++) /* keep the worker's time, not ours */
-        if (slowest[i].id == id)
+        if (slowest[i].id == id) {
             slowest[i].when = (time_t)when;
+            slowest[i].tree = tree == 1;
+        }
 }
 
 int prof_latency_load(const char *text, size_t len, int *in_flight)

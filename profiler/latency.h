@@ -38,6 +38,13 @@ void prof_latency_reset(void);
 char *prof_latency_prometheus(int in_flight);
 char *prof_latency_json(int in_flight);
 char *prof_latency_slowest_json(void);
+/* Before any request: ids(out, cap) puts the ids of the requests whose own
+ * call tree this process keeps into out (at most cap; any thread, no lock
+ * of this module held) and returns how many. The slowest-requests table
+ * links a call tree only for those (NULL: none), and a front (--workers) for
+ * those its workers' dumps name. */
+void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
+
 /* The page; appendix (an HTML fragment, e.g. the function table) goes last. */
 char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
                         const char *appendix);

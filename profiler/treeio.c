@@ -4,6 +4,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,9 +12,11 @@
 #include "profiler/export.h"
 #include "profiler/text.h"
 
-/* Version 2 adds the calls past the node cap after the header; version 1
- * (no such line: none) is still read. */
-#define DUMP_HEADER "tracfront-tree 2\n"
+/* Version 2 adds the calls past the node cap after the header, version 3
+ * then the most requests profiled at once; versions 1 and 2 (without those
+ * lines: none) are still read. */
+#define DUMP_HEADER "tracfront-tree 3\n"
+#define DUMP_HEADER_V2 "tracfront-tree 2\n"
 #define DUMP_HEADER_V1 "tracfront-tree 1\n"
 
 /* file, line and name of a label: a code object (or a stand-in) or a str. */
@@ -45,7 +48,8 @@ static void dump_children(struct prof_text *t, const struct prof_node *root)
 char *prof_tree_dump(const struct prof_tree *t, size_t *len)
 {
     struct prof_text text = { 0 };
-    prof_text_add(&text, DUMP_HEADER "dropped\t%llu\n", (unsigned long long)t->dropped_calls);
+    prof_text_add(&text, DUMP_HEADER "dropped\t%llu\nat_once\t%u\n",
+                  (unsigned long long)t->dropped_calls, t->most_at_once);
     dump_children(&text, &t->root);
     return prof_text_finish_len(&text, len);
 }
@@ -110,11 +114,27 @@ static int parse_line(char *line, struct parsed *p)
     return p->depth >= 1 ? 0 : -1;
 }
 
+/* A header line "name\t<number>": the number, or -1 when line is not one. */
+static long long header_number(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    char *end = NULL;
+    unsigned long long v = 0;
+    if (line && !strncmp(line, name, n) && line[n] == '\t' && line[n + 1] >= '0' &&
+        line[n + 1] <= '9')
+        v = strtoull(line + n + 1, &end, 10);
+    return end && !*end && v <= LLONG_MAX ? (long long)v : -1;
+}
+
 int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
 {
     size_t hlen = strlen(DUMP_HEADER);
-    bool v2 = len >= hlen && memcmp(text, DUMP_HEADER, hlen) == 0;
-    if (!v2 && (len < hlen || memcmp(text, DUMP_HEADER_V1, hlen) != 0))
+    int version = len < hlen                                   ? 0
+                  : memcmp(text, DUMP_HEADER, hlen) == 0    ? 3
+                  : memcmp(text, DUMP_HEADER_V2, hlen) == 0 ? 2
+                  : memcmp(text, DUMP_HEADER_V1, hlen) == 0 ? 1
+                                                            : 0;
+    if (!version)
         return -1;
     char *copy = strndup(text + hlen, len - hlen), *save = NULL;
     struct prof_node **path = NULL; /* path[d - 1]: the last node read at depth d */
@@ -122,13 +142,17 @@ int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
     unsigned previous = 0; /* a node is at most one level below the one before it */
     int rc = copy ? 0 : -1;
     char *line = copy ? strtok_r(copy, "\n", &save) : NULL;
-    if (v2 && line) { /* "dropped\t<calls>" */
-        char *end = NULL;
-        unsigned long long dropped = 0;
-        if (!strncmp(line, "dropped\t", 8) && line[8] >= '0' && line[8] <= '9')
-            dropped = strtoull(line + 8, &end, 10);
-        rc = end && !*end ? 0 : -1;
-        t->dropped_calls += dropped;
+    if (version >= 2 && line) { /* "dropped\t<calls>" */
+        long long dropped = header_number(line, "dropped");
+        rc = dropped < 0 ? -1 : 0;
+        t->dropped_calls += dropped < 0 ? 0 : (uint64_t)dropped;
+        line = strtok_r(NULL, "\n", &save);
+    }
+    if (version >= 3 && line && rc == 0) { /* "at_once\t<requests>" */
+        long long at_once = header_number(line, "at_once");
+        rc = at_once < 0 || at_once > UINT_MAX ? -1 : 0;
+        if (rc == 0 && (unsigned)at_once > t->most_at_once)
+            t->most_at_once = (unsigned)at_once;
         line = strtok_r(NULL, "\n", &save);
     }
     for (; line && rc == 0; line = strtok_r(NULL, "\n", &save)) {

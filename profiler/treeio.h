@@ -2,7 +2,8 @@
  * worker processes (--workers) into one profile. One line per node, parents
  * first: depth, calls, inclusive ns, inline ns, file, line, function;
  * before them, the calls past the node cap (dropped_calls), so a front's
- * merged tree carries the sum of its workers'. A
+ * merged tree carries the sum of its workers', and the most requests
+ * profiled at once (most_at_once; merged: the largest). A
  * loaded node gets a label that names it exactly as the original did (a
  * stand-in with co_filename/co_firstlineno/co_name, or the built-in's name),
  * and nodes naming the same function share one key, so trees from several

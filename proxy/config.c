@@ -61,6 +61,7 @@ static const struct key keys[] = {
     { "profile-latency", K_BOOL, F(profile_latency), 0, 0, 0 },
     { "profile-unwind", K_BOOL, F(profile_unwind), 0, 0, 0 },
     { "profile-builtins", K_BOOL, F(profile_builtins), 0, 0, 0 },
+    { "profile-clock", K_STRING, F(profile_clock), 0, 0, 0 },
     { "profile-discard-first", K_BOOL, F(profile_discard_first), 0, 0, 0 },
     { "profile-max-nodes", K_UINT, F(profile_max_nodes), 0, 100, 10000000 },
     { "profile-log", K_STRING, F(profile_log), 0, 0, 0 },
@@ -166,6 +167,8 @@ const char tf_config_usage[] =
     "  --profile-unwind             profile the response body's iteration too\n"
     "  --profile-builtins=BOOL      profile built-in calls too, as cProfile (default true);\n"
     "                               false: Python functions only, at a fraction of the cost\n"
+    "  --profile-clock wall|cpu     time calls by the wall clock (default) or by the thread's\n"
+    "                               CPU time, which leaves out waiting for the GIL and I/O\n"
     "  --profile-discard-first=BOOL drop the first profiled request (default true)\n"
     "  --profile-max-nodes N        call-tree nodes kept (default 200000)\n"
     "  --profile-log FILE           pstats file, written by the page's Save and at clean shutdown\n"
@@ -857,6 +860,11 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
                  cfg->request_timeout_action);
         return -1;
     }
+    if (cfg->profile_clock && strcmp(cfg->profile_clock, "wall") != 0 &&
+        strcmp(cfg->profile_clock, "cpu") != 0) {
+        snprintf(err, errlen, "--profile-clock: '%s' is not wall or cpu", cfg->profile_clock);
+        return -1;
+    }
     if (!cfg->profile_path[0]) {
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
@@ -891,6 +899,7 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->error_log);
     free(cfg->request_timeout_action);
     free(cfg->profile_path);
+    free(cfg->profile_clock);
     free(cfg->profile_log);
     free(cfg->profile_callgrind);
     free_list(cfg->profile_allow, cfg->n_profile_allow);

@@ -48,6 +48,7 @@ struct tf_config {
     bool profile;               /* function profiling on from the start */
     bool profile_unwind;        /* profile the body iteration too (repoze's unwind) */
     bool profile_builtins;      /* built-in calls too (PyEval_SetProfile; default on) */
+    char *profile_clock;        /* "wall" (NULL = wall) or "cpu": the thread's CPU time */
     bool profile_discard_first; /* drop the first profiled request (default on) */
     unsigned profile_max_nodes; /* call-tree nodes kept */
     char *profile_log;          /* pstats file written on Save and at clean shutdown */

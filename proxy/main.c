@@ -232,6 +232,14 @@ static void warn_frame_hook_misses(const struct tf_config *cfg)
                     "--profile-builtins=true counts them", Py_GetVersion());
 }
 
+/* The function profiler's settings (a front's too: it renders the merged profile). */
+static void configure_profiler(const struct tf_config *cfg)
+{
+    prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
+                        cfg->profile_builtins,
+                        cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));
+}
+
 /* --workers: this process opens the socket, runs the workers and adds up
  * their profiles on a loopback control port; it serves no request itself. */
 static int run_front(struct tf_config *cfg, char **argv)
@@ -255,8 +263,7 @@ static int run_front(struct tf_config *cfg, char **argv)
         fprintf(stderr, "tracfront: %s\n", err[0] ? err : "out of memory");
         return 1;
     }
-    prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
-                        cfg->profile_builtins);
+    configure_profiler(cfg);
     prof_hook_enable(cfg->profile);
     tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path,
                                                                       cfg->profile_latency));
@@ -359,8 +366,7 @@ static int run_server(struct tf_config *cfg)
             fprintf(stderr, "tracfront: %s\n", err);
             return 1;
         }
-        prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
-                            cfg->profile_builtins);
+        configure_profiler(cfg);
         prof_hook_enable(cfg->profile);
         tf_server_set_profiler(server, &controls);
         if (control)

@@ -329,6 +329,10 @@ PyObject *wsgi_environ_base(void)
         set_cstr(env, "SERVER_NAME", cfg->listen_host) < 0 ||
         set_cstr(env, "SERVER_SOFTWARE", "tracfront/" TF_VERSION) < 0 ||
         set_cstr(env, "GATEWAY_INTERFACE", "CGI/1.1") < 0 ||
+        /* Trac's /about names its web front-end from these, as tracd and
+         * mod_wsgi set them; an --env entry below replaces them */
+        set_cstr(env, "trac.web.frontend", "tracfront") < 0 ||
+        set_cstr(env, "trac.web.version", TF_VERSION) < 0 ||
         set_str(env, k_script, cfg->mount, (Py_ssize_t)strlen(cfg->mount)) < 0)
         goto error;
     if (cfg->trac_env && set_cstr(env, "trac.env_path", cfg->trac_env) < 0)

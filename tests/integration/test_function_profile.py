@@ -495,3 +495,113 @@ def test_controls_behind_a_reverse_proxy_and_tls(tracfront, tmp_path):
     assert start(direct, Origin=direct.replace("http:", "https:")) == 303  # TLS in front
     assert start(direct, Origin=direct + "0") == 403
     assert start(direct, Origin="https://evil.example") == 403
+
+
+def test_filter_matches_the_names_shown(tracfront):
+    """As pstats' strip_dirs().print_stats('^main.py'): in the short-path view
+    the filter is searched in the names the table shows, and the count says
+    how many of all the functions matched."""
+    srv = profiled(tracfront, requests_made=2)
+    api = srv.url + "__profile__/api/functions"
+    every = requests.get(api, params={"limit": "100000"}, timeout=30).json()
+    short = requests.get(api, params={"limit": "100000", "filter": r"^profiled_app\.py:"},
+                         timeout=30).json()
+    assert {"fib", "workload", "squares"} <= {f["name"] for f in short["functions"]}
+    assert all(f["file"] == WORKLOAD_FILE for f in short["functions"])
+    assert short["matched"] == len(short["functions"]) < every["matched"]
+    assert short["total"] == every["total"] == every["matched"]
+    full = requests.get(api, params={"filter": r"^profiled_app\.py:", "fullpath": "1"},
+                        timeout=30).json()
+    assert full["matched"] == 0  # full paths start with the folder
+    full = requests.get(api, params={"filter": "^" + re.escape(WORKLOAD_FILE) + ":",
+                                     "fullpath": "1"}, timeout=30).json()
+    assert full["matched"] == short["matched"]
+    page = requests.get(srv.url + "__profile__", params={"filter": r"^profiled_app\.py:"},
+                        timeout=30).text
+    assert "<code>profiled_app.py:7(fib)</code>" in page
+    assert "%d of %d functions match" % (short["matched"], every["total"]) in page
+
+
+# Request /hold holds the GIL for about 0.3 s in one C call (sum over a range
+# checks for no GIL drop request) while request /wait is in time.sleep(0.05),
+# which releases the GIL and must wait for it to come back.
+GIL_APP = """
+import threading, time
+
+sleeping = threading.Event()
+
+
+def seconds_per_item():
+    best = 1.0
+    for _ in range(3):
+        t = time.perf_counter()
+        sum(range(10 ** 6))
+        best = min(best, time.perf_counter() - t)
+    return best / 10 ** 6
+
+
+per = seconds_per_item()
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/hold":
+        sleeping.wait(10)
+        sum(range(int(0.3 / per)))
+    else:
+        sleeping.set()
+        time.sleep(0.05)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"done"]
+"""
+
+
+def hold_the_gil_while_one_waits(srv):
+    """/hold and /wait at once; their profile as /api/functions has it."""
+    hold = threading.Thread(target=requests.get, args=(srv.url + "hold",), kwargs={"timeout": 30})
+    hold.start()
+    assert requests.get(srv.url + "wait", timeout=30).status_code == 200
+    hold.join(30)
+    doc = requests.get(srv.url + "__profile__/api/functions", params={"limit": "100000"},
+                       timeout=30).json()
+    by_name = {f["function"]: f for f in doc["functions"]}
+    return doc, by_name["{built-in method time.sleep}"], by_name["{built-in method builtins.sum}"]
+
+
+def gil_app_server(tracfront, tmp_path, *flags):
+    (tmp_path / "gil_app.py").write_text(GIL_APP)
+    return tracfront("--pythonpath", tmp_path, "--app", "gil_app", "--threads", "4",
+                     "--profile", "--profile-discard-first", "false", *flags)
+
+
+def test_wall_clock_bills_the_wait_for_the_gil_and_says_so(tracfront, tmp_path):
+    srv = gil_app_server(tracfront, tmp_path)
+    doc, sleep, _ = hold_the_gil_while_one_waits(srv)
+    assert sleep["cumtime"] > 0.2  # 0.05 asleep, the rest waiting for /hold's GIL
+    assert doc["clock"] == "wall" and doc["most_at_once"] == 2
+    assert "--profile-clock cpu" in doc["warning"]
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert "includes waiting for other threads" in page and "--profile-clock cpu" in page
+
+
+def test_cpu_clock_bills_only_the_cpu_time(tracfront, tmp_path):
+    srv = gil_app_server(tracfront, tmp_path, "--profile-clock", "cpu")
+    doc, sleep, held = hold_the_gil_while_one_waits(srv)
+    assert sleep["cumtime"] < 0.1 < held["cumtime"]
+    assert doc["clock"] == "cpu" and "warning" not in doc
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert "includes waiting for other threads" not in page
+    assert "CPU time" in page
+
+
+def test_one_request_at_a_time_needs_no_warning(tracfront):
+    srv = profiled(tracfront, requests_made=3)
+    doc = requests.get(srv.url + "__profile__/api/functions", timeout=30).json()
+    assert doc["clock"] == "wall" and doc["most_at_once"] == 1 and "warning" not in doc
+    assert "includes waiting for other threads" not in requests.get(srv.url + "__profile__",
+                                                                  timeout=30).text
+
+
+def test_profile_clock_is_wall_or_cpu(tracfront):
+    srv = tracfront("--app", "profiled_app:app", "--profile-clock", "thread", expect_fail=True)
+    assert srv.proc.wait(10) == 2
+    assert "--profile-clock" in srv.stderr and "wall or cpu" in srv.stderr

@@ -198,3 +198,50 @@ def test_a_percent_encoded_path_is_the_same_route(tracfront):
     counts = re.findall(r'tracfront_request_duration_seconds_count\{route="/caf[^"]*"[^}]*\} (\S+)',
                         metrics)
     assert counts == ["3"], counts
+
+
+def slow_rows(srv, n):
+    """{target: (id, the row's HTML)} of the slowest-requests table, once n
+    rows are kept (each is recorded when its connection work completes)."""
+    deadline = time.monotonic() + 5
+    while True:
+        slowest = requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+        if len(slowest) >= n or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    table = page[page.index("<h2>Slowest requests</h2>"):]
+    table = table[:table.index("</table>")]
+    return {x["target"]: (x["id"], next(line for line in table.splitlines()
+                                        if "GET %s</code>" % x["target"] in line))
+            for x in slowest}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_slowest_links_a_call_tree_only_where_one_was_kept(tracfront, workers):
+    # The first profiled request is discarded (of each worker): it has no tree.
+    srv = tracfront(*APP, "--profile", "--workers", str(workers))
+    targets = ["/slow?s=0.0%d" % i for i in range(1, 7)]
+    for t in targets:
+        assert requests.get(srv.url + t.lstrip("/"), timeout=10).status_code == 200
+    rows = slow_rows(srv, len(targets))
+    assert sorted(rows) == sorted(targets)
+    linked = 0
+    for target, (rid, row) in rows.items():
+        status = requests.get(srv.url + "__profile__/request", params={"id": rid},
+                              timeout=10).status_code
+        assert ("/request?id=%d\"" % rid in row) == (status == 200), (target, row, status)
+        linked += status == 200
+    assert 0 < linked < len(targets)
+    if not workers:  # one process: exactly its first request went unrecorded
+        assert "call tree" not in rows[targets[0]][1]
+        assert linked == len(targets) - 1
+
+
+def test_slowest_has_no_call_tree_links_without_function_profiling(tracfront):
+    srv = tracfront(*APP)
+    for s in ("0.02", "0.01"):
+        assert requests.get(srv.url + "slow", params={"s": s}, timeout=10).status_code == 200
+    rows = slow_rows(srv, 2)
+    assert len(rows) == 2
+    assert not any("call tree" in row or "/request?id=" in row for _, row in rows.values())

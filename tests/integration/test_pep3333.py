@@ -179,7 +179,8 @@ def test_environ_required_keys_and_types(tracfront):
     # nothing tracfront uses to size the dict is left in it.
     cgi = {"REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REQUEST_URI",
            "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "SERVER_SOFTWARE",
-           "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT"}
+           "GATEWAY_INTERFACE", "REMOTE_ADDR", "REMOTE_PORT",
+           "trac.web.frontend", "trac.web.version"}
     assert {k for k in t if not k.startswith(("HTTP_", "wsgi.", "pep3333."))} == cgi
     assert v["wsgi.run_once"] is False
     assert v["wsgi.input_terminated"] is True
@@ -281,6 +282,20 @@ def test_extra_env_entries(tracfront):
     assert v["TRACFRONT_EXTRA"] == "hello world"
     assert v["myapp.option"] == "a=b"
     assert_valid(srv)
+
+
+def test_trac_web_frontend_names_tracfront(tracfront):
+    # Trac's /about shows trac.web.frontend and trac.web.version as its "web
+    # front-end" row (trac/web/main.py), as tracd and mod_wsgi set them
+    srv = tracfront("--app", APP)
+    v = requests.get(base(srv) + "/env", timeout=10).json()["values"]
+    assert v["trac.web.frontend"] == "tracfront"
+    assert v["trac.web.version"] == v["SERVER_SOFTWARE"].split("/", 1)[1]
+    assert_valid(srv)
+    own = tracfront("--app", APP, "--env", "trac.web.frontend=nginx + tracfront",
+                    "--env", "trac.web.version=1.24")
+    v = requests.get(base(own) + "/env", timeout=10).json()["values"]
+    assert (v["trac.web.frontend"], v["trac.web.version"]) == ("nginx + tracfront", "1.24")
 
 
 def test_extra_env_entry_named_like_a_placeholder(tracfront):
