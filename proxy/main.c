@@ -328,6 +328,7 @@ static int run_server(struct tf_config *cfg)
             return 1;
         }
         backends.app = wsgi_pool_submit;
+        backends.app_idle = wsgi_pool_idle;
         backends.app_inline = cfg->inline_fast_calls ? wsgi_pool_run_inline : NULL;
         backends.app_ctx = pool;
     }

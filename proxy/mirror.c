@@ -19,7 +19,7 @@ struct tf_mirror {
     enum tf_backend_kind primary;
     unsigned in_flight;             /* atomic: copies not yet ended (the --mirror-queue bound) */
     unsigned app_copies;            /* atomic: copies sent to the app and not yet ended */
-    unsigned app_copies_max;        /* half of --threads, at least one; read-only */
+    unsigned app_copies_max;        /* half of --threads (none with 1); read-only */
     unsigned refs;                  /* atomic: the server's, and one per pair not yet recorded */
 };
 
@@ -41,7 +41,7 @@ struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_bac
     m->refs = 1;
     m->primary = cfg->mirror_primary && !strcmp(cfg->mirror_primary, "upstream")
                      ? TF_ROUTE_UPSTREAM : TF_ROUTE_APP;
-    m->app_copies_max = cfg->threads / 2 ? cfg->threads / 2 : 1;
+    m->app_copies_max = cfg->threads / 2;
     prof_compare_init(cfg->profile_max_routes);
     return m;
 }
@@ -92,9 +92,10 @@ static void copy_ended(struct tf_mirror *m)
 }
 
 /* Take a place for a copy: in the queue (--mirror-queue), and for a copy to
- * the app, among the app's threads (app_copies_max), so that copies never
- * take the threads its clients' own requests need: a copy that would wait
- * behind them is dropped instead. false: no room (nothing taken). */
+ * the app, a thread that is free now, with at most half of them (none of a
+ * single one) taken by copies, so that copies never queue ahead of clients'
+ * requests and always leave threads for them: a copy that would wait is
+ * dropped instead. false: no room (nothing taken). */
 static bool copy_may_go(struct tf_mirror *m)
 {
     if (__atomic_add_fetch(&m->in_flight, 1, __ATOMIC_RELAXED) > m->cfg->mirror_queue) {
@@ -102,7 +103,8 @@ static bool copy_may_go(struct tf_mirror *m)
         return false;
     }
     if (m->primary == TF_ROUTE_UPSTREAM &&
-        __atomic_add_fetch(&m->app_copies, 1, __ATOMIC_RELAXED) > m->app_copies_max) {
+        (__atomic_add_fetch(&m->app_copies, 1, __ATOMIC_RELAXED) > m->app_copies_max ||
+         (m->backends->app_idle && !m->backends->app_idle(m->backends->app_ctx)))) {
         copy_ended(m);
         return false;
     }

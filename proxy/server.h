@@ -35,6 +35,7 @@ struct tf_upstream;
 struct tf_backends {
     tf_dispatch_fn app;            /* the WSGI pool */
     tf_inline_fn app_inline;       /* the same, inline (NULL: never; --inline-fast-calls) */
+    bool (*app_idle)(void *app_ctx); /* has the pool a thread free now, nothing queued? */
     void *app_ctx;
     tf_dispatch_fn upstream;       /* libcurl to --upstream */
     void *upstream_ctx;

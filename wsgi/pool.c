@@ -310,6 +310,15 @@ static bool run_here_now(struct wsgi_pool *pool, struct tf_request *req)
            pool->running < pool->max_running;
 }
 
+bool wsgi_pool_idle(void *backend)
+{
+    struct wsgi_pool *pool = backend;
+    pthread_mutex_lock(&pool->lock);
+    bool idle = !pool->stopping && !pool->head && pool->running < pool->max_running;
+    pthread_mutex_unlock(&pool->lock);
+    return idle;
+}
+
 int wsgi_pool_submit(void *backend, struct tf_request *req)
 {
     struct wsgi_pool *pool = backend;

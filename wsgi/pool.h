@@ -5,6 +5,8 @@
 #ifndef WSGI_POOL_H
 #define WSGI_POOL_H
 
+#include <stdbool.h>
+
 struct tf_request;
 struct wsgi_pool;
 
@@ -27,6 +29,10 @@ int wsgi_pool_submit(void *pool, struct tf_request *req);
  * reference passed in is the run's, the answer is given to req as usual),
  * 0 when declined (nothing taken: submit it instead). */
 int wsgi_pool_run_inline(void *pool, struct tf_request *req);
+
+/* Has the pool a thread free now, with nothing queued (any thread)? A
+ * --mirror copy goes to the app only then. */
+bool wsgi_pool_idle(void *pool);
 
 /* Stop taking new requests, run what is queued to the end, join the
  * threads, free the pool. Call with the GIL released. */

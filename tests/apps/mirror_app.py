@@ -6,7 +6,7 @@ entry "mirror.side" (--env mirror.side=a|b).
 /differ-hash (same length, other bytes) and /differ-status (200 on a, 404 on
 b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
 side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
-the file P through wsgi.file_wrapper; /block (side a only) holds its
+the file P through wsgi.file_wrapper; /block and .../block (side a only) hold its
 thread until a request for a path ending in /release (its answer: how many
 were held) lets every held one go, or 60 s have passed. Every request except
 /count and /bodies is counted per method and path; /count?path=P answers the
@@ -26,6 +26,8 @@ _lock = threading.Lock()
 _release = threading.Event()
 _held = [0]  # /block calls holding their thread now; guarded by _lock
 
+
+PATTERN = bytes(range(251)) * 263  # 251 offsets + 64 KiB
 
 def _reply(start_response, body, status="200 OK"):
     start_response(status, [("Content-Type", "text/plain"),
@@ -64,7 +66,9 @@ def application(environ, start_response):
     if path == "/big":
         n = int(qs.get("n", "0"))
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return (b"x" * min(65536, n - i) for i in range(0, n, 65536))
+        # each byte tells its place (i % 251): a chunk lost, repeated or out
+        # of order changes the body's hash, not only its length
+        return (PATTERN[i % 251:i % 251 + min(65536, n - i)] for i in range(0, n, 65536))
     if path == "/file":
         f = open(qs["path"], "rb")
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
@@ -77,7 +81,7 @@ def application(environ, start_response):
             held = _held[0]
         _release.set()
         return _reply(start_response, b"%d\n" % held)
-    if path == "/block" and side == "a":
+    if path.endswith("/block") and side == "a":
         with _lock:
             _held[0] += 1
         try:

@@ -9,6 +9,7 @@ import http.client
 import json
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -57,6 +58,13 @@ def counts(srv, path):
     r = requests.get(srv.url + "count", params={"path": path}, timeout=10)
     assert r.status_code == 200
     return r.json()
+
+
+def counts_held(srv):
+    """How many of srv's app threads its /sleep requests hold (the profiler's
+    in-flight list: the app's own /count needs a free thread)."""
+    r = requests.get(srv.url + "__profile__/api/inflight", timeout=10)
+    return [rec["target"].split("?")[0] for rec in r.json()["requests"]].count("/sleep")
 
 
 def wait_counts(srv, path, expected):
@@ -489,6 +497,30 @@ def test_copies_never_hold_up_the_apps_own_requests(pair):
     j = compare(srv, lambda j: j["mirrored"] == 2)
     assert (j["mirrored"], j["dropped"], j["failed"]) == (2, n - 2, 0), j
     assert routes(j)["/block"]["pairs"] == 2 and j["mismatches"] == [], j
+
+
+@pytest.mark.parametrize("threads, busy", [(1, 0), (2, 2)])
+def test_copies_go_to_the_app_only_when_a_thread_is_free(pair, threads, busy):
+    """With one app thread, copies never take it; with every thread busy with
+    clients' requests, a copy is dropped, not queued ahead of later ones."""
+    srv, up = pair("--mirror-primary", "upstream", "--threads", str(threads),
+                   "--route", "/adm=app", "--route", "/count=app", "--route", "/sleep=app")
+    held = [threading.Thread(target=requests.get, args=(srv.url + "sleep?on=a&s=3",),
+                             kwargs={"timeout": 30}) for _ in range(busy)]
+    for t in held:  # clients' requests holding every app thread
+        t.start()
+    deadline = time.monotonic() + 10
+    while busy and counts_held(srv) < busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    r = requests.get(srv.url + "block", timeout=10)  # side b answers; the copy has no room
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    j = compare(srv, lambda j: j["dropped"] == 1)
+    assert j["dropped"] == 1, j
+    for t in held:
+        t.join(30)
+    r = requests.get(srv.url + "adm/x", timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    assert counts(srv, "/block") == {}  # no copy reached the app
 
 
 def test_large_copy_is_compared_whole_across_loop_turns(pair):
