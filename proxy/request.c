@@ -31,6 +31,16 @@ void tf_request_id_base(uint64_t base)
     __atomic_store_n(&last_id, base, __ATOMIC_RELAXED);
 }
 
+/* req->room's waits are timed by the monotonic clock (wait_for_reader): a
+ * wall clock set back does not stretch them. */
+static pthread_condattr_t room_attr;
+
+__attribute__((constructor)) static void room_attr_init(void)
+{
+    pthread_condattr_init(&room_attr);
+    pthread_condattr_setclock(&room_attr, CLOCK_MONOTONIC);
+}
+
 struct tf_request *tf_request_new(struct tf_server *server, const char *target)
 {
     struct tf_request *req = calloc(1, sizeof(*req));
@@ -49,7 +59,7 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     req->spill_fd = -1;
     req->file_fd = -1;
     pthread_mutex_init(&req->lock, NULL);
-    pthread_cond_init(&req->room, NULL);
+    pthread_cond_init(&req->room, &room_attr);
     return req;
 }
 
@@ -513,12 +523,15 @@ static int pwrite_ring(int fd, const char *p, size_t n, uint64_t off, uint64_t c
 /* With the lock held (released on return): the spill failed with error (an
  * errno). Later writes fail alike; the reader ends the answer with an error
  * once it has sent what came before, and is woken for that. */
+static __thread uint64_t thread_waited_us; /* tf_request_thread_waited_us */
+
 static ssize_t spill_failed(struct tf_request *req, int error, const char *what, int *err)
 {
     req->spill_errno = *err = error;
     unlock_and_wake_reader(req);
-    tf_log_error("%s %s: %s for a slow client: %s", req->method, req->target, what,
-                 strerror(error));
+    char target[1024];
+    tf_log_error("%s %s: %s: %s", req->method, tf_log_escape(req->target, target, sizeof(target)),
+                 what, strerror(error));
     return -1;
 }
 
@@ -532,10 +545,17 @@ static ssize_t spill_failed(struct tf_request *req, int error, const char *what,
 static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *err)
 {
     if (req->spill_fd < 0 && (req->spill_fd = tf_tempfile()) < 0)
-        return spill_failed(req, errno, "cannot create a file to buffer the response", err);
+        return spill_failed(req, errno, "cannot create a file to buffer the response for a "
+                                        "slow client", err);
     uint64_t room = req->spill_cap - (req->spill_end - req->spill_read);
     if (len > room)
         len = (size_t)room;
+    if (len == 0 && __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST)) {
+        thread_waited_us++; /* the call is not a fast one: no longer inline */
+        return spill_failed(req, EFBIG, "an inline call's answer passed --max-spill before it "
+                            "could be sent: cut (its target runs away from the network thread "
+                            "from now on)", err);
+    }
     uint64_t off = req->spill_end, cap = req->spill_cap;
     req->spill_end += len;
     req->spill_writing++;
@@ -546,7 +566,7 @@ static ssize_t spill(struct tf_request *req, const char *data, size_t len, int *
     pthread_mutex_lock(&req->lock);
     req->spill_writing--;
     if (rc < 0)
-        return spill_failed(req, error, "cannot buffer the response", err);
+        return spill_failed(req, error, "cannot buffer the response for a slow client", err);
     if (req->spill_writing == 0 && !req->spill_errno) /* never over a range that failed */
         req->spill_ready = req->spill_end;
     unlock_and_wake_reader(req);
@@ -644,7 +664,6 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
     return took;
 }
 
-static __thread uint64_t thread_waited_us; /* tf_request_thread_waited_us */
 
 uint64_t tf_request_thread_waited_us(void)
 {
@@ -660,7 +679,7 @@ static void wait_for_reader(struct tf_request *req)
     while (!req->client_gone && !req->interrupted && !writer_may_go_on(req) &&
            reader_keeps_up(req)) {
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += TF_READER_STALL_US * 250; /* a quarter of it, in ns */
         if (until.tv_nsec >= 1000000000) {
             until.tv_sec++;

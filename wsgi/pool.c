@@ -191,6 +191,17 @@ static PyThreadState *network_thread_state_get(PyInterpreterState *interp)
     return network_thread_state;
 }
 
+/* Tell fastpath.c how long a call that started at start took. One that
+ * waited for its client (its body passed the memory mark) is never a fast
+ * one, however quick: inline, with no client to wait for, its body would go
+ * to the spill file, or be cut. */
+static void note_call(uint64_t key, uint64_t start)
+{
+    uint64_t took = tf_now_us() - start;
+    bool waited = tf_request_thread_waited_us() > 0;
+    wsgi_fastpath_note(key, waited && took < WSGI_FASTPATH_LONG_US ? WSGI_FASTPATH_LONG_US : took);
+}
+
 /* Run a request with the GIL held; its time goes to fastpath.c. */
 static void run_request(struct tf_request *req)
 {
@@ -198,8 +209,7 @@ static void run_request(struct tf_request *req)
     tf_request_thread_waited_us(); /* from now */
     uint64_t start = tf_now_us();
     wsgi_run(req);
-    uint64_t took = tf_now_us() - start, waited = tf_request_thread_waited_us();
-    wsgi_fastpath_note(key, took - (waited < took ? waited : took)); /* not its client's time */
+    note_call(key, start);
 }
 
 /* A request run on the network thread that received it, stepped away from
@@ -287,11 +297,12 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         return 0;
     }
     take_gil_after_inline(pool, ts);
+    tf_request_thread_waited_us(); /* from now */
     wsgi_run(req);
     PyEval_SaveThread();
     __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);
     wsgi_fastpath_end(runner);
-    wsgi_fastpath_note(key, tf_now_us() - start);
+    note_call(key, start);
     pthread_mutex_lock(&pool->lock);
     pool->running_inline--;
     task_done(pool);

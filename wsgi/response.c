@@ -424,10 +424,10 @@ static int write_through(struct tf_request *req, const char *data, size_t len);
 
 /* Without the GIL: queue all of data, waiting for the client whenever the
  * channel and its file (cap bytes) are full. 0, or -1 with *err as
- * tf_request_write sets it. An inline run cannot wait (its client is read by
- * its own thread, once it returns): past the cap it fails with EFBIG. */
+ * tf_request_write sets it (an inline run, which cannot wait, fails with
+ * EFBIG past the cap). */
 static int write_all(struct tf_request *req, const char *data, size_t len, uint64_t cap,
-                     bool inline_run, int *err)
+                     int *err)
 {
     for (;;) {
         ssize_t took = tf_request_write(req, data, len, cap, err);
@@ -437,10 +437,6 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
         len -= (size_t)took;
         if (len == 0)
             return 0;
-        if (took == 0 && inline_run) {
-            *err = EFBIG;
-            return -1;
-        }
         if (took == 0) /* else the rest may fit the file: try first */
             tf_request_wait_room(req);
     }
@@ -474,7 +470,7 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         int rc;
         tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
         Py_BEGIN_ALLOW_THREADS
-        rc = write_all(req, data + took, len - (size_t)took, cap, inline_run, &err);
+        rc = write_all(req, data + took, len - (size_t)took, cap, &err);
         Py_END_ALLOW_THREADS
         tf_request_unref(req);
         took = rc;
@@ -483,10 +479,6 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         return 0;
     if (err == ECANCELED) /* --request-timeout-action 504 */
         return wsgi_watchdog_raise();
-    if (err == EFBIG)
-        tf_log_error("%s %s: an inline call's answer passed --max-spill before it could be "
-                     "sent: cut (its target runs off the network thread from now on)",
-                     req->method, req->target);
     if (!err) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;

@@ -262,8 +262,10 @@ static void iterate(struct wsgi_task *task)
             failed(task, "sending the response failed"); /* the 504 handling */
             return;
         }
-        if (rc < 0) { /* the client left, or the spill failed (logged) */
+        if (rc < 0) { /* the client left, or the spill failed (logged), or out of memory */
             PyErr_Clear();
+            if (!tf_request_client_gone(req))
+                tf_request_finish(req, true); /* its answer ends with an error, not a hang */
             end(task);
             return;
         }

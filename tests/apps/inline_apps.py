@@ -5,7 +5,9 @@ calls tracfront runs it inside the network thread's read of it.
 /list (one-item list, Content-Length), /gen (generator, no Content-Length:
 chunked), /write (write() then a generator, with close()), /file
 (wsgi.file_wrapper on a real file), /big?n=BYTES (a long generator: the
-response waits while the client reads), /echo (POST body back), /raise (an
+response waits while the client reads), /grow?after=N&n=BYTES (14 bytes for
+its first N calls, then an n-byte generator: a wrong guess of the fast
+path), /echo (POST body back), /raise (an
 exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
 header, creates PATH.entered and blocks until PATH exists: the same target,
 slow), /closed (how many iterables were closed).
@@ -41,6 +43,8 @@ class Closing:
             _closed[0] += 1
 
 
+_grown = [0]  # /grow calls
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     qs = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -64,6 +68,12 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(n))])
         return _big(n)
+    if path == "/grow":
+        with _lock:
+            _grown[0] += 1
+            small = _grown[0] <= int(qs["after"])
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return iter([b"small answer\n\n"]) if small else _big(int(qs["n"]))
     if path == "/echo":
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

@@ -68,7 +68,6 @@ ANSWERS = [  # (method, path, body, check)
     ("GET", "/gen", None, check_gen),
     ("GET", "/write", None, check_write),
     ("GET", "/file", None, check_file),
-    ("GET", "/big?n=%d" % (1 << 20), None, check_big),
     ("POST", "/echo", b"posted body", lambda r: (r.status_code, r.content) == (200, b"posted body")
      or pytest.fail("echo: %r" % r.content)),
     ("GET", "/raise", None, check_error),
@@ -96,6 +95,42 @@ def call_until_inline(srv, session, method, path, body, check, most=200):
     for _ in range(3):
         check(session.request(method, srv.url + path[1:], data=body, timeout=30))
     return calls + 3
+
+
+def test_a_body_past_the_memory_mark_never_runs_inline(tracfront):
+    """A call whose body waited for its client (past the 512 KiB memory mark)
+    is not a fast one, however quick: inline, with no client to wait for, its
+    body would go through the spill file (a client that keeps up costs no
+    disk otherwise)."""
+    srv = tracfront(*APP)
+    with requests.Session() as s:
+        for _ in range(30):
+            check_big(s.get(srv.url + "big?n=%d" % (1 << 20), timeout=30))
+    assert inline_count(srv, "/big") == 0
+
+
+def test_a_wrong_guess_past_max_spill_is_cut_once(tracfront):
+    """A target that answered small and fast runs inline; when it suddenly
+    streams more than --max-spill, the inline call cannot wait for its
+    client: the answer is cut (an error, logged, not a hang) and the target
+    runs away from the network thread from then on (its answers whole)."""
+    srv = tracfront(*APP, "--max-spill", "1M", "--io-threads", "1")
+    n = 3 << 20
+    target = "grow?after=40&n=%d" % n
+    with requests.Session() as s:
+        for _ in range(40):
+            assert s.get(srv.url + target, timeout=30).content == b"small answer\n\n"
+    assert inline_count(srv, "/grow") > 0, "the small answers never ran inline"
+    cut = (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)
+    with pytest.raises(cut):  # not a ReadTimeout: a hang was the bug
+        r = requests.get(srv.url + target, timeout=30)
+        assert len(r.content) == n  # a whole body would pass: it must not come
+        pytest.fail("the inline call past --max-spill was not cut")
+    wait_for(lambda: "an inline call's answer passed --max-spill" in srv.error_log,
+             "the cut logged")
+    for _ in range(3):  # off the network thread now: whole
+        r = requests.get(srv.url + target, timeout=30)
+        assert (r.status_code, len(r.content)) == (200, n)
 
 
 @pytest.mark.parametrize("net", [(), ("--io-threads", "1")], ids=["default", "one-network-thread"])
