@@ -188,12 +188,12 @@ def handle_request(c, req):
     if disp == "/drop-idle":
         with lock:
             victims = [o for o in conns.values() if o is not c and o.idle]
-        respond(c, req, 200, b"dropped %d\n" % len(victims))
-        for o in victims:
+        for o in victims:  # closed before the answer: the asker's next request cannot race it
             try:
                 o.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        respond(c, req, 200, b"dropped %d\n" % len(victims))
         return
     return respond(c, req, 404, b"not found\n")
 
