@@ -369,7 +369,7 @@ static bool reader_keeps_up(const struct tf_request *req)
  * reader has drained the memory queue to the low-water mark. */
 static bool producer_may_go_on(const struct tf_request *req)
 {
-    return req->queued <= TF_CHANNEL_LOW && req->spill_end == 0;
+    return req->queued <= TF_CHANNEL_LOW;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)

@@ -435,19 +435,7 @@ def test_pstats_sort_names_are_understood(tracfront):
     assert r.status_code == 400 and "filter" in r.json()["error"], r.text
 
 
-PROXY_CONF = """\
-user root;
-worker_processes 1;
-pid %(dir)s/nginx.pid;
-error_log %(dir)s/error.log info;
-events { worker_connections 64; }
-http {
-    access_log %(dir)s/access.log;
-    client_body_temp_path %(dir)s/client_body;
-    proxy_temp_path %(dir)s/proxy;
-    fastcgi_temp_path %(dir)s/fastcgi;
-    uwsgi_temp_path %(dir)s/uwsgi;
-    scgi_temp_path %(dir)s/scgi;
+PROXY_SERVER = """\
     server {
         listen 127.0.0.1:%(port)d;
         location / { proxy_pass http://127.0.0.1:%(upstream)d; }
@@ -472,7 +460,8 @@ def test_controls_behind_a_reverse_proxy_and_tls(tracfront, tmp_path):
     srv = tracfront("--app", "profiled_app:app")
     proxy = nginx_upstream.Nginx(tmp_path / "nginx", tmp_path)
     with open(proxy.conf, "w") as f:
-        f.write(PROXY_CONF % {"dir": proxy.dir, "port": proxy.port, "upstream": srv.port})
+        f.write((nginx_upstream.HTTP_PREAMBLE + PROXY_SERVER)
+                % {"dir": proxy.dir, "port": proxy.port, "upstream": srv.port})
     proxy.start()
     try:
         def start(base, **headers):

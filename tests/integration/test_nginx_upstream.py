@@ -24,7 +24,8 @@ BIG = 10 * 1024 * 1024
 # Fields of /echo, "|"-separated: what nginx received.
 ECHO = ("xff", "via", "host", "uri", "conn", "conn_requests", "xfproto", "xfhost", "forwarded")
 
-CONF = """\
+# The start of every generated config: nginx's files all under the test's folder.
+HTTP_PREAMBLE = """\
 user root;
 worker_processes 1;
 pid %(dir)s/nginx.pid;
@@ -37,6 +38,8 @@ http {
     fastcgi_temp_path %(dir)s/fastcgi;
     uwsgi_temp_path %(dir)s/uwsgi;
     scgi_temp_path %(dir)s/scgi;
+"""
+CONF = HTTP_PREAMBLE + """\
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:%(port)d default_server;
