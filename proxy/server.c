@@ -1,36 +1,29 @@
 /* server.c — libmicrohttpd glue (see server.h). Per request the access
  * handler runs a small state machine: NEW (headers: check, collect) → BODY
  * (spool upload data) → DISPATCHED (connection suspended, backend working) →
- * RESPONDED, and routes each request to its backend (the profiler's pages
- * are in profile_pages.c). Per-request state is released in exactly one
- * place, the request-completed callback. This file never touches Python. */
-#define _GNU_SOURCE /* accept4, pipe2 */
+ * RESPONDED, and routes each request to its backend. Per-request state is
+ * released in exactly one place, the request-completed callback. The other
+ * parts of the server: request_head.c (the head's checks), daemon_loop.c
+ * (a daemon on its loop), acceptor.c (a worker's), profile_pages.c (the
+ * profiler's pages). This file never touches Python. */
+#define _GNU_SOURCE /* strndup */
 #include "proxy/server.h"
 #include "proxy/server_internal.h"
 
-#include <arpa/inet.h>
-#include <sys/socket.h>
-#include <pthread.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <sys/epoll.h>
 #include <errno.h>
-#include <inttypes.h>
-#include <limits.h>
 #include <microhttpd.h>
 #include <netdb.h>
-#include <stdarg.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "proxy/auth.h"
 #include "proxy/connection.h"
 #include "proxy/http_check.h"
-#include "proxy/limits.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/mirror.h"
@@ -70,102 +63,6 @@ struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool
     return r;
 }
 
-/* --- requests looked at once a second ---------------------------------------
- * Two stalls of libmicrohttpd 0.9.75 that only a look from outside ends:
- *
- * A client gone while its body arrives. 0.9.75 takes a short read for a
- * drained socket and waits for the socket's next edge, so a client's FIN
- * that came with the last bytes it sent of an unfinished body went unnoticed
- * until --idle-timeout, keeping the request (and its spooled body) in flight
- * and holding up a graceful stop. The look peeks at the socket: at a pending
- * end of stream it suspends the connection and resumes it at once; a resumed
- * connection is read again, that read sees the end, and libmicrohttpd drops
- * the request. (A body that is complete is answered: only the client's side
- * ended.) A request whose read buffer is full when its client goes is not
- * read again and waits for --idle-timeout as before; it is not looked at
- * twice (a resume restarts that timeout).
- *
- * A file shrinking while it is sent (a static file or wsgi.file_wrapper's).
- * sendfile then returns 0, which 0.9.75 takes for a full socket: it waits for
- * a write edge that never comes, until --idle-timeout, and logs nothing. The
- * look compares the file's size with the end of what the answer promised; if
- * it is short, the reason is logged and the socket shut down, which the
- * suspend and resume make libmicrohttpd notice at once: the connection
- * closes, as nginx closes it.
- *
- * Both lean on 0.9.75's internals: suspending from the loop's tick rather
- * than a callback (allowed there on the thread that runs MHD_run), and a
- * resumed connection being marked read-ready. */
-#define TF_LOOK_US 1000000
-
-enum watch { WATCH_NONE, WATCH_BODY_IN, WATCH_FILE_OUT };
-
-static void watch_add(struct tf_daemon *d, struct tf_request *req, enum watch why)
-{
-    req->watch_prev = NULL;
-    req->watch_next = d->watched;
-    if (d->watched)
-        d->watched->watch_prev = req;
-    d->watched = req;
-    req->watch = why;
-}
-
-static void watch_remove(struct tf_request *req)
-{
-    if (req->watch == WATCH_NONE)
-        return;
-    if (req->watch_prev)
-        req->watch_prev->watch_next = req->watch_next;
-    else
-        req->daemon->watched = req->watch_next;
-    if (req->watch_next)
-        req->watch_next->watch_prev = req->watch_prev;
-    req->watch = WATCH_NONE;
-}
-
-/* True if the file req's answer is sent from is now shorter than promised
- * (logged). */
-static bool file_shrank(const struct tf_request *req)
-{
-    struct stat st;
-    if (fstat(req->file_fd, &st) < 0 || (uint64_t)st.st_size >= req->file_end)
-        return false;
-    char link[64], name[PATH_MAX];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", req->file_fd);
-    ssize_t n = readlink(link, name, sizeof(name) - 1);
-    name[n < 0 ? 0 : n] = '\0';
-    tf_log_error("%s %s: the file %s changed while being sent: it has %" PRIu64 " bytes, the "
-                 "answer promised %" PRIu64 "; connection closed", req->method, req->target,
-                 name, (uint64_t)st.st_size, req->file_end);
-    return true;
-}
-
-static void look_at_watched(struct tf_daemon *d)
-{
-    uint64_t now = tf_now_us();
-    if (now < d->next_look)
-        return;
-    d->next_look = now + TF_LOOK_US;
-    struct tf_request *next;
-    for (struct tf_request *req = d->watched; req; req = next) {
-        next = req->watch_next;
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (!ci)
-            continue;
-        char c;
-        if (req->watch == WATCH_BODY_IN
-                ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0
-                : !file_shrank(req))
-            continue;
-        if (req->watch == WATCH_FILE_OUT)
-            shutdown(ci->connect_fd, SHUT_RDWR);
-        watch_remove(req);
-        MHD_suspend_connection(req->connection);
-        tf_request_resume(req);
-    }
-}
-
 /* Answer with r now (final access-handler call); NULL (out of memory) closes. */
 enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r)
 {
@@ -176,7 +73,7 @@ enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct 
     enum MHD_Result ok = MHD_queue_response(req->connection, status, r);
     MHD_destroy_response(r);
     if (ok == MHD_YES && req->file_fd >= 0)
-        watch_add(req->daemon, req, WATCH_FILE_OUT);
+        tf_watch_add(req->daemon, req, WATCH_FILE_OUT);
     return ok;
 }
 
@@ -184,171 +81,6 @@ enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const c
                                 bool close)
 {
     return tf_server_queue(req, status, tf_error_response(status, detail, close, &req->bytes_out));
-}
-
-/* --- collecting and checking headers ----------------------------------- */
-
-struct header_walk {
-    struct tf_request *req;
-    struct tf_framing framing;
-    int status;          /* first failing check */
-    size_t count, bytes; /* pass 1 */
-    char *store;         /* pass 2 */
-    const char *host;    /* an absolute-form target's authority (not 0-ended) */
-    size_t host_len;
-};
-
-/* A field value without the whitespace after it (RFC 9112 5: OWS is not
- * part of the value; libmicrohttpd drops only the leading one). */
-static size_t value_length(const char *value, size_t value_size)
-{
-    while (value_size && (value[value_size - 1] == ' ' || value[value_size - 1] == '\t'))
-        value_size--;
-    return value_size;
-}
-
-static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                    size_t key_size, const char *value, size_t value_size)
-{
-    (void)kind;
-    struct header_walk *w = cls;
-    if (!value)
-        value = "", value_size = 0;
-    size_t trimmed = value_length(value, value_size);
-    if (trimmed != value_size && !w->status &&
-        ((key_size == 17 && !strncasecmp(key, "Transfer-Encoding", 17)) ||
-         (key_size == 14 && !strncasecmp(key, "Content-Length", 14))))
-        w->status = 400; /* libmicrohttpd frames the body by the raw value: it would not
-                            read "chunked " as chunked, and wait for the close */
-    value_size = trimmed;
-    int st = tf_check_header(&w->framing, key, key_size, value, value_size);
-    if (st && !w->status)
-        w->status = st;
-    w->count++;
-    w->bytes += key_size + value_size + 2;
-    return MHD_YES;
-}
-
-static void store_header(struct header_walk *w, const char *key, size_t key_size,
-                         const char *value, size_t value_size)
-{
-    struct tf_request *req = w->req;
-    struct tf_header *h = &req->headers[req->n_headers++];
-    memcpy(w->store, key, key_size);
-    w->store[key_size] = 0;
-    h->name = w->store;
-    h->name_len = key_size;
-    w->store += key_size + 1;
-    memcpy(w->store, value, value_size);
-    w->store[value_size] = 0;
-    h->value = w->store;
-    h->value_len = value_size;
-    w->store += value_size + 1;
-}
-
-static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                   size_t key_size, const char *value, size_t value_size)
-{
-    (void)kind;
-    struct header_walk *w = cls;
-    if (w->host && key_size == 4 && !strncasecmp(key, "Host", 4))
-        return MHD_YES; /* the target's authority stands in for it */
-    if (!value)
-        value = "", value_size = 0;
-    store_header(w, key, key_size, value, value_length(value, value_size));
-    return MHD_YES;
-}
-
-static void set_remote(struct tf_request *req, struct MHD_Connection *connection)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (!ci || !ci->client_addr)
-        return;
-    const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET) { /* by hand: inet_ntop's sprintf was 2% of a hello request */
-        const struct sockaddr_in *in = (const void *)sa;
-        const unsigned char *b = (const unsigned char *)&in->sin_addr;
-        char *o = req->remote_addr;
-        for (int i = 0; i < 4; i++) {
-            if (b[i] >= 100)
-                *o++ = (char)('0' + b[i] / 100);
-            if (b[i] >= 10)
-                *o++ = (char)('0' + b[i] / 10 % 10);
-            *o++ = (char)('0' + b[i] % 10);
-            *o++ = i < 3 ? '.' : 0;
-        }
-        req->remote_port = ntohs(in->sin_port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, req->remote_addr, sizeof(req->remote_addr));
-        req->remote_port = ntohs(in6->sin6_port);
-    }
-}
-
-/* An absolute-form target ("http://host/path?q", scheme in any case) as
- * origin-form ("/path?q"), once, so routes, the profile path and the
- * upstream all see the same thing; the access log keeps the one sent. Its
- * authority (checked by tf_check_target) goes to w->host: it replaces the
- * Host header (RFC 9112 3.2.2), for the app, the upstream and the log alike.
- * 0, or -1 on out of memory. */
-static int origin_form(struct tf_request *req, struct header_walk *w)
-{
-    const char *t = req->target;
-    size_t skip = tf_absolute_scheme_len(t);
-    if (!skip)
-        return 0;
-    size_t host_len = strcspn(t + skip, "/?#");
-    const char *path = t + skip + host_len;
-    size_t n = strlen(path) + 2;
-    char *copy = malloc(n);
-    if (!copy)
-        return -1;
-    snprintf(copy, n, "%s%s", *path == '/' ? "" : "/", path);
-    req->sent_target = req->target;
-    req->target = copy;
-    w->host = req->sent_target + skip;
-    w->host_len = host_len;
-    return 0;
-}
-
-/* First call: everything up to the end of the headers. Returns 0 when the
- * request may go on, else the status to refuse it with. */
-static int take_headers(struct tf_request *req, const char *method, const char *version,
-                        struct tf_framing *framing)
-{
-    if (tf_request_set_line(req, method, version) < 0)
-        return 500;
-    req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
-    req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
-    if (req->refuse_status)
-        return req->refuse_status;
-    if (!tf_is_token(method, strlen(method)))
-        return 400;
-    if (!req->http11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
-        return 505;
-    int st = tf_check_target(req->target, method);
-    if (st)
-        return st;
-    struct header_walk w = { .req = req };
-    if (origin_form(req, &w) < 0)
-        return 500;
-    tf_framing_init(&w.framing);
-    MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, count_header, &w);
-    if (w.status)
-        return w.status;
-    if ((st = tf_check_framing(&w.framing, req->http11)))
-        return st;
-    if (w.host) /* room for the authority as a Host header of its own */
-        w.count++, w.bytes += sizeof("Host") + w.host_len + 1;
-    if (tf_request_alloc_headers(req, w.count, w.bytes) < 0)
-        return 500;
-    w.store = req->header_store;
-    MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, copy_header, &w);
-    if (w.host)
-        store_header(&w, "Host", 4, w.host, w.host_len);
-    *framing = w.framing;
-    return 0;
 }
 
 /* Send the response a backend handed to req. */
@@ -364,7 +96,7 @@ static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request 
     enum MHD_Result ok = MHD_queue_response(req->connection, req->status, r);
     MHD_destroy_response(r);
     if (ok == MHD_YES && req->file_fd >= 0)
-        watch_add(req->daemon, req, WATCH_FILE_OUT);
+        tf_watch_add(req->daemon, req, WATCH_FILE_OUT);
     return ok;
 }
 
@@ -622,7 +354,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         req->daemon = req->conn ? req->conn->daemon : daemon_of(server, connection);
         tf_connection_head_done(req->conn);
         struct tf_framing framing;
-        int st = take_headers(req, method, version, &framing);
+        int st = tf_head_take(req, method, version, &framing);
         if (st)
             return tf_server_reply(req, (unsigned)st, NULL, true);
         uint64_t max = server->cfg->max_body;
@@ -640,7 +372,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             if (auth_applies(server, req, r) && !tf_auth_may_block(server->auth, req) &&
                 login_refused(server, req, true, &refused))
                 return refused;
-            watch_add(req->daemon, req, WATCH_BODY_IN);
+            tf_watch_add(req->daemon, req, WATCH_BODY_IN);
         }
         /* Even without a body, answer only from the final call: libmicrohttpd
          * closes the connection after a response queued in the first one. */
@@ -649,7 +381,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     }
     case PHASE_BODY:
         if (*upload_data_size == 0) {
-            watch_remove(req);
+            tf_watch_remove(req);
             if (req->body_too_large)
                 return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
             if (req->body_failed)
@@ -703,36 +435,15 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return __atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ? MHD_NO : MHD_YES;
 }
 
-/* Query arguments libmicrohttpd 0.9.75 may store: it keeps each in the
- * connection's 32 KiB pool (with the header records), and when that runs
- * out it queues a 431 it never sends, so the client waits for
- * --idle-timeout. About 465 fit with a few headers. */
-#define MAX_QUERY_ARGS 300
-
-/* The query of a target with more arguments than that, cut off in
- * libmicrohttpd's own copy, which it parses after this callback (ours,
- * req->target, is whole): the request is then refused with 414. */
-static bool cut_long_query(const char *uri)
-{
-    char *q = strchr(uri, '?');
-    unsigned args = 1;
-    for (const char *p = q; p && (p = strchr(p + 1, '&'));)
-        if (++args > MAX_QUERY_ARGS) {
-            q[1] = '\0'; /* the connection's read buffer: writable */
-            return true;
-        }
-    return false;
-}
-
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
     struct tf_server *server = cls;
     struct tf_request *req = tf_request_new(server, uri); /* before the cut */
-    if (cut_long_query(uri) && req)
+    if (tf_head_cut_long_query(uri) && req)
         req->refuse_status = 414;
     if (!req)
         return NULL;
-    set_remote(req, connection); /* here, so a request the HTTP layer refuses is logged
+    tf_head_set_remote(req, connection); /* here, so a request the HTTP layer refuses is logged
                                     with its client too */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -834,7 +545,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         };
         prof_latency_record(&sample);
     }
-    watch_remove(req);
+    tf_watch_remove(req);
     if (req->conn) { /* the next request's head is due from now */
         req->conn->req = NULL;
         if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
@@ -844,53 +555,6 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (req->connection) /* reached the access handler: counted in flight */
         __atomic_sub_fetch(&server->in_flight, 1, __ATOMIC_RELAXED);
     tf_request_unref(req);
-}
-
-/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
- * its listening socket in its epoll set ("will try busy waiting"): the
- * loop would run it again at once, a whole CPU. So the daemon whose run
- * this is (the current loop's) is taken off its loop for 250 ms. */
-static void pause_accepting(struct tf_server *server)
-{
-    struct tf_loop *loop = tf_loop_current();
-    for (unsigned i = 0; loop && i < server->n_daemons; i++)
-        if (server->daemons[i].loop == loop)
-            server->daemons[i].accept_failed = true; /* run_daemon acts on it */
-}
-
-/* libmicrohttpd's line about a client that went away: it closed with its
- * request unfinished, or reset the connection during the answer (EPIPE,
- * ECONNRESET: a browser that stopped a download). */
-static bool client_left(const char *fmt, const char *msg)
-{
-    if (strstr(fmt, "closed by remote side"))
-        return true;
-    /* the reason ends the line ("... for `URL'. Error: WHY"): the last one is
-     * libmicrohttpd's, whatever the client put in its URL */
-    const char *why = NULL;
-    for (const char *p = msg; (p = strstr(p, "rror: ")); p++)
-        why = p;
-    return why && (strstr(why, "no longer available for sending") ||
-                   strstr(why, "forcibly closed by remote peer"));
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[1024];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    size_t n = strlen(msg);
-    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = 0;
-    if (strstr(msg, "resource limit at FIRST connection"))
-        pause_accepting(cls);
-    if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
-        return;
-    char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
-    tf_log_escape(msg, line, sizeof(line));
-    if (client_left(fmt, msg)) /* nginx says it at info */
-        tf_log_info("http: %s", line);
-    else
-        tf_log_error("http: %s", line);
 }
 
 static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,
@@ -917,112 +581,13 @@ struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_b
     return tf_server_start_on(cfg, backends, &bind_it, err, errlen);
 }
 
-static void *acceptor(void *arg);
-
-/* --- the daemons on their loops ---------------------------------------------- */
-
-void tf_request_resume(struct tf_request *req)
-{
-    struct tf_daemon *d = req->daemon;
-    if (__atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST))
-        return; /* not suspended: run_inline sends the answer */
-    MHD_resume_connection(req->connection);
-    if (!__atomic_exchange_n(&d->needs_run, 1, __ATOMIC_ACQ_REL))
-        tf_loop_wake(d->loop);
-}
-
-/* MHD_run, and another run next turn when it closed connections: below
- * its connection limit again, libmicrohttpd puts its listening socket back
- * in its epoll set only at the start of a run. */
-static void run_daemon(struct tf_daemon *d)
-{
-    const union MHD_DaemonInfo *info =
-        MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    unsigned before = info ? info->num_connections : 0;
-    MHD_run(d->mhd);
-    if (d->accept_failed) { /* see pause_accepting */
-        d->accept_failed = false;
-        info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-        if (info && !d->accept_paused_until)
-            tf_loop_unwatch(d->loop, info->epoll_fd);
-        d->accept_paused_until = tf_now_us() + 250000u;
-    }
-    info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
-    if (info && info->num_connections < before) {
-        __atomic_store_n(&d->needs_run, 1, __ATOMIC_RELEASE);
-        tf_loop_wake(d->loop);
-    }
-}
-
-static void on_daemon_ready(void *ctx, int fd, uint32_t events)
-{
-    (void)fd;
-    (void)events;
-    run_daemon(ctx);
-}
-
-/* After pause_accepting: 0 once the daemon is on its loop again, else the
- * ms until it may be. */
-static long resume_accepting(struct tf_daemon *d)
-{
-    uint64_t now = tf_now_us();
-    if (now < d->accept_paused_until)
-        return (long)((d->accept_paused_until - now) / 1000u) + 1;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0)
-        return 250; /* out of memory: try again */
-    d->accept_paused_until = 0;
-    return 0;
-}
-
-/* Run the daemon when it has work without a ready socket (data already
- * read, a timeout due); returns the ms until it next needs a run. */
-static long daemon_tick(void *ctx)
-{
-    struct tf_daemon *d = ctx;
-    MHD_UNSIGNED_LONG_LONG ms;
-    long paused = d->accept_paused_until ? resume_accepting(d) : 0;
-    if (paused > 0) /* no connection is open: nothing else to do */
-        return paused;
-    bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
-    if (d->watched)
-        look_at_watched(d);
-    long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
-    if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
-        run_daemon(d);
-    long next = sweep < 0 || (limits >= 0 && limits < sweep) ? limits : sweep;
-    if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
-        return next;
-    if (ms > 1000)
-        ms = 1000;
-    return next >= 0 && next < (long)ms ? next : (long)ms;
-}
-
-static int attach_daemon(void *arg) /* on the daemon's loop */
-{
-    struct tf_daemon *d = arg;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    return !info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
-           tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
-}
-
-static int detach_daemon(void *arg) /* on the daemon's loop, or after it stopped */
-{
-    struct tf_daemon *d = arg;
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (info)
-        tf_loop_unwatch(d->loop, info->epoll_fd);
-    tf_loop_remove_tick(d->loop, daemon_tick, d);
-    return 0;
-}
-
 static void stop_daemons(struct tf_server *server)
 {
     for (unsigned i = 0; i < server->n_daemons; i++) {
         struct tf_daemon *d = &server->daemons[i];
         if (!d->mhd)
             continue;
-        tf_loop_call(d->loop, detach_daemon, d);
+        tf_loop_call(d->loop, tf_daemon_detach, d);
         MHD_stop_daemon(d->mhd);
     }
     free(server->daemons);
@@ -1060,7 +625,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         flags |= MHD_USE_IPv6;
     d->mhd = MHD_start_daemon(
         flags, 0, on_accept, server, on_request, server,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, server,
+        MHD_OPTION_EXTERNAL_LOGGER, tf_daemon_log, server,
         /* no listening socket: the backlog option stands in, with its own value */
         listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_LISTEN_BACKLOG_SIZE,
         listen_fd >= 0 ? (intptr_t)listen_fd : (intptr_t)1024,
@@ -1127,7 +692,7 @@ static int start_daemons(struct tf_server *server, const struct tf_server_socket
     /* on their loops only once all are made: none serves before the server is whole */
     for (unsigned i = 0; i < n; i++) {
         struct tf_daemon *d = &server->daemons[i];
-        if (tf_loop_call(d->loop, attach_daemon, d) < 0) {
+        if (tf_loop_call(d->loop, tf_daemon_attach, d) < 0) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
@@ -1168,8 +733,7 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     server->shared_fd = sock->shared ? sock->fd : -1;
     if (start_daemons(server, sock, &ss, err, errlen) < 0)
         goto fail;
-    if (sock->shared && (pipe2(server->acceptor_wake, O_CLOEXEC) < 0 ||
-                         pthread_create(&server->acceptor, NULL, acceptor, server) != 0)) {
+    if (sock->shared && tf_acceptor_start(server) < 0) {
         snprintf(err, errlen, "cannot start the worker's acceptor thread");
         goto fail;
     }
@@ -1211,100 +775,6 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
     if (fd < 0)
         snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", host, port, strerror(errno));
     return fd;
-}
-
-struct new_connection {
-    struct MHD_Daemon *mhd;
-    int fd;
-    struct sockaddr_storage addr;
-    socklen_t len;
-};
-
-static void add_on_loop(void *arg)
-{
-    struct new_connection *c = arg; /* libmicrohttpd closes it if it cannot take it */
-    MHD_add_connection(c->mhd, c->fd, (struct sockaddr *)&c->addr, c->len);
-    free(c);
-}
-
-/* The acceptor's: the connection to the next daemon, added on its loop
- * (libmicrohttpd's calls on a daemon all come from its loop). */
-static int add_connection(struct tf_server *server, int fd, const struct sockaddr_storage *ss,
-                          socklen_t len)
-{
-    struct tf_daemon *d = &server->daemons[server->next_daemon++ % server->n_daemons];
-    struct new_connection *c = malloc(sizeof(*c));
-    if (c)
-        *c = (struct new_connection){ .mhd = d->mhd, .fd = fd, .addr = *ss, .len = len };
-    if (!c || tf_loop_post(d->loop, add_on_loop, c) < 0) {
-        free(c);
-        close(fd);
-        return -1;
-    }
-    return 0;
-}
-
-/* A worker's acceptor: the workers share one listening socket, and the
- * least busy should win each new connection (keep-alive connections stay
- * where they land), so a worker waits a little per connection it already
- * has before taking one. The ones it took that the daemon's loop has
- * not started yet count too: else a burst of new connections (a client
- * opening 8 at once) could all go to the worker that woke first. One that
- * libmicrohttpd drops before starting it (out of memory, connection limit)
- * is never reported, so after 100 ms without taking any, whatever has not
- * started is taken as dropped. At --max-connections it takes none, so
- * they wait in the socket's queue for another worker or a free place; out
- * of descriptors it tries again every 250 ms (nginx: 500 ms), not at once
- * (that took a whole CPU). The socket stays open when it stops. */
-static void *acceptor(void *arg)
-{
-    struct tf_server *server = arg;
-    struct pollfd p[2] = { { .fd = server->shared_fd, .events = POLLIN },
-                           { .fd = server->acceptor_wake[0], .events = POLLIN } };
-    unsigned long taken = 0; /* handed to libmicrohttpd (as started_connections counts) */
-    uint64_t last_take = 0;
-    while (!__atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) {
-        if (poll(p, 2, -1) <= 0 || p[1].revents)
-            continue; /* EINTR, or woken to stop (checked above) */
-        unsigned long started = __atomic_load_n(&server->started_connections, __ATOMIC_RELAXED);
-        if (taken < started || tf_now_us() - last_take >= 100000u)
-            taken = started; /* nothing still on its way */
-        int busy = __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED) +
-                   (int)(taken - started);
-        if ((unsigned)busy >= server->cfg->max_connections) {
-            tf_limits_full(server, busy);
-            poll(&p[1], 1, 50); /* a closed connection is not signalled: look again soon */
-            continue;
-        }
-        if (busy > 0)
-            usleep((useconds_t)(busy < 20 ? busy : 20) * 100u);
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
-                         SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                       errno == ENOMEM)) {
-            tf_limits_accept_failed(server, strerror(errno));
-            poll(&p[1], 1, 250); /* a stop still ends the wait */
-            continue;
-        }
-        if (fd >= 0 && add_connection(server, fd, &ss, len) == 0) {
-            taken++;
-            last_take = tf_now_us();
-        }
-    }
-    return NULL;
-}
-
-int tf_server_quiesce(struct tf_server *server)
-{
-    if (server->shared_fd < 0 || __atomic_exchange_n(&server->quiesced, 1, __ATOMIC_SEQ_CST))
-        return -1; /* not a worker's public server, or already */
-    if (write(server->acceptor_wake[1], "q", 1) != 1) { /* the pipe is empty: cannot fail */ }
-    pthread_join(server->acceptor, NULL);
-    close(server->acceptor_wake[0]);
-    close(server->acceptor_wake[1]);
-    return 0;
 }
 
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)

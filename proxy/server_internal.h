@@ -1,12 +1,14 @@
 /* server_internal.h — the server's state, shared by the files that make up
- * the server (server.c: libmicrohttpd glue and routing; profile_pages.c:
- * the profiler's pages). Nothing outside proxy/server*.c and
- * proxy/profile_pages.c includes it. */
+ * the server: server.c (libmicrohttpd's callbacks, routing, start and stop),
+ * request_head.c (a request's head), daemon_loop.c (a daemon on its loop),
+ * acceptor.c (a worker's acceptor thread), profile_pages.c (the profiler's
+ * pages). Nothing else includes it. */
 #ifndef TF_SERVER_INTERNAL_H
 #define TF_SERVER_INTERNAL_H
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 
 #include "proxy/limits.h"
@@ -66,6 +68,35 @@ struct tf_server {
                                        pointer after start (tf_auth_check locks inside) */
 };
 
+/* --- request_head.c --- */
+struct tf_framing;
+/* First access-handler call: everything up to the end of the headers.
+ * Returns 0 when the request may go on, else the status to refuse it with. */
+int tf_head_take(struct tf_request *req, const char *method, const char *version,
+                 struct tf_framing *framing);
+/* REMOTE_ADDR and REMOTE_PORT of the connection's client. */
+void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connection);
+/* Cut the query of a target with more arguments than libmicrohttpd can
+ * store, in its own copy (the request is then refused with 414). */
+bool tf_head_cut_long_query(const char *uri);
+
+/* --- daemon_loop.c --- */
+enum tf_watch { WATCH_NONE, WATCH_BODY_IN, WATCH_FILE_OUT };
+/* Look at req once a second (why), on d's loop, until tf_watch_remove. */
+void tf_watch_add(struct tf_daemon *d, struct tf_request *req, enum tf_watch why);
+void tf_watch_remove(struct tf_request *req);
+/* tf_loop_call functions: put the daemon (arg) on its loop, take it off. */
+int tf_daemon_attach(void *arg);
+int tf_daemon_detach(void *arg);
+/* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
+void tf_daemon_log(void *cls, const char *fmt, va_list ap);
+
+/* --- acceptor.c --- */
+/* A worker's: start the thread that takes connections from shared_fd;
+ * tf_server_quiesce stops it. 0, or -1. */
+int tf_acceptor_start(struct tf_server *server);
+
+/* --- server.c --- */
 /* Queue r (taken) as the answer to req; MHD_NO when r is NULL. */
 enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r);
 /* Answer with a short text error (tf_error_response). */

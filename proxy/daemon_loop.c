@@ -1,0 +1,259 @@
+/* daemon_loop.c — a libmicrohttpd daemon on its I/O thread's loop (see
+ * server_internal.h): run when its sockets are ready or a timeout is due,
+ * resumed connections, the requests looked at once a second, and
+ * libmicrohttpd's own log lines. */
+#include "proxy/server_internal.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proxy/connection.h"
+#include "proxy/limits.h"
+#include "proxy/log.h"
+#include "proxy/loop.h"
+#include "proxy/platform.h"
+#include "proxy/request.h"
+
+/* --- requests looked at once a second ---------------------------------------
+ * Two stalls of libmicrohttpd 0.9.75 that only a look from outside ends:
+ *
+ * A client gone while its body arrives. 0.9.75 takes a short read for a
+ * drained socket and waits for the socket's next edge, so a client's FIN
+ * that came with the last bytes it sent of an unfinished body went unnoticed
+ * until --idle-timeout, keeping the request (and its spooled body) in flight
+ * and holding up a graceful stop. The look peeks at the socket: at a pending
+ * end of stream it suspends the connection and resumes it at once; a resumed
+ * connection is read again, that read sees the end, and libmicrohttpd drops
+ * the request. (A body that is complete is answered: only the client's side
+ * ended.) A request whose read buffer is full when its client goes is not
+ * read again and waits for --idle-timeout as before; it is not looked at
+ * twice (a resume restarts that timeout).
+ *
+ * A file shrinking while it is sent (a static file or wsgi.file_wrapper's).
+ * sendfile then returns 0, which 0.9.75 takes for a full socket: it waits for
+ * a write edge that never comes, until --idle-timeout, and logs nothing. The
+ * look compares the file's size with the end of what the answer promised; if
+ * it is short, the reason is logged and the socket shut down, which the
+ * suspend and resume make libmicrohttpd notice at once: the connection
+ * closes, as nginx closes it.
+ *
+ * Both lean on 0.9.75's internals: suspending from the loop's tick rather
+ * than a callback (allowed there on the thread that runs MHD_run), and a
+ * resumed connection being marked read-ready. */
+#define TF_LOOK_US 1000000
+
+void tf_watch_add(struct tf_daemon *d, struct tf_request *req, enum tf_watch why)
+{
+    req->watch_prev = NULL;
+    req->watch_next = d->watched;
+    if (d->watched)
+        d->watched->watch_prev = req;
+    d->watched = req;
+    req->watch = why;
+}
+
+void tf_watch_remove(struct tf_request *req)
+{
+    if (req->watch == WATCH_NONE)
+        return;
+    if (req->watch_prev)
+        req->watch_prev->watch_next = req->watch_next;
+    else
+        req->daemon->watched = req->watch_next;
+    if (req->watch_next)
+        req->watch_next->watch_prev = req->watch_prev;
+    req->watch = WATCH_NONE;
+}
+
+/* True if the file req's answer is sent from is now shorter than promised
+ * (logged). */
+static bool file_shrank(const struct tf_request *req)
+{
+    struct stat st;
+    if (fstat(req->file_fd, &st) < 0 || (uint64_t)st.st_size >= req->file_end)
+        return false;
+    char link[64], name[PATH_MAX];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", req->file_fd);
+    ssize_t n = readlink(link, name, sizeof(name) - 1);
+    name[n < 0 ? 0 : n] = '\0';
+    tf_log_error("%s %s: the file %s changed while being sent: it has %" PRIu64 " bytes, the "
+                 "answer promised %" PRIu64 "; connection closed", req->method, req->target,
+                 name, (uint64_t)st.st_size, req->file_end);
+    return true;
+}
+
+static void look_at_watched(struct tf_daemon *d)
+{
+    uint64_t now = tf_now_us();
+    if (now < d->next_look)
+        return;
+    d->next_look = now + TF_LOOK_US;
+    struct tf_request *next;
+    for (struct tf_request *req = d->watched; req; req = next) {
+        next = req->watch_next;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            continue;
+        char c;
+        if (req->watch == WATCH_BODY_IN
+                ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0
+                : !file_shrank(req))
+            continue;
+        if (req->watch == WATCH_FILE_OUT)
+            shutdown(ci->connect_fd, SHUT_RDWR);
+        tf_watch_remove(req);
+        MHD_suspend_connection(req->connection);
+        tf_request_resume(req);
+    }
+}
+
+/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
+ * its listening socket in its epoll set ("will try busy waiting"): the
+ * loop would run it again at once, a whole CPU. So the daemon whose run
+ * this is (the current loop's) is taken off its loop for 250 ms. */
+static void pause_accepting(struct tf_server *server)
+{
+    struct tf_loop *loop = tf_loop_current();
+    for (unsigned i = 0; loop && i < server->n_daemons; i++)
+        if (server->daemons[i].loop == loop)
+            server->daemons[i].accept_failed = true; /* run_daemon acts on it */
+}
+
+/* libmicrohttpd's line about a client that went away: it closed with its
+ * request unfinished, or reset the connection during the answer (EPIPE,
+ * ECONNRESET: a browser that stopped a download). */
+static bool client_left(const char *fmt, const char *msg)
+{
+    if (strstr(fmt, "closed by remote side"))
+        return true;
+    /* the reason ends the line ("... for `URL'. Error: WHY"): the last one is
+     * libmicrohttpd's, whatever the client put in its URL */
+    const char *why = NULL;
+    for (const char *p = msg; (p = strstr(p, "rror: ")); p++)
+        why = p;
+    return why && (strstr(why, "no longer available for sending") ||
+                   strstr(why, "forcibly closed by remote peer"));
+}
+
+void tf_daemon_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = 0;
+    if (strstr(msg, "resource limit at FIRST connection"))
+        pause_accepting(cls);
+    if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
+        return;
+    char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
+    tf_log_escape(msg, line, sizeof(line));
+    if (client_left(fmt, msg)) /* nginx says it at info */
+        tf_log_info("http: %s", line);
+    else
+        tf_log_error("http: %s", line);
+}
+
+void tf_request_resume(struct tf_request *req)
+{
+    struct tf_daemon *d = req->daemon;
+    if (__atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST))
+        return; /* not suspended: run_inline sends the answer */
+    MHD_resume_connection(req->connection);
+    if (!__atomic_exchange_n(&d->needs_run, 1, __ATOMIC_ACQ_REL))
+        tf_loop_wake(d->loop);
+}
+
+/* MHD_run, and another run next turn when it closed connections: below
+ * its connection limit again, libmicrohttpd puts its listening socket back
+ * in its epoll set only at the start of a run. */
+static void run_daemon(struct tf_daemon *d)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    unsigned before = info ? info->num_connections : 0;
+    MHD_run(d->mhd);
+    if (d->accept_failed) { /* see pause_accepting */
+        d->accept_failed = false;
+        info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (info && !d->accept_paused_until)
+            tf_loop_unwatch(d->loop, info->epoll_fd);
+        d->accept_paused_until = tf_now_us() + 250000u;
+    }
+    info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    if (info && info->num_connections < before) {
+        __atomic_store_n(&d->needs_run, 1, __ATOMIC_RELEASE);
+        tf_loop_wake(d->loop);
+    }
+}
+
+static void on_daemon_ready(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    run_daemon(ctx);
+}
+
+/* After pause_accepting: 0 once the daemon is on its loop again, else the
+ * ms until it may be. */
+static long resume_accepting(struct tf_daemon *d)
+{
+    uint64_t now = tf_now_us();
+    if (now < d->accept_paused_until)
+        return (long)((d->accept_paused_until - now) / 1000u) + 1;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (!info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0)
+        return 250; /* out of memory: try again */
+    d->accept_paused_until = 0;
+    return 0;
+}
+
+/* Run the daemon when it has work without a ready socket (data already
+ * read, a timeout due); returns the ms until it next needs a run. */
+static long daemon_tick(void *ctx)
+{
+    struct tf_daemon *d = ctx;
+    MHD_UNSIGNED_LONG_LONG ms;
+    long paused = d->accept_paused_until ? resume_accepting(d) : 0;
+    if (paused > 0) /* no connection is open: nothing else to do */
+        return paused;
+    bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
+    if (d->watched)
+        look_at_watched(d);
+    long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
+    if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
+        run_daemon(d);
+    long next = sweep < 0 || (limits >= 0 && limits < sweep) ? limits : sweep;
+    if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
+        return next;
+    if (ms > 1000)
+        ms = 1000;
+    return next >= 0 && next < (long)ms ? next : (long)ms;
+}
+
+int tf_daemon_attach(void *arg) /* on the daemon's loop */
+{
+    struct tf_daemon *d = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    return !info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
+           tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
+}
+
+int tf_daemon_detach(void *arg) /* on the daemon's loop, or after it stopped */
+{
+    struct tf_daemon *d = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info)
+        tf_loop_unwatch(d->loop, info->epoll_fd);
+    tf_loop_remove_tick(d->loop, daemon_tick, d);
+    return 0;
+}
