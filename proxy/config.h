@@ -89,6 +89,9 @@ void tf_config_free(struct tf_config *cfg);
  * Returns 0, or -1 with the reason in err (cfg unchanged). */
 int tf_config_set(struct tf_config *cfg, const char *key, const char *value,
                   char *err, size_t errlen);
+/* Read the INI file at path into cfg, each key through tf_config_set
+ * (config_file.c). 0, or -1 with err naming the file, line and problem. */
+int tf_config_load_file(struct tf_config *cfg, const char *path, char *err, size_t errlen);
 
 /* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */
 int tf_parse_bool(const char *text, bool *out);
