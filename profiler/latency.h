@@ -55,5 +55,8 @@ const char *prof_backend_name(enum prof_backend b);
  * that text merged into this process's registry (in_flight is added to). */
 char *prof_latency_dump(int in_flight);
 int prof_latency_load(const char *text, size_t len, int *in_flight);
+/* In a dump (prof_latency_dump's text), say of every slow request that no
+ * call tree is kept for it (a dead worker's: its trees went with it). */
+void prof_latency_dump_forget_trees(char *dump);
 
 #endif

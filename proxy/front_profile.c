@@ -205,6 +205,8 @@ static void bury(const char *origin)
     }
     dead_dumps = grown;
     dead_dumps[n_dead++] = forget_pulled(origin);
+    if (dead_dumps[n_dead - 1]) /* its call trees went with it: no links to them */
+        prof_latency_dump_forget_trees(dead_dumps[n_dead - 1]);
     tf_log_info("profile: kept the latency worker %s had when last asked", origin);
 }
 

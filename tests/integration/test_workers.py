@@ -602,6 +602,21 @@ def test_a_crashed_worker_keeps_what_the_front_pulled(tracfront):
     assert crash_a_worker(srv, "/pid", 0) == n, "the dead worker's requests were lost"
 
 
+def test_a_crashed_workers_slow_rows_link_no_call_tree(tracfront):
+    # its call trees died with it: its rows stay, without a link to a 404
+    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false")
+    res = concurrently(srv.url + "slow?s=0.3", 2, 1)  # one on each worker (least busy)
+    assert all(s == 200 for s, _ in res), res
+    page = requests.get(srv.url + "__profile__", timeout=30).text  # the front pulls
+    assert len(re.findall(r"request\?id=\d+", page)) >= 2, page
+    crash_a_worker(srv, "/slow", 2)
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert page.count("/slow?s=0.3") >= 2, "the rows went with the worker"
+    for rid in re.findall(r"request\?id=(\d+)", page):
+        r = requests.get(srv.url + "__profile__/request", params={"id": rid}, timeout=10)
+        assert r.status_code == 200, "a call tree link leads to %d: %s" % (r.status_code, r.text)
+
+
 def test_sigterm_stops_front_and_workers(tracfront, tmp_path):
     marks = tmp_path / "atexit"
     marks.mkdir()
