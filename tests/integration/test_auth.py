@@ -428,6 +428,45 @@ def test_expect_100_continue_gets_the_401_first(tracfront, files):
     assert r.json()["remote_user"] == "sha"
 
 
+def upload_head(srv, authorization):
+    """Start a 50 MB upload to /login that waits for 100 Continue: the first
+    thing the server answers, and whether it then closed the connection."""
+    s = srv.connect()
+    try:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n"
+                  b"Expect: 100-continue\r\nAuthorization: " + authorization + b"\r\n\r\n")
+        head = s.recv(4096)
+        if head.startswith(b"HTTP/1.1 100 "):
+            return head, False
+        s.settimeout(10)
+        while True:  # read to the end: the server closes after its refusal
+            chunk = s.recv(65536)
+            if not chunk:
+                return head, True
+    finally:
+        s.close()
+
+
+def test_basic_upload_with_wrong_credentials_gets_the_401_first(tracfront, files):
+    """Basic credentials are checked away from the network thread (a bcrypt
+    hash is slow): the body still waits until they are, so a wrong password
+    or unknown user gets the 401 instead of 100 Continue, as Apache does."""
+    import base64
+    srv = basic(tracfront, files)
+    for user, password in (("bcrypt", "wrong"), ("nobody", "x")):
+        value = b"Basic " + base64.b64encode(("%s:%s" % (user, password)).encode())
+        head, closed = upload_head(srv, value)
+        assert head.startswith(b"HTTP/1.1 401 "), (user, head[:200])
+        assert b"WWW-Authenticate: Basic" in head and closed
+    value = b"Basic " + base64.b64encode(b"bcrypt:b-cr ypt:pw")
+    assert upload_head(srv, value)[0].startswith(b"HTTP/1.1 100 ")  # the right one: the body
+    r = requests.post(srv.url + "login", data=b"x" * 100000, auth=("bcrypt", "b-cr ypt:pw"),
+                      headers={"Expect": "100-continue"}, timeout=10)
+    assert r.json()["remote_user"] == "bcrypt"
+    assert len(log_lines(srv, "auth: wrong password")) == 1
+    assert len(log_lines(srv, "auth: unknown user")) == 1
+
+
 def test_log_lines_are_exact_and_escaped(tracfront, files):
     srv = digest(tracfront, files)
     challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
