@@ -9,7 +9,6 @@
  * It never logs a password, and never trusts a user name it did not verify. */
 #include "proxy/auth.h"
 
-#include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -106,19 +105,50 @@ static int parse_spec(const char *flag, const char *text, struct spec *s, char *
     return 0;
 }
 
+/* FILE relative to the working directory at start, made absolute so a later
+ * chdir (an app may do one) cannot change which file is re-read. */
+static char *absolute(const char *file)
+{
+    if (file[0] == '/')
+        return strdup(file);
+    char *cwd = getcwd(NULL, 0);
+    size_t n = cwd ? strlen(cwd) + strlen(file) + 2 : 0;
+    char *out = cwd ? malloc(n) : NULL;
+    if (out)
+        snprintf(out, n, "%s/%s", cwd, file);
+    free(cwd);
+    return out;
+}
+
 /* --trac-env PATH serves the project named by the last component of PATH
- * made absolute (tracd: basename(abspath(path))), so "." names the folder. */
+ * made absolute (tracd: basename(abspath(path))): "." and ".." are taken
+ * away by name, as abspath does, and a symlink keeps its own name (so
+ * "--trac-env ." names the folder, "/srv/current" names "current"). */
 static char *env_basename(const char *given)
 {
-    char real[PATH_MAX];
-    const char *path = realpath(given, real) ? real : given;
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *start = path + n;
-    while (start > path && start[-1] != '/')
-        start--;
-    return strndup(start, (size_t)(path + n - start));
+    char *path = absolute(given);
+    if (!path)
+        return NULL;
+    size_t n = strlen(path), depth = 0, pos = 0;
+    const char **start = calloc(n / 2 + 2, sizeof(*start)); /* the segments kept */
+    size_t *len = calloc(n / 2 + 2, sizeof(*len));
+    while (start && len && pos < n) {
+        const char *seg = path + pos + strspn(path + pos, "/");
+        size_t k = strcspn(seg, "/");
+        pos = (size_t)(seg - path) + k;
+        if (k == 2 && !strncmp(seg, "..", 2))
+            depth -= depth > 0;
+        else if (k && !(k == 1 && seg[0] == '.')) {
+            start[depth] = seg;
+            len[depth++] = k;
+        }
+    }
+    char *name = start && len ? strndup(depth ? start[depth - 1] : "", depth ? len[depth - 1] : 0)
+                              : NULL;
+    free(start);
+    free(len);
+    free(path);
+    return name;
 }
 
 /* Is PROJECT one this configuration serves? 0, or -1 with err. */
@@ -144,21 +174,6 @@ static int check_project(const struct tf_config *cfg, const struct spec *s, char
                  "(use %s or *)", s->flag, s->project, name ? name : "?", name ? name : "?");
     free(name);
     return rc;
-}
-
-/* FILE relative to the working directory at start, made absolute so a later
- * chdir (an app may do one) cannot change which file is re-read. */
-static char *absolute(const char *file)
-{
-    if (file[0] == '/')
-        return strdup(file);
-    char *cwd = getcwd(NULL, 0);
-    size_t n = cwd ? strlen(cwd) + strlen(file) + 2 : 0;
-    char *out = cwd ? malloc(n) : NULL;
-    if (out)
-        snprintf(out, n, "%s/%s", cwd, file);
-    free(cwd);
-    return out;
 }
 
 static int add_realm(struct tf_auth *auth, const struct spec *s, char *err, size_t errlen)

@@ -602,6 +602,24 @@ def test_trac_env_project_name(tracfront, files, tmp_path):
     assert "project 'other' is not served: --trac-env serves 'main'" in bad.stderr
 
 
+def test_trac_env_through_a_symlink_is_named_by_the_link(tracfront, files, tmp_path):
+    """tracd names the project basename(abspath(path)): a symlink keeps its
+    own name (abspath resolves no link), and '..' is taken away by name."""
+    (tmp_path / "envs" / "proj1" / "x").mkdir(parents=True)
+    (tmp_path / "current").symlink_to(tmp_path / "envs" / "proj1")
+    fake = fake_trac(tmp_path)
+    for given in (tmp_path / "current", str(tmp_path / "current" / "x") + "/.."):
+        srv = tracfront("--trac-env", given, "--pythonpath", fake,
+                        "--basic-auth", "current,%s,%s" % (files["htpasswd"], REALM))
+        assert requests.get(srv.url + "login", timeout=10).status_code == 401
+        r = requests.get(srv.url + "login", auth=("des", "despw"), timeout=10)
+        assert r.json()["remote_user"] == "des"
+    bad = tracfront("--trac-env", tmp_path / "current", "--pythonpath", fake,
+                    "--basic-auth", "proj1,%s,R" % files["htpasswd"], expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "project 'proj1' is not served: --trac-env serves 'current'" in bad.stderr
+
+
 def test_workers_get_the_verified_user(tracfront, files):
     srv = basic(tracfront, files, "--workers", "1")
     assert requests.get(srv.url + "login", timeout=30).status_code == 401
