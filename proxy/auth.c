@@ -377,7 +377,8 @@ static const struct realm *find_realm(const struct tf_auth *auth, const char *pr
 struct verdict {
     unsigned status;            /* 0 = verified, else 401, 400 or 500 */
     bool stale;                 /* Digest: right password, old nonce */
-    char user[256];             /* verified user name */
+    bool file_unreadable;       /* the 500 is for the password file */
+    char *user;                 /* verified user name; owned (tf_auth_check takes it) */
 };
 
 /* A client-supplied name made safe for one log line. */
@@ -460,6 +461,13 @@ static long base64_decode(const char *in, unsigned char *out, size_t cap)
     return (long)o;
 }
 
+/* The password was right: user goes on (out of memory: a 500). */
+static void verified(struct verdict *v, const char *user)
+{
+    v->user = strdup(user);
+    v->status = v->user ? 0 : 500;
+}
+
 /* The password file is gone or unreadable: as Apache, a 500, not the users
  * read before (deleting the file must lock them out). */
 static void file_unreadable(const struct tf_request *req, const struct realm *r,
@@ -467,16 +475,20 @@ static void file_unreadable(const struct tf_request *req, const struct realm *r,
 {
     refuse_with(req, r, user, "the password file cannot be read", 500);
     v->status = 500;
+    v->file_unreadable = true;
 }
 
 static void check_basic(const struct realm *r, const struct tf_request *req, const char *b64,
                         struct verdict *v)
 {
-    unsigned char buf[1024];
+    unsigned char buf[MAX_CREDENTIALS / 4 * 3 + 1]; /* any value up to the limit, decoded */
+    if (strlen(b64) >= MAX_CREDENTIALS) {
+        refuse(req, r, NULL, "Basic credentials too long");
+        return;
+    }
     long n = base64_decode(b64, buf, sizeof(buf) - 1);
     char *colon = n >= 0 ? memchr(buf, ':', (size_t)n) : NULL;
-    if (!colon || memchr(buf, 0, (size_t)n) || colon == (char *)buf ||
-        colon - (char *)buf >= (long)sizeof(v->user)) {
+    if (!colon || memchr(buf, 0, (size_t)n) || colon == (char *)buf) {
         refuse(req, r, NULL, "malformed Basic credentials");
         goto out;
     }
@@ -491,10 +503,8 @@ static void check_basic(const struct realm *r, const struct tf_request *req, con
         refuse(req, r, user, "unknown user");
     else if (tf_passwd_verify(hash, password) != 1)
         refuse(req, r, user, "wrong password");
-    else {
-        v->status = 0;
-        memcpy(v->user, user, strlen(user) + 1);
-    }
+    else
+        verified(v, user);
 out:
     explicit_bzero(buf, sizeof(buf));
 }
@@ -669,7 +679,7 @@ static const char *digest_shape(const struct digest *d, const struct realm *r)
         return "incomplete Digest credentials";
     if (strcmp(d->qop, "auth") != 0 || (d->algorithm && strcasecmp(d->algorithm, "MD5") != 0))
         return "Digest credentials with another qop or algorithm than auth and MD5";
-    if (!tf_is_hex(d->nc, 8) || !tf_is_hex(d->response, 32) || strlen(d->username) >= 256)
+    if (!tf_is_hex(d->nc, 8) || !tf_is_hex(d->response, 32))
         return "malformed Digest credentials";
     if (strcmp(d->realm, r->name) != 0)
         return "Digest credentials for another realm";
@@ -719,8 +729,7 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
     }
     enum nonce_state state = nonce_take(auth, d.nonce, d.nc);
     if (state == NONCE_FRESH) {
-        v->status = 0;
-        memcpy(v->user, d.username, strlen(d.username) + 1);
+        verified(v, d.username);
         return;
     }
     if (state == NONCE_NC_USED) /* as Apache: a right answer seen before may be a replay */
@@ -796,12 +805,13 @@ unsigned tf_auth_check(struct tf_auth *auth, struct tf_request *req,
         check_digest(auth, r, req, cred, &v);
     else if (cred)
         check_basic(r, req, cred, &v);
-    if (v.status)
-        return challenge(auth, r, req, &v, response);
-    if (!(req->remote_user = strdup(v.user))) {
+    if (v.status == 500 && !v.file_unreadable) {
         *response = tf_error_response(500, "Out of memory.", false, &req->bytes_out);
         return 500;
     }
+    if (v.status)
+        return challenge(auth, r, req, &v, response);
+    req->remote_user = v.user;
     req->auth_type = r->digest ? "Digest" : "Basic";
     return 0;
 }

@@ -194,6 +194,28 @@ def test_utf8_user_name(tracfront, files):
     assert r.json()["remote_user"] == "jörg"
 
 
+def test_long_basic_credentials(tracfront, files):
+    """A 300-byte user name and a 1100-byte password are taken, as Apache
+    takes them; only past the 8 KiB header limit are they refused, as too
+    long (not malformed)."""
+    import base64
+    user, password = "u" * 300, "p" * 1100
+    sha = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+    with open(files["htpasswd"], "a") as f:
+        f.write("%s:{SHA}%s\n" % (user, sha))
+    srv = basic(tracfront, files)
+    r = requests.get(srv.url + "login", auth=(user, password), timeout=10)
+    assert r.status_code == 200, srv.error_log[-300:]
+    assert r.json()["remote_user"] == user
+    r = requests.get(srv.url + "login", auth=(user, password + "x"), timeout=10)
+    assert r.status_code == 401
+    assert len(log_lines(srv, "auth: wrong password: user \"uuu")) == 1, srv.error_log
+    r = requests.get(srv.url + "login", auth=(user, "p" * 6200), timeout=10)
+    assert r.status_code == 401
+    assert len(log_lines(srv, "auth: Basic credentials too long")) == 1, srv.error_log
+    assert "malformed" not in srv.error_log
+
+
 def test_file_changed_on_disk_is_reread(tracfront, files):
     srv = basic(tracfront, files)
     assert requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=10).ok
