@@ -702,7 +702,9 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
         refuse(req, r, d.username, why);
         return;
     }
-    if (strcmp(d.uri, req->target) != 0) {
+    /* RFC 7616 3.4: the target as sent; origin-form also for an absolute-form one */
+    if (strcmp(d.uri, req->target) != 0 &&
+        (!req->sent_target || strcmp(d.uri, req->sent_target) != 0)) {
         refuse_with(req, r, d.username, "the Digest uri is not the request's target", 400);
         v->status = 400;
         return;

@@ -380,6 +380,24 @@ def test_digest_forged_nonce_and_wrong_uri(tracfront, files):
     assert r.status_code == 400
 
 
+def test_digest_with_an_absolute_form_target(tracfront, files):
+    """RFC 7616 3.4: uri is the request-target as sent, so a client talking
+    absolute-form (as to a proxy) answers for 'http://host/login'."""
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    for nc, uri in (("00000001", srv.url + "login"), ("00000002", "/login")):
+        answer = digest_header(challenge, "alice", "wonderland", "GET", uri, nc=nc)
+        head = srv.raw(b"GET " + (srv.url + "login").encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: close\r\nAuthorization: " + answer.encode() + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (uri, head[:300])
+        assert b'"remote_user": "alice"' in head
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "http://elsewhere/login",
+                           nc="00000003")
+    head = srv.raw(b"GET " + (srv.url + "login").encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                   b"Connection: close\r\nAuthorization: " + answer.encode() + b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head[:300]
+
+
 def send_login(srv, authorization):
     """One GET /login on a connection of its own: (status, WWW-Authenticate)."""
     r = requests.get(srv.url + "login", headers={"Authorization": authorization,
