@@ -405,10 +405,57 @@ def send_login(srv, authorization):
     return r.status_code, r.headers.get("WWW-Authenticate", "")
 
 
+def test_digest_answer_on_a_new_connection_with_workers(tracfront, files):
+    """Python's urllib sends its answer on a new connection, which another
+    worker may take: that worker takes the nonce (the workers share the
+    nonces' table), where it used to answer stale=true and urllib gave up."""
+    import json
+    import urllib.request
+    srv = digest(tracfront, files, "--workers", "2")
+    users = []
+    for _ in range(20):
+        passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        passwords.add_password(None, srv.url, "alice", "wonderland")
+        opener = urllib.request.build_opener(urllib.request.HTTPDigestAuthHandler(passwords))
+        with opener.open(srv.url + "login", timeout=30) as r:
+            users.append(json.load(r)["remote_user"])
+    assert users == ["alice"] * 20
+    assert log_lines(srv, "auth:") == []
+
+
+def one_connection_per_worker(srv):
+    """{pid: a keep-alive session whose one connection that worker serves}."""
+    sessions = {}
+    for _ in range(100):
+        s = requests.Session()
+        pid = s.get(srv.url + "pid", timeout=30).json()["pid"]
+        if pid in sessions:
+            s.close()
+        else:
+            sessions[pid] = s
+        if len(sessions) == 2:
+            return sessions
+    raise AssertionError("every connection went to worker %s" % list(sessions))
+
+
+def test_digest_nonce_from_one_worker_is_taken_at_the_other(tracfront, files):
+    srv = tracfront("--app", "worker_app:app", "--workers", "2", "--digest-auth",
+                    "*,%s,%s" % (files["htdigest"], DREALM))
+    (a, at_a), (b, at_b) = one_connection_per_worker(srv).items()
+    challenge = at_a.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    r = at_b.get(srv.url + "login", headers={"Authorization": answer}, timeout=30)
+    assert r.status_code == 200, r.headers
+    assert r.json()["pid"] == b and r.json()["REMOTE_USER"] == "alice"
+    r = at_a.get(srv.url + "login", headers={"Authorization": answer}, timeout=30)
+    assert r.status_code == 401 and "stale=true" in r.headers["WWW-Authenticate"]  # a replay
+    assert len(log_lines(srv, "a nonce count used before")) == 1, srv.error_log
+
+
 def test_digest_answer_is_not_replayable_across_workers(tracfront, files):
-    """RFC 7616 5.4: each worker checks nc on its own, so a worker must not
-    take a nonce another one issued (the client is told stale and retries
-    with one of its own, without asking its user)."""
+    """RFC 7616 5.4: the workers share the table of nonce counts taken, so an
+    answer taken at one worker is refused at every other (the client is told
+    stale and retries with a new nonce, without asking its user)."""
     srv = digest(tracfront, files, "--workers", "2")
     challenge = requests.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
     answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
@@ -427,10 +474,29 @@ def test_digest_answer_is_not_replayable_after_a_reload(tracfront, files):
     srv.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: set(children(srv.proc.pid)) - old and not old & set(children(srv.proc.pid)),
              60, "the old worker replaced by a new one")
-    for _ in range(3):  # the new worker issues nonces of its own, counting from 1 again
+    for _ in range(3):  # the new worker issues nonces from the same table
         assert requests.get(srv.url + "login", timeout=30).status_code == 401
     status, www = send_login(srv, answer)
     assert status == 401 and "stale=true" in www
+
+
+def test_digest_nc_out_of_order_or_zero_is_stale_and_logged_as_such(tracfront, files):
+    """An nc below the highest one taken, or 00000000, is answered stale (the
+    client retries with a new nonce); the log says which, not "replay"."""
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    results = [send_login(srv, digest_header(challenge, "alice", "wonderland", "GET", "/login",
+                                             nc=nc)) for nc in ("00000003", "00000002")]
+    assert results[0][0] == 200
+    assert results[1][0] == 401 and "stale=true" in results[1][1]
+    fresh = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    status, www = send_login(srv, digest_header(fresh, "alice", "wonderland", "GET", "/login",
+                                                nc="00000000"))
+    assert status == 401 and "stale=true" in www
+    assert len(log_lines(srv, "auth: a nonce count below the highest one taken (sent out of "
+                              "order?)")) == 1, srv.error_log
+    assert len(log_lines(srv, "auth: an invalid nonce count 00000000")) == 1, srv.error_log
+    assert log_lines(srv, "replayed") == []
 
 
 def test_digest_with_a_long_uri(tracfront, files):
