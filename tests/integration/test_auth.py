@@ -231,6 +231,30 @@ def test_file_changed_on_disk_is_reread(tracfront, files):
     assert "re-read" in srv.error_log
 
 
+def test_file_rewritten_with_its_mtime_kept_is_reread(tracfront, files):
+    """cp -p and rsync -t keep the mtime: a file rewritten in place to the
+    same size is still seen as changed (its ctime moved)."""
+    srv = basic(tracfront, files)
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).ok
+    before = os.stat(files["htpasswd"])
+    text = files["htpasswd"].read_text()
+    old = re.search(r"^sha:(\{SHA\}.*)$", text, re.M).group(1)
+    new = subprocess.run(["htpasswd", "-nbs", "sha", "sha1-PW"], check=True, capture_output=True,
+                         text=True, timeout=30).stdout.strip().split(":", 1)[1]
+    assert len(new) == len(old)
+    with open(files["htpasswd"], "r+") as f:  # in place: same inode, same size
+        f.write(text.replace(old, new))
+    os.utime(files["htpasswd"], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(files["htpasswd"])
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns)
+    deadline = time.monotonic() + 10
+    while requests.get(srv.url + "login", auth=("sha", "sha1-PW"), timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the rewritten file was not re-read"
+        time.sleep(0.2)
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).status_code == 401
+
+
 def test_malformed_lines_are_skipped_with_a_warning(tracfront, files):
     with open(files["htpasswd"], "a") as f:
         f.write("no-colon-here\nplain:text-password\n")
