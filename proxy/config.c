@@ -6,6 +6,7 @@
 #include "proxy/auth.h"
 #include "proxy/cidr.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -23,7 +24,7 @@ struct key {
     enum kind kind;
     size_t offset;       /* of the field; for K_LIST the char ** (count follows) */
     size_t count_offset; /* K_LIST only */
-    unsigned min, max;   /* K_UINT */
+    unsigned min, max;   /* K_UINT: the range; K_SECONDS: min is the least in ms */
 };
 
 #define F(field) offsetof(struct tf_config, field)
@@ -72,14 +73,14 @@ static const struct key keys[] = {
     { "static", K_LIST, F(static_specs), F(n_static_specs), 0, 0 },
     { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
     { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
-    { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 0, 0 },
+    { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 1, 0 },
     { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
     { "mirror-primary", K_STRING, F(mirror_primary), 0, 0, 0 },
     { "mirror-queue", K_UINT, F(mirror_queue), 0, 1, 100000 },
     { "workers", K_UINT, F(workers), 0, 0, 256 },
     { "reload", K_BOOL, F(reload), 0, 0, 0 },
-    { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 0, 0 },
+    { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 1000, 0 },
     { "worker", K_BOOL, F(worker), 0, 0, 0 }, /* internal: set by the front, not in --help */
     { "basic-auth", K_LIST, F(basic_auth), F(n_basic_auth), 0, 0 },
     { "digest-auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 },
@@ -104,14 +105,16 @@ const char tf_config_usage[] =
     "  --mount PREFIX               serve under PREFIX (becomes SCRIPT_NAME)\n"
     "\n"
     "Server:\n"
-    "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any)\n"
+    "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any;\n"
+    "                               :PORT is 127.0.0.1:PORT, 0.0.0.0:PORT every interface)\n"
     "  --threads N                  WSGI calls at once (default 8), on app threads or, when\n"
     "                               nothing is queued, on the network thread that read them\n"
     "  --workers N                  run the app in N worker processes behind this one\n"
     "                               (default 0: in this process)\n"
     "  --reload                     new workers when the app's files change (implies\n"
     "                               --workers 1); SIGHUP does the same on demand\n"
-    "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60)\n"
+    "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60;\n"
+    "                               at least 1)\n"
     "  --io-threads N               network threads, each serving its connections and their\n"
     "                               upstream transfers (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
@@ -119,9 +122,10 @@ const char tf_config_usage[] =
     "                               its method and target answered fast on their last calls\n"
     "                               (default true)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
-    "  --max-spill BYTES            a write() response buffered in a file for a slow client, at\n"
-    "                               most (K/M/G; default 1G; 0 = no file); then write() waits\n"
-    "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
+    "  --max-spill BYTES            a streamed response (write() or an iterable) kept in a file\n"
+    "                               for a slow client, at most (K/M/G; default 1G; 0 = no file);\n"
+    "                               then the app's thread waits for the client\n"
+    "  --idle-timeout SECONDS       close a connection silent this long (default 60; 0 = never)\n"
     "  --header-timeout SECONDS     close a connection whose request head takes longer\n"
     "                               (default 60; 0 = off)\n"
     "  --max-connections N          client connections open at once; more wait to be\n"
@@ -129,7 +133,8 @@ const char tf_config_usage[] =
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --request-timeout SECONDS    log the Python stack of a WSGI request running this long\n"
     "                               (default 0 = off; fractions allowed)\n"
-    "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log)\n"
+    "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log;\n"
+    "                               only with --request-timeout, as --dump-all)\n"
     "  --dump-all                   a stuck request's report has every Python thread's stack\n"
     "  --gc-freeze                  gc.freeze() after the 1st, 10th, 100th, ... request, so\n"
     "                               the garbage collector skips the app's long-lived objects\n"
@@ -141,10 +146,11 @@ const char tf_config_usage[] =
     "  --route PREFIX=BACKEND       app, upstream or static:DIR for PREFIX (repeatable;\n"
     "                               longest prefix wins)\n"
     "  --static PREFIX=DIR          files from DIR under PREFIX (= --route PREFIX=static:DIR)\n"
-    "  --upstream-host HOST         Host header sent upstream (default: the client's)\n"
+    "  --upstream-host HOST         Host header sent upstream (default: the client's; this\n"
+    "                               and the next three: only with --upstream)\n"
     "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
-    "  --upstream-connect-timeout S connecting to the upstream (default 5)\n"
-    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60)\n"
+    "  --upstream-connect-timeout S connecting to the upstream (default 5; at least 0.001)\n"
+    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60; 0: no limit)\n"
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"
     "  --mirror-primary app|upstream  whose answer the client gets (default app)\n"
     "  --mirror-queue N             mirrored requests in flight at most (default 16)\n"
@@ -157,7 +163,8 @@ const char tf_config_usage[] =
     "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300)\n"
     "\n"
     "Profiler:\n"
-    "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
+    "  --profile-path PATH          the profiler's pages (default /__profile__), for the\n"
+    "                               addresses of --profile-allow\n"
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
     "  --profile-slowest N          slowest requests kept with their details (default 20)\n"
@@ -172,7 +179,8 @@ const char tf_config_usage[] =
     "  --profile-max-nodes N        call-tree nodes kept (default 200000)\n"
     "  --profile-log FILE           pstats file, written by the page's Save and at clean shutdown\n"
     "  --profile-callgrind FILE     callgrind file, likewise\n"
-    "  --profile-flush-at-shutdown  remove those files at shutdown instead (repoze's option)\n"
+    "  --profile-flush-at-shutdown  remove those files at shutdown instead (repoze's option;\n"
+    "                               only with one of them)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "                               (`;` and `#` start comment lines only)\n"
     "  --help, --version\n";
@@ -351,12 +359,20 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
             return -1;
         }
         return 0;
-    case K_SECONDS:
-        if (set_seconds(value, (double *)(base + k->offset)) < 0) {
+    case K_SECONDS: {
+        double seconds;
+        if (set_seconds(value, &seconds) < 0) {
             snprintf(err, errlen, "%s: '%s' is not a number of seconds", k->name, value);
             return -1;
         }
+        if (seconds * 1000 < k->min) { /* 0 would mean libcurl's 300 s, or no worker ready */
+            snprintf(err, errlen, "%s: '%s' is too short (at least %g s)", k->name, value,
+                     k->min / 1000.0);
+            return -1;
+        }
+        *(double *)(base + k->offset) = seconds;
         return 0;
+    }
     case K_LISTEN: {
         char *host = NULL;
         unsigned port;
@@ -425,11 +441,34 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_builtins = true;
     cfg->profile_latency = true;
     cfg->profile_max_nodes = 200000;
-    cfg->upstream_connect_timeout = 5;
-    cfg->upstream_read_timeout = 60;
-    cfg->mirror_queue = 0; /* not given: 16 with --mirror (check_backends) */
+    cfg->upstream_connect_timeout = -1; /* not given: 5 (fill_unset) */
+    cfg->upstream_read_timeout = -1;    /* not given: 60 (fill_unset) */
+    cfg->mirror_queue = 0; /* not given: 16 (fill_unset) */
     cfg->worker_start_timeout = 60;
     cfg->digest_nonce_lifetime = 300;
+}
+
+/* The URL as libcurl reads it, at start: a bad port or host failed every
+ * request (502), and a user name and password went upstream with every
+ * request as Basic credentials. 0, or -1 with err. */
+static int check_upstream_url(const char *u, char *err, size_t errlen)
+{
+    CURLU *url = curl_url();
+    char *user = NULL, *port = NULL;
+    CURLUcode rc = url ? curl_url_set(url, CURLUPART_URL, u, 0) : CURLUE_OUT_OF_MEMORY;
+    bool userinfo = !rc && curl_url_get(url, CURLUPART_USER, &user, 0) == CURLUE_OK;
+    bool port_zero = !rc && curl_url_get(url, CURLUPART_PORT, &port, 0) == CURLUE_OK &&
+                     strtoul(port, NULL, 10) == 0;
+    curl_free(user);
+    curl_free(port);
+    curl_url_cleanup(url);
+    if (userinfo) /* the URL is not echoed: it holds a password */
+        snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
+                 "would go to the upstream with every request; leave it out");
+    else if (rc || port_zero)
+        snprintf(err, errlen, "--upstream: '%s': %s (e.g. http://127.0.0.1:8080)", u,
+                 rc ? curl_url_strerror(rc) : "port 0 cannot be connected to");
+    return rc || userinfo || port_zero ? -1 : 0;
 }
 
 /* --upstream http://host[:port][/path]: split into origin and path. */
@@ -443,6 +482,8 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
                  "http://127.0.0.1:8080 (no query or fragment)", u);
         return -1;
     }
+    if (check_upstream_url(u, err, errlen) < 0)
+        return -1;
     size_t plen = strlen(rest + hostlen);
     while (plen > 0 && rest[hostlen + plen - 1] == '/')
         plen--;
@@ -517,14 +558,46 @@ static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--mirror: needs both an application and an --upstream to compare");
         return -1;
     }
-    if (!cfg->mirror && (cfg->mirror_primary || cfg->mirror_queue)) { /* else silently unused */
-        snprintf(err, errlen, "%s: only with --mirror (add --mirror, or drop it)",
-                 cfg->mirror_primary ? "--mirror-primary" : "--mirror-queue");
-        return -1;
+    return 0;
+}
+
+/* Options that only refine another do nothing without it: refused rather
+ * than silently unused. Checked after their values. */
+static int check_refinements(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    bool upstream = cfg->upstream, timeout = cfg->request_timeout > 0;
+    const struct { bool given, main; const char *flag, *main_flag; } refinements[] = {
+        { cfg->mirror_primary, cfg->mirror, "--mirror-primary", "--mirror" },
+        { cfg->mirror_queue, cfg->mirror, "--mirror-queue", "--mirror" },
+        { cfg->upstream_host, upstream, "--upstream-host", "--upstream" },
+        { cfg->upstream_pin, upstream, "--upstream-pin", "--upstream" },
+        { cfg->upstream_connect_timeout >= 0, upstream, "--upstream-connect-timeout",
+          "--upstream" },
+        { cfg->upstream_read_timeout >= 0, upstream, "--upstream-read-timeout", "--upstream" },
+        { cfg->request_timeout_action, timeout, "--request-timeout-action", "--request-timeout" },
+        { cfg->dump_all, timeout, "--dump-all", "--request-timeout" },
+        { cfg->profile_flush_at_shutdown, cfg->profile_log || cfg->profile_callgrind,
+          "--profile-flush-at-shutdown", "--profile-log or --profile-callgrind" },
+    };
+    for (size_t i = 0; i < sizeof(refinements) / sizeof(*refinements); i++) {
+        if (refinements[i].given && !refinements[i].main) {
+            snprintf(err, errlen, "%s: only with %s (without, it does nothing; add that, or "
+                     "drop it)", refinements[i].flag, refinements[i].main_flag);
+            return -1;
+        }
     }
+    return 0;
+}
+
+/* The defaults left unset for check_refinements to tell them from given values. */
+static void fill_unset(struct tf_config *cfg)
+{
     if (!cfg->mirror_queue)
         cfg->mirror_queue = 16;
-    return 0;
+    if (cfg->upstream_connect_timeout < 0)
+        cfg->upstream_connect_timeout = 5;
+    if (cfg->upstream_read_timeout < 0)
+        cfg->upstream_read_timeout = 60;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -563,9 +636,9 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         if (eq) {
             value = eq + 1;
         } else if (k && k->kind == K_BOOL) {
-            /* --profile alone switches it on; --profile false also works */
-            bool ignored;
-            if (i + 1 < argc && tf_parse_bool(argv[i + 1], &ignored) == 0)
+            /* --profile alone switches it on; --profile false also works, and
+             * --profile maybe is an error about --profile (no word is an argument) */
+            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
                 value = argv[++i];
             else
                 value = "true";
@@ -599,18 +672,21 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
 }
 
 /* Does the command line name the app (--app, --wsgi-file, --trac-env or
- * --trac-env-parent-dir, as "--k v" or "--k=v")? */
+ * --trac-env-parent-dir, as "--k v" or "--k=v", with '_' or '-')? */
 static bool args_choose_app(int argc, char **argv)
 {
     static const char *const choices[] = { "app", "wsgi-file", "trac-env",
                                            "trac-env-parent-dir" };
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0)
+        char name[64];
+        size_t n = strncmp(argv[i], "--", 2) ? 0 : strcspn(argv[i] + 2, "=");
+        if (n == 0 || n >= sizeof(name))
             continue;
-        const char *name = argv[i] + 2;
-        size_t n = strcspn(name, "=");
-        for (size_t c = 0; c < 4; c++)
-            if (strlen(choices[c]) == n && !strncmp(name, choices[c], n))
+        memcpy(name, argv[i] + 2, n);
+        name[n] = 0;
+        const struct key *k = find_key(name);
+        for (size_t c = 0; k && c < 4; c++)
+            if (!strcmp(k->name, choices[c]))
                 return true;
     }
     return false;
@@ -644,12 +720,27 @@ static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen
     return 0;
 }
 
-/* --profile-log and --profile-callgrind are written at shutdown: a folder
- * that is not there or not writable is found now, not then. */
-static int check_output_folder(const char *flag, const char *file, char *err, size_t errlen)
+/* --profile-log and --profile-callgrind are written at shutdown (FILE.tmp,
+ * renamed to FILE): an empty name, a folder, a file there that this process
+ * may not write, or a folder that is not there or not writable is found now,
+ * not then (when the profile would be lost). */
+static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
 {
+    struct stat st;
     if (!file)
         return 0;
+    if (!file[0]) {
+        snprintf(err, errlen, "%s: empty; give the file to write, or leave %s out", flag, flag);
+        return -1;
+    }
+    if (stat(file, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: '%s' is a folder; give a file in it to write", flag, file);
+        return -1;
+    }
+    if (access(file, F_OK) == 0 && access(file, W_OK) != 0) {
+        snprintf(err, errlen, "%s: cannot write '%s': %s", flag, file, strerror(errno));
+        return -1;
+    }
     const char *slash = strrchr(file, '/');
     char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
     int ok = dir && access(dir, W_OK | X_OK) == 0;
@@ -740,9 +831,12 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
     }
-    if (check_output_folder("--profile-log", cfg->profile_log, err, errlen) < 0 ||
-        check_output_folder("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)
+    if (check_output_file("--profile-log", cfg->profile_log, err, errlen) < 0 ||
+        check_output_file("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)
         return -1;
+    if (check_refinements(cfg, err, errlen) < 0)
+        return -1;
+    fill_unset(cfg);
     if (tf_auth_config_check(cfg, err, errlen) < 0)
         return -1;
     return 0;
