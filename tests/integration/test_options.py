@@ -77,6 +77,16 @@ def test_connect_timeout_of_a_millisecond_is_taken(tracfront, upstream):
     assert srv.alive()
 
 
+@pytest.mark.parametrize("flag", ["--trac-env", "--trac-env-parent-dir"])
+@pytest.mark.parametrize("key", ["trac.env_path", "trac.env_parent_dir"])
+def test_env_cannot_name_another_trac_environment(tmp_path, flag, key):
+    """--trac-env p1 --env trac.env_path=p2 served p2, while the startup line,
+    --reload and --basic-auth went by p1."""
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", flag, tmp_path,
+                           "--env", "%s=/elsewhere" % key, timeout=10)
+    assert rc == 2 and key in err and flag in err, (rc, err)
+
+
 @pytest.mark.parametrize("flag, extra, needs", [
     ("--upstream-host", ["--upstream-host", "backend"], "--upstream"),
     ("--upstream-pin", ["--upstream-pin"], "--upstream"),
