@@ -162,3 +162,22 @@ def test_help_and_readme_name_the_same_flags_and_say_what_0_means(tmp_path):
     assert "iterable" in helps["--max-spill"], helps["--max-spill"]
     assert "loopback only" not in helps["--profile-path"], helps["--profile-path"]
     assert "--profile-allow" in helps["--profile-path"], helps["--profile-path"]
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_start_failure_is_said_once_on_the_terminal(tmp_path, workers):
+    """The error log is stderr by default: the error went to both, and showed
+    two or three times."""
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--app", "nosuch_xyz", *workers)
+    assert rc == 1, err
+    assert err.count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, err
+    assert err.count("did not start") == (1 if workers else 0), err
+
+
+def test_start_failure_goes_to_the_error_log_file_too(tmp_path):
+    log = tmp_path / "error.log"
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--app", "nosuch_xyz",
+                           "--error-log", log)
+    assert rc == 1, err
+    assert err.count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, err
+    assert log.read_text().count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, log.read_text()
