@@ -2,8 +2,6 @@
  * its kind and where it lands in struct tf_config; the command line and the
  * INI reader both go through tf_config_set(), so the two can never disagree. */
 #include "proxy/config.h"
-#include "proxy/platform.h"
-#include "proxy/auth.h"
 #include "proxy/cidr.h"
 #include "proxy/http_check.h"
 
@@ -14,8 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL };
 
@@ -24,7 +20,7 @@ struct key {
     enum kind kind;
     size_t offset;       /* of the field; for K_LIST the char ** (count follows) */
     size_t count_offset; /* K_LIST only */
-    unsigned min, max;   /* K_UINT */
+    unsigned min, max;   /* K_UINT: the range; K_SECONDS: min is the least in ms */
 };
 
 #define F(field) offsetof(struct tf_config, field)
@@ -73,14 +69,14 @@ static const struct key keys[] = {
     { "static", K_LIST, F(static_specs), F(n_static_specs), 0, 0 },
     { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
     { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
-    { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 0, 0 },
+    { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 1, 0 },
     { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
     { "mirror-primary", K_STRING, F(mirror_primary), 0, 0, 0 },
     { "mirror-queue", K_UINT, F(mirror_queue), 0, 1, 100000 },
     { "workers", K_UINT, F(workers), 0, 0, 256 },
     { "reload", K_BOOL, F(reload), 0, 0, 0 },
-    { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 0, 0 },
+    { "worker-start-timeout", K_SECONDS, F(worker_start_timeout), 0, 1000, 0 },
     { "worker", K_BOOL, F(worker), 0, 0, 0 }, /* internal: set by the front, not in --help */
     { "basic-auth", K_LIST, F(basic_auth), F(n_basic_auth), 0, 0 },
     { "digest-auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 },
@@ -105,14 +101,16 @@ const char tf_config_usage[] =
     "  --mount PREFIX               serve under PREFIX (becomes SCRIPT_NAME)\n"
     "\n"
     "Server:\n"
-    "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any)\n"
+    "  --listen HOST:PORT           address to listen on (default 127.0.0.1:8000; port 0 = any;\n"
+    "                               :PORT is 127.0.0.1:PORT, 0.0.0.0:PORT every interface)\n"
     "  --threads N                  WSGI calls at once (default 8), on app threads or, when\n"
     "                               nothing is queued, on the network thread that read them\n"
     "  --workers N                  run the app in N worker processes behind this one\n"
     "                               (default 0: in this process)\n"
     "  --reload                     new workers when the app's files change (implies\n"
     "                               --workers 1); SIGHUP does the same on demand\n"
-    "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60)\n"
+    "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60;\n"
+    "                               at least 1)\n"
     "  --io-threads N               network threads, each serving its connections and their\n"
     "                               upstream transfers (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
@@ -120,9 +118,10 @@ const char tf_config_usage[] =
     "                               its method and target answered fast on their last calls\n"
     "                               (default true)\n"
     "  --max-body BYTES             largest request body, K/M/G suffixes (default 1G; 0 = no limit)\n"
-    "  --max-spill BYTES            a write() response buffered in a file for a slow client, at\n"
-    "                               most (K/M/G; default 1G; 0 = no file); then write() waits\n"
-    "  --idle-timeout SECONDS       close a connection silent this long (default 60)\n"
+    "  --max-spill BYTES            a streamed response (write() or an iterable) kept in a file\n"
+    "                               for a slow client, at most (K/M/G; default 1G; 0 = no file);\n"
+    "                               then the app's thread waits for the client\n"
+    "  --idle-timeout SECONDS       close a connection silent this long (default 60; 0 = never)\n"
     "  --header-timeout SECONDS     close a connection whose request head takes longer\n"
     "                               (default 60; 0 = off)\n"
     "  --max-connections N          client connections open at once; more wait to be\n"
@@ -130,7 +129,8 @@ const char tf_config_usage[] =
     "  --graceful-timeout SECONDS   on SIGTERM, wait this long for requests in flight (default 30)\n"
     "  --request-timeout SECONDS    log the Python stack of a WSGI request running this long\n"
     "                               (default 0 = off; fractions allowed)\n"
-    "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log)\n"
+    "  --request-timeout-action log|504  504: also interrupt it and answer 504 (default log;\n"
+    "                               only with --request-timeout, as --dump-all)\n"
     "  --dump-all                   a stuck request's report has every Python thread's stack\n"
     "  --gc-freeze                  gc.freeze() after the 1st, 10th, 100th, ... request, so\n"
     "                               the garbage collector skips the app's long-lived objects\n"
@@ -142,10 +142,11 @@ const char tf_config_usage[] =
     "  --route PREFIX=BACKEND       app, upstream or static:DIR for PREFIX (repeatable;\n"
     "                               longest prefix wins)\n"
     "  --static PREFIX=DIR          files from DIR under PREFIX (= --route PREFIX=static:DIR)\n"
-    "  --upstream-host HOST         Host header sent upstream (default: the client's)\n"
+    "  --upstream-host HOST         Host header sent upstream (default: the client's; this\n"
+    "                               and the next three: only with --upstream)\n"
     "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
-    "  --upstream-connect-timeout S connecting to the upstream (default 5)\n"
-    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60)\n"
+    "  --upstream-connect-timeout S connecting to the upstream (default 5; at least 0.001)\n"
+    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60; 0: no limit)\n"
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"
     "  --mirror-primary app|upstream  whose answer the client gets (default app)\n"
     "  --mirror-queue N             mirrored requests in flight at most (default 16)\n"
@@ -158,7 +159,8 @@ const char tf_config_usage[] =
     "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300)\n"
     "\n"
     "Profiler:\n"
-    "  --profile-path PATH          the profiler's pages, loopback only (default /__profile__)\n"
+    "  --profile-path PATH          the profiler's pages (default /__profile__), for the\n"
+    "                               addresses of --profile-allow\n"
     "  --profile-max-routes N       routes with their own latency statistics (default 500)\n"
     "  --profile-allow CIDR         who may see the profiler (repeatable; default loopback)\n"
     "  --profile-slowest N          slowest requests kept with their details (default 20)\n"
@@ -173,7 +175,8 @@ const char tf_config_usage[] =
     "  --profile-max-nodes N        call-tree nodes kept (default 200000)\n"
     "  --profile-log FILE           pstats file, written by the page's Save and at clean shutdown\n"
     "  --profile-callgrind FILE     callgrind file, likewise\n"
-    "  --profile-flush-at-shutdown  remove those files at shutdown instead (repoze's option)\n"
+    "  --profile-flush-at-shutdown  remove those files at shutdown instead (repoze's option;\n"
+    "                               only with one of them)\n"
     "  --config FILE                INI file with these keys in a [tracfront] section\n"
     "                               (`;` and `#` start comment lines only)\n"
     "  --help, --version\n";
@@ -334,12 +337,20 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
             return -1;
         }
         return 0;
-    case K_SECONDS:
-        if (set_seconds(value, (double *)(base + k->offset)) < 0) {
+    case K_SECONDS: {
+        double seconds;
+        if (set_seconds(value, &seconds) < 0) {
             snprintf(err, errlen, "%s: '%s' is not a number of seconds", k->name, value);
             return -1;
         }
+        if (seconds * 1000 < k->min) { /* 0 would mean libcurl's 300 s, or no worker ready */
+            snprintf(err, errlen, "%s: '%s' is too short (at least %g s)", k->name, value,
+                     k->min / 1000.0);
+            return -1;
+        }
+        *(double *)(base + k->offset) = seconds;
         return 0;
+    }
     case K_LISTEN: {
         char *host = NULL;
         unsigned port;
@@ -408,106 +419,11 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_builtins = true;
     cfg->profile_latency = true;
     cfg->profile_max_nodes = 200000;
-    cfg->upstream_connect_timeout = 5;
-    cfg->upstream_read_timeout = 60;
-    cfg->mirror_queue = 0; /* not given: 16 with --mirror (check_backends) */
+    cfg->upstream_connect_timeout = -1; /* not given: 5 (fill_unset, config_check.c) */
+    cfg->upstream_read_timeout = -1;    /* not given: 60, likewise */
+    cfg->mirror_queue = 0; /* not given: 16, likewise */
     cfg->worker_start_timeout = 60;
     cfg->digest_nonce_lifetime = 300;
-}
-
-/* --upstream http://host[:port][/path]: split into origin and path. */
-static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
-{
-    const char *u = cfg->upstream;
-    const char *rest = !strncmp(u, "http://", 7) ? u + 7 : !strncmp(u, "https://", 8) ? u + 8 : NULL;
-    size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
-    if (!rest || hostlen == 0 || strpbrk(rest, "?# \t")) {
-        snprintf(err, errlen, "--upstream: '%s' is not an http:// URL such as "
-                 "http://127.0.0.1:8080 (no query or fragment)", u);
-        return -1;
-    }
-    size_t plen = strlen(rest + hostlen);
-    while (plen > 0 && rest[hostlen + plen - 1] == '/')
-        plen--;
-    cfg->upstream_origin = strndup(u, (size_t)(rest - u) + hostlen);
-    cfg->upstream_path = strndup(rest + hostlen, plen);
-    if (!cfg->upstream_origin || !cfg->upstream_path) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    return 0;
-}
-
-/* --upstream-host goes out as the Host header: an empty one (`upstream-host =`)
- * sent `Host: `, and a space or control character cannot be in a host. */
-static int check_upstream_host(const char *host, char *err, size_t errlen)
-{
-    for (const char *c = host; *c; c++) {
-        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-            snprintf(err, errlen, "--upstream-host: '%s' is not a host name (no spaces or "
-                     "control characters)", host);
-            return -1;
-        }
-    }
-    if (!host[0]) {
-        snprintf(err, errlen, "--upstream-host: empty; give the name the upstream expects "
-                 "(e.g. example.org or example.org:8080), or leave it out to send the client's");
-        return -1;
-    }
-    return 0;
-}
-
-/* A worker of a front (--workers): the same server on the front's socket
- * (TF_LISTEN_FD), so everything but the worker settings is as given. */
-static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
-{
-    if (!getenv("TF_LISTEN_FD") || !getenv("TF_FRONT_CONTROL")) {
-        snprintf(err, errlen, "--worker is internal: tracfront starts its workers itself "
-                 "(see --workers)");
-        return -1;
-    }
-    cfg->reload = false;
-    cfg->workers = 0;
-    return 0;
-}
-
-/* Routes and backends: what answers what, and that something answers. */
-static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
-{
-    if (cfg->upstream && check_upstream(cfg, err, errlen) < 0)
-        return -1;
-    if (cfg->upstream_host && check_upstream_host(cfg->upstream_host, err, errlen) < 0)
-        return -1;
-    for (size_t i = 0; i < cfg->n_route_specs; i++)
-        if (tf_route_add(&cfg->routes, cfg->route_specs[i], false, err, errlen) < 0)
-            return -1;
-    for (size_t i = 0; i < cfg->n_static_specs; i++)
-        if (tf_route_add(&cfg->routes, cfg->static_specs[i], true, err, errlen) < 0)
-            return -1;
-    if (tf_route_finish(&cfg->routes, cfg->have_app, cfg->upstream != NULL, err, errlen) < 0)
-        return -1;
-    if (!cfg->have_app && !cfg->upstream && cfg->routes.n == 0) {
-        snprintf(err, errlen, "nothing to serve: give --app MODULE:CALLABLE, --wsgi-file PATH, "
-                 "--trac-env PATH, --trac-env-parent-dir DIR, --upstream URL or --static PREFIX=DIR");
-        return -1;
-    }
-    if (cfg->mirror_primary && strcmp(cfg->mirror_primary, "app") != 0 &&
-        strcmp(cfg->mirror_primary, "upstream") != 0) {
-        snprintf(err, errlen, "--mirror-primary: '%s' is not app or upstream", cfg->mirror_primary);
-        return -1;
-    }
-    if (cfg->mirror && (!cfg->have_app || !cfg->upstream)) {
-        snprintf(err, errlen, "--mirror: needs both an application and an --upstream to compare");
-        return -1;
-    }
-    if (!cfg->mirror && (cfg->mirror_primary || cfg->mirror_queue)) { /* else silently unused */
-        snprintf(err, errlen, "%s: only with --mirror (add --mirror, or drop it)",
-                 cfg->mirror_primary ? "--mirror-primary" : "--mirror-queue");
-        return -1;
-    }
-    if (!cfg->mirror_queue)
-        cfg->mirror_queue = 16;
-    return 0;
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -546,9 +462,9 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         if (eq) {
             value = eq + 1;
         } else if (k && k->kind == K_BOOL) {
-            /* --profile alone switches it on; --profile false also works */
-            bool ignored;
-            if (i + 1 < argc && tf_parse_bool(argv[i + 1], &ignored) == 0)
+            /* --profile alone switches it on; --profile false also works, and
+             * --profile maybe is an error about --profile (no word is an argument) */
+            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
                 value = argv[++i];
             else
                 value = "true";
@@ -582,75 +498,24 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
 }
 
 /* Does the command line name the app (--app, --wsgi-file, --trac-env or
- * --trac-env-parent-dir, as "--k v" or "--k=v")? */
+ * --trac-env-parent-dir, as "--k v" or "--k=v", with '_' or '-')? */
 static bool args_choose_app(int argc, char **argv)
 {
     static const char *const choices[] = { "app", "wsgi-file", "trac-env",
                                            "trac-env-parent-dir" };
     for (int i = 1; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0)
+        char name[64];
+        size_t n = strncmp(argv[i], "--", 2) ? 0 : strcspn(argv[i] + 2, "=");
+        if (n == 0 || n >= sizeof(name))
             continue;
-        const char *name = argv[i] + 2;
-        size_t n = strcspn(name, "=");
-        for (size_t c = 0; c < 4; c++)
-            if (strlen(choices[c]) == n && !strncmp(name, choices[c], n))
+        memcpy(name, argv[i] + 2, n);
+        name[n] = 0;
+        const struct key *k = find_key(name);
+        for (size_t c = 0; k && c < 4; c++)
+            if (!strcmp(k->name, choices[c]))
                 return true;
     }
     return false;
-}
-
-/* The app's folder or script must be there at start: a bad value, named,
- * not a Python error from deep inside Trac. */
-static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen)
-{
-    const struct { const char *flag, *path; bool folder; } paths[] = {
-        { "--trac-env", cfg->trac_env, true },
-        { "--trac-env-parent-dir", cfg->trac_env_parent_dir, true },
-        { "--wsgi-file", cfg->wsgi_file, false },
-    };
-    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        struct stat st;
-        const char *path = paths[i].path;
-        if (!path)
-            continue;
-        const char *what = paths[i].folder ? "directory" : "file";
-        if (!path[0] || stat(path, &st) < 0) {
-            snprintf(err, errlen, "%s: '%s' is not a %s (%s)", paths[i].flag, path, what,
-                     path[0] ? strerror(errno) : "empty");
-            return -1;
-        }
-        if (paths[i].folder != !!S_ISDIR(st.st_mode)) {
-            snprintf(err, errlen, "%s: '%s' is not a %s", paths[i].flag, path, what);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* --profile-log and --profile-callgrind are written at shutdown: a folder
- * that is not there or not writable is found now, not then. */
-static int check_output_folder(const char *flag, const char *file, char *err, size_t errlen)
-{
-    if (!file)
-        return 0;
-    const char *slash = strrchr(file, '/');
-    char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
-    int ok = dir && access(dir, W_OK | X_OK) == 0;
-    if (!ok)
-        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file,
-                 dir ? dir : "?", dir ? strerror(errno) : "out of memory");
-    free(dir);
-    return ok ? 0 : -1;
-}
-
-/* Half the descriptors left after 64 for the process and the app: a client
- * connection may hold one more (its upstream connection, a spooled body or
- * answer, a static file). 16 to 65536. */
-static unsigned default_max_connections(void)
-{
-    unsigned long fds = tf_fd_limit();
-    unsigned long n = fds > 64 + 2 * 16 ? (fds - 64) / 2 : 16;
-    return n > 65536 ? 65536 : (unsigned)n;
 }
 
 int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -672,63 +537,7 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
     }
     if (walk_args(cfg, argc, argv, true, err, errlen) < 0)
         return -1;
-    int apps = !!cfg->app + !!cfg->wsgi_file + !!cfg->trac_env + !!cfg->trac_env_parent_dir;
-    cfg->have_app = apps > 0;
-    if (apps > 1) {
-        snprintf(err, errlen, "--app, --wsgi-file, --trac-env and --trac-env-parent-dir "
-                              "exclude each other: give one");
-        return -1;
-    }
-    if (check_app_paths(cfg, err, errlen) < 0)
-        return -1;
-    if (cfg->worker && worker_settings(cfg, err, errlen) < 0)
-        return -1;
-    if (check_backends(cfg, err, errlen) < 0)
-        return -1;
-    if (cfg->reload && !cfg->workers)
-        cfg->workers = 1;
-    if (!cfg->io_threads)
-        cfg->io_threads = (unsigned)tf_cpu_count();
-    if (!cfg->max_connections)
-        cfg->max_connections = default_max_connections();
-    if (cfg->workers && !cfg->have_app) {
-        snprintf(err, errlen, "--workers/--reload: there is no application to run in workers");
-        return -1;
-    }
-    struct stat config_stat;
-    if (cfg->workers && !cfg->worker && cfg->config_file &&
-        stat(cfg->config_file, &config_stat) == 0 && !S_ISREG(config_stat.st_mode)) {
-        snprintf(err, errlen, "--config %s: not a regular file (a pipe?), and --workers' and "
-                 "--reload's workers read it again when they start: give a file",
-                 cfg->config_file);
-        return -1;
-    }
-    if ((cfg->workers || cfg->worker) && cfg->mirror) {
-        snprintf(err, errlen, "--mirror: not with --workers or --reload (each worker would "
-                 "compare only its own share); run the comparison in a single process");
-        return -1;
-    }
-    if (cfg->request_timeout_action && strcmp(cfg->request_timeout_action, "log") != 0 &&
-        strcmp(cfg->request_timeout_action, "504") != 0) {
-        snprintf(err, errlen, "--request-timeout-action: '%s' is not log or 504",
-                 cfg->request_timeout_action);
-        return -1;
-    }
-    if (cfg->profile_clock && strcmp(cfg->profile_clock, "wall") != 0 &&
-        strcmp(cfg->profile_clock, "cpu") != 0) {
-        snprintf(err, errlen, "--profile-clock: '%s' is not wall or cpu", cfg->profile_clock);
-        return -1;
-    }
-    if (!cfg->profile_path[0]) {
-        snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
-        return -1;
-    }
-    if (check_output_folder("--profile-log", cfg->profile_log, err, errlen) < 0 ||
-        check_output_folder("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)
-        return -1;
-    if (tf_auth_config_check(cfg, err, errlen) < 0)
-        return -1;
-    return 0;
+    return tf_config_check(cfg, err, errlen);
 }
 
 static void free_list(char **list, size_t n)

@@ -92,6 +92,10 @@ int tf_config_set(struct tf_config *cfg, const char *key, const char *value,
 /* Read the INI file at path into cfg, each key through tf_config_set
  * (config_file.c). 0, or -1 with err naming the file, line and problem. */
 int tf_config_load_file(struct tf_config *cfg, const char *path, char *err, size_t errlen);
+/* Check the settings together once every key is set, and derive the rest
+ * (have_app, routes, upstream origin and path, defaults that depend on what
+ * was given) (config_check.c). 0, or -1 with err naming the flag. */
+int tf_config_check(struct tf_config *cfg, char *err, size_t errlen);
 
 /* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */
 int tf_parse_bool(const char *text, bool *out);

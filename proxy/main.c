@@ -4,6 +4,7 @@
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -116,6 +117,20 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
             strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
             strchr(cfg->listen_host, ':') ? "]" : "", port, what);
     fflush(stderr);
+}
+
+/* Why the server cannot start: on stderr, and in the error log unless that
+ * is stderr too (the default), where it would show twice. Returns 1, the
+ * exit status. */
+static int start_failed(const char *err)
+{
+    struct stat log_file, terminal;
+    int fd = tf_log_error_fd();
+    fprintf(stderr, "tracfront: %s\n", err);
+    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(STDERR_FILENO, &terminal) == 0 &&
+                     log_file.st_dev == terminal.st_dev && log_file.st_ino == terminal.st_ino))
+        tf_log_error("%s", err);
+    return 1;
 }
 
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
@@ -247,10 +262,8 @@ static int run_front(struct tf_config *cfg, char **argv)
 {
     char err[1024] = "";
     unsigned port = 0, control_port = 0;
-    if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) { /* to render the merged profile */
-        fprintf(stderr, "tracfront: %s\n", err);
-        return 1;
-    }
+    if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) /* to render the merged profile */
+        return start_failed(err);
     warn_frame_hook_misses(cfg);
     int fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
     int cfd = fd < 0 ? -1 : tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
@@ -260,20 +273,15 @@ static int run_front(struct tf_config *cfg, char **argv)
     struct tf_server *control =
         !none.loops ? NULL : tf_server_start_on(cfg, &none, &sock, err, sizeof(err));
     struct tf_workers *workers = control ? tf_workers_new(cfg, argv, fd) : NULL;
-    if (!workers) {
-        fprintf(stderr, "tracfront: %s\n", err[0] ? err : "out of memory");
-        return 1;
-    }
+    if (!workers)
+        return start_failed(err[0] ? err : "out of memory");
     configure_profiler(cfg);
     prof_hook_enable(cfg->profile);
     tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path,
                                                                       cfg->profile_latency));
     int started = tf_workers_begin(workers, port, control_port, err, sizeof(err));
-    if (started < 0) {
-        fprintf(stderr, "tracfront: %s\n", err);
-        tf_log_error("%s", err);
-        return 1;
-    }
+    if (started < 0)
+        return start_failed(err);
     if (started == 0)
         print_listening(cfg, port);
     int sig = wait_for_stop(workers); /* at once if SIGINT/SIGTERM ended the start */
@@ -309,25 +317,18 @@ static int run_server(struct tf_config *cfg)
      * share the load), and its control port on another, which the front asks
      * while the first relays a profile page to it */
     backends.n_loops = cfg->worker ? 2 : cfg->io_threads;
-    if (!(backends.loops = tf_loops_start(backends.n_loops, err, sizeof(err)))) {
-        fprintf(stderr, "tracfront: %s\n", err);
-        return 1;
-    }
+    if (!(backends.loops = tf_loops_start(backends.n_loops, err, sizeof(err))))
+        return start_failed(err);
     if (cfg->have_app) {
         tf_signals_default_while_starting();
         int loaded = wsgi_interp_start(cfg, err, sizeof(err));
         tf_signals_reclaim(report_signal_taken);
-        if (loaded < 0) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            tf_log_error("%s", err);
-            return 1;
-        }
+        if (loaded < 0)
+            return start_failed(err);
         if (!cfg->worker) /* the front says it */
             warn_frame_hook_misses(cfg);
-        if (!(pool = wsgi_pool_new(cfg->queue_size))) {
-            fprintf(stderr, "tracfront: out of memory\n");
-            return 1;
-        }
+        if (!(pool = wsgi_pool_new(cfg->queue_size)))
+            return start_failed("out of memory");
         backends.app = wsgi_pool_submit;
         backends.app_idle = wsgi_pool_idle;
         backends.app_inline = cfg->inline_fast_calls ? wsgi_pool_run_inline : NULL;
@@ -335,10 +336,8 @@ static int run_server(struct tf_config *cfg)
     }
     if (cfg->upstream) {
         if (!(upstream = tf_upstream_start(cfg, backends.loops, backends.n_loops, err,
-                                           sizeof(err)))) {
-            fprintf(stderr, "tracfront: %s\n", err);
-            return 1;
-        }
+                                           sizeof(err))))
+            return start_failed(err);
         backends.upstream = tf_upstream_submit;
         backends.upstream_ctx = upstream;
         backends.pins = cfg->upstream_pin ? upstream : NULL;
@@ -354,30 +353,24 @@ static int run_server(struct tf_config *cfg)
     } else {
         server = tf_server_start(cfg, &backends, err, sizeof(err));
     }
-    if (!server) {
-        fprintf(stderr, "tracfront: %s\n", err);
-        return 1;
-    }
+    if (!server)
+        return start_failed(err);
     static const struct tf_profiler_controls controls = {
         prof_hook_enable, prof_hook_enabled, prof_hook_export, prof_hook_table,
         prof_hook_request_html, prof_hook_clear, .modules = wsgi_app_files,
         .inflight = wsgi_watchdog_inflight,
     };
     if (pool) {
-        if (wsgi_watchdog_start(cfg, err, sizeof(err)) < 0) { /* before the page can ask it */
-            fprintf(stderr, "tracfront: %s\n", err);
-            return 1;
-        }
+        if (wsgi_watchdog_start(cfg, err, sizeof(err)) < 0) /* before the page can ask it */
+            return start_failed(err);
         configure_profiler(cfg);
         prof_hook_enable(cfg->profile);
         tf_server_set_profiler(server, &controls);
         if (control)
             tf_server_set_profiler(control, &controls);
         wsgi_interp_set_port(cfg->worker ? env_port("TF_FRONT_PORT") : tf_server_port(server));
-        if (wsgi_pool_start(pool, cfg->threads) < 0) {
-            fprintf(stderr, "tracfront: cannot start app threads\n");
-            return 1;
-        }
+        if (wsgi_pool_start(pool, cfg->threads) < 0)
+            return start_failed("cannot start app threads");
     }
     if (cfg->worker) {
         report_ready(control_port);

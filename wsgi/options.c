@@ -9,7 +9,8 @@
  *
  * --env: its entries go into the base environ that every request's starts
  * from, so it cannot own a key tracfront sets per request or one whose type
- * PEP 3333 fixes (it can only give strings). */
+ * PEP 3333 fixes (it can only give strings), nor name another Trac
+ * environment than --trac-env's (the one --reload and --basic-auth go by). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h> /* PY_VERSION, PY_MAJOR_VERSION, PY_MINOR_VERSION only */
 
@@ -149,10 +150,15 @@ static const char *const request_keys[] = {
 };
 
 /* Why --env may not set key (what to do instead), or NULL if it may. */
-static const char *env_key_refusal(const char *key, size_t len, bool mounted)
+static const char *env_key_refusal(const char *key, size_t len, const struct tf_config *cfg)
 {
-    if (mounted && len == 11 && !strncmp(key, "SCRIPT_NAME", 11))
+    if (cfg->mount && cfg->mount[0] && len == 11 && !strncmp(key, "SCRIPT_NAME", 11))
         return "--mount sets it; give one of the two";
+    if ((cfg->trac_env || cfg->trac_env_parent_dir) &&
+        ((len == 13 && !strncmp(key, "trac.env_path", 13)) ||
+         (len == 19 && !strncmp(key, "trac.env_parent_dir", 19))))
+        return cfg->trac_env ? "--trac-env names the environment; give one of the two"
+                             : "--trac-env-parent-dir names the environments; give one of the two";
     if (len > 5 && !strncmp(key, "wsgi.", 5))
         return len == 15 && !strncmp(key, "wsgi.url_scheme", 15)
                    ? NULL /* "https" behind a TLS-terminating proxy */
@@ -179,8 +185,7 @@ static int check_env(const struct tf_config *cfg, char *err, size_t errlen)
             snprintf(err, errlen, "--env: '%s' is not KEY=VALUE", entry);
             return -1;
         }
-        const char *why = env_key_refusal(entry, (size_t)(eq - entry),
-                                          cfg->mount && cfg->mount[0]);
+        const char *why = env_key_refusal(entry, (size_t)(eq - entry), cfg);
         if (why) {
             snprintf(err, errlen, "--env: '%.*s' cannot be set: %s", (int)(eq - entry), entry,
                      why);

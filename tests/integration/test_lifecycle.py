@@ -452,13 +452,15 @@ def test_second_config_file_is_refused(tmp_path):
     assert rc == 2 and "--config" in err and "once" in err, err
 
 
-def test_flag_app_choice_replaces_the_files(tracfront, tmp_path):
-    """Flags win over the file, also across --app, --wsgi-file and --trac-env."""
+@pytest.mark.parametrize("flag", ["--wsgi-file", "--wsgi_file"])
+def test_flag_app_choice_replaces_the_files(tracfront, tmp_path, flag):
+    """Flags win over the file, also across --app, --wsgi-file and --trac-env,
+    and however the flag is spelt (--wsgi_file: "exclude each other")."""
     script = tmp_path / "w.wsgi"
     script.write_text("def application(environ, start_response):\n"
                       "    start_response('200 OK', [])\n    return [b'from the script']\n")
     cfg = write_config(tmp_path, "app = robust_apps:other\n")
-    srv = tracfront("--config", cfg, "--wsgi-file", script)
+    srv = tracfront("--config", cfg, flag, script)
     assert requests.get(srv.url, timeout=10).text == "from the script"
 
 

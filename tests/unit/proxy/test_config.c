@@ -258,6 +258,75 @@ static void test_parsers(void **state)
     assert_int_equal(tf_parse_listen("::1:80", &host, &port), -1);
 }
 
+/* Values that could only fail later (every request, or at shutdown) and
+ * options that would do nothing are refused at start, naming the flag. */
+static void test_refused_at_start(void **state)
+{
+    (void)state;
+    static const char *const bad_upstreams[] = {
+        "http://127.0.0.1:99999", "http://127.0.0.1:abc", "http://[::1", "http://h:0",
+        "http://ho^st", "http://user:secret@h", "http://@h",
+    };
+    for (size_t i = 0; i < sizeof(bad_upstreams) / sizeof(*bad_upstreams); i++)
+        expect_config_error(3, (char *[]){ "t", "--upstream", (char *)bad_upstreams[i] },
+                            "--upstream: ");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-log", "/tmp" },
+                        "--profile-log: '/tmp' is a folder");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-callgrind", "" },
+                        "--profile-callgrind: empty");
+    expect_config_error(7, (char *[]){ "t", "--app", "m:a", "--workers", "1",
+                                       "--worker-start-timeout", "0.9" },
+                        "worker-start-timeout: '0.9' is too short (at least 1 s)");
+    expect_config_error(7, (char *[]){ "t", "--upstream", "http://h", "--route", "/x=upstream",
+                                       "--upstream-connect-timeout", "0.0009" },
+                        "upstream-connect-timeout: '0.0009' is too short (at least 0.001 s)");
+    expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--inline-fast-calls", "maybe" },
+                        "--inline-fast-calls: 'maybe' is not true or false");
+    static const char *const alone[][3] = { /* flag, value (NULL: a yes/no flag), needs */
+        { "--upstream-host", "backend", "--upstream" }, { "--upstream-pin", NULL, "--upstream" },
+        { "--upstream-read-timeout", "5", "--upstream" },
+        { "--upstream-connect-timeout", "5", "--upstream" },
+        { "--request-timeout-action", "504", "--request-timeout" },
+        { "--dump-all", NULL, "--request-timeout" },
+        { "--profile-flush-at-shutdown", NULL, "--profile-log or --profile-callgrind" },
+    };
+    for (size_t i = 0; i < sizeof(alone) / sizeof(*alone); i++) {
+        char want[200];
+        snprintf(want, sizeof(want), "%s: only with %s", alone[i][0], alone[i][2]);
+        expect_config_error(alone[i][1] ? 5 : 4, (char *[]){ "t", "--app", "m:a",
+                            (char *)alone[i][0], (char *)alone[i][1] }, want);
+    }
+}
+
+/* The least values that are taken, and --wsgi_file (the INI key's spelling)
+ * replacing the file's app as --wsgi-file does. */
+static void test_least_values_and_underscored_app_flag(void **state)
+{
+    (void)state;
+    struct tf_config cfg;
+    char err[1024] = "";
+    char *argv[] = { "t", "--upstream", "http://h:65535/p/", "--worker-start-timeout", "1",
+                     "--upstream-connect-timeout", "0.001", "--upstream-read-timeout", "0" };
+    if (load(&cfg, err, 9, argv) < 0)
+        fail_msg("%s", err);
+    assert_string_equal(cfg.upstream_origin, "http://h:65535");
+    assert_string_equal(cfg.upstream_path, "/p");
+    assert_true(cfg.worker_start_timeout == 1 && cfg.upstream_connect_timeout == 0.001);
+    assert_true(cfg.upstream_read_timeout == 0); /* no limit */
+    tf_config_free(&cfg);
+    assert_int_equal(load(&cfg, err, 3, argv), 0);
+    assert_true(cfg.upstream_read_timeout == 60 && cfg.upstream_connect_timeout == 5);
+    tf_config_free(&cfg);
+    char *path = write_ini("[tracfront]\napp = m:app\n");
+    char *flags[] = { "t", "--config", path, "--wsgi_file", path };
+    if (load(&cfg, err, 5, flags) < 0)
+        fail_msg("%s", err);
+    assert_null(cfg.app);
+    assert_string_equal(cfg.wsgi_file, path);
+    tf_config_free(&cfg);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,7 +335,8 @@ int main(void)
         cmocka_unit_test(test_ini_lines), cmocka_unit_test(test_empty_upstream_host),
         cmocka_unit_test(test_bool_flags),
         cmocka_unit_test(test_request_timeout),
-        cmocka_unit_test(test_parsers),
+        cmocka_unit_test(test_parsers), cmocka_unit_test(test_refused_at_start),
+        cmocka_unit_test(test_least_values_and_underscored_app_flag),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,183 @@
+"""The command line and the INI file: values that could only fail later (every
+request, or at shutdown) stop tracfront at start naming the flag; options that
+do nothing without their main option are refused; --help and README agree;
+a start failure is said once on the terminal."""
+import os
+import pathlib
+import re
+import subprocess
+import tempfile
+
+import pytest
+import requests
+
+from test_lifecycle import APPS, BINARY, ROOT, good_args, run_cli, write_config
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:abc",
+                                 "http://[::1", "http://127.0.0.1:0", "http://ho^st:80",
+                                 "http://user:secret@127.0.0.1:80", "http://@127.0.0.1:80"])
+def test_bad_upstream_url_is_refused(tmp_path, url):
+    """They started, and every request was a 502 ("URL using bad/illegal
+    format"), or, with user:password@, went out with `Authorization: Basic`
+    and the startup line showed the password."""
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--upstream", url, timeout=10)
+    assert rc == 2 and "--upstream" in err, (rc, err)
+    assert "secret" not in err, err
+
+
+@pytest.mark.parametrize("flag", ["--profile-log", "--profile-callgrind"])
+@pytest.mark.parametrize("value, message", [("{tmp}", "is a folder"), ("", "empty")])
+def test_profile_file_that_cannot_be_written_is_refused(tmp_path, flag, value, message):
+    """The profile was lost at shutdown ("cannot write /tmp: Is a directory")."""
+    rc, out, err = run_cli(tmp_path, *good_args(), flag, value.format(tmp=tmp_path), timeout=10)
+    assert rc == 2 and flag in err and message in err, (rc, err)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run tracfront as nobody")
+def test_profile_file_of_another_user_is_refused(tmp_path):
+    """As nobody, a root-owned file in a sticky world-writable folder (/tmp)."""
+    shared = pathlib.Path(tempfile.mkdtemp(prefix="tf-options-"))
+    try:
+        shared.chmod(0o1777)
+        theirs = shared / "root.pstats"
+        theirs.write_text("root's")
+        proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
+                               "http://127.0.0.1:9", "--profile-log", str(theirs)],
+                              cwd=str(shared), user=65534, group=65534, extra_groups=[],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=10, env={k: v for k, v in os.environ.items()
+                                               if k != "PYTHONPATH"})
+        assert proc.returncode == 2, proc.stderr
+        assert "--profile-log" in proc.stderr and "Permission denied" in proc.stderr, proc.stderr
+        assert theirs.read_text() == "root's"
+    finally:
+        for f in shared.iterdir():
+            f.unlink()
+        shared.rmdir()
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--worker-start-timeout", "0"), ("--worker-start-timeout", "0.5"),
+    ("--upstream-connect-timeout", "0"), ("--upstream-connect-timeout", "0.0004"),
+])
+def test_timeouts_too_short_to_work_are_refused(tmp_path, flag, value):
+    """--worker-start-timeout 0: no worker could ever start; --upstream-connect-
+    timeout 0 (or under half a millisecond) meant libcurl's 300 s."""
+    extra = ["--workers", "1"] if flag == "--worker-start-timeout" else \
+        ["--upstream", "http://127.0.0.1:9"]
+    rc, out, err = run_cli(tmp_path, *good_args(), *extra, flag, value, timeout=10)
+    assert rc == 2 and flag in err and "at least" in err, (rc, err)
+
+
+def test_connect_timeout_of_a_millisecond_is_taken(tracfront, upstream):
+    up = upstream()
+    srv = tracfront("--upstream", up.url, "--upstream-connect-timeout", "0.001",
+                    "--worker-start-timeout", "1")
+    assert srv.alive()
+
+
+@pytest.mark.parametrize("flag", ["--trac-env", "--trac-env-parent-dir"])
+@pytest.mark.parametrize("key", ["trac.env_path", "trac.env_parent_dir"])
+def test_env_cannot_name_another_trac_environment(tmp_path, flag, key):
+    """--trac-env p1 --env trac.env_path=p2 served p2, while the startup line,
+    --reload and --basic-auth went by p1."""
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", flag, tmp_path,
+                           "--env", "%s=/elsewhere" % key, timeout=10)
+    assert rc == 2 and key in err and flag in err, (rc, err)
+
+
+@pytest.mark.parametrize("flag, extra, needs", [
+    ("--upstream-host", ["--upstream-host", "backend"], "--upstream"),
+    ("--upstream-pin", ["--upstream-pin"], "--upstream"),
+    ("--upstream-read-timeout", ["--upstream-read-timeout", "5"], "--upstream"),
+    ("--upstream-connect-timeout", ["--upstream-connect-timeout", "5"], "--upstream"),
+    ("--request-timeout-action", ["--request-timeout-action", "504"], "--request-timeout"),
+    ("--dump-all", ["--dump-all"], "--request-timeout"),
+    ("--dump-all", ["--request-timeout", "0", "--dump-all"], "--request-timeout"),
+    ("--profile-flush-at-shutdown", ["--profile-flush-at-shutdown"], "--profile-log"),
+])
+def test_option_without_its_main_option_is_refused(tmp_path, flag, extra, needs):
+    rc, out, err = run_cli(tmp_path, *good_args(), *extra, timeout=10)
+    assert rc == 2 and flag + ": only with " + needs in err, (rc, err)
+
+
+def test_option_without_its_main_option_is_refused_in_the_ini_file(tmp_path):
+    cfg = write_config(tmp_path, "upstream_pin = true\n")
+    rc, out, err = run_cli(tmp_path, "--config", cfg, *good_args(), timeout=10)
+    assert rc == 2 and "--upstream-pin: only with --upstream" in err, (rc, err)
+
+
+def test_options_with_their_main_option_start(tracfront, upstream, tmp_path):
+    up = upstream()
+    srv = tracfront("--app", "robust_apps:app", "--upstream", up.url, "--route", "/legacy=upstream",
+                    "--upstream-host", "backend", "--upstream-pin", "--upstream-read-timeout", "5",
+                    "--request-timeout", "30", "--request-timeout-action", "504", "--dump-all",
+                    "--profile-log", tmp_path / "p.pstats", "--profile-flush-at-shutdown")
+    assert requests.get(srv.url + "legacy/echo", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("word", ["maybe", "-x"])
+def test_yes_no_flag_followed_by_a_word_names_the_flag(tmp_path, word):
+    rc, out, err = run_cli(tmp_path, *good_args(), "--inline-fast-calls", word, timeout=10)
+    assert rc == 2, (rc, err)
+    assert "--inline-fast-calls: '%s' is not true or false" % word in err, err
+
+
+def help_entries(text):
+    """--help's flags, each with its text (up to the next flag)."""
+    entries, flag = {}, None
+    for line in text.splitlines():
+        m = re.match(r"  (--[a-z-]+)", line)
+        if m:
+            flag = m.group(1)
+            entries[flag] = ""
+            for more in re.findall(r", (--[a-z-]+)", line):
+                entries[more] = ""
+        if flag and not line.strip().endswith(":"):
+            entries[flag] += " " + line.strip()
+    return entries
+
+
+def readme_entries():
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        m = re.match(r"\| `(--[a-z-]+)[^|]*\|([^|]*)\|(.*)\|$", line.replace("\\|", "/"))
+        if m:
+            rows[m.group(1)] = m.group(2) + " " + m.group(3)
+            for more in re.findall(r", `(--[a-z-]+)`", line.split("|")[1]):
+                rows[more] = rows[m.group(1)]
+    return rows
+
+
+def test_help_and_readme_name_the_same_flags_and_say_what_0_means(tmp_path):
+    rc, out, err = run_cli(tmp_path, "--help")
+    assert rc == 0, err
+    helps, readme = help_entries(out), readme_entries()
+    assert sorted(helps) == sorted(readme), (set(helps) ^ set(readme))
+    for flag, row in readme.items():
+        if re.search(r"\b0(?: =|:| \()", row):  # README says what 0 means
+            assert re.search(r"\b0\b", helps[flag]), "--help does not say what %s 0 does: %s" \
+                % (flag, helps[flag])
+    assert "iterable" in helps["--max-spill"], helps["--max-spill"]
+    assert "loopback only" not in helps["--profile-path"], helps["--profile-path"]
+    assert "--profile-allow" in helps["--profile-path"], helps["--profile-path"]
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_start_failure_is_said_once_on_the_terminal(tmp_path, workers):
+    """The error log is stderr by default: the error went to both, and showed
+    two or three times."""
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--app", "nosuch_xyz", *workers)
+    assert rc == 1, err
+    assert err.count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, err
+    assert err.count("did not start") == (1 if workers else 0), err
+
+
+def test_start_failure_goes_to_the_error_log_file_too(tmp_path):
+    log = tmp_path / "error.log"
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--app", "nosuch_xyz",
+                           "--error-log", log)
+    assert rc == 1, err
+    assert err.count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, err
+    assert log.read_text().count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, log.read_text()
