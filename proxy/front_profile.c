@@ -274,6 +274,13 @@ static int front_refresh(void)
     return in_flight;
 }
 
+/* The puller's: tf_front_profile_stop ends it (before the workers' list
+ * and the configuration it reads are freed). */
+static pthread_mutex_t puller_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t puller_wake;  /* on CLOCK_MONOTONIC */
+static bool puller_running, puller_stop;
+static pthread_t puller_thread;
+
 /* Every PULL_US, each worker's latency, kept in case the worker dies
  * without handing it over; a round is skipped while a page merges (it pulls
  * too). Its own thread: a worker slow to answer (stopped, swapping) never
@@ -282,15 +289,34 @@ static void *puller(void *unused)
 {
     (void)unused;
     for (;;) {
-        struct timespec pause = { PULL_US / 1000000u, 0 };
-        nanosleep(&pause, NULL);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += PULL_US / 1000000u;
+        pthread_mutex_lock(&puller_lock);
+        while (!puller_stop && pthread_cond_timedwait(&puller_wake, &puller_lock, &until) == 0)
+            ;
+        bool stop = puller_stop;
+        pthread_mutex_unlock(&puller_lock);
+        if (stop)
+            return NULL;
         if (pthread_mutex_trylock(&merge_lock) != 0)
             continue;
         pull_latency();
         bury_lost();
         pthread_mutex_unlock(&merge_lock);
     }
-    return NULL;
+}
+
+void tf_front_profile_stop(void)
+{
+    if (!puller_running)
+        return;
+    pthread_mutex_lock(&puller_lock);
+    puller_stop = true;
+    pthread_cond_signal(&puller_wake);
+    pthread_mutex_unlock(&puller_lock);
+    pthread_join(puller_thread, NULL); /* at most one pull: a worker's answer is bounded */
+    puller_running = false;
 }
 
 /* A worker died without handing its profile over: its last pull is counted
@@ -498,8 +524,13 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     profile_path = path;
     tf_workers_on_new_worker(w, front_welcome);
     tf_workers_on_lost_worker(w, front_lost);
-    pthread_t thread;
-    if (pull && (pthread_create(&thread, NULL, puller, NULL) != 0 || pthread_detach(thread) != 0))
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&puller_wake, &attr);
+    pthread_condattr_destroy(&attr);
+    puller_running = pull && pthread_create(&puller_thread, NULL, puller, NULL) == 0;
+    if (pull && !puller_running)
         tf_log_error("profile: cannot start the thread that keeps the workers' latency; "
                      "a worker that dies loses what it measured since the last page");
     return &controls;

@@ -12,5 +12,8 @@
  * handing it over. */
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
                                                              const char *path, bool pull);
+/* End the pulling thread (waits for a pull under way); before w and path
+ * are freed. */
+void tf_front_profile_stop(void);
 
 #endif

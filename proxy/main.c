@@ -289,6 +289,7 @@ static int run_front(struct tf_config *cfg, char **argv)
                 cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
     stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
+    tf_front_profile_stop(); /* so does its puller */
     tf_workers_stop(workers, cfg->graceful_timeout + 1);
     close(fd);
     tf_log_info("stopped");
