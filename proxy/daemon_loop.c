@@ -1,7 +1,7 @@
 /* daemon_loop.c — a libmicrohttpd daemon on its I/O thread's loop (see
  * server_internal.h): run when its sockets are ready or a timeout is due,
- * resumed connections, the requests looked at once a second, and
- * libmicrohttpd's own log lines. */
+ * resumed connections, the requests looked at once a second, its lingering
+ * closes' limits (linger.h), and libmicrohttpd's own log lines. */
 #include "proxy/server_internal.h"
 
 #include <inttypes.h>
@@ -17,6 +17,7 @@
 
 #include "proxy/connection.h"
 #include "proxy/limits.h"
+#include "proxy/linger.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/platform.h"
@@ -144,6 +145,13 @@ static bool client_left(const char *fmt, const char *msg)
                    strstr(why, "forcibly closed by remote peer"));
 }
 
+static __thread bool close_explained; /* see tf_daemon_log_explained */
+
+void tf_daemon_log_explained(bool on)
+{
+    close_explained = on;
+}
+
 void tf_daemon_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[1024];
@@ -151,6 +159,10 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    if (close_explained && strstr(msg, "Application reported internal error")) {
+        close_explained = false;
+        return;
+    }
     if (strstr(msg, "resource limit at FIRST connection"))
         pause_accepting(cls);
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
@@ -217,6 +229,12 @@ static long resume_accepting(struct tf_daemon *d)
     return 0;
 }
 
+/* The sooner of two waits in ms, -1 being none. */
+static long earliest(long a, long b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /* Run the daemon when it has work without a ready socket (data already
  * read, a timeout due); returns the ms until it next needs a run. */
 static long daemon_tick(void *ctx)
@@ -230,9 +248,10 @@ static long daemon_tick(void *ctx)
     if (d->watched)
         look_at_watched(d);
     long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
+    long linger = tf_linger_sweep(d->linger, tf_now_us());
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
-    long next = sweep < 0 || (limits >= 0 && limits < sweep) ? limits : sweep;
+    long next = earliest(earliest(sweep, limits), linger);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
         return next;
     if (ms > 1000)
@@ -244,7 +263,8 @@ int tf_daemon_attach(void *arg) /* on the daemon's loop */
 {
     struct tf_daemon *d = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    return !info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
+    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default)) ||
+           tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
            tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
 }
 
@@ -255,5 +275,7 @@ int tf_daemon_detach(void *arg) /* on the daemon's loop, or after it stopped */
     if (info)
         tf_loop_unwatch(d->loop, info->epoll_fd);
     tf_loop_remove_tick(d->loop, daemon_tick, d);
+    tf_linger_free(d->linger); /* a stop does not wait for them */
+    d->linger = NULL;
     return 0;
 }

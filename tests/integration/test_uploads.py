@@ -7,6 +7,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import time
 
@@ -235,3 +236,53 @@ def test_half_closed_client_with_whole_body_is_answered(tracfront, framing):
         s.close()
         assert data.startswith(b"HTTP/1.1 200"), data
         assert json.loads(data.split(b"\r\n\r\n", 1)[1])["body"] == "whole"
+
+
+# --- refusals that leave a body unread, and a stop while a body arrives -----------------------
+
+def post_whole_body_first(srv, body, headers=None):
+    """As http.client (and requests) do: send the whole body, then read the
+    answer. Returns (status, Connection header, body), or the exception."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request("POST", "/echo?mode=read", body=body, headers=headers or {},
+                     encode_chunked=not isinstance(body, bytes))
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Connection"), resp.read()
+    except OSError as e:  # the reset the answer was lost to
+        return e
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("size", [1_100_000, 5_000_000])
+def test_413_reaches_a_client_that_sends_its_whole_body_first(tracfront, size):
+    """--max-body refuses a Content-Length body before reading it. Closing the
+    socket with the body still arriving made the kernel reset the connection,
+    and the client lost the 413 (BrokenPipe / ConnectionReset): the socket now
+    lingers (shut for writing, the rest read and dropped), as nginx's does."""
+    srv = tracfront("--app", APP, "--max-body", "1M")
+    for _ in range(3):
+        got = post_whole_body_first(srv, b"x" * size)
+        assert not isinstance(got, Exception), "the 413 was lost: %r" % got
+        status, connection, text = got
+        assert (status, connection) == (413, "close") and b"--max-body" in text, got
+    assert srv.access_log.count('" 413 ') == 3
+
+
+def test_chunked_body_far_past_max_body_gets_413(tracfront):
+    """A chunked body cannot be refused before it arrives; past TF_DISCARD_MAX
+    (16 MiB) of dropped bytes the request is given up. That used to be a reset
+    for the client, logged 400 with libmicrohttpd's 'internal error': it is a
+    413, and the log says why."""
+    srv = tracfront("--app", APP, "--max-body", "1K")
+    block = b"c" * 65536
+    got = post_whole_body_first(srv, (block for _ in range(20 * 16)))  # 20 MiB
+    assert not isinstance(got, Exception), "the 413 was lost: %r" % got
+    status, connection, text = got
+    assert (status, connection) == (413, "close") and b"--max-body" in text, got
+    assert '" 413 ' in srv.access_log, srv.access_log
+    log = srv.error_log
+    assert "internal error" not in log, log
+    assert re.search(r"\[info\] POST /echo\?mode=read: the chunked body went on past --max-body",
+                     log), log
