@@ -382,6 +382,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         uint64_t max = server->cfg->max_body;
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
             return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
+        /* A request already coming when the stop began is in flight and
+         * goes on (its body may still be arriving); a later one is not. */
+        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
+            return tf_server_reply(req, 503, "The server is shutting down.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
         if (req->has_body) {
             /* A refused upload is answered before its body is read (and
@@ -409,8 +413,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                 return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
             if (req->body_failed)
                 return tf_server_reply(req, 500, "The request body could not be stored.", true);
-            if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
-                return tf_server_reply(req, 503, "The server is shutting down.", true);
             const char *sub;
             if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
                 return tf_profile_serve(server, req, sub);

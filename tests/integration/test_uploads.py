@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import time
 
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from test_concurrency import server_in_flight, wait_for
-from test_pep3333 import APP, assert_valid, base, exchange, tag
+from test_pep3333 import APP, assert_valid, base, exchange, read_response, tag
 
 BODY = (b"line1\nline2\r\n\n" + b"x" * 10000 + b"\n" +
         bytes(range(256)) + b"\nlast line without newline")
@@ -286,3 +287,39 @@ def test_chunked_body_far_past_max_body_gets_413(tracfront):
     assert "internal error" not in log, log
     assert re.search(r"\[info\] POST /echo\?mode=read: the chunked body went on past --max-body",
                      log), log
+
+
+def slow_upload(srv, path, size, first):
+    """Start a POST of `size` bytes and send only `first` of them. Returns the socket."""
+    s = srv.connect(timeout=30)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size)
+              + b"u" * first)
+    return s
+
+
+def read_answer(s):
+    with s.makefile("rb") as f:
+        return read_response(f)
+
+
+def test_stop_lets_a_body_that_is_arriving_finish(tracfront):
+    """SIGTERM while a body arrives: the request is in flight, so it goes on to
+    the app once its body is whole (it used to get 503 after the whole body
+    was read). A request whose head comes after the stop began gets the 503."""
+    srv = tracfront("--app", APP)
+    keep = srv.connect(timeout=30)  # a keep-alive connection, idle when the stop begins
+    keep.sendall(b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+    kf = keep.makefile("rb")
+    assert read_response(kf)[0] == 200
+    s = slow_upload(srv, "/echo?mode=read", 300_000, 100_000)
+    wait_for(lambda: server_in_flight(srv) == 2, "the upload is not in flight")
+    srv.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping; waiting" in srv.error_log, "the stop did not begin")
+    keep.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+    code, headers, text, _ = read_response(kf)
+    assert (code, dict(headers).get("connection")) == (503, "close"), (code, headers, text)
+    s.sendall(b"u" * 200_000)
+    code, _, text, _ = read_answer(s)
+    assert code == 200, text[:300]
+    assert json.loads(text)["len"] == 300_000
+    assert srv.proc.wait(20) == 0
