@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -145,6 +146,20 @@ static bool client_left(const char *fmt, const char *msg)
                    strstr(why, "forcibly closed by remote peer"));
 }
 
+/* libmicrohttpd's line about a request it refused itself for the client's
+ * mistake: a malformed or too large head or Content-Length, a bad chunk, an
+ * HTTP version it does not serve (its 4xx and 505; its 500 is its own). */
+static bool client_erred(const char *fmt, const char *msg)
+{
+    static const char refused[] = "Error processing request (HTTP response code is ";
+    if (strstr(fmt, "`Content-Length' header") || strstr(fmt, "'Content-Length' header"))
+        return true; /* "Failed to parse", "Too large value of": the refusal follows */
+    if (strncmp(msg, refused, sizeof(refused) - 1))
+        return false;
+    unsigned status = (unsigned)atoi(msg + sizeof(refused) - 1);
+    return (status >= 400 && status < 500) || status == 505;
+}
+
 static __thread bool close_explained; /* see tf_daemon_log_explained */
 
 void tf_daemon_log_explained(bool on)
@@ -169,7 +184,7 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
         return;
     char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
     tf_log_escape(msg, line, sizeof(line));
-    if (client_left(fmt, msg)) /* nginx says it at info */
+    if (client_left(fmt, msg) || client_erred(fmt, msg)) /* nginx says them at info */
         tf_log_info("http: %s", line);
     else
         tf_log_error("http: %s", line);
