@@ -429,7 +429,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             return req->discarded > TF_DISCARD_MAX ? refuse_mid_body(server, req) : MHD_YES;
         }
         if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
-            tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
+            int err = errno; /* past 256 KiB the body goes to a file */
+            tf_log_error("%s %s: cannot store the request body%s%s: %s", req->method,
+                         req->target, err == ENOMEM ? "" : " in a temporary file in ",
+                         err == ENOMEM ? "" : tf_tempdir(), strerror(err));
             req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
         }
         *upload_data_size = 0;

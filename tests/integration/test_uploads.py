@@ -323,3 +323,24 @@ def test_stop_lets_a_body_that_is_arriving_finish(tracfront):
     assert code == 200, text[:300]
     assert json.loads(text)["len"] == 300_000
     assert srv.proc.wait(20) == 0
+
+
+def test_unwritable_tmpdir_is_refused_at_start(tracfront, tmp_path):
+    """Bodies over 256 KiB (and answers a slow client cannot keep up with) go
+    to a temporary file in $TMPDIR: a folder where none can be made used to
+    fail every such request with a bare 'No such file or directory'."""
+    srv = tracfront("--app", APP, env={"TMPDIR": str(tmp_path / "nonexistent")},
+                    expect_fail=True)
+    assert srv.proc.returncode == 2, srv.stderr
+    assert "TMPDIR" in srv.stderr and str(tmp_path / "nonexistent") in srv.stderr, srv.stderr
+
+
+def test_body_that_cannot_be_stored_names_the_folder(tracfront, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    srv = tracfront("--app", APP, env={"TMPDIR": str(spool)})
+    spool.rmdir()  # gone after the start
+    status, data = post(srv, "/echo?mode=read", b"s" * 300_000)
+    assert status == 500, data
+    assert "cannot store the request body in a temporary file in %s" % spool in srv.error_log, \
+        srv.error_log
