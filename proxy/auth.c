@@ -1,17 +1,11 @@
 /* auth.c — Basic and Digest authentication on tracd's login paths (see
  * auth.h). The password files live in passwd.c; this file decides whether a
  * request is a login path, reads the Authorization header, and builds the
- * 401 challenge. Digest nonces carry their issue time, the issuing process
- * and a counter under an HMAC, so they cannot be forged and expire after
- * --digest-nonce-lifetime; a small table of the nonces this process issued
- * refuses replayed nc values, and a nonce from another process (another
- * worker, or one from before a reload: they share the HMAC key) is stale.
+ * 401 challenge; Digest nonces and their replay checks live in nonces.c.
  * It never logs a password, and never trusts a user name it did not verify. */
 #include "proxy/auth.h"
 
-#include <limits.h>
 #include <microhttpd.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,14 +15,12 @@
 #include "proxy/hash.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
+#include "proxy/nonces.h"
 #include "proxy/passwd.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 
-#define NONCE_SLOTS 4096u       /* nonces whose nc is tracked at once */
-#define NONCE_HEAD 24           /* 8 hex time, 8 hex issuing process, 8 hex counter */
-#define NONCE_LEN (NONCE_HEAD + 32) /* then 32 hex HMAC */
-#define MAX_REALM 200
+#define MAX_REALM 200          /* at most TF_NONCE_REALM_MAX */
 #define MAX_PROJECT 255
 #define MAX_CREDENTIALS 8192    /* longest Authorization value looked at (Apache: 8190) */
 
@@ -39,12 +31,6 @@ struct realm {
     struct tf_passwd *file;
 };
 
-struct nonce_slot {
-    uint32_t counter;           /* which nonce owns the slot */
-    uint32_t max_nc;            /* highest nc accepted for it */
-    bool issued;
-};
-
 struct tf_auth {
     struct realm *realms;       /* read-only after tf_auth_new */
     size_t n;
@@ -52,11 +38,7 @@ struct tf_auth {
     char *single_project;       /* --trac-env's folder name; "" for --app/--wsgi-file */
     uint32_t nonce_lifetime;    /* seconds */
     const char *mount;          /* the config's; read-only */
-    unsigned char key[32];      /* read-only: random, for nonce HMACs */
-    uint32_t instance;          /* read-only: random, names this process in its nonces */
-    uint32_t counter;           /* atomic: nonces issued */
-    pthread_mutex_t lock;       /* guards nonces */
-    struct nonce_slot nonces[NONCE_SLOTS];
+    struct tf_nonces *nonces;   /* Digest's; safe from any thread */
 };
 
 /* --- the configuration ------------------------------------------------------ */
@@ -106,19 +88,50 @@ static int parse_spec(const char *flag, const char *text, struct spec *s, char *
     return 0;
 }
 
+/* FILE relative to the working directory at start, made absolute so a later
+ * chdir (an app may do one) cannot change which file is re-read. */
+static char *absolute(const char *file)
+{
+    if (file[0] == '/')
+        return strdup(file);
+    char *cwd = getcwd(NULL, 0);
+    size_t n = cwd ? strlen(cwd) + strlen(file) + 2 : 0;
+    char *out = cwd ? malloc(n) : NULL;
+    if (out)
+        snprintf(out, n, "%s/%s", cwd, file);
+    free(cwd);
+    return out;
+}
+
 /* --trac-env PATH serves the project named by the last component of PATH
- * made absolute (tracd: basename(abspath(path))), so "." names the folder. */
+ * made absolute (tracd: basename(abspath(path))): "." and ".." are taken
+ * away by name, as abspath does, and a symlink keeps its own name (so
+ * "--trac-env ." names the folder, "/srv/current" names "current"). */
 static char *env_basename(const char *given)
 {
-    char real[PATH_MAX];
-    const char *path = realpath(given, real) ? real : given;
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    const char *start = path + n;
-    while (start > path && start[-1] != '/')
-        start--;
-    return strndup(start, (size_t)(path + n - start));
+    char *path = absolute(given);
+    if (!path)
+        return NULL;
+    size_t n = strlen(path), depth = 0, pos = 0;
+    const char **start = calloc(n / 2 + 2, sizeof(*start)); /* the segments kept */
+    size_t *len = calloc(n / 2 + 2, sizeof(*len));
+    while (start && len && pos < n) {
+        const char *seg = path + pos + strspn(path + pos, "/");
+        size_t k = strcspn(seg, "/");
+        pos = (size_t)(seg - path) + k;
+        if (k == 2 && !strncmp(seg, "..", 2))
+            depth -= depth > 0;
+        else if (k && !(k == 1 && seg[0] == '.')) {
+            start[depth] = seg;
+            len[depth++] = k;
+        }
+    }
+    char *name = start && len ? strndup(depth ? start[depth - 1] : "", depth ? len[depth - 1] : 0)
+                              : NULL;
+    free(start);
+    free(len);
+    free(path);
+    return name;
 }
 
 /* Is PROJECT one this configuration serves? 0, or -1 with err. */
@@ -144,21 +157,6 @@ static int check_project(const struct tf_config *cfg, const struct spec *s, char
                  "(use %s or *)", s->flag, s->project, name ? name : "?", name ? name : "?");
     free(name);
     return rc;
-}
-
-/* FILE relative to the working directory at start, made absolute so a later
- * chdir (an app may do one) cannot change which file is re-read. */
-static char *absolute(const char *file)
-{
-    if (file[0] == '/')
-        return strdup(file);
-    char *cwd = getcwd(NULL, 0);
-    size_t n = cwd ? strlen(cwd) + strlen(file) + 2 : 0;
-    char *out = cwd ? malloc(n) : NULL;
-    if (out)
-        snprintf(out, n, "%s/%s", cwd, file);
-    free(cwd);
-    return out;
 }
 
 static int add_realm(struct tf_auth *auth, const struct spec *s, char *err, size_t errlen)
@@ -261,19 +259,20 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
         tf_auth_free(auth);
         return NULL;
     }
-    pthread_mutex_init(&auth->lock, NULL);
     auth->parent_dir = cfg->trac_env_parent_dir != NULL;
     auth->mount = cfg->mount;
-    auth->nonce_lifetime = (uint32_t)cfg->digest_nonce_lifetime;
+    unsigned char key[32];
     if (shared_key_set) /* --workers: one key for every worker */
-        memcpy(auth->key, shared_key, sizeof(auth->key));
-    else if (tf_random_bytes(auth->key, sizeof(auth->key)) < 0) {
+        memcpy(key, shared_key, sizeof(key));
+    else if (tf_random_bytes(key, sizeof(key)) < 0) {
         snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
         tf_auth_free(auth);
         return NULL;
     }
-    if (tf_random_bytes(&auth->instance, sizeof(auth->instance)) < 0) {
-        snprintf(err, errlen, "--digest-auth: no random numbers from the system: %m");
+    auth->nonces = tf_nonces_new(key, (uint32_t)cfg->digest_nonce_lifetime);
+    explicit_bzero(key, sizeof(key));
+    if (!auth->nonces) {
+        snprintf(err, errlen, "--digest-auth: cannot make the nonces' table: %m");
         tf_auth_free(auth);
         return NULL;
     }
@@ -293,11 +292,9 @@ void tf_auth_free(struct tf_auth *auth)
         free(auth->realms[i].name);
         tf_passwd_free(auth->realms[i].file);
     }
-    if (auth->single_project) /* set just before the lock was initialised */
-        pthread_mutex_destroy(&auth->lock);
+    tf_nonces_free(auth->nonces);
     free(auth->realms);
     free(auth->single_project);
-    explicit_bzero(auth->key, sizeof(auth->key));
     free(auth);
 }
 
@@ -362,7 +359,8 @@ static const struct realm *find_realm(const struct tf_auth *auth, const char *pr
 struct verdict {
     unsigned status;            /* 0 = verified, else 401, 400 or 500 */
     bool stale;                 /* Digest: right password, old nonce */
-    char user[256];             /* verified user name */
+    bool file_unreadable;       /* the 500 is for the password file */
+    char *user;                 /* verified user name; owned (tf_auth_check takes it) */
 };
 
 /* A client-supplied name made safe for one log line. */
@@ -445,6 +443,13 @@ static long base64_decode(const char *in, unsigned char *out, size_t cap)
     return (long)o;
 }
 
+/* The password was right: user goes on (out of memory: a 500). */
+static void verified(struct verdict *v, const char *user)
+{
+    v->user = strdup(user);
+    v->status = v->user ? 0 : 500;
+}
+
 /* The password file is gone or unreadable: as Apache, a 500, not the users
  * read before (deleting the file must lock them out). */
 static void file_unreadable(const struct tf_request *req, const struct realm *r,
@@ -452,16 +457,20 @@ static void file_unreadable(const struct tf_request *req, const struct realm *r,
 {
     refuse_with(req, r, user, "the password file cannot be read", 500);
     v->status = 500;
+    v->file_unreadable = true;
 }
 
 static void check_basic(const struct realm *r, const struct tf_request *req, const char *b64,
                         struct verdict *v)
 {
-    unsigned char buf[1024];
+    unsigned char buf[MAX_CREDENTIALS / 4 * 3 + 1]; /* any value up to the limit, decoded */
+    if (strlen(b64) >= MAX_CREDENTIALS) {
+        refuse(req, r, NULL, "Basic credentials too long");
+        return;
+    }
     long n = base64_decode(b64, buf, sizeof(buf) - 1);
     char *colon = n >= 0 ? memchr(buf, ':', (size_t)n) : NULL;
-    if (!colon || memchr(buf, 0, (size_t)n) || colon == (char *)buf ||
-        colon - (char *)buf >= (long)sizeof(v->user)) {
+    if (!colon || memchr(buf, 0, (size_t)n) || colon == (char *)buf) {
         refuse(req, r, NULL, "malformed Basic credentials");
         goto out;
     }
@@ -476,10 +485,8 @@ static void check_basic(const struct realm *r, const struct tf_request *req, con
         refuse(req, r, user, "unknown user");
     else if (tf_passwd_verify(hash, password) != 1)
         refuse(req, r, user, "wrong password");
-    else {
-        v->status = 0;
-        memcpy(v->user, user, strlen(user) + 1);
-    }
+    else
+        verified(v, user);
 out:
     explicit_bzero(buf, sizeof(buf));
 }
@@ -577,75 +584,6 @@ void tf_auth_digest_response(const char *ha1, const char *nonce, const char *nc,
     tf_hex(d, 16, out);
 }
 
-/* HMAC over the nonce's head and the realm, as hex. */
-static void nonce_mac(const struct tf_auth *auth, const char *head, const char *realm,
-                      char hex[33])
-{
-    char msg[NONCE_HEAD + 1 + MAX_REALM + 1];
-    int n = snprintf(msg, sizeof(msg), "%.*s:%s", NONCE_HEAD, head, realm);
-    unsigned char mac[16];
-    tf_hmac_md5(auth->key, sizeof(auth->key), msg, (size_t)n, mac);
-    tf_hex(mac, 16, hex);
-}
-
-static uint32_t now_s(void)
-{
-    return (uint32_t)(tf_now_us() / 1000000u);
-}
-
-static void make_nonce(struct tf_auth *auth, const struct realm *r, char out[NONCE_LEN + 1])
-{
-    uint32_t counter = __atomic_add_fetch(&auth->counter, 1, __ATOMIC_RELAXED);
-    snprintf(out, NONCE_LEN + 1, "%08x%08x%08x", now_s(), auth->instance, counter);
-    nonce_mac(auth, out, r->name, out + NONCE_HEAD);
-    pthread_mutex_lock(&auth->lock);
-    auth->nonces[counter % NONCE_SLOTS] = (struct nonce_slot){ counter, 0, true };
-    pthread_mutex_unlock(&auth->lock);
-}
-
-/* Was the nonce made by this server (this process, another worker or an
- * earlier generation) for this realm? */
-static bool nonce_ours(const struct tf_auth *auth, const struct realm *r, const char *nonce)
-{
-    char mac[33];
-    if (!tf_is_hex(nonce, NONCE_LEN))
-        return false;
-    nonce_mac(auth, nonce, r->name, mac);
-    return tf_secret_equal(mac, nonce + NONCE_HEAD);
-}
-
-enum nonce_state { NONCE_FRESH, NONCE_OLD, NONCE_ELSEWHERE, NONCE_FORGOTTEN, NONCE_NC_USED };
-
-static uint32_t hex8(const char *p)
-{
-    char part[9] = { 0 };
-    memcpy(part, p, 8);
-    return (uint32_t)strtoul(part, NULL, 16);
-}
-
-/* For a verified response: may it be taken (NONCE_FRESH, nc then marked as
- * used)? Otherwise the client should retry with a new nonce: it is past its
- * lifetime, another process issued it (its nc table is not ours), it left
- * the table, or this nc was taken before (a replay). */
-static enum nonce_state nonce_take(struct tf_auth *auth, const char *nonce, const char *nc_hex)
-{
-    uint32_t issued = hex8(nonce), instance = hex8(nonce + 8), counter = hex8(nonce + 16);
-    uint32_t nc = (uint32_t)strtoul(nc_hex, NULL, 16);
-    if (now_s() - issued > auth->nonce_lifetime)
-        return NONCE_OLD;
-    if (instance != auth->instance)
-        return NONCE_ELSEWHERE;
-    pthread_mutex_lock(&auth->lock);
-    struct nonce_slot *slot = &auth->nonces[counter % NONCE_SLOTS];
-    enum nonce_state state = !slot->issued || slot->counter != counter ? NONCE_FORGOTTEN
-                           : nc <= slot->max_nc                        ? NONCE_NC_USED
-                                                                       : NONCE_FRESH;
-    if (state == NONCE_FRESH)
-        slot->max_nc = nc;
-    pthread_mutex_unlock(&auth->lock);
-    return state;
-}
-
 /* The parts every qop=auth answer must have, in the shape they must have. */
 static const char *digest_shape(const struct digest *d, const struct realm *r)
 {
@@ -654,7 +592,7 @@ static const char *digest_shape(const struct digest *d, const struct realm *r)
         return "incomplete Digest credentials";
     if (strcmp(d->qop, "auth") != 0 || (d->algorithm && strcasecmp(d->algorithm, "MD5") != 0))
         return "Digest credentials with another qop or algorithm than auth and MD5";
-    if (!tf_is_hex(d->nc, 8) || !tf_is_hex(d->response, 32) || strlen(d->username) >= 256)
+    if (!tf_is_hex(d->nc, 8) || !tf_is_hex(d->response, 32))
         return "malformed Digest credentials";
     if (strcmp(d->realm, r->name) != 0)
         return "Digest credentials for another realm";
@@ -677,12 +615,14 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
         refuse(req, r, d.username, why);
         return;
     }
-    if (strcmp(d.uri, req->target) != 0) {
+    /* RFC 7616 3.4: the target as sent; origin-form also for an absolute-form one */
+    if (strcmp(d.uri, req->target) != 0 &&
+        (!req->sent_target || strcmp(d.uri, req->sent_target) != 0)) {
         refuse_with(req, r, d.username, "the Digest uri is not the request's target", 400);
         v->status = 400;
         return;
     }
-    if (!nonce_ours(auth, r, d.nonce)) {
+    if (!tf_nonces_ours(auth->nonces, r->name, d.nonce)) {
         refuse(req, r, d.username, "a nonce this server did not issue");
         return;
     }
@@ -702,14 +642,18 @@ static void check_digest(struct tf_auth *auth, const struct realm *r,
         refuse(req, r, d.username, "wrong password");
         return;
     }
-    enum nonce_state state = nonce_take(auth, d.nonce, d.nc);
-    if (state == NONCE_FRESH) {
-        v->status = 0;
-        memcpy(v->user, d.username, strlen(d.username) + 1);
+    enum tf_nonce_state state = tf_nonces_take(auth->nonces, d.nonce, d.nc);
+    if (state == TF_NONCE_FRESH) {
+        verified(v, d.username);
         return;
     }
-    if (state == NONCE_NC_USED) /* as Apache: a right answer seen before may be a replay */
+    if (state == TF_NONCE_NC_USED) /* as Apache: a right answer seen before may be a replay */
         refuse(req, r, d.username, "a nonce count used before (a replayed answer?)");
+    else if (state == TF_NONCE_NC_BEHIND)
+        refuse(req, r, d.username, "a nonce count below the highest one taken (sent out of "
+               "order?)");
+    else if (state == TF_NONCE_NC_ZERO)
+        refuse(req, r, d.username, "an invalid nonce count 00000000 (counts start at 1)");
     v->stale = true; /* the client retries with a new nonce, without asking its user */
 }
 
@@ -725,9 +669,9 @@ static unsigned challenge(struct tf_auth *auth, const struct realm *r, struct tf
                                       &req->bytes_out);
         return *response ? v->status : 500;
     }
-    char value[MAX_REALM + 200], nonce[NONCE_LEN + 1];
+    char value[MAX_REALM + 200], nonce[TF_NONCE_LEN + 1];
     if (r->digest) {
-        make_nonce(auth, r, nonce);
+        tf_nonces_make(auth->nonces, r->name, nonce);
         snprintf(value, sizeof(value), "Digest realm=\"%s\", qop=\"auth\", algorithm=MD5, "
                  "nonce=\"%s\", stale=%s", r->name, nonce, v->stale ? "true" : "false");
     } else
@@ -781,12 +725,13 @@ unsigned tf_auth_check(struct tf_auth *auth, struct tf_request *req,
         check_digest(auth, r, req, cred, &v);
     else if (cred)
         check_basic(r, req, cred, &v);
-    if (v.status)
-        return challenge(auth, r, req, &v, response);
-    if (!(req->remote_user = strdup(v.user))) {
+    if (v.status == 500 && !v.file_unreadable) {
         *response = tf_error_response(500, "Out of memory.", false, &req->bytes_out);
         return 500;
     }
+    if (v.status)
+        return challenge(auth, r, req, &v, response);
+    req->remote_user = v.user;
     req->auth_type = r->digest ? "Digest" : "Basic";
     return 0;
 }

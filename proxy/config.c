@@ -5,6 +5,7 @@
 #include "proxy/platform.h"
 #include "proxy/auth.h"
 #include "proxy/cidr.h"
+#include "proxy/http_check.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -282,24 +283,6 @@ static int set_seconds(const char *value, double *out)
     return 0;
 }
 
-/* A path prefix (--mount, --profile-path) is compared with the decoded,
- * dot-resolved path: one holding an escape, a query or fragment mark,
- * whitespace or a dot segment would never match it. */
-static bool prefix_can_match(const char *value, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)value[i];
-        if (c <= ' ' || c == 0x7f || c == '%' || c == '?' || c == '#')
-            return false;
-        if (c == '.' && value[i - 1] == '/') { /* i > 0: value starts with '/' */
-            size_t dots = i + 1 < n && value[i + 1] == '.' ? 2 : 1;
-            if (i + dots == n || value[i + dots] == '/')
-                return false;
-        }
-    }
-    return true;
-}
-
 int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
                   char *err, size_t errlen)
 {
@@ -385,7 +368,7 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
             snprintf(err, errlen, "%s: '%s' must start with '/'", k->name, value);
             return -1;
         }
-        if (!prefix_can_match(value, n)) {
+        if (!tf_path_prefix_can_match(value, n)) {
             snprintf(err, errlen, "%s: '%s' can never match a request's path (no %%, ?, #, "
                      "spaces or control characters, and no . or .. segments)", k->name, value);
             return -1;

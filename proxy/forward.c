@@ -12,14 +12,14 @@
 #include <strings.h>
 
 #include "proxy/http_check.h"
+#include "proxy/route.h"
 
 char *tf_forward_target(const struct tf_request *req, const struct tf_config *cfg)
 {
     const char *target = req->target; /* origin-form: the server converts absolute-form */
     if (!cfg->upstream_path || !cfg->upstream_path[0])
         return strdup(target);
-    /* the route matched on a boundary: rest is "", or starts with '/' or '?' */
-    const char *rest = target + (req->route ? req->route->prefix_len : 0);
+    const char *rest = req->route ? tf_route_rest(req->route, target) : target;
     size_t n = strlen(cfg->upstream_path) + strlen(rest) + 1;
     char *out = malloc(n);
     if (out)

@@ -355,3 +355,21 @@ char *tf_path_resolve(const char *target, bool *above_root)
     free(seg);
     return out;
 }
+
+/* A path prefix (--mount, --profile-path, --route) is compared with the decoded,
+ * dot-resolved path: one holding an escape, a query or fragment mark,
+ * whitespace or a dot segment would never match it. */
+bool tf_path_prefix_can_match(const char *value, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c <= ' ' || c == 0x7f || c == '%' || c == '?' || c == '#')
+            return false;
+        if (c == '.' && value[i - 1] == '/') { /* i > 0: value starts with '/' */
+            size_t dots = i + 1 < n && value[i + 1] == '.' ? 2 : 1;
+            if (i + dots == n || value[i + dots] == '/')
+                return false;
+        }
+    }
+    return true;
+}

@@ -70,4 +70,9 @@ bool tf_is_hop_by_hop(const char *name, size_t len);
 /* Does a Connection header value ("close, X-Foo") list this header name? */
 bool tf_connection_lists(const char *connection, const char *name, size_t len);
 
+/* Can a path prefix (n bytes, starting with '/') ever match a decoded,
+ * dot-resolved request path? Not with an escape, a query or fragment mark,
+ * whitespace, a control character or a dot segment. */
+bool tf_path_prefix_can_match(const char *value, size_t n);
+
 #endif

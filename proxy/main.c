@@ -14,6 +14,7 @@
 #include "proxy/fetch.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
+#include "proxy/nonces.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 #include "proxy/request.h"
@@ -465,6 +466,11 @@ int main(int argc, char **argv)
         if (secret)
             tf_auth_share_key(secret);
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
+        const char *nonces = getenv("TF_AUTH_NONCES_FD");
+        if (nonces && tf_nonces_table_share(atoi(nonces)) < 0)
+            tf_log_error("--digest-auth: cannot share the front's table of nonces (%m): this "
+                         "worker answers stale to the others' nonces");
+        unsetenv("TF_AUTH_NONCES_FD");
         take_worker_env();
         tf_log_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */

@@ -19,7 +19,7 @@
 #include "proxy/log.h"
 #include "proxy/platform.h"
 
-/* How often a file's identity, size and mtime are looked at, at most. */
+/* How often a file's identity, size, mtime and ctime are looked at, at most. */
 #define CHECK_INTERVAL_US 1000000u
 
 static const char itoa64[] =
@@ -41,6 +41,8 @@ struct signature {              /* what tells a changed file */
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    struct timespec ctime;      /* moves also when a rewrite keeps the mtime (cp -p,
+                                   rsync -t) */
 };
 
 struct tf_passwd {
@@ -196,13 +198,18 @@ static int load(struct tf_passwd *pw, FILE *f, struct table *out)
 
 static void signature_of(const struct stat *st, struct signature *sig)
 {
-    *sig = (struct signature){ st->st_dev, st->st_ino, st->st_size, st->st_mtim };
+    *sig = (struct signature){ st->st_dev, st->st_ino, st->st_size, st->st_mtim, st->st_ctim };
+}
+
+static bool same_time(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
 }
 
 static bool same_signature(const struct signature *a, const struct signature *b)
 {
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+           same_time(&a->mtime, &b->mtime) && same_time(&a->ctime, &b->ctime);
 }
 
 /* Open and read the file; on success replace the table (lock held, or not

@@ -1,7 +1,7 @@
 /* passwd.h — Apache password files: htpasswd (USER:HASH) for Basic and
  * htdigest (USER:REALM:MD5) for Digest authentication. A file is read at
- * start and re-read when it changes or disappears (its identity, size and mtime are looked
- * at no more than once a second); lookups are safe from any thread. Nothing
+ * start and re-read when it changes or disappears (its identity, size, mtime and ctime are
+ * looked at no more than once a second); lookups are safe from any thread. Nothing
  * here ever logs, stores or returns a password a client sent. */
 #ifndef TF_PASSWD_H
 #define TF_PASSWD_H

@@ -159,18 +159,18 @@ unsigned long tf_fd_limit(void)
 
 /* In a forked child: close every descriptor from 3 up but the ones kept
  * (close_range is a plain system call: async-signal-safe). */
-static void close_others(int a, int b, int c)
+static void close_others(int a, int b, int c, int d)
 {
-    int keep[3] = { a, b, c };
-    for (int i = 0; i < 3; i++) /* sort the three */
-        for (int j = i + 1; j < 3; j++)
+    int keep[4] = { a, b, c, d };
+    for (int i = 0; i < 4; i++) /* sort the four */
+        for (int j = i + 1; j < 4; j++)
             if (keep[j] < keep[i]) {
                 int t = keep[i];
                 keep[i] = keep[j];
                 keep[j] = t;
             }
     unsigned lo = 3;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         if (keep[i] < (int)lo)
             continue;
         if ((unsigned)keep[i] > lo)
@@ -206,8 +206,8 @@ static char **child_environment(const char *const env[], int fd, char *fdvar, si
     return out;
 }
 
-pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd, int *ready_fd,
-                    int *go_fd)
+pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inherit_fds[2],
+                    int *ready_fd, int *go_fd)
 {
     int pipefd[2], gofd[2];
     char fdvar[64], govar[64];
@@ -228,9 +228,11 @@ pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd,
             _exit(1);
         fcntl(pipefd[1], F_SETFD, 0); /* the pipes survive exec */
         fcntl(gofd[0], F_SETFD, 0);
-        if (inherit_fd >= 0)
-            fcntl(inherit_fd, F_SETFD, 0);
-        close_others(pipefd[1], gofd[0], inherit_fd); /* e.g. libcurl's, without CLOEXEC */
+        for (int i = 0; i < 2; i++)
+            if (inherit_fds[i] >= 0)
+                fcntl(inherit_fds[i], F_SETFD, 0);
+        /* e.g. libcurl's, without CLOEXEC */
+        close_others(pipefd[1], gofd[0], inherit_fds[0], inherit_fds[1]);
         execve("/proc/self/exe", argv, envp);
         _exit(127);
     }

@@ -72,12 +72,12 @@ static inline void tf_cpu_relax(void)
 int tf_random_bytes(void *buf, size_t n);
 
 /* Start this program again (argv) as a child with env ("KEY=VALUE", NULL-
- * terminated) added, inherit_fd (unless -1) kept open across exec, and two
+ * terminated) added, inherit_fds (each unless -1) kept open across exec, and two
  * pipes: TF_WORKER_READY_FD it reports on (our end: *ready_fd) and
  * TF_WORKER_GO_FD it is told on (our end: *go_fd). The child gets SIGTERM
  * if we die. -1 on failure. */
-pid_t tf_spawn_self(char *const argv[], const char *const env[], int inherit_fd, int *ready_fd,
-                    int *go_fd);
+pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inherit_fds[2],
+                    int *ready_fd, int *go_fd);
 /* A child started so: name this process as ps, top and pgrep show it (exec
  * of /proc/self/exe named it "exe") after the last part of path (argv[0]),
  * as the kernel named the front. Before other threads start: each thread

@@ -1,6 +1,7 @@
-/* route.c — the route table (see route.h). Prefixes are compared with the raw
- * request path, byte for byte, and end on a segment boundary: "/chrome"
- * matches "/chrome", "/chrome/x" and "/chrome?q" but never "/chromex". */
+/* route.c — the route table (see route.h). Prefixes are compared with the
+ * request path percent-decoded, as --mount's and nginx's locations are, and
+ * end on a segment boundary: "/chrome" matches "/chrome", "/chrome/x",
+ * "/%63hrome/x" and "/chrome?q" but never "/chromex". */
 #include "proxy/route.h"
 
 #include <limits.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "proxy/http_check.h"
 
 int tf_route_add(struct tf_route_table *t, const char *spec, bool is_static, char *err,
                  size_t errlen)
@@ -23,6 +26,11 @@ int tf_route_add(struct tf_route_table *t, const char *spec, bool is_static, cha
     size_t plen = (size_t)(eq - spec);
     while (plen > 0 && spec[plen - 1] == '/')
         plen--;
+    if (!tf_path_prefix_can_match(spec, plen)) {
+        snprintf(err, errlen, "%s: '%.*s' can never match a request's path (no %%, ?, #, spaces "
+                 "or control characters, and no . or .. segments)", flag, (int)plen, spec);
+        return -1;
+    }
     const char *what = eq + 1, *dir = NULL;
     struct tf_route r = { .prefix_len = plen };
     if (is_static)
@@ -112,21 +120,52 @@ int tf_route_finish(struct tf_route_table *t, bool have_app, bool have_upstream,
     return 0;
 }
 
+/* The path byte at *p, an escape decoded; *p moves past it. -1 at the
+ * path's end (the target's, or its query). */
+static int next_path_byte(const char **p)
+{
+    const char *s = *p;
+    int hi, lo;
+    if (*s == '\0' || *s == '?')
+        return -1;
+    if (*s == '%' && (hi = tf_hex_value(s[1])) >= 0 && (lo = tf_hex_value(s[2])) >= 0) {
+        *p = s + 3;
+        return hi * 16 + lo;
+    }
+    *p = s + 1;
+    return (unsigned char)*s;
+}
+
+/* Does target's decoded path start with r's prefix, on a segment boundary?
+ * *rest: where in the raw target the prefix ends. */
+static bool prefix_matches(const struct tf_route *r, const char *target, const char **rest)
+{
+    const char *p = target;
+    for (size_t i = 0; i < r->prefix_len; i++)
+        if (next_path_byte(&p) != (unsigned char)r->prefix[i])
+            return false;
+    const char *after = p;
+    int next = next_path_byte(&p);
+    if (next != -1 && next != '/')
+        return false;
+    *rest = after;
+    return true;
+}
+
 const struct tf_route *tf_route_find(const struct tf_route_table *t, const char *target,
                                      const char **rest)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        const struct tf_route *r = &t->routes[i];
-        if (strncmp(target, r->prefix, r->prefix_len) != 0)
-            continue;
-        char next = target[r->prefix_len];
-        if (next == '\0' || next == '/' || next == '?') {
-            *rest = target + r->prefix_len;
-            return r;
-        }
-    }
+    for (size_t i = 0; i < t->n; i++)
+        if (prefix_matches(&t->routes[i], target, rest))
+            return &t->routes[i];
     *rest = target;
     return NULL;
+}
+
+const char *tf_route_rest(const struct tf_route *r, const char *target)
+{
+    const char *rest;
+    return prefix_matches(r, target, &rest) ? rest : target;
 }
 
 void tf_route_table_free(struct tf_route_table *t)

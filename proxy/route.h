@@ -36,6 +36,9 @@ int tf_route_finish(struct tf_route_table *t, bool have_app, bool have_upstream,
  * fallback. *rest is the part of the path after the matched prefix. */
 const struct tf_route *tf_route_find(const struct tf_route_table *t, const char *target,
                                      const char **rest);
+/* The part of target after r's prefix (r matched it: "", or from a '/',
+ * "%2F" or '?'). */
+const char *tf_route_rest(const struct tf_route *r, const char *target);
 void tf_route_table_free(struct tf_route_table *t);
 
 #endif

@@ -234,8 +234,11 @@ static void check_away(void *arg)
 /* Basic credentials: a bcrypt hash takes milliseconds to a second to check,
  * which on this thread would hold every connection of its loop (as an app
  * call would; Apache checks in the request's worker). So the check steps
- * away from the loop, as an app call does, at most --threads at once. */
-static enum MHD_Result check_login_away(struct tf_server *server, struct tf_request *req)
+ * away from the loop, as an app call does, at most --threads at once.
+ * phase: PHASE_CHECKING from the final call, PHASE_HEAD_CHECKING from the
+ * first one of an upload (its body is taken only once the check passed). */
+static enum MHD_Result check_login_away(struct tf_server *server, struct tf_request *req,
+                                        enum phase phase)
 {
     req->auth_checked = true;
     unsigned limit = server->cfg->threads;
@@ -245,9 +248,9 @@ static enum MHD_Result check_login_away(struct tf_server *server, struct tf_requ
         tf_log_error("%s %s: %u logins are being checked already (--threads); answered 503",
                      req->method, req->target, limit);
         return tf_server_reply(req, 503, "Too many logins are being checked; try again.",
-                               false);
+                               phase == PHASE_HEAD_CHECKING);
     }
-    req->phase = PHASE_CHECKING;
+    req->phase = phase;
     MHD_suspend_connection(req->connection); /* a resume that comes first cancels it */
     tf_request_ref(req);
     if (!loop || tf_loop_step_away(loop, check_away, req) < 0)
@@ -293,7 +296,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
     enum tf_backend_kind kind = answering_kind(server, req->route);
     if (auth_applies(server, req, req->route)) {
         if (tf_auth_may_block(server->auth, req))
-            return check_login_away(server, req);
+            return check_login_away(server, req, PHASE_CHECKING);
         if (login_refused(server, req, false, &result))
             return result;
     }
@@ -331,13 +334,21 @@ static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connecti
     return &server->daemons[0]; /* not reached: every connection is one of ours */
 }
 
-/* Resumed after check_away: answer its challenge, or go on to the app. */
-static enum MHD_Result login_checked(struct tf_server *server, struct tf_request *req)
+/* Resumed after check_away: answer its challenge (close: the body was not
+ * read), or go on (head: to the body; else to the app). */
+static enum MHD_Result login_checked(struct tf_server *server, struct tf_request *req, bool head)
 {
-    if (!req->status)
-        return route(server, req);
+    if (!req->status) {
+        if (!head)
+            return route(server, req);
+        tf_watch_add(req->daemon, req, WATCH_BODY_IN);
+        req->phase = PHASE_BODY;
+        return MHD_YES;
+    }
     struct MHD_Response *challenge = req->response;
     req->response = NULL;
+    if (challenge && head)
+        MHD_add_response_header(challenge, MHD_HTTP_HEADER_CONNECTION, "close");
     return tf_server_queue(req, req->status, challenge);
 }
 
@@ -389,14 +400,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         req->has_body = framing.content_length >= 0 || framing.chunked;
         if (req->has_body) {
             /* A refused upload is answered before its body is read (and
-             * Expect: 100-continue gets the 401, not a 100), unless the check
-             * is a slow one: that waits for the final call (route). */
+             * Expect: 100-continue gets the 401, not a 100): a quick check
+             * here, a slow one away from the loop with the connection
+             * suspended in this first call, which libmicrohttpd makes again
+             * after the resume (login_checked), still before the body. */
             enum MHD_Result refused;
             const char *rest;
             const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,
                                                                     req->target, &rest) : NULL;
-            if (auth_applies(server, req, r) && !tf_auth_may_block(server->auth, req) &&
-                login_refused(server, req, true, &refused))
+            if (auth_applies(server, req, r) && tf_auth_may_block(server->auth, req))
+                return check_login_away(server, req, PHASE_HEAD_CHECKING);
+            if (auth_applies(server, req, r) && login_refused(server, req, true, &refused))
                 return refused;
             tf_watch_add(req->daemon, req, WATCH_BODY_IN);
         }
@@ -437,9 +451,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         }
         *upload_data_size = 0;
         return MHD_YES;
+    case PHASE_HEAD_CHECKING:
     case PHASE_CHECKING:
         *upload_data_size = 0;
-        return login_checked(server, req);
+        return login_checked(server, req, req->phase == PHASE_HEAD_CHECKING);
     case PHASE_DISPATCHED:
         if (!req->response) /* resumed without a response: out of memory */
             return req->status ? MHD_NO : MHD_YES;

@@ -14,7 +14,9 @@
 #include "proxy/limits.h"
 #include "proxy/server.h"
 
-enum phase { PHASE_NEW, PHASE_BODY, PHASE_CHECKING /* a login, away from the loop */,
+enum phase { PHASE_NEW, PHASE_BODY,
+             PHASE_HEAD_CHECKING /* an upload's login, away from the loop, before its body */,
+             PHASE_CHECKING /* a login, away from the loop */,
              PHASE_DISPATCHED, PHASE_RESPONDED };
 
 /* One libmicrohttpd daemon per I/O thread, driven by that thread's loop. */

@@ -15,6 +15,7 @@
 
 #include "proxy/hash.h"
 #include "proxy/log.h"
+#include "proxy/nonces.h"
 #include "proxy/platform.h"
 #include "proxy/fetch.h"
 #include "proxy/unavailable.h"
@@ -49,7 +50,8 @@ struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
     char **argv;                   /* this program's argv + --worker */
     int listen_fd;                 /* the public socket every worker accepts on */
-    char fd_env[48], port_env[48], control_env[48], secret_env[96];
+    int nonces_fd;                 /* --digest-auth: the nonces' table they share, or -1 */
+    char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
     pthread_mutex_t lock;          /* guards current and the retired list (read by the
                                     * control server; only the main thread changes them) */
     struct generation *current;
@@ -193,12 +195,14 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
         return NULL;
     }
     g->number = ++w->next_number;
-    const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env, NULL };
+    const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env,
+                          w->nonces_fd >= 0 ? w->nonces_env : NULL, NULL };
+    const int inherit[2] = { w->listen_fd, w->nonces_fd };
     for (g->n = 0; g->n < w->cfg->workers; g->n++) {
         struct worker *k = &g->workers[g->n];
         k->gen = g;
         k->go_fd = -1;
-        if ((k->pid = tf_spawn_self(w->argv, env, w->listen_fd, &fds[g->n], &k->go_fd)) < 0) {
+        if ((k->pid = tf_spawn_self(w->argv, env, inherit, &fds[g->n], &k->go_fd)) < 0) {
             snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
             break;
         }
@@ -551,7 +555,13 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     pthread_mutex_init(&w->lock, NULL);
     snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
     memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
-    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0) {
+    /* one table for every worker of every generation, as the key is */
+    w->nonces_fd = cfg->n_digest_auth ? tf_nonces_table_create() : -1;
+    snprintf(w->nonces_env, sizeof(w->nonces_env), "TF_AUTH_NONCES_FD=%d", w->nonces_fd);
+    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0 ||
+        (cfg->n_digest_auth && w->nonces_fd < 0)) {
+        if (w->nonces_fd >= 0)
+            close(w->nonces_fd);
         free(w->argv);
         free(w);
         return NULL;
@@ -627,6 +637,8 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
         free_generation(g);
     }
     pthread_mutex_destroy(&w->lock);
+    if (w->nonces_fd >= 0)
+        close(w->nonces_fd);
     free(w->argv);
     free(w);
 }

@@ -268,11 +268,19 @@ static void take_gil_after_inline(struct wsgi_pool *pool, PyThreadState *ts)
     PyEval_RestoreThread(ts);
 }
 
+/* A request body larger than this never runs inline: the app may take
+ * long to read it (400 MB from the spool file held a network thread's other
+ * clients for a second), and, unlike an answer's, its size is known before
+ * the call. */
+#define INLINE_BODY_MAX (64u * 1024u)
+
 int wsgi_pool_run_inline(void *backend, struct tf_request *req)
 {
     struct wsgi_pool *pool = backend;
     struct tf_loop *loop = tf_loop_current();
     if (!loop || !req->connection || req->tap) /* as run_here_now */
+        return 0;
+    if (req->body.size > INLINE_BODY_MAX)
         return 0;
     uint64_t key = wsgi_fastpath_key(req->method, req->target), start = tf_now_us();
     if (!wsgi_fastpath_ok(key, start))

@@ -194,6 +194,28 @@ def test_utf8_user_name(tracfront, files):
     assert r.json()["remote_user"] == "jörg"
 
 
+def test_long_basic_credentials(tracfront, files):
+    """A 300-byte user name and a 1100-byte password are taken, as Apache
+    takes them; only past the 8 KiB header limit are they refused, as too
+    long (not malformed)."""
+    import base64
+    user, password = "u" * 300, "p" * 1100
+    sha = base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
+    with open(files["htpasswd"], "a") as f:
+        f.write("%s:{SHA}%s\n" % (user, sha))
+    srv = basic(tracfront, files)
+    r = requests.get(srv.url + "login", auth=(user, password), timeout=10)
+    assert r.status_code == 200, srv.error_log[-300:]
+    assert r.json()["remote_user"] == user
+    r = requests.get(srv.url + "login", auth=(user, password + "x"), timeout=10)
+    assert r.status_code == 401
+    assert len(log_lines(srv, "auth: wrong password: user \"uuu")) == 1, srv.error_log
+    r = requests.get(srv.url + "login", auth=(user, "p" * 6200), timeout=10)
+    assert r.status_code == 401
+    assert len(log_lines(srv, "auth: Basic credentials too long")) == 1, srv.error_log
+    assert "malformed" not in srv.error_log
+
+
 def test_file_changed_on_disk_is_reread(tracfront, files):
     srv = basic(tracfront, files)
     assert requests.get(srv.url + "login", auth=("apr1", "apr1-pw"), timeout=10).ok
@@ -207,6 +229,30 @@ def test_file_changed_on_disk_is_reread(tracfront, files):
     r = requests.get(srv.url + "login", auth=("newcomer", "hello"), timeout=10)
     assert r.json()["remote_user"] == "newcomer"
     assert "re-read" in srv.error_log
+
+
+def test_file_rewritten_with_its_mtime_kept_is_reread(tracfront, files):
+    """cp -p and rsync -t keep the mtime: a file rewritten in place to the
+    same size is still seen as changed (its ctime moved)."""
+    srv = basic(tracfront, files)
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).ok
+    before = os.stat(files["htpasswd"])
+    text = files["htpasswd"].read_text()
+    old = re.search(r"^sha:(\{SHA\}.*)$", text, re.M).group(1)
+    new = subprocess.run(["htpasswd", "-nbs", "sha", "sha1-PW"], check=True, capture_output=True,
+                         text=True, timeout=30).stdout.strip().split(":", 1)[1]
+    assert len(new) == len(old)
+    with open(files["htpasswd"], "r+") as f:  # in place: same inode, same size
+        f.write(text.replace(old, new))
+    os.utime(files["htpasswd"], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(files["htpasswd"])
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns)
+    deadline = time.monotonic() + 10
+    while requests.get(srv.url + "login", auth=("sha", "sha1-PW"), timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the rewritten file was not re-read"
+        time.sleep(0.2)
+    assert requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10).status_code == 401
 
 
 def test_malformed_lines_are_skipped_with_a_warning(tracfront, files):
@@ -358,6 +404,24 @@ def test_digest_forged_nonce_and_wrong_uri(tracfront, files):
     assert r.status_code == 400
 
 
+def test_digest_with_an_absolute_form_target(tracfront, files):
+    """RFC 7616 3.4: uri is the request-target as sent, so a client talking
+    absolute-form (as to a proxy) answers for 'http://host/login'."""
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    for nc, uri in (("00000001", srv.url + "login"), ("00000002", "/login")):
+        answer = digest_header(challenge, "alice", "wonderland", "GET", uri, nc=nc)
+        head = srv.raw(b"GET " + (srv.url + "login").encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: close\r\nAuthorization: " + answer.encode() + b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), (uri, head[:300])
+        assert b'"remote_user": "alice"' in head
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "http://elsewhere/login",
+                           nc="00000003")
+    head = srv.raw(b"GET " + (srv.url + "login").encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                   b"Connection: close\r\nAuthorization: " + answer.encode() + b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), head[:300]
+
+
 def send_login(srv, authorization):
     """One GET /login on a connection of its own: (status, WWW-Authenticate)."""
     r = requests.get(srv.url + "login", headers={"Authorization": authorization,
@@ -365,10 +429,57 @@ def send_login(srv, authorization):
     return r.status_code, r.headers.get("WWW-Authenticate", "")
 
 
+def test_digest_answer_on_a_new_connection_with_workers(tracfront, files):
+    """Python's urllib sends its answer on a new connection, which another
+    worker may take: that worker takes the nonce (the workers share the
+    nonces' table), where it used to answer stale=true and urllib gave up."""
+    import json
+    import urllib.request
+    srv = digest(tracfront, files, "--workers", "2")
+    users = []
+    for _ in range(20):
+        passwords = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+        passwords.add_password(None, srv.url, "alice", "wonderland")
+        opener = urllib.request.build_opener(urllib.request.HTTPDigestAuthHandler(passwords))
+        with opener.open(srv.url + "login", timeout=30) as r:
+            users.append(json.load(r)["remote_user"])
+    assert users == ["alice"] * 20
+    assert log_lines(srv, "auth:") == []
+
+
+def one_connection_per_worker(srv):
+    """{pid: a keep-alive session whose one connection that worker serves}."""
+    sessions = {}
+    for _ in range(100):
+        s = requests.Session()
+        pid = s.get(srv.url + "pid", timeout=30).json()["pid"]
+        if pid in sessions:
+            s.close()
+        else:
+            sessions[pid] = s
+        if len(sessions) == 2:
+            return sessions
+    raise AssertionError("every connection went to worker %s" % list(sessions))
+
+
+def test_digest_nonce_from_one_worker_is_taken_at_the_other(tracfront, files):
+    srv = tracfront("--app", "worker_app:app", "--workers", "2", "--digest-auth",
+                    "*,%s,%s" % (files["htdigest"], DREALM))
+    (a, at_a), (b, at_b) = one_connection_per_worker(srv).items()
+    challenge = at_a.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
+    answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
+    r = at_b.get(srv.url + "login", headers={"Authorization": answer}, timeout=30)
+    assert r.status_code == 200, r.headers
+    assert r.json()["pid"] == b and r.json()["REMOTE_USER"] == "alice"
+    r = at_a.get(srv.url + "login", headers={"Authorization": answer}, timeout=30)
+    assert r.status_code == 401 and "stale=true" in r.headers["WWW-Authenticate"]  # a replay
+    assert len(log_lines(srv, "a nonce count used before")) == 1, srv.error_log
+
+
 def test_digest_answer_is_not_replayable_across_workers(tracfront, files):
-    """RFC 7616 5.4: each worker checks nc on its own, so a worker must not
-    take a nonce another one issued (the client is told stale and retries
-    with one of its own, without asking its user)."""
+    """RFC 7616 5.4: the workers share the table of nonce counts taken, so an
+    answer taken at one worker is refused at every other (the client is told
+    stale and retries with a new nonce, without asking its user)."""
     srv = digest(tracfront, files, "--workers", "2")
     challenge = requests.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
     answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
@@ -387,10 +498,29 @@ def test_digest_answer_is_not_replayable_after_a_reload(tracfront, files):
     srv.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: set(children(srv.proc.pid)) - old and not old & set(children(srv.proc.pid)),
              60, "the old worker replaced by a new one")
-    for _ in range(3):  # the new worker issues nonces of its own, counting from 1 again
+    for _ in range(3):  # the new worker issues nonces from the same table
         assert requests.get(srv.url + "login", timeout=30).status_code == 401
     status, www = send_login(srv, answer)
     assert status == 401 and "stale=true" in www
+
+
+def test_digest_nc_out_of_order_or_zero_is_stale_and_logged_as_such(tracfront, files):
+    """An nc below the highest one taken, or 00000000, is answered stale (the
+    client retries with a new nonce); the log says which, not "replay"."""
+    srv = digest(tracfront, files)
+    challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    results = [send_login(srv, digest_header(challenge, "alice", "wonderland", "GET", "/login",
+                                             nc=nc)) for nc in ("00000003", "00000002")]
+    assert results[0][0] == 200
+    assert results[1][0] == 401 and "stale=true" in results[1][1]
+    fresh = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
+    status, www = send_login(srv, digest_header(fresh, "alice", "wonderland", "GET", "/login",
+                                                nc="00000000"))
+    assert status == 401 and "stale=true" in www
+    assert len(log_lines(srv, "auth: a nonce count below the highest one taken (sent out of "
+                              "order?)")) == 1, srv.error_log
+    assert len(log_lines(srv, "auth: an invalid nonce count 00000000")) == 1, srv.error_log
+    assert log_lines(srv, "replayed") == []
 
 
 def test_digest_with_a_long_uri(tracfront, files):
@@ -426,6 +556,45 @@ def test_expect_100_continue_gets_the_401_first(tracfront, files):
     r = requests.post(srv.url + "login", data=b"x=1", auth=("sha", "sha1-pw"), timeout=10,
                       headers={"Expect": "100-continue"})
     assert r.json()["remote_user"] == "sha"
+
+
+def upload_head(srv, authorization):
+    """Start a 50 MB upload to /login that waits for 100 Continue: the first
+    thing the server answers, and whether it then closed the connection."""
+    s = srv.connect()
+    try:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n"
+                  b"Expect: 100-continue\r\nAuthorization: " + authorization + b"\r\n\r\n")
+        head = s.recv(4096)
+        if head.startswith(b"HTTP/1.1 100 "):
+            return head, False
+        s.settimeout(10)
+        while True:  # read to the end: the server closes after its refusal
+            chunk = s.recv(65536)
+            if not chunk:
+                return head, True
+    finally:
+        s.close()
+
+
+def test_basic_upload_with_wrong_credentials_gets_the_401_first(tracfront, files):
+    """Basic credentials are checked away from the network thread (a bcrypt
+    hash is slow): the body still waits until they are, so a wrong password
+    or unknown user gets the 401 instead of 100 Continue, as Apache does."""
+    import base64
+    srv = basic(tracfront, files)
+    for user, password in (("bcrypt", "wrong"), ("nobody", "x")):
+        value = b"Basic " + base64.b64encode(("%s:%s" % (user, password)).encode())
+        head, closed = upload_head(srv, value)
+        assert head.startswith(b"HTTP/1.1 401 "), (user, head[:200])
+        assert b"WWW-Authenticate: Basic" in head and closed
+    value = b"Basic " + base64.b64encode(b"bcrypt:b-cr ypt:pw")
+    assert upload_head(srv, value)[0].startswith(b"HTTP/1.1 100 ")  # the right one: the body
+    r = requests.post(srv.url + "login", data=b"x" * 100000, auth=("bcrypt", "b-cr ypt:pw"),
+                      headers={"Expect": "100-continue"}, timeout=10)
+    assert r.json()["remote_user"] == "bcrypt"
+    assert len(log_lines(srv, "auth: wrong password")) == 1
+    assert len(log_lines(srv, "auth: unknown user")) == 1
 
 
 def test_log_lines_are_exact_and_escaped(tracfront, files):
@@ -561,6 +730,24 @@ def test_trac_env_project_name(tracfront, files, tmp_path):
                     expect_fail=True)
     assert bad.proc.wait(10) == 2
     assert "project 'other' is not served: --trac-env serves 'main'" in bad.stderr
+
+
+def test_trac_env_through_a_symlink_is_named_by_the_link(tracfront, files, tmp_path):
+    """tracd names the project basename(abspath(path)): a symlink keeps its
+    own name (abspath resolves no link), and '..' is taken away by name."""
+    (tmp_path / "envs" / "proj1" / "x").mkdir(parents=True)
+    (tmp_path / "current").symlink_to(tmp_path / "envs" / "proj1")
+    fake = fake_trac(tmp_path)
+    for given in (tmp_path / "current", str(tmp_path / "current" / "x") + "/.."):
+        srv = tracfront("--trac-env", given, "--pythonpath", fake,
+                        "--basic-auth", "current,%s,%s" % (files["htpasswd"], REALM))
+        assert requests.get(srv.url + "login", timeout=10).status_code == 401
+        r = requests.get(srv.url + "login", auth=("des", "despw"), timeout=10)
+        assert r.json()["remote_user"] == "des"
+    bad = tracfront("--trac-env", tmp_path / "current", "--pythonpath", fake,
+                    "--basic-auth", "proj1,%s,R" % files["htpasswd"], expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "project 'proj1' is not served: --trac-env serves 'current'" in bad.stderr
 
 
 def test_workers_get_the_verified_user(tracfront, files):

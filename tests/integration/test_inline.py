@@ -109,6 +109,23 @@ def test_a_body_past_the_memory_mark_never_runs_inline(tracfront):
     assert inline_count(srv, "/big") == 0
 
 
+def test_a_large_upload_never_runs_inline(tracfront):
+    """A route that answered small posts fast runs inline; a large body to it
+    does not: the app reads it from the spool on an app thread, and the other
+    clients of the network thread are not held up meanwhile. Its size is
+    known before the call, unlike a large answer's."""
+    srv = tracfront(*APP)
+    with requests.Session() as s:
+        call_until_inline(srv, s, "POST", "/echo", b"small", lambda r: r.status_code == 200)
+        before = inline_count(srv, "/echo")
+        big = b"u" * (1 << 20)
+        for _ in range(3):
+            r = s.post(srv.url + "echo", data=big, timeout=30)
+            assert (r.status_code, r.content) == (200, big)
+        assert inline_count(srv, "/echo") == before, "a 1 MiB upload ran inline"
+        call_until_inline(srv, s, "POST", "/echo", b"small", lambda r: r.status_code == 200)
+
+
 def test_a_wrong_guess_past_max_spill_is_cut_once(tracfront):
     """A target that answered small and fast runs inline; when it suddenly
     streams more than --max-spill, the inline call cannot wait for its

@@ -172,6 +172,8 @@ def test_profile_path_stays_tracfronts(tracfront, upstream):
 def test_path_mapping_replaces_the_prefix(tracfront, upstream):
     srv, up = proxy(tracfront, upstream, *HELLO, "--route", "/old=upstream", up_path="/legacy")
     assert echo(srv, "/old/echo/a?b=%20")["target"] == "/legacy/echo/a?b=%20"
+    # the prefix is matched decoded (as nginx's location); the rest goes on as sent
+    assert echo(srv, "/%6Fld/echo/%61")["target"] == "/legacy/echo/%61"
     request(srv, "GET", "/old?q")
     assert "/legacy" in up.stats()["by_path"]
     assert request(srv, "GET", "/older")[1] == HELLO_BODY

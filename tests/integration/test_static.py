@@ -115,6 +115,23 @@ def test_path_is_percent_decoded_and_query_ignored(static, www):
     assert get(static, "/chrome/missing.css").status_code == 404
 
 
+def test_prefix_matches_the_decoded_path(tracfront, www):
+    # browsers send /caf%C3%A9 for /café; nginx's location and --mount compare decoded
+    srv = tracfront("--static", "/caf\u00e9=%s" % www.path, "--app", "hello:application")
+    for target in (b"/caf%C3%A9/x", b"/caf%c3%a9/x", b"/caf\xc3\xa9/x", b"/%63af%C3%A9/x"):
+        status, _, body = raw_get(srv, target)
+        assert (status, body) == (200, b"plain x\n"), target
+    assert raw_get(srv, b"/caf%C3%A9x")[2] == b"Hello, World!\n"  # not on a boundary: the app
+    # %2F is a '/' to the route, as to --mount; the folder serves no encoded slash
+    assert raw_get(srv, b"/caf%C3%A9%2Fx")[:1] == (404,)
+
+
+def test_a_prefix_that_can_never_match_is_refused(tracfront, www):
+    for prefix in ("/s%20", "/s?x", "/a/../b"):
+        srv = tracfront("--static", "%s=%s" % (prefix, www.path), expect_fail=True)
+        assert srv.proc.wait(10) == 2 and "can never match" in srv.stderr, srv.stderr
+
+
 def test_big_file_is_byte_identical(static, www):
     r = requests.get(static.url + "chrome/big.bin", stream=True, timeout=60)
     assert r.status_code == 200

@@ -83,11 +83,41 @@ static void test_errors_name_the_flag(void **state)
     expect_error("/x=/proc/self/status", true, true, true, "is not a folder");
     expect_error("/x=upstream", false, true, false, "no --upstream");
     expect_error("/x=app", false, false, true, "no application");
+    expect_error("/s%20=app", false, true, true, "can never match");  /* as --mount */
+    expect_error("/s?x=app", false, true, true, "can never match");
+    expect_error("/a/../b=app", false, true, true, "can never match");
     struct tf_route_table t = { 0 };
     char err[256];
     assert_int_equal(tf_route_add(&t, "/x=app", false, err, sizeof(err)), 0);
     assert_int_equal(tf_route_add(&t, "/x/=upstream", false, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "twice"));
+    tf_route_table_free(&t);
+}
+
+/* Prefixes are compared with the decoded path, as --mount's and nginx's
+ * location: a browser sends /caf%C3%A9 for /café. */
+static void test_prefixes_match_the_decoded_path(void **state)
+{
+    (void)state;
+    struct tf_route_table t = { 0 };
+    char err[256];
+    assert_int_equal(tf_route_add(&t, "/caf\xc3\xa9=upstream", false, err, sizeof(err)), 0);
+    assert_int_equal(tf_route_add(&t, "/a=upstream", false, err, sizeof(err)), 0);
+    assert_int_equal(tf_route_finish(&t, true, true, err, sizeof(err)), 0);
+    const char *rest;
+    assert_string_equal(kind_of(&t, "/caf%C3%A9/x.txt", &rest), "upstream");
+    assert_string_equal(rest, "/x.txt");
+    assert_string_equal(kind_of(&t, "/caf%c3%a9?q=1", &rest), "upstream");
+    assert_string_equal(rest, "?q=1");
+    assert_string_equal(kind_of(&t, "/caf\xc3\xa9", &rest), "upstream");
+    assert_string_equal(kind_of(&t, "/%61/x", &rest), "upstream");
+    assert_string_equal(rest, "/x");
+    assert_string_equal(kind_of(&t, "/a%2Fx", &rest), "upstream"); /* %2F is a '/', as --mount */
+    assert_string_equal(rest, "%2Fx");
+    assert_string_equal(kind_of(&t, "/a%2", &rest), "app");      /* not an escape */
+    assert_string_equal(kind_of(&t, "/%61b", &rest), "app");     /* not on a boundary */
+    assert_string_equal(kind_of(&t, "/caf%C3", &rest), "app");
+    assert_string_equal(kind_of(&t, "/x?/a", &rest), "app");     /* the query is not the path */
     tf_route_table_free(&t);
 }
 
@@ -114,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_fallbacks),
         cmocka_unit_test(test_errors_name_the_flag),
         cmocka_unit_test(test_static_folder_kept_unresolved),
+        cmocka_unit_test(test_prefixes_match_the_decoded_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
