@@ -1,17 +1,21 @@
-/* connection.c — per-connection state and the request-head deadline (see
- * connection.h). The deadline is looked at once a second from the daemon's
- * tick, so a connection may be given up to a second more; past it the
- * socket is shut down, which libmicrohttpd sees as the client's end. This
- * file never touches a request's backend state. */
+/* connection.c — per-connection state, the request-head deadline and the
+ * closes that linger (see connection.h). The deadline is looked at once a
+ * second from the daemon's tick, so a connection may be given up to a second
+ * more; past it the socket is shut down, which libmicrohttpd sees as the
+ * client's end. This file never touches a request's backend state. */
 #define _GNU_SOURCE
 #include "proxy/connection.h"
 #include "proxy/server_internal.h"
 
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include "proxy/linger.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
 
@@ -45,8 +49,22 @@ struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connec
     return conn;
 }
 
+/* Hand a duplicate of conn's socket to its daemon's lingerer: when
+ * libmicrohttpd closes its own, the connection stays open for it. */
+static void close_lingering(struct tf_connection *conn)
+{
+    struct tf_daemon *d = conn->daemon;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd >= 0)
+        tf_linger_add(d->linger, fd, tf_now_us()); /* past its limit: closed at once */
+}
+
 void tf_connection_end(struct tf_connection *conn)
 {
+    if (conn->linger && conn->daemon->linger)
+        close_lingering(conn);
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -59,6 +77,7 @@ void tf_connection_end(struct tf_connection *conn)
 void tf_connection_request_line(struct tf_connection *conn)
 {
     const struct tf_daemon *d = conn->daemon;
+    conn->linger = false;
     if (!conn->head_deadline && d->head_us && !d->next_head_us)
         conn->head_deadline = tf_now_us() + d->head_us;
 }
@@ -67,6 +86,26 @@ void tf_connection_request_done(struct tf_connection *conn, uint64_t now)
 {
     uint64_t wait = conn->daemon->next_head_us;
     conn->head_deadline = wait ? now + wait : 0;
+}
+
+int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
+                         uint64_t *body_len)
+{
+    char head[256], body[512];
+    size_t n = tf_error_text(status, detail, body, sizeof(body));
+    int h = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nContent-Type: text/plain; "
+                     "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                     status, MHD_get_reason_phrase_for(status), n);
+    struct iovec iov[2] = { { head, (size_t)h }, { body, n } };
+    struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    /* an empty send buffer (nothing was sent) takes these few hundred bytes */
+    if (!ci || sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(h + n))
+        return -1;
+    *body_len = n;
+    conn->linger = true;
+    return 0;
 }
 
 /* Shut conn down for missing its deadline, and say so. */

@@ -1,6 +1,7 @@
 /* connection.h — what the server keeps per client connection (server-internal,
  * like server_internal.h): the deadline for a request's head
- * (--header-timeout) and --upstream-pin's upstream link. libmicrohttpd 0.9.75
+ * (--header-timeout), --upstream-pin's upstream link, and whether the
+ * connection closes lingering (linger.h). libmicrohttpd 0.9.75
  * restarts its connection timeout on every read, so a client that sends its
  * headers a byte at a time (slowloris) would hold a connection for as long as
  * it likes; the deadline is what ends it, as nginx's client_header_timeout.
@@ -29,6 +30,8 @@ struct tf_connection {
                                        complete by then; 0 = none (one is being answered,
                                        or --header-timeout 0) */
     bool head_timed_out;            /* closed for missing it: its request is logged 408 */
+    bool linger;                    /* its last answer came before its request was read
+                                       whole: the socket closes lingering (linger.h) */
 };
 
 /* The times a daemon gives a request's head (us; 0 = none): a connection's
@@ -41,8 +44,18 @@ void tf_connection_timeouts(struct tf_daemon *d, double header_s, unsigned idle_
  * NULL on out of memory (the connection then has no deadline). */
 struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connection *mhd,
                                           uint64_t now);
-/* The connection closed: out of the list, freed (its pin is the caller's). */
+/* The connection closes (libmicrohttpd's socket is still open): out of the
+ * list, freed (its pin is the caller's). With conn->linger its socket is
+ * duplicated and handed to its daemon's lingerer, unless the daemon is off
+ * its loop (stopping). */
 void tf_connection_end(struct tf_connection *conn);
+/* Answer conn's request, whose body is arriving, with a minimal text error
+ * (tf_error_text) and Connection: close, written to the socket here:
+ * libmicrohttpd 0.9.75 cannot queue an answer before a body ends. Only when
+ * nothing of an answer was sent; the caller then ends the request (MHD_NO),
+ * and the socket lingers. 0, or -1 when the socket did not take it whole. */
+int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
+                         uint64_t *body_len);
 
 /* A request's head is complete: no deadline while it is answered. */
 static inline void tf_connection_head_done(struct tf_connection *conn)
@@ -52,7 +65,8 @@ static inline void tf_connection_head_done(struct tf_connection *conn)
 }
 /* A request line arrived (on_uri): with --idle-timeout 0, a later
  * request's head is timed from here, as nothing timed it since the last
- * answer. On conn's network thread. */
+ * answer; the last answer's linger no longer applies. On conn's network
+ * thread. */
 void tf_connection_request_line(struct tf_connection *conn);
 /* A request on conn was answered whole at now: the next head is due. */
 void tf_connection_request_done(struct tf_connection *conn, uint64_t now);

@@ -1,7 +1,7 @@
 /* daemon_loop.c — a libmicrohttpd daemon on its I/O thread's loop (see
  * server_internal.h): run when its sockets are ready or a timeout is due,
- * resumed connections, the requests looked at once a second, and
- * libmicrohttpd's own log lines. */
+ * resumed connections, the requests looked at once a second, its lingering
+ * closes' limits (linger.h), and libmicrohttpd's own log lines. */
 #include "proxy/server_internal.h"
 
 #include <inttypes.h>
@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 
 #include "proxy/connection.h"
 #include "proxy/limits.h"
+#include "proxy/linger.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/platform.h"
@@ -144,6 +146,27 @@ static bool client_left(const char *fmt, const char *msg)
                    strstr(why, "forcibly closed by remote peer"));
 }
 
+/* libmicrohttpd's line about a request it refused itself for the client's
+ * mistake: a malformed or too large head or Content-Length, a bad chunk, an
+ * HTTP version it does not serve (its 4xx and 505; its 500 is its own). */
+static bool client_erred(const char *fmt, const char *msg)
+{
+    static const char refused[] = "Error processing request (HTTP response code is ";
+    if (strstr(fmt, "`Content-Length' header") || strstr(fmt, "'Content-Length' header"))
+        return true; /* "Failed to parse", "Too large value of": the refusal follows */
+    if (strncmp(msg, refused, sizeof(refused) - 1))
+        return false;
+    unsigned status = (unsigned)atoi(msg + sizeof(refused) - 1);
+    return (status >= 400 && status < 500) || status == 505;
+}
+
+static __thread bool close_explained; /* see tf_daemon_log_explained */
+
+void tf_daemon_log_explained(bool on)
+{
+    close_explained = on;
+}
+
 void tf_daemon_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[1024];
@@ -151,13 +174,17 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
+    if (close_explained && strstr(msg, "Application reported internal error")) {
+        close_explained = false;
+        return;
+    }
     if (strstr(msg, "resource limit at FIRST connection"))
         pause_accepting(cls);
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
     char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
     tf_log_escape(msg, line, sizeof(line));
-    if (client_left(fmt, msg)) /* nginx says it at info */
+    if (client_left(fmt, msg) || client_erred(fmt, msg)) /* nginx says them at info */
         tf_log_info("http: %s", line);
     else
         tf_log_error("http: %s", line);
@@ -217,6 +244,12 @@ static long resume_accepting(struct tf_daemon *d)
     return 0;
 }
 
+/* The sooner of two waits in ms, -1 being none. */
+static long earliest(long a, long b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
 /* Run the daemon when it has work without a ready socket (data already
  * read, a timeout due); returns the ms until it next needs a run. */
 static long daemon_tick(void *ctx)
@@ -230,9 +263,10 @@ static long daemon_tick(void *ctx)
     if (d->watched)
         look_at_watched(d);
     long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
+    long linger = tf_linger_sweep(d->linger, tf_now_us());
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
-    long next = sweep < 0 || (limits >= 0 && limits < sweep) ? limits : sweep;
+    long next = earliest(earliest(sweep, limits), linger);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
         return next;
     if (ms > 1000)
@@ -244,7 +278,8 @@ int tf_daemon_attach(void *arg) /* on the daemon's loop */
 {
     struct tf_daemon *d = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    return !info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
+    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default)) ||
+           tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
            tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
 }
 
@@ -255,5 +290,7 @@ int tf_daemon_detach(void *arg) /* on the daemon's loop, or after it stopped */
     if (info)
         tf_loop_unwatch(d->loop, info->epoll_fd);
     tf_loop_remove_tick(d->loop, daemon_tick, d);
+    tf_linger_free(d->linger); /* a stop does not wait for them */
+    d->linger = NULL;
     return 0;
 }

@@ -2,6 +2,7 @@
  * the app, the app threads and the HTTP server; then wait for SIGINT/SIGTERM
  * and shut down gracefully: stop accepting, let requests in flight finish
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -409,6 +410,22 @@ static int run_server(struct tf_config *cfg)
     return 0;
 }
 
+/* Request bodies over 256 KiB and answers a slow client does not keep up
+ * with go to temporary files: a folder where none can be made would fail
+ * every such request, so it is refused at start. */
+static int check_tempdir(char *err, size_t errlen)
+{
+    int fd = tf_tempfile();
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    snprintf(err, errlen, "TMPDIR: cannot make a temporary file in %s: %s (request bodies "
+             "over 256 KiB and answers to slow clients are kept there); set TMPDIR to a "
+             "writable folder", tf_tempdir(), strerror(errno));
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     struct tf_config cfg;
@@ -431,7 +448,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 0;
     }
-    if (tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
+    if (check_tempdir(err, sizeof(err)) < 0 ||
+        tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
         fprintf(stderr, "tracfront: %s\n", err);
         tf_config_free(&cfg);
         return 2;

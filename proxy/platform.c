@@ -115,11 +115,15 @@ void tf_signals_requeue(int sig)
     on_signal(sig);
 }
 
-int tf_tempfile(void)
+const char *tf_tempdir(void)
 {
     const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
+    return dir && *dir ? dir : "/tmp";
+}
+
+int tf_tempfile(void)
+{
+    const char *dir = tf_tempdir();
 #ifdef O_TMPFILE
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0)

@@ -47,6 +47,8 @@ void tf_signals_requeue(int sig);
 /* An anonymous, already-unlinked temporary file (O_TMPFILE where the system
  * has it). Returns an fd or -1 with errno set. */
 int tf_tempfile(void);
+/* The folder tf_tempfile makes them in: $TMPDIR, else /tmp. */
+const char *tf_tempdir(void);
 
 /* Number of online CPUs, at least 1. */
 int tf_cpu_count(void);

@@ -119,6 +119,8 @@ struct tf_request {
     bool has_body;              /* Content-Length or chunked framing (even if empty) */
     bool body_too_large;        /* I/O thread only: chunked body past --max-body */
     bool body_failed;           /* I/O thread only: the spool could not store the body */
+    bool read_whole;            /* I/O thread only: the access handler's final call came:
+                                   nothing of the request is left unread */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */
     struct tf_request *watch_prev, *watch_next; /* I/O thread only: in its daemon's list
                                    of requests looked at once a second (server.c) */

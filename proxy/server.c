@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -32,9 +33,10 @@
 #include "proxy/upstream.h"
 #include "profiler/latency.h"
 
-/* Bytes of an over-limit chunked body read and dropped before the
- * connection is cut instead of answered. */
+/* Bytes of an over-limit chunked body read and dropped before the request
+ * is answered without the rest (refuse_mid_body). */
 #define TF_DISCARD_MAX (16u * 1024u * 1024u)
+#define MAX_BODY_DETAIL "The request body is larger than --max-body."
 
 
 static const char *reason_phrase(unsigned status)
@@ -43,18 +45,22 @@ static const char *reason_phrase(unsigned status)
     return r && *r ? r : "Error";
 }
 
+size_t tf_error_text(unsigned status, const char *detail, char *buf, size_t size)
+{
+    int n = snprintf(buf, size, "%u %s\n%s%s", status, reason_phrase(status),
+                     detail ? detail : "", detail ? "\n" : "");
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : strlen(buf);
+}
+
 struct MHD_Response *tf_error_response(unsigned status, const char *detail, bool close,
                                        uint64_t *body_len)
 {
     char body[512];
-    int n = snprintf(body, sizeof(body), "%u %s\n%s%s", status, reason_phrase(status),
-                     detail ? detail : "", detail ? "\n" : "");
-    if (n < 0 || (size_t)n >= sizeof(body))
-        n = (int)strlen(body);
+    size_t n = tf_error_text(status, detail, body, sizeof(body));
     if (body_len)
         *body_len = (uint64_t)n;
     struct MHD_Response *r =
-        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+        MHD_create_response_from_buffer(n, body, MHD_RESPMEM_MUST_COPY);
     if (!r)
         return NULL;
     MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
@@ -346,6 +352,22 @@ static enum MHD_Result login_checked(struct tf_server *server, struct tf_request
     return tf_server_queue(req, req->status, challenge);
 }
 
+/* A chunked body TF_DISCARD_MAX past --max-body: the 413 goes out now
+ * (tf_connection_refuse) and the request ends, the socket lingering. */
+static enum MHD_Result refuse_mid_body(struct tf_server *server, struct tf_request *req)
+{
+    bool answered = req->conn && tf_connection_refuse(req->conn, 413, MAX_BODY_DETAIL,
+                                                      &req->bytes_out) == 0;
+    if (answered)
+        req->status = 413;
+    tf_log_info("%s %s: the chunked body went on past --max-body (%" PRIu64 " bytes) by more "
+                "than %u MiB; %s", req->method, req->target, server->cfg->max_body,
+                TF_DISCARD_MAX >> 20, answered ? "answered 413 without reading the rest"
+                                               : "connection closed");
+    tf_daemon_log_explained(true);
+    return MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                                   const char *url, const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -370,7 +392,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             return tf_server_reply(req, (unsigned)st, NULL, true);
         uint64_t max = server->cfg->max_body;
         if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
-            return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
+            return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
+        /* A request already coming when the stop began is in flight and
+         * goes on (its body may still be arriving); a later one is not. */
+        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
+            return tf_server_reply(req, 503, "The server is shutting down.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
         if (req->has_body) {
             /* A refused upload is answered before its body is read (and
@@ -396,12 +422,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     case PHASE_BODY:
         if (*upload_data_size == 0) {
             tf_watch_remove(req);
+            req->read_whole = true;
             if (req->body_too_large)
-                return tf_server_reply(req, 413, "The request body is larger than --max-body.", true);
+                return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
             if (req->body_failed)
                 return tf_server_reply(req, 500, "The request body could not be stored.", true);
-            if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
-                return tf_server_reply(req, 503, "The server is shutting down.", true);
             const char *sub;
             if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
                 return tf_profile_serve(server, req, sub);
@@ -415,10 +440,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             req->body_too_large = true;
             req->discarded += *upload_data_size;
             *upload_data_size = 0;
-            return req->discarded > TF_DISCARD_MAX ? MHD_NO : MHD_YES;
+            return req->discarded > TF_DISCARD_MAX ? refuse_mid_body(server, req) : MHD_YES;
         }
         if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
-            tf_log_error("%s %s: cannot store the request body: %m", req->method, req->target);
+            int err = errno; /* past 256 KiB the body goes to a file */
+            tf_log_error("%s %s: cannot store the request body%s%s: %s", req->method,
+                         req->target, err == ENOMEM ? "" : " in a temporary file in ",
+                         err == ENOMEM ? "" : tf_tempdir(), strerror(err));
             req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
         }
         *upload_data_size = 0;
@@ -512,6 +540,15 @@ static unsigned status_unanswered(const struct tf_request *req, struct MHD_Conne
     return toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 400;
 }
 
+/* Was the request answered? libmicrohttpd ends its own refusals (400, 413,
+ * 431...) "with error", after the answer was sent. */
+static bool answered(struct MHD_Connection *connection, enum MHD_RequestTerminationCode toe)
+{
+    return toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ||
+           (toe == MHD_REQUEST_TERMINATED_WITH_ERROR &&
+            MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS));
+}
+
 static void write_access_log(const struct tf_request *req, struct MHD_Connection *connection,
                              enum MHD_RequestTerminationCode toe, uint64_t now)
 {
@@ -538,6 +575,7 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
     if (!req)
         return;
     *con_cls = NULL;
+    tf_daemon_log_explained(false); /* its line, if any, came before this call */
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled() && !server->control) /* clients' requests only */
         write_access_log(req, connection, toe, now);
@@ -565,6 +603,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         req->conn->req = NULL;
         if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
             tf_connection_request_done(req->conn, now);
+        if (!req->read_whole && answered(connection, toe))
+            req->conn->linger = true; /* the client may still be sending */
     }
     tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */

@@ -38,6 +38,8 @@ struct tf_daemon {
                                        open (libmicrohttpd would retry at once, server.c) */
     uint64_t accept_paused_until;   /* loop thread only: not run from its epoll set until
                                        then (us); 0 = it is watched */
+    struct tf_lingerer *linger;     /* loop thread only: its sockets closing lingering
+                                       (linger.h); NULL before attach and after detach */
 };
 
 struct tf_server {
@@ -92,6 +94,10 @@ int tf_daemon_attach(void *arg);
 int tf_daemon_detach(void *arg);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
+/* On: the access handler returns MHD_NO having logged why, so libmicrohttpd's
+ * "Application reported internal error" line that follows on this thread is
+ * not logged; off again when the request completes. */
+void tf_daemon_log_explained(bool on);
 
 /* --- acceptor.c --- */
 /* A worker's: start the thread that takes connections from shared_fd;
@@ -99,6 +105,9 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap);
 int tf_acceptor_start(struct tf_server *server);
 
 /* --- server.c --- */
+/* The text of an error answer ("413 Content Too Large\nDETAIL\n", detail
+ * may be NULL) in buf; returns its length (cut to fit). */
+size_t tf_error_text(unsigned status, const char *detail, char *buf, size_t size);
 /* Queue r (taken) as the answer to req; MHD_NO when r is NULL. */
 enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r);
 /* Answer with a short text error (tf_error_response). */

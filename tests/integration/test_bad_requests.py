@@ -279,3 +279,39 @@ def test_many_query_arguments_within_the_limit_reach_the_app(srv):
     assert r.status_code == 200
     seen = [x for x in json.loads(seen_text(srv)) if x["path"] == "/many-args"]
     assert [x["query"] for x in seen] == [query]
+
+
+def test_431_is_not_lost_to_a_reset(srv):
+    """A head too large for libmicrohttpd is refused while the rest of it still
+    arrives: closing then reset the connection (the client could lose the
+    answer, and at least saw ECONNRESET instead of the end of it)."""
+    s = srv.connect(TIMEOUT)
+    try:
+        s.sendall(get(headers=b"Host: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n"))
+        data = b""
+        while True:
+            b = s.recv(65536)  # a reset raises here
+            if not b:
+                break
+            data += b
+    finally:
+        s.close()
+    assert status_of(data) == 431, data[:300]
+
+
+@pytest.mark.parametrize("req, status", [
+    (post(b"Content-Length: abc\r\n", b"hello"), 400),
+    (post(b"Content-Length: 184467440737095516160000\r\n", b"hello"), 413),
+    (get(headers=b"Host: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n"), 431),
+    (post(b"Transfer-Encoding: chunked\r\n", b"zz\r\nhello\r\n0\r\n\r\n"), 400),
+    (get(b"GET /MARK HTTP/3.0"), 505),
+], ids=["content-length", "content-length-too-large", "header-too-large", "chunk-size",
+        "version"])
+def test_clients_mistakes_are_logged_at_info(srv, req, status):
+    """libmicrohttpd's lines about a request it refused itself are about the
+    client's mistake, not the server's: [info], as nginx logs them."""
+    data, _ = exchange(srv, req)
+    assert status_of(data) == status, data[:300]
+    log = srv.error_log
+    assert "[info] http: Error processing request (HTTP response code is %d" % status in log, log
+    assert "[error]" not in log, log

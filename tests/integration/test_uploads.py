@@ -7,6 +7,8 @@ import hashlib
 import http.client
 import json
 import os
+import re
+import signal
 import socket
 import time
 
@@ -14,7 +16,7 @@ import pytest
 import requests
 
 from test_concurrency import server_in_flight, wait_for
-from test_pep3333 import APP, assert_valid, base, exchange, tag
+from test_pep3333 import APP, assert_valid, base, exchange, read_response, tag
 
 BODY = (b"line1\nline2\r\n\n" + b"x" * 10000 + b"\n" +
         bytes(range(256)) + b"\nlast line without newline")
@@ -235,3 +237,110 @@ def test_half_closed_client_with_whole_body_is_answered(tracfront, framing):
         s.close()
         assert data.startswith(b"HTTP/1.1 200"), data
         assert json.loads(data.split(b"\r\n\r\n", 1)[1])["body"] == "whole"
+
+
+# --- refusals that leave a body unread, and a stop while a body arrives -----------------------
+
+def post_whole_body_first(srv, body, headers=None):
+    """As http.client (and requests) do: send the whole body, then read the
+    answer. Returns (status, Connection header, body), or the exception."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=60)
+    try:
+        conn.request("POST", "/echo?mode=read", body=body, headers=headers or {},
+                     encode_chunked=not isinstance(body, bytes))
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Connection"), resp.read()
+    except OSError as e:  # the reset the answer was lost to
+        return e
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("size", [1_100_000, 5_000_000])
+def test_413_reaches_a_client_that_sends_its_whole_body_first(tracfront, size):
+    """--max-body refuses a Content-Length body before reading it. Closing the
+    socket with the body still arriving made the kernel reset the connection,
+    and the client lost the 413 (BrokenPipe / ConnectionReset): the socket now
+    lingers (shut for writing, the rest read and dropped), as nginx's does."""
+    srv = tracfront("--app", APP, "--max-body", "1M")
+    for _ in range(3):
+        got = post_whole_body_first(srv, b"x" * size)
+        assert not isinstance(got, Exception), "the 413 was lost: %r" % got
+        status, connection, text = got
+        assert (status, connection) == (413, "close") and b"--max-body" in text, got
+    assert srv.access_log.count('" 413 ') == 3
+
+
+def test_chunked_body_far_past_max_body_gets_413(tracfront):
+    """A chunked body cannot be refused before it arrives; past TF_DISCARD_MAX
+    (16 MiB) of dropped bytes the request is given up. That used to be a reset
+    for the client, logged 400 with libmicrohttpd's 'internal error': it is a
+    413, and the log says why."""
+    srv = tracfront("--app", APP, "--max-body", "1K")
+    block = b"c" * 65536
+    got = post_whole_body_first(srv, (block for _ in range(20 * 16)))  # 20 MiB
+    assert not isinstance(got, Exception), "the 413 was lost: %r" % got
+    status, connection, text = got
+    assert (status, connection) == (413, "close") and b"--max-body" in text, got
+    assert '" 413 ' in srv.access_log, srv.access_log
+    log = srv.error_log
+    assert "internal error" not in log, log
+    assert re.search(r"\[info\] POST /echo\?mode=read: the chunked body went on past --max-body",
+                     log), log
+
+
+def slow_upload(srv, path, size, first):
+    """Start a POST of `size` bytes and send only `first` of them. Returns the socket."""
+    s = srv.connect(timeout=30)
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % (path.encode(), size)
+              + b"u" * first)
+    return s
+
+
+def read_answer(s):
+    with s.makefile("rb") as f:
+        return read_response(f)
+
+
+def test_stop_lets_a_body_that_is_arriving_finish(tracfront):
+    """SIGTERM while a body arrives: the request is in flight, so it goes on to
+    the app once its body is whole (it used to get 503 after the whole body
+    was read). A request whose head comes after the stop began gets the 503."""
+    srv = tracfront("--app", APP)
+    keep = srv.connect(timeout=30)  # a keep-alive connection, idle when the stop begins
+    keep.sendall(b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n")
+    kf = keep.makefile("rb")
+    assert read_response(kf)[0] == 200
+    s = slow_upload(srv, "/echo?mode=read", 300_000, 100_000)
+    wait_for(lambda: server_in_flight(srv) == 2, "the upload is not in flight")
+    srv.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping; waiting" in srv.error_log, "the stop did not begin")
+    keep.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+    code, headers, text, _ = read_response(kf)
+    assert (code, dict(headers).get("connection")) == (503, "close"), (code, headers, text)
+    s.sendall(b"u" * 200_000)
+    code, _, text, _ = read_answer(s)
+    assert code == 200, text[:300]
+    assert json.loads(text)["len"] == 300_000
+    assert srv.proc.wait(20) == 0
+
+
+def test_unwritable_tmpdir_is_refused_at_start(tracfront, tmp_path):
+    """Bodies over 256 KiB (and answers a slow client cannot keep up with) go
+    to a temporary file in $TMPDIR: a folder where none can be made used to
+    fail every such request with a bare 'No such file or directory'."""
+    srv = tracfront("--app", APP, env={"TMPDIR": str(tmp_path / "nonexistent")},
+                    expect_fail=True)
+    assert srv.proc.returncode == 2, srv.stderr
+    assert "TMPDIR" in srv.stderr and str(tmp_path / "nonexistent") in srv.stderr, srv.stderr
+
+
+def test_body_that_cannot_be_stored_names_the_folder(tracfront, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    srv = tracfront("--app", APP, env={"TMPDIR": str(spool)})
+    spool.rmdir()  # gone after the start
+    status, data = post(srv, "/echo?mode=read", b"s" * 300_000)
+    assert status == 500, data
+    assert "cannot store the request body in a temporary file in %s" % spool in srv.error_log, \
+        srv.error_log

@@ -1,0 +1,214 @@
+/* Unit tests for proxy/linger.c, on socket pairs: a lingering socket is shut
+ * for writing (its peer reads the end) yet still takes what the peer sends;
+ * it closes at the peer's end, past max_bytes, past quiet_us without a byte
+ * and past total_us; past max_sockets a socket is closed at once, so the
+ * count never grows past it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proxy/linger.h"
+#include "proxy/loop.h"
+#include "proxy/platform.h"
+
+static const struct tf_linger_limits limits = {
+    .max_sockets = 2, .max_bytes = 100000, .total_us = 60000000, .quiet_us = 30000000,
+};
+
+struct fixture {
+    struct tf_loop *loop;
+    struct tf_lingerer *l;
+    int fd;          /* for add */
+    uint64_t now;    /* for add and sweep */
+    long result;
+};
+
+static int make(void *arg)
+{
+    struct fixture *f = arg;
+    f->l = tf_linger_new(f->loop, &limits);
+    return f->l ? 0 : -1;
+}
+
+static int add(void *arg)
+{
+    struct fixture *f = arg;
+    return tf_linger_add(f->l, f->fd, f->now);
+}
+
+static int sweep(void *arg)
+{
+    struct fixture *f = arg;
+    f->result = tf_linger_sweep(f->l, f->now);
+    return 0;
+}
+
+static int count(void *arg)
+{
+    struct fixture *f = arg;
+    return (int)tf_linger_count(f->l);
+}
+
+static int destroy(void *arg)
+{
+    struct fixture *f = arg;
+    tf_linger_free(f->l);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    static struct fixture f;
+    char err[128];
+    memset(&f, 0, sizeof(f));
+    if (!(f.loop = tf_loop_start(0, err, sizeof(err))) || tf_loop_call(f.loop, make, &f) < 0)
+        return -1;
+    *state = &f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    tf_loop_call(f->loop, destroy, f);
+    tf_loop_stop(f->loop);
+    tf_loop_free(f->loop);
+    return 0;
+}
+
+/* Hand one end of a new socket pair to the lingerer; returns the other
+ * (non-blocking), and add's result in *added. */
+static int linger_pair(struct fixture *f, int *added)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    f->fd = sv[0];
+    f->now = tf_now_us();
+    *added = tf_loop_call(f->loop, add, f);
+    return sv[1];
+}
+
+/* Is the lingering end of peer closed: writing fails with EPIPE? */
+static bool closed(int peer)
+{
+    return send(peer, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE;
+}
+
+static void wait_count(struct fixture *f, int want)
+{
+    for (int i = 0; i < 500 && tf_loop_call(f->loop, count, f) != want; i++) {
+        struct timespec ts = { 0, 10000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(tf_loop_call(f->loop, count, f), want);
+}
+
+static void test_shut_for_writing_and_still_read(void **state)
+{
+    struct fixture *f = *state;
+    int added, peer = linger_pair(f, &added);
+    assert_int_equal(added, 0);
+    char c;
+    for (int i = 0; i < 200 && recv(peer, &c, 1, 0) < 0; i++) { /* the end comes at once */
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(recv(peer, &c, 1, 0), 0);
+    char block[8192] = { 0 };
+    for (int i = 0; i < 5; i++) /* 40 KB: taken and dropped */
+        assert_int_equal(send(peer, block, sizeof(block), MSG_NOSIGNAL), sizeof(block));
+    assert_false(closed(peer));
+    assert_int_equal(tf_loop_call(f->loop, count, f), 1);
+    close(peer); /* the client's end: the socket closes */
+    wait_count(f, 0);
+}
+
+static void test_closed_past_max_bytes(void **state)
+{
+    struct fixture *f = *state;
+    int added, peer = linger_pair(f, &added);
+    assert_int_equal(added, 0);
+    char block[8192] = { 0 };
+    size_t sent = 0;
+    for (int i = 0; i < 2000 && sent <= limits.max_bytes + sizeof(block); i++) {
+        ssize_t n = send(peer, block, sizeof(block), MSG_NOSIGNAL);
+        if (n > 0)
+            sent += (size_t)n;
+        else if (errno == EPIPE || errno == ECONNRESET)
+            break;
+        else {
+            struct timespec ts = { 0, 2000000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    wait_count(f, 0);
+    assert_true(closed(peer));
+    close(peer);
+}
+
+static void test_closed_past_quiet_and_total_time(void **state)
+{
+    struct fixture *f = *state;
+    int added, quiet = linger_pair(f, &added), busy;
+    assert_int_equal(added, 0);
+    uint64_t start = f->now;
+    busy = linger_pair(f, &added);
+    assert_int_equal(added, 0);
+    f->now = start + 1000000;
+    tf_loop_call(f->loop, sweep, f);
+    assert_in_range(f->result, 1, limits.quiet_us / 1000); /* the ms until quiet's time */
+    f->now = start + limits.quiet_us;
+    assert_int_equal(send(busy, "more", 4, MSG_NOSIGNAL), 4);
+    wait_count(f, 2);
+    struct timespec ts = { 0, 50000000 }; /* busy's bytes are read: its quiet time restarts */
+    nanosleep(&ts, NULL);
+    tf_loop_call(f->loop, sweep, f);
+    assert_int_equal(tf_loop_call(f->loop, count, f), 1);
+    assert_true(closed(quiet));
+    assert_false(closed(busy));
+    f->now = f->now - limits.quiet_us + limits.total_us + 2000000; /* busy's 60 s are up */
+    tf_loop_call(f->loop, sweep, f);
+    assert_int_equal(f->result, -1);
+    assert_true(closed(busy));
+    close(quiet);
+    close(busy);
+}
+
+static void test_past_max_sockets_closed_at_once(void **state)
+{
+    struct fixture *f = *state;
+    int peers[3], added[3];
+    for (int i = 0; i < 3; i++)
+        peers[i] = linger_pair(f, &added[i]);
+    assert_int_equal(added[0], 0);
+    assert_int_equal(added[1], 0);
+    assert_int_equal(added[2], -1);
+    assert_int_equal(tf_loop_call(f->loop, count, f), 2);
+    assert_false(closed(peers[0]));
+    assert_true(closed(peers[2]));
+    for (int i = 0; i < 3; i++)
+        close(peers[i]);
+    wait_count(f, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shut_for_writing_and_still_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_past_max_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_closed_past_quiet_and_total_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_past_max_sockets_closed_at_once, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
