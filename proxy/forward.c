@@ -20,10 +20,13 @@ char *tf_forward_target(const struct tf_request *req, const struct tf_config *cf
     if (!cfg->upstream_path || !cfg->upstream_path[0])
         return strdup(target);
     const char *rest = req->route ? tf_route_rest(req->route, target) : target;
-    size_t n = strlen(cfg->upstream_path) + strlen(rest) + 1;
+    bool slash = rest[0] == '%' && rest[1] == '2' && (rest[2] | 0x20) == 'f';
+    if (slash) /* the prefix's boundary, encoded: a '/' under the upstream's path, as nginx */
+        rest += 3;
+    size_t n = strlen(cfg->upstream_path) + strlen(rest) + 2;
     char *out = malloc(n);
     if (out)
-        snprintf(out, n, "%s%s", cfg->upstream_path, rest);
+        snprintf(out, n, "%s%s%s", cfg->upstream_path, slash ? "/" : "", rest);
     return out;
 }
 
@@ -296,10 +299,13 @@ static char *mapped_back(const char *url, const struct tf_request *req,
     bool mapped_prefix = cfg->upstream_path && cfg->upstream_path[0];
     const char *prefix = mapped_prefix && req->route ? req->route->prefix : "";
     const char *rest = url + base;
-    size_t n = strlen(prefix) + strlen(rest) + 3;
-    char *mapped = malloc(n);
-    if (mapped)
-        snprintf(mapped, n, "%s%s%s", prefix, *prefix || *rest == '/' ? "" : "/", rest);
+    size_t n = 3 * strlen(prefix) + strlen(rest) + 2;
+    char *mapped = malloc(n), *o = mapped;
+    if (!mapped)
+        return NULL;
+    for (const unsigned char *p = (const unsigned char *)prefix; *p; p++) /* no raw UTF-8 */
+        o += *p < 0x80 ? sprintf(o, "%c", *p) : sprintf(o, "%%%02X", *p);
+    snprintf(o, n - (size_t)(o - mapped), "%s%s", *prefix || *rest == '/' ? "" : "/", rest);
     return mapped;
 }
 

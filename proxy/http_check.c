@@ -373,3 +373,34 @@ bool tf_path_prefix_can_match(const char *value, size_t n)
     }
     return true;
 }
+
+/* The path byte at *p, an escape decoded; *p moves past it. -1 at the
+ * path's end (the target's, or its query). */
+static int next_path_byte(const char **p)
+{
+    const char *s = *p;
+    int hi, lo;
+    if (*s == '\0' || *s == '?')
+        return -1;
+    if (*s == '%' && (hi = tf_hex_value(s[1])) >= 0 && (lo = tf_hex_value(s[2])) >= 0) {
+        *p = s + 3;
+        return hi * 16 + lo;
+    }
+    *p = s + 1;
+    return (unsigned char)*s;
+}
+
+bool tf_path_under_prefix(const char *target, const char *prefix, size_t plen, const char **rest)
+{
+    const char *p = target;
+    for (size_t i = 0; i < plen; i++)
+        if (next_path_byte(&p) != (unsigned char)prefix[i])
+            return false;
+    const char *after = p;
+    int next = next_path_byte(&p);
+    if (next != -1 && next != '/')
+        return false;
+    if (rest)
+        *rest = after;
+    return true;
+}

@@ -75,4 +75,11 @@ bool tf_connection_lists(const char *connection, const char *name, size_t len);
  * whitespace, a control character or a dot segment. */
 bool tf_path_prefix_can_match(const char *value, size_t n);
 
+/* Does target's path, percent-decoded, start with prefix (plen bytes) on a
+ * segment boundary ("/a" for "/a", "/%61/x", "/a%2Fx", "/a?q"; not "/ab")?
+ * *rest (if rest): where in the raw target the prefix ends. As --mount,
+ * --route and --profile-path are matched (nginx matches its locations
+ * decoded too). */
+bool tf_path_under_prefix(const char *target, const char *prefix, size_t plen, const char **rest);
+
 #endif

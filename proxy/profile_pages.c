@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "proxy/cidr.h"
+#include "proxy/http_check.h"
 #include "proxy/fetch.h"
 #include "proxy/loop.h"
 #include "proxy/log.h"
@@ -27,14 +28,7 @@
  * *sub to the rest of the path ("" or "/metrics"). */
 bool tf_profile_path_match(const char *target, const char *profile, const char **sub)
 {
-    size_t n = strlen(profile);
-    if (strncmp(target, profile, n) != 0)
-        return false;
-    char next = target[n];
-    if (next != '\0' && next != '/' && next != '?')
-        return false;
-    *sub = target + n;
-    return true;
+    return tf_path_under_prefix(target, profile, strlen(profile), sub);
 }
 
 static bool profile_allowed(const struct tf_server *server, const struct tf_request *req)

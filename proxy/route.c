@@ -120,43 +120,11 @@ int tf_route_finish(struct tf_route_table *t, bool have_app, bool have_upstream,
     return 0;
 }
 
-/* The path byte at *p, an escape decoded; *p moves past it. -1 at the
- * path's end (the target's, or its query). */
-static int next_path_byte(const char **p)
-{
-    const char *s = *p;
-    int hi, lo;
-    if (*s == '\0' || *s == '?')
-        return -1;
-    if (*s == '%' && (hi = tf_hex_value(s[1])) >= 0 && (lo = tf_hex_value(s[2])) >= 0) {
-        *p = s + 3;
-        return hi * 16 + lo;
-    }
-    *p = s + 1;
-    return (unsigned char)*s;
-}
-
-/* Does target's decoded path start with r's prefix, on a segment boundary?
- * *rest: where in the raw target the prefix ends. */
-static bool prefix_matches(const struct tf_route *r, const char *target, const char **rest)
-{
-    const char *p = target;
-    for (size_t i = 0; i < r->prefix_len; i++)
-        if (next_path_byte(&p) != (unsigned char)r->prefix[i])
-            return false;
-    const char *after = p;
-    int next = next_path_byte(&p);
-    if (next != -1 && next != '/')
-        return false;
-    *rest = after;
-    return true;
-}
-
 const struct tf_route *tf_route_find(const struct tf_route_table *t, const char *target,
                                      const char **rest)
 {
     for (size_t i = 0; i < t->n; i++)
-        if (prefix_matches(&t->routes[i], target, rest))
+        if (tf_path_under_prefix(target, t->routes[i].prefix, t->routes[i].prefix_len, rest))
             return &t->routes[i];
     *rest = target;
     return NULL;
@@ -165,7 +133,7 @@ const struct tf_route *tf_route_find(const struct tf_route_table *t, const char 
 const char *tf_route_rest(const struct tf_route *r, const char *target)
 {
     const char *rest;
-    return prefix_matches(r, target, &rest) ? rest : target;
+    return tf_path_under_prefix(target, r->prefix, r->prefix_len, &rest) ? rest : target;
 }
 
 void tf_route_table_free(struct tf_route_table *t)

@@ -258,11 +258,11 @@ static enum MHD_Result check_login_away(struct tf_server *server, struct tf_requ
     return MHD_YES;
 }
 
-/* Is path prefix itself or below it ("/a/b" for "/a", not "/ab")? */
+/* Is path prefix itself or below it ("/a/b" for "/a", not "/ab"), decoded
+ * as the app sees it? */
 static bool under_prefix(const char *path, const char *prefix)
 {
-    size_t n = strlen(prefix);
-    return !strncmp(path, prefix, n) && (path[n] == '\0' || path[n] == '/' || path[n] == '?');
+    return tf_path_under_prefix(path, prefix, strlen(prefix), NULL);
 }
 
 /* Final call of a request that is not the profiler's: to its backend. */

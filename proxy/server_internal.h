@@ -119,8 +119,8 @@ enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const c
 enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *req,
                                    tf_dispatch_fn to, void *backend);
 
-/* Does the raw target name the profile path or something under it? *sub is
- * the rest ("" or "/metrics?x"). */
+/* Does the target name the profile path or something under it (decoded, as
+ * tf_path_under_prefix)? *sub is the raw rest ("" or "/metrics?x"). */
 bool tf_profile_path_match(const char *target, const char *profile, const char **sub);
 /* Answer a request for the profile path (final access-handler call). */
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,

@@ -48,11 +48,14 @@ def test_routes_fold_ids_and_count(tracfront):
 
 def test_profile_path_never_reaches_the_app(tracfront):
     srv = tracfront(*APP)
-    for path in ("__profile__", "__profile__/", "__profile__/metrics", "__profile__/nope"):
+    for path in ("__profile__", "__profile__/", "__profile__/metrics", "__profile__/nope",
+                 "%5F_profile__/", "__%70rofile__/metrics"):  # matched decoded, as the app's
         requests.get(srv.url + path, timeout=10)
     seen = requests.get(srv.url + "seen", timeout=10).json()
     assert not any("__profile__" in str(s) for s in seen), seen
     assert requests.get(srv.url + "__profile__/nope", timeout=10).status_code == 404
+    assert "tracfront_requests_total" in requests.get(srv.url + "__%70rofile__/metrics",
+                                                      timeout=10).text
     assert requests.post(srv.url + "__profile__", timeout=10).status_code == 405
     # and the profiler's own requests are not timed as app routes
     assert not any("__profile__" in route for route, _ in latency(srv))

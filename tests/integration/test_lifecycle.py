@@ -492,7 +492,8 @@ def test_mount_that_could_never_match_is_refused(tmp_path, mount):
     assert rc == 2 and "--mount" in err, (rc, err)
 
 
-@pytest.mark.parametrize("target", ["/a/b/../../etc", "/a/b/%2e%2e/%2e%2e/x", "/a/b/../c"])
+@pytest.mark.parametrize("target", ["/a/b/../../etc", "/a/b/%2e%2e/%2e%2e/x", "/a/b/../c",
+                                    "/%61/b/../x", "/a/b%2F..%2Fx", "/a/b%2f%2e%2e/x"])
 def test_dot_segments_cannot_leave_the_mount(tracfront, target):
     """With the app under /a/b, a path whose dot segments climb out of it is
     not the app's (uWSGI and Apache normalise before matching): 400."""

@@ -174,6 +174,8 @@ def test_path_mapping_replaces_the_prefix(tracfront, upstream):
     assert echo(srv, "/old/echo/a?b=%20")["target"] == "/legacy/echo/a?b=%20"
     # the prefix is matched decoded (as nginx's location); the rest goes on as sent
     assert echo(srv, "/%6Fld/echo/%61")["target"] == "/legacy/echo/%61"
+    # an encoded slash ending the prefix is its boundary: a '/' under the upstream's path
+    assert echo(srv, "/old%2Fecho/b")["target"] == "/legacy/echo/b"
     request(srv, "GET", "/old?q")
     assert "/legacy" in up.stats()["by_path"]
     assert request(srv, "GET", "/older")[1] == HELLO_BODY
@@ -188,6 +190,14 @@ def test_location_rewritten_to_the_route(tracfront, upstream):
         r, _ = request(srv, "GET", "/old/status/302?location=" + urllib.parse.quote(given, safe=""))
         assert r.status == 302
         assert r.getheader("Location") == expected, given
+
+
+def test_location_mapped_back_to_a_non_ascii_prefix_is_encoded(tracfront, upstream):
+    srv, up = proxy(tracfront, upstream, *HELLO, "--route", "/caf\u00e9=upstream",
+                    up_path="/legacy")
+    r, _ = request(srv, "GET", "/caf%C3%A9/status/302?location=%2Flegacy%2Fy")
+    assert r.status == 302
+    assert r.getheader("Location") == "/caf%C3%A9/y"  # a header carries no raw UTF-8
 
 
 def test_refresh_rewritten_like_location(tracfront, upstream):

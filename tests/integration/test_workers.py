@@ -610,9 +610,12 @@ def test_a_crashed_workers_slow_rows_link_no_call_tree(tracfront):
     page = requests.get(srv.url + "__profile__", timeout=30).text  # the front pulls
     assert len(re.findall(r"request\?id=\d+", page)) >= 2, page
     crash_a_worker(srv, "/slow", 2)
+    assert fetch(requests, srv.url + "slow?s=0.4")[0] == 200  # a new worker's: linked
     page = requests.get(srv.url + "__profile__", timeout=30).text
     assert page.count("/slow?s=0.3") >= 2, "the rows went with the worker"
-    for rid in re.findall(r"request\?id=(\d+)", page):
+    links = re.findall(r"request\?id=(\d+)", page)
+    assert links, "the living worker's slow request lost its call tree link"
+    for rid in links:
         r = requests.get(srv.url + "__profile__/request", params={"id": rid}, timeout=10)
         assert r.status_code == 200, "a call tree link leads to %d: %s" % (r.status_code, r.text)
 
