@@ -1,6 +1,7 @@
 /* acceptor.c — a worker's acceptor thread (see server_internal.h): takes
  * connections from the listening socket the workers share and hands them
- * to its daemons' loops; stops when the worker steps down. */
+ * to its daemons' loops; stops when the worker steps down, and closes this
+ * process's descriptor of the socket then. */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "proxy/server_internal.h"
 
@@ -60,7 +61,7 @@ static int add_connection(struct tf_server *server, int fd, const struct sockadd
  * started is taken as dropped. At --max-connections it takes none, so
  * they wait in the socket's queue for another worker or a free place; out
  * of descriptors it tries again every 250 ms (nginx: 500 ms), not at once
- * (that took a whole CPU). The socket stays open when it stops. */
+ * (that took a whole CPU). */
 static void *acceptor(void *arg)
 {
     struct tf_server *server = arg;
@@ -116,5 +117,10 @@ int tf_server_quiesce(struct tf_server *server)
     pthread_join(server->acceptor, NULL);
     close(server->acceptor_wake[0]);
     close(server->acceptor_wake[1]);
+    /* Only this process's copy: in a reload the front and the new workers
+     * keep the socket; in a stop, once the front and every worker have
+     * closed theirs, new connections are refused instead of waiting in the
+     * queue for a process that will never accept them. */
+    close(server->shared_fd);
     return 0;
 }

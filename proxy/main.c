@@ -137,9 +137,14 @@ static int start_failed(const char *err)
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
  * at most timeout seconds. A worker stepping down waits a little quiet
  * time: its keep-alive clients get their next answer with Connection:
- * close and reconnect to the new workers instead of finding it gone. */
-static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeout,
-                  uint64_t quiet_us)
+ * close and reconnect to the new workers instead of finding it gone.
+ * 0 once idle, -1 at the timeout, or the second SIGINT/SIGTERM that ended
+ * the wait. A worker takes no second one (signals_end false): a stop signal
+ * to the whole process group, or the front's death, reaches it more than
+ * once (the group's, then the front's; the kernel's death signal once per
+ * thread of the front), and its front decides when to stop waiting. */
+static int drain(struct tf_server *server, struct wsgi_pool *pool, double timeout,
+                 uint64_t quiet_us, bool signals_end)
 {
     uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
     for (;;) {
@@ -147,12 +152,12 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
         if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
             quiet_since = now;
         else if (now - quiet_since >= quiet_us)
-            return true;
+            return 0;
         if (now >= deadline)
-            return false;
+            return -1;
         int sig = tf_signals_wait(20);
-        if (sig == SIGINT || sig == SIGTERM) /* a second one: stop waiting */
-            return false;
+        if ((sig == SIGINT || sig == SIGTERM) && signals_end)
+            return sig;
         if (sig == SIGUSR1)
             (void)tf_log_reopen();
     }
@@ -160,12 +165,16 @@ static bool drain(struct tf_server *server, struct wsgi_pool *pool, double timeo
 
 /* Wait for SIGINT/SIGTERM; SIGHUP reloads the workers (a front), SIGCHLD
  * and every second tick them; SIGUSR1 reopens the logs (a front's workers
- * too). Returns the signal. */
-static int wait_for_stop(struct tf_workers *workers)
+ * too). Returns the signal; or 0 for a worker (front: its front's pid, else
+ * 0) whose front is gone: the kernel's death signal should have come first,
+ * this is the backstop that keeps an orphan from holding the port. */
+static int wait_for_stop(struct tf_workers *workers, pid_t front)
 {
     int sig;
     while ((sig = tf_signals_wait(1000)) == 0 || sig == SIGHUP || sig == SIGCHLD ||
            sig == SIGUSR1) {
+        if (front && getppid() != front)
+            return 0;
         if (sig == SIGUSR1) {
             if (tf_log_reopen() == 0)
                 tf_log_info("SIGUSR1: log files reopened");
@@ -173,7 +182,7 @@ static int wait_for_stop(struct tf_workers *workers)
                 tf_workers_forward(workers, SIGUSR1);
         } else if (sig == SIGHUP && workers)
             tf_workers_reload(workers, "SIGHUP");
-        else if (sig == SIGHUP)
+        else if (sig == SIGHUP && !front) /* a worker's front reloads (SIGHUP to the group) */
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
         else if (workers) /* a second, or a child ended */
             tf_workers_tick(workers);
@@ -285,14 +294,13 @@ static int run_front(struct tf_config *cfg, char **argv)
         return start_failed(err);
     if (started == 0)
         print_listening(cfg, port);
-    int sig = wait_for_stop(workers); /* at once if SIGINT/SIGTERM ended the start */
-    tf_log_info("signal %d: stopping the workers (up to %.0fs for requests in flight)", sig,
-                cfg->graceful_timeout);
+    int sig = wait_for_stop(workers, 0); /* at once if SIGINT/SIGTERM ended the start */
+    tf_log_info("signal %d: stopping the workers (up to %gs for requests in flight; a second "
+                "SIGINT/SIGTERM stops them at once)", sig, cfg->graceful_timeout);
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
     stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
     tf_front_profile_stop(); /* so does its puller */
-    tf_workers_stop(workers, cfg->graceful_timeout + 1);
-    close(fd);
+    tf_workers_stop(workers, cfg->graceful_timeout + 1); /* closes fd */
     tf_log_info("stopped");
     return 0;
 }
@@ -312,6 +320,7 @@ static void report_signal_taken(int sig)
 static int run_server(struct tf_config *cfg)
 {
     char err[1024] = "";
+    pid_t front = cfg->worker ? getppid() : 0; /* see wait_for_stop */
     struct wsgi_pool *pool = NULL;
     struct tf_upstream *upstream = NULL;
     struct tf_backends backends = { 0 };
@@ -382,16 +391,26 @@ static int run_server(struct tf_config *cfg)
         print_listening(cfg, tf_server_port(server));
     }
 
-    int sig = wait_for_stop(NULL);
-    tf_log_info("signal %d: stopping; waiting up to %gs for requests in flight", sig,
-                cfg->graceful_timeout);
-    if (cfg->worker) /* the other workers take the new connections */
+    int sig = wait_for_stop(NULL, front);
+    if (sig)
+        tf_log_info("signal %d: stopping; waiting up to %gs for requests in flight", sig,
+                    cfg->graceful_timeout);
+    else
+        tf_log_info("the front (pid %d) is gone: stopping; waiting up to %gs for requests in "
+                    "flight", (int)front, cfg->graceful_timeout);
+    if (cfg->worker) /* the other workers take the new connections; this one's copy of the
+                        socket is closed, so once all are a stop refuses new connections */
         tf_server_quiesce(server);
     else
         tf_server_begin_stop(server);
-    bool idle = drain(server, pool, cfg->graceful_timeout, cfg->worker ? 300000u : 0u);
-    if (!idle) {
-        tf_log_error("requests still running after --graceful-timeout; exiting without them");
+    int ended = drain(server, pool, cfg->graceful_timeout, cfg->worker ? 300000u : 0u,
+                      !cfg->worker);
+    if (ended) {
+        if (ended > 0)
+            tf_log_error("signal %d again: exiting without waiting for the requests still "
+                         "running", ended);
+        else
+            tf_log_error("requests still running after --graceful-timeout; exiting without them");
         if (pool)
             wsgi_interp_stop(false);
         _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */

@@ -69,9 +69,10 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
 struct tf_server *tf_server_start_on(const struct tf_config *cfg,
                                      const struct tf_backends *backends,
                                      const struct tf_server_socket *sock, char *err, size_t errlen);
-/* A worker stepping down: stop accepting (the shared socket stays open for
- * the other workers); connections already open are served. 0, or -1 when
- * not a shared socket's server or already done. */
+/* A worker stepping down: stop accepting and close this process's
+ * descriptor of the shared socket (the front's and the other workers' stay
+ * open); connections already open are served. 0, or -1 when not a shared
+ * socket's server or already done. */
 int tf_server_quiesce(struct tf_server *server);
 /* A worker: POST <profile>/quiesce on its control server quiesces public. */
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server);

@@ -55,7 +55,8 @@ struct tf_server {
     unsigned logins_checking;       /* atomic: Basic logins checked away from the loops */
     unsigned long started_connections; /* atomic: client connections ever started */
     struct tf_episode full;         /* atomics: at --max-connections (limits.c) */
-    int shared_fd;                  /* a worker: the socket its acceptor thread takes from; -1 */
+    int shared_fd;                  /* a worker: the socket its acceptor thread takes from
+                                       (closed when it stops); -1 */
     int acceptor_wake[2];           /* a byte here ends the acceptor */
     pthread_t acceptor;
     struct tf_server *twin;         /* a worker's control server: its public one (main thread

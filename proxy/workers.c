@@ -597,19 +597,12 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
     return 0;
 }
 
-void tf_workers_stop(struct tf_workers *w, double timeout)
+/* Reap until every worker of the retired list has exited (0), the timeout
+ * passed (-1), or a second SIGINT/SIGTERM came to this process (returned).
+ * The workers' own signals (a stop to the whole process group) are theirs:
+ * each takes one and finishes its requests. */
+static int wait_all_exited(struct tf_workers *w, double timeout)
 {
-    if (!w)
-        return;
-    tf_unavailable_stop(w->unavailable);
-    pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
-    if (w->current) {
-        w->current->next = w->retired;
-        w->retired = w->current;
-        w->current = NULL;
-    }
-    pthread_mutex_unlock(&w->lock);
-    retire(w); /* SIGTERM to whatever was not told yet */
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
     for (;;) {
         int status;
@@ -624,13 +617,39 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
         bool done = true;
         for (struct generation *g = w->retired; g; g = g->next)
             done = done && all_exited(g);
-        if (done || tf_now_us() >= deadline)
-            break;
-        usleep(20000);
+        if (done)
+            return 0;
+        if (tf_now_us() >= deadline)
+            return -1;
+        int sig = tf_signals_wait(20); /* SIGCHLD ends it early; the others wait */
+        if (sig == SIGINT || sig == SIGTERM)
+            return sig;
     }
+}
+
+void tf_workers_stop(struct tf_workers *w, double timeout)
+{
+    if (!w)
+        return;
+    tf_unavailable_stop(w->unavailable); /* before the socket it answers on goes */
+    close(w->listen_fd); /* each worker closes its own as it stops: then nothing listens */
+    pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
+    if (w->current) {
+        w->current->next = w->retired;
+        w->retired = w->current;
+        w->current = NULL;
+    }
+    pthread_mutex_unlock(&w->lock);
+    retire(w); /* SIGTERM to whatever was not told yet */
+    int ended = wait_all_exited(w, timeout);
+    if (ended > 0)
+        tf_log_error("signal %d again: killing the workers and the requests they still run",
+                     ended);
+    else if (ended < 0)
+        tf_log_error("workers still running %gs after the stop; killing them", timeout);
     while (w->retired) {
         struct generation *g = w->retired;
-        kill_and_reap(g); /* past the timeout */
+        kill_and_reap(g); /* past the timeout, or told to */
         pthread_mutex_lock(&w->lock);
         w->retired = g->next;
         pthread_mutex_unlock(&w->lock);

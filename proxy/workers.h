@@ -30,7 +30,8 @@
 struct tf_workers;
 
 /* No workers yet. argv is this process's command line, listen_fd the public
- * listening socket the workers inherit. NULL on out of memory. */
+ * listening socket the workers inherit (tf_workers_stop closes it). NULL on
+ * out of memory. */
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd);
 /* Start the first generation and wait until it is ready. public_port is
  * the workers' SERVER_PORT, control_port the front's control server. 0;
@@ -47,7 +48,10 @@ void tf_workers_reload(struct tf_workers *w, const char *why);
 /* Main thread: send sig to every worker still running (all have their
  * signal handlers: a generation is listed once it is ready). */
 void tf_workers_forward(struct tf_workers *w, int sig);
-/* Stop every worker (SIGTERM, then SIGKILL after timeout seconds), free. */
+/* Stop every worker and free: close listen_fd (each worker closes its own
+ * copy as it stops, so new connections are refused once all have), SIGTERM,
+ * wait for them to exit, and SIGKILL those left after timeout seconds, or at
+ * once on a second SIGINT/SIGTERM to this process (from tf_signals_wait). */
 void tf_workers_stop(struct tf_workers *w, double timeout);
 
 /* Main thread, for each worker of a new generation (a reload) before it

@@ -49,13 +49,37 @@ static PyObject *resolve_attr(PyObject *obj, const char *dotted)
     return obj;
 }
 
+/* Why the import of module failed, from the pending exception (which stays
+ * set): a syntax error names its file (the module's, or one it imports);
+ * only a module not found suggests --pythonpath. */
+static void import_failure(const char *module, char *what, size_t cap)
+{
+    if (PyErr_ExceptionMatches(PyExc_SyntaxError)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        PyObject *file = value ? PyObject_GetAttrString(value, "filename") : NULL; /* new ref */
+        const char *name = file && PyUnicode_Check(file) ? PyUnicode_AsUTF8(file) : NULL;
+        snprintf(what, cap, "cannot import module '%s': a syntax error in %s", module,
+                 name ? name : "it or a module it imports");
+        Py_XDECREF(file);
+        if (PyErr_Occurred())
+            PyErr_Clear();
+        PyErr_Restore(type, value, tb);
+    } else if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+        snprintf(what, cap, "cannot import module '%s' (is it on --pythonpath?)", module);
+    } else {
+        snprintf(what, cap, "module '%s' raised while being imported", module);
+    }
+}
+
 static PyObject *load_module_callable(const char *flag, const char *module, const char *attr,
                                       char *err, size_t errlen)
 {
     char what[512];
     PyObject *mod = PyImport_ImportModule(module); /* new ref */
     if (!mod) {
-        snprintf(what, sizeof(what), "cannot import module '%s' (is it on --pythonpath?)", module);
+        import_failure(module, what, sizeof(what));
         return fail(flag, what, err, errlen);
     }
     PyObject *app = resolve_attr(mod, attr); /* new ref */

@@ -73,6 +73,28 @@ def test_wsgi_file_syntax_error_fails(tmp_path):
     assert "SyntaxError" in err or "syntax" in err.lower(), err
 
 
+@pytest.mark.parametrize("module", ["badsyntax", "importsbad"], ids=["its-own", "one-it-imports"])
+def test_app_module_syntax_error_says_so(tmp_path, module):
+    # not "cannot import module (is it on --pythonpath?)": it was found
+    (tmp_path / "badsyntax.py").write_text("def application(environ, start_response:\n    pass\n")
+    (tmp_path / "importsbad.py").write_text("import badsyntax\napplication = None\n")
+    rc, out, err = run_cli(tmp_path, *good_args(app=module + ":application",
+                                                pythonpath=str(tmp_path)))
+    assert rc > 0, (rc, err)
+    assert "--pythonpath?" not in err, err
+    assert "syntax error in %s" % (tmp_path / "badsyntax.py") in err, err
+    assert "'%s'" % module in err, err
+
+
+def test_app_module_that_raises_at_import_says_so(tmp_path):
+    (tmp_path / "raising.py").write_text("raise RuntimeError('no database')\n")
+    rc, out, err = run_cli(tmp_path, *good_args(app="raising:application",
+                                                pythonpath=str(tmp_path)))
+    assert rc > 0, (rc, err)
+    assert "--pythonpath?" not in err, err
+    assert "module 'raising' raised while being imported" in err and "no database" in err, err
+
+
 def test_wsgi_file_without_application_fails(tmp_path):
     script = tmp_path / "noapp.wsgi"
     script.write_text("def app(environ, start_response):\n    return []\n")

@@ -174,6 +174,8 @@ def test_failed_reload_keeps_the_old_generation(tracfront, tmp_path):
         write_plugin(plugins, 3, body="def broken(:\n")
         wait_for(lambda: log_lines(srv, "reload failed"), 30, "'reload failed' in the error log")
         assert "SyntaxError" in srv.error_log + srv.stderr, "the new worker's traceback is not logged"
+        assert "a syntax error in %s" % (plugins / "reload_plugin.py") in srv.error_log, \
+            "the new worker did not say it is a syntax error"
         assert version(srv)["version"] == "2"
         assert children(srv.proc.pid) == serving, "the old workers were replaced or a broken one is left"
         write_plugin(plugins, 4)  # fixed: the next reload works

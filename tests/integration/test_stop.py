@@ -1,0 +1,194 @@
+"""Stopping with --workers, driven by real signals: to the whole process group
+(Ctrl-C in a terminal, `kill -TERM -- -PGID`, systemd's KillMode=control-group),
+a second one to the front alone, and the front killed outright.
+
+One stop signal, wherever it lands, lets the requests in flight finish (each
+worker finishes its own, as gunicorn's do) while new connections are refused
+at once; only the front's own second signal, or --graceful-timeout, ends them,
+and the log says which. SIGHUP to the group is the front's reload, with no word
+from the workers. Each server runs in a session of its own (setsid), so a
+signal to its group reaches nothing else.
+"""
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from workers_util import APP, children, descendants, fetch, running, wait_for
+
+import requests
+
+
+def group_server(tracfront, tmp_path, *extra, workers=2):
+    """A server leading its own process group; the directory its workers'
+    atexit handlers write to."""
+    marks = tmp_path / "atexit"
+    marks.mkdir(exist_ok=True)
+    srv = tracfront(*APP, "--workers", workers, *extra, env={"WORKER_ATEXIT_DIR": str(marks)},
+                    preexec_fn=os.setsid)
+    return srv, marks
+
+
+def hold_requests(srv, tmp_path, n=2):
+    """n /gate requests running in the app (each has written its mark: the
+    pid of the worker running it), held until tmp_path/gate exists; returns
+    (gate, [(thread, result)], {pids running them})."""
+    gate, runs = tmp_path / "gate", []
+    for i in range(n):
+        result, mark = {}, tmp_path / ("mark%d" % i)
+        url = srv.url + "gate?file=%s&mark=%s&timeout=40" % (gate, mark)
+        t = threading.Thread(target=lambda r=result, u=url: r.update(
+            value=fetch(requests, u, timeout=60)), daemon=True)
+        t.start()
+        runs.append((t, result))
+    wait_for(lambda: all((tmp_path / ("mark%d" % i)).exists() for i in range(n)), 10,
+             "the held requests to run")
+    return gate, runs, {int((tmp_path / ("mark%d" % i)).read_text()) for i in range(n)}
+
+
+def refused(port):
+    """True if a new connection to port is refused (nothing listens)."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+    except ConnectionRefusedError:
+        return True
+    s.close()
+    return False
+
+
+def left_running(tree, among=None):
+    return [pid for pid, start in tree.items() if running(pid, start) and
+            (among is None or pid in among)]
+
+
+def kill_left(tree):
+    """The test's own processes, should any outlive it."""
+    for pid in left_running(tree):
+        os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("target,sig", [("group", signal.SIGTERM), ("group", signal.SIGINT),
+                                        ("front", signal.SIGTERM)],
+                         ids=["group-TERM", "group-INT", "front-TERM"])
+def test_one_stop_signal_lets_requests_finish_and_refuses_new_connections(
+        tracfront, tmp_path, target, sig):
+    srv, marks = group_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    kids, tree = children(srv.proc.pid), descendants(srv.proc.pid)
+    gate, runs, busy = hold_requests(srv, tmp_path)
+    try:
+        if target == "group":
+            os.killpg(srv.proc.pid, sig)
+        else:
+            srv.proc.send_signal(sig)
+        # the front and every worker close the listening socket at once, while
+        # the held requests run on (their gate is closed)
+        wait_for(lambda: refused(srv.port), 10, "new connections to be refused")
+        time.sleep(0.5)
+        assert srv.alive(), "the front did not wait for the requests in flight:\n" + srv.error_log
+        assert all(t.is_alive() for t, _ in runs), [r for _, r in runs]
+        assert len(left_running(tree, busy)) == len(busy), "a worker quit with requests in flight"
+    finally:
+        gate.touch()
+    for t, _ in runs:
+        t.join(30)
+    assert [r["value"][0] for _, r in runs] == [200, 200], [r for _, r in runs]
+    assert srv.proc.wait(30) == 0
+    wait_for(lambda: not left_running(tree), 10, "every worker to exit")
+    assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in kids), \
+        "a worker did not finalize Python"
+    assert "exiting without them" not in srv.error_log, srv.error_log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_second_signal_to_the_front_stops_without_waiting(tracfront, tmp_path, sig):
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    tree = descendants(srv.proc.pid)
+    gate, runs, _ = hold_requests(srv, tmp_path)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        time.sleep(0.5)
+        assert srv.alive() and all(t.is_alive() for t, _ in runs), "it did not wait at first"
+        srv.proc.send_signal(sig)
+        try:  # well before the held requests' 40 s and --graceful-timeout's 20 s
+            rc = srv.proc.wait(10)
+        except Exception:
+            raise AssertionError("a second signal to the front did not stop it:\n" + srv.error_log)
+        assert rc == 0
+        wait_for(lambda: not left_running(tree), 5, "the workers to be gone with the front")
+        for t, _ in runs:
+            t.join(10)
+        assert all(r["value"][0] != 200 for _, r in runs), [r for _, r in runs]
+        assert "signal %d again" % sig in srv.error_log, srv.error_log
+        assert "--graceful-timeout; exiting" not in srv.error_log, srv.error_log
+    finally:
+        gate.touch()
+        kill_left(tree)
+
+
+def test_a_second_signal_in_process_says_it_is_why(tracfront, tmp_path):
+    srv = tracfront(*APP, "--graceful-timeout", "20")
+    gate, runs, _ = hold_requests(srv, tmp_path, n=1)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "waiting up to" in srv.error_log, 10, "the stop to begin")
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(10) == 0
+    finally:
+        gate.touch()
+    assert "signal %d again" % signal.SIGINT in srv.error_log, srv.error_log
+    assert "after --graceful-timeout" not in srv.error_log, srv.error_log
+
+
+@pytest.mark.parametrize("run", range(3))
+def test_workers_finish_their_requests_when_the_front_is_killed(tracfront, tmp_path, run):
+    # The kernel sends each worker its death signal once per thread of the
+    # dying front: a worker must take the first as its stop and no more.
+    srv, marks = group_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    kids, tree = children(srv.proc.pid), descendants(srv.proc.pid)
+    gate, runs, busy = hold_requests(srv, tmp_path)
+    try:
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: refused(srv.port), 10, "the workers to close the listening socket")
+        time.sleep(0.5)
+        assert len(left_running(tree, busy)) == len(busy), \
+            "a worker quit with requests in flight:\n" + srv.error_log
+        gate.touch()
+        for t, _ in runs:
+            t.join(30)
+        assert [r["value"][0] for _, r in runs] == [200, 200], [r for _, r in runs]
+        wait_for(lambda: not left_running(tree), 20, "the workers to exit")
+    finally:
+        gate.touch()
+        kill_left(tree)
+    assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in kids)
+    assert "exiting without them" not in srv.error_log, srv.error_log
+
+
+def test_a_worker_whose_front_is_gone_still_ends_after_graceful_timeout(tracfront, tmp_path):
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "2")
+    tree = descendants(srv.proc.pid)
+    gate, runs, _ = hold_requests(srv, tmp_path)  # held for 40 s
+    try:
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: not left_running(tree), 15, "the workers to give up their requests")
+        assert refused(srv.port), "the port is still held"
+        assert "requests still running after --graceful-timeout" in srv.error_log, srv.error_log
+    finally:
+        gate.touch()
+        kill_left(tree)
+
+
+def test_sighup_to_the_group_is_the_fronts_reload(tracfront, tmp_path):
+    srv, _ = group_server(tracfront, tmp_path)
+    before = children(srv.proc.pid)
+    os.killpg(srv.proc.pid, signal.SIGHUP)
+    wait_for(lambda: (lambda k: len(k) == 2 and not set(k) & set(before))(
+        children(srv.proc.pid)), 30, "a new generation of workers")
+    assert fetch(requests, srv.url + "pid")[0] == 200
+    assert "nothing to reload" not in srv.error_log + srv.stderr, srv.error_log
