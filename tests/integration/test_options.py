@@ -87,6 +87,38 @@ def test_env_cannot_name_another_trac_environment(tmp_path, flag, key):
     assert rc == 2 and key in err and flag in err, (rc, err)
 
 
+TRAC_STUB = """import os
+
+
+def dispatch_request(environ, start_response):  # trac.web.main's choice of environment
+    environ.setdefault('trac.env_path', os.getenv('TRAC_ENV'))
+    environ.setdefault('trac.env_parent_dir', os.getenv('TRAC_ENV_PARENT_DIR'))
+    env_path = environ.get('trac.env_path')
+    if not env_path:
+        project = environ['PATH_INFO'].split('/')[1]
+        env_path = os.path.join(environ['trac.env_parent_dir'], project)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [env_path.encode()]
+"""
+
+
+def test_trac_env_variable_does_not_replace_the_parent_dir(tracfront, tmp_path):
+    """TRAC_ENV=/srv/other tracfront --trac-env-parent-dir P served /srv/other
+    for every project: Trac takes TRAC_ENV when the environ has no
+    trac.env_path, and tracd sets it to None. With real Trac: test_trac.py."""
+    stub = tmp_path / "stub" / "trac" / "web"
+    stub.mkdir(parents=True)
+    for init in (stub.parent / "__init__.py", stub / "__init__.py"):
+        init.write_text("")
+    (stub / "main.py").write_text(TRAC_STUB)
+    projects = tmp_path / "projects"
+    (projects / "one").mkdir(parents=True)
+    srv = tracfront("--pythonpath", tmp_path / "stub", "--trac-env-parent-dir", projects,
+                    env={"TRAC_ENV": "/srv/other"})
+    r = requests.get(srv.url + "one/wiki", timeout=10)
+    assert r.status_code == 200 and r.text == str(projects / "one"), r.text
+
+
 @pytest.mark.parametrize("flag, extra, needs", [
     ("--upstream-host", ["--upstream-host", "backend"], "--upstream"),
     ("--upstream-pin", ["--upstream-pin"], "--upstream"),
