@@ -119,6 +119,30 @@ def test_trac_env_variable_does_not_replace_the_parent_dir(tracfront, tmp_path):
     assert r.status_code == 200 and r.text == str(projects / "one"), r.text
 
 
+@pytest.mark.skipif(os.environ.get("TF_SANITIZER") is not None,
+                    reason="a sanitizer's runtime must be the first library loaded")
+def test_start_failure_after_the_log_is_open_goes_to_the_error_log(tmp_path):
+    """Out of memory making --profile-slowest's table (prof_latency_init) was
+    said on stderr only, not in the --error-log file. calloc fails for that
+    table alone, through a library preloaded before libc's."""
+    shim = tmp_path / "failcalloc.c"
+    shim.write_text("#include <stddef.h>\n"
+                    "extern void *__libc_calloc(size_t n, size_t size);\n"
+                    "void *calloc(size_t n, size_t size)\n"
+                    "{ return n == 7777 ? NULL : __libc_calloc(n, size); }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "failcalloc.so"), str(shim)],
+                   check=True, timeout=60)
+    log = tmp_path / "error.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LD_PRELOAD"] = str(tmp_path / "failcalloc.so")
+    proc = subprocess.run([str(BINARY), *good_args(), "--profile-slowest", "7777",
+                           "--error-log", str(log)], cwd=str(tmp_path), env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("out of memory") == 1, proc.stderr
+    assert log.read_text().count("out of memory") == 1, log.read_text()
+
+
 @pytest.mark.parametrize("flag, extra, needs", [
     ("--upstream-host", ["--upstream-host", "backend"], "--upstream"),
     ("--upstream-pin", ["--upstream-pin"], "--upstream"),
