@@ -60,10 +60,13 @@ def test_profile_file_of_another_user_is_refused(tmp_path):
 @pytest.mark.parametrize("flag, value", [
     ("--worker-start-timeout", "0"), ("--worker-start-timeout", "0.5"),
     ("--upstream-connect-timeout", "0"), ("--upstream-connect-timeout", "0.0004"),
+    ("--upstream-read-timeout", "0.0000001"), ("--upstream-read-timeout", "0.0009"),
 ])
 def test_timeouts_too_short_to_work_are_refused(tmp_path, flag, value):
     """--worker-start-timeout 0: no worker could ever start; --upstream-connect-
-    timeout 0 (or under half a millisecond) meant libcurl's 300 s."""
+    timeout 0 (or under half a millisecond) meant libcurl's 300 s; --upstream-
+    read-timeout under a microsecond meant no limit (0, as it is meant, is
+    taken: test_config.c)."""
     extra = ["--workers", "1"] if flag == "--worker-start-timeout" else \
         ["--upstream", "http://127.0.0.1:9"]
     rc, out, err = run_cli(tmp_path, *good_args(), *extra, flag, value, timeout=10)

@@ -280,6 +280,11 @@ static void test_refused_at_start(void **state)
     expect_config_error(7, (char *[]){ "t", "--upstream", "http://h", "--route", "/x=upstream",
                                        "--upstream-connect-timeout", "0.0009" },
                         "upstream-connect-timeout: '0.0009' is too short (at least 0.001 s)");
+    /* under a microsecond it was 0 µs in upstream.c: no limit */
+    expect_config_error(5, (char *[]){ "t", "--upstream", "http://h", "--upstream-read-timeout",
+                                       "0.0000001" },
+                        "upstream-read-timeout: '0.0000001' is too short (at least 0.001 s, "
+                        "or 0: no limit)");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--inline-fast-calls", "maybe" },
                         "--inline-fast-calls: 'maybe' is not true or false");
     static const char *const alone[][3] = { /* flag, value (NULL: a yes/no flag), needs */
@@ -313,6 +318,11 @@ static void test_least_values_and_underscored_app_flag(void **state)
     assert_string_equal(cfg.upstream_path, "/p");
     assert_true(cfg.worker_start_timeout == 1 && cfg.upstream_connect_timeout == 0.001);
     assert_true(cfg.upstream_read_timeout == 0); /* no limit */
+    tf_config_free(&cfg);
+    argv[8] = "0.001";
+    if (load(&cfg, err, 9, argv) < 0)
+        fail_msg("%s", err);
+    assert_true(cfg.upstream_read_timeout == 0.001);
     tf_config_free(&cfg);
     assert_int_equal(load(&cfg, err, 3, argv), 0);
     assert_true(cfg.upstream_read_timeout == 60 && cfg.upstream_connect_timeout == 5);
