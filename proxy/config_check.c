@@ -16,27 +16,52 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Where the URL's authority ([USER:PASSWORD@]HOST[:PORT]) starts: after the
+ * scheme's "://", whatever the scheme, or at the start without one. */
+static const char *authority_start(const char *u)
+{
+    const char *scheme_end = strstr(u, "://");
+    return scheme_end ? scheme_end + 3 : u;
+}
+
+/* A user name and password (USER:PASSWORD@ before the host) would go
+ * upstream with every request as Basic credentials: refused before any
+ * message that quotes the URL. */
+static bool has_userinfo(const char *u)
+{
+    const char *authority = authority_start(u);
+    return memchr(authority, '@', strcspn(authority, "/?#")) != NULL;
+}
+
+/* The URL as a message may quote it: anything after the scheme up to the
+ * last '@' is left out, for a password whose unencoded '/', '?' or '#' hid
+ * it from has_userinfo (a URL parser reads it so too). */
+static const char *quotable(const char *u, char *buf, size_t buflen)
+{
+    const char *start = authority_start(u);
+    const char *at = strrchr(start, '@');
+    if (!at)
+        return u;
+    snprintf(buf, buflen, "%.*s...%s", (int)(start - u), u, at);
+    return buf;
+}
+
 /* The URL as libcurl reads it, at start: a bad port or host failed every
- * request (502), and a user name and password went upstream with every
- * request as Basic credentials. 0, or -1 with err. */
+ * request (502). 0, or -1 with err. */
 static int check_upstream_url(const char *u, char *err, size_t errlen)
 {
     CURLU *url = curl_url();
-    char *user = NULL, *port = NULL;
+    char *port = NULL, quoted[512];
     CURLUcode rc = url ? curl_url_set(url, CURLUPART_URL, u, 0) : CURLUE_OUT_OF_MEMORY;
-    bool userinfo = !rc && curl_url_get(url, CURLUPART_USER, &user, 0) == CURLUE_OK;
     bool port_zero = !rc && curl_url_get(url, CURLUPART_PORT, &port, 0) == CURLUE_OK &&
                      strtoul(port, NULL, 10) == 0;
-    curl_free(user);
     curl_free(port);
     curl_url_cleanup(url);
-    if (userinfo) /* the URL is not echoed: it holds a password */
-        snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
-                 "would go to the upstream with every request; leave it out");
-    else if (rc || port_zero)
-        snprintf(err, errlen, "--upstream: '%s': %s (e.g. http://127.0.0.1:8080)", u,
+    if (rc || port_zero)
+        snprintf(err, errlen, "--upstream: '%s': %s (e.g. http://127.0.0.1:8080)",
+                 quotable(u, quoted, sizeof(quoted)),
                  rc ? curl_url_strerror(rc) : "port 0 cannot be connected to");
-    return rc || userinfo || port_zero ? -1 : 0;
+    return rc || port_zero ? -1 : 0;
 }
 
 /* --upstream http://host[:port][/path]: split into origin and path. */
@@ -45,9 +70,16 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
     const char *u = cfg->upstream;
     const char *rest = !strncmp(u, "http://", 7) ? u + 7 : !strncmp(u, "https://", 8) ? u + 8 : NULL;
     size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
+    char quoted[512];
+    if (has_userinfo(u)) { /* the URL is not echoed: it holds a password */
+        snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
+                 "would go to the upstream with every request; leave it out");
+        return -1;
+    }
     if (!rest || hostlen == 0 || strpbrk(rest, "?# \t")) {
         snprintf(err, errlen, "--upstream: '%s' is not an http:// URL such as "
-                 "http://127.0.0.1:8080 (no query or fragment)", u);
+                 "http://127.0.0.1:8080 (no query or fragment)",
+                 quotable(u, quoted, sizeof(quoted)));
         return -1;
     }
     if (check_upstream_url(u, err, errlen) < 0)

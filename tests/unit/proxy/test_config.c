@@ -270,6 +270,19 @@ static void test_refused_at_start(void **state)
     for (size_t i = 0; i < sizeof(bad_upstreams) / sizeof(*bad_upstreams); i++)
         expect_config_error(3, (char *[]){ "t", "--upstream", (char *)bad_upstreams[i] },
                             "--upstream: ");
+    static const char *const with_password[] = { /* refused, never quoted with it */
+        "http://u:secret@127.0.0.1:99999", "http://u:secret@h/?x", "HTTP://u:secret@h",
+        "u:secret@h:80", "http://u:secret/x@h:80",
+    };
+    for (size_t i = 0; i < sizeof(with_password) / sizeof(*with_password); i++) {
+        struct tf_config cfg;
+        char err[1024] = "";
+        assert_int_equal(load(&cfg, err, 3, (char *[]){ "t", "--upstream",
+                                                         (char *)with_password[i] }), -1);
+        if (!strstr(err, "--upstream") || strstr(err, "secret"))
+            fail_msg("'%s' refused with '%s'", with_password[i], err);
+        tf_config_free(&cfg);
+    }
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-log", "/tmp" },
                         "--profile-log: '/tmp' is a folder");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-callgrind", "" },
