@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,13 +229,31 @@ static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen
     return 0;
 }
 
-/* --profile-log and --profile-callgrind are written at shutdown (FILE.tmp,
- * renamed to FILE): an empty name, a folder, a file there that this process
- * may not write, or a folder that is not there or not writable is found now,
- * not then (when the profile would be lost). */
-static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
+/* In a sticky folder (/tmp) only the owner of an entry, or of the folder,
+ * may rename onto it or away from it (root may always). 0, or -1 with err. */
+static int check_sticky(const char *flag, const char *path, const char *dir,
+                        const struct stat *dir_st, char *err, size_t errlen)
 {
     struct stat st;
+    uid_t me = geteuid();
+    if (!(dir_st->st_mode & S_ISVTX) || me == 0 || dir_st->st_uid == me ||
+        lstat(path, &st) < 0 || st.st_uid == me)
+        return 0;
+    snprintf(err, errlen, "%s: cannot replace '%s': it is another user's, and in the sticky "
+             "folder '%s' only its owner or the folder's may (have it removed, or give "
+             "another file)", flag, path, dir);
+    return -1;
+}
+
+/* --profile-log and --profile-callgrind are written at shutdown as FILE.tmp,
+ * then renamed onto FILE: an empty name, a folder, a folder that is not there
+ * or not writable, a FILE.tmp there that cannot be written, or in a sticky
+ * folder a FILE or FILE.tmp of another user, is found now, not then (when
+ * the profile would be lost). FILE itself need not be writable. */
+static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
+{
+    struct stat st, dir_st;
+    char tmp[4096];
     if (!file)
         return 0;
     if (!file[0]) {
@@ -245,18 +264,26 @@ static int check_output_file(const char *flag, const char *file, char *err, size
         snprintf(err, errlen, "%s: '%s' is a folder; give a file in it to write", flag, file);
         return -1;
     }
-    if (access(file, F_OK) == 0 && access(file, W_OK) != 0) {
-        snprintf(err, errlen, "%s: cannot write '%s': %s", flag, file, strerror(errno));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", file); /* as profile_pages.c's save_one */
+    if (faccessat(AT_FDCWD, tmp, F_OK, AT_EACCESS) == 0 &&
+        faccessat(AT_FDCWD, tmp, W_OK, AT_EACCESS) != 0) {
+        snprintf(err, errlen, "%s: cannot write '%s' (written first, then renamed to '%s'): "
+                 "%s", flag, tmp, file, strerror(errno));
         return -1;
     }
     const char *slash = strrchr(file, '/');
     char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
-    int ok = dir && access(dir, W_OK | X_OK) == 0;
-    if (!ok)
-        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file,
-                 dir ? dir : "?", dir ? strerror(errno) : "out of memory");
+    int rc = -1;
+    if (!dir)
+        snprintf(err, errlen, "out of memory");
+    else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0 || stat(dir, &dir_st) < 0)
+        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file, dir,
+                 strerror(errno));
+    else if (check_sticky(flag, file, dir, &dir_st, err, errlen) == 0 &&
+             check_sticky(flag, tmp, dir, &dir_st, err, errlen) == 0)
+        rc = 0;
     free(dir);
-    return ok ? 0 : -1;
+    return rc;
 }
 
 /* Half the descriptors left after 64 for the process and the app: a client

@@ -4,6 +4,7 @@ do nothing without their main option are refused; --help and README agree;
 a start failure is said once on the terminal."""
 import os
 import pathlib
+import pstats
 import re
 import subprocess
 import tempfile
@@ -11,6 +12,7 @@ import tempfile
 import pytest
 import requests
 
+from conftest import start_server
 from test_lifecycle import APPS, BINARY, ROOT, good_args, run_cli, write_config
 
 
@@ -38,27 +40,64 @@ def test_profile_file_that_cannot_be_written_is_refused(tmp_path, flag, value, m
     assert rc == 2 and flag in err and message in err, (rc, err)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run tracfront as nobody")
-def test_profile_file_of_another_user_is_refused(tmp_path):
-    """As nobody, a root-owned file in a sticky world-writable folder (/tmp)."""
-    shared = pathlib.Path(tempfile.mkdtemp(prefix="tf-options-"))
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run tracfront as nobody")
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder under /tmp (pytest's are root's alone), removed afterwards."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tf-options-"))
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+
+
+@needs_root
+@pytest.mark.parametrize("theirs", ["p.pstats", "p.pstats.tmp"])
+def test_profile_file_another_user_owns_in_a_sticky_folder_is_refused(shared_folder, theirs):
+    """As nobody, root's p.pstats (or p.pstats.tmp), writable by all, in a
+    sticky world-writable folder (/tmp): it was taken, and the profile lost at
+    SIGTERM (renaming p.pstats.tmp onto it: "Operation not permitted")."""
+    shared_folder.chmod(0o1777)
+    (shared_folder / theirs).write_text("root's")
+    (shared_folder / theirs).chmod(0o666)
+    proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
+                           "http://127.0.0.1:9", "--profile-log", str(shared_folder / "p.pstats")],
+                          cwd=str(shared_folder), preexec_fn=as_nobody,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=10, env={k: v for k, v in os.environ.items()
+                                           if k != "PYTHONPATH"})
+    assert proc.returncode == 2, proc.stderr
+    assert "--profile-log" in proc.stderr and "sticky" in proc.stderr, proc.stderr
+    assert theirs in proc.stderr, proc.stderr
+    assert (shared_folder / theirs).read_text() == "root's"
+
+
+@needs_root
+def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder):
+    """As nobody, its own p.pstats, mode 0444, in its own folder: refused at
+    start ("Permission denied"), though renaming p.pstats.tmp onto it works."""
+    log, workdir = shared_folder / "p.pstats", shared_folder / "srv"
+    workdir.mkdir()
+    log.write_text("old")
+    for path in (shared_folder, workdir, log):
+        os.chown(path, NOBODY, NOBODY)
+    log.chmod(0o444)
+    srv = start_server(workdir, "--app", "profiled_app:app", "--profile",
+                       "--profile-discard-first", "false", "--profile-log", log,
+                       preexec_fn=as_nobody)
     try:
-        shared.chmod(0o1777)
-        theirs = shared / "root.pstats"
-        theirs.write_text("root's")
-        proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
-                               "http://127.0.0.1:9", "--profile-log", str(theirs)],
-                              cwd=str(shared), user=65534, group=65534, extra_groups=[],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=10, env={k: v for k, v in os.environ.items()
-                                               if k != "PYTHONPATH"})
-        assert proc.returncode == 2, proc.stderr
-        assert "--profile-log" in proc.stderr and "Permission denied" in proc.stderr, proc.stderr
-        assert theirs.read_text() == "root's"
+        assert requests.get(srv.url, timeout=10).status_code == 200
     finally:
-        for f in shared.iterdir():
-            f.unlink()
-        shared.rmdir()
+        assert srv.stop() == 0, srv.error_log
+    assert "wrote %s" % log in srv.error_log, srv.error_log
+    assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [1]
 
 
 @pytest.mark.parametrize("flag, value", [
