@@ -20,7 +20,8 @@ struct key {
     enum kind kind;
     size_t offset;       /* of the field; for K_LIST the char ** (count follows) */
     size_t count_offset; /* K_LIST only */
-    unsigned min, max;   /* K_UINT: the range; K_SECONDS: min is the least in ms */
+    unsigned min, max;   /* K_UINT: the range; K_SECONDS: min is the least in ms, and
+                          * max 1 takes 0 too (it means no limit) */
 };
 
 #define F(field) offsetof(struct tf_config, field)
@@ -70,7 +71,7 @@ static const struct key keys[] = {
     { "upstream-host", K_STRING, F(upstream_host), 0, 0, 0 },
     { "upstream-pin", K_BOOL, F(upstream_pin), 0, 0, 0 },
     { "upstream-connect-timeout", K_SECONDS, F(upstream_connect_timeout), 0, 1, 0 },
-    { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 0, 0 },
+    { "upstream-read-timeout", K_SECONDS, F(upstream_read_timeout), 0, 1, 1 },
     { "mirror", K_BOOL, F(mirror), 0, 0, 0 },
     { "mirror-primary", K_STRING, F(mirror_primary), 0, 0, 0 },
     { "mirror-queue", K_UINT, F(mirror_queue), 0, 1, 100000 },
@@ -146,7 +147,8 @@ const char tf_config_usage[] =
     "                               and the next three: only with --upstream)\n"
     "  --upstream-pin               one upstream connection per client connection (NTLM)\n"
     "  --upstream-connect-timeout S connecting to the upstream (default 5; at least 0.001)\n"
-    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60; 0: no limit)\n"
+    "  --upstream-read-timeout S    upstream silent this long: 504 (default 60; 0: no limit;\n"
+    "                               else at least 0.001)\n"
     "  --mirror                     copy each GET/HEAD to the other backend to compare latency\n"
     "  --mirror-primary app|upstream  whose answer the client gets (default app)\n"
     "  --mirror-queue N             mirrored requests in flight at most (default 16)\n"
@@ -343,9 +345,11 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
             snprintf(err, errlen, "%s: '%s' is not a number of seconds", k->name, value);
             return -1;
         }
-        if (seconds * 1000 < k->min) { /* 0 would mean libcurl's 300 s, or no worker ready */
-            snprintf(err, errlen, "%s: '%s' is too short (at least %g s)", k->name, value,
-                     k->min / 1000.0);
+        /* 0 would mean libcurl's 300 s, or no worker ready; under a microsecond
+         * is 0 µs in upstream.c's check of --upstream-read-timeout: no limit */
+        if (seconds * 1000 < k->min && !(seconds == 0 && k->max)) {
+            snprintf(err, errlen, "%s: '%s' is too short (at least %g s%s)", k->name, value,
+                     k->min / 1000.0, k->max ? ", or 0: no limit" : "");
             return -1;
         }
         *(double *)(base + k->offset) = seconds;

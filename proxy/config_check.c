@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,27 +17,52 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Where the URL's authority ([USER:PASSWORD@]HOST[:PORT]) starts: after the
+ * scheme's "://", whatever the scheme, or at the start without one. */
+static const char *authority_start(const char *u)
+{
+    const char *scheme_end = strstr(u, "://");
+    return scheme_end ? scheme_end + 3 : u;
+}
+
+/* A user name and password (USER:PASSWORD@ before the host) would go
+ * upstream with every request as Basic credentials: refused before any
+ * message that quotes the URL. */
+static bool has_userinfo(const char *u)
+{
+    const char *authority = authority_start(u);
+    return memchr(authority, '@', strcspn(authority, "/?#")) != NULL;
+}
+
+/* The URL as a message may quote it: anything after the scheme up to the
+ * last '@' is left out, for a password whose unencoded '/', '?' or '#' hid
+ * it from has_userinfo (a URL parser reads it so too). */
+static const char *quotable(const char *u, char *buf, size_t buflen)
+{
+    const char *start = authority_start(u);
+    const char *at = strrchr(start, '@');
+    if (!at)
+        return u;
+    snprintf(buf, buflen, "%.*s...%s", (int)(start - u), u, at);
+    return buf;
+}
+
 /* The URL as libcurl reads it, at start: a bad port or host failed every
- * request (502), and a user name and password went upstream with every
- * request as Basic credentials. 0, or -1 with err. */
+ * request (502). 0, or -1 with err. */
 static int check_upstream_url(const char *u, char *err, size_t errlen)
 {
     CURLU *url = curl_url();
-    char *user = NULL, *port = NULL;
+    char *port = NULL, quoted[512];
     CURLUcode rc = url ? curl_url_set(url, CURLUPART_URL, u, 0) : CURLUE_OUT_OF_MEMORY;
-    bool userinfo = !rc && curl_url_get(url, CURLUPART_USER, &user, 0) == CURLUE_OK;
     bool port_zero = !rc && curl_url_get(url, CURLUPART_PORT, &port, 0) == CURLUE_OK &&
                      strtoul(port, NULL, 10) == 0;
-    curl_free(user);
     curl_free(port);
     curl_url_cleanup(url);
-    if (userinfo) /* the URL is not echoed: it holds a password */
-        snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
-                 "would go to the upstream with every request; leave it out");
-    else if (rc || port_zero)
-        snprintf(err, errlen, "--upstream: '%s': %s (e.g. http://127.0.0.1:8080)", u,
+    if (rc || port_zero)
+        snprintf(err, errlen, "--upstream: '%s': %s (e.g. http://127.0.0.1:8080)",
+                 quotable(u, quoted, sizeof(quoted)),
                  rc ? curl_url_strerror(rc) : "port 0 cannot be connected to");
-    return rc || userinfo || port_zero ? -1 : 0;
+    return rc || port_zero ? -1 : 0;
 }
 
 /* --upstream http://host[:port][/path]: split into origin and path. */
@@ -45,9 +71,16 @@ static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
     const char *u = cfg->upstream;
     const char *rest = !strncmp(u, "http://", 7) ? u + 7 : !strncmp(u, "https://", 8) ? u + 8 : NULL;
     size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
+    char quoted[512];
+    if (has_userinfo(u)) { /* the URL is not echoed: it holds a password */
+        snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
+                 "would go to the upstream with every request; leave it out");
+        return -1;
+    }
     if (!rest || hostlen == 0 || strpbrk(rest, "?# \t")) {
         snprintf(err, errlen, "--upstream: '%s' is not an http:// URL such as "
-                 "http://127.0.0.1:8080 (no query or fragment)", u);
+                 "http://127.0.0.1:8080 (no query or fragment)",
+                 quotable(u, quoted, sizeof(quoted)));
         return -1;
     }
     if (check_upstream_url(u, err, errlen) < 0)
@@ -196,13 +229,31 @@ static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen
     return 0;
 }
 
-/* --profile-log and --profile-callgrind are written at shutdown (FILE.tmp,
- * renamed to FILE): an empty name, a folder, a file there that this process
- * may not write, or a folder that is not there or not writable is found now,
- * not then (when the profile would be lost). */
-static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
+/* In a sticky folder (/tmp) only the owner of an entry, or of the folder,
+ * may rename onto it or away from it (root may always). 0, or -1 with err. */
+static int check_sticky(const char *flag, const char *path, const char *dir,
+                        const struct stat *dir_st, char *err, size_t errlen)
 {
     struct stat st;
+    uid_t me = geteuid();
+    if (!(dir_st->st_mode & S_ISVTX) || me == 0 || dir_st->st_uid == me ||
+        lstat(path, &st) < 0 || st.st_uid == me)
+        return 0;
+    snprintf(err, errlen, "%s: cannot replace '%s': it is another user's, and in the sticky "
+             "folder '%s' only its owner or the folder's may (have it removed, or give "
+             "another file)", flag, path, dir);
+    return -1;
+}
+
+/* --profile-log and --profile-callgrind are written at shutdown as FILE.tmp,
+ * then renamed onto FILE: an empty name, a folder, a folder that is not there
+ * or not writable, a FILE.tmp there that cannot be written, or in a sticky
+ * folder a FILE or FILE.tmp of another user, is found now, not then (when
+ * the profile would be lost). FILE itself need not be writable. */
+static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
+{
+    struct stat st, dir_st;
+    char tmp[4096];
     if (!file)
         return 0;
     if (!file[0]) {
@@ -213,18 +264,26 @@ static int check_output_file(const char *flag, const char *file, char *err, size
         snprintf(err, errlen, "%s: '%s' is a folder; give a file in it to write", flag, file);
         return -1;
     }
-    if (access(file, F_OK) == 0 && access(file, W_OK) != 0) {
-        snprintf(err, errlen, "%s: cannot write '%s': %s", flag, file, strerror(errno));
+    snprintf(tmp, sizeof(tmp), "%s.tmp", file); /* as profile_pages.c's save_one */
+    if (faccessat(AT_FDCWD, tmp, F_OK, AT_EACCESS) == 0 &&
+        faccessat(AT_FDCWD, tmp, W_OK, AT_EACCESS) != 0) {
+        snprintf(err, errlen, "%s: cannot write '%s' (written first, then renamed to '%s'): "
+                 "%s", flag, tmp, file, strerror(errno));
         return -1;
     }
     const char *slash = strrchr(file, '/');
     char *dir = slash ? strndup(file, slash == file ? 1 : (size_t)(slash - file)) : strdup(".");
-    int ok = dir && access(dir, W_OK | X_OK) == 0;
-    if (!ok)
-        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file,
-                 dir ? dir : "?", dir ? strerror(errno) : "out of memory");
+    int rc = -1;
+    if (!dir)
+        snprintf(err, errlen, "out of memory");
+    else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0 || stat(dir, &dir_st) < 0)
+        snprintf(err, errlen, "%s: cannot write '%s' in '%s': %s", flag, file, dir,
+                 strerror(errno));
+    else if (check_sticky(flag, file, dir, &dir_st, err, errlen) == 0 &&
+             check_sticky(flag, tmp, dir, &dir_st, err, errlen) == 0)
+        rc = 0;
     free(dir);
-    return ok ? 0 : -1;
+    return rc;
 }
 
 /* Half the descriptors left after 64 for the process and the app: a client

@@ -489,14 +489,14 @@ int main(int argc, char **argv)
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }
     if (!cfg.profile_builtins && !prof_frame_hook_available()) {
-        fprintf(stderr, "tracfront: --profile-builtins=false needs CPython 3.11 (this build "
-                        "embeds %s)\n", PY_VERSION);
+        start_failed("--profile-builtins=false needs CPython 3.11 (this build embeds "
+                     PY_VERSION ")");
         tf_config_free(&cfg);
-        return 2;
+        return 2; /* a setting this build cannot honour, as a bad one */
     }
     if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
-        fprintf(stderr, "tracfront: out of memory\n");
-        return 1;
+        tf_config_free(&cfg);
+        return start_failed("out of memory");
     }
     int rc = cfg.workers ? run_front(&cfg, argv) : run_server(&cfg);
     tf_log_close();

@@ -279,7 +279,7 @@ static void finish(struct transfer *t, CURLcode rc)
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
     } else if (t->timed_out) {
-        snprintf(why, sizeof(why), "no data for %.1fs (--upstream-read-timeout)",
+        snprintf(why, sizeof(why), "no data for %gs (--upstream-read-timeout)",
                  t->up->cfg->upstream_read_timeout);
         fail(t, 504, why);
     } else if (t->head.invalid) {

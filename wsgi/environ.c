@@ -337,8 +337,12 @@ PyObject *wsgi_environ_base(void)
         goto error;
     if (cfg->trac_env && set_cstr(env, "trac.env_path", cfg->trac_env) < 0)
         goto error;
+    /* trac.web.main takes the TRAC_ENV variable for a trac.env_path the
+     * environ lacks, which would serve that one environment for every
+     * project: None, as tracd sets it (standalone.py) */
     if (cfg->trac_env_parent_dir &&
-        set_cstr(env, "trac.env_parent_dir", cfg->trac_env_parent_dir) < 0)
+        (set_cstr(env, "trac.env_parent_dir", cfg->trac_env_parent_dir) < 0 ||
+         PyDict_SetItemString(env, "trac.env_path", Py_None) < 0))
         goto error;
     for (size_t i = 0; i < cfg->n_env; i++) {
         const char *eq = strchr(cfg->env[i], '=');

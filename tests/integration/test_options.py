@@ -4,6 +4,7 @@ do nothing without their main option are refused; --help and README agree;
 a start failure is said once on the terminal."""
 import os
 import pathlib
+import pstats
 import re
 import subprocess
 import tempfile
@@ -11,19 +12,24 @@ import tempfile
 import pytest
 import requests
 
+from conftest import start_server
 from test_lifecycle import APPS, BINARY, ROOT, good_args, run_cli, write_config
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:abc",
                                  "http://[::1", "http://127.0.0.1:0", "http://ho^st:80",
-                                 "http://user:secret@127.0.0.1:80", "http://@127.0.0.1:80"])
+                                 "http://user:secret@127.0.0.1:80", "http://@127.0.0.1:80",
+                                 "http://user:secret@127.0.0.1:99999", "http://user:secret@h/?x",
+                                 "HTTP://user:secret@h", "user:secret@127.0.0.1:80",
+                                 "http://user:sec/ret@127.0.0.1:80"])
 def test_bad_upstream_url_is_refused(tmp_path, url):
     """They started, and every request was a 502 ("URL using bad/illegal
     format"), or, with user:password@, went out with `Authorization: Basic`
-    and the startup line showed the password."""
+    and the startup line showed the password; a URL refused for another
+    reason was quoted with its password."""
     rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", "--upstream", url, timeout=10)
     assert rc == 2 and "--upstream" in err, (rc, err)
-    assert "secret" not in err, err
+    assert not re.search("sec/?ret", err), err
 
 
 @pytest.mark.parametrize("flag", ["--profile-log", "--profile-callgrind"])
@@ -34,36 +40,76 @@ def test_profile_file_that_cannot_be_written_is_refused(tmp_path, flag, value, m
     assert rc == 2 and flag in err and message in err, (rc, err)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run tracfront as nobody")
-def test_profile_file_of_another_user_is_refused(tmp_path):
-    """As nobody, a root-owned file in a sticky world-writable folder (/tmp)."""
-    shared = pathlib.Path(tempfile.mkdtemp(prefix="tf-options-"))
+NOBODY = 65534
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run tracfront as nobody")
+
+
+def as_nobody():
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+@pytest.fixture
+def shared_folder():
+    """A folder under /tmp (pytest's are root's alone), removed afterwards."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tf-options-"))
+    yield folder
+    subprocess.run(["rm", "-rf", str(folder)], check=True)
+
+
+@needs_root
+@pytest.mark.parametrize("theirs", ["p.pstats", "p.pstats.tmp"])
+def test_profile_file_another_user_owns_in_a_sticky_folder_is_refused(shared_folder, theirs):
+    """As nobody, root's p.pstats (or p.pstats.tmp), writable by all, in a
+    sticky world-writable folder (/tmp): it was taken, and the profile lost at
+    SIGTERM (renaming p.pstats.tmp onto it: "Operation not permitted")."""
+    shared_folder.chmod(0o1777)
+    (shared_folder / theirs).write_text("root's")
+    (shared_folder / theirs).chmod(0o666)
+    proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
+                           "http://127.0.0.1:9", "--profile-log", str(shared_folder / "p.pstats")],
+                          cwd=str(shared_folder), preexec_fn=as_nobody,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=10, env={k: v for k, v in os.environ.items()
+                                           if k != "PYTHONPATH"})
+    assert proc.returncode == 2, proc.stderr
+    assert "--profile-log" in proc.stderr and "sticky" in proc.stderr, proc.stderr
+    assert theirs in proc.stderr, proc.stderr
+    assert (shared_folder / theirs).read_text() == "root's"
+
+
+@needs_root
+def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder):
+    """As nobody, its own p.pstats, mode 0444, in its own folder: refused at
+    start ("Permission denied"), though renaming p.pstats.tmp onto it works."""
+    log, workdir = shared_folder / "p.pstats", shared_folder / "srv"
+    workdir.mkdir()
+    log.write_text("old")
+    for path in (shared_folder, workdir, log):
+        os.chown(path, NOBODY, NOBODY)
+    log.chmod(0o444)
+    srv = start_server(workdir, "--app", "profiled_app:app", "--profile",
+                       "--profile-discard-first", "false", "--profile-log", log,
+                       preexec_fn=as_nobody)
     try:
-        shared.chmod(0o1777)
-        theirs = shared / "root.pstats"
-        theirs.write_text("root's")
-        proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
-                               "http://127.0.0.1:9", "--profile-log", str(theirs)],
-                              cwd=str(shared), user=65534, group=65534, extra_groups=[],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=10, env={k: v for k, v in os.environ.items()
-                                               if k != "PYTHONPATH"})
-        assert proc.returncode == 2, proc.stderr
-        assert "--profile-log" in proc.stderr and "Permission denied" in proc.stderr, proc.stderr
-        assert theirs.read_text() == "root's"
+        assert requests.get(srv.url, timeout=10).status_code == 200
     finally:
-        for f in shared.iterdir():
-            f.unlink()
-        shared.rmdir()
+        assert srv.stop() == 0, srv.error_log
+    assert "wrote %s" % log in srv.error_log, srv.error_log
+    assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [1]
 
 
 @pytest.mark.parametrize("flag, value", [
     ("--worker-start-timeout", "0"), ("--worker-start-timeout", "0.5"),
     ("--upstream-connect-timeout", "0"), ("--upstream-connect-timeout", "0.0004"),
+    ("--upstream-read-timeout", "0.0000001"), ("--upstream-read-timeout", "0.0009"),
 ])
 def test_timeouts_too_short_to_work_are_refused(tmp_path, flag, value):
     """--worker-start-timeout 0: no worker could ever start; --upstream-connect-
-    timeout 0 (or under half a millisecond) meant libcurl's 300 s."""
+    timeout 0 (or under half a millisecond) meant libcurl's 300 s; --upstream-
+    read-timeout under a microsecond meant no limit (0, as it is meant, is
+    taken: test_config.c)."""
     extra = ["--workers", "1"] if flag == "--worker-start-timeout" else \
         ["--upstream", "http://127.0.0.1:9"]
     rc, out, err = run_cli(tmp_path, *good_args(), *extra, flag, value, timeout=10)
@@ -85,6 +131,62 @@ def test_env_cannot_name_another_trac_environment(tmp_path, flag, key):
     rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", flag, tmp_path,
                            "--env", "%s=/elsewhere" % key, timeout=10)
     assert rc == 2 and key in err and flag in err, (rc, err)
+
+
+TRAC_STUB = """import os
+
+
+def dispatch_request(environ, start_response):  # trac.web.main's choice of environment
+    environ.setdefault('trac.env_path', os.getenv('TRAC_ENV'))
+    environ.setdefault('trac.env_parent_dir', os.getenv('TRAC_ENV_PARENT_DIR'))
+    env_path = environ.get('trac.env_path')
+    if not env_path:
+        project = environ['PATH_INFO'].split('/')[1]
+        env_path = os.path.join(environ['trac.env_parent_dir'], project)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [env_path.encode()]
+"""
+
+
+def test_trac_env_variable_does_not_replace_the_parent_dir(tracfront, tmp_path):
+    """TRAC_ENV=/srv/other tracfront --trac-env-parent-dir P served /srv/other
+    for every project: Trac takes TRAC_ENV when the environ has no
+    trac.env_path, and tracd sets it to None. With real Trac: test_trac.py."""
+    stub = tmp_path / "stub" / "trac" / "web"
+    stub.mkdir(parents=True)
+    for init in (stub.parent / "__init__.py", stub / "__init__.py"):
+        init.write_text("")
+    (stub / "main.py").write_text(TRAC_STUB)
+    projects = tmp_path / "projects"
+    (projects / "one").mkdir(parents=True)
+    srv = tracfront("--pythonpath", tmp_path / "stub", "--trac-env-parent-dir", projects,
+                    env={"TRAC_ENV": "/srv/other"})
+    r = requests.get(srv.url + "one/wiki", timeout=10)
+    assert r.status_code == 200 and r.text == str(projects / "one"), r.text
+
+
+@pytest.mark.skipif(os.environ.get("TF_SANITIZER") is not None,
+                    reason="a sanitizer's runtime must be the first library loaded")
+def test_start_failure_after_the_log_is_open_goes_to_the_error_log(tmp_path):
+    """Out of memory making --profile-slowest's table (prof_latency_init) was
+    said on stderr only, not in the --error-log file. calloc fails for that
+    table alone, through a library preloaded before libc's."""
+    shim = tmp_path / "failcalloc.c"
+    shim.write_text("#include <stddef.h>\n"
+                    "extern void *__libc_calloc(size_t n, size_t size);\n"
+                    "void *calloc(size_t n, size_t size)\n"
+                    "{ return n == 7777 ? NULL : __libc_calloc(n, size); }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "failcalloc.so"), str(shim)],
+                   check=True, timeout=60)
+    log = tmp_path / "error.log"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["LD_PRELOAD"] = str(tmp_path / "failcalloc.so")
+    proc = subprocess.run([str(BINARY), *good_args(), "--profile-slowest", "7777",
+                           "--error-log", str(log)], cwd=str(tmp_path), env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("out of memory") == 1, proc.stderr
+    assert log.read_text().count("out of memory") == 1, log.read_text()
 
 
 @pytest.mark.parametrize("flag, extra, needs", [

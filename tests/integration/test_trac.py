@@ -112,8 +112,12 @@ def test_post_preferences_with_form_token(trac):
     assert requests.post(trac.url + "prefs", data={"name": "x"}, timeout=60).status_code == 400
 
 
-def test_env_parent_dir(tracfront, trac_site):
-    srv = tracfront("--trac-env-parent-dir", trac_site["env"].parent, env=ENV)
+@pytest.mark.parametrize("trac_env", [None, "/nonexistent/other-env"])
+def test_env_parent_dir(tracfront, trac_site, trac_env):
+    """With TRAC_ENV set in tracfront's environment, Trac opened that one for
+    every request (500 here) until trac.env_path was None in the environ."""
+    env = dict(ENV, **({"TRAC_ENV": trac_env} if trac_env else {}))
+    srv = tracfront("--trac-env-parent-dir", trac_site["env"].parent, env=env)
     r = requests.get(srv.url, timeout=60)
     assert r.status_code == 200
     assert 'href="/demo"' in r.text

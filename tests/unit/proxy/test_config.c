@@ -270,6 +270,19 @@ static void test_refused_at_start(void **state)
     for (size_t i = 0; i < sizeof(bad_upstreams) / sizeof(*bad_upstreams); i++)
         expect_config_error(3, (char *[]){ "t", "--upstream", (char *)bad_upstreams[i] },
                             "--upstream: ");
+    static const char *const with_password[] = { /* refused, never quoted with it */
+        "http://u:secret@127.0.0.1:99999", "http://u:secret@h/?x", "HTTP://u:secret@h",
+        "u:secret@h:80", "http://u:secret/x@h:80",
+    };
+    for (size_t i = 0; i < sizeof(with_password) / sizeof(*with_password); i++) {
+        struct tf_config cfg;
+        char err[1024] = "";
+        assert_int_equal(load(&cfg, err, 3, (char *[]){ "t", "--upstream",
+                                                         (char *)with_password[i] }), -1);
+        if (!strstr(err, "--upstream") || strstr(err, "secret"))
+            fail_msg("'%s' refused with '%s'", with_password[i], err);
+        tf_config_free(&cfg);
+    }
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-log", "/tmp" },
                         "--profile-log: '/tmp' is a folder");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--profile-callgrind", "" },
@@ -280,6 +293,11 @@ static void test_refused_at_start(void **state)
     expect_config_error(7, (char *[]){ "t", "--upstream", "http://h", "--route", "/x=upstream",
                                        "--upstream-connect-timeout", "0.0009" },
                         "upstream-connect-timeout: '0.0009' is too short (at least 0.001 s)");
+    /* under a microsecond it was 0 µs in upstream.c: no limit */
+    expect_config_error(5, (char *[]){ "t", "--upstream", "http://h", "--upstream-read-timeout",
+                                       "0.0000001" },
+                        "upstream-read-timeout: '0.0000001' is too short (at least 0.001 s, "
+                        "or 0: no limit)");
     expect_config_error(5, (char *[]){ "t", "--app", "m:a", "--inline-fast-calls", "maybe" },
                         "--inline-fast-calls: 'maybe' is not true or false");
     static const char *const alone[][3] = { /* flag, value (NULL: a yes/no flag), needs */
@@ -313,6 +331,11 @@ static void test_least_values_and_underscored_app_flag(void **state)
     assert_string_equal(cfg.upstream_path, "/p");
     assert_true(cfg.worker_start_timeout == 1 && cfg.upstream_connect_timeout == 0.001);
     assert_true(cfg.upstream_read_timeout == 0); /* no limit */
+    tf_config_free(&cfg);
+    argv[8] = "0.001";
+    if (load(&cfg, err, 9, argv) < 0)
+        fail_msg("%s", err);
+    assert_true(cfg.upstream_read_timeout == 0.001);
     tf_config_free(&cfg);
     assert_int_equal(load(&cfg, err, 3, argv), 0);
     assert_true(cfg.upstream_read_timeout == 60 && cfg.upstream_connect_timeout == 5);
