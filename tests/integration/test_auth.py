@@ -462,9 +462,9 @@ def one_connection_per_worker(srv):
     raise AssertionError("every connection went to worker %s" % list(sessions))
 
 
-def test_digest_nonce_from_one_worker_is_taken_at_the_other(tracfront, files):
-    srv = tracfront("--app", "worker_app:app", "--workers", "2", "--digest-auth",
-                    "*,%s,%s" % (files["htdigest"], DREALM))
+def assert_nonce_taken_at_the_other_worker(srv):
+    """A nonce worker A issued is taken at worker B, and the answer's replay
+    at A is refused: they share one table of nonces."""
     (a, at_a), (b, at_b) = one_connection_per_worker(srv).items()
     challenge = at_a.get(srv.url + "login", timeout=30).headers["WWW-Authenticate"]
     answer = digest_header(challenge, "alice", "wonderland", "GET", "/login")
@@ -474,6 +474,29 @@ def test_digest_nonce_from_one_worker_is_taken_at_the_other(tracfront, files):
     r = at_a.get(srv.url + "login", headers={"Authorization": answer}, timeout=30)
     assert r.status_code == 401 and "stale=true" in r.headers["WWW-Authenticate"]  # a replay
     assert len(log_lines(srv, "a nonce count used before")) == 1, srv.error_log
+
+
+def test_digest_nonce_from_one_worker_is_taken_at_the_other(tracfront, files):
+    srv = tracfront("--app", "worker_app:app", "--workers", "2", "--digest-auth",
+                    "*,%s,%s" % (files["htdigest"], DREALM))
+    assert_nonce_taken_at_the_other_worker(srv)
+
+
+def test_digest_added_by_a_reload_is_shared_by_the_workers(tracfront, files, tmp_path):
+    """The front makes the nonces' table whatever its own settings: a reload
+    whose workers read --digest-auth from the --config file share it too
+    (they used to keep one each, silently)."""
+    ini = tmp_path / "tracfront.ini"
+    ini.write_text("[tracfront]\n")
+    srv = tracfront("--app", "worker_app:app", "--workers", "2", "--config", ini)
+    assert requests.get(srv.url + "login", timeout=30).status_code == 200
+    ini.write_text("[tracfront]\ndigest-auth = *,%s,%s\n" % (files["htdigest"], DREALM))
+    old = set(wait_for(lambda: children(srv.proc.pid), 30, "the workers"))
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: len(children(srv.proc.pid)) == 2 and not old & set(children(srv.proc.pid)),
+             60, "the old workers replaced by new ones")
+    assert requests.get(srv.url + "login", timeout=30).status_code == 401
+    assert_nonce_taken_at_the_other_worker(srv)
 
 
 def test_digest_answer_is_not_replayable_across_workers(tracfront, files):
@@ -778,6 +801,69 @@ def test_workers_get_the_verified_user(tracfront, files):
     assert r.status_code == 401  # a Basic realm: Digest answers are not taken
     r = requests.get(srv.url + "x", headers={"X-Tracfront-User": "Basic admin"}, timeout=30)
     assert r.json()["remote_user"] is None
+
+
+def socket_inodes(pid):
+    """{"socket:[inode]": descriptor} of a process's sockets."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:"):
+            out[target] = int(fd)
+    return out
+
+
+def test_tracfront_variables_in_the_environment_do_not_reach_the_workers(tracfront, files):
+    """A front started with a worker's variables set (from a worker's own
+    subprocess, or by hand) gives its workers only its own: an inherited
+    TF_AUTH_NONCES_FD that named the listening socket had each worker close
+    it and die (216 restarts in 8 s), an inherited TF_LISTEN_FD won over the
+    front's. A descriptor that is not the front's table is never closed."""
+    srv = basic(tracfront, files, "--workers", "1")
+    worker = next(iter(wait_for(lambda: children(srv.proc.pid), 30, "a worker")))
+    shared = socket_inodes(srv.proc.pid).keys() & socket_inodes(worker).keys()
+    assert len(shared) == 1, shared  # the listening socket, inherited at the same number
+    listen_fd = socket_inodes(worker)[shared.pop()]
+    assert srv.stop() == 0
+    for env in ({"TF_AUTH_NONCES_FD": str(listen_fd)}, {"TF_LISTEN_FD": "0"},
+                {"TF_AUTH_SECRET": "x", "TF_AUTH_NONCES_FD": "%d " % listen_fd}):
+        srv = basic(tracfront, files, "--workers", "1", env=env)
+        first = wait_for(lambda: children(srv.proc.pid), 30, "a worker")
+        for _ in range(5):  # new connections, each accepted on the listening socket
+            r = requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=30,
+                             headers={"Connection": "close"})
+            assert r.json()["remote_user"] == "sha", env
+        time.sleep(0.5)
+        assert children(srv.proc.pid) == first, (env, srv.error_log[-2000:])
+        assert "nonces" not in srv.error_log, env
+        assert srv.stop() == 0
+
+
+def test_without_memfd_each_worker_keeps_a_table_of_its_own(tracfront, files, tmp_path):
+    """Where the system cannot make the shared table (memfd_create fails:
+    an old kernel, a seccomp filter), the front says why and starts; each
+    worker then checks nonces in a table of its own (a nonce another worker
+    issued is answered stale, and the browser retries). It used to stop
+    saying "out of memory"."""
+    if not shutil.which("cc"):
+        pytest.skip("no C compiler to build the memfd_create stub")
+    stub = tmp_path / "nomemfd.c"
+    stub.write_text("#include <errno.h>\nint memfd_create(const char *n, unsigned f)"
+                    "{ (void)n; (void)f; errno = ENOSYS; return -1; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(tmp_path / "nomemfd.so"), str(stub)],
+                   check=True, capture_output=True, timeout=60)
+    env = {"LD_PRELOAD": str(tmp_path / "nomemfd.so"),  # ASan's runtime is then not first
+           "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"}
+    srv = digest(tracfront, files, "--workers", "2", env=env)
+    assert len(log_lines(srv, "memfd_create: Function not implemented")) == 1, srv.error_log
+    session = requests.Session()  # one connection: one worker, which issued the nonce
+    session.auth = HTTPDigestAuth("alice", "wonderland")
+    for _ in range(3):
+        assert session.get(srv.url + "login", timeout=30).json()["remote_user"] == "alice"
+    assert srv.stop() == 0
 
 
 # --- real Trac ------------------------------------------------------------------------------
