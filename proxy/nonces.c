@@ -148,7 +148,15 @@ void tf_nonces_make(struct tf_nonces *n, const char *realm, char out[TF_NONCE_LE
     uint32_t counter = __atomic_add_fetch(&t->counter, 1, __ATOMIC_RELAXED);
     snprintf(out, TF_NONCE_LEN + 1, "%08x%08x%08x", now_s(), t->id, counter);
     mac_of(n, out, realm, out + HEAD);
-    __atomic_store_n(&t->slots[counter % SLOTS], (uint64_t)counter << 32, __ATOMIC_RELEASE);
+    /* Only forward: a thread held up here while SLOTS newer nonces were made
+     * must not give the slot back to its older one (the newer would be
+     * answered stale). Counters wrap; a slot's is never 2^31 behind. */
+    uint64_t *slot = &t->slots[counter % SLOTS];
+    uint64_t seen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    while ((int32_t)(counter - (uint32_t)(seen >> 32)) > 0 &&
+           !__atomic_compare_exchange_n(slot, &seen, (uint64_t)counter << 32, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        ;
 }
 
 bool tf_nonces_ours(const struct tf_nonces *n, const char *realm, const char *nonce)

@@ -3,7 +3,8 @@
  * made by the front and shared (a memfd, as the workers map it) gives two
  * tf_nonces the same record, so one takes the other's nonce and refuses a
  * replay of what the other took. A worker takes the table only from a
- * decimal descriptor that is the front's table, and leaves any other open. */
+ * decimal descriptor that is the front's table, and leaves any other open;
+ * a nonce made late never takes a newer one's slot. */
 #define _GNU_SOURCE /* memfd_create */
 #include <errno.h>
 #include <fcntl.h>
@@ -127,6 +128,33 @@ static void test_shared_table(void **state)
     tf_nonces_free(b);
 }
 
+/* A thread that drew its nonce's counter, then was held up while 4096
+ * more were made, must not give that slot back to its older nonce: the
+ * newer one would be answered stale. The late thread is played by setting
+ * the table's counter back (its layout: id, counter, slots). Shares a
+ * second table, replacing the one test_shared_table shared. */
+static void test_late_nonce_never_takes_a_newer_slot(void **state)
+{
+    (void)state;
+    char err[256];
+    int fd = tf_nonces_table_create(err, sizeof(err)), kept = dup(fd);
+    assert_true(fd >= 0 && kept >= 0);
+    assert_int_equal(tf_nonces_table_share(number(fd), true), 0);
+    uint32_t *head = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, kept, 0);
+    assert_true(head != MAP_FAILED);
+    struct tf_nonces *n = tf_nonces_new(key, 60);
+    char newer[TF_NONCE_LEN + 1], late[TF_NONCE_LEN + 1];
+    for (unsigned i = 0; i <= 4096; i++) /* counters 1 to 4097: 4097 took 1's slot */
+        tf_nonces_make(n, "Trac", newer);
+    __atomic_store_n(&head[1], 0, __ATOMIC_SEQ_CST); /* the late thread's counter is 1 */
+    tf_nonces_make(n, "Trac", late);
+    assert_int_equal(tf_nonces_take(n, late, "00000001"), TF_NONCE_FORGOTTEN);
+    assert_int_equal(tf_nonces_take(n, newer, "00000001"), TF_NONCE_FRESH);
+    tf_nonces_free(n);
+    munmap(head, 4096);
+    close(kept);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +162,7 @@ int main(void)
         cmocka_unit_test(test_share_takes_only_the_fronts_table),
         cmocka_unit_test(test_table_not_used_is_closed_unmapped),
         cmocka_unit_test(test_shared_table),
+        cmocka_unit_test(test_late_nonce_never_takes_a_newer_slot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
