@@ -641,6 +641,29 @@ def test_basic_upload_without_expect_gets_its_401_not_a_reset(tracfront, files):
     assert len(log_lines(srv, "auth: wrong password")) == 10
 
 
+@pytest.mark.parametrize("user", ["bcrypt", "sha"])  # checked away from the loop, and on it
+def test_login_with_an_empty_body_keeps_its_connection(tracfront, files, user):
+    """Content-Length: 0 is no body to refuse before reading: a wrong
+    password's 401 keeps the connection open, as for a GET."""
+    import base64
+    import http.client
+    srv = basic(tracfront, files)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    try:
+        value = base64.b64encode(("%s:wrong" % user).encode()).decode()
+        conn.request("POST", "/login", body=b"", headers={"Authorization": "Basic " + value})
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 401 and not r.will_close, r.getheaders()
+        sock = conn.sock
+        conn.request("GET", "/x")
+        r = conn.getresponse()
+        assert r.status == 200 and conn.sock is sock  # on the same connection
+        r.read()
+    finally:
+        conn.close()
+
+
 def test_log_lines_are_exact_and_escaped(tracfront, files):
     srv = digest(tracfront, files)
     challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
