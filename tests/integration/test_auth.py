@@ -7,6 +7,7 @@ htpasswd (-B, -m, -s, -d) and htdigest (driven through a pty, as it reads the
 password from its terminal); tests/apps/auth_app.py shows what the app got.
 """
 import hashlib
+import json
 import os
 import pathlib
 import pty
@@ -662,6 +663,33 @@ def test_login_with_an_empty_body_keeps_its_connection(tracfront, files, user):
         r.read()
     finally:
         conn.close()
+
+
+def test_login_checked_while_the_stop_begins_is_served(tracfront, files):
+    """An upload whose credentials are being checked when SIGTERM comes was
+    already coming: it goes on (100 Continue, its body, the app's answer),
+    as any request in flight does; only a head after the stop gets 503."""
+    import base64
+    subprocess.run(["htpasswd", "-b", "-B", "-C", "13", str(files["htpasswd"]), "slow",
+                    "slow-pw"], check=True, capture_output=True, timeout=60)
+    srv = basic(tracfront, files)
+    s = srv.connect(30)
+    try:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+                  b"Expect: 100-continue\r\nAuthorization: Basic " +
+                  base64.b64encode(b"slow:slow-pw") + b"\r\n\r\n")
+        time.sleep(0.1)  # the check is under way (cost 13: about half a second)
+        srv.proc.send_signal(signal.SIGTERM)
+        s.settimeout(30)
+        assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"0123456789")
+        answer = s.makefile("rb").read()  # to the close: Connection: close while stopping
+    finally:
+        s.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert json.loads(body)["remote_user"] == "slow"
+    assert srv.proc.wait(30) == 0
 
 
 def test_log_lines_are_exact_and_escaped(tracfront, files):
