@@ -479,10 +479,10 @@ int main(int argc, char **argv)
         if (secret)
             tf_auth_share_key(secret);
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
-        const char *nonces = getenv("TF_AUTH_NONCES_FD");
-        if (nonces && tf_nonces_table_share(atoi(nonces)) < 0)
-            tf_log_error("--digest-auth: cannot share the front's table of nonces (%m): this "
-                         "worker answers stale to the others' nonces");
+        const char *nonces = getenv("TF_AUTH_NONCES_FD"); /* unset: the front has none */
+        if (nonces && tf_nonces_table_share(nonces, cfg.n_digest_auth > 0) < 0)
+            tf_log_error("TF_AUTH_NONCES_FD=%s is not the front's table of Digest nonces (%m): "
+                         "left alone; this worker answers stale to the others' nonces", nonces);
         unsetenv("TF_AUTH_NONCES_FD");
         take_worker_env();
         tf_log_set_worker_tag();

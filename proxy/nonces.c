@@ -8,6 +8,7 @@
 #include "proxy/nonces.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,9 @@
 
 #define SLOTS 4096u             /* nonces whose nc is tracked at once */
 #define HEAD 24                 /* the hex before the HMAC */
+/* A shared table's memfd has exactly these (no other descriptor has): its
+ * size cannot change, nor its seals. */
+#define TABLE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
 
 struct table {
     uint32_t id;                /* random, written once by its maker; in every nonce */
@@ -37,38 +41,64 @@ struct tf_nonces {
     struct table *own;          /* owned; NULL when shared */
 };
 
-int tf_nonces_table_create(void)
+int tf_nonces_table_create(char *err, size_t errlen)
 {
-    int fd = memfd_create("tracfront-digest-nonces", MFD_CLOEXEC);
+    const char *step = "memfd_create";
+    struct table *t = MAP_FAILED;
+    int fd = memfd_create("tracfront-digest-nonces", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
-        return -1;
-    struct table *t = ftruncate(fd, sizeof(*t)) < 0 ? MAP_FAILED
-                    : mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (t == MAP_FAILED || tf_random_bytes(&t->id, sizeof(t->id)) < 0) {
-        int saved = errno;
-        if (t != MAP_FAILED)
-            munmap(t, sizeof(*t));
-        close(fd);
-        errno = saved;
-        return -1;
-    }
+        goto fail;
+    if ((step = "ftruncate", ftruncate(fd, sizeof(*t)) < 0) ||
+        (step = "mmap", t = mmap(NULL, sizeof(*t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+            == MAP_FAILED ||
+        (step = "getrandom", tf_random_bytes(&t->id, sizeof(t->id)) < 0) ||
+        (step = "F_ADD_SEALS", fcntl(fd, F_ADD_SEALS, TABLE_SEALS) < 0))
+        goto fail;
     munmap(t, sizeof(*t)); /* the front itself never checks a nonce */
     return fd;
+fail:
+    snprintf(err, errlen, "%s: %s", step, strerror(errno));
+    if (t != MAP_FAILED)
+        munmap(t, sizeof(*t));
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
-int tf_nonces_table_share(int fd)
+/* The number in value: decimal digits and nothing else; -1 if it is not. */
+static int descriptor_in(const char *value)
+{
+    size_t n = value ? strspn(value, "0123456789") : 0;
+    if (n == 0 || n > 9 || value[n] != '\0')
+        return -1;
+    return atoi(value);
+}
+
+int tf_nonces_table_share(const char *value, bool use)
 {
     struct stat st;
-    void *t = fstat(fd, &st) < 0 ? MAP_FAILED
-            : (size_t)st.st_size < sizeof(struct table) ? (errno = EINVAL, MAP_FAILED)
-            : mmap(NULL, sizeof(struct table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int fd = descriptor_in(value);
+    if (fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    int seals = fcntl(fd, F_GET_SEALS); /* EINVAL but on a memfd; EBADF */
+    if (seals < 0)
+        return -1;
+    if (seals != TABLE_SEALS || fstat(fd, &st) < 0 || st.st_size != (off_t)sizeof(struct table)) {
+        errno = EINVAL;
+        return -1;
+    }
+    void *t = use ? mmap(NULL, sizeof(struct table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                  : NULL;
     int saved = errno;
-    close(fd);
+    close(fd); /* the front's table: not for the app's programs to inherit */
     if (t == MAP_FAILED) {
         errno = saved;
         return -1;
     }
-    shared_table = t; /* kept for the process's life */
+    if (t)
+        shared_table = t; /* kept for the process's life */
     return 0;
 }
 
@@ -118,7 +148,15 @@ void tf_nonces_make(struct tf_nonces *n, const char *realm, char out[TF_NONCE_LE
     uint32_t counter = __atomic_add_fetch(&t->counter, 1, __ATOMIC_RELAXED);
     snprintf(out, TF_NONCE_LEN + 1, "%08x%08x%08x", now_s(), t->id, counter);
     mac_of(n, out, realm, out + HEAD);
-    __atomic_store_n(&t->slots[counter % SLOTS], (uint64_t)counter << 32, __ATOMIC_RELEASE);
+    /* Only forward: a thread held up here while SLOTS newer nonces were made
+     * must not give the slot back to its older one (the newer would be
+     * answered stale). Counters wrap; a slot's is never 2^31 behind. */
+    uint64_t *slot = &t->slots[counter % SLOTS];
+    uint64_t seen = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    while ((int32_t)(counter - (uint32_t)(seen >> 32)) > 0 &&
+           !__atomic_compare_exchange_n(slot, &seen, (uint64_t)counter << 32, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        ;
 }
 
 bool tf_nonces_ours(const struct tf_nonces *n, const char *realm, const char *nonce)

@@ -10,6 +10,7 @@
 #define TF_NONCES_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TF_NONCE_LEN 56         /* 8 hex time, 8 hex table id, 8 hex counter, 32 hex HMAC */
@@ -17,14 +18,21 @@
 
 struct tf_nonces;
 
-/* The front, --workers: make the table its workers share. A descriptor for
- * them to inherit (close-on-exec set), or -1 with errno. */
-int tf_nonces_table_create(void);
+/* The front, --workers: make the table its workers share (a sealed memfd).
+ * A descriptor for them to inherit (close-on-exec set), or -1 with the
+ * call that failed and why in err ("memfd_create: Function not
+ * implemented"); each worker then keeps a table of its own. */
+int tf_nonces_table_create(char *err, size_t errlen);
 
-/* A worker, before any tf_nonces_new(): use the front's table (fd, which is
- * closed here). 0, or -1 with errno (the worker then keeps a table of its
- * own: the others' nonces are answered stale). */
-int tf_nonces_table_share(int fd);
+/* A worker, before any tf_nonces_new(): take the front's table from value,
+ * TF_AUTH_NONCES_FD's: a descriptor's number in decimal digits only. Once
+ * it is found to be a table tf_nonces_table_create made, it is mapped (if
+ * use: a worker without Digest does not) and closed. 0, or -1 with errno
+ * (EINVAL: not a number, or not such a table; EBADF: not open), and then
+ * the descriptor is left as it was: what a stray variable names is never
+ * closed. Without it the worker keeps a table of its own: the others'
+ * nonces are answered stale. */
+int tf_nonces_table_share(const char *value, bool use);
 
 /* Nonces under key (32 bytes, copied), good for lifetime_s seconds; in the
  * shared table when there is one, else in one of its own. NULL on out of

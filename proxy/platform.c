@@ -180,6 +180,20 @@ static void close_others(int a, int b, int c, int d)
     close_range(lo, ~0U, 0);
 }
 
+/* Is var ("KEY=VALUE") one a front gives its workers? One inherited (the
+ * front started from a worker's subprocess, or by hand) must not reach
+ * them: getenv would find it before the front's own, and a descriptor's
+ * number in it may name any of theirs. */
+static bool worker_variable(const char *var)
+{
+    static const char *const prefixes[] = { "TF_WORKER_", "TF_FRONT_", "TF_AUTH_",
+                                            "TF_LISTEN_FD=" };
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
+        if (!strncmp(var, prefixes[i], strlen(prefixes[i])))
+            return true;
+    return false;
+}
+
 /* environ without our own keys, then env, then the pipes' numbers. */
 static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap,
                                 int go, char *govar, size_t gocap)
@@ -195,7 +209,7 @@ static char **child_environment(const char *const env[], int fd, char *fdvar, si
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "TF_WORKER_", 10) != 0 && strncmp(environ[i], "TF_FRONT_", 9) != 0)
+        if (!worker_variable(environ[i]))
             out[k++] = environ[i];
     for (size_t i = 0; i < extra; i++)
         out[k++] = (char *)env[i];

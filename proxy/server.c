@@ -398,12 +398,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
             return tf_server_reply(req, 503, "The server is shutting down.", true);
         req->has_body = framing.content_length >= 0 || framing.chunked;
-        if (req->has_body) {
+        if (framing.content_length > 0 || framing.chunked) {
             /* A refused upload is answered before its body is read (and
              * Expect: 100-continue gets the 401, not a 100): a quick check
              * here, a slow one away from the loop with the connection
              * suspended in this first call, which libmicrohttpd makes again
-             * after the resume (login_checked), still before the body. */
+             * after the resume (login_checked), still before the body. An
+             * empty one (Content-Length: 0) is refused as a GET is, at the
+             * final call, keeping its connection. */
             enum MHD_Result refused;
             const char *rest;
             const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,

@@ -50,7 +50,7 @@ struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
     char **argv;                   /* this program's argv + --worker */
     int listen_fd;                 /* the public socket every worker accepts on */
-    int nonces_fd;                 /* --digest-auth: the nonces' table they share, or -1 */
+    int nonces_fd;                 /* the Digest nonces' table they share, or -1 */
     char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
     pthread_mutex_t lock;          /* guards current and the retired list (read by the
                                     * control server; only the main thread changes them) */
@@ -555,17 +555,20 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     pthread_mutex_init(&w->lock, NULL);
     snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
     memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
-    /* one table for every worker of every generation, as the key is */
-    w->nonces_fd = cfg->n_digest_auth ? tf_nonces_table_create() : -1;
-    snprintf(w->nonces_env, sizeof(w->nonces_env), "TF_AUTH_NONCES_FD=%d", w->nonces_fd);
-    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0 ||
-        (cfg->n_digest_auth && w->nonces_fd < 0)) {
-        if (w->nonces_fd >= 0)
-            close(w->nonces_fd);
+    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0) {
         free(w->argv);
         free(w);
         return NULL;
     }
+    /* One table for every worker of every generation, as the key is; made
+     * without --digest-auth too, which a reload may bring (the file's). */
+    char why[128];
+    w->nonces_fd = tf_nonces_table_create(why, sizeof(why));
+    snprintf(w->nonces_env, sizeof(w->nonces_env), "TF_AUTH_NONCES_FD=%d", w->nonces_fd);
+    if (w->nonces_fd < 0)
+        tf_log_error("cannot make the table of Digest nonces the workers share (%s): each keeps "
+                     "one of its own, so a nonce one worker issued is answered stale at the "
+                     "others (browsers then retry)", why);
     return w;
 }
 
