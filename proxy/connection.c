@@ -58,7 +58,7 @@ static void close_lingering(struct tf_connection *conn)
         MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
     if (fd >= 0)
-        tf_linger_add(d->linger, fd, tf_now_us()); /* past its limit: closed at once */
+        tf_linger_add(d->linger, fd); /* past its limit: closed at once */
 }
 
 void tf_connection_end(struct tf_connection *conn)

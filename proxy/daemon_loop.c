@@ -263,7 +263,7 @@ static long daemon_tick(void *ctx)
     if (d->watched)
         look_at_watched(d);
     long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
-    long linger = tf_linger_sweep(d->linger, tf_now_us());
+    long linger = tf_linger_sweep(d->linger);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
     long next = earliest(earliest(sweep, limits), linger);
@@ -278,7 +278,7 @@ int tf_daemon_attach(void *arg) /* on the daemon's loop */
 {
     struct tf_daemon *d = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default)) ||
+    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default, NULL)) ||
            tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
            tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
 }
