@@ -7,6 +7,7 @@
 #include "proxy/connection.h"
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -46,23 +47,33 @@ struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connec
     if (d->conns)
         d->conns->prev = conn;
     d->conns = conn;
+    /* A lingering socket holds a descriptor as a connection does: together
+     * they keep to the daemon's share of --max-connections, which the
+     * descriptor limit was sized for (the oldest lingering one gives way). */
+    d->n_conns++;
+    while (d->n_conns + tf_linger_count(d->linger) > d->share && tf_linger_close_oldest(d->linger))
+        continue;
     return conn;
 }
 
 /* Hand a duplicate of conn's socket to its daemon's lingerer: when
- * libmicrohttpd closes its own, the connection stays open for it. */
+ * libmicrohttpd closes its own, the connection stays open for it. Out of
+ * descriptors, the oldest lingering socket gives way to it. */
 static void close_lingering(struct tf_connection *conn)
 {
     struct tf_daemon *d = conn->daemon;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
     int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    if (fd < 0 && ci && errno == EMFILE && tf_linger_close_oldest(d->linger))
+        fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
     if (fd >= 0)
         tf_linger_add(d->linger, fd); /* past its limit: closed at once */
 }
 
 void tf_connection_end(struct tf_connection *conn)
 {
+    conn->daemon->n_conns--; /* its place may go to its lingering socket */
     if (conn->linger && conn->daemon->linger)
         close_lingering(conn);
     if (conn->prev)

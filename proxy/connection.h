@@ -41,7 +41,9 @@ struct tf_connection {
 void tf_connection_timeouts(struct tf_daemon *d, double header_s, unsigned idle_s);
 
 /* A new connection, in d's list, its first head due now + the head timeout.
- * NULL on out of memory (the connection then has no deadline). */
+ * d's oldest lingering sockets are closed while they and its connections
+ * would pass its share of --max-connections. NULL on out of memory (the
+ * connection then has no deadline, and is not counted). */
 struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connection *mhd,
                                           uint64_t now);
 /* The connection closes (libmicrohttpd's socket is still open): out of the

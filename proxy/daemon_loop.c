@@ -118,16 +118,31 @@ static void look_at_watched(struct tf_daemon *d)
     }
 }
 
-/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
- * its listening socket in its epoll set ("will try busy waiting"): the
- * loop would run it again at once, a whole CPU. So the daemon whose run
- * this is (the current loop's) is taken off its loop for 250 ms. */
-static void pause_accepting(struct tf_server *server)
+/* The daemon whose run this is (the current loop's), or NULL. */
+static struct tf_daemon *running_daemon(struct tf_server *server)
 {
     struct tf_loop *loop = tf_loop_current();
     for (unsigned i = 0; loop && i < server->n_daemons; i++)
         if (server->daemons[i].loop == loop)
-            server->daemons[i].accept_failed = true; /* run_daemon acts on it */
+            return &server->daemons[i];
+    return NULL;
+}
+
+/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
+ * its listening socket in its epoll set ("will try busy waiting"): the
+ * loop would run it again at once, a whole CPU. So the daemon whose run
+ * this is is taken off its loop for 250 ms. */
+static void pause_accepting(struct tf_server *server)
+{
+    struct tf_daemon *d = running_daemon(server);
+    if (d)
+        d->accept_failed = true; /* run_daemon acts on it */
+}
+
+int tf_daemon_close_lingering(void *arg)
+{
+    struct tf_daemon *d = arg;
+    return tf_linger_close_oldest(d->linger);
 }
 
 /* libmicrohttpd's line about a client that went away: it closed with its
@@ -180,6 +195,9 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     }
     if (strstr(msg, "resource limit at FIRST connection"))
         pause_accepting(cls);
+    struct tf_daemon *d;
+    if (!strncmp(msg, "Error accepting connection: ", 28) && (d = running_daemon(cls)))
+        tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
     char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */

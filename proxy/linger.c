@@ -159,5 +159,5 @@ long tf_linger_sweep(struct tf_lingerer *l)
 
 unsigned tf_linger_count(const struct tf_lingerer *l)
 {
-    return l->count;
+    return l ? l->count : 0;
 }

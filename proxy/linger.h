@@ -48,7 +48,7 @@ bool tf_linger_close_oldest(struct tf_lingerer *l);
 /* Close the sockets past their time. Returns the ms until a socket's time
  * may be up, or -1 when none lingers. */
 long tf_linger_sweep(struct tf_lingerer *l);
-/* Sockets lingering now. */
+/* Sockets lingering now (0 for a NULL l). */
 unsigned tf_linger_count(const struct tf_lingerer *l);
 
 #endif

@@ -673,6 +673,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
 {
     const struct tf_config *cfg = server->cfg;
     tf_connection_timeouts(d, cfg->header_timeout, idle_timeout_s(cfg->idle_timeout));
+    d->share = connection_share(server, (unsigned)(d - server->daemons));
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (listen_fd < 0)
         flags |= MHD_USE_NO_LISTEN_SOCKET;
@@ -689,7 +690,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(cfg->idle_timeout),
         /* else FD_SETSIZE - 4, which epoll does not need */
-        MHD_OPTION_CONNECTION_LIMIT, connection_share(server, (unsigned)(d - server->daemons)),
+        MHD_OPTION_CONNECTION_LIMIT, d->share,
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
