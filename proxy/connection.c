@@ -56,26 +56,35 @@ struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connec
     return conn;
 }
 
-/* Hand a duplicate of conn's socket to its daemon's lingerer: when
+/* Hand a duplicate of socket (libmicrohttpd's) to d's lingerer: when
  * libmicrohttpd closes its own, the connection stays open for it. Out of
  * descriptors, the oldest lingering socket gives way to it. */
-static void close_lingering(struct tf_connection *conn)
+static void close_lingering(struct tf_daemon *d, int socket)
 {
-    struct tf_daemon *d = conn->daemon;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
-    if (fd < 0 && ci && errno == EMFILE && tf_linger_close_oldest(d->linger))
-        fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+    int fd = fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 && errno == EMFILE && tf_linger_close_oldest(d->linger))
+        fd = fcntl(socket, F_DUPFD_CLOEXEC, 0);
     if (fd >= 0)
         tf_linger_add(d->linger, fd); /* past its limit: closed at once */
 }
 
+/* Is the client's input waiting unread (the rest of a request libmicrohttpd
+ * refused before reading it whole, or one sent behind an answer that closes
+ * the connection)? A close would answer it with a reset. */
+static bool input_unread(int socket)
+{
+    char c;
+    return recv(socket, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 void tf_connection_end(struct tf_connection *conn)
 {
-    conn->daemon->n_conns--; /* its place may go to its lingering socket */
-    if (conn->linger && conn->daemon->linger)
-        close_lingering(conn);
+    struct tf_daemon *d = conn->daemon;
+    d->n_conns--; /* its place may go to its lingering socket */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && d->linger && (conn->linger || input_unread(ci->connect_fd)))
+        close_lingering(d, ci->connect_fd);
     if (conn->prev)
         conn->prev->next = conn->next;
     else

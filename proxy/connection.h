@@ -7,7 +7,7 @@
  * it likes; the deadline is what ends it, as nginx's client_header_timeout.
  * Everything here runs on the I/O thread of the connection's daemon; the
  * work is per connection and per completed request, never a system call per
- * request. */
+ * request (one per connection's end). */
 #ifndef TF_CONNECTION_H
 #define TF_CONNECTION_H
 
@@ -30,8 +30,9 @@ struct tf_connection {
                                        complete by then; 0 = none (one is being answered,
                                        or --header-timeout 0) */
     bool head_timed_out;            /* closed for missing it: its request is logged 408 */
-    bool linger;                    /* its last answer came before its request was read
-                                       whole: the socket closes lingering (linger.h) */
+    bool linger;                    /* its last answer came before the body its request
+                                       announced was read: the socket closes lingering
+                                       (linger.h) */
 };
 
 /* The times a daemon gives a request's head (us; 0 = none): a connection's
@@ -47,9 +48,10 @@ void tf_connection_timeouts(struct tf_daemon *d, double header_s, unsigned idle_
 struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connection *mhd,
                                           uint64_t now);
 /* The connection closes (libmicrohttpd's socket is still open): out of the
- * list, freed (its pin is the caller's). With conn->linger its socket is
- * duplicated and handed to its daemon's lingerer, unless the daemon is off
- * its loop (stopping). */
+ * list, freed (its pin is the caller's). With conn->linger, or input from
+ * the client still unread (one recv with MSG_PEEK, as nginx looks), its
+ * socket is duplicated and handed to its daemon's lingerer, unless the
+ * daemon is off its loop (stopping). */
 void tf_connection_end(struct tf_connection *conn);
 /* Answer conn's request, whose body is arriving, with a minimal text error
  * (tf_error_text) and Connection: close, written to the socket here:

@@ -540,6 +540,18 @@ static unsigned status_unanswered(const struct tf_request *req, struct MHD_Conne
     return toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 400;
 }
 
+/* Did the request announce a body (a Content-Length but 0, or a
+ * Transfer-Encoding, valid or not)? Answered before it was read, its client
+ * may still be sending it. */
+static bool body_announced(struct MHD_Connection *connection)
+{
+    const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return (length && strcmp(length, "0") != 0) ||
+           MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_TRANSFER_ENCODING);
+}
+
 /* Was the request answered? libmicrohttpd ends its own refusals (400, 413,
  * 431...) "with error", after the answer was sent. */
 static bool answered(struct MHD_Connection *connection, enum MHD_RequestTerminationCode toe)
@@ -603,8 +615,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         req->conn->req = NULL;
         if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
             tf_connection_request_done(req->conn, now);
-        if (!req->read_whole && answered(connection, toe))
-            req->conn->linger = true; /* the client may still be sending */
+        if (!req->read_whole && answered(connection, toe) && body_announced(connection))
+            req->conn->linger = true; /* the client may still be sending it */
     }
     tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */
