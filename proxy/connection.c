@@ -9,16 +9,20 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "proxy/linger.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/static.h"
 
 #define SWEEP_US 1000000u
 
@@ -109,21 +113,29 @@ void tf_connection_request_done(struct tf_connection *conn, uint64_t now)
 }
 
 int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
-                         uint64_t *body_len)
+                         bool head_only, uint64_t *body_len)
 {
-    char head[256], body[512];
+    char head[320], body[512], date[32];
     size_t n = tf_error_text(status, detail, body, sizeof(body));
-    int h = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nContent-Type: text/plain; "
-                     "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, MHD_get_reason_phrase_for(status), n);
-    struct iovec iov[2] = { { head, (size_t)h }, { body, n } };
+    tf_http_date(time(NULL), date, sizeof(date));
+    int h = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: "
+                     "text/plain; charset=utf-8\r\nContent-Length: %zu\r\nConnection: "
+                     "close\r\n\r\n", status, MHD_get_reason_phrase_for(status), date, n);
+    struct iovec iov[2] = { { head, (size_t)h }, { body, head_only ? 0 : n } };
     struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    /* an empty send buffer (nothing was sent) takes these few hundred bytes */
-    if (!ci || sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(h + n))
+    /* Only into an empty send queue (the client took every earlier answer),
+     * which takes these few hundred bytes whole: in one that is not, the
+     * write could be cut short, a truncated answer on the wire. */
+    int queued;
+    if (!ci || ioctl(ci->connect_fd, SIOCOUTQ, &queued) < 0 || queued > 0)
         return -1;
-    *body_len = n;
+    ssize_t sent = sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent <= 0)
+        return -1;
+    /* Sent, whole or (not expected) in part: the client may be reading it */
+    *body_len = (size_t)sent > (size_t)h ? (uint64_t)sent - (uint64_t)h : 0;
     conn->linger = true;
     return 0;
 }

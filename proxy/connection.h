@@ -54,12 +54,14 @@ struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connec
  * daemon is off its loop (stopping). */
 void tf_connection_end(struct tf_connection *conn);
 /* Answer conn's request, whose body is arriving, with a minimal text error
- * (tf_error_text) and Connection: close, written to the socket here:
- * libmicrohttpd 0.9.75 cannot queue an answer before a body ends. Only when
- * nothing of an answer was sent; the caller then ends the request (MHD_NO),
- * and the socket lingers. 0, or -1 when the socket did not take it whole. */
+ * (tf_error_text; no body for head_only, a HEAD) with Date and Connection:
+ * close, written to the socket here: libmicrohttpd 0.9.75 cannot queue an
+ * answer before a body ends. Written only when the socket's send queue is
+ * empty (nothing earlier is still unsent); the caller then ends the request
+ * (MHD_NO). 0 when it was written (*body_len: the bytes of its body sent;
+ * the socket lingers), -1 when nothing was. */
 int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
-                         uint64_t *body_len);
+                         bool head_only, uint64_t *body_len);
 
 /* A request's head is complete: no deadline while it is answered. */
 static inline void tf_connection_head_done(struct tf_connection *conn)

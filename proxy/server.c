@@ -357,7 +357,7 @@ static enum MHD_Result login_checked(struct tf_server *server, struct tf_request
 static enum MHD_Result refuse_mid_body(struct tf_server *server, struct tf_request *req)
 {
     bool answered = req->conn && tf_connection_refuse(req->conn, 413, MAX_BODY_DETAIL,
-                                                      &req->bytes_out) == 0;
+                                                      req->is_head, &req->bytes_out) == 0;
     if (answered)
         req->status = 413;
     tf_log_info("%s %s: the chunked body went on past --max-body (%" PRIu64 " bytes) by more "
