@@ -10,6 +10,7 @@ import select
 import socket
 import time
 
+from test_bad_requests import read_to_end
 from workers_util import children, wait_for
 
 HELLO = ("--app", "hello:application")
@@ -289,12 +290,7 @@ def refused_upload(srv):
     socket, still open on this side."""
     s = srv.connect()
     s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"u" * 100)
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = read_to_end(s)
     assert data.startswith(b"HTTP/1.1 413"), data
     return s
 
