@@ -391,6 +391,8 @@ def test_unwritable_tmpdir_is_refused_at_start(tracfront, tmp_path):
                     expect_fail=True)
     assert srv.proc.returncode == 2, srv.stderr
     assert "TMPDIR" in srv.stderr and str(tmp_path / "nonexistent") in srv.stderr, srv.stderr
+    log = srv.workdir / "error.log"  # --error-log: start errors are written there too
+    assert log.exists() and str(tmp_path / "nonexistent") in log.read_text(), srv.stderr
 
 
 def test_body_that_cannot_be_stored_names_the_folder(tracfront, tmp_path):
