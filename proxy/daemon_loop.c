@@ -196,7 +196,7 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     if (strstr(msg, "resource limit at FIRST connection"))
         pause_accepting(cls);
     struct tf_daemon *d;
-    if (!strncmp(msg, "Error accepting connection: ", 28) && (d = running_daemon(cls)))
+    if (strstr(msg, "Error accepting connection") && (d = running_daemon(cls)))
         tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
