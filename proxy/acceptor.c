@@ -50,6 +50,17 @@ static int add_connection(struct tf_server *server, int fd, const struct sockadd
     return 0;
 }
 
+/* Out of descriptors: close a lingering socket (linger.h) of one of the
+ * daemons, the oldest of the first that has one. True when one was. */
+static bool close_a_lingering_socket(struct tf_server *server)
+{
+    for (unsigned i = 0; i < server->n_daemons; i++)
+        if (tf_loop_call(server->daemons[i].loop, tf_daemon_close_lingering,
+                         &server->daemons[i]) == 1)
+            return true;
+    return false;
+}
+
 /* A worker's acceptor: the workers share one listening socket, and the
  * least busy should win each new connection (keep-alive connections stay
  * where they land), so a worker waits a little per connection it already
@@ -60,8 +71,9 @@ static int add_connection(struct tf_server *server, int fd, const struct sockadd
  * is never reported, so after 100 ms without taking any, whatever has not
  * started is taken as dropped. At --max-connections it takes none, so
  * they wait in the socket's queue for another worker or a free place; out
- * of descriptors it tries again every 250 ms (nginx: 500 ms), not at once
- * (that took a whole CPU). */
+ * of descriptors it closes a lingering socket and tries again, or with none
+ * lingering tries again every 250 ms (nginx: 500 ms), not at once (that
+ * took a whole CPU). */
 static void *acceptor(void *arg)
 {
     struct tf_server *server = arg;
@@ -90,7 +102,10 @@ static void *acceptor(void *arg)
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
                        errno == ENOMEM)) {
-            tf_limits_accept_failed(server, strerror(errno));
+            int err = errno;
+            if (close_a_lingering_socket(server))
+                continue;
+            tf_limits_accept_failed(server, strerror(err));
             poll(&p[1], 1, 250); /* a stop still ends the wait */
             continue;
         }

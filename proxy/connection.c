@@ -7,17 +7,22 @@
 #include "proxy/connection.h"
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "proxy/linger.h"
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/static.h"
 
 #define SWEEP_US 1000000u
 
@@ -46,25 +51,44 @@ struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connec
     if (d->conns)
         d->conns->prev = conn;
     d->conns = conn;
+    /* A lingering socket holds a descriptor as a connection does: together
+     * they keep to the daemon's share of --max-connections, which the
+     * descriptor limit was sized for (the oldest lingering one gives way). */
+    d->n_conns++;
+    while (d->n_conns + tf_linger_count(d->linger) > d->share && tf_linger_close_oldest(d->linger))
+        continue;
     return conn;
 }
 
-/* Hand a duplicate of conn's socket to its daemon's lingerer: when
- * libmicrohttpd closes its own, the connection stays open for it. */
-static void close_lingering(struct tf_connection *conn)
+/* Hand a duplicate of socket (libmicrohttpd's) to d's lingerer: when
+ * libmicrohttpd closes its own, the connection stays open for it. Out of
+ * descriptors, the oldest lingering socket gives way to it. */
+static void close_lingering(struct tf_daemon *d, int socket)
 {
-    struct tf_daemon *d = conn->daemon;
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    int fd = ci ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+    int fd = fcntl(socket, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0 && errno == EMFILE && tf_linger_close_oldest(d->linger))
+        fd = fcntl(socket, F_DUPFD_CLOEXEC, 0);
     if (fd >= 0)
-        tf_linger_add(d->linger, fd, tf_now_us()); /* past its limit: closed at once */
+        tf_linger_add(d->linger, fd); /* past its limit: closed at once */
+}
+
+/* Is the client's input waiting unread (the rest of a request libmicrohttpd
+ * refused before reading it whole, or one sent behind an answer that closes
+ * the connection)? A close would answer it with a reset. */
+static bool input_unread(int socket)
+{
+    char c;
+    return recv(socket, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 void tf_connection_end(struct tf_connection *conn)
 {
-    if (conn->linger && conn->daemon->linger)
-        close_lingering(conn);
+    struct tf_daemon *d = conn->daemon;
+    d->n_conns--; /* its place may go to its lingering socket */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && d->linger && (conn->linger || input_unread(ci->connect_fd)))
+        close_lingering(d, ci->connect_fd);
     if (conn->prev)
         conn->prev->next = conn->next;
     else
@@ -89,21 +113,29 @@ void tf_connection_request_done(struct tf_connection *conn, uint64_t now)
 }
 
 int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
-                         uint64_t *body_len)
+                         bool head_only, uint64_t *body_len)
 {
-    char head[256], body[512];
+    char head[320], body[512], date[32];
     size_t n = tf_error_text(status, detail, body, sizeof(body));
-    int h = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nContent-Type: text/plain; "
-                     "charset=utf-8\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, MHD_get_reason_phrase_for(status), n);
-    struct iovec iov[2] = { { head, (size_t)h }, { body, n } };
+    tf_http_date(time(NULL), date, sizeof(date));
+    int h = snprintf(head, sizeof(head), "HTTP/1.1 %u %s\r\nDate: %s\r\nContent-Type: "
+                     "text/plain; charset=utf-8\r\nContent-Length: %zu\r\nConnection: "
+                     "close\r\n\r\n", status, MHD_get_reason_phrase_for(status), date, n);
+    struct iovec iov[2] = { { head, (size_t)h }, { body, head_only ? 0 : n } };
     struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    /* an empty send buffer (nothing was sent) takes these few hundred bytes */
-    if (!ci || sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)(h + n))
+    /* Only into an empty send queue (the client took every earlier answer),
+     * which takes these few hundred bytes whole: in one that is not, the
+     * write could be cut short, a truncated answer on the wire. */
+    int queued;
+    if (!ci || ioctl(ci->connect_fd, SIOCOUTQ, &queued) < 0 || queued > 0)
         return -1;
-    *body_len = n;
+    ssize_t sent = sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (sent <= 0)
+        return -1;
+    /* Sent, whole or (not expected) in part: the client may be reading it */
+    *body_len = (size_t)sent > (size_t)h ? (uint64_t)sent - (uint64_t)h : 0;
     conn->linger = true;
     return 0;
 }

@@ -7,7 +7,7 @@
  * it likes; the deadline is what ends it, as nginx's client_header_timeout.
  * Everything here runs on the I/O thread of the connection's daemon; the
  * work is per connection and per completed request, never a system call per
- * request. */
+ * request (one per connection's end). */
 #ifndef TF_CONNECTION_H
 #define TF_CONNECTION_H
 
@@ -30,8 +30,9 @@ struct tf_connection {
                                        complete by then; 0 = none (one is being answered,
                                        or --header-timeout 0) */
     bool head_timed_out;            /* closed for missing it: its request is logged 408 */
-    bool linger;                    /* its last answer came before its request was read
-                                       whole: the socket closes lingering (linger.h) */
+    bool linger;                    /* its last answer came before the body its request
+                                       announced was read: the socket closes lingering
+                                       (linger.h) */
 };
 
 /* The times a daemon gives a request's head (us; 0 = none): a connection's
@@ -41,21 +42,26 @@ struct tf_connection {
 void tf_connection_timeouts(struct tf_daemon *d, double header_s, unsigned idle_s);
 
 /* A new connection, in d's list, its first head due now + the head timeout.
- * NULL on out of memory (the connection then has no deadline). */
+ * d's oldest lingering sockets are closed while they and its connections
+ * would pass its share of --max-connections. NULL on out of memory (the
+ * connection then has no deadline, and is not counted). */
 struct tf_connection *tf_connection_start(struct tf_daemon *d, struct MHD_Connection *mhd,
                                           uint64_t now);
 /* The connection closes (libmicrohttpd's socket is still open): out of the
- * list, freed (its pin is the caller's). With conn->linger its socket is
- * duplicated and handed to its daemon's lingerer, unless the daemon is off
- * its loop (stopping). */
+ * list, freed (its pin is the caller's). With conn->linger, or input from
+ * the client still unread (one recv with MSG_PEEK, as nginx looks), its
+ * socket is duplicated and handed to its daemon's lingerer, unless the
+ * daemon is off its loop (stopping). */
 void tf_connection_end(struct tf_connection *conn);
 /* Answer conn's request, whose body is arriving, with a minimal text error
- * (tf_error_text) and Connection: close, written to the socket here:
- * libmicrohttpd 0.9.75 cannot queue an answer before a body ends. Only when
- * nothing of an answer was sent; the caller then ends the request (MHD_NO),
- * and the socket lingers. 0, or -1 when the socket did not take it whole. */
+ * (tf_error_text; no body for head_only, a HEAD) with Date and Connection:
+ * close, written to the socket here: libmicrohttpd 0.9.75 cannot queue an
+ * answer before a body ends. Written only when the socket's send queue is
+ * empty (nothing earlier is still unsent); the caller then ends the request
+ * (MHD_NO). 0 when it was written (*body_len: the bytes of its body sent;
+ * the socket lingers), -1 when nothing was. */
 int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char *detail,
-                         uint64_t *body_len);
+                         bool head_only, uint64_t *body_len);
 
 /* A request's head is complete: no deadline while it is answered. */
 static inline void tf_connection_head_done(struct tf_connection *conn)

@@ -118,16 +118,31 @@ static void look_at_watched(struct tf_daemon *d)
     }
 }
 
-/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
- * its listening socket in its epoll set ("will try busy waiting"): the
- * loop would run it again at once, a whole CPU. So the daemon whose run
- * this is (the current loop's) is taken off its loop for 250 ms. */
-static void pause_accepting(struct tf_server *server)
+/* The daemon whose run this is (the current loop's), or NULL. */
+static struct tf_daemon *running_daemon(struct tf_server *server)
 {
     struct tf_loop *loop = tf_loop_current();
     for (unsigned i = 0; loop && i < server->n_daemons; i++)
         if (server->daemons[i].loop == loop)
-            server->daemons[i].accept_failed = true; /* run_daemon acts on it */
+            return &server->daemons[i];
+    return NULL;
+}
+
+/* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
+ * its listening socket in its epoll set ("will try busy waiting"): the
+ * loop would run it again at once, a whole CPU. So the daemon whose run
+ * this is is taken off its loop for 250 ms. */
+static void pause_accepting(struct tf_server *server)
+{
+    struct tf_daemon *d = running_daemon(server);
+    if (d)
+        d->accept_failed = true; /* run_daemon acts on it */
+}
+
+int tf_daemon_close_lingering(void *arg)
+{
+    struct tf_daemon *d = arg;
+    return tf_linger_close_oldest(d->linger);
 }
 
 /* libmicrohttpd's line about a client that went away: it closed with its
@@ -180,6 +195,9 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     }
     if (strstr(msg, "resource limit at FIRST connection"))
         pause_accepting(cls);
+    struct tf_daemon *d;
+    if (strstr(msg, "Error accepting connection") && (d = running_daemon(cls)))
+        tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
     char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
@@ -263,7 +281,7 @@ static long daemon_tick(void *ctx)
     if (d->watched)
         look_at_watched(d);
     long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
-    long linger = tf_linger_sweep(d->linger, tf_now_us());
+    long linger = tf_linger_sweep(d->linger);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
     long next = earliest(earliest(sweep, limits), linger);
@@ -278,7 +296,7 @@ int tf_daemon_attach(void *arg) /* on the daemon's loop */
 {
     struct tf_daemon *d = arg;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default)) ||
+    return !info || !(d->linger = tf_linger_new(d->loop, &tf_linger_default, NULL)) ||
            tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0 ||
            tf_loop_add_tick(d->loop, daemon_tick, d) < 0 ? -1 : 0;
 }

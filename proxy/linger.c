@@ -36,12 +36,14 @@ struct lingering {
 struct tf_lingerer {
     struct tf_loop *loop;
     struct tf_linger_limits limits;
-    struct lingering *head;
+    uint64_t (*clock)(void);        /* every time here is its */
+    struct lingering *head, *tail;  /* oldest first */
     unsigned count;
     char *buf; /* DRAIN_BUF bytes, where drained data goes */
 };
 
-struct tf_lingerer *tf_linger_new(struct tf_loop *loop, const struct tf_linger_limits *limits)
+struct tf_lingerer *tf_linger_new(struct tf_loop *loop, const struct tf_linger_limits *limits,
+                                  uint64_t (*clock)(void))
 {
     struct tf_lingerer *l = calloc(1, sizeof(*l));
     if (!l || !(l->buf = malloc(DRAIN_BUF))) {
@@ -50,6 +52,7 @@ struct tf_lingerer *tf_linger_new(struct tf_loop *loop, const struct tf_linger_l
     }
     l->loop = loop;
     l->limits = *limits;
+    l->clock = clock ? clock : tf_now_us;
     return l;
 }
 
@@ -64,6 +67,8 @@ static void finish(struct lingering *s)
         l->head = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    else
+        l->tail = s->prev;
     l->count--;
     free(s);
 }
@@ -95,11 +100,11 @@ static void on_readable(void *ctx, int fd, uint32_t events)
             finish(s);
             return;
         }
-        s->last_read = tf_now_us();
+        s->last_read = l->clock();
     }
 }
 
-int tf_linger_add(struct tf_lingerer *l, int fd, uint64_t now)
+int tf_linger_add(struct tf_lingerer *l, int fd)
 {
     struct lingering *s = l->count < l->limits.max_sockets ? calloc(1, sizeof(*s)) : NULL;
     if (!s || shutdown(fd, SHUT_WR) < 0) {
@@ -107,23 +112,34 @@ int tf_linger_add(struct tf_lingerer *l, int fd, uint64_t now)
         close(fd);
         return -1;
     }
+    uint64_t now = l->clock();
     *s = (struct lingering){ .owner = l, .fd = fd, .since = now, .last_read = now,
-                             .next = l->head };
+                             .prev = l->tail };
     if (tf_loop_watch(l->loop, fd, EPOLLIN | EPOLLRDHUP, on_readable, s) < 0) {
         free(s);
         close(fd);
         return -1;
     }
-    if (l->head)
-        l->head->prev = s;
-    l->head = s;
+    if (l->tail)
+        l->tail->next = s;
+    else
+        l->head = s;
+    l->tail = s;
     l->count++;
     return 0;
 }
 
-long tf_linger_sweep(struct tf_lingerer *l, uint64_t now)
+bool tf_linger_close_oldest(struct tf_lingerer *l)
 {
-    uint64_t next = UINT64_MAX;
+    if (!l || !l->head)
+        return false;
+    finish(l->head);
+    return true;
+}
+
+long tf_linger_sweep(struct tf_lingerer *l)
+{
+    uint64_t next = UINT64_MAX, now = l->clock();
     struct lingering *after;
     for (struct lingering *s = l->head; s; s = after) {
         after = s->next;
@@ -143,5 +159,5 @@ long tf_linger_sweep(struct tf_lingerer *l, uint64_t now)
 
 unsigned tf_linger_count(const struct tf_lingerer *l)
 {
-    return l->count;
+    return l ? l->count : 0;
 }

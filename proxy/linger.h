@@ -12,6 +12,7 @@
 #ifndef TF_LINGER_H
 #define TF_LINGER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct tf_loop;
@@ -28,8 +29,11 @@ struct tf_linger_limits {
  * 5 s without a byte. */
 extern const struct tf_linger_limits tf_linger_default;
 
-/* A lingerer on loop (its thread only). NULL on out of memory. */
-struct tf_lingerer *tf_linger_new(struct tf_loop *loop, const struct tf_linger_limits *limits);
+/* A lingerer on loop (its thread only). Every time it looks at comes from
+ * clock (monotonic us; NULL: tf_now_us), called on that thread. NULL on out
+ * of memory. */
+struct tf_lingerer *tf_linger_new(struct tf_loop *loop, const struct tf_linger_limits *limits,
+                                  uint64_t (*clock)(void));
 /* Close every socket still lingering (no lingering for them), and free l. */
 void tf_linger_free(struct tf_lingerer *l);
 
@@ -37,11 +41,14 @@ void tf_linger_free(struct tf_lingerer *l);
  * drain it until the client closes or a limit is reached. 0 when it
  * lingers, -1 when it was closed at once (max_sockets reached, or out of
  * memory). */
-int tf_linger_add(struct tf_lingerer *l, int fd, uint64_t now);
+int tf_linger_add(struct tf_lingerer *l, int fd);
+/* Close the socket that has lingered longest, at once (room is wanted for
+ * a connection or a descriptor). False when none lingers (or l is NULL). */
+bool tf_linger_close_oldest(struct tf_lingerer *l);
 /* Close the sockets past their time. Returns the ms until a socket's time
  * may be up, or -1 when none lingers. */
-long tf_linger_sweep(struct tf_lingerer *l, uint64_t now);
-/* Sockets lingering now. */
+long tf_linger_sweep(struct tf_lingerer *l);
+/* Sockets lingering now (0 for a NULL l). */
 unsigned tf_linger_count(const struct tf_lingerer *l);
 
 #endif

@@ -467,9 +467,14 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 0;
     }
-    if (check_tempdir(err, sizeof(err)) < 0 ||
-        tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
+    if (tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
         fprintf(stderr, "tracfront: %s\n", err);
+        tf_config_free(&cfg);
+        return 2;
+    }
+    if (check_tempdir(err, sizeof(err)) < 0) { /* on stderr and in --error-log */
+        start_failed(err);
+        tf_log_close();
         tf_config_free(&cfg);
         return 2;
     }

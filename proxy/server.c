@@ -357,7 +357,7 @@ static enum MHD_Result login_checked(struct tf_server *server, struct tf_request
 static enum MHD_Result refuse_mid_body(struct tf_server *server, struct tf_request *req)
 {
     bool answered = req->conn && tf_connection_refuse(req->conn, 413, MAX_BODY_DETAIL,
-                                                      &req->bytes_out) == 0;
+                                                      req->is_head, &req->bytes_out) == 0;
     if (answered)
         req->status = 413;
     tf_log_info("%s %s: the chunked body went on past --max-body (%" PRIu64 " bytes) by more "
@@ -542,6 +542,18 @@ static unsigned status_unanswered(const struct tf_request *req, struct MHD_Conne
     return toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED ? 408 : 400;
 }
 
+/* Did the request announce a body (a Content-Length but 0, or a
+ * Transfer-Encoding, valid or not)? Answered before it was read, its client
+ * may still be sending it. */
+static bool body_announced(struct MHD_Connection *connection)
+{
+    const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    return (length && strcmp(length, "0") != 0) ||
+           MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_TRANSFER_ENCODING);
+}
+
 /* Was the request answered? libmicrohttpd ends its own refusals (400, 413,
  * 431...) "with error", after the answer was sent. */
 static bool answered(struct MHD_Connection *connection, enum MHD_RequestTerminationCode toe)
@@ -605,8 +617,8 @@ static void on_completed(void *cls, struct MHD_Connection *connection, void **co
         req->conn->req = NULL;
         if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
             tf_connection_request_done(req->conn, now);
-        if (!req->read_whole && answered(connection, toe))
-            req->conn->linger = true; /* the client may still be sending */
+        if (!req->read_whole && answered(connection, toe) && body_announced(connection))
+            req->conn->linger = true; /* the client may still be sending it */
     }
     tf_request_connection_closed(req, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     if (req->connection) /* reached the access handler: counted in flight */
@@ -675,6 +687,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
 {
     const struct tf_config *cfg = server->cfg;
     tf_connection_timeouts(d, cfg->header_timeout, idle_timeout_s(cfg->idle_timeout));
+    d->share = connection_share(server, (unsigned)(d - server->daemons));
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (listen_fd < 0)
         flags |= MHD_USE_NO_LISTEN_SOCKET;
@@ -691,7 +704,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(cfg->idle_timeout),
         /* else FD_SETSIZE - 4, which epoll does not need */
-        MHD_OPTION_CONNECTION_LIMIT, connection_share(server, (unsigned)(d - server->daemons)),
+        MHD_OPTION_CONNECTION_LIMIT, d->share,
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,

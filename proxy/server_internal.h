@@ -31,6 +31,9 @@ struct tf_daemon {
     uint64_t next_look;             /* loop thread only: when to look at them next (us) */
     struct tf_connection *conns;    /* loop thread only: its client connections
                                        (connection.c) */
+    unsigned n_conns;               /* loop thread only: how many are in conns */
+    unsigned share;                 /* read-only after start: its part of --max-connections,
+                                       which its lingering sockets count in (connection.c) */
     uint64_t head_us, next_head_us; /* read-only after start: a first and a later request's
                                        head may take this long (us; 0 = no limit) */
     uint64_t next_sweep;            /* loop thread only: when to look at the deadlines next */
@@ -93,6 +96,9 @@ void tf_watch_remove(struct tf_request *req);
 /* tf_loop_call functions: put the daemon (arg) on its loop, take it off. */
 int tf_daemon_attach(void *arg);
 int tf_daemon_detach(void *arg);
+/* tf_loop_call function: close the daemon's (arg) oldest lingering socket,
+ * for a descriptor wanted. 1 when one was, else 0. */
+int tf_daemon_close_lingering(void *arg);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
 /* On: the access handler returns MHD_NO having logged why, so libmicrohttpd's

@@ -301,8 +301,7 @@ static const char *mime_type(const char *path)
 
 /* --- validators and conditional requests --------------------------------- */
 
-/* IMF-fixdate with fixed English names, whatever the locale. */
-static void format_http_date(time_t t, char *buf, size_t cap)
+void tf_http_date(time_t t, char *buf, size_t cap)
 {
     struct tm tm;
     if (!gmtime_r(&t, &tm)) {
@@ -364,7 +363,7 @@ static void make_validators(struct static_file *f)
     snprintf(f->etag, sizeof(f->etag), "\"%" PRIx64 "-%" PRIx64 "-%lx\"",
              (uint64_t)f->st.st_size, (uint64_t)f->st.st_mtim.tv_sec,
              (unsigned long)f->st.st_mtim.tv_nsec);
-    format_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
+    tf_http_date(f->st.st_mtim.tv_sec, f->last_modified, sizeof(f->last_modified));
 }
 
 /* 1 if the list is "*" or names our tag: compared weakly (a W/ prefix is

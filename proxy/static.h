@@ -6,6 +6,7 @@
 #define TF_STATIC_H
 
 #include <stdint.h>
+#include <time.h>
 
 #include "proxy/request.h"
 
@@ -38,5 +39,10 @@ struct tf_static_answer {
  * no descriptor left open). */
 int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_request *req,
                      struct tf_static_answer *out);
+
+/* t as an HTTP date (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT"), with
+ * English names whatever the locale; cap 30 holds it. Also for the answers
+ * written by hand (tf_connection_refuse). */
+void tf_http_date(time_t t, char *buf, size_t cap);
 
 #endif

@@ -299,6 +299,63 @@ def test_431_is_not_lost_to_a_reset(srv):
     assert status_of(data) == 431, data[:300]
 
 
+def read_to_end(s):
+    """What the server sent until its end of stream (a reset raises)."""
+    data = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            return data
+        data += b
+
+
+@pytest.mark.parametrize("req, status", [
+    (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET /x\r\nHost: x\r\n\r\n" + b"a" * 300_000, 400),
+    (b"POST / HTTP/3.0\r\nHost: x\r\nContent-Length: 300000\r\n\r\n" + b"a" * 300_000, 505),
+], ids=["request-line-too-long", "no-version", "version"])
+def test_refusal_before_the_request_line_is_taken_is_not_lost_to_a_reset(srv, req, status):
+    """libmicrohttpd refuses these before tracfront sees a request (no URI
+    callback, no completed one), so they never lingered: the client, still
+    sending, got ECONNRESET after part of the answer (5 times of 5). A socket
+    that closes with input unread now lingers, as nginx's does."""
+    for _ in range(3):
+        s = srv.connect(TIMEOUT)
+        try:
+            try:
+                s.sendall(req)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the answer is still to be read (or lost: asserted below)
+            data = read_to_end(s)
+        finally:
+            s.close()
+        head, body = data.split(b"\r\n\r\n", 1)
+        assert status_of(data) == status, data[:300]
+        assert len(body) == int(re.search(rb"(?i)content-length: (\d+)", head).group(1)), data
+
+
+@pytest.mark.parametrize("req, lingers", [
+    (get(headers=b"Host: a b\r\n"), False),
+    (get(b"GET /MARK?" + "&".join("c=%d" % i for i in range(600)).encode() + b" HTTP/1.1"), False),
+    (get(b"POST /MARK HTTP/1.1", b"Host: a b\r\nContent-Length: 100000\r\n", b"part"), True),
+], ids=["bad-host", "too-many-query-arguments", "bad-host-with-a-body-coming"])
+def test_early_refusal_lingers_only_for_a_body_still_coming(srv, req, lingers):
+    """A refusal before the body is read closes lingering (the client may
+    still be sending it), for up to 5 s without a byte. A request without a
+    body has nothing more to send: its socket lingered anyway, holding a
+    descriptor until the client closed."""
+    from test_limits import sockets_of
+    base = sockets_of(srv.proc.pid)
+    s = srv.connect(TIMEOUT)
+    try:
+        s.sendall(req)
+        data = read_to_end(s)  # the server's end: its socket is closed or shut for writing
+        assert status_of(data) in (400, 414), data[:300]
+        assert sockets_of(srv.proc.pid) == base + lingers
+    finally:
+        s.close()
+
+
 @pytest.mark.parametrize("req, status", [
     (post(b"Content-Length: abc\r\n", b"hello"), 400),
     (post(b"Content-Length: 184467440737095516160000\r\n", b"hello"), 413),

@@ -10,6 +10,7 @@ import select
 import socket
 import time
 
+from test_bad_requests import read_to_end
 from workers_util import children, wait_for
 
 HELLO = ("--app", "hello:application")
@@ -279,3 +280,79 @@ def test_single_process_out_of_descriptors_logs_once_not_per_connection(tracfron
              "the end of the episode:\n" + srv.error_log)
     again = lines(srv.error_log, "accepting connections again")[0]
     assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 20
+
+
+# --- 5. lingering closes (proxy/linger.c) count against both --------------------------
+
+def refused_upload(srv):
+    """A POST refused for --max-body before its body is read: its socket
+    lingers on the server (the 413, then the server's end). Returns the
+    socket, still open on this side."""
+    s = srv.connect()
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n" + b"u" * 100)
+    data = read_to_end(s)
+    assert data.startswith(b"HTTP/1.1 413"), data
+    return s
+
+
+def sockets_of(pid):
+    return sum(os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+               for fd in os.listdir("/proc/%d/fd" % pid))
+
+
+def reset_by_server(s):
+    """True when sending on s fails: the server closed its socket whole (a
+    lingering one takes the bytes; a closed one answers them with a reset)."""
+    try:
+        for _ in range(2):
+            s.send(b"u")
+            time.sleep(0.05)
+        return False
+    except OSError:
+        return True
+
+
+def test_lingering_sockets_count_in_max_connections(tracfront):
+    """Sockets closing lingering were outside --max-connections: 4 of them
+    and 4 new connections made 8 sockets under --max-connections 4 (64 per
+    network thread could linger, beyond the descriptors the default keeps
+    spare). A new connection now closes the oldest lingering socket when the
+    thread's share is full."""
+    srv = tracfront(*HELLO, "--max-connections", "4", "--io-threads", "1", "--max-body", "1K")
+    base = sockets_of(srv.proc.pid)
+    uploads = [refused_upload(srv) for _ in range(4)]
+    wait_for(lambda: sockets_of(srv.proc.pid) == base + 4, 5, "4 sockets lingering")
+    assert not any(reset_by_server(s) for s in uploads)  # they linger: still read
+    keep = [srv.connect() for _ in range(3)]
+    for s in keep:
+        assert get(s)[0] == b"200"
+    assert sockets_of(srv.proc.pid) == base + 4
+    assert [reset_by_server(s) for s in uploads] == [True, True, True, False]  # oldest first
+    for s in uploads + keep:
+        s.close()
+
+
+def test_worker_out_of_descriptors_closes_a_lingering_socket_first(tracfront):
+    """A worker's accept failing for want of a descriptor closes the oldest
+    lingering socket and tries again, rather than leaving the new connection
+    waiting while lingering sockets (up to 30 s each) hold descriptors."""
+    srv = tracfront(*HOARD, "--workers", "1", "--max-body", "1K", preexec_fn=nofile(256))
+    worker = wait_for(lambda: list(children(srv.proc.pid)), 10, "the worker")[0]
+    keeper = srv.connect()
+    assert get(keeper, "/hoard?leave=3")[0] == b"200"
+    uploads = [refused_upload(srv) for _ in range(2)]  # 2 descriptors lingering, 1 free
+    wait_for(lambda: len(os.listdir("/proc/%d/fd" % worker)) == 255, 5, "2 sockets lingering")
+    first = srv.connect()
+    assert get(first)[0] == b"200"  # the last descriptor
+    waiting = srv.connect()
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 10
+    while not select.select([waiting], [], [], 0.5)[0]:  # the lingering ones keep sending
+        assert time.monotonic() < deadline, "not accepted while sockets linger"
+        for s in uploads:
+            reset_by_server(s)
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    assert [reset_by_server(s) for s in uploads] == [True, False]
+    assert get(keeper, "/release")[0] == b"200"
+    for s in uploads + [keeper, first, waiting]:
+        s.close()

@@ -15,6 +15,7 @@ import time
 import pytest
 import requests
 
+from test_bad_requests import read_to_end
 from test_concurrency import server_in_flight, wait_for
 from test_pep3333 import APP, assert_valid, base, exchange, read_response, tag
 
@@ -290,6 +291,62 @@ def test_chunked_body_far_past_max_body_gets_413(tracfront):
                      log), log
 
 
+def send_chunked_far_past(s, head, mib=20):
+    """Send head and a chunked body of mib MiB (TF_DISCARD_MAX is 16), then
+    read until the server's end. Returns what was read."""
+    s.sendall(head + b"Transfer-Encoding: chunked\r\n\r\n")
+    chunk = b"10000\r\n" + b"c" * 65536 + b"\r\n"
+    try:
+        for _ in range(mib * 16):
+            s.sendall(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # asserted below, by what was read
+    return read_to_end(s)
+
+
+@pytest.mark.parametrize("method", ["POST", "HEAD"])
+def test_chunked_413_has_a_date_and_no_body_for_head(tracfront, method):
+    """The 413 written past TF_DISCARD_MAX (tf_connection_refuse) had no Date
+    header, and a body even for HEAD."""
+    srv = tracfront("--app", APP, "--max-body", "1K")
+    s = srv.connect(timeout=60)
+    try:
+        data = send_chunked_far_past(s, b"%s /echo HTTP/1.1\r\nHost: h\r\n" % method.encode())
+    finally:
+        s.close()
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 413 "), data
+    assert re.search(rb"\r\nDate: \w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT(\r\n|$)", head), head
+    length = int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1))
+    assert length > 0 and len(body) == (0 if method == "HEAD" else length), data
+    wait_for(lambda: '"%s /echo HTTP/1.1" 413 %s ' % (method, "-" if method == "HEAD" else length)
+             in srv.access_log, "the 413 logged with its body's bytes:\n" + srv.access_log)
+
+
+def test_chunked_413_is_not_written_behind_an_answer_still_unsent(tracfront, tmp_path):
+    """A client that has not taken its last answer yet (pipelined, not
+    reading) leaves the socket's send queue full or nearly: the 413 written
+    there could be cut short, a truncated answer on the wire. It is written
+    only into an empty send queue; else the connection closes (lingering,
+    as the client still sends), the answer before it whole."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "big.bin").write_bytes(b"b" * 10000)
+    srv = tracfront("--app", APP, "--max-body", "1K", "--static", "/s=%s" % (tmp_path / "www"))
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the answer stays on the server
+    s.settimeout(60)
+    s.connect(("127.0.0.1", srv.port))
+    try:
+        data = send_chunked_far_past(s, b"GET /s/big.bin HTTP/1.1\r\nHost: h\r\n\r\n"
+                                        b"POST /echo HTTP/1.1\r\nHost: h\r\n")
+    finally:
+        s.close()
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ") and body == b"b" * 10000, data[:300]
+    wait_for(lambda: "the chunked body went on past --max-body" in srv.error_log, "the log line")
+    assert "connection closed" in srv.error_log, srv.error_log
+
+
 def slow_upload(srv, path, size, first):
     """Start a POST of `size` bytes and send only `first` of them. Returns the socket."""
     s = srv.connect(timeout=30)
@@ -334,6 +391,8 @@ def test_unwritable_tmpdir_is_refused_at_start(tracfront, tmp_path):
                     expect_fail=True)
     assert srv.proc.returncode == 2, srv.stderr
     assert "TMPDIR" in srv.stderr and str(tmp_path / "nonexistent") in srv.stderr, srv.stderr
+    log = srv.workdir / "error.log"  # --error-log: start errors are written there too
+    assert log.exists() and str(tmp_path / "nonexistent") in log.read_text(), srv.stderr
 
 
 def test_body_that_cannot_be_stored_names_the_folder(tracfront, tmp_path):
