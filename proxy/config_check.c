@@ -230,7 +230,7 @@ static int check_app_paths(const struct tf_config *cfg, char *err, size_t errlen
 }
 
 /* In a sticky folder (/tmp) only the owner of an entry, or of the folder,
- * may rename onto it or away from it (root may always). 0, or -1 with err. */
+ * may rename onto it or remove it (root may always). 0, or -1 with err. */
 static int check_sticky(const char *flag, const char *path, const char *dir,
                         const struct stat *dir_st, char *err, size_t errlen)
 {
@@ -245,11 +245,12 @@ static int check_sticky(const char *flag, const char *path, const char *dir,
     return -1;
 }
 
-/* --profile-log and --profile-callgrind are written at shutdown as FILE.tmp,
- * then renamed onto FILE: an empty name, a folder, a folder that is not there
- * or not writable, a FILE.tmp there that cannot be written, or in a sticky
- * folder a FILE or FILE.tmp of another user, is found now, not then (when
- * the profile would be lost). FILE itself need not be writable. */
+/* --profile-log and --profile-callgrind are written at shutdown as a new
+ * FILE.tmp (one there is removed first), then renamed onto FILE: an empty
+ * name, a folder, a folder that is not there or not writable, a folder at
+ * FILE.tmp, or in a sticky folder a FILE or FILE.tmp of another user, is
+ * found now, not then (when the profile would be lost). FILE itself need
+ * not be writable. */
 static int check_output_file(const char *flag, const char *file, char *err, size_t errlen)
 {
     struct stat st, dir_st;
@@ -265,10 +266,9 @@ static int check_output_file(const char *flag, const char *file, char *err, size
         return -1;
     }
     snprintf(tmp, sizeof(tmp), "%s.tmp", file); /* as profile_pages.c's save_one */
-    if (faccessat(AT_FDCWD, tmp, F_OK, AT_EACCESS) == 0 &&
-        faccessat(AT_FDCWD, tmp, W_OK, AT_EACCESS) != 0) {
-        snprintf(err, errlen, "%s: cannot write '%s' (written first, then renamed to '%s'): "
-                 "%s", flag, tmp, file, strerror(errno));
+    if (lstat(tmp, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: '%s' is a folder; the profile is written there first, then "
+                 "renamed to '%s'", flag, tmp, file);
         return -1;
     }
     const char *slash = strrchr(file, '/');

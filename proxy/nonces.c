@@ -25,6 +25,14 @@
 /* A shared table's memfd has exactly these (no other descriptor has): its
  * size cannot change, nor its seals. */
 #define TABLE_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW)
+/* Linux 6.3: a memfd that may never be executed (F_SEAL_EXEC, which the
+ * vm.memfd_noexec sysctl adds to every memfd); older kernels refuse the flag. */
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 
 struct table {
     uint32_t id;                /* random, written once by its maker; in every nonce */
@@ -45,7 +53,10 @@ int tf_nonces_table_create(char *err, size_t errlen)
 {
     const char *step = "memfd_create";
     struct table *t = MAP_FAILED;
-    int fd = memfd_create("tracfront-digest-nonces", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING;
+    int fd = memfd_create("tracfront-digest-nonces", flags | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
+        fd = memfd_create("tracfront-digest-nonces", flags);
     if (fd < 0)
         goto fail;
     if ((step = "ftruncate", ftruncate(fd, sizeof(*t)) < 0) ||
@@ -82,21 +93,21 @@ int tf_nonces_table_share(const char *value, bool use)
         errno = EINVAL;
         return -1;
     }
-    int seals = fcntl(fd, F_GET_SEALS); /* EINVAL but on a memfd; EBADF */
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) /* whatever it is, the app's programs never get it */
+        return -1;
+    int seals = fcntl(fd, F_GET_SEALS); /* EINVAL but on a memfd */
     if (seals < 0)
         return -1;
-    if (seals != TABLE_SEALS || fstat(fd, &st) < 0 || st.st_size != (off_t)sizeof(struct table)) {
+    if ((seals & ~F_SEAL_EXEC) != TABLE_SEALS || fstat(fd, &st) < 0 ||
+        st.st_size != (off_t)sizeof(struct table)) {
         errno = EINVAL;
         return -1;
     }
     void *t = use ? mmap(NULL, sizeof(struct table), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                   : NULL;
-    int saved = errno;
-    close(fd); /* the front's table: not for the app's programs to inherit */
-    if (t == MAP_FAILED) {
-        errno = saved;
-        return -1;
-    }
+    if (t == MAP_FAILED)
+        return -1; /* the descriptor is left as it was (close-on-exec) */
+    close(fd);
     if (t)
         shared_table = t; /* kept for the process's life */
     return 0;

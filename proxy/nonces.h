@@ -29,8 +29,8 @@ int tf_nonces_table_create(char *err, size_t errlen);
  * it is found to be a table tf_nonces_table_create made, it is mapped (if
  * use: a worker without Digest does not) and closed. 0, or -1 with errno
  * (EINVAL: not a number, or not such a table; EBADF: not open), and then
- * the descriptor is left as it was: what a stray variable names is never
- * closed. Without it the worker keeps a table of its own: the others'
+ * the descriptor is left open, close-on-exec: what a stray variable names
+ * is never closed, nor inherited by the app's programs. Without it the worker keeps a table of its own: the others'
  * nonces are answered stale. */
 int tf_nonces_table_share(const char *value, bool use);
 

@@ -7,6 +7,7 @@
 #include "proxy/server_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -423,7 +424,13 @@ static int save_one(const struct tf_server *server, const char *path, const char
     }
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
+    /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        tf_log_error("profile: cannot remove %s: %m", tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (fd >= 0 && !f)
+        close(fd);
     bool ok = f && fwrite(data, 1, len, f) == len;
     if (f && fclose(f) != 0)
         ok = false;

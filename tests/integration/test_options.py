@@ -100,6 +100,36 @@ def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder):
     assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [1]
 
 
+@needs_root
+def test_a_planted_tmp_symlink_is_not_written_through(shared_folder, tmp_path):
+    """Another user's symlink at p.pstats.tmp in a sticky folder, to a file of
+    root's: root's tracfront wrote its profile through it (fopen followed
+    it). Now a new p.pstats.tmp is made (O_EXCL), and the victim is intact."""
+    shared_folder.chmod(0o1777)
+    victim = tmp_path / "victim"
+    victim.write_text("root's own")
+    planted = shared_folder / "p.pstats.tmp"
+    os.symlink(victim, planted)
+    os.chown(planted, NOBODY, NOBODY, follow_symlinks=False)
+    log = shared_folder / "p.pstats"
+    srv = start_server(tmp_path / "srv", "--app", "profiled_app:app", "--profile",
+                       "--profile-discard-first", "false", "--profile-log", log)
+    try:
+        assert requests.get(srv.url, timeout=10).status_code == 200
+    finally:
+        assert srv.stop() == 0, srv.error_log
+    assert victim.read_text() == "root's own"
+    assert "wrote %s" % log in srv.error_log, srv.error_log
+    assert pstats.Stats(str(log)).total_calls > 0
+
+
+def test_a_folder_where_the_profile_is_first_written_is_refused(tmp_path):
+    (tmp_path / "p.pstats.tmp").mkdir()
+    rc, out, err = run_cli(tmp_path, *good_args(), "--profile-log", tmp_path / "p.pstats",
+                           timeout=10)
+    assert rc == 2 and "p.pstats.tmp' is a folder" in err, (rc, err)
+
+
 @pytest.mark.parametrize("flag, value", [
     ("--worker-start-timeout", "0"), ("--worker-start-timeout", "0.5"),
     ("--upstream-connect-timeout", "0"), ("--upstream-connect-timeout", "0.0004"),
