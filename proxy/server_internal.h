@@ -1,6 +1,7 @@
 /* server_internal.h — the server's state, shared by the files that make up
  * the server: server.c (libmicrohttpd's callbacks, routing, start and stop),
- * request_head.c (a request's head), daemon_loop.c (a daemon on its loop),
+ * request_head.c (a request's head), request_end.c (its end),
+ * daemon_loop.c (a daemon on its loop),
  * acceptor.c (a worker's acceptor thread), profile_pages.c (the profiler's
  * pages). Nothing else includes it. */
 #ifndef TF_SERVER_INTERNAL_H
@@ -105,6 +106,11 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap);
  * "Application reported internal error" line that follows on this thread is
  * not logged; off again when the request completes. */
 void tf_daemon_log_explained(bool on);
+
+/* --- request_end.c --- */
+/* libmicrohttpd's MHD_OPTION_NOTIFY_COMPLETED (cls is the server). */
+void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void **con_cls,
+                            enum MHD_RequestTerminationCode toe);
 
 /* --- acceptor.c --- */
 /* A worker's: start the thread that takes connections from shared_fd;
