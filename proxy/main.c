@@ -4,6 +4,7 @@
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -74,11 +75,25 @@ static const char *const worker_vars[] = { "TF_LISTEN_FD", "TF_FRONT_PORT", "TF_
 #define N_WORKER_VARS (sizeof(worker_vars) / sizeof(*worker_vars))
 static char worker_values[N_WORKER_VARS][24]; /* "" = not set */
 
+/* A descriptor the front passed (its number in value) is not for the
+ * programs the app starts, at import too: a shell left in the background
+ * would hold the listening socket open after a stop (new connections
+ * waiting in its backlog, not refused), or the ready pipe the front reads. */
+static void close_on_exec(const char *value)
+{
+    char *end;
+    long fd = value && *value ? strtol(value, &end, 10) : -1;
+    if (fd > STDERR_FILENO && fd <= INT_MAX && !*end)
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+}
+
 static void take_worker_env(void)
 {
     for (size_t i = 0; i < N_WORKER_VARS; i++) {
         const char *value = getenv(worker_vars[i]);
         snprintf(worker_values[i], sizeof(worker_values[i]), "%s", value ? value : "");
+        if (strstr(worker_vars[i], "_FD"))
+            close_on_exec(value);
         unsetenv(worker_vars[i]);
     }
 }
@@ -209,7 +224,6 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
     struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
                                        .relay_port = env_port("TF_FRONT_CONTROL"),
                                        .shared = true };
-    fcntl(shared.fd, F_SETFD, FD_CLOEXEC); /* not for the programs the app runs */
     struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
     if (!server) {
         tf_log_error("worker: %s", err);
@@ -480,6 +494,7 @@ int main(int argc, char **argv)
             tf_auth_share_key(secret);
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
         const char *nonces = getenv("TF_AUTH_NONCES_FD"); /* unset: the front has none */
+        close_on_exec(nonces); /* kept open when it is not the table */
         if (nonces && tf_nonces_table_share(nonces, cfg.n_digest_auth > 0) < 0)
             tf_log_error("TF_AUTH_NONCES_FD=%s is not the front's table of Digest nonces (%m): "
                          "left alone; this worker answers stale to the others' nonces", nonces);

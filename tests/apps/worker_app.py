@@ -12,8 +12,11 @@ exits at once, as a crash would, without answering), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
 test puts on --pythonpath; "none" when that module is not on the path). If the
 process environment has WORKER_ATEXIT_DIR, an atexit handler writes
-DIR/atexit-PID at interpreter exit. It must never import anything the test
-does not control, nor keep state across requests beyond what is listed.
+DIR/atexit-PID at interpreter exit. With WORKER_SPAWN_DIR, the import starts
+`sleep 60` in a session of its own through os.system (a shell: every
+inheritable descriptor goes with it) and writes its pid to DIR/holder-PID. It
+must never import anything the test does not control, nor keep state across
+requests beyond what is listed.
 """
 import atexit
 import json
@@ -35,6 +38,11 @@ if _atexit_dir:
         with open(path, "w") as f:
             f.write("finalized\n")
     atexit.register(_write_atexit_file)
+
+_spawn_dir = os.environ.get("WORKER_SPAWN_DIR")
+if _spawn_dir:
+    os.system("setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > %s/holder-%d"
+              % (_spawn_dir, os.getpid()))
 
 
 def busy(n):

@@ -192,3 +192,54 @@ def test_sighup_to_the_group_is_the_fronts_reload(tracfront, tmp_path):
         children(srv.proc.pid)), 30, "a new generation of workers")
     assert fetch(requests, srv.url + "pid")[0] == 200
     assert "nothing to reload" not in srv.error_log + srv.stderr, srv.error_log
+
+
+def listening_inodes(port):
+    """The socket inodes listening on port (from /proc/net/tcp)."""
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+                found.add(fields[9])
+    return found
+
+
+def open_fds(pid):
+    """{fd: what it is} of a process."""
+    out = {}
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(name)] = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_a_program_the_app_starts_at_import_inherits_no_descriptor(tracfront, tmp_path):
+    # os.system at import: a shell, then `sleep` left in the background; with
+    # the listening socket it would keep the port open after the stop, new
+    # connections waiting in its backlog instead of being refused
+    spawned = tmp_path / "spawned"
+    spawned.mkdir()
+    srv = tracfront(*APP, "--workers", "2", env={"WORKER_SPAWN_DIR": str(spawned)},
+                    preexec_fn=os.setsid)
+    holders = wait_for(lambda: (lambda pids: len(pids) == 2 and pids)(
+        [int(p.read_text()) for p in spawned.iterdir() if p.read_text().endswith("\n")]),
+        10, "the programs the workers started")
+    try:
+        sockets = {"socket:[%s]" % inode for inode in listening_inodes(srv.port)}
+        assert sockets, "nothing listens on %d?" % srv.port
+        for pid in holders:
+            fds = open_fds(pid)
+            assert not sockets & set(fds.values()), "it holds the listening socket: %s" % fds
+            assert sorted(fds) == [0, 1, 2], fds
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+        assert refused(srv.port), "the port is still open after the stop"
+    finally:
+        for pid in holders:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
