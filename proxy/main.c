@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/auth.h"
@@ -319,6 +321,32 @@ static int run_front(struct tf_config *cfg, char **argv)
     return 0;
 }
 
+#define FORCED_EXIT_S 5 /* what the atexit handlers get once a stop stopped waiting */
+
+/* A stop that stopped waiting takes the GIL back to run the app's atexit
+ * handlers under requests still running: one that never releases it (C
+ * code, such as a regular expression that backtracks for ever) or a handler
+ * that blocks would keep the process for ever. This thread ends it then,
+ * whatever the main thread is doing. */
+static void *exit_later(void *unused)
+{
+    (void)unused;
+    struct timespec left = { FORCED_EXIT_S, 0 };
+    while (nanosleep(&left, &left) < 0 && errno == EINTR) {
+    }
+    tf_log_error("Python did not finish within %d s (an atexit handler that blocks, or a "
+                 "request that never releases the GIL): exiting without it", FORCED_EXIT_S);
+    _exit(0);
+    return NULL;
+}
+
+static void bound_forced_exit(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, exit_later, NULL) != 0)
+        alarm(FORCED_EXIT_S); /* SIGALRM's default action ends the process */
+}
+
 static void report_signal_taken(int sig)
 {
     if (sig == SIGINT && wsgi_interp_sigint_is_pythons())
@@ -425,8 +453,10 @@ static int run_server(struct tf_config *cfg)
                          "running", ended);
         else
             tf_log_error("requests still running after --graceful-timeout; exiting without them");
-        if (pool)
+        if (pool) {
+            bound_forced_exit();
             wsgi_interp_stop(false);
+        }
         _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
     }
     if (!cfg->worker)

@@ -194,6 +194,68 @@ def test_sighup_to_the_group_is_the_fronts_reload(tracfront, tmp_path):
     assert "nothing to reload" not in srv.error_log + srv.stderr, srv.error_log
 
 
+def hold_the_gil(srv, tmp_path):
+    """A request running C code that never releases the GIL (it never ends);
+    returns the pid of the process running it."""
+    mark = tmp_path / "gil-mark"
+    threading.Thread(target=lambda: fetch(requests, srv.url + "hold_gil?mark=%s" % mark,
+                                          timeout=120), daemon=True).start()
+    wait_for(lambda: mark.exists(), 10, "the GIL-holding request to run")
+    return int(mark.read_text())
+
+
+GIVEN_UP = "Python did not finish within 5 s"
+
+
+def test_a_worker_whose_request_never_releases_the_gil_still_ends(tracfront, tmp_path):
+    # its front gone, the worker stops waiting after --graceful-timeout; taking
+    # the GIL back for the atexit handlers must not keep it alive for ever
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", workers=1)
+    tree = descendants(srv.proc.pid)
+    try:
+        hold_the_gil(srv, tmp_path)
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: not left_running(tree), 30, "the worker to exit")
+        assert "requests still running after --graceful-timeout" in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+    finally:
+        kill_left(tree)
+
+
+@pytest.mark.parametrize("held", ["gil", "atexit"])
+def test_a_second_signal_in_process_ends_it_whatever_python_does(tracfront, tmp_path, held):
+    # held: a request that never releases the GIL, or an atexit handler that
+    # blocks (it runs after the one that writes its mark, which must be written)
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    env = {"WORKER_ATEXIT_DIR": str(marks), "WORKER_ATEXIT_BLOCK": "1"} if held == "atexit" \
+        else None
+    srv = tracfront(*APP, "--graceful-timeout", "20", env=env)
+    if held == "gil":
+        hold_the_gil(srv, tmp_path)
+        gate = None
+    else:
+        gate, _, _ = hold_requests(srv, tmp_path, n=1)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "waiting up to" in srv.error_log, 10, "the stop to begin")
+        srv.proc.send_signal(signal.SIGINT)
+        try:
+            rc = srv.proc.wait(30)
+        except Exception:
+            raise AssertionError("still running after a second signal:\n" + srv.error_log)
+        assert rc == 0
+        assert "signal %d again" % signal.SIGINT in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+        if held == "atexit":
+            assert [p.name for p in marks.iterdir()] == ["atexit-%d" % srv.proc.pid]
+    finally:
+        if gate:
+            gate.touch()
+        srv.stop(signal.SIGKILL)
+
+
 def listening_inodes(port):
     """The socket inodes listening on port (from /proc/net/tcp)."""
     found = set()
