@@ -313,6 +313,7 @@ static int run_front(struct tf_config *cfg, char **argv)
     int sig = wait_for_stop(workers, 0); /* at once if SIGINT/SIGTERM ended the start */
     tf_log_info("signal %d: stopping the workers (up to %gs for requests in flight; a second "
                 "SIGINT/SIGTERM stops them at once)", sig, cfg->graceful_timeout);
+    tf_workers_close_socket(workers); /* first: new connections are refused from now on */
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
     stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
     tf_front_profile_stop(); /* so does its puller */

@@ -305,3 +305,44 @@ def test_a_program_the_app_starts_at_import_inherits_no_descriptor(tracfront, tm
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfront, tmp_path):
+    # logrotate may come while the workers finish their requests
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    gate, runs, busy = hold_requests(srv, tmp_path)
+    log = srv.workdir / "error.log"
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        log.rename(srv.workdir / "error.log.1")
+        srv.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists(), 10, "the front to reopen its error log")
+    finally:
+        gate.touch()
+    for t, _ in runs:
+        t.join(30)
+    assert srv.proc.wait(30) == 0
+    text = log.read_text()
+    assert "SIGUSR1: log files reopened" in text and "[info] stopped" in text, text
+    for pid in busy:  # each worker's last line, once its request is done
+        assert "[worker %d] stopped" % pid in text, text
+
+
+def test_a_group_stop_refuses_new_connections_while_the_front_saves_the_profile(
+        tracfront, tmp_path):
+    # --profile-log: the front asks each worker for its profile before they
+    # go; one whose request holds the GIL answers only at the front's 10 s
+    # timeout. Its public socket must be closed before, not after.
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
+                          tmp_path / "profile.pstats", workers=1)
+    tree = descendants(srv.proc.pid)
+    try:
+        hold_the_gil(srv, tmp_path)
+        os.killpg(srv.proc.pid, signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        wait_for(lambda: refused(srv.port), 5, "new connections to be refused")
+        assert "profile:" not in srv.error_log, "not while the profile is fetched:\n" + \
+            srv.error_log
+    finally:
+        kill_left(tree)
