@@ -4,10 +4,13 @@
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/auth.h"
@@ -74,11 +77,25 @@ static const char *const worker_vars[] = { "TF_LISTEN_FD", "TF_FRONT_PORT", "TF_
 #define N_WORKER_VARS (sizeof(worker_vars) / sizeof(*worker_vars))
 static char worker_values[N_WORKER_VARS][24]; /* "" = not set */
 
+/* A descriptor the front passed (its number in value) is not for the
+ * programs the app starts, at import too: a shell left in the background
+ * would hold the listening socket open after a stop (new connections
+ * waiting in its backlog, not refused), or the ready pipe the front reads. */
+static void close_on_exec(const char *value)
+{
+    char *end;
+    long fd = value && *value ? strtol(value, &end, 10) : -1;
+    if (fd > STDERR_FILENO && fd <= INT_MAX && !*end)
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+}
+
 static void take_worker_env(void)
 {
     for (size_t i = 0; i < N_WORKER_VARS; i++) {
         const char *value = getenv(worker_vars[i]);
         snprintf(worker_values[i], sizeof(worker_values[i]), "%s", value ? value : "");
+        if (strstr(worker_vars[i], "_FD"))
+            close_on_exec(value);
         unsetenv(worker_vars[i]);
     }
 }
@@ -209,7 +226,6 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
     struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
                                        .relay_port = env_port("TF_FRONT_CONTROL"),
                                        .shared = true };
-    fcntl(shared.fd, F_SETFD, FD_CLOEXEC); /* not for the programs the app runs */
     struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
     if (!server) {
         tf_log_error("worker: %s", err);
@@ -297,12 +313,39 @@ static int run_front(struct tf_config *cfg, char **argv)
     int sig = wait_for_stop(workers, 0); /* at once if SIGINT/SIGTERM ended the start */
     tf_log_info("signal %d: stopping the workers (up to %gs for requests in flight; a second "
                 "SIGINT/SIGTERM stops them at once)", sig, cfg->graceful_timeout);
+    tf_workers_close_socket(workers); /* first: new connections are refused from now on */
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
     stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
     tf_front_profile_stop(); /* so does its puller */
     tf_workers_stop(workers, cfg->graceful_timeout + 1); /* closes fd */
     tf_log_info("stopped");
     return 0;
+}
+
+#define FORCED_EXIT_S 5 /* what the atexit handlers get once a stop stopped waiting */
+
+/* A stop that stopped waiting takes the GIL back to run the app's atexit
+ * handlers under requests still running: one that never releases it (C
+ * code, such as a regular expression that backtracks for ever) or a handler
+ * that blocks would keep the process for ever. This thread ends it then,
+ * whatever the main thread is doing. */
+static void *exit_later(void *unused)
+{
+    (void)unused;
+    struct timespec left = { FORCED_EXIT_S, 0 };
+    while (nanosleep(&left, &left) < 0 && errno == EINTR) {
+    }
+    tf_log_error("Python did not finish within %d s (an atexit handler that blocks, or a "
+                 "request that never releases the GIL): exiting without it", FORCED_EXIT_S);
+    _exit(0);
+    return NULL;
+}
+
+static void bound_forced_exit(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, exit_later, NULL) != 0)
+        alarm(FORCED_EXIT_S); /* SIGALRM's default action ends the process */
 }
 
 static void report_signal_taken(int sig)
@@ -411,8 +454,10 @@ static int run_server(struct tf_config *cfg)
                          "running", ended);
         else
             tf_log_error("requests still running after --graceful-timeout; exiting without them");
-        if (pool)
+        if (pool) {
+            bound_forced_exit();
             wsgi_interp_stop(false);
+        }
         _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
     }
     if (!cfg->worker)
@@ -485,6 +530,7 @@ int main(int argc, char **argv)
             tf_auth_share_key(secret);
         unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
         const char *nonces = getenv("TF_AUTH_NONCES_FD"); /* unset: the front has none */
+        close_on_exec(nonces); /* kept open when it is not the table */
         if (nonces && tf_nonces_table_share(nonces, cfg.n_digest_auth > 0) < 0)
             tf_log_error("TF_AUTH_NONCES_FD=%s is not the front's table of Digest nonces (%m): "
                          "left alone; this worker answers stale to the others' nonces", nonces);

@@ -49,7 +49,7 @@ struct generation {
 struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
     char **argv;                   /* this program's argv + --worker */
-    int listen_fd;                 /* the public socket every worker accepts on */
+    int listen_fd;                 /* the public socket every worker accepts on; -1 once closed */
     int nonces_fd;                 /* the Digest nonces' table they share, or -1 */
     char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
     pthread_mutex_t lock;          /* guards current and the retired list (read by the
@@ -603,7 +603,8 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
 /* Reap until every worker of the retired list has exited (0), the timeout
  * passed (-1), or a second SIGINT/SIGTERM came to this process (returned).
  * The workers' own signals (a stop to the whole process group) are theirs:
- * each takes one and finishes its requests. */
+ * each takes one and finishes its requests. SIGUSR1 (logrotate) reopens
+ * the logs and goes on to the workers, as before the stop. */
 static int wait_all_exited(struct tf_workers *w, double timeout)
 {
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
@@ -624,18 +625,34 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
             return 0;
         if (tf_now_us() >= deadline)
             return -1;
-        int sig = tf_signals_wait(20); /* SIGCHLD ends it early; the others wait */
+        int sig = tf_signals_wait(20); /* SIGCHLD ends it early */
         if (sig == SIGINT || sig == SIGTERM)
             return sig;
+        if (sig == SIGUSR1) {
+            if (tf_log_reopen() == 0)
+                tf_log_info("SIGUSR1: log files reopened");
+            tf_workers_forward(w, SIGUSR1);
+        } else if (sig == SIGHUP) {
+            tf_log_info("SIGHUP: no reload: the workers are stopping");
+        }
     }
+}
+
+void tf_workers_close_socket(struct tf_workers *w)
+{
+    if (!w || w->listen_fd < 0)
+        return;
+    tf_unavailable_stop(w->unavailable); /* before the socket it answers on goes */
+    w->unavailable = NULL;
+    close(w->listen_fd); /* each worker closes its own as it stops: then nothing listens */
+    w->listen_fd = -1;
 }
 
 void tf_workers_stop(struct tf_workers *w, double timeout)
 {
     if (!w)
         return;
-    tf_unavailable_stop(w->unavailable); /* before the socket it answers on goes */
-    close(w->listen_fd); /* each worker closes its own as it stops: then nothing listens */
+    tf_workers_close_socket(w);
     pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
     if (w->current) {
         w->current->next = w->retired;

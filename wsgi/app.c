@@ -2,6 +2,7 @@
  * say what to do; the Python traceback goes to the error log. */
 #include "wsgi/app.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,9 +50,30 @@ static PyObject *resolve_attr(PyObject *obj, const char *dotted)
     return obj;
 }
 
+/* Is the pending exception a ModuleNotFoundError for module itself or one
+ * of its parent packages (which stays set)? Not one for a module it
+ * imports: that one was found, and --pythonpath is not what is wrong. */
+static bool module_not_found(const char *module)
+{
+    if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError))
+        return false;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *name = value ? PyObject_GetAttrString(value, "name") : NULL; /* new ref */
+    const char *missing = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    size_t n = missing ? strlen(missing) : 0;
+    bool ours = n && !strncmp(module, missing, n) && (module[n] == 0 || module[n] == '.');
+    Py_XDECREF(name);
+    if (PyErr_Occurred())
+        PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return ours;
+}
+
 /* Why the import of module failed, from the pending exception (which stays
  * set): a syntax error names its file (the module's, or one it imports);
- * only a module not found suggests --pythonpath. */
+ * only the module (or its package) not found suggests --pythonpath. */
 static void import_failure(const char *module, char *what, size_t cap)
 {
     if (PyErr_ExceptionMatches(PyExc_SyntaxError)) {
@@ -66,8 +88,10 @@ static void import_failure(const char *module, char *what, size_t cap)
         if (PyErr_Occurred())
             PyErr_Clear();
         PyErr_Restore(type, value, tb);
-    } else if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+    } else if (module_not_found(module)) {
         snprintf(what, cap, "cannot import module '%s' (is it on --pythonpath?)", module);
+    } else if (PyErr_ExceptionMatches(PyExc_ImportError)) {
+        snprintf(what, cap, "cannot import module '%s': an import in it failed", module);
     } else {
         snprintf(what, cap, "module '%s' raised while being imported", module);
     }

@@ -10,14 +10,21 @@ exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
 without a word, as a crash in a C extension would), /exit (the worker process
 exits at once, as a crash would, without answering), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
-test puts on --pythonpath; "none" when that module is not on the path). If the
-process environment has WORKER_ATEXIT_DIR, an atexit handler writes
-DIR/atexit-PID at interpreter exit. It must never import anything the test
-does not control, nor keep state across requests beyond what is listed.
+test puts on --pythonpath; "none" when that module is not on the path),
+/hold_gil?mark=PATH (writes its pid to mark, then runs a regular expression
+that backtracks for ever: C code that never releases the GIL, as a C
+extension's long call). If the process environment has WORKER_ATEXIT_DIR, an
+atexit handler writes DIR/atexit-PID at interpreter exit; with
+WORKER_ATEXIT_BLOCK set too, another one, run after it, then blocks for an
+hour. With WORKER_SPAWN_DIR, the import starts `sleep 60` in a session of its
+own through os.system (a shell: every inheritable descriptor goes with it) and
+writes its pid to DIR/holder-PID. It must never import anything the test does
+not control, nor keep state across requests beyond what is listed.
 """
 import atexit
 import json
 import os
+import re
 import sys
 import time
 from urllib.parse import parse_qs
@@ -34,7 +41,14 @@ if _atexit_dir:
     def _write_atexit_file(path=os.path.join(_atexit_dir, "atexit-%d" % os.getpid())):
         with open(path, "w") as f:
             f.write("finalized\n")
+    if os.environ.get("WORKER_ATEXIT_BLOCK"):  # registered first: runs last
+        atexit.register(time.sleep, 3600)
     atexit.register(_write_atexit_file)
+
+_spawn_dir = os.environ.get("WORKER_SPAWN_DIR")
+if _spawn_dir:
+    os.system("setsid sleep 60 </dev/null >/dev/null 2>&1 & echo $! > %s/holder-%d"
+              % (_spawn_dir, os.getpid()))
 
 
 def busy(n):
@@ -95,6 +109,12 @@ def app(environ, start_response):
         while not os.path.exists(qs["file"]) and time.monotonic() < deadline:
             time.sleep(0.02)
         return _reply(start_response, {"pid": os.getpid(), "released": True})
+    if path == "/hold_gil":
+        with open(qs["mark"] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename(qs["mark"] + ".tmp", qs["mark"])
+        re.match(r"(a+)+$", "a" * 64 + "b")
+        return _reply(start_response, {"pid": os.getpid()})
     if path == "/log":  # to the worker's stderr, which the front logs
         print("worker_app says %s" % qs.get("msg", ""), file=sys.stderr, flush=True)
         return _reply(start_response, {"pid": os.getpid()})

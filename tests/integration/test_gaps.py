@@ -95,6 +95,29 @@ def test_app_module_that_raises_at_import_says_so(tmp_path):
     assert "module 'raising' raised while being imported" in err and "no database" in err, err
 
 
+@pytest.mark.parametrize("source,exception", [
+    ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
+    ("from os import no_such_name_xyz\n", "cannot import name 'no_such_name_xyz'"),
+], ids=["missing-module", "missing-name"])
+def test_app_module_whose_own_import_fails_says_so(tmp_path, source, exception):
+    # the module was found: --pythonpath is not what is wrong
+    (tmp_path / "needsdep.py").write_text(source + "application = None\n")
+    rc, out, err = run_cli(tmp_path, *good_args(app="needsdep:application",
+                                                pythonpath=str(tmp_path)))
+    assert rc > 0, (rc, err)
+    assert "--pythonpath?" not in err, err
+    assert "cannot import module 'needsdep': an import in it failed" in err, err
+    assert exception in err, err
+
+
+@pytest.mark.parametrize("app", ["nosuch_pkg_xyz.app", "gap_apps.nosuch_xyz"],
+                         ids=["its-package", "itself"])
+def test_app_module_not_found_suggests_pythonpath(tmp_path, app):
+    rc, out, err = run_cli(tmp_path, *good_args(app=app + ":application"))
+    assert rc > 0, (rc, err)
+    assert "cannot import module '%s' (is it on --pythonpath?)" % app in err, err
+
+
 def test_wsgi_file_without_application_fails(tmp_path):
     script = tmp_path / "noapp.wsgi"
     script.write_text("def app(environ, start_response):\n    return []\n")

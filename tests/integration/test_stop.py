@@ -192,3 +192,157 @@ def test_sighup_to_the_group_is_the_fronts_reload(tracfront, tmp_path):
         children(srv.proc.pid)), 30, "a new generation of workers")
     assert fetch(requests, srv.url + "pid")[0] == 200
     assert "nothing to reload" not in srv.error_log + srv.stderr, srv.error_log
+
+
+def hold_the_gil(srv, tmp_path):
+    """A request running C code that never releases the GIL (it never ends);
+    returns the pid of the process running it."""
+    mark = tmp_path / "gil-mark"
+    threading.Thread(target=lambda: fetch(requests, srv.url + "hold_gil?mark=%s" % mark,
+                                          timeout=120), daemon=True).start()
+    wait_for(lambda: mark.exists(), 10, "the GIL-holding request to run")
+    return int(mark.read_text())
+
+
+GIVEN_UP = "Python did not finish within 5 s"
+
+
+def test_a_worker_whose_request_never_releases_the_gil_still_ends(tracfront, tmp_path):
+    # its front gone, the worker stops waiting after --graceful-timeout; taking
+    # the GIL back for the atexit handlers must not keep it alive for ever
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", workers=1)
+    tree = descendants(srv.proc.pid)
+    try:
+        hold_the_gil(srv, tmp_path)
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: not left_running(tree), 30, "the worker to exit")
+        assert "requests still running after --graceful-timeout" in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+    finally:
+        kill_left(tree)
+
+
+@pytest.mark.parametrize("held", ["gil", "atexit"])
+def test_a_second_signal_in_process_ends_it_whatever_python_does(tracfront, tmp_path, held):
+    # held: a request that never releases the GIL, or an atexit handler that
+    # blocks (it runs after the one that writes its mark, which must be written)
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    env = {"WORKER_ATEXIT_DIR": str(marks), "WORKER_ATEXIT_BLOCK": "1"} if held == "atexit" \
+        else None
+    srv = tracfront(*APP, "--graceful-timeout", "20", env=env)
+    if held == "gil":
+        hold_the_gil(srv, tmp_path)
+        gate = None
+    else:
+        gate, _, _ = hold_requests(srv, tmp_path, n=1)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "waiting up to" in srv.error_log, 10, "the stop to begin")
+        srv.proc.send_signal(signal.SIGINT)
+        try:
+            rc = srv.proc.wait(30)
+        except Exception:
+            raise AssertionError("still running after a second signal:\n" + srv.error_log)
+        assert rc == 0
+        assert "signal %d again" % signal.SIGINT in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+        if held == "atexit":
+            assert [p.name for p in marks.iterdir()] == ["atexit-%d" % srv.proc.pid]
+    finally:
+        if gate:
+            gate.touch()
+        srv.stop(signal.SIGKILL)
+
+
+def listening_inodes(port):
+    """The socket inodes listening on port (from /proc/net/tcp)."""
+    found = set()
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+                found.add(fields[9])
+    return found
+
+
+def open_fds(pid):
+    """{fd: what it is} of a process."""
+    out = {}
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[int(name)] = os.readlink("/proc/%d/fd/%s" % (pid, name))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def test_a_program_the_app_starts_at_import_inherits_no_descriptor(tracfront, tmp_path):
+    # os.system at import: a shell, then `sleep` left in the background; with
+    # the listening socket it would keep the port open after the stop, new
+    # connections waiting in its backlog instead of being refused
+    spawned = tmp_path / "spawned"
+    spawned.mkdir()
+    srv = tracfront(*APP, "--workers", "2", env={"WORKER_SPAWN_DIR": str(spawned)},
+                    preexec_fn=os.setsid)
+    holders = wait_for(lambda: (lambda pids: len(pids) == 2 and pids)(
+        [int(p.read_text()) for p in spawned.iterdir() if p.read_text().endswith("\n")]),
+        10, "the programs the workers started")
+    try:
+        sockets = {"socket:[%s]" % inode for inode in listening_inodes(srv.port)}
+        assert sockets, "nothing listens on %d?" % srv.port
+        for pid in holders:
+            fds = open_fds(pid)
+            assert not sockets & set(fds.values()), "it holds the listening socket: %s" % fds
+            assert sorted(fds) == [0, 1, 2], fds
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+        assert refused(srv.port), "the port is still open after the stop"
+    finally:
+        for pid in holders:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfront, tmp_path):
+    # logrotate may come while the workers finish their requests
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    gate, runs, busy = hold_requests(srv, tmp_path)
+    log = srv.workdir / "error.log"
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        log.rename(srv.workdir / "error.log.1")
+        srv.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: log.exists(), 10, "the front to reopen its error log")
+    finally:
+        gate.touch()
+    for t, _ in runs:
+        t.join(30)
+    assert srv.proc.wait(30) == 0
+    text = log.read_text()
+    assert "SIGUSR1: log files reopened" in text and "[info] stopped" in text, text
+    for pid in busy:  # each worker's last line, once its request is done
+        assert "[worker %d] stopped" % pid in text, text
+
+
+def test_a_group_stop_refuses_new_connections_while_the_front_saves_the_profile(
+        tracfront, tmp_path):
+    # --profile-log: the front asks each worker for its profile before they
+    # go; one whose request holds the GIL answers only at the front's 10 s
+    # timeout. Its public socket must be closed before, not after.
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
+                          tmp_path / "profile.pstats", workers=1)
+    tree = descendants(srv.proc.pid)
+    try:
+        hold_the_gil(srv, tmp_path)
+        os.killpg(srv.proc.pid, signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        wait_for(lambda: refused(srv.port), 5, "new connections to be refused")
+        assert "profile:" not in srv.error_log, "not while the profile is fetched:\n" + \
+            srv.error_log
+    finally:
+        kill_left(tree)
