@@ -175,6 +175,14 @@ static bool client_erred(const char *fmt, const char *msg)
     return (status >= 400 && status < 500) || status == 505;
 }
 
+/* Does libmicrohttpd's line begin with text? Its lines begin with its own
+ * words; a client's URL comes only later in some of them, so a test
+ * anywhere in the line could be forged by a request. */
+static bool begins(const char *msg, const char *text)
+{
+    return strncmp(msg, text, strlen(text)) == 0;
+}
+
 static __thread bool close_explained; /* see tf_daemon_log_explained */
 
 void tf_daemon_log_explained(bool on)
@@ -189,14 +197,14 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
-    if (close_explained && strstr(msg, "Application reported internal error")) {
+    if (close_explained && begins(msg, "Application reported internal error")) {
         close_explained = false;
         return;
     }
-    if (strstr(msg, "resource limit at FIRST connection"))
+    if (begins(msg, "Hit process or system resource limit at FIRST connection"))
         pause_accepting(cls);
     struct tf_daemon *d;
-    if (strstr(msg, "Error accepting connection") && (d = running_daemon(cls)))
+    if (begins(msg, "Error accepting connection") && (d = running_daemon(cls)))
         tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;

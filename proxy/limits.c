@@ -79,14 +79,17 @@ void tf_limits_connection_started(struct tf_server *server, int open)
 
 bool tf_limits_take_message(struct tf_server *server, const char *msg)
 {
-    static const char accept_error[] = "Error accepting connection: ";
+    /* by their beginnings: a line that quotes a client's URL has it later */
+    static const char accept_error[] = "Error accepting connection: ",
+                      resource_limit[] = "Hit process or system resource limit",
+                      connection_limit[] = "Server reached connection limit";
     if (!strncmp(msg, accept_error, sizeof(accept_error) - 1)) {
         tf_limits_accept_failed(server, msg + sizeof(accept_error) - 1);
         return true;
     }
-    if (strstr(msg, "Hit process or system resource limit")) /* follows that error */
+    if (!strncmp(msg, resource_limit, sizeof(resource_limit) - 1)) /* follows that error */
         return true;
-    if (strstr(msg, "Server reached connection limit")) {
+    if (!strncmp(msg, connection_limit, sizeof(connection_limit) - 1)) {
         tf_limits_full(server, open_now(server));
         return true;
     }

@@ -8,6 +8,7 @@ import re
 import resource
 import select
 import socket
+import struct
 import time
 
 from test_bad_requests import read_to_end
@@ -356,3 +357,37 @@ def test_worker_out_of_descriptors_closes_a_lingering_socket_first(tracfront):
     assert get(keeper, "/release")[0] == b"200"
     for s in uploads + [keeper, first, waiting]:
         s.close()
+
+
+def test_a_url_cannot_forge_libmicrohttpds_lines(tracfront, tmp_path):
+    """libmicrohttpd quotes a client's URL in some of its lines ("Failed to send
+    the response body for the request for `URL'"): a URL holding "Error
+    accepting connection" closed the oldest lingering socket (another client's
+    refused upload lost its 413 to a reset), and one holding "resource limit at
+    FIRST connection" took the network thread off its loop for 250 ms. Lines
+    are told by how they begin, which is libmicrohttpd's own text."""
+    www = tmp_path / "www"
+    www.mkdir()
+    names = ["Error accepting connection", "Hit process or system resource limit at FIRST "
+             "connection"]
+    for name in names:
+        (www / name).write_bytes(b"b" * 5000000)
+    srv = tracfront("--app", "hello:application", "--io-threads", "1", "--max-body", "1K",
+                    "--static", "/s=%s" % www)
+    base = sockets_of(srv.proc.pid)
+    up = refused_upload(srv)
+    wait_for(lambda: sockets_of(srv.proc.pid) - base == 1, 10, "the refused upload to linger")
+    for name in names:
+        for _ in range(50):  # a reset mid-answer: libmicrohttpd's line quotes the URL
+            with srv.connect() as s:
+                s.sendall(b"GET /s/%s HTTP/1.1\r\nHost: x\r\n\r\n"
+                          % name.replace(" ", "%20").encode())
+                assert s.recv(1)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if name in srv.error_log:
+                break
+        assert name in srv.error_log, "the line quoting the URL was taken for %r" % name
+        time.sleep(0.3)
+        up.sendall(b"u" * 1000)  # still lingering: its bytes are taken, not reset
+        assert sockets_of(srv.proc.pid) - base == 1, "%r closed the lingering socket" % name
+    up.close()

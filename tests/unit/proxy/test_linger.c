@@ -127,8 +127,9 @@ static bool closed(int peer)
 }
 
 /* Wait until the lingerer has read all peer sent (a unix socket's SIOCOUTQ:
- * the bytes its other end has not read yet). */
-static void wait_drained(int peer)
+ * the bytes its other end has not read yet), and has finished that read: it
+ * reads the clock after it, so a call through the loop is the barrier. */
+static void wait_drained(struct fixture *f, int peer)
 {
     int queued = -1;
     for (int i = 0; i < 500 && (ioctl(peer, SIOCOUTQ, &queued) < 0 || queued); i++) {
@@ -136,6 +137,7 @@ static void wait_drained(int peer)
         nanosleep(&ts, NULL);
     }
     assert_int_equal(queued, 0);
+    tf_loop_call(f->loop, count, f);
 }
 
 static void wait_count(struct fixture *f, int want)
@@ -203,7 +205,7 @@ static void test_closed_past_quiet_and_total_time(void **state)
     assert_int_equal(f->result, (limits.quiet_us - 1000000) / 1000 + 1); /* to both's end */
     set_now(start + 20000000); /* busy sends at 20 s: its quiet time starts again */
     assert_int_equal(send(busy, "more", 4, MSG_NOSIGNAL), 4);
-    wait_drained(busy);
+    wait_drained(f, busy);
     set_now(start + limits.quiet_us); /* quiet's time is up, busy's not */
     tf_loop_call(f->loop, sweep, f);
     assert_int_equal(tf_loop_call(f->loop, count, f), 1);
@@ -212,7 +214,7 @@ static void test_closed_past_quiet_and_total_time(void **state)
     assert_false(closed(busy));
     set_now(start + 45000000); /* still sending, but its 60 s in all are up */
     assert_int_equal(send(busy, "more", 4, MSG_NOSIGNAL), 4);
-    wait_drained(busy);
+    wait_drained(f, busy);
     set_now(start + limits.total_us);
     tf_loop_call(f->loop, sweep, f);
     assert_int_equal(f->result, -1);
