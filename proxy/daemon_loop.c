@@ -145,12 +145,21 @@ int tf_daemon_close_lingering(void *arg)
     return tf_linger_close_oldest(d->linger);
 }
 
-/* libmicrohttpd's line about a client that went away: it closed with its
- * request unfinished, or reset the connection during the answer (EPIPE,
- * ECONNRESET: a browser that stopped a download). */
+/* Does libmicrohttpd's line begin with text? Its lines begin with its own
+ * words; a client's URL comes only later in some of them, so a test
+ * anywhere in the line could be forged by a request. */
+static bool begins(const char *msg, const char *text)
+{
+    return strncmp(msg, text, strlen(text)) == 0;
+}
+
+/* libmicrohttpd's line about a client that went away: it closed or reset
+ * the connection with its request unfinished, or reset it during the answer
+ * (EPIPE, ECONNRESET: a browser that stopped a download). */
 static bool client_left(const char *fmt, const char *msg)
 {
-    if (strstr(fmt, "closed by remote side"))
+    if (strstr(fmt, "closed by remote side") ||
+        begins(msg, "Socket has been disconnected when reading request")) /* a reset */
         return true;
     /* the reason ends the line ("... for `URL'. Error: WHY"): the last one is
      * libmicrohttpd's, whatever the client put in its URL */
@@ -175,14 +184,6 @@ static bool client_erred(const char *fmt, const char *msg)
     return (status >= 400 && status < 500) || status == 505;
 }
 
-/* Does libmicrohttpd's line begin with text? Its lines begin with its own
- * words; a client's URL comes only later in some of them, so a test
- * anywhere in the line could be forged by a request. */
-static bool begins(const char *msg, const char *text)
-{
-    return strncmp(msg, text, strlen(text)) == 0;
-}
-
 static __thread bool close_explained; /* see tf_daemon_log_explained */
 
 void tf_daemon_log_explained(bool on)
@@ -197,7 +198,8 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
-    if (close_explained && begins(msg, "Application reported internal error")) {
+    if (close_explained && (begins(msg, "Application reported internal error") ||
+                            begins(msg, "Closing connection (application"))) {
         close_explained = false;
         return;
     }

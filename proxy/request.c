@@ -401,6 +401,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             pthread_mutex_unlock(&req->lock);
             tf_log_error("%s %s: cannot read the response spill file: %m", req->method,
                          req->target);
+            tf_daemon_log_explained(true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (got == 0)
@@ -414,7 +415,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     if (n == 0) {
         ssize_t rc = 0;
         if (req->stream_error || req->spill_errno) { /* a failed spill: what it lost is a gap */
-            rc = MHD_CONTENT_READER_END_WITH_ERROR;
+            rc = MHD_CONTENT_READER_END_WITH_ERROR; /* the backend logged why */
+            tf_daemon_log_explained(true);
             abort_connection(req);
         }
         else if (req->stream_end)

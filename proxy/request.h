@@ -176,6 +176,11 @@ int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes);
 /* Resume the suspended connection, from any thread, and have its daemon's
  * loop run (server.c). */
 void tf_request_resume(struct tf_request *req);
+/* On: a request is given up (its access handler returns MHD_NO, or its
+ * answer ends with an error) having logged why, so libmicrohttpd's own line
+ * about the close that follows on this thread is not logged; off again when
+ * the request completes (daemon_loop.c). */
+void tf_daemon_log_explained(bool on);
 void tf_request_ref(struct tf_request *req);
 void tf_request_unref(struct tf_request *req);
 

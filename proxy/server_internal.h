@@ -102,10 +102,6 @@ int tf_daemon_detach(void *arg);
 int tf_daemon_close_lingering(void *arg);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
-/* On: the access handler returns MHD_NO having logged why, so libmicrohttpd's
- * "Application reported internal error" line that follows on this thread is
- * not logged; off again when the request completes. */
-void tf_daemon_log_explained(bool on);
 
 /* --- request_end.c --- */
 /* libmicrohttpd's MHD_OPTION_NOTIFY_COMPLETED (cls is the server). */

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import struct
 import time
 
 import pytest
@@ -364,6 +365,21 @@ def slow_upload(srv, path, size, first):
 def read_answer(s):
     with s.makefile("rb") as f:
         return read_response(f)
+
+
+def test_client_resetting_mid_upload_is_an_info_line(tracfront):
+    """nginx: "[info] recv() failed (104: Connection reset by peer)"; libmicrohttpd
+    says "Socket has been disconnected when reading request": a client that
+    went away, not the server's error."""
+    srv = tracfront("--app", APP)
+    s = srv.connect()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" + b"u" * 5000)
+    time.sleep(0.2)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # a reset
+    wait_for(lambda: "disconnected when reading request" in srv.error_log, "the line")
+    line = [l for l in srv.error_log.splitlines() if "disconnected when reading" in l][0]
+    assert "[info]" in line, line
 
 
 def test_stop_lets_a_body_that_is_arriving_finish(tracfront):
