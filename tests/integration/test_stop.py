@@ -50,12 +50,19 @@ def hold_requests(srv, tmp_path, n=2):
 
 
 def refused(port):
-    """True if a new connection to port is refused (nothing listens)."""
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    except ConnectionRefusedError:
-        return True
-    s.close()
+    """True if a new connection to port is refused (nothing listens). A
+    connection the kernel had queued when the last copy of the socket closed
+    is reset: that one is tried again."""
+    for _ in range(10):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        except ConnectionRefusedError:
+            return True
+        except ConnectionResetError:
+            time.sleep(0.05)
+            continue
+        s.close()
+        return False
     return False
 
 
