@@ -22,13 +22,13 @@ from workers_util import APP, children, descendants, fetch, running, wait_for
 import requests
 
 
-def group_server(tracfront, tmp_path, *extra, workers=2):
+def group_server(tracfront, tmp_path, *extra, workers=2, env=None):
     """A server leading its own process group; the directory its workers'
     atexit handlers write to."""
     marks = tmp_path / "atexit"
     marks.mkdir(exist_ok=True)
-    srv = tracfront(*APP, "--workers", workers, *extra, env={"WORKER_ATEXIT_DIR": str(marks)},
-                    preexec_fn=os.setsid)
+    srv = tracfront(*APP, "--workers", workers, *extra,
+                    env=dict(env or {}, WORKER_ATEXIT_DIR=str(marks)), preexec_fn=os.setsid)
     return srv, marks
 
 
@@ -351,5 +351,49 @@ def test_a_group_stop_refuses_new_connections_while_the_front_saves_the_profile(
         wait_for(lambda: refused(srv.port), 5, "new connections to be refused")
         assert "profile:" not in srv.error_log, "not while the profile is fetched:\n" + \
             srv.error_log
+    finally:
+        kill_left(tree)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_second_signal_during_the_atexit_handlers_of_a_stop_that_waited_ends_them(
+        tracfront, tmp_path, sig):
+    # nothing in flight: the stop waits for nothing and finalizes Python, whose
+    # last atexit handler blocks (it runs after the one writing the mark)
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    srv = tracfront(*APP, env={"WORKER_ATEXIT_DIR": str(marks), "WORKER_ATEXIT_BLOCK": "1"})
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: list(marks.iterdir()), 10, "the atexit handlers to run")
+        time.sleep(0.5)
+        assert srv.alive() and "signal %d again" % sig not in srv.error_log, srv.error_log
+        srv.proc.send_signal(sig)
+        try:
+            rc = srv.proc.wait(30)
+        except Exception:
+            raise AssertionError("a second signal did not end the atexit handlers:\n" +
+                                 srv.error_log)
+        assert rc == 0
+        assert "signal %d again" % sig in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+        assert [p.name for p in marks.iterdir()] == ["atexit-%d" % srv.proc.pid]
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
+def test_a_worker_whose_front_is_killed_ends_its_blocking_atexit_handlers(tracfront, tmp_path):
+    # the worker's stop waits for nothing; its atexit handler blocks, and no
+    # front is left to end it: it must not stay for ever (re-parented to init)
+    srv, marks = group_server(tracfront, tmp_path, workers=1,
+                              env={"WORKER_ATEXIT_BLOCK": "1"})
+    kids, tree = children(srv.proc.pid), descendants(srv.proc.pid)
+    try:
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: list(marks.iterdir()), 10, "the worker's atexit handlers to run")
+        wait_for(lambda: not left_running(tree), 30, "the worker to exit")
+        assert [p.name for p in marks.iterdir()] == ["atexit-%d" % p for p in kids]
+        assert GIVEN_UP in srv.error_log, srv.error_log
     finally:
         kill_left(tree)
