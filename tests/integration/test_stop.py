@@ -336,17 +336,23 @@ def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfro
         assert "[worker %d] stopped" % pid in text, text
 
 
-def test_a_group_stop_refuses_new_connections_while_the_front_saves_the_profile(
-        tracfront, tmp_path):
+@pytest.mark.parametrize("target", ["group", "front"])
+def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
+        tracfront, tmp_path, target):
     # --profile-log: the front asks each worker for its profile before they
     # go; one whose request holds the GIL answers only at the front's 10 s
-    # timeout. Its public socket must be closed before, not after.
+    # timeout. The public socket must be closed before, not after: the
+    # front's copy and, with SIGTERM to the front alone (kill PID, systemd's
+    # KillMode=mixed), the workers' too, though their own SIGTERM comes later.
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
                           tmp_path / "profile.pstats", workers=1)
     tree = descendants(srv.proc.pid)
     try:
         hold_the_gil(srv, tmp_path)
-        os.killpg(srv.proc.pid, signal.SIGTERM)
+        if target == "group":
+            os.killpg(srv.proc.pid, signal.SIGTERM)
+        else:
+            srv.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
         wait_for(lambda: refused(srv.port), 5, "new connections to be refused")
         assert "profile:" not in srv.error_log, "not while the profile is fetched:\n" + \
