@@ -554,10 +554,25 @@ static int check_tempdir(char *err, size_t errlen)
     return -1;
 }
 
+/* Started with descriptors 0-2 closed (`<&- >&- 2>&-`), the first ones
+ * opened would take their place: the signal pipe as stdin and stdout, the
+ * listening socket as stderr, where the logs and sys.stderr then write, and
+ * which a worker then gets as TF_LISTEN_FD=2, left inheritable (stdio is
+ * for the programs the app starts). As daemons do, /dev/null fills them. */
+static void fill_standard_descriptors(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO) {
+    }
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
 int main(int argc, char **argv)
 {
     struct tf_config cfg;
     char err[1024] = "";
+    fill_standard_descriptors(); /* before anything opens */
     if (tf_signals_install() < 0) {
         perror("tracfront: cannot install signal handlers");
         return 1;

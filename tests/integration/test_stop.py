@@ -12,11 +12,13 @@ signal to its group reaches nothing else.
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
+from conftest import APPS, BINARY, closed_port
 from workers_util import APP, children, descendants, fetch, running, wait_for
 
 import requests
@@ -403,3 +405,41 @@ def test_a_worker_whose_front_is_killed_ends_its_blocking_atexit_handlers(tracfr
         assert GIVEN_UP in srv.error_log, srv.error_log
     finally:
         kill_left(tree)
+
+
+def without_stdio():
+    """preexec_fn: a session of its own, and descriptors 0-2 closed (a daemon
+    started as `setsid tracfront ... <&- >&- 2>&-`)."""
+    os.setsid()
+    for fd in (0, 1, 2):
+        os.close(fd)
+
+
+def test_a_front_started_with_stdio_closed_passes_no_standard_descriptor(tmp_path):
+    # the first descriptors opened would take 0-2: the listening socket as
+    # stderr (logs and sys.stderr written into it), passed to the worker as
+    # TF_LISTEN_FD=2 and so inheritable by every program the app starts
+    port = closed_port()
+    cmd = [str(BINARY), "--listen", "127.0.0.1:%d" % port, "--pythonpath", str(APPS), *APP,
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), preexec_fn=without_stdio)
+    try:
+        wait_for(lambda: fetch(requests, "http://127.0.0.1:%d/pid" % port, timeout=5)[0] == 200
+                 or proc.poll() is not None, 30, "the server to answer")
+        assert proc.poll() is None, "it exited with %s" % proc.returncode
+        worker = fetch(requests, "http://127.0.0.1:%d/pid" % port)[1]["pid"]
+        sockets = {"socket:[%s]" % inode for inode in listening_inodes(port)}
+        assert sockets, "nothing listens on %d?" % port
+        for pid in (proc.pid, worker):
+            fds = open_fds(pid)
+            assert [fds[fd] for fd in (0, 1, 2)] == ["/dev/null"] * 3, fds
+            for fd in (fd for fd, what in fds.items() if what in sockets):
+                with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+                    flags = int(f.read().split("flags:")[1].split()[0], 8)
+                assert flags & os.O_CLOEXEC, "pid %d: fd %d is inheritable" % (pid, fd)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
