@@ -10,7 +10,6 @@
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "proxy/auth.h"
@@ -322,30 +321,90 @@ static int run_front(struct tf_config *cfg, char **argv)
     return 0;
 }
 
-#define FORCED_EXIT_S 5 /* what the atexit handlers get once a stop stopped waiting */
+#define FORCED_EXIT_S 5 /* what Python gets to finish once its end is bounded */
 
-/* A stop that stopped waiting takes the GIL back to run the app's atexit
- * handlers under requests still running: one that never releases it (C
- * code, such as a regular expression that backtracks for ever) or a handler
- * that blocks would keep the process for ever. This thread ends it then,
- * whatever the main thread is doing. */
-static void *exit_later(void *unused)
+/* Once the server stopped serving, Python's end has no limit of its own: the
+ * app's atexit handlers may block, Py_FinalizeEx joins the app's threads, and
+ * a stop that stopped waiting takes the GIL back under requests still running
+ * (one in C code that never releases it). Nothing else reads the signal pipe
+ * then: this thread does, and ends the process FORCED_EXIT_S after its end
+ * was bounded: at once for a stop that stopped waiting; on a second
+ * SIGINT/SIGTERM (a worker takes none: its front decides, see drain); or
+ * when a worker's front is gone (nobody else would end it). */
+struct exit_watch {
+    pid_t front;       /* a worker's front, or 0 */
+    int done[2];       /* the main thread closes done[1] once Python finished */
+    uint64_t deadline; /* tf_now_us() to exit at, or 0: not bounded yet */
+    pthread_t thread;
+};
+
+static void *watch_exit(void *arg)
 {
-    (void)unused;
-    struct timespec left = { FORCED_EXIT_S, 0 };
-    while (nanosleep(&left, &left) < 0 && errno == EINTR) {
+    struct exit_watch *w = arg;
+    for (;;) {
+        uint64_t now = tf_now_us();
+        if (w->deadline && now >= w->deadline) {
+            tf_log_error("Python did not finish within %d s (an atexit handler that blocks, or "
+                         "a request that never releases the GIL): exiting without it",
+                         FORCED_EXIT_S);
+            _exit(0);
+        }
+        if (!w->deadline && w->front && getppid() != w->front) {
+            tf_log_info("the front (pid %d) is gone: Python gets %d s more to finish",
+                        (int)w->front, FORCED_EXIT_S);
+            w->deadline = now + FORCED_EXIT_S * 1000000u;
+        }
+        uint64_t left = w->deadline ? (w->deadline - now + 999) / 1000 : 1000;
+        int sig = tf_signals_wait_fd(w->done[0], left < 1000 ? (int)left : 1000);
+        if (sig < 0)
+            return NULL; /* done */
+        if ((sig == SIGINT || sig == SIGTERM) && !w->front && !w->deadline) {
+            tf_log_error("signal %d again: Python gets %d s more to finish", sig, FORCED_EXIT_S);
+            w->deadline = tf_now_us() + FORCED_EXIT_S * 1000000u;
+        } else if (sig == SIGUSR1)
+            (void)tf_log_reopen();
     }
-    tf_log_error("Python did not finish within %d s (an atexit handler that blocks, or a "
-                 "request that never releases the GIL): exiting without it", FORCED_EXIT_S);
-    _exit(0);
-    return NULL;
 }
 
-static void bound_forced_exit(void)
+/* Start watching (bounded at once: the stop stopped waiting). Without a
+ * thread: a bounded end is cut by SIGALRM (no app handler for it, which
+ * would keep the process), else SIGINT/SIGTERM end the process at once. */
+static void exit_watch_start(struct exit_watch *w, pid_t front, bool bounded)
 {
-    pthread_t t;
-    if (pthread_create(&t, NULL, exit_later, NULL) != 0)
-        alarm(FORCED_EXIT_S); /* SIGALRM's default action ends the process */
+    *w = (struct exit_watch){ .front = front, .done = { -1, -1 },
+                              .deadline = bounded ? tf_now_us() + FORCED_EXIT_S * 1000000u : 0 };
+    int rc = pipe(w->done) < 0 ? errno : 0;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        fcntl(w->done[i], F_SETFD, FD_CLOEXEC); /* not for the programs Python starts */
+    if (rc == 0)
+        rc = pthread_create(&w->thread, NULL, watch_exit, w);
+    if (rc == 0)
+        return;
+    if (w->done[0] >= 0) {
+        close(w->done[0]);
+        close(w->done[1]);
+    }
+    w->done[0] = w->done[1] = -1;
+    if (bounded || (front && getppid() != front)) {
+        tf_log_error("cannot watch Python's end (%s): SIGALRM ends this process if Python has "
+                     "not finished within %d s", strerror(rc), FORCED_EXIT_S);
+        signal(SIGALRM, SIG_DFL);
+        alarm(FORCED_EXIT_S);
+    } else {
+        tf_log_error("cannot watch Python's end (%s): a second SIGINT/SIGTERM ends this "
+                     "process at once", strerror(rc));
+        tf_signals_default_while_starting();
+    }
+}
+
+/* Python finished: the watch ends (it exits the process if too late). */
+static void exit_watch_end(struct exit_watch *w)
+{
+    if (w->done[1] < 0)
+        return;
+    close(w->done[1]);
+    pthread_join(w->thread, NULL);
+    close(w->done[0]);
 }
 
 static void report_signal_taken(int sig)
@@ -455,11 +514,15 @@ static int run_server(struct tf_config *cfg)
         else
             tf_log_error("requests still running after --graceful-timeout; exiting without them");
         if (pool) {
-            bound_forced_exit();
+            struct exit_watch bounded;
+            exit_watch_start(&bounded, front, true);
             wsgi_interp_stop(false);
         }
         _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
     }
+    struct exit_watch watch = { .done = { -1, -1 } };
+    if (pool)
+        exit_watch_start(&watch, front, false);
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
     else
@@ -470,6 +533,7 @@ static int run_server(struct tf_config *cfg)
         wsgi_pool_stop(pool);
         wsgi_interp_stop(true);
     }
+    exit_watch_end(&watch);
     tf_log_info("stopped");
     return 0;
 }
@@ -490,10 +554,25 @@ static int check_tempdir(char *err, size_t errlen)
     return -1;
 }
 
+/* Started with descriptors 0-2 closed (`<&- >&- 2>&-`), the first ones
+ * opened would take their place: the signal pipe as stdin and stdout, the
+ * listening socket as stderr, where the logs and sys.stderr then write, and
+ * which a worker then gets as TF_LISTEN_FD=2, left inheritable (stdio is
+ * for the programs the app starts). As daemons do, /dev/null fills them. */
+static void fill_standard_descriptors(void)
+{
+    int fd;
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= STDERR_FILENO) {
+    }
+    if (fd > STDERR_FILENO)
+        close(fd);
+}
+
 int main(int argc, char **argv)
 {
     struct tf_config cfg;
     char err[1024] = "";
+    fill_standard_descriptors(); /* before anything opens */
     if (tf_signals_install() < 0) {
         perror("tracfront: cannot install signal handlers");
         return 1;

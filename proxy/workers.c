@@ -103,9 +103,10 @@ static void let_go(struct generation *g)
     }
 }
 
-/* Make an old generation stop accepting, and wait until it has (each worker
- * answers once its listening socket is out of its poll set). */
-static void quiesce(struct tf_workers *w, struct generation *g)
+/* Make a generation stop accepting, and wait until it has (each worker
+ * answers once its listening socket is out of its poll set and closed).
+ * Its control port answers without the GIL. why: "reload" or "stop". */
+static void quiesce(struct tf_workers *w, struct generation *g, const char *why)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/quiesce", w->cfg->profile_path);
@@ -114,7 +115,7 @@ static void quiesce(struct tf_workers *w, struct generation *g)
             continue;
         struct tf_fetched f;
         if (tf_fetch(g->workers[i].origin, "POST", path, &f) < 0 || f.status != 303)
-            tf_log_error("reload: worker %d did not confirm it stopped accepting (status %u)",
+            tf_log_error("%s: worker %d did not confirm it stopped accepting (status %u)", why,
                          (int)g->workers[i].pid, f.status);
         tf_fetched_free(&f);
     }
@@ -422,7 +423,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
      * wait in the socket's backlog meanwhile), so no client is served by the
      * new code and then by the old. */
     if (old)
-        quiesce(w, old);
+        quiesce(w, old, "reload");
     tf_unavailable_stop(w->unavailable); /* before the new ones accept, as old ones */
     w->unavailable = NULL;
     let_go(g);
@@ -644,8 +645,14 @@ void tf_workers_close_socket(struct tf_workers *w)
         return;
     tf_unavailable_stop(w->unavailable); /* before the socket it answers on goes */
     w->unavailable = NULL;
-    close(w->listen_fd); /* each worker closes its own as it stops: then nothing listens */
+    close(w->listen_fd);
     w->listen_fd = -1;
+    /* and so do the workers, at once: a SIGTERM to the front alone (kill PID,
+     * systemd's KillMode=mixed) reaches them only from tf_workers_stop, after
+     * the front fetched their profiles (up to 10 s each). Old generations
+     * were quiesced when they retired. */
+    if (w->current)
+        quiesce(w, w->current, "stop");
 }
 
 void tf_workers_stop(struct tf_workers *w, double timeout)

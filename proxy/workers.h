@@ -49,11 +49,11 @@ void tf_workers_reload(struct tf_workers *w, const char *why);
  * signal handlers: a generation is listed once it is ready). */
 void tf_workers_forward(struct tf_workers *w, int sig);
 /* Main thread, once the stop began: close listen_fd (and stop answering
- * 503 on it), so that new connections are refused once every worker has
- * closed its own copy too. tf_workers_stop does it if not done yet. */
+ * 503 on it), and have every worker close its own copy (POST quiesce, as
+ * a reload does), so that new connections are refused from then on.
+ * tf_workers_stop does it if not done yet. */
 void tf_workers_close_socket(struct tf_workers *w);
-/* Stop every worker and free: close listen_fd (each worker closes its own
- * copy as it stops, so new connections are refused once all have), SIGTERM,
+/* Stop every worker and free: tf_workers_close_socket (if not done), SIGTERM,
  * wait for them to exit, and SIGKILL those left after timeout seconds, or at
  * once on a second SIGINT/SIGTERM to this process (from tf_signals_wait). */
 void tf_workers_stop(struct tf_workers *w, double timeout);

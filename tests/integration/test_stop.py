@@ -12,23 +12,25 @@ signal to its group reaches nothing else.
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 
+from conftest import APPS, BINARY, closed_port
 from workers_util import APP, children, descendants, fetch, running, wait_for
 
 import requests
 
 
-def group_server(tracfront, tmp_path, *extra, workers=2):
+def group_server(tracfront, tmp_path, *extra, workers=2, env=None):
     """A server leading its own process group; the directory its workers'
     atexit handlers write to."""
     marks = tmp_path / "atexit"
     marks.mkdir(exist_ok=True)
-    srv = tracfront(*APP, "--workers", workers, *extra, env={"WORKER_ATEXIT_DIR": str(marks)},
-                    preexec_fn=os.setsid)
+    srv = tracfront(*APP, "--workers", workers, *extra,
+                    env=dict(env or {}, WORKER_ATEXIT_DIR=str(marks)), preexec_fn=os.setsid)
     return srv, marks
 
 
@@ -50,12 +52,19 @@ def hold_requests(srv, tmp_path, n=2):
 
 
 def refused(port):
-    """True if a new connection to port is refused (nothing listens)."""
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    except ConnectionRefusedError:
-        return True
-    s.close()
+    """True if a new connection to port is refused (nothing listens). A
+    connection the kernel had queued when the last copy of the socket closed
+    is reset: that one is tried again."""
+    for _ in range(10):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        except ConnectionRefusedError:
+            return True
+        except ConnectionResetError:
+            time.sleep(0.05)
+            continue
+        s.close()
+        return False
     return False
 
 
@@ -329,20 +338,108 @@ def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfro
         assert "[worker %d] stopped" % pid in text, text
 
 
-def test_a_group_stop_refuses_new_connections_while_the_front_saves_the_profile(
-        tracfront, tmp_path):
+@pytest.mark.parametrize("target", ["group", "front"])
+def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
+        tracfront, tmp_path, target):
     # --profile-log: the front asks each worker for its profile before they
     # go; one whose request holds the GIL answers only at the front's 10 s
-    # timeout. Its public socket must be closed before, not after.
+    # timeout. The public socket must be closed before, not after: the
+    # front's copy and, with SIGTERM to the front alone (kill PID, systemd's
+    # KillMode=mixed), the workers' too, though their own SIGTERM comes later.
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
                           tmp_path / "profile.pstats", workers=1)
     tree = descendants(srv.proc.pid)
     try:
         hold_the_gil(srv, tmp_path)
-        os.killpg(srv.proc.pid, signal.SIGTERM)
+        if target == "group":
+            os.killpg(srv.proc.pid, signal.SIGTERM)
+        else:
+            srv.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
         wait_for(lambda: refused(srv.port), 5, "new connections to be refused")
         assert "profile:" not in srv.error_log, "not while the profile is fetched:\n" + \
             srv.error_log
     finally:
         kill_left(tree)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+def test_a_second_signal_during_the_atexit_handlers_of_a_stop_that_waited_ends_them(
+        tracfront, tmp_path, sig):
+    # nothing in flight: the stop waits for nothing and finalizes Python, whose
+    # last atexit handler blocks (it runs after the one writing the mark)
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    srv = tracfront(*APP, env={"WORKER_ATEXIT_DIR": str(marks), "WORKER_ATEXIT_BLOCK": "1"})
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: list(marks.iterdir()), 10, "the atexit handlers to run")
+        time.sleep(0.5)
+        assert srv.alive() and "signal %d again" % sig not in srv.error_log, srv.error_log
+        srv.proc.send_signal(sig)
+        try:
+            rc = srv.proc.wait(30)
+        except Exception:
+            raise AssertionError("a second signal did not end the atexit handlers:\n" +
+                                 srv.error_log)
+        assert rc == 0
+        assert "signal %d again" % sig in srv.error_log, srv.error_log
+        assert GIVEN_UP in srv.error_log, srv.error_log
+        assert [p.name for p in marks.iterdir()] == ["atexit-%d" % srv.proc.pid]
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
+def test_a_worker_whose_front_is_killed_ends_its_blocking_atexit_handlers(tracfront, tmp_path):
+    # the worker's stop waits for nothing; its atexit handler blocks, and no
+    # front is left to end it: it must not stay for ever (re-parented to init)
+    srv, marks = group_server(tracfront, tmp_path, workers=1,
+                              env={"WORKER_ATEXIT_BLOCK": "1"})
+    kids, tree = children(srv.proc.pid), descendants(srv.proc.pid)
+    try:
+        srv.proc.kill()
+        srv.proc.wait(10)
+        wait_for(lambda: list(marks.iterdir()), 10, "the worker's atexit handlers to run")
+        wait_for(lambda: not left_running(tree), 30, "the worker to exit")
+        assert [p.name for p in marks.iterdir()] == ["atexit-%d" % p for p in kids]
+        assert GIVEN_UP in srv.error_log, srv.error_log
+    finally:
+        kill_left(tree)
+
+
+def without_stdio():
+    """preexec_fn: a session of its own, and descriptors 0-2 closed (a daemon
+    started as `setsid tracfront ... <&- >&- 2>&-`)."""
+    os.setsid()
+    for fd in (0, 1, 2):
+        os.close(fd)
+
+
+def test_a_front_started_with_stdio_closed_passes_no_standard_descriptor(tmp_path):
+    # the first descriptors opened would take 0-2: the listening socket as
+    # stderr (logs and sys.stderr written into it), passed to the worker as
+    # TF_LISTEN_FD=2 and so inheritable by every program the app starts
+    port = closed_port()
+    cmd = [str(BINARY), "--listen", "127.0.0.1:%d" % port, "--pythonpath", str(APPS), *APP,
+           "--workers", "1"]
+    proc = subprocess.Popen(cmd, cwd=str(tmp_path), preexec_fn=without_stdio)
+    try:
+        wait_for(lambda: fetch(requests, "http://127.0.0.1:%d/pid" % port, timeout=5)[0] == 200
+                 or proc.poll() is not None, 30, "the server to answer")
+        assert proc.poll() is None, "it exited with %s" % proc.returncode
+        worker = fetch(requests, "http://127.0.0.1:%d/pid" % port)[1]["pid"]
+        sockets = {"socket:[%s]" % inode for inode in listening_inodes(port)}
+        assert sockets, "nothing listens on %d?" % port
+        for pid in (proc.pid, worker):
+            fds = open_fds(pid)
+            assert [fds[fd] for fd in (0, 1, 2)] == ["/dev/null"] * 3, fds
+            for fd in (fd for fd, what in fds.items() if what in sockets):
+                with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+                    flags = int(f.read().split("flags:")[1].split()[0], 8)
+                assert flags & os.O_CLOEXEC, "pid %d: fd %d is inheritable" % (pid, fd)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
