@@ -191,10 +191,9 @@ void tf_daemon_log_explained(bool on)
     close_explained = on;
 }
 
-void tf_daemon_log(void *cls, const char *fmt, va_list ap)
+/* One of libmicrohttpd's lines, whole (see tf_daemon_log). */
+static void take_line(void *cls, const char *fmt, char *msg)
 {
-    char msg[1024];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = 0;
@@ -210,12 +209,28 @@ void tf_daemon_log(void *cls, const char *fmt, va_list ap)
         tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
     if (tf_limits_take_message(cls, msg)) /* said once while it lasts */
         return;
-    char line[4 * sizeof(msg)]; /* libmicrohttpd quotes the client's decoded URL: escaped */
+    char line[4096]; /* libmicrohttpd quotes the client's decoded URL: escaped (and cut) */
     tf_log_escape(msg, line, sizeof(line));
     if (client_left(fmt, msg) || client_erred(fmt, msg)) /* nginx says them at info */
         tf_log_info("http: %s", line);
     else
         tf_log_error("http: %s", line);
+}
+
+void tf_daemon_log(void *cls, const char *fmt, va_list ap)
+{
+    /* whole, however long the URL it quotes: its reason comes last, and a cut
+     * line would be classified by what the client wrote in the URL */
+    char small[1024], *msg = small;
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    if (n >= (int)sizeof(small) && (msg = malloc((size_t)n + 1)))
+        vsnprintf(msg, (size_t)n + 1, fmt, again);
+    va_end(again);
+    take_line(cls, fmt, msg ? msg : small);
+    if (msg != small)
+        free(msg);
 }
 
 void tf_request_resume(struct tf_request *req)

@@ -402,6 +402,9 @@ static void exit_watch_end(struct exit_watch *w)
 {
     if (w->done[1] < 0)
         return;
+    /* a byte, not only the close: a child forked meanwhile (an atexit handler,
+     * multiprocessing) holds the pipe's write end too */
+    if (write(w->done[1], "x", 1) != 1) { /* an empty pipe: cannot fail */ }
     close(w->done[1]);
     pthread_join(w->thread, NULL);
     close(w->done[0]);

@@ -399,8 +399,9 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         ssize_t got = read_spill(req, buf + n, max - n);
         if (got < 0) {
             pthread_mutex_unlock(&req->lock);
+            char target[1024];
             tf_log_error("%s %s: cannot read the response spill file: %m", req->method,
-                         req->target);
+                         tf_log_escape(req->target, target, sizeof(target)));
             tf_daemon_log_explained(true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }

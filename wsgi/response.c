@@ -483,6 +483,11 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;
     }
+    if (err == ENOMEM) { /* a spill failure was logged where it happened; this was not */
+        char target[1024];
+        tf_log_error("%s %s: out of memory queueing the answer", req->method,
+                     tf_log_escape(req->target, target, sizeof(target)));
+    }
     /* OSError(errno, text): e.errno says ENOSPC, and the text what failed */
     char why[200];
     snprintf(why, sizeof(why), "cannot buffer the response: %s", strerror(err));

@@ -44,6 +44,13 @@ if _atexit_dir:
     if os.environ.get("WORKER_ATEXIT_BLOCK"):  # registered first: runs last
         atexit.register(time.sleep, 3600)
     atexit.register(_write_atexit_file)
+    if os.environ.get("WORKER_ATEXIT_FORK"):  # a child that outlives its parent's end
+
+        def _fork_a_sleeper():
+            if os.fork() == 0:
+                time.sleep(30)
+                os._exit(0)
+        atexit.register(_fork_a_sleeper)
 
 _spawn_dir = os.environ.get("WORKER_SPAWN_DIR")
 if _spawn_dir:

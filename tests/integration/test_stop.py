@@ -363,6 +363,23 @@ def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
         kill_left(tree)
 
 
+def test_a_child_forked_at_exit_does_not_hold_up_the_end(tracfront, tmp_path):
+    # the child shares the pipe that tells the exit watcher Python has finished
+    marks = tmp_path / "atexit"
+    marks.mkdir()
+    srv = tracfront(*APP, env={"WORKER_ATEXIT_DIR": str(marks), "WORKER_ATEXIT_FORK": "1"})
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = srv.proc.wait(15)  # the child sleeps 30 s
+        except Exception:
+            raise AssertionError("the stop waited for a child of an atexit handler:\n" +
+                                 srv.error_log)
+        assert rc == 0
+    finally:
+        srv.stop(signal.SIGKILL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
 def test_a_second_signal_during_the_atexit_handlers_of_a_stop_that_waited_ends_them(
         tracfront, tmp_path, sig):
