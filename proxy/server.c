@@ -468,10 +468,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     return MHD_NO;
 }
 
-/* While stopping, new connections are closed as soon as they are accepted
- * (MHD_quiesce_daemon is not used: libmicrohttpd 0.9.75 refuses it without
- * an inter-thread channel, which it never makes for a daemon run from
- * outside, as ours are). */
+/* While stopping, a connection accepted before the listening socket was
+ * closed (tf_server_begin_stop) is closed unanswered. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)addr;
@@ -751,9 +749,25 @@ void tf_server_set_twin(struct tf_server *control, struct tf_server *public_serv
     __atomic_store_n(&control->twin, public_server, __ATOMIC_RELEASE);
 }
 
+/* On the daemon's loop: it stops accepting and its copy of the listening
+ * socket is closed (libmicrohttpd hands it back, and it no longer uses it). */
+static int close_listening_socket(void *arg)
+{
+    struct tf_daemon *d = arg;
+    MHD_socket fd = MHD_quiesce_daemon(d->mhd);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    return 0;
+}
+
+/* Once every daemon closed its copy, new connections are refused, as
+ * nginx's are, instead of accepted and closed unanswered. A worker's
+ * daemons have none (tf_server_quiesce closes its acceptor's copy). */
 void tf_server_begin_stop(struct tf_server *server)
 {
     __atomic_store_n(&server->stopping, 1, __ATOMIC_SEQ_CST);
+    for (unsigned i = 0; i < server->n_daemons; i++)
+        tf_loop_call(server->daemons[i].loop, close_listening_socket, &server->daemons[i]);
 }
 
 int tf_server_in_flight(const struct tf_server *server)

@@ -17,6 +17,8 @@ import time
 import pytest
 import requests
 
+from conftest import refused
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
 BINARY = pathlib.Path(os.environ.get("TRACFRONT_BIN", ROOT / "build" / "tracfront"))
@@ -46,25 +48,6 @@ def in_thread(fn):
     return t, result
 
 
-def new_connection_refused(port):
-    """True if a new connection is refused (or closed unanswered / 503),
-    False if it was served normally. A connection left hanging is an error."""
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=3)
-    except ConnectionRefusedError:
-        return True
-    try:
-        s.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = s.recv(65536)
-    except (ConnectionResetError, BrokenPipeError):
-        return True
-    except socket.timeout:
-        raise AssertionError("a new connection was accepted but left hanging during shutdown")
-    finally:
-        s.close()
-    return not data or data.startswith(b"HTTP/1.1 503")
-
-
 def test_sigterm_lets_in_flight_request_finish(tracfront, tmp_path):
     srv = tracfront(*APP, "--threads", "2")
     gate = tmp_path / "open-gate"
@@ -74,7 +57,7 @@ def test_sigterm_lets_in_flight_request_finish(tracfront, tmp_path):
         wait_until_seen(srv, "/gate")
         srv.proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 10
-        while not new_connection_refused(srv.port):
+        while not refused(srv.port):  # as nginx: not accepted and closed unanswered
             assert time.monotonic() < deadline, "still accepting new connections after SIGTERM"
             time.sleep(0.05)
         assert t.is_alive() and srv.alive(), "did not wait for the in-flight request"

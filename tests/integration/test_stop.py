@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import APPS, BINARY, closed_port
+from conftest import APPS, BINARY, closed_port, refused
 from workers_util import APP, children, descendants, fetch, running, wait_for
 
 import requests
@@ -49,23 +49,6 @@ def hold_requests(srv, tmp_path, n=2):
     wait_for(lambda: all((tmp_path / ("mark%d" % i)).exists() for i in range(n)), 10,
              "the held requests to run")
     return gate, runs, {int((tmp_path / ("mark%d" % i)).read_text()) for i in range(n)}
-
-
-def refused(port):
-    """True if a new connection to port is refused (nothing listens). A
-    connection the kernel had queued when the last copy of the socket closed
-    is reset: that one is tried again."""
-    for _ in range(10):
-        try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=3)
-        except ConnectionRefusedError:
-            return True
-        except ConnectionResetError:
-            time.sleep(0.05)
-            continue
-        s.close()
-        return False
-    return False
 
 
 def left_running(tree, among=None):
