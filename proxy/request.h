@@ -283,6 +283,9 @@ struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t 
 bool tf_request_park(struct tf_request *req);
 bool tf_request_client_gone(struct tf_request *req);
 
+/* Free the channel's queued chunks (the lock held, or the last reference). */
+void tf_request_drop_chunks(struct tf_request *req);
+
 /* I/O side: the client connection ended (request-completed callback);
  * completed: the whole answer was sent. */
 void tf_request_connection_closed(struct tf_request *req, bool completed);

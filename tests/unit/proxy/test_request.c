@@ -1,4 +1,4 @@
-/* Unit tests for proxy/request.c's channel: what a producer pushes is
+/* Unit tests for the channel (proxy/body_channel.c): what a producer pushes is
  * queued in order, and tf_request_whole_response takes the whole queue as
  * one buffer response only when it holds exactly the body's size; and its
  * header look-ups. */
