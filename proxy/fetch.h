@@ -1,9 +1,11 @@
-/* fetch.h — one blocking HTTP request to a process of this server on
- * loopback (a front asking its workers, a worker relaying to its front).
- * For small internal answers only: the caller's thread waits for it. */
+/* fetch.h — blocking HTTP requests to processes of this server on loopback
+ * (a front asking its workers, a worker relaying to its front): one, or one
+ * to each of several at once. For small internal answers only: the
+ * caller's thread waits for them. */
 #ifndef TF_FETCH_H
 #define TF_FETCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct tf_fetched {
@@ -13,9 +15,29 @@ struct tf_fetched {
     char *content_type, *location, *content_disposition, *allow; /* malloc'd, or NULL */
 };
 
+#define TF_FETCH_LIMIT_MS 10000 /* what tf_fetch waits for an answer */
+/* What the front waits for its workers' answers while it stops or reloads
+ * (stop accepting, their profile at a stop): one stopped (SIGSTOP) or stuck
+ * worker must not hold the others' stop up for long. */
+#define TF_FETCH_QUICK_MS 2000
+
 /* method and path ("/__profile__/tree?x") to origin ("http://127.0.0.1:PORT").
  * Returns 0, or -1 when there was no answer (f->status 0). Free f either way. */
 int tf_fetch(const char *origin, const char *method, const char *path, struct tf_fetched *f);
+/* The same request to each of n origins at once (one curl multi handle),
+ * the answers in f[i] (free each either way), each within limit_ms. While
+ * they run, watch_fd (unless -1) is watched too: when it is readable,
+ * give_up(arg) must take what it holds and say whether to give up those
+ * still unanswered (their status stays 0). Returns how many answered. */
+size_t tf_fetch_all(const char *const *origins, size_t n, const char *method, const char *path,
+                    long limit_ms, struct tf_fetched *f, int watch_fd,
+                    bool (*give_up)(void *arg), void *arg);
+/* tf_fetch_all on the thread that reads the signal pipe (the main thread),
+ * so that a wait for the workers never keeps it from its signals: a
+ * SIGINT/SIGTERM meanwhile gives up on the rest. The signals it took are
+ * put back for the next tf_signals_wait. Returns that SIGINT/SIGTERM, or 0. */
+int tf_fetch_all_or_signal(const char *const *origins, size_t n, const char *method,
+                           const char *path, long limit_ms, struct tf_fetched *f);
 void tf_fetched_free(struct tf_fetched *f);
 
 #endif

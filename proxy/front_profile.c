@@ -9,14 +9,17 @@
  * the counters a Prometheus scrape has seen must never go down, except on
  * Clear. Only the control thread (pages, hand-overs, Clear) rebuilds this
  * process's registry, so a page never renders one half rebuilt. */
+#define _GNU_SOURCE /* pipe2 */
 #include "proxy/front_profile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proxy/fetch.h"
 #include "proxy/log.h"
@@ -51,22 +54,53 @@ static size_t n_lost;
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Call fn with each worker's answer to method + path (status 200 only). */
-static void each_worker(const char *method, const char *path,
-                        void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
+/* The thread that reads the signal pipe (main.c's, which sets the controls
+ * up): a merge there makes the stop's profile files, which must neither
+ * wait long for a stopped worker nor keep a second SIGINT/SIGTERM waiting.
+ * Set once. */
+static pthread_t signal_thread;
+/* A byte here (tf_front_profile_stop) makes the puller's and the pages'
+ * requests to the workers give up at once, then and from then on. */
+static int quit_pipe[2] = { -1, -1 };
+static bool quitting; /* atomic: that byte was written */
+
+static bool give_up(void *unused)
+{
+    (void)unused;
+    return true; /* the byte stays: every later wait gives up too */
+}
+
+/* Call fn with each worker's answer to method + path (status 200 or 303),
+ * all asked at once. On the signal thread each answer is awaited
+ * TF_FETCH_QUICK_MS, and a SIGINT/SIGTERM gives up on the rest: -1 (fn not
+ * called; the signal stays pending for the stop's wait). Elsewhere
+ * TF_FETCH_LIMIT_MS, or until tf_front_profile_stop. 0 otherwise. */
+static int each_worker(const char *method, const char *path,
+                       void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
 {
     size_t n = 0;
     char **origins = tf_workers_origins(workers, &n);
-    for (size_t i = 0; i < n; i++) {
-        struct tf_fetched f;
-        if (tf_fetch(origins[i], method, path, &f) == 0 && (f.status == 200 || f.status == 303))
-            fn(origins[i], &f, arg);
-        else
+    struct tf_fetched *f = calloc(n ? n : 1, sizeof(*f));
+    const char *const *asked = (const char *const *)origins;
+    int sig = 0;
+    if (!f)
+        tf_log_error("profile: out of memory asking the workers for %s", path);
+    else if (pthread_equal(pthread_self(), signal_thread))
+        sig = tf_fetch_all_or_signal(asked, n, method, path, TF_FETCH_QUICK_MS, f);
+    else
+        tf_fetch_all(asked, n, method, path, TF_FETCH_LIMIT_MS, f, quit_pipe[0], give_up, NULL);
+    bool quit = sig || __atomic_load_n(&quitting, __ATOMIC_ACQUIRE);
+    for (size_t i = 0; f && i < n; i++) {
+        if (!sig && (f[i].status == 200 || f[i].status == 303))
+            fn(origins[i], &f[i], arg);
+        else if (!quit)
             tf_log_error("profile: worker %s did not answer %s %s (status %u)", origins[i],
-                         method, path, f.status);
-        tf_fetched_free(&f);
+                         method, path, f[i].status);
+        tf_fetched_free(&f[i]);
     }
+    free(f);
     tf_workers_origins_free(origins, n);
+    return sig ? -1 : 0;
 }
 
 static void ignore(const char *origin, struct tf_fetched *f, void *arg)
@@ -309,13 +343,15 @@ static void *puller(void *unused)
 
 void tf_front_profile_stop(void)
 {
+    __atomic_store_n(&quitting, true, __ATOMIC_RELEASE); /* before the byte wakes them */
+    if (quit_pipe[1] >= 0 && write(quit_pipe[1], "q", 1) != 1) { /* empty: cannot fail */ }
     if (!puller_running)
         return;
     pthread_mutex_lock(&puller_lock);
     puller_stop = true;
     pthread_cond_signal(&puller_wake);
     pthread_mutex_unlock(&puller_lock);
-    pthread_join(puller_thread, NULL); /* at most one pull: a worker's answer is bounded */
+    pthread_join(puller_thread, NULL); /* its pull, if one is under way, gave up */
     puller_running = false;
 }
 
@@ -350,13 +386,14 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 }
 
 /* This process's function profile := what the stopped workers had plus
- * the merge of every worker's. Call with merge_lock. */
-static void merge_trees(void)
+ * the merge of every worker's. Call with merge_lock. -1 when a signal cut
+ * it short (each_worker). */
+static int merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    each_worker("GET", path, add_tree, NULL);
+    return each_worker("GET", path, add_tree, NULL);
 }
 
 /* kept_tree := kept_tree + origin's answer f. Call with merge_lock; -1
@@ -409,12 +446,17 @@ static bool front_absorb(unsigned port)
     return known;
 }
 
+/* NULL with errno EINTR: the stop's second SIGINT/SIGTERM came before
+ * every worker had answered (no file from a part of them). */
 static char *front_export(const char *format, size_t *len)
 {
     pthread_mutex_lock(&merge_lock);
-    merge_trees();
-    char *out = prof_hook_export(format, len);
-    int why = errno; /* EFBIG: too large */
+    char *out = NULL;
+    int why = EINTR;
+    if (merge_trees() == 0) {
+        out = prof_hook_export(format, len);
+        why = errno; /* EFBIG: too large */
+    }
     pthread_mutex_unlock(&merge_lock);
     errno = why;
     return out;
@@ -522,6 +564,9 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
     };
     workers = w;
     profile_path = path;
+    signal_thread = pthread_self();
+    if (pipe2(quit_pipe, O_CLOEXEC) < 0) /* then a pull under way is waited for at the stop */
+        quit_pipe[0] = quit_pipe[1] = -1;
     tf_workers_on_new_worker(w, front_welcome);
     tf_workers_on_lost_worker(w, front_lost);
     pthread_condattr_t attr;

@@ -12,8 +12,9 @@
  * handing it over. */
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
                                                              const char *path, bool pull);
-/* End the pulling thread (waits for a pull under way); before w and path
- * are freed. */
+/* At the stop: the pulling thread's and the pages' requests to the workers
+ * give up at once, then and from then on; the thread is joined. Before w
+ * and path are freed. */
 void tf_front_profile_stop(void);
 
 #endif

@@ -314,8 +314,8 @@ static int run_front(struct tf_config *cfg, char **argv)
                 "SIGINT/SIGTERM stops them at once)", sig, cfg->graceful_timeout);
     tf_workers_close_socket(workers); /* first: new connections are refused from now on */
     tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
-    stop_network(&none, control, NULL, NULL); /* first: its pages ask the workers' list */
-    tf_front_profile_stop(); /* so does its puller */
+    tf_front_profile_stop(); /* its puller and pages stop asking the workers, at once */
+    stop_network(&none, control, NULL, NULL); /* before the workers' list goes: pages read it */
     tf_workers_stop(workers, cfg->graceful_timeout + 1); /* closes fd */
     tf_log_info("stopped");
     return 0;

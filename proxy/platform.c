@@ -115,6 +115,32 @@ void tf_signals_requeue(int sig)
     on_signal(sig);
 }
 
+int tf_signals_fd(void)
+{
+    return signal_pipe[0];
+}
+
+bool tf_signals_hold(struct tf_signals_held *held, int sig)
+{
+    if (sig == SIGINT || sig == SIGTERM) {
+        if (!held->stop)
+            held->stop = sig;
+        return true;
+    }
+    if (sig > 0 && sig < 32)
+        held->others |= 1u << sig;
+    return false;
+}
+
+void tf_signals_put_back(const struct tf_signals_held *held)
+{
+    for (int sig = 1; sig < 32 && !held->stop; sig++)
+        if (held->others & (1u << sig))
+            on_signal(sig);
+    if (held->stop)
+        on_signal(held->stop);
+}
+
 const char *tf_tempdir(void)
 {
     const char *dir = getenv("TMPDIR");

@@ -43,6 +43,21 @@ int tf_signals_wait_fd(int fd, int timeout_ms);
 /* Put sig back, for the next tf_signals_wait to return (a wait that could
  * not act on it took it). */
 void tf_signals_requeue(int sig);
+/* The descriptor that is readable while a signal is pending, for a wait
+ * that polls descriptors of its own (a curl multi handle); tf_signals_wait
+ * then takes the signal. */
+int tf_signals_fd(void);
+/* Signals a wait took for its caller to act on after it: the first SIGINT
+ * or SIGTERM, and the others once each (a bit per signal). */
+struct tf_signals_held {
+    int stop;
+    unsigned others;
+};
+/* Note sig (0: none) in held; true if it is SIGINT or SIGTERM. */
+bool tf_signals_hold(struct tf_signals_held *held, int sig);
+/* Put held back for the next tf_signals_wait: the stop alone if one came
+ * (the rest no longer matters), else each other signal once. */
+void tf_signals_put_back(const struct tf_signals_held *held);
 
 /* An anonymous, already-unlinked temporary file (O_TMPFILE where the system
  * has it). Returns an fd or -1 with errno set. */

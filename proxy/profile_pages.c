@@ -412,7 +412,13 @@ static int save_one(const struct tf_server *server, const char *path, const char
     if (!path || !server->profiler)
         return 0;
     size_t len = 0;
+    errno = 0;
     char *data = server->profiler->export(format, &len);
+    if (!data && errno == EINTR) {
+        tf_log_error("profile: %s not written: the stop was told to end at once (a second "
+                     "SIGINT/SIGTERM) before every worker had sent its profile", flag);
+        return -1;
+    }
     if (!data) {
         tf_log_error("profile: cannot build the %s export", format);
         return -1;

@@ -91,7 +91,8 @@ void tf_server_stop(struct tf_server *server);
 struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
-    /* malloc'd, or NULL (errno EFBIG: past the format's size limit) */
+    /* malloc'd, or NULL (errno EFBIG: past the format's size limit; EINTR: a
+     * front's stop, told to end at once while it asked its workers) */
     char *(*export)(const char *format, size_t *len);
     /* *bad_view: the query's filter or sort is invalid (the JSON says which) */
     char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,

@@ -105,20 +105,38 @@ static void let_go(struct generation *g)
 
 /* Make a generation stop accepting, and wait until it has (each worker
  * answers once its listening socket is out of its poll set and closed).
- * Its control port answers without the GIL. why: "reload" or "stop". */
+ * All its workers are asked at once, each answer awaited TF_FETCH_QUICK_MS
+ * at most (its control port answers without the GIL), reading signals
+ * meanwhile: a SIGINT/SIGTERM ends the wait at once and is put back for the
+ * caller's next wait (a stop's: kill; a reload's: then the stop). why:
+ * "reload" or "stop". */
 static void quiesce(struct tf_workers *w, struct generation *g, const char *why)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/quiesce", w->cfg->profile_path);
-    for (unsigned i = 0; i < g->n; i++) {
-        if (g->workers[i].exited)
-            continue;
-        struct tf_fetched f;
-        if (tf_fetch(g->workers[i].origin, "POST", path, &f) < 0 || f.status != 303)
-            tf_log_error("%s: worker %d did not confirm it stopped accepting (status %u)", why,
-                         (int)g->workers[i].pid, f.status);
-        tf_fetched_free(&f);
+    const char **origins = calloc(g->n, sizeof(*origins));
+    struct worker **asked = calloc(g->n, sizeof(*asked));
+    struct tf_fetched *f = calloc(g->n, sizeof(*f));
+    size_t n = 0;
+    for (unsigned i = 0; origins && asked && f && i < g->n; i++)
+        if (!g->workers[i].exited) {
+            asked[n] = &g->workers[i];
+            origins[n++] = g->workers[i].origin;
+        }
+    if (!origins || !asked || !f)
+        tf_log_error("%s: out of memory asking the workers to stop accepting (they do on "
+                     "SIGTERM)", why);
+    int sig = tf_fetch_all_or_signal(origins, n, "POST", path, TF_FETCH_QUICK_MS, f);
+    for (size_t i = 0; i < n; i++) {
+        if (!sig && f[i].status != 303)
+            tf_log_error("%s: worker %d did not confirm it stopped accepting within %d s "
+                         "(status %u)", why, (int)asked[i]->pid, TF_FETCH_QUICK_MS / 1000,
+                         f[i].status);
+        tf_fetched_free(&f[i]);
     }
+    free(origins);
+    free(asked);
+    free(f);
 }
 
 static void free_generation(struct generation *g)
@@ -133,31 +151,20 @@ static void free_generation(struct generation *g)
     free(g);
 }
 
-/* What came on the signal pipe while a generation started: the SIGINT or
- * SIGTERM that ended the wait, and the other signals (a bit each), for
- * wait_for_stop to act on once the generation is ready or given up. */
-struct signals_seen {
-    int stop;
-    unsigned others;
-};
-
 /* Wait until deadline for a new worker's "READY PORT" on fd, noting the
- * signals that come meanwhile; give up at once on SIGINT/SIGTERM. The
+ * signals that come meanwhile in seen (for wait_for_stop to act on once the
+ * generation is ready or given up); give up at once on SIGINT/SIGTERM. The
  * worker's control port, or 0. */
-static unsigned wait_ready(int fd, uint64_t deadline, struct signals_seen *seen)
+static unsigned wait_ready(int fd, uint64_t deadline, struct tf_signals_held *seen)
 {
     for (;;) {
         uint64_t now = tf_now_us();
         int left = now < deadline ? (int)((deadline - now) / 1000) : 0;
         int sig = tf_signals_wait_fd(fd, left);
-        if (sig == SIGINT || sig == SIGTERM) {
-            seen->stop = sig;
+        if (tf_signals_hold(seen, sig))
             return 0;
-        }
-        if (sig > 0 && sig < 32) {
-            seen->others |= 1u << sig;
+        if (sig > 0)
             continue;
-        }
         char line[64];
         unsigned port = 0;
         /* fd is readable: the line is there whole (one short write), or its end */
@@ -166,17 +173,6 @@ static unsigned wait_ready(int fd, uint64_t deadline, struct signals_seen *seen)
             return port;
         return 0;
     }
-}
-
-/* Put back what wait_ready took: a stop alone (the rest no longer matters),
- * else every other signal once. */
-static void requeue(const struct signals_seen *seen)
-{
-    for (int sig = 1; sig < 32 && !seen->stop; sig++)
-        if (seen->others & (1u << sig))
-            tf_signals_requeue(sig);
-    if (seen->stop)
-        tf_signals_requeue(seen->stop);
 }
 
 /* Start cfg->workers processes and wait until each says "READY PORT". On
@@ -209,7 +205,7 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
         }
     }
     uint64_t deadline = tf_now_us() + (uint64_t)(w->cfg->worker_start_timeout * 1e6);
-    struct signals_seen seen = { 0, 0 };
+    struct tf_signals_held seen = { 0, 0 };
     for (unsigned i = 0; i < g->n; i++) {
         unsigned port = err[0] || seen.stop ? 0 : wait_ready(fds[i], deadline, &seen);
         if (!port && !err[0] && !seen.stop)
@@ -219,7 +215,7 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
         close(fds[i]);
     }
     free(fds);
-    requeue(&seen);
+    tf_signals_put_back(&seen);
     *stop = seen.stop;
     if (seen.stop)
         tf_log_info("signal %d: stopping the new workers before they are ready", seen.stop);
@@ -649,8 +645,8 @@ void tf_workers_close_socket(struct tf_workers *w)
     w->listen_fd = -1;
     /* and so do the workers, at once: a SIGTERM to the front alone (kill PID,
      * systemd's KillMode=mixed) reaches them only from tf_workers_stop, after
-     * the front fetched their profiles (up to 10 s each). Old generations
-     * were quiesced when they retired. */
+     * the front fetched their profiles. Old generations were quiesced when
+     * they retired. */
     if (w->current)
         quiesce(w, w->current, "stop");
 }

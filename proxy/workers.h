@@ -50,8 +50,10 @@ void tf_workers_reload(struct tf_workers *w, const char *why);
 void tf_workers_forward(struct tf_workers *w, int sig);
 /* Main thread, once the stop began: close listen_fd (and stop answering
  * 503 on it), and have every worker close its own copy (POST quiesce, as
- * a reload does), so that new connections are refused from then on.
- * tf_workers_stop does it if not done yet. */
+ * a reload does: to all at once, waiting TF_FETCH_QUICK_MS at most), so
+ * that new connections are refused from then on. A SIGINT/SIGTERM that
+ * comes meanwhile ends the wait and stays pending. tf_workers_stop does it
+ * if not done yet. */
 void tf_workers_close_socket(struct tf_workers *w);
 /* Stop every worker and free: tf_workers_close_socket (if not done), SIGTERM,
  * wait for them to exit, and SIGKILL those left after timeout seconds, or at

@@ -325,8 +325,8 @@ def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfro
 def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
         tracfront, tmp_path, target):
     # --profile-log: the front asks each worker for its profile before they
-    # go; one whose request holds the GIL answers only at the front's 10 s
-    # timeout. The public socket must be closed before, not after: the
+    # go; one whose request holds the GIL answers only at the front's 2 s
+    # limit. The public socket must be closed before, not after: the
     # front's copy and, with SIGTERM to the front alone (kill PID, systemd's
     # KillMode=mixed), the workers' too, though their own SIGTERM comes later.
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
@@ -443,3 +443,97 @@ def test_a_front_started_with_stdio_closed_passes_no_standard_descriptor(tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+GAVE_UP_ON = "did not confirm it stopped accepting"
+
+
+def stop_first_worker(srv):
+    """SIGSTOP the worker the front asks first (the first one started: the
+    lowest pid); returns (it, the other workers)."""
+    kids = sorted(children(srv.proc.pid))
+    os.kill(kids[0], signal.SIGSTOP)
+    return kids[0], kids[1:]
+
+
+def release(pid, tree):
+    """Never leave a stopped process behind."""
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass
+    kill_left(tree)
+
+
+def holds_socket(pid, sockets):
+    try:
+        return bool(sockets & set(open_fds(pid).values()))
+    except FileNotFoundError:  # gone
+        return False
+
+
+def test_a_stopped_worker_does_not_hold_up_the_others_stop(tracfront, tmp_path):
+    # the front asks every worker to stop accepting at once: the others close
+    # their copy of the socket before the front gives up on the stopped one
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "2", workers=3)
+    tree = descendants(srv.proc.pid)
+    stopped, others = stop_first_worker(srv)
+    try:
+        sockets = {"socket:[%s]" % inode for inode in listening_inodes(srv.port)}
+        assert all(holds_socket(pid, sockets) for pid in others)
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: not any(holds_socket(pid, sockets) for pid in others), 30,
+                 "the other workers to close the listening socket")
+        assert GAVE_UP_ON not in srv.error_log, \
+            "the others were asked only after the stopped one:\n" + srv.error_log
+        assert srv.proc.wait(30) == 0
+        assert "worker %d %s" % (stopped, GAVE_UP_ON) in srv.error_log, srv.error_log
+        assert "workers still running 3s after the stop; killing them" in srv.error_log
+        assert not left_running(tree)
+    finally:
+        release(stopped, tree)
+
+
+def test_a_second_signal_while_a_stopped_worker_is_asked_acts_at_once(tracfront, tmp_path):
+    # the front reads its signals while it waits for the workers to stop
+    # accepting: the second SIGTERM comes before it gives up on the stopped one
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", workers=3)
+    tree = descendants(srv.proc.pid)
+    stopped, _ = stop_first_worker(srv)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the stop to begin")
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+        log = srv.error_log
+        assert "signal %d again" % signal.SIGTERM in log, log
+        assert GAVE_UP_ON not in log, "the second signal waited for the stopped worker:\n" + log
+        wait_for(lambda: not left_running(tree), 10, "the workers to be gone with the front")
+    finally:
+        release(stopped, tree)
+
+
+def test_a_second_signal_while_the_front_fetches_the_profile_acts_at_once(tracfront, tmp_path):
+    # --profile-log: at the stop the front asks every worker for its profile,
+    # reading its signals meanwhile; the file is not written from part of them
+    profile = tmp_path / "profile.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", "--profile",
+                          "--profile-log", profile, workers=3)
+    tree = descendants(srv.proc.pid)
+    for _ in range(6):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    stopped, _ = stop_first_worker(srv)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: GAVE_UP_ON in srv.error_log, 30, "the front to give up the quiesce")
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+        log = srv.error_log
+        assert "signal %d again" % signal.SIGTERM in log, log
+        assert "/tree (status 0)" not in log, \
+            "the second signal waited for the stopped worker's profile:\n" + log
+        assert "--profile-log not written" in log, log
+        assert not profile.exists()
+        wait_for(lambda: not left_running(tree), 10, "the workers to be gone with the front")
+    finally:
+        release(stopped, tree)

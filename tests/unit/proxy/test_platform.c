@@ -1,5 +1,5 @@
 /* Unit tests for proxy/platform.c: waiting for a signal or a readable
- * descriptor, putting a signal back, and a spawned process's name. */
+ * descriptor, putting signals back, and a spawned process's name. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -47,6 +47,26 @@ static void test_requeued_signal_is_returned_again(void **state)
     assert_int_equal(tf_signals_wait(10), 0);
 }
 
+static void test_held_signals_are_put_back_a_stop_alone_or_each_once(void **state)
+{
+    (void)state;
+    struct tf_signals_held held = { 0, 0 };
+    assert_false(tf_signals_hold(&held, 0));
+    assert_false(tf_signals_hold(&held, SIGCHLD));
+    assert_false(tf_signals_hold(&held, SIGUSR1));
+    assert_false(tf_signals_hold(&held, SIGCHLD));
+    tf_signals_put_back(&held);
+    int a = tf_signals_wait(1000), b = tf_signals_wait(1000);
+    assert_true((a == SIGCHLD && b == SIGUSR1) || (a == SIGUSR1 && b == SIGCHLD));
+    assert_int_equal(tf_signals_wait(10), 0); /* SIGCHLD once */
+    assert_true(tf_signals_hold(&held, SIGTERM));
+    assert_true(tf_signals_hold(&held, SIGINT));
+    assert_int_equal(held.stop, SIGTERM); /* the first */
+    tf_signals_put_back(&held);
+    assert_int_equal(tf_signals_wait(1000), SIGTERM);
+    assert_int_equal(tf_signals_wait(10), 0); /* the others no longer matter */
+}
+
 static void test_spawned_name_is_the_last_part_of_the_path(void **state)
 {
     (void)state;
@@ -64,6 +84,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signal_comes_before_a_readable_fd),
         cmocka_unit_test(test_requeued_signal_is_returned_again),
+        cmocka_unit_test(test_held_signals_are_put_back_a_stop_alone_or_each_once),
         cmocka_unit_test(test_spawned_name_is_the_last_part_of_the_path),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
