@@ -291,7 +291,11 @@ static void refresh_files(struct tf_workers *w, struct generation *g)
     char path[4200];
     snprintf(path, sizeof(path), "%s/modules", w->cfg->profile_path);
     g->files_at = tf_now_us();
-    if (tf_fetch(g->workers[0].origin, "GET", path, &f) < 0 || f.status != 200 || !f.body) {
+    /* on the main thread: a stuck or stopped worker 0 must not keep it from
+     * its signals and children for long (the list is asked again later) */
+    const char *origin = g->workers[0].origin;
+    if (tf_fetch_all_or_signal(&origin, 1, "GET", path, TF_FETCH_QUICK_MS, &f) ||
+        f.status != 200 || !f.body) {
         tf_fetched_free(&f);
         return;
     }
