@@ -210,7 +210,32 @@ done:
     return res;
 }
 
-/* cProfile's name for a built-in (normalizeUserObj in _lsprof.c). New ref. */
+/* name without a trailing " at 0x...>" (a repr's address): the same
+ * function is at another address in each worker process and after each
+ * reload, and the front merges its workers' rows by name. Steals name. */
+static PyObject *without_address(PyObject *name)
+{
+    Py_ssize_t len;
+    const char *s = name ? PyUnicode_AsUTF8AndSize(name, &len) : NULL;
+    if (!s || len < 2 || s[len - 1] != '>') {
+        PyErr_Clear();
+        return name;
+    }
+    Py_ssize_t i = len - 1;
+    while (i > 0 && strchr("0123456789abcdefABCDEF", s[i - 1]))
+        i--;
+    if (i == len - 1 || i < 6 || memcmp(s + i - 6, " at 0x", 6) != 0)
+        return name;
+    /* the address is ASCII: the name's last len - (i - 6) characters are too */
+    PyObject *head = PyUnicode_Substring(name, 0, PyUnicode_GET_LENGTH(name) - (len - (i - 6)));
+    PyObject *r = head ? PyUnicode_FromFormat("%U>", head) : NULL;
+    Py_XDECREF(head);
+    Py_DECREF(name);
+    return r;
+}
+
+/* cProfile's name for a built-in (normalizeUserObj in _lsprof.c), without
+ * addresses. New ref. */
 static PyObject *builtin_name(PyCFunctionObject *fn)
 {
     const char *name = fn->m_ml->ml_name;
@@ -232,7 +257,7 @@ static PyObject *builtin_name(PyCFunctionObject *fn)
     }
     PyObject *r = type_attr_repr(fn->m_self, name);
     if (r)
-        return r;
+        return without_address(r);
     if (fn->m_module && PyUnicode_Check(fn->m_module))
         return PyUnicode_FromFormat("<built-in method %S.%s>", fn->m_module, name);
     return PyUnicode_FromFormat("<built-in method %s>", name);

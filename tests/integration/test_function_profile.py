@@ -594,3 +594,38 @@ def test_profile_clock_is_wall_or_cpu(tracfront):
     srv = tracfront("--app", "profiled_app:app", "--profile-clock", "thread", expect_fail=True)
     assert srv.proc.wait(10) == 2
     assert "--profile-clock" in srv.stderr and "wall or cpu" in srv.stderr
+
+
+OVERRIDE_APP = """
+import sqlite3
+
+class Cursor(sqlite3.Cursor):
+    def execute(self, sql, *args):  # Trac's EagerCursor does this
+        return sqlite3.Cursor.execute(self, sql, *args)
+
+db = sqlite3.connect(":memory:", check_same_thread=False)
+
+def application(environ, start_response):
+    db.cursor(Cursor).execute("select 1")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_builtin_names_hold_no_address_and_merge_across_workers(tracfront, tmp_path):
+    """cProfile names a C method reached through a Python override
+    repr(getattr(type(self), name)): '<function Cursor.execute at 0x7f..>'.
+    The address differs in every worker process (and after every reload):
+    the front merged such rows by name, so one function became a row per
+    worker. Without the address they are one row."""
+    (tmp_path / "override_app.py").write_text(OVERRIDE_APP)
+    srv = tracfront("--app", "override_app:application", "--pythonpath", tmp_path, "--profile",
+                    "--profile-discard-first", "false", "--workers", "2")
+    for _ in range(60):  # new connections: the workers take turns
+        requests.get(srv.url, headers={"Connection": "close"}, timeout=10)
+    names = [f[2] for f in tracfront_stats(srv)]
+    assert not [n for n in names if " at 0x" in n], names
+    overrides = [n for n in names if "Cursor.execute" in n]
+    assert overrides == ["<function Cursor.execute>"], names
+    calls = {f[2]: v[1] for f, v in tracfront_stats(srv).items()}
+    assert calls["<function Cursor.execute>"] == 60
