@@ -32,12 +32,21 @@ bool tf_profile_path_match(const char *target, const char *profile, const char *
     return tf_path_under_prefix(target, profile, strlen(profile), sub);
 }
 
-static bool profile_allowed(const struct tf_server *server, const struct tf_request *req)
+/* NULL when req may see the profiler, else why not. By default loopback
+ * may, but not a client a reverse proxy on this host (IIS ARR, Apache,
+ * nginx: all of whose clients come from loopback) says it forwards. */
+static const char *profile_refusal(const struct tf_server *server, const struct tf_request *req)
 {
-    for (size_t i = 0; i < server->n_profile_allow; i++)
-        if (tf_cidr_match(&server->profile_allow[i], req->remote_addr))
-            return true;
-    return false;
+    static const char *const forwarded[] = { "X-Forwarded-For", "Forwarded", "X-Real-IP" };
+    bool allowed = false;
+    for (size_t i = 0; i < server->n_profile_allow && !allowed; i++)
+        allowed = tf_cidr_match(&server->profile_allow[i], req->remote_addr);
+    if (!allowed)
+        return "The profiler is not open to this address (see --profile-allow).";
+    for (size_t i = 0; server->profile_allow_default && i < 3; i++)
+        if (tf_request_header(req, forwarded[i]))
+            return "The profiler is not open to clients a proxy forwards (see --profile-allow).";
+    return NULL;
 }
 
 /* --profile-allow, or loopback when none is given (always, on a control
@@ -46,6 +55,7 @@ int tf_profile_allow_init(struct tf_server *server, const struct tf_config *cfg,
 {
     static const char *const loopback[] = { "127.0.0.0/8", "::1" };
     bool given = cfg->n_profile_allow && !control;
+    server->profile_allow_default = !given && !control;
     size_t n = given ? cfg->n_profile_allow : 2;
     server->profile_allow = calloc(n, sizeof(*server->profile_allow));
     if (!server->profile_allow)
@@ -271,9 +281,9 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
                                      const char *sub)
 {
     req->native = true;
-    if (!profile_allowed(server, req))
-        return tf_server_reply(req, 403, "The profiler is not open to this address (see --profile-allow).",
-                     false);
+    const char *refusal = profile_refusal(server, req);
+    if (refusal)
+        return tf_server_reply(req, 403, refusal, false);
     size_t len = strcspn(sub, "?");
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
         if (len == 8 && !strncmp(sub, "/stopped", 8)) /* for the front from its workers only */

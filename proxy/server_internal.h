@@ -73,6 +73,7 @@ struct tf_server {
     const struct tf_profiler_controls *profiler; /* atomic: set once, maybe after start; may be NULL */
     struct tf_cidr *profile_allow;  /* read-only after start */
     size_t n_profile_allow;
+    bool profile_allow_default;     /* loopback, no --profile-allow: not what a proxy forwards */
     struct tf_auth *auth;           /* --basic-auth/--digest-auth, NULL = none; read-only
                                        pointer after start (tf_auth_check locks inside) */
 };

@@ -94,10 +94,10 @@ def test_page_escapes_route_keys(tracfront):
     assert "<script>" not in page.text
 
 
-def get_from(srv, source, path="/__profile__/api/latency"):
+def get_from(srv, source, path="/__profile__/api/latency", headers=None):
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10,
                                       source_address=(source, 0))
-    conn.request("GET", path)
+    conn.request("GET", path, headers=headers or {})
     r = conn.getresponse()
     return r.status, r.read()
 
@@ -116,6 +116,24 @@ def test_default_allows_all_of_loopback(tracfront):
     srv = tracfront(*APP)
     assert get_from(srv, "127.0.0.1")[0] == 200
     assert get_from(srv, "127.0.0.3")[0] == 200
+
+
+FORWARDED = [{"X-Forwarded-For": "203.0.113.9"}, {"Forwarded": "for=203.0.113.9"},
+             {"X-Real-IP": "203.0.113.9"}]
+
+
+@pytest.mark.parametrize("headers", FORWARDED, ids=lambda h: next(iter(h)))
+def test_default_refuses_what_a_proxy_on_loopback_forwards(tracfront, headers):
+    """Behind IIS ARR, Apache or nginx on the same host every client comes
+    from loopback; the proxy says who it was in X-Forwarded-For (ARR's and
+    mod_proxy's default), Forwarded or X-Real-IP: the default (loopback)
+    does not open the profiler to them. Given ranges are the user's word."""
+    srv = tracfront(*APP)
+    status, body = get_from(srv, "127.0.0.1", headers=headers)
+    assert status == 403 and b"proxy" in body and b"--profile-allow" in body, body
+    assert get_from(srv, "127.0.0.1", "/hello", headers=headers)[0] == 200
+    opened = tracfront(*APP, "--profile-allow", "127.0.0.1/32")
+    assert get_from(opened, "127.0.0.1", headers=headers)[0] == 200
 
 
 def test_bad_profile_allow_is_refused_at_start(tracfront):
