@@ -60,6 +60,9 @@ struct transfer {
     uint64_t pushed;                /* response body bytes queued */
     uint64_t t_head, last_io;       /* monotonic us */
     unsigned sends;                 /* times curl began to send the request */
+    bool send_once;                 /* a pinned non-idempotent request: never resent */
+    bool connected;                 /* curl has a connection (on_prereq): the read timeout
+                                       counts from then, the connect timeout before */
     uint64_t turn;                  /* a copy: the lane's turn its turn_bytes are of */
     size_t turn_bytes;              /* a copy: body bytes taken in that turn */
     bool responded, paused, over_high, timed_out, resend_refused;
@@ -188,10 +191,11 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-/* A pinned non-idempotent request: curl is about to send it, and calls
- * again before a resend (a reused connection that closed without an answer
- * is retried on a new one). The upstream may have acted on it: refused, so
- * it is sent once at most, as nginx does (proxy_next_upstream). */
+/* Connected (or a pooled connection taken): curl is about to send the
+ * request, and calls again before a resend (a reused connection that closed
+ * without an answer is retried on a new one). The read timeout starts now.
+ * A pinned non-idempotent request: the upstream may have acted on it, so it
+ * is sent once at most, as nginx does (proxy_next_upstream). */
 static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
                      int local_port)
 {
@@ -200,7 +204,9 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_
     (void)primary_port;
     (void)local_port;
     struct transfer *t = userp;
-    if (t->sends++ == 0)
+    t->connected = true;
+    t->last_io = tf_now_us();
+    if (t->sends++ == 0 || !t->send_once)
         return CURL_PREREQFUNC_OK;
     t->resend_refused = true;
     return CURL_PREREQFUNC_ABORT;
@@ -297,6 +303,9 @@ static void finish(struct transfer *t, CURLcode rc)
         }
         snprintf(why, sizeof(why), "%s%s%s", curl_easy_strerror(rc), t->errbuf[0] ? ": " : "",
                  t->errbuf);
+        if (rc == CURLE_OPERATION_TIMEDOUT && !t->connected) /* else curl names no option */
+            snprintf(why, sizeof(why), "no connection within %gs (--upstream-connect-timeout)",
+                     t->up->cfg->upstream_connect_timeout);
         fail(t, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, why);
     } else if (!t->head.done) {
         fail(t, 502, "no response head");
@@ -387,10 +396,9 @@ static CURLcode set_options(struct transfer *t)
      * pinned to its connection, is never sent a second time. */
     if (!idempotent(req->method) && !req->pin)
         SET(CURLOPT_FRESH_CONNECT, 1L);
-    if (!idempotent(req->method) && req->pin) {
-        SET(CURLOPT_PREREQFUNCTION, on_prereq);
-        SET(CURLOPT_PREREQDATA, t);
-    }
+    t->send_once = !idempotent(req->method) && req->pin;
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, t);
     if (req->pin)
         SET(CURLOPT_SHARE, req->pin->share);
 #undef SET
@@ -582,7 +590,7 @@ static long check_timers(struct lane *up, uint64_t now)
             else
                 waiting = true;
         }
-        if (idle_check && idle_max && !t->paused && !t->yielded &&
+        if (idle_check && idle_max && t->connected && !t->paused && !t->yielded &&
             now - t->last_io > idle_max) {
             t->timed_out = true;
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);
