@@ -63,6 +63,7 @@ struct transfer {
     bool send_once;                 /* a pinned non-idempotent request: never resent */
     bool connected;                 /* curl has a connection (on_prereq): the read timeout
                                        counts from then, the connect timeout before */
+    bool client_abort;              /* ended for a client that hung up while waiting */
     uint64_t turn;                  /* a copy: the lane's turn its turn_bytes are of */
     size_t turn_bytes;              /* a copy: body bytes taken in that turn */
     bool responded, paused, over_high, timed_out, resend_refused;
@@ -264,6 +265,23 @@ static void fail(struct transfer *t, unsigned status, const char *why)
     tf_request_respond(req, tf_error_response(status, detail, false, &req->bytes_out), status);
 }
 
+/* The client hung up while it waited (wake): as nginx, an answer not begun
+ * is logged 499 (client closed request) and the connection closed; one
+ * begun keeps its status, and ends cut. */
+static void abort_for_client(struct transfer *t)
+{
+    struct tf_request *req = t->req;
+    tf_log_info("upstream: %s %s: the client closed its connection %s; the upstream "
+                "connection is closed too", req->method, req->target,
+                t->responded ? "during the answer" : "before the answer (logged 499)");
+    if (t->responded) {
+        tf_request_finish(req, true);
+        return;
+    }
+    t->responded = true;
+    tf_request_respond(req, NULL, 499);
+}
+
 static void note_timing(struct transfer *t)
 {
     curl_off_t connect = 0, first = 0, total = 0;
@@ -284,6 +302,8 @@ static void finish(struct transfer *t, CURLcode rc)
     if (t->up->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
+    } else if (t->client_abort) {
+        abort_for_client(t);
     } else if (t->timed_out) {
         snprintf(why, sizeof(why), "no data for %gs (--upstream-read-timeout)",
                  t->up->cfg->upstream_read_timeout);
@@ -516,10 +536,11 @@ void tf_upstream_pin_release(struct tf_upstream_pin *pin)
 
 /* --- commands and the loop ------------------------------------------------- */
 
-/* The connection's loop: the client drained the channel, or left. Only
- * called while the transfer is paused, and a paused transfer cannot end,
- * so t is alive. Run as a command: unpausing can deliver data at once,
- * and this runs inside libmicrohttpd's content reader. */
+/* The connection's loop: the client drained the channel, or left; or it
+ * hung up while waiting (tf_request_watch_hangup). t is alive: a paused
+ * transfer cannot end, and the watch is on this loop, where the transfer
+ * ends. Run as a command: unpausing can deliver data at once, and this
+ * runs inside libmicrohttpd's content reader. */
 static void producer_wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
@@ -533,7 +554,10 @@ static void producer_wake(struct tf_request *req)
 static void wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
-    if (t && t->paused) {
+    if (t && tf_request_hung_up(req)) {
+        t->client_abort = true;
+        end_transfer(t, CURLE_ABORTED_BY_CALLBACK); /* mid-transfer: curl closes the connection */
+    } else if (t && t->paused) {
         t->paused = false;
         t->over_high = false;
         t->last_io = tf_now_us();
