@@ -105,6 +105,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     struct tf_request *req = cls;
     size_t n = 0;
     bool wake = false;
+    tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
     pthread_mutex_lock(&req->lock);
     while (n < max && req->head) {
         struct tf_chunk *c = req->head;
@@ -156,6 +157,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (rc && !req->t_last_byte)
             req->t_last_byte = tf_now_us();
         pthread_mutex_unlock(&req->lock);
+        if (!rc)
+            tf_request_watch_hangup(req);
         return rc;
     }
     if (!req->t_first_byte)
@@ -510,6 +513,14 @@ bool tf_request_park(struct tf_request *req)
     return parked;
 }
 
+bool tf_request_hung_up(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool hung_up = req->client_hung_up;
+    pthread_mutex_unlock(&req->lock);
+    return hung_up;
+}
+
 bool tf_request_client_gone(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
@@ -526,7 +537,7 @@ void tf_request_connection_closed(struct tf_request *req, bool completed)
     bool tap_done = req->tap && req->tap_ended; /* it waited for this (tf_request_tap_end) */
     if (tap_done) /* a backend that broke first closes the connection too: that is its
                      failure (tap->error), not a client that left */
-        req->tap->abandoned = !completed && !req->tap->error;
+        req->tap->abandoned = !completed && (!req->tap->error || req->client_hung_up);
     req->reader_suspended = false;
     tf_request_drop_chunks(req);
     bool wake = req->producer_parked;

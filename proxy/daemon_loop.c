@@ -1,7 +1,8 @@
 /* daemon_loop.c — a libmicrohttpd daemon on its I/O thread's loop (see
  * server_internal.h): run when its sockets are ready or a timeout is due,
- * resumed connections, the requests looked at once a second, its lingering
- * closes' limits (linger.h), and libmicrohttpd's own log lines. */
+ * resumed connections, the requests looked at once a second, the clients
+ * watched for a hang-up while suspended, its lingering closes' limits
+ * (linger.h), and libmicrohttpd's own log lines. */
 #include "proxy/server_internal.h"
 
 #include <inttypes.h>
@@ -241,6 +242,45 @@ void tf_request_resume(struct tf_request *req)
     MHD_resume_connection(req->connection);
     if (!__atomic_exchange_n(&d->needs_run, 1, __ATOMIC_ACQ_REL))
         tf_loop_wake(d->loop);
+}
+
+/* --- a client's hang-up while its connection is suspended --------------------
+ * libmicrohttpd does not look at a suspended connection, so a client that
+ * leaves while its proxied answer is awaited would go unnoticed until a send
+ * to it fails: the upstream would go on working for nobody. nginx watches
+ * the socket meanwhile and closes the upstream connection (its 499). Here the
+ * socket is put in the loop's own epoll set too (libmicrohttpd's set is
+ * another), for its end only: its data stays libmicrohttpd's to read. */
+
+static void on_hangup(void *ctx, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events; /* RDHUP, HUP or ERR: the client closed (its side at least) or reset */
+    struct tf_request *req = ctx;
+    tf_request_unwatch_hangup(req); /* level-triggered: once is enough */
+    pthread_mutex_lock(&req->lock);
+    req->client_hung_up = true;
+    pthread_mutex_unlock(&req->lock);
+    if (req->producer_wake)
+        req->producer_wake(req);
+}
+
+void tf_request_watch_hangup(struct tf_request *req)
+{
+    if (!req->abort_on_hangup || req->hangup_fd >= 0 || tf_request_hung_up(req))
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci && tf_loop_watch(req->daemon->loop, ci->connect_fd, EPOLLRDHUP, on_hangup, req) == 0)
+        req->hangup_fd = ci->connect_fd;
+}
+
+void tf_request_unwatch_hangup(struct tf_request *req)
+{
+    if (req->hangup_fd < 0)
+        return;
+    tf_loop_unwatch(req->daemon->loop, req->hangup_fd);
+    req->hangup_fd = -1;
 }
 
 /* MHD_run, and another run next turn when it closed connections: below

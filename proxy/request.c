@@ -50,6 +50,7 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     tf_spool_init(&req->body);
     req->spill_fd = -1;
     req->file_fd = -1;
+    req->hangup_fd = -1;
     pthread_mutex_init(&req->lock, NULL);
     pthread_cond_init(&req->room, &room_attr);
     return req;
@@ -174,7 +175,7 @@ void tf_request_tap_end(struct tf_request *req, unsigned status, bool error)
         tap->error |= error;
         if (!tap->t_end)
             tap->t_end = tf_now_us();
-        tap->abandoned = req->client_left;
+        tap->abandoned = req->client_left || req->client_hung_up;
     }
     /* A client's answer may still be cut short: whether it got it whole is
      * known when its connection is done with it (tf_request_connection_closed) */

@@ -125,6 +125,11 @@ struct tf_request {
     struct tf_request *watch_prev, *watch_next; /* I/O thread only: in its daemon's list
                                    of requests looked at once a second (server.c) */
     int watch;                  /* I/O thread only: why it is in that list; 0 = it is not */
+    bool abort_on_hangup;       /* set before dispatch: a client that hangs up while its
+                                   connection is suspended ends the request (a proxied one,
+                                   as nginx's proxy_ignore_client_abort off) */
+    int hangup_fd;              /* I/O thread only: the client's socket, watched on its
+                                   loop for a hang-up (tf_request_watch_hangup); -1: not */
 
     /* --- the answer: written by the backend before tf_request_respond() --- */
     struct MHD_Response *response;
@@ -150,12 +155,14 @@ struct tf_request {
     uint64_t t_first_byte, t_last_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
     bool client_left;           /* the connection ended before the answer was complete */
+    bool client_hung_up;        /* the client closed its connection while it was suspended
+                                   (abort_on_hangup): the backend ends the request */
     bool interrupted;           /* the producer ran past --request-timeout (action 504):
                                    write() fails, a waiting one at once */
 
     /* Backend's per-request state and its "run me again" hook (a proxied
      * upstream's): called without the lock when a parked producer may
-     * continue (drained, or client gone). */
+     * continue (drained, or client gone), or the client hung up. */
     void *backend_state;
     void (*producer_wake)(struct tf_request *req);
 
@@ -176,6 +183,17 @@ int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes);
 /* Resume the suspended connection, from any thread, and have its daemon's
  * loop run (server.c). */
 void tf_request_resume(struct tf_request *req);
+/* The I/O thread, the connection just suspended: with abort_on_hangup,
+ * watch the client's socket on its loop for a close or reset (EPOLLRDHUP,
+ * EPOLLHUP, EPOLLERR; never for data: a pipelined request is not a close,
+ * and libmicrohttpd, which owns the socket, reads it). On one, the watch
+ * ends, client_hung_up is set and producer_wake called. No-op otherwise
+ * (also when out of memory: the hang-up is then noticed at the next send). */
+void tf_request_watch_hangup(struct tf_request *req);
+/* The I/O thread: stop watching (libmicrohttpd has the connection back, or
+ * ends it: before its socket closes). No-op when not watched. */
+void tf_request_unwatch_hangup(struct tf_request *req);
+bool tf_request_hung_up(struct tf_request *req);
 /* On: a request is given up (its access handler returns MHD_NO, or its
  * answer ends with an error) having logged why, so libmicrohttpd's own line
  * about the close that follows on this thread is not logged; off again when

@@ -79,6 +79,7 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
     if (!req)
         return;
     *con_cls = NULL;
+    tf_request_unwatch_hangup(req); /* its socket closes next */
     tf_daemon_log_explained(false); /* its line, if any, came before this call */
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled() && !server->control) /* clients' requests only */

@@ -141,6 +141,7 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
     req->t_dispatched = tf_now_us();
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
+    tf_request_watch_hangup(req);
     tf_request_ref(req);
     if (to(backend, req) < 0) {
         tf_request_unref(req);
@@ -317,6 +318,7 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         if (!b->upstream)
             break;
         req->backend = PROF_BACKEND_UPSTREAM;
+        req->abort_on_hangup = true;
         return tf_server_dispatch(server, req, b->upstream, b->upstream_ctx);
     case TF_ROUTE_NONE:
         break;
@@ -458,8 +460,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
         *upload_data_size = 0;
         return login_checked(server, req, req->phase == PHASE_HEAD_CHECKING);
     case PHASE_DISPATCHED:
-        if (!req->response) /* resumed without a response: out of memory */
+        tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
+        if (!req->response) { /* resumed without a response: the client hung up (the backend
+                                 logged it), or out of memory */
+            if (tf_request_hung_up(req))
+                tf_daemon_log_explained(true);
             return req->status ? MHD_NO : MHD_YES;
+        }
         return queue_answer(server, req);
     case PHASE_RESPONDED:
         *upload_data_size = 0; /* body of a refused request: discard */

@@ -60,6 +60,10 @@ struct transfer {
     uint64_t pushed;                /* response body bytes queued */
     uint64_t t_head, last_io;       /* monotonic us */
     unsigned sends;                 /* times curl began to send the request */
+    bool send_once;                 /* a pinned non-idempotent request: never resent */
+    bool connected;                 /* curl has a connection (on_prereq): the read timeout
+                                       counts from then, the connect timeout before */
+    bool client_abort;              /* ended for a client that hung up while waiting */
     uint64_t turn;                  /* a copy: the lane's turn its turn_bytes are of */
     size_t turn_bytes;              /* a copy: body bytes taken in that turn */
     bool responded, paused, over_high, timed_out, resend_refused;
@@ -188,10 +192,11 @@ static int on_seek(void *userp, curl_off_t offset, int origin)
     return CURL_SEEKFUNC_OK;
 }
 
-/* A pinned non-idempotent request: curl is about to send it, and calls
- * again before a resend (a reused connection that closed without an answer
- * is retried on a new one). The upstream may have acted on it: refused, so
- * it is sent once at most, as nginx does (proxy_next_upstream). */
+/* Connected (or a pooled connection taken): curl is about to send the
+ * request, and calls again before a resend (a reused connection that closed
+ * without an answer is retried on a new one). The read timeout starts now.
+ * A pinned non-idempotent request: the upstream may have acted on it, so it
+ * is sent once at most, as nginx does (proxy_next_upstream). */
 static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_port,
                      int local_port)
 {
@@ -200,7 +205,9 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_
     (void)primary_port;
     (void)local_port;
     struct transfer *t = userp;
-    if (t->sends++ == 0)
+    t->connected = true;
+    t->last_io = tf_now_us();
+    if (t->sends++ == 0 || !t->send_once)
         return CURL_PREREQFUNC_OK;
     t->resend_refused = true;
     return CURL_PREREQFUNC_ABORT;
@@ -258,6 +265,23 @@ static void fail(struct transfer *t, unsigned status, const char *why)
     tf_request_respond(req, tf_error_response(status, detail, false, &req->bytes_out), status);
 }
 
+/* The client hung up while it waited (wake): as nginx, an answer not begun
+ * is logged 499 (client closed request) and the connection closed; one
+ * begun keeps its status, and ends cut. */
+static void abort_for_client(struct transfer *t)
+{
+    struct tf_request *req = t->req;
+    tf_log_info("upstream: %s %s: the client closed its connection %s; the upstream "
+                "connection is closed too", req->method, req->target,
+                t->responded ? "during the answer" : "before the answer (logged 499)");
+    if (t->responded) {
+        tf_request_finish(req, true);
+        return;
+    }
+    t->responded = true;
+    tf_request_respond(req, NULL, 499);
+}
+
 static void note_timing(struct transfer *t)
 {
     curl_off_t connect = 0, first = 0, total = 0;
@@ -278,6 +302,8 @@ static void finish(struct transfer *t, CURLcode rc)
     if (t->up->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
+    } else if (t->client_abort) {
+        abort_for_client(t);
     } else if (t->timed_out) {
         snprintf(why, sizeof(why), "no data for %gs (--upstream-read-timeout)",
                  t->up->cfg->upstream_read_timeout);
@@ -297,6 +323,9 @@ static void finish(struct transfer *t, CURLcode rc)
         }
         snprintf(why, sizeof(why), "%s%s%s", curl_easy_strerror(rc), t->errbuf[0] ? ": " : "",
                  t->errbuf);
+        if (rc == CURLE_OPERATION_TIMEDOUT && !t->connected) /* else curl names no option */
+            snprintf(why, sizeof(why), "no connection within %gs (--upstream-connect-timeout)",
+                     t->up->cfg->upstream_connect_timeout);
         fail(t, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, why);
     } else if (!t->head.done) {
         fail(t, 502, "no response head");
@@ -387,10 +416,9 @@ static CURLcode set_options(struct transfer *t)
      * pinned to its connection, is never sent a second time. */
     if (!idempotent(req->method) && !req->pin)
         SET(CURLOPT_FRESH_CONNECT, 1L);
-    if (!idempotent(req->method) && req->pin) {
-        SET(CURLOPT_PREREQFUNCTION, on_prereq);
-        SET(CURLOPT_PREREQDATA, t);
-    }
+    t->send_once = !idempotent(req->method) && req->pin;
+    SET(CURLOPT_PREREQFUNCTION, on_prereq);
+    SET(CURLOPT_PREREQDATA, t);
     if (req->pin)
         SET(CURLOPT_SHARE, req->pin->share);
 #undef SET
@@ -508,10 +536,11 @@ void tf_upstream_pin_release(struct tf_upstream_pin *pin)
 
 /* --- commands and the loop ------------------------------------------------- */
 
-/* The connection's loop: the client drained the channel, or left. Only
- * called while the transfer is paused, and a paused transfer cannot end,
- * so t is alive. Run as a command: unpausing can deliver data at once,
- * and this runs inside libmicrohttpd's content reader. */
+/* The connection's loop: the client drained the channel, or left; or it
+ * hung up while waiting (tf_request_watch_hangup). t is alive: a paused
+ * transfer cannot end, and the watch is on this loop, where the transfer
+ * ends. Run as a command: unpausing can deliver data at once, and this
+ * runs inside libmicrohttpd's content reader. */
 static void producer_wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
@@ -525,7 +554,10 @@ static void producer_wake(struct tf_request *req)
 static void wake(struct tf_request *req)
 {
     struct transfer *t = req->backend_state;
-    if (t && t->paused) {
+    if (t && tf_request_hung_up(req)) {
+        t->client_abort = true;
+        end_transfer(t, CURLE_ABORTED_BY_CALLBACK); /* mid-transfer: curl closes the connection */
+    } else if (t && t->paused) {
         t->paused = false;
         t->over_high = false;
         t->last_io = tf_now_us();
@@ -582,7 +614,7 @@ static long check_timers(struct lane *up, uint64_t now)
             else
                 waiting = true;
         }
-        if (idle_check && idle_max && !t->paused && !t->yielded &&
+        if (idle_check && idle_max && t->connected && !t->paused && !t->yielded &&
             now - t->last_io > idle_max) {
             t->timed_out = true;
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);

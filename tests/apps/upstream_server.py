@@ -6,7 +6,8 @@ Endpoints: /echo* (JSON of what it received), /bytes?n=&chunk=&delay=&chunked=1&
 (bytes i % 251), /slow?delay=, /die?n=&sent=&delay= (short body, then close),
 /status/CODE?location=, /headers?set=Name:Value, /raw?b64= (raw response, then close),
 /drop-idle (closes the other idle connections), /swallow (reads, closes, no answer),
-/__stats and /__reset. A leading "/legacy" is ignored for dispatch (path-mapping tests).
+/__stats and /__reset. /slow and /bytes?delay= stop waiting at once when the proxy closes
+the connection, counted per path in stats["gone"]. A leading "/legacy" is ignored for dispatch (path-mapping tests).
 """
 import argparse
 import base64
@@ -15,6 +16,7 @@ import hashlib
 import http
 import json
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -33,7 +35,7 @@ conn_counter = [0]
 def reset():
     with lock:
         stats.clear()
-        stats.update(connections=0, open=len(conns), requests=0, by_path={}, methods={})
+        stats.update(connections=0, open=len(conns), requests=0, by_path={}, methods={}, gone={})
 
 
 reset()
@@ -95,6 +97,25 @@ class Conn:
         self.sock.sendall(data)
 
 
+def wait_watching(c, seconds, path):
+    """Sleep for seconds, or until the proxy closes the connection (then it is
+    counted in stats["gone"] and the request ends). Bytes it sends (a
+    pipelined request) are left for later: only a close ends the wait."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([c.sock], [], [], left)[0]:
+            continue
+        try:
+            closed = c.sock.recv(1, socket.MSG_PEEK) == b""
+        except ConnectionResetError:
+            closed = True
+        if closed:
+            with lock:
+                stats["gone"][path] = stats["gone"].get(path, 0) + 1
+            raise Close()
+        time.sleep(min(left, 0.05))
+
+
 def head_bytes(status, headers):
     try:
         reason = http.HTTPStatus(status).phrase
@@ -154,7 +175,7 @@ def handle_request(c, req):
         off = 0
         while off < total:
             if off and delay:
-                time.sleep(delay)
+                wait_watching(c, delay, path)
             piece = src(off, min(chunk, total - off))
             c.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
             off += len(piece)
@@ -162,7 +183,7 @@ def handle_request(c, req):
             c.send(b"0\r\n\r\n")
         return
     if disp == "/slow":
-        time.sleep(float(q("delay", "1")))
+        wait_watching(c, float(q("delay", "1")), path)
         return respond(c, req, 200, b"slow\n")
     if disp == "/die":
         n, sent = int(q("n", "1000")), int(q("sent", "10"))

@@ -5,6 +5,7 @@ The contract with the binary: it prints one line to stderr containing
 `listening on http://HOST:PORT/` once it accepts connections; --error-log and
 --access-log send the logs to the files the test names.
 """
+import contextlib
 import os
 import pathlib
 import re
@@ -85,6 +86,27 @@ def closed_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+@contextlib.contextmanager
+def hanging_port():
+    """A loopback port whose connects hang: it listens with a backlog of 0,
+    and its accept queue is filled, so further SYNs are dropped."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(0)
+    port = lsock.getsockname()[1]
+    fill = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fill.append(s)
+    try:
+        yield port
+    finally:
+        for s in fill + [lsock]:
+            s.close()
 
 
 def refused(port):

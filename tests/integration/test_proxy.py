@@ -17,7 +17,7 @@ import urllib.parse
 import pytest
 import requests
 
-from conftest import closed_port
+from conftest import closed_port, hanging_port
 
 HELLO = ("--app", "hello:application")
 HELLO_BODY = b"Hello, World!\n"
@@ -527,24 +527,11 @@ def test_upstream_read_timeout_is_504(tracfront, upstream):
 
 
 def test_upstream_connect_timeout_is_504(tracfront):
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    port = lsock.getsockname()[1]
-    fill = []
-    for _ in range(4):  # fill the accept queue: further SYNs are dropped
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fill.append(s)
-    try:
+    with hanging_port() as port:
         srv = tracfront("--upstream", "http://127.0.0.1:%d" % port,
                         "--upstream-connect-timeout", "0.5")
         r, body = request(srv, "GET", "/x")
         assert_gateway_error(srv, r, body, 504)
-    finally:
-        for s in fill + [lsock]:
-            s.close()
 
 
 def test_upstream_dies_mid_body_aborts_the_client(tracfront, upstream):
