@@ -28,11 +28,15 @@
 
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
+static unsigned max_nodes;               /* --profile-max-nodes, for the log */
 static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
 /* Under merge_lock: what the workers that have stopped measured, as a
  * latency dump and a tree dump (NULL: nothing). */
 static char *kept_latency, *kept_tree;
 static size_t kept_tree_len;
+/* Under merge_lock: this process's merged tree passed the node cap since
+ * start or Clear, and the log said so. */
+static bool cap_said;
 /* Under merge_lock: the latency dump last pulled from each worker still
  * measuring (or dead and not yet moved to dead_dumps), by origin. */
 struct last_pulled {
@@ -155,6 +159,7 @@ static void front_clear(void)
     for (size_t i = 0; i < n_dead; i++)
         free(dead_dumps[i]);
     n_dead = 0;
+    cap_said = false;
     pthread_mutex_unlock(&merge_lock);
 }
 
@@ -289,10 +294,26 @@ static int keep_latency(const char *dump)
     return 0;
 }
 
+/* Add a tree dump to this process's call tree, which has the node cap a
+ * worker's has: the log says once per Clear when the merge passes it (the
+ * workers' own trees may all be under it). Call with merge_lock; -1 when
+ * malformed. */
+static int import_tree(const char *text, size_t len)
+{
+    int rc = prof_hook_import(text, len);
+    if (rc > 0 && !cap_said) {
+        cap_said = true;
+        tf_log_error("profile: --profile-max-nodes (%u) reached merging the workers' call "
+                     "trees: calls on call paths not yet in the merge are counted, not "
+                     "recorded, until Clear (the profile page says how many)", max_nodes);
+    }
+    return rc;
+}
+
 static void load_kept_tree(void)
 {
     prof_hook_clear();
-    if (kept_tree && prof_hook_import(kept_tree, kept_tree_len) < 0)
+    if (kept_tree && import_tree(kept_tree, kept_tree_len) < 0)
         tf_log_error("profile: the stopped workers' call tree is unreadable");
 }
 
@@ -381,7 +402,7 @@ static void front_lost(const char *origin)
 static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 {
     (void)arg;
-    if (!f->body || prof_hook_import(f->body, f->len) < 0)
+    if (!f->body || import_tree(f->body, f->len) < 0)
         tf_log_error("profile: unreadable call tree from worker %s", origin);
 }
 
@@ -555,15 +576,17 @@ static char *front_inflight(bool json, size_t *len)
 }
 
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
-                                                             const char *path, bool pull)
+                                                             const struct tf_config *cfg)
 {
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
         .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
     };
+    bool pull = cfg->profile_latency;
     workers = w;
-    profile_path = path;
+    profile_path = cfg->profile_path;
+    max_nodes = cfg->profile_max_nodes;
     signal_thread = pthread_self();
     if (pipe2(quit_pipe, O_CLOEXEC) < 0) /* then a pull under way is waited for at the stop */
         quit_pipe[0] = quit_pipe[1] = -1;

@@ -302,8 +302,7 @@ static int run_front(struct tf_config *cfg, char **argv)
         return start_failed(err[0] ? err : "out of memory");
     configure_profiler(cfg);
     prof_hook_enable(cfg->profile);
-    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path,
-                                                                      cfg->profile_latency));
+    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg));
     int started = tf_workers_begin(workers, port, control_port, err, sizeof(err));
     if (started < 0)
         return start_failed(err);
