@@ -60,7 +60,8 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
                              size_t *len);
 
 /* Any thread without the GIL: add a tree exported by another process
- * (format "tree") to the accumulated profile. 0, or -1 when malformed. */
+ * (format "tree") to the accumulated profile. 0; 1 when some of its nodes
+ * were past the node cap (counted, not recorded); or -1 when malformed. */
 int prof_hook_import(const char *text, size_t len);
 
 /* Any thread without the GIL: forget the accumulated profile. */

@@ -140,6 +140,7 @@ int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
     struct prof_node **path = NULL; /* path[d - 1]: the last node read at depth d */
     size_t cap = 0;
     unsigned previous = 0; /* a node is at most one level below the one before it */
+    bool past_cap = false;
     int rc = copy ? 0 : -1;
     char *line = copy ? strtok_r(copy, "\n", &save) : NULL;
     if (version >= 2 && line) { /* "dropped\t<calls>" */
@@ -183,11 +184,12 @@ int prof_tree_load(struct prof_tree *t, const char *text, size_t len)
             n->inline_ns += p.inline_ns;
         } else {
             t->dropped_calls += p.calls;
+            past_cap = past_cap || (label && t->nodes >= t->max_nodes);
         }
         path[p.depth - 1] = n; /* NULL: its children are dropped too */
         previous = p.depth;
     }
     free(path);
     free(copy);
-    return rc;
+    return rc < 0 ? rc : past_cap;
 }

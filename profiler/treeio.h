@@ -18,8 +18,9 @@
 /* malloc'd text, NULL on out of memory. */
 char *prof_tree_dump(const struct prof_tree *t, size_t *len);
 /* Add the tree in text to t (its dropped calls to t's, and nodes past t's
- * cap to them too). Returns 0, or -1 on malformed text (what was
- * read so far stays added). */
+ * cap to them too). Returns 0; 1 when some of its nodes were past t's cap
+ * (so counted as dropped); or -1 on malformed text (what was read so far
+ * stays added). */
 int prof_tree_load(struct prof_tree *t, const char *text, size_t len);
 
 #endif

@@ -16,9 +16,9 @@ struct tf_fetched {
 };
 
 #define TF_FETCH_LIMIT_MS 10000 /* what tf_fetch waits for an answer */
-/* What the front waits for its workers' answers while it stops or reloads
- * (stop accepting, their profile at a stop): one stopped (SIGSTOP) or stuck
- * worker must not hold the others' stop up for long. */
+/* What the front's main thread waits for its workers' answers (stop
+ * accepting, at a stop or a reload; --reload's list of files): one stopped
+ * (SIGSTOP) or stuck worker must not hold the others' stop up for long. */
 #define TF_FETCH_QUICK_MS 2000
 
 /* method and path ("/__profile__/tree?x") to origin ("http://127.0.0.1:PORT").

@@ -3,7 +3,9 @@
  * each page first adds up what the workers have: their latency registries
  * (merged into this process's, which serves no requests itself) and, for
  * the function pages, their call trees (format "tree"). A worker that stops
- * (a reload) hands its profile over first; the front keeps what those had.
+ * (a reload, or the server's stop) hands its profile over first; the front
+ * keeps what those had, and writes the stop's profile files from it once
+ * every worker is gone.
  * A worker that dies without doing so leaves the latency the front last
  * pulled from it (at each page, and every PULL_US on a thread of its own):
  * the counters a Prometheus scrape has seen must never go down, except on
@@ -28,11 +30,15 @@
 
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
+static unsigned max_nodes;               /* --profile-max-nodes, for the log */
 static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
 /* Under merge_lock: what the workers that have stopped measured, as a
  * latency dump and a tree dump (NULL: nothing). */
 static char *kept_latency, *kept_tree;
 static size_t kept_tree_len;
+/* Under merge_lock: this process's merged tree passed the node cap since
+ * start or Clear, and the log said so. */
+static bool cap_said;
 /* Under merge_lock: the latency dump last pulled from each worker still
  * measuring (or dead and not yet moved to dead_dumps), by origin. */
 struct last_pulled {
@@ -54,15 +60,11 @@ static size_t n_lost;
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The thread that reads the signal pipe (main.c's, which sets the controls
- * up): a merge there makes the stop's profile files, which must neither
- * wait long for a stopped worker nor keep a second SIGINT/SIGTERM waiting.
- * Set once. */
-static pthread_t signal_thread;
 /* A byte here (tf_front_profile_stop) makes the puller's and the pages'
  * requests to the workers give up at once, then and from then on. */
 static int quit_pipe[2] = { -1, -1 };
 static bool quitting; /* atomic: that byte was written */
+static bool cut;      /* atomic: tf_front_profile_cut, no export from now on */
 
 static bool give_up(void *unused)
 {
@@ -71,27 +73,24 @@ static bool give_up(void *unused)
 }
 
 /* Call fn with each worker's answer to method + path (status 200 or 303),
- * all asked at once. On the signal thread each answer is awaited
- * TF_FETCH_QUICK_MS, and a SIGINT/SIGTERM gives up on the rest: -1 (fn not
- * called; the signal stays pending for the stop's wait). Elsewhere
- * TF_FETCH_LIMIT_MS, or until tf_front_profile_stop. 0 otherwise. */
-static int each_worker(const char *method, const char *path,
-                       void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
+ * all asked at once, each awaited TF_FETCH_LIMIT_MS, or until
+ * tf_front_profile_stop. On the main thread only once every worker is gone
+ * (the stop's files, made of what they handed over): none is asked, so its
+ * signals and reaping never wait for one. */
+static void each_worker(const char *method, const char *path,
+                        void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
 {
     size_t n = 0;
     char **origins = tf_workers_origins(workers, &n);
     struct tf_fetched *f = calloc(n ? n : 1, sizeof(*f));
-    const char *const *asked = (const char *const *)origins;
-    int sig = 0;
     if (!f)
         tf_log_error("profile: out of memory asking the workers for %s", path);
-    else if (pthread_equal(pthread_self(), signal_thread))
-        sig = tf_fetch_all_or_signal(asked, n, method, path, TF_FETCH_QUICK_MS, f);
-    else
-        tf_fetch_all(asked, n, method, path, TF_FETCH_LIMIT_MS, f, quit_pipe[0], give_up, NULL);
-    bool quit = sig || __atomic_load_n(&quitting, __ATOMIC_ACQUIRE);
+    else if (n)
+        tf_fetch_all((const char *const *)origins, n, method, path, TF_FETCH_LIMIT_MS, f,
+                     quit_pipe[0], give_up, NULL);
+    bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE);
     for (size_t i = 0; f && i < n; i++) {
-        if (!sig && (f[i].status == 200 || f[i].status == 303))
+        if (f[i].status == 200 || f[i].status == 303)
             fn(origins[i], &f[i], arg);
         else if (!quit)
             tf_log_error("profile: worker %s did not answer %s %s (status %u)", origins[i],
@@ -100,7 +99,6 @@ static int each_worker(const char *method, const char *path,
     }
     free(f);
     tf_workers_origins_free(origins, n);
-    return sig ? -1 : 0;
 }
 
 static void ignore(const char *origin, struct tf_fetched *f, void *arg)
@@ -155,6 +153,7 @@ static void front_clear(void)
     for (size_t i = 0; i < n_dead; i++)
         free(dead_dumps[i]);
     n_dead = 0;
+    cap_said = false;
     pthread_mutex_unlock(&merge_lock);
 }
 
@@ -289,10 +288,26 @@ static int keep_latency(const char *dump)
     return 0;
 }
 
+/* Add a tree dump to this process's call tree, which has the node cap a
+ * worker's has: the log says once per Clear when the merge passes it (the
+ * workers' own trees may all be under it). Call with merge_lock; -1 when
+ * malformed. */
+static int import_tree(const char *text, size_t len)
+{
+    int rc = prof_hook_import(text, len);
+    if (rc > 0 && !cap_said) {
+        cap_said = true;
+        tf_log_error("profile: --profile-max-nodes (%u) reached merging the workers' call "
+                     "trees: calls on call paths not yet in the merge are counted, not "
+                     "recorded, until Clear (the profile page says how many)", max_nodes);
+    }
+    return rc;
+}
+
 static void load_kept_tree(void)
 {
     prof_hook_clear();
-    if (kept_tree && prof_hook_import(kept_tree, kept_tree_len) < 0)
+    if (kept_tree && import_tree(kept_tree, kept_tree_len) < 0)
         tf_log_error("profile: the stopped workers' call tree is unreadable");
 }
 
@@ -381,19 +396,18 @@ static void front_lost(const char *origin)
 static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 {
     (void)arg;
-    if (!f->body || prof_hook_import(f->body, f->len) < 0)
+    if (!f->body || import_tree(f->body, f->len) < 0)
         tf_log_error("profile: unreadable call tree from worker %s", origin);
 }
 
 /* This process's function profile := what the stopped workers had plus
- * the merge of every worker's. Call with merge_lock. -1 when a signal cut
- * it short (each_worker). */
-static int merge_trees(void)
+ * the merge of every worker's. Call with merge_lock. */
+static void merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    return each_worker("GET", path, add_tree, NULL);
+    each_worker("GET", path, add_tree, NULL);
 }
 
 /* kept_tree := kept_tree + origin's answer f. Call with merge_lock; -1
@@ -446,17 +460,24 @@ static bool front_absorb(unsigned port)
     return known;
 }
 
-/* NULL with errno EINTR: the stop's second SIGINT/SIGTERM came before
- * every worker had answered (no file from a part of them). */
+void tf_front_profile_cut(void)
+{
+    __atomic_store_n(&cut, true, __ATOMIC_RELEASE);
+}
+
+/* NULL with errno EINTR after tf_front_profile_cut: the stop's second
+ * SIGINT/SIGTERM came before every worker had handed its profile over (no
+ * file from a part of them). */
 static char *front_export(const char *format, size_t *len)
 {
-    pthread_mutex_lock(&merge_lock);
-    char *out = NULL;
-    int why = EINTR;
-    if (merge_trees() == 0) {
-        out = prof_hook_export(format, len);
-        why = errno; /* EFBIG: too large */
+    if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* not even a hand-over's merge_lock */
+        errno = EINTR;
+        return NULL;
     }
+    pthread_mutex_lock(&merge_lock);
+    merge_trees();
+    char *out = prof_hook_export(format, len);
+    int why = errno; /* EFBIG: too large */
     pthread_mutex_unlock(&merge_lock);
     errno = why;
     return out;
@@ -555,16 +576,17 @@ static char *front_inflight(bool json, size_t *len)
 }
 
 const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *w,
-                                                             const char *path, bool pull)
+                                                             const struct tf_config *cfg)
 {
     static const struct tf_profiler_controls controls = {
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
         .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
     };
+    bool pull = cfg->profile_latency;
     workers = w;
-    profile_path = path;
-    signal_thread = pthread_self();
+    profile_path = cfg->profile_path;
+    max_nodes = cfg->profile_max_nodes;
     if (pipe2(quit_pipe, O_CLOEXEC) < 0) /* then a pull under way is waited for at the stop */
         quit_pipe[0] = quit_pipe[1] = -1;
     tf_workers_on_new_worker(w, front_welcome);

@@ -236,8 +236,8 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
 }
 
 /* A worker stopping with its requests done: the front takes its profile
- * over (from the control port, still open), so a reload loses none of it.
- * When the whole server stops, the front has closed its port already. */
+ * over (from the control port, still open), so a reload loses none of it,
+ * and the profile files the front writes at a stop hold all of it. */
 static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_port)
 {
     char origin[48], path[4200];
@@ -302,8 +302,7 @@ static int run_front(struct tf_config *cfg, char **argv)
         return start_failed(err[0] ? err : "out of memory");
     configure_profiler(cfg);
     prof_hook_enable(cfg->profile);
-    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg->profile_path,
-                                                                      cfg->profile_latency));
+    tf_server_set_profiler(control, tf_front_profile_controls(workers, cfg));
     int started = tf_workers_begin(workers, port, control_port, err, sizeof(err));
     if (started < 0)
         return start_failed(err);
@@ -313,10 +312,14 @@ static int run_front(struct tf_config *cfg, char **argv)
     tf_log_info("signal %d: stopping the workers (up to %gs for requests in flight; a second "
                 "SIGINT/SIGTERM stops them at once)", sig, cfg->graceful_timeout);
     tf_workers_close_socket(workers); /* first: new connections are refused from now on */
-    tf_server_profile_shutdown(control); /* before the workers go: the profile is theirs */
     tf_front_profile_stop(); /* its puller and pages stop asking the workers, at once */
+    /* the control port serves on: each worker hands its profile over to it
+     * once its requests are done, as in a reload */
+    if (tf_workers_stop(workers, cfg->graceful_timeout + 1) > 0) /* closes fd */
+        tf_front_profile_cut(); /* a second signal: no file from part of them */
+    tf_server_profile_shutdown(control); /* what they handed over: every request they finished */
     stop_network(&none, control, NULL, NULL); /* before the workers' list goes: pages read it */
-    tf_workers_stop(workers, cfg->graceful_timeout + 1); /* closes fd */
+    tf_workers_free(workers);
     tf_log_info("stopped");
     return 0;
 }

@@ -426,7 +426,7 @@ static int save_one(const struct tf_server *server, const char *path, const char
     char *data = server->profiler->export(format, &len);
     if (!data && errno == EINTR) {
         tf_log_error("profile: %s not written: the stop was told to end at once (a second "
-                     "SIGINT/SIGTERM) before every worker had sent its profile", flag);
+                     "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
         return -1;
     }
     if (!data) {

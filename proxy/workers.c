@@ -601,11 +601,31 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
     return 0;
 }
 
+/* A worker gone in the stop (how: "ended", "was killed"): unless it handed
+ * its profile over first, the stop's profile files are written without
+ * what it measured, and the log says so. */
+static void say_if_left_out(struct tf_workers *w, struct worker *k, const char *how)
+{
+    const struct tf_config *cfg = w->cfg;
+    pthread_mutex_lock(&w->lock);
+    bool absorbed = k->absorbed;
+    pthread_mutex_unlock(&w->lock);
+    if (absorbed || (!cfg->profile_log && !cfg->profile_callgrind) ||
+        cfg->profile_flush_at_shutdown)
+        return;
+    tf_log_error("profile: worker %d %s before it handed its profile over: %s what it "
+                 "measured", (int)k->pid, how,
+                 !cfg->profile_callgrind ? "--profile-log leaves out"
+                 : !cfg->profile_log     ? "--profile-callgrind leaves out"
+                                         : "--profile-log and --profile-callgrind leave out");
+}
+
 /* Reap until every worker of the retired list has exited (0), the timeout
  * passed (-1), or a second SIGINT/SIGTERM came to this process (returned).
  * The workers' own signals (a stop to the whole process group) are theirs:
- * each takes one and finishes its requests. SIGUSR1 (logrotate) reopens
- * the logs and goes on to the workers, as before the stop. */
+ * each takes one, finishes its requests and hands its profile over. SIGUSR1
+ * (logrotate) reopens the logs and goes on to the workers, as before the
+ * stop. */
 static int wait_all_exited(struct tf_workers *w, double timeout)
 {
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
@@ -614,10 +634,12 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
         pid_t pid;
         while ((pid = tf_reap(&status)) > 0) {
             struct worker *k = find_worker(w, pid);
+            if (!k)
+                continue;
             pthread_mutex_lock(&w->lock);
-            if (k)
-                k->exited = 1;
+            k->exited = 1;
             pthread_mutex_unlock(&w->lock);
+            say_if_left_out(w, k, "ended");
         }
         bool done = true;
         for (struct generation *g = w->retired; g; g = g->next)
@@ -648,17 +670,16 @@ void tf_workers_close_socket(struct tf_workers *w)
     close(w->listen_fd);
     w->listen_fd = -1;
     /* and so do the workers, at once: a SIGTERM to the front alone (kill PID,
-     * systemd's KillMode=mixed) reaches them only from tf_workers_stop, after
-     * the front fetched their profiles. Old generations were quiesced when
-     * they retired. */
+     * systemd's KillMode=mixed) reaches them only later, from tf_workers_stop.
+     * Old generations were quiesced when they retired. */
     if (w->current)
         quiesce(w, w->current, "stop");
 }
 
-void tf_workers_stop(struct tf_workers *w, double timeout)
+int tf_workers_stop(struct tf_workers *w, double timeout)
 {
     if (!w)
-        return;
+        return 0;
     tf_workers_close_socket(w);
     pthread_mutex_lock(&w->lock); /* the control server may be listing origins */
     if (w->current) {
@@ -674,12 +695,22 @@ void tf_workers_stop(struct tf_workers *w, double timeout)
                      ended);
     else if (ended < 0)
         tf_log_error("workers still running %gs after the stop; killing them", timeout);
-    while (w->retired) {
-        struct generation *g = w->retired;
+    for (struct generation *g = w->retired; g; g = g->next) {
+        for (unsigned i = 0; ended < 0 && i < g->n; i++) /* (a second signal: no file at all) */
+            if (!g->workers[i].exited)
+                say_if_left_out(w, &g->workers[i], "was killed");
         kill_and_reap(g); /* past the timeout, or told to */
-        pthread_mutex_lock(&w->lock);
+    }
+    return ended;
+}
+
+void tf_workers_free(struct tf_workers *w)
+{
+    if (!w)
+        return;
+    while (w->retired) { /* every worker reaped: tf_workers_stop moved them all here */
+        struct generation *g = w->retired;
         w->retired = g->next;
-        pthread_mutex_unlock(&w->lock);
         free_generation(g);
     }
     pthread_mutex_destroy(&w->lock);

@@ -55,10 +55,17 @@ void tf_workers_forward(struct tf_workers *w, int sig);
  * comes meanwhile ends the wait and stays pending. tf_workers_stop does it
  * if not done yet. */
 void tf_workers_close_socket(struct tf_workers *w);
-/* Stop every worker and free: tf_workers_close_socket (if not done), SIGTERM,
- * wait for them to exit, and SIGKILL those left after timeout seconds, or at
- * once on a second SIGINT/SIGTERM to this process (from tf_signals_wait). */
-void tf_workers_stop(struct tf_workers *w, double timeout);
+/* Stop every worker: tf_workers_close_socket (if not done), SIGTERM, wait
+ * for them to exit (each hands its profile to the control server once its
+ * requests are done: keep that serving meanwhile), and SIGKILL those left
+ * after timeout seconds, or at once on a second SIGINT/SIGTERM to this
+ * process (from tf_signals_wait). A worker that ends or is killed without
+ * having handed its profile over is named in the log when profile files are
+ * to be written (not after a second signal: then none is). Returns 0 (all
+ * exited), -1 (some killed at the timeout) or that second signal. */
+int tf_workers_stop(struct tf_workers *w, double timeout);
+/* After tf_workers_stop, once the control server no longer reads w. */
+void tf_workers_free(struct tf_workers *w);
 
 /* Main thread, for each worker of a new generation (a reload) before it
  * accepts: fn(origin) tells it what the command line cannot (the profiler

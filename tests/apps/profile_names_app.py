@@ -11,6 +11,8 @@ per path, for tests/integration/test_profile_exports.py:
 /control     a newline and a tab in a function name, a newline in a file name
 /wide        many tiny functions, each well under a microsecond
 /many?N      N distinct functions (made once per N), each called once
+/mine?N      as /many, in a file named after this process: each worker of a
+             front has functions of its own (answers with its pid)
 /deep?N      one call chain N frames deep (the recursion limit raised for it)
 """
 import os
@@ -79,13 +81,13 @@ def wide():
 _many = {}
 
 
-def many(n):
-    if n not in _many:
+def many(n, file="many_%d.py"):
+    if (n, file) not in _many:
         source = "".join("def f%d():\n    return %d\n" % (i, i) for i in range(n))
         ns = {}
-        exec(compile(source, "many_%d.py" % n, "exec"), ns)
-        _many[n] = [ns["f%d" % i] for i in range(n)]
-    for f in _many[n]:
+        exec(compile(source, file % n, "exec"), ns)
+        _many[n, file] = [ns["f%d" % i] for i in range(n)]
+    for f in _many[n, file]:
         f()
 
 
@@ -94,7 +96,7 @@ def deep(n):
 
 
 def app(environ, start_response):
-    path = environ["PATH_INFO"]
+    path, body = environ["PATH_INFO"], b"ok\n"
     if path == "/cafe":
         café()
     elif path == "/legacy":
@@ -115,9 +117,11 @@ def app(environ, start_response):
         wide()
     elif path == "/many":
         many(int(environ["QUERY_STRING"]))
+    elif path == "/mine":
+        many(int(environ["QUERY_STRING"]), "mine_%%d_pid%d.py" % os.getpid())
+        body = b"%d\n" % os.getpid()
     elif path == "/deep":
         sys.setrecursionlimit(200000)
         deep(int(environ["QUERY_STRING"]))
-    body = b"ok\n"
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]

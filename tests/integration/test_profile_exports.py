@@ -16,6 +16,8 @@ import time
 import pytest
 import requests
 
+from workers_util import concurrently, wait_for
+
 APPS = pathlib.Path(__file__).resolve().parents[1] / "apps"
 APP = ("--app", "profile_names_app:app", "--profile", "--profile-discard-first", "false")
 
@@ -389,6 +391,40 @@ def test_calls_past_the_node_cap_are_reported(tracfront, workers):
     while capped.error_log.count(line) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert capped.error_log.count(line) == 2, capped.error_log
+
+
+def mine_on_both_workers(srv, n):
+    """/mine?n (n functions of the worker's own) until both workers ran it."""
+    pids = set()
+    for _ in range(20):
+        res = concurrently(srv.url + "mine?%d" % n, 8, 3)
+        assert all(status == 200 for status, _ in res), res[:3]
+        pids |= {pid for _, pid in res}
+        if len(pids) == 2:
+            return
+    raise AssertionError("every /mine request went to one worker: %s" % pids)
+
+
+def test_the_fronts_merge_past_the_node_cap_is_logged_once_per_clear(tracfront):
+    """With --workers the front merges the workers' call trees into one under
+    the same cap: each worker's tree stays under it (300 functions of its
+    own, so nothing in its log), their merge does not. The front's error log
+    says so once per Clear, as a worker does of its own tree."""
+    srv = tracfront(*APP, "--workers", 2, "--profile-max-nodes", "500")
+    line = "--profile-max-nodes (500) reached"
+
+    def said():
+        lines = [entry for entry in srv.error_log.splitlines() if line in entry]
+        assert not [entry for entry in lines if "[worker " in entry], lines
+        return len(lines)
+    for clears in range(2):
+        mine_on_both_workers(srv, 300)
+        wait_for(lambda: get_json(srv, "api/functions")["dropped_calls"] > 0, 5,
+                 "the merge to pass the cap")
+        get(srv, "")  # merged again: said once
+        assert said() == clears + 1, srv.error_log
+        requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=10)
+        assert get_json(srv, "api/functions")["dropped_calls"] == 0
 
 
 def slowest_id(srv, target):

@@ -10,6 +10,8 @@ from the workers. Each server runs in a session of its own (setsid), so a
 signal to its group reaches nothing else.
 """
 import os
+import pstats
+import re
 import signal
 import socket
 import subprocess
@@ -19,7 +21,7 @@ import time
 import pytest
 
 from conftest import APPS, BINARY, closed_port, refused
-from workers_util import APP, children, descendants, fetch, running, wait_for
+from workers_util import APP, children, concurrently, descendants, fetch, running, wait_for
 
 import requests
 
@@ -324,11 +326,11 @@ def test_sigusr1_during_a_stop_reopens_the_logs_of_the_front_and_workers(tracfro
 @pytest.mark.parametrize("target", ["group", "front"])
 def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
         tracfront, tmp_path, target):
-    # --profile-log: the front asks each worker for its profile before they
-    # go; one whose request holds the GIL answers only at the front's 2 s
-    # limit. The public socket must be closed before, not after: the
-    # front's copy and, with SIGTERM to the front alone (kill PID, systemd's
-    # KillMode=mixed), the workers' too, though their own SIGTERM comes later.
+    # --profile-log: the front writes it once the workers are gone; one whose
+    # request holds the GIL goes only at --graceful-timeout. The public
+    # socket must be closed before, not after: the front's copy and, with
+    # SIGTERM to the front alone (kill PID, systemd's KillMode=mixed), the
+    # workers' too, though their own SIGTERM comes later.
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile-log",
                           tmp_path / "profile.pstats", workers=1)
     tree = descendants(srv.proc.pid)
@@ -344,6 +346,73 @@ def test_a_stop_refuses_new_connections_while_the_front_saves_the_profile(
             srv.error_log
     finally:
         kill_left(tree)
+
+
+def app_calls(profile):
+    """(ncalls, cumtime) of worker_app.py's app in a pstats file."""
+    found = [(v[1], v[3]) for f, v in pstats.Stats(str(profile)).stats.items()
+             if f[0].endswith("worker_app.py") and f[2] == "app"]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def in_flight(srv):
+    return requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["in_flight"]
+
+
+def test_the_stops_profile_files_hold_the_requests_it_waited_for(tracfront, tmp_path):
+    # as without --workers (and repoze.profile, which writes after each
+    # request): the files are written once the workers have finished, so the
+    # requests running at the stop are in them
+    log, grind = tmp_path / "t.pstats", tmp_path / "callgrind.out"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log,
+                          "--profile-callgrind", grind)
+    for _ in range(6):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    runs = []
+    for _ in range(4):
+        result = {}
+        t = threading.Thread(target=lambda r=result: r.update(
+            value=fetch(requests, srv.url + "slow?s=2")), daemon=True)
+        t.start()
+        runs.append((t, result))
+    wait_for(lambda: in_flight(srv) == 5, 10, "the /slow requests to run")  # and the asking one
+    srv.proc.send_signal(signal.SIGTERM)
+    for t, _ in runs:
+        t.join(30)
+    assert [r["value"][0] for _, r in runs] == [200] * 4, [r for _, r in runs]
+    assert srv.proc.wait(30) == 0
+    log_text = srv.error_log
+    calls, cumtime = app_calls(log)
+    assert calls == 10 and cumtime >= 4 * 2.0, (calls, cumtime, log_text)
+    # the callgrind file too: the four sleeps of /slow, called from app
+    assert re.findall(r"^cfn=<built-in method time\.sleep>\ncalls=(\d+) ", grind.read_text(),
+                      re.M) == ["4"]
+    assert "handed its profile" not in log_text, log_text
+
+
+def test_a_worker_left_running_at_the_timeout_is_left_out_of_the_files(tracfront, tmp_path):
+    # --graceful-timeout: the worker still running a request ends without
+    # handing its profile over; the files hold the other's, and the log says so
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "1", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log)
+    tree = descendants(srv.proc.pid)
+    served = [body["pid"] for _, body in concurrently(srv.url + "pid?s=0.02", 8, 10)]
+    assert len(set(served)) == 2, served
+    gate, runs, busy = hold_requests(srv, tmp_path, n=1)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(30) == 0
+    finally:
+        gate.touch()
+        kill_left(tree)
+    [held] = busy
+    log_text = srv.error_log
+    assert "worker %d ended before it handed its profile over" % held in log_text, log_text
+    other = [pid for pid in served if pid != held]
+    assert app_calls(log)[0] == len(other), (len(other), log_text)
 
 
 def test_a_child_forked_at_exit_does_not_hold_up_the_end(tracfront, tmp_path):
@@ -513,9 +582,11 @@ def test_a_second_signal_while_a_stopped_worker_is_asked_acts_at_once(tracfront,
         release(stopped, tree)
 
 
-def test_a_second_signal_while_the_front_fetches_the_profile_acts_at_once(tracfront, tmp_path):
-    # --profile-log: at the stop the front asks every worker for its profile,
-    # reading its signals meanwhile; the file is not written from part of them
+def test_a_second_signal_while_the_front_waits_for_the_profiles_acts_at_once(
+        tracfront, tmp_path):
+    # --profile-log: at the stop the front waits for every worker to hand its
+    # profile over, reading its signals meanwhile; the file is not written
+    # from part of them (the others handed theirs over, the stopped one cannot)
     profile = tmp_path / "profile.pstats"
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", "--profile",
                           "--profile-log", profile, workers=3)
