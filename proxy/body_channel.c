@@ -157,8 +157,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (rc && !req->t_last_byte)
             req->t_last_byte = tf_now_us();
         pthread_mutex_unlock(&req->lock);
-        if (!rc)
-            tf_request_watch_hangup(req);
         return rc;
     }
     if (!req->t_first_byte)

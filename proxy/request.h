@@ -183,7 +183,8 @@ int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes);
 /* Resume the suspended connection, from any thread, and have its daemon's
  * loop run (server.c). */
 void tf_request_resume(struct tf_request *req);
-/* The I/O thread, the connection just suspended: with abort_on_hangup,
+/* The I/O thread, the connection suspended (upstream.c: once it waited a
+ * while): with abort_on_hangup,
  * watch the client's socket on its loop for a close or reset (EPOLLRDHUP,
  * EPOLLHUP, EPOLLERR; never for data: a pipelined request is not a close,
  * and libmicrohttpd, which owns the socket, reads it). On one, the watch

@@ -141,7 +141,6 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
     req->t_dispatched = tf_now_us();
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
-    tf_request_watch_hangup(req);
     tf_request_ref(req);
     if (to(backend, req) < 0) {
         tf_request_unref(req);
@@ -466,6 +465,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
             if (tf_request_hung_up(req))
                 tf_daemon_log_explained(true);
             return req->status ? MHD_NO : MHD_YES;
+        }
+        if (tf_request_hung_up(req)) { /* after its answer came, before its head went: as
+                                          nginx, 499, nothing sent */
+            pthread_mutex_lock(&req->lock);
+            struct MHD_Response *unsent = req->response;
+            req->response = NULL;
+            pthread_mutex_unlock(&req->lock);
+            MHD_destroy_response(unsent);
+            req->status = 499;
+            tf_daemon_log_explained(true);
+            return MHD_NO;
         }
         return queue_answer(server, req);
     case PHASE_RESPONDED:

@@ -595,9 +595,25 @@ static void read_results(struct lane *up)
     }
 }
 
+/* A client that has waited IDLE_CHECK_US for its answer's head, or waits
+ * for more of its body, has its socket watched for a hang-up from now on
+ * (tf_request_watch_hangup): watching every request from its dispatch cost
+ * two system calls each, which a fast answer never needs. */
+static void watch_if_waiting(struct transfer *t, uint64_t now)
+{
+    struct tf_request *req = t->req;
+    if (!req->abort_on_hangup || req->hangup_fd >= 0 || now - req->t_dispatched < IDLE_CHECK_US)
+        return;
+    pthread_mutex_lock(&req->lock); /* the connection is this loop's: it cannot end meanwhile */
+    bool waiting = !req->client_gone && (!t->responded || req->reader_suspended);
+    pthread_mutex_unlock(&req->lock);
+    if (waiting)
+        tf_request_watch_hangup(req);
+}
+
 /* Answer heads that have waited long enough for their body; time out
- * transfers whose upstream went silent. Returns the ms until the next
- * check is needed, -1 for none. */
+ * transfers whose upstream went silent; watch waiting clients for a
+ * hang-up. Returns the ms until the next check is needed, -1 for none. */
 static long check_timers(struct lane *up, uint64_t now)
 {
     if (!up->active)
@@ -618,6 +634,8 @@ static long check_timers(struct lane *up, uint64_t now)
             now - t->last_io > idle_max) {
             t->timed_out = true;
             end_transfer(t, CURLE_OPERATION_TIMEDOUT);
+        } else if (idle_check) {
+            watch_if_waiting(t, now);
         }
     }
     return waiting ? 1 : (long)(IDLE_CHECK_US / 1000);

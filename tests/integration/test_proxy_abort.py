@@ -7,6 +7,7 @@ pipelining client's next request is not mistaken for a close; and an upstream
 whose connect hangs is timed by --upstream-connect-timeout, never by
 --upstream-read-timeout. The upstream is tests/apps/upstream_server.py."""
 import http.client
+import time
 
 from conftest import hanging_port
 from workers_util import wait_for
@@ -64,11 +65,14 @@ def test_client_leaving_a_streamed_answer_ends_the_upstream_request(tracfront, u
 
 
 def test_pipelined_request_is_not_a_client_leaving(tracfront, upstream):
-    """The next request's bytes arrive while the first waits: data, not a
-    close."""
+    """The next request's bytes arrive while the first waits, its socket
+    watched (past 0.1 s): data, not a close."""
     up = upstream()
     srv = tracfront("--upstream", up.url)
-    s = send(srv, "/slow?delay=1", b"GET /status/204 HTTP/1.1\r\nHost: h\r\n\r\n")
+    s = send(srv, "/slow?delay=2")
+    wait_for(lambda: up.stats()["by_path"].get("/slow") == 1, 10, "the upstream got the request")
+    time.sleep(0.5)  # the watch is armed by now (0.1 s waited, checked every 0.1 s)
+    s.sendall(b"GET /status/204 HTTP/1.1\r\nHost: h\r\n\r\n")
     got = b""
     while got.count(b"HTTP/1.1 ") < 2 or not got.endswith(b"\r\n\r\n"):
         chunk = s.recv(4096)
