@@ -289,6 +289,32 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
     tf_request_resume(req);
 }
 
+size_t tf_request_head_size(size_t bytes)
+{
+    return bytes + TF_HEAD_ADDED;
+}
+
+bool tf_request_head_fits(const struct tf_request *req, size_t bytes)
+{
+    return req->head_used < TF_CONNECTION_POOL &&
+           tf_request_head_size(bytes) <= TF_CONNECTION_POOL - req->head_used;
+}
+
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *name,
+                                       const char *value)
+{
+    (void)kind;
+    *(size_t *)cls += strlen(name) + strlen(value) + 4;
+    return MHD_YES;
+}
+
+size_t tf_response_headers_size(struct MHD_Response *r)
+{
+    size_t bytes = 0;
+    MHD_get_response_headers(r, add_header_size, &bytes);
+    return bytes;
+}
+
 enum MHD_Result tf_response_add_header(struct MHD_Response *r, const char *name,
                                        const char *value)
 {

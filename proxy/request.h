@@ -93,6 +93,8 @@ struct tf_request {
     struct tf_header *headers;
     size_t n_headers;
     char *header_store;         /* the strings, after headers in its allocation */
+    size_t head_used;           /* bytes of libmicrohttpd's connection pool the request keeps
+                                   while it is answered (tf_head_used); 0: none known */
     char remote_addr[64];
     unsigned remote_port;
     struct tf_spool body;
@@ -246,6 +248,20 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
  * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0).
  * Takes a reference that the response releases. NULL on failure. */
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
+/* libmicrohttpd's memory pool per connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT).
+ * An answer's head is built in what the request left of it, and one that
+ * does not fit closes the connection with nothing sent. */
+#define TF_CONNECTION_POOL (32u * 1024u)
+/* The most libmicrohttpd 0.9.75 adds to the headers given (build_header_response):
+ * "HTTP/1.1 NNN " and a reason of up to 32 bytes, Date (37), "Connection:
+ * Keep-Alive" (24), Content-Length with 20 digits (38), the blank line. */
+#define TF_HEAD_ADDED 149u
+/* The size of an answer's head whose headers take bytes ("Name: value\r\n"
+ * each), at most, and whether it fits what req left of its connection's pool. */
+size_t tf_request_head_size(size_t bytes);
+bool tf_request_head_fits(const struct tf_request *req, size_t bytes);
+/* The bytes r's headers take in its head ("Name: value\r\n" each). */
+size_t tf_response_headers_size(struct MHD_Response *r);
 /* MHD_add_response_header, empty values included: libmicrohttpd 0.9.75
  * refuses "", so it goes out as "Name:  " (the same field value, RFC 9110
  * 5.5: the whitespace around one is not part of it). */

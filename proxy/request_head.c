@@ -178,6 +178,39 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
     return 0;
 }
 
+/* libmicrohttpd 0.9.75's pool blocks are rounded to 16 bytes; each header,
+ * query argument, cookie and trailer is a 64-byte record (56, rounded). */
+#define POOL_ROUND(n) (((n) + 15u) & ~(size_t)15u)
+#define VALUE_RECORD 64u
+
+static enum MHD_Result add_trailer(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    (void)kind;
+    (void)key;
+    (void)value;
+    *(size_t *)cls += key_size + value_size + 4; /* its line, read into the request's part */
+    return MHD_YES;
+}
+
+size_t tf_head_used(struct MHD_Connection *connection)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    size_t head = ci ? ci->header_size : 0;
+    MHD_get_connection_values_n(connection, MHD_FOOTER_KIND, add_trailer, &head);
+    int records = MHD_get_connection_values(connection, MHD_HEADER_KIND | MHD_COOKIE_KIND |
+                                                        MHD_GET_ARGUMENT_KIND | MHD_FOOTER_KIND,
+                                            NULL, NULL);
+    size_t cookie_len = 0; /* the first Cookie header is copied to be parsed */
+    const char *cookie = NULL;
+    size_t used = POOL_ROUND(head) + (records > 0 ? (size_t)records * VALUE_RECORD : 0);
+    if (MHD_lookup_connection_value_n(connection, MHD_HEADER_KIND, "Cookie", 6, &cookie,
+                                      &cookie_len) == MHD_YES)
+        used += POOL_ROUND(cookie_len + 1);
+    return used;
+}
+
 /* Query arguments libmicrohttpd 0.9.75 may store: it keeps each in the
  * connection's 32 KiB pool (with the header records), and when that runs
  * out it queues a 431 it never sends, so the client waits for

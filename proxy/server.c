@@ -113,6 +113,7 @@ static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inli
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
+    req->head_used = tf_head_used(req->connection);
     tf_request_ref(req); /* the backend's, as for tf_server_dispatch */
     __atomic_store_n(&req->answering_inline, true, __ATOMIC_SEQ_CST);
     int ran = fn(backend, req);
@@ -139,6 +140,7 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
+    req->head_used = tf_head_used(req->connection);
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
     tf_request_ref(req);
@@ -620,7 +622,7 @@ static int start_daemon(struct tf_server *server, struct tf_daemon *d, int liste
         /* else FD_SETSIZE - 4, which epoll does not need */
         MHD_OPTION_CONNECTION_LIMIT, d->share,
         MHD_OPTION_STRICT_FOR_CLIENT, 0,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)TF_CONNECTION_POOL,
         MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
         MHD_OPTION_END);
     if (!d->mhd) {

@@ -86,6 +86,12 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
                  struct tf_framing *framing);
 /* REMOTE_ADDR and REMOTE_PORT of the connection's client. */
 void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connection);
+/* The bytes of the connection's pool (TF_CONNECTION_POOL) libmicrohttpd
+ * 0.9.75 keeps for the request once it is read: its head, a record per
+ * header, query argument, cookie and trailer, the copy of its Cookie header.
+ * The answer's head must fit in the rest (bytes of a pipelined request
+ * already read take some more, not counted). Final access-handler call. */
+size_t tf_head_used(struct MHD_Connection *connection);
 /* Cut the query of a target with more arguments than libmicrohttpd can
  * store, in its own copy (the request is then refused with 414). */
 bool tf_head_cut_long_query(const char *uri);

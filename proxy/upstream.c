@@ -128,7 +128,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
     return len;
 }
 
-static void respond(struct transfer *t, uint64_t size);
+static bool respond(struct transfer *t, uint64_t size);
 
 /* A --mirror copy (no client: nothing else slows it down) that has had its
  * share of this turn of the loop: paused until the next (resume_yielded). */
@@ -167,8 +167,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *userp)
     if (tf_request_push(req, data, len, &t->over_high) < 0)
         return 0; /* the client left: abort */
     t->pushed += len;
-    if (!t->responded && t->pushed >= EARLY_BYTES)
-        respond(t, UINT64_MAX);
+    if (!t->responded && t->pushed >= EARLY_BYTES && !respond(t, UINT64_MAX))
+        return 0; /* abort: answered 502 at completion */
     return len;
 }
 
@@ -215,8 +215,11 @@ static int on_prereq(void *userp, char *primary_ip, char *local_ip, int primary_
 
 /* --- answering the client ------------------------------------------------- */
 
-/* size: the body's length when the transfer is complete, else UINT64_MAX. */
-static void respond(struct transfer *t, uint64_t size)
+/* size: the body's length when the transfer is complete, else UINT64_MAX.
+ * false when the head does not fit the client's connection (libmicrohttpd
+ * would close it with nothing sent): nothing is answered, the head is marked
+ * invalid, and the transfer must end (finish answers 502). */
+static bool respond(struct transfer *t, uint64_t size)
 {
     struct tf_request *req = t->req;
     unsigned status = t->head.status;
@@ -237,6 +240,15 @@ static void respond(struct transfer *t, uint64_t size)
         r = tf_request_stream_response(req, size);
     if (r)
         tf_response_head_apply(&t->head, r, req, t->up->cfg);
+    if (r && req->connection && !tf_request_head_fits(req, tf_response_headers_size(r))) {
+        MHD_destroy_response(r);
+        pthread_mutex_lock(&req->lock);
+        req->tap_streaming = false; /* the 502 ends the tap, not this stream */
+        pthread_mutex_unlock(&req->lock);
+        t->head.invalid = "a response head too large for the client's connection (with the "
+                          "request's head, more than libmicrohttpd's 32 KiB per connection)";
+        return false;
+    }
     /* A HEAD whose GET length is unknown: libmicrohttpd 0.9.75 would frame
      * it chunked and send the closing chunk, which the client would read as
      * the next answer. Unframed, it closes the connection instead. */
@@ -244,6 +256,7 @@ static void respond(struct transfer *t, uint64_t size)
         MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
     t->responded = true;
     tf_request_respond(req, r, status); /* r NULL (out of memory): the connection closes */
+    return true;
 }
 
 static void fail(struct transfer *t, unsigned status, const char *why)
@@ -329,9 +342,10 @@ static void finish(struct transfer *t, CURLcode rc)
         fail(t, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, why);
     } else if (!t->head.done) {
         fail(t, 502, "no response head");
+    } else if (!t->responded && !respond(t, t->pushed)) {
+        snprintf(why, sizeof(why), "invalid response: %s", t->head.invalid);
+        fail(t, 502, why);
     } else {
-        if (!t->responded)
-            respond(t, t->pushed);
         tf_request_finish(t->req, false);
     }
 }
@@ -625,9 +639,11 @@ static long check_timers(struct lane *up, uint64_t now)
     for (struct transfer *t = up->active, *next; t; t = next) {
         next = t->next;
         if (t->head.done && !t->responded) {
-            if (now - t->t_head >= EARLY_US)
-                respond(t, UINT64_MAX);
-            else
+            if (now - t->t_head >= EARLY_US && !respond(t, UINT64_MAX)) {
+                end_transfer(t, CURLE_WRITE_ERROR); /* answered 502 */
+                continue;
+            }
+            if (!t->responded)
                 waiting = true;
         }
         if (idle_check && idle_max && t->connected && !t->paused && !t->yielded &&

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -56,8 +57,9 @@ static int64_t parse_length(const char *v, size_t n)
     return x;
 }
 
-/* Validate the headers list; sets *content_length. 0, or -1 with exception. */
-static int check_headers(PyObject *headers, int64_t *content_length)
+/* Validate the headers list; sets *content_length, and *bytes to what they
+ * take in the answer's head. 0, or -1 with exception. */
+static int check_headers(PyObject *headers, int64_t *content_length, size_t *bytes)
 {
     if (!PyList_Check(headers)) {
         PyErr_Format(PyExc_TypeError, "start_response: headers must be a list, not %.100s",
@@ -65,6 +67,7 @@ static int check_headers(PyObject *headers, int64_t *content_length)
         return -1;
     }
     *content_length = -1;
+    *bytes = 0;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(headers); i++) {
         PyObject *item = PyList_GET_ITEM(headers, i); /* borrowed */
         if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
@@ -87,6 +90,7 @@ static int check_headers(PyObject *headers, int64_t *content_length)
                          "character such as a newline in the value)", item);
             return -1;
         }
+        *bytes += nlen + vlen + 4; /* "Name: value\r\n" */
         if (nlen == 14 && !strncasecmp(name, "Content-Length", 14)) {
             *content_length = parse_length(value, vlen);
             if (*content_length == -2) {
@@ -183,7 +187,8 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
         return NULL;
     }
     int64_t content_length;
-    if (check_headers(headers, &content_length) < 0)
+    size_t head_bytes;
+    if (check_headers(headers, &content_length, &head_bytes) < 0)
         return NULL;
     Py_INCREF(status);
     Py_XSETREF(task->status, status);
@@ -195,12 +200,25 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     Py_XSETREF(task->headers, snapshot);
     task->code = code;
     task->content_length = content_length;
+    task->head_bytes = head_bytes;
     return PyCFunction_New(&write_def, self); /* new ref */
+}
+
+void wsgi_task_exit_if_forked(const struct wsgi_task *task)
+{
+    pid_t pid = getpid();
+    if (pid == task->pid)
+        return;
+    tf_log_error("%s %s: the app forked and its child returned to tracfront (pid %d); exiting",
+                 task->req->method, task->req->target, (int)pid);
+    _exit(1);
 }
 
 static PyObject *sr_write(PyObject *self, PyObject *data)
 {
     struct wsgi_task *task = ((struct start_response *)self)->task;
+    if (task)
+        wsgi_task_exit_if_forked(task);
     if (!task || !task->status) {
         PyErr_SetString(PyExc_RuntimeError,
                         task ? "write() before start_response()" : "write() after the request ended");
@@ -303,9 +321,28 @@ static int hand_over(struct wsgi_task *task, struct MHD_Response *r)
     return 0;
 }
 
+/* Whether the app's head fits what the request left of its connection's
+ * memory pool: libmicrohttpd 0.9.75 closes the connection with nothing sent
+ * (and the access log would say 200) when it does not. */
+static bool head_fits(const struct wsgi_task *task)
+{
+    return tf_request_head_fits(task->req, task->head_bytes);
+}
+
 bool wsgi_response_bodyless(const struct wsgi_task *task)
 {
-    return task->req->is_head || task->code == 304 || task->code == 204;
+    return task->req->is_head || task->code == 304 || task->code == 204 || !head_fits(task);
+}
+
+/* The app's Content-Length says more than its body has: *short_body is
+ * true, and the answer must go out as a stream that ends cut
+ * (wsgi_response_end), as mod_wsgi, gunicorn and uWSGI send it, so the
+ * client can tell; else the length is capped at the app's. */
+static uint64_t body_size(const struct wsgi_task *task, uint64_t size, bool *short_body)
+{
+    *short_body = task->content_length >= 0 && (uint64_t)task->content_length > size;
+    return task->content_length >= 0 && (uint64_t)task->content_length < size
+               ? (uint64_t)task->content_length : size;
 }
 
 int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len)
@@ -314,8 +351,14 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
         task->body_bytes += len;
         return wsgi_response_send_head(task);
     }
-    if (task->content_length >= 0 && (uint64_t)task->content_length < len)
-        len = (size_t)task->content_length;
+    bool short_body;
+    len = (size_t)body_size(task, len, &short_body);
+    if (short_body) {
+        if (wsgi_response_start_stream(task) < 0 || (len && wsgi_response_write(task, data, len) < 0))
+            return -1;
+        wsgi_response_end(task);
+        return 0;
+    }
     task->req->bytes_out = len;
     tf_request_tap_body(task->req, data, len);
     return hand_over(task, MHD_create_response_from_buffer(len, (void *)data,
@@ -332,6 +375,29 @@ static void tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t s
     Py_END_ALLOW_THREADS
 }
 
+/* A file shorter than the app's Content-Length, through the stream (read
+ * here: the answer ends cut anyway). Closes fd. */
+static int send_short_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
+{
+    char *buf = malloc(64 * 1024);
+    int rc = buf && wsgi_response_start_stream(task) == 0 ? 0 : -1;
+    if (!buf)
+        PyErr_NoMemory();
+    while (rc == 0 && size > 0) {
+        ssize_t n = pread(fd, buf, size < 64 * 1024 ? (size_t)size : 64 * 1024, (off_t)offset);
+        if (n <= 0) /* shorter still (changed meanwhile): the answer ends cut all the same */
+            break;
+        rc = wsgi_response_write(task, buf, (size_t)n);
+        offset += (uint64_t)n;
+        size -= (uint64_t)n;
+    }
+    free(buf);
+    close(fd);
+    if (rc == 0)
+        wsgi_response_end(task);
+    return rc;
+}
+
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size)
 {
     if (wsgi_response_bodyless(task)) {
@@ -339,8 +405,10 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
         task->body_bytes += size;
         return wsgi_response_send_head(task);
     }
-    if (task->content_length >= 0 && (uint64_t)task->content_length < size)
-        size = (uint64_t)task->content_length;
+    bool short_body;
+    size = body_size(task, size, &short_body);
+    if (short_body)
+        return send_short_file(task, fd, offset, size);
     task->req->bytes_out = size;
     struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(size, fd, offset);
     int tap_fd = r ? tf_request_tap_file_prepare(task->req, fd) : -1;
@@ -372,6 +440,18 @@ int wsgi_response_start_stream(struct wsgi_task *task)
  * contradict; leaving it out would close the connection). */
 int wsgi_response_send_head(struct wsgi_task *task)
 {
+    if (!head_fits(task)) { /* mod_wsgi: "Truncated or oversized response headers" */
+        char target[1024];
+        tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
+                     "request left of the connection's %u): answered 500", task->req->method,
+                     tf_log_escape(task->req->target, target, sizeof(target)),
+                     tf_request_head_size(task->head_bytes),
+                     task->req->head_used < TF_CONNECTION_POOL
+                         ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
+                     TF_CONNECTION_POOL);
+        wsgi_response_send_error(task, 500, NULL);
+        return 0;
+    }
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
                     : task->code == 304       ? 0
                                               : task->body_bytes;
@@ -388,6 +468,17 @@ int wsgi_response_send_head(struct wsgi_task *task)
         return -1;
     tf_request_finish(task->req, false); /* libmicrohttpd sends no body for HEAD */
     return 0;
+}
+
+void wsgi_response_end(struct wsgi_task *task)
+{
+    bool short_body = task->content_length >= 0 &&
+                      task->body_bytes < (uint64_t)task->content_length;
+    if (short_body)
+        tf_log_error("%s %s: the app sent %llu bytes of the %lld its Content-Length "
+                     "announced; connection aborted", task->req->method, task->req->target,
+                     (unsigned long long)task->body_bytes, (long long)task->content_length);
+    tf_request_finish(task->req, short_body);
 }
 
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail)

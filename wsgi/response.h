@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct tf_request;
 
@@ -22,12 +23,21 @@ struct wsgi_task {
     PyObject *headers;        /* list from start_response, new ref */
     unsigned code;
     int64_t content_length;   /* the app's Content-Length, -1 if none */
+    size_t head_bytes;        /* the app's headers in the answer's head ("Name: value\r\n") */
     uint64_t body_bytes;      /* body bytes produced so far */
     bool sent;                /* the response is with the I/O side */
+    pid_t pid;                /* the server's process, where the task began */
     PyObject *profile;        /* the function profiler's collector, or NULL */
 };
 
 extern PyTypeObject wsgi_start_response_type;
+
+/* Call wherever the app's Python code may have run: if it forked and this is
+ * the child, back in tracfront (a copy of an app thread, or of a network
+ * thread running the request inline, with the server's sockets), log it and
+ * _exit(1) at once, touching nothing shared. Not an atfork handler: a child
+ * that execs (subprocess) never comes back here. */
+void wsgi_task_exit_if_forked(const struct wsgi_task *task);
 
 /* New StartResponse for task (new ref), or NULL with an exception. */
 PyObject *wsgi_start_response_new(struct wsgi_task *task);
@@ -35,19 +45,26 @@ PyObject *wsgi_start_response_new(struct wsgi_task *task);
 void wsgi_start_response_detach(PyObject *start_response);
 
 /* Hand a complete body (copied) to the client: Content-Length is its size,
- * capped at the app's Content-Length. Returns 0 or -1 (exception set). */
+ * capped at the app's Content-Length; a body shorter than that goes out
+ * with the app's length and ends cut (wsgi_response_end). Returns 0 or -1
+ * (exception set). */
 int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t len);
-/* Hand a regular file to the client (sendfile); takes ownership of fd. */
+/* Hand a regular file to the client (sendfile), as a buffer is; takes
+ * ownership of fd. */
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size);
 /* Start a streamed response (Content-Length if the app gave one, else chunked
  * on HTTP/1.1 and close-delimited on 1.0). Bodyless: nothing is sent yet. */
 int wsgi_response_start_stream(struct wsgi_task *task);
-/* True when the answer carries no body: a HEAD, a 304 or a 204. The app's
+/* True when the answer carries no body: a HEAD, a 304 or a 204, or a 500
+ * for headers too large for the connection (libmicrohttpd's pool). The app's
  * body is then counted, not sent, and the answer goes out at its end. */
 bool wsgi_response_bodyless(const struct wsgi_task *task);
 /* Such an answer, once its body has been produced and counted: headers (a
- * HEAD's Content-Length is its body's), and no body. */
+ * HEAD's Content-Length is its body's), and no body; or the 500 (logged). */
 int wsgi_response_send_head(struct wsgi_task *task);
+/* End a started stream: whole, or cut (the connection aborted, logged) when
+ * the body fell short of the app's Content-Length. */
+void wsgi_response_end(struct wsgi_task *task);
 /* A 500 (or other) error page, when nothing was sent yet. */
 void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const char *detail);
 

@@ -63,6 +63,7 @@ static void close_result(struct wsgi_task *task)
     }
     PyObject *r = PyObject_CallNoArgs(close);
     Py_DECREF(close);
+    wsgi_task_exit_if_forked(task);
     if (!r)
         wsgi_log_exception("%s %s: the response's close() raised", task->req->method,
                            task->req->target);
@@ -157,7 +158,9 @@ static bool send_file(struct wsgi_task *task)
 {
     int fd;
     uint64_t offset, size;
-    if (!wsgi_filewrapper_file(task->result, &fd, &offset, &size))
+    bool is_file = wsgi_filewrapper_file(task->result, &fd, &offset, &size);
+    wsgi_task_exit_if_forked(task); /* its fileno() and tell() are the app's */
+    if (!is_file)
         return false;
     if (!ready_to_send(task)) {
         close(fd);
@@ -176,6 +179,7 @@ static int next_chunk(struct wsgi_task *task, PyObject **item)
 {
     for (;;) {
         PyObject *it = PyIter_Next(task->iterator); /* new ref */
+        wsgi_task_exit_if_forked(task);
         if (!it) {
             if (!PyErr_Occurred())
                 return 0;
@@ -199,13 +203,7 @@ static int next_chunk(struct wsgi_task *task, PyObject **item)
 static void body_done(struct wsgi_task *task)
 {
     if (task->sent) {
-        bool short_body = task->content_length >= 0 &&
-                          task->body_bytes < (uint64_t)task->content_length;
-        if (short_body)
-            tf_log_error("%s %s: the app sent %llu bytes of the %lld its Content-Length "
-                         "announced; connection aborted", task->req->method, task->req->target,
-                         (unsigned long long)task->body_bytes, (long long)task->content_length);
-        tf_request_finish(task->req, short_body);
+        wsgi_response_end(task);
     } else if (!ready_to_send(task)) {
         return;
     } else if ((wsgi_response_bodyless(task) ? wsgi_response_send_head(task)
@@ -283,6 +281,7 @@ static void start(struct tf_request *req)
     }
     task->req = req;
     task->content_length = -1;
+    task->pid = getpid();
     req->backend_state = task;
     bool outside_mount = false;
     PyObject *input = wsgi_input_new(req); /* new ref */
@@ -305,6 +304,7 @@ static void start(struct tf_request *req)
     PyObject *args[2] = { task->environ, task->start_response };
     task->profile = prof_hook_begin(req->id); /* NULL unless function profiling is on */
     task->result = PyObject_Vectorcall(wsgi_ctx.app, args, 2, NULL); /* new ref */
+    wsgi_task_exit_if_forked(task);
     if (!wsgi_ctx.cfg->profile_unwind) { /* the app call only, as repoze without unwind */
         profile_end(task);
     }
@@ -317,8 +317,11 @@ static void start(struct tf_request *req)
         return;
     if (!task->sent && send_file(task))
         return;
-    if (!(task->iterator = PyObject_GetIter(task->result))) {
-        failed(task, "the app's return value is not iterable");
+    task->iterator = PyObject_GetIter(task->result); /* new ref; runs its __iter__ */
+    wsgi_task_exit_if_forked(task);
+    if (!task->iterator) { /* a type with __iter__ is iterable: that raised */
+        failed(task, Py_TYPE(task->result)->tp_iter ? "the response's __iter__ raised"
+                                                    : "the app's return value is not iterable");
         return;
     }
     iterate(task);

@@ -1,6 +1,7 @@
 """Apps that behave badly or unusually at the edges of PEP 3333, for
 tests/integration/test_edges.py: each path is one case."""
 import contextvars
+import os
 import subprocess
 import sys
 import threading
@@ -36,6 +37,13 @@ class AffinityBody:
 
     def close(self):
         AFFINITY[self.tag]["closed_here"] = self.same()
+
+
+class IterRaises:
+    """A response whose __iter__ raises (not one that is not iterable)."""
+
+    def __iter__(self):
+        raise SystemExit("from __iter__")
 
 
 def bogus_exc_info(start_response):
@@ -96,6 +104,33 @@ def app(environ, start_response):
     if path == "/short-body":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
         return iter([b"only ", b"ten b"])
+    if path == "/big-headers":  # ?bytes=N in one header, or ?count=N small ones
+        q = dict(p.split("=") for p in environ["QUERY_STRING"].split("&"))
+        if "count" in q:
+            headers = [("X-H%d" % i, "v") for i in range(int(q["count"]))]
+        else:
+            headers = [("X-Big", "a" * int(q["bytes"]))]
+        write = start_response("200 OK", [("Content-Type", "text/plain")] + headers)
+        if q.get("body") == "write":
+            write(b"written")
+            return []
+        if q.get("body") == "empty":
+            return []
+        return iter([b"streamed"]) if q.get("body") == "gen" else [b"listed"]
+    if path == "/short-list":  # fewer bytes than the Content-Length says
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+        return [b"short"]
+    if path == "/short-file":
+        f = open(environ["QUERY_STRING"], "rb")
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])
+        return environ["wsgi.file_wrapper"](f)
+    if path == "/fork":  # the child returns into the server, as the parent does
+        pid = os.fork()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"child" if pid == 0 else b"parent %d %d" % (os.getpid(), pid)]
+    if path == "/iter-raises":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return IterRaises()
     if path == "/child-sigmask":
         out = subprocess.run(["grep", "^SigBlk", "/proc/self/status"],
                              capture_output=True, check=True).stdout

@@ -4,7 +4,8 @@ Run: /usr/bin/python3 tests/apps/upstream_server.py [--port 0]; it prints
 `upstream listening on http://127.0.0.1:PORT/` and serves (keep-alive) until SIGTERM.
 Endpoints: /echo* (JSON of what it received), /bytes?n=&chunk=&delay=&chunked=1&gzip=1
 (bytes i % 251), /slow?delay=, /die?n=&sent=&delay= (short body, then close),
-/status/CODE?location=, /headers?set=Name:Value, /raw?b64= (raw response, then close),
+/status/CODE?location=, /headers?set=Name:Value, /big-head?n= (one header of n bytes),
+/raw?b64= (raw response, then close),
 /drop-idle (closes the other idle connections), /swallow (reads, closes, no answer),
 /__stats and /__reset. /slow and /bytes?delay= stop waiting at once when the proxy closes
 the connection, counted per path in stats["gone"]. A leading "/legacy" is ignored for dispatch (path-mapping tests).
@@ -197,6 +198,8 @@ def handle_request(c, req):
         if code in (204, 304) or code < 200:
             return respond(c, req, code, headers=hdrs, ctype=None, length=False)
         return respond(c, req, code, b"status %d\n" % code, headers=hdrs)
+    if disp == "/big-head":  # one header of n bytes
+        return respond(c, req, 200, b"big head\n", headers=[("X-Big", "h" * int(q("n", "0")))])
     if disp == "/headers":
         hdrs = [tuple(s.split(":", 1)) for s in query.get("set", []) if ":" in s]
         respond(c, req, 200, b"headers\n", headers=[(k, v.strip()) for k, v in hdrs])

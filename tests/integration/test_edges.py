@@ -1,7 +1,9 @@
 """Edges found in review: HEAD with a declared length, a client that stops
 reading a page written through write(), a bogus exc_info, an app that
-changes its header list after start_response, a body shorter than its
-Content-Length, and the signal mask of processes the app starts."""
+changes its header list after start_response, a body (streamed, listed or a
+file) shorter than its Content-Length, the signal mask of processes the app
+starts, response headers too large for the connection, an app that forks
+and lets its child return, and a response whose __iter__ raises."""
 import http.client
 import os
 import pathlib
@@ -181,3 +183,103 @@ def test_header_with_an_empty_value_is_sent(tracfront):
     assert r.status_code == 200 and r.text == "ok"
     assert r.headers.get("X-Empty") == "", r.headers
     assert "was not sent" not in srv.error_log
+
+
+def answer_to(srv, target, pad=0):
+    """The raw answer to GET target; pad: bytes of one more request header."""
+    extra = b"X-Pad: %s\r\n" % (b"p" * pad) if pad else b""
+    return srv.raw(b"GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n"
+                   % (target.encode(), extra), timeout=10)
+
+
+def access_line(srv, target):
+    for _ in range(100):
+        lines = [x for x in srv.access_log.splitlines() if '"GET %s ' % target in x]
+        if lines:
+            return lines[-1]
+        time.sleep(0.05)
+    raise AssertionError("no access-log line for %s:\n%s" % (target, srv.access_log))
+
+
+# libmicrohttpd builds the answer's head in what is left of the connection's
+# 32 KiB pool after the request's head: one that does not fit was a closed
+# connection with 0 bytes (logged 200). mod_wsgi answers 500 and logs it.
+@pytest.mark.parametrize("query, pad", [
+    ("bytes=60000", 0), ("count=100000", 0), ("bytes=24576", 8000),
+    ("bytes=60000&body=gen", 0), ("bytes=60000&body=write", 0), ("bytes=40000&body=empty", 0)])
+def test_response_headers_too_large_for_the_connection_are_a_500(tracfront, query, pad):
+    srv = tracfront(*APP)
+    target = "/big-headers?" + query
+    raw = answer_to(srv, target, pad)
+    assert raw.startswith(b"HTTP/1.1 500 "), raw[:200]
+    assert "GET %s: response headers too large (" % target in srv.error_log
+    assert '" 500 ' in access_line(srv, target)
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+@pytest.mark.parametrize("query, pad", [("bytes=24000", 0), ("bytes=32000", 0),
+                                        ("bytes=16000", 8000), ("count=2000", 0)])
+def test_response_headers_that_fit_are_sent(tracfront, query, pad):
+    srv = tracfront(*APP)
+    raw = answer_to(srv, "/big-headers?" + query, pad)
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:200]
+    assert raw.endswith(b"listed")
+    assert "too large" not in srv.error_log
+
+
+@pytest.mark.parametrize("path", ["/short-list", "/short-file"])
+def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
+    """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
+    announced length goes out, then what there is, then the connection is
+    cut, so the client can tell. It was a clean answer of the real size."""
+    f = tmp_path / "eleven"
+    f.write_bytes(b"eleven byte")
+    srv = tracfront(*APP)
+    target = path + ("?%s" % f if path == "/short-file" else "")
+    raw = srv.raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % target.encode(), timeout=10)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"Content-Length: 100\r\n" in head + b"\r\n", head
+    assert body == (b"eleven byte" if path == "/short-file" else b"short")
+    assert "the app sent %d bytes of the 100 its Content-Length announced; connection " \
+           "aborted" % len(body) in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def process_ended(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_child_the_app_forks_exits_when_it_returns_to_tracfront(tracfront):
+    """os.fork() in a request: the child returns from the app into tracfront,
+    a copy of its thread (a network thread, when the request ran inline). It
+    exits there, logged, instead of serving on with the server's sockets."""
+    srv = tracfront(*APP)
+    children = []
+    with requests.Session() as s:
+        for _ in range(30):  # past the streak of fast calls that runs a path inline
+            r = s.get(srv.url + "fork", timeout=10)
+            assert r.text.startswith("parent %d " % srv.proc.pid), r.text
+            children.append(int(r.text.split()[2]))
+    deadline = time.monotonic() + 15
+    while not all(process_ended(c) for c in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = [c for c in children if not process_ended(c)]
+    assert not alive, "forked children still running: %s" % alive
+    for c in children:
+        assert "the app forked and its child returned to tracfront (pid %d); exiting" % c \
+            in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_a_response_whose_iter_raises_is_logged_as_such(tracfront):
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "iter-raises", timeout=10).status_code == 500
+    log = srv.error_log
+    assert "GET /iter-raises: the response's __iter__ raised" in log
+    assert "not iterable" not in log
+    assert "SystemExit: from __iter__" in log and "Traceback" in log
+    assert srv.alive()

@@ -579,6 +579,20 @@ def test_invalid_upstream_response_is_502(tracfront, upstream, name):
     assert echo(srv)["method"] == "GET"
 
 
+def test_upstream_head_too_large_for_the_clients_connection_is_502(tracfront, upstream):
+    """A head under the 16 KiB cap that does not fit what the request's own
+    head left of the connection's 32 KiB pool: 502, said why (it was a
+    connection closed with 0 bytes). The same head fits a small request."""
+    srv, up = proxy(tracfront, upstream)
+    r, body = request(srv, "GET", "/big-head?n=15000")
+    assert r.status == 200 and len(r.getheader("X-Big")) == 15000
+    r, body = request(srv, "GET", "/big-head?n=15000", headers=[("X-Pad", "p" * 20000)])
+    assert_gateway_error(srv, r, body, 502)
+    assert "upstream: GET /big-head?n=15000: invalid response: a response head too large " \
+           "for the client's connection" in log_text(srv), log_text(srv)
+    assert wait_for(lambda: '/big-head?n=15000 HTTP/1.1" 502 ' in srv.access_log)
+
+
 # --- the connection pool --------------------------------------------------------
 # One network thread, so one pool: what these tests count is that pool's
 # connections (each network thread keeps its own pool).
