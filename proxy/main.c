@@ -130,10 +130,9 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
 {
     char what[1024];
     describe(cfg, what, sizeof(what));
-    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n", TF_VERSION,
-            strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+    dprintf(tf_log_stderr_fd(), "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n",
+            TF_VERSION, strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
             strchr(cfg->listen_host, ':') ? "]" : "", port, what);
-    fflush(stderr);
 }
 
 /* Why the server cannot start: on stderr, and in the error log unless that
@@ -142,9 +141,9 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
 static int start_failed(const char *err)
 {
     struct stat log_file, terminal;
-    int fd = tf_log_error_fd();
-    fprintf(stderr, "tracfront: %s\n", err);
-    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(STDERR_FILENO, &terminal) == 0 &&
+    int fd = tf_log_error_fd(), stderr_fd = tf_log_stderr_fd();
+    dprintf(stderr_fd, "tracfront: %s\n", err);
+    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(stderr_fd, &terminal) == 0 &&
                      log_file.st_dev == terminal.st_dev && log_file.st_ino == terminal.st_ino))
         tf_log_error("%s", err);
     return 1;
