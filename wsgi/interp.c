@@ -196,6 +196,70 @@ void wsgi_interp_set_port(unsigned port)
     main_thread_state = PyEval_SaveThread();
 }
 
+/* threading's shutdown, the first thing Py_FinalizeEx does, waits with no
+ * limit for every non-daemon thread of the threading module (the thread
+ * that imported it too, if not this one): the same wait, bounded. First, as
+ * it does, the calls registered with threading._register_atexit, which tell
+ * some threads to end (a ThreadPoolExecutor's idle workers), taken off its
+ * list so that it does not call them again. Returns repr()s of the names of
+ * the threads still running at the end (new ref), an empty list when none
+ * (or threading was never imported). */
+static const char join_threads_source[] =
+    "def join_threads(seconds):\n"
+    "    import sys, time\n"
+    "    threading = sys.modules.get('threading')\n"
+    "    if not threading:\n"
+    "        return []\n"
+    "    end = time.monotonic() + seconds\n"
+    "    calls = getattr(threading, '_threading_atexits', [])\n"
+    "    if hasattr(threading, '_SHUTTING_DOWN'):\n"
+    "        threading._SHUTTING_DOWN = True\n"
+    "    while calls:\n"
+    "        calls.pop()()\n"
+    "    me = threading.get_ident()\n"
+    "    while True:\n"
+    "        waited = [t for t in threading.enumerate()\n"
+    "                  if not t.daemon and t.ident != me and t.is_alive()]\n"
+    "        left = end - time.monotonic()\n"
+    "        if not waited or left <= 0:\n"
+    "            return [repr(t.name) for t in waited]\n"
+    "        waited[0].join(left)\n";
+
+static PyObject *threads_still_running(double seconds)
+{
+    PyObject *globals = PyDict_New(), *r = NULL; /* new refs */
+    if (globals && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0)
+        r = PyRun_String(join_threads_source, Py_file_input, globals, globals);
+    PyObject *join = r ? PyDict_GetItemString(globals, "join_threads") : NULL; /* borrowed */
+    Py_XDECREF(r);
+    r = join ? PyObject_CallFunction(join, "d", seconds) : NULL;
+    Py_XDECREF(globals);
+    return r;
+}
+
+int wsgi_interp_join_threads(double seconds)
+{
+    PyEval_RestoreThread(main_thread_state);
+    PyObject *names = threads_still_running(seconds > 0 ? seconds : 0); /* new ref */
+    PyObject *sep = names ? PyUnicode_FromString(", ") : NULL;          /* new ref */
+    PyObject *text = sep ? PyUnicode_Join(sep, names) : NULL;           /* new ref */
+    Py_ssize_t n = text ? PyList_GET_SIZE(names) : 0;
+    if (!text)
+        wsgi_log_exception("waiting for the app's threads before Python's end");
+    else if (n) {
+        const char *list = PyUnicode_AsUTF8(text);
+        tf_log_error("--graceful-timeout passed: threading's shutdown waits for thread%s %s "
+                     "(non-daemon, still running); exiting without %s", n > 1 ? "s" : "",
+                     list ? list : "(names unreadable)", n > 1 ? "them" : "it");
+    }
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(sep);
+    Py_XDECREF(names);
+    main_thread_state = PyEval_SaveThread();
+    return (int)n;
+}
+
 void wsgi_interp_stop(bool threads_idle)
 {
     PyEval_RestoreThread(main_thread_state);

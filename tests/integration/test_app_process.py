@@ -9,16 +9,29 @@ stacks in the error log, as faulthandler writes them.
 """
 import os
 import re
+import signal
+import subprocess
 
 import requests
 
 
 APP = """
+import atexit
+import concurrent.futures
 import ctypes
 import os
 import sys
 import threading
 import time
+
+POOLS = []
+
+
+def start_pool():
+    # its idle workers (not daemon threads, as this one) end when threading's
+    # shutdown tells them to; kept, so not collected, which would end them
+    POOLS.append(concurrent.futures.ThreadPoolExecutor(2))
+    POOLS[-1].submit(time.sleep, 0).result()
 
 
 def forever():
@@ -40,6 +53,11 @@ def application(environ, start_response):
         print("a print() line")
     elif path == "/thread":
         threading.Thread(target=forever, name="never-ends", daemon=False).start()
+    elif path == "/pool":
+        starter = threading.Thread(target=start_pool, daemon=False)
+        starter.start()
+        starter.join()
+        atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
     elif path == "/segv":
         ctypes.string_at(0)
     start_response("200 OK", [("Content-Type", "text/plain"),
@@ -102,3 +120,33 @@ def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
     for line in ("RuntimeError: internals of the app", "a wsgi.errors line",
                  "a sys.stderr line", "a print() line", '"GET /raise HTTP/1.1" 500'):
         assert line in log, "%r is not in the log:\n%s" % (line, log)
+
+
+def test_a_thread_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
+    # Py_FinalizeEx waits for every non-daemon thread (threading's shutdown):
+    # bounded by --graceful-timeout counted from the stop, as with --workers
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "thread", timeout=10).text == "ok"
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running 30 s after SIGTERM:\n" + srv.error_log)
+    assert rc == 0
+    assert "threading's shutdown waits for thread 'never-ends'" in srv.error_log, srv.error_log
+
+
+def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path):
+    # a ThreadPoolExecutor's workers wait for threading's shutdown to tell
+    # them to end (threading._register_atexit): waiting for the threads must
+    # not wait for those
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    mark = tmp_path / "atexit-ran"
+    assert requests.get(srv.url + "pool?%s" % mark, timeout=10).text == "ok"
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running 15 s after SIGTERM:\n" + srv.error_log)
+    assert rc == 0 and mark.exists(), srv.error_log
+    assert "threading's shutdown waits" not in srv.error_log, srv.error_log
