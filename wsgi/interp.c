@@ -107,6 +107,27 @@ static void flush_std_streams(void)
     wsgi_errors_flush_all();
 }
 
+/* A fatal signal (a segfault in a C extension, an abort) writes every
+ * thread's Python stack into the error log before the process dies, as
+ * uWSGI reports a segfault: else the log would say nothing (a worker's front
+ * says only its signal). Not when faulthandler is on already
+ * (PYTHONFAULTHANDLER); an app that enables it at import chooses its file. */
+static void enable_faulthandler(void)
+{
+    int fd = tf_log_error_fd();
+    if (fd < 0)
+        return;
+    PyObject *module = PyImport_ImportModule("faulthandler");                   /* new ref */
+    PyObject *on = module ? PyObject_CallMethod(module, "is_enabled", NULL) : NULL; /* new ref */
+    PyObject *r = on == Py_False ? PyObject_CallMethod(module, "enable", "iO", fd, Py_True)
+                                 : NULL; /* new ref */
+    if (!on || (on == Py_False && !r))
+        wsgi_log_exception("faulthandler.enable(): a crash will leave no Python stack in the log");
+    Py_XDECREF(r);
+    Py_XDECREF(on);
+    Py_XDECREF(module);
+}
+
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
 {
     char program[4096];
@@ -141,6 +162,7 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the Python side of tracfront");
         goto fail;
     }
+    enable_faulthandler();
     if (cfg->workers) { /* a front: Python only to render the merged profile */
         main_thread_state = PyEval_SaveThread();
         return 0;

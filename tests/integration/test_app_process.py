@@ -12,8 +12,11 @@ import re
 import signal
 import subprocess
 
+import pytest
 import requests
 
+from conftest import start_server
+from workers_util import wait_for
 
 APP = """
 import atexit
@@ -150,3 +153,29 @@ def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfron
         raise AssertionError("still running 15 s after SIGTERM:\n" + srv.error_log)
     assert rc == 0 and mark.exists(), srv.error_log
     assert "threading's shutdown waits" not in srv.error_log, srv.error_log
+
+
+CRASH = "Fatal Python error: Segmentation fault"
+# under ASan its own handler reports the signal after faulthandler's, and aborts
+FATAL = (signal.SIGSEGV, signal.SIGABRT) if os.environ.get("TF_SANITIZER") else (signal.SIGSEGV,)
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["in-process", "workers"])
+def test_a_crash_leaves_the_python_stacks_in_the_error_log(tmp_path, workers):
+    script = tmp_path / "process_app.wsgi"
+    script.write_text(APP)
+    srv = start_server(tmp_path / "srv", "--wsgi-file", script, *workers)
+    try:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(srv.url + "segv", timeout=30)
+        if workers:  # the front says the worker's signal, and starts another
+            ended = wait_for(lambda: re.search(r"worker \d+ exited \(signal (\d+)\)",
+                                               srv.error_log), 30, "the front's line")
+            assert int(ended.group(1)) in FATAL, srv.error_log
+        else:
+            assert -srv.proc.wait(30) in FATAL, srv.error_log
+        log = srv.error_log
+        assert CRASH in log, log
+        assert re.search(r'File "[^"]*process_app\.wsgi", line \d+ in application', log), log
+    finally:
+        srv.stop()
