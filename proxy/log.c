@@ -16,20 +16,26 @@
 static int error_fd = 2;
 static int access_fd = -1;
 static char *error_path, *access_path; /* files to reopen: set at open, main thread */
+/* The stderr tracfront was started with ("-"), on a close-on-exec copy
+ * above 2 taken at open, before the app loads. An app may close descriptors
+ * 1 and 2 (os.close(2), a daemonizing library); the next connection accepted
+ * would take the number, and lines written to 2 would go to that client.
+ * -1: none (out of descriptors at start: 2 itself). Main thread, at open. */
+static int stderr_copy = -1;
 
-static int open_target(const char *path, int *fd, int dflt, char *err, size_t errlen,
-                       const char *what)
+int tf_log_stderr_fd(void)
 {
-    if (!path) {
-        *fd = dflt;
-        return 0;
-    }
+    return stderr_copy >= 0 ? stderr_copy : STDERR_FILENO;
+}
+
+static int open_target(const char *path, int *fd, char *err, size_t errlen, const char *what)
+{
     if (!*path || !strcmp(path, "off")) {
         *fd = -1;
         return 0;
     }
     if (!strcmp(path, "-")) {
-        *fd = 2;
+        *fd = tf_log_stderr_fd();
         return 0;
     }
     *fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -44,13 +50,17 @@ static int open_target(const char *path, int *fd, int dflt, char *err, size_t er
 /* A file to reopen: a path, not stderr or off. */
 static char *reopenable(const char *path)
 {
-    return path && *path && strcmp(path, "off") && strcmp(path, "-") ? strdup(path) : NULL;
+    return *path && strcmp(path, "off") && strcmp(path, "-") ? strdup(path) : NULL;
 }
 
 int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
 {
-    if (open_target(error, &error_fd, 2, err, errlen, "--error-log") < 0 ||
-        open_target(access, &access_fd, -1, err, errlen, "--access-log") < 0)
+    error = error ? error : "-";
+    access = access ? access : "off";
+    if (stderr_copy < 0)
+        stderr_copy = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+    if (open_target(error, &error_fd, err, errlen, "--error-log") < 0 ||
+        open_target(access, &access_fd, err, errlen, "--access-log") < 0)
         return -1;
     error_path = reopenable(error);
     access_path = reopenable(access);
@@ -84,12 +94,14 @@ void tf_log_close(void)
     free(error_path);
     free(access_path);
     error_path = access_path = NULL;
-    if (error_fd > 2)
+    if (error_fd > 2 && error_fd != stderr_copy)
         close(error_fd);
-    if (access_fd > 2)
+    if (access_fd > 2 && access_fd != stderr_copy)
         close(access_fd);
+    if (stderr_copy >= 0)
+        close(stderr_copy);
     error_fd = 2;
-    access_fd = -1;
+    access_fd = stderr_copy = -1;
 }
 
 static void write_all(int fd, const char *p, size_t n)

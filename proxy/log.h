@@ -9,9 +9,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Open the logs: "-" is stderr, "" (or "off") disables that log.
+/* Open the logs: "-" is stderr, "" (or "off") disables that log; NULL is
+ * the default ("-" for the error log, off for the access log). "-" writes
+ * to a private copy of descriptor 2 (tf_log_stderr_fd), so the logs stay
+ * where they were whatever the app later closes. Before the app loads.
  * Returns 0, or -1 with a message in err. */
 int tf_log_open(const char *error_path, const char *access_path, char *err, size_t errlen);
+/* The stderr tracfront started with: its private copy once the logs were
+ * opened, else 2. For what tracfront itself says on stderr (the listening
+ * line, why it cannot start). */
+int tf_log_stderr_fd(void);
 /* A worker process (--workers): its lines carry "[worker PID]". Call once,
  * before other threads start. */
 void tf_log_set_worker_tag(void);
@@ -32,8 +39,9 @@ const char *tf_log_escape(const char *s, char *out, size_t cap);
 
 /* Raw bytes to the error log (wsgi.errors, Python tracebacks). */
 void tf_log_raw(const char *data, size_t len);
-/* The error log's descriptor (2 for "-"), or -1 when it is off; the same
- * number across tf_log_reopen(), which dup2()s the new file onto it. */
+/* The error log's descriptor (tf_log_stderr_fd() for "-"), or -1 when it
+ * is off; the same number across tf_log_reopen(), which dup2()s the new
+ * file onto it. */
 int tf_log_error_fd(void);
 
 int tf_log_access_enabled(void);

@@ -130,10 +130,9 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
 {
     char what[1024];
     describe(cfg, what, sizeof(what));
-    fprintf(stderr, "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n", TF_VERSION,
-            strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
+    dprintf(tf_log_stderr_fd(), "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n",
+            TF_VERSION, strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
             strchr(cfg->listen_host, ':') ? "]" : "", port, what);
-    fflush(stderr);
 }
 
 /* Why the server cannot start: on stderr, and in the error log unless that
@@ -142,9 +141,9 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
 static int start_failed(const char *err)
 {
     struct stat log_file, terminal;
-    int fd = tf_log_error_fd();
-    fprintf(stderr, "tracfront: %s\n", err);
-    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(STDERR_FILENO, &terminal) == 0 &&
+    int fd = tf_log_error_fd(), stderr_fd = tf_log_stderr_fd();
+    dprintf(stderr_fd, "tracfront: %s\n", err);
+    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(stderr_fd, &terminal) == 0 &&
                      log_file.st_dev == terminal.st_dev && log_file.st_ino == terminal.st_ino))
         tf_log_error("%s", err);
     return 1;
@@ -413,6 +412,16 @@ static void exit_watch_end(struct exit_watch *w)
     close(w->done[0]);
 }
 
+/* Python's end given up on while app code may still run in it: the atexit
+ * handlers get FORCED_EXIT_S, without finalizing, then the process exits. */
+__attribute__((noreturn)) static void exit_without_finalizing(pid_t front)
+{
+    struct exit_watch bounded;
+    exit_watch_start(&bounded, front, true);
+    wsgi_interp_stop(false);
+    _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
+}
+
 static void report_signal_taken(int sig)
 {
     if (sig == SIGINT && wsgi_interp_sigint_is_pythons())
@@ -500,6 +509,7 @@ static int run_server(struct tf_config *cfg)
     }
 
     int sig = wait_for_stop(NULL, front);
+    uint64_t stop_began = tf_now_us();
     if (sig)
         tf_log_info("signal %d: stopping; waiting up to %gs for requests in flight", sig,
                     cfg->graceful_timeout);
@@ -519,12 +529,9 @@ static int run_server(struct tf_config *cfg)
                          "running", ended);
         else
             tf_log_error("requests still running after --graceful-timeout; exiting without them");
-        if (pool) {
-            struct exit_watch bounded;
-            exit_watch_start(&bounded, front, true);
-            wsgi_interp_stop(false);
-        }
-        _exit(0); /* the I/O threads may still be logging: no tf_log_close() under them */
+        if (pool)
+            exit_without_finalizing(front);
+        _exit(0);
     }
     struct exit_watch watch = { .done = { -1, -1 } };
     if (pool)
@@ -537,6 +544,11 @@ static int run_server(struct tf_config *cfg)
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */
         wsgi_pool_stop(pool);
+        if (wsgi_interp_join_threads(cfg->graceful_timeout -
+                                     (double)(tf_now_us() - stop_began) / 1e6) > 0) {
+            exit_watch_end(&watch); /* a second signal's bound is replaced by this one */
+            exit_without_finalizing(front);
+        }
         wsgi_interp_stop(true);
     }
     exit_watch_end(&watch);

@@ -107,6 +107,27 @@ static void flush_std_streams(void)
     wsgi_errors_flush_all();
 }
 
+/* A fatal signal (a segfault in a C extension, an abort) writes every
+ * thread's Python stack into the error log before the process dies, as
+ * uWSGI reports a segfault: else the log would say nothing (a worker's front
+ * says only its signal). Not when faulthandler is on already
+ * (PYTHONFAULTHANDLER); an app that enables it at import chooses its file. */
+static void enable_faulthandler(void)
+{
+    int fd = tf_log_error_fd();
+    if (fd < 0)
+        return;
+    PyObject *module = PyImport_ImportModule("faulthandler");                   /* new ref */
+    PyObject *on = module ? PyObject_CallMethod(module, "is_enabled", NULL) : NULL; /* new ref */
+    PyObject *r = on == Py_False ? PyObject_CallMethod(module, "enable", "iO", fd, Py_True)
+                                 : NULL; /* new ref */
+    if (!on || (on == Py_False && !r))
+        wsgi_log_exception("faulthandler.enable(): a crash will leave no Python stack in the log");
+    Py_XDECREF(r);
+    Py_XDECREF(on);
+    Py_XDECREF(module);
+}
+
 static int init_python(const struct tf_config *cfg, char *err, size_t errlen)
 {
     char program[4096];
@@ -141,6 +162,7 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "cannot set up the Python side of tracfront");
         goto fail;
     }
+    enable_faulthandler();
     if (cfg->workers) { /* a front: Python only to render the merged profile */
         main_thread_state = PyEval_SaveThread();
         return 0;
@@ -194,6 +216,70 @@ void wsgi_interp_set_port(unsigned port)
         PyErr_Clear();
     Py_XDECREF(v);
     main_thread_state = PyEval_SaveThread();
+}
+
+/* threading's shutdown, the first thing Py_FinalizeEx does, waits with no
+ * limit for every non-daemon thread of the threading module (the thread
+ * that imported it too, if not this one): the same wait, bounded. First, as
+ * it does, the calls registered with threading._register_atexit, which tell
+ * some threads to end (a ThreadPoolExecutor's idle workers), taken off its
+ * list so that it does not call them again. Returns repr()s of the names of
+ * the threads still running at the end (new ref), an empty list when none
+ * (or threading was never imported). */
+static const char join_threads_source[] =
+    "def join_threads(seconds):\n"
+    "    import sys, time\n"
+    "    threading = sys.modules.get('threading')\n"
+    "    if not threading:\n"
+    "        return []\n"
+    "    end = time.monotonic() + seconds\n"
+    "    calls = getattr(threading, '_threading_atexits', [])\n"
+    "    if hasattr(threading, '_SHUTTING_DOWN'):\n"
+    "        threading._SHUTTING_DOWN = True\n"
+    "    while calls:\n"
+    "        calls.pop()()\n"
+    "    me = threading.get_ident()\n"
+    "    while True:\n"
+    "        waited = [t for t in threading.enumerate()\n"
+    "                  if not t.daemon and t.ident != me and t.is_alive()]\n"
+    "        left = end - time.monotonic()\n"
+    "        if not waited or left <= 0:\n"
+    "            return [repr(t.name) for t in waited]\n"
+    "        waited[0].join(left)\n";
+
+static PyObject *threads_still_running(double seconds)
+{
+    PyObject *globals = PyDict_New(), *r = NULL; /* new refs */
+    if (globals && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0)
+        r = PyRun_String(join_threads_source, Py_file_input, globals, globals);
+    PyObject *join = r ? PyDict_GetItemString(globals, "join_threads") : NULL; /* borrowed */
+    Py_XDECREF(r);
+    r = join ? PyObject_CallFunction(join, "d", seconds) : NULL;
+    Py_XDECREF(globals);
+    return r;
+}
+
+int wsgi_interp_join_threads(double seconds)
+{
+    PyEval_RestoreThread(main_thread_state);
+    PyObject *names = threads_still_running(seconds > 0 ? seconds : 0); /* new ref */
+    PyObject *sep = names ? PyUnicode_FromString(", ") : NULL;          /* new ref */
+    PyObject *text = sep ? PyUnicode_Join(sep, names) : NULL;           /* new ref */
+    Py_ssize_t n = text ? PyList_GET_SIZE(names) : 0;
+    if (!text)
+        wsgi_log_exception("waiting for the app's threads before Python's end");
+    else if (n) {
+        const char *list = PyUnicode_AsUTF8(text);
+        tf_log_error("--graceful-timeout passed: threading's shutdown waits for thread%s %s "
+                     "(non-daemon, still running); exiting without %s", n > 1 ? "s" : "",
+                     list ? list : "(names unreadable)", n > 1 ? "them" : "it");
+    }
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(sep);
+    Py_XDECREF(names);
+    main_thread_state = PyEval_SaveThread();
+    return (int)n;
 }
 
 void wsgi_interp_stop(bool threads_idle)

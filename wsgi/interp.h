@@ -35,6 +35,12 @@ void wsgi_interp_set_port(unsigned port);
  * which `import signal` sets: not a handler of the app's. */
 bool wsgi_interp_sigint_is_pythons(void);
 
+/* Wait, at most seconds, for the app's threads that Python's end would wait
+ * for without a limit (threading's non-daemon threads). Returns how many
+ * still run (their names are logged: finalizing would hang; see
+ * wsgi_interp_stop(false)), or 0. App threads idle. */
+int wsgi_interp_join_threads(double seconds);
+
 /* Take the GIL back on the main thread and finalize (atexit handlers run).
  * With app threads possibly still inside Python (graceful timeout passed),
  * run only the atexit handlers instead of finalizing, and flush the

@@ -1,0 +1,181 @@
+"""What an app does to its process, in a single process (no --workers): closes
+the standard descriptors, leaves a thread running that never ends, crashes.
+
+The logs go where they were set at start whatever the app closes (a client's
+connection that takes descriptor 2 never receives log text); a stop still ends
+within --graceful-timeout (then the 5 s the atexit handlers get) when a
+non-daemon thread never ends, naming it; a fatal signal leaves the Python
+stacks in the error log, as faulthandler writes them.
+"""
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+import requests
+
+from conftest import start_server
+from workers_util import wait_for
+
+APP = """
+import atexit
+import concurrent.futures
+import ctypes
+import os
+import sys
+import threading
+import time
+
+POOLS = []
+
+
+def start_pool():
+    # its idle workers (not daemon threads, as this one) end when threading's
+    # shutdown tells them to; kept, so not collected, which would end them
+    POOLS.append(concurrent.futures.ThreadPoolExecutor(2))
+    POOLS[-1].submit(time.sleep, 0).result()
+
+
+def forever():
+    while True:
+        time.sleep(0.05)
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    body = b"ok"
+    if path == "/close-stdio":
+        os.close(1)
+        os.close(2)
+    elif path == "/raise":
+        raise RuntimeError("internals of the app")
+    elif path == "/write":
+        environ["wsgi.errors"].write("a wsgi.errors line\\n")
+        sys.stderr.write("a sys.stderr line\\n")
+        print("a print() line")
+    elif path == "/thread":
+        threading.Thread(target=forever, name="never-ends", daemon=False).start()
+    elif path == "/pool":
+        starter = threading.Thread(target=start_pool, daemon=False)
+        starter.start()
+        starter.join()
+        atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
+    elif path == "/segv":
+        ctypes.string_at(0)
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def app_server(tracfront, tmp_path, *extra):
+    script = tmp_path / "process_app.wsgi"
+    script.write_text(APP)
+    return tracfront("--wsgi-file", script, *extra)
+
+
+def fd_target(pid, fd):
+    try:
+        return os.readlink("/proc/%d/fd/%d" % (pid, fd))
+    except OSError:  # closed
+        return None
+
+
+def ask(sock, path):
+    """One keep-alive request on sock; everything received until its answer
+    ("ok") ended, which must be that answer alone (text after it shows at the
+    start of the next)."""
+    sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+    data = b""
+    while b"\r\n\r\nok" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "closed after %r" % data
+        data += chunk
+    return data
+
+
+ANSWER = re.compile(rb"HTTP/1\.1 200 OK\r\n(?:[!-9;-~]+: [^\r\n]*\r\n)+\r\nok\Z")
+
+
+def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
+    # the default --error-log - (and --access-log -): once the app closed 1
+    # and 2, the next connections take those numbers; the logs must go on to
+    # the stderr tracfront was started with, not into those connections
+    srv = app_server(tracfront, tmp_path, "--error-log", "-", "--access-log", "-")
+    assert requests.get(srv.url + "close-stdio", timeout=10).text == "ok"
+    clients = [srv.connect(), srv.connect()]
+    try:
+        for c in clients:
+            assert ANSWER.match(ask(c, "/")), "not an answer alone"
+        taken = [fd_target(srv.proc.pid, fd) for fd in (1, 2)]
+        assert all(t and t.startswith("socket:") for t in taken), \
+            "the clients did not take descriptors 1 and 2 (%s): the test shows nothing" % taken
+        assert requests.get(srv.url + "raise", timeout=10).status_code == 500
+        assert requests.get(srv.url + "write", timeout=10).text == "ok"
+        for c in clients * 2:
+            got = ask(c, "/")
+            assert ANSWER.match(got), "a client received more than its answer:\n%r" % got
+    finally:
+        for c in clients:
+            c.close()
+    log = srv.stderr
+    for line in ("RuntimeError: internals of the app", "a wsgi.errors line",
+                 "a sys.stderr line", "a print() line", '"GET /raise HTTP/1.1" 500'):
+        assert line in log, "%r is not in the log:\n%s" % (line, log)
+
+
+def test_a_thread_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
+    # Py_FinalizeEx waits for every non-daemon thread (threading's shutdown):
+    # bounded by --graceful-timeout counted from the stop, as with --workers
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "thread", timeout=10).text == "ok"
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running 30 s after SIGTERM:\n" + srv.error_log)
+    assert rc == 0
+    assert "threading's shutdown waits for thread 'never-ends'" in srv.error_log, srv.error_log
+
+
+def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path):
+    # a ThreadPoolExecutor's workers wait for threading's shutdown to tell
+    # them to end (threading._register_atexit): waiting for the threads must
+    # not wait for those
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "20")
+    mark = tmp_path / "atexit-ran"
+    assert requests.get(srv.url + "pool?%s" % mark, timeout=10).text == "ok"
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        rc = srv.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running 15 s after SIGTERM:\n" + srv.error_log)
+    assert rc == 0 and mark.exists(), srv.error_log
+    assert "threading's shutdown waits" not in srv.error_log, srv.error_log
+
+
+CRASH = "Fatal Python error: Segmentation fault"
+# under ASan its own handler reports the signal after faulthandler's, and aborts
+FATAL = (signal.SIGSEGV, signal.SIGABRT) if os.environ.get("TF_SANITIZER") else (signal.SIGSEGV,)
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]], ids=["in-process", "workers"])
+def test_a_crash_leaves_the_python_stacks_in_the_error_log(tmp_path, workers):
+    script = tmp_path / "process_app.wsgi"
+    script.write_text(APP)
+    srv = start_server(tmp_path / "srv", "--wsgi-file", script, *workers)
+    try:
+        with pytest.raises(requests.ConnectionError):
+            requests.get(srv.url + "segv", timeout=30)
+        if workers:  # the front says the worker's signal, and starts another
+            ended = wait_for(lambda: re.search(r"worker \d+ exited \(signal (\d+)\)",
+                                               srv.error_log), 30, "the front's line")
+            assert int(ended.group(1)) in FATAL, srv.error_log
+        else:
+            assert -srv.proc.wait(30) in FATAL, srv.error_log
+        log = srv.error_log
+        assert CRASH in log, log
+        assert re.search(r'File "[^"]*process_app\.wsgi", line \d+ in application', log), log
+    finally:
+        srv.stop()
