@@ -9,11 +9,14 @@ import contextlib
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import types
 
 import pytest
 
@@ -126,10 +129,11 @@ def refused(port):
     return False
 
 
-def start_server(workdir, *args, env=None, expect_fail=False, timeout=30, preexec_fn=None):
+def start_server(workdir, *args, env=None, expect_fail=False, timeout=30, preexec_fn=None,
+                 binary=None, apps=None):
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cmd = [str(BINARY), "--listen", "127.0.0.1:0", "--pythonpath", str(APPS),
+    cmd = [str(binary or BINARY), "--listen", "127.0.0.1:0", "--pythonpath", str(apps or APPS),
            "--error-log", str(workdir / "error.log"),
            "--access-log", str(workdir / "access.log")] + [str(a) for a in args]
     full_env = dict(os.environ)
@@ -156,6 +160,20 @@ def start_server(workdir, *args, env=None, expect_fail=False, timeout=30, preexe
         time.sleep(0.02)
     proc.kill()
     raise AssertionError("tracfront did not start:\n%s" % (workdir / "stderr.txt").read_text())
+
+
+@pytest.fixture(scope="session")
+def for_nobody():
+    """Copies of the binary and of tests/apps that the `nobody` user can
+    reach, for the tests that run tracfront as nobody: a checkout under
+    /root (mode 0700, as root's home is) is out of its reach."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="tf-nobody-"))
+    folder.chmod(0o755)
+    binary, apps = folder / "tracfront", folder / "apps"
+    shutil.copy2(BINARY, binary)
+    shutil.copytree(APPS, apps, ignore=shutil.ignore_patterns("__pycache__"))
+    yield types.SimpleNamespace(binary=binary, apps=apps)
+    shutil.rmtree(folder)
 
 
 @pytest.fixture

@@ -60,14 +60,15 @@ def shared_folder():
 
 @needs_root
 @pytest.mark.parametrize("theirs", ["p.pstats", "p.pstats.tmp"])
-def test_profile_file_another_user_owns_in_a_sticky_folder_is_refused(shared_folder, theirs):
+def test_profile_file_another_user_owns_in_a_sticky_folder_is_refused(shared_folder, theirs,
+                                                                     for_nobody):
     """As nobody, root's p.pstats (or p.pstats.tmp), writable by all, in a
     sticky world-writable folder (/tmp): it was taken, and the profile lost at
     SIGTERM (renaming p.pstats.tmp onto it: "Operation not permitted")."""
     shared_folder.chmod(0o1777)
     (shared_folder / theirs).write_text("root's")
     (shared_folder / theirs).chmod(0o666)
-    proc = subprocess.run([str(BINARY), "--listen", "127.0.0.1:0", "--upstream",
+    proc = subprocess.run([str(for_nobody.binary), "--listen", "127.0.0.1:0", "--upstream",
                            "http://127.0.0.1:9", "--profile-log", str(shared_folder / "p.pstats")],
                           cwd=str(shared_folder), preexec_fn=as_nobody,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -80,7 +81,7 @@ def test_profile_file_another_user_owns_in_a_sticky_folder_is_refused(shared_fol
 
 
 @needs_root
-def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder):
+def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder, for_nobody):
     """As nobody, its own p.pstats, mode 0444, in its own folder: refused at
     start ("Permission denied"), though renaming p.pstats.tmp onto it works."""
     log, workdir = shared_folder / "p.pstats", shared_folder / "srv"
@@ -91,7 +92,7 @@ def test_own_read_only_profile_file_in_own_folder_is_replaced(shared_folder):
     log.chmod(0o444)
     srv = start_server(workdir, "--app", "profiled_app:app", "--profile",
                        "--profile-discard-first", "false", "--profile-log", log,
-                       preexec_fn=as_nobody)
+                       preexec_fn=as_nobody, binary=for_nobody.binary, apps=for_nobody.apps)
     try:
         assert requests.get(srv.url, timeout=10).status_code == 200
     finally:

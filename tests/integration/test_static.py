@@ -489,7 +489,7 @@ def test_static_folder_that_stops_resolving_is_logged_once(tracfront, tmp_path):
 
 
 @pytest.fixture
-def as_nobody():
+def as_nobody(for_nobody):
     """A tree under a fresh /tmp folder that `nobody` may read, and start(*args)
     to run tracfront as nobody:nogroup with no other groups (as
     `setpriv --reuid=nobody --regid=nogroup --clear-groups` does)."""
@@ -512,7 +512,8 @@ def as_nobody():
         workdir = os.path.join(base, "srv%d" % len(servers))
         os.mkdir(workdir)
         os.chown(workdir, uid, gid)
-        servers.append(start_server(workdir, *args, preexec_fn=drop))
+        servers.append(start_server(workdir, *args, preexec_fn=drop, binary=for_nobody.binary,
+                                    apps=for_nobody.apps))
         return servers[-1]
 
     yield types.SimpleNamespace(path=base, start=start)
