@@ -153,9 +153,11 @@ static int start_failed(const char *err)
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
  * at most timeout seconds. A worker stepping down waits a little quiet
  * time: its keep-alive clients get their next answer with Connection:
- * close and reconnect to the new workers instead of finding it gone.
- * 0 once idle, -1 at the timeout, or the second SIGINT/SIGTERM that ended
- * the wait. A worker takes no second one (signals_end false): a stop signal
+ * close and reconnect to the new workers instead of finding it gone; the
+ * timeout cuts that quiet time short, never a finished stop (an idle
+ * worker hands its profile over). 0 once idle, -1 at the timeout with
+ * requests still in flight, or the second SIGINT/SIGTERM that ended the
+ * wait. A worker takes no second one (signals_end false): a stop signal
  * to the whole process group, or the front's death, reaches it more than
  * once (the group's, then the front's; the kernel's death signal once per
  * thread of the front), and its front decides when to stop waiting. */
@@ -165,9 +167,10 @@ static int drain(struct tf_server *server, struct wsgi_pool *pool, double timeou
     uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
     for (;;) {
         now = tf_now_us();
-        if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
+        bool busy = tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0);
+        if (busy)
             quiet_since = now;
-        else if (now - quiet_since >= quiet_us)
+        if (!busy && (now - quiet_since >= quiet_us || now >= deadline))
             return 0;
         if (now >= deadline)
             return -1;

@@ -415,6 +415,48 @@ def test_a_worker_left_running_at_the_timeout_is_left_out_of_the_files(tracfront
     assert app_calls(log)[0] == len(other), (len(other), log_text)
 
 
+@pytest.mark.parametrize("timeout", ["0", "0.2"])
+def test_an_idle_worker_hands_its_profile_over_at_any_graceful_timeout(
+        tracfront, tmp_path, timeout):
+    # a worker with nothing in flight when --graceful-timeout ends (it waits
+    # for a little quiet first) has finished its stop: it hands over
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", timeout, "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log)
+    for _ in range(6):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) == 0
+    log_text = srv.error_log
+    assert "requests still running" not in log_text, log_text
+    assert log.exists(), log_text
+    assert app_calls(log)[0] == 6, log_text
+
+
+def test_a_request_that_ends_in_the_last_moments_of_the_timeout_is_in_the_file(
+        tracfront, tmp_path):
+    # it ends within --graceful-timeout, less than the worker's quiet time
+    # (0.3 s) before its end: the worker still hands its profile over
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "2", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log, workers=1)
+    for _ in range(3):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        value=fetch(requests, srv.url + "slow?s=1.9")), daemon=True)
+    t.start()
+    wait_for(lambda: in_flight(srv) == 2, 10, "the /slow request to run")  # and the asking one
+    os.killpg(srv.proc.pid, signal.SIGTERM)
+    t.join(30)
+    assert result["value"][0] == 200, result
+    assert srv.proc.wait(30) == 0
+    log_text = srv.error_log
+    assert "requests still running" not in log_text, log_text
+    calls, cumtime = app_calls(log)
+    assert calls == 4 and cumtime >= 1.9, (calls, cumtime, log_text)
+
+
 def test_a_child_forked_at_exit_does_not_hold_up_the_end(tracfront, tmp_path):
     # the child shares the pipe that tells the exit watcher Python has finished
     marks = tmp_path / "atexit"
