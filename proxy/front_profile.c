@@ -60,8 +60,9 @@ static size_t n_lost;
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A byte here (tf_front_profile_stop) makes the puller's and the pages'
- * requests to the workers give up at once, then and from then on. */
+/* A byte here (tf_front_profile_stop) makes each_worker's requests (the
+ * puller's and the pages') give up at once, then and from then on; not a
+ * hand-over's (front_absorb), nor a new worker's welcome. */
 static int quit_pipe[2] = { -1, -1 };
 static bool quitting; /* atomic: that byte was written */
 static bool cut;      /* atomic: tf_front_profile_cut, no export from now on */
@@ -72,13 +73,16 @@ static bool give_up(void *unused)
     return true; /* the byte stays: every later wait gives up too */
 }
 
-/* Call fn with each worker's answer to method + path (status 200 or 303),
- * all asked at once, each awaited TF_FETCH_LIMIT_MS, or until
- * tf_front_profile_stop. On the main thread only once every worker is gone
- * (the stop's files, made of what they handed over): none is asked, so its
- * signals and reaping never wait for one. */
-static void each_worker(const char *method, const char *path,
-                        void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
+/* Call fn with each worker's answer to method + path (status 200 or 303,
+ * or also, which some are expected to give; 0: none), all asked at once,
+ * each awaited TF_FETCH_LIMIT_MS, or until tf_front_profile_stop. On the
+ * main thread only once every worker is gone (the stop's files, made of
+ * what they handed over): none is asked, so its signals and reaping never
+ * wait for one. 0, or -1 when tf_front_profile_stop left some worker
+ * unanswered: it is still running, its profile not handed over yet, so
+ * what the answers make up leaves it out. */
+static int each_worker(const char *method, const char *path, unsigned also,
+                       void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
 {
     size_t n = 0;
     char **origins = tf_workers_origins(workers, &n);
@@ -88,17 +92,19 @@ static void each_worker(const char *method, const char *path,
     else if (n)
         tf_fetch_all((const char *const *)origins, n, method, path, TF_FETCH_LIMIT_MS, f,
                      quit_pipe[0], give_up, NULL);
-    bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE);
+    bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE), cut_short = false;
     for (size_t i = 0; f && i < n; i++) {
-        if (f[i].status == 200 || f[i].status == 303)
+        if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also))
             fn(origins[i], &f[i], arg);
         else if (!quit)
             tf_log_error("profile: worker %s did not answer %s %s (status %u)", origins[i],
                          method, path, f[i].status);
+        cut_short = cut_short || (quit && !f[i].status);
         tf_fetched_free(&f[i]);
     }
     free(f);
     tf_workers_origins_free(origins, n);
+    return cut_short ? -1 : 0;
 }
 
 static void ignore(const char *origin, struct tf_fetched *f, void *arg)
@@ -111,7 +117,7 @@ static void broadcast(const char *action)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s", profile_path, action);
-    each_worker("POST", path, ignore, NULL);
+    each_worker("POST", path, 0, ignore, NULL);
 }
 
 static void front_enable(bool on)
@@ -212,7 +218,7 @@ static void pull_latency(void)
     snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
     for (size_t i = 0; i < n_pulled; i++)
         pulled[i].answered = false;
-    each_worker("GET", path, remember, NULL);
+    each_worker("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
 }
 
 /* This process's registry and call tree := what the stopped workers had.
@@ -401,13 +407,17 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 }
 
 /* This process's function profile := what the stopped workers had plus
- * the merge of every worker's. Call with merge_lock. */
-static void merge_trees(void)
+ * the merge of every worker's. Call with merge_lock. -1 (errno EAGAIN) when
+ * the server's stop left some worker out (each_worker). */
+static int merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    each_worker("GET", path, add_tree, NULL);
+    if (each_worker("GET", path, 0, add_tree, NULL) == 0)
+        return 0;
+    errno = EAGAIN;
+    return -1;
 }
 
 /* kept_tree := kept_tree + origin's answer f. Call with merge_lock; -1
@@ -467,7 +477,7 @@ void tf_front_profile_cut(void)
 
 /* NULL with errno EINTR after tf_front_profile_cut: the stop's second
  * SIGINT/SIGTERM came before every worker had handed its profile over (no
- * file from a part of them). */
+ * file from a part of them); EAGAIN while the stop waits for them. */
 static char *front_export(const char *format, size_t *len)
 {
     if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* not even a hand-over's merge_lock */
@@ -475,9 +485,8 @@ static char *front_export(const char *format, size_t *len)
         return NULL;
     }
     pthread_mutex_lock(&merge_lock);
-    merge_trees();
-    char *out = prof_hook_export(format, len);
-    int why = errno; /* EFBIG: too large */
+    char *out = merge_trees() == 0 ? prof_hook_export(format, len) : NULL;
+    int why = errno; /* EFBIG: too large; EAGAIN: merge_trees */
     pthread_mutex_unlock(&merge_lock);
     errno = why;
     return out;
@@ -487,9 +496,10 @@ static char *front_table(const char *query, bool json, const char *path, size_t 
                          bool *bad_view)
 {
     pthread_mutex_lock(&merge_lock);
-    merge_trees();
-    char *out = prof_hook_table(query, json, path, len, bad_view);
+    char *out = merge_trees() == 0 ? prof_hook_table(query, json, path, len, bad_view) : NULL;
+    int why = errno; /* EAGAIN: merge_trees */
     pthread_mutex_unlock(&merge_lock);
+    errno = why;
     return out;
 }
 
@@ -510,7 +520,9 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
 }
 
 /* A slow request's own tree stays in the worker that ran it (request ids
- * are unique across workers): ask each. */
+ * are unique across workers): ask all at once, as the other pages do (one
+ * slow worker costs the control thread one limit, and the stop none).
+ * NULL when none has it; errno EAGAIN when the stop left some unasked. */
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
     (void)id; /* in the query too, which the worker reads as this page did */
@@ -520,16 +532,10 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     if (!url)
         return NULL;
     snprintf(url, cap, "%s/request?%s", path, query);
-    size_t n = 0;
-    char **origins = tf_workers_origins(workers, &n);
-    for (size_t i = 0; i < n && !found.body; i++) { /* a 404 from the others is expected */
-        struct tf_fetched f;
-        if (tf_fetch(origins[i], "GET", url, &f) == 0)
-            keep_first(origins[i], &f, &found);
-        tf_fetched_free(&f);
-    }
-    tf_workers_origins_free(origins, n);
+    int asked = each_worker("GET", url, 404, keep_first, &found); /* 404: not that worker's */
     free(url);
+    if (!found.body && asked < 0)
+        errno = EAGAIN;
     *len = found.len;
     return found.body;
 }
@@ -565,7 +571,11 @@ static char *front_inflight(bool json, size_t *len)
                         json, 0 };
     j.used = j.out ? strlen(j.out) : 0;
     snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
-    each_worker("GET", path, join, &j);
+    if (each_worker("GET", path, 0, join, &j) < 0) {
+        free(j.out);
+        errno = EAGAIN;
+        return NULL;
+    }
     if (j.out && json) {
         char *grown = realloc(j.out, j.used + 8);
         if (grown)

@@ -14,8 +14,10 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
                                                              const struct tf_config *cfg);
 /* At the stop, before the workers are told to go: the pulling thread's and
  * the pages' requests to the workers give up at once, then and from then
- * on; the thread is joined. The workers' hand-overs are still taken (the
- * stop's profile files are made of them). Before w and cfg are freed. */
+ * on, and the thread is joined. A page (or POST save) that would then
+ * leave out a worker still running answers 503 (export and table fail
+ * with EAGAIN). The workers' hand-overs are still taken (the stop's
+ * profile files are made of them). Before w and cfg are freed. */
 void tf_front_profile_stop(void);
 /* Main thread: a second SIGINT/SIGTERM ended the workers' stop before
  * every one had handed its profile over; from now on the export fails

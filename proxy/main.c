@@ -152,9 +152,11 @@ static int start_failed(const char *err)
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
  * at most timeout seconds. A worker stepping down waits a little quiet
  * time: its keep-alive clients get their next answer with Connection:
- * close and reconnect to the new workers instead of finding it gone.
- * 0 once idle, -1 at the timeout, or the second SIGINT/SIGTERM that ended
- * the wait. A worker takes no second one (signals_end false): a stop signal
+ * close and reconnect to the new workers instead of finding it gone; the
+ * timeout cuts that quiet time short, never a finished stop (an idle
+ * worker hands its profile over). 0 once idle, -1 at the timeout with
+ * requests still in flight, or the second SIGINT/SIGTERM that ended the
+ * wait. A worker takes no second one (signals_end false): a stop signal
  * to the whole process group, or the front's death, reaches it more than
  * once (the group's, then the front's; the kernel's death signal once per
  * thread of the front), and its front decides when to stop waiting. */
@@ -164,9 +166,10 @@ static int drain(struct tf_server *server, struct wsgi_pool *pool, double timeou
     uint64_t now = tf_now_us(), deadline = now + (uint64_t)(timeout * 1e6), quiet_since = now;
     for (;;) {
         now = tf_now_us();
-        if (tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0))
+        bool busy = tf_server_in_flight(server) > 0 || (pool && wsgi_pool_busy(pool) > 0);
+        if (busy)
             quiet_since = now;
-        else if (now - quiet_since >= quiet_us)
+        if (!busy && (now - quiet_since >= quiet_us || now >= deadline))
             return 0;
         if (now >= deadline)
             return -1;
@@ -243,7 +246,11 @@ static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_
     snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", env_port("TF_FRONT_CONTROL"));
     snprintf(path, sizeof(path), "%s/stopped?port=%u", cfg->profile_path, control_port);
     struct tf_fetched f;
-    if (tf_fetch(origin, "POST", path, &f) == 0 && f.status != 303)
+    if (tf_fetch(origin, "POST", path, &f) < 0)
+        tf_log_error("profile: the front did not answer this worker's hand-over (it is gone, "
+                     "or was busy %d s): what this worker measured is lost",
+                     TF_FETCH_LIMIT_MS / 1000);
+    else if (f.status != 303)
         tf_log_error("the front did not take this worker's profile (status %u)", f.status);
     tf_fetched_free(&f);
 }

@@ -135,6 +135,15 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
     return send_report(req, status, body, len, type, NULL);
 }
 
+/* A front's page or save while its stop takes the workers' profiles over
+ * (errno EAGAIN from the controls): it would leave out the workers still
+ * running, so none is made. */
+static enum MHD_Result refuse_while_stopping(struct tf_request *req)
+{
+    return tf_server_reply(req, 503, "The server is stopping: the workers' profiles are being "
+                           "handed over (the stop's profile files hold them all).", false);
+}
+
 /* 405 with the methods the path takes: Allow is required there (RFC 9110
  * 15.5.6), and a client (or a person with curl) learns what to send. */
 static enum MHD_Result refuse_method(struct tf_request *req, const char *allow)
@@ -177,8 +186,9 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         p->enable(false);
     else if (len == 5 && !strncmp(action, "/save", 5)) {
         if (tf_server_save_profile(server) < 0)
-            return tf_server_reply(req, 500, "The profile files could not be written (see the error log).",
-                         false);
+            return errno == EAGAIN ? refuse_while_stopping(req)
+                                   : tf_server_reply(req, 500, "The profile files could not be "
+                                                     "written (see the error log).", false);
     } else if (len == 8 && !strncmp(action, "/quiesce", 8) &&
                __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
         /* a worker's control port: its front reloads */
@@ -313,9 +323,18 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (len == 0 || (len == 1 && sub[0] == '/')) {
         size_t n = 0;
         bool bad_view = false; /* the table says so */
+        errno = 0;
         char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
+        if (!table && errno == EAGAIN)
+            return refuse_while_stopping(req);
         char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
+        errno = 0;
         char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
+        if (!running && errno == EAGAIN) { /* the stop began after the table was made */
+            free(table);
+            free(appendix);
+            return refuse_while_stopping(req);
+        }
         struct prof_text all = { 0 }; /* In flight first, then the rest */
         prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
         char *rest = prof_text_finish(&all);
@@ -330,8 +349,11 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (len == 8 && !strncmp(sub, "/request", 8) && p) {
         const char *id = strstr(query, "id=");
         size_t n = 0;
+        errno = 0;
         char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
                                           server->cfg->profile_path, &n) : NULL;
+        if (!body && errno == EAGAIN)
+            return refuse_while_stopping(req);
         if (!body)
             return tf_server_reply(req, 404, p->refresh /* a front */
                                    ? "No call tree was kept for that request (function profiling "
@@ -343,14 +365,20 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||
          (len == 9 && !strncmp(sub, "/inflight", 9))) && p && p->inflight) {
         size_t n = 0; /* /inflight: the page's HTML section alone (a front merges them) */
+        errno = 0;
         char *body = p->inflight(len == 13, &n);
+        if (!body && errno == EAGAIN)
+            return refuse_while_stopping(req);
         return send_body(req, 200, body, n, len == 13 ? "application/json"
                                                       : "text/html; charset=utf-8");
     }
     if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
         size_t n = 0;
         bool bad_view = false;
+        errno = 0;
         char *body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
+        if (!body && errno == EAGAIN)
+            return refuse_while_stopping(req);
         return send_body(req, bad_view ? 400 : 200, body, n, "application/json");
     }
     if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
@@ -395,6 +423,8 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         size_t n = 0;
         errno = 0;
         char *body = p->export(exports[i].format, &n);
+        if (!body && errno == EAGAIN)
+            return refuse_while_stopping(req);
         if (!body && errno == EFBIG)
             return tf_server_reply(req, 500, "This export would pass its size limit: collapsed "
                                    "stacks write each call path whole on every line, so deep "
@@ -415,9 +445,11 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
 
 
 /* Write the export format to path, the file of option flag. With nothing
- * profiled, a file there is left as it is (an earlier run's profile). */
+ * profiled, a file there is left as it is (an earlier run's profile).
+ * *stopping set when that is because a front's stop is taking its
+ * workers' profiles (none written: a part of them would stay). */
 static int save_one(const struct tf_server *server, const char *path, const char *format,
-                    const char *flag)
+                    const char *flag, bool *stopping)
 {
     if (!path || !server->profiler)
         return 0;
@@ -427,6 +459,13 @@ static int save_one(const struct tf_server *server, const char *path, const char
     if (!data && errno == EINTR) {
         tf_log_error("profile: %s not written: the stop was told to end at once (a second "
                      "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
+        return -1;
+    }
+    if (!data && errno == EAGAIN) {
+        tf_log_error("profile: %s not written now: the server is stopping and some workers "
+                     "have not handed their profiles over yet (the stop writes it once they "
+                     "have)", flag);
+        *stopping = true;
         return -1;
     }
     if (!data) {
@@ -462,9 +501,14 @@ static int save_one(const struct tf_server *server, const char *path, const char
 
 int tf_server_save_profile(const struct tf_server *server)
 {
-    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log");
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind");
-    return a < 0 || b < 0 ? -1 : 0;
+    bool stopping = false;
+    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
+                     &stopping);
+    if (a == 0 && b == 0)
+        return 0;
+    errno = stopping ? EAGAIN : EIO;
+    return -1;
 }
 
 void tf_server_profile_shutdown(const struct tf_server *server)

@@ -92,15 +92,19 @@ struct tf_profiler_controls {
     void (*enable)(bool on);
     bool (*enabled)(void);
     /* malloc'd, or NULL (errno EFBIG: past the format's size limit; EINTR: a
-     * front's stop, told to end at once while it asked its workers) */
+     * front's stop, told to end at once while it asked its workers; EAGAIN:
+     * a front's stop, its workers' profiles not all handed over yet) */
     char *(*export)(const char *format, size_t *len);
-    /* *bad_view: the query's filter or sort is invalid (the JSON says which) */
+    /* *bad_view: the query's filter or sort is invalid (the JSON says which);
+     * NULL as export's (EAGAIN), or on out of memory */
     char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,
                    bool *bad_view);
+    /* NULL: no such request kept (EAGAIN: as export's) */
     char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
     void (*clear)(void);
     /* The WSGI requests running now, with their Python stacks: an HTML
-     * fragment or JSON, malloc'd (*len set), NULL on out of memory. */
+     * fragment or JSON, malloc'd (*len set), NULL on out of memory (or
+     * EAGAIN: as export's). */
     char *(*inflight)(bool json, size_t *len);
     char *(*modules)(size_t *len); /* the app's loaded Python files, one per line; may be NULL */
     int (*refresh)(void);          /* a front: merge the workers' latency; returns in flight */
@@ -110,7 +114,8 @@ void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_c
 
 /* Write the configured profile files (--profile-log, --profile-callgrind)
  * from the accumulated profile; with nothing profiled, none (a file there
- * stays as it is; logged). Returns 0, or -1 with the reason logged. */
+ * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
+ * EAGAIN: a front's stop is taking its workers' profiles; none written). */
 int tf_server_save_profile(const struct tf_server *server);
 /* At shutdown: save them, or with --profile-flush-at-shutdown remove them. */
 void tf_server_profile_shutdown(const struct tf_server *server);

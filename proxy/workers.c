@@ -80,14 +80,26 @@ static int random_token(char *out, size_t cap)
     return 0;
 }
 
-static void kill_and_reap(struct generation *g)
+/* SIGKILL every worker of g still running and reap it. exited is set
+ * under w->lock: the control server reads it (tf_workers_origins), and
+ * serves on during a stop's kill. */
+static void kill_and_reap(struct tf_workers *w, struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++)
         if (g->workers[i].pid > 0 && !g->workers[i].exited) {
             tf_signal_process(g->workers[i].pid, true);
             waitpid(g->workers[i].pid, NULL, 0);
+            pthread_mutex_lock(&w->lock);
             g->workers[i].exited = 1;
+            pthread_mutex_unlock(&w->lock);
         }
+}
+
+/* Has this child ended (a zombie not reaped yet)? It stays to be reaped. */
+static bool has_ended(pid_t pid)
+{
+    siginfo_t info = { 0 };
+    return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
 }
 
 /* Let a ready generation accept (write "GO"). */
@@ -128,7 +140,10 @@ static void quiesce(struct tf_workers *w, struct generation *g, const char *why)
                      "SIGTERM)", why);
     int sig = tf_fetch_all_or_signal(origins, n, "POST", path, TF_FETCH_QUICK_MS, f);
     for (size_t i = 0; i < n; i++) {
-        if (!sig && f[i].status != 303)
+        if (!sig && !f[i].status && has_ended(asked[i]->pid))
+            tf_log_info("%s: worker %d had exited when asked to stop accepting", why,
+                        (int)asked[i]->pid);
+        else if (!sig && f[i].status != 303)
             tf_log_error("%s: worker %d did not confirm it stopped accepting within %d s "
                          "(status %u)", why, (int)asked[i]->pid, TF_FETCH_QUICK_MS / 1000,
                          f[i].status);
@@ -220,7 +235,7 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
     if (seen.stop)
         tf_log_info("signal %d: stopping the new workers before they are ready", seen.stop);
     if (err[0] || seen.stop) {
-        kill_and_reap(g);
+        kill_and_reap(w, g);
         free_generation(g);
         return NULL;
     }
@@ -699,7 +714,7 @@ int tf_workers_stop(struct tf_workers *w, double timeout)
         for (unsigned i = 0; ended < 0 && i < g->n; i++) /* (a second signal: no file at all) */
             if (!g->workers[i].exited)
                 say_if_left_out(w, &g->workers[i], "was killed");
-        kill_and_reap(g); /* past the timeout, or told to */
+        kill_and_reap(w, g); /* past the timeout, or told to */
     }
     return ended;
 }

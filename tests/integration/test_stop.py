@@ -415,6 +415,48 @@ def test_a_worker_left_running_at_the_timeout_is_left_out_of_the_files(tracfront
     assert app_calls(log)[0] == len(other), (len(other), log_text)
 
 
+@pytest.mark.parametrize("timeout", ["0", "0.2"])
+def test_an_idle_worker_hands_its_profile_over_at_any_graceful_timeout(
+        tracfront, tmp_path, timeout):
+    # a worker with nothing in flight when --graceful-timeout ends (it waits
+    # for a little quiet first) has finished its stop: it hands over
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", timeout, "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log)
+    for _ in range(6):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    srv.proc.send_signal(signal.SIGTERM)
+    assert srv.proc.wait(30) == 0
+    log_text = srv.error_log
+    assert "requests still running" not in log_text, log_text
+    assert log.exists(), log_text
+    assert app_calls(log)[0] == 6, log_text
+
+
+def test_a_request_that_ends_in_the_last_moments_of_the_timeout_is_in_the_file(
+        tracfront, tmp_path):
+    # it ends within --graceful-timeout, less than the worker's quiet time
+    # (0.3 s) before its end: the worker still hands its profile over
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "2", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log, workers=1)
+    for _ in range(3):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        value=fetch(requests, srv.url + "slow?s=1.9")), daemon=True)
+    t.start()
+    wait_for(lambda: in_flight(srv) == 2, 10, "the /slow request to run")  # and the asking one
+    os.killpg(srv.proc.pid, signal.SIGTERM)
+    t.join(30)
+    assert result["value"][0] == 200, result
+    assert srv.proc.wait(30) == 0
+    log_text = srv.error_log
+    assert "requests still running" not in log_text, log_text
+    calls, cumtime = app_calls(log)
+    assert calls == 4 and cumtime >= 1.9, (calls, cumtime, log_text)
+
+
 def test_a_child_forked_at_exit_does_not_hold_up_the_end(tracfront, tmp_path):
     # the child shares the pipe that tells the exit watcher Python has finished
     marks = tmp_path / "atexit"
@@ -588,7 +630,7 @@ def test_a_second_signal_while_the_front_waits_for_the_profiles_acts_at_once(
     # profile over, reading its signals meanwhile; the file is not written
     # from part of them (the others handed theirs over, the stopped one cannot)
     profile = tmp_path / "profile.pstats"
-    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", "--profile",
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "60", "--profile",
                           "--profile-log", profile, workers=3)
     tree = descendants(srv.proc.pid)
     for _ in range(6):
@@ -598,13 +640,112 @@ def test_a_second_signal_while_the_front_waits_for_the_profiles_acts_at_once(
         srv.proc.send_signal(signal.SIGTERM)
         wait_for(lambda: GAVE_UP_ON in srv.error_log, 30, "the front to give up the quiesce")
         srv.proc.send_signal(signal.SIGTERM)
+        # it ends before --graceful-timeout (60 s) would have ended the wait
+        # for the stopped worker's profile
         assert srv.proc.wait(30) == 0
         log = srv.error_log
         assert "signal %d again" % signal.SIGTERM in log, log
-        assert "/tree (status 0)" not in log, \
-            "the second signal waited for the stopped worker's profile:\n" + log
+        assert "workers still running" not in log, log
         assert "--profile-log not written" in log, log
         assert not profile.exists()
         wait_for(lambda: not left_running(tree), 10, "the workers to be gone with the front")
     finally:
         release(stopped, tree)
+
+
+def front_control(srv):
+    """The front's control port (its workers' TF_FRONT_CONTROL)'s profile URL."""
+    pid = min(children(srv.proc.pid))
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        env = dict(e.split(b"=", 1) for e in f.read().split(b"\0") if b"=" in e)
+    return "http://127.0.0.1:%d/__profile__/" % int(env[b"TF_FRONT_CONTROL"])
+
+
+def listening_ports(pid):
+    """The TCP ports process pid listens on."""
+    inodes = {t[len("socket:["):-1] for t in open_fds(pid).values() if t.startswith("socket:[")}
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return {int(r[1].split(":")[1], 16) for r in rows if r[3] == "0A" and r[9] in inodes}
+
+
+def connected_to(ports):
+    """Established connections whose server side is one of ports."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return [r for r in rows if r[3] == "01" and int(r[1].split(":")[1], 16) in ports]
+
+
+def test_pages_waiting_for_a_stopped_worker_do_not_hold_up_the_others_hand_over(
+        tracfront, tmp_path):
+    # the front's control port serves its pages and the workers' hand-overs
+    # on one thread: pages held up by a stopped worker give up at the stop,
+    # so the live workers hand their profiles over in time
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "30", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log, workers=3)
+    tree = descendants(srv.proc.pid)
+    for _ in range(6):
+        assert fetch(requests, srv.url + "pid")[0] == 200
+    control = front_control(srv)
+    stopped, others = stop_first_worker(srv)
+    try:
+        ports = listening_ports(stopped) - {srv.port}
+        pages = []
+        for _ in range(2):
+            result = {}
+            t = threading.Thread(target=lambda r=result: r.update(value=requests.get(
+                control + "request?id=1", timeout=60).status_code), daemon=True)
+            t.start()
+            pages.append((t, result))
+        wait_for(lambda: connected_to(ports), 10, "the page to ask the stopped worker")
+        srv.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: not left_running({p: tree[p] for p in others}), 30,
+                 "the live workers to stop")
+        os.kill(stopped, signal.SIGCONT)  # it stops too, and hands its profile over
+        assert srv.proc.wait(30) == 0
+        log_text = srv.error_log
+        assert "before it handed its profile over" not in log_text, log_text
+        assert "did not answer this worker's hand-over" not in log_text, log_text
+        assert app_calls(log)[0] == 6, log_text
+        for t, r in pages:  # cut short by the stop, the worker it waited for unanswered
+            t.join(30)
+            assert r["value"] == 503, r
+    finally:
+        release(stopped, tree)
+
+
+def test_pages_and_save_during_the_stop_do_not_leave_out_the_running_workers(
+        tracfront, tmp_path):
+    # one worker still runs a request: a page or file made now would leave
+    # it out, so none is made; the stop's file holds it
+    log = tmp_path / "t.pstats"
+    srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "30", "--profile",
+                          "--profile-discard-first", "false", "--profile-log", log)
+    tree = descendants(srv.proc.pid)
+    served = [body["pid"] for _, body in concurrently(srv.url + "pid?s=0.02", 8, 10)]
+    assert len(set(served)) == 2, served
+    control = front_control(srv)
+    gate, runs, busy = hold_requests(srv, tmp_path, n=1)
+    try:
+        srv.proc.send_signal(signal.SIGTERM)
+        [other] = set(served) - busy
+        wait_for(lambda: "[worker %d] stopped" % other in srv.error_log, 30,
+                 "the idle worker to hand its profile over and stop")
+        for page in ("api/functions", "", "pstats", "api/inflight", "request?id=1"):
+            r = requests.get(control + page, timeout=30)
+            assert r.status_code == 503 and "profiles are being handed over" in r.text, \
+                (page, r.status_code, r.text[:300])
+        r = requests.post(control + "save", allow_redirects=False, timeout=30)
+        assert r.status_code == 503, (r.status_code, r.text[:300])
+        assert not log.exists()
+        assert "--profile-log not written now" in srv.error_log, srv.error_log
+        gate.touch()
+        [(t, result)] = runs
+        t.join(30)
+        assert result["value"][0] == 200, result
+        assert srv.proc.wait(30) == 0
+    finally:
+        gate.touch()
+        kill_left(tree)
+    assert app_calls(log)[0] == len(served) + 1, srv.error_log  # the held /gate too

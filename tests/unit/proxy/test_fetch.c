@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -32,11 +33,25 @@ static int silent_origin(char *origin, size_t cap)
     return fd;
 }
 
-/* Accept one connection on the listening socket arg, read the request and
- * answer 303. */
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+struct answering {
+    int fd;               /* listening */
+    uint64_t accepted_ms; /* now_ms() when its connection came */
+};
+
+/* Accept one connection on the listening socket of arg (struct answering),
+ * read the request and answer 303. */
 static void *answer_once(void *arg)
 {
-    int c = accept(*(int *)arg, NULL, NULL);
+    struct answering *a = arg;
+    int c = accept(a->fd, NULL, NULL);
+    a->accepted_ms = now_ms();
     char buf[4096];
     if (c >= 0 && read(c, buf, sizeof(buf)) > 0) {
         static const char reply[] = "HTTP/1.1 303 See Other\r\nLocation: /x\r\n"
@@ -52,20 +67,26 @@ static void test_a_silent_origin_does_not_keep_anothers_answer(void **state)
 {
     (void)state;
     char silent[48], answering[48];
-    int s = silent_origin(silent, sizeof(silent)), a = silent_origin(answering, sizeof(answering));
+    struct answering a = { 0, 0 };
+    int s = silent_origin(silent, sizeof(silent));
+    a.fd = silent_origin(answering, sizeof(answering));
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, answer_once, &a), 0);
-    const char *origins[] = { silent, answering };
+    const char *origins[] = { silent, answering }; /* the silent one first */
     struct tf_fetched f[2];
-    assert_int_equal(tf_fetch_all(origins, 2, "POST", "/q", 300, f, -1, NULL, NULL), 1);
+    uint64_t limit_ms = 1000, started_ms = now_ms();
+    assert_int_equal(tf_fetch_all(origins, 2, "POST", "/q", (long)limit_ms, f, -1, NULL, NULL),
+                     1);
+    pthread_join(t, NULL);
+    /* asked while the silent one was still waited for, not after its limit */
+    assert_true(a.accepted_ms < started_ms + limit_ms);
     assert_int_equal(f[0].status, 0); /* ended by its limit */
     assert_int_equal(f[1].status, 303);
     assert_string_equal(f[1].location, "/x");
     tf_fetched_free(&f[0]);
     tf_fetched_free(&f[1]);
-    pthread_join(t, NULL);
     close(s);
-    close(a);
+    close(a.fd);
 }
 
 static bool count_and_give_up(void *calls)
