@@ -136,8 +136,8 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
 }
 
 /* A front's page or save while its stop takes the workers' profiles over
- * (errno EAGAIN from the controls): it would leave out the workers still
- * running, so none is made. */
+ * (errno EAGAIN from the controls), or after a second signal cut that short
+ * (EINTR): it would leave out the workers still running, so none is made. */
 static enum MHD_Result refuse_while_stopping(struct tf_request *req)
 {
     return tf_server_reply(req, 503, "The server is stopping: the workers' profiles are being "
@@ -423,7 +423,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         size_t n = 0;
         errno = 0;
         char *body = p->export(exports[i].format, &n);
-        if (!body && errno == EAGAIN)
+        if (!body && (errno == EAGAIN || errno == EINTR)) /* EINTR: a second signal cut it */
             return refuse_while_stopping(req);
         if (!body && errno == EFBIG)
             return tf_server_reply(req, 500, "This export would pass its size limit: collapsed "
