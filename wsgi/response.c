@@ -329,9 +329,37 @@ static bool head_fits(const struct wsgi_task *task)
     return tf_request_head_fits(task->req, task->head_bytes);
 }
 
+/* A head that does not fit is answered 500 at once, logged (mod_wsgi:
+ * "Truncated or oversized response headers"), before any body is produced
+ * for it: true then, and task->head_refused. */
+static bool refused_head(struct wsgi_task *task)
+{
+    if (head_fits(task))
+        return false;
+    char target[1024];
+    tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
+                 "request left of the connection's %u): answered 500", task->req->method,
+                 tf_log_escape(task->req->target, target, sizeof(target)),
+                 tf_request_head_size(task->head_bytes),
+                 task->req->head_used < TF_CONNECTION_POOL
+                     ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
+                 TF_CONNECTION_POOL);
+    wsgi_response_send_error(task, 500, NULL);
+    task->head_refused = true;
+    return true;
+}
+
+/* What write() raises once the head was refused, so the app stops. */
+static int refused_error(void)
+{
+    PyErr_SetString(PyExc_OSError, "response headers too large for the connection (answered "
+                                   "500)");
+    return -1;
+}
+
 bool wsgi_response_bodyless(const struct wsgi_task *task)
 {
-    return task->req->is_head || task->code == 304 || task->code == 204 || !head_fits(task);
+    return task->req->is_head || task->code == 304 || task->code == 204;
 }
 
 /* The app's Content-Length says more than its body has: *short_body is
@@ -351,6 +379,8 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
         task->body_bytes += len;
         return wsgi_response_send_head(task);
     }
+    if (refused_head(task))
+        return 0;
     bool short_body;
     len = (size_t)body_size(task, len, &short_body);
     if (short_body) {
@@ -405,6 +435,10 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
         task->body_bytes += size;
         return wsgi_response_send_head(task);
     }
+    if (refused_head(task)) {
+        close(fd);
+        return 0;
+    }
     bool short_body;
     size = body_size(task, size, &short_body);
     if (short_body)
@@ -428,6 +462,8 @@ int wsgi_response_start_stream(struct wsgi_task *task)
 {
     if (wsgi_response_bodyless(task))
         return 0; /* count the body, answer at its end (wsgi_response_send_head) */
+    if (refused_head(task))
+        return refused_error();
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
     return hand_over(task, tf_request_stream_response(task->req, size));
 }
@@ -440,18 +476,8 @@ int wsgi_response_start_stream(struct wsgi_task *task)
  * contradict; leaving it out would close the connection). */
 int wsgi_response_send_head(struct wsgi_task *task)
 {
-    if (!head_fits(task)) { /* mod_wsgi: "Truncated or oversized response headers" */
-        char target[1024];
-        tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
-                     "request left of the connection's %u): answered 500", task->req->method,
-                     tf_log_escape(task->req->target, target, sizeof(target)),
-                     tf_request_head_size(task->head_bytes),
-                     task->req->head_used < TF_CONNECTION_POOL
-                         ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
-                     TF_CONNECTION_POOL);
-        wsgi_response_send_error(task, 500, NULL);
+    if (refused_head(task))
         return 0;
-    }
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
                     : task->code == 304       ? 0
                                               : task->body_bytes;
@@ -535,6 +561,8 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
 
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 {
+    if (task->head_refused)
+        return refused_error();
     int part = body_part(task, &len);
     if (part <= 0) {
         if (part < 0)

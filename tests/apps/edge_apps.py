@@ -54,6 +54,15 @@ def bogus_exc_info(start_response):
     yield b"never"
 
 
+def endless(tag):
+    """A body that never ends (a live feed): only close() stops it."""
+    try:
+        while True:
+            yield b"e" * 1024
+    finally:
+        print("%s: closed" % tag, flush=True)  # to the error log
+
+
 def abort_midstream(start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for i in range(20):
@@ -116,6 +125,11 @@ def app(environ, start_response):
             return []
         if q.get("body") == "empty":
             return []
+        if q.get("body") == "endless":
+            return endless("big-headers endless")
+        if q.get("body") == "endless-write":
+            while True:
+                write(b"e" * 1024)
         return iter([b"streamed"]) if q.get("body") == "gen" else [b"listed"]
     if path == "/short-list":  # fewer bytes than the Content-Length says
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])

@@ -227,6 +227,27 @@ def test_response_headers_that_fit_are_sent(tracfront, query, pad):
     assert "too large" not in srv.error_log
 
 
+@pytest.mark.parametrize("body", ["endless", "endless-write"])
+def test_too_large_head_with_an_endless_body_is_a_500_at_once(tracfront, body):
+    """The 500 goes at the first chunk or write(), and the iteration stops
+    (close() called): it was sent after the body ended, so never for a body
+    that does not end (mod_wsgi answers at the head)."""
+    srv = tracfront(*APP)
+    target = "/big-headers?bytes=60000&body=" + body
+    raw = answer_to(srv, target)
+    assert raw.startswith(b"HTTP/1.1 500 "), raw[:200]
+    assert "GET %s: response headers too large (" % target in srv.error_log
+    assert '" 500 ' in access_line(srv, target)
+    if body == "endless":
+        deadline = time.monotonic() + 10
+        while "big-headers endless: closed" not in srv.error_log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "big-headers endless: closed" in srv.error_log
+    else:  # write() raised, the app did not catch it
+        assert "response headers too large for the connection" in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
