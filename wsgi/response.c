@@ -201,6 +201,9 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     task->code = code;
     task->content_length = content_length;
     task->head_bytes = head_bytes;
+    /* Nothing was sent: a body counted so far (a 204's, dropped) was not this
+     * answer's, and counted against its Content-Length it would cut it. */
+    task->body_bytes = 0;
     return PyCFunction_New(&write_def, self); /* new ref */
 }
 

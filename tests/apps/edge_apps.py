@@ -63,6 +63,19 @@ def endless(tag):
         print("%s: closed" % tag, flush=True)  # to the error log
 
 
+def replaced_after_dropped_chunks(start_response):
+    """A 204's body is dropped but counted; the app then fails and replaces
+    its answer (exc_info) with one of 100 bytes."""
+    start_response("204 No Content", [])
+    yield b"x" * 10
+    try:
+        raise RuntimeError("late failure")
+    except RuntimeError:
+        start_response("500 Oops", [("Content-Type", "text/plain"), ("Content-Length", "100")],
+                       sys.exc_info())
+    yield b"y" * 100
+
+
 def abort_midstream(start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for i in range(20):
@@ -76,6 +89,8 @@ def app(environ, start_response):
     if path == "/hello":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
+    if path == "/replaced-after-dropped-chunks":
+        return replaced_after_dropped_chunks(start_response)
     if path == "/empty-header":  # a header with an empty value is still a header
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Empty", "")])
         return [b"ok"]

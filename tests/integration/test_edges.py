@@ -248,6 +248,17 @@ def test_too_large_head_with_an_endless_body_is_a_500_at_once(tracfront, body):
     assert requests.get(srv.url + "hello", timeout=10).text == "hello"
 
 
+def test_a_replaced_answer_is_whole_after_a_dropped_body(tracfront):
+    """A 204's dropped body counted against the Content-Length of the answer
+    that replaced it (exc_info): 90 of its 100 bytes went out, logged clean."""
+    srv = tracfront(*APP)
+    raw = answer_to(srv, "/replaced-after-dropped-chunks")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ") and b"Content-Length: 100" in head, head
+    assert body == b"y" * 100
+    assert '" 500 100 ' in access_line(srv, "/replaced-after-dropped-chunks")
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
