@@ -90,7 +90,8 @@ static int check_headers(PyObject *headers, int64_t *content_length, size_t *byt
                          "character such as a newline in the value)", item);
             return -1;
         }
-        *bytes += nlen + vlen + 4; /* "Name: value\r\n" */
+        /* "Name: value\r\n"; an empty value goes out as " " (tf_response_add_header) */
+        *bytes += nlen + (vlen ? vlen : 1) + 4;
         if (nlen == 14 && !strncasecmp(name, "Content-Length", 14)) {
             *content_length = parse_length(value, vlen);
             if (*content_length == -2) {

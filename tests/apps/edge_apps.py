@@ -134,6 +134,8 @@ def app(environ, start_response):
             headers = [("X-H%d" % i, "v") for i in range(int(q["count"]))]
         else:
             headers = [("X-Big", "a" * int(q["bytes"]))]
+        if q.get("empty") == "1":  # sent as "X-Empty:  ": 12 bytes
+            headers.append(("X-Empty", ""))
         write = start_response("200 OK", [("Content-Type", "text/plain")] + headers)
         if q.get("body") == "write":
             write(b"written")

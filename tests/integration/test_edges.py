@@ -259,6 +259,25 @@ def test_a_replaced_answer_is_whole_after_a_dropped_body(tracfront):
     assert '" 500 100 ' in access_line(srv, "/replaced-after-dropped-chunks")
 
 
+def test_an_empty_header_value_counts_the_byte_it_is_sent_with(tracfront):
+    """libmicrohttpd 0.9.75 refuses "": it goes out as "X-Empty:  " (12
+    bytes), so the largest X-Big that fits beside it is 12 bytes smaller
+    than without it, not 11."""
+    srv = tracfront(*APP)
+
+    def fits(n, empty):
+        raw = answer_to(srv, "/big-headers?bytes=%d&empty=%d" % (n, empty))
+        assert raw.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 500 ")), raw[:100]
+        return raw.startswith(b"HTTP/1.1 200 ")
+    lo, hi = 30000, 33000  # fits, does not
+    assert fits(lo, 0) and not fits(hi, 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid, 0) else (lo, mid)
+    assert fits(lo - 12, 1)
+    assert not fits(lo - 11, 1)
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
