@@ -91,6 +91,10 @@ def app(environ, start_response):
         return [b"hello"]
     if path == "/replaced-after-dropped-chunks":
         return replaced_after_dropped_chunks(start_response)
+    if path == "/noted":  # says in the error log that the app ran
+        print("noted: the app ran", flush=True)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"noted"]
     if path == "/empty-header":  # a header with an empty value is still a header
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Empty", "")])
         return [b"ok"]

@@ -278,6 +278,19 @@ def test_an_empty_header_value_counts_the_byte_it_is_sent_with(tracfront):
     assert not fits(lo - 11, 1)
 
 
+@pytest.mark.parametrize("pad, status", [(32300, 431), (32000, 200)])
+def test_a_request_head_that_leaves_no_room_for_an_answer_is_a_431(tracfront, pad, status):
+    """A head that leaves less of the connection's pool than 256 bytes: the
+    app ran and its answer was logged but never sent (0 bytes). It is
+    refused before the app runs, as nginx refuses heads too large."""
+    srv = tracfront(*APP)
+    raw = answer_to(srv, "/noted", pad)
+    assert raw.startswith(b"HTTP/1.1 %d " % status), raw[:200]
+    assert ('" %d ' % status) in access_line(srv, "/noted")
+    assert ("noted: the app ran" in srv.error_log) == (status == 200)
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
