@@ -113,6 +113,10 @@ int tf_daemon_detach(void *arg);
 int tf_daemon_close_lingering(void *arg);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
+/* Whether libmicrohttpd, on this thread, could not build the head of the
+ * answer of the request it completes next (no room left in its connection's
+ * pool): the connection closed with nothing sent. Clears it. */
+bool tf_daemon_head_failed(void);
 
 /* --- request_end.c --- */
 /* libmicrohttpd's MHD_OPTION_NOTIFY_COMPLETED (cls is the server). */

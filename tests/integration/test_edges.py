@@ -291,6 +291,33 @@ def test_a_request_head_that_leaves_no_room_for_an_answer_is_a_431(tracfront, pa
     assert requests.get(srv.url + "hello", timeout=10).text == "hello"
 
 
+def test_an_answer_whose_head_cannot_be_built_is_logged_as_not_sent(tracfront):
+    """Bytes read with the request (a pipelined one) take the pool too and
+    are not counted: a head that fits the request alone then cannot be
+    built, and the connection closes with nothing sent. It was logged 200
+    with the body's bytes; now 500 and '-' (none), with the reason."""
+    srv = tracfront(*APP)
+    target = "/big-headers?bytes=30000"
+    raw = srv.raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n"
+                  b"X-Pad: %s\r\n\r\n" % (target.encode(), b"p" * 2500), timeout=10)
+    assert raw == b""
+    assert '" 500 - ' in access_line(srv, target)
+    assert "GET %s: the answer's head (200) did not fit what the request left" % target \
+        in srv.error_log
+    assert "failed to create response header" not in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_a_request_head_that_leaves_room_for_no_answer_at_all(tracfront):
+    """112 bytes left: not even the 431 goes out; the app does not run, and
+    the log says that nothing was sent."""
+    srv = tracfront(*APP)
+    assert answer_to(srv, "/noted", 32400) == b""
+    assert '" 431 - ' in access_line(srv, "/noted")
+    assert "noted: the app ran" not in srv.error_log
+    assert "GET /noted: the answer's head (431) did not fit" in srv.error_log
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
