@@ -213,8 +213,15 @@ void wsgi_task_exit_if_forked(const struct wsgi_task *task)
     pid_t pid = getpid();
     if (pid == task->pid)
         return;
-    tf_log_error("%s %s: the app forked and its child returned to tracfront (pid %d); exiting",
-                 task->req->method, task->req->target, (int)pid);
+    /* Not tf_log_error: its localtime_r takes glibc's time-zone lock, which
+     * another thread may have held at the fork and nobody unlocks in the
+     * child. A fixed prefix, no time, one write(2). */
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "[error] %s %.900s: the app forked and its child "
+                     "returned to tracfront (pid %d); exiting\n", task->req->method,
+                     task->req->target, (int)pid);
+    if (n > 0)
+        tf_log_raw(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     _exit(1);
 }
 
