@@ -192,6 +192,15 @@ void tf_daemon_log_explained(bool on)
     close_explained = on;
 }
 
+static __thread bool head_failed; /* see tf_daemon_head_failed */
+
+bool tf_daemon_head_failed(void)
+{
+    bool failed = head_failed;
+    head_failed = false;
+    return failed;
+}
+
 /* One of libmicrohttpd's lines, whole (see tf_daemon_log). */
 static void take_line(void *cls, const char *fmt, char *msg)
 {
@@ -201,6 +210,10 @@ static void take_line(void *cls, const char *fmt, char *msg)
     if (close_explained && (begins(msg, "Application reported internal error") ||
                             begins(msg, "Closing connection (application"))) {
         close_explained = false;
+        return;
+    }
+    if (begins(msg, "Closing connection (failed to create response header")) {
+        head_failed = true; /* the request's completion, next on this thread, says it */
         return;
     }
     if (begins(msg, "Hit process or system resource limit at FIRST connection"))

@@ -53,6 +53,24 @@ static bool answered(struct MHD_Connection *connection, enum MHD_RequestTerminat
             MHD_get_connection_info(connection, MHD_CONNECTION_INFO_HTTP_STATUS));
 }
 
+/* libmicrohttpd could not build req's answer's head in what the request
+ * left of its connection's pool: bytes read with its head (a pipelined
+ * request, blank lines before it) take some too, and tf_head_used does not
+ * count them. Nothing was
+ * sent: logged so, and an answer that was no error is logged 500. */
+static void head_not_sent(struct tf_request *req)
+{
+    char target[1024];
+    tf_log_error("%s %s: the answer's head (%u) did not fit what the request left of the "
+                 "connection's %u bytes (bytes read with it take room too: a pipelined "
+                 "request, blank lines before it); connection closed with nothing sent", req->method ? req->method : "-",
+                 tf_log_escape(req->target ? req->target : "-", target, sizeof(target)),
+                 req->status, TF_CONNECTION_POOL);
+    if (req->status < 400)
+        req->status = 500;
+    req->bytes_out = 0;
+}
+
 static void write_access_log(const struct tf_request *req, struct MHD_Connection *connection,
                              enum MHD_RequestTerminationCode toe, uint64_t now)
 {
@@ -76,11 +94,18 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
 {
     struct tf_server *server = cls;
     struct tf_request *req = *con_cls;
-    if (!req)
+    bool head_failed = tf_daemon_head_failed(); /* its line came before this call */
+    if (!req) {
+        if (head_failed)
+            tf_log_error("http: an answer's head did not fit its connection's pool; "
+                         "connection closed with nothing sent");
         return;
+    }
     *con_cls = NULL;
     tf_request_unwatch_hangup(req); /* its socket closes next */
     tf_daemon_log_explained(false); /* its line, if any, came before this call */
+    if (head_failed)
+        head_not_sent(req);
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled() && !server->control) /* clients' requests only */
         write_access_log(req, connection, toe, now);

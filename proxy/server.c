@@ -432,6 +432,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                 return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
             if (req->body_failed)
                 return tf_server_reply(req, 500, "The request body could not be stored.", true);
+            if (!tf_head_leaves_room(req->connection)) /* before any backend runs */
+                return tf_server_reply(req, 431, "The request's headers leave no room for the "
+                                       "answer's; send fewer or smaller ones.", true);
             const char *sub;
             if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
                 return tf_profile_serve(server, req, sub);

@@ -92,6 +92,10 @@ void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connectio
  * The answer's head must fit in the rest (bytes of a pipelined request
  * already read take some more, not counted). Final access-handler call. */
 size_t tf_head_used(struct MHD_Connection *connection);
+/* Whether the rest holds a small answer's head (an error page's, 256 bytes):
+ * else nothing could be sent, and the request is refused with 431 before
+ * its backend runs (nginx answers 400 for heads too large). */
+bool tf_head_leaves_room(struct MHD_Connection *connection);
 /* Cut the query of a target with more arguments than libmicrohttpd can
  * store, in its own copy (the request is then refused with 414). */
 bool tf_head_cut_long_query(const char *uri);
@@ -109,6 +113,10 @@ int tf_daemon_detach(void *arg);
 int tf_daemon_close_lingering(void *arg);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
+/* Whether libmicrohttpd, on this thread, could not build the head of the
+ * answer of the request it completes next (no room left in its connection's
+ * pool): the connection closed with nothing sent. Clears it. */
+bool tf_daemon_head_failed(void);
 
 /* --- request_end.c --- */
 /* libmicrohttpd's MHD_OPTION_NOTIFY_COMPLETED (cls is the server). */

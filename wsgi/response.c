@@ -90,7 +90,8 @@ static int check_headers(PyObject *headers, int64_t *content_length, size_t *byt
                          "character such as a newline in the value)", item);
             return -1;
         }
-        *bytes += nlen + vlen + 4; /* "Name: value\r\n" */
+        /* "Name: value\r\n"; an empty value goes out as " " (tf_response_add_header) */
+        *bytes += nlen + (vlen ? vlen : 1) + 4;
         if (nlen == 14 && !strncasecmp(name, "Content-Length", 14)) {
             *content_length = parse_length(value, vlen);
             if (*content_length == -2) {
@@ -201,6 +202,9 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     task->code = code;
     task->content_length = content_length;
     task->head_bytes = head_bytes;
+    /* Nothing was sent: a body counted so far (a 204's, dropped) was not this
+     * answer's, and counted against its Content-Length it would cut it. */
+    task->body_bytes = 0;
     return PyCFunction_New(&write_def, self); /* new ref */
 }
 
@@ -209,8 +213,15 @@ void wsgi_task_exit_if_forked(const struct wsgi_task *task)
     pid_t pid = getpid();
     if (pid == task->pid)
         return;
-    tf_log_error("%s %s: the app forked and its child returned to tracfront (pid %d); exiting",
-                 task->req->method, task->req->target, (int)pid);
+    /* Not tf_log_error: its localtime_r takes glibc's time-zone lock, which
+     * another thread may have held at the fork and nobody unlocks in the
+     * child. A fixed prefix, no time, one write(2). */
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "[error] %s %.900s: the app forked and its child "
+                     "returned to tracfront (pid %d); exiting\n", task->req->method,
+                     task->req->target, (int)pid);
+    if (n > 0)
+        tf_log_raw(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     _exit(1);
 }
 
@@ -329,9 +340,37 @@ static bool head_fits(const struct wsgi_task *task)
     return tf_request_head_fits(task->req, task->head_bytes);
 }
 
+/* A head that does not fit is answered 500 at once, logged (mod_wsgi:
+ * "Truncated or oversized response headers"), before any body is produced
+ * for it: true then, and task->head_refused. */
+static bool refused_head(struct wsgi_task *task)
+{
+    if (head_fits(task))
+        return false;
+    char target[1024];
+    tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
+                 "request left of the connection's %u): answered 500", task->req->method,
+                 tf_log_escape(task->req->target, target, sizeof(target)),
+                 tf_request_head_size(task->head_bytes),
+                 task->req->head_used < TF_CONNECTION_POOL
+                     ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
+                 TF_CONNECTION_POOL);
+    wsgi_response_send_error(task, 500, NULL);
+    task->head_refused = true;
+    return true;
+}
+
+/* What write() raises once the head was refused, so the app stops. */
+static int refused_error(void)
+{
+    PyErr_SetString(PyExc_OSError, "response headers too large for the connection (answered "
+                                   "500)");
+    return -1;
+}
+
 bool wsgi_response_bodyless(const struct wsgi_task *task)
 {
-    return task->req->is_head || task->code == 304 || task->code == 204 || !head_fits(task);
+    return task->req->is_head || task->code == 304 || task->code == 204;
 }
 
 /* The app's Content-Length says more than its body has: *short_body is
@@ -351,6 +390,8 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
         task->body_bytes += len;
         return wsgi_response_send_head(task);
     }
+    if (refused_head(task))
+        return 0;
     bool short_body;
     len = (size_t)body_size(task, len, &short_body);
     if (short_body) {
@@ -405,6 +446,10 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
         task->body_bytes += size;
         return wsgi_response_send_head(task);
     }
+    if (refused_head(task)) {
+        close(fd);
+        return 0;
+    }
     bool short_body;
     size = body_size(task, size, &short_body);
     if (short_body)
@@ -428,6 +473,8 @@ int wsgi_response_start_stream(struct wsgi_task *task)
 {
     if (wsgi_response_bodyless(task))
         return 0; /* count the body, answer at its end (wsgi_response_send_head) */
+    if (refused_head(task))
+        return refused_error();
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
     return hand_over(task, tf_request_stream_response(task->req, size));
 }
@@ -440,18 +487,8 @@ int wsgi_response_start_stream(struct wsgi_task *task)
  * contradict; leaving it out would close the connection). */
 int wsgi_response_send_head(struct wsgi_task *task)
 {
-    if (!head_fits(task)) { /* mod_wsgi: "Truncated or oversized response headers" */
-        char target[1024];
-        tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
-                     "request left of the connection's %u): answered 500", task->req->method,
-                     tf_log_escape(task->req->target, target, sizeof(target)),
-                     tf_request_head_size(task->head_bytes),
-                     task->req->head_used < TF_CONNECTION_POOL
-                         ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
-                     TF_CONNECTION_POOL);
-        wsgi_response_send_error(task, 500, NULL);
+    if (refused_head(task))
         return 0;
-    }
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
                     : task->code == 304       ? 0
                                               : task->body_bytes;
@@ -535,6 +572,8 @@ static int write_all(struct tf_request *req, const char *data, size_t len, uint6
 
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 {
+    if (task->head_refused)
+        return refused_error();
     int part = body_part(task, &len);
     if (part <= 0) {
         if (part < 0)

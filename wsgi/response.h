@@ -26,6 +26,7 @@ struct wsgi_task {
     size_t head_bytes;        /* the app's headers in the answer's head ("Name: value\r\n") */
     uint64_t body_bytes;      /* body bytes produced so far */
     bool sent;                /* the response is with the I/O side */
+    bool head_refused;        /* sent is a 500: the app's head did not fit (its body stops) */
     pid_t pid;                /* the server's process, where the task began */
     PyObject *profile;        /* the function profiler's collector, or NULL */
 };
@@ -53,14 +54,17 @@ int wsgi_response_send_buffer(struct wsgi_task *task, const char *data, size_t l
  * ownership of fd. */
 int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uint64_t size);
 /* Start a streamed response (Content-Length if the app gave one, else chunked
- * on HTTP/1.1 and close-delimited on 1.0). Bodyless: nothing is sent yet. */
+ * on HTTP/1.1 and close-delimited on 1.0). Bodyless: nothing is sent yet.
+ * A head too large for the connection is answered 500 at once (logged):
+ * -1 with OSError set and task->head_refused, and the body must stop. */
 int wsgi_response_start_stream(struct wsgi_task *task);
-/* True when the answer carries no body: a HEAD, a 304 or a 204, or a 500
- * for headers too large for the connection (libmicrohttpd's pool). The app's
+/* True when the answer carries no body: a HEAD, a 304 or a 204. The app's
  * body is then counted, not sent, and the answer goes out at its end. */
 bool wsgi_response_bodyless(const struct wsgi_task *task);
 /* Such an answer, once its body has been produced and counted: headers (a
- * HEAD's Content-Length is its body's), and no body; or the 500 (logged). */
+ * HEAD's Content-Length is its body's), and no body. A head too large for
+ * the connection (libmicrohttpd's pool) is a 500 (logged) here, and in the
+ * send and start functions above. */
 int wsgi_response_send_head(struct wsgi_task *task);
 /* End a started stream: whole, or cut (the connection aborted, logged) when
  * the body fell short of the app's Content-Length. */

@@ -246,7 +246,12 @@ static void iterate(struct wsgi_task *task)
         if (!task->sent) {
             bool ok = ready_to_send(task); /* false: the task has been ended */
             if (ok && wsgi_response_start_stream(task) < 0) {
-                failed(task, "starting the response failed");
+                if (task->head_refused) { /* answered 500 (logged): the body stops here */
+                    PyErr_Clear();
+                    end(task);
+                } else {
+                    failed(task, "starting the response failed");
+                }
                 ok = false;
             }
             if (!ok) {

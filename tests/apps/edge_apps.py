@@ -54,6 +54,28 @@ def bogus_exc_info(start_response):
     yield b"never"
 
 
+def endless(tag):
+    """A body that never ends (a live feed): only close() stops it."""
+    try:
+        while True:
+            yield b"e" * 1024
+    finally:
+        print("%s: closed" % tag, flush=True)  # to the error log
+
+
+def replaced_after_dropped_chunks(start_response):
+    """A 204's body is dropped but counted; the app then fails and replaces
+    its answer (exc_info) with one of 100 bytes."""
+    start_response("204 No Content", [])
+    yield b"x" * 10
+    try:
+        raise RuntimeError("late failure")
+    except RuntimeError:
+        start_response("500 Oops", [("Content-Type", "text/plain"), ("Content-Length", "100")],
+                       sys.exc_info())
+    yield b"y" * 100
+
+
 def abort_midstream(start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for i in range(20):
@@ -67,6 +89,12 @@ def app(environ, start_response):
     if path == "/hello":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"hello"]
+    if path == "/replaced-after-dropped-chunks":
+        return replaced_after_dropped_chunks(start_response)
+    if path == "/noted":  # says in the error log that the app ran
+        print("noted: the app ran", flush=True)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"noted"]
     if path == "/empty-header":  # a header with an empty value is still a header
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Empty", "")])
         return [b"ok"]
@@ -110,12 +138,19 @@ def app(environ, start_response):
             headers = [("X-H%d" % i, "v") for i in range(int(q["count"]))]
         else:
             headers = [("X-Big", "a" * int(q["bytes"]))]
+        if q.get("empty") == "1":  # sent as "X-Empty:  ": 12 bytes
+            headers.append(("X-Empty", ""))
         write = start_response("200 OK", [("Content-Type", "text/plain")] + headers)
         if q.get("body") == "write":
             write(b"written")
             return []
         if q.get("body") == "empty":
             return []
+        if q.get("body") == "endless":
+            return endless("big-headers endless")
+        if q.get("body") == "endless-write":
+            while True:
+                write(b"e" * 1024)
         return iter([b"streamed"]) if q.get("body") == "gen" else [b"listed"]
     if path == "/short-list":  # fewer bytes than the Content-Length says
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "100")])

@@ -227,6 +227,97 @@ def test_response_headers_that_fit_are_sent(tracfront, query, pad):
     assert "too large" not in srv.error_log
 
 
+@pytest.mark.parametrize("body", ["endless", "endless-write"])
+def test_too_large_head_with_an_endless_body_is_a_500_at_once(tracfront, body):
+    """The 500 goes at the first chunk or write(), and the iteration stops
+    (close() called): it was sent after the body ended, so never for a body
+    that does not end (mod_wsgi answers at the head)."""
+    srv = tracfront(*APP)
+    target = "/big-headers?bytes=60000&body=" + body
+    raw = answer_to(srv, target)
+    assert raw.startswith(b"HTTP/1.1 500 "), raw[:200]
+    assert "GET %s: response headers too large (" % target in srv.error_log
+    assert '" 500 ' in access_line(srv, target)
+    # the generator was closed; write() raised, and the app did not catch it
+    said = "big-headers endless: closed" if body == "endless" else \
+        "OSError: response headers too large for the connection (answered 500)"
+    deadline = time.monotonic() + 10
+    while said not in srv.error_log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert said in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_a_replaced_answer_is_whole_after_a_dropped_body(tracfront):
+    """A 204's dropped body counted against the Content-Length of the answer
+    that replaced it (exc_info): 90 of its 100 bytes went out, logged clean."""
+    srv = tracfront(*APP)
+    raw = answer_to(srv, "/replaced-after-dropped-chunks")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 ") and b"Content-Length: 100" in head, head
+    assert body == b"y" * 100
+    assert '" 500 100 ' in access_line(srv, "/replaced-after-dropped-chunks")
+
+
+def test_an_empty_header_value_counts_the_byte_it_is_sent_with(tracfront):
+    """libmicrohttpd 0.9.75 refuses "": it goes out as "X-Empty:  " (12
+    bytes), so the largest X-Big that fits beside it is 12 bytes smaller
+    than without it, not 11."""
+    srv = tracfront(*APP)
+
+    def fits(n, empty):
+        raw = answer_to(srv, "/big-headers?bytes=%d&empty=%d" % (n, empty))
+        assert raw.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 500 ")), raw[:100]
+        return raw.startswith(b"HTTP/1.1 200 ")
+    lo, hi = 30000, 33000  # fits, does not
+    assert fits(lo, 0) and not fits(hi, 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid, 0) else (lo, mid)
+    assert fits(lo - 12, 1)
+    assert not fits(lo - 11, 1)
+
+
+@pytest.mark.parametrize("pad, status", [(32300, 431), (32000, 200)])
+def test_a_request_head_that_leaves_no_room_for_an_answer_is_a_431(tracfront, pad, status):
+    """A head that leaves less of the connection's pool than 256 bytes: the
+    app ran and its answer was logged but never sent (0 bytes). It is
+    refused before the app runs, as nginx refuses heads too large."""
+    srv = tracfront(*APP)
+    raw = answer_to(srv, "/noted", pad)
+    assert raw.startswith(b"HTTP/1.1 %d " % status), raw[:200]
+    assert ('" %d ' % status) in access_line(srv, "/noted")
+    assert ("noted: the app ran" in srv.error_log) == (status == 200)
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_an_answer_whose_head_cannot_be_built_is_logged_as_not_sent(tracfront):
+    """Bytes read with the request (a pipelined one) take the pool too and
+    are not counted: a head that fits the request alone then cannot be
+    built, and the connection closes with nothing sent. It was logged 200
+    with the body's bytes; now 500 and '-' (none), with the reason."""
+    srv = tracfront(*APP)
+    target = "/big-headers?bytes=30000"
+    raw = srv.raw(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n"
+                  b"X-Pad: %s\r\n\r\n" % (target.encode(), b"p" * 2500), timeout=10)
+    assert raw == b""
+    assert '" 500 - ' in access_line(srv, target)
+    assert "GET %s: the answer's head (200) did not fit what the request left" % target \
+        in srv.error_log
+    assert "failed to create response header" not in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_a_request_head_that_leaves_room_for_no_answer_at_all(tracfront):
+    """112 bytes left: not even the 431 goes out; the app does not run, and
+    the log says that nothing was sent."""
+    srv = tracfront(*APP)
+    assert answer_to(srv, "/noted", 32400) == b""
+    assert '" 431 - ' in access_line(srv, "/noted")
+    assert "noted: the app ran" not in srv.error_log
+    assert "GET /noted: the answer's head (431) did not fit" in srv.error_log
+
+
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
 def test_list_or_file_shorter_than_content_length_aborts(tracfront, tmp_path, path):
     """As a generator's short body does (and mod_wsgi, gunicorn, uWSGI): the
