@@ -3,8 +3,9 @@ the standard descriptors, leaves a thread running that never ends, crashes.
 
 The logs go where they were set at start whatever the app closes (a client's
 connection that takes descriptor 2 never receives log text); a stop still ends
-within --graceful-timeout (then the 5 s the atexit handlers get) when a
-non-daemon thread never ends, naming it; a fatal signal leaves the Python
+within --graceful-timeout (at least 5 s after the requests) when Python's
+end waits for a thread that never ends, naming it, and finalizes Python when
+the threads end; a fatal signal leaves the Python
 stacks in the error log, as faulthandler writes them.
 """
 import os
@@ -28,6 +29,7 @@ import threading
 import time
 
 POOLS = []
+EXECUTOR = concurrent.futures.ThreadPoolExecutor(1)  # made at import, as apps do
 
 
 def start_pool():
@@ -40,6 +42,21 @@ def start_pool():
 def forever():
     while True:
         time.sleep(0.05)
+
+
+def raise_at_shutdown():
+    raise RuntimeError("a call registered with threading that raises")
+
+
+def join_main():
+    threading.main_thread().join()
+    print("main-thread joiner ended")
+
+
+def poll_main():
+    while threading.main_thread().is_alive():
+        time.sleep(0.02)
+    print("main-thread poller ended")
 
 
 def application(environ, start_response):
@@ -60,6 +77,15 @@ def application(environ, start_response):
         starter = threading.Thread(target=start_pool, daemon=False)
         starter.start()
         starter.join()
+        atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
+    elif path == "/executor-forever":
+        EXECUTOR.submit(forever)
+    elif path == "/raising-call":
+        threading._register_atexit(raise_at_shutdown)
+        threading.Thread(target=forever, name="never-ends", daemon=False).start()
+    elif path == "/wait-main":
+        for waiter in (join_main, poll_main):
+            threading.Thread(target=waiter, daemon=False).start()
         atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
     elif path == "/segv":
         ctypes.string_at(0)
@@ -125,34 +151,69 @@ def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
         assert line in log, "%r is not in the log:\n%s" % (line, log)
 
 
+GAVE_UP = "Python's end did not finish within --graceful-timeout"
+
+
+def stop_within(srv, deadline=60):
+    """SIGTERM, and the process's exit status: it must end far sooner than
+    deadline (the bound is 5 s past the requests with --graceful-timeout 1)."""
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        return srv.proc.wait(deadline)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running %d s after SIGTERM:\n%s" % (deadline, srv.error_log))
+
+
+def in_order(log, *lines):
+    at = [log.find(line) for line in lines]
+    assert -1 not in at and at == sorted(at), "%s not in this order:\n%s" % (lines, log)
+
+
 def test_a_thread_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
     # Py_FinalizeEx waits for every non-daemon thread (threading's shutdown):
     # bounded by --graceful-timeout counted from the stop, as with --workers
     srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
     assert requests.get(srv.url + "thread", timeout=10).text == "ok"
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("still running 30 s after SIGTERM:\n" + srv.error_log)
-    assert rc == 0
-    assert "threading's shutdown waits for thread 'never-ends'" in srv.error_log, srv.error_log
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", GAVE_UP, "still running: 'never-ends'")
+    assert "stopped" not in srv.error_log.split(GAVE_UP)[1], srv.error_log
 
 
-def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path):
-    # a ThreadPoolExecutor's workers wait for threading's shutdown to tell
-    # them to end (threading._register_atexit): waiting for the threads must
-    # not wait for those
+def test_an_executor_task_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
+    # a ThreadPoolExecutor made at import: threading's registered call
+    # (concurrent.futures' _python_exit) joins its threads with no limit
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "executor-forever", timeout=10).text == "ok"
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", GAVE_UP, "still running: 'ThreadPoolExecutor-")
+
+
+def test_a_registered_call_that_raises_does_not_unbound_a_stop(tracfront, tmp_path):
+    # threading's shutdown ends at the exception, before it joins the threads
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "raising-call", timeout=10).text == "ok"
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", "a call registered with threading that raises")
+
+
+# threads that end once threading's shutdown tells them to: a ThreadPoolExecutor's
+# idle workers (threading._register_atexit); threads that join or poll the main
+# thread, which it marks ended first. The stop ends at once, as python3 does.
+ENDED_BY_SHUTDOWN = {"pool": [], "wait-main": ["main-thread joiner ended",
+                                               "main-thread poller ended"]}
+
+
+@pytest.mark.parametrize("threads", sorted(ENDED_BY_SHUTDOWN))
+def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path,
+                                                                        threads):
     srv = app_server(tracfront, tmp_path, "--graceful-timeout", "20")
     mark = tmp_path / "atexit-ran"
-    assert requests.get(srv.url + "pool?%s" % mark, timeout=10).text == "ok"
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("still running 15 s after SIGTERM:\n" + srv.error_log)
-    assert rc == 0 and mark.exists(), srv.error_log
-    assert "threading's shutdown waits" not in srv.error_log, srv.error_log
+    assert requests.get(srv.url + "%s?%s" % (threads, mark), timeout=10).text == "ok"
+    assert stop_within(srv, 15) == 0
+    log = srv.error_log
+    assert mark.exists(), log
+    assert all(line in log for line in ENDED_BY_SHUTDOWN[threads]), log
+    assert GAVE_UP not in log and log.rstrip().endswith("stopped"), log
 
 
 CRASH = "Fatal Python error: Segmentation fault"
