@@ -65,6 +65,14 @@ def application(environ, start_response):
     if path == "/close-stdio":
         os.close(1)
         os.close(2)
+    elif path == "/close-fileno":
+        for fd in {sys.stderr.fileno(), sys.stdout.fileno()}:
+            os.close(fd)
+    elif path == "/dup2-devnull":  # as python-daemon's redirect_stream does
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        os.close(devnull)
     elif path == "/raise":
         raise RuntimeError("internals of the app")
     elif path == "/write":
@@ -78,6 +86,8 @@ def application(environ, start_response):
         starter.start()
         starter.join()
         atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
+    elif path == "/write-fileno":
+        os.write(sys.stderr.fileno(), b"a fileno line\\n")
     elif path == "/executor-forever":
         EXECUTOR.submit(forever)
     elif path == "/raising-call":
@@ -124,19 +134,29 @@ def ask(sock, path):
 ANSWER = re.compile(rb"HTTP/1\.1 200 OK\r\n(?:[!-9;-~]+: [^\r\n]*\r\n)+\r\nok\Z")
 
 
-def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
-    # the default --error-log - (and --access-log -): once the app closed 1
-    # and 2, the next connections take those numbers; the logs must go on to
-    # the stderr tracfront was started with, not into those connections
-    srv = app_server(tracfront, tmp_path, "--error-log", "-", "--access-log", "-")
-    assert requests.get(srv.url + "close-stdio", timeout=10).text == "ok"
+# what an app does to the standard streams: closes descriptors 1 and 2, or
+# the ones sys.stderr.fileno() and sys.stdout.fileno() give, or puts
+# /dev/null there (python-daemon)
+STDIO_CLOSED = ["close-stdio", "close-fileno", "dup2-devnull"]
+
+
+@pytest.mark.parametrize("log", ["-", "file"])
+@pytest.mark.parametrize("how", STDIO_CLOSED)
+def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path, how, log):
+    # once the app closed them, the next connections take those numbers; the
+    # logs must go on where they were set at start, not into those
+    # connections (nor into /dev/null)
+    srv = app_server(tracfront, tmp_path, *(["--error-log", "-", "--access-log", "-"]
+                                            if log == "-" else []))
+    assert requests.get(srv.url + how, timeout=10).text == "ok"
     clients = [srv.connect(), srv.connect()]
     try:
         for c in clients:
             assert ANSWER.match(ask(c, "/")), "not an answer alone"
-        taken = [fd_target(srv.proc.pid, fd) for fd in (1, 2)]
-        assert all(t and t.startswith("socket:") for t in taken), \
-            "the clients did not take descriptors 1 and 2 (%s): the test shows nothing" % taken
+        if how == "close-stdio":
+            taken = [fd_target(srv.proc.pid, fd) for fd in (1, 2)]
+            assert all(t and t.startswith("socket:") for t in taken), \
+                "the clients did not take descriptors 1 and 2 (%s): the test shows nothing" % taken
         assert requests.get(srv.url + "raise", timeout=10).status_code == 500
         assert requests.get(srv.url + "write", timeout=10).text == "ok"
         for c in clients * 2:
@@ -145,10 +165,22 @@ def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
     finally:
         for c in clients:
             c.close()
-    log = srv.stderr
+    text = srv.stderr if log == "-" else srv.error_log + srv.access_log
     for line in ("RuntimeError: internals of the app", "a wsgi.errors line",
                  "a sys.stderr line", "a print() line", '"GET /raise HTTP/1.1" 500'):
-        assert line in log, "%r is not in the log:\n%s" % (line, log)
+        assert line in text, "%r is not in the log:\n%s" % (line, text)
+
+
+def test_sys_stderr_fileno_follows_a_log_rotation(tracfront, tmp_path):
+    # fileno() is a duplicate of the error log's descriptor: SIGUSR1 puts the
+    # new file there too
+    srv = app_server(tracfront, tmp_path)
+    os.rename(srv.workdir / "error.log", srv.workdir / "error.log.1")
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (srv.workdir / "error.log").exists() and
+             "SIGUSR1: log files reopened" in srv.error_log, 10, "the reopen")
+    assert requests.get(srv.url + "write-fileno", timeout=10).text == "ok"
+    assert "a fileno line" in srv.error_log, srv.error_log
 
 
 GAVE_UP = "Python's end did not finish within --graceful-timeout"
