@@ -1,6 +1,7 @@
 /* log.c — error and access logs (see log.h). A line is built in a stack buffer
  * and written with one write(); client-supplied strings are escaped as Apache
  * does (\" \\ \xhh) so a request can never forge a log line. */
+#define _GNU_SOURCE /* dup3 */
 #include "proxy/log.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +24,12 @@ static char *error_path, *access_path; /* files to reopen: set at open, main thr
  * would take the number, and lines written to 2 would go to that client.
  * -1: none (out of descriptors at start: 2 itself). Main thread, at open. */
 static int stderr_copy = -1;
+/* The error log for Python code (sys.stderr.fileno()): a duplicate of
+ * error_fd, never error_fd itself, which an app would close (or put
+ * /dev/null on, as python-daemon does) through it. -1: log off, or out of
+ * descriptors at start (then error_fd). Main thread, at open;
+ * tf_log_reopen keeps it in step. */
+static int python_fd = -1;
 
 int tf_log_stderr_fd(void)
 {
@@ -62,19 +70,32 @@ int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
     if (open_target(error, &error_fd, err, errlen, "--error-log") < 0 ||
         open_target(access, &access_fd, err, errlen, "--access-log") < 0)
         return -1;
+    python_fd = error_fd < 0 ? -1 : fcntl(error_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
     error_path = reopenable(error);
     access_path = reopenable(access);
     return 0;
 }
 
-/* Put a fresh open of path where fd is: dup2 swaps it in one step, so a
- * thread writing meanwhile writes whole lines to the old file or the new. */
-static int reopen_one(const char *path, int fd, const char *what)
+static bool same_file(int a, int b)
+{
+    struct stat sa, sb;
+    return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+/* Put a fresh open of path where fd is: dup3 swaps it in one step, so a
+ * thread writing meanwhile writes whole lines to the old file or the new.
+ * The same on twin (-1: none) if it still is fd's file: not if the app
+ * closed or replaced it (its number may be a connection's now). */
+static int reopen_one(const char *path, int fd, int twin, const char *what)
 {
     if (!path || fd < 0)
         return 0;
+    bool with_twin = twin >= 0 && same_file(twin, fd);
     int fresh = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int rc = fresh < 0 || dup2(fresh, fd) < 0 ? -1 : 0;
+    int rc = fresh < 0 || dup3(fresh, fd, O_CLOEXEC) < 0 ? -1 : 0;
+    if (rc == 0 && with_twin)
+        (void)dup3(fresh, twin, O_CLOEXEC);
     if (rc < 0)
         tf_log_error("%s: cannot reopen '%s': %s; still writing to the file it had", what, path,
                      strerror(errno));
@@ -85,8 +106,8 @@ static int reopen_one(const char *path, int fd, const char *what)
 
 int tf_log_reopen(void)
 {
-    int error = reopen_one(error_path, error_fd, "--error-log");
-    return reopen_one(access_path, access_fd, "--access-log") < 0 ? -1 : error;
+    int error = reopen_one(error_path, error_fd, python_fd, "--error-log");
+    return reopen_one(access_path, access_fd, -1, "--access-log") < 0 ? -1 : error;
 }
 
 void tf_log_close(void)
@@ -100,8 +121,10 @@ void tf_log_close(void)
         close(access_fd);
     if (stderr_copy >= 0)
         close(stderr_copy);
+    if (python_fd >= 0)
+        close(python_fd);
     error_fd = 2;
-    access_fd = stderr_copy = -1;
+    access_fd = stderr_copy = python_fd = -1;
 }
 
 static void write_all(int fd, const char *p, size_t n)
@@ -126,6 +149,11 @@ void tf_log_raw(const char *data, size_t len)
 int tf_log_error_fd(void)
 {
     return error_fd;
+}
+
+int tf_log_python_fd(void)
+{
+    return python_fd >= 0 ? python_fd : error_fd;
 }
 
 static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */

@@ -43,6 +43,12 @@ void tf_log_raw(const char *data, size_t len);
  * is off; the same number across tf_log_reopen(), which dup2()s the new
  * file onto it. */
 int tf_log_error_fd(void);
+/* The error log for Python code (sys.stderr.fileno()): a duplicate of the
+ * error log's descriptor made at open and kept in step by tf_log_reopen()
+ * (unless the app closed or replaced it), so what the app does to it never
+ * reaches the logs' own (the logs' own only if no descriptor was left at
+ * open); -1 when the log is off. */
+int tf_log_python_fd(void);
 
 int tf_log_access_enabled(void);
 

@@ -287,6 +287,8 @@ static void configure_profiler(const struct tf_config *cfg)
                         cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));
 }
 
+#define FORCED_EXIT_S 5 /* what Python gets to finish once its end is bounded */
+
 /* --workers: this process opens the socket, runs the workers and adds up
  * their profiles on a loopback control port; it serves no request itself. */
 static int run_front(struct tf_config *cfg, char **argv)
@@ -321,7 +323,9 @@ static int run_front(struct tf_config *cfg, char **argv)
     tf_front_profile_stop(); /* its puller and pages stop asking the workers, at once */
     /* the control port serves on: each worker hands its profile over to it
      * once its requests are done, as in a reload */
-    if (tf_workers_stop(workers, cfg->graceful_timeout + 1) > 0) /* closes fd */
+    /* a worker's own bound (run_server): --graceful-timeout, then at least
+     * FORCED_EXIT_S for Python's end; a second more for its hand-over */
+    if (tf_workers_stop(workers, cfg->graceful_timeout + FORCED_EXIT_S + 1) > 0) /* closes fd */
         tf_front_profile_cut(); /* a second signal: no file from part of them */
     tf_server_profile_shutdown(control); /* what they handed over: every request they finished */
     stop_network(&none, control, NULL, NULL); /* before the workers' list goes: pages read it */
@@ -330,47 +334,104 @@ static int run_front(struct tf_config *cfg, char **argv)
     return 0;
 }
 
-#define FORCED_EXIT_S 5 /* what Python gets to finish once its end is bounded */
+#define WAITED_MAX 16 /* threads named when Python's end is given up on */
 
-/* Once the server stopped serving, Python's end has no limit of its own: the
- * app's atexit handlers may block, Py_FinalizeEx joins the app's threads, and
- * a stop that stopped waiting takes the GIL back under requests still running
- * (one in C code that never releases it). Nothing else reads the signal pipe
- * then: this thread does, and ends the process FORCED_EXIT_S after its end
- * was bounded: at once for a stop that stopped waiting; on a second
- * SIGINT/SIGTERM (a worker takes none: its front decides, see drain); or
- * when a worker's front is gone (nobody else would end it). */
+/* Once the server stopped serving, Python's end (threading's shutdown,
+ * which joins the app's non-daemon threads, then the atexit handlers) has
+ * no limit of its own, and a stop that stopped waiting takes the GIL back
+ * under requests still running (one in C code that never releases it).
+ * Nothing else reads the signal pipe then: this thread does, and ends the
+ * process when the bound passes, set by the earliest of: a normal stop's
+ * finalize (exit_watch_arm: what is left of --graceful-timeout, at least
+ * FORCED_EXIT_S); FORCED_EXIT_S from a stop that stopped waiting, from a
+ * second SIGINT/SIGTERM (a worker takes none: its front decides, see
+ * drain), or from its front's end (nobody else would end it). */
 struct exit_watch {
     pid_t front;       /* a worker's front, or 0 */
     int done[2];       /* the main thread closes done[1] once Python finished */
-    uint64_t deadline; /* tf_now_us() to exit at, or 0: not bounded yet */
+    pthread_mutex_t lock;
+    uint64_t deadline; /* lock: tf_now_us() to exit at, or 0: not bounded yet */
+    bool graceful;     /* lock: the deadline is exit_watch_arm's */
+    struct wsgi_thread waited[WAITED_MAX]; /* lock: what exit_watch_arm found */
+    size_t n_waited;
     pthread_t thread;
 };
+
+/* Bound Python's end by deadline unless an earlier bound is set. Returns
+ * whether it did. */
+static bool bound_by(struct exit_watch *w, uint64_t deadline, bool graceful)
+{
+    pthread_mutex_lock(&w->lock);
+    bool sooner = !w->deadline || deadline < w->deadline;
+    if (sooner) {
+        w->deadline = deadline;
+        w->graceful = graceful;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return sooner;
+}
+
+/* "; still running: 'a', 'b'" for the threads of w->waited whose task is
+ * still there (no GIL: the watch may fire while Python holds it), else "". */
+static void name_still_running(const struct exit_watch *w, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < w->n_waited && used < cap; i++) {
+        char task[64], name[64];
+        snprintf(task, sizeof(task), "/proc/self/task/%ld", w->waited[i].native_id);
+        if (access(task, F_OK) == 0)
+            used += (size_t)snprintf(out + used, cap - used, "%s'%s'",
+                                     used ? ", " : "; still running: ",
+                                     tf_log_escape(w->waited[i].name, name, sizeof(name)));
+    }
+}
+
+static __attribute__((noreturn)) void give_up(struct exit_watch *w)
+{
+    char still[WAITED_MAX * 72];
+    pthread_mutex_lock(&w->lock);
+    bool graceful = w->graceful;
+    pthread_mutex_unlock(&w->lock);
+    if (graceful) {
+        name_still_running(w, still, sizeof(still));
+        tf_log_error("Python's end did not finish within --graceful-timeout (at least %d s "
+                     "after the requests: threading's shutdown waits for the app's "
+                     "non-daemon threads, then the atexit handlers run)%s; exiting without it",
+                     FORCED_EXIT_S, still);
+    } else {
+        tf_log_error("Python did not finish within %d s (a non-daemon thread that never ends, "
+                     "an atexit handler that blocks, or a request that never releases the "
+                     "GIL): exiting without it", FORCED_EXIT_S);
+    }
+    _exit(0);
+}
 
 static void *watch_exit(void *arg)
 {
     struct exit_watch *w = arg;
     for (;;) {
         uint64_t now = tf_now_us();
-        if (w->deadline && now >= w->deadline) {
-            tf_log_error("Python did not finish within %d s (an atexit handler that blocks, or "
-                         "a request that never releases the GIL): exiting without it",
-                         FORCED_EXIT_S);
-            _exit(0);
-        }
-        if (!w->deadline && w->front && getppid() != w->front) {
+        pthread_mutex_lock(&w->lock);
+        uint64_t deadline = w->deadline;
+        pthread_mutex_unlock(&w->lock);
+        if (deadline && now >= deadline)
+            give_up(w);
+        if (!deadline && w->front && getppid() != w->front) {
             tf_log_info("the front (pid %d) is gone: Python gets %d s more to finish",
                         (int)w->front, FORCED_EXIT_S);
-            w->deadline = now + FORCED_EXIT_S * 1000000u;
+            bound_by(w, now + FORCED_EXIT_S * 1000000u, false);
+            continue;
         }
-        uint64_t left = w->deadline ? (w->deadline - now + 999) / 1000 : 1000;
+        /* at most a second: exit_watch_arm's bound is read again by then */
+        uint64_t left = deadline ? (deadline - now + 999) / 1000 : 1000;
         int sig = tf_signals_wait_fd(w->done[0], left < 1000 ? (int)left : 1000);
         if (sig < 0)
             return NULL; /* done */
-        if ((sig == SIGINT || sig == SIGTERM) && !w->front && !w->deadline) {
+        if ((sig == SIGINT || sig == SIGTERM) && !w->front &&
+            bound_by(w, tf_now_us() + FORCED_EXIT_S * 1000000u, false))
             tf_log_error("signal %d again: Python gets %d s more to finish", sig, FORCED_EXIT_S);
-            w->deadline = tf_now_us() + FORCED_EXIT_S * 1000000u;
-        } else if (sig == SIGUSR1)
+        else if (sig == SIGUSR1)
             (void)tf_log_reopen();
     }
 }
@@ -382,6 +443,7 @@ static void exit_watch_start(struct exit_watch *w, pid_t front, bool bounded)
 {
     *w = (struct exit_watch){ .front = front, .done = { -1, -1 },
                               .deadline = bounded ? tf_now_us() + FORCED_EXIT_S * 1000000u : 0 };
+    pthread_mutex_init(&w->lock, NULL);
     int rc = pipe(w->done) < 0 ? errno : 0;
     for (int i = 0; i < 2 && rc == 0; i++)
         fcntl(w->done[i], F_SETFD, FD_CLOEXEC); /* not for the programs Python starts */
@@ -406,6 +468,30 @@ static void exit_watch_start(struct exit_watch *w, pid_t front, bool bounded)
     }
 }
 
+/* A normal stop's finalize begins (the main thread, app threads idle):
+ * Python's end is bounded by what is left of --graceful-timeout from
+ * stop_began, but at least FORCED_EXIT_S (the atexit handlers' allowance),
+ * as gunicorn's and uWSGI's masters end a worker at their graceful timeout.
+ * Without a watch thread, SIGALRM ends the process then. */
+static void exit_watch_arm(struct exit_watch *w, uint64_t stop_began, double graceful_timeout)
+{
+    uint64_t now = tf_now_us(), least = now + FORCED_EXIT_S * 1000000u;
+    uint64_t deadline = stop_began + (uint64_t)(graceful_timeout * 1e6);
+    deadline = deadline > least ? deadline : least;
+    if (w->done[1] < 0) {
+        signal(SIGALRM, SIG_DFL);
+        alarm((unsigned)((deadline - now + 999999) / 1000000u));
+        return;
+    }
+    struct wsgi_thread waited[WAITED_MAX];
+    size_t n = wsgi_interp_threads_waited(waited, WAITED_MAX);
+    pthread_mutex_lock(&w->lock);
+    memcpy(w->waited, waited, n * sizeof(*waited));
+    w->n_waited = n;
+    pthread_mutex_unlock(&w->lock);
+    bound_by(w, deadline, true);
+}
+
 /* Python finished: the watch ends (it exits the process if too late). */
 static void exit_watch_end(struct exit_watch *w)
 {
@@ -417,6 +503,7 @@ static void exit_watch_end(struct exit_watch *w)
     close(w->done[1]);
     pthread_join(w->thread, NULL);
     close(w->done[0]);
+    pthread_mutex_destroy(&w->lock);
 }
 
 /* Python's end given up on while app code may still run in it: the atexit
@@ -551,11 +638,7 @@ static int run_server(struct tf_config *cfg)
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */
         wsgi_pool_stop(pool);
-        if (wsgi_interp_join_threads(cfg->graceful_timeout -
-                                     (double)(tf_now_us() - stop_began) / 1e6) > 0) {
-            exit_watch_end(&watch); /* a second signal's bound is replaced by this one */
-            exit_without_finalizing(front);
-        }
+        exit_watch_arm(&watch, stop_began, cfg->graceful_timeout);
         wsgi_interp_stop(true);
     }
     exit_watch_end(&watch);

@@ -207,16 +207,18 @@ static PyObject *errors_flush(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* The error log's descriptor, for code that writes to it directly:
+/* The error log's descriptor for Python code, which writes to it directly:
  * faulthandler.enable() (at import in some apps) asks for it, and so do
- * subprocesses given stderr=sys.stderr. With the log off, /dev/null, which
- * discards as the log does (faulthandler must not fail to load the app). */
+ * subprocesses given stderr=sys.stderr; an app may also close it or put
+ * /dev/null on it (python-daemon): a duplicate, not the logs' own
+ * (tf_log_python_fd). With the log off, /dev/null, which discards as the log
+ * does (faulthandler must not fail to load the app). */
 static PyObject *errors_fileno(PyObject *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
     static int devnull = -1; /* the GIL guards it */
-    int fd = tf_log_error_fd();
+    int fd = tf_log_python_fd();
     if (fd < 0 && devnull < 0 && (devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)) < 0)
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, "/dev/null");
     return PyLong_FromLong(fd >= 0 ? fd : devnull);
@@ -262,7 +264,7 @@ static PyMethodDef errors_methods[] = {
     { "write", errors_write, METH_O, "Write a str to the error log (whole lines at once)." },
     { "writelines", errors_writelines, METH_O, "Write each str of an iterable." },
     { "flush", errors_flush, METH_NOARGS, "Write out an unfinished line." },
-    { "fileno", errors_fileno, METH_NOARGS, "The error log's file descriptor." },
+    { "fileno", errors_fileno, METH_NOARGS, "A descriptor of the error log." },
     { "isatty", errors_false, METH_NOARGS, NULL },
     { "readable", errors_false, METH_NOARGS, NULL },
     { "seekable", errors_false, METH_NOARGS, NULL },

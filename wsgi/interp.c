@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proxy/log.h"
 #include "wsgi/app.h"
@@ -218,68 +219,58 @@ void wsgi_interp_set_port(unsigned port)
     main_thread_state = PyEval_SaveThread();
 }
 
-/* threading's shutdown, the first thing Py_FinalizeEx does, waits with no
- * limit for every non-daemon thread of the threading module (the thread
- * that imported it too, if not this one): the same wait, bounded. First, as
- * it does, the calls registered with threading._register_atexit, which tell
- * some threads to end (a ThreadPoolExecutor's idle workers), taken off its
- * list so that it does not call them again. Returns repr()s of the names of
- * the threads still running at the end (new ref), an empty list when none
- * (or threading was never imported). */
-static const char join_threads_source[] =
-    "def join_threads(seconds):\n"
-    "    import sys, time\n"
-    "    threading = sys.modules.get('threading')\n"
-    "    if not threading:\n"
-    "        return []\n"
-    "    end = time.monotonic() + seconds\n"
-    "    calls = getattr(threading, '_threading_atexits', [])\n"
-    "    if hasattr(threading, '_SHUTTING_DOWN'):\n"
-    "        threading._SHUTTING_DOWN = True\n"
-    "    while calls:\n"
-    "        calls.pop()()\n"
-    "    me = threading.get_ident()\n"
-    "    while True:\n"
-    "        waited = [t for t in threading.enumerate()\n"
-    "                  if not t.daemon and t.ident != me and t.is_alive()]\n"
-    "        left = end - time.monotonic()\n"
-    "        if not waited or left <= 0:\n"
-    "            return [repr(t.name) for t in waited]\n"
-    "        waited[0].join(left)\n";
-
-static PyObject *threads_still_running(double seconds)
+/* thread into out[n], if it is one that Python's end waits for (non-daemon,
+ * or any when joined anyway; not this one), and not in out yet. Returns 1
+ * if taken. */
+static int take_waited(PyObject *thread, bool joined, struct wsgi_thread *out, size_t n)
 {
-    PyObject *globals = PyDict_New(), *r = NULL; /* new refs */
-    if (globals && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0)
-        r = PyRun_String(join_threads_source, Py_file_input, globals, globals);
-    PyObject *join = r ? PyDict_GetItemString(globals, "join_threads") : NULL; /* borrowed */
-    Py_XDECREF(r);
-    r = join ? PyObject_CallFunction(join, "d", seconds) : NULL;
-    Py_XDECREF(globals);
-    return r;
-}
-
-int wsgi_interp_join_threads(double seconds)
-{
-    PyEval_RestoreThread(main_thread_state);
-    PyObject *names = threads_still_running(seconds > 0 ? seconds : 0); /* new ref */
-    PyObject *sep = names ? PyUnicode_FromString(", ") : NULL;          /* new ref */
-    PyObject *text = sep ? PyUnicode_Join(sep, names) : NULL;           /* new ref */
-    Py_ssize_t n = text ? PyList_GET_SIZE(names) : 0;
-    if (!text)
-        wsgi_log_exception("waiting for the app's threads before Python's end");
-    else if (n) {
-        const char *list = PyUnicode_AsUTF8(text);
-        tf_log_error("--graceful-timeout passed: threading's shutdown waits for thread%s %s "
-                     "(non-daemon, still running); exiting without %s", n > 1 ? "s" : "",
-                     list ? list : "(names unreadable)", n > 1 ? "them" : "it");
+    PyObject *daemon = PyObject_GetAttrString(thread, "daemon");  /* new ref */
+    PyObject *id = PyObject_GetAttrString(thread, "native_id");   /* new ref */
+    PyObject *name = PyObject_GetAttrString(thread, "name");      /* new ref */
+    long tid = id && PyLong_Check(id) ? PyLong_AsLong(id) : -1;
+    const char *text = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    int taken = (joined || daemon == Py_False) && tid > 0 && tid != (long)getpid() && text;
+    for (size_t i = 0; taken && i < n; i++)
+        taken = out[i].native_id != tid;
+    if (taken) {
+        out[n].native_id = tid;
+        snprintf(out[n].name, sizeof(out[n].name), "%s", text);
     }
     PyErr_Clear();
-    Py_XDECREF(text);
-    Py_XDECREF(sep);
-    Py_XDECREF(names);
+    Py_XDECREF(name);
+    Py_XDECREF(id);
+    Py_XDECREF(daemon);
+    return taken;
+}
+
+/* The threads of module's attr (a list, or the keys of a dict), as
+ * take_waited takes them, after the n in out; at most cap in all. Returns
+ * the new n. */
+static size_t take_all(const char *module, const char *attr, bool joined,
+                       struct wsgi_thread *out, size_t n, size_t cap)
+{
+    PyObject *m = PyDict_GetItemString(PyImport_GetModuleDict(), module); /* borrowed */
+    PyObject *got = m ? (joined ? PyObject_GetAttrString(m, attr)
+                                : PyObject_CallMethod(m, attr, NULL))
+                      : NULL;                                            /* new ref */
+    PyObject *threads = got ? PySequence_List(got) : NULL;               /* new ref */
+    for (Py_ssize_t i = 0; threads && i < PyList_GET_SIZE(threads) && n < cap; i++)
+        n += (size_t)take_waited(PyList_GET_ITEM(threads, i), joined, out, n);
+    PyErr_Clear();
+    Py_XDECREF(threads);
+    Py_XDECREF(got);
+    return n;
+}
+
+size_t wsgi_interp_threads_waited(struct wsgi_thread *out, size_t cap)
+{
+    PyEval_RestoreThread(main_thread_state);
+    size_t n = take_all("threading", "enumerate", false, out, 0, cap);
+    /* an executor's threads are daemons when a request thread made them,
+     * but concurrent.futures' exit call joins them all */
+    n = take_all("concurrent.futures.thread", "_threads_queues", true, out, n, cap);
     main_thread_state = PyEval_SaveThread();
-    return (int)n;
+    return n;
 }
 
 void wsgi_interp_stop(bool threads_idle)

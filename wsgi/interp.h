@@ -35,11 +35,18 @@ void wsgi_interp_set_port(unsigned port);
  * which `import signal` sets: not a handler of the app's. */
 bool wsgi_interp_sigint_is_pythons(void);
 
-/* Wait, at most seconds, for the app's threads that Python's end would wait
- * for without a limit (threading's non-daemon threads). Returns how many
- * still run (their names are logged: finalizing would hang; see
- * wsgi_interp_stop(false)), or 0. App threads idle. */
-int wsgi_interp_join_threads(double seconds);
+/* A thread that Python's end waits for (threading's non-daemon threads,
+ * concurrent.futures' executor threads): plain C, so that it can be named
+ * without the GIL. */
+struct wsgi_thread {
+    long native_id; /* its task: /proc/self/task/<native_id> while it runs */
+    char name[48];  /* threading's name, cut to fit */
+};
+/* Up to cap of the threads Python's end will wait for, but this one, into
+ * out, for naming those still running should that end not finish (the main
+ * thread, app threads idle, before wsgi_interp_stop(true)). Returns how
+ * many: 0 also when threading was never imported (errors are cleared). */
+size_t wsgi_interp_threads_waited(struct wsgi_thread *out, size_t cap);
 
 /* Take the GIL back on the main thread and finalize (atexit handlers run).
  * With app threads possibly still inside Python (graceful timeout passed),

@@ -3,8 +3,9 @@ the standard descriptors, leaves a thread running that never ends, crashes.
 
 The logs go where they were set at start whatever the app closes (a client's
 connection that takes descriptor 2 never receives log text); a stop still ends
-within --graceful-timeout (then the 5 s the atexit handlers get) when a
-non-daemon thread never ends, naming it; a fatal signal leaves the Python
+within --graceful-timeout (at least 5 s after the requests) when Python's
+end waits for a thread that never ends, naming it, and finalizes Python when
+the threads end; a fatal signal leaves the Python
 stacks in the error log, as faulthandler writes them.
 """
 import os
@@ -28,6 +29,7 @@ import threading
 import time
 
 POOLS = []
+EXECUTOR = concurrent.futures.ThreadPoolExecutor(1)  # made at import, as apps do
 
 
 def start_pool():
@@ -42,12 +44,35 @@ def forever():
         time.sleep(0.05)
 
 
+def raise_at_shutdown():
+    raise RuntimeError("a call registered with threading that raises")
+
+
+def join_main():
+    threading.main_thread().join()
+    print("main-thread joiner ended")
+
+
+def poll_main():
+    while threading.main_thread().is_alive():
+        time.sleep(0.02)
+    print("main-thread poller ended")
+
+
 def application(environ, start_response):
     path = environ["PATH_INFO"]
     body = b"ok"
     if path == "/close-stdio":
         os.close(1)
         os.close(2)
+    elif path == "/close-fileno":
+        for fd in {sys.stderr.fileno(), sys.stdout.fileno()}:
+            os.close(fd)
+    elif path == "/dup2-devnull":  # as python-daemon's redirect_stream does
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for stream in (sys.stdout, sys.stderr):
+            os.dup2(devnull, stream.fileno())
+        os.close(devnull)
     elif path == "/raise":
         raise RuntimeError("internals of the app")
     elif path == "/write":
@@ -60,6 +85,17 @@ def application(environ, start_response):
         starter = threading.Thread(target=start_pool, daemon=False)
         starter.start()
         starter.join()
+        atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
+    elif path == "/write-fileno":
+        os.write(sys.stderr.fileno(), b"a fileno line\\n")
+    elif path == "/executor-forever":
+        EXECUTOR.submit(forever)
+    elif path == "/raising-call":
+        threading._register_atexit(raise_at_shutdown)
+        threading.Thread(target=forever, name="never-ends", daemon=False).start()
+    elif path == "/wait-main":
+        for waiter in (join_main, poll_main):
+            threading.Thread(target=waiter, daemon=False).start()
         atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
     elif path == "/segv":
         ctypes.string_at(0)
@@ -98,19 +134,29 @@ def ask(sock, path):
 ANSWER = re.compile(rb"HTTP/1\.1 200 OK\r\n(?:[!-9;-~]+: [^\r\n]*\r\n)+\r\nok\Z")
 
 
-def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
-    # the default --error-log - (and --access-log -): once the app closed 1
-    # and 2, the next connections take those numbers; the logs must go on to
-    # the stderr tracfront was started with, not into those connections
-    srv = app_server(tracfront, tmp_path, "--error-log", "-", "--access-log", "-")
-    assert requests.get(srv.url + "close-stdio", timeout=10).text == "ok"
+# what an app does to the standard streams: closes descriptors 1 and 2, or
+# the ones sys.stderr.fileno() and sys.stdout.fileno() give, or puts
+# /dev/null there (python-daemon)
+STDIO_CLOSED = ["close-stdio", "close-fileno", "dup2-devnull"]
+
+
+@pytest.mark.parametrize("log", ["-", "file"])
+@pytest.mark.parametrize("how", STDIO_CLOSED)
+def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path, how, log):
+    # once the app closed them, the next connections take those numbers; the
+    # logs must go on where they were set at start, not into those
+    # connections (nor into /dev/null)
+    srv = app_server(tracfront, tmp_path, *(["--error-log", "-", "--access-log", "-"]
+                                            if log == "-" else []))
+    assert requests.get(srv.url + how, timeout=10).text == "ok"
     clients = [srv.connect(), srv.connect()]
     try:
         for c in clients:
             assert ANSWER.match(ask(c, "/")), "not an answer alone"
-        taken = [fd_target(srv.proc.pid, fd) for fd in (1, 2)]
-        assert all(t and t.startswith("socket:") for t in taken), \
-            "the clients did not take descriptors 1 and 2 (%s): the test shows nothing" % taken
+        if how == "close-stdio":
+            taken = [fd_target(srv.proc.pid, fd) for fd in (1, 2)]
+            assert all(t and t.startswith("socket:") for t in taken), \
+                "the clients did not take descriptors 1 and 2 (%s): the test shows nothing" % taken
         assert requests.get(srv.url + "raise", timeout=10).status_code == 500
         assert requests.get(srv.url + "write", timeout=10).text == "ok"
         for c in clients * 2:
@@ -119,10 +165,40 @@ def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path):
     finally:
         for c in clients:
             c.close()
-    log = srv.stderr
+    text = srv.stderr if log == "-" else srv.error_log + srv.access_log
     for line in ("RuntimeError: internals of the app", "a wsgi.errors line",
                  "a sys.stderr line", "a print() line", '"GET /raise HTTP/1.1" 500'):
-        assert line in log, "%r is not in the log:\n%s" % (line, log)
+        assert line in text, "%r is not in the log:\n%s" % (line, text)
+
+
+def test_sys_stderr_fileno_follows_a_log_rotation(tracfront, tmp_path):
+    # fileno() is a duplicate of the error log's descriptor: SIGUSR1 puts the
+    # new file there too
+    srv = app_server(tracfront, tmp_path)
+    os.rename(srv.workdir / "error.log", srv.workdir / "error.log.1")
+    srv.proc.send_signal(signal.SIGUSR1)
+    wait_for(lambda: (srv.workdir / "error.log").exists() and
+             "SIGUSR1: log files reopened" in srv.error_log, 10, "the reopen")
+    assert requests.get(srv.url + "write-fileno", timeout=10).text == "ok"
+    assert "a fileno line" in srv.error_log, srv.error_log
+
+
+GAVE_UP = "Python's end did not finish within --graceful-timeout"
+
+
+def stop_within(srv, deadline=60):
+    """SIGTERM, and the process's exit status: it must end far sooner than
+    deadline (the bound is 5 s past the requests with --graceful-timeout 1)."""
+    srv.proc.send_signal(signal.SIGTERM)
+    try:
+        return srv.proc.wait(deadline)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("still running %d s after SIGTERM:\n%s" % (deadline, srv.error_log))
+
+
+def in_order(log, *lines):
+    at = [log.find(line) for line in lines]
+    assert -1 not in at and at == sorted(at), "%s not in this order:\n%s" % (lines, log)
 
 
 def test_a_thread_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
@@ -130,29 +206,46 @@ def test_a_thread_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
     # bounded by --graceful-timeout counted from the stop, as with --workers
     srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
     assert requests.get(srv.url + "thread", timeout=10).text == "ok"
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(30)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("still running 30 s after SIGTERM:\n" + srv.error_log)
-    assert rc == 0
-    assert "threading's shutdown waits for thread 'never-ends'" in srv.error_log, srv.error_log
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", GAVE_UP, "still running: 'never-ends'")
+    assert "stopped" not in srv.error_log.split(GAVE_UP)[1], srv.error_log
 
 
-def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path):
-    # a ThreadPoolExecutor's workers wait for threading's shutdown to tell
-    # them to end (threading._register_atexit): waiting for the threads must
-    # not wait for those
+def test_an_executor_task_that_never_ends_does_not_hold_a_stop(tracfront, tmp_path):
+    # a ThreadPoolExecutor made at import: threading's registered call
+    # (concurrent.futures' _python_exit) joins its threads with no limit
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "executor-forever", timeout=10).text == "ok"
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", GAVE_UP, "still running: 'ThreadPoolExecutor-")
+
+
+def test_a_registered_call_that_raises_does_not_unbound_a_stop(tracfront, tmp_path):
+    # threading's shutdown ends at the exception, before it joins the threads
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    assert requests.get(srv.url + "raising-call", timeout=10).text == "ok"
+    assert stop_within(srv) == 0
+    in_order(srv.error_log, "signal 15: stopping", "a call registered with threading that raises")
+
+
+# threads that end once threading's shutdown tells them to: a ThreadPoolExecutor's
+# idle workers (threading._register_atexit); threads that join or poll the main
+# thread, which it marks ended first. The stop ends at once, as python3 does.
+ENDED_BY_SHUTDOWN = {"pool": [], "wait-main": ["main-thread joiner ended",
+                                               "main-thread poller ended"]}
+
+
+@pytest.mark.parametrize("threads", sorted(ENDED_BY_SHUTDOWN))
+def test_a_stop_still_finalizes_python_when_the_threads_end_at_its_call(tracfront, tmp_path,
+                                                                        threads):
     srv = app_server(tracfront, tmp_path, "--graceful-timeout", "20")
     mark = tmp_path / "atexit-ran"
-    assert requests.get(srv.url + "pool?%s" % mark, timeout=10).text == "ok"
-    srv.proc.send_signal(signal.SIGTERM)
-    try:
-        rc = srv.proc.wait(15)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("still running 15 s after SIGTERM:\n" + srv.error_log)
-    assert rc == 0 and mark.exists(), srv.error_log
-    assert "threading's shutdown waits" not in srv.error_log, srv.error_log
+    assert requests.get(srv.url + "%s?%s" % (threads, mark), timeout=10).text == "ok"
+    assert stop_within(srv, 15) == 0
+    log = srv.error_log
+    assert mark.exists(), log
+    assert all(line in log for line in ENDED_BY_SHUTDOWN[threads]), log
+    assert GAVE_UP not in log and log.rstrip().endswith("stopped"), log
 
 
 CRASH = "Fatal Python error: Segmentation fault"
