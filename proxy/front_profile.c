@@ -96,9 +96,9 @@ static int each_worker(const char *method, const char *path, unsigned also,
     for (size_t i = 0; f && i < n; i++) {
         if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also))
             fn(origins[i], &f[i], arg);
-        else if (!quit)
-            tf_log_error("profile: worker %s did not answer %s %s (status %u)", origins[i],
-                         method, path, f[i].status);
+        else if (!quit) /* the path without its query: a client's, never logged raw */
+            tf_log_error("profile: worker %s did not answer %s %.*s (status %u)", origins[i],
+                         method, (int)strcspn(path, "?"), path, f[i].status);
         cut_short = cut_short || (quit && !f[i].status);
         tf_fetched_free(&f[i]);
     }
@@ -495,6 +495,10 @@ static char *front_export(const char *format, size_t *len)
 static char *front_table(const char *query, bool json, const char *path, size_t *len,
                          bool *bad_view)
 {
+    if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* as front_export: no table from a part */
+        errno = EAGAIN;
+        return NULL;
+    }
     pthread_mutex_lock(&merge_lock);
     char *out = merge_trees() == 0 ? prof_hook_table(query, json, path, len, bad_view) : NULL;
     int why = errno; /* EAGAIN: merge_trees */
@@ -534,8 +538,8 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     snprintf(url, cap, "%s/request?%s", path, query);
     int asked = each_worker("GET", url, 404, keep_first, &found); /* 404: not that worker's */
     free(url);
-    if (!found.body && asked < 0)
-        errno = EAGAIN;
+    if (!found.body) /* never a stale errno: EAGAIN is the page's 503 */
+        errno = asked < 0 ? EAGAIN : ENOENT;
     *len = found.len;
     return found.body;
 }

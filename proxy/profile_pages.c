@@ -141,7 +141,8 @@ static enum MHD_Result send_body(struct tf_request *req, unsigned status, char *
 static enum MHD_Result refuse_while_stopping(struct tf_request *req)
 {
     return tf_server_reply(req, 503, "The server is stopping: the workers' profiles are being "
-                           "handed over (the stop's profile files hold them all).", false);
+                           "handed over, or a second signal cut that short; no profile is shown "
+                           "from a part of them.", false);
 }
 
 /* 405 with the methods the path takes: Allow is required there (RFC 9110
@@ -459,6 +460,7 @@ static int save_one(const struct tf_server *server, const char *path, const char
     if (!data && errno == EINTR) {
         tf_log_error("profile: %s not written: the stop was told to end at once (a second "
                      "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
+        *stopping = true; /* a page's save: 503, as while they are handed over */
         return -1;
     }
     if (!data && errno == EAGAIN) {
