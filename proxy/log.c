@@ -85,17 +85,21 @@ static bool same_file(int a, int b)
 
 /* Put a fresh open of path where fd is: dup3 swaps it in one step, so a
  * thread writing meanwhile writes whole lines to the old file or the new.
- * The same on twin (-1: none) if it still is fd's file: not if the app
- * closed or replaced it (its number may be a connection's now). */
+ * The same on twin (-1: none) if it still is the old file: not if the app
+ * closed or replaced it (its number may be a connection's now). The check
+ * is made right before the swap; an app closing the number between the two
+ * (a few instructions) is not guarded against. */
 static int reopen_one(const char *path, int fd, int twin, const char *what)
 {
     if (!path || fd < 0)
         return 0;
-    bool with_twin = twin >= 0 && same_file(twin, fd);
+    int old = twin >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : -1;
     int fresh = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int rc = fresh < 0 || dup3(fresh, fd, O_CLOEXEC) < 0 ? -1 : 0;
-    if (rc == 0 && with_twin)
+    if (rc == 0 && old >= 0 && same_file(twin, old))
         (void)dup3(fresh, twin, O_CLOEXEC);
+    if (old >= 0)
+        close(old);
     if (rc < 0)
         tf_log_error("%s: cannot reopen '%s': %s; still writing to the file it had", what, path,
                      strerror(errno));

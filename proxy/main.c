@@ -352,8 +352,9 @@ struct exit_watch {
     pthread_mutex_t lock;
     uint64_t deadline; /* lock: tf_now_us() to exit at, or 0: not bounded yet */
     bool graceful;     /* lock: the deadline is exit_watch_arm's */
-    struct wsgi_thread waited[WAITED_MAX]; /* lock: what exit_watch_arm found */
+    struct wsgi_thread waited[WAITED_MAX]; /* lock: what exit_watch_note_threads found */
     size_t n_waited;
+    bool front_gone;   /* the watch thread's: its end was seen and bounded */
     pthread_t thread;
 };
 
@@ -417,10 +418,11 @@ static void *watch_exit(void *arg)
         pthread_mutex_unlock(&w->lock);
         if (deadline && now >= deadline)
             give_up(w);
-        if (!deadline && w->front && getppid() != w->front) {
-            tf_log_info("the front (pid %d) is gone: Python gets %d s more to finish",
-                        (int)w->front, FORCED_EXIT_S);
-            bound_by(w, now + FORCED_EXIT_S * 1000000u, false);
+        if (w->front && !w->front_gone && getppid() != w->front) { /* also under a longer bound */
+            w->front_gone = true;
+            if (bound_by(w, now + FORCED_EXIT_S * 1000000u, false))
+                tf_log_info("the front (pid %d) is gone: Python gets %d s more to finish",
+                            (int)w->front, FORCED_EXIT_S);
             continue;
         }
         /* at most a second: exit_watch_arm's bound is read again by then */
@@ -468,11 +470,12 @@ static void exit_watch_start(struct exit_watch *w, pid_t front, bool bounded)
     }
 }
 
-/* A normal stop's finalize begins (the main thread, app threads idle):
- * Python's end is bounded by what is left of --graceful-timeout from
- * stop_began, but at least FORCED_EXIT_S (the atexit handlers' allowance),
- * as gunicorn's and uWSGI's masters end a worker at their graceful timeout.
- * Without a watch thread, SIGALRM ends the process then. */
+/* A normal stop's requests are done: the rest (the profile, the network
+ * threads' ends, which take the GIL, and Python's end) is bounded by what is
+ * left of --graceful-timeout from stop_began, but at least FORCED_EXIT_S (the
+ * atexit handlers' allowance), as gunicorn's and uWSGI's masters end a
+ * worker at their graceful timeout. Without a watch thread, SIGALRM ends
+ * the process then. */
 static void exit_watch_arm(struct exit_watch *w, uint64_t stop_began, double graceful_timeout)
 {
     uint64_t now = tf_now_us(), least = now + FORCED_EXIT_S * 1000000u;
@@ -483,13 +486,21 @@ static void exit_watch_arm(struct exit_watch *w, uint64_t stop_began, double gra
         alarm((unsigned)((deadline - now + 999999) / 1000000u));
         return;
     }
+    bound_by(w, deadline, true);
+}
+
+/* Python's end begins (the main thread, app threads idle): the threads it
+ * will wait for, named if the bound passes. */
+static void exit_watch_note_threads(struct exit_watch *w)
+{
+    if (w->done[1] < 0)
+        return;
     struct wsgi_thread waited[WAITED_MAX];
     size_t n = wsgi_interp_threads_waited(waited, WAITED_MAX);
     pthread_mutex_lock(&w->lock);
     memcpy(w->waited, waited, n * sizeof(*waited));
     w->n_waited = n;
     pthread_mutex_unlock(&w->lock);
-    bound_by(w, deadline, true);
 }
 
 /* Python finished: the watch ends (it exits the process if too late). */
@@ -628,8 +639,10 @@ static int run_server(struct tf_config *cfg)
         _exit(0);
     }
     struct exit_watch watch = { .done = { -1, -1 } };
-    if (pool)
+    if (pool) {
         exit_watch_start(&watch, front, false);
+        exit_watch_arm(&watch, stop_began, cfg->graceful_timeout);
+    }
     if (!cfg->worker)
         tf_server_profile_shutdown(server); /* every request is done: the profile is whole */
     else
@@ -638,7 +651,7 @@ static int run_server(struct tf_config *cfg)
     if (pool) {
         wsgi_watchdog_stop(); /* before the app threads it watches */
         wsgi_pool_stop(pool);
-        exit_watch_arm(&watch, stop_began, cfg->graceful_timeout);
+        exit_watch_note_threads(&watch);
         wsgi_interp_stop(true);
     }
     exit_watch_end(&watch);
