@@ -330,7 +330,8 @@ static void finish(struct transfer *t, CURLcode rc)
                  "acted on it)", t->req->method);
         fail(t, 502, why);
     } else if (rc != CURLE_OK) {
-        if (rc == CURLE_WRITE_ERROR && t->responded && tf_request_client_gone(t->req)) {
+        if ((rc == CURLE_WRITE_ERROR || t->up->stopping) && t->responded &&
+            tf_request_client_gone(t->req)) { /* also ended by the stop before its next write */
             tf_request_finish(t->req, true); /* the client left: nothing to log */
             return;
         }

@@ -17,6 +17,7 @@ per path, for tests/integration/test_profile_exports.py:
 """
 import os
 import sys
+import threading
 
 
 def café():
@@ -79,14 +80,16 @@ def wide():
 
 
 _many = {}
+_many_lock = threading.Lock()  # compiled once: two sets of code objects are two sets of nodes
 
 
 def many(n, file="many_%d.py"):
-    if (n, file) not in _many:
-        source = "".join("def f%d():\n    return %d\n" % (i, i) for i in range(n))
-        ns = {}
-        exec(compile(source, file % n, "exec"), ns)
-        _many[n, file] = [ns["f%d" % i] for i in range(n)]
+    with _many_lock:
+        if (n, file) not in _many:
+            source = "".join("def f%d():\n    return %d\n" % (i, i) for i in range(n))
+            ns = {}
+            exec(compile(source, file % n, "exec"), ns)
+            _many[n, file] = [ns["f%d" % i] for i in range(n)]
     for f in _many[n, file]:
         f()
 
