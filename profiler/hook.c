@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <marshal.h>
 #include <stdlib.h>
+#include <ctype.h>
 #include <string.h>
 
 #include "profiler/calltree.h"
@@ -222,7 +223,7 @@ static PyObject *without_address(PyObject *name)
         return name;
     }
     Py_ssize_t i = len - 1;
-    while (i > 0 && strchr("0123456789abcdefABCDEF", s[i - 1]))
+    while (i > 0 && isxdigit((unsigned char)s[i - 1]))
         i--;
     if (i == len - 1 || i < 6 || memcmp(s + i - 6, " at 0x", 6) != 0)
         return name;

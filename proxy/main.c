@@ -397,7 +397,8 @@ static __attribute__((noreturn)) void give_up(struct exit_watch *w)
     if (graceful) {
         name_still_running(w, still, sizeof(still));
         tf_log_error("Python's end did not finish within --graceful-timeout (at least %d s "
-                     "after the requests: threading's shutdown waits for the app's "
+                     "after the requests for the profile's hand-over or files, the network "
+                     "threads' ends and Python's: threading's shutdown waits for the app's "
                      "non-daemon threads, then the atexit handlers run)%s; exiting without it",
                      FORCED_EXIT_S, still);
     } else {

@@ -773,23 +773,25 @@ void tf_server_set_twin(struct tf_server *control, struct tf_server *public_serv
 
 /* On the daemon's loop: it stops accepting and its copy of the listening
  * socket is closed (libmicrohttpd hands it back, and it no longer uses it). */
-static int close_listening_socket(void *arg)
+static void close_listening_socket(void *arg)
 {
     struct tf_daemon *d = arg;
     MHD_socket fd = MHD_quiesce_daemon(d->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    return 0;
 }
 
 /* Once every daemon closed its copy, new connections are refused, as
- * nginx's are, instead of accepted and closed unanswered. A worker's
- * daemons have none (tf_server_quiesce closes its acceptor's copy). */
+ * nginx's are, instead of accepted and closed unanswered. Posted, not
+ * waited for: a loop may be running a request inline (for ever, or until
+ * --graceful-timeout, which the caller times next). The daemons outlive the
+ * posts (stop_daemons). A worker's daemons have none (tf_server_quiesce
+ * closes its acceptor's copy). */
 void tf_server_begin_stop(struct tf_server *server)
 {
     __atomic_store_n(&server->stopping, 1, __ATOMIC_SEQ_CST);
-    for (unsigned i = 0; i < server->n_daemons; i++)
-        tf_loop_call(server->daemons[i].loop, close_listening_socket, &server->daemons[i]);
+    for (unsigned i = 0; i < server->n_daemons; i++) /* out of memory: on_accept refuses */
+        (void)tf_loop_post(server->daemons[i].loop, close_listening_socket, &server->daemons[i]);
 }
 
 int tf_server_in_flight(const struct tf_server *server)

@@ -93,6 +93,9 @@ def application(environ, start_response):
         os.write(sys.stderr.fileno(), b"a fileno line\\n")
     elif path == "/executor-forever":
         EXECUTOR.submit(forever)
+    elif path == "/inline-then-hang":  # fast (run inline) until the file in the query exists
+        while os.path.exists(environ["QUERY_STRING"]):
+            time.sleep(0.05)
     elif path == "/hold-gil":
         threading.Thread(target=backtrack, daemon=True).start()
     elif path == "/wait-main":
@@ -220,6 +223,27 @@ def test_an_executor_task_that_never_ends_does_not_hold_a_stop(tracfront, tmp_pa
     assert requests.get(srv.url + "executor-forever", timeout=10).text == "ok"
     assert stop_within(srv) == 0
     in_order(srv.error_log, "signal 15: stopping", GAVE_UP, "still running: 'ThreadPoolExecutor-")
+
+
+def test_a_request_hanging_inline_does_not_hold_a_stop(tracfront, tmp_path):
+    # a fast route runs on its network thread (inline); once it hangs there,
+    # the stop must still reach --graceful-timeout (closing the listening
+    # socket on that thread's loop had waited for it, and no signal was read)
+    srv = app_server(tracfront, tmp_path, "--graceful-timeout", "1")
+    gate = tmp_path / "hang"
+    with requests.Session() as warm:
+        for _ in range(40):
+            assert warm.get(srv.url + "inline-then-hang?%s" % gate, timeout=10).text == "ok"
+    gate.touch()
+    hung = srv.connect(timeout=30)
+    hung.sendall(b"GET /inline-then-hang?%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(gate).encode())
+    time.sleep(0.5)
+    try:
+        assert stop_within(srv, 30) == 0
+    finally:
+        gate.unlink()
+        hung.close()
+    in_order(srv.error_log, "signal 15: stopping", "requests still running after --graceful-timeout")
 
 
 def test_a_thread_holding_the_gil_does_not_hold_a_stop(tracfront, tmp_path):
