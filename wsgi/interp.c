@@ -219,15 +219,26 @@ void wsgi_interp_set_port(unsigned port)
     main_thread_state = PyEval_SaveThread();
 }
 
+/* obj.name, or NULL with no exception left set (the next call must not
+ * run with one). New ref. */
+static PyObject *attr_or_null(PyObject *obj, const char *name)
+{
+    PyObject *v = PyObject_GetAttrString(obj, name);
+    if (!v)
+        PyErr_Clear();
+    return v;
+}
+
 /* thread into out[n], if it is one that Python's end waits for (non-daemon,
  * or any when joined anyway; not this one), and not in out yet. Returns 1
  * if taken. */
 static int take_waited(PyObject *thread, bool joined, struct wsgi_thread *out, size_t n)
 {
-    PyObject *daemon = PyObject_GetAttrString(thread, "daemon");  /* new ref */
-    PyObject *id = PyObject_GetAttrString(thread, "native_id");   /* new ref */
-    PyObject *name = PyObject_GetAttrString(thread, "name");      /* new ref */
+    PyObject *daemon = attr_or_null(thread, "daemon"); /* new refs */
+    PyObject *id = attr_or_null(thread, "native_id");
+    PyObject *name = attr_or_null(thread, "name");
     long tid = id && PyLong_Check(id) ? PyLong_AsLong(id) : -1;
+    PyErr_Clear(); /* an id past a long */
     const char *text = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
     int taken = (joined || daemon == Py_False) && tid > 0 && tid != (long)getpid() && text;
     for (size_t i = 0; taken && i < n; i++)
