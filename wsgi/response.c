@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,11 +209,26 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     return PyCFunction_New(&write_def, self); /* new ref */
 }
 
+/* Set in the child of a fork() (pthread_atfork), before it runs anything:
+ * a plain load per check, where getpid() was a system call each (glibc no
+ * longer caches it), several per request. An exec'd child starts afresh. */
+static bool forked;
+
+static void note_fork(void)
+{
+    forked = true;
+}
+
+__attribute__((constructor)) static void watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, note_fork);
+}
+
 void wsgi_task_exit_if_forked(const struct wsgi_task *task)
 {
-    pid_t pid = getpid();
-    if (pid == task->pid)
+    if (__builtin_expect(!forked, 1))
         return;
+    pid_t pid = getpid();
     /* Not tf_log_error: its localtime_r takes glibc's time-zone lock, which
      * another thread may have held at the fork and nobody unlocks in the
      * child. A fixed prefix, no time, one write(2). */

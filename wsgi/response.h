@@ -27,7 +27,6 @@ struct wsgi_task {
     uint64_t body_bytes;      /* body bytes produced so far */
     bool sent;                /* the response is with the I/O side */
     bool head_refused;        /* sent is a 500: the app's head did not fit (its body stops) */
-    pid_t pid;                /* the server's process, where the task began */
     PyObject *profile;        /* the function profiler's collector, or NULL */
 };
 

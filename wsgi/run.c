@@ -286,7 +286,6 @@ static void start(struct tf_request *req)
     }
     task->req = req;
     task->content_length = -1;
-    task->pid = getpid();
     req->backend_state = task;
     bool outside_mount = false;
     PyObject *input = wsgi_input_new(req); /* new ref */
