@@ -211,11 +211,6 @@ size_t tf_head_used(struct MHD_Connection *connection)
     return used;
 }
 
-bool tf_head_leaves_room(struct MHD_Connection *connection)
-{
-    return tf_head_used(connection) + 256u <= TF_CONNECTION_POOL;
-}
-
 /* Query arguments libmicrohttpd 0.9.75 may store: it keeps each in the
  * connection's 32 KiB pool (with the header records), and when that runs
  * out it queues a 431 it never sends, so the client waits for

@@ -113,7 +113,8 @@ static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inli
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
-    req->head_used = tf_head_used(req->connection);
+    if (!req->head_used) /* dispatched before the final call: a body still arriving */
+        req->head_used = tf_head_used(req->connection);
     tf_request_ref(req); /* the backend's, as for tf_server_dispatch */
     __atomic_store_n(&req->answering_inline, true, __ATOMIC_SEQ_CST);
     int ran = fn(backend, req);
@@ -140,7 +141,8 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
 {
     req->phase = PHASE_DISPATCHED;
     req->t_dispatched = tf_now_us();
-    req->head_used = tf_head_used(req->connection);
+    if (!req->head_used) /* dispatched before the final call: a body still arriving */
+        req->head_used = tf_head_used(req->connection);
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
     tf_request_ref(req);
@@ -432,7 +434,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
                 return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
             if (req->body_failed)
                 return tf_server_reply(req, 500, "The request body could not be stored.", true);
-            if (!tf_head_leaves_room(req->connection)) /* before any backend runs */
+            req->head_used = tf_head_used(req->connection); /* once: dispatch keeps it */
+            if (req->head_used + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) /* before any backend */
                 return tf_server_reply(req, 431, "The request's headers leave no room for the "
                                        "answer's; send fewer or smaller ones.", true);
             const char *sub;

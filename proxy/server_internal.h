@@ -92,10 +92,10 @@ void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connectio
  * The answer's head must fit in the rest (bytes of a pipelined request
  * already read take some more, not counted). Final access-handler call. */
 size_t tf_head_used(struct MHD_Connection *connection);
-/* Whether the rest holds a small answer's head (an error page's, 256 bytes):
- * else nothing could be sent, and the request is refused with 431 before
- * its backend runs (nginx answers 400 for heads too large). */
-bool tf_head_leaves_room(struct MHD_Connection *connection);
+/* What the rest must hold at least, a small answer's head (an error
+ * page's): else nothing could be sent, and the request is refused with 431
+ * before its backend runs (nginx answers 400 for heads too large). */
+#define TF_HEAD_ROOM_MIN 256u
 /* Cut the query of a target with more arguments than libmicrohttpd can
  * store, in its own copy (the request is then refused with 414). */
 bool tf_head_cut_long_query(const char *uri);
