@@ -179,6 +179,9 @@ static bool client_erred(const char *fmt, const char *msg)
     static const char refused[] = "Error processing request (HTTP response code is ";
     if (strstr(fmt, "`Content-Length' header") || strstr(fmt, "'Content-Length' header"))
         return true; /* "Failed to parse", "Too large value of": the refusal follows */
+    if (begins(msg, "Not enough memory in pool to parse cookies") ||
+        begins(msg, "Not enough memory in pool to allocate header record"))
+        return true; /* a head too large for the connection's pool: its 431 follows */
     if (strncmp(msg, refused, sizeof(refused) - 1))
         return false;
     unsigned status = (unsigned)atoi(msg + sizeof(refused) - 1);

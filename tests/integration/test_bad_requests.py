@@ -110,8 +110,12 @@ def post(headers, body):
     get(b"GET /MARK\x01x HTTP/1.1"),             # control char in target
     get(b"GET /MARK\x7fx HTTP/1.1"),             # DEL in target
     get(b"GET MARK HTTP/1.1"),                   # target neither origin- nor absolute-form
+    get(b"GET /MARK#frag HTTP/1.1"),             # a fragment: no part of a request-target
+    get(b"GET /MARK?q=1#frag HTTP/1.1"),         # ... after a query too
+    get(b"GET http://x/MARK#/../y HTTP/1.1"),    # ... in absolute-form
 ], ids=["no-version", "extra-word", "no-method", "bad-method", "ctl-in-target",
-        "del-in-target", "relative-target"])
+        "del-in-target", "relative-target", "fragment", "fragment-after-query",
+        "fragment-absolute-form"])
 def test_bad_request_line(srv, req):
     assert_rejected(srv, req)
 
@@ -375,8 +379,11 @@ def test_early_refusal_lingers_only_for_a_body_still_coming(srv, req, lingers):
     (get(headers=b"Host: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n"), 431),
     (post(b"Transfer-Encoding: chunked\r\n", b"zz\r\nhello\r\n0\r\n\r\n"), 400),
     (get(b"GET /MARK HTTP/3.0"), 505),
+    (get(headers=b"Host: x\r\nCookie: " + b"; ".join(b"c%d=%s" % (i, b"v" * 93)
+                                                       for i in range(200)) + b"\r\n"), 431),
+    (get(headers=b"Host: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(1000))), 431),
 ], ids=["content-length", "content-length-too-large", "header-too-large", "chunk-size",
-        "version"])
+        "version", "cookies-too-large", "too-many-fields"])
 def test_clients_mistakes_are_logged_at_info(srv, req, status):
     """libmicrohttpd's lines about a request it refused itself are about the
     client's mistake, not the server's: [info], as nginx logs them."""

@@ -121,6 +121,9 @@ static void test_target(void **state)
     assert_int_equal(tf_check_target("relative", "GET"), 400);
     assert_int_equal(tf_check_target("/a\x01", "GET"), 400);
     assert_int_equal(tf_check_target("", "GET"), 400);
+    assert_int_equal(tf_check_target("/a#b", "GET"), 400);
+    assert_int_equal(tf_check_target("/a?b#c", "GET"), 400);
+    assert_int_equal(tf_check_target("http://h#c", "GET"), 400);
     /* absolute-form: a host, no userinfo */
     assert_int_equal(tf_check_target("HTTPS://[::1]:8443?q", "GET"), 0);
     assert_int_equal(tf_check_target("http://h", "GET"), 0);
