@@ -44,7 +44,47 @@ static void label_release(void *l)
     Py_XDECREF((PyObject *)l);
 }
 
-static const struct prof_label_ops label_ops = { label_copy, label_release };
+/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
+ * built-in. New ref. */
+static PyObject *func_label(PyObject *label)
+{
+    if (PyUnicode_Check(label))
+        return Py_BuildValue("(siO)", "~", 0, label);
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* Labels name one function when their func_label()s are equal: the
+ * reports add such entries up (see prof_label_ops). No exception left set. */
+static uint64_t label_hash(void *l)
+{
+    PyObject *name = func_label(l);
+    Py_hash_t h = name ? PyObject_Hash(name) : 0;
+    Py_XDECREF(name);
+    PyErr_Clear();
+    return (uint64_t)h;
+}
+
+static bool label_same(void *a, void *b)
+{
+    if (a == b)
+        return true;
+    PyObject *x = func_label(a), *y = func_label(b);
+    bool same = x && y && PyObject_RichCompareBool(x, y, Py_EQ) == 1;
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    PyErr_Clear();
+    return same;
+}
+
+static const struct prof_label_ops label_ops = { label_copy, label_release, label_hash,
+                                                 label_same };
 
 /* Accumulated profile: guarded by the GIL; use accumulated_tree(). */
 static struct prof_tree accumulated;
@@ -467,22 +507,6 @@ bool prof_hook_end(PyObject *collector)
 }
 
 /* --- pstats ---------------------------------------------------------------- */
-
-/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
- * built-in. New ref. */
-static PyObject *func_label(PyObject *label)
-{
-    if (PyUnicode_Check(label))
-        return Py_BuildValue("(siO)", "~", 0, label);
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
-    Py_XDECREF(file);
-    Py_XDECREF(line);
-    Py_XDECREF(name);
-    return r;
-}
 
 /* Add the figures at the head of an earlier value (two counts, then two
  * times: a stats value or a caller's), if there is one (borrowed). */
