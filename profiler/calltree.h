@@ -49,6 +49,7 @@ struct prof_tree {
     size_t depth, stack_cap;
     size_t nodes, max_nodes;
     uint64_t dropped_calls;       /* calls not recorded because of the cap */
+    uint64_t requests_left_out;   /* hook.c: requests whose app took the profile hook */
     unsigned most_at_once;        /* most requests profiled at once into it (hook.c; a
                                    * front's: the most of any worker's) */
     uint64_t id;                  /* unique per init and free: twins are valid for it */
