@@ -4,7 +4,10 @@
  * the tree keeping counts of the functions (and caller->callee pairs) active
  * above each node: a call with an active ancestor of the same function is a
  * recursive call, and its time is already in the outer call's cumulative
- * time, exactly as cProfile's recursionLevel bookkeeping does it. */
+ * time, exactly as cProfile's recursionLevel bookkeeping does it. A function
+ * is a name here (keys whose labels prof_label_ops calls the same), as the
+ * reports add entries up by name: cProfile, keeping one entry per name,
+ * counts the same calls as recursive. */
 #include "profiler/calltree.h"
 
 #include <stdbool.h>
@@ -321,8 +324,11 @@ struct edge {
 };
 
 struct flattener {
-    struct pairmap active;        /* (key, NULL) and (caller, key) → active count */
+    const struct prof_label_ops *ops;
+    struct pairmap active;        /* (function, NULL) and (caller, function) → active count,
+                                   * a function being the key of its name's first entry */
     struct pairmap index;         /* (key, NULL) → entry index + 1; (caller, key) → edge + 1 */
+    struct pairmap names;         /* (label hash, probe 1, 2...) → entry index + 1 */
     struct prof_flat_entry *entries;
     size_t n_entries, cap_entries;
     struct edge *edges;
@@ -341,6 +347,30 @@ static void *grow(void *p, size_t *cap, size_t n, size_t size)
     return q;
 }
 
+/* The index of the first entry whose label names what entry i's names
+ * (ops->same), i if none; SIZE_MAX on out of memory. Labels of one hash are
+ * told apart by probing (hash, 1), (hash, 2)... */
+static size_t first_of_name(struct flattener *fl, size_t i)
+{
+    const struct prof_label_ops *ops = fl->ops;
+    void *label = fl->entries[i].label;
+    if (!ops || !ops->hash || !ops->same || !label)
+        return i;
+    const void *h = (const void *)(uintptr_t)ops->hash(label);
+    for (uintptr_t probe = 1;; probe++) {
+        size_t *slot = pairmap_at(&fl->names, h, (const void *)probe);
+        if (!slot)
+            return SIZE_MAX;
+        if (*slot == 0) {
+            *slot = i + 1;
+            return i;
+        }
+        size_t first = *slot - 1; /* ops->same may not move the map, but read it first */
+        if (ops->same(fl->entries[first].label, label))
+            return first;
+    }
+}
+
 static struct prof_flat_entry *entry_for(struct flattener *fl, const struct prof_node *n)
 {
     size_t *ix = pairmap_at(&fl->index, n->key, NULL);
@@ -351,12 +381,22 @@ static struct prof_flat_entry *entry_for(struct flattener *fl, const struct prof
         if (!e)
             return NULL;
         fl->entries = e;
-        memset(&e[fl->n_entries], 0, sizeof(*e));
-        e[fl->n_entries].key = n->key;
-        e[fl->n_entries].label = n->label;
+        size_t i = fl->n_entries;
+        memset(&e[i], 0, sizeof(*e));
+        e[i].key = n->key;
+        e[i].label = n->label;
         *ix = ++fl->n_entries;
+        if ((e[i].function = first_of_name(fl, i)) == SIZE_MAX)
+            return NULL;
     }
     return &fl->entries[*ix - 1];
+}
+
+/* The function of an entered key: its name's first entry's key. */
+static const void *function_of(const struct flattener *fl, const void *key)
+{
+    const struct prof_flat_entry *e = &fl->entries[pairmap_find(&fl->index, key, NULL) - 1];
+    return fl->entries[e->function].key;
 }
 
 static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof_node *n,
@@ -386,17 +426,17 @@ static struct prof_flat_caller *edge_for(struct flattener *fl, const struct prof
 /* Count n, the walk having entered it (top: a first-level node). */
 static void visit(struct flattener *fl, const struct prof_node *n, bool top)
 {
-    const struct prof_node *parent = n->parent;
+    struct prof_flat_entry *e = entry_for(fl, n);
+    const void *fn = e ? fl->entries[e->function].key : NULL;
     /* Read the counters first: a later insertion may move the map. */
-    size_t *p = pairmap_at(&fl->active, n->key, NULL);
+    size_t *p = e ? pairmap_at(&fl->active, fn, NULL) : NULL;
     size_t key_active = p ? *p : 0, pair_active = 0;
     if (p && !top) {
-        p = pairmap_at(&fl->active, parent->key, n->key);
+        p = pairmap_at(&fl->active, function_of(fl, n->parent->key), fn);
         pair_active = p ? *p : 0;
     }
-    struct prof_flat_entry *e = p ? entry_for(fl, n) : NULL;
-    struct prof_flat_caller *c = e && !top ? edge_for(fl, n, (size_t)(e - fl->entries)) : NULL;
-    if (!e || (!top && !c)) {
+    struct prof_flat_caller *c = p && !top ? edge_for(fl, n, (size_t)(e - fl->entries)) : NULL;
+    if (!p || (!top && !c)) {
         fl->failed = true;
         return;
     }
@@ -416,13 +456,15 @@ static void visit(struct flattener *fl, const struct prof_node *n, bool top)
     }
 }
 
-/* n and its caller are active (on entering n, by +1) or no longer (on
- * leaving it, by -1). Both slots exist once visit() succeeded on n. */
+/* n's function and its caller's are active (on entering n, by +1) or no
+ * longer (on leaving it, by -1). Both slots exist once visit() succeeded
+ * on n. */
 static void mark_active(struct flattener *fl, const struct prof_node *n, bool top, int by)
 {
-    *pairmap_at(&fl->active, n->key, NULL) += (size_t)by;
+    const void *fn = function_of(fl, n->key);
+    *pairmap_at(&fl->active, fn, NULL) += (size_t)by;
     if (!top)
-        *pairmap_at(&fl->active, n->parent->key, n->key) += (size_t)by;
+        *pairmap_at(&fl->active, function_of(fl, n->parent->key), fn) += (size_t)by;
 }
 
 /* Every node under root, its function's (and its caller pair's) active
@@ -468,7 +510,7 @@ static void link_edges(struct flattener *fl, struct prof_flat_caller *callers,
 
 struct prof_flat *prof_tree_flatten(const struct prof_tree *t)
 {
-    struct flattener fl = { 0 };
+    struct flattener fl = { .ops = t->ops };
     struct prof_flat *out = calloc(1, sizeof(*out));
     if (!out)
         return NULL;
@@ -482,6 +524,7 @@ struct prof_flat *prof_tree_flatten(const struct prof_tree *t)
         link_edges(&fl, out->callers_block, out->callees_block);
     free(fl.active.slots);
     free(fl.index.slots);
+    free(fl.names.slots);
     free(fl.edges);
     out->entries = fl.entries;
     out->n_entries = fl.n_entries;

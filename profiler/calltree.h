@@ -4,7 +4,8 @@
  * carries an owner label (the Python object naming it), retained and released
  * through prof_label_ops. Nothing here knows Python: the hook feeds events
  * in, and prof_tree_flatten() turns a tree into cProfile's flat statistics
- * (recursive calls counted once in the cumulative time, as cProfile does).
+ * (recursive calls counted once in the cumulative time, as cProfile does;
+ * a function is a label's name when prof_label_ops says which labels share one).
  * A tree is used by one thread at a time; the owner provides the locking. */
 #ifndef PROF_CALLTREE_H
 #define PROF_CALLTREE_H
@@ -16,6 +17,14 @@
 struct prof_label_ops {
     void *(*copy)(void *label);   /* a new reference to label */
     void (*release)(void *label);
+    /* Optional (NULL: a label names only itself). Distinct keys can name
+     * one function (a list comprehension in another: two code objects, one
+     * file:line(name)), and the reports add such entries up into one row.
+     * prof_tree_flatten() then counts a call with an active ancestor of the
+     * same name as recursive, so that the row's cumulative time never counts
+     * the same time twice. hash must agree with same. */
+    uint64_t (*hash)(void *label);
+    bool (*same)(void *a, void *b);
 };
 
 struct prof_node {
@@ -40,6 +49,7 @@ struct prof_tree {
     size_t depth, stack_cap;
     size_t nodes, max_nodes;
     uint64_t dropped_calls;       /* calls not recorded because of the cap */
+    uint64_t requests_left_out;   /* hook.c: requests whose app took the profile hook */
     unsigned most_at_once;        /* most requests profiled at once into it (hook.c; a
                                    * front's: the most of any worker's) */
     uint64_t id;                  /* unique per init and free: twins are valid for it */
@@ -108,6 +118,9 @@ struct prof_flat_entry {
     const void *key;
     void *label;                  /* borrowed from the tree */
     uint64_t calls, reccalls, total_ns, inline_ns;
+    size_t function;              /* the index of the first entry of the same name (ops->same),
+                                   * its own if none: entries of one name share the active
+                                   * counts that tell recursion */
     struct prof_flat_caller *callers;
     size_t n_callers;
     struct prof_flat_callee *callees;

@@ -1,5 +1,15 @@
-/* frame_hook.c — see frame_hook.h. */
+/* frame_hook.c — see frame_hook.h. The hook stops CPython 3.11 from running
+ * a Python-to-Python call inside the caller's C frame: each call becomes a
+ * C call, so recursion that runs unprofiled in a few frames' worth of C
+ * stack takes some hundreds of bytes per level here. Past the C stack the
+ * process dies (an app may raise the recursion limit far beyond it), so
+ * a call that finds too little of its thread's stack left raises
+ * RecursionError instead. */
+#define _GNU_SOURCE /* pthread_getattr_np */
 #include "profiler/frame_hook.h"
+
+#include <pthread.h>
+#include <stdint.h>
 
 #include "profiler/clock.h"
 
@@ -14,6 +24,52 @@
 static _Thread_local struct prof_tree *thread_tree;
 static bool installed; /* guarded by the GIL */
 
+/* The lowest address a profiled call may start at on this thread: its stack's
+ * low end (it grows down) plus a reserve for what runs without a Python
+ * call in between (C code, the error path); 0 until first asked, 1 if the
+ * bounds cannot be had (no check). The thread's whole size, for the message. */
+static _Thread_local uintptr_t stack_floor;
+static _Thread_local size_t stack_size;
+
+enum { STACK_RESERVE_MIN = 256 * 1024 };
+
+static void find_stack_floor(void)
+{
+    pthread_attr_t attr;
+    void *low;
+    size_t size;
+    stack_floor = 1;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return;
+    if (pthread_attr_getstack(&attr, &low, &size) == 0) {
+        size_t reserve = size / 8 > STACK_RESERVE_MIN ? size / 8 : STACK_RESERVE_MIN;
+        stack_size = size;
+        if (size > 2 * reserve)
+            stack_floor = (uintptr_t)low + reserve;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Is the caller's frame below this thread's floor? */
+static bool stack_nearly_used(void)
+{
+    if (!stack_floor)
+        find_stack_floor();
+    return (uintptr_t)__builtin_frame_address(0) < stack_floor;
+}
+
+/* Refuse frame f, as CPython refuses a call past its recursion limit: the
+ * frame is unwound with the exception set, which its caller clears. */
+static PyObject *refuse_frame(PyThreadState *ts, struct _PyInterpreterFrame *f)
+{
+    PyErr_Format(PyExc_RecursionError,
+                 "maximum recursion depth exceeded: under tracfront's profiler "
+                 "(--profile-builtins=false) each Python call uses C stack, and this thread's "
+                 "C stack (%zu KiB) is the limit",
+                 stack_size / 1024);
+    return _PyEval_EvalFrameDefault(ts, f, 1);
+}
+
 enum { LAZY_FLAGS = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR };
 
 /* A generator function's call only builds the generator (its frame is still
@@ -23,6 +79,8 @@ static PyObject *eval_frame(PyThreadState *ts, struct _PyInterpreterFrame *f, in
 {
     struct prof_tree *t = thread_tree;
     PyCodeObject *code = f->f_code;
+    if (stack_nearly_used()) /* every thread's calls come here while the hook is set */
+        return refuse_frame(ts, f);
     if (!t || ((code->co_flags & LAZY_FLAGS) && f->owner != FRAME_OWNED_BY_GENERATOR))
         return _PyEval_EvalFrameDefault(ts, f, throwflag);
     struct prof_node *n = prof_tree_enter(t, code, prof_clock_ns());

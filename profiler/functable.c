@@ -549,6 +549,11 @@ void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
         prof_text_add(out, "<p><b>%llu calls past --profile-max-nodes (%zu) were not recorded; "
                            "their time is in their callers' cumulative time.</b></p>\n",
                       (unsigned long long)t->dropped_calls, t->max_nodes);
+    if (t->requests_left_out)
+        prof_text_add(out, "<p><b>%llu requests are left out: the app replaced the profile hook "
+                           "(cProfile's enable() or sys.setprofile()) and did not give it back, "
+                           "so the rest of each went unseen.</b></p>\n",
+                      (unsigned long long)t->requests_left_out);
 }
 
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
@@ -666,8 +671,10 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
     } else if (v->bad_sort) {
         prof_text_add(&out, "{\"error\":\"unknown sort key: use " SORT_KEYS_TEXT "\"}\n");
     } else {
-        prof_text_add(&out, "{\"matched\":%zu,\"total\":%zu,\"dropped_calls\":%llu,", sel.matched,
-                      sel.total, (unsigned long long)t->dropped_calls);
+        prof_text_add(&out, "{\"matched\":%zu,\"total\":%zu,\"dropped_calls\":%llu,"
+                            "\"hook_replaced_requests\":%llu,", sel.matched, sel.total,
+                      (unsigned long long)t->dropped_calls,
+                      (unsigned long long)t->requests_left_out);
         prof_clock_note(&out, t, true);
         prof_text_add(&out, "\"functions\":[");
         for (size_t i = 0; i < sel.shown; i++) {

@@ -48,7 +48,9 @@ char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, 
 void prof_clock_note(struct prof_text *out, const struct prof_tree *t, bool json);
 
 /* A paragraph saying how many calls t did not record for its node cap
- * (their time stays in their callers' cumulative time); nothing if none. */
+ * (their time stays in their callers' cumulative time), and one saying how
+ * many requests were left out because their app took the profile hook;
+ * nothing for none. */
 void prof_dropped_note(struct prof_text *out, const struct prof_tree *t);
 
 #endif

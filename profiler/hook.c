@@ -23,7 +23,8 @@
 struct collector {
     PyObject_HEAD
     uint64_t id;            /* the request's id */
-    struct prof_tree *tree; /* from the spare trees */
+    struct prof_tree *tree; /* from the spare trees; NULL once the request ended */
+    PyThreadState *thread;  /* the request's */
 };
 
 /* The slowest profiled requests' own trees (by time in the profiled code). */
@@ -44,7 +45,47 @@ static void label_release(void *l)
     Py_XDECREF((PyObject *)l);
 }
 
-static const struct prof_label_ops label_ops = { label_copy, label_release };
+/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
+ * built-in. New ref. */
+static PyObject *func_label(PyObject *label)
+{
+    if (PyUnicode_Check(label))
+        return Py_BuildValue("(siO)", "~", 0, label);
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* Labels name one function when their func_label()s are equal: the
+ * reports add such entries up (see prof_label_ops). No exception left set. */
+static uint64_t label_hash(void *l)
+{
+    PyObject *name = func_label(l);
+    Py_hash_t h = name ? PyObject_Hash(name) : 0;
+    Py_XDECREF(name);
+    PyErr_Clear();
+    return (uint64_t)h;
+}
+
+static bool label_same(void *a, void *b)
+{
+    if (a == b)
+        return true;
+    PyObject *x = func_label(a), *y = func_label(b);
+    bool same = x && y && PyObject_RichCompareBool(x, y, Py_EQ) == 1;
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    PyErr_Clear();
+    return same;
+}
+
+static const struct prof_label_ops label_ops = { label_copy, label_release, label_hash,
+                                                 label_same };
 
 /* Accumulated profile: guarded by the GIL; use accumulated_tree(). */
 static struct prof_tree accumulated;
@@ -382,6 +423,42 @@ static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
     return 0;
 }
 
+/* collector(frame, event, arg): what sys.setprofile(collector) has the
+ * thread call, as when an app gives back what sys.getprofile() gave it
+ * (old = sys.getprofile(); sys.setprofile(f); ...; sys.setprofile(old)).
+ * The C hook is set again, so that the next events come to on_event
+ * directly, and this one is passed on. The calls made meanwhile were f's:
+ * their time is in the sys.setprofile call that gave the hook away. Borrows
+ * its arguments; new ref to None. */
+static PyObject *collector_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static const struct {
+        const char *name;
+        int what;
+    } events[] = { { "call", PyTrace_CALL },         { "return", PyTrace_RETURN },
+                   { "c_call", PyTrace_C_CALL },     { "c_return", PyTrace_C_RETURN },
+                   { "c_exception", PyTrace_C_EXCEPTION } };
+    struct collector *c = (struct collector *)self;
+    PyObject *frame, *event, *arg;
+    if ((kwargs && PyDict_GET_SIZE(kwargs)) ||
+        !PyArg_ParseTuple(args, "O!UO:ProfileCollector", &PyFrame_Type, &frame, &event, &arg)) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "ProfileCollector takes (frame, event, arg)");
+        return NULL;
+    }
+    /* only on its request's thread while it runs, as sys.setprofile does */
+    if (!with_builtins || !c->tree || c->thread != PyThreadState_Get())
+        Py_RETURN_NONE;
+    for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
+        if (PyUnicode_CompareWithASCIIString(event, events[i].name) != 0)
+            continue;
+        PyEval_SetProfile(on_event, self);
+        on_event(self, (PyFrameObject *)frame, events[i].what, arg);
+        break;
+    }
+    Py_RETURN_NONE;
+}
+
 static void collector_dealloc(PyObject *self)
 {
     struct collector *c = (struct collector *)self;
@@ -395,6 +472,7 @@ static PyTypeObject collector_type = {
     .tp_name = "tracfront.ProfileCollector",
     .tp_basicsize = sizeof(struct collector),
     .tp_dealloc = collector_dealloc,
+    .tp_call = collector_call,
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
@@ -428,6 +506,7 @@ PyObject *prof_hook_begin(uint64_t id)
         return NULL;
     }
     c->id = id;
+    c->thread = PyThreadState_Get();
     if (!(c->tree = take_tree())) {
         Py_DECREF(c);
         return NULL;
@@ -438,19 +517,37 @@ PyObject *prof_hook_begin(uint64_t id)
     return (PyObject *)c;
 }
 
-bool prof_hook_end(PyObject *collector)
+/* GIL held, on c's thread: does the thread still send its events to c? An
+ * app that set its own profile function took them (cProfile's enable(), or
+ * sys.setprofile(f) and maybe sys.setprofile(None) after); one that gave
+ * ours back has them sent to c again (collector_call). The frame hook
+ * cannot be taken. */
+static bool hook_kept(const struct collector *c)
+{
+    const PyThreadState *ts = c->thread;
+    return !with_builtins || (ts->c_profilefunc == on_event && ts->c_profileobj == (PyObject *)c);
+}
+
+int prof_hook_end(PyObject *collector)
 {
     if (!collector)
-        return false;
+        return 0;
+    struct collector *c = (struct collector *)collector;
+    bool replaced = !hook_kept(c);
     hook_thread(NULL);
     note_at_once(); /* one that began before a Clear still ran beside the others */
     collectors_alive--;
-    struct collector *c = (struct collector *)collector;
     uint64_t dropped_before = 0;
+    int said = 0;
     prof_tree_unwind(c->tree, prof_clock_ns());
     if (discard_next) {
         discard_next = false; /* the first request pays for imports: drop it */
         prof_tree_drain(NULL, c->tree);
+    } else if (replaced) { /* the rest of the request went unseen, charged to the call
+                            * that took the hook: leave the request out */
+        prof_tree_drain(NULL, c->tree);
+        if (accumulated_tree()->requests_left_out++ == 0)
+            said = PROF_END_HOOK_REPLACED;
     } else {
         keep_if_slow(c);
         dropped_before = accumulated_tree()->dropped_calls;
@@ -463,26 +560,12 @@ bool prof_hook_end(PyObject *collector)
         free_spare_trees();
     }
     Py_DECREF(collector);
-    return !dropped_before && accumulated_ready && accumulated.dropped_calls;
+    if (!dropped_before && accumulated_ready && accumulated.dropped_calls)
+        said |= PROF_END_CAP_REACHED;
+    return said;
 }
 
 /* --- pstats ---------------------------------------------------------------- */
-
-/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
- * built-in. New ref. */
-static PyObject *func_label(PyObject *label)
-{
-    if (PyUnicode_Check(label))
-        return Py_BuildValue("(siO)", "~", 0, label);
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
-    Py_XDECREF(file);
-    Py_XDECREF(line);
-    Py_XDECREF(name);
-    return r;
-}
 
 /* Add the figures at the head of an earlier value (two counts, then two
  * times: a stats value or a caller's), if there is one (borrowed). */

@@ -35,10 +35,15 @@ bool prof_hook_enabled(void);
 /* GIL held. Start profiling the calling thread for request id: a new ref
  * to its collector, or NULL when profiling is off (or out of memory). */
 PyObject *prof_hook_begin(uint64_t id);
-/* GIL held. The request is over: unhook, merge its tree, drop the ref.
- * true when this made the accumulated profile reach its node cap (its first
- * call not recorded since start or Clear): the caller says so in its log. */
-bool prof_hook_end(PyObject *collector);
+/* GIL held, on the request's thread. The request is over: unhook, merge
+ * its tree, drop the ref. Returns what the caller should say in its log,
+ * each once since start or Clear: PROF_END_CAP_REACHED, this made the
+ * accumulated profile reach its node cap (its first call not recorded);
+ * PROF_END_HOOK_REPLACED, the app set its own profile function (cProfile,
+ * sys.setprofile) and did not give tracfront's back, so this request is
+ * left out (the next is profiled again; the page and API count them). */
+enum { PROF_END_CAP_REACHED = 1, PROF_END_HOOK_REPLACED = 2 };
+int prof_hook_end(PyObject *collector);
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",

@@ -36,6 +36,7 @@
 #include "proxy/request.h"
 #include "wsgi/fastpath.h"
 #include "wsgi/run.h"
+#include "wsgi/signal_stack.h"
 
 struct queue_item {
     struct tf_request *req;
@@ -173,6 +174,7 @@ static void delete_thread_state(void *ts)
     PyEval_RestoreThread(ts);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
+    wsgi_signal_stack_remove();
 }
 
 static void make_state_key(void)
@@ -187,6 +189,7 @@ static PyThreadState *network_thread_state_get(PyInterpreterState *interp)
         if (!(network_thread_state = PyThreadState_New(interp)))
             return NULL;
         pthread_setspecific(state_key, network_thread_state);
+        wsgi_signal_stack_add(); /* for faulthandler: see signal_stack.h */
     }
     return network_thread_state;
 }
@@ -375,6 +378,7 @@ static void *worker(void *arg)
         tf_log_error("cannot create a Python thread state for an app thread");
         return NULL;
     }
+    wsgi_signal_stack_add(); /* for faulthandler: see signal_stack.h */
     for (;;) {
         pthread_mutex_lock(&pool->lock);
         while (!should_take(pool, tf_now_us()) && !(pool->stopping && !pool->head))
@@ -407,6 +411,7 @@ static void *worker(void *arg)
     PyEval_RestoreThread(ts);
     PyThreadState_Clear(ts);
     PyThreadState_DeleteCurrent();
+    wsgi_signal_stack_remove();
     return NULL;
 }
 

@@ -26,10 +26,17 @@
 /* Stop profiling task's request: its calls join the accumulated profile. */
 static void profile_end(struct wsgi_task *task)
 {
-    if (prof_hook_end(task->profile))
+    int said = prof_hook_end(task->profile);
+    if (said & PROF_END_CAP_REACHED)
         tf_log_error("profile: --profile-max-nodes (%u) reached: calls on call paths not yet "
                      "recorded are counted, not recorded, until Clear (the profile page says "
                      "how many)", wsgi_ctx.cfg->profile_max_nodes);
+    if (said & PROF_END_HOOK_REPLACED)
+        tf_log_error("profile: the app replaced the profile hook (cProfile's enable() or "
+                     "sys.setprofile()) in %s %s and did not give it back: the request is left "
+                     "out of the profile, as is any other that does so (the profile page says "
+                     "how many); the next request is profiled again", task->req->method,
+                     task->req->target);
     task->profile = NULL;
 }
 

@@ -21,7 +21,7 @@ static void release_label(void *l)
     (void)l;
     live_labels--;
 }
-static const struct prof_label_ops ops = { copy_label, release_label };
+static const struct prof_label_ops ops = { .copy = copy_label, .release = release_label };
 
 static char F, G, H; /* keys */
 
@@ -200,6 +200,64 @@ static void test_recursion_counted_once(void **state)
     assert_int_equal(self->calls, 2);
     assert_int_equal(self->reccalls, 1);   /* f→f inside f→f */
     assert_int_equal(self->total_ns, 50);
+    prof_flat_free(flat);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
+/* G and H name one function (two code objects of one file:line(name), as
+ * a list comprehension nested in another): what their names say. */
+static char G_AND_H[] = "g", F_NAME[] = "f";
+static const char *name_of(void *label)
+{
+    return label == &G || label == &H ? G_AND_H : F_NAME;
+}
+static uint64_t hash_name(void *label)
+{
+    (void)label;
+    return 7; /* every name collides: same_name tells them apart */
+}
+static bool same_name(void *a, void *b)
+{
+    return name_of(a) == name_of(b);
+}
+static const struct prof_label_ops named_ops = { copy_label, release_label, hash_name,
+                                                 same_name };
+
+static void test_nested_keys_of_one_name_are_recursion(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &named_ops, 100);
+    /* f [0,100) → g [10,60) → h [20,30), h [40,50); f → h [70,80) */
+    enter(&t, &F, 0);
+    enter(&t, &G, 10);
+    enter(&t, &H, 20);
+    prof_tree_leave(&t, 30);
+    enter(&t, &H, 40);
+    prof_tree_leave(&t, 50);
+    prof_tree_leave(&t, 60);
+    enter(&t, &H, 70);
+    prof_tree_leave(&t, 80);
+    prof_tree_leave(&t, 100);
+    struct prof_flat *flat = prof_tree_flatten(&t);
+    assert_non_null(flat);
+    const struct prof_flat_entry *g = find(flat, &G), *h = find(flat, &H);
+    const void *fn = flat->entries[g->function].key; /* whichever the walk met first */
+    assert_true(fn == &G || fn == &H);
+    assert_int_equal(h->function, g->function);
+    assert_int_equal(find(flat, &F)->function, (size_t)(find(flat, &F) - flat->entries));
+    /* h's calls in g are recursive: the name's cumulative time is g's 50
+     * and h's 10 outside g, never more than f's 100 */
+    assert_int_equal(g->calls, 1);
+    assert_int_equal(g->reccalls, 0);
+    assert_int_equal(g->total_ns, 50);
+    assert_int_equal(h->calls, 3);
+    assert_int_equal(h->reccalls, 2);
+    assert_int_equal(h->total_ns, 10);
+    assert_int_equal(caller(h, &G)->reccalls, 0); /* the first g→h pair active: not recursive */
+    assert_int_equal(caller(h, &G)->total_ns, 20);
+    assert_int_equal(caller(h, &F)->total_ns, 10);
     prof_flat_free(flat);
     prof_tree_free(&t);
     assert_int_equal(live_labels, 0);
@@ -392,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_callees_mirror_callers),
         cmocka_unit_test(test_wide_fan_out_at_every_size),
         cmocka_unit_test(test_recursion_counted_once),
+        cmocka_unit_test(test_nested_keys_of_one_name_are_recursion),
         cmocka_unit_test(test_merge_and_cap),
         cmocka_unit_test(test_drain_reuses_nodes),
         cmocka_unit_test(test_walk_order_and_skip),

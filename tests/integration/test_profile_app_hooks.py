@@ -1,0 +1,160 @@
+"""The function profiler against what apps do (tests/apps/profile_edges_app.py):
+distinct code objects sharing one label nested in each other (a list
+comprehension in another, exec in exec, a dataclass's generated __init__ in
+another's) count as recursion, never twice in cumulative time; recursion
+deeper than the C stack allows under the frame hook is a RecursionError,
+not a dead server; a C stack overflow on any thread that runs Python leaves
+the Python stacks in the error log; an app that sets its own profile hook
+(cProfile, sys.setprofile) has that request left out and said, and one that
+saves and restores sys.getprofile() gives the profile back."""
+import marshal
+import os
+import re
+import signal
+import threading
+
+import pytest
+import requests
+
+from workers_util import wait_for
+
+APP = ("--app", "profile_edges_app:app")
+PROFILED = APP + ("--profile", "--profile-discard-first", "false")
+FILE = "profile_edges_app.py"
+REPLACED = "the app replaced the profile hook"
+
+
+def get(srv, path, **kw):
+    r = requests.get(srv.url + path, timeout=60, **kw)
+    assert r.status_code == 200, (path, r.status_code, r.text[-2000:])
+    return r
+
+
+def rows(srv):
+    return get(srv, "__profile__/api/functions", params={"limit": 100000}).json()
+
+
+def row(functions, pattern):
+    found = [f for f in functions if re.search(pattern, f["function"])]
+    assert len(found) == 1, (pattern, [f["function"] for f in functions])
+    return found[0]
+
+
+NESTED = {"nestedcomp": (r"\(<listcomp>\)$", 5), "nestedexec": (r"^<string>:1\(<module>\)$", 2),
+          "nesteddc": (r"^<string>:2\(__init__\)$", 2)}
+
+
+@pytest.mark.parametrize("builtins", ["true", "false"])
+@pytest.mark.parametrize("case", sorted(NESTED))
+def test_nested_calls_sharing_a_label_count_once_in_cumtime(tracfront, case, builtins):
+    """The inner code object's calls run inside the outer's: they are
+    recursive calls of one row, whose cumulative time is the outer calls'
+    alone, within the app's (it was about twice the app's)."""
+    srv = tracfront(*PROFILED, "--profile-builtins=" + builtins)
+    for _ in range(3):
+        get(srv, case)
+    doc = rows(srv)
+    pattern, per_request = NESTED[case]
+    nested, app = row(doc["functions"], pattern), row(doc["functions"], r"\(app\)$")
+    assert (nested["ncalls"], nested["pcalls"]) == (3 * per_request, 3)
+    assert nested["cumtime"] <= app["cumtime"], (nested, app)
+    pstats_row = [v for f, v in marshal.loads(get(srv, "__profile__/pstats").content).items()
+                  if re.search(pattern, "%s:%d(%s)" % (os.path.basename(f[0]), f[1], f[2]))]
+    assert [(v[0], v[1]) for v in pstats_row] == [(3, 3 * per_request)]
+    assert pstats_row[0][3] == pytest.approx(nested["cumtime"], abs=1e-6)
+
+
+def hold_the_app_thread(srv):
+    """With --threads 1, a request that sleeps holds the one slot: the next
+    is queued, and an app thread (not the network thread that read it)
+    runs it. Returns the sleeper's thread, to join."""
+    sleeper = threading.Thread(target=get, args=(srv, "sleep"), kwargs={"params": "1.5"})
+    sleeper.start()
+    wait_for(lambda: "/sleep" in requests.get(srv.url + "__profile__/api/inflight",
+                                              timeout=10).text, 10, "the sleeper running")
+    return sleeper
+
+
+@pytest.mark.parametrize("where", ["network", "app"])
+def test_recursion_past_the_c_stack_under_the_frame_hook_is_a_recursion_error(tracfront, where):
+    """The frame hook makes each Python call a C call: 19500 levels (under
+    the app's recursion limit of 20000) overflowed the 8 MiB thread stack
+    and killed the server with nothing logged. It is a RecursionError that
+    says why, on a network thread and an app thread alike."""
+    srv = tracfront(*PROFILED, "--profile-builtins=false", "--threads", "1",
+                    "--inline-fast-calls=false")
+    sleeper = hold_the_app_thread(srv) if where == "app" else None
+    answer = get(srv, "deeprec", params="19500").text
+    if sleeper:
+        sleeper.join()
+    thread, _, result = answer.partition(" ")
+    assert thread.startswith("tf-io-") == (where == "network"), answer
+    assert result.startswith("RecursionError: ") and "C stack" in result, answer
+    assert "--profile-builtins" in result, answer
+    assert get(srv, "deeprec", params="800").text.endswith(" 800")  # not refused needlessly
+    assert srv.alive()
+    srv.stop()
+    assert srv.proc.returncode == 0, srv.stderr[-3000:]
+
+
+CRASH = "Fatal Python error: Segmentation fault"
+# under ASan its own handler reports the signal after faulthandler's, and aborts
+FATAL = (signal.SIGSEGV, signal.SIGABRT) if os.environ.get("TF_SANITIZER") else (signal.SIGSEGV,)
+
+
+@pytest.mark.parametrize("where", ["network", "app"])
+def test_a_stack_overflow_leaves_the_python_stacks_in_the_error_log(tracfront, where):
+    """faulthandler runs on an alternate signal stack, which sigaltstack
+    gives only to the thread that enabled it: a stack overflow on a thread
+    without one killed the process with nothing logged."""
+    if os.environ.get("TF_SANITIZER") == "tsan":
+        pytest.skip("ThreadSanitizer takes the SIGSEGV and exits 66 itself")
+    srv = tracfront(*APP, "--threads", "1", "--inline-fast-calls=false")
+    srv.expect_fail = True
+    sleeper = hold_the_app_thread(srv) if where == "app" else None
+    with pytest.raises(requests.ConnectionError):
+        requests.get(srv.url + "overflow", timeout=60)
+    if sleeper:
+        sleeper.join()
+    assert -srv.proc.wait(30) in FATAL, srv.error_log[-3000:]
+    log = srv.error_log
+    said = re.search(r"overflowing on (\S+)", log)
+    assert said and said.group(1).startswith("tf-io-") == (where == "network"), log[-3000:]
+    assert CRASH in log, log[-3000:]
+    assert re.search(r'File "[^"]*%s", line \d+ in overflow' % FILE, log), log[-3000:]
+
+
+@pytest.mark.parametrize("path", ["cprofile", "setprofile"])
+def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, path):
+    """cProfile's enable() or sys.setprofile() takes the thread's profile
+    hook: the rest of the request went unseen and its time was charged to
+    the call that took the hook. That request is left out, the page, the
+    API and the error log (once) say so, and the next request is profiled."""
+    srv = tracfront(*PROFILED)
+    for _ in range(2):
+        get(srv, path)
+    for _ in range(3):
+        get(srv, "after")
+    doc = rows(srv)
+    names = [f["function"] for f in doc["functions"]]
+    assert not [n for n in names if n.startswith(("{method 'enable'", "{built-in method sys.set"))]
+    assert row(doc["functions"], r"\(after\)$")["ncalls"] == 3
+    assert row(doc["functions"], r"\(app\)$")["ncalls"] == 3
+    assert doc["hook_replaced_requests"] == 2
+    assert REPLACED in get(srv, "__profile__").text
+    assert srv.error_log.count(REPLACED) == 1, srv.error_log
+
+
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_saving_and_restoring_the_profile_hook_gives_it_back(tracfront, builtins):
+    """old = sys.getprofile(); sys.setprofile(f); ...; sys.setprofile(old):
+    old is tracfront's collector, which was not callable (every such
+    request a 500, TypeError). Restored, it profiles the rest exactly."""
+    srv = tracfront(*PROFILED, "--profile-builtins=" + builtins)
+    for _ in range(3):
+        get(srv, "saverestore")
+    doc = rows(srv)
+    assert row(doc["functions"], r"\(after\)$")["ncalls"] == 6
+    assert row(doc["functions"], r"\(saverestore\)$")["ncalls"] == 3
+    assert doc["hook_replaced_requests"] == 0
+    assert REPLACED not in srv.error_log
