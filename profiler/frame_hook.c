@@ -31,7 +31,17 @@ static bool installed; /* guarded by the GIL */
 static _Thread_local uintptr_t stack_floor;
 static _Thread_local size_t stack_size;
 
-enum { STACK_RESERVE_MIN = 256 * 1024 };
+enum { STACK_RESERVE_MIN = 256 * 1024, SMALL_STACK_RESERVE_MIN = 16 * 1024 };
+
+/* An eighth of a stack of 2 MiB or more; at most 256 KiB and a quarter of a
+ * smaller one (threading.stack_size() may ask for 32 KiB), at least 16 KiB. */
+static size_t stack_reserve(size_t size)
+{
+    size_t small = size / 4 < STACK_RESERVE_MIN ? size / 4 : STACK_RESERVE_MIN;
+    if (small < SMALL_STACK_RESERVE_MIN)
+        small = SMALL_STACK_RESERVE_MIN;
+    return size / 8 > small ? size / 8 : small;
+}
 
 static void find_stack_floor(void)
 {
@@ -42,9 +52,9 @@ static void find_stack_floor(void)
     if (pthread_getattr_np(pthread_self(), &attr) != 0)
         return;
     if (pthread_attr_getstack(&attr, &low, &size) == 0) {
-        size_t reserve = size / 8 > STACK_RESERVE_MIN ? size / 8 : STACK_RESERVE_MIN;
+        size_t reserve = stack_reserve(size);
         stack_size = size;
-        if (size > 2 * reserve)
+        if (size >= 2 * reserve) /* else too small to split: no check */
             stack_floor = (uintptr_t)low + reserve;
     }
     pthread_attr_destroy(&attr);
@@ -58,16 +68,22 @@ static bool stack_nearly_used(void)
     return (uintptr_t)__builtin_frame_address(0) < stack_floor;
 }
 
-/* Refuse frame f, as CPython refuses a call past its recursion limit: the
- * frame is unwound with the exception set, which its caller clears. */
-static PyObject *refuse_frame(PyThreadState *ts, struct _PyInterpreterFrame *f)
+/* Refuse a frame, as CPython 3.11 refuses one past its recursion limit: the
+ * exception set (replacing one a generator's throw() brought) and NULL,
+ * the frame not run, so no trace or profile event and a generator's except
+ * and finally clauses untouched (evaluating it with the error thrown in ran
+ * them at the stack's edge, and they could catch it and yield). The eval
+ * function's callers take NULL as from a frame that raised: _PyEval_Vector
+ * clears and pops the frame, gen_send_ex2 marks the generator finished
+ * and clears its frame. */
+static PyObject *refuse_frame(void)
 {
     PyErr_Format(PyExc_RecursionError,
                  "maximum recursion depth exceeded: under tracfront's profiler "
                  "(--profile-builtins=false) each Python call uses C stack, and this thread's "
                  "C stack (%zu KiB) is the limit",
                  stack_size / 1024);
-    return _PyEval_EvalFrameDefault(ts, f, 1);
+    return NULL;
 }
 
 enum { LAZY_FLAGS = CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR };
@@ -80,7 +96,7 @@ static PyObject *eval_frame(PyThreadState *ts, struct _PyInterpreterFrame *f, in
     struct prof_tree *t = thread_tree;
     PyCodeObject *code = f->f_code;
     if (stack_nearly_used()) /* every thread's calls come here while the hook is set */
-        return refuse_frame(ts, f);
+        return refuse_frame();
     if (!t || ((code->co_flags & LAZY_FLAGS) && f->owner != FRAME_OWNED_BY_GENERATOR))
         return _PyEval_EvalFrameDefault(ts, f, throwflag);
     struct prof_node *n = prof_tree_enter(t, code, prof_clock_ns());

@@ -1,11 +1,14 @@
 """What apps do that a function profiler must survive, for
 tests/integration/test_profile_app_hooks.py: nested calls of distinct code
 objects sharing one label, recursion deeper than a thread's C stack allows
-under the frame hook, a C stack overflow, and the app's own profile hooks
-(cProfile, sys.setprofile, a save and restore of sys.getprofile())."""
+under the frame hook (a thread's small stack, a generator resumed at its
+edge), a C stack overflow, and the app's own profile hooks (cProfile,
+sys.setprofile, a save and restore of sys.getprofile(), given back in another
+call, a profiler that passes events on to the one it replaced)."""
 import cProfile
 import dataclasses
 import sys
+import threading
 import time
 
 sys.setrecursionlimit(20000)
@@ -59,6 +62,77 @@ def deeprec(depth):
         return "%s RecursionError: %s" % (thread_name(), e)
 
 
+def small_stack(query):
+    """rec(depth) on a new thread with a stack of kib KiB."""
+    kib, depth = map(int, query.split(","))
+    out = []
+
+    def run():
+        try:
+            out.append("%d" % rec(depth))
+        except RecursionError as e:
+            out.append("RecursionError: %s" % e)
+
+    threading.stack_size(kib * 1024)
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+    finally:
+        threading.stack_size(0)
+    t.join()
+    return out[0]
+
+
+def at_the_edge(action):
+    """action() called as deep as the C stack lets a Python call start:
+    recurse until refused, then on the way back up try action() until it
+    starts itself (refused, it raises RecursionError and the level above
+    tries)."""
+    done = []
+
+    def descend():
+        try:
+            descend()
+        except RecursionError:
+            if not done:
+                done.append(action())
+
+    try:
+        descend()
+    except RecursionError:
+        pass
+    return done[0]
+
+
+def gen_edge():
+    """Resume a suspended generator at the C stack's edge: through sorted()
+    (whose C frame takes more stack than one Python call does) from a
+    function that itself only just started, so the resumption is refused."""
+    ran = []
+
+    def gen():
+        while True:
+            try:
+                yield
+                ran.append("resumed")
+            except RecursionError:
+                ran.append("caught")
+                yield "caught inside"
+
+    g = gen()
+    next(g)
+
+    def resume():
+        try:
+            sorted([1], key=g.send)
+            return "sent"
+        except RecursionError as e:
+            return "RecursionError: %s" % e
+
+    said = at_the_edge(resume)
+    return "%s; ran: %s; closed: %s" % (said, ",".join(ran) or "-", g.gi_frame is None)
+
+
 def overflow():
     """A C stack overflow: repr recurses in C once per level of nesting, and
     the recursion limit is far above what a thread's stack holds."""
@@ -100,7 +174,7 @@ def saverestore():
 
 ROUTES = {"nestedcomp": nestedcomp, "nestedexec": nestedexec, "nesteddc": nesteddc,
           "overflow": overflow, "cprofile": own_cprofile, "setprofile": own_setprofile,
-          "saverestore": saverestore, "after": after}
+          "saverestore": saverestore, "after": after, "genedge": gen_edge}
 
 
 def app(environ, start_response):
@@ -110,6 +184,8 @@ def app(environ, start_response):
         body = "slept"
     elif path == "deeprec":
         body = deeprec(int(environ["QUERY_STRING"]))
+    elif path == "smallstack":
+        body = small_stack(environ["QUERY_STRING"])
     else:
         body = str(ROUTES[path]())
     start_response("200 OK", [("Content-Type", "text/plain")])

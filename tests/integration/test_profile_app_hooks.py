@@ -3,10 +3,13 @@ distinct code objects sharing one label nested in each other (a list
 comprehension in another, exec in exec, a dataclass's generated __init__ in
 another's) count as recursion, never twice in cumulative time; recursion
 deeper than the C stack allows under the frame hook is a RecursionError,
-not a dead server; a C stack overflow on any thread that runs Python leaves
-the Python stacks in the error log; an app that sets its own profile hook
-(cProfile, sys.setprofile) has that request left out and said, and one that
-saves and restores sys.getprofile() gives the profile back."""
+not a dead server (on a thread with a small stack too), and a generator
+resumed there is left unrun; a C stack overflow on any thread that runs
+Python leaves the Python stacks in the error log; an app that sets its own
+profile hook (cProfile, sys.setprofile) has that request left out and said
+(escaped), one that saves and restores sys.getprofile() gives the profile
+back, in another call than took it is left out, and a profiler that passes
+events on to the one it replaced keeps its hook."""
 import marshal
 import os
 import re
@@ -95,6 +98,34 @@ def test_recursion_past_the_c_stack_under_the_frame_hook_is_a_recursion_error(tr
     assert srv.alive()
     srv.stop()
     assert srv.proc.returncode == 0, srv.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kib", [256, 512])
+def test_recursion_on_a_thread_with_a_small_stack_is_a_recursion_error(tracfront, kib):
+    """A thread of 512 KiB or less had no check at all (the check wanted
+    the reserve, at least 256 KiB, under half the stack): 3000 levels
+    killed the server with nothing logged. A small stack keeps a quarter."""
+    srv = tracfront(*PROFILED, "--profile-builtins=false")
+    answer = get(srv, "smallstack", params="%d,3000" % kib).text
+    assert answer.startswith("RecursionError: ") and "C stack (%d KiB)" % kib in answer, answer
+    assert get(srv, "smallstack", params="%d,40" % kib).text == "40"  # not refused needlessly
+    assert srv.alive()
+    srv.stop()
+    assert srv.proc.returncode == 0, srv.stderr[-3000:]
+
+
+def test_a_generator_resumed_at_the_stack_edge_is_left_unrun(tracfront):
+    """A resumption the frame hook refuses is not run, as one past
+    CPython's recursion limit is not: the RecursionError was thrown into the
+    generator, whose except clause ran at the stack's edge, caught it and
+    yielded, so send() returned as if resumed (and its value was lost)."""
+    srv = tracfront(*PROFILED, "--profile-builtins=false")
+    said, ran, closed = get(srv, "genedge").text.split("; ")
+    assert said.startswith("RecursionError: ") and "C stack" in said, said
+    assert (ran, closed) == ("ran: -", "closed: True")
+    gen = row(rows(srv)["functions"], r"\(gen\)$")
+    assert gen["ncalls"] == 1  # next(g): the refused resumption is no call
+    assert srv.alive()
 
 
 CRASH = "Fatal Python error: Segmentation fault"
