@@ -552,7 +552,8 @@ void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
     if (t->requests_left_out)
         prof_text_add(out, "<p><b>%llu requests are left out: the app replaced the profile hook "
                            "(cProfile's enable() or sys.setprofile()) and did not give it back, "
-                           "so the rest of each went unseen.</b></p>\n",
+                           "so the rest of each went unseen, or gave it back in another call "
+                           "than took it, so what followed was misplaced.</b></p>\n",
                       (unsigned long long)t->requests_left_out);
 }
 

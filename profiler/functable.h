@@ -49,8 +49,8 @@ void prof_clock_note(struct prof_text *out, const struct prof_tree *t, bool json
 
 /* A paragraph saying how many calls t did not record for its node cap
  * (their time stays in their callers' cumulative time), and one saying how
- * many requests were left out because their app took the profile hook;
- * nothing for none. */
+ * many requests were left out because their app took the profile hook (and
+ * kept it, or gave it back in another call); nothing for none. */
 void prof_dropped_note(struct prof_text *out, const struct prof_tree *t);
 
 #endif

@@ -25,6 +25,7 @@ struct collector {
     uint64_t id;            /* the request's id */
     struct prof_tree *tree; /* from the spare trees; NULL once the request ended */
     PyThreadState *thread;  /* the request's */
+    bool misplaced;         /* the app gave the hook back in another call than took it */
 };
 
 /* The slowest profiled requests' own trees (by time in the profiled code). */
@@ -423,13 +424,47 @@ static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
     return 0;
 }
 
-/* collector(frame, event, arg): what sys.setprofile(collector) has the
- * thread call, as when an app gives back what sys.getprofile() gave it
- * (old = sys.getprofile(); sys.setprofile(f); ...; sys.setprofile(old)).
- * The C hook is set again, so that the next events come to on_event
- * directly, and this one is passed on. The calls made meanwhile were f's:
- * their time is in the sys.setprofile call that gave the hook away. Borrows
- * its arguments; new ref to None. */
+/* Do the calls open in c's tree match the thread's frames, frame (borrowed,
+ * may be NULL) and its callers, innermost first? A built-in's call has no
+ * frame (one is open while it runs Python code: sorted's key=), and the
+ * frames below the request's first call are not in the tree. A call past
+ * the node cap has no node to tell what it was: no match. Without memory
+ * for a frame object, no match either, and no exception left set. */
+static bool open_calls_match(const struct collector *c, PyFrameObject *frame)
+{
+    const struct prof_tree *t = c->tree;
+    PyFrameObject *f = (PyFrameObject *)Py_XNewRef(frame);
+    bool match = true;
+    for (size_t i = t->depth; match && i-- > 0;) {
+        const struct prof_node *n = t->stack[i].node;
+        if (n && n->label && PyUnicode_Check((PyObject *)n->label))
+            continue;
+        PyCodeObject *code = f ? PyFrame_GetCode(f) : NULL; /* new ref */
+        match = n && code && n->key == (const void *)code;
+        Py_XDECREF(code);
+        PyFrameObject *back = f ? PyFrame_GetBack(f) : NULL; /* new ref */
+        Py_XDECREF(f);
+        f = back;
+    }
+    Py_XDECREF(f);
+    if (PyErr_Occurred()) {
+        PyErr_Clear();
+        match = false;
+    }
+    return match;
+}
+
+/* collector(frame, event, arg), as the thread calls it when an app gives
+ * back what sys.getprofile() gave it (old = sys.getprofile();
+ * sys.setprofile(f); ...; sys.setprofile(old)): the C hook is set again, so
+ * that the next events come to on_event directly, and this one is passed on.
+ * The calls made meanwhile were f's: their time is in the sys.setprofile call
+ * that gave the hook away, which is still open if the hook comes back in the
+ * call that took it; else the tree's open calls are not the thread's, and
+ * the request is left out (prof_hook_end). Called by f itself, a profiler
+ * that passes each event on to the one it replaced, it leaves f the hook:
+ * the events are passed on, and the request is whole. Borrows its
+ * arguments; new ref to None. */
 static PyObject *collector_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static const struct {
@@ -439,6 +474,7 @@ static PyObject *collector_call(PyObject *self, PyObject *args, PyObject *kwargs
                    { "c_call", PyTrace_C_CALL },     { "c_return", PyTrace_C_RETURN },
                    { "c_exception", PyTrace_C_EXCEPTION } };
     struct collector *c = (struct collector *)self;
+    PyThreadState *ts = PyThreadState_Get();
     PyObject *frame, *event, *arg;
     if ((kwargs && PyDict_GET_SIZE(kwargs)) ||
         !PyArg_ParseTuple(args, "O!UO:ProfileCollector", &PyFrame_Type, &frame, &event, &arg)) {
@@ -447,12 +483,20 @@ static PyObject *collector_call(PyObject *self, PyObject *args, PyObject *kwargs
         return NULL;
     }
     /* only on its request's thread while it runs, as sys.setprofile does */
-    if (!with_builtins || !c->tree || c->thread != PyThreadState_Get())
+    if (!with_builtins || !c->tree || c->thread != ts)
         Py_RETURN_NONE;
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (PyUnicode_CompareWithASCIIString(event, events[i].name) != 0)
             continue;
-        PyEval_SetProfile(on_event, self);
+        if (ts->c_profileobj == self && ts->c_profilefunc != on_event) { /* given back */
+            PyEval_SetProfile(on_event, self);
+            PyFrameObject *f = (PyFrameObject *)frame, *caller = NULL;
+            if (events[i].what == PyTrace_CALL) /* f is not in the tree yet */
+                f = caller = PyFrame_GetBack(f); /* new ref */
+            if (!open_calls_match(c, f))
+                c->misplaced = true;
+            Py_XDECREF(caller);
+        }
         on_event(self, (PyFrameObject *)frame, events[i].what, arg);
         break;
     }
@@ -507,6 +551,7 @@ PyObject *prof_hook_begin(uint64_t id)
     }
     c->id = id;
     c->thread = PyThreadState_Get();
+    c->misplaced = false;
     if (!(c->tree = take_tree())) {
         Py_DECREF(c);
         return NULL;
@@ -517,15 +562,17 @@ PyObject *prof_hook_begin(uint64_t id)
     return (PyObject *)c;
 }
 
-/* GIL held, on c's thread: does the thread still send its events to c? An
- * app that set its own profile function took them (cProfile's enable(), or
- * sys.setprofile(f) and maybe sys.setprofile(None) after); one that gave
- * ours back has them sent to c again (collector_call). The frame hook
- * cannot be taken. */
+/* GIL held, on c's thread: does the thread still send its events to c, and
+ * did c's tree follow the thread's calls? An app that set its own profile
+ * function took them (cProfile's enable(), or sys.setprofile(f) and maybe
+ * sys.setprofile(None) after); one that gave ours back has them sent to c
+ * again (collector_call), unless it gave it back in another call than took
+ * it (misplaced). The frame hook cannot be taken. */
 static bool hook_kept(const struct collector *c)
 {
     const PyThreadState *ts = c->thread;
-    return !with_builtins || (ts->c_profilefunc == on_event && ts->c_profileobj == (PyObject *)c);
+    return !with_builtins || (ts->c_profilefunc == on_event && ts->c_profileobj == (PyObject *)c &&
+                              !c->misplaced);
 }
 
 int prof_hook_end(PyObject *collector)

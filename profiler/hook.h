@@ -40,8 +40,9 @@ PyObject *prof_hook_begin(uint64_t id);
  * each once since start or Clear: PROF_END_CAP_REACHED, this made the
  * accumulated profile reach its node cap (its first call not recorded);
  * PROF_END_HOOK_REPLACED, the app set its own profile function (cProfile,
- * sys.setprofile) and did not give tracfront's back, so this request is
- * left out (the next is profiled again; the page and API count them). */
+ * sys.setprofile) and did not give tracfront's back, or gave it back in
+ * another call than took it, so this request is left out (the next is
+ * profiled again; the page and API count them). */
 enum { PROF_END_CAP_REACHED = 1, PROF_END_HOOK_REPLACED = 2 };
 int prof_hook_end(PyObject *collector);
 

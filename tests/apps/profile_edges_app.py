@@ -163,6 +163,63 @@ def own_setprofile():
     after()
 
 
+def chain():
+    """A profiler that passes each event on to the one it replaced, as
+    profilers that stack do."""
+    old = sys.getprofile()
+    seen = []
+
+    def f(frame, event, arg):
+        seen.append(event)
+        if old is not None:
+            old(frame, event, arg)
+
+    sys.setprofile(f)
+    after()
+    after()
+    kept = sys.getprofile() is f
+    sys.setprofile(old)
+    after()
+    return "events: %d; kept: %s" % (len(seen), kept)
+
+
+TAKEN = []
+
+
+def take():
+    TAKEN.append(sys.getprofile())
+    sys.setprofile(lambda frame, event, arg: None)
+
+
+def give_back():
+    sys.setprofile(TAKEN.pop())
+
+
+def marker():
+    after()
+
+
+def given_back_above():  # taken one call down, given back here
+    take()
+    after()
+    sys.setprofile(TAKEN.pop())
+    marker()
+
+
+def given_back_below():  # taken here, given back one call down
+    TAKEN.append(sys.getprofile())
+    sys.setprofile(lambda frame, event, arg: None)
+    after()
+    give_back()
+    marker()
+
+
+def given_back_aside():  # taken in one call, given back in the next at the same depth
+    take()
+    give_back()
+    marker()
+
+
 def saverestore():
     old = sys.getprofile()
     sys.setprofile(lambda frame, event, arg: None)
@@ -174,7 +231,8 @@ def saverestore():
 
 ROUTES = {"nestedcomp": nestedcomp, "nestedexec": nestedexec, "nesteddc": nesteddc,
           "overflow": overflow, "cprofile": own_cprofile, "setprofile": own_setprofile,
-          "saverestore": saverestore, "after": after, "genedge": gen_edge}
+          "saverestore": saverestore, "after": after, "chain": chain, "genedge": gen_edge,
+          "above": given_back_above, "below": given_back_below, "aside": given_back_aside}
 
 
 def app(environ, start_response):

@@ -155,12 +155,16 @@ def test_a_stack_overflow_leaves_the_python_stacks_in_the_error_log(tracfront, w
     assert re.search(r'File "[^"]*%s", line \d+ in overflow' % FILE, log), log[-3000:]
 
 
-@pytest.mark.parametrize("path", ["cprofile", "setprofile"])
+@pytest.mark.parametrize("path", ["cprofile", "setprofile", "above", "below", "aside"])
 def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, path):
     """cProfile's enable() or sys.setprofile() takes the thread's profile
     hook: the rest of the request went unseen and its time was charged to
-    the call that took the hook. That request is left out, the page, the
-    API and the error log (once) say so, and the next request is profiled."""
+    the call that took the hook. Given back in another call than took it
+    (its caller, a callee, the next call at the same depth), the profile's
+    open calls were not the thread's: what followed was charged to the
+    call that took it (marker() called by take(), take;marker in the
+    collapsed stacks). Either request is left out, the page, the API and the
+    error log (once) say so, and the next request is profiled."""
     srv = tracfront(*PROFILED)
     for _ in range(2):
         get(srv, path)
@@ -169,6 +173,8 @@ def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, p
     doc = rows(srv)
     names = [f["function"] for f in doc["functions"]]
     assert not [n for n in names if n.startswith(("{method 'enable'", "{built-in method sys.set"))]
+    assert not [n for n in names if re.search(r"\((marker|take|give_back|given_back_\w+)\)$", n)]
+    assert "marker" not in get(srv, "__profile__/collapsed").text
     assert row(doc["functions"], r"\(after\)$")["ncalls"] == 3
     assert row(doc["functions"], r"\(app\)$")["ncalls"] == 3
     assert doc["hook_replaced_requests"] == 2
@@ -187,5 +193,23 @@ def test_saving_and_restoring_the_profile_hook_gives_it_back(tracfront, builtins
     doc = rows(srv)
     assert row(doc["functions"], r"\(after\)$")["ncalls"] == 6
     assert row(doc["functions"], r"\(saverestore\)$")["ncalls"] == 3
+    assert doc["hook_replaced_requests"] == 0
+    assert REPLACED not in srv.error_log
+
+
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_a_profiler_that_passes_events_on_keeps_its_hook(tracfront, builtins):
+    """f = sys.setprofile'd profiler calling old(frame, event, arg), old
+    being what sys.getprofile() gave it: the collector took the hook back at
+    the first event f passed on. f keeps it, and the events f passes on are
+    profiled, so the request is whole."""
+    srv = tracfront(*PROFILED, "--profile-builtins=" + builtins)
+    for _ in range(2):
+        events, kept = get(srv, "chain").text.split("; ")
+        assert kept == "kept: True", (events, kept)
+        assert int(events.split(": ")[1]) > 10, events
+    doc = rows(srv)
+    assert row(doc["functions"], r"\(after\)$")["ncalls"] == 6
+    assert row(doc["functions"], r"\(chain\)$")["ncalls"] == 2
     assert doc["hook_replaced_requests"] == 0
     assert REPLACED not in srv.error_log
