@@ -31,12 +31,17 @@ static void profile_end(struct wsgi_task *task)
         tf_log_error("profile: --profile-max-nodes (%u) reached: calls on call paths not yet "
                      "recorded are counted, not recorded, until Clear (the profile page says "
                      "how many)", wsgi_ctx.cfg->profile_max_nodes);
-    if (said & PROF_END_HOOK_REPLACED)
+    if (said & PROF_END_HOOK_REPLACED) {
+        char target[1024];
         tf_log_error("profile: the app replaced the profile hook (cProfile's enable() or "
-                     "sys.setprofile()) in %s %s and did not give it back: the request is left "
-                     "out of the profile, as is any other that does so (the profile page says "
-                     "how many); the next request is profiled again", task->req->method,
-                     task->req->target);
+                     "sys.setprofile()) in %s %s and did not give it back, or not in the call "
+                     "that took it: the request is left out of the profile, as is any other "
+                     "that does so (%s); the next request is profiled again", task->req->method,
+                     tf_log_escape(task->req->target, target, sizeof(target)),
+                     wsgi_ctx.cfg->worker ? "with --workers the profile page does not count "
+                                            "them: each worker logs its first"
+                                          : "the profile page says how many");
+    }
     task->profile = NULL;
 }
 

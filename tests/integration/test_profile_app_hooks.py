@@ -182,6 +182,27 @@ def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, p
     assert srv.error_log.count(REPLACED) == 1, srv.error_log
 
 
+def test_the_left_out_request_is_logged_escaped(tracfront):
+    """The request's target went into the log line raw: bytes past 0x7e
+    pass the server's target check, 0x9b among them (a terminal's CSI)."""
+    srv = tracfront(*PROFILED)
+    answer = srv.raw(b"GET /setprofile?\x9b31mX HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    log = (srv.workdir / "error.log").read_bytes()
+    assert REPLACED.encode() in log, log
+    assert b"\x9b" not in log and b"GET /setprofile?\\x9b31mX " in log, log
+
+
+def test_with_workers_the_left_out_line_does_not_promise_a_count(tracfront):
+    """With --workers the front's page does not count left-out requests
+    (each worker's log says its first): the line said the page did."""
+    srv = tracfront(*PROFILED, "--workers", "1")
+    get(srv, "setprofile")
+    wait_for(lambda: REPLACED in srv.error_log, 10, "the left-out line")
+    line = [x for x in srv.error_log.splitlines() if REPLACED in x][0]
+    assert "page says how many" not in line and "--workers" in line, line
+
+
 @pytest.mark.parametrize("builtins", ["true", "false"])
 def test_saving_and_restoring_the_profile_hook_gives_it_back(tracfront, builtins):
     """old = sys.getprofile(); sys.setprofile(f); ...; sys.setprofile(old):
