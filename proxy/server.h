@@ -45,14 +45,17 @@ struct tf_backends {
     unsigned n_loops;
 };
 
-/* Start listening. cfg and backends must outlive the server. NULL with err
- * on failure. */
+/* Start listening on cfg->listen (tf_server_listen_socket, then
+ * tf_server_start_on). cfg and backends must outlive the server. NULL with
+ * err on failure. */
 struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
                                   char *err, size_t errlen);
 
 /* Where and how a server listens when it is not simply cfg->listen. */
 struct tf_server_socket {
-    int fd;                  /* a listening socket to use (shared with other processes), or -1 */
+    int fd;                  /* the listening socket (tf_server_listen_socket's). Not shared,
+                                it is the server's from tf_server_start_on on: closed at the
+                                stop, or at once when the start fails; shared, the caller's */
     unsigned io_threads;     /* 0: --io-threads */
     unsigned first_loop;     /* I/O thread i is backends->loops[first_loop + i] */
     unsigned relay_port;     /* a worker: profile pages are its front's, on this loopback port */
