@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "profiler/fnv.h"
 #include "profiler/histogram.h"
 #include "profiler/route.h"
 #include "profiler/text.h"
@@ -81,18 +82,10 @@ bool prof_latency_in_ids(uint64_t id, const uint64_t *ids, size_t n)
     return n && bsearch(&id, ids, n, sizeof(*ids), id_order);
 }
 
-static size_t hash(const char *s)
-{
-    size_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
 struct route *prof_latency_route(const char *key, bool may_create)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
-        size_t i = hash(key) & (table_size - 1);
+        size_t i = (size_t)prof_fnv1a_str(PROF_FNV1A_START, key) & (table_size - 1);
         while (table[i]) {
             if (!strcmp(table[i]->key, key))
                 return table[i];
