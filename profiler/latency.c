@@ -35,7 +35,7 @@ static size_t table_size;      /* power of two, > 2 * max_routes */
 static unsigned route_count, route_cap;
 static size_t (*kept_tree_ids)(uint64_t *ids, size_t cap); /* set before any request */
 
-const char *prof_backend_name(enum prof_backend b)
+static const char *backend_name(enum prof_backend b)
 {
     static const char *const names[] = { "wsgi", "upstream", "static" };
     return b < PROF_BACKENDS ? names[b] : "?";
@@ -228,7 +228,7 @@ static void labels(struct prof_text *t, const struct route *r, enum prof_backend
 {
     prof_text_add(t, "route=\"");
     prof_text_escaped(t, r->key, PROF_ESC_PROM);
-    prof_text_add(t, "\",backend=\"%s\"", prof_backend_name(b));
+    prof_text_add(t, "\",backend=\"%s\"", backend_name(b));
 }
 
 static void prom_histogram(struct prof_text *t, const char *name, const struct route *r,
@@ -323,7 +323,7 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
-        prof_backend_name(b), (unsigned long long)h->count,
+        backend_name(b), (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
         (unsigned long long)prof_histogram_percentile(h, 90),
@@ -449,7 +449,7 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
     prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
-        prof_backend_name(b), (unsigned long long)h->count,
+        backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,
         (double)prof_histogram_percentile(h, 90) / 1000.0,

@@ -180,6 +180,78 @@ static bool is_control(const char *sub, size_t len)
     return path_in(sub, len, controls, sizeof(controls) / sizeof(controls[0]));
 }
 
+/* Write the export format to path, the file of option flag. With nothing
+ * profiled, a file there is left as it is (an earlier run's profile).
+ * *stopping set when that is because a front's stop is taking its
+ * workers' profiles (none written: a part of them would stay). */
+static int save_one(const struct tf_server *server, const char *path, const char *format,
+                    const char *flag, bool *stopping)
+{
+    if (!path || !server->profiler)
+        return 0;
+    size_t len = 0;
+    errno = 0;
+    char *data = server->profiler->export(format, &len);
+    if (!data && errno == EINTR) {
+        tf_log_error("profile: %s not written: the stop was told to end at once (a second "
+                     "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
+        *stopping = true; /* a page's save: 503, as while they are handed over */
+        return -1;
+    }
+    if (!data && errno == EAGAIN) {
+        tf_log_error("profile: %s not written now: the server is stopping and some workers "
+                     "have not handed their profiles over yet (the stop writes it once they "
+                     "have)", flag);
+        *stopping = true;
+        return -1;
+    }
+    if (!data) {
+        tf_log_error("profile: cannot build the %s export", format);
+        return -1;
+    }
+    if (len == 0) {
+        free(data);
+        tf_log_info("profile: nothing profiled; %s not written", flag);
+        return 0;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        tf_log_error("profile: cannot remove %s: %m", tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (fd >= 0 && !f)
+        close(fd);
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    free(data);
+    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
+        tf_log_error("profile: cannot write %s: %m", path);
+        unlink(tmp);
+        return -1;
+    }
+    tf_log_info("profile: wrote %s (%s)", path, format);
+    return 0;
+}
+
+/* Write the configured profile files (--profile-log, --profile-callgrind)
+ * from the accumulated profile; with nothing profiled, none (a file there
+ * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
+ * EAGAIN: a front's stop is taking its workers' profiles; none written). */
+static int save_profile(const struct tf_server *server)
+{
+    bool stopping = false;
+    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
+                     &stopping);
+    if (a == 0 && b == 0)
+        return 0;
+    errno = stopping ? EAGAIN : EIO;
+    return -1;
+}
+
 /* POST start / stop / clear: act, then send the browser back to the page. */
 static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
                                        const char *action, size_t len)
@@ -192,7 +264,7 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     else if (sub_is(action, len, "/stop") && p)
         p->enable(false);
     else if (sub_is(action, len, "/save")) {
-        if (tf_server_save_profile(server) < 0)
+        if (save_profile(server) < 0)
             return errno == EAGAIN ? refuse_while_stopping(req)
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
@@ -476,78 +548,10 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     return tf_server_reply(req, 404, "No such profiler page.", false);
 }
 
-/* Write the export format to path, the file of option flag. With nothing
- * profiled, a file there is left as it is (an earlier run's profile).
- * *stopping set when that is because a front's stop is taking its
- * workers' profiles (none written: a part of them would stay). */
-static int save_one(const struct tf_server *server, const char *path, const char *format,
-                    const char *flag, bool *stopping)
-{
-    if (!path || !server->profiler)
-        return 0;
-    size_t len = 0;
-    errno = 0;
-    char *data = server->profiler->export(format, &len);
-    if (!data && errno == EINTR) {
-        tf_log_error("profile: %s not written: the stop was told to end at once (a second "
-                     "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
-        *stopping = true; /* a page's save: 503, as while they are handed over */
-        return -1;
-    }
-    if (!data && errno == EAGAIN) {
-        tf_log_error("profile: %s not written now: the server is stopping and some workers "
-                     "have not handed their profiles over yet (the stop writes it once they "
-                     "have)", flag);
-        *stopping = true;
-        return -1;
-    }
-    if (!data) {
-        tf_log_error("profile: cannot build the %s export", format);
-        return -1;
-    }
-    if (len == 0) {
-        free(data);
-        tf_log_info("profile: nothing profiled; %s not written", flag);
-        return 0;
-    }
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
-    if (unlink(tmp) < 0 && errno != ENOENT)
-        tf_log_error("profile: cannot remove %s: %m", tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
-    if (fd >= 0 && !f)
-        close(fd);
-    bool ok = f && fwrite(data, 1, len, f) == len;
-    if (f && fclose(f) != 0)
-        ok = false;
-    free(data);
-    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
-        tf_log_error("profile: cannot write %s: %m", path);
-        unlink(tmp);
-        return -1;
-    }
-    tf_log_info("profile: wrote %s (%s)", path, format);
-    return 0;
-}
-
-int tf_server_save_profile(const struct tf_server *server)
-{
-    bool stopping = false;
-    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
-                     &stopping);
-    if (a == 0 && b == 0)
-        return 0;
-    errno = stopping ? EAGAIN : EIO;
-    return -1;
-}
-
 void tf_server_profile_shutdown(const struct tf_server *server)
 {
     if (!server->cfg->profile_flush_at_shutdown) {
-        tf_server_save_profile(server);
+        save_profile(server);
         return;
     }
     const char *files[] = { server->cfg->profile_log, server->cfg->profile_callgrind };

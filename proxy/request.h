@@ -154,7 +154,7 @@ struct tf_request {
     bool writer_waited;         /* one did (logged once) */
     pthread_cond_t room;        /* signalled for them: drained enough, or the client left */
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
-    uint64_t t_first_byte, t_last_byte;
+    uint64_t t_first_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
     bool client_left;           /* the connection ended before the answer was complete */
     bool client_hung_up;        /* the client closed its connection while it was suspended

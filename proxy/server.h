@@ -115,12 +115,9 @@ struct tf_profiler_controls {
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 
-/* Write the configured profile files (--profile-log, --profile-callgrind)
- * from the accumulated profile; with nothing profiled, none (a file there
- * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
- * EAGAIN: a front's stop is taking its workers' profiles; none written). */
-int tf_server_save_profile(const struct tf_server *server);
-/* At shutdown: save them, or with --profile-flush-at-shutdown remove them. */
+/* At shutdown: write the configured profile files (--profile-log,
+ * --profile-callgrind; with nothing profiled, none: a file there stays as
+ * it is), or with --profile-flush-at-shutdown remove them. */
 void tf_server_profile_shutdown(const struct tf_server *server);
 
 /* A short text/plain error response ("404 Not Found\n" and detail), with
