@@ -1,7 +1,10 @@
 /* server.c — libmicrohttpd glue (see server.h). Per request the access
  * handler runs a small state machine: NEW (headers: check, collect) → BODY
  * (spool upload data) → DISPATCHED (connection suspended, backend working) →
- * RESPONDED, and routes each request to its backend. Per-request state is
+ * RESPONDED, and routes each request to its backend. A login checked away
+ * from the loop suspends it in HEAD_CHECKING (an upload's, from NEW, before
+ * its body: then BODY) or CHECKING (from the body's end: then DISPATCHED),
+ * and any phase may go to RESPONDED when the request is refused. Per-request state is
  * released in exactly one place, the request-completed callback. The other
  * parts of the server: server_start.c (its start and stop, which gives the
  * daemons these callbacks), request_head.c (the head's checks), request_end.c

@@ -1,10 +1,10 @@
 /* server_internal.h — the server's state, shared by the files that make up
  * the server: server.c (libmicrohttpd's callbacks, routing), server_start.c
- * (start and stop),
- * request_head.c (a request's head), request_end.c (its end),
- * daemon_loop.c (a daemon on its loop),
- * acceptor.c (a worker's acceptor thread), profile_pages.c (the profiler's
- * pages). Nothing else includes it. */
+ * (start and stop), request_head.c (a request's head), request_end.c (its
+ * end), daemon_loop.c (a daemon on its loop), connection.c (a client
+ * connection's state), limits.c (--max-connections and descriptors run
+ * out), acceptor.c (a worker's acceptor thread), profile_pages.c (the
+ * profiler's pages). Nothing else includes it. */
 #ifndef TF_SERVER_INTERNAL_H
 #define TF_SERVER_INTERNAL_H
 
@@ -29,7 +29,7 @@ struct tf_daemon {
     int needs_run;                  /* atomic: a connection was resumed (libmicrohttpd in
                                        this mode does not notice by itself) */
     struct tf_request *watched;     /* loop thread only: requests looked at once a second
-                                       for a client gone or a file shrunk (server.c) */
+                                       for a client gone or a file shrunk (daemon_loop.c) */
     uint64_t next_look;             /* loop thread only: when to look at them next (us) */
     struct tf_connection *conns;    /* loop thread only: its client connections
                                        (connection.c) */
@@ -40,7 +40,7 @@ struct tf_daemon {
                                        head may take this long (us; 0 = no limit) */
     uint64_t next_sweep;            /* loop thread only: when to look at the deadlines next */
     bool accept_failed;             /* loop thread only: an accept failed with no connection
-                                       open (libmicrohttpd would retry at once, server.c) */
+                                       open (libmicrohttpd would retry at once; daemon_loop.c) */
     uint64_t accept_paused_until;   /* loop thread only: not run from its epoll set until
                                        then (us); 0 = it is watched */
     struct tf_lingerer *linger;     /* loop thread only: its sockets closing lingering
