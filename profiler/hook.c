@@ -98,7 +98,7 @@ static struct kept_tree *kept; /* guarded by the GIL; kept_cap slots */
 static unsigned kept_cap;
 /* kept[i]'s request id while it holds a tree, else 0 (ids start at 1):
  * written under the GIL with atomic stores, read without it by
- * prof_hook_kept_ids() for the slowest-requests table. */
+ * copy_kept_ids() for the slowest-requests table. */
 static uint64_t *kept_ids;
 static bool with_builtins = true; /* PyEval_SetProfile; else the frame hook */
 static unsigned collectors_alive; /* guarded by the GIL */
@@ -163,6 +163,20 @@ static struct prof_tree *accumulated_tree(void)
     return &accumulated;
 }
 
+/* Any thread, no GIL needed: the ids of the requests whose own call tree is
+ * kept now, at most cap of them into ids; returns how many (latency.h's
+ * prof_latency_set_tree_ids). */
+static size_t copy_kept_ids(uint64_t *ids, size_t cap)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < kept_cap && n < cap; i++) {
+        uint64_t id = __atomic_load_n(&kept_ids[i], __ATOMIC_RELAXED);
+        if (id)
+            ids[n++] = id;
+    }
+    return n;
+}
+
 void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
                          bool builtins, bool cpu_clock)
 {
@@ -178,18 +192,7 @@ void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slo
         kept = NULL;
     }
     kept_cap = kept ? keep_slowest : 0;
-    prof_latency_set_tree_ids(prof_hook_kept_ids); /* link only the trees kept here */
-}
-
-size_t prof_hook_kept_ids(uint64_t *ids, size_t cap)
-{
-    size_t n = 0;
-    for (unsigned i = 0; i < kept_cap && n < cap; i++) {
-        uint64_t id = __atomic_load_n(&kept_ids[i], __ATOMIC_RELAXED);
-        if (id)
-            ids[n++] = id;
-    }
-    return n;
+    prof_latency_set_tree_ids(copy_kept_ids); /* link only the trees kept here */
 }
 
 /* GIL held: collectors_alive requests are being profiled at once now. */

@@ -24,10 +24,6 @@
 void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slowest,
                          bool builtins, bool cpu_clock);
 
-/* Any thread, no GIL needed: the ids of the requests whose own call tree is
- * kept now, at most cap of them into ids; returns how many. */
-size_t prof_hook_kept_ids(uint64_t *ids, size_t cap);
-
 /* Function profiling on or off (any thread). */
 void prof_hook_enable(bool on);
 bool prof_hook_enabled(void);

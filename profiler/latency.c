@@ -2,8 +2,9 @@
  * table of routes, each with lazily allocated per-backend statistics. One
  * mutex guards all of it; recording is a hash, a lookup and three bucket
  * increments. Reports format under the lock (they are rare and bounded by
- * the route cap). */
+ * the route cap). A front's adding up of its workers is latency_dump.c. */
 #include "profiler/latency.h"
+#include "profiler/latency_internal.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -14,48 +15,27 @@
 #include <string.h>
 #include <time.h>
 
+#include "profiler/fnv.h"
 #include "profiler/histogram.h"
 #include "profiler/route.h"
 #include "profiler/text.h"
 
-#define ROUTE_KEY_MAX 128
 #define OTHER_ROUTE "(other)"
 #define NOT_FOUND_ROUTE "(not found)"
 
-struct backend_stats {
-    struct prof_histogram total, queue, ttfb;
-    struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
-    uint64_t status[6]; /* index status / 100; 0 = other */
-    uint64_t ran_inline; /* backend wsgi: requests run inline (wsgi/fastpath.h) */
-};
-
-struct route {
-    char key[ROUTE_KEY_MAX];
-    struct backend_stats *backend[PROF_BACKENDS];
-};
-
-struct slow_request {
-    uint64_t id;
-    char method[16];
-    char target[256];
-    unsigned status;
-    uint64_t total_us, queue_us, ttfb_us;
-    time_t when;
-    bool tree; /* a worker said it keeps this request's call tree (a front's entries) */
-};
-
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct slow_request *slowest; /* guarded by lock; slow_cap entries */
+pthread_mutex_t prof_latency_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct slow_request *slowest; /* guarded by prof_latency_lock; slow_cap entries */
 static time_t started;               /* set once by prof_latency_init */
-static uint64_t requests_total;      /* guarded by lock */
+uint64_t prof_latency_requests_total; /* guarded by prof_latency_lock */
 static unsigned slow_cap, slow_count;
-static unsigned fastest_kept; /* guarded by lock: once slowest is full, its fastest entry */
-static struct route **table;   /* guarded by lock; open addressing */
+static unsigned fastest_kept; /* guarded by prof_latency_lock: once slowest is full, its
+                                 fastest entry */
+static struct route **table;   /* guarded by prof_latency_lock; open addressing */
 static size_t table_size;      /* power of two, > 2 * max_routes */
 static unsigned route_count, route_cap;
 static size_t (*kept_tree_ids)(uint64_t *ids, size_t cap); /* set before any request */
 
-const char *prof_backend_name(enum prof_backend b)
+static const char *backend_name(enum prof_backend b)
 {
     static const char *const names[] = { "wsgi", "upstream", "static" };
     return b < PROF_BACKENDS ? names[b] : "?";
@@ -86,10 +66,9 @@ static int id_order(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The ids of the requests whose call tree this process keeps, sorted
- * (malloc'd, *n of them; NULL on out of memory). The trees are as many as
- * the rows (both --profile-slowest), so slow_cap of them is all. */
-static uint64_t *local_tree_ids(size_t *n)
+/* The trees are as many as the rows (both --profile-slowest), so slow_cap
+ * of them is all. */
+uint64_t *prof_latency_tree_ids(size_t *n)
 {
     uint64_t *ids = malloc((slow_cap ? slow_cap : 1) * sizeof(*ids));
     *n = ids && kept_tree_ids ? kept_tree_ids(ids, slow_cap) : 0;
@@ -98,27 +77,15 @@ static uint64_t *local_tree_ids(size_t *n)
     return ids;
 }
 
-static bool in_ids(uint64_t id, const uint64_t *ids, size_t n)
+bool prof_latency_in_ids(uint64_t id, const uint64_t *ids, size_t n)
 {
     return n && bsearch(&id, ids, n, sizeof(*ids), id_order);
 }
 
-static size_t hash(const char *s)
-{
-    size_t h = 1469598103934665603u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211u;
-    return h;
-}
-
-/* With the lock held: the route for key, created if there is room, else
- * the "(other)" route; a key not yet known and not to be made (a 404: a
- * scan of made-up URLs would take every slot) is "(not found)". NULL only
- * on out of memory. */
-static struct route *find_route(const char *key, bool may_create)
+struct route *prof_latency_route(const char *key, bool may_create)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
-        size_t i = hash(key) & (table_size - 1);
+        size_t i = (size_t)prof_fnv1a_str(PROF_FNV1A_START, key) & (table_size - 1);
         while (table[i]) {
             if (!strcmp(table[i]->key, key))
                 return table[i];
@@ -143,8 +110,7 @@ static struct route *find_route(const char *key, bool may_create)
     return NULL;
 }
 
-/* With the lock held: keep s if it is among the slowest. */
-static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
+void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
                          uint64_t ttfb)
 {
     if (!slow_cap)
@@ -175,13 +141,19 @@ static void keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t q
     }
 }
 
+struct slow_request *prof_latency_slowest(unsigned *n)
+{
+    *n = slow_count;
+    return slowest;
+}
+
 void prof_latency_record(const struct prof_sample *s)
 {
     char key[ROUTE_KEY_MAX];
     prof_route_key(s->target, strlen(s->target), key, sizeof(key));
     uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
-    pthread_mutex_lock(&lock);
-    struct route *r = table ? find_route(key, s->status != 404) : NULL;
+    pthread_mutex_lock(&prof_latency_lock);
+    struct route *r = table ? prof_latency_route(key, s->status != 404) : NULL;
     struct backend_stats *b = r ? r->backend[s->backend] : NULL;
     if (r && !b)
         b = r->backend[s->backend] = calloc(1, sizeof(*b));
@@ -200,14 +172,14 @@ void prof_latency_record(const struct prof_sample *s)
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
         b->ran_inline += s->ran_inline;
     }
-    keep_if_slow(s, total, queue, ttfb);
-    requests_total++;
-    pthread_mutex_unlock(&lock);
+    prof_latency_keep_if_slow(s, total, queue, ttfb);
+    prof_latency_requests_total++;
+    pthread_mutex_unlock(&prof_latency_lock);
 }
 
 void prof_latency_reset(void)
 {
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&prof_latency_lock);
     for (size_t i = 0; i < table_size; i++) {
         if (!table[i])
             continue;
@@ -218,16 +190,11 @@ void prof_latency_reset(void)
     }
     route_count = 0;
     slow_count = 0;
-    requests_total = 0;
-    pthread_mutex_unlock(&lock);
+    prof_latency_requests_total = 0;
+    pthread_mutex_unlock(&prof_latency_lock);
 }
 
-typedef void (*visit_fn)(struct prof_text *t, const struct route *r, enum prof_backend b,
-                         const struct backend_stats *s, bool first);
-
-/* With the lock held: call fn for each (route, backend) with data, sorted
- * by route key so reports are stable. */
-static void each_stat(struct prof_text *t, visit_fn fn)
+void prof_latency_each(struct prof_text *t, prof_latency_visit_fn fn)
 {
     const struct route **sorted = malloc((route_count + 1) * sizeof(*sorted));
     size_t n = 0;
@@ -261,7 +228,7 @@ static void labels(struct prof_text *t, const struct route *r, enum prof_backend
 {
     prof_text_add(t, "route=\"");
     prof_text_escaped(t, r->key, PROF_ESC_PROM);
-    prof_text_add(t, "\",backend=\"%s\"", prof_backend_name(b));
+    prof_text_add(t, "\",backend=\"%s\"", backend_name(b));
 }
 
 static void prom_histogram(struct prof_text *t, const char *name, const struct route *r,
@@ -330,20 +297,20 @@ char *prof_latency_prometheus(int in_flight)
     prof_text_add(&t, "# HELP tracfront_requests_in_flight Requests received and not yet completed.\n"
             "# TYPE tracfront_requests_in_flight gauge\n"
             "tracfront_requests_in_flight %d\n", in_flight);
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&prof_latency_lock);
     prof_text_add(&t, "# HELP tracfront_request_duration_seconds From request received to last byte sent.\n"
             "# TYPE tracfront_request_duration_seconds histogram\n");
-    each_stat(&t, prom_duration);
+    prof_latency_each(&t, prom_duration);
     prof_text_add(&t, "# HELP tracfront_request_queue_seconds Time waiting for an app thread.\n"
             "# TYPE tracfront_request_queue_seconds histogram\n");
-    each_stat(&t, prom_queue);
+    prof_latency_each(&t, prom_queue);
     prof_text_add(&t, "# HELP tracfront_requests_total Requests completed, by status class.\n"
             "# TYPE tracfront_requests_total counter\n");
-    each_stat(&t, prom_status);
+    prof_latency_each(&t, prom_status);
     prof_text_add(&t, "# HELP tracfront_requests_inline_total Requests the app ran inside the "
             "network thread's read of them.\n# TYPE tracfront_requests_inline_total counter\n");
-    each_stat(&t, prom_inline);
-    pthread_mutex_unlock(&lock);
+    prof_latency_each(&t, prom_inline);
+    pthread_mutex_unlock(&prof_latency_lock);
     return prof_text_finish(&t);
 }
 
@@ -356,7 +323,7 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
-        prof_backend_name(b), (unsigned long long)h->count,
+        backend_name(b), (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
         (unsigned long long)prof_histogram_percentile(h, 90),
@@ -413,9 +380,9 @@ char *prof_latency_slowest_json(void)
 {
     struct prof_text t = { 0 };
     unsigned n;
-    pthread_mutex_lock(&lock);
+    pthread_mutex_lock(&prof_latency_lock);
     struct slow_request *list = sorted_slowest(&n);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&prof_latency_lock);
     if (!list)
         return NULL;
     prof_text_add(&t, "{\"slowest\":[");
@@ -439,9 +406,9 @@ char *prof_latency_json(int in_flight)
 {
     struct prof_text t = { 0 };
     prof_text_add(&t, "{\"in_flight\":%d,\"routes\":[", in_flight);
-    pthread_mutex_lock(&lock);
-    each_stat(&t, json_route);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&prof_latency_lock);
+    prof_latency_each(&t, json_route);
+    pthread_mutex_unlock(&prof_latency_lock);
     prof_text_add(&t, "]}\n");
     return prof_text_finish(&t);
 }
@@ -482,7 +449,7 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
     prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
-        prof_backend_name(b), (unsigned long long)h->count,
+        backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,
         (double)prof_histogram_percentile(h, 90) / 1000.0,
@@ -510,9 +477,9 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
                         const char *appendix)
 {
     struct prof_text t = { 0 };
-    pthread_mutex_lock(&lock);
-    uint64_t timed = requests_total;
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_lock(&prof_latency_lock);
+    uint64_t timed = prof_latency_requests_total;
+    pthread_mutex_unlock(&prof_latency_lock);
     prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}td:last-child,th:last-child{text-align:left}"
@@ -524,28 +491,27 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
     html_form(&t, profile_path, "clear", "Clear");
     html_form(&t, profile_path, "save", "Save files");
-    prof_text_add(&t, "</p><p>Downloads: <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/pstats\">pstats</a> (python3 -m pstats, snakeviz), <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/callgrind\">callgrind</a>, <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/collapsed\">collapsed stacks</a>, <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/speedscope.json\">speedscope</a>, <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/metrics\">Prometheus</a>, <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-    prof_text_add(&t, "/api/latency\">JSON</a>.</p><h2>Latency by route (ms)</h2><table><tr><th>route"
+    static const char *const downloads[][2] = {
+        { "/pstats", "pstats</a> (python3 -m pstats, snakeviz)" }, { "/callgrind", "callgrind</a>" },
+        { "/collapsed", "collapsed stacks</a>" }, { "/speedscope.json", "speedscope</a>" },
+        { "/metrics", "Prometheus</a>" }, { "/api/latency", "JSON</a>." },
+    };
+    prof_text_add(&t, "</p><p>Downloads:");
+    for (size_t i = 0; i < sizeof(downloads) / sizeof(downloads[0]); i++) {
+        prof_text_add(&t, "%s <a href=\"", i ? "," : "");
+        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_add(&t, "%s\">%s", downloads[i][0], downloads[i][1]);
+    }
+    prof_text_add(&t, "</p><h2>Latency by route (ms)</h2><table><tr><th>route"
             "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors"
             "<th>inline<th>distribution\n");
     unsigned n;
     size_t n_ids;
-    uint64_t *ids = local_tree_ids(&n_ids);
-    pthread_mutex_lock(&lock);
-    each_stat(&t, html_route);
+    uint64_t *ids = prof_latency_tree_ids(&n_ids);
+    pthread_mutex_lock(&prof_latency_lock);
+    prof_latency_each(&t, html_route);
     struct slow_request *list = sorted_slowest(&n);
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&prof_latency_lock);
     prof_text_add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
             "<th>queue<th>first byte<th>profile\n");
     for (unsigned i = 0; list && i < n; i++) {
@@ -556,7 +522,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
         prof_text_add(&t, "</code><td>%u<td>%.1f<td>%.1f<td>%.1f<td>", list[i].status,
             (double)list[i].total_us / 1000.0, (double)list[i].queue_us / 1000.0,
             (double)list[i].ttfb_us / 1000.0);
-        if (list[i].tree || in_ids(list[i].id, ids, n_ids)) { /* else its page is a 404 */
+        if (list[i].tree || prof_latency_in_ids(list[i].id, ids, n_ids)) { /* else its page is a 404 */
             prof_text_add(&t, "<a href=\"");
             prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
             prof_text_add(&t, "/request?id=%llu\">call tree</a>", (unsigned long long)list[i].id);
@@ -569,161 +535,4 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     free(ids);
     prof_text_add(&t, "</table>\n%s", appendix);
     return prof_text_finish(&t);
-}
-
-/* --- dump and merge (a front adding up its workers) ------------------------ */
-
-static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
-{
-    prof_text_add(t, "\t%llu %llu %llu", (unsigned long long)h->count,
-                  (unsigned long long)h->sum_us, (unsigned long long)h->max_us);
-    for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++)
-        if (h->buckets[b])
-            prof_text_add(t, " %u:%u", b, h->buckets[b]);
-}
-
-static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
-                       const struct backend_stats *s, bool first)
-{
-    (void)first;
-    prof_text_add(t, "R\t%s\t%d\t%llu %llu %llu %llu %llu %llu", r->key, (int)b,
-                  (unsigned long long)s->status[0], (unsigned long long)s->status[1],
-                  (unsigned long long)s->status[2], (unsigned long long)s->status[3],
-                  (unsigned long long)s->status[4], (unsigned long long)s->status[5]);
-    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                          &s->up_ttfb, &s->up_total };
-    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
-        dump_histogram(t, hs[i]);
-    prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
-}
-
-void prof_latency_dump_forget_trees(char *dump)
-{
-    for (char *line = dump; *line;) {
-        size_t len = strcspn(line, "\n");
-        /* S, id, method, status, total, queue, ttfb, when, tree, target: tabs
-         * never appear in a field (the target's are dumped as spaces) */
-        char *field = strncmp(line, "S\t", 2) == 0 ? line : NULL;
-        for (int tabs = 0; field && tabs < 8; tabs++)
-            field = memchr(field + 1, '\t', len - (size_t)(field + 1 - line));
-        if (field && field[1] == '1')
-            field[1] = '0';
-        line += len + (line[len] == '\n');
-    }
-}
-
-char *prof_latency_dump(int in_flight)
-{
-    struct prof_text t = { 0 };
-    size_t n_ids;
-    uint64_t *ids = local_tree_ids(&n_ids);
-    if (!ids)
-        return NULL;
-    pthread_mutex_lock(&lock);
-    prof_text_add(&t, "T\t%llu\t%d\n", (unsigned long long)requests_total, in_flight);
-    each_stat(&t, dump_stats);
-    /* A call tree is said only for the trees kept here: a front re-dumps what
-     * its stopped workers had, and their trees went with them. */
-    for (unsigned i = 0; i < slow_count; i++) {
-        const struct slow_request *r = &slowest[i];
-        prof_text_add(&t, "S\t%llu\t%s\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t",
-                      (unsigned long long)r->id, r->method, r->status,
-                      (unsigned long long)r->total_us, (unsigned long long)r->queue_us,
-                      (unsigned long long)r->ttfb_us, (long long)r->when,
-                      in_ids(r->id, ids, n_ids));
-        for (const char *p = r->target; *p; p++) /* the target last: no tabs, newlines kept out */
-            prof_text_add(&t, "%c", *p == '\n' || *p == '\t' ? ' ' : *p);
-        prof_text_add(&t, "\n");
-    }
-    pthread_mutex_unlock(&lock);
-    free(ids);
-    return prof_text_finish(&t);
-}
-
-/* "count sum max b:n b:n ..." added into h. */
-static void load_histogram(struct prof_histogram *h, char *field)
-{
-    char *save = NULL, *tok = strtok_r(field, " ", &save);
-    unsigned long long v[3] = { 0, 0, 0 };
-    for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, " ", &save))
-        v[i] = strtoull(tok, NULL, 10);
-    h->count += v[0];
-    h->sum_us += v[1];
-    if (v[2] > h->max_us)
-        h->max_us = v[2];
-    for (; tok; tok = strtok_r(NULL, " ", &save)) {
-        unsigned b = 0, n = 0;
-        if (sscanf(tok, "%u:%u", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
-            h->buckets[b] += n;
-    }
-}
-
-static void load_stats(char *line)
-{
-    char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
-    char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
-    int b = backend ? atoi(backend) : -1;
-    struct route *r = key && b >= 0 && b < PROF_BACKENDS ? find_route(key, true) : NULL;
-    struct backend_stats *s = r ? r->backend[b] : NULL;
-    if (r && !s)
-        s = r->backend[b] = calloc(1, sizeof(*s));
-    if (!s || !status)
-        return;
-    unsigned long long c[6] = { 0 };
-    sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
-    for (int i = 0; i < 6; i++)
-        s->status[i] += c[i];
-    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                    &s->up_ttfb, &s->up_total };
-    char *field;
-    size_t i = 0;
-    for (; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
-        load_histogram(hs[i], field);
-    if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
-        s->ran_inline += strtoull(field, NULL, 10);
-}
-
-static void load_slow(char *line)
-{
-    struct prof_sample s = { 0 };
-    char method[16] = "-";
-    unsigned long long id, total, queue, ttfb;
-    long long when;
-    int used = 0, tree = 0;
-    if (sscanf(line, "S\t%llu\t%15[^\t]\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t%n", &id, method,
-               &s.status, &total, &queue, &ttfb, &when, &tree, &used) < 8 || !used)
-        return;
-    s.id = id;
-    s.method = method;
-    s.target = line + used;
-    keep_if_slow(&s, total, queue, ttfb);
-    for (unsigned i = 0; i < slow_count; i++) /* keep the worker's time, not ours */
-        if (slowest[i].id == id) {
-            slowest[i].when = (time_t)when;
-            slowest[i].tree = tree == 1;
-        }
-}
-
-int prof_latency_load(const char *text, size_t len, int *in_flight)
-{
-    char *copy = strndup(text, len), *save = NULL;
-    if (!copy)
-        return -1;
-    pthread_mutex_lock(&lock);
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (line[0] == 'T' && line[1] == '\t') {
-            unsigned long long total = 0;
-            int flight = 0;
-            sscanf(line + 2, "%llu\t%d", &total, &flight);
-            requests_total += total;
-            *in_flight += flight;
-        } else if (line[0] == 'R' && line[1] == '\t') {
-            load_stats(line);
-        } else if (line[0] == 'S' && line[1] == '\t') {
-            load_slow(line);
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    free(copy);
-    return 0;
 }

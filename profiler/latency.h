@@ -49,8 +49,6 @@ void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
 char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
                         const char *appendix);
 
-const char *prof_backend_name(enum prof_backend b);
-
 /* A front (--workers) adds up its workers: the whole registry as text, and
  * that text merged into this process's registry (in_flight is added to). */
 char *prof_latency_dump(int in_flight);

@@ -154,8 +154,6 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
             req->reader_suspended = true;
             MHD_suspend_connection(req->connection);
         }
-        if (rc && !req->t_last_byte)
-            req->t_last_byte = tf_now_us();
         pthread_mutex_unlock(&req->lock);
         return rc;
     }

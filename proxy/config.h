@@ -30,7 +30,8 @@ struct tf_config {
     unsigned queue_size;        /* requests waiting for an app thread */
     bool inline_fast_calls;     /* wsgi/fastpath.h (default on) */
     uint64_t max_body;          /* bytes; 0 = no limit */
-    uint64_t max_spill;         /* bytes of a write() body in a file per request; 0 = no file */
+    uint64_t max_spill;         /* bytes of a streamed answer (write() or an iterable) in a
+                                   file per request; 0 = no file (an inline run's then has no cap) */
     char *access_log;           /* path, "-" stderr, "" or "off" off; NULL = off */
     char *error_log;            /* path, "-" stderr, "" or "off" off; NULL = stderr */
     double graceful_timeout;    /* seconds */

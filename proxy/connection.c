@@ -141,7 +141,7 @@ int tf_connection_refuse(struct tf_connection *conn, unsigned status, const char
 }
 
 /* Shut conn down for missing its deadline, and say so. */
-static void give_up(struct tf_connection *conn, double header_s)
+static void cut_off_late_head(struct tf_connection *conn, double header_s)
 {
     conn->head_deadline = 0;
     conn->head_timed_out = true;
@@ -174,6 +174,6 @@ long tf_connection_sweep(struct tf_daemon *d)
     d->next_sweep = now + SWEEP_US;
     for (struct tf_connection *conn = d->conns; conn; conn = conn->next)
         if (conn->head_deadline && now >= conn->head_deadline)
-            give_up(conn, d->server->cfg->header_timeout);
+            cut_off_late_head(conn, d->server->cfg->header_timeout);
     return SWEEP_US / 1000u;
 }

@@ -60,14 +60,16 @@ static size_t n_lost;
 /* Orders Start/Stop against a new generation's welcome (front_welcome). */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* A byte here (tf_front_profile_stop) makes each_worker's requests (the
+/* A byte here (tf_front_profile_stop) makes ask_workers' requests (the
  * puller's and the pages') give up at once, then and from then on; not a
  * hand-over's (front_absorb), nor a new worker's welcome. */
 static int quit_pipe[2] = { -1, -1 };
 static bool quitting; /* atomic: that byte was written */
 static bool cut;      /* atomic: tf_front_profile_cut, no export from now on */
 
-static bool give_up(void *unused)
+/* tf_fetch_all's give_up: the quit byte is there, so every worker left unanswered is
+ * given up on. */
+static bool stop_asking(void *unused)
 {
     (void)unused;
     return true; /* the byte stays: every later wait gives up too */
@@ -81,7 +83,7 @@ static bool give_up(void *unused)
  * wait for one. 0, or -1 when tf_front_profile_stop left some worker
  * unanswered: it is still running, its profile not handed over yet, so
  * what the answers make up leaves it out. */
-static int each_worker(const char *method, const char *path, unsigned also,
+static int ask_workers(const char *method, const char *path, unsigned also,
                        void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
 {
     size_t n = 0;
@@ -91,7 +93,7 @@ static int each_worker(const char *method, const char *path, unsigned also,
         tf_log_error("profile: out of memory asking the workers for %s", path);
     else if (n)
         tf_fetch_all((const char *const *)origins, n, method, path, TF_FETCH_LIMIT_MS, f,
-                     quit_pipe[0], give_up, NULL);
+                     quit_pipe[0], stop_asking, NULL);
     bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE), cut_short = false;
     for (size_t i = 0; f && i < n; i++) {
         if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also))
@@ -117,7 +119,7 @@ static void broadcast(const char *action)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s", profile_path, action);
-    each_worker("POST", path, 0, ignore, NULL);
+    ask_workers("POST", path, 0, ignore, NULL);
 }
 
 static void front_enable(bool on)
@@ -185,7 +187,7 @@ static char *forget_pulled(const char *origin)
     return dump;
 }
 
-/* each_worker: keep the worker's answer as what the front last had of it.
+/* ask_workers: keep the worker's answer as what the front last had of it.
  * Out of memory keeps the previous one. */
 static void remember(const char *origin, struct tf_fetched *f, void *arg)
 {
@@ -218,7 +220,7 @@ static void pull_latency(void)
     snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
     for (size_t i = 0; i < n_pulled; i++)
         pulled[i].answered = false;
-    each_worker("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
+    ask_workers("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
 }
 
 /* This process's registry and call tree := what the stopped workers had.
@@ -408,13 +410,13 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 
 /* This process's function profile := what the stopped workers had plus
  * the merge of every worker's. Call with merge_lock. -1 (errno EAGAIN) when
- * the server's stop left some worker out (each_worker). */
+ * the server's stop left some worker out (ask_workers). */
 static int merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    if (each_worker("GET", path, 0, add_tree, NULL) == 0)
+    if (ask_workers("GET", path, 0, add_tree, NULL) == 0)
         return 0;
     errno = EAGAIN;
     return -1;
@@ -536,7 +538,7 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     if (!url)
         return NULL;
     snprintf(url, cap, "%s/request?%s", path, query);
-    int asked = each_worker("GET", url, 404, keep_first, &found); /* 404: not that worker's */
+    int asked = ask_workers("GET", url, 404, keep_first, &found); /* 404: not that worker's */
     free(url);
     if (!found.body) /* never a stale errno: EAGAIN is the page's 503 */
         errno = asked < 0 ? EAGAIN : ENOENT;
@@ -575,7 +577,7 @@ static char *front_inflight(bool json, size_t *len)
                         json, 0 };
     j.used = j.out ? strlen(j.out) : 0;
     snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
-    if (each_worker("GET", path, 0, join, &j) < 0) {
+    if (ask_workers("GET", path, 0, join, &j) < 0) {
         free(j.out);
         errno = EAGAIN;
         return NULL;

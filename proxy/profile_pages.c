@@ -156,11 +156,17 @@ static enum MHD_Result refuse_method(struct tf_request *req, const char *allow)
     return tf_server_queue(req, 405, r);
 }
 
+/* Is sub[0..len) (a sub-path without its query) exactly path? */
+static bool sub_is(const char *sub, size_t len, const char *path)
+{
+    return len == strlen(path) && !strncmp(sub, path, len);
+}
+
 /* Is sub[0..len) one of the n paths? */
 static bool path_in(const char *sub, size_t len, const char *const *paths, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (len == strlen(paths[i]) && !strncmp(sub, paths[i], len))
+        if (sub_is(sub, len, paths[i]))
             return true;
     return false;
 }
@@ -174,6 +180,78 @@ static bool is_control(const char *sub, size_t len)
     return path_in(sub, len, controls, sizeof(controls) / sizeof(controls[0]));
 }
 
+/* Write the export format to path, the file of option flag. With nothing
+ * profiled, a file there is left as it is (an earlier run's profile).
+ * *stopping set when that is because a front's stop is taking its
+ * workers' profiles (none written: a part of them would stay). */
+static int save_one(const struct tf_server *server, const char *path, const char *format,
+                    const char *flag, bool *stopping)
+{
+    if (!path || !server->profiler)
+        return 0;
+    size_t len = 0;
+    errno = 0;
+    char *data = server->profiler->export(format, &len);
+    if (!data && errno == EINTR) {
+        tf_log_error("profile: %s not written: the stop was told to end at once (a second "
+                     "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
+        *stopping = true; /* a page's save: 503, as while they are handed over */
+        return -1;
+    }
+    if (!data && errno == EAGAIN) {
+        tf_log_error("profile: %s not written now: the server is stopping and some workers "
+                     "have not handed their profiles over yet (the stop writes it once they "
+                     "have)", flag);
+        *stopping = true;
+        return -1;
+    }
+    if (!data) {
+        tf_log_error("profile: cannot build the %s export", format);
+        return -1;
+    }
+    if (len == 0) {
+        free(data);
+        tf_log_info("profile: nothing profiled; %s not written", flag);
+        return 0;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
+    if (unlink(tmp) < 0 && errno != ENOENT)
+        tf_log_error("profile: cannot remove %s: %m", tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
+    if (fd >= 0 && !f)
+        close(fd);
+    bool ok = f && fwrite(data, 1, len, f) == len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    free(data);
+    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
+        tf_log_error("profile: cannot write %s: %m", path);
+        unlink(tmp);
+        return -1;
+    }
+    tf_log_info("profile: wrote %s (%s)", path, format);
+    return 0;
+}
+
+/* Write the configured profile files (--profile-log, --profile-callgrind)
+ * from the accumulated profile; with nothing profiled, none (a file there
+ * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
+ * EAGAIN: a front's stop is taking its workers' profiles; none written). */
+static int save_profile(const struct tf_server *server)
+{
+    bool stopping = false;
+    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
+    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
+                     &stopping);
+    if (a == 0 && b == 0)
+        return 0;
+    errno = stopping ? EAGAIN : EIO;
+    return -1;
+}
+
 /* POST start / stop / clear: act, then send the browser back to the page. */
 static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
                                        const char *action, size_t len)
@@ -181,25 +259,25 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (!same_origin(req))
         return tf_server_reply(req, 403, "Cross-site request refused.", false);
-    if (len == 6 && !strncmp(action, "/start", 6) && p)
+    if (sub_is(action, len, "/start") && p)
         p->enable(true);
-    else if (len == 5 && !strncmp(action, "/stop", 5) && p)
+    else if (sub_is(action, len, "/stop") && p)
         p->enable(false);
-    else if (len == 5 && !strncmp(action, "/save", 5)) {
-        if (tf_server_save_profile(server) < 0)
+    else if (sub_is(action, len, "/save")) {
+        if (save_profile(server) < 0)
             return errno == EAGAIN ? refuse_while_stopping(req)
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
-    } else if (len == 8 && !strncmp(action, "/quiesce", 8) &&
+    } else if (sub_is(action, len, "/quiesce") &&
                __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
         /* a worker's control port: its front reloads */
         tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
-    } else if (len == 8 && !strncmp(action, "/stopped", 8) && p && p->absorb) {
+    } else if (sub_is(action, len, "/stopped") && p && p->absorb) {
         /* a front: one of its workers, stopping, hands its profile over */
         unsigned port = 0;
         if (sscanf(action + len, "?port=%u", &port) != 1 || !p->absorb(port))
             return tf_server_reply(req, 404, "No such worker.", false);
-    } else if (len == 6 && !strncmp(action, "/clear", 6)) {
+    } else if (sub_is(action, len, "/clear")) {
         prof_latency_reset();
         prof_compare_reset();
         if (p)
@@ -287,17 +365,104 @@ static bool shows_latency(const char *sub, size_t len)
     return path_in(sub, len, pages, sizeof(pages) / sizeof(pages[0]));
 }
 
+/* Did a profiler control return NULL (made) because a front's stop is
+ * taking its workers' profiles over (errno EAGAIN), or a second signal cut
+ * that short (EINTR, export's only)? The caller clears errno before the
+ * control's call: a stale EAGAIN would be a 503 for an out of memory. */
+static bool stop_refuses(const char *made)
+{
+    return !made && (errno == EAGAIN || errno == EINTR);
+}
+
+/* A control's body (send_report's), or the 503 of stop_refuses. */
+static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, char *body,
+                                      size_t len, const char *type, const char *filename)
+{
+    if (stop_refuses(body))
+        return refuse_while_stopping(req);
+    return send_report(req, status, body, len, type, filename);
+}
+
+/* The page itself: latency, the requests in flight, the function table
+ * (the comparison's link before it with --mirror). NULL with errno EAGAIN
+ * when the stop refuses (stop_refuses), else errno ENOMEM. */
+static char *main_page(const struct tf_server *server, const struct tf_profiler_controls *p,
+                       const char *query, int in_flight)
+{
+    size_t n = 0;
+    bool bad_view = false; /* the table says so */
+    errno = 0;
+    char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
+    if (stop_refuses(table))
+        return NULL;
+    char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
+    errno = 0;
+    char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
+    if (stop_refuses(running)) { /* the stop began after the table was made */
+        free(table);
+        free(appendix);
+        errno = EAGAIN;
+        return NULL;
+    }
+    struct prof_text all = { 0 }; /* In flight first, then the rest */
+    prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
+    char *rest = prof_text_finish(&all);
+    char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
+                                          p && p->enabled(), rest) : NULL;
+    free(rest);
+    free(running);
+    free(table);
+    free(appendix);
+    if (!body)
+        errno = ENOMEM;
+    return body;
+}
+
+/* The profile's exports, downloaded under the names their tools expect. */
+static const struct profile_export {
+    const char *path, *format, *type, *filename;
+} exports[] = {
+    { "/pstats", "pstats", "application/octet-stream", "tracfront.pstats" },
+    { "/collapsed", "collapsed", "text/plain; charset=utf-8", "tracfront.collapsed" },
+    { "/speedscope.json", "speedscope", "application/json", "tracfront.speedscope.json" },
+    { "/callgrind", "callgrind", "text/plain; charset=utf-8", "callgrind.out.tracfront" },
+    { "/tree", "tree", "text/plain; charset=utf-8", NULL }, /* for a front's merge */
+};
+
+static enum MHD_Result send_export(struct tf_request *req, const struct tf_profiler_controls *p,
+                                   const struct profile_export *e)
+{
+    size_t n = 0;
+    errno = 0;
+    char *body = p->export(e->format, &n);
+    if (!body && errno == EFBIG)
+        return tf_server_reply(req, 500, "This export would pass its size limit: collapsed "
+                               "stacks write each call path whole on every line, so deep "
+                               "stacks grow with their depth squared. speedscope.json (it "
+                               "grows with the call tree), pstats and callgrind hold the same "
+                               "profile; or Clear and profile again.", false);
+    if (body && n == 0) { /* nothing profiled: no export a tool could load */
+        free(body);
+        return tf_server_reply(req, 404, "Nothing has been profiled yet: start function "
+                               "profiling (Start, or --profile) and make some requests (the "
+                               "first profiled one is discarded unless "
+                               "--profile-discard-first false).", false);
+    }
+    return send_or_refuse(req, 200, body, n, e->type, e->filename);
+}
+
 /* Answer a request for the profile path (final access-handler call). */
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
 {
+    static const char html[] = "text/html; charset=utf-8", json[] = "application/json";
     req->native = true;
     const char *refusal = profile_refusal(server, req);
     if (refusal)
         return tf_server_reply(req, 403, refusal, false);
     size_t len = strcspn(sub, "?");
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
-        if (len == 8 && !strncmp(sub, "/stopped", 8)) /* for the front from its workers only */
+        if (sub_is(sub, len, "/stopped")) /* for the front from its workers only */
             return tf_server_reply(req, 404, "No such profiler action.", false);
         if (!strcmp(req->method, "POST") && !same_origin(req))
             return tf_server_reply(req, 403, "Cross-site request refused.", false);
@@ -314,209 +479,79 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */
         in_flight = p->refresh();
-    if (len == 13 && !strncmp(sub, "/latency-dump", 13)) { /* for a front's refresh */
+    if (sub_is(sub, len, "/latency-dump")) { /* for a front's refresh */
         /* a worker's requests are its public server's (not this control port's) */
         const struct tf_server *twin = __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE);
         char *body = prof_latency_dump(twin ? tf_server_in_flight(twin) : in_flight - 1);
         return send_body(req, 200, body, body ? strlen(body) : 0, "text/plain; charset=utf-8");
     }
     const char *query = sub[len] == '?' ? sub + len + 1 : "";
-    if (len == 0 || (len == 1 && sub[0] == '/')) {
-        size_t n = 0;
-        bool bad_view = false; /* the table says so */
-        errno = 0;
-        char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
-        if (!table && errno == EAGAIN)
-            return refuse_while_stopping(req);
-        char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
-        errno = 0;
-        char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
-        if (!running && errno == EAGAIN) { /* the stop began after the table was made */
-            free(table);
-            free(appendix);
-            return refuse_while_stopping(req);
-        }
-        struct prof_text all = { 0 }; /* In flight first, then the rest */
-        prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
-        char *rest = prof_text_finish(&all);
-        char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
-                                              p && p->enabled(), rest) : NULL;
-        free(rest);
-        free(running);
-        free(table);
-        free(appendix);
-        return send_body(req, 200, body, body ? strlen(body) : 0, "text/html; charset=utf-8");
+    size_t n = 0;
+    char *body = NULL;
+    if (len == 0 || sub_is(sub, len, "/")) {
+        body = main_page(server, p, query, in_flight);
+        return send_or_refuse(req, 200, body, body ? strlen(body) : 0, html, NULL);
     }
-    if (len == 8 && !strncmp(sub, "/request", 8) && p) {
+    if (sub_is(sub, len, "/request") && p) {
         const char *id = strstr(query, "id=");
-        size_t n = 0;
         errno = 0;
-        char *body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
-                                          server->cfg->profile_path, &n) : NULL;
-        if (!body && errno == EAGAIN)
-            return refuse_while_stopping(req);
-        if (!body)
+        body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
+                                    server->cfg->profile_path, &n) : NULL;
+        if (!body && !stop_refuses(body))
             return tf_server_reply(req, 404, p->refresh /* a front */
                                    ? "No call tree was kept for that request (function profiling "
                                      "off, not among the slowest, or its worker has stopped)."
                                    : "No call tree was kept for that request (function profiling "
                                      "off, or not among the slowest).", false);
-        return send_body(req, 200, body, n, "text/html; charset=utf-8");
+        return send_or_refuse(req, 200, body, n, html, NULL);
     }
-    if (((len == 13 && !strncmp(sub, "/api/inflight", 13)) ||
-         (len == 9 && !strncmp(sub, "/inflight", 9))) && p && p->inflight) {
-        size_t n = 0; /* /inflight: the page's HTML section alone (a front merges them) */
+    /* /inflight: the page's HTML section alone (a front merges them) */
+    bool api = sub_is(sub, len, "/api/inflight");
+    if ((api || sub_is(sub, len, "/inflight")) && p && p->inflight) {
         errno = 0;
-        char *body = p->inflight(len == 13, &n);
-        if (!body && errno == EAGAIN)
-            return refuse_while_stopping(req);
-        return send_body(req, 200, body, n, len == 13 ? "application/json"
-                                                      : "text/html; charset=utf-8");
+        body = p->inflight(api, &n);
+        return send_or_refuse(req, 200, body, n, api ? json : html, NULL);
     }
-    if (len == 14 && !strncmp(sub, "/api/functions", 14) && p) {
-        size_t n = 0;
+    if (sub_is(sub, len, "/api/functions") && p) {
         bool bad_view = false;
         errno = 0;
-        char *body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
-        if (!body && errno == EAGAIN)
-            return refuse_while_stopping(req);
-        return send_body(req, bad_view ? 400 : 200, body, n, "application/json");
+        body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
+        return send_or_refuse(req, bad_view ? 400 : 200, body, n, json, NULL);
     }
-    if (server->mirror && ((len == 8 && !strncmp(sub, "/compare", 8)) ||
-                           (len == 12 && !strncmp(sub, "/api/compare", 12)))) {
+    api = sub_is(sub, len, "/api/compare");
+    if (server->mirror && (api || sub_is(sub, len, "/compare"))) {
         const char *primary = tf_mirror_primary(server->mirror) == TF_ROUTE_APP ? "app" : "upstream";
-        bool json = len == 12;
-        char *body = json ? prof_compare_json(primary)
-                          : prof_compare_html(primary, server->cfg->profile_path);
-        return send_body(req, 200, body, body ? strlen(body) : 0,
-                         json ? "application/json" : "text/html; charset=utf-8");
+        body = api ? prof_compare_json(primary)
+                   : prof_compare_html(primary, server->cfg->profile_path);
+        return send_body(req, 200, body, body ? strlen(body) : 0, api ? json : html);
     }
-    if (len == 8 && !strncmp(sub, "/modules", 8) && p && p->modules) { /* for --reload */
-        size_t n = 0;
-        char *body = p->modules(&n);
+    if (sub_is(sub, len, "/modules") && p && p->modules) { /* for --reload */
+        body = p->modules(&n);
         return send_body(req, 200, body, n, "text/plain; charset=utf-8");
     }
-    if (len == 8 && !strncmp(sub, "/metrics", 8)) {
-        char *body = prof_latency_prometheus(in_flight);
+    if (sub_is(sub, len, "/metrics")) {
+        body = prof_latency_prometheus(in_flight);
         return send_body(req, 200, body, body ? strlen(body) : 0,
                          "text/plain; version=0.0.4; charset=utf-8");
     }
-    if (len == 12 && !strncmp(sub, "/api/latency", 12)) {
-        char *body = prof_latency_json(in_flight);
-        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    if (sub_is(sub, len, "/api/latency")) {
+        body = prof_latency_json(in_flight);
+        return send_body(req, 200, body, body ? strlen(body) : 0, json);
     }
-    if (len == 12 && !strncmp(sub, "/api/slowest", 12)) {
-        char *body = prof_latency_slowest_json();
-        return send_body(req, 200, body, body ? strlen(body) : 0, "application/json");
+    if (sub_is(sub, len, "/api/slowest")) {
+        body = prof_latency_slowest_json();
+        return send_body(req, 200, body, body ? strlen(body) : 0, json);
     }
-    static const struct {
-        const char *path, *format, *type, *filename;
-    } exports[] = {
-        { "/pstats", "pstats", "application/octet-stream", "tracfront.pstats" },
-        { "/collapsed", "collapsed", "text/plain; charset=utf-8", "tracfront.collapsed" },
-        { "/speedscope.json", "speedscope", "application/json", "tracfront.speedscope.json" },
-        { "/callgrind", "callgrind", "text/plain; charset=utf-8", "callgrind.out.tracfront" },
-        { "/tree", "tree", "text/plain; charset=utf-8", NULL }, /* for a front's merge */
-    };
-    for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++) {
-        if (len != strlen(exports[i].path) || strncmp(sub, exports[i].path, len) != 0)
-            continue;
-        size_t n = 0;
-        errno = 0;
-        char *body = p->export(exports[i].format, &n);
-        if (!body && (errno == EAGAIN || errno == EINTR)) /* EINTR: a second signal cut it */
-            return refuse_while_stopping(req);
-        if (!body && errno == EFBIG)
-            return tf_server_reply(req, 500, "This export would pass its size limit: collapsed "
-                                   "stacks write each call path whole on every line, so deep "
-                                   "stacks grow with their depth squared. speedscope.json (it "
-                                   "grows with the call tree), pstats and callgrind hold the same "
-                                   "profile; or Clear and profile again.", false);
-        if (body && n == 0) { /* nothing profiled: no export a tool could load */
-            free(body);
-            return tf_server_reply(req, 404, "Nothing has been profiled yet: start function "
-                                   "profiling (Start, or --profile) and make some requests (the "
-                                   "first profiled one is discarded unless "
-                                   "--profile-discard-first false).", false);
-        }
-        return send_report(req, 200, body, n, exports[i].type, exports[i].filename);
-    }
+    for (size_t i = 0; p && i < sizeof(exports) / sizeof(exports[0]); i++)
+        if (sub_is(sub, len, exports[i].path))
+            return send_export(req, p, &exports[i]);
     return tf_server_reply(req, 404, "No such profiler page.", false);
-}
-
-
-/* Write the export format to path, the file of option flag. With nothing
- * profiled, a file there is left as it is (an earlier run's profile).
- * *stopping set when that is because a front's stop is taking its
- * workers' profiles (none written: a part of them would stay). */
-static int save_one(const struct tf_server *server, const char *path, const char *format,
-                    const char *flag, bool *stopping)
-{
-    if (!path || !server->profiler)
-        return 0;
-    size_t len = 0;
-    errno = 0;
-    char *data = server->profiler->export(format, &len);
-    if (!data && errno == EINTR) {
-        tf_log_error("profile: %s not written: the stop was told to end at once (a second "
-                     "SIGINT/SIGTERM) before every worker had handed its profile over", flag);
-        *stopping = true; /* a page's save: 503, as while they are handed over */
-        return -1;
-    }
-    if (!data && errno == EAGAIN) {
-        tf_log_error("profile: %s not written now: the server is stopping and some workers "
-                     "have not handed their profiles over yet (the stop writes it once they "
-                     "have)", flag);
-        *stopping = true;
-        return -1;
-    }
-    if (!data) {
-        tf_log_error("profile: cannot build the %s export", format);
-        return -1;
-    }
-    if (len == 0) {
-        free(data);
-        tf_log_info("profile: nothing profiled; %s not written", flag);
-        return 0;
-    }
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
-    if (unlink(tmp) < 0 && errno != ENOENT)
-        tf_log_error("profile: cannot remove %s: %m", tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-    FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
-    if (fd >= 0 && !f)
-        close(fd);
-    bool ok = f && fwrite(data, 1, len, f) == len;
-    if (f && fclose(f) != 0)
-        ok = false;
-    free(data);
-    if (!ok || rename(tmp, path) != 0) { /* whole file or nothing */
-        tf_log_error("profile: cannot write %s: %m", path);
-        unlink(tmp);
-        return -1;
-    }
-    tf_log_info("profile: wrote %s (%s)", path, format);
-    return 0;
-}
-
-int tf_server_save_profile(const struct tf_server *server)
-{
-    bool stopping = false;
-    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
-                     &stopping);
-    if (a == 0 && b == 0)
-        return 0;
-    errno = stopping ? EAGAIN : EIO;
-    return -1;
 }
 
 void tf_server_profile_shutdown(const struct tf_server *server)
 {
     if (!server->cfg->profile_flush_at_shutdown) {
-        tf_server_save_profile(server);
+        save_profile(server);
         return;
     }
     const char *files[] = { server->cfg->profile_log, server->cfg->profile_callgrind };

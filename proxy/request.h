@@ -104,7 +104,7 @@ struct tf_request {
     int backend;                /* enum prof_backend that answers it */
     struct tf_upstream_pin *pin;/* --upstream-pin: the client connection's upstream link */
     struct tf_connection *conn; /* I/O thread only, until the request-completed callback:
-                                   its connection's state (server.c), or NULL */
+                                   its connection's state (connection.h), or NULL */
     struct tf_tap *tap;         /* --mirror: set before dispatch; NULL otherwise */
     char *remote_user;          /* verified by tracfront's auth (or by the front); owned */
     const char *auth_type;      /* "Basic" or "Digest" when remote_user is set */
@@ -125,7 +125,7 @@ struct tf_request {
                                    nothing of the request is left unread */
     uint64_t discarded;         /* I/O thread only: body bytes dropped */
     struct tf_request *watch_prev, *watch_next; /* I/O thread only: in its daemon's list
-                                   of requests looked at once a second (server.c) */
+                                   of requests looked at once a second (daemon_loop.c) */
     int watch;                  /* I/O thread only: why it is in that list; 0 = it is not */
     bool abort_on_hangup;       /* set before dispatch: a client that hangs up while its
                                    connection is suspended ends the request (a proxied one,
@@ -154,7 +154,7 @@ struct tf_request {
     bool writer_waited;         /* one did (logged once) */
     pthread_cond_t room;        /* signalled for them: drained enough, or the client left */
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
-    uint64_t t_first_byte, t_last_byte;
+    uint64_t t_first_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
     bool client_left;           /* the connection ended before the answer was complete */
     bool client_hung_up;        /* the client closed its connection while it was suspended
@@ -183,7 +183,7 @@ int tf_request_set_line(struct tf_request *req, const char *method, const char *
  * req->headers and req->header_store, in one allocation. 0, or -1. */
 int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes);
 /* Resume the suspended connection, from any thread, and have its daemon's
- * loop run (server.c). */
+ * loop run (daemon_loop.c). */
 void tf_request_resume(struct tf_request *req);
 /* The I/O thread, the connection suspended (upstream.c: once it waited a
  * while): with abort_on_hangup,

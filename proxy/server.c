@@ -1,9 +1,13 @@
 /* server.c — libmicrohttpd glue (see server.h). Per request the access
  * handler runs a small state machine: NEW (headers: check, collect) → BODY
  * (spool upload data) → DISPATCHED (connection suspended, backend working) →
- * RESPONDED, and routes each request to its backend. Per-request state is
+ * RESPONDED, and routes each request to its backend. A login checked away
+ * from the loop suspends it in HEAD_CHECKING (an upload's, from NEW, before
+ * its body: then BODY) or CHECKING (from the body's end: then DISPATCHED),
+ * and any phase may go to RESPONDED when the request is refused. Per-request state is
  * released in exactly one place, the request-completed callback. The other
- * parts of the server: request_head.c (the head's checks), request_end.c
+ * parts of the server: server_start.c (its start and stop, which gives the
+ * daemons these callbacks), request_head.c (the head's checks), request_end.c
  * (the completion callback: access log, latency sample, linger), daemon_loop.c
  * (a daemon on its loop), acceptor.c (a worker's), profile_pages.c (the
  * profiler's pages). This file never touches Python. */
@@ -11,16 +15,13 @@
 #include "proxy/server.h"
 #include "proxy/server_internal.h"
 
-#include <fcntl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "proxy/auth.h"
 #include "proxy/connection.h"
@@ -89,21 +90,25 @@ enum MHD_Result tf_server_reply(struct tf_request *req, unsigned status, const c
     return tf_server_queue(req, status, tf_error_response(status, detail, close, &req->bytes_out));
 }
 
-/* Send the response a backend handed to req. */
+/* Send the response a backend handed to req (not NULL). */
 static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request *req)
 {
-    req->phase = PHASE_RESPONDED;
     req->t_responded = tf_now_us();
     struct MHD_Response *r = req->response;
     req->response = NULL;
     if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ||
         __atomic_load_n(&server->quiesced, __ATOMIC_SEQ_CST)) /* let keep-alive clients go */
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
-    enum MHD_Result ok = MHD_queue_response(req->connection, req->status, r);
-    MHD_destroy_response(r);
-    if (ok == MHD_YES && req->file_fd >= 0)
-        tf_watch_add(req->daemon, req, WATCH_FILE_OUT);
-    return ok;
+    return tf_server_queue(req, req->status, r);
+}
+
+/* req goes to its backend now: the queue wait ends here. */
+static void mark_dispatched(struct tf_request *req)
+{
+    req->phase = PHASE_DISPATCHED;
+    req->t_dispatched = tf_now_us();
+    if (!req->head_used) /* dispatched before the final call: a body still arriving */
+        req->head_used = tf_head_used(req->connection);
 }
 
 /* Let the backend run req inline (tf_inline_fn). True when it did: *result
@@ -111,10 +116,7 @@ static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request 
 static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inline_fn fn,
                        void *backend, enum MHD_Result *result)
 {
-    req->phase = PHASE_DISPATCHED;
-    req->t_dispatched = tf_now_us();
-    if (!req->head_used) /* dispatched before the final call: a body still arriving */
-        req->head_used = tf_head_used(req->connection);
+    mark_dispatched(req);
     tf_request_ref(req); /* the backend's, as for tf_server_dispatch */
     __atomic_store_n(&req->answering_inline, true, __ATOMIC_SEQ_CST);
     int ran = fn(backend, req);
@@ -139,10 +141,7 @@ static bool run_inline(struct tf_server *server, struct tf_request *req, tf_inli
 enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *req,
                                    tf_dispatch_fn to, void *backend)
 {
-    req->phase = PHASE_DISPATCHED;
-    req->t_dispatched = tf_now_us();
-    if (!req->head_used) /* dispatched before the final call: a body still arriving */
-        req->head_used = tf_head_used(req->connection);
+    mark_dispatched(req);
     /* Suspend before dispatching: the backend may answer (and resume) at once. */
     MHD_suspend_connection(req->connection);
     tf_request_ref(req);
@@ -373,10 +372,128 @@ static enum MHD_Result refuse_mid_body(struct tf_server *server, struct tf_reque
     return MHD_NO;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
-                                  const char *url, const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+/* The first access-handler call: the head is whole. In flight from here:
+ * a request whose head never completes (a slowloris) must not hold up a
+ * graceful stop. */
+static enum MHD_Result take_head(struct tf_server *server, struct tf_request *req,
+                                 struct MHD_Connection *connection, const char *method,
+                                 const char *version)
+{
+    __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_SEQ_CST);
+    req->connection = connection;
+    req->daemon = req->conn ? req->conn->daemon : daemon_of(server, connection);
+    tf_connection_head_done(req->conn);
+    struct tf_framing framing;
+    int st = tf_head_take(req, method, version, &framing);
+    if (st)
+        return tf_server_reply(req, (unsigned)st, NULL, true);
+    uint64_t max = server->cfg->max_body;
+    if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
+        return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
+    /* A request already coming when the stop began is in flight and
+     * goes on (its body may still be arriving); a later one is not. */
+    if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
+        return tf_server_reply(req, 503, "The server is shutting down.", true);
+    req->has_body = framing.content_length >= 0 || framing.chunked;
+    if (framing.content_length > 0 || framing.chunked) {
+        /* A refused upload is answered before its body is read (and
+         * Expect: 100-continue gets the 401, not a 100): a quick check
+         * here, a slow one away from the loop with the connection
+         * suspended in this first call, which libmicrohttpd makes again
+         * after the resume (login_checked), still before the body. An
+         * empty one (Content-Length: 0) is refused as a GET is, at the
+         * final call, keeping its connection. */
+        enum MHD_Result refused;
+        const char *rest;
+        const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,
+                                                                req->target, &rest) : NULL;
+        if (auth_applies(server, req, r) && tf_auth_may_block(server->auth, req))
+            return check_login_away(server, req, PHASE_HEAD_CHECKING);
+        if (auth_applies(server, req, r) && login_refused(server, req, true, &refused))
+            return refused;
+        tf_watch_add(req->daemon, req, WATCH_BODY_IN);
+    }
+    /* Even without a body, answer only from the final call: libmicrohttpd
+     * closes the connection after a response queued in the first one. */
+    req->phase = PHASE_BODY;
+    return MHD_YES;
+}
+
+/* The final access-handler call: the body has ended. Refuse what it left
+ * wrong, else to the profile's pages or the route's backend. */
+static enum MHD_Result body_done(struct tf_server *server, struct tf_request *req)
+{
+    tf_watch_remove(req);
+    req->read_whole = true;
+    if (req->body_too_large)
+        return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
+    if (req->body_failed)
+        return tf_server_reply(req, 500, "The request body could not be stored.", true);
+    req->head_used = tf_head_used(req->connection); /* once: dispatch keeps it */
+    if (req->head_used + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) /* before any backend */
+        return tf_server_reply(req, 431, "The request's headers leave no room for the "
+                               "answer's; send fewer or smaller ones.", true);
+    const char *sub;
+    if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
+        return tf_profile_serve(server, req, sub);
+    return route(server, req);
+}
+
+/* A piece of the body (*size bytes, all taken): spooled, or dropped past
+ * --max-body. */
+static enum MHD_Result take_body_chunk(struct tf_server *server, struct tf_request *req,
+                                       const char *data, size_t *size)
+{
+    if (req->body_too_large ||
+        (server->cfg->max_body && req->body.size + *size > server->cfg->max_body)) {
+        /* A chunked body past the limit: libmicrohttpd 0.9.75 cannot answer
+         * before the body ends, so drop what arrives (no memory grows) and
+         * give up on a client that keeps sending far past the limit. */
+        req->body_too_large = true;
+        req->discarded += *size;
+        *size = 0;
+        return req->discarded > TF_DISCARD_MAX ? refuse_mid_body(server, req) : MHD_YES;
+    }
+    if (!req->body_failed && tf_spool_append(&req->body, data, *size) < 0) {
+        int err = errno; /* past 256 KiB the body goes to a file */
+        tf_log_error("%s %s: cannot store the request body%s%s: %s", req->method,
+                     req->target, err == ENOMEM ? "" : " in a temporary file in ",
+                     err == ENOMEM ? "" : tf_tempdir(), strerror(err));
+        req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
+    }
+    *size = 0;
+    return MHD_YES;
+}
+
+/* Resumed after tf_server_dispatch (or an inline run's suspend): send the
+ * backend's answer, unless the client hung up meanwhile. */
+static enum MHD_Result answer_resumed(struct tf_server *server, struct tf_request *req)
+{
+    tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
+    if (!req->response) { /* resumed without a response: the client hung up (the backend
+                             logged it), or out of memory */
+        if (tf_request_hung_up(req))
+            tf_daemon_log_explained(true);
+        return req->status ? MHD_NO : MHD_YES;
+    }
+    if (tf_request_hung_up(req)) { /* after its answer came, before its head went: as
+                                      nginx, 499, nothing sent */
+        pthread_mutex_lock(&req->lock);
+        struct MHD_Response *unsent = req->response;
+        req->response = NULL;
+        pthread_mutex_unlock(&req->lock);
+        MHD_destroy_response(unsent);
+        req->status = 499;
+        tf_daemon_log_explained(true);
+        return MHD_NO;
+    }
+    return queue_answer(server, req);
+}
+
+enum MHD_Result tf_server_on_request(void *cls, struct MHD_Connection *connection,
+                                     const char *url, const char *method, const char *version,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **con_cls)
 {
     (void)url;
     struct tf_server *server = cls;
@@ -384,108 +501,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
     if (!req)
         return MHD_NO; /* out of memory in the URI callback */
     switch ((enum phase)req->phase) {
-    case PHASE_NEW: {
-        /* In flight from here: a request whose headers never complete (a
-         * slowloris) must not hold up a graceful shutdown. */
-        __atomic_add_fetch(&server->in_flight, 1, __ATOMIC_SEQ_CST);
-        req->connection = connection;
-        req->daemon = req->conn ? req->conn->daemon : daemon_of(server, connection);
-        tf_connection_head_done(req->conn);
-        struct tf_framing framing;
-        int st = tf_head_take(req, method, version, &framing);
-        if (st)
-            return tf_server_reply(req, (unsigned)st, NULL, true);
-        uint64_t max = server->cfg->max_body;
-        if (max && framing.content_length > 0 && (uint64_t)framing.content_length > max)
-            return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
-        /* A request already coming when the stop began is in flight and
-         * goes on (its body may still be arriving); a later one is not. */
-        if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
-            return tf_server_reply(req, 503, "The server is shutting down.", true);
-        req->has_body = framing.content_length >= 0 || framing.chunked;
-        if (framing.content_length > 0 || framing.chunked) {
-            /* A refused upload is answered before its body is read (and
-             * Expect: 100-continue gets the 401, not a 100): a quick check
-             * here, a slow one away from the loop with the connection
-             * suspended in this first call, which libmicrohttpd makes again
-             * after the resume (login_checked), still before the body. An
-             * empty one (Content-Length: 0) is refused as a GET is, at the
-             * final call, keeping its connection. */
-            enum MHD_Result refused;
-            const char *rest;
-            const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,
-                                                                    req->target, &rest) : NULL;
-            if (auth_applies(server, req, r) && tf_auth_may_block(server->auth, req))
-                return check_login_away(server, req, PHASE_HEAD_CHECKING);
-            if (auth_applies(server, req, r) && login_refused(server, req, true, &refused))
-                return refused;
-            tf_watch_add(req->daemon, req, WATCH_BODY_IN);
-        }
-        /* Even without a body, answer only from the final call: libmicrohttpd
-         * closes the connection after a response queued in the first one. */
-        req->phase = PHASE_BODY;
-        return MHD_YES;
-    }
+    case PHASE_NEW:
+        return take_head(server, req, connection, method, version);
     case PHASE_BODY:
-        if (*upload_data_size == 0) {
-            tf_watch_remove(req);
-            req->read_whole = true;
-            if (req->body_too_large)
-                return tf_server_reply(req, 413, MAX_BODY_DETAIL, true);
-            if (req->body_failed)
-                return tf_server_reply(req, 500, "The request body could not be stored.", true);
-            req->head_used = tf_head_used(req->connection); /* once: dispatch keeps it */
-            if (req->head_used + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) /* before any backend */
-                return tf_server_reply(req, 431, "The request's headers leave no room for the "
-                                       "answer's; send fewer or smaller ones.", true);
-            const char *sub;
-            if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
-                return tf_profile_serve(server, req, sub);
-            return route(server, req);
-        }
-        if (req->body_too_large ||
-            (server->cfg->max_body && req->body.size + *upload_data_size > server->cfg->max_body)) {
-            /* A chunked body past the limit: libmicrohttpd 0.9.75 cannot answer
-             * before the body ends, so drop what arrives (no memory grows) and
-             * give up on a client that keeps sending far past the limit. */
-            req->body_too_large = true;
-            req->discarded += *upload_data_size;
-            *upload_data_size = 0;
-            return req->discarded > TF_DISCARD_MAX ? refuse_mid_body(server, req) : MHD_YES;
-        }
-        if (!req->body_failed && tf_spool_append(&req->body, upload_data, *upload_data_size) < 0) {
-            int err = errno; /* past 256 KiB the body goes to a file */
-            tf_log_error("%s %s: cannot store the request body%s%s: %s", req->method,
-                         req->target, err == ENOMEM ? "" : " in a temporary file in ",
-                         err == ENOMEM ? "" : tf_tempdir(), strerror(err));
-            req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
+        if (*upload_data_size == 0)
+            return body_done(server, req);
+        return take_body_chunk(server, req, upload_data, upload_data_size);
     case PHASE_HEAD_CHECKING:
     case PHASE_CHECKING:
         *upload_data_size = 0;
         return login_checked(server, req, req->phase == PHASE_HEAD_CHECKING);
     case PHASE_DISPATCHED:
-        tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
-        if (!req->response) { /* resumed without a response: the client hung up (the backend
-                                 logged it), or out of memory */
-            if (tf_request_hung_up(req))
-                tf_daemon_log_explained(true);
-            return req->status ? MHD_NO : MHD_YES;
-        }
-        if (tf_request_hung_up(req)) { /* after its answer came, before its head went: as
-                                          nginx, 499, nothing sent */
-            pthread_mutex_lock(&req->lock);
-            struct MHD_Response *unsent = req->response;
-            req->response = NULL;
-            pthread_mutex_unlock(&req->lock);
-            MHD_destroy_response(unsent);
-            req->status = 499;
-            tf_daemon_log_explained(true);
-            return MHD_NO;
-        }
-        return queue_answer(server, req);
+        return answer_resumed(server, req);
     case PHASE_RESPONDED:
         *upload_data_size = 0; /* body of a refused request: discard */
         return MHD_YES;
@@ -495,7 +522,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection,
 
 /* While stopping, a connection accepted before the listening socket was
  * closed (tf_server_begin_stop) is closed unanswered. */
-static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+enum MHD_Result tf_server_on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     (void)addr;
     (void)addrlen;
@@ -503,7 +530,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return __atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST) ? MHD_NO : MHD_YES;
 }
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
+void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
     struct tf_server *server = cls;
     struct tf_request *req = tf_request_new(server, uri); /* before the cut */
@@ -525,8 +552,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *connectio
 
 /* A client connection's state (connection.h) lives while it does; with
  * --upstream-pin it owns one upstream link. */
-static void on_connection(void *cls, struct MHD_Connection *connection, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
+void tf_server_on_connection(void *cls, struct MHD_Connection *connection,
+                             void **socket_context, enum MHD_ConnectionNotificationCode code)
 {
     struct tf_server *server = cls;
     struct tf_connection *conn = *socket_context;
@@ -546,270 +573,4 @@ static void on_connection(void *cls, struct MHD_Connection *connection, void **s
     if (conn && server->backends->pins)
         conn->pin = tf_upstream_pin_new(server->backends->pins);
     *socket_context = conn;
-}
-
-static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss, char *err,
-                   size_t errlen)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                              .ai_flags = AI_PASSIVE }, *res = NULL;
-    char portstr[16];
-    snprintf(portstr, sizeof(portstr), "%u", port);
-    int rc = getaddrinfo(host, portstr, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, errlen, "--listen: cannot resolve '%s': %s", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(ss, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
-struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
-                                  char *err, size_t errlen)
-{
-    static const struct tf_server_socket bind_it = { .fd = -1 };
-    return tf_server_start_on(cfg, backends, &bind_it, err, errlen);
-}
-
-static void stop_daemons(struct tf_server *server)
-{
-    for (unsigned i = 0; i < server->n_daemons; i++) {
-        struct tf_daemon *d = &server->daemons[i];
-        if (!d->mhd)
-            continue;
-        tf_loop_call(d->loop, tf_daemon_detach, d);
-        MHD_stop_daemon(d->mhd);
-    }
-    free(server->daemons);
-    server->daemons = NULL;
-    server->n_daemons = 0;
-}
-
-/* libmicrohttpd counts whole seconds, and 0 is no timeout: round up, so
- * 0.4 is one second, not never. */
-static unsigned idle_timeout_s(double seconds)
-{
-    unsigned whole = (unsigned)seconds;
-    return whole < seconds ? whole + 1 : whole;
-}
-
-/* Daemon i's share of --max-connections (at least 1): the shares add up to
- * it, so all are full only when the server is. */
-static unsigned connection_share(const struct tf_server *server, unsigned i)
-{
-    unsigned max = server->cfg->max_connections, n = server->n_daemons;
-    unsigned share = max / n + (i < max % n);
-    return share ? share : 1;
-}
-
-/* listen_fd: the socket this daemon accepts from (it closes it), or -1
- * for none (a worker's: the acceptor thread adds the connections). */
-static int start_daemon(struct tf_server *server, struct tf_daemon *d, int listen_fd, bool ipv6)
-{
-    const struct tf_config *cfg = server->cfg;
-    tf_connection_timeouts(d, cfg->header_timeout, idle_timeout_s(cfg->idle_timeout));
-    d->share = connection_share(server, (unsigned)(d - server->daemons));
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
-    if (listen_fd < 0)
-        flags |= MHD_USE_NO_LISTEN_SOCKET;
-    if (ipv6)
-        flags |= MHD_USE_IPv6;
-    d->mhd = MHD_start_daemon(
-        flags, 0, on_accept, server, on_request, server,
-        MHD_OPTION_EXTERNAL_LOGGER, tf_daemon_log, server,
-        /* no listening socket: the backlog option stands in, with its own value */
-        listen_fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        listen_fd >= 0 ? (intptr_t)listen_fd : (intptr_t)1024,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, server,
-        MHD_OPTION_NOTIFY_COMPLETED, tf_server_on_completed, server,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, server,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s(cfg->idle_timeout),
-        /* else FD_SETSIZE - 4, which epoll does not need */
-        MHD_OPTION_CONNECTION_LIMIT, d->share,
-        MHD_OPTION_STRICT_FOR_CLIENT, 0,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)TF_CONNECTION_POOL,
-        MHD_OPTION_SIGPIPE_HANDLED_BY_APP, 1,
-        MHD_OPTION_END);
-    if (!d->mhd) {
-        if (listen_fd >= 0)
-            close(listen_fd);
-        return -1;
-    }
-    return 0;
-}
-
-/* One daemon per I/O thread, each on its own loop; they accept from
- * duplicates of one listening socket. */
-static int start_daemons(struct tf_server *server, const struct tf_server_socket *sock,
-                         const struct sockaddr_storage *ss, char *err, size_t errlen)
-{
-    const struct tf_config *cfg = server->cfg;
-    unsigned n = sock->io_threads ? sock->io_threads : cfg->io_threads;
-    unsigned n_loops = server->backends->n_loops;
-    unsigned first = sock->first_loop < n_loops ? sock->first_loop : 0;
-    if (n > n_loops - first)
-        n = n_loops - first;
-    if (!n || !(server->daemons = calloc(n, sizeof(*server->daemons)))) {
-        snprintf(err, errlen, n ? "out of memory" : "no network thread to serve on");
-        return -1;
-    }
-    server->n_daemons = n;
-    int fd = sock->fd;
-    if (fd < 0) {
-        fd = tf_listen_socket((const struct sockaddr *)ss, ss->ss_family == AF_INET6
-                              ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in),
-                              &server->port);
-        if (fd < 0) {
-            snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", cfg->listen_host,
-                     cfg->listen_port, strerror(errno));
-            return -1;
-        }
-    }
-    for (unsigned i = 0; i < n; i++) {
-        struct tf_daemon *d = &server->daemons[i];
-        d->loop = server->backends->loops[first + i];
-        d->server = server;
-        /* the last daemon takes fd itself, the others a duplicate */
-        int listen_fd = sock->shared ? -1 : i + 1 < n ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd;
-        if ((!sock->shared && listen_fd < 0) ||
-            start_daemon(server, d, listen_fd, ss->ss_family == AF_INET6) < 0) {
-            if (!sock->shared && i + 1 < n)
-                close(fd); /* never handed over */
-            snprintf(err, errlen, "--listen: libmicrohttpd cannot serve on %s:%u",
-                     cfg->listen_host, cfg->listen_port);
-            return -1;
-        }
-    }
-    /* on their loops only once all are made: none serves before the server is whole */
-    for (unsigned i = 0; i < n; i++) {
-        struct tf_daemon *d = &server->daemons[i];
-        if (tf_loop_call(d->loop, tf_daemon_attach, d) < 0) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-    }
-    return 0;
-}
-
-struct tf_server *tf_server_start_on(const struct tf_config *cfg,
-                                     const struct tf_backends *backends,
-                                     const struct tf_server_socket *sock, char *err, size_t errlen)
-{
-    err[0] = 0;
-    struct tf_server *server = calloc(1, sizeof(*server));
-    if (!server) {
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    server->cfg = cfg;
-    server->backends = backends;
-    server->acceptor_wake[0] = server->acceptor_wake[1] = -1;
-    if (cfg->mirror && !(server->mirror = tf_mirror_new(cfg, backends))) {
-        snprintf(err, errlen, "out of memory");
-        free(server);
-        return NULL;
-    }
-    server->relay_port = sock->relay_port;
-    server->control = sock->control;
-    struct sockaddr_storage ss;
-    socklen_t sslen = sizeof(ss);
-    if (tf_profile_allow_init(server, cfg, sock->control) < 0 ||
-        (sock->fd >= 0 ? getsockname(sock->fd, (struct sockaddr *)&ss, &sslen) < 0
-                       : resolve(cfg->listen_host, cfg->listen_port, &ss, err, errlen) < 0) ||
-        (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0])) {
-        if (!err[0])
-            snprintf(err, errlen, "out of memory");
-        goto fail;
-    }
-    server->shared_fd = sock->shared ? sock->fd : -1;
-    if (start_daemons(server, sock, &ss, err, errlen) < 0)
-        goto fail;
-    if (sock->shared && tf_acceptor_start(server) < 0) {
-        snprintf(err, errlen, "cannot start the worker's acceptor thread");
-        goto fail;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(server->daemons[0].mhd,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
-    if (!server->port)
-        server->port = info ? info->port : cfg->listen_port;
-    return server;
-fail:
-    stop_daemons(server);
-    for (int i = 0; i < 2; i++)
-        if (server->acceptor_wake[i] >= 0)
-            close(server->acceptor_wake[i]);
-    tf_auth_free(server->auth);
-    tf_mirror_free(server->mirror);
-    free(server->profile_allow);
-    free(server);
-    return NULL;
-}
-
-void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c)
-{
-    __atomic_store_n(&server->profiler, c, __ATOMIC_RELEASE); /* the page may be asked already */
-}
-
-unsigned tf_server_port(const struct tf_server *server)
-{
-    return server->port;
-}
-
-int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, char *err,
-                            size_t errlen)
-{
-    struct sockaddr_storage ss;
-    if (resolve(host, port, &ss, err, errlen) < 0)
-        return -1;
-    int fd = tf_listen_socket((struct sockaddr *)&ss, ss.ss_family == AF_INET6
-                              ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in), bound);
-    if (fd < 0)
-        snprintf(err, errlen, "--listen: cannot listen on %s:%u: %s", host, port, strerror(errno));
-    return fd;
-}
-
-void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)
-{
-    __atomic_store_n(&control->twin, public_server, __ATOMIC_RELEASE);
-}
-
-/* On the daemon's loop: it stops accepting and its copy of the listening
- * socket is closed (libmicrohttpd hands it back, and it no longer uses it). */
-static void close_listening_socket(void *arg)
-{
-    struct tf_daemon *d = arg;
-    MHD_socket fd = MHD_quiesce_daemon(d->mhd);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-}
-
-/* Once every daemon closed its copy, new connections are refused, as
- * nginx's are, instead of accepted and closed unanswered. Posted, not
- * waited for: a loop may be running a request inline (for ever, or until
- * --graceful-timeout, which the caller times next). The daemons outlive the
- * posts (stop_daemons). A worker's daemons have none (tf_server_quiesce
- * closes its acceptor's copy). */
-void tf_server_begin_stop(struct tf_server *server)
-{
-    __atomic_store_n(&server->stopping, 1, __ATOMIC_SEQ_CST);
-    for (unsigned i = 0; i < server->n_daemons; i++) /* out of memory: on_accept refuses */
-        (void)tf_loop_post(server->daemons[i].loop, close_listening_socket, &server->daemons[i]);
-}
-
-int tf_server_in_flight(const struct tf_server *server)
-{
-    return __atomic_load_n(&server->in_flight, __ATOMIC_SEQ_CST);
-}
-
-void tf_server_stop(struct tf_server *server)
-{
-    if (!server)
-        return;
-    tf_server_quiesce(server); /* a worker's acceptor, if still running */
-    stop_daemons(server);
-    tf_auth_free(server->auth);
-    tf_mirror_free(server->mirror);
-    free(server->profile_allow);
-    free(server);
 }

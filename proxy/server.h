@@ -45,14 +45,17 @@ struct tf_backends {
     unsigned n_loops;
 };
 
-/* Start listening. cfg and backends must outlive the server. NULL with err
- * on failure. */
+/* Start listening on cfg->listen (tf_server_listen_socket, then
+ * tf_server_start_on). cfg and backends must outlive the server. NULL with
+ * err on failure. */
 struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
                                   char *err, size_t errlen);
 
 /* Where and how a server listens when it is not simply cfg->listen. */
 struct tf_server_socket {
-    int fd;                  /* a listening socket to use (shared with other processes), or -1 */
+    int fd;                  /* the listening socket (tf_server_listen_socket's). Not shared,
+                                it is the server's from tf_server_start_on on: closed at the
+                                stop, or at once when the start fails; shared, the caller's */
     unsigned io_threads;     /* 0: --io-threads */
     unsigned first_loop;     /* I/O thread i is backends->loops[first_loop + i] */
     unsigned relay_port;     /* a worker: profile pages are its front's, on this loopback port */
@@ -112,12 +115,9 @@ struct tf_profiler_controls {
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 
-/* Write the configured profile files (--profile-log, --profile-callgrind)
- * from the accumulated profile; with nothing profiled, none (a file there
- * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
- * EAGAIN: a front's stop is taking its workers' profiles; none written). */
-int tf_server_save_profile(const struct tf_server *server);
-/* At shutdown: save them, or with --profile-flush-at-shutdown remove them. */
+/* At shutdown: write the configured profile files (--profile-log,
+ * --profile-callgrind; with nothing profiled, none: a file there stays as
+ * it is), or with --profile-flush-at-shutdown remove them. */
 void tf_server_profile_shutdown(const struct tf_server *server);
 
 /* A short text/plain error response ("404 Not Found\n" and detail), with

@@ -1,9 +1,10 @@
 /* server_internal.h — the server's state, shared by the files that make up
- * the server: server.c (libmicrohttpd's callbacks, routing, start and stop),
- * request_head.c (a request's head), request_end.c (its end),
- * daemon_loop.c (a daemon on its loop),
- * acceptor.c (a worker's acceptor thread), profile_pages.c (the profiler's
- * pages). Nothing else includes it. */
+ * the server: server.c (libmicrohttpd's callbacks, routing), server_start.c
+ * (start and stop), request_head.c (a request's head), request_end.c (its
+ * end), daemon_loop.c (a daemon on its loop), connection.c (a client
+ * connection's state), limits.c (--max-connections and descriptors run
+ * out), acceptor.c (a worker's acceptor thread), profile_pages.c (the
+ * profiler's pages). Nothing else includes it. */
 #ifndef TF_SERVER_INTERNAL_H
 #define TF_SERVER_INTERNAL_H
 
@@ -28,7 +29,7 @@ struct tf_daemon {
     int needs_run;                  /* atomic: a connection was resumed (libmicrohttpd in
                                        this mode does not notice by itself) */
     struct tf_request *watched;     /* loop thread only: requests looked at once a second
-                                       for a client gone or a file shrunk (server.c) */
+                                       for a client gone or a file shrunk (daemon_loop.c) */
     uint64_t next_look;             /* loop thread only: when to look at them next (us) */
     struct tf_connection *conns;    /* loop thread only: its client connections
                                        (connection.c) */
@@ -39,7 +40,7 @@ struct tf_daemon {
                                        head may take this long (us; 0 = no limit) */
     uint64_t next_sweep;            /* loop thread only: when to look at the deadlines next */
     bool accept_failed;             /* loop thread only: an accept failed with no connection
-                                       open (libmicrohttpd would retry at once, server.c) */
+                                       open (libmicrohttpd would retry at once; daemon_loop.c) */
     uint64_t accept_paused_until;   /* loop thread only: not run from its epoll set until
                                        then (us); 0 = it is watched */
     struct tf_lingerer *linger;     /* loop thread only: its sockets closing lingering
@@ -129,6 +130,18 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
 int tf_acceptor_start(struct tf_server *server);
 
 /* --- server.c --- */
+/* libmicrohttpd's callbacks (cls is the server), which server_start.c
+ * gives each daemon: the access handler, the accept policy (no connection
+ * while stopping), MHD_OPTION_URI_LOG_CALLBACK (makes the request's state)
+ * and MHD_OPTION_NOTIFY_CONNECTION (a client connection's). */
+enum MHD_Result tf_server_on_request(void *cls, struct MHD_Connection *connection,
+                                     const char *url, const char *method, const char *version,
+                                     const char *upload_data, size_t *upload_data_size,
+                                     void **con_cls);
+enum MHD_Result tf_server_on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connection);
+void tf_server_on_connection(void *cls, struct MHD_Connection *connection,
+                             void **socket_context, enum MHD_ConnectionNotificationCode code);
 /* The text of an error answer ("413 Content Too Large\nDETAIL\n", detail
  * may be NULL) in buf; returns its length (cut to fit). */
 size_t tf_error_text(unsigned status, const char *detail, char *buf, size_t size);

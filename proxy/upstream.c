@@ -44,13 +44,13 @@ struct command {
 };
 
 struct tf_upstream_pin {
-    struct lane *up;                /* the lane whose loop uses the share */
+    struct lane *lane;              /* the lane whose loop uses the share */
     CURLSH *share;                  /* its own connection cache; that loop only */
     int refs;                       /* atomic: the client connection + its transfers */
 };
 
 struct transfer {
-    struct lane *up;
+    struct lane *lane;
     struct tf_request *req;         /* a reference */
     CURL *easy;
     struct curl_slist *headers;
@@ -136,13 +136,13 @@ static bool copy_must_yield(struct transfer *t, size_t len)
 {
     if (t->req->connection)
         return false;
-    if (t->turn != t->up->turn) {
-        t->turn = t->up->turn;
+    if (t->turn != t->lane->turn) {
+        t->turn = t->lane->turn;
         t->turn_bytes = 0;
     }
     if (t->turn_bytes >= COPY_TURN_BYTES) {
         t->yielded = true;
-        t->up->yielded++;
+        t->lane->yielded++;
         return true;
     }
     t->turn_bytes += len;
@@ -239,7 +239,7 @@ static bool respond(struct transfer *t, uint64_t size)
     if (!r)
         r = tf_request_stream_response(req, size);
     if (r)
-        tf_response_head_apply(&t->head, r, req, t->up->cfg);
+        tf_response_head_apply(&t->head, r, req, t->lane->cfg);
     if (r && req->connection && !tf_request_head_fits(req, tf_response_headers_size(r))) {
         MHD_destroy_response(r);
         pthread_mutex_lock(&req->lock);
@@ -312,14 +312,14 @@ static void finish(struct transfer *t, CURLcode rc)
 {
     char why[400];
     note_timing(t);
-    if (t->up->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
+    if (t->lane->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
     } else if (t->client_abort) {
         abort_for_client(t);
     } else if (t->timed_out) {
         snprintf(why, sizeof(why), "no data for %gs (--upstream-read-timeout)",
-                 t->up->cfg->upstream_read_timeout);
+                 t->lane->cfg->upstream_read_timeout);
         fail(t, 504, why);
     } else if (t->head.invalid) {
         snprintf(why, sizeof(why), "invalid response: %s", t->head.invalid);
@@ -330,7 +330,7 @@ static void finish(struct transfer *t, CURLcode rc)
                  "acted on it)", t->req->method);
         fail(t, 502, why);
     } else if (rc != CURLE_OK) {
-        if ((rc == CURLE_WRITE_ERROR || t->up->stopping) && t->responded &&
+        if ((rc == CURLE_WRITE_ERROR || t->lane->stopping) && t->responded &&
             tf_request_client_gone(t->req)) { /* also ended by the stop before its next write */
             tf_request_finish(t->req, true); /* the client left: nothing to log */
             return;
@@ -339,7 +339,7 @@ static void finish(struct transfer *t, CURLcode rc)
                  t->errbuf);
         if (rc == CURLE_OPERATION_TIMEDOUT && !t->connected) /* else curl names no option */
             snprintf(why, sizeof(why), "no connection within %gs (--upstream-connect-timeout)",
-                     t->up->cfg->upstream_connect_timeout);
+                     t->lane->cfg->upstream_connect_timeout);
         fail(t, rc == CURLE_OPERATION_TIMEDOUT ? 504 : 502, why);
     } else if (!t->head.done) {
         fail(t, 502, "no response head");
@@ -362,34 +362,34 @@ static bool idempotent(const char *method)
     return false;
 }
 
-static CURL *take_easy(struct lane *up)
+static CURL *take_easy(struct lane *lane)
 {
-    if (up->n_idle_easy == 0)
+    if (lane->n_idle_easy == 0)
         return curl_easy_init();
-    CURL *e = up->idle_easy[--up->n_idle_easy];
+    CURL *e = lane->idle_easy[--lane->n_idle_easy];
     curl_easy_reset(e);
     return e;
 }
 
-static void give_back_easy(struct lane *up, CURL *e)
+static void give_back_easy(struct lane *lane, CURL *e)
 {
-    if (up->n_idle_easy == up->cap_idle_easy) {
-        size_t cap = up->cap_idle_easy ? up->cap_idle_easy * 2 : 16;
-        CURL **grown = realloc(up->idle_easy, cap * sizeof(*grown));
+    if (lane->n_idle_easy == lane->cap_idle_easy) {
+        size_t cap = lane->cap_idle_easy ? lane->cap_idle_easy * 2 : 16;
+        CURL **grown = realloc(lane->idle_easy, cap * sizeof(*grown));
         if (!grown) {
             curl_easy_cleanup(e);
             return;
         }
-        up->idle_easy = grown;
-        up->cap_idle_easy = cap;
+        lane->idle_easy = grown;
+        lane->cap_idle_easy = cap;
     }
-    up->idle_easy[up->n_idle_easy++] = e;
+    lane->idle_easy[lane->n_idle_easy++] = e;
 }
 
 /* Every option of one transfer. Returns CURLE_OK or the first failure. */
 static CURLcode set_options(struct transfer *t)
 {
-    const struct tf_config *cfg = t->up->cfg;
+    const struct tf_config *cfg = t->lane->cfg;
     struct tf_request *req = t->req;
     CURL *e = t->easy;
     char url[2048];
@@ -444,22 +444,22 @@ static void pin_drop(struct tf_upstream_pin *pin);
 
 static void end_transfer(struct transfer *t, CURLcode rc)
 {
-    struct lane *up = t->up;
-    curl_multi_remove_handle(up->multi, t->easy);
+    struct lane *lane = t->lane;
+    curl_multi_remove_handle(lane->multi, t->easy);
     finish(t, rc);
     if (t->yielded)
-        up->yielded--;
+        lane->yielded--;
     if (t->prev)
         t->prev->next = t->next;
     else
-        up->active = t->next;
+        lane->active = t->next;
     if (t->next)
         t->next->prev = t->prev;
     struct tf_upstream_pin *pin = t->req->pin;
     t->req->backend_state = NULL;
     if (pin)
         curl_easy_setopt(t->easy, CURLOPT_SHARE, NULL);
-    give_back_easy(up, t->easy);
+    give_back_easy(lane, t->easy);
     curl_slist_free_all(t->headers);
     free(t->target);
     tf_response_head_free(&t->head);
@@ -471,15 +471,12 @@ static void end_transfer(struct transfer *t, CURLcode rc)
 
 static void producer_wake(struct tf_request *req);
 
-static void start_transfer(struct lane *up, struct tf_request *req)
+static void start_transfer(struct lane *lane, struct tf_request *req)
 {
     struct transfer *t = calloc(1, sizeof(*t));
-    if (!t) {
-        tf_request_respond(req, tf_error_response(500, "Out of memory.", false, NULL), 500);
-        tf_request_unref(req);
-        return;
-    }
-    t->up = up;
+    if (!t)
+        goto out_of_memory;
+    t->lane = lane;
     t->req = req;
     t->last_io = tf_now_us();
     tf_response_head_init(&t->head);
@@ -487,29 +484,31 @@ static void start_transfer(struct lane *up, struct tf_request *req)
     req->producer_wake = producer_wake;
     if (req->pin && !req->pin->share && (req->pin->share = curl_share_init()))
         curl_share_setopt(req->pin->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-    t->target = tf_forward_target(req, up->cfg);
-    t->headers = tf_forward_request_headers(req, up->cfg);
-    t->easy = take_easy(up);
+    t->target = tf_forward_target(req, lane->cfg);
+    t->headers = tf_forward_request_headers(req, lane->cfg);
+    t->easy = take_easy(lane);
     if (!t->easy) {
         curl_slist_free_all(t->headers);
         free(t->target);
         free(t);
         req->backend_state = NULL;
-        tf_request_respond(req, tf_error_response(500, "Out of memory.", false, NULL), 500);
-        tf_request_unref(req);
-        return;
+        goto out_of_memory;
     }
     if (req->pin)
         __atomic_add_fetch(&req->pin->refs, 1, __ATOMIC_RELAXED); /* dropped by end_transfer */
-    t->next = up->active;
-    if (up->active)
-        up->active->prev = t;
-    up->active = t;
+    t->next = lane->active;
+    if (lane->active)
+        lane->active->prev = t;
+    lane->active = t;
     CURLcode rc = t->target && t->headers ? set_options(t) : CURLE_OUT_OF_MEMORY;
-    if (rc == CURLE_OK && curl_multi_add_handle(up->multi, t->easy) != CURLM_OK)
+    if (rc == CURLE_OK && curl_multi_add_handle(lane->multi, t->easy) != CURLM_OK)
         rc = CURLE_FAILED_INIT;
     if (rc != CURLE_OK)
         end_transfer(t, rc);
+    return;
+out_of_memory:
+    tf_request_respond(req, tf_error_response(500, "Out of memory.", false, NULL), 500);
+    tf_request_unref(req);
 }
 
 /* --- pins ------------------------------------------------------------------ */
@@ -527,7 +526,7 @@ struct tf_upstream_pin *tf_upstream_pin_new(struct tf_upstream *up)
 {
     struct tf_upstream_pin *pin = calloc(1, sizeof(*pin));
     if (pin) {
-        pin->up = lane_here(up); /* the client connection's loop */
+        pin->lane = lane_here(up); /* the client connection's loop */
         pin->refs = 1;
     }
     return pin;
@@ -545,7 +544,7 @@ static void pin_drop(struct tf_upstream_pin *pin)
 
 void tf_upstream_pin_release(struct tf_upstream_pin *pin)
 {
-    post(CMD_PIN_FREE, pin->up, NULL, pin); /* out of memory: one pin leaks rather than
+    post(CMD_PIN_FREE, pin->lane, NULL, pin); /* out of memory: one pin leaks rather than
                                                freeing a share curl may use */
 }
 
@@ -562,7 +561,7 @@ static void producer_wake(struct tf_request *req)
     if (!t)
         return;
     tf_request_ref(req);
-    if (post(CMD_WAKE, t->up, req, NULL) < 0) /* out of memory: it stays paused */
+    if (post(CMD_WAKE, t->lane, req, NULL) < 0) /* out of memory: it stays paused */
         tf_request_unref(req);
 }
 
@@ -596,11 +595,11 @@ static void run_command(void *arg)
     free(c);
 }
 
-static void read_results(struct lane *up)
+static void read_results(struct lane *lane)
 {
     CURLMsg *msg;
     int left;
-    while ((msg = curl_multi_info_read(up->multi, &left))) {
+    while ((msg = curl_multi_info_read(lane->multi, &left))) {
         if (msg->msg != CURLMSG_DONE)
             continue;
         struct transfer *t = NULL;
@@ -629,15 +628,15 @@ static void watch_if_waiting(struct transfer *t, uint64_t now)
 /* Answer heads that have waited long enough for their body; time out
  * transfers whose upstream went silent; watch waiting clients for a
  * hang-up. Returns the ms until the next check is needed, -1 for none. */
-static long check_timers(struct lane *up, uint64_t now)
+static long check_timers(struct lane *lane, uint64_t now)
 {
-    if (!up->active)
+    if (!lane->active)
         return -1;
-    bool waiting = false, idle_check = now - up->last_idle_check >= IDLE_CHECK_US;
-    uint64_t idle_max = (uint64_t)(up->cfg->upstream_read_timeout * 1e6);
+    bool waiting = false, idle_check = now - lane->last_idle_check >= IDLE_CHECK_US;
+    uint64_t idle_max = (uint64_t)(lane->cfg->upstream_read_timeout * 1e6);
     if (idle_check)
-        up->last_idle_check = now;
-    for (struct transfer *t = up->active, *next; t; t = next) {
+        lane->last_idle_check = now;
+    for (struct transfer *t = lane->active, *next; t; t = next) {
         next = t->next;
         if (t->head.done && !t->responded) {
             if (now - t->t_head >= EARLY_US && !respond(t, UINT64_MAX)) {
@@ -660,13 +659,13 @@ static long check_timers(struct lane *up, uint64_t now)
 
 static void on_socket_ready(void *ctx, int fd, uint32_t events)
 {
-    struct lane *up = ctx;
+    struct lane *lane = ctx;
     int flags = (events & (EPOLLIN | EPOLLHUP) ? CURL_CSELECT_IN : 0) |
                 (events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
                 (events & EPOLLERR ? CURL_CSELECT_ERR : 0);
     int running;
-    curl_multi_socket_action(up->multi, fd, flags, &running);
-    read_results(up);
+    curl_multi_socket_action(lane->multi, fd, flags, &running);
+    read_results(lane);
 }
 
 /* curl: watch s for what (CURLMOPT_SOCKETFUNCTION). */
@@ -674,13 +673,13 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 {
     (void)easy;
     (void)socketp;
-    struct lane *up = userp;
+    struct lane *lane = userp;
     if (what == CURL_POLL_REMOVE) {
-        tf_loop_unwatch(up->loop, s);
+        tf_loop_unwatch(lane->loop, s);
         return 0;
     }
     uint32_t events = (what & CURL_POLL_IN ? EPOLLIN : 0) | (what & CURL_POLL_OUT ? EPOLLOUT : 0);
-    if (tf_loop_watch(up->loop, s, events, on_socket_ready, up) < 0) /* out of memory */
+    if (tf_loop_watch(lane->loop, s, events, on_socket_ready, lane) < 0) /* out of memory */
         tf_log_error("upstream: cannot watch a connection (%m); its transfer will time out");
     return 0; /* -1 would stop every transfer of this lane */
 }
@@ -689,11 +688,11 @@ static int on_socket(CURL *easy, curl_socket_t s, int what, void *userp, void *s
 static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    struct lane *up = userp;
-    up->timer_set = timeout_ms >= 0;
-    if (up->timer_set) {
-        up->timer_due = tf_now_us() + (uint64_t)timeout_ms * 1000u;
-        tf_loop_wake(up->loop); /* this turn's ticks may have run: take the new time into account */
+    struct lane *lane = userp;
+    lane->timer_set = timeout_ms >= 0;
+    if (lane->timer_set) {
+        lane->timer_due = tf_now_us() + (uint64_t)timeout_ms * 1000u;
+        tf_loop_wake(lane->loop); /* this turn's ticks may have run: take the new time into account */
     }
     return 0;
 }
@@ -701,14 +700,14 @@ static int on_timer(CURLM *multi, long timeout_ms, void *userp)
 /* A new turn of the loop: unpause the copies that yielded in the last one.
  * curl hands over the data it kept at once, and reads on at its next
  * timeout (now). */
-static void resume_yielded(struct lane *up)
+static void resume_yielded(struct lane *lane)
 {
-    for (struct transfer *t = up->active, *next; t && up->yielded; t = next) {
+    for (struct transfer *t = lane->active, *next; t && lane->yielded; t = next) {
         next = t->next;
         if (!t->yielded)
             continue;
         t->yielded = false;
-        up->yielded--;
+        lane->yielded--;
         t->last_io = tf_now_us();
         if (curl_easy_pause(t->easy, CURLPAUSE_CONT) != CURLE_OK)
             end_transfer(t, CURLE_WRITE_ERROR); /* the data it held could not be taken */
@@ -718,23 +717,23 @@ static void resume_yielded(struct lane *up)
 /* Each turn of the lane's loop. */
 static long lane_tick(void *ctx)
 {
-    struct lane *up = ctx;
-    up->turn++;
-    if (up->yielded)
-        resume_yielded(up);
+    struct lane *lane = ctx;
+    lane->turn++;
+    if (lane->yielded)
+        resume_yielded(lane);
     uint64_t now = tf_now_us();
-    if (up->timer_set && now >= up->timer_due) {
+    if (lane->timer_set && now >= lane->timer_due) {
         int running;
-        up->timer_set = false;
-        curl_multi_socket_action(up->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-        read_results(up);
+        lane->timer_set = false;
+        curl_multi_socket_action(lane->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        read_results(lane);
         now = tf_now_us();
     }
-    long wait = check_timers(up, now);
-    if (up->yielded) /* they go on next turn, after the other connections' */
+    long wait = check_timers(lane, now);
+    if (lane->yielded) /* they go on next turn, after the other connections' */
         wait = 0;
-    if (up->timer_set) {
-        long due = up->timer_due <= now ? 0 : (long)((up->timer_due - now + 999) / 1000);
+    if (lane->timer_set) {
+        long due = lane->timer_due <= now ? 0 : (long)((lane->timer_due - now + 999) / 1000);
         if (wait < 0 || due < wait)
             wait = due;
     }
@@ -744,7 +743,7 @@ static long lane_tick(void *ctx)
 int tf_upstream_submit(void *upstream, struct tf_request *req)
 {
     struct tf_upstream *up = upstream;
-    struct lane *lane = req->pin ? req->pin->up : lane_here(up); /* a pin's share is its lane's */
+    struct lane *lane = req->pin ? req->pin->lane : lane_here(up); /* a pin's share is its lane's */
     if (lane->loop == tf_loop_current()) {
         start_transfer(lane, req); /* the dispatcher's reference becomes the transfer's */
         return 0;

@@ -5,6 +5,8 @@
  * inline calls running now are kept per network thread. */
 #include "wsgi/fastpath.h"
 
+#include "profiler/fnv.h"
+
 #define SLOTS 4096 /* WSGI_FASTPATH_SLOT's range */
 #define STREAK_MAX 0xffffu
 
@@ -14,13 +16,8 @@ static unsigned runners_seen;                        /* atomic: highest runner +
 
 uint64_t wsgi_fastpath_key(const char *method, const char *target)
 {
-    uint64_t h = 1469598103934665603u; /* FNV-1a */
-    for (const char *p = method; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211u;
-    h = (h ^ ' ') * 1099511628211u;
-    for (const char *p = target; *p; p++)
-        h = (h ^ (unsigned char)*p) * 1099511628211u;
-    return h;
+    uint64_t h = prof_fnv1a_str(PROF_FNV1A_START, method);
+    return prof_fnv1a_str(prof_fnv1a(h, " ", 1), target); /* "GET /path" */
 }
 
 static uint64_t *slot_of(uint64_t key)

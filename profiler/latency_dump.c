@@ -1,0 +1,169 @@
+/* latency_dump.c — a front (--workers) adding up its workers' latency
+ * (see latency.h): the registry as text, one line per total (T), per
+ * (route, backend) (R) and per slow request kept (S), and such text merged
+ * into this process's registry. Under prof_latency_lock
+ * (latency_internal.h), as every other use of the registry. */
+#include "profiler/latency.h"
+#include "profiler/latency_internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
+{
+    prof_text_add(t, "\t%llu %llu %llu", (unsigned long long)h->count,
+                  (unsigned long long)h->sum_us, (unsigned long long)h->max_us);
+    for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++)
+        if (h->buckets[b])
+            prof_text_add(t, " %u:%u", b, h->buckets[b]);
+}
+
+static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
+                       const struct backend_stats *s, bool first)
+{
+    (void)first;
+    prof_text_add(t, "R\t%s\t%d\t%llu %llu %llu %llu %llu %llu", r->key, (int)b,
+                  (unsigned long long)s->status[0], (unsigned long long)s->status[1],
+                  (unsigned long long)s->status[2], (unsigned long long)s->status[3],
+                  (unsigned long long)s->status[4], (unsigned long long)s->status[5]);
+    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
+                                          &s->up_ttfb, &s->up_total };
+    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
+        dump_histogram(t, hs[i]);
+    prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
+}
+
+void prof_latency_dump_forget_trees(char *dump)
+{
+    for (char *line = dump; *line;) {
+        size_t len = strcspn(line, "\n");
+        /* S, id, method, status, total, queue, ttfb, when, tree, target: tabs
+         * never appear in a field (the target's are dumped as spaces) */
+        char *field = strncmp(line, "S\t", 2) == 0 ? line : NULL;
+        for (int tabs = 0; field && tabs < 8; tabs++)
+            field = memchr(field + 1, '\t', len - (size_t)(field + 1 - line));
+        if (field && field[1] == '1')
+            field[1] = '0';
+        line += len + (line[len] == '\n');
+    }
+}
+
+char *prof_latency_dump(int in_flight)
+{
+    struct prof_text t = { 0 };
+    size_t n_ids;
+    uint64_t *ids = prof_latency_tree_ids(&n_ids);
+    if (!ids)
+        return NULL;
+    pthread_mutex_lock(&prof_latency_lock);
+    prof_text_add(&t, "T\t%llu\t%d\n", (unsigned long long)prof_latency_requests_total, in_flight);
+    prof_latency_each(&t, dump_stats);
+    /* A call tree is said only for the trees kept here: a front re-dumps what
+     * its stopped workers had, and their trees went with them. */
+    unsigned n;
+    const struct slow_request *slowest = prof_latency_slowest(&n);
+    for (unsigned i = 0; i < n; i++) {
+        const struct slow_request *r = &slowest[i];
+        prof_text_add(&t, "S\t%llu\t%s\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t",
+                      (unsigned long long)r->id, r->method, r->status,
+                      (unsigned long long)r->total_us, (unsigned long long)r->queue_us,
+                      (unsigned long long)r->ttfb_us, (long long)r->when,
+                      prof_latency_in_ids(r->id, ids, n_ids));
+        for (const char *p = r->target; *p; p++) /* the target last: no tabs, newlines kept out */
+            prof_text_add(&t, "%c", *p == '\n' || *p == '\t' ? ' ' : *p);
+        prof_text_add(&t, "\n");
+    }
+    pthread_mutex_unlock(&prof_latency_lock);
+    free(ids);
+    return prof_text_finish(&t);
+}
+
+/* "count sum max b:n b:n ..." added into h. */
+static void load_histogram(struct prof_histogram *h, char *field)
+{
+    struct prof_histogram read = { 0 };
+    char *save = NULL, *tok = strtok_r(field, " ", &save);
+    uint64_t *v[3] = { &read.count, &read.sum_us, &read.max_us };
+    for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, " ", &save))
+        *v[i] = strtoull(tok, NULL, 10);
+    for (; tok; tok = strtok_r(NULL, " ", &save)) {
+        unsigned b = 0, n = 0;
+        if (sscanf(tok, "%u:%u", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
+            read.buckets[b] += n;
+    }
+    prof_histogram_merge(h, &read);
+}
+
+static void load_stats(char *line)
+{
+    char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
+    char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
+    int b = backend ? atoi(backend) : -1;
+    struct route *r = key && b >= 0 && b < PROF_BACKENDS ? prof_latency_route(key, true) : NULL;
+    struct backend_stats *s = r ? r->backend[b] : NULL;
+    if (r && !s)
+        s = r->backend[b] = calloc(1, sizeof(*s));
+    if (!s || !status)
+        return;
+    unsigned long long c[6] = { 0 };
+    sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
+    for (int i = 0; i < 6; i++)
+        s->status[i] += c[i];
+    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
+                                    &s->up_ttfb, &s->up_total };
+    char *field;
+    size_t i = 0;
+    for (; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
+        load_histogram(hs[i], field);
+    if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
+        s->ran_inline += strtoull(field, NULL, 10);
+}
+
+static void load_slow(char *line)
+{
+    struct prof_sample s = { 0 };
+    char method[16] = "-";
+    unsigned long long id, total, queue, ttfb;
+    long long when;
+    int used = 0, tree = 0;
+    if (sscanf(line, "S\t%llu\t%15[^\t]\t%u\t%llu\t%llu\t%llu\t%lld\t%d\t%n", &id, method,
+               &s.status, &total, &queue, &ttfb, &when, &tree, &used) < 8 || !used)
+        return;
+    s.id = id;
+    s.method = method;
+    s.target = line + used;
+    prof_latency_keep_if_slow(&s, total, queue, ttfb);
+    unsigned n;
+    struct slow_request *slowest = prof_latency_slowest(&n);
+    for (unsigned i = 0; i < n; i++) /* keep the worker's time, not ours */
+        if (slowest[i].id == id) {
+            slowest[i].when = (time_t)when;
+            slowest[i].tree = tree == 1;
+        }
+}
+
+int prof_latency_load(const char *text, size_t len, int *in_flight)
+{
+    char *copy = strndup(text, len), *save = NULL;
+    if (!copy)
+        return -1;
+    pthread_mutex_lock(&prof_latency_lock);
+    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (line[0] == 'T' && line[1] == '\t') {
+            unsigned long long total = 0;
+            int flight = 0;
+            sscanf(line + 2, "%llu\t%d", &total, &flight);
+            prof_latency_requests_total += total;
+            *in_flight += flight;
+        } else if (line[0] == 'R' && line[1] == '\t') {
+            load_stats(line);
+        } else if (line[0] == 'S' && line[1] == '\t') {
+            load_slow(line);
+        }
+    }
+    pthread_mutex_unlock(&prof_latency_lock);
+    free(copy);
+    return 0;
+}

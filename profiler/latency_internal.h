@@ -1,0 +1,69 @@
+/* latency_internal.h — what latency.c (the registry and its reports)
+ * shares with latency_dump.c (a front adding up its workers' registries as
+ * text). Nothing else includes it. One mutex, prof_latency_lock, guards all
+ * of the registry: every function here but prof_latency_tree_ids is called
+ * with it held. */
+#ifndef PROF_LATENCY_INTERNAL_H
+#define PROF_LATENCY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "profiler/histogram.h"
+#include "profiler/latency.h"
+#include "profiler/text.h"
+
+#define ROUTE_KEY_MAX 128
+
+struct backend_stats {
+    struct prof_histogram total, queue, ttfb;
+    struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
+    uint64_t status[6]; /* index status / 100; 0 = other */
+    uint64_t ran_inline; /* backend wsgi: requests run inline (wsgi/fastpath.h) */
+};
+
+struct route {
+    char key[ROUTE_KEY_MAX];
+    struct backend_stats *backend[PROF_BACKENDS];
+};
+
+struct slow_request {
+    uint64_t id;
+    char method[16];
+    char target[256];
+    unsigned status;
+    uint64_t total_us, queue_us, ttfb_us;
+    time_t when;
+    bool tree; /* a worker said it keeps this request's call tree (a front's entries) */
+};
+
+extern pthread_mutex_t prof_latency_lock;
+extern uint64_t prof_latency_requests_total; /* requests timed */
+
+/* The route for key, created if there is room, else the "(other)" route; a
+ * key not yet known and not to be made (a 404: a scan of made-up URLs would
+ * take every slot) is "(not found)". NULL only on out of memory. */
+struct route *prof_latency_route(const char *key, bool may_create);
+/* Keep s (its phases given) if it is among the slowest. */
+void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
+                               uint64_t ttfb);
+/* The slowest requests kept, *n of them, in no order (the registry's own). */
+struct slow_request *prof_latency_slowest(unsigned *n);
+
+typedef void (*prof_latency_visit_fn)(struct prof_text *t, const struct route *r,
+                                      enum prof_backend b, const struct backend_stats *s,
+                                      bool first);
+/* Call fn for each (route, backend) with data, sorted by route key so
+ * reports are stable; out of memory fails t. */
+void prof_latency_each(struct prof_text *t, prof_latency_visit_fn fn);
+
+/* Without the lock: the ids of the requests whose call tree this process
+ * keeps, sorted (malloc'd, *n of them; NULL on out of memory). */
+uint64_t *prof_latency_tree_ids(size_t *n);
+/* Is id among ids (prof_latency_tree_ids')? */
+bool prof_latency_in_ids(uint64_t id, const uint64_t *ids, size_t n);
+
+#endif
