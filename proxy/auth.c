@@ -385,12 +385,11 @@ static void printable(const char *in, char *out, size_t cap)
 static void refuse_with(const struct tf_request *req, const struct realm *r, const char *user,
                         const char *why, unsigned status)
 {
-    char name[256], target[804];
+    char name[256];
     printable(user ? user : "", name, sizeof(name));
-    printable(req->target, target, sizeof(target));
     tf_log_error("auth: %s: user \"%s\" from %s (%s realm \"%s\", %s %s); answered %u", why,
                  name, req->remote_addr, r->digest ? "Digest" : "Basic", r->name, req->method,
-                 target, status);
+                 req->log_target, status);
 }
 
 static void refuse(const struct tf_request *req, const struct realm *r, const char *user,

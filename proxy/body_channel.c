@@ -127,9 +127,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         ssize_t got = read_spill(req, buf + n, max - n);
         if (got < 0) {
             pthread_mutex_unlock(&req->lock);
-            char target[1024];
             tf_log_error("%s %s: cannot read the response spill file: %m", req->method,
-                         tf_log_escape(req->target, target, sizeof(target)));
+                         req->log_target);
             tf_daemon_log_explained(true);
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
@@ -258,9 +257,7 @@ static ssize_t spill_failed(struct tf_request *req, int error, const char *what,
 {
     req->spill_errno = *err = error;
     unlock_and_wake_reader(req);
-    char target[1024];
-    tf_log_error("%s %s: %s: %s", req->method, tf_log_escape(req->target, target, sizeof(target)),
-                 what, strerror(error));
+    tf_log_error("%s %s: %s: %s", req->method, req->log_target, what, strerror(error));
     return -1;
 }
 
@@ -450,10 +447,10 @@ static void wait_room(struct tf_request *req)
     pthread_mutex_unlock(&req->lock);
     if (first && in_file)
         tf_log_info("%s %s: the response waits for the client: %llu bytes in a file (--max-spill)",
-                    req->method, req->target, (unsigned long long)cap);
+                    req->method, req->log_target, (unsigned long long)cap);
     else if (first)
         tf_log_info("%s %s: the response waits for the client: %u KiB in memory (--max-spill 0)",
-                    req->method, req->target, TF_CHANNEL_HIGH / 1024);
+                    req->method, req->log_target, TF_CHANNEL_HIGH / 1024);
     pthread_mutex_lock(&req->lock);
     while (!req->client_gone && !req->interrupted && !writer_may_go_on(req)) {
         req->writers_waiting++;

@@ -157,7 +157,7 @@ static void cut_off_late_head(struct tf_connection *conn, double header_s)
     const struct tf_request *req = conn->req;
     tf_log_info("client %s port %s: no complete request head within --header-timeout (%gs)%s%s; "
                 "connection closed", host, port, header_s, req ? ", target " : "",
-                req && req->target ? req->target : "");
+                req && req->log_target ? req->log_target : "");
     /* the reading side only: libmicrohttpd then reads an end of stream, as
      * from a client that left (one info line), not a socket error */
     if (fd)

@@ -88,7 +88,7 @@ static bool file_shrank(const struct tf_request *req)
     ssize_t n = readlink(link, name, sizeof(name) - 1);
     name[n < 0 ? 0 : n] = '\0';
     tf_log_error("%s %s: the file %s changed while being sent: it has %" PRIu64 " bytes, the "
-                 "answer promised %" PRIu64 "; connection closed", req->method, req->target,
+                 "answer promised %" PRIu64 "; connection closed", req->method, req->log_target,
                  name, (uint64_t)st.st_size, req->file_end);
     return true;
 }

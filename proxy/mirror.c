@@ -150,7 +150,7 @@ void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
             free_pair(p);
         copy_ended(m);
         tf_log_error("--mirror: out of memory copying %s %s; not mirrored", req->method,
-                     req->target);
+                     req->log_target);
         prof_compare_count_dropped();
         return;
     }

@@ -38,8 +38,9 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     struct tf_request *req = calloc(1, sizeof(*req));
     if (!req)
         return NULL;
-    req->target = strdup(target ? target : "");
-    if (!req->target) {
+    char *copy = strdup(target ? target : "");
+    if (!copy || tf_request_target_set(req, copy) < 0) {
+        free(copy);
         free(req);
         return NULL;
     }
@@ -54,6 +55,34 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     pthread_mutex_init(&req->lock, NULL);
     pthread_cond_init(&req->room, &room_attr);
     return req;
+}
+
+static char no_log_target[] = "-";
+
+static void free_log_target(struct tf_request *req)
+{
+    if (req->log_target != req->target && req->log_target != no_log_target)
+        free(req->log_target);
+    req->log_target = NULL;
+}
+
+int tf_request_target_set(struct tf_request *req, char *target)
+{
+    free_log_target(req);
+    req->target = req->log_target = target;
+    for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f)
+            continue;
+        size_t cap = 4 * strlen(target) + 6; /* tf_log_escape stops 5 short of cap */
+        req->log_target = malloc(cap);
+        if (!req->log_target) {
+            req->log_target = no_log_target;
+            return -1;
+        }
+        tf_log_escape(target, req->log_target, cap);
+        break;
+    }
+    return 0;
 }
 
 void tf_request_ref(struct tf_request *req)
@@ -75,6 +104,7 @@ void tf_request_unref(struct tf_request *req)
         close(req->spill_fd);
     pthread_mutex_destroy(&req->lock);
     pthread_cond_destroy(&req->room);
+    free_log_target(req);
     free(req->target);
     free(req->sent_target);
     free(req->method);  /* and version */

@@ -86,6 +86,7 @@ struct tf_request {
     struct MHD_Connection *connection;
     struct tf_daemon *daemon;   /* the daemon serving the connection (server_internal.h) */
     char *target;               /* raw request target, as received (absolute-form: its path) */
+    char *log_target;           /* target as error-log lines show it (tf_request_target_set) */
     char *sent_target;          /* an absolute-form target as sent, for the access log */
     unsigned refuse_status;     /* set before the headers: refuse the request with it */
     char *method, *version;     /* one allocation (tf_request_set_line), owned by method */
@@ -176,6 +177,13 @@ struct tf_request {
 void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
+/* req->target is now target (malloc'ed, owned by req from here; the old one
+ * is the caller's); log_target follows: the target itself, or a copy escaped
+ * as the access log escapes it when it holds a byte a terminal could read as
+ * a control (tf_check_target lets bytes >= 0x80 through: UTF-8, and C1
+ * controls). Error-log lines name a request by method and log_target.
+ * -1 (out of memory: log_target is "-"), else 0. */
+int tf_request_target_set(struct tf_request *req, char *target);
 /* Copy the method and version into req (one allocation). 0, or -1 on out
  * of memory. */
 int tf_request_set_line(struct tf_request *req, const char *method, const char *version);

@@ -60,11 +60,10 @@ static bool answered(struct MHD_Connection *connection, enum MHD_RequestTerminat
  * sent: logged so, and an answer that was no error is logged 500. */
 static void head_not_sent(struct tf_request *req)
 {
-    char target[1024];
     tf_log_error("%s %s: the answer's head (%u) did not fit what the request left of the "
                  "connection's %u bytes (bytes read with it take room too: a pipelined "
                  "request, blank lines before it); connection closed with nothing sent", req->method ? req->method : "-",
-                 tf_log_escape(req->target ? req->target : "-", target, sizeof(target)),
+                 req->log_target,
                  req->status, TF_CONNECTION_POOL);
     if (req->status < 400)
         req->status = 500;

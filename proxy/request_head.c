@@ -133,7 +133,8 @@ static int origin_form(struct tf_request *req, struct header_walk *w)
         return -1;
     snprintf(copy, n, "%s%s", *path == '/' ? "" : "/", path);
     req->sent_target = req->target;
-    req->target = copy;
+    if (tf_request_target_set(req, copy) < 0)
+        return -1; /* req->target is copy, freed with req */
     w->host = req->sent_target + skip;
     w->host_len = host_len;
     return 0;

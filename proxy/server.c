@@ -148,13 +148,13 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
     if (to(backend, req) < 0) {
         tf_request_unref(req);
         if (req->native)
-            tf_log_error("%s %s: out of memory; answered 503", req->method, req->target);
+            tf_log_error("%s %s: out of memory; answered 503", req->method, req->log_target);
         else if (req->backend == PROF_BACKEND_WSGI && !server->cfg->workers)
             tf_log_error("%s %s: every app thread is busy and the queue is full (--queue-size); "
-                         "answered 503", req->method, req->target);
+                         "answered 503", req->method, req->log_target);
         else
             tf_log_error("%s %s: no %s can take the request (%s); answered 503", req->method,
-                         req->target, server->cfg->workers ? "worker" : "upstream transfer",
+                         req->log_target, server->cfg->workers ? "worker" : "upstream transfer",
                          server->cfg->workers ? "none is running" : "out of memory");
         req->response = tf_error_response(503, "The server is overloaded; try again.", false,
                                           &req->bytes_out);
@@ -249,7 +249,7 @@ static enum MHD_Result check_login_away(struct tf_server *server, struct tf_requ
     if (__atomic_add_fetch(&server->logins_checking, 1, __ATOMIC_RELAXED) > limit) {
         __atomic_sub_fetch(&server->logins_checking, 1, __ATOMIC_RELAXED);
         tf_log_error("%s %s: %u logins are being checked already (--threads); answered 503",
-                     req->method, req->target, limit);
+                     req->method, req->log_target, limit);
         return tf_server_reply(req, 503, "Too many logins are being checked; try again.",
                                phase == PHASE_HEAD_CHECKING);
     }
@@ -365,7 +365,7 @@ static enum MHD_Result refuse_mid_body(struct tf_server *server, struct tf_reque
     if (answered)
         req->status = 413;
     tf_log_info("%s %s: the chunked body went on past --max-body (%" PRIu64 " bytes) by more "
-                "than %u MiB; %s", req->method, req->target, server->cfg->max_body,
+                "than %u MiB; %s", req->method, req->log_target, server->cfg->max_body,
                 TF_DISCARD_MAX >> 20, answered ? "answered 413 without reading the rest"
                                                : "connection closed");
     tf_daemon_log_explained(true);
@@ -457,7 +457,7 @@ static enum MHD_Result take_body_chunk(struct tf_server *server, struct tf_reque
     if (!req->body_failed && tf_spool_append(&req->body, data, *size) < 0) {
         int err = errno; /* past 256 KiB the body goes to a file */
         tf_log_error("%s %s: cannot store the request body%s%s: %s", req->method,
-                     req->target, err == ENOMEM ? "" : " in a temporary file in ",
+                     req->log_target, err == ENOMEM ? "" : " in a temporary file in ",
                      err == ENOMEM ? "" : tf_tempdir(), strerror(err));
         req->body_failed = true; /* answered at the final call: MHD cannot answer mid-body */
     }

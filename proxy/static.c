@@ -107,12 +107,12 @@ static bool segments_ok(const char *path)
  * descriptors; else 404, silent (missing, not a folder, a symlink loop). */
 static unsigned failure_status(const struct tf_request *req, const char *path, int err)
 {
-    char shown[PATH_MAX], target[PATH_MAX];
+    char shown[PATH_MAX];
     switch (err) {
     case EACCES: /* both escaped: the client chose the target and part of the path */
         tf_log_error("%s %s: cannot open \"%s\": %s; answered 403 (the server's user needs "
                      "read access to the file and search access to each folder above it)",
-                     req->method, tf_log_escape(req->target, target, sizeof(target)),
+                     req->method, req->log_target,
                      tf_log_escape(path, shown, sizeof(shown)), strerror(err));
         return 403;
     case ENOMEM:

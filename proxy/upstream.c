@@ -262,7 +262,7 @@ static bool respond(struct transfer *t, uint64_t size)
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
-    tf_log_error("upstream: %s %s: %s (%s)", req->method, req->target, why,
+    tf_log_error("upstream: %s %s: %s (%s)", req->method, req->log_target, why,
                  !req->connection ? "the --mirror copy failed; no client waits for it"
                  : t->responded ? "answered with the connection cut: the head was already sent"
                  : status == 504 ? "answered 504" : "answered 502");
@@ -285,7 +285,7 @@ static void abort_for_client(struct transfer *t)
 {
     struct tf_request *req = t->req;
     tf_log_info("upstream: %s %s: the client closed its connection %s; the upstream "
-                "connection is closed too", req->method, req->target,
+                "connection is closed too", req->method, req->log_target,
                 t->responded ? "during the answer" : "before the answer (logged 499)");
     if (t->responded) {
         tf_request_finish(req, true);

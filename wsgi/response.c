@@ -235,7 +235,7 @@ void wsgi_task_exit_if_forked(const struct wsgi_task *task)
     char line[1024];
     int n = snprintf(line, sizeof(line), "[error] %s %.900s: the app forked and its child "
                      "returned to tracfront (pid %d); exiting\n", task->req->method,
-                     task->req->target, (int)pid);
+                     task->req->log_target, (int)pid);
     if (n > 0)
         tf_log_raw(line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
     _exit(1);
@@ -312,7 +312,7 @@ static void app_hop_by_hop(struct MHD_Response *r, struct wsgi_task *task, const
     }
     if (!__atomic_exchange_n(&logged, true, __ATOMIC_RELAXED))
         tf_log_error("%s %s: header '%.*s' from the app is hop-by-hop (PEP 3333): not sent "
-                     "(logged once)", task->req->method, task->req->target, (int)nlen, name);
+                     "(logged once)", task->req->method, task->req->log_target, (int)nlen, name);
 }
 
 static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
@@ -332,7 +332,7 @@ static void add_app_headers(struct MHD_Response *r, struct wsgi_task *task)
         }
         if (tf_response_add_header(r, name, value) != MHD_YES)
             tf_log_error("%s %s: header '%s' from the app was not sent", task->req->method,
-                         task->req->target, name);
+                         task->req->log_target, name);
     }
 }
 
@@ -363,11 +363,9 @@ static bool refused_head(struct wsgi_task *task)
 {
     if (head_fits(task))
         return false;
-    char target[1024];
     tf_log_error("%s %s: response headers too large (%zu bytes; %u fit in what the "
                  "request left of the connection's %u): answered 500", task->req->method,
-                 tf_log_escape(task->req->target, target, sizeof(target)),
-                 tf_request_head_size(task->head_bytes),
+                 task->req->log_target, tf_request_head_size(task->head_bytes),
                  task->req->head_used < TF_CONNECTION_POOL
                      ? TF_CONNECTION_POOL - (unsigned)task->req->head_used : 0,
                  TF_CONNECTION_POOL);
@@ -529,7 +527,7 @@ void wsgi_response_end(struct wsgi_task *task)
                       task->body_bytes < (uint64_t)task->content_length;
     if (short_body)
         tf_log_error("%s %s: the app sent %llu bytes of the %lld its Content-Length "
-                     "announced; connection aborted", task->req->method, task->req->target,
+                     "announced; connection aborted", task->req->method, task->req->log_target,
                      (unsigned long long)task->body_bytes, (long long)task->content_length);
     tf_request_finish(task->req, short_body);
 }
@@ -630,9 +628,7 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         return -1;
     }
     if (err == ENOMEM) { /* a spill failure was logged where it happened; this was not */
-        char target[1024];
-        tf_log_error("%s %s: out of memory queueing the answer", req->method,
-                     tf_log_escape(req->target, target, sizeof(target)));
+        tf_log_error("%s %s: out of memory queueing the answer", req->method, req->log_target);
     }
     /* OSError(errno, text): e.errno says ENOSPC, and the text what failed */
     char why[200];

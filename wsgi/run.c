@@ -32,13 +32,11 @@ static void profile_end(struct wsgi_task *task)
                      "recorded are counted, not recorded, until Clear (the profile page says "
                      "how many)", wsgi_ctx.cfg->profile_max_nodes);
     if (said & PROF_END_HOOK_REPLACED) {
-        char target[1024];
         tf_log_error("profile: the app replaced the profile hook (cProfile's enable() or "
                      "sys.setprofile()) in %s %s and did not give it back, or not in the call "
                      "that took it: the request is left out of the profile, as is any other "
                      "that does so (%s); the next request is profiled again", task->req->method,
-                     tf_log_escape(task->req->target, target, sizeof(target)),
-                     wsgi_ctx.cfg->worker ? "with --workers the profile page does not count "
+                     task->req->log_target, wsgi_ctx.cfg->worker ? "with --workers the profile page does not count "
                                             "them: each worker logs its first"
                                           : "the profile page says how many");
     }
@@ -78,7 +76,7 @@ static void close_result(struct wsgi_task *task)
     wsgi_task_exit_if_forked(task);
     if (!r)
         wsgi_log_exception("%s %s: the response's close() raised", task->req->method,
-                           task->req->target);
+                           task->req->log_target);
     Py_XDECREF(r);
 }
 
@@ -97,13 +95,13 @@ static void failed(struct wsgi_task *task, const char *what)
     if (wsgi_watchdog_timed_out()) {
         PyErr_Clear();
         tf_log_error("%s %s: interrupted after --request-timeout; %s", task->req->method,
-                     task->req->target, task->sent ? "connection aborted" : "answered 504");
+                     task->req->log_target, task->sent ? "connection aborted" : "answered 504");
         wsgi_response_send_error(task, 504,
                                  "The application did not answer within --request-timeout.");
         end(task);
         return;
     }
-    wsgi_log_exception("%s %s: %s", task->req->method, task->req->target, what);
+    wsgi_log_exception("%s %s: %s", task->req->method, task->req->log_target, what);
     wsgi_response_send_error(task, 500, NULL);
     end(task);
 }
@@ -111,7 +109,7 @@ static void failed(struct wsgi_task *task, const char *what)
 /* The app broke the protocol (no exception): log why, answer 500. */
 static void bad_app(struct wsgi_task *task, const char *why, PyObject *obj)
 {
-    tf_log_error("%s %s: %s%s%s", task->req->method, task->req->target, why,
+    tf_log_error("%s %s: %s%s%s", task->req->method, task->req->log_target, why,
                  obj ? Py_TYPE(obj)->tp_name : "", obj ? " (the body must be bytes)" : "");
     wsgi_response_send_error(task, 500, NULL);
     end(task);
@@ -291,7 +289,7 @@ static void start(struct tf_request *req)
 {
     struct wsgi_task *task = calloc(1, sizeof(*task));
     if (!task) {
-        tf_log_error("%s %s: out of memory", req->method, req->target);
+        tf_log_error("%s %s: out of memory", req->method, req->log_target);
         tf_request_respond(req, NULL, 500);
         tf_request_unref(req);
         return;

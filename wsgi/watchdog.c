@@ -259,7 +259,7 @@ static void label_thread(struct prof_text *t, unsigned long id, PyObject *names,
             continue;
         prof_text_add(t, "Thread %lu (app thread, request %llu ", id,
                       (unsigned long long)apps[i].req->id);
-        prof_text_add(t, "%s %s):\n", apps[i].req->method, apps[i].req->target);
+        prof_text_add(t, "%s %s):\n", apps[i].req->method, apps[i].req->log_target);
         return;
     }
     PyObject *key = PyLong_FromUnsignedLong(id); /* new ref */
@@ -317,7 +317,7 @@ static void report(const struct snapshot *s, uint64_t now)
 {
     tf_log_error("stuck request %llu: %s %s has run %.1fs on an app thread (--request-timeout "
                  "%gs)%s; its Python stack (most recent call last):",
-                 (unsigned long long)s->req->id, s->req->method, s->req->target,
+                 (unsigned long long)s->req->id, s->req->method, s->req->log_target,
                  (double)(now - s->started) / 1e6, settings.timeout,
                  settings.interrupt ? "; interrupting it (--request-timeout-action 504)" : "");
     const char *stack = s->stack ? s->stack

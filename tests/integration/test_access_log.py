@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import APPS, BINARY, LISTEN_RE
+from conftest import APPS, BINARY, LISTEN_RE, closed_port
 from workers_util import children, wait_for
 
 APP = ("--app", "gap_apps:app")
@@ -104,6 +104,28 @@ def test_user_agent_cannot_forge_a_line(tracfront):
     assert f["agent"] in ('x\\" 200 1 \\"-\\" \\"y\\x09z\\x80\\xff\\\\',
                           'x\\" 200 1 \\"-\\" \\"y\\tz\\x80\\xff\\\\'), f["agent"]
     assert all(0x20 <= ord(c) < 0x7f for c in line), "raw control/8-bit byte in %r" % line
+
+
+@pytest.mark.parametrize("path, needle", [
+    ("/error", b"RuntimeError: deliberate failure"),   # the app raised: its traceback's line
+    ("/up/x", b"Couldn't connect"),                     # the upstream refused: 502
+], ids=["app-raised", "upstream-refused"])
+def test_error_log_lines_escape_the_target(tracfront, path, needle):
+    """Bytes >= 0x80 pass the target check (UTF-8, and C1 controls such as
+    0x9b, a terminal's CSI): an error-log line naming the request shows them
+    escaped, as the access log does, whichever line it is."""
+    srv = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(),
+                    "--route", "/up=upstream")
+    target = path.encode() + b"?\x9b31mX\xc2\x9b2J"
+    answer = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert answer.split(b" ", 2)[1] in (b"500", b"502"), answer[:200]
+    deadline = time.time() + 10
+    while needle not in (srv.workdir / "error.log").read_bytes() and time.time() < deadline:
+        time.sleep(0.05)
+    log = (srv.workdir / "error.log").read_bytes()
+    assert needle in log, log
+    assert b"\x9b" not in log, log
+    assert b"GET " + path.encode() + b"?\\x9b31mX\\xc2\\x9b2J" in log, log
 
 
 def _serve_without_harness(tmp_path, *extra):
