@@ -4,24 +4,22 @@
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy/auth.h"
 #include "proxy/config.h"
 #include "proxy/exit_watch.h"
 #include "proxy/fetch.h"
 #include "proxy/log.h"
 #include "proxy/loop.h"
-#include "proxy/nonces.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
 #include "proxy/request.h"
 #include "proxy/upstream.h"
+#include "proxy/worker_env.h"
 #include "proxy/workers.h"
 #include "proxy/front_profile.h"
 #include "wsgi/app.h"
@@ -66,64 +64,6 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
     if (len < n)
         snprintf(out + len, n - len, "; up to %u connections%s", cfg->max_connections,
                  cfg->workers ? " per worker" : "");
-}
-
-/* A worker's settings from its front, taken out of the environment before
- * the app loads, as TF_AUTH_SECRET is: os.environ and the programs the app
- * runs have no use for them. Main thread, before other threads start. */
-static const char *const worker_vars[] = { "TF_LISTEN_FD", "TF_FRONT_PORT", "TF_FRONT_CONTROL",
-                                           "TF_WORKER_READY_FD", "TF_WORKER_GO_FD" };
-#define N_WORKER_VARS (sizeof(worker_vars) / sizeof(*worker_vars))
-static char worker_values[N_WORKER_VARS][24]; /* "" = not set */
-
-/* A descriptor the front passed (its number in value) is not for the
- * programs the app starts, at import too: a shell left in the background
- * would hold the listening socket open after a stop (new connections
- * waiting in its backlog, not refused), or the ready pipe the front reads. */
-static void close_on_exec(const char *value)
-{
-    char *end;
-    long fd = value && *value ? strtol(value, &end, 10) : -1;
-    if (fd > STDERR_FILENO && fd <= INT_MAX && !*end)
-        fcntl((int)fd, F_SETFD, FD_CLOEXEC);
-}
-
-static void take_worker_env(void)
-{
-    for (size_t i = 0; i < N_WORKER_VARS; i++) {
-        const char *value = getenv(worker_vars[i]);
-        snprintf(worker_values[i], sizeof(worker_values[i]), "%s", value ? value : "");
-        if (strstr(worker_vars[i], "_FD"))
-            close_on_exec(value);
-        unsetenv(worker_vars[i]);
-    }
-}
-
-static const char *worker_env(const char *name)
-{
-    for (size_t i = 0; i < N_WORKER_VARS; i++)
-        if (!strcmp(name, worker_vars[i]))
-            return worker_values[i][0] ? worker_values[i] : NULL;
-    return NULL;
-}
-
-/* A worker: SERVER_PORT is its front's, and the front waits for "READY PORT"
- * (the worker's control port) on the pipe it passed. */
-static unsigned env_port(const char *name)
-{
-    const char *port = worker_env(name);
-    return port ? (unsigned)strtoul(port, NULL, 10) : 0;
-}
-
-static void report_ready(unsigned port)
-{
-    const char *fd = worker_env("TF_WORKER_READY_FD");
-    char line[32];
-    int n = snprintf(line, sizeof(line), "READY %u\n", port);
-    if (!fd || write(atoi(fd), line, (size_t)n) != n)
-        tf_log_error("worker: cannot tell the front it is ready");
-    if (fd)
-        close(atoi(fd));
 }
 
 static void print_listening(const struct tf_config *cfg, unsigned port)
@@ -215,18 +155,14 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
                                           const struct tf_profiler_controls *controls,
                                           struct tf_server *control)
 {
-    char line[16], err[1024] = "";
-    int go = (int)env_port("TF_WORKER_GO_FD");
-    int ms = (int)(cfg->worker_start_timeout * 1000) + 5000;
-    bool told = tf_read_line(go, line, sizeof(line), ms) == 0 && !strcmp(line, "GO");
-    close(go);
-    if (!told) { /* the front gave up on this generation, or is gone */
+    char err[1024] = "";
+    if (!tf_worker_env_wait_go((int)(cfg->worker_start_timeout * 1000) + 5000)) {
         tf_log_info("worker: not needed; exiting");
         return NULL;
     }
-    struct tf_server_socket shared = { .fd = (int)env_port("TF_LISTEN_FD"), .io_threads = 1,
-                                       .relay_port = env_port("TF_FRONT_CONTROL"),
-                                       .shared = true };
+    struct tf_server_socket shared = {
+        .fd = (int)tf_worker_env_number(TF_WORKER_VAR_LISTEN_FD), .io_threads = 1,
+        .relay_port = tf_worker_env_number(TF_WORKER_VAR_FRONT_CONTROL), .shared = true };
     struct tf_server *server = tf_server_start_on(cfg, backends, &shared, err, sizeof(err));
     if (!server) {
         tf_log_error("worker: %s", err);
@@ -243,7 +179,8 @@ static struct tf_server *accept_when_told(const struct tf_config *cfg,
 static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_port)
 {
     char origin[48], path[4200];
-    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", env_port("TF_FRONT_CONTROL"));
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u",
+             tf_worker_env_number(TF_WORKER_VAR_FRONT_CONTROL));
     snprintf(path, sizeof(path), "%s/stopped?port=%u", cfg->profile_path, control_port);
     struct tf_fetched f;
     if (tf_fetch(origin, "POST", path, &f) < 0)
@@ -424,7 +361,8 @@ static int start_servers(const struct tf_config *cfg, struct served *s, char *er
     tf_server_set_profiler(s->server, &app_controls);
     if (s->control)
         tf_server_set_profiler(s->control, &app_controls);
-    wsgi_interp_set_port(cfg->worker ? env_port("TF_FRONT_PORT") : tf_server_port(s->server));
+    wsgi_interp_set_port(cfg->worker ? tf_worker_env_number(TF_WORKER_VAR_FRONT_PORT)
+                                     : tf_server_port(s->server));
     if (wsgi_pool_start(s->pool, cfg->threads) < 0) {
         snprintf(err, errlen, "cannot start app threads");
         return -1;
@@ -499,7 +437,7 @@ static int run_server(struct tf_config *cfg)
         start_servers(cfg, &s, err, sizeof(err)) < 0)
         return start_failed(err);
     if (cfg->worker) {
-        report_ready(s.control_port);
+        tf_worker_env_report_ready(s.control_port);
         if (!(s.server = accept_when_told(cfg, &s.backends, &app_controls, s.control)))
             return 1;
     } else {
@@ -576,17 +514,7 @@ int main(int argc, char **argv)
     }
     if (cfg.worker) {
         tf_spawned_name(argv[0]);
-        const char *secret = getenv("TF_AUTH_SECRET");
-        if (secret)
-            tf_auth_share_key(secret);
-        unsetenv("TF_AUTH_SECRET"); /* not for the app or the programs it runs */
-        const char *nonces = getenv("TF_AUTH_NONCES_FD"); /* unset: the front has none */
-        close_on_exec(nonces); /* kept open when it is not the table */
-        if (nonces && tf_nonces_table_share(nonces, cfg.n_digest_auth > 0) < 0)
-            tf_log_error("TF_AUTH_NONCES_FD=%s is not the front's table of Digest nonces (%m): "
-                         "left alone; this worker answers stale to the others' nonces", nonces);
-        unsetenv("TF_AUTH_NONCES_FD");
-        take_worker_env();
+        tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */
         tf_log_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }

@@ -19,6 +19,7 @@
 #include "proxy/platform.h"
 #include "proxy/fetch.h"
 #include "proxy/unavailable.h"
+#include "proxy/worker_env.h"
 
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
 #define RETRY_S 5                 /* a dead worker whose replacement failed: try again */
@@ -107,7 +108,8 @@ static void let_go(struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++) {
         struct worker *k = &g->workers[i];
-        if (k->go_fd >= 0 && write(k->go_fd, "GO\n", 3) != 3)
+        static const char go[] = TF_WORKER_GO "\n";
+        if (k->go_fd >= 0 && write(k->go_fd, go, sizeof(go) - 1) != (ssize_t)sizeof(go) - 1)
             tf_log_error("worker %d: cannot tell it to start accepting", (int)k->pid);
         if (k->go_fd >= 0)
             close(k->go_fd);
@@ -184,7 +186,7 @@ static unsigned wait_ready(int fd, uint64_t deadline, struct tf_signals_held *se
         unsigned port = 0;
         /* fd is readable: the line is there whole (one short write), or its end */
         if (sig < 0 && tf_read_line(fd, line, sizeof(line), left) == 0 &&
-            sscanf(line, "READY %u", &port) == 1)
+            sscanf(line, TF_WORKER_READY, &port) == 1)
             return port;
         return 0;
     }
@@ -209,12 +211,16 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
     g->number = ++w->next_number;
     const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env,
                           w->nonces_fd >= 0 ? w->nonces_env : NULL, NULL };
-    const int inherit[2] = { w->listen_fd, w->nonces_fd };
+    const struct tf_spawn how = { .argv = w->argv, .env = env,
+                                  .left_out = tf_worker_env_inherited,
+                                  .ready_var = TF_WORKER_VAR_READY_FD,
+                                  .go_var = TF_WORKER_VAR_GO_FD,
+                                  .inherit_fds = { w->listen_fd, w->nonces_fd } };
     for (g->n = 0; g->n < w->cfg->workers; g->n++) {
         struct worker *k = &g->workers[g->n];
         k->gen = g;
         k->go_fd = -1;
-        if ((k->pid = tf_spawn_self(w->argv, env, inherit, &fds[g->n], &k->go_fd)) < 0) {
+        if ((k->pid = tf_spawn_self(&how, &fds[g->n], &k->go_fd)) < 0) {
             snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
             break;
         }
@@ -569,9 +575,9 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     w->cfg = cfg;
     w->listen_fd = listen_fd;
     pthread_mutex_init(&w->lock, NULL);
-    snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
-    memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
-    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0) {
+    snprintf(w->fd_env, sizeof(w->fd_env), TF_WORKER_VAR_LISTEN_FD "=%d", listen_fd);
+    int n = snprintf(w->secret_env, sizeof(w->secret_env), TF_WORKER_VAR_AUTH_SECRET "=");
+    if (random_token(w->secret_env + n, sizeof(w->secret_env) - (size_t)n) < 0) {
         free(w->argv);
         free(w);
         return NULL;
@@ -580,7 +586,7 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
      * without --digest-auth too, which a reload may bring (the file's). */
     char why[128];
     w->nonces_fd = tf_nonces_table_create(why, sizeof(why));
-    snprintf(w->nonces_env, sizeof(w->nonces_env), "TF_AUTH_NONCES_FD=%d", w->nonces_fd);
+    snprintf(w->nonces_env, sizeof(w->nonces_env), TF_WORKER_VAR_NONCES_FD "=%d", w->nonces_fd);
     if (w->nonces_fd < 0)
         tf_log_error("cannot make the table of Digest nonces the workers share (%s): each keeps "
                      "one of its own, so a nonce one worker issued is answered stale at the "
@@ -601,8 +607,9 @@ void tf_workers_on_lost_worker(struct tf_workers *w, void (*fn)(const char *orig
 int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,
                      char *err, size_t errlen)
 {
-    snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", public_port);
-    snprintf(w->control_env, sizeof(w->control_env), "TF_FRONT_CONTROL=%u", control_port);
+    snprintf(w->port_env, sizeof(w->port_env), TF_WORKER_VAR_FRONT_PORT "=%u", public_port);
+    snprintf(w->control_env, sizeof(w->control_env), TF_WORKER_VAR_FRONT_CONTROL "=%u",
+             control_port);
     mark_checked(w);
     err[0] = 0;
     int stop;
