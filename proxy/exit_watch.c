@@ -12,6 +12,7 @@
 
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/workers.h"
 
 /* Bound Python's end by deadline unless an earlier bound is set. Returns
  * whether it did. */
@@ -92,7 +93,7 @@ static void *watch_exit(void *arg)
             tf_log_error("signal %d again: Python gets %d s more to finish", sig,
                          TF_FORCED_EXIT_S);
         else if (sig == SIGUSR1)
-            (void)tf_log_reopen();
+            tf_workers_reopen_logs(NULL);
     }
 }
 

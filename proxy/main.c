@@ -117,7 +117,7 @@ static int drain(struct tf_server *server, struct wsgi_pool *pool, double timeou
         if ((sig == SIGINT || sig == SIGTERM) && signals_end)
             return sig;
         if (sig == SIGUSR1)
-            (void)tf_log_reopen();
+            tf_workers_reopen_logs(NULL);
     }
 }
 
@@ -133,12 +133,9 @@ static int wait_for_stop(struct tf_workers *workers, pid_t front)
            sig == SIGUSR1) {
         if (front && getppid() != front)
             return 0;
-        if (sig == SIGUSR1) {
-            if (tf_log_reopen() == 0)
-                tf_log_info("SIGUSR1: log files reopened");
-            if (workers)
-                tf_workers_forward(workers, SIGUSR1);
-        } else if (sig == SIGHUP && workers)
+        if (sig == SIGUSR1)
+            tf_workers_reopen_logs(workers);
+        else if (sig == SIGHUP && workers)
             tf_workers_reload(workers, "SIGHUP");
         else if (sig == SIGHUP && !front) /* a worker's front reloads (SIGHUP to the group) */
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");

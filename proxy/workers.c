@@ -485,6 +485,14 @@ void tf_workers_forward(struct tf_workers *w, int sig)
     each_worker(w, send_signal, &sig);
 }
 
+void tf_workers_reopen_logs(struct tf_workers *w)
+{
+    if (tf_log_reopen() == 0)
+        tf_log_info("SIGUSR1: log files reopened");
+    if (w)
+        tf_workers_forward(w, SIGUSR1);
+}
+
 /* --- start and stop ---------------------------------------------------------- */
 
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd)
@@ -592,13 +600,10 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
         int sig = tf_signals_wait(20); /* SIGCHLD ends it early */
         if (sig == SIGINT || sig == SIGTERM)
             return sig;
-        if (sig == SIGUSR1) {
-            if (tf_log_reopen() == 0)
-                tf_log_info("SIGUSR1: log files reopened");
-            tf_workers_forward(w, SIGUSR1);
-        } else if (sig == SIGHUP) {
+        if (sig == SIGUSR1)
+            tf_workers_reopen_logs(w);
+        else if (sig == SIGHUP)
             tf_log_info("SIGHUP: no reload: the workers are stopping");
-        }
     }
 }
 
