@@ -6,6 +6,7 @@
 #include "proxy/config.h"
 #include "proxy/platform.h"
 #include "proxy/auth.h"
+#include "proxy/worker_env.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -117,10 +118,10 @@ static int check_upstream_host(const char *host, char *err, size_t errlen)
 }
 
 /* A worker of a front (--workers): the same server on the front's socket
- * (TF_LISTEN_FD), so everything but the worker settings is as given. */
+ * (TF_WORKER_VAR_LISTEN_FD), so everything but the worker settings is as given. */
 static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
 {
-    if (!getenv("TF_LISTEN_FD") || !getenv("TF_FRONT_CONTROL")) {
+    if (!getenv(TF_WORKER_VAR_LISTEN_FD) || !getenv(TF_WORKER_VAR_FRONT_CONTROL)) {
         snprintf(err, errlen, "--worker is internal: tracfront starts its workers itself "
                  "(see --workers)");
         return -1;

@@ -206,49 +206,36 @@ static void close_others(int a, int b, int c, int d)
     close_range(lo, ~0U, 0);
 }
 
-/* Is var ("KEY=VALUE") one a front gives its workers? One inherited (the
- * front started from a worker's subprocess, or by hand) must not reach
- * them: getenv would find it before the front's own, and a descriptor's
- * number in it may name any of theirs. */
-static bool worker_variable(const char *var)
-{
-    static const char *const prefixes[] = { "TF_WORKER_", "TF_FRONT_", "TF_AUTH_",
-                                            "TF_LISTEN_FD=" };
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(*prefixes); i++)
-        if (!strncmp(var, prefixes[i], strlen(prefixes[i])))
-            return true;
-    return false;
-}
-
-/* environ without our own keys, then env, then the pipes' numbers. */
-static char **child_environment(const char *const env[], int fd, char *fdvar, size_t fdcap,
+/* environ without what how->left_out says, then how->env, then the pipes'
+ * numbers (in fdvar and govar, of fdcap and gocap bytes). */
+static char **child_environment(const struct tf_spawn *how, int fd, char *fdvar, size_t fdcap,
                                 int go, char *govar, size_t gocap)
 {
     extern char **environ;
     size_t n = 0, extra = 0;
     while (environ[n])
         n++;
-    while (env[extra])
+    while (how->env[extra])
         extra++;
     char **out = calloc(n + extra + 3, sizeof(*out));
     if (!out)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!worker_variable(environ[i]))
+        if (!how->left_out || !how->left_out(environ[i]))
             out[k++] = environ[i];
     for (size_t i = 0; i < extra; i++)
-        out[k++] = (char *)env[i];
-    snprintf(fdvar, fdcap, "TF_WORKER_READY_FD=%d", fd);
-    snprintf(govar, gocap, "TF_WORKER_GO_FD=%d", go);
+        out[k++] = (char *)how->env[i];
+    snprintf(fdvar, fdcap, "%s=%d", how->ready_var, fd);
+    snprintf(govar, gocap, "%s=%d", how->go_var, go);
     out[k++] = fdvar;
     out[k] = govar;
     return out;
 }
 
-pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inherit_fds[2],
-                    int *ready_fd, int *go_fd)
+pid_t tf_spawn_self(const struct tf_spawn *how, int *ready_fd, int *go_fd)
 {
+    const int *inherit_fds = how->inherit_fds;
     int pipefd[2], gofd[2];
     char fdvar[64], govar[64];
     if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -258,7 +245,7 @@ pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inher
         close(pipefd[1]);
         return -1;
     }
-    char **envp = child_environment(env, pipefd[1], fdvar, sizeof(fdvar), gofd[0], govar,
+    char **envp = child_environment(how, pipefd[1], fdvar, sizeof(fdvar), gofd[0], govar,
                                     sizeof(govar));
     pid_t parent = getpid();
     pid_t pid = envp ? fork() : -1;
@@ -273,7 +260,7 @@ pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inher
                 fcntl(inherit_fds[i], F_SETFD, 0);
         /* e.g. libcurl's, without CLOEXEC */
         close_others(pipefd[1], gofd[0], inherit_fds[0], inherit_fds[1]);
-        execve("/proc/self/exe", argv, envp);
+        execve("/proc/self/exe", how->argv, envp);
         _exit(127);
     }
     free(envp);

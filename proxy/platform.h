@@ -86,13 +86,20 @@ static inline void tf_cpu_relax(void)
  * Returns 0, or -1 with errno set. */
 int tf_random_bytes(void *buf, size_t n);
 
-/* Start this program again (argv) as a child with env ("KEY=VALUE", NULL-
- * terminated) added, inherit_fds (each unless -1) kept open across exec, and two
- * pipes: TF_WORKER_READY_FD it reports on (our end: *ready_fd) and
- * TF_WORKER_GO_FD it is told on (our end: *go_fd). The child gets SIGTERM
- * if we die. -1 on failure. */
-pid_t tf_spawn_self(char *const argv[], const char *const env[], const int inherit_fds[2],
-                    int *ready_fd, int *go_fd);
+/* How tf_spawn_self starts a child. */
+struct tf_spawn {
+    char *const *argv;                 /* this program's command line */
+    const char *const *env;            /* "KEY=VALUE" added, NULL-terminated */
+    bool (*left_out)(const char *var); /* true: an inherited "KEY=VALUE" not passed on */
+    const char *ready_var, *go_var;    /* the names the pipes' descriptors are given in */
+    int inherit_fds[2];                /* kept open across exec (each unless -1) */
+};
+/* Start this program again (how->argv) as a child whose environment is
+ * this one's without what how->left_out says, then how->env, then two
+ * pipes' numbers: ready_var=N it reports on (our end: *ready_fd) and
+ * go_var=N it is told on (our end: *go_fd). The child gets SIGTERM if we
+ * die. -1 on failure. */
+pid_t tf_spawn_self(const struct tf_spawn *how, int *ready_fd, int *go_fd);
 /* A child started so: name this process as ps, top and pgrep show it (exec
  * of /proc/self/exe named it "exe") after the last part of path (argv[0]),
  * as the kernel named the front. Before other threads start: each thread

@@ -1,24 +1,23 @@
 /* workers.c — the front's worker processes (see workers.h). */
 #include "proxy/workers.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "proxy/hash.h"
 #include "proxy/log.h"
 #include "proxy/nonces.h"
 #include "proxy/platform.h"
+#include "proxy/reload_watch.h"
 #include "proxy/fetch.h"
 #include "proxy/unavailable.h"
+#include "proxy/worker_env.h"
 
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
 #define RETRY_S 5                 /* a dead worker whose replacement failed: try again */
@@ -58,8 +57,7 @@ struct tf_workers {
     struct generation *retired;
     /* main thread only: */
     unsigned next_number;
-    struct timespec checked_since; /* files changed after this start a reload */
-    uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
+    struct tf_reload_watch watched; /* --reload: what changes from its mark on */
     uint64_t last_attempt;         /* monotonic us of the last reload */
     struct tf_unavailable *unavailable; /* answering 503 while no worker is alive, or NULL */
     void (*on_new_worker)(const char *origin);
@@ -80,18 +78,24 @@ static int random_token(char *out, size_t cap)
     return 0;
 }
 
-/* SIGKILL every worker of g still running and reap it. exited is set
- * under w->lock: the control server reads it (tf_workers_origins), and
- * serves on during a stop's kill. */
+/* k was reaped. exited is set under w->lock: the control server reads it
+ * (tf_workers_origins, tf_workers_measuring), and serves on during a stop's
+ * kill. */
+static void set_exited(struct tf_workers *w, struct worker *k)
+{
+    pthread_mutex_lock(&w->lock);
+    k->exited = true;
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* SIGKILL every worker of g still running and reap it. */
 static void kill_and_reap(struct tf_workers *w, struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++)
         if (g->workers[i].pid > 0 && !g->workers[i].exited) {
             tf_signal_process(g->workers[i].pid, true);
             waitpid(g->workers[i].pid, NULL, 0);
-            pthread_mutex_lock(&w->lock);
-            g->workers[i].exited = 1;
-            pthread_mutex_unlock(&w->lock);
+            set_exited(w, &g->workers[i]);
         }
 }
 
@@ -107,7 +111,8 @@ static void let_go(struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++) {
         struct worker *k = &g->workers[i];
-        if (k->go_fd >= 0 && write(k->go_fd, "GO\n", 3) != 3)
+        static const char go[] = TF_WORKER_GO "\n";
+        if (k->go_fd >= 0 && write(k->go_fd, go, sizeof(go) - 1) != (ssize_t)sizeof(go) - 1)
             tf_log_error("worker %d: cannot tell it to start accepting", (int)k->pid);
         if (k->go_fd >= 0)
             close(k->go_fd);
@@ -184,7 +189,7 @@ static unsigned wait_ready(int fd, uint64_t deadline, struct tf_signals_held *se
         unsigned port = 0;
         /* fd is readable: the line is there whole (one short write), or its end */
         if (sig < 0 && tf_read_line(fd, line, sizeof(line), left) == 0 &&
-            sscanf(line, "READY %u", &port) == 1)
+            sscanf(line, TF_WORKER_READY, &port) == 1)
             return port;
         return 0;
     }
@@ -209,12 +214,16 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
     g->number = ++w->next_number;
     const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env,
                           w->nonces_fd >= 0 ? w->nonces_env : NULL, NULL };
-    const int inherit[2] = { w->listen_fd, w->nonces_fd };
+    const struct tf_spawn how = { .argv = w->argv, .env = env,
+                                  .left_out = tf_worker_env_inherited,
+                                  .ready_var = TF_WORKER_VAR_READY_FD,
+                                  .go_var = TF_WORKER_VAR_GO_FD,
+                                  .inherit_fds = { w->listen_fd, w->nonces_fd } };
     for (g->n = 0; g->n < w->cfg->workers; g->n++) {
         struct worker *k = &g->workers[g->n];
         k->gen = g;
         k->go_fd = -1;
-        if ((k->pid = tf_spawn_self(w->argv, env, inherit, &fds[g->n], &k->go_fd)) < 0) {
+        if ((k->pid = tf_spawn_self(&how, &fds[g->n], &k->go_fd)) < 0) {
             snprintf(err, errlen, "cannot start a worker process: %s", strerror(errno));
             break;
         }
@@ -242,62 +251,7 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
     return g;
 }
 
-/* --- what --reload watches ---------------------------------------------------- */
-
-static bool newer(const struct stat *st, const struct timespec *since)
-{
-    return st->st_mtim.tv_sec > since->tv_sec ||
-           (st->st_mtim.tv_sec == since->tv_sec && st->st_mtim.tv_nsec > since->tv_nsec);
-}
-
-static uint64_t mix(uint64_t h, const void *data, size_t n)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* One Trac environment: its plugins/ folder (names, sizes, times) and
- * conf/trac.ini. */
-static uint64_t env_signature(uint64_t h, const char *env)
-{
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof(path), "%s/conf/trac.ini", env);
-    if (stat(path, &st) == 0)
-        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
-    snprintf(path, sizeof(path), "%s/plugins", env);
-    DIR *d = opendir(path);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char file[4400];
-        snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
-        if (e->d_name[0] == '.' || stat(file, &st) != 0)
-            continue;
-        h = mix(h, e->d_name, strlen(e->d_name)); /* readdir order is stable enough here */
-        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
-    }
-    if (d)
-        closedir(d);
-    return h;
-}
-
-static uint64_t tree_signature(const struct tf_config *cfg)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    if (cfg->trac_env)
-        h = env_signature(h, cfg->trac_env);
-    DIR *d = cfg->trac_env_parent_dir ? opendir(cfg->trac_env_parent_dir) : NULL;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char env[4096];
-        snprintf(env, sizeof(env), "%s/%s", cfg->trac_env_parent_dir, e->d_name);
-        if (e->d_name[0] != '.')
-            h = env_signature(mix(h, e->d_name, strlen(e->d_name)), env);
-    }
-    if (d)
-        closedir(d);
-    return h;
-}
+/* --- what --reload watches: the app's files, asked of a worker (reload_watch.h) ---- */
 
 /* Ask a worker which Python files the app has loaded (one per line). */
 static void refresh_files(struct tf_workers *w, struct generation *g)
@@ -335,52 +289,19 @@ static void refresh_files(struct tf_workers *w, struct generation *g)
     free(body);
 }
 
-/* The first of g's files stamped after since (and not past until), or NULL;
- * *mtime is its time. */
-static const char *file_newer(const struct generation *g, const struct timespec *since,
-                              const struct timespec *until, struct timespec *mtime)
-{
-    struct stat st;
-    for (size_t i = 0; i < g->n_files; i++)
-        if (stat(g->files[i], &st) == 0 && newer(&st, since) && !(until && newer(&st, until))) {
-            *mtime = st.st_mtim;
-            return g->files[i];
-        }
-    return NULL;
-}
-
 /* A file the reload should react to, named in why; false if none. */
 static bool something_changed(struct tf_workers *w, struct generation *g, char *why, size_t cap)
 {
     if (tf_now_us() - g->files_at >= FILES_REFRESH_US)
         refresh_files(w, g);
-    struct timespec mtime;
-    const char *file = file_newer(g, &w->checked_since, NULL, &mtime);
-    if (file) {
-        snprintf(why, cap, "%s changed", file);
-        return true;
-    }
-    if (tree_signature(w->cfg) != w->tree_signature) {
-        snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
-        return true;
-    }
-    return false;
+    return tf_reload_watch_changed(&w->watched, w->cfg, g->files, g->n_files, why, cap);
 }
 
-/* From now on, a change starts the next reload. A file can be stamped a
- * little ahead of the coarse clock (by a few ms with the fine-grained file
- * times of recent kernels, by seconds with a network file system's clock):
- * what is on disk now counts as seen, as the generation started next loads
- * it. Not a file stamped far in the future: edits after it would go unseen. */
-#define AHEAD_MAX_S 5
+/* From now on, a change starts the next reload. */
 static void mark_checked(struct tf_workers *w)
 {
-    clock_gettime(CLOCK_REALTIME_COARSE, &w->checked_since); /* the clock file times come from */
-    struct timespec until = w->checked_since, mtime;
-    until.tv_sec += AHEAD_MAX_S;
-    while (w->current && file_newer(w->current, &w->checked_since, &until, &mtime))
-        w->checked_since = mtime;
-    w->tree_signature = tree_signature(w->cfg);
+    struct generation *g = w->current;
+    tf_reload_watch_mark(&w->watched, w->cfg, g ? g->files : NULL, g ? g->n_files : 0);
 }
 
 /* --- generations ---------------------------------------------------------- */
@@ -471,6 +392,22 @@ static struct worker *find_worker(struct tf_workers *w, pid_t pid)
     return each_worker(w, has_pid, &pid);
 }
 
+/* The next of the workers that have ended: reaped (its status in *status,
+ * unless NULL) and set exited. NULL once no child that ended is left (one
+ * that is no worker is reaped and passed over). */
+static struct worker *reap_worker(struct tf_workers *w, int *status)
+{
+    pid_t pid;
+    while ((pid = tf_reap(status)) > 0) {
+        struct worker *k = find_worker(w, pid);
+        if (k) {
+            set_exited(w, k);
+            return k;
+        }
+    }
+    return NULL;
+}
+
 static bool shares_origin(struct worker *k, void *dead)
 {
     return k != dead && !k->exited && !strcmp(k->origin, ((struct worker *)dead)->origin);
@@ -510,23 +447,19 @@ static bool has_dead_worker(const struct generation *g)
 void tf_workers_tick(struct tf_workers *w)
 {
     int status;
-    pid_t pid;
+    struct worker *k;
     char why[4200] = "";
-    while ((pid = tf_reap(&status)) > 0) {
-        struct worker *k = find_worker(w, pid);
-        if (!k)
-            continue;
+    while ((k = reap_worker(w, &status))) {
         pthread_mutex_lock(&w->lock);
-        k->exited = true;
         bool lost = !k->absorbed && !each_worker(w, shares_origin, k);
         pthread_mutex_unlock(&w->lock);
         if (lost && w->on_lost_worker)
             w->on_lost_worker(k->origin);
         if (k->gen == w->current) {
-            tf_log_error("worker %d exited (%s %d); restarting the workers", (int)pid,
+            tf_log_error("worker %d exited (%s %d); restarting the workers", (int)k->pid,
                          WIFSIGNALED(status) ? "signal" : "status",
                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
-            snprintf(why, sizeof(why), "worker %d died", (int)pid);
+            snprintf(why, sizeof(why), "worker %d died", (int)k->pid);
         }
     }
     retire(w);
@@ -552,6 +485,14 @@ void tf_workers_forward(struct tf_workers *w, int sig)
     each_worker(w, send_signal, &sig);
 }
 
+void tf_workers_reopen_logs(struct tf_workers *w)
+{
+    if (tf_log_reopen() == 0)
+        tf_log_info("SIGUSR1: log files reopened");
+    if (w)
+        tf_workers_forward(w, SIGUSR1);
+}
+
 /* --- start and stop ---------------------------------------------------------- */
 
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd)
@@ -569,9 +510,9 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     w->cfg = cfg;
     w->listen_fd = listen_fd;
     pthread_mutex_init(&w->lock, NULL);
-    snprintf(w->fd_env, sizeof(w->fd_env), "TF_LISTEN_FD=%d", listen_fd);
-    memcpy(w->secret_env, "TF_AUTH_SECRET=", 15);
-    if (random_token(w->secret_env + 15, sizeof(w->secret_env) - 15) < 0) {
+    snprintf(w->fd_env, sizeof(w->fd_env), TF_WORKER_VAR_LISTEN_FD "=%d", listen_fd);
+    int n = snprintf(w->secret_env, sizeof(w->secret_env), TF_WORKER_VAR_AUTH_SECRET "=");
+    if (random_token(w->secret_env + n, sizeof(w->secret_env) - (size_t)n) < 0) {
         free(w->argv);
         free(w);
         return NULL;
@@ -580,7 +521,7 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
      * without --digest-auth too, which a reload may bring (the file's). */
     char why[128];
     w->nonces_fd = tf_nonces_table_create(why, sizeof(why));
-    snprintf(w->nonces_env, sizeof(w->nonces_env), "TF_AUTH_NONCES_FD=%d", w->nonces_fd);
+    snprintf(w->nonces_env, sizeof(w->nonces_env), TF_WORKER_VAR_NONCES_FD "=%d", w->nonces_fd);
     if (w->nonces_fd < 0)
         tf_log_error("cannot make the table of Digest nonces the workers share (%s): each keeps "
                      "one of its own, so a nonce one worker issued is answered stale at the "
@@ -601,8 +542,9 @@ void tf_workers_on_lost_worker(struct tf_workers *w, void (*fn)(const char *orig
 int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned control_port,
                      char *err, size_t errlen)
 {
-    snprintf(w->port_env, sizeof(w->port_env), "TF_FRONT_PORT=%u", public_port);
-    snprintf(w->control_env, sizeof(w->control_env), "TF_FRONT_CONTROL=%u", control_port);
+    snprintf(w->port_env, sizeof(w->port_env), TF_WORKER_VAR_FRONT_PORT "=%u", public_port);
+    snprintf(w->control_env, sizeof(w->control_env), TF_WORKER_VAR_FRONT_CONTROL "=%u",
+             control_port);
     mark_checked(w);
     err[0] = 0;
     int stop;
@@ -645,17 +587,9 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
 {
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
     for (;;) {
-        int status;
-        pid_t pid;
-        while ((pid = tf_reap(&status)) > 0) {
-            struct worker *k = find_worker(w, pid);
-            if (!k)
-                continue;
-            pthread_mutex_lock(&w->lock);
-            k->exited = 1;
-            pthread_mutex_unlock(&w->lock);
+        struct worker *k;
+        while ((k = reap_worker(w, NULL)))
             say_if_left_out(w, k, "ended");
-        }
         bool done = true;
         for (struct generation *g = w->retired; g; g = g->next)
             done = done && all_exited(g);
@@ -666,13 +600,10 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
         int sig = tf_signals_wait(20); /* SIGCHLD ends it early */
         if (sig == SIGINT || sig == SIGTERM)
             return sig;
-        if (sig == SIGUSR1) {
-            if (tf_log_reopen() == 0)
-                tf_log_info("SIGUSR1: log files reopened");
-            tf_workers_forward(w, SIGUSR1);
-        } else if (sig == SIGHUP) {
+        if (sig == SIGUSR1)
+            tf_workers_reopen_logs(w);
+        else if (sig == SIGHUP)
             tf_log_info("SIGHUP: no reload: the workers are stopping");
-        }
     }
 }
 
@@ -735,6 +666,12 @@ void tf_workers_free(struct tf_workers *w)
     free(w);
 }
 
+/* With the lock: does k still hold a profile of its own? */
+static bool is_measuring(const struct worker *k)
+{
+    return !k->exited && !k->absorbed;
+}
+
 struct collected {
     struct worker **out;
     size_t n, cap;
@@ -743,7 +680,7 @@ struct collected {
 static bool collect_measuring(struct worker *k, void *arg)
 {
     struct collected *c = arg;
-    if (!k->exited && !k->absorbed && c->n++ < c->cap)
+    if (is_measuring(k) && c->n++ < c->cap)
         c->out[c->n - 1] = k;
     return false;
 }
@@ -775,23 +712,19 @@ char **tf_workers_origins(struct tf_workers *w, size_t *n)
     return out;
 }
 
+static bool measuring_at(struct worker *k, void *origin)
+{
+    return is_measuring(k) && !strcmp(k->origin, origin);
+}
+
 bool tf_workers_measuring(struct tf_workers *w, const char *origin, bool absorbed)
 {
-    bool found = false;
     pthread_mutex_lock(&w->lock);
-    size_t cap = measuring(w, NULL, 0);
-    struct worker **ks = calloc(cap ? cap : 1, sizeof(*ks));
-    if (ks)
-        measuring(w, ks, cap);
-    for (size_t i = 0; ks && i < cap && !found; i++)
-        if (!strcmp(ks[i]->origin, origin)) {
-            if (absorbed)
-                ks[i]->absorbed = true;
-            found = true;
-        }
+    struct worker *k = each_worker(w, measuring_at, (void *)origin);
+    if (k && absorbed)
+        k->absorbed = true;
     pthread_mutex_unlock(&w->lock);
-    free(ks);
-    return found;
+    return k != NULL;
 }
 
 void tf_workers_origins_free(char **origins, size_t n)

@@ -18,7 +18,7 @@
  *
  * Threads: everything here runs on the main thread, except
  * tf_workers_origins() and tf_workers_measuring(), which the control server
- * calls (under the lock). */
+ * calls (under the lock), and tf_workers_reopen_logs(NULL). */
 #ifndef TF_WORKERS_H
 #define TF_WORKERS_H
 
@@ -48,6 +48,11 @@ void tf_workers_reload(struct tf_workers *w, const char *why);
 /* Main thread: send sig to every worker still running (all have their
  * signal handlers: a generation is listed once it is ready). */
 void tf_workers_forward(struct tf_workers *w, int sig);
+/* SIGUSR1 (logrotate), whatever the process is doing: reopen this
+ * process's logs (saying so in the new error log once both are), then pass
+ * the signal on to w's workers. w NULL: a process without workers (any
+ * thread that reads the signals then). */
+void tf_workers_reopen_logs(struct tf_workers *w);
 /* Main thread, once the stop began: close listen_fd (and stop answering
  * 503 on it), and have every worker close its own copy (POST quiesce, as
  * a reload does: to all at once, waiting TF_FETCH_QUICK_MS at most), so

@@ -1,0 +1,111 @@
+/* reload_watch.c — the changes --reload reacts to (see reload_watch.h):
+ * files stamped after a mark, and a signature of the Trac environments'
+ * plugins/ folders (names, sizes, times) and conf/trac.ini files. */
+#include "proxy/reload_watch.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static bool newer(const struct stat *st, const struct timespec *since)
+{
+    return st->st_mtim.tv_sec > since->tv_sec ||
+           (st->st_mtim.tv_sec == since->tv_sec && st->st_mtim.tv_nsec > since->tv_nsec);
+}
+
+static uint64_t mix(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* One Trac environment: its plugins/ folder (names, sizes, times) and
+ * conf/trac.ini. */
+static uint64_t env_signature(uint64_t h, const char *env)
+{
+    char path[4096];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/conf/trac.ini", env);
+    if (stat(path, &st) == 0)
+        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    snprintf(path, sizeof(path), "%s/plugins", env);
+    DIR *d = opendir(path);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char file[4400];
+        snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
+        if (e->d_name[0] == '.' || stat(file, &st) != 0)
+            continue;
+        h = mix(h, e->d_name, strlen(e->d_name)); /* readdir order is stable enough here */
+        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    }
+    if (d)
+        closedir(d);
+    return h;
+}
+
+static uint64_t tree_signature(const struct tf_config *cfg)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    if (cfg->trac_env)
+        h = env_signature(h, cfg->trac_env);
+    DIR *d = cfg->trac_env_parent_dir ? opendir(cfg->trac_env_parent_dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char env[4096];
+        snprintf(env, sizeof(env), "%s/%s", cfg->trac_env_parent_dir, e->d_name);
+        if (e->d_name[0] != '.')
+            h = env_signature(mix(h, e->d_name, strlen(e->d_name)), env);
+    }
+    if (d)
+        closedir(d);
+    return h;
+}
+
+/* The first of files stamped after since (and not past until), or NULL;
+ * *mtime is its time. */
+static const char *file_newer(char *const *files, size_t n, const struct timespec *since,
+                              const struct timespec *until, struct timespec *mtime)
+{
+    struct stat st;
+    for (size_t i = 0; i < n; i++)
+        if (stat(files[i], &st) == 0 && newer(&st, since) && !(until && newer(&st, until))) {
+            *mtime = st.st_mtim;
+            return files[i];
+        }
+    return NULL;
+}
+
+bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_config *cfg,
+                             char *const *files, size_t n, char *why, size_t cap)
+{
+    struct timespec mtime;
+    const char *file = file_newer(files, n, &rw->checked_since, NULL, &mtime);
+    if (file) {
+        snprintf(why, cap, "%s changed", file);
+        return true;
+    }
+    if (tree_signature(cfg) != rw->tree_signature) {
+        snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
+        return true;
+    }
+    return false;
+}
+
+/* A file can be stamped a little ahead of the coarse clock (by a few ms
+ * with the fine-grained file times of recent kernels, by seconds with a
+ * network file system's clock): what is on disk now counts as seen, as the
+ * generation started next loads it. Not a file stamped far in the future:
+ * edits after it would go unseen. */
+#define AHEAD_MAX_S 5
+void tf_reload_watch_mark(struct tf_reload_watch *rw, const struct tf_config *cfg,
+                          char *const *files, size_t n)
+{
+    clock_gettime(CLOCK_REALTIME_COARSE, &rw->checked_since); /* the clock file times come from */
+    struct timespec until = rw->checked_since, mtime;
+    until.tv_sec += AHEAD_MAX_S;
+    while (file_newer(files, n, &rw->checked_since, &until, &mtime))
+        rw->checked_since = mtime;
+    rw->tree_signature = tree_signature(cfg);
+}
