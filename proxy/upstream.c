@@ -17,6 +17,7 @@
 #include "proxy/upstream.h"
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,13 +260,46 @@ static bool respond(struct transfer *t, uint64_t size)
     return true;
 }
 
+/* A failed --mirror copy has no client; with the upstream down every
+ * request's copy fails, and a line each flooded the log (16 MB in a burst).
+ * True once a second, with *unsaid the copies that failed unsaid since. */
+static bool say_copy_failure(unsigned long *unsaid)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t said_at;
+    static unsigned long pending;
+    uint64_t now = tf_now_us();
+    pthread_mutex_lock(&lock);
+    bool say = !said_at || now - said_at >= 1000000u;
+    if (say) {
+        *unsaid = pending;
+        pending = 0;
+        said_at = now;
+    } else {
+        pending++;
+    }
+    pthread_mutex_unlock(&lock);
+    return say;
+}
+
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
-    tf_log_error("upstream: %s %s: %s (%s)", req->method, req->log_target, why,
-                 !req->connection ? "the --mirror copy failed; no client waits for it"
-                 : t->responded ? "answered with the connection cut: the head was already sent"
-                 : status == 504 ? "answered 504" : "answered 502");
+    unsigned long unsaid = 0;
+    if (!req->connection) {
+        char more[80] = "";
+        if (say_copy_failure(&unsaid)) {
+            if (unsaid)
+                snprintf(more, sizeof(more), "; %lu more failed copies not logged since the "
+                         "last such line", unsaid);
+            tf_log_error("upstream: %s %s: %s (the --mirror copy failed; no client waits for "
+                         "it%s)", req->method, req->log_target, why, more);
+        }
+    } else {
+        tf_log_error("upstream: %s %s: %s (%s)", req->method, req->log_target, why,
+                     t->responded ? "answered with the connection cut: the head was already sent"
+                     : status == 504 ? "answered 504" : "answered 502");
+    }
     tf_request_tap_failed(req, why);
     if (t->responded) {
         tf_request_finish(req, true);

@@ -7,6 +7,7 @@ import hashlib
 import html
 import http.client
 import json
+import re
 import socket
 import struct
 import threading
@@ -364,6 +365,27 @@ def test_failed_copies_are_counted_apart_with_their_error(tracfront, upstream):
     for s in (srv, dead):
         assert "answered 502" not in s.error_log and "answered 504" not in s.error_log
     assert "the --mirror copy failed" in dead.error_log, dead.error_log
+
+
+def test_failed_copies_are_said_once_a_second_with_a_count(tracfront):
+    """With the upstream down every request's copy fails: a line each would
+    flood the error log (a wrk burst wrote 16 MB in a probe). One line a
+    second says them, and the next one counts those left unsaid."""
+    dead = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), "--mirror")
+    with requests.Session() as s:
+        for i in range(40):
+            assert s.get(dead.url + "gone?i=%d" % i, timeout=10).status_code == 200
+    k = compare(dead, lambda j: total_pairs(j) == 40)
+    assert k["failed"] == 40, k
+    lines = [l for l in dead.error_log.splitlines() if "the --mirror copy failed" in l]
+    assert 1 <= len(lines) < 40, lines
+    time.sleep(1.1)
+    assert requests.get(dead.url + "gone?last", timeout=10).status_code == 200
+    compare(dead, lambda j: total_pairs(j) == 41)
+    lines = [l for l in dead.error_log.splitlines() if "the --mirror copy failed" in l]
+    unsaid = sum(int(re.search(r"(\d+) more failed copies not logged", l).group(1))
+                 for l in lines if "not logged" in l)
+    assert len(lines) + unsaid == 41, lines
 
 
 def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
