@@ -69,7 +69,7 @@ static inline void tf_connection_head_done(struct tf_connection *conn)
     if (conn)
         conn->head_deadline = 0;
 }
-/* A request line arrived (on_uri): with --idle-timeout 0, a later
+/* A request line arrived (tf_server_on_uri): with --idle-timeout 0, a later
  * request's head is timed from here, as nothing timed it since the last
  * answer; the last answer's linger no longer applies. On conn's network
  * thread. */

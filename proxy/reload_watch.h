@@ -2,7 +2,8 @@
  * (the list a worker gives, workers.c asks for it) and, for Trac, each
  * environment's plugins/ folder and conf/trac.ini. A change after the last
  * mark starts a reload. It only reads the file system (stat, readdir): it
- * never asks the workers, and never allocates. Main thread only. */
+ * never asks the workers, and allocates only what readdir needs. Main thread
+ * only. */
 #ifndef TF_RELOAD_WATCH_H
 #define TF_RELOAD_WATCH_H
 

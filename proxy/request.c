@@ -71,7 +71,7 @@ int tf_request_target_set(struct tf_request *req, char *target)
     free_log_target(req);
     req->target = req->log_target = target;
     for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f)
+        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
             continue;
         size_t cap = 4 * strlen(target) + 6; /* tf_log_escape stops 5 short of cap */
         req->log_target = malloc(cap);
@@ -222,7 +222,7 @@ int tf_request_tap_file_prepare(struct tf_request *req, int fd)
     int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) {
         tf_log_error("%s %s: cannot hash the file for --mirror (%m); compared as failed",
-                     req->method, req->target);
+                     req->method, req->log_target);
         req->tap->error = true;
         return -1;
     }

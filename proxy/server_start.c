@@ -178,9 +178,12 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
     server->acceptor_wake[0] = server->acceptor_wake[1] = -1;
     server->relay_port = sock->relay_port;
     server->control = sock->control;
+    if (getsockname(sock->fd, (struct sockaddr *)&ss, &sslen) < 0) {
+        snprintf(err, errlen, "cannot read the listening socket's address: %s", strerror(errno));
+        goto fail;
+    }
     if ((cfg->mirror && !(server->mirror = tf_mirror_new(cfg, backends))) ||
         tf_profile_allow_init(server, cfg, sock->control) < 0 ||
-        getsockname(sock->fd, (struct sockaddr *)&ss, &sslen) < 0 ||
         (!(server->auth = tf_auth_new(cfg, err, errlen)) && err[0]))
         goto fail;
     server->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port

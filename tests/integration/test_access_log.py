@@ -106,17 +106,22 @@ def test_user_agent_cannot_forge_a_line(tracfront):
     assert all(0x20 <= ord(c) < 0x7f for c in line), "raw control/8-bit byte in %r" % line
 
 
+@pytest.mark.parametrize("query, logged", [
+    (b"\x9b31mX\xc2\x9b2J", b"\\x9b31mX\\xc2\\x9b2J"),  # bytes a terminal reads as controls
+    (b'\\x9b"', b'\\\\x9b\\"'),                       # text that would pass for an escape
+], ids=["8-bit", "backslash-and-quote"])
 @pytest.mark.parametrize("path, needle", [
     ("/error", b"RuntimeError: deliberate failure"),   # the app raised: its traceback's line
     ("/up/x", b"Couldn't connect"),                     # the upstream refused: 502
 ], ids=["app-raised", "upstream-refused"])
-def test_error_log_lines_escape_the_target(tracfront, path, needle):
+def test_error_log_lines_escape_the_target(tracfront, path, needle, query, logged):
     """Bytes >= 0x80 pass the target check (UTF-8, and C1 controls such as
-    0x9b, a terminal's CSI): an error-log line naming the request shows them
-    escaped, as the access log does, whichever line it is."""
+    0x9b, a terminal's CSI), and so do a quote and a backslash: an error-log
+    line naming the request shows them escaped, as the access log does,
+    whichever line it is (the text \\x9b as \\\\x9b, not as an escaped byte)."""
     srv = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(),
                     "--route", "/up=upstream")
-    target = path.encode() + b"?\x9b31mX\xc2\x9b2J"
+    target = path.encode() + b"?" + query
     answer = srv.raw(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert answer.split(b" ", 2)[1] in (b"500", b"502"), answer[:200]
     deadline = time.time() + 10
@@ -125,7 +130,7 @@ def test_error_log_lines_escape_the_target(tracfront, path, needle):
     log = (srv.workdir / "error.log").read_bytes()
     assert needle in log, log
     assert b"\x9b" not in log, log
-    assert b"GET " + path.encode() + b"?\\x9b31mX\\xc2\\x9b2J" in log, log
+    assert b"GET " + path.encode() + b"?" + logged + b":" in log, log
 
 
 def _serve_without_harness(tmp_path, *extra):
