@@ -27,7 +27,11 @@ static bool installed; /* guarded by the GIL */
 /* The lowest address a profiled call may start at on this thread: its stack's
  * low end (it grows down) plus a reserve for what runs without a Python
  * call in between (C code, the error path); 0 until first asked, 1 if the
- * bounds cannot be had (no check). The thread's whole size, for the message. */
+ * bounds cannot be had (no check). The reserve is a share of the space below
+ * the first call asked about, not of the whole size: glibc puts a thread's
+ * static TLS at its stack's top, inside the size pthread_getattr_np gives
+ * (a few KiB; ThreadSanitizer's state took 770 KiB of a 900 KiB stack, and a
+ * floor from the size refused every frame). The whole size, for the message. */
 static _Thread_local uintptr_t stack_floor;
 static _Thread_local size_t stack_size;
 
@@ -51,10 +55,11 @@ static void find_stack_floor(void)
     stack_floor = 1;
     if (pthread_getattr_np(pthread_self(), &attr) != 0)
         return;
-    if (pthread_attr_getstack(&attr, &low, &size) == 0) {
-        size_t reserve = stack_reserve(size);
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (pthread_attr_getstack(&attr, &low, &size) == 0 && here > (uintptr_t)low) {
+        size_t free_below = here - (uintptr_t)low, reserve = stack_reserve(free_below);
         stack_size = size;
-        if (size >= 2 * reserve) /* else too small to split: no check */
+        if (free_below >= 2 * reserve) /* else too small to split: no check */
             stack_floor = (uintptr_t)low + reserve;
     }
     pthread_attr_destroy(&attr);

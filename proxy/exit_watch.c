@@ -29,7 +29,8 @@ static bool bound_by(struct tf_exit_watch *w, uint64_t deadline, bool graceful)
 }
 
 /* "; still running: 'a', 'b'" for the threads of w->waited whose task is
- * still there (no GIL: the watch may fire while Python holds it), else "". */
+ * still there (no GIL: the watch may fire while Python holds it), else "".
+ * w->lock held. */
 static void name_still_running(const struct tf_exit_watch *w, char *out, size_t cap)
 {
     size_t used = 0;
@@ -47,12 +48,13 @@ static void name_still_running(const struct tf_exit_watch *w, char *out, size_t 
 /* The bound passed: say what Python's end was still doing, and exit. */
 static __attribute__((noreturn)) void exit_unfinished(struct tf_exit_watch *w)
 {
-    char still[TF_EXIT_WATCH_WAITED_MAX * 72];
-    pthread_mutex_lock(&w->lock);
+    char still[TF_EXIT_WATCH_WAITED_MAX * 72] = "";
+    pthread_mutex_lock(&w->lock); /* the main thread may be noting the threads */
     bool graceful = w->graceful;
+    if (graceful)
+        name_still_running(w, still, sizeof(still));
     pthread_mutex_unlock(&w->lock);
     if (graceful) {
-        name_still_running(w, still, sizeof(still));
         tf_log_error("Python's end did not finish within --graceful-timeout (at least %d s "
                      "after the requests for the profile's hand-over or files, the network "
                      "threads' ends and Python's: threading's shutdown waits for the app's "
