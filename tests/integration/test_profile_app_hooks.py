@@ -107,7 +107,9 @@ def test_recursion_on_a_thread_with_a_small_stack_is_a_recursion_error(tracfront
     killed the server with nothing logged. A small stack keeps a quarter."""
     srv = tracfront(*PROFILED, "--profile-builtins=false")
     answer = get(srv, "smallstack", params="%d,3000" % kib).text
-    assert answer.startswith("RecursionError: ") and "C stack (%d KiB)" % kib in answer, answer
+    assert answer.startswith("RecursionError: ") and "C stack (" in answer, answer
+    if os.environ.get("TF_SANITIZER") != "tsan":  # TSan enlarges a small stack (its own TLS)
+        assert "C stack (%d KiB)" % kib in answer, answer
     assert get(srv, "smallstack", params="%d,40" % kib).text == "40"  # not refused needlessly
     assert srv.alive()
     srv.stop()
