@@ -262,20 +262,20 @@ static bool respond(struct transfer *t, uint64_t size)
 
 /* A failed --mirror copy has no client; with the upstream down every
  * request's copy fails, and a line each flooded the log (16 MB in a burst).
- * True once a second, with *unsaid the copies that failed unsaid since. */
-static bool say_copy_failure(unsigned long *unsaid)
+ * True once a second, with *unsaid the copies that failed unsaid since; at
+ * the stop (now 0) true if some are unsaid. */
+static bool say_copy_failure(unsigned long *unsaid, uint64_t now)
 {
     static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     static uint64_t said_at;
     static unsigned long pending;
-    uint64_t now = tf_now_us();
     pthread_mutex_lock(&lock);
-    bool say = !said_at || now - said_at >= 1000000u;
+    bool say = !now ? pending > 0 : !said_at || now - said_at >= 1000000u;
     if (say) {
         *unsaid = pending;
         pending = 0;
         said_at = now;
-    } else {
+    } else if (now) {
         pending++;
     }
     pthread_mutex_unlock(&lock);
@@ -288,7 +288,7 @@ static void fail(struct transfer *t, unsigned status, const char *why)
     unsigned long unsaid = 0;
     if (!req->connection) {
         char more[80] = "";
-        if (say_copy_failure(&unsaid)) {
+        if (say_copy_failure(&unsaid, tf_now_us())) {
             if (unsaid)
                 snprintf(more, sizeof(more), "; %lu more failed copies not logged since the "
                          "last such line", unsaid);
@@ -876,6 +876,10 @@ void tf_upstream_stop(struct tf_upstream *up)
         return;
     for (unsigned i = 0; i < up->n_lanes; i++)
         lane_stop(&up->lanes[i]);
+    unsigned long unsaid;
+    if (say_copy_failure(&unsaid, 0))
+        tf_log_error("upstream: %lu more failed --mirror copies not logged since the last such "
+                     "line", unsaid);
     free(up->lanes);
     free(up);
     curl_global_cleanup();

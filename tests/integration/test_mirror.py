@@ -386,6 +386,15 @@ def test_failed_copies_are_said_once_a_second_with_a_count(tracfront):
     unsaid = sum(int(re.search(r"(\d+) more failed copies not logged", l).group(1))
                  for l in lines if "not logged" in l)
     assert len(lines) + unsaid == 41, lines
+    for i in range(5):  # within a second of the last line: unsaid until the stop says them
+        assert requests.get(dead.url + "gone?end=%d" % i, timeout=10).status_code == 200
+    compare(dead, lambda j: total_pairs(j) == 46)
+    dead.stop()
+    log = dead.error_log
+    unsaid = sum(int(n) for n in re.findall(r"(\d+) more failed(?: --mirror)? copies not logged",
+                                            log))
+    said = sum(1 for l in log.splitlines() if "the --mirror copy failed" in l)
+    assert said + unsaid == 46, log
 
 
 def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
