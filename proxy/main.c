@@ -100,6 +100,23 @@ static int start_failed(const char *err)
     return 1;
 }
 
+/* Root runs the app as root: the files it makes (Trac's ENV/log/trac.log)
+ * are root's, and the same app started later as its own user fails on them.
+ * Said once, before the app loads (a front's workers do not repeat it). */
+static void warn_if_root(void)
+{
+    static const char why[] =
+        "running as root: the app runs as root and the files it makes (a Trac environment's "
+        "log, attachments) are root's; run tracfront as the app's own user: systemd's User= "
+        "and Group= (with AmbientCapabilities=CAP_NET_BIND_SERVICE for a port below 1024), "
+        "or setpriv --reuid=USER --regid=GROUP --init-groups (README: Running as a service)";
+    if (geteuid() != 0)
+        return;
+    dprintf(tf_log_stderr_fd(), "tracfront: warning: %s\n", why);
+    if (error_log_apart())
+        tf_log_error("warning: %s", why);
+}
+
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
  * at most timeout seconds. A worker stepping down waits a little quiet
  * time: its keep-alive clients get their next answer with Connection:
@@ -520,6 +537,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
+    if (!cfg.worker)
+        warn_if_root();
     if (cfg.worker) {
         tf_spawned_name(argv[0]);
         tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */

@@ -391,4 +391,5 @@ def test_clients_mistakes_are_logged_at_info(srv, req, status):
     assert status_of(data) == status, data[:300]
     log = srv.error_log
     assert "[info] http: Error processing request (HTTP response code is %d" % status in log, log
-    assert "[error]" not in log, log
+    # the suite runs as root in CI: tracfront's warning about that is no request's
+    assert not [l for l in log.splitlines() if "[error]" in l and "running as root" not in l], log
