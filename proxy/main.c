@@ -66,27 +66,55 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
                  cfg->workers ? " per worker" : "");
 }
 
-static void print_listening(const struct tf_config *cfg, unsigned port)
-{
-    char what[1024];
-    describe(cfg, what, sizeof(what));
-    dprintf(tf_log_stderr_fd(), "tracfront %s: listening on http://%s%s%s:%u/ (%s)\n",
-            TF_VERSION, strchr(cfg->listen_host, ':') ? "[" : "", cfg->listen_host,
-            strchr(cfg->listen_host, ':') ? "]" : "", port, what);
-}
-
-/* Why the server cannot start: on stderr, and in the error log unless that
- * is stderr too (the default), where it would show twice. Returns 1, the
- * exit status. */
-static int start_failed(const char *err)
+/* Whether the error log is a file of its own (not off, not stderr, the
+ * default): what tracfront says on stderr goes there too, else it would
+ * show twice. */
+static bool error_log_apart(void)
 {
     struct stat log_file, terminal;
     int fd = tf_log_error_fd(), stderr_fd = tf_log_stderr_fd();
-    dprintf(stderr_fd, "tracfront: %s\n", err);
-    if (fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(stderr_fd, &terminal) == 0 &&
-                     log_file.st_dev == terminal.st_dev && log_file.st_ino == terminal.st_ino))
+    return fd >= 0 && !(fstat(fd, &log_file) == 0 && fstat(stderr_fd, &terminal) == 0 &&
+                        log_file.st_dev == terminal.st_dev && log_file.st_ino == terminal.st_ino);
+}
+
+/* On stderr, and in the error log with the pid (it says "stopped" too). */
+static void print_listening(const struct tf_config *cfg, unsigned port)
+{
+    char what[1024], where[300];
+    describe(cfg, what, sizeof(what));
+    snprintf(where, sizeof(where), "http://%s%s%s:%u/", strchr(cfg->listen_host, ':') ? "[" : "",
+             cfg->listen_host, strchr(cfg->listen_host, ':') ? "]" : "", port);
+    dprintf(tf_log_stderr_fd(), "tracfront %s: listening on %s (%s)\n", TF_VERSION, where, what);
+    if (error_log_apart())
+        tf_log_info("tracfront %s (pid %d): listening on %s (%s)", TF_VERSION, (int)getpid(),
+                    where, what);
+}
+
+/* Why the server cannot start: on stderr, and in the error log unless that
+ * is stderr too. Returns 1, the exit status. */
+static int start_failed(const char *err)
+{
+    dprintf(tf_log_stderr_fd(), "tracfront: %s\n", err);
+    if (error_log_apart())
         tf_log_error("%s", err);
     return 1;
+}
+
+/* Root runs the app as root: the files it makes (Trac's ENV/log/trac.log)
+ * are root's, and the same app started later as its own user fails on them.
+ * Said once, before the app loads (a front's workers do not repeat it). */
+static void warn_if_root(void)
+{
+    static const char why[] =
+        "running as root: the app runs as root and the files it makes (a Trac environment's "
+        "log, attachments) are root's; run tracfront as the app's own user: systemd's User= "
+        "and Group= (with AmbientCapabilities=CAP_NET_BIND_SERVICE for a port below 1024), "
+        "or setpriv --reuid=USER --regid=GROUP --init-groups (README: Running as a service)";
+    if (geteuid() != 0)
+        return;
+    dprintf(tf_log_stderr_fd(), "tracfront: warning: %s\n", why);
+    if (error_log_apart())
+        tf_log_error("warning: %s", why);
 }
 
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),
@@ -509,6 +537,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
+    if (!cfg.worker)
+        warn_if_root();
     if (cfg.worker) {
         tf_spawned_name(argv[0]);
         tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */

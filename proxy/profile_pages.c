@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proxy/cidr.h"
@@ -180,6 +181,20 @@ static bool is_control(const char *sub, size_t len)
     return path_in(sub, len, controls, sizeof(controls) / sizeof(controls[0]));
 }
 
+/* The new file (fd) takes the mode of the one it replaces at path, and its
+ * owner and group when running as root (a service's own file, saved by root,
+ * stays the service's); a new one is 0644 less the umask, as nginx's logs. */
+static void keep_mode_and_owner(int fd, const char *path)
+{
+    struct stat old;
+    if (lstat(path, &old) != 0 || !S_ISREG(old.st_mode))
+        return;
+    if (geteuid() == 0 && fchown(fd, old.st_uid, old.st_gid) != 0)
+        tf_log_error("profile: cannot give %s's owner to the new file: %m", path);
+    if (fchmod(fd, old.st_mode & 07777) != 0) /* after fchown, which clears set-id bits */
+        tf_log_error("profile: cannot give %s's mode to the new file: %m", path);
+}
+
 /* Write the export format to path, the file of option flag. With nothing
  * profiled, a file there is left as it is (an earlier run's profile).
  * *stopping set when that is because a front's stop is taking its
@@ -219,7 +234,9 @@ static int save_one(const struct tf_server *server, const char *path, const char
     /* a new file: one left there (or planted: a symlink in /tmp) is removed, not written through */
     if (unlink(tmp) < 0 && errno != ENOENT)
         tf_log_error("profile: cannot remove %s: %m", tmp);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        keep_mode_and_owner(fd, path);
     FILE *f = fd < 0 ? NULL : fdopen(fd, "wb");
     if (fd >= 0 && !f)
         close(fd);
