@@ -203,6 +203,14 @@ void tf_log_info(const char *fmt, ...)
     va_end(ap);
 }
 
+void tf_log_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_line("warn", fmt, ap);
+    va_end(ap);
+}
+
 int tf_log_access_enabled(void)
 {
     return access_fd >= 0;

@@ -31,6 +31,8 @@ void tf_log_close(void);
 /* "[date] [level] message\n" to the error log. */
 void tf_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void tf_log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* [warn], as nginx's: nothing failed, but the setup is likely wrong. */
+void tf_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* s for a log line, as the access log shows its fields: '"', '\\', control
  * bytes and bytes past 0x7e escaped ("\x0a"), "-" for "" or NULL, cut short

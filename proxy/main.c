@@ -114,7 +114,7 @@ static void warn_if_root(void)
         return;
     dprintf(tf_log_stderr_fd(), "tracfront: warning: %s\n", why);
     if (error_log_apart())
-        tf_log_error("warning: %s", why);
+        tf_log_warn("%s", why);
 }
 
 /* Wait until nothing is in flight (and, for quiet_us, nothing arrives),

@@ -82,12 +82,6 @@ class Server:
         return self.proc.returncode
 
 
-def error_lines(log):
-    """The log's [error] lines, less tracfront's warning that it runs as root
-    (the suite runs as root in CI): those about what a test did."""
-    return [l for l in log.splitlines() if "[error]" in l and "running as root" not in l]
-
-
 def closed_port():
     """A loopback port nothing listens on (bound, then released)."""
     s = socket.socket()

@@ -44,6 +44,8 @@ def test_running_as_root_is_warned_once_naming_the_fix(tmp_path, workers):
         assert len(lines) == 1, text  # the front's, not each worker's
         assert "User=" in lines[0] and "CAP_NET_BIND_SERVICE" in lines[0], lines
         assert "setpriv" in lines[0], lines
+    assert "[warn] running as root" in srv.error_log, srv.error_log
+    assert "[error]" not in srv.error_log, srv.error_log  # nothing failed
 
 
 @needs_root
