@@ -468,8 +468,9 @@ static int check_tempdir(char *err, size_t errlen)
 /* The listening socket (not a worker's: it has its front's), bound first,
  * so that a root start binds a port below 1024; then, with --user, the
  * switch to that user (given the log files first), before anything the
- * user controls runs or is written (the app, TMPDIR, the profile files, the workers). The socket
- * in *fd, its port in *port. 0; or the exit status, said. */
+ * user controls runs or is written (the app, TMPDIR, the profile files,
+ * the workers). The socket in *fd, its port in *port. 0; or the exit
+ * status, said. */
 static int bind_and_drop(struct tf_config *cfg, int *fd, unsigned *port)
 {
     char err[1024] = "";
