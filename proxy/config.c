@@ -83,6 +83,8 @@ static const struct key keys[] = {
     { "digest-auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 },
     { "auth", K_LIST, F(digest_auth), F(n_digest_auth), 0, 0 }, /* tracd's name for it */
     { "digest-nonce-lifetime", K_SECONDS, F(digest_nonce_lifetime), 0, 0, 0 },
+    { "user", K_STRING, F(user), 0, 0, 0 },
+    { "group", K_STRING, F(group), 0, 0, 0 },
 };
 #undef F
 
@@ -137,6 +139,9 @@ const char tf_config_usage[] =
     "                               the garbage collector skips the app's long-lived objects\n"
     "  --access-log FILE|-|off      access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-|off       error log (default - = stderr)\n"
+    "  --user USER                  started as root: bind the port and open the logs, then\n"
+    "                               run as USER (a name or uid), with its groups\n"
+    "  --group GROUP                the group to run as (default: USER's); only with --user\n"
     "\n"
     "Routing and proxy:\n"
     "  --upstream URL               forward to this HTTP server, e.g. http://127.0.0.1:80\n"
@@ -580,6 +585,8 @@ void tf_config_free(struct tf_config *cfg)
     free(cfg->mirror_primary);
     free_list(cfg->basic_auth, cfg->n_basic_auth);
     free_list(cfg->digest_auth, cfg->n_digest_auth);
+    free(cfg->user);
+    free(cfg->group);
     free(cfg->config_file);
     memset(cfg, 0, sizeof(*cfg));
 }

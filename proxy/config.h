@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "proxy/route.h"
 
@@ -77,6 +78,10 @@ struct tf_config {
     char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
     size_t n_basic_auth, n_digest_auth;
     double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (default 300) */
+    char *user, *group;         /* --user, --group as given (proxy/privileges.h) */
+    uid_t uid;                  /* derived from them: whom to become */
+    gid_t gid;
+    bool drop_privileges;       /* derived: started as root with --user: switch after binding */
     char *config_file;
     bool help, version;
 };
@@ -97,6 +102,11 @@ int tf_config_load_file(struct tf_config *cfg, const char *path, char *err, size
  * (have_app, routes, upstream origin and path, defaults that depend on what
  * was given) (config_check.c). 0, or -1 with err naming the flag. */
 int tf_config_check(struct tf_config *cfg, char *err, size_t errlen);
+
+/* The files written later (--profile-log, --profile-callgrind) can be
+ * written by this process: tf_config_check's, and again once a root start
+ * became --user (main.c). 0, or -1 with err naming the flag. */
+int tf_config_check_files(const struct tf_config *cfg, char *err, size_t errlen);
 
 /* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */
 int tf_parse_bool(const char *text, bool *out);

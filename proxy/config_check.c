@@ -5,6 +5,7 @@
  * naming the flag: never a failure at the first request or at shutdown. */
 #include "proxy/config.h"
 #include "proxy/platform.h"
+#include "proxy/privileges.h"
 #include "proxy/auth.h"
 #include "proxy/worker_env.h"
 
@@ -178,6 +179,7 @@ static int check_refinements(const struct tf_config *cfg, char *err, size_t errl
         { cfg->upstream_read_timeout >= 0, upstream, "--upstream-read-timeout", "--upstream" },
         { cfg->request_timeout_action, timeout, "--request-timeout-action", "--request-timeout" },
         { cfg->dump_all, timeout, "--dump-all", "--request-timeout" },
+        { cfg->group, cfg->user, "--group", "--user" },
         { cfg->profile_flush_at_shutdown, cfg->profile_log || cfg->profile_callgrind,
           "--profile-flush-at-shutdown", "--profile-log or --profile-callgrind" },
     };
@@ -287,6 +289,13 @@ static int check_output_file(const char *flag, const char *file, char *err, size
     return rc;
 }
 
+int tf_config_check_files(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    return check_output_file("--profile-log", cfg->profile_log, err, errlen) < 0 ||
+           check_output_file("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0
+               ? -1 : 0;
+}
+
 /* Half the descriptors left after 64 for the process and the app: a client
  * connection may hold one more (its upstream connection, a spooled body or
  * answer, a static file). 16 to 65536. */
@@ -350,9 +359,10 @@ int tf_config_check(struct tf_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "--profile-path: must be a path such as /__profile__, not empty");
         return -1;
     }
-    if (check_output_file("--profile-log", cfg->profile_log, err, errlen) < 0 ||
-        check_output_file("--profile-callgrind", cfg->profile_callgrind, err, errlen) < 0)
+    if (tf_privileges_resolve(cfg, err, errlen) < 0)
         return -1;
+    if (!cfg->drop_privileges && tf_config_check_files(cfg, err, errlen) < 0)
+        return -1; /* else main.c checks them as --user, who writes them */
     if (check_refinements(cfg, err, errlen) < 0)
         return -1;
     fill_unset(cfg);

@@ -16,6 +16,7 @@
 #include "proxy/log.h"
 #include "proxy/loop.h"
 #include "proxy/platform.h"
+#include "proxy/privileges.h"
 #include "proxy/server.h"
 #include "proxy/request.h"
 #include "proxy/upstream.h"
@@ -249,17 +250,17 @@ static void configure_profiler(const struct tf_config *cfg)
                         cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));
 }
 
-/* --workers: this process opens the socket, runs the workers and adds up
- * their profiles on a loopback control port; it serves no request itself. */
-static int run_front(struct tf_config *cfg, char **argv)
+/* --workers: this process holds the socket fd (bound to port), runs the
+ * workers and adds up their profiles on a loopback control port; it serves
+ * no request itself. */
+static int run_front(struct tf_config *cfg, char **argv, int fd, unsigned port)
 {
     char err[1024] = "";
-    unsigned port = 0, control_port = 0;
+    unsigned control_port = 0;
     if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) /* to render the merged profile */
         return start_failed(err);
     warn_frame_hook_misses(cfg);
-    int fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, &port, err, sizeof(err));
-    int cfd = fd < 0 ? -1 : tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
+    int cfd = tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
     struct tf_backends none = { .n_loops = 1 }; /* the control port's one network thread */
     struct tf_server_socket sock = { .fd = cfd, .io_threads = 1, .control = true };
     none.loops = cfd < 0 ? NULL : tf_loops_start(1, err, sizeof(err));
@@ -308,6 +309,7 @@ static void report_signal_taken(int sig)
  * outlive the servers: it lives as long as run_server. */
 struct served {
     pid_t front;                  /* a worker's front (see wait_for_stop), or 0 */
+    int listen_fd;                /* not a worker: the bound socket (bind_and_drop) */
     struct tf_backends backends;  /* the network threads, the app's pool, the upstream */
     struct wsgi_pool *pool;       /* the app's threads, or NULL: no app here */
     struct tf_upstream *upstream; /* --upstream's, or NULL */
@@ -373,7 +375,8 @@ static int start_servers(const struct tf_config *cfg, struct served *s, char *er
         s->server = s->control =
             cfd >= 0 ? tf_server_start_on(cfg, &s->backends, &own, err, errlen) : NULL;
     } else {
-        s->server = tf_server_start(cfg, &s->backends, err, errlen);
+        struct tf_server_socket bound = { .fd = s->listen_fd };
+        s->server = tf_server_start_on(cfg, &s->backends, &bound, err, errlen);
     }
     if (!s->server)
         return -1;
@@ -454,10 +457,11 @@ static void stop_all(const struct tf_config *cfg, struct served *s, uint64_t sto
 
 /* The app in this process (also a worker of a front), the upstream, and
  * the HTTP server(s). */
-static int run_server(struct tf_config *cfg)
+static int run_server(struct tf_config *cfg, int listen_fd)
 {
     char err[1024] = "";
-    struct served s = { .front = cfg->worker ? getppid() : 0 }; /* see wait_for_stop */
+    struct served s = { .front = cfg->worker ? getppid() : 0, /* see wait_for_stop */
+                        .listen_fd = listen_fd };
     if (start_backends(cfg, &s, err, sizeof(err)) < 0 ||
         start_servers(cfg, &s, err, sizeof(err)) < 0)
         return start_failed(err);
@@ -487,6 +491,26 @@ static int check_tempdir(char *err, size_t errlen)
              "over 256 KiB and answers to slow clients are kept there); set TMPDIR to a "
              "writable folder", tf_tempdir(), strerror(errno));
     return -1;
+}
+
+/* The listening socket (not a worker's: it has its front's), bound first,
+ * so that a root start binds a port below 1024; then, with --user, the
+ * switch to that user (given the log files first), before anything the
+ * user controls runs or is written (the app, TMPDIR, the profile files,
+ * the workers). The socket in *fd, its port in *port. 0; or the exit
+ * status, said. */
+static int bind_and_drop(struct tf_config *cfg, int *fd, unsigned *port)
+{
+    char err[1024] = "";
+    *fd = cfg->worker ? -1 : tf_server_listen_socket(cfg->listen_host, cfg->listen_port, port,
+                                                     err, sizeof(err));
+    if ((!cfg->worker && *fd < 0) ||
+        (cfg->drop_privileges && tf_log_give_to(cfg->uid, err, sizeof(err)) < 0) ||
+        tf_privileges_drop(cfg, err, sizeof(err)) < 0)
+        return start_failed(err);
+    if (cfg->drop_privileges && tf_config_check_files(cfg, err, sizeof(err)) < 0)
+        return start_failed(err), 2; /* a bad setting, as at config time */
+    return 0;
 }
 
 /* Started with descriptors 0-2 closed (`<&- >&- 2>&-`), the first ones
@@ -531,11 +555,15 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
-    if (check_tempdir(err, sizeof(err)) < 0) { /* on stderr and in --error-log */
-        start_failed(err);
+    int listen_fd = -1;
+    unsigned port = 0;
+    int bad = bind_and_drop(&cfg, &listen_fd, &port);
+    if (!bad && check_tempdir(err, sizeof(err)) < 0)
+        bad = (start_failed(err), 2); /* on stderr and in --error-log: a bad setting */
+    if (bad) {
         tf_log_close();
         tf_config_free(&cfg);
-        return 2;
+        return bad;
     }
     if (!cfg.worker)
         warn_if_root();
@@ -555,7 +583,7 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return start_failed("out of memory");
     }
-    int rc = cfg.workers ? run_front(&cfg, argv) : run_server(&cfg);
+    int rc = cfg.workers ? run_front(&cfg, argv, listen_fd, port) : run_server(&cfg, listen_fd);
     tf_log_close();
     tf_config_free(&cfg);
     return rc;
