@@ -565,7 +565,7 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return bad;
     }
-    if (!cfg.worker)
+    if (!cfg.worker && !cfg.drop_privileges)
         warn_if_root();
     if (cfg.worker) {
         tf_spawned_name(argv[0]);

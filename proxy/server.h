@@ -45,12 +45,6 @@ struct tf_backends {
     unsigned n_loops;
 };
 
-/* Start listening on cfg->listen (tf_server_listen_socket, then
- * tf_server_start_on). cfg and backends must outlive the server. NULL with
- * err on failure. */
-struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
-                                  char *err, size_t errlen);
-
 /* Where and how a server listens when it is not simply cfg->listen. */
 struct tf_server_socket {
     int fd;                  /* the listening socket (tf_server_listen_socket's). Not shared,

@@ -39,16 +39,6 @@ static int resolve(const char *host, unsigned port, struct sockaddr_storage *ss,
     return 0;
 }
 
-struct tf_server *tf_server_start(const struct tf_config *cfg, const struct tf_backends *backends,
-                                  char *err, size_t errlen)
-{
-    unsigned bound;
-    struct tf_server_socket sock = { .fd = tf_server_listen_socket(cfg->listen_host,
-                                                                   cfg->listen_port, &bound, err,
-                                                                   errlen) };
-    return sock.fd < 0 ? NULL : tf_server_start_on(cfg, backends, &sock, err, errlen);
-}
-
 static void stop_daemons(struct tf_server *server)
 {
     for (unsigned i = 0; i < server->n_daemons; i++) {

@@ -59,6 +59,7 @@ def test_the_app_runs_as_the_user_with_its_groups(nobodys_folder, for_nobody):
         assert ids(srv.proc.pid) == nobodys_ids()
     finally:
         assert srv.stop() == 0, srv.stderr
+    assert "running as root" not in srv.stderr + srv.error_log  # it does not: no warning
 
 
 def free_low_port():
