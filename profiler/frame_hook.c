@@ -24,15 +24,18 @@
 static _Thread_local struct prof_tree *thread_tree;
 static bool installed; /* guarded by the GIL */
 
-/* The lowest address a profiled call may start at on this thread: its stack's
- * low end (it grows down) plus a reserve for what runs without a Python
- * call in between (C code, the error path); 0 until first asked, 1 if the
- * bounds cannot be had (no check). The reserve is a share of the space below
- * the first call asked about, not of the whole size: glibc puts a thread's
- * static TLS at its stack's top, inside the size pthread_getattr_np gives
- * (a few KiB; ThreadSanitizer's state took 770 KiB of a 900 KiB stack, and a
- * floor from the size refused every frame). The whole size, for the message. */
-static _Thread_local uintptr_t stack_floor;
+/* This thread's stack: [stack_low, stack_high) (it grows down; stack_high 1
+ * once its bounds cannot be had: no check), and the lowest address a profiled
+ * call may start at: stack_low plus a reserve for what runs without a Python
+ * call in between (C code, the error path), 0 for no check. The reserve is a
+ * share of the space below the highest call seen on the thread, not of the
+ * whole size: glibc puts a thread's static TLS at its stack's top, inside the
+ * size pthread_getattr_np gives (a few KiB; ThreadSanitizer's state took 770
+ * KiB of a 900 KiB stack, and a floor from the size refused every frame);
+ * and the highest seen, not the first: a thread already deep when the hook
+ * was set would keep a floor from there (none at all within 32 KiB of the
+ * end) after it unwound. The whole size, for the message. */
+static _Thread_local uintptr_t stack_low, stack_high, stack_top_seen, stack_floor;
 static _Thread_local size_t stack_size;
 
 enum { STACK_RESERVE_MIN = 256 * 1024, SMALL_STACK_RESERVE_MIN = 16 * 1024 };
@@ -47,30 +50,38 @@ static size_t stack_reserve(size_t size)
     return size / 8 > small ? size / 8 : small;
 }
 
-static void find_stack_floor(void)
+static void find_stack_bounds(void)
 {
     pthread_attr_t attr;
     void *low;
     size_t size;
-    stack_floor = 1;
+    stack_high = 1;
     if (pthread_getattr_np(pthread_self(), &attr) != 0)
         return;
-    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
-    if (pthread_attr_getstack(&attr, &low, &size) == 0 && here > (uintptr_t)low) {
-        size_t free_below = here - (uintptr_t)low, reserve = stack_reserve(free_below);
+    if (pthread_attr_getstack(&attr, &low, &size) == 0) {
+        stack_low = (uintptr_t)low;
+        stack_high = stack_low + size;
         stack_size = size;
-        if (free_below >= 2 * reserve) /* else too small to split: no check */
-            stack_floor = (uintptr_t)low + reserve;
     }
     pthread_attr_destroy(&attr);
 }
 
-/* Is the caller's frame below this thread's floor? */
+/* Is the caller's frame below this thread's floor? A frame higher than any
+ * seen before (the first one too) sets the floor again; one outside the
+ * thread's stack (a stack of the app's own making) is not checked. */
 static bool stack_nearly_used(void)
 {
-    if (!stack_floor)
-        find_stack_floor();
-    return (uintptr_t)__builtin_frame_address(0) < stack_floor;
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (here > stack_top_seen) {
+        if (!stack_high)
+            find_stack_bounds();
+        if (here >= stack_high || here < stack_low)
+            return false;
+        stack_top_seen = here;
+        size_t free_below = here - stack_low, reserve = stack_reserve(free_below);
+        stack_floor = free_below >= 2 * reserve ? stack_low + reserve : 0; /* else too small */
+    }
+    return here < stack_floor && here >= stack_low;
 }
 
 /* Refuse a frame, as CPython 3.11 refuses one past its recursion limit: the

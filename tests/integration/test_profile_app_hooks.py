@@ -116,6 +116,23 @@ def test_recursion_on_a_thread_with_a_small_stack_is_a_recursion_error(tracfront
     assert srv.proc.returncode == 0, srv.stderr[-3000:]
 
 
+def test_a_thread_deep_when_the_hook_is_set_is_checked_once_it_unwinds(tracfront, tmp_path):
+    """The stack floor came from a thread's first call after the hook was set:
+    a thread waiting 20 KiB from its stack's end then was never checked, and
+    recursing once it had unwound killed the server (SIGSEGV). The floor now
+    follows the highest call seen on the thread."""
+    ready = tmp_path / "ready"
+    env = dict(os.environ, DEEP_KIB="256", DEEP_LEFT="20", DEEP_REC="3000",
+               DEEP_READY=str(ready))
+    srv = tracfront("--app", "deep_first_app:app", "--profile", "--profile-discard-first",
+                    "false", "--profile-builtins=false", env=env)
+    wait_for(ready.exists, 10, "the thread to be deep")
+    assert get(srv, "warm").text.startswith("left ")  # the hook is set while it waits
+    said = requests.get(srv.url + "go", timeout=40).text
+    assert "out: RecursionError: " in said and "C stack" in said, said
+    assert srv.alive()
+
+
 def test_a_generator_resumed_at_the_stack_edge_is_left_unrun(tracfront):
     """A resumption the frame hook refuses is not run, as one past
     CPython's recursion limit is not: the RecursionError was thrown into the
