@@ -424,6 +424,7 @@ static uint64_t wait_and_drain(const struct tf_config *cfg, struct served *s)
                          "running", ended);
         else
             tf_log_error("requests still running after --graceful-timeout; exiting without them");
+        tf_upstream_say_unsaid(); /* tf_upstream_stop would have */
         if (s->pool)
             tf_exit_without_finalizing(s->front);
         _exit(0);

@@ -870,16 +870,21 @@ struct tf_upstream *tf_upstream_start(const struct tf_config *cfg, struct tf_loo
     return up;
 }
 
+void tf_upstream_say_unsaid(void)
+{
+    unsigned long unsaid;
+    if (say_copy_failure(&unsaid, 0))
+        tf_log_error("upstream: %lu more failed --mirror copies not logged since the last such "
+                     "line", unsaid);
+}
+
 void tf_upstream_stop(struct tf_upstream *up)
 {
     if (!up)
         return;
     for (unsigned i = 0; i < up->n_lanes; i++)
         lane_stop(&up->lanes[i]);
-    unsigned long unsaid;
-    if (say_copy_failure(&unsaid, 0))
-        tf_log_error("upstream: %lu more failed --mirror copies not logged since the last such "
-                     "line", unsaid);
+    tf_upstream_say_unsaid();
     free(up->lanes);
     free(up);
     curl_global_cleanup();

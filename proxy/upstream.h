@@ -26,6 +26,10 @@ int tf_upstream_submit(void *upstream, struct tf_request *req);
 /* After the loops have stopped: abort what is still running, close the
  * pooled connections. */
 void tf_upstream_stop(struct tf_upstream *up);
+/* Log how many failed --mirror copies went unsaid since the last such line
+ * (they are said once a second at most), if any: tf_upstream_stop does, and
+ * a stop that exits without it must. */
+void tf_upstream_say_unsaid(void);
 
 /* --upstream-pin: one upstream connection for one client connection. The
  * server makes one when a client connects (req->pin for its requests) and

@@ -101,7 +101,8 @@ static void failed(struct wsgi_task *task, const char *what)
         end(task);
         return;
     }
-    wsgi_log_exception("%s %s: %s", task->req->method, task->req->log_target, what);
+    wsgi_log_exception("%s %s: %s%s", task->req->method, task->req->log_target, what,
+                       task->req->connection ? "" : " (in a --mirror copy; no client waits for it)");
     wsgi_response_send_error(task, 500, NULL);
     end(task);
 }

@@ -8,6 +8,7 @@ import html
 import http.client
 import json
 import re
+import signal
 import socket
 import struct
 import threading
@@ -397,6 +398,34 @@ def test_failed_copies_are_said_once_a_second_with_a_count(tracfront):
     assert said + unsaid == 46, log
 
 
+def test_failed_copies_unsaid_are_said_when_a_stop_gives_up_on_requests(tracfront):
+    """A stop past --graceful-timeout exits without the upstream's orderly
+    end: the failed copies not yet said are said before it does."""
+    dead = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(), "--mirror",
+                     "--graceful-timeout", "1")
+    with requests.Session() as s:
+        for i in range(6):
+            assert s.get(dead.url + "gone?i=%d" % i, timeout=10).status_code == 200
+    def held():
+        try:
+            requests.get(dead.url + "sleep?on=a&s=10", timeout=30)
+        except requests.RequestException:
+            pass  # the stop gives up on it: the connection closes unanswered
+
+    slow = threading.Thread(target=held, daemon=True)
+    slow.start()
+    compare(dead, lambda j: total_pairs(j) >= 6)
+    time.sleep(0.3)  # the slow request is in the app
+    dead.proc.send_signal(signal.SIGTERM)
+    dead.proc.wait(timeout=20)
+    log = dead.error_log
+    assert "requests still running after --graceful-timeout" in log, log
+    unsaid = sum(int(n) for n in re.findall(r"(\d+) more failed(?: --mirror)? copies not logged",
+                                            log))
+    said = sum(1 for l in log.splitlines() if "the --mirror copy failed" in l)
+    assert said + unsaid == 7, log  # six, and the slow request's copy
+
+
 def test_stop_abandons_copies_in_flight(tracfront, upstream, tmp_path):
     """A stop does not wait for mirror copies: they are not requests in
     flight. With a copy that would take 10 s and --graceful-timeout 2, the
@@ -505,6 +534,8 @@ def test_app_error_page_is_a_failed_side_not_an_answer(pair):
     j = compare(srv, lambda j: total_pairs(j) == 1)
     assert (j["failed"], j["mismatches"]) == (1, []), j
     assert [f["side"] for f in j["failures"]] == ["app"], j
+    assert "GET /raise?on=a: the app raised (in a --mirror copy; no client waits for it)" \
+        in srv.error_log, srv.error_log  # a copy's, said so
 
 
 def test_copies_never_hold_up_the_apps_own_requests(pair):
