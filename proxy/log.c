@@ -76,25 +76,6 @@ int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
     return 0;
 }
 
-/* A log file (not stderr) that is a regular file: given to uid. */
-static int give_one(const char *path, int fd, uid_t uid, char *err, size_t errlen,
-                    const char *what)
-{
-    struct stat st;
-    if (!path || fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid == uid ||
-        fchown(fd, uid, (gid_t)-1) == 0)
-        return 0;
-    snprintf(err, errlen, "%s: cannot give '%s' to uid %u: %s", what, path, (unsigned)uid,
-             strerror(errno));
-    return -1;
-}
-
-int tf_log_give_to(uid_t uid, char *err, size_t errlen)
-{
-    return give_one(error_path, error_fd, uid, err, errlen, "--error-log") < 0 ||
-           give_one(access_path, access_fd, uid, err, errlen, "--access-log") < 0 ? -1 : 0;
-}
-
 static bool same_file(int a, int b)
 {
     struct stat sa, sb;

@@ -28,11 +28,6 @@ void tf_log_set_worker_tag(void);
  * could not be reopened. */
 int tf_log_reopen(void);
 void tf_log_close(void);
-/* --user: the log files (not stderr) become uid's, its group unchanged, as
- * nginx's master gives its workers the logs it reopens: the workers open
- * them by name, and SIGUSR1 reopens them, as that user. Before the switch.
- * 0, or -1 with err. */
-int tf_log_give_to(uid_t uid, char *err, size_t errlen);
 
 /* "[date] [level] message\n" to the error log. */
 void tf_log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

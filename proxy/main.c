@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proxy/auth.h"
 #include "proxy/config.h"
 #include "proxy/exit_watch.h"
 #include "proxy/fetch.h"
@@ -494,24 +495,55 @@ static int check_tempdir(char *err, size_t errlen)
     return -1;
 }
 
+/* --error-log and --access-log; with --user, opened as USER (after the
+ * switch: root following a link USER put where a log goes would have written
+ * or given away any file), who must be able to write them, as the workers
+ * and SIGUSR1 open them again by name. 0, or the exit status 2, said. */
+static int open_logs(const struct tf_config *cfg)
+{
+    char err[1024] = "";
+    if (tf_log_open(cfg->error_log, cfg->access_log, err, sizeof(err)) == 0)
+        return 0;
+    dprintf(tf_log_stderr_fd(), "tracfront: %s%s%s%s\n", err,
+            cfg->drop_privileges ? " (opened as --user " : "",
+            cfg->drop_privileges ? cfg->user : "", cfg->drop_privileges ? ")" : "");
+    return 2;
+}
+
+/* What a root start checked as root, checked again as USER, who uses it
+ * from now on: the profile files, the auth files, and the --config file
+ * each worker reads again. 0, or -1 with err. */
+static int check_as_user(const struct tf_config *cfg, char *err, size_t errlen)
+{
+    if (tf_config_check_files(cfg, err, errlen) < 0 || tf_auth_config_check(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg->workers && cfg->config_file && access(cfg->config_file, R_OK) != 0) {
+        snprintf(err, errlen, "--config: --user %s cannot read '%s' (%s), and each of the "
+                 "--workers reads it again", cfg->user, cfg->config_file, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* The listening socket (not a worker's: it has its front's), bound first,
  * so that a root start binds a port below 1024; then, with --user, the
- * switch to that user (given the log files first), before anything the
- * user controls runs or is written (the app, TMPDIR, the profile files,
- * the workers). The socket in *fd, its port in *port. 0; or the exit
- * status, said. */
+ * switch to that user, before anything the user controls is opened, runs
+ * or is written (the logs, the app, TMPDIR, the profile files, the
+ * workers). The socket in *fd, its port in *port. 0; or the exit status,
+ * said. */
 static int bind_and_drop(struct tf_config *cfg, int *fd, unsigned *port)
 {
     char err[1024] = "";
     *fd = cfg->worker ? -1 : tf_server_listen_socket(cfg->listen_host, cfg->listen_port, port,
                                                      err, sizeof(err));
-    if ((!cfg->worker && *fd < 0) ||
-        (cfg->drop_privileges && tf_log_give_to(cfg->uid, err, sizeof(err)) < 0) ||
-        tf_privileges_drop(cfg, err, sizeof(err)) < 0)
+    if ((!cfg->worker && *fd < 0) || tf_privileges_drop(cfg, err, sizeof(err)) < 0)
         return start_failed(err);
-    if (cfg->drop_privileges && tf_config_check_files(cfg, err, sizeof(err)) < 0)
-        return start_failed(err), 2; /* a bad setting, as at config time */
-    return 0;
+    if (!cfg->drop_privileges)
+        return 0;
+    int bad = open_logs(cfg);
+    if (!bad && check_as_user(cfg, err, sizeof(err)) < 0)
+        bad = (start_failed(err), 2); /* a bad setting, as at config time */
+    return bad;
 }
 
 /* Started with descriptors 0-2 closed (`<&- >&- 2>&-`), the first ones
@@ -551,8 +583,7 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 0;
     }
-    if (tf_log_open(cfg.error_log, cfg.access_log, err, sizeof(err)) < 0) {
-        fprintf(stderr, "tracfront: %s\n", err);
+    if (!cfg.drop_privileges && open_logs(&cfg)) { /* else as USER, in bind_and_drop */
         tf_config_free(&cfg);
         return 2;
     }

@@ -68,7 +68,8 @@ int tf_privileges_drop(const struct tf_config *cfg, char *err, size_t errlen)
 {
     if (!cfg->drop_privileges)
         return 0;
-    struct passwd *pw = getpwuid(cfg->uid);
+    /* the name given: another name of the same uid may have other groups */
+    struct passwd *pw = is_number(cfg->user) ? getpwuid(cfg->uid) : getpwnam(cfg->user);
     const char *step = pw ? "initgroups" : "setgroups";
     if ((pw ? initgroups(pw->pw_name, cfg->gid) : setgroups(1, &cfg->gid)) < 0)
         goto failed;

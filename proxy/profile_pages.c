@@ -191,7 +191,7 @@ static void keep_mode_and_owner(int fd, const char *path)
         return;
     if (geteuid() == 0 && fchown(fd, old.st_uid, old.st_gid) != 0)
         tf_log_error("profile: cannot give %s's owner to the new file: %m", path);
-    if (fchmod(fd, old.st_mode & 07777) != 0) /* after fchown, which clears set-id bits */
+    if (fchmod(fd, old.st_mode & 0777) != 0) /* no set-id bits on a file root wrote */
         tf_log_error("profile: cannot give %s's mode to the new file: %m", path);
 }
 

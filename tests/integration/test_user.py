@@ -1,5 +1,5 @@
-"""--user and --group: started as root, tracfront binds its port and opens its
-logs as root, then runs the app, its workers and what it writes (profile
+"""--user and --group: started as root, tracfront binds its port as root,
+then opens its logs, runs the app, its workers and what it writes (profile
 files) as the user. Trac run as root made root-owned files (its log,
 attachments) that the environment's owner could then not write."""
 import os
@@ -35,6 +35,9 @@ def nobodys_folder():
 
 
 def start_as(folder, for_nobody, *args, preexec_fn=None):
+    """The server's folder (its logs) is nobody's: the logs are opened as the user."""
+    (folder / "srv").mkdir(exist_ok=True)
+    os.chown(folder / "srv", NOBODY.pw_uid, NOBODY.pw_gid)
     return start_server(folder / "srv", "--app", "identity_app:app", *args,
                         binary=for_nobody.binary, apps=for_nobody.apps, preexec_fn=preexec_fn)
 
@@ -119,6 +122,42 @@ def test_a_profile_file_the_user_cannot_write_is_refused_at_start(tmp_path, for_
                            for_nobody.apps, "--app", "identity_app:app", "--user", "nobody",
                            "--profile-log", tmp_path / "p.pstats", timeout=10)
     assert rc == 2 and "--profile-log" in err and "Permission denied" in err, (rc, err)
+
+
+def test_a_link_the_user_puts_where_a_log_goes_reaches_nothing_of_roots(nobodys_folder):
+    """The logs were opened as root, then given to the user: a link the user
+    put in its log folder pointing at a root-only file had root append to
+    it and give it away (nginx's CVE-2016-1247). They are opened as the user."""
+    secret = nobodys_folder / "root-only"
+    secret.write_text("secret\n")
+    secret.chmod(0o600)
+    logs = nobodys_folder / "logs"
+    logs.mkdir()
+    os.chown(logs, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.symlink(secret, logs / "error.log")
+    os.lchown(logs / "error.log", NOBODY.pw_uid, NOBODY.pw_gid)
+    rc, out, err = run_cli(nobodys_folder, "--listen", "127.0.0.1:0", "--upstream",
+                           "http://127.0.0.1:9", "--user", "nobody", "--error-log",
+                           logs / "error.log", timeout=10)
+    assert rc == 2 and "--error-log" in err and "Permission denied" in err, (rc, err)
+    st = secret.stat()
+    assert (st.st_uid, st.st_mode & 0o777, secret.read_text()) == (0, 0o600, "secret\n")
+
+
+@pytest.mark.parametrize("what", ["basic-auth", "config"])
+def test_a_file_the_user_cannot_read_is_refused_at_start(nobodys_folder, for_nobody, what):
+    """Checked as root at start, used as the user later (the auth file when
+    the server starts, the --config file by each worker): exit status 1 and
+    a worker that never started. Checked as the user: a bad setting, 2."""
+    private = nobodys_folder / "private"
+    private.write_text("alice:{SHA}x\n" if what == "basic-auth" else "workers = 2\n")
+    private.chmod(0o600)
+    args = (["--basic-auth", "*,%s,Realm" % private] if what == "basic-auth"
+            else ["--config", private])
+    rc, out, err = run_cli(nobodys_folder, "--listen", "127.0.0.1:0", "--pythonpath",
+                           for_nobody.apps, "--app", "identity_app:app", "--user", "nobody",
+                           "--error-log", "-", *args, timeout=15)
+    assert rc == 2 and "Permission denied" in err, (rc, err)
 
 
 @pytest.mark.parametrize("args, says", [
