@@ -192,9 +192,13 @@ static int take_spec(const struct tf_config *cfg, struct tf_auth *auth, struct s
         }
     if (auth)
         return add_realm(auth, s, err, errlen);
+    if (cfg->drop_privileges && geteuid() == 0)
+        return 0; /* root does not open what USER may have put there: main.c checks it as USER */
     FILE *f = fopen(s->file, "re");
     if (!f || (fgetc(f) == EOF && ferror(f))) { /* a folder opens, but cannot be read */
-        snprintf(err, errlen, "%s: cannot read '%s': %m", s->flag, s->file);
+        snprintf(err, errlen, "%s: cannot read '%s': %m%s%s%s", s->flag, s->file,
+                 cfg->drop_privileges ? " (read as --user " : "",
+                 cfg->drop_privileges ? cfg->user : "", cfg->drop_privileges ? ")" : "");
         if (f)
             fclose(f);
         return -1;

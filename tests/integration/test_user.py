@@ -93,7 +93,7 @@ def children(pid):
 
 
 def test_the_front_and_its_workers_run_as_the_user(nobodys_folder, for_nobody):
-    """The logs, made by root, are given to nobody: its workers open them."""
+    """The logs are made by nobody, after the switch: its workers open them too."""
     srv = start_as(nobodys_folder, for_nobody, "--user", "nobody", "--workers", "2")
     try:
         pids = {requests.get(srv.url, timeout=10).json()["pid"] for _ in range(50)}
@@ -158,6 +158,7 @@ def test_a_file_the_user_cannot_read_is_refused_at_start(nobodys_folder, for_nob
                            for_nobody.apps, "--app", "identity_app:app", "--user", "nobody",
                            "--error-log", "-", *args, timeout=15)
     assert rc == 2 and "Permission denied" in err, (rc, err)
+    assert ("--" + what) in err and "nobody" in err, err  # which file, and as whom
 
 
 @pytest.mark.parametrize("args, says", [
