@@ -5,11 +5,14 @@
  * It never logs a password, and never trusts a user name it did not verify. */
 #include "proxy/auth.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "proxy/hash.h"
@@ -194,17 +197,20 @@ static int take_spec(const struct tf_config *cfg, struct tf_auth *auth, struct s
         return add_realm(auth, s, err, errlen);
     if (cfg->drop_privileges && geteuid() == 0)
         return 0; /* root does not open what USER may have put there: main.c checks it as USER */
-    FILE *f = fopen(s->file, "re");
-    if (!f || (fgetc(f) == EOF && ferror(f))) { /* a folder opens, but cannot be read */
-        snprintf(err, errlen, "%s: cannot read '%s': %m%s%s%s", s->flag, s->file,
-                 cfg->drop_privileges ? " (read as --user " : "",
-                 cfg->drop_privileges ? cfg->user : "", cfg->drop_privileges ? ")" : "");
-        if (f)
-            fclose(f);
-        return -1;
-    }
-    fclose(f);
-    return 0;
+    /* not blocking: a FIFO there would hang the start, deaf to SIGTERM */
+    int fd = open(s->file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    char byte;
+    bool regular = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    if (regular && read(fd, &byte, 1) >= 0)
+        return close(fd), 0;
+    snprintf(err, errlen, "%s: cannot read '%s': %s%s%s%s", s->flag, s->file,
+             fd >= 0 && !regular ? "not a regular file" : strerror(errno),
+             cfg->drop_privileges ? " (read as --user " : "",
+             cfg->drop_privileges ? cfg->user : "", cfg->drop_privileges ? ")" : "");
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
 /* Walk every --basic-auth and --digest-auth. 0, or -1 with err. */

@@ -12,6 +12,7 @@
 
 #include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/upstream.h"
 #include "proxy/workers.h"
 
 /* Bound Python's end by deadline unless an earlier bound is set. Returns
@@ -65,6 +66,7 @@ static __attribute__((noreturn)) void exit_unfinished(struct tf_exit_watch *w)
                      "an atexit handler that blocks, or a request that never releases the "
                      "GIL): exiting without it", TF_FORCED_EXIT_S);
     }
+    tf_upstream_say_unsaid(); /* the network's end may not have reached it */
     _exit(0);
 }
 

@@ -323,8 +323,14 @@ def test_config_errors_name_the_flag(tracfront, files, tmp_path, args, message):
     assert message.format(**fill) in srv.stderr
 
 
-def test_unreadable_file_at_start_is_a_config_error(tracfront, files, tmp_path):
-    if os.geteuid() == 0:  # root reads every file: a folder cannot be read either
+@pytest.mark.parametrize("kind", ["unreadable", "fifo"])
+def test_unreadable_file_at_start_is_a_config_error(tracfront, files, tmp_path, kind):
+    """A FIFO there hung the start (its open blocks for a writer), deaf to
+    SIGTERM: only a regular file is read."""
+    if kind == "fifo":
+        files["htpasswd"] = tmp_path / "fifo"
+        os.mkfifo(files["htpasswd"])
+    elif os.geteuid() == 0:  # root reads every file: a folder cannot be read either
         files["htpasswd"] = tmp_path / "folder"
         files["htpasswd"].mkdir()
     else:
