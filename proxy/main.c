@@ -19,6 +19,7 @@
 #include "proxy/platform.h"
 #include "proxy/privileges.h"
 #include "proxy/server.h"
+#include "proxy/service_notify.h"
 #include "proxy/request.h"
 #include "proxy/upstream.h"
 #include "proxy/worker_env.h"
@@ -90,6 +91,9 @@ static void print_listening(const struct tf_config *cfg, unsigned port)
     if (error_log_apart())
         tf_log_info("tracfront %s (pid %d): listening on %s (%s)", TF_VERSION, (int)getpid(),
                     where, what);
+    char ready[400];
+    snprintf(ready, sizeof(ready), "READY=1\nSTATUS=listening on %s", where);
+    tf_notify(ready);
 }
 
 /* Why the server cannot start: on stderr, and in the error log unless that
@@ -172,6 +176,8 @@ static int wait_for_stop(struct tf_workers *workers, pid_t front)
         else if (workers) /* a second, or a child ended */
             tf_workers_tick(workers);
     }
+    if (sig)
+        tf_notify("STOPPING=1"); /* a worker has nothing to notify (tf_notify_take) */
     return sig;
 }
 
@@ -599,6 +605,8 @@ int main(int argc, char **argv)
     }
     if (!cfg.worker && !cfg.drop_privileges)
         warn_if_root();
+    if (!cfg.worker)
+        tf_notify_take(); /* before the workers and the app: theirs is not to notify */
     if (cfg.worker) {
         tf_spawned_name(argv[0]);
         tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */

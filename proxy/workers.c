@@ -15,6 +15,7 @@
 #include "proxy/nonces.h"
 #include "proxy/platform.h"
 #include "proxy/reload_watch.h"
+#include "proxy/service_notify.h"
 #include "proxy/fetch.h"
 #include "proxy/unavailable.h"
 #include "proxy/worker_env.h"
@@ -337,11 +338,14 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     int stop;
     tf_log_info("reload: %s; starting %u new worker%s", why, w->cfg->workers,
                 w->cfg->workers > 1 ? "s" : "");
+    tf_notify("RELOADING=1");
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
     struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
-    if (!g && !stop)
+    if (!g && !stop) {
         reload_failed(w, err);
+        tf_notify("READY=1\nSTATUS=reload failed (see the error log)");
+    }
     if (!g) /* a stop: the signal is pending again, for wait_for_stop */
         return;
     pthread_mutex_lock(&w->lock);
@@ -366,6 +370,10 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
     if (old)
         retire(w);
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
+    char done[100];
+    snprintf(done, sizeof(done), "READY=1\nSTATUS=reloaded: new workers are serving "
+             "(generation %u)", g->number);
+    tf_notify(done);
 }
 
 /* fn(worker, arg) for every worker, the current generation's first, until
