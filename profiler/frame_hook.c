@@ -169,3 +169,8 @@ void prof_frame_hook_remove(void)
 {
 }
 #endif
+
+bool prof_setprofile_may_crash(void)
+{
+    return Py_Version >= 0x030B00A0 && Py_Version < 0x030B03F0;
+}

@@ -28,6 +28,13 @@ bool prof_frame_hook_available(void);
  * fixed in 3.11.4): those calls are then not seen, their time is their
  * caller's own. Only after Python started. */
 bool prof_frame_hook_misses_subscr(void);
+/* Whether the running Python can crash while any profile function is set
+ * (PyEval_SetProfile, as cProfile): CPython 3.11.0 to 3.11.2 leave a frame's
+ * stack top stale after its call event, and the garbage collector then
+ * visits objects already freed (gh-101975, fixed in 3.11.3). Real Trac 1.6
+ * on Debian 12's 3.11.2 dies of it on its first attachment view. The frame
+ * hook sends no such event. */
+bool prof_setprofile_may_crash(void);
 /* The calling thread's Python frames go into t (a node's label is the code
  * object, a strong reference); NULL: this thread is not profiled. Sets the
  * interpreter's hook on first use. */

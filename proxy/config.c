@@ -13,7 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
-enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL };
+enum kind { K_STRING, K_LIST, K_UINT, K_SIZE, K_SECONDS, K_LISTEN, K_PATH_PREFIX, K_BOOL,
+            K_TRISTATE /* an int: -1 not given, else 0 or 1 */ };
 
 struct key {
     const char *name;
@@ -57,7 +58,7 @@ static const struct key keys[] = {
     { "profile", K_BOOL, F(profile), 0, 0, 0 },
     { "profile-latency", K_BOOL, F(profile_latency), 0, 0, 0 },
     { "profile-unwind", K_BOOL, F(profile_unwind), 0, 0, 0 },
-    { "profile-builtins", K_BOOL, F(profile_builtins), 0, 0, 0 },
+    { "profile-builtins", K_TRISTATE, F(profile_builtins), 0, 0, 0 },
     { "profile-clock", K_STRING, F(profile_clock), 0, 0, 0 },
     { "profile-discard-first", K_BOOL, F(profile_discard_first), 0, 0, 0 },
     { "profile-max-nodes", K_UINT, F(profile_max_nodes), 0, 100, 10000000 },
@@ -174,7 +175,8 @@ const char tf_config_usage[] =
     "  --profile-latency=BOOL       time every request per route (default true)\n"
     "  --profile                    function profiling on from the start (else: the page's Start)\n"
     "  --profile-unwind             profile the response body's iteration too\n"
-    "  --profile-builtins=BOOL      profile built-in calls too, as cProfile (default true);\n"
+    "  --profile-builtins=BOOL      profile built-in calls too, as cProfile (default true;\n"
+    "                               false on CPython 3.11.0-3.11.2, which can crash then);\n"
     "                               false: Python functions only, at a fraction of the cost\n"
     "  --profile-clock wall|cpu     time calls by the wall clock (default) or by the thread's\n"
     "                               CPU time, which leaves out waiting for the GIL and I/O\n"
@@ -375,11 +377,18 @@ int tf_config_set(struct tf_config *cfg, const char *name, const char *value,
         return 0;
     }
     case K_BOOL:
-        if (tf_parse_bool(value, (bool *)(base + k->offset)) < 0) {
+    case K_TRISTATE: {
+        bool b;
+        if (tf_parse_bool(value, &b) < 0) {
             snprintf(err, errlen, "%s: '%s' is not true or false", k->name, value);
             return -1;
         }
+        if (k->kind == K_BOOL)
+            *(bool *)(base + k->offset) = b;
+        else
+            *(int *)(base + k->offset) = b;
         return 0;
+    }
     case K_PATH_PREFIX: {
         size_t n = strlen(value);
         while (n > 0 && value[n - 1] == '/')
@@ -425,7 +434,7 @@ static void set_defaults(struct tf_config *cfg)
     cfg->profile_max_routes = 500;
     cfg->profile_slowest = 20;
     cfg->profile_discard_first = true;
-    cfg->profile_builtins = true;
+    cfg->profile_builtins = -1; /* main.c: false where setprofile may crash */
     cfg->profile_latency = true;
     cfg->profile_max_nodes = 200000;
     cfg->upstream_connect_timeout = -1; /* not given: 5 (fill_unset, config_check.c) */
@@ -470,7 +479,7 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         const struct key *k = find_key(key);
         if (eq) {
             value = eq + 1;
-        } else if (k && k->kind == K_BOOL) {
+        } else if (k && (k->kind == K_BOOL || k->kind == K_TRISTATE)) {
             /* --profile alone switches it on; --profile false also works, and
              * --profile maybe is an error about --profile (no word is an argument) */
             if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)

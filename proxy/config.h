@@ -49,7 +49,8 @@ struct tf_config {
     bool profile_latency;       /* time every request (default on) */
     bool profile;               /* function profiling on from the start */
     bool profile_unwind;        /* profile the body iteration too (repoze's unwind) */
-    bool profile_builtins;      /* built-in calls too (PyEval_SetProfile; default on) */
+    int profile_builtins;       /* built-in calls too (PyEval_SetProfile): 1 or 0; -1 until
+                                 * main.c picks the default (tf_config_load leaves it) */
     char *profile_clock;        /* "wall" (NULL = wall) or "cpu": the thread's CPU time */
     bool profile_discard_first; /* drop the first profiled request (default on) */
     unsigned profile_max_nodes; /* call-tree nodes kept */

@@ -239,9 +239,14 @@ static void stop_network(struct tf_backends *b, struct tf_server *control,
     tf_loops_free(b->loops, b->n_loops);
 }
 
-/* --profile-builtins=false on a Python whose frame hook misses some calls. */
-static void warn_frame_hook_misses(const struct tf_config *cfg)
+/* What the function profiler's mode misses or risks on this Python. */
+static void say_profiler_caveats(const struct tf_config *cfg)
 {
+    if (cfg->profile_builtins && prof_setprofile_may_crash())
+        tf_log_warn("--profile-builtins=true: this Python (%s) can crash while it profiles "
+                    "(SIGSEGV in its garbage collector, CPython gh-101975, fixed in 3.11.3; "
+                    "cProfile and repoze.profile crash the same way): real Trac 1.6 does on "
+                    "its first attachment view; the default here is false", Py_GetVersion());
     if (!cfg->profile_builtins && prof_frame_hook_misses_subscr())
         tf_log_info("--profile-builtins=false: this Python (%s, before 3.11.4) runs obj[key] "
                     "into a Python __getitem__ without the frame-evaluation hook (CPython "
@@ -266,7 +271,7 @@ static int run_front(struct tf_config *cfg, char **argv, int fd, unsigned port)
     unsigned control_port = 0;
     if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) /* to render the merged profile */
         return start_failed(err);
-    warn_frame_hook_misses(cfg);
+    say_profiler_caveats(cfg);
     int cfd = tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
     struct tf_backends none = { .n_loops = 1 }; /* the control port's one network thread */
     struct tf_server_socket sock = { .fd = cfd, .io_threads = 1, .control = true };
@@ -350,7 +355,7 @@ static int start_backends(const struct tf_config *cfg, struct served *s, char *e
         if (loaded < 0)
             return -1;
         if (!cfg->worker) /* the front says it */
-            warn_frame_hook_misses(cfg);
+            say_profiler_caveats(cfg);
         if (!(s->pool = wsgi_pool_new(cfg->queue_size))) {
             snprintf(err, errlen, "out of memory");
             return -1;
@@ -581,6 +586,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2;
     }
+    if (cfg.profile_builtins < 0) /* not given: the frame hook where setprofile may crash */
+        cfg.profile_builtins = !(prof_frame_hook_available() && prof_setprofile_may_crash());
     if (cfg.help || cfg.version) {
         if (cfg.help)
             fputs(tf_config_usage, stdout);

@@ -10,6 +10,7 @@ import pstats
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -58,7 +59,7 @@ def tracfront_stats(srv):
 
 
 def test_counts_equal_cprofile(tracfront, tmp_path):
-    srv = tracfront("--app", "profiled_app:app", "--profile")
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-builtins")
     requests.get(srv.url, timeout=10)  # discarded: the first request pays for imports
     for _ in range(3):
         assert requests.get(srv.url, timeout=10).status_code == 200
@@ -103,6 +104,37 @@ def test_without_builtins_python_counts_equal_cprofile(tracfront):
     assert workload[3] >= workload[2] > 0  # cumulative time covers its own time
     page = requests.get(srv.url + "__profile__", timeout=10).text
     assert "Python functions only (--profile-builtins=false)" in page
+
+
+# CPython 3.11.0-3.11.2 can crash under any profile function (gh-101975):
+# there the default mode is the frame hook (this suite runs the Python the
+# build embeds, /usr/bin/python3).
+SETPROFILE_MAY_CRASH = (3, 11, 0) <= sys.version_info[:3] < (3, 11, 3)
+CRASH_WARNING = "--profile-builtins=true: this Python"
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "workers"])
+def test_the_default_mode_is_the_frame_hook_where_setprofile_may_crash(tracfront, workers):
+    srv = tracfront("--app", "profiled_app:app", "--profile", *workers)
+    for _ in range(4 if workers else 2):
+        assert requests.get(srv.url, timeout=10).status_code == 200
+    stats = tracfront_stats(srv)
+    assert [f for f in stats if f[2] == "workload"], stats
+    assert any(f[0] == "~" for f in stats) == (not SETPROFILE_MAY_CRASH)
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    assert ("Python functions only" in page) == SETPROFILE_MAY_CRASH
+    assert CRASH_WARNING not in srv.error_log
+
+
+@pytest.mark.skipif(not SETPROFILE_MAY_CRASH, reason="this Python has gh-101975's fix")
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["single", "workers"])
+def test_builtins_asked_for_where_setprofile_may_crash_are_warned_once(tracfront, workers):
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-builtins", *workers)
+    requests.get(srv.url, timeout=10)
+    assert srv.stop() == 0, srv.stderr
+    lines = [l for l in srv.error_log.splitlines() if CRASH_WARNING in l]
+    assert len(lines) == 1, srv.error_log  # the front's alone
+    assert "[warn]" in lines[0] and "gh-101975" in lines[0] and "3.11.3" in lines[0], lines
 
 
 @pytest.mark.parametrize("builtins", ["true", "false"])
@@ -175,7 +207,8 @@ def test_unwind_profiles_the_body_iteration(tracfront, builtins):
 
 
 def profiled(tracfront, requests_made=3):
-    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false")
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-builtins",
+                    "--profile-discard-first", "false")
     for _ in range(requests_made):
         assert requests.get(srv.url, timeout=10).status_code == 200
     return srv
@@ -297,7 +330,8 @@ def test_flame_graph_and_zoom(tracfront):
 
 
 def test_slowest_requests_keep_their_call_tree(tracfront):
-    srv = tracfront("--app", "robust_apps:app", "--profile", "--profile-discard-first", "false",
+    srv = tracfront("--app", "robust_apps:app", "--profile", "--profile-builtins",
+                    "--profile-discard-first", "false",
                     "--profile-slowest", "2")
     for s in ("0.01", "0.15", "0", "0.08"):
         assert requests.get(srv.url + "slow", params={"s": s}, timeout=10).status_code == 200
@@ -559,7 +593,7 @@ def hold_the_gil_while_one_waits(srv):
 def gil_app_server(tracfront, tmp_path, *flags):
     (tmp_path / "gil_app.py").write_text(GIL_APP)
     return tracfront("--pythonpath", tmp_path, "--app", "gil_app", "--threads", "4",
-                     "--profile", "--profile-discard-first", "false", *flags)
+                     "--profile", "--profile-builtins", "--profile-discard-first", "false", *flags)
 
 
 def test_wall_clock_bills_the_wait_for_the_gil_and_says_so(tracfront, tmp_path):
@@ -619,7 +653,7 @@ def test_builtin_names_hold_no_address_and_merge_across_workers(tracfront, tmp_p
     the front merged such rows by name, so one function became a row per
     worker. Without the address they are one row."""
     (tmp_path / "override_app.py").write_text(OVERRIDE_APP)
-    srv = tracfront("--app", "override_app:application", "--pythonpath", tmp_path, "--profile",
+    srv = tracfront("--app", "override_app:application", "--pythonpath", tmp_path, "--profile", "--profile-builtins",
                     "--profile-discard-first", "false", "--workers", "2")
     for _ in range(60):  # new connections: the workers take turns
         requests.get(srv.url, headers={"Connection": "close"}, timeout=10)

@@ -184,7 +184,7 @@ def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, p
     call that took it (marker() called by take(), take;marker in the
     collapsed stacks). Either request is left out, the page, the API and the
     error log (once) say so, and the next request is profiled."""
-    srv = tracfront(*PROFILED)
+    srv = tracfront(*PROFILED, "--profile-builtins")
     for _ in range(2):
         get(srv, path)
     for _ in range(3):
@@ -204,7 +204,7 @@ def test_an_app_that_replaces_the_profile_hook_is_left_out_and_said(tracfront, p
 def test_the_left_out_request_is_logged_escaped(tracfront):
     """The request's target went into the log line raw: bytes past 0x7e
     pass the server's target check, 0x9b among them (a terminal's CSI)."""
-    srv = tracfront(*PROFILED)
+    srv = tracfront(*PROFILED, "--profile-builtins")
     answer = srv.raw(b"GET /setprofile?\x9b31mX HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 200"), answer
     log = (srv.workdir / "error.log").read_bytes()
@@ -215,7 +215,7 @@ def test_the_left_out_request_is_logged_escaped(tracfront):
 def test_with_workers_the_left_out_line_does_not_promise_a_count(tracfront):
     """With --workers the front's page does not count left-out requests
     (each worker's log says its first): the line said the page did."""
-    srv = tracfront(*PROFILED, "--workers", "1")
+    srv = tracfront(*PROFILED, "--profile-builtins", "--workers", "1")
     get(srv, "setprofile")
     wait_for(lambda: REPLACED in srv.error_log, 10, "the left-out line")
     line = [x for x in srv.error_log.splitlines() if REPLACED in x][0]

@@ -361,8 +361,8 @@ def test_calls_past_the_node_cap_are_reported(tracfront, workers):
     calls recorded and the calls past the cap are all the calls made. The
     error log says so once per Clear."""
     flags = ("--workers", workers) if workers else ()
-    whole = tracfront(*APP, *flags)
-    capped = tracfront(*APP, *flags, "--profile-max-nodes", "100")
+    whole = tracfront(*APP, *flags, "--profile-builtins")
+    capped = tracfront(*APP, *flags, "--profile-builtins", "--profile-max-nodes", "100")
     for srv in (whole, capped):
         for _ in range(3):
             assert requests.get(srv.url + "many", params="300", timeout=30).status_code == 200
@@ -449,7 +449,8 @@ def test_a_deep_call_chain_fails_no_page_or_export(tracfront, workers):
     used to recurse once per level and overflowed the network thread's
     stack. The server answers every page, and the flame graph stops at 1000
     rows and says so. With --workers the front merges the workers' trees."""
-    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    # (the frame hook's calls take C stack: 20000 levels are a RecursionError there)
+    srv = tracfront(*APP, "--profile-builtins", *(("--workers", workers) if workers else ()))
     r = requests.get(srv.url + "deep", params=str(DEPTH), timeout=60)
     assert r.status_code == 200, r.text[:300]
     rid = slowest_id(srv, "/deep?%d" % DEPTH)

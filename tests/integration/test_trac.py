@@ -127,6 +127,25 @@ def test_env_parent_dir(tracfront, trac_site, trac_env):
     assert 'href="/demo/chrome/common/css/trac.css' in r.text
 
 
+def test_attachment_view_with_the_default_function_profiling(tracfront, trac_site, tmp_path):
+    """Trac's first attachment view looks its MIME types up through Pygments'
+    entry points, generators all the way: under a profile function on
+    CPython before 3.11.3 the garbage collector then crashed the process
+    (gh-101975; cProfile too). The default mode there is the frame hook."""
+    attached = tmp_path / "notes.bin"
+    attached.write_bytes(bytes(range(256)) * 40)
+    admin(trac_site["env"], "attachment", "add", "wiki:WikiStart", attached)
+    srv = tracfront("--trac-env", trac_site["env"], "--profile", env=ENV)
+    for _ in range(3):
+        r = requests.get(srv.url + "raw-attachment/wiki/WikiStart/notes.bin", timeout=60)
+        assert r.status_code == 200 and r.content == attached.read_bytes()
+        r = requests.get(srv.url + "attachment/wiki/WikiStart/notes.bin", timeout=60)
+        assert r.status_code == 200 and "notes.bin" in r.text
+    assert srv.alive(), srv.stderr
+    assert srv.stop() == 0, srv.stderr
+    assert "Fatal Python error" not in srv.error_log, srv.error_log
+
+
 @pytest.mark.parametrize("builtins", ["true", "false"])
 def test_function_profile_of_real_trac(tracfront, trac_site, builtins):
     """Both profiling modes on real Trac: the page still renders, and the

@@ -434,7 +434,7 @@ def test_head_on_profile_pages_gives_the_length_of_the_get(tracfront, n):
 
 @pytest.mark.parametrize("n", [0, 2], ids=["in-process", "workers"])
 def test_a_long_query_on_a_profile_page_reaches_the_front_whole(tracfront, n):
-    srv = tracfront(*APP, "--workers", n, "--profile", "--profile-discard-first", "false")
+    srv = tracfront(*APP, "--workers", n, "--profile", "--profile-builtins", "--profile-discard-first", "false")
     assert fetch(requests, srv.url + "slow?s=0.05")[0] == 200
     rid = wait_for(lambda: requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()[
         "slowest"], 5, "the slow request's row")[0]["id"]
@@ -444,7 +444,7 @@ def test_a_long_query_on_a_profile_page_reaches_the_front_whole(tracfront, n):
 
 
 def test_slow_request_call_tree_from_any_worker(tracfront):
-    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
+    srv = workers(tracfront, 2, "--profile", "--profile-builtins", "--profile-discard-first", "false",
                   "--profile-slowest", "40")
     # the kernel hands each connection to whichever worker accepts first:
     # send pairs at once until both workers have run some
