@@ -1,8 +1,9 @@
 /* export.h — the accumulated function profile in the formats other tools
  * read: collapsed stacks (flamegraph.pl), speedscope JSON, and callgrind
- * (KCachegrind, QCachegrind, callgrind_annotate). pstats lives in hook.c.
- * Labels are Python objects, so every function here runs with the GIL held;
- * results are malloc'd text, NULL on error (errno EFBIG: too large). */
+ * (KCachegrind, QCachegrind, callgrind_annotate); pstats lives in
+ * export_pstats.h. Labels are Python objects, so every function here runs
+ * with the GIL held; results are malloc'd text, NULL on error (errno EFBIG:
+ * too large). */
 #ifndef PROF_EXPORT_H
 #define PROF_EXPORT_H
 

@@ -1,24 +1,19 @@
-/* hook.c — see hook.h. Keys are the code object (Python functions) or the
- * PyMethodDef (built-ins), as in CPython's Modules/_lsprof.c; a node's label
- * is the code object itself or the built-in's cProfile name, both strong
- * references released under the GIL. */
+/* hook.c — see hook.h. The collector: the hook's events build the running
+ * request's tree, taken from a pool of spare trees and drained into the
+ * accumulated tree (or kept among the slowest) when the request ends. Keys
+ * are the code object (Python functions) or the PyMethodDef (built-ins), as
+ * in CPython's Modules/_lsprof.c; labels are label.h's. The trees' exports
+ * and pages are hook_export.c's (through hook_internal.h). */
 #include "profiler/hook.h"
 
-#include <errno.h>
-#include <marshal.h>
 #include <stdlib.h>
-#include <ctype.h>
-#include <string.h>
 
 #include "profiler/calltree.h"
 #include "profiler/clock.h"
-#include "profiler/export.h"
-#include "profiler/flame.h"
 #include "profiler/frame_hook.h"
-#include "profiler/functable.h"
+#include "profiler/hook_internal.h"
+#include "profiler/label.h"
 #include "profiler/latency.h"
-#include "profiler/text.h"
-#include "profiler/treeio.h"
 
 struct collector {
     PyObject_HEAD
@@ -35,60 +30,7 @@ struct kept_tree {
     struct prof_tree tree;
 };
 
-static void *label_copy(void *l)
-{
-    Py_XINCREF((PyObject *)l);
-    return l;
-}
-
-static void label_release(void *l)
-{
-    Py_XDECREF((PyObject *)l);
-}
-
-/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
- * built-in. New ref. */
-static PyObject *func_label(PyObject *label)
-{
-    if (PyUnicode_Check(label))
-        return Py_BuildValue("(siO)", "~", 0, label);
-    PyObject *file = PyObject_GetAttrString(label, "co_filename");
-    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
-    PyObject *name = PyObject_GetAttrString(label, "co_name");
-    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
-    Py_XDECREF(file);
-    Py_XDECREF(line);
-    Py_XDECREF(name);
-    return r;
-}
-
-/* Labels name one function when their func_label()s are equal: the
- * reports add such entries up (see prof_label_ops). No exception left set. */
-static uint64_t label_hash(void *l)
-{
-    PyObject *name = func_label(l);
-    Py_hash_t h = name ? PyObject_Hash(name) : 0;
-    Py_XDECREF(name);
-    PyErr_Clear();
-    return (uint64_t)h;
-}
-
-static bool label_same(void *a, void *b)
-{
-    if (a == b)
-        return true;
-    PyObject *x = func_label(a), *y = func_label(b);
-    bool same = x && y && PyObject_RichCompareBool(x, y, Py_EQ) == 1;
-    Py_XDECREF(x);
-    Py_XDECREF(y);
-    PyErr_Clear();
-    return same;
-}
-
-static const struct prof_label_ops label_ops = { label_copy, label_release, label_hash,
-                                                 label_same };
-
-/* Accumulated profile: guarded by the GIL; use accumulated_tree(). */
+/* Accumulated profile: guarded by the GIL; use prof_hook_accumulated(). */
 static struct prof_tree accumulated;
 static bool accumulated_ready;
 static bool discard_next;
@@ -123,7 +65,7 @@ static struct prof_tree *take_tree(void)
         t = spare_trees[--n_spare_trees];
         spare_nodes -= t->nodes;
     } else if ((t = malloc(sizeof(*t)))) {
-        prof_tree_init(t, &label_ops, node_cap);
+        prof_tree_init(t, &prof_python_label_ops, node_cap);
     }
     if (t) /* room for a whole cap of this request's paths, whatever it kept */
         t->max_nodes = t->nodes + node_cap;
@@ -153,11 +95,10 @@ static void free_spare_trees(void)
     spare_nodes = 0;
 }
 
-/* GIL held: the accumulated tree, initialised on first use. */
-static struct prof_tree *accumulated_tree(void)
+struct prof_tree *prof_hook_accumulated(void)
 {
     if (!accumulated_ready) {
-        prof_tree_init(&accumulated, &label_ops, node_cap);
+        prof_tree_init(&accumulated, &prof_python_label_ops, node_cap);
         accumulated_ready = true;
     }
     return &accumulated;
@@ -198,7 +139,7 @@ void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slo
 /* GIL held: collectors_alive requests are being profiled at once now. */
 static void note_at_once(void)
 {
-    struct prof_tree *t = accumulated_tree();
+    struct prof_tree *t = prof_hook_accumulated();
     if (collectors_alive > t->most_at_once)
         t->most_at_once = collectors_alive;
 }
@@ -218,12 +159,22 @@ static void keep_if_slow(struct collector *c)
     __atomic_store_n(&kept_ids[slot - kept], 0, __ATOMIC_RELAXED);
     if (slot->used)
         prof_tree_free(&slot->tree);
-    prof_tree_init(&slot->tree, &label_ops, node_cap);
+    prof_tree_init(&slot->tree, &prof_python_label_ops, node_cap);
     prof_tree_merge(&slot->tree, c->tree); /* only this request's calls: the rest is drained */
     slot->id = c->id;
     slot->app_ns = app_ns;
     slot->used = true;
     __atomic_store_n(&kept_ids[slot - kept], c->id, __ATOMIC_RELAXED);
+}
+
+const struct prof_tree *prof_hook_kept_tree(uint64_t id, uint64_t *app_ns)
+{
+    for (unsigned i = 0; i < kept_cap; i++)
+        if (kept[i].used && kept[i].id == id) {
+            *app_ns = kept[i].app_ns;
+            return &kept[i].tree;
+        }
+    return NULL;
 }
 
 void prof_hook_enable(bool on)
@@ -236,151 +187,9 @@ bool prof_hook_enabled(void)
     return __atomic_load_n(&enabled, __ATOMIC_RELAXED) != 0;
 }
 
-/* repr(getattr(type(self), name)) without the private _PyType_Lookup: walk
- * the MRO's dicts as it does. New ref or NULL (no exception left set). */
-static PyObject *type_attr_repr(PyObject *self, const char *name)
+bool prof_hook_profiles_builtins(void)
 {
-    PyObject *mro = Py_TYPE(self)->tp_mro; /* borrowed */
-    PyObject *key = PyUnicode_FromString(name), *found = NULL, *res = NULL;
-    if (!key || !mro)
-        goto done;
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro) && !found; i++) {
-        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict; /* borrowed */
-        found = dict ? PyDict_GetItemWithError(dict, key) : NULL;           /* borrowed */
-    }
-    if (found)
-        res = PyObject_Repr(found);
-done:
-    Py_XDECREF(key);
-    PyErr_Clear();
-    return res;
-}
-
-/* name without a trailing " at 0x...>" (a repr's address): the same
- * function is at another address in each worker process and after each
- * reload, and the front merges its workers' rows by name. Steals name. */
-static PyObject *without_address(PyObject *name)
-{
-    Py_ssize_t len;
-    const char *s = name ? PyUnicode_AsUTF8AndSize(name, &len) : NULL;
-    if (!s || len < 2 || s[len - 1] != '>') {
-        PyErr_Clear();
-        return name;
-    }
-    Py_ssize_t i = len - 1;
-    while (i > 0 && isxdigit((unsigned char)s[i - 1]))
-        i--;
-    if (i == len - 1 || i < 6 || memcmp(s + i - 6, " at 0x", 6) != 0)
-        return name;
-    /* the address is ASCII: the name's last len - (i - 6) characters are too */
-    PyObject *head = PyUnicode_Substring(name, 0, PyUnicode_GET_LENGTH(name) - (len - (i - 6)));
-    PyObject *r = head ? PyUnicode_FromFormat("%U>", head) : NULL;
-    Py_XDECREF(head);
-    Py_DECREF(name);
-    return r;
-}
-
-/* cProfile's name for a built-in (normalizeUserObj in _lsprof.c), without
- * addresses. New ref. */
-static PyObject *builtin_name(PyCFunctionObject *fn)
-{
-    const char *name = fn->m_ml->ml_name;
-    if (fn->m_self == NULL) {
-        PyObject *mod = fn->m_module, *modname = NULL;
-        if (mod && PyUnicode_Check(mod)) {
-            modname = Py_NewRef(mod);
-        } else if (mod && PyModule_Check(mod)) {
-            modname = PyModule_GetNameObject(mod);
-            PyErr_Clear();
-        }
-        if (modname && PyUnicode_CompareWithASCIIString(modname, "builtins") != 0) {
-            PyObject *r = PyUnicode_FromFormat("<%U.%s>", modname, name);
-            Py_DECREF(modname);
-            return r;
-        }
-        Py_XDECREF(modname);
-        return PyUnicode_FromFormat("<%s>", name);
-    }
-    PyObject *r = type_attr_repr(fn->m_self, name);
-    if (r)
-        return without_address(r);
-    if (fn->m_module && PyUnicode_Check(fn->m_module))
-        return PyUnicode_FromFormat("<built-in method %S.%s>", fn->m_module, name);
-    return PyUnicode_FromFormat("<built-in method %s>", name);
-}
-
-/* The names of built-ins, made once per key (the PyMethodDef), as _lsprof.c
- * names an entry when it first sees it; without this, every request's tree
- * formatted the same names again (3-4% of a profiled Trac page's CPU time).
- * Open addressing, power-of-two capacity, at most half full; past
- * NAMES_MAX entries names are made per node again. Guarded by the GIL; kept
- * for the process's life, as the method definitions are. */
-enum { NAMES_MIN = 256, NAMES_MAX = 1 << 16 };
-static struct {
-    const void **keys;
-    PyObject **names;
-    size_t cap, used;
-} builtin_names;
-
-static size_t name_slot(const void *key, size_t cap)
-{
-    uint64_t h = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15u;
-    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
-    while (builtin_names.keys[i] && builtin_names.keys[i] != key)
-        i = (i + 1) & (cap - 1);
-    return i;
-}
-
-static void remember_name(const void *key, PyObject *name)
-{
-    if (builtin_names.used >= NAMES_MAX)
-        return;
-    if (2 * (builtin_names.used + 1) > builtin_names.cap) {
-        size_t cap = builtin_names.cap ? 2 * builtin_names.cap : NAMES_MIN;
-        const void **keys = calloc(cap, sizeof(*keys));
-        PyObject **names = calloc(cap, sizeof(*names));
-        if (!keys || !names) {
-            free(keys);
-            free(names);
-            return;
-        }
-        const void **old_keys = builtin_names.keys;
-        PyObject **old_names = builtin_names.names;
-        size_t old_cap = builtin_names.cap;
-        builtin_names.keys = keys;
-        builtin_names.names = names;
-        builtin_names.cap = cap;
-        for (size_t i = 0; i < old_cap; i++) {
-            if (!old_keys[i])
-                continue;
-            size_t j = name_slot(old_keys[i], cap);
-            keys[j] = old_keys[i];
-            names[j] = old_names[i];
-        }
-        free(old_keys);
-        free(old_names);
-    }
-    size_t i = name_slot(key, builtin_names.cap);
-    if (builtin_names.keys[i]) /* named meanwhile: builtin_name() can run Python */
-        return;
-    builtin_names.keys[i] = key;
-    builtin_names.names[i] = Py_NewRef(name);
-    builtin_names.used++;
-}
-
-/* builtin_name(fn) through the cache. New ref, or NULL. */
-static PyObject *builtin_label(PyCFunctionObject *fn)
-{
-    const void *key = fn->m_ml;
-    if (builtin_names.cap) {
-        size_t i = name_slot(key, builtin_names.cap);
-        if (builtin_names.keys[i])
-            return Py_NewRef(builtin_names.names[i]);
-    }
-    PyObject *name = builtin_name(fn);
-    if (name)
-        remember_name(key, name);
-    return name;
+    return with_builtins;
 }
 
 static void enter(struct collector *c, const void *key, PyObject *code, PyCFunctionObject *fn)
@@ -394,7 +203,7 @@ static void enter(struct collector *c, const void *key, PyObject *code, PyCFunct
     }
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
-    n->label = builtin_label(fn);
+    n->label = prof_label_builtin(fn);
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
 }
@@ -596,12 +405,12 @@ int prof_hook_end(PyObject *collector)
     } else if (replaced) { /* the rest of the request went unseen, charged to the call
                             * that took the hook: leave the request out */
         prof_tree_drain(NULL, c->tree);
-        if (accumulated_tree()->requests_left_out++ == 0)
+        if (prof_hook_accumulated()->requests_left_out++ == 0)
             said = PROF_END_HOOK_REPLACED;
     } else {
         keep_if_slow(c);
-        dropped_before = accumulated_tree()->dropped_calls;
-        prof_tree_drain(accumulated_tree(), c->tree);
+        dropped_before = prof_hook_accumulated()->dropped_calls;
+        prof_tree_drain(prof_hook_accumulated(), c->tree);
     }
     give_back_tree(c->tree);
     c->tree = NULL;
@@ -613,203 +422,6 @@ int prof_hook_end(PyObject *collector)
     if (!dropped_before && accumulated_ready && accumulated.dropped_calls)
         said |= PROF_END_CAP_REACHED;
     return said;
-}
-
-/* --- pstats ---------------------------------------------------------------- */
-
-/* Add the figures at the head of an earlier value (two counts, then two
- * times: a stats value or a caller's), if there is one (borrowed). */
-static void add_earlier(PyObject *earlier, unsigned long long *n1, unsigned long long *n2,
-                        double *tt, double *ct)
-{
-    if (!earlier)
-        return;
-    *n1 += PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(earlier, 0));
-    *n2 += PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(earlier, 1));
-    *tt += PyFloat_AsDouble(PyTuple_GET_ITEM(earlier, 2));
-    *ct += PyFloat_AsDouble(PyTuple_GET_ITEM(earlier, 3));
-}
-
-/* callers[who] = (nc, cc, tt, ct) of one edge, added to what an edge from
- * another function with the same label put there. 0, or -1 with an
- * exception set. */
-static int add_caller(PyObject *callers, const struct prof_flat_caller *c)
-{
-    PyObject *who = func_label(c->caller_label);
-    PyObject *earlier = who ? PyDict_GetItemWithError(callers, who) : NULL; /* borrowed */
-    unsigned long long nc = c->calls, cc = c->calls - c->reccalls;
-    double tt = (double)c->inline_ns / 1e9, ct = (double)c->total_ns / 1e9;
-    add_earlier(earlier, &nc, &cc, &tt, &ct);
-    PyObject *v = who && !PyErr_Occurred() ? Py_BuildValue("(KKdd)", nc, cc, tt, ct) : NULL;
-    int rc = v ? PyDict_SetItem(callers, who, v) : -1;
-    Py_XDECREF(who);
-    Py_XDECREF(v);
-    return rc;
-}
-
-/* stats[func] = (cc, nc, tt, ct, callers); callers[f] = (nc, cc, tt, ct),
- * the order cProfile.Profile.snapshot_stats writes. Distinct code objects
- * can share a label (file, line, name): eval and exec make a new one per
- * call, all <string>:1(<module>). Their figures are added together, as the
- * snapshot does for callers and pstats.Stats.add for whole entries; a
- * dict entry must never be overwritten by the last of them. New ref. */
-static PyObject *build_stats(const struct prof_flat *flat)
-{
-    PyObject *stats = PyDict_New();
-    for (size_t i = 0; stats && i < flat->n_entries; i++) {
-        const struct prof_flat_entry *e = &flat->entries[i];
-        PyObject *func = func_label(e->label), *callers = NULL, *value = NULL;
-        PyObject *earlier = func ? PyDict_GetItemWithError(stats, func) : NULL; /* borrowed */
-        if (func && !PyErr_Occurred())
-            callers = earlier ? Py_NewRef(PyTuple_GET_ITEM(earlier, 4)) : PyDict_New();
-        for (size_t j = 0; callers && j < e->n_callers; j++)
-            if (add_caller(callers, &e->callers[j]) < 0)
-                Py_CLEAR(callers);
-        unsigned long long cc = e->calls - e->reccalls, nc = e->calls;
-        double tt = (double)e->inline_ns / 1e9, ct = (double)e->total_ns / 1e9;
-        add_earlier(earlier, &cc, &nc, &tt, &ct);
-        if (callers)
-            value = Py_BuildValue("(KKddO)", cc, nc, tt, ct, callers);
-        if (!value || PyDict_SetItem(stats, func, value) < 0)
-            Py_CLEAR(stats);
-        Py_XDECREF(func);
-        Py_XDECREF(callers);
-        Py_XDECREF(value);
-    }
-    return stats;
-}
-
-static char *export_pstats(const struct prof_tree *t, size_t *len)
-{
-    char *out = NULL;
-    struct prof_flat *flat = prof_tree_flatten(t);
-    PyObject *stats = flat ? build_stats(flat) : NULL;
-    PyObject *bytes = stats ? PyMarshal_WriteObjectToString(stats, Py_MARSHAL_VERSION) : NULL;
-    if (bytes && (out = malloc((size_t)PyBytes_GET_SIZE(bytes) + 1))) {
-        *len = (size_t)PyBytes_GET_SIZE(bytes);
-        memcpy(out, PyBytes_AS_STRING(bytes), *len);
-    }
-    PyErr_Clear();
-    Py_XDECREF(bytes);
-    Py_XDECREF(stats);
-    prof_flat_free(flat);
-    return out;
-}
-
-char *prof_hook_export(const char *format, size_t *len)
-{
-    static const struct {
-        const char *name;
-        char *(*fn)(const struct prof_tree *t, size_t *len);
-    } formats[] = {
-        { "pstats", export_pstats },
-        { "collapsed", prof_export_collapsed },
-        { "speedscope", prof_export_speedscope },
-        { "callgrind", prof_export_callgrind },
-        { "tree", prof_tree_dump },
-    };
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-        if (strcmp(format, formats[i].name) != 0)
-            continue;
-        PyGILState_STATE g = PyGILState_Ensure();
-        const struct prof_tree *t = accumulated_tree();
-        bool empty = !t->root.child && strcmp(format, "tree") != 0;
-        char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
-        int why = errno; /* EFBIG: too large (export.h) */
-        if (empty && out)
-            *len = 0;
-        PyGILState_Release(g);
-        errno = why;
-        return out;
-    }
-    return NULL;
-}
-
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
-                      bool *bad_view)
-{
-    struct prof_view view;
-    prof_view_parse(&view, query);
-    *bad_view = view.bad_sort;
-    PyGILState_STATE g = PyGILState_Ensure();
-    const struct prof_tree *t = accumulated_tree();
-    char *out;
-    if (json) {
-        out = prof_functable_json(t, &view, len, bad_view);
-    } else { /* the page: flame graph, then the table */
-        size_t flen = 0, tlen = 0;
-        char base[4200];
-        snprintf(base, sizeof(base), "%s?", profile_path);
-        static const char python_only[] =
-            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
-            "calls is their callers' own time.</i></p>";
-        static const char python_only_subscr[] =
-            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
-            "calls is their callers' own time. This Python (before 3.11.4) also runs "
-            "<code>obj[key]</code> into a Python <code>__getitem__</code> without the hook "
-            "(CPython gh-104405): those calls are not counted either. --profile-builtins=true "
-            "counts them.</i></p>";
-        const char *mode = with_builtins                     ? ""
-                           : prof_frame_hook_misses_subscr() ? python_only_subscr
-                                                             : python_only;
-        struct prof_text page = { 0 };
-        prof_text_put(&page, mode, strlen(mode));
-        prof_clock_note(&page, t, false);
-        char *flame = prof_flame_html(t, view.zoom, base, &flen);
-        char *table = prof_functable_html(t, &view, profile_path, &tlen);
-        if (flame && table) {
-            prof_text_put(&page, flame, flen);
-            prof_text_put(&page, table, tlen);
-        } else {
-            page.failed = true;
-        }
-        out = prof_text_finish_len(&page, len);
-        free(flame);
-        free(table);
-    }
-    PyGILState_Release(g);
-    return out;
-}
-
-char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
-                             size_t *len)
-{
-    struct prof_view view;
-    prof_view_parse(&view, query);
-    char *out = NULL;
-    PyGILState_STATE g = PyGILState_Ensure();
-    for (unsigned i = 0; i < kept_cap; i++) {
-        if (!kept[i].used || kept[i].id != id)
-            continue;
-        char base[4200];
-        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
-        size_t flen = 0;
-        char *flame = prof_flame_html(&kept[i].tree, view.zoom, base, &flen);
-        struct prof_text t = { 0 };
-        prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: request %llu"
-                          "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "
-                          "%.3f ms in the profiled code</h1><p><a href=\"",
-                      (unsigned long long)id, (unsigned long long)id, (double)kept[i].app_ns / 1e6);
-        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-        prof_text_add(&t, "\">back to the profile</a></p>");
-        prof_dropped_note(&t, &kept[i].tree);
-        prof_text_add(&t, "%s", flame ? flame : "");
-        if (!flame)
-            t.failed = true;
-        free(flame);
-        out = prof_text_finish_len(&t, len);
-        break;
-    }
-    PyGILState_Release(g);
-    return out;
-}
-
-int prof_hook_import(const char *text, size_t len)
-{
-    PyGILState_STATE g = PyGILState_Ensure();
-    int rc = prof_tree_load(accumulated_tree(), text, len);
-    PyGILState_Release(g);
-    return rc;
 }
 
 void prof_hook_clear(void)

@@ -1,0 +1,137 @@
+/* hook_export.c — the profile the hook collects (hook.h), out and in: the
+ * accumulated tree in each export format, the function table page with its
+ * flame graph, a slow request's own flame graph, and a worker's tree added
+ * in. Called from any thread without the GIL: each takes it around its use
+ * of the trees (hook_internal.h). */
+#include "profiler/hook.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "profiler/calltree.h"
+#include "profiler/clock.h"
+#include "profiler/export.h"
+#include "profiler/export_pstats.h"
+#include "profiler/flame.h"
+#include "profiler/frame_hook.h"
+#include "profiler/functable.h"
+#include "profiler/hook_internal.h"
+#include "profiler/text.h"
+#include "profiler/treeio.h"
+
+char *prof_hook_export(const char *format, size_t *len)
+{
+    static const struct {
+        const char *name;
+        char *(*fn)(const struct prof_tree *t, size_t *len);
+    } formats[] = {
+        { "pstats", prof_export_pstats },
+        { "collapsed", prof_export_collapsed },
+        { "speedscope", prof_export_speedscope },
+        { "callgrind", prof_export_callgrind },
+        { "tree", prof_tree_dump },
+    };
+    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+        if (strcmp(format, formats[i].name) != 0)
+            continue;
+        PyGILState_STATE g = PyGILState_Ensure();
+        const struct prof_tree *t = prof_hook_accumulated();
+        bool empty = !t->root.child && strcmp(format, "tree") != 0;
+        char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
+        int why = errno; /* EFBIG: too large (export.h) */
+        if (empty && out)
+            *len = 0;
+        PyGILState_Release(g);
+        errno = why;
+        return out;
+    }
+    return NULL;
+}
+
+char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+                      bool *bad_view)
+{
+    struct prof_view view;
+    prof_view_parse(&view, query);
+    *bad_view = view.bad_sort;
+    PyGILState_STATE g = PyGILState_Ensure();
+    const struct prof_tree *t = prof_hook_accumulated();
+    char *out;
+    if (json) {
+        out = prof_functable_json(t, &view, len, bad_view);
+    } else { /* the page: flame graph, then the table */
+        size_t flen = 0, tlen = 0;
+        char base[4200];
+        snprintf(base, sizeof(base), "%s?", profile_path);
+        static const char python_only[] =
+            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
+            "calls is their callers' own time.</i></p>";
+        static const char python_only_subscr[] =
+            "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
+            "calls is their callers' own time. This Python (before 3.11.4) also runs "
+            "<code>obj[key]</code> into a Python <code>__getitem__</code> without the hook "
+            "(CPython gh-104405): those calls are not counted either. --profile-builtins=true "
+            "counts them.</i></p>";
+        const char *mode = prof_hook_profiles_builtins()   ? ""
+                           : prof_frame_hook_misses_subscr() ? python_only_subscr
+                                                             : python_only;
+        struct prof_text page = { 0 };
+        prof_text_put(&page, mode, strlen(mode));
+        prof_clock_note(&page, t, false);
+        char *flame = prof_flame_html(t, view.zoom, base, &flen);
+        char *table = prof_functable_html(t, &view, profile_path, &tlen);
+        if (flame && table) {
+            prof_text_put(&page, flame, flen);
+            prof_text_put(&page, table, tlen);
+        } else {
+            page.failed = true;
+        }
+        out = prof_text_finish_len(&page, len);
+        free(flame);
+        free(table);
+    }
+    PyGILState_Release(g);
+    return out;
+}
+
+char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
+                             size_t *len)
+{
+    struct prof_view view;
+    prof_view_parse(&view, query);
+    char *out = NULL;
+    PyGILState_STATE g = PyGILState_Ensure();
+    uint64_t app_ns;
+    const struct prof_tree *kept = prof_hook_kept_tree(id, &app_ns);
+    if (kept) {
+        char base[4200];
+        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
+        size_t flen = 0;
+        char *flame = prof_flame_html(kept, view.zoom, base, &flen);
+        struct prof_text t = { 0 };
+        prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: request %llu"
+                          "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "
+                          "%.3f ms in the profiled code</h1><p><a href=\"",
+                      (unsigned long long)id, (unsigned long long)id, (double)app_ns / 1e6);
+        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_add(&t, "\">back to the profile</a></p>");
+        prof_dropped_note(&t, kept);
+        prof_text_add(&t, "%s", flame ? flame : "");
+        if (!flame)
+            t.failed = true;
+        free(flame);
+        out = prof_text_finish_len(&t, len);
+    }
+    PyGILState_Release(g);
+    return out;
+}
+
+int prof_hook_import(const char *text, size_t len)
+{
+    PyGILState_STATE g = PyGILState_Ensure();
+    int rc = prof_tree_load(prof_hook_accumulated(), text, len);
+    PyGILState_Release(g);
+    return rc;
+}

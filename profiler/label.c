@@ -1,0 +1,206 @@
+/* label.c — see label.h: the ops the trees hold labels with, and the
+ * names of built-ins, made once per PyMethodDef. Called from inside the
+ * profiling hook, which saves and restores the app's exception around it. */
+#include "profiler/label.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *label_copy(void *l)
+{
+    Py_XINCREF((PyObject *)l);
+    return l;
+}
+
+static void label_release(void *l)
+{
+    Py_XDECREF((PyObject *)l);
+}
+
+PyObject *prof_label_tuple(PyObject *label)
+{
+    if (PyUnicode_Check(label))
+        return Py_BuildValue("(siO)", "~", 0, label);
+    PyObject *file = PyObject_GetAttrString(label, "co_filename");
+    PyObject *line = PyObject_GetAttrString(label, "co_firstlineno");
+    PyObject *name = PyObject_GetAttrString(label, "co_name");
+    PyObject *r = file && line && name ? PyTuple_Pack(3, file, line, name) : NULL;
+    Py_XDECREF(file);
+    Py_XDECREF(line);
+    Py_XDECREF(name);
+    return r;
+}
+
+/* Labels name one function when their prof_label_tuple()s are equal: the
+ * reports add such entries up (see prof_label_ops). No exception left set. */
+static uint64_t label_hash(void *l)
+{
+    PyObject *name = prof_label_tuple(l);
+    Py_hash_t h = name ? PyObject_Hash(name) : 0;
+    Py_XDECREF(name);
+    PyErr_Clear();
+    return (uint64_t)h;
+}
+
+static bool label_same(void *a, void *b)
+{
+    if (a == b)
+        return true;
+    PyObject *x = prof_label_tuple(a), *y = prof_label_tuple(b);
+    bool same = x && y && PyObject_RichCompareBool(x, y, Py_EQ) == 1;
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    PyErr_Clear();
+    return same;
+}
+
+const struct prof_label_ops prof_python_label_ops = { label_copy, label_release, label_hash,
+                                                      label_same };
+
+/* repr(getattr(type(self), name)) without the private _PyType_Lookup: walk
+ * the MRO's dicts as it does. New ref or NULL (no exception left set). */
+static PyObject *type_attr_repr(PyObject *self, const char *name)
+{
+    PyObject *mro = Py_TYPE(self)->tp_mro; /* borrowed */
+    PyObject *key = PyUnicode_FromString(name), *found = NULL, *res = NULL;
+    if (!key || !mro)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro) && !found; i++) {
+        PyObject *dict = ((PyTypeObject *)PyTuple_GET_ITEM(mro, i))->tp_dict; /* borrowed */
+        found = dict ? PyDict_GetItemWithError(dict, key) : NULL;           /* borrowed */
+    }
+    if (found)
+        res = PyObject_Repr(found);
+done:
+    Py_XDECREF(key);
+    PyErr_Clear();
+    return res;
+}
+
+/* name without a trailing " at 0x...>" (a repr's address): the same
+ * function is at another address in each worker process and after each
+ * reload, and the front merges its workers' rows by name. Steals name. */
+static PyObject *without_address(PyObject *name)
+{
+    Py_ssize_t len;
+    const char *s = name ? PyUnicode_AsUTF8AndSize(name, &len) : NULL;
+    if (!s || len < 2 || s[len - 1] != '>') {
+        PyErr_Clear();
+        return name;
+    }
+    Py_ssize_t i = len - 1;
+    while (i > 0 && isxdigit((unsigned char)s[i - 1]))
+        i--;
+    if (i == len - 1 || i < 6 || memcmp(s + i - 6, " at 0x", 6) != 0)
+        return name;
+    /* the address is ASCII: the name's last len - (i - 6) characters are too */
+    PyObject *head = PyUnicode_Substring(name, 0, PyUnicode_GET_LENGTH(name) - (len - (i - 6)));
+    PyObject *r = head ? PyUnicode_FromFormat("%U>", head) : NULL;
+    Py_XDECREF(head);
+    Py_DECREF(name);
+    return r;
+}
+
+/* cProfile's name for a built-in (normalizeUserObj in _lsprof.c), without
+ * addresses. New ref. */
+static PyObject *builtin_name(PyCFunctionObject *fn)
+{
+    const char *name = fn->m_ml->ml_name;
+    if (fn->m_self == NULL) {
+        PyObject *mod = fn->m_module, *modname = NULL;
+        if (mod && PyUnicode_Check(mod)) {
+            modname = Py_NewRef(mod);
+        } else if (mod && PyModule_Check(mod)) {
+            modname = PyModule_GetNameObject(mod);
+            PyErr_Clear();
+        }
+        if (modname && PyUnicode_CompareWithASCIIString(modname, "builtins") != 0) {
+            PyObject *r = PyUnicode_FromFormat("<%U.%s>", modname, name);
+            Py_DECREF(modname);
+            return r;
+        }
+        Py_XDECREF(modname);
+        return PyUnicode_FromFormat("<%s>", name);
+    }
+    PyObject *r = type_attr_repr(fn->m_self, name);
+    if (r)
+        return without_address(r);
+    if (fn->m_module && PyUnicode_Check(fn->m_module))
+        return PyUnicode_FromFormat("<built-in method %S.%s>", fn->m_module, name);
+    return PyUnicode_FromFormat("<built-in method %s>", name);
+}
+
+/* The names of built-ins, made once per key (the PyMethodDef), as _lsprof.c
+ * names an entry when it first sees it; without this, every request's tree
+ * formatted the same names again (3-4% of a profiled Trac page's CPU time).
+ * Open addressing, power-of-two capacity, at most half full; past
+ * NAMES_MAX entries names are made per node again. Guarded by the GIL; kept
+ * for the process's life, as the method definitions are. */
+enum { NAMES_MIN = 256, NAMES_MAX = 1 << 16 };
+static struct {
+    const void **keys;
+    PyObject **names;
+    size_t cap, used;
+} builtin_names;
+
+static size_t name_slot(const void *key, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)key * 0x9E3779B97F4A7C15u;
+    size_t i = (size_t)(h ^ (h >> 29)) & (cap - 1);
+    while (builtin_names.keys[i] && builtin_names.keys[i] != key)
+        i = (i + 1) & (cap - 1);
+    return i;
+}
+
+static void remember_name(const void *key, PyObject *name)
+{
+    if (builtin_names.used >= NAMES_MAX)
+        return;
+    if (2 * (builtin_names.used + 1) > builtin_names.cap) {
+        size_t cap = builtin_names.cap ? 2 * builtin_names.cap : NAMES_MIN;
+        const void **keys = calloc(cap, sizeof(*keys));
+        PyObject **names = calloc(cap, sizeof(*names));
+        if (!keys || !names) {
+            free(keys);
+            free(names);
+            return;
+        }
+        const void **old_keys = builtin_names.keys;
+        PyObject **old_names = builtin_names.names;
+        size_t old_cap = builtin_names.cap;
+        builtin_names.keys = keys;
+        builtin_names.names = names;
+        builtin_names.cap = cap;
+        for (size_t i = 0; i < old_cap; i++) {
+            if (!old_keys[i])
+                continue;
+            size_t j = name_slot(old_keys[i], cap);
+            keys[j] = old_keys[i];
+            names[j] = old_names[i];
+        }
+        free(old_keys);
+        free(old_names);
+    }
+    size_t i = name_slot(key, builtin_names.cap);
+    if (builtin_names.keys[i]) /* named meanwhile: builtin_name() can run Python */
+        return;
+    builtin_names.keys[i] = key;
+    builtin_names.names[i] = Py_NewRef(name);
+    builtin_names.used++;
+}
+
+PyObject *prof_label_builtin(PyCFunctionObject *fn)
+{
+    const void *key = fn->m_ml;
+    if (builtin_names.cap) {
+        size_t i = name_slot(key, builtin_names.cap);
+        if (builtin_names.keys[i])
+            return Py_NewRef(builtin_names.names[i]);
+    }
+    PyObject *name = builtin_name(fn);
+    if (name)
+        remember_name(key, name);
+    return name;
+}

@@ -1,0 +1,29 @@
+/* label.h — what a call-tree node's label is on the Python side, as in
+ * CPython's Modules/_lsprof.c: the code object for a Python function, the
+ * built-in's cProfile name (a str) for a built-in. Labels are strong
+ * references, taken and released under the GIL: every function here runs
+ * with the GIL held. */
+#ifndef PROF_LABEL_H
+#define PROF_LABEL_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "profiler/calltree.h"
+
+/* How the trees hold such labels: a reference each, and two labels name one
+ * function when their prof_label_tuple()s are equal (the reports add such
+ * entries up). */
+extern const struct prof_label_ops prof_python_label_ops;
+
+/* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
+ * built-in. New ref; NULL with an exception set on failure. */
+PyObject *prof_label_tuple(PyObject *label);
+
+/* cProfile's name for the built-in fn (normalizeUserObj in _lsprof.c),
+ * without addresses, made once per PyMethodDef and kept for the process's
+ * life. New ref, or NULL (an exception may be left set: the caller clears
+ * it). */
+PyObject *prof_label_builtin(PyCFunctionObject *fn);
+
+#endif
