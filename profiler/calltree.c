@@ -56,10 +56,11 @@ void prof_tree_free(struct prof_tree *t)
     t->id = new_tree_id(); /* twins pointing here are stale */
 }
 
-static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent, const void *key)
+/* parent's child for key, moved to the front; NULL if none. A linear scan
+ * with move-to-front: a function calls the same few callees over and over,
+ * so the one wanted is nearly always first. */
+static struct prof_node *find_child(struct prof_node *parent, const void *key)
 {
-    /* Linear scan with move-to-front: a function calls the same few callees
-     * over and over, so the one wanted is nearly always first. */
     for (struct prof_node **link = &parent->child; *link; link = &(*link)->sibling) {
         struct prof_node *c = *link;
         if (c->key != key)
@@ -71,9 +72,27 @@ static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent,
         }
         return c;
     }
+    return NULL;
+}
+
+/* parent's child for key, made if missing (NULL past the node cap or
+ * without memory). With canonical, a missing key is looked for again as
+ * ops->canonical gives it, and made under that key. */
+static struct prof_node *child_of(struct prof_tree *t, struct prof_node *parent, const void *key,
+                                  bool canonical)
+{
+    struct prof_node *c = find_child(parent, key);
+    if (c)
+        return c;
+    if (canonical && t->ops && t->ops->canonical && t->nodes < t->max_nodes) {
+        const void *k = t->ops->canonical(key); /* may re-enter: nothing held across it */
+        if (k != key && (c = find_child(parent, k)))
+            return c;
+        key = k;
+    }
     if (t->nodes >= t->max_nodes)
         return NULL;
-    struct prof_node *c = calloc(1, sizeof(*c));
+    c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
     c->key = key;
@@ -134,7 +153,7 @@ bool prof_walk_next(struct prof_walk *w)
 
 struct prof_node *prof_tree_child(struct prof_tree *t, struct prof_node *parent, const void *key)
 {
-    return child_of(t, parent, key);
+    return child_of(t, parent, key, false);
 }
 
 struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t now)
@@ -150,7 +169,7 @@ struct prof_node *prof_tree_enter(struct prof_tree *t, const void *key, uint64_t
         t->stack_cap = cap;
     }
     struct prof_node *parent = t->depth ? t->stack[t->depth - 1].node : &t->root;
-    struct prof_node *n = parent ? child_of(t, parent, key) : NULL;
+    struct prof_node *n = parent ? child_of(t, parent, key, true) : NULL;
     if (!n)
         t->dropped_calls++;
     t->stack[t->depth++] = (struct prof_frame){ n, now, 0 };
@@ -209,7 +228,9 @@ static void merge_children(struct prof_tree *into, struct prof_node *dst, struct
             skipped = true;
             continue;
         }
-        struct prof_node *d = nulls ? NULL : drain && c->twin ? c->twin : child_of(into, cur, c->key);
+        struct prof_node *d = nulls                ? NULL
+                              : drain && c->twin ? c->twin
+                                                 : child_of(into, cur, c->key, false);
         if (d) {
             if (!d->label && c->label && into->ops)
                 d->label = into->ops->copy(c->label);

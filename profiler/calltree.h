@@ -25,6 +25,14 @@ struct prof_label_ops {
      * the same time twice. hash must agree with same. */
     uint64_t (*hash)(void *label);
     bool (*same)(void *a, void *b);
+    /* Optional (NULL: every key is its own). The key that stands for key in
+     * every tree: key itself, or an earlier key of the same function (code
+     * compiled again, by exec of a string for each request, names the
+     * function the first code object did; each would otherwise add its own
+     * copy of its subtree). Asked by prof_tree_enter() only when the parent
+     * has no child for key; the node's key is then the one returned. It may
+     * run the garbage collector, and so re-enter the tree. */
+    const void *(*canonical)(const void *key);
 };
 
 struct prof_node {

@@ -116,8 +116,8 @@ static PyObject *eval_frame(PyThreadState *ts, struct _PyInterpreterFrame *f, in
     if (!t || ((code->co_flags & LAZY_FLAGS) && f->owner != FRAME_OWNED_BY_GENERATOR))
         return _PyEval_EvalFrameDefault(ts, f, throwflag);
     struct prof_node *n = prof_tree_enter(t, code, prof_clock_ns());
-    if (n && !n->label)
-        n->label = Py_NewRef(code);
+    if (n && !n->label) /* its key may be an earlier code object of code's function */
+        n->label = Py_NewRef((PyObject *)n->key);
     PyObject *result = _PyEval_EvalFrameDefault(ts, f, throwflag);
     prof_tree_leave(t, prof_clock_ns()); /* t: the tree this call entered */
     return result;

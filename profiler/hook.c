@@ -93,6 +93,7 @@ static void free_spare_trees(void)
     while (n_spare_trees)
         free_tree(spare_trees[--n_spare_trees]);
     spare_nodes = 0;
+    prof_label_forget_unused();
 }
 
 struct prof_tree *prof_hook_accumulated(void)
@@ -197,8 +198,8 @@ static void enter(struct collector *c, const void *key, PyObject *code, PyCFunct
     struct prof_node *n = prof_tree_enter(c->tree, key, prof_clock_ns());
     if (!n || n->label)
         return;
-    if (code) {
-        n->label = Py_NewRef(code);
+    if (code) { /* the node's key may be an earlier code object of code's function */
+        n->label = Py_NewRef((PyObject *)n->key);
         return;
     }
     PyObject *type, *value, *tb;
@@ -223,7 +224,8 @@ static int on_event(PyObject *obj, PyFrameObject *frame, int what, PyObject *arg
         break;
     case PyTrace_C_CALL:
         if (PyCFunction_Check(arg))
-            enter(c, ((PyCFunctionObject *)arg)->m_ml, NULL, (PyCFunctionObject *)arg);
+            enter(c, prof_label_builtin_key(((PyCFunctionObject *)arg)->m_ml), NULL,
+                  (PyCFunctionObject *)arg);
         break;
     case PyTrace_C_RETURN:
     case PyTrace_C_EXCEPTION:
@@ -252,7 +254,8 @@ static bool open_calls_match(const struct collector *c, PyFrameObject *frame)
         if (n && n->label && PyUnicode_Check((PyObject *)n->label))
             continue;
         PyCodeObject *code = f ? PyFrame_GetCode(f) : NULL; /* new ref */
-        match = n && code && n->key == (const void *)code;
+        match = n && code && (n->key == (const void *)code || /* or code compiled again */
+                              prof_python_label_ops.same(n->label, code));
         Py_XDECREF(code);
         PyFrameObject *back = f ? PyFrame_GetBack(f) : NULL; /* new ref */
         Py_XDECREF(f);

@@ -56,8 +56,65 @@ static bool label_same(void *a, void *b)
     return same;
 }
 
+/* --- one key per function --------------------------------------------------
+ * A tree's keys are code objects, and built-ins' tagged method definitions
+ * (prof_label_builtin_key), and in a tree read back from text (treeio.c)
+ * label tuples. Code compiled again for each request (exec of a string, as
+ * repoze.profile's cProfile.runctx does; a template compiled per render) is
+ * a new code object each time, with the label of the last: it takes the
+ * first one's key, so its calls follow the same path. first_code maps a
+ * label to that first code object; it holds a reference, so a key's
+ * address is never reused while the map has it, and every node keyed by it
+ * holds one too (its label is its key). GIL held. */
+static PyObject *first_code;
+
+static const void *label_canonical(const void *key)
+{
+    PyObject *code = (PyObject *)key;
+    if (((uintptr_t)key & 1) || !PyCode_Check(code))
+        return key;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
+    int gc_was_on = PyGC_Disable(); /* no collection, no finalizer re-entering the tree */
+    const void *canonical = key;
+    PyObject *name = prof_label_tuple(code);
+    if (name && (first_code || (first_code = PyDict_New()))) {
+        PyObject *first = PyDict_SetDefault(first_code, name, code); /* borrowed */
+        if (first)
+            canonical = first;
+    }
+    Py_XDECREF(name);
+    if (gc_was_on)
+        PyGC_Enable();
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+    return canonical;
+}
+
+void prof_label_forget_unused(void)
+{
+    if (!first_code)
+        return;
+    PyObject *type, *value, *tb, *label, *code, *unused = PyList_New(0);
+    PyErr_Fetch(&type, &value, &tb);
+    Py_ssize_t pos = 0;
+    while (unused && PyDict_Next(first_code, &pos, &label, &code))
+        if (Py_REFCNT(code) == 1 && PyList_Append(unused, label) < 0) /* only the map's */
+            Py_CLEAR(unused);
+    for (Py_ssize_t i = 0; unused && i < PyList_GET_SIZE(unused); i++)
+        PyDict_DelItem(first_code, PyList_GET_ITEM(unused, i));
+    Py_XDECREF(unused);
+    PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
+const void *prof_label_builtin_key(const PyMethodDef *ml)
+{
+    return (const char *)ml + 1; /* odd: no code object's address */
+}
+
 const struct prof_label_ops prof_python_label_ops = { label_copy, label_release, label_hash,
-                                                      label_same };
+                                                      label_same, label_canonical };
 
 /* repr(getattr(type(self), name)) without the private _PyType_Lookup: walk
  * the MRO's dicts as it does. New ref or NULL (no exception left set). */

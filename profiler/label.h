@@ -16,6 +16,14 @@
  * entries up). */
 extern const struct prof_label_ops prof_python_label_ops;
 
+/* A built-in's key in the trees: its method definition, tagged so that the
+ * ops' canonical step tells it from a code object without reading it. */
+const void *prof_label_builtin_key(const PyMethodDef *ml);
+
+/* Forget the first code objects (see label.c) that no tree holds any more:
+ * after trees are freed (a Clear, profiling stopped). */
+void prof_label_forget_unused(void);
+
 /* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
  * built-in. New ref; NULL with an exception set on failure. */
 PyObject *prof_label_tuple(PyObject *label);

@@ -1,6 +1,6 @@
 """What apps do that a function profiler must survive, for
 tests/integration/test_profile_app_hooks.py: nested calls of distinct code
-objects sharing one label, recursion deeper than a thread's C stack allows
+objects sharing one label, code compiled again for each request, recursion deeper than a thread's C stack allows
 under the frame hook (a thread's small stack, a generator resumed at its
 edge), a C stack overflow, and the app's own profile hooks (cProfile,
 sys.setprofile, a save and restore of sys.getprofile(), given back in another
@@ -44,6 +44,26 @@ class Outer:  # its generated __init__ runs Inner's: both <string>:2(__init__)
 
 def nesteddc():
     Outer()
+
+
+COMPILED_EACH_TIME = """
+def work():
+    return sum(leaf(i) for i in range(3))
+result = work()
+"""
+
+
+def leaf(i):
+    return i
+
+
+def compiledeach():
+    # code compiled again on every call: new code objects with the labels of
+    # the last call's (as repoze.profile's cProfile.runctx("...") compiles
+    # its statement for each request)
+    ns = {"leaf": leaf}
+    exec(COMPILED_EACH_TIME, ns)
+    return ns["result"]
 
 
 def rec(n):
@@ -230,6 +250,7 @@ def saverestore():
 
 
 ROUTES = {"nestedcomp": nestedcomp, "nestedexec": nestedexec, "nesteddc": nesteddc,
+          "compiledeach": compiledeach,
           "overflow": overflow, "cprofile": own_cprofile, "setprofile": own_setprofile,
           "saverestore": saverestore, "after": after, "chain": chain, "genedge": gen_edge,
           "above": given_back_above, "below": given_back_below, "aside": given_back_aside}

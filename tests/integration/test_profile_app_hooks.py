@@ -67,6 +67,27 @@ def test_nested_calls_sharing_a_label_count_once_in_cumtime(tracfront, case, bui
     assert pstats_row[0][3] == pytest.approx(nested["cumtime"], abs=1e-6)
 
 
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_code_compiled_for_each_request_takes_the_first_ones_place(tracfront, builtins):
+    """Code objects made anew for each request (exec of a string, as
+    repoze.profile's cProfile.runctx does) with the labels of the last
+    request's follow the same paths: the tree stays the size one request
+    gave it (it had a copy per request, and filled --profile-max-nodes)."""
+    srv = tracfront(*PROFILED, "--profile-builtins=" + builtins, "--profile-max-nodes", "400")
+    get(srv, "compiledeach")
+    stacks = get(srv, "__profile__/collapsed").text.splitlines()
+    for _ in range(60):
+        get(srv, "compiledeach")
+    again = get(srv, "__profile__/collapsed").text.splitlines()
+    assert sorted(l.rsplit(" ", 1)[0] for l in again) == \
+        sorted(l.rsplit(" ", 1)[0] for l in stacks), (stacks, again)
+    doc = rows(srv)
+    assert doc["dropped_calls"] == 0, doc
+    work = row(doc["functions"], r"^<string>:2\(work\)$")
+    assert (work["ncalls"], work["pcalls"]) == (61, 61)
+    assert row(doc["functions"], r"\(leaf\)$")["ncalls"] == 61 * 3
+
+
 def hold_the_app_thread(srv):
     """With --threads 1, a request that sleeps holds the one slot: the next
     is queued, and an app thread (not the network thread that read it)

@@ -222,7 +222,51 @@ static bool same_name(void *a, void *b)
     return name_of(a) == name_of(b);
 }
 static const struct prof_label_ops named_ops = { copy_label, release_label, hash_name,
-                                                 same_name };
+                                                 same_name, NULL };
+
+/* H is G compiled again (one function): H stands for G once G has a key. */
+static unsigned canonical_asked;
+static const void *g_for_h(const void *key)
+{
+    canonical_asked++;
+    return key == &H ? &G : key;
+}
+static const struct prof_label_ops canonical_ops = { copy_label, release_label, hash_name,
+                                                     same_name, g_for_h };
+
+static void test_a_key_taken_for_an_earlier_one_follows_its_path(void **state)
+{
+    (void)state;
+    struct prof_tree t;
+    prof_tree_init(&t, &canonical_ops, 100);
+    canonical_asked = 0;
+    /* f → g, f → h, f → h: one path f → g, three calls */
+    enter(&t, &F, 0);
+    for (uint64_t i = 0; i < 3; i++) {
+        struct prof_node *n = prof_tree_enter(&t, i ? &H : &G, 10 * i + 1);
+        assert_non_null(n);
+        assert_ptr_equal(n->key, &G);
+        prof_tree_leave(&t, 10 * i + 5);
+    }
+    prof_tree_leave(&t, 100);
+    assert_int_equal(t.nodes, 2);
+    const struct prof_node *f = t.root.child, *g = f->child;
+    assert_ptr_equal(g->key, &G);
+    assert_null(g->sibling);
+    assert_int_equal(g->calls, 3);
+    assert_int_equal(g->total_ns, 12);
+    /* asked only on a miss: f once, g once, h twice (never found as itself) */
+    assert_int_equal(canonical_asked, 4);
+    /* merging and reading back never ask: their keys are already the tree's */
+    struct prof_tree into;
+    prof_tree_init(&into, &canonical_ops, 100);
+    prof_tree_merge(&into, &t);
+    assert_int_equal(canonical_asked, 4);
+    assert_int_equal(into.root.child->child->calls, 3);
+    prof_tree_free(&into);
+    prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
 
 static void test_nested_keys_of_one_name_are_recursion(void **state)
 {
@@ -455,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_drain_reuses_nodes),
         cmocka_unit_test(test_walk_order_and_skip),
         cmocka_unit_test(test_a_million_deep),
+        cmocka_unit_test(test_a_key_taken_for_an_earlier_one_follows_its_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
