@@ -3,6 +3,7 @@
  * and shut down gracefully: stop accepting, let requests in flight finish
  * (bounded by --graceful-timeout), finalize Python so atexit handlers run. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 #include "proxy/privileges.h"
 #include "proxy/server.h"
 #include "proxy/service_notify.h"
+#include "proxy/socket_activation.h"
 #include "proxy/request.h"
 #include "proxy/upstream.h"
 #include "proxy/worker_env.h"
@@ -544,9 +546,20 @@ static int check_as_user(const struct tf_config *cfg, char *err, size_t errlen)
  * said. */
 static int bind_and_drop(struct tf_config *cfg, int *fd, unsigned *port)
 {
-    char err[1024] = "";
-    *fd = cfg->worker ? -1 : tf_server_listen_socket(cfg->listen_host, cfg->listen_port, port,
-                                                     err, sizeof(err));
+    char err[1024] = "", host[INET6_ADDRSTRLEN] = "";
+    *fd = cfg->worker ? -1 : tf_socket_activation_take(host, sizeof(host), port, err, sizeof(err));
+    if (*fd == -2)
+        return (start_failed(err), 2); /* what the unit passes is a setting */
+    if (*fd >= 0) { /* said by the listening line: its address, not --listen's */
+        char *taken = strdup(host);
+        if (!taken)
+            return start_failed("out of memory");
+        free(cfg->listen_host);
+        cfg->listen_host = taken;
+        cfg->listen_port = *port;
+    } else if (!cfg->worker) {
+        *fd = tf_server_listen_socket(cfg->listen_host, cfg->listen_port, port, err, sizeof(err));
+    }
     if ((!cfg->worker && *fd < 0) || tf_privileges_drop(cfg, err, sizeof(err)) < 0)
         return start_failed(err);
     if (!cfg->drop_privileges)
