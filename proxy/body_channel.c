@@ -106,6 +106,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n = 0;
     bool wake = false;
     tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
+    if (req->hangup_ends_stream)
+        tf_request_watch_stream_wait(req, false);
     pthread_mutex_lock(&req->lock);
     while (n < max && req->head) {
         struct tf_chunk *c = req->head;
@@ -142,6 +144,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         pthread_cond_broadcast(&req->room);
     if (n == 0) {
         ssize_t rc = 0;
+        bool hung_up = false, waits = false;
         if (req->stream_error || req->spill_errno) { /* a failed spill: what it lost is a gap */
             rc = MHD_CONTENT_READER_END_WITH_ERROR; /* the backend logged why */
             tf_daemon_log_explained(true);
@@ -149,11 +152,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         }
         else if (req->stream_end)
             rc = MHD_CONTENT_READER_END_OF_STREAM;
+        else if ((hung_up = req->hangup_ends_stream && req->client_hung_up))
+            rc = MHD_CONTENT_READER_END_WITH_ERROR; /* the producer's next write fails */
         else {
             req->reader_suspended = true;
             MHD_suspend_connection(req->connection);
+            waits = req->hangup_ends_stream;
         }
         pthread_mutex_unlock(&req->lock);
+        if (hung_up) { /* libmicrohttpd's line would call it the application's error */
+            tf_log_info("%s %s: the client closed its connection while the answer waited for "
+                        "its next bytes", req->method, req->log_target);
+            tf_daemon_log_explained(true);
+        }
+        if (waits)
+            tf_request_watch_stream_wait(req, true);
         return rc;
     }
     if (!req->t_first_byte)

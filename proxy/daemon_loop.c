@@ -5,6 +5,7 @@
  * (linger.h), and libmicrohttpd's own log lines. */
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <microhttpd.h>
@@ -26,7 +27,8 @@
 #include "proxy/request.h"
 
 /* --- requests looked at once a second ---------------------------------------
- * Two stalls of libmicrohttpd 0.9.75 that only a look from outside ends:
+ * Two stalls of libmicrohttpd 0.9.75 that only a look from outside ends, and
+ * a client gone while its app's streamed answer waits for the next chunk:
  *
  * A client gone while its body arrives. 0.9.75 takes a short read for a
  * drained socket and waits for the socket's next edge, so a client's FIN
@@ -48,9 +50,18 @@
  * suspend and resume make libmicrohttpd notice at once: the connection
  * closes, as nginx closes it.
  *
- * Both lean on 0.9.75's internals: suspending from the loop's tick rather
- * than a callback (allowed there on the thread that runs MHD_run), and a
- * resumed connection being marked read-ready. */
+ * A client that closed while a WSGI app's stream waits for its next chunk
+ * (an SSE page between two events). libmicrohttpd does not look at the
+ * suspended connection, so only a send failing told, one chunk later: the
+ * app thread went on for nobody until its second chunk after the close (a
+ * 30 s heartbeat: 30 s more than under gunicorn). The look peeks at the
+ * socket of a stream that has waited half a second (not a page between two
+ * writes, of a client that only half-closed) and resumes it at an end of
+ * stream or an error: its reader ends the connection (body_channel.c).
+ *
+ * The first two lean on 0.9.75's internals: suspending from the loop's tick
+ * rather than a callback (allowed there on the thread that runs MHD_run),
+ * and a resumed connection being marked read-ready. */
 #define TF_LOOK_US 1000000
 
 void tf_watch_add(struct tf_daemon *d, struct tf_request *req, enum tf_watch why)
@@ -93,6 +104,35 @@ static bool file_shrank(const struct tf_request *req)
     return true;
 }
 
+/* A stream that has waited a while for its producer whose client closed
+ * (or reset) its connection: marked hung up. True if the reader was still
+ * waiting: the caller resumes it. */
+static bool stream_client_left(struct tf_request *req, int fd, uint64_t now)
+{
+    pthread_mutex_lock(&req->lock);
+    bool waited = req->reader_suspended && req->last_read_us <= now &&
+                  now - req->last_read_us >= TF_LOOK_US / 2;
+    pthread_mutex_unlock(&req->lock);
+    char c;
+    ssize_t got = waited ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
+    if (got > 0 || (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return false; /* waiting yet, data (a pipelined request), or nothing came */
+    pthread_mutex_lock(&req->lock);
+    req->client_hung_up = true;
+    bool resume = req->reader_suspended;
+    req->reader_suspended = false;
+    pthread_mutex_unlock(&req->lock);
+    return resume;
+}
+
+void tf_request_watch_stream_wait(struct tf_request *req, bool waiting)
+{
+    if (waiting && req->watch == WATCH_NONE)
+        tf_watch_add(req->daemon, req, WATCH_STREAM_WAIT);
+    else if (!waiting && req->watch == WATCH_STREAM_WAIT)
+        tf_watch_remove(req);
+}
+
 static void look_at_watched(struct tf_daemon *d)
 {
     uint64_t now = tf_now_us();
@@ -106,6 +146,13 @@ static void look_at_watched(struct tf_daemon *d)
             MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!ci)
             continue;
+        if (req->watch == WATCH_STREAM_WAIT) {
+            if (stream_client_left(req, ci->connect_fd, now)) {
+                tf_watch_remove(req);
+                tf_request_resume(req);
+            }
+            continue;
+        }
         char c;
         if (req->watch == WATCH_BODY_IN
                 ? recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0
@@ -366,6 +413,9 @@ static long daemon_tick(void *ctx)
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
     long next = earliest(earliest(sweep, limits), linger);
+    uint64_t now = tf_now_us();
+    if (d->watched) /* also when libmicrohttpd has no timeout: a suspended stream's */
+        next = earliest(next, d->next_look > now ? (long)((d->next_look - now) / 1000u) + 1 : 0);
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
         return next;
     if (ms > 1000)

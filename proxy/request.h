@@ -139,6 +139,11 @@ struct tf_request {
     unsigned status;
     int file_fd;                /* the answer's body is sent from this file (sendfile), up */
     uint64_t file_end;          /* to this offset; the response owns it. -1: no file */
+    bool hangup_ends_stream;    /* a client that closes its connection while its streamed
+                                   answer waits for the producer's next bytes ends the
+                                   connection then (tf_request_watch_stream_wait): a WSGI
+                                   app's, whose thread cannot be woken, so that its next
+                                   write() fails, not one after a send to the client failed */
 
     /* --- streamed body channel, guarded by lock --- */
     pthread_mutex_t lock;
@@ -205,6 +210,14 @@ void tf_request_watch_hangup(struct tf_request *req);
 /* The I/O thread: stop watching (libmicrohttpd has the connection back, or
  * ends it: before its socket closes). No-op when not watched. */
 void tf_request_unwatch_hangup(struct tf_request *req);
+/* The I/O thread, the stream's reader of a hangup_ends_stream request: it
+ * waits for the producer's next bytes (the connection suspended), or no
+ * longer does. While it waits, the client's socket is looked at once a
+ * second (daemon_loop.c); once it has waited half a second, a close there
+ * (or a reset; a half-close too, as nginx takes it) sets client_hung_up and
+ * resumes the reader, which ends the connection (logged): the producer's
+ * next write fails, as after a failed send. */
+void tf_request_watch_stream_wait(struct tf_request *req, bool waiting);
 bool tf_request_hung_up(struct tf_request *req);
 /* On: a request is given up (its access handler returns MHD_NO, or its
  * answer ends with an error) having logged why, so libmicrohttpd's own line

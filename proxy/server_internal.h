@@ -102,7 +102,7 @@ size_t tf_head_used(struct MHD_Connection *connection);
 bool tf_head_cut_long_query(const char *uri);
 
 /* --- daemon_loop.c --- */
-enum tf_watch { WATCH_NONE, WATCH_BODY_IN, WATCH_FILE_OUT };
+enum tf_watch { WATCH_NONE, WATCH_BODY_IN, WATCH_FILE_OUT, WATCH_STREAM_WAIT };
 /* Look at req once a second (why), on d's loop, until tf_watch_remove. */
 void tf_watch_add(struct tf_daemon *d, struct tf_request *req, enum tf_watch why);
 void tf_watch_remove(struct tf_request *req);

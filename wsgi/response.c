@@ -490,28 +490,35 @@ int wsgi_response_start_stream(struct wsgi_task *task)
     if (refused_head(task))
         return refused_error();
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length : UINT64_MAX;
+    /* its thread cannot be woken while it makes the next chunk: the reader
+     * ends the connection if the client leaves meanwhile (request.h) */
+    task->req->hangup_ends_stream = true;
     return hand_over(task, tf_request_stream_response(task->req, size));
 }
 
 /* The answer to a HEAD, or of a 304 or 204, once the app's body (never sent)
- * has ended: a HEAD's length is the one a GET would get. libmicrohttpd
- * 0.9.75 frames a body of unknown size chunked and sends its closing chunk
- * even where no body may follow, so the size is always known: a 304 without
- * the app's own length says 0 (the one length the app's body cannot
- * contradict; leaving it out would close the connection). */
-int wsgi_response_send_head(struct wsgi_task *task)
+ * has ended, or a HEAD's once its head is known (streamed: its body goes on,
+ * so its GET would stream it with no length): a HEAD's length is the one a
+ * GET would get. libmicrohttpd 0.9.75 frames a body of unknown size chunked
+ * and sends its closing chunk even where no body may follow, so the size is
+ * always known: a 304 without the app's own length says 0 (the one length
+ * the app's body cannot contradict; leaving it out would close the
+ * connection). */
+static int answer_head(struct wsgi_task *task, bool streamed)
 {
     if (refused_head(task))
         return 0;
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
                     : task->code == 304       ? 0
                                               : task->body_bytes;
-    /* A HEAD the app produced no body for (Trac writes none for a streamed
-     * page) has no known length: none is said, as Apache drops that 0, and
-     * unframed the connection then closes (0.9.75 would frame it chunked
-     * and send a closing chunk, read as the next answer). */
-    bool unknown = task->req->is_head && task->content_length < 0 && task->body_bytes == 0 &&
-                   task->code != 304 && task->code != 204;
+    /* A HEAD whose GET streams with no length, or that the app produced no
+     * body for (Trac writes none for a streamed page), has no known length:
+     * none is said, as Apache drops that 0, and unframed the connection then
+     * closes. Nor is Transfer-Encoding (RFC 9112 6.1: a server MAY say it):
+     * 0.9.75 would frame the HEAD chunked and send a closing chunk, read as
+     * the next answer. */
+    bool unknown = task->req->is_head && task->content_length < 0 &&
+                   (streamed || task->body_bytes == 0) && task->code != 304 && task->code != 204;
     struct MHD_Response *r = tf_request_stream_response(task->req, unknown ? UINT64_MAX : size);
     if (r && unknown)
         MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
@@ -521,8 +528,15 @@ int wsgi_response_send_head(struct wsgi_task *task)
     return 0;
 }
 
+int wsgi_response_send_head(struct wsgi_task *task)
+{
+    return answer_head(task, false);
+}
+
 void wsgi_response_end(struct wsgi_task *task)
 {
+    if (task->head_answered)
+        return; /* it ended there */
     bool short_body = task->content_length >= 0 &&
                       task->body_bytes < (uint64_t)task->content_length;
     if (short_body)
@@ -562,7 +576,42 @@ static int body_part(struct wsgi_task *task, size_t *len)
     return 1;
 }
 
-static int write_through(struct tf_request *req, const char *data, size_t len);
+static int write_through(struct wsgi_task *task, const char *data, size_t len);
+
+/* Raise OSError(why) as task->stop_error: the app that lets it through can
+ * be told from one that fails (wsgi_response_stopped). -1. */
+static int stop_body(struct wsgi_task *task, const char *why)
+{
+    PyObject *e = PyObject_CallFunction(PyExc_OSError, "s", why); /* new ref */
+    if (!e)
+        return -1;
+    PyErr_SetObject(PyExc_OSError, e);
+    Py_XSETREF(task->stop_error, e);
+    return -1;
+}
+
+bool wsgi_response_stopped(const struct wsgi_task *task)
+{
+    if (!task->stop_error || !PyErr_Occurred())
+        return false;
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    bool same = value == task->stop_error;
+    PyErr_Restore(type, value, tb);
+    return same;
+}
+
+/* A HEAD's head is known at its body's first chunk when the app gave a
+ * Content-Length, else at its second: a GET streams such a body with no
+ * length (one chunk is counted: the answer says its length). */
+static bool head_known(const struct wsgi_task *task)
+{
+    return task->req->is_head && !task->sent &&
+           (task->content_length >= 0 || task->body_bytes > 0);
+}
+
+static const char head_answered_why[] = "the answer to HEAD is complete: it has no body";
 
 /* Without the GIL: queue all of data, waiting for the client whenever the
  * channel and its file (cap bytes) are full. 0, or -1 with *err as
@@ -588,19 +637,25 @@ int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len)
 {
     if (task->head_refused)
         return refused_error();
-    int part = body_part(task, &len);
-    if (part <= 0) {
-        if (part < 0)
-            PyErr_SetString(PyExc_OSError, "client disconnected");
-        return part;
+    if (task->head_answered)
+        return stop_body(task, head_answered_why);
+    if (len && head_known(task)) {
+        if (answer_head(task, true) < 0)
+            return -1;
+        task->head_answered = true;
+        return task->head_refused ? refused_error() : stop_body(task, head_answered_why);
     }
-    return write_through(task->req, data, len);
+    int part = body_part(task, &len);
+    if (part <= 0)
+        return part < 0 ? stop_body(task, "client disconnected") : 0;
+    return write_through(task, data, len);
 }
 
 /* GIL held: queue data as write() does: memory, the file, then waiting for
  * the client. 0, or -1 with an exception set. */
-static int write_through(struct tf_request *req, const char *data, size_t len)
+static int write_through(struct wsgi_task *task, const char *data, size_t len)
 {
+    struct tf_request *req = task->req;
     /* An inline run's answer starts only when it returns: it cannot wait for
      * the client, so past --max-spill its body is cut (the cost of a wrong
      * guess, bounded; with --max-spill 0 its file has no cap). */
@@ -623,10 +678,8 @@ static int write_through(struct tf_request *req, const char *data, size_t len)
         return 0;
     if (err == ECANCELED) /* --request-timeout-action 504 */
         return wsgi_watchdog_raise();
-    if (!err) {
-        PyErr_SetString(PyExc_OSError, "client disconnected");
-        return -1;
-    }
+    if (!err)
+        return stop_body(task, "client disconnected");
     if (err == ENOMEM) { /* a spill failure was logged where it happened; this was not */
         tf_log_error("%s %s: out of memory queueing the answer", req->method, req->log_target);
     }

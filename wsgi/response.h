@@ -27,6 +27,10 @@ struct wsgi_task {
     uint64_t body_bytes;      /* body bytes produced so far */
     bool sent;                /* the response is with the I/O side */
     bool head_refused;        /* sent is a 500: the app's head did not fit (its body stops) */
+    bool head_answered;       /* a HEAD answered before its body's end (wsgi_response_write):
+                                 the body stops */
+    PyObject *stop_error;     /* the OSError write() raised to stop the body: the client
+                                 left, or a HEAD was answered (new ref), or NULL */
     PyObject *profile;        /* the function profiler's collector, or NULL */
 };
 
@@ -58,7 +62,8 @@ int wsgi_response_send_file(struct wsgi_task *task, int fd, uint64_t offset, uin
  * -1 with OSError set and task->head_refused, and the body must stop. */
 int wsgi_response_start_stream(struct wsgi_task *task);
 /* True when the answer carries no body: a HEAD, a 304 or a 204. The app's
- * body is then counted, not sent, and the answer goes out at its end. */
+ * body is then counted, not sent, and the answer goes out at its end; a
+ * HEAD's as soon as its head is known (wsgi_response_write). */
 bool wsgi_response_bodyless(const struct wsgi_task *task);
 /* Such an answer, once its body has been produced and counted: headers (a
  * HEAD's Content-Length is its body's), and no body. A head too large for
@@ -74,9 +79,16 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
 /* A body chunk of a started stream, from write() or the iterable: past the
  * channel's high-water mark it goes to a file of at most --max-spill bytes,
  * and past that this waits for the client with the GIL released (an inline
- * run, which cannot wait, spills without a cap). 0, or -1 with OSError set: "client disconnected",
- * or OSError(errno, "cannot buffer the response: ...") when the file failed,
- * or the watchdog's RequestTimeout (--request-timeout-action 504). */
+ * run, which cannot wait, spills without a cap). A HEAD's is counted, and
+ * its answer goes out at the chunk that makes its head known: the first
+ * with the app's Content-Length, else the second (its GET would stream with
+ * no length, and so is its HEAD answered); the body stops there. 0, or -1
+ * with OSError set: task->stop_error ("client disconnected", or the HEAD
+ * answered), or OSError(errno, "cannot buffer the response: ...") when the
+ * file failed, or the watchdog's RequestTimeout (--request-timeout-action
+ * 504). */
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len);
+/* Whether the exception set is task->stop_error (the app let it through). */
+bool wsgi_response_stopped(const struct wsgi_task *task);
 
 #endif

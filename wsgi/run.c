@@ -54,6 +54,7 @@ static void finish(struct wsgi_task *task)
     Py_CLEAR(task->environ);
     Py_CLEAR(task->status);
     Py_CLEAR(task->headers);
+    Py_CLEAR(task->stop_error);
     req->backend_state = NULL;
     free(task);
     tf_request_unref(req);
@@ -89,7 +90,8 @@ static void end(struct wsgi_task *task)
 /* The app (or its iterable) raised: log the traceback; a 500 if nothing was
  * sent yet, else abort the connection. The watchdog's RequestTimeout
  * (--request-timeout-action 504) is a 504 instead, with no traceback: the
- * watchdog has logged the stack. */
+ * watchdog has logged the stack; write()'s OSError that stopped the body (the
+ * client left, or a HEAD was answered) ends the request, with no traceback. */
 static void failed(struct wsgi_task *task, const char *what)
 {
     if (wsgi_watchdog_timed_out()) {
@@ -98,6 +100,15 @@ static void failed(struct wsgi_task *task, const char *what)
                      task->req->log_target, task->sent ? "connection aborted" : "answered 504");
         wsgi_response_send_error(task, 504,
                                  "The application did not answer within --request-timeout.");
+        end(task);
+        return;
+    }
+    if (wsgi_response_stopped(task)) { /* write()'s own: the answer has ended */
+        PyErr_Clear();
+        if (!task->head_answered) /* the client left: [info], as nginx says it */
+            tf_log_info("%s %s: the client went away; the app did not catch write()'s "
+                        "OSError('client disconnected')", task->req->method,
+                        task->req->log_target);
         end(task);
         return;
     }
@@ -276,9 +287,10 @@ static void iterate(struct wsgi_task *task)
             failed(task, "sending the response failed"); /* the 504 handling */
             return;
         }
-        if (rc < 0) { /* the client left, or the spill failed (logged), or out of memory */
+        if (rc < 0) { /* the client left, a HEAD was answered, or the spill failed (logged),
+                         or out of memory */
             PyErr_Clear();
-            if (!tf_request_client_gone(req))
+            if (!task->head_answered && !tf_request_client_gone(req))
                 tf_request_finish(req, true); /* its answer ends with an error, not a hang */
             end(task);
             return;

@@ -441,6 +441,65 @@ def shaped(environ, start_response):
     return [] if kind == "empty" else [b"abc"]
 
 
+# --- streamed bodies that end early: HEAD, a client that leaves ------------------
+
+def _stream_events(q, state):
+    """Yield ?n= events (0: endless). With ?go=PATH, every event after the
+    first waits for PATH to exist, and those made once it does are counted
+    (state["after_go"]): the test creates it after its client has left."""
+    n, go, i = int(q.get("n", "0")), q.get("go"), 0
+    while n == 0 or i < n:
+        if go and i > 0:
+            end = time.monotonic() + 30
+            while not os.path.exists(go) and time.monotonic() < end:
+                time.sleep(0.01)
+            state["after_go"] += os.path.exists(go)
+        i += 1
+        state["events"] = i
+        yield b"data: event %d\n\n" % i
+
+
+def _stream_done(q, state):
+    """The body's finally: its state, as JSON, in ?done=PATH."""
+    if q.get("done"):
+        with open(q["done"] + ".tmp", "w") as f:
+            json.dump(state, f)
+        os.rename(q["done"] + ".tmp", q["done"])
+
+
+@validated
+def stream(environ, start_response):
+    """/stream?mode=gen|write&n=N&go=PATH&done=PATH&cl=N: server-sent events
+    from a generator or from write() (which lets an OSError propagate, as an
+    SSE app that does not catch it), without a Content-Length unless cl."""
+    q = _qs(environ)
+    headers = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+    if "cl" in q:
+        headers.append(("Content-Length", q["cl"]))
+    write = start_response("200 OK", headers)
+    state = {"events": 0, "after_go": 0, "exc": None}
+    if q.get("mode") == "write":
+        try:
+            for event in _stream_events(q, state):
+                write(event)
+        except BaseException as e:
+            state["exc"] = repr(e)
+            raise
+        finally:
+            _stream_done(q, state)
+        return []
+
+    def gen():
+        try:
+            yield from _stream_events(q, state)
+        except BaseException as e:
+            state["exc"] = repr(e)
+            raise
+        finally:
+            _stream_done(q, state)
+    return gen()
+
+
 ROUTES = {
     "shaped": shaped,
     "log": log_app, "closed-count": closed_count, "calls": calls_count,
@@ -452,7 +511,7 @@ ROUTES = {
     "file": file_app, "file-raw": file_app_raw,
     "filelike": filelike_app, "filelike-raw": filelike_app_raw,
     "raise": raise_app, "return-str": return_str, "return-str-list": return_str_list,
-    "echo": echo, "ignore-body": ignore_body,
+    "echo": echo, "ignore-body": ignore_body, "stream": stream,
 }
 
 

@@ -740,6 +740,152 @@ def test_head_of_a_page_the_app_does_not_produce_claims_no_length(tracfront):
     assert code == 200 and dict(headers)["content-length"] == "3"
 
 
+# --- streamed bodies that end early: HEAD, a client that leaves ------------------
+
+def stream_target(method, mode, **q):
+    query = "&".join(["mode=" + mode] + ["%s=%s" % kv for kv in q.items()])
+    return b"%s /stream?%s HTTP/1.1\r\nHost: h\r\n\r\n" % (method.encode(), query.encode())
+
+
+def stream_done(path, timeout=30):
+    """The /stream app's state once its body ended (its finally wrote it)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), "the app's body did not end: its finally never ran"
+    return json.loads(path.read_text())
+
+
+def head_fields(head):
+    """[(lower-name, value)] of a raw head (status line excluded)."""
+    fields = []
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        fields.append((k.strip().lower().decode("latin-1"), v.strip().decode("latin-1")))
+    return fields
+
+
+def stream_lines(srv):
+    return [line for line in srv.error_log.splitlines() if "/stream" in line]
+
+
+@pytest.mark.parametrize("mode", ["gen", "write"])
+def test_head_of_an_endless_stream_is_answered_and_its_body_ends(tracfront, tmp_path, mode):
+    """A HEAD of a server-sent-events page: its body was counted to its end
+    for a Content-Length, so no answer ever came and the app thread was held
+    for good. A GET streams it with no length; the HEAD is answered so at the
+    body's second chunk, and the body stops there (close(), or write()
+    raises), as it does when the client leaves."""
+    srv = tracfront("--app", APP, "--threads", "1")
+    done = tmp_path / "done"
+    with srv.connect() as s:
+        s.sendall(stream_target("HEAD", mode, done=done))
+        data, closed = read_until_close(s, limit=10)
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and sep, data[:300]
+    assert body == b"" and closed
+    fields = dict(head_fields(head))
+    assert fields["content-type"] == "text/event-stream"
+    assert "content-length" not in fields
+    state = stream_done(done)
+    assert state["events"] == 2
+    assert ("GeneratorExit" if mode == "gen" else "OSError") in state["exc"]
+    assert_serving(srv)  # its one app thread is free again
+    assert not any("[error]" in line for line in stream_lines(srv)), srv.error_log
+    assert_valid(srv)
+
+
+def test_head_of_an_endless_stream_with_a_length_ends_at_its_first_chunk(tracfront, tmp_path):
+    """With the app's Content-Length the head is known at the first chunk."""
+    srv = tracfront("--app", APP, "--threads", "1")
+    done = tmp_path / "done"
+    code, fields, _, _ = exchange(srv, stream_target("HEAD", "gen", cl=1000, done=done),
+                                  head=True)
+    assert code == 200 and dict(fields)["content-length"] == "1000"
+    assert stream_done(done)["events"] == 1
+    assert_serving(srv)
+
+
+@pytest.mark.parametrize("mode", ["gen", "write"])
+def test_head_of_a_stream_has_the_headers_of_its_get(tracfront, mode):
+    """RFC 9110 9.3.2: the fields a GET would get. A GET of a body of two
+    chunks streams it with no Content-Length (chunked): a HEAD said the
+    length it counted. One chunk keeps its length (RFC 9110 8.6: the GET's
+    size, which is known)."""
+    srv = tracfront("--app", APP)
+    code, get_fields, body, complete = exchange(srv, stream_target("GET", mode, n=2))
+    assert code == 200 and complete and body == b"data: event 1\n\ndata: event 2\n\n"
+    assert dict(get_fields).get("transfer-encoding") == "chunked"
+    with srv.connect() as s:
+        s.sendall(stream_target("HEAD", mode, n=2))
+        data, closed = read_until_close(s)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and rest == b""
+    # no Transfer-Encoding: libmicrohttpd 0.9.75 would send a closing chunk
+    # after the head; with no framing the connection closes
+    framing = {"date", "connection", "transfer-encoding"}
+    assert [f for f in head_fields(head) if f[0] not in framing] == \
+        [f for f in get_fields if f[0] not in framing]
+    assert closed
+    code, one_fields, _, _ = exchange(srv, stream_target("HEAD", mode, n=1), head=True)
+    assert code == 200 and dict(one_fields)["content-length"] == str(len(b"data: event 1\n\n"))
+    assert_valid(srv)
+
+
+def read_first_event(s):
+    got = b""
+    while b"event 1" not in got:
+        b = s.recv(4096)
+        assert b, "the stream ended before its first event"
+        got += b
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+
+
+def test_client_gone_error_the_app_lets_propagate_is_one_info_line(tracfront, tmp_path):
+    """An SSE app's write() raises OSError('client disconnected') once its
+    client has left; one the app does not catch was an [error] with a
+    traceback, where a client that went away is [info]."""
+    srv = tracfront("--app", APP)
+    go, done = tmp_path / "go", tmp_path / "done"
+    s = srv.connect()
+    s.sendall(stream_target("GET", "write", go=go, done=done))
+    read_first_event(s)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # a reset: gone at the next send, without the hang-up watch
+    go.touch()
+    assert "client disconnected" in stream_done(done)["exc"]
+    log = wait_log(srv, "did not catch")
+    lines = stream_lines(srv)
+    assert sum("[info]" in line and "did not catch" in line for line in lines) == 1, log
+    assert not any("[error]" in line for line in lines), log
+    assert "Traceback" not in log
+    assert_serving(srv)
+
+
+@pytest.mark.parametrize("mode", ["gen", "write"])
+def test_the_first_event_after_the_client_left_fails(tracfront, tmp_path, mode):
+    """A client that closed its connection while its SSE page waited for
+    the next event was noticed only when a send to it failed, one event
+    later than under gunicorn or uWSGI (a 30 s heartbeat held the thread 30 s
+    longer). Its socket is watched for the hang-up while the answer waits:
+    the next event fails."""
+    srv = tracfront("--app", APP)
+    go, done = tmp_path / "go", tmp_path / "done"
+    s = srv.connect()
+    s.sendall(stream_target("GET", mode, go=go, done=done))
+    read_first_event(s)
+    s.close()  # an orderly close (FIN), as a browser closing its tab
+    deadline = time.monotonic() + 10  # the connection's end is logged: the server saw it
+    while "/stream" not in srv.access_log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    go.touch()
+    state = stream_done(done)
+    assert state["after_go"] == 1, state
+    assert ("GeneratorExit" if mode == "gen" else "client disconnected") in state["exc"]
+    assert_serving(srv)
+    assert_valid(srv)
+
+
 @pytest.mark.parametrize("host_line", [b"Host: other.example\r\n", b""])
 def test_absolute_form_authority_is_the_host(tracfront, host_line):
     # RFC 9112 3.2.2: the server MUST ignore the Host header of an
