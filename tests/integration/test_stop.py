@@ -366,7 +366,8 @@ def test_the_stops_profile_files_hold_the_requests_it_waited_for(tracfront, tmp_
     # requests running at the stop are in them
     log, grind = tmp_path / "t.pstats", tmp_path / "callgrind.out"
     srv, _ = group_server(tracfront, tmp_path, "--graceful-timeout", "20", "--profile",
-                          "--profile-discard-first", "false", "--profile-log", log,
+                          "--profile-builtins", "--profile-discard-first", "false",
+                          "--profile-log", log,
                           "--profile-callgrind", grind)
     for _ in range(6):
         assert fetch(requests, srv.url + "pid")[0] == 200
