@@ -90,10 +90,12 @@ static void give_back_tree(struct prof_tree *t)
 
 static void free_spare_trees(void)
 {
+    bool freed = n_spare_trees > 0;
     while (n_spare_trees)
         free_tree(spare_trees[--n_spare_trees]);
     spare_nodes = 0;
-    prof_label_forget_unused();
+    if (freed) /* not on every request while profiling is stopped */
+        prof_label_forget_unused();
 }
 
 struct prof_tree *prof_hook_accumulated(void)
@@ -126,6 +128,7 @@ void prof_hook_configure(size_t max_nodes, bool discard_first, unsigned keep_slo
     prof_clock_use_cpu(cpu_clock);
     with_builtins = builtins;
     node_cap = max_nodes;
+    prof_label_configure(max_nodes);
     discard_next = discard_first;
     kept = keep_slowest ? calloc(keep_slowest, sizeof(*kept)) : NULL;
     kept_ids = kept ? calloc(keep_slowest, sizeof(*kept_ids)) : NULL;
@@ -255,7 +258,7 @@ static bool open_calls_match(const struct collector *c, PyFrameObject *frame)
             continue;
         PyCodeObject *code = f ? PyFrame_GetCode(f) : NULL; /* new ref */
         match = n && code && (n->key == (const void *)code || /* or code compiled again */
-                              prof_python_label_ops.same(n->label, code));
+                              (n->label && prof_python_label_ops.same(n->label, code)));
         Py_XDECREF(code);
         PyFrameObject *back = f ? PyFrame_GetBack(f) : NULL; /* new ref */
         Py_XDECREF(f);
@@ -440,5 +443,6 @@ void prof_hook_clear(void)
             kept[i].used = false;
         }
     free_spare_trees();
+    prof_label_forget_unused(); /* the trees that held them are gone */
     PyGILState_Release(g);
 }

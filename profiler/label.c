@@ -65,34 +65,78 @@ static bool label_same(void *a, void *b)
  * first one's key, so its calls follow the same path. first_code maps a
  * label to that first code object; it holds a reference, so a key's
  * address is never reused while the map has it, and every node keyed by it
- * holds one too (its label is its key). GIL held. */
+ * holds one too (its label is its key). At most key_cap labels (the node
+ * cap: a node per label at least): past it, new labels keep their own keys.
+ * Live functions that share a label (every namedtuple's __new__,
+ * <string>:1(<lambda>)) are asked for again on each call, as their key is
+ * never a node's: aliases remembers the last few, with a reference to each
+ * (so that its address stays its own), until the next sweep. GIL held. */
 static PyObject *first_code;
+static Py_ssize_t key_cap = 200000;
+enum { ALIASES = 256 };
+static struct {
+    PyObject *code;        /* owned */
+    const void *canonical; /* first_code's */
+} aliases[ALIASES];
+
+static size_t alias_slot(const void *code)
+{
+    uint64_t h = (uint64_t)(uintptr_t)code * 0x9E3779B97F4A7C15u;
+    return (size_t)(h >> 56) & (ALIASES - 1);
+}
+
+/* The first code object of code's label, added to the map if it has room;
+ * code itself if it is the first, or past the cap, or without memory. */
+static const void *first_of_label(PyObject *code)
+{
+    const void *canonical = code;
+    int gc_was_on = PyGC_Disable(); /* no collection, no finalizer re-entering the tree */
+    PyObject *name = prof_label_tuple(code), *first = NULL;
+    if (name && (first_code || (first_code = PyDict_New())))
+        first = PyDict_GET_SIZE(first_code) < key_cap
+                    ? PyDict_SetDefault(first_code, name, code) /* borrowed */
+                    : PyDict_GetItemWithError(first_code, name);
+    if (first)
+        canonical = first;
+    Py_XDECREF(name);
+    if (gc_was_on)
+        PyGC_Enable();
+    return canonical;
+}
 
 static const void *label_canonical(const void *key)
 {
     PyObject *code = (PyObject *)key;
     if (((uintptr_t)key & 1) || !PyCode_Check(code))
         return key;
+    size_t slot = alias_slot(key);
+    if (aliases[slot].code == code)
+        return aliases[slot].canonical;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
-    int gc_was_on = PyGC_Disable(); /* no collection, no finalizer re-entering the tree */
-    const void *canonical = key;
-    PyObject *name = prof_label_tuple(code);
-    if (name && (first_code || (first_code = PyDict_New()))) {
-        PyObject *first = PyDict_SetDefault(first_code, name, code); /* borrowed */
-        if (first)
-            canonical = first;
+    const void *canonical = first_of_label(code);
+    if (canonical != key) {
+        PyObject *old = aliases[slot].code;
+        aliases[slot].code = Py_NewRef(code);
+        aliases[slot].canonical = canonical;
+        Py_XDECREF(old);
     }
-    Py_XDECREF(name);
-    if (gc_was_on)
-        PyGC_Enable();
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
     return canonical;
 }
 
+void prof_label_configure(size_t max_keys)
+{
+    key_cap = max_keys < (size_t)PY_SSIZE_T_MAX ? (Py_ssize_t)max_keys : PY_SSIZE_T_MAX;
+}
+
 void prof_label_forget_unused(void)
 {
+    for (size_t i = 0; i < ALIASES; i++) { /* first: they point into the map */
+        Py_CLEAR(aliases[i].code);
+        aliases[i].canonical = NULL;
+    }
     if (!first_code)
         return;
     PyObject *type, *value, *tb, *label, *code, *unused = PyList_New(0);

@@ -20,9 +20,12 @@ extern const struct prof_label_ops prof_python_label_ops;
  * ops' canonical step tells it from a code object without reading it. */
 const void *prof_label_builtin_key(const PyMethodDef *ml);
 
-/* Forget the first code objects (see label.c) that no tree holds any more:
- * after trees are freed (a Clear, profiling stopped). */
+/* Forget the first code objects (see label.c) that no tree holds any more,
+ * and the aliases remembered: after trees are freed (a Clear, profiling
+ * stopped), not per request (it walks every label). */
 void prof_label_forget_unused(void);
+/* At most max_keys labels get a first code object (the node cap). */
+void prof_label_configure(size_t max_keys);
 
 /* cProfile's label(): (file, line, name) for code, ('~', 0, name) for a
  * built-in. New ref; NULL with an exception set on failure. */

@@ -172,7 +172,7 @@ static int wait_for_stop(struct tf_workers *workers, pid_t front)
         if (sig == SIGUSR1)
             tf_workers_reopen_logs(workers);
         else if (sig == SIGHUP && workers)
-            tf_workers_reload(workers, "SIGHUP");
+            tf_workers_reload(workers, "SIGHUP", true);
         else if (sig == SIGHUP && !front) /* a worker's front reloads (SIGHUP to the group) */
             tf_log_info("SIGHUP: nothing to reload (the app runs in this process; see --workers)");
         else if (workers) /* a second, or a child ended */

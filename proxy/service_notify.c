@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/log.h"
@@ -62,4 +63,14 @@ void tf_notify(const char *state)
         tf_log_warn("NOTIFY_SOCKET '%s': cannot send systemd's notification (%.*s): %s",
                     target_name, (int)strcspn(state, "\n"), state, strerror(why));
     }
+}
+
+void tf_notify_reloading(void)
+{
+    struct timespec now;
+    char state[64];
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)now.tv_sec * 1000000ull + (unsigned long long)now.tv_nsec / 1000);
+    tf_notify(state);
 }

@@ -10,6 +10,10 @@
  * Main thread, before any other starts and before the workers. */
 void tf_notify_take(void);
 
+/* RELOADING=1 with the MONOTONIC_USEC= that Type=notify-reload asks for
+ * (systemd 253 and later; earlier ones ignore it). */
+void tf_notify_reloading(void);
+
 /* Send state (newline-separated VAR=value lines) to the socket taken, if
  * any, adding MAINPID. A failure is logged once as a [warn] (systemd then
  * waits for READY=1 until its TimeoutStartSec=): never fatal. */

@@ -332,19 +332,21 @@ static void reload_failed(struct tf_workers *w, const char *err)
                  w->unavailable ? "clients get a 503" : "connections wait", RETRY_S);
 }
 
-void tf_workers_reload(struct tf_workers *w, const char *why)
+void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
 {
     char err[512] = "";
     int stop;
     tf_log_info("reload: %s; starting %u new worker%s", why, w->cfg->workers,
                 w->cfg->workers > 1 ? "s" : "");
-    tf_notify("RELOADING=1");
+    if (asked)
+        tf_notify_reloading();
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
     struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
     if (!g && !stop) {
         reload_failed(w, err);
-        tf_notify("READY=1\nSTATUS=reload failed (see the error log)");
+        tf_notify(asked ? "READY=1\nSTATUS=reload failed (see the error log)"
+                        : "STATUS=workers failed to restart (see the error log)");
     }
     if (!g) /* a stop: the signal is pending again, for wait_for_stop */
         return;
@@ -371,8 +373,8 @@ void tf_workers_reload(struct tf_workers *w, const char *why)
         retire(w);
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
     char done[100];
-    snprintf(done, sizeof(done), "READY=1\nSTATUS=reloaded: new workers are serving "
-             "(generation %u)", g->number);
+    snprintf(done, sizeof(done), "%sSTATUS=new workers are serving (generation %u)",
+             asked ? "READY=1\n" : "", g->number);
     tf_notify(done);
 }
 
@@ -474,10 +476,10 @@ void tf_workers_tick(struct tf_workers *w)
     if (!why[0] && w->current && has_dead_worker(w->current) &&
         tf_now_us() - w->last_attempt >= RETRY_US)
         snprintf(why, sizeof(why), "a worker is still missing after a failed restart");
-    if (!why[0] && w->cfg->reload && w->current)
-        something_changed(w, w->current, why, sizeof(why));
+    bool changed = !why[0] && w->cfg->reload && w->current &&
+                   something_changed(w, w->current, why, sizeof(why));
     if (why[0])
-        tf_workers_reload(w, why);
+        tf_workers_reload(w, why, changed);
 }
 
 static bool send_signal(struct worker *k, void *sig)

@@ -43,8 +43,10 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
  * generations, and with --reload look for changed files. */
 void tf_workers_tick(struct tf_workers *w);
 /* Main thread: start a new generation now (SIGHUP, a worker died, a file
- * changed). */
-void tf_workers_reload(struct tf_workers *w, const char *why);
+ * changed). asked: a reload someone asked for (SIGHUP, a --reload change),
+ * which systemd is told of (RELOADING=1, then READY=1); a restart after a
+ * crash only updates the service's STATUS=. */
+void tf_workers_reload(struct tf_workers *w, const char *why, bool asked);
 /* Main thread: send sig to every worker still running (all have their
  * signal handlers: a generation is listed once it is ready). */
 void tf_workers_forward(struct tf_workers *w, int sig);

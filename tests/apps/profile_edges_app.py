@@ -7,9 +7,11 @@ sys.setprofile, a save and restore of sys.getprofile(), given back in another
 call, a profiler that passes events on to the one it replaced)."""
 import cProfile
 import dataclasses
+import gc
 import sys
 import threading
 import time
+import weakref
 
 sys.setrecursionlimit(20000)
 
@@ -64,6 +66,21 @@ def compiledeach():
     ns = {"leaf": leaf}
     exec(COMPILED_EACH_TIME, ns)
     return ns["result"]
+
+
+UNIQUE_CODE = []  # weak references to the code compiled with a new label each time
+
+
+def uniquecode():
+    code = compile("leaf(1)\n", "<generated-%d>" % len(UNIQUE_CODE), "exec")
+    UNIQUE_CODE.append(weakref.ref(code))
+    exec(code, {"leaf": leaf})
+    return "compiled"
+
+
+def alivecode():
+    gc.collect()
+    return "%d of %d" % (sum(r() is not None for r in UNIQUE_CODE), len(UNIQUE_CODE))
 
 
 def rec(n):
@@ -250,7 +267,7 @@ def saverestore():
 
 
 ROUTES = {"nestedcomp": nestedcomp, "nestedexec": nestedexec, "nesteddc": nesteddc,
-          "compiledeach": compiledeach,
+          "compiledeach": compiledeach, "uniquecode": uniquecode, "alivecode": alivecode,
           "overflow": overflow, "cprofile": own_cprofile, "setprofile": own_setprofile,
           "saverestore": saverestore, "after": after, "chain": chain, "genedge": gen_edge,
           "above": given_back_above, "below": given_back_below, "aside": given_back_aside}

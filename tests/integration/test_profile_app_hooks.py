@@ -88,6 +88,20 @@ def test_code_compiled_for_each_request_takes_the_first_ones_place(tracfront, bu
     assert row(doc["functions"], r"\(leaf\)$")["ncalls"] == 61 * 3
 
 
+def test_code_with_a_new_label_each_request_is_not_kept_past_the_node_cap(tracfront):
+    """The first code object of each label is kept (its key), but no more
+    of them than --profile-max-nodes: code compiled with a new name for
+    each request is let go as the trees that held it are."""
+    srv = tracfront(*PROFILED, "--profile-max-nodes", "100")
+    for _ in range(300):
+        get(srv, "uniquecode")
+    alive, made = map(int, get(srv, "alivecode").text.split(" of "))
+    assert made == 300 and alive <= 150, (alive, made)
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=10)
+    assert r.status_code in (200, 303), r.status_code
+    assert get(srv, "alivecode").text.startswith("0 of "), "Clear lets them all go"
+
+
 def hold_the_app_thread(srv):
     """With --threads 1, a request that sleeps holds the one slot: the next
     is queued, and an app thread (not the network thread that read it)

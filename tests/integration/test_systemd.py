@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from conftest import APPS, BINARY, LISTEN_RE, start_server
+from workers_util import children, wait_for
 
 
 def receive(sock, timeout=30):
@@ -79,9 +80,15 @@ def test_a_front_says_ready_once_its_workers_serve_and_around_each_reload(tmp_pa
     srv.proc.send_signal(signal.SIGHUP)
     fields, creds = receive(sock)
     assert fields.get("RELOADING") == "1" and sender_pid(creds) == srv.proc.pid, fields
+    assert int(fields["MONOTONIC_USEC"]) > 0, fields  # Type=notify-reload needs it
     fields, creds = receive(sock)
     assert fields.get("READY") == "1" and sender_pid(creds) == srv.proc.pid, fields
     assert "new workers are serving" in srv.error_log, srv.error_log
+    # a worker's crash restarts the workers: no reload for systemd, a STATUS=
+    wait_for(lambda: len(children(srv.proc.pid)) == 2, 20, "the old workers gone")
+    os.kill(next(iter(children(srv.proc.pid))), signal.SIGKILL)
+    fields, creds = receive(sock)
+    assert "STATUS" in fields and "RELOADING" not in fields and "READY" not in fields, fields
     srv.proc.send_signal(signal.SIGTERM)
     fields, creds = receive(sock)
     assert fields.get("STOPPING") == "1" and sender_pid(creds) == srv.proc.pid, fields
