@@ -37,8 +37,8 @@ struct realm {
 struct tf_auth {
     struct realm *realms;       /* read-only after tf_auth_new */
     size_t n;
-    bool parent_dir;            /* --trac-env-parent-dir: /NAME/login */
-    char *single_project;       /* --trac-env's folder name; "" for --app/--wsgi-file */
+    bool parent_dir;            /* /NAME/login (projects_served) */
+    char *single_project;       /* else the one project's folder name, or "" */
     uint32_t nonce_lifetime;    /* seconds */
     const char *mount;          /* the config's; read-only */
     struct tf_nonces *nonces;   /* Digest's; safe from any thread */
@@ -137,6 +137,45 @@ static char *env_basename(const char *given)
     return name;
 }
 
+/* The value the last --env KEY=... gives key (the environ takes them in
+ * order), or NULL. */
+static const char *env_entry(const struct tf_config *cfg, const char *key)
+{
+    const char *value = NULL;
+    size_t n = strlen(key);
+    for (size_t i = 0; i < cfg->n_env; i++)
+        if (!strncmp(cfg->env[i], key, n) && cfg->env[i][n] == '=')
+            value = cfg->env[i] + n + 1;
+    return value;
+}
+
+/* The Trac projects the app serves, as trac.web.main's dispatch_request
+ * reads its environ: a trac.env_path that is not empty is one project, named
+ * by its folder; else a trac.env_parent_dir that is not empty holds one per
+ * folder, at /NAME/. tracfront sets them for --trac-env and
+ * --trac-env-parent-dir (where wsgi/options.c refuses them in --env); with
+ * --app or --wsgi-file, --env may give them, as mod_wsgi's SetEnv does to
+ * the trac.wsgi that `trac-admin deploy` writes. Keys an app sets itself, and the TRAC_ENV and
+ * TRAC_ENV_PARENT_DIR variables, are not seen: one project, named "". */
+struct projects {
+    const char *env_path;       /* the one project's environment, or NULL */
+    const char *named_by;       /* the flag that gave env_path */
+    bool parent_dir;            /* /NAME/login */
+};
+
+static struct projects projects_served(const struct tf_config *cfg)
+{
+    struct projects p = { cfg->trac_env, "--trac-env", cfg->trac_env_parent_dir != NULL };
+    if (cfg->trac_env || cfg->trac_env_parent_dir)
+        return p;
+    const char *path = env_entry(cfg, "trac.env_path");
+    const char *parent = env_entry(cfg, "trac.env_parent_dir");
+    p.env_path = path && path[0] ? path : NULL;
+    p.named_by = "--env trac.env_path";
+    p.parent_dir = !p.env_path && parent && parent[0];
+    return p;
+}
+
 /* Is PROJECT one this configuration serves? 0, or -1 with err. */
 static int check_project(const struct tf_config *cfg, const struct spec *s, char *err,
                          size_t errlen)
@@ -146,18 +185,21 @@ static int check_project(const struct tf_config *cfg, const struct spec *s, char
                  "--app or --wsgi-file): credentials are asked for on its /login path", s->flag);
         return -1;
     }
-    if (cfg->trac_env_parent_dir || !strcmp(s->project, "*"))
+    struct projects served = projects_served(cfg);
+    if (served.parent_dir || !strcmp(s->project, "*"))
         return 0;
-    if (!cfg->trac_env) {
+    if (!served.env_path) {
         snprintf(err, errlen, "%s: with --app or --wsgi-file there is one project: use * for "
-                 "PROJECT, not '%s'", s->flag, s->project);
+                 "PROJECT, not '%s' (for Trac's projects in folders under DIR, as mod_wsgi's "
+                 "SetEnv trac.env_parent_dir, give --env trac.env_parent_dir=DIR)", s->flag,
+                 s->project);
         return -1;
     }
-    char *name = env_basename(cfg->trac_env);
+    char *name = env_basename(served.env_path);
     int rc = name && !strcmp(name, s->project) ? 0 : -1;
     if (rc < 0)
-        snprintf(err, errlen, "%s: project '%s' is not served: --trac-env serves '%s' "
-                 "(use %s or *)", s->flag, s->project, name ? name : "?", name ? name : "?");
+        snprintf(err, errlen, "%s: project '%s' is not served: %s serves '%s' (use %s or *)",
+                 s->flag, s->project, served.named_by, name ? name : "?", name ? name : "?");
     free(name);
     return rc;
 }
@@ -262,14 +304,15 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
     size_t n = cfg->n_basic_auth + cfg->n_digest_auth;
     if (n == 0)
         return NULL;
+    struct projects served = projects_served(cfg);
     struct tf_auth *auth = calloc(1, sizeof(*auth));
     if (!auth || !(auth->realms = calloc(n, sizeof(*auth->realms))) ||
-        !(auth->single_project = cfg->trac_env ? env_basename(cfg->trac_env) : strdup(""))) {
+        !(auth->single_project = served.env_path ? env_basename(served.env_path) : strdup(""))) {
         snprintf(err, errlen, "--basic-auth: out of memory");
         tf_auth_free(auth);
         return NULL;
     }
-    auth->parent_dir = cfg->trac_env_parent_dir != NULL;
+    auth->parent_dir = served.parent_dir;
     auth->mount = cfg->mount;
     unsigned char key[32];
     if (shared_key_set) /* --workers: one key for every worker */

@@ -2,7 +2,7 @@
  * Digest authentication as tracd does it (--basic-auth / --digest-auth
  * PROJECT,FILE,REALM). Credentials are asked for only on `<mount>/login`
  * (--trac-env, --app, --wsgi-file) or `<mount>/NAME/login`
- * (--trac-env-parent-dir), and a user name reaches the app (REMOTE_USER)
+ * (--trac-env-parent-dir, or --env trac.env_parent_dir=DIR), and a user name reaches the app (REMOTE_USER)
  * only after its password was verified. Nothing a client sends is ever
  * taken as a user name without that check, and no password is ever logged. */
 #ifndef TF_AUTH_H

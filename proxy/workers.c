@@ -446,6 +446,32 @@ static void retire(struct tf_workers *w)
     }
 }
 
+/* How a reaped worker ended, for the log: "status 70", "signal 11, Segmentation
+ * fault". Main thread only (strsignal's text may be a static buffer). */
+static void describe_end(int status, char *out, size_t cap)
+{
+    if (WIFSIGNALED(status))
+        snprintf(out, cap, "signal %d, %s%s", WTERMSIG(status), strsignal(WTERMSIG(status)),
+                 WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(out, cap, "status %d", WEXITSTATUS(status));
+}
+
+/* A worker of a retired generation was reaped (when: "after a reload",
+ * "during the stop"): its exit 0 is what SIGTERM asks of it, anything else
+ * (killed, crashed, an error status) an [error], as Apache's "child pid N
+ * exit signal ...": nothing else would say it ended that way. */
+static void say_if_retired_died(const struct worker *k, int status, const char *when)
+{
+    char how[96];
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return;
+    describe_end(status, how, sizeof(how));
+    tf_log_error("retired worker %d (generation %u, finishing its requests %s) exited (%s): "
+                 "any request it still ran got no answer", (int)k->pid, k->gen->number, when,
+                 how);
+}
+
 static bool has_dead_worker(const struct generation *g)
 {
     for (unsigned i = 0; i < g->n; i++)
@@ -466,10 +492,12 @@ void tf_workers_tick(struct tf_workers *w)
         if (lost && w->on_lost_worker)
             w->on_lost_worker(k->origin);
         if (k->gen == w->current) {
-            tf_log_error("worker %d exited (%s %d); restarting the workers", (int)k->pid,
-                         WIFSIGNALED(status) ? "signal" : "status",
-                         WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+            char how[96];
+            describe_end(status, how, sizeof(how));
+            tf_log_error("worker %d exited (%s); restarting the workers", (int)k->pid, how);
             snprintf(why, sizeof(why), "worker %d died", (int)k->pid);
+        } else {
+            say_if_retired_died(k, status, "after a reload");
         }
     }
     retire(w);
@@ -598,8 +626,11 @@ static int wait_all_exited(struct tf_workers *w, double timeout)
     uint64_t deadline = tf_now_us() + (uint64_t)(timeout * 1e6);
     for (;;) {
         struct worker *k;
-        while ((k = reap_worker(w, NULL)))
+        int status;
+        while ((k = reap_worker(w, &status))) {
+            say_if_retired_died(k, status, "in the stop");
             say_if_left_out(w, k, "ended");
+        }
         bool done = true;
         for (struct generation *g = w->retired; g; g = g->next)
             done = done && all_exited(g);

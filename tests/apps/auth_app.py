@@ -1,6 +1,7 @@
 """WSGI app for tests/integration/test_auth.py: answers with what the server
-put in the environ about the user, as JSON, on every path (so a login path
-and any other path look alike to the app)."""
+put in the environ about the user and the Trac projects (trac.env_path,
+trac.env_parent_dir), as JSON, on every path (so a login path and any other
+path look alike to the app)."""
 import json
 
 
@@ -12,6 +13,8 @@ def application(environ, start_response):
         "auth_type": environ.get("AUTH_TYPE"),
         "http_remote_user": environ.get("HTTP_REMOTE_USER"),
         "has_authorization": "HTTP_AUTHORIZATION" in environ,
+        "env_path": environ.get("trac.env_path"),
+        "env_parent_dir": environ.get("trac.env_parent_dir"),
     }).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])

@@ -5,7 +5,8 @@ how requests spread over workers and when a new generation took over.
 Routes: /pid and /login (pid, the CGI part of the environ, the HTTP_* headers,
 the body's length; ?s=SECONDS sleeps first), /work?n=N (calls busy(n) exactly once, for
 exact call counts in the profile), /slow?s=S (sleeps), /gate?file=PATH
-[&mark=PATH] (writes its pid to mark, then waits until file exists), /log?msg=M
+[&mark=PATH][&exit=N] (writes its pid to mark, then waits until file exists; with exit,
+the process then exits with status N without answering), /log?msg=M
 (prints "worker_app says M" to stderr), /abort (os.abort(): the worker dies
 without a word, as a crash in a C extension would), /exit (the worker process
 exits at once, as a crash would, without answering), /version
@@ -115,6 +116,8 @@ def app(environ, start_response):
         deadline = time.monotonic() + float(qs.get("timeout", "30"))
         while not os.path.exists(qs["file"]) and time.monotonic() < deadline:
             time.sleep(0.02)
+        if "exit" in qs:
+            os._exit(int(qs["exit"]))
         return _reply(start_response, {"pid": os.getpid(), "released": True})
     if path == "/hold_gil":
         with open(qs["mark"] + ".tmp", "w") as f:

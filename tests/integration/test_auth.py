@@ -294,7 +294,8 @@ def test_mount(tracfront, files):
     assert requests.get(srv.url + "trac/login", timeout=10).status_code == 401
     r = requests.get(srv.url + "trac/login", auth=("des", "despw"), timeout=10)
     assert r.json() == {"path": "/login", "script_name": "/trac", "remote_user": "des",
-                        "auth_type": "Basic", "http_remote_user": None, "has_authorization": True}
+                        "auth_type": "Basic", "http_remote_user": None, "has_authorization": True,
+                        "env_path": None, "env_parent_dir": None}
     assert requests.get(srv.url + "login", timeout=10).status_code == 404  # not the app's
 
 
@@ -851,6 +852,100 @@ def test_trac_env_through_a_symlink_is_named_by_the_link(tracfront, files, tmp_p
     assert "project 'proj1' is not served: --trac-env serves 'current'" in bad.stderr
 
 
+def deployed_trac_wsgi(tmp_path, env_path):
+    """The cgi-bin/trac.wsgi that Trac 1.6's `trac-admin ENV deploy DIR`
+    writes (trac/templates/deploy_trac.wsgi), for env_path, with fake_trac's
+    dispatch_request: it reads trac.env_parent_dir as mod_wsgi's SetEnv gives
+    it. Returns (its path, the --pythonpath for fake_trac)."""
+    script = tmp_path / "deploy" / "cgi-bin" / "trac.wsgi"
+    script.parent.mkdir(parents=True)
+    script.write_text(
+        "import os\n\n"
+        "def application(environ, start_request):\n"
+        "    if not 'trac.env_parent_dir' in environ:\n"
+        "        environ.setdefault('trac.env_path', %r)\n"
+        "    if 'PYTHON_EGG_CACHE' in environ:\n"
+        "        os.environ['PYTHON_EGG_CACHE'] = environ['PYTHON_EGG_CACHE']\n"
+        "    elif 'trac.env_path' in environ:\n"
+        "        os.environ['PYTHON_EGG_CACHE'] = \\\n"
+        "            os.path.join(environ['trac.env_path'], '.egg-cache')\n"
+        "    elif 'trac.env_parent_dir' in environ:\n"
+        "        os.environ['PYTHON_EGG_CACHE'] = \\\n"
+        "            os.path.join(environ['trac.env_parent_dir'], '.egg-cache')\n"
+        "    from trac.web.main import dispatch_request\n"
+        "    return dispatch_request(environ, start_request)\n" % str(env_path))
+    return script, fake_trac(tmp_path)
+
+
+def test_env_parent_dir_of_a_deployed_trac_wsgi_has_a_login_per_project(tracfront, files,
+                                                                        tmp_path):
+    """mod_wsgi's way to serve several projects: the deployed trac.wsgi and
+    `SetEnv trac.env_parent_dir`; as --trac-env-parent-dir, the login path is
+    /NAME/login and PROJECT names one (Apache: <LocationMatch "/[^/]+/login">)."""
+    parent = tmp_path / "projects"
+    for name in ("alpha", "beta"):
+        (parent / name).mkdir(parents=True)
+    script, fake = deployed_trac_wsgi(tmp_path, tmp_path / "deployed-from")
+    srv = tracfront("--wsgi-file", script, "--pythonpath", fake,
+                    "--env", "trac.env_parent_dir=%s" % parent,
+                    "--basic-auth", "alpha,%s,Alpha" % files["htpasswd"],
+                    "--digest-auth", "*,%s,%s" % (files["htdigest"], DREALM))
+    r = requests.get(srv.url + "alpha/login", timeout=10)
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith('Basic realm="Alpha"')
+    r = requests.get(srv.url + "alpha/login", auth=("apr1", "apr1-pw"), timeout=10)
+    assert r.json()["remote_user"] == "apr1" and r.json()["env_parent_dir"] == str(parent)
+    assert r.json()["env_path"] is None  # the script left trac.env_path to the parent dir
+    r = requests.get(srv.url + "beta/login", timeout=10)
+    assert r.headers["WWW-Authenticate"].startswith('Digest realm="%s"' % DREALM)
+    r = requests.get(srv.url + "beta/login", auth=HTTPDigestAuth("alice", "wonderland"),
+                     timeout=10)
+    assert r.json()["remote_user"] == "alice"
+    for path in ("", "login", "alpha/wiki"):  # the index, a project named login, a page
+        r = requests.get(srv.url + path, auth=("apr1", "apr1-pw"), timeout=10)
+        assert r.status_code == 200 and r.json()["remote_user"] is None, path
+
+
+def test_env_parent_dir_with_every_project_asks_on_each_login(tracfront, files, tmp_path):
+    """The probe: --basic-auth '*,...' asked on /login only, so Trac's
+    /alpha/login answered 500 "Authentication information not available"."""
+    (tmp_path / "projects" / "alpha").mkdir(parents=True)
+    script, fake = deployed_trac_wsgi(tmp_path, tmp_path / "deployed-from")
+    srv = tracfront("--wsgi-file", script, "--pythonpath", fake,
+                    "--env", "trac.env_parent_dir=%s" % (tmp_path / "projects"),
+                    "--basic-auth", "*,%s,Trac" % files["htpasswd"])
+    assert requests.get(srv.url + "alpha/login", timeout=10).status_code == 401
+    r = requests.get(srv.url + "alpha/login", auth=("des", "despw"), timeout=10)
+    assert r.json()["remote_user"] == "des"
+
+
+@pytest.mark.parametrize("also_parent", [False, True], ids=["env_path", "both"])
+def test_env_path_given_with_env_is_one_project_named_by_its_folder(tracfront, files,
+                                                                     tmp_path, also_parent):
+    """--env trac.env_path=/x/main is --trac-env's layout: /login, project
+    'main'; Trac takes it over a trac.env_parent_dir given too."""
+    env = tmp_path / "envs" / "main"
+    env.mkdir(parents=True)
+    script, fake = deployed_trac_wsgi(tmp_path, tmp_path / "deployed-from")
+    given = ["--env", "trac.env_path=%s" % env] + \
+        (["--env", "trac.env_parent_dir=%s" % env.parent] if also_parent else [])
+    srv = tracfront("--wsgi-file", script, "--pythonpath", fake, *given,
+                    "--basic-auth", "main,%s,%s" % (files["htpasswd"], REALM))
+    assert requests.get(srv.url + "login", timeout=10).status_code == 401
+    r = requests.get(srv.url + "login", auth=("sha", "sha1-pw"), timeout=10)
+    assert r.json()["remote_user"] == "sha" and r.json()["env_path"] == str(env)
+    assert requests.get(srv.url + "main/login", timeout=10).json()["remote_user"] is None
+    bad = tracfront("--wsgi-file", script, "--pythonpath", fake, *given,
+                    "--basic-auth", "other,%s,R" % files["htpasswd"], expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "project 'other' is not served: --env trac.env_path serves 'main'" in bad.stderr
+
+
+def test_one_project_names_what_would_give_several(tracfront, files):
+    bad = basic(tracfront, files, project="alpha", expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "--env trac.env_parent_dir=DIR" in bad.stderr, bad.stderr
+
+
 def test_workers_get_the_verified_user(tracfront, files):
     srv = basic(tracfront, files, "--workers", "1")
     assert requests.get(srv.url + "login", timeout=30).status_code == 401
@@ -936,7 +1031,10 @@ def trac_importable():
                           timeout=60).returncode == 0
 
 
-def test_real_trac_login_per_project(tracfront, files, tmp_path):
+@pytest.mark.parametrize("served_as", ["parent-dir", "deployed-wsgi"])
+def test_real_trac_login_per_project(tracfront, files, tmp_path, served_as):
+    """--trac-env-parent-dir, and mod_wsgi's way: the trac.wsgi that
+    `trac-admin deploy` wrote, given trac.env_parent_dir in the environ."""
     if not trac_importable():
         pytest.skip("Trac is not importable by %s with this PYTHONPATH" % PY)
     parent = tmp_path / "projects"
@@ -944,7 +1042,13 @@ def test_real_trac_login_per_project(tracfront, files, tmp_path):
     for name in ("one", "two"):
         subprocess.run([PY, "-m", "trac.admin.console", str(parent / name), "initenv", name,
                         "sqlite:db/trac.db"], check=True, capture_output=True, timeout=300)
-    srv = tracfront("--trac-env-parent-dir", parent, "--basic-auth",
+    app = ("--trac-env-parent-dir", parent)
+    if served_as == "deployed-wsgi":
+        subprocess.run([PY, "-m", "trac.admin.console", str(parent / "one"), "deploy",
+                        str(tmp_path / "deploy")], check=True, capture_output=True, timeout=300)
+        app = ("--wsgi-file", tmp_path / "deploy" / "cgi-bin" / "trac.wsgi",
+               "--env", "trac.env_parent_dir=%s" % parent)
+    srv = tracfront(*app, "--basic-auth",
                     "one,%s,One" % files["htpasswd"], "--digest-auth",
                     "two,%s,%s" % (files["htdigest"], DREALM), env=TRAC_ENV)
     assert requests.get(srv.url + "one/login", timeout=60).status_code == 401

@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from conftest import BINARY
-from workers_util import (APP, children, concurrently, descendants, fetch, running,
-                          wait_for)
+from workers_util import (APP, children, concurrently, descendants, fetch, proc_stat,
+                          running, wait_for)
 
 
 def workers(tracfront, n=2, *extra, **kw):
@@ -503,12 +503,14 @@ def test_profile_page_waiting_for_the_front_does_not_hold_the_worker(tracfront):
 
 # --- worker failure and shutdown ---------------------------------------------
 
-def gated(srv, gate, mark):
-    """Start /gate in a thread; return (thread, result dict)."""
+def gated(srv, gate, mark, query=""):
+    """Start /gate in a thread (query: more of its parameters, "&exit=N");
+    return (thread, result dict)."""
     result = {}
 
     def run():
-        result["value"] = fetch(requests, srv.url + "gate?file=%s&mark=%s" % (gate, mark), timeout=60)
+        result["value"] = fetch(requests, srv.url + "gate?file=%s&mark=%s%s" % (gate, mark, query),
+                                timeout=60)
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, result
@@ -541,6 +543,50 @@ def test_killed_worker_is_replaced(tracfront, tmp_path):
     assert any("worker" in line and "restart" in line for line in srv.error_log.splitlines()), \
         srv.error_log[-2000:]
 
+
+
+@pytest.mark.parametrize("end,expect", [
+    ("SIGKILL", r"signal 9\b"), ("SIGSEGV", r"signal 11\b"), ("exit=70", r"status 70\b"),
+    ("finishes", None)], ids=["SIGKILL", "SIGSEGV", "exit-70", "finishes"])
+def test_a_retired_worker_that_dies_is_logged(tracfront, tmp_path, end, expect):
+    """A worker of an old generation, still finishing a request after a reload,
+    that is killed, crashes or exits nonzero gets an [error] line naming it and
+    how it ended (Apache's "child pid N exit signal ..."); one that exits 0
+    after its requests, as it should, gets none."""
+    if end == "SIGSEGV" and os.environ.get("TF_SANITIZER"):
+        expect = r"signal (11|6)\b"  # a sanitizer's handler reports the fault, then aborts
+    srv = workers(tracfront, 1)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    t, result = gated(srv, gate, mark, "&" + end if end.startswith("exit=") else "")
+    old = int(wait_for(lambda: mark.exists() and mark.read_text(), 10, "the gated request"))
+    before = children(srv.proc.pid)
+    srv.proc.send_signal(signal.SIGHUP)
+    new_generation(srv, before)
+    assert running(old, before[old]), "the old worker did not wait for its request"
+    if end.startswith("SIG"):
+        os.kill(old, getattr(signal, end))  # a worker of the server this test started
+    else:
+        gate.touch()
+    t.join(30)
+
+    def errors_naming_it():  # the front's lines, not the worker's own ("[worker PID] ...")
+        return [l for l in srv.error_log.splitlines() if "[error] " in l
+                and re.search(r"(?<!\[)worker %d\b" % old, l)]
+    if expect is None:
+        assert result["value"][0] == 200, result
+        # reaped (the front's main thread logs right after), then a line the
+        # same thread writes later: whatever the reap logged is in by then
+        wait_for(lambda: (proc_stat(old) or (0, 0, None))[2] != before[old], 20,
+                 "the front to reap the old worker")
+        srv.proc.send_signal(signal.SIGUSR1)
+        wait_for(lambda: "log files reopened" in srv.error_log, 10, "the SIGUSR1 line")
+        assert not errors_naming_it(), errors_naming_it()
+        return
+    assert result["value"][0] == "error", result  # the worker answered nothing
+    line = wait_for(lambda: [l for l in errors_naming_it() if re.search(expect, l)], 10,
+                    "an [error] line saying how the retired worker %d ended" % old)
+    assert "retired" in line[0], line
+    assert requests.get(srv.url + "pid", timeout=10).status_code == 200  # no restart needed
 
 def requests_total(srv, route):
     """tracfront_requests_total of route (all its series) in /__profile__/metrics,
@@ -645,6 +691,23 @@ def test_sigterm_stops_front_and_workers(tracfront, tmp_path):
     assert sorted(p.name for p in marks.iterdir()) == sorted("atexit-%d" % p for p in kids), \
         "a worker did not finalize Python"
 
+
+
+def test_a_worker_that_dies_in_the_stop_is_logged(tracfront, tmp_path):
+    """A worker finishing its requests in a stop that is killed is named in an
+    [error] line with its signal, as after a reload; the front still exits 0."""
+    srv = workers(tracfront, 1)
+    gate, mark = tmp_path / "gate", tmp_path / "mark"
+    t, result = gated(srv, gate, mark)
+    victim = int(wait_for(lambda: mark.exists() and mark.read_text(), 10, "the gated request"))
+    srv.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "stopping the workers" in srv.error_log, 10, "the front's stop")
+    os.kill(victim, signal.SIGKILL)  # a worker of the server this test started
+    t.join(30)
+    assert result["value"][0] == "error", result
+    assert srv.proc.wait(30) == 0
+    assert [l for l in srv.error_log.splitlines() if "[error] retired worker %d " % victim in l
+            and "in the stop" in l and "signal 9" in l], srv.error_log[-2000:]
 
 def comm(pid):
     with open("/proc/%d/comm" % pid) as f:
