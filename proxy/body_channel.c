@@ -346,6 +346,8 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *
 {
     *over_high = false;
     if (!req->connection) { /* detached: the tap is the only reader */
+        if (tf_request_client_gone(req)) /* a copy stopped */
+            return -1;
         tf_request_tap_body(req, data, len);
         return 0;
     }
@@ -362,6 +364,8 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
 {
     *err = 0;
     if (!req->connection) { /* detached: the tap is the only reader */
+        if (tf_request_client_gone(req)) /* a copy stopped */
+            return -1;
         tf_request_tap_body(req, data, len);
         return (ssize_t)len;
     }
@@ -527,9 +531,21 @@ bool tf_request_hung_up(struct tf_request *req)
     return hung_up;
 }
 
+/* With the lock held: a --mirror copy whose stop time has come is gone from
+ * now on. Its tap, and so stop_at, lives until the tap ends (tap_ended). */
+static void copy_may_stop(struct tf_request *req)
+{
+    if (req->connection || req->client_gone || !req->tap || req->tap_ended)
+        return;
+    uint64_t at = __atomic_load_n(&req->tap->stop_at, __ATOMIC_ACQUIRE);
+    if (at && tf_now_us() >= at)
+        req->client_gone = req->tap->stopped = true;
+}
+
 bool tf_request_client_gone(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
+    copy_may_stop(req);
     bool gone = req->client_gone;
     pthread_mutex_unlock(&req->lock);
     return gone;

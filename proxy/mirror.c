@@ -1,7 +1,9 @@
 /* mirror.c — request pairs for --mirror (see mirror.h). A pair is freed by
  * whichever of its two taps ends last, on whatever thread that is. A stop
  * does not wait for copies, so a pair may end after the server is gone:
- * each holds a reference to the struct tf_mirror. */
+ * each holds a reference to the struct tf_mirror. A copy never outlives its
+ * primary for long (stop_copy): an endless answer's copy would hold its
+ * place, and an upstream connection or an app thread, for good. */
 #include "proxy/mirror.h"
 
 #include <stdio.h>
@@ -23,11 +25,16 @@ struct tf_mirror {
     unsigned refs;                  /* atomic: the server's, and one per pair not yet recorded */
 };
 
+/* A copy still running when its primary has ended may take as long again as
+ * the primary took, and at least this long, to finish. */
+#define COPY_GRACE_US 5000000u
+
 struct pair {
     struct tf_mirror *mirror;
     struct tf_tap primary, copy;
     int remaining;                  /* atomic: taps not yet ended */
     uint64_t t_start;
+    uint64_t grace_us;              /* the copy's, once the primary has ended (stop_copy) */
     char *method, *target;
 };
 
@@ -111,13 +118,44 @@ static bool copy_may_go(struct tf_mirror *m)
     return true;
 }
 
+/* The primary has ended (the pair is alive: its copy's tap has not been
+ * counted off yet): its copy's backend stops it from stop_at on
+ * (tf_request_client_gone), as it stops a request whose client left. A
+ * client gone: at once, the pair is not compared anyway. Else the copy may
+ * take as long again as the primary took, at least COPY_GRACE_US: a slower
+ * backend still finishes and is compared; an endless one is stopped. */
+static void stop_copy(struct pair *p)
+{
+    uint64_t now = tf_now_us(), took = now - p->t_start;
+    uint64_t grace = took > COPY_GRACE_US ? took : COPY_GRACE_US;
+    p->grace_us = grace;
+    __atomic_store_n(&p->copy.stop_at, p->primary.abandoned ? now : now + grace,
+                     __ATOMIC_RELEASE);
+}
+
+/* A copy stopped past its grace is a failed side: say why. (One stopped for
+ * a client that left is in an abandoned pair.) */
+static void say_stopped(struct pair *p)
+{
+    if (!p->copy.stopped || p->primary.abandoned)
+        return;
+    p->copy.error = true;
+    snprintf(p->copy.why, sizeof(p->copy.why), "stopped: still running %.1f s after the %s's "
+             "answer ended (a copy's grace: the primary's time, at least %u s)",
+             (double)p->grace_us / 1e6, p->mirror->primary == TF_ROUTE_APP ? "app" : "upstream",
+             COPY_GRACE_US / 1000000u);
+}
+
 static void tap_done(struct tf_tap *tap)
 {
     struct pair *p = tap->owner;
     if (tap == &p->copy)
         copy_ended(p->mirror);
+    else
+        stop_copy(p);
     if (__atomic_sub_fetch(&p->remaining, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    say_stopped(p);
     struct prof_compare_side primary, copy;
     side(&primary, &p->primary, p->t_start);
     side(&copy, &p->copy, p->t_start);

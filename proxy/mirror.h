@@ -4,8 +4,10 @@
  * profiler's comparison (profiler/compare.h). Copies in flight are bounded
  * (--mirror-queue), and copies to the app to half its --threads (at least
  * one); past that they are dropped and counted, so mirroring never queues
- * the primary, or a request for an app route, behind its copies. Copies
- * are not requests in flight: a stop abandons them. */
+ * the primary, or a request for an app route, behind its copies. A copy
+ * is stopped when its primary's client leaves, or a while after its
+ * primary ended (mirror.c: stop_copy). Copies are not requests in flight:
+ * a stop abandons them. */
 #ifndef TF_MIRROR_H
 #define TF_MIRROR_H
 

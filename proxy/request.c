@@ -234,6 +234,8 @@ int tf_request_tap_file_prepare(struct tf_request *req, int fd)
 
 static bool client_left(struct tf_request *req)
 {
+    if (!req->connection) /* a --mirror copy: until its pair stops it */
+        return tf_request_client_gone(req);
     pthread_mutex_lock(&req->lock);
     bool left = req->client_left;
     pthread_mutex_unlock(&req->lock);

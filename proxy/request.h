@@ -77,6 +77,10 @@ struct tf_tap {
     bool held_back;             /* the producer waited for a slow client (parked, or past
                                    --max-spill): its
                                    time includes the client's */
+    uint64_t stop_at;           /* a --mirror copy's, atomic, set by its pair (mirror.c)
+                                   when the primary ends: monotonic us from which the
+                                   copy counts as gone (tf_request_client_gone); 0: never */
+    bool stopped;               /* a copy's: it was gone so (under its request's lock) */
 };
 
 struct tf_request {
@@ -249,8 +253,8 @@ void tf_request_tap_end(struct tf_request *req, unsigned status, bool error);
 int tf_request_tap_file_prepare(struct tf_request *req, int fd);
 /* After tf_request_respond(): show the file's [offset, offset+size) to
  * the tap, then end it. Stops early (an error) when the client leaves
- * before its answer is complete. Closes fd. Blocks while it reads: call
- * without the GIL. */
+ * before its answer is complete (a copy: when its pair stops it). Closes
+ * fd. Blocks while it reads: call without the GIL. */
 void tf_request_tap_file(struct tf_request *req, int fd, uint64_t offset, uint64_t size);
 
 /* Look up a request header (case-insensitive, first match); NULL if absent. */
@@ -338,6 +342,9 @@ struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t 
  * will be called later), false if that happened already or the client left.
  * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
+/* The client has gone; for a --mirror copy (no client), its pair stopped
+ * wanting it (tap->stop_at passed): its backend stops it as it stops a
+ * request whose client left, and it stays gone. */
 bool tf_request_client_gone(struct tf_request *req);
 
 /* Free the channel's queued chunks (the lock held, or the last reference). */

@@ -70,8 +70,9 @@ void tf_upstream_transfer_start(struct lane *lane, struct tf_request *req);
  * it), free it. */
 void tf_upstream_transfer_end(struct transfer *t, CURLcode rc);
 /* Answer heads that have waited long enough for their body; time out
- * transfers whose upstream went silent; watch waiting clients for a
- * hang-up. Returns the ms until the next check is needed, -1 for none. */
+ * transfers whose upstream went silent; end --mirror copies their pair
+ * stopped; watch waiting clients for a hang-up. Returns the ms until the
+ * next check is needed, -1 for none. */
 long tf_upstream_timers_check(struct lane *lane, uint64_t now);
 
 /* upstream.c. req->producer_wake of a transfer's request, on the client

@@ -272,6 +272,8 @@ static void finish(struct transfer *t, CURLcode rc)
     if (t->lane->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
+    } else if (rc != CURLE_OK && !t->req->connection && tf_request_client_gone(t->req)) {
+        tf_request_finish(t->req, true); /* a copy its pair stopped (mirror.c says why) */
     } else if (t->client_abort) {
         abort_for_client(t);
     } else if (t->timed_out) {
@@ -483,7 +485,8 @@ static void watch_if_waiting(struct transfer *t, uint64_t now)
 }
 
 /* Answer heads that have waited long enough for their body; time out
- * transfers whose upstream went silent; watch waiting clients for a
+ * transfers whose upstream went silent; end --mirror copies stopped by
+ * their pair (tf_request_client_gone); watch waiting clients for a
  * hang-up. Returns the ms until the next check is needed, -1 for none. */
 long tf_upstream_timers_check(struct lane *lane, uint64_t now)
 {
@@ -495,6 +498,11 @@ long tf_upstream_timers_check(struct lane *lane, uint64_t now)
         lane->last_idle_check = now;
     for (struct transfer *t = lane->active, *next; t; t = next) {
         next = t->next;
+        if (idle_check && !t->req->connection && tf_request_client_gone(t->req)) {
+            tf_upstream_transfer_end(t, CURLE_ABORTED_BY_CALLBACK); /* a copy stopped, also
+                                                                        one idle or paused */
+            continue;
+        }
         if (t->head.done && !t->responded) {
             if (now - t->t_head >= EARLY_US && !respond(t, UINT64_MAX)) {
                 tf_upstream_transfer_end(t, CURLE_WRITE_ERROR); /* answered 502 */

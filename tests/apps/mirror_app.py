@@ -8,7 +8,9 @@ b, same body) differ on purpose; /sleep?s=N sleeps on side b only (on=a: on
 side a only); /big?n=N streams N bytes in 64 KiB pieces; /file?path=P answers
 the file P through wsgi.file_wrapper; /block and .../block (side a only) hold its
 thread until a request for a path ending in /release (its answer: how many
-were held) lets every held one go, or 60 s have passed. Every request except
+were held) lets every held one go, or 60 s have passed; /bytes?n=&chunk=&delay=
+streams n bytes (i % 251) in pieces of chunk (at most 64 KiB) bytes, delay seconds apart, as
+tests/apps/upstream_server.py's /bytes does (a stream that outlives a test). Every request except
 /count and /bodies is counted per method and path; /count?path=P answers the
 counts for P as JSON, e.g. {"GET": 2, "HEAD": 1}; /bodies?path=P the
 requests with a body for P, as [method, length, sha256] lists.
@@ -69,6 +71,17 @@ def application(environ, start_response):
         # each byte tells its place (i % 251): a chunk lost, repeated or out
         # of order changes the body's hash, not only its length
         return (PATTERN[i % 251:i % 251 + min(65536, n - i)] for i in range(0, n, 65536))
+    if path == "/bytes":
+        n, chunk = int(qs.get("n", "0")), int(qs.get("chunk", "65536"))
+        delay = float(qs.get("delay", "0"))
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+        def stream():
+            for off in range(0, n, chunk):
+                if off and delay:
+                    time.sleep(delay)
+                yield PATTERN[off % 251:off % 251 + min(chunk, n - off)]
+        return stream()
     if path == "/file":
         f = open(qs["path"], "rb")
         start_response("200 OK", [("Content-Type", "application/octet-stream"),

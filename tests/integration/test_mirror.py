@@ -602,3 +602,108 @@ def test_large_copy_is_compared_whole_across_loop_turns(pair):
     assert big["pairs"] == 1 and (j["failed"], j["abandoned"]) == (0, 0), j
     assert (big["status_mismatches"], big["size_mismatches"], big["hash_mismatches"]) == \
         (0, 0, 0), j
+
+
+ENDLESS = "/bytes?n=1000000000&chunk=100&delay=0.1&chunked=1"  # about 11 days
+
+
+def leave_a_stream(srv, target=ENDLESS):
+    """A client that reads the head and a few pieces of an endless stream
+    (both backends serve /bytes), then leaves."""
+    s = srv.connect()
+    s.sendall(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % target.encode())
+    head, body = read_head(s)
+    assert head.startswith("HTTP/1.1 200"), head
+    while len(body) < 300:
+        chunk = s.recv(65536)
+        assert chunk
+        body += chunk
+    s.close()
+
+
+def wait_gone(up, path, n, seconds=10):
+    """The upstream's count of requests for path whose connection the proxy
+    closed while the upstream was streaming, polled until it is n."""
+    deadline = time.monotonic() + seconds
+    while up.stats()["gone"].get(path, 0) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return up.stats()["gone"].get(path, 0)
+
+
+def test_copy_of_an_endless_stream_ends_when_its_client_leaves(tracfront, upstream):
+    """The app answers an endless stream (server-sent events) and its client
+    leaves: the copy streaming from the upstream ends too (its upstream
+    connection is closed) and the pair is counted abandoned. Before, the
+    copy streamed until tracfront stopped, holding its place in
+    --mirror-queue (here 1: every later copy was dropped) and an upstream
+    connection (a gunicorn thread)."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--mirror-queue", "1")
+    for n in (1, 2):
+        leave_a_stream(srv)
+        assert wait_gone(up, "/bytes", n) == n, up.stats()
+        j = compare(srv, lambda j: total_pairs(j) == n)
+        assert_abandoned(j, "/bytes", n)
+    r = requests.get(srv.url + "same", timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    j = compare(srv, lambda j: "/same" in routes(j))
+    assert routes(j)["/same"]["pairs"] == 1 and j["dropped"] == 0, j
+
+
+def test_app_copy_of_an_endless_stream_ends_when_its_client_leaves(tracfront, upstream):
+    """--mirror-primary upstream: the upstream streams endlessly and its
+    client leaves; the copy in the app stops at its next chunk (its
+    iterable is closed) and gives its app thread back, the pair counted
+    abandoned. Before, the copy ran on an app thread for good: with
+    --threads 2, the one thread copies may take."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--mirror-primary", "upstream",
+                    "--threads", "2")
+    for n in (1, 2):
+        leave_a_stream(srv)
+        j = compare(srv, lambda j: total_pairs(j) == n)
+        assert_abandoned(j, "/bytes", n)
+        assert j["dropped"] == 0, j  # the first copy's thread was free again
+    inflight = requests.get(srv.url + "__profile__/api/inflight", timeout=10).json()
+    assert not [r for r in inflight["requests"] if r["target"].startswith("/bytes")], inflight
+
+
+@pytest.mark.parametrize("target", ["/legacy" + ENDLESS, "/slow?delay=60"])
+def test_copy_that_outlives_its_primary_is_stopped(tracfront, upstream, target):
+    """A copy still running when its primary's answer has ended gets as long
+    again as the primary took, at least 5 s; then it is stopped (its
+    upstream connection closed) and its pair counted failed, with why. Here
+    the app answers at once; the upstream streams /legacy/bytes endlessly
+    (it ignores /legacy), or sends nothing for a minute (/slow)."""
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror")
+    r = requests.get(srv.url + target.lstrip("/"), timeout=10)
+    assert (r.status_code, r.content) == (200, b"same body\n")
+    path = target.split("?")[0]
+    assert wait_gone(up, path, 1, seconds=20) == 1, up.stats()
+    j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert j["failed"] == 1 and routes(j)[path]["failed"] == 1, j
+    (f,) = j["failures"]
+    assert f["side"] == "upstream" and "after the app's answer ended" in f["error"], f
+
+
+def test_app_copy_that_outlives_its_primary_is_stopped(tracfront, upstream, tmp_path):
+    """--mirror-primary upstream, which answers /file at once (404): the
+    copy in the app answers a 1 TiB sparse file, whose hash would take many
+    minutes of an app thread; past its grace the hashing stops and the pair
+    is counted failed, with why."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(1 << 40)
+    up = upstream()
+    srv = tracfront(*APP, "--upstream", up.url, "--mirror", "--mirror-primary", "upstream",
+                    "--threads", "2")
+    r = requests.get(srv.url + "file", params={"path": str(big)}, timeout=10)
+    assert r.status_code == 404
+    deadline = time.monotonic() + 20
+    j = compare(srv)
+    while total_pairs(j) == 0 and time.monotonic() < deadline:
+        j = compare(srv, lambda j: total_pairs(j) == 1)
+    assert j["failed"] == 1 and routes(j)["/file"]["failed"] == 1, j
+    (f,) = j["failures"]
+    assert f["side"] == "app" and "after the upstream's answer ended" in f["error"], f
