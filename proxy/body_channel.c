@@ -187,6 +187,15 @@ static void stream_free(void *cls)
     tf_request_unref(cls);
 }
 
+static __thread bool thread_streamed; /* tf_request_thread_streamed */
+
+bool tf_request_thread_streamed(void)
+{
+    bool streamed = thread_streamed;
+    thread_streamed = false;
+    return streamed;
+}
+
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size)
 {
     /* libmicrohttpd allocates and zeroes the block per response: no bigger
@@ -198,8 +207,11 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
         tf_request_ref(req);
     pthread_mutex_lock(&req->lock);
     req->tap_streaming = r != NULL;
+    req->stream_unsized = size == UINT64_MAX;
     req->last_read_us = tf_now_us(); /* the reader's grace starts with the stream */
     pthread_mutex_unlock(&req->lock);
+    if (size == UINT64_MAX)
+        thread_streamed = true;
     return r;
 }
 
@@ -359,6 +371,17 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *
     return rc;
 }
 
+/* With the lock held: is this an inline run's stream of unknown length
+ * (an event stream may never end) that began over TF_INLINE_STREAM_US ago?
+ * Its reader is the thread that runs it, which holds the other connections
+ * of its network thread and cannot hand the body over: it is cut instead.
+ * last_read_us is the stream's start, since no reader ran since. */
+static bool inline_stream_overdue(const struct tf_request *req)
+{
+    return req->stream_unsized && __atomic_load_n(&req->answering_inline, __ATOMIC_SEQ_CST) &&
+           tf_now_us() - req->last_read_us >= TF_INLINE_STREAM_US;
+}
+
 ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
                          uint64_t spill_cap, int *err)
 {
@@ -375,6 +398,11 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         pthread_mutex_unlock(&req->lock);
         return -1;
     }
+    if (inline_stream_overdue(req))
+        return spill_failed(req, ETIMEDOUT, "an inline call's answer of unknown length was "
+                            "still streaming 1 ms after it began: cut, not to hold the other "
+                            "connections of its network thread (its target runs away from that "
+                            "thread from now on)", err);
     /* Once spilling, everything goes to the file until the reader drains it,
      * so bytes stay in order; a ring's size is set when it starts, never
      * under bytes in it. */

@@ -54,6 +54,10 @@ struct tf_chunk {
  * bytes (a fast client costs no disk). */
 #define TF_READER_STALL_US 20000u
 #define TF_CHANNEL_LOW (128u * 1024u)
+/* An inline run (server.c) holds its network thread, and nothing of its
+ * answer goes out before it returns: a stream of unknown length still
+ * producing this long after it began is cut (wsgi/fastpath.h's budget). */
+#define TF_INLINE_STREAM_US 1000u
 
 /* A tap watches one response go by — status, body size and hash, when it
  * ended — for --mirror's comparison. done() is called exactly once, after
@@ -166,6 +170,7 @@ struct tf_request {
     uint64_t bytes_out;         /* body bytes handed to MHD (or known size) */
     uint64_t t_first_byte;
     bool stream_end, stream_error, client_gone, reader_suspended, producer_parked;
+    bool stream_unsized;        /* the stream has no known length (tf_request_stream_response) */
     bool client_left;           /* the connection ended before the answer was complete */
     bool client_hung_up;        /* the client closed its connection while it was suspended
                                    (abort_on_hangup): the backend ends the request */
@@ -271,8 +276,11 @@ const char *tf_request_header_next(const struct tf_request *req, const char *nam
 void tf_request_respond(struct tf_request *req, struct MHD_Response *response, unsigned status);
 
 /* An MHD response whose body is read from this request's channel (size
- * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0).
- * Takes a reference that the response releases. NULL on failure. */
+ * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0; such a
+ * stream may never end, so an inline run's is cut once it has streamed for
+ * TF_INLINE_STREAM_US, see tf_request_write, and the call that made it is
+ * not a fast one, see tf_request_thread_streamed). Takes a reference that
+ * the response releases. NULL on failure. */
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
 /* libmicrohttpd's memory pool per connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT).
  * An answer's head is built in what the request left of it, and one that
@@ -322,6 +330,10 @@ void tf_request_wait_room(struct tf_request *req);
  * call (microseconds; the count restarts): a call's own time is its time
  * without these waits for its client. */
 uint64_t tf_request_thread_waited_us(void);
+/* Did the calling thread make a stream of unknown length since the last
+ * call (the answer restarts)? Such a call is never a fast one: an event
+ * stream whose first answers are short may later run for ever. */
+bool tf_request_thread_streamed(void);
 /* Any thread: the request ran past --request-timeout and its producer is
  * being interrupted (--request-timeout-action 504): a write() waiting for
  * room leaves its wait, and tf_request_write fails from now on. on=false:

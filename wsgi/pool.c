@@ -19,7 +19,10 @@
  * inline, before libmicrohttpd's call that read it returns
  * (wsgi_pool_run_inline, fastpath.h): no suspend and resume of its
  * connection, and no rescue either if it runs long after all. Every run of
- * a request, wherever it ran, tells fastpath.c how long it took. */
+ * a request, wherever it ran, tells fastpath.c how long it took; one whose
+ * answer streamed without a length counts as long, and inline such a
+ * stream is cut after TF_INLINE_STREAM_US (request.h): an event stream
+ * must never hold a network thread. */
 #include "wsgi/pool.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -194,22 +197,33 @@ static PyThreadState *network_thread_state_get(PyInterpreterState *interp)
     return network_thread_state;
 }
 
+/* The calling thread's marks (request.h) count from now. */
+static void marks_restart(void)
+{
+    tf_request_thread_waited_us();
+    tf_request_thread_streamed();
+}
+
 /* Tell fastpath.c how long a call that started at start took. One that
  * waited for its client (its body passed the memory mark) is never a fast
  * one, however quick: inline, with no client to wait for, its body would go
- * to the spill file, or be cut. */
+ * to the spill file, or be cut. Nor is one whose answer was streamed
+ * without a length: an event stream that says little at first may stream
+ * for ever later, and inline it would be cut. */
 static void note_call(uint64_t key, uint64_t start)
 {
     uint64_t took = tf_now_us() - start;
     bool waited = tf_request_thread_waited_us() > 0;
-    wsgi_fastpath_note(key, waited && took < WSGI_FASTPATH_LONG_US ? WSGI_FASTPATH_LONG_US : took);
+    bool streamed = tf_request_thread_streamed();
+    wsgi_fastpath_note(key, (waited || streamed) && took < WSGI_FASTPATH_LONG_US
+                                ? WSGI_FASTPATH_LONG_US : took);
 }
 
 /* Run a request with the GIL held; its time goes to fastpath.c. */
 static void run_request(struct tf_request *req)
 {
     uint64_t key = wsgi_fastpath_key(req->method, req->target); /* req may be gone after */
-    tf_request_thread_waited_us(); /* from now */
+    marks_restart();
     uint64_t start = tf_now_us();
     wsgi_run(req);
     note_call(key, start);
@@ -308,7 +322,7 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         return 0;
     }
     take_gil_after_inline(pool, ts);
-    tf_request_thread_waited_us(); /* from now */
+    marks_restart();
     wsgi_run(req);
     PyEval_SaveThread();
     __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);

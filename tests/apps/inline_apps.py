@@ -3,14 +3,18 @@
 calls tracfront runs it inside the network thread's read of it.
 
 /list (one-item list, Content-Length), /gen (generator, no Content-Length:
-chunked), /write (write() then a generator, with close()), /file
-(wsgi.file_wrapper on a real file), /big?n=BYTES (a long generator: the
-response waits while the client reads), /grow?after=N&n=BYTES (14 bytes for
-its first N calls, then an n-byte generator: a wrong guess of the fast
-path), /echo (POST body back), /raise (an
-exception), /str (a str body: an app error), /gate (with an X-Gate: PATH
-header, creates PATH.entered and blocks until PATH exists: the same target,
-slow), /closed (how many iterables were closed).
+chunked; ?sized=1 with one), /write (write() then a generator, with close();
+?sized=1 with a Content-Length), /file (wsgi.file_wrapper on a real file),
+/big?n=BYTES (a long generator: the response waits while the client reads),
+/grow?after=N&n=BYTES (a 14-byte list for its first N calls, then an n-byte
+generator with its Content-Length: a wrong guess of the fast path), /echo
+(POST body back), /raise (an exception), /str (a str body: an app error),
+/gate (with an X-Gate: PATH header, creates PATH.entered and blocks until
+PATH exists: the same target, slow), /closed (how many iterables were
+closed), /feed?after=N (an event stream, no Content-Length: one event for
+its first N calls, then an event every 50 ms for ever), /turn (a one-item
+list; with an X-Endless header, the same target, that endless stream),
+/feeds_ended (how many of those endless generators have been closed).
 """
 import atexit
 import os
@@ -44,6 +48,25 @@ class Closing:
 
 
 _grown = [0]  # /grow calls
+_feeds = [0]  # /feed calls
+_feeds_ended = [0]  # endless /feed generators closed
+
+
+def _event(n):
+    return b"data: event %d\n\n" % n
+
+
+def _endless():
+    try:
+        n = 0
+        while True:
+            yield _event(n)
+            n += 1
+            time.sleep(0.05)
+    finally:
+        with _lock:
+            _feeds_ended[0] += 1
+
 
 def app(environ, start_response):
     path = environ["PATH_INFO"]
@@ -52,11 +75,12 @@ def app(environ, start_response):
     if path == "/list":
         start_response("200 OK", text + [("Content-Length", "4")])
         return [b"list"]
+    sized = [("Content-Length", "3" if path == "/gen" else "6")] if "sized" in qs else []
     if path == "/gen":
-        start_response("200 OK", text)
+        start_response("200 OK", text + sized)
         return (part for part in (b"g", b"e", b"n"))
     if path == "/write":
-        write = start_response("200 OK", text)
+        write = start_response("200 OK", text + sized)
         write(b"wr")
         write(b"it")
         return Closing([b"e", b"!"])
@@ -72,8 +96,24 @@ def app(environ, start_response):
         with _lock:
             _grown[0] += 1
             small = _grown[0] <= int(qs["after"])
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return iter([b"small answer\n\n"]) if small else _big(int(qs["n"]))
+        if small:
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return [b"small answer\n\n"]
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", qs["n"])])
+        return _big(int(qs["n"]))
+    if path == "/feed":  # as an SSE endpoint that has little to say at first
+        with _lock:
+            _feeds[0] += 1
+            first = _feeds[0] <= int(qs["after"])
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return iter([_event(0)]) if first else _endless()
+    if path == "/turn":
+        if environ.get("HTTP_X_ENDLESS"):
+            start_response("200 OK", [("Content-Type", "text/event-stream")])
+            return _endless()
+        start_response("200 OK", text + [("Content-Length", "4")])
+        return [b"turn"]
     if path == "/echo":
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
@@ -93,9 +133,9 @@ def app(environ, start_response):
             time.sleep(0.02)
         start_response("200 OK", text + [("Content-Length", "4")])
         return [b"gate"]
-    if path == "/closed":
+    if path in ("/closed", "/feeds_ended"):
         with _lock:
-            body = str(_closed[0]).encode()
+            body = str((_closed if path == "/closed" else _feeds_ended)[0]).encode()
         start_response("200 OK", text + [("Content-Length", str(len(body)))])
         return [body]
     start_response("404 Not Found", text + [("Content-Length", "9")])

@@ -39,8 +39,10 @@ def app(environ, start_response):
         with lock:
             return [b"%d" % progress.get(environ["QUERY_STRING"], -1)]
     if environ["PATH_INFO"] == "/inline":  # fast, until asked for 2 MiB (X-Big): inline then
-        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        for i in range(32 if environ.get("HTTP_X_BIG") else 0):
+        n = 32 if environ.get("HTTP_X_BIG") else 0  # sized: a stream without one never is
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                          ("Content-Length", str(n * CHUNK + 3))])
+        for i in range(n):
             write(chunk(i))
         write(b"end")
         return []

@@ -1,7 +1,9 @@
 /* Unit tests for the channel (proxy/body_channel.c): what a producer pushes is
  * queued in order, and tf_request_whole_response takes the whole queue as
- * one buffer response only when it holds exactly the body's size; and its
- * header look-ups. */
+ * one buffer response only when it holds exactly the body's size; a stream
+ * of unknown length marks its call as not fast, and is cut when it runs
+ * inline past its budget; and its header look-ups. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 
 #include <microhttpd.h>
 
+#include "proxy/platform.h"
 #include "proxy/request.h"
 
 static struct tf_request *request_with_body(const char *const *parts)
@@ -53,6 +56,54 @@ static void test_whole_response_needs_exactly_the_body(void **state)
     assert_int_equal(req->bytes_out, 0);
     req->connection = NULL;
     tf_request_unref(req);
+}
+
+/* Only a stream of unknown length marks the thread that made it, once. */
+static void test_an_unsized_stream_marks_its_thread(void **state)
+{
+    (void)state;
+    struct tf_request *req = request_with_body((const char *[]){ NULL });
+    tf_request_thread_streamed(); /* from now */
+    MHD_destroy_response(tf_request_stream_response(req, 4));
+    assert_false(tf_request_thread_streamed());
+    MHD_destroy_response(tf_request_stream_response(req, UINT64_MAX));
+    assert_true(tf_request_thread_streamed());
+    assert_false(tf_request_thread_streamed()); /* the mark restarted */
+    req->connection = NULL;
+    tf_request_unref(req);
+}
+
+/* Write to an inline run's stream (sized or not) after its budget: the
+ * unsized one is cut (ETIMEDOUT, and every later write too), the sized one
+ * is not. The budget is passed by moving the stream's start back. */
+static ssize_t write_late(bool unsized, int *err)
+{
+    struct tf_request *req = request_with_body((const char *[]){ NULL });
+    struct MHD_Response *r = tf_request_stream_response(req, unsized ? UINT64_MAX : 10);
+    req->answering_inline = true;
+    assert_int_equal(tf_request_write(req, "data", 4, UINT64_MAX, err), 4); /* in time */
+    req->last_read_us = tf_now_us() - TF_INLINE_STREAM_US;
+    ssize_t took = tf_request_write(req, "data", 4, UINT64_MAX, err);
+    if (unsized) {
+        int again;
+        assert_int_equal(tf_request_write(req, "x", 1, UINT64_MAX, &again), -1);
+        assert_int_equal(again, ETIMEDOUT);
+    }
+    req->answering_inline = false;
+    MHD_destroy_response(r);
+    req->connection = NULL;
+    tf_request_unref(req);
+    return took;
+}
+
+static void test_an_inline_unsized_stream_is_cut_past_its_budget(void **state)
+{
+    (void)state;
+    int err;
+    assert_int_equal(write_late(true, &err), -1);
+    assert_int_equal(err, ETIMEDOUT);
+    assert_int_equal(write_late(false, &err), 4);
+    assert_int_equal(err, 0);
 }
 
 /* The request line and the headers each live in one allocation, freed with
@@ -103,6 +154,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_whole_response_takes_the_queue),
         cmocka_unit_test(test_whole_response_needs_exactly_the_body),
+        cmocka_unit_test(test_an_unsized_stream_marks_its_thread),
+        cmocka_unit_test(test_an_inline_unsized_stream_is_cut_past_its_budget),
         cmocka_unit_test(test_line_and_header_blocks),
         cmocka_unit_test(test_header_lines),
     };
