@@ -106,6 +106,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     size_t n = 0;
     bool wake = false;
     tf_request_unwatch_hangup(req); /* libmicrohttpd's again */
+    if (req->hangup_ends_stream && !req->stream_peeked)
+        tf_request_peek_half_close(req);
     if (req->hangup_ends_stream)
         tf_request_watch_stream_wait(req, false);
     pthread_mutex_lock(&req->lock);

@@ -117,12 +117,23 @@ static bool stream_client_left(struct tf_request *req, int fd, uint64_t now)
     ssize_t got = waited ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : 1;
     if (got > 0 || (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
         return false; /* waiting yet, data (a pipelined request), or nothing came */
+    if (got == 0 && req->sent_all_first)
+        return false; /* the end it half-closed with, not a hang-up */
     pthread_mutex_lock(&req->lock);
     req->client_hung_up = true;
     bool resume = req->reader_suspended;
     req->reader_suspended = false;
     pthread_mutex_unlock(&req->lock);
     return resume;
+}
+
+void tf_request_peek_half_close(struct tf_request *req)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    char c;
+    req->stream_peeked = true;
+    req->sent_all_first = ci && recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
 }
 
 void tf_request_watch_stream_wait(struct tf_request *req, bool waiting)

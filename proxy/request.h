@@ -174,6 +174,9 @@ struct tf_request {
     bool client_left;           /* the connection ended before the answer was complete */
     bool client_hung_up;        /* the client closed its connection while it was suspended
                                    (abort_on_hangup): the backend ends the request */
+    bool stream_peeked;         /* I/O thread: tf_request_peek_half_close done */
+    bool sent_all_first;        /* I/O thread: the client had half-closed its side then
+                                   (its end of stream is no hang-up, only a reset is) */
     bool interrupted;           /* the producer ran past --request-timeout (action 504):
                                    write() fails, a waiting one at once */
 
@@ -223,10 +226,15 @@ void tf_request_unwatch_hangup(struct tf_request *req);
  * waits for the producer's next bytes (the connection suspended), or no
  * longer does. While it waits, the client's socket is looked at once a
  * second (daemon_loop.c); once it has waited half a second, a close there
- * (or a reset; a half-close too, as nginx takes it) sets client_hung_up and
- * resumes the reader, which ends the connection (logged): the producer's
- * next write fails, as after a failed send. */
+ * (or a reset) sets client_hung_up and resumes the reader, which ends the
+ * connection (logged): the producer's next write fails, as after a failed
+ * send. A client whose side had ended before the answer's first bytes (it
+ * half-closed after its request, as `nc -q` and some HTTP/1.0 clients do)
+ * gets the whole answer: only a reset counts for it, as under gunicorn. */
 void tf_request_watch_stream_wait(struct tf_request *req, bool waiting);
+/* The I/O thread, at the stream's first read (before any of its bytes):
+ * notes whether the client has half-closed already (sent_all_first). */
+void tf_request_peek_half_close(struct tf_request *req);
 bool tf_request_hung_up(struct tf_request *req);
 /* On: a request is given up (its access handler returns MHD_NO, or its
  * answer ends with an error) having logged why, so libmicrohttpd's own line

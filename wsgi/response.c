@@ -577,6 +577,7 @@ static int body_part(struct wsgi_task *task, size_t *len)
 }
 
 static int write_through(struct wsgi_task *task, const char *data, size_t len);
+static int write_failed(struct wsgi_task *task, struct tf_request *req, int err);
 
 /* Raise OSError(why) as task->stop_error: the app that lets it through can
  * be told from one that fails (wsgi_response_stopped). -1. */
@@ -665,21 +666,39 @@ static int write_through(struct wsgi_task *task, const char *data, size_t len)
     ssize_t took = 0;
     if (len < 64 * 1024) /* a small chunk: with the GIL held, unless it has to wait */
         took = tf_request_write(req, data, len, cap, &err);
+    PyObject *sr = NULL;
     if (took >= 0 && (size_t)took < len) {
         int rc;
-        tf_request_ref(req);  /* the task may end meanwhile if write() came from another thread */
+        /* the task may end meanwhile if write() came from another thread:
+         * its start_response, kept, says whether it did (detached) */
+        sr = Py_NewRef(task->start_response);
+        tf_request_ref(req);
         Py_BEGIN_ALLOW_THREADS
         rc = write_all(req, data + took, len - (size_t)took, cap, &err);
         Py_END_ALLOW_THREADS
-        tf_request_unref(req);
         took = rc;
     }
-    if (took >= 0)
-        return 0;
+    struct wsgi_task *still = !sr || ((struct start_response *)sr)->task == task ? task : NULL;
+    int rc = took >= 0 ? 0 : write_failed(still, req, err);
+    if (sr) {
+        tf_request_unref(req);
+        Py_DECREF(sr);
+    }
+    return rc;
+}
+
+/* GIL held: the exception for a write that failed with err (tf_request_write's;
+ * 0: the client is gone). task NULL: it ended while the write waited. -1. */
+static int write_failed(struct wsgi_task *task, struct tf_request *req, int err)
+{
     if (err == ECANCELED) /* --request-timeout-action 504 */
         return wsgi_watchdog_raise();
-    if (!err)
+    if (!err && task)
         return stop_body(task, "client disconnected");
+    if (!err) {
+        PyErr_SetString(PyExc_OSError, "client disconnected");
+        return -1;
+    }
     if (err == ENOMEM) { /* a spill failure was logged where it happened; this was not */
         tf_log_error("%s %s: out of memory queueing the answer", req->method, req->log_target);
     }

@@ -500,8 +500,29 @@ def stream(environ, start_response):
     return gen()
 
 
+def thread_write(environ, start_response):
+    """/thread-write?done=PATH: write() a start, then return [] while a
+    thread of the app write()s 8 MiB (which waits for a client that does not
+    read) and puts what its write() did in PATH."""
+    q = _qs(environ)
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    write(b"start")
+
+    def more():
+        try:
+            write(b"x" * (8 << 20))
+            outcome = "wrote"
+        except OSError as e:
+            outcome = "OSError: %s" % e
+        with open(q["done"] + ".tmp", "w") as f:
+            f.write(outcome)
+        os.rename(q["done"] + ".tmp", q["done"])
+    threading.Thread(target=more).start()
+    return []
+
+
 ROUTES = {
-    "shaped": shaped,
+    "shaped": shaped, "thread-write": thread_write,
     "log": log_app, "closed-count": closed_count, "calls": calls_count,
     "file-closed": file_closed, "failures": failures,
     "bad-status": bad_status, "bad-header": bad_header, "sr-call": sr_call_styles,

@@ -865,10 +865,10 @@ def test_client_gone_error_the_app_lets_propagate_is_one_info_line(tracfront, tm
 @pytest.mark.parametrize("mode", ["gen", "write"])
 def test_the_first_event_after_the_client_left_fails(tracfront, tmp_path, mode):
     """A client that closed its connection while its SSE page waited for
-    the next event was noticed only when a send to it failed, one event
-    later than under gunicorn or uWSGI (a 30 s heartbeat held the thread 30 s
-    longer). Its socket is watched for the hang-up while the answer waits:
-    the next event fails."""
+    the next event was noticed only when a send to it failed (hundreds of
+    events later; gunicorn: the second after the close, a 30 s heartbeat
+    holding the thread 60 s). Its socket is watched for the hang-up while the
+    answer waits: the next event fails."""
     srv = tracfront("--app", APP)
     go, done = tmp_path / "go", tmp_path / "done"
     s = srv.connect()
@@ -884,6 +884,56 @@ def test_the_first_event_after_the_client_left_fails(tracfront, tmp_path, mode):
     assert ("GeneratorExit" if mode == "gen" else "client disconnected") in state["exc"]
     assert_serving(srv)
     assert_valid(srv)
+
+
+@pytest.mark.parametrize("mode", ["gen", "write"])
+def test_a_client_that_half_closed_after_its_request_gets_the_whole_stream(tracfront, tmp_path,
+                                                                         mode):
+    """shutdown(SHUT_WR) after the request (nc -q, some HTTP/1.0 tools): the
+    end of stream the watch finds is that one, not a hang-up; the answer's
+    events after a wait of more than a second all arrive (gunicorn: the
+    same). The first version of the watch cut it at its first look."""
+    srv = tracfront("--app", APP)
+    go, done = tmp_path / "go", tmp_path / "done"
+    s = srv.connect(timeout=30)
+    s.sendall(stream_target("GET", mode, n=3, go=go, done=done))
+    s.shutdown(socket.SHUT_WR)
+    read_first_event(s)
+    time.sleep(1.6)  # the watch looks once a second, at an answer that waited half a second
+    go.touch()
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    assert b"event 3" in got, got[-300:]
+    assert stream_done(done)["exc"] is None
+    assert "closed its connection" not in srv.error_log
+
+
+def test_a_write_from_another_thread_outliving_its_request_fails_cleanly(tracfront, tmp_path):
+    """write() from a thread of the app, waiting for room while the request
+    ended (the app returned) and then its client left: the failed write
+    recorded its error on the task the request had freed (ASan: a
+    heap-use-after-free, the server aborted). It raises OSError now."""
+    srv = tracfront("--app", APP, "--max-spill", "64K")
+    done = tmp_path / "done"
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(b"GET /thread-write?done=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(done).encode())
+    assert s.recv(100).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 10  # the request has ended: its access-log line
+    while "/thread-write" not in srv.access_log and time.monotonic() < deadline:
+        time.sleep(0.02)
+    s.close()
+    deadline = time.monotonic() + 30
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert done.read_text().startswith("OSError"), done.read_text()
+    assert_serving(srv)
 
 
 @pytest.mark.parametrize("host_line", [b"Host: other.example\r\n", b""])
