@@ -605,14 +605,19 @@ bool wsgi_response_stopped(const struct wsgi_task *task)
 
 /* A HEAD's head is known at its body's first chunk when the app gave a
  * Content-Length, else at its second: a GET streams such a body with no
- * length (one chunk is counted: the answer says its length). */
+ * length (one chunk is counted: the answer says its length). A 204's or a
+ * 304's at the first: they have no body, whatever the app makes. */
 static bool head_known(const struct wsgi_task *task)
 {
-    return task->req->is_head && !task->sent &&
-           (task->content_length >= 0 || task->body_bytes > 0);
+    if (task->sent)
+        return false;
+    if (task->code == 204 || task->code == 304)
+        return true;
+    return task->req->is_head && (task->content_length >= 0 || task->body_bytes > 0);
 }
 
-static const char head_answered_why[] = "the answer to HEAD is complete: it has no body";
+static const char head_answered_why[] = "the answer is complete: it has no body (HEAD, 204 "
+                                        "or 304)";
 
 /* Without the GIL: queue all of data, waiting for the client whenever the
  * channel and its file (cap bytes) are full. 0, or -1 with *err as

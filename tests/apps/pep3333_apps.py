@@ -500,6 +500,22 @@ def stream(environ, start_response):
     return gen()
 
 
+def bodyless_stream(environ, start_response):
+    """/bodyless-stream?status=204|304&done=PATH: an endless body for an
+    answer that has none (an app's mistake); its end goes in PATH."""
+    q = _qs(environ)
+    start_response({"204": "204 No Content", "304": "304 Not Modified"}[q["status"]], [])
+
+    def gen():
+        try:
+            while True:
+                yield b"never sent"
+        finally:
+            with open(q["done"], "w") as f:
+                f.write("closed")
+    return gen()
+
+
 def thread_write(environ, start_response):
     """/thread-write?done=PATH: write() a start, then return [] while a
     thread of the app write()s 8 MiB (which waits for a client that does not
@@ -522,7 +538,7 @@ def thread_write(environ, start_response):
 
 
 ROUTES = {
-    "shaped": shaped, "thread-write": thread_write,
+    "shaped": shaped, "thread-write": thread_write, "bodyless-stream": bodyless_stream,
     "log": log_app, "closed-count": closed_count, "calls": calls_count,
     "file-closed": file_closed, "failures": failures,
     "bad-status": bad_status, "bad-header": bad_header, "sr-call": sr_call_styles,

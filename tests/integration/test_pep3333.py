@@ -795,6 +795,23 @@ def test_head_of_an_endless_stream_is_answered_and_its_body_ends(tracfront, tmp_
     assert_valid(srv)
 
 
+@pytest.mark.parametrize("status", ["204", "304"])
+def test_an_endless_body_of_an_answer_without_one_ends_at_its_first_chunk(tracfront, tmp_path,
+                                                                          status):
+    """A 204 or 304 whose app makes an endless body: its head went out only
+    at the body's end, never (GET too), holding the app thread for good."""
+    srv = tracfront("--app", APP, "--threads", "1")
+    done = tmp_path / "done"
+    r = requests.get(base(srv) + "/bodyless-stream", params={"status": status, "done": done},
+                     timeout=10)
+    assert r.status_code == int(status) and r.content == b""
+    deadline = time.monotonic() + 10
+    while not done.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert done.read_text() == "closed"
+    assert_serving(srv)  # its one app thread is free again
+
+
 def test_head_of_an_endless_stream_with_a_length_ends_at_its_first_chunk(tracfront, tmp_path):
     """With the app's Content-Length the head is known at the first chunk."""
     srv = tracfront("--app", APP, "--threads", "1")
