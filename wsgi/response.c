@@ -606,13 +606,15 @@ bool wsgi_response_stopped(const struct wsgi_task *task)
 /* A HEAD's head is known at its body's first chunk when the app gave a
  * Content-Length, else at its second: a GET streams such a body with no
  * length (one chunk is counted: the answer says its length). A 204's or a
- * 304's at the first: they have no body, whatever the app makes. */
+ * 304's at the second too, whatever the app's length: they have no body
+ * (the first is let go by, so an app may still replace the answer after
+ * it, exc_info, as with nothing sent). */
 static bool head_known(const struct wsgi_task *task)
 {
     if (task->sent)
         return false;
     if (task->code == 204 || task->code == 304)
-        return true;
+        return task->body_bytes > 0;
     return task->req->is_head && (task->content_length >= 0 || task->body_bytes > 0);
 }
 

@@ -796,7 +796,7 @@ def test_head_of_an_endless_stream_is_answered_and_its_body_ends(tracfront, tmp_
 
 
 @pytest.mark.parametrize("status", ["204", "304"])
-def test_an_endless_body_of_an_answer_without_one_ends_at_its_first_chunk(tracfront, tmp_path,
+def test_an_endless_body_of_an_answer_without_one_ends_at_its_second_chunk(tracfront, tmp_path,
                                                                           status):
     """A 204 or 304 whose app makes an endless body: its head went out only
     at the body's end, never (GET too), holding the app thread for good."""
