@@ -284,7 +284,22 @@ int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen)
                  cfg->digest_nonce_lifetime);
         return -1;
     }
-    return walk_specs(cfg, NULL, err, errlen);
+    if (walk_specs(cfg, NULL, err, errlen) < 0)
+        return -1;
+    /* Trac's dispatch_request takes TRAC_ENV for trac.env_path when the
+     * environ has none, and a path wins over a parent dir: it would serve
+     * that one project at every path, which the logins per project do not
+     * match (a user checked against one project's file, logged in to it). */
+    const char *trac_env = getenv("TRAC_ENV");
+    if (cfg->n_basic_auth + cfg->n_digest_auth > 0 && !cfg->trac_env_parent_dir &&
+        projects_served(cfg).parent_dir && trac_env && trac_env[0]) {
+        snprintf(err, errlen, "--env trac.env_parent_dir with --basic-auth/--digest-auth: "
+                 "TRAC_ENV is set in tracfront's environment ('%s'), and Trac then serves that "
+                 "one project at every path, not one per folder as the logins are asked for; "
+                 "unset TRAC_ENV", trac_env);
+        return -1;
+    }
+    return 0;
 }
 
 static unsigned char shared_key[32]; /* set once before any server starts */

@@ -467,8 +467,8 @@ static void say_if_retired_died(const struct worker *k, int status, const char *
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return;
     describe_end(status, how, sizeof(how));
-    tf_log_error("retired worker %d (generation %u, finishing its requests %s) exited (%s): "
-                 "any request it still ran got no answer", (int)k->pid, k->gen->number, when,
+    tf_log_error("worker %d of generation %u (stepping down %s) exited (%s): the requests it "
+                 "was still running, if any, got no answer", (int)k->pid, k->gen->number, when,
                  how);
 }
 

@@ -159,6 +159,9 @@ static const char *env_key_refusal(const char *key, size_t len, const struct tf_
          (len == 19 && !strncmp(key, "trac.env_parent_dir", 19))))
         return cfg->trac_env ? "--trac-env names the environment; give one of the two"
                              : "--trac-env-parent-dir names the environments; give one of the two";
+    if (len == 14 && !strncmp(key, "trac.env_paths", 14))
+        return "Trac takes a list there, which a string is not (it walks its letters); give "
+               "--env trac.env_parent_dir=DIR (or --trac-env-parent-dir DIR) for several projects";
     if (len > 5 && !strncmp(key, "wsgi.", 5))
         return len == 15 && !strncmp(key, "wsgi.url_scheme", 15)
                    ? NULL /* "https" behind a TLS-terminating proxy */

@@ -25,6 +25,14 @@ APPS = ROOT / "tests" / "apps"
 BINARY = pathlib.Path(os.environ.get("TRACFRONT_BIN", ROOT / "build" / "tracfront"))
 LISTEN_RE = re.compile(r"listening on (http://([0-9.]+):(\d+)/)")
 
+# A Trac checkout in the git-ignored third_party_local/trac (README "Trying
+# real Trac") is on PYTHONPATH for the real-Trac tests without being asked.
+_TRAC_LOCAL = ROOT / "third_party_local" / "trac"
+if (_TRAC_LOCAL / "trac" / "web" / "main.py").exists() and \
+        str(_TRAC_LOCAL) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(_TRAC_LOCAL), os.environ.get("PYTHONPATH")) if p)
+
 
 class Server:
     def __init__(self, proc, url, port, workdir):

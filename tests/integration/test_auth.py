@@ -940,6 +940,34 @@ def test_env_path_given_with_env_is_one_project_named_by_its_folder(tracfront, f
     assert "project 'other' is not served: --env trac.env_path serves 'main'" in bad.stderr
 
 
+def test_trac_env_in_the_environment_with_env_parent_dir_logins_is_refused(tracfront, files,
+                                                                           tmp_path):
+    """TRAC_ENV in tracfront's environment: Trac takes it for trac.env_path
+    and serves that one project at every path, while the logins asked for
+    are per folder (a user checked against one project's file was logged in
+    to TRAC_ENV's). Refused at start, naming it; with trac.env_path given
+    too, or without logins, there is nothing to mismatch."""
+    script, fake = deployed_trac_wsgi(tmp_path, tmp_path / "deployed-from")
+    parent = ["--env", "trac.env_parent_dir=%s" % tmp_path]
+    bad = tracfront("--wsgi-file", script, "--pythonpath", fake, *parent,
+                    "--basic-auth", "*,%s,%s" % (files["htpasswd"], REALM),
+                    env={"TRAC_ENV": str(tmp_path / "two")}, expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "TRAC_ENV" in bad.stderr and "unset TRAC_ENV" in bad.stderr, bad.stderr
+    for args in (parent, parent + ["--basic-auth", "*,%s,%s" % (files["htpasswd"], REALM),
+                                   "--env", "trac.env_path=%s" % (tmp_path / "one")]):
+        ok = tracfront("--wsgi-file", script, "--pythonpath", fake, *args,
+                       env={"TRAC_ENV": str(tmp_path / "two")})
+        assert ok.alive()
+
+
+def test_env_paths_is_refused_for_a_string(tracfront):
+    bad = tracfront("--app", "hello:application", "--env", "trac.env_paths=/a,/b",
+                    expect_fail=True)
+    assert bad.proc.wait(10) == 2
+    assert "trac.env_paths" in bad.stderr and "trac.env_parent_dir" in bad.stderr, bad.stderr
+
+
 def test_one_project_names_what_would_give_several(tracfront, files):
     bad = basic(tracfront, files, project="alpha", expect_fail=True)
     assert bad.proc.wait(10) == 2

@@ -585,7 +585,7 @@ def test_a_retired_worker_that_dies_is_logged(tracfront, tmp_path, end, expect):
     assert result["value"][0] == "error", result  # the worker answered nothing
     line = wait_for(lambda: [l for l in errors_naming_it() if re.search(expect, l)], 10,
                     "an [error] line saying how the retired worker %d ended" % old)
-    assert "retired" in line[0], line
+    assert "stepping down after a reload" in line[0], line
     assert requests.get(srv.url + "pid", timeout=10).status_code == 200  # no restart needed
 
 def requests_total(srv, route):
@@ -706,7 +706,7 @@ def test_a_worker_that_dies_in_the_stop_is_logged(tracfront, tmp_path):
     t.join(30)
     assert result["value"][0] == "error", result
     assert srv.proc.wait(30) == 0
-    assert [l for l in srv.error_log.splitlines() if "[error] retired worker %d " % victim in l
+    assert [l for l in srv.error_log.splitlines() if "[error] worker %d of generation" % victim in l
             and "in the stop" in l and "signal 9" in l], srv.error_log[-2000:]
 
 def comm(pid):
