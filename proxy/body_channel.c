@@ -198,6 +198,14 @@ bool tf_request_thread_streamed(void)
     return streamed;
 }
 
+void tf_request_note_streamed(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    if (req->stream_unsized)
+        thread_streamed = true;
+    pthread_mutex_unlock(&req->lock);
+}
+
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size)
 {
     /* libmicrohttpd allocates and zeroes the block per response: no bigger
@@ -212,8 +220,6 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
     req->stream_unsized = size == UINT64_MAX;
     req->last_read_us = tf_now_us(); /* the reader's grace starts with the stream */
     pthread_mutex_unlock(&req->lock);
-    if (size == UINT64_MAX)
-        thread_streamed = true;
     return r;
 }
 
@@ -400,11 +406,15 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
         pthread_mutex_unlock(&req->lock);
         return -1;
     }
-    if (inline_stream_overdue(req))
-        return spill_failed(req, ETIMEDOUT, "an inline call's answer of unknown length was "
-                            "still streaming 1 ms after it began: cut, not to hold the other "
-                            "connections of its network thread (its target runs away from that "
-                            "thread from now on)", err);
+    if (inline_stream_overdue(req)) { /* the reader ends the connection, as after a spill error */
+        req->spill_errno = *err = ETIMEDOUT;
+        unlock_and_wake_reader(req);
+        tf_log_warn("%s %s: an inline call's answer of unknown length was still streaming a "
+                    "second after it began: cut, not to hold the other connections of its "
+                    "network thread for ever (its target runs away from that thread from now "
+                    "on)", req->method, req->log_target);
+        return -1;
+    }
     /* Once spilling, everything goes to the file until the reader drains it,
      * so bytes stay in order; a ring's size is set when it starts, never
      * under bytes in it. */

@@ -56,8 +56,11 @@ struct tf_chunk {
 #define TF_CHANNEL_LOW (128u * 1024u)
 /* An inline run (server.c) holds its network thread, and nothing of its
  * answer goes out before it returns: a stream of unknown length still
- * producing this long after it began is cut (wsgi/fastpath.h's budget). */
-#define TF_INLINE_STREAM_US 1000u
+ * producing this long after it began is cut (an event stream must not hold
+ * the thread for ever; a finite page of its route that takes this long has
+ * stalled the other connections a second already, which a cut page does
+ * not make worse than a lost one: 1 ms cut ordinary pages). */
+#define TF_INLINE_STREAM_US 1000000u
 
 /* A tap watches one response go by — status, body size and hash, when it
  * ended — for --mirror's comparison. done() is called exactly once, after
@@ -287,7 +290,7 @@ void tf_request_respond(struct tf_request *req, struct MHD_Response *response, u
  * UINT64_MAX = unknown: chunked on HTTP/1.1, close-delimited on 1.0; such a
  * stream may never end, so an inline run's is cut once it has streamed for
  * TF_INLINE_STREAM_US, see tf_request_write, and the call that made it is
- * not a fast one, see tf_request_thread_streamed). Takes a reference that
+ * not a fast one, see tf_request_note_streamed). Takes a reference that
  * the response releases. NULL on failure. */
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size);
 /* libmicrohttpd's memory pool per connection (MHD_OPTION_CONNECTION_MEMORY_LIMIT).
@@ -338,10 +341,14 @@ void tf_request_wait_room(struct tf_request *req);
  * call (microseconds; the count restarts): a call's own time is its time
  * without these waits for its client. */
 uint64_t tf_request_thread_waited_us(void);
-/* Did the calling thread make a stream of unknown length since the last
- * call (the answer restarts)? Such a call is never a fast one: an event
- * stream whose first answers are short may later run for ever. */
+/* Did a request the calling thread ran the app for (tf_request_note_streamed)
+ * answer with a stream of unknown length since the last call (the answer
+ * restarts)? Such a call is never a fast one: an event stream whose first
+ * answers are short may later run for ever. */
 bool tf_request_thread_streamed(void);
+/* The thread that ran req's app, at its end: marks the thread if req's
+ * answer was such a stream, whichever thread of the app wrote it. */
+void tf_request_note_streamed(struct tf_request *req);
 /* Any thread: the request ran past --request-timeout and its producer is
  * being interrupted (--request-timeout-action 504): a write() waiting for
  * room leaves its wait, and tf_request_write fails from now on. on=false:

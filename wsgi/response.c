@@ -591,6 +591,17 @@ static int stop_body(struct wsgi_task *task, const char *why)
     return -1;
 }
 
+const char *wsgi_response_stop_reason(const struct wsgi_task *task)
+{
+    PyObject *args = task->stop_error ? PyObject_GetAttrString(task->stop_error, "args") : NULL;
+    PyObject *first = args && PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0
+                          ? PyTuple_GET_ITEM(args, 0) : NULL; /* borrowed */
+    const char *why = first && PyUnicode_Check(first) ? PyUnicode_AsUTF8(first) : NULL;
+    Py_XDECREF(args); /* the tuple lives on in stop_error, with its first item */
+    PyErr_Clear();
+    return why ? why : "client disconnected";
+}
+
 bool wsgi_response_stopped(const struct wsgi_task *task)
 {
     if (!task->stop_error || !PyErr_Occurred())
@@ -702,6 +713,8 @@ static int write_failed(struct wsgi_task *task, struct tf_request *req, int err)
         return wsgi_watchdog_raise();
     if (!err && task)
         return stop_body(task, "client disconnected");
+    if (err == ETIMEDOUT && task) /* an inline stream cut (logged) */
+        return stop_body(task, "answer cut: an inline call streamed for over a second");
     if (!err) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return -1;

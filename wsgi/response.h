@@ -90,5 +90,7 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
 int wsgi_response_write(struct wsgi_task *task, const char *data, size_t len);
 /* Whether the exception set is task->stop_error (the app let it through). */
 bool wsgi_response_stopped(const struct wsgi_task *task);
+/* Why it stopped (its OSError's message), for the log line; with the GIL. */
+const char *wsgi_response_stop_reason(const struct wsgi_task *task);
 
 #endif

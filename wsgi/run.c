@@ -57,6 +57,7 @@ static void finish(struct wsgi_task *task)
     Py_CLEAR(task->stop_error);
     req->backend_state = NULL;
     free(task);
+    tf_request_note_streamed(req); /* before note_call (pool.c), on the thread that ran it */
     tf_request_unref(req);
     wsgi_gc_request_done();
 }
@@ -105,10 +106,10 @@ static void failed(struct wsgi_task *task, const char *what)
     }
     if (wsgi_response_stopped(task)) { /* write()'s own: the answer has ended */
         PyErr_Clear();
-        if (!task->head_answered) /* the client left: [info], as nginx says it */
-            tf_log_info("%s %s: the client went away; the app did not catch write()'s "
-                        "OSError('client disconnected')", task->req->method,
-                        task->req->log_target);
+        if (!task->head_answered) /* the client left, or the answer was cut (logged) */
+            tf_log_info("%s %s: the answer ended early; the app did not catch write()'s "
+                        "OSError('%s')", task->req->method, task->req->log_target,
+                        wsgi_response_stop_reason(task));
         end(task);
         return;
     }

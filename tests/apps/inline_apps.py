@@ -56,6 +56,12 @@ def _event(n):
     return b"data: event %d\n\n" % n
 
 
+def _pieces():
+    for i in range(20):
+        time.sleep(0.0003)
+        yield b"%04d" % i + b"p" * 4092
+
+
 def _endless():
     try:
         n = 0
@@ -108,7 +114,16 @@ def app(environ, start_response):
             first = _feeds[0] <= int(qs["after"])
         start_response("200 OK", [("Content-Type", "text/event-stream")])
         return iter([_event(0)]) if first else _endless()
+    if path == "/threadwrite":  # an unsized answer written by a thread of the app
+        write = start_response("200 OK", [("Content-Type", "text/event-stream")])
+        t = threading.Thread(target=write, args=(_event(0),))
+        t.start()
+        t.join()
+        return []
     if path == "/turn":
+        if environ.get("HTTP_X_PAGE"):  # a finite page rendered in pieces, as Trac's
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return _pieces()
         if environ.get("HTTP_X_ENDLESS"):
             start_response("200 OK", [("Content-Type", "text/event-stream")])
             return _endless()

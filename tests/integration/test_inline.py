@@ -321,6 +321,51 @@ def test_a_stream_without_length_never_runs_inline(tracfront):
     assert inline_count(srv, "/gen") == 0 and inline_count(srv, "/write") == 0
 
 
+def dechunk(body):
+    out = b""
+    while True:
+        size, _, rest = body.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            return out
+        out, body = out + rest[:n], rest[n + 2:]
+
+
+def test_a_finite_page_streamed_by_an_inline_call_is_whole(tracfront):
+    """A target answered whole and fast runs inline; then one call renders a
+    page in 20 pieces over a few ms, without a Content-Length (as Trac
+    writes its pages). The cut for endless streams took it at 1 ms: 16 KiB of
+    80 went out, which on HTTP/1.0 looked complete. Its budget is a second."""
+    srv = tracfront(*APP, "--io-threads", "1", "--threads", "4")
+    with requests.Session() as s:
+        call_until_inline(srv, s, "GET", "/turn", None,
+                          lambda r: r.content == b"turn" or pytest.fail(repr(r.content)))
+    whole = b"".join(b"%04d" % i + b"p" * 4092 for i in range(20))
+    for version in (b"HTTP/1.1", b"HTTP/1.0"):
+        with srv.connect() as sock:
+            sock.sendall(b"GET /turn " + version + b"\r\nHost: x\r\nX-Page: 1\r\n"
+                         b"Connection: close\r\n\r\n")
+            got, _ = read_events(sock, b"never sent")
+        head, _, body = got.partition(b"\r\n\r\n")
+        if version == b"HTTP/1.1":
+            assert b"Transfer-Encoding: chunked" in head and body.endswith(b"0\r\n\r\n"), head
+            body = dechunk(body)
+        assert body == whole, (version, len(body))
+    assert "an inline call's answer" not in srv.error_log
+
+
+def test_an_answer_written_by_a_thread_of_the_app_is_no_fast_call(tracfront):
+    """The mark that keeps unsized answers from counting as fast calls was
+    the writing thread's: written by a thread the app started, the answer
+    left no mark on the thread that ran the app, and the target ran inline
+    (42 times in 60 calls)."""
+    srv = tracfront(*APP, "--io-threads", "1")
+    with requests.Session() as s:
+        for _ in range(60):
+            assert s.get(srv.url + "threadwrite", timeout=10).content == b"data: event 0\n\n"
+    assert inline_count(srv, "/threadwrite") == 0
+
+
 def test_an_inline_call_that_turns_into_an_endless_stream_is_cut(tracfront):
     """A target answered whole and fast runs inline; the same target then
     answers with an endless stream (its first event at once). An inline call

@@ -65,8 +65,11 @@ static void test_an_unsized_stream_marks_its_thread(void **state)
     struct tf_request *req = request_with_body((const char *[]){ NULL });
     tf_request_thread_streamed(); /* from now */
     MHD_destroy_response(tf_request_stream_response(req, 4));
+    tf_request_note_streamed(req);
     assert_false(tf_request_thread_streamed());
     MHD_destroy_response(tf_request_stream_response(req, UINT64_MAX));
+    assert_false(tf_request_thread_streamed()); /* the runner's, at the end: not the writer's */
+    tf_request_note_streamed(req);
     assert_true(tf_request_thread_streamed());
     assert_false(tf_request_thread_streamed()); /* the mark restarted */
     req->connection = NULL;
