@@ -582,6 +582,14 @@ static void copy_may_stop(struct tf_request *req)
         req->client_gone = req->tap->stopped = true;
 }
 
+bool tf_request_copy_stopped(struct tf_request *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool stopped = !req->connection && req->tap && req->tap->stopped;
+    pthread_mutex_unlock(&req->lock);
+    return stopped;
+}
+
 bool tf_request_client_gone(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);

@@ -369,6 +369,9 @@ struct MHD_Response *tf_request_whole_response(struct tf_request *req, uint64_t 
  * will be called later), false if that happened already or the client left.
  * A parked producer's tap is marked held back. */
 bool tf_request_park(struct tf_request *req);
+/* A --mirror copy (no client) its pair stopped, as tf_request_client_gone
+ * found it: without stopping it now (a copy's own failure says its own). */
+bool tf_request_copy_stopped(struct tf_request *req);
 /* The client has gone; for a --mirror copy (no client), its pair stopped
  * wanting it (tap->stop_at passed): its backend stops it as it stops a
  * request whose client left, and it stays gone. */

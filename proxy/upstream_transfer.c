@@ -205,6 +205,18 @@ void tf_upstream_say_unsaid(void)
                      "line", unsaid);
 }
 
+/* A --mirror copy its pair stopped (mirror.c): [info], as often as failed
+ * copies are said (the compare page counts it, and says why). */
+static void say_copy_stopped(struct tf_request *req)
+{
+    unsigned long unsaid = 0;
+    if (say_copy_failure(&unsaid, tf_now_us()))
+        tf_log_info("upstream: %s %s: the --mirror copy was stopped: it ran on after its pair's "
+                    "answer ended or its client left (the compare page says which)%s",
+                    req->method, req->log_target,
+                    unsaid ? "; more failed or stopped copies were not logged" : "");
+}
+
 static void fail(struct transfer *t, unsigned status, const char *why)
 {
     struct tf_request *req = t->req;
@@ -272,8 +284,9 @@ static void finish(struct transfer *t, CURLcode rc)
     if (t->lane->stopping && !t->req->connection) { /* a --mirror copy: a stop does not wait */
         tf_request_tap_failed(t->req, "abandoned: tracfront stopped");
         tf_request_finish(t->req, true);
-    } else if (rc != CURLE_OK && !t->req->connection && tf_request_client_gone(t->req)) {
-        tf_request_finish(t->req, true); /* a copy its pair stopped (mirror.c says why) */
+    } else if (rc != CURLE_OK && !t->req->connection && tf_request_copy_stopped(t->req)) {
+        say_copy_stopped(t->req); /* a copy its pair stopped (mirror.c says why) */
+        tf_request_finish(t->req, true);
     } else if (t->client_abort) {
         abort_for_client(t);
     } else if (t->timed_out) {

@@ -106,9 +106,11 @@ static void failed(struct wsgi_task *task, const char *what)
     }
     if (wsgi_response_stopped(task)) { /* write()'s own: the answer has ended */
         PyErr_Clear();
-        if (!task->head_answered) /* the client left, or the answer was cut (logged) */
-            tf_log_info("%s %s: the answer ended early; the app did not catch write()'s "
+        if (!task->head_answered) /* the client left, the answer was cut (logged), or a
+                                     --mirror copy was stopped (the compare page says) */
+            tf_log_info("%s %s: the answer ended early%s; the app did not catch write()'s "
                         "OSError('%s')", task->req->method, task->req->log_target,
+                        task->req->connection ? "" : " (a --mirror copy, stopped)",
                         wsgi_response_stop_reason(task));
         end(task);
         return;

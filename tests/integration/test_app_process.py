@@ -293,7 +293,7 @@ def test_a_crash_leaves_the_python_stacks_in_the_error_log(tmp_path, workers):
         with pytest.raises(requests.ConnectionError):
             requests.get(srv.url + "segv", timeout=30)
         if workers:  # the front says the worker's signal, and starts another
-            ended = wait_for(lambda: re.search(r"worker \d+ exited \(signal (\d+)\)",
+            ended = wait_for(lambda: re.search(r"worker \d+ exited \(signal (\d+)[,)]",
                                                srv.error_log), 30, "the front's line")
             assert int(ended.group(1)) in FATAL, srv.error_log
         else:

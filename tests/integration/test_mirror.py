@@ -685,6 +685,8 @@ def test_copy_that_outlives_its_primary_is_stopped(tracfront, upstream, target):
     assert j["failed"] == 1 and routes(j)[path]["failed"] == 1, j
     (f,) = j["failures"]
     assert f["side"] == "upstream" and "after the app's answer ended" in f["error"], f
+    lines = [l for l in srv.error_log.splitlines() if "the --mirror copy was stopped" in l]
+    assert len(lines) == 1 and "[info]" in lines[0] and path in lines[0], srv.error_log
 
 
 def test_app_copy_that_outlives_its_primary_is_stopped(tracfront, upstream, tmp_path):
