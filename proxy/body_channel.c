@@ -379,6 +379,17 @@ int tf_request_push(struct tf_request *req, const char *data, size_t len, bool *
     return rc;
 }
 
+/* With the lock held: a --mirror copy whose stop time has come is gone from
+ * now on. Its tap, and so stop_at, lives until the tap ends (tap_ended). */
+static void copy_may_stop(struct tf_request *req)
+{
+    if (req->connection || req->client_gone || !req->tap || req->tap_ended)
+        return;
+    uint64_t at = __atomic_load_n(&req->tap->stop_at, __ATOMIC_ACQUIRE);
+    if (at && tf_now_us() >= at)
+        req->client_gone = req->tap->stopped = true;
+}
+
 /* With the lock held: is this an inline run's stream of unknown length
  * (an event stream may never end) that began over TF_INLINE_STREAM_US ago?
  * Its reader is the thread that runs it, which holds the other connections
@@ -395,10 +406,15 @@ ssize_t tf_request_write(struct tf_request *req, const char *data, size_t len,
 {
     *err = 0;
     if (!req->connection) { /* detached: the tap is the only reader */
-        if (tf_request_client_gone(req)) /* a copy stopped */
-            return -1;
-        tf_request_tap_body(req, data, len);
-        return (ssize_t)len;
+        /* under the lock: write() from another thread of the app may race
+         * the task's own end of the tap, after which its pair may be freed */
+        pthread_mutex_lock(&req->lock);
+        copy_may_stop(req); /* a copy stopped */
+        bool gone = req->client_gone;
+        if (!gone && req->tap && !req->tap_ended)
+            tf_body_hash_feed(&req->tap->body, data, len);
+        pthread_mutex_unlock(&req->lock);
+        return gone ? -1 : (ssize_t)len;
     }
     pthread_mutex_lock(&req->lock);
     if (req->client_gone || req->interrupted || req->spill_errno) {
@@ -571,16 +587,6 @@ bool tf_request_hung_up(struct tf_request *req)
     return hung_up;
 }
 
-/* With the lock held: a --mirror copy whose stop time has come is gone from
- * now on. Its tap, and so stop_at, lives until the tap ends (tap_ended). */
-static void copy_may_stop(struct tf_request *req)
-{
-    if (req->connection || req->client_gone || !req->tap || req->tap_ended)
-        return;
-    uint64_t at = __atomic_load_n(&req->tap->stop_at, __ATOMIC_ACQUIRE);
-    if (at && tf_now_us() >= at)
-        req->client_gone = req->tap->stopped = true;
-}
 
 bool tf_request_copy_stopped(struct tf_request *req)
 {
