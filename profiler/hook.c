@@ -425,6 +425,7 @@ int prof_hook_end(PyObject *collector)
         free_spare_trees();
     }
     Py_DECREF(collector);
+    prof_label_release_evicted();
     if (!dropped_before && accumulated_ready && accumulated.dropped_calls)
         said |= PROF_END_CAP_REACHED;
     return said;

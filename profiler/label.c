@@ -70,8 +70,13 @@ static bool label_same(void *a, void *b)
  * Live functions that share a label (every namedtuple's __new__,
  * <string>:1(<lambda>)) are asked for again on each call, as their key is
  * never a node's: aliases remembers the last few, with a reference to each
- * (so that its address stays its own), until the next sweep. GIL held. */
+ * (so that its address stays its own), until the next sweep. GIL held.
+ * Dropping a code object's last reference can run Python (a weak
+ * reference's callback), which can let other threads run, and they use
+ * this state: a reference is only dropped once the state is whole again
+ * (evicted aliases wait in evicted until prof_label_release_evicted). */
 static PyObject *first_code;
+static PyObject *evicted; /* a list, or NULL */
 static Py_ssize_t key_cap = 200000;
 enum { ALIASES = 256 };
 static struct {
@@ -119,7 +124,10 @@ static const void *label_canonical(const void *key)
         PyObject *old = aliases[slot].code;
         aliases[slot].code = Py_NewRef(code);
         aliases[slot].canonical = canonical;
-        Py_XDECREF(old);
+        if (old && (evicted || (evicted = PyList_New(0))) && PyList_Append(evicted, old) == 0)
+            Py_DECREF(old); /* the list's now: dropped at the request's end */
+        else
+            Py_XDECREF(old); /* without memory for the list */
     }
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
@@ -131,23 +139,44 @@ void prof_label_configure(size_t max_keys)
     key_cap = max_keys < (size_t)PY_SSIZE_T_MAX ? (Py_ssize_t)max_keys : PY_SSIZE_T_MAX;
 }
 
+void prof_label_release_evicted(void)
+{
+    PyObject *list = evicted;
+    evicted = NULL; /* detached first: what its drop runs may evict again */
+    Py_XDECREF(list);
+}
+
 void prof_label_forget_unused(void)
 {
-    for (size_t i = 0; i < ALIASES; i++) { /* first: they point into the map */
-        Py_CLEAR(aliases[i].code);
-        aliases[i].canonical = NULL;
-    }
-    if (!first_code)
-        return;
-    PyObject *type, *value, *tb, *label, *code, *unused = PyList_New(0);
+    PyObject *type, *value, *tb, *label, *code;
     PyErr_Fetch(&type, &value, &tb);
+    /* Everything is taken out first, its references moved to dropped; they
+     * are let go at the end, once no alias or map entry points at them. */
+    PyObject *dropped = PyList_New(0);
+    for (size_t i = 0; dropped && i < ALIASES; i++) { /* first: they point into the map */
+        PyObject *alias = aliases[i].code;
+        aliases[i].code = NULL;
+        aliases[i].canonical = NULL;
+        if (alias && PyList_Append(dropped, alias) < 0)
+            Py_CLEAR(dropped); /* below: the rest stay; this one is the list's no more */
+        Py_XDECREF(alias);     /* the list has it (or, without memory, it goes now) */
+    }
+    PyObject *unused = dropped && first_code ? PyList_New(0) : NULL;
     Py_ssize_t pos = 0;
     while (unused && PyDict_Next(first_code, &pos, &label, &code))
         if (Py_REFCNT(code) == 1 && PyList_Append(unused, label) < 0) /* only the map's */
             Py_CLEAR(unused);
-    for (Py_ssize_t i = 0; unused && i < PyList_GET_SIZE(unused); i++)
-        PyDict_DelItem(first_code, PyList_GET_ITEM(unused, i));
+    for (Py_ssize_t i = 0; unused && i < PyList_GET_SIZE(unused); i++) {
+        PyObject *name = PyList_GET_ITEM(unused, i); /* borrowed: the list keeps it */
+        PyObject *first = PyDict_GetItemWithError(first_code, name); /* borrowed */
+        if (first && PyList_Append(dropped, first) == 0) /* kept past the delete */
+            PyDict_DelItem(first_code, name);
+    }
     Py_XDECREF(unused);
+    PyObject *waiting = evicted;
+    evicted = NULL;
+    Py_XDECREF(dropped); /* the state is whole: what this runs may use it */
+    Py_XDECREF(waiting);
     PyErr_Clear();
     PyErr_Restore(type, value, tb);
 }

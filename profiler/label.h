@@ -24,6 +24,9 @@ const void *prof_label_builtin_key(const PyMethodDef *ml);
  * and the aliases remembered: after trees are freed (a Clear, profiling
  * stopped), not per request (it walks every label). */
 void prof_label_forget_unused(void);
+/* Drop the aliases evicted since the last call (label.c): at a request's end,
+ * where what that runs cannot catch the state half changed. */
+void prof_label_release_evicted(void);
 /* At most max_keys labels get a first code object (the node cap). */
 void prof_label_configure(size_t max_keys);
 

@@ -342,6 +342,7 @@ def test_a_finite_page_streamed_by_an_inline_call_is_whole(tracfront):
                           lambda r: r.content == b"turn" or pytest.fail(repr(r.content)))
     whole = b"".join(b"%04d" % i + b"p" * 4092 for i in range(20))
     for version in (b"HTTP/1.1", b"HTTP/1.0"):
+        before = inline_count(srv, "/turn")
         with srv.connect() as sock:
             sock.sendall(b"GET /turn " + version + b"\r\nHost: x\r\nX-Page: 1\r\n"
                          b"Connection: close\r\n\r\n")
@@ -351,6 +352,10 @@ def test_a_finite_page_streamed_by_an_inline_call_is_whole(tracfront):
             assert b"Transfer-Encoding: chunked" in head and body.endswith(b"0\r\n\r\n"), head
             body = dechunk(body)
         assert body == whole, (version, len(body))
+        assert inline_count(srv, "/turn") == before + 1, "the page did not run inline"
+        with requests.Session() as s:  # its streak again: the page counted as long
+            call_until_inline(srv, s, "GET", "/turn", None,
+                              lambda r: r.content == b"turn" or pytest.fail(repr(r.content)))
     assert "an inline call's answer" not in srv.error_log
 
 

@@ -102,6 +102,31 @@ def test_code_with_a_new_label_each_request_is_not_kept_past_the_node_cap(tracfr
     assert get(srv, "alivecode").text.startswith("0 of "), "Clear lets them all go"
 
 
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_a_sweep_that_lets_python_run_leaves_no_alias_half_cleared(tracfront, builtins,
+                                                                   tmp_path):
+    """A code object the Clear's sweep let go had a weak reference whose
+    callback slept: another profiled request then remembered an alias in a
+    slot the sweep had half cleared (its code set, its key NULL), and the
+    next call of that code entered a node keyed NULL (SIGSEGV)."""
+    srv = tracfront("--app", "alias_race_app:app", "--profile", "--profile-discard-first",
+                    "false", "--profile-max-nodes", "100", "--threads", "4",
+                    "--profile-builtins=" + builtins)
+    assert get(srv, "seed").text == "seeded"
+    result = {}
+    marker = tmp_path / "waiting"
+    t = threading.Thread(target=lambda: result.update(r=get(srv, "race?%s" % marker).text))
+    t.start()
+    wait_for(marker.exists, 10, "/race waiting")
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=30)
+    assert r.status_code in (200, 303)
+    t.join(30)
+    made, slept = result["r"].split()
+    assert slept == "True" and int(made) > 0, result  # the race took place
+    assert srv.alive(), srv.stderr[-2000:]
+    assert "(base)" in str(rows(srv)["functions"])
+
+
 def hold_the_app_thread(srv):
     """With --threads 1, a request that sleeps holds the one slot: the next
     is queued, and an app thread (not the network thread that read it)
