@@ -200,10 +200,8 @@ bool tf_request_thread_streamed(void)
 
 void tf_request_note_streamed(struct tf_request *req)
 {
-    pthread_mutex_lock(&req->lock);
-    if (req->stream_unsized)
+    if (__atomic_load_n(&req->stream_unsized, __ATOMIC_ACQUIRE)) /* no lock: every request */
         thread_streamed = true;
-    pthread_mutex_unlock(&req->lock);
 }
 
 struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t size)
@@ -217,7 +215,7 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
         tf_request_ref(req);
     pthread_mutex_lock(&req->lock);
     req->tap_streaming = r != NULL;
-    req->stream_unsized = size == UINT64_MAX;
+    __atomic_store_n(&req->stream_unsized, size == UINT64_MAX, __ATOMIC_RELEASE);
     req->last_read_us = tf_now_us(); /* the reader's grace starts with the stream */
     pthread_mutex_unlock(&req->lock);
     return r;
