@@ -47,6 +47,14 @@ static void free_children(struct prof_tree *t, struct prof_node *n)
     }
 }
 
+void prof_tree_move(struct prof_tree *to, struct prof_tree *from)
+{
+    *to = *from;
+    for (struct prof_node *c = to->root.child; c; c = c->sibling)
+        c->parent = &to->root;
+    prof_tree_init(from, from->ops, from->max_nodes); /* a new id: twins into it are stale */
+}
+
 void prof_tree_free(struct prof_tree *t)
 {
     free_children(t, &t->root);

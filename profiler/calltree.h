@@ -66,6 +66,11 @@ struct prof_tree {
 
 void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes);
 void prof_tree_free(struct prof_tree *t);
+/* Move from's nodes into to (uninitialised) and leave from empty, with a new
+ * id. A shared tree is moved out before it is freed: freeing drops labels,
+ * which can run Python (a weak reference's callback), which lets other
+ * threads use the shared tree meanwhile. */
+void prof_tree_move(struct prof_tree *to, struct prof_tree *from);
 
 /* A call to key starts at now (ns). Returns the node, whose label is NULL if
  * it was just created (the caller sets it), or NULL if the cap cut it off or

@@ -161,14 +161,18 @@ static void keep_if_slow(struct collector *c)
     if (!slot || (slot->used && slot->app_ns >= app_ns))
         return;
     __atomic_store_n(&kept_ids[slot - kept], 0, __ATOMIC_RELAXED);
-    if (slot->used)
-        prof_tree_free(&slot->tree);
+    struct prof_tree replaced;
+    bool had = slot->used;
+    if (had) /* freed once the slot is whole again (prof_tree_move) */
+        prof_tree_move(&replaced, &slot->tree);
     prof_tree_init(&slot->tree, &prof_python_label_ops, node_cap);
     prof_tree_merge(&slot->tree, c->tree); /* only this request's calls: the rest is drained */
     slot->id = c->id;
     slot->app_ns = app_ns;
     slot->used = true;
     __atomic_store_n(&kept_ids[slot - kept], c->id, __ATOMIC_RELAXED);
+    if (had)
+        prof_tree_free(&replaced);
 }
 
 const struct prof_tree *prof_hook_kept_tree(uint64_t id, uint64_t *app_ns)
@@ -434,14 +438,19 @@ int prof_hook_end(PyObject *collector)
 void prof_hook_clear(void)
 {
     PyGILState_STATE g = PyGILState_Ensure();
-    if (accumulated_ready)
-        prof_tree_free(&accumulated);
-    accumulated_ready = false;
+    /* each shared tree is taken out before it is freed (prof_tree_move) */
+    struct prof_tree gone;
+    if (accumulated_ready) {
+        prof_tree_move(&gone, &accumulated);
+        accumulated_ready = false;
+        prof_tree_free(&gone);
+    }
     for (unsigned i = 0; i < kept_cap; i++)
         if (kept[i].used) {
             __atomic_store_n(&kept_ids[i], 0, __ATOMIC_RELAXED);
-            prof_tree_free(&kept[i].tree);
+            prof_tree_move(&gone, &kept[i].tree);
             kept[i].used = false;
+            prof_tree_free(&gone);
         }
     free_spare_trees();
     prof_label_forget_unused(); /* the trees that held them are gone */

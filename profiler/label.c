@@ -77,6 +77,7 @@ static bool label_same(void *a, void *b)
  * (evicted aliases wait in evicted until prof_label_release_evicted). */
 static PyObject *first_code;
 static PyObject *evicted; /* a list, or NULL */
+enum { EVICTED_MAX = 1024 }; /* let go at the next ask past it: a long request's calls */
 static Py_ssize_t key_cap = 200000;
 enum { ALIASES = 256 };
 static struct {
@@ -119,13 +120,20 @@ static const void *label_canonical(const void *key)
         return aliases[slot].canonical;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
+    if (evicted && PyList_GET_SIZE(evicted) >= EVICTED_MAX) /* nothing is half done here */
+        prof_label_release_evicted();
     const void *canonical = first_of_label(code);
     if (canonical != key) {
         PyObject *old = aliases[slot].code;
         aliases[slot].code = Py_NewRef(code);
         aliases[slot].canonical = canonical;
-        if (old && (evicted || (evicted = PyList_New(0))) && PyList_Append(evicted, old) == 0)
-            Py_DECREF(old); /* the list's now: dropped at the request's end */
+        int gc_was_on = PyGC_Disable(); /* PyList_New could collect, and run Python */
+        bool kept = old && (evicted || (evicted = PyList_New(0))) &&
+                    PyList_Append(evicted, old) == 0;
+        if (gc_was_on)
+            PyGC_Enable();
+        if (kept)
+            Py_DECREF(old); /* the list's now: dropped at the request's end, or past EVICTED_MAX */
         else
             Py_XDECREF(old); /* without memory for the list */
     }

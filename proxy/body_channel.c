@@ -589,7 +589,7 @@ bool tf_request_hung_up(struct tf_request *req)
 bool tf_request_copy_stopped(struct tf_request *req)
 {
     pthread_mutex_lock(&req->lock);
-    bool stopped = !req->connection && req->tap && req->tap->stopped;
+    bool stopped = !req->connection && req->tap && !req->tap_ended && req->tap->stopped;
     pthread_mutex_unlock(&req->lock);
     return stopped;
 }

@@ -181,8 +181,14 @@ struct tf_request *tf_request_clone_detached(const struct tf_request *req)
 
 void tf_request_tap_body(struct tf_request *req, const char *data, size_t len)
 {
-    if (req->tap && !req->tap_ended) /* the producer's thread ends it: no lock needed */
+    if (!req->tap || !len) /* set before the request runs, never changed */
+        return;
+    /* under the lock: write() from another thread of the app may race the
+     * tap's end by the task's own thread, after which its pair may be freed */
+    pthread_mutex_lock(&req->lock);
+    if (!req->tap_ended)
         tf_body_hash_feed(&req->tap->body, data, len);
+    pthread_mutex_unlock(&req->lock);
 }
 
 void tf_request_tap_failed(struct tf_request *req, const char *why)

@@ -110,7 +110,7 @@ static void failed(struct wsgi_task *task, const char *what)
                                      --mirror copy was stopped (the compare page says) */
             tf_log_info("%s %s: the answer ended early%s; the app did not catch write()'s "
                         "OSError('%s')", task->req->method, task->req->log_target,
-                        task->req->connection ? "" : " (a --mirror copy, stopped)",
+                        task->req->connection ? "" : " (a --mirror copy its pair stopped)",
                         wsgi_response_stop_reason(task));
         end(task);
         return;

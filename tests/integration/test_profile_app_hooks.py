@@ -127,6 +127,33 @@ def test_a_sweep_that_lets_python_run_leaves_no_alias_half_cleared(tracfront, bu
     assert "(base)" in str(rows(srv)["functions"])
 
 
+@pytest.mark.parametrize("slowest", ["0", "1"])
+@pytest.mark.parametrize("builtins", ["true", "false"])
+def test_a_clear_that_lets_python_run_frees_no_tree_in_use(tracfront, builtins, slowest,
+                                                           tmp_path):
+    """Freeing the accumulated tree (or a kept one) drops its labels, and a
+    code object's last one ran a weak reference's callback that let other
+    threads in while the tree was half freed: a request ending then drained
+    into the freed nodes (ASan: heap-use-after-free in merge_children), or
+    freed a kept tree a second time. Shared trees are moved out first."""
+    srv = tracfront("--app", "clear_race_app:app", "--profile", "--profile-max-nodes", "100",
+                    "--profile-slowest", slowest, "--threads", "4",
+                    "--profile-builtins=" + builtins)
+    assert get(srv, "fill").text == "filled"  # discarded: fills the label map
+    assert get(srv, "seed").text == "seeded"
+    get(srv, "small")
+    marker, result = tmp_path / "waiting", {}
+    t = threading.Thread(target=lambda: result.update(r=get(srv, "race?%s" % marker).text))
+    t.start()
+    wait_for(marker.exists, 10, "/race waiting")
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=30)
+    assert r.status_code in (200, 303)
+    t.join(30)
+    assert result.get("r") == "race True", result  # it ran while the callback slept
+    assert srv.alive(), srv.stderr[-3000:]
+    assert get(srv, "alive").text.startswith("False"), "the seeded code was let go"
+
+
 def hold_the_app_thread(srv):
     """With --threads 1, a request that sleeps holds the one slot: the next
     is queued, and an app thread (not the network thread that read it)
