@@ -77,7 +77,10 @@ static bool label_same(void *a, void *b)
  * (evicted aliases wait in evicted until prof_label_release_evicted). */
 static PyObject *first_code;
 static PyObject *evicted; /* a list, or NULL */
-enum { EVICTED_MAX = 1024 }; /* let go at the next ask past it: a long request's calls */
+/* A long request's evictions: past it, no alias is remembered until the
+ * request ends (only then are they let go: Python that dropping one runs
+ * must not run inside a tree's enter). */
+enum { EVICTED_MAX = 1024 };
 static Py_ssize_t key_cap = 200000;
 enum { ALIASES = 256 };
 static struct {
@@ -120,10 +123,9 @@ static const void *label_canonical(const void *key)
         return aliases[slot].canonical;
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb); /* never disturb the app's exception */
-    if (evicted && PyList_GET_SIZE(evicted) >= EVICTED_MAX) /* nothing is half done here */
-        prof_label_release_evicted();
     const void *canonical = first_of_label(code);
-    if (canonical != key) {
+    bool room = !evicted || PyList_GET_SIZE(evicted) < EVICTED_MAX;
+    if (canonical != key && room) { /* past EVICTED_MAX the slot keeps its alias */
         PyObject *old = aliases[slot].code;
         aliases[slot].code = Py_NewRef(code);
         aliases[slot].canonical = canonical;
@@ -133,7 +135,7 @@ static const void *label_canonical(const void *key)
         if (gc_was_on)
             PyGC_Enable();
         if (kept)
-            Py_DECREF(old); /* the list's now: dropped at the request's end, or past EVICTED_MAX */
+            Py_DECREF(old); /* the list's now: dropped at the request's end */
         else
             Py_XDECREF(old); /* without memory for the list */
     }

@@ -90,13 +90,27 @@ class Server:
         return self.proc.returncode
 
 
-def closed_port():
-    """A loopback port nothing listens on (bound, then released)."""
+def free_port():
+    """A loopback port free now (bound, then released), to listen on."""
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+_RESERVED = []  # closed_port()'s sockets: bound for the session, never listening
+
+
+def closed_port():
+    """A loopback port nothing listens on: bound and kept so, not listening
+    (a connect is refused), so that no server of the session is given it
+    (one released again went to a tracfront's --listen 127.0.0.1:0 once, and
+    its copies to that 'dead' upstream went to itself)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _RESERVED.append(s)
+    return s.getsockname()[1]
 
 
 @contextlib.contextmanager

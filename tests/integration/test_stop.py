@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import APPS, BINARY, closed_port, refused
+from conftest import APPS, BINARY, free_port, refused
 from workers_util import APP, children, concurrently, descendants, fetch, running, wait_for
 
 import requests
@@ -531,7 +531,7 @@ def test_a_front_started_with_stdio_closed_passes_no_standard_descriptor(tmp_pat
     # the first descriptors opened would take 0-2: the listening socket as
     # stderr (logs and sys.stderr written into it), passed to the worker as
     # TF_LISTEN_FD=2 and so inheritable by every program the app starts
-    port = closed_port()
+    port = free_port()
     cmd = [str(BINARY), "--listen", "127.0.0.1:%d" % port, "--pythonpath", str(APPS), *APP,
            "--workers", "1"]
     proc = subprocess.Popen(cmd, cwd=str(tmp_path), preexec_fn=without_stdio)
