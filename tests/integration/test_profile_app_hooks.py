@@ -102,6 +102,19 @@ def test_code_with_a_new_label_each_request_is_not_kept_past_the_node_cap(tracfr
     assert get(srv, "alivecode").text.startswith("0 of "), "Clear lets them all go"
 
 
+def clear_during_race(srv, tmp_path):
+    """GET /race?MARKER on a thread; once it has made MARKER (it waits for a
+    weak reference's callback), Clear. Returns /race's answer."""
+    result, marker = {}, tmp_path / "waiting"
+    t = threading.Thread(target=lambda: result.update(r=get(srv, "race?%s" % marker).text))
+    t.start()
+    wait_for(marker.exists, 10, "/race waiting")
+    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=30)
+    assert r.status_code in (200, 303)
+    t.join(30)
+    return result.get("r", "")
+
+
 @pytest.mark.parametrize("builtins", ["true", "false"])
 def test_a_sweep_that_lets_python_run_leaves_no_alias_half_cleared(tracfront, builtins,
                                                                    tmp_path):
@@ -113,16 +126,9 @@ def test_a_sweep_that_lets_python_run_leaves_no_alias_half_cleared(tracfront, bu
                     "false", "--profile-max-nodes", "100", "--threads", "4",
                     "--profile-builtins=" + builtins)
     assert get(srv, "seed").text == "seeded"
-    result = {}
-    marker = tmp_path / "waiting"
-    t = threading.Thread(target=lambda: result.update(r=get(srv, "race?%s" % marker).text))
-    t.start()
-    wait_for(marker.exists, 10, "/race waiting")
-    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=30)
-    assert r.status_code in (200, 303)
-    t.join(30)
-    made, slept = result["r"].split()
-    assert slept == "True" and int(made) > 0, result  # the race took place
+    answer = clear_during_race(srv, tmp_path)
+    made, slept = answer.split()
+    assert slept == "True" and int(made) > 0, answer  # the race took place
     assert srv.alive(), srv.stderr[-2000:]
     assert "(base)" in str(rows(srv)["functions"])
 
@@ -142,14 +148,8 @@ def test_a_clear_that_lets_python_run_frees_no_tree_in_use(tracfront, builtins, 
     assert get(srv, "fill").text == "filled"  # discarded: fills the label map
     assert get(srv, "seed").text == "seeded"
     get(srv, "small")
-    marker, result = tmp_path / "waiting", {}
-    t = threading.Thread(target=lambda: result.update(r=get(srv, "race?%s" % marker).text))
-    t.start()
-    wait_for(marker.exists, 10, "/race waiting")
-    r = requests.post(srv.url + "__profile__/clear", allow_redirects=False, timeout=30)
-    assert r.status_code in (200, 303)
-    t.join(30)
-    assert result.get("r") == "race True", result  # it ran while the callback slept
+    answer = clear_during_race(srv, tmp_path)
+    assert answer == "race True", answer  # it ran while the callback slept
     assert srv.alive(), srv.stderr[-3000:]
     assert get(srv, "alive").text.startswith("False"), "the seeded code was let go"
 
