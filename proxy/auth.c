@@ -22,6 +22,7 @@
 #include "proxy/passwd.h"
 #include "proxy/platform.h"
 #include "proxy/server.h"
+#include "proxy/trac_projects.h"
 
 #define MAX_REALM 200          /* at most TF_NONCE_REALM_MAX */
 #define MAX_PROJECT 255
@@ -37,7 +38,7 @@ struct realm {
 struct tf_auth {
     struct realm *realms;       /* read-only after tf_auth_new */
     size_t n;
-    bool parent_dir;            /* /NAME/login (projects_served) */
+    bool parent_dir;            /* /NAME/login (tf_trac_projects) */
     char *single_project;       /* else the one project's folder name, or "" */
     uint32_t nonce_lifetime;    /* seconds */
     const char *mount;          /* the config's; read-only */
@@ -137,45 +138,6 @@ static char *env_basename(const char *given)
     return name;
 }
 
-/* The value the last --env KEY=... gives key (the environ takes them in
- * order), or NULL. */
-static const char *env_entry(const struct tf_config *cfg, const char *key)
-{
-    const char *value = NULL;
-    size_t n = strlen(key);
-    for (size_t i = 0; i < cfg->n_env; i++)
-        if (!strncmp(cfg->env[i], key, n) && cfg->env[i][n] == '=')
-            value = cfg->env[i] + n + 1;
-    return value;
-}
-
-/* The Trac projects the app serves, as trac.web.main's dispatch_request
- * reads its environ: a trac.env_path that is not empty is one project, named
- * by its folder; else a trac.env_parent_dir that is not empty holds one per
- * folder, at /NAME/. tracfront sets them for --trac-env and
- * --trac-env-parent-dir (where wsgi/options.c refuses them in --env); with
- * --app or --wsgi-file, --env may give them, as mod_wsgi's SetEnv does to
- * the trac.wsgi that `trac-admin deploy` writes. Keys an app sets itself, and the TRAC_ENV and
- * TRAC_ENV_PARENT_DIR variables, are not seen: one project, named "". */
-struct projects {
-    const char *env_path;       /* the one project's environment, or NULL */
-    const char *named_by;       /* the flag that gave env_path */
-    bool parent_dir;            /* /NAME/login */
-};
-
-static struct projects projects_served(const struct tf_config *cfg)
-{
-    struct projects p = { cfg->trac_env, "--trac-env", cfg->trac_env_parent_dir != NULL };
-    if (cfg->trac_env || cfg->trac_env_parent_dir)
-        return p;
-    const char *path = env_entry(cfg, "trac.env_path");
-    const char *parent = env_entry(cfg, "trac.env_parent_dir");
-    p.env_path = path && path[0] ? path : NULL;
-    p.named_by = "--env trac.env_path";
-    p.parent_dir = !p.env_path && parent && parent[0];
-    return p;
-}
-
 /* Is PROJECT one this configuration serves? 0, or -1 with err. */
 static int check_project(const struct tf_config *cfg, const struct spec *s, char *err,
                          size_t errlen)
@@ -185,7 +147,7 @@ static int check_project(const struct tf_config *cfg, const struct spec *s, char
                  "--app or --wsgi-file): credentials are asked for on its /login path", s->flag);
         return -1;
     }
-    struct projects served = projects_served(cfg);
+    struct tf_trac_projects served = tf_trac_projects(cfg);
     if (served.parent_dir || !strcmp(s->project, "*"))
         return 0;
     if (!served.env_path) {
@@ -292,7 +254,7 @@ int tf_auth_config_check(const struct tf_config *cfg, char *err, size_t errlen)
      * match (a user checked against one project's file, logged in to it). */
     const char *trac_env = getenv("TRAC_ENV");
     if (cfg->n_basic_auth + cfg->n_digest_auth > 0 && !cfg->trac_env_parent_dir &&
-        projects_served(cfg).parent_dir && trac_env && trac_env[0]) {
+        tf_trac_projects(cfg).parent_dir && trac_env && trac_env[0]) {
         snprintf(err, errlen, "--env trac.env_parent_dir with --basic-auth/--digest-auth: "
                  "TRAC_ENV is set in tracfront's environment ('%s'), and Trac then serves that "
                  "one project at every path, not one per folder as the logins are asked for; "
@@ -319,7 +281,7 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
     size_t n = cfg->n_basic_auth + cfg->n_digest_auth;
     if (n == 0)
         return NULL;
-    struct projects served = projects_served(cfg);
+    struct tf_trac_projects served = tf_trac_projects(cfg);
     struct tf_auth *auth = calloc(1, sizeof(*auth));
     if (!auth || !(auth->realms = calloc(n, sizeof(*auth->realms))) ||
         !(auth->single_project = served.env_path ? env_basename(served.env_path) : strdup(""))) {
@@ -327,7 +289,7 @@ struct tf_auth *tf_auth_new(const struct tf_config *cfg, char *err, size_t errle
         tf_auth_free(auth);
         return NULL;
     }
-    auth->parent_dir = served.parent_dir;
+    auth->parent_dir = served.parent_dir != NULL;
     auth->mount = cfg->mount;
     unsigned char key[32];
     if (shared_key_set) /* --workers: one key for every worker */

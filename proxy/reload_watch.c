@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxy/trac_projects.h"
+
 static bool newer(const struct stat *st, const struct timespec *since)
 {
     return st->st_mtim.tv_sec > since->tv_sec ||
@@ -46,15 +48,18 @@ static uint64_t env_signature(uint64_t h, const char *env)
     return h;
 }
 
+/* The projects served (tf_trac_projects: --trac-env, --trac-env-parent-dir,
+ * or the same given to a .wsgi script by --env trac.env_path=...). */
 static uint64_t tree_signature(const struct tf_config *cfg)
 {
     uint64_t h = 0xcbf29ce484222325ull;
-    if (cfg->trac_env)
-        h = env_signature(h, cfg->trac_env);
-    DIR *d = cfg->trac_env_parent_dir ? opendir(cfg->trac_env_parent_dir) : NULL;
+    struct tf_trac_projects served = tf_trac_projects(cfg);
+    if (served.env_path)
+        h = env_signature(h, served.env_path);
+    DIR *d = served.parent_dir ? opendir(served.parent_dir) : NULL;
     for (struct dirent *e; d && (e = readdir(d));) {
         char env[4096];
-        snprintf(env, sizeof(env), "%s/%s", cfg->trac_env_parent_dir, e->d_name);
+        snprintf(env, sizeof(env), "%s/%s", served.parent_dir, e->d_name);
         if (e->d_name[0] != '.')
             h = env_signature(mix(h, e->d_name, strlen(e->d_name)), env);
     }

@@ -362,3 +362,27 @@ def test_trac_plugins_and_trac_ini_are_watched(tracfront, tmp_path):
     assert log_lines(srv, "trac.ini")
     plugin.unlink()  # removed
     wait_for(lambda: probe(srv) == 404, 30, "the removed plugin to be gone")
+
+
+@pytest.mark.parametrize("given", ["trac.env_path", "trac.env_parent_dir"])
+def test_projects_given_through_env_are_watched(tracfront, tmp_path, given):
+    """mod_wsgi's SetEnv layout (`--wsgi-file trac.wsgi --env trac.env_path=ENV`,
+    or trac.env_parent_dir=DIR for several projects): the projects' plugins/
+    and conf/trac.ini are watched as with --trac-env. Only the file system is
+    read, so any app serves here."""
+    parent = tmp_path / "projects"
+    env = parent / "demo"
+    (env / "conf").mkdir(parents=True)
+    (env / "plugins").mkdir()
+    (env / "conf" / "trac.ini").write_text("[trac]\n")
+    value = env if given == "trac.env_path" else parent
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path),
+                    "--env", "%s=%s" % (given, value))
+    assert version(srv)["version"] == "1"
+    (env / "plugins" / "probe.py").write_text("X = 1\n")
+    wait_for(lambda: serving_count(srv) == 1, 30, "a reload after a plugin was added")
+    assert [line for line in log_lines(srv, "reload") if "plugins" in line], srv.error_log
+    before = serving_count(srv)
+    with open(env / "conf" / "trac.ini", "a") as f:
+        f.write("[reload_test]\nchanged = yes\n")
+    wait_for(lambda: serving_count(srv) > before, 30, "a reload after trac.ini changed")
