@@ -285,6 +285,16 @@ def test_repeatable_keys_of_the_file_stay_without_a_flag(tracfront, tmp_path):
     assert requests.get(srv.url + "s/f.txt", timeout=10).text == "old"
 
 
+@pytest.mark.parametrize("flags, said", [
+    (("--threads", "1"), "app robust_apps:app, 1 thread;"),
+    (("--workers", "1", "--threads", "1"), "app robust_apps:app, 1 worker of 1 thread;"),
+    (("--workers", "2"), "app robust_apps:app, 2 workers of 8 threads;"),
+])
+def test_listening_line_counts_in_the_singular_too(tracfront, flags, said):
+    srv = tracfront(*APP, *flags)
+    assert said in srv.stderr, srv.stderr
+
+
 # --- signals the app takes at import -------------------------------------------------------
 
 SIGNAL_APP = """
