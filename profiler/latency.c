@@ -473,7 +473,7 @@ static void html_form(struct prof_text *t, const char *profile_path, const char 
     prof_text_add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
 }
 
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling, bool can_save,
                         const char *appendix)
 {
     struct prof_text t = { 0 };
@@ -490,7 +490,8 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
         profiling ? "on" : "off");
     html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
     html_form(&t, profile_path, "clear", "Clear");
-    html_form(&t, profile_path, "save", "Save files");
+    if (can_save)
+        html_form(&t, profile_path, "save", "Save files");
     static const char *const downloads[][2] = {
         { "/pstats", "pstats</a> (python3 -m pstats, snakeviz)" }, { "/callgrind", "callgrind</a>" },
         { "/collapsed", "collapsed stacks</a>" }, { "/speedscope.json", "speedscope</a>" },

@@ -45,8 +45,10 @@ char *prof_latency_slowest_json(void);
  * those its workers' dumps name. */
 void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
 
-/* The page; appendix (an HTML fragment, e.g. the function table) goes last. */
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
+/* The page; appendix (an HTML fragment, e.g. the function table) goes last.
+ * can_save: there are profile files to write (--profile-log or
+ * --profile-callgrind), so the page offers its "Save files" button. */
+char *prof_latency_html(int in_flight, const char *profile_path, bool profiling, bool can_save,
                         const char *appendix);
 
 /* A front (--workers) adds up its workers: the whole registry as text, and

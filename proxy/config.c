@@ -114,7 +114,7 @@ const char tf_config_usage[] =
     "  --reload                     new workers when the app's files change (implies\n"
     "                               --workers 1); SIGHUP does the same on demand\n"
     "  --worker-start-timeout S     a new worker must be ready within S seconds (default 60;\n"
-    "                               at least 1)\n"
+    "                               at least 1; only with --workers or --reload)\n"
     "  --io-threads N               network threads, each serving its connections and their\n"
     "                               upstream transfers (default: number of CPUs)\n"
     "  --queue-size N               requests that may wait for an app thread (default 1024)\n"
@@ -140,8 +140,8 @@ const char tf_config_usage[] =
     "                               the garbage collector skips the app's long-lived objects\n"
     "  --access-log FILE|-|off      access log, Combined Log Format + microseconds (default off)\n"
     "  --error-log FILE|-|off       error log (default - = stderr)\n"
-    "  --user USER                  started as root: bind the port and open the logs, then\n"
-    "                               run as USER (a name or uid), with its groups\n"
+    "  --user USER                  started as root: bind the port, then run as USER (a name\n"
+    "                               or uid) with its groups; the logs are opened as USER\n"
     "  --group GROUP                the group to run as (default: USER's); only with --user\n"
     "\n"
     "Routing and proxy:\n"
@@ -164,7 +164,8 @@ const char tf_config_usage[] =
     "                               environment's folder name, or * for all; repeatable)\n"
     "  --digest-auth PROJECT,HTDIGEST,REALM  Digest auth likewise, from an htdigest file\n"
     "                               (--auth, tracd's name, is the same)\n"
-    "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300)\n"
+    "  --digest-nonce-lifetime S    a Digest nonce is stale after S seconds (default 300;\n"
+    "                               only with --digest-auth)\n"
     "\n"
     "Profiler:\n"
     "  --profile-path PATH          the profiler's pages (default /__profile__), for the\n"
@@ -440,8 +441,54 @@ static void set_defaults(struct tf_config *cfg)
     cfg->upstream_connect_timeout = -1; /* not given: 5 (fill_unset, config_check.c) */
     cfg->upstream_read_timeout = -1;    /* not given: 60, likewise */
     cfg->mirror_queue = 0; /* not given: 16, likewise */
-    cfg->worker_start_timeout = 60;
-    cfg->digest_nonce_lifetime = 300;
+    cfg->worker_start_timeout = -1;  /* not given: 60, likewise */
+    cfg->digest_nonce_lifetime = -1; /* not given: 300, likewise */
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+}
+
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static bool is_app_choice(const struct key *k)
+{
+    return k->kind == K_STRING && (!strcmp(k->name, "app") || !strcmp(k->name, "wsgi-file") ||
+                                   !strcmp(k->name, "trac-env") ||
+                                   !strcmp(k->name, "trac-env-parent-dir"));
+}
+
+/* Flags win over the file (read before them), as gunicorn's command line
+ * over its config file: the first flag of a key drops what the file gave
+ * it. A repeatable key's entries all go, then the flags' add up, except
+ * pythonpath and env, which add up with the file's (file first); --auth
+ * and --digest-auth are one key; a flag naming the app drops the file's
+ * app, wsgi-file and trac-env alike (one app: "exclude each other"). The
+ * other keys take one value, which the flag's replaces anyway. */
+static void drop_file_value(struct tf_config *cfg, const struct key *k, bool *dropped)
+{
+    bool app = is_app_choice(k);
+    if (dropped[k - keys] || !(app || k->kind == K_LIST) || !strcmp(k->name, "pythonpath") ||
+        !strcmp(k->name, "env"))
+        return;
+    char *base = (char *)cfg;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (app ? !is_app_choice(&keys[i]) : keys[i].offset != k->offset)
+            continue;
+        dropped[i] = true;
+        char **field = (char **)(base + keys[i].offset);
+        if (keys[i].kind == K_LIST) {
+            size_t *count = (size_t *)(base + keys[i].count_offset);
+            free_list(*(char ***)field, *count);
+            *count = 0;
+        } else {
+            free(*field);
+        }
+        *field = NULL;
+    }
 }
 
 /* Walk argv: --key value or --key=value. With apply false only --config,
@@ -449,6 +496,7 @@ static void set_defaults(struct tf_config *cfg)
 static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
                      char *err, size_t errlen)
 {
+    bool dropped[N_KEYS] = { false }; /* drop_file_value's, per key */
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
@@ -506,6 +554,7 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         }
         if (apply) {
             char why[400];
+            drop_file_value(cfg, k, dropped);
             if (tf_config_set(cfg, key, value, why, sizeof(why)) < 0) {
                 snprintf(err, errlen, "--%s", why);
                 return -1;
@@ -513,27 +562,6 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         }
     }
     return 0;
-}
-
-/* Does the command line name the app (--app, --wsgi-file, --trac-env or
- * --trac-env-parent-dir, as "--k v" or "--k=v", with '_' or '-')? */
-static bool args_choose_app(int argc, char **argv)
-{
-    static const char *const choices[] = { "app", "wsgi-file", "trac-env",
-                                           "trac-env-parent-dir" };
-    for (int i = 1; i < argc; i++) {
-        char name[64];
-        size_t n = strncmp(argv[i], "--", 2) ? 0 : strcspn(argv[i] + 2, "=");
-        if (n == 0 || n >= sizeof(name))
-            continue;
-        memcpy(name, argv[i] + 2, n);
-        name[n] = 0;
-        const struct key *k = find_key(name);
-        for (size_t c = 0; k && c < 4; c++)
-            if (!strcmp(k->name, choices[c]))
-                return true;
-    }
-    return false;
 }
 
 int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size_t errlen)
@@ -545,24 +573,9 @@ int tf_config_load(struct tf_config *cfg, int argc, char **argv, char *err, size
         return 0;
     if (cfg->config_file && tf_config_load_file(cfg, cfg->config_file, err, errlen) < 0)
         return -1;
-    if (args_choose_app(argc, argv)) { /* flags win: the file's choice of app goes */
-        char **choices[] = { &cfg->app, &cfg->wsgi_file, &cfg->trac_env,
-                             &cfg->trac_env_parent_dir };
-        for (size_t i = 0; i < 4; i++) {
-            free(*choices[i]);
-            *choices[i] = NULL;
-        }
-    }
     if (walk_args(cfg, argc, argv, true, err, errlen) < 0)
         return -1;
     return tf_config_check(cfg, err, errlen);
-}
-
-static void free_list(char **list, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
 }
 
 void tf_config_free(struct tf_config *cfg)

@@ -1,6 +1,7 @@
 /* config.h — tracfront's settings, from command-line flags and an optional INI
  * file (--config FILE, section [tracfront]) with the same keys; flags win over
- * the file, repeatable keys accumulate (file first). Parsed once on the main
+ * the file, also for a repeatable key (its flags replace the file's entries),
+ * except pythonpath and env, which accumulate (file first). Parsed once on the main
  * thread before anything starts; read-only afterwards, so no lock. A bad value
  * is reported naming the flag or key and what would be accepted. */
 #ifndef TF_CONFIG_H
@@ -74,11 +75,11 @@ struct tf_config {
     bool have_app;              /* derived: an application is configured */
     unsigned workers;           /* app worker processes; 0 = the app runs in this process */
     bool reload;                /* restart the workers when the app's files change */
-    double worker_start_timeout;/* seconds a new worker may take to be ready */
+    double worker_start_timeout;/* seconds a new worker may take to be ready (60 unless given) */
     bool worker;                /* internal: this process is a worker of a front */
     char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
     size_t n_basic_auth, n_digest_auth;
-    double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (default 300) */
+    double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (300 unless given) */
     char *user, *group;         /* --user, --group as given (proxy/privileges.h) */
     uid_t uid;                  /* derived from them: whom to become */
     gid_t gid;

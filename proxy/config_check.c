@@ -180,6 +180,11 @@ static int check_refinements(const struct tf_config *cfg, char *err, size_t errl
         { cfg->request_timeout_action, timeout, "--request-timeout-action", "--request-timeout" },
         { cfg->dump_all, timeout, "--dump-all", "--request-timeout" },
         { cfg->group, cfg->user, "--group", "--user" },
+        { cfg->digest_nonce_lifetime >= 0, cfg->n_digest_auth > 0, "--digest-nonce-lifetime",
+          "--digest-auth" },
+        /* a worker gets its front's flags: its own wait for the go uses it */
+        { cfg->worker_start_timeout >= 0, cfg->workers || cfg->worker, "--worker-start-timeout",
+          "--workers or --reload" },
         { cfg->profile_flush_at_shutdown, cfg->profile_log || cfg->profile_callgrind,
           "--profile-flush-at-shutdown", "--profile-log or --profile-callgrind" },
     };
@@ -202,6 +207,10 @@ static void fill_unset(struct tf_config *cfg)
         cfg->upstream_connect_timeout = 5;
     if (cfg->upstream_read_timeout < 0)
         cfg->upstream_read_timeout = 60;
+    if (cfg->worker_start_timeout < 0)
+        cfg->worker_start_timeout = 60;
+    if (cfg->digest_nonce_lifetime < 0)
+        cfg->digest_nonce_lifetime = 300;
 }
 
 /* The app's folder or script must be there at start: a bad value, named,

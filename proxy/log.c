@@ -108,10 +108,23 @@ static int reopen_one(const char *path, int fd, int twin, const char *what)
     return rc;
 }
 
-int tf_log_reopen(void)
+int tf_log_reopen(char *said, size_t len)
 {
     int error = reopen_one(error_path, error_fd, python_fd, "--error-log");
-    return reopen_one(access_path, access_fd, -1, "--access-log") < 0 ? -1 : error;
+    if (reopen_one(access_path, access_fd, -1, "--access-log") < 0 || error < 0)
+        return -1;
+    const char *other_e = error_fd < 0 ? "off" : "stderr";
+    const char *other_a = access_fd < 0 ? "off" : "stderr";
+    if (error_path && access_path)
+        snprintf(said, len, "log files reopened (--error-log and --access-log)");
+    else if (error_path || access_path)
+        snprintf(said, len, "log file reopened (%s; %s is %s)",
+                 error_path ? "--error-log" : "--access-log",
+                 error_path ? "--access-log" : "--error-log", error_path ? other_a : other_e);
+    else
+        snprintf(said, len, "no log file to reopen (--error-log is %s, --access-log is %s)",
+                 other_e, other_a);
+    return 0;
 }
 
 void tf_log_close(void)

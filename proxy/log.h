@@ -24,9 +24,10 @@ int tf_log_stderr_fd(void);
  * before other threads start. */
 void tf_log_set_worker_tag(void);
 /* Open the log files again by their names (logrotate moved them away): a
- * failure is logged and the old file kept. Main thread. 0, or -1 if one
- * could not be reopened. */
-int tf_log_reopen(void);
+ * failure is logged and the old file kept. Main thread. 0 with what was
+ * reopened in said ("log files reopened (...)", or that neither log is a
+ * file: stderr or off), or -1 if one could not be reopened. */
+int tf_log_reopen(char *said, size_t len);
 void tf_log_close(void);
 
 /* "[date] [level] message\n" to the error log. */

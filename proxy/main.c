@@ -53,11 +53,12 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
     out[0] = 0;
     if (cfg->have_app)
         len += cfg->workers
-                   ? (size_t)snprintf(out + len, n - len, "app %s, %u workers of %u threads%s",
-                                      app_label(cfg), cfg->workers, cfg->threads,
+                   ? (size_t)snprintf(out + len, n - len, "app %s, %u worker%s of %u thread%s%s",
+                                      app_label(cfg), cfg->workers, cfg->workers > 1 ? "s" : "",
+                                      cfg->threads, cfg->threads > 1 ? "s" : "",
                                       cfg->reload ? ", reloading" : "")
-                   : (size_t)snprintf(out + len, n - len, "app %s, %u threads", app_label(cfg),
-                                      cfg->threads);
+                   : (size_t)snprintf(out + len, n - len, "app %s, %u thread%s", app_label(cfg),
+                                      cfg->threads, cfg->threads > 1 ? "s" : "");
     if (cfg->upstream && len < n)
         len += (size_t)snprintf(out + len, n - len, "%supstream %s%s", len ? "; " : "",
                                 cfg->upstream, cfg->mirror ? ", mirrored" : "");

@@ -253,6 +253,13 @@ static int save_one(const struct tf_server *server, const char *path, const char
     return 0;
 }
 
+/* Is there a profile file for Save to write? Else the page offers no
+ * Save and a POST to it is refused (409) rather than answered as done. */
+static bool has_profile_files(const struct tf_config *cfg)
+{
+    return cfg->profile_log || cfg->profile_callgrind;
+}
+
 /* Write the configured profile files (--profile-log, --profile-callgrind)
  * from the accumulated profile; with nothing profiled, none (a file there
  * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
@@ -280,6 +287,10 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         p->enable(true);
     else if (sub_is(action, len, "/stop") && p)
         p->enable(false);
+    else if (sub_is(action, len, "/save") && !has_profile_files(server->cfg))
+        return tf_server_reply(req, 409, "No profile file to save to: start tracfront with "
+                               "--profile-log FILE (pstats) or --profile-callgrind FILE; the "
+                               "exports download the profile meanwhile.", false);
     else if (sub_is(action, len, "/save")) {
         if (save_profile(server) < 0)
             return errno == EAGAIN ? refuse_while_stopping(req)
@@ -425,7 +436,8 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
     char *rest = prof_text_finish(&all);
     char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
-                                          p && p->enabled(), rest) : NULL;
+                                          p && p->enabled(), has_profile_files(server->cfg),
+                                          rest) : NULL;
     free(rest);
     free(running);
     free(table);

@@ -525,8 +525,9 @@ void tf_workers_forward(struct tf_workers *w, int sig)
 
 void tf_workers_reopen_logs(struct tf_workers *w)
 {
-    if (tf_log_reopen() == 0)
-        tf_log_info("SIGUSR1: log files reopened");
+    char said[160];
+    if (tf_log_reopen(said, sizeof(said)) == 0)
+        tf_log_info("SIGUSR1: %s", said);
     if (w)
         tf_workers_forward(w, SIGUSR1);
 }

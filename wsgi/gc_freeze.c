@@ -22,8 +22,9 @@ void wsgi_gc_request_done(void)
     PyObject *frozen = collected ? PyObject_CallMethod(gc, "freeze", NULL) : NULL;
     PyObject *count = frozen ? PyObject_CallMethod(gc, "get_freeze_count", NULL) : NULL;
     if (count)
-        tf_log_info("--gc-freeze: after %llu requests, %ld objects are frozen (the collector "
-                    "skips them)", (unsigned long long)requests_done, PyLong_AsLong(count));
+        tf_log_info("--gc-freeze: after %llu request%s, %ld objects are frozen (the collector "
+                    "skips them)", (unsigned long long)requests_done,
+                    requests_done > 1 ? "s" : "", PyLong_AsLong(count));
     else
         wsgi_log_exception("--gc-freeze: freezing failed");
     PyErr_Clear();

@@ -170,6 +170,26 @@ def test_access_log_dash_is_stderr(tmp_path):
     assert "probe=1" not in out
 
 
+@pytest.mark.parametrize("logs, said", [
+    ((), "SIGUSR1: log files reopened (--error-log and --access-log)"),
+    (("--access-log", "off"), "SIGUSR1: log file reopened (--error-log; --access-log is off)"),
+    (("--error-log", "-"), "SIGUSR1: log file reopened (--access-log; --error-log is stderr)"),
+    (("--error-log", "-", "--access-log", "-"),
+     "SIGUSR1: no log file to reopen (--error-log is stderr, --access-log is stderr)"),
+    (("--error-log", "off", "--access-log", "off"), None),
+])
+def test_sigusr1_says_which_logs_it_reopened(tracfront, logs, said):
+    """It said "log files reopened" also when both logs were stderr or off."""
+    srv = tracfront(*APP, *logs)
+    srv.proc.send_signal(signal.SIGUSR1)
+    if said is None:  # nowhere to say it: it still answers
+        assert requests.get(srv.url + "list", timeout=10).status_code == 200
+        return
+    where = (lambda: srv.stderr) if "--error-log" in logs else (lambda: srv.error_log)
+    wait_for(lambda: "SIGUSR1" in where(), 10, "the SIGUSR1 line")
+    assert said in where(), where()
+
+
 @pytest.mark.parametrize("workers", [0, 2], ids=["in-process", "workers"])
 def test_sigusr1_reopens_the_logs_after_a_rotation(tracfront, workers):
     # logrotate's way (as for nginx): move the files away, then SIGUSR1

@@ -269,6 +269,24 @@ def test_profile_files_on_save_and_at_shutdown(tracfront, tmp_path):
     assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [2]
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_save_needs_a_profile_file(tracfront, tmp_path, workers):
+    """Without --profile-log or --profile-callgrind the page offered "Save files"
+    and a POST to save answered 303 having written nothing: the button is left
+    out and the POST refused, naming the flags (with --workers the front makes
+    the page and saves)."""
+    more = ("--workers", workers) if workers else ()
+    srv = tracfront("--app", "profiled_app:app", "--profile", *more)
+    page = requests.get(srv.url + "__profile__", timeout=30).text
+    assert "Function profiling" in page and "Save files" not in page
+    r = requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert r.status_code == 409, (r.status_code, r.text)
+    assert "--profile-log" in r.text and "--profile-callgrind" in r.text, r.text
+    srv = tracfront("--app", "profiled_app:app", "--profile", *more,
+                    "--profile-callgrind", tmp_path / "callgrind.out")
+    assert "Save files" in requests.get(srv.url + "__profile__", timeout=30).text
+
+
 def test_flush_at_shutdown_removes_the_files(tracfront, tmp_path):
     log = tmp_path / "tracfront.pstats"
     srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",

@@ -19,7 +19,7 @@ def test_frozen_after_the_first_and_tenth_request(tracfront):
     assert counts == [after_first] * 8
     assert frozen(srv) >= after_first  # request 11, after the second freeze
     log = srv.error_log
-    assert re.search(r"--gc-freeze: after 1 requests, \d+ objects are frozen", log)
+    assert re.search(r"--gc-freeze: after 1 request, \d+ objects are frozen", log)
     assert re.search(r"--gc-freeze: after 10 requests, \d+ objects are frozen", log)
     assert "after 100 requests" not in log
 

@@ -259,6 +259,42 @@ def test_flag_before_config_still_overrides_it(tracfront, tmp_path):
     assert (r.status_code, r.text) == (200, "hello")
 
 
+def test_a_flag_replaces_the_files_entries_of_a_repeatable_key(tracfront, tmp_path):
+    """Flags win over the file for repeatable keys too, as gunicorn's command
+    line does: the file's `static = /s=DIR` and a flag's --static /s=DIR2 were
+    'routed twice', and a flag's --profile-allow could not narrow the file's
+    ranges. The flag's entries replace all the file's for that key."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "f.txt").write_text(folder.name)
+    cfg = write_config(tmp_path, "static = /s=%s\nstatic = /t=%s\nprofile-allow = 127.0.0.0/8\n"
+                       % (old, old))
+    srv = tracfront("--config", cfg, *APP, "--static", "/s=%s" % new,
+                    "--profile-allow", "10.0.0.0/8")
+    assert requests.get(srv.url + "s/f.txt", timeout=10).text == "new"
+    assert requests.get(srv.url + "t/f.txt", timeout=10).text != "old"  # the app's now
+    assert requests.get(srv.url + "__profile__", timeout=10).status_code == 403
+
+
+def test_repeatable_keys_of_the_file_stay_without_a_flag(tracfront, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "f.txt").write_text("old")
+    cfg = write_config(tmp_path, "static = /s=%s\n" % (tmp_path / "old"))
+    srv = tracfront("--config", cfg, *APP, "--route", "/r=app")
+    assert requests.get(srv.url + "s/f.txt", timeout=10).text == "old"
+
+
+@pytest.mark.parametrize("flags, said", [
+    (("--threads", "1"), "app robust_apps:app, 1 thread;"),
+    (("--workers", "1", "--threads", "1"), "app robust_apps:app, 1 worker of 1 thread;"),
+    (("--workers", "2"), "app robust_apps:app, 2 workers of 8 threads;"),
+])
+def test_listening_line_counts_in_the_singular_too(tracfront, flags, said):
+    srv = tracfront(*APP, *flags)
+    assert said in srv.stderr, srv.stderr
+
+
 # --- signals the app takes at import -------------------------------------------------------
 
 SIGNAL_APP = """

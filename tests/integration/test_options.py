@@ -149,8 +149,7 @@ def test_timeouts_too_short_to_work_are_refused(tmp_path, flag, value):
 
 def test_connect_timeout_of_a_millisecond_is_taken(tracfront, upstream):
     up = upstream()
-    srv = tracfront("--upstream", up.url, "--upstream-connect-timeout", "0.001",
-                    "--worker-start-timeout", "1")
+    srv = tracfront("--upstream", up.url, "--upstream-connect-timeout", "0.001")
     assert srv.alive()
 
 
@@ -229,16 +228,24 @@ def test_start_failure_after_the_log_is_open_goes_to_the_error_log(tmp_path):
     ("--dump-all", ["--dump-all"], "--request-timeout"),
     ("--dump-all", ["--request-timeout", "0", "--dump-all"], "--request-timeout"),
     ("--profile-flush-at-shutdown", ["--profile-flush-at-shutdown"], "--profile-log"),
+    ("--digest-nonce-lifetime", ["--digest-nonce-lifetime", "60"], "--digest-auth"),
+    ("--digest-nonce-lifetime", ["--digest-nonce-lifetime", "300"], "--digest-auth"),
+    ("--worker-start-timeout", ["--worker-start-timeout", "30"], "--workers or --reload"),
 ])
 def test_option_without_its_main_option_is_refused(tmp_path, flag, extra, needs):
     rc, out, err = run_cli(tmp_path, *good_args(), *extra, timeout=10)
     assert rc == 2 and flag + ": only with " + needs in err, (rc, err)
 
 
-def test_option_without_its_main_option_is_refused_in_the_ini_file(tmp_path):
-    cfg = write_config(tmp_path, "upstream_pin = true\n")
+@pytest.mark.parametrize("line, message", [
+    ("upstream_pin = true", "--upstream-pin: only with --upstream"),
+    ("worker-start-timeout = 60", "--worker-start-timeout: only with --workers or --reload"),
+    ("digest_nonce_lifetime = 300", "--digest-nonce-lifetime: only with --digest-auth"),
+])
+def test_option_without_its_main_option_is_refused_in_the_ini_file(tmp_path, line, message):
+    cfg = write_config(tmp_path, line + "\n")
     rc, out, err = run_cli(tmp_path, "--config", cfg, *good_args(), timeout=10)
-    assert rc == 2 and "--upstream-pin: only with --upstream" in err, (rc, err)
+    assert rc == 2 and message in err, (rc, err)
 
 
 def test_options_with_their_main_option_start(tracfront, upstream, tmp_path):
@@ -248,6 +255,13 @@ def test_options_with_their_main_option_start(tracfront, upstream, tmp_path):
                     "--request-timeout", "30", "--request-timeout-action", "504", "--dump-all",
                     "--profile-log", tmp_path / "p.pstats", "--profile-flush-at-shutdown")
     assert requests.get(srv.url + "legacy/echo", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("flags", [["--workers", "1"], ["--reload"]])
+def test_worker_start_timeout_with_workers_starts(tracfront, flags):
+    """Its workers get the same command line (with --worker): they start too."""
+    srv = tracfront("--app", "robust_apps:app", *flags, "--worker-start-timeout", "30")
+    assert requests.get(srv.url + "hello", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("word", ["maybe", "-x"])
@@ -295,6 +309,8 @@ def test_help_and_readme_name_the_same_flags_and_say_what_0_means(tmp_path):
     assert "iterable" in helps["--max-spill"], helps["--max-spill"]
     assert "loopback only" not in helps["--profile-path"], helps["--profile-path"]
     assert "--profile-allow" in helps["--profile-path"], helps["--profile-path"]
+    # as main.c does it: the logs are opened once the switch is made, never by root
+    assert "logs are opened as USER" in helps["--user"], helps["--user"]
 
 
 @pytest.mark.parametrize("workers", [[], ["--workers", "1"]])

@@ -124,8 +124,12 @@ static void test_config_errors_name_the_flag(void **state)
     expect_error((char *[]){ "tf", "--app", "m:a", "--basic-auth", other, NULL },
                  "--basic-auth: the realm 'Say \"hi\"' must be at most 200 characters without "
                  "quotes");
-    expect_error((char *[]){ "tf", "--app", "m:a", "--digest-nonce-lifetime", "0", NULL },
+    snprintf(other, sizeof(other), "*,%s,R", htdigest);
+    expect_error((char *[]){ "tf", "--app", "m:a", "--digest-auth", other,
+                             "--digest-nonce-lifetime", "0", NULL },
                  "--digest-nonce-lifetime: 0 is not from 1 to 86400 seconds");
+    expect_error((char *[]){ "tf", "--app", "m:a", "--digest-nonce-lifetime", "60", NULL },
+                 "--digest-nonce-lifetime: only with --digest-auth");
 }
 
 static void test_config_accepts(void **state)

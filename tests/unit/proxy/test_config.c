@@ -119,6 +119,36 @@ static void test_ini_and_precedence(void **state)
     unlink(path);
 }
 
+/* A repeatable key's flags replace the file's entries (pythonpath and env
+ * add up); --auth and --digest-auth are one key. */
+static void test_ini_lists_and_flags(void **state)
+{
+    (void)state;
+    char *path = write_ini("[tracfront]\nstatic = /s=/a\nstatic = /t=/b\nroute = /r=app\n"
+                           "profile-allow = 127.0.0.0/8\nenv = A=1\ndigest-auth = *,f,R\n"
+                           "pythonpath = /p\n");
+    struct tf_config cfg;
+    char err[1024];
+    char *argv[] = { "t", "--config", path, "--static", "/s=/c", "--profile-allow", "10.0.0.1",
+                     "--profile-allow", "10.0.0.2", "--env", "B=2", "--auth", "x,g,S",
+                     "--digest-auth", "y,h,T", "--pythonpath", "/q" };
+    /* refused by the checks after (no app, no folder /c): the lists are gathered before */
+    assert_int_equal(load(&cfg, err, 17, argv), -1);
+    assert_int_equal(cfg.n_static_specs, 1);
+    assert_string_equal(cfg.static_specs[0], "/s=/c");
+    assert_int_equal(cfg.n_route_specs, 1); /* no flag: the file's */
+    assert_int_equal(cfg.n_profile_allow, 2);
+    assert_string_equal(cfg.profile_allow[0], "10.0.0.1");
+    assert_int_equal(cfg.n_env, 2);
+    assert_string_equal(cfg.env[0], "A=1");
+    assert_int_equal(cfg.n_digest_auth, 2);
+    assert_string_equal(cfg.digest_auth[0], "x,g,S");
+    assert_string_equal(cfg.digest_auth[1], "y,h,T");
+    assert_int_equal(cfg.n_pythonpath, 2);
+    tf_config_free(&cfg);
+    unlink(path);
+}
+
 static void test_ini_errors(void **state)
 {
     (void)state;
@@ -324,8 +354,9 @@ static void test_least_values_and_underscored_app_flag(void **state)
     struct tf_config cfg;
     char err[1024] = "";
     char *argv[] = { "t", "--upstream", "http://h:65535/p/", "--worker-start-timeout", "1",
-                     "--upstream-connect-timeout", "0.001", "--upstream-read-timeout", "0" };
-    if (load(&cfg, err, 9, argv) < 0)
+                     "--upstream-connect-timeout", "0.001", "--upstream-read-timeout", "0",
+                     "--app", "m:app", "--workers", "1" };
+    if (load(&cfg, err, 13, argv) < 0)
         fail_msg("%s", err);
     assert_string_equal(cfg.upstream_origin, "http://h:65535");
     assert_string_equal(cfg.upstream_path, "/p");
@@ -333,7 +364,7 @@ static void test_least_values_and_underscored_app_flag(void **state)
     assert_true(cfg.upstream_read_timeout == 0); /* no limit */
     tf_config_free(&cfg);
     argv[8] = "0.001";
-    if (load(&cfg, err, 9, argv) < 0)
+    if (load(&cfg, err, 13, argv) < 0)
         fail_msg("%s", err);
     assert_true(cfg.upstream_read_timeout == 0.001);
     tf_config_free(&cfg);
@@ -354,7 +385,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_flags), cmocka_unit_test(test_errors_name_the_flag),
-        cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
+        cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_lists_and_flags),
+        cmocka_unit_test(test_ini_errors),
         cmocka_unit_test(test_ini_lines), cmocka_unit_test(test_empty_upstream_host),
         cmocka_unit_test(test_bool_flags),
         cmocka_unit_test(test_request_timeout),
