@@ -454,29 +454,64 @@ static void free_list(char **list, size_t n)
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
-static bool is_app_choice(const struct key *k)
+/* The keys a flag replaces the file's entries of together: the app
+ * choices (one app: "exclude each other"), routes (--route and --static),
+ * logins (--basic-auth, --digest-auth and --auth); any other key alone. */
+static int key_group(const struct key *k)
 {
-    return k->kind == K_STRING && (!strcmp(k->name, "app") || !strcmp(k->name, "wsgi-file") ||
-                                   !strcmp(k->name, "trac-env") ||
-                                   !strcmp(k->name, "trac-env-parent-dir"));
+    static const char *const groups[][4] = {
+        { "app", "wsgi-file", "trac-env", "trac-env-parent-dir" },
+        { "route", "static" },
+        { "basic-auth", "digest-auth", "auth" },
+    };
+    for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
+        for (size_t i = 0; i < 4 && groups[g][i]; i++)
+            if (!strcmp(k->name, groups[g][i]))
+                return (int)g;
+    return -1;
+}
+
+static bool same_group(const struct key *a, const struct key *b)
+{
+    int g = key_group(a);
+    return g >= 0 ? key_group(b) == g : a == b;
+}
+
+/* Take the file's trac.env_path and trac.env_parent_dir entries (the first
+ * n_file of env) out: they named the projects of the file's app. */
+static void drop_file_projects(struct tf_config *cfg, size_t n_file)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < cfg->n_env; i++) {
+        bool projects = i < n_file && (!strncmp(cfg->env[i], "trac.env_path=", 14) ||
+                                       !strncmp(cfg->env[i], "trac.env_parent_dir=", 20));
+        if (projects)
+            free(cfg->env[i]);
+        else
+            cfg->env[kept++] = cfg->env[i];
+    }
+    cfg->n_env = kept;
 }
 
 /* Flags win over the file (read before them), as gunicorn's command line
  * over its config file: the first flag of a key drops what the file gave
  * it. A repeatable key's entries all go, then the flags' add up, except
- * pythonpath and env, which add up with the file's (file first); --auth
- * and --digest-auth are one key; a flag naming the app drops the file's
- * app, wsgi-file and trac-env alike (one app: "exclude each other"). The
- * other keys take one value, which the flag's replaces anyway. */
-static void drop_file_value(struct tf_config *cfg, const struct key *k, bool *dropped)
+ * pythonpath and env, which add up with the file's (file first); keys of one
+ * group (key_group) go together, and an app flag takes the file's
+ * trac.env_path/trac.env_parent_dir env entries too (n_file_env: the env
+ * entries the file gave). The other keys take one value, which the flag's
+ * replaces anyway. */
+static void drop_file_value(struct tf_config *cfg, const struct key *k, bool *dropped,
+                            size_t n_file_env)
 {
-    bool app = is_app_choice(k);
-    if (dropped[k - keys] || !(app || k->kind == K_LIST) || !strcmp(k->name, "pythonpath") ||
-        !strcmp(k->name, "env"))
+    if (dropped[k - keys] || (key_group(k) < 0 && k->kind != K_LIST) ||
+        !strcmp(k->name, "pythonpath") || !strcmp(k->name, "env"))
         return;
+    if (key_group(k) == 0)
+        drop_file_projects(cfg, n_file_env);
     char *base = (char *)cfg;
     for (size_t i = 0; i < N_KEYS; i++) {
-        if (app ? !is_app_choice(&keys[i]) : keys[i].offset != k->offset)
+        if (!same_group(k, &keys[i]) || dropped[i])
             continue;
         dropped[i] = true;
         char **field = (char **)(base + keys[i].offset);
@@ -497,6 +532,7 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
                      char *err, size_t errlen)
 {
     bool dropped[N_KEYS] = { false }; /* drop_file_value's, per key */
+    size_t n_file_env = cfg->n_env;    /* all the file's before the flags */
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
@@ -554,7 +590,7 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         }
         if (apply) {
             char why[400];
-            drop_file_value(cfg, k, dropped);
+            drop_file_value(cfg, k, dropped, n_file_env);
             if (tf_config_set(cfg, key, value, why, sizeof(why)) < 0) {
                 snprintf(err, errlen, "--%s", why);
                 return -1;

@@ -68,8 +68,8 @@ static void describe(const struct tf_config *cfg, char *out, size_t n)
         len += (size_t)snprintf(out + len, n - len, "%s%zu static route%s", len ? "; " : "",
                                 statics, statics > 1 ? "s" : "");
     if (len < n)
-        snprintf(out + len, n - len, "; up to %u connections%s", cfg->max_connections,
-                 cfg->workers ? " per worker" : "");
+        snprintf(out + len, n - len, "; up to %u connection%s%s", cfg->max_connections,
+                 cfg->max_connections > 1 ? "s" : "", cfg->workers ? " per worker" : "");
 }
 
 /* Whether the error log is a file of its own (not off, not stderr, the

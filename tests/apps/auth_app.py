@@ -6,7 +6,7 @@ import json
 
 
 def application(environ, start_response):
-    body = json.dumps({
+    answer = {
         "path": environ.get("PATH_INFO"),
         "script_name": environ.get("SCRIPT_NAME"),
         "remote_user": environ.get("REMOTE_USER"),
@@ -15,7 +15,10 @@ def application(environ, start_response):
         "has_authorization": "HTTP_AUTHORIZATION" in environ,
         "env_path": environ.get("trac.env_path"),
         "env_parent_dir": environ.get("trac.env_parent_dir"),
-    }).encode()
+    }
+    if "kept" in environ:  # test_lifecycle: an --env entry of the --config file
+        answer["kept"] = environ["kept"]
+    body = json.dumps(answer).encode()
     start_response("200 OK", [("Content-Type", "application/json"),
                               ("Content-Length", str(len(body)))])
     return [body]

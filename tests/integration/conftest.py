@@ -211,8 +211,9 @@ def tracfront(tmp_path):
         return srv
 
     yield factory
-    for srv in started:
+    for srv in started:  # every one stopped before any is judged
         srv.stop()
+    for srv in started:
         # A crash is never acceptable, whatever the test did to the server.
         assert srv.proc.returncode in (0, None, -signal.SIGTERM, -signal.SIGKILL) or \
             getattr(srv, "expect_fail", False), \

@@ -308,14 +308,18 @@ def test_ini_keys(tracfront, files, tmp_path):
 
 
 @pytest.mark.parametrize("key, flag", [("basic-auth", "--basic-auth"),
-                                       ("digest-auth", "--auth"), ("auth", "--digest-auth")])
+                                       ("digest-auth", "--auth"), ("auth", "--digest-auth"),
+                                       ("basic-auth", "--digest-auth")])
 def test_a_flag_replaces_the_files_logins(tracfront, files, tmp_path, key, flag):
     """The file's login for a project and a flag's for the same one stopped
-    the start ("already has a --basic-auth"): flags win over the file."""
-    kind = "htpasswd" if key == "basic-auth" else "htdigest"
+    the start ("already has a --basic-auth"): flags win over the file, the
+    three login keys being one."""
+    kinds = {"basic-auth": "htpasswd", "--basic-auth": "htpasswd"}  # else htdigest
     ini = tmp_path / "tracfront.ini"
-    ini.write_text("[tracfront]\n%s = *,%s,From The File\n" % (key, files[kind]))
-    srv = tracfront(*APP, "--config", ini, flag, "*,%s,%s" % (files[kind], DREALM))
+    ini.write_text("[tracfront]\n%s = *,%s,From The File\n"
+                   % (key, files[kinds.get(key, "htdigest")]))
+    srv = tracfront(*APP, "--config", ini, flag,
+                    "*,%s,%s" % (files[kinds.get(flag, "htdigest")], DREALM))
     challenge = requests.get(srv.url + "login", timeout=10).headers["WWW-Authenticate"]
     assert 'realm="%s"' % DREALM in challenge and "From The File" not in challenge, challenge
 

@@ -277,12 +277,41 @@ def test_a_flag_replaces_the_files_entries_of_a_repeatable_key(tracfront, tmp_pa
     assert requests.get(srv.url + "__profile__", timeout=10).status_code == 403
 
 
+def test_routes_are_one_key(tracfront, tmp_path):
+    """--static is --route PREFIX=static:DIR: a flag of either replaces the
+    file's routes of both."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "f.txt").write_text(folder.name)
+    cfg = write_config(tmp_path, "route = /s=static:%s\n" % old)
+    srv = tracfront("--config", cfg, *APP, "--static", "/s=%s" % new)
+    assert requests.get(srv.url + "s/f.txt", timeout=10).text == "new"
+
+
 def test_repeatable_keys_of_the_file_stay_without_a_flag(tracfront, tmp_path):
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "f.txt").write_text("old")
     cfg = write_config(tmp_path, "static = /s=%s\n" % (tmp_path / "old"))
-    srv = tracfront("--config", cfg, *APP, "--route", "/r=app")
+    srv = tracfront("--config", cfg, *APP, "--profile-allow", "127.0.0.0/8")
     assert requests.get(srv.url + "s/f.txt", timeout=10).text == "old"
+
+
+def test_an_app_flag_takes_the_files_project_entries_with_its_app(tracfront, tmp_path):
+    """mod_wsgi's layout in the file (a .wsgi script and SetEnv's
+    trac.env_path) and a Trac environment named by a flag: the flag's app
+    replaces the file's, projects included ("cannot be set: --trac-env names
+    the environment" before). The file's other env entries stay."""
+    script = tmp_path / "t.wsgi"
+    script.write_text("def application(environ, start_response):\n"
+                      "    start_response('200 OK', [])\n    return [b'script']\n")
+    cfg = write_config(tmp_path, "wsgi-file = %s\nenv = trac.env_path=%s\nenv = kept=yes\n"
+                       % (script, tmp_path))
+    srv = tracfront("--config", cfg, "--app", "auth_app:application",
+                    "--env", "trac.env_parent_dir=%s" % tmp_path)
+    body = requests.get(srv.url, timeout=10).json()
+    assert body["env_path"] is None and body["kept"] == "yes", body
+    assert body["env_parent_dir"] == str(tmp_path), body  # the flag's own stays
 
 
 @pytest.mark.parametrize("flags, said", [

@@ -120,7 +120,8 @@ static void test_ini_and_precedence(void **state)
 }
 
 /* A repeatable key's flags replace the file's entries (pythonpath and env
- * add up); --auth and --digest-auth are one key. */
+ * add up); --auth and --digest-auth are one key (and --basic-auth), as
+ * --route and --static are. */
 static void test_ini_lists_and_flags(void **state)
 {
     (void)state;
@@ -136,7 +137,7 @@ static void test_ini_lists_and_flags(void **state)
     assert_int_equal(load(&cfg, err, 17, argv), -1);
     assert_int_equal(cfg.n_static_specs, 1);
     assert_string_equal(cfg.static_specs[0], "/s=/c");
-    assert_int_equal(cfg.n_route_specs, 1); /* no flag: the file's */
+    assert_int_equal(cfg.n_route_specs, 0); /* one key with --static */
     assert_int_equal(cfg.n_profile_allow, 2);
     assert_string_equal(cfg.profile_allow[0], "10.0.0.1");
     assert_int_equal(cfg.n_env, 2);
