@@ -1,16 +1,18 @@
 /* input.c — wsgi.input (see input.h). Reads from a temp-file spool release
- * the GIL around pread(); reads from memory copy straight into the bytes
- * object. The body is complete before the app runs, so reads never wait on
- * the network. */
+ * the GIL around pread(), holding the request meanwhile; reads from memory
+ * copy straight into the bytes object. The body is complete before the app
+ * runs, so reads never wait on the network. The request pointer is read and
+ * cleared only with the GIL held: after any release of it, look again. */
 #include "wsgi/input.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "proxy/request.h"
 
 struct input {
     PyObject_HEAD
-    struct tf_request *req;     /* owned reference */
+    struct tf_request *req;     /* owned reference; NULL once detached */
     uint64_t pos;
 };
 
@@ -25,33 +27,62 @@ PyObject *wsgi_input_new(struct tf_request *req)
     return (PyObject *)in;
 }
 
+void wsgi_input_detach(PyObject *input)
+{
+    struct input *in = (struct input *)input;
+    struct tf_request *req = in->req;
+    in->req = NULL;
+    if (req)
+        tf_request_unref(req);
+}
+
 static void input_dealloc(PyObject *self)
 {
-    struct input *in = (struct input *)self;
-    tf_request_unref(in->req);
+    wsgi_input_detach(self);
     PyObject_Free(self);
 }
 
-static uint64_t remaining(const struct input *in)
+/* The request, or NULL with RuntimeError once its task has ended. */
+static struct tf_request *live_request(const struct input *in)
 {
-    return in->req->body.size - in->pos;
+    if (!in->req)
+        PyErr_SetString(PyExc_RuntimeError, "wsgi.input read after the request ended");
+    return in->req;
 }
 
-/* Fill buf with n bytes at pos (GIL released for a file spool). */
+/* Bytes left to read: 0, or -1 with RuntimeError once detached. */
+static int remaining(const struct input *in, uint64_t *left)
+{
+    const struct tf_request *req = live_request(in);
+    if (!req)
+        return -1;
+    *left = req->body.size - in->pos;
+    return 0;
+}
+
+/* Fill buf with n bytes at pos (GIL released for a file spool: the request
+ * is held meanwhile, its task may end on another thread). */
 static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
 {
-    const struct tf_spool *sp = &in->req->body;
+    struct tf_request *req = live_request(in);
+    if (!req)
+        return -1;
+    const struct tf_spool *sp = &req->body;
     if (sp->fd < 0) {
         memcpy(buf, sp->mem + pos, n);
         return 0;
     }
     ssize_t got = 0;
     size_t done = 0;
+    tf_request_ref(req);
     Py_BEGIN_ALLOW_THREADS
     while (done < n && (got = tf_spool_read(sp, pos + done, buf + done, n - done)) > 0)
         done += (size_t)got;
     Py_END_ALLOW_THREADS
+    int error = errno;
+    tf_request_unref(req); /* the last reference closes the file: errno is pread's */
     if (done < n) {
+        errno = error;
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
@@ -92,15 +123,16 @@ static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t na
 {
     struct input *in = (struct input *)self;
     Py_ssize_t size;
-    if (size_arg(args, nargs, &size) < 0)
+    uint64_t n;
+    if (size_arg(args, nargs, &size) < 0 || remaining(in, &n) < 0)
         return NULL;
-    uint64_t n = remaining(in);
     if (size >= 0 && (uint64_t)size < n)
         n = (uint64_t)size;
     return read_bytes(in, n);
 }
 
-/* Length of the next line (through '\n'), at most limit bytes. */
+/* Length of the next line (through '\n'), at most limit bytes. Call with
+ * the request live (remaining() just said so). */
 static int line_length(struct input *in, uint64_t limit, uint64_t *len)
 {
     const struct tf_spool *sp = &in->req->body;
@@ -133,7 +165,9 @@ static int line_length(struct input *in, uint64_t limit, uint64_t *len)
 
 static PyObject *readline_limit(struct input *in, Py_ssize_t size)
 {
-    uint64_t limit = remaining(in), len;
+    uint64_t limit, len;
+    if (remaining(in, &limit) < 0)
+        return NULL;
     if (size >= 0 && (uint64_t)size < limit)
         limit = (uint64_t)size;
     if (line_length(in, limit, &len) < 0)
@@ -159,7 +193,8 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t total = 0;
     if (!lines)
         return NULL;
-    while (remaining(in) > 0) {
+    uint64_t left;
+    while (remaining(in, &left) == 0 && left > 0) {
         PyObject *line = readline_limit(in, -1); /* new ref */
         if (!line || PyList_Append(lines, line) < 0) {
             Py_XDECREF(line);
@@ -169,7 +204,11 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
         total += PyBytes_GET_SIZE(line);
         Py_DECREF(line);
         if (hint > 0 && total >= hint)
-            break;
+            return lines;
+    }
+    if (PyErr_Occurred()) { /* detached meanwhile (another thread's read) */
+        Py_DECREF(lines);
+        return NULL;
     }
     return lines;
 }
@@ -177,8 +216,9 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
 static PyObject *input_next(PyObject *self)
 {
     struct input *in = (struct input *)self;
-    if (remaining(in) == 0)
-        return NULL; /* StopIteration */
+    uint64_t left;
+    if (remaining(in, &left) < 0 || left == 0)
+        return NULL; /* StopIteration, or the RuntimeError */
     return readline_limit(in, -1);
 }
 

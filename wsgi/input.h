@@ -1,7 +1,10 @@
 /* input.h — wsgi.input: a read-only stream over the request body spool
  * (memory or temp file), with read(), readline(), readlines() and iteration.
- * The object holds a reference to its request, so an app that keeps environ
- * past the response still reads valid memory. */
+ * The object holds a reference to its request until the request's task ends
+ * (wsgi_input_detach), never longer: an app that keeps environ (Trac does,
+ * in reference cycles that only the collector frees) must not keep the
+ * request's temporary files open. Reads after that raise RuntimeError, as
+ * mod_wsgi's do, never touching the request. */
 #ifndef WSGI_INPUT_H
 #define WSGI_INPUT_H
 
@@ -14,5 +17,8 @@ extern PyTypeObject wsgi_input_type;
 
 /* New ref (takes its own request reference), or NULL with an exception. */
 PyObject *wsgi_input_new(struct tf_request *req);
+/* GIL held, the task is over: drop the request (a read that released the
+ * GIL holds its own reference until it is back). Later reads raise. */
+void wsgi_input_detach(PyObject *input);
 
 #endif

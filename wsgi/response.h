@@ -16,6 +16,7 @@ struct tf_request;
 struct wsgi_task {
     struct tf_request *req;   /* the task's own reference */
     PyObject *environ;        /* new ref */
+    PyObject *input;          /* its wsgi.input, new ref: detached when the task ends */
     PyObject *start_response; /* new ref: a StartResponse bound to this task */
     PyObject *result;         /* the app's iterable, new ref */
     PyObject *iterator;       /* iter(result), new ref */

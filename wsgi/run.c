@@ -55,6 +55,10 @@ static void finish(struct wsgi_task *task)
     Py_CLEAR(task->status);
     Py_CLEAR(task->headers);
     Py_CLEAR(task->stop_error);
+    if (task->input) /* last, after what its deallocs ran: the app may keep it (Trac's
+                        environ cycles), not what it reads (the body's spool) */
+        wsgi_input_detach(task->input);
+    Py_CLEAR(task->input);
     req->backend_state = NULL;
     free(task);
     tf_request_note_streamed(req); /* before note_call (pool.c), on the thread that ran it */
@@ -314,10 +318,9 @@ static void start(struct tf_request *req)
     task->content_length = -1;
     req->backend_state = task;
     bool outside_mount = false;
-    PyObject *input = wsgi_input_new(req); /* new ref */
-    if (input)
-        task->environ = wsgi_environ_build(req, input, &outside_mount);
-    Py_XDECREF(input);
+    task->input = wsgi_input_new(req); /* new ref */
+    if (task->input)
+        task->environ = wsgi_environ_build(req, task->input, &outside_mount);
     if (!task->environ) {
         failed(task, "building the WSGI environ failed");
         return;
