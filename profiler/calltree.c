@@ -42,7 +42,8 @@ static void free_children(struct prof_tree *t, struct prof_node *n)
         p->child = c->sibling;
         if (c->label && t->ops)
             t->ops->release(c->label);
-        free(c);
+        if (!t->block)
+            free(c);
         c = p->child ? p->child : p != n ? p : NULL;
     }
 }
@@ -55,9 +56,49 @@ void prof_tree_move(struct prof_tree *to, struct prof_tree *from)
     prof_tree_init(from, from->ops, from->max_nodes); /* a new id: twins into it are stale */
 }
 
+int prof_tree_copy(struct prof_tree *to, const struct prof_tree *from)
+{
+    prof_tree_init(to, from->ops, from->max_nodes);
+    to->dropped_calls = from->dropped_calls;
+    to->requests_left_out = from->requests_left_out;
+    to->most_at_once = from->most_at_once;
+    if (!from->nodes)
+        return 0;
+    if (!(to->block = malloc(from->nodes * sizeof(*to->block))))
+        return -1;
+    /* Entering a node, its copy goes after last under parent, and becomes
+     * the parent of what follows (its children, if any); leaving it, the
+     * parent is its copy again, and becomes the last of its siblings. */
+    struct prof_node *parent = &to->root, *last = NULL;
+    struct prof_walk w;
+    prof_walk_children(&w, &from->root);
+    while (prof_walk_next(&w)) {
+        if (w.leaving) {
+            last = parent;
+            parent = parent->parent;
+            continue;
+        }
+        if (to->nodes == from->nodes) { /* more nodes than counted: never */
+            prof_tree_free(to);
+            return -1;
+        }
+        const struct prof_node *n = w.node;
+        struct prof_node *c = &to->block[to->nodes++];
+        *c = (struct prof_node){ .key = n->key, .parent = parent, .calls = n->calls,
+                                 .total_ns = n->total_ns, .inline_ns = n->inline_ns };
+        c->label = n->label && to->ops ? to->ops->copy(n->label) : NULL;
+        *(last ? &last->sibling : &parent->child) = c;
+        parent = c;
+        last = NULL;
+    }
+    return 0;
+}
+
 void prof_tree_free(struct prof_tree *t)
 {
     free_children(t, &t->root);
+    free(t->block);
+    t->block = NULL;
     free(t->stack);
     t->stack = NULL;
     t->depth = t->stack_cap = t->nodes = 0;

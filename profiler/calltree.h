@@ -62,6 +62,7 @@ struct prof_tree {
                                    * front's: the most of any worker's) */
     uint64_t id;                  /* unique per init and free: twins are valid for it */
     uint64_t twins_for;           /* the id of the tree this one's twins are in */
+    struct prof_node *block;      /* a copy's nodes, one allocation (prof_tree_copy) */
 };
 
 void prof_tree_init(struct prof_tree *t, const struct prof_label_ops *ops, size_t max_nodes);
@@ -71,6 +72,15 @@ void prof_tree_free(struct prof_tree *t);
  * which can run Python (a weak reference's callback), which lets other
  * threads use the shared tree meanwhile. */
 void prof_tree_move(struct prof_tree *to, struct prof_tree *from);
+
+/* to (uninitialised) := a copy of from's nodes, in the same order, each
+ * label copied through ops, with from's counts of dropped calls, requests
+ * left out and requests at once. Runs nothing but ops->copy. For reading a
+ * shared tree where other threads can run meanwhile (an export that makes
+ * Python objects): the copy is the reader's alone. Its nodes are one
+ * allocation: it is for reading (and prof_tree_free), never for adding
+ * nodes to. 0, or -1 without memory (to is then empty). */
+int prof_tree_copy(struct prof_tree *to, const struct prof_tree *from);
 
 /* A call to key starts at now (ns). Returns the node, whose label is NULL if
  * it was just created (the caller sets it), or NULL if the cap cut it off or

@@ -2,7 +2,14 @@
  * accumulated tree in each export format, the function table page with its
  * flame graph, a slow request's own flame graph, and a worker's tree added
  * in. Called from any thread without the GIL: each takes it around its use
- * of the trees (hook_internal.h). */
+ * of the trees (hook_internal.h).
+ * An export or a page reads its own copy of the tree (prof_tree_copy, which
+ * runs no Python), never a shared tree: making it runs Python (pstats builds
+ * a dict and tuples per function), so the collector runs, a finalizer that
+ * lets the GIL go (a socket's close, a log write) lets other threads in, and
+ * a Clear then frees the shared trees and drops the code objects they held,
+ * keep_if_slow replaces a kept tree, a request ending drains into the
+ * accumulated tree and reorders its children. */
 #include "profiler/hook.h"
 
 #include <errno.h>
@@ -37,12 +44,18 @@ char *prof_hook_export(const char *format, size_t *len)
         if (strcmp(format, formats[i].name) != 0)
             continue;
         PyGILState_STATE g = PyGILState_Ensure();
-        const struct prof_tree *t = prof_hook_accumulated();
-        bool empty = !t->root.child && strcmp(format, "tree") != 0;
-        char *out = empty ? calloc(1, 1) : formats[i].fn(t, len);
+        bool empty = !prof_hook_accumulated()->root.child && strcmp(format, "tree") != 0;
+        struct prof_tree copy;
+        char *out = NULL;
+        if (empty)
+            out = calloc(1, 1);
+        else if (prof_tree_copy(&copy, prof_hook_accumulated()) == 0)
+            out = formats[i].fn(&copy, len);
         int why = errno; /* EFBIG: too large (export.h) */
         if (empty && out)
             *len = 0;
+        if (!empty)
+            prof_tree_free(&copy);
         PyGILState_Release(g);
         errno = why;
         return out;
@@ -57,9 +70,11 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     prof_view_parse(&view, query);
     *bad_view = view.bad_sort;
     PyGILState_STATE g = PyGILState_Ensure();
-    const struct prof_tree *t = prof_hook_accumulated();
-    char *out;
-    if (json) {
+    struct prof_tree copy, *t = &copy;
+    char *out = NULL;
+    if (prof_tree_copy(&copy, prof_hook_accumulated()) < 0) {
+        /* out of memory: NULL */
+    } else if (json) {
         out = prof_functable_json(t, &view, len, bad_view);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
@@ -92,6 +107,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         free(flame);
         free(table);
     }
+    prof_tree_free(&copy);
     PyGILState_Release(g);
     return out;
 }
@@ -104,7 +120,8 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     char *out = NULL;
     PyGILState_STATE g = PyGILState_Ensure();
     uint64_t app_ns;
-    const struct prof_tree *kept = prof_hook_kept_tree(id, &app_ns);
+    const struct prof_tree *shared = prof_hook_kept_tree(id, &app_ns);
+    struct prof_tree copy, *kept = shared && prof_tree_copy(&copy, shared) == 0 ? &copy : NULL;
     if (kept) {
         char base[4200];
         snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
@@ -123,6 +140,7 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
             t.failed = true;
         free(flame);
         out = prof_text_finish_len(&t, len);
+        prof_tree_free(kept);
     }
     PyGILState_Release(g);
     return out;

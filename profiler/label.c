@@ -161,8 +161,12 @@ void prof_label_forget_unused(void)
     PyObject *type, *value, *tb, *label, *code;
     PyErr_Fetch(&type, &value, &tb);
     /* Everything is taken out first, its references moved to dropped; they
-     * are let go at the end, once no alias or map entry points at them. */
+     * are let go at the end, once no alias or map entry points at them.
+     * Both lists are made before: making one can collect, and run Python
+     * (a finalizer that lets the GIL go), and another thread could then
+     * remember an alias of a first code object this is about to drop. */
     PyObject *dropped = PyList_New(0);
+    PyObject *unused = dropped && first_code ? PyList_New(0) : NULL;
     for (size_t i = 0; dropped && i < ALIASES; i++) { /* first: they point into the map */
         PyObject *alias = aliases[i].code;
         aliases[i].code = NULL;
@@ -171,12 +175,11 @@ void prof_label_forget_unused(void)
             Py_CLEAR(dropped); /* below: the rest stay; this one is the list's no more */
         Py_XDECREF(alias);     /* the list has it (or, without memory, it goes now) */
     }
-    PyObject *unused = dropped && first_code ? PyList_New(0) : NULL;
     Py_ssize_t pos = 0;
-    while (unused && PyDict_Next(first_code, &pos, &label, &code))
+    while (dropped && unused && PyDict_Next(first_code, &pos, &label, &code))
         if (Py_REFCNT(code) == 1 && PyList_Append(unused, label) < 0) /* only the map's */
             Py_CLEAR(unused);
-    for (Py_ssize_t i = 0; unused && i < PyList_GET_SIZE(unused); i++) {
+    for (Py_ssize_t i = 0; dropped && unused && i < PyList_GET_SIZE(unused); i++) {
         PyObject *name = PyList_GET_ITEM(unused, i); /* borrowed: the list keeps it */
         PyObject *first = PyDict_GetItemWithError(first_code, name); /* borrowed */
         if (first && PyList_Append(dropped, first) == 0) /* kept past the delete */

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import threading
+import time
 
 import pytest
 import requests
@@ -152,6 +153,57 @@ def test_a_clear_that_lets_python_run_frees_no_tree_in_use(tracfront, builtins, 
     assert answer == "race True", answer  # it ran while the callback slept
     assert srv.alive(), srv.stderr[-3000:]
     assert get(srv, "alive").text.startswith("False"), "the seeded code was let go"
+
+
+def loop_until(stop, fn):
+    """fn() again and again on a thread until stop is set; the thread."""
+    def run():
+        while not stop.is_set():
+            try:
+                fn()
+            except requests.RequestException:
+                stop.wait(0.05)
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+RACED = ["pstats", "callgrind", "api/functions", "", "speedscope.json", "collapsed", "tree"]
+
+
+@pytest.mark.parametrize("exports", [RACED[:1], RACED[1:]], ids=["pstats", "others"])
+def test_an_export_that_lets_python_run_reads_nothing_a_clear_freed(tracfront, exports):
+    """An export makes Python objects (pstats a dict per function), so the
+    collector runs, and a finalizer that lets the GIL go (a write) let a
+    Clear on another thread free the tree and the code objects its flat
+    view borrowed: the export then read freed code objects (release:
+    SIGSEGV; ASan: heap-use-after-free in prof_label_tuple). Each export
+    now works on a copy of the tree that holds its own references."""
+    asan = os.environ.get("TF_SANITIZER") == "asan"  # code objects from malloc: ASan sees them
+    srv = tracfront("--app", "export_race_app:app", "--profile", "--profile-discard-first",
+                    "false", "--threads", "2", "--io-threads", "2",
+                    env={"PYTHONMALLOC": "malloc"} if asan else None)
+    stop, answers = threading.Event(), []
+    clear = lambda: requests.post(srv.url + "__profile__/clear", allow_redirects=False,
+                                  timeout=30)
+    loops = [loop_until(stop, lambda: requests.get(srv.url, timeout=30)) for _ in range(2)]
+    loops.append(loop_until(stop, clear))
+    deadline = time.monotonic() + 20
+    try:
+        while len(answers) < 300 and time.monotonic() < deadline and srv.alive():
+            path = "__profile__/" + exports[len(answers) % len(exports)]
+            try:
+                answers.append((path, requests.get(srv.url + path, timeout=30).status_code))
+            except requests.RequestException as e:
+                answers.append((path, repr(e)))
+    finally:
+        stop.set()
+        for t in loops:
+            t.join(60)
+    assert srv.alive(), srv.stderr[-3000:]
+    # 404: a Clear just before, nothing profiled since (no file a tool could load)
+    assert [a for a in answers if a[1] not in (200, 404)] == [], answers[-5:]
+    assert sum(a[1] == 200 for a in answers) >= 10, answers
 
 
 def hold_the_app_thread(srv):

@@ -1,6 +1,6 @@
 /* Unit tests for profiler/calltree.c: timing, recursion as cProfile counts
  * it, per-caller edges, merge, the node cap, draining a tree to use it
- * again, and label ownership. */
+ * again, copying a tree, and label ownership. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -353,6 +353,20 @@ static void test_merge_and_cap(void **state)
 
 /* The walk visits in preorder, each node entered then left, and skip
  * leaves a node's subtree out. Tree: f → (g → h), h; zoomed: g only. */
+/* The walk of t's nodes into seen (32 bytes): a key's letter entering it,
+ * the capital leaving it, each with its depth. */
+static void walk_keys(const struct prof_tree *t, char *seen)
+{
+    memset(seen, 0, 32);
+    struct prof_walk w;
+    prof_walk_children(&w, &t->root);
+    while (prof_walk_next(&w)) {
+        char c = w.node->key == &F ? 'f' : w.node->key == &G ? 'g' : 'h';
+        seen[strlen(seen)] = w.leaving ? (char)(c - 32) : c;
+        seen[strlen(seen)] = (char)('0' + w.depth);
+    }
+}
+
 static void test_walk_order_and_skip(void **state)
 {
     (void)state;
@@ -364,14 +378,9 @@ static void test_walk_order_and_skip(void **state)
     enter(&t, &G, 3);
     enter(&t, &H, 4);
     prof_tree_unwind(&t, 5);
-    char seen[32] = "";
+    char seen[32];
     struct prof_walk w;
-    prof_walk_children(&w, &t.root);
-    while (prof_walk_next(&w)) {
-        char c = w.node->key == &F ? 'f' : w.node->key == &G ? 'g' : 'h';
-        seen[strlen(seen)] = w.leaving ? (char)(c - 32) : c;
-        seen[strlen(seen)] = (char)('0' + w.depth);
-    }
+    walk_keys(&t, seen);
     assert_string_equal(seen, "f0g1h2H2G1h1H1F0");
     const struct prof_node *g = t.root.child->child;
     memset(seen, 0, sizeof(seen));
@@ -383,6 +392,59 @@ static void test_walk_order_and_skip(void **state)
     }
     assert_string_equal(seen, "EL");
     prof_tree_free(&t);
+    assert_int_equal(live_labels, 0);
+}
+
+/* A copy (what an export reads while Python runs) has the tree's nodes in
+ * its order, their counts and labels of its own: it outlives the tree. */
+static void test_copy_is_whole_and_its_own(void **state)
+{
+    (void)state;
+    struct prof_tree t, copy;
+    prof_tree_init(&t, &ops, 100);
+    enter(&t, &F, 0);
+    enter(&t, &H, 1);
+    prof_tree_leave(&t, 2);
+    enter(&t, &G, 3);
+    enter(&t, &H, 4);
+    enter(&t, &F, 5);
+    prof_tree_unwind(&t, 9);
+    enter(&t, &G, 10);
+    prof_tree_leave(&t, 12);
+    t.dropped_calls = 3;
+    t.requests_left_out = 2;
+    t.most_at_once = 4;
+    int labels = live_labels;
+    assert_int_equal(prof_tree_copy(&copy, &t), 0);
+    assert_int_equal(live_labels, 2 * labels);
+    char seen[32], copied[32];
+    walk_keys(&t, seen);
+    walk_keys(&copy, copied);
+    assert_string_equal(copied, seen);
+    assert_int_equal(copy.nodes, t.nodes);
+    assert_int_equal(copy.dropped_calls, 3);
+    assert_int_equal(copy.requests_left_out, 2);
+    assert_int_equal(copy.most_at_once, 4);
+    assert_int_equal(copy.max_nodes, 100);
+    struct prof_flat *before = prof_tree_flatten(&t);
+    assert_non_null(before);
+    prof_tree_free(&t); /* a Clear meanwhile */
+    assert_int_equal(live_labels, labels);
+    struct prof_flat *after = prof_tree_flatten(&copy);
+    assert_non_null(after);
+    assert_int_equal(after->n_entries, before->n_entries);
+    for (size_t i = 0; i < after->n_entries; i++) {
+        const struct prof_flat_entry *a = &after->entries[i], *b = find(before, a->key);
+        assert_int_equal(a->calls, b->calls);
+        assert_int_equal(a->reccalls, b->reccalls);
+        assert_int_equal(a->total_ns, b->total_ns);
+        assert_int_equal(a->inline_ns, b->inline_ns);
+        assert_int_equal(a->n_callers, b->n_callers);
+        assert_ptr_equal(a->label, a->key);
+    }
+    prof_flat_free(before);
+    prof_flat_free(after);
+    prof_tree_free(&copy);
     assert_int_equal(live_labels, 0);
 }
 
@@ -407,6 +469,10 @@ static void test_a_million_deep(void **state)
         n = n->child;
     assert_int_equal(n->calls, 2);
     assert_null(n->child);
+    struct prof_tree copy;
+    assert_int_equal(prof_tree_copy(&copy, &into), 0);
+    assert_int_equal(copy.nodes, DEPTH);
+    prof_tree_free(&copy);
     struct prof_flat *flat = prof_tree_flatten(&into);
     assert_non_null(flat);
     assert_int_equal(find(flat, &F)->calls, 2 * DEPTH);
@@ -498,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_merge_and_cap),
         cmocka_unit_test(test_drain_reuses_nodes),
         cmocka_unit_test(test_walk_order_and_skip),
+        cmocka_unit_test(test_copy_is_whole_and_its_own),
         cmocka_unit_test(test_a_million_deep),
         cmocka_unit_test(test_a_key_taken_for_an_earlier_one_follows_its_path),
     };
