@@ -296,10 +296,9 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
             return errno == EAGAIN ? refuse_while_stopping(req)
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
-    } else if (sub_is(action, len, "/quiesce") &&
-               __atomic_load_n(&server->twin, __ATOMIC_ACQUIRE)) {
-        /* a worker's control port: its front reloads */
-        tf_server_quiesce(__atomic_load_n(&server->twin, __ATOMIC_ACQUIRE));
+    } else if (sub_is(action, len, "/quiesce") && server->control && server->cfg->worker) {
+        /* a worker's control port: its front reloads or stops */
+        tf_server_quiesce_twin(server);
     } else if (sub_is(action, len, "/stopped") && p && p->absorb) {
         /* a front: one of its workers, stopping, hands its profile over */
         unsigned port = 0;

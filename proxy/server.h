@@ -71,8 +71,12 @@ struct tf_server *tf_server_start_on(const struct tf_config *cfg,
  * open); connections already open are served. 0, or -1 when not a shared
  * socket's server or already done. */
 int tf_server_quiesce(struct tf_server *server);
-/* A worker: POST <profile>/quiesce on its control server quiesces public. */
+/* A worker: POST <profile>/quiesce on its control server quiesces public
+ * (one asked for before this call: at once). */
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server);
+/* The control server's side of POST <profile>/quiesce: quiesce its twin,
+ * now or once tf_server_set_twin gives it. */
+void tf_server_quiesce_twin(struct tf_server *control);
 unsigned tf_server_port(const struct tf_server *server);
 /* Stop taking new connections (they are closed on accept) and close
  * keep-alive connections after their current response. */

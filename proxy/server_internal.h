@@ -64,8 +64,10 @@ struct tf_server {
                                        (closed when it stops); -1 */
     int acceptor_wake[2];           /* a byte here ends the acceptor */
     pthread_t acceptor;
-    struct tf_server *twin;         /* a worker's control server: its public one (main thread
-                                       sets it before the front can ask to quiesce) */
+    struct tf_server *twin;         /* a worker's control server: its public one (atomic;
+                                       the main thread sets it once serving) */
+    int quiesce_asked;              /* atomic: the front asked before twin was set (a stop
+                                       right after GO): the public server quiesces once set */
     unsigned port;                  /* read-only after start */
     bool control;                   /* read-only after start: a loopback port between a front
                                        and its workers; its requests are not the access log's */

@@ -228,9 +228,23 @@ int tf_server_listen_socket(const char *host, unsigned port, unsigned *bound, ch
     return fd;
 }
 
+/* The front may ask to quiesce as soon as it has told a worker to go (a
+ * stop right after the start), before the worker's public server runs:
+ * each side stores its half, then reads the other's (both seq_cst), so at
+ * least one of them sees both and quiesces (tf_server_quiesce runs once). */
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server)
 {
-    __atomic_store_n(&control->twin, public_server, __ATOMIC_RELEASE);
+    __atomic_store_n(&control->twin, public_server, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&control->quiesce_asked, __ATOMIC_SEQ_CST))
+        tf_server_quiesce(public_server);
+}
+
+void tf_server_quiesce_twin(struct tf_server *control)
+{
+    __atomic_store_n(&control->quiesce_asked, 1, __ATOMIC_SEQ_CST);
+    struct tf_server *twin = __atomic_load_n(&control->twin, __ATOMIC_SEQ_CST);
+    if (twin)
+        tf_server_quiesce(twin);
 }
 
 /* On the daemon's loop: it stops accepting and its copy of the listening
