@@ -5,11 +5,11 @@
  * Lifetime: reference counted. The I/O side holds one reference from the
  * URI-log callback to the request-completed callback (the one place MHD state
  * is released); a backend task, a streamed response and wsgi.input, until
- * its task ends (an app may keep it in a reference cycle: what the request
- * holds, a spilled answer, a spooled body, must not wait for Python's
- * collector), hold one each. The last tf_request_unref() frees it, on
- * whichever thread that happens. Nothing in struct tf_request is a Python
- * object, so freeing never needs the GIL.
+ * its task ends with the response, its iterable closed (an app may keep it
+ * in a reference cycle: what the request holds, a spilled answer, a spooled
+ * body, must not wait for Python's collector), hold one each. The last
+ * tf_request_unref() frees it, on whichever thread that happens. Nothing in
+ * struct tf_request is a Python object, so freeing never needs the GIL.
  *
  * Threads: the request part is written by the I/O thread before dispatch and
  * read-only afterwards. The channel fields are guarded by `lock`. */

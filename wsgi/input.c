@@ -1,8 +1,11 @@
 /* input.c — wsgi.input (see input.h). Reads from a temp-file spool release
  * the GIL around pread(), holding the request meanwhile; reads from memory
  * copy straight into the bytes object. The body is complete before the app
- * runs, so reads never wait on the network. The request pointer is read and
- * cleared only with the GIL held: after any release of it, look again. */
+ * runs, so reads never wait on the network. The request pointer and the
+ * position are read and changed only with the GIL held: after any release of
+ * it, look again. Threads may share one stream: a read takes its range (moves
+ * the position past it) before it lets go of the GIL, so each byte goes to one
+ * read, and the position never passes the body's end. */
 #include "wsgi/input.h"
 
 #include <errno.h>
@@ -13,7 +16,7 @@
 struct input {
     PyObject_HEAD
     struct tf_request *req;     /* owned reference; NULL once detached */
-    uint64_t pos;
+    uint64_t pos;               /* the next unread byte: at most req->body.size */
 };
 
 PyObject *wsgi_input_new(struct tf_request *req)
@@ -61,7 +64,8 @@ static int remaining(const struct input *in, uint64_t *left)
 }
 
 /* Fill buf with n bytes at pos (GIL released for a file spool: the request
- * is held meanwhile, its task may end on another thread). */
+ * is held meanwhile, its task may end on another thread). A spool shorter
+ * than its size is EIO, not whatever errno was left over. */
 static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
 {
     struct tf_request *req = live_request(in);
@@ -79,8 +83,8 @@ static int copy_at(struct input *in, uint64_t pos, char *buf, size_t n)
     while (done < n && (got = tf_spool_read(sp, pos + done, buf + done, n - done)) > 0)
         done += (size_t)got;
     Py_END_ALLOW_THREADS
-    int error = errno;
-    tf_request_unref(req); /* the last reference closes the file: errno is pread's */
+    int error = got < 0 ? errno : EIO;
+    tf_request_unref(req); /* the last reference may close the file: keep pread's errno */
     if (done < n) {
         errno = error;
         PyErr_SetFromErrno(PyExc_OSError);
@@ -104,36 +108,45 @@ static int size_arg(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t *size)
     return 0;
 }
 
+/* The next n bytes, fewer if the body ends first (new ref). The range is
+ * taken before copy_at can release the GIL; allocating bytes runs no Python
+ * code (bytes are not tracked by the collector), so nothing moves the
+ * position between remaining() and taking it. A failed copy leaves the range
+ * taken: other threads may have read on past it. */
 static PyObject *read_bytes(struct input *in, uint64_t n)
 {
+    uint64_t left;
+    if (remaining(in, &left) < 0)
+        return NULL;
+    if (n > left)
+        n = left;
     if (n > (uint64_t)PY_SSIZE_T_MAX)
         return PyErr_NoMemory();
     PyObject *b = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n); /* new ref */
     if (!b)
         return NULL;
-    if (n && copy_at(in, in->pos, PyBytes_AS_STRING(b), (size_t)n) < 0) {
+    uint64_t start = in->pos;
+    in->pos += n;
+    if (n && copy_at(in, start, PyBytes_AS_STRING(b), (size_t)n) < 0) {
         Py_DECREF(b);
         return NULL;
     }
-    in->pos += n;
     return b;
 }
 
 static PyObject *input_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    struct input *in = (struct input *)self;
     Py_ssize_t size;
-    uint64_t n;
-    if (size_arg(args, nargs, &size) < 0 || remaining(in, &n) < 0)
+    if (size_arg(args, nargs, &size) < 0)
         return NULL;
-    if (size >= 0 && (uint64_t)size < n)
-        n = (uint64_t)size;
-    return read_bytes(in, n);
+    return read_bytes((struct input *)self, size >= 0 ? (uint64_t)size : UINT64_MAX);
 }
 
-/* Length of the next line (through '\n'), at most limit bytes. Call with
- * the request live (remaining() just said so). */
-static int line_length(struct input *in, uint64_t limit, uint64_t *len)
+/* Length of the line at start, the position (through '\n'), at most limit
+ * bytes: 0; 1 when another thread's read moved the position while this one
+ * let go of the GIL (the line is no longer there: look again); -1 with an
+ * exception. Call with the request live (remaining() just said so). */
+static int line_length(struct input *in, uint64_t start, uint64_t limit, uint64_t *len)
 {
     const struct tf_spool *sp = &in->req->body;
     if (limit == 0) { /* at the end, or no body at all: then sp->mem is NULL */
@@ -141,17 +154,19 @@ static int line_length(struct input *in, uint64_t limit, uint64_t *len)
         return 0;
     }
     if (sp->fd < 0) {
-        const char *start = sp->mem + in->pos;
-        const char *nl = memchr(start, '\n', (size_t)limit);
-        *len = nl ? (uint64_t)(nl - start) + 1 : limit;
+        const char *line = sp->mem + start;
+        const char *nl = memchr(line, '\n', (size_t)limit);
+        *len = nl ? (uint64_t)(nl - line) + 1 : limit;
         return 0;
     }
     char block[8192];
     uint64_t scanned = 0;
     while (scanned < limit) {
         size_t want = limit - scanned < sizeof(block) ? (size_t)(limit - scanned) : sizeof(block);
-        if (copy_at(in, in->pos + scanned, block, want) < 0)
+        if (copy_at(in, start + scanned, block, want) < 0)
             return -1;
+        if (in->pos != start)
+            return 1;
         const char *nl = memchr(block, '\n', want);
         if (nl) {
             *len = scanned + (uint64_t)(nl - block) + 1;
@@ -163,15 +178,22 @@ static int line_length(struct input *in, uint64_t limit, uint64_t *len)
     return 0;
 }
 
+/* The next line, at most size bytes (new ref). The line is measured without
+ * taking it (measuring a spool's file lets go of the GIL), then taken by
+ * read_bytes at once, the position unchanged since it was measured. */
 static PyObject *readline_limit(struct input *in, Py_ssize_t size)
 {
     uint64_t limit, len;
-    if (remaining(in, &limit) < 0)
-        return NULL;
-    if (size >= 0 && (uint64_t)size < limit)
-        limit = (uint64_t)size;
-    if (line_length(in, limit, &len) < 0)
-        return NULL;
+    int moved;
+    do {
+        if (remaining(in, &limit) < 0)
+            return NULL;
+        if (size >= 0 && (uint64_t)size < limit)
+            limit = (uint64_t)size;
+        moved = line_length(in, in->pos, limit, &len);
+        if (moved < 0)
+            return NULL;
+    } while (moved);
     return read_bytes(in, len);
 }
 
@@ -193,33 +215,29 @@ static PyObject *input_readlines(PyObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t total = 0;
     if (!lines)
         return NULL;
-    uint64_t left;
-    while (remaining(in, &left) == 0 && left > 0) {
-        PyObject *line = readline_limit(in, -1); /* new ref */
-        if (!line || PyList_Append(lines, line) < 0) {
+    for (;;) {
+        PyObject *line = readline_limit(in, -1); /* new ref; b"" at the end */
+        if (!line || (PyBytes_GET_SIZE(line) > 0 && PyList_Append(lines, line) < 0)) {
             Py_XDECREF(line);
             Py_DECREF(lines);
             return NULL;
         }
-        total += PyBytes_GET_SIZE(line);
+        Py_ssize_t len = PyBytes_GET_SIZE(line);
         Py_DECREF(line);
-        if (hint > 0 && total >= hint)
+        total += len;
+        if (len == 0 || (hint > 0 && total >= hint))
             return lines;
     }
-    if (PyErr_Occurred()) { /* detached meanwhile (another thread's read) */
-        Py_DECREF(lines);
-        return NULL;
-    }
-    return lines;
 }
 
+/* The next line; at the end (another thread may have read to it while this
+ * one measured a line) StopIteration, never b"". */
 static PyObject *input_next(PyObject *self)
 {
-    struct input *in = (struct input *)self;
-    uint64_t left;
-    if (remaining(in, &left) < 0 || left == 0)
-        return NULL; /* StopIteration, or the RuntimeError */
-    return readline_limit(in, -1);
+    PyObject *line = readline_limit((struct input *)self, -1); /* new ref */
+    if (line && PyBytes_GET_SIZE(line) == 0)
+        Py_CLEAR(line);
+    return line;
 }
 
 static PyMethodDef input_methods[] = {

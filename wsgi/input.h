@@ -3,8 +3,11 @@
  * The object holds a reference to its request until the request's task ends
  * (wsgi_input_detach), never longer: an app that keeps environ (Trac does,
  * in reference cycles that only the collector frees) must not keep the
- * request's temporary files open. Reads after that raise RuntimeError, as
- * mod_wsgi's do, never touching the request. */
+ * request's temporary files open. The task ends with the response, after the
+ * iterable is used up and closed: PEP 3333 lets a generator read the body as
+ * it yields, close() read the rest, wsgi.file_wrapper wrap wsgi.input. Reads
+ * after that raise RuntimeError, as mod_wsgi's do, never touching the
+ * request. */
 #ifndef WSGI_INPUT_H
 #define WSGI_INPUT_H
 

@@ -8,8 +8,13 @@ slowly); /upload?read=K reads K bytes of the body (all without read=) and
 answers how many it read; /late reads the rest of the last /upload's
 wsgi.input, long after that request ended, and answers what it got or
 raised; /race answers at once and leaves a thread reading its body 4 KiB at
-a time, whose outcome /raced answers ("running" until it has one)."""
+a time, whose outcome /raced answers ("running" until it has one).
+Reads PEP 3333 allows after the call has returned, each answering the
+body's length and sha256: /gen's generator reads the body as it yields,
+/close's iterable reads it in close() (/closed answers what that got), /fw
+sends wsgi.file_wrapper(wsgi.input) back."""
 import gc
+import hashlib
 import threading
 
 gc.disable()
@@ -17,6 +22,7 @@ gc.disable()
 CHUNK = 65536
 last_upload = {}
 race = {}
+closed = {}
 
 
 class Request:
@@ -37,6 +43,44 @@ def read_on(wsgi_input):
         race["outcome"] = "read %d bytes" % got
     except Exception as e:
         race["outcome"] = "read %d bytes, then %r" % (got, e)
+
+
+def digest(n, h):
+    return b"%d %s" % (n, h.hexdigest().encode())
+
+
+def read_while_yielding(wsgi_input):
+    h, n = hashlib.sha256(), 0
+    while True:
+        data = wsgi_input.read(CHUNK)
+        if not data:
+            break
+        h.update(data)
+        n += len(data)
+        yield b"."  # the rest is read when tracfront asks for the next item
+    yield b"\n" + digest(n, h)
+
+
+class ReadInClose:
+    """Yields one piece of the body; close() reads the rest."""
+    def __init__(self, wsgi_input):
+        self.input = wsgi_input
+        self.h, self.n = hashlib.sha256(), 0
+        closed.clear()
+
+    def __iter__(self):
+        data = self.input.read(CHUNK)
+        self.h.update(data)
+        self.n += len(data)
+        yield b"%d" % len(data)
+
+    def close(self):
+        try:
+            data = self.input.read()
+            self.h.update(data)
+            closed["outcome"] = digest(self.n + len(data), self.h)
+        except Exception as e:
+            closed["outcome"] = repr(e).encode()
 
 
 def app(environ, start_response):
@@ -62,6 +106,16 @@ def app(environ, start_response):
     if path == "/raced":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [race.get("outcome", "running").encode()]
+    if path in ("/gen", "/close", "/fw"):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        if path == "/gen":
+            return read_while_yielding(environ["wsgi.input"])
+        if path == "/close":
+            return ReadInClose(environ["wsgi.input"])
+        return environ["wsgi.file_wrapper"](environ["wsgi.input"])
+    if path == "/closed":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [closed.get("outcome", b"running")]
     if path == "/late":
         try:
             answer = "read %d bytes" % len(last_upload["input"].read())

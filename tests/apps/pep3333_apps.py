@@ -410,6 +410,73 @@ def echo(environ, start_response):
     })
 
 
+def _pieces(inp, mode):
+    """What one reader takes: read(N) for "read-N", iteration, readlines(8192)
+    or readline() — the server's own methods, no validator in between."""
+    if mode.startswith("read-"):
+        return iter(lambda: inp.read(int(mode[5:])), b"")
+    if mode == "iter":
+        return inp
+    if mode == "readlines":
+        return (ln for lines in iter(lambda: inp.readlines(8192), []) for ln in lines)
+    return iter(inp.readline, b"")
+
+
+def _read_in(inp, mode, chunks, errors, start):
+    start.wait()
+    try:
+        for piece in _pieces(inp, mode):
+            if not piece:
+                errors.append("%s: an empty piece before the end" % mode)
+            chunks.append(piece)
+    except Exception as e:
+        errors.append("%s: %r" % (mode, e))
+
+
+@validated
+def readers(environ, start_response):
+    """Threads reading one wsgi.input at once (?modes=read-4096,readline,iter,...).
+    The body is 64-byte records, each starting with its offset in 15 digits:
+    reads of multiples of 64 and readlines start on a record, so the pieces,
+    sorted by it, join into the body when each byte was read exactly once."""
+    inp = environ["pep3333.raw_input"]
+    modes = _qs(environ)["modes"].split(",")
+    chunks, errors, threads, start = [], [], [], threading.Barrier(len(modes))
+    for mode in modes:
+        threads.append(threading.Thread(target=_read_in,
+                                        args=(inp, mode, chunks, errors, start)))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    joined = b"".join(sorted(chunks, key=lambda c: c[:15]))
+    return _json(start_response, {"errors": errors, "len": len(joined),
+                                  "sha256": hashlib.sha256(joined).hexdigest()})
+
+
+@validated
+def cut_spool(environ, start_response):
+    """Cut the body's spool file (found among the process's deleted files by
+    its size) to half, then read it as ?mode= says: what did the read raise?"""
+    inp, size = environ["pep3333.raw_input"], int(environ["CONTENT_LENGTH"])
+    cut = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if "(deleted)" in os.readlink("/proc/self/fd/" + fd) and \
+                    os.fstat(int(fd)).st_size == size:
+                os.ftruncate(int(fd), size // 2)
+                cut += 1
+        except OSError:  # the listing's own descriptor, gone
+            pass
+    got, raised = 0, None
+    try:
+        for piece in _pieces(inp, _qs(environ)["mode"]):
+            got += len(piece)
+    except OSError as e:
+        raised = [e.errno, str(e)]
+    return _json(start_response, {"cut": cut, "read": got, "raised": raised})
+
+
 @validated
 def ignore_body(environ, start_response):
     _bump(CALLS, _qs(environ).get("tag", ""))
@@ -548,7 +615,8 @@ ROUTES = {
     "file": file_app, "file-raw": file_app_raw,
     "filelike": filelike_app, "filelike-raw": filelike_app_raw,
     "raise": raise_app, "return-str": return_str, "return-str-list": return_str_list,
-    "echo": echo, "ignore-body": ignore_body, "stream": stream,
+    "echo": echo, "readers": readers, "cut-spool": cut_spool,
+    "ignore-body": ignore_body, "stream": stream,
 }
 
 

@@ -2,7 +2,12 @@
 that only Python's collector frees, and --gc-freeze may never): what only
 served an ended request — its answer's spill file, its body's spool — is let
 go when the request has ended and the app's call has returned, not when the
-collector gets round to wsgi.input. A wsgi.input read after that raises."""
+collector gets round to wsgi.input. A wsgi.input read after that raises;
+one that PEP 3333 allows after the call has returned — a generator reading
+the body as it yields, the iterable's close(), wsgi.file_wrapper around
+wsgi.input — still reads the whole body."""
+import hashlib
+import os
 import re
 
 import requests
@@ -17,6 +22,12 @@ MIB = 1024 * 1024
 def wait_released(srv, what):
     wait_for(lambda: spill_sizes(srv.proc.pid) == [], 10,
              "%s to be closed (files still open: %s)" % (what, spill_sizes(srv.proc.pid)))
+
+
+def outcome_of(srv, path, what):
+    """What the app's /raced or /closed answers once it is no longer "running"."""
+    return wait_for(lambda: (lambda t: t != "running" and t)(
+        requests.get(srv.url + path, timeout=10).text), 30, what)
 
 
 def test_an_answers_spill_file_is_closed_once_its_slow_client_has_it(tracfront):
@@ -62,8 +73,7 @@ def test_a_thread_reading_the_body_as_the_call_returns_is_stopped_cleanly(tracfr
     size = 4 * MIB
     r = requests.post(srv.url + "race", data=b"r" * size, timeout=30)
     assert (r.status_code, r.text) == (200, "started")
-    outcome = wait_for(lambda: (lambda t: t != "running" and t)(
-        requests.get(srv.url + "raced", timeout=10).text), 30, "the thread to stop reading")
+    outcome = outcome_of(srv, "raced", "the thread to stop reading")
     m = re.fullmatch(r"read (\d+) bytes(, then RuntimeError\('wsgi.input read after the "
                      r"request ended'\))?", outcome)
     assert m, outcome
@@ -86,3 +96,37 @@ def test_a_mirror_copys_share_of_the_body_is_closed_when_the_copy_ends(tracfront
     r = requests.get(srv.url + "late", timeout=10)  # the copy's wsgi.input
     assert r.text == "RuntimeError('wsgi.input read after the request ended')"
 
+
+
+def spooled_body():
+    body = os.urandom(6 * MIB)  # spooled to a file past 256 KiB
+    return body, "%d %s" % (len(body), hashlib.sha256(body).hexdigest())
+
+
+def test_a_generator_reads_the_body_while_it_yields(tracfront):
+    srv = tracfront(*APP)
+    body, digest = spooled_body()
+    r = requests.post(srv.url + "gen", data=body, timeout=60)
+    assert r.status_code == 200
+    dots, _, got = r.text.partition("\n")
+    assert (got, dots) == (digest, "." * (len(body) // 65536))
+    wait_released(srv, "the body's spool")
+
+
+def test_the_iterables_close_reads_the_rest_of_the_body(tracfront):
+    srv = tracfront(*APP)
+    body, digest = spooled_body()
+    r = requests.post(srv.url + "close", data=body, timeout=60)
+    assert (r.status_code, r.text) == (200, "65536")
+    assert outcome_of(srv, "closed", "close() to have read") == digest
+    wait_released(srv, "the body's spool")
+
+
+def test_a_file_wrapper_around_wsgi_input_sends_the_whole_body(tracfront):
+    srv = tracfront(*APP)
+    body, _ = spooled_body()
+    r = requests.post(srv.url + "fw", data=body, timeout=60)
+    assert r.status_code == 200
+    assert (len(r.content), hashlib.sha256(r.content).hexdigest()) == \
+        (len(body), hashlib.sha256(body).hexdigest())
+    wait_released(srv, "the body's spool")

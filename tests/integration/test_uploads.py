@@ -1,8 +1,10 @@
 """Request bodies through wsgi.input (PEP 3333): Content-Length and chunked
 bodies read with read(), read(n), readline(), readline(n), readlines() and
 iteration; a 50 MiB upload that must be spooled rather than held in memory;
-and --max-body rejecting oversized bodies with 413 before the app runs.
+threads sharing one spooled wsgi.input, and a spool file cut short; and
+--max-body rejecting oversized bodies with 413 before the app runs.
 """
+import errno
 import hashlib
 import http.client
 import json
@@ -133,6 +135,36 @@ def test_50mib_upload_is_spooled(tracfront):
         # the normal pass of scripts/test checks it.
         return
     assert grown < 20 * 1024, "RSS grew by %d kB for a 50 MiB body" % grown
+    assert_valid(srv)
+
+
+def test_threads_reading_one_spooled_body_get_each_byte_once(tracfront):
+    """Reads of a spooled body release the GIL around pread: threads reading
+    one wsgi.input at once each get their own bytes, never the same ones,
+    never an error past the end."""
+    srv = tracfront("--app", APP)
+    body = b"".join(b"%015d%s\n" % (off, b"." * 48) for off in range(0, 2 << 20, 64))
+    modes = "read-4096,read-192,readline,iter,readlines"
+    for _ in range(3):
+        status, data = post(srv, "/readers?modes=" + modes, body)
+        assert status == 200, data
+        assert json.loads(data) == {"errors": [], "len": len(body),
+                                    "sha256": hashlib.sha256(body).hexdigest()}
+    assert_valid(srv)
+
+
+@pytest.mark.parametrize("mode", ["read-65536", "readline"])
+def test_a_spool_cut_short_reads_as_an_io_error(tracfront, mode):
+    """A spool file shorter than the body it holds (cut from outside) is an
+    EIO at its end, not an errno some earlier call left behind."""
+    srv = tracfront("--app", APP)
+    size = 1 << 20
+    status, data = post(srv, "/cut-spool?mode=" + mode, (b"c" * 63 + b"\n") * (size // 64))
+    assert status == 200, data
+    doc = json.loads(data)
+    assert (doc["cut"], doc["raised"]) == (1, [errno.EIO, "[Errno 5] Input/output error"])
+    assert size // 2 - 8192 < doc["read"] <= size // 2  # readline looks ahead 8 KiB
+    assert srv.alive()
     assert_valid(srv)
 
 
