@@ -228,9 +228,28 @@ static int next_chunk(struct wsgi_task *task, PyObject **item)
     }
 }
 
+/* The watchdog interrupted the request (--request-timeout-action 504) and
+ * the app went on: it dropped the RequestTimeout (Trac's dispatch_request
+ * ends in `finally: return resp`, which drops any exception). Still a 504,
+ * or a connection aborted when the head is out, as when the app raises it:
+ * never a clean answer cut at the timeout. true when the task was ended. */
+static bool timeout_dropped(struct wsgi_task *task)
+{
+    const struct tf_config *cfg = wsgi_ctx.cfg; /* "504" or "log" (config_check.c) */
+    bool may = cfg->request_timeout > 0 && cfg->request_timeout_action &&
+               cfg->request_timeout_action[0] == '5'; /* else no lock per request */
+    if (!may || !tf_request_interrupted(task->req))
+        return false;
+    wsgi_watchdog_raise();
+    failed(task, "the app was interrupted");
+    return true;
+}
+
 /* Body is complete: close the stream, or send an empty/whole body. */
 static void body_done(struct wsgi_task *task)
 {
+    if (timeout_dropped(task))
+        return;
     if (task->sent) {
         wsgi_response_end(task);
     } else if (!ready_to_send(task)) {
@@ -266,10 +285,9 @@ static void iterate(struct wsgi_task *task)
             body_done(task);
             return;
         }
-        if (!task->sent && tf_request_interrupted(req)) { /* its RequestTimeout is due */
+        if (timeout_dropped(task)) { /* its RequestTimeout is due, or was dropped: 504, or
+                                        aborted once the head is out */
             Py_DECREF(item);
-            wsgi_watchdog_raise();
-            failed(task, "the app was interrupted"); /* 504: nothing was sent */
             return;
         }
         if (!task->sent) {
@@ -345,6 +363,8 @@ static void start(struct tf_request *req)
         failed(task, "the app raised");
         return;
     }
+    if (timeout_dropped(task))
+        return;
     if ((PyList_CheckExact(task->result) || PyTuple_CheckExact(task->result)) && !task->sent &&
         send_sequence(task))
         return;

@@ -82,6 +82,27 @@ def swallowing(seconds):
     return b"finished\n"
 
 
+def finally_return(seconds):
+    """trac.web.main.dispatch_request's shape: `finally: return` drops any
+    exception, RequestTimeout too, and the app returns normally."""
+    try:
+        busy_spin(seconds)
+    finally:
+        return [b"returned anyway\n"]  # noqa: B012 - the point of the test
+
+
+def written_then_swallowed(seconds, start_response):
+    """Trac's streamed pages: write() sends the page's start, then slow work
+    whose RequestTimeout a `finally: return` drops."""
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"first part\n")
+    try:
+        busy_spin(seconds)
+        write(b"END OF PAGE\n")
+    finally:
+        return []  # noqa: B012
+
+
 def c_block(seconds, start_response):
     """Iterating a FileIO on a pipe runs C only (readline -> read)."""
     r, w = os.pipe()
@@ -121,6 +142,11 @@ def app(environ, start_response):
     if path == "/swallow":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [swallowing(seconds)]
+    if path == "/finally_return":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return finally_return(seconds)
+    if path == "/written_then_swallowed":
+        return written_then_swallowed(seconds, start_response)
     if path == "/sleep":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body(tag, lambda: time.sleep(seconds))

@@ -175,18 +175,55 @@ def test_except_exception_does_not_swallow_the_timeout(tracfront):
     assert status == 504 and b"swallowed" not in body
 
 
+def test_a_timeout_the_app_swallowed_is_still_a_504(tracfront):
+    """Trac's dispatch_request ends in `finally: return resp`: the
+    RequestTimeout is dropped and the app returns normally. It was answered
+    500 ("returned a body without calling start_response()", as start_response
+    was called before), or 200 with what the app returned."""
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    status, body = get(srv, "/finally_return?s=120", timeout=60)
+    assert status == 504 and b"returned anyway" not in body, (status, body)
+    assert "GET /finally_return?s=120: interrupted after --request-timeout; answered 504" in \
+        srv.error_log
+    assert get(srv, "/fast") == (200, b"fast\n")
+
+
+def read_until_close(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_a_timeout_swallowed_after_the_head_aborts_the_connection(tracfront):
+    """A page streamed through write() whose RequestTimeout the app dropped
+    ended as a clean chunked 200 without its end: a cut page that looked
+    whole to browsers and caches."""
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    s = srv.connect(timeout=60)
+    try:
+        s.sendall(b"GET /written_then_swallowed?s=120 HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = read_until_close(s)
+    finally:
+        s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"first part" in data, data
+    assert not data.endswith(b"0\r\n\r\n"), data  # never ended cleanly
+    assert "written_then_swallowed?s=120: interrupted after --request-timeout; connection " \
+        "aborted" in srv.error_log
+    assert get(srv, "/fast") == (200, b"fast\n")
+
+
 def test_timeout_after_the_head_aborts_the_connection(tracfront):
     srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
                     "--request-timeout-action", "504")
     s = srv.connect(timeout=60)
     try:
         s.sendall(b"GET /stream_spin?s=120&tag=streamed HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_until_close(s)
     finally:
         s.close()
     assert data.startswith(b"HTTP/1.1 200 OK")
