@@ -189,13 +189,20 @@ def test_a_timeout_the_app_swallowed_is_still_a_504(tracfront):
     assert get(srv, "/fast") == (200, b"fast\n")
 
 
-def read_until_close(s):
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            return data
-        data += chunk
+def raw_get_until_close(srv, path):
+    """GET path on a keep-alive request, read to the server's close: the
+    bytes as sent (a chunked body's end, or its lack, shows)."""
+    s = srv.connect(timeout=60)
+    try:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+    finally:
+        s.close()
 
 
 def test_a_timeout_swallowed_after_the_head_aborts_the_connection(tracfront):
@@ -204,12 +211,7 @@ def test_a_timeout_swallowed_after_the_head_aborts_the_connection(tracfront):
     whole to browsers and caches."""
     srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
                     "--request-timeout-action", "504")
-    s = srv.connect(timeout=60)
-    try:
-        s.sendall(b"GET /written_then_swallowed?s=120 HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = read_until_close(s)
-    finally:
-        s.close()
+    data = raw_get_until_close(srv, "/written_then_swallowed?s=120")
     assert data.startswith(b"HTTP/1.1 200 OK") and b"first part" in data, data
     assert not data.endswith(b"0\r\n\r\n"), data  # never ended cleanly
     assert "written_then_swallowed?s=120: interrupted after --request-timeout; connection " \
@@ -220,12 +222,7 @@ def test_a_timeout_swallowed_after_the_head_aborts_the_connection(tracfront):
 def test_timeout_after_the_head_aborts_the_connection(tracfront):
     srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
                     "--request-timeout-action", "504")
-    s = srv.connect(timeout=60)
-    try:
-        s.sendall(b"GET /stream_spin?s=120&tag=streamed HTTP/1.1\r\nHost: x\r\n\r\n")
-        data = read_until_close(s)
-    finally:
-        s.close()
+    data = raw_get_until_close(srv, "/stream_spin?s=120&tag=streamed")
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert b"first chunk" in data
     assert not data.endswith(b"0\r\n\r\n")  # the chunked body never ended cleanly
