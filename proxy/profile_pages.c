@@ -297,8 +297,10 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
     } else if (sub_is(action, len, "/quiesce") && server->control && server->cfg->worker) {
-        /* a worker's control port: its front reloads or stops */
-        tf_server_quiesce_twin(server);
+        /* a worker's control port: its front reloads or stops; 202 when asked
+         * just after it was told to go: it quiesces once its server runs */
+        if (!tf_server_quiesce_twin(server))
+            return tf_server_reply(req, 202, "Stops accepting as soon as it starts.", false);
     } else if (sub_is(action, len, "/stopped") && p && p->absorb) {
         /* a front: one of its workers, stopping, hands its profile over */
         unsigned port = 0;

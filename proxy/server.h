@@ -75,8 +75,9 @@ int tf_server_quiesce(struct tf_server *server);
  * (one asked for before this call: at once). */
 void tf_server_set_twin(struct tf_server *control, struct tf_server *public_server);
 /* The control server's side of POST <profile>/quiesce: quiesce its twin,
- * now or once tf_server_set_twin gives it. */
-void tf_server_quiesce_twin(struct tf_server *control);
+ * now (true) or once tf_server_set_twin gives it (false: the worker was told
+ * to go, and its public server is not serving yet). */
+bool tf_server_quiesce_twin(struct tf_server *control);
 unsigned tf_server_port(const struct tf_server *server);
 /* Stop taking new connections (they are closed on accept) and close
  * keep-alive connections after their current response. */

@@ -239,12 +239,13 @@ void tf_server_set_twin(struct tf_server *control, struct tf_server *public_serv
         tf_server_quiesce(public_server);
 }
 
-void tf_server_quiesce_twin(struct tf_server *control)
+bool tf_server_quiesce_twin(struct tf_server *control)
 {
     __atomic_store_n(&control->quiesce_asked, 1, __ATOMIC_SEQ_CST);
     struct tf_server *twin = __atomic_load_n(&control->twin, __ATOMIC_SEQ_CST);
     if (twin)
         tf_server_quiesce(twin);
+    return twin != NULL;
 }
 
 /* On the daemon's loop: it stops accepting and its copy of the listening

@@ -122,7 +122,9 @@ static void let_go(struct generation *g)
 }
 
 /* Make a generation stop accepting, and wait until it has (each worker
- * answers once its listening socket is out of its poll set and closed).
+ * answers once its listening socket is out of its poll set and closed; 202:
+ * it was told to go an instant ago and quiesces as its server starts, having
+ * taken a few connections at most, which it serves).
  * All its workers are asked at once, each answer awaited TF_FETCH_QUICK_MS
  * at most (its control port answers without the GIL), reading signals
  * meanwhile: a SIGINT/SIGTERM ends the wait at once and is put back for the
@@ -149,7 +151,7 @@ static void quiesce(struct tf_workers *w, struct generation *g, const char *why)
         if (!sig && !f[i].status && has_ended(asked[i]->pid))
             tf_log_info("%s: worker %d had exited when asked to stop accepting", why,
                         (int)asked[i]->pid);
-        else if (!sig && f[i].status != 303)
+        else if (!sig && f[i].status != 303 && f[i].status != 202)
             tf_log_error("%s: worker %d did not confirm it stopped accepting within %d s "
                          "(status %u)", why, (int)asked[i]->pid, TF_FETCH_QUICK_MS / 1000,
                          f[i].status);

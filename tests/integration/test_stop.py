@@ -750,3 +750,20 @@ def test_pages_and_save_during_the_stop_do_not_leave_out_the_running_workers(
         gate.touch()
         kill_left(tree)
     assert app_calls(log)[0] == len(served) + 1, srv.error_log  # the held /gate too
+
+
+def test_a_stop_right_after_the_start_is_confirmed_by_a_worker_still_starting(tracfront, tmp_path):
+    """The front tells its workers to go once they have imported the app, and
+    prints its listening line; a worker then starts its server (reading a big
+    password file here takes a while). A stop at that moment was answered
+    404 by the worker's control port and logged "did not confirm it stopped
+    accepting" (seen in CI under load); the worker now quiesces as its server
+    starts, and the stop is clean."""
+    big = tmp_path / "big.htdigest"
+    line = "user%d:R:" + "0" * 32 + "\n"
+    big.write_text("".join(line % i for i in range(400000)))  # 18 MB
+    srv = tracfront(*APP, "--workers", "1", "--digest-auth", "*,%s,R" % big)
+    srv.proc.send_signal(signal.SIGTERM)  # at once: the worker is still reading the file
+    assert srv.proc.wait(30) == 0
+    assert "did not confirm" not in srv.error_log and "[error]" not in srv.error_log, \
+        srv.error_log
