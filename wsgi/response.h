@@ -30,6 +30,8 @@ struct wsgi_task {
     bool head_refused;        /* sent is a 500: the app's head did not fit (its body stops) */
     bool head_answered;       /* a HEAD answered before its body's end (wsgi_response_write):
                                  the body stops */
+    bool timeout_answered;    /* the app answered its RequestTimeout itself (start_response
+                                 with its exc_info): that answer stands */
     PyObject *stop_error;     /* the OSError write() raised to stop the body: the client
                                  left, or a HEAD was answered (new ref), or NULL */
     PyObject *profile;        /* the function profiler's collector, or NULL */

@@ -101,8 +101,9 @@ static void failed(struct wsgi_task *task, const char *what)
 {
     if (wsgi_watchdog_timed_out()) {
         PyErr_Clear();
-        tf_log_error("%s %s: interrupted after --request-timeout; %s", task->req->method,
-                     task->req->log_target, task->sent ? "connection aborted" : "answered 504");
+        tf_log_error("%s %s: interrupted after --request-timeout; %s%s", task->req->method,
+                     task->req->log_target, task->sent ? "connection aborted" : "answered 504",
+                     task->req->connection ? "" : " (in a --mirror copy; no client waits for it)");
         wsgi_response_send_error(task, 504,
                                  "The application did not answer within --request-timeout.");
         end(task);
@@ -240,7 +241,11 @@ static bool timeout_dropped(struct wsgi_task *task)
                cfg->request_timeout_action[0] == '5'; /* else no lock per request */
     if (!may || !tf_request_interrupted(task->req))
         return false;
-    wsgi_watchdog_raise();
+    wsgi_watchdog_raise(); /* the pending one, if it has not come yet: never the next request's */
+    if (task->timeout_answered || task->head_answered || task->head_refused) {
+        PyErr_Clear(); /* the app's own answer to it, or one already complete, stands */
+        return false;
+    }
     failed(task, "the app was interrupted");
     return true;
 }
@@ -285,8 +290,9 @@ static void iterate(struct wsgi_task *task)
             body_done(task);
             return;
         }
-        if (timeout_dropped(task)) { /* its RequestTimeout is due, or was dropped: 504, or
-                                        aborted once the head is out */
+        if (!task->sent && timeout_dropped(task)) { /* its RequestTimeout is due, or was
+                                                       dropped: 504 (once the head is out,
+                                                       the write fails: aborted) */
             Py_DECREF(item);
             return;
         }

@@ -114,6 +114,11 @@ bool wsgi_watchdog_timed_out(void)
     return timeout_exc && PyErr_ExceptionMatches(timeout_exc);
 }
 
+bool wsgi_watchdog_is_timeout(PyObject *value)
+{
+    return timeout_exc && PyObject_TypeCheck(value, (PyTypeObject *)timeout_exc);
+}
+
 static bool newly_overdue(const struct wsgi_watch *w, uint64_t now)
 {
     return !w->reported && now > w->started && now - w->started >= settings.timeout_us;

@@ -24,6 +24,8 @@
 
 #include "proxy/config.h"
 
+struct _object; /* PyObject, without Python.h here */
+
 struct tf_request;
 
 /* One request on one app thread: lives on the stack of wsgi_run() between
@@ -53,6 +55,9 @@ void wsgi_watchdog_leave(struct wsgi_watch *w);
 
 /* GIL held: is the pending exception the watchdog's RequestTimeout? */
 bool wsgi_watchdog_timed_out(void);
+/* GIL held: is value (an exception instance; a PyObject *, named so that
+ * this header needs no Python.h) a RequestTimeout? */
+bool wsgi_watchdog_is_timeout(struct _object *value);
 /* GIL held: raise the RequestTimeout the watchdog set for this thread now
  * (its request's write() failed for it: tf_request_interrupt), or a new one
  * if it is not pending here. Returns -1, the exception set. */

@@ -103,6 +103,32 @@ def written_then_swallowed(seconds, start_response):
         return []  # noqa: B012
 
 
+def generator_swallowing(seconds, first):
+    """A generator body whose RequestTimeout a `finally: return` drops, before
+    its first chunk or after it (first)."""
+    if first:
+        yield b"first part\n"
+    try:
+        busy_spin(seconds)
+        yield b"END OF PAGE\n"
+    finally:
+        return  # noqa: B012
+
+
+def answers_the_timeout(seconds, start_response):
+    """An app that answers its own RequestTimeout (start_response with the
+    exc_info): its answer stands."""
+    import sys
+    import tracfront
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        busy_spin(seconds)
+    except tracfront.RequestTimeout:
+        start_response("503 Busy", [("Content-Type", "text/plain")], sys.exc_info())
+        return [b"too slow, try later\n"]
+    return [b"finished\n"]
+
+
 def c_block(seconds, start_response):
     """Iterating a FileIO on a pipe runs C only (readline -> read)."""
     r, w = os.pipe()
@@ -147,6 +173,11 @@ def app(environ, start_response):
         return finally_return(seconds)
     if path == "/written_then_swallowed":
         return written_then_swallowed(seconds, start_response)
+    if path in ("/generator_swallowing", "/generator_swallowing_after_the_head"):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return generator_swallowing(seconds, first=path.endswith("head"))
+    if path == "/answers_the_timeout":
+        return answers_the_timeout(seconds, start_response)
     if path == "/sleep":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Body(tag, lambda: time.sleep(seconds))

@@ -189,6 +189,24 @@ def test_a_timeout_the_app_swallowed_is_still_a_504(tracfront):
     assert get(srv, "/fast") == (200, b"fast\n")
 
 
+def test_a_generator_that_swallows_the_timeout_is_still_a_504(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    status, body = get(srv, "/generator_swallowing?s=120", timeout=60)
+    assert status == 504, (status, body)
+    data = raw_get_until_close(srv, "/generator_swallowing_after_the_head?s=120")
+    assert data.startswith(b"HTTP/1.1 200 OK") and b"first part" in data, data
+    assert not data.endswith(b"0\r\n\r\n"), data  # never ended cleanly
+    assert get(srv, "/fast") == (200, b"fast\n")
+
+
+def test_an_app_that_answers_its_timeout_itself_keeps_its_answer(tracfront):
+    srv = tracfront("--app", APP, "--threads", "1", "--request-timeout", "0.3",
+                    "--request-timeout-action", "504")
+    assert get(srv, "/answers_the_timeout?s=120", timeout=60) == (503, b"too slow, try later\n")
+    assert get(srv, "/fast") == (200, b"fast\n")  # nothing pending for the next request
+
+
 def raw_get_until_close(srv, path):
     """GET path on a keep-alive request, read to the server's close: the
     bytes as sent (a chunked body's end, or its lack, shows)."""
