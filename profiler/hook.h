@@ -42,6 +42,12 @@ PyObject *prof_hook_begin(uint64_t id);
 enum { PROF_END_CAP_REACHED = 1, PROF_END_HOOK_REPLACED = 2 };
 int prof_hook_end(PyObject *collector);
 
+/* The exports and pages below each read a copy of the tree they show
+ * (Python they run can let other threads change the shared one), one copy
+ * at a time in the process: another waits for it to end before it takes
+ * the GIL. Call them without the GIL, never from inside another's export
+ * (a finalizer that asks this server for one would wait for itself). */
+
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
  * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name.
