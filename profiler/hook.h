@@ -72,6 +72,12 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
  * were past the node cap (counted, not recorded); or -1 when malformed. */
 int prof_hook_import(const char *text, size_t len);
 
+/* Once, before serving: exports and pages read the trees as they are, not
+ * copied. Only for a process whose trees no thread changes while one is
+ * read: a front (--workers), whose merge lock every reader and writer of
+ * its trees holds, and which runs no app. */
+void prof_hook_read_in_place(void);
+
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);
 

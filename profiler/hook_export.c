@@ -10,7 +10,8 @@
  * a Clear then frees the shared trees and drops the code objects they held,
  * keep_if_slow replaces a kept tree, a request ending drains into the
  * accumulated tree and reorders its children. One copy exists at a time
- * (copy_lock). */
+ * (copy_lock). A front (--workers) reads its trees in place: no thread
+ * changes them there while one is read (prof_hook_read_in_place). */
 #include "profiler/hook.h"
 
 #include <errno.h>
@@ -38,6 +39,9 @@
  * holder may be waiting for the GIL (a finalizer let it go), and would
  * never get it. Only reading_begin and reading_end take and drop it. */
 static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
+/* prof_hook_read_in_place: the trees are read as they are, not copied.
+ * Written once before serving. */
+static bool in_place;
 
 /* A page or an export reading the trees: copy_lock and the GIL, and the
  * copy it reads (if any). */
@@ -54,11 +58,11 @@ static void reading_begin(struct reading *r)
     r->copied = false;
 }
 
-/* What to read for the shared tree: a copy of it; NULL if shared is, or
- * without memory. Once per reading. */
+/* What to read for the shared tree: a copy of it, or (in place) shared
+ * itself; NULL if shared is, or without memory. Once per reading. */
 static const struct prof_tree *reading_tree(struct reading *r, const struct prof_tree *shared)
 {
-    if (!shared)
+    if (!shared || __atomic_load_n(&in_place, __ATOMIC_RELAXED))
         return shared;
     r->copied = prof_tree_copy(&r->copy, shared) == 0;
     return r->copied ? &r->copy : NULL;
@@ -71,6 +75,11 @@ static void reading_end(struct reading *r)
         prof_tree_free(&r->copy);
     PyGILState_Release(r->gil);
     pthread_mutex_unlock(&copy_lock);
+}
+
+void prof_hook_read_in_place(void)
+{
+    __atomic_store_n(&in_place, true, __ATOMIC_RELAXED);
 }
 
 char *prof_hook_export(const char *format, size_t *len)
