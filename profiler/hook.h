@@ -42,6 +42,12 @@ PyObject *prof_hook_begin(uint64_t id);
 enum { PROF_END_CAP_REACHED = 1, PROF_END_HOOK_REPLACED = 2 };
 int prof_hook_end(PyObject *collector);
 
+/* The exports and pages below each read a copy of the tree they show
+ * (Python they run can let other threads change the shared one), one copy
+ * at a time in the process: another waits for it to end before it takes
+ * the GIL. Call them without the GIL, never from inside another's export
+ * (a finalizer that asks this server for one would wait for itself). */
+
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",
  * "speedscope", "callgrind", "tree" (for merging, see treeio.h) — malloc'd; NULL on error or an unknown name.
@@ -65,6 +71,12 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
  * (format "tree") to the accumulated profile. 0; 1 when some of its nodes
  * were past the node cap (counted, not recorded); or -1 when malformed. */
 int prof_hook_import(const char *text, size_t len);
+
+/* Once, before serving: exports and pages read the trees as they are, not
+ * copied. Only for a process whose trees no thread changes while one is
+ * read: a front (--workers), whose merge lock every reader and writer of
+ * its trees holds, and which runs no app. */
+void prof_hook_read_in_place(void);
 
 /* Any thread without the GIL: forget the accumulated profile. */
 void prof_hook_clear(void);

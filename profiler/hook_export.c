@@ -9,10 +9,13 @@
  * lets the GIL go (a socket's close, a log write) lets other threads in, and
  * a Clear then frees the shared trees and drops the code objects they held,
  * keep_if_slow replaces a kept tree, a request ending drains into the
- * accumulated tree and reorders its children. */
+ * accumulated tree and reorders its children. One copy exists at a time
+ * (copy_lock). A front (--workers) reads its trees in place: no thread
+ * changes them there while one is read (prof_hook_read_in_place). */
 #include "profiler/hook.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,57 @@
 #include "profiler/hook_internal.h"
 #include "profiler/text.h"
 #include "profiler/treeio.h"
+
+/* One copy of a tree at a time in this process: a copy takes 72 bytes a
+ * node (720 MB at the 10-million node cap), and exports on several network
+ * threads, each letting Python run (so the GIL go) while it reads its copy,
+ * held one each. Lock order: copy_lock, then the GIL. It is taken before
+ * the GIL and let go after it, never waited for with the GIL held: its
+ * holder may be waiting for the GIL (a finalizer let it go), and would
+ * never get it. Only reading_begin and reading_end take and drop it. */
+static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
+/* prof_hook_read_in_place: the trees are read as they are, not copied.
+ * Written once before serving. */
+static bool in_place;
+
+/* A page or an export reading the trees: copy_lock and the GIL, and the
+ * copy it reads (if any). */
+struct reading {
+    PyGILState_STATE gil;
+    struct prof_tree copy;
+    bool copied;
+};
+
+static void reading_begin(struct reading *r)
+{
+    pthread_mutex_lock(&copy_lock);
+    r->gil = PyGILState_Ensure();
+    r->copied = false;
+}
+
+/* What to read for the shared tree: a copy of it, or (in place) shared
+ * itself; NULL if shared is, or without memory. Once per reading. */
+static const struct prof_tree *reading_tree(struct reading *r, const struct prof_tree *shared)
+{
+    if (!shared || __atomic_load_n(&in_place, __ATOMIC_RELAXED))
+        return shared;
+    r->copied = prof_tree_copy(&r->copy, shared) == 0;
+    return r->copied ? &r->copy : NULL;
+}
+
+/* Frees the copy (which can run Python: its labels' release) under both. */
+static void reading_end(struct reading *r)
+{
+    if (r->copied)
+        prof_tree_free(&r->copy);
+    PyGILState_Release(r->gil);
+    pthread_mutex_unlock(&copy_lock);
+}
+
+void prof_hook_read_in_place(void)
+{
+    __atomic_store_n(&in_place, true, __ATOMIC_RELAXED);
+}
 
 char *prof_hook_export(const char *format, size_t *len)
 {
@@ -43,20 +97,19 @@ char *prof_hook_export(const char *format, size_t *len)
     for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
         if (strcmp(format, formats[i].name) != 0)
             continue;
-        PyGILState_STATE g = PyGILState_Ensure();
-        bool empty = !prof_hook_accumulated()->root.child && strcmp(format, "tree") != 0;
-        struct prof_tree copy;
+        struct reading r;
+        reading_begin(&r);
+        const struct prof_tree *t = prof_hook_accumulated();
+        bool empty = !t->root.child && strcmp(format, "tree") != 0;
         char *out = NULL;
         if (empty)
             out = calloc(1, 1);
-        else if (prof_tree_copy(&copy, prof_hook_accumulated()) == 0)
-            out = formats[i].fn(&copy, len);
+        else if ((t = reading_tree(&r, t)))
+            out = formats[i].fn(t, len);
         int why = errno; /* EFBIG: too large (export.h) */
         if (empty && out)
             *len = 0;
-        if (!empty)
-            prof_tree_free(&copy);
-        PyGILState_Release(g);
+        reading_end(&r);
         errno = why;
         return out;
     }
@@ -69,10 +122,11 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     struct prof_view view;
     prof_view_parse(&view, query);
     *bad_view = view.bad_sort;
-    PyGILState_STATE g = PyGILState_Ensure();
-    struct prof_tree copy, *t = &copy;
+    struct reading r;
+    reading_begin(&r);
+    const struct prof_tree *t = reading_tree(&r, prof_hook_accumulated());
     char *out = NULL;
-    if (prof_tree_copy(&copy, prof_hook_accumulated()) < 0) {
+    if (!t) {
         /* out of memory: NULL */
     } else if (json) {
         out = prof_functable_json(t, &view, len, bad_view);
@@ -107,8 +161,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         free(flame);
         free(table);
     }
-    prof_tree_free(&copy);
-    PyGILState_Release(g);
+    reading_end(&r);
     return out;
 }
 
@@ -118,10 +171,10 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     struct prof_view view;
     prof_view_parse(&view, query);
     char *out = NULL;
-    PyGILState_STATE g = PyGILState_Ensure();
+    struct reading r;
+    reading_begin(&r);
     uint64_t app_ns;
-    const struct prof_tree *shared = prof_hook_kept_tree(id, &app_ns);
-    struct prof_tree copy, *kept = shared && prof_tree_copy(&copy, shared) == 0 ? &copy : NULL;
+    const struct prof_tree *kept = reading_tree(&r, prof_hook_kept_tree(id, &app_ns));
     if (kept) {
         char base[4200];
         snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
@@ -140,9 +193,8 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
             t.failed = true;
         free(flame);
         out = prof_text_finish_len(&t, len);
-        prof_tree_free(kept);
     }
-    PyGILState_Release(g);
+    reading_end(&r);
     return out;
 }
 

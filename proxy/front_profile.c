@@ -600,6 +600,7 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
         .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
     };
     bool pull = cfg->profile_latency;
+    prof_hook_read_in_place(); /* every reader and writer of the trees holds merge_lock */
     workers = w;
     profile_path = cfg->profile_path;
     max_nodes = cfg->profile_max_nodes;

@@ -1,5 +1,5 @@
 """Helpers shared by test_workers.py and test_reload.py: the process tree of
-a front (read from /proc), waiting for a condition, and client load that
+a front and a process's memory (read from /proc), waiting for a condition, and client load that
 records every answer. They only observe and send HTTP; they never signal a
 process the test did not start.
 """
@@ -42,6 +42,22 @@ def descendants(pid):
         found.update(kids)
         todo.extend(kids)
     return found
+
+
+def memory_kib(pid, field):
+    """A field of a process's /proc status (VmRSS; VmHWM, its peak), in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/status" % (field, pid))
+
+
+def peak_from_now(pid):
+    """Reset a process's peak (VmHWM) to its VmRSS now; returns that."""
+    with open("/proc/%d/clear_refs" % pid, "w") as f:
+        f.write("5")
+    return memory_kib(pid, "VmRSS")
 
 
 def running(pid, starttime):
