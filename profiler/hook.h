@@ -44,9 +44,9 @@ int prof_hook_end(PyObject *collector);
 
 /* The exports and pages below each read a copy of the tree they show
  * (Python they run can let other threads change the shared one), one copy
- * at a time in the process: another waits for it to end before it takes
- * the GIL. Call them without the GIL, never from inside another's export
- * (a finalizer that asks this server for one would wait for itself). */
+ * at a time in the process: while one is made, another returns NULL with
+ * errno EBUSY at once (its network thread does not wait; the client is
+ * asked to try again). Call them without the GIL. */
 
 /* Any thread without the GIL (it is taken here): the accumulated profile in
  * one format — "pstats" (marshal of cProfile's stats dict), "collapsed",

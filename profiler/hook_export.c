@@ -34,10 +34,10 @@
 /* One copy of a tree at a time in this process: a copy takes 72 bytes a
  * node (720 MB at the 10-million node cap), and exports on several network
  * threads, each letting Python run (so the GIL go) while it reads its copy,
- * held one each. Lock order: copy_lock, then the GIL. It is taken before
- * the GIL and let go after it, never waited for with the GIL held: its
- * holder may be waiting for the GIL (a finalizer let it go), and would
- * never get it. Only reading_begin and reading_end take and drop it. */
+ * held one each. Lock order: copy_lock, then the GIL. It is tried before
+ * the GIL and let go after it, never waited for (reading_begin): the
+ * readers run on network threads. Only reading_begin and reading_end take
+ * and drop it. */
 static pthread_mutex_t copy_lock = PTHREAD_MUTEX_INITIALIZER;
 /* prof_hook_read_in_place: the trees are read as they are, not copied.
  * Written once before serving. */
@@ -51,11 +51,18 @@ struct reading {
     bool copied;
 };
 
-static void reading_begin(struct reading *r)
+/* false with errno EBUSY while another page or export reads: the callers
+ * are network threads, which must not wait (every connection on their loop
+ * would), so the client is told to try again (profile_pages.c: 503). */
+static bool reading_begin(struct reading *r)
 {
-    pthread_mutex_lock(&copy_lock);
+    if (pthread_mutex_trylock(&copy_lock) != 0) {
+        errno = EBUSY;
+        return false;
+    }
     r->gil = PyGILState_Ensure();
     r->copied = false;
+    return true;
 }
 
 /* What to read for the shared tree: a copy of it, or (in place) shared
@@ -98,7 +105,8 @@ char *prof_hook_export(const char *format, size_t *len)
         if (strcmp(format, formats[i].name) != 0)
             continue;
         struct reading r;
-        reading_begin(&r);
+        if (!reading_begin(&r))
+            return NULL;
         const struct prof_tree *t = prof_hook_accumulated();
         bool empty = !t->root.child && strcmp(format, "tree") != 0;
         char *out = NULL;
@@ -123,7 +131,8 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     prof_view_parse(&view, query);
     *bad_view = view.bad_sort;
     struct reading r;
-    reading_begin(&r);
+    if (!reading_begin(&r))
+        return NULL;
     const struct prof_tree *t = reading_tree(&r, prof_hook_accumulated());
     char *out = NULL;
     if (!t) {
@@ -172,7 +181,8 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     prof_view_parse(&view, query);
     char *out = NULL;
     struct reading r;
-    reading_begin(&r);
+    if (!reading_begin(&r))
+        return NULL;
     uint64_t app_ns;
     const struct prof_tree *kept = reading_tree(&r, prof_hook_kept_tree(id, &app_ns));
     if (kept) {

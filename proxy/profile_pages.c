@@ -146,6 +146,24 @@ static enum MHD_Result refuse_while_stopping(struct tf_request *req)
                            "from a part of them.", false);
 }
 
+/* Another page or export is reading the call tree (one copy of it at a
+ * time: hook.h); a network thread does not wait for it. */
+static bool busy(const char *made)
+{
+    return !made && errno == EBUSY;
+}
+
+static enum MHD_Result refuse_while_busy(struct tf_request *req)
+{
+    struct MHD_Response *r = tf_error_response(503, "Another profile page or export is being "
+                                               "made (one at a time: each copies the call "
+                                               "tree); try again in a moment.", false,
+                                               &req->bytes_out);
+    if (r)
+        MHD_add_response_header(r, "Retry-After", "1");
+    return tf_server_queue(req, 503, r);
+}
+
 /* 405 with the methods the path takes: Allow is required there (RFC 9110
  * 15.5.6), and a client (or a person with curl) learns what to send. */
 static enum MHD_Result refuse_method(struct tf_request *req, const char *allow)
@@ -213,6 +231,11 @@ static int save_one(const struct tf_server *server, const char *path, const char
         *stopping = true; /* a page's save: 503, as while they are handed over */
         return -1;
     }
+    if (!data && errno == EBUSY) { /* errno stays: save_profile's 503 says so */
+        tf_log_info("profile: %s not written now: another profile page or export was being "
+                    "made; Save again", flag);
+        return -1;
+    }
     if (!data && errno == EAGAIN) {
         tf_log_error("profile: %s not written now: the server is stopping and some workers "
                      "have not handed their profiles over yet (the stop writes it once they "
@@ -263,16 +286,19 @@ static bool has_profile_files(const struct tf_config *cfg)
 /* Write the configured profile files (--profile-log, --profile-callgrind)
  * from the accumulated profile; with nothing profiled, none (a file there
  * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
- * EAGAIN: a front's stop is taking its workers' profiles; none written). */
+ * EAGAIN: a front's stop is taking its workers' profiles, none written;
+ * EBUSY: another page or export was reading the tree). */
 static int save_profile(const struct tf_server *server)
 {
-    bool stopping = false;
+    bool stopping = false, busy_now = false;
     int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
+    busy_now |= a < 0 && errno == EBUSY;
     int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
                      &stopping);
+    busy_now |= b < 0 && errno == EBUSY;
     if (a == 0 && b == 0)
         return 0;
-    errno = stopping ? EAGAIN : EIO;
+    errno = stopping ? EAGAIN : busy_now ? EBUSY : EIO;
     return -1;
 }
 
@@ -294,6 +320,7 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     else if (sub_is(action, len, "/save")) {
         if (save_profile(server) < 0)
             return errno == EAGAIN ? refuse_while_stopping(req)
+                   : errno == EBUSY ? refuse_while_busy(req)
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
     } else if (sub_is(action, len, "/quiesce") && server->control && server->cfg->worker) {
@@ -403,18 +430,21 @@ static bool stop_refuses(const char *made)
     return !made && (errno == EAGAIN || errno == EINTR);
 }
 
-/* A control's body (send_report's), or the 503 of stop_refuses. */
+/* A control's body (send_report's), or the 503 of stop_refuses or busy. */
 static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, char *body,
                                       size_t len, const char *type, const char *filename)
 {
     if (stop_refuses(body))
         return refuse_while_stopping(req);
+    if (busy(body))
+        return refuse_while_busy(req);
     return send_report(req, status, body, len, type, filename);
 }
 
 /* The page itself: latency, the requests in flight, the function table
  * (the comparison's link before it with --mirror). NULL with errno EAGAIN
- * when the stop refuses (stop_refuses), else errno ENOMEM. */
+ * when the stop refuses (stop_refuses), EBUSY while another page or export
+ * reads the call tree (busy), else errno ENOMEM. */
 static char *main_page(const struct tf_server *server, const struct tf_profiler_controls *p,
                        const char *query, int in_flight)
 {
@@ -422,7 +452,7 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     bool bad_view = false; /* the table says so */
     errno = 0;
     char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
-    if (stop_refuses(table))
+    if (p && (stop_refuses(table) || busy(table)))
         return NULL;
     char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
     errno = 0;
@@ -527,7 +557,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         errno = 0;
         body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
                                     server->cfg->profile_path, &n) : NULL;
-        if (!body && !stop_refuses(body))
+        if (!body && !stop_refuses(body) && !busy(body))
             return tf_server_reply(req, 404, p->refresh /* a front */
                                    ? "No call tree was kept for that request (function profiling "
                                      "off, not among the slowest, or its worker has stopped)."
