@@ -231,9 +231,10 @@ static int save_one(const struct tf_server *server, const char *path, const char
         *stopping = true; /* a page's save: 503, as while they are handed over */
         return -1;
     }
-    if (!data && errno == EBUSY) { /* errno stays: save_profile's 503 says so */
+    if (!data && errno == EBUSY) {
         tf_log_info("profile: %s not written now: another profile page or export was being "
                     "made; Save again", flag);
+        errno = EBUSY; /* after the log's own calls: save_profile's 503 says so */
         return -1;
     }
     if (!data && errno == EAGAIN) {
