@@ -160,13 +160,11 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
         return NULL;
     }
     if (exc_info != Py_None) {
-        PyObject *caught = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3
-                               ? PyTuple_GET_ITEM(exc_info, 1) : NULL; /* borrowed */
-        if (!task->sent && caught && wsgi_watchdog_is_timeout(caught))
+        PyObject *value = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3
+                              ? PyTuple_GET_ITEM(exc_info, 1) : NULL; /* borrowed */
+        if (!task->sent && value && wsgi_watchdog_is_timeout(value))
             task->timeout_answered = true; /* run.c: not turned into the 504 */
         if (task->sent) { /* too late to change the status: re-raise (PEP 3333) */
-            PyObject *value = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3
-                                  ? PyTuple_GET_ITEM(exc_info, 1) : NULL; /* borrowed */
             if (!value || !PyExceptionInstance_Check(value)) {
                 PyErr_SetString(PyExc_TypeError,
                                 "start_response: exc_info must be sys.exc_info() of a raised exception");
