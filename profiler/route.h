@@ -1,6 +1,7 @@
 /* route.h — the route key a request's latency is recorded under: its path
  * without the query, with id-like segments folded so /ticket/123 and
- * /ticket/456 are one route, /ticket/:id. Pure function, no allocation. */
+ * /ticket/456 are one route, /ticket/:id. No allocation; the one setting,
+ * prof_route_keep_leading, is written before serving. */
 #ifndef PROF_ROUTE_H
 #define PROF_ROUTE_H
 
@@ -11,5 +12,10 @@
  * is all digits, or 8+ hex digits with at least one digit (a changeset or
  * hash), or a UUID becomes ":id". Returns the key length. */
 size_t prof_route_key(const char *target, size_t len, char *out, size_t cap);
+
+/* Never fold the first n segments: they name something, not an id (under
+ * --trac-env-parent-dir, --mount's segments and the project's folder: the
+ * projects 2024 and 2025 are two routes). 0 until set. */
+void prof_route_keep_leading(unsigned n);
 
 #endif

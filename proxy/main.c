@@ -22,6 +22,7 @@
 #include "proxy/server.h"
 #include "proxy/service_notify.h"
 #include "proxy/socket_activation.h"
+#include "proxy/trac_projects.h"
 #include "proxy/request.h"
 #include "proxy/upstream.h"
 #include "proxy/worker_env.h"
@@ -32,6 +33,7 @@
 #include "profiler/frame_hook.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
+#include "profiler/route.h"
 #include "wsgi/interp.h"
 #include "wsgi/options.h"
 #include "wsgi/pool.h"
@@ -257,9 +259,22 @@ static void say_profiler_caveats(const struct tf_config *cfg)
                     "--profile-builtins=true counts them", Py_GetVersion());
 }
 
-/* The function profiler's settings (a front's too: it renders the merged profile). */
+/* The segments of --mount ("/a/b": 2). */
+static unsigned mount_segments(const char *mount)
+{
+    unsigned n = 0;
+    for (const char *p = mount; *p; p++)
+        n += *p != '/' && (p == mount || p[-1] == '/');
+    return n;
+}
+
+/* The profiler's settings (a front's too: it renders the merged profile).
+ * Under a Trac parent folder, the first segment after --mount names a
+ * project: never folded into a route's :id. */
 static void configure_profiler(const struct tf_config *cfg)
 {
+    if (tf_trac_projects(cfg).parent_dir)
+        prof_route_keep_leading(mount_segments(cfg->mount) + 1);
     prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
                         cfg->profile_builtins,
                         cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));

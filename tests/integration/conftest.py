@@ -151,6 +151,19 @@ def refused(port):
     return False
 
 
+def fake_trac(tmp_path):
+    """A package named trac whose dispatch_request is tests/apps/auth_app.py's
+    application (it answers JSON with the path and REMOTE_USER): what
+    --trac-env and --trac-env-parent-dir do, without needing Trac itself.
+    Returns the folder to give --pythonpath."""
+    web = tmp_path / "fake" / "trac" / "web"
+    web.mkdir(parents=True)
+    (web.parent / "__init__.py").write_text("")
+    (web / "__init__.py").write_text("")
+    (web / "main.py").write_text("from auth_app import application as dispatch_request\n")
+    return web.parent.parent
+
+
 def start_server(workdir, *args, env=None, expect_fail=False, timeout=30, preexec_fn=None,
                  binary=None, apps=None):
     workdir = pathlib.Path(workdir)

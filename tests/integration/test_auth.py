@@ -23,7 +23,7 @@ import pytest
 import requests
 from requests.auth import HTTPDigestAuth
 
-from conftest import APPS
+from conftest import APPS, fake_trac
 from workers_util import children, wait_for
 
 if not shutil.which("htpasswd") or not shutil.which("htdigest"):
@@ -796,17 +796,6 @@ def test_password_file_gone_refuses_instead_of_keeping_old_users(tracfront, file
 
 
 # --- projects ----------------------------------------------------------------------------
-
-
-def fake_trac(tmp_path):
-    """A package named trac whose dispatch_request is auth_app: the parent-dir
-    and --trac-env path logic without needing Trac itself."""
-    web = tmp_path / "fake" / "trac" / "web"
-    web.mkdir(parents=True)
-    (web.parent / "__init__.py").write_text("")
-    (web / "__init__.py").write_text("")
-    (web / "main.py").write_text("from auth_app import application as dispatch_request\n")
-    return web.parent.parent
 
 
 def test_parent_dir_projects(tracfront, files, tmp_path):

@@ -8,6 +8,8 @@ import time
 import pytest
 import requests
 
+from conftest import fake_trac
+
 APP = ("--app", "robust_apps:app")
 
 
@@ -44,6 +46,26 @@ def test_routes_fold_ids_and_count(tracfront):
     for r in routes.values():
         assert r["p50_us"] <= r["p90_us"] <= r["p99_us"] <= r["max_us"]
         assert r["ttfb_p50_us"] <= r["max_us"]
+
+
+@pytest.mark.parametrize("mount", ["", "/trac"])
+def test_trac_project_names_are_never_folded(tracfront, tmp_path, mount):
+    """Under --trac-env-parent-dir the first segment (after --mount) names a
+    project: projects 2024 and 2025 are two routes, not /:id; ids further on
+    still fold."""
+    parent = tmp_path / "projects"
+    for name in ("2024", "2025", "deadbeef42"):
+        (parent / name).mkdir(parents=True)
+    args = ("--trac-env-parent-dir", parent, "--pythonpath", fake_trac(tmp_path))
+    srv = tracfront(*args, *(("--mount", mount) if mount else ()))
+    base = srv.url + mount.lstrip("/") + ("/" if mount else "")
+    for path in ("2024/wiki", "2025/wiki", "2025/wiki", "deadbeef42/ticket/7", "2024/ticket/8"):
+        assert requests.get(base + path, timeout=10).status_code == 200
+    routes = latency(srv, settle=(mount + "/2024/ticket/:id", 1))
+    assert routes[(mount + "/2024/wiki", "wsgi")]["count"] == 1, routes.keys()
+    assert routes[(mount + "/2025/wiki", "wsgi")]["count"] == 2
+    assert routes[(mount + "/deadbeef42/ticket/:id", "wsgi")]["count"] == 1
+    assert not any("/:id/" in route for route, _ in routes), routes.keys()
 
 
 def test_profile_path_never_reaches_the_app(tracfront):

@@ -78,12 +78,27 @@ static void test_truncation(void **state)
     assert_string_equal(big, "/t/:id");
 }
 
+/* Leading segments kept as written (a --mount and a Trac project folder):
+ * counted as segments, not slashes; ids after them still fold. */
+static void test_keep_leading(void **state)
+{
+    (void)state;
+    prof_route_keep_leading(2);
+    expect_key("/trac/2024/ticket/5", "/trac/2024/ticket/:id");
+    expect_key("/trac//2024/7", "/trac//2024/:id");
+    expect_key("/2024", "/2024");
+    expect_key("/123/456/789", "/123/456/:id");
+    prof_route_keep_leading(0);
+    expect_key("/123/456", "/:id/:id");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folding),
         cmocka_unit_test(test_percent_escapes),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_keep_leading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
