@@ -213,8 +213,10 @@ static bool begins(const char *msg, const char *text)
 }
 
 /* libmicrohttpd's line about a client that went away: it closed or reset
- * the connection with its request unfinished, or reset it during the answer
- * (EPIPE, ECONNRESET: a browser that stopped a download). */
+ * the connection with its request unfinished (a reset with much of the body
+ * unread reads as a closure: "... due to the error: detected connection
+ * closure"), or reset it during the answer (EPIPE, ECONNRESET: a browser
+ * that stopped a download). */
 static bool client_left(const char *fmt, const char *msg)
 {
     if (strstr(fmt, "closed by remote side") ||
@@ -226,7 +228,8 @@ static bool client_left(const char *fmt, const char *msg)
     for (const char *p = msg; (p = strstr(p, "rror: ")); p++)
         why = p;
     return why && (strstr(why, "no longer available for sending") ||
-                   strstr(why, "forcibly closed by remote peer"));
+                   strstr(why, "forcibly closed by remote peer") ||
+                   strstr(why, "detected connection closure"));
 }
 
 /* libmicrohttpd's line about a request it refused itself for the client's
