@@ -3,6 +3,7 @@
  * signals itself), and the interpreter is Debian's /usr/bin/python3 (or the
  * --venv one) whatever python3 comes first on PATH. */
 #include "wsgi/interp.h"
+#include "wsgi/watchdog.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -167,6 +168,11 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
     if (cfg->workers) { /* a front: Python only to render the merged profile */
         main_thread_state = PyEval_SaveThread();
         return 0;
+    }
+    if (wsgi_watchdog_python_init() < 0) {
+        PyErr_Print();
+        snprintf(err, errlen, "cannot create the module tracfront (see the error log)");
+        goto fail;
     }
     if (!(wsgi_ctx.app = wsgi_app_load(cfg, err, errlen)))
         goto fail;

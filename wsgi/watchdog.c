@@ -35,7 +35,8 @@ static struct {
     const char *action;  /* "log" or "504" */
     unsigned worker_pid; /* a worker's (the front labels its part of the page), or 0 */
 } settings;
-static PyObject *timeout_exc; /* tracfront.RequestTimeout (GIL; set once, never freed) */
+static PyObject *timeout_exc; /* tracfront.RequestTimeout (GIL; set once, never freed):
+                                 wsgi_watchdog_python_init's */
 static PyObject *noop;        /* `lambda: None`: running it delivers a pending async exception */
 
 /* The watchdog thread and its stop signal. */
@@ -380,9 +381,7 @@ static void *watch(void *arg)
     return NULL;
 }
 
-/* GIL held: the module `tracfront` (in sys.modules, so apps can import it)
- * with RequestTimeout, and the no-op. 0 or -1 (exception set). */
-static int make_python_objects(void)
+int wsgi_watchdog_python_init(void)
 {
     PyObject *module = PyImport_AddModule("tracfront"); /* borrowed */
     if (!module)
@@ -412,15 +411,6 @@ int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen)
     settings.action = cfg->request_timeout_action ? cfg->request_timeout_action : "log";
     settings.interrupt = !strcmp(settings.action, "504");
     settings.worker_pid = cfg->worker ? (unsigned)getpid() : 0;
-    PyGILState_STATE g = PyGILState_Ensure();
-    int rc = make_python_objects();
-    if (rc < 0)
-        PyErr_Print();
-    PyGILState_Release(g);
-    if (rc < 0) {
-        snprintf(err, errlen, "cannot create tracfront.RequestTimeout (see the error log)");
-        return -1;
-    }
     if (settings.timeout <= 0)
         return 0;
     pthread_condattr_t attr;

@@ -40,10 +40,16 @@ struct wsgi_watch {
     bool interrupted;           /* RequestTimeout was raised in the thread */
 };
 
-/* Main thread, after the app is loaded and before requests run (takes the
- * GIL itself): create tracfront.RequestTimeout, and with cfg->request_timeout
- * start the watchdog thread. Returns 0, or -1 with the reason in err. */
+/* Main thread, after the app is loaded and before requests run: with
+ * cfg->request_timeout, start the watchdog thread. Returns 0, or -1 with the
+ * reason in err. */
 int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen);
+
+/* With the GIL, before the app is imported (so its module can `import
+ * tracfront` at the top, as `import uwsgi` under uWSGI): the module
+ * `tracfront` in sys.modules, with RequestTimeout. 0, or -1 with the
+ * exception set. */
+int wsgi_watchdog_python_init(void);
 /* Stop the watchdog thread (before the app threads stop). GIL not held. */
 void wsgi_watchdog_stop(void);
 

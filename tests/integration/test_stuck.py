@@ -282,6 +282,36 @@ def test_bad_action_is_refused_at_start(tracfront):
     assert "--request-timeout-action: 'kill' is not log or 504" in srv.stderr
 
 
+TOP_LEVEL_IMPORT_APP = """
+import time
+import tracfront
+from tracfront import RequestTimeout
+
+
+def app(environ, start_response):
+    try:
+        time.sleep(0.01)
+        while True:
+            pass
+    except RequestTimeout:
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain")],
+                       __import__("sys").exc_info())
+        return [b"caught " + tracfront.__name__.encode()]
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("--workers", "1")])
+def test_request_timeout_importable_when_the_app_module_loads(tracfront, tmp_path, workers):
+    """uWSGI's `import uwsgi` and mod_wsgi's `import mod_wsgi` work at the top
+    of the app's module: so does `import tracfront`, which is there before
+    the app is imported."""
+    (tmp_path / "top_import_app.py").write_text(TOP_LEVEL_IMPORT_APP)
+    srv = tracfront("--app", "top_import_app:app", "--pythonpath", tmp_path,
+                    "--request-timeout", "0.5", "--request-timeout-action", "504", *workers)
+    status, body = get(srv, "/")
+    assert (status, body) == (503, b"caught tracfront")
+
+
 def test_request_timeout_exception_is_importable(tracfront):
     srv = tracfront("--app", APP, "--threads", "1")
     status, body = get(srv, "/exception")
