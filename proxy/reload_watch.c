@@ -1,14 +1,60 @@
 /* reload_watch.c — the changes --reload reacts to (see reload_watch.h):
- * files stamped after a mark, and a signature of the Trac environments'
- * plugins/ folders (names, sizes, times) and conf/trac.ini files. */
+ * the app's files (the union of the workers' lists) stamped after a mark,
+ * and a signature of the Trac environments' plugins/ folders (names, sizes,
+ * times) and conf/trac.ini files. */
 #include "proxy/reload_watch.h"
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "proxy/trac_projects.h"
+
+static int compare_paths(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int tf_reload_files_add(struct tf_reload_files *files, const char *list, size_t len)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += list[i] == '\n';
+    char **paths = realloc(files->paths, (files->n + lines) * sizeof(*paths));
+    if (!paths)
+        return -1;
+    files->paths = paths;
+    size_t n = files->n;
+    int rc = 0;
+    for (const char *line = list, *end = list + len; rc == 0 && line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t k = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (k && !(paths[n++] = strndup(line, k))) {
+            n--;
+            rc = -1;
+        }
+        line += k + 1;
+    }
+    qsort(paths, n, sizeof(*paths), compare_paths);
+    files->n = 0; /* keep each once */
+    for (size_t i = 0; i < n; i++)
+        if (files->n && !strcmp(paths[files->n - 1], paths[i]))
+            free(paths[i]);
+        else
+            paths[files->n++] = paths[i];
+    return rc;
+}
+
+void tf_reload_files_free(struct tf_reload_files *files)
+{
+    for (size_t i = 0; i < files->n; i++)
+        free(files->paths[i]);
+    free(files->paths);
+    files->paths = NULL;
+    files->n = 0;
+}
 
 static bool newer(const struct stat *st, const struct timespec *since)
 {
@@ -70,23 +116,24 @@ static uint64_t tree_signature(const struct tf_config *cfg)
 
 /* The first of files stamped after since (and not past until), or NULL;
  * *mtime is its time. */
-static const char *file_newer(char *const *files, size_t n, const struct timespec *since,
+static const char *file_newer(const struct tf_reload_files *files, const struct timespec *since,
                               const struct timespec *until, struct timespec *mtime)
 {
     struct stat st;
-    for (size_t i = 0; i < n; i++)
-        if (stat(files[i], &st) == 0 && newer(&st, since) && !(until && newer(&st, until))) {
+    for (size_t i = 0; files && i < files->n; i++)
+        if (stat(files->paths[i], &st) == 0 && newer(&st, since) &&
+            !(until && newer(&st, until))) {
             *mtime = st.st_mtim;
-            return files[i];
+            return files->paths[i];
         }
     return NULL;
 }
 
 bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_config *cfg,
-                             char *const *files, size_t n, char *why, size_t cap)
+                             const struct tf_reload_files *files, char *why, size_t cap)
 {
     struct timespec mtime;
-    const char *file = file_newer(files, n, &rw->checked_since, NULL, &mtime);
+    const char *file = file_newer(files, &rw->checked_since, NULL, &mtime);
     if (file) {
         snprintf(why, cap, "%s changed", file);
         return true;
@@ -105,12 +152,12 @@ bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_c
  * edits after it would go unseen. */
 #define AHEAD_MAX_S 5
 void tf_reload_watch_mark(struct tf_reload_watch *rw, const struct tf_config *cfg,
-                          char *const *files, size_t n)
+                          const struct tf_reload_files *files)
 {
     clock_gettime(CLOCK_REALTIME_COARSE, &rw->checked_since); /* the clock file times come from */
     struct timespec until = rw->checked_since, mtime;
     until.tv_sec += AHEAD_MAX_S;
-    while (file_newer(files, n, &rw->checked_since, &until, &mtime))
+    while (file_newer(files, &rw->checked_since, &until, &mtime))
         rw->checked_since = mtime;
     rw->tree_signature = tree_signature(cfg);
 }

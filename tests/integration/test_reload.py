@@ -185,6 +185,39 @@ def test_failed_reload_keeps_the_old_generation(tracfront, tmp_path):
     assert "3" not in versions
 
 
+def import_in(srv, pid, name):
+    """Have worker pid import module name (new connections until one lands
+    there); the others do not import it."""
+    for _ in range(500):
+        status, body = fetch(requests, srv.url + "import?name=%s&pid=%d" % (name, pid), timeout=10)
+        assert status == 200, body
+        if body["imported"]:
+            return
+    raise AssertionError("no request reached worker %d" % pid)
+
+
+def test_a_module_only_one_worker_imported_is_watched(tracfront, tmp_path):
+    # Every worker's modules are watched, not the first one's only: a module
+    # that one worker imported and the other did not (a Trac plugin from a
+    # shared plugins_dir, loaded where that project's first request landed)
+    # must reload when edited, else the two serve different code.
+    lazy = tmp_path / "lazy"
+    lazy.mkdir()
+    for n in (1, 2):
+        (lazy / ("lazy_%d.py" % n)).write_text("VALUE = 1\n")
+    srv = tracfront(*APP, "--reload", "--workers", "2", "--pythonpath", plugin_dir(tmp_path),
+                    "--pythonpath", lazy)
+    gone = set()
+    for n in (1, 2):  # one worker of the two, then the other of the next two: one is not the first
+        pids = wait_for(lambda: (lambda k: len(k) == 2 and not gone & set(k) and sorted(k))(
+            children(srv.proc.pid)), 30, "the two workers of generation %d" % n)
+        import_in(srv, pids[n - 1], "lazy_%d" % n)
+        (lazy / ("lazy_%d.py" % n)).write_text("VALUE = 22\n")
+        wait_for(lambda: serving_count(srv) == n, 30, "a reload after lazy_%d.py changed" % n)
+        assert log_lines(srv, "lazy_%d.py changed" % n), srv.error_log[-3000:]
+        gone |= set(pids)
+
+
 def test_worker_start_timeout_bounds_a_hanging_generation(tracfront, tmp_path):
     plugins = plugin_dir(tmp_path)
     srv = tracfront(*APP, "--reload", "--worker-start-timeout", "2", "--pythonpath", plugins)
