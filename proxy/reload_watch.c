@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxy/platform.h"
 #include "proxy/trac_projects.h"
 
 static int compare_paths(const void *a, const void *b)
@@ -114,35 +115,61 @@ static uint64_t tree_signature(const struct tf_config *cfg)
     return h;
 }
 
-/* The first of files stamped after since (and not past until), or NULL;
- * *mtime is its time. */
-static const char *file_newer(const struct tf_reload_files *files, const struct timespec *since,
-                              const struct timespec *until, struct timespec *mtime)
+/* The index of the first of files from i on stamped after since (and not
+ * past until), its stat in *st; files->n if none. */
+static size_t file_newer(const struct tf_reload_files *files, size_t i,
+                         const struct timespec *since, const struct timespec *until,
+                         struct stat *st)
 {
-    struct stat st;
-    for (size_t i = 0; files && i < files->n; i++)
-        if (stat(files->paths[i], &st) == 0 && newer(&st, since) &&
-            !(until && newer(&st, until))) {
-            *mtime = st.st_mtim;
-            return files->paths[i];
-        }
-    return NULL;
+    for (; files && i < files->n; i++)
+        if (stat(files->paths[i], st) == 0 && newer(st, since) && !(until && newer(st, until)))
+            return i;
+    return files ? files->n : 0;
 }
 
-bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_config *cfg,
+/* What changed since the mark, as one number (paths, times and sizes of
+ * the files changed, and the Trac tree's signature), the first changed file
+ * in *first; false if nothing did. */
+static bool change_signature(const struct tf_reload_watch *rw, const struct tf_config *cfg,
+                             const struct tf_reload_files *files, uint64_t *h,
+                             const char **first)
+{
+    struct stat st;
+    size_t n = files ? files->n : 0, i = file_newer(files, 0, &rw->checked_since, NULL, &st);
+    *first = i < n ? files->paths[i] : NULL;
+    *h = tree_signature(cfg);
+    bool changed = *h != rw->tree_signature || *first;
+    for (; i < n; i = file_newer(files, i + 1, &rw->checked_since, NULL, &st)) {
+        *h = mix(*h, files->paths[i], strlen(files->paths[i]));
+        *h = mix(mix(*h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    }
+    return changed;
+}
+
+/* A change counts once it has stayed the same for a check: trac-admin
+ * initenv, a copy or an unpacked plugin write for a second or more, and a
+ * reload in the middle would start workers on half of it. Checks come
+ * about every second; one sooner (a SIGCHLD brings it) must not count. */
+#define SETTLE_US 900000u
+bool tf_reload_watch_changed(struct tf_reload_watch *rw, const struct tf_config *cfg,
                              const struct tf_reload_files *files, char *why, size_t cap)
 {
-    struct timespec mtime;
-    const char *file = file_newer(files, &rw->checked_since, NULL, &mtime);
-    if (file) {
+    uint64_t h, now = tf_now_us();
+    const char *file;
+    bool changed = change_signature(rw, cfg, files, &h, &file);
+    if (!changed || !rw->settling || h != rw->settling_signature) {
+        rw->settling = changed; /* a new change (or none): wait for it to settle */
+        rw->settling_signature = h;
+        rw->settling_since = now;
+        return false;
+    }
+    if (now - rw->settling_since < SETTLE_US)
+        return false;
+    if (file)
         snprintf(why, cap, "%s changed", file);
-        return true;
-    }
-    if (tree_signature(cfg) != rw->tree_signature) {
+    else
         snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
-        return true;
-    }
-    return false;
+    return true;
 }
 
 /* A file can be stamped a little ahead of the coarse clock (by a few ms
@@ -155,9 +182,11 @@ void tf_reload_watch_mark(struct tf_reload_watch *rw, const struct tf_config *cf
                           const struct tf_reload_files *files)
 {
     clock_gettime(CLOCK_REALTIME_COARSE, &rw->checked_since); /* the clock file times come from */
-    struct timespec until = rw->checked_since, mtime;
+    struct timespec until = rw->checked_since;
+    struct stat st;
     until.tv_sec += AHEAD_MAX_S;
-    while (file_newer(files, &rw->checked_since, &until, &mtime))
-        rw->checked_since = mtime;
+    while (file_newer(files, 0, &rw->checked_since, &until, &st) < (files ? files->n : 0))
+        rw->checked_since = st.st_mtim;
     rw->tree_signature = tree_signature(cfg);
+    rw->settling = false;
 }

@@ -60,6 +60,11 @@ def serving_count(srv):
     return len(log_lines(srv, "reload: new workers are serving"))
 
 
+def reload_count(srv):
+    """How many reloads began (for whatever cause)."""
+    return len([line for line in log_lines(srv, "reload: ") if "; starting " in line])
+
+
 def test_reload_implies_one_worker(tracfront, tmp_path):
     srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path))
     assert re.search(r"listening on http://\S+ \(.*\b1 worker", srv.stderr), srv.stderr
@@ -404,10 +409,7 @@ def test_projects_given_through_env_are_watched(tracfront, tmp_path, given):
     and conf/trac.ini are watched as with --trac-env. Only the file system is
     read, so any app serves here."""
     parent = tmp_path / "projects"
-    env = parent / "demo"
-    (env / "conf").mkdir(parents=True)
-    (env / "plugins").mkdir()
-    (env / "conf" / "trac.ini").write_text("[trac]\n")
+    env = project_folder(parent, "demo")
     value = env if given == "trac.env_path" else parent
     srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path),
                     "--env", "%s=%s" % (given, value))
@@ -419,3 +421,51 @@ def test_projects_given_through_env_are_watched(tracfront, tmp_path, given):
     with open(env / "conf" / "trac.ini", "a") as f:
         f.write("[reload_test]\nchanged = yes\n")
     wait_for(lambda: serving_count(srv) > before, 30, "a reload after trac.ini changed")
+
+
+def project_folder(parent, name):
+    """A folder shaped as a Trac environment, as far as --reload looks:
+    conf/trac.ini and plugins/."""
+    env = parent / name
+    (env / "conf").mkdir(parents=True)
+    (env / "plugins").mkdir()
+    (env / "conf" / "trac.ini").write_text("[trac]\n")
+    return env
+
+
+def append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def serve_projects(tracfront, tmp_path, parent):
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path),
+                    "--env", "trac.env_parent_dir=%s" % parent)
+    assert version(srv)["version"] == "1"
+    return srv
+
+
+def test_a_change_made_in_several_steps_reloads_once(tracfront, tmp_path):
+    # `trac-admin DIR/new initenv` writes for a second or more: the reload
+    # waits until what it watches has stayed the same for a check, rather
+    # than start workers on a half-made project and then reload again.
+    parent = tmp_path / "projects"
+    project_folder(parent, "demo")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    new = parent / "new"
+    steps = (lambda: new.mkdir(),
+             lambda: project_folder(parent, "new"),  # conf/trac.ini, plugins/
+             lambda: (new / "plugins" / "a.py").write_text("A = 1\n"),
+             lambda: append(new / "conf" / "trac.ini", "[a]\n"),
+             lambda: (new / "plugins" / "b.py").write_text("B = 1\n"),
+             lambda: append(new / "conf" / "trac.ini", "[b]\n"))
+    for step in steps:  # a change every 0.3 s for 1.5 s
+        step()
+        time.sleep(0.3)
+    wait_for(lambda: serving_count(srv) >= 1, 30, "a reload after the project was made")
+    time.sleep(3)  # three checks more: time for a second reload, were one to come
+    assert reload_count(srv) == 1, srv.error_log[-3000:]
+    append(new / "conf" / "trac.ini", "[c]\n")  # a single change still reloads
+    wait_for(lambda: serving_count(srv) == 2, 30, "a reload after trac.ini changed")
+    assert reload_count(srv) == 2, srv.error_log[-3000:]
+
