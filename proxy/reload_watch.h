@@ -1,9 +1,9 @@
 /* reload_watch.h — what a front's --reload watches: the app's Python files
- * (the lists the workers give, workers.c asks for them) and, for Trac, each
- * environment's plugins/ folder and conf/trac.ini. A change after the last
- * mark starts a reload once it has settled. It only reads the file system
- * (stat, readdir): it never asks the workers, and its checks allocate only
- * what readdir needs. Main thread only. */
+ * (the lists the workers give, workers.c asks for them) and, for Trac, the
+ * project folders with each one's conf/trac.ini and the plugins Trac loads.
+ * A change after the last mark starts a reload once it has settled. It only
+ * reads the file system (stat, readdir): it never asks the workers, and its
+ * checks allocate only what readdir needs. Main thread only. */
 #ifndef TF_RELOAD_WATCH_H
 #define TF_RELOAD_WATCH_H
 
@@ -26,9 +26,15 @@ struct tf_reload_files {
 int tf_reload_files_add(struct tf_reload_files *files, const char *list, size_t len);
 void tf_reload_files_free(struct tf_reload_files *files);
 
+/* Signatures of the Trac projects served. */
+struct tf_reload_tree {
+    uint64_t all;                  /* project names, trac.ini files, plugins */
+    uint64_t projects;             /* the project folders' names alone */
+};
+
 struct tf_reload_watch {
     struct timespec checked_since; /* files changed after this start a reload */
-    uint64_t tree_signature;       /* plugins/ and trac.ini as they were then */
+    struct tf_reload_tree tree;    /* the projects as they were then */
     bool settling;                 /* a change was seen; it counts once it stays */
     uint64_t settling_signature;   /* what it was (change_signature) */
     uint64_t settling_since;       /* tf_now_us when it was first seen so */

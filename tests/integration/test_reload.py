@@ -469,3 +469,26 @@ def test_a_change_made_in_several_steps_reloads_once(tracfront, tmp_path):
     wait_for(lambda: serving_count(srv) == 2, 30, "a reload after trac.ini changed")
     assert reload_count(srv) == 2, srv.error_log[-3000:]
 
+
+def test_files_trac_never_reads_make_no_reload(tracfront, tmp_path):
+    # Trac takes only folders in the parent folder as projects (not those
+    # its .tracignore names, by default none starting with a dot), and loads
+    # only plugins/*.py and *.egg: nothing else there makes a reload.
+    parent = tmp_path / "projects"
+    demo = project_folder(parent, "demo")
+    (parent / ".tracignore").write_text("# not projects\n old-* \n.*\n")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    (parent / "NOTES.txt").write_text("hi\n")
+    (parent / "backup.tgz").write_bytes(b"\0" * 100)
+    (demo / "plugins" / "hello.py.orig").write_text("X = 1\n")
+    (demo / "plugins" / "README").write_text("plugins go here\n")
+    project_folder(parent, "old-demo")
+    project_folder(parent, ".snapshot")
+    time.sleep(3.5)  # more than three checks
+    assert reload_count(srv) == 0, srv.error_log[-3000:]
+    project_folder(parent, "other")
+    wait_for(lambda: serving_count(srv) == 1, 30, "a reload after a project folder was added")
+    assert [line for line in log_lines(srv, "reload: ") if str(parent) in line], srv.error_log
+    (demo / "plugins" / "hello.py").write_text("X = 1\n")
+    wait_for(lambda: serving_count(srv) == 2, 30, "a reload after a plugin was added")
+    assert log_lines(srv, "%s changed" % (demo / "plugins" / "hello.py")), srv.error_log[-3000:]
