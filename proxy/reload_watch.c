@@ -1,14 +1,65 @@
 /* reload_watch.c — the changes --reload reacts to (see reload_watch.h):
- * files stamped after a mark, and a signature of the Trac environments'
- * plugins/ folders (names, sizes, times) and conf/trac.ini files. */
+ * the app's files (the union of the workers' lists) stamped after a mark,
+ * and a signature of what Trac reads of the projects served: the project
+ * folders' names, each conf/trac.ini, and the plugins (names, sizes, times).
+ * Nothing else in those folders counts: notes, backups and editors' copies
+ * reload nothing. */
 #include "proxy/reload_watch.h"
 
+#include <ctype.h>
 #include <dirent.h>
+#include <fnmatch.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proxy/platform.h"
 #include "proxy/trac_projects.h"
+
+static int compare_paths(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int tf_reload_files_add(struct tf_reload_files *files, const char *list, size_t len)
+{
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += list[i] == '\n';
+    char **paths = realloc(files->paths, (files->n + lines) * sizeof(*paths));
+    if (!paths)
+        return -1;
+    files->paths = paths;
+    size_t n = files->n;
+    int rc = 0;
+    for (const char *line = list, *end = list + len; rc == 0 && line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        size_t k = nl ? (size_t)(nl - line) : (size_t)(end - line);
+        if (k && !(paths[n++] = strndup(line, k))) {
+            n--;
+            rc = -1;
+        }
+        line += k + 1;
+    }
+    qsort(paths, n, sizeof(*paths), compare_paths);
+    files->n = 0; /* keep each once */
+    for (size_t i = 0; i < n; i++)
+        if (files->n && !strcmp(paths[files->n - 1], paths[i]))
+            free(paths[i]);
+        else
+            paths[files->n++] = paths[i];
+    return rc;
+}
+
+void tf_reload_files_free(struct tf_reload_files *files)
+{
+    for (size_t i = 0; i < files->n; i++)
+        free(files->paths[i]);
+    free(files->paths);
+    files->paths = NULL;
+    files->n = 0;
+}
 
 static bool newer(const struct stat *st, const struct timespec *since)
 {
@@ -24,78 +75,227 @@ static uint64_t mix(uint64_t h, const void *data, size_t n)
     return h;
 }
 
-/* One Trac environment: its plugins/ folder (names, sizes, times) and
- * conf/trac.ini. */
-static uint64_t env_signature(uint64_t h, const char *env)
+/* --- the Trac projects: what Trac reads of them, no more ------------------ */
+
+enum watched { PROJECT, TRAC_INI, PLUGINS, PLUGIN };
+/* Called for each thing watched; path and st are its. */
+typedef void visit_fn(void *arg, enum watched kind, const char *path, const struct stat *st);
+
+/* Trac loads plugins/'s *.py (a glob, which passes dot names over) and
+ * *.egg (pkg_resources), nothing else there (trac/loader.py). */
+static bool is_plugin(const char *name)
 {
-    char path[4096];
+    size_t n = strlen(name);
+    return name[0] != '.' && ((n > 3 && !strcmp(name + n - 3, ".py")) ||
+                              (n > 4 && !strcmp(name + n - 4, ".egg")));
+}
+
+/* One environment: conf/trac.ini, the plugins/ folder itself (only to name
+ * a change: an entry Trac does not load changes its time too), and each
+ * plugin in it. */
+static void visit_env(const char *env, visit_fn *fn, void *arg)
+{
+    char path[4096], file[4400];
     struct stat st;
     snprintf(path, sizeof(path), "%s/conf/trac.ini", env);
     if (stat(path, &st) == 0)
-        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+        fn(arg, TRAC_INI, path, &st);
     snprintf(path, sizeof(path), "%s/plugins", env);
     DIR *d = opendir(path);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        char file[4400];
+    if (d && fstat(dirfd(d), &st) == 0)
+        fn(arg, PLUGINS, path, &st);
+    for (struct dirent *e; d && (e = readdir(d));) { /* readdir order is stable enough here */
         snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
-        if (e->d_name[0] == '.' || stat(file, &st) != 0)
-            continue;
-        h = mix(h, e->d_name, strlen(e->d_name)); /* readdir order is stable enough here */
-        h = mix(mix(h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+        if (is_plugin(e->d_name) && stat(file, &st) == 0)
+            fn(arg, PLUGIN, file, &st);
     }
     if (d)
         closedir(d);
-    return h;
+}
+
+#define IGNORE_MAX 64
+struct ignored {
+    char text[4096];
+    const char *patterns[IGNORE_MAX];
+    size_t n;
+};
+
+/* DIR/.tracignore's patterns as trac.web.main's get_tracignore_patterns
+ * reads them (each line stripped; none empty or starting with '#'), or
+ * ".*" without the file. */
+static void read_tracignore(const char *dir, struct ignored *ig)
+{
+    char path[4200], *save = NULL;
+    snprintf(path, sizeof(path), "%s/.tracignore", dir);
+    FILE *f = fopen(path, "r");
+    ig->n = 0;
+    if (!f) {
+        ig->patterns[ig->n++] = ".*";
+        return;
+    }
+    ig->text[fread(ig->text, 1, sizeof(ig->text) - 1, f)] = 0;
+    fclose(f);
+    for (char *l = strtok_r(ig->text, "\r\n", &save); l && ig->n < IGNORE_MAX;
+         l = strtok_r(NULL, "\r\n", &save)) {
+        while (isspace((unsigned char)*l))
+            l++;
+        for (char *end = l + strlen(l); end > l && isspace((unsigned char)end[-1]);)
+            *--end = 0;
+        if (*l && *l != '#')
+            ig->patterns[ig->n++] = l;
+    }
+}
+
+/* A project of the parent folder, as Trac's project index lists them
+ * (get_environments): a folder (a link to one too) that no pattern of
+ * .tracignore matches (Python's fnmatch: no escapes). */
+static bool is_project(const struct ignored *ig, const char *name, const char *path,
+                       struct stat *st)
+{
+    if (!strcmp(name, ".") || !strcmp(name, "..") || stat(path, st) != 0 || !S_ISDIR(st->st_mode))
+        return false;
+    for (size_t i = 0; i < ig->n; i++)
+        if (fnmatch(ig->patterns[i], name, FNM_NOESCAPE) == 0)
+            return false;
+    return true;
 }
 
 /* The projects served (tf_trac_projects: --trac-env, --trac-env-parent-dir,
  * or the same given to a .wsgi script by --env trac.env_path=...). */
-static uint64_t tree_signature(const struct tf_config *cfg)
+static void visit_tree(const struct tf_config *cfg, visit_fn *fn, void *arg)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     struct tf_trac_projects served = tf_trac_projects(cfg);
     if (served.env_path)
-        h = env_signature(h, served.env_path);
+        visit_env(served.env_path, fn, arg);
     DIR *d = served.parent_dir ? opendir(served.parent_dir) : NULL;
+    struct ignored ig;
+    if (d)
+        read_tracignore(served.parent_dir, &ig);
     for (struct dirent *e; d && (e = readdir(d));) {
         char env[4096];
+        struct stat st;
         snprintf(env, sizeof(env), "%s/%s", served.parent_dir, e->d_name);
-        if (e->d_name[0] != '.')
-            h = env_signature(mix(h, e->d_name, strlen(e->d_name)), env);
+        if (is_project(&ig, e->d_name, env, &st)) {
+            fn(arg, PROJECT, env, &st);
+            visit_env(env, fn, arg);
+        }
     }
     if (d)
         closedir(d);
-    return h;
 }
 
-/* The first of files stamped after since (and not past until), or NULL;
- * *mtime is its time. */
-static const char *file_newer(char *const *files, size_t n, const struct timespec *since,
-                              const struct timespec *until, struct timespec *mtime)
+/* The names of the projects, and those with each trac.ini's and plugin's
+ * time and size. */
+static void add_to_signature(void *arg, enum watched kind, const char *path,
+                             const struct stat *st)
+{
+    struct tf_reload_tree *sig = arg;
+    if (kind == PROJECT)
+        sig->projects = mix(sig->projects, path, strlen(path));
+    if (kind != PLUGINS)
+        sig->all = mix(sig->all, path, strlen(path));
+    if (kind == TRAC_INI || kind == PLUGIN)
+        sig->all = mix(mix(sig->all, &st->st_mtim, sizeof(st->st_mtim)), &st->st_size,
+                       sizeof(st->st_size));
+}
+
+static struct tf_reload_tree tree_signature(const struct tf_config *cfg)
+{
+    struct tf_reload_tree sig = { 0xcbf29ce484222325ull, 0xcbf29ce484222325ull };
+    visit_tree(cfg, add_to_signature, &sig);
+    return sig;
+}
+
+struct stamped {
+    const struct timespec *since;
+    char file[4400], plugins[4400]; /* the first stamped after since, or "" */
+};
+
+static void find_stamped(void *arg, enum watched kind, const char *path, const struct stat *st)
+{
+    struct stamped *s = arg;
+    char *into = kind == PLUGINS ? s->plugins : kind == PROJECT ? NULL : s->file;
+    if (into && !into[0] && newer(st, s->since))
+        snprintf(into, sizeof(s->file), "%s", path);
+}
+
+/* What of the tree changed since the mark, for the log. */
+static void describe_tree(const struct tf_reload_watch *rw, const struct tf_config *cfg,
+                          const struct tf_reload_tree *now, char *why, size_t cap)
+{
+    struct stamped s = { .since = &rw->checked_since, .file = "", .plugins = "" };
+    visit_tree(cfg, find_stamped, &s);
+    if (now->projects != rw->tree.projects)
+        snprintf(why, cap, "a project folder was added to, removed from or renamed in %s",
+                 tf_trac_projects(cfg).parent_dir);
+    else if (s.file[0])
+        snprintf(why, cap, "%s changed", s.file);
+    else if (s.plugins[0])
+        snprintf(why, cap, "a plugin was added to or removed from %s", s.plugins);
+    else
+        snprintf(why, cap, "a Trac environment's plugins/ or conf/trac.ini changed");
+}
+
+/* --- the app's files, and the checks ---------------------------------------- */
+
+/* The index of the first of files from i on stamped after since (and not
+ * past until), its stat in *st; files->n if none. */
+static size_t file_newer(const struct tf_reload_files *files, size_t i,
+                         const struct timespec *since, const struct timespec *until,
+                         struct stat *st)
+{
+    for (; files && i < files->n; i++)
+        if (stat(files->paths[i], st) == 0 && newer(st, since) && !(until && newer(st, until)))
+            return i;
+    return files ? files->n : 0;
+}
+
+/* Whether anything changed since the mark; what, as one number in *h (the
+ * Trac tree's signature, and the paths, times and sizes of the files
+ * changed), the first changed file in *first (or NULL), the tree's
+ * signatures in *tree. */
+static bool change_signature(const struct tf_reload_watch *rw, const struct tf_config *cfg,
+                             const struct tf_reload_files *files, uint64_t *h,
+                             const char **first, struct tf_reload_tree *tree)
 {
     struct stat st;
-    for (size_t i = 0; i < n; i++)
-        if (stat(files[i], &st) == 0 && newer(&st, since) && !(until && newer(&st, until))) {
-            *mtime = st.st_mtim;
-            return files[i];
-        }
-    return NULL;
+    size_t n = files ? files->n : 0, i = file_newer(files, 0, &rw->checked_since, NULL, &st);
+    *first = i < n ? files->paths[i] : NULL;
+    *tree = tree_signature(cfg);
+    *h = tree->all;
+    bool changed = tree->all != rw->tree.all || *first;
+    for (; i < n; i = file_newer(files, i + 1, &rw->checked_since, NULL, &st)) {
+        *h = mix(*h, files->paths[i], strlen(files->paths[i]));
+        *h = mix(mix(*h, &st.st_mtim, sizeof(st.st_mtim)), &st.st_size, sizeof(st.st_size));
+    }
+    return changed;
 }
 
-bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_config *cfg,
-                             char *const *files, size_t n, char *why, size_t cap)
+/* A change counts once it has stayed the same for a check: trac-admin
+ * initenv, a copy or an unpacked plugin write for a second or more, and a
+ * reload in the middle would start workers on half of it. Checks come
+ * about every second; one sooner (a SIGCHLD brings it) must not count. */
+#define SETTLE_US 900000u
+bool tf_reload_watch_changed(struct tf_reload_watch *rw, const struct tf_config *cfg,
+                             const struct tf_reload_files *files, char *why, size_t cap)
 {
-    struct timespec mtime;
-    const char *file = file_newer(files, n, &rw->checked_since, NULL, &mtime);
-    if (file) {
+    uint64_t h, now = tf_now_us();
+    const char *file;
+    struct tf_reload_tree tree;
+    bool changed = change_signature(rw, cfg, files, &h, &file, &tree);
+    if (!changed || !rw->settling || h != rw->settling_signature) {
+        rw->settling = changed; /* a new change (or none): wait for it to settle */
+        rw->settling_signature = h;
+        rw->settling_since = now;
+        return false;
+    }
+    if (now - rw->settling_since < SETTLE_US)
+        return false;
+    if (file)
         snprintf(why, cap, "%s changed", file);
-        return true;
-    }
-    if (tree_signature(cfg) != rw->tree_signature) {
-        snprintf(why, cap, "the Trac environment's plugins/ or conf/trac.ini changed");
-        return true;
-    }
-    return false;
+    else
+        describe_tree(rw, cfg, &tree, why, cap);
+    return true;
 }
 
 /* A file can be stamped a little ahead of the coarse clock (by a few ms
@@ -105,12 +305,14 @@ bool tf_reload_watch_changed(const struct tf_reload_watch *rw, const struct tf_c
  * edits after it would go unseen. */
 #define AHEAD_MAX_S 5
 void tf_reload_watch_mark(struct tf_reload_watch *rw, const struct tf_config *cfg,
-                          char *const *files, size_t n)
+                          const struct tf_reload_files *files)
 {
     clock_gettime(CLOCK_REALTIME_COARSE, &rw->checked_since); /* the clock file times come from */
-    struct timespec until = rw->checked_since, mtime;
+    struct timespec until = rw->checked_since;
+    struct stat st;
     until.tv_sec += AHEAD_MAX_S;
-    while (file_newer(files, n, &rw->checked_since, &until, &mtime))
-        rw->checked_since = mtime;
-    rw->tree_signature = tree_signature(cfg);
+    while (file_newer(files, 0, &rw->checked_since, &until, &st) < (files ? files->n : 0))
+        rw->checked_since = st.st_mtim;
+    rw->tree = tree_signature(cfg);
+    rw->settling = false;
 }

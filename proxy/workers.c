@@ -40,8 +40,7 @@ struct generation {
     struct worker *workers;
     unsigned n;
     bool terminated;           /* main thread: SIGTERM sent */
-    char **files;              /* main thread: the app's Python files */
-    size_t n_files;
+    struct tf_reload_files files; /* main thread: the app's Python files */
     uint64_t files_at;
     struct generation *next;   /* main thread: the retired list */
 };
@@ -167,9 +166,7 @@ static void free_generation(struct generation *g)
     for (unsigned i = 0; i < g->n; i++) /* a worker never told to go just exits */
         if (g->workers[i].go_fd >= 0)
             close(g->workers[i].go_fd);
-    for (size_t i = 0; i < g->n_files; i++)
-        free(g->files[i]);
-    free(g->files);
+    tf_reload_files_free(&g->files);
     free(g->workers);
     free(g);
 }
@@ -254,42 +251,34 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
     return g;
 }
 
-/* --- what --reload watches: the app's files, asked of a worker (reload_watch.h) ---- */
+/* --- what --reload watches: the app's files, asked of the workers (reload_watch.h) ---- */
 
-/* Ask a worker which Python files the app has loaded (one per line). */
+/* Ask every worker of g which Python files the app has loaded and watch
+ * them all: a module one worker imported and the others did not yet (a Trac
+ * plugin of a shared plugins_dir, loaded where that project's first request
+ * landed) is the app's code as well. A file stays watched once listed, so a
+ * worker that does not answer this time keeps what it listed before. */
 static void refresh_files(struct tf_workers *w, struct generation *g)
 {
-    struct tf_fetched f;
     char path[4200];
     snprintf(path, sizeof(path), "%s/modules", w->cfg->profile_path);
     g->files_at = tf_now_us();
-    /* on the main thread: a stuck or stopped worker 0 must not keep it from
-     * its signals and children for long (the list is asked again later) */
-    const char *origin = g->workers[0].origin;
-    if (tf_fetch_all_or_signal(&origin, 1, "GET", path, TF_FETCH_QUICK_MS, &f) ||
-        f.status != 200 || !f.body) {
-        tf_fetched_free(&f);
-        return;
+    const char **origins = calloc(g->n, sizeof(*origins));
+    struct tf_fetched *f = calloc(g->n, sizeof(*f));
+    size_t n = 0;
+    for (unsigned i = 0; origins && f && i < g->n; i++)
+        if (!g->workers[i].exited)
+            origins[n++] = g->workers[i].origin;
+    /* on the main thread: a stuck or stopped worker must not keep it from
+     * its signals and children for long (the lists are asked again later) */
+    tf_fetch_all_or_signal(origins, n, "GET", path, TF_FETCH_QUICK_MS, f);
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].status == 200 && f[i].body)
+            tf_reload_files_add(&g->files, f[i].body, f[i].len);
+        tf_fetched_free(&f[i]);
     }
-    char *body = f.body;
-    size_t len = f.len;
-    f.body = NULL;
-    tf_fetched_free(&f);
-    for (size_t i = 0; i < g->n_files; i++)
-        free(g->files[i]);
-    g->n_files = 0;
-    size_t lines = 0;
-    for (size_t i = 0; i < len; i++)
-        lines += body[i] == '\n';
-    char **files = realloc(g->files, (lines + 1) * sizeof(*files)), *save = NULL;
-    if (files) {
-        g->files = files;
-        for (char *l = strtok_r(body, "\n", &save); l && g->n_files <= lines;
-             l = strtok_r(NULL, "\n", &save))
-            if ((g->files[g->n_files] = strdup(l)))
-                g->n_files++;
-    }
-    free(body);
+    free(origins);
+    free(f);
 }
 
 /* A file the reload should react to, named in why; false if none. */
@@ -297,14 +286,14 @@ static bool something_changed(struct tf_workers *w, struct generation *g, char *
 {
     if (tf_now_us() - g->files_at >= FILES_REFRESH_US)
         refresh_files(w, g);
-    return tf_reload_watch_changed(&w->watched, w->cfg, g->files, g->n_files, why, cap);
+    return tf_reload_watch_changed(&w->watched, w->cfg, &g->files, why, cap);
 }
 
 /* From now on, a change starts the next reload. */
 static void mark_checked(struct tf_workers *w)
 {
     struct generation *g = w->current;
-    tf_reload_watch_mark(&w->watched, w->cfg, g ? g->files : NULL, g ? g->n_files : 0);
+    tf_reload_watch_mark(&w->watched, w->cfg, g ? &g->files : NULL);
 }
 
 /* --- generations ---------------------------------------------------------- */

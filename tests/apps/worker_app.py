@@ -12,6 +12,9 @@ without a word, as a crash in a C extension would), /exit (the worker process
 exits at once, as a crash would, without answering), /version
 (VERSION of the module reload_plugin, imported at startup from a directory the
 test puts on --pythonpath; "none" when that module is not on the path),
+/import?name=M&pid=P (imports module M, from a folder the test puts on
+--pythonpath, only in process P: a module one worker loaded and the others
+did not, as a Trac plugin loaded when a project's first request came there),
 /hold_gil?mark=PATH (writes its pid to mark, then runs a regular expression
 that backtracks for ever: C code that never releases the GIL, as a C
 extension's long call). If the process environment has WORKER_ATEXIT_DIR, an
@@ -23,6 +26,7 @@ writes its pid to DIR/holder-PID. It must never import anything the test does
 not control, nor keep state across requests beyond what is listed.
 """
 import atexit
+import importlib
 import json
 import os
 import re
@@ -128,6 +132,10 @@ def app(environ, start_response):
     if path == "/log":  # to the worker's stderr, which the front logs
         print("worker_app says %s" % qs.get("msg", ""), file=sys.stderr, flush=True)
         return _reply(start_response, {"pid": os.getpid()})
+    if path == "/import":
+        here = os.getpid() == int(qs["pid"])
+        value = importlib.import_module(qs["name"]).VALUE if here else None
+        return _reply(start_response, {"pid": os.getpid(), "imported": here, "value": value})
     if path == "/abort":
         os.abort()
     if path == "/exit":

@@ -60,6 +60,11 @@ def serving_count(srv):
     return len(log_lines(srv, "reload: new workers are serving"))
 
 
+def reload_count(srv):
+    """How many reloads began (for whatever cause)."""
+    return len([line for line in log_lines(srv, "reload: ") if "; starting " in line])
+
+
 def test_reload_implies_one_worker(tracfront, tmp_path):
     srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path))
     assert re.search(r"listening on http://\S+ \(.*\b1 worker", srv.stderr), srv.stderr
@@ -183,6 +188,39 @@ def test_failed_reload_keeps_the_old_generation(tracfront, tmp_path):
     assert not load.failures(), load.failures()[:10]
     versions = {body["version"] for log in load.log for path, _, body in log if path == "/version"}
     assert "3" not in versions
+
+
+def import_in(srv, pid, name):
+    """Have worker pid import module name (new connections until one lands
+    there); the others do not import it."""
+    for _ in range(500):
+        status, body = fetch(requests, srv.url + "import?name=%s&pid=%d" % (name, pid), timeout=10)
+        assert status == 200, body
+        if body["imported"]:
+            return
+    raise AssertionError("no request reached worker %d" % pid)
+
+
+def test_a_module_only_one_worker_imported_is_watched(tracfront, tmp_path):
+    # Every worker's modules are watched, not the first one's only: a module
+    # that one worker imported and the other did not (a Trac plugin from a
+    # shared plugins_dir, loaded where that project's first request landed)
+    # must reload when edited, else the two serve different code.
+    lazy = tmp_path / "lazy"
+    lazy.mkdir()
+    for n in (1, 2):
+        (lazy / ("lazy_%d.py" % n)).write_text("VALUE = 1\n")
+    srv = tracfront(*APP, "--reload", "--workers", "2", "--pythonpath", plugin_dir(tmp_path),
+                    "--pythonpath", lazy)
+    gone = set()
+    for n in (1, 2):  # one worker of the two, then the other of the next two: one is not the first
+        pids = wait_for(lambda: (lambda k: len(k) == 2 and not gone & set(k) and sorted(k))(
+            children(srv.proc.pid)), 30, "the two workers of generation %d" % n)
+        import_in(srv, pids[n - 1], "lazy_%d" % n)
+        (lazy / ("lazy_%d.py" % n)).write_text("VALUE = 22\n")
+        wait_for(lambda: serving_count(srv) == n, 30, "a reload after lazy_%d.py changed" % n)
+        assert log_lines(srv, "lazy_%d.py changed" % n), srv.error_log[-3000:]
+        gone |= set(pids)
 
 
 def test_worker_start_timeout_bounds_a_hanging_generation(tracfront, tmp_path):
@@ -371,10 +409,7 @@ def test_projects_given_through_env_are_watched(tracfront, tmp_path, given):
     and conf/trac.ini are watched as with --trac-env. Only the file system is
     read, so any app serves here."""
     parent = tmp_path / "projects"
-    env = parent / "demo"
-    (env / "conf").mkdir(parents=True)
-    (env / "plugins").mkdir()
-    (env / "conf" / "trac.ini").write_text("[trac]\n")
+    env = project_folder(parent, "demo")
     value = env if given == "trac.env_path" else parent
     srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path),
                     "--env", "%s=%s" % (given, value))
@@ -386,3 +421,74 @@ def test_projects_given_through_env_are_watched(tracfront, tmp_path, given):
     with open(env / "conf" / "trac.ini", "a") as f:
         f.write("[reload_test]\nchanged = yes\n")
     wait_for(lambda: serving_count(srv) > before, 30, "a reload after trac.ini changed")
+
+
+def project_folder(parent, name):
+    """A folder shaped as a Trac environment, as far as --reload looks:
+    conf/trac.ini and plugins/."""
+    env = parent / name
+    (env / "conf").mkdir(parents=True)
+    (env / "plugins").mkdir()
+    (env / "conf" / "trac.ini").write_text("[trac]\n")
+    return env
+
+
+def append(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+def serve_projects(tracfront, tmp_path, parent):
+    srv = tracfront(*APP, "--reload", "--pythonpath", plugin_dir(tmp_path),
+                    "--env", "trac.env_parent_dir=%s" % parent)
+    assert version(srv)["version"] == "1"
+    return srv
+
+
+def test_a_change_made_in_several_steps_reloads_once(tracfront, tmp_path):
+    # `trac-admin DIR/new initenv` writes for a second or more: the reload
+    # waits until what it watches has stayed the same for a check, rather
+    # than start workers on a half-made project and then reload again.
+    parent = tmp_path / "projects"
+    project_folder(parent, "demo")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    new = parent / "new"
+    steps = (lambda: new.mkdir(),
+             lambda: project_folder(parent, "new"),  # conf/trac.ini, plugins/
+             lambda: (new / "plugins" / "a.py").write_text("A = 1\n"),
+             lambda: append(new / "conf" / "trac.ini", "[a]\n"),
+             lambda: (new / "plugins" / "b.py").write_text("B = 1\n"),
+             lambda: append(new / "conf" / "trac.ini", "[b]\n"))
+    for step in steps:  # a change every 0.3 s for 1.5 s
+        step()
+        time.sleep(0.3)
+    wait_for(lambda: serving_count(srv) >= 1, 30, "a reload after the project was made")
+    time.sleep(3)  # three checks more: time for a second reload, were one to come
+    assert reload_count(srv) == 1, srv.error_log[-3000:]
+    append(new / "conf" / "trac.ini", "[c]\n")  # a single change still reloads
+    wait_for(lambda: serving_count(srv) == 2, 30, "a reload after trac.ini changed")
+    assert reload_count(srv) == 2, srv.error_log[-3000:]
+
+
+def test_files_trac_never_reads_make_no_reload(tracfront, tmp_path):
+    # Trac takes only folders in the parent folder as projects (not those
+    # its .tracignore names, by default none starting with a dot), and loads
+    # only plugins/*.py and *.egg: nothing else there makes a reload.
+    parent = tmp_path / "projects"
+    demo = project_folder(parent, "demo")
+    (parent / ".tracignore").write_text("# not projects\n old-* \n.*\n")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    (parent / "NOTES.txt").write_text("hi\n")
+    (parent / "backup.tgz").write_bytes(b"\0" * 100)
+    (demo / "plugins" / "hello.py.orig").write_text("X = 1\n")
+    (demo / "plugins" / "README").write_text("plugins go here\n")
+    project_folder(parent, "old-demo")
+    project_folder(parent, ".snapshot")
+    time.sleep(3.5)  # more than three checks
+    assert reload_count(srv) == 0, srv.error_log[-3000:]
+    project_folder(parent, "other")
+    wait_for(lambda: serving_count(srv) == 1, 30, "a reload after a project folder was added")
+    assert [line for line in log_lines(srv, "reload: ") if str(parent) in line], srv.error_log
+    (demo / "plugins" / "hello.py").write_text("X = 1\n")
+    wait_for(lambda: serving_count(srv) == 2, 30, "a reload after a plugin was added")
+    assert log_lines(srv, "%s changed" % (demo / "plugins" / "hello.py")), srv.error_log[-3000:]
