@@ -100,14 +100,14 @@ static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
     return o;
 }
 
-static unsigned kept_leading; /* prof_route_keep_leading's; read-only once serving */
+static unsigned kept_leading; /* prof_route_keep_leading's; read-only once threads run */
 
 void prof_route_keep_leading(unsigned n)
 {
     kept_leading = n;
 }
 
-size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
+size_t prof_route_key(const char *target, size_t len, bool by_app, char *out, size_t cap)
 {
     if (cap == 0)
         return 0;
@@ -115,7 +115,7 @@ size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
     if (q)
         len = (size_t)(q - target);
     size_t o = 0, i = 0;
-    unsigned segment = 0;
+    unsigned segment = 0, keep = by_app ? kept_leading : 0;
     while (i < len) {
         size_t start = i;
         if (target[i] == '/') {
@@ -128,7 +128,7 @@ size_t prof_route_key(const char *target, size_t len, char *out, size_t cap)
         while (i < len && target[i] != '/')
             i++;
         size_t room = cap - 1 - o, n;
-        if (segment++ >= kept_leading && is_id(target + start, i - start)) {
+        if (segment++ >= keep && is_id(target + start, i - start)) {
             if (room < 3)
                 break;
             memcpy(out + o, ":id", 3);

@@ -268,13 +268,9 @@ static unsigned mount_segments(const char *mount)
     return n;
 }
 
-/* The profiler's settings (a front's too: it renders the merged profile).
- * Under a Trac parent folder, the first segment after --mount names a
- * project: never folded into a route's :id. */
+/* The function profiler's settings (a front's too: it renders the merged profile). */
 static void configure_profiler(const struct tf_config *cfg)
 {
-    if (tf_trac_projects(cfg).parent_dir)
-        prof_route_keep_leading(mount_segments(cfg->mount) + 1);
     prof_hook_configure(cfg->profile_max_nodes, cfg->profile_discard_first, cfg->profile_slowest,
                         cfg->profile_builtins,
                         cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));
@@ -659,6 +655,8 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return start_failed("out of memory");
     }
+    if (tf_trac_projects(&cfg).parent_dir) /* the app's first segment names a project */
+        prof_route_keep_leading(mount_segments(cfg.mount) + 1);
     int rc = cfg.workers ? run_front(&cfg, argv, listen_fd, port) : run_server(&cfg, listen_fd);
     tf_log_close();
     tf_config_free(&cfg);

@@ -48,24 +48,40 @@ def test_routes_fold_ids_and_count(tracfront):
         assert r["ttfb_p50_us"] <= r["max_us"]
 
 
-@pytest.mark.parametrize("mount", ["", "/trac"])
-def test_trac_project_names_are_never_folded(tracfront, tmp_path, mount):
-    """Under --trac-env-parent-dir the first segment (after --mount) names a
-    project: projects 2024 and 2025 are two routes, not /:id; ids further on
-    still fold."""
+@pytest.mark.parametrize("mount,workers", [("", ()), ("/trac", ()), ("/a/b", ("--workers", "2"))])
+def test_trac_project_names_are_never_folded(tracfront, tmp_path, mount, workers):
+    """Under --trac-env-parent-dir the first segment (after --mount) of what
+    the app answers names a project: projects 2024 and 2025 are two routes,
+    not /:id; ids further on still fold, and so do those of a static path."""
     parent = tmp_path / "projects"
     for name in ("2024", "2025", "deadbeef42"):
         (parent / name).mkdir(parents=True)
-    args = ("--trac-env-parent-dir", parent, "--pythonpath", fake_trac(tmp_path))
-    srv = tracfront(*args, *(("--mount", mount) if mount else ()))
+    files = tmp_path / "files"
+    for n in ("123", "456"):
+        (files / n).mkdir(parents=True)
+        (files / n / "a.txt").write_text("a")
+    srv = tracfront("--trac-env-parent-dir", parent, "--pythonpath", fake_trac(tmp_path),
+                    "--static", "/files=%s" % files, *(("--mount", mount) if mount else ()),
+                    *workers)
     base = srv.url + mount.lstrip("/") + ("/" if mount else "")
     for path in ("2024/wiki", "2025/wiki", "2025/wiki", "deadbeef42/ticket/7", "2024/ticket/8"):
         assert requests.get(base + path, timeout=10).status_code == 200
-    routes = latency(srv, settle=(mount + "/2024/ticket/:id", 1))
-    assert routes[(mount + "/2024/wiki", "wsgi")]["count"] == 1, routes.keys()
-    assert routes[(mount + "/2025/wiki", "wsgi")]["count"] == 2
-    assert routes[(mount + "/deadbeef42/ticket/:id", "wsgi")]["count"] == 1
-    assert not any("/:id/" in route for route, _ in routes), routes.keys()
+    for n in ("123", "456"):
+        assert requests.get(srv.url + "files/%s/a.txt" % n, timeout=10).text == "a"
+    deadline = time.monotonic() + 5
+    while True:
+        r = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()
+        counts = {(x["route"], x["backend"]): x["count"] for x in r["routes"]}
+        if counts.get(("/files/:id/a.txt", "static")) == 2 and \
+                counts.get((mount + "/2024/ticket/:id", "wsgi")) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert counts[(mount + "/2024/wiki", "wsgi")] == 1, counts
+    assert counts[(mount + "/2025/wiki", "wsgi")] == 2
+    assert counts[(mount + "/deadbeef42/ticket/:id", "wsgi")] == 1
+    assert counts[(mount + "/2024/ticket/:id", "wsgi")] == 1
+    assert counts[("/files/:id/a.txt", "static")] == 2, counts
+    assert not any("/:id/" in route for route, backend in counts if backend == "wsgi"), counts
 
 
 def test_profile_path_never_reaches_the_app(tracfront):

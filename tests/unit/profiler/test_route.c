@@ -11,7 +11,7 @@
 static void expect_key(const char *target, const char *want)
 {
     char out[128];
-    size_t n = prof_route_key(target, strlen(target), out, sizeof(out));
+    size_t n = prof_route_key(target, strlen(target), true, out, sizeof(out));
     assert_string_equal(out, want);
     assert_int_equal(n, strlen(want));
 }
@@ -60,21 +60,21 @@ static void test_truncation(void **state)
 {
     (void)state;
     char out[12];
-    prof_route_key("/abc/defghijk/x", 15, out, sizeof(out));
+    prof_route_key("/abc/defghijk/x", 15, true, out, sizeof(out));
     assert_string_equal(out, "/abc/");
     assert_true(strlen(out) < sizeof(out));
     /* an id longer than the room left still folds */
     char key[20];
     const char *hash = "/x/0123456789abcdef0123456789abcdef01234567";
-    prof_route_key(hash, strlen(hash), key, sizeof(key));
+    prof_route_key(hash, strlen(hash), true, key, sizeof(key));
     assert_string_equal(key, "/x/:id");
     /* ids of any length, escaped or not */
     char long_id[200] = "/t/", big[512];
     memset(long_id + 3, '7', 150);
-    prof_route_key(long_id, strlen(long_id), big, sizeof(big));
+    prof_route_key(long_id, strlen(long_id), true, big, sizeof(big));
     assert_string_equal(big, "/t/:id");
     const char *escaped = "/t/%31%32%33%34%35%36%37%38%39%30%31%32%33%34%35%36%37%38%39%30%31%32%33";
-    prof_route_key(escaped, strlen(escaped), big, sizeof(big));
+    prof_route_key(escaped, strlen(escaped), true, big, sizeof(big));
     assert_string_equal(big, "/t/:id");
 }
 
@@ -88,6 +88,9 @@ static void test_keep_leading(void **state)
     expect_key("/trac//2024/7", "/trac//2024/:id");
     expect_key("/2024", "/2024");
     expect_key("/123/456/789", "/123/456/:id");
+    char out[64]; /* a static or upstream path: folded as ever */
+    prof_route_key("/files/123/a", 12, false, out, sizeof(out));
+    assert_string_equal(out, "/files/:id/a");
     prof_route_keep_leading(0);
     expect_key("/123/456", "/:id/:id");
 }
