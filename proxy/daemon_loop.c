@@ -213,14 +213,21 @@ static bool begins(const char *msg, const char *text)
 }
 
 /* libmicrohttpd's line about a client that went away: it closed or reset
- * the connection with its request unfinished (a reset with much of the body
- * unread reads as a closure: "... due to the error: detected connection
- * closure"), or reset it during the answer (EPIPE, ECONNRESET: a browser
- * that stopped a download). */
+ * the connection with its request unfinished, or reset it during the answer
+ * (EPIPE, ECONNRESET: a browser that stopped a download). A reading socket
+ * that epoll flags (a reset with much of the body unread, TCP urgent data)
+ * is closed "due to the error: detected connection closure" (or "The
+ * operation would block, retry later"): the client's doing too. */
 static bool client_left(const char *fmt, const char *msg)
 {
+    static const char read_closed[] = "Connection socket is closed when reading request due to "
+                                      "the error: ";
     if (strstr(fmt, "closed by remote side") ||
         begins(msg, "Socket has been disconnected when reading request")) /* a reset */
+        return true;
+    const char *read_why = begins(msg, read_closed) ? msg + sizeof(read_closed) - 1 : NULL;
+    if (read_why && (begins(read_why, "detected connection closure") ||
+                     begins(read_why, "The operation would block")))
         return true;
     /* the reason ends the line ("... for `URL'. Error: WHY"): the last one is
      * libmicrohttpd's, whatever the client put in its URL */
@@ -228,8 +235,7 @@ static bool client_left(const char *fmt, const char *msg)
     for (const char *p = msg; (p = strstr(p, "rror: ")); p++)
         why = p;
     return why && (strstr(why, "no longer available for sending") ||
-                   strstr(why, "forcibly closed by remote peer") ||
-                   strstr(why, "detected connection closure"));
+                   strstr(why, "forcibly closed by remote peer"));
 }
 
 /* libmicrohttpd's line about a request it refused itself for the client's

@@ -432,6 +432,22 @@ def test_client_resetting_with_body_unread_is_an_info_line(tracfront):
     assert all("[info]" in l for l in lines), lines
 
 
+def test_urgent_data_mid_body_is_an_info_line(tracfront):
+    """TCP urgent data (MSG_OOB) mid-body makes libmicrohttpd 0.9.75 close the
+    connection "due to the error: The operation would block, retry later":
+    the client's doing, so an [info] line, not an [error] any client could
+    write at will."""
+    srv = tracfront("--app", APP)
+    s = srv.connect()
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" + b"u" * 5000)
+    time.sleep(0.1)
+    s.send(b"!", socket.MSG_OOB)
+    wait_for(lambda: "when reading request" in srv.error_log, "the line")
+    s.close()
+    lines = [l for l in srv.error_log.splitlines() if "when reading request" in l]
+    assert all("[info]" in l for l in lines), lines
+
+
 def test_stop_lets_a_body_that_is_arriving_finish(tracfront):
     """SIGTERM while a body arrives: the request is in flight, so it goes on to
     the app once its body is whole (it used to get 503 after the whole body
