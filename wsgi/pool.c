@@ -141,7 +141,13 @@ static void wait_for_work(struct app_thread *self)
         wake_one(pool); /* stalled: let another thread stand by too */
 }
 
-/* Pop with the lock held; NULL if empty. */
+/* Pop with the lock held; NULL if empty. An app thread pops, so runs:
+ * if more is queued and no thread stands by, wake one to (wait_for_work),
+ * else nobody would take the rest beside this one when it stalls. (The
+ * standby itself could have been the only thread woken, again and again,
+ * as a burst's network-thread runs ended: it then took the first queued
+ * request with none running, and the other threads slept while it ran the
+ * whole queue alone.) */
 static struct tf_request *pop(struct wsgi_pool *pool)
 {
     struct queue_item *item = pool->head;
@@ -153,6 +159,8 @@ static struct tf_request *pop(struct wsgi_pool *pool)
     pool->queued--;
     struct tf_request *req = item->req;
     free(item);
+    if (pool->head && !pool->has_standby && pool->running < pool->max_running)
+        wake_one(pool);
     return req;
 }
 

@@ -2,7 +2,8 @@
 
 `app` records every request it receives in SEEN (readable as JSON at /seen), so
 a test can prove that a rejected request never reached Python. Routes: /hello,
-/seen, /echo (returns the request body), /slow?s=N (sleeps), /gate?file=PATH
+/seen, /echo (returns the request body), /slow?s=N (sleeps; with &tid=1 answers
+the app thread's id), /gate?file=PATH
 (blocks until PATH exists), /big?n=BYTES (large download). `other` answers
 "other" (used to check which app a config selected). If the process environment
 has ROBUST_ATEXIT_FILE, an atexit handler writes that file at interpreter exit.
@@ -61,6 +62,8 @@ def app(environ, start_response):
         return _reply(start_response, body, ctype="application/octet-stream")
     if path == "/slow":
         time.sleep(float(qs.get("s", "2")))
+        if qs.get("tid"):
+            return _reply(start_response, b"%d" % threading.get_native_id())
         return _reply(start_response, b"slept")
     if path == "/gate":
         deadline = time.monotonic() + float(qs.get("timeout", "30"))

@@ -150,6 +150,31 @@ def test_threads_bounds_app_calls_on_network_threads_too(tracfront, tmp_path):
     assert (res2["value"].status_code, res2["value"].text) == (200, "count second")
 
 
+def test_a_burst_is_shared_by_every_app_thread(tracfront):
+    """--threads 4 and bursts of 16 slow requests at once: the first ones run
+    on the network threads that read them, the rest wait in the queue, and
+    when the first end, the queue must be run 4 at a time. It was often run
+    by one app thread alone while the other 3 slept (a probe: 16 requests of
+    0.5 s took 6.5 s instead of 2), the standby having been woken by every
+    ending run in turn. Six bursts: the old code failed most runs here."""
+    srv = tracfront(*APP, "--threads", "4", "--io-threads", "2")
+    for burst in range(6):
+        barrier = threading.Barrier(16)
+
+        def one(i):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=60) as s:
+                barrier.wait()
+                s.sendall(b"GET /slow?s=0.2&tid=1&i=%d HTTP/1.1\r\nHost: h\r\n\r\n" % i)
+                status, _, body = read_response(s.makefile("rb"))
+                assert status == 200
+                return body.decode()
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            ran_on = list(pool.map(one, range(16)))
+        most = max(ran_on.count(t) for t in ran_on)
+        assert most <= 6, "burst %d: one thread ran %d of 16: %s" % (burst, most, sorted(ran_on))
+
+
 def trickle(sock, data, delay=0.01):
     for i in range(len(data)):
         sock.sendall(data[i:i + 1])
