@@ -492,3 +492,22 @@ def test_files_trac_never_reads_make_no_reload(tracfront, tmp_path):
     (demo / "plugins" / "hello.py").write_text("X = 1\n")
     wait_for(lambda: serving_count(srv) == 2, 30, "a reload after a plugin was added")
     assert log_lines(srv, "%s changed" % (demo / "plugins" / "hello.py")), srv.error_log[-3000:]
+
+
+# --- the front's questions to a worker --------------------------------------
+
+def test_a_request_holding_the_gil_does_not_block_a_reload(tracfront, tmp_path):
+    # The front asks each worker for its modules every 5 s; the answer must
+    # not take the GIL, or a request holding it (C code that never releases
+    # it, as a long call of a C extension) blocks the worker's control port,
+    # and the next reload's "stop accepting" goes unanswered.
+    srv = tracfront(*APP, "--reload", "--graceful-timeout", "1", "--pythonpath",
+                    plugin_dir(tmp_path))
+    mark = tmp_path / "gil-mark"
+    threading.Thread(target=lambda: fetch(requests, srv.url + "hold_gil?mark=%s" % mark,
+                                          timeout=120), daemon=True).start()
+    wait_for(mark.exists, 10, "the GIL-holding request to run")
+    time.sleep(7)  # the front asks for the modules at least once meanwhile (every 5 s)
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: serving_count(srv) == 1, 30, "the reload")
+    assert not log_lines(srv, "did not confirm"), srv.error_log[-3000:]
