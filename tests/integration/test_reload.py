@@ -494,6 +494,22 @@ def test_files_trac_never_reads_make_no_reload(tracfront, tmp_path):
     assert log_lines(srv, "%s changed" % (demo / "plugins" / "hello.py")), srv.error_log[-3000:]
 
 
+def test_changes_that_never_settle_reload_after_a_while(tracfront, tmp_path):
+    # An edit more often than the settle wait (a log written into a watched
+    # file, a sync that never ends) must not put the reload off for ever.
+    parent = tmp_path / "projects"
+    demo = project_folder(parent, "demo")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    deadline = time.monotonic() + 40
+    n = 0
+    while not serving_count(srv) and time.monotonic() < deadline:
+        append(demo / "conf" / "trac.ini", "[edit%d]\n" % n)  # a new size every 0.3 s
+        n += 1
+        time.sleep(0.3)
+    assert serving_count(srv) == 1, "no reload while the edits went on:\n" + srv.error_log[-3000:]
+    assert log_lines(srv, "still changing"), srv.error_log[-3000:]
+
+
 # --- the front's questions to a worker --------------------------------------
 
 def main_thread_wait(pid):
