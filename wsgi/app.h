@@ -23,8 +23,8 @@ PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen);
 char *wsgi_app_files(size_t *len);
 /* With the GIL: list them again for wsgi_app_files if now, or if a module
  * was added to or removed from sys.modules since, or a second has passed
- * (once the app is loaded, and after each request: a module a request
- * imported shows from its end on). */
+ * (once the app is loaded, and after each request of a worker whose front
+ * has --reload: a module a request imported shows from its end on). */
 void wsgi_app_files_note(bool now);
 
 #endif

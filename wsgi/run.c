@@ -394,5 +394,6 @@ void wsgi_run(struct tf_request *req)
     start(req);
     wsgi_watchdog_leave(&watch);
     wsgi_errors_end_part();
-    wsgi_app_files_note(false); /* a module it imported is listed from now on */
+    if (wsgi_ctx.cfg->modules_watched)
+        wsgi_app_files_note(false); /* a module it imported is listed from now on */
 }
