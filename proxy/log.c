@@ -303,6 +303,12 @@ int tf_log_access_enabled(void)
     return access_fd >= 0;
 }
 
+/* The bytes c takes escaped: \" \\ \xhh or itself. */
+static size_t escaped_width(unsigned char c)
+{
+    return c == '"' || c == '\\' ? 2 : c < 0x20 || c >= 0x7f ? 4 : 1;
+}
+
 /* Append s escaped; stops (truncating) rather than overflow. */
 static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
 {
@@ -311,10 +317,10 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
         s = "-";
     for (; *s && pos + 5 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
+        if (escaped_width(c) == 2) {
             out[pos++] = '\\';
             out[pos++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else if (escaped_width(c) == 4) {
             out[pos++] = '\\';
             out[pos++] = 'x';
             out[pos++] = hex[c >> 4];
@@ -330,6 +336,25 @@ const char *tf_log_escape(const char *s, char *out, size_t cap)
 {
     if (cap)
         out[put_escaped(out, 0, cap, s)] = '\0';
+    return out;
+}
+
+char *tf_log_quote(const char *s)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026: a client's would be escaped */
+    size_t width = 0, i = 0;
+    for (; s[i] && width <= TF_LOG_QUOTE_MAX; i++)
+        width += escaped_width((unsigned char)s[i]);
+    if (width == i && width <= TF_LOG_QUOTE_MAX) /* "" too */
+        return (char *)s;
+    char *out = malloc(TF_LOG_QUOTE_MAX + 4 + sizeof(ellipsis)); /* put_escaped ends 0-3 past */
+    if (!out)
+        return NULL;
+    size_t n = put_escaped(out, 0, TF_LOG_QUOTE_MAX + 5, s); /* all of s when it fits */
+    if (width > TF_LOG_QUOTE_MAX)
+        memcpy(out + n, ellipsis, sizeof(ellipsis));
+    else
+        out[n] = '\0';
     return out;
 }
 

@@ -43,6 +43,17 @@ void tf_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * to fit cap bytes. Returns out. For bytes a client chose (a decoded path). */
 const char *tf_log_escape(const char *s, char *out, size_t cap);
 
+/* The most bytes of a client's string an error-log line of tracfront's
+ * quotes: what the line says after it must fit (wsgi_log_exception's 1 KiB,
+ * log lines' 8 KiB). */
+#define TF_LOG_QUOTE_MAX 800
+/* s as tracfront's error-log lines quote a client's string (a request
+ * target): escaped as tf_log_escape does, and past TF_LOG_QUOTE_MAX bytes cut
+ * and ended with "…" (UTF-8; a client's own would show escaped). Returns s
+ * itself when it needs neither, else a malloc'ed copy, or NULL (out of
+ * memory). */
+char *tf_log_quote(const char *s);
+
 /* Raw bytes to the error log (wsgi.errors, Python tracebacks), as one
  * record: no other thread's comes between its bytes. A record the log cannot
  * take (a full disk) is counted, said once on stderr, and one cut short is

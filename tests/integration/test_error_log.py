@@ -6,11 +6,13 @@ it cut ended before the next one. The app is tests/apps/log_lines_app.py.
 import concurrent.futures
 import contextlib
 import os
+import re
 import subprocess
 
 import pytest
 import requests
 
+from conftest import closed_port
 from workers_util import wait_for
 
 APP = ("--app", "log_lines_app:app")
@@ -55,6 +57,29 @@ def test_long_lines_from_concurrent_requests_stay_whole_on_a_pipe(tracfront, tmp
         if reader.poll() is None:  # the server never opened the pipe
             reader.kill()
             reader.wait()
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/up/x", "Couldn't connect"),                    # the upstream refused
+    ("/raise", "the app raised; traceback follows"),  # the app raised
+    ("/sleep", "has run"),                            # the stuck-request report
+], ids=["upstream-refused", "app-raised", "stuck-request"])
+def test_a_long_target_leaves_the_reason_in_the_line(tracfront, path, reason):
+    """8.4 KB of target (%25, escaped) filled the line's buffer and cut off
+    the reason: "[error] upstream: GET /up/x?z=%25%25...%2" and nothing else."""
+    srv = tracfront(*APP, "--upstream", "http://127.0.0.1:%d" % closed_port(),
+                    "--route", "/up=upstream", "--request-timeout", "0.2")
+    target = path + "?s=1&z=" + "%25" * 2800
+    answer = srv.raw(("GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                      % target).encode())
+    assert answer.split(b" ", 2)[1] in (b"200", b"500", b"502"), answer[:200]
+    wait_for(lambda: reason in srv.error_log, 10, "the line with " + reason)
+    (line,) = [l for l in srv.error_log.splitlines() if ("GET " + path + "?s=1&z=%25") in l]
+    assert reason in line, line[-200:]
+    assert re.search(r"\?s=1&z=(%25)+(%|%2)?…", line), line[-200:]  # cut, and says so
+    assert len(line) < 2000, len(line)
+    if path == "/up/x":
+        assert line.endswith("(answered 502)"), line[-200:]
 
 
 @contextlib.contextmanager
