@@ -16,7 +16,7 @@ struct tf_server;
 struct tf_episode {
     unsigned long count;        /* times met in this episode */
     uint64_t first_us, last_us; /* monotonic: its start and the last time met */
-    int passed;                 /* seen gone since it was last met */
+    uint64_t passed_us;         /* when first seen gone since it was last met; 0 = not */
 };
 
 /* Accepting a connection failed (why: the system's words, strerror). The

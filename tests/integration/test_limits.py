@@ -283,6 +283,38 @@ def test_single_process_out_of_descriptors_logs_once_not_per_connection(tracfron
     assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 20
 
 
+def hoarded(tracfront, *args):
+    """A single process with one network thread whose app holds every free
+    descriptor, asked by a keep-alive client (the keeper, still open), and a
+    client whose accept failed meanwhile: it waits. Returns the three."""
+    srv = tracfront(*HOARD, "--io-threads", "1", *args, preexec_fn=nofile(128))
+    keeper = srv.connect()
+    assert get(keeper, "/hoard")[0] == b"200"
+    waiting = srv.connect()
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    wait_for(lambda: lines(srv.error_log, "cannot accept connections"), 5,
+             "the failed accept:\n" + srv.error_log)
+    return srv, keeper, waiting
+
+
+def test_out_of_descriptors_is_said_to_last_until_accepting_works(tracfront):
+    """The end of the episode gave the time from the first failed accept to
+    the last one: "1 attempt failed in 0.0s" after 40 s of waiting."""
+    srv, keeper, waiting = hoarded(tracfront)
+    since = time.monotonic()  # the first failure came before
+    time.sleep(2)
+    assert get(keeper, "/release")[0] == b"200"
+    held = time.monotonic() - since
+    keeper.close()  # libmicrohttpd alone accepts again once a connection closes
+    waiting.settimeout(10)
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    again = lines(srv.error_log, "accepting connections again")[0]
+    lasted = float(re.search(r"failed in ([\d.]+)s", again).group(1))
+    assert lasted >= held - 0.1, again  # (said to 0.1 s)
+
+
 # --- 5. lingering closes (proxy/linger.c) count against both --------------------------
 
 def refused_upload(srv):
