@@ -8,6 +8,7 @@
 #include "proxy/limits.h"
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "proxy/log.h"
@@ -57,6 +58,11 @@ static unsigned long ended(struct tf_episode *e, uint64_t now, double *lasted_s)
 static int open_now(const struct tf_server *server)
 {
     return __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED);
+}
+
+bool tf_limits_accept_starved(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 void tf_limits_accept_failed(const struct tf_server *server, const char *why)

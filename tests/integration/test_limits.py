@@ -297,6 +297,33 @@ def hoarded(tracfront, *args):
     return srv, keeper, waiting
 
 
+def test_single_process_accepts_again_while_its_clients_keep_talking(tracfront):
+    """libmicrohttpd 0.9.75, once an accept failed with connections open,
+    accepts again only when one of them closes: with one network thread, a
+    keep-alive client that kept talking kept every new connection waiting
+    after the descriptors were free (39 s in a probe; --idle-timeout never
+    closes a talking client). tracfront accepts for it meanwhile, trying
+    again every 250 ms, without spinning while none is free."""
+    srv, keeper, waiting = hoarded(tracfront, "--idle-timeout", "60")
+    before = cpu_seconds(srv.proc.pid)
+    time.sleep(2)
+    used = cpu_seconds(srv.proc.pid) - before
+    assert used < 0.5, "%.2f s of CPU in 2 s while out of descriptors" % used
+    assert get(keeper, "/release")[0] == b"200"
+    deadline = time.monotonic() + 10
+    while not select.select([waiting], [], [], 0.3)[0]:
+        assert time.monotonic() < deadline, "not accepted while the keep-alive client talks"
+        assert get(keeper)[0] == b"200"
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    with srv.connect() as later:  # and the next ones at once
+        assert get(later) == (b"200", b"ok\n")
+    assert get(keeper)[0] == b"200"
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    again = lines(srv.error_log, "accepting connections again")[0]
+    assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 4  # 250 ms apart
+
+
 def test_out_of_descriptors_is_said_to_last_until_accepting_works(tracfront):
     """The end of the episode gave the time from the first failed accept to
     the last one: "1 attempt failed in 0.0s" after 40 s of waiting."""
