@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -174,8 +175,9 @@ static size_t write_all(int fd, const char *p, size_t n)
  * same pipe are not kept out. */
 struct sink {
     pthread_mutex_t lock;
-    bool torn;          /* a record was cut short (a full disk): the next starts on a new line */
-    unsigned long lost; /* records lost since the first failure; 0: writing */
+    bool torn;          /* atomic, written under lock: a record was cut short (a full
+                           disk): the next starts on a new line */
+    unsigned long lost; /* atomic: records lost since the first failure; 0: writing */
 };
 static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
 static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
@@ -196,21 +198,32 @@ __attribute__((constructor)) static void sinks_watch_forks(void)
 
 /* One record (whole lines) to fd, alone, after the newline that ends one cut
  * short before: if that cannot be written, this record is not either (it
- * would go on from the cut one). Returns, for the first record written after
- * a failure, how many were lost, else 0; *failed is errno for the first
- * record lost (to say once, outside the lock), else 0. */
+ * would go on from the cut one). A record of at most PIPE_BUF bytes that
+ * finds the lock taken goes without it: one write() puts it whole even on a
+ * pipe, and a network thread must not stall its connections while another
+ * thread's big record drains into a pipe whose reader is slow (it may land
+ * between two pieces of that record, as before records were serialized).
+ * Returns, for the first record written after a failure, how many were
+ * lost, else 0; *failed is errno for the first record lost (to say once,
+ * outside the lock), else 0. */
 static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n, int *failed)
 {
-    pthread_mutex_lock(&s->lock);
+    bool locked = pthread_mutex_trylock(&s->lock) == 0;
+    if (!locked && (n > PIPE_BUF || __atomic_load_n(&s->torn, __ATOMIC_RELAXED))) {
+        pthread_mutex_lock(&s->lock);
+        locked = true;
+    }
     size_t done = 0;
-    if (!s->torn || write_all(fd, "\n", 1) == 1) {
+    if (!locked || !s->torn || write_all(fd, "\n", 1) == 1) {
         done = write_all(fd, p, n);
-        s->torn = done > 0 && done < n;
+        if (locked)
+            __atomic_store_n(&s->torn, done > 0 && done < n, __ATOMIC_RELAXED);
     }
     int why = errno;
-    unsigned long was = s->lost;
-    s->lost = done == n ? 0 : was + 1;
-    pthread_mutex_unlock(&s->lock);
+    unsigned long was = done == n ? __atomic_exchange_n(&s->lost, 0, __ATOMIC_RELAXED)
+                                  : __atomic_fetch_add(&s->lost, 1, __ATOMIC_RELAXED);
+    if (locked)
+        pthread_mutex_unlock(&s->lock);
     *failed = done < n && was == 0 ? why : 0;
     return done == n ? was : 0;
 }

@@ -59,6 +59,51 @@ def test_long_lines_from_concurrent_requests_stay_whole_on_a_pipe(tracfront, tmp
             reader.wait()
 
 
+SLOW_READER = """
+import sys, time
+with open(sys.argv[1], "rb") as fifo, open(sys.argv[2], "wb") as out:
+    while True:
+        data = fifo.read1(4096)
+        if not data:
+            break
+        out.write(data)
+        out.flush()
+        time.sleep(0.02)
+"""
+
+
+def test_a_network_thread_never_waits_behind_a_big_record(tracfront, tmp_path):
+    """A 2 MB line draining into a pipe read at ~200 KB/s takes ~10 s. Lines
+    are written one at a time to keep them whole, but a network thread's own
+    short line must not wait for that one: its whole loop would (with one
+    network thread: every client). The 502 of a refused upstream, whose line
+    the network thread writes, comes while most of the big line is still to
+    drain."""
+    fifo, piped = tmp_path / "log.fifo", tmp_path / "piped.log"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["/usr/bin/python3", "-c", SLOW_READER, str(fifo), str(piped)])
+    srv = None
+    try:
+        srv = tracfront(*APP, "--error-log", fifo, "--io-threads", "1",
+                        "--upstream", "http://127.0.0.1:%d" % closed_port(),
+                        "--route", "/up=upstream")
+        big = concurrent.futures.ThreadPoolExecutor(1).submit(
+            requests.get, srv.url + "line", params={"tag": "big", "n": 2_000_000}, timeout=60)
+        wait_for(lambda: "<big:" in piped.read_text(errors="replace"), 10, "the big line begins")
+        assert requests.get(srv.url + "up/x", timeout=30).status_code == 502
+        read = piped.stat().st_size  # the pipe holds 64 KiB more at the most
+        assert read < 1_000_000, "the 502 waited until the big line was written (%d)" % read
+        assert big.result(60).status_code == 200
+    finally:
+        if srv:
+            srv.stop()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            reader.wait(30)
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+
+
 @pytest.mark.parametrize("path, reason", [
     ("/up/x", "Couldn't connect"),                    # the upstream refused
     ("/raise", "the app raised; traceback follows"),  # the app raised
