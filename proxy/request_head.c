@@ -151,8 +151,11 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
     req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (req->refuse_status)
         return req->refuse_status;
-    if (!tf_is_token(method, strlen(method)))
+    size_t method_len = strlen(method);
+    if (!tf_is_token(method, method_len))
         return 400;
+    if (method_len > TF_METHOD_MAX) /* none is registered that long; logged whole */
+        return 501;
     if (!req->http11 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
         return 505;
     int st = tf_check_target(req->target, method);

@@ -254,6 +254,15 @@ def test_oversized_request_target(srv):
                     statuses=(414, 431))
 
 
+def test_overlong_method_is_not_implemented(srv):
+    """A method longer than any registered one (32 bytes or more past
+    BASELINE-CONTROL's 16) gets 501: it would only push the reason out of
+    tracfront's own log lines, which name the method whole."""
+    assert_rejected(srv, get(b"M" * 33 + b" /MARK HTTP/1.1"), statuses=(501,))
+    data, _ = exchange(srv, get(b"M" * 32 + b" /hello HTTP/1.1", b"Host: x\r\nConnection: close\r\n"))
+    assert status_of(data) == 200, data[:200]
+
+
 def test_unsupported_transfer_coding_with_chunked_framing(srv):
     # Framing is valid (chunked is final) but gzip is not implemented: 501.
     body = b"5\r\nhello\r\n0\r\n\r\n"
