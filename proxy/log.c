@@ -364,7 +364,9 @@ char *tf_log_quote(const char *s)
     if (!out)
         return NULL;
     size_t n = put_escaped(out, 0, TF_LOG_QUOTE_MAX + 5, s); /* all of s when it fits */
-    if (width > TF_LOG_QUOTE_MAX)
+    for (; s[i]; i++) /* the whole width: was all of s put? */
+        width += escaped_width((unsigned char)s[i]);
+    if (n < width)
         memcpy(out + n, ellipsis, sizeof(ellipsis));
     else
         out[n] = '\0';

@@ -63,6 +63,14 @@ static void test_long_is_cut_with_an_ellipsis(void **state)
     assert_string_equal(q + shown, ELLIPSIS);
     free(q);
     free(long_escaped);
+    /* all of it shown, if a little past the limit (its last escape): no ellipsis */
+    char *edge = repeat("a", TF_LOG_QUOTE_MAX);
+    edge[TF_LOG_QUOTE_MAX - 1] = '\x9b';
+    q = tf_log_quote(edge);
+    assert_int_equal(strlen(q), TF_LOG_QUOTE_MAX + 3);
+    assert_string_equal(q + TF_LOG_QUOTE_MAX - 1, "\\x9b");
+    free(q);
+    free(edge);
 }
 
 int main(void)
