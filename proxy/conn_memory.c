@@ -5,8 +5,10 @@
  * keep-alive connections left the process 330 MB bigger for good after they
  * closed. So once the connections open fall to a quarter of their peak since
  * the last trim, a peak of TRIM_PEAK or more, malloc_trim(0) hands the free
- * pages back (madvise; what is in use stays), at most a few times per spike
- * (each trim takes the connections open then as the next peak). It takes
+ * pages back (madvise; what is in use stays), and again at each quarter
+ * down from there while a quarter holds TRIM_LAST or more (each trim takes
+ * the connections open then as the next peak): a few times per spike, and
+ * at most TRIM_LAST pools of it are left. It takes
  * up to tens of ms (64 ms for 240 MB left in 7,500 holes), so a network
  * thread steps away from its loop for it (a spare thread carries on). It
  * never takes a lock of its own. */
@@ -18,9 +20,11 @@
 #include "proxy/loop.h"
 
 #define TRIM_PEAK 512 /* connections: 16 MiB of pools */
+#define TRIM_LAST 64  /* 2 MiB */
 
-static int open_now; /* atomic */
-static int peak;     /* atomic: the most open since the last trim */
+static int open_now;  /* atomic */
+static int peak;      /* atomic: the most open since the last trim */
+static bool trimming; /* atomic: a spike's trims go on down to TRIM_LAST */
 
 void tf_conn_memory_opened(void)
 {
@@ -41,10 +45,12 @@ void tf_conn_memory_closed(void)
 {
     int open = __atomic_sub_fetch(&open_now, 1, __ATOMIC_RELAXED);
     int seen = __atomic_load_n(&peak, __ATOMIC_RELAXED);
-    if (seen < TRIM_PEAK || open > seen / 4)
+    int least = __atomic_load_n(&trimming, __ATOMIC_RELAXED) ? TRIM_LAST : TRIM_PEAK;
+    if (seen < least || open > seen / 4)
         return;
     if (__atomic_compare_exchange_n(&peak, &seen, open, false, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED)) { /* one thread trims */
+        __atomic_store_n(&trimming, open >= TRIM_LAST, __ATOMIC_RELAXED);
         struct tf_loop *loop = tf_loop_current();
         if (!loop || tf_loop_step_away(loop, trim, NULL) < 0)
             trim(NULL);
