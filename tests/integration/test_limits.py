@@ -339,7 +339,10 @@ def test_out_of_descriptors_is_said_to_last_until_accepting_works(tracfront):
              "the end of the episode:\n" + srv.error_log)
     again = lines(srv.error_log, "accepting connections again")[0]
     lasted = float(re.search(r"failed in ([\d.]+)s", again).group(1))
-    assert lasted >= held - 0.1, again  # (said to 0.1 s)
+    # (said to 0.1 s, rounded): from the first failure to the accept that worked,
+    # after the release; the old count ended at the last failure, before it (by up
+    # to the 250 ms between attempts: this catches it about four times in five)
+    assert lasted >= held - 0.05, again
 
 
 # --- 5. lingering closes (proxy/linger.c) count against both --------------------------
