@@ -148,7 +148,7 @@ void prof_compare_record(const char *method, const char *target,
                          const struct prof_compare_side *upstream)
 {
     char key[KEY_MAX];
-    prof_route_key(target, strlen(target), true, key, sizeof(key)); /* the app's target */
+    prof_route_key(target, strlen(target), true, key, sizeof(key)); /* mirrored: the default's */
     /* A client that left early cut its answer short (or never needed
      * it): the difference and the time are the client's, not a backend's. */
     bool left = app->abandoned || upstream->abandoned;

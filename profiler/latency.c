@@ -150,8 +150,7 @@ struct slow_request *prof_latency_slowest(unsigned *n)
 void prof_latency_record(const struct prof_sample *s)
 {
     char key[ROUTE_KEY_MAX];
-    prof_route_key(s->target, strlen(s->target), s->backend == PROF_BACKEND_WSGI, key,
-                   sizeof(key));
+    prof_route_key(s->target, strlen(s->target), !s->routed, key, sizeof(key));
     uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
     pthread_mutex_lock(&prof_latency_lock);
     struct route *r = table ? prof_latency_route(key, s->status != 404) : NULL;

@@ -22,6 +22,7 @@ struct prof_sample {
     enum prof_backend backend;
     unsigned status;
     bool ran_inline;          /* backend wsgi: run inside the network thread's read of it */
+    bool routed;              /* sent by a --route or --static prefix, not to the default backend */
     uint64_t t_received, t_dispatched, t_first_byte, t_done; /* monotonic us */
     /* backend upstream only: durations measured by libcurl from the start of
      * its transfer (connect is 0 on a reused connection) */

@@ -107,7 +107,7 @@ void prof_route_keep_leading(unsigned n)
     kept_leading = n;
 }
 
-size_t prof_route_key(const char *target, size_t len, bool by_app, char *out, size_t cap)
+size_t prof_route_key(const char *target, size_t len, bool by_default, char *out, size_t cap)
 {
     if (cap == 0)
         return 0;
@@ -115,7 +115,7 @@ size_t prof_route_key(const char *target, size_t len, bool by_app, char *out, si
     if (q)
         len = (size_t)(q - target);
     size_t o = 0, i = 0;
-    unsigned segment = 0, keep = by_app ? kept_leading : 0;
+    unsigned segment = 0, keep = by_default ? kept_leading : 0;
     while (i < len) {
         size_t start = i;
         if (target[i] == '/') {

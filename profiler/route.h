@@ -12,13 +12,15 @@
  * NUL-terminated, truncated at a segment boundary if needed). A segment that
  * is all digits, or 8+ hex digits with at least one digit (a changeset or
  * hash), or a UUID becomes ":id". Returns the key length. */
-size_t prof_route_key(const char *target, size_t len, bool by_app, char *out, size_t cap);
+size_t prof_route_key(const char *target, size_t len, bool by_default, char *out, size_t cap);
 
-/* For a target the app answers (by_app), never fold the first n segments:
- * they name something, not an id (under --trac-env-parent-dir, --mount's
- * segments and the project's folder: the projects 2024 and 2025 are two
- * routes; a static or upstream path folds as ever). 0 until set; set before
- * any thread that records a request starts. */
+/* For a target of the default backend (by_default: no --route or --static
+ * prefix sent it elsewhere; the app, or the upstream that answers it with
+ * --mirror-primary upstream), never fold the first n segments: they name
+ * something, not an id (under --trac-env-parent-dir, --mount's segments and
+ * the project's folder: the projects 2024 and 2025 are two routes; a routed
+ * static or upstream path folds as ever). 0 until set; set before any
+ * thread that records a request starts. */
 void prof_route_keep_leading(unsigned n);
 
 #endif

@@ -100,13 +100,12 @@ static void *acceptor(void *arg)
         socklen_t len = sizeof(ss);
         int fd = accept4(server->shared_fd, (struct sockaddr *)&ss, &len,
                          SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-                       errno == ENOMEM)) {
+        if (fd < 0 && tf_limits_accept_starved(errno)) {
             int err = errno;
             if (close_a_lingering_socket(server))
                 continue;
             tf_limits_accept_failed(server, strerror(err));
-            poll(&p[1], 1, 250); /* a stop still ends the wait */
+            poll(&p[1], 1, TF_ACCEPT_RETRY_MS); /* a stop still ends the wait */
             continue;
         }
         if (fd >= 0 && add_connection(server, fd, &ss, len) == 0) {

@@ -77,6 +77,7 @@ struct tf_config {
     bool reload;                /* restart the workers when the app's files change */
     double worker_start_timeout;/* seconds a new worker may take to be ready (60 unless given) */
     bool worker;                /* internal: this process is a worker of a front */
+    bool modules_watched;       /* internal: a worker whose front has --reload (lists its modules) */
     char **basic_auth, **digest_auth; /* --basic-auth, --digest-auth: PROJECT,FILE,REALM */
     size_t n_basic_auth, n_digest_auth;
     double digest_nonce_lifetime; /* seconds before a Digest nonce is stale (300 unless given) */

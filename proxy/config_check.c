@@ -127,6 +127,7 @@ static int worker_settings(struct tf_config *cfg, char *err, size_t errlen)
                  "(see --workers)");
         return -1;
     }
+    cfg->modules_watched = cfg->reload; /* the front watches; this worker lists its modules */
     cfg->reload = false;
     cfg->workers = 0;
     return 0;

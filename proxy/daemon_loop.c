@@ -2,7 +2,9 @@
  * server_internal.h): run when its sockets are ready or a timeout is due,
  * resumed connections, the requests looked at once a second, the clients
  * watched for a hang-up while suspended, its lingering closes' limits
- * (linger.h), and libmicrohttpd's own log lines. */
+ * (linger.h), accepting for it while it will not (out of descriptors), and
+ * libmicrohttpd's own log lines. */
+#define _GNU_SOURCE /* accept4 */
 #include "proxy/server_internal.h"
 
 #include <errno.h>
@@ -190,12 +192,107 @@ static struct tf_daemon *running_daemon(struct tf_server *server)
 /* libmicrohttpd 0.9.75, out of descriptors with no connection open, keeps
  * its listening socket in its epoll set ("will try busy waiting"): the
  * loop would run it again at once, a whole CPU. So the daemon whose run
- * this is is taken off its loop for 250 ms. */
+ * this is is taken off its loop for TF_ACCEPT_RETRY_MS. */
 static void pause_accepting(struct tf_server *server)
 {
     struct tf_daemon *d = running_daemon(server);
     if (d)
         d->accept_failed = true; /* run_daemon acts on it */
+}
+
+/* --- accepting for libmicrohttpd while it will not ---------------------------
+ * With connections open, libmicrohttpd 0.9.75 takes an accept failing for
+ * want of a descriptor as a reason to take its listening socket out of its
+ * epoll set ("temporarily suspending accept()") until one of its
+ * connections closes, not until descriptors are free again: a network
+ * thread whose keep-alive clients kept talking accepted nothing, whatever
+ * --idle-timeout. Meanwhile the loop watches that socket itself and hands
+ * what it accepts to libmicrohttpd (MHD_add_connection, as a worker's
+ * acceptor does); a failure closes a lingering socket and tries again, else
+ * waits TF_ACCEPT_RETRY_MS. A connection closing ends it (run_daemon): then
+ * libmicrohttpd watches its socket again itself. */
+
+static int listening_fd(struct tf_daemon *d)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_LISTEN_FD);
+    return info ? info->listen_fd : -1;
+}
+
+/* Out of the loop's epoll set until accept_retry_at. */
+static void accept_later(struct tf_daemon *d)
+{
+    if (d->listen_watched)
+        tf_loop_unwatch(d->loop, listening_fd(d));
+    d->listen_watched = false;
+    d->accept_retry_at = tf_now_us() + TF_ACCEPT_RETRY_MS * 1000u;
+}
+
+void tf_daemon_accept_release(struct tf_daemon *d)
+{
+    accept_later(d);
+    d->accept_held = false;
+}
+
+/* The line said libmicrohttpd stopped accepting: the daemon whose run this
+ * is looks again in TF_ACCEPT_RETRY_MS. */
+static void hold_accepting(struct tf_server *server)
+{
+    struct tf_daemon *d = running_daemon(server);
+    if (d && !d->accept_held) {
+        d->accept_held = true;
+        accept_later(d);
+    }
+}
+
+/* The listening socket is ready: up to 10 connections, as libmicrohttpd
+ * takes them (level-triggered: the rest next turn). */
+static void on_listen_ready(void *ctx, int fd, uint32_t events)
+{
+    (void)events;
+    struct tf_daemon *d = ctx;
+    for (unsigned taken = 0; taken < 10; taken++) {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+        if (!info || info->num_connections >= d->share) {
+            accept_later(d); /* libmicrohttpd would refuse it: wait for a place */
+            return;
+        }
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c >= 0) { /* libmicrohttpd closes it if it cannot take it */
+            MHD_add_connection(d->mhd, c, (struct sockaddr *)&ss, len);
+            continue;
+        }
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue; /* that client only */
+        if (tf_limits_accept_starved(err)) {
+            if (tf_linger_close_oldest(d->linger))
+                continue;
+            tf_limits_accept_failed(d->server, strerror(err));
+        }
+        accept_later(d); /* starved, or the socket's own error: not at once again */
+        return;
+    }
+}
+
+/* While held: the ms until the socket is watched again, or -1. */
+static long accept_held_tick(struct tf_daemon *d)
+{
+    if (d->listen_watched)
+        return -1;
+    uint64_t now = tf_now_us();
+    if (now < d->accept_retry_at)
+        return (long)((d->accept_retry_at - now) / 1000u) + 1;
+    if (tf_loop_watch(d->loop, listening_fd(d), EPOLLIN, on_listen_ready, d) < 0) {
+        accept_later(d); /* out of memory */
+        return TF_ACCEPT_RETRY_MS;
+    }
+    d->listen_watched = true;
+    return -1;
 }
 
 int tf_daemon_close_lingering(void *arg)
@@ -288,6 +385,8 @@ static void take_line(void *cls, const char *fmt, char *msg)
     }
     if (begins(msg, "Hit process or system resource limit at FIRST connection"))
         pause_accepting(cls);
+    else if (begins(msg, "Hit process or system resource limit at "))
+        hold_accepting(cls);
     struct tf_daemon *d;
     if (begins(msg, "Error accepting connection") && (d = running_daemon(cls)))
         tf_linger_close_oldest(d->linger); /* a descriptor for a later accept */
@@ -367,8 +466,10 @@ void tf_request_unwatch_hangup(struct tf_request *req)
 }
 
 /* MHD_run, and another run next turn when it closed connections: below
- * its connection limit again, libmicrohttpd puts its listening socket back
- * in its epoll set only at the start of a run. */
+ * its connection limit again, or accepting again after a failed accept
+ * (a connection's end clears that, after the run's accepts), libmicrohttpd
+ * puts its listening socket back in its epoll set only at the start of a
+ * run. */
 static void run_daemon(struct tf_daemon *d)
 {
     const union MHD_DaemonInfo *info =
@@ -380,10 +481,12 @@ static void run_daemon(struct tf_daemon *d)
         info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
         if (info && !d->accept_paused_until)
             tf_loop_unwatch(d->loop, info->epoll_fd);
-        d->accept_paused_until = tf_now_us() + 250000u;
+        d->accept_paused_until = tf_now_us() + TF_ACCEPT_RETRY_MS * 1000u;
     }
     info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
     if (info && info->num_connections < before) {
+        if (d->accept_held)
+            tf_daemon_accept_release(d);
         __atomic_store_n(&d->needs_run, 1, __ATOMIC_RELEASE);
         tf_loop_wake(d->loop);
     }
@@ -405,7 +508,7 @@ static long resume_accepting(struct tf_daemon *d)
         return (long)((d->accept_paused_until - now) / 1000u) + 1;
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (!info || tf_loop_watch(d->loop, info->epoll_fd, EPOLLIN, on_daemon_ready, d) < 0)
-        return 250; /* out of memory: try again */
+        return TF_ACCEPT_RETRY_MS; /* out of memory: try again */
     d->accept_paused_until = 0;
     return 0;
 }
@@ -432,7 +535,8 @@ static long daemon_tick(void *ctx)
     long linger = tf_linger_sweep(d->linger);
     if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
         run_daemon(d);
-    long next = earliest(earliest(sweep, limits), linger);
+    long held = d->accept_held ? accept_held_tick(d) : -1;
+    long next = earliest(earliest(earliest(sweep, limits), linger), held);
     uint64_t now = tf_now_us();
     if (d->watched) /* also when libmicrohttpd has no timeout: a suspended stream's */
         next = earliest(next, d->next_look > now ? (long)((d->next_look - now) / 1000u) + 1 : 0);
@@ -458,6 +562,7 @@ int tf_daemon_detach(void *arg) /* on the daemon's loop, or after it stopped */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     if (info)
         tf_loop_unwatch(d->loop, info->epoll_fd);
+    tf_daemon_accept_release(d);
     tf_loop_remove_tick(d->loop, daemon_tick, d);
     tf_linger_free(d->linger); /* a stop does not wait for them */
     d->linger = NULL;

@@ -1,12 +1,14 @@
 /* limits.c — episodes of running into --max-connections or out of
  * descriptors (see limits.h). An episode opens at the first time the limit
- * is met (logged) and ends, logged with how long it lasted, once the limit
- * was seen gone and not met again for a second: a server that keeps
- * meeting it at every accepted connection says it twice, not twice per
- * connection. It never sleeps or takes a lock. */
+ * is met (logged) and ends, logged with how long it lasted (until it was
+ * seen gone: an accept that worked), once the limit was seen gone and not
+ * met again for a second: a server that keeps meeting it at every accepted
+ * connection says it twice, not twice per connection. It never sleeps or
+ * takes a lock. */
 #include "proxy/limits.h"
 #include "proxy/server_internal.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "proxy/log.h"
@@ -21,35 +23,46 @@ static struct tf_episode accept_failures;
 static bool met(struct tf_episode *e, uint64_t now)
 {
     __atomic_store_n(&e->last_us, now, __ATOMIC_RELAXED);
-    __atomic_store_n(&e->passed, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&e->passed_us, 0, __ATOMIC_RELAXED);
     if (__atomic_fetch_add(&e->count, 1, __ATOMIC_ACQ_REL) != 0)
         return false;
     __atomic_store_n(&e->first_us, now, __ATOMIC_RELAXED);
     return true;
 }
 
+/* The limit is not met now: the episode, if one is open, lasted until now
+ * (unless it is met again). */
 static void seen_gone(struct tf_episode *e)
 {
-    if (__atomic_load_n(&e->count, __ATOMIC_RELAXED) && !__atomic_load_n(&e->passed,
+    if (__atomic_load_n(&e->count, __ATOMIC_RELAXED) && !__atomic_load_n(&e->passed_us,
                                                                          __ATOMIC_RELAXED))
-        __atomic_store_n(&e->passed, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&e->passed_us, tf_now_us(), __ATOMIC_RELAXED);
 }
 
 /* An episode seen gone and not met for QUIET_US ends: its count (and
- * *lasted_s), else 0; one caller gets it. */
+ * *lasted_s: from its start until it was seen gone, not until it was last
+ * met, which a single failed accept would make 0.0s however long the wait
+ * after it), else 0; one caller gets it. */
 static unsigned long ended(struct tf_episode *e, uint64_t now, double *lasted_s)
 {
     uint64_t last = __atomic_load_n(&e->last_us, __ATOMIC_RELAXED);
-    if (!__atomic_load_n(&e->passed, __ATOMIC_RELAXED) || now < last + QUIET_US)
+    uint64_t passed = __atomic_load_n(&e->passed_us, __ATOMIC_RELAXED);
+    if (!passed || now < last + QUIET_US)
         return 0;
     unsigned long n = __atomic_exchange_n(&e->count, 0, __ATOMIC_ACQ_REL);
-    *lasted_s = (double)(last - __atomic_load_n(&e->first_us, __ATOMIC_RELAXED)) / 1e6;
+    uint64_t first = __atomic_load_n(&e->first_us, __ATOMIC_RELAXED);
+    *lasted_s = (double)(passed > first ? passed - first : 0) / 1e6;
     return n;
 }
 
 static int open_now(const struct tf_server *server)
 {
     return __atomic_load_n(&server->open_connections, __ATOMIC_RELAXED);
+}
+
+bool tf_limits_accept_starved(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 void tf_limits_accept_failed(const struct tf_server *server, const char *why)

@@ -16,9 +16,15 @@ struct tf_server;
 struct tf_episode {
     unsigned long count;        /* times met in this episode */
     uint64_t first_us, last_us; /* monotonic: its start and the last time met */
-    int passed;                 /* seen gone since it was last met */
+    uint64_t passed_us;         /* when first seen gone since it was last met; 0 = not */
 };
 
+/* After an accept failed for want of a descriptor or memory, it is tried
+ * again this much later (nginx: 500 ms), not at once: that took a CPU. */
+#define TF_ACCEPT_RETRY_MS 250u
+
+/* Whether accept's errno err is one of those: out of descriptors or memory. */
+bool tf_limits_accept_starved(int err);
 /* Accepting a connection failed (why: the system's words, strerror). The
  * descriptors are the process's: one episode per process. */
 void tf_limits_accept_failed(const struct tf_server *server, const char *why);

@@ -1,11 +1,13 @@
 /* log.c — error and access logs (see log.h). A line is built in a stack buffer
- * and written with one write(); client-supplied strings are escaped as Apache
- * does (\" \\ \xhh) so a request can never forge a log line. */
+ * and written with one write(), under its log's lock; client-supplied strings
+ * are escaped as Apache does (\" \\ \xhh) so a request can never forge a log
+ * line. Never holds a log's lock while waiting for anything but the write. */
 #define _GNU_SOURCE /* dup3 */
 #include "proxy/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -144,23 +146,97 @@ void tf_log_close(void)
     access_fd = stderr_copy = python_fd = -1;
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* n bytes to fd through short writes and EINTR; returns how many went
+ * (fewer: errno says why). */
+static size_t write_all(int fd, const char *p, size_t n)
 {
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
-            return;
-        p += w;
-        n -= (size_t)w;
+        if (w <= 0) {
+            if (w == 0)
+                errno = EIO;
+            break;
+        }
+        done += (size_t)w;
     }
+    return done;
+}
+
+/* What the writers of one log share. O_APPEND keeps a record whole in a file
+ * however long, but a pipe (stderr under docker or systemd, `| logger`) takes
+ * a write over PIPE_BUF (4 KiB) in pieces, and another thread's write came
+ * between them: the lock lets one record be written at a time. It is held
+ * for the write alone (never while waiting for the GIL), so a thread that
+ * holds the GIL may wait for it. Other processes (--workers) writing to the
+ * same pipe are not kept out. */
+struct sink {
+    pthread_mutex_t lock;
+    bool torn;          /* a record was cut short (a full disk): the next starts on a new line */
+    unsigned long lost; /* records lost since the first failure; 0: writing */
+};
+static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
+static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
+
+/* A fork() (the app's os.fork()) while another thread held a lock would leave
+ * it held for good in the child, which logs why it exits: the child makes
+ * them anew (no other thread runs there), as CPython does for its own. */
+static void sinks_after_fork(void)
+{
+    pthread_mutex_init(&error_sink.lock, NULL);
+    pthread_mutex_init(&access_sink.lock, NULL);
+}
+
+__attribute__((constructor)) static void sinks_watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, sinks_after_fork);
+}
+
+/* One record (whole lines) to fd, alone, after the newline that ends one cut
+ * short before: if that cannot be written, this record is not either (it
+ * would go on from the cut one). Returns, for the first record written after
+ * a failure, how many were lost, else 0; *failed is errno for the first
+ * record lost (to say once, outside the lock), else 0. */
+static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n, int *failed)
+{
+    pthread_mutex_lock(&s->lock);
+    size_t done = 0;
+    if (!s->torn || write_all(fd, "\n", 1) == 1) {
+        done = write_all(fd, p, n);
+        s->torn = done > 0 && done < n;
+    }
+    int why = errno;
+    unsigned long was = s->lost;
+    s->lost = done == n ? 0 : was + 1;
+    pthread_mutex_unlock(&s->lock);
+    *failed = done < n && was == 0 ? why : 0;
+    return done == n ? was : 0;
+}
+
+static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
+
+/* A record to the error log. One it cannot take (a full disk) is said on
+ * stderr, once while it lasts; the count lost goes into the log when it
+ * takes records again. */
+static void write_error(const char *p, size_t n)
+{
+    int fd = error_fd, failed;
+    if (fd < 0 || !n)
+        return;
+    unsigned long was = sink_write(&error_sink, fd, p, n, &failed);
+    if (failed)
+        dprintf(tf_log_stderr_fd(), "tracfront: %s--error-log: cannot write to %s: %s; "
+                "messages are lost until it can (counted)\n", process_tag,
+                error_path ? error_path : "stderr", strerror(failed));
+    if (was)
+        tf_log_error("--error-log: writing again; %lu message%s lost", was, was == 1 ? "" : "s");
 }
 
 void tf_log_raw(const char *data, size_t len)
 {
-    if (error_fd >= 0)
-        write_all(error_fd, data, len);
+    write_error(data, len);
 }
 
 int tf_log_error_fd(void)
@@ -172,8 +248,6 @@ int tf_log_python_fd(void)
 {
     return python_fd >= 0 ? python_fd : error_fd;
 }
-
-static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
 
 void tf_log_set_worker_tag(void)
 {
@@ -197,7 +271,7 @@ static void log_line(const char *level, const char *fmt, va_list ap)
         m = 0;
     n += (size_t)m < sizeof(line) - n - 1 ? (size_t)m : sizeof(line) - n - 2;
     line[n++] = '\n';
-    write_all(error_fd, line, n);
+    write_error(line, n);
 }
 
 void tf_log_error(const char *fmt, ...)
@@ -229,6 +303,12 @@ int tf_log_access_enabled(void)
     return access_fd >= 0;
 }
 
+/* The bytes c takes escaped: \" \\ \xhh or itself. */
+static size_t escaped_width(unsigned char c)
+{
+    return c == '"' || c == '\\' ? 2 : c < 0x20 || c >= 0x7f ? 4 : 1;
+}
+
 /* Append s escaped; stops (truncating) rather than overflow. */
 static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
 {
@@ -237,10 +317,10 @@ static size_t put_escaped(char *out, size_t pos, size_t cap, const char *s)
         s = "-";
     for (; *s && pos + 5 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
+        if (escaped_width(c) == 2) {
             out[pos++] = '\\';
             out[pos++] = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
+        } else if (escaped_width(c) == 4) {
             out[pos++] = '\\';
             out[pos++] = 'x';
             out[pos++] = hex[c >> 4];
@@ -259,6 +339,25 @@ const char *tf_log_escape(const char *s, char *out, size_t cap)
     return out;
 }
 
+char *tf_log_quote(const char *s)
+{
+    static const char ellipsis[] = "\xe2\x80\xa6"; /* U+2026: a client's would be escaped */
+    size_t width = 0, i = 0;
+    for (; s[i] && width <= TF_LOG_QUOTE_MAX; i++)
+        width += escaped_width((unsigned char)s[i]);
+    if (width == i && width <= TF_LOG_QUOTE_MAX) /* "" too */
+        return (char *)s;
+    char *out = malloc(TF_LOG_QUOTE_MAX + 4 + sizeof(ellipsis)); /* put_escaped ends 0-3 past */
+    if (!out)
+        return NULL;
+    size_t n = put_escaped(out, 0, TF_LOG_QUOTE_MAX + 5, s); /* all of s when it fits */
+    if (width > TF_LOG_QUOTE_MAX)
+        memcpy(out + n, ellipsis, sizeof(ellipsis));
+    else
+        out[n] = '\0';
+    return out;
+}
+
 /* A field's room in the line: each byte may take 4 ("\xhh"). */
 static size_t escaped_room(const char *s)
 {
@@ -266,37 +365,16 @@ static size_t escaped_room(const char *s)
 }
 
 /* The access log could not take a line (a full disk): said once in the
- * error log while it lasts, with the count lost when it takes lines again.
- * A line cut short is ended, so the next one starts on its own line. */
+ * error log while it lasts, with the count lost when it takes lines again. */
 static void write_access_line(const char *line, size_t n)
 {
-    static unsigned long lost; /* lines since the first failure; 0: writing */
-    static bool torn;
-    int fd = access_fd;
-    if (__atomic_load_n(&torn, __ATOMIC_RELAXED) &&
-        __atomic_exchange_n(&torn, false, __ATOMIC_RELAXED))
-        (void)!write(fd, "\n", 1);
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = write(fd, line + done, n - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            break;
-        done += (size_t)w;
-    }
-    if (done == n) {
-        unsigned long was = __atomic_exchange_n(&lost, 0, __ATOMIC_RELAXED);
-        if (was)
-            tf_log_error("--access-log: writing again; %lu line%s lost", was, was == 1 ? "" : "s");
-        return;
-    }
-    int why = errno;
-    if (done)
-        __atomic_store_n(&torn, true, __ATOMIC_RELAXED);
-    if (__atomic_fetch_add(&lost, 1, __ATOMIC_RELAXED) == 0)
+    int failed;
+    unsigned long was = sink_write(&access_sink, access_fd, line, n, &failed);
+    if (was)
+        tf_log_error("--access-log: writing again; %lu line%s lost", was, was == 1 ? "" : "s");
+    if (failed)
         tf_log_error("--access-log: cannot write: %s; lines are lost until it can (counted)",
-                     strerror(why));
+                     strerror(failed));
 }
 
 /* snprintf at out + *pos, never past size (one byte kept for the newline). */

@@ -1,8 +1,10 @@
 /* log.h — the error log and the access log. Both are files opened at start
- * (and again on SIGUSR1, after a log rotation); every line is formatted into a buffer and written with one write()
- * on an O_APPEND descriptor, so lines from concurrent threads never
- * interleave and no lock is needed. Never call these with the GIL held around
- * slow I/O other than the single write. */
+ * (and again on SIGUSR1, after a log rotation), or stderr; every line is
+ * formatted into a buffer and written with one write() (O_APPEND for a file)
+ * under its log's lock, so lines from concurrent threads never interleave,
+ * on a pipe either (where a write over PIPE_BUF goes in pieces). The lock is
+ * held for that write alone. Never call these with the GIL held around slow
+ * I/O other than the single write. */
 #ifndef TF_LOG_H
 #define TF_LOG_H
 
@@ -41,7 +43,21 @@ void tf_log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * to fit cap bytes. Returns out. For bytes a client chose (a decoded path). */
 const char *tf_log_escape(const char *s, char *out, size_t cap);
 
-/* Raw bytes to the error log (wsgi.errors, Python tracebacks). */
+/* The most bytes of a client's string an error-log line of tracfront's
+ * quotes: what the line says after it must fit (wsgi_log_exception's 1 KiB,
+ * log lines' 8 KiB). */
+#define TF_LOG_QUOTE_MAX 800
+/* s as tracfront's error-log lines quote a client's string (a request
+ * target): escaped as tf_log_escape does, and past TF_LOG_QUOTE_MAX bytes cut
+ * and ended with "…" (UTF-8; a client's own would show escaped). Returns s
+ * itself when it needs neither, else a malloc'ed copy, or NULL (out of
+ * memory). */
+char *tf_log_quote(const char *s);
+
+/* Raw bytes to the error log (wsgi.errors, Python tracebacks), as one
+ * record: no other thread's comes between its bytes. A record the log cannot
+ * take (a full disk) is counted, said once on stderr, and one cut short is
+ * ended with a newline before the next. */
 void tf_log_raw(const char *data, size_t len);
 /* The error log's descriptor (tf_log_stderr_fd() for "-"), or -1 when it
  * is off; the same number across tf_log_reopen(), which dup2()s the new

@@ -1,20 +1,25 @@
 /* reload_watch.c — the changes --reload reacts to (see reload_watch.h):
  * the app's files (the union of the workers' lists) stamped after a mark,
  * and a signature of what Trac reads of the projects served: the project
- * folders' names, each conf/trac.ini, and the plugins (names, sizes, times).
- * Nothing else in those folders counts: notes, backups and editors' copies
- * reload nothing. */
+ * folders' names, each conf/trac.ini, and the plugins (names, sizes, times;
+ * a plugin folder's metadata too). Nothing else in those folders counts:
+ * notes, backups and editors' copies reload nothing. Names go into the log
+ * line escaped: whoever can write there chose them. */
 #include "proxy/reload_watch.h"
 
 #include <ctype.h>
 #include <dirent.h>
-#include <fnmatch.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "proxy/log.h"
 #include "proxy/platform.h"
+#include "proxy/py_fnmatch.h"
 #include "proxy/trac_projects.h"
 
 static int compare_paths(const void *a, const void *b)
@@ -81,13 +86,44 @@ enum watched { PROJECT, TRAC_INI, PLUGINS, PLUGIN };
 /* Called for each thing watched; path and st are its. */
 typedef void visit_fn(void *arg, enum watched kind, const char *path, const struct stat *st);
 
-/* Trac loads plugins/'s *.py (a glob, which passes dot names over) and
- * *.egg (pkg_resources), nothing else there (trac/loader.py). */
+/* What Trac loads from plugins/ (trac/loader.py): the *.py its glob takes
+ * (not dot names; the suffix as written), and what
+ * pkg_resources.Environment([plugins_dir]) takes, its suffix in any case:
+ * *.egg (a zip, or a folder with EGG-INFO/), *.egg-link (a path to one),
+ * *.egg-info and *.dist-info (a file or folder of metadata beside the
+ * code). Nothing else there. */
 static bool is_plugin(const char *name)
 {
+    static const char *const dists[] = { ".egg", ".egg-link", ".egg-info", ".dist-info" };
     size_t n = strlen(name);
-    return name[0] != '.' && ((n > 3 && !strcmp(name + n - 3, ".py")) ||
-                              (n > 4 && !strcmp(name + n - 4, ".egg")));
+    if (name[0] != '.' && n > 3 && !strcmp(name + n - 3, ".py"))
+        return true;
+    for (size_t i = 0; i < sizeof(dists) / sizeof(dists[0]); i++)
+        if (n >= strlen(dists[i]) && !strcasecmp(name + n - strlen(dists[i]), dists[i]))
+            return true;
+    return false;
+}
+
+/* The metadata pkg_resources reads in a plugin that is a folder (an
+ * unpacked egg's EGG-INFO/, an .egg-info or .dist-info folder): the entry
+ * points name the components Trac loads; its time does not change with
+ * them. */
+static const char *const plugin_metadata[] = {
+    "EGG-INFO/PKG-INFO", "EGG-INFO/entry_points.txt", "PKG-INFO", "METADATA", "entry_points.txt",
+};
+
+/* A plugin, and its metadata when it is a folder. */
+static void visit_plugin(const char *path, const struct stat *st, visit_fn *fn, void *arg)
+{
+    char file[4500];
+    struct stat meta;
+    fn(arg, PLUGIN, path, st);
+    for (size_t i = 0; S_ISDIR(st->st_mode) && i < sizeof(plugin_metadata) / sizeof(*plugin_metadata);
+         i++) {
+        snprintf(file, sizeof(file), "%s/%s", path, plugin_metadata[i]);
+        if (stat(file, &meta) == 0)
+            fn(arg, PLUGIN, file, &meta);
+    }
 }
 
 /* One environment: conf/trac.ini, the plugins/ folder itself (only to name
@@ -107,55 +143,91 @@ static void visit_env(const char *env, visit_fn *fn, void *arg)
     for (struct dirent *e; d && (e = readdir(d));) { /* readdir order is stable enough here */
         snprintf(file, sizeof(file), "%s/%s", path, e->d_name);
         if (is_plugin(e->d_name) && stat(file, &st) == 0)
-            fn(arg, PLUGIN, file, &st);
+            visit_plugin(file, &st, fn, arg);
     }
     if (d)
         closedir(d);
 }
 
-#define IGNORE_MAX 64
+/* The patterns of a parent folder's .tracignore, compiled. */
 struct ignored {
-    char text[4096];
-    const char *patterns[IGNORE_MAX];
+    struct tf_py_pattern **patterns;
     size_t n;
 };
 
+static void add_pattern(struct ignored *ig, const char *text)
+{
+    struct tf_py_pattern **grown = realloc(ig->patterns, (ig->n + 1) * sizeof(*grown));
+    if (grown) /* out of memory: a pattern less, a folder more watched */
+        ig->patterns = grown;
+    if (grown && (grown[ig->n] = tf_py_pattern_new(text)))
+        ig->n++;
+}
+
+/* The patterns of one line of the file, as get_tracignore_patterns takes
+ * them: its str.splitlines() parts (ASCII's line breaks) stripped, none
+ * empty or starting with '#'. */
+static void add_line(struct ignored *ig, char *line)
+{
+    static const char breaks[] = "\r\n\v\f\x1c\x1d\x1e";
+    for (char *part = line, *end; *part; part = end + (*end != 0)) {
+        end = part + strcspn(part, breaks);
+        char *last = end;
+        while (part < last && (isspace((unsigned char)*part) || (*part >= 0x1c && *part <= 0x1f)))
+            part++;
+        while (last > part && (isspace((unsigned char)last[-1]) ||
+                               (last[-1] >= 0x1c && last[-1] <= 0x1f)))
+            last--;
+        char keep = *last;
+        *last = 0;
+        if (*part && *part != '#')
+            add_pattern(ig, part);
+        *last = keep;
+    }
+}
+
 /* DIR/.tracignore's patterns as trac.web.main's get_tracignore_patterns
- * reads them (each line stripped; none empty or starting with '#'), or
- * ".*" without the file. */
+ * reads them, the whole file; ".*" when there is none, or it is no regular
+ * file (Trac's open() fails on a folder; a FIFO would block). */
 static void read_tracignore(const char *dir, struct ignored *ig)
 {
-    char path[4200], *save = NULL;
+    char path[4200], *line = NULL;
+    size_t cap = 0;
+    struct stat st;
     snprintf(path, sizeof(path), "%s/.tracignore", dir);
-    FILE *f = fopen(path, "r");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? fdopen(fd, "r") : NULL;
+    ig->patterns = NULL;
     ig->n = 0;
     if (!f) {
-        ig->patterns[ig->n++] = ".*";
+        if (fd >= 0)
+            close(fd);
+        add_pattern(ig, ".*");
         return;
     }
-    ig->text[fread(ig->text, 1, sizeof(ig->text) - 1, f)] = 0;
+    while (getline(&line, &cap, f) >= 0)
+        add_line(ig, line);
+    free(line);
     fclose(f);
-    for (char *l = strtok_r(ig->text, "\r\n", &save); l && ig->n < IGNORE_MAX;
-         l = strtok_r(NULL, "\r\n", &save)) {
-        while (isspace((unsigned char)*l))
-            l++;
-        for (char *end = l + strlen(l); end > l && isspace((unsigned char)end[-1]);)
-            *--end = 0;
-        if (*l && *l != '#')
-            ig->patterns[ig->n++] = l;
-    }
+}
+
+static void free_ignored(struct ignored *ig)
+{
+    for (size_t i = 0; i < ig->n; i++)
+        tf_py_pattern_free(ig->patterns[i]);
+    free(ig->patterns);
 }
 
 /* A project of the parent folder, as Trac's project index lists them
  * (get_environments): a folder (a link to one too) that no pattern of
- * .tracignore matches (Python's fnmatch: no escapes). */
+ * .tracignore matches (Python's fnmatch: py_fnmatch.h). */
 static bool is_project(const struct ignored *ig, const char *name, const char *path,
                        struct stat *st)
 {
     if (!strcmp(name, ".") || !strcmp(name, "..") || stat(path, st) != 0 || !S_ISDIR(st->st_mode))
         return false;
     for (size_t i = 0; i < ig->n; i++)
-        if (fnmatch(ig->patterns[i], name, FNM_NOESCAPE) == 0)
+        if (tf_py_pattern_match(ig->patterns[i], name))
             return false;
     return true;
 }
@@ -168,7 +240,7 @@ static void visit_tree(const struct tf_config *cfg, visit_fn *fn, void *arg)
     if (served.env_path)
         visit_env(served.env_path, fn, arg);
     DIR *d = served.parent_dir ? opendir(served.parent_dir) : NULL;
-    struct ignored ig;
+    struct ignored ig = { NULL, 0 };
     if (d)
         read_tracignore(served.parent_dir, &ig);
     for (struct dirent *e; d && (e = readdir(d));) {
@@ -182,6 +254,7 @@ static void visit_tree(const struct tf_config *cfg, visit_fn *fn, void *arg)
     }
     if (d)
         closedir(d);
+    free_ignored(&ig);
 }
 
 /* The names of the projects, and those with each trac.ini's and plugin's
@@ -208,7 +281,7 @@ static struct tf_reload_tree tree_signature(const struct tf_config *cfg)
 
 struct stamped {
     const struct timespec *since;
-    char file[4400], plugins[4400]; /* the first stamped after since, or "" */
+    char file[4600], plugins[4600]; /* the first stamped after since, or "" */
 };
 
 static void find_stamped(void *arg, enum watched kind, const char *path, const struct stat *st)
@@ -224,14 +297,16 @@ static void describe_tree(const struct tf_reload_watch *rw, const struct tf_conf
                           const struct tf_reload_tree *now, char *why, size_t cap)
 {
     struct stamped s = { .since = &rw->checked_since, .file = "", .plugins = "" };
+    char shown[4200];
     visit_tree(cfg, find_stamped, &s);
     if (now->projects != rw->tree.projects)
         snprintf(why, cap, "a project folder was added to, removed from or renamed in %s",
-                 tf_trac_projects(cfg).parent_dir);
+                 tf_log_escape(tf_trac_projects(cfg).parent_dir, shown, sizeof(shown)));
     else if (s.file[0])
-        snprintf(why, cap, "%s changed", s.file);
+        snprintf(why, cap, "%s changed", tf_log_escape(s.file, shown, sizeof(shown)));
     else if (s.plugins[0])
-        snprintf(why, cap, "a plugin was added to or removed from %s", s.plugins);
+        snprintf(why, cap, "a plugin was added to or removed from %s",
+                 tf_log_escape(s.plugins, shown, sizeof(shown)));
     else
         snprintf(why, cap, "a Trac environment's plugins/ or conf/trac.ini changed");
 }
@@ -274,8 +349,11 @@ static bool change_signature(const struct tf_reload_watch *rw, const struct tf_c
 /* A change counts once it has stayed the same for a check: trac-admin
  * initenv, a copy or an unpacked plugin write for a second or more, and a
  * reload in the middle would start workers on half of it. Checks come
- * about every second; one sooner (a SIGCHLD brings it) must not count. */
+ * about every second; one sooner (a SIGCHLD brings it) must not count.
+ * Changes that go on (a file written to more often than that) reload once
+ * they have gone on for CHANGING_MAX_S. */
 #define SETTLE_US 900000u
+#define CHANGING_MAX_S 10u
 bool tf_reload_watch_changed(struct tf_reload_watch *rw, const struct tf_config *cfg,
                              const struct tf_reload_files *files, char *why, size_t cap)
 {
@@ -283,18 +361,26 @@ bool tf_reload_watch_changed(struct tf_reload_watch *rw, const struct tf_config 
     const char *file;
     struct tf_reload_tree tree;
     bool changed = change_signature(rw, cfg, files, &h, &file, &tree);
-    if (!changed || !rw->settling || h != rw->settling_signature) {
-        rw->settling = changed; /* a new change (or none): wait for it to settle */
+    bool same = changed && rw->settling && h == rw->settling_signature;
+    if (changed && !rw->settling)
+        rw->changing_since = now;
+    if (!same) { /* a new change (or none): wait for it to settle */
+        rw->settling = changed;
         rw->settling_signature = h;
         rw->settling_since = now;
-        return false;
     }
-    if (now - rw->settling_since < SETTLE_US)
+    bool settled = same && now - rw->settling_since >= SETTLE_US;
+    if (!settled && !(changed && now - rw->changing_since >= CHANGING_MAX_S * 1000000ull))
         return false;
+    char shown[4200];
     if (file)
-        snprintf(why, cap, "%s changed", file);
+        snprintf(why, cap, "%s changed", tf_log_escape(file, shown, sizeof(shown)));
     else
         describe_tree(rw, cfg, &tree, why, cap);
+    size_t n = strlen(why);
+    if (!settled && n < cap)
+        snprintf(why + n, cap - n, " (still changing after %u s: not waiting longer for it to "
+                 "settle)", CHANGING_MAX_S);
     return true;
 }
 

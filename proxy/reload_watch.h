@@ -38,6 +38,7 @@ struct tf_reload_watch {
     bool settling;                 /* a change was seen; it counts once it stays */
     uint64_t settling_signature;   /* what it was (change_signature) */
     uint64_t settling_since;       /* tf_now_us when it was first seen so */
+    uint64_t changing_since;       /* tf_now_us when a change was first seen after none */
 };
 
 /* From now on, a change starts the next reload. files (NULL: none) are the
@@ -46,8 +47,9 @@ void tf_reload_watch_mark(struct tf_reload_watch *rw, const struct tf_config *cf
                           const struct tf_reload_files *files);
 /* Whether one of files, or the Trac environments' plugins/ or trac.ini,
  * changed since the mark and has stayed so since the check before, about a
- * second ago (a change made in several steps reloads once, when done); if
- * so, what, in why (cap bytes). */
+ * second ago (a change made in several steps reloads once, when done), or
+ * has kept changing for 10 s; if so, what, in why (cap bytes; names
+ * escaped as tf_log_escape does). */
 bool tf_reload_watch_changed(struct tf_reload_watch *rw, const struct tf_config *cfg,
                              const struct tf_reload_files *files, char *why, size_t cap);
 

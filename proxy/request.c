@@ -69,20 +69,12 @@ static void free_log_target(struct tf_request *req)
 int tf_request_target_set(struct tf_request *req, char *target)
 {
     free_log_target(req);
-    req->target = req->log_target = target;
-    for (const unsigned char *p = (const unsigned char *)target; *p; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
-            continue;
-        size_t cap = 4 * strlen(target) + 6; /* tf_log_escape stops 5 short of cap */
-        req->log_target = malloc(cap);
-        if (!req->log_target) {
-            req->log_target = no_log_target;
-            return -1;
-        }
-        tf_log_escape(target, req->log_target, cap);
-        break;
-    }
-    return 0;
+    req->target = target;
+    req->log_target = tf_log_quote(target);
+    if (req->log_target)
+        return 0;
+    req->log_target = no_log_target;
+    return -1;
 }
 
 void tf_request_ref(struct tf_request *req)

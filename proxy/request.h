@@ -200,11 +200,13 @@ void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
 /* req->target is now target (malloc'ed, owned by req from here; the old one
- * is the caller's); log_target follows: the target itself, or a copy escaped
- * as the access log escapes it when it holds a byte that changes (a byte a
- * terminal could read as a control: tf_check_target lets bytes >= 0x80
- * through, UTF-8 and C1 controls; a quote; a backslash, so that the text
- * "\x9b" cannot pass for an escaped byte). Error-log lines name a request by method and log_target.
+ * is the caller's); log_target follows (tf_log_quote): the target itself, or
+ * a copy escaped as the access log escapes it when it holds a byte that
+ * changes (a byte a terminal could read as a control: tf_check_target lets
+ * bytes >= 0x80 through, UTF-8 and C1 controls; a quote; a backslash, so that
+ * the text "\x9b" cannot pass for an escaped byte), cut with "…" past
+ * TF_LOG_QUOTE_MAX bytes so that the line's reason still fits. Error-log
+ * lines name a request by method and log_target.
  * -1 (out of memory: log_target is "-"), else 0. */
 int tf_request_target_set(struct tf_request *req, char *target);
 /* Copy the method and version into req (one allocation). 0, or -1 on out

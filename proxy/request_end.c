@@ -118,6 +118,7 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
             .backend = (enum prof_backend)req->backend,
             .status = req->status,
             .ran_inline = req->ran_inline,
+            .routed = req->route != NULL,
             .t_received = req->t_received, .t_dispatched = req->t_dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,

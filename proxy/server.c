@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "proxy/auth.h"
+#include "proxy/conn_memory.h"
 #include "proxy/connection.h"
 #include "proxy/http_check.h"
 #include "proxy/log.h"
@@ -559,6 +560,7 @@ void tf_server_on_connection(void *cls, struct MHD_Connection *connection,
     struct tf_connection *conn = *socket_context;
     if (code != MHD_CONNECTION_NOTIFY_STARTED) {
         __atomic_sub_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
+        tf_conn_memory_closed();
         if (conn && conn->pin)
             tf_upstream_pin_release(conn->pin);
         if (conn)
@@ -568,6 +570,7 @@ void tf_server_on_connection(void *cls, struct MHD_Connection *connection,
     }
     int open = __atomic_add_fetch(&server->open_connections, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&server->started_connections, 1, __ATOMIC_RELAXED);
+    tf_conn_memory_opened();
     tf_limits_connection_started(server, open);
     conn = tf_connection_start(daemon_of(server, connection), connection, tf_now_us());
     if (conn && server->backends->pins)

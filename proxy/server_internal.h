@@ -43,6 +43,13 @@ struct tf_daemon {
                                        open (libmicrohttpd would retry at once; daemon_loop.c) */
     uint64_t accept_paused_until;   /* loop thread only: not run from its epoll set until
                                        then (us); 0 = it is watched */
+    bool accept_held;               /* loop thread only: libmicrohttpd stopped accepting (an
+                                       accept failed with connections open) until one closes;
+                                       the loop accepts for it meanwhile (daemon_loop.c) */
+    bool listen_watched;            /* loop thread only: while held, its listening socket is
+                                       in the loop's epoll set */
+    uint64_t accept_retry_at;       /* loop thread only: while held and not watched, when to
+                                       watch it again (us) */
     struct tf_lingerer *linger;     /* loop thread only: its sockets closing lingering
                                        (linger.h); NULL before attach and after detach */
 };
@@ -114,6 +121,9 @@ int tf_daemon_detach(void *arg);
 /* tf_loop_call function: close the daemon's (arg) oldest lingering socket,
  * for a descriptor wanted. 1 when one was, else 0. */
 int tf_daemon_close_lingering(void *arg);
+/* On d's loop, before its listening socket is closed: the loop no longer
+ * accepts for libmicrohttpd (see accept_held). */
+void tf_daemon_accept_release(struct tf_daemon *d);
 /* libmicrohttpd's logger (MHD_OPTION_EXTERNAL_LOGGER; cls is the server). */
 void tf_daemon_log(void *cls, const char *fmt, va_list ap);
 /* Whether libmicrohttpd, on this thread, could not build the head of the

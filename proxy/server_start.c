@@ -253,6 +253,7 @@ bool tf_server_quiesce_twin(struct tf_server *control)
 static void close_listening_socket(void *arg)
 {
     struct tf_daemon *d = arg;
+    tf_daemon_accept_release(d);
     MHD_socket fd = MHD_quiesce_daemon(d->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

@@ -257,8 +257,9 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
  * them all: a module one worker imported and the others did not yet (a Trac
  * plugin of a shared plugins_dir, loaded where that project's first request
  * landed) is the app's code as well. A file stays watched once listed, so a
- * worker that does not answer this time keeps what it listed before. */
-static void refresh_files(struct tf_workers *w, struct generation *g)
+ * worker that does not answer this time keeps what it listed before.
+ * Returns the SIGINT/SIGTERM that came meanwhile (put back), or 0. */
+static int refresh_files(struct tf_workers *w, struct generation *g)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/modules", w->cfg->profile_path);
@@ -271,7 +272,7 @@ static void refresh_files(struct tf_workers *w, struct generation *g)
             origins[n++] = g->workers[i].origin;
     /* on the main thread: a stuck or stopped worker must not keep it from
      * its signals and children for long (the lists are asked again later) */
-    tf_fetch_all_or_signal(origins, n, "GET", path, TF_FETCH_QUICK_MS, f);
+    int sig = tf_fetch_all_or_signal(origins, n, "GET", path, TF_FETCH_QUICK_MS, f);
     for (size_t i = 0; i < n; i++) {
         if (f[i].status == 200 && f[i].body)
             tf_reload_files_add(&g->files, f[i].body, f[i].len);
@@ -279,13 +280,15 @@ static void refresh_files(struct tf_workers *w, struct generation *g)
     }
     free(origins);
     free(f);
+    return sig;
 }
 
-/* A file the reload should react to, named in why; false if none. */
+/* A file the reload should react to, named in why; false if none, or if a
+ * stop came while the workers were asked (a reload would only be killed). */
 static bool something_changed(struct tf_workers *w, struct generation *g, char *why, size_t cap)
 {
-    if (tf_now_us() - g->files_at >= FILES_REFRESH_US)
-        refresh_files(w, g);
+    if (tf_now_us() - g->files_at >= FILES_REFRESH_US && refresh_files(w, g))
+        return false;
     return tf_reload_watch_changed(&w->watched, w->cfg, &g->files, why, cap);
 }
 

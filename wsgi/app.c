@@ -2,13 +2,16 @@
  * say what to do; the Python traceback goes to the error log. */
 #include "wsgi/app.h"
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "proxy/hash.h"
+#include "proxy/platform.h"
 #include "wsgi/interp.h"
 #include "wsgi/options.h"
 
@@ -244,11 +247,23 @@ static void append_line(char **buf, size_t *n, size_t *cap, const char *path)
     *n += plen + 1;
 }
 
-char *wsgi_app_files(size_t *len)
+/* The app's files as last listed, for the control port's thread: it must
+ * never wait for the GIL (a request holding it would block the port, and the
+ * front's next "stop accepting" with it), so threads that hold the GIL list
+ * them (wsgi_app_files_note) and it copies the list. */
+static struct {
+    pthread_mutex_t lock;      /* guards text and len */
+    char *text;                /* "path\n" each, or NULL before the first listing */
+    size_t len;
+    Py_ssize_t modules;        /* GIL: len(sys.modules) when listed */
+    uint64_t at;               /* GIL: tf_now_us when listed */
+} listed = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, -1, 0 };
+
+/* With the GIL: the source files of every loaded module (and the
+ * --wsgi-file), one per line, malloc'd; NULL on out of memory. */
+static char *list_files(PyObject *modules, size_t *len)
 {
-    PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
-    PyObject *values = modules ? PyDict_Values(modules) : NULL; /* a copy: imports may run */
+    PyObject *values = PyDict_Values(modules); /* new ref; a copy: imports may run */
     size_t cap = 4096, n = 0;
     char *out = malloc(cap);
     for (Py_ssize_t i = 0; values && i < PyList_GET_SIZE(values); i++) {
@@ -263,7 +278,44 @@ char *wsgi_app_files(size_t *len)
         append_line(&out, &n, &cap, wsgi_ctx.cfg->wsgi_file);
     Py_XDECREF(values);
     PyErr_Clear(); /* PyDict_Values may have failed */
-    PyGILState_Release(g);
     *len = out ? n : 0;
+    return out;
+}
+
+/* A listing costs a walk over sys.modules (a millisecond for Trac's): after
+ * a request only when a module came or went, or this long after the last. */
+#define LIST_EVERY_US 1000000u
+
+void wsgi_app_files_note(bool now)
+{
+    PyObject *modules = PySys_GetObject("modules"); /* borrowed */
+    if (!modules || !PyDict_Check(modules))
+        return;
+    Py_ssize_t count = PyDict_Size(modules);
+    uint64_t t = tf_now_us();
+    if (!now && count == listed.modules && t - listed.at < LIST_EVERY_US)
+        return;
+    size_t len;
+    char *text = list_files(modules, &len), *old;
+    if (!text) /* out of memory: the last list stays, and the next request lists again */
+        return;
+    listed.modules = count;
+    listed.at = t;
+    pthread_mutex_lock(&listed.lock);
+    old = listed.text;
+    listed.text = text;
+    listed.len = len;
+    pthread_mutex_unlock(&listed.lock);
+    free(old);
+}
+
+char *wsgi_app_files(size_t *len)
+{
+    pthread_mutex_lock(&listed.lock);
+    char *out = malloc(listed.len + 1);
+    if (out && listed.text)
+        memcpy(out, listed.text, listed.len);
+    *len = out ? listed.len : 0;
+    pthread_mutex_unlock(&listed.lock);
     return out;
 }

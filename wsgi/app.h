@@ -7,6 +7,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proxy/config.h"
@@ -15,8 +16,15 @@
  * (and the traceback, if any, written to the error log). */
 PyObject *wsgi_app_load(const struct tf_config *cfg, char *err, size_t errlen);
 
-/* Any thread without the GIL: the source files of every loaded module (and
- * the --wsgi-file), one per line, malloc'd; what --reload watches. */
+/* The source files of every loaded module (and the --wsgi-file), one per
+ * line, malloc'd (NULL on out of memory): what --reload watches. Any thread,
+ * without the GIL and never waiting for it (the control port's): the list
+ * as wsgi_app_files_note last made it, empty before. */
 char *wsgi_app_files(size_t *len);
+/* With the GIL: list them again for wsgi_app_files if now, or if a module
+ * was added to or removed from sys.modules since, or a second has passed
+ * (once the app is loaded, and after each request of a worker whose front
+ * has --reload: a module a request imported shows from its end on). */
+void wsgi_app_files_note(bool now);
 
 #endif

@@ -179,6 +179,7 @@ int wsgi_interp_start(const struct tf_config *cfg, char *err, size_t errlen)
     }
     if (!(wsgi_ctx.app = wsgi_app_load(cfg, err, errlen)))
         goto fail;
+    wsgi_app_files_note(true);
     if (!(wsgi_ctx.base_environ = wsgi_environ_base())) {
         wsgi_log_exception("building the base environ");
         snprintf(err, errlen, "cannot build the WSGI environ (see the error log; check --env)");

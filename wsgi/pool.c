@@ -142,8 +142,9 @@ static void wait_for_work(struct app_thread *self)
 }
 
 /* Pop with the lock held; NULL if empty. An app thread pops, so runs:
- * if more is queued and no thread stands by, wake one to (wait_for_work),
- * else nobody would take the rest beside this one when it stalls. (The
+ * if more is queued and no thread stands by, wake one to stand by
+ * (wait_for_work), else nobody would take the rest beside this one when it
+ * stalls. (The
  * standby itself could have been the only thread woken, again and again,
  * as a burst's network-thread runs ended: it then took the first queued
  * request with none running, and the other threads slept while it ran the

@@ -13,6 +13,7 @@
 #include "proxy/log.h"
 #include "proxy/request.h"
 #include "profiler/hook.h"
+#include "wsgi/app.h"
 #include "wsgi/environ.h"
 #include "wsgi/errors.h"
 #include "wsgi/filewrapper.h"
@@ -393,4 +394,6 @@ void wsgi_run(struct tf_request *req)
     start(req);
     wsgi_watchdog_leave(&watch);
     wsgi_errors_end_part();
+    if (wsgi_ctx.cfg->modules_watched)
+        wsgi_app_files_note(false); /* a module it imported is listed from now on */
 }

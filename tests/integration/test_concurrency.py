@@ -156,9 +156,9 @@ def test_a_burst_is_shared_by_every_app_thread(tracfront):
     when the first end, the queue must be run 4 at a time. It was often run
     by one app thread alone while the other 3 slept (a probe: 16 requests of
     0.5 s took 6.5 s instead of 2), the standby having been woken by every
-    ending run in turn. Six bursts: the old code failed most runs here."""
+    ending run in turn. Twelve bursts: the old code failed about one burst in four."""
     srv = tracfront(*APP, "--threads", "4", "--io-threads", "2")
-    for burst in range(6):
+    for burst in range(12):
         barrier = threading.Barrier(16)
 
         def one(i):

@@ -84,6 +84,31 @@ def test_trac_project_names_are_never_folded(tracfront, tmp_path, mount, workers
     assert not any("/:id/" in route for route, backend in counts if backend == "wsgi"), counts
 
 
+def test_trac_projects_stay_apart_when_the_upstream_answers_them(tracfront, upstream, tmp_path):
+    """--mirror --mirror-primary upstream: the upstream answers the projects'
+    paths (the app gets copies), and the latency rows still keep projects
+    2024 and 2025 apart, as the comparison page does. (--mount /echo: the
+    test upstream answers /echo... with 200.)"""
+    parent = tmp_path / "projects"
+    for name in ("2024", "2025"):
+        (parent / name).mkdir(parents=True)
+    up = upstream()
+    srv = tracfront("--trac-env-parent-dir", parent, "--pythonpath", fake_trac(tmp_path),
+                    "--mount", "/echo", "--upstream", up.url, "--mirror",
+                    "--mirror-primary", "upstream")
+    for path in ("echo/2024/wiki", "echo/2025/wiki", "echo/2025/wiki"):
+        assert requests.get(srv.url + path, timeout=10).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:
+        rows = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
+        counts = {(x["route"], x["backend"]): x["count"] for x in rows}
+        if counts.get(("/echo/2025/wiki", "upstream")) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert counts.get(("/echo/2024/wiki", "upstream")) == 1, counts
+    assert counts.get(("/echo/2025/wiki", "upstream")) == 2, counts
+
+
 def test_profile_path_never_reaches_the_app(tracfront):
     srv = tracfront(*APP)
     for path in ("__profile__", "__profile__/", "__profile__/metrics", "__profile__/nope",

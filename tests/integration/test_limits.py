@@ -283,6 +283,65 @@ def test_single_process_out_of_descriptors_logs_once_not_per_connection(tracfron
     assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 20
 
 
+def hoarded(tracfront, *args):
+    """A single process with one network thread whose app holds every free
+    descriptor, asked by a keep-alive client (the keeper, still open), and a
+    client whose accept failed meanwhile: it waits. Returns the three."""
+    srv = tracfront(*HOARD, "--io-threads", "1", *args, preexec_fn=nofile(128))
+    keeper = srv.connect()
+    assert get(keeper, "/hoard")[0] == b"200"
+    waiting = srv.connect()
+    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    wait_for(lambda: lines(srv.error_log, "cannot accept connections"), 5,
+             "the failed accept:\n" + srv.error_log)
+    return srv, keeper, waiting
+
+
+def test_single_process_accepts_again_while_its_clients_keep_talking(tracfront):
+    """libmicrohttpd 0.9.75, once an accept failed with connections open,
+    accepts again only when one of them closes: with one network thread, a
+    keep-alive client that kept talking kept every new connection waiting
+    after the descriptors were free (39 s in a probe; --idle-timeout never
+    closes a talking client). tracfront accepts for it meanwhile, trying
+    again every 250 ms, without spinning while none is free."""
+    srv, keeper, waiting = hoarded(tracfront, "--idle-timeout", "60")
+    before = cpu_seconds(srv.proc.pid)
+    time.sleep(2)
+    used = cpu_seconds(srv.proc.pid) - before
+    assert used < 0.5, "%.2f s of CPU in 2 s while out of descriptors" % used
+    assert get(keeper, "/release")[0] == b"200"
+    deadline = time.monotonic() + 10
+    while not select.select([waiting], [], [], 0.3)[0]:
+        assert time.monotonic() < deadline, "not accepted while the keep-alive client talks"
+        assert get(keeper)[0] == b"200"
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    with srv.connect() as later:  # and the next ones at once
+        assert get(later) == (b"200", b"ok\n")
+    assert get(keeper)[0] == b"200"
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    again = lines(srv.error_log, "accepting connections again")[0]
+    assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 4  # 250 ms apart
+
+
+def test_out_of_descriptors_is_said_to_last_until_accepting_works(tracfront):
+    """The end of the episode gave the time from the first failed accept to
+    the last one: "1 attempt failed in 0.0s" after 40 s of waiting."""
+    srv, keeper, waiting = hoarded(tracfront)
+    since = time.monotonic()  # the first failure came before
+    time.sleep(2)
+    assert get(keeper, "/release")[0] == b"200"
+    held = time.monotonic() - since
+    keeper.close()  # libmicrohttpd alone accepts again once a connection closes
+    waiting.settimeout(10)
+    assert read_answer(waiting) == (b"200", b"ok\n")
+    wait_for(lambda: lines(srv.error_log, "accepting connections again"), 5,
+             "the end of the episode:\n" + srv.error_log)
+    again = lines(srv.error_log, "accepting connections again")[0]
+    lasted = float(re.search(r"failed in ([\d.]+)s", again).group(1))
+    assert lasted >= held - 0.1, again  # (said to 0.1 s)
+
+
 # --- 5. lingering closes (proxy/linger.c) count against both --------------------------
 
 def refused_upload(srv):

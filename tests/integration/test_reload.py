@@ -492,3 +492,90 @@ def test_files_trac_never_reads_make_no_reload(tracfront, tmp_path):
     (demo / "plugins" / "hello.py").write_text("X = 1\n")
     wait_for(lambda: serving_count(srv) == 2, 30, "a reload after a plugin was added")
     assert log_lines(srv, "%s changed" % (demo / "plugins" / "hello.py")), srv.error_log[-3000:]
+
+
+def test_changes_that_never_settle_reload_after_a_while(tracfront, tmp_path):
+    # An edit more often than the settle wait (a log written into a watched
+    # file, a sync that never ends) must not put the reload off for ever.
+    parent = tmp_path / "projects"
+    demo = project_folder(parent, "demo")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    deadline = time.monotonic() + 40
+    n = 0
+    while not serving_count(srv) and time.monotonic() < deadline:
+        append(demo / "conf" / "trac.ini", "[edit%d]\n" % n)  # a new size every 0.3 s
+        n += 1
+        time.sleep(0.3)
+    assert serving_count(srv) == 1, "no reload while the edits went on:\n" + srv.error_log[-3000:]
+    assert log_lines(srv, "still changing"), srv.error_log[-3000:]
+
+
+# --- the front's questions to a worker --------------------------------------
+
+def main_thread_wait(pid):
+    """The system call pid's main thread is in and its first two arguments
+    (/proc/PID/task/PID/syscall), or its state ("running")."""
+    with open("/proc/%d/task/%d/syscall" % (pid, pid)) as f:
+        return tuple(f.read().split()[:3])
+
+
+def asking_the_workers(srv):
+    """A function telling whether the front's main thread waits for an answer
+    from its workers right now: a wait (poll) other than its wait for
+    signals, which it is in at the start, between its checks."""
+    def settled():
+        first = main_thread_wait(srv.proc.pid)
+        time.sleep(0.1)
+        return len(first) == 3 and main_thread_wait(srv.proc.pid) == first and first
+    idle = wait_for(settled, 10, "the front to wait for signals")
+    return lambda: (lambda w: w[0] == idle[0] and w != idle)(main_thread_wait(srv.proc.pid))
+
+
+def test_a_request_holding_the_gil_does_not_block_a_reload(tracfront, tmp_path):
+    # The front asks each worker for its modules every 5 s; the answer must
+    # not take the GIL, or a request holding it (C code that never releases
+    # it, as a long call of a C extension) blocks the worker's control port,
+    # and the next reload's "stop accepting" goes unanswered.
+    srv = tracfront(*APP, "--reload", "--graceful-timeout", "1", "--pythonpath",
+                    plugin_dir(tmp_path))
+    mark = tmp_path / "gil-mark"
+    threading.Thread(target=lambda: fetch(requests, srv.url + "hold_gil?mark=%s" % mark,
+                                          timeout=120), daemon=True).start()
+    wait_for(mark.exists, 10, "the GIL-holding request to run")
+    time.sleep(7)  # the front asks for the modules at least once meanwhile (every 5 s)
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: serving_count(srv) == 1, 30, "the reload")
+    assert not log_lines(srv, "did not confirm"), srv.error_log[-3000:]
+
+
+def test_a_stop_during_the_modules_question_starts_no_reload(tracfront, tmp_path):
+    # A stop that comes while the front waits for a worker's list of modules
+    # must not be followed by a reload it would kill at once. The worker is
+    # stopped (SIGSTOP) so that the question takes its 2 s; the test ticks the
+    # front itself (a SIGCHLD does, as a child's end) so that a change is
+    # first seen by the check just before the next question, 5 s after one.
+    parent = tmp_path / "projects"
+    project_folder(parent, "demo")
+    srv = serve_projects(tracfront, tmp_path, parent)
+    asking = asking_the_workers(srv)
+    (worker,) = children(srv.proc.pid)
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        wait_for(asking, 20, "the front to ask the stopped worker for its modules")
+        asked = time.monotonic()
+
+        def at(seconds, action):
+            time.sleep(max(0.0, asked + seconds - time.monotonic()))
+            action()
+        at(2.5, lambda: srv.proc.send_signal(signal.SIGCHLD))  # the question is over
+        at(3.3, lambda: srv.proc.send_signal(signal.SIGCHLD))
+        at(3.6, lambda: project_folder(parent, "new"))
+        at(4.1, lambda: srv.proc.send_signal(signal.SIGCHLD))  # sees it: settling
+        wait_for(asking, 10, "the next question")  # the check the change settles in
+        srv.proc.send_signal(signal.SIGTERM)
+        # not sooner: its answer would end the question before the signal did
+        wait_for(lambda: log_lines(srv, "signal 15: stopping the workers"), 10, "the stop")
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert srv.proc.wait(30) == 0
+    assert reload_count(srv) == 0, srv.error_log[-3000:]
