@@ -12,8 +12,6 @@ Routes:
 /fail             raises at once;
 /unfinished       writes an unfinished line of 2 KB and returns (its end
                   writes it);
-/fill?n=N         prints N short lines (fills a pipe nobody reads to its
-                  last bytes: a longer write then waits);
 /spam?s=S         prints short lines for S seconds;
 /sleep?s=S        sleeps S seconds (a stuck request);
 /hello            answers hello.
@@ -73,10 +71,6 @@ def app(environ, start_response):
     if path == "/print":
         print(qs.get("text", ""))
         return _answer(start_response, "printed")
-    if path == "/fill":
-        for i in range(int(qs.get("n", "20000"))):
-            print("FILL-%06d" % i)
-        return _answer(start_response, "filled")
     if path == "/spam":
         end = time.monotonic() + float(qs.get("s", "1"))
         while time.monotonic() < end:

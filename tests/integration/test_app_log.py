@@ -6,6 +6,7 @@ reader that stalls holds up only the threads that write to it.
 
 The app is tests/apps/app_log_apps.py.
 """
+import contextlib
 import os
 import re
 import signal
@@ -133,40 +134,51 @@ def threads_writing_a_pipe(pid):
     return count
 
 
+def stopped(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def fill_pipe(fd):
+    """Write to a FIFO (fd non-blocking) until it takes no more byte."""
+    for size in (65536, 4096, 1):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(fd, b"x" * size)
+
+
 def test_a_stalled_log_reader_holds_up_only_the_writers(tracfront, tmp_path):
-    """--error-log on a FIFO whose reader stopped: the threads writing a
-    traceback or the end of an unfinished line wait without the GIL, so
-    other requests and the profile page are still answered."""
+    """--error-log on a FIFO whose reader stopped, the pipe full: the thread
+    writing the end of an unfinished line, or a traceback with its heading,
+    waits without the GIL, so other requests and the profile page are still
+    answered (the GIL held around that write froze them all)."""
     fifo = tmp_path / "error.fifo"
     os.mkfifo(fifo)
     reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
+    results, filler = {}, None
     try:
-        srv = tracfront(*APP, "--threads", "6", "--error-log", fifo)
-        reader.send_signal(signal.SIGSTOP)
-        results = {}
+        srv = tracfront(*APP, "--threads", "4", "--error-log", fifo)
+        filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the reader has it open now
+        for path in ("unfinished", "fail"):
+            reader.send_signal(signal.SIGSTOP)
+            wait_for(lambda: stopped(reader.pid), 30, "the reader stopped")
+            fill_pipe(filler)
 
-        def background(path):
-            def run():
-                try:
-                    results[path] = requests.get(srv.url + path, timeout=120).status_code
-                except requests.RequestException as e:
-                    results[path] = e
+            def run(path=path):
+                results[path] = requests.get(srv.url + path, timeout=120).status_code
             t = threading.Thread(target=run, daemon=True)
             t.start()
-            return t
-
-        threads = []
-        for waiting, path in enumerate(["fill?n=20000", "unfinished", "fail"], 1):
-            threads.append(background(path))
-            wait_for(lambda: threads_writing_a_pipe(srv.proc.pid) >= waiting, 30,
-                     "%d threads waiting for the pipe" % waiting)
-            if waiting > 1:  # the end of a line held, a traceback: the GIL is free
-                assert requests.get(srv.url + "hello", timeout=20).text == "hello"
-                assert requests.get(srv.url + "__profile__", timeout=20).status_code == 200
+            wait_for(lambda: threads_writing_a_pipe(srv.proc.pid), 30,
+                     "the %s thread waiting for the pipe" % path)
+            assert requests.get(srv.url + "hello", timeout=20).text == "hello"
+            assert requests.get(srv.url + "__profile__", timeout=20).status_code == 200
+            reader.send_signal(signal.SIGCONT)
+            t.join(60)
+            wait_for(lambda: not threads_writing_a_pipe(srv.proc.pid), 30, "the pipe drained")
     finally:
         reader.send_signal(signal.SIGCONT)
-    for t in threads:
-        t.join(60)
-    assert results == {"fill?n=20000": 200, "fail": 500, "unfinished": 200}, results
+        if filler is not None:
+            os.close(filler)
+    assert results == {"unfinished": 200, "fail": 500}, results
     srv.stop()
     reader.wait(30)
