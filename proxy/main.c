@@ -16,6 +16,7 @@
 #include "proxy/exit_watch.h"
 #include "proxy/fetch.h"
 #include "proxy/log.h"
+#include "proxy/log_stamp.h"
 #include "proxy/loop.h"
 #include "proxy/platform.h"
 #include "proxy/privileges.h"
@@ -643,6 +644,7 @@ int main(int argc, char **argv)
         tf_spawned_name(argv[0]);
         tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */
         tf_log_set_worker_tag();
+        tf_log_stamp_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }
     if (!cfg.profile_builtins && !prof_frame_hook_available()) {

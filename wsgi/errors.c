@@ -5,7 +5,11 @@
  * it, so no other thread's output joins it, until its newline; it is ended
  * (a newline added, as mod_wsgi's log lines are) by flush(), by the end of
  * the thread's part of a request, by the thread's end and by the
- * interpreter's (wsgi_interp_stop); one past 8 KiB goes out as it is. */
+ * interpreter's (wsgi_interp_stop); one past 8 KiB is written at once, ended.
+ * Each line goes out stamped "[date] [app] " with its control bytes escaped,
+ * so that what the app writes (or a client has it write: a URL with %0a in
+ * a log line) cannot pass for tracfront's own lines nor drive a terminal.
+ * Every write() is made without the GIL: a log reader may stall. */
 #include "wsgi/errors.h"
 
 #include <fcntl.h>
@@ -16,8 +20,12 @@
 #include <strings.h>
 
 #include "proxy/log.h"
+#include "proxy/log_stamp.h"
 
-#define PARTIAL_MAX 8192 /* an unfinished line longer than this is written as it is */
+#define PARTIAL_MAX 8192 /* an unfinished line longer than this is written at once, ended */
+/* The most a held line takes written: each byte may be 4 ("\x1b"), plus the
+ * stamp and the newline that ends it. */
+#define WRITTEN_MAX (4 * PARTIAL_MAX + TF_LOG_STAMP_MAX + 1)
 
 enum { SLOT_STDERR, SLOT_STDOUT, SLOTS };
 
@@ -27,12 +35,14 @@ struct error_stream {
     int slot;                   /* which of a thread's held lines is this stream's */
 };
 
-/* One thread's unfinished lines, one per stream. Only its thread changes
- * them, with the GIL; the list links them all for the flush at the end. */
+/* One thread's unfinished lines, one per stream, made when it first holds
+ * one. Only its thread changes them, with the GIL, and only it uses out;
+ * the list links them all for the flush at the end. */
 struct held {
     struct held *prev, *next;
     size_t len[SLOTS];
-    char text[SLOTS][PARTIAL_MAX + 1]; /* + the newline that ends it */
+    char text[SLOTS][PARTIAL_MAX];
+    char out[WRITTEN_MAX]; /* a line as written: held_line() never needs more */
 };
 
 static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER; /* the list */
@@ -41,15 +51,129 @@ static pthread_key_t held_key; /* its destructor writes out a thread's lines */
 static pthread_once_t held_once = PTHREAD_ONCE_INIT;
 static __thread struct held *held_here; /* the same, read on every request */
 
-/* Write out h's unfinished line in slot, ended with a newline. */
-static void end_line(struct held *h, int slot)
+/* App output as the error log takes it, built into out: each line started
+ * with stamp and ended with a newline; control bytes other than newline and
+ * tab, DEL and the C1 controls (U+0080-U+009F, which some terminals take as
+ * ESC sequences) written "\xHH", as Apache writes them. */
+struct lines {
+    char *out;
+    size_t len;
+    bool at_start; /* the next byte starts a line */
+    char stamp[TF_LOG_STAMP_MAX];
+    size_t stamp_len;
+};
+
+static bool is_control(unsigned char c)
 {
-    size_t n = h->len[slot];
-    if (!n)
+    return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f;
+}
+
+/* U+0080-U+009F in UTF-8: 0xc2 0x80-0x9f. */
+static bool is_c1(const char *p, size_t left)
+{
+    return left > 1 && (unsigned char)p[0] == 0xc2 && (unsigned char)p[1] >= 0x80 &&
+           (unsigned char)p[1] <= 0x9f;
+}
+
+/* What data[0..n) takes written as lines, but for the first line's stamp
+ * and the newline that may end the last (LINES_ROOM_BASE). */
+#define LINES_ROOM_BASE (TF_LOG_STAMP_MAX + 1)
+static size_t lines_room(const char *data, size_t n)
+{
+    size_t room = n;
+    for (size_t i = 0; i < n; i++)
+        room += data[i] == '\n' ? TF_LOG_STAMP_MAX : is_control((unsigned char)data[i]) ? 3
+                                                    : is_c1(data + i, n - i)           ? 2
+                                                                                       : 0;
+    return room;
+}
+
+static void lines_begin(struct lines *w, char *out)
+{
+    w->out = out;
+    w->len = 0;
+    w->at_start = true;
+    w->stamp_len = tf_log_stamp(w->stamp, sizeof(w->stamp), "app");
+}
+
+static void lines_add(struct lines *w, const char *data, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)data[i];
+        if (w->at_start) {
+            memcpy(w->out + w->len, w->stamp, w->stamp_len);
+            w->len += w->stamp_len;
+            w->at_start = false;
+        }
+        if (c == '\n')
+            w->at_start = true;
+        if (is_c1(data + i, n - i))
+            c = (unsigned char)data[++i];
+        else if (!is_control(c)) {
+            w->out[w->len++] = (char)c;
+            continue;
+        }
+        w->out[w->len++] = '\\';
+        w->out[w->len++] = 'x';
+        w->out[w->len++] = hex[c >> 4];
+        w->out[w->len++] = hex[c & 15];
+    }
+}
+
+/* The last line ended, if it was not. Returns the length of it all. */
+static size_t lines_end(struct lines *w)
+{
+    if (!w->at_start)
+        w->out[w->len++] = '\n';
+    w->at_start = true;
+    return w->len;
+}
+
+/* One write() to the error log, without the GIL (it may block on a slow
+ * disk or a stalled pipe); under heading, an [error] line of tracfront's. */
+static void emit(const char *heading, const char *data, size_t n)
+{
+    if (!n && !heading)
         return;
-    h->text[slot][n++] = '\n';
+    Py_BEGIN_ALLOW_THREADS
+    if (heading)
+        tf_log_error_block(data, n, "%s", heading);
+    else
+        tf_log_raw(data, n);
+    Py_END_ALLOW_THREADS
+}
+
+/* a (this thread's held line) then b as lines, the last one ended, into
+ * buf (cap bytes) if they fit, else into *allocated (malloc'd, for the
+ * caller to free; NULL when buf was used). Returns the text, its length in
+ * *len; NULL when out of memory. */
+static const char *format_lines(const char *a, size_t an, const char *b, size_t bn, char *buf,
+                                size_t cap, char **allocated, size_t *len)
+{
+    size_t room = LINES_ROOM_BASE + lines_room(a, an) + lines_room(b, bn);
+    *allocated = NULL;
+    if (room > cap && !(buf = *allocated = malloc(room)))
+        return NULL;
+    struct lines w;
+    lines_begin(&w, buf);
+    lines_add(&w, a, an);
+    lines_add(&w, b, bn);
+    *len = lines_end(&w);
+    return buf;
+}
+
+/* h's unfinished line in slot, ended, as written (in h->out, which always
+ * has room for it); 0 if none. h's own thread only: out is its. */
+static size_t held_line(struct held *h, int slot)
+{
+    char *allocated;
+    size_t len = 0;
+    if (h->len[slot])
+        (void)format_lines(h->text[slot], h->len[slot], NULL, 0, h->out, sizeof(h->out),
+                           &allocated, &len);
     h->len[slot] = 0;
-    tf_log_raw(h->text[slot], n);
+    return len;
 }
 
 /* A thread ends: what it held is written, and its buffer goes. */
@@ -59,7 +183,7 @@ static void held_release(void *arg)
     held_here = NULL;
     pthread_mutex_lock(&held_lock);
     for (int i = 0; i < SLOTS; i++)
-        end_line(h, i);
+        tf_log_raw(h->out, held_line(h, i)); /* no GIL here */
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -76,7 +200,7 @@ static void held_key_create(void)
 }
 
 /* This thread's held lines; with create, made on first use (NULL when out
- * of memory: the line is then written unfinished). */
+ * of memory: its lines are then written as they come, each ended). */
 static struct held *held_mine(bool create)
 {
     struct held *h = held_here;
@@ -97,45 +221,40 @@ static struct held *held_mine(bool create)
     return h;
 }
 
-/* One write() to the error log, without the GIL (it may block on a slow disk). */
-static void emit(const char *data, size_t n)
-{
-    if (!n)
-        return;
-    Py_BEGIN_ALLOW_THREADS
-    tf_log_raw(data, n);
-    Py_END_ALLOW_THREADS
-}
-
 /* Pass on the lines data completes (with what this thread held before
- * them) in one write, and hold the rest. Returns 0, or -1 with MemoryError
- * set (nothing written or held). */
+ * them) in one write, and hold the rest; a rest that would make the held
+ * line longer than PARTIAL_MAX goes out too, ended. Returns 0, or -1 with
+ * MemoryError set (nothing written or held). */
 static int stream_put(struct error_stream *s, const char *data, size_t n)
 {
     const char *last_newline = memrchr(data, '\n', n);
     size_t whole = last_newline ? (size_t)(last_newline + 1 - data) : 0;
     struct held *h = held_mine(whole < n);
     size_t held = h ? h->len[s->slot] : 0;
+    if (!n)
+        return 0;
     if (!h || (whole ? 0 : held) + n - whole > PARTIAL_MAX) /* cannot hold: out with all */
         whole = n;
-    char *joined = NULL;
-    size_t out_len = whole;
-    if (whole && held) {
-        if (!(joined = malloc(held + whole))) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        memcpy(joined, h->text[s->slot], held);
-        memcpy(joined + held, data, whole);
-        out_len += held;
-        h->len[s->slot] = held = 0;
+    if (!whole) {
+        memcpy(h->text[s->slot] + held, data, n);
+        h->len[s->slot] = held + n;
+        return 0;
     }
-    if (whole < n) {
-        memcpy(h->text[s->slot] + held, data + whole, n - whole);
-        h->len[s->slot] = held + n - whole;
+    char small[1024], *allocated; /* small: a thread that never held a line has no out */
+    size_t len;
+    const char *out = format_lines(h ? h->text[s->slot] : NULL, held, data, whole,
+                                   h ? h->out : small, h ? sizeof(h->out) : sizeof(small),
+                                   &allocated, &len);
+    if (!out) {
+        PyErr_NoMemory();
+        return -1;
     }
-    emit(joined ? joined : data, out_len);
-    free(joined);
+    if (h) {
+        memcpy(h->text[s->slot], data + whole, n - whole);
+        h->len[s->slot] = n - whole;
+    }
+    emit(NULL, out, len);
+    free(allocated);
     return 0;
 }
 
@@ -143,24 +262,59 @@ void wsgi_errors_flush(PyObject *stream)
 {
     struct held *h = held_mine(false);
     if (h)
-        end_line(h, ((struct error_stream *)stream)->slot);
+        emit(NULL, h->out, held_line(h, ((struct error_stream *)stream)->slot));
 }
 
 void wsgi_errors_end_part(void)
 {
     struct held *h = held_mine(false);
-    if (h)
-        for (int i = 0; i < SLOTS; i++)
-            end_line(h, i);
+    for (int i = 0; h && i < SLOTS; i++)
+        emit(NULL, h->out, held_line(h, i));
 }
 
+/* Every thread's lines, taken under the lock into one buffer (not into
+ * their out, which a thread may be writing from without the GIL), written
+ * once the lock is let go: a thread holding the GIL may wait for it. */
 void wsgi_errors_flush_all(void)
 {
+    size_t room = 0, len = 0;
     pthread_mutex_lock(&held_lock);
     for (struct held *h = held_all; h; h = h->next)
         for (int i = 0; i < SLOTS; i++)
-            end_line(h, i);
+            room += h->len[i] ? LINES_ROOM_BASE + lines_room(h->text[i], h->len[i]) : 0;
+    char *out = room ? malloc(room) : NULL;
+    for (struct held *h = held_all; out && h; h = h->next)
+        for (int i = 0; i < SLOTS; i++) {
+            struct lines w;
+            if (!h->len[i])
+                continue;
+            lines_begin(&w, out + len);
+            lines_add(&w, h->text[i], h->len[i]);
+            len += lines_end(&w);
+            h->len[i] = 0;
+        }
     pthread_mutex_unlock(&held_lock);
+    emit(room && !out ? "out of memory: the app's unfinished lines are not written" : NULL, out,
+         len);
+    free(out);
+}
+
+int wsgi_errors_log_block(const char *heading, PyObject *text)
+{
+    PyObject *bytes = text ? PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace")
+                           : NULL; /* new ref */
+    char *allocated = NULL;
+    size_t len = 0;
+    const char *out = bytes ? format_lines(NULL, 0, PyBytes_AS_STRING(bytes),
+                                           (size_t)PyBytes_GET_SIZE(bytes), NULL, 0, &allocated,
+                                           &len)
+                            : NULL;
+    if (bytes && !out)
+        PyErr_NoMemory();
+    emit(heading, out, len);
+    free(allocated);
+    Py_XDECREF(bytes);
+    return !text || out ? 0 : -1;
 }
 
 static PyObject *errors_write(PyObject *self, PyObject *arg)

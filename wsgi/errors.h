@@ -2,7 +2,8 @@
  * every request and also installed as sys.stderr, and sys.stdout, so that
  * tracebacks, print() and logging land in the same log, as under mod_wsgi
  * (nothing goes to the process's own stdout, which nobody reads and which
- * C stdio would hold back until exit). */
+ * C stdio would hold back until exit). Each line the app writes is stamped
+ * "[date] [app] " and its control bytes but newline and tab are escaped. */
 #ifndef WSGI_ERRORS_H
 #define WSGI_ERRORS_H
 
@@ -23,5 +24,11 @@ void wsgi_errors_flush(PyObject *stream);
 void wsgi_errors_end_part(void);
 /* GIL held, at the interpreter's end: the same for every thread's. */
 void wsgi_errors_flush_all(void);
+/* GIL held: heading as an [error] line of tracfront's and right under it
+ * text (a str, borrowed; NULL: none), its lines stamped and escaped as the
+ * streams' are, in one write made without the GIL (a traceback and what it
+ * belongs to). Returns 0, or -1 with an exception set when text could not
+ * be written (the heading was). */
+int wsgi_errors_log_block(const char *heading, PyObject *text);
 
 #endif

@@ -23,49 +23,52 @@
 struct wsgi_context wsgi_ctx;
 static PyThreadState *main_thread_state; /* main thread only */
 
-/* The traceback goes to our own stream (wsgi_ctx.errors), not to whatever
- * sys.stderr is now: an app may have wrapped it (Django 3.2 with colorama
- * installed) in a stream that flushes after every write, and each flush of
- * ours ends a line, which cut PyErr_Display's pieces (`KeyError`, `: `,
- * `'c'`) into lines of their own. Returns 0, or -1 with an exception set. */
-static int print_traceback(PyObject *type, PyObject *value, PyObject *tb)
+/* The traceback as traceback.format_exception writes it, one str (new
+ * ref), or NULL with an exception set. Formatted, not printed: printing makes
+ * a write per line, which other threads' lines came between, and through
+ * sys.stderr as the app may have wrapped it (Django 3.2 with colorama: a
+ * flush after every write, which cut PyErr_Display's pieces into lines). */
+static PyObject *format_traceback(PyObject *type, PyObject *value, PyObject *tb)
 {
-    if (!wsgi_ctx.errors) { /* not set up yet, or finalized */
-        PyErr_SetString(PyExc_RuntimeError, "no error stream");
-        return -1;
-    }
-    PyObject *traceback = PyImport_ImportModule("traceback"); /* new ref */
-    PyObject *r = traceback ? PyObject_CallMethod(traceback, "print_exception", "OOOOO", type,
-                                                  value ? value : Py_None, tb ? tb : Py_None,
-                                                  Py_None, wsgi_ctx.errors)
-                            : NULL; /* new ref */
+    PyObject *traceback = PyImport_ImportModule("traceback"); /* new refs */
+    PyObject *lines = traceback ? PyObject_CallMethod(traceback, "format_exception", "OOO", type,
+                                                      value ? value : Py_None, tb ? tb : Py_None)
+                                : NULL;
+    PyObject *empty = lines ? PyUnicode_FromString("") : NULL;
+    PyObject *text = empty ? PyUnicode_Join(empty, lines) : NULL;
+    Py_XDECREF(empty);
+    Py_XDECREF(lines);
     Py_XDECREF(traceback);
-    Py_XDECREF(r);
-    wsgi_errors_flush(wsgi_ctx.errors); /* a last line without its newline is ended */
-    return r ? 0 : -1;
+    return text;
 }
 
 void wsgi_log_exception(const char *fmt, ...)
 {
-    char msg[1024];
+    static const char follows[] = "; traceback follows";
+    char heading[1024 + sizeof(follows)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    int n = vsnprintf(heading, 1024, fmt, ap);
     va_end(ap);
-    PyObject *type, *value, *tb;
+    memcpy(heading + (n < 0 ? 0 : n < 1024 ? n : 1023), follows, sizeof(follows));
+    PyObject *type, *value, *tb, *text = NULL;
     PyErr_Fetch(&type, &value, &tb);
     if (wsgi_ctx.errors) /* this thread's unfinished line is not the traceback's start */
         wsgi_errors_flush(wsgi_ctx.errors);
-    tf_log_error("%s; traceback follows", msg);
-    if (!type)
-        return;
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb && value)
-        PyException_SetTraceback(value, tb);
-    if (print_traceback(type, value, tb) < 0) {
+    if (type) {
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb && value)
+            PyException_SetTraceback(value, tb);
+        if (!(text = format_traceback(type, value, tb)))
+            PyErr_Clear();
+    }
+    /* the heading and the traceback in one write: another thread's lines
+     * cannot come between them, nor their lines mix */
+    if (wsgi_errors_log_block(heading, text) < 0 || (type && !text)) {
         PyErr_Clear();
         PyErr_Display(type, value, tb); /* to sys.stderr; sets no sys.last_* */
     }
+    Py_XDECREF(text);
     Py_XDECREF(type);
     Py_XDECREF(value);
     Py_XDECREF(tb);

@@ -18,6 +18,7 @@
 #include "profiler/inflight.h"
 #include "profiler/text.h"
 #include "proxy/log.h"
+#include "proxy/log_stamp.h"
 #include "proxy/platform.h"
 #include "proxy/request.h"
 
@@ -319,16 +320,19 @@ static void interrupt(const struct snapshot *list, ssize_t n)
     pthread_mutex_unlock(&lock);
 }
 
+/* The line and the stack under it in one write: no other thread's lines
+ * come between them. */
 static void report(const struct snapshot *s, uint64_t now)
 {
-    tf_log_error("stuck request %llu: %s %s has run %.1fs on an app thread (--request-timeout "
-                 "%gs)%s; its Python stack (most recent call last):",
-                 (unsigned long long)s->req->id, s->req->method, s->req->log_target,
-                 (double)(now - s->started) / 1e6, settings.timeout,
-                 settings.interrupt ? "; interrupting it (--request-timeout-action 504)" : "");
     const char *stack = s->stack ? s->stack
                                  : "  (no Python frame: the thread is inside a C call)\n";
-    tf_log_raw(stack, strlen(stack));
+    tf_log_error_block(stack, strlen(stack),
+                       "stuck request %llu: %s %s has run %.1fs on an app thread "
+                       "(--request-timeout %gs)%s; its Python stack (most recent call last):",
+                       (unsigned long long)s->req->id, s->req->method, s->req->log_target,
+                       (double)(now - s->started) / 1e6, settings.timeout,
+                       settings.interrupt ? "; interrupting it (--request-timeout-action 504)"
+                                          : "");
 }
 
 /* One scan: report, and interrupt, the requests newly past the timeout. The
@@ -350,10 +354,8 @@ static void check_overdue(void)
     PyGILState_Release(g);
     for (ssize_t i = 0; i < n; i++) /* logged before the 504 it may cause */
         report(&list[i], now);
-    if (all) {
-        tf_log_error("every Python thread's stack follows (--dump-all):");
-        tf_log_raw(all, strlen(all));
-    }
+    if (all)
+        tf_log_error_block(all, strlen(all), "every Python thread's stack follows (--dump-all):");
     if (settings.interrupt) {
         g = PyGILState_Ensure();
         interrupt(list, n);

@@ -34,6 +34,17 @@ if (_TRAC_LOCAL / "trac" / "web" / "main.py").exists() and \
         p for p in (str(_TRAC_LOCAL), os.environ.get("PYTHONPATH")) if p)
 
 
+# What the app writes (print, sys.stderr, wsgi.errors, tracebacks) is stamped in the
+# error log "[date] [app] " ("[worker PID] " after it in a worker).
+APP_STAMP_RE = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] \[app\] (?:\[worker \d+\] )?")
+
+
+def app_lines(log):
+    """The lines of an error log's text, the app's with their stamp taken
+    off (what the app wrote), tracfront's own as they are."""
+    return [APP_STAMP_RE.sub("", line, count=1) for line in log.splitlines()]
+
+
 class Server:
     def __init__(self, proc, url, port, workdir):
         self.proc = proc

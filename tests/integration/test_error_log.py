@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import requests
 
-from conftest import closed_port
+from conftest import app_lines, closed_port
 from workers_util import wait_for
 
 APP = ("--app", "log_lines_app:app")
@@ -44,7 +44,7 @@ def test_long_lines_from_concurrent_requests_stay_whole_on_a_pipe(tracfront, tmp
         ends = [":%s>" % t for t in tags]
         wait_for(lambda: (lambda text: all(e in text for e in ends))(piped.read_text()),
                  30, "every line through the pipe")
-        lines = [l for l in piped.read_text(errors="replace").splitlines() if "<" in l]
+        lines = [l for l in app_lines(piped.read_text(errors="replace")) if "<" in l]
         wanted = {expected_line(t, 100_000) for t in tags}
         bad = [l[:60] + "..." + l[-20:] for l in lines if l not in wanted]
         assert not bad, "%d of %d lines cut or mixed: %s" % (len(bad), len(lines), bad[:5])
@@ -174,7 +174,7 @@ def test_a_line_cut_by_a_full_disk_is_ended_and_reported(tracfront, tmp_path):
         wait_for(lambda: ":after>" in log.read_text(), 10, "the line after")
         text = log.read_text()
         srv.stop()
-    lines = text.splitlines()
+    lines = app_lines(text)
     assert expected_line("after", 10) in lines, text[-300:]
     assert lines[-2] == expected_line("after", 10), text[-300:]
     assert [l for l in lines if l.startswith("<cut:c")] and expected_line("cut", 5000) not in lines

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from conftest import APPS, start_server
+from conftest import APPS, app_lines, start_server
 
 APP = ("--app", "loading_apps:app")
 
@@ -35,9 +35,10 @@ def test_print_goes_to_the_error_log_at_once(tracfront):
     r = requests.get(srv.url + "print", params={"text": "HELLO-FROM-PRINT"}, timeout=10)
     assert r.status_code == 200, r.text
     log = srv.error_log  # read while the server still runs: nothing waits for exit
-    assert "PRINT-AT-IMPORT\n" in log, log
-    assert "\nHELLO-FROM-PRINT\n" in log, log
-    assert "\nSPLIT-HELLO-FROM-PRINT\n" in log, log
+    lines = app_lines(log)  # each stamped "[date] [app] "
+    assert "PRINT-AT-IMPORT" in lines, log
+    assert "HELLO-FROM-PRINT" in lines, log
+    assert "SPLIT-HELLO-FROM-PRINT" in lines, log
 
 
 def test_concurrent_prints_keep_their_lines_whole(tracfront):
@@ -49,7 +50,7 @@ def test_concurrent_prints_keep_their_lines_whole(tracfront):
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(fetch, texts)) == {200}
-    lines = set(srv.error_log.splitlines())
+    lines = set(app_lines(srv.error_log))
     broken = [t for t in texts if t not in lines or "SPLIT-" + t not in lines]
     assert not broken, "lines cut or mixed in the error log:\n%s" % srv.error_log[-3000:]
 
@@ -67,8 +68,8 @@ def test_prints_survive_an_exit_with_a_request_in_flight(tracfront, tmp_path):
         s.close()
     log = srv.error_log
     assert "exiting without them" in log, "not the exit with a request in flight:\n" + log
-    assert "\nWHOLE-LINE-BEFORE-HANG\n" in log, log
-    assert "UNFINISHED-LINE" in log, log
+    assert "WHOLE-LINE-BEFORE-HANG" in app_lines(log), log
+    assert "UNFINISHED-LINE" in app_lines(log), log
 
 
 # ---- sys.stdout and sys.stderr as file objects --------------------------------
@@ -86,7 +87,7 @@ def test_std_streams_have_the_file_attributes(tracfront, stream):
     assert (attrs["isatty()"], attrs["writable()"], attrs["readable()"], attrs["seekable()"],
             attrs["flush()"], attrs["line_buffering"]) == (False, True, False, False, None, True)
     assert info["errors_is_stderr"] is True
-    assert "\nWRITELINES-ONE\n" in srv.error_log
+    assert "WRITELINES-ONE" in app_lines(srv.error_log)
 
 
 def test_faulthandler_enabled_at_import_writes_to_the_error_log(tracfront):
@@ -322,7 +323,7 @@ def test_unfinished_lines_of_concurrent_requests_do_not_mix(tracfront):
         assert a.result().status_code == 200
     assert requests.get(srv.url + "partial?who=C", timeout=30).status_code == 200
     assert requests.get(srv.url + "print", params={"text": "AFTER-C"}, timeout=30).ok
-    lines = srv.error_log.splitlines()
+    lines = app_lines(srv.error_log)
     assert "B-WHOLE-LINE" in lines, srv.error_log[-2000:]
     assert "A-STARTS-A-LINE A-ENDS-IT" in lines, srv.error_log[-2000:]
     assert "C-UNFINISHED" in lines and "AFTER-C" in lines, srv.error_log[-2000:]
@@ -369,7 +370,7 @@ def test_traceback_lines_stay_whole_when_the_app_wraps_stderr(tracfront, tmp_pat
     (tmp_path / "wrapapp.py").write_text(WRAPPED_STDERR_APP % {"colorama": wrapper == "colorama"})
     srv = tracfront("--app", "wrapapp:application", "--pythonpath", tmp_path)
     assert requests.get(srv.url, timeout=10).status_code == 500
-    lines = srv.error_log.splitlines()
+    lines = app_lines(srv.error_log)
     assert "Traceback (most recent call last):" in lines, srv.error_log[-3000:]
     assert "KeyError: 'c'" in lines, srv.error_log[-3000:]
     assert any(line.startswith('  File "%s", line ' % (tmp_path / "wrapapp.py"))

@@ -1,0 +1,184 @@
+"""How what the app writes reaches the error log: a traceback in one piece
+with its heading, an unfinished line past 8 KiB ended before another
+thread's output, control bytes escaped, each line of the app's stamped
+"[date] [app] " so that it cannot pass for one of tracfront's own, and a log
+reader that stalls holds up only the threads that write to it.
+
+The app is tests/apps/app_log_apps.py.
+"""
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from conftest import APP_STAMP_RE, app_lines
+from workers_util import wait_for
+
+APP = ("--app", "app_log_apps:app", "--inline-fast-calls", "false")
+
+
+def test_parallel_tracebacks_each_follow_their_heading_whole(tracfront):
+    """8 requests raising at once: each heading is followed by its own
+    traceback, none of another's lines among them (one write per line let
+    them mix line by line)."""
+    srv = tracfront(*APP, "--threads", "8")
+    tags = "ABCDEFGH"
+
+    def fetch(tag):
+        return requests.get(srv.url + "raise", params={"t": tag}, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert list(pool.map(fetch, tags)) == [500] * 8
+    lines = app_lines(srv.error_log)
+    sizes = set()
+    for tag in tags:
+        heading = "GET /raise?t=%s: the app raised; traceback follows" % tag
+        starts = [i for i, line in enumerate(lines) if line.endswith(heading)]
+        assert len(starts) == 1, srv.error_log[-6000:]
+        block = lines[starts[0] + 1:]
+        assert block[0] == "Traceback (most recent call last):", srv.error_log[-6000:]
+        end = block.index("RuntimeError: boom-" + tag)
+        assert not [line for line in block[1:end]
+                    if line.startswith("RuntimeError: boom-") or "traceback follows" in line
+                    or line.startswith("Traceback")], srv.error_log[-6000:]
+        sizes.add(end)
+    assert len(sizes) == 1, (sizes, srv.error_log[-6000:])  # none took in another's lines
+
+
+def test_unfinished_line_past_8k_is_ended_before_other_output(tracfront):
+    """A's unfinished line of 10,000 bytes goes out at once, ended with a
+    newline, so B's line is not joined to it (it went out as it was)."""
+    srv = tracfront(*APP, "--threads", "4")
+    with ThreadPoolExecutor(2) as pool:
+        a = pool.submit(requests.get, srv.url + "long?who=A", timeout=30)
+        assert requests.get(srv.url + "long?who=B", timeout=30).status_code == 200
+        assert a.result().status_code == 200
+    lines = app_lines(srv.error_log)
+    assert "P" * 10000 in lines, srv.error_log[-300:]
+    assert "OTHER-LINE" in lines and "TAIL" in lines, srv.error_log[-300:]
+
+
+def test_control_bytes_in_app_output_are_escaped(tracfront):
+    """print(), sys.stderr, wsgi.errors and a traceback's message: control
+    bytes but newline and tab are written \\xHH, as Apache writes them and
+    tracfront's own lines do (ESC would reach a terminal's `tail -f`)."""
+    srv = tracfront(*APP)
+    assert requests.get(srv.url + "ctl", timeout=10).status_code == 500
+    raw = (srv.workdir / "error.log").read_bytes()
+    assert not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]", raw), raw[-2000:]
+    lines = app_lines(raw.decode())
+    assert "PRINT\\x1b[31mRED\\x0dCR\\x00NUL\\x7fDEL\\x9bCSI\tTAB end" in lines, lines[-12:]
+    assert "STDERR\\x1b[2J\\x08BS" in lines, lines[-12:]
+    assert "ERRORS\\x07BEL" in lines, lines[-12:]
+    assert "ValueError: RAISED\\x1b]0;title\\x07" in lines, lines[-12:]
+
+
+def test_app_lines_cannot_pass_for_tracfronts_own(tracfront):
+    """A line the app writes, or a client has it write (Trac logging a URL
+    with %0a), is stamped [app]: it cannot pass for an [info] or [error]
+    line of tracfront's, as mod_wsgi marks the app's lines [wsgi:error]."""
+    srv = tracfront(*APP)
+    forged = "[2001-01-01 00:00:00.000] [error] tracfront was hacked"
+    r = requests.get(srv.url + "print", params={"text": "LOOK\n" + forged}, timeout=10)
+    assert r.status_code == 200
+    log = srv.error_log.splitlines()
+    mine = [line for line in log if line.endswith("LOOK") or line.endswith(forged)]
+    assert len(mine) == 2 and all(APP_STAMP_RE.match(line) for line in mine), log[-5:]
+    assert not [line for line in log if line.startswith(forged[:26])], log[-5:]
+
+
+def stuck_blocks(lines):
+    """Each stuck-request heading with the line after it."""
+    return [(line, lines[i + 1] if i + 1 < len(lines) else "")
+            for i, line in enumerate(lines) if "stuck request" in line]
+
+
+def test_stuck_report_is_one_piece_while_the_app_prints(tracfront):
+    """The stuck-request line and its stack are one write (and so are
+    --dump-all's line and its stacks): app threads printing meanwhile
+    cannot come between them. 100 reports while 6 threads print."""
+    srv = tracfront(*APP, "--threads", "16", "--request-timeout", "0.1", "--dump-all")
+
+    def lane(_):
+        return [requests.get(srv.url + "sleep?s=0.25", timeout=60).status_code
+                for _ in range(10)]
+
+    with ThreadPoolExecutor(16) as pool:
+        spam = [pool.submit(requests.get, srv.url + "spam?s=3", timeout=60) for _ in range(6)]
+        assert list(pool.map(lane, range(10))) == [[200] * 10] * 10
+        assert all(f.result().status_code == 200 for f in spam)
+    lines = app_lines(srv.error_log)
+    blocks = stuck_blocks(lines)
+    assert len(blocks) >= 20, srv.error_log[-3000:]  # up to 106: the printing ones too
+    for heading, after in blocks:
+        assert after.startswith('  File "') and ", in app" in after, (heading, after)
+    for i, line in enumerate(lines):
+        if "every Python thread's stack follows" in line:
+            assert lines[i + 1].startswith("Thread "), lines[i + 1]
+
+
+def threads_writing_a_pipe(pid):
+    """How many of pid's threads wait in a write to a full pipe."""
+    count = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                count += "pipe_write" in f.read()
+        except OSError:
+            pass
+    return count
+
+
+def stopped(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def fill_pipe(fd):
+    """Write to a FIFO (fd non-blocking) until it takes no more byte."""
+    for size in (65536, 4096, 1):
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                os.write(fd, b"x" * size)
+
+
+def test_a_stalled_log_reader_holds_up_only_the_writers(tracfront, tmp_path):
+    """--error-log on a FIFO whose reader stopped, the pipe full: the thread
+    writing the end of an unfinished line, or a traceback with its heading,
+    waits without the GIL, so other requests and the profile page are still
+    answered (the GIL held around that write froze them all)."""
+    fifo = tmp_path / "error.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
+    results, filler = {}, None
+    try:
+        srv = tracfront(*APP, "--threads", "4", "--error-log", fifo)
+        filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the reader has it open now
+        for path in ("unfinished", "fail"):
+            reader.send_signal(signal.SIGSTOP)
+            wait_for(lambda: stopped(reader.pid), 30, "the reader stopped")
+            fill_pipe(filler)
+
+            def run(path=path):
+                results[path] = requests.get(srv.url + path, timeout=120).status_code
+            t = threading.Thread(target=run, daemon=True)
+            t.start()
+            wait_for(lambda: threads_writing_a_pipe(srv.proc.pid), 30,
+                     "the %s thread waiting for the pipe" % path)
+            assert requests.get(srv.url + "hello", timeout=20).text == "hello"
+            assert requests.get(srv.url + "__profile__", timeout=20).status_code == 200
+            reader.send_signal(signal.SIGCONT)
+            t.join(60)
+            wait_for(lambda: not threads_writing_a_pipe(srv.proc.pid), 30, "the pipe drained")
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        if filler is not None:
+            os.close(filler)
+    assert results == {"unfinished": 200, "fail": 500}, results
+    srv.stop()
+    reader.wait(30)
