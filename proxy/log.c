@@ -4,6 +4,7 @@
  * line. Never holds a log's lock while waiting for anything but the write. */
 #define _GNU_SOURCE /* dup3 */
 #include "proxy/log.h"
+#include "proxy/log_stamp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -228,7 +229,6 @@ static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n,
     return done == n ? was : 0;
 }
 
-static char process_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
 
 /* A record to the error log. One it cannot take (a full disk) is said on
  * stderr, once while it lasts; the count lost goes into the log when it
@@ -241,7 +241,7 @@ static void write_error(const char *p, size_t n)
     unsigned long was = sink_write(&error_sink, fd, p, n, &failed);
     if (failed)
         dprintf(tf_log_stderr_fd(), "tracfront: %s--error-log: cannot write to %s: %s; "
-                "messages are lost until it can (counted)\n", process_tag,
+                "messages are lost until it can (counted)\n", tf_log_worker_tag(),
                 error_path ? error_path : "stderr", strerror(failed));
     if (was)
         tf_log_error("--error-log: writing again; %lu message%s lost", was, was == 1 ? "" : "s");
@@ -262,23 +262,12 @@ int tf_log_python_fd(void)
     return python_fd >= 0 ? python_fd : error_fd;
 }
 
-void tf_log_set_worker_tag(void)
-{
-    snprintf(process_tag, sizeof(process_tag), "[worker %d] ", (int)getpid());
-}
-
 static void log_line(const char *level, const char *fmt, va_list ap)
 {
     if (error_fd < 0)
         return;
     char line[8192];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, sizeof(line), "[%Y-%m-%d %H:%M:%S", &tm);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ld] [%s] %s", ts.tv_nsec / 1000000L,
-                          level, process_tag);
+    size_t n = tf_log_stamp(line, sizeof(line), level);
     int m = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     if (m < 0)
         m = 0;

@@ -22,9 +22,6 @@ int tf_log_open(const char *error_path, const char *access_path, char *err, size
  * opened, else 2. For what tracfront itself says on stderr (the listening
  * line, why it cannot start). */
 int tf_log_stderr_fd(void);
-/* A worker process (--workers): its lines carry "[worker PID]". Call once,
- * before other threads start. */
-void tf_log_set_worker_tag(void);
 /* Open the log files again by their names (logrotate moved them away): a
  * failure is logged and the old file kept. Main thread. 0 with what was
  * reopened in said ("log files reopened (...)", or that neither log is a

@@ -20,6 +20,11 @@ void tf_log_stamp_set_worker_tag(void)
     snprintf(worker_tag, sizeof(worker_tag), "[worker %d] ", (int)getpid());
 }
 
+const char *tf_log_worker_tag(void)
+{
+    return worker_tag;
+}
+
 size_t tf_log_stamp(char *out, size_t cap, const char *level)
 {
     struct timespec ts;

@@ -643,7 +643,6 @@ int main(int argc, char **argv)
     if (cfg.worker) {
         tf_spawned_name(argv[0]);
         tf_worker_env_take(cfg.n_digest_auth > 0); /* before the app is imported */
-        tf_log_set_worker_tag();
         tf_log_stamp_set_worker_tag();
         tf_request_id_base((uint64_t)getpid() << 32); /* ids unique across the workers */
     }
