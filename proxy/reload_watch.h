@@ -3,7 +3,7 @@
  * project folders with each one's conf/trac.ini and the plugins Trac loads.
  * A change after the last mark starts a reload once it has settled. It only
  * reads the file system (stat, readdir): it never asks the workers, and its
- * checks allocate only what readdir needs. Main thread only. */
+ * checks allocate only what readdir and a .tracignore need. Main thread only. */
 #ifndef TF_RELOAD_WATCH_H
 #define TF_RELOAD_WATCH_H
 

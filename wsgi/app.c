@@ -257,7 +257,9 @@ static struct {
     size_t len;
     Py_ssize_t modules;        /* GIL: len(sys.modules) when listed */
     uint64_t at;               /* GIL: tf_now_us when listed */
-} listed = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, -1, 0 };
+    uint64_t begun;            /* GIL: listings begun */
+    uint64_t published;        /* guarded by lock: the number of the one in text */
+} listed = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, -1, 0, 0, 0 };
 
 /* With the GIL: the source files of every loaded module (and the
  * --wsgi-file), one per line, malloc'd; NULL on out of memory. */
@@ -296,15 +298,23 @@ void wsgi_app_files_note(bool now)
     if (!now && count == listed.modules && t - listed.at < LIST_EVERY_US)
         return;
     size_t len;
-    char *text = list_files(modules, &len), *old;
+    uint64_t begun = ++listed.begun; /* GIL */
+    char *text = list_files(modules, &len), *old = NULL;
     if (!text) /* out of memory: the last list stays, and the next request lists again */
         return;
-    listed.modules = count;
-    listed.at = t;
     pthread_mutex_lock(&listed.lock);
-    old = listed.text;
-    listed.text = text;
-    listed.len = len;
+    /* listing can let the GIL go (a finalizer, a module's __getattr__): one
+     * begun later may have been published meanwhile, and is newer */
+    if (begun > listed.published) {
+        listed.published = begun;
+        listed.modules = count;
+        listed.at = t;
+        old = listed.text;
+        listed.text = text;
+        listed.len = len;
+    } else {
+        old = text;
+    }
     pthread_mutex_unlock(&listed.lock);
     free(old);
 }
