@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,6 +27,31 @@ static char *error_path, *access_path; /* files to reopen: set at open, main thr
  * would take the number, and lines written to 2 would go to that client.
  * -1: none (out of descriptors at start: 2 itself). Main thread, at open. */
 static int stderr_copy = -1;
+
+/* What the writers of one log share. O_APPEND keeps a record whole in a file
+ * however long, but a pipe (stderr under docker or systemd, `| logger`) takes
+ * a write over PIPE_BUF (4 KiB) in pieces, and another thread's write came
+ * between them: the lock lets one record be written at a time there (not
+ * taken for a regular file). It is held for the write alone (never while
+ * waiting for the GIL), so a thread that holds the GIL may wait for it.
+ * Other processes (--workers) writing to the same pipe are not kept out. */
+struct sink {
+    pthread_mutex_t lock;
+    int file;           /* atomic: 1 the descriptor is a regular file, 0 not, -1 not known yet */
+    bool torn;          /* atomic, written under lock: a record was cut short (a full
+                           disk): the next starts on a new line */
+    unsigned long lost; /* atomic: records lost since the first failure; 0: writing */
+};
+static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, -1, false, 0 };
+static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, -1, false, 0 };
+
+/* The logs' descriptors changed (open, reopen, close): what each is, is
+ * looked at again at its next record. */
+static void forget_kinds(void)
+{
+    __atomic_store_n(&error_sink.file, -1, __ATOMIC_RELAXED);
+    __atomic_store_n(&access_sink.file, -1, __ATOMIC_RELAXED);
+}
 /* The error log for Python code (sys.stderr.fileno()): a duplicate of
  * error_fd, never error_fd itself, which an app would close (or put
  * /dev/null on, as python-daemon does) through it. -1: log off, or out of
@@ -77,6 +101,7 @@ int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
     python_fd = error_fd < 0 ? -1 : fcntl(error_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
     error_path = reopenable(error);
     access_path = reopenable(access);
+    forget_kinds();
     return 0;
 }
 
@@ -114,6 +139,7 @@ static int reopen_one(const char *path, int fd, int twin, const char *what)
 
 int tf_log_reopen(char *said, size_t len)
 {
+    forget_kinds();
     int error = reopen_one(error_path, error_fd, python_fd, "--error-log");
     if (reopen_one(access_path, access_fd, -1, "--access-log") < 0 || error < 0)
         return -1;
@@ -146,6 +172,7 @@ void tf_log_close(void)
         close(python_fd);
     error_fd = 2;
     access_fd = stderr_copy = python_fd = -1;
+    forget_kinds();
 }
 
 /* n bytes to fd through short writes and EINTR; returns how many went
@@ -167,22 +194,6 @@ static size_t write_all(int fd, const char *p, size_t n)
     return done;
 }
 
-/* What the writers of one log share. O_APPEND keeps a record whole in a file
- * however long, but a pipe (stderr under docker or systemd, `| logger`) takes
- * a write over PIPE_BUF (4 KiB) in pieces, and another thread's write came
- * between them: the lock lets one record be written at a time. It is held
- * for the write alone (never while waiting for the GIL), so a thread that
- * holds the GIL may wait for it. Other processes (--workers) writing to the
- * same pipe are not kept out. */
-struct sink {
-    pthread_mutex_t lock;
-    bool torn;          /* atomic, written under lock: a record was cut short (a full
-                           disk): the next starts on a new line */
-    unsigned long lost; /* atomic: records lost since the first failure; 0: writing */
-};
-static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
-static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, false, 0 };
-
 /* A fork() (the app's os.fork()) while another thread held a lock would leave
  * it held for good in the child, which logs why it exits: the child makes
  * them anew (no other thread runs there), as CPython does for its own. */
@@ -199,25 +210,29 @@ __attribute__((constructor)) static void sinks_watch_forks(void)
 
 /* One record (whole lines) to fd, alone, after the newline that ends one cut
  * short before: if that cannot be written, this record is not either (it
- * would go on from the cut one). A record of at most PIPE_BUF bytes that
- * finds the lock taken goes without it: one write() puts it whole even on a
- * pipe, and a network thread must not stall its connections while another
- * thread's big record drains into a pipe whose reader is slow (it may land
- * between two pieces of that record, as before records were serialized).
- * Returns, for the first record written after a failure, how many were
- * lost, else 0; *failed is errno for the first record lost (to say once,
- * outside the lock), else 0. */
+ * would go on from the cut one). Alone: on a pipe (docker's stderr, `|
+ * logger`) a write over PIPE_BUF goes in pieces that another thread's write
+ * could come between, so records take turns under the lock, and a writer,
+ * a network thread too, waits while one drains into a slow reader (as any
+ * writer waits for a reader that stalls). A regular file (O_APPEND) takes
+ * each write() whole: no lock there. Returns, for the first record written
+ * after a failure, how many were lost, else 0; *failed is errno for the
+ * first record lost (to say once, outside the lock), else 0. */
 static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n, int *failed)
 {
-    bool locked = pthread_mutex_trylock(&s->lock) == 0;
-    if (!locked && (n > PIPE_BUF || __atomic_load_n(&s->torn, __ATOMIC_RELAXED))) {
-        pthread_mutex_lock(&s->lock);
-        locked = true;
+    int file = __atomic_load_n(&s->file, __ATOMIC_RELAXED);
+    if (file < 0) {
+        struct stat st;
+        file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        __atomic_store_n(&s->file, file, __ATOMIC_RELAXED);
     }
+    bool locked = !file || __atomic_load_n(&s->torn, __ATOMIC_RELAXED);
+    if (locked)
+        pthread_mutex_lock(&s->lock);
     size_t done = 0;
     if (!locked || !s->torn || write_all(fd, "\n", 1) == 1) {
         done = write_all(fd, p, n);
-        if (locked)
+        if (locked || (done > 0 && done < n)) /* set by any writer, cleared under the lock */
             __atomic_store_n(&s->torn, done > 0 && done < n, __ATOMIC_RELAXED);
     }
     int why = errno;

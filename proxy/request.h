@@ -301,8 +301,8 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
  * An answer's head is built in what the request left of it, and one that
  * does not fit closes the connection with nothing sent. */
 #define TF_CONNECTION_POOL (32u * 1024u)
-/* The longest method served (BASELINE-CONTROL, the longest registered, has
- * 16 bytes); longer: 501, before any log line names it. */
+/* The longest method served (UPDATEREDIRECTREF, the longest registered, has
+ * 17 bytes); longer: 501, before any log line names it. */
 #define TF_METHOD_MAX 32u
 /* The most libmicrohttpd 0.9.75 adds to the headers given (build_header_response):
  * "HTTP/1.1 NNN " and a reason of up to 32 bytes, Date (37), "Connection:

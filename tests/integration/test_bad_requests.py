@@ -255,8 +255,8 @@ def test_oversized_request_target(srv):
 
 
 def test_overlong_method_is_not_implemented(srv):
-    """A method longer than any registered one (32 bytes or more past
-    BASELINE-CONTROL's 16) gets 501: it would only push the reason out of
+    """A method longer than 32 bytes (the longest registered,
+    UPDATEREDIRECTREF, has 17) gets 501: it would only push the reason out of
     tracfront's own log lines, which name the method whole."""
     assert_rejected(srv, get(b"M" * 33 + b" /MARK HTTP/1.1"), statuses=(501,))
     data, _ = exchange(srv, get(b"M" * 32 + b" /hello HTTP/1.1", b"Host: x\r\nConnection: close\r\n"))
