@@ -14,6 +14,13 @@
 #define LINE_MAX_BYTES 8192 /* as log.c's own lines */
 
 static char worker_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
+static pid_t stamp_pid;     /* this process's, at start: a forked child's getpid() differs */
+static long last_gmtoff;    /* atomic: the UTC offset of the last stamp in local time */
+
+__attribute__((constructor)) static void stamp_note_pid(void)
+{
+    stamp_pid = getpid();
+}
 
 void tf_log_stamp_set_worker_tag(void)
 {
@@ -25,16 +32,51 @@ const char *tf_log_worker_tag(void)
     return worker_tag;
 }
 
+/* t as a calendar date and time of day (UTC), computed here: libc's
+ * gmtime_r takes the time-zone lock too. Howard Hinnant's civil_from_days. */
+static void civil_time(long long t, struct tm *tm)
+{
+    long long days = t / 86400, secs = t % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    days += 719468; /* from 0000-03-01 */
+    long long era = (days >= 0 ? days : days - 146096) / 146097;
+    long long doe = days - era * 146097;                                   /* [0, 146096] */
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    long long mp = (5 * doy + 2) / 153;                                    /* March = 0 */
+    long long month = mp < 10 ? mp + 3 : mp - 9;
+    *tm = (struct tm){ .tm_year = (int)(yoe + era * 400 + (month <= 2) - 1900),
+                       .tm_mon = (int)month - 1,
+                       .tm_mday = (int)(doy - (153 * mp + 2) / 5 + 1),
+                       .tm_hour = (int)(secs / 3600),
+                       .tm_min = (int)(secs / 60 % 60),
+                       .tm_sec = (int)(secs % 60) };
+}
+
 size_t tf_log_stamp(char *out, size_t cap, const char *level)
 {
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    localtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(out, cap, "[%Y-%m-%d %H:%M:%S", &tm);
-    int m = snprintf(out + n, cap - n, ".%03ld] [%s] %s", ts.tv_nsec / 1000000L, level,
-                     worker_tag);
-    return m < 0 ? n : n + ((size_t)m < cap - n ? (size_t)m : cap - n - 1);
+    if (getpid() == stamp_pid) {
+        localtime_r(&ts.tv_sec, &tm);
+        __atomic_store_n(&last_gmtoff, tm.tm_gmtoff, __ATOMIC_RELAXED);
+    } else {
+        /* The child of the app's fork(): localtime_r takes glibc's time-zone
+         * lock, which another thread may have held at the fork and nobody
+         * unlocks here (its first print() hung). Local time still, at the
+         * UTC offset of the parent's last stamp (a DST change since is not
+         * seen), converted without any lock. */
+        civil_time((long long)ts.tv_sec + __atomic_load_n(&last_gmtoff, __ATOMIC_RELAXED), &tm);
+    }
+    /* not strftime: it may call tzset(), which takes that lock */
+    int m = snprintf(out, cap, "[%04d-%02d-%02d %02d:%02d:%02d.%03ld] [%s] %s",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000L, level, worker_tag);
+    return m < 0 ? 0 : (size_t)m < cap ? (size_t)m : cap - 1;
 }
 
 void tf_log_error_block(const char *block, size_t len, const char *fmt, ...)

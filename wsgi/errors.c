@@ -53,19 +53,21 @@ static __thread struct held *held_here; /* the same, read on every request */
 
 /* App output as the error log takes it, built into out: each line started
  * with stamp and ended with a newline; control bytes other than newline and
- * tab, DEL and the C1 controls (U+0080-U+009F, which some terminals take as
- * ESC sequences) written "\xHH", as Apache writes them. */
+ * tab, and DEL, written "\xHH" as Apache writes them, and so are the code
+ * points of the C1 controls (U+0080-U+009F, which some terminals take as ESC
+ * sequences: "\x9b" for U+009B, not its two UTF-8 bytes). */
 struct lines {
     char *out;
     size_t len;
     bool at_start; /* the next byte starts a line */
+    bool one_line; /* a newline is escaped too: never starts a line (nor stamps) */
     char stamp[TF_LOG_STAMP_MAX];
     size_t stamp_len;
 };
 
-static bool is_control(unsigned char c)
+static bool is_control(unsigned char c, bool one_line)
 {
-    return (c < 0x20 && c != '\n' && c != '\t') || c == 0x7f;
+    return (c < 0x20 && ((c != '\n' || one_line) && c != '\t')) || c == 0x7f;
 }
 
 /* U+0080-U+009F in UTF-8: 0xc2 0x80-0x9f. */
@@ -82,7 +84,7 @@ static size_t lines_room(const char *data, size_t n)
 {
     size_t room = n;
     for (size_t i = 0; i < n; i++)
-        room += data[i] == '\n' ? TF_LOG_STAMP_MAX : is_control((unsigned char)data[i]) ? 3
+        room += data[i] == '\n' ? TF_LOG_STAMP_MAX : is_control((unsigned char)data[i], false) ? 3
                                                     : is_c1(data + i, n - i)           ? 2
                                                                                        : 0;
     return room;
@@ -93,6 +95,7 @@ static void lines_begin(struct lines *w, char *out)
     w->out = out;
     w->len = 0;
     w->at_start = true;
+    w->one_line = false;
     w->stamp_len = tf_log_stamp(w->stamp, sizeof(w->stamp), "app");
 }
 
@@ -106,11 +109,11 @@ static void lines_add(struct lines *w, const char *data, size_t n)
             w->len += w->stamp_len;
             w->at_start = false;
         }
-        if (c == '\n')
+        if (c == '\n' && !w->one_line)
             w->at_start = true;
         if (is_c1(data + i, n - i))
             c = (unsigned char)data[++i];
-        else if (!is_control(c)) {
+        else if (!is_control(c, w->one_line)) {
             w->out[w->len++] = (char)c;
             continue;
         }
@@ -176,14 +179,15 @@ static size_t held_line(struct held *h, int slot)
     return len;
 }
 
-/* A thread ends: what it held is written, and its buffer goes. */
+/* A thread ends: what it held is written, and its buffer goes. Taken off
+ * the list under the lock, written after it is let go: a reader that stalls
+ * the write must not keep a thread that holds the GIL waiting for the lock
+ * (held_mine). Off the list, no other thread reaches h. */
 static void held_release(void *arg)
 {
     struct held *h = arg;
     held_here = NULL;
     pthread_mutex_lock(&held_lock);
-    for (int i = 0; i < SLOTS; i++)
-        tf_log_raw(h->out, held_line(h, i)); /* no GIL here */
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -191,7 +195,22 @@ static void held_release(void *arg)
     if (h->next)
         h->next->prev = h->prev;
     pthread_mutex_unlock(&held_lock);
+    for (int i = 0; i < SLOTS; i++)
+        tf_log_raw(h->out, held_line(h, i)); /* no GIL here */
     free(h);
+}
+
+/* A fork() while another thread held the lock (the app's os.fork()) would
+ * leave it held for good in the child: made anew there, where no other
+ * thread runs (as log.c does for its sinks). */
+static void held_after_fork(void)
+{
+    pthread_mutex_init(&held_lock, NULL);
+}
+
+__attribute__((constructor)) static void held_watch_forks(void)
+{
+    pthread_atfork(NULL, NULL, held_after_fork);
 }
 
 static void held_key_create(void)
@@ -297,6 +316,24 @@ void wsgi_errors_flush_all(void)
     emit(room && !out ? "out of memory: the app's unfinished lines are not written" : NULL, out,
          len);
     free(out);
+}
+
+char *wsgi_errors_lines(const char *text, size_t len, size_t *out_len)
+{
+    char *allocated;
+    const char *out = format_lines(NULL, 0, text, len, NULL, 0, &allocated, out_len);
+    return out ? allocated : NULL;
+}
+
+char *wsgi_errors_escape_inline(const char *s)
+{
+    size_t n = strlen(s);
+    struct lines w = { .out = malloc(4 * n + 1), .one_line = true }; /* 4: "\x0a" */
+    if (!w.out)
+        return NULL;
+    lines_add(&w, s, n);
+    w.out[w.len] = '\0';
+    return w.out;
 }
 
 int wsgi_errors_log_block(const char *heading, PyObject *text)

@@ -30,5 +30,14 @@ void wsgi_errors_flush_all(void);
  * belongs to). Returns 0, or -1 with an exception set when text could not
  * be written (the heading was). */
 int wsgi_errors_log_block(const char *heading, PyObject *text);
+/* Any thread, no GIL needed: text[0..len) as the error log takes the
+ * app's lines (each stamped, control bytes but newline and tab escaped,
+ * the last ended), for text that comes from the app (the stacks of a stuck
+ * request's report). Malloc'd, its length in *out_len; NULL out of memory. */
+char *wsgi_errors_lines(const char *text, size_t len, size_t *out_len);
+/* Any thread: s escaped as app lines are, and its newlines too, so that it
+ * stays inside the line it is put in (a thread's or a file's name).
+ * Malloc'd, NULL out of memory. */
+char *wsgi_errors_escape_inline(const char *s);
 
 #endif

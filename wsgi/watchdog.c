@@ -21,6 +21,7 @@
 #include "proxy/log_stamp.h"
 #include "proxy/platform.h"
 #include "proxy/request.h"
+#include "wsgi/errors.h"
 
 #define TICK_NS (100L * 1000 * 1000) /* the watchdog looks every 0.1 s */
 #define MAX_FRAMES 100               /* innermost frames shown per stack */
@@ -181,8 +182,13 @@ static void describe_frame(struct prof_text *t, PyFrameObject *f)
     const char *name_s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
     if (!file_s || !name_s)
         PyErr_Clear();
-    prof_text_add(t, "  File \"%s\", line %d, in %s\n", file_s ? file_s : "?",
-                  PyFrame_GetLineNumber(f), name_s ? name_s : "?");
+    /* the app's names: a newline in one must not start a line of the log */
+    char *file_e = file_s ? wsgi_errors_escape_inline(file_s) : NULL;
+    char *name_e = name_s ? wsgi_errors_escape_inline(name_s) : NULL;
+    prof_text_add(t, "  File \"%s\", line %d, in %s\n", file_e ? file_e : "?",
+                  PyFrame_GetLineNumber(f), name_e ? name_e : "?");
+    free(name_e);
+    free(file_e);
     Py_XDECREF(name);
     Py_XDECREF(file);
     Py_DECREF(code);
@@ -273,7 +279,9 @@ static void label_thread(struct prof_text *t, unsigned long id, PyObject *names,
     PyObject *name = key && names ? PyDict_GetItemWithError(names, key) : NULL; /* borrowed */
     const char *s = name && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
     PyErr_Clear();
-    prof_text_add(t, "Thread %lu (%s):\n", id, s ? s : "not an app thread");
+    char *escaped = s ? wsgi_errors_escape_inline(s) : NULL; /* the app's name */
+    prof_text_add(t, "Thread %lu (%s):\n", id, escaped ? escaped : "not an app thread");
+    free(escaped);
     Py_XDECREF(key);
 }
 
@@ -320,19 +328,34 @@ static void interrupt(const struct snapshot *list, ssize_t n)
     pthread_mutex_unlock(&lock);
 }
 
+/* text (stacks: the app's file, function and thread names) as the app's
+ * lines are written, stamped and escaped, so that none passes for a line of
+ * tracfront's; malloc'd, its length in *len; NULL (len 0) when out of
+ * memory: the heading goes alone. */
+static char *app_lines(const char *text, size_t *len)
+{
+    char *lines = wsgi_errors_lines(text, strlen(text), len);
+    if (!lines)
+        *len = 0;
+    return lines;
+}
+
 /* The line and the stack under it in one write: no other thread's lines
  * come between them. */
 static void report(const struct snapshot *s, uint64_t now)
 {
-    const char *stack = s->stack ? s->stack
-                                 : "  (no Python frame: the thread is inside a C call)\n";
-    tf_log_error_block(stack, strlen(stack),
+    size_t len;
+    char *stack = app_lines(s->stack ? s->stack
+                                     : "  (no Python frame: the thread is inside a C call)\n",
+                            &len);
+    tf_log_error_block(stack, len,
                        "stuck request %llu: %s %s has run %.1fs on an app thread "
                        "(--request-timeout %gs)%s; its Python stack (most recent call last):",
                        (unsigned long long)s->req->id, s->req->method, s->req->log_target,
                        (double)(now - s->started) / 1e6, settings.timeout,
                        settings.interrupt ? "; interrupting it (--request-timeout-action 504)"
                                           : "");
+    free(stack);
 }
 
 /* One scan: report, and interrupt, the requests newly past the timeout. The
@@ -354,8 +377,12 @@ static void check_overdue(void)
     PyGILState_Release(g);
     for (ssize_t i = 0; i < n; i++) /* logged before the 504 it may cause */
         report(&list[i], now);
-    if (all)
-        tf_log_error_block(all, strlen(all), "every Python thread's stack follows (--dump-all):");
+    if (all) {
+        size_t len;
+        char *lines = app_lines(all, &len);
+        tf_log_error_block(lines, len, "every Python thread's stack follows (--dump-all):");
+        free(lines);
+    }
     if (settings.interrupt) {
         g = PyGILState_Ensure();
         interrupt(list, n);

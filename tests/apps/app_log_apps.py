@@ -14,8 +14,19 @@ Routes:
                   writes it);
 /spam?s=S         prints short lines for S seconds;
 /sleep?s=S        sleeps S seconds (a stuck request);
+/exitpartial      a thread writes an unfinished line and ends (its end writes it);
+/firstpartial     a new thread writes its first unfinished line, then ends;
+/daemon           starts a daemon thread that writes an unfinished line and
+                  sleeps, once it has written it;
+/threadname?s=S   starts a thread named with a newline, a forged line and ESC
+                  that lives 3 s, and sleeps S seconds (a stuck request);
+/forkprint?fifo=F a thread holds glibc's time-zone lock (tzset() reading TZ=F,
+                  a FIFO nobody writes) while the app forks a child that
+                  print()s CHILD-LINE; answers "exited" or "hung" (no exit in 20 s);
 /hello            answers hello.
 """
+import ctypes
+import os
 import sys
 import threading
 import time
@@ -36,6 +47,42 @@ def _answer(start_response, text):
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+FORGED_NAME = "x\n[2001-01-01 00:00:00.000] [error] forged by a thread name \x1b[31m"
+
+
+def _fork_under_tz_lock(fifo):
+    """Fork while another thread holds glibc's time-zone lock: its tzset()
+    (through ctypes, without the GIL) waits in open() for a FIFO's writer."""
+    os.environ["TZ"] = fifo
+    holder = threading.Thread(target=ctypes.CDLL(None).tzset, daemon=True)
+    holder.start()
+    wchan = "/proc/self/task/%d/wchan" % holder.native_id
+    while open(wchan).read() != "wait_for_partner":
+        time.sleep(0.01)
+    pid = os.fork()
+    if pid == 0:
+        print("CHILD-LINE")
+        os._exit(0)
+    deadline = time.monotonic() + 20
+    while not os.waitpid(pid, os.WNOHANG)[0] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    exited = time.monotonic() < deadline
+    if not exited:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # its open() returns, it reads nothing
+    holder.join()
+    del os.environ["TZ"]
+    ctypes.CDLL(None).tzset()
+    return "exited" if exited else "hung"
+
+
+def _daemon(written):
+    sys.stderr.write("DAEMON-PARTIAL-LINE")
+    written.set()
+    time.sleep(1000)
 
 
 def app(environ, start_response):
@@ -79,4 +126,25 @@ def app(environ, start_response):
     if path == "/sleep":
         time.sleep(float(qs.get("s", "1")))
         return _answer(start_response, "slept")
+    if path == "/exitpartial":
+        t = threading.Thread(target=lambda: sys.stderr.write("EXITING-THREAD-PARTIAL"))
+        t.start()
+        t.join()
+        return _answer(start_response, "exited")
+    if path == "/firstpartial":
+        t = threading.Thread(target=lambda: sys.stderr.write("FRESH-PARTIAL"))
+        t.start()
+        t.join()
+        return _answer(start_response, "fresh")
+    if path == "/daemon":
+        written = threading.Event()
+        threading.Thread(target=_daemon, args=(written,), daemon=True).start()
+        written.wait(10)
+        return _answer(start_response, "daemon")
+    if path == "/threadname":
+        threading.Thread(target=time.sleep, args=(3,), name=FORGED_NAME).start()
+        time.sleep(float(qs.get("s", "1")))
+        return _answer(start_response, "named")
+    if path == "/forkprint":
+        return _answer(start_response, _fork_under_tz_lock(qs["fifo"]))
     return _answer(start_response, "hello")

@@ -66,7 +66,8 @@ def test_unfinished_line_past_8k_is_ended_before_other_output(tracfront):
 def test_control_bytes_in_app_output_are_escaped(tracfront):
     """print(), sys.stderr, wsgi.errors and a traceback's message: control
     bytes but newline and tab are written \\xHH, as Apache writes them and
-    tracfront's own lines do (ESC would reach a terminal's `tail -f`)."""
+    tracfront's own lines do, and the C1 code points too (ESC would reach a
+    terminal's `tail -f`)."""
     srv = tracfront(*APP)
     assert requests.get(srv.url + "ctl", timeout=10).status_code == 500
     raw = (srv.workdir / "error.log").read_bytes()
@@ -117,9 +118,30 @@ def test_stuck_report_is_one_piece_while_the_app_prints(tracfront):
     assert len(blocks) >= 20, srv.error_log[-3000:]  # up to 106: the printing ones too
     for heading, after in blocks:
         assert after.startswith('  File "') and ", in app" in after, (heading, after)
-    for i, line in enumerate(lines):
-        if "every Python thread's stack follows" in line:
-            assert lines[i + 1].startswith("Thread "), lines[i + 1]
+    dumps = [i for i, line in enumerate(lines) if "every Python thread's stack follows" in line]
+    assert dumps, srv.error_log[-3000:]
+    for i in dumps:
+        assert lines[i + 1].startswith("Thread "), lines[i + 1]
+
+
+def test_stuck_stacks_are_stamped_and_escaped(tracfront):
+    """The stuck-request report's stack and --dump-all's stacks are written
+    as the app's lines are, stamped [app] with control bytes escaped: a
+    thread named "x\\n[2001-...] [error] forged \\x1b[31m" forges no line of
+    tracfront's, its newline starts no line and no ESC reaches the log."""
+    srv = tracfront(*APP, "--threads", "2", "--request-timeout", "0.3", "--dump-all")
+    assert requests.get(srv.url + "threadname?s=1", timeout=30).text == "named"
+    srv.stop()
+    raw = (srv.workdir / "error.log").read_bytes()
+    assert b"\x1b" not in raw and b"forged" in raw, raw[-3000:]
+    log = raw.decode().splitlines()
+    assert not [line for line in log if line.startswith("[2001")], log[-20:]
+    named = [line for line in log if "forged" in line]
+    assert named and all(APP_STAMP_RE.match(line) for line in named), named
+    assert all(line.endswith("x\\x0a[2001-01-01 00:00:00.000] [error] forged by a thread "
+                             "name \\x1b[31m):") for line in named), named
+    start = next(i for i, line in enumerate(log) if "stuck request" in line)
+    assert APP_STAMP_RE.match(log[start + 1]) and '  File "' in log[start + 1], log[start:start + 3]
 
 
 def threads_writing_a_pipe(pid):
@@ -182,3 +204,55 @@ def test_a_stalled_log_reader_holds_up_only_the_writers(tracfront, tmp_path):
     assert results == {"unfinished": 200, "fail": 500}, results
     srv.stop()
     reader.wait(30)
+
+
+def test_a_stalled_log_reader_holds_up_no_new_threads_first_line(tracfront, tmp_path):
+    """--error-log on a FIFO whose reader stopped, the pipe full: a thread
+    that ends with an unfinished line waits in its write, but not holding
+    the lock that a new thread's first unfinished line takes with the GIL
+    (that froze every request, the profile page too)."""
+    fifo = tmp_path / "error.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.DEVNULL)
+    filler = None
+    try:
+        srv = tracfront(*APP, "--threads", "4", "--error-log", fifo)
+        filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # the reader has it open now
+        reader.send_signal(signal.SIGSTOP)
+        wait_for(lambda: stopped(reader.pid), 30, "the reader stopped")
+        fill_pipe(filler)
+        assert requests.get(srv.url + "exitpartial", timeout=20).text == "exited"
+        wait_for(lambda: threads_writing_a_pipe(srv.proc.pid), 30,
+                 "the ended thread waiting for the pipe")
+        assert requests.get(srv.url + "firstpartial", timeout=20).text == "fresh"
+        assert requests.get(srv.url + "hello", timeout=20).text == "hello"
+        assert requests.get(srv.url + "__profile__", timeout=20).status_code == 200
+    finally:
+        reader.send_signal(signal.SIGCONT)
+        if filler is not None:
+            os.close(filler)
+    wait_for(lambda: not threads_writing_a_pipe(srv.proc.pid), 30, "the pipe drained")
+    srv.stop()
+    reader.wait(30)
+
+
+def test_idle_stop_writes_daemon_threads_unfinished_lines(tracfront):
+    """A stop with no request running finalizes Python: a daemon thread's
+    unfinished line is written first, ended (it was lost; a stop that
+    does not wait for its requests wrote it)."""
+    srv = tracfront(*APP, "--threads", "2")
+    assert requests.get(srv.url + "daemon", timeout=20).text == "daemon"
+    assert srv.stop() == 0
+    assert "DAEMON-PARTIAL-LINE" in app_lines(srv.error_log), srv.error_log[-2000:]
+
+
+def test_forked_child_prints_while_a_thread_holds_the_time_zone_lock(tracfront, tmp_path):
+    """The app forks while another thread holds glibc's time-zone lock (in
+    tzset()); the child's print() is stamped without localtime_r, which
+    would wait for that lock for good in the child, and the child exits."""
+    fifo = tmp_path / "tz.fifo"
+    os.mkfifo(fifo)
+    srv = tracfront(*APP, "--threads", "2")
+    r = requests.get(srv.url + "forkprint", params={"fifo": str(fifo)}, timeout=60)
+    assert r.text == "exited", srv.error_log[-2000:]
+    assert "CHILD-LINE" in app_lines(srv.error_log), srv.error_log[-2000:]
