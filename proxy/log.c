@@ -1,5 +1,5 @@
 /* log.c — error and access logs (see log.h). A line is built in a stack buffer
- * and written with one write(), under its log's lock; client-supplied strings
+ * and written with one write() (under its log's lock on a pipe); client-supplied strings
  * are escaped as Apache does (\" \\ \xhh) so a request can never forge a log
  * line. Never holds a log's lock while waiting for anything but the write. */
 #define _GNU_SOURCE /* dup3 */
