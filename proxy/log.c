@@ -37,20 +37,29 @@ static int stderr_copy = -1;
  * Other processes (--workers) writing to the same pipe are not kept out. */
 struct sink {
     pthread_mutex_t lock;
-    int file;           /* atomic: 1 the descriptor is a regular file, 0 not, -1 not known yet */
+    int file;           /* atomic: 1 the descriptor is a regular file, else 0 (note_kinds) */
     bool torn;          /* atomic, written under lock: a record was cut short (a full
                            disk): the next starts on a new line */
     unsigned long lost; /* atomic: records lost since the first failure; 0: writing */
 };
-static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, -1, false, 0 };
-static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, -1, false, 0 };
+static struct sink error_sink = { PTHREAD_MUTEX_INITIALIZER, 0, false, 0 };
+static struct sink access_sink = { PTHREAD_MUTEX_INITIALIZER, 0, false, 0 };
 
-/* The logs' descriptors changed (open, reopen, close): what each is, is
- * looked at again at its next record. */
-static void forget_kinds(void)
+/* What fd is for its sink: 1 a regular file, else 0. */
+static int kind_of(int fd)
 {
-    __atomic_store_n(&error_sink.file, -1, __ATOMIC_RELAXED);
-    __atomic_store_n(&access_sink.file, -1, __ATOMIC_RELAXED);
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* The main thread, as the logs' descriptors change (open, close, reopen:
+ * taken as not files while swapped, then looked at): what each is. Not
+ * left to the writers: one that looked at the old file during a reopen
+ * would have cached it for the new one, a pipe. */
+static void note_kinds(bool swapping)
+{
+    __atomic_store_n(&error_sink.file, swapping ? 0 : kind_of(error_fd), __ATOMIC_RELAXED);
+    __atomic_store_n(&access_sink.file, swapping ? 0 : kind_of(access_fd), __ATOMIC_RELAXED);
 }
 /* The error log for Python code (sys.stderr.fileno()): a duplicate of
  * error_fd, never error_fd itself, which an app would close (or put
@@ -101,7 +110,7 @@ int tf_log_open(const char *error, const char *access, char *err, size_t errlen)
     python_fd = error_fd < 0 ? -1 : fcntl(error_fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
     error_path = reopenable(error);
     access_path = reopenable(access);
-    forget_kinds();
+    note_kinds(false);
     return 0;
 }
 
@@ -139,9 +148,11 @@ static int reopen_one(const char *path, int fd, int twin, const char *what)
 
 int tf_log_reopen(char *said, size_t len)
 {
-    forget_kinds();
+    note_kinds(true);
     int error = reopen_one(error_path, error_fd, python_fd, "--error-log");
-    if (reopen_one(access_path, access_fd, -1, "--access-log") < 0 || error < 0)
+    int access = reopen_one(access_path, access_fd, -1, "--access-log");
+    note_kinds(false);
+    if (access < 0 || error < 0)
         return -1;
     const char *other_e = error_fd < 0 ? "off" : "stderr";
     const char *other_a = access_fd < 0 ? "off" : "stderr";
@@ -172,7 +183,7 @@ void tf_log_close(void)
         close(python_fd);
     error_fd = 2;
     access_fd = stderr_copy = python_fd = -1;
-    forget_kinds();
+    note_kinds(false);
 }
 
 /* n bytes to fd through short writes and EINTR; returns how many went
@@ -220,19 +231,16 @@ __attribute__((constructor)) static void sinks_watch_forks(void)
  * first record lost (to say once, outside the lock), else 0. */
 static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n, int *failed)
 {
-    int file = __atomic_load_n(&s->file, __ATOMIC_RELAXED);
-    if (file < 0) {
-        struct stat st;
-        file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-        __atomic_store_n(&s->file, file, __ATOMIC_RELAXED);
-    }
-    bool locked = !file || __atomic_load_n(&s->torn, __ATOMIC_RELAXED);
+    bool locked = !__atomic_load_n(&s->file, __ATOMIC_RELAXED) ||
+                  __atomic_load_n(&s->torn, __ATOMIC_RELAXED);
     if (locked)
         pthread_mutex_lock(&s->lock);
     size_t done = 0;
     if (!locked || !s->torn || write_all(fd, "\n", 1) == 1) {
         done = write_all(fd, p, n);
-        if (locked || (done > 0 && done < n)) /* set by any writer, cleared under the lock */
+        /* set by any writer, cleared under the lock; on a file without the lock a
+         * record may still join one cut at the same moment (a full disk: rare) */
+        if (locked || (done > 0 && done < n))
             __atomic_store_n(&s->torn, done > 0 && done < n, __ATOMIC_RELAXED);
     }
     int why = errno;

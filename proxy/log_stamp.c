@@ -20,6 +20,10 @@ static long last_gmtoff;    /* atomic: the UTC offset of the last stamp in local
 __attribute__((constructor)) static void stamp_note_pid(void)
 {
     stamp_pid = getpid();
+    struct tm tm;
+    time_t now = time(NULL);
+    if (localtime_r(&now, &tm)) /* a child forked before any stamp has an offset too */
+        last_gmtoff = tm.tm_gmtoff;
 }
 
 void tf_log_stamp_set_worker_tag(void)

@@ -23,6 +23,8 @@ Routes:
 /forkprint?fifo=F a thread holds glibc's time-zone lock (tzset() reading TZ=F,
                   a FIFO nobody writes) while the app forks a child that
                   print()s CHILD-LINE; answers "exited" or "hung" (no exit in 20 s);
+/forkdate         forks a child that print()s CHILD-DATE and exits, waits for
+                  it, then print()s PARENT-DATE; answers "done".
 /hello            answers hello.
 """
 import ctypes
@@ -147,4 +149,14 @@ def app(environ, start_response):
         return _answer(start_response, "named")
     if path == "/forkprint":
         return _answer(start_response, _fork_under_tz_lock(qs["fifo"]))
+    if path == "/forkdate":
+        pid = os.fork()
+        if pid == 0:
+            try:
+                print("CHILD-DATE", flush=True)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        print("PARENT-DATE", flush=True)
+        return _answer(start_response, "done")
     return _answer(start_response, "hello")

@@ -246,6 +246,22 @@ def test_idle_stop_writes_daemon_threads_unfinished_lines(tracfront):
     assert "DAEMON-PARTIAL-LINE" in app_lines(srv.error_log), srv.error_log[-2000:]
 
 
+def test_a_forked_childs_lines_are_in_local_time_too(tracfront):
+    """A worker's child forked before the worker wrote any stamp of its own:
+    its lines took the UTC offset 0 (09:31 beside the parent's 18:31 in
+    Tokyo). The offset is known from the start."""
+    srv = tracfront(*APP, "--workers", "1", env={"TZ": "Asia/Tokyo"})
+    assert requests.get(srv.url + "forkdate", timeout=30).text == "done"
+    stamps = {}
+    wait_for(lambda: "PARENT-DATE" in srv.error_log, 10, "the parent's line")
+    for line in srv.error_log.splitlines():
+        for tag in ("CHILD-DATE", "PARENT-DATE"):
+            if line.endswith(tag):
+                stamps[tag] = line[1:17]  # "YYYY-mm-dd HH:MM"
+    assert len(stamps) == 2, srv.error_log[-1500:]
+    assert stamps["CHILD-DATE"][:13] == stamps["PARENT-DATE"][:13], stamps  # the same hour
+
+
 def test_forked_child_prints_while_a_thread_holds_the_time_zone_lock(tracfront, tmp_path):
     """The app forks while another thread holds glibc's time-zone lock (in
     tzset()); the child's print() is stamped without localtime_r, which
