@@ -2,7 +2,9 @@
  * log_stamp.h). It only formats: every byte goes out through tf_log_raw(). */
 #include "proxy/log_stamp.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,12 +16,17 @@
 #define LINE_MAX_BYTES 8192 /* as log.c's own lines */
 
 static char worker_tag[32]; /* "[worker 1234] " in a worker; set before threads start */
-static pid_t stamp_pid;     /* this process's, at start: a forked child's getpid() differs */
+static bool forked;         /* set in a fork()'s child before it runs anything */
 static long last_gmtoff;    /* atomic: the UTC offset of the last stamp in local time */
 
-__attribute__((constructor)) static void stamp_note_pid(void)
+static void note_fork(void)
 {
-    stamp_pid = getpid();
+    forked = true;
+}
+
+__attribute__((constructor)) static void stamp_start(void)
+{
+    pthread_atfork(NULL, NULL, note_fork); /* no system call per stamp, as getpid() is */
     struct tm tm;
     time_t now = time(NULL);
     if (localtime_r(&now, &tm)) /* a child forked before any stamp has an offset too */
@@ -65,7 +72,7 @@ size_t tf_log_stamp(char *out, size_t cap, const char *level)
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
-    if (getpid() == stamp_pid) {
+    if (!forked) {
         localtime_r(&ts.tv_sec, &tm);
         __atomic_store_n(&last_gmtoff, tm.tm_gmtoff, __ATOMIC_RELAXED);
     } else {
