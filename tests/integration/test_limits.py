@@ -217,14 +217,8 @@ def cpu_seconds(pid):
 def test_worker_out_of_descriptors_backs_off_and_says_so_once(tracfront):
     """The acceptor retried accept4 at once after EMFILE: a whole CPU, and
     nothing in the log, for as long as the descriptors stayed taken."""
-    srv = tracfront(*HOARD, "--workers", "1", preexec_fn=nofile(256))
-    worker = wait_for(lambda: list(children(srv.proc.pid)), 10, "the worker")[0]
-    keeper = srv.connect()
-    assert get(keeper, "/hoard")[0] == b"200"
-    waiting = srv.connect()
-    waiting.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    wait_for(lambda: lines(srv.error_log, "cannot accept connections"), 5,
-             "the worker to say it cannot accept:\n" + srv.error_log)
+    srv, keeper, waiting = hoarded(tracfront, "--workers", "1", limit=256)
+    worker = list(children(srv.proc.pid))[0]
     before = cpu_seconds(worker)
     time.sleep(2)
     used = cpu_seconds(worker) - before
@@ -283,11 +277,11 @@ def test_single_process_out_of_descriptors_logs_once_not_per_connection(tracfron
     assert int(re.search(r"; (\d+) attempts? failed", again).group(1)) >= 20
 
 
-def hoarded(tracfront, *args):
-    """A single process with one network thread whose app holds every free
-    descriptor, asked by a keep-alive client (the keeper, still open), and a
-    client whose accept failed meanwhile: it waits. Returns the three."""
-    srv = tracfront(*HOARD, "--io-threads", "1", *args, preexec_fn=nofile(128))
+def hoarded(tracfront, *args, limit=128):
+    """A server (args) whose app holds every free descriptor of its process,
+    asked by a keep-alive client (the keeper, still open), and a client whose
+    accept failed meanwhile: it waits. Returns the three."""
+    srv = tracfront(*HOARD, *args, preexec_fn=nofile(limit))
     keeper = srv.connect()
     assert get(keeper, "/hoard")[0] == b"200"
     waiting = srv.connect()
@@ -304,7 +298,7 @@ def test_single_process_accepts_again_while_its_clients_keep_talking(tracfront):
     after the descriptors were free (39 s in a probe; --idle-timeout never
     closes a talking client). tracfront accepts for it meanwhile, trying
     again every 250 ms, without spinning while none is free."""
-    srv, keeper, waiting = hoarded(tracfront, "--idle-timeout", "60")
+    srv, keeper, waiting = hoarded(tracfront, "--io-threads", "1", "--idle-timeout", "60")
     before = cpu_seconds(srv.proc.pid)
     time.sleep(2)
     used = cpu_seconds(srv.proc.pid) - before
@@ -327,7 +321,7 @@ def test_single_process_accepts_again_while_its_clients_keep_talking(tracfront):
 def test_out_of_descriptors_is_said_to_last_until_accepting_works(tracfront):
     """The end of the episode gave the time from the first failed accept to
     the last one: "1 attempt failed in 0.0s" after 40 s of waiting."""
-    srv, keeper, waiting = hoarded(tracfront)
+    srv, keeper, waiting = hoarded(tracfront, "--io-threads", "1")
     since = time.monotonic()  # the first failure came before
     time.sleep(2)
     assert get(keeper, "/release")[0] == b"200"
