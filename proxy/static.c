@@ -431,9 +431,11 @@ static bool not_modified(const struct tf_request *req, const struct static_file 
     bool match = etag_header_matches(req, "If-None-Match", f->etag, false, &present);
     if (present)
         return match;
+    /* a date ahead of the clock is ignored, as Apache does: a client's fast
+     * clock would otherwise get 304s for a file changed meanwhile */
     const char *ims = tf_request_header(req, "If-Modified-Since");
     time_t t;
-    return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t;
+    return ims && parse_http_date(ims, &t) && f->st.st_mtim.tv_sec <= t && t <= time(NULL);
 }
 
 /* --- Range ----------------------------------------------------------------- */

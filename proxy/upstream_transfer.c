@@ -143,9 +143,10 @@ static bool respond(struct transfer *t, uint64_t size)
     if (size == UINT64_MAX && length >= 0 && !t->head.framing.transfer_encoding)
         size = (uint64_t)length;
     bool bodyless = req->is_head || status == 204 || status == 304;
-    /* no body: a HEAD's or a 304's length is the one a GET would get, if known */
+    /* no body: a HEAD's or a 304's length is the one a GET would get, if known
+     * (RFC 9110 8.6: a 304 must not say another, as a 0) */
     if (req->is_head || status == 304)
-        size = length >= 0 ? (uint64_t)length : status == 304 ? 0 : UINT64_MAX;
+        size = length >= 0 ? (uint64_t)length : UINT64_MAX;
     else if (bodyless)
         size = 0;
     /* all in, for a client: one write for head and body */
@@ -165,10 +166,10 @@ static bool respond(struct transfer *t, uint64_t size)
                           "request's head, more than libmicrohttpd's 32 KiB per connection)";
         return false;
     }
-    /* A HEAD whose GET length is unknown: libmicrohttpd 0.9.75 would frame
-     * it chunked and send the closing chunk, which the client would read as
-     * the next answer. Unframed, it closes the connection instead. */
-    if (r && req->is_head && size == UINT64_MAX)
+    /* A HEAD or 304 whose GET length is unknown: libmicrohttpd 0.9.75 would
+     * frame it chunked and send the closing chunk, which the client would
+     * read as the next answer. Unframed, it closes the connection instead. */
+    if (r && (req->is_head || status == 304) && size == UINT64_MAX)
         MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);
     t->responded = true;
     tf_request_respond(req, r, status); /* r NULL (out of memory): the connection closes */

@@ -501,26 +501,25 @@ int wsgi_response_start_stream(struct wsgi_task *task)
 /* The answer to a HEAD, or of a 304 or 204, once the app's body (never sent)
  * has ended, or a HEAD's once its head is known (streamed: its body goes on,
  * so its GET would stream it with no length): a HEAD's length is the one a
- * GET would get. libmicrohttpd 0.9.75 frames a body of unknown size chunked
- * and sends its closing chunk even where no body may follow, so the size is
- * always known: a 304 without the app's own length says 0 (the one length
- * the app's body cannot contradict; leaving it out would close the
- * connection). */
+ * GET would get, a 304's the app's own, if any (RFC 9110 8.6: a 304 may say
+ * only the 200's length; a cache could take a 0 for the stored page's).
+ * libmicrohttpd 0.9.75 frames a body of unknown size chunked and sends its
+ * closing chunk even where no body may follow, read as the next answer: an
+ * answer without a length is unframed, and the connection then closes (as
+ * Apache, which drops a HEAD's 0 too). Nor is Transfer-Encoding said (RFC
+ * 9112 6.1: a server MAY). */
 static int answer_head(struct wsgi_task *task, bool streamed)
 {
     if (refused_head(task))
         return 0;
     uint64_t size = task->content_length >= 0 ? (uint64_t)task->content_length
-                    : task->code == 304       ? 0
                                               : task->body_bytes;
     /* A HEAD whose GET streams with no length, or that the app produced no
-     * body for (Trac writes none for a streamed page), has no known length:
-     * none is said, as Apache drops that 0, and unframed the connection then
-     * closes. Nor is Transfer-Encoding (RFC 9112 6.1: a server MAY say it):
-     * 0.9.75 would frame the HEAD chunked and send a closing chunk, read as
-     * the next answer. */
-    bool unknown = task->req->is_head && task->content_length < 0 &&
-                   (streamed || task->body_bytes == 0) && task->code != 304 && task->code != 204;
+     * body for (Trac writes none for a streamed page), has no known length;
+     * a 304 without the app's length has none either. */
+    bool unknown = task->content_length < 0 && task->code != 204 &&
+                   (task->code == 304 ||
+                    (task->req->is_head && (streamed || task->body_bytes == 0)));
     struct MHD_Response *r = tf_request_stream_response(task->req, unknown ? UINT64_MAX : size);
     if (r && unknown)
         MHD_set_response_options(r, MHD_RF_HTTP_1_0_COMPATIBLE_STRICT, MHD_RO_END);

@@ -900,6 +900,18 @@ def test_a_304_carries_the_upstreams_length(tracfront, upstream):
     assert r.getheader("Content-Length") == "1234" and r.getheader("ETag") == '"x"'
 
 
+@pytest.mark.parametrize("framing", [b"", b"Transfer-Encoding: chunked\r\n"])
+def test_a_304_without_the_upstreams_length_says_none(tracfront, upstream, framing):
+    """RFC 9110 8.6: a 304 may say only the 200's length. One the upstream
+    gave without a length went out with Content-Length: 0 (nginx sends
+    none), which a cache in front could take for the stored page's length."""
+    srv, up = proxy(tracfront, upstream)
+    r, body = raw_upstream_answer(srv, b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n" +
+                                  framing + b"\r\n")
+    assert (r.status, body) == (304, b"")
+    assert r.getheader("Content-Length") is None and r.getheader("ETag") == '"x"'
+
+
 def test_empty_header_values_pass_both_ways(tracfront, upstream):
     srv, up = proxy(tracfront, upstream)
     r, body = request(srv, "GET", "/headers?set=" + urllib.parse.quote("X-Empty:", safe=""))
