@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline)
 }
 
 static int signal_pipe[2] = { -1, -1 };
+static const int handled[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
+#define N_HANDLED (sizeof(handled) / sizeof(handled[0]))
 
 static void on_signal(int sig)
 {
@@ -55,15 +58,14 @@ void tf_signals_default_while_starting(void)
 
 int tf_signals_reclaim(void (*taken)(int sig))
 {
-    static const int ours[] = { SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGCHLD };
-    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++) {
+    for (size_t i = 0; i < N_HANDLED; i++) {
         struct sigaction now;
-        if (sigaction(ours[i], NULL, &now) < 0)
+        if (sigaction(handled[i], NULL, &now) < 0)
             return -1;
-        bool left_default = (ours[i] == SIGINT || ours[i] == SIGTERM) &&
+        bool left_default = (handled[i] == SIGINT || handled[i] == SIGTERM) &&
                             now.sa_handler == SIG_DFL;
         if (now.sa_handler != on_signal && !left_default && taken)
-            taken(ours[i]);
+            taken(handled[i]);
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -77,10 +79,27 @@ int tf_signals_reclaim(void (*taken)(int sig))
     return sigaction(SIGCHLD, &sa, NULL);
 }
 
+/* In a fork()'s child (the app's os.fork(), multiprocessing's "fork"): the
+ * handlers would write the child's signals into the server's pipe, where a
+ * SIGTERM to the child (Pool.terminate()) stopped the server and left the
+ * child running. The child gets the default actions back, as after exec. */
+static void signals_default_after_fork(void)
+{
+    for (size_t i = 0; i < N_HANDLED; i++) {
+        struct sigaction now;
+        if (sigaction(handled[i], NULL, &now) == 0 && now.sa_handler == on_signal)
+            signal(handled[i], SIG_DFL);
+    }
+}
+
 int tf_signals_install(void)
 {
     if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || tf_signals_reclaim(NULL) < 0)
         return -1;
+    static bool watching;
+    if (!watching && pthread_atfork(NULL, NULL, signals_default_after_fork) != 0)
+        return -1;
+    watching = true;
     signal(SIGPIPE, SIG_IGN);
     return 0;
 }

@@ -24,8 +24,10 @@ APP = """
 import atexit
 import concurrent.futures
 import ctypes
+import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -104,6 +106,17 @@ def application(environ, start_response):
         atexit.register(lambda: open(environ["QUERY_STRING"], "w").close())
     elif path == "/segv":
         ctypes.string_at(0)
+    elif path == "/fork-term":  # a child the app forks, ended as Pool.terminate() ends them
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(10)
+            os._exit(0)
+        time.sleep(0.2)
+        os.kill(pid, signal.SIGTERM)
+        body = str(os.waitpid(pid, 0)[1]).encode()
+    elif path == "/mp-pool":
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            body = repr(pool.map(abs, [-1, -2, -3])).encode()
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
@@ -174,6 +187,22 @@ def test_an_app_closing_stdio_sends_no_log_text_to_clients(tracfront, tmp_path, 
     for line in ("RuntimeError: internals of the app", "a wsgi.errors line",
                  "a sys.stderr line", "a print() line", '"GET /raise HTTP/1.1" 500'):
         assert line in text, "%r is not in the log:\n%s" % (line, text)
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "1"]])
+def test_a_signal_to_a_child_the_app_forked_is_the_childs(tracfront, tmp_path, workers):
+    """A forked child kept tracfront's signal handlers, which write to the
+    server's signal pipe: a SIGTERM to the child (multiprocessing's
+    Pool.terminate() at the end of a `with`) was taken for the server's own,
+    and the server stopped while the child lived on, holding the port. The
+    child has the default handlers back, as after uWSGI's fork."""
+    srv = app_server(tracfront, tmp_path, *workers)
+    status = int(requests.get(srv.url + "fork-term", timeout=30).text)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, status
+    assert requests.get(srv.url + "mp-pool", timeout=30).text == "[1, 2, 3]"
+    assert requests.get(srv.url + "write", timeout=10).text == "ok"
+    assert srv.proc.poll() is None
+    assert "stopping" not in srv.error_log and "exited" not in srv.error_log, srv.error_log
 
 
 def test_sys_stderr_fileno_follows_a_log_rotation(tracfront, tmp_path):
