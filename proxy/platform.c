@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +159,42 @@ void tf_signals_put_back(const struct tf_signals_held *held)
             on_signal(sig);
     if (held->stop)
         on_signal(held->stop);
+}
+
+/* The C library's system(), for the app's os.system(): glibc's ignores
+ * SIGINT and SIGQUIT in the whole process while the command runs (POSIX, for
+ * an interactive caller), so a Ctrl-C to the server was lost meanwhile. This
+ * one leaves the caller's signals alone; the command gets SIGINT and SIGQUIT
+ * at their defaults and the caller's signal mask, as glibc gives them. The
+ * executable exports it (CMakeLists.txt), so libpython calls it. */
+extern char **environ;
+int system(const char *command)
+{
+    if (!command)
+        return 1; /* a shell is there */
+    posix_spawnattr_t attr;
+    sigset_t defaults, mask;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGQUIT);
+    pthread_sigmask(SIG_SETMASK, NULL, &mask);
+    if (posix_spawnattr_init(&attr) != 0)
+        return -1;
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    posix_spawnattr_setsigmask(&attr, &mask);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    char *argv[] = { "sh", "-c", "--", (char *)command, NULL }; /* as glibc calls it */
+    pid_t pid;
+    int rc = posix_spawn(&pid, "/bin/sh", NULL, &attr, argv, environ), status;
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) { /* POSIX: as if the shell had exited with 127 */
+        errno = rc;
+        return 127 << 8;
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return status;
 }
 
 const char *tf_tempdir(void)

@@ -8,6 +8,7 @@ end waits for a thread that never ends, naming it, and finalizes Python when
 the threads end; a fatal signal leaves the Python
 stacks in the error log, as faulthandler writes them.
 """
+import concurrent.futures
 import os
 import re
 import signal
@@ -114,6 +115,9 @@ def application(environ, start_response):
         time.sleep(0.2)
         os.kill(pid, signal.SIGTERM)
         body = str(os.waitpid(pid, 0)[1]).encode()
+    elif path == "/os-system":  # glibc's system() ignores SIGINT in the whole process meanwhile
+        open(environ["QUERY_STRING"], "w").close()
+        body = str(os.system("sleep 2")).encode()
     elif path == "/mp-pool":
         with multiprocessing.get_context("fork").Pool(2) as pool:
             body = repr(pool.map(abs, [-1, -2, -3])).encode()
@@ -203,6 +207,24 @@ def test_a_signal_to_a_child_the_app_forked_is_the_childs(tracfront, tmp_path, w
     assert requests.get(srv.url + "write", timeout=10).text == "ok"
     assert srv.proc.poll() is None
     assert "stopping" not in srv.error_log and "exited" not in srv.error_log, srv.error_log
+
+
+def test_ctrl_c_stops_a_server_whose_request_runs_os_system(tracfront, tmp_path):
+    """glibc's system() sets SIGINT to ignored in the whole process while its
+    command runs (POSIX: for an interactive caller): a Ctrl-C then was lost
+    and the server went on serving. tracfront's system() leaves the server's
+    SIGINT alone; the request is let finish, as at any stop."""
+    srv = app_server(tracfront, tmp_path)
+    started = tmp_path / "started"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        running = pool.submit(requests.get, srv.url + "os-system?%s" % started, timeout=30)
+        wait_for(started.exists, 10, "the request to run os.system")
+        time.sleep(0.3)  # into system()
+        srv.proc.send_signal(signal.SIGINT)
+        assert srv.proc.wait(20) == 0, srv.error_log
+        answer = running.result()
+    assert answer.status_code == 200 and answer.text == "0"
+    assert "signal 2: stopping" in srv.error_log, srv.error_log
 
 
 def test_sys_stderr_fileno_follows_a_log_rotation(tracfront, tmp_path):
