@@ -236,7 +236,7 @@ static unsigned long sink_write(struct sink *s, int fd, const char *p, size_t n,
     if (locked)
         pthread_mutex_lock(&s->lock);
     size_t done = 0;
-    if (!locked || !s->torn || write_all(fd, "\n", 1) == 1) {
+    if (!locked || !__atomic_load_n(&s->torn, __ATOMIC_RELAXED) || write_all(fd, "\n", 1) == 1) {
         done = write_all(fd, p, n);
         /* set by any writer, cleared under the lock; on a file without the lock a
          * record may still join one cut at the same moment (a full disk: rare) */

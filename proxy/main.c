@@ -659,7 +659,8 @@ int main(int argc, char **argv)
     if (tf_trac_projects(&cfg).parent_dir) /* the app's first segment names a project */
         prof_route_keep_leading(mount_segments(cfg.mount) + 1);
     int rc = cfg.workers ? run_front(&cfg, argv, listen_fd, port) : run_server(&cfg, listen_fd);
-    tf_log_close();
+    /* no tf_log_close(): a thread the app started (detached, as Python's are)
+     * may still write its last line as it ends; the exit closes the logs */
     tf_config_free(&cfg);
     return rc;
 }

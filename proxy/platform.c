@@ -102,6 +102,7 @@ int tf_signals_install(void)
         return -1;
     watching = true;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a log past a file-size limit: the write fails, said once */
     return 0;
 }
 

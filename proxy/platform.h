@@ -18,7 +18,7 @@ struct timespec;
 void tf_deadline_in(int clock, uint64_t us, struct timespec *deadline);
 
 /* Catch SIGINT/SIGTERM/SIGHUP/SIGUSR1/SIGCHLD with a handler that only records them (to a
- * self-pipe), and ignore SIGPIPE. No signal is blocked, so child processes the
+ * self-pipe), and ignore SIGPIPE and SIGXFSZ. No signal is blocked, so child processes the
  * app starts (Trac runs git) get the ordinary signal mask; a child forked
  * and not exec'd (os.fork()) gets the default actions back. platform.c also
  * defines system(), which leaves these alone (glibc's ignores SIGINT while

@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import os
 import re
+import resource
 import subprocess
 
 import pytest
@@ -150,3 +151,18 @@ def test_an_error_log_that_cannot_be_written_is_said_once_on_stderr(tracfront):
     said = [l for l in srv.stderr.splitlines() if "--error-log" in l]
     assert len(said) == 1, said
     assert "cannot write to /dev/full: No space left on device" in said[0], said
+
+
+def test_a_file_size_limit_stops_the_log_not_the_server(tracfront):
+    """Past a file-size limit (systemd's LimitFSIZE=, ulimit -f) a write
+    raises SIGXFSZ, which killed the server at its first log line over the
+    limit; Apache ignores it. The write fails instead and that is said."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+    srv = tracfront(*APP, preexec_fn=limit)
+    for i in range(20):
+        assert requests.get(srv.url + "line", params={"tag": "t%d" % i, "n": 5000},
+                            timeout=10).status_code == 200
+    wait_for(lambda: "--error-log" in srv.stderr, 10, "the failure on stderr")
+    assert "File too large" in srv.stderr, srv.stderr
+    assert srv.proc.poll() is None
