@@ -166,8 +166,9 @@ void tf_signals_put_back(const struct tf_signals_held *held)
  * SIGINT and SIGQUIT in the whole process while the command runs (POSIX, for
  * an interactive caller), so a Ctrl-C to the server was lost meanwhile. This
  * one leaves the caller's signals alone; the command gets SIGINT and SIGQUIT
- * at their defaults and the caller's signal mask, as glibc gives them. The
- * executable exports it (CMakeLists.txt), so libpython calls it. */
+ * at their defaults unless the process ignores them, and the caller's signal
+ * mask, as glibc gives them. The executable exports it (CMakeLists.txt), so
+ * libpython calls it. */
 extern char **environ;
 int system(const char *command)
 {
@@ -176,8 +177,12 @@ int system(const char *command)
     posix_spawnattr_t attr;
     sigset_t defaults, mask;
     sigemptyset(&defaults);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGQUIT);
+    static const int interactive[] = { SIGINT, SIGQUIT };
+    for (size_t i = 0; i < 2; i++) {
+        struct sigaction now;
+        if (sigaction(interactive[i], NULL, &now) == 0 && now.sa_handler != SIG_IGN)
+            sigaddset(&defaults, interactive[i]);
+    }
     pthread_sigmask(SIG_SETMASK, NULL, &mask);
     if (posix_spawnattr_init(&attr) != 0)
         return -1;

@@ -906,10 +906,16 @@ def test_a_304_without_the_upstreams_length_says_none(tracfront, upstream, frami
     gave without a length went out with Content-Length: 0 (nginx sends
     none), which a cache in front could take for the stored page's length."""
     srv, up = proxy(tracfront, upstream)
-    r, body = raw_upstream_answer(srv, b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n" +
-                                  framing + b"\r\n")
-    assert (r.status, body) == (304, b"")
-    assert r.getheader("Content-Length") is None and r.getheader("ETag") == '"x"'
+    b64 = base64.b64encode(b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n" + framing + b"\r\n")
+    data = srv.raw(b"GET /raw?b64=%s HTTP/1.1\r\nHost: h\r\n\r\n" %
+                   urllib.parse.quote(b64.decode(), safe="").encode(), timeout=5)
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    headers = head.lower().split(b"\r\n")
+    assert head.startswith(b"HTTP/1.1 304 ") and sep and b'etag: "x"' in headers, data
+    # unframed, it ends by closing: chunked, libmicrohttpd 0.9.75 would send
+    # a closing chunk after the head, read by the client as the next answer
+    assert not [h for h in headers if h.startswith((b"content-length:", b"transfer-encoding:"))]
+    assert b"connection: close" in headers and rest == b"", data
 
 
 def test_empty_header_values_pass_both_ways(tracfront, upstream):
