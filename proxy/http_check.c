@@ -123,11 +123,33 @@ bool tf_is_field_value(const char *v, size_t len)
     return true;
 }
 
-/* Host = uri-host [ ":" port ] (RFC 9110 7.2): reg-name, IPv4 or [IP-literal]
- * characters only; empty is allowed (RFC 9112 3.2). */
+/* Host = uri-host [ ":" port ] (RFC 9110 7.2): a reg-name or IPv4 address
+ * (no ':'), or an IP-literal in brackets, then perhaps ':' and digits; empty
+ * is allowed (RFC 9112 3.2), a port alone is not. Characters by class, not
+ * each form's grammar: an odd but harmless name passes, as with nginx. */
 static bool host_ok(const char *v, size_t len)
 {
-    return all_of_class(v, len, HOSTCHAR);
+    size_t host = 0;
+    if (len && v[0] == '[') {
+        const char *end = memchr(v, ']', len);
+        host = end ? (size_t)(end - v) + 1 : 0;
+        if (host < 3 || !all_of_class(v + 1, host - 2, HOSTCHAR) || memchr(v + 1, '[', host - 2))
+            return false;
+    } else {
+        while (host < len && v[host] != ':')
+            host++;
+        if ((host == 0 && len) || !all_of_class(v, host, HOSTCHAR) || memchr(v, '[', host) ||
+            memchr(v, ']', host))
+            return false;
+    }
+    if (host == len)
+        return true;
+    if (v[host] != ':')
+        return false;
+    for (size_t i = host + 1; i < len; i++)
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+    return true;
 }
 
 static bool name_is(const char *name, size_t len, const char *want)
@@ -239,6 +261,8 @@ int tf_check_target(const char *target, const char *method)
     for (const unsigned char *p = (const unsigned char *)target; *p; p++)
         if (*p <= 0x20 || *p == 0x7f || *p == '#')
             return 400;
+    if (!strcmp(method, "CONNECT")) /* a tunnel: not made (a path: malformed) */
+        return 400;
     if (target[0] == '/')
         return 0;
     if (!strcmp(target, "*"))

@@ -147,7 +147,9 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
 {
     if (tf_request_set_line(req, method, version) < 0)
         return 500;
-    req->http11 = strcmp(version, MHD_HTTP_VERSION_1_1) == 0;
+    /* libmicrohttpd passes HTTP/1.0 to HTTP/1.9 only: a later 1.x is taken as
+     * 1.1 (RFC 9112 2.3), as nginx and Apache do */
+    req->http11 = strncmp(version, "HTTP/1.", 7) == 0 && strcmp(version + 7, "0") != 0;
     req->is_head = strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     if (req->refuse_status)
         return req->refuse_status;

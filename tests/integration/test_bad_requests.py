@@ -113,9 +113,11 @@ def post(headers, body):
     get(b"GET /MARK#frag HTTP/1.1"),             # a fragment: no part of a request-target
     get(b"GET /MARK?q=1#frag HTTP/1.1"),         # ... after a query too
     get(b"GET http://x/MARK#/../y HTTP/1.1"),    # ... in absolute-form
+    get(b"CONNECT /MARK HTTP/1.1"),              # CONNECT takes an authority, never a path
+    get(b"GET http://a:b:c/MARK HTTP/1.1"),      # an authority with two ports
 ], ids=["no-version", "extra-word", "no-method", "bad-method", "ctl-in-target",
         "del-in-target", "relative-target", "fragment", "fragment-after-query",
-        "fragment-absolute-form"])
+        "fragment-absolute-form", "connect-path", "absolute-form-bad-port"])
 def test_bad_request_line(srv, req):
     assert_rejected(srv, req)
 
@@ -130,6 +132,16 @@ def test_garbage_http_version(srv, version):
 def test_unsupported_major_version_on_text_line(srv, version):
     # RFC 9110 15.6.6: 505 is the precise answer; 400 is acceptable.
     assert_rejected(srv, get(b"GET /MARK " + version), statuses=(400, 505))
+
+
+def test_a_later_http_1_minor_version_is_served_as_1_1(srv):
+    """RFC 9112 2.3: HTTP/1.2 is processed as HTTP/1.1 (nginx and Apache
+    answer 200); tracfront answered 505."""
+    data, _ = exchange(srv, b"GET /hello HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b"hello"), data[:300]
+    # and needs a Host, as 1.1 does
+    data, _ = exchange(srv, b"GET /hello HTTP/1.2\r\n\r\n")
+    assert status_of(data) == 400, data[:300]
 
 
 @pytest.mark.parametrize("line", [
@@ -282,7 +294,12 @@ def test_transfer_coding_without_final_chunked(srv, te):
     b"",                                        # HTTP/1.1 without Host
     b"Host: x\r\nHost: y\r\n",                 # two Hosts
     b"Host: a b\r\n",                          # not a valid authority
-], ids=["missing", "duplicate", "invalid"])
+    b"Host: ::1\r\n",                          # IPv6 outside brackets
+    b"Host: :80\r\n",                          # a port alone
+    b"Host: h:abc\r\n",                        # a port not of digits
+    b"Host: [::1\r\n",                         # an unclosed IP-literal
+], ids=["missing", "duplicate", "invalid", "bare-ipv6", "port-alone", "bad-port",
+        "unclosed-literal"])
 def test_bad_host(srv, headers):
     assert_rejected(srv, get(headers=headers))
 
