@@ -142,8 +142,9 @@ struct curl_slist *tf_forward_request_headers(const struct tf_request *req,
         ok = append_owned(&list, header_line("X-Forwarded-Host", client_host));
     ok = ok && append_owned(&list, joined(req, "Forwarded", forwarded));
     free(forwarded);
-    ok = ok && append_owned(&list, joined(req, "Via", req->http11 ? "1.1 tracfront"
-                                                                   : "1.0 tracfront"));
+    char via[32]; /* the version received (RFC 9110 7.6.3): libmicrohttpd passes HTTP/1.x only */
+    snprintf(via, sizeof(via), "%.8s tracfront", req->version ? req->version + 5 : "1.1");
+    ok = ok && append_owned(&list, joined(req, "Via", via));
     /* Nothing curl would invent: no Expect, Accept or form Content-Type. */
     ok = ok && append(&list, "Expect:");
     if (ok && !tf_request_header(req, "Accept"))
@@ -163,6 +164,7 @@ void tf_response_head_init(struct tf_response_head *h)
 {
     memset(h, 0, sizeof(*h));
     tf_framing_init(&h->framing);
+    h->framing.response = true;
 }
 
 void tf_response_head_free(struct tf_response_head *h)
@@ -187,9 +189,12 @@ static int status_line(struct tf_response_head *h, const char *line, size_t len)
         (len > 12 && line[12] != ' ') || line[9] == '0')
         return refuse(h, "a malformed status line");
     unsigned status = (unsigned)((line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0'));
+    if (status == 101) /* no interim answer: the connection would be the upgraded protocol's */
+        return refuse(h, "a 101 Switching Protocols (no upgrade is proxied)");
     h->len = 0;
     h->status = status;
     tf_framing_init(&h->framing);
+    h->framing.response = true;
     h->in_interim = status < 200;
     return 0;
 }

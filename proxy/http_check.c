@@ -229,7 +229,7 @@ int tf_check_header(struct tf_framing *f, const char *name, size_t name_len,
         f->content_length = n;
     } else if (name_is(name, name_len, "Transfer-Encoding")) {
         fold_transfer_encoding(f, value, value_len);
-    } else if (name_is(name, name_len, "Host")) {
+    } else if (!f->response && name_is(name, name_len, "Host")) {
         f->host_count++;
         if (!host_ok(value, value_len))
             return 400;
@@ -261,8 +261,8 @@ int tf_check_target(const char *target, const char *method)
     for (const unsigned char *p = (const unsigned char *)target; *p; p++)
         if (*p <= 0x20 || *p == 0x7f || *p == '#')
             return 400;
-    if (!strcmp(method, "CONNECT")) /* a tunnel: not made (a path: malformed) */
-        return 400;
+    if (!strcmp(method, "CONNECT")) /* a tunnel: not made, as nginx does not */
+        return 501;
     if (target[0] == '/')
         return 0;
     if (!strcmp(target, "*"))

@@ -17,6 +17,7 @@ struct tf_framing {
     bool unsupported_coding;  /* a coding other than chunked */
     bool bad_coding;          /* chunked not last, or repeated */
     unsigned host_count;
+    bool response;            /* a response's head: its Host means nothing, unchecked */
 };
 
 void tf_framing_init(struct tf_framing *f);
@@ -32,7 +33,7 @@ int tf_check_framing(const struct tf_framing *f, bool http11);
 
 /* Request target: origin-form ("/..."), absolute-form ("http://h/...", with
  * a host and no userinfo), or "*" for OPTIONS. No controls or spaces.
- * Returns 0 or 400. */
+ * Returns 0, 400, or 501 for CONNECT (no tunnel is made). */
 int tf_check_target(const char *target, const char *method);
 
 /* The length of an absolute-form target's "http://" or "https://" (any

@@ -257,6 +257,27 @@ def test_via_is_appended(tracfront, upstream):
     assert ", ".join(upstream_headers(view, "Via")) == "1.0 other, 1.1 tracfront"
     view = echo(srv, version="HTTP/1.0")
     assert upstream_headers(view, "Via") == ["1.0 tracfront"]
+    view = echo(srv, version="HTTP/1.2")  # served as 1.1; Via names what was received
+    assert upstream_headers(view, "Via") == ["1.2 tracfront"]
+
+
+def test_an_upstreams_101_is_a_502_at_once(tracfront, upstream):
+    """No upgrade is proxied (Upgrade is hop-by-hop): a 101 was taken for an
+    interim answer, and one the upstream kept its connection open after (a
+    WebSocket server waiting for frames) held the client until the read
+    timeout's 504."""
+    srv, up = proxy(tracfront, upstream, "--upstream-read-timeout", "5")
+    r, body = request(srv, "GET", "/status/101")
+    assert r.status == 502
+    assert "101" in srv.error_log, srv.error_log
+
+
+def test_a_host_field_in_an_upstreams_answer_is_passed_on(tracfront, upstream):
+    """Host means nothing in a response; the request's Host grammar is not
+    applied to it (nginx passes it on)."""
+    srv, up = proxy(tracfront, upstream)
+    r, body = request(srv, "GET", "/headers?set=" + urllib.parse.quote("Host:::1", safe=""))
+    assert (r.status, r.getheader("Host")) == (200, "::1")
 
 
 def test_host_is_kept(tracfront, upstream):
