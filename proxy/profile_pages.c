@@ -166,10 +166,10 @@ static enum MHD_Result refuse_while_busy(struct tf_request *req)
 
 /* 405 with the methods the path takes: Allow is required there (RFC 9110
  * 15.5.6), and a client (or a person with curl) learns what to send. */
-static enum MHD_Result refuse_method(struct tf_request *req, const char *allow)
+static enum MHD_Result refuse_method(struct tf_request *req, const char *allow, bool close)
 {
     struct MHD_Response *r = tf_error_response(405, "The profiler's pages take GET (and "
-                                               "POST for its controls).", false, &req->bytes_out);
+                                               "POST for its controls).", close, &req->bytes_out);
     if (r)
         MHD_add_response_header(r, "Allow", allow);
     return tf_server_queue(req, 405, r);
@@ -512,30 +512,45 @@ static enum MHD_Result send_export(struct tf_request *req, const struct tf_profi
     return send_or_refuse(req, 200, body, n, e->type, e->filename);
 }
 
+/* The answers the head alone decides (server_internal.h): at an upload's
+ * head, before its body is read, and first thing at the final call. */
+bool tf_profile_refused(struct tf_server *server, struct tf_request *req, const char *sub,
+                        bool close, enum MHD_Result *result)
+{
+    req->native = true;
+    const char *refusal = profile_refusal(server, req);
+    size_t len = strcspn(sub, "?");
+    bool control = is_control(sub, len), post = !strcmp(req->method, "POST");
+    if (refusal)
+        *result = tf_server_reply(req, 403, refusal, close);
+    else if (server->relay_port && sub_is(sub, len, "/stopped")) /* for the front from its
+                                                                    workers only */
+        *result = tf_server_reply(req, 404, "No such profiler action.", close);
+    else if (control ? !post : strcmp(req->method, "GET") != 0 && !req->is_head)
+        *result = refuse_method(req, control ? "POST" : "GET, HEAD", close);
+    else
+        return false;
+    return true;
+}
+
 /* Answer a request for the profile path (final access-handler call). */
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
                                      const char *sub)
 {
     static const char html[] = "text/html; charset=utf-8", json[] = "application/json";
-    req->native = true;
-    const char *refusal = profile_refusal(server, req);
-    if (refusal)
-        return tf_server_reply(req, 403, refusal, false);
+    enum MHD_Result refused;
+    if (tf_profile_refused(server, req, sub, false, &refused))
+        return refused;
     size_t len = strcspn(sub, "?");
     if (server->relay_port) { /* a worker: the whole server's profile is its front's */
-        if (sub_is(sub, len, "/stopped")) /* for the front from its workers only */
-            return tf_server_reply(req, 404, "No such profiler action.", false);
         if (!strcmp(req->method, "POST") && !same_origin(req))
             return tf_server_reply(req, 403, "Cross-site request refused.", false);
         if (__atomic_load_n(&relays, __ATOMIC_RELAXED) >= MAX_RELAYS)
             return tf_server_reply(req, 503, "Too many profile pages at once; try again.", false);
         return tf_server_dispatch(server, req, relay_dispatch, NULL);
     }
-    bool control = is_control(sub, len);
-    if (control && !strcmp(req->method, "POST"))
+    if (is_control(sub, len)) /* a POST: the others were refused */
         return control_profile(server, req, sub, len);
-    if (control || (strcmp(req->method, "GET") != 0 && !req->is_head))
-        return refuse_method(req, control ? "POST" : "GET, HEAD");
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */

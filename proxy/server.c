@@ -39,6 +39,8 @@
  * is answered without the rest (refuse_mid_body). */
 #define TF_DISCARD_MAX (16u * 1024u * 1024u)
 #define MAX_BODY_DETAIL "The request body is larger than --max-body."
+#define NO_ROUTE_DETAIL "No route serves this path."
+#define OUTSIDE_MOUNT_DETAIL "This server serves only under its --mount prefix."
 
 
 static const char *reason_phrase(unsigned status)
@@ -165,17 +167,21 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
     return MHD_YES;
 }
 
-/* Files from a --static folder, answered on this I/O thread (sendfile). */
-static enum MHD_Result serve_static(struct tf_request *req, const char *rest)
+/* Files from a --static folder, answered on this I/O thread (sendfile).
+ * close: at an upload's head, its body unread (only a 405 is given there). */
+static enum MHD_Result serve_static(struct tf_request *req, const char *rest, bool close)
 {
     size_t n = strcspn(rest, "?");
     char *path = strndup(rest, n);
     struct tf_static_answer a = { .file_fd = -1 };
+    req->backend = PROF_BACKEND_STATIC;
     if (!path || tf_static_answer(req->route->dir, path, req, &a) < 0) {
         free(path);
-        return tf_server_reply(req, 500, "Out of memory.", false);
+        return tf_server_reply(req, 500, "Out of memory.", close);
     }
     free(path);
+    if (close && a.response)
+        MHD_add_response_header(a.response, MHD_HTTP_HEADER_CONNECTION, "close");
     req->t_dispatched = tf_now_us();
     req->bytes_out = a.body_len;
     req->file_fd = a.file_fd;
@@ -269,13 +275,28 @@ static bool under_prefix(const char *path, const char *prefix)
     return tf_path_under_prefix(path, prefix, strlen(prefix), NULL);
 }
 
-/* Final call of a request that is not the profiler's: to its backend. */
-static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
+/* The backend kind that serves a request routed to r here: TF_ROUTE_NONE
+ * when none does (no route, or a front's control port, which has neither
+ * app nor upstream: only the profile is served there). */
+static enum tf_backend_kind serving_kind(const struct tf_server *server,
+                                         const struct tf_route *r)
 {
     const struct tf_backends *b = server->backends;
-    const char *rest;
-    enum MHD_Result result;
-    req->route = tf_route_find(&server->cfg->routes, req->target, &rest);
+    enum tf_backend_kind kind = answering_kind(server, r);
+    if ((kind == TF_ROUTE_APP && !b->app) || (kind == TF_ROUTE_UPSTREAM && !b->upstream))
+        return TF_ROUTE_NONE;
+    return kind;
+}
+
+/* Which route req takes, a request that is not the profiler's: sets
+ * req->route and *rest (the path after its prefix). At the head of an
+ * upload and at the final call alike. False when its dot segments lead out
+ * of that route: the 400 (or 500, out of memory) is queued, closing, and
+ * *result is the access handler's answer. */
+static bool pick_route(struct tf_server *server, struct tf_request *req, const char **rest,
+                       enum MHD_Result *result)
+{
+    req->route = tf_route_find(&server->cfg->routes, req->target, rest);
     if (tf_path_has_dots(req->target)) {
         /* The target goes on as received, and a server behind may resolve
          * its dot segments: they must not lead it out of the route its
@@ -289,15 +310,30 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         bool leaves_mount = resolved && !r && mount[0] && under_prefix(req->target, mount) &&
                             !under_prefix(resolved, mount);
         free(resolved);
-        if (!resolved_ok)
-            return tf_server_reply(req, above_root ? 400 : 500, above_root
-                                   ? "The path's dot segments climb above the root."
-                                   : "Out of memory.", true);
-        if (r != req->route || leaves_mount)
-            return tf_server_reply(req, 400, "The path's dot segments lead out of the route its "
-                                   "prefix names.", true);
+        if (!resolved_ok) {
+            *result = tf_server_reply(req, above_root ? 400 : 500, above_root
+                                      ? "The path's dot segments climb above the root."
+                                      : "Out of memory.", true);
+            return false;
+        }
+        if (r != req->route || leaves_mount) {
+            *result = tf_server_reply(req, 400, "The path's dot segments lead out of the route "
+                                      "its prefix names.", true);
+            return false;
+        }
     }
-    enum tf_backend_kind kind = answering_kind(server, req->route);
+    return true;
+}
+
+/* Final call of a request that is not the profiler's: to its backend. */
+static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
+{
+    const struct tf_backends *b = server->backends;
+    const char *rest;
+    enum MHD_Result result;
+    if (!pick_route(server, req, &rest, &result))
+        return result;
+    enum tf_backend_kind kind = serving_kind(server, req->route);
     if (auth_applies(server, req, req->route)) {
         if (tf_auth_may_block(server->auth, req))
             return check_login_away(server, req, PHASE_CHECKING);
@@ -308,25 +344,64 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
         tf_mirror_attach(server->mirror, req);
     switch (kind) {
     case TF_ROUTE_STATIC:
-        req->backend = PROF_BACKEND_STATIC;
-        return serve_static(req, rest);
+        return serve_static(req, rest, false);
     case TF_ROUTE_APP:
-        if (!b->app) /* a front's control port: only the profile is served here */
-            break;
         req->backend = PROF_BACKEND_WSGI;
         if (b->app_inline && run_inline(server, req, b->app_inline, b->app_ctx, &result))
             return result;
         return tf_server_dispatch(server, req, b->app, b->app_ctx);
     case TF_ROUTE_UPSTREAM:
-        if (!b->upstream)
-            break;
         req->backend = PROF_BACKEND_UPSTREAM;
         req->abort_on_hangup = true;
         return tf_server_dispatch(server, req, b->upstream, b->upstream_ctx);
     case TF_ROUTE_NONE:
         break;
     }
-    return tf_server_reply(req, 404, "No route serves this path.", false);
+    return tf_server_reply(req, 404, NO_ROUTE_DETAIL, false);
+}
+
+/* The app answers nothing outside --mount (wsgi/run.c's 404): known from
+ * the target alone. Not for --mirror's default requests, of which the
+ * other side gets a copy whatever the app answers. */
+static bool outside_mount(const struct tf_server *server, const struct tf_request *req,
+                          enum tf_backend_kind kind)
+{
+    const char *mount = server->cfg->mount;
+    return kind == TF_ROUTE_APP && mount[0] && !(server->mirror && !req->route) &&
+           !under_prefix(req->target, mount);
+}
+
+/* The head of an upload (a body announced, not yet read): answer it now
+ * when its method and target decide (RFC 9110 10.1.1), before its body is
+ * asked for (no 100 Continue) or read, as nginx does; the connection then
+ * closes, lingering. A static route takes GET and HEAD only (405); a path
+ * no backend here serves, or the app's outside --mount, is a 404; the
+ * profiler's pages refuse as tf_profile_refused says; and a login must
+ * pass (401), checked away from the loop when slow. Whatever the app or
+ * upstream would answer waits for the body: only they can decide. True
+ * when the first call ends here, with *result. */
+static bool answered_at_head(struct tf_server *server, struct tf_request *req,
+                             enum MHD_Result *result)
+{
+    const char *rest;
+    if (tf_profile_path_match(req->target, server->cfg->profile_path, &rest))
+        return tf_profile_refused(server, req, rest, true, result);
+    if (!pick_route(server, req, &rest, result))
+        return true;
+    enum tf_backend_kind kind = serving_kind(server, req->route);
+    if (kind == TF_ROUTE_STATIC && !tf_static_takes_method(req))
+        *result = serve_static(req, rest, true);
+    else if (kind == TF_ROUTE_NONE)
+        *result = tf_server_reply(req, 404, NO_ROUTE_DETAIL, true);
+    else if (outside_mount(server, req, kind))
+        *result = tf_server_reply(req, 404, OUTSIDE_MOUNT_DETAIL, true);
+    else if (!auth_applies(server, req, req->route))
+        return false;
+    else if (tf_auth_may_block(server->auth, req))
+        *result = check_login_away(server, req, PHASE_HEAD_CHECKING);
+    else
+        return login_refused(server, req, true, result);
+    return true;
 }
 
 static struct tf_daemon *daemon_of(struct tf_server *server, struct MHD_Connection *connection)
@@ -398,20 +473,14 @@ static enum MHD_Result take_head(struct tf_server *server, struct tf_request *re
     req->has_body = framing.content_length >= 0 || framing.chunked;
     if (framing.content_length > 0 || framing.chunked) {
         /* A refused upload is answered before its body is read (and
-         * Expect: 100-continue gets the 401, not a 100): a quick check
-         * here, a slow one away from the loop with the connection
-         * suspended in this first call, which libmicrohttpd makes again
-         * after the resume (login_checked), still before the body. An
-         * empty one (Content-Length: 0) is refused as a GET is, at the
-         * final call, keeping its connection. */
-        enum MHD_Result refused;
-        const char *rest;
-        const struct tf_route *r = server->auth ? tf_route_find(&server->cfg->routes,
-                                                                req->target, &rest) : NULL;
-        if (auth_applies(server, req, r) && tf_auth_may_block(server->auth, req))
-            return check_login_away(server, req, PHASE_HEAD_CHECKING);
-        if (auth_applies(server, req, r) && login_refused(server, req, true, &refused))
-            return refused;
+         * Expect: 100-continue gets the refusal, not a 100). A slow login
+         * check suspends the connection in this first call, which
+         * libmicrohttpd makes again after the resume (login_checked),
+         * still before the body. An empty one (Content-Length: 0) is
+         * refused as a GET is, at the final call, keeping its connection. */
+        enum MHD_Result answered;
+        if (answered_at_head(server, req, &answered))
+            return answered;
         tf_watch_add(req->daemon, req, WATCH_BODY_IN);
     }
     /* Even without a body, answer only from the final call: libmicrohttpd

@@ -171,6 +171,13 @@ enum MHD_Result tf_server_dispatch(struct tf_server *server, struct tf_request *
 /* Does the target name the profile path or something under it (decoded, as
  * tf_path_under_prefix)? *sub is the raw rest ("" or "/metrics?x"). */
 bool tf_profile_path_match(const char *target, const char *profile, const char **sub);
+/* What the head of a request for the profile path decides alone, before
+ * any page is made: 403 to a client the profiler is not open to, 404 for a
+ * worker's /stopped, 405 (with Allow) for a method the page does not take.
+ * True with that answer queued and *result the access handler's; close:
+ * the body was not read (an upload refused at its head). */
+bool tf_profile_refused(struct tf_server *server, struct tf_request *req, const char *sub,
+                        bool close, enum MHD_Result *result);
 /* Answer a request for the profile path (final access-handler call). */
 enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
                                  const char *sub);

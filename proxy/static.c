@@ -604,13 +604,23 @@ static int file_answer(const struct tf_request *req, const char *path, struct st
     return add_headers(out, nv);
 }
 
+static bool is_head(const struct tf_request *req)
+{
+    return req->is_head || (req->method && !strcmp(req->method, "HEAD"));
+}
+
+bool tf_static_takes_method(const struct tf_request *req)
+{
+    return is_head(req) || (req->method && !strcmp(req->method, "GET"));
+}
+
 int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_request *req,
                      struct tf_static_answer *out)
 {
     memset(out, 0, sizeof(*out));
     out->file_fd = -1;
-    bool head = req->is_head || (req->method && !strcmp(req->method, "HEAD"));
-    if (!head && !(req->method && !strcmp(req->method, "GET"))) {
+    bool head = is_head(req);
+    if (!tf_static_takes_method(req)) {
         if (error_answer(out, 405, "Only GET and HEAD are allowed here.", false) < 0)
             return -1;
         const char *nv[] = { "Allow", "GET, HEAD", NULL };

@@ -5,6 +5,7 @@
 #ifndef TF_STATIC_H
 #define TF_STATIC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -39,6 +40,11 @@ struct tf_static_answer {
  * no descriptor left open). */
 int tf_static_answer(const char *dir, const char *rel_raw, const struct tf_request *req,
                      struct tf_static_answer *out);
+
+/* Does the static backend take req's method (GET or HEAD)? Else
+ * tf_static_answer's answer is the 405, whatever the file: the server may
+ * give it before the body is read. */
+bool tf_static_takes_method(const struct tf_request *req);
 
 /* t as an HTTP date (IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT"), with
  * English names whatever the locale; cap 30 holds it. Also for the answers

@@ -16,6 +16,7 @@ import time
 import pytest
 import requests
 
+from upload_util import assert_refused_early
 from workers_util import concurrently, wait_for
 
 APPS = pathlib.Path(__file__).resolve().parents[1] / "apps"
@@ -294,6 +295,23 @@ def test_downloads_are_named_and_methods_answered_alike(tracfront, workers):
         r = requests.request(method, base + path, allow_redirects=False, timeout=10)
         assert (r.status_code, r.headers.get("Allow")) == (405, allow), (method, path, r.text)
     assert requests.post(base + "clear", allow_redirects=False, timeout=10).status_code == 303
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_upload_a_page_does_not_take_is_refused_before_its_body(tracfront, workers):
+    """A 405 (or the 403 of a client the profiler is not open to) follows
+    from the head alone: it comes instead of 100 Continue, and without
+    Expect before the body is read (it was spooled whole first)."""
+    srv = tracfront(*APP, *(("--workers", workers) if workers else ()))
+    head = assert_refused_early(srv, b"POST", b"/__profile__/metrics", 405)
+    assert b"Allow: GET, HEAD\r\n" in head, head
+    assert b"Allow: POST\r\n" in assert_refused_early(srv, b"PUT", b"/__profile__/clear", 405)
+    head = assert_refused_early(srv, b"POST", b"/__profile__/metrics", 403,
+                                b"X-Forwarded-For: 192.0.2.1\r\n")
+    assert b"Allow:" not in head, head
+    r = requests.post(srv.url + "__profile__/clear", data=b"x" * 300000, allow_redirects=False,
+                      headers={"Expect": "100-continue"}, timeout=10)
+    assert r.status_code == 303  # a control takes its POST, body and all
 
 
 @pytest.mark.parametrize("mode", ["callers", "callees"])

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 import truncation_util
+from upload_util import assert_refused_early
 from conftest import start_server
 from test_nginx_upstream import NGINX, Nginx
 
@@ -337,6 +338,24 @@ def test_other_methods_405(static, method):
     allow = {m.strip() for m in r.headers["Allow"].split(",")}
     assert allow == {"GET", "HEAD"}
     assert CSS not in r.content
+
+
+@pytest.mark.parametrize("method", [b"POST", b"PUT"])
+def test_upload_to_a_static_route_is_405_before_its_body(static, method):
+    """The 405 follows from the method and route alone (RFC 9110 10.1.1): it
+    comes instead of 100 Continue, and without Expect before the body is
+    read (it was spooled whole to a temporary file first), as nginx does."""
+    head = assert_refused_early(static, method, b"/chrome/style.css", 405)
+    assert b"Allow: GET, HEAD\r\n" in head, head
+    assert get(static, "/chrome/style.css").content == CSS
+
+
+def test_upload_no_route_serves_is_404_before_its_body(static):
+    """--static only: a path outside its routes is nobody's, whatever the
+    body; the 404 comes before it is asked for or read."""
+    for target in (b"/other", b"/chromex/style.css"):
+        assert_refused_early(static, b"POST", target, 404)
+    assert raw_get(static, b"/other", "POST")[0] == 404  # no body: as before
 
 
 @pytest.mark.parametrize("target", [

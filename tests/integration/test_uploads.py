@@ -21,6 +21,7 @@ import requests
 from test_bad_requests import read_to_end
 from test_concurrency import server_in_flight, wait_for
 from test_pep3333 import APP, assert_valid, base, exchange, read_response, tag
+from upload_util import assert_refused_early, head_of
 
 BODY = (b"line1\nline2\r\n\n" + b"x" * 10000 + b"\n" +
         bytes(range(256)) + b"\nlast line without newline")
@@ -182,6 +183,23 @@ def test_max_body_rejects_with_413_before_app(tracfront):
     assert status == 200 and json.loads(data)["len"] == 900
     assert requests.get(base(srv) + "/calls?tag=" + t, timeout=10).text == "1"
     assert_valid(srv)
+
+
+def test_upload_outside_the_mount_is_404_before_its_body(tracfront):
+    """The app under --mount answers nothing else: an upload to another path
+    gets its 404 instead of 100 Continue, and without Expect before the body
+    is read (it was spooled whole first). Under the mount the app still gets
+    the body it asks for."""
+    srv = tracfront("--app", APP, "--mount", "/app")
+    t = tag().encode()
+    for target in (b"/other?tag=" + t, b"/application?tag=" + t, b"/?tag=" + t):
+        head = assert_refused_early(srv, b"POST", target, 404)
+        assert b"--mount" in head, head
+    assert requests.get(base(srv) + "/app/calls?tag=" + t.decode(), timeout=10).text == "0"
+    head, _, closed = head_of(srv, b"POST", b"/app/echo?tag=" + t)
+    assert head == b"HTTP/1.1 100 Continue\r\n\r\n" and not closed, head
+    assert requests.get(base(srv) + "/other", timeout=10).status_code == 404  # no body: as before
+    assert_valid(srv, "/app")
 
 
 def test_max_body_applies_to_chunked_bodies(tracfront):

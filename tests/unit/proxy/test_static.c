@@ -379,6 +379,13 @@ static void test_methods(void **state)
         assert_true(a.body_len > 0);
         MHD_destroy_response(a.response);
     }
+    /* what the server asks at an upload's head, before any file is looked at */
+    const char *all[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "get" };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        struct tf_request *req = make_req(all[i], NULL);
+        assert_int_equal(tf_static_takes_method(req), i < 2);
+        tf_request_unref(req);
+    }
 }
 
 /* Every way out of root or into something that is not a file: a 4xx with
