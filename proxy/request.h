@@ -304,6 +304,9 @@ struct MHD_Response *tf_request_stream_response(struct tf_request *req, uint64_t
 /* The longest method served (UPDATEREDIRECTREF, the longest registered, has
  * 17 bytes); longer: 501, before any log line names it. */
 #define TF_METHOD_MAX 32u
+/* The 404's text for a target outside --mount, which the app never sees
+ * (wsgi/run.c; server.c for an upload, refused before its body). */
+#define TF_OUTSIDE_MOUNT_DETAIL "This server serves only under its --mount prefix."
 /* The most libmicrohttpd 0.9.75 adds to the headers given (build_header_response):
  * "HTTP/1.1 NNN " and a reason of up to 32 bytes, Date (37), "Connection:
  * Keep-Alive" (24), Content-Length with 20 digits (38), the blank line. */

@@ -40,8 +40,6 @@
 #define TF_DISCARD_MAX (16u * 1024u * 1024u)
 #define MAX_BODY_DETAIL "The request body is larger than --max-body."
 #define NO_ROUTE_DETAIL "No route serves this path."
-#define OUTSIDE_MOUNT_DETAIL "This server serves only under its --mount prefix."
-
 
 static const char *reason_phrase(unsigned status)
 {
@@ -394,7 +392,7 @@ static bool answered_at_head(struct tf_server *server, struct tf_request *req,
     else if (kind == TF_ROUTE_NONE)
         *result = tf_server_reply(req, 404, NO_ROUTE_DETAIL, true);
     else if (outside_mount(server, req, kind))
-        *result = tf_server_reply(req, 404, OUTSIDE_MOUNT_DETAIL, true);
+        *result = tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
     else if (!auth_applies(server, req, req->route))
         return false;
     else if (tf_auth_may_block(server->auth, req))

@@ -351,7 +351,7 @@ static void start(struct tf_request *req)
         return;
     }
     if (outside_mount) {
-        wsgi_response_send_error(task, 404, "This server serves only under its --mount prefix.");
+        wsgi_response_send_error(task, 404, TF_OUTSIDE_MOUNT_DETAIL);
         end(task);
         return;
     }
