@@ -31,8 +31,11 @@ static unsigned slow_cap, slow_count;
 static unsigned fastest_kept; /* guarded by prof_latency_lock: once slowest is full, its
                                  fastest entry */
 static struct route **table;   /* guarded by prof_latency_lock; open addressing */
-static size_t table_size;      /* power of two, > 2 * max_routes */
-static unsigned route_count, route_cap;
+static size_t table_size;      /* power of two, > 2 * (max_routes + 2) */
+static unsigned route_count;   /* guarded by prof_latency_lock: routes in table */
+static unsigned capped_count;  /* guarded by prof_latency_lock: of those, the ones counted
+                                  against route_cap: all but (other) and (not found) */
+static unsigned route_cap;
 static size_t (*kept_tree_ids)(uint64_t *ids, size_t cap); /* set before any request */
 
 static const char *backend_name(enum prof_backend b)
@@ -49,7 +52,7 @@ int prof_latency_init(unsigned max_routes, unsigned slowest_kept)
         return -1;
     route_cap = max_routes ? max_routes : 1;
     table_size = 16;
-    while (table_size < 2u * (size_t)route_cap + 2)
+    while (table_size < 2u * ((size_t)route_cap + 2))
         table_size *= 2;
     table = calloc(table_size, sizeof(*table));
     return table ? 0 : -1;
@@ -96,13 +99,14 @@ struct route *prof_latency_route(const char *key, bool may_create)
             key = NOT_FOUND_ROUTE;
             continue;
         }
-        if (route_count < route_cap || special) {
+        if (capped_count < route_cap || special) { /* the two special ones take no slot */
             struct route *r = calloc(1, sizeof(*r));
             if (!r)
                 return NULL;
             snprintf(r->key, sizeof(r->key), "%s", key);
             table[i] = r;
             route_count++;
+            capped_count += !special;
             return r;
         }
         key = OTHER_ROUTE;
@@ -188,7 +192,7 @@ void prof_latency_reset(void)
         free(table[i]);
         table[i] = NULL;
     }
-    route_count = 0;
+    route_count = capped_count = 0;
     slow_count = 0;
     prof_latency_requests_total = 0;
     pthread_mutex_unlock(&prof_latency_lock);

@@ -45,7 +45,8 @@ extern uint64_t prof_latency_requests_total; /* requests timed */
 
 /* The route for key, created if there is room, else the "(other)" route; a
  * key not yet known and not to be made (a 404: a scan of made-up URLs would
- * take every slot) is "(not found)". NULL only on out of memory. */
+ * take every slot) is "(not found)". Those two take no slot of the cap.
+ * NULL only on out of memory. */
 struct route *prof_latency_route(const char *key, bool may_create);
 /* Keep s (its phases given) if it is among the slowest. */
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,

@@ -268,6 +268,26 @@ def test_not_found_scan_does_not_take_the_route_slots(tracfront, tmp_path):
     assert ("(other)", "wsgi") not in routes
 
 
+def test_not_found_takes_no_route_slot(tracfront, tmp_path):
+    """(not found) and (other) are no routes of the app's: they took a slot of
+    --profile-max-routes each, so with 2 slots a 404 left room for one real
+    route (/b went to (other))."""
+    app = tmp_path / "nf_app.py"
+    app.write_text(
+        "def application(environ, start_response):\n"
+        "    found = environ['PATH_INFO'] != '/nf'\n"
+        "    start_response('200 OK' if found else '404 Not Found', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "nf_app:application", "--pythonpath", tmp_path,
+                    "--profile-max-routes", "2")
+    with requests.Session() as s:
+        for path in ("nf", "a", "b", "c", "a", "b"):
+            s.get(srv.url + path, timeout=10)
+    routes = latency(srv, settle=("(other)", 1))
+    counts = {route: r["count"] for (route, _), r in routes.items()}
+    assert counts == {"(not found)": 1, "/a": 2, "/b": 2, "(other)": 1}, counts
+
+
 def test_queue_wait_is_the_wait_for_an_app_thread(tracfront):
     """With one app thread, four requests of 0.3 s sent at once run one after
     another: the last waits about 0.9 s for the thread. The queue wait ended
