@@ -114,6 +114,17 @@ struct route *prof_latency_route(const char *key, bool may_create)
     return NULL;
 }
 
+struct backend_stats *prof_latency_stats(struct route *r, enum prof_backend b)
+{
+    if (r->backend[b])
+        return r->backend[b];
+    bool up = b == PROF_BACKEND_UPSTREAM;
+    struct backend_stats *s = calloc(1, sizeof(*s) + (up ? sizeof(*s->up) : 0));
+    if (s && up)
+        s->up = (struct upstream_stats *)(s + 1);
+    return r->backend[b] = s;
+}
+
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
                          uint64_t ttfb)
 {
@@ -158,9 +169,7 @@ void prof_latency_record(const struct prof_sample *s)
     uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
     pthread_mutex_lock(&prof_latency_lock);
     struct route *r = table ? prof_latency_route(key, s->status != 404) : NULL;
-    struct backend_stats *b = r ? r->backend[s->backend] : NULL;
-    if (r && !b)
-        b = r->backend[s->backend] = calloc(1, sizeof(*b));
+    struct backend_stats *b = r ? prof_latency_stats(r, s->backend) : NULL;
     uint64_t total = s->t_done - s->t_received;
     uint64_t queue = s->t_dispatched ? s->t_dispatched - s->t_received : 0;
     uint64_t ttfb = first - s->t_received;
@@ -168,10 +177,10 @@ void prof_latency_record(const struct prof_sample *s)
         prof_histogram_record(&b->total, total);
         prof_histogram_record(&b->queue, queue);
         prof_histogram_record(&b->ttfb, ttfb);
-        if (s->backend == PROF_BACKEND_UPSTREAM && s->upstream_total_us) {
-            prof_histogram_record(&b->up_connect, s->upstream_connect_us);
-            prof_histogram_record(&b->up_ttfb, s->upstream_first_byte_us);
-            prof_histogram_record(&b->up_total, s->upstream_total_us);
+        if (b->up && s->upstream_total_us) {
+            prof_histogram_record(&b->up->connect, s->upstream_connect_us);
+            prof_histogram_record(&b->up->ttfb, s->upstream_first_byte_us);
+            prof_histogram_record(&b->up->total, s->upstream_total_us);
         }
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
         b->ran_inline += s->ran_inline;
@@ -337,17 +346,17 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 50),
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 99),
         (unsigned long long)s->ran_inline);
-    if (b == PROF_BACKEND_UPSTREAM)
+    if (s->up)
         prof_text_add(t, "\"upstream\":{\"count\":%llu,\"connect_p50_us\":%llu,"
                       "\"connect_p99_us\":%llu,\"first_byte_p50_us\":%llu,"
                       "\"first_byte_p99_us\":%llu,\"total_p50_us\":%llu,\"total_p99_us\":%llu},",
-            (unsigned long long)s->up_total.count,
-            (unsigned long long)prof_histogram_percentile(&s->up_connect, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_connect, 99),
-            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 99),
-            (unsigned long long)prof_histogram_percentile(&s->up_total, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_total, 99));
+            (unsigned long long)s->up->total.count,
+            (unsigned long long)prof_histogram_percentile(&s->up->connect, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->connect, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up->ttfb, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->ttfb, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up->total, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->total, 99));
     prof_text_add(t, "\"status\":{");
     bool firstc = true;
     for (int c = 0; c < 6; c++) {

@@ -17,7 +17,7 @@ static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
                   (unsigned long long)h->sum_us, (unsigned long long)h->max_us);
     for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++)
         if (h->buckets[b])
-            prof_text_add(t, " %u:%u", b, h->buckets[b]);
+            prof_text_add(t, " %u:%llu", b, (unsigned long long)h->buckets[b]);
 }
 
 static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
@@ -28,8 +28,11 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
                   (unsigned long long)s->status[0], (unsigned long long)s->status[1],
                   (unsigned long long)s->status[2], (unsigned long long)s->status[3],
                   (unsigned long long)s->status[4], (unsigned long long)s->status[5]);
-    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                          &s->up_ttfb, &s->up_total };
+    static const struct prof_histogram none; /* the upstream's timings of another backend */
+    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb,
+                                          s->up ? &s->up->connect : &none,
+                                          s->up ? &s->up->ttfb : &none,
+                                          s->up ? &s->up->total : &none };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         dump_histogram(t, hs[i]);
     prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
@@ -80,17 +83,21 @@ char *prof_latency_dump(int in_flight)
     return prof_text_finish(&t);
 }
 
-/* "count sum max b:n b:n ..." added into h. */
+/* "count sum max b:n b:n ..." added into h (NULL: read past it). */
 static void load_histogram(struct prof_histogram *h, char *field)
 {
-    struct prof_histogram read = { 0 };
+    static struct prof_histogram read; /* under prof_latency_lock; 32 KB, off the stack */
+    if (!h)
+        return;
+    memset(&read, 0, sizeof(read));
     char *save = NULL, *tok = strtok_r(field, " ", &save);
     uint64_t *v[3] = { &read.count, &read.sum_us, &read.max_us };
     for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, " ", &save))
         *v[i] = strtoull(tok, NULL, 10);
     for (; tok; tok = strtok_r(NULL, " ", &save)) {
-        unsigned b = 0, n = 0;
-        if (sscanf(tok, "%u:%u", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
+        unsigned b = 0;
+        unsigned long long n = 0;
+        if (sscanf(tok, "%u:%llu", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
             read.buckets[b] += n;
     }
     prof_histogram_merge(h, &read);
@@ -102,17 +109,16 @@ static void load_stats(char *line)
     char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
     int b = backend ? atoi(backend) : -1;
     struct route *r = key && b >= 0 && b < PROF_BACKENDS ? prof_latency_route(key, true) : NULL;
-    struct backend_stats *s = r ? r->backend[b] : NULL;
-    if (r && !s)
-        s = r->backend[b] = calloc(1, sizeof(*s));
+    struct backend_stats *s = r ? prof_latency_stats(r, (enum prof_backend)b) : NULL;
     if (!s || !status)
         return;
     unsigned long long c[6] = { 0 };
     sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
     for (int i = 0; i < 6; i++)
         s->status[i] += c[i];
-    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                    &s->up_ttfb, &s->up_total };
+    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb,
+                                    s->up ? &s->up->connect : NULL, s->up ? &s->up->ttfb : NULL,
+                                    s->up ? &s->up->total : NULL };
     char *field;
     size_t i = 0;
     for (; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)

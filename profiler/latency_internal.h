@@ -18,9 +18,15 @@
 
 #define ROUTE_KEY_MAX 128
 
+/* libcurl's own timings of an upstream transfer */
+struct upstream_stats {
+    struct prof_histogram connect, ttfb, total;
+};
+
+/* About 100 KB (three 32 KB histograms), 200 KB for the upstream backend. */
 struct backend_stats {
     struct prof_histogram total, queue, ttfb;
-    struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
+    struct upstream_stats *up; /* backend upstream only, else NULL; same allocation */
     uint64_t status[6]; /* index status / 100; 0 = other */
     uint64_t ran_inline; /* backend wsgi: requests run inline (wsgi/fastpath.h) */
 };
@@ -48,6 +54,9 @@ extern uint64_t prof_latency_requests_total; /* requests timed */
  * take every slot) is "(not found)". Those two take no slot of the cap.
  * NULL only on out of memory. */
 struct route *prof_latency_route(const char *key, bool may_create);
+/* r's statistics for backend b, created if need be (one allocation, freed
+ * with free()). NULL only on out of memory. */
+struct backend_stats *prof_latency_stats(struct route *r, enum prof_backend b);
 /* Keep s (its phases given) if it is among the slowest. */
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
                                uint64_t ttfb);
