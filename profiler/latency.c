@@ -27,6 +27,7 @@ pthread_mutex_t prof_latency_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slow_request *slowest; /* guarded by prof_latency_lock; slow_cap entries */
 static time_t started;               /* set once by prof_latency_init */
 uint64_t prof_latency_requests_total; /* guarded by prof_latency_lock */
+unsigned prof_latency_loads, prof_latency_overflowed_loads; /* guarded by prof_latency_lock */
 static unsigned slow_cap, slow_count;
 static unsigned fastest_kept; /* guarded by prof_latency_lock: once slowest is full, its
                                  fastest entry */
@@ -125,6 +126,12 @@ struct backend_stats *prof_latency_stats(struct route *r, enum prof_backend b)
     return r->backend[b] = s;
 }
 
+bool prof_latency_partial(const struct route *r)
+{
+    return r->said_partial ||
+           (r->key[0] != '(' && r->overflowed_with < prof_latency_overflowed_loads);
+}
+
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
                          uint64_t ttfb)
 {
@@ -202,6 +209,7 @@ void prof_latency_reset(void)
         table[i] = NULL;
     }
     route_count = capped_count = 0;
+    prof_latency_loads = prof_latency_overflowed_loads = 0;
     slow_count = 0;
     prof_latency_requests_total = 0;
     pthread_mutex_unlock(&prof_latency_lock);
@@ -333,10 +341,10 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "%s{\"route\":\"", first ? "" : ",");
     prof_text_escaped(t, r->key, PROF_ESC_JSON);
-    prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
+    prof_text_add(t, "\",\"backend\":\"%s\",\"partial\":%s,\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
-        backend_name(b), (unsigned long long)h->count,
+        backend_name(b), prof_latency_partial(r) ? "true" : "false", (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
         (unsigned long long)prof_histogram_percentile(h, 90),
@@ -461,7 +469,12 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
-    prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
+    if (prof_latency_partial(r))
+        prof_text_add(t, "</code> <small title=\"some of its requests are under (other): a worker "
+                         "had no route slot left for it\">(partial)</small>");
+    else
+        prof_text_add(t, "</code>");
+    prof_text_add(t, "<td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
         backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,

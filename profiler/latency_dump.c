@@ -35,7 +35,7 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
                                           s->up ? &s->up->total : &none };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         dump_histogram(t, hs[i]);
-    prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
+    prof_text_add(t, "\t%llu\t%d\n", (unsigned long long)s->ran_inline, prof_latency_partial(r));
 }
 
 void prof_latency_dump_forget_trees(char *dump)
@@ -103,7 +103,8 @@ static void load_histogram(struct prof_histogram *h, char *field)
     prof_histogram_merge(h, &read);
 }
 
-static void load_stats(char *line)
+/* One R line of the load'th dump (overflowed: it has an "(other)" row). */
+static void load_stats(char *line, unsigned load, bool overflowed)
 {
     char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
     char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
@@ -112,6 +113,9 @@ static void load_stats(char *line)
     struct backend_stats *s = r ? prof_latency_stats(r, (enum prof_backend)b) : NULL;
     if (!s || !status)
         return;
+    if (overflowed && r->last_load != load) /* once per dump, not per backend */
+        r->overflowed_with++;
+    r->last_load = load;
     unsigned long long c[6] = { 0 };
     sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
     for (int i = 0; i < 6; i++)
@@ -125,6 +129,8 @@ static void load_stats(char *line)
         load_histogram(hs[i], field);
     if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
         s->ran_inline += strtoull(field, NULL, 10);
+    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1')
+        r->said_partial = true; /* the front's own dump, of workers that stopped */
 }
 
 static void load_slow(char *line)
@@ -155,7 +161,12 @@ int prof_latency_load(const char *text, size_t len, int *in_flight)
     char *copy = strndup(text, len), *save = NULL;
     if (!copy)
         return -1;
+    /* its worker ran out of route slots: a route it has no row of may have
+     * requests in its (other) */
+    bool overflowed = !strncmp(copy, "R\t(other)\t", 10) || strstr(copy, "\nR\t(other)\t");
     pthread_mutex_lock(&prof_latency_lock);
+    unsigned load = ++prof_latency_loads;
+    prof_latency_overflowed_loads += overflowed;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == 'T' && line[1] == '\t') {
             unsigned long long total = 0;
@@ -164,7 +175,7 @@ int prof_latency_load(const char *text, size_t len, int *in_flight)
             prof_latency_requests_total += total;
             *in_flight += flight;
         } else if (line[0] == 'R' && line[1] == '\t') {
-            load_stats(line);
+            load_stats(line, load, overflowed);
         } else if (line[0] == 'S' && line[1] == '\t') {
             load_slow(line);
         }

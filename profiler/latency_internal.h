@@ -34,6 +34,11 @@ struct backend_stats {
 struct route {
     char key[ROUTE_KEY_MAX];
     struct backend_stats *backend[PROF_BACKENDS];
+    /* A front's (latency_dump.c): the loaded dumps with an "(other)" row
+     * that have this route too, the last load that counted it, and
+     * whether a loaded dump said it is partial (see prof_latency_partial). */
+    unsigned overflowed_with, last_load;
+    bool said_partial;
 };
 
 struct slow_request {
@@ -48,6 +53,14 @@ struct slow_request {
 
 extern pthread_mutex_t prof_latency_lock;
 extern uint64_t prof_latency_requests_total; /* requests timed */
+/* A front's: dumps loaded since the reset, and of those the ones with an
+ * "(other)" row (their worker ran out of route slots). */
+extern unsigned prof_latency_loads, prof_latency_overflowed_loads;
+
+/* Does r hold only part of its requests? In a front, when a worker that
+ * counted requests under "(other)" has no row of r's: some of r's may be
+ * there. Never in a single process: a route with a slot gets all of its. */
+bool prof_latency_partial(const struct route *r);
 
 /* The route for key, created if there is room, else the "(other)" route; a
  * key not yet known and not to be made (a 404: a scan of made-up URLs would
