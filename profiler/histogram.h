@@ -1,7 +1,10 @@
 /* histogram.h — a log-bucketed latency histogram in microseconds, in the
  * manner of HdrHistogram: exact below 256 us, then 128 buckets per power of
  * two, so any percentile it reports is within 1% of the true value. Fixed
- * size, no allocation; not thread-safe (the caller holds the lock). */
+ * size (32 KB), no allocation; not thread-safe (the caller holds the lock).
+ * Counts are 64-bit: 2^32 requests in one bucket is months of a busy route,
+ * sooner in a front adding up its workers, and a count that wraps or stops
+ * (saturates) sends Prometheus counters down or percentiles astray. */
 #ifndef PROF_HISTOGRAM_H
 #define PROF_HISTOGRAM_H
 
@@ -16,7 +19,7 @@ struct prof_histogram {
     uint64_t count;
     uint64_t sum_us;
     uint64_t max_us;
-    uint32_t buckets[PROF_HIST_BUCKETS];
+    uint64_t buckets[PROF_HIST_BUCKETS];
 };
 
 void prof_histogram_record(struct prof_histogram *h, uint64_t us);

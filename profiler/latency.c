@@ -27,12 +27,16 @@ pthread_mutex_t prof_latency_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct slow_request *slowest; /* guarded by prof_latency_lock; slow_cap entries */
 static time_t started;               /* set once by prof_latency_init */
 uint64_t prof_latency_requests_total; /* guarded by prof_latency_lock */
+unsigned prof_latency_loads, prof_latency_overflowed_loads; /* guarded by prof_latency_lock */
 static unsigned slow_cap, slow_count;
 static unsigned fastest_kept; /* guarded by prof_latency_lock: once slowest is full, its
                                  fastest entry */
 static struct route **table;   /* guarded by prof_latency_lock; open addressing */
-static size_t table_size;      /* power of two, > 2 * max_routes */
-static unsigned route_count, route_cap;
+static size_t table_size;      /* power of two, > 2 * (max_routes + 2) */
+static unsigned route_count;   /* guarded by prof_latency_lock: routes in table */
+static unsigned capped_count;  /* guarded by prof_latency_lock: of those, the ones counted
+                                  against route_cap: all but (other) and (not found) */
+static unsigned route_cap;
 static size_t (*kept_tree_ids)(uint64_t *ids, size_t cap); /* set before any request */
 
 static const char *backend_name(enum prof_backend b)
@@ -49,7 +53,7 @@ int prof_latency_init(unsigned max_routes, unsigned slowest_kept)
         return -1;
     route_cap = max_routes ? max_routes : 1;
     table_size = 16;
-    while (table_size < 2u * (size_t)route_cap + 2)
+    while (table_size < 2u * ((size_t)route_cap + 2))
         table_size *= 2;
     table = calloc(table_size, sizeof(*table));
     return table ? 0 : -1;
@@ -96,18 +100,36 @@ struct route *prof_latency_route(const char *key, bool may_create)
             key = NOT_FOUND_ROUTE;
             continue;
         }
-        if (route_count < route_cap || special) {
+        if (capped_count < route_cap || special) { /* the two special ones take no slot */
             struct route *r = calloc(1, sizeof(*r));
             if (!r)
                 return NULL;
             snprintf(r->key, sizeof(r->key), "%s", key);
             table[i] = r;
             route_count++;
+            capped_count += !special;
             return r;
         }
         key = OTHER_ROUTE;
     }
     return NULL;
+}
+
+struct backend_stats *prof_latency_stats(struct route *r, enum prof_backend b)
+{
+    if (r->backend[b])
+        return r->backend[b];
+    bool up = b == PROF_BACKEND_UPSTREAM;
+    struct backend_stats *s = calloc(1, sizeof(*s) + (up ? sizeof(*s->up) : 0));
+    if (s && up)
+        s->up = (struct upstream_stats *)(s + 1);
+    return r->backend[b] = s;
+}
+
+bool prof_latency_partial(const struct route *r)
+{
+    return r->said_partial ||
+           (r->key[0] != '(' && r->overflowed_with < prof_latency_overflowed_loads);
 }
 
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
@@ -154,9 +176,7 @@ void prof_latency_record(const struct prof_sample *s)
     uint64_t first = s->t_first_byte ? s->t_first_byte : s->t_done;
     pthread_mutex_lock(&prof_latency_lock);
     struct route *r = table ? prof_latency_route(key, s->status != 404) : NULL;
-    struct backend_stats *b = r ? r->backend[s->backend] : NULL;
-    if (r && !b)
-        b = r->backend[s->backend] = calloc(1, sizeof(*b));
+    struct backend_stats *b = r ? prof_latency_stats(r, s->backend) : NULL;
     uint64_t total = s->t_done - s->t_received;
     uint64_t queue = s->t_dispatched ? s->t_dispatched - s->t_received : 0;
     uint64_t ttfb = first - s->t_received;
@@ -164,10 +184,10 @@ void prof_latency_record(const struct prof_sample *s)
         prof_histogram_record(&b->total, total);
         prof_histogram_record(&b->queue, queue);
         prof_histogram_record(&b->ttfb, ttfb);
-        if (s->backend == PROF_BACKEND_UPSTREAM && s->upstream_total_us) {
-            prof_histogram_record(&b->up_connect, s->upstream_connect_us);
-            prof_histogram_record(&b->up_ttfb, s->upstream_first_byte_us);
-            prof_histogram_record(&b->up_total, s->upstream_total_us);
+        if (b->up && s->upstream_total_us) {
+            prof_histogram_record(&b->up->connect, s->upstream_connect_us);
+            prof_histogram_record(&b->up->ttfb, s->upstream_first_byte_us);
+            prof_histogram_record(&b->up->total, s->upstream_total_us);
         }
         b->status[s->status >= 100 && s->status < 600 ? s->status / 100 : 0]++;
         b->ran_inline += s->ran_inline;
@@ -188,7 +208,8 @@ void prof_latency_reset(void)
         free(table[i]);
         table[i] = NULL;
     }
-    route_count = 0;
+    route_count = capped_count = 0;
+    prof_latency_loads = prof_latency_overflowed_loads = 0;
     slow_count = 0;
     prof_latency_requests_total = 0;
     pthread_mutex_unlock(&prof_latency_lock);
@@ -320,10 +341,10 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "%s{\"route\":\"", first ? "" : ",");
     prof_text_escaped(t, r->key, PROF_ESC_JSON);
-    prof_text_add(t, "\",\"backend\":\"%s\",\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
+    prof_text_add(t, "\",\"backend\":\"%s\",\"partial\":%s,\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
            "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
-        backend_name(b), (unsigned long long)h->count,
+        backend_name(b), prof_latency_partial(r) ? "true" : "false", (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),
         (unsigned long long)prof_histogram_percentile(h, 50),
         (unsigned long long)prof_histogram_percentile(h, 90),
@@ -333,17 +354,17 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 50),
         (unsigned long long)prof_histogram_percentile(&s->ttfb, 99),
         (unsigned long long)s->ran_inline);
-    if (b == PROF_BACKEND_UPSTREAM)
+    if (s->up)
         prof_text_add(t, "\"upstream\":{\"count\":%llu,\"connect_p50_us\":%llu,"
                       "\"connect_p99_us\":%llu,\"first_byte_p50_us\":%llu,"
                       "\"first_byte_p99_us\":%llu,\"total_p50_us\":%llu,\"total_p99_us\":%llu},",
-            (unsigned long long)s->up_total.count,
-            (unsigned long long)prof_histogram_percentile(&s->up_connect, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_connect, 99),
-            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_ttfb, 99),
-            (unsigned long long)prof_histogram_percentile(&s->up_total, 50),
-            (unsigned long long)prof_histogram_percentile(&s->up_total, 99));
+            (unsigned long long)s->up->total.count,
+            (unsigned long long)prof_histogram_percentile(&s->up->connect, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->connect, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up->ttfb, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->ttfb, 99),
+            (unsigned long long)prof_histogram_percentile(&s->up->total, 50),
+            (unsigned long long)prof_histogram_percentile(&s->up->total, 99));
     prof_text_add(t, "\"status\":{");
     bool firstc = true;
     for (int c = 0; c < 6; c++) {
@@ -448,7 +469,12 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
-    prof_text_add(t, "</code><td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
+    if (prof_latency_partial(r))
+        prof_text_add(t, "</code> <small title=\"some of its requests are under (other): a worker "
+                         "had no route slot left for it\">(partial)</small>");
+    else
+        prof_text_add(t, "</code>");
+    prof_text_add(t, "<td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
         backend_name(b), (unsigned long long)h->count,
         h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
         (double)prof_histogram_percentile(h, 50) / 1000.0,

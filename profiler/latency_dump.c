@@ -17,7 +17,7 @@ static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
                   (unsigned long long)h->sum_us, (unsigned long long)h->max_us);
     for (unsigned b = 0; b < PROF_HIST_BUCKETS; b++)
         if (h->buckets[b])
-            prof_text_add(t, " %u:%u", b, h->buckets[b]);
+            prof_text_add(t, " %u:%llu", b, (unsigned long long)h->buckets[b]);
 }
 
 static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
@@ -28,11 +28,14 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
                   (unsigned long long)s->status[0], (unsigned long long)s->status[1],
                   (unsigned long long)s->status[2], (unsigned long long)s->status[3],
                   (unsigned long long)s->status[4], (unsigned long long)s->status[5]);
-    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                          &s->up_ttfb, &s->up_total };
+    static const struct prof_histogram none; /* the upstream's timings of another backend */
+    const struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb,
+                                          s->up ? &s->up->connect : &none,
+                                          s->up ? &s->up->ttfb : &none,
+                                          s->up ? &s->up->total : &none };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         dump_histogram(t, hs[i]);
-    prof_text_add(t, "\t%llu\n", (unsigned long long)s->ran_inline);
+    prof_text_add(t, "\t%llu\t%d\n", (unsigned long long)s->ran_inline, prof_latency_partial(r));
 }
 
 void prof_latency_dump_forget_trees(char *dump)
@@ -80,45 +83,54 @@ char *prof_latency_dump(int in_flight)
     return prof_text_finish(&t);
 }
 
-/* "count sum max b:n b:n ..." added into h. */
+/* "count sum max b:n b:n ..." added into h (NULL: read past it). */
 static void load_histogram(struct prof_histogram *h, char *field)
 {
-    struct prof_histogram read = { 0 };
+    static struct prof_histogram read; /* under prof_latency_lock; 32 KB, off the stack */
+    if (!h)
+        return;
+    memset(&read, 0, sizeof(read));
     char *save = NULL, *tok = strtok_r(field, " ", &save);
     uint64_t *v[3] = { &read.count, &read.sum_us, &read.max_us };
     for (int i = 0; i < 3 && tok; i++, tok = strtok_r(NULL, " ", &save))
         *v[i] = strtoull(tok, NULL, 10);
     for (; tok; tok = strtok_r(NULL, " ", &save)) {
-        unsigned b = 0, n = 0;
-        if (sscanf(tok, "%u:%u", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
+        unsigned b = 0;
+        unsigned long long n = 0;
+        if (sscanf(tok, "%u:%llu", &b, &n) == 2 && b < PROF_HIST_BUCKETS)
             read.buckets[b] += n;
     }
     prof_histogram_merge(h, &read);
 }
 
-static void load_stats(char *line)
+/* One R line of the load'th dump (overflowed: it has an "(other)" row). */
+static void load_stats(char *line, unsigned load, bool overflowed)
 {
     char *save = NULL, *key = strtok_r(line + 2, "\t", &save);
     char *backend = strtok_r(NULL, "\t", &save), *status = strtok_r(NULL, "\t", &save);
     int b = backend ? atoi(backend) : -1;
     struct route *r = key && b >= 0 && b < PROF_BACKENDS ? prof_latency_route(key, true) : NULL;
-    struct backend_stats *s = r ? r->backend[b] : NULL;
-    if (r && !s)
-        s = r->backend[b] = calloc(1, sizeof(*s));
+    struct backend_stats *s = r ? prof_latency_stats(r, (enum prof_backend)b) : NULL;
     if (!s || !status)
         return;
+    if (overflowed && r->last_load != load) /* once per dump, not per backend */
+        r->overflowed_with++;
+    r->last_load = load;
     unsigned long long c[6] = { 0 };
     sscanf(status, "%llu %llu %llu %llu %llu %llu", &c[0], &c[1], &c[2], &c[3], &c[4], &c[5]);
     for (int i = 0; i < 6; i++)
         s->status[i] += c[i];
-    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb, &s->up_connect,
-                                    &s->up_ttfb, &s->up_total };
+    struct prof_histogram *hs[] = { &s->total, &s->queue, &s->ttfb,
+                                    s->up ? &s->up->connect : NULL, s->up ? &s->up->ttfb : NULL,
+                                    s->up ? &s->up->total : NULL };
     char *field;
     size_t i = 0;
     for (; i < sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)); i++)
         load_histogram(hs[i], field);
     if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
         s->ran_inline += strtoull(field, NULL, 10);
+    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1')
+        r->said_partial = true; /* the front's own dump, of workers that stopped */
 }
 
 static void load_slow(char *line)
@@ -149,7 +161,12 @@ int prof_latency_load(const char *text, size_t len, int *in_flight)
     char *copy = strndup(text, len), *save = NULL;
     if (!copy)
         return -1;
+    /* its worker ran out of route slots: a route it has no row of may have
+     * requests in its (other) */
+    bool overflowed = !strncmp(copy, "R\t(other)\t", 10) || strstr(copy, "\nR\t(other)\t");
     pthread_mutex_lock(&prof_latency_lock);
+    unsigned load = ++prof_latency_loads;
+    prof_latency_overflowed_loads += overflowed;
     for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == 'T' && line[1] == '\t') {
             unsigned long long total = 0;
@@ -158,7 +175,7 @@ int prof_latency_load(const char *text, size_t len, int *in_flight)
             prof_latency_requests_total += total;
             *in_flight += flight;
         } else if (line[0] == 'R' && line[1] == '\t') {
-            load_stats(line);
+            load_stats(line, load, overflowed);
         } else if (line[0] == 'S' && line[1] == '\t') {
             load_slow(line);
         }

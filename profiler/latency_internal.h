@@ -18,9 +18,15 @@
 
 #define ROUTE_KEY_MAX 128
 
+/* libcurl's own timings of an upstream transfer */
+struct upstream_stats {
+    struct prof_histogram connect, ttfb, total;
+};
+
+/* About 100 KB (three 32 KB histograms), 200 KB for the upstream backend. */
 struct backend_stats {
     struct prof_histogram total, queue, ttfb;
-    struct prof_histogram up_connect, up_ttfb, up_total; /* backend upstream only */
+    struct upstream_stats *up; /* backend upstream only, else NULL; same allocation */
     uint64_t status[6]; /* index status / 100; 0 = other */
     uint64_t ran_inline; /* backend wsgi: requests run inline (wsgi/fastpath.h) */
 };
@@ -28,6 +34,11 @@ struct backend_stats {
 struct route {
     char key[ROUTE_KEY_MAX];
     struct backend_stats *backend[PROF_BACKENDS];
+    /* A front's (latency_dump.c): the loaded dumps with an "(other)" row
+     * that have this route too, the last load that counted it, and
+     * whether a loaded dump said it is partial (see prof_latency_partial). */
+    unsigned overflowed_with, last_load;
+    bool said_partial;
 };
 
 struct slow_request {
@@ -42,11 +53,23 @@ struct slow_request {
 
 extern pthread_mutex_t prof_latency_lock;
 extern uint64_t prof_latency_requests_total; /* requests timed */
+/* A front's: dumps loaded since the reset, and of those the ones with an
+ * "(other)" row (their worker ran out of route slots). */
+extern unsigned prof_latency_loads, prof_latency_overflowed_loads;
+
+/* Does r hold only part of its requests? In a front, when a worker that
+ * counted requests under "(other)" has no row of r's: some of r's may be
+ * there. Never in a single process: a route with a slot gets all of its. */
+bool prof_latency_partial(const struct route *r);
 
 /* The route for key, created if there is room, else the "(other)" route; a
  * key not yet known and not to be made (a 404: a scan of made-up URLs would
- * take every slot) is "(not found)". NULL only on out of memory. */
+ * take every slot) is "(not found)". Those two take no slot of the cap.
+ * NULL only on out of memory. */
 struct route *prof_latency_route(const char *key, bool may_create);
+/* r's statistics for backend b, created if need be (one allocation, freed
+ * with free()). NULL only on out of memory. */
+struct backend_stats *prof_latency_stats(struct route *r, enum prof_backend b);
 /* Keep s (its phases given) if it is among the slowest. */
 void prof_latency_keep_if_slow(const struct prof_sample *s, uint64_t total, uint64_t queue,
                                uint64_t ttfb);

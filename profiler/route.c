@@ -100,6 +100,26 @@ static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
     return o;
 }
 
+/* What ends a key cut to fit, after a segment boundary: "/wiki/…" for a
+ * page name too long to keep, never "/wiki/", the route of the page list
+ * (only a path whose last segment is "…" itself has such a key). */
+static const char cut_mark[] = "\xe2\x80\xa6";
+
+/* out[0..o) was cut short in cap bytes: back to a segment boundary that
+ * leaves room for the mark, then the mark. Returns the new length. */
+static size_t mark_cut(char *out, size_t o, size_t cap)
+{
+    size_t mark = sizeof(cut_mark) - 1;
+    if (cap < mark + 2)
+        return o;
+    while (o > 0 && (out[o - 1] != '/' || o + mark > cap - 1))
+        o--; /* a segment's bytes never include a raw '/' (copy_segment keeps %2F) */
+    if (o == 0)
+        out[o++] = '/';
+    memcpy(out + o, cut_mark, mark);
+    return o + mark;
+}
+
 static unsigned kept_leading; /* prof_route_keep_leading's; read-only once threads run */
 
 void prof_route_keep_leading(unsigned n)
@@ -116,12 +136,12 @@ size_t prof_route_key(const char *target, size_t len, bool by_default, char *out
         len = (size_t)(q - target);
     size_t o = 0, i = 0;
     unsigned segment = 0, keep = by_default ? kept_leading : 0;
-    while (i < len) {
+    bool cut = false;
+    while (i < len && !cut) {
         size_t start = i;
         if (target[i] == '/') {
-            if (o + 1 >= cap)
-                break;
-            out[o++] = '/';
+            if (!(cut = o + 1 >= cap))
+                out[o++] = '/';
             i++;
             continue;
         }
@@ -129,15 +149,17 @@ size_t prof_route_key(const char *target, size_t len, bool by_default, char *out
             i++;
         size_t room = cap - 1 - o, n;
         if (segment++ >= keep && is_id(target + start, i - start)) {
-            if (room < 3)
-                break;
-            memcpy(out + o, ":id", 3);
-            n = 3;
-        } else if ((n = copy_segment(target + start, i - start, out + o, room)) == SIZE_MAX) {
-            break;
+            n = room < 3 ? SIZE_MAX : 3;
+            if (n == 3)
+                memcpy(out + o, ":id", 3);
+        } else {
+            n = copy_segment(target + start, i - start, out + o, room);
         }
-        o += n;
+        if (!(cut = n == SIZE_MAX))
+            o += n;
     }
+    if (cut)
+        o = mark_cut(out, o, cap);
     if (o == 0 && cap > 1)
         out[o++] = '/';
     out[o] = 0;

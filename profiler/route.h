@@ -9,7 +9,9 @@
 #include <stddef.h>
 
 /* Write the key of the raw request target (len bytes) into out (cap bytes,
- * NUL-terminated, truncated at a segment boundary if needed). A segment that
+ * NUL-terminated; one too long is cut at a segment boundary and ends in
+ * "/…", so it is no shorter route's key: /wiki/<200 bytes> is "/wiki/…",
+ * not "/wiki/"). A segment that
  * is all digits, or 8+ hex digits with at least one digit (a changeset or
  * hash), or a UUID becomes ":id". Returns the key length. */
 size_t prof_route_key(const char *target, size_t len, bool by_default, char *out, size_t cap);

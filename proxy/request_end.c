@@ -108,7 +108,8 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
     uint64_t now = tf_now_us();
     if (tf_log_access_enabled() && !server->control) /* clients' requests only */
         write_access_log(req, connection, toe, now);
-    if (req->t_dispatched && !req->native && server->cfg->profile_latency) {
+    uint64_t dispatched = __atomic_load_n(&req->t_dispatched, __ATOMIC_RELAXED); /* pool.c */
+    if (dispatched && !req->native && server->cfg->profile_latency) {
         pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
         uint64_t up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
                  up_total = req->upstream_total_us;
@@ -119,7 +120,7 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
             .status = req->status,
             .ran_inline = req->ran_inline,
             .routed = req->route != NULL,
-            .t_received = req->t_received, .t_dispatched = req->t_dispatched,
+            .t_received = req->t_received, .t_dispatched = dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,
             .upstream_connect_us = up_connect,

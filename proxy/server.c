@@ -103,7 +103,8 @@ static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request 
     return tf_server_queue(req, req->status, r);
 }
 
-/* req goes to its backend now: the queue wait ends here. */
+/* req goes to its backend now: the queue wait ends here, but for the app's
+ * requests where a thread starts it (wsgi/pool.c sets t_dispatched again). */
 static void mark_dispatched(struct tf_request *req)
 {
     req->phase = PHASE_DISPATCHED;

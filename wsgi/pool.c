@@ -228,12 +228,22 @@ static void note_call(uint64_t key, uint64_t start)
                                 ? WSGI_FASTPATH_LONG_US : took);
 }
 
+/* req's app call starts now, on this thread: its wait for an app thread
+ * (the queue wait the profiler reports) ends here, not when the network
+ * thread handed it to the pool. Atomic: the request-completed callback of a
+ * client that left while req was queued may read it meanwhile. */
+static void mark_started(struct tf_request *req, uint64_t now)
+{
+    __atomic_store_n(&req->t_dispatched, now, __ATOMIC_RELAXED);
+}
+
 /* Run a request with the GIL held; its time goes to fastpath.c. */
 static void run_request(struct tf_request *req)
 {
     uint64_t key = wsgi_fastpath_key(req->method, req->target); /* req may be gone after */
     marks_restart();
     uint64_t start = tf_now_us();
+    mark_started(req, start);
     wsgi_run(req);
     note_call(key, start);
 }
@@ -332,6 +342,7 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
     }
     take_gil_after_inline(pool, ts);
     marks_restart();
+    mark_started(req, tf_now_us());
     wsgi_run(req);
     PyEval_SaveThread();
     __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);

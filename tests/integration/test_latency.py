@@ -1,6 +1,7 @@
 """The always-on latency accounting behind /__profile__: requests folded into
 route keys, percentiles from the histograms, Prometheus text that
 prometheus_client parses, and the profile path kept away from the app."""
+import concurrent.futures
 import http.client
 import re
 import time
@@ -265,6 +266,47 @@ def test_not_found_scan_does_not_take_the_route_slots(tracfront, tmp_path):
     assert routes[("(not found)", "wsgi")]["count"] == 20
     assert not any(route.startswith("/scan") for route, _ in routes), sorted(routes)
     assert ("(other)", "wsgi") not in routes
+
+
+def test_not_found_takes_no_route_slot(tracfront, tmp_path):
+    """(not found) and (other) are no routes of the app's: they took a slot of
+    --profile-max-routes each, so with 2 slots a 404 left room for one real
+    route (/b went to (other))."""
+    app = tmp_path / "nf_app.py"
+    app.write_text(
+        "def application(environ, start_response):\n"
+        "    found = environ['PATH_INFO'] != '/nf'\n"
+        "    start_response('200 OK' if found else '404 Not Found', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "nf_app:application", "--pythonpath", tmp_path,
+                    "--profile-max-routes", "2")
+    with requests.Session() as s:
+        for path in ("nf", "a", "b", "c", "a", "b"):
+            s.get(srv.url + path, timeout=10)
+    routes = latency(srv, settle=("(other)", 1))
+    counts = {route: r["count"] for (route, _), r in routes.items()}
+    assert counts == {"(not found)": 1, "/a": 2, "/b": 2, "(other)": 1}, counts
+
+
+def test_queue_wait_is_the_wait_for_an_app_thread(tracfront):
+    """With one app thread, four requests of 0.3 s sent at once run one after
+    another: the last waits about 0.9 s for the thread. The queue wait ended
+    when the request was put in the pool's queue, so it read microseconds
+    whatever the wait."""
+    srv = tracfront(*APP, "--threads", "1")
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda i: requests.get(
+            srv.url + "slow", params={"s": "0.3", "i": i}, timeout=30), range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    routes = latency(srv, settle=("/slow", 4))
+    assert routes[("/slow", "wsgi")]["queue_p99_us"] >= 500000, routes[("/slow", "wsgi")]
+    slowest = requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+    assert slowest[0]["queue_us"] >= 500000, slowest
+    assert all(x["queue_us"] <= x["ttfb_us"] <= x["total_us"] for x in slowest), slowest
+    metrics = requests.get(srv.url + "__profile__/metrics", timeout=10).text
+    under = re.search(r'tracfront_request_queue_seconds_bucket\{route="/slow",backend="wsgi",'
+                      r'le="0.5"\} (\d+)', metrics)
+    assert under and int(under.group(1)) < 4, metrics
 
 
 def test_a_percent_encoded_path_is_the_same_route(tracfront):

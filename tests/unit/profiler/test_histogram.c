@@ -124,6 +124,35 @@ static void test_count_le_never_counts_values_above_the_bound(void **state)
     }
 }
 
+/* A bucket holds more than 2^32 values (a busy route over months, or a
+ * front adding up its workers): 32-bit buckets wrapped, so Prometheus
+ * counters went down and percentiles jumped to the maximum. */
+static void test_bucket_counts_pass_32_bits(void **state)
+{
+    (void)state;
+    static struct prof_histogram a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    unsigned ms = prof_histogram_bucket(1000);
+    a.buckets[ms] = UINT32_MAX; /* as if recorded 2^32 - 1 times */
+    a.count = UINT32_MAX;
+    a.sum_us = 1000ull * UINT32_MAX;
+    a.max_us = 1000;
+    prof_histogram_record(&a, 1000);
+    prof_histogram_record(&a, 2000000);
+    assert_int_equal(a.buckets[ms], 1ull << 32);
+    assert_int_equal(prof_histogram_count_le(&a, 1003), 1ull << 32);
+    assert_int_equal(prof_histogram_count_le(&a, 1000000), 1ull << 32);
+    assert_int_equal(prof_histogram_percentile(&a, 99), prof_histogram_bucket_max(ms));
+    /* a front adds up two such workers */
+    b.buckets[ms] = UINT32_MAX;
+    b.count = UINT32_MAX;
+    prof_histogram_merge(&a, &b);
+    assert_int_equal(a.buckets[ms], (1ull << 32) + UINT32_MAX);
+    assert_int_equal(prof_histogram_count_le(&a, 1000000), a.count - 1);
+    assert_int_equal(prof_histogram_percentile(&a, 99.9), prof_histogram_bucket_max(ms));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -131,6 +160,7 @@ int main(void)
         cmocka_unit_test(test_percentiles_match_sorted_values),
         cmocka_unit_test(test_count_le_and_merge),
         cmocka_unit_test(test_count_le_never_counts_values_above_the_bound),
+        cmocka_unit_test(test_bucket_counts_pass_32_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -61,7 +61,7 @@ static void test_truncation(void **state)
     (void)state;
     char out[12];
     prof_route_key("/abc/defghijk/x", 15, true, out, sizeof(out));
-    assert_string_equal(out, "/abc/");
+    assert_string_equal(out, "/abc/\xe2\x80\xa6"); /* "/abc/…": cut, and marked so */
     assert_true(strlen(out) < sizeof(out));
     /* an id longer than the room left still folds */
     char key[20];
@@ -76,6 +76,37 @@ static void test_truncation(void **state)
     const char *escaped = "/t/%31%32%33%34%35%36%37%38%39%30%31%32%33%34%35%36%37%38%39%30%31%32%33";
     prof_route_key(escaped, strlen(escaped), true, big, sizeof(big));
     assert_string_equal(big, "/t/:id");
+}
+
+/* A key too long for ROUTE_KEY_MAX (128) is cut at a segment boundary and
+ * ends in "/…": a long page name under /wiki/ was counted as the route
+ * /wiki/ itself, and a long first segment as / (the site's root). */
+static void test_cut_key_is_marked(void **state)
+{
+    (void)state;
+    char target[400] = "/";
+    memset(target + 1, 'b', 140);
+    expect_key(target, "/\xe2\x80\xa6");
+    strcpy(target, "/wiki/");
+    memset(target + 6, 'b', 140);
+    expect_key(target, "/wiki/\xe2\x80\xa6");
+    strcat(target, "/x?q=1");
+    expect_key(target, "/wiki/\xe2\x80\xa6");
+    /* many short segments: the last whole ones that leave room for the mark */
+    char want[200] = "";
+    target[0] = 0;
+    for (int i = 0; i < 60; i++)
+        strcat(target, "/ab");
+    for (int i = 0; i < 41; i++)
+        strcat(want, "/ab");
+    strcat(want, "/\xe2\x80\xa6");
+    expect_key(target, want);
+    assert_true(strlen(want) < 128);
+    /* a key that just fits is not cut */
+    target[0] = '/';
+    memset(target + 1, 'c', 126);
+    target[127] = 0;
+    expect_key(target, target);
 }
 
 /* Leading segments kept as written (a --mount and a Trac project folder):
@@ -101,6 +132,7 @@ int main(void)
         cmocka_unit_test(test_folding),
         cmocka_unit_test(test_percent_escapes),
         cmocka_unit_test(test_truncation),
+        cmocka_unit_test(test_cut_key_is_marked),
         cmocka_unit_test(test_keep_leading),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
