@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "proxy/auth.h"
@@ -40,6 +41,8 @@
 #define TF_DISCARD_MAX (16u * 1024u * 1024u)
 #define MAX_BODY_DETAIL "The request body is larger than --max-body."
 #define NO_ROUTE_DETAIL "No route serves this path."
+#define NO_ROOM_DETAIL "The request's headers leave no room for the answer's; send fewer or " \
+                       "smaller ones."
 
 static const char *reason_phrase(unsigned status)
 {
@@ -370,6 +373,12 @@ static bool outside_mount(const struct tf_server *server, const struct tf_reques
            !under_prefix(req->target, mount);
 }
 
+static bool expects_continue(const struct tf_request *req)
+{
+    const char *expect = tf_request_header(req, "Expect");
+    return expect && !strcasecmp(expect, "100-continue");
+}
+
 /* The head of an upload (a body announced, not yet read): answer it now
  * when its method and target decide (RFC 9110 10.1.1), before its body is
  * asked for (no 100 Continue) or read, as nginx does; the connection then
@@ -383,6 +392,10 @@ static bool answered_at_head(struct tf_server *server, struct tf_request *req,
                              enum MHD_Result *result)
 {
     const char *rest;
+    if (tf_head_used(req->connection) + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) {
+        *result = tf_server_reply(req, 431, NO_ROOM_DETAIL, true); /* as body_done would */
+        return true;
+    }
     if (tf_profile_path_match(req->target, server->cfg->profile_path, &rest))
         return tf_profile_refused(server, req, rest, true, result);
     if (!pick_route(server, req, &rest, result))
@@ -392,8 +405,11 @@ static bool answered_at_head(struct tf_server *server, struct tf_request *req,
         *result = serve_static(req, rest, true);
     else if (kind == TF_ROUTE_NONE)
         *result = tf_server_reply(req, 404, NO_ROUTE_DETAIL, true);
-    else if (outside_mount(server, req, kind))
+    else if (outside_mount(server, req, kind)) {
+        req->backend = PROF_BACKEND_WSGI; /* timed as the app's own 404s */
+        req->t_dispatched = tf_now_us();
         *result = tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
+    }
     else if (!auth_applies(server, req, req->route))
         return false;
     else if (tf_auth_may_block(server->auth, req))
@@ -470,17 +486,22 @@ static enum MHD_Result take_head(struct tf_server *server, struct tf_request *re
     if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
         return tf_server_reply(req, 503, "The server is shutting down.", true);
     req->has_body = framing.content_length >= 0 || framing.chunked;
-    if (framing.content_length > 0 || framing.chunked) {
+    bool upload = framing.content_length > 0 || framing.chunked;
+    if (upload || expects_continue(req)) {
         /* A refused upload is answered before its body is read (and
          * Expect: 100-continue gets the refusal, not a 100). A slow login
          * check suspends the connection in this first call, which
          * libmicrohttpd makes again after the resume (login_checked),
          * still before the body. An empty one (Content-Length: 0) is
-         * refused as a GET is, at the final call, keeping its connection. */
+         * refused as a GET is, at the final call, keeping its connection;
+         * but not with Expect: libmicrohttpd 0.9.75 sends it a 100 and
+         * then, with the next request already read, refuses an answer
+         * queued at the final call and closes the connection. */
         enum MHD_Result answered;
         if (answered_at_head(server, req, &answered))
             return answered;
-        tf_watch_add(req->daemon, req, WATCH_BODY_IN);
+        if (upload)
+            tf_watch_add(req->daemon, req, WATCH_BODY_IN);
     }
     /* Even without a body, answer only from the final call: libmicrohttpd
      * closes the connection after a response queued in the first one. */
@@ -500,8 +521,7 @@ static enum MHD_Result body_done(struct tf_server *server, struct tf_request *re
         return tf_server_reply(req, 500, "The request body could not be stored.", true);
     req->head_used = tf_head_used(req->connection); /* once: dispatch keeps it */
     if (req->head_used + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) /* before any backend */
-        return tf_server_reply(req, 431, "The request's headers leave no room for the "
-                               "answer's; send fewer or smaller ones.", true);
+        return tf_server_reply(req, 431, NO_ROOM_DETAIL, true);
     const char *sub;
     if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
         return tf_profile_serve(server, req, sub);
