@@ -228,13 +228,14 @@ static void note_call(uint64_t key, uint64_t start)
                                 ? WSGI_FASTPATH_LONG_US : took);
 }
 
-/* req's app call starts now, on this thread: its wait for an app thread
- * (the queue wait the profiler reports) ends here, not when the network
- * thread handed it to the pool. Atomic: the request-completed callback of a
- * client that left while req was queued may read it meanwhile. */
-static void mark_started(struct tf_request *req, uint64_t now)
+/* A thread takes req now: its wait for one of --threads (the queue wait
+ * the profiler reports) ends here, not when the network thread handed it to
+ * the pool, and before the thread waits for the GIL (app time, as any wait
+ * for the GIL inside the call). Atomic only as a precaution: a queued app
+ * request's connection is suspended, nothing else reads it meanwhile. */
+static void mark_started(struct tf_request *req)
 {
-    __atomic_store_n(&req->t_dispatched, now, __ATOMIC_RELAXED);
+    __atomic_store_n(&req->t_dispatched, tf_now_us(), __ATOMIC_RELAXED);
 }
 
 /* Run a request with the GIL held; its time goes to fastpath.c. */
@@ -243,7 +244,6 @@ static void run_request(struct tf_request *req)
     uint64_t key = wsgi_fastpath_key(req->method, req->target); /* req may be gone after */
     marks_restart();
     uint64_t start = tf_now_us();
-    mark_started(req, start);
     wsgi_run(req);
     note_call(key, start);
 }
@@ -274,6 +274,7 @@ static void run_here(void *arg)
         }
         return;
     }
+    mark_started(req);
     PyEval_RestoreThread(ts); /* take the GIL */
     run_request(req);
     PyEval_SaveThread();
@@ -340,9 +341,9 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         wsgi_fastpath_end(runner);
         return 0;
     }
+    mark_started(req);
     take_gil_after_inline(pool, ts);
     marks_restart();
-    mark_started(req, tf_now_us());
     wsgi_run(req);
     PyEval_SaveThread();
     __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);
@@ -426,12 +427,15 @@ static void *worker(void *arg)
             pool->last_progress = tf_now_us();
         pthread_mutex_unlock(&pool->lock);
 
+        mark_started(req);
         PyEval_RestoreThread(ts); /* take the GIL */
         while (req) {
             run_request(req);
             pthread_mutex_lock(&pool->lock);
             pool->last_progress = tf_now_us();
             req = pop(pool);
+            if (req)
+                mark_started(req);
             if (!req) {
                 task_done(pool);
                 if (pool->stopping) /* idle threads re-check and exit */

@@ -283,7 +283,7 @@ def test_not_found_takes_no_route_slot(tracfront, tmp_path):
     with requests.Session() as s:
         for path in ("nf", "a", "b", "c", "a", "b"):
             s.get(srv.url + path, timeout=10)
-    routes = latency(srv, settle=("(other)", 1))
+    routes = latency(srv, settle=("/b", 2))
     counts = {route: r["count"] for (route, _), r in routes.items()}
     assert counts == {"(not found)": 1, "/a": 2, "/b": 2, "(other)": 1}, counts
 
@@ -307,6 +307,30 @@ def test_queue_wait_is_the_wait_for_an_app_thread(tracfront):
     under = re.search(r'tracfront_request_queue_seconds_bucket\{route="/slow",backend="wsgi",'
                       r'le="0.5"\} (\d+)', metrics)
     assert under and int(under.group(1)) < 4, metrics
+
+
+def test_a_wait_for_the_gil_is_no_queue_wait(tracfront, tmp_path):
+    """A request that waits for the GIL (another request in C code that holds
+    it: a backtracking regular expression) with app threads free has waited
+    for no thread: that is app time, not queue wait (an operator reading a
+    queue wait would add --threads, which only makes the GIL busier)."""
+    app = tmp_path / "gil_app.py"
+    app.write_text(
+        "import re\n"
+        "def application(environ, start_response):\n"
+        "    if environ['PATH_INFO'] == '/hold':\n"
+        "        re.match(r'(a+)+$', 'a' * 24 + 'b')\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "gil_app:application", "--pythonpath", tmp_path, "--threads", "4")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        hold = pool.submit(requests.get, srv.url + "hold", timeout=60)
+        time.sleep(0.1)
+        fast = requests.get(srv.url + "fast", timeout=60)
+        assert hold.result().status_code == fast.status_code == 200
+    row = latency(srv, settle=("/fast", 1))[("/fast", "wsgi")]
+    assert row["p99_us"] >= 100000, "/fast never waited for the GIL: the test shows nothing %s" % row
+    assert row["queue_p99_us"] < row["p99_us"] / 4, row
 
 
 def test_a_percent_encoded_path_is_the_same_route(tracfront):
