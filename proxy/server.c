@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "proxy/auth.h"
@@ -373,12 +372,6 @@ static bool outside_mount(const struct tf_server *server, const struct tf_reques
            !under_prefix(req->target, mount);
 }
 
-static bool expects_continue(const struct tf_request *req)
-{
-    const char *expect = tf_request_header(req, "Expect");
-    return expect && !strcasecmp(expect, "100-continue");
-}
-
 /* The head of an upload (a body announced, not yet read): answer it now
  * when its method and target decide (RFC 9110 10.1.1), before its body is
  * asked for (no 100 Continue) or read, as nginx does; the connection then
@@ -486,22 +479,17 @@ static enum MHD_Result take_head(struct tf_server *server, struct tf_request *re
     if (__atomic_load_n(&server->stopping, __ATOMIC_SEQ_CST))
         return tf_server_reply(req, 503, "The server is shutting down.", true);
     req->has_body = framing.content_length >= 0 || framing.chunked;
-    bool upload = framing.content_length > 0 || framing.chunked;
-    if (upload || expects_continue(req)) {
+    if (framing.content_length > 0 || framing.chunked) {
         /* A refused upload is answered before its body is read (and
          * Expect: 100-continue gets the refusal, not a 100). A slow login
          * check suspends the connection in this first call, which
          * libmicrohttpd makes again after the resume (login_checked),
          * still before the body. An empty one (Content-Length: 0) is
-         * refused as a GET is, at the final call, keeping its connection;
-         * but not with Expect: libmicrohttpd 0.9.75 sends it a 100 and
-         * then, with the next request already read, refuses an answer
-         * queued at the final call and closes the connection. */
+         * refused as a GET is, at the final call, keeping its connection. */
         enum MHD_Result answered;
         if (answered_at_head(server, req, &answered))
             return answered;
-        if (upload)
-            tf_watch_add(req->daemon, req, WATCH_BODY_IN);
+        tf_watch_add(req->daemon, req, WATCH_BODY_IN);
     }
     /* Even without a body, answer only from the final call: libmicrohttpd
      * closes the connection after a response queued in the first one. */
@@ -593,6 +581,12 @@ enum MHD_Result tf_server_on_request(void *cls, struct MHD_Connection *connectio
     case PHASE_NEW:
         return take_head(server, req, connection, method, version);
     case PHASE_BODY:
+        /* The final call has no data (NULL). libmicrohttpd 0.9.75 also makes an
+         * empty call with data: after its 100 Continue to a request with no
+         * body, when the next request is already read. An answer queued there
+         * is refused (the connection then closed with none): not the end. */
+        if (*upload_data_size == 0 && upload_data)
+            return MHD_YES;
         if (*upload_data_size == 0)
             return body_done(server, req);
         return take_body_chunk(server, req, upload_data, upload_data_size);
