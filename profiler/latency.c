@@ -341,8 +341,8 @@ static void json_route(struct prof_text *t, const struct route *r, enum prof_bac
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "%s{\"route\":\"", first ? "" : ",");
     prof_text_escaped(t, r->key, PROF_ESC_JSON);
-    prof_text_add(t, "\",\"backend\":\"%s\",\"partial\":%s,\"count\":%llu,\"mean_us\":%llu,\"p50_us\":%llu,"
-           "\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
+    prof_text_add(t, "\",\"backend\":\"%s\",\"partial\":%s,\"count\":%llu,\"mean_us\":%llu,"
+           "\"p50_us\":%llu,\"p90_us\":%llu,\"p99_us\":%llu,\"max_us\":%llu,\"queue_p50_us\":%llu,"
            "\"queue_p99_us\":%llu,\"ttfb_p50_us\":%llu,\"ttfb_p99_us\":%llu,\"inline\":%llu,",
         backend_name(b), prof_latency_partial(r) ? "true" : "false", (unsigned long long)h->count,
         (unsigned long long)(h->count ? h->sum_us / h->count : 0),

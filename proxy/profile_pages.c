@@ -523,8 +523,7 @@ bool tf_profile_refused(struct tf_server *server, struct tf_request *req, const 
     bool control = is_control(sub, len), post = !strcmp(req->method, "POST");
     if (refusal)
         *result = tf_server_reply(req, 403, refusal, close);
-    else if (server->relay_port && sub_is(sub, len, "/stopped")) /* for the front from its
-                                                                    workers only */
+    else if (server->relay_port && sub_is(sub, len, "/stopped")) /* the front's alone */
         *result = tf_server_reply(req, 404, "No such profiler action.", close);
     else if (control ? !post : strcmp(req->method, "GET") != 0 && !req->is_head)
         *result = refuse_method(req, control ? "POST" : "GET, HEAD", close);

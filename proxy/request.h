@@ -112,8 +112,8 @@ struct tf_request {
     char remote_addr[64];
     unsigned remote_port;
     struct tf_spool body;
-    uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread, but an app
-                                   thread that starts the request rewrites t_dispatched
+    uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread, but the
+                                   app thread that takes the request rewrites t_dispatched
                                    (atomic, wsgi/pool.c): the queue wait ends there */
     bool native;                /* answered by tracfront itself (profiler): not timed */
     const struct tf_route *route; /* the matched route; NULL = the fallback backend */

@@ -372,6 +372,14 @@ static bool outside_mount(const struct tf_server *server, const struct tf_reques
            !under_prefix(req->target, mount);
 }
 
+/* Its 404, timed as the app's own 404s are. */
+static enum MHD_Result outside_mount_refused(struct tf_request *req)
+{
+    req->backend = PROF_BACKEND_WSGI;
+    req->t_dispatched = tf_now_us();
+    return tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
+}
+
 /* The head of an upload (a body announced, not yet read): answer it now
  * when its method and target decide (RFC 9110 10.1.1), before its body is
  * asked for (no 100 Continue) or read, as nginx does; the connection then
@@ -398,11 +406,8 @@ static bool answered_at_head(struct tf_server *server, struct tf_request *req,
         *result = serve_static(req, rest, true);
     else if (kind == TF_ROUTE_NONE)
         *result = tf_server_reply(req, 404, NO_ROUTE_DETAIL, true);
-    else if (outside_mount(server, req, kind)) {
-        req->backend = PROF_BACKEND_WSGI; /* timed as the app's own 404s */
-        req->t_dispatched = tf_now_us();
-        *result = tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
-    }
+    else if (outside_mount(server, req, kind))
+        *result = outside_mount_refused(req);
     else if (!auth_applies(server, req, req->route))
         return false;
     else if (tf_auth_may_block(server->auth, req))

@@ -434,9 +434,9 @@ static void *worker(void *arg)
             pthread_mutex_lock(&pool->lock);
             pool->last_progress = tf_now_us();
             req = pop(pool);
-            if (req)
+            if (req) {
                 mark_started(req);
-            if (!req) {
+            } else {
                 task_done(pool);
                 if (pool->stopping) /* idle threads re-check and exit */
                     while (pool->idle_top)
