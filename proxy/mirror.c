@@ -167,9 +167,14 @@ static void tap_done(struct tf_tap *tap)
     mirror_unref(m);
 }
 
+bool tf_mirror_copies(const struct tf_request *req)
+{
+    return !strcmp(req->method, "GET") || req->is_head;
+}
+
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req)
 {
-    if (strcmp(req->method, "GET") != 0 && !req->is_head)
+    if (!tf_mirror_copies(req))
         return;
     if (!copy_may_go(m)) {
         prof_compare_count_dropped();

@@ -27,8 +27,10 @@ struct tf_mirror *tf_mirror_new(const struct tf_config *cfg, const struct tf_bac
 void tf_mirror_free(struct tf_mirror *m);
 /* The backend that answers clients (TF_ROUTE_APP or TF_ROUTE_UPSTREAM). */
 enum tf_backend_kind tf_mirror_primary(const struct tf_mirror *m);
+/* Is req one that gets a copy (a GET or HEAD), room in the queue aside? */
+bool tf_mirror_copies(const struct tf_request *req);
 /* I/O thread, before req is dispatched to the primary: tap it and send the
- * copy, when req is a GET or HEAD and the queue has room. */
+ * copy, when tf_mirror_copies and the queue has room. */
 void tf_mirror_attach(struct tf_mirror *m, struct tf_request *req);
 
 #endif

@@ -362,13 +362,14 @@ static enum MHD_Result route(struct tf_server *server, struct tf_request *req)
 }
 
 /* The app answers nothing outside --mount (wsgi/run.c's 404): known from
- * the target alone. Not for --mirror's default requests, of which the
- * other side gets a copy whatever the app answers. */
+ * the target alone. Not for --mirror's default requests that get a copy: the
+ * other side gets it whatever the app answers. */
 static bool outside_mount(const struct tf_server *server, const struct tf_request *req,
                           enum tf_backend_kind kind)
 {
     const char *mount = server->cfg->mount;
-    return kind == TF_ROUTE_APP && mount[0] && !(server->mirror && !req->route) &&
+    return kind == TF_ROUTE_APP && mount[0] &&
+           !(server->mirror && !req->route && tf_mirror_copies(req)) &&
            !under_prefix(req->target, mount);
 }
 

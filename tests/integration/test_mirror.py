@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from conftest import closed_port
+from upload_util import assert_refused_early
 
 APP = ("--app", "mirror_app:application")
 
@@ -161,6 +162,15 @@ def test_post_is_not_mirrored_head_is(pair):
     assert routes(j)["/head-me"]["pairs"] == 1
     assert "/post-me" not in routes(j)
     assert not any(m["target"] == "/head-me" for m in j["mismatches"])
+
+
+def test_an_upload_outside_the_mount_is_refused_at_its_head(pair):
+    """--mirror copies GETs and HEADs only: an upload outside --mount gets no
+    copy, so its 404 (the app's whatever it is sent) comes before its body,
+    as without --mirror; it got 100 Continue and its body was read first."""
+    srv, up = pair("--mount", "/m")
+    head = assert_refused_early(srv, b"POST", b"/outside", 404)
+    assert b"--mount" in head, head
 
 
 def test_compare_page_lists_routes_escaped(pair):
