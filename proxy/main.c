@@ -652,10 +652,7 @@ int main(int argc, char **argv)
         tf_config_free(&cfg);
         return 2; /* a setting this build cannot honour, as a bad one */
     }
-    /* A front adds up its workers' rows: each worker's routes may differ, so
-     * it has room for all of theirs (up to the flag's own most, 100,000). */
-    unsigned long routes = (unsigned long)cfg.profile_max_routes * (cfg.workers ? cfg.workers : 1);
-    if (prof_latency_init(routes < 100000 ? (unsigned)routes : 100000, cfg.profile_slowest) < 0) {
+    if (prof_latency_init(cfg.profile_max_routes, cfg.profile_slowest) < 0) {
         tf_config_free(&cfg);
         return start_failed("out of memory");
     }

@@ -405,39 +405,6 @@ def test_latency_counts_every_request(tracfront):
                      prom, re.M), prom[:2000]
 
 
-def test_the_fronts_merge_keeps_every_workers_rows(tracfront):
-    """Each worker gives its --profile-max-routes slots to the routes it sees
-    first; the front adding up their rows had the same number of slots, so a
-    route one worker kept whole went to the front's (other): with 2 slots,
-    /pid on both workers, /slow on one and /login on the other, one of the
-    two had no row. The front's merge has room for every worker's rows."""
-    srv = workers(tracfront, 2, "--profile-max-routes", "2")
-    by_pid, tries = {}, 0
-    while len(by_pid) < 2:  # a kept connection stays with the worker that took it
-        tries += 1
-        assert tries < 200, "the connections all went to one worker"
-        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-        conn.request("GET", "/pid")
-        pid = json.loads(conn.getresponse().read())["pid"]
-        if pid in by_pid:
-            conn.close()
-        else:
-            by_pid[pid] = conn
-    first, second = by_pid.values()
-    for conn, path in ((first, "/slow?s=0"), (second, "/login")):
-        conn.request("GET", path)
-        assert conn.getresponse().read() is not None
-        conn.close()
-
-    def rows():
-        got = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
-        return {r["route"]: r["count"] for r in got}
-    settle(lambda: sum(rows().values()), tries + 2)
-    got = rows()
-    assert got.get("/slow") == 1 and got.get("/login") == 1 and got.get("/pid") == tries, got
-    assert "(other)" not in got, got
-
-
 def test_requests_in_flight_on_the_workers_are_counted(tracfront, tmp_path):
     # as in-process: the requests running on any worker, plus the one asking
     srv = workers(tracfront, 2)
