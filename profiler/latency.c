@@ -197,9 +197,8 @@ void prof_latency_record(const struct prof_sample *s)
     pthread_mutex_unlock(&prof_latency_lock);
 }
 
-void prof_latency_reset(void)
+void prof_latency_empty(void)
 {
-    pthread_mutex_lock(&prof_latency_lock);
     for (size_t i = 0; i < table_size; i++) {
         if (!table[i])
             continue;
@@ -212,7 +211,18 @@ void prof_latency_reset(void)
     prof_latency_loads = prof_latency_overflowed_loads = 0;
     slow_count = 0;
     prof_latency_requests_total = 0;
+}
+
+void prof_latency_reset(void)
+{
+    pthread_mutex_lock(&prof_latency_lock);
+    prof_latency_empty();
     pthread_mutex_unlock(&prof_latency_lock);
+}
+
+static int key_order(const void *a, const void *b)
+{
+    return strcmp((*(const struct route *const *)a)->key, (*(const struct route *const *)b)->key);
 }
 
 void prof_latency_each(struct prof_text *t, prof_latency_visit_fn fn)
@@ -226,12 +236,7 @@ void prof_latency_each(struct prof_text *t, prof_latency_visit_fn fn)
     for (size_t i = 0; i < table_size; i++)
         if (table[i])
             sorted[n++] = table[i];
-    for (size_t i = 1; i < n; i++) /* insertion sort: n is small and reports are rare */
-        for (size_t j = i; j > 0 && strcmp(sorted[j - 1]->key, sorted[j]->key) > 0; j--) {
-            const struct route *tmp = sorted[j];
-            sorted[j] = sorted[j - 1];
-            sorted[j - 1] = tmp;
-        }
+    qsort(sorted, n, sizeof(*sorted), key_order);
     bool first = true;
     for (size_t i = 0; i < n; i++)
         for (int b = 0; b < PROF_BACKENDS; b++)

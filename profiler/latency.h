@@ -53,9 +53,18 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
                         const char *appendix);
 
 /* A front (--workers) adds up its workers: the whole registry as text, and
- * that text merged into this process's registry (in_flight is added to). */
+ * this process's registry made the sum of such texts (its workers', its
+ * own). Each source's requests in flight are added to its *in_flight (NULL:
+ * not counted). With more routes than the route cap, the rows are the
+ * routes with the most time in all (then the most requests), the rest is
+ * (other): the same rows whatever order the texts come in. -1 on out of
+ * memory (the registry then holds part of them). */
 char *prof_latency_dump(int in_flight);
-int prof_latency_load(const char *text, size_t len, int *in_flight);
+struct prof_latency_source {
+    const char *text; /* NUL-terminated; NULL: none */
+    int *in_flight;
+};
+int prof_latency_merge(const struct prof_latency_source *src, size_t n);
 /* In a dump (prof_latency_dump's text), say of every slow request that no
  * call tree is kept for it (a dead worker's: its trees went with it). */
 void prof_latency_dump_forget_trees(char *dump);

@@ -1,12 +1,14 @@
 /* latency_dump.c — a front (--workers) adding up its workers' latency
  * (see latency.h): the registry as text, one line per total (T), per
- * (route, backend) (R) and per slow request kept (S), and such text merged
- * into this process's registry. Under prof_latency_lock
+ * (route, backend) (R) and per slow request kept (S), and such texts added
+ * up into this process's registry. Under prof_latency_lock
  * (latency_internal.h), as every other use of the registry. */
 #include "profiler/latency.h"
 #include "profiler/latency_internal.h"
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,8 +131,9 @@ static void load_stats(char *line, unsigned load, bool overflowed)
         load_histogram(hs[i], field);
     if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
         s->ran_inline += strtoull(field, NULL, 10);
-    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1')
-        r->said_partial = true; /* the front's own dump, of workers that stopped */
+    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1' && !strcmp(r->key, key))
+        r->said_partial = true; /* the front's own dump, of workers that stopped (not when
+                                   this row went to (other)) */
 }
 
 static void load_slow(char *line)
@@ -156,18 +159,16 @@ static void load_slow(char *line)
         }
 }
 
-int prof_latency_load(const char *text, size_t len, int *in_flight)
+/* One dump added into the registry (the load'th since the reset), its
+ * requests in flight into *in_flight. Consumes text (strtok). */
+static void load_one(char *text, unsigned load, int *in_flight)
 {
-    char *copy = strndup(text, len), *save = NULL;
-    if (!copy)
-        return -1;
     /* its worker ran out of route slots: a route it has no row of may have
      * requests in its (other) */
-    bool overflowed = !strncmp(copy, "R\t(other)\t", 10) || strstr(copy, "\nR\t(other)\t");
-    pthread_mutex_lock(&prof_latency_lock);
-    unsigned load = ++prof_latency_loads;
+    bool overflowed = !strncmp(text, "R\t(other)\t", 10) || strstr(text, "\nR\t(other)\t");
     prof_latency_overflowed_loads += overflowed;
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == 'T' && line[1] == '\t') {
             unsigned long long total = 0;
             int flight = 0;
@@ -180,7 +181,117 @@ int prof_latency_load(const char *text, size_t len, int *in_flight)
             load_slow(line);
         }
     }
-    pthread_mutex_unlock(&prof_latency_lock);
-    free(copy);
+}
+
+/* A route key of the dumps, with what all of them counted under it. */
+struct ranked {
+    const char *key; /* in a dump's text, up to the next tab */
+    size_t len;
+    uint64_t time_us, requests;
+};
+
+static int by_key(const void *a, const void *b)
+{
+    const struct ranked *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static int by_weight(const void *a, const void *b)
+{
+    const struct ranked *x = a, *y = b;
+    if (x->time_us != y->time_us)
+        return x->time_us < y->time_us ? 1 : -1;
+    if (x->requests != y->requests)
+        return x->requests < y->requests ? 1 : -1;
+    return by_key(a, b);
+}
+
+/* Every route row of the dumps (R, key, backend, statuses, then the total
+ * histogram's "count sum ..."); -1 on out of memory. */
+static int gather(const struct prof_latency_source *src, size_t n, struct ranked **out,
+                  size_t *count)
+{
+    size_t cap = 0;
+    *out = NULL;
+    *count = 0;
+    for (size_t i = 0; i < n; i++)
+        for (const char *line = src[i].text; line && *line;) {
+            size_t len = strcspn(line, "\n"), key = strcspn(line + 2, "\t\n");
+            const char *field = line;
+            for (int tabs = 0; field && tabs < 4; tabs++) /* to the total histogram */
+                field = memchr(field + 1, '\t', len - (size_t)(field + 1 - line));
+            if (!strncmp(line, "R\t", 2) && field && line[2] != '(') {
+                if (*count == cap) {
+                    struct ranked *grown = realloc(*out, (cap = cap ? 2 * cap : 64) * sizeof(**out));
+                    if (!grown)
+                        return -1;
+                    *out = grown;
+                }
+                char *end;
+                uint64_t requests = strtoull(field + 1, &end, 10);
+                (*out)[(*count)++] = (struct ranked){ line + 2, key, strtoull(end, NULL, 10),
+                                                      requests };
+            }
+            line += len + (line[len] == '\n');
+        }
     return 0;
+}
+
+/* Give the registry's route slots to the routes with the most time in the
+ * dumps (then the most requests): where workers gave theirs to different
+ * routes, their union may not fit, and which rows the front keeps does not
+ * depend on the order the dumps come in. -1 on out of memory. */
+static int reserve_busiest(const struct prof_latency_source *src, size_t n)
+{
+    struct ranked *rows;
+    size_t count, kept = 0;
+    if (gather(src, n, &rows, &count) < 0) {
+        free(rows);
+        return -1;
+    }
+    qsort(rows, count, sizeof(*rows), by_key);
+    for (size_t i = 0; i < count; i++) { /* one entry per key, its sum */
+        if (kept && !by_key(&rows[kept - 1], &rows[i])) {
+            rows[kept - 1].time_us += rows[i].time_us;
+            rows[kept - 1].requests += rows[i].requests;
+        } else {
+            rows[kept++] = rows[i];
+        }
+    }
+    qsort(rows, kept, sizeof(*rows), by_weight);
+    int rc = 0;
+    for (size_t i = 0; i < kept; i++) {
+        char key[ROUTE_KEY_MAX];
+        snprintf(key, sizeof(key), "%.*s", (int)rows[i].len, rows[i].key);
+        struct route *r = prof_latency_route(key, true);
+        if (!r) {
+            rc = -1;
+            break;
+        }
+        if (strcmp(r->key, key)) /* (other): the slots are taken */
+            break;
+    }
+    free(rows);
+    return rc;
+}
+
+int prof_latency_merge(const struct prof_latency_source *src, size_t n)
+{
+    int rc = 0;
+    pthread_mutex_lock(&prof_latency_lock);
+    prof_latency_empty();
+    if (reserve_busiest(src, n) < 0)
+        rc = -1;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        char *copy = src[i].text ? strdup(src[i].text) : NULL;
+        int none = 0;
+        if (src[i].text && !copy)
+            rc = -1;
+        else if (copy)
+            load_one(copy, ++prof_latency_loads, src[i].in_flight ? src[i].in_flight : &none);
+        free(copy);
+    }
+    pthread_mutex_unlock(&prof_latency_lock);
+    return rc;
 }

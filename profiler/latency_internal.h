@@ -57,6 +57,9 @@ extern uint64_t prof_latency_requests_total; /* requests timed */
  * "(other)" row (their worker ran out of route slots). */
 extern unsigned prof_latency_loads, prof_latency_overflowed_loads;
 
+/* prof_latency_reset's work, with the lock held. */
+void prof_latency_empty(void);
+
 /* Does r hold only part of its requests? In a front, when a worker that
  * counted requests under "(other)" has no row of r's: some of r's may be
  * there. Never in a single process: a route with a slot gets all of its. */

@@ -223,16 +223,6 @@ static void pull_latency(void)
     ask_workers("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
 }
 
-/* This process's registry and call tree := what the stopped workers had.
- * Call with merge_lock. */
-static void load_kept_latency(void)
-{
-    int none = 0;
-    prof_latency_reset();
-    if (kept_latency)
-        prof_latency_load(kept_latency, strlen(kept_latency), &none);
-}
-
 /* Under merge_lock: a dead worker's last pull joins dead_dumps (nothing if
  * the front never had one; out of memory leaves it counted in pulled). */
 static void bury(const char *origin)
@@ -270,13 +260,22 @@ static void bury_lost(void)
 static int load_latency(void)
 {
     int in_flight = 0, stale = 0;
-    load_kept_latency();
+    struct prof_latency_source *src = calloc(1 + n_dead + n_pulled, sizeof(*src));
+    size_t n = 0;
+    if (!src) {
+        prof_latency_reset();
+        tf_log_error("profile: out of memory adding up the workers' latency");
+        return 0;
+    }
+    src[n++] = (struct prof_latency_source){ kept_latency, NULL };
     for (size_t i = 0; i < n_dead; i++)
-        prof_latency_load(dead_dumps[i], strlen(dead_dumps[i]), &stale);
+        src[n++] = (struct prof_latency_source){ dead_dumps[i], &stale };
     for (size_t i = 0; i < n_pulled; i++)
-        if (prof_latency_load(pulled[i].dump, strlen(pulled[i].dump),
-                              pulled[i].answered ? &in_flight : &stale) < 0)
-            tf_log_error("profile: unreadable latency from worker %s", pulled[i].origin);
+        src[n++] = (struct prof_latency_source){ pulled[i].dump,
+                                                 pulled[i].answered ? &in_flight : &stale };
+    if (prof_latency_merge(src, n) < 0)
+        tf_log_error("profile: out of memory adding up the workers' latency");
+    free(src);
     return in_flight;
 }
 
@@ -284,9 +283,8 @@ static int load_latency(void)
  * Call with merge_lock; -1 (kept_latency unchanged) on out of memory. */
 static int keep_latency(const char *dump)
 {
-    int none = 0;
-    load_kept_latency();
-    if (dump && prof_latency_load(dump, strlen(dump), &none) < 0)
+    const struct prof_latency_source src[] = { { kept_latency, NULL }, { dump, NULL } };
+    if (prof_latency_merge(src, 2) < 0)
         return -1;
     char *l = prof_latency_dump(0);
     if (!l)

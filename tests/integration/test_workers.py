@@ -405,6 +405,43 @@ def test_latency_counts_every_request(tracfront):
                      prom, re.M), prom[:2000]
 
 
+def test_the_fronts_rows_are_the_busiest_of_every_workers(tracfront):
+    """Each worker gives its --profile-max-routes slots to the routes it sees
+    first, and the front, adding up their rows, has as many: here each
+    worker has /pid, a slow route and a fast one (3 slots), 5 routes in all.
+    The front kept the first dump's rows and put the other's in (other), so
+    one of the slow routes had no row; its rows are the routes with the most
+    time now, and (other) holds the rest, every request counted."""
+    srv = workers(tracfront, 2, "--profile-max-routes", "3")
+    by_pid, tries = {}, 0
+    while len(by_pid) < 2:  # a kept connection stays with the worker that took it
+        tries += 1
+        assert tries < 200, "the connections all went to one worker"
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        conn.request("GET", "/pid")
+        pid = json.loads(conn.getresponse().read())["pid"]
+        if pid in by_pid:
+            conn.close()
+        else:
+            by_pid[pid] = conn
+    first, second = by_pid.values()
+    for conn, paths in ((first, ("/slow?s=0.3", "/version")), (second, ("/login?s=0.3", "/work?n=1"))):
+        for path in paths:
+            conn.request("GET", path)
+            res = conn.getresponse()
+            assert res.status == 200 and res.read(), path
+        conn.close()
+
+    def rows():
+        got = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
+        return {r["route"]: r["count"] for r in got}
+    settle(lambda: sum(rows().values()), tries + 4)
+    got = rows()
+    assert got.get("/slow") == 1 and got.get("/login") == 1, got
+    assert len([k for k in got if not k.startswith("(")]) == 3, got
+    assert got.get("(other)", 0) >= 1 and sum(got.values()) == tries + 4, got
+
+
 def test_requests_in_flight_on_the_workers_are_counted(tracfront, tmp_path):
     # as in-process: the requests running on any worker, plus the one asking
     srv = workers(tracfront, 2)

@@ -23,8 +23,8 @@ static void test_bucket_counts_past_32_bits_are_read_whole(void **state)
                        "R\t/a\t0\t0 0 5000000001 0 0 0"
                        "\t5000000001 7000000000 2000000 1:5000000000 1908:1"
                        "\t0 0 0\t0 0 0\t0 0 0\t0 0 0\t0 0 0\t0\n";
-    int in_flight = 0;
-    assert_int_equal(prof_latency_load(dump, strlen(dump), &in_flight), 0);
+    const struct prof_latency_source src[] = { { dump, NULL } };
+    assert_int_equal(prof_latency_merge(src, 1), 0);
     char *json = prof_latency_json(0);
     assert_non_null(json);
     assert_non_null(strstr(json, "\"count\":5000000001,"));
@@ -43,16 +43,24 @@ static void test_bucket_counts_past_32_bits_are_read_whole(void **state)
     free(again);
 }
 
-/* A worker's dump with n requests of 1 us under each of the keys. */
+/* A worker's dump with n requests of us microseconds each under each of
+ * the keys (malloc'd). */
+static char *worker_dump_of(const char *const *keys, unsigned n, unsigned us)
+{
+    char *text = malloc(4096);
+    size_t o = 0;
+    assert_non_null(text);
+    text[0] = '\0';
+    for (; *keys; keys++)
+        o += (size_t)snprintf(text + o, 4096 - o,
+                              "R\t%s\t0\t0 0 %u 0 0 0\t%u %u %u 1:%u\t0 0 0\t0 0 0\t0 0 0"
+                              "\t0 0 0\t0 0 0\t0\n", *keys, n, n, n * us, us, n);
+    return text;
+}
+
 static char *worker_dump(const char *const *keys, unsigned n)
 {
-    static char text[4096];
-    size_t o = 0;
-    for (; *keys; keys++)
-        o += (size_t)snprintf(text + o, sizeof(text) - o,
-                              "R\t%s\t0\t0 0 %u 0 0 0\t%u %u 1 1:%u\t0 0 0\t0 0 0\t0 0 0"
-                              "\t0 0 0\t0 0 0\t0\n", *keys, n, n, n, n);
-    return text;
+    return worker_dump_of(keys, n, 1);
 }
 
 /* The JSON row of key (its text up to the next row). */
@@ -77,14 +85,14 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
 {
     (void)state;
     for (int order = 0; order < 2; order++) {
-        prof_latency_reset();
         static const char *const first[] = { "/a", NULL };
         static const char *const second[] = { "(other)", "/b", "/c", NULL };
-        int in_flight = 0;
-        for (int i = 0; i < 2; i++) {
-            const char *dump = worker_dump((i == order) ? first : second, 2);
-            assert_int_equal(prof_latency_load(dump, strlen(dump), &in_flight), 0);
-        }
+        char *dumps[2] = { worker_dump(order ? second : first, 2),
+                           worker_dump(order ? first : second, 2) };
+        const struct prof_latency_source src[] = { { dumps[0], NULL }, { dumps[1], NULL } };
+        assert_int_equal(prof_latency_merge(src, 2), 0);
+        free(dumps[0]);
+        free(dumps[1]);
         char *json = prof_latency_json(0), row[600];
         assert_non_null(json);
         assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":true"));
@@ -100,11 +108,11 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
          * the mark survives it */
         char *kept = prof_latency_dump(0);
         assert_non_null(kept);
-        prof_latency_reset();
-        assert_int_equal(prof_latency_load(kept, strlen(kept), &in_flight), 0);
         const char *late[] = { "/a", "/b", NULL }; /* and a worker that has both */
-        const char *dump = worker_dump(late, 1);
-        assert_int_equal(prof_latency_load(dump, strlen(dump), &in_flight), 0);
+        char *dump = worker_dump(late, 1);
+        const struct prof_latency_source again[] = { { kept, NULL }, { dump, NULL } };
+        assert_int_equal(prof_latency_merge(again, 2), 0);
+        free(dump);
         json = prof_latency_json(0);
         assert_non_null(json);
         assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":true"));
@@ -112,6 +120,39 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
         free(json);
         free(kept);
     }
+}
+
+/* Workers give their MAX_ROUTES slots to different routes, so the union
+ * does not fit the front's: the rows it keeps are the routes with the most
+ * time, whichever worker's dump comes first, and the rest is in (other),
+ * nothing lost (the front used to fill its slots with the first dump's
+ * routes: the slowest route of the second had no row). */
+static void test_the_fronts_rows_are_the_busiest_routes_in_any_order(void **state)
+{
+    (void)state;
+    const char *light[MAX_ROUTES + 1] = { 0 }, *heavy[] = { "/heavy", NULL };
+    char keys[MAX_ROUTES][16];
+    for (int i = 0; i < MAX_ROUTES; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "/light%d", i);
+        light[i] = keys[i];
+    }
+    char *dumps[] = { worker_dump_of(light, 2, 10), worker_dump_of(heavy, 1, 5000000) };
+    for (int order = 0; order < 2; order++) {
+        const struct prof_latency_source src[] = { { dumps[order], NULL },
+                                                   { dumps[!order], NULL } };
+        assert_int_equal(prof_latency_merge(src, 2), 0);
+        char *json = prof_latency_json(0), row[600];
+        assert_non_null(json);
+        assert_non_null(strstr(row_of(json, "/heavy", row, sizeof(row)), "\"count\":1,"));
+        /* nine of the ten light ones have a row, the last by key is in (other) */
+        assert_non_null(strstr(row_of(json, "/light0", row, sizeof(row)), "\"count\":2,"));
+        assert_non_null(strstr(row_of(json, "/light8", row, sizeof(row)), "\"count\":2,"));
+        assert_null(strstr(json, "/light9"));
+        assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":2,"));
+        free(json);
+    }
+    free(dumps[0]);
+    free(dumps[1]);
 }
 
 /* One process (no --workers): a route with a slot has all its requests. */
@@ -141,6 +182,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bucket_counts_past_32_bits_are_read_whole),
         cmocka_unit_test(test_a_row_some_worker_counted_under_other_is_partial),
+        cmocka_unit_test(test_the_fronts_rows_are_the_busiest_routes_in_any_order),
         cmocka_unit_test(test_a_single_process_has_no_partial_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
