@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +25,30 @@ struct tf_unavailable {
     char retry_after[16];   /* read-only after start */
 };
 
-/* The target as sent (libmicrohttpd's url lacks the query), kept for the
- * access log in *con_cls; freed in forget(). */
+/* A body up to this size is read and dropped before the 503: closed with
+ * it unread, the connection would end in a reset, and a client that sends
+ * its whole body before reading (Python's http.client) would get that
+ * instead of the answer (the workers linger; this daemon drains). A longer
+ * one, or one that waits for 100 Continue, is answered at its head. */
+#define DRAIN_MAX (64u * 1024u * 1024u)
+
+struct request {
+    char *target; /* as sent (libmicrohttpd's url lacks the query), for the access log */
+    bool reading;     /* its body is being read and dropped */
+    uint64_t drained; /* bytes of it */
+};
+
+/* The request's state in *con_cls; freed in forget(). */
 static void *keep_uri(void *cls, const char *uri, struct MHD_Connection *connection)
 {
     (void)cls;
     (void)connection;
-    return strdup(uri);
+    struct request *r = calloc(1, sizeof(*r));
+    if (r && !(r->target = strdup(uri))) {
+        free(r);
+        r = NULL;
+    }
+    return r;
 }
 
 static void forget(void *cls, struct MHD_Connection *connection, void **con_cls,
@@ -38,7 +57,10 @@ static void forget(void *cls, struct MHD_Connection *connection, void **con_cls,
     (void)cls;
     (void)connection;
     (void)toe;
-    free(*con_cls);
+    struct request *r = *con_cls;
+    if (r)
+        free(r->target);
+    free(r);
     *con_cls = NULL;
 }
 
@@ -64,16 +86,38 @@ static void log_access(struct MHD_Connection *connection, const char *target,
     tf_log_access(&e);
 }
 
-/* Every request, on its first call (its body, if any, is not read: the
- * connection closes after the answer). */
+/* Read the body and drop it (see DRAIN_MAX)? */
+static bool drains(struct MHD_Connection *connection)
+{
+    if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Expect"))
+        return false;
+    if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Transfer-Encoding"))
+        return true; /* chunked: counted as it comes */
+    const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
+    unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+    return n > 0 && n <= DRAIN_MAX;
+}
+
+/* Every request: the 503, once its body (if any) is read and dropped or
+ * at its head (see drains). */
 static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, const char *url,
                               const char *method, const char *version, const char *upload_data,
                               size_t *upload_data_size, void **con_cls)
 {
     (void)url;
     (void)upload_data;
-    (void)upload_data_size;
     const struct tf_unavailable *u = cls;
+    struct request *req = *con_cls;
+    if (*upload_data_size) {
+        if (!req || (req->drained += *upload_data_size) > DRAIN_MAX)
+            return MHD_NO; /* chunked past the limit: closed */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req && !req->reading && drains(connection)) {
+        req->reading = true; /* the body comes in the next calls, then a last empty one */
+        return MHD_YES;
+    }
     uint64_t bytes = 0;
     struct MHD_Response *r = tf_error_response(
         503, "No worker process is running: they stopped and new ones cannot start yet (the "
@@ -84,7 +128,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
                                  ? MHD_queue_response(connection, 503, r) : MHD_NO;
     MHD_destroy_response(r);
     if (queued == MHD_YES && tf_log_access_enabled())
-        log_access(connection, *con_cls, method, version, bytes);
+        log_access(connection, req ? req->target : NULL, method, version, bytes);
     return queued;
 }
 

@@ -8,6 +8,7 @@ server (zero failures, versions never going back); SIGHUP does the same on
 demand; a new generation that cannot start (SyntaxError, or not ready within
 --worker-start-timeout) leaves the old one serving and says why in the log.
 """
+import http.client
 import itertools
 import os
 import re
@@ -323,6 +324,32 @@ def test_signals_during_a_reload_are_acted_on_after_it(tracfront, tmp_path):
     assert srv.proc.poll() is None
 
 
+def uploads_get_the_503(srv):
+    """An upload gets the 503 too, not a reset: a client that sends its whole
+    body before it reads (http.client, requests) found the connection closed
+    with its body unread, and the kernel answered with a reset. Chunked too;
+    one that asks for 100 Continue gets the 503 instead, before its body."""
+    for chunked in (False, True):  # an iterable has no length: http.client sends it chunked
+        for _ in range(3):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            try:
+                conn.request("POST", "/login", body=iter([b"y" * 65536] * 48) if chunked
+                             else b"x" * (3 << 20))
+                r = conn.getresponse()
+                assert r.status == 503 and b"no worker" in r.read().lower(), r.status
+            finally:
+                conn.close()
+    s = srv.connect(30)
+    try:
+        s.sendall(b"PUT /login HTTP/1.1\r\nHost: x\r\nContent-Length: 200000000\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        s.settimeout(10)
+        answer = s.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    finally:
+        s.close()
+
+
 def test_with_no_worker_alive_clients_get_503(tracfront, tmp_path):
     plugins = plugin_dir(tmp_path)
     srv = tracfront(*APP, "--workers", "2", "--pythonpath", plugins)
@@ -335,6 +362,7 @@ def test_with_no_worker_alive_clients_get_503(tracfront, tmp_path):
     assert r.status_code == 503 and r.headers.get("Retry-After"), (r.status_code, r.headers)
     assert "no worker" in r.text.lower(), r.text
     wait_for(lambda: '"GET /pid HTTP/1.1" 503 ' in srv.access_log, 10, "the 503's access-log line")
+    uploads_get_the_503(srv)
     last = log_lines(srv, "reload failed")[-1]
     assert "no worker is running" in last and "keep serving" not in last, last
     write_plugin(plugins, 3)  # fixed
