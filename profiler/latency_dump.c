@@ -207,8 +207,26 @@ static int by_weight(const void *a, const void *b)
     return by_key(a, b);
 }
 
-/* Every route row of the dumps (R, key, backend, statuses, then the total
- * histogram's "count sum ..."); -1 on out of memory. */
+/* A dump's line of len bytes as a route row (R, key, backend, statuses,
+ * then the total histogram's "count sum ..."); false for any other line. */
+static bool ranked_row(const char *line, size_t len, struct ranked *out)
+{
+    if (len <= 2 || strncmp(line, "R\t", 2) || line[2] == '(') /* (other), (not found) */
+        return false;
+    const char *field = line + 1, *stop = line + len;
+    for (int tabs = 1; field && tabs < 4; tabs++) /* past the key, backend and statuses */
+        field = memchr(field + 1, '\t', (size_t)(stop - field - 1));
+    if (!field)
+        return false;
+    char *end;
+    out->key = line + 2;
+    out->len = strcspn(line + 2, "\t");
+    out->requests = strtoull(field + 1, &end, 10);
+    out->time_us = strtoull(end, NULL, 10);
+    return true;
+}
+
+/* Every route row of the dumps; -1 on out of memory. */
 static int gather(const struct prof_latency_source *src, size_t n, struct ranked **out,
                   size_t *count)
 {
@@ -217,22 +235,15 @@ static int gather(const struct prof_latency_source *src, size_t n, struct ranked
     *count = 0;
     for (size_t i = 0; i < n; i++)
         for (const char *line = src[i].text; line && *line;) {
-            size_t len = strcspn(line, "\n"), key = strcspn(line + 2, "\t\n");
-            const char *field = line;
-            for (int tabs = 0; field && tabs < 4; tabs++) /* to the total histogram */
-                field = memchr(field + 1, '\t', len - (size_t)(field + 1 - line));
-            if (!strncmp(line, "R\t", 2) && field && line[2] != '(') {
-                if (*count == cap) {
-                    struct ranked *grown = realloc(*out, (cap = cap ? 2 * cap : 64) * sizeof(**out));
-                    if (!grown)
-                        return -1;
-                    *out = grown;
-                }
-                char *end;
-                uint64_t requests = strtoull(field + 1, &end, 10);
-                (*out)[(*count)++] = (struct ranked){ line + 2, key, strtoull(end, NULL, 10),
-                                                      requests };
+            size_t len = strcspn(line, "\n");
+            if (*count == cap) {
+                struct ranked *grown = realloc(*out, (cap ? 2 * cap : 64) * sizeof(**out));
+                if (!grown)
+                    return -1;
+                *out = grown;
+                cap = cap ? 2 * cap : 64;
             }
+            *count += ranked_row(line, len, &(*out)[*count]);
             line += len + (line[len] == '\n');
         }
     return 0;
@@ -246,9 +257,9 @@ static int reserve_busiest(const struct prof_latency_source *src, size_t n)
 {
     struct ranked *rows;
     size_t count, kept = 0;
-    if (gather(src, n, &rows, &count) < 0) {
+    if (gather(src, n, &rows, &count) < 0 || !count) {
         free(rows);
-        return -1;
+        return count ? -1 : 0;
     }
     qsort(rows, count, sizeof(*rows), by_key);
     for (size_t i = 0; i < count; i++) { /* one entry per key, its sum */

@@ -155,6 +155,34 @@ static void test_the_fronts_rows_are_the_busiest_routes_in_any_order(void **stat
     free(dumps[1]);
 }
 
+/* A cut or garbled dump (a worker killed while answering) is read as far
+ * as it makes sense, never past its end. */
+static void test_a_garbled_dump_is_read_without_overrun(void **state)
+{
+    (void)state;
+    static const char *const garbled[] = {
+        "", "\n", "R", "R\t", "R\t/a", "R\t/a\t0", "R\t/a\t0\t1 2", "R\t/a\t0\t1\t",
+        "\n\nR\t\t\t\t\n", "R\t(other)\t0\t0 0 1 0 0 0\t1 5 5 3:1",
+    };
+    for (size_t i = 0; i < sizeof(garbled) / sizeof(garbled[0]); i++) {
+        char *text = strdup(garbled[i]); /* exactly its length: ASan sees an overrun */
+        assert_non_null(text);
+        const struct prof_latency_source src[] = { { text, NULL }, { NULL, NULL } };
+        assert_int_equal(prof_latency_merge(src, 2), 0);
+        char *json = prof_latency_json(0);
+        assert_non_null(json);
+        free(json);
+        free(text);
+    }
+    const char *row = "R\t/b\t0\t0 0 2 0 0 0\t2 10 6 3:2"; /* ends after the histogram */
+    const struct prof_latency_source src[] = { { row, NULL } };
+    assert_int_equal(prof_latency_merge(src, 1), 0);
+    char *json = prof_latency_json(0), got[600];
+    assert_non_null(json);
+    assert_non_null(strstr(row_of(json, "/b", got, sizeof(got)), "\"count\":2,"));
+    free(json);
+}
+
 /* One process (no --workers): a route with a slot has all its requests. */
 static void test_a_single_process_has_no_partial_rows(void **state)
 {
@@ -183,6 +211,7 @@ int main(void)
         cmocka_unit_test(test_bucket_counts_past_32_bits_are_read_whole),
         cmocka_unit_test(test_a_row_some_worker_counted_under_other_is_partial),
         cmocka_unit_test(test_the_fronts_rows_are_the_busiest_routes_in_any_order),
+        cmocka_unit_test(test_a_garbled_dump_is_read_without_overrun),
         cmocka_unit_test(test_a_single_process_has_no_partial_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
