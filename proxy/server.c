@@ -381,6 +381,21 @@ static enum MHD_Result outside_mount_refused(struct tf_request *req)
     return tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
 }
 
+/* A head that leaves less than TF_HEAD_ROOM_MIN of its connection's pool:
+ * the 431, written to the socket itself (tf_connection_refuse: in what is
+ * left libmicrohttpd may not build even its head, and would close the
+ * connection with nothing sent), the socket lingering; queued as any
+ * answer when an earlier one is still being sent. */
+static enum MHD_Result refuse_no_room(struct tf_request *req)
+{
+    if (req->conn && tf_connection_refuse(req->conn, 431, NO_ROOM_DETAIL, req->is_head,
+                                          &req->bytes_out) == 0) {
+        req->status = 431;
+        return MHD_NO;
+    }
+    return tf_server_reply(req, 431, NO_ROOM_DETAIL, true);
+}
+
 /* The head of an upload (a body announced, not yet read): answer it now
  * when its method and target decide (RFC 9110 10.1.1), before its body is
  * asked for (no 100 Continue) or read, as nginx does; the connection then
@@ -395,7 +410,7 @@ static bool answered_at_head(struct tf_server *server, struct tf_request *req,
 {
     const char *rest;
     if (tf_head_used(req->connection) + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) {
-        *result = tf_server_reply(req, 431, NO_ROOM_DETAIL, true); /* as body_done would */
+        *result = refuse_no_room(req); /* as body_done would */
         return true;
     }
     if (tf_profile_path_match(req->target, server->cfg->profile_path, &rest))
@@ -515,7 +530,7 @@ static enum MHD_Result body_done(struct tf_server *server, struct tf_request *re
         return tf_server_reply(req, 500, "The request body could not be stored.", true);
     req->head_used = tf_head_used(req->connection); /* once: dispatch keeps it */
     if (req->head_used + TF_HEAD_ROOM_MIN > TF_CONNECTION_POOL) /* before any backend */
-        return tf_server_reply(req, 431, NO_ROOM_DETAIL, true);
+        return refuse_no_room(req);
     const char *sub;
     if (tf_profile_path_match(req->target, server->cfg->profile_path, &sub))
         return tf_profile_serve(server, req, sub);

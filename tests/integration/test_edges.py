@@ -308,14 +308,46 @@ def test_an_answer_whose_head_cannot_be_built_is_logged_as_not_sent(tracfront):
     assert requests.get(srv.url + "hello", timeout=10).text == "hello"
 
 
-def test_a_request_head_that_leaves_room_for_no_answer_at_all(tracfront):
-    """112 bytes left: not even the 431 goes out; the app does not run, and
-    the log says that nothing was sent."""
+@pytest.mark.parametrize("pad", [32400, 32500])
+def test_a_request_head_that_leaves_room_for_no_answer_at_all(tracfront, pad):
+    """112 bytes left, or fewer: libmicrohttpd cannot build even the 431's
+    head, and the connection closed with nothing sent. The 431 is written
+    to the socket itself; the app does not run."""
     srv = tracfront(*APP)
-    assert answer_to(srv, "/noted", 32400) == b""
-    assert '" 431 - ' in access_line(srv, "/noted")
+    raw = answer_to(srv, "/noted", pad)
+    assert raw.startswith(b"HTTP/1.1 431 ") and raw.endswith(b"\n") and \
+        b"Connection: close\r\n" in raw, raw[:300]
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    assert b"Content-Length: %d\r\n" % len(body) in raw, raw[:300]
+    assert '" 431 %d ' % len(body) in access_line(srv, "/noted")
     assert "noted: the app ran" not in srv.error_log
-    assert "GET /noted: the answer's head (431) did not fit" in srv.error_log
+    assert "did not fit" not in srv.error_log
+    assert requests.get(srv.url + "hello", timeout=10).text == "hello"
+
+
+def test_an_upload_whose_head_leaves_no_room_gets_its_431(tracfront):
+    """The same for an upload, at its head: the 431 before the body is asked
+    for (no 100 Continue) or read; without Expect the body sent meanwhile
+    is drained (lingering close), so the client reads the 431."""
+    srv = tracfront(*APP)
+    for expect in (b"Expect: 100-continue\r\n", b""):
+        s = srv.connect(10)
+        try:
+            s.sendall(b"POST /noted HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n%s"
+                      b"X-Pad: %s\r\n\r\n" % (expect, b"p" * 32400))
+            if not expect:
+                s.sendall(b"x" * 1000000)
+            s.settimeout(10)
+            raw = b""
+            while True:
+                more = s.recv(65536)
+                if not more:
+                    break
+                raw += more
+        finally:
+            s.close()
+        assert raw.startswith(b"HTTP/1.1 431 "), (expect, raw[:300])
+    assert "noted: the app ran" not in srv.error_log
 
 
 @pytest.mark.parametrize("path", ["/short-list", "/short-file"])
