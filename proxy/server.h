@@ -119,6 +119,9 @@ void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_c
  * it is), or with --profile-flush-at-shutdown remove them. */
 void tf_server_profile_shutdown(const struct tf_server *server);
 
+/* The text of an error answer ("413 Content Too Large\nDETAIL\n", detail
+ * may be NULL) in buf; returns its length (cut to fit). */
+size_t tf_error_text(unsigned status, const char *detail, char *buf, size_t size);
 /* A short text/plain error response ("404 Not Found\n" and detail), with
  * Connection: close when close is true; its body length goes to *body_len
  * (may be NULL). NULL on out of memory. */

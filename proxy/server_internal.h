@@ -154,9 +154,6 @@ enum MHD_Result tf_server_on_accept(void *cls, const struct sockaddr *addr, sock
 void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connection);
 void tf_server_on_connection(void *cls, struct MHD_Connection *connection,
                              void **socket_context, enum MHD_ConnectionNotificationCode code);
-/* The text of an error answer ("413 Content Too Large\nDETAIL\n", detail
- * may be NULL) in buf; returns its length (cut to fit). */
-size_t tf_error_text(unsigned status, const char *detail, char *buf, size_t size);
 /* Queue r (taken) as the answer to req; MHD_NO when r is NULL. */
 enum MHD_Result tf_server_queue(struct tf_request *req, unsigned status, struct MHD_Response *r);
 /* Answer with a short text error (tf_error_response). */

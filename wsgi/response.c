@@ -553,9 +553,15 @@ void wsgi_response_send_error(struct wsgi_task *task, unsigned status, const cha
         tf_request_finish(task->req, true); /* headers are out: abort the connection */
         return;
     }
-    if (status >= 500) /* --mirror: tracfront's error page is not an answer of the app's */
+    if (status >= 500) { /* --mirror: tracfront's error page is not an answer of the app's */
         tf_request_tap_failed(task->req, detail ? detail : "the app failed (500; the error log "
                                                             "has its traceback)");
+    } else if (task->req->tap && !task->req->is_head) {
+        /* the app's side answers this itself (outside --mount): compared as the
+         * client gets it */
+        char body[512];
+        tf_request_tap_body(task->req, body, tf_error_text(status, detail, body, sizeof(body)));
+    }
     struct MHD_Response *r = tf_error_response(status, detail, false, &task->req->bytes_out);
     task->sent = true;
     tf_request_respond(task->req, r, status); /* r NULL (out of memory): the connection closes */

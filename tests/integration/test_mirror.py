@@ -173,6 +173,18 @@ def test_an_upload_outside_the_mount_is_refused_at_its_head(pair):
     assert b"--mount" in head, head
 
 
+def test_a_get_outside_the_mount_is_compared_with_its_404(pair):
+    """A GET outside --mount is copied (the other side may serve it) and
+    answered by the app side's own 404: that page was compared as an empty
+    answer (app_bytes 0); it is compared with its bytes, as the client got it."""
+    srv, up = pair("--mount", "/m")
+    r = requests.get(srv.url + "outside", timeout=10)
+    assert r.status_code == 404 and b"--mount" in r.content, r.content
+    j = compare(srv, lambda j: any(m["target"] == "/outside" for m in j["mismatches"]))
+    m = [m for m in j["mismatches"] if m["target"] == "/outside"]
+    assert m and m[0]["app_status"] == 404 and m[0]["app_bytes"] == len(r.content), json.dumps(j)
+
+
 def test_compare_page_lists_routes_escaped(pair):
     srv, _ = pair()
     send(srv, [("/same", 1), ("/differ-size", 1)])
