@@ -345,9 +345,9 @@ static char *app_lines(const char *text, size_t *len)
 static void report(const struct snapshot *s, uint64_t now)
 {
     size_t len;
-    char *stack = app_lines(s->stack ? s->stack
-                                     : "  (no Python frame: the thread is inside a C call)\n",
-                            &len);
+    static const char no_frame[] = "  (no Python frame: the thread is in a C call, or waits "
+                                   "for the GIL to start the app)\n";
+    char *stack = app_lines(s->stack ? s->stack : no_frame, &len);
     tf_log_error_block(stack, len,
                        "stuck request %llu: %s %s has run %.1fs on an app thread "
                        "(--request-timeout %gs)%s; its Python stack (most recent call last):",
