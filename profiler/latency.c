@@ -217,7 +217,18 @@ void prof_latency_reset(void)
 {
     pthread_mutex_lock(&prof_latency_lock);
     prof_latency_empty();
+    prof_latency_forget_rows();
     pthread_mutex_unlock(&prof_latency_lock);
+}
+
+unsigned prof_latency_route_cap(void)
+{
+    return route_cap;
+}
+
+void prof_latency_close_rows(void)
+{
+    capped_count = route_cap;
 }
 
 static int key_order(const void *a, const void *b)

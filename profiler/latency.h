@@ -55,10 +55,12 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
 /* A front (--workers) adds up its workers: the whole registry as text, and
  * this process's registry made the sum of such texts (its workers', its
  * own). Each source's requests in flight are added to its *in_flight (NULL:
- * not counted). With more routes than the route cap, the rows are the
- * routes with the most time in all (then the most requests), the rest is
- * (other): the same rows whatever order the texts come in. -1 on out of
- * memory (the registry then holds part of them). */
+ * not counted). With more routes than the route cap, a route that had a
+ * row in an earlier merge keeps it until prof_latency_reset (its counters
+ * never go down), and the free rows go to the routes with the most time in
+ * all (then the most requests), the rest to (other): the same rows whatever
+ * order the texts come in. -1 on out of memory (the registry then holds
+ * part of them). */
 char *prof_latency_dump(int in_flight);
 struct prof_latency_source {
     const char *text; /* NUL-terminated; NULL: none */

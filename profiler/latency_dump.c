@@ -188,7 +188,51 @@ struct ranked {
     const char *key; /* in a dump's text, up to the next tab */
     size_t len;
     uint64_t time_us, requests;
+    bool had_row; /* among the rows of an earlier merge since the last Clear */
 };
+
+/* Under prof_latency_lock: the keys that have had a row in a merge since
+ * the last Clear (prof_latency_forget_rows), sorted, at most the route cap
+ * of them. They keep their rows, as a process's routes keep their slots:
+ * a row that went back to (other) would make a Prometheus counter go down. */
+static char **had_rows;
+static size_t n_had_rows;
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool had_a_row(const char *key)
+{
+    return n_had_rows && bsearch(&key, had_rows, n_had_rows, sizeof(*had_rows), key_cmp);
+}
+
+void prof_latency_forget_rows(void)
+{
+    for (size_t i = 0; i < n_had_rows; i++)
+        free(had_rows[i]);
+    free(had_rows);
+    had_rows = NULL;
+    n_had_rows = 0;
+}
+
+/* Add the n keys (malloc'd, taken) to had_rows; -1 (they are freed) on out
+ * of memory. */
+static int remember_rows(char **keys, size_t n)
+{
+    char **grown = n ? realloc(had_rows, (n_had_rows + n) * sizeof(*had_rows)) : had_rows;
+    if (!grown) {
+        for (size_t i = 0; i < n; i++)
+            free(keys[i]);
+        return -1;
+    }
+    had_rows = grown;
+    memcpy(had_rows + n_had_rows, keys, n * sizeof(*keys));
+    n_had_rows += n;
+    qsort(had_rows, n_had_rows, sizeof(*had_rows), key_cmp);
+    return 0;
+}
 
 static int by_key(const void *a, const void *b)
 {
@@ -200,6 +244,8 @@ static int by_key(const void *a, const void *b)
 static int by_weight(const void *a, const void *b)
 {
     const struct ranked *x = a, *y = b;
+    if (x->had_row != y->had_row)
+        return x->had_row ? -1 : 1;
     if (x->time_us != y->time_us)
         return x->time_us < y->time_us ? 1 : -1;
     if (x->requests != y->requests)
@@ -249,11 +295,13 @@ static int gather(const struct prof_latency_source *src, size_t n, struct ranked
     return 0;
 }
 
-/* Give the registry's route slots to the routes with the most time in the
- * dumps (then the most requests): where workers gave theirs to different
- * routes, their union may not fit, and which rows the front keeps does not
- * depend on the order the dumps come in. -1 on out of memory. */
-static int reserve_busiest(const struct prof_latency_source *src, size_t n)
+/* Give the registry's route slots first to the routes that had a row in an
+ * earlier merge (they keep it until Clear, present or not), then the free
+ * ones to the routes with the most time in the dumps (then the most
+ * requests): where workers gave theirs to different routes, their union may
+ * not fit, and which rows the front has does not depend on the order the
+ * dumps come in. -1 on out of memory. */
+static int reserve_rows(const struct prof_latency_source *src, size_t n)
 {
     struct ranked *rows;
     size_t count, kept = 0;
@@ -270,19 +318,40 @@ static int reserve_busiest(const struct prof_latency_source *src, size_t n)
             rows[kept++] = rows[i];
         }
     }
-    qsort(rows, kept, sizeof(*rows), by_weight);
-    int rc = 0;
-    for (size_t i = 0; i < kept; i++) {
-        char key[ROUTE_KEY_MAX];
-        snprintf(key, sizeof(key), "%.*s", (int)rows[i].len, rows[i].key);
-        struct route *r = prof_latency_route(key, true);
-        if (!r) {
+    char (*keys)[ROUTE_KEY_MAX] = malloc(kept * sizeof(*keys));
+    char **fresh = malloc(kept * sizeof(*fresh));
+    size_t n_fresh = 0, cap = prof_latency_route_cap();
+    size_t free_slots = cap > n_had_rows ? cap - n_had_rows : 0;
+    int rc = keys && fresh ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < kept; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "%.*s", (int)rows[i].len, rows[i].key);
+        rows[i].had_row = had_a_row(keys[i]);
+        rows[i].key = keys[i]; /* the key as the registry has it: its order */
+        rows[i].len = strlen(keys[i]);
+    }
+    if (rc == 0)
+        qsort(rows, kept, sizeof(*rows), by_weight);
+    for (size_t i = 0; rc == 0 && i < kept; i++) {
+        bool had = rows[i].had_row;
+        if (!had && free_slots == 0)
+            break; /* the rest: (other) */
+        struct route *r = prof_latency_route(rows[i].key, true);
+        if (r && strcmp(r->key, rows[i].key))
+            break; /* (other): not expected, the slots were counted */
+        char *copy = r && !had ? strdup(r->key) : NULL;
+        if (!r || (!had && !copy)) {
             rc = -1;
             break;
         }
-        if (strcmp(r->key, key)) /* (other): the slots are taken */
-            break;
+        if (!had) {
+            fresh[n_fresh++] = copy;
+            free_slots--;
+        }
     }
+    if (fresh && remember_rows(fresh, n_fresh) < 0)
+        rc = -1;
+    free(fresh);
+    free(keys);
     free(rows);
     return rc;
 }
@@ -292,8 +361,9 @@ int prof_latency_merge(const struct prof_latency_source *src, size_t n)
     int rc = 0;
     pthread_mutex_lock(&prof_latency_lock);
     prof_latency_empty();
-    if (reserve_busiest(src, n) < 0)
+    if (reserve_rows(src, n) < 0)
         rc = -1;
+    prof_latency_close_rows(); /* the others' requests: (other) */
     for (size_t i = 0; i < n && rc == 0; i++) {
         char *copy = src[i].text ? strdup(src[i].text) : NULL;
         int none = 0;

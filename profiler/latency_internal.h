@@ -57,8 +57,16 @@ extern uint64_t prof_latency_requests_total; /* requests timed */
  * "(other)" row (their worker ran out of route slots). */
 extern unsigned prof_latency_loads, prof_latency_overflowed_loads;
 
-/* prof_latency_reset's work, with the lock held. */
+/* prof_latency_reset's work, with the lock held, but for the keys a
+ * front's merges gave rows (prof_latency_forget_rows: Clear does both). */
 void prof_latency_empty(void);
+/* Under the lock: a front's merges forget which keys had rows. */
+void prof_latency_forget_rows(void);
+/* --profile-max-routes (at least 1). */
+unsigned prof_latency_route_cap(void);
+/* Under the lock: no route gets a row from now until the registry is
+ * emptied (a front's merge: only the rows it reserved). */
+void prof_latency_close_rows(void);
 
 /* Does r hold only part of its requests? In a front, when a worker that
  * counted requests under "(other)" has no row of r's: some of r's may be

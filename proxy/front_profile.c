@@ -262,8 +262,7 @@ static int load_latency(void)
     int in_flight = 0, stale = 0;
     struct prof_latency_source *src = calloc(1 + n_dead + n_pulled, sizeof(*src));
     size_t n = 0;
-    if (!src) {
-        prof_latency_reset();
+    if (!src) { /* the registry stays as the last merge left it */
         tf_log_error("profile: out of memory adding up the workers' latency");
         return 0;
     }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "proxy/log.h"
@@ -91,8 +92,10 @@ static bool drains(struct MHD_Connection *connection)
 {
     if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Expect"))
         return false;
-    if (MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Transfer-Encoding"))
-        return true; /* chunked: counted as it comes */
+    const char *te = MHD_lookup_connection_value(connection, MHD_HEADER_KIND,
+                                                 "Transfer-Encoding");
+    if (te) /* chunked: counted as it comes; another coding: read until the close */
+        return !strcasecmp(te, "chunked");
     const char *cl = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
     unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
     return n > 0 && n <= DRAIN_MAX;
@@ -109,8 +112,11 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     const struct tf_unavailable *u = cls;
     struct request *req = *con_cls;
     if (*upload_data_size) {
-        if (!req || (req->drained += *upload_data_size) > DRAIN_MAX)
-            return MHD_NO; /* chunked past the limit: closed */
+        if (!req || (req->drained += *upload_data_size) > DRAIN_MAX) {
+            tf_log_info("no worker running: a chunked %s went past %u MiB; connection "
+                        "closed without an answer", method, DRAIN_MAX >> 20);
+            return MHD_NO;
+        }
         *upload_data_size = 0;
         return MHD_YES;
     }

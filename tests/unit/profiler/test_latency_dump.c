@@ -84,6 +84,7 @@ static char *row_of(const char *json, const char *key, char *out, size_t cap)
 static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
 {
     (void)state;
+    prof_latency_reset(); /* a Clear: no rows kept from another test */
     for (int order = 0; order < 2; order++) {
         static const char *const first[] = { "/a", NULL };
         static const char *const second[] = { "(other)", "/b", "/c", NULL };
@@ -138,6 +139,7 @@ static void test_the_fronts_rows_are_the_busiest_routes_in_any_order(void **stat
     }
     char *dumps[] = { worker_dump_of(light, 2, 10), worker_dump_of(heavy, 1, 5000000) };
     for (int order = 0; order < 2; order++) {
+        prof_latency_reset(); /* a Clear: the rows are given again */
         const struct prof_latency_source src[] = { { dumps[order], NULL },
                                                    { dumps[!order], NULL } };
         assert_int_equal(prof_latency_merge(src, 2), 0);
@@ -155,6 +157,51 @@ static void test_the_fronts_rows_are_the_busiest_routes_in_any_order(void **stat
     free(dumps[1]);
 }
 
+/* A front's rows stay until Clear: a route that overtakes one with a row
+ * goes to (other) rather than take that row (which would vanish and its
+ * counts with it: a Prometheus counter going down), and a merge of only
+ * some of the dumps (a worker's hand-over, added to what the stopped ones
+ * had) leaves room for the rows its dumps lack. */
+static void test_the_fronts_rows_stay_until_clear(void **state)
+{
+    (void)state;
+    prof_latency_reset();
+    const char *light[MAX_ROUTES + 1] = { 0 }, *heavy[] = { "/heavy", NULL };
+    char keys[MAX_ROUTES][16];
+    for (int i = 0; i < MAX_ROUTES; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "/light%d", i);
+        light[i] = keys[i];
+    }
+    char *lights = worker_dump_of(light, 1, 10), *heavies = worker_dump_of(heavy, 3, 5000000);
+    const char *one[] = { "/light0", "/new", NULL };
+    char *handed = worker_dump_of(one, 1, 9000000);
+    const struct prof_latency_source first[] = { { lights, NULL } };
+    const struct prof_latency_source later[] = { { lights, NULL }, { heavies, NULL } };
+    const struct prof_latency_source hand_over[] = { { handed, NULL } };
+    for (int step = 0; step < 3; step++) {
+        assert_int_equal(prof_latency_merge(step == 0 ? first : step == 1 ? later : hand_over,
+                                            step == 1 ? 2 : 1), 0);
+        char *json = prof_latency_json(0), row[600];
+        assert_non_null(json);
+        assert_null(strstr(json, "/heavy"));
+        assert_null(strstr(json, "/new"));
+        if (step < 2)
+            assert_non_null(strstr(row_of(json, "/light9", row, sizeof(row)), "\"count\":1,"));
+        if (step == 1)
+            assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":3,"));
+        free(json);
+    }
+    prof_latency_reset(); /* Clear: given again, by time */
+    assert_int_equal(prof_latency_merge(later, 2), 0);
+    char *json = prof_latency_json(0), row[600];
+    assert_non_null(json);
+    assert_non_null(strstr(row_of(json, "/heavy", row, sizeof(row)), "\"count\":3,"));
+    free(json);
+    free(lights);
+    free(heavies);
+    free(handed);
+}
+
 /* A cut or garbled dump (a worker killed while answering) is read as far
  * as it makes sense, never past its end. */
 static void test_a_garbled_dump_is_read_without_overrun(void **state)
@@ -164,6 +211,7 @@ static void test_a_garbled_dump_is_read_without_overrun(void **state)
         "", "\n", "R", "R\t", "R\t/a", "R\t/a\t0", "R\t/a\t0\t1 2", "R\t/a\t0\t1\t",
         "\n\nR\t\t\t\t\n", "R\t(other)\t0\t0 0 1 0 0 0\t1 5 5 3:1",
     };
+    prof_latency_reset();
     for (size_t i = 0; i < sizeof(garbled) / sizeof(garbled[0]); i++) {
         char *text = strdup(garbled[i]); /* exactly its length: ASan sees an overrun */
         assert_non_null(text);
@@ -211,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_bucket_counts_past_32_bits_are_read_whole),
         cmocka_unit_test(test_a_row_some_worker_counted_under_other_is_partial),
         cmocka_unit_test(test_the_fronts_rows_are_the_busiest_routes_in_any_order),
+        cmocka_unit_test(test_the_fronts_rows_stay_until_clear),
         cmocka_unit_test(test_a_garbled_dump_is_read_without_overrun),
         cmocka_unit_test(test_a_single_process_has_no_partial_rows),
     };
