@@ -379,7 +379,7 @@ char *prof_compare_html(const char *primary, const char *profile_path)
 {
     struct prof_text t = { 0 };
     pthread_mutex_lock(&lock);
-    prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: app vs upstream</title>"
+    prof_text_add(&t, PROF_HTML_START "<title>tracfront: app vs upstream</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}</style><h1>App vs upstream</h1>"
             "<p><a href=\"");

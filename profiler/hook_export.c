@@ -191,7 +191,7 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
         size_t flen = 0;
         char *flame = prof_flame_html(kept, view.zoom, base, &flen);
         struct prof_text t = { 0 };
-        prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront: request %llu"
+        prof_text_add(&t, PROF_HTML_START "<title>tracfront: request %llu"
                           "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "
                           "%.3f ms in the profiled code</h1><p><a href=\"",
                       (unsigned long long)id, (unsigned long long)id, (double)app_ns / 1e6);

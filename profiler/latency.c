@@ -522,7 +522,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
     pthread_mutex_lock(&prof_latency_lock);
     uint64_t timed = prof_latency_requests_total;
     pthread_mutex_unlock(&prof_latency_lock);
-    prof_text_add(&t, "<!doctype html><meta charset=utf-8><title>tracfront profile</title>"
+    prof_text_add(&t, PROF_HTML_START "<title>tracfront profile</title>"
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}td:last-child,th:last-child{text-align:left}"
             "tr.rel td{color:#555;font-size:12px}</style>"

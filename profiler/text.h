@@ -22,6 +22,12 @@ enum prof_escape {
     PROF_ESC_STACK, /* a frame of a collapsed stack: as a line, and ';' becomes ':' */
 };
 
+/* How every page of the profiler begins. Its icon is none (an empty data:
+ * URL): else a browser asks the app for /favicon.ico at each look at the
+ * page, and those requests join the profile. */
+#define PROF_HTML_START "<!doctype html><html lang=en><meta charset=utf-8>" \
+                        "<link rel=icon href=\"data:,\">"
+
 void prof_text_add(struct prof_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* n bytes of s as they are. */
 void prof_text_put(struct prof_text *t, const char *s, size_t n);

@@ -42,3 +42,6 @@ def test_page_renders_with_its_sections(tracfront, tmp_path):
     # the flame graph's frames: warm colours, red well above blue
     warm = sum(n for n, (r, g, b) in colours if r > 200 and 60 <= g <= 210 and b < 100)
     assert warm > 20000, "no flame graph in the screenshot (%d warm pixels)" % warm
+    # the page names no icon of the app's: a look at it asked the app for
+    # /favicon.ico, a request profiled as any other
+    assert "/favicon.ico" not in srv.access_log, srv.access_log[-2000:]
