@@ -20,7 +20,6 @@
 #include "profiler/route.h"
 #include "profiler/text.h"
 
-#define OTHER_ROUTE "(other)"
 #define NOT_FOUND_ROUTE "(not found)"
 
 pthread_mutex_t prof_latency_lock = PTHREAD_MUTEX_INITIALIZER;

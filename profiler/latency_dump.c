@@ -22,6 +22,15 @@ static void dump_histogram(struct prof_text *t, const struct prof_histogram *h)
             prof_text_add(t, " %u:%llu", b, (unsigned long long)h->buckets[b]);
 }
 
+/* Does this process's (other) row hold requests of routes that have a row
+ * elsewhere? A process's own (other) does (it ran out of slots); a front's
+ * only when a dump it added up had such an (other): the routes the front
+ * itself had no row for have none anywhere (their rows are not partial). */
+static bool other_is_overflow(void)
+{
+    return prof_latency_loads == 0 || prof_latency_overflowed_loads > 0;
+}
+
 static void dump_stats(struct prof_text *t, const struct route *r, enum prof_backend b,
                        const struct backend_stats *s, bool first)
 {
@@ -37,7 +46,8 @@ static void dump_stats(struct prof_text *t, const struct route *r, enum prof_bac
                                           s->up ? &s->up->total : &none };
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
         dump_histogram(t, hs[i]);
-    prof_text_add(t, "\t%llu\t%d\n", (unsigned long long)s->ran_inline, prof_latency_partial(r));
+    prof_text_add(t, "\t%llu\t%d\n", (unsigned long long)s->ran_inline,
+                  strcmp(r->key, OTHER_ROUTE) ? prof_latency_partial(r) : other_is_overflow());
 }
 
 void prof_latency_dump_forget_trees(char *dump)
@@ -131,7 +141,8 @@ static void load_stats(char *line, unsigned load, bool overflowed)
         load_histogram(hs[i], field);
     if (i == sizeof(hs) / sizeof(hs[0]) && (field = strtok_r(NULL, "\t", &save)))
         s->ran_inline += strtoull(field, NULL, 10);
-    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1' && !strcmp(r->key, key))
+    if (field && (field = strtok_r(NULL, "\t", &save)) && *field == '1' && key[0] != '(' &&
+        !strcmp(r->key, key))
         r->said_partial = true; /* the front's own dump, of workers that stopped (not when
                                    this row went to (other)) */
 }
@@ -159,14 +170,32 @@ static void load_slow(char *line)
         }
 }
 
+/* Has the dump an (other) row that holds a worker's (other) (see
+ * other_is_overflow; a row without that field, too)? Then a route it has
+ * no row of may have requests there. */
+static bool overflowed(const char *text)
+{
+    static const char other[] = "R\t" OTHER_ROUTE "\t";
+    for (const char *line = text; *line;) {
+        size_t len = strcspn(line, "\n");
+        if (len > sizeof(other) - 1 && !strncmp(line, other, sizeof(other) - 1)) {
+            const char *field = line; /* R, key, backend, statuses, 6 histograms, inline */
+            for (int tabs = 0; field && tabs < 11; tabs++)
+                field = memchr(field + 1, '\t', (size_t)(line + len - field - 1));
+            if (!field || field + 2 != line + len || field[1] != '0')
+                return true;
+        }
+        line += len + (line[len] == '\n');
+    }
+    return false;
+}
+
 /* One dump added into the registry (the load'th since the reset), its
  * requests in flight into *in_flight. Consumes text (strtok). */
 static void load_one(char *text, unsigned load, int *in_flight)
 {
-    /* its worker ran out of route slots: a route it has no row of may have
-     * requests in its (other) */
-    bool overflowed = !strncmp(text, "R\t(other)\t", 10) || strstr(text, "\nR\t(other)\t");
-    prof_latency_overflowed_loads += overflowed;
+    bool overflow = overflowed(text);
+    prof_latency_overflowed_loads += overflow;
     char *save = NULL;
     for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         if (line[0] == 'T' && line[1] == '\t') {
@@ -176,7 +205,7 @@ static void load_one(char *text, unsigned load, int *in_flight)
             prof_latency_requests_total += total;
             *in_flight += flight;
         } else if (line[0] == 'R' && line[1] == '\t') {
-            load_stats(line, load, overflowed);
+            load_stats(line, load, overflow);
         } else if (line[0] == 'S' && line[1] == '\t') {
             load_slow(line);
         }
@@ -217,21 +246,13 @@ void prof_latency_forget_rows(void)
     n_had_rows = 0;
 }
 
-/* Add the n keys (malloc'd, taken) to had_rows; -1 (they are freed) on out
- * of memory. */
-static int remember_rows(char **keys, size_t n)
+/* Add the n keys (malloc'd, taken) to had_rows, which has room for them
+ * (the rows given are never more than the cap). */
+static void remember_rows(char **keys, size_t n)
 {
-    char **grown = n ? realloc(had_rows, (n_had_rows + n) * sizeof(*had_rows)) : had_rows;
-    if (!grown) {
-        for (size_t i = 0; i < n; i++)
-            free(keys[i]);
-        return -1;
-    }
-    had_rows = grown;
     memcpy(had_rows + n_had_rows, keys, n * sizeof(*keys));
     n_had_rows += n;
     qsort(had_rows, n_had_rows, sizeof(*had_rows), key_cmp);
-    return 0;
 }
 
 static int by_key(const void *a, const void *b)
@@ -318,11 +339,13 @@ static int reserve_rows(const struct prof_latency_source *src, size_t n)
             rows[kept++] = rows[i];
         }
     }
+    size_t n_fresh = 0, cap = prof_latency_route_cap();
+    if (!had_rows) /* at the cap's size at once: a later merge never grows it, and fails not */
+        had_rows = malloc(cap * sizeof(*had_rows));
     char (*keys)[ROUTE_KEY_MAX] = malloc(kept * sizeof(*keys));
     char **fresh = malloc(kept * sizeof(*fresh));
-    size_t n_fresh = 0, cap = prof_latency_route_cap();
     size_t free_slots = cap > n_had_rows ? cap - n_had_rows : 0;
-    int rc = keys && fresh ? 0 : -1;
+    int rc = keys && fresh && had_rows ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < kept; i++) {
         snprintf(keys[i], sizeof(keys[i]), "%.*s", (int)rows[i].len, rows[i].key);
         rows[i].had_row = had_a_row(keys[i]);
@@ -348,8 +371,8 @@ static int reserve_rows(const struct prof_latency_source *src, size_t n)
             free_slots--;
         }
     }
-    if (fresh && remember_rows(fresh, n_fresh) < 0)
-        rc = -1;
+    if (n_fresh)
+        remember_rows(fresh, n_fresh);
     free(fresh);
     free(keys);
     free(rows);

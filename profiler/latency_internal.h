@@ -17,6 +17,7 @@
 #include "profiler/text.h"
 
 #define ROUTE_KEY_MAX 128
+#define OTHER_ROUTE "(other)" /* the routes past the cap */
 
 /* libcurl's own timings of an upstream transfer */
 struct upstream_stats {

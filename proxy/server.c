@@ -391,6 +391,10 @@ static enum MHD_Result refuse_no_room(struct tf_request *req)
     if (req->conn && tf_connection_refuse(req->conn, 431, NO_ROOM_DETAIL, req->is_head,
                                           &req->bytes_out) == 0) {
         req->status = 431;
+        if (req->read_whole)
+            req->conn->linger = false; /* nothing left to read (a pipelined request's bytes
+                                          still linger: input_unread) */
+        tf_daemon_log_explained(true); /* the client's mistake, not an internal error */
         return MHD_NO;
     }
     return tf_server_reply(req, 431, NO_ROOM_DETAIL, true);

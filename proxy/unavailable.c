@@ -113,8 +113,8 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
     struct request *req = *con_cls;
     if (*upload_data_size) {
         if (!req || (req->drained += *upload_data_size) > DRAIN_MAX) {
-            tf_log_info("no worker running: a chunked %s went past %u MiB; connection "
-                        "closed without an answer", method, DRAIN_MAX >> 20);
+            tf_log_info("no worker running: a chunked body went past %u MiB; connection "
+                        "closed without an answer", DRAIN_MAX >> 20);
             return MHD_NO;
         }
         *upload_data_size = 0;

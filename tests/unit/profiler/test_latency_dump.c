@@ -202,6 +202,44 @@ static void test_the_fronts_rows_stay_until_clear(void **state)
     free(handed);
 }
 
+/* The routes a front had no free row for go to its own (other), in the
+ * dump it keeps of stopped workers: that (other) holds no request of a
+ * route with a row, so it makes no row partial (a worker's (other) does).
+ * Every row was marked partial once a hand-over found the rows full. */
+static void test_the_fronts_own_other_makes_no_row_partial(void **state)
+{
+    (void)state;
+    prof_latency_reset();
+    const char *bs[MAX_ROUTES + 1] = { 0 }, *more[MAX_ROUTES + 1] = { 0 }, *a[] = { "/a", NULL };
+    char keys[MAX_ROUTES][16];
+    for (int i = 0; i < MAX_ROUTES - 1; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "/b%d", i);
+        bs[i] = more[i] = keys[i];
+    }
+    more[MAX_ROUTES - 1] = "/c";
+    char *w1 = worker_dump(a, 1), *w2 = worker_dump(bs, 1), *w2_later = worker_dump(more, 2);
+    const struct prof_latency_source page[] = { { w1, NULL }, { w2, NULL } };
+    assert_int_equal(prof_latency_merge(page, 2), 0); /* every row given: /a and /b0-8 */
+    const struct prof_latency_source hand_over[] = { { NULL, NULL }, { w2_later, NULL } };
+    assert_int_equal(prof_latency_merge(hand_over, 2), 0);
+    char *kept = prof_latency_dump(0); /* /c in the front's own (other) */
+    assert_non_null(kept);
+    assert_non_null(strstr(kept, "R\t(other)\t"));
+    const struct prof_latency_source next[] = { { kept, NULL }, { w1, NULL } };
+    assert_int_equal(prof_latency_merge(next, 2), 0);
+    char *json = prof_latency_json(0), row[600];
+    assert_non_null(json);
+    assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":false"));
+    assert_non_null(strstr(row_of(json, "/b0", row, sizeof(row)), "\"partial\":false"));
+    assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":2,"));
+    assert_null(strstr(json, "\"partial\":true"));
+    free(json);
+    free(kept);
+    free(w1);
+    free(w2);
+    free(w2_later);
+}
+
 /* A cut or garbled dump (a worker killed while answering) is read as far
  * as it makes sense, never past its end. */
 static void test_a_garbled_dump_is_read_without_overrun(void **state)
@@ -260,6 +298,7 @@ int main(void)
         cmocka_unit_test(test_a_row_some_worker_counted_under_other_is_partial),
         cmocka_unit_test(test_the_fronts_rows_are_the_busiest_routes_in_any_order),
         cmocka_unit_test(test_the_fronts_rows_stay_until_clear),
+        cmocka_unit_test(test_the_fronts_own_other_makes_no_row_partial),
         cmocka_unit_test(test_a_garbled_dump_is_read_without_overrun),
         cmocka_unit_test(test_a_single_process_has_no_partial_rows),
     };
