@@ -50,20 +50,31 @@ static PyObject *k_method, *k_script, *k_path, *k_query, *k_uri, *k_protocol, *k
  * wsgi_environ_base) and shared by every environ: no string to build or hash
  * per request. */
 static const char *const common_values[] = { "GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0" };
+#define METHODS 0, 3  /* set_value's range of them for REQUEST_METHOD */
+#define VERSIONS 3, 2 /* and for SERVER_PROTOCOL */
 static PyObject *common_value_objs[sizeof(common_values) / sizeof(*common_values)];
-#define NAME(s) { s, sizeof(s) - 1 }
+#define NAME(s) { s, sizeof(s) - 1, false }
+#define SECRET(s) { s, sizeof(s) - 1, true }
 static const struct {
     const char *name;
     size_t len;
+    bool secret; /* its value is not kept for the next request (shared_str) */
 } common_headers[] = {
     NAME("Host"), NAME("User-Agent"), NAME("Accept"), NAME("Accept-Encoding"),
-    NAME("Accept-Language"), NAME("Connection"), NAME("Cookie"), NAME("Referer"),
-    NAME("Cache-Control"), NAME("Pragma"), NAME("Origin"), NAME("Authorization"),
+    NAME("Accept-Language"), NAME("Connection"), SECRET("Cookie"), NAME("Referer"),
+    NAME("Cache-Control"), NAME("Pragma"), NAME("Origin"), SECRET("Authorization"),
     NAME("If-Modified-Since"), NAME("If-None-Match"), NAME("X-Requested-With"),
     NAME("X-Forwarded-For"), NAME("Upgrade-Insecure-Requests"),
 };
 #undef NAME
+#undef SECRET
 static PyObject *common_header_keys[sizeof(common_headers) / sizeof(*common_headers)];
+/* The value each common header (but a secret one) had in the last request
+ * that sent it, and REMOTE_ADDR's: a client sends the same Host, User-Agent,
+ * Accept... each time. Owned; under the GIL. */
+static PyObject *common_header_last[sizeof(common_headers) / sizeof(*common_headers)];
+static PyObject *last_remote_addr;
+static PyObject *k_cookie; /* HTTP_COOKIE, one of those: its repeats join with "; " */
 #define N_OF(a) (sizeof(a) / sizeof(*(a)))
 
 static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
@@ -76,10 +87,38 @@ static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
     return rc;
 }
 
-/* set_str for a NUL-terminated value, sharing the common ones. */
-static int set_value(PyObject *d, PyObject *key, const char *s)
+/* A str of the n latin-1 bytes at value: *last (new ref) when it holds
+ * them (strings are immutable: every environ may share one), else a new one
+ * that *last keeps from now on. NULL with an exception. */
+static PyObject *shared_str(PyObject **last, const char *value, size_t n)
 {
-    for (size_t i = 0; i < N_OF(common_values); i++)
+    PyObject *v = *last; /* made by PyUnicode_DecodeLatin1: one byte a character */
+    if (v && (size_t)PyUnicode_GET_LENGTH(v) == n && !memcmp(PyUnicode_1BYTE_DATA(v), value, n)) {
+        Py_INCREF(v);
+        return v;
+    }
+    if (!(v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)n, NULL))) /* new ref */
+        return NULL;
+    Py_INCREF(v);
+    Py_XSETREF(*last, v);
+    return v;
+}
+
+static int set_shared(PyObject *d, PyObject *key, PyObject **last, const char *s, size_t n)
+{
+    PyObject *v = shared_str(last, s, n); /* new ref */
+    if (!v)
+        return -1;
+    int rc = PyDict_SetItem(d, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+/* set_str for a NUL-terminated value, sharing the common ones: those of
+ * common_values[first] on, n of them (the methods, or the versions). */
+static int set_value(PyObject *d, PyObject *key, const char *s, size_t first, size_t n)
+{
+    for (size_t i = first; i < first + n; i++)
         if (!strcmp(s, common_values[i]))
             return PyDict_SetItem(d, key, common_value_objs[i]);
     return set_str(d, key, s, (Py_ssize_t)strlen(s));
@@ -109,47 +148,39 @@ static int set_cstr(PyObject *d, const char *key, const char *value)
     return rc;
 }
 
-/* The HTTP_* key of a header: a shared one for a common header. New ref. */
-static PyObject *header_key(const struct tf_header *h, const char *cgi)
+/* The index of a common header in common_headers, or -1. Every common
+ * name maps to HTTP_<NAME> (no '_', short, neither Content-Type nor
+ * Content-Length), so a match needs no wsgi_cgi_name. */
+static int common_header(const struct tf_header *h)
 {
     for (size_t i = 0; i < N_OF(common_headers); i++)
         if (common_headers[i].len == h->name_len &&
-            !strncasecmp(h->name, common_headers[i].name, h->name_len)) {
-            Py_INCREF(common_header_keys[i]);
-            return common_header_keys[i];
-        }
-    return PyUnicode_FromString(cgi);
+            !strncasecmp(h->name, common_headers[i].name, h->name_len))
+            return (int)i;
+    return -1;
 }
 
-/* Add one HTTP_* header, joining a repeated one with ", " ("; " for Cookie). */
-static int add_header(PyObject *env, const struct tf_header *h, const char *cgi)
+/* Add one HTTP_* header under key (borrowed), joining a repeated one with
+ * ", " ("; " for Cookie); its value shared through *last (shared_str) unless
+ * last is NULL. One dict lookup for a header seen first: the environ grows
+ * iff the key was not there (an --env entry or an earlier header of the same
+ * name is joined). */
+static int add_header(PyObject *env, PyObject *key, const struct tf_header *h, PyObject **last)
 {
-    const char *value = h->value;
-    size_t vlen = h->value_len;
-    PyObject *key = header_key(h, cgi); /* new ref */
-    if (!key)
+    PyObject *v = last ? shared_str(last, h->value, h->value_len)
+                       : PyUnicode_DecodeLatin1(h->value, (Py_ssize_t)h->value_len, NULL);
+    if (!v) /* (new ref) */
         return -1;
-    PyObject *old = PyDict_GetItemWithError(env, key); /* borrowed */
-    PyObject *v = NULL;
-    int rc = -1;
-    if (!old && PyErr_Occurred())
-        goto error;
-    if (old) {
-        const char *sep = strcmp(cgi, "HTTP_COOKIE") == 0 ? "; " : ", ";
-        PyObject *tail = PyUnicode_DecodeLatin1(value, (Py_ssize_t)vlen, NULL);
-        if (!tail)
-            goto error;
-        v = PyUnicode_FromFormat("%U%s%U", old, sep, tail);
-        Py_DECREF(tail);
-    } else {
-        v = PyUnicode_DecodeLatin1(value, (Py_ssize_t)vlen, NULL);
+    Py_ssize_t size = PyDict_GET_SIZE(env);
+    PyObject *old = PyDict_SetDefault(env, key, v); /* borrowed */
+    int rc = old ? 0 : -1;
+    if (old && PyDict_GET_SIZE(env) == size) { /* there already: v was not stored */
+        const char *sep = key == k_cookie ? "; " : ", ";
+        PyObject *joined = PyUnicode_FromFormat("%U%s%U", old, sep, v); /* new ref */
+        rc = joined ? PyDict_SetItem(env, key, joined) : -1;
+        Py_XDECREF(joined);
     }
-    if (!v)
-        goto error;
-    rc = PyDict_SetItem(env, key, v);
-error:
-    Py_XDECREF(v);
-    Py_DECREF(key);
+    Py_DECREF(v);
     return rc;
 }
 
@@ -158,11 +189,22 @@ static int add_headers(PyObject *env, const struct tf_request *req)
     char cgi[512];
     for (size_t i = 0; i < req->n_headers; i++) {
         const struct tf_header *h = &req->headers[i];
+        int common = common_header(h);
+        if (common >= 0) {
+            if (add_header(env, common_header_keys[common], h,
+                           common_headers[common].secret ? NULL : &common_header_last[common]) < 0)
+                return -1;
+            continue;
+        }
         switch (wsgi_cgi_name(h->name, h->name_len, cgi, sizeof(cgi))) {
-        case WSGI_HEADER_HTTP:
-            if (add_header(env, h, cgi) < 0)
+        case WSGI_HEADER_HTTP: {
+            PyObject *key = PyUnicode_FromString(cgi); /* new ref */
+            int rc = key ? add_header(env, key, h, NULL) : -1;
+            Py_XDECREF(key);
+            if (rc < 0)
                 return -1;
             break;
+        }
         case WSGI_HEADER_CONTENT_TYPE:
             if (set_str(env, k_ctype, h->value, (Py_ssize_t)h->value_len) < 0)
                 return -1;
@@ -240,10 +282,10 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
     char num[24];
     if (!env)
         return NULL;
-    if (set_value(env, k_method, req->method) < 0 ||
+    if (set_value(env, k_method, req->method, METHODS) < 0 ||
         set_str(env, k_uri, req->target, (Py_ssize_t)strlen(req->target)) < 0 ||
-        set_value(env, k_protocol, req->version) < 0 ||
-        set_str(env, k_raddr, req->remote_addr, (Py_ssize_t)strlen(req->remote_addr)) < 0 ||
+        set_value(env, k_protocol, req->version, VERSIONS) < 0 ||
+        set_shared(env, k_raddr, &last_remote_addr, req->remote_addr, strlen(req->remote_addr)) < 0 ||
         set_str(env, k_rport, num, format_uint(req->remote_port, num)) < 0 ||
         PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
         add_headers(env, req) < 0 || add_user(env, req) < 0 ||
@@ -312,6 +354,8 @@ PyObject *wsgi_environ_base(void)
         wsgi_cgi_name(common_headers[i].name, common_headers[i].len, cgi, sizeof(cgi));
         if (!(common_header_keys[i] = intern(cgi)))
             return NULL;
+        if (!strcmp(cgi, "HTTP_COOKIE"))
+            k_cookie = common_header_keys[i];
     }
     PyObject *env = PyDict_New(); /* new ref */
     PyObject *version = NULL;
