@@ -74,6 +74,13 @@ static PyObject *common_header_keys[sizeof(common_headers) / sizeof(*common_head
  * Accept... each time. Owned; under the GIL. */
 static PyObject *common_header_last[sizeof(common_headers) / sizeof(*common_headers)];
 static PyObject *last_remote_addr;
+/* REMOTE_PORT strings of recent client ports, by port: a connection's
+ * requests share one. Owned; under the GIL. */
+#define PORT_SLOTS 64
+static struct port_str {
+    unsigned port;
+    PyObject *str;
+} port_strs[PORT_SLOTS];
 static PyObject *k_cookie; /* HTTP_COOKIE, one of those: its repeats join with "; " */
 #define N_OF(a) (sizeof(a) / sizeof(*(a)))
 
@@ -85,6 +92,20 @@ static int set_str(PyObject *d, PyObject *key, const char *s, Py_ssize_t n)
     int rc = PyDict_SetItem(d, key, v);
     Py_DECREF(v);
     return rc;
+}
+
+/* "123" for n, without printf; returns the length. */
+static int format_uint(unsigned long long n, char out[24])
+{
+    char tmp[24];
+    int len = 0;
+    do
+        tmp[len++] = (char)('0' + n % 10);
+    while ((n /= 10));
+    for (int i = 0; i < len; i++)
+        out[i] = tmp[len - 1 - i];
+    out[len] = 0;
+    return len;
 }
 
 /* A str of the n latin-1 bytes at value: *last (new ref) when it holds
@@ -114,6 +135,20 @@ static int set_shared(PyObject *d, PyObject *key, PyObject **last, const char *s
     return rc;
 }
 
+static int set_port(PyObject *d, unsigned port)
+{
+    struct port_str *slot = &port_strs[port % PORT_SLOTS];
+    if (!slot->str || slot->port != port) {
+        char num[24];
+        PyObject *v = PyUnicode_DecodeLatin1(num, format_uint(port, num), NULL); /* new ref */
+        if (!v)
+            return -1;
+        Py_XSETREF(slot->str, v);
+        slot->port = port;
+    }
+    return PyDict_SetItem(d, k_rport, slot->str);
+}
+
 /* set_str for a NUL-terminated value, sharing the common ones: those of
  * common_values[first] on, n of them (the methods, or the versions). */
 static int set_value(PyObject *d, PyObject *key, const char *s, size_t first, size_t n)
@@ -122,20 +157,6 @@ static int set_value(PyObject *d, PyObject *key, const char *s, size_t first, si
         if (!strcmp(s, common_values[i]))
             return PyDict_SetItem(d, key, common_value_objs[i]);
     return set_str(d, key, s, (Py_ssize_t)strlen(s));
-}
-
-/* "123" for n, without printf; returns the length. */
-static int format_uint(unsigned long long n, char out[24])
-{
-    char tmp[24];
-    int len = 0;
-    do
-        tmp[len++] = (char)('0' + n % 10);
-    while ((n /= 10));
-    for (int i = 0; i < len; i++)
-        out[i] = tmp[len - 1 - i];
-    out[len] = 0;
-    return len;
 }
 
 static int set_cstr(PyObject *d, const char *key, const char *value)
@@ -286,7 +307,7 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
         set_str(env, k_uri, req->target, (Py_ssize_t)strlen(req->target)) < 0 ||
         set_value(env, k_protocol, req->version, VERSIONS) < 0 ||
         set_shared(env, k_raddr, &last_remote_addr, req->remote_addr, strlen(req->remote_addr)) < 0 ||
-        set_str(env, k_rport, num, format_uint(req->remote_port, num)) < 0 ||
+        set_port(env, req->remote_port) < 0 ||
         PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
         add_headers(env, req) < 0 || add_user(env, req) < 0 ||
         PyDict_SetItem(env, k_input, input) < 0)
