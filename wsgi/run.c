@@ -332,7 +332,9 @@ static void iterate(struct wsgi_task *task)
 
 static void start(struct tf_request *req)
 {
-    struct wsgi_task *task = calloc(1, sizeof(*task));
+    struct wsgi_task *task = malloc(sizeof(*task)); /* not calloc: see proxy/request.c */
+    if (task)
+        memset(task, 0, sizeof(*task));
     if (!task) {
         tf_log_error("%s %s: out of memory", req->method, req->log_target);
         tf_request_respond(req, NULL, 500);
