@@ -113,9 +113,26 @@ bool tf_is_token(const char *s, size_t len)
     return len > 0 && all_of_class(s, len, TCHAR);
 }
 
+/* A word of 8 bytes none of which is below 0x20 or 0x7f (bit tricks:
+ * "hasless" and "haszero" of Bit Twiddling Hacks, exact for whether any byte
+ * matches; either byte order). */
+#define BYTES(b) (0x0101010101010101ull * (b))
+static bool word_has_no_control(uint64_t x)
+{
+    uint64_t del = x ^ BYTES(0x7f);
+    return !(((x - BYTES(0x20)) & ~x & BYTES(0x80)) | ((del - BYTES(1)) & ~del & BYTES(0x80)));
+}
+#undef BYTES
+
 bool tf_is_field_value(const char *v, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    for (uint64_t x; i + 8 <= len; i += 8) { /* a byte at a time was ~12 instructions */
+        memcpy(&x, v + i, 8);
+        if (!word_has_no_control(x))
+            break; /* (a tab, most likely) */
+    }
+    for (; i < len; i++) {
         unsigned char c = (unsigned char)v[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
             return false;
@@ -278,6 +295,8 @@ int tf_check_target(const char *target, const char *method)
 
 size_t tf_absolute_scheme_len(const char *target)
 {
+    if ((target[0] | 0x20) != 'h') /* origin-form, nearly always: no strncasecmp call */
+        return 0;
     return !strncasecmp(target, "http://", 7) ? 7 : !strncasecmp(target, "https://", 8) ? 8 : 0;
 }
 
