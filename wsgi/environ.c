@@ -308,7 +308,7 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
         set_value(env, k_protocol, req->version, VERSIONS) < 0 ||
         set_shared(env, k_raddr, &last_remote_addr, req->remote_addr, strlen(req->remote_addr)) < 0 ||
         set_port(env, req->remote_port) < 0 ||
-        PyDict_SetItem(env, k_query, empty_str) < 0 || add_path(env, req, outside_mount) < 0 ||
+        add_path(env, req, outside_mount) < 0 || /* QUERY_STRING: the base's "" if none */
         add_headers(env, req) < 0 || add_user(env, req) < 0 ||
         PyDict_SetItem(env, k_input, input) < 0)
         goto error;
@@ -330,7 +330,8 @@ static PyObject *intern(const char *s)
  * request's environ). PyDict_Copy clones the table at its size when at most
  * a third of it is removed keys. So the base holds every key each request
  * sets (placeholders, replaced per request: replacing costs less than
- * adding), and CPython 3.11, which grows a 32-entry table at its 22nd key to
+ * adding; QUERY_STRING's "" stands for a request without a query, and
+ * --env cannot set it), and CPython 3.11, which grows a 32-entry table at its 22nd key to
  * 64 entries, gets placeholder keys up to 22, taken out again. On another
  * Python only the speed differs. */
 static int make_room(PyObject *env)
