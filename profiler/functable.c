@@ -183,6 +183,15 @@ static void free_rows(struct row *rows, size_t n)
 }
 
 static const char *sort_key; /* for the comparator; the GIL serialises callers */
+static bool sort_full;       /* and whether the table shows full paths */
+
+/* The file as the table shows it: without its directories unless full
+ * paths are asked for (pstats' strip_dirs()). */
+static const char *file_shown(const struct row *r)
+{
+    const char *base = sort_full ? NULL : strrchr(r->file, '/');
+    return base ? base + 1 : r->file;
+}
 
 static int cmp_u64_desc(uint64_t a, uint64_t b)
 {
@@ -204,14 +213,15 @@ static int compare_rows(const void *pa, const void *pb)
     else if (!strcmp(sort_key, "name"))
         c = strcmp(a->func, b->func);
     else if (!strcmp(sort_key, "file"))
-        c = strcmp(a->file, b->file);
+        c = strcmp(file_shown(a), file_shown(b));
     else if (!strcmp(sort_key, "line"))
         c = a->line < b->line ? -1 : a->line > b->line;
     else if (!strcmp(sort_key, "nfl")) {
         c = strcmp(a->func, b->func);
-        c = c ? c : strcmp(a->file, b->file);
+        c = c ? c : strcmp(file_shown(a), file_shown(b));
         c = c ? c : a->line < b->line ? -1 : a->line > b->line;
-    } /* stdname: the whole file:line(function), as every key's tie-break */
+    } /* stdname: file:line(function) as shown, as every key's tie-break */
+    c = c ? c : strcmp(a->shown, b->shown);
     return c ? c : strcmp(a->full, b->full);
 }
 
@@ -500,6 +510,7 @@ static int select_rows(struct selection *sel, const struct prof_view *v)
     if (!ok)
         return -1;
     sort_key = v->sort;
+    sort_full = v->fullpath;
     qsort(sel->rows, n, sizeof(*sel->rows), compare_rows);
     sel->shown = n < v->limit ? n : v->limit;
     return 0;

@@ -487,6 +487,32 @@ def test_pstats_sort_names_are_understood(tracfront):
     assert r.status_code == 400 and "filter" in r.json()["error"], r.text
 
 
+def test_sorting_by_file_follows_the_names_shown(tracfront, tmp_path):
+    """With short paths (the default, pstats' strip_dirs() as repoze.profile
+    shows) sort=file and nfl follow the file names shown: they followed the
+    hidden directories (aaa/omega_mod.py before zzz/alpha_mod.py)."""
+    for folder, module, func in (("aaa", "omega_mod", "omega"), ("zzz", "alpha_mod", "alpha")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / (module + ".py")).write_text("def %s():\n    return 1\n" % func)
+    (tmp_path / "sort_app.py").write_text(
+        "import alpha_mod, omega_mod\n\n\ndef application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [b'%d' % (alpha_mod.alpha() + omega_mod.omega())]\n")
+    srv = tracfront("--app", "sort_app:application", "--pythonpath", tmp_path,
+                    "--pythonpath", tmp_path / "aaa", "--pythonpath", tmp_path / "zzz", "--profile",
+                    "--profile-discard-first", "false")
+    for _ in range(2):
+        assert requests.get(srv.url, timeout=10).text == "2"
+    ours = [os.path.basename(f["file"]) for f in functions(srv, sort="file")]
+    mods = [m for m in ours if m in ("alpha_mod.py", "omega_mod.py", "sort_app.py")]
+    assert mods == ["alpha_mod.py", "omega_mod.py", "sort_app.py"], ours
+    full = [f["file"] for f in functions(srv, sort="file", fullpath="1")]
+    assert full == sorted(full), full
+    page = requests.get(srv.url + "__profile__", params={"sort": "file"}, timeout=30).text
+    table = page[page.rindex("<table"):]  # the function table comes last
+    assert table.index("alpha_mod.py:") < table.index("omega_mod.py:") < table.index("sort_app.py:")
+
+
 PROXY_SERVER = """\
     server {
         listen 127.0.0.1:%(port)d;
