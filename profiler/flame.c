@@ -135,7 +135,8 @@ char *prof_flame_html(const struct prof_tree *t, unsigned long zoom, const char 
     }
     prof_text_add(&f.out, "</p>\n");
     if (total == 0) {
-        prof_text_add(&f.out, "<p>No function profile yet: press Start, or run with --profile.</p>\n");
+        prof_text_add(&f.out, "<p>No function profile yet: with profiling on (Start, or "
+                              "--profile), the next requests fill it.</p>\n");
         return prof_text_finish_len(&f.out, len);
     }
     f.scale = WIDTH / (double)total;

@@ -595,11 +595,11 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
     prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
                         "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
-                        "<input type=hidden name=fullpath value=\"%d\">Filter (regular "
-                        "expression, as Python's re, on file:line(function)): <input name=filter size=40 value=\"",
-                  v->sort, v->mode, v->limit, v->fullpath);
+                        "<input type=hidden name=fullpath value=\"%d\"><label>Filter (regular "
+                        "expression, as Python's re, on file:line(function)): <input "
+                        "name=filter size=40 value=\"", v->sort, v->mode, v->limit, v->fullpath);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
-    prof_text_add(&out, "\"> <button>Apply</button></form>\n");
+    prof_text_add(&out, "\"></label> <button>Apply</button></form>\n");
     if (sel.bad_filter) {
         prof_text_add(&out, "<p><b>The filter cannot be used: ");
         prof_text_escaped(&out, sel.why, PROF_ESC_HTML);

@@ -525,7 +525,8 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}td:last-child,th:last-child{text-align:left}"
             "tr.rel td{color:#555;font-size:12px}</style>"
-            "<h1>tracfront profile</h1><p>Up %lds, %llu requests timed, %d in flight. "
+            "<h1>tracfront profile</h1><p>Up %lds, %llu requests timed, %d in flight (this page "
+            "included). "
             "Function profiling: <b>%s</b> ",
         (long)(time(NULL) - started), (unsigned long long)timed, in_flight,
         profiling ? "on" : "off");
@@ -567,7 +568,9 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
         if (list[i].tree || prof_latency_in_ids(list[i].id, ids, n_ids)) { /* else its page is a 404 */
             prof_text_add(&t, "<a href=\"");
             prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
-            prof_text_add(&t, "/request?id=%llu\">call tree</a>", (unsigned long long)list[i].id);
+            prof_text_add(&t, "/request?id=%llu\" aria-label=\"call tree of request %llu\">call "
+                              "tree</a>", (unsigned long long)list[i].id,
+                          (unsigned long long)list[i].id);
         }
         prof_text_add(&t, "\n");
     }
