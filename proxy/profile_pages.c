@@ -442,10 +442,22 @@ static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, c
     return send_report(req, status, body, len, type, filename);
 }
 
+/* In the page, for the flame graph and function table, while another page
+ * or export reads the call tree (busy): the rest of the page needs none. */
+static char *tree_busy_note(const char *profile_path)
+{
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "<h2 id=functions>Functions</h2><p>Another profile page or an export is "
+                      "reading the call tree (one at a time); <a href=\"");
+    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "\">reload</a> in a moment for the flame graph and the functions.</p>\n");
+    return prof_text_finish(&t);
+}
+
 /* The page itself: latency, the requests in flight, the function table
- * (the comparison's link before it with --mirror). NULL with errno EAGAIN
- * when the stop refuses (stop_refuses), EBUSY while another page or export
- * reads the call tree (busy), else errno ENOMEM. */
+ * (the comparison's link before it with --mirror; a note instead while
+ * another page or export reads the call tree). NULL with errno EAGAIN when
+ * the stop refuses (stop_refuses), else errno ENOMEM. */
 static char *main_page(const struct tf_server *server, const struct tf_profiler_controls *p,
                        const char *query, int in_flight)
 {
@@ -453,8 +465,10 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     bool bad_view = false; /* the table says so */
     errno = 0;
     char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
-    if (p && (stop_refuses(table) || busy(table)))
+    if (p && stop_refuses(table))
         return NULL;
+    if (p && busy(table))
+        table = tree_busy_note(server->cfg->profile_path);
     char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
     errno = 0;
     char *running = p && p->inflight ? p->inflight(false, &n) : NULL;

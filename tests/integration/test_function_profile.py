@@ -517,6 +517,52 @@ def test_sorting_by_file_follows_the_names_shown(tracfront, tmp_path):
     assert table.index("alpha_mod.py:") < table.index("omega_mod.py:") < table.index("sort_app.py:")
 
 
+BIG_TREE_APP = """\
+def _make(i):
+    def f(d):
+        if d:
+            for g in FUNCS:
+                g(d - 1)
+    f.__code__ = f.__code__.replace(co_name="f%d" % i)
+    return f
+
+
+FUNCS = [_make(i) for i in range(10)]
+
+
+def application(environ, start_response):
+    FUNCS[0](int(environ.get("QUERY_STRING") or "1"))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_the_page_while_an_export_reads_the_tree(tracfront, tmp_path):
+    """One page or export reads the call tree at a time: the page was a bare
+    503 for as long as an export of a big tree took (seconds with a raised
+    --profile-max-nodes). It shows its latency and in-flight parts, with a
+    note where the flame graph and functions go."""
+    (tmp_path / "big_tree_app.py").write_text(BIG_TREE_APP)
+    srv = tracfront("--app", "big_tree_app:application", "--pythonpath", tmp_path, "--profile",
+                    "--profile-discard-first", "false", "--profile-max-nodes", "3000000")
+    assert requests.get(srv.url + "?6", timeout=120).text == "ok"  # 10**6 call paths
+    overlapped = 0
+    for _ in range(3):
+        export = threading.Thread(target=lambda: requests.get(
+            srv.url + "__profile__/speedscope.json", timeout=120))
+        export.start()
+        time.sleep(0.2)
+        page = requests.get(srv.url + "__profile__", timeout=60)
+        still = export.is_alive()
+        export.join()
+        assert page.status_code == 200, page.text[:300]
+        assert "Latency by route" in page.text
+        if still:  # the export held the tree all along
+            overlapped += 1
+            assert "reading the call tree" in page.text, page.text[-2000:]
+    assert overlapped, "the export never outlasted the page: make the tree bigger"
+
+
 PROXY_SERVER = """\
     server {
         listen 127.0.0.1:%(port)d;
