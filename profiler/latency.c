@@ -506,16 +506,20 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
     prof_text_add(t, "\n");
 }
 
-static void html_form(struct prof_text *t, const char *profile_path, const char *action,
-                      const char *label)
+/* A control's button; the page's view (its query) goes with it, and the
+ * page it sends back to keeps it. */
+static void html_form(struct prof_text *t, const char *profile_path, const char *view,
+                      const char *action, const char *label)
 {
     prof_text_add(t, "<form method=post action=\"");
     prof_text_escaped(t, profile_path, PROF_ESC_HTML);
-    prof_text_add(t, "/%s\" style=\"display:inline\"><button>%s</button></form> ", action, label);
+    prof_text_add(t, "/%s%s", action, view[0] ? "?" : "");
+    prof_text_escaped(t, view, PROF_ESC_HTML);
+    prof_text_add(t, "\" style=\"display:inline\"><button>%s</button></form> ", label);
 }
 
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling, bool can_save,
-                        const char *appendix)
+char *prof_latency_html(int in_flight, const char *profile_path, const char *view, bool profiling,
+                        bool can_save, const char *appendix)
 {
     struct prof_text t = { 0 };
     pthread_mutex_lock(&prof_latency_lock);
@@ -530,10 +534,10 @@ char *prof_latency_html(int in_flight, const char *profile_path, bool profiling,
             "Function profiling: <b>%s</b> ",
         (long)(time(NULL) - started), (unsigned long long)timed, in_flight,
         profiling ? "on" : "off");
-    html_form(&t, profile_path, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
-    html_form(&t, profile_path, "clear", "Clear");
+    html_form(&t, profile_path, view, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
+    html_form(&t, profile_path, view, "clear", "Clear");
     if (can_save)
-        html_form(&t, profile_path, "save", "Save files");
+        html_form(&t, profile_path, view, "save", "Save files");
     static const char *const downloads[][2] = {
         { "/pstats", "pstats</a> (python3 -m pstats, snakeviz)" }, { "/callgrind", "callgrind</a>" },
         { "/collapsed", "collapsed stacks</a>" }, { "/speedscope.json", "speedscope</a>" },

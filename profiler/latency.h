@@ -47,10 +47,11 @@ char *prof_latency_slowest_json(void);
 void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
 
 /* The page; appendix (an HTML fragment, e.g. the function table) goes last.
+ * view: the page's query (its sort, filter...), which its buttons keep.
  * can_save: there are profile files to write (--profile-log or
  * --profile-callgrind), so the page offers its "Save files" button. */
-char *prof_latency_html(int in_flight, const char *profile_path, bool profiling, bool can_save,
-                        const char *appendix);
+char *prof_latency_html(int in_flight, const char *profile_path, const char *view, bool profiling,
+                        bool can_save, const char *appendix);
 
 /* A front (--workers) adds up its workers: the whole registry as text, and
  * this process's registry made the sum of such texts (its workers', its

@@ -9,11 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/cidr.h"
@@ -218,8 +220,9 @@ static void keep_mode_and_owner(int fd, const char *path)
  * *stopping set when that is because a front's stop is taking its
  * workers' profiles (none written: a part of them would stay). */
 static int save_one(const struct tf_server *server, const char *path, const char *format,
-                    const char *flag, bool *stopping)
+                    const char *flag, bool *stopping, bool *wrote)
 {
+    *wrote = false;
     if (!path || !server->profiler)
         return 0;
     size_t len = 0;
@@ -274,6 +277,7 @@ static int save_one(const struct tf_server *server, const char *path, const char
         return -1;
     }
     tf_log_info("profile: wrote %s (%s)", path, format);
+    *wrote = true;
     return 0;
 }
 
@@ -284,6 +288,36 @@ static bool has_profile_files(const struct tf_config *cfg)
     return cfg->profile_log || cfg->profile_callgrind;
 }
 
+/* What the last Save did, for the page (HTML, escaped); under save_lock. */
+static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *save_said;
+
+static void remember_save(const struct tf_config *cfg, const bool wrote[2])
+{
+    const char *files[] = { cfg->profile_log, cfg->profile_callgrind };
+    time_t now = time(NULL);
+    struct tm tm;
+    char when[16] = "";
+    if (localtime_r(&now, &tm))
+        strftime(when, sizeof(when), "%H:%M:%S", &tm);
+    struct prof_text t = { 0 };
+    prof_text_add(&t, "<p>Last Save (%s): ", when);
+    for (size_t i = 0, said = 0; i < 2; i++) {
+        if (!files[i])
+            continue;
+        prof_text_add(&t, "%s<code>", said++ ? "; " : "");
+        prof_text_escaped(&t, files[i], PROF_ESC_HTML);
+        prof_text_add(&t, "</code> %s", wrote[i] ? "written" : "not written: nothing profiled "
+                                                               "(an earlier file stays)");
+    }
+    prof_text_add(&t, ".</p>\n");
+    char *said = prof_text_finish(&t);
+    pthread_mutex_lock(&save_lock);
+    free(save_said);
+    save_said = said;
+    pthread_mutex_unlock(&save_lock);
+}
+
 /* Write the configured profile files (--profile-log, --profile-callgrind)
  * from the accumulated profile; with nothing profiled, none (a file there
  * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
@@ -291,14 +325,17 @@ static bool has_profile_files(const struct tf_config *cfg)
  * EBUSY: another page or export was reading the tree). */
 static int save_profile(const struct tf_server *server)
 {
-    bool stopping = false, busy_now = false;
-    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping);
+    bool stopping = false, busy_now = false, wrote[2];
+    int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping,
+                     &wrote[0]);
     busy_now |= a < 0 && errno == EBUSY;
     int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
-                     &stopping);
+                     &stopping, &wrote[1]);
     busy_now |= b < 0 && errno == EBUSY;
-    if (a == 0 && b == 0)
+    if (a == 0 && b == 0) {
+        remember_save(server->cfg, wrote);
         return 0;
+    }
     errno = stopping ? EAGAIN : busy_now ? EBUSY : EIO;
     return -1;
 }
@@ -341,11 +378,19 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
             p->clear();
     } else
         return tf_server_reply(req, 404, "No such profiler action.", false);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return MHD_NO;
-    MHD_add_response_header(r, "Location", server->cfg->profile_path);
-    return tf_server_queue(req, 303, r);
+    /* back to the page, in the view its button was pressed in (its query) */
+    const char *view = action[len] == '?' ? action + len + 1 : "";
+    char *location = malloc(strlen(server->cfg->profile_path) + strlen(view) + 2);
+    struct MHD_Response *r = location ? MHD_create_response_from_buffer(0, "",
+                                                                        MHD_RESPMEM_PERSISTENT)
+                                      : NULL;
+    if (r) {
+        snprintf(location, strlen(server->cfg->profile_path) + strlen(view) + 2, "%s%s%s",
+                 server->cfg->profile_path, view[0] ? "?" : "", view);
+        MHD_add_response_header(r, "Location", location);
+    }
+    free(location);
+    return r ? tf_server_queue(req, 303, r) : MHD_NO;
 }
 
 /* With --mirror the page links the comparison before the function table. */
@@ -478,10 +523,13 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
         errno = EAGAIN;
         return NULL;
     }
-    struct prof_text all = { 0 }; /* In flight first, then the rest */
+    struct prof_text all = { 0 }; /* the last Save, In flight, then the rest */
+    pthread_mutex_lock(&save_lock);
+    prof_text_add(&all, "%s", save_said ? save_said : "");
+    pthread_mutex_unlock(&save_lock);
     prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
     char *rest = prof_text_finish(&all);
-    char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path,
+    char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path, query,
                                           p && p->enabled(), has_profile_files(server->cfg),
                                           rest) : NULL;
     free(rest);

@@ -269,6 +269,42 @@ def test_profile_files_on_save_and_at_shutdown(tracfront, tmp_path):
     assert [v[1] for f, v in pstats.Stats(str(log)).stats.items() if f[2] == "workload"] == [2]
 
 
+def test_the_page_says_what_save_did(tracfront, tmp_path):
+    """Save sent the browser back to the page, which said nothing of what it
+    did: after Clear it wrote nothing (an earlier file stayed) and only the
+    error log said so. The page says what the last Save did, and when."""
+    log, grind = tmp_path / "tracfront.pstats", tmp_path / "callgrind.out"
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-log", log, "--profile-callgrind", grind)
+    assert "Last Save" not in requests.get(srv.url + "__profile__", timeout=10).text
+    requests.get(srv.url, timeout=10)
+    page = requests.post(srv.url + "__profile__/save", timeout=10).text  # and back to the page
+    assert re.search(r"Last Save \(\d\d:\d\d:\d\d\): <code>%s</code> written; <code>%s</code> "
+                     r"written\." % (re.escape(str(log)), re.escape(str(grind))), page), page[:3000]
+    assert requests.post(srv.url + "__profile__/clear", allow_redirects=False,
+                         timeout=10).status_code == 303
+    page = requests.post(srv.url + "__profile__/save", timeout=10).text
+    assert "<code>%s</code> not written: nothing profiled" % log in page, page[:3000]
+    assert log.exists() and grind.exists()  # the earlier files stay
+
+
+def test_the_buttons_keep_the_view(tracfront):
+    """Start, Stop and Clear sent the browser back to the bare page: its
+    sort, filter, mode and limit were lost at each press. The buttons carry
+    the page's query and the page they send back to keeps it."""
+    srv = profiled(tracfront, requests_made=2)
+    view = "sort=calls&mode=callers&limit=5&fullpath=0&filter=fib"
+    page = requests.get(srv.url + "__profile__?" + view, timeout=30).text
+    for action in ("stop", "clear"):
+        assert 'action="/__profile__/%s?%s"' % (action, view.replace("&", "&#38;")) in page, \
+            re.findall(r"<form method=post action=\"[^\"]*\"", page)
+        r = requests.post(srv.url + "__profile__/%s?%s" % (action, view), allow_redirects=False,
+                          timeout=10)
+        assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?" + view)
+    r = requests.post(srv.url + "__profile__/start", allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")  # none: the bare page
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_save_needs_a_profile_file(tracfront, tmp_path, workers):
     """Without --profile-log or --profile-callgrind the page offered "Save files"

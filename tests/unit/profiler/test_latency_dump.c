@@ -100,7 +100,7 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
         assert_non_null(strstr(row_of(json, "/b", row, sizeof(row)), "\"partial\":false"));
         assert_non_null(strstr(row_of(json, "/c", row, sizeof(row)), "\"partial\":false"));
         free(json);
-        char *page = prof_latency_html(0, "/__profile__", false, false, "");
+        char *page = prof_latency_html(0, "/__profile__", "", false, false, "");
         assert_non_null(page);
         assert_non_null(strstr(page, "<code>/a</code> <small"));
         assert_non_null(strstr(page, "<code>/b</code><td>"));
