@@ -76,6 +76,23 @@ static char *row_of(const char *json, const char *key, char *out, size_t cap)
     return out;
 }
 
+/* The JSON row of key has text in it. */
+static void assert_row_has(const char *json, const char *key, const char *text)
+{
+    char row[600];
+    if (!strstr(row_of(json, key, row, sizeof(row)), text))
+        fail_msg("no %s in the row of %s: %s", text, key, row);
+}
+
+/* n keys PREFIX0, PREFIX1... written in keys, listed in out. */
+static void numbered_keys(const char *prefix, int n, char keys[][16], const char **out)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "%s%d", prefix, i);
+        out[i] = keys[i];
+    }
+}
+
 /* Each worker gives its --profile-max-routes slots to its own first
  * routes: /a has a slot in one worker, and in another that filled its
  * slots first its /a requests are in (other). The front's /a row holds
@@ -94,11 +111,11 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
         assert_int_equal(prof_latency_merge(src, 2), 0);
         free(dumps[0]);
         free(dumps[1]);
-        char *json = prof_latency_json(0), row[600];
+        char *json = prof_latency_json(0);
         assert_non_null(json);
-        assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":true"));
-        assert_non_null(strstr(row_of(json, "/b", row, sizeof(row)), "\"partial\":false"));
-        assert_non_null(strstr(row_of(json, "/c", row, sizeof(row)), "\"partial\":false"));
+        assert_row_has(json, "/a", "\"partial\":true");
+        assert_row_has(json, "/b", "\"partial\":false");
+        assert_row_has(json, "/c", "\"partial\":false");
         free(json);
         char *page = prof_latency_html(0, "/__profile__", "", false, false, "");
         assert_non_null(page);
@@ -116,8 +133,8 @@ static void test_a_row_some_worker_counted_under_other_is_partial(void **state)
         free(dump);
         json = prof_latency_json(0);
         assert_non_null(json);
-        assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":true"));
-        assert_non_null(strstr(row_of(json, "/b", row, sizeof(row)), "\"partial\":false"));
+        assert_row_has(json, "/a", "\"partial\":true");
+        assert_row_has(json, "/b", "\"partial\":false");
         free(json);
         free(kept);
     }
@@ -133,24 +150,21 @@ static void test_the_fronts_rows_are_the_busiest_routes_in_any_order(void **stat
     (void)state;
     const char *light[MAX_ROUTES + 1] = { 0 }, *heavy[] = { "/heavy", NULL };
     char keys[MAX_ROUTES][16];
-    for (int i = 0; i < MAX_ROUTES; i++) {
-        snprintf(keys[i], sizeof(keys[i]), "/light%d", i);
-        light[i] = keys[i];
-    }
+    numbered_keys("/light", MAX_ROUTES, keys, light);
     char *dumps[] = { worker_dump_of(light, 2, 10), worker_dump_of(heavy, 1, 5000000) };
     for (int order = 0; order < 2; order++) {
         prof_latency_reset(); /* a Clear: the rows are given again */
         const struct prof_latency_source src[] = { { dumps[order], NULL },
                                                    { dumps[!order], NULL } };
         assert_int_equal(prof_latency_merge(src, 2), 0);
-        char *json = prof_latency_json(0), row[600];
+        char *json = prof_latency_json(0);
         assert_non_null(json);
-        assert_non_null(strstr(row_of(json, "/heavy", row, sizeof(row)), "\"count\":1,"));
+        assert_row_has(json, "/heavy", "\"count\":1,");
         /* nine of the ten light ones have a row, the last by key is in (other) */
-        assert_non_null(strstr(row_of(json, "/light0", row, sizeof(row)), "\"count\":2,"));
-        assert_non_null(strstr(row_of(json, "/light8", row, sizeof(row)), "\"count\":2,"));
+        assert_row_has(json, "/light0", "\"count\":2,");
+        assert_row_has(json, "/light8", "\"count\":2,");
         assert_null(strstr(json, "/light9"));
-        assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":2,"));
+        assert_row_has(json, "(other)", "\"count\":2,");
         free(json);
     }
     free(dumps[0]);
@@ -168,10 +182,7 @@ static void test_the_fronts_rows_stay_until_clear(void **state)
     prof_latency_reset();
     const char *light[MAX_ROUTES + 1] = { 0 }, *heavy[] = { "/heavy", NULL };
     char keys[MAX_ROUTES][16];
-    for (int i = 0; i < MAX_ROUTES; i++) {
-        snprintf(keys[i], sizeof(keys[i]), "/light%d", i);
-        light[i] = keys[i];
-    }
+    numbered_keys("/light", MAX_ROUTES, keys, light);
     char *lights = worker_dump_of(light, 1, 10), *heavies = worker_dump_of(heavy, 3, 5000000);
     const char *one[] = { "/light0", "/new", NULL };
     char *handed = worker_dump_of(one, 1, 9000000);
@@ -181,21 +192,21 @@ static void test_the_fronts_rows_stay_until_clear(void **state)
     for (int step = 0; step < 3; step++) {
         assert_int_equal(prof_latency_merge(step == 0 ? first : step == 1 ? later : hand_over,
                                             step == 1 ? 2 : 1), 0);
-        char *json = prof_latency_json(0), row[600];
+        char *json = prof_latency_json(0);
         assert_non_null(json);
         assert_null(strstr(json, "/heavy"));
         assert_null(strstr(json, "/new"));
         if (step < 2)
-            assert_non_null(strstr(row_of(json, "/light9", row, sizeof(row)), "\"count\":1,"));
+            assert_row_has(json, "/light9", "\"count\":1,");
         if (step == 1)
-            assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":3,"));
+            assert_row_has(json, "(other)", "\"count\":3,");
         free(json);
     }
     prof_latency_reset(); /* Clear: given again, by time */
     assert_int_equal(prof_latency_merge(later, 2), 0);
-    char *json = prof_latency_json(0), row[600];
+    char *json = prof_latency_json(0);
     assert_non_null(json);
-    assert_non_null(strstr(row_of(json, "/heavy", row, sizeof(row)), "\"count\":3,"));
+    assert_row_has(json, "/heavy", "\"count\":3,");
     free(json);
     free(lights);
     free(heavies);
@@ -212,10 +223,8 @@ static void test_the_fronts_own_other_makes_no_row_partial(void **state)
     prof_latency_reset();
     const char *bs[MAX_ROUTES + 1] = { 0 }, *more[MAX_ROUTES + 1] = { 0 }, *a[] = { "/a", NULL };
     char keys[MAX_ROUTES][16];
-    for (int i = 0; i < MAX_ROUTES - 1; i++) {
-        snprintf(keys[i], sizeof(keys[i]), "/b%d", i);
-        bs[i] = more[i] = keys[i];
-    }
+    numbered_keys("/b", MAX_ROUTES - 1, keys, bs);
+    memcpy(more, bs, sizeof(bs));
     more[MAX_ROUTES - 1] = "/c";
     char *w1 = worker_dump(a, 1), *w2 = worker_dump(bs, 1), *w2_later = worker_dump(more, 2);
     const struct prof_latency_source page[] = { { w1, NULL }, { w2, NULL } };
@@ -227,11 +236,11 @@ static void test_the_fronts_own_other_makes_no_row_partial(void **state)
     assert_non_null(strstr(kept, "R\t(other)\t"));
     const struct prof_latency_source next[] = { { kept, NULL }, { w1, NULL } };
     assert_int_equal(prof_latency_merge(next, 2), 0);
-    char *json = prof_latency_json(0), row[600];
+    char *json = prof_latency_json(0);
     assert_non_null(json);
-    assert_non_null(strstr(row_of(json, "/a", row, sizeof(row)), "\"partial\":false"));
-    assert_non_null(strstr(row_of(json, "/b0", row, sizeof(row)), "\"partial\":false"));
-    assert_non_null(strstr(row_of(json, "(other)", row, sizeof(row)), "\"count\":2,"));
+    assert_row_has(json, "/a", "\"partial\":false");
+    assert_row_has(json, "/b0", "\"partial\":false");
+    assert_row_has(json, "(other)", "\"count\":2,");
     assert_null(strstr(json, "\"partial\":true"));
     free(json);
     free(kept);
