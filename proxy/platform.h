@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 
 /* Monotonic time in microseconds. */
@@ -83,6 +85,20 @@ static inline void tf_cpu_relax(void)
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
 #endif
+}
+
+/* calloc(1, n) for a request's own blocks: glibc's calloc never reuses a
+ * block from the thread's cache of freed ones (tcache) as malloc does, and
+ * cost 200-300 instructions a call here against malloc's 40. The empty asm
+ * keeps the compiler from making the pair a calloc again (gcc and clang do
+ * so for a malloc followed by a memset of its size). */
+static inline void *tf_zalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p)
+        return NULL;
+    __asm__ volatile("" : : "r"(p) : "memory");
+    return memset(p, 0, n);
 }
 
 /* Fill buf with n bytes from the system's random source (getrandom).

@@ -33,22 +33,9 @@ __attribute__((constructor)) static void room_attr_init(void)
     pthread_condattr_setclock(&room_attr, CLOCK_MONOTONIC);
 }
 
-/* calloc(1, n) for a request's own blocks: glibc's calloc never reuses a
- * block from the thread's cache of freed ones (tcache) as malloc does, and
- * cost 200-300 instructions a call here against malloc's 40. The empty asm
- * keeps the compiler from making the pair a calloc again. */
-static void *zalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (!p)
-        return NULL;
-    __asm__ volatile("" : : "r"(p) : "memory");
-    return memset(p, 0, n);
-}
-
 struct tf_request *tf_request_new(struct tf_server *server, const char *target)
 {
-    struct tf_request *req = zalloc(sizeof(*req));
+    struct tf_request *req = tf_zalloc(sizeof(*req));
     if (!req)
         return NULL;
     char *copy = strdup(target ? target : "");
@@ -132,7 +119,7 @@ int tf_request_set_line(struct tf_request *req, const char *method, const char *
 
 int tf_request_alloc_headers(struct tf_request *req, size_t n, size_t bytes)
 {
-    struct tf_header *block = zalloc(n * sizeof(*block) + (bytes ? bytes : 1));
+    struct tf_header *block = tf_zalloc(n * sizeof(*block) + (bytes ? bytes : 1));
     if (!block)
         return -1;
     free(req->headers);

@@ -58,13 +58,14 @@ static PyObject *common_value_objs[sizeof(common_values) / sizeof(*common_values
 static const struct {
     const char *name;
     size_t len;
-    bool secret; /* its value is not kept for the next request (shared_str) */
+    bool secret; /* its value is not kept for the next request (shared_str): a
+                    credential, or what may carry a token or say who asked */
 } common_headers[] = {
     NAME("Host"), NAME("User-Agent"), NAME("Accept"), NAME("Accept-Encoding"),
-    NAME("Accept-Language"), NAME("Connection"), SECRET("Cookie"), NAME("Referer"),
-    NAME("Cache-Control"), NAME("Pragma"), NAME("Origin"), SECRET("Authorization"),
-    NAME("If-Modified-Since"), NAME("If-None-Match"), NAME("X-Requested-With"),
-    NAME("X-Forwarded-For"), NAME("Upgrade-Insecure-Requests"),
+    NAME("Accept-Language"), NAME("Connection"), SECRET("Cookie"), SECRET("Referer"),
+    NAME("Cache-Control"), NAME("Pragma"), SECRET("Origin"), SECRET("Authorization"),
+    NAME("If-Modified-Since"), SECRET("If-None-Match"), NAME("X-Requested-With"),
+    SECRET("X-Forwarded-For"), NAME("Upgrade-Insecure-Requests"),
 };
 #undef NAME
 #undef SECRET
@@ -184,8 +185,8 @@ static int common_header(const struct tf_header *h)
 /* Add one HTTP_* header under key (borrowed), joining a repeated one with
  * ", " ("; " for Cookie); its value shared through *last (shared_str) unless
  * last is NULL. One dict lookup for a header seen first: the environ grows
- * iff the key was not there (an --env entry or an earlier header of the same
- * name is joined). */
+ * iff the key was not there (the base has no HTTP_* key and --env can set
+ * none: only an earlier header of the same name is joined). */
 static int add_header(PyObject *env, PyObject *key, const struct tf_header *h, PyObject **last)
 {
     PyObject *v = last ? shared_str(last, h->value, h->value_len)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "proxy/log.h"
+#include "proxy/platform.h"
 #include "proxy/request.h"
 #include "profiler/hook.h"
 #include "wsgi/app.h"
@@ -332,9 +333,7 @@ static void iterate(struct wsgi_task *task)
 
 static void start(struct tf_request *req)
 {
-    struct wsgi_task *task = malloc(sizeof(*task)); /* not calloc: see proxy/request.c */
-    if (task)
-        memset(task, 0, sizeof(*task));
+    struct wsgi_task *task = tf_zalloc(sizeof(*task));
     if (!task) {
         tf_log_error("%s %s: out of memory", req->method, req->log_target);
         tf_request_respond(req, NULL, 500);

@@ -188,6 +188,26 @@ static void test_every_byte(void **state)
     }
 }
 
+/* Field values are checked a word of 8 bytes at a time: each byte value
+ * at each place of a 24-byte value (three words, and a tail of 1 to 7
+ * after them) is accepted exactly when it is a visible character, a space,
+ * a tab or obs-text (RFC 9110 5.5), whatever surrounds it. */
+static void test_field_value_every_byte_everywhere(void **state)
+{
+    (void)state;
+    char v[32];
+    for (size_t len = 1; len <= sizeof(v); len++)
+        for (size_t at = 0; at < len; at++)
+            for (int c = 0; c < 256; c++) {
+                memset(v, 'a', sizeof(v));
+                v[at] = (char)c;
+                bool want = c == '\t' || (c >= 0x20 && c != 0x7f);
+                if (tf_is_field_value(v, len) != want)
+                    fail_msg("byte 0x%02x at %zu of %zu: accepted %d, want %d", c, at, len,
+                             !want, want);
+            }
+}
+
 static void expect_resolved(const char *target, const char *want)
 {
     bool above = false;
@@ -238,6 +258,7 @@ int main(void)
         cmocka_unit_test(test_transfer_encoding), cmocka_unit_test(test_host),
         cmocka_unit_test(test_target), cmocka_unit_test(test_token),
         cmocka_unit_test(test_every_byte), cmocka_unit_test(test_path_resolve),
+        cmocka_unit_test(test_field_value_every_byte_everywhere),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
