@@ -54,8 +54,9 @@ struct slow_request {
 
 extern pthread_mutex_t prof_latency_lock;
 extern uint64_t prof_latency_requests_total; /* requests timed */
-/* A front's: dumps loaded since the reset, and of those the ones with an
- * "(other)" row (their worker ran out of route slots). */
+/* A front's: dumps loaded since the reset, and of those the ones whose
+ * "(other)" row holds a worker's (other): that worker ran out of route
+ * slots (not only the front's own (other), of routes it had no row for). */
 extern unsigned prof_latency_loads, prof_latency_overflowed_loads;
 
 /* prof_latency_reset's work, with the lock held, but for the keys a

@@ -380,13 +380,12 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         return tf_server_reply(req, 404, "No such profiler action.", false);
     /* back to the page, in the view its button was pressed in (its query) */
     const char *view = action[len] == '?' ? action + len + 1 : "";
-    char *location = malloc(strlen(server->cfg->profile_path) + strlen(view) + 2);
-    struct MHD_Response *r = location ? MHD_create_response_from_buffer(0, "",
-                                                                        MHD_RESPMEM_PERSISTENT)
-                                      : NULL;
+    size_t cap = strlen(server->cfg->profile_path) + strlen(view) + 2;
+    char *location = malloc(cap);
+    struct MHD_Response *r =
+        location ? MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT) : NULL;
     if (r) {
-        snprintf(location, strlen(server->cfg->profile_path) + strlen(view) + 2, "%s%s%s",
-                 server->cfg->profile_path, view[0] ? "?" : "", view);
+        snprintf(location, cap, "%s%s%s", server->cfg->profile_path, view[0] ? "?" : "", view);
         MHD_add_response_header(r, "Location", location);
     }
     free(location);
