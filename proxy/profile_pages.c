@@ -215,14 +215,17 @@ static void keep_mode_and_owner(int fd, const char *path)
         tf_log_error("profile: cannot give %s's mode to the new file: %m", path);
 }
 
+/* What a Save did with a file. */
+enum saved { SAVED_NOTHING, SAVED_WRITTEN, SAVED_FAILED };
+
 /* Write the export format to path, the file of option flag. With nothing
  * profiled, a file there is left as it is (an earlier run's profile).
  * *stopping set when that is because a front's stop is taking its
  * workers' profiles (none written: a part of them would stay). */
 static int save_one(const struct tf_server *server, const char *path, const char *format,
-                    const char *flag, bool *stopping, bool *wrote)
+                    const char *flag, bool *stopping, enum saved *outcome)
 {
-    *wrote = false;
+    *outcome = SAVED_NOTHING;
     if (!path || !server->profiler)
         return 0;
     size_t len = 0;
@@ -277,7 +280,7 @@ static int save_one(const struct tf_server *server, const char *path, const char
         return -1;
     }
     tf_log_info("profile: wrote %s (%s)", path, format);
-    *wrote = true;
+    *outcome = SAVED_WRITTEN;
     return 0;
 }
 
@@ -292,7 +295,7 @@ static bool has_profile_files(const struct tf_config *cfg)
 static pthread_mutex_t save_lock = PTHREAD_MUTEX_INITIALIZER;
 static char *save_said;
 
-static void remember_save(const struct tf_config *cfg, const bool wrote[2])
+static void remember_save(const struct tf_config *cfg, const enum saved outcome[2])
 {
     const char *files[] = { cfg->profile_log, cfg->profile_callgrind };
     time_t now = time(NULL);
@@ -307,8 +310,11 @@ static void remember_save(const struct tf_config *cfg, const bool wrote[2])
             continue;
         prof_text_add(&t, "%s<code>", said++ ? "; " : "");
         prof_text_escaped(&t, files[i], PROF_ESC_HTML);
-        prof_text_add(&t, "</code> %s", wrote[i] ? "written" : "not written: nothing profiled "
-                                                               "(an earlier file stays)");
+        prof_text_add(&t, "</code> %s", outcome[i] == SAVED_WRITTEN ? "written"
+                                        : outcome[i] == SAVED_FAILED
+                                            ? "could not be written (see the error log)"
+                                            : "not written: nothing profiled (an earlier "
+                                              "file stays)");
     }
     prof_text_add(&t, ".</p>\n");
     char *said = prof_text_finish(&t);
@@ -325,17 +331,20 @@ static void remember_save(const struct tf_config *cfg, const bool wrote[2])
  * EBUSY: another page or export was reading the tree). */
 static int save_profile(const struct tf_server *server)
 {
-    bool stopping = false, busy_now = false, wrote[2];
+    bool stopping = false, busy_now = false;
+    enum saved outcome[2];
     int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping,
-                     &wrote[0]);
+                     &outcome[0]);
     busy_now |= a < 0 && errno == EBUSY;
+    outcome[0] = a < 0 ? SAVED_FAILED : outcome[0];
     int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
-                     &stopping, &wrote[1]);
+                     &stopping, &outcome[1]);
     busy_now |= b < 0 && errno == EBUSY;
-    if (a == 0 && b == 0) {
-        remember_save(server->cfg, wrote);
+    outcome[1] = b < 0 ? SAVED_FAILED : outcome[1];
+    if (!stopping && !busy_now) /* refused, nothing was tried: the last note stands */
+        remember_save(server->cfg, outcome);
+    if (a == 0 && b == 0)
         return 0;
-    }
     errno = stopping ? EAGAIN : busy_now ? EBUSY : EIO;
     return -1;
 }
@@ -381,6 +390,10 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
     /* back to the page, in the view its button was pressed in (its query) */
     const char *view = action[len] == '?' ? action + len + 1 : "";
     size_t cap = strlen(server->cfg->profile_path) + strlen(view) + 2;
+    if (!tf_request_head_fits(req, sizeof("Location: \r\n") + cap)) { /* a huge query */
+        view = "";
+        cap = strlen(server->cfg->profile_path) + 2;
+    }
     char *location = malloc(cap);
     struct MHD_Response *r =
         location ? MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT) : NULL;
@@ -488,12 +501,14 @@ static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, c
 
 /* In the page, for the flame graph and function table, while another page
  * or export reads the call tree (busy): the rest of the page needs none. */
-static char *tree_busy_note(const char *profile_path)
+static char *tree_busy_note(const char *profile_path, const char *view)
 {
     struct prof_text t = { 0 };
     prof_text_add(&t, "<h2 id=functions>Functions</h2><p>Another profile page or an export is "
                       "reading the call tree (one at a time); <a href=\"");
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_add(&t, "%s", view[0] ? "?" : "");
+    prof_text_escaped(&t, view, PROF_ESC_HTML);
     prof_text_add(&t, "\">reload</a> in a moment for the flame graph and the functions.</p>\n");
     return prof_text_finish(&t);
 }
@@ -512,7 +527,7 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     if (p && stop_refuses(table))
         return NULL;
     if (p && busy(table))
-        table = tree_busy_note(server->cfg->profile_path);
+        table = tree_busy_note(server->cfg->profile_path, query);
     char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
     errno = 0;
     char *running = p && p->inflight ? p->inflight(false, &n) : NULL;

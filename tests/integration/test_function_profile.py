@@ -303,6 +303,30 @@ def test_the_buttons_keep_the_view(tracfront):
         assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?" + view)
     r = requests.post(srv.url + "__profile__/start", allow_redirects=False, timeout=10)
     assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")  # none: the bare page
+    # a view too long to go back to in the answer's head: the bare page (the
+    # answer was lost, the connection closed with nothing sent)
+    r = requests.post(srv.url + "__profile__/stop?sort=calls&x=" + "a" * 24000,
+                      allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")
+
+
+def test_the_page_says_a_file_save_could_not_write(tracfront, tmp_path):
+    """A Save that wrote one file and failed the other answered 500 and the
+    page said nothing (or an earlier Save's lines), though one file was
+    replaced: the page says what became of each."""
+    log, gone = tmp_path / "ok.pstats", tmp_path / "gone"
+    gone.mkdir()
+    srv = tracfront("--app", "profiled_app:app", "--profile", "--profile-discard-first", "false",
+                    "--profile-log", log, "--profile-callgrind", gone / "cg.out")
+    gone.rmdir()
+    requests.get(srv.url, timeout=10)
+    r = requests.post(srv.url + "__profile__/save", allow_redirects=False, timeout=10)
+    assert r.status_code == 500 and log.exists(), r.text
+    page = requests.get(srv.url + "__profile__", timeout=10).text
+    assert re.search(r"Last Save \([\d:]+\): <code>%s</code> written; <code>%s</code> could not "
+                     r"be written \(see the error log\)\." % (re.escape(str(log)),
+                                                             re.escape(str(gone / "cg.out"))),
+                     page), page[:3000]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -588,7 +612,7 @@ def test_the_page_while_an_export_reads_the_tree(tracfront, tmp_path):
             srv.url + "__profile__/speedscope.json", timeout=120))
         export.start()
         time.sleep(0.2)
-        page = requests.get(srv.url + "__profile__", timeout=60)
+        page = requests.get(srv.url + "__profile__?sort=calls", timeout=60)
         still = export.is_alive()
         export.join()
         assert page.status_code == 200, page.text[:300]
@@ -596,6 +620,7 @@ def test_the_page_while_an_export_reads_the_tree(tracfront, tmp_path):
         if still:  # the export held the tree all along
             overlapped += 1
             assert "reading the call tree" in page.text, page.text[-2000:]
+            assert '<a href="/__profile__?sort=calls">reload</a>' in page.text  # in its view
     assert overlapped, "the export never outlasted the page: make the tree bigger"
 
 
