@@ -9,8 +9,9 @@
  * A worker that dies without doing so leaves the latency the front last
  * pulled from it (at each page, and every PULL_US on a thread of its own):
  * the counters a Prometheus scrape has seen must never go down, except on
- * Clear. Only the control thread (pages, hand-overs, Clear) rebuilds this
- * process's registry, so a page never renders one half rebuilt. */
+ * Clear. Only the control port's threads (pages, hand-overs, Clear)
+ * rebuild this process's registry, one at a time (latency_lock) and each
+ * at once (prof_latency_merge), so a page never renders one half rebuilt. */
 #define _GNU_SOURCE /* pipe2 */
 #include "proxy/front_profile.h"
 
@@ -31,15 +32,23 @@
 static struct tf_workers *workers;       /* set once before serving */
 static const char *profile_path;
 static unsigned max_nodes;               /* --profile-max-nodes, for the log */
-static pthread_mutex_t merge_lock = PTHREAD_MUTEX_INITIALIZER; /* one merge at a time */
-/* Under merge_lock: what the workers that have stopped measured, as a
- * latency dump and a tree dump (NULL: nothing). */
+/* One latency merge at a time: this process's latency registry and what it
+ * is made of (below). */
+static pthread_mutex_t latency_lock = PTHREAD_MUTEX_INITIALIZER;
+/* One user of this process's call tree at a time (a merge, then an export
+ * or the function table read it; a hand-over; Clear); taken after
+ * latency_lock where both are. A page or export does not wait for it (errno
+ * EBUSY, as for a single process's trees: hook_export.c): an export of a
+ * big tree takes seconds, and the page's latency part needs none of it. */
+static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
+/* What the workers that have stopped measured: a latency dump (under
+ * latency_lock) and a tree dump (under tree_lock); NULL: nothing. */
 static char *kept_latency, *kept_tree;
 static size_t kept_tree_len;
-/* Under merge_lock: this process's merged tree passed the node cap since
+/* Under tree_lock: this process's merged tree passed the node cap since
  * start or Clear, and the log said so. */
 static bool cap_said;
-/* Under merge_lock: the latency dump last pulled from each worker still
+/* Under latency_lock: the latency dump last pulled from each worker still
  * measuring (or dead and not yet moved to dead_dumps), by origin. */
 struct last_pulled {
     char *origin, *dump;
@@ -47,11 +56,11 @@ struct last_pulled {
 };
 static struct last_pulled *pulled;
 static size_t n_pulled;
-/* Under merge_lock: the last pulls of workers that died without handing
+/* Under latency_lock: the last pulls of workers that died without handing
  * their profile over, counted with kept_latency. */
 static char **dead_dumps;
 static size_t n_dead;
-/* Workers reaped while merge_lock was busy, for its next holder (under
+/* Workers reaped while latency_lock was busy, for its next holder (under
  * lost_lock, which is never held long: the main thread reaps). */
 static pthread_mutex_t lost_lock = PTHREAD_MUTEX_INITIALIZER;
 static char **lost_origins;
@@ -147,7 +156,8 @@ static void front_welcome(const char *origin)
 
 static void front_clear(void)
 {
-    pthread_mutex_lock(&merge_lock);
+    pthread_mutex_lock(&latency_lock);
+    pthread_mutex_lock(&tree_lock);
     prof_hook_clear();
     broadcast("clear");
     free(kept_latency);
@@ -162,10 +172,11 @@ static void front_clear(void)
         free(dead_dumps[i]);
     n_dead = 0;
     cap_said = false;
-    pthread_mutex_unlock(&merge_lock);
+    pthread_mutex_unlock(&tree_lock);
+    pthread_mutex_unlock(&latency_lock);
 }
 
-/* Under merge_lock: origin's entry in pulled, or NULL. */
+/* Under latency_lock: origin's entry in pulled, or NULL. */
 static struct last_pulled *find_pulled(const char *origin)
 {
     for (size_t i = 0; i < n_pulled; i++)
@@ -174,7 +185,7 @@ static struct last_pulled *find_pulled(const char *origin)
     return NULL;
 }
 
-/* Under merge_lock: origin's last dump, which is no longer kept there
+/* Under latency_lock: origin's last dump, which is no longer kept there
  * (malloc'd; NULL if the front never had one). */
 static char *forget_pulled(const char *origin)
 {
@@ -213,7 +224,7 @@ static void remember(const char *origin, struct tf_fetched *f, void *arg)
     p->answered = true;
 }
 
-/* Ask every worker for its latency. Call with merge_lock. */
+/* Ask every worker for its latency. Call with latency_lock. */
 static void pull_latency(void)
 {
     char path[4200];
@@ -223,7 +234,7 @@ static void pull_latency(void)
     ask_workers("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
 }
 
-/* Under merge_lock: a dead worker's last pull joins dead_dumps (nothing if
+/* Under latency_lock: a dead worker's last pull joins dead_dumps (nothing if
  * the front never had one; out of memory leaves it counted in pulled). */
 static void bury(const char *origin)
 {
@@ -241,7 +252,7 @@ static void bury(const char *origin)
     tf_log_info("profile: kept the latency worker %s had when last asked", origin);
 }
 
-/* Under merge_lock, before letting it go: the workers reaped meanwhile. */
+/* Under latency_lock, before letting it go: the workers reaped meanwhile. */
 static void bury_lost(void)
 {
     pthread_mutex_lock(&lost_lock);
@@ -255,7 +266,7 @@ static void bury_lost(void)
 
 /* This process's registry := kept_latency, the dead workers' last pulls and
  * every worker's last pull (one that did not answer the last pull counts as
- * it was before). Control thread, with merge_lock; returns the requests in
+ * it was before). Control thread, with latency_lock; returns the requests in
  * flight of those that answered. */
 static int load_latency(void)
 {
@@ -279,7 +290,7 @@ static int load_latency(void)
 }
 
 /* kept_latency := kept_latency + dump (a worker's, that is no longer asked).
- * Call with merge_lock; -1 (kept_latency unchanged) on out of memory. */
+ * Call with latency_lock; -1 (kept_latency unchanged) on out of memory. */
 static int keep_latency(const char *dump)
 {
     const struct prof_latency_source src[] = { { kept_latency, NULL }, { dump, NULL } };
@@ -295,7 +306,7 @@ static int keep_latency(const char *dump)
 
 /* Add a tree dump to this process's call tree, which has the node cap a
  * worker's has: the log says once per Clear when the merge passes it (the
- * workers' own trees may all be under it). Call with merge_lock; -1 when
+ * workers' own trees may all be under it). Call with tree_lock; -1 when
  * malformed. */
 static int import_tree(const char *text, size_t len)
 {
@@ -320,11 +331,11 @@ static void load_kept_tree(void)
  * every worker's now. Returns requests in flight. */
 static int front_refresh(void)
 {
-    pthread_mutex_lock(&merge_lock);
+    pthread_mutex_lock(&latency_lock);
     pull_latency();
     bury_lost();
     int in_flight = load_latency();
-    pthread_mutex_unlock(&merge_lock);
+    pthread_mutex_unlock(&latency_lock);
     return in_flight;
 }
 
@@ -353,11 +364,11 @@ static void *puller(void *unused)
         pthread_mutex_unlock(&puller_lock);
         if (stop)
             return NULL;
-        if (pthread_mutex_trylock(&merge_lock) != 0)
+        if (pthread_mutex_trylock(&latency_lock) != 0)
             continue;
         pull_latency();
         bury_lost();
-        pthread_mutex_unlock(&merge_lock);
+        pthread_mutex_unlock(&latency_lock);
     }
 }
 
@@ -381,9 +392,9 @@ void tf_front_profile_stop(void)
  * still counts among the workers'. */
 static void front_lost(const char *origin)
 {
-    if (pthread_mutex_trylock(&merge_lock) == 0) {
+    if (pthread_mutex_trylock(&latency_lock) == 0) {
         bury(origin);
-        pthread_mutex_unlock(&merge_lock);
+        pthread_mutex_unlock(&latency_lock);
         return;
     }
     pthread_mutex_lock(&lost_lock);
@@ -406,7 +417,7 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 }
 
 /* This process's function profile := what the stopped workers had plus
- * the merge of every worker's. Call with merge_lock. -1 (errno EAGAIN) when
+ * the merge of every worker's. Call with tree_lock. -1 (errno EAGAIN) when
  * the server's stop left some worker out (ask_workers). */
 static int merge_trees(void)
 {
@@ -419,7 +430,7 @@ static int merge_trees(void)
     return -1;
 }
 
-/* kept_tree := kept_tree + origin's answer f. Call with merge_lock; -1
+/* kept_tree := kept_tree + origin's answer f. Call with tree_lock; -1
  * (kept_tree unchanged) on failure. */
 static int keep_tree(const char *origin, struct tf_fetched *f)
 {
@@ -444,7 +455,7 @@ static bool front_absorb(unsigned port)
     snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", port);
     snprintf(latency_path, sizeof(latency_path), "%s/latency-dump", profile_path);
     snprintf(tree_path, sizeof(tree_path), "%s/tree", profile_path);
-    pthread_mutex_lock(&merge_lock);
+    pthread_mutex_lock(&latency_lock);
     bool known = tf_workers_measuring(workers, origin, false);
     if (known) {
         struct tf_fetched latency = { 0 }, tree = { 0 };
@@ -456,6 +467,7 @@ static bool front_absorb(unsigned port)
         else if (!got)
             tf_log_error("profile: stopping worker %s did not send its latency; %s", origin,
                          last ? "kept what it had when last asked" : "it is lost");
+        pthread_mutex_lock(&tree_lock); /* a merge asks it, or finds its tree kept */
         if (tf_fetch(origin, "GET", tree_path, &tree) < 0 || tree.status != 200 ||
             keep_tree(origin, &tree) < 0)
             tf_log_error("profile: the call tree of stopping worker %s could not be kept", origin);
@@ -463,9 +475,10 @@ static bool front_absorb(unsigned port)
         tf_fetched_free(&latency);
         tf_fetched_free(&tree);
         tf_workers_measuring(workers, origin, true);
+        pthread_mutex_unlock(&tree_lock);
         load_latency(); /* not kept_latency alone until the next page */
     }
-    pthread_mutex_unlock(&merge_lock);
+    pthread_mutex_unlock(&latency_lock);
     return known;
 }
 
@@ -476,17 +489,21 @@ void tf_front_profile_cut(void)
 
 /* NULL with errno EINTR after tf_front_profile_cut: the stop's second
  * SIGINT/SIGTERM came before every worker had handed its profile over (no
- * file from a part of them); EAGAIN while the stop waits for them. */
+ * file from a part of them); EAGAIN while the stop waits for them; EBUSY
+ * while another page, export or hand-over has the tree. */
 static char *front_export(const char *format, size_t *len)
 {
-    if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* not even a hand-over's merge_lock */
+    if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* not even a hand-over's tree_lock */
         errno = EINTR;
         return NULL;
     }
-    pthread_mutex_lock(&merge_lock);
+    if (pthread_mutex_trylock(&tree_lock) != 0) {
+        errno = EBUSY;
+        return NULL;
+    }
     char *out = merge_trees() == 0 ? prof_hook_export(format, len) : NULL;
     int why = errno; /* EFBIG: too large; EAGAIN: merge_trees */
-    pthread_mutex_unlock(&merge_lock);
+    pthread_mutex_unlock(&tree_lock);
     errno = why;
     return out;
 }
@@ -498,10 +515,13 @@ static char *front_table(const char *query, bool json, const char *path, size_t 
         errno = EAGAIN;
         return NULL;
     }
-    pthread_mutex_lock(&merge_lock);
+    if (pthread_mutex_trylock(&tree_lock) != 0) { /* as front_export */
+        errno = EBUSY;
+        return NULL;
+    }
     char *out = merge_trees() == 0 ? prof_hook_table(query, json, path, len, bad_view) : NULL;
     int why = errno; /* EAGAIN: merge_trees */
-    pthread_mutex_unlock(&merge_lock);
+    pthread_mutex_unlock(&tree_lock);
     errno = why;
     return out;
 }
@@ -524,7 +544,7 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
 
 /* A slow request's own tree stays in the worker that ran it (request ids
  * are unique across workers): ask all at once, as the other pages do (one
- * slow worker costs the control thread one limit, and the stop none).
+ * slow worker costs a control thread one limit, and the stop none).
  * NULL when none has it; errno EAGAIN when the stop left some unasked. */
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
@@ -597,7 +617,7 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
         .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
     };
     bool pull = cfg->profile_latency;
-    prof_hook_read_in_place(); /* every reader and writer of the trees holds merge_lock */
+    prof_hook_read_in_place(); /* every reader and writer of the trees holds tree_lock */
     workers = w;
     profile_path = cfg->profile_path;
     max_nodes = cfg->profile_max_nodes;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -277,6 +278,8 @@ static void configure_profiler(const struct tf_config *cfg)
                         cfg->profile_clock && !strcmp(cfg->profile_clock, "cpu"));
 }
 
+#define FRONT_IO_THREADS 4 /* run_front's control port */
+
 /* --workers: this process holds the socket fd (bound to port), runs the
  * workers and adds up their profiles on a loopback control port; it serves
  * no request itself. */
@@ -284,13 +287,22 @@ static int run_front(struct tf_config *cfg, char **argv, int fd, unsigned port)
 {
     char err[1024] = "";
     unsigned control_port = 0;
+#ifdef M_ARENA_MAX
+    /* One malloc arena for all its threads: a merge's memory, freed, is
+     * there for the next page whichever thread makes it (with an arena per
+     * thread, the front kept a merge's worth for each of them) */
+    mallopt(M_ARENA_MAX, 1);
+#endif
     if (wsgi_interp_start(cfg, err, sizeof(err)) < 0) /* to render the merged profile */
         return start_failed(err);
     say_profiler_caveats(cfg);
     int cfd = tf_server_listen_socket("127.0.0.1", 0, &control_port, err, sizeof(err));
-    struct tf_backends none = { .n_loops = 1 }; /* the control port's one network thread */
-    struct tf_server_socket sock = { .fd = cfd, .io_threads = 1, .control = true };
-    none.loops = cfd < 0 ? NULL : tf_loops_start(1, err, sizeof(err));
+    /* The control port's network threads: a page is made on the thread that
+     * read it, and an export of a big merged tree takes seconds; the other
+     * pages, the workers' hand-overs and --reload's questions go on. */
+    struct tf_backends none = { .n_loops = FRONT_IO_THREADS };
+    struct tf_server_socket sock = { .fd = cfd, .io_threads = FRONT_IO_THREADS, .control = true };
+    none.loops = cfd < 0 ? NULL : tf_loops_start(FRONT_IO_THREADS, err, sizeof(err));
     struct tf_server *control =
         !none.loops ? NULL : tf_server_start_on(cfg, &none, &sock, err, sizeof(err));
     struct tf_workers *workers = control ? tf_workers_new(cfg, argv, fd) : NULL;

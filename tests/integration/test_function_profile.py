@@ -17,6 +17,8 @@ import time
 import pytest
 import requests
 
+from busy_tree_util import check_the_page_during_exports
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 APPS = ROOT / "tests" / "apps"
 WORKLOAD_FILE = str(APPS / "profiled_app.py")
@@ -606,22 +608,7 @@ def test_the_page_while_an_export_reads_the_tree(tracfront, tmp_path):
     srv = tracfront("--app", "big_tree_app:application", "--pythonpath", tmp_path, "--profile",
                     "--profile-discard-first", "false", "--profile-max-nodes", "3000000")
     assert requests.get(srv.url + "?6", timeout=120).text == "ok"  # 10**6 call paths
-    overlapped = 0
-    for _ in range(3):
-        export = threading.Thread(target=lambda: requests.get(
-            srv.url + "__profile__/speedscope.json", timeout=120))
-        export.start()
-        time.sleep(0.2)
-        page = requests.get(srv.url + "__profile__?sort=calls", timeout=60)
-        still = export.is_alive()
-        export.join()
-        assert page.status_code == 200, page.text[:300]
-        assert "Latency by route" in page.text
-        if still:  # the export held the tree all along
-            overlapped += 1
-            assert "reading the call tree" in page.text, page.text[-2000:]
-            assert '<a href="/__profile__?sort=calls">reload</a>' in page.text  # in its view
-    assert overlapped, "the export never outlasted the page: make the tree bigger"
+    check_the_page_during_exports(srv)
 
 
 PROXY_SERVER = """\

@@ -24,6 +24,7 @@ import time
 import pytest
 import requests
 
+from busy_tree_util import check_the_page_during_exports
 from conftest import BINARY
 from workers_util import (APP, children, concurrently, descendants, fetch, memory_kib,
                           peak_from_now, proc_stat, running, wait_for)
@@ -277,6 +278,17 @@ def test_the_front_reads_its_merged_tree_without_a_copy(tracfront):
         assert requests.get(srv.url + "__profile__/" + page, timeout=60).status_code == 200
         grew = memory_kib(srv.proc.pid, "VmHWM") - rss
         assert grew < copy_kib / 4, (page, grew, copy_kib)
+
+
+def test_the_front_page_while_an_export_reads_the_tree(tracfront):
+    """The front's page waited for the merge lock behind an export of the
+    merged tree (seconds for a big one), holding the front's thread: it
+    shows its latency and in-flight parts with a note at once, as a single
+    process does."""
+    srv = tracfront("--app", "export_overlap_app:app", "--workers", "1", "--profile",
+                    "--profile-discard-first", "false", "--profile-max-nodes", "1000000")
+    assert int(requests.get(srv.url, timeout=60).text) > 700000
+    check_the_page_during_exports(srv)
 
 
 def post(srv, action, origin=True):
