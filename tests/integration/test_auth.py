@@ -15,7 +15,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -23,7 +22,7 @@ import pytest
 import requests
 from requests.auth import HTTPDigestAuth
 
-from conftest import APPS, fake_trac
+from conftest import fake_trac
 from workers_util import children, wait_for
 
 if not shutil.which("htpasswd") or not shutil.which("htdigest"):

@@ -8,7 +8,6 @@ not tie up the only app thread (--threads 1); bounded parallel load all
 succeeds; keep-alive connections and pipelined requests are served in order.
 """
 import concurrent.futures
-import json
 import socket
 import threading
 import time

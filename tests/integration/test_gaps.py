@@ -3,7 +3,6 @@ app as OSError from write(); --wsgi-file with a plain script (and its failure
 modes); --trac-env without Trac or on a missing directory; --venv; and --env
 entries accumulating from repeated flags and the --config file.
 """
-import json
 import os
 import pathlib
 import subprocess

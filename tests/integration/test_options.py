@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import start_server
-from test_lifecycle import APPS, BINARY, ROOT, good_args, run_cli, write_config
+from test_lifecycle import BINARY, ROOT, good_args, run_cli, write_config
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999", "http://127.0.0.1:abc",

@@ -13,7 +13,6 @@ import os
 import pstats
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time

@@ -9,7 +9,6 @@ been interrupted but was not shows up as a read timeout.
 """
 import http.client
 import json
-import socket
 import threading
 import time
 

@@ -6,7 +6,6 @@ static bytes, URL decoding, --mount, keep-alive and a few concurrent clients.
 """
 import concurrent.futures
 import http.client
-import pathlib
 import sys
 
 import requests

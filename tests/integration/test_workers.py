@@ -12,7 +12,6 @@ import base64
 import hashlib
 import http.client
 import json
-import marshal
 import os
 import pstats
 import re
