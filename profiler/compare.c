@@ -300,7 +300,8 @@ static void html_routes(struct prof_text *t)
     prof_text_add(t, "<table><tr><th>route<th>pairs<th>abandoned<th>failed<th>held back"
                      "<th>app p50<th>p95<th>p99<th>upstream p50<th>p95<th>p99"
                      "<th>upstream/app p50<th>p95<th>p99<th>status &ne;<th>size &ne;"
-                     "<th>hash &ne;\n");
+                     "<th title=\"bodies of the same size that differ (a pair whose sizes "
+                     "differ counts under size &ne; alone)\">hash &ne;\n");
     for (unsigned i = 0; i < n_routes; i++) {
         const struct compare_route *r = &routes[i];
         prof_text_add(t, "<tr><td><code>");

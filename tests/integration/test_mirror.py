@@ -109,6 +109,7 @@ def test_app_primary_answers_and_mismatches_are_counted(pair):
     assert all(isinstance(same[k], (int, float)) and same[k] > 0
                for k in ("ratio_p50", "ratio_p95", "ratio_p99"))
     assert r["/differ-size"]["size_mismatches"] == 2
+    assert r["/differ-size"]["hash_mismatches"] == 0  # a pair of two sizes: under size alone
     assert r["/differ-size"]["status_mismatches"] == 0
     assert (r["/differ-hash"]["hash_mismatches"], r["/differ-hash"]["size_mismatches"]) == (2, 0)
     assert r["/differ-hash"]["status_mismatches"] == 0
