@@ -33,6 +33,7 @@ static size_t on_header(char *line, size_t size, size_t n, void *userp)
         { "Location:", offsetof(struct tf_fetched, location) },
         { "Content-Disposition:", offsetof(struct tf_fetched, content_disposition) },
         { "Allow:", offsetof(struct tf_fetched, allow) },
+        { "Retry-After:", offsetof(struct tf_fetched, retry_after) },
     };
     for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++) {
         size_t k = strlen(kept[i].name);
@@ -84,10 +85,11 @@ static CURL *make_handle(const char *origin, const char *method, const char *pat
     return e;
 }
 
-int tf_fetch(const char *origin, const char *method, const char *path, struct tf_fetched *f)
+int tf_fetch(const char *origin, const char *method, const char *path, long limit_ms,
+             struct tf_fetched *f)
 {
     long status = 0;
-    CURL *e = make_handle(origin, method, path, TF_FETCH_LIMIT_MS, f);
+    CURL *e = make_handle(origin, method, path, limit_ms, f);
     if (e && curl_easy_perform(e) == CURLE_OK)
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
     if (e)
@@ -178,5 +180,6 @@ void tf_fetched_free(struct tf_fetched *f)
     free(f->location);
     free(f->content_disposition);
     free(f->allow);
+    free(f->retry_after);
     memset(f, 0, sizeof(*f));
 }

@@ -12,18 +12,28 @@ struct tf_fetched {
     unsigned status;          /* 0: no answer */
     char *body;               /* malloc'd, NUL-terminated; may be NULL when empty */
     size_t len;
-    char *content_type, *location, *content_disposition, *allow; /* malloc'd, or NULL */
+    /* malloc'd, or NULL */
+    char *content_type, *location, *content_disposition, *allow, *retry_after;
 };
 
-#define TF_FETCH_LIMIT_MS 10000 /* what tf_fetch waits for an answer */
+#define TF_FETCH_LIMIT_MS 10000 /* what a small answer is waited for */
+/* What a worker's call tree is waited for (the front's pages and exports,
+ * and a worker's hand-over of its profile): the worker makes it with the
+ * GIL, which a request may hold for a while, and a big tree takes seconds. */
+#define TF_FETCH_TREE_MS 60000
+/* What a worker waits for its front's answer to a page it relays: the
+ * front may ask for every worker's tree, then make the page from them. */
+#define TF_FETCH_RELAY_MS 120000
 /* What the front's main thread waits for its workers' answers (stop
  * accepting, at a stop or a reload; --reload's list of files): one stopped
  * (SIGSTOP) or stuck worker must not hold the others' stop up for long. */
 #define TF_FETCH_QUICK_MS 2000
 
-/* method and path ("/__profile__/tree?x") to origin ("http://127.0.0.1:PORT").
- * Returns 0, or -1 when there was no answer (f->status 0). Free f either way. */
-int tf_fetch(const char *origin, const char *method, const char *path, struct tf_fetched *f);
+/* method and path ("/__profile__/tree?x") to origin ("http://127.0.0.1:PORT"),
+ * the answer awaited limit_ms. Returns 0, or -1 when there was no answer
+ * (f->status 0). Free f either way. */
+int tf_fetch(const char *origin, const char *method, const char *path, long limit_ms,
+             struct tf_fetched *f);
 /* The same request to each of n origins at once (one curl multi handle),
  * the answers in f[i] (free each either way), each within limit_ms. While
  * they run, watch_fd (unless -1) is watched too: when it is readable,

@@ -36,8 +36,9 @@ static unsigned max_nodes;               /* --profile-max-nodes, for the log */
  * is made of (below). */
 static pthread_mutex_t latency_lock = PTHREAD_MUTEX_INITIALIZER;
 /* One user of this process's call tree at a time (a merge, then an export
- * or the function table read it; a hand-over; Clear); taken after
- * latency_lock where both are. A page or export does not wait for it (errno
+ * or the function table read it; a hand-over; Clear), and of the workers'
+ * (each reads one of its own at a time, and answers a second with a 503);
+ * taken after latency_lock where both are. A page or export does not wait for it (errno
  * EBUSY, as for a single process's trees: hook_export.c): an export of a
  * big tree takes seconds, and the page's latency part needs none of it. */
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -84,16 +85,22 @@ static bool stop_asking(void *unused)
     return true; /* the byte stays: every later wait gives up too */
 }
 
+/* What ask_workers got: every worker's answer; not, because
+ * tf_front_profile_stop left some worker unanswered (it is still running,
+ * its profile not handed over yet); or not, because some worker gave none
+ * in time, or another than expected (logged). In the last two, what the
+ * answers make up leaves a worker out. */
+enum asked { ASKED_ALL, ASKED_CUT_SHORT, ASKED_SOME_SILENT };
+
 /* Call fn with each worker's answer to method + path (status 200 or 303,
  * or also, which some are expected to give; 0: none), all asked at once,
- * each awaited TF_FETCH_LIMIT_MS, or until tf_front_profile_stop. On the
- * main thread only once every worker is gone (the stop's files, made of
- * what they handed over): none is asked, so its signals and reaping never
- * wait for one. 0, or -1 when tf_front_profile_stop left some worker
- * unanswered: it is still running, its profile not handed over yet, so
- * what the answers make up leaves it out. */
-static int ask_workers(const char *method, const char *path, unsigned also,
-                       void (*fn)(const char *origin, struct tf_fetched *f, void *arg), void *arg)
+ * each awaited limit_ms, or until tf_front_profile_stop. On the main
+ * thread only once every worker is gone (the stop's files, made of what
+ * they handed over): none is asked, so its signals and reaping never wait
+ * for one. */
+static enum asked ask_workers(const char *method, const char *path, unsigned also, long limit_ms,
+                              void (*fn)(const char *origin, struct tf_fetched *f, void *arg),
+                              void *arg)
 {
     size_t n = 0;
     char **origins = tf_workers_origins(workers, &n);
@@ -101,21 +108,28 @@ static int ask_workers(const char *method, const char *path, unsigned also,
     if (!f)
         tf_log_error("profile: out of memory asking the workers for %s", path);
     else if (n)
-        tf_fetch_all((const char *const *)origins, n, method, path, TF_FETCH_LIMIT_MS, f,
-                     quit_pipe[0], stop_asking, NULL);
-    bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE), cut_short = false;
+        tf_fetch_all((const char *const *)origins, n, method, path, limit_ms, f, quit_pipe[0],
+                     stop_asking, NULL);
+    bool quit = __atomic_load_n(&quitting, __ATOMIC_ACQUIRE), cut_short = false, silent = !f;
     for (size_t i = 0; f && i < n; i++) {
-        if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also))
+        if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also)) {
             fn(origins[i], &f[i], arg);
-        else if (!quit) /* the path without its query: a client's, never logged raw */
-            tf_log_error("profile: worker %s did not answer %s %.*s (status %u)", origins[i],
-                         method, (int)strcspn(path, "?"), path, f[i].status);
+        } else {
+            silent = true;
+            if (!quit && f[i].status) /* the path without its query: never logged raw */
+                tf_log_error("profile: worker %s answered %s %.*s with status %u", origins[i],
+                             method, (int)strcspn(path, "?"), path, f[i].status);
+            else if (!quit)
+                tf_log_error("profile: worker %s did not answer %s %.*s within %ld s",
+                             origins[i], method, (int)strcspn(path, "?"), path,
+                             limit_ms / 1000);
+        }
         cut_short = cut_short || (quit && !f[i].status);
         tf_fetched_free(&f[i]);
     }
     free(f);
     tf_workers_origins_free(origins, n);
-    return cut_short ? -1 : 0;
+    return cut_short ? ASKED_CUT_SHORT : silent ? ASKED_SOME_SILENT : ASKED_ALL;
 }
 
 static void ignore(const char *origin, struct tf_fetched *f, void *arg)
@@ -128,7 +142,7 @@ static void broadcast(const char *action)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/%s", profile_path, action);
-    ask_workers("POST", path, 0, ignore, NULL);
+    ask_workers("POST", path, 0, TF_FETCH_LIMIT_MS, ignore, NULL);
 }
 
 static void front_enable(bool on)
@@ -147,7 +161,7 @@ static void front_welcome(const char *origin)
     pthread_mutex_lock(&state_lock);
     snprintf(path, sizeof(path), "%s/%s", profile_path, prof_hook_enabled() ? "start" : "stop");
     struct tf_fetched f;
-    if (tf_fetch(origin, "POST", path, &f) < 0 || f.status != 303)
+    if (tf_fetch(origin, "POST", path, TF_FETCH_LIMIT_MS, &f) < 0 || f.status != 303)
         tf_log_error("profile: worker %s did not take the profiling state (status %u)", origin,
                      f.status);
     tf_fetched_free(&f);
@@ -231,7 +245,8 @@ static void pull_latency(void)
     snprintf(path, sizeof(path), "%s/latency-dump", profile_path);
     for (size_t i = 0; i < n_pulled; i++)
         pulled[i].answered = false;
-    ask_workers("GET", path, 0, remember, NULL); /* one cut short counts as last pulled */
+    /* one cut short or silent counts as last pulled */
+    ask_workers("GET", path, 0, TF_FETCH_LIMIT_MS, remember, NULL);
 }
 
 /* Under latency_lock: a dead worker's last pull joins dead_dumps (nothing if
@@ -417,16 +432,18 @@ static void add_tree(const char *origin, struct tf_fetched *f, void *arg)
 }
 
 /* This process's function profile := what the stopped workers had plus
- * the merge of every worker's. Call with tree_lock. -1 (errno EAGAIN) when
- * the server's stop left some worker out (ask_workers). */
+ * the merge of every worker's. Call with tree_lock. -1 when it leaves a
+ * worker out: errno EAGAIN when the server's stop did, ETIMEDOUT when the
+ * worker sent no tree in time (logged, naming it). */
 static int merge_trees(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    if (ask_workers("GET", path, 0, add_tree, NULL) == 0)
+    enum asked asked = ask_workers("GET", path, 0, TF_FETCH_TREE_MS, add_tree, NULL);
+    if (asked == ASKED_ALL)
         return 0;
-    errno = EAGAIN;
+    errno = asked == ASKED_CUT_SHORT ? EAGAIN : ETIMEDOUT;
     return -1;
 }
 
@@ -460,7 +477,7 @@ static bool front_absorb(unsigned port)
     if (known) {
         struct tf_fetched latency = { 0 }, tree = { 0 };
         char *last = forget_pulled(origin);
-        bool got = tf_fetch(origin, "GET", latency_path, &latency) == 0 &&
+        bool got = tf_fetch(origin, "GET", latency_path, TF_FETCH_LIMIT_MS, &latency) == 0 &&
                    latency.status == 200 && latency.body;
         if (keep_latency(got ? latency.body : last) < 0)
             tf_log_error("profile: the latency of stopping worker %s could not be kept", origin);
@@ -468,7 +485,7 @@ static bool front_absorb(unsigned port)
             tf_log_error("profile: stopping worker %s did not send its latency; %s", origin,
                          last ? "kept what it had when last asked" : "it is lost");
         pthread_mutex_lock(&tree_lock); /* a merge asks it, or finds its tree kept */
-        if (tf_fetch(origin, "GET", tree_path, &tree) < 0 || tree.status != 200 ||
+        if (tf_fetch(origin, "GET", tree_path, TF_FETCH_TREE_MS, &tree) < 0 || tree.status != 200 ||
             keep_tree(origin, &tree) < 0)
             tf_log_error("profile: the call tree of stopping worker %s could not be kept", origin);
         free(last);
@@ -544,8 +561,10 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
 
 /* A slow request's own tree stays in the worker that ran it (request ids
  * are unique across workers): ask all at once, as the other pages do (one
- * slow worker costs a control thread one limit, and the stop none).
- * NULL when none has it; errno EAGAIN when the stop left some unasked. */
+ * slow worker costs a control thread one limit, and the stop none), with
+ * tree_lock: a worker reads one of its trees at a time, and would answer
+ * a merge's question meanwhile with a 503. NULL when none has it; errno
+ * EAGAIN when the stop left some unasked, EBUSY as front_export. */
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
     (void)id; /* in the query too, which the worker reads as this page did */
@@ -554,11 +573,17 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     struct found found = { NULL, 0 };
     if (!url)
         return NULL;
+    if (pthread_mutex_trylock(&tree_lock) != 0) {
+        free(url);
+        errno = EBUSY;
+        return NULL;
+    }
     snprintf(url, cap, "%s/request?%s", path, query);
-    int asked = ask_workers("GET", url, 404, keep_first, &found); /* 404: not that worker's */
-    free(url);
+    enum asked asked = ask_workers("GET", url, 404, TF_FETCH_TREE_MS, keep_first, &found);
+    pthread_mutex_unlock(&tree_lock);
+    free(url); /* 404: not that worker's */
     if (!found.body) /* never a stale errno: EAGAIN is the page's 503 */
-        errno = asked < 0 ? EAGAIN : ENOENT;
+        errno = asked == ASKED_CUT_SHORT ? EAGAIN : ENOENT;
     *len = found.len;
     return found.body;
 }
@@ -594,7 +619,7 @@ static char *front_inflight(bool json, size_t *len)
                         json, 0 };
     j.used = j.out ? strlen(j.out) : 0;
     snprintf(path, sizeof(path), "%s/%s", profile_path, json ? "api/inflight" : "inflight");
-    if (ask_workers("GET", path, 0, join, &j) < 0) {
+    if (ask_workers("GET", path, 0, TF_FETCH_LIMIT_MS, join, &j) == ASKED_CUT_SHORT) {
         free(j.out);
         errno = EAGAIN;
         return NULL;

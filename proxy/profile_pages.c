@@ -166,6 +166,29 @@ static enum MHD_Result refuse_while_busy(struct tf_request *req)
     return tf_server_queue(req, 503, r);
 }
 
+/* A front's merge left a worker out: it sent no call tree in time
+ * (errno ETIMEDOUT; the log names it). */
+static bool worker_silent(const char *made)
+{
+    return !made && errno == ETIMEDOUT;
+}
+
+/* What worker_silent means, then end (HTML-safe). */
+static void say_worker_silent(char *out, size_t size, const char *end)
+{
+    snprintf(out, size, "A worker did not send its call tree (none within %d s, or an error: "
+             "the error log names it; a request may hold its GIL in a long call)%s",
+             TF_FETCH_TREE_MS / 1000, end);
+}
+
+static enum MHD_Result refuse_while_worker_silent(struct tf_request *req)
+{
+    char why[256];
+    say_worker_silent(why, sizeof(why), ": nothing is made from a part of the workers; try "
+                                        "again.");
+    return tf_server_reply(req, 504, why, false);
+}
+
 /* 405 with the methods the path takes: Allow is required there (RFC 9110
  * 15.5.6), and a client (or a person with curl) learns what to send. */
 static enum MHD_Result refuse_method(struct tf_request *req, const char *allow, bool close)
@@ -250,6 +273,13 @@ static int save_one(const struct tf_server *server, const char *path, const char
         *stopping = true;
         return -1;
     }
+    if (!data && errno == ETIMEDOUT) {
+        tf_log_error("profile: %s not written: a worker did not send its call tree in time "
+                     "(named above), and a file from part of the workers would pass for the "
+                     "whole; Save again", flag);
+        errno = ETIMEDOUT;
+        return -1;
+    }
     if (!data) {
         tf_log_error("profile: cannot build the %s export", format);
         return -1;
@@ -328,7 +358,8 @@ static void remember_save(const struct tf_config *cfg, const enum saved outcome[
  * from the accumulated profile; with nothing profiled, none (a file there
  * stays as it is; logged). Returns 0, or -1 with the reason logged (errno
  * EAGAIN: a front's stop is taking its workers' profiles, none written;
- * EBUSY: another page or export was reading the tree). */
+ * EBUSY: another page or export was reading the tree; ETIMEDOUT: a front's
+ * worker sent no tree in time, none written). */
 static int save_profile(const struct tf_server *server)
 {
     bool stopping = false, busy_now = false;
@@ -336,16 +367,27 @@ static int save_profile(const struct tf_server *server)
     int a = save_one(server, server->cfg->profile_log, "pstats", "--profile-log", &stopping,
                      &outcome[0]);
     busy_now |= a < 0 && errno == EBUSY;
+    bool silent = a < 0 && errno == ETIMEDOUT;
     outcome[0] = a < 0 ? SAVED_FAILED : outcome[0];
-    int b = save_one(server, server->cfg->profile_callgrind, "callgrind", "--profile-callgrind",
-                     &stopping, &outcome[1]);
-    busy_now |= b < 0 && errno == EBUSY;
-    outcome[1] = b < 0 ? SAVED_FAILED : outcome[1];
+    /* the second file after the first's refusal, or a worker's silence (which
+     * would hold it up as long again), would be from another moment */
+    int b = 0;
+    outcome[1] = server->cfg->profile_callgrind ? SAVED_FAILED : SAVED_NOTHING;
+    if (!stopping && !busy_now && !silent) {
+        b = save_one(server, server->cfg->profile_callgrind, "callgrind",
+                     "--profile-callgrind", &stopping, &outcome[1]);
+        busy_now |= b < 0 && errno == EBUSY;
+        silent |= b < 0 && errno == ETIMEDOUT;
+        outcome[1] = b < 0 ? SAVED_FAILED : outcome[1];
+    } else if (server->cfg->profile_callgrind) {
+        tf_log_error("profile: --profile-callgrind not written either");
+        b = -1;
+    }
     if (!stopping && !busy_now) /* refused, nothing was tried: the last note stands */
         remember_save(server->cfg, outcome);
     if (a == 0 && b == 0)
         return 0;
-    errno = stopping ? EAGAIN : busy_now ? EBUSY : EIO;
+    errno = stopping ? EAGAIN : busy_now ? EBUSY : silent ? ETIMEDOUT : EIO;
     return -1;
 }
 
@@ -368,6 +410,7 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         if (save_profile(server) < 0)
             return errno == EAGAIN ? refuse_while_stopping(req)
                    : errno == EBUSY ? refuse_while_busy(req)
+                   : errno == ETIMEDOUT ? refuse_while_worker_silent(req)
                                    : tf_server_reply(req, 500, "The profile files could not be "
                                                      "written (see the error log).", false);
     } else if (sub_is(action, len, "/quiesce") && server->control && server->cfg->worker) {
@@ -431,7 +474,8 @@ static void relay_away(void *arg)
     snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", req->server->relay_port);
     struct MHD_Response *r = NULL;
     /* a HEAD as a GET: its answer's length is the body's, which libmicrohttpd leaves out */
-    if (tf_fetch(origin, req->is_head ? "GET" : req->method, req->target, &f) == 0 && f.status &&
+    if (tf_fetch(origin, req->is_head ? "GET" : req->method, req->target, TF_FETCH_RELAY_MS,
+                 &f) == 0 && f.status &&
         (r = MHD_create_response_from_buffer(f.len, f.body, MHD_RESPMEM_MUST_FREE))) {
         f.body = NULL;
         if (f.content_type)
@@ -442,7 +486,15 @@ static void relay_away(void *arg)
             MHD_add_response_header(r, "Content-Disposition", f.content_disposition);
         if (f.allow)
             MHD_add_response_header(r, "Allow", f.allow);
+        if (f.retry_after)
+            MHD_add_response_header(r, "Retry-After", f.retry_after);
         MHD_add_response_header(r, "Cache-Control", "no-store");
+        /* a view too long for this connection's head (the front's had room):
+         * back to the bare page, as control_profile does */
+        if (f.location && !tf_request_head_fits(req, tf_response_headers_size(r))) {
+            MHD_del_response_header(r, "Location", f.location);
+            MHD_add_response_header(r, "Location", req->server->cfg->profile_path);
+        }
         req->status = f.status;
         req->bytes_out = f.len;
     } else {
@@ -488,7 +540,9 @@ static bool stop_refuses(const char *made)
     return !made && (errno == EAGAIN || errno == EINTR);
 }
 
-/* A control's body (send_report's), or the 503 of stop_refuses or busy. */
+
+/* A control's body (send_report's), or the 503 of stop_refuses or busy, or
+ * the 504 of worker_silent: nothing is made from a part of the workers. */
 static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, char *body,
                                       size_t len, const char *type, const char *filename)
 {
@@ -496,16 +550,19 @@ static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, c
         return refuse_while_stopping(req);
     if (busy(body))
         return refuse_while_busy(req);
+    if (worker_silent(body))
+        return refuse_while_worker_silent(req);
     return send_report(req, status, body, len, type, filename);
 }
 
 /* In the page, for the flame graph and function table, while another page
- * or export reads the call tree (busy): the rest of the page needs none. */
-static char *tree_busy_note(const char *profile_path, const char *view)
+ * or export reads the call tree (busy), or when a front's merge left a
+ * worker out (worker_silent): the rest of the page needs none. why is
+ * HTML. */
+static char *tree_missing_note(const char *profile_path, const char *view, const char *why)
 {
     struct prof_text t = { 0 };
-    prof_text_add(&t, "<h2 id=functions>Functions</h2><p>Another profile page or an export is "
-                      "reading the call tree (one at a time); <a href=\"");
+    prof_text_add(&t, "<h2 id=functions>Functions</h2><p>%s; <a href=\"", why);
     prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
     prof_text_add(&t, "%s", view[0] ? "?" : "");
     prof_text_escaped(&t, view, PROF_ESC_HTML);
@@ -526,8 +583,15 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
     if (p && stop_refuses(table))
         return NULL;
-    if (p && busy(table))
-        table = tree_busy_note(server->cfg->profile_path, query);
+    if (p && busy(table)) {
+        table = tree_missing_note(server->cfg->profile_path, query,
+                                  "Another profile page or an export is reading the call tree "
+                                  "(one at a time)");
+    } else if (p && worker_silent(table)) {
+        char why[256];
+        say_worker_silent(why, sizeof(why), "");
+        table = tree_missing_note(server->cfg->profile_path, query, why);
+    }
     char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
     errno = 0;
     char *running = p && p->inflight ? p->inflight(false, &n) : NULL;

@@ -10,8 +10,9 @@ import requests
 
 def check_the_page_during_exports(srv, tries=3):
     """Export the tree (a big one: the export must outlast the page) and
-    load the page meanwhile, tries times; at least once the export must
-    still run when the page is there."""
+    load the page and then another export meanwhile, tries times; at least
+    once the export must still run when the page is there. The second
+    export is told when to try again (Retry-After)."""
     overlapped = 0
     for _ in range(tries):
         export = threading.Thread(target=lambda: requests.get(
@@ -20,6 +21,8 @@ def check_the_page_during_exports(srv, tries=3):
         time.sleep(0.2)
         page = requests.get(srv.url + "__profile__?sort=calls", timeout=60)
         still = export.is_alive()
+        second = requests.get(srv.url + "__profile__/pstats", timeout=60)
+        second_overlapped = export.is_alive()
         export.join()
         assert page.status_code == 200, page.text[:300]
         assert "Latency by route" in page.text
@@ -27,4 +30,7 @@ def check_the_page_during_exports(srv, tries=3):
             overlapped += 1
             assert "reading the call tree" in page.text, page.text[-2000:]
             assert '<a href="/__profile__?sort=calls">reload</a>' in page.text  # in its view
+        if second_overlapped:
+            assert second.status_code == 503, second.status_code
+            assert second.headers.get("Retry-After") == "1", second.headers
     assert overlapped, "the export never outlasted the page: make the tree bigger"

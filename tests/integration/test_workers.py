@@ -290,6 +290,55 @@ def test_the_front_page_while_an_export_reads_the_tree(tracfront):
     check_the_page_during_exports(srv)
 
 
+def test_nothing_is_saved_from_part_of_the_workers(tracfront, tmp_path):
+    """A worker that sends no call tree in time (stopped here; a request
+    holding its GIL in a long C call does the same) left the merge: Save
+    wrote the other worker's profile alone and said "written". Now nothing
+    is written, the POST is a 504 naming the cause, and the next Save with
+    every worker there writes the whole."""
+    log, grind = tmp_path / "w.pstats", tmp_path / "w.callgrind"
+    srv = workers(tracfront, 2, "--profile", "--profile-discard-first", "false",
+                  "--profile-log", log, "--profile-callgrind", grind)
+    k = work_on_both(srv)
+    assert settle(lambda: busy_calls(srv), k) == k
+    live = requests.Session()
+    mine = live.get(srv.url + "pid", timeout=10).json()["pid"]  # this connection's worker
+    other, = set(worker_pids(srv)) - {mine}
+    origin = {"Origin": srv.url.rstrip("/")}
+    os.kill(other, signal.SIGSTOP)
+    try:
+        r = live.post(srv.url + "__profile__/save", headers=origin, allow_redirects=False,
+                      timeout=200)
+    finally:
+        os.kill(other, signal.SIGCONT)
+    assert r.status_code == 504, (r.status_code, r.text)
+    assert "did not send its call tree" in r.text, r.text
+    assert not log.exists() and not grind.exists()
+    assert "--profile-log not written: a worker did not send its call tree" in srv.error_log
+    assert "--profile-callgrind not written either" in srv.error_log
+    page = live.get(srv.url + "__profile__", timeout=60).text
+    assert "could not be written" in page, page[:3000]
+    r = live.post(srv.url + "__profile__/save", headers=origin, allow_redirects=False, timeout=60)
+    assert r.status_code == 303, (r.status_code, r.text)
+    st = pstats.Stats(str(log))
+    assert sum(v[1] for f, v in st.stats.items() if f[2] == "busy") == k
+
+
+def test_a_view_too_long_for_the_clients_head_goes_back_to_the_bare_page(tracfront):
+    """The front checks that the redirect's Location fits the answer's head
+    on its own connection (the worker's relay, a small request); the worker
+    copied it onto the client's, whose head had no room left: nothing was
+    sent, though the action was done."""
+    srv = workers(tracfront, 2)
+    for view_bytes, cookie_bytes in ((12000, 5000), (10000, 10000)):
+        r = requests.post(srv.url + "__profile__/stop?sort=calls&x=" + "a" * view_bytes,
+                          headers={"Origin": srv.url.rstrip("/"), "Cookie": "c=" + "b" * cookie_bytes},
+                          allow_redirects=False, timeout=30)
+        assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")
+    r = post(srv, "start?sort=calls")  # a view that fits is kept
+    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?sort=calls")
+
+
 def post(srv, action, origin=True):
     headers = {"Origin": srv.url.rstrip("/")} if origin else {"Origin": "http://evil.example"}
     return requests.post(srv.url + "__profile__/" + action, headers=headers,
