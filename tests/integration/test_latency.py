@@ -2,6 +2,7 @@
 route keys, percentiles from the histograms, Prometheus text that
 prometheus_client parses, and the profile path kept away from the app."""
 import concurrent.futures
+import html
 import http.client
 import re
 import time
@@ -396,3 +397,155 @@ def test_slowest_has_no_call_tree_links_without_function_profiling(tracfront):
     rows = slow_rows(srv, 2)
     assert len(rows) == 2
     assert not any("call tree" in row or "/request?id=" in row for _, row in rows.values())
+
+
+# The latency table's own view: routes_sort and routes_limit (the function
+# table's sort and limit are another table's).
+
+def route_rows(page):
+    """The latency table's rows as (route, backend), in the page's order."""
+    table = page[page.index("Latency by route"):page.index("Slowest requests")]
+    return [(html.unescape(route), backend) for route, backend in
+            re.findall(r"<tr><td><code>([^<]*)</code>(?: <small[^>]*>[^<]*</small>)?<td>(\w+)<td>",
+                       table)]
+
+
+def route_links(page):
+    """The latency table's links (unescaped hrefs), by their text."""
+    table = page[page.index("Latency by route"):page.index("Slowest requests")]
+    return {html.unescape(re.sub(r"<[^>]*>|[^\w ()]", "", text)).strip(): html.unescape(href)
+            for href, text in re.findall(r'<a href="([^"]*)"[^>]*>(.*?)</a>', table)}
+
+
+def routes_page(srv, query=""):
+    r = requests.get(srv.url + "__profile__" + ("?" + query if query else ""), timeout=10)
+    assert r.status_code == 200, r.text[:2000]
+    return r.text
+
+
+def test_route_rows_are_by_total_time_unless_asked(tracfront):
+    """The rows were always in route order, all of them: a real page had
+    hundreds, and the slowest route was to be found by eye. By default they
+    are now by total time (requests x mean), most first; routes_sort picks
+    another order and the column headers link to each, keeping the rest of
+    the view."""
+    srv = tracfront(*APP)
+    with requests.Session() as s:
+        for _ in range(6):
+            s.get(srv.url + "hello", timeout=10)          # many, fast
+        s.get(srv.url + "slow", params={"s": "0.25"}, timeout=10)  # one, slow: most time
+        for _ in range(2):
+            s.get(srv.url + "slow2", params={"s": "0.06"}, timeout=10)  # total 0.12
+        s.get(srv.url + "alpha", timeout=10)
+    latency(srv, settle=("/alpha", 1))
+    order = [route for route, _ in route_rows(routes_page(srv))]
+    assert order[:2] == ["/slow", "/slow2"], order
+    assert set(order) == {"/hello", "/slow", "/slow2", "/alpha"}, order
+    by = lambda key: [route for route, _ in route_rows(routes_page(srv, "routes_sort=" + key))]
+    assert by("route") == ["/alpha", "/hello", "/slow", "/slow2"]
+    assert by("requests")[:2] == ["/hello", "/slow2"]
+    assert by("max")[:2] == by("p99")[:2] == by("mean")[:2] == ["/slow", "/slow2"]
+    assert by("total") == order
+    # the headers set routes_sort and keep the rest of the view (the
+    # function table's sort and filter, the row limit)
+    page = routes_page(srv, "sort=calls&filter=x&routes_limit=3&routes_sort=max")
+    links = route_links(page)
+    for key in ("route", "requests", "total", "mean", "p50", "p90", "p99", "errors"):
+        header = next(v for k, v in links.items() if k.startswith(key))
+        query = header.split("?", 1)[1].split("#")[0]
+        assert sorted(query.split("&")) == sorted(["sort=calls", "filter=x", "routes_limit=3",
+                                                   "routes_sort=" + key]), (key, header)
+
+
+def test_route_rows_sort_by_errors(tracfront, tmp_path):
+    app = tmp_path / "err_app.py"
+    app.write_text(
+        "def application(environ, start_response):\n"
+        "    bad = environ['QUERY_STRING'] == 'bad'\n"
+        "    start_response('500 Oops' if bad else '200 OK', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "err_app:application", "--pythonpath", tmp_path)
+    with requests.Session() as s:
+        for path in ("a", "a", "a", "b?bad", "b", "c?bad", "c?bad"):
+            s.get(srv.url + path, timeout=10)
+    latency(srv, settle=("/c", 2))
+    order = [route for route, _ in route_rows(routes_page(srv, "routes_sort=errors"))]
+    assert order == ["/c", "/b", "/a"], order
+
+
+def test_route_rows_are_cut_to_a_limit_but_other_and_not_found(tracfront, tmp_path):
+    """50 rows by default (routes_limit: a number, or all); the page says
+    how many of how many. (other) and (not found) are not the app's routes:
+    when they have requests they are shown whatever the limit."""
+    app = tmp_path / "nf_app.py"
+    app.write_text(
+        "import time\n\n\n"
+        "def application(environ, start_response):\n"
+        "    found = environ['PATH_INFO'] != '/nf'\n"
+        "    if environ['QUERY_STRING'] == 'slow':\n"
+        "        time.sleep(0.05)\n"
+        "    start_response('200 OK' if found else '404 Not Found', [])\n"
+        "    return [b'x']\n")
+    srv = tracfront("--app", "nf_app:application", "--pythonpath", tmp_path,
+                    "--profile-max-routes", "55")
+    with requests.Session() as s:
+        for i in range(60):  # 55 routes, then 5 under (other)
+            s.get(srv.url + "r%02d" % i, timeout=10)
+        s.get(srv.url + "nf", timeout=10)
+        for _ in range(3):
+            s.get(srv.url + "r07?slow", timeout=10)
+    latency(srv, settle=("/r07", 4))
+    page = routes_page(srv)
+    rows = route_rows(page)
+    assert len(rows) == 52, rows
+    assert {("(other)", "wsgi"), ("(not found)", "wsgi")} <= set(rows), rows
+    assert re.search(r"\b52 of 57 routes\b", page), page[:3000]
+    assert rows[0] == ("/r07", "wsgi"), rows  # 4 requests, 3 of them slow
+    all_rows = route_rows(routes_page(srv, "routes_limit=all"))
+    assert len(all_rows) == 57 and set(rows) <= set(all_rows)
+    assert "routes_limit=all" in route_links(page)["all"]
+    few = routes_page(srv, "routes_limit=2&routes_sort=requests")
+    rows = route_rows(few)
+    assert rows[0] == ("(other)", "wsgi") and ("/r07", "wsgi") in rows, rows
+    assert len(rows) == 4 and ("(not found)", "wsgi") in rows, rows
+    assert re.search(r"\b4 of 57 routes\b", few)
+    # under the limit: no "of"
+    assert not re.search(r"\bof 57 routes\b", routes_page(srv, "routes_limit=100"))
+
+
+@pytest.mark.parametrize("query,said", [
+    ("routes_sort=slowest", "Unknown routes_sort"), ("routes_sort=", "Unknown routes_sort"),
+    ("routes_limit=0", "routes_limit"), ("routes_limit=-3", "routes_limit"),
+    ("routes_limit=ten", "routes_limit"), ("routes_limit=5x", "routes_limit"),
+    ("routes_limit=99999999999999999999999", "routes_limit")])
+def test_bad_route_view_is_said_on_the_page(tracfront, query, said):
+    """An unknown sort key or a limit that is not a positive number: the page
+    says so (as the function table says an unknown sort key) and shows the
+    rows in the default view."""
+    srv = tracfront(*APP)
+    requests.get(srv.url + "hello", timeout=10)
+    latency(srv, settle=("/hello", 1))
+    page = routes_page(srv, query)
+    problem = re.search(r"<p><b>([^<]*)</b></p>", page[page.index("Latency by route"):])
+    assert problem and said in problem.group(1), page[:3000]
+    assert ("/hello", "wsgi") in route_rows(page)
+
+
+def test_the_route_view_is_kept_by_the_buttons_and_the_function_table(tracfront):
+    """Start/Stop/Clear carry the page's query back; the function table's
+    links and filter form keep the latency table's view too."""
+    srv = tracfront(*APP, "--profile", "--profile-discard-first", "false")
+    for _ in range(2):
+        requests.get(srv.url + "hello", timeout=10)
+    latency(srv, settle=("/hello", 2))
+    view = "routes_sort=p99&routes_limit=5"
+    page = routes_page(srv, view)
+    assert 'action="/__profile__/stop?%s"' % view.replace("&", "&#38;") in page
+    r = requests.post(srv.url + "__profile__/stop?" + view, allow_redirects=False, timeout=10)
+    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?" + view)
+    table = html.unescape(page[page.index("id=functions"):])
+    sort_links = re.findall(r'href="([^"]*sort=time[^"]*)"', table)
+    assert sort_links and all("routes_sort=p99" in h and "routes_limit=5" in h
+                              for h in sort_links), sort_links
+    assert re.search(r'<input type=hidden name=routes_sort value="p99">', table), table[:3000]
+    assert re.search(r'<input type=hidden name=routes_limit value="5">', table)

@@ -852,3 +852,28 @@ def test_workers_carry_the_fronts_process_name(tracfront):
     assert comm(srv.proc.pid) == name
     kids = children(srv.proc.pid)
     assert {pid: comm(pid) for pid in kids} == {pid: name for pid in kids}
+
+
+def test_the_fronts_route_rows_are_sorted_and_cut_as_one_process(tracfront):
+    """The front's page is made from its workers' rows added up: routes_sort
+    and routes_limit order and cut them as in one process, (not found) kept."""
+    srv = workers(tracfront, 2)
+    with requests.Session() as s:
+        s.get(srv.url + "slow", params={"s": "0.2"}, timeout=10)
+        for _ in range(3):
+            s.get(srv.url + "pid", timeout=10)
+        s.get(srv.url + "version", timeout=10)
+        assert s.get(srv.url + "nope", timeout=10).status_code == 404
+
+    def rows(query):
+        page = requests.get(srv.url + "__profile__?" + query, timeout=30).text
+        table = page[page.index("Latency by route"):page.index("Slowest requests")]
+        return re.findall(r"<tr><td><code>([^<]*)</code>", table), page
+    settle(lambda: len(rows("routes_limit=all")[0]), 4)
+    got, page = rows("routes_limit=1")
+    assert got == ["/slow", "(not found)"], got
+    assert re.search(r"\b2 of 4 routes\b", page), page[:3000]
+    got, _ = rows("routes_limit=1&routes_sort=requests")
+    assert got == ["/pid", "(not found)"], got
+    got, _ = rows("routes_sort=route")
+    assert got == ["(not found)", "/pid", "/slow", "/version"], got
