@@ -109,6 +109,7 @@ void prof_view_parse(struct prof_view *v, const char *query)
         if (*p == '&')
             p++;
     }
+    prof_routes_view_parse(&v->routes, query);
 }
 
 /* What a row shows: calls, recursive calls, own and cumulative time. */
@@ -286,6 +287,10 @@ static void add_link(struct prof_text *t, const char *profile_path, const struct
             prof_text_add(t, (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
                                      (*c >= '0' && *c <= '9') || strchr("-_.~", *c)
                                  ? "%c" : "%%%02X", *c);
+        char routes[64];
+        prof_routes_view_query(&v->routes, routes, sizeof(routes));
+        prof_text_add(t, "%s", routes[0] ? "&amp;" : "");
+        prof_text_escaped(t, routes, PROF_ESC_HTML);
         prof_text_add(t, "#functions\">");
     }
     prof_text_escaped(t, label, PROF_ESC_HTML);
@@ -595,9 +600,12 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
     prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
                         "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
-                        "<input type=hidden name=fullpath value=\"%d\"><label>Filter (regular "
-                        "expression, as Python's re, on file:line(function)): <input "
-                        "name=filter size=40 value=\"", v->sort, v->mode, v->limit, v->fullpath);
+                        "<input type=hidden name=fullpath value=\"%d\">", v->sort, v->mode,
+                  v->limit, v->fullpath);
+    char routes_inputs[160];
+    prof_routes_view_hidden(&v->routes, routes_inputs, sizeof(routes_inputs));
+    prof_text_add(&out, "%s<label>Filter (regular expression, as Python's re, on "
+                        "file:line(function)): <input name=filter size=40 value=\"", routes_inputs);
     prof_text_escaped(&out, v->filter, PROF_ESC_HTML);
     prof_text_add(&out, "\"></label> <button>Apply</button></form>\n");
     if (sel.bad_filter) {

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "profiler/calltree.h"
+#include "profiler/latency_view.h"
 #include "profiler/text.h"
 
 struct prof_view {
@@ -23,13 +24,15 @@ struct prof_view {
     bool fullpath;
     char mode[8];       /* stats, callers, callees */
     unsigned long zoom; /* flame graph: preorder node number, 0 = all */
+    struct prof_routes_view routes; /* the latency table's, which the links keep */
 };
 
 /* Read a view from a raw query string. pstats' names for the sort keys
  * (tottime, cumtime, ncalls, filename, module) become ours; an unknown sort
  * key sets bad_sort; other unknown or bad values fall back to the defaults.
  * repoze.profile's names filename (the filter) and fulldirs (fullpath) are
- * taken too. */
+ * taken too. The latency table's view (routes_sort, routes_limit) is
+ * read too: the table's links and filter form keep it. */
 void prof_view_parse(struct prof_view *v, const char *query);
 
 /* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An

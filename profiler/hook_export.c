@@ -141,8 +141,9 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         out = prof_functable_json(t, &view, len, bad_view);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
-        char base[4200];
-        snprintf(base, sizeof(base), "%s?", profile_path);
+        char base[4200], routes[64]; /* the zoom links keep the latency table's view */
+        prof_routes_view_query(&view.routes, routes, sizeof(routes));
+        snprintf(base, sizeof(base), "%s?%s%s", profile_path, routes, routes[0] ? "&" : "");
         static const char python_only[] =
             "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
             "calls is their callers' own time.</i></p>";

@@ -5,6 +5,7 @@
  * the route cap). A front's adding up of its workers is latency_dump.c. */
 #include "profiler/latency.h"
 #include "profiler/latency_internal.h"
+#include "profiler/latency_view.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -477,10 +478,10 @@ static void html_sparkline(struct prof_text *t, const struct prof_histogram *h)
     prof_text_add(t, "</svg>");
 }
 
-static void html_route(struct prof_text *t, const struct route *r, enum prof_backend b,
-                       const struct backend_stats *s, bool first)
+static void html_route(struct prof_text *t, const struct prof_routes_row *row)
 {
-    (void)first;
+    const struct route *r = row->data;
+    const struct backend_stats *s = r->backend[row->backend];
     const struct prof_histogram *h = &s->total;
     prof_text_add(t, "<tr><td><code>");
     prof_text_escaped(t, r->key, PROF_ESC_HTML);
@@ -489,21 +490,140 @@ static void html_route(struct prof_text *t, const struct route *r, enum prof_bac
                          "had no route slot left for it\">(partial)</small>");
     else
         prof_text_add(t, "</code>");
-    prof_text_add(t, "<td>%s<td>%llu<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%llu/%llu",
-        backend_name(b), (unsigned long long)h->count,
-        h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
-        (double)prof_histogram_percentile(h, 50) / 1000.0,
-        (double)prof_histogram_percentile(h, 90) / 1000.0,
-        (double)prof_histogram_percentile(h, 99) / 1000.0, (double)h->max_us / 1000.0,
-        (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
-        (unsigned long long)(s->status[4] + s->status[5]), (unsigned long long)h->count);
-    if (b == PROF_BACKEND_WSGI)
+    prof_text_add(t, "<td>%s<td>%llu<td>%.3f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f<td>%.1f"
+                     "<td>%llu/%llu",
+        backend_name((enum prof_backend)row->backend), (unsigned long long)h->count,
+        (double)h->sum_us / 1e6, h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
+        (double)row->p50_us / 1000.0, (double)row->p90_us / 1000.0, (double)row->p99_us / 1000.0,
+        (double)h->max_us / 1000.0, (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
+        (unsigned long long)row->errors, (unsigned long long)h->count);
+    if (row->backend == PROF_BACKEND_WSGI)
         prof_text_add(t, "<td>%llu", (unsigned long long)s->ran_inline);
     else
         prof_text_add(t, "<td>-");
     prof_text_add(t, "<td>");
     html_sparkline(t, h);
     prof_text_add(t, "\n");
+}
+
+/* With the lock held: a row per route and backend with data, its figures
+ * filled in (malloc'd, *n of them; NULL on out of memory). */
+static struct prof_routes_row *routes_rows(size_t *n)
+{
+    struct prof_routes_row *rows = malloc(((size_t)route_count * PROF_BACKENDS + 1) * sizeof(*rows));
+    *n = 0;
+    for (size_t i = 0; rows && i < table_size; i++)
+        for (unsigned b = 0; table[i] && b < PROF_BACKENDS; b++) {
+            const struct backend_stats *s = table[i]->backend[b];
+            if (!s)
+                continue;
+            rows[(*n)++] = (struct prof_routes_row){
+                .key = table[i]->key, .backend = b, .special = table[i]->key[0] == '(',
+                .requests = s->total.count, .total_us = s->total.sum_us,
+                .p50_us = prof_histogram_percentile(&s->total, 50),
+                .p90_us = prof_histogram_percentile(&s->total, 90),
+                .p99_us = prof_histogram_percentile(&s->total, 99), .max_us = s->total.max_us,
+                .errors = s->status[4] + s->status[5], .data = table[i],
+            };
+        }
+    return rows;
+}
+
+/* A link of the route table's: the page's view with name=value. */
+static void html_view_link(struct prof_text *t, const char *profile_path, const char *view,
+                           const char *name, const char *value)
+{
+    char *query = prof_query_with(view, name, value);
+    if (!query) {
+        t->failed = true;
+        return;
+    }
+    prof_text_add(t, "<a href=\"");
+    prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+    prof_text_add(t, "?");
+    prof_text_escaped(t, query, PROF_ESC_HTML);
+    prof_text_add(t, "#routes\">");
+    free(query);
+}
+
+/* The header: a column the view sorts by links to that order. */
+static void html_routes_header(struct prof_text *t, const char *profile_path, const char *view,
+                               const struct prof_routes_view *v)
+{
+    static const struct { const char *label; int order; } columns[] = {
+        { "route", PROF_ROUTES_BY_ROUTE }, { "backend", -1 }, { "requests", PROF_ROUTES_BY_REQUESTS },
+        { "total (s)", PROF_ROUTES_BY_TOTAL }, { "mean", PROF_ROUTES_BY_MEAN },
+        { "p50", PROF_ROUTES_BY_P50 }, { "p90", PROF_ROUTES_BY_P90 }, { "p99", PROF_ROUTES_BY_P99 },
+        { "max", PROF_ROUTES_BY_MAX }, { "queue p99", -1 }, { "errors", PROF_ROUTES_BY_ERRORS },
+        { "inline", -1 }, { "distribution", -1 },
+    };
+    prof_text_add(t, "<table><tr>");
+    for (size_t i = 0; i < sizeof(columns) / sizeof(columns[0]); i++) {
+        int o = columns[i].order;
+        if (o < 0) {
+            prof_text_add(t, "<th>%s", columns[i].label);
+            continue;
+        }
+        bool route = o == PROF_ROUTES_BY_ROUTE, current = (int)v->order == o;
+        prof_text_add(t, "<th%s>", !current ? "" : route ? " aria-sort=ascending"
+                                                         : " aria-sort=descending");
+        html_view_link(t, profile_path, view, "routes_sort", prof_routes_order_name(o));
+        prof_text_add(t, "%s%s</a>", columns[i].label, !current ? "" : route ? " &#9652;"
+                                                                            : " &#9662;");
+    }
+    prof_text_add(t, "\n");
+}
+
+/* Under the table's heading: what the view could not use, how many rows
+ * of how many, and the row limits. */
+static void html_routes_note(struct prof_text *t, const char *profile_path, const char *view,
+                             const struct prof_routes_view *v, size_t shown, size_t all)
+{
+    if (v->bad_order)
+        prof_text_add(t, "<p><b>Unknown routes_sort: use route, requests, total, mean, p50, p90, "
+                         "p99, max or errors; the rows are by total time.</b></p>\n");
+    if (v->bad_limit)
+        prof_text_add(t, "<p><b>routes_limit must be a positive number of rows, or all; %d are "
+                         "shown.</b></p>\n", PROF_ROUTES_DEFAULT_LIMIT);
+    if (shown < all)
+        prof_text_add(t, "<p>%zu of %zu routes", shown, all);
+    else
+        prof_text_add(t, "<p>%zu routes", all);
+    prof_text_add(t, ", by %s; (other) and (not found) are always shown. Rows: ",
+                  prof_routes_order_label(v->order));
+    static const char *const limits[] = { "20", "50", "200", "all" };
+    char current[24] = "all";
+    if (v->limit)
+        snprintf(current, sizeof(current), "%zu", v->limit);
+    for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+        if (!strcmp(current, limits[i])) {
+            prof_text_add(t, "<b>%s</b> ", limits[i]);
+            continue;
+        }
+        html_view_link(t, profile_path, view, "routes_limit", limits[i]);
+        prof_text_add(t, "%s</a> ", limits[i]);
+    }
+    prof_text_add(t, "</p>");
+}
+
+/* The latency table in the page's view (latency_view.h). With the lock held. */
+static void html_routes(struct prof_text *t, const char *profile_path, const char *view)
+{
+    struct prof_routes_view v;
+    prof_routes_view_parse(&v, view);
+    size_t all;
+    struct prof_routes_row *rows = routes_rows(&all);
+    if (!rows) {
+        t->failed = true;
+        return;
+    }
+    size_t shown = prof_routes_select(rows, all, &v);
+    html_routes_note(t, profile_path, view, &v, shown, all);
+    html_routes_header(t, profile_path, view, &v);
+    for (size_t i = 0; i < shown; i++)
+        html_route(t, &rows[i]);
+    free(rows);
+    prof_text_add(t, "</table>\n");
 }
 
 /* A control's button; the page's view (its query) goes with it, and the
@@ -549,17 +669,15 @@ char *prof_latency_html(int in_flight, const char *profile_path, const char *vie
         prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
         prof_text_add(&t, "%s\">%s", downloads[i][0], downloads[i][1]);
     }
-    prof_text_add(&t, "</p><h2>Latency by route (ms)</h2><table><tr><th>route"
-            "<th>backend<th>requests<th>mean<th>p50<th>p90<th>p99<th>max<th>queue p99<th>errors"
-            "<th>inline<th>distribution\n");
+    prof_text_add(&t, "</p><h2 id=routes>Latency by route (ms)</h2>");
     unsigned n;
     size_t n_ids;
     uint64_t *ids = prof_latency_tree_ids(&n_ids);
     pthread_mutex_lock(&prof_latency_lock);
-    prof_latency_each(&t, html_route);
+    html_routes(&t, profile_path, view);
     struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&prof_latency_lock);
-    prof_text_add(&t, "</table>\n<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
+    prof_text_add(&t, "<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
             "<th>queue<th>first byte<th>profile\n");
     for (unsigned i = 0; list && i < n; i++) {
         prof_text_add(&t, "<tr><td><code>");

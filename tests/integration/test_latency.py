@@ -413,7 +413,7 @@ def route_rows(page):
 def route_links(page):
     """The latency table's links (unescaped hrefs), by their text."""
     table = page[page.index("Latency by route"):page.index("Slowest requests")]
-    return {html.unescape(re.sub(r"<[^>]*>|[^\w ()]", "", text)).strip(): html.unescape(href)
+    return {re.sub(r"<[^>]*>|[^\w ()]", "", html.unescape(text)).strip(): html.unescape(href)
             for href, text in re.findall(r'<a href="([^"]*)"[^>]*>(.*?)</a>', table)}
 
 
@@ -423,19 +423,35 @@ def routes_page(srv, query=""):
     return r.text
 
 
-def test_route_rows_are_by_total_time_unless_asked(tracfront):
+SLEEP_APP = ("import time\n"
+             "from urllib.parse import parse_qs\n\n\n"
+             "def application(environ, start_response):\n"
+             "    qs = parse_qs(environ['QUERY_STRING'], keep_blank_values=True)\n"
+             "    time.sleep(float(qs.get('s', ['0'])[0]))\n"
+             "    start_response('500 Oops' if 'bad' in qs else '200 OK', [])\n"
+             "    return [b'x']\n")
+
+
+def sleep_app(tracfront, tmp_path, *args):
+    """A server whose app sleeps ?s= seconds on any path, and answers 500
+    to ?bad."""
+    (tmp_path / "sleep_app.py").write_text(SLEEP_APP)
+    return tracfront("--app", "sleep_app:application", "--pythonpath", tmp_path, *args)
+
+
+def test_route_rows_are_by_total_time_unless_asked(tracfront, tmp_path):
     """The rows were always in route order, all of them: a real page had
     hundreds, and the slowest route was to be found by eye. By default they
     are now by total time (requests x mean), most first; routes_sort picks
     another order and the column headers link to each, keeping the rest of
     the view."""
-    srv = tracfront(*APP)
+    srv = sleep_app(tracfront, tmp_path)
     with requests.Session() as s:
         for _ in range(6):
             s.get(srv.url + "hello", timeout=10)          # many, fast
-        s.get(srv.url + "slow", params={"s": "0.25"}, timeout=10)  # one, slow: most time
+        s.get(srv.url + "slow", params={"s": "0.5"}, timeout=10)  # one, slow: most time
         for _ in range(2):
-            s.get(srv.url + "slow2", params={"s": "0.06"}, timeout=10)  # total 0.12
+            s.get(srv.url + "slow2", params={"s": "0.15"}, timeout=10)  # total 0.3
         s.get(srv.url + "alpha", timeout=10)
     latency(srv, settle=("/alpha", 1))
     order = [route for route, _ in route_rows(routes_page(srv))]
@@ -458,13 +474,7 @@ def test_route_rows_are_by_total_time_unless_asked(tracfront):
 
 
 def test_route_rows_sort_by_errors(tracfront, tmp_path):
-    app = tmp_path / "err_app.py"
-    app.write_text(
-        "def application(environ, start_response):\n"
-        "    bad = environ['QUERY_STRING'] == 'bad'\n"
-        "    start_response('500 Oops' if bad else '200 OK', [])\n"
-        "    return [b'x']\n")
-    srv = tracfront("--app", "err_app:application", "--pythonpath", tmp_path)
+    srv = sleep_app(tracfront, tmp_path)
     with requests.Session() as s:
         for path in ("a", "a", "a", "b?bad", "b", "c?bad", "c?bad"):
             s.get(srv.url + path, timeout=10)
