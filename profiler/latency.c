@@ -510,7 +510,8 @@ static void html_route(struct prof_text *t, const struct prof_routes_row *row)
  * filled in (malloc'd, *n of them; NULL on out of memory). */
 static struct prof_routes_row *routes_rows(size_t *n)
 {
-    struct prof_routes_row *rows = malloc(((size_t)route_count * PROF_BACKENDS + 1) * sizeof(*rows));
+    size_t cap = (size_t)route_count * PROF_BACKENDS + 1;
+    struct prof_routes_row *rows = malloc(cap * sizeof(*rows));
     *n = 0;
     for (size_t i = 0; rows && i < table_size; i++)
         for (unsigned b = 0; table[i] && b < PROF_BACKENDS; b++) {
@@ -551,7 +552,8 @@ static void html_routes_header(struct prof_text *t, const char *profile_path, co
                                const struct prof_routes_view *v)
 {
     static const struct { const char *label; int order; } columns[] = {
-        { "route", PROF_ROUTES_BY_ROUTE }, { "backend", -1 }, { "requests", PROF_ROUTES_BY_REQUESTS },
+        { "route", PROF_ROUTES_BY_ROUTE }, { "backend", -1 },
+        { "requests", PROF_ROUTES_BY_REQUESTS },
         { "total (s)", PROF_ROUTES_BY_TOTAL }, { "mean", PROF_ROUTES_BY_MEAN },
         { "p50", PROF_ROUTES_BY_P50 }, { "p90", PROF_ROUTES_BY_P90 }, { "p99", PROF_ROUTES_BY_P99 },
         { "max", PROF_ROUTES_BY_MAX }, { "queue p99", -1 }, { "errors", PROF_ROUTES_BY_ERRORS },

@@ -47,7 +47,9 @@ char *prof_latency_slowest_json(void);
 void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
 
 /* The page; appendix (an HTML fragment, e.g. the function table) goes last.
- * view: the page's query (its sort, filter...), which its buttons keep.
+ * view: the page's query (its sort, filter...), which its buttons keep;
+ * its routes_sort and routes_limit order and cut the route table
+ * (latency_view.h), which the machine formats never are.
  * can_save: there are profile files to write (--profile-log or
  * --profile-callgrind), so the page offers its "Save files" button. */
 char *prof_latency_html(int in_flight, const char *profile_path, const char *view, bool profiling,

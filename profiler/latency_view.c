@@ -96,8 +96,9 @@ void prof_routes_view_hidden(const struct prof_routes_view *v, char *out, size_t
 {
     char limit[24];
     const char *sort = differing(v, limit);
-    snprintf(out, cap, "%s%s%s%s%s%s", sort[0] ? "<input type=hidden name=routes_sort value=\"" : "",
-             sort, sort[0] ? "\">" : "",
+    snprintf(out, cap, "%s%s%s%s%s%s",
+             sort[0] ? "<input type=hidden name=routes_sort value=\"" : "", sort,
+             sort[0] ? "\">" : "",
              limit[0] ? "<input type=hidden name=routes_limit value=\"" : "", limit,
              limit[0] ? "\">" : "");
 }

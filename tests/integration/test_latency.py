@@ -428,13 +428,14 @@ SLEEP_APP = ("import time\n"
              "def application(environ, start_response):\n"
              "    qs = parse_qs(environ['QUERY_STRING'], keep_blank_values=True)\n"
              "    time.sleep(float(qs.get('s', ['0'])[0]))\n"
-             "    start_response('500 Oops' if 'bad' in qs else '200 OK', [])\n"
+             "    status = '404 Not Found' if environ['PATH_INFO'] == '/nf' else '200 OK'\n"
+             "    start_response('500 Oops' if 'bad' in qs else status, [])\n"
              "    return [b'x']\n")
 
 
 def sleep_app(tracfront, tmp_path, *args):
-    """A server whose app sleeps ?s= seconds on any path, and answers 500
-    to ?bad."""
+    """A server whose app sleeps ?s= seconds on any path, answers 500 to
+    ?bad and 404 to /nf."""
     (tmp_path / "sleep_app.py").write_text(SLEEP_APP)
     return tracfront("--app", "sleep_app:application", "--pythonpath", tmp_path, *args)
 
@@ -487,23 +488,13 @@ def test_route_rows_are_cut_to_a_limit_but_other_and_not_found(tracfront, tmp_pa
     """50 rows by default (routes_limit: a number, or all); the page says
     how many of how many. (other) and (not found) are not the app's routes:
     when they have requests they are shown whatever the limit."""
-    app = tmp_path / "nf_app.py"
-    app.write_text(
-        "import time\n\n\n"
-        "def application(environ, start_response):\n"
-        "    found = environ['PATH_INFO'] != '/nf'\n"
-        "    if environ['QUERY_STRING'] == 'slow':\n"
-        "        time.sleep(0.05)\n"
-        "    start_response('200 OK' if found else '404 Not Found', [])\n"
-        "    return [b'x']\n")
-    srv = tracfront("--app", "nf_app:application", "--pythonpath", tmp_path,
-                    "--profile-max-routes", "55")
+    srv = sleep_app(tracfront, tmp_path, "--profile-max-routes", "55")
     with requests.Session() as s:
         for i in range(60):  # 55 routes, then 5 under (other)
             s.get(srv.url + "r%02d" % i, timeout=10)
         s.get(srv.url + "nf", timeout=10)
         for _ in range(3):
-            s.get(srv.url + "r07?slow", timeout=10)
+            s.get(srv.url + "r07?s=0.05", timeout=10)
     latency(srv, settle=("/r07", 4))
     page = routes_page(srv)
     rows = route_rows(page)
