@@ -8,12 +8,14 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proxy/log.h"
@@ -165,6 +167,32 @@ struct tf_unavailable *tf_unavailable_start(int listen_fd, unsigned retry_after_
     return u;
 }
 
+/* What a stopped daemon's requests still have to finish: a drain of
+ * DRAIN_MAX at a slow client's pace. */
+#define FINISH_S 60
+
+/* The daemon's connections left (0 when it cannot tell). */
+static unsigned connections_left(struct tf_unavailable *u)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(u->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    return info ? info->num_connections : 0;
+}
+
+/* Its own thread, once u accepts no more: stop it when its connections
+ * have gone, or after FINISH_S. */
+static void *finish(void *arg)
+{
+    struct tf_unavailable *u = arg;
+    const struct timespec pause = { 0, 50 * 1000 * 1000 };
+    for (unsigned waited_ms = 0; connections_left(u) && waited_ms < FINISH_S * 1000;
+         waited_ms += 50)
+        nanosleep(&pause, NULL);
+    MHD_stop_daemon(u->mhd);
+    free(u);
+    return NULL;
+}
+
 void tf_unavailable_stop(struct tf_unavailable *u)
 {
     if (!u)
@@ -172,8 +200,18 @@ void tf_unavailable_stop(struct tf_unavailable *u)
     /* Quiesced first: stopping must not shut the listening socket down
      * (that would be the workers' socket too), only close the duplicate. */
     MHD_socket fd = MHD_quiesce_daemon(u->mhd);
-    MHD_stop_daemon(u->mhd);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);
-    free(u);
+    pthread_t t;
+    pthread_attr_t attr;
+    bool away = false;
+    if (pthread_attr_init(&attr) == 0) {
+        away = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) == 0 &&
+               pthread_create(&t, &attr, finish, u) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    if (!away) { /* no thread: its connections are dropped now */
+        MHD_stop_daemon(u->mhd);
+        free(u);
+    }
 }

@@ -12,8 +12,10 @@ struct tf_unavailable;
  * the caller's) on a thread of its own; retry_after_s is the Retry-After.
  * NULL on failure (nothing started). Main thread. */
 struct tf_unavailable *tf_unavailable_start(int listen_fd, unsigned retry_after_s);
-/* Stop accepting (a worker accepts from now on), drop the connections
- * still open, free. NULL is fine. Main thread. */
+/* Stop accepting at once (a worker accepts from now on); the requests it
+ * has (an upload's body being drained) get their 503 on a thread of its
+ * own, for up to FINISH_S (unavailable.c), then it is stopped and freed.
+ * NULL is fine. Main thread. */
 void tf_unavailable_stop(struct tf_unavailable *u);
 
 #endif

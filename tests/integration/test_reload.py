@@ -367,11 +367,39 @@ def test_with_no_worker_alive_clients_get_503(tracfront, tmp_path):
     uploads_get_the_503(srv)
     last = log_lines(srv, "reload failed")[-1]
     assert "no worker is running" in last and "keep serving" not in last, last
+    # uploads whose bodies the front is reading when the workers come back
+    # got a reset: it closed its connections at once; now they get the 503
+    answers = {}
+    uploads = [threading.Thread(target=lambda i=i: answers.update({i: slow_upload(srv)}))
+               for i in range(3)]
+    for upload in uploads:
+        upload.start()
+    time.sleep(0.5)
     write_plugin(plugins, 3)  # fixed
     srv.proc.send_signal(signal.SIGHUP)  # the workers take the socket back from the front
     wait_for(lambda: (lambda r: r[0] == 200 and r[1]["version"])(
         fetch(requests, srv.url + "version", timeout=10)) == "3", 30, "VERSION 3 to be served")
+    for upload in uploads:
+        upload.join()
+    assert all(a.startswith(b"HTTP/1.1 503 ") for a in answers.values()), answers
     assert srv.proc.poll() is None
+
+
+def slow_upload(srv, size=8 << 20, per_second=2 << 20):
+    """POST size bytes at per_second, sending the whole body before reading
+    (as http.client): the answer's status line, or what went wrong."""
+    s = srv.connect(30)
+    try:
+        s.sendall(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        chunk = b"x" * 65536
+        for _ in range(size // len(chunk)):
+            s.sendall(chunk)
+            time.sleep(len(chunk) / per_second)
+        return s.recv(65536).split(b"\r\n", 1)[0]
+    except OSError as e:
+        return repr(e).encode()
+    finally:
+        s.close()
 
 
 # --- a Trac environment: its plugins/ folder and conf/trac.ini are watched ----
