@@ -74,7 +74,7 @@ int prof_hook_import(const char *text, size_t len);
 
 /* Once, before serving: exports and pages read the trees as they are, not
  * copied. Only for a process whose trees no thread changes while one is
- * read: a front (--workers), whose merge lock every reader and writer of
+ * read: a front (--workers), whose tree lock every reader and writer of
  * its trees holds, and which runs no app. */
 void prof_hook_read_in_place(void);
 

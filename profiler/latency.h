@@ -70,6 +70,13 @@ struct prof_latency_source {
     int *in_flight;
 };
 int prof_latency_merge(const struct prof_latency_source *src, size_t n);
+/* *kept := the dump of keep's sources added up (malloc'd; NULL on failure),
+ * and the registry := that plus others', with the registry's lock held
+ * throughout: no report sees keep's sum alone. -1 on out of memory (the
+ * registry then holds part of them; *kept may be NULL). */
+int prof_latency_merge_keeping(const struct prof_latency_source *keep, size_t n_keep,
+                               char **kept, const struct prof_latency_source *others,
+                               size_t n_others);
 /* In a dump (prof_latency_dump's text), say of every slow request that no
  * call tree is kept for it (a dead worker's: its trees went with it). */
 void prof_latency_dump_forget_trees(char *dump);

@@ -65,14 +65,10 @@ void prof_latency_dump_forget_trees(char *dump)
     }
 }
 
-char *prof_latency_dump(int in_flight)
+/* prof_latency_dump with the lock held, ids its tree ids. */
+static char *dump_locked(int in_flight, const uint64_t *ids, size_t n_ids)
 {
     struct prof_text t = { 0 };
-    size_t n_ids;
-    uint64_t *ids = prof_latency_tree_ids(&n_ids);
-    if (!ids)
-        return NULL;
-    pthread_mutex_lock(&prof_latency_lock);
     prof_text_add(&t, "T\t%llu\t%d\n", (unsigned long long)prof_latency_requests_total, in_flight);
     prof_latency_each(&t, dump_stats);
     /* A call tree is said only for the trees kept here: a front re-dumps what
@@ -90,9 +86,20 @@ char *prof_latency_dump(int in_flight)
             prof_text_add(&t, "%c", *p == '\n' || *p == '\t' ? ' ' : *p);
         prof_text_add(&t, "\n");
     }
+    return prof_text_finish(&t);
+}
+
+char *prof_latency_dump(int in_flight)
+{
+    size_t n_ids;
+    uint64_t *ids = prof_latency_tree_ids(&n_ids);
+    if (!ids)
+        return NULL;
+    pthread_mutex_lock(&prof_latency_lock);
+    char *dump = dump_locked(in_flight, ids, n_ids);
     pthread_mutex_unlock(&prof_latency_lock);
     free(ids);
-    return prof_text_finish(&t);
+    return dump;
 }
 
 /* "count sum max b:n b:n ..." added into h (NULL: read past it). */
@@ -379,10 +386,10 @@ static int reserve_rows(const struct prof_latency_source *src, size_t n)
     return rc;
 }
 
-int prof_latency_merge(const struct prof_latency_source *src, size_t n)
+/* prof_latency_merge with the lock held. */
+static int merge_locked(const struct prof_latency_source *src, size_t n)
 {
     int rc = 0;
-    pthread_mutex_lock(&prof_latency_lock);
     prof_latency_empty();
     if (reserve_rows(src, n) < 0)
         rc = -1;
@@ -396,6 +403,35 @@ int prof_latency_merge(const struct prof_latency_source *src, size_t n)
             load_one(copy, ++prof_latency_loads, src[i].in_flight ? src[i].in_flight : &none);
         free(copy);
     }
+    return rc;
+}
+
+int prof_latency_merge(const struct prof_latency_source *src, size_t n)
+{
+    pthread_mutex_lock(&prof_latency_lock);
+    int rc = merge_locked(src, n);
     pthread_mutex_unlock(&prof_latency_lock);
+    return rc;
+}
+
+int prof_latency_merge_keeping(const struct prof_latency_source *keep, size_t n_keep,
+                               char **kept, const struct prof_latency_source *others,
+                               size_t n_others)
+{
+    size_t n_ids;
+    uint64_t *ids = prof_latency_tree_ids(&n_ids);
+    struct prof_latency_source *all = calloc(n_others + 1, sizeof(*all));
+    int rc = -1;
+    *kept = NULL;
+    pthread_mutex_lock(&prof_latency_lock);
+    if (ids && all && merge_locked(keep, n_keep) == 0 && (*kept = dump_locked(0, ids, n_ids))) {
+        all[0] = (struct prof_latency_source){ *kept, NULL };
+        if (n_others)
+            memcpy(&all[1], others, n_others * sizeof(*others));
+        rc = merge_locked(all, n_others + 1);
+    }
+    pthread_mutex_unlock(&prof_latency_lock);
+    free(all);
+    free(ids);
     return rc;
 }

@@ -26,6 +26,7 @@
 
 #include "proxy/fetch.h"
 #include "proxy/log.h"
+#include "proxy/loop.h"
 #include "profiler/hook.h"
 #include "profiler/latency.h"
 
@@ -36,11 +37,13 @@ static unsigned max_nodes;               /* --profile-max-nodes, for the log */
  * is made of (below). */
 static pthread_mutex_t latency_lock = PTHREAD_MUTEX_INITIALIZER;
 /* One user of this process's call tree at a time (a merge, then an export
- * or the function table read it; a hand-over; Clear), and of the workers'
- * (each reads one of its own at a time, and answers a second with a 503);
- * taken after latency_lock where both are. A page or export does not wait for it (errno
- * EBUSY, as for a single process's trees: hook_export.c): an export of a
- * big tree takes seconds, and the page's latency part needs none of it. */
+ * or the function table read it; a hand-over; Clear; a request's own tree
+ * asked of the workers, as one reader at a time in a single process);
+ * taken before latency_lock where both are (Clear), so that no page's
+ * latency waits behind it. A network thread's page or export does not wait
+ * for it (errno EBUSY, as for a single process's trees: hook_export.c): an
+ * export of a big tree takes seconds, and the page's latency part needs
+ * none of it. The main thread's (the stop's files) does. */
 static pthread_mutex_t tree_lock = PTHREAD_MUTEX_INITIALIZER;
 /* What the workers that have stopped measured: a latency dump (under
  * latency_lock) and a tree dump (under tree_lock); NULL: nothing. */
@@ -170,8 +173,8 @@ static void front_welcome(const char *origin)
 
 static void front_clear(void)
 {
+    pthread_mutex_lock(&tree_lock); /* first: latency_lock is never held waiting for it */
     pthread_mutex_lock(&latency_lock);
-    pthread_mutex_lock(&tree_lock);
     prof_hook_clear();
     broadcast("clear");
     free(kept_latency);
@@ -186,8 +189,8 @@ static void front_clear(void)
         free(dead_dumps[i]);
     n_dead = 0;
     cap_said = false;
-    pthread_mutex_unlock(&tree_lock);
     pthread_mutex_unlock(&latency_lock);
+    pthread_mutex_unlock(&tree_lock);
 }
 
 /* Under latency_lock: origin's entry in pulled, or NULL. */
@@ -281,42 +284,43 @@ static void bury_lost(void)
 
 /* This process's registry := kept_latency, the dead workers' last pulls and
  * every worker's last pull (one that did not answer the last pull counts as
- * it was before). Control thread, with latency_lock; returns the requests in
- * flight of those that answered. */
-static int load_latency(void)
+ * it was before); with handed (a stopping worker's dump, no longer among
+ * those), kept_latency := kept_latency + handed first, in the same hold of
+ * the registry's lock (a page drawn meanwhile never sees that part alone).
+ * Control threads, with latency_lock. *in_flight: the requests in flight
+ * of those that answered. -1 on out of memory (logged; handed may be lost,
+ * else the registry stays as the last merge left it). */
+static int load_latency(const char *handed, int *in_flight)
 {
-    int in_flight = 0, stale = 0;
+    int stale = 0, rc = 0;
     struct prof_latency_source *src = calloc(1 + n_dead + n_pulled, sizeof(*src));
     size_t n = 0;
-    if (!src) { /* the registry stays as the last merge left it */
+    *in_flight = 0;
+    if (!src) {
         tf_log_error("profile: out of memory adding up the workers' latency");
-        return 0;
+        return -1;
     }
     src[n++] = (struct prof_latency_source){ kept_latency, NULL };
     for (size_t i = 0; i < n_dead; i++)
         src[n++] = (struct prof_latency_source){ dead_dumps[i], &stale };
     for (size_t i = 0; i < n_pulled; i++)
         src[n++] = (struct prof_latency_source){ pulled[i].dump,
-                                                 pulled[i].answered ? &in_flight : &stale };
-    if (prof_latency_merge(src, n) < 0)
+                                                 pulled[i].answered ? in_flight : &stale };
+    if (handed) {
+        const struct prof_latency_source keep[] = { { kept_latency, NULL }, { handed, NULL } };
+        char *kept = NULL;
+        rc = prof_latency_merge_keeping(keep, 2, &kept, src + 1, n - 1);
+        if (kept) { /* the sum, even if the whole then ran out of memory */
+            free(kept_latency);
+            kept_latency = kept;
+        }
+    } else {
+        rc = prof_latency_merge(src, n);
+    }
+    if (rc < 0)
         tf_log_error("profile: out of memory adding up the workers' latency");
     free(src);
-    return in_flight;
-}
-
-/* kept_latency := kept_latency + dump (a worker's, that is no longer asked).
- * Call with latency_lock; -1 (kept_latency unchanged) on out of memory. */
-static int keep_latency(const char *dump)
-{
-    const struct prof_latency_source src[] = { { kept_latency, NULL }, { dump, NULL } };
-    if (prof_latency_merge(src, 2) < 0)
-        return -1;
-    char *l = prof_latency_dump(0);
-    if (!l)
-        return -1;
-    free(kept_latency);
-    kept_latency = l;
-    return 0;
+    return rc;
 }
 
 /* Add a tree dump to this process's call tree, which has the node cap a
@@ -349,7 +353,8 @@ static int front_refresh(void)
     pthread_mutex_lock(&latency_lock);
     pull_latency();
     bury_lost();
-    int in_flight = load_latency();
+    int in_flight;
+    load_latency(NULL, &in_flight);
     pthread_mutex_unlock(&latency_lock);
     return in_flight;
 }
@@ -447,6 +452,16 @@ static int merge_trees(void)
     return -1;
 }
 
+/* tree_lock for a page or export: a network thread does not wait for it
+ * (false), the main thread (the stop's files) does. */
+static bool take_tree_lock(void)
+{
+    if (tf_loop_current())
+        return pthread_mutex_trylock(&tree_lock) == 0;
+    pthread_mutex_lock(&tree_lock);
+    return true;
+}
+
 /* kept_tree := kept_tree + origin's answer f. Call with tree_lock; -1
  * (kept_tree unchanged) on failure. */
 static int keep_tree(const char *origin, struct tf_fetched *f)
@@ -472,31 +487,38 @@ static bool front_absorb(unsigned port)
     snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", port);
     snprintf(latency_path, sizeof(latency_path), "%s/latency-dump", profile_path);
     snprintf(tree_path, sizeof(tree_path), "%s/tree", profile_path);
-    pthread_mutex_lock(&latency_lock);
+    /* its tree first, with tree_lock alone: a merge asks the worker, or
+     * finds its tree kept; and no page's latency waits meanwhile (behind an
+     * export, say) */
+    pthread_mutex_lock(&tree_lock);
     bool known = tf_workers_measuring(workers, origin, false);
     if (known) {
-        struct tf_fetched latency = { 0 }, tree = { 0 };
-        char *last = forget_pulled(origin);
-        bool got = tf_fetch(origin, "GET", latency_path, TF_FETCH_LIMIT_MS, &latency) == 0 &&
-                   latency.status == 200 && latency.body;
-        if (keep_latency(got ? latency.body : last) < 0)
-            tf_log_error("profile: the latency of stopping worker %s could not be kept", origin);
-        else if (!got)
-            tf_log_error("profile: stopping worker %s did not send its latency; %s", origin,
-                         last ? "kept what it had when last asked" : "it is lost");
-        pthread_mutex_lock(&tree_lock); /* a merge asks it, or finds its tree kept */
-        if (tf_fetch(origin, "GET", tree_path, TF_FETCH_TREE_MS, &tree) < 0 || tree.status != 200 ||
-            keep_tree(origin, &tree) < 0)
+        struct tf_fetched tree = { 0 };
+        if (tf_fetch(origin, "GET", tree_path, TF_FETCH_TREE_MS, &tree) < 0 ||
+            tree.status != 200 || keep_tree(origin, &tree) < 0)
             tf_log_error("profile: the call tree of stopping worker %s could not be kept", origin);
-        free(last);
-        tf_fetched_free(&latency);
         tf_fetched_free(&tree);
-        tf_workers_measuring(workers, origin, true);
-        pthread_mutex_unlock(&tree_lock);
-        load_latency(); /* not kept_latency alone until the next page */
+        tf_workers_measuring(workers, origin, true); /* no longer asked, for either */
     }
+    pthread_mutex_unlock(&tree_lock);
+    if (!known)
+        return false;
+    /* then its latency: its last pull counts until then */
+    pthread_mutex_lock(&latency_lock);
+    struct tf_fetched latency = { 0 };
+    char *last = forget_pulled(origin);
+    bool got = tf_fetch(origin, "GET", latency_path, TF_FETCH_LIMIT_MS, &latency) == 0 &&
+               latency.status == 200 && latency.body;
+    int in_flight;
+    if (load_latency(got ? latency.body : last, &in_flight) < 0)
+        tf_log_error("profile: the latency of stopping worker %s could not be kept", origin);
+    else if (!got)
+        tf_log_error("profile: stopping worker %s did not send its latency; %s", origin,
+                     last ? "kept what it had when last asked" : "it is lost");
+    free(last);
+    tf_fetched_free(&latency);
     pthread_mutex_unlock(&latency_lock);
-    return known;
+    return true;
 }
 
 void tf_front_profile_cut(void)
@@ -514,7 +536,7 @@ static char *front_export(const char *format, size_t *len)
         errno = EINTR;
         return NULL;
     }
-    if (pthread_mutex_trylock(&tree_lock) != 0) {
+    if (!take_tree_lock()) {
         errno = EBUSY;
         return NULL;
     }
@@ -532,7 +554,7 @@ static char *front_table(const char *query, bool json, const char *path, size_t 
         errno = EAGAIN;
         return NULL;
     }
-    if (pthread_mutex_trylock(&tree_lock) != 0) { /* as front_export */
+    if (!take_tree_lock()) { /* as front_export */
         errno = EBUSY;
         return NULL;
     }
@@ -562,9 +584,8 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
 /* A slow request's own tree stays in the worker that ran it (request ids
  * are unique across workers): ask all at once, as the other pages do (one
  * slow worker costs a control thread one limit, and the stop none), with
- * tree_lock: a worker reads one of its trees at a time, and would answer
- * a merge's question meanwhile with a 503. NULL when none has it; errno
- * EAGAIN when the stop left some unasked, EBUSY as front_export. */
+ * tree_lock (see there). NULL when none has it; errno EAGAIN when the stop
+ * left some unasked, EBUSY as front_export. */
 static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
 {
     (void)id; /* in the query too, which the worker reads as this page did */
@@ -573,7 +594,7 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
     struct found found = { NULL, 0 };
     if (!url)
         return NULL;
-    if (pthread_mutex_trylock(&tree_lock) != 0) {
+    if (!take_tree_lock()) {
         free(url);
         errno = EBUSY;
         return NULL;
