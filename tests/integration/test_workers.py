@@ -339,6 +339,32 @@ def test_a_view_too_long_for_the_clients_head_goes_back_to_the_bare_page(tracfro
     assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?sort=calls")
 
 
+def test_a_page_during_a_hand_over_counts_every_request(tracfront):
+    """A hand-over added the stopping worker's latency to what the front
+    kept using the page's registry as its scratch: a page drawn meanwhile
+    showed that worker's share alone (its counters went down)."""
+    srv = tracfront("--app", "export_overlap_app:app", "--workers", "2", "--profile",
+                    "--profile-discard-first", "false", "--profile-max-nodes", "2000000")
+    made = 202
+    for width in ["90"] * 2 + ["1"] * (made - 2):  # two big trees: the page's merge takes seconds
+        assert requests.get(srv.url, params={"width": width}, timeout=60).status_code == 200
+
+    def timed():
+        page = requests.get(srv.url + "__profile__?sort=calls", timeout=120).text
+        return int(re.search(r"Up \d+s, (\d+) requests timed", page).group(1))
+
+    assert timed() == made
+    during = []
+    page = threading.Thread(target=lambda: during.append(timed()))
+    page.start()
+    time.sleep(0.3)
+    srv.proc.send_signal(signal.SIGHUP)  # both workers hand over while the page merges
+    page.join()
+    assert during == [made]
+    wait_for(lambda: "new workers are serving" in srv.error_log, 30, "the reload")
+    assert timed() == made
+
+
 def post(srv, action, origin=True):
     headers = {"Origin": srv.url.rstrip("/")} if origin else {"Origin": "http://evil.example"}
     return requests.post(srv.url + "__profile__/" + action, headers=headers,
