@@ -494,7 +494,9 @@ static void html_route(struct prof_text *t, const struct prof_routes_row *row)
                      "<td>%llu/%llu",
         backend_name((enum prof_backend)row->backend), (unsigned long long)h->count,
         (double)h->sum_us / 1e6, h->count ? (double)h->sum_us / (double)h->count / 1000.0 : 0.0,
-        (double)row->p50_us / 1000.0, (double)row->p90_us / 1000.0, (double)row->p99_us / 1000.0,
+        (double)prof_histogram_percentile(h, 50) / 1000.0,
+        (double)prof_histogram_percentile(h, 90) / 1000.0,
+        (double)prof_histogram_percentile(h, 99) / 1000.0,
         (double)h->max_us / 1000.0, (double)prof_histogram_percentile(&s->queue, 99) / 1000.0,
         (unsigned long long)row->errors, (unsigned long long)h->count);
     if (row->backend == PROF_BACKEND_WSGI)
@@ -507,9 +509,13 @@ static void html_route(struct prof_text *t, const struct prof_routes_row *row)
 }
 
 /* With the lock held: a row per route and backend with data, its figures
- * filled in (malloc'd, *n of them; NULL on out of memory). */
-static struct prof_routes_row *routes_rows(size_t *n)
+ * filled in (malloc'd, *n of them; NULL on out of memory); of the
+ * percentiles, only the one order sorts by (each scans a histogram, and the
+ * rows shown print theirs: html_route). */
+static struct prof_routes_row *routes_rows(enum prof_routes_order order, size_t *n)
 {
+    unsigned pct = order == PROF_ROUTES_BY_P50 ? 50 : order == PROF_ROUTES_BY_P90 ? 90
+                   : order == PROF_ROUTES_BY_P99 ? 99 : 0;
     size_t cap = (size_t)route_count * PROF_BACKENDS + 1;
     struct prof_routes_row *rows = malloc(cap * sizeof(*rows));
     *n = 0;
@@ -518,12 +524,12 @@ static struct prof_routes_row *routes_rows(size_t *n)
             const struct backend_stats *s = table[i]->backend[b];
             if (!s)
                 continue;
+            uint64_t p = pct ? prof_histogram_percentile(&s->total, pct) : 0;
             rows[(*n)++] = (struct prof_routes_row){
                 .key = table[i]->key, .backend = b, .special = table[i]->key[0] == '(',
                 .requests = s->total.count, .total_us = s->total.sum_us,
-                .p50_us = prof_histogram_percentile(&s->total, 50),
-                .p90_us = prof_histogram_percentile(&s->total, 90),
-                .p99_us = prof_histogram_percentile(&s->total, 99), .max_us = s->total.max_us,
+                .p50_us = pct == 50 ? p : 0, .p90_us = pct == 90 ? p : 0,
+                .p99_us = pct == 99 ? p : 0, .max_us = s->total.max_us,
                 .errors = s->status[4] + s->status[5], .data = table[i],
             };
         }
@@ -588,9 +594,9 @@ static void html_routes_note(struct prof_text *t, const char *profile_path, cons
         prof_text_add(t, "<p><b>routes_limit must be a positive number of rows, or all; %d are "
                          "shown.</b></p>\n", PROF_ROUTES_DEFAULT_LIMIT);
     if (shown < all)
-        prof_text_add(t, "<p>%zu of %zu routes", shown, all);
+        prof_text_add(t, "<p>%zu of %zu rows", shown, all);
     else
-        prof_text_add(t, "<p>%zu routes", all);
+        prof_text_add(t, "<p>%zu row%s", all, all == 1 ? "" : "s");
     prof_text_add(t, ", by %s; (other) and (not found) are always shown. Rows: ",
                   prof_routes_order_label(v->order));
     static const char *const limits[] = { "20", "50", "200", "all" };
@@ -614,7 +620,7 @@ static void html_routes(struct prof_text *t, const char *profile_path, const cha
     struct prof_routes_view v;
     prof_routes_view_parse(&v, view);
     size_t all;
-    struct prof_routes_row *rows = routes_rows(&all);
+    struct prof_routes_row *rows = routes_rows(v.order, &all);
     if (!rows) {
         t->failed = true;
         return;

@@ -47,12 +47,20 @@ static long parse_limit(const char *p, size_t n)
     return l >= 1 ? l : -1;
 }
 
+/* The length of the key of the parameter p (n bytes, up to its '&'): up
+ * to its '=', or n without one. */
+static size_t key_length(const char *p, size_t n)
+{
+    const char *eq = memchr(p, '=', n);
+    return eq ? (size_t)(eq - p) : n;
+}
+
 void prof_routes_view_parse(struct prof_routes_view *v, const char *query)
 {
     *v = (struct prof_routes_view){ PROF_ROUTES_DEFAULT_ORDER, PROF_ROUTES_DEFAULT_LIMIT, false,
                                     false };
     for (const char *p = query ? query : ""; *p;) {
-        size_t n = strcspn(p, "&"), klen = strcspn(p, "=");
+        size_t n = strcspn(p, "&"), klen = key_length(p, n);
         const char *value = p + klen + 1;
         size_t vlen = klen < n ? n - klen - 1 : 0;
         if (klen < n && span_is(p, klen, "routes_sort")) {
@@ -111,7 +119,7 @@ char *prof_query_with(const char *query, const char *name, const char *value)
     if (!out)
         return NULL;
     for (const char *p = query; *p;) {
-        size_t n = strcspn(p, "&"), klen = strcspn(p, "=");
+        size_t n = strcspn(p, "&"), klen = key_length(p, n);
         if (n && !span_is(p, klen < n ? klen : n, name)) {
             memcpy(out + o, p, n);
             o += n;

@@ -500,7 +500,7 @@ def test_route_rows_are_cut_to_a_limit_but_other_and_not_found(tracfront, tmp_pa
     rows = route_rows(page)
     assert len(rows) == 52, rows
     assert {("(other)", "wsgi"), ("(not found)", "wsgi")} <= set(rows), rows
-    assert re.search(r"\b52 of 57 routes\b", page), page[:3000]
+    assert re.search(r"\b52 of 57 rows\b", page), page[:3000]
     assert rows[0] == ("/r07", "wsgi"), rows  # 4 requests, 3 of them slow
     all_rows = route_rows(routes_page(srv, "routes_limit=all"))
     assert len(all_rows) == 57 and set(rows) <= set(all_rows)
@@ -509,9 +509,9 @@ def test_route_rows_are_cut_to_a_limit_but_other_and_not_found(tracfront, tmp_pa
     rows = route_rows(few)
     assert rows[0] == ("(other)", "wsgi") and ("/r07", "wsgi") in rows, rows
     assert len(rows) == 4 and ("(not found)", "wsgi") in rows, rows
-    assert re.search(r"\b4 of 57 routes\b", few)
+    assert re.search(r"\b4 of 57 rows\b", few)
     # under the limit: no "of"
-    assert not re.search(r"\bof 57 routes\b", routes_page(srv, "routes_limit=100"))
+    assert not re.search(r"\bof 57 rows\b", routes_page(srv, "routes_limit=100"))
 
 
 @pytest.mark.parametrize("query,said", [
