@@ -106,6 +106,9 @@ static size_t take_answers(CURLM *m)
     for (CURLMsg *msg; (msg = curl_multi_info_read(m, &left));) {
         char *f = NULL;
         long status = 0;
+        if (msg->msg == CURLMSG_DONE && msg->data.result == CURLE_COULDNT_CONNECT &&
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &f) == CURLE_OK && f)
+            ((struct tf_fetched *)(void *)f)->refused = true;
         if (msg->msg != CURLMSG_DONE || msg->data.result != CURLE_OK ||
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &f) != CURLE_OK || !f ||
             curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
@@ -149,8 +152,11 @@ size_t tf_fetch_all(const char *const *origins, size_t n, const char *method, co
             curl_multi_remove_handle(m, e[i]);
             curl_easy_cleanup(e[i]);
         }
-        if (!f[i].status) /* what came of an answer cut short */
+        if (!f[i].status) { /* what came of an answer cut short */
+            bool refused = f[i].refused;
             tf_fetched_free(&f[i]);
+            f[i].refused = refused;
+        }
     }
     free(e);
     if (m)

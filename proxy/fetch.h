@@ -10,19 +10,21 @@
 
 struct tf_fetched {
     unsigned status;          /* 0: no answer */
+    bool refused;             /* no answer: nothing listens at origin (connection refused) */
     char *body;               /* malloc'd, NUL-terminated; may be NULL when empty */
     size_t len;
     /* malloc'd, or NULL */
     char *content_type, *location, *content_disposition, *allow, *retry_after;
 };
 
-#define TF_FETCH_LIMIT_MS 10000 /* what a small answer is waited for */
-/* What a worker's call tree is waited for (the front's pages and exports,
- * and a worker's hand-over of its profile): the worker makes it with the
- * GIL, which a request may hold for a while, and a big tree takes seconds. */
-#define TF_FETCH_TREE_MS 60000
+/* What an answer is waited for: a worker's (a call tree included: it is
+ * made with the GIL, which a request may hold for a while), or the
+ * front's to a worker's hand-over; a worker stepping down (a reload) has
+ * --graceful-timeout in all. */
+#define TF_FETCH_LIMIT_MS 10000
 /* What a worker waits for its front's answer to a page it relays: the
- * front may ask for every worker's tree, then make the page from them. */
+ * front may ask every worker (TF_FETCH_LIMIT_MS), then make the page from
+ * their trees, which takes seconds for a big one. */
 #define TF_FETCH_RELAY_MS 120000
 /* What the front's main thread waits for its workers' answers (stop
  * accepting, at a stop or a reload; --reload's list of files): one stopped

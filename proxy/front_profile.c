@@ -117,6 +117,9 @@ static enum asked ask_workers(const char *method, const char *path, unsigned als
     for (size_t i = 0; f && i < n; i++) {
         if (f[i].status == 200 || f[i].status == 303 || (also && f[i].status == also)) {
             fn(origins[i], &f[i], arg);
+        } else if (f[i].refused && !quit) { /* dead, not reaped yet: its profile went with it */
+            tf_log_info("profile: worker %s is gone (its control port refuses): left out of "
+                        "%s %.*s", origins[i], method, (int)strcspn(path, "?"), path);
         } else {
             silent = true;
             if (!quit && f[i].status) /* the path without its query: never logged raw */
@@ -445,7 +448,7 @@ static int merge_trees(void)
     char path[4200];
     snprintf(path, sizeof(path), "%s/tree", profile_path);
     load_kept_tree();
-    enum asked asked = ask_workers("GET", path, 0, TF_FETCH_TREE_MS, add_tree, NULL);
+    enum asked asked = ask_workers("GET", path, 0, TF_FETCH_LIMIT_MS, add_tree, NULL);
     if (asked == ASKED_ALL)
         return 0;
     errno = asked == ASKED_CUT_SHORT ? EAGAIN : ETIMEDOUT;
@@ -494,7 +497,7 @@ static bool front_absorb(unsigned port)
     bool known = tf_workers_measuring(workers, origin, false);
     if (known) {
         struct tf_fetched tree = { 0 };
-        if (tf_fetch(origin, "GET", tree_path, TF_FETCH_TREE_MS, &tree) < 0 ||
+        if (tf_fetch(origin, "GET", tree_path, TF_FETCH_LIMIT_MS, &tree) < 0 ||
             tree.status != 200 || keep_tree(origin, &tree) < 0)
             tf_log_error("profile: the call tree of stopping worker %s could not be kept", origin);
         tf_fetched_free(&tree);
@@ -600,11 +603,13 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
         return NULL;
     }
     snprintf(url, cap, "%s/request?%s", path, query);
-    enum asked asked = ask_workers("GET", url, 404, TF_FETCH_TREE_MS, keep_first, &found);
+    enum asked asked = ask_workers("GET", url, 404, TF_FETCH_LIMIT_MS, keep_first, &found);
     pthread_mutex_unlock(&tree_lock);
     free(url); /* 404: not that worker's */
-    if (!found.body) /* never a stale errno: EAGAIN is the page's 503 */
-        errno = asked == ASKED_CUT_SHORT ? EAGAIN : ENOENT;
+    if (!found.body) /* never a stale errno: EAGAIN is the page's 503, ETIMEDOUT its 504 */
+        errno = asked == ASKED_CUT_SHORT    ? EAGAIN
+                : asked == ASKED_SOME_SILENT ? ETIMEDOUT
+                                             : ENOENT;
     *len = found.len;
     return found.body;
 }

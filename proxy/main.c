@@ -223,10 +223,10 @@ static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_
              tf_worker_env_number(TF_WORKER_VAR_FRONT_CONTROL));
     snprintf(path, sizeof(path), "%s/stopped?port=%u", cfg->profile_path, control_port);
     struct tf_fetched f;
-    if (tf_fetch(origin, "POST", path, TF_FETCH_TREE_MS, &f) < 0) /* it takes our tree */
+    if (tf_fetch(origin, "POST", path, TF_FETCH_LIMIT_MS, &f) < 0) /* it takes our tree */
         tf_log_error("profile: the front did not answer this worker's hand-over (it is gone, "
                      "or was busy %d s): what this worker measured is lost",
-                     TF_FETCH_TREE_MS / 1000);
+                     TF_FETCH_LIMIT_MS / 1000);
     else if (f.status != 303)
         tf_log_error("the front did not take this worker's profile (status %u)", f.status);
     tf_fetched_free(&f);

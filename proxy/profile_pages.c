@@ -178,7 +178,7 @@ static void say_worker_silent(char *out, size_t size, const char *end)
 {
     snprintf(out, size, "A worker did not send its call tree (none within %d s, or an error: "
              "the error log names it; a request may hold its GIL in a long call)%s",
-             TF_FETCH_TREE_MS / 1000, end);
+             TF_FETCH_LIMIT_MS / 1000, end);
 }
 
 static enum MHD_Result refuse_while_worker_silent(struct tf_request *req)
@@ -274,7 +274,7 @@ static int save_one(const struct tf_server *server, const char *path, const char
         return -1;
     }
     if (!data && errno == ETIMEDOUT) {
-        tf_log_error("profile: %s not written: a worker did not send its call tree in time "
+        tf_log_error("profile: %s not written: a worker did not send its call tree "
                      "(named above), and a file from part of the workers would pass for the "
                      "whole; Save again", flag);
         errno = ETIMEDOUT;
@@ -712,7 +712,7 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         errno = 0;
         body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
                                     server->cfg->profile_path, &n) : NULL;
-        if (!body && !stop_refuses(body) && !busy(body))
+        if (!body && !stop_refuses(body) && !busy(body) && !worker_silent(body))
             return tf_server_reply(req, 404, p->refresh /* a front */
                                    ? "No call tree was kept for that request (function profiling "
                                      "off, not among the slowest, or its worker has stopped)."

@@ -308,7 +308,7 @@ def test_nothing_is_saved_from_part_of_the_workers(tracfront, tmp_path):
     os.kill(other, signal.SIGSTOP)
     try:
         r = live.post(srv.url + "__profile__/save", headers=origin, allow_redirects=False,
-                      timeout=200)
+                      timeout=60)
     finally:
         os.kill(other, signal.SIGCONT)
     assert r.status_code == 504, (r.status_code, r.text)
@@ -898,7 +898,7 @@ def test_the_fronts_route_rows_are_sorted_and_cut_as_one_process(tracfront):
     settle(lambda: len(rows("routes_limit=all")[0]), 4)
     got, page = rows("routes_limit=1")
     assert got == ["/slow", "(not found)"], got
-    assert re.search(r"\b2 of 4 routes\b", page), page[:3000]
+    assert re.search(r"\b2 of 4 rows\b", page), page[:3000]
     got, _ = rows("routes_limit=1&routes_sort=requests")
     assert got == ["/pid", "(not found)"], got
     got, _ = rows("routes_sort=route")

@@ -1,6 +1,7 @@
 /* Unit tests for proxy/fetch.c's tf_fetch_all: the requests run at once (a
- * silent origin does not keep another's answer), each is bounded, and a
- * readable watch descriptor whose give_up says so ends them all. */
+ * silent origin does not keep another's answer), each is bounded, a
+ * refused connection is told from a silent origin, and a readable watch
+ * descriptor whose give_up says so ends them all. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -81,12 +82,32 @@ static void test_a_silent_origin_does_not_keep_anothers_answer(void **state)
     /* asked while the silent one was still waited for, not after its limit */
     assert_true(a.accepted_ms < started_ms + limit_ms);
     assert_int_equal(f[0].status, 0); /* ended by its limit */
+    assert_false(f[0].refused);       /* something listens there */
     assert_int_equal(f[1].status, 303);
+    assert_false(f[1].refused);
     assert_string_equal(f[1].location, "/x");
     tf_fetched_free(&f[0]);
     tf_fetched_free(&f[1]);
     close(s);
     close(a.fd);
+}
+
+/* A port nothing listens on (a worker that died, not reaped yet) is told
+ * from one that does not answer: the front leaves the first out. */
+static void test_a_refused_connection_says_so(void **state)
+{
+    (void)state;
+    char gone[48], silent[48];
+    int g = silent_origin(gone, sizeof(gone)), s = silent_origin(silent, sizeof(silent));
+    close(g); /* its port now refuses */
+    const char *origins[] = { gone, silent };
+    struct tf_fetched f[2];
+    assert_int_equal(tf_fetch_all(origins, 2, "GET", "/", 300, f, -1, NULL, NULL), 0);
+    assert_int_equal(f[0].status, 0);
+    assert_true(f[0].refused);
+    assert_int_equal(f[1].status, 0);
+    assert_false(f[1].refused);
+    close(s);
 }
 
 static bool count_and_give_up(void *calls)
@@ -122,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_silent_origin_does_not_keep_anothers_answer),
         cmocka_unit_test(test_a_readable_watch_fd_gives_up_on_all),
+        cmocka_unit_test(test_a_refused_connection_says_so),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
