@@ -540,7 +540,6 @@ static bool stop_refuses(const char *made)
     return !made && (errno == EAGAIN || errno == EINTR);
 }
 
-
 /* A control's body (send_report's), or the 503 of stop_refuses or busy, or
  * the 504 of worker_silent: nothing is made from a part of the workers. */
 static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, char *body,
