@@ -537,9 +537,10 @@ static long daemon_tick(void *ctx)
         run_daemon(d);
     long held = d->accept_held ? accept_held_tick(d) : -1;
     long next = earliest(earliest(earliest(sweep, limits), linger), held);
-    uint64_t now = tf_now_us();
-    if (d->watched) /* also when libmicrohttpd has no timeout: a suspended stream's */
+    if (d->watched) { /* also when libmicrohttpd has no timeout: a suspended stream's */
+        uint64_t now = tf_now_us();
         next = earliest(next, d->next_look > now ? (long)((d->next_look - now) / 1000u) + 1 : 0);
+    }
     if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
         return next;
     if (ms > 1000)

@@ -139,6 +139,8 @@ bool tf_linger_close_oldest(struct tf_lingerer *l)
 
 long tf_linger_sweep(struct tf_lingerer *l)
 {
+    if (!l->head) /* every turn of a loop: no clock read for nothing */
+        return -1;
     uint64_t next = UINT64_MAX, now = l->clock();
     struct lingering *after;
     for (struct lingering *s = l->head; s; s = after) {

@@ -24,7 +24,9 @@ typedef int (*tf_dispatch_fn)(void *backend, struct tf_request *req);
 /* Run req here and now, inside libmicrohttpd's call that read it (no
  * suspend and resume), if the backend judges it quick. The backend receives
  * a reference as with tf_dispatch_fn. 1 when it ran (answered through
- * tf_request_respond), 0 when declined (the reference stays the caller's). */
+ * tf_request_respond), 0 when declined (the reference stays the caller's).
+ * req->t_dispatched is set just before the call: the run may start its
+ * clock there rather than read it again. */
 typedef int (*tf_inline_fn)(void *backend, struct tf_request *req);
 
 struct tf_server;

@@ -165,13 +165,19 @@ static struct tf_request *pop(struct wsgi_pool *pool)
     return req;
 }
 
-/* With the lock held: a task ended (an app thread's or a network thread's). */
-static void task_done(struct wsgi_pool *pool)
+/* With the lock held: a task ended at now (an app thread's or a network
+ * thread's). */
+static void task_done_at(struct wsgi_pool *pool, uint64_t now)
 {
-    pool->last_progress = tf_now_us();
+    pool->last_progress = now;
     pool->running--;
     if (pool->head) /* queued while it ran: hand it on */
         wake_one(pool);
+}
+
+static void task_done(struct wsgi_pool *pool)
+{
+    task_done_at(pool, tf_now_us());
 }
 
 static __thread PyThreadState *network_thread_state; /* kept for the thread's life */
@@ -213,19 +219,21 @@ static void marks_restart(void)
     tf_request_thread_streamed();
 }
 
-/* Tell fastpath.c how long a call that started at start took. One that
+/* Tell fastpath.c how long a call that started at start took; returns
+ * when it ended (now). One that
  * waited for its client (its body passed the memory mark) is never a fast
  * one, however quick: inline, with no client to wait for, its body would go
  * to the spill file, or be cut. Nor is one whose answer was streamed
  * without a length: an event stream that says little at first may stream
  * for ever later, and inline it would be cut. */
-static void note_call(uint64_t key, uint64_t start)
+static uint64_t note_call(uint64_t key, uint64_t start)
 {
-    uint64_t took = tf_now_us() - start;
+    uint64_t now = tf_now_us(), took = now - start;
     bool waited = tf_request_thread_waited_us() > 0;
     bool streamed = tf_request_thread_streamed();
     wsgi_fastpath_note(key, (waited || streamed) && took < WSGI_FASTPATH_LONG_US
                                 ? WSGI_FASTPATH_LONG_US : took);
+    return now;
 }
 
 /* A thread takes req now: its wait for one of --threads (the queue wait
@@ -319,7 +327,13 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         return 0;
     if (req->body.size > INLINE_BODY_MAX)
         return 0;
-    uint64_t key = wsgi_fastpath_key(req->method, req->target), start = tf_now_us();
+    /* The server marked req dispatched just before this call, on this
+     * thread (tf_inline_fn): the run starts then, and its queue wait ends
+     * there (what mark_started does for the other runs). */
+    uint64_t start = __atomic_load_n(&req->t_dispatched, __ATOMIC_RELAXED);
+    if (!start)
+        start = tf_now_us();
+    uint64_t key = wsgi_fastpath_key(req->method, req->target);
     if (!wsgi_fastpath_ok(key, start))
         return 0;
     PyThreadState *ts = network_thread_state_get(pool->interp);
@@ -341,17 +355,17 @@ int wsgi_pool_run_inline(void *backend, struct tf_request *req)
         wsgi_fastpath_end(runner);
         return 0;
     }
-    mark_started(req);
+    __atomic_store_n(&req->t_dispatched, start, __ATOMIC_RELAXED); /* mark_started's */
     take_gil_after_inline(pool, ts);
     marks_restart();
     wsgi_run(req);
     PyEval_SaveThread();
     __atomic_sub_fetch(&pool->inline_in_python, 1, __ATOMIC_RELEASE);
     wsgi_fastpath_end(runner);
-    note_call(key, start);
+    uint64_t end = note_call(key, start);
     pthread_mutex_lock(&pool->lock);
     pool->running_inline--;
-    task_done(pool);
+    task_done_at(pool, end);
     pthread_mutex_unlock(&pool->lock);
     return 1;
 }
