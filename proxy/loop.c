@@ -55,6 +55,8 @@ struct tf_loop {
     pthread_mutex_t lock;           /* guards posted, stopping */
     struct posted *posted, *posted_tail;
     bool stopping;
+    int attention;                  /* atomic, written under lock: posted is not empty or
+                                       stopping is set; 0 lets a turn skip the lock */
     uint64_t away_since;            /* atomic: 0, or when its thread stepped away (monotonic us) */
     int away_threads;               /* atomic: threads in a call away from it (tf_loop_stop waits) */
     bool ended;                     /* guarded by crew.lock: stopped, no thread runs it */
@@ -101,6 +103,8 @@ int tf_loop_post(struct tf_loop *loop, tf_loop_call_fn fn, void *arg)
     pthread_mutex_lock(&loop->lock);
     bool was_empty = !loop->posted;
     int rc = enqueue(&loop->posted, &loop->posted_tail, fn, arg);
+    if (rc == 0)
+        __atomic_store_n(&loop->attention, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&loop->lock);
     if (rc < 0)
         return -1;
@@ -114,6 +118,7 @@ void tf_loop_run_posted(struct tf_loop *loop)
     pthread_mutex_lock(&loop->lock);
     struct posted *p = loop->posted;
     loop->posted = loop->posted_tail = NULL;
+    __atomic_store_n(&loop->attention, loop->stopping, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&loop->lock);
     while (p) {
         struct posted *next = p->next;
@@ -498,7 +503,11 @@ static bool run(struct tf_loop *loop)
     current = loop;
     struct epoll_event events[MAX_EVENTS];
     for (;;) {
-        tf_loop_run_posted(loop);
+        /* Without the lock when nothing is posted: a call posted after this
+         * look, from another thread, wakes the loop (tf_loop_post); from
+         * this one, the look below sees it. */
+        if (__atomic_load_n(&loop->attention, __ATOMIC_ACQUIRE))
+            tf_loop_run_posted(loop);
         long timeout = -1;
         for (size_t i = 0; i < loop->n_ticks; i++) {
             long t = loop->ticks[i].fn(loop->ticks[i].ctx);
@@ -508,11 +517,14 @@ static bool run(struct tf_loop *loop)
         if (loop->again || loop->away)
             timeout = 0;
         loop->again = false;
-        pthread_mutex_lock(&loop->lock);
-        bool stop = loop->stopping && !loop->posted && !loop->away;
-        if (loop->posted)
-            timeout = 0;
-        pthread_mutex_unlock(&loop->lock);
+        bool stop = false;
+        if (__atomic_load_n(&loop->attention, __ATOMIC_ACQUIRE)) {
+            pthread_mutex_lock(&loop->lock);
+            stop = loop->stopping && !loop->posted && !loop->away;
+            if (loop->posted)
+                timeout = 0;
+            pthread_mutex_unlock(&loop->lock);
+        }
         if (stop)
             break;
         int n = epoll_wait(loop->epoll_fd, events, MAX_EVENTS,
@@ -573,6 +585,7 @@ void tf_loop_stop(struct tf_loop *loop)
         return;
     pthread_mutex_lock(&loop->lock);
     loop->stopping = true;
+    __atomic_store_n(&loop->attention, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&loop->lock);
     tf_loop_wake(loop);
     pthread_mutex_lock(&crew.lock);

@@ -110,10 +110,13 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
         write_access_log(req, connection, toe, now);
     uint64_t dispatched = __atomic_load_n(&req->t_dispatched, __ATOMIC_RELAXED); /* pool.c */
     if (dispatched && !req->native && server->cfg->profile_latency) {
-        pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
-        uint64_t up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
-                 up_total = req->upstream_total_us;
-        pthread_mutex_unlock(&req->lock);
+        uint64_t up_connect = 0, up_first = 0, up_total = 0; /* only the upstream sets them */
+        if (req->backend == PROF_BACKEND_UPSTREAM) {
+            pthread_mutex_lock(&req->lock); /* the upstream's lane writes its timings under it */
+            up_connect = req->upstream_connect_us, up_first = req->upstream_first_byte_us,
+            up_total = req->upstream_total_us;
+            pthread_mutex_unlock(&req->lock);
+        }
         struct prof_sample sample = {
             .id = req->id, .method = req->method, .target = req->target,
             .backend = (enum prof_backend)req->backend,
