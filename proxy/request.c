@@ -38,9 +38,13 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target)
     struct tf_request *req = tf_zalloc(sizeof(*req));
     if (!req)
         return NULL;
-    char *copy = strdup(target ? target : "");
-    if (!copy || tf_request_target_set(req, copy) < 0) {
-        free(copy);
+    if (!target)
+        target = "";
+    size_t n = strlen(target) + 1; /* a short one in the request's own block */
+    char *copy = n <= sizeof(req->target_room) ? req->target_room : malloc(n);
+    if (!copy || tf_request_target_set(req, memcpy(copy, target, n)) < 0) {
+        if (copy != req->target_room)
+            free(copy);
         free(req);
         return NULL;
     }
@@ -97,9 +101,12 @@ void tf_request_unref(struct tf_request *req)
     pthread_mutex_destroy(&req->lock);
     pthread_cond_destroy(&req->room);
     free_log_target(req);
-    free(req->target);
-    free(req->sent_target);
-    free(req->method);  /* and version */
+    if (req->target != req->target_room)
+        free(req->target);
+    if (req->sent_target != req->target_room)
+        free(req->sent_target);
+    if (req->method != req->line_room)
+        free(req->method); /* and version */
     free(req->headers); /* and header_store */
     free(req->remote_user);
     free(req);
@@ -108,10 +115,11 @@ void tf_request_unref(struct tf_request *req)
 int tf_request_set_line(struct tf_request *req, const char *method, const char *version)
 {
     size_t m = strlen(method) + 1, v = strlen(version) + 1;
-    char *block = malloc(m + v);
+    char *block = m + v <= sizeof(req->line_room) ? req->line_room : malloc(m + v);
     if (!block)
         return -1;
-    free(req->method);
+    if (req->method != req->line_room)
+        free(req->method);
     req->method = memcpy(block, method, m);
     req->version = memcpy(block + m, version, v);
     return 0;

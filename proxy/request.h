@@ -102,7 +102,11 @@ struct tf_request {
     char *log_target;           /* target as error-log lines show it (tf_request_target_set) */
     char *sent_target;          /* an absolute-form target as sent, for the access log */
     unsigned refuse_status;     /* set before the headers: refuse the request with it */
-    char *method, *version;     /* one allocation (tf_request_set_line), owned by method */
+    char *method, *version;     /* one block (tf_request_set_line): line_room, or a
+                                   malloc'd one owned by method */
+    char line_room[24];         /* method and version when they fit: no allocation */
+    char target_room[64];       /* the target as received when it fits (tf_request_new):
+                                   target or sent_target may point here, never freed */
     bool http11, is_head;
     struct tf_header *headers;
     size_t n_headers;
@@ -192,6 +196,10 @@ struct tf_request {
      * continue (drained, or client gone), or the client hung up. */
     void *backend_state;
     void (*producer_wake)(struct tf_request *req);
+    /* Room for the backend's state in the request's own block, so that it
+     * need not allocate (wsgi/run.c's task): the backend's while it runs
+     * req, which outlives it. */
+    _Alignas(16) unsigned char backend_room[160];
 
     int refs;                   /* atomic */
 };
@@ -201,8 +209,9 @@ struct tf_request {
 void tf_request_id_base(uint64_t base);
 /* New request with one reference (the I/O side's). NULL on out of memory. */
 struct tf_request *tf_request_new(struct tf_server *server, const char *target);
-/* req->target is now target (malloc'ed, owned by req from here; the old one
- * is the caller's); log_target follows (tf_log_quote): the target itself, or
+/* req->target is now target (malloc'ed, owned by req from here, or
+ * req->target_room; the old one is the caller's, and freed with req when it
+ * becomes sent_target); log_target follows (tf_log_quote): the target itself, or
  * a copy escaped as the access log escapes it when it holds a byte that
  * changes (a byte a terminal could read as a control: tf_check_target lets
  * bytes >= 0x80 through, UTF-8 and C1 controls; a quote; a backslash, so that
@@ -211,8 +220,8 @@ struct tf_request *tf_request_new(struct tf_server *server, const char *target);
  * lines name a request by method and log_target.
  * -1 (out of memory: log_target is "-"), else 0. */
 int tf_request_target_set(struct tf_request *req, char *target);
-/* Copy the method and version into req (one allocation). 0, or -1 on out
- * of memory. */
+/* Copy the method and version into req (line_room when they fit, else one
+ * allocation; not req's own strings). 0, or -1 on out of memory. */
 int tf_request_set_line(struct tf_request *req, const char *method, const char *version);
 /* Room for n headers whose names and values take bytes (NULs included):
  * req->headers and req->header_store, in one allocation. 0, or -1. */

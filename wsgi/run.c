@@ -61,8 +61,7 @@ static void finish(struct wsgi_task *task)
                         environ cycles), not what it reads (the body's spool) */
         wsgi_input_detach(task->input);
     Py_CLEAR(task->input);
-    req->backend_state = NULL;
-    free(task);
+    req->backend_state = NULL; /* its block is req's (start) */
     tf_request_note_streamed(req); /* before note_call (pool.c), on the thread that ran it */
     tf_request_unref(req);
     wsgi_gc_request_done();
@@ -333,13 +332,11 @@ static void iterate(struct wsgi_task *task)
 
 static void start(struct tf_request *req)
 {
-    struct wsgi_task *task = tf_zalloc(sizeof(*task));
-    if (!task) {
-        tf_log_error("%s %s: out of memory", req->method, req->log_target);
-        tf_request_respond(req, NULL, 500);
-        tf_request_unref(req);
-        return;
-    }
+    _Static_assert(sizeof(struct wsgi_task) <= sizeof(req->backend_room) &&
+                   _Alignof(struct wsgi_task) <= 16, "a task fits the request's backend_room");
+    /* in the request's block, no allocation: req outlives its task (the
+     * task's reference), and one task at a time runs it */
+    struct wsgi_task *task = memset(req->backend_room, 0, sizeof(struct wsgi_task));
     task->req = req;
     task->content_length = -1;
     req->backend_state = task;
