@@ -33,6 +33,10 @@ struct tf_connection {
     bool linger;                    /* its last answer came before the body its request
                                        announced was read: the socket closes lingering
                                        (linger.h) */
+    bool remote_known;              /* remote_addr and remote_port hold the client's
+                                       (tf_head_set_remote): its requests copy them */
+    unsigned remote_port;
+    char remote_addr[64];           /* as tf_request's */
 };
 
 /* The times a daemon gives a request's head (us; 0 = none): a connection's

@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "proxy/connection.h"
 #include "proxy/http_check.h"
 #include "proxy/request.h"
 
@@ -88,6 +89,13 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
 
 void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connection)
 {
+    struct tf_connection *conn = req->conn;
+    _Static_assert(sizeof(conn->remote_addr) == sizeof(req->remote_addr), "as tf_request's");
+    if (conn && conn->remote_known) { /* a connection's client never changes */
+        memcpy(req->remote_addr, conn->remote_addr, sizeof(req->remote_addr));
+        req->remote_port = conn->remote_port;
+        return;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     if (!ci || !ci->client_addr)
@@ -110,6 +118,11 @@ void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connectio
         const struct sockaddr_in6 *in6 = (const void *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, req->remote_addr, sizeof(req->remote_addr));
         req->remote_port = ntohs(in6->sin6_port);
+    }
+    if (conn) {
+        memcpy(conn->remote_addr, req->remote_addr, sizeof(conn->remote_addr));
+        conn->remote_port = req->remote_port;
+        conn->remote_known = true;
     }
 }
 

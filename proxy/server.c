@@ -646,8 +646,6 @@ void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connec
         req->refuse_status = 414;
     if (!req)
         return NULL;
-    tf_head_set_remote(req, connection); /* here, so a request the HTTP layer refuses is logged
-                                    with its client too */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if ((req->conn = ci ? ci->socket_context : NULL)) {
@@ -655,6 +653,8 @@ void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connec
         req->pin = req->conn->pin;
         tf_connection_request_line(req->conn);
     }
+    tf_head_set_remote(req, connection); /* here, so a request the HTTP layer refuses is logged
+                                    with its client too; after req->conn, which keeps it */
     return req;
 }
 

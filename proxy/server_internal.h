@@ -94,7 +94,8 @@ struct tf_framing;
  * Returns 0 when the request may go on, else the status to refuse it with. */
 int tf_head_take(struct tf_request *req, const char *method, const char *version,
                  struct tf_framing *framing);
-/* REMOTE_ADDR and REMOTE_PORT of the connection's client. */
+/* REMOTE_ADDR and REMOTE_PORT of the connection's client, formatted once per
+ * connection (kept in req->conn when it is set). */
 void tf_head_set_remote(struct tf_request *req, struct MHD_Connection *connection);
 /* The bytes of the connection's pool (TF_CONNECTION_POOL) libmicrohttpd
  * 0.9.75 keeps for the request once it is read: its head, a record per
