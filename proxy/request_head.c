@@ -202,13 +202,25 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
 #define POOL_ROUND(n) (((n) + 15u) & ~(size_t)15u)
 #define VALUE_RECORD 64u
 
-static enum MHD_Result add_trailer(void *cls, enum MHD_ValueKind kind, const char *key,
+/* What tf_head_used counts, in one walk of the connection's records. */
+struct pool_walk {
+    size_t trailers;   /* their lines, read into the request's part */
+    bool cookie_seen;  /* the first Cookie header is copied to be parsed */
+    size_t cookie_len;
+};
+
+static enum MHD_Result walk_record(void *cls, enum MHD_ValueKind kind, const char *key,
                                    size_t key_size, const char *value, size_t value_size)
 {
-    (void)kind;
-    (void)key;
     (void)value;
-    *(size_t *)cls += key_size + value_size + 4; /* its line, read into the request's part */
+    struct pool_walk *w = cls;
+    if (kind == MHD_FOOTER_KIND) {
+        w->trailers += key_size + value_size + 4;
+    } else if (kind == MHD_HEADER_KIND && !w->cookie_seen && key_size == 6 &&
+               !strncasecmp(key, "Cookie", 6)) {
+        w->cookie_seen = true;
+        w->cookie_len = value_size;
+    }
     return MHD_YES;
 }
 
@@ -216,17 +228,15 @@ size_t tf_head_used(struct MHD_Connection *connection)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    size_t head = ci ? ci->header_size : 0;
-    MHD_get_connection_values_n(connection, MHD_FOOTER_KIND, add_trailer, &head);
-    int records = MHD_get_connection_values(connection, MHD_HEADER_KIND | MHD_COOKIE_KIND |
-                                                        MHD_GET_ARGUMENT_KIND | MHD_FOOTER_KIND,
-                                            NULL, NULL);
-    size_t cookie_len = 0; /* the first Cookie header is copied to be parsed */
-    const char *cookie = NULL;
+    struct pool_walk w = { 0 };
+    int records = MHD_get_connection_values_n(connection, MHD_HEADER_KIND | MHD_COOKIE_KIND |
+                                                              MHD_GET_ARGUMENT_KIND |
+                                                              MHD_FOOTER_KIND,
+                                              walk_record, &w);
+    size_t head = (ci ? ci->header_size : 0) + w.trailers;
     size_t used = POOL_ROUND(head) + (records > 0 ? (size_t)records * VALUE_RECORD : 0);
-    if (MHD_lookup_connection_value_n(connection, MHD_HEADER_KIND, "Cookie", 6, &cookie,
-                                      &cookie_len) == MHD_YES)
-        used += POOL_ROUND(cookie_len + 1);
+    if (w.cookie_seen)
+        used += POOL_ROUND(w.cookie_len + 1);
     return used;
 }
 
