@@ -528,12 +528,14 @@ static long daemon_tick(void *ctx)
     long paused = d->accept_paused_until ? resume_accepting(d) : 0;
     if (paused > 0) /* no connection is open: nothing else to do */
         return paused;
-    bool due = MHD_get_timeout(d->mhd, &ms) == MHD_YES && ms == 0;
-    if (d->watched)
+    bool timed = MHD_get_timeout(d->mhd, &ms) == MHD_YES, due = timed && ms == 0;
+    bool watched = d->watched != NULL;
+    if (watched)
         look_at_watched(d);
     long sweep = tf_connection_sweep(d), limits = tf_limits_tick(d->server);
     long linger = tf_linger_sweep(d->linger);
-    if (__atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due)
+    bool ran = __atomic_exchange_n(&d->needs_run, 0, __ATOMIC_ACQ_REL) || due;
+    if (ran)
         run_daemon(d);
     long held = d->accept_held ? accept_held_tick(d) : -1;
     long next = earliest(earliest(earliest(sweep, limits), linger), held);
@@ -541,7 +543,11 @@ static long daemon_tick(void *ctx)
         uint64_t now = tf_now_us();
         next = earliest(next, d->next_look > now ? (long)((d->next_look - now) / 1000u) + 1 : 0);
     }
-    if (MHD_get_timeout(d->mhd, &ms) != MHD_YES)
+    /* Asked again only when libmicrohttpd may have changed since (the
+     * sweeps above do not call it): a timeout read microseconds ago stands. */
+    if (ran || watched || d->watched)
+        timed = MHD_get_timeout(d->mhd, &ms) == MHD_YES;
+    if (!timed)
         return next;
     if (ms > 1000)
         ms = 1000;
