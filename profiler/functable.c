@@ -11,6 +11,7 @@
 
 #include "profiler/clock.h"
 #include "profiler/export.h"
+#include "profiler/query.h"
 #include "profiler/text.h"
 
 /* The page links the first SORT_LINKS; nfl and stdname are pstats' orders
@@ -34,12 +35,6 @@ static bool one_of(const char *v, const char *const *list, size_t n)
     return false;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                          : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* The sort key value names (an alias resolved), or NULL. */
 static const char *sort_key_named(const char *value)
 {
@@ -52,62 +47,36 @@ static const char *sort_key_named(const char *value)
     return NULL;
 }
 
-/* Form-decode src[0..n) into dst (cap bytes, NUL-terminated). */
-static void form_decode(const char *src, size_t n, char *dst, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        if (src[i] == '+')
-            dst[o++] = ' ';
-        else if (src[i] == '%' && i + 2 < n && hexval(src[i + 1]) >= 0 && hexval(src[i + 2]) >= 0) {
-            dst[o++] = (char)(hexval(src[i + 1]) * 16 + hexval(src[i + 2]));
-            i += 2;
-        } else
-            dst[o++] = src[i];
-    }
-    dst[o] = 0;
-}
-
-/* Is the query key p (klen bytes) name? */
-static bool key_is(const char *p, size_t klen, const char *name)
-{
-    return klen == strlen(name) && !strncmp(p, name, klen);
-}
-
 void prof_view_parse(struct prof_view *v, const char *query)
 {
     memset(v, 0, sizeof(*v));
     strcpy(v->sort, "cumulative");
     strcpy(v->mode, "stats");
     v->limit = 50;
-    for (const char *p = query ? query : ""; *p;) {
-        size_t n = strcspn(p, "&");
-        const char *eq = memchr(p, '=', n);
-        if (eq) {
-            size_t klen = (size_t)(eq - p);
-            char value[256];
-            form_decode(eq + 1, n - klen - 1, value, sizeof(value));
-            /* sort_keys and one_of() vouch for the length: every listed value fits */
-            const char *key = klen == 4 && !strncmp(p, "sort", 4) ? sort_key_named(value) : NULL;
+    struct prof_param p;
+    for (const char *c = query; prof_query_next(&c, &p);) {
+        if (!p.has_value)
+            continue;
+        char value[256];
+        prof_param_value(&p, value, sizeof(value));
+        /* sort_keys and one_of() vouch for the length: every listed value fits */
+        if (prof_param_is(&p, "sort")) {
+            const char *key = sort_key_named(value);
             if (key)
                 memcpy(v->sort, key, strlen(key) + 1);
-            else if (klen == 4 && !strncmp(p, "sort", 4))
+            else
                 v->bad_sort = true;
-            else if (klen == 4 && !strncmp(p, "mode", 4) && one_of(value, modes, 3))
-                memcpy(v->mode, value, strlen(value) + 1);
-            else if (klen == 5 && !strncmp(p, "limit", 5)) {
-                long l = strtol(value, NULL, 10);
-                v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
-            } else if (key_is(p, klen, "filter") || key_is(p, klen, "filename"))
-                snprintf(v->filter, sizeof(v->filter), "%s", value);
-            else if (klen == 4 && !strncmp(p, "zoom", 4))
-                v->zoom = strtoul(value, NULL, 10);
-            else if (key_is(p, klen, "fullpath") || key_is(p, klen, "fulldirs"))
-                v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
-        }
-        p += n;
-        if (*p == '&')
-            p++;
+        } else if (prof_param_is(&p, "mode") && one_of(value, modes, 3))
+            memcpy(v->mode, value, strlen(value) + 1);
+        else if (prof_param_is(&p, "limit")) {
+            long l = strtol(value, NULL, 10);
+            v->limit = l >= 1 && l <= 100000 ? (unsigned)l : v->limit;
+        } else if (prof_param_is(&p, "filter") || prof_param_is(&p, "filename"))
+            snprintf(v->filter, sizeof(v->filter), "%s", value);
+        else if (prof_param_is(&p, "zoom"))
+            v->zoom = strtoul(value, NULL, 10);
+        else if (prof_param_is(&p, "fullpath") || prof_param_is(&p, "fulldirs"))
+            v->fullpath = !strcmp(value, "1") || !strcmp(value, "on");
     }
     prof_routes_view_parse(&v->routes, query);
 }

@@ -1,7 +1,6 @@
-/* latency_view.c — see latency_view.h. The view is read from the raw query
- * as the page's own links write it: the keys and values are plain tokens
- * (names, digits), compared as sent, never percent-decoded. */
+/* latency_view.c — see latency_view.h. */
 #include "profiler/latency_view.h"
+#include "profiler/query.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,17 +23,12 @@ const char *prof_routes_order_label(enum prof_routes_order o)
     return o < PROF_ROUTES_ORDERS ? order_labels[o] : "?";
 }
 
-/* Is p[0..n) exactly s? */
-static bool span_is(const char *p, size_t n, const char *s)
-{
-    return n == strlen(s) && !memcmp(p, s, n);
-}
-
 /* routes_limit's value: "all" (0), or 1 to 999999999 written in digits
  * alone; -1 for anything else. */
-static long parse_limit(const char *p, size_t n)
+static long parse_limit(const char *p)
 {
-    if (span_is(p, n, "all"))
+    size_t n = strlen(p);
+    if (!strcmp(p, "all"))
         return 0;
     if (n == 0 || n > 9)
         return -1;
@@ -47,36 +41,29 @@ static long parse_limit(const char *p, size_t n)
     return l >= 1 ? l : -1;
 }
 
-/* The length of the key of the parameter p (n bytes, up to its '&'): up
- * to its '=', or n without one. */
-static size_t key_length(const char *p, size_t n)
-{
-    const char *eq = memchr(p, '=', n);
-    return eq ? (size_t)(eq - p) : n;
-}
-
 void prof_routes_view_parse(struct prof_routes_view *v, const char *query)
 {
     *v = (struct prof_routes_view){ PROF_ROUTES_DEFAULT_ORDER, PROF_ROUTES_DEFAULT_LIMIT, false,
                                     false };
-    for (const char *p = query ? query : ""; *p;) {
-        size_t n = strcspn(p, "&"), klen = key_length(p, n);
-        const char *value = p + klen + 1;
-        size_t vlen = klen < n ? n - klen - 1 : 0;
-        if (klen < n && span_is(p, klen, "routes_sort")) {
+    struct prof_param p;
+    for (const char *c = query; prof_query_next(&c, &p);) {
+        char value[16]; /* cut longer: then no key nor limit */
+        if (!p.has_value)
+            continue;
+        bool whole = prof_param_value(&p, value, sizeof(value));
+        if (prof_param_is(&p, "routes_sort")) {
             v->order = PROF_ROUTES_DEFAULT_ORDER;
             v->bad_order = true;
-            for (int o = 0; o < PROF_ROUTES_ORDERS; o++)
-                if (span_is(value, vlen, order_names[o])) {
+            for (int o = 0; whole && o < PROF_ROUTES_ORDERS; o++)
+                if (!strcmp(value, order_names[o])) {
                     v->order = (enum prof_routes_order)o;
                     v->bad_order = false;
                 }
-        } else if (klen < n && span_is(p, klen, "routes_limit")) {
-            long l = parse_limit(value, vlen);
+        } else if (prof_param_is(&p, "routes_limit")) {
+            long l = whole ? parse_limit(value) : -1;
             v->bad_limit = l < 0;
             v->limit = l < 0 ? PROF_ROUTES_DEFAULT_LIMIT : (size_t)l;
         }
-        p += n + (p[n] == '&');
     }
 }
 
@@ -118,15 +105,14 @@ char *prof_query_with(const char *query, const char *name, const char *value)
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    for (const char *p = query; *p;) {
-        size_t n = strcspn(p, "&"), klen = key_length(p, n);
-        if (n && !span_is(p, klen < n ? klen : n, name)) {
-            memcpy(out + o, p, n);
+    struct prof_param p;
+    for (const char *c = query; prof_query_next(&c, &p);)
+        if (!prof_param_is(&p, name)) {
+            size_t n = (size_t)(p.value - p.name) + p.value_len; /* name, '=', value */
+            memcpy(out + o, p.name, n);
             o += n;
             out[o++] = '&';
         }
-        p += n + (p[n] == '&');
-    }
     snprintf(out + o, cap - o, "%s=%s", name, value);
     return out;
 }

@@ -29,8 +29,8 @@ struct prof_routes_view {
     bool bad_limit; /* routes_limit was not a positive number nor "all": limit is the default */
 };
 
-/* The view in a raw query string (the page's; NULL: none); the last
- * routes_sort and routes_limit count. */
+/* The view in a query string (the page's; NULL: none; values decoded as a
+ * form sends them); the last routes_sort and routes_limit count. */
 void prof_routes_view_parse(struct prof_routes_view *v, const char *query);
 /* routes_sort's name for o ("total"...), and what it means ("total time"). */
 const char *prof_routes_order_name(enum prof_routes_order o);

@@ -26,6 +26,7 @@
 #include "proxy/mirror.h"
 #include "profiler/compare.h"
 #include "profiler/latency.h"
+#include "profiler/query.h"
 #include "profiler/text.h"
 
 /* Does the raw target name the profile path or something under it? Sets
@@ -707,10 +708,11 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         return send_or_refuse(req, 200, body, body ? strlen(body) : 0, html, NULL);
     }
     if (sub_is(sub, len, "/request") && p) {
-        const char *id = strstr(query, "id=");
+        char id[24];
         errno = 0;
-        body = id ? p->request_html(strtoull(id + 3, NULL, 10), query,
-                                    server->cfg->profile_path, &n) : NULL;
+        body = prof_query_get(query, "id", id, sizeof(id))
+                   ? p->request_html(strtoull(id, NULL, 10), query, server->cfg->profile_path, &n)
+                   : NULL;
         if (!body && !stop_refuses(body) && !busy(body) && !worker_silent(body))
             return tf_server_reply(req, 404, p->refresh /* a front */
                                    ? "No call tree was kept for that request (function profiling "

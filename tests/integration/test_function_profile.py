@@ -431,6 +431,10 @@ def test_slowest_requests_keep_their_call_tree(tracfront):
                      page.text), page.text
     ms = float(re.search(r"Request \d+: ([\d.]+) ms", page.text).group(1))
     assert 150 * 0.99 <= ms < 1000
+    # the id parameter itself, not one whose name ends in "id" (grid=1 is no id=1)
+    other = requests.get(srv.url + "__profile__/request",
+                         params=[("grid", "1"), ("id", slowest[0]["id"])], timeout=10)
+    assert other.status_code == 200 and "Request %d:" % slowest[0]["id"] in other.text
     # request 1 (the 10 ms one; the harness sends none before) was not among the two kept
     assert requests.get(srv.url + "__profile__/request", params={"id": 1}, timeout=10).status_code == 404
     page = requests.get(srv.url + "__profile__", timeout=10).text

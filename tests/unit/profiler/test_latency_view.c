@@ -42,6 +42,9 @@ static void test_defaults_and_keys(void **state)
     assert_int_equal(parsed("routes_limit=all").limit, 0);
     assert_int_equal(parsed("routes_limit=3&routes_limit=9").limit, 9); /* the last counts */
     assert_int_equal(parsed("routes_limit=999999999").limit, 999999999);
+    /* values as a form sends them */
+    assert_int_equal(parsed("routes_sort=p%399").order, PROF_ROUTES_BY_P99);
+    assert_int_equal(parsed("routes_limit=%61ll").limit, 0);
 }
 
 static void test_bad_values(void **state)
