@@ -205,6 +205,37 @@ static const struct key *find_key(const char *name)
     return NULL;
 }
 
+bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, size_t cap)
+{
+    const struct key *k = find_key(key);
+    const char *base = (const char *)cfg;
+    if (!k)
+        return false;
+    switch (k->kind) {
+    case K_STRING:
+    case K_PATH_PREFIX: {
+        const char *v = *(char *const *)(base + k->offset);
+        snprintf(out, cap, "%s", v ? v : "");
+        return true;
+    }
+    case K_UINT: snprintf(out, cap, "%u", *(const unsigned *)(base + k->offset)); return true;
+    case K_SIZE:
+        snprintf(out, cap, "%llu", (unsigned long long)*(const uint64_t *)(base + k->offset));
+        return true;
+    case K_SECONDS: snprintf(out, cap, "%.15g", *(const double *)(base + k->offset)); return true;
+    case K_BOOL:
+        snprintf(out, cap, "%s", *(const bool *)(base + k->offset) ? "true" : "false");
+        return true;
+    case K_LISTEN:
+        snprintf(out, cap, strchr(cfg->listen_host, ':') ? "[%s]:%u" : "%s:%u", cfg->listen_host,
+                 cfg->listen_port);
+        return true;
+    case K_LIST:
+    case K_TRISTATE: return false;
+    }
+    return false;
+}
+
 int tf_parse_size(const char *text, uint64_t *out)
 {
     if (!text || *text < '0' || *text > '9')

@@ -111,6 +111,12 @@ int tf_config_check(struct tf_config *cfg, char *err, size_t errlen);
  * became --user (main.c). 0, or -1 with err naming the flag. */
 int tf_config_check_files(const struct tf_config *cfg, char *err, size_t errlen);
 
+/* A one-value key's value in cfg as a flag would give it ("8", "30",
+ * "true", "127.0.0.1:8000"; "" for a string not set) into out (cap bytes);
+ * false for an unknown key, or one of a list (pythonpath, env...) or of
+ * three states (profile-builtins). */
+bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, size_t cap);
+
 /* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */
 int tf_parse_bool(const char *text, bool *out);
 

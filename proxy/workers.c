@@ -14,6 +14,7 @@
 #include "proxy/log.h"
 #include "proxy/nonces.h"
 #include "proxy/platform.h"
+#include "proxy/front_keys.h"
 #include "proxy/reload_watch.h"
 #include "proxy/service_notify.h"
 #include "proxy/fetch.h"
@@ -47,7 +48,9 @@ struct generation {
 
 struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
-    char **argv;                   /* this program's argv + --worker */
+    char **argv;                   /* this program's argv + --worker + the pinned flags */
+    int argc;                      /* of this program's own (tf_front_keys_say_changes) */
+    char **pinned;                 /* tf_front_pinned_flags' */
     int listen_fd;                 /* the public socket every worker accepts on; -1 once closed */
     int nonces_fd;                 /* the Digest nonces' table they share, or -1 */
     char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
@@ -334,6 +337,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
                 w->cfg->workers > 1 ? "s" : "");
     if (asked)
         tf_notify_reloading();
+    tf_front_keys_say_changes(w->cfg, w->argc, w->argv);
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
     struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
@@ -531,21 +535,29 @@ void tf_workers_reopen_logs(struct tf_workers *w)
 struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int listen_fd)
 {
     struct tf_workers *w = calloc(1, sizeof(*w));
-    size_t argc = 0;
+    size_t argc = 0, n_pinned = 0;
     while (argv[argc])
         argc++;
-    if (!w || !(w->argv = calloc(argc + 2, sizeof(char *)))) {
+    char **pinned = w ? tf_front_pinned_flags(cfg) : NULL;
+    while (pinned && pinned[n_pinned])
+        n_pinned++;
+    if (!w || !pinned || !(w->argv = calloc(argc + n_pinned + 2, sizeof(char *)))) {
+        tf_front_pinned_flags_free(pinned);
         free(w);
         return NULL;
     }
     memcpy(w->argv, argv, argc * sizeof(char *));
     w->argv[argc] = "--worker";
+    memcpy(w->argv + argc + 1, pinned, n_pinned * sizeof(char *));
+    w->argc = (int)argc;
+    w->pinned = pinned;
     w->cfg = cfg;
     w->listen_fd = listen_fd;
     pthread_mutex_init(&w->lock, NULL);
     snprintf(w->fd_env, sizeof(w->fd_env), TF_WORKER_VAR_LISTEN_FD "=%d", listen_fd);
     int n = snprintf(w->secret_env, sizeof(w->secret_env), TF_WORKER_VAR_AUTH_SECRET "=");
     if (random_token(w->secret_env + n, sizeof(w->secret_env) - (size_t)n) < 0) {
+        tf_front_pinned_flags_free(w->pinned);
         free(w->argv);
         free(w);
         return NULL;
@@ -698,6 +710,7 @@ void tf_workers_free(struct tf_workers *w)
     pthread_mutex_destroy(&w->lock);
     if (w->nonces_fd >= 0)
         close(w->nonces_fd);
+    tf_front_pinned_flags_free(w->pinned);
     free(w->argv);
     free(w);
 }

@@ -637,3 +637,36 @@ def test_a_stop_during_the_modules_question_starts_no_reload(tracfront, tmp_path
         os.kill(worker, signal.SIGCONT)
     assert srv.proc.wait(30) == 0
     assert reload_count(srv) == 0, srv.error_log[-3000:]
+
+
+def test_keys_only_a_restart_changes_keep_the_fronts_values_at_a_reload(tracfront, tmp_path):
+    """A reload's workers read the config file again, but the front does not: a key the front
+    uses (profile-path, where it sends its workers their controls; graceful-timeout, which
+    bounds their stop) keeps the front's value in the new workers, and the log names every
+    such key the file changed instead of ignoring it silently."""
+    config = tmp_path / "tracfront.ini"
+    config.write_text("profile-path = /p1\ngraceful-timeout = 30\nworkers = 1\n"
+                      "env = STAGE=one\n")
+    srv = tracfront(*APP, "--config", str(config))
+    assert requests.get(srv.url + "p1", timeout=10).status_code == 200
+    first = version(srv)["pid"]
+    config.write_text("profile-path = /p2\ngraceful-timeout = 5\nworkers = 3\n"
+                      "env = STAGE=two\n")
+    srv.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: serving_count(srv) == 1, 30, "the reload")
+    assert version(srv)["pid"] != first
+    # the keys a reload applies are applied (the new workers' environ)...
+    assert fetch(requests, srv.url + "pid", timeout=10)[1]["cgi"]["STAGE"] == "two"
+    # ...the front's are not, in the workers either: the profiler stays where the front asks
+    assert requests.get(srv.url + "p1", timeout=10).status_code == 200
+    assert requests.post(srv.url + "p1/start", timeout=10, allow_redirects=False,
+                         headers={"Origin": srv.url.rstrip("/")}).status_code == 303
+    assert "Function profiling: <b>on</b>" in requests.get(srv.url + "p1", timeout=10).text
+    wait_for(lambda: len(children(srv.proc.pid)) == 1, 30, "the old worker to exit, no new ones")
+    for key, old, new in (("profile-path", "/p1", "/p2"), ("graceful-timeout", "30", "5"),
+                          ("workers", "1", "3")):
+        said = log_lines(srv, "reload: %s changed in %s" % (key, config))
+        assert said and "%s -> %s" % (old, new) in said[0] and "restart" in said[0], \
+            srv.error_log[-3000:]
+    assert not log_lines(srv, "reload: env changed"), "env is a key a reload applies"
+    assert not log_lines(srv, "did not take"), srv.error_log[-3000:]

@@ -382,6 +382,40 @@ static void test_least_values_and_underscored_app_flag(void **state)
     unlink(path);
 }
 
+/* A one-value key's value as a flag gives it: loading it back gives the same value. */
+static void test_values_as_flags_give_them(void **state)
+{
+    (void)state;
+    struct tf_config cfg, again;
+    char err[1024], v[5][64];
+    char *argv[] = { "tracfront", "--app", "m:app", "--listen", "[::1]:0", "--graceful-timeout",
+                     "0.1", "--profile-path", "/p/q", "--reload", "--max-body", "3M" };
+    assert_int_equal(load(&cfg, err, 12, argv), 0);
+    static const char *const keys[] = { "listen", "graceful-timeout", "profile-path", "reload",
+                                        "max-body" };
+    static const char *const want[] = { "[::1]:0", "0.1", "/p/q", "true", "3145728" };
+    for (int i = 0; i < 5; i++) {
+        assert_true(tf_config_value(&cfg, keys[i], v[i], sizeof(v[i])));
+        assert_string_equal(v[i], want[i]);
+    }
+    char flags[5][80];
+    char *argv2[7] = { "tracfront", "--app=m:app" };
+    for (int i = 0; i < 5; i++) {
+        snprintf(flags[i], sizeof(flags[i]), "--%s=%s", keys[i], v[i]);
+        argv2[i + 2] = flags[i];
+    }
+    assert_int_equal(load(&again, err, 7, argv2), 0);
+    assert_true(again.graceful_timeout == cfg.graceful_timeout);
+    assert_string_equal(again.listen_host, "::1");
+    assert_true(again.reload && again.max_body == 3u << 20);
+    assert_true(tf_config_value(&cfg, "error-log", v[0], sizeof(v[0])));
+    assert_string_equal(v[0], ""); /* not set */
+    assert_false(tf_config_value(&cfg, "env", v[0], sizeof(v[0])));      /* a list */
+    assert_false(tf_config_value(&cfg, "no-such-key", v[0], sizeof(v[0])));
+    tf_config_free(&again);
+    tf_config_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +427,7 @@ int main(void)
         cmocka_unit_test(test_request_timeout),
         cmocka_unit_test(test_parsers), cmocka_unit_test(test_refused_at_start),
         cmocka_unit_test(test_least_values_and_underscored_app_flag),
+        cmocka_unit_test(test_values_as_flags_give_them),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
