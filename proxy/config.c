@@ -205,6 +205,14 @@ static const struct key *find_key(const char *name)
     return NULL;
 }
 
+const char *tf_config_key_name(const char *key, bool *repeatable)
+{
+    const struct key *k = find_key(key);
+    if (k && repeatable)
+        *repeatable = k->kind == K_LIST;
+    return k ? k->name : NULL;
+}
+
 bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, size_t cap)
 {
     const struct key *k = find_key(key);

@@ -111,6 +111,9 @@ int tf_config_check(struct tf_config *cfg, char *err, size_t errlen);
  * became --user (main.c). 0, or -1 with err naming the flag. */
 int tf_config_check_files(const struct tf_config *cfg, char *err, size_t errlen);
 
+/* key's own name ("max-body" for "max_body"), and whether it may be given
+ * more than once (a list: env, pythonpath...); NULL for an unknown key. */
+const char *tf_config_key_name(const char *key, bool *repeatable);
 /* A one-value key's value in cfg as a flag would give it ("8", "30",
  * "true", "127.0.0.1:8000"; "" for a string not set) into out (cap bytes);
  * false for an unknown key, or one of a list (pythonpath, env...) or of

@@ -2,6 +2,7 @@
  * libinih, each key set by tf_config_set as its flag would be. */
 #include "proxy/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdbool.h>
@@ -29,7 +30,31 @@ struct ini_state {
     int read_errno;             /* reading failed: why */
     int bad_line;               /* the line err is about; 0 = none */
     char err[512];
+    struct {                    /* the one-value keys set so far, and where */
+        const char *name;
+        int line;
+    } set[128];
+    size_t n_set;
 };
+
+/* A one-value key given twice is an error, as in configparser: the file
+ * means one of them, and which one a reader takes is a guess. */
+static bool given_twice(struct ini_state *st, const char *name, char *why, size_t cap)
+{
+    bool repeatable = true;
+    const char *own = tf_config_key_name(name, &repeatable);
+    if (!own || repeatable)
+        return false;
+    for (size_t i = 0; i < st->n_set; i++)
+        if (st->set[i].name == own) {
+            snprintf(why, cap, "%s: given twice (first on line %d): keep one", own,
+                     st->set[i].line);
+            return true;
+        }
+    if (st->n_set < sizeof(st->set) / sizeof(st->set[0]))
+        st->set[st->n_set++].name = own, st->set[st->n_set - 1].line = st->line;
+    return false;
+}
 
 static char *read_ini_line(char *str, int num, void *stream)
 {
@@ -92,9 +117,14 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     section = unprotect(section, section_buf, sizeof(section_buf));
     name = unprotect(name, name_buf, sizeof(name_buf));
     value = unprotect(value, value_buf, sizeof(value_buf));
+    if (name != name_buf) /* keys in any case, as configparser's */
+        name = strcpy(name_buf, name);
+    for (char *c = name_buf; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
     if (section[0] && strcmp(section, "tracfront") != 0)
         snprintf(why, sizeof(why), "unknown section [%s] (use [tracfront])", section);
-    else if (tf_config_set(st->cfg, name, value, why, sizeof(why)) == 0)
+    else if (!given_twice(st, name, why, sizeof(why)) &&
+             tf_config_set(st->cfg, name, value, why, sizeof(why)) == 0)
         return 1;
     if (!st->bad_line) { /* libinih goes on after an error and reports the first */
         st->bad_line = st->line;
@@ -123,8 +153,8 @@ int tf_config_load_file(struct tf_config *cfg, const char *path, char *err, size
         return -1;
     }
     if (st.bad_byte) {
-        snprintf(err, errlen, "--config %s, line %d: holds a NUL byte (or 0x1f: a binary "
-                 "file?)", path, st.bad_byte);
+        snprintf(err, errlen, "--config %s, line %d: holds a NUL or 0x1f byte (control "
+                 "characters of a binary file, never of a setting)", path, st.bad_byte);
         return -1;
     }
     if (st.too_long) {

@@ -165,13 +165,39 @@ static void test_ini_errors(void **state)
                         "--config /tmp: cannot read: Is a directory");
     static const char nul[] = "[tracfront]\napp = m:app\nthreads = 3\0junk\n";
     path = write_ini_bytes(nul, sizeof(nul) - 1);
-    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 3: holds a NUL byte");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "line 3: holds a NUL or 0x1f byte");
     unlink(path);
     path = write_ini("[tracfront]\napp = m:app\n[other]\nthreads = 3\n");
     expect_config_error(3, (char *[]){ "t", "--config", path }, "line 4: unknown section [other]");
     unlink(path);
     path = write_ini("[tracfront\napp = m:app\n");
     expect_config_error(3, (char *[]){ "t", "--config", path }, "line 1: not KEY = VALUE");
+    unlink(path);
+    /* a one-value key twice, however spelt: which one is meant? */
+    path = write_ini("[tracfront]\napp = m:app\nmax_body = 1M\nenv = A=1\nenv = B=2\n"
+                     "Max-Body = 2M\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path },
+                        "line 6: max-body: given twice (first on line 3): keep one");
+    unlink(path);
+}
+
+/* Keys in any case, as configparser's (its sections are not: nor ours). */
+static void test_ini_keys_in_any_case(void **state)
+{
+    (void)state;
+    char *path = write_ini("[tracfront]\nAPP = m:app\nThreads = 3\nEnv = K=V\n");
+    struct tf_config cfg;
+    char err[1024] = "";
+    char *argv[] = { "t", "--config", path };
+    if (load(&cfg, err, 3, argv) < 0)
+        fail_msg("%s", err);
+    assert_string_equal(cfg.app, "m:app");
+    assert_int_equal(cfg.threads, 3);
+    assert_string_equal(cfg.env[0], "K=V"); /* the value keeps its case */
+    tf_config_free(&cfg);
+    unlink(path);
+    path = write_ini("[TracFront]\napp = m:app\n");
+    expect_config_error(3, (char *[]){ "t", "--config", path }, "unknown section [TracFront]");
     unlink(path);
 }
 
@@ -428,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_parsers), cmocka_unit_test(test_refused_at_start),
         cmocka_unit_test(test_least_values_and_underscored_app_flag),
         cmocka_unit_test(test_values_as_flags_give_them),
+        cmocka_unit_test(test_ini_keys_in_any_case),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
