@@ -565,6 +565,21 @@ static void drop_file_value(struct tf_config *cfg, const struct key *k, bool *dr
     }
 }
 
+/* Is arg one of the flags ("--threads", "--app=x", "--help")? */
+static bool names_a_flag(const char *arg)
+{
+    char key[64];
+    if (strncmp(arg, "--", 2) != 0)
+        return false;
+    size_t n = strcspn(arg + 2, "=");
+    if (n == 0 || n >= sizeof(key))
+        return false;
+    memcpy(key, arg + 2, n);
+    key[n] = 0;
+    return find_key(key) || !strcmp(key, "config") || !strcmp(key, "help") ||
+           !strcmp(key, "version");
+}
+
 /* Walk argv: --key value or --key=value. With apply false only --config,
  * --help and --version are taken (first pass). */
 static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
@@ -612,6 +627,12 @@ static int walk_args(struct tf_config *cfg, int argc, char **argv, bool apply,
         } else {
             if (i + 1 >= argc) {
                 snprintf(err, errlen, "--%s needs a value", key);
+                return -1;
+            }
+            if (names_a_flag(argv[i + 1])) {
+                snprintf(err, errlen, "--%s needs a value, and the next argument, %s, is a flag "
+                         "(a value that starts with -- is given as --%s=VALUE)", key,
+                         argv[i + 1], key);
                 return -1;
             }
             value = argv[++i];

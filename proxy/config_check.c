@@ -71,9 +71,16 @@ static int check_upstream_url(const char *u, char *err, size_t errlen)
 static int check_upstream(struct tf_config *cfg, char *err, size_t errlen)
 {
     const char *u = cfg->upstream;
-    const char *rest = !strncmp(u, "http://", 7) ? u + 7 : !strncmp(u, "https://", 8) ? u + 8 : NULL;
+    const char *rest = !strncmp(u, "http://", 7) ? u + 7 : NULL;
     size_t hostlen = rest ? strcspn(rest, "/?#") : 0;
     char quoted[512];
+    if (!strncmp(u, "https://", 8)) {
+        snprintf(err, errlen, "--upstream: '%s': tracfront speaks plain HTTP to its upstream "
+                 "(a server on this machine or the same network); give its http:// address, "
+                 "and TLS in front of tracfront, not behind it",
+                 quotable(u, quoted, sizeof(quoted)));
+        return -1;
+    }
     if (has_userinfo(u)) { /* the URL is not echoed: it holds a password */
         snprintf(err, errlen, "--upstream: a user name or password (USER:PASSWORD@) in the URL "
                  "would go to the upstream with every request; leave it out");
@@ -148,6 +155,18 @@ static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
             return -1;
     if (tf_route_finish(&cfg->routes, cfg->have_app, cfg->upstream != NULL, err, errlen) < 0)
         return -1;
+    size_t plen = strlen(cfg->profile_path);
+    for (size_t i = 0; i < cfg->routes.n; i++) {
+        const struct tf_route *r = &cfg->routes.routes[i];
+        if (r->prefix_len >= plen && !strncmp(r->prefix, cfg->profile_path, plen) &&
+            (r->prefix[plen] == 0 || r->prefix[plen] == '/')) {
+            snprintf(err, errlen, "--%s %s: under --profile-path %s, which the profiler answers: "
+                     "no request would reach it (move one of the two)",
+                     r->kind == TF_ROUTE_STATIC ? "static" : "route", r->prefix,
+                     cfg->profile_path);
+            return -1;
+        }
+    }
     if (!cfg->have_app && !cfg->upstream && cfg->routes.n == 0) {
         snprintf(err, errlen, "nothing to serve: give --app MODULE:CALLABLE, --wsgi-file PATH, "
                  "--trac-env PATH, --trac-env-parent-dir DIR, --upstream URL or --static PREFIX=DIR");

@@ -189,6 +189,9 @@ static int check_env(const struct tf_config *cfg, char *err, size_t errlen)
             return -1;
         }
         const char *why = env_key_refusal(entry, (size_t)(eq - entry), cfg);
+        if (!why && eq - entry == 15 && !strncmp(entry, "wsgi.url_scheme", 15) &&
+            strcmp(eq + 1, "http") != 0 && strcmp(eq + 1, "https") != 0)
+            why = "its value may be http or https only (PEP 3333)";
         if (why) {
             snprintf(err, errlen, "--env: '%.*s' cannot be set: %s", (int)(eq - entry), entry,
                      why);

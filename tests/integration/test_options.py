@@ -330,3 +330,31 @@ def test_start_failure_goes_to_the_error_log_file_too(tmp_path):
     assert rc == 1, err
     assert err.count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, err
     assert log.read_text().count("'nosuch_xyz' (is it on --pythonpath?): ") == 1, log.read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    # a flag whose value was forgotten took the next flag as its value
+    (["--threads", "--app", "hello:application"],
+     "--threads needs a value, and the next argument, --app, is a flag"),
+    (["--app", "hello:application", "--config", "--threads", "3"],
+     "--config needs a value, and the next argument, --threads, is a flag"),
+    # the profiler answers everything under its path: such a route is never reached
+    (["--app", "hello:application", "--static", "/__profile__/x={tmp}"],
+     "--static /__profile__/x: under --profile-path /__profile__"),
+    (["--app", "hello:application", "--profile-path", "/p", "--route", "/p=upstream",
+      "--upstream", "http://127.0.0.1:9"], "--route /p: under --profile-path /p"),
+    # the upstream is spoken to in plain HTTP, as the README says
+    (["--upstream", "https://127.0.0.1:8443"], "tracfront speaks plain HTTP to its upstream"),
+    (["--app", "hello:application", "--env", "wsgi.url_scheme=ftp"],
+     "'wsgi.url_scheme' cannot be set: its value may be http or https only"),
+])
+def test_a_setting_that_cannot_work_is_refused_naming_it(tmp_path, args, message):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    rc, out, err = run_cli(tmp_path, "--listen", "127.0.0.1:0", *args, timeout=10)
+    assert rc == 2 and message in err, (rc, err)
+
+
+def test_a_value_that_starts_with_two_dashes_is_given_with_an_equals_sign(tracfront):
+    srv = tracfront("--app", "worker_app:app", "--env=X_VALUE=--x", "--env", "Y_VALUE=--y")
+    cgi = requests.get(srv.url + "pid", timeout=10).json()["cgi"]
+    assert (cgi["X_VALUE"], cgi["Y_VALUE"]) == ("--x", "--y"), cgi
