@@ -178,7 +178,8 @@ void prof_latency_record(const struct prof_sample *s)
     struct route *r = table ? prof_latency_route(key, s->status != 404) : NULL;
     struct backend_stats *b = r ? prof_latency_stats(r, s->backend) : NULL;
     uint64_t total = s->t_done - s->t_received;
-    uint64_t queue = s->t_dispatched ? s->t_dispatched - s->t_received : 0;
+    uint64_t ready = s->t_ready ? s->t_ready : s->t_received;
+    uint64_t queue = s->t_dispatched > ready ? s->t_dispatched - ready : 0;
     uint64_t ttfb = first - s->t_received;
     if (b) {
         prof_histogram_record(&b->total, total);

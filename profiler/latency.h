@@ -24,6 +24,8 @@ struct prof_sample {
     bool ran_inline;          /* backend wsgi: run inside the network thread's read of it */
     bool routed;              /* sent by a --route or --static prefix, not to the default backend */
     uint64_t t_received, t_dispatched, t_first_byte, t_done; /* monotonic us */
+    uint64_t t_ready;         /* handed to its backend, its body in (0: t_received): the
+                                 queue wait is from there to t_dispatched, never the upload */
     /* backend upstream only: durations measured by libcurl from the start of
      * its transfer (connect is 0 on a reused connection) */
     uint64_t upstream_connect_us, upstream_first_byte_us, upstream_total_us;

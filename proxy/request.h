@@ -119,6 +119,9 @@ struct tf_request {
     uint64_t t_received, t_dispatched, t_responded; /* monotonic us; I/O thread, but the
                                    app thread that takes the request rewrites t_dispatched
                                    (atomic, wsgi/pool.c): the queue wait ends there */
+    uint64_t t_ready;           /* monotonic us: handed to its backend, its body (if one is
+                                   read first) in; the queue wait starts there; 0: unset,
+                                   t_received stands for it */
     bool native;                /* answered by tracfront itself (profiler): not timed */
     const struct tf_route *route; /* the matched route; NULL = the fallback backend */
     int backend;                /* enum prof_backend that answers it */

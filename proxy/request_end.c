@@ -123,7 +123,7 @@ void tf_server_on_completed(void *cls, struct MHD_Connection *connection, void *
             .status = req->status,
             .ran_inline = req->ran_inline,
             .routed = req->route != NULL,
-            .t_received = req->t_received, .t_dispatched = dispatched,
+            .t_received = req->t_received, .t_ready = req->t_ready, .t_dispatched = dispatched,
             .t_first_byte = req->t_first_byte ? req->t_first_byte : req->t_responded,
             .t_done = now,
             .upstream_connect_us = up_connect,

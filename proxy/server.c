@@ -110,7 +110,7 @@ static enum MHD_Result queue_answer(struct tf_server *server, struct tf_request 
 static void mark_dispatched(struct tf_request *req)
 {
     req->phase = PHASE_DISPATCHED;
-    req->t_dispatched = tf_now_us();
+    req->t_ready = req->t_dispatched = tf_now_us();
     if (!req->head_used) /* dispatched before the final call: a body still arriving */
         req->head_used = tf_head_used(req->connection);
 }

@@ -311,6 +311,32 @@ def test_queue_wait_is_the_wait_for_an_app_thread(tracfront):
     assert under and int(under.group(1)) < 4, metrics
 
 
+def test_a_body_still_arriving_is_no_queue_wait(tracfront):
+    """An upload whose body takes 1.5 s to arrive, on an idle server: the queue wait (for an
+    app thread, every one of them free) starts once the body is in, not at the request line;
+    the 1.5 s stay in the total (probe: a 5 MB Trac attachment showed 4 s of queue)."""
+    srv = tracfront(*APP)
+    sock = srv.connect()
+    sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello")
+    time.sleep(1.5)
+    sock.sendall(b"world")
+    answer = b""
+    while b"helloworld" not in answer:
+        chunk = sock.recv(65536)
+        assert chunk, answer
+        answer += chunk
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    latency(srv, settle=("/echo", 1))
+    slowest = requests.get(srv.url + "__profile__/api/slowest", timeout=10).json()["slowest"]
+    echo = [x for x in slowest if x["target"] == "/echo"]
+    assert echo and echo[0]["total_us"] >= 1500000 * 0.99, slowest
+    assert echo[0]["queue_us"] < 500000, echo
+    assert echo[0]["queue_us"] <= echo[0]["ttfb_us"] <= echo[0]["total_us"], echo
+    routes = latency(srv)
+    assert routes[("/echo", "wsgi")]["queue_p99_us"] < 500000, routes[("/echo", "wsgi")]
+
+
 def test_a_wait_for_the_gil_is_no_queue_wait(tracfront, tmp_path):
     """A request that waits for the GIL (another request in C code that holds
     it: a backtracking regular expression) with app threads free has waited
