@@ -376,7 +376,7 @@ static void html_failures(struct prof_text *t)
     prof_text_add(t, "</table>\n");
 }
 
-char *prof_compare_html(const char *primary, const char *profile_path)
+char *prof_compare_html(const char *primary, const char *profile_href)
 {
     struct prof_text t = { 0 };
     pthread_mutex_lock(&lock);
@@ -384,9 +384,9 @@ char *prof_compare_html(const char *primary, const char *profile_path)
             "<style>body{font:14px sans-serif}td,th{padding:2px 8px;text-align:right}"
             "td:first-child{text-align:left}</style><h1>App vs upstream</h1>"
             "<p><a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(&t, profile_href, PROF_ESC_HTML);
     prof_text_add(&t, "\">&larr; profile</a> &middot; <a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(&t, profile_href, PROF_ESC_HTML);
     prof_text_add(&t, "/api/compare\">JSON</a></p><p>The client gets the %s's answer; the other "
                   "side gets a copy of each GET and HEAD. %llu mirrored (pairs ended), %llu "
                   "dropped (no room: --mirror-queue, or the app's share of copies), %llu "

@@ -35,8 +35,9 @@ void prof_compare_count_dropped(void);
 void prof_compare_reset(void);
 
 /* Reports, malloc'd NUL-terminated (NULL on out of memory). primary is
- * "app" or "upstream". */
+ * "app" or "upstream"; profile_href: the profile path relative to the page's
+ * own URL (hook.h), its links' start. */
 char *prof_compare_json(const char *primary);
-char *prof_compare_html(const char *primary, const char *profile_path);
+char *prof_compare_html(const char *primary, const char *profile_href);
 
 #endif

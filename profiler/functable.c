@@ -231,7 +231,7 @@ static size_t merge_same_names(struct row *rows, size_t n, const struct prof_fla
     return kept;
 }
 
-static void add_link(struct prof_text *t, const char *profile_path, const struct prof_view *v,
+static void add_link(struct prof_text *t, const char *profile_href, const struct prof_view *v,
                      const char *key, const char *value, const char *label)
 {
     struct prof_view w = *v;
@@ -249,7 +249,7 @@ static void add_link(struct prof_text *t, const char *profile_path, const struct
                                            : v->fullpath == w.fullpath;
     prof_text_add(t, current ? "<b>" : "<a href=\"");
     if (!current) {
-        prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+        prof_text_escaped(t, profile_href, PROF_ESC_HTML);
         prof_text_add(t, "?sort=%s&amp;mode=%s&amp;limit=%u&amp;fullpath=%d&amp;filter=", w.sort,
                       w.mode, w.limit, w.fullpath);
         for (const unsigned char *c = (const unsigned char *)w.filter; *c; c++)
@@ -543,7 +543,7 @@ void prof_dropped_note(struct prof_text *out, const struct prof_tree *t)
 }
 
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
-                          const char *profile_path, size_t *len)
+                          const char *profile_href, size_t *len)
 {
     struct prof_text out = { 0 };
     struct selection sel = selection_make(t, v);
@@ -553,20 +553,20 @@ char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
     }
     prof_text_add(&out, "<h2 id=functions>Functions</h2><p>Sort: ");
     for (size_t i = 0; i < SORT_LINKS; i++)
-        add_link(&out, profile_path, v, "sort", sort_keys[i], sort_keys[i]);
+        add_link(&out, profile_href, v, "sort", sort_keys[i], sort_keys[i]);
     prof_text_add(&out, "&nbsp; Show: ");
     for (size_t i = 0; i < 3; i++)
-        add_link(&out, profile_path, v, "mode", modes[i], modes[i]);
+        add_link(&out, profile_href, v, "mode", modes[i], modes[i]);
     prof_text_add(&out, "&nbsp; Limit: ");
-    add_link(&out, profile_path, v, "limit", "20", "20");
-    add_link(&out, profile_path, v, "limit", "50", "50");
-    add_link(&out, profile_path, v, "limit", "200", "200");
-    add_link(&out, profile_path, v, "limit", "100000", "all");
+    add_link(&out, profile_href, v, "limit", "20", "20");
+    add_link(&out, profile_href, v, "limit", "50", "50");
+    add_link(&out, profile_href, v, "limit", "200", "200");
+    add_link(&out, profile_href, v, "limit", "100000", "all");
     prof_text_add(&out, "&nbsp; Paths: ");
-    add_link(&out, profile_path, v, "fullpath", "0", "short");
-    add_link(&out, profile_path, v, "fullpath", "1", "full");
+    add_link(&out, profile_href, v, "fullpath", "0", "short");
+    add_link(&out, profile_href, v, "fullpath", "1", "full");
     prof_text_add(&out, "</p><form method=get action=\"");
-    prof_text_escaped(&out, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(&out, profile_href, PROF_ESC_HTML);
     prof_text_add(&out, "#functions\"><input type=hidden name=sort value=\"%s\"><input type=hidden "
                         "name=mode value=\"%s\"><input type=hidden name=limit value=\"%u\">"
                         "<input type=hidden name=fullpath value=\"%d\">", v->sort, v->mode,

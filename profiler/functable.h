@@ -37,9 +37,10 @@ void prof_view_parse(struct prof_view *v, const char *query);
 
 /* The table as an HTML fragment, or as JSON; malloc'd, NULL on error. An
  * invalid filter or sort key gives a fragment that says so, or JSON
- * {"error": ...} with *bad_view set. */
+ * {"error": ...} with *bad_view set. profile_href: the profile path relative
+ * to the page (hook.h), the links' and filter form's start. */
 char *prof_functable_html(const struct prof_tree *t, const struct prof_view *v,
-                          const char *profile_path, size_t *len);
+                          const char *profile_href, size_t *len);
 char *prof_functable_json(const struct prof_tree *t, const struct prof_view *v, size_t *len,
                           bool *bad_view);
 

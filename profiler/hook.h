@@ -58,13 +58,16 @@ char *prof_hook_export(const char *format, size_t *len);
 /* Any thread without the GIL: the function table for the view in a raw
  * query string, as an HTML fragment or JSON; malloc'd, NULL on error.
  * *bad_view: the query's filter or sort key is invalid (the JSON is then
- * {"error": ...}; the HTML says so). */
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+ * {"error": ...}; the HTML says so). profile_href, here and below: the
+ * profile path as a reference relative to the page being made ("__profile__"
+ * at /__profile__, "../__profile__" at /__profile__/request), the links'
+ * start, so that they work under the prefix a reverse proxy strips. */
+char *prof_hook_table(const char *query, bool json, const char *profile_href, size_t *len,
                       bool *bad_view);
 
 /* Any thread without the GIL: a page with the call tree kept for request
  * id (a flame graph), or NULL when none was kept. */
-char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
+char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_href,
                              size_t *len);
 
 /* Any thread without the GIL: add a tree exported by another process

@@ -124,7 +124,7 @@ char *prof_hook_export(const char *format, size_t *len)
     return NULL;
 }
 
-char *prof_hook_table(const char *query, bool json, const char *profile_path, size_t *len,
+char *prof_hook_table(const char *query, bool json, const char *profile_href, size_t *len,
                       bool *bad_view)
 {
     struct prof_view view;
@@ -143,7 +143,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         size_t flen = 0, tlen = 0;
         char base[4200], routes[64]; /* the zoom links keep the latency table's view */
         prof_routes_view_query(&view.routes, routes, sizeof(routes));
-        snprintf(base, sizeof(base), "%s?%s%s", profile_path, routes, routes[0] ? "&" : "");
+        snprintf(base, sizeof(base), "%s?%s%s", profile_href, routes, routes[0] ? "&" : "");
         static const char python_only[] =
             "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
             "calls is their callers' own time.</i></p>";
@@ -160,7 +160,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
         prof_text_put(&page, mode, strlen(mode));
         prof_clock_note(&page, t, false);
         char *flame = prof_flame_html(t, view.zoom, base, &flen);
-        char *table = prof_functable_html(t, &view, profile_path, &tlen);
+        char *table = prof_functable_html(t, &view, profile_href, &tlen);
         if (flame && table) {
             prof_text_put(&page, flame, flen);
             prof_text_put(&page, table, tlen);
@@ -175,7 +175,7 @@ char *prof_hook_table(const char *query, bool json, const char *profile_path, si
     return out;
 }
 
-char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_path,
+char *prof_hook_request_html(uint64_t id, const char *query, const char *profile_href,
                              size_t *len)
 {
     struct prof_view view;
@@ -188,7 +188,7 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     const struct prof_tree *kept = reading_tree(&r, prof_hook_kept_tree(id, &app_ns));
     if (kept) {
         char base[4200];
-        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_path, (unsigned long long)id);
+        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_href, (unsigned long long)id);
         size_t flen = 0;
         char *flame = prof_flame_html(kept, view.zoom, base, &flen);
         struct prof_text t = { 0 };
@@ -196,7 +196,7 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
                           "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "
                           "%.3f ms in the profiled code</h1><p><a href=\"",
                       (unsigned long long)id, (unsigned long long)id, (double)app_ns / 1e6);
-        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_escaped(&t, profile_href, PROF_ESC_HTML);
         prof_text_add(&t, "\">back to the profile</a></p>");
         prof_dropped_note(&t, kept);
         prof_text_add(&t, "%s", flame ? flame : "");

@@ -538,7 +538,7 @@ static struct prof_routes_row *routes_rows(enum prof_routes_order order, size_t 
 }
 
 /* A link of the route table's: the page's view with name=value. */
-static void html_view_link(struct prof_text *t, const char *profile_path, const char *view,
+static void html_view_link(struct prof_text *t, const char *profile_href, const char *view,
                            const char *name, const char *value)
 {
     char *query = prof_query_with(view, name, value);
@@ -547,7 +547,7 @@ static void html_view_link(struct prof_text *t, const char *profile_path, const 
         return;
     }
     prof_text_add(t, "<a href=\"");
-    prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(t, profile_href, PROF_ESC_HTML);
     prof_text_add(t, "?");
     prof_text_escaped(t, query, PROF_ESC_HTML);
     prof_text_add(t, "#routes\">");
@@ -555,7 +555,7 @@ static void html_view_link(struct prof_text *t, const char *profile_path, const 
 }
 
 /* The header: a column the view sorts by links to that order. */
-static void html_routes_header(struct prof_text *t, const char *profile_path, const char *view,
+static void html_routes_header(struct prof_text *t, const char *profile_href, const char *view,
                                const struct prof_routes_view *v)
 {
     static const struct { const char *label; int order; } columns[] = {
@@ -576,7 +576,7 @@ static void html_routes_header(struct prof_text *t, const char *profile_path, co
         bool route = o == PROF_ROUTES_BY_ROUTE, current = (int)v->order == o;
         prof_text_add(t, "<th%s>", !current ? "" : route ? " aria-sort=ascending"
                                                          : " aria-sort=descending");
-        html_view_link(t, profile_path, view, "routes_sort", prof_routes_order_name(o));
+        html_view_link(t, profile_href, view, "routes_sort", prof_routes_order_name(o));
         prof_text_add(t, "%s%s</a>", columns[i].label, !current ? "" : route ? " &#9652;"
                                                                             : " &#9662;");
     }
@@ -585,7 +585,7 @@ static void html_routes_header(struct prof_text *t, const char *profile_path, co
 
 /* Under the table's heading: what the view could not use, how many rows
  * of how many, and the row limits. */
-static void html_routes_note(struct prof_text *t, const char *profile_path, const char *view,
+static void html_routes_note(struct prof_text *t, const char *profile_href, const char *view,
                              const struct prof_routes_view *v, size_t shown, size_t all)
 {
     if (v->bad_order)
@@ -609,14 +609,14 @@ static void html_routes_note(struct prof_text *t, const char *profile_path, cons
             prof_text_add(t, "<b>%s</b> ", limits[i]);
             continue;
         }
-        html_view_link(t, profile_path, view, "routes_limit", limits[i]);
+        html_view_link(t, profile_href, view, "routes_limit", limits[i]);
         prof_text_add(t, "%s</a> ", limits[i]);
     }
     prof_text_add(t, "</p>");
 }
 
 /* The latency table in the page's view (latency_view.h). With the lock held. */
-static void html_routes(struct prof_text *t, const char *profile_path, const char *view)
+static void html_routes(struct prof_text *t, const char *profile_href, const char *view)
 {
     struct prof_routes_view v;
     prof_routes_view_parse(&v, view);
@@ -627,8 +627,8 @@ static void html_routes(struct prof_text *t, const char *profile_path, const cha
         return;
     }
     size_t shown = prof_routes_select(rows, all, &v);
-    html_routes_note(t, profile_path, view, &v, shown, all);
-    html_routes_header(t, profile_path, view, &v);
+    html_routes_note(t, profile_href, view, &v, shown, all);
+    html_routes_header(t, profile_href, view, &v);
     for (size_t i = 0; i < shown; i++)
         html_route(t, &rows[i]);
     free(rows);
@@ -637,17 +637,17 @@ static void html_routes(struct prof_text *t, const char *profile_path, const cha
 
 /* A control's button; the page's view (its query) goes with it, and the
  * page it sends back to keeps it. */
-static void html_form(struct prof_text *t, const char *profile_path, const char *view,
+static void html_form(struct prof_text *t, const char *profile_href, const char *view,
                       const char *action, const char *label)
 {
     prof_text_add(t, "<form method=post action=\"");
-    prof_text_escaped(t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(t, profile_href, PROF_ESC_HTML);
     prof_text_add(t, "/%s%s", action, view[0] ? "?" : "");
     prof_text_escaped(t, view, PROF_ESC_HTML);
     prof_text_add(t, "\" style=\"display:inline\"><button>%s</button></form> ", label);
 }
 
-char *prof_latency_html(int in_flight, const char *profile_path, const char *view, bool profiling,
+char *prof_latency_html(int in_flight, const char *profile_href, const char *view, bool profiling,
                         bool can_save, const char *appendix)
 {
     struct prof_text t = { 0 };
@@ -663,10 +663,10 @@ char *prof_latency_html(int in_flight, const char *profile_path, const char *vie
             "Function profiling: <b>%s</b> ",
         (long)(time(NULL) - started), (unsigned long long)timed, in_flight,
         profiling ? "on" : "off");
-    html_form(&t, profile_path, view, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
-    html_form(&t, profile_path, view, "clear", "Clear");
+    html_form(&t, profile_href, view, profiling ? "stop" : "start", profiling ? "Stop" : "Start");
+    html_form(&t, profile_href, view, "clear", "Clear");
     if (can_save)
-        html_form(&t, profile_path, view, "save", "Save files");
+        html_form(&t, profile_href, view, "save", "Save files");
     static const char *const downloads[][2] = {
         { "/pstats", "pstats</a> (python3 -m pstats, snakeviz)" }, { "/callgrind", "callgrind</a>" },
         { "/collapsed", "collapsed stacks</a>" }, { "/speedscope.json", "speedscope</a>" },
@@ -675,7 +675,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, const char *vie
     prof_text_add(&t, "</p><p>Downloads:");
     for (size_t i = 0; i < sizeof(downloads) / sizeof(downloads[0]); i++) {
         prof_text_add(&t, "%s <a href=\"", i ? "," : "");
-        prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+        prof_text_escaped(&t, profile_href, PROF_ESC_HTML);
         prof_text_add(&t, "%s\">%s", downloads[i][0], downloads[i][1]);
     }
     prof_text_add(&t, "</p><h2 id=routes>Latency by route (ms)</h2>");
@@ -683,7 +683,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, const char *vie
     size_t n_ids;
     uint64_t *ids = prof_latency_tree_ids(&n_ids);
     pthread_mutex_lock(&prof_latency_lock);
-    html_routes(&t, profile_path, view);
+    html_routes(&t, profile_href, view);
     struct slow_request *list = sorted_slowest(&n);
     pthread_mutex_unlock(&prof_latency_lock);
     prof_text_add(&t, "<h2>Slowest requests</h2><table><tr><th>request<th>status<th>total"
@@ -698,7 +698,7 @@ char *prof_latency_html(int in_flight, const char *profile_path, const char *vie
             (double)list[i].ttfb_us / 1000.0);
         if (list[i].tree || prof_latency_in_ids(list[i].id, ids, n_ids)) { /* else its page is a 404 */
             prof_text_add(&t, "<a href=\"");
-            prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+            prof_text_escaped(&t, profile_href, PROF_ESC_HTML);
             prof_text_add(&t, "/request?id=%llu\" aria-label=\"call tree of request %llu\">call "
                               "tree</a>", (unsigned long long)list[i].id,
                           (unsigned long long)list[i].id);

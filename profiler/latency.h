@@ -53,8 +53,10 @@ void prof_latency_set_tree_ids(size_t (*ids)(uint64_t *out, size_t cap));
  * its routes_sort and routes_limit order and cut the route table
  * (latency_view.h), which the machine formats never are.
  * can_save: there are profile files to write (--profile-log or
- * --profile-callgrind), so the page offers its "Save files" button. */
-char *prof_latency_html(int in_flight, const char *profile_path, const char *view, bool profiling,
+ * --profile-callgrind), so the page offers its "Save files" button.
+ * profile_href: the profile path relative to the page's own URL (hook.h),
+ * every link's and form's start. */
+char *prof_latency_html(int in_flight, const char *profile_href, const char *view, bool profiling,
                         bool can_save, const char *appendix);
 
 /* A front (--workers) adds up its workers: the whole registry as text, and

@@ -550,7 +550,7 @@ static char *front_export(const char *format, size_t *len)
     return out;
 }
 
-static char *front_table(const char *query, bool json, const char *path, size_t *len,
+static char *front_table(const char *query, bool json, const char *profile_href, size_t *len,
                          bool *bad_view)
 {
     if (__atomic_load_n(&cut, __ATOMIC_ACQUIRE)) { /* as front_export: no table from a part */
@@ -561,7 +561,8 @@ static char *front_table(const char *query, bool json, const char *path, size_t 
         errno = EBUSY;
         return NULL;
     }
-    char *out = merge_trees() == 0 ? prof_hook_table(query, json, path, len, bad_view) : NULL;
+    char *out = merge_trees() == 0 ? prof_hook_table(query, json, profile_href, len, bad_view)
+                                   : NULL;
     int why = errno; /* EAGAIN: merge_trees */
     pthread_mutex_unlock(&tree_lock);
     errno = why;
@@ -588,11 +589,15 @@ static void keep_first(const char *origin, struct tf_fetched *f, void *arg)
  * are unique across workers): ask all at once, as the other pages do (one
  * slow worker costs a control thread one limit, and the stop none), with
  * tree_lock (see there). NULL when none has it; errno EAGAIN when the stop
- * left some unasked, EBUSY as front_export. */
-static char *front_request_html(uint64_t id, const char *query, const char *path, size_t *len)
+ * left some unasked, EBUSY as front_export. The worker makes the page as
+ * at <profile path>/request, the only place it is served: its links are
+ * what profile_href would give. */
+static char *front_request_html(uint64_t id, const char *query, const char *profile_href,
+                                size_t *len)
 {
     (void)id; /* in the query too, which the worker reads as this page did */
-    size_t cap = strlen(path) + strlen(query) + sizeof("/request?");
+    (void)profile_href;
+    size_t cap = strlen(profile_path) + strlen(query) + sizeof("/request?");
     char *url = malloc(cap);
     struct found found = { NULL, 0 };
     if (!url)
@@ -602,7 +607,7 @@ static char *front_request_html(uint64_t id, const char *query, const char *path
         errno = EBUSY;
         return NULL;
     }
-    snprintf(url, cap, "%s/request?%s", path, query);
+    snprintf(url, cap, "%s/request?%s", profile_path, query);
     enum asked asked = ask_workers("GET", url, 404, TF_FETCH_LIMIT_MS, keep_first, &found);
     pthread_mutex_unlock(&tree_lock);
     free(url); /* 404: not that worker's */

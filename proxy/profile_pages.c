@@ -36,6 +36,39 @@ bool tf_profile_path_match(const char *target, const char *profile, const char *
     return tf_path_under_prefix(target, profile, strlen(profile), sub);
 }
 
+/* The profile path as a reference relative to the page at target (the raw
+ * request target; sub where its profile path ends, as tf_profile_path_match
+ * set it): a "../" for each '/' of the page's path after the profile path,
+ * then the profile path's last segment as the target wrote it. At
+ * /__profile__ that is "__profile__", at /__profile__/ or
+ * /__profile__/request "../__profile__", and its links ("__profile__?sort=
+ * calls", "../__profile__/pstats"), forms and redirects resolve where the
+ * page was asked for: under the prefix a reverse proxy strips, which the
+ * page never learns (RFC 3986 5.2; RFC 9110 10.2.2 allows it in Location).
+ * malloc'd; NULL on out of memory. */
+static char *link_base(const char *target, const char *sub)
+{
+    const char *segment = sub;
+    while (segment > target && segment[-1] != '/') /* target starts with '/' */
+        segment--;
+    size_t ups = 0, len = (size_t)(sub - segment);
+    for (const char *c = sub; *c && *c != '?'; c++)
+        ups += *c == '/';
+    /* "a:b" alone would be read as a scheme; "./a:b" is the path */
+    bool dot = !ups && memchr(segment, ':', len);
+    char *base = malloc(3 * ups + 2 + len + 1);
+    if (!base)
+        return NULL;
+    char *end = base;
+    for (size_t i = 0; i < ups; i++, end += 3)
+        memcpy(end, "../", 3);
+    if (dot)
+        end = (char *)memcpy(end, "./", 2) + 2;
+    memcpy(end, segment, len);
+    end[len] = '\0';
+    return base;
+}
+
 /* NULL when req may see the profiler, else why not. By default loopback
  * may, but not a client a reverse proxy on this host (IIS ARR, Apache,
  * nginx: all of whose clients come from loopback) says it forwards. */
@@ -394,7 +427,7 @@ static int save_profile(const struct tf_server *server)
 
 /* POST start / stop / clear: act, then send the browser back to the page. */
 static enum MHD_Result control_profile(struct tf_server *server, struct tf_request *req,
-                                       const char *action, size_t len)
+                                       const char *action, size_t len, const char *base)
 {
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (!same_origin(req))
@@ -431,30 +464,32 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
             p->clear();
     } else
         return tf_server_reply(req, 404, "No such profiler action.", false);
-    /* back to the page, in the view its button was pressed in (its query) */
+    /* back to the page, in the view its button was pressed in (its query),
+     * relative to the action's own URL (link_base) */
     const char *view = action[len] == '?' ? action + len + 1 : "";
-    size_t cap = strlen(server->cfg->profile_path) + strlen(view) + 2;
+    size_t cap = strlen(base) + strlen(view) + 2;
     if (!tf_request_head_fits(req, sizeof("Location: \r\n") + cap)) { /* a huge query */
         view = "";
-        cap = strlen(server->cfg->profile_path) + 2;
+        cap = strlen(base) + 2;
     }
     char *location = malloc(cap);
     struct MHD_Response *r =
         location ? MHD_create_response_from_buffer(0, "", MHD_RESPMEM_PERSISTENT) : NULL;
     if (r) {
-        snprintf(location, cap, "%s%s%s", server->cfg->profile_path, view[0] ? "?" : "", view);
+        snprintf(location, cap, "%s%s%s", base, view[0] ? "?" : "", view);
         MHD_add_response_header(r, "Location", location);
     }
     free(location);
     return r ? tf_server_queue(req, 303, r) : MHD_NO;
 }
 
-/* With --mirror the page links the comparison before the function table. */
-static char *compare_link(const char *profile_path, const char *table)
+/* With --mirror the page links the comparison before the function table.
+ * base: link_base's. */
+static char *compare_link(const char *base, const char *table)
 {
     struct prof_text t = { 0 };
     prof_text_add(&t, "<h2>App vs upstream</h2><p><a href=\"");
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(&t, base, PROF_ESC_HTML);
     prof_text_add(&t, "/compare\">Latency and answers compared, per route</a> (--mirror).</p>%s",
                   table ? table : "");
     return prof_text_finish(&t);
@@ -491,10 +526,14 @@ static void relay_away(void *arg)
             MHD_add_response_header(r, "Retry-After", f.retry_after);
         MHD_add_response_header(r, "Cache-Control", "no-store");
         /* a view too long for this connection's head (the front's had room):
-         * back to the bare page, as control_profile does */
+         * back to the bare page, as control_profile does (relative too) */
         if (f.location && !tf_request_head_fits(req, tf_response_headers_size(r))) {
+            const char *sub = NULL; /* the target matched, or it would not be here */
+            tf_profile_path_match(req->target, req->server->cfg->profile_path, &sub);
+            char *base = sub ? link_base(req->target, sub) : NULL;
             MHD_del_response_header(r, "Location", f.location);
-            MHD_add_response_header(r, "Location", req->server->cfg->profile_path);
+            MHD_add_response_header(r, "Location", base ? base : "./");
+            free(base);
         }
         req->status = f.status;
         req->bytes_out = f.len;
@@ -559,11 +598,11 @@ static enum MHD_Result send_or_refuse(struct tf_request *req, unsigned status, c
  * or export reads the call tree (busy), or when a front's merge left a
  * worker out (worker_silent): the rest of the page needs none. why is
  * HTML. */
-static char *tree_missing_note(const char *profile_path, const char *view, const char *why)
+static char *tree_missing_note(const char *base, const char *view, const char *why)
 {
     struct prof_text t = { 0 };
     prof_text_add(&t, "<h2 id=functions>Functions</h2><p>%s; <a href=\"", why);
-    prof_text_escaped(&t, profile_path, PROF_ESC_HTML);
+    prof_text_escaped(&t, base, PROF_ESC_HTML);
     prof_text_add(&t, "%s", view[0] ? "?" : "");
     prof_text_escaped(&t, view, PROF_ESC_HTML);
     prof_text_add(&t, "\">reload</a> in a moment for the flame graph and the functions.</p>\n");
@@ -572,27 +611,27 @@ static char *tree_missing_note(const char *profile_path, const char *view, const
 
 /* The page itself: latency, the requests in flight, the function table
  * (the comparison's link before it with --mirror; a note instead while
- * another page or export reads the call tree). NULL with errno EAGAIN when
- * the stop refuses (stop_refuses), else errno ENOMEM. */
+ * another page or export reads the call tree), its links on base
+ * (link_base's). NULL with errno EAGAIN when the stop refuses
+ * (stop_refuses), else errno ENOMEM. */
 static char *main_page(const struct tf_server *server, const struct tf_profiler_controls *p,
-                       const char *query, int in_flight)
+                       const char *query, const char *base, int in_flight)
 {
     size_t n = 0;
     bool bad_view = false; /* the table says so */
     errno = 0;
-    char *table = p ? p->table(query, false, server->cfg->profile_path, &n, &bad_view) : NULL;
+    char *table = p ? p->table(query, false, base, &n, &bad_view) : NULL;
     if (p && stop_refuses(table))
         return NULL;
     if (p && busy(table)) {
-        table = tree_missing_note(server->cfg->profile_path, query,
-                                  "Another profile page or an export is reading the call tree "
-                                  "(one at a time)");
+        table = tree_missing_note(base, query, "Another profile page or an export is reading "
+                                               "the call tree (one at a time)");
     } else if (p && worker_silent(table)) {
         char why[256];
         say_worker_silent(why, sizeof(why), "");
-        table = tree_missing_note(server->cfg->profile_path, query, why);
+        table = tree_missing_note(base, query, why);
     }
-    char *appendix = server->mirror ? compare_link(server->cfg->profile_path, table) : NULL;
+    char *appendix = server->mirror ? compare_link(base, table) : NULL;
     errno = 0;
     char *running = p && p->inflight ? p->inflight(false, &n) : NULL;
     if (stop_refuses(running)) { /* the stop began after the table was made */
@@ -607,7 +646,7 @@ static char *main_page(const struct tf_server *server, const struct tf_profiler_
     pthread_mutex_unlock(&save_lock);
     prof_text_add(&all, "%s%s", running ? running : "", appendix ? appendix : table ? table : "");
     char *rest = prof_text_finish(&all);
-    char *body = rest ? prof_latency_html(in_flight, server->cfg->profile_path, query,
+    char *body = rest ? prof_latency_html(in_flight, base, query,
                                           p && p->enabled(), has_profile_files(server->cfg),
                                           rest) : NULL;
     free(rest);
@@ -672,24 +711,15 @@ bool tf_profile_refused(struct tf_server *server, struct tf_request *req, const 
     return true;
 }
 
-/* Answer a request for the profile path (final access-handler call). */
-enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
-                                     const char *sub)
+/* A page, export or control of this process's (not a worker's relay);
+ * base: link_base's, for its links and redirect. */
+static enum MHD_Result serve_here(struct tf_server *server, struct tf_request *req,
+                                  const char *sub, const char *base)
 {
     static const char html[] = "text/html; charset=utf-8", json[] = "application/json";
-    enum MHD_Result refused;
-    if (tf_profile_refused(server, req, sub, false, &refused))
-        return refused;
     size_t len = strcspn(sub, "?");
-    if (server->relay_port) { /* a worker: the whole server's profile is its front's */
-        if (!strcmp(req->method, "POST") && !same_origin(req))
-            return tf_server_reply(req, 403, "Cross-site request refused.", false);
-        if (__atomic_load_n(&relays, __ATOMIC_RELAXED) >= MAX_RELAYS)
-            return tf_server_reply(req, 503, "Too many profile pages at once; try again.", false);
-        return tf_server_dispatch(server, req, relay_dispatch, NULL);
-    }
     if (is_control(sub, len)) /* a POST: the others were refused */
-        return control_profile(server, req, sub, len);
+        return control_profile(server, req, sub, len, base);
     int in_flight = tf_server_in_flight(server);
     const struct tf_profiler_controls *p = __atomic_load_n(&server->profiler, __ATOMIC_ACQUIRE);
     if (p && p->refresh && shows_latency(sub, len)) /* a front: add up the workers' first */
@@ -704,14 +734,14 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     size_t n = 0;
     char *body = NULL;
     if (len == 0 || sub_is(sub, len, "/")) {
-        body = main_page(server, p, query, in_flight);
+        body = main_page(server, p, query, base, in_flight);
         return send_or_refuse(req, 200, body, body ? strlen(body) : 0, html, NULL);
     }
     if (sub_is(sub, len, "/request") && p) {
         char id[24];
         errno = 0;
         body = prof_query_get(query, "id", id, sizeof(id))
-                   ? p->request_html(strtoull(id, NULL, 10), query, server->cfg->profile_path, &n)
+                   ? p->request_html(strtoull(id, NULL, 10), query, base, &n)
                    : NULL;
         if (!body && !stop_refuses(body) && !busy(body) && !worker_silent(body))
             return tf_server_reply(req, 404, p->refresh /* a front */
@@ -731,14 +761,14 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
     if (sub_is(sub, len, "/api/functions") && p) {
         bool bad_view = false;
         errno = 0;
-        body = p->table(query, true, server->cfg->profile_path, &n, &bad_view);
+        body = p->table(query, true, base, &n, &bad_view);
         return send_or_refuse(req, bad_view ? 400 : 200, body, n, json, NULL);
     }
     api = sub_is(sub, len, "/api/compare");
     if (server->mirror && (api || sub_is(sub, len, "/compare"))) {
         const char *primary = tf_mirror_primary(server->mirror) == TF_ROUTE_APP ? "app" : "upstream";
         body = api ? prof_compare_json(primary)
-                   : prof_compare_html(primary, server->cfg->profile_path);
+                   : prof_compare_html(primary, base);
         return send_body(req, 200, body, body ? strlen(body) : 0, api ? json : html);
     }
     if (sub_is(sub, len, "/modules") && p && p->modules) { /* for --reload */
@@ -762,6 +792,28 @@ enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *re
         if (sub_is(sub, len, exports[i].path))
             return send_export(req, p, &exports[i]);
     return tf_server_reply(req, 404, "No such profiler page.", false);
+}
+
+/* Answer a request for the profile path (final access-handler call). */
+enum MHD_Result tf_profile_serve(struct tf_server *server, struct tf_request *req,
+                                     const char *sub)
+{
+    enum MHD_Result refused;
+    if (tf_profile_refused(server, req, sub, false, &refused))
+        return refused;
+    if (server->relay_port) { /* a worker: the whole server's profile is its front's */
+        if (!strcmp(req->method, "POST") && !same_origin(req))
+            return tf_server_reply(req, 403, "Cross-site request refused.", false);
+        if (__atomic_load_n(&relays, __ATOMIC_RELAXED) >= MAX_RELAYS)
+            return tf_server_reply(req, 503, "Too many profile pages at once; try again.", false);
+        return tf_server_dispatch(server, req, relay_dispatch, NULL);
+    }
+    char *base = link_base(req->target, sub);
+    if (!base)
+        return tf_server_reply(req, 500, "Out of memory building the page.", false);
+    enum MHD_Result result = serve_here(server, req, sub, base);
+    free(base);
+    return result;
 }
 
 void tf_server_profile_shutdown(const struct tf_server *server)

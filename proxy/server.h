@@ -100,11 +100,13 @@ struct tf_profiler_controls {
      * a front's stop, its workers' profiles not all handed over yet) */
     char *(*export)(const char *format, size_t *len);
     /* *bad_view: the query's filter or sort is invalid (the JSON says which);
-     * NULL as export's (EAGAIN), or on out of memory */
-    char *(*table)(const char *query, bool json, const char *profile_path, size_t *len,
+     * NULL as export's (EAGAIN), or on out of memory. profile_href, here and
+     * in request_html: the profile path relative to the page's own URL
+     * (profile_pages.c), which every link is made on. */
+    char *(*table)(const char *query, bool json, const char *profile_href, size_t *len,
                    bool *bad_view);
     /* NULL: no such request kept (EAGAIN: as export's) */
-    char *(*request_html)(uint64_t id, const char *query, const char *profile_path, size_t *len);
+    char *(*request_html)(uint64_t id, const char *query, const char *profile_href, size_t *len);
     void (*clear)(void);
     /* The WSGI requests running now, with their Python stacks: an HTML
      * fragment or JSON, malloc'd (*len set), NULL on out of memory (or

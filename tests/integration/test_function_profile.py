@@ -178,7 +178,7 @@ def test_start_stop_clear_and_cross_site_refusal(tracfront, builtins):
                          allow_redirects=False, timeout=10).status_code == 403
     ok = requests.post(base + "start", headers={"Origin": srv.url.rstrip("/")},
                        allow_redirects=False, timeout=10)
-    assert ok.status_code == 303 and ok.headers["Location"] == "/__profile__"
+    assert ok.status_code == 303 and ok.headers["Location"] == "../__profile__"  # from .../start
     page = requests.get(base, timeout=10).text
     assert "Function profiling: <b>on</b>" in page
     assert ("Python functions only" in page) == (builtins == "false")
@@ -298,18 +298,18 @@ def test_the_buttons_keep_the_view(tracfront):
     view = "sort=calls&mode=callers&limit=5&fullpath=0&filter=fib"
     page = requests.get(srv.url + "__profile__?" + view, timeout=30).text
     for action in ("stop", "clear"):
-        assert 'action="/__profile__/%s?%s"' % (action, view.replace("&", "&#38;")) in page, \
+        assert 'action="__profile__/%s?%s"' % (action, view.replace("&", "&#38;")) in page, \
             re.findall(r"<form method=post action=\"[^\"]*\"", page)
         r = requests.post(srv.url + "__profile__/%s?%s" % (action, view), allow_redirects=False,
                           timeout=10)
-        assert (r.status_code, r.headers["Location"]) == (303, "/__profile__?" + view)
+        assert (r.status_code, r.headers["Location"]) == (303, "../__profile__?" + view)
     r = requests.post(srv.url + "__profile__/start", allow_redirects=False, timeout=10)
-    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")  # none: the bare page
+    assert (r.status_code, r.headers["Location"]) == (303, "../__profile__")  # the bare page
     # a view too long to go back to in the answer's head: the bare page (the
     # answer was lost, the connection closed with nothing sent)
     r = requests.post(srv.url + "__profile__/stop?sort=calls&x=" + "a" * 24000,
                       allow_redirects=False, timeout=10)
-    assert (r.status_code, r.headers["Location"]) == (303, "/__profile__")
+    assert (r.status_code, r.headers["Location"]) == (303, "../__profile__")
 
 
 def test_the_page_says_a_file_save_could_not_write(tracfront, tmp_path):
@@ -399,7 +399,7 @@ def test_flame_graph_and_zoom(tracfront):
     start = page.index("<svg", page.index("id=flame"))
     svg = page[start:page.index("</svg>", start)]
     assert "<title>fib (" in svg and "<rect" in svg
-    m = re.search(r'href="/__profile__\?zoom=(\d+)#flame"><g><title>workload \(', svg)
+    m = re.search(r'href="__profile__\?zoom=(\d+)#flame"><g><title>workload \(', svg)
     assert m, "no link on the workload frame"
     zoomed = requests.get(srv.url + "__profile__", params={"zoom": m.group(1)}, timeout=30).text
     zstart = zoomed.index("<svg", zoomed.index("id=flame"))
