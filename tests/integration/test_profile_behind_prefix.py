@@ -8,6 +8,7 @@ follows every href, src and form action as a browser resolves them against
 the page's URL, and asserts that each stays under the prefix and is
 answered 200."""
 import html.parser
+import http.client
 import urllib.parse
 
 import pytest
@@ -216,3 +217,44 @@ def test_a_redirect_too_long_for_the_head_stays_under_the_prefix(behind_proxy, n
     back = urllib.parse.urljoin(action, r.headers["Location"])
     assert back == proxy.url + "__profile__"
     assert "<h1>tracfront profile</h1>" in crawler.get(back, action).text
+
+
+def get_raw(port, target):
+    """GET the target as written (requests would decode %5F to _ first):
+    (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", target)
+        r = conn.getresponse()
+        return r.status, r.read().decode("utf-8", "replace")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("profile_path,asked", [
+    ("/tf/a:b", "/tf/a:b"),                  # "a:b?..." alone would read as a scheme
+    ("/__profile__", "/%5F%5Fprofile__/"),   # percent-encoded: the links keep its spelling
+    ("/tf/prof", "/tf%2Fprof"),              # its slash encoded: no segment to climb
+], ids=["colon", "encoded", "encoded-slash"])
+def test_relative_links_at_odd_spellings_of_the_path(tracfront, profile_path, asked):
+    """Directly (no proxy): the links of a page asked for at a path with a
+    colon in its last segment, or percent-encoded, resolve to the profile
+    pages and are answered."""
+    srv = tracfront(*APP, "--profile", "--profile-discard-first", "false", "--profile-path",
+                    profile_path)
+    assert requests.get(srv.url + "slow?s=0.01", timeout=30).status_code == 200
+    status, text = get_raw(srv.port, asked)
+    assert status == 200, text[:500]
+    p = Links()
+    p.feed(text)
+    refs = [r for _, r in p.refs if not r.startswith("data:")] + [f["action"] for f in p.forms]
+    assert len(refs) > 20 and any("/request?id=" in r for r in refs), refs
+    url = "http://127.0.0.1:%d%s" % (srv.port, asked)
+    for ref in refs:
+        resolved = urllib.parse.urldefrag(urllib.parse.urljoin(url, ref))[0]
+        u = urllib.parse.urlsplit(resolved)
+        assert resolved.startswith(srv.url) and \
+            urllib.parse.unquote(u.path).startswith(profile_path), (ref, resolved)
+        if "/stop" not in ref and "/clear" not in ref:  # the page's POST forms
+            assert get_raw(srv.port, u.path + ("?" + u.query if u.query else ""))[0] == 200, \
+                (ref, resolved)
