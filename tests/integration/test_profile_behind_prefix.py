@@ -131,7 +131,11 @@ def main_page_links(crawler, url):
 
 @pytest.fixture
 def behind_proxy(tracfront, tmp_path):
-    """start(workers, *extra) -> (srv, proxy, crawler, profile path, app path)"""
+    """start(n_workers, *extra, profile_path=, mount=) -> (srv, proxy, crawler): a
+    tracfront profiling (with a --profile-log, so that the page has Save)
+    behind a PrefixProxy, a few app requests made (two slow: their call
+    trees are kept). The proxy marks what it forwards (X-Forwarded-For), so
+    the profiler is opened to it with --profile-allow, as a user would."""
     proxies = []
 
     def start(n_workers, *extra, profile_path="/__profile__", mount=""):
@@ -147,9 +151,9 @@ def behind_proxy(tracfront, tmp_path):
         srv = tracfront(*args)
         proxy = PrefixProxy(srv.port)
         proxies.append(proxy)
+        app = srv.url + (mount.strip("/") + "/" if mount else "")
         for path in ("work?n=3", "work?n=5", "slow?s=0.05", "slow?s=0.06"):
-            r = requests.get(srv.url + mount.lstrip("/") + ("/" if mount else "") + path,
-                             timeout=30)
+            r = requests.get(app + path, timeout=30)
             assert r.status_code == 200, r.text
         return srv, proxy, Crawler(proxy)
 
