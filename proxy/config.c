@@ -230,7 +230,15 @@ bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, si
     case K_SIZE:
         snprintf(out, cap, "%llu", (unsigned long long)*(const uint64_t *)(base + k->offset));
         return true;
-    case K_SECONDS: snprintf(out, cap, "%.15g", *(const double *)(base + k->offset)); return true;
+    case K_SECONDS: { /* the fewest decimals that read back the same: never an exponent */
+        double d = *(const double *)(base + k->offset);
+        for (int decimals = 0; decimals <= 24; decimals++) {
+            snprintf(out, cap, "%.*f", decimals, d);
+            if (strtod(out, NULL) == d)
+                break;
+        }
+        return true;
+    }
     case K_BOOL:
         snprintf(out, cap, "%s", *(const bool *)(base + k->offset) ? "true" : "false");
         return true;
@@ -238,8 +246,12 @@ bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, si
         snprintf(out, cap, strchr(cfg->listen_host, ':') ? "[%s]:%u" : "%s:%u", cfg->listen_host,
                  cfg->listen_port);
         return true;
-    case K_LIST:
-    case K_TRISTATE: return false;
+    case K_TRISTATE: {
+        int v = *(const int *)(base + k->offset);
+        snprintf(out, cap, "%s", v < 0 ? "" : v ? "true" : "false");
+        return true;
+    }
+    case K_LIST: return false;
     }
     return false;
 }

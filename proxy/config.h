@@ -114,10 +114,10 @@ int tf_config_check_files(const struct tf_config *cfg, char *err, size_t errlen)
 /* key's own name ("max-body" for "max_body"), and whether it may be given
  * more than once (a list: env, pythonpath...); NULL for an unknown key. */
 const char *tf_config_key_name(const char *key, bool *repeatable);
-/* A one-value key's value in cfg as a flag would give it ("8", "30",
- * "true", "127.0.0.1:8000"; "" for a string not set) into out (cap bytes);
- * false for an unknown key, or one of a list (pythonpath, env...) or of
- * three states (profile-builtins). */
+/* A one-value key's value in cfg as a flag would give it ("8", "0.5",
+ * "true", "127.0.0.1:8000"; "" for a string or profile-builtins not set)
+ * into out (cap bytes); false for an unknown key or a list (pythonpath,
+ * env...). */
 bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, size_t cap);
 
 /* Parse "true"/"false" (also yes/no, on/off, 1/0). Returns 0 or -1. */

@@ -156,7 +156,7 @@ static int check_backends(struct tf_config *cfg, char *err, size_t errlen)
     if (tf_route_finish(&cfg->routes, cfg->have_app, cfg->upstream != NULL, err, errlen) < 0)
         return -1;
     size_t plen = strlen(cfg->profile_path);
-    for (size_t i = 0; i < cfg->routes.n; i++) {
+    for (size_t i = 0; plen && i < cfg->routes.n; i++) { /* empty: refused below */
         const struct tf_route *r = &cfg->routes.routes[i];
         if (r->prefix_len >= plen && !strncmp(r->prefix, cfg->profile_path, plen) &&
             (r->prefix[plen] == 0 || r->prefix[plen] == '/')) {

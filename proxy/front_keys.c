@@ -25,6 +25,14 @@ static const struct front_key front_keys[] = {
     { "worker-start-timeout", KEPT_BOTH, true },
     /* the front watches the files a worker lists only with --reload */
     { "reload", KEPT_BOTH, true },
+    /* the front merges what the workers measured into a registry and a
+     * tree of its own, with these bounds, and pulls their latency */
+    { "profile-max-routes", KEPT_BOTH, true },
+    { "profile-slowest", KEPT_BOTH, true },
+    { "profile-max-nodes", KEPT_BOTH, true },
+    { "profile-latency", KEPT_BOTH, true },
+    { "profile-clock", KEPT_BOTH, true },
+    { "profile-builtins", KEPT_BOTH, true },
     { "listen", "a restart applies it; until then the front keeps its socket", false },
     { "workers", "a restart applies it; until then the front starts as many as before", false },
     /* the front writes the profile files: the workers hand their profile over */
@@ -46,9 +54,9 @@ char **tf_front_pinned_flags(const struct tf_config *front)
     size_t n = 0;
     for (size_t i = 0; flags && i < N_FRONT_KEYS; i++) {
         char value[4200];
-        if (!front_keys[i].pinned || !tf_config_value(front, front_keys[i].name, value,
-                                                      sizeof(value)))
-            continue;
+        if (!front_keys[i].pinned ||
+            !tf_config_value(front, front_keys[i].name, value, sizeof(value)) || !value[0])
+            continue; /* not set: a flag cannot say so (--profile-clock= is refused) */
         size_t cap = strlen(front_keys[i].name) + strlen(value) + 4;
         if (!(flags[n] = malloc(cap))) {
             tf_front_pinned_flags_free(flags);
@@ -66,23 +74,36 @@ void tf_front_pinned_flags_free(char **flags)
     free(flags);
 }
 
-void tf_front_keys_say_changes(const struct tf_config *front, int argc, char **argv)
+char **tf_front_keys_read(int argc, char **argv)
 {
-    struct tf_config now;
-    char err[1024];
-    if (!front->config_file) /* flags alone: nothing can change */
-        return;
-    if (tf_config_load(&now, argc, argv, err, sizeof(err)) < 0) {
-        tf_config_free(&now);
-        return; /* the new workers say what is wrong */
-    }
-    for (size_t i = 0; i < N_FRONT_KEYS; i++) {
-        char was[4200], is[4200];
-        if (tf_config_value(front, front_keys[i].name, was, sizeof(was)) &&
-            tf_config_value(&now, front_keys[i].name, is, sizeof(is)) && strcmp(was, is) != 0)
+    struct tf_config cfg;
+    char err[1024], value[4200];
+    char **values = NULL;
+    if (tf_config_load(&cfg, argc, argv, err, sizeof(err)) == 0 &&
+        (values = calloc(N_FRONT_KEYS, sizeof(char *))))
+        for (size_t i = 0; i < N_FRONT_KEYS; i++)
+            if (!tf_config_value(&cfg, front_keys[i].name, value, sizeof(value)) ||
+                !(values[i] = strdup(value))) {
+                tf_front_keys_free(values);
+                values = NULL;
+                break;
+            }
+    tf_config_free(&cfg);
+    return values;
+}
+
+void tf_front_keys_free(char **values)
+{
+    for (size_t i = 0; values && i < N_FRONT_KEYS; i++)
+        free(values[i]);
+    free(values);
+}
+
+void tf_front_keys_say_changes(char *const *at_start, char *const *now, const char *config_file)
+{
+    for (size_t i = 0; at_start && now && i < N_FRONT_KEYS; i++)
+        if (strcmp(at_start[i], now[i]) != 0)
             tf_log_info("reload: %s changed in %s (%s -> %s): %s", front_keys[i].name,
-                        front->config_file, was[0] ? was : "not set", is[0] ? is : "not set",
-                        front_keys[i].after);
-    }
-    tf_config_free(&now);
+                        config_file, at_start[i][0] ? at_start[i] : "not set",
+                        now[i][0] ? now[i] : "not set", front_keys[i].after);
 }

@@ -183,7 +183,7 @@ static enum MHD_Result serve_static(struct tf_request *req, const char *rest, bo
     free(path);
     if (close && a.response)
         MHD_add_response_header(a.response, MHD_HTTP_HEADER_CONNECTION, "close");
-    req->t_dispatched = tf_now_us();
+    req->t_ready = req->t_dispatched = tf_now_us();
     req->bytes_out = a.body_len;
     req->file_fd = a.file_fd;
     req->file_end = a.file_end;
@@ -377,7 +377,7 @@ static bool outside_mount(const struct tf_server *server, const struct tf_reques
 static enum MHD_Result outside_mount_refused(struct tf_request *req)
 {
     req->backend = PROF_BACKEND_WSGI;
-    req->t_dispatched = tf_now_us();
+    req->t_ready = req->t_dispatched = tf_now_us();
     return tf_server_reply(req, 404, TF_OUTSIDE_MOUNT_DETAIL, true);
 }
 

@@ -51,6 +51,7 @@ struct tf_workers {
     char **argv;                   /* this program's argv + --worker + the pinned flags */
     int argc;                      /* of this program's own (tf_front_keys_say_changes) */
     char **pinned;                 /* tf_front_pinned_flags' */
+    char **keys_at_start;          /* tf_front_keys_read's at start; NULL without --config */
     int listen_fd;                 /* the public socket every worker accepts on; -1 once closed */
     int nonces_fd;                 /* the Digest nonces' table they share, or -1 */
     char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
@@ -337,7 +338,11 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
                 w->cfg->workers > 1 ? "s" : "");
     if (asked)
         tf_notify_reloading();
-    tf_front_keys_say_changes(w->cfg, w->argc, w->argv);
+    if (w->keys_at_start) { /* what the file says now, as the new workers will read it */
+        char **now = tf_front_keys_read(w->argc, w->argv);
+        tf_front_keys_say_changes(w->keys_at_start, now, w->cfg->config_file);
+        tf_front_keys_free(now);
+    }
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
     struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
@@ -551,6 +556,7 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     memcpy(w->argv + argc + 1, pinned, n_pinned * sizeof(char *));
     w->argc = (int)argc;
     w->pinned = pinned;
+    w->keys_at_start = cfg->config_file ? tf_front_keys_read(w->argc, w->argv) : NULL;
     w->cfg = cfg;
     w->listen_fd = listen_fd;
     pthread_mutex_init(&w->lock, NULL);
@@ -558,6 +564,7 @@ struct tf_workers *tf_workers_new(const struct tf_config *cfg, char **argv, int 
     int n = snprintf(w->secret_env, sizeof(w->secret_env), TF_WORKER_VAR_AUTH_SECRET "=");
     if (random_token(w->secret_env + n, sizeof(w->secret_env) - (size_t)n) < 0) {
         tf_front_pinned_flags_free(w->pinned);
+        tf_front_keys_free(w->keys_at_start);
         free(w->argv);
         free(w);
         return NULL;
@@ -711,6 +718,7 @@ void tf_workers_free(struct tf_workers *w)
     if (w->nonces_fd >= 0)
         close(w->nonces_fd);
     tf_front_pinned_flags_free(w->pinned);
+    tf_front_keys_free(w->keys_at_start);
     free(w->argv);
     free(w);
 }

@@ -646,12 +646,12 @@ def test_keys_only_a_restart_changes_keep_the_fronts_values_at_a_reload(tracfron
     such key the file changed instead of ignoring it silently."""
     config = tmp_path / "tracfront.ini"
     config.write_text("profile-path = /p1\ngraceful-timeout = 30\nworkers = 1\n"
-                      "env = STAGE=one\n")
+                      "env = STAGE=one\nprofile-max-routes = 2\n")
     srv = tracfront(*APP, "--config", str(config))
     assert requests.get(srv.url + "p1", timeout=10).status_code == 200
     first = version(srv)["pid"]
     config.write_text("profile-path = /p2\ngraceful-timeout = 5\nworkers = 3\n"
-                      "env = STAGE=two\n")
+                      "env = STAGE=two\nprofile-max-routes = 100\n")
     srv.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: serving_count(srv) == 1, 30, "the reload")
     assert version(srv)["pid"] != first
@@ -664,9 +664,10 @@ def test_keys_only_a_restart_changes_keep_the_fronts_values_at_a_reload(tracfron
     assert "Function profiling: <b>on</b>" in requests.get(srv.url + "p1", timeout=10).text
     wait_for(lambda: len(children(srv.proc.pid)) == 1, 30, "the old worker to exit, no new ones")
     for key, old, new in (("profile-path", "/p1", "/p2"), ("graceful-timeout", "30", "5"),
-                          ("workers", "1", "3")):
+                          ("workers", "1", "3"), ("profile-max-routes", "2", "100")):
         said = log_lines(srv, "reload: %s changed in %s" % (key, config))
         assert said and "%s -> %s" % (old, new) in said[0] and "restart" in said[0], \
             srv.error_log[-3000:]
     assert not log_lines(srv, "reload: env changed"), "env is a key a reload applies"
+    assert not log_lines(srv, "reload: listen changed"), "the file never named it"
     assert not log_lines(srv, "did not take"), srv.error_log[-3000:]

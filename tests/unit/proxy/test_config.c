@@ -415,11 +415,12 @@ static void test_values_as_flags_give_them(void **state)
     struct tf_config cfg, again;
     char err[1024], v[5][64];
     char *argv[] = { "tracfront", "--app", "m:app", "--listen", "[::1]:0", "--graceful-timeout",
-                     "0.1", "--profile-path", "/p/q", "--reload", "--max-body", "3M" };
+                     "0.00005", "--profile-path", "/p/q", "--reload", "--max-body", "3M" };
     assert_int_equal(load(&cfg, err, 12, argv), 0);
     static const char *const keys[] = { "listen", "graceful-timeout", "profile-path", "reload",
                                         "max-body" };
-    static const char *const want[] = { "[::1]:0", "0.1", "/p/q", "true", "3145728" };
+    /* seconds never in an exponent, which a flag does not take */
+    static const char *const want[] = { "[::1]:0", "0.00005", "/p/q", "true", "3145728" };
     for (int i = 0; i < 5; i++) {
         assert_true(tf_config_value(&cfg, keys[i], v[i], sizeof(v[i])));
         assert_string_equal(v[i], want[i]);
@@ -436,6 +437,10 @@ static void test_values_as_flags_give_them(void **state)
     assert_true(again.reload && again.max_body == 3u << 20);
     assert_true(tf_config_value(&cfg, "error-log", v[0], sizeof(v[0])));
     assert_string_equal(v[0], ""); /* not set */
+    assert_true(tf_config_value(&cfg, "profile-builtins", v[0], sizeof(v[0])));
+    assert_string_equal(v[0], ""); /* not set: main.c picks */
+    assert_true(tf_config_value(&cfg, "idle-timeout", v[0], sizeof(v[0])));
+    assert_string_equal(v[0], "60");
     assert_false(tf_config_value(&cfg, "env", v[0], sizeof(v[0])));      /* a list */
     assert_false(tf_config_value(&cfg, "no-such-key", v[0], sizeof(v[0])));
     tf_config_free(&again);
