@@ -141,9 +141,15 @@ char *prof_hook_table(const char *query, bool json, const char *profile_href, si
         out = prof_functable_json(t, &view, len, bad_view);
     } else { /* the page: flame graph, then the table */
         size_t flen = 0, tlen = 0;
-        char base[4200], routes[64]; /* the zoom links keep the latency table's view */
-        prof_routes_view_query(&view.routes, routes, sizeof(routes));
-        snprintf(base, sizeof(base), "%s?%s%s", profile_href, routes, routes[0] ? "&" : "");
+        /* the zoom links keep the page's view (both tables'), all but its zoom:
+         * the query with "zoom=" last, which each link's own zoom=N replaces */
+        char *view_query = prof_query_with(query, "zoom", "");
+        size_t cap = strlen(profile_href) + (view_query ? strlen(view_query) : 0) + 2;
+        char *base = view_query ? malloc(cap) : NULL;
+        if (base)
+            snprintf(base, cap, "%s?%.*s", profile_href,
+                     (int)(strlen(view_query) - strlen("zoom=")), view_query);
+        free(view_query);
         static const char python_only[] =
             "<p><i>Python functions only (--profile-builtins=false): time spent in built-in "
             "calls is their callers' own time.</i></p>";
@@ -159,8 +165,9 @@ char *prof_hook_table(const char *query, bool json, const char *profile_href, si
         struct prof_text page = { 0 };
         prof_text_put(&page, mode, strlen(mode));
         prof_clock_note(&page, t, false);
-        char *flame = prof_flame_html(t, view.zoom, base, &flen);
+        char *flame = base ? prof_flame_html(t, view.zoom, base, &flen) : NULL;
         char *table = prof_functable_html(t, &view, profile_href, &tlen);
+        free(base);
         if (flame && table) {
             prof_text_put(&page, flame, flen);
             prof_text_put(&page, table, tlen);

@@ -408,6 +408,15 @@ def test_flame_graph_and_zoom(tracfront):
     assert first.group(1).startswith("workload (") and float(first.group(3)) == 1200.0
     assert "<title>app (" not in zsvg  # above the zoomed frame: not drawn
     assert "back to all" in zoomed
+    # a zoom (and the way back) keeps the table's view: its sort, filter, limit, and the
+    # latency table's, but not the zoom it replaces
+    view = [("sort", "calls"), ("filter", "fib|work"), ("limit", "7"), ("routes_sort", "p99"),
+            ("zoom", m.group(1))]
+    viewed = requests.get(srv.url + "__profile__", params=view, timeout=30).text
+    links = re.findall(r'href="__profile__\?((?:[^"#]|&#38;)*)zoom=(\d+)#flame"', viewed)
+    assert links, viewed[:3000]
+    for kept, _ in links:
+        assert kept == "sort=calls&#38;filter=fib%7Cwork&#38;limit=7&#38;routes_sort=p99&#38;", kept
 
 
 def test_slowest_requests_keep_their_call_tree(tracfront):
