@@ -154,10 +154,22 @@ static PyObject *sr_vectorcall(PyObject *self, PyObject *const *args, size_t nar
 static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
                           PyObject *exc_info)
 {
+    /* What needs memory first: an allocation may run the collector, whose
+     * finalizers and callbacks may run Python and let go of the GIL, and an
+     * app that calls start_response on another thread may see its request
+     * end meanwhile (the task freed, its memory another request's). The
+     * task is read after the last allocation and never touched after a
+     * Python object is let go. The headers are checked as copied: the app
+     * may change its list later, or meanwhile. */
+    PyObject *snapshot = PyList_Check(headers) ? PyList_GetSlice(headers, 0, PY_SSIZE_T_MAX)
+                                               : Py_NewRef(headers); /* check_headers says */
+    PyObject *write = snapshot ? PyCFunction_New(&write_def, self) : NULL; /* new refs */
     struct wsgi_task *task = ((struct start_response *)self)->task;
+    if (!write)
+        goto fail;
     if (!task) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
-        return NULL;
+        goto fail;
     }
     if (exc_info != Py_None) {
         PyObject *value = PyTuple_Check(exc_info) && PyTuple_GET_SIZE(exc_info) == 3
@@ -168,18 +180,18 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
             if (!value || !PyExceptionInstance_Check(value)) {
                 PyErr_SetString(PyExc_TypeError,
                                 "start_response: exc_info must be sys.exc_info() of a raised exception");
-                return NULL;
+                goto fail;
             }
             PyObject *tb = PyTuple_GET_ITEM(exc_info, 2); /* borrowed */
             if (PyTraceBack_Check(tb))
                 PyException_SetTraceback(value, tb);
             PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-            return NULL;
+            goto fail;
         }
     } else if (task->status) {
         PyErr_SetString(PyExc_RuntimeError,
                         "start_response called a second time without exc_info");
-        return NULL;
+        goto fail;
     }
     const char *s;
     size_t slen;
@@ -188,27 +200,29 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
         PyErr_Format(PyExc_ValueError,
                      "start_response: invalid status %R (want a str like '200 OK', code 200-999)",
                      status);
-        return NULL;
+        goto fail;
     }
     int64_t content_length;
     size_t head_bytes;
-    if (check_headers(headers, &content_length, &head_bytes) < 0)
-        return NULL;
-    Py_INCREF(status);
-    Py_XSETREF(task->status, status);
-    /* A copy: the app may change its list later; the checked items are
-     * immutable tuples of str, so the copy stays valid. */
-    PyObject *snapshot = PyList_GetSlice(headers, 0, PY_SSIZE_T_MAX); /* new ref */
-    if (!snapshot)
-        return NULL;
-    Py_XSETREF(task->headers, snapshot);
+    if (check_headers(snapshot, &content_length, &head_bytes) < 0)
+        goto fail;
+    /* plain stores; what they replace is let go once the task is done with */
+    PyObject *old_status = task->status, *old_headers = task->headers;
+    task->status = Py_NewRef(status);
+    task->headers = snapshot;
     task->code = code;
     task->content_length = content_length;
     task->head_bytes = head_bytes;
     /* Nothing was sent: a body counted so far (a 204's, dropped) was not this
      * answer's, and counted against its Content-Length it would cut it. */
     task->body_bytes = 0;
-    return PyCFunction_New(&write_def, self); /* new ref */
+    Py_XDECREF(old_status);
+    Py_XDECREF(old_headers);
+    return write;
+fail:
+    Py_XDECREF(write);
+    Py_XDECREF(snapshot);
+    return NULL;
 }
 
 /* Set in the child of a fork() (pthread_atfork), before it runs anything:

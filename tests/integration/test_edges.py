@@ -408,3 +408,34 @@ def test_a_response_whose_iter_raises_is_logged_as_such(tracfront):
     assert "not iterable" not in log
     assert "SystemExit: from __iter__" in log and "Traceback" in log
     assert srv.alive()
+
+
+@pytest.mark.parametrize("query", ["raise", ""])
+def test_start_response_from_a_thread_whose_request_ended_meanwhile(tracfront, query):
+    """start_response called on a second thread of the app; the collector runs while it copies
+    the headers and lets go of the GIL, and the request ends on its own thread meanwhile. It
+    wrote the status and headers into the ended request's memory after that (ASan: a
+    heap-use-after-free in sr_start; the next request on the connection got the other thread's
+    X-From header). Now that start_response raises, and the next answer is its own."""
+    srv = tracfront("--app", "start_response_race_app:app", "--threads", "4")
+    sock = srv.connect()
+    sock.sendall(b"GET /race?%s HTTP/1.1\r\nHost: x\r\n\r\nGET /victim HTTP/1.1\r\nHost: x\r\n\r\n"
+                 % query.encode())
+    sock.settimeout(10)
+    answer = b""
+    try:
+        while b"victim body" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    except socket.timeout:
+        pass
+    sock.close()
+    victim = answer[answer.find(b"X-From: victim") - 400:] if b"X-From: victim" in answer else b""
+    assert b"victim body" in answer, answer
+    assert b"thread2" not in victim and b"INJECTED" not in victim, answer
+    time.sleep(0.6)  # the second thread's call returns after its 0.5 s
+    said = requests.get(srv.url + "said", timeout=10).text
+    assert "its write() wrote" not in said, said  # it raised: the request had ended
+    assert srv.alive(), srv.stderr[-3000:]
