@@ -194,10 +194,12 @@ char *prof_hook_request_html(uint64_t id, const char *query, const char *profile
     uint64_t app_ns;
     const struct prof_tree *kept = reading_tree(&r, prof_hook_kept_tree(id, &app_ns));
     if (kept) {
-        char base[4200];
-        snprintf(base, sizeof(base), "%s/request?id=%llu&", profile_href, (unsigned long long)id);
-        size_t flen = 0;
-        char *flame = prof_flame_html(kept, view.zoom, base, &flen);
+        size_t cap = strlen(profile_href) + sizeof("/request?id=&") + 20, flen = 0;
+        char *base = malloc(cap); /* the href is the client's spelling: any length */
+        if (base)
+            snprintf(base, cap, "%s/request?id=%llu&", profile_href, (unsigned long long)id);
+        char *flame = base ? prof_flame_html(kept, view.zoom, base, &flen) : NULL;
+        free(base);
         struct prof_text t = { 0 };
         prof_text_add(&t, PROF_HTML_START "<title>tracfront: request %llu"
                           "</title><style>body{font:14px sans-serif}</style><h1>Request %llu: "

@@ -3,9 +3,10 @@ behind one: what nginx's `location /tools/ { proxy_pass http://127.0.0.1:PORT/; 
 Apache's `ProxyPass /tools/ http://127.0.0.1:PORT/` or IIS ARR with a rewrite
 do. `/tools/X` is forwarded to the backend's `/X` (the raw target, query
 included); anything else is answered 404 by the proxy itself, so a link that
-leaves the prefix is seen at once. As nginx by default, it sets Host to the
-backend's and passes the client's in X-Forwarded-Host (with X-Forwarded-For
-and X-Forwarded-Proto), and maps a Location that names the backend's own
+leaves the prefix is seen at once. It sets Host to the backend's, as nginx's
+proxy_pass does by default, and passes the client's in X-Forwarded-Host (with
+X-Forwarded-For and X-Forwarded-Proto), as a site's nginx configuration
+usually adds (nginx sends none of them by default), and maps a Location that names the backend's own
 origin back under the prefix (`proxy_redirect default`); a path-absolute
 Location passes unchanged, as with nginx, Apache and ARR.
 
