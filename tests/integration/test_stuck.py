@@ -9,6 +9,7 @@ been interrupted but was not shows up as a read timeout.
 """
 import http.client
 import json
+import os
 import threading
 import time
 
@@ -131,6 +132,40 @@ def test_inflight_without_timeout_lists_requests(tracfront):
     t.join(30)
     assert result.get("status") == 200
     assert not stuck_lines(srv)
+
+
+READERS = {"api": (), "watchdog": ("--request-timeout", "0.3")}
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
+def test_a_stack_read_lets_no_frame_return_under_it(tracfront, reader):
+    """Reading a request's stack makes frame objects for its thread's frames
+    (sys._current_frames, PyFrame_GetBack), GC-tracked allocations: one
+    collected, a finalizer let the GIL go, and the request's thread returned
+    from the very frame being made into an object, whose code object went
+    with it (tests/apps/frame_race_app.py). The reader then formatted the
+    popped frame (ASan: heap-use-after-free in describe_frame; release:
+    heap corruption, "corrupted size vs. prev_size"). The collector is off
+    while stacks are read: the finalizer runs on the app's own thread."""
+    asan = os.environ.get("TF_SANITIZER") == "asan"  # code objects from malloc: ASan sees them
+    srv = tracfront("--app", "frame_race_app:app", "--threads", "1", *READERS[reader],
+                    env={"PYTHONMALLOC": "malloc"} if asan else None)
+    t, result = in_background(srv, "/")
+
+    def in_inner():
+        status, body = get(srv, "/__profile__/api/inflight")
+        assert status == 200, body
+        return any("in inner" in (r["stack"] or "") for r in json.loads(body)["requests"])
+
+    if reader == "api":
+        poll("the request's stack in inner", in_inner)
+    t.join(30)
+    assert srv.alive(), srv.stderr[-3000:]
+    assert result.get("status") == 200, result
+    assert result["body"] == b"app timed-out", result
+    if reader == "watchdog":
+        stuck = srv.error_log[srv.error_log.index("stuck request"):]
+        assert "in inner" in stuck, stuck
 
 
 def test_action_504_interrupts_and_server_keeps_serving(tracfront):
