@@ -4,7 +4,9 @@
  * request that has ended: whatever leaves the registry lock holds its own
  * reference; and it never holds the GIL longer than one scan, nor the
  * registry lock while Python code may run. Stacks are read with public API
- * only: sys._current_frames() and PyFrame_GetBack/GetCode/GetLineNumber. */
+ * only: sys._current_frames() and PyFrame_GetBack/GetCode/GetLineNumber,
+ * with the collector off (stack_read_begin): nothing may let another thread
+ * run while its frames are made into objects. */
 #include "wsgi/watchdog.h"
 
 #define PY_SSIZE_T_CLEAN
@@ -159,7 +161,7 @@ static void free_snapshot(struct snapshot *list, ssize_t n)
 }
 
 /* GIL held: sys._current_frames(), {thread id: innermost frame} (new ref),
- * or NULL (error cleared). */
+ * or NULL (error cleared). Only inside a stack read (stack_read_begin). */
 static PyObject *current_frames(void)
 {
     PyObject *fn = PySys_GetObject("_current_frames"); /* borrowed */
@@ -172,7 +174,7 @@ static PyObject *current_frames(void)
     return frames;
 }
 
-/* GIL held: one traceback line for frame f. */
+/* GIL held, inside a stack read: one traceback line for frame f. */
 static void describe_frame(struct prof_text *t, PyFrameObject *f)
 {
     PyCodeObject *code = PyFrame_GetCode(f); /* new ref */
@@ -194,8 +196,9 @@ static void describe_frame(struct prof_text *t, PyFrameObject *f)
     Py_DECREF(code);
 }
 
-/* GIL held: the stack ending at frame (borrowed) as traceback.format_stack
- * prints it, outermost first; malloc'd, NULL on out of memory. */
+/* GIL held, inside a stack read: the stack ending at frame (borrowed) as
+ * traceback.format_stack prints it, outermost first; malloc'd, NULL on out
+ * of memory. */
 static char *format_stack(PyObject *frame)
 {
     PyFrameObject *chain[MAX_FRAMES];
@@ -222,8 +225,8 @@ static char *format_stack(PyObject *frame)
     return prof_text_finish(&t);
 }
 
-/* GIL held: each entry's current stack (stays NULL when its thread runs no
- * Python frame, e.g. between calls). */
+/* GIL held, inside a stack read: each entry's current stack (stays NULL
+ * when its thread runs no Python frame, e.g. between calls). */
 static void fill_stacks(struct snapshot *list, ssize_t n, PyObject *frames)
 {
     for (ssize_t i = 0; frames && i < n; i++) {
@@ -237,8 +240,9 @@ static void fill_stacks(struct snapshot *list, ssize_t n, PyObject *frames)
     }
 }
 
-/* GIL held: {thread id: name} of the threading module's threads (new ref),
- * or NULL when threading was never imported. */
+/* GIL held, before a stack read (it runs Python, which can collect and let
+ * the GIL go): {thread id: name} of the threading module's threads (new
+ * ref), or NULL when threading was never imported. */
 static PyObject *thread_names(void)
 {
     PyObject *names = NULL, *threads = NULL;
@@ -251,7 +255,7 @@ static PyObject *thread_names(void)
             PyObject *th = PyList_GET_ITEM(threads, i); /* borrowed */
             PyObject *id = PyObject_GetAttrString(th, "ident"), *name =
                 PyObject_GetAttrString(th, "name"); /* new refs */
-            if (id && name && id != Py_None)
+            if (id && name && PyLong_CheckExact(id)) /* looked up in a stack read */
                 PyDict_SetItem(names, id, name);
             Py_XDECREF(id);
             Py_XDECREF(name);
@@ -261,6 +265,48 @@ static PyObject *thread_names(void)
     Py_XDECREF(threads);
     Py_XDECREF(mod);
     return names;
+}
+
+/* A read of other threads' stacks: the GIL, and the collector off from the
+ * first frame object made to the last frame read. sys._current_frames() and
+ * PyFrame_GetBack() make a frame object for a frame of another thread
+ * (CPython 3.11, _PyFrame_MakeAndSetFrameObject): a GC-tracked allocation,
+ * which can collect, and a finalizer that lets the GIL go (a socket's close,
+ * a log write, a sleep) lets that thread run on and return from the very
+ * frame being made into an object. The new object then points at the
+ * popped frame: its code object (freed with the frame when that held the
+ * last reference, as with code compiled per request) is read after free,
+ * and the object's address is written into the thread's frame stack, where
+ * later frames are pushed (heap corruption). With the collector off,
+ * nothing between begin and end runs Python or lets the GIL go (the code
+ * objects' attributes, line numbers, and dictionaries keyed by exact ints
+ * run none), so no other thread moves meanwhile, and no Python sees or
+ * changes the collector's state. What runs Python (threading.enumerate for
+ * the thread names) goes before, with the GIL. */
+struct stack_read {
+    PyGILState_STATE gil;
+    int gc_was_on;
+    PyObject *names;  /* thread_names() if asked: new ref or NULL */
+    PyObject *frames; /* current_frames(): new ref or NULL */
+};
+
+static void stack_read_begin(struct stack_read *r, bool with_names)
+{
+    r->gil = PyGILState_Ensure();
+    r->names = with_names ? thread_names() : NULL;
+    r->gc_was_on = PyGC_Disable();
+    r->frames = current_frames();
+}
+
+/* The collector back on before anything is let go: a deallocation may run
+ * a finalizer (Python), which must find it as the app left it. */
+static void stack_read_end(struct stack_read *r)
+{
+    if (r->gc_was_on)
+        PyGC_Enable();
+    Py_XDECREF(r->frames);
+    Py_XDECREF(r->names);
+    PyGILState_Release(r->gil);
 }
 
 /* GIL held: one thread's heading for --dump-all. */
@@ -285,13 +331,14 @@ static void label_thread(struct prof_text *t, unsigned long id, PyObject *names,
     Py_XDECREF(key);
 }
 
-/* GIL held: every Python thread's stack (threads running no Python code have
- * none), app threads labelled with their request; malloc'd or NULL. */
-static char *format_all(PyObject *frames)
+/* GIL held, inside a stack read: every Python thread's stack (threads
+ * running no Python code have none), app threads labelled with their
+ * request, the others with their names (borrowed: thread_names()'s, or
+ * NULL); malloc'd or NULL. */
+static char *format_all(PyObject *frames, PyObject *names)
 {
     struct snapshot *apps;
     ssize_t n_apps = take_snapshot(&apps, 0, false);
-    PyObject *names = thread_names(); /* new ref or NULL */
     struct prof_text t = { 0 };
     PyObject *key, *frame; /* borrowed */
     Py_ssize_t pos = 0;
@@ -306,7 +353,6 @@ static char *format_all(PyObject *frames)
         prof_text_add(&t, "%s", stack ? stack : "  (stack unavailable)\n");
         free(stack);
     }
-    Py_XDECREF(names);
     free_snapshot(apps, n_apps);
     return prof_text_finish(&t);
 }
@@ -369,12 +415,11 @@ static void check_overdue(void)
     ssize_t n = take_snapshot(&list, now, true);
     if (n <= 0)
         return;
-    PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *frames = current_frames(); /* new ref or NULL */
-    fill_stacks(list, n, frames);
-    char *all = settings.dump_all && frames ? format_all(frames) : NULL;
-    Py_XDECREF(frames);
-    PyGILState_Release(g);
+    struct stack_read r;
+    stack_read_begin(&r, settings.dump_all);
+    fill_stacks(list, n, r.frames);
+    char *all = settings.dump_all && r.frames ? format_all(r.frames, r.names) : NULL;
+    stack_read_end(&r);
     for (ssize_t i = 0; i < n; i++) /* logged before the 504 it may cause */
         report(&list[i], now);
     if (all) {
@@ -384,7 +429,7 @@ static void check_overdue(void)
         free(lines);
     }
     if (settings.interrupt) {
-        g = PyGILState_Ensure();
+        PyGILState_STATE g = PyGILState_Ensure();
         interrupt(list, n);
         PyGILState_Release(g);
     }
@@ -479,11 +524,10 @@ char *wsgi_watchdog_inflight(bool json, size_t *len)
         return NULL;
     }
     if (n > 0) {
-        PyGILState_STATE g = PyGILState_Ensure();
-        PyObject *frames = current_frames(); /* new ref or NULL */
-        fill_stacks(list, n, frames);
-        Py_XDECREF(frames);
-        PyGILState_Release(g);
+        struct stack_read r;
+        stack_read_begin(&r, false);
+        fill_stacks(list, n, r.frames);
+        stack_read_end(&r);
     }
     for (ssize_t i = 0; i < n; i++) {
         uint64_t ran = now > list[i].started ? now - list[i].started : 0;
