@@ -232,7 +232,7 @@ bool tf_config_value(const struct tf_config *cfg, const char *key, char *out, si
         return true;
     case K_SECONDS: { /* the fewest decimals that read back the same: never an exponent */
         double d = *(const double *)(base + k->offset);
-        for (int decimals = 0; decimals <= 24; decimals++) {
+        for (int decimals = 0; decimals <= 340; decimals++) { /* 340: any double's exact value */
             snprintf(out, cap, "%.*f", decimals, d);
             if (strtod(out, NULL) == d)
                 break;

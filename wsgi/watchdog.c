@@ -282,7 +282,13 @@ static PyObject *thread_names(void)
  * objects' attributes, line numbers, and dictionaries keyed by exact ints
  * run none), so no other thread moves meanwhile, and no Python sees or
  * changes the collector's state. What runs Python (threading.enumerate for
- * the thread names) goes before, with the GIL. */
+ * the thread names) goes before, with the GIL. One exception: an audit hook
+ * the app added (sys.addaudithook) runs on sys._current_frames' event, after
+ * the collector went off and before any frame is made; one that lets the GIL
+ * go lets other threads see the collector off, and one that turns it back on
+ * (gc.enable() on another thread meanwhile) reopens the race. Walking the
+ * thread states instead (PyThreadState_GetFrame) raises no event, but needs
+ * the runtime's lock on the list of thread states, which is not public. */
 struct stack_read {
     PyGILState_STATE gil;
     int gc_was_on;
