@@ -49,7 +49,8 @@ struct generation {
 struct tf_workers {
     const struct tf_config *cfg;   /* read-only */
     char **argv;                   /* this program's argv + --worker + the pinned flags */
-    int argc;                      /* of this program's own (tf_front_keys_say_changes) */
+    int argc;                      /* of this program's own, without the pinned flags
+                                    * (tf_front_keys_read) */
     char **pinned;                 /* tf_front_pinned_flags' */
     char **keys_at_start;          /* tf_front_keys_read's at start; NULL without --config */
     int listen_fd;                 /* the public socket every worker accepts on; -1 once closed */

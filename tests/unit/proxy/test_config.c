@@ -181,16 +181,24 @@ static void test_ini_errors(void **state)
     unlink(path);
 }
 
+/* cfg loaded from an INI file holding text (the test fails with the
+ * message if it is refused); the file's path, to unlink. */
+static char *load_ini(struct tf_config *cfg, const char *text)
+{
+    char *path = write_ini(text);
+    char err[1024] = "";
+    char *argv[] = { "t", "--config", path };
+    if (load(cfg, err, 3, argv) < 0)
+        fail_msg("%s", err);
+    return path;
+}
+
 /* Keys in any case, as configparser's (its sections are not: nor ours). */
 static void test_ini_keys_in_any_case(void **state)
 {
     (void)state;
-    char *path = write_ini("[tracfront]\nAPP = m:app\nThreads = 3\nEnv = K=V\n");
     struct tf_config cfg;
-    char err[1024] = "";
-    char *argv[] = { "t", "--config", path };
-    if (load(&cfg, err, 3, argv) < 0)
-        fail_msg("%s", err);
+    char *path = load_ini(&cfg, "[tracfront]\nAPP = m:app\nThreads = 3\nEnv = K=V\n");
     assert_string_equal(cfg.app, "m:app");
     assert_int_equal(cfg.threads, 3);
     assert_string_equal(cfg.env[0], "K=V"); /* the value keeps its case */
@@ -215,12 +223,8 @@ static void test_ini_lines(void **state)
     snprintf(text, sizeof(text), "\xEF\xBB\xBF; comment\r\n[tracfront]\r\n  # comment\n"
              "app = m:app\nenv = A=a ;b\nenv = B=x #y\n\tthreads: 3 \nenv=C=\n"
              "pythonpath = %s\n", long_value);
-    char *path = write_ini(text);
     struct tf_config cfg;
-    char err[1024] = "";
-    char *argv[] = { "t", "--config", path };
-    if (load(&cfg, err, 3, argv) < 0)
-        fail_msg("%s", err);
+    char *path = load_ini(&cfg, text);
     assert_string_equal(cfg.app, "m:app");
     assert_int_equal(cfg.n_env, 3);
     assert_string_equal(cfg.env[0], "A=a ;b");
