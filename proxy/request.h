@@ -102,6 +102,10 @@ struct tf_request {
     char *log_target;           /* target as error-log lines show it (tf_request_target_set) */
     char *sent_target;          /* an absolute-form target as sent, for the access log */
     unsigned refuse_status;     /* set before the headers: refuse the request with it */
+    const char *wire_target;    /* the target in libmicrohttpd's read buffer, and its length,
+                                   as the URI callback saw it: where the head's layout check
+                                   (head_layout.h) starts; only until the head is taken */
+    size_t wire_target_len;
     char *method, *version;     /* one block (tf_request_set_line): line_room, or a
                                    malloc'd one owned by method */
     char line_room[24];         /* method and version when they fit: no allocation */

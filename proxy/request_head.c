@@ -13,12 +13,15 @@
 #include <sys/socket.h>
 
 #include "proxy/connection.h"
+#include "proxy/head_layout.h"
 #include "proxy/http_check.h"
 #include "proxy/request.h"
 
 struct header_walk {
     struct tf_request *req;
     struct tf_framing framing;
+    struct tf_head_layout layout;
+    bool check_layout;
     int status;          /* first failing check */
     size_t count, bytes; /* pass 1 */
     char *store;         /* pass 2 */
@@ -40,6 +43,8 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
 {
     (void)kind;
     struct header_walk *w = cls;
+    if (w->check_layout)
+        tf_head_layout_header(&w->layout, key, key_size, value, value_size);
     if (!value)
         value = "", value_size = 0;
     size_t trimmed = value_length(value, value_size);
@@ -176,13 +181,21 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
     int st = tf_check_target(req->target, method);
     if (st)
         return st;
-    struct header_walk w = { .req = req };
+    struct header_walk w = { .req = req, .check_layout = tf_head_layout_known() };
+    if (w.check_layout) { /* before origin_form, which changes req->target */
+        const union MHD_ConnectionInfo *size =
+            MHD_get_connection_info(req->connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        tf_head_layout_start(&w.layout, method, req->wire_target, req->wire_target_len, version,
+                             size ? size->header_size : 0);
+    }
     if (origin_form(req, &w) < 0)
         return 500;
     tf_framing_init(&w.framing);
     MHD_get_connection_values_n(req->connection, MHD_HEADER_KIND, count_header, &w);
     if (w.status)
         return w.status;
+    if (w.check_layout && !tf_head_layout_whole(&w.layout))
+        return 400; /* a NUL, a folded line, a bare LF: libmicrohttpd cut or split the head */
     if ((st = tf_check_framing(&w.framing, req->http11)))
         return st;
     if (w.host) /* room for the authority as a Host header of its own */

@@ -642,10 +642,12 @@ void *tf_server_on_uri(void *cls, const char *uri, struct MHD_Connection *connec
 {
     struct tf_server *server = cls;
     struct tf_request *req = tf_request_new(server, uri); /* before the cut */
-    if (tf_head_cut_long_query(uri) && req)
-        req->refuse_status = 414;
     if (!req)
         return NULL;
+    req->wire_target = uri;
+    req->wire_target_len = uri ? strlen(uri) : 0;
+    if (uri && tf_head_cut_long_query(uri))
+        req->refuse_status = 414;
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if ((req->conn = ci ? ci->socket_context : NULL)) {
