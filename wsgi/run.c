@@ -100,6 +100,10 @@ static void end(struct wsgi_task *task)
  * client left, or a HEAD was answered) ends the request, with no traceback. */
 static void failed(struct wsgi_task *task, const char *what)
 {
+    /* The app's part is over (--profile-unwind: its body's too): what logs its
+     * traceback is tracfront's, left out of the profile as repoze.profile does
+     * once the exception leaves the app. */
+    profile_end(task);
     if (wsgi_watchdog_timed_out()) {
         PyErr_Clear();
         tf_log_error("%s %s: interrupted after --request-timeout; %s%s", task->req->method,

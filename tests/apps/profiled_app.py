@@ -74,3 +74,16 @@ def streaming(environ, start_response):
         for n in (5, 6):
             yield b"%d\n" % fib(n)
     return body()
+
+
+def raising(environ, start_response):
+    """Raises in the app call (/boom) or while its body is iterated (/bodyboom)."""
+    fib(3)
+    if environ["PATH_INFO"] == "/boom":
+        raise ValueError("boom")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def body():
+        yield b"part\n"
+        raise ValueError("body boom")
+    return body()
