@@ -62,8 +62,11 @@ static bool is_id(const char *s, size_t n)
 
 /* Copy the segment s[0..n) into out[0..room), escapes decoded as the file
  * comment says: non-ASCII ones only when they spell well-formed UTF-8 (else
- * /raw%FF and /raw%FE would read alike once shown as text). Returns its
- * length there, or SIZE_MAX if it does not fit. */
+ * /raw%FF and /raw%FE would read alike once shown as text); a raw byte that
+ * is not part of well-formed UTF-8 is written as its escape, so a raw /x\xff
+ * and /x%FF are one route (two keys would be one series in a Prometheus
+ * label, which spells such a byte so). Returns its length there, or
+ * SIZE_MAX if it does not fit. */
 static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -82,6 +85,15 @@ static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
             else
                 put[0] = '%', put[1] = hex[seq[0] >> 4], put[2] = hex[seq[0] & 15], k = 3,
                 used = 3;
+        } else if (b < 0 && (unsigned char)s[i] >= 0x80) {
+            unsigned char seq[5] = { 0 }; /* raw bytes: one UTF-8 sequence? */
+            for (size_t j = 0; j < 4 && i + j < n && (unsigned char)s[i + j] >= 0x80; j++)
+                seq[j] = (unsigned char)s[i + j];
+            k = prof_utf8_sequence(seq);
+            if (k > 1)
+                memcpy(put, seq, k), used = k;
+            else
+                put[0] = '%', put[1] = hex[seq[0] >> 4], put[2] = hex[seq[0] & 15], k = 3;
         } else if (b >= 0) {
             unsigned char letter = (unsigned char)(b | 0x20);
             if ((b >= '0' && b <= '9') || (letter >= 'a' && letter <= 'z') ||
