@@ -21,6 +21,7 @@ struct collector {
     struct prof_tree *tree; /* from the spare trees; NULL once the request ended */
     PyThreadState *thread;  /* the request's */
     bool misplaced;         /* the app gave the hook back in another call than took it */
+    bool paused;            /* prof_hook_pause'd: the thread's events go nowhere meanwhile */
 };
 
 /* The slowest profiled requests' own trees (by time in the profiled code). */
@@ -374,6 +375,7 @@ PyObject *prof_hook_begin(uint64_t id)
     c->id = id;
     c->thread = PyThreadState_Get();
     c->misplaced = false;
+    c->paused = false;
     if (!(c->tree = take_tree())) {
         Py_DECREF(c);
         return NULL;
@@ -397,11 +399,30 @@ static bool hook_kept(const struct collector *c)
                               !c->misplaced);
 }
 
+void prof_hook_pause(PyObject *collector)
+{
+    struct collector *c = (struct collector *)collector;
+    if (!c || c->paused || !hook_kept(c))
+        return; /* an app that took the hook keeps it: the request is left out anyway */
+    hook_thread(NULL);
+    c->paused = true;
+}
+
+void prof_hook_resume(PyObject *collector)
+{
+    struct collector *c = (struct collector *)collector;
+    if (!c || !c->paused)
+        return;
+    c->paused = false;
+    hook_thread(c);
+}
+
 int prof_hook_end(PyObject *collector)
 {
     if (!collector)
         return 0;
     struct collector *c = (struct collector *)collector;
+    prof_hook_resume(collector);
     bool replaced = !hook_kept(c);
     hook_thread(NULL);
     note_at_once(); /* one that began before a Clear still ran beside the others */

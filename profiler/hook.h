@@ -42,6 +42,12 @@ PyObject *prof_hook_begin(uint64_t id);
 enum { PROF_END_CAP_REACHED = 1, PROF_END_HOOK_REPLACED = 2 };
 int prof_hook_end(PyObject *collector);
 
+/* GIL held, on the request's thread, with none of the app's frames running:
+ * the Python that runs until prof_hook_resume is tracfront's own (logging a
+ * traceback), left out of the request's profile. NULL: nothing to do. */
+void prof_hook_pause(PyObject *collector);
+void prof_hook_resume(PyObject *collector);
+
 /* The exports and pages below each read a copy of the tree they show
  * (Python they run can let other threads change the shared one), one copy
  * at a time in the process: while one is made, another returns NULL with

@@ -81,9 +81,12 @@ static void close_result(struct wsgi_task *task)
     PyObject *r = PyObject_CallNoArgs(close);
     Py_DECREF(close);
     wsgi_task_exit_if_forked(task);
-    if (!r)
+    if (!r) {
+        prof_hook_pause(task->profile); /* as in failed() */
         wsgi_log_exception("%s %s: the response's close() raised", task->req->method,
                            task->req->log_target);
+        prof_hook_resume(task->profile);
+    }
     Py_XDECREF(r);
 }
 
@@ -100,10 +103,6 @@ static void end(struct wsgi_task *task)
  * client left, or a HEAD was answered) ends the request, with no traceback. */
 static void failed(struct wsgi_task *task, const char *what)
 {
-    /* The app's part is over (--profile-unwind: its body's too): what logs its
-     * traceback is tracfront's, left out of the profile as repoze.profile does
-     * once the exception leaves the app. */
-    profile_end(task);
     if (wsgi_watchdog_timed_out()) {
         PyErr_Clear();
         tf_log_error("%s %s: interrupted after --request-timeout; %s%s", task->req->method,
@@ -125,8 +124,12 @@ static void failed(struct wsgi_task *task, const char *what)
         end(task);
         return;
     }
+    /* tracfront's own Python (--profile-unwind profiles the body, and close()
+     * after it, not the traceback's formatting: 341 functions the first time) */
+    prof_hook_pause(task->profile);
     wsgi_log_exception("%s %s: %s%s", task->req->method, task->req->log_target, what,
                        task->req->connection ? "" : " (in a --mirror copy; no client waits for it)");
+    prof_hook_resume(task->profile);
     wsgi_response_send_error(task, 500, NULL);
     end(task);
 }

@@ -76,14 +76,33 @@ def streaming(environ, start_response):
     return body()
 
 
+def cleanup(n):
+    return n
+
+
+class Body:
+    """A body whose iteration raises (/bodyboom) or whose close() does
+    (/closeboom); close() calls cleanup, the app's own code, either way."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __iter__(self):
+        yield b"part\n"
+        if self.path == "/bodyboom":
+            raise ValueError("body boom")
+
+    def close(self):
+        cleanup(1)
+        if self.path == "/closeboom":
+            raise ValueError("close boom")
+
+
 def raising(environ, start_response):
-    """Raises in the app call (/boom) or while its body is iterated (/bodyboom)."""
+    """Raises in the app call (/boom), while its body is iterated
+    (/bodyboom), or in the body's close() (/closeboom)."""
     fib(3)
     if environ["PATH_INFO"] == "/boom":
         raise ValueError("boom")
     start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def body():
-        yield b"part\n"
-        raise ValueError("body boom")
-    return body()
+    return Body(environ["PATH_INFO"])

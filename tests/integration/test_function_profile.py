@@ -208,12 +208,13 @@ def test_unwind_profiles_the_body_iteration(tracfront, builtins):
     assert fib_calls("--profile-unwind") == 15 + 25  # fib(5) and fib(6)
 
 
-@pytest.mark.parametrize("path", ["boom", "bodyboom"])
+@pytest.mark.parametrize("path", ["boom", "bodyboom", "closeboom"])
 def test_unwind_leaves_the_servers_own_traceback_out(tracfront, path):
     """With --profile-unwind, an app that raised had tracfront's logging of
     its traceback (traceback.format_exception, and the modules it imports
     the first time: 341 functions) in its profile; repoze.profile stops
-    profiling when the exception leaves the app."""
+    profiling when the exception leaves the app. The app's own close() is
+    still profiled, after the body raised too."""
     srv = tracfront("--app", "profiled_app:raising", "--profile", "--profile-unwind",
                     "--profile-discard-first", "false")
     for _ in range(2):
@@ -224,8 +225,11 @@ def test_unwind_leaves_the_servers_own_traceback_out(tracfront, path):
     deadline = time.monotonic() + 10
     while srv.error_log.count("ValueError") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)  # both tracebacks logged: their requests have ended
+    time.sleep(0.2)  # and merged into the profile
     stats = tracfront_stats(srv)
     assert sum(v[1] for f, v in stats.items() if f[2] == "fib") == 2 * 5
+    closes = 0 if path == "boom" else 2
+    assert sum(v[1] for f, v in stats.items() if f[2] == "cleanup") == closes
     assert not [f for f in stats if "traceback" in f[0] or "format_exception" in f[2]], \
         sorted(f for f in stats if "traceback" in f[0])[:5]
 
