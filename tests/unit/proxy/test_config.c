@@ -429,7 +429,7 @@ static void test_values_as_flags_give_them(void **state)
         assert_true(tf_config_value(&cfg, keys[i], v[i], sizeof(v[i])));
         assert_string_equal(v[i], want[i]);
     }
-    char flags[5][80];
+    char flags[5][sizeof(v) + 32]; /* as long as gcc at -O1 thinks a value can be: all of v */
     char *argv2[7] = { "tracfront", "--app=m:app" };
     for (int i = 0; i < 5; i++) {
         snprintf(flags[i], sizeof(flags[i]), "--%s=%s", keys[i], v[i]);
