@@ -50,7 +50,7 @@ static PyObject *k_method, *k_script, *k_path, *k_query, *k_uri, *k_protocol, *k
  * wsgi_environ_base) and shared by every environ: no string to build or hash
  * per request. */
 static const char *const common_values[] = { "GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0" };
-#define METHODS 0, 3  /* set_value's range of them for REQUEST_METHOD */
+#define METHODS 0, 3  /* common_value's range of them for REQUEST_METHOD */
 #define VERSIONS 3, 2 /* and for SERVER_PROTOCOL */
 static PyObject *common_value_objs[sizeof(common_values) / sizeof(*common_values)];
 #define NAME(s) { s, sizeof(s) - 1, false }
@@ -126,16 +126,6 @@ static PyObject *shared_str(PyObject **last, const char *value, size_t n)
     return v;
 }
 
-static int set_shared(PyObject *d, PyObject *key, PyObject **last, const char *s, size_t n)
-{
-    PyObject *v = shared_str(last, s, n); /* new ref */
-    if (!v)
-        return -1;
-    int rc = PyDict_SetItem(d, key, v);
-    Py_DECREF(v);
-    return rc;
-}
-
 static int set_port(PyObject *d, unsigned port)
 {
     struct port_str *slot = &port_strs[port % PORT_SLOTS];
@@ -148,16 +138,6 @@ static int set_port(PyObject *d, unsigned port)
         slot->port = port;
     }
     return PyDict_SetItem(d, k_rport, slot->str);
-}
-
-/* set_str for a NUL-terminated value, sharing the common ones: those of
- * common_values[first] on, n of them (the methods, or the versions). */
-static int set_value(PyObject *d, PyObject *key, const char *s, size_t first, size_t n)
-{
-    for (size_t i = first; i < first + n; i++)
-        if (!strcmp(s, common_values[i]))
-            return PyDict_SetItem(d, key, common_value_objs[i]);
-    return set_str(d, key, s, (Py_ssize_t)strlen(s));
 }
 
 static int set_cstr(PyObject *d, const char *key, const char *value)
@@ -298,16 +278,108 @@ static int add_path(PyObject *env, const struct tf_request *req, bool *outside_m
     return 0;
 }
 
+/* REQUEST_METHOD, SERVER_PROTOCOL and REMOTE_ADDR, kept in the base environ
+ * while they repeat (a client sends GET HTTP/1.1 from one address request
+ * after request): a request whose values are the base's sets none of them.
+ * steady[] holds the base's values (borrowed: the base owns them) and
+ * steady_tag the base's ma_version_tag right after environ.c set them; any
+ * change to the base since (another thread's update, SERVER_PORT at start,
+ * an app that found the base through gc.get_objects()) gives it another
+ * tag, and then each request sets all three in its own copy. The tag is read
+ * again after PyDict_Copy: a garbage collection there may run Python code and
+ * let go of the GIL, and another thread may change the base meanwhile; the
+ * copy is taken as holding steady[] only when the base kept its tag from
+ * before the copy to after it. Under the GIL. CPython 3.12 deprecates the tag
+ * (dict watchers replace it): there every request sets the three. */
+#define STEADY 3
+static PyObject *const *const steady_keys[STEADY] = { &k_method, &k_protocol, &k_raddr };
+static PyObject *steady[STEADY];
+#if PY_VERSION_HEX < 0x030C0000
+static uint64_t steady_tag; /* 0: not known yet (a dict's tag is never 0 once set) */
+
+static uint64_t base_tag(PyObject *base)
+{
+    return ((PyDictObject *)base)->ma_version_tag;
+}
+#endif
+
+/* The base's tag as it is (0 when the base is not known to hold steady[]). */
+static uint64_t steady_now(PyObject *base)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return base_tag(base) == steady_tag ? steady_tag : 0;
+#else
+    (void)base;
+    return 0;
+#endif
+}
+
+/* Set the three values want[] (borrowed) in env, but those the copy holds
+ * already: those of steady[] when tag (read before the copy) still holds. */
+static int set_steady(PyObject *env, PyObject *base, uint64_t tag, PyObject *const want[STEADY])
+{
+    bool same = tag && steady_now(base) == tag;
+    for (int i = 0; i < STEADY; i++)
+        if ((!same || want[i] != steady[i]) && PyDict_SetItem(env, *steady_keys[i], want[i]) < 0)
+            return -1;
+    return 0;
+}
+
+/* Keep want[] (borrowed; shared[i]: a str every request with that value
+ * gets, worth keeping) in the base for the next requests. A base changed by
+ * anything else gets all three again. Replacing a str value allocates
+ * nothing and runs no Python code: the base is never seen half changed. */
+static void keep_steady(PyObject *base, PyObject *const want[STEADY], const bool shared[STEADY])
+{
+#if PY_VERSION_HEX < 0x030C0000
+    bool known = steady_now(base) != 0;
+    bool changed = false;
+    for (int i = 0; i < STEADY; i++) {
+        if (known && (want[i] == steady[i] || !shared[i]))
+            continue;
+        if (PyDict_SetItem(base, *steady_keys[i], want[i]) < 0) { /* (no room to grow) */
+            PyErr_Clear();
+            steady_tag = 0;
+            return;
+        }
+        steady[i] = want[i];
+        changed = true;
+    }
+    if (changed || !known)
+        steady_tag = base_tag(base);
+#else
+    (void)base, (void)want, (void)shared;
+#endif
+}
+
+/* The value of REQUEST_METHOD or SERVER_PROTOCOL (new ref): one of the
+ * common ones (*shared) of common_values[first] on, n of them, or a new str. */
+static PyObject *common_value(const char *s, size_t first, size_t n, bool *shared)
+{
+    for (size_t i = first; i < first + n; i++)
+        if (!strcmp(s, common_values[i])) {
+            *shared = true;
+            return Py_NewRef(common_value_objs[i]);
+        }
+    *shared = false;
+    return PyUnicode_DecodeLatin1(s, (Py_ssize_t)strlen(s), NULL);
+}
+
 PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outside_mount)
 {
-    PyObject *env = PyDict_Copy(wsgi_ctx.base_environ); /* new ref */
+    PyObject *base = wsgi_ctx.base_environ;
+    PyObject *env = NULL, *want[STEADY] = { NULL, NULL, NULL }; /* new refs */
+    bool shared[STEADY] = { false, false, true };
     char num[24];
-    if (!env)
-        return NULL;
-    if (set_value(env, k_method, req->method, METHODS) < 0 ||
+    if (!(want[0] = common_value(req->method, METHODS, &shared[0])) ||
+        !(want[1] = common_value(req->version, VERSIONS, &shared[1])) ||
+        !(want[2] = shared_str(&last_remote_addr, req->remote_addr, strlen(req->remote_addr))))
+        goto error;
+    uint64_t tag = steady_now(base);
+    if (!(env = PyDict_Copy(base))) /* new ref; may run Python code (a collection) */
+        goto error;
+    if (set_steady(env, base, tag, want) < 0 ||
         set_str(env, k_uri, req->target, (Py_ssize_t)strlen(req->target)) < 0 ||
-        set_value(env, k_protocol, req->version, VERSIONS) < 0 ||
-        set_shared(env, k_raddr, &last_remote_addr, req->remote_addr, strlen(req->remote_addr)) < 0 ||
         set_port(env, req->remote_port) < 0 ||
         add_path(env, req, outside_mount) < 0 || /* QUERY_STRING: the base's "" if none */
         add_headers(env, req) < 0 || add_user(env, req) < 0 ||
@@ -315,9 +387,14 @@ PyObject *wsgi_environ_build(struct tf_request *req, PyObject *input, bool *outs
         goto error;
     if (req->has_body && set_str(env, k_clen, num, format_uint(req->body.size, num)) < 0)
         goto error;
+    keep_steady(base, want, shared);
+    for (int i = 0; i < STEADY; i++)
+        Py_DECREF(want[i]);
     return env;
 error:
-    Py_DECREF(env);
+    for (int i = 0; i < STEADY; i++)
+        Py_XDECREF(want[i]);
+    Py_XDECREF(env);
     return NULL;
 }
 
