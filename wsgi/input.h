@@ -23,5 +23,8 @@ PyObject *wsgi_input_new(struct tf_request *req);
 /* GIL held, the task is over: drop the request (a read that released the
  * GIL holds its own reference until it is back). Later reads raise. */
 void wsgi_input_detach(PyObject *input);
+/* Detach input and drop the task's reference to it (steals it): kept for
+ * another task when nothing else holds it (input.c). GIL held. */
+void wsgi_input_release(PyObject *input);
 
 #endif

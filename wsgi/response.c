@@ -163,9 +163,8 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
      * may change its list later, or meanwhile. */
     PyObject *snapshot = PyList_Check(headers) ? PyList_GetSlice(headers, 0, PY_SSIZE_T_MAX)
                                                : Py_NewRef(headers); /* check_headers says */
-    PyObject *write = snapshot ? PyCFunction_New(&write_def, self) : NULL; /* new refs */
     struct wsgi_task *task = ((struct start_response *)self)->task;
-    if (!write)
+    if (!snapshot)
         goto fail;
     if (!task) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
@@ -206,6 +205,13 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     size_t head_bytes;
     if (check_headers(snapshot, &content_length, &head_bytes) < 0)
         goto fail;
+    /* the task's own write(), the same for each call (kept with its
+     * StartResponse: wsgi_start_response_new); ours before anything is let
+     * go, and in the collector's sight from now on, as any bound method the
+     * app holds */
+    PyObject *write = Py_NewRef(task->write); /* new ref */
+    if (!PyObject_GC_IsTracked(write))
+        PyObject_GC_Track(write);
     /* plain stores; what they replace is let go once the task is done with */
     PyObject *old_status = task->status, *old_headers = task->headers;
     task->status = Py_NewRef(status);
@@ -220,7 +226,6 @@ static PyObject *sr_start(PyObject *self, PyObject *status, PyObject *headers,
     Py_XDECREF(old_headers);
     return write;
 fail:
-    Py_XDECREF(write);
     Py_XDECREF(snapshot);
     return NULL;
 }
@@ -296,20 +301,69 @@ PyTypeObject wsgi_start_response_type = {
     .tp_doc = "start_response(status, response_headers, exc_info=None) -> write",
 };
 
-PyObject *wsgi_start_response_new(struct wsgi_task *task)
+/* StartResponse objects of ended tasks that nothing else holds, each with
+ * its write(), kept for the next tasks (an allocation and a bound method
+ * fewer a request). A pool entry is the write() (owned), whose __self__
+ * owns the StartResponse. Only what nothing can reach is kept: both held
+ * only by the task (write()'s refcount 1, the StartResponse's 2: the task
+ * and write()), no weak reference to write(); in the pool, write() is
+ * untracked by the collector, so gc.get_objects() and its kin cannot hand
+ * it out; it is tracked again when start_response hands it to the app (as
+ * before, no write() is in the collector's sight before that). A kept object's task is
+ * NULL meanwhile (a call raises). Under the GIL. */
+#define SR_POOL 8
+static PyObject *sr_pool[SR_POOL];
+static int sr_pooled;
+
+int wsgi_start_response_new(struct wsgi_task *task)
 {
-    struct start_response *sr = PyObject_New(struct start_response, &wsgi_start_response_type);
-    if (sr) {
+    if (sr_pooled) {
+        PyObject *write = sr_pool[--sr_pooled]; /* its reference becomes the task's */
+        struct start_response *sr = (struct start_response *)PyCFunction_GET_SELF(write);
         sr->task = task;
-        sr->vectorcall = sr_vectorcall;
+        task->start_response = Py_NewRef((PyObject *)sr);
+        task->write = write;
+        return 0;
     }
-    return (PyObject *)sr;
+    struct start_response *sr = PyObject_New(struct start_response, &wsgi_start_response_type);
+    if (!sr)
+        return -1;
+    sr->task = task;
+    sr->vectorcall = sr_vectorcall;
+    PyObject *write = PyCFunction_New(&write_def, (PyObject *)sr); /* new ref; owns sr too */
+    if (!write) {
+        Py_DECREF(sr);
+        return -1;
+    }
+    PyObject_GC_UnTrack(write); /* until start_response hands it out (sr_start) */
+    task->start_response = (PyObject *)sr;
+    task->write = write;
+    return 0;
 }
 
 void wsgi_start_response_detach(PyObject *start_response)
 {
     if (start_response)
         ((struct start_response *)start_response)->task = NULL;
+}
+
+void wsgi_start_response_release(struct wsgi_task *task)
+{
+    PyObject *self = task->start_response, *write = task->write;
+    if (!self)
+        return;
+    ((struct start_response *)self)->task = NULL;
+    task->start_response = task->write = NULL;
+    if (write && sr_pooled < SR_POOL && Py_REFCNT(self) == 2 && Py_REFCNT(write) == 1 &&
+        !((PyCFunctionObject *)write)->m_weakreflist) {
+        if (PyObject_GC_IsTracked(write))
+            PyObject_GC_UnTrack(write);
+        Py_DECREF(self); /* write() holds it */
+        sr_pool[sr_pooled++] = write;
+        return;
+    }
+    Py_XDECREF(write);
+    Py_DECREF(self);
 }
 
 /* --- building the MHD response ------------------------------------------ */

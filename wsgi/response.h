@@ -18,6 +18,7 @@ struct wsgi_task {
     PyObject *environ;        /* new ref */
     PyObject *input;          /* its wsgi.input, new ref: detached when the task ends */
     PyObject *start_response; /* new ref: a StartResponse bound to this task */
+    PyObject *write;          /* new ref: its write(), what start_response returns */
     PyObject *result;         /* the app's iterable, new ref */
     PyObject *iterator;       /* iter(result), new ref */
     PyObject *status;         /* str from start_response, new ref */
@@ -46,10 +47,16 @@ extern PyTypeObject wsgi_start_response_type;
  * that execs (subprocess) never comes back here. */
 void wsgi_task_exit_if_forked(const struct wsgi_task *task);
 
-/* New StartResponse for task (new ref), or NULL with an exception. */
-PyObject *wsgi_start_response_new(struct wsgi_task *task);
+/* task->start_response and task->write (new refs, a kept pair or new
+ * ones): 0, or -1 with an exception (both NULL). GIL held. */
+int wsgi_start_response_new(struct wsgi_task *task);
 /* The task is over: later calls of that start_response/write raise. */
 void wsgi_start_response_detach(PyObject *start_response);
+/* The task is over: later calls of its start_response and write() raise;
+ * both are dropped, or kept for another task when nothing else holds them
+ * (response.c). Call after everything that may hold them was dropped (the
+ * app's result, environ, ...). GIL held. */
+void wsgi_start_response_release(struct wsgi_task *task);
 
 /* Hand a complete body (copied) to the client: Content-Length is its size,
  * capped at the app's Content-Length; a body shorter than that goes out

@@ -52,15 +52,15 @@ static void finish(struct wsgi_task *task)
     wsgi_start_response_detach(task->start_response);
     Py_CLEAR(task->iterator);
     Py_CLEAR(task->result);
-    Py_CLEAR(task->start_response);
     Py_CLEAR(task->environ);
     Py_CLEAR(task->status);
     Py_CLEAR(task->headers);
     Py_CLEAR(task->stop_error);
     if (task->input) /* last, after what its deallocs ran: the app may keep it (Trac's
                         environ cycles), not what it reads (the body's spool) */
-        wsgi_input_detach(task->input);
-    Py_CLEAR(task->input);
+        wsgi_input_release(task->input);
+    task->input = NULL;
+    wsgi_start_response_release(task); /* after every other reference the task held */
     req->backend_state = NULL; /* its block is req's (start) */
     tf_request_note_streamed(req); /* before note_call (pool.c), on the thread that ran it */
     tf_request_unref(req);
@@ -360,7 +360,7 @@ static void start(struct tf_request *req)
         end(task);
         return;
     }
-    if (!(task->start_response = wsgi_start_response_new(task))) {
+    if (wsgi_start_response_new(task) < 0) {
         failed(task, "creating start_response failed");
         return;
     }
