@@ -40,6 +40,12 @@ PyObject *wsgi_input_new(struct tf_request *req)
     return (PyObject *)in;
 }
 
+void wsgi_input_pool_clear(void)
+{
+    while (input_pooled)
+        Py_DECREF(input_pool[--input_pooled]);
+}
+
 void wsgi_input_detach(PyObject *input)
 {
     struct input *in = (struct input *)input;

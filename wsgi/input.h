@@ -26,5 +26,7 @@ void wsgi_input_detach(PyObject *input);
 /* Detach input and drop the task's reference to it (steals it): kept for
  * another task when nothing else holds it (input.c). GIL held. */
 void wsgi_input_release(PyObject *input);
+/* Drop the kept ones (before finalizing; GIL held, no task running). */
+void wsgi_input_pool_clear(void);
 
 #endif

@@ -300,6 +300,8 @@ void wsgi_interp_stop(bool threads_idle)
     if (threads_idle) {
         Py_CLEAR(wsgi_ctx.app);
         Py_CLEAR(wsgi_ctx.base_environ);
+        wsgi_start_response_pool_clear();
+        wsgi_input_pool_clear();
         wsgi_errors_flush_all(); /* daemon threads' unfinished lines: finalizing flushes
                                     only this thread's */
         if (Py_FinalizeEx() < 0)

@@ -341,6 +341,12 @@ int wsgi_start_response_new(struct wsgi_task *task)
     return 0;
 }
 
+void wsgi_start_response_pool_clear(void)
+{
+    while (sr_pooled)
+        Py_DECREF(sr_pool[--sr_pooled]);
+}
+
 void wsgi_start_response_detach(PyObject *start_response)
 {
     if (start_response)

@@ -57,6 +57,8 @@ void wsgi_start_response_detach(PyObject *start_response);
  * (response.c). Call after everything that may hold them was dropped (the
  * app's result, environ, ...). GIL held. */
 void wsgi_start_response_release(struct wsgi_task *task);
+/* Drop the kept ones (before finalizing; GIL held, no task running). */
+void wsgi_start_response_pool_clear(void);
 
 /* Hand a complete body (copied) to the client: Content-Length is its size,
  * capped at the app's Content-Length; a body shorter than that goes out
