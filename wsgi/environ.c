@@ -284,8 +284,7 @@ static int add_path(PyObject *env, const struct tf_request *req, bool *outside_m
  * steady[] holds the base's values (borrowed: the base owns them) and
  * steady_tag the base's ma_version_tag right after environ.c set them; any
  * change to the base since (another thread's update, SERVER_PORT at start,
- * an app that found the base through gc.get_objects()) gives it another
- * tag, and then each request sets all three in its own copy. The tag is read
+ * anything that reached the base) gives it another tag, and then each request sets all three in its own copy. The tag is read
  * again after PyDict_Copy: a garbage collection there may run Python code and
  * let go of the GIL, and another thread may change the base meanwhile; the
  * copy is taken as holding steady[] only when the base kept its tag from
@@ -327,26 +326,39 @@ static int set_steady(PyObject *env, PyObject *base, uint64_t tag, PyObject *con
 
 /* Keep want[] (borrowed; shared[i]: a str every request with that value
  * gets, worth keeping) in the base for the next requests. A base changed by
- * anything else gets all three again. Replacing a str value allocates
- * nothing and runs no Python code: the base is never seen half changed. */
+ * anything else gets all three again. No Python code may run between a
+ * change to the base and the tag that vouches for it: the tag is cleared
+ * before the first change (a request that copies the base meanwhile sets
+ * all three), and the values replaced are let go only once the new tag is
+ * recorded (one an app put in the base may have a __del__ that lets go of
+ * the GIL; another thread's request would then change the base under a
+ * steady[] this one is still writing). The base is out of the collector's
+ * sight (wsgi_environ_base), so an app finds no way to it; the tag holds
+ * even if one did. */
 static void keep_steady(PyObject *base, PyObject *const want[STEADY], const bool shared[STEADY])
 {
 #if PY_VERSION_HEX < 0x030C0000
+    PyObject *old[STEADY] = { NULL, NULL, NULL }; /* new refs: the values replaced */
     bool known = steady_now(base) != 0;
     bool changed = false;
     for (int i = 0; i < STEADY; i++) {
         if (known && (want[i] == steady[i] || !shared[i]))
             continue;
-        if (PyDict_SetItem(base, *steady_keys[i], want[i]) < 0) { /* (no room to grow) */
+        steady_tag = 0; /* the base may be half changed from here on */
+        changed = true;
+        old[i] = Py_XNewRef(PyDict_GetItemWithError(base, *steady_keys[i])); /* borrowed */
+        if ((!old[i] && PyErr_Occurred()) ||
+            PyDict_SetItem(base, *steady_keys[i], want[i]) < 0) { /* (no room to grow) */
             PyErr_Clear();
-            steady_tag = 0;
-            return;
+            goto out; /* steady_tag stays 0 */
         }
         steady[i] = want[i];
-        changed = true;
     }
     if (changed || !known)
         steady_tag = base_tag(base);
+out:
+    for (int i = 0; i < STEADY; i++) /* may run Python code: the tag is recorded */
+        Py_XDECREF(old[i]);
 #else
     (void)base, (void)want, (void)shared;
 #endif
@@ -501,6 +513,14 @@ PyObject *wsgi_environ_base(void)
     Py_CLEAR(version);
     if (make_room(env) < 0)
         goto error;
+    /* Out of the collector's sight, so that no app finds it (gc.get_objects(),
+     * gc.get_referrers()) to change it under keep_steady. It holds str values
+     * and a few long-lived objects that hold nothing back (True, the errors
+     * stream, the file_wrapper type, a tuple of two ints): no cycle goes
+     * through it, and a str put in it later does not track it again. Its
+     * copies start untracked too, and are tracked as soon as a value that
+     * may be in a cycle goes in (CPython's rule for dicts). */
+    PyObject_GC_UnTrack(env);
     return env;
 error:
     Py_XDECREF(version);

@@ -9,6 +9,7 @@ collections (whose finalizers let go of the GIL) at any allocation."""
 import random
 import socket
 import threading
+import time
 
 import pytest
 import requests
@@ -125,3 +126,37 @@ def test_each_request_sees_its_own_method_protocol_and_client(tracfront, mode):
     for t in threads:
         t.join()
     assert not wrong, wrong[:5]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_base_environ_found_through_the_collector_cannot_mix_up_methods(tracfront, mode):
+    """An app hunts the base environ through gc.get_objects() and
+    gc.get_referrers() and puts a str whose __del__ lets go of the GIL in
+    place of its REQUEST_METHOD; a GET then replaces it (running that
+    __del__) while a POST is served. Every request still sees its own
+    method. (perf3's keep_steady recorded the GET as the base's value though
+    the POST had replaced it meanwhile, and the next GETs were served as
+    POST.) The base is out of the collector's sight: the hunt finds nothing."""
+    srv = tracfront("--app", "poison_environ_app:app", *mode)
+    wrong = []
+
+    def ask_as(method, path):
+        r = requests.request(method, srv.url + path, data=b"x" if method != "GET" else None,
+                             timeout=30)
+        if (r.status_code, r.text) != (200, own(method)):
+            wrong.append((method, path, r.status_code, r.text))
+
+    hunts = []
+    for rnd in range(2):
+        ask_as("GET", "warm")
+        hunts.append(requests.get(srv.url + "hunt", timeout=10).text)
+        slow = threading.Thread(target=ask_as, args=("GET", "a%d" % rnd))
+        slow.start()
+        time.sleep(0.15)  # the GET sits in the poisoned value's __del__
+        ask_as("POST", "b%d" % rnd)
+        slow.join()
+        for method in ("GET", "GET", "PUT", "GET", "POST", "GET"):
+            ask_as(method, "c%d" % rnd)
+    assert not wrong, (hunts, wrong)
+    assert hunts == ["hidden", "hidden"], hunts
+    assert requests.get(srv.url + "check", timeout=10).text == "hidden"
