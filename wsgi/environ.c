@@ -333,8 +333,10 @@ static int set_steady(PyObject *env, PyObject *base, uint64_t tag, PyObject *con
  * recorded (one an app put in the base may have a __del__ that lets go of
  * the GIL; another thread's request would then change the base under a
  * steady[] this one is still writing). The base is out of the collector's
- * sight (wsgi_environ_base), so an app finds no way to it; the tag holds
- * even if one did. */
+ * sight (wsgi_environ_base), so an app finds no way to it; were it reached
+ * anyway, the tag holds against any value put in it, not against a key
+ * whose __eq__ lets go of the GIL (our lookups would run it between two of
+ * the changes). */
 static void keep_steady(PyObject *base, PyObject *const want[STEADY], const bool shared[STEADY])
 {
 #if PY_VERSION_HEX < 0x030C0000
@@ -346,7 +348,7 @@ static void keep_steady(PyObject *base, PyObject *const want[STEADY], const bool
             continue;
         steady_tag = 0; /* the base may be half changed from here on */
         changed = true;
-        old[i] = Py_XNewRef(PyDict_GetItemWithError(base, *steady_keys[i])); /* borrowed */
+        old[i] = Py_XNewRef(PyDict_GetItemWithError(base, *steady_keys[i]));
         if ((!old[i] && PyErr_Occurred()) ||
             PyDict_SetItem(base, *steady_keys[i], want[i]) < 0) { /* (no room to grow) */
             PyErr_Clear();
