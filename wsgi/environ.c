@@ -284,8 +284,9 @@ static int add_path(PyObject *env, const struct tf_request *req, bool *outside_m
  * steady[] holds the base's values (borrowed: the base owns them) and
  * steady_tag the base's ma_version_tag right after environ.c set them; any
  * change to the base since (another thread's update, SERVER_PORT at start,
- * anything that reached the base) gives it another tag, and then each request sets all three in its own copy. The tag is read
- * again after PyDict_Copy: a garbage collection there may run Python code and
+ * anything that reached the base) gives it another tag, and then each
+ * request sets all three in its own copy. The tag is read again after
+ * PyDict_Copy: a garbage collection there may run Python code and
  * let go of the GIL, and another thread may change the base meanwhile; the
  * copy is taken as holding steady[] only when the base kept its tag from
  * before the copy to after it. Under the GIL. CPython 3.12 deprecates the tag
@@ -471,10 +472,17 @@ PyObject *wsgi_environ_base(void)
         if (!strcmp(cgi, "HTTP_COOKIE"))
             k_cookie = common_header_keys[i];
     }
+    /* No collection while it is built: one would run the app's gc callbacks
+     * while the dict is in gc.get_objects() (the tuple below tracks it until
+     * the UnTrack at the end) */
+    int collecting = PyGC_Disable();
     PyObject *env = PyDict_New(); /* new ref */
     PyObject *version = NULL;
-    if (!env)
+    if (!env) {
+        if (collecting)
+            PyGC_Enable();
         return NULL;
+    }
     if (!(version = Py_BuildValue("(ii)", 1, 0)) ||
         PyDict_SetItemString(env, "wsgi.version", version) < 0 ||
         set_cstr(env, "wsgi.url_scheme", "http") < 0 ||
@@ -523,9 +531,13 @@ PyObject *wsgi_environ_base(void)
      * copies start untracked too, and are tracked as soon as a value that
      * may be in a cycle goes in (CPython's rule for dicts). */
     PyObject_GC_UnTrack(env);
+    if (collecting)
+        PyGC_Enable();
     return env;
 error:
     Py_XDECREF(version);
     Py_DECREF(env);
+    if (collecting)
+        PyGC_Enable();
     return NULL;
 }

@@ -160,3 +160,15 @@ def test_a_base_environ_found_through_the_collector_cannot_mix_up_methods(tracfr
     assert not wrong, (hunts, wrong)
     assert hunts == ["hidden", "hidden"], hunts
     assert requests.get(srv.url + "check", timeout=10).text == "hidden"
+
+
+def test_the_base_environ_is_never_in_the_collectors_sight(tracfront):
+    """An app that runs code while tracfront builds the base environ (an
+    object in sys.modules whose __file__ is a property) made the collector
+    run then, from a gc callback that then found the base in
+    gc.get_objects(): it was tracked from its (1, 0) tuple on until its
+    UnTrack. No collection runs while it is made."""
+    srv = tracfront("--app", "grab_base_app:app")
+    text = requests.get(srv.url, timeout=10).text
+    assert text.startswith("hidden"), text
+    assert "trap ran" in text, "the app's code did not run while the base was made: " + text
