@@ -524,6 +524,15 @@ static bool front_absorb(unsigned port)
     return true;
 }
 
+/* A worker (on its control port) had a request interrupted by its watchdog:
+ * the main thread replaces it, or says why not (workers.h). */
+static bool front_replace(unsigned port, uint64_t completed)
+{
+    char origin[48];
+    snprintf(origin, sizeof(origin), "http://127.0.0.1:%u", port);
+    return tf_workers_ask_replace(workers, origin, completed);
+}
+
 void tf_front_profile_cut(void)
 {
     __atomic_store_n(&cut, true, __ATOMIC_RELEASE);
@@ -671,6 +680,7 @@ const struct tf_profiler_controls *tf_front_profile_controls(struct tf_workers *
         .enable = front_enable, .enabled = prof_hook_enabled, .export = front_export,
         .table = front_table, .request_html = front_request_html, .clear = front_clear,
         .inflight = front_inflight, .refresh = front_refresh, .absorb = front_absorb,
+        .replace = front_replace,
     };
     bool pull = cfg->profile_latency;
     prof_hook_read_in_place(); /* every reader and writer of the trees holds tree_lock */

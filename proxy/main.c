@@ -232,6 +232,32 @@ static void hand_profile_to_front(const struct tf_config *cfg, unsigned control_
     tf_fetched_free(&f);
 }
 
+/* Where a worker asks its front for a replacement (ask_to_be_replaced):
+ * made on the main thread before the watchdog starts, read on its thread. */
+static char replace_origin[48], replace_path[4200];
+
+/* The watchdog interrupted a request in this worker (--request-timeout-action
+ * 504): what it interrupted may be left half done in the app for the rest of
+ * this process, so the front is asked to replace it (workers.h: it may keep
+ * it instead), as uWSGI's harakiri ends the process. completed: the
+ * requests this worker completed without an interrupt. Watchdog thread;
+ * TF_FETCH_QUICK_MS at most. A 404: it is no current worker any more (a
+ * reload or the stop is replacing it). */
+static void ask_to_be_replaced(uint64_t completed)
+{
+    char path[4300];
+    snprintf(path, sizeof(path), "%s&completed=%llu", replace_path,
+             (unsigned long long)completed);
+    struct tf_fetched f;
+    if (tf_fetch(replace_origin, "POST", path, TF_FETCH_QUICK_MS, &f) < 0)
+        tf_log_error("the front did not answer this worker's request to be replaced after the "
+                     "interrupt within %d s: it goes on serving", TF_FETCH_QUICK_MS / 1000);
+    else if (f.status != 303 && f.status != 404)
+        tf_log_error("the front refused to replace this worker after the interrupt (status %u): "
+                     "it goes on serving", f.status);
+    tf_fetched_free(&f);
+}
+
 /* Stop the loops first (nothing runs on them while their servers go), then
  * the servers (control may be server, or NULL), then the upstream (closing
  * connections releases pins), and free the loops (their threads end). */
@@ -421,6 +447,13 @@ static int start_servers(const struct tf_config *cfg, struct served *s, char *er
         return -1;
     if (!s->pool)
         return 0;
+    if (cfg->worker) {
+        snprintf(replace_origin, sizeof(replace_origin), "http://127.0.0.1:%u",
+                 tf_worker_env_number(TF_WORKER_VAR_FRONT_CONTROL));
+        snprintf(replace_path, sizeof(replace_path), "%s/replace?port=%u", cfg->profile_path,
+                 s->control_port);
+        wsgi_watchdog_on_interrupt(ask_to_be_replaced);
+    }
     if (wsgi_watchdog_start(cfg, err, errlen) < 0) /* before the page can ask it */
         return -1;
     configure_profiler(cfg);

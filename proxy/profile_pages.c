@@ -250,11 +250,11 @@ static bool path_in(const char *sub, size_t len, const char *const *paths, size_
 }
 
 /* The controls (POST only): start, stop, clear, save, and between a front
- * and its workers quiesce and stopped. */
+ * and its workers quiesce, stopped and replace. */
 static bool is_control(const char *sub, size_t len)
 {
     static const char *const controls[] = { "/start", "/stop", "/clear", "/save", "/quiesce",
-                                            "/stopped" };
+                                            "/stopped", "/replace" };
     return path_in(sub, len, controls, sizeof(controls) / sizeof(controls[0]));
 }
 
@@ -456,6 +456,13 @@ static enum MHD_Result control_profile(struct tf_server *server, struct tf_reque
         /* a front: one of its workers, stopping, hands its profile over */
         unsigned port = 0;
         if (sscanf(action + len, "?port=%u", &port) != 1 || !p->absorb(port))
+            return tf_server_reply(req, 404, "No such worker.", false);
+    } else if (sub_is(action, len, "/replace") && p && p->replace) {
+        /* a front: its watchdog interrupted a request in one of its workers */
+        unsigned port = 0;
+        unsigned long long completed = 0;
+        if (sscanf(action + len, "?port=%u&completed=%llu", &port, &completed) != 2 ||
+            !p->replace(port, completed))
             return tf_server_reply(req, 404, "No such worker.", false);
     } else if (sub_is(action, len, "/clear")) {
         prof_latency_reset();
@@ -702,7 +709,8 @@ bool tf_profile_refused(struct tf_server *server, struct tf_request *req, const 
     bool control = is_control(sub, len), post = !strcmp(req->method, "POST");
     if (refusal)
         *result = tf_server_reply(req, 403, refusal, close);
-    else if (server->relay_port && sub_is(sub, len, "/stopped")) /* the front's alone */
+    else if (server->relay_port && (sub_is(sub, len, "/stopped") || sub_is(sub, len, "/replace")))
+        /* the front's alone */
         *result = tf_server_reply(req, 404, "No such profiler action.", close);
     else if (control ? !post : strcmp(req->method, "GET") != 0 && !req->is_head)
         *result = refuse_method(req, control ? "POST" : "GET, HEAD", close);

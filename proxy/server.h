@@ -115,6 +115,10 @@ struct tf_profiler_controls {
     char *(*modules)(size_t *len); /* the app's loaded Python files, one per line; may be NULL */
     int (*refresh)(void);          /* a front: merge the workers' latency; returns in flight */
     bool (*absorb)(unsigned port); /* a front: keep the profile of the worker stopping there */
+    /* a front: the worker there had a request interrupted by its watchdog
+     * (completed: the requests it completed without one) and asks to be
+     * replaced; false if it is no current worker */
+    bool (*replace)(unsigned port, uint64_t completed);
 };
 void tf_server_set_profiler(struct tf_server *server, const struct tf_profiler_controls *c);
 

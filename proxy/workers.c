@@ -24,6 +24,12 @@
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
 #define RETRY_S 5                 /* a dead worker whose replacement failed: try again */
 #define RETRY_US (RETRY_S * 1000000u)
+/* A worker whose watchdog interrupted a request is kept, not replaced, once
+ * this many workers in a row in its place were replaced for an interrupt
+ * before they completed a request, and it has completed none either: the
+ * app's start-up outlasts --request-timeout, and each new worker would be
+ * interrupted in its first request in turn. */
+#define REPLACED_UNSERVED_MAX 3u
 
 struct generation;
 
@@ -33,6 +39,12 @@ struct worker {
     int go_fd;                 /* "GO" here lets it accept on the shared socket; -1 after */
     bool exited;               /* reaped (set under the lock) */
     bool absorbed;             /* under the lock: the front holds what it measured */
+    bool replace_asked;        /* under the lock: its watchdog interrupted a request */
+    uint64_t completed;        /* under the lock: the requests it had completed, asking */
+    bool kept;                 /* main thread: the guard kept it (and said so) */
+    unsigned replaced_unserved; /* main thread: the workers before it in its place,
+                                 * in a row, replaced for an interrupt before they
+                                 * completed a request (REPLACED_UNSERVED_MAX) */
     struct generation *gen;
 };
 
@@ -41,6 +53,8 @@ struct generation {
     struct worker *workers;
     unsigned n;
     bool terminated;           /* main thread: SIGTERM sent */
+    bool one_replaced;         /* main thread: the one worker replaced in the current
+                                * generation's place (replace_one), not a generation */
     struct tf_reload_files files; /* main thread: the app's Python files */
     uint64_t files_at;
     struct generation *next;   /* main thread: the retired list */
@@ -200,15 +214,16 @@ static unsigned wait_ready(int fd, uint64_t deadline, struct tf_signals_held *se
     }
 }
 
-/* Start cfg->workers processes and wait until each says "READY PORT". On
- * SIGINT/SIGTERM meanwhile: NULL with *stop set to it (and err empty). */
-static struct generation *spawn_generation(struct tf_workers *w, int *stop, char *err,
-                                           size_t errlen)
+/* Start n processes and wait until each says "READY PORT" (the caller
+ * numbers the generation). On SIGINT/SIGTERM meanwhile: NULL with *stop
+ * set to it (and err empty). */
+static struct generation *spawn_generation(struct tf_workers *w, unsigned n, int *stop,
+                                           char *err, size_t errlen)
 {
     *stop = 0;
     struct generation *g = calloc(1, sizeof(*g));
-    int *fds = calloc(w->cfg->workers, sizeof(*fds));
-    if (!g || !fds || !(g->workers = calloc(w->cfg->workers, sizeof(*g->workers)))) {
+    int *fds = calloc(n, sizeof(*fds));
+    if (!g || !fds || !(g->workers = calloc(n, sizeof(*g->workers)))) {
         snprintf(err, errlen, "out of memory");
         free(fds);
         if (g)
@@ -216,7 +231,6 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
         free(g);
         return NULL;
     }
-    g->number = ++w->next_number;
     const char *env[] = { w->fd_env, w->port_env, w->control_env, w->secret_env,
                           w->nonces_fd >= 0 ? w->nonces_env : NULL, NULL };
     const struct tf_spawn how = { .argv = w->argv, .env = env,
@@ -224,7 +238,7 @@ static struct generation *spawn_generation(struct tf_workers *w, int *stop, char
                                   .ready_var = TF_WORKER_VAR_READY_FD,
                                   .go_var = TF_WORKER_VAR_GO_FD,
                                   .inherit_fds = { w->listen_fd, w->nonces_fd } };
-    for (g->n = 0; g->n < w->cfg->workers; g->n++) {
+    for (g->n = 0; g->n < n; g->n++) {
         struct worker *k = &g->workers[g->n];
         k->gen = g;
         k->go_fd = -1;
@@ -331,6 +345,28 @@ static void reload_failed(struct tf_workers *w, const char *err)
                  w->unavailable ? "clients get a 503" : "connections wait", RETRY_S);
 }
 
+/* The workers of g (current already) not told to go yet take over from
+ * old (retired already; or NULL): a new generation, or one new worker in
+ * an old one's place (replace_one). */
+static void take_over(struct tf_workers *w, struct generation *g, struct generation *old,
+                      const char *why)
+{
+    /* after they are current: a Start/Stop from now on reaches them as well */
+    for (unsigned i = 0; w->on_new_worker && i < g->n; i++)
+        if (g->workers[i].go_fd >= 0)
+            w->on_new_worker(g->workers[i].origin);
+    /* One generation accepts at a time: old ones stop first (new connections
+     * wait in the socket's backlog meanwhile), so no client is served by the
+     * new code and then by the old. */
+    if (old)
+        quiesce(w, old, why);
+    tf_unavailable_stop(w->unavailable); /* before the new ones accept, as old ones */
+    w->unavailable = NULL;
+    let_go(g);
+    if (old)
+        retire(w);
+}
+
 void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
 {
     char err[512] = "";
@@ -346,7 +382,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
     }
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
-    struct generation *g = spawn_generation(w, &stop, err, sizeof(err));
+    struct generation *g = spawn_generation(w, w->cfg->workers, &stop, err, sizeof(err));
     if (!g && !stop) {
         reload_failed(w, err);
         tf_notify(asked ? "READY=1\nSTATUS=reload failed (see the error log)"
@@ -354,6 +390,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
     }
     if (!g) /* a stop: the signal is pending again, for wait_for_stop */
         return;
+    g->number = ++w->next_number;
     pthread_mutex_lock(&w->lock);
     struct generation *old = w->current;
     w->current = g;
@@ -362,19 +399,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
         w->retired = old;
     }
     pthread_mutex_unlock(&w->lock);
-    /* after it is current: a Start/Stop from now on reaches it as well */
-    for (unsigned i = 0; w->on_new_worker && i < g->n; i++)
-        w->on_new_worker(g->workers[i].origin);
-    /* One generation accepts at a time: old ones stop first (new connections
-     * wait in the socket's backlog meanwhile), so no client is served by the
-     * new code and then by the old. */
-    if (old)
-        quiesce(w, old, "reload");
-    tf_unavailable_stop(w->unavailable); /* before the new ones accept, as old ones */
-    w->unavailable = NULL;
-    let_go(g);
-    if (old)
-        retire(w);
+    take_over(w, g, old, "reload");
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
     char done[100];
     snprintf(done, sizeof(done), "%sSTATUS=new workers are serving (generation %u)",
@@ -484,6 +509,105 @@ static bool has_dead_worker(const struct generation *g)
     return false;
 }
 
+/* Replace worker slot of the current generation the way a reload replaces
+ * a generation, with a generation of one: once the new worker is ready, it
+ * takes the old one's place in the current generation, and the old one, in
+ * the new one's generation, retires (take_over: it stops accepting, the new
+ * one starts, and it finishes its requests, hands its profile over and
+ * exits). false if a SIGINT/SIGTERM came while the new one started
+ * (pending again; the old one stays). */
+static bool replace_one(struct tf_workers *w, unsigned slot)
+{
+    char err[512] = "";
+    int stop;
+    struct generation *g = w->current;
+    pid_t old_pid = g->workers[slot].pid;
+    struct generation *fresh = spawn_generation(w, 1, &stop, err, sizeof(err));
+    if (!fresh) {
+        if (!stop)
+            tf_log_error("worker %d: the watchdog interrupted a request in it, but no worker "
+                         "could start to replace it (%s); it keeps serving", (int)old_pid, err);
+        return !stop;
+    }
+    pthread_mutex_lock(&w->lock); /* the control server lists the workers */
+    struct worker old = g->workers[slot];
+    g->workers[slot] = fresh->workers[0];
+    g->workers[slot].gen = g;
+    g->workers[slot].replaced_unserved = old.replaced_unserved;
+    fresh->workers[0] = old;
+    fresh->workers[0].gen = fresh;
+    fresh->number = g->number;
+    fresh->one_replaced = true;
+    fresh->next = w->retired;
+    w->retired = fresh;
+    pthread_mutex_unlock(&w->lock);
+    take_over(w, g, fresh, "replacement");
+    tf_log_warn("worker %d was replaced by worker %d: the watchdog interrupted a request in it "
+                "(--request-timeout-action 504), which may have left the app half done there; "
+                "it finishes its other requests and exits", (int)old_pid,
+                (int)g->workers[slot].pid);
+    return true;
+}
+
+/* May worker k, which asked after its watchdog interrupted a request with
+ * completed requests done, be replaced? Not when the REPLACED_UNSERVED_MAX
+ * workers before it in its place were replaced before they completed a
+ * request, and it has completed none either (said once per worker). */
+static bool may_replace(const struct tf_workers *w, struct worker *k, uint64_t completed)
+{
+    if (completed)
+        k->replaced_unserved = 0;
+    else if (k->replaced_unserved >= REPLACED_UNSERVED_MAX) {
+        if (!k->kept)
+            tf_log_error("worker %d is not replaced, although the watchdog interrupted a request "
+                         "in it: the %u workers before it in its place were each interrupted "
+                         "before they completed a request (does the app's start-up take longer "
+                         "than --request-timeout %gs?); it keeps serving with what the interrupt "
+                         "left half done, and is replaced at an interrupt once it has completed "
+                         "a request (SIGHUP replaces every worker now)", (int)k->pid,
+                         k->replaced_unserved, w->cfg->request_timeout);
+        k->kept = true;
+        return false;
+    } else
+        k->replaced_unserved++;
+    return true;
+}
+
+/* Replace the current workers that asked (tf_workers_ask_replace), one at
+ * a time. false if a SIGINT/SIGTERM came meanwhile (pending again). */
+static bool replace_interrupted(struct tf_workers *w)
+{
+    for (unsigned i = 0; w->current && i < w->current->n; i++) {
+        struct worker *k = &w->current->workers[i];
+        pthread_mutex_lock(&w->lock);
+        bool asked = k->replace_asked && !k->exited;
+        uint64_t completed = k->completed;
+        k->replace_asked = false;
+        pthread_mutex_unlock(&w->lock);
+        if (asked && may_replace(w, k, completed) && !replace_one(w, i))
+            return false;
+    }
+    return true;
+}
+
+bool tf_workers_ask_replace(struct tf_workers *w, const char *origin, uint64_t completed)
+{
+    struct generation *g;
+    struct worker *k = NULL;
+    pthread_mutex_lock(&w->lock);
+    for (unsigned i = 0; (g = w->current) && !k && i < g->n; i++)
+        if (!g->workers[i].exited && !strcmp(g->workers[i].origin, origin))
+            k = &g->workers[i];
+    if (k) {
+        k->replace_asked = true;
+        k->completed = completed;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (k) /* the main thread ticks on SIGCHLD: it replaces it now, not in a second */
+        tf_signals_requeue(SIGCHLD);
+    return k != NULL;
+}
+
 void tf_workers_tick(struct tf_workers *w)
 {
     int status;
@@ -501,10 +625,13 @@ void tf_workers_tick(struct tf_workers *w)
             tf_log_error("worker %d exited (%s); restarting the workers", (int)k->pid, how);
             snprintf(why, sizeof(why), "worker %d died", (int)k->pid);
         } else {
-            say_if_retired_died(k, status, "after a reload");
+            say_if_retired_died(k, status, k->gen->one_replaced ? "after its replacement"
+                                                                : "after a reload");
         }
     }
     retire(w);
+    if (!why[0] && w->current && !replace_interrupted(w)) /* a stop came meanwhile */
+        return;
     if (!why[0] && w->current && has_dead_worker(w->current) &&
         tf_now_us() - w->last_attempt >= RETRY_US)
         snprintf(why, sizeof(why), "a worker is still missing after a failed restart");
@@ -601,9 +728,10 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
     mark_checked(w);
     err[0] = 0;
     int stop;
-    struct generation *g = spawn_generation(w, &stop, err, errlen);
+    struct generation *g = spawn_generation(w, w->cfg->workers, &stop, err, errlen);
     if (!g)
         return stop ? 1 : -1;
+    g->number = ++w->next_number;
     pthread_mutex_lock(&w->lock);
     w->current = g;
     pthread_mutex_unlock(&w->lock);

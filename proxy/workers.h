@@ -10,20 +10,24 @@
  * accepting (the socket stays open for the new ones, so no connection is
  * lost), finish what they have, and exit. If the new generation cannot
  * start, the old one keeps serving; if none of it is left, the front
- * answers 503 meanwhile (unavailable.h).
+ * answers 503 meanwhile (unavailable.h). A worker whose watchdog
+ * interrupted a request is replaced alone the same way
+ * (tf_workers_ask_replace).
  *
  * While a generation starts (a blocking wait, up to --worker-start-timeout)
  * SIGINT/SIGTERM kill it at once and stay pending, and other signals are
  * put back for the caller's tf_signals_wait once the wait is over.
  *
  * Threads: everything here runs on the main thread, except
- * tf_workers_origins() and tf_workers_measuring(), which the control server
- * calls (under the lock), and tf_workers_reopen_logs(NULL). */
+ * tf_workers_origins(), tf_workers_measuring() and tf_workers_ask_replace(),
+ * which the control server calls (under the lock), and
+ * tf_workers_reopen_logs(NULL). */
 #ifndef TF_WORKERS_H
 #define TF_WORKERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proxy/config.h"
 
@@ -47,6 +51,20 @@ void tf_workers_tick(struct tf_workers *w);
  * which systemd is told of (RELOADING=1, then READY=1); a restart after a
  * crash only updates the service's STATUS=. */
 void tf_workers_reload(struct tf_workers *w, const char *why, bool asked);
+/* Any thread (the front's control server): the worker at origin ("http://
+ * 127.0.0.1:PORT", its control port) had a request interrupted by its
+ * watchdog (--request-timeout-action 504), which may have left the app half
+ * done in it, and asks to be replaced; completed: the requests it had
+ * completed without an interrupt. The main thread is woken (its tick on
+ * SIGCHLD) and replaces that one worker as a reload replaces a generation:
+ * a new worker starts, takes its place, and it stops accepting, finishes
+ * its requests, hands its profile over and exits; one [warn] line names
+ * both. Unless the 3 workers before it in its place were each replaced
+ * before they completed a request, and it has completed none either: it is
+ * kept then (one [error] line), until an interrupt after it has completed
+ * one. false if origin is no worker of the current generation (a reload or
+ * the stop replaces it already). */
+bool tf_workers_ask_replace(struct tf_workers *w, const char *origin, uint64_t completed);
 /* Main thread: send sig to every worker still running (all have their
  * signal handlers: a generation is listed once it is ready). */
 void tf_workers_forward(struct tf_workers *w, int sig);

@@ -42,6 +42,9 @@ static struct {
 static PyObject *timeout_exc; /* tracfront.RequestTimeout (GIL; set once, never freed):
                                  wsgi_watchdog_python_init's */
 static PyObject *noop;        /* `lambda: None`: running it delivers a pending async exception */
+/* Set once before wsgi_watchdog_start, called on the watchdog thread. */
+static void (*on_interrupt)(uint64_t completed);
+static uint64_t completed; /* atomic: requests that left the registry not interrupted */
 
 /* The watchdog thread and its stop signal. */
 static pthread_t watchdog;
@@ -97,6 +100,8 @@ void wsgi_watchdog_leave(struct wsgi_watch *w)
         w->next->prev = w->prev;
     bool interrupted = w->interrupted;
     pthread_mutex_unlock(&lock);
+    if (!interrupted)
+        __atomic_add_fetch(&completed, 1, __ATOMIC_RELAXED);
     if (interrupted) {
         swallow_late_timeout();
         tf_request_interrupt(w->req, false); /* a later part of it is not interrupted */
@@ -365,9 +370,10 @@ static char *format_all(PyObject *frames, PyObject *names)
 
 /* GIL held: raise RequestTimeout in each entry's thread if that thread still
  * runs the same run of the same request (the lock keeps it from leaving
- * meanwhile; SetAsyncExc runs no Python code). */
-static void interrupt(const struct snapshot *list, ssize_t n)
+ * meanwhile; SetAsyncExc runs no Python code). Returns how many were raised. */
+static size_t interrupt(const struct snapshot *list, ssize_t n)
 {
+    size_t raised = 0;
     pthread_mutex_lock(&lock);
     for (ssize_t i = 0; i < n; i++)
         for (struct wsgi_watch *w = running; w; w = w->next)
@@ -375,9 +381,11 @@ static void interrupt(const struct snapshot *list, ssize_t n)
                 w->interrupted = PyThreadState_SetAsyncExc(w->thread_id, timeout_exc) == 1;
                 if (w->interrupted) /* a write() waiting for the client runs no bytecode */
                     tf_request_interrupt(w->req, true);
+                raised += w->interrupted;
                 break;
             }
     pthread_mutex_unlock(&lock);
+    return raised;
 }
 
 /* text (stacks: the app's file, function and thread names) as the app's
@@ -434,13 +442,18 @@ static void check_overdue(void)
         tf_log_error_block(lines, len, "every Python thread's stack follows (--dump-all):");
         free(lines);
     }
+    size_t raised = 0;
     if (settings.interrupt) {
         PyGILState_STATE g = PyGILState_Ensure();
-        interrupt(list, n);
+        raised = interrupt(list, n);
         PyGILState_Release(g);
     }
     free(all);
     free_snapshot(list, n);
+    /* what it interrupted may be left half done in this process: a worker
+     * asks its front for a replacement (the app may have swallowed it) */
+    if (raised && on_interrupt)
+        on_interrupt(__atomic_load_n(&completed, __ATOMIC_RELAXED));
 }
 
 static void *watch(void *arg)
@@ -481,6 +494,11 @@ int wsgi_watchdog_python_init(void)
     noop = PyRun_String("lambda: None", Py_eval_input, globals, globals); /* new ref, kept */
     Py_DECREF(globals);
     return noop ? 0 : -1;
+}
+
+void wsgi_watchdog_on_interrupt(void (*fn)(uint64_t completed))
+{
+    on_interrupt = fn;
 }
 
 int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen)

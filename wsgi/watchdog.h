@@ -45,6 +45,14 @@ struct wsgi_watch {
  * reason in err. */
 int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen);
 
+/* Before wsgi_watchdog_start: fn(completed) is called on the watchdog
+ * thread, without the GIL or any lock, after a scan raised RequestTimeout in
+ * one request or more (whether the app then swallows it or not), with how
+ * many requests of this process left the registry not interrupted so far.
+ * A worker asks its front to replace it there (the interrupt may have left
+ * the app half set up); the watchdog looks at no request until fn returns. */
+void wsgi_watchdog_on_interrupt(void (*fn)(uint64_t completed));
+
 /* With the GIL, before the app is imported (so its module can `import
  * tracfront` at the top, as `import uwsgi` under uWSGI): the module
  * `tracfront` in sys.modules, with RequestTimeout. 0, or -1 with the
