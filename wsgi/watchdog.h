@@ -4,8 +4,9 @@
  * run, writes the Python stack of a request past the timeout to the error
  * log (every Python thread's with --dump-all) and, with
  * --request-timeout-action 504, raises tracfront.RequestTimeout in that
- * thread (PyThreadState_SetAsyncExc). The registry also feeds the profiler's
- * "In flight" report.
+ * thread (PyThreadState_SetAsyncExc), then calls the wsgi_watchdog_on_interrupt
+ * callback (a worker asks its front to replace it). The registry also feeds
+ * the profiler's "In flight" report.
  *
  * Limit: an asynchronous exception is delivered only when the thread runs
  * Python bytecode, so an app blocked inside one C call (time.sleep(30), a

@@ -165,3 +165,17 @@ def test_the_profile_survives_a_replacement(tracfront):
         assert get(srv, "work?n=3000")[0] == 200
     assert settle(lambda: busy_calls(srv), k + 10) == k + 10
     assert settle(lambda: route_count(srv, "/work"), k + 10) == k + 10
+
+
+def test_a_client_cannot_ask_for_a_replacement(tracfront):
+    """/replace is between a worker and its front: on the public port (a
+    worker would relay it to the front) it is no profiler action."""
+    srv = start(tracfront, 1)
+    before = children(srv.proc.pid)
+    (worker,) = before
+    r = requests.post(srv.url + "__profile__/replace",
+                      params={"port": "1", "completed": "0"}, timeout=10)
+    assert r.status_code == 404 and "No such profiler action" in r.text, (r.status_code, r.text)
+    assert get(srv, "pid") == (200, {"pid": worker})
+    time.sleep(0.5)
+    assert children(srv.proc.pid) == before and not replacements(srv)
