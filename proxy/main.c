@@ -240,7 +240,8 @@ static char replace_origin[48], replace_path[4200];
  * 504): what it interrupted may be left half done in the app for the rest of
  * this process, so the front is asked to replace it (workers.h: it may keep
  * it instead), as uWSGI's harakiri ends the process. completed: the
- * requests this worker completed without an interrupt. Watchdog thread;
+ * requests this worker had completed without an interrupt when the
+ * interrupted one began (wsgi_watchdog_on_interrupt). Watchdog thread;
  * TF_FETCH_QUICK_MS at most. A 404: it is no current worker any more (a
  * reload or the stop is replacing it). */
 static void ask_to_be_replaced(uint64_t completed)

@@ -516,7 +516,7 @@ static bool has_dead_worker(const struct generation *g)
  * one starts, and it finishes its requests, hands its profile over and
  * exits). false if a SIGINT/SIGTERM came while the new one started
  * (pending again; the old one stays). */
-static bool replace_one(struct tf_workers *w, unsigned slot)
+static bool replace_one(struct tf_workers *w, unsigned slot, uint64_t completed)
 {
     char err[512] = "";
     int stop;
@@ -533,7 +533,8 @@ static bool replace_one(struct tf_workers *w, unsigned slot)
     struct worker old = g->workers[slot];
     g->workers[slot] = fresh->workers[0];
     g->workers[slot].gen = g;
-    g->workers[slot].replaced_unserved = old.replaced_unserved;
+    /* one more in a row replaced before completing a request, or none */
+    g->workers[slot].replaced_unserved = completed ? 0 : old.replaced_unserved + 1;
     fresh->workers[0] = old;
     fresh->workers[0].gen = fresh;
     fresh->number = g->number;
@@ -541,11 +542,12 @@ static bool replace_one(struct tf_workers *w, unsigned slot)
     fresh->next = w->retired;
     w->retired = fresh;
     pthread_mutex_unlock(&w->lock);
+    bool gone = has_ended(old_pid); /* died while its replacement started */
     take_over(w, g, fresh, "replacement");
     tf_log_warn("worker %d was replaced by worker %d: the watchdog interrupted a request in it "
                 "(--request-timeout-action 504), which may have left the app half done there; "
-                "it finishes its other requests and exits", (int)old_pid,
-                (int)g->workers[slot].pid);
+                "%s", (int)old_pid, (int)g->workers[slot].pid,
+                gone ? "it had exited meanwhile" : "it finishes its other requests and exits");
     return true;
 }
 
@@ -568,9 +570,8 @@ static bool may_replace(const struct tf_workers *w, struct worker *k, uint64_t c
                          k->replaced_unserved, w->cfg->request_timeout);
         k->kept = true;
         return false;
-    } else
-        k->replaced_unserved++;
-    return true;
+    }
+    return true; /* replace_one counts it once a worker has replaced it */
 }
 
 /* Replace the current workers that asked (tf_workers_ask_replace), one at
@@ -584,7 +585,7 @@ static bool replace_interrupted(struct tf_workers *w)
         uint64_t completed = k->completed;
         k->replace_asked = false;
         pthread_mutex_unlock(&w->lock);
-        if (asked && may_replace(w, k, completed) && !replace_one(w, i))
+        if (asked && may_replace(w, k, completed) && !replace_one(w, i, completed))
             return false;
     }
     return true;

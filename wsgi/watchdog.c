@@ -65,7 +65,8 @@ void wsgi_watchdog_enter(struct wsgi_watch *w, struct tf_request *req)
 {
     tf_request_ref(req);
     *w = (struct wsgi_watch){ .req = req, .thread_id = PyThread_get_thread_ident(),
-                              .started = tf_now_us() };
+                              .started = tf_now_us(),
+                              .completed_before = __atomic_load_n(&completed, __ATOMIC_RELAXED) };
     pthread_mutex_lock(&lock);
     w->next = running;
     if (running)
@@ -370,10 +371,14 @@ static char *format_all(PyObject *frames, PyObject *names)
 
 /* GIL held: raise RequestTimeout in each entry's thread if that thread still
  * runs the same run of the same request (the lock keeps it from leaving
- * meanwhile; SetAsyncExc runs no Python code). Returns how many were raised. */
-static size_t interrupt(const struct snapshot *list, ssize_t n)
+ * meanwhile; SetAsyncExc runs no Python code). Returns how many were raised,
+ * and in *completed_before the fewest requests completed before one of them
+ * began (a cold start's first request began with none, whatever completed
+ * beside it since). */
+static size_t interrupt(const struct snapshot *list, ssize_t n, uint64_t *completed_before)
 {
     size_t raised = 0;
+    *completed_before = UINT64_MAX;
     pthread_mutex_lock(&lock);
     for (ssize_t i = 0; i < n; i++)
         for (struct wsgi_watch *w = running; w; w = w->next)
@@ -382,6 +387,8 @@ static size_t interrupt(const struct snapshot *list, ssize_t n)
                 if (w->interrupted) /* a write() waiting for the client runs no bytecode */
                     tf_request_interrupt(w->req, true);
                 raised += w->interrupted;
+                if (w->interrupted && w->completed_before < *completed_before)
+                    *completed_before = w->completed_before;
                 break;
             }
     pthread_mutex_unlock(&lock);
@@ -443,9 +450,10 @@ static void check_overdue(void)
         free(lines);
     }
     size_t raised = 0;
+    uint64_t completed_before = 0;
     if (settings.interrupt) {
         PyGILState_STATE g = PyGILState_Ensure();
-        raised = interrupt(list, n);
+        raised = interrupt(list, n, &completed_before);
         PyGILState_Release(g);
     }
     free(all);
@@ -453,7 +461,7 @@ static void check_overdue(void)
     /* what it interrupted may be left half done in this process: a worker
      * asks its front for a replacement (the app may have swallowed it) */
     if (raised && on_interrupt)
-        on_interrupt(__atomic_load_n(&completed, __ATOMIC_RELAXED));
+        on_interrupt(completed_before);
 }
 
 static void *watch(void *arg)

@@ -39,6 +39,9 @@ struct wsgi_watch {
     uint64_t started;           /* monotonic us: this run on the thread began */
     bool reported;              /* the stuck stack was logged */
     bool interrupted;           /* RequestTimeout was raised in the thread */
+    uint64_t completed_before;  /* requests the process had completed not interrupted
+                                   when this run began (the guard against replacing
+                                   workers whose start-up outlasts the timeout) */
 };
 
 /* Main thread, after the app is loaded and before requests run: with
@@ -49,7 +52,9 @@ int wsgi_watchdog_start(const struct tf_config *cfg, char *err, size_t errlen);
 /* Before wsgi_watchdog_start: fn(completed) is called on the watchdog
  * thread, without the GIL or any lock, after a scan raised RequestTimeout in
  * one request or more (whether the app then swallows it or not), with how
- * many requests of this process left the registry not interrupted so far.
+ * many requests of this process had left the registry not interrupted when
+ * the earliest-begun of them began (what completed beside a cold start's
+ * first request does not make that start any shorter).
  * A worker asks its front to replace it there (the interrupt may have left
  * the app half set up); the watchdog looks at no request until fn returns. */
 void wsgi_watchdog_on_interrupt(void (*fn)(uint64_t completed));

@@ -9,6 +9,7 @@ request is kept instead (an app whose start-up outlasts the timeout would be
 replaced for ever). Without --workers nothing can replace the process: it
 keeps serving as it is.
 """
+import pathlib
 import re
 import threading
 import time
@@ -17,6 +18,7 @@ import requests
 
 from workers_util import Load, children, fetch, running, wait_for
 
+APPS = pathlib.Path(__file__).resolve().parents[2] / "tests" / "apps"
 APP = ("--app", "recycle_app:app")
 TIMEOUT = ("--request-timeout", "0.5", "--request-timeout-action", "504")
 REPLACED = re.compile(r"worker (\d+) was replaced by worker (\d+): the watchdog interrupted")
@@ -145,6 +147,58 @@ def test_a_start_up_longer_than_the_timeout_is_not_replaced_for_ever(tracfront):
     # once it has completed requests, an interrupt replaces it again
     assert get(srv, "load?s=30")[0] == 504
     assert next_replacement(srv, 3)[0] == held
+
+
+def test_requests_beside_a_cold_start_do_not_reset_the_bound(tracfront):
+    """Requests that completed while a new worker's first request still ran
+    (a health check, a fast error page beside a cold start) reset the count
+    the guard keeps: under steady traffic an app whose start-up outlasts the
+    timeout was replaced for ever (a new worker every 0.65 s). What counts is
+    what had completed before the interrupted request began."""
+    srv = start(tracfront, 1, "--threads", "4", env={"RECYCLE_FIRST_SPIN": "3"})
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                requests.get(srv.url + "pid", timeout=10)
+            except requests.RequestException:
+                pass
+    clients = [threading.Thread(target=traffic) for _ in range(3)]
+    for c in clients:
+        c.start()
+    try:
+        line = wait_for(lambda: [l for l in srv.error_log.splitlines() if HELD.search(l)], 40,
+                        "the guard's line under traffic")
+        assert len(replacements(srv)) == 3, srv.error_log[-3000:]
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for c in clients:
+            c.join()
+    assert len(replacements(srv)) == 3 and len(HELD.findall(srv.error_log)) == 1, line
+
+
+def test_a_replacement_that_could_not_start_does_not_count(tracfront, tmp_path):
+    """A worker whose replacement could not start (the app's file broken
+    since) keeps serving, and that attempt is no worker replaced: three of
+    them made the guard keep it, and it was not replaced once the app was
+    mended, until it completed a request."""
+    source = (APPS / "recycle_app.py").read_text()
+    app = tmp_path / "recycle_copy.py"
+    app.write_text(source)
+    srv = tracfront("--app", "recycle_copy:app", "--pythonpath", str(tmp_path), "--workers", "1",
+                    *TIMEOUT)
+    (first,) = children(srv.proc.pid)
+    app.write_text(source + "\nthis is not python\n")
+    for i in range(4):
+        assert get(srv, "load?s=30")[0] == 504
+        wait_for(lambda: srv.error_log.count("no worker could start to replace it") > i, 30,
+                 "failed replacement %d" % (i + 1))
+    assert not HELD.search(srv.error_log), srv.error_log[-3000:]
+    app.write_text(source)
+    assert get(srv, "load?s=30")[0] == 504
+    assert next_replacement(srv, 0)[0] == first
 
 
 def test_the_profile_survives_a_replacement(tracfront):
