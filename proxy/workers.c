@@ -1,5 +1,6 @@
 /* workers.c — the front's worker processes (see workers.h). */
 #include "proxy/workers.h"
+#include "proxy/workers_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,65 +25,6 @@
 #define FILES_REFRESH_US 5000000u /* the app imports lazily: ask again this often */
 #define RETRY_S 5                 /* a dead worker whose replacement failed: try again */
 #define RETRY_US (RETRY_S * 1000000u)
-/* A worker whose watchdog interrupted a request is kept, not replaced, once
- * this many workers in a row in its place were replaced for an interrupt
- * before they completed a request, and it has completed none either: the
- * app's start-up outlasts --request-timeout, and each new worker would be
- * interrupted in its first request in turn. */
-#define REPLACED_UNSERVED_MAX 3u
-
-struct generation;
-
-struct worker {
-    pid_t pid;
-    char origin[48];           /* its control port: "http://127.0.0.1:PORT" */
-    int go_fd;                 /* "GO" here lets it accept on the shared socket; -1 after */
-    bool exited;               /* reaped (set under the lock) */
-    bool absorbed;             /* under the lock: the front holds what it measured */
-    bool replace_asked;        /* under the lock: its watchdog interrupted a request */
-    uint64_t completed;        /* under the lock: the requests it had completed, asking */
-    bool kept;                 /* main thread: the guard kept it (and said so) */
-    unsigned replaced_unserved; /* main thread: the workers before it in its place,
-                                 * in a row, replaced for an interrupt before they
-                                 * completed a request (REPLACED_UNSERVED_MAX) */
-    struct generation *gen;
-};
-
-struct generation {
-    unsigned number;
-    struct worker *workers;
-    unsigned n;
-    bool terminated;           /* main thread: SIGTERM sent */
-    bool one_replaced;         /* main thread: the one worker replaced in the current
-                                * generation's place (replace_one), not a generation */
-    struct tf_reload_files files; /* main thread: the app's Python files */
-    uint64_t files_at;
-    struct generation *next;   /* main thread: the retired list */
-};
-
-struct tf_workers {
-    const struct tf_config *cfg;   /* read-only */
-    char **argv;                   /* this program's argv + --worker + the pinned flags */
-    int argc;                      /* of this program's own, without the pinned flags
-                                    * (tf_front_keys_read) */
-    char **pinned;                 /* tf_front_pinned_flags' */
-    char **keys_at_start;          /* tf_front_keys_read's at start; NULL without --config */
-    int listen_fd;                 /* the public socket every worker accepts on; -1 once closed */
-    int nonces_fd;                 /* the Digest nonces' table they share, or -1 */
-    char fd_env[48], port_env[48], control_env[48], secret_env[96], nonces_env[48];
-    pthread_mutex_t lock;          /* guards current and the retired list (read by the
-                                    * control server; only the main thread changes them) */
-    struct generation *current;
-    struct generation *retired;
-    /* main thread only: */
-    unsigned next_number;
-    struct tf_reload_watch watched; /* --reload: what changes from its mark on */
-    uint64_t last_attempt;         /* monotonic us of the last reload */
-    struct tf_unavailable *unavailable; /* answering 503 while no worker is alive, or NULL */
-    void (*on_new_worker)(const char *origin);
-    void (*on_lost_worker)(const char *origin);
-};
-
 /* --- spawning -------------------------------------------------------------- */
 
 /* 16 random bytes as hex; -1 when the system has no randomness to give. */
@@ -118,8 +60,7 @@ static void kill_and_reap(struct tf_workers *w, struct generation *g)
         }
 }
 
-/* Has this child ended (a zombie not reaped yet)? It stays to be reaped. */
-static bool has_ended(pid_t pid)
+bool tf_workers_has_ended(pid_t pid)
 {
     siginfo_t info = { 0 };
     return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
@@ -166,7 +107,7 @@ static void quiesce(struct tf_workers *w, struct generation *g, const char *why)
                      "SIGTERM)", why);
     int sig = tf_fetch_all_or_signal(origins, n, "POST", path, TF_FETCH_QUICK_MS, f);
     for (size_t i = 0; i < n; i++) {
-        if (!sig && !f[i].status && has_ended(asked[i]->pid))
+        if (!sig && !f[i].status && tf_workers_has_ended(asked[i]->pid))
             tf_log_info("%s: worker %d had exited when asked to stop accepting", why,
                         (int)asked[i]->pid);
         else if (!sig && f[i].status != 303 && f[i].status != 202)
@@ -214,11 +155,8 @@ static unsigned wait_ready(int fd, uint64_t deadline, struct tf_signals_held *se
     }
 }
 
-/* Start n processes and wait until each says "READY PORT" (the caller
- * numbers the generation). On SIGINT/SIGTERM meanwhile: NULL with *stop
- * set to it (and err empty). */
-static struct generation *spawn_generation(struct tf_workers *w, unsigned n, int *stop,
-                                           char *err, size_t errlen)
+struct generation *tf_workers_spawn(struct tf_workers *w, unsigned n, int *stop, char *err,
+                                    size_t errlen)
 {
     *stop = 0;
     struct generation *g = calloc(1, sizeof(*g));
@@ -345,11 +283,8 @@ static void reload_failed(struct tf_workers *w, const char *err)
                  w->unavailable ? "clients get a 503" : "connections wait", RETRY_S);
 }
 
-/* The workers of g (current already) not told to go yet take over from
- * old (retired already; or NULL): a new generation, or one new worker in
- * an old one's place (replace_one). */
-static void take_over(struct tf_workers *w, struct generation *g, struct generation *old,
-                      const char *why)
+void tf_workers_take_over(struct tf_workers *w, struct generation *g, struct generation *old,
+                          const char *why)
 {
     /* after they are current: a Start/Stop from now on reaches them as well */
     for (unsigned i = 0; w->on_new_worker && i < g->n; i++)
@@ -382,7 +317,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
     }
     mark_checked(w); /* what changes from now on starts the next reload */
     w->last_attempt = tf_now_us();
-    struct generation *g = spawn_generation(w, w->cfg->workers, &stop, err, sizeof(err));
+    struct generation *g = tf_workers_spawn(w, w->cfg->workers, &stop, err, sizeof(err));
     if (!g && !stop) {
         reload_failed(w, err);
         tf_notify(asked ? "READY=1\nSTATUS=reload failed (see the error log)"
@@ -399,7 +334,7 @@ void tf_workers_reload(struct tf_workers *w, const char *why, bool asked)
         w->retired = old;
     }
     pthread_mutex_unlock(&w->lock);
-    take_over(w, g, old, "reload");
+    tf_workers_take_over(w, g, old, "reload");
     tf_log_info("reload: new workers are serving (generation %u)", g->number);
     char done[100];
     snprintf(done, sizeof(done), "%sSTATUS=new workers are serving (generation %u)",
@@ -509,106 +444,6 @@ static bool has_dead_worker(const struct generation *g)
     return false;
 }
 
-/* Replace worker slot of the current generation the way a reload replaces
- * a generation, with a generation of one: once the new worker is ready, it
- * takes the old one's place in the current generation, and the old one, in
- * the new one's generation, retires (take_over: it stops accepting, the new
- * one starts, and it finishes its requests, hands its profile over and
- * exits). false if a SIGINT/SIGTERM came while the new one started
- * (pending again; the old one stays). */
-static bool replace_one(struct tf_workers *w, unsigned slot, uint64_t completed)
-{
-    char err[512] = "";
-    int stop;
-    struct generation *g = w->current;
-    pid_t old_pid = g->workers[slot].pid;
-    struct generation *fresh = spawn_generation(w, 1, &stop, err, sizeof(err));
-    if (!fresh) {
-        if (!stop)
-            tf_log_error("worker %d: the watchdog interrupted a request in it, but no worker "
-                         "could start to replace it (%s); it keeps serving", (int)old_pid, err);
-        return !stop;
-    }
-    pthread_mutex_lock(&w->lock); /* the control server lists the workers */
-    struct worker old = g->workers[slot];
-    g->workers[slot] = fresh->workers[0];
-    g->workers[slot].gen = g;
-    /* one more in a row replaced before completing a request, or none */
-    g->workers[slot].replaced_unserved = completed ? 0 : old.replaced_unserved + 1;
-    fresh->workers[0] = old;
-    fresh->workers[0].gen = fresh;
-    fresh->number = g->number;
-    fresh->one_replaced = true;
-    fresh->next = w->retired;
-    w->retired = fresh;
-    pthread_mutex_unlock(&w->lock);
-    bool gone = has_ended(old_pid); /* died while its replacement started */
-    take_over(w, g, fresh, "replacement");
-    tf_log_warn("worker %d was replaced by worker %d: the watchdog interrupted a request in it "
-                "(--request-timeout-action 504), which may have left the app half done there; "
-                "%s", (int)old_pid, (int)g->workers[slot].pid,
-                gone ? "it had exited meanwhile" : "it finishes its other requests and exits");
-    return true;
-}
-
-/* May worker k, which asked after its watchdog interrupted a request with
- * completed requests done, be replaced? Not when the REPLACED_UNSERVED_MAX
- * workers before it in its place were replaced before they completed a
- * request, and it has completed none either (said once per worker). */
-static bool may_replace(const struct tf_workers *w, struct worker *k, uint64_t completed)
-{
-    if (completed)
-        k->replaced_unserved = 0;
-    else if (k->replaced_unserved >= REPLACED_UNSERVED_MAX) {
-        if (!k->kept)
-            tf_log_error("worker %d is not replaced, although the watchdog interrupted a request "
-                         "in it: the %u workers before it in its place were each interrupted "
-                         "before they completed a request (does the app's start-up take longer "
-                         "than --request-timeout %gs?); it keeps serving with what the interrupt "
-                         "left half done, and is replaced at an interrupt once it has completed "
-                         "a request (SIGHUP replaces every worker now)", (int)k->pid,
-                         k->replaced_unserved, w->cfg->request_timeout);
-        k->kept = true;
-        return false;
-    }
-    return true; /* replace_one counts it once a worker has replaced it */
-}
-
-/* Replace the current workers that asked (tf_workers_ask_replace), one at
- * a time. false if a SIGINT/SIGTERM came meanwhile (pending again). */
-static bool replace_interrupted(struct tf_workers *w)
-{
-    for (unsigned i = 0; w->current && i < w->current->n; i++) {
-        struct worker *k = &w->current->workers[i];
-        pthread_mutex_lock(&w->lock);
-        bool asked = k->replace_asked && !k->exited;
-        uint64_t completed = k->completed;
-        k->replace_asked = false;
-        pthread_mutex_unlock(&w->lock);
-        if (asked && may_replace(w, k, completed) && !replace_one(w, i, completed))
-            return false;
-    }
-    return true;
-}
-
-bool tf_workers_ask_replace(struct tf_workers *w, const char *origin, uint64_t completed)
-{
-    struct generation *g;
-    struct worker *k = NULL;
-    pthread_mutex_lock(&w->lock);
-    for (unsigned i = 0; (g = w->current) && !k && i < g->n; i++)
-        if (!g->workers[i].exited && !strcmp(g->workers[i].origin, origin))
-            k = &g->workers[i];
-    if (k) {
-        k->replace_asked = true;
-        k->completed = completed;
-    }
-    pthread_mutex_unlock(&w->lock);
-    if (k) /* the main thread ticks on SIGCHLD: it replaces it now, not in a second */
-        tf_signals_requeue(SIGCHLD);
-    return k != NULL;
-}
-
 void tf_workers_tick(struct tf_workers *w)
 {
     int status;
@@ -631,7 +466,7 @@ void tf_workers_tick(struct tf_workers *w)
         }
     }
     retire(w);
-    if (!why[0] && w->current && !replace_interrupted(w)) /* a stop came meanwhile */
+    if (!why[0] && w->current && !tf_workers_replace_interrupted(w)) /* a stop came meanwhile */
         return;
     if (!why[0] && w->current && has_dead_worker(w->current) &&
         tf_now_us() - w->last_attempt >= RETRY_US)
@@ -729,7 +564,7 @@ int tf_workers_begin(struct tf_workers *w, unsigned public_port, unsigned contro
     mark_checked(w);
     err[0] = 0;
     int stop;
-    struct generation *g = spawn_generation(w, w->cfg->workers, &stop, err, errlen);
+    struct generation *g = tf_workers_spawn(w, w->cfg->workers, &stop, err, errlen);
     if (!g)
         return stop ? 1 : -1;
     g->number = ++w->next_number;

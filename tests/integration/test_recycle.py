@@ -16,7 +16,7 @@ import time
 
 import requests
 
-from workers_util import Load, children, fetch, running, wait_for
+from workers_util import Load, busy_calls, children, fetch, running, settle, wait_for
 
 APPS = pathlib.Path(__file__).resolve().parents[2] / "tests" / "apps"
 APP = ("--app", "recycle_app:app")
@@ -44,24 +44,9 @@ def next_replacement(srv, seen):
     return wait_for(lambda: replacements(srv)[seen:], 30, "replacement %d" % (seen + 1))[0]
 
 
-def busy_calls(srv):
-    doc = requests.get(srv.url + "__profile__/api/functions",
-                       params={"filter": r"\(busy\)$"}, timeout=30).json()
-    return sum(f["ncalls"] for f in doc["functions"] if f["name"] == "busy")
-
-
 def route_count(srv, route):
     routes = requests.get(srv.url + "__profile__/api/latency", timeout=10).json()["routes"]
     return sum(r["count"] for r in routes if r["route"] == route)
-
-
-def settle(fn, expected, timeout=10):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value == expected or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_an_interrupted_worker_is_replaced_by_a_clean_one(tracfront):
@@ -208,7 +193,7 @@ def test_the_profile_survives_a_replacement(tracfront):
     for _ in range(20):
         assert get(srv, "work?n=3000")[0] == 200
         k += 1
-    assert settle(lambda: busy_calls(srv), k) == k
+    assert settle(lambda: busy_calls(srv), k, 10) == k
     assert get(srv, "load?s=30")[0] == 504
     old, new = next_replacement(srv, 0)
     assert old in before and new not in before
@@ -217,8 +202,8 @@ def test_the_profile_survives_a_replacement(tracfront):
     assert route_count(srv, "/work") == k, "the replacement lost the old worker's latency"
     for _ in range(10):
         assert get(srv, "work?n=3000")[0] == 200
-    assert settle(lambda: busy_calls(srv), k + 10) == k + 10
-    assert settle(lambda: route_count(srv, "/work"), k + 10) == k + 10
+    assert settle(lambda: busy_calls(srv), k + 10, 10) == k + 10
+    assert settle(lambda: route_count(srv, "/work"), k + 10, 10) == k + 10
 
 
 def test_a_client_cannot_ask_for_a_replacement(tracfront):

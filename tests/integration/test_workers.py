@@ -25,8 +25,8 @@ import requests
 
 from busy_tree_util import check_the_page_during_exports
 from conftest import BINARY
-from workers_util import (APP, children, concurrently, descendants, fetch, memory_kib,
-                          peak_from_now, proc_stat, running, wait_for)
+from workers_util import (APP, busy_calls, children, concurrently, descendants, fetch,
+                          memory_kib, peak_from_now, proc_stat, running, settle, wait_for)
 
 
 def workers(tracfront, n=2, *extra, **kw):
@@ -209,12 +209,6 @@ def test_verified_user_reaches_the_worker(tracfront, tmp_path):
 
 # --- one profile for the whole server ----------------------------------------
 
-def busy_calls(srv):
-    doc = requests.get(srv.url + "__profile__/api/functions",
-                       params={"filter": r"\(busy\)$"}, timeout=30).json()
-    return sum(f["ncalls"] for f in doc["functions"] if f["name"] == "busy")
-
-
 def work_on_both(srv, rounds=10):
     """Concurrent /work requests until both workers have run some; return how many were made."""
     made, pids = 0, set()
@@ -226,16 +220,6 @@ def work_on_both(srv, rounds=10):
         if len(pids) == 2:
             return made
     raise AssertionError("every /work request went to one worker: %s" % pids)
-
-
-def settle(fn, expected, timeout=5):
-    """fn() once it equals expected (profiles arrive when requests complete), else its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value == expected or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def test_function_profile_is_the_merge_of_all_workers(tracfront, tmp_path):

@@ -153,3 +153,20 @@ class Load:
 
     def count(self):
         return sum(len(log) for log in self.log)
+
+
+def settle(fn, expected, timeout=5):
+    """fn() once it equals expected (profiles arrive when requests complete), else its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value == expected or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def busy_calls(srv):
+    """Calls of the test apps' busy() in the profile the front shows."""
+    doc = requests.get(srv.url + "__profile__/api/functions",
+                       params={"filter": r"\(busy\)$"}, timeout=30).json()
+    return sum(f["ncalls"] for f in doc["functions"] if f["name"] == "busy")
