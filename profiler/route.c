@@ -60,12 +60,30 @@ static bool is_id(const char *s, size_t n)
     return len == 36 && dashes == 4;               /* UUID */
 }
 
+/* The run of bytes >= 0x80 at s[i..n), each raw or escaped (%XX), up to 4:
+ * their values in seq (0-ended), each one's width in s in width[]. */
+static void high_bytes(const char *s, size_t n, size_t i, unsigned char seq[5], size_t width[4])
+{
+    size_t m = 0;
+    for (int b; m < 4 && i < n; m++) {
+        if ((b = escaped_byte(s, n, i)) >= 0x80)
+            seq[m] = (unsigned char)b, width[m] = 3;
+        else if (b < 0 && (unsigned char)s[i] >= 0x80)
+            seq[m] = (unsigned char)s[i], width[m] = 1;
+        else
+            break;
+        i += width[m];
+    }
+    seq[m] = 0;
+}
+
 /* Copy the segment s[0..n) into out[0..room), escapes decoded as the file
  * comment says: non-ASCII ones only when they spell well-formed UTF-8 (else
  * /raw%FF and /raw%FE would read alike once shown as text); a raw byte that
  * is not part of well-formed UTF-8 is written as its escape, so a raw /x\xff
  * and /x%FF are one route (two keys would be one series in a Prometheus
- * label, which spells such a byte so). Returns its length there, or
+ * label, which spells such a byte so), and a sequence spelled partly raw,
+ * partly escaped is decoded as either. Returns its length there, or
  * SIZE_MAX if it does not fit. */
 static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
 {
@@ -75,25 +93,19 @@ static size_t copy_segment(const char *s, size_t n, char *out, size_t room)
         char put[4] = { s[i] };
         size_t k = 1, used = 1;
         int b = escaped_byte(s, n, i);
-        if (b >= 0x80) {
-            unsigned char seq[5] = { 0 }; /* the run of escapes: one UTF-8 sequence? */
-            for (size_t j = 0; j < 4 && (b = escaped_byte(s, n, i + 3 * j)) >= 0x80; j++)
-                seq[j] = (unsigned char)b;
+        if (b >= 0x80 || (b < 0 && (unsigned char)s[i] >= 0x80)) {
+            unsigned char seq[5]; /* the run of non-ASCII bytes: one UTF-8 sequence? */
+            size_t width[4];
+            high_bytes(s, n, i, seq, width);
             k = prof_utf8_sequence(seq);
-            if (k > 1)
-                memcpy(put, seq, k), used = 3 * k;
-            else
-                put[0] = '%', put[1] = hex[seq[0] >> 4], put[2] = hex[seq[0] & 15], k = 3,
-                used = 3;
-        } else if (b < 0 && (unsigned char)s[i] >= 0x80) {
-            unsigned char seq[5] = { 0 }; /* raw bytes: one UTF-8 sequence? */
-            for (size_t j = 0; j < 4 && i + j < n && (unsigned char)s[i + j] >= 0x80; j++)
-                seq[j] = (unsigned char)s[i + j];
-            k = prof_utf8_sequence(seq);
-            if (k > 1)
-                memcpy(put, seq, k), used = k;
-            else
+            used = width[0];
+            if (k > 1) {
+                memcpy(put, seq, k);
+                for (size_t j = 1; j < k; j++)
+                    used += width[j];
+            } else {
                 put[0] = '%', put[1] = hex[seq[0] >> 4], put[2] = hex[seq[0] & 15], k = 3;
+            }
         } else if (b >= 0) {
             unsigned char letter = (unsigned char)(b | 0x20);
             if ((b >= '0' && b <= '9') || (letter >= 'a' && letter <= 'z') ||

@@ -188,6 +188,7 @@ int tf_head_take(struct tf_request *req, const char *method, const char *version
         tf_head_layout_start(&w.layout, method, req->wire_target, req->wire_target_len, version,
                              size ? size->header_size : 0);
     }
+    req->wire_target = NULL; /* libmicrohttpd's buffer: not to be read past this call */
     if (origin_form(req, &w) < 0)
         return 500;
     tf_framing_init(&w.framing);

@@ -51,6 +51,8 @@ static void test_percent_escapes(void **state)
     expect_key("/raw%FF", "/raw%FF");
     expect_key("/raw\xff", "/raw%FF"); /* a raw byte that is not UTF-8: as its escape */
     expect_key("/x\xc3\xa9\xff\xc3", "/x\xc3\xa9%FF%C3");
+    expect_key("/y\xc3%A9", "/y\xc3\xa9"); /* one character, spelled half raw */
+    expect_key("/y%C3\xa9\xff", "/y\xc3\xa9%FF");
     expect_key("/raw%fe", "/raw%FE");
     expect_key("/x%C3", "/x%C3");                      /* cut short */
     expect_key("/x%C3%A9%FF", "/x\xc3\xa9%FF");
